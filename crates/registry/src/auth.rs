@@ -1,0 +1,208 @@
+//! Authentication of registry clients and the one authorization point.
+//!
+//! Clients authenticate with HTTP Basic: user `AWS` and a password minted by
+//! `GetAuthorizationToken` (an HMAC, keyed with the server-wide token secret, over the principal
+//! and an expiry 12 hours out, so it survives restarts), or an access key id and its secret.
+//! Every route then calls [`authorize`] with the principal, the action and the repository; the
+//! IAM work plugs policies in there.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sha2::Digest as _;
+use subtle::ConstantTimeEq;
+
+use crate::error::RegistryError;
+
+/// How long a minted registry password is valid, as on ECR.
+pub const TOKEN_VALIDITY_SECS: u64 = 12 * 3600;
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The access key id the caller authenticated as (directly, or through a minted token).
+    pub access_key_id: String,
+}
+
+/// What a caller wants to do to a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryAction {
+    /// Read manifests, blobs, tags, referrers.
+    Pull,
+    /// Upload blobs, push manifests and tags.
+    Push,
+    /// Delete manifests, tags or blobs.
+    Delete,
+    /// Create, delete or reconfigure repositories (ECR API).
+    Manage,
+    /// Read repository metadata (ECR API describe/list).
+    Describe,
+}
+
+impl RegistryAction {
+    /// The closest IAM action, for logs and for the policy check to come.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryAction::Pull => "ecr:BatchGetImage",
+            RegistryAction::Push => "ecr:PutImage",
+            RegistryAction::Delete => "ecr:BatchDeleteImage",
+            RegistryAction::Manage => "ecr:CreateRepository",
+            RegistryAction::Describe => "ecr:DescribeRepositories",
+        }
+    }
+}
+
+/// The single authorization decision for every registry route and ECR operation.
+/// Any authenticated principal is allowed for now; IAM policies plug in here.
+pub fn authorize(
+    principal: &Principal,
+    action: RegistryAction,
+    repository: Option<&str>,
+) -> Result<(), RegistryError> {
+    tracing::trace!(
+        principal = %principal.access_key_id,
+        action = action.as_str(),
+        repository = repository.unwrap_or("*"),
+        "authorized"
+    );
+    Ok(())
+}
+
+fn sha256(parts: &[&[u8]]) -> Vec<u8> {
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().to_vec()
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        let d = sha256(&[key]);
+        k[..d.len()].copy_from_slice(&d);
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = sha256(&[&ipad, msg]);
+    sha256(&[&opad, &inner])
+}
+
+/// Mints and checks registry passwords.
+#[derive(Clone)]
+pub struct TokenSigner {
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSigner(..)")
+    }
+}
+
+impl TokenSigner {
+    pub fn new(secret: Vec<u8>) -> Self {
+        Self { secret }
+    }
+
+    fn mac(&self, principal: &str, expires_at: u64) -> Vec<u8> {
+        hmac_sha256(
+            &self.secret,
+            format!("gantry-registry-v1\n{principal}\n{expires_at}").as_bytes(),
+        )
+    }
+
+    /// A password for `principal` valid until `expires_at` (epoch seconds). It contains only
+    /// `[A-Za-z0-9._-]`, never `:`.
+    pub fn mint(&self, principal: &str, expires_at: u64) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(principal),
+            expires_at,
+            URL_SAFE_NO_PAD.encode(self.mac(principal, expires_at))
+        )
+    }
+
+    /// The `authorizationToken` of `GetAuthorizationToken`: `base64("AWS:" + password)`.
+    pub fn authorization_token(&self, principal: &str, expires_at: u64) -> String {
+        STANDARD.encode(format!("AWS:{}", self.mint(principal, expires_at)))
+    }
+
+    /// The principal a password was minted for, when it is authentic and not expired at `now`.
+    pub fn verify(&self, password: &str, now: u64) -> Option<Principal> {
+        let mut parts = password.split('.');
+        let (p, e, m) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let principal = String::from_utf8(URL_SAFE_NO_PAD.decode(p).ok()?).ok()?;
+        let expires_at: u64 = e.parse().ok()?;
+        let mac = URL_SAFE_NO_PAD.decode(m).ok()?;
+        let ok: bool = self.mac(&principal, expires_at).ct_eq(&mac).into();
+        (ok && now < expires_at).then_some(Principal {
+            access_key_id: principal,
+        })
+    }
+}
+
+/// Splits an `Authorization: Basic ...` header into user and password.
+pub(crate) fn parse_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+/// Constant-time string equality.
+pub(crate) fn ct_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_roundtrip_and_expiry() {
+        let s = TokenSigner::new(b"secret".to_vec());
+        let pw = s.mint("AKIDEXAMPLE", 1000);
+        assert!(!pw.contains(':'));
+        assert_eq!(s.verify(&pw, 999).unwrap().access_key_id, "AKIDEXAMPLE");
+        assert!(s.verify(&pw, 1000).is_none());
+        let other = TokenSigner::new(b"other".to_vec());
+        assert!(other.verify(&pw, 10).is_none());
+        let tampered = pw.replacen("1000", "2000", 1);
+        assert!(s.verify(&tampered, 10).is_none());
+    }
+
+    #[test]
+    fn authorization_token_decodes_like_the_cli() {
+        let s = TokenSigner::new(b"k".to_vec());
+        let tok = s.authorization_token("AK", 5);
+        let decoded = String::from_utf8(STANDARD.decode(tok).unwrap()).unwrap();
+        let parts: Vec<&str> = decoded.split(':').collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], "AWS");
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn parses_basic() {
+        let h = format!("Basic {}", STANDARD.encode("AWS:pw"));
+        assert_eq!(parse_basic(&h), Some(("AWS".into(), "pw".into())));
+        assert_eq!(parse_basic("Bearer x"), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! The registry's error type and its two wire mappings: OCI distribution error bodies and ECR
+//! exception names. Both mappings live here and nowhere else.
+
+use gantry_store::StoreError;
+
+use crate::digest::DigestError;
+
+/// Everything that can go wrong in the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The repository does not exist (never created, or deleted).
+    #[error("repository {0} does not exist")]
+    NameUnknown(String),
+    /// The repository name is not a valid repository name.
+    #[error("invalid repository name {0:?}")]
+    NameInvalid(String),
+    /// The blob is not stored in (or not linked to) the repository.
+    #[error("blob {0} is unknown to this repository")]
+    BlobUnknown(String),
+    /// The upload session does not exist (finished, cancelled, purged, or never started).
+    #[error("upload {0} does not exist")]
+    BlobUploadUnknown(String),
+    /// The upload request is malformed (bad `Content-Range`, missing digest, ...).
+    #[error("invalid upload: {0}")]
+    BlobUploadInvalid(String),
+    /// A chunk did not start at the session's current offset; carries that offset.
+    #[error("chunk starts at {got}, upload is at {offset}")]
+    RangeInvalid { offset: u64, got: u64 },
+    /// The uploaded bytes do not hash to the digest the client gave.
+    #[error("uploaded content has digest {actual}, not {expected}")]
+    BlobDigestMismatch { expected: String, actual: String },
+    /// A digest is malformed or uses an unsupported algorithm.
+    #[error(transparent)]
+    DigestInvalid(#[from] DigestError),
+    /// A manifest was pushed by digest and its bytes hash to another digest.
+    #[error("manifest has digest {actual}, not {expected}")]
+    ManifestDigestMismatch { expected: String, actual: String },
+    /// The manifest cannot be parsed or is not one of the supported media types.
+    #[error("invalid manifest: {0}")]
+    ManifestInvalid(String),
+    /// A manifest references a blob (config or layer) the repository does not have.
+    #[error("manifest references unknown blob {0}")]
+    ManifestBlobUnknown(String),
+    /// An index references a child manifest the repository does not have.
+    #[error("index references unknown manifest {0}")]
+    ManifestChildUnknown(String),
+    /// No manifest with this tag or digest exists in the repository.
+    #[error("manifest {0} is unknown to this repository")]
+    ManifestUnknown(String),
+    /// The tag is not a valid tag.
+    #[error("invalid tag {0:?}")]
+    TagInvalid(String),
+    /// The tag exists, points elsewhere, and the repository's tags are immutable.
+    #[error("tag {tag} already exists in immutable repository {repository}")]
+    TagImmutable { repository: String, tag: String },
+    /// A request body or parameter is too large.
+    #[error("too large: {0}")]
+    SizeInvalid(String),
+    /// No or invalid credentials.
+    #[error("authentication required")]
+    Unauthorized,
+    /// Authenticated, but not allowed.
+    #[error("access denied: {0}")]
+    Denied(String),
+    /// The operation is not supported by this registry.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A request parameter is invalid (ECR `InvalidParameterException`).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// A tag (resource tag) parameter is invalid.
+    #[error("{0}")]
+    InvalidTagParameter(String),
+    /// More resource tags than allowed.
+    #[error("{0}")]
+    TooManyTags(String),
+    /// `CreateRepository` for a name that exists.
+    #[error("repository {0} already exists")]
+    RepositoryAlreadyExists(String),
+    /// `DeleteRepository` without `force` on a repository that holds images.
+    #[error("repository {0} is not empty; use force to delete it with its images")]
+    RepositoryNotEmpty(String),
+    /// No repository policy set.
+    #[error("repository {0} has no repository policy")]
+    RepositoryPolicyNotFound(String),
+    /// `PutImage` of a manifest (and tag) that is already there.
+    #[error("image {0} already exists")]
+    ImageAlreadyExists(String),
+    /// `CompleteLayerUpload` of a layer the repository already has.
+    #[error("layer {0} already exists in the repository")]
+    LayerAlreadyExists(String),
+    /// `CompleteLayerUpload` of an upload that received no bytes.
+    #[error("upload {0} is empty")]
+    EmptyUpload(String),
+    /// The metadata store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Reading or writing blob data failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Compare-and-swap kept conflicting; the request can be retried.
+    #[error("too much contention on {0}, retry")]
+    Contention(String),
+    /// An internal invariant failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RegistryError {
+    /// The OCI distribution error code (`errors[].code`).
+    pub fn oci_code(&self) -> &'static str {
+        use RegistryError::*;
+        match self {
+            NameUnknown(_) => "NAME_UNKNOWN",
+            NameInvalid(_) => "NAME_INVALID",
+            BlobUnknown(_) => "BLOB_UNKNOWN",
+            BlobUploadUnknown(_) => "BLOB_UPLOAD_UNKNOWN",
+            BlobUploadInvalid(_) | RangeInvalid { .. } | EmptyUpload(_) => "BLOB_UPLOAD_INVALID",
+            BlobDigestMismatch { .. } | DigestInvalid(_) | ManifestDigestMismatch { .. } => {
+                "DIGEST_INVALID"
+            }
+            ManifestInvalid(_) => "MANIFEST_INVALID",
+            ManifestBlobUnknown(_) | ManifestChildUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
+            ManifestUnknown(_) => "MANIFEST_UNKNOWN",
+            TagInvalid(_) | TagImmutable { .. } => "TAG_INVALID",
+            SizeInvalid(_) => "SIZE_INVALID",
+            Unauthorized => "UNAUTHORIZED",
+            Denied(_) => "DENIED",
+            Unsupported(_) => "UNSUPPORTED",
+            Contention(_) => "TOOMANYREQUESTS",
+            InvalidParameter(_)
+            | InvalidTagParameter(_)
+            | TooManyTags(_)
+            | RepositoryAlreadyExists(_)
+            | RepositoryNotEmpty(_)
+            | RepositoryPolicyNotFound(_)
+            | ImageAlreadyExists(_)
+            | LayerAlreadyExists(_) => "DENIED",
+            Store(_) | Io(_) | Internal(_) => "UNKNOWN",
+        }
+    }
+
+    /// The HTTP status of the OCI error response.
+    pub fn http_status(&self) -> http::StatusCode {
+        use RegistryError::*;
+        use http::StatusCode as S;
+        match self {
+            NameUnknown(_) | BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) => {
+                S::NOT_FOUND
+            }
+            RangeInvalid { .. } => S::RANGE_NOT_SATISFIABLE,
+            Unauthorized => S::UNAUTHORIZED,
+            Denied(_) => S::FORBIDDEN,
+            Unsupported(_) => S::METHOD_NOT_ALLOWED,
+            SizeInvalid(_) => S::PAYLOAD_TOO_LARGE,
+            Contention(_) => S::TOO_MANY_REQUESTS,
+            RepositoryAlreadyExists(_) | ImageAlreadyExists(_) | LayerAlreadyExists(_) => {
+                S::CONFLICT
+            }
+            Store(_) | Io(_) | Internal(_) => S::INTERNAL_SERVER_ERROR,
+            _ => S::BAD_REQUEST,
+        }
+    }
+
+    /// The ECR exception name (`__type`) and whether it is a server fault.
+    pub fn ecr_code(&self) -> (&'static str, bool) {
+        use RegistryError::*;
+        let code = match self {
+            NameUnknown(_) => "RepositoryNotFoundException",
+            BlobUnknown(_) | ManifestBlobUnknown(_) => "LayersNotFoundException",
+            ManifestChildUnknown(_) => "ReferencedImagesNotFoundException",
+            BlobUploadUnknown(_) => "UploadNotFoundException",
+            BlobUploadInvalid(_) | RangeInvalid { .. } => "InvalidLayerPartException",
+            BlobDigestMismatch { .. } => "InvalidLayerException",
+            ManifestDigestMismatch { .. } => "ImageDigestDoesNotMatchException",
+            ManifestUnknown(_) => "ImageNotFoundException",
+            TagImmutable { .. } => "ImageTagAlreadyExistsException",
+            TooManyTags(_) => "TooManyTagsException",
+            InvalidTagParameter(_) => "InvalidTagParameterException",
+            RepositoryAlreadyExists(_) => "RepositoryAlreadyExistsException",
+            RepositoryNotEmpty(_) => "RepositoryNotEmptyException",
+            RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
+            ImageAlreadyExists(_) => "ImageAlreadyExistsException",
+            LayerAlreadyExists(_) => "LayerAlreadyExistsException",
+            EmptyUpload(_) => "EmptyUploadException",
+            Unauthorized | Denied(_) => "AccessDeniedException",
+            Unsupported(_) => "ValidationException",
+            Contention(_) => "LimitExceededException",
+            NameInvalid(_) | DigestInvalid(_) | ManifestInvalid(_) | TagInvalid(_)
+            | SizeInvalid(_) | InvalidParameter(_) => "InvalidParameterException",
+            Store(_) | Io(_) | Internal(_) => return ("ServerException", true),
+        };
+        (code, false)
+    }
+
+    pub(crate) fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Store(_) | RegistryError::Io(_) | RegistryError::Internal(_)
+        )
+    }
+}

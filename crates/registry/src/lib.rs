@@ -1,0 +1,242 @@
+//! Gantry's image registry: the OCI distribution API (`/v2/`, what `docker push`/`pull` and
+//! `skopeo` speak) and the ECR JSON API (`AmazonEC2ContainerRegistry_V20150921`) over one image
+//! store.
+//!
+//! * Metadata (repositories, manifests stored byte-exact, tags, repository→blob links,
+//!   referrers) lives in the [`gantry_store::Store`] under `ecr/...`, written with
+//!   compare-and-swap transactions (see `meta.rs` for the key layout).
+//! * Blob bytes live in a [`BlobStore`] ([`FsBlobStore`] on the local filesystem): content
+//!   addressed, uploads hashed while streamed, verified, fsync'd and renamed into place.
+//! * One authorization point ([`auth::authorize`]) for every route and operation.
+//! * [`Registry::run_maintenance`] purges abandoned upload sessions and collects unreferenced
+//!   blobs after a grace period.
+//!
+//! Must not depend on Docker.
+
+pub mod auth;
+pub mod blob;
+mod core;
+pub mod digest;
+mod ecr;
+mod error;
+mod gc;
+mod http_api;
+pub mod manifest;
+mod meta;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_aws_proto::AwsError;
+use gantry_aws_proto::sigv4::CredentialProvider;
+use gantry_store::Store;
+
+pub use crate::auth::{Principal, RegistryAction, TokenSigner, authorize};
+pub use crate::blob::{BlobStore, FsBlobStore};
+pub use crate::core::Reference;
+pub use crate::digest::{Algorithm, Digest};
+pub use crate::ecr::{
+    IMPLEMENTED_OPERATIONS as ECR_IMPLEMENTED_OPERATIONS, MODEL_OPERATIONS as ECR_MODEL_OPERATIONS,
+};
+pub use crate::error::RegistryError;
+pub use crate::gc::GcReport;
+
+/// Static configuration of the registry.
+#[derive(Clone)]
+pub struct RegistryConfig {
+    /// Blobs and upload sessions live under this directory.
+    pub data_dir: PathBuf,
+    /// The AWS account id (`registryId`).
+    pub account_id: String,
+    /// Server-wide secret keying the registry passwords; stable across restarts.
+    pub token_secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("data_dir", &self.data_dir)
+            .field("account_id", &self.account_id)
+            .field("token_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Tunables with production defaults; tests shorten them.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    /// Upload sessions idle for longer are purged.
+    pub upload_ttl: Duration,
+    /// Blobs (and repository links) younger than this are never collected.
+    pub gc_grace: Duration,
+    /// Time between two maintenance passes.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            upload_ttl: Duration::from_secs(24 * 3600),
+            gc_grace: Duration::from_secs(3600),
+            maintenance_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Per-call context of an ECR JSON API request.
+#[derive(Clone, Debug)]
+pub struct EcrContext {
+    /// Region from the SigV4 scope.
+    pub region: String,
+    /// The (already SigV4-verified) caller.
+    pub access_key_id: String,
+    /// host:port where /v2/ is reachable, e.g. "127.0.0.1:40123".
+    pub registry_host: String,
+}
+
+/// The registry. Cheap to share as `Arc<Registry>`.
+pub struct Registry {
+    cfg: RegistryConfig,
+    options: RegistryOptions,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    creds: Arc<dyn CredentialProvider>,
+    signer: TokenSigner,
+    blob_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("cfg", &self.cfg)
+            .field("options", &self.options)
+            .field("store", &self.store)
+            .field("blobs", &self.blobs)
+            .finish_non_exhaustive()
+    }
+}
+
+const BLOB_LOCK_STRIPES: usize = 64;
+
+impl Registry {
+    /// Opens the registry with default options and a filesystem blob store under
+    /// `cfg.data_dir`.
+    pub async fn open(
+        cfg: RegistryConfig,
+        store: Arc<dyn Store>,
+        creds: Arc<dyn CredentialProvider>,
+    ) -> Result<Arc<Self>, RegistryError> {
+        Self::open_with_options(cfg, store, creds, RegistryOptions::default()).await
+    }
+
+    /// Like [`Registry::open`], with explicit tunables.
+    pub async fn open_with_options(
+        cfg: RegistryConfig,
+        store: Arc<dyn Store>,
+        creds: Arc<dyn CredentialProvider>,
+        options: RegistryOptions,
+    ) -> Result<Arc<Self>, RegistryError> {
+        let dir = cfg.data_dir.clone();
+        let blobs = tokio::task::spawn_blocking(move || FsBlobStore::open(dir))
+            .await
+            .map_err(|e| RegistryError::Internal(format!("opening blob store: {e}")))??;
+        Ok(Self::with_blob_store(
+            cfg,
+            store,
+            creds,
+            Arc::new(blobs),
+            options,
+        ))
+    }
+
+    /// Builds a registry over any [`BlobStore`].
+    pub fn with_blob_store(
+        cfg: RegistryConfig,
+        store: Arc<dyn Store>,
+        creds: Arc<dyn CredentialProvider>,
+        blobs: Arc<dyn BlobStore>,
+        options: RegistryOptions,
+    ) -> Arc<Self> {
+        let signer = TokenSigner::new(cfg.token_secret.clone());
+        Arc::new(Self {
+            cfg,
+            options,
+            store,
+            blobs,
+            creds,
+            signer,
+            blob_locks: (0..BLOB_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
+    }
+
+    /// The axum router serving `/v2/` and `/v2/{*rest}`.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        http_api::router(self.clone())
+    }
+
+    /// One ECR JSON API call; `op` is the operation name, `body` the raw JSON body.
+    pub async fn handle_ecr(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &EcrContext,
+    ) -> Result<serde_json::Value, AwsError> {
+        ecr::handle(self, op, body, ctx).await
+    }
+
+    /// Background maintenance until `shutdown` turns true: purges upload sessions idle past
+    /// the TTL and collects unreferenced blobs past the grace period.
+    pub async fn run_maintenance(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.maintenance_pass().await {
+                Ok(report) => tracing::debug!(?report, "registry maintenance done"),
+                Err(error) => tracing::warn!(%error, "registry maintenance failed; will retry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.options.maintenance_interval) => {}
+                r = shutdown.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// One maintenance pass (upload purge then GC); exposed for tests and admin tools.
+    pub async fn maintenance_pass(&self) -> Result<GcReport, RegistryError> {
+        let purged = self.purge_uploads().await?;
+        let mut report = self.collect_garbage().await?;
+        report.uploads_purged = purged;
+        Ok(report)
+    }
+
+    /// A registry password for `principal` (what `GetAuthorizationToken` hands out, without
+    /// the `AWS:` prefix and base64), valid for 12 hours.
+    pub fn mint_password(&self, principal: &str) -> String {
+        self.signer
+            .mint(principal, unix_now() + auth::TOKEN_VALIDITY_SECS)
+    }
+
+    /// The blob store (for tests and tools).
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    fn blob_lock(&self, d: &Digest) -> &tokio::sync::Mutex<()> {
+        let idx = u8::from_str_radix(&d.hex()[..2], 16).unwrap_or(0) as usize % BLOB_LOCK_STRIPES;
+        &self.blob_locks[idx]
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
