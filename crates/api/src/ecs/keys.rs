@@ -1,0 +1,34 @@
+//! Store keys of ECS records. Every key is scoped by region, as AWS regions are separate.
+
+pub fn clusters(region: &str) -> String {
+    format!("ecs/{region}/cluster/")
+}
+
+pub fn cluster(region: &str, name: &str) -> String {
+    format!("ecs/{region}/cluster/{name}")
+}
+
+pub fn family(region: &str, family: &str) -> String {
+    format!("ecs/{region}/family/{family}")
+}
+
+/// All revisions of all families (revisions zero-padded so keys sort numerically).
+pub fn task_definitions(region: &str) -> String {
+    format!("ecs/{region}/taskdef/")
+}
+
+pub fn task_definitions_of(region: &str, family: &str) -> String {
+    format!("ecs/{region}/taskdef/{family}/")
+}
+
+pub fn task_definition(region: &str, family: &str, revision: u32) -> String {
+    format!("ecs/{region}/taskdef/{family}/{revision:010}")
+}
+
+pub fn container_instances(region: &str, cluster: &str) -> String {
+    format!("ecs/{region}/instance/{cluster}/")
+}
+
+pub fn container_instance(region: &str, cluster: &str, id: &str) -> String {
+    format!("ecs/{region}/instance/{cluster}/{id}")
+}

@@ -1,0 +1,255 @@
+//! The ECS API (`AmazonEC2ContainerServiceV20141113`): every operation of the model is listed in
+//! [`EcsOperation`]; the implemented ones live in one module per resource.
+
+mod clusters;
+mod container_instances;
+mod error;
+mod keys;
+mod tags;
+mod task_definitions;
+mod wire;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gantry_aws_proto::AwsError;
+use gantry_store::Store;
+use serde_json::Value;
+
+pub use error::EcsError;
+
+use crate::context::{IdGen, RequestContext};
+use crate::front::JsonService;
+use crate::locks::KeyedLocks;
+
+/// The `X-Amz-Target` prefix of ECS.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+
+macro_rules! operations {
+    ($($op:ident,)*) => {
+        /// Every operation of the ECS API model.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum EcsOperation { $($op,)* }
+
+        impl EcsOperation {
+            pub const ALL: &'static [EcsOperation] = &[$(EcsOperation::$op,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(EcsOperation::$op => stringify!($op),)* }
+            }
+        }
+
+        impl FromStr for EcsOperation {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $(stringify!($op) => Ok(EcsOperation::$op),)* _ => Err(()) }
+            }
+        }
+    };
+}
+
+operations! {
+AssociateGatewayWithCluster,
+ContinueServiceDeployment,
+CreateCapacityProvider,
+CreateCluster,
+CreateDaemon,
+CreateExpressGatewayService,
+CreateGateway,
+CreateService,
+CreateTaskSet,
+DeleteAccountSetting,
+DeleteAttributes,
+DeleteCapacityProvider,
+DeleteCluster,
+DeleteDaemon,
+DeleteDaemonTaskDefinition,
+DeleteExpressGatewayService,
+DeleteGateway,
+DeleteService,
+DeleteTaskDefinitions,
+DeleteTaskSet,
+DeregisterContainerInstance,
+DeregisterTaskDefinition,
+DescribeCapacityProviders,
+DescribeClusters,
+DescribeContainerInstances,
+DescribeDaemon,
+DescribeDaemonDeployments,
+DescribeDaemonRevisions,
+DescribeDaemonTaskDefinition,
+DescribeExpressGatewayService,
+DescribeGateway,
+DescribeGatewayResources,
+DescribeGatewayRoute,
+DescribeServiceDeployments,
+DescribeServiceRevisions,
+DescribeServices,
+DescribeTaskDefinition,
+DescribeTaskSets,
+DescribeTasks,
+DisassociateGatewayFromCluster,
+DiscoverPollEndpoint,
+ExecuteCommand,
+GetTaskProtection,
+ListAccountSettings,
+ListAttributes,
+ListClusters,
+ListContainerInstances,
+ListDaemonDeployments,
+ListDaemonTaskDefinitions,
+ListDaemons,
+ListGatewayClusterAssociations,
+ListGatewayRoutes,
+ListGateways,
+ListServiceDeployments,
+ListServices,
+ListServicesByNamespace,
+ListTagsForResource,
+ListTaskDefinitionFamilies,
+ListTaskDefinitions,
+ListTasks,
+PutAccountSetting,
+PutAccountSettingDefault,
+PutAttributes,
+PutClusterCapacityProviders,
+RegisterContainerInstance,
+RegisterDaemonTaskDefinition,
+RegisterTaskDefinition,
+RunTask,
+StartTask,
+StopServiceDeployment,
+StopTask,
+SubmitAttachmentStateChanges,
+SubmitContainerStateChange,
+SubmitTaskStateChange,
+TagResource,
+UntagResource,
+UpdateCapacityProvider,
+UpdateCluster,
+UpdateClusterSettings,
+UpdateContainerAgent,
+UpdateContainerInstancesState,
+UpdateDaemon,
+UpdateExpressGatewayService,
+UpdateGateway,
+UpdateService,
+UpdateServicePrimaryTaskSet,
+UpdateTaskProtection,
+UpdateTaskSet,}
+
+impl fmt::Display for EcsOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The ECS service: state in the store, ids from the generator.
+pub struct EcsService {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) ids: Arc<dyn IdGen>,
+    pub(crate) locks: KeyedLocks,
+}
+
+impl fmt::Debug for EcsService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EcsService")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl EcsService {
+    pub fn new(store: Arc<dyn Store>, ids: Arc<dyn IdGen>) -> Self {
+        Self {
+            store,
+            ids,
+            locks: KeyedLocks::default(),
+        }
+    }
+
+    /// Whether Gantry serves `op` (the rest answer `UnsupportedFeatureException`).
+    pub fn is_implemented(op: EcsOperation) -> bool {
+        use EcsOperation::*;
+        matches!(
+            op,
+            CreateCluster
+                | DescribeClusters
+                | ListClusters
+                | DeleteCluster
+                | UpdateCluster
+                | UpdateClusterSettings
+                | RegisterTaskDefinition
+                | DescribeTaskDefinition
+                | ListTaskDefinitions
+                | ListTaskDefinitionFamilies
+                | DeregisterTaskDefinition
+                | DeleteTaskDefinitions
+                | RegisterContainerInstance
+                | DeregisterContainerInstance
+                | DescribeContainerInstances
+                | ListContainerInstances
+                | UpdateContainerInstancesState
+                | PutAttributes
+                | DeleteAttributes
+                | ListAttributes
+                | TagResource
+                | UntagResource
+                | ListTagsForResource
+        )
+    }
+
+    async fn dispatch(
+        &self,
+        op: EcsOperation,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, EcsError> {
+        use EcsOperation::*;
+        match op {
+            CreateCluster => clusters::create(self, body, ctx).await,
+            DescribeClusters => clusters::describe(self, body, ctx).await,
+            ListClusters => clusters::list(self, body, ctx).await,
+            DeleteCluster => clusters::delete(self, body, ctx).await,
+            UpdateCluster => clusters::update(self, body, ctx).await,
+            UpdateClusterSettings => clusters::update_settings(self, body, ctx).await,
+            RegisterTaskDefinition => task_definitions::register(self, body, ctx).await,
+            DescribeTaskDefinition => task_definitions::describe(self, body, ctx).await,
+            ListTaskDefinitions => task_definitions::list(self, body, ctx).await,
+            ListTaskDefinitionFamilies => task_definitions::list_families(self, body, ctx).await,
+            DeregisterTaskDefinition => task_definitions::deregister(self, body, ctx).await,
+            DeleteTaskDefinitions => task_definitions::delete(self, body, ctx).await,
+            RegisterContainerInstance => container_instances::register(self, body, ctx).await,
+            DeregisterContainerInstance => container_instances::deregister(self, body, ctx).await,
+            DescribeContainerInstances => container_instances::describe(self, body, ctx).await,
+            ListContainerInstances => container_instances::list(self, body, ctx).await,
+            UpdateContainerInstancesState => {
+                container_instances::update_state(self, body, ctx).await
+            }
+            PutAttributes => container_instances::put_attributes_op(self, body, ctx).await,
+            DeleteAttributes => container_instances::delete_attributes(self, body, ctx).await,
+            ListAttributes => container_instances::list_attributes(self, body, ctx).await,
+            TagResource => tags::tag(self, body, ctx).await,
+            UntagResource => tags::untag(self, body, ctx).await,
+            ListTagsForResource => tags::list(self, body, ctx).await,
+            other => Err(EcsError::Unsupported(format!(
+                "The operation {other} is not supported by this endpoint."
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl JsonService for EcsService {
+    async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
+        let Ok(op) = op.parse::<EcsOperation>() else {
+            return Err(AwsError::client(
+                "UnknownOperationException",
+                format!("Unknown operation {TARGET_PREFIX}.{op}"),
+            ));
+        };
+        self.dispatch(op, body, ctx).await.map_err(AwsError::from)
+    }
+}

@@ -1,0 +1,147 @@
+//! Wire helpers shared by the ECS operations: body parsing, timestamps, pagination, failures and
+//! the compare-and-swap retry loop.
+
+use gantry_aws_proto::{json, pagination};
+use gantry_domain::arn::cluster_name_from_ref;
+use gantry_domain::cluster::{Cluster, ClusterStatus, DEFAULT_CLUSTER};
+use gantry_store::{Store, StoreExt, Txn, TxnOutcome, Versioned};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{EcsError, EcsService, keys};
+use crate::context::RequestContext;
+
+/// How often a compare-and-swap write is retried before giving up.
+const MAX_CAS_ATTEMPTS: usize = 64;
+
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcsError> {
+    Ok(json::parse_body(body)?)
+}
+
+/// Epoch milliseconds as the JSON protocol's epoch seconds.
+pub fn secs(ms: u64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// One `failures[]` entry.
+pub fn failure(arn: &str, reason: &str, detail: Option<&str>) -> Value {
+    let mut v = json!({"arn": arn, "reason": reason});
+    if let Some(d) = detail {
+        v["detail"] = json!(d);
+    }
+    v
+}
+
+/// The cluster a request names (default `default`).
+pub fn cluster_name(reference: Option<&str>) -> Result<String, EcsError> {
+    match reference {
+        None | Some("") => Ok(DEFAULT_CLUSTER.to_owned()),
+        Some(r) => cluster_name_from_ref(r)
+            .map_err(|_| EcsError::invalid(format!("Invalid cluster identifier: {r}"))),
+    }
+}
+
+/// Reads an ACTIVE cluster or fails with `ClusterNotFoundException`.
+pub async fn active_cluster(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<Versioned<Cluster>, EcsError> {
+    match svc
+        .store
+        .get_typed::<Cluster>(&keys::cluster(&ctx.region, name))
+        .await?
+    {
+        Some(c) if c.value.status == ClusterStatus::Active => Ok(c),
+        _ => Err(EcsError::ClusterNotFound),
+    }
+}
+
+/// Checks `maxResults` against `[1, max]`.
+pub fn max_results(v: Option<i64>, max: i64, default: i64) -> Result<usize, EcsError> {
+    match v {
+        None => Ok(default as usize),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(n) => Err(EcsError::invalid(format!(
+            "maxResults must be between 1 and {max}, but was {n}."
+        ))),
+    }
+}
+
+/// Slices sorted `(sort_key, item)` pairs into one page after `next_token`.
+pub fn paginate<T>(
+    mut items: Vec<(String, T)>,
+    next_token: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<T>, Option<String>), EcsError> {
+    let start = match next_token {
+        None | Some("") => 0,
+        Some(tok) => {
+            let after = pagination::decode_token(tok)
+                .ok_or_else(|| EcsError::invalid("Invalid nextToken.".to_owned()))?;
+            items.partition_point(|(k, _)| k.as_str() <= after.as_str())
+        }
+    };
+    let rest: Vec<(String, T)> = items.drain(start..).collect();
+    let more = rest.len() > limit;
+    let page: Vec<(String, T)> = rest.into_iter().take(limit).collect();
+    let next = if more {
+        page.last().map(|(k, _)| pagination::encode_token(k))
+    } else {
+        None
+    };
+    Ok((page.into_iter().map(|(_, v)| v).collect(), next))
+}
+
+/// Adds `nextToken` to a response when there is one.
+pub fn with_token(mut v: Value, next: Option<String>) -> Value {
+    if let Some(t) = next {
+        v["nextToken"] = json!(t);
+    }
+    v
+}
+
+/// Commits `build(...)` until it succeeds; `build` re-reads what it needs each attempt.
+pub async fn commit_with_retry<F, Fut, R>(store: &dyn Store, mut build: F) -> Result<R, EcsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(Txn, R), EcsError>>,
+{
+    let mut last_key = String::new();
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (txn, result) = build().await?;
+        if txn.is_empty() {
+            return Ok(result);
+        }
+        match store.commit(txn).await? {
+            TxnOutcome::Committed { .. } => return Ok(result),
+            TxnOutcome::Conflict { key } => last_key = key,
+        }
+    }
+    Err(EcsError::Contention(last_key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_tokens_to_the_end() {
+        let items: Vec<(String, u32)> = (0..7).map(|i| (format!("k{i}"), i)).collect();
+        let (p1, t1) = paginate(items.clone(), None, 3).unwrap();
+        assert_eq!(p1, vec![0, 1, 2]);
+        let (p2, t2) = paginate(items.clone(), t1.as_deref(), 3).unwrap();
+        assert_eq!(p2, vec![3, 4, 5]);
+        let (p3, t3) = paginate(items.clone(), t2.as_deref(), 3).unwrap();
+        assert_eq!(p3, vec![6]);
+        assert!(t3.is_none());
+        assert!(paginate(items, Some("!!not-a-token!!"), 3).is_err());
+    }
+
+    #[test]
+    fn max_results_is_bounded() {
+        assert_eq!(max_results(None, 100, 100).unwrap(), 100);
+        assert!(max_results(Some(0), 100, 100).is_err());
+        assert!(max_results(Some(101), 100, 100).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Command-line configuration of each role, validated once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `gantry server` flags.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Where state (the embedded store), blobs and generated credentials live.
+    #[arg(long, env = "GANTRY_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port (see --ready-file).
+    #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:4510")]
+    pub listen: SocketAddr,
+    /// Written once serving: JSON with `endpoint` and `registry`.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// The account id in ARNs.
+    #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    /// The region printed for clients (requests use the region they are signed for).
+    #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Trade durability for speed: do not fsync each commit (tests only).
+    #[arg(long, hide = true)]
+    pub no_fsync: bool,
+}
+
+/// `gantry up` flags: the server's, with a default data directory.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where state lives (default: $XDG_DATA_HOME/gantry or ~/.local/share/gantry).
+    #[arg(long, env = "GANTRY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:4510")]
+    pub listen: SocketAddr,
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
+/// The validated configuration of the control plane.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub ready_file: Option<PathBuf>,
+    pub account_id: String,
+    pub region: String,
+    pub durable: bool,
+}
+
+fn validate_account(id: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()),
+        "--account-id must be 12 digits, got {id:?}"
+    );
+    Ok(())
+}
+
+impl ServerArgs {
+    pub fn into_config(self) -> anyhow::Result<ServerConfig> {
+        validate_account(&self.account_id)?;
+        Ok(ServerConfig {
+            data_dir: self.data_dir,
+            listen: self.listen,
+            ready_file: self.ready_file,
+            account_id: self.account_id,
+            region: self.region,
+            durable: !self.no_fsync,
+        })
+    }
+}
+
+impl UpArgs {
+    pub fn into_config(self) -> anyhow::Result<ServerConfig> {
+        validate_account(&self.account_id)?;
+        let data_dir = match self.data_dir {
+            Some(d) => d,
+            None => default_data_dir()?,
+        };
+        Ok(ServerConfig {
+            data_dir,
+            listen: self.listen,
+            ready_file: self.ready_file,
+            account_id: self.account_id,
+            region: self.region,
+            durable: true,
+        })
+    }
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("gantry"));
+    }
+    let home =
+        std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("set --data-dir (no HOME)"))?;
+    Ok(PathBuf::from(home).join(".local/share/gantry"))
+}

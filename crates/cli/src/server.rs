@@ -1,0 +1,132 @@
+//! The control plane: store, APIs and listener, with graceful shutdown.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gantry_api::ecs::{self, EcsService};
+use gantry_api::sts::StsService;
+use gantry_api::{Front, RandomIds, SystemClock};
+use gantry_store::{SqliteOptions, SqliteStore, Store};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::ServerConfig;
+use crate::credentials::RootCredentials;
+
+/// `gantry up` prints the shell exports once serving.
+#[derive(Debug, Clone, Copy)]
+pub struct PrintExports;
+
+/// The address clients should use for a bound listener (a wildcard bind is reached on loopback).
+fn client_addr(bound: SocketAddr) -> SocketAddr {
+    let mut a = bound;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    a
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+    }
+}
+
+/// Runs the control plane until SIGTERM or Ctrl-C.
+pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let creds = Arc::new(RootCredentials::load_or_create(&cfg.data_dir)?);
+    let sqlite = Arc::new(
+        SqliteStore::open(
+            &cfg.data_dir.join("state.db"),
+            SqliteOptions {
+                durable: cfg.durable,
+                ..Default::default()
+            },
+        )
+        .context("opening the store")?,
+    );
+    let store: Arc<dyn Store> = sqlite.clone();
+
+    let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
+    let front = Arc::new(
+        Front::new(creds.clone(), Arc::new(SystemClock), cfg.account_id.clone())
+            .with_json(ecs::TARGET_PREFIX, ecs)
+            .with_query("sts", Arc::new(StsService)),
+    );
+    let app = front.router();
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = client_addr(listener.local_addr()?);
+    let endpoint = format!("http://{addr}");
+    tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
+
+    if let Some(path) = &cfg.ready_file {
+        let ready = json!({
+            "endpoint": endpoint,
+            "registry": addr.to_string(),
+            "region": cfg.region,
+            "accountId": cfg.account_id,
+            "pid": std::process::id(),
+        });
+        write_atomically(path, serde_json::to_vec_pretty(&ready)?.as_slice())?;
+    }
+    if exports.is_some() {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "# Gantry is running. Paste these lines into your shell:"
+        )?;
+        writeln!(out, "export AWS_ENDPOINT_URL={endpoint}")?;
+        writeln!(out, "export AWS_ACCESS_KEY_ID={}", creds.access_key_id)?;
+        writeln!(
+            out,
+            "export AWS_SECRET_ACCESS_KEY={}",
+            creds.secret_access_key
+        )?;
+        writeln!(out, "export AWS_REGION={}", cfg.region)?;
+        // The AWS CLI v1 and boto3 read the region from AWS_DEFAULT_REGION.
+        writeln!(out, "export AWS_DEFAULT_REGION={}", cfg.region)?;
+        writeln!(out, "# registry for docker: {addr}")?;
+        out.flush()?;
+    }
+
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    sqlite.close();
+    tracing::info!("gantry server stopped");
+    Ok(())
+}
