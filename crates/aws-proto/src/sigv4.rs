@@ -23,6 +23,14 @@
 //!   and separately checked against the body. Presigned URLs are tried with the body's hash
 //!   (what botocore uses for non-S3 services) and then with `UNSIGNED-PAYLOAD` (what S3-style
 //!   presigners use); header-form requests may not claim an unsigned payload.
+//!
+//! Known limits, none of which AWS's JSON and query services need: S3's canonicalisation (path
+//! neither normalised nor encoded twice) is not offered; in presigned form `aws-sigv4` never
+//! signs `x-amz-user-agent` or `x-amz-checksum-mode`, so a URL whose client signed those
+//! headers does not verify; `X-Amz-Expires` is required in presigned form.
+//!
+//! Test vectors: AWS's own suite (`tests/sigv4_test_suite.rs`) and requests signed by botocore
+//! and captured on the wire (`tests/botocore_signed.rs`, `tests/fixtures/`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
