@@ -934,4 +934,114 @@ mod tests {
         assert_eq!(error.to_query_error().code, "IncompleteSignature");
         assert_eq!(error.to_json_error().code, "IncompleteSignatureException");
     }
+
+    #[test]
+    fn malformed_inputs_are_rejected_without_panicking() {
+        let now = at("20150830T123600Z");
+        let authorizations = [
+            "",
+            "AWS4-HMAC-SHA256",
+            "AWS4-HMAC-SHA256 ",
+            "AWS4-HMAC-SHA256 Credential=, SignedHeaders=, Signature=",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE, SignedHeaders=host, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/2015/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws5_request, SignedHeaders=host;x-amz-date, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830//service/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=x-amz-date, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date;bad header;absent, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150831/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+            "AWS4-ECDSA-P256-SHA256 Credential=AKIDEXAMPLE/20150830/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+            "Basic QVdTOnBhc3N3b3Jk",
+        ];
+        for authorization in authorizations {
+            let parts = request(
+                "/",
+                &[
+                    ("host", "example.amazonaws.com"),
+                    ("x-amz-date", "20150830T123600Z"),
+                    ("authorization", authorization),
+                ],
+            );
+            let result = verify(&parts, b"", &creds(), now);
+            assert!(
+                matches!(
+                    result,
+                    Err(AuthError::IncompleteSignature(_)
+                        | AuthError::BadSignature
+                        | AuthError::ScopeDateMismatch { .. })
+                ),
+                "{authorization}: {result:?}"
+            );
+        }
+        let targets = [
+            "/?X-Amz-Signature=00",
+            "/?X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            "/?X-Amz-Algorithm=HMAC&X-Amz-Credential=a&X-Amz-Date=b&X-Amz-Expires=1&X-Amz-SignedHeaders=host&X-Amz-Signature=00",
+            "/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-SignedHeaders=host&X-Amz-Expires=-1&X-Amz-Signature=00",
+            "/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-SignedHeaders=host&X-Amz-Expires=604801&X-Amz-Signature=00",
+            "/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=2015-08-30&X-Amz-SignedHeaders=host&X-Amz-Expires=60&X-Amz-Signature=00",
+            "/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-SignedHeaders=host&X-Amz-Expires=60&X-Amz-Signature=00&&&=&%ZZ",
+        ];
+        for target in targets {
+            let parts = request(target, &[("host", "example.amazonaws.com")]);
+            let result = verify(&parts, b"", &creds(), now);
+            assert!(
+                matches!(
+                    result,
+                    Err(AuthError::IncompleteSignature(_) | AuthError::BadSignature)
+                ),
+                "{target}: {result:?}"
+            );
+        }
+        // Both mechanisms at once.
+        let parts = request(
+            "/?X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            &[
+                ("host", "h"),
+                ("authorization", "AWS4-HMAC-SHA256 Credential=x"),
+            ],
+        );
+        assert!(matches!(
+            verify(&parts, b"", &creds(), now),
+            Err(AuthError::IncompleteSignature(_))
+        ));
+    }
+
+    #[test]
+    fn query_errors_use_aws_query_codes() {
+        let expired = AuthError::Expired {
+            signed: "20150830T123600Z".to_owned(),
+            now: "20150830T124200Z".to_owned(),
+        };
+        let error = expired.to_query_error();
+        assert_eq!(error.code, "SignatureDoesNotMatch");
+        assert_eq!(error.status, http::StatusCode::FORBIDDEN);
+        assert!(
+            error
+                .message
+                .starts_with("Signature expired: 20150830T123600Z")
+        );
+        let error = AuthError::UnknownAccessKey("AK".to_owned()).to_query_error();
+        assert_eq!(error.code, "InvalidClientTokenId");
+        assert_eq!(error.message, INVALID_TOKEN);
+        let error = AuthError::BadSignature.to_query_error();
+        assert_eq!(error.code, "SignatureDoesNotMatch");
+        assert_eq!(error.message, SIGNATURE_MISMATCH);
+        let error = AuthError::UnknownAccessKey("AK".to_owned()).to_json_error();
+        assert_eq!(error.code, "UnrecognizedClientException");
+        assert_eq!(error.status, http::StatusCode::BAD_REQUEST);
+        let error = AuthError::BadSignature.to_json_error();
+        assert_eq!(error.code, "InvalidSignatureException");
+        let error = AuthError::ScopeDateMismatch {
+            scope_date: "20150831".to_owned(),
+            request_date: "20150830T123600Z".to_owned(),
+        }
+        .to_json_error();
+        assert_eq!(
+            error.message,
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date \
+             from HTTP: '20150831' != '20150830', from '20150830T123600Z'."
+        );
+    }
 }
