@@ -368,6 +368,7 @@ impl Registry {
         body: Bytes,
         mode: PushMode,
     ) -> Result<PutManifestOutcome, RegistryError> {
+        self.get_repo(repo).await?;
         if body.len() > manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::SizeInvalid(format!(
                 "manifest of {} bytes exceeds {}",
