@@ -1,0 +1,428 @@
+//! Fault tests (reliability matrix R2-R5, R9): dropped connections mid-upload, wrong digests,
+//! restarts with open sessions, garbage collection racing pushes, abandoned sessions.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use gantry_registry::RegistryOptions;
+use rand::Rng;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+const REPO: &str = "faults/repo";
+
+/// Sends a PATCH declaring `data.len()` bytes but writes only the first `cut`, then drops the
+/// connection.
+async fn patch_and_drop(t: &TestRegistry, loc: &str, start: u64, data: &[u8], cut: usize) {
+    let mut s = tokio::net::TcpStream::connect(t.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Range: {}-{}\r\nContent-Length: {}\r\n\r\n",
+        t.addr,
+        t.auth,
+        start,
+        start + data.len() as u64 - 1,
+        data.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(&data[..cut]).await.expect("write body");
+    s.flush().await.expect("flush");
+    drop(s);
+}
+
+/// Polls the session until its Range reports `want` bytes.
+async fn wait_for_offset(t: &TestRegistry, loc: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = t.req("GET", loc, &[], "").await;
+        assert_eq!(r.status, 204, "session status: {:?}", r.body);
+        assert!(r.header("location").is_some());
+        let range = r.header("range").unwrap_or("").to_owned();
+        let expect = format!("0-{}", want.saturating_sub(1));
+        if range == expect {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session range stuck at {range}, want {expect}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn dropped_connections_mid_patch_leave_no_partial_blob_and_the_upload_resumes() {
+    const N: usize = 50;
+    let t = TestRegistry::start().await;
+    t.create_repo(REPO).await;
+    let data = random_bytes(4 << 20);
+    let digest = sha256(&data);
+    let r = t
+        .req("POST", &format!("/v2/{REPO}/blobs/uploads/"), &[], "")
+        .await;
+    let loc = r.header("location").unwrap().to_owned();
+    let mut offset = 0usize;
+    let mut rng = rand::rng();
+    for _ in 0..N {
+        let rest = &data[offset..];
+        // Leave room so that every drop makes progress and the upload is never complete.
+        let cut = rng.random_range(1..=(rest.len() / 8).max(1));
+        patch_and_drop(&t, &loc, offset as u64, rest, cut).await;
+        offset += cut;
+        wait_for_offset(&t, &loc, offset as u64).await;
+        let head = t
+            .req("HEAD", &format!("/v2/{REPO}/blobs/{digest}"), &[], "")
+            .await;
+        assert_eq!(head.status, 404, "no partial blob may be visible");
+        assert!(
+            t.reg.blob_store().list().await.unwrap().is_empty(),
+            "nothing under blobs/"
+        );
+    }
+    // Resume: the rest in one chunk, then the final PUT.
+    let r = t
+        .req(
+            "PATCH",
+            &loc,
+            &[("content-range", &format!("{}-{}", offset, data.len() - 1))],
+            data[offset..].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let r = t
+        .req("PUT", &format!("{loc}?digest={digest}"), &[], "")
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let got = t
+        .req("GET", &format!("/v2/{REPO}/blobs/{digest}"), &[], "")
+        .await;
+    assert_eq!(sha256(&got.body), digest);
+}
+
+#[tokio::test]
+async fn wrong_digest_gives_digest_invalid_and_stores_nothing() {
+    let t = TestRegistry::start().await;
+    t.create_repo(REPO).await;
+    let data = random_bytes(100_000);
+    let wrong = sha256(b"something else");
+    // Monolithic.
+    let r = t
+        .req(
+            "POST",
+            &format!("/v2/{REPO}/blobs/uploads/?digest={wrong}"),
+            &[],
+            data.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+    // Session + PUT.
+    let r = t
+        .req("POST", &format!("/v2/{REPO}/blobs/uploads/"), &[], "")
+        .await;
+    let loc = r.header("location").unwrap().to_owned();
+    let r = t
+        .req("PUT", &format!("{loc}?digest={wrong}"), &[], data.clone())
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+    for d in [wrong, sha256(&data)] {
+        assert_eq!(
+            t.req("HEAD", &format!("/v2/{REPO}/blobs/{d}"), &[], "")
+                .await
+                .status,
+            404
+        );
+    }
+    assert!(t.reg.blob_store().list().await.unwrap().is_empty());
+    assert!(
+        t.reg.blob_store().upload_list().await.unwrap().is_empty(),
+        "sessions removed"
+    );
+    // A malformed digest is DIGEST_INVALID too.
+    let r = t
+        .req(
+            "POST",
+            &format!("/v2/{REPO}/blobs/uploads/?digest=sha256:xyz"),
+            &[],
+            "x",
+        )
+        .await;
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+}
+
+#[tokio::test]
+async fn upload_sessions_and_blobs_survive_a_restart() {
+    let t = TestRegistry::start().await;
+    t.create_repo(REPO).await;
+    let data = random_bytes(600_000);
+    let digest = sha256(&data);
+    let kept = t.push_blob(REPO, b"kept across restart").await;
+    let r = t
+        .req("POST", &format!("/v2/{REPO}/blobs/uploads/"), &[], "")
+        .await;
+    let loc = r.header("location").unwrap().to_owned();
+    let r = t
+        .req(
+            "PATCH",
+            &loc,
+            &[("content-range", "0-299999")],
+            data[..300_000].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let (dir, store) = t.stop();
+    let t = TestRegistry::start_on(dir, store, RegistryOptions::default()).await;
+    let r = t.req("GET", &loc, &[], "").await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("range"), Some("0-299999"));
+    let r = t
+        .req(
+            "PUT",
+            &format!("{loc}?digest={digest}"),
+            &[("content-range", "300000-599999")],
+            data[300_000..].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(
+        sha256(
+            &t.req("GET", &format!("/v2/{REPO}/blobs/{digest}"), &[], "")
+                .await
+                .body
+        ),
+        digest
+    );
+    assert_eq!(
+        t.req("GET", &format!("/v2/{REPO}/blobs/{kept}"), &[], "")
+            .await
+            .status,
+        200
+    );
+    // Tokens minted before the restart still work (same secret): `t.auth` was minted by the
+    // first instance's signer with the same secret, and requests above succeeded.
+}
+
+#[tokio::test]
+async fn concurrent_pushes_of_the_same_layer_store_one_blob() {
+    let t = Arc::new(TestRegistry::start().await);
+    t.create_repo(REPO).await;
+    t.create_repo("faults/other").await;
+    let data = Arc::new(random_bytes(500_000));
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (t, data) = (t.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            let repo = if i % 2 == 0 { REPO } else { "faults/other" };
+            t.push_blob(repo, &data).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let blobs = t.reg.blob_store().list().await.unwrap();
+    assert_eq!(blobs.len(), 1);
+    assert_eq!(blobs[0].1.size, 500_000);
+}
+
+#[tokio::test]
+async fn garbage_collection_while_clients_push_breaks_no_pushed_image() {
+    let opts = RegistryOptions {
+        gc_grace: Duration::from_secs(3),
+        maintenance_interval: Duration::from_millis(20),
+        ..RegistryOptions::default()
+    };
+    let t = Arc::new(TestRegistry::start_with(opts).await);
+    t.create_repo(REPO).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gc = tokio::spawn(t.reg.clone().run_maintenance(stop_rx));
+    let shared = Arc::new(random_bytes(64 * 1024));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (t, shared) = (t.clone(), shared.clone());
+        clients.push(tokio::spawn(async move {
+            let mut pushed = Vec::new();
+            for i in 0..10 {
+                let own = random_bytes(32 * 1024 + i);
+                let tag = format!("c{c}-{i}");
+                let (d, _) = t.push_image(REPO, &tag, &[&shared, &own]).await;
+                pushed.push((tag, d));
+            }
+            pushed
+        }));
+    }
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.unwrap());
+    }
+    // Orphans: a blob nothing uses, and an image that gets deleted.
+    let orphan = t.push_blob(REPO, b"orphan blob").await;
+    let (gone, _) = t
+        .push_image(REPO, "gone", &[b"only in the deleted image"])
+        .await;
+    assert_eq!(
+        t.req("DELETE", &format!("/v2/{REPO}/manifests/{gone}"), &[], "")
+            .await
+            .status,
+        202
+    );
+    // Every acknowledged tag is pullable with all blobs intact.
+    for (tag, d) in &all {
+        let m = t
+            .req("GET", &format!("/v2/{REPO}/manifests/{tag}"), &[], "")
+            .await;
+        assert_eq!(m.status, 200, "{tag}");
+        assert_eq!(&sha256(&m.body), d);
+        let v = m.json();
+        let mut descs = vec![v["config"].clone()];
+        descs.extend(v["layers"].as_array().unwrap().iter().cloned());
+        for desc in descs {
+            let bd = desc["digest"].as_str().unwrap();
+            let b = t
+                .req("GET", &format!("/v2/{REPO}/blobs/{bd}"), &[], "")
+                .await;
+            assert_eq!(b.status, 200, "{tag} blob {bd}");
+            assert_eq!(sha256(&b.body), bd);
+        }
+    }
+    // After the grace period the orphans are collected, the images are not.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Vec<String> = t
+            .reg
+            .blob_store()
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d.to_string())
+            .collect();
+        if !listed.contains(&orphan) && !listed.contains(&sha256(b"only in the deleted image")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "orphans never collected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (tag, _) in &all {
+        let m = t
+            .req("GET", &format!("/v2/{REPO}/manifests/{tag}"), &[], "")
+            .await;
+        for l in m.json()["layers"].as_array().unwrap() {
+            let bd = l["digest"].as_str().unwrap();
+            assert_eq!(
+                t.req("HEAD", &format!("/v2/{REPO}/blobs/{bd}"), &[], "")
+                    .await
+                    .status,
+                200
+            );
+        }
+    }
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), gc)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn garbage_collection_keeps_index_children_and_referrers() {
+    let opts = RegistryOptions {
+        gc_grace: Duration::ZERO,
+        ..RegistryOptions::default()
+    };
+    let t = TestRegistry::start_with(opts).await;
+    t.create_repo(REPO).await;
+    let (child, child_body) = t.push_image(REPO, "tmp", &[b"child layer"]).await;
+    // Untag the child: only the index keeps it.
+    assert_eq!(
+        t.req("DELETE", &format!("/v2/{REPO}/manifests/tmp"), &[], "")
+            .await
+            .status,
+        202
+    );
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": child_body.len()}]})
+    .to_string();
+    let r = t
+        .req(
+            "PUT",
+            &format!("/v2/{REPO}/manifests/multi"),
+            &[("content-type", OCI_INDEX)],
+            index,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let cd = t.push_blob(REPO, b"{}").await;
+    let sig_layer = t.push_blob(REPO, b"signature").await;
+    let sig = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cd, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sig_layer, "size": 9}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": child, "size": child_body.len()}})
+    .to_string();
+    let r = t
+        .req(
+            "PUT",
+            &format!("/v2/{REPO}/manifests/{}", sha256(sig.as_bytes())),
+            &[("content-type", OCI_MANIFEST)],
+            sig,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let orphan = t.push_blob(REPO, b"nobody uses me").await;
+    let report = t.reg.maintenance_pass().await.unwrap();
+    assert_eq!(report.blobs_removed, 1, "{report:?}");
+    assert_eq!(
+        t.req("HEAD", &format!("/v2/{REPO}/blobs/{orphan}"), &[], "")
+            .await
+            .status,
+        404
+    );
+    for d in [sha256(b"child layer"), sig_layer, cd] {
+        assert_eq!(
+            t.req("HEAD", &format!("/v2/{REPO}/blobs/{d}"), &[], "")
+                .await
+                .status,
+            200,
+            "{d}"
+        );
+    }
+    assert_eq!(
+        t.req("GET", &format!("/v2/{REPO}/manifests/{child}"), &[], "")
+            .await
+            .status,
+        200
+    );
+    let refs = t
+        .req("GET", &format!("/v2/{REPO}/referrers/{child}"), &[], "")
+        .await;
+    assert_eq!(refs.json()["manifests"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn abandoned_upload_sessions_are_purged_after_the_ttl() {
+    let opts = RegistryOptions {
+        upload_ttl: Duration::from_millis(300),
+        ..RegistryOptions::default()
+    };
+    let t = TestRegistry::start_with(opts).await;
+    t.create_repo(REPO).await;
+    let stale = t
+        .req("POST", &format!("/v2/{REPO}/blobs/uploads/"), &[], "")
+        .await;
+    let stale = stale.header("location").unwrap().to_owned();
+    let r = t.req("PATCH", &stale, &[], random_bytes(10_000)).await;
+    assert_eq!(r.status, 202);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let active = t
+        .req("POST", &format!("/v2/{REPO}/blobs/uploads/"), &[], "")
+        .await;
+    let active = active.header("location").unwrap().to_owned();
+    let report = t.reg.maintenance_pass().await.unwrap();
+    assert_eq!(report.uploads_purged, 1);
+    assert_eq!(t.req("GET", &stale, &[], "").await.status, 404);
+    assert_eq!(t.req("GET", &active, &[], "").await.status, 204);
+}
