@@ -1,0 +1,42 @@
+"""A realistic two-container task definition, as a user would keep it for --cli-input-json."""
+
+WEB = {
+    "family": "web",
+    "networkMode": "bridge",
+    "requiresCompatibilities": ["EC2"],
+    "cpu": "512",
+    "memory": "1GB",
+    "tags": [{"key": "team", "value": "payments"}],
+    "volumes": [{"name": "static", "host": {"sourcePath": "/srv/static"}}],
+    "containerDefinitions": [
+        {
+            "name": "app",
+            "image": "127.0.0.1:5000/web:1.4.2",
+            "cpu": 256,
+            "memory": 512,
+            "memoryReservation": 256,
+            "essential": True,
+            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+            "environment": [{"name": "MODE", "value": "production"}, {"name": "PORT", "value": "8080"}],
+            "command": ["/bin/httpd", "-f", "-p", "8080"],
+            "healthCheck": {"command": ["CMD-SHELL", "wget -q -O- localhost:8080/health || exit 1"],
+                            "interval": 10, "timeout": 3, "retries": 3, "startPeriod": 5},
+            "logConfiguration": {"logDriver": "awslogs",
+                                 "options": {"awslogs-group": "/ecs/web", "awslogs-region": "us-east-1",
+                                             "awslogs-stream-prefix": "web"}},
+            "mountPoints": [{"sourceVolume": "static", "containerPath": "/www", "readOnly": True}],
+            "ulimits": [{"name": "nofile", "softLimit": 4096, "hardLimit": 8192}],
+            "dockerLabels": {"com.example.tier": "frontend"},
+            "stopTimeout": 20,
+        },
+        {
+            "name": "log-router",
+            "image": "127.0.0.1:5000/sidecar:2",
+            "memory": 128,
+            "essential": False,
+            "dependsOn": [{"containerName": "app", "condition": "START"}],
+            "environment": [{"name": "TARGET", "value": "app"}],
+            "linuxParameters": {"initProcessEnabled": True},
+        },
+    ],
+}
