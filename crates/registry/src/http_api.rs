@@ -658,6 +658,7 @@ async fn referrers(ctx: &Ctx, name: &str, digest: &str) -> Result<Response, Regi
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

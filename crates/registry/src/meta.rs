@@ -197,6 +197,7 @@ pub(crate) fn dec<T: serde::de::DeserializeOwned>(r: &Record) -> Result<Versione
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -3,6 +3,8 @@
 //! push, rmi, pull). When a tool is missing the test prints a loud skip line, unless
 //! `GANTRY_REQUIRE_DOCKER=1`, which turns the skip into a failure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

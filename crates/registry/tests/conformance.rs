@@ -2,6 +2,8 @@
 //! upstream check, grouped by the four workflows: pull, push, content discovery, content
 //! management. Test names are the upstream check names in snake case.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! The ECR JSON API through `Registry::handle_ecr`, sharing one image store with `/v2/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use base64::Engine as _;

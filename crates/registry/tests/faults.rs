@@ -1,6 +1,8 @@
 //! Fault tests (reliability matrix R2-R5, R9): dropped connections mid-upload, wrong digests,
 //! restarts with open sessions, garbage collection racing pushes, abandoned sessions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -425,4 +427,94 @@ async fn abandoned_upload_sessions_are_purged_after_the_ttl() {
     assert_eq!(report.uploads_purged, 1);
     assert_eq!(t.req("GET", &stale, &[], "").await.status, 404);
     assert_eq!(t.req("GET", &active, &[], "").await.status, 204);
+}
+
+#[tokio::test]
+async fn a_crash_between_blob_commit_and_link_leaves_nothing_visible_and_the_push_can_be_retried() {
+    let opts = RegistryOptions {
+        gc_grace: Duration::ZERO,
+        ..RegistryOptions::default()
+    };
+    let t = TestRegistry::start_with(opts).await;
+    t.create_repo(REPO).await;
+    let data = random_bytes(200_000);
+    let digest: gantry_registry::Digest = sha256(&data).parse().unwrap();
+    // What a crash right after the rename leaves behind: the blob file, no link.
+    let store = t.reg.blob_store();
+    store
+        .upload_create(
+            "crashed-1",
+            gantry_registry::blob::UploadMeta {
+                repository: REPO.into(),
+                created_at: 0.0,
+            },
+        )
+        .await
+        .unwrap();
+    let body: gantry_registry::blob::ByteStream = Box::pin(futures::stream::once({
+        let data = data.clone();
+        async move { Ok(bytes::Bytes::from(data)) }
+    }));
+    store
+        .upload_append("crashed-1", Some(0), body)
+        .await
+        .unwrap();
+    store.upload_commit("crashed-1", &digest).await.unwrap();
+    // A session interrupted while being created.
+    std::fs::create_dir_all(t.dir.path().join("uploads/.tmp-interrupted")).unwrap();
+    let (dir, st) = t.stop();
+    let t = TestRegistry::start_on(
+        dir,
+        st,
+        RegistryOptions {
+            gc_grace: Duration::ZERO,
+            ..RegistryOptions::default()
+        },
+    )
+    .await;
+    assert!(!t.dir.path().join("uploads/.tmp-interrupted").exists());
+    assert_eq!(
+        t.req("HEAD", &format!("/v2/{REPO}/blobs/{digest}"), &[], "")
+            .await
+            .status,
+        404
+    );
+    // Retrying the push works (no stale "already exists") and the blob is verified.
+    assert_eq!(t.push_blob(REPO, &data).await, digest.to_string());
+    let got = t
+        .req("GET", &format!("/v2/{REPO}/blobs/{digest}"), &[], "")
+        .await;
+    assert_eq!(sha256(&got.body), digest.to_string());
+    // Had nobody retried, GC would have reclaimed it.
+    let orphan = random_bytes(1000);
+    let od: gantry_registry::Digest = sha256(&orphan).parse().unwrap();
+    store_unlinked(&t, &orphan, &od).await;
+    t.reg.maintenance_pass().await.unwrap();
+    let listed: Vec<gantry_registry::Digest> = t
+        .reg
+        .blob_store()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert!(!listed.contains(&od), "unlinked blob collected");
+}
+
+async fn store_unlinked(t: &TestRegistry, data: &[u8], d: &gantry_registry::Digest) {
+    let store = t.reg.blob_store();
+    let meta = gantry_registry::blob::UploadMeta {
+        repository: REPO.into(),
+        created_at: 0.0,
+    };
+    store.upload_create("crashed-2", meta).await.unwrap();
+    let data = bytes::Bytes::copy_from_slice(data);
+    let body: gantry_registry::blob::ByteStream =
+        Box::pin(futures::stream::once(async move { Ok(data) }));
+    store
+        .upload_append("crashed-2", Some(0), body)
+        .await
+        .unwrap();
+    store.upload_commit("crashed-2", d).await.unwrap();
 }
