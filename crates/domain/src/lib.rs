@@ -8,6 +8,7 @@ pub mod arn;
 pub mod cluster;
 pub mod container_instance;
 pub mod tags;
+pub mod task;
 pub mod task_definition;
 pub mod validation;
 

@@ -991,7 +991,8 @@ mod tests {
         assert!(fargate_size_is_valid(4096, 30720));
         assert!(!fargate_size_is_valid(4096, 31744));
         assert!(fargate_size_is_valid(16384, 122880));
-        assert!(!fargate_size_is_valid(8192, 20480));
+        assert!(!fargate_size_is_valid(8192, 18432));
+        assert!(fargate_size_is_valid(8192, 20480));
     }
 
     #[test]
