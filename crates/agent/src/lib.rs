@@ -1,0 +1,1 @@
+//! Gantry agent: registers a host with the control plane and runs its tasks on Docker.
