@@ -80,20 +80,41 @@ impl RootCredentials {
                 b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
             ),
         };
-        let tmp = data_dir.join(format!("{FILE}.tmp"));
-        {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(serde_json::to_string_pretty(&creds)?.as_bytes())?;
-            f.sync_all()?;
-        }
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-        fs::rename(&tmp, &path)?;
+        write_private(&path, serde_json::to_string_pretty(&creds)?.as_bytes())?;
         Ok(creds)
     }
+}
+
+/// Writes `contents` to `path` atomically, readable by the owner only (mode 0600).
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// The registry's token-signing secret: 32 random bytes kept in the data dir (0600), so tokens
+/// minted by `GetAuthorizationToken` stay valid across restarts.
+pub fn load_or_create_secret(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(name);
+    if path.exists() {
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        anyhow::ensure!(bytes.len() >= 32, "{} is too short", path.display());
+        return Ok(bytes);
+    }
+    let mut secret = vec![0u8; 32];
+    rand::rng().fill(secret.as_mut_slice());
+    write_private(&path, &secret)?;
+    Ok(secret)
 }

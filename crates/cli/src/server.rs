@@ -6,15 +6,49 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use gantry_api::ecs::{self, EcsService};
 use gantry_api::sts::StsService;
-use gantry_api::{Front, RandomIds, SystemClock};
+use gantry_api::{Front, JsonService, RandomIds, RequestContext, SystemClock};
+use gantry_aws_proto::AwsError;
+use gantry_aws_proto::sigv4::CredentialProvider;
+use gantry_registry::{EcrContext, Registry, RegistryConfig};
 use gantry_store::{SqliteOptions, SqliteStore, Store};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
-use crate::credentials::RootCredentials;
+use crate::credentials::{RootCredentials, load_or_create_secret};
+
+/// The `X-Amz-Target` prefix of ECR.
+const ECR_TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921";
+
+/// Largest API body: ECR's `UploadLayerPart` carries parts of up to 20 MiB, base64-encoded.
+const API_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Serves the ECR JSON API from the registry, which shares its image store with `/v2/`.
+struct EcrService {
+    registry: Arc<Registry>,
+    /// `host:port` at which `/v2/` is reachable.
+    registry_host: String,
+}
+
+#[async_trait]
+impl JsonService for EcrService {
+    async fn call(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<serde_json::Value, AwsError> {
+        let ecr = EcrContext {
+            region: ctx.region.clone(),
+            access_key_id: ctx.access_key_id.clone(),
+            registry_host: self.registry_host.clone(),
+        };
+        self.registry.handle_ecr(op, body, &ecr).await
+    }
+}
 
 /// `gantry up` prints the shell exports once serving.
 #[derive(Debug, Clone, Copy)]
@@ -77,19 +111,38 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
     );
     let store: Arc<dyn Store> = sqlite.clone();
 
-    let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
-    let front = Arc::new(
-        Front::new(creds.clone(), Arc::new(SystemClock), cfg.account_id.clone())
-            .with_json(ecs::TARGET_PREFIX, ecs)
-            .with_query("sts", Arc::new(StsService)),
-    );
-    let app = front.router();
-
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = client_addr(listener.local_addr()?);
     let endpoint = format!("http://{addr}");
+
+    let cred_provider: Arc<dyn CredentialProvider> = creds.clone();
+    let registry = Registry::open(
+        RegistryConfig {
+            data_dir: cfg.data_dir.join("registry"),
+            account_id: cfg.account_id.clone(),
+            token_secret: load_or_create_secret(&cfg.data_dir, "registry-token-secret")?,
+        },
+        store.clone(),
+        cred_provider.clone(),
+    )
+    .await
+    .context("opening the registry")?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
+
+    let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
+    let ecr = Arc::new(EcrService { registry: registry.clone(), registry_host: addr.to_string() });
+    let front = Arc::new(
+        Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
+            .with_body_limit(API_BODY_LIMIT)
+            .with_json(ecs::TARGET_PREFIX, ecs)
+            .with_json(ECR_TARGET_PREFIX, ecr)
+            .with_query("sts", Arc::new(StsService)),
+    );
+    // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
+    let app = front.router().merge(registry.router());
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
 
     if let Some(path) = &cfg.ready_file {
@@ -126,6 +179,8 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
+    let _ = shutdown_tx.send(true);
+    let _ = maintenance.await;
     sqlite.close();
     tracing::info!("gantry server stopped");
     Ok(())
