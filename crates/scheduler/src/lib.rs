@@ -2,3 +2,14 @@
 //!
 //! Pure: no I/O, no clock, no global randomness. Must not depend on tokio, HTTP, a database or
 //! Docker.
+
+pub mod cql;
+mod rng;
+mod view;
+
+pub use cql::{CqlError, Expr};
+pub use rng::SchedRng;
+pub use view::{
+    ContainerDemand, DEFAULT_DYNAMIC_PORT_RANGE, InstanceView, PortNeed, Protocol, TaskDemand,
+    parse_ports,
+};
