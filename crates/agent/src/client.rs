@@ -1,0 +1,324 @@
+//! SigV4-signed calls to the control plane: awsJson1.1 operations (ECS, ECR, Logs) and the
+//! long-lived assignment stream, over hyper-util's pooled HTTP/1.1 client.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// An AWS service the agent calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Ecs,
+    Ecr,
+    Logs,
+}
+
+impl Service {
+    fn signing_name(self) -> &'static str {
+        match self {
+            Self::Ecs => "ecs",
+            Self::Ecr => "ecr",
+            Self::Logs => "logs",
+        }
+    }
+
+    fn target_prefix(self) -> &'static str {
+        match self {
+            Self::Ecs => "AmazonEC2ContainerServiceV20141113",
+            Self::Ecr => "AmazonEC2ContainerRegistry_V20150921",
+            Self::Logs => "Logs_20140328",
+        }
+    }
+}
+
+/// Failures of a call to the control plane.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The server could not be reached, or did not answer in time.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The server answered with an AWS error.
+    #[error("{code} (HTTP {status}): {message}")]
+    Aws {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl CallError {
+    /// The AWS error code, if the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Aws { code, .. } => Some(code),
+            Self::Transport(_) => None,
+        }
+    }
+
+    /// Whether the server rejected the request itself (HTTP 4xx, not throttling or auth).
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::Aws { status, code, .. }
+            if (400..500).contains(status)
+                && !code.contains("Throttl")
+                && *status != 429
+                && *status != 403)
+    }
+}
+
+/// Extracts the AWS error code from an awsJson error answer.
+fn error_code(headers: &http::HeaderMap, body: &[u8]) -> (String, String) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let raw = headers
+        .get("x-amzn-errortype")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| v.get("__type").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "UnknownError".to_owned());
+    let code = raw.rsplit('#').next().unwrap_or(&raw);
+    let code = code.split(':').next().unwrap_or(code).to_owned();
+    let message = v
+        .get("message")
+        .or_else(|| v.get("Message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+    (code, message)
+}
+
+/// Signs and sends requests to one endpoint; cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct ApiClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    endpoint: Uri,
+    host: HeaderValue,
+    region: String,
+    credentials: Credentials,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    /// A client for `endpoint` (`http://host:port`).
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> Result<Self, String> {
+        let endpoint: Uri = endpoint
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| format!("invalid endpoint {endpoint:?}: {e}"))?;
+        if endpoint.scheme_str() != Some("http") {
+            return Err(format!("endpoint {endpoint} must be http://host:port"));
+        }
+        let authority = endpoint
+            .authority()
+            .ok_or_else(|| format!("endpoint {endpoint} has no host"))?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let credentials =
+            Credentials::new(access_key_id, secret_access_key, None, None, "gantry-agent");
+        Ok(Self {
+            http,
+            endpoint,
+            host,
+            region: region.to_owned(),
+            credentials,
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// `host:port` of the endpoint (what images from Gantry's own registry start with).
+    pub fn authority(&self) -> String {
+        self.endpoint
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The endpoint URL without a trailing slash.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.to_string().trim_end_matches('/').to_owned()
+    }
+
+    fn sign(
+        &self,
+        service: Service,
+        req: &mut Request<Full<Bytes>>,
+        body: &[u8],
+    ) -> Result<(), CallError> {
+        let identity = self.credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(service.signing_name())
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| CallError::Transport(format!("signing: {e}")))?
+            .into();
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(n, v)| Ok((n.as_str(), v.to_str()?)))
+            .collect::<Result<Vec<_>, http::header::ToStrError>>()
+            .map_err(|e| CallError::Transport(format!("signing: {e}")))?;
+        let uri = req.uri().to_string();
+        let signable = SignableRequest::new(
+            req.method().as_str(),
+            uri,
+            headers.into_iter(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| CallError::Transport(format!("signing: {e}")))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| CallError::Transport(format!("signing: {e}")))?
+            .into_parts();
+        instructions.apply_to_request_http1x(req);
+        Ok(())
+    }
+
+    /// Calls `service` operation `op` with JSON `body`; the JSON answer on HTTP 200.
+    pub async fn call(&self, service: Service, op: &str, body: &Value) -> Result<Value, CallError> {
+        let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(self.endpoint.clone())
+            .header(http::header::HOST, self.host.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("{}.{op}", service.target_prefix()))
+            .body(Full::new(bytes.clone()))
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        self.sign(service, &mut req, &bytes)?;
+        let work = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| CallError::Transport(format!("{op}: {e}")))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| CallError::Transport(format!("{op}: reading answer: {e}")))?
+                .to_bytes();
+            if status == StatusCode::OK {
+                if body.is_empty() {
+                    return Ok(Value::Object(Default::default()));
+                }
+                return serde_json::from_slice(&body)
+                    .map_err(|e| CallError::Transport(format!("{op}: invalid JSON answer: {e}")));
+            }
+            let (code, message) = error_code(&headers, &body);
+            Err(CallError::Aws {
+                status: status.as_u16(),
+                code,
+                message,
+            })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| {
+                CallError::Transport(format!("{op}: no answer within {:?}", self.timeout))
+            })?
+    }
+
+    /// Opens a signed `GET {endpoint}{path_and_query}` (service `ecs`) and returns the body
+    /// stream once the server answered 200.
+    pub async fn open_stream(&self, path_and_query: &str) -> Result<Incoming, CallError> {
+        let uri: Uri = format!("{}{path_and_query}", self.endpoint())
+            .parse()
+            .map_err(|e| CallError::Transport(format!("invalid stream URI: {e}")))?;
+        let mut req = Request::builder()
+            .method("GET")
+            .uri(uri)
+            .header(http::header::HOST, self.host.clone())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        self.sign(Service::Ecs, &mut req, b"")?;
+        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
+            .await
+            .map_err(|_| CallError::Transport("connect: no answer".into()))?
+            .map_err(|e| CallError::Transport(format!("connect: {e}")))?;
+        let status = resp.status();
+        if status == StatusCode::OK {
+            return Ok(resp.into_body());
+        }
+        let headers = resp.headers().clone();
+        let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let (code, message) = error_code(&headers, &body);
+        Err(CallError::Aws {
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_come_from_type_or_header() {
+        let (c, m) = error_code(
+            &http::HeaderMap::new(),
+            br#"{"__type":"com.amazonaws.ecs#ClusterNotFoundException","message":"gone"}"#,
+        );
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("ClusterNotFoundException", "gone")
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static("InvalidParameterException:http://x"),
+        );
+        assert_eq!(error_code(&h, b"").0, "InvalidParameterException");
+    }
+
+    #[test]
+    fn client_errors_exclude_throttling_and_auth() {
+        let e = |status, code: &str| CallError::Aws {
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(e(400, "InvalidParameterException").is_client_error());
+        assert!(!e(400, "ThrottlingException").is_client_error());
+        assert!(!e(403, "InvalidSignatureException").is_client_error());
+        assert!(!e(500, "ServerException").is_client_error());
+        assert!(!CallError::Transport("x".into()).is_client_error());
+    }
+}

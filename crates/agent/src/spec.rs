@@ -1,0 +1,585 @@
+//! Pure translation of an ECS container definition (overrides applied) into a [`ContainerSpec`]:
+//! contract labels, names, ports, limits, health check, volumes, injected environment.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gantry_domain::task_definition::{ContainerDefinition, NetworkMode, TaskDefinition, Volume};
+use serde_json::Value;
+
+use crate::runtime::{ContainerSpec, HealthSpec, Networking, PortSpec, UlimitSpec};
+
+/// Contract labels (ARCHITECTURE.md) and the agent's own.
+pub mod labels {
+    pub const CLUSTER: &str = "com.amazonaws.ecs.cluster";
+    pub const TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+    pub const CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+    pub const FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+    pub const VERSION: &str = "com.amazonaws.ecs.task-definition-version";
+    /// The ARN of the container instance whose agent owns the container.
+    pub const INSTANCE: &str = "gantry.container-instance";
+    /// The per-container id of the task metadata endpoint path.
+    pub const METADATA_ID: &str = "gantry.metadata-id";
+}
+
+/// Default `stopTimeout` (ECS's default on EC2).
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a container definition cannot be turned into a container; the text goes after
+/// `CannotCreateContainerError: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+/// Identity of the task a container belongs to.
+#[derive(Debug, Clone)]
+pub struct TaskIdentity {
+    pub cluster_arn: String,
+    pub task_arn: String,
+    pub task_id: String,
+    pub family: String,
+    pub revision: u32,
+    pub instance_arn: String,
+    pub region: String,
+}
+
+/// Host facts and per-container values the translation needs (kept out so it stays pure).
+#[derive(Debug, Clone, Default)]
+pub struct SpecInputs {
+    /// Base URL of the metadata endpoint as bridge containers reach it (`http://172.17.0.1:P`).
+    pub metadata_base_bridge: Option<String>,
+    /// Base URL as host-network containers reach it (`http://127.0.0.1:P`).
+    pub metadata_base_host: Option<String>,
+    /// The container's unguessable metadata id.
+    pub metadata_id: String,
+    /// Random suffix of the Docker name.
+    pub name_suffix: String,
+    /// Hard limits of this host per ulimit name (`nofile` → 20000); absent = unlimited.
+    pub hard_limits: BTreeMap<String, i64>,
+}
+
+/// The Docker name ECS gives a container: `ecs-<family>-<revision>-<name>-<suffix>`.
+pub fn docker_name(family: &str, revision: u32, name: &str, suffix: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!("ecs-{}-{revision}-{}-{suffix}", clean(family), clean(name))
+}
+
+/// Name of a task-scoped Docker volume.
+pub fn task_volume_name(task_id: &str, volume: &str) -> String {
+    let clean: String = volume
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("gantry-{task_id}-{clean}")
+}
+
+/// Where a task definition volume comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A host path bind mount.
+    HostPath(String),
+    /// A Docker volume of this name; `task_scoped` ones are removed with the task.
+    Docker { name: String, task_scoped: bool },
+}
+
+/// Resolves one task definition volume.
+pub fn volume_source(task_id: &str, v: &Volume) -> Result<VolumeSource, SpecError> {
+    let name = v.name.clone().unwrap_or_default();
+    if let Some(path) = v
+        .config
+        .get("host")
+        .and_then(|h| h.get("sourcePath"))
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(VolumeSource::HostPath(path.to_owned()));
+    }
+    if let Some(dv) = v.config.get("dockerVolumeConfiguration") {
+        if let Some(driver) = dv.get("driver").and_then(Value::as_str)
+            && driver != "local"
+        {
+            return Err(SpecError(format!(
+                "volume {name}: docker volume driver {driver} is not supported"
+            )));
+        }
+        let shared = dv.get("scope").and_then(Value::as_str) == Some("shared");
+        return Ok(VolumeSource::Docker {
+            name: if shared {
+                name.clone()
+            } else {
+                task_volume_name(task_id, &name)
+            },
+            task_scoped: !shared,
+        });
+    }
+    for unsupported in [
+        "efsVolumeConfiguration",
+        "fsxWindowsFileServerVolumeConfiguration",
+        "configuredAtLaunch",
+    ] {
+        if v.config.get(unsupported).is_some_and(|x| !x.is_null()) {
+            return Err(SpecError(format!(
+                "volume {name}: {unsupported} is not supported"
+            )));
+        }
+    }
+    // `host: {}` or nothing: a Docker-managed volume that lives as long as the task.
+    Ok(VolumeSource::Docker {
+        name: task_volume_name(task_id, &name),
+        task_scoped: true,
+    })
+}
+
+fn networking(td: &TaskDefinition) -> Result<Networking, SpecError> {
+    match td.effective_network_mode() {
+        NetworkMode::Bridge => Ok(Networking::Bridge),
+        NetworkMode::Host => Ok(Networking::Host),
+        NetworkMode::None => Ok(Networking::None),
+        NetworkMode::Awsvpc => Err(SpecError(
+            "network mode awsvpc is not supported by this agent".into(),
+        )),
+    }
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn secs(v: Option<i64>, default: u64) -> Duration {
+    Duration::from_secs(v.and_then(|s| u64::try_from(s).ok()).unwrap_or(default))
+}
+
+/// Builds the Docker container for `def` (overrides already applied) of task `td`.
+/// `sibling_names` maps the task's container names to their Docker names (for `volumesFrom`).
+pub fn container_spec(
+    id: &TaskIdentity,
+    td: &TaskDefinition,
+    def: &ContainerDefinition,
+    inputs: &SpecInputs,
+    sibling_names: &BTreeMap<String, String>,
+) -> Result<ContainerSpec, SpecError> {
+    if def.privileged == Some(true) {
+        return Err(SpecError(format!(
+            "container {}: privileged containers are not allowed on this cluster",
+            def.name
+        )));
+    }
+    let network = networking(td)?;
+    let mut labels: BTreeMap<String, String> = def.docker_labels.clone().unwrap_or_default();
+    for (k, v) in [
+        (labels::CLUSTER, id.cluster_arn.clone()),
+        (labels::TASK_ARN, id.task_arn.clone()),
+        (labels::CONTAINER_NAME, def.name.clone()),
+        (labels::FAMILY, id.family.clone()),
+        (labels::VERSION, id.revision.to_string()),
+        (labels::INSTANCE, id.instance_arn.clone()),
+        (labels::METADATA_ID, inputs.metadata_id.clone()),
+    ] {
+        labels.insert(k.to_owned(), v);
+    }
+
+    let mut env: Vec<String> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for kv in &def.environment {
+        if let Some(n) = kv.name.as_deref() {
+            names.push(n);
+            env.push(format!("{n}={}", kv.value.as_deref().unwrap_or("")));
+        }
+    }
+    let base = match network {
+        Networking::Host => inputs.metadata_base_host.as_deref(),
+        _ => inputs.metadata_base_bridge.as_deref(),
+    };
+    let mut injected: Vec<(&str, String)> = vec![
+        ("AWS_EXECUTION_ENV", "AWS_ECS_EC2".to_owned()),
+        ("AWS_REGION", id.region.clone()),
+        ("AWS_DEFAULT_REGION", id.region.clone()),
+    ];
+    if let Some(base) = base {
+        injected.push((
+            "ECS_CONTAINER_METADATA_URI_V4",
+            format!("{base}/v4/{}", inputs.metadata_id),
+        ));
+        injected.push((
+            "ECS_CONTAINER_METADATA_URI",
+            format!("{base}/v3/{}", inputs.metadata_id),
+        ));
+    }
+    for (k, v) in injected {
+        if !names.contains(&k) {
+            env.push(format!("{k}={v}"));
+        }
+    }
+
+    let mut ports = Vec::new();
+    for pm in &def.port_mappings {
+        let Some(cp) = pm.container_port else {
+            if pm.container_port_range.is_some() {
+                return Err(SpecError(format!(
+                    "container {}: containerPortRange is not supported",
+                    def.name
+                )));
+            }
+            continue;
+        };
+        let container_port = u16::try_from(cp)
+            .map_err(|_| SpecError(format!("container {}: invalid port {cp}", def.name)))?;
+        let host_port = match pm.host_port {
+            None | Some(0) => None,
+            Some(h) => Some(
+                u16::try_from(h)
+                    .map_err(|_| SpecError(format!("container {}: invalid port {h}", def.name)))?,
+            ),
+        };
+        ports.push(PortSpec {
+            container_port,
+            host_port: if network == Networking::Host {
+                Some(container_port)
+            } else {
+                host_port
+            },
+            protocol: pm.protocol.clone().unwrap_or_else(|| "tcp".to_owned()),
+        });
+    }
+
+    let mut ulimits = Vec::new();
+    for u in def.ulimits.iter().flatten() {
+        let cap = inputs.hard_limits.get(&u.name).copied();
+        let hard = cap.map_or(u.hard_limit, |c| u.hard_limit.min(c));
+        ulimits.push(UlimitSpec {
+            name: u.name.clone(),
+            soft: u.soft_limit.min(hard),
+            hard,
+        });
+    }
+
+    let health = def.health_check.as_ref().map(|h| HealthSpec {
+        test: h.command.clone(),
+        interval: secs(h.interval, 30),
+        timeout: secs(h.timeout, 5),
+        retries: h.retries.unwrap_or(3),
+        start_period: secs(h.start_period, 0),
+    });
+
+    let mut binds = Vec::new();
+    for mp in &def.mount_points {
+        let (Some(src), Some(dst)) = (mp.source_volume.as_deref(), mp.container_path.as_deref())
+        else {
+            continue;
+        };
+        let v = td
+            .volumes
+            .iter()
+            .find(|v| v.name.as_deref() == Some(src))
+            .ok_or_else(|| {
+                SpecError(format!(
+                    "container {}: mount point references unknown volume {src}",
+                    def.name
+                ))
+            })?;
+        let source = match volume_source(&id.task_id, v)? {
+            VolumeSource::HostPath(p) => p,
+            VolumeSource::Docker { name, .. } => name,
+        };
+        let ro = if mp.read_only == Some(true) {
+            ":ro"
+        } else {
+            ""
+        };
+        binds.push(format!("{source}:{dst}{ro}"));
+    }
+    let mut volumes_from = Vec::new();
+    for vf in &def.volumes_from {
+        let Some(src) = vf.source_container.as_deref() else {
+            continue;
+        };
+        let docker = sibling_names.get(src).ok_or_else(|| {
+            SpecError(format!(
+                "container {}: volumesFrom references unknown container {src}",
+                def.name
+            ))
+        })?;
+        let ro = if vf.read_only == Some(true) {
+            ":ro"
+        } else {
+            ""
+        };
+        volumes_from.push(format!("{docker}{ro}"));
+    }
+
+    let extra_hosts = def
+        .other
+        .get("extraHosts")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| {
+                    Some(format!(
+                        "{}:{}",
+                        h.get("hostname")?.as_str()?,
+                        h.get("ipAddress")?.as_str()?
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    Ok(ContainerSpec {
+        name: docker_name(&id.family, id.revision, &def.name, &inputs.name_suffix),
+        image: def.image.clone(),
+        entrypoint: def.entry_point.clone(),
+        cmd: def.command.clone(),
+        env,
+        working_dir: def.working_directory.clone(),
+        user: def.user.clone(),
+        labels,
+        ports,
+        network: Some(network),
+        cpu_shares: Some(def.cpu.max(2)),
+        memory_bytes: def.memory.map(|m| m * 1024 * 1024),
+        memory_reservation_bytes: def.memory_reservation.map(|m| m * 1024 * 1024),
+        ulimits,
+        health,
+        binds,
+        volumes_from,
+        readonly_rootfs: def.readonly_root_filesystem == Some(true),
+        stop_timeout: Some(secs(def.stop_timeout, DEFAULT_STOP_TIMEOUT.as_secs())),
+        hostname: def
+            .other
+            .get("hostname")
+            .and_then(Value::as_str)
+            .filter(|_| network == Networking::Bridge)
+            .map(str::to_owned),
+        extra_hosts,
+        dns: string_list(def.other.get("dnsServers")),
+        dns_search: string_list(def.other.get("dnsSearchDomains")),
+    })
+}
+
+/// Maps the names of `/proc/self/limits` rows to ECS ulimit names.
+const LIMIT_ROWS: &[(&str, &str)] = &[
+    ("Max cpu time", "cpu"),
+    ("Max file size", "fsize"),
+    ("Max data size", "data"),
+    ("Max stack size", "stack"),
+    ("Max core file size", "core"),
+    ("Max resident set", "rss"),
+    ("Max processes", "nproc"),
+    ("Max open files", "nofile"),
+    ("Max locked memory", "memlock"),
+    ("Max file locks", "locks"),
+    ("Max pending signals", "sigpending"),
+    ("Max msgqueue size", "msgqueue"),
+    ("Max nice priority", "nice"),
+    ("Max realtime priority", "rtprio"),
+    ("Max realtime timeout", "rttime"),
+];
+
+/// Parses `/proc/self/limits` into hard limits per ECS ulimit name (unlimited ones left out).
+pub fn parse_hard_limits(text: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        for (row, name) in LIMIT_ROWS {
+            if let Some(rest) = line.strip_prefix(row) {
+                let mut cols = rest.split_whitespace();
+                let _soft = cols.next();
+                if let Some(hard) = cols.next().and_then(|h| h.parse::<i64>().ok()) {
+                    out.insert((*name).to_owned(), hard);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// This process's hard limits (what Docker can grant a container without CAP_SYS_RESOURCE).
+pub fn host_hard_limits() -> BTreeMap<String, i64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .map(|t| parse_hard_limits(&t))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn td(v: Value) -> TaskDefinition {
+        serde_json::from_value(v).expect("td")
+    }
+
+    fn ident() -> TaskIdentity {
+        TaskIdentity {
+            cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/c".into(),
+            task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/abc".into(),
+            task_id: "abc".into(),
+            family: "web".into(),
+            revision: 3,
+            instance_arn: "arn:aws:ecs:us-east-1:000000000000:container-instance/c/i1".into(),
+            region: "us-east-1".into(),
+        }
+    }
+
+    fn inputs() -> SpecInputs {
+        SpecInputs {
+            metadata_base_bridge: Some("http://172.17.0.1:5000".into()),
+            metadata_base_host: Some("http://127.0.0.1:5000".into()),
+            metadata_id: "m1".into(),
+            name_suffix: "ff00".into(),
+            hard_limits: BTreeMap::from([("nofile".to_owned(), 20000)]),
+        }
+    }
+
+    #[test]
+    fn bridge_container_gets_labels_ports_env_and_limits() {
+        let t = td(
+            json!({"family": "web", "revision": 3, "containerDefinitions": [
+            {"name": "app", "image": "busybox", "cpu": 0, "memory": 64, "memoryReservation": 32,
+             "portMappings": [{"containerPort": 80, "hostPort": 0}, {"containerPort": 53, "hostPort": 5353, "protocol": "udp"}],
+             "environment": [{"name": "A", "value": "1"}, {"name": "AWS_REGION", "value": "x"}],
+             "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
+             "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 5},
+             "dockerLabels": {"team": "a", "com.amazonaws.ecs.cluster": "spoof"}}]}),
+        );
+        let s = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &inputs(),
+            &BTreeMap::new(),
+        )
+        .expect("spec");
+        assert_eq!(s.name, "ecs-web-3-app-ff00");
+        assert_eq!(s.labels[labels::CLUSTER], ident().cluster_arn);
+        assert_eq!(s.labels[labels::VERSION], "3");
+        assert_eq!(s.labels["team"], "a");
+        assert_eq!(s.ports[0].host_port, None);
+        assert_eq!(s.ports[1].host_port, Some(5353));
+        assert_eq!(s.ports[1].protocol, "udp");
+        assert!(s.env.contains(&"A=1".to_owned()));
+        assert!(s.env.contains(&"AWS_REGION=x".to_owned()));
+        assert!(!s.env.contains(&"AWS_REGION=us-east-1".to_owned()));
+        assert!(
+            s.env
+                .contains(&"ECS_CONTAINER_METADATA_URI_V4=http://172.17.0.1:5000/v4/m1".to_owned())
+        );
+        assert_eq!(s.ulimits[0].hard, 20000);
+        assert_eq!(s.ulimits[0].soft, 20000);
+        assert_eq!(s.cpu_shares, Some(2));
+        assert_eq!(s.memory_bytes, Some(64 << 20));
+        assert_eq!(s.memory_reservation_bytes, Some(32 << 20));
+        let h = s.health.expect("health");
+        assert_eq!(
+            (h.interval.as_secs(), h.timeout.as_secs(), h.retries),
+            (5, 5, 3)
+        );
+        assert_eq!(s.stop_timeout, Some(DEFAULT_STOP_TIMEOUT));
+    }
+
+    #[test]
+    fn host_mode_publishes_container_ports_and_uses_loopback_metadata() {
+        let t = td(
+            json!({"family": "web", "networkMode": "host", "containerDefinitions": [
+            {"name": "app", "image": "i", "portMappings": [{"containerPort": 8080}]}]}),
+        );
+        let s = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &inputs(),
+            &BTreeMap::new(),
+        )
+        .expect("spec");
+        assert_eq!(s.network, Some(Networking::Host));
+        assert_eq!(s.ports[0].host_port, Some(8080));
+        assert!(
+            s.env
+                .iter()
+                .any(|e| e.starts_with("ECS_CONTAINER_METADATA_URI_V4=http://127.0.0.1:5000"))
+        );
+    }
+
+    #[test]
+    fn privileged_and_awsvpc_are_refused() {
+        let t = td(json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "i", "privileged": true}]}));
+        let e = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &inputs(),
+            &BTreeMap::new(),
+        )
+        .expect_err("privileged");
+        assert!(e.0.contains("privileged"));
+        let t = td(
+            json!({"family": "f", "networkMode": "awsvpc", "containerDefinitions": [
+            {"name": "a", "image": "i"}]}),
+        );
+        assert!(
+            container_spec(
+                &ident(),
+                &t,
+                &t.container_definitions[0],
+                &inputs(),
+                &BTreeMap::new()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn volumes_become_binds() {
+        let t = td(json!({"family": "f",
+            "volumes": [{"name": "h", "host": {"sourcePath": "/srv/data"}},
+                        {"name": "d", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true}},
+                        {"name": "t", "host": {}}],
+            "containerDefinitions": [{"name": "a", "image": "i", "mountPoints": [
+                {"sourceVolume": "h", "containerPath": "/data", "readOnly": true},
+                {"sourceVolume": "d", "containerPath": "/d"},
+                {"sourceVolume": "t", "containerPath": "/t"}],
+                "volumesFrom": [{"sourceContainer": "b", "readOnly": true}]},
+                {"name": "b", "image": "i"}]}));
+        let siblings = BTreeMap::from([("b".to_owned(), "ecs-f-0-b-x".to_owned())]);
+        let s = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &inputs(),
+            &siblings,
+        )
+        .expect("spec");
+        assert_eq!(
+            s.binds,
+            vec!["/srv/data:/data:ro", "d:/d", "gantry-abc-t:/t"]
+        );
+        assert_eq!(s.volumes_from, vec!["ecs-f-0-b-x:ro"]);
+    }
+
+    #[test]
+    fn proc_limits_parse() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
+                    Max open files            1024                 20000                files\n\
+                    Max processes             unlimited            unlimited            processes\n";
+        let m = parse_hard_limits(text);
+        assert_eq!(m.get("nofile"), Some(&20000));
+        assert!(!m.contains_key("nproc"));
+    }
+}
