@@ -4,10 +4,18 @@
 //! Docker.
 
 pub mod cql;
+mod placer;
+mod request;
 mod rng;
 mod view;
 
 pub use cql::{CqlError, Expr};
+pub use placer::{FailureReason, PlacementFailure, PlacementResult, Placer, place};
+pub use request::{
+    BinpackField, MAX_CONSTRAINTS, MAX_EXPRESSION_LEN, MAX_STRATEGIES, PlacementConstraint,
+    PlacementError, PlacementRequest, PlacementStrategy, RequiredAttribute, SpreadField,
+    check_limits,
+};
 pub use rng::SchedRng;
 pub use view::{
     ContainerDemand, DEFAULT_DYNAMIC_PORT_RANGE, InstanceView, PortNeed, Protocol, TaskDemand,
