@@ -214,7 +214,10 @@ fn failure_reasons_in_precedence_order() {
         name: "ecs.instance-type".into(),
         value: Some("m5.xlarge".into()),
     }];
-    assert_eq!(t(&[plain.clone()], &r).0, FailureReason::Attribute);
+    assert_eq!(
+        t(std::slice::from_ref(&plain), &r).0,
+        FailureReason::Attribute
+    );
     // CPU, then memory, then ports; the closest is the one with the most of what is missing.
     let small_cpu = instance(3, "a", 100, 4096);
     let smaller_cpu = instance(4, "a", 50, 4096);
