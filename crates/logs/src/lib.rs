@@ -1,0 +1,329 @@
+//! CloudWatch Logs (awsJson1.1, target prefix `Logs_20140328`): log groups, log streams, event
+//! ingestion and reads, filter patterns, retention and tags, over the Gantry store.
+//!
+//! Every operation of the model is listed in [`LogsOperation`]; the implemented ones live in one
+//! module per resource (`groups`, `streams`, `events`, `tags`), the rest answer
+//! `InvalidOperationException`. Events are stored one record per PutLogEvents batch, keyed by
+//! stream then first timestamp and batch sequence, and the stream's totals are updated in the same
+//! transaction. [`LogsService::run_retention`] deletes what PutRetentionPolicy has expired; reads
+//! never return expired events even before the job runs.
+//!
+//! Must not depend on Docker, the scheduler or the ECS API; it only plugs into
+//! [`gantry_api::Front`] as a [`JsonService`].
+
+mod error;
+mod events;
+mod groups;
+mod keys;
+mod model;
+pub mod pattern;
+mod retention;
+mod streams;
+mod tags;
+mod wire;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gantry_api::{Clock, JsonService, RequestContext, SystemClock};
+use gantry_aws_proto::AwsError;
+use gantry_store::Store;
+use serde_json::Value;
+
+pub use error::LogsError;
+pub use model::RETENTION_DAYS;
+
+/// The `X-Amz-Target` prefix of CloudWatch Logs.
+pub const TARGET_PREFIX: &str = "Logs_20140328";
+
+/// How often the retention job runs unless configured otherwise.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+macro_rules! operations {
+    ($($op:ident,)*) => {
+        /// Every operation of the CloudWatch Logs API model.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum LogsOperation { $($op,)* }
+
+        impl LogsOperation {
+            pub const ALL: &'static [LogsOperation] = &[$(LogsOperation::$op,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(LogsOperation::$op => stringify!($op),)* }
+            }
+        }
+
+        impl FromStr for LogsOperation {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $(stringify!($op) => Ok(LogsOperation::$op),)* _ => Err(()) }
+            }
+        }
+    };
+}
+
+operations! {
+AssociateKmsKey,
+AssociateSourceToS3TableIntegration,
+CancelExportTask,
+CancelImportTask,
+CreateDelivery,
+CreateExportTask,
+CreateImportTask,
+CreateLogAnomalyDetector,
+CreateLogGroup,
+CreateLogStream,
+CreateLookupTable,
+CreateScheduledQuery,
+DeleteAccountPolicy,
+DeleteDataProtectionPolicy,
+DeleteDelivery,
+DeleteDeliveryDestination,
+DeleteDeliveryDestinationPolicy,
+DeleteDeliverySource,
+DeleteDestination,
+DeleteIndexPolicy,
+DeleteIntegration,
+DeleteLogAnomalyDetector,
+DeleteLogGroup,
+DeleteLogStream,
+DeleteLookupTable,
+DeleteMetricFilter,
+DeleteQueryDefinition,
+DeleteResourcePolicy,
+DeleteRetentionPolicy,
+DeleteScheduledQuery,
+DeleteSubscriptionFilter,
+DeleteTransformer,
+DescribeAccountPolicies,
+DescribeConfigurationTemplates,
+DescribeDeliveries,
+DescribeDeliveryDestinations,
+DescribeDeliverySources,
+DescribeDestinations,
+DescribeExportTasks,
+DescribeFieldIndexes,
+DescribeImportTaskBatches,
+DescribeImportTasks,
+DescribeIndexPolicies,
+DescribeLogGroups,
+DescribeLogStreams,
+DescribeLookupTables,
+DescribeMetricFilters,
+DescribeQueries,
+DescribeQueryDefinitions,
+DescribeResourcePolicies,
+DescribeSubscriptionFilters,
+DisassociateKmsKey,
+DisassociateSourceFromS3TableIntegration,
+FilterLogEvents,
+GetDataProtectionPolicy,
+GetDelivery,
+GetDeliveryDestination,
+GetDeliveryDestinationPolicy,
+GetDeliverySource,
+GetIntegration,
+GetLogAnomalyDetector,
+GetLogEvents,
+GetLogFields,
+GetLogGroupFields,
+GetLogObject,
+GetLogRecord,
+GetLookupTable,
+GetQueryResults,
+GetScheduledQuery,
+GetScheduledQueryHistory,
+GetTransformer,
+ListAggregateLogGroupSummaries,
+ListAnomalies,
+ListIntegrations,
+ListLogAnomalyDetectors,
+ListLogGroups,
+ListLogGroupsForQuery,
+ListScheduledQueries,
+ListSourcesForS3TableIntegration,
+ListTagsForResource,
+ListTagsLogGroup,
+PutAccountPolicy,
+PutBearerTokenAuthentication,
+PutDataProtectionPolicy,
+PutDeliveryDestination,
+PutDeliveryDestinationPolicy,
+PutDeliverySource,
+PutDestination,
+PutDestinationPolicy,
+PutIndexPolicy,
+PutIntegration,
+PutLogEvents,
+PutLogGroupDeletionProtection,
+PutMetricFilter,
+PutQueryDefinition,
+PutResourcePolicy,
+PutRetentionPolicy,
+PutSubscriptionFilter,
+PutTransformer,
+StartLiveTail,
+StartQuery,
+StopQuery,
+TagLogGroup,
+TagResource,
+TestMetricFilter,
+TestTransformer,
+UntagLogGroup,
+UntagResource,
+UpdateAnomaly,
+UpdateDeliveryConfiguration,
+UpdateLogAnomalyDetector,
+UpdateLookupTable,
+UpdateScheduledQuery,
+}
+
+impl fmt::Display for LogsOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The CloudWatch Logs service: state in the store, time from the clock (for the retention job).
+pub struct LogsService {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) retention_interval: Duration,
+}
+
+impl fmt::Debug for LogsService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogsService")
+            .field("store", &self.store)
+            .field("retention_interval", &self.retention_interval)
+            .finish()
+    }
+}
+
+impl LogsService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            retention_interval: DEFAULT_RETENTION_INTERVAL,
+        }
+    }
+
+    /// Uses `clock` for the retention job's notion of now (requests use their own `now`).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runs the retention job every `interval`.
+    #[must_use]
+    pub fn with_retention_interval(mut self, interval: Duration) -> Self {
+        self.retention_interval = interval;
+        self
+    }
+
+    /// Whether Gantry serves `op` (the rest answer `InvalidOperationException`).
+    pub fn is_implemented(op: LogsOperation) -> bool {
+        use LogsOperation::*;
+        matches!(
+            op,
+            CreateLogGroup
+                | DeleteLogGroup
+                | DescribeLogGroups
+                | CreateLogStream
+                | DeleteLogStream
+                | DescribeLogStreams
+                | PutLogEvents
+                | GetLogEvents
+                | FilterLogEvents
+                | PutRetentionPolicy
+                | DeleteRetentionPolicy
+                | TagResource
+                | UntagResource
+                | ListTagsForResource
+                | TagLogGroup
+                | UntagLogGroup
+                | ListTagsLogGroup
+        )
+    }
+
+    async fn dispatch(
+        &self,
+        op: LogsOperation,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, LogsError> {
+        use LogsOperation::*;
+        match op {
+            CreateLogGroup => groups::create(self, body, ctx).await,
+            DeleteLogGroup => groups::delete(self, body, ctx).await,
+            DescribeLogGroups => groups::describe(self, body, ctx).await,
+            PutRetentionPolicy => groups::put_retention(self, body, ctx).await,
+            DeleteRetentionPolicy => groups::delete_retention(self, body, ctx).await,
+            CreateLogStream => streams::create(self, body, ctx).await,
+            DeleteLogStream => streams::delete(self, body, ctx).await,
+            DescribeLogStreams => streams::describe(self, body, ctx).await,
+            PutLogEvents => events::put(self, body, ctx).await,
+            GetLogEvents => events::get(self, body, ctx).await,
+            FilterLogEvents => events::filter(self, body, ctx).await,
+            TagResource => tags::tag_resource(self, body, ctx).await,
+            UntagResource => tags::untag_resource(self, body, ctx).await,
+            ListTagsForResource => tags::list_for_resource(self, body, ctx).await,
+            TagLogGroup => tags::tag_log_group(self, body, ctx).await,
+            UntagLogGroup => tags::untag_log_group(self, body, ctx).await,
+            ListTagsLogGroup => tags::list_log_group(self, body, ctx).await,
+            other => Err(LogsError::InvalidOperation(format!(
+                "The operation {other} is not supported by this endpoint."
+            ))),
+        }
+    }
+
+    /// Deletes every event batch that retention has fully expired as of `now` (epoch ms); returns
+    /// how many batches were deleted.
+    pub async fn enforce_retention(&self, now: u64) -> Result<usize, LogsError> {
+        retention::enforce(self, now).await
+    }
+
+    /// Enforces retention every interval until `shutdown` turns true (or its sender is dropped).
+    pub async fn run_retention(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.retention_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = self.clock.now_millis();
+                    match self.enforce_retention(now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(batches = n, "retention deleted expired log events"),
+                        Err(error) => tracing::warn!(%error, "retention pass failed; retrying next interval"),
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JsonService for LogsService {
+    async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
+        let Ok(op) = op.parse::<LogsOperation>() else {
+            return Err(AwsError::client(
+                "UnknownOperationException",
+                format!("Unknown operation {TARGET_PREFIX}.{op}"),
+            ));
+        };
+        self.dispatch(op, body, ctx).await.map_err(AwsError::from)
+    }
+}
