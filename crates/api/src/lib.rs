@@ -9,6 +9,7 @@
 //!
 //! Must not depend on Docker.
 
+pub mod agent_stream;
 pub mod context;
 pub mod ecs;
 pub mod front;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use gantry_api::agent_stream::AgentStreams;
 use gantry_api::ecs::{self, EcsService};
 use gantry_api::sts::StsService;
 use gantry_api::{Front, JsonService, RandomIds, RequestContext, SystemClock};
@@ -133,7 +134,10 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
     let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
 
     let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
-    let ecr = Arc::new(EcrService { registry: registry.clone(), registry_host: addr.to_string() });
+    let ecr = Arc::new(EcrService {
+        registry: registry.clone(),
+        registry_host: addr.to_string(),
+    });
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_body_limit(API_BODY_LIMIT)
@@ -142,7 +146,19 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
             .with_query("sts", Arc::new(StsService)),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
-    let app = front.router().merge(registry.router());
+    let agents = Arc::new(
+        AgentStreams::new(
+            store.clone(),
+            creds.clone(),
+            Arc::new(SystemClock),
+            cfg.account_id.clone(),
+        )
+        .with_shutdown(shutdown_rx.clone()),
+    );
+    let app = front
+        .router()
+        .merge(registry.router())
+        .merge(agents.router());
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
 
     if let Some(path) = &cfg.ready_file {
@@ -175,8 +191,12 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
         out.flush()?;
     }
 
+    let stop_streams = shutdown_tx.clone();
     axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_streams.send(true);
+        })
         .await
         .context("serving")?;
     let _ = shutdown_tx.send(true);

@@ -94,6 +94,9 @@ pub struct NetworkBinding {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
+    /// The id part of the container's ARN.
+    #[serde(default)]
+    pub id: String,
     pub name: String,
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -38,6 +38,17 @@ pub(super) async fn counts(
         .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, cluster))
         .await?;
     let mut c = ClusterCounts::default();
+    let tasks = svc
+        .store
+        .scan_all_typed::<gantry_domain::task::Task>(&keys::tasks(&ctx.region, cluster))
+        .await?;
+    for t in tasks {
+        if t.value.last_status.is_pending() {
+            c.pending_tasks += 1;
+        } else if t.value.last_status.is_running() {
+            c.running_tasks += 1;
+        }
+    }
     for i in instances {
         if matches!(
             i.value.status,

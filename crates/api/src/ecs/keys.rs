@@ -32,3 +32,16 @@ pub fn container_instances(region: &str, cluster: &str) -> String {
 pub fn container_instance(region: &str, cluster: &str, id: &str) -> String {
     format!("ecs/{region}/instance/{cluster}/{id}")
 }
+
+pub fn tasks(region: &str, cluster: &str) -> String {
+    format!("ecs/{region}/task/{cluster}/")
+}
+
+pub fn task(region: &str, cluster: &str, id: &str) -> String {
+    format!("ecs/{region}/task/{cluster}/{id}")
+}
+
+/// RunTask/StartTask idempotency: the tasks a `clientToken` created.
+pub fn client_token(region: &str, cluster: &str, token: &str) -> String {
+    format!("ecs/{region}/client-token/{cluster}/{token}")
+}

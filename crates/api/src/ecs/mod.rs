@@ -4,9 +4,11 @@
 mod clusters;
 mod container_instances;
 mod error;
-mod keys;
+pub(crate) mod keys;
+mod placement;
 mod tags;
 mod task_definitions;
+mod tasks;
 mod wire;
 
 use std::fmt;
@@ -198,6 +200,13 @@ impl EcsService {
                 | TagResource
                 | UntagResource
                 | ListTagsForResource
+                | RunTask
+                | StartTask
+                | StopTask
+                | DescribeTasks
+                | ListTasks
+                | SubmitTaskStateChange
+                | SubmitContainerStateChange
         )
     }
 
@@ -234,6 +243,15 @@ impl EcsService {
             TagResource => tags::tag(self, body, ctx).await,
             UntagResource => tags::untag(self, body, ctx).await,
             ListTagsForResource => tags::list(self, body, ctx).await,
+            RunTask => tasks::run(self, body, ctx).await,
+            StartTask => tasks::start(self, body, ctx).await,
+            StopTask => tasks::stop(self, body, ctx).await,
+            DescribeTasks => tasks::describe(self, body, ctx).await,
+            ListTasks => tasks::list(self, body, ctx).await,
+            SubmitTaskStateChange => tasks::submit_task_state_change(self, body, ctx).await,
+            SubmitContainerStateChange => {
+                tasks::submit_container_state_change(self, body, ctx).await
+            }
             other => Err(EcsError::Unsupported(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

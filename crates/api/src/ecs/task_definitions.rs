@@ -387,3 +387,17 @@ pub(super) async fn delete(
     }
     Ok(json!({"taskDefinitions": deleted, "failures": failures}))
 }
+
+/// Reads one revision.
+pub(super) async fn get_revision(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    family: &str,
+    revision: u32,
+) -> Result<Option<TaskDefinition>, EcsError> {
+    Ok(svc
+        .store
+        .get_typed::<TaskDefinition>(&keys::task_definition(&ctx.region, family, revision))
+        .await?
+        .map(|v| v.value))
+}

@@ -1,0 +1,354 @@
+//! The control plane → agent assignment stream: `GET /agent/v1/connect?cluster=C&containerInstance=ARN`,
+//! SigV4-signed like any API call, answered with newline-delimited JSON [`AgentMessage`]s:
+//! first the instance's full task state, then every change of a task's desired state, and a
+//! heartbeat every few seconds. The instance is `agentConnected` while its latest stream is open.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use bytes::Bytes;
+use gantry_aws_proto::sigv4::{self, CredentialProvider};
+use gantry_aws_proto::{AwsError, new_request_id};
+use gantry_domain::Arn;
+use gantry_domain::arn::container_instance_id_from_ref;
+use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+use gantry_domain::task::{AgentMessage, AgentTask, Task, TaskStatus};
+use gantry_domain::task_definition::TaskDefinition;
+use gantry_store::{Store, StoreExt, Txn, WatchError, encode};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::context::Clock;
+use crate::ecs::keys;
+
+/// Serves agent connections.
+pub struct AgentStreams {
+    store: Arc<dyn Store>,
+    creds: Arc<dyn CredentialProvider>,
+    clock: Arc<dyn Clock>,
+    account_id: String,
+    heartbeat: Duration,
+    /// The latest connection per instance id; only it may mark the instance disconnected.
+    sessions: std::sync::Mutex<HashMap<String, u64>>,
+    next_session: AtomicU64,
+    /// Ends every stream when it turns true (graceful shutdown waits for open responses).
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for AgentStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentStreams")
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectQuery {
+    cluster: Option<String>,
+    container_instance: Option<String>,
+}
+
+/// Who is connected, for the pump.
+struct Session {
+    region: String,
+    cluster: String,
+    instance_id: String,
+    instance_arn: String,
+    id: u64,
+}
+
+impl AgentStreams {
+    pub fn new(
+        store: Arc<dyn Store>,
+        creds: Arc<dyn CredentialProvider>,
+        clock: Arc<dyn Clock>,
+        account_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            creds,
+            clock,
+            account_id: account_id.into(),
+            heartbeat: Duration::from_secs(5),
+            sessions: Default::default(),
+            next_session: AtomicU64::new(1),
+            shutdown: tokio::sync::watch::channel(false).1,
+        }
+    }
+
+    /// Streams end when `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    pub fn with_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/agent/v1/connect", get(connect))
+            .with_state(self)
+    }
+
+    async fn set_connected(&self, s: &Session, connected: bool) -> Result<(), AwsError> {
+        let key = keys::container_instance(&s.region, &s.cluster, &s.instance_id);
+        for _ in 0..32 {
+            if !connected {
+                let current = self
+                    .sessions
+                    .lock()
+                    .map(|m| m.get(&s.instance_id).copied())
+                    .unwrap_or(None);
+                if current != Some(s.id) {
+                    return Ok(()); // a newer connection owns the instance now
+                }
+            }
+            let Some(cur) = self
+                .store
+                .get_typed::<ContainerInstance>(&key)
+                .await
+                .map_err(|e| AwsError::server(e.to_string()))?
+            else {
+                return Ok(());
+            };
+            if cur.value.agent_connected == connected {
+                return Ok(());
+            }
+            let mut ci = cur.value.clone();
+            ci.agent_connected = connected;
+            ci.version += 1;
+            let bytes = encode(&key, &ci).map_err(|e| AwsError::server(e.to_string()))?;
+            let txn = Txn::new()
+                .require_revision(&key, cur.revision)
+                .put(&key, bytes);
+            match self.store.commit(txn).await {
+                Ok(o) if o.is_committed() => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(AwsError::server(e.to_string())),
+            }
+        }
+        Err(AwsError::server(
+            "too much contention on the container instance",
+        ))
+    }
+
+    fn agent_task(&self, s: &Session, t: &Task, td: &TaskDefinition) -> AgentTask {
+        AgentTask {
+            task_arn: Arn::task(&s.region, &self.account_id, &t.cluster, &t.id).to_string(),
+            cluster_arn: Arn::cluster(&s.region, &self.account_id, &t.cluster).to_string(),
+            container_instance_arn: s.instance_arn.clone(),
+            region: s.region.clone(),
+            desired_status: t.desired_status,
+            last_status: t.last_status,
+            task: t.clone(),
+            task_definition: td.clone(),
+        }
+    }
+
+    async fn definition(
+        &self,
+        s: &Session,
+        cache: &mut HashMap<(String, u32), TaskDefinition>,
+        t: &Task,
+    ) -> Option<TaskDefinition> {
+        let k = (t.family.clone(), t.revision);
+        if let Some(td) = cache.get(&k) {
+            return Some(td.clone());
+        }
+        let td = self
+            .store
+            .get_typed::<TaskDefinition>(&keys::task_definition(&s.region, &t.family, t.revision))
+            .await
+            .ok()
+            .flatten()?
+            .value;
+        cache.insert(k, td.clone());
+        Some(td)
+    }
+
+    /// The instance's tasks that are not STOPPED yet.
+    async fn full_state(
+        &self,
+        s: &Session,
+        cache: &mut HashMap<(String, u32), TaskDefinition>,
+        sent: &mut HashMap<String, TaskStatus>,
+    ) -> Option<AgentMessage> {
+        let tasks = self
+            .store
+            .scan_all_typed::<Task>(&keys::tasks(&s.region, &s.cluster))
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        sent.clear();
+        for t in tasks.into_iter().map(|v| v.value) {
+            if t.container_instance_id.as_deref() != Some(s.instance_id.as_str())
+                || t.last_status == TaskStatus::Stopped
+            {
+                continue;
+            }
+            if let Some(td) = self.definition(s, cache, &t).await {
+                sent.insert(t.id.clone(), t.desired_status);
+                out.push(self.agent_task(s, &t, &td));
+            }
+        }
+        Some(AgentMessage::Payload {
+            message_id: new_request_id(),
+            full_state: true,
+            tasks: out,
+        })
+    }
+
+    async fn pump(self: Arc<Self>, s: Session, tx: mpsc::Sender<Bytes>) {
+        let mut watch = self.store.watch(&keys::tasks(&s.region, &s.cluster));
+        let mut cache = HashMap::new();
+        let mut sent: HashMap<String, TaskStatus> = HashMap::new();
+        let mut shutdown = self.shutdown.clone();
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.tick().await;
+        let send = |m: &AgentMessage| {
+            let mut line = serde_json::to_vec(m).unwrap_or_default();
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        let mut ok = match self.full_state(&s, &mut cache, &mut sent).await {
+            Some(m) => tx.send(send(&m)).await.is_ok(),
+            None => false,
+        };
+        while ok {
+            tokio::select! {
+                _ = stopped(&mut shutdown) => ok = false,
+                ev = watch.next() => match ev {
+                    Ok(ev) => {
+                        let Some(value) = ev.value else { continue };
+                        let Ok(t) = serde_json::from_slice::<Task>(&value) else { continue };
+                        if t.container_instance_id.as_deref() != Some(s.instance_id.as_str()) {
+                            continue;
+                        }
+                        // Only new tasks and changes of the desired status concern the agent.
+                        if sent.get(&t.id) == Some(&t.desired_status) {
+                            continue;
+                        }
+                        let Some(td) = self.definition(&s, &mut cache, &t).await else { continue };
+                        sent.insert(t.id.clone(), t.desired_status);
+                        let m = AgentMessage::Payload {
+                            message_id: new_request_id(),
+                            full_state: false,
+                            tasks: vec![self.agent_task(&s, &t, &td)],
+                        };
+                        ok = tx.send(send(&m)).await.is_ok();
+                    }
+                    Err(WatchError::Lagged(_)) => {
+                        watch = self.store.watch(&keys::tasks(&s.region, &s.cluster));
+                        ok = match self.full_state(&s, &mut cache, &mut sent).await {
+                            Some(m) => tx.send(send(&m)).await.is_ok(),
+                            None => false,
+                        };
+                    }
+                    Err(WatchError::Closed) => ok = false,
+                },
+                _ = tick.tick() => {
+                    let m = AgentMessage::Heartbeat {
+                        message_id: new_request_id(),
+                        interval_seconds: self.heartbeat.as_secs().max(1),
+                    };
+                    ok = tx.send(send(&m)).await.is_ok();
+                }
+            }
+        }
+        tracing::info!(instance = %s.instance_arn, "agent disconnected");
+        if let Err(e) = self.set_connected(&s, false).await {
+            tracing::warn!(error = %e.message, "could not mark the instance disconnected");
+        }
+    }
+}
+
+async fn connect(
+    State(streams): State<Arc<AgentStreams>>,
+    Query(q): Query<ConnectQuery>,
+    req: Request,
+) -> Response {
+    let request_id = new_request_id();
+    let (parts, _body) = req.into_parts();
+    let verified = match sigv4::verify(&parts, b"", streams.creds.as_ref(), streams.clock.now()) {
+        Ok(v) => v,
+        Err(e) => return e.to_json_error().json_response(&request_id),
+    };
+    let cluster = q.cluster.unwrap_or_else(|| "default".into());
+    let cluster = gantry_domain::arn::cluster_name_from_ref(&cluster).unwrap_or(cluster);
+    let Some(instance_ref) = q.container_instance else {
+        return AwsError::client(
+            "InvalidParameterException",
+            "containerInstance is required.",
+        )
+        .json_response(&request_id);
+    };
+    let instance_id = container_instance_id_from_ref(&instance_ref).unwrap_or(instance_ref);
+    let key = keys::container_instance(&verified.region, &cluster, &instance_id);
+    let ci = match streams.store.get_typed::<ContainerInstance>(&key).await {
+        Ok(Some(ci)) if ci.value.status != ContainerInstanceStatus::Inactive => ci.value,
+        Ok(_) => {
+            return AwsError::client(
+                "InvalidParameterException",
+                format!("Container instance {instance_id} is not registered in cluster {cluster}."),
+            )
+            .json_response(&request_id);
+        }
+        Err(e) => return AwsError::server(e.to_string()).json_response(&request_id),
+    };
+    let id = streams.next_session.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut m) = streams.sessions.lock() {
+        m.insert(instance_id.clone(), id);
+    }
+    let session = Session {
+        instance_arn: Arn::container_instance(
+            &verified.region,
+            &streams.account_id,
+            &cluster,
+            &ci.id,
+        )
+        .to_string(),
+        region: verified.region,
+        cluster,
+        instance_id,
+        id,
+    };
+    if let Err(e) = streams.set_connected(&session, true).await {
+        return e.json_response(&request_id);
+    }
+    tracing::info!(instance = %session.instance_arn, "agent connected");
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(streams.clone().pump(session, tx));
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .header("x-amzn-RequestId", request_id)
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Resolves once `rx` holds true (or its sender is gone).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}

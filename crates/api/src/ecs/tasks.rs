@@ -1,0 +1,1027 @@
+//! RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the agent's state reports
+//! SubmitTaskStateChange and SubmitContainerStateChange.
+
+use std::collections::BTreeMap;
+
+use gantry_domain::Arn;
+use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+use gantry_domain::tags::{Tag, validate_tags};
+use gantry_domain::task::{
+    Container, NetworkBinding, Reservation, Task, TaskOverride, TaskStatus, account_transition,
+    required_resources, stop_code,
+};
+use gantry_domain::task_definition::{TaskDefinition, TaskDefinitionStatus};
+use gantry_store::{StoreExt, Txn, Versioned, encode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::placement::{self, Candidate, PlacementFailure};
+use super::wire::{
+    active_cluster, cluster_name, commit_with_retry, failure, max_results, paginate, parse, secs,
+    with_token,
+};
+use super::{EcsError, EcsService, keys, task_definitions};
+use crate::context::RequestContext;
+
+pub(crate) fn task_arn(ctx: &RequestContext, t: &Task) -> String {
+    Arn::task(&ctx.region, &ctx.account_id, &t.cluster, &t.id).to_string()
+}
+
+fn opt_secs(ms: Option<u64>) -> Option<Value> {
+    ms.map(secs)
+}
+
+/// The wire form of a task (`Task` in the model).
+pub(crate) fn to_wire(
+    t: &Task,
+    ctx: &RequestContext,
+    def: Option<&TaskDefinition>,
+    with_tags: bool,
+) -> Value {
+    let arn = task_arn(ctx, t);
+    let containers: Vec<Value> = t
+        .containers
+        .iter()
+        .map(|c| {
+            let mut v = json!({
+                "containerArn": Arn::new("ecs", &ctx.region, &ctx.account_id,
+                    format!("container/{}/{}/{}", t.cluster, t.id, c.id)).to_string(),
+                "taskArn": arn,
+                "name": c.name,
+                "image": c.image,
+                "lastStatus": c.last_status,
+                "networkBindings": c.network_bindings,
+                "networkInterfaces": [],
+                "cpu": c.cpu.to_string(),
+            });
+            if let Some(d) = &c.image_digest {
+                v["imageDigest"] = json!(d);
+            }
+            if let Some(r) = &c.runtime_id {
+                v["runtimeId"] = json!(r);
+            }
+            if let Some(e) = c.exit_code {
+                v["exitCode"] = json!(e);
+            }
+            if let Some(r) = &c.reason {
+                v["reason"] = json!(r);
+            }
+            if let Some(h) = &c.health_status {
+                v["healthStatus"] = json!(h);
+            }
+            if let Some(m) = c.memory {
+                v["memory"] = json!(m.to_string());
+            }
+            if let Some(m) = c.memory_reservation {
+                v["memoryReservation"] = json!(m.to_string());
+            }
+            v
+        })
+        .collect();
+    let mut overrides = serde_json::to_value(&t.overrides).unwrap_or_else(|_| json!({}));
+    if overrides.get("inferenceAcceleratorOverrides").is_none() {
+        overrides["inferenceAcceleratorOverrides"] = json!([]);
+    }
+    let mut v = json!({
+        "taskArn": arn,
+        "clusterArn": Arn::cluster(&ctx.region, &ctx.account_id, &t.cluster).to_string(),
+        "taskDefinitionArn": Arn::task_definition(&ctx.region, &ctx.account_id, &t.family, t.revision).to_string(),
+        "overrides": overrides,
+        "lastStatus": t.last_status.as_str(),
+        "desiredStatus": t.desired_status.as_str(),
+        "containers": containers,
+        "version": t.version,
+        "createdAt": secs(t.created_at),
+        "group": t.group,
+        "launchType": t.launch_type,
+        "attachments": [],
+        "healthStatus": t.health_status(def),
+        "enableExecuteCommand": t.enable_execute_command,
+        "tags": if with_tags { json!(t.tags) } else { json!([]) },
+    });
+    if let Some(ci) = &t.container_instance_id {
+        v["containerInstanceArn"] = json!(
+            Arn::container_instance(&ctx.region, &ctx.account_id, &t.cluster, ci).to_string()
+        );
+    }
+    if let Some(c) = &t.cpu {
+        v["cpu"] = json!(c);
+    }
+    if let Some(m) = &t.memory {
+        v["memory"] = json!(m);
+    }
+    if let Some(s) = &t.started_by {
+        v["startedBy"] = json!(s);
+    }
+    if let Some(az) = &t.availability_zone {
+        v["availabilityZone"] = json!(az);
+    }
+    if let Some(c) = &t.stop_code {
+        v["stopCode"] = json!(c);
+    }
+    if let Some(r) = &t.stopped_reason {
+        v["stoppedReason"] = json!(r);
+    }
+    if t.last_status == TaskStatus::Running || t.connectivity_at.is_some() {
+        v["connectivity"] = json!("CONNECTED");
+    }
+    for (name, ms) in [
+        ("pullStartedAt", t.pull_started_at),
+        ("pullStoppedAt", t.pull_stopped_at),
+        ("startedAt", t.started_at),
+        ("connectivityAt", t.connectivity_at),
+        ("stoppingAt", t.stopping_at),
+        ("stoppedAt", t.stopped_at),
+        ("executionStoppedAt", t.execution_stopped_at),
+    ] {
+        if let Some(x) = opt_secs(ms) {
+            v[name] = x;
+        }
+    }
+    v
+}
+
+/// Idempotency record of a RunTask/StartTask `clientToken`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientTokenRecord {
+    task_ids: Vec<String>,
+    failures: Vec<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RunTaskRequest {
+    cluster: Option<String>,
+    task_definition: Option<String>,
+    count: Option<i64>,
+    group: Option<String>,
+    launch_type: Option<String>,
+    #[serde(default)]
+    overrides: TaskOverride,
+    started_by: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    propagate_tags: Option<String>,
+    enable_execute_command: Option<bool>,
+    client_token: Option<String>,
+    #[serde(default)]
+    placement_constraints: Vec<Value>,
+    #[serde(default)]
+    placement_strategy: Vec<Value>,
+    #[serde(default)]
+    capacity_provider_strategy: Vec<Value>,
+    /// StartTask: the instances to start on.
+    #[serde(default)]
+    container_instances: Vec<String>,
+}
+
+fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsError> {
+    if req.task_definition.as_deref().is_none_or(str::is_empty) {
+        return Err(EcsError::invalid("taskDefinition is required."));
+    }
+    if let Some(c) = req.count {
+        if !(1..=10).contains(&c) {
+            return Err(EcsError::invalid(format!(
+                "count must be between 1 and 10, but was {c}."
+            )));
+        }
+    }
+    if let Some(s) = &req.started_by {
+        if s.len() > 128 {
+            return Err(EcsError::invalid(
+                "startedBy may be at most 128 characters.",
+            ));
+        }
+    }
+    if let Some(g) = &req.group {
+        if g.is_empty() || g.len() > 255 {
+            return Err(EcsError::invalid("group must be 1 to 255 characters."));
+        }
+    }
+    if let Some(lt) = req.launch_type.as_deref() {
+        match lt {
+            "EC2" | "EXTERNAL" => {}
+            "FARGATE" | "MANAGED_INSTANCES" => {
+                return Err(EcsError::Unsupported(format!(
+                    "The launch type {lt} is not supported by this endpoint yet; use EC2."
+                )));
+            }
+            other => {
+                return Err(EcsError::invalid(format!(
+                    "Invalid launchType '{other}'. Valid values: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES."
+                )));
+            }
+        }
+    }
+    if !req.capacity_provider_strategy.is_empty() {
+        if req.launch_type.is_some() {
+            return Err(EcsError::invalid(
+                "Specifying both a launchType and capacityProviderStrategy is not supported.",
+            ));
+        }
+        return Err(EcsError::Unsupported(
+            "capacityProviderStrategy is not supported by this endpoint yet; use launchType EC2."
+                .into(),
+        ));
+    }
+    if let Some(p) = req.propagate_tags.as_deref() {
+        if !matches!(p, "TASK_DEFINITION" | "SERVICE" | "NONE") {
+            return Err(EcsError::invalid(format!(
+                "Invalid propagateTags '{p}'. Valid values: TASK_DEFINITION, SERVICE, NONE."
+            )));
+        }
+    }
+    if start && (req.container_instances.is_empty() || req.container_instances.len() > 10) {
+        return Err(EcsError::invalid(
+            "containerInstances must hold between 1 and 10 entries.",
+        ));
+    }
+    validate_tags(&req.tags)?;
+    placement::validate_constraints(&req.placement_constraints)?;
+    placement::validate_strategies(&req.placement_strategy)?;
+    Ok(())
+}
+
+fn new_task(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    td: &TaskDefinition,
+    req: &RunTaskRequest,
+    ci: &ContainerInstance,
+    reservation: Reservation,
+) -> Task {
+    let mut tags = req.tags.clone();
+    if req.propagate_tags.as_deref() == Some("TASK_DEFINITION") {
+        gantry_domain::tags::merge_tags(&mut tags, &td.tags);
+    }
+    let containers = td
+        .container_definitions
+        .iter()
+        .map(|c| {
+            let eff = gantry_domain::task::effective_container(c, &req.overrides);
+            Container {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_digest: None,
+                runtime_id: None,
+                last_status: "PENDING".into(),
+                exit_code: None,
+                reason: None,
+                network_bindings: vec![],
+                health_status: c.health_check.as_ref().map(|_| "UNKNOWN".to_owned()),
+                essential: c.is_essential(),
+                cpu: eff.cpu,
+                memory: eff.memory,
+                memory_reservation: eff.memory_reservation,
+            }
+        })
+        .collect();
+    Task {
+        id: svc.ids.hex32(),
+        cluster: cluster.to_owned(),
+        container_instance_id: Some(ci.id.clone()),
+        family: td.family.clone(),
+        revision: td.revision,
+        desired_status: TaskStatus::Running,
+        last_status: TaskStatus::Provisioning,
+        launch_type: req.launch_type.clone().unwrap_or_else(|| "EC2".into()),
+        cpu: req
+            .overrides
+            .cpu
+            .clone()
+            .or_else(|| td.cpu.clone())
+            .or(Some(reservation.cpu.to_string())),
+        memory: req
+            .overrides
+            .memory
+            .clone()
+            .or_else(|| td.memory.clone())
+            .or(Some(reservation.memory.to_string())),
+        overrides: req.overrides.clone(),
+        containers,
+        started_by: req.started_by.clone(),
+        group: req
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("family:{}", td.family)),
+        tags,
+        created_at: ctx.now,
+        pull_started_at: None,
+        pull_stopped_at: None,
+        started_at: None,
+        connectivity_at: None,
+        stopping_at: None,
+        stopped_at: None,
+        execution_stopped_at: None,
+        stop_code: None,
+        stopped_reason: None,
+        version: 1,
+        reservation,
+        availability_zone: ci.attribute("ecs.availability-zone").map(str::to_owned),
+        enable_execute_command: req.enable_execute_command.unwrap_or(false),
+        service_name: None,
+    }
+}
+
+async fn resolve_active_td(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    reference: &str,
+) -> Result<TaskDefinition, EcsError> {
+    let td = task_definitions::resolve(svc, ctx, reference)
+        .await?
+        .ok_or_else(|| {
+            EcsError::client(format!("Unable to find task definition '{reference}'."))
+        })?;
+    if td.value.status != TaskDefinitionStatus::Active {
+        return Err(EcsError::client(format!(
+            "TaskDefinition is inactive: {}:{}",
+            td.value.family, td.value.revision
+        )));
+    }
+    Ok(td.value)
+}
+
+async fn run_or_start(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+    start: bool,
+) -> Result<Value, EcsError> {
+    let req: RunTaskRequest = parse(body)?;
+    validate_run_request(&req, start)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    active_cluster(svc, ctx, &cluster).await?;
+    let td =
+        resolve_active_td(svc, ctx, req.task_definition.as_deref().unwrap_or_default()).await?;
+    if !td
+        .compatibilities
+        .iter()
+        .any(|c| c == "EC2" || c == "EXTERNAL")
+    {
+        return Err(EcsError::invalid(
+            "Task definition does not support launch type EC2.",
+        ));
+    }
+    let count = if start {
+        req.container_instances.len()
+    } else {
+        req.count.unwrap_or(1) as usize
+    };
+    let need = required_resources(&td, &req.overrides);
+    let mut constraints = req.placement_constraints.clone();
+    constraints.extend(
+        td.placement_constraints
+            .iter()
+            .map(|c| json!({"type": c.kind, "expression": c.expression})),
+    );
+    let token_key = req
+        .client_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(|t| keys::client_token(&ctx.region, &cluster, t));
+
+    let (tasks, failures) = commit_with_retry(svc.store.as_ref(), || async {
+        if let Some(k) = &token_key {
+            if let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(k).await? {
+                let mut tasks = Vec::new();
+                for id in &rec.value.task_ids {
+                    if let Some(t) = svc
+                        .store
+                        .get_typed::<Task>(&keys::task(&ctx.region, &cluster, id))
+                        .await?
+                    {
+                        tasks.push(t.value);
+                    }
+                }
+                return Ok((Txn::new(), (tasks, rec.value.failures)));
+            }
+        }
+        let instances = svc
+            .store
+            .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, &cluster))
+            .await?;
+        let live: Vec<Versioned<ContainerInstance>> = instances
+            .into_iter()
+            .filter(|i| i.value.status != ContainerInstanceStatus::Inactive)
+            .collect();
+        if live.is_empty() {
+            return Err(EcsError::invalid(
+                "No Container Instances were found in your cluster.",
+            ));
+        }
+        let existing_groups = group_counts(svc, ctx, &cluster).await?;
+        let mut candidates: Vec<Candidate> = live
+            .iter()
+            .map(|i| {
+                Candidate::new(
+                    i.value.clone(),
+                    existing_groups
+                        .get(&i.value.id)
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let group = req
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("family:{}", td.family));
+        let picks: Vec<Result<usize, PlacementFailure>> = if start {
+            req.container_instances
+                .iter()
+                .map(|r| {
+                    let id =
+                        gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_default();
+                    match candidates.iter().position(|c| c.instance.id == id) {
+                        Some(i) => placement::check_fit(&mut candidates, i, &need, &group, ctx),
+                        None => Err(PlacementFailure {
+                            arn: if r.starts_with("arn:") {
+                                r.clone()
+                            } else {
+                                Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, r)
+                                    .to_string()
+                            },
+                            reason: "MISSING".into(),
+                        }),
+                    }
+                })
+                .collect()
+        } else {
+            placement::place(
+                &mut candidates,
+                &need,
+                count,
+                &group,
+                &constraints,
+                &req.placement_strategy,
+                ctx,
+            )?
+        };
+        let mut txn = Txn::new();
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        let mut touched: BTreeMap<usize, ContainerInstance> = BTreeMap::new();
+        for pick in picks {
+            match pick {
+                Ok(idx) => {
+                    let ci = touched
+                        .entry(idx)
+                        .or_insert_with(|| live[idx].value.clone());
+                    let task = new_task(svc, ctx, &cluster, &td, &req, ci, need.clone());
+                    account_transition(ci, &task.reservation, None, task.last_status);
+                    let key = keys::task(&ctx.region, &cluster, &task.id);
+                    txn = txn.require_absent(&key).put(&key, encode(&key, &task)?);
+                    tasks.push(task);
+                }
+                Err(f) => failures.push(failure(&f.arn, &f.reason, None)),
+            }
+        }
+        for (idx, ci) in &touched {
+            let key = keys::container_instance(&ctx.region, &cluster, &ci.id);
+            txn = txn
+                .require_revision(&key, live[*idx].revision)
+                .put(&key, encode(&key, ci)?);
+        }
+        if let Some(k) = &token_key {
+            let rec = ClientTokenRecord {
+                task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
+                failures: failures.clone(),
+            };
+            txn = txn.require_absent(k).put(k, encode(k, &rec)?);
+        }
+        Ok((txn, (tasks, failures)))
+    })
+    .await?;
+    let wire: Vec<Value> = tasks
+        .iter()
+        .map(|t| to_wire(t, ctx, Some(&td), true))
+        .collect();
+    Ok(json!({"tasks": wire, "failures": failures}))
+}
+
+/// Task groups present on each instance (for `distinctInstance`, spread and `task:group`).
+async fn group_counts(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+) -> Result<BTreeMap<String, Vec<String>>, EcsError> {
+    let tasks = svc
+        .store
+        .scan_all_typed::<Task>(&keys::tasks(&ctx.region, cluster))
+        .await?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in tasks
+        .into_iter()
+        .filter(|t| t.value.last_status != TaskStatus::Stopped)
+    {
+        if let Some(ci) = t.value.container_instance_id {
+            out.entry(ci).or_default().push(t.value.group);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn run(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    run_or_start(svc, body, ctx, false).await
+}
+
+pub(super) async fn start(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    run_or_start(svc, body, ctx, true).await
+}
+
+fn task_id(reference: &str) -> String {
+    if reference.starts_with("arn:") {
+        reference.rsplit('/').next().unwrap_or(reference).to_owned()
+    } else {
+        reference.to_owned()
+    }
+}
+
+/// Reads a task by id or ARN.
+pub(crate) async fn get(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+) -> Result<Option<Versioned<Task>>, EcsError> {
+    Ok(svc
+        .store
+        .get_typed(&keys::task(&ctx.region, cluster, &task_id(reference)))
+        .await?)
+}
+
+/// Moves `task` to `to`, keeping its instance's counts and reservations in step, in one
+/// transaction (read-modify-write with compare-and-swap on both records).
+pub(crate) async fn transition(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+    change: impl Fn(&mut Task) -> Result<(), EcsError>,
+) -> Result<Task, EcsError> {
+    let change = &change;
+    commit_with_retry(svc.store.as_ref(), || async move {
+        let Some(cur) = get(svc, ctx, cluster, reference).await? else {
+            return Err(EcsError::invalid("The referenced task was not found."));
+        };
+        let before = cur.value.last_status;
+        let mut t = cur.value.clone();
+        change(&mut t)?;
+        if t == cur.value {
+            return Ok((Txn::new(), t));
+        }
+        t.version += 1;
+        let key = keys::task(&ctx.region, cluster, &t.id);
+        let mut txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &t)?);
+        let counted_changed = before != t.last_status;
+        if let (true, Some(ci_id)) = (counted_changed, &t.container_instance_id) {
+            let ci_key = keys::container_instance(&ctx.region, cluster, ci_id);
+            if let Some(ci) = svc.store.get_typed::<ContainerInstance>(&ci_key).await? {
+                let mut c = ci.value.clone();
+                account_transition(&mut c, &t.reservation, Some(before), t.last_status);
+                txn = txn
+                    .require_revision(&ci_key, ci.revision)
+                    .put(&ci_key, encode(&ci_key, &c)?);
+            }
+        }
+        Ok((txn, t))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopTaskRequest {
+    cluster: Option<String>,
+    task: Option<String>,
+    reason: Option<String>,
+}
+
+/// Marks a task to be stopped with `code` and `reason` (the agent does the stopping).
+pub(crate) async fn request_stop(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+    code: &str,
+    reason: &str,
+) -> Result<Task, EcsError> {
+    // An instance whose agent is away cannot stop a task it never started.
+    let agent_away = match get(svc, ctx, cluster, reference).await? {
+        Some(t) => match &t.value.container_instance_id {
+            Some(ci) => svc
+                .store
+                .get_typed::<ContainerInstance>(&keys::container_instance(&ctx.region, cluster, ci))
+                .await?
+                .is_none_or(|c| !c.value.agent_connected),
+            None => true,
+        },
+        None => return Err(EcsError::invalid("The referenced task was not found.")),
+    };
+    let now = ctx.now;
+    transition(svc, ctx, cluster, reference, |t| {
+        if t.desired_status == TaskStatus::Stopped {
+            return Ok(());
+        }
+        t.desired_status = TaskStatus::Stopped;
+        t.stop_code = Some(code.to_owned());
+        t.stopped_reason = Some(reason.to_owned());
+        t.stopping_at = Some(now);
+        if t.last_status == TaskStatus::Provisioning && agent_away {
+            t.last_status = TaskStatus::Stopped;
+            t.stopped_at = Some(now);
+            t.execution_stopped_at = Some(now);
+            for c in &mut t.containers {
+                c.last_status = "STOPPED".into();
+            }
+        } else if t.last_status == TaskStatus::Running {
+            t.last_status = TaskStatus::Stopping;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(super) async fn stop(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: StopTaskRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let Some(reference) = req.task.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(EcsError::invalid("task is required."));
+    };
+    if req.reason.as_deref().is_some_and(|r| r.len() > 255) {
+        return Err(EcsError::invalid("reason may be at most 255 characters."));
+    }
+    active_cluster(svc, ctx, &cluster).await?;
+    let reason = req
+        .reason
+        .clone()
+        .unwrap_or_else(|| "Task stopped by user".to_owned());
+    let t = request_stop(
+        svc,
+        ctx,
+        &cluster,
+        reference,
+        stop_code::USER_INITIATED,
+        &reason,
+    )
+    .await?;
+    let def = task_definitions::get_revision(svc, ctx, &t.family, t.revision).await?;
+    Ok(json!({"task": to_wire(&t, ctx, def.as_ref(), false)}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeTasksRequest {
+    cluster: Option<String>,
+    #[serde(default)]
+    tasks: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+pub(super) async fn describe(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: DescribeTasksRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    if req.tasks.is_empty() || req.tasks.len() > 100 {
+        return Err(EcsError::invalid(
+            "tasks must hold between 1 and 100 entries.",
+        ));
+    }
+    for i in &req.include {
+        if i != "TAGS" {
+            return Err(EcsError::invalid(format!(
+                "Invalid include value '{i}'. Valid values: TAGS."
+            )));
+        }
+    }
+    let with_tags = !req.include.is_empty();
+    active_cluster(svc, ctx, &cluster).await?;
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    let mut defs: BTreeMap<(String, u32), Option<TaskDefinition>> = BTreeMap::new();
+    for r in &req.tasks {
+        match get(svc, ctx, &cluster, r).await? {
+            Some(t) => {
+                let k = (t.value.family.clone(), t.value.revision);
+                if !defs.contains_key(&k) {
+                    let d = task_definitions::get_revision(svc, ctx, &k.0, k.1).await?;
+                    defs.insert(k.clone(), d);
+                }
+                out.push(to_wire(
+                    &t.value,
+                    ctx,
+                    defs.get(&k).and_then(Option::as_ref),
+                    with_tags,
+                ));
+            }
+            None => {
+                let arn = if r.starts_with("arn:") {
+                    r.clone()
+                } else {
+                    Arn::task(&ctx.region, &ctx.account_id, &cluster, r).to_string()
+                };
+                failures.push(failure(&arn, "MISSING", None));
+            }
+        }
+    }
+    Ok(json!({"tasks": out, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListTasksRequest {
+    cluster: Option<String>,
+    container_instance: Option<String>,
+    family: Option<String>,
+    started_by: Option<String>,
+    service_name: Option<String>,
+    desired_status: Option<String>,
+    launch_type: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+pub(super) async fn list(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: ListTasksRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let limit = max_results(req.max_results, 100, 100)?;
+    let desired = match req.desired_status.as_deref() {
+        None | Some("RUNNING") => TaskStatus::Running,
+        Some("PENDING") => TaskStatus::Pending,
+        Some("STOPPED") => TaskStatus::Stopped,
+        Some(o) => {
+            return Err(EcsError::invalid(format!(
+                "Invalid desiredStatus '{o}'. Valid values: RUNNING, PENDING, STOPPED."
+            )));
+        }
+    };
+    if req.started_by.is_some() && req.service_name.is_some() {
+        return Err(EcsError::invalid(
+            "startedBy and serviceName cannot both be given.",
+        ));
+    }
+    active_cluster(svc, ctx, &cluster).await?;
+    let instance = req.container_instance.as_deref().map(|r| {
+        gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_else(|_| r.to_owned())
+    });
+    let all = svc
+        .store
+        .scan_all_typed::<Task>(&keys::tasks(&ctx.region, &cluster))
+        .await?;
+    let mut items: Vec<(String, String)> = all
+        .into_iter()
+        .map(|t| t.value)
+        .filter(|t| match desired {
+            TaskStatus::Pending => {
+                t.desired_status == TaskStatus::Running && t.last_status.is_pending()
+            }
+            d => t.desired_status == d,
+        })
+        .filter(|t| {
+            instance
+                .as_ref()
+                .is_none_or(|i| t.container_instance_id.as_ref() == Some(i))
+        })
+        .filter(|t| req.family.as_ref().is_none_or(|f| &t.family == f))
+        .filter(|t| {
+            req.started_by
+                .as_ref()
+                .is_none_or(|s| t.started_by.as_ref() == Some(s))
+        })
+        .filter(|t| {
+            req.service_name
+                .as_ref()
+                .is_none_or(|s| t.service_name.as_ref() == Some(s))
+        })
+        .filter(|t| req.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
+        .map(|t| {
+            let arn = task_arn(ctx, &t);
+            (arn.clone(), arn)
+        })
+        .collect();
+    items.sort();
+    let (page, next) = paginate(items, req.next_token.as_deref(), limit)?;
+    Ok(with_token(json!({"taskArns": page}), next))
+}
+
+/// A container's state as the agent reports it.
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct ContainerStateChange {
+    container_name: Option<String>,
+    image_digest: Option<String>,
+    runtime_id: Option<String>,
+    exit_code: Option<i64>,
+    #[serde(default)]
+    network_bindings: Option<Vec<NetworkBinding>>,
+    reason: Option<String>,
+    status: Option<String>,
+    /// Gantry's agent reports container health here (not in the ECS model).
+    health_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskStateChangeRequest {
+    cluster: Option<String>,
+    task: Option<String>,
+    status: Option<String>,
+    reason: Option<String>,
+    #[serde(default)]
+    containers: Vec<ContainerStateChange>,
+    pull_started_at: Option<f64>,
+    pull_stopped_at: Option<f64>,
+    execution_stopped_at: Option<f64>,
+    // SubmitContainerStateChange members.
+    container_name: Option<String>,
+    runtime_id: Option<String>,
+    exit_code: Option<i64>,
+    network_bindings: Option<Vec<NetworkBinding>>,
+}
+
+fn ms(secs: Option<f64>) -> Option<u64> {
+    secs.filter(|s| *s > 0.0).map(|s| (s * 1000.0) as u64)
+}
+
+fn apply_container_change(t: &mut Task, c: &ContainerStateChange) {
+    let Some(name) = &c.container_name else {
+        return;
+    };
+    let Some(target) = t.containers.iter_mut().find(|x| &x.name == name) else {
+        return;
+    };
+    if let Some(v) = &c.runtime_id {
+        target.runtime_id = Some(v.clone());
+    }
+    if let Some(v) = &c.image_digest {
+        target.image_digest = Some(v.clone());
+    }
+    if let Some(v) = c.exit_code {
+        target.exit_code = Some(v);
+    }
+    if let Some(v) = &c.network_bindings {
+        if !v.is_empty() || target.network_bindings.is_empty() {
+            target.network_bindings = v.clone();
+        }
+    }
+    if let Some(v) = &c.reason {
+        target.reason = Some(v.clone());
+    }
+    if let Some(v) = &c.status {
+        if matches!(v.as_str(), "PENDING" | "RUNNING" | "STOPPED")
+            && target.last_status != "STOPPED"
+        {
+            target.last_status = v.clone();
+        }
+    }
+    if let Some(v) = &c.health_status {
+        if matches!(v.as_str(), "HEALTHY" | "UNHEALTHY" | "UNKNOWN") {
+            target.health_status = Some(v.clone());
+        }
+    }
+}
+
+fn stop_code_for(reason: Option<&str>) -> &'static str {
+    let r = reason.unwrap_or("");
+    if r.starts_with("Cannot")
+        || r.starts_with("ResourceInitializationError")
+        || r.starts_with("ContainerRuntimeTimeoutError")
+        || r.starts_with("TaskFailedToStart")
+    {
+        stop_code::TASK_FAILED_TO_START
+    } else {
+        stop_code::ESSENTIAL_CONTAINER_EXITED
+    }
+}
+
+pub(super) async fn submit_task_state_change(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: TaskStateChangeRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let Some(reference) = req.task.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(EcsError::invalid("task is required."));
+    };
+    let status = match req.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            TaskStatus::parse(s)
+                .ok_or_else(|| EcsError::invalid(format!("Invalid status '{s}'.")))?,
+        ),
+    };
+    let now = ctx.now;
+    transition(svc, ctx, &cluster, reference, |t| {
+        if t.last_status == TaskStatus::Stopped {
+            return Ok(()); // final; late reports change nothing
+        }
+        for c in &req.containers {
+            apply_container_change(t, c);
+        }
+        if let Some(v) = ms(req.pull_started_at) {
+            t.pull_started_at.get_or_insert(v);
+        }
+        if let Some(v) = ms(req.pull_stopped_at) {
+            t.pull_stopped_at.get_or_insert(v);
+        }
+        match status {
+            Some(TaskStatus::Stopped) => {
+                t.last_status = TaskStatus::Stopped;
+                t.desired_status = TaskStatus::Stopped;
+                t.stopped_at = Some(now);
+                t.execution_stopped_at = Some(ms(req.execution_stopped_at).unwrap_or(now));
+                t.stopping_at.get_or_insert(now);
+                if t.stop_code.is_none() {
+                    t.stop_code = Some(stop_code_for(req.reason.as_deref()).to_owned());
+                    t.stopped_reason = Some(
+                        req.reason
+                            .clone()
+                            .unwrap_or_else(|| "Essential container in task exited".to_owned()),
+                    );
+                }
+                for c in &mut t.containers {
+                    c.last_status = "STOPPED".into();
+                }
+            }
+            Some(TaskStatus::Running) if t.last_status < TaskStatus::Running => {
+                if t.desired_status == TaskStatus::Stopped {
+                    t.last_status = TaskStatus::Stopping;
+                } else {
+                    t.last_status = TaskStatus::Running;
+                }
+                t.started_at.get_or_insert(now);
+                t.connectivity_at.get_or_insert(now);
+                t.pull_stopped_at.get_or_insert(now);
+            }
+            Some(s @ (TaskStatus::Pending | TaskStatus::Activating)) if t.last_status < s => {
+                t.last_status = s;
+                if s == TaskStatus::Pending {
+                    t.pull_started_at.get_or_insert(now);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(json!({"acknowledgment": "ACK"}))
+}
+
+pub(super) async fn submit_container_state_change(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: TaskStateChangeRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let Some(reference) = req.task.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(EcsError::invalid("task is required."));
+    };
+    let change = ContainerStateChange {
+        container_name: req.container_name.clone(),
+        runtime_id: req.runtime_id.clone(),
+        exit_code: req.exit_code,
+        network_bindings: req.network_bindings.clone(),
+        reason: req.reason.clone(),
+        status: req.status.clone(),
+        ..Default::default()
+    };
+    if change.container_name.is_none() {
+        return Err(EcsError::invalid("containerName is required."));
+    }
+    transition(svc, ctx, &cluster, reference, |t| {
+        if t.last_status != TaskStatus::Stopped {
+            apply_container_change(t, &change);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(json!({"acknowledgment": "ACK"}))
+}
