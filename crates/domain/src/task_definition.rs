@@ -363,7 +363,7 @@ pub fn parse_cpu(s: &str) -> Result<u32, ValidationError> {
     let bad = || ValidationError::client(format!("Invalid 'cpu' setting for task: '{s}'."));
     if let Some(num) = lower.strip_suffix("vcpu") {
         let v: f64 = num.trim().parse().map_err(|_| bad())?;
-        if !(v > 0.0) || v > 192.0 {
+        if !v.is_finite() || v <= 0.0 || v > 192.0 {
             return Err(bad());
         }
         Ok((v * 1024.0).round() as u32)
@@ -383,7 +383,7 @@ pub fn parse_memory(s: &str) -> Result<u32, ValidationError> {
     let bad = || ValidationError::client(format!("Invalid 'memory' setting for task: '{s}'."));
     if let Some(num) = lower.strip_suffix("gb") {
         let v: f64 = num.trim().parse().map_err(|_| bad())?;
-        if !(v > 0.0) || v > 1024.0 {
+        if !v.is_finite() || v <= 0.0 || v > 1024.0 {
             return Err(bad());
         }
         Ok((v * 1024.0).round() as u32)
@@ -412,7 +412,7 @@ pub fn fargate_size_is_valid(cpu: u32, memory: u32) -> bool {
         16384 => (32768, 122880, 8192),
         _ => return false,
     };
-    memory >= lo && memory <= hi && (memory - lo) % step == 0
+    memory >= lo && memory <= hi && (memory - lo).is_multiple_of(step)
 }
 
 fn keep_only(map: &mut Map<String, Value>, allowed: &[&str]) {
@@ -459,15 +459,15 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
     let memory = td.memory.as_deref().map(parse_memory).transpose()?;
     td.cpu = cpu.map(|c| c.to_string());
     td.memory = memory.map(|m| m.to_string());
-    if let Some(pid) = &td.pid_mode {
-        if !matches!(pid.as_str(), "host" | "task") {
-            return Err(ValidationError::client(format!("Invalid pidMode '{pid}'.")));
-        }
+    if let Some(pid) = &td.pid_mode
+        && !matches!(pid.as_str(), "host" | "task")
+    {
+        return Err(ValidationError::client(format!("Invalid pidMode '{pid}'.")));
     }
-    if let Some(ipc) = &td.ipc_mode {
-        if !matches!(ipc.as_str(), "host" | "task" | "none") {
-            return Err(ValidationError::client(format!("Invalid ipcMode '{ipc}'.")));
-        }
+    if let Some(ipc) = &td.ipc_mode
+        && !matches!(ipc.as_str(), "host" | "task" | "none")
+    {
+        return Err(ValidationError::client(format!("Invalid ipcMode '{ipc}'.")));
     }
 
     let fargate = td.requires_compatibilities.iter().any(|c| c == "FARGATE");
@@ -541,13 +541,13 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
         if c.cpu < 0 {
             return Err(container_err(&name, "'cpu' must not be negative."));
         }
-        if let Some(m) = c.memory {
-            if m < 6 {
-                return Err(container_err(
-                    &name,
-                    format!("The memory of {m} MiB is below the minimum of 6 MiB."),
-                ));
-            }
+        if let Some(m) = c.memory
+            && m < 6
+        {
+            return Err(container_err(
+                &name,
+                format!("The memory of {m} MiB is below the minimum of 6 MiB."),
+            ));
         }
         if let Some(r) = c.memory_reservation {
             if r < 6 {
@@ -556,13 +556,13 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
                     format!("The memoryReservation of {r} MiB is below the minimum of 6 MiB."),
                 ));
             }
-            if let Some(m) = c.memory {
-                if r > m {
-                    return Err(container_err(
-                        &name,
-                        "'memoryReservation' must be less than or equal to 'memory'.",
-                    ));
-                }
+            if let Some(m) = c.memory
+                && r > m
+            {
+                return Err(container_err(
+                    &name,
+                    "'memoryReservation' must be less than or equal to 'memory'.",
+                ));
             }
         }
         if c.memory.is_none() && c.memory_reservation.is_none() && memory.is_none() {
@@ -614,12 +614,12 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
             ));
         }
         for mp in &c.mount_points {
-            if let Some(sv) = &mp.source_volume {
-                if !volume_names.contains(&sv.as_str()) {
-                    return Err(ValidationError::client(format!(
-                        "Invalid 'mountPoints' for container '{name}': unknown volume '{sv}'."
-                    )));
-                }
+            if let Some(sv) = &mp.source_volume
+                && !volume_names.contains(&sv.as_str())
+            {
+                return Err(ValidationError::client(format!(
+                    "Invalid 'mountPoints' for container '{name}': unknown volume '{sv}'."
+                )));
             }
         }
         if let Some(deps) = &c.depends_on {
@@ -660,13 +660,13 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
                     ));
                 }
             }
-            if let Some(sp) = hc.start_period {
-                if !(0..=300).contains(&sp) {
-                    return Err(container_err(
-                        &name,
-                        format!("healthCheck.startPeriod {sp} is out of range [0, 300]."),
-                    ));
-                }
+            if let Some(sp) = hc.start_period
+                && !(0..=300).contains(&sp)
+            {
+                return Err(container_err(
+                    &name,
+                    format!("healthCheck.startPeriod {sp} is out of range [0, 300]."),
+                ));
             }
         }
         if let Some(u) = &c.ulimits {
@@ -706,12 +706,12 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
     for c in &mut td.container_definitions {
         c.essential.get_or_insert(true);
     }
-    if let Some(m) = memory {
-        if total_container_memory > u64::from(m) {
-            return Err(ValidationError::client(format!(
-                "The sum of the containers' memory ({total_container_memory} MiB) exceeds the task memory ({m} MiB)."
-            )));
-        }
+    if let Some(m) = memory
+        && total_container_memory > u64::from(m)
+    {
+        return Err(ValidationError::client(format!(
+            "The sum of the containers' memory ({total_container_memory} MiB) exceeds the task memory ({m} MiB)."
+        )));
     }
     for pc in &td.placement_constraints {
         if pc.kind != "memberOf" {

@@ -29,10 +29,10 @@ pub struct TestServer {
 pub fn wait_for_ready(child: &mut Child, path: &Path, timeout: Duration) -> anyhow::Result<Ready> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(r) = serde_json::from_str::<Ready>(&text) {
-                return Ok(r);
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(r) = serde_json::from_str::<Ready>(&text)
+        {
+            return Ok(r);
         }
         if let Some(status) = child.try_wait()? {
             bail!("gantry exited before it was ready: {status}");

@@ -179,11 +179,11 @@ pub(super) async fn create(
     let key = keys::cluster(&ctx.region, &name);
     let cluster = commit_with_retry(svc.store.as_ref(), || async {
         let existing = svc.store.get_typed::<Cluster>(&key).await?;
-        if let Some(c) = &existing {
-            if c.value.status == ClusterStatus::Active {
-                // ECS answers an existing ACTIVE cluster as if it had been created.
-                return Ok((Txn::new(), c.value.clone()));
-            }
+        if let Some(c) = &existing
+            && c.value.status == ClusterStatus::Active
+        {
+            // ECS answers an existing ACTIVE cluster as if it had been created.
+            return Ok((Txn::new(), c.value.clone()));
         }
         let mut settings = vec![ClusterSetting {
             name: "containerInsights".into(),

@@ -504,12 +504,12 @@ async fn change_attributes(
         )));
     }
     for a in &req.attributes {
-        if let Some(t) = &a.target_type {
-            if t != "container-instance" {
-                return Err(EcsError::invalid(format!(
-                    "Invalid targetType '{t}'. Valid values: container-instance."
-                )));
-            }
+        if let Some(t) = &a.target_type
+            && t != "container-instance"
+        {
+            return Err(EcsError::invalid(format!(
+                "Invalid targetType '{t}'. Valid values: container-instance."
+            )));
         }
         if a.target_id.as_deref().is_none_or(str::is_empty) {
             return Err(EcsError::invalid(format!(

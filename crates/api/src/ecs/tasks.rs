@@ -180,24 +180,24 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
     if req.task_definition.as_deref().is_none_or(str::is_empty) {
         return Err(EcsError::invalid("taskDefinition is required."));
     }
-    if let Some(c) = req.count {
-        if !(1..=10).contains(&c) {
-            return Err(EcsError::invalid(format!(
-                "count must be between 1 and 10, but was {c}."
-            )));
-        }
+    if let Some(c) = req.count
+        && !(1..=10).contains(&c)
+    {
+        return Err(EcsError::invalid(format!(
+            "count must be between 1 and 10, but was {c}."
+        )));
     }
-    if let Some(s) = &req.started_by {
-        if s.len() > 128 {
-            return Err(EcsError::invalid(
-                "startedBy may be at most 128 characters.",
-            ));
-        }
+    if let Some(s) = &req.started_by
+        && s.len() > 128
+    {
+        return Err(EcsError::invalid(
+            "startedBy may be at most 128 characters.",
+        ));
     }
-    if let Some(g) = &req.group {
-        if g.is_empty() || g.len() > 255 {
-            return Err(EcsError::invalid("group must be 1 to 255 characters."));
-        }
+    if let Some(g) = &req.group
+        && (g.is_empty() || g.len() > 255)
+    {
+        return Err(EcsError::invalid("group must be 1 to 255 characters."));
     }
     if let Some(lt) = req.launch_type.as_deref() {
         match lt {
@@ -225,12 +225,12 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
                 .into(),
         ));
     }
-    if let Some(p) = req.propagate_tags.as_deref() {
-        if !matches!(p, "TASK_DEFINITION" | "SERVICE" | "NONE") {
-            return Err(EcsError::invalid(format!(
-                "Invalid propagateTags '{p}'. Valid values: TASK_DEFINITION, SERVICE, NONE."
-            )));
-        }
+    if let Some(p) = req.propagate_tags.as_deref()
+        && !matches!(p, "TASK_DEFINITION" | "SERVICE" | "NONE")
+    {
+        return Err(EcsError::invalid(format!(
+            "Invalid propagateTags '{p}'. Valid values: TASK_DEFINITION, SERVICE, NONE."
+        )));
     }
     if start && (req.container_instances.is_empty() || req.container_instances.len() > 10) {
         return Err(EcsError::invalid(
@@ -385,20 +385,20 @@ async fn run_or_start(
         .map(|t| keys::client_token(&ctx.region, &cluster, t));
 
     let (tasks, failures) = commit_with_retry(svc.store.as_ref(), || async {
-        if let Some(k) = &token_key {
-            if let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(k).await? {
-                let mut tasks = Vec::new();
-                for id in &rec.value.task_ids {
-                    if let Some(t) = svc
-                        .store
-                        .get_typed::<Task>(&keys::task(&ctx.region, &cluster, id))
-                        .await?
-                    {
-                        tasks.push(t.value);
-                    }
+        if let Some(k) = &token_key
+            && let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(k).await?
+        {
+            let mut tasks = Vec::new();
+            for id in &rec.value.task_ids {
+                if let Some(t) = svc
+                    .store
+                    .get_typed::<Task>(&keys::task(&ctx.region, &cluster, id))
+                    .await?
+                {
+                    tasks.push(t.value);
                 }
-                return Ok((Txn::new(), (tasks, rec.value.failures)));
             }
+            return Ok((Txn::new(), (tasks, rec.value.failures)));
         }
         let instances = svc
             .store
@@ -885,25 +885,24 @@ fn apply_container_change(t: &mut Task, c: &ContainerStateChange) {
     if let Some(v) = c.exit_code {
         target.exit_code = Some(v);
     }
-    if let Some(v) = &c.network_bindings {
-        if !v.is_empty() || target.network_bindings.is_empty() {
-            target.network_bindings = v.clone();
-        }
+    if let Some(v) = &c.network_bindings
+        && (!v.is_empty() || target.network_bindings.is_empty())
+    {
+        target.network_bindings = v.clone();
     }
     if let Some(v) = &c.reason {
         target.reason = Some(v.clone());
     }
-    if let Some(v) = &c.status {
-        if matches!(v.as_str(), "PENDING" | "RUNNING" | "STOPPED")
-            && target.last_status != "STOPPED"
-        {
-            target.last_status = v.clone();
-        }
+    if let Some(v) = &c.status
+        && matches!(v.as_str(), "PENDING" | "RUNNING" | "STOPPED")
+        && target.last_status != "STOPPED"
+    {
+        target.last_status = v.clone();
     }
-    if let Some(v) = &c.health_status {
-        if matches!(v.as_str(), "HEALTHY" | "UNHEALTHY" | "UNKNOWN") {
-            target.health_status = Some(v.clone());
-        }
+    if let Some(v) = &c.health_status
+        && matches!(v.as_str(), "HEALTHY" | "UNHEALTHY" | "UNKNOWN")
+    {
+        target.health_status = Some(v.clone());
     }
 }
 
