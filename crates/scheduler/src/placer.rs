@@ -105,6 +105,9 @@ pub fn place(
     Placer::new(view).place(request, rng)
 }
 
+/// Spread fields with at most this many values get per-value candidate lists.
+const MAX_BUCKETS: usize = 64;
+
 /// Check stages, in order; the closest failing instance is the one with the highest stage.
 type Stage = FailureReason;
 
@@ -114,6 +117,8 @@ type Stage = FailureReason;
 struct StaticFilter {
     pass: Vec<u32>,
     closest: Option<(Stage, u32)>,
+    /// `pass` split by spread value, per spread field index (fields with few values only).
+    buckets: HashMap<usize, Vec<Vec<u32>>>,
 }
 
 #[derive(Debug)]
@@ -126,9 +131,18 @@ struct SpreadValues {
 #[derive(Debug)]
 struct SpreadCounts {
     group: u32,
-    values: usize,
+    /// Index in `spread_values`.
+    field: usize,
     /// Tasks of `group` per value id.
     counts: Vec<u32>,
+}
+
+/// A strategy key resolved to the arrays it reads, for the scan.
+enum KeyRef<'a> {
+    Instance(&'a [u32]),
+    Spread(&'a [u32], &'a [u32]),
+    Cpu,
+    Memory,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -161,8 +175,8 @@ pub struct Placer<'v> {
     group_names: Vec<String>,
     /// Tasks per instance, per group id (view plus placed), built on first use of the group.
     group_counts: Vec<Option<Vec<u32>>>,
-    spread_values: HashMap<String, SpreadValues>,
-    spread_counts: Vec<(String, SpreadCounts)>,
+    spread_values: Vec<(String, SpreadValues)>,
+    spread_counts: Vec<SpreadCounts>,
     statics: HashMap<String, StaticFilter>,
 }
 
@@ -244,7 +258,7 @@ impl<'v> Placer<'v> {
             group_ids: HashMap::new(),
             group_names: Vec::new(),
             group_counts: Vec::new(),
-            spread_values: HashMap::new(),
+            spread_values: Vec::new(),
             spread_counts: Vec::new(),
             statics: HashMap::new(),
         }
@@ -314,49 +328,47 @@ impl<'v> Placer<'v> {
     }
 
     fn ensure_spread(&mut self, g: u32, attr: &str) -> usize {
+        let field = match self.spread_values.iter().position(|(a, _)| a == attr) {
+            Some(f) => f,
+            None => {
+                let mut ids: HashMap<&str, u32> = HashMap::new();
+                let of = self
+                    .view
+                    .iter()
+                    .map(|v| match v.attribute(attr).flatten() {
+                        None => 0,
+                        Some(val) => {
+                            let next = ids.len() as u32 + 1;
+                            *ids.entry(val).or_insert(next)
+                        }
+                    })
+                    .collect();
+                let len = ids.len() + 1;
+                self.spread_values
+                    .push((attr.to_owned(), SpreadValues { of, len }));
+                self.spread_values.len() - 1
+            }
+        };
         if let Some(i) = self
             .spread_counts
             .iter()
-            .position(|(a, c)| c.group == g && a == attr)
+            .position(|c| c.group == g && c.field == field)
         {
             return i;
         }
-        if !self.spread_values.contains_key(attr) {
-            let mut ids: HashMap<&str, u32> = HashMap::new();
-            let of = self
-                .view
-                .iter()
-                .map(|v| match v.attribute(attr).flatten() {
-                    None => 0,
-                    Some(val) => {
-                        let next = ids.len() as u32 + 1;
-                        *ids.entry(val).or_insert(next)
-                    }
-                })
-                .collect();
-            let len = ids.len() + 1;
-            self.spread_values
-                .insert(attr.to_owned(), SpreadValues { of, len });
-        }
         self.ensure_group_counts(g);
-        let (Some(values), Some(Some(per_instance))) = (
-            self.spread_values.get(attr),
-            self.group_counts.get(g as usize),
-        ) else {
-            return usize::MAX;
-        };
+        let values = &self.spread_values[field].1;
         let mut counts = vec![0u32; values.len];
-        for (value, c) in values.of.iter().zip(per_instance) {
-            counts[*value as usize] += c;
+        if let Some(Some(per_instance)) = self.group_counts.get(g as usize) {
+            for (value, c) in values.of.iter().zip(per_instance) {
+                counts[*value as usize] += c;
+            }
         }
-        self.spread_counts.push((
-            attr.to_owned(),
-            SpreadCounts {
-                group: g,
-                values: values.len,
-                counts,
-            },
-        ));
+        self.spread_counts.push(SpreadCounts {
+            group: g,
+            field,
+            counts,
+        });
         self.spread_counts.len() - 1
     }
 
@@ -414,8 +426,14 @@ impl<'v> Placer<'v> {
                 }
             }
         }
-        self.statics
-            .insert(key.to_owned(), StaticFilter { pass, closest });
+        self.statics.insert(
+            key.to_owned(),
+            StaticFilter {
+                pass,
+                closest,
+                buckets: HashMap::new(),
+            },
+        );
     }
 
     fn prepare(&mut self, request: &PlacementRequest) -> Prepared {
@@ -433,10 +451,7 @@ impl<'v> Placer<'v> {
                     keys.push(KeyKind::SpreadInstance)
                 }
                 PlacementStrategy::Spread(SpreadField::Attribute(a)) => {
-                    let idx = self.ensure_spread(g, a);
-                    if idx != usize::MAX {
-                        keys.push(KeyKind::SpreadAttribute(idx));
-                    }
+                    keys.push(KeyKind::SpreadAttribute(self.ensure_spread(g, a)));
                 }
             }
         }
@@ -467,7 +482,25 @@ impl<'v> Placer<'v> {
             }
         }
         self.ensure_static(&key, request);
+        let mut bucketed = None;
+        if let Some(KeyKind::SpreadAttribute(s)) = keys.first() {
+            let field = self.spread_counts[*s].field;
+            let values = &self.spread_values[field].1;
+            if values.len <= MAX_BUCKETS
+                && let Some(filter) = self.statics.get_mut(&key)
+            {
+                filter.buckets.entry(field).or_insert_with(|| {
+                    let mut b = vec![Vec::new(); values.len];
+                    for &i in &filter.pass {
+                        b[values.of[i as usize] as usize].push(i);
+                    }
+                    b
+                });
+                bucketed = Some((field, *s));
+            }
+        }
         Prepared {
+            bucketed,
             group: g,
             keys,
             distinct: request
@@ -533,10 +566,23 @@ impl<'v> Placer<'v> {
             }
         };
 
+        let keys: Vec<KeyRef<'_>> = p
+            .keys
+            .iter()
+            .map(|k| match *k {
+                KeyKind::SpreadInstance => KeyRef::Instance(group_counts),
+                KeyKind::SpreadAttribute(s) => {
+                    let sc = &self.spread_counts[s];
+                    KeyRef::Spread(&self.spread_values[sc.field].1.of, &sc.counts)
+                }
+                KeyKind::BinpackCpu => KeyRef::Cpu,
+                KeyKind::BinpackMemory => KeyRef::Memory,
+            })
+            .collect();
         let mut best: Option<u32> = None;
         let mut best_key = [0u64; crate::request::MAX_STRATEGIES];
         let mut ties = 0u64;
-        for &i in &filter.pass {
+        let mut visit = |i: u32| -> bool {
             let iu = i as usize;
             if !dynamic.is_empty() {
                 let overlay = Overlay {
@@ -547,41 +593,34 @@ impl<'v> Placer<'v> {
                 };
                 if !dynamic.iter().all(|e| e.eval(&overlay)) {
                     note(Stage::MemberOf, i, &self.cpu, &self.mem);
-                    continue;
+                    return false;
                 }
             }
             if p.distinct && group_counts[iu] > 0 {
                 note(Stage::DistinctInstance, i, &self.cpu, &self.mem);
-                continue;
+                return false;
             }
             let cpu = self.cpu[iu];
             if cpu < need_cpu {
                 note(Stage::ResourceCpu, i, &self.cpu, &self.mem);
-                continue;
+                return false;
             }
             let mem = self.mem[iu];
             if mem < need_mem {
                 note(Stage::ResourceMemory, i, &self.cpu, &self.mem);
-                continue;
+                return false;
             }
             if port_need && !self.ports_ok(iu, &p.task) {
                 note(Stage::ResourcePorts, i, &self.cpu, &self.mem);
-                continue;
+                return false;
             }
             let mut key = [0u64; crate::request::MAX_STRATEGIES];
-            for (k, kind) in p.keys.iter().enumerate() {
+            for (k, kind) in keys.iter().enumerate() {
                 key[k] = match kind {
-                    KeyKind::SpreadInstance => u64::from(group_counts[iu]),
-                    KeyKind::SpreadAttribute(s) => {
-                        let (attr, sc) = &self.spread_counts[*s];
-                        let value = self
-                            .spread_values
-                            .get(attr)
-                            .map_or(0, |sv| sv.of[iu] as usize);
-                        u64::from(sc.counts[value])
-                    }
-                    KeyKind::BinpackCpu => cpu as u64,
-                    KeyKind::BinpackMemory => mem as u64,
+                    KeyRef::Instance(counts) => u64::from(counts[iu]),
+                    KeyRef::Spread(of, counts) => u64::from(counts[of[iu] as usize]),
+                    KeyRef::Cpu => cpu as u64,
+                    KeyRef::Memory => mem as u64,
                 };
             }
             let ord = if best.is_none() {
@@ -602,6 +641,41 @@ impl<'v> Placer<'v> {
                     }
                 }
                 std::cmp::Ordering::Greater => {}
+            }
+            true
+        };
+        let mut bucketed = false;
+        if let Some((field, s)) = p.bucketed
+            && let Some(buckets) = filter.buckets.get(&field)
+        {
+            // The first key is a spread over a field with few values: only the values with the
+            // fewest tasks can win, so scan their instances first and stop at the first count
+            // that has a feasible instance.
+            bucketed = true;
+            let counts = &self.spread_counts[s].counts;
+            let mut order: Vec<(u32, usize)> = (0..buckets.len())
+                .filter(|v| !buckets[*v].is_empty())
+                .map(|v| (counts[v], v))
+                .collect();
+            order.sort_unstable();
+            let mut k = 0;
+            while k < order.len() {
+                let level = order[k].0;
+                let mut found = false;
+                while k < order.len() && order[k].0 == level {
+                    for &i in &buckets[order[k].1] {
+                        found |= visit(i);
+                    }
+                    k += 1;
+                }
+                if found {
+                    break;
+                }
+            }
+        }
+        if !bucketed {
+            for &i in &filter.pass {
+                visit(i);
             }
         }
         match best {
@@ -643,14 +717,10 @@ impl<'v> Placer<'v> {
         if let Some(Some(c)) = self.group_counts.get_mut(p.group as usize) {
             c[i] += 1;
         }
-        for (attr, sc) in &mut self.spread_counts {
-            if sc.group == p.group
-                && let Some(sv) = self.spread_values.get(attr)
-            {
-                let value = sv.of[i] as usize;
-                if value < sc.values {
-                    sc.counts[value] += 1;
-                }
+        for sc in &mut self.spread_counts {
+            if sc.group == p.group {
+                let value = self.spread_values[sc.field].1.of[i] as usize;
+                sc.counts[value] += 1;
             }
         }
         let range = self.view[i].dynamic_port_range;
@@ -683,6 +753,8 @@ impl<'v> Placer<'v> {
 /// A request resolved against the placer's indexes, once per call.
 #[derive(Debug)]
 struct Prepared {
+    /// When the first key is a spread over a field with few values: (field, spread counts).
+    bucketed: Option<(usize, usize)>,
     group: u32,
     keys: Vec<KeyKind>,
     distinct: bool,
