@@ -241,3 +241,25 @@ def test_disconnected_agent_gets_no_tasks(gantry):
                ["containerInstances"][0]["agentConnected"], timeout=15)
     r = ecs.run_task(cluster="away", taskDefinition="away")
     assert r["tasks"] == [] and r["failures"][0]["reason"] == "AGENT"
+
+
+def test_stopped_tasks_expire_after_the_retention(tmp_path):
+    from conftest import Gantry
+
+    g = Gantry(tmp_path / "data").start(extra_args=["--stopped-task-retention", "1"])
+    try:
+        ecs = g.client("ecs")
+        ecs.create_cluster(clusterName="ret")
+        arn = register_instance(ecs, "ret")["containerInstanceArn"]
+        stream = StreamReader(g, "ret", arn)
+        try:
+            stream.next_payload()
+            ecs.register_task_definition(**dict(TD, family="ret"))
+            t = ecs.run_task(cluster="ret", taskDefinition="ret")["tasks"][0]["taskArn"]
+            ecs.submit_task_state_change(cluster="ret", task=t, status="STOPPED", reason="Essential container in task exited")
+            assert ecs.describe_tasks(cluster="ret", tasks=[t])["tasks"][0]["lastStatus"] == "STOPPED"
+            wait_until(lambda: ecs.describe_tasks(cluster="ret", tasks=[t])["failures"], timeout=15)
+        finally:
+            stream.close()
+    finally:
+        g.stop()

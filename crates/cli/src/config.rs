@@ -23,6 +23,9 @@ pub struct ServerArgs {
     /// The region printed for clients (requests use the region they are signed for).
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).
+    #[arg(long, env = "GANTRY_STOPPED_TASK_RETENTION", default_value_t = 3600)]
+    pub stopped_task_retention: u64,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -42,6 +45,8 @@ pub struct UpArgs {
     pub account_id: String,
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    #[arg(long, env = "GANTRY_STOPPED_TASK_RETENTION", default_value_t = 3600)]
+    pub stopped_task_retention: u64,
 }
 
 /// The validated configuration of the control plane.
@@ -53,6 +58,7 @@ pub struct ServerConfig {
     pub account_id: String,
     pub region: String,
     pub durable: bool,
+    pub stopped_task_retention: std::time::Duration,
 }
 
 fn validate_account(id: &str) -> anyhow::Result<()> {
@@ -73,6 +79,7 @@ impl ServerArgs {
             account_id: self.account_id,
             region: self.region,
             durable: !self.no_fsync,
+            stopped_task_retention: std::time::Duration::from_secs(self.stopped_task_retention),
         })
     }
 }
@@ -91,6 +98,7 @@ impl UpArgs {
             account_id: self.account_id,
             region: self.region,
             durable: true,
+            stopped_task_retention: std::time::Duration::from_secs(self.stopped_task_retention),
         })
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use gantry_api::agent_stream::AgentStreams;
 use gantry_api::ecs::{self, EcsService};
 use gantry_api::sts::StsService;
-use gantry_api::{Front, JsonService, RandomIds, RequestContext, SystemClock};
+use gantry_api::{Clock, Front, JsonService, RandomIds, RequestContext, SystemClock};
 use gantry_aws_proto::AwsError;
 use gantry_aws_proto::sigv4::CredentialProvider;
 use gantry_registry::{EcrContext, Registry, RegistryConfig};
@@ -95,6 +95,28 @@ async fn shutdown_signal() {
     }
 }
 
+/// Removes expired STOPPED tasks every minute until shutdown.
+async fn collect_stopped_tasks_forever(
+    store: Arc<dyn Store>,
+    retention: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let every =
+        std::time::Duration::from_secs(60).min(retention.max(std::time::Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = SystemClock.now_millis();
+        match ecs::collect_stopped_tasks(store.as_ref(), now, retention.as_millis() as u64).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired stopped tasks removed"),
+            Err(e) => tracing::warn!(error = %e, "stopped-task collection failed"),
+        }
+    }
+}
+
 /// Runs the control plane until SIGTERM or Ctrl-C.
 pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
@@ -134,6 +156,11 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
     let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
 
     let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
+    let gc = tokio::spawn(collect_stopped_tasks_forever(
+        store.clone(),
+        cfg.stopped_task_retention,
+        shutdown_rx.clone(),
+    ));
     let ecr = Arc::new(EcrService {
         registry: registry.clone(),
         registry_host: addr.to_string(),
@@ -201,6 +228,7 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
         .context("serving")?;
     let _ = shutdown_tx.send(true);
     let _ = maintenance.await;
+    let _ = gc.await;
     sqlite.close();
     tracing::info!("gantry server stopped");
     Ok(())

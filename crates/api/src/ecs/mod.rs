@@ -271,3 +271,43 @@ impl JsonService for EcsService {
         self.dispatch(op, body, ctx).await.map_err(AwsError::from)
     }
 }
+
+/// Removes STOPPED tasks whose `stoppedAt` is older than `retention_ms` (ECS keeps stopped tasks
+/// describable for at least an hour). Returns how many were removed.
+pub async fn collect_stopped_tasks(
+    store: &dyn Store,
+    now_ms: u64,
+    retention_ms: u64,
+) -> Result<usize, gantry_store::StoreError> {
+    use gantry_domain::task::{Task, TaskStatus};
+    let mut removed = 0;
+    let mut start_after: Option<String> = None;
+    loop {
+        let page = store.scan("ecs/", start_after.as_deref(), 1000).await?;
+        for rec in &page.records {
+            // ecs/<region>/task/<cluster>/<id>
+            if rec.key.split('/').nth(2) != Some("task") {
+                continue;
+            }
+            let Ok(t) = gantry_store::decode::<Task>(rec) else {
+                continue;
+            };
+            let expired = t.value.last_status == TaskStatus::Stopped
+                && t.value
+                    .stopped_at
+                    .is_some_and(|s| s + retention_ms < now_ms);
+            if expired {
+                let txn = gantry_store::Txn::new()
+                    .require_revision(&rec.key, rec.revision)
+                    .delete(&rec.key);
+                if store.commit(txn).await?.is_committed() {
+                    removed += 1;
+                }
+            }
+        }
+        match page.next {
+            Some(n) => start_after = Some(n),
+            None => return Ok(removed),
+        }
+    }
+}
