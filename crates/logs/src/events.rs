@@ -101,7 +101,10 @@ fn validate_batch(events: Vec<InputLogEvent>) -> Result<Vec<(u64, String)>, Logs
     let mut out = Vec::with_capacity(events.len());
     let mut bytes = 0u64;
     for (i, e) in events.into_iter().enumerate() {
-        let ts = required(e.timestamp, &format!("logEvents.{}.member.timestamp", i + 1))?;
+        let ts = required(
+            e.timestamp,
+            &format!("logEvents.{}.member.timestamp", i + 1),
+        )?;
         let message = required(e.message, &format!("logEvents.{}.member.message", i + 1))?;
         let ts = u64::try_from(ts).map_err(|_| {
             LogsError::invalid(format!(
@@ -115,12 +118,12 @@ fn validate_batch(events: Vec<InputLogEvent>) -> Result<Vec<(u64, String)>, Logs
                 i + 1
             )));
         }
-        if let Some(&(prev, _)) = out.last() {
-            if ts < prev {
-                return Err(LogsError::invalid(
-                    "Log events in a single PutLogEvents request must be in chronological order.",
-                ));
-            }
+        if let Some(&(prev, _)) = out.last()
+            && ts < prev
+        {
+            return Err(LogsError::invalid(
+                "Log events in a single PutLogEvents request must be in chronological order.",
+            ));
         }
         bytes += event_size(&message);
         out.push((ts, message));
@@ -130,12 +133,12 @@ fn validate_batch(events: Vec<InputLogEvent>) -> Result<Vec<(u64, String)>, Logs
             "Upload too large: {bytes} bytes exceeds limit of {MAX_BATCH_BYTES}"
         )));
     }
-    if let (Some(first), Some(last)) = (out.first(), out.last()) {
-        if last.0 - first.0 > DAY_MS {
-            return Err(LogsError::invalid(
-                "The batch of log events in a single PutLogEvents request cannot span more than 24 hours.",
-            ));
-        }
+    if let (Some(first), Some(last)) = (out.first(), out.last())
+        && last.0 - first.0 > DAY_MS
+    {
+        return Err(LogsError::invalid(
+            "The batch of log events in a single PutLogEvents request cannot span more than 24 hours.",
+        ));
     }
     Ok(out)
 }
@@ -173,7 +176,10 @@ pub(crate) async fn put(
             bytes: kept.iter().map(|(_, m)| event_size(m)).sum(),
             events: kept,
         };
-        s.first_event_timestamp = Some(s.first_event_timestamp.map_or(first_ts, |t| t.min(first_ts)));
+        s.first_event_timestamp = Some(
+            s.first_event_timestamp
+                .map_or(first_ts, |t| t.min(first_ts)),
+        );
         s.last_event_timestamp = Some(s.last_event_timestamp.map_or(last_ts, |t| t.max(last_ts)));
         s.last_ingestion_time = Some(ctx.now);
         s.stored_bytes += batch.bytes;
@@ -288,9 +294,13 @@ enum Direction {
 fn parse_get_token(token: &str) -> Result<Direction, LogsError> {
     let invalid = || LogsError::invalid("The specified nextToken is invalid.");
     if let Some(p) = token.strip_prefix("f/") {
-        Ok(Direction::Forward(Some(Position::decode(p).ok_or_else(invalid)?)))
+        Ok(Direction::Forward(Some(
+            Position::decode(p).ok_or_else(invalid)?,
+        )))
     } else if let Some(p) = token.strip_prefix("b/") {
-        Ok(Direction::Backward(Some(Position::decode(p).ok_or_else(invalid)?)))
+        Ok(Direction::Backward(Some(
+            Position::decode(p).ok_or_else(invalid)?,
+        )))
     } else {
         Err(invalid())
     }
@@ -312,7 +322,9 @@ pub(crate) async fn get(
         None => Direction::Backward(None),
     };
     let group = load_group(svc, ctx, &group_name).await?.value;
-    let stream = load_stream(svc, ctx, &group_name, &stream_name).await?.value;
+    let stream = load_stream(svc, ctx, &group_name, &stream_name)
+        .await?
+        .value;
     let (mut lo, mut hi) = time_range(&group, ctx.now, req.start_time, req.end_time)?;
     match direction {
         Direction::Forward(Some(p)) => lo = lo.max(p.ts),
@@ -400,12 +412,12 @@ pub(crate) async fn filter(
             "logStreamNames and logStreamNamePrefix are mutually exclusive parameters.",
         ));
     }
-    if let Some(names) = &req.log_stream_names {
-        if names.is_empty() || names.len() > 100 {
-            return Err(LogsError::invalid(
-                "1 validation error detected: Value at 'logStreamNames' failed to satisfy constraint: Member must have length between 1 and 100",
-            ));
-        }
+    if let Some(names) = &req.log_stream_names
+        && (names.is_empty() || names.len() > 100)
+    {
+        return Err(LogsError::invalid(
+            "1 validation error detected: Value at 'logStreamNames' failed to satisfy constraint: Member must have length between 1 and 100",
+        ));
     }
     let limit = limit(req.limit, 10_000, 10_000)?;
     let pattern = FilterPattern::parse(req.filter_pattern.as_deref().unwrap_or(""))

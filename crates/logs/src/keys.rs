@@ -28,7 +28,10 @@ pub fn stream(region: &str, group: &str, stream: &str) -> String {
 
 /// Every batch of one stream, in (first timestamp, sequence) order.
 pub fn batches(region: &str, incarnation: &str, stream_num: u64) -> String {
-    format!("{}{stream_num:010}/", incarnation_batches(region, incarnation))
+    format!(
+        "{}{stream_num:010}/",
+        incarnation_batches(region, incarnation)
+    )
 }
 
 /// Every batch of every stream of one group incarnation.
@@ -47,7 +50,9 @@ pub fn batch(prefix: &str, first_ts: u64, seq: u64) -> String {
 
 /// The region of a group key made by [`group`].
 pub fn region_of_group_key(key: &str) -> Option<&str> {
-    key.strip_prefix(groups_all())?.split_once('/').map(|(r, _)| r)
+    key.strip_prefix(groups_all())?
+        .split_once('/')
+        .map(|(r, _)| r)
 }
 
 #[cfg(test)]
@@ -73,6 +78,9 @@ mod tests {
 
     #[test]
     fn region_is_read_back_from_group_keys() {
-        assert_eq!(region_of_group_key(&group("eu-west-1", "/a/b")), Some("eu-west-1"));
+        assert_eq!(
+            region_of_group_key(&group("eu-west-1", "/a/b")),
+            Some("eu-west-1")
+        );
     }
 }

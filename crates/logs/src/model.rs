@@ -97,11 +97,7 @@ pub struct Position {
 impl Position {
     /// A position before every event at `ts` or later.
     pub fn before(ts: u64) -> Self {
-        Self {
-            ts,
-            seq: 0,
-            idx: 0,
-        }
+        Self { ts, seq: 0, idx: 0 }
     }
 
     /// 38 decimal digits.

@@ -371,7 +371,9 @@ fn lex(s: &str) -> Result<Vec<Tok>, PatternError> {
 
 fn parse_selector(w: &str) -> Result<Selector, PatternError> {
     let Some(mut rest) = w.strip_prefix('$') else {
-        return err(format!("expected a selector starting with '$', found '{w}'"));
+        return err(format!(
+            "expected a selector starting with '$', found '{w}'"
+        ));
     };
     let mut steps = Vec::new();
     while !rest.is_empty() {
@@ -578,7 +580,10 @@ mod tests {
             ("{ $.missing = 1 }", false),
             ("{ $.missing != 1 }", false),
             ("{ $.level = \"error\" && $.code = 404 }", false),
-            ("{ $.level = \"error\" && ($.code = 404 || $.code = 500) }", true),
+            (
+                "{ $.level = \"error\" && ($.code = 404 || $.code = 500) }",
+                true,
+            ),
             ("{ $.level = \"info\" || $.ok IS TRUE }", true),
         ];
         for (p, want) in cases {

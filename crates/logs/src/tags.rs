@@ -46,7 +46,9 @@ pub(crate) fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), LogsErro
 fn group_of_arn(ctx: &RequestContext, arn: &str) -> Result<String, LogsError> {
     group_name_from_arn(ctx, arn)
         .map(str::to_owned)
-        .ok_or_else(|| LogsError::ResourceNotFound(format!("The specified resource {arn} does not exist.")))
+        .ok_or_else(|| {
+            LogsError::ResourceNotFound(format!("The specified resource {arn} does not exist."))
+        })
 }
 
 /// Applies `change` to the tags of group `name`.

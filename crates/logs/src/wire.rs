@@ -237,14 +237,23 @@ mod tests {
     fn arns_name_groups_of_this_account_and_region_only() {
         let c = ctx();
         let arn = group_arn(&c, "/ecs/web");
-        assert_eq!(arn, "arn:aws:logs:us-east-1:000000000000:log-group:/ecs/web");
+        assert_eq!(
+            arn,
+            "arn:aws:logs:us-east-1:000000000000:log-group:/ecs/web"
+        );
         assert_eq!(group_name_from_arn(&c, &arn), Some("/ecs/web"));
-        assert_eq!(group_name_from_arn(&c, &format!("{arn}:*")), Some("/ecs/web"));
+        assert_eq!(
+            group_name_from_arn(&c, &format!("{arn}:*")),
+            Some("/ecs/web")
+        );
         assert_eq!(
             group_name_from_arn(&c, "arn:aws:logs:eu-west-1:000000000000:log-group:x"),
             None
         );
-        assert_eq!(group_name_from_arn(&c, "arn:aws:ecs:us-east-1:0:cluster/x"), None);
+        assert_eq!(
+            group_name_from_arn(&c, "arn:aws:ecs:us-east-1:0:cluster/x"),
+            None
+        );
     }
 
     #[test]

@@ -100,12 +100,25 @@ fn messages(v: &Value) -> Vec<String> {
 #[tokio::test]
 async fn log_groups_are_created_described_and_deleted() {
     let h = Harness::new();
-    assert_eq!(h.ok("CreateLogGroup", json!({"logGroupName": "/ecs/web", "tags": {"team": "a"}})).await, json!({}));
-    let e = h.err("CreateLogGroup", json!({"logGroupName": "/ecs/web"})).await;
+    assert_eq!(
+        h.ok(
+            "CreateLogGroup",
+            json!({"logGroupName": "/ecs/web", "tags": {"team": "a"}})
+        )
+        .await,
+        json!({})
+    );
+    let e = h
+        .err("CreateLogGroup", json!({"logGroupName": "/ecs/web"}))
+        .await;
     assert_eq!((e.0, e.1.as_str()), (400, "ResourceAlreadyExistsException"));
-    h.ok("CreateLogGroup", json!({"logGroupName": "/ecs/api"})).await;
-    h.ok("CreateLogGroup", json!({"logGroupName": "other"})).await;
-    let v = h.ok("DescribeLogGroups", json!({"logGroupNamePrefix": "/ecs/w"})).await;
+    h.ok("CreateLogGroup", json!({"logGroupName": "/ecs/api"}))
+        .await;
+    h.ok("CreateLogGroup", json!({"logGroupName": "other"}))
+        .await;
+    let v = h
+        .ok("DescribeLogGroups", json!({"logGroupNamePrefix": "/ecs/w"}))
+        .await;
     assert_eq!(
         v,
         json!({"logGroups": [{
@@ -118,45 +131,103 @@ async fn log_groups_are_created_described_and_deleted() {
             "logGroupClass": "STANDARD",
         }]})
     );
-    let v = h.ok("DescribeLogGroups", json!({"logGroupNamePattern": "API"})).await;
+    let v = h
+        .ok("DescribeLogGroups", json!({"logGroupNamePattern": "API"}))
+        .await;
     assert_eq!(v["logGroups"][0]["logGroupName"], "/ecs/api");
-    let e = h.err("DescribeLogGroups", json!({"logGroupNamePattern": "a", "logGroupNamePrefix": "b"})).await;
+    let e = h
+        .err(
+            "DescribeLogGroups",
+            json!({"logGroupNamePattern": "a", "logGroupNamePrefix": "b"}),
+        )
+        .await;
     assert_eq!(e.1, "InvalidParameterException");
     // Pages of 2 then 1, in name order.
     let p1 = h.ok("DescribeLogGroups", json!({"limit": 2})).await;
-    let names: Vec<&str> = p1["logGroups"].as_array().unwrap().iter().map(|g| g["logGroupName"].as_str().unwrap()).collect();
+    let names: Vec<&str> = p1["logGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["logGroupName"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["/ecs/api", "/ecs/web"]);
-    let p2 = h.ok("DescribeLogGroups", json!({"limit": 2, "nextToken": p1["nextToken"]})).await;
+    let p2 = h
+        .ok(
+            "DescribeLogGroups",
+            json!({"limit": 2, "nextToken": p1["nextToken"]}),
+        )
+        .await;
     assert_eq!(p2["logGroups"][0]["logGroupName"], "other");
     assert!(p2.get("nextToken").is_none());
-    assert_eq!(h.err("DescribeLogGroups", json!({"limit": 51})).await.1, "InvalidParameterException");
-    h.ok("DeleteLogGroup", json!({"logGroupName": "/ecs/web"})).await;
-    let e = h.err("DeleteLogGroup", json!({"logGroupName": "/ecs/web"})).await;
-    assert_eq!(e, (400, "ResourceNotFoundException".into(), "The specified log group does not exist.".into()));
-    assert_eq!(h.err("CreateLogGroup", json!({"logGroupName": "bad:name"})).await.1, "InvalidParameterException");
-    assert_eq!(h.err("CreateLogGroup", json!({})).await.1, "InvalidParameterException");
+    assert_eq!(
+        h.err("DescribeLogGroups", json!({"limit": 51})).await.1,
+        "InvalidParameterException"
+    );
+    h.ok("DeleteLogGroup", json!({"logGroupName": "/ecs/web"}))
+        .await;
+    let e = h
+        .err("DeleteLogGroup", json!({"logGroupName": "/ecs/web"}))
+        .await;
+    assert_eq!(
+        e,
+        (
+            400,
+            "ResourceNotFoundException".into(),
+            "The specified log group does not exist.".into()
+        )
+    );
+    assert_eq!(
+        h.err("CreateLogGroup", json!({"logGroupName": "bad:name"}))
+            .await
+            .1,
+        "InvalidParameterException"
+    );
+    assert_eq!(
+        h.err("CreateLogGroup", json!({})).await.1,
+        "InvalidParameterException"
+    );
 }
 
 #[tokio::test]
 async fn log_streams_are_listed_by_name_or_last_event_time() {
     let h = Harness::new();
-    let e = h.err("CreateLogStream", json!({"logGroupName": "g", "logStreamName": "s"})).await;
+    let e = h
+        .err(
+            "CreateLogStream",
+            json!({"logGroupName": "g", "logStreamName": "s"}),
+        )
+        .await;
     assert_eq!(e.2, "The specified log group does not exist.");
     h.group_with_streams("g", &["b", "a", "c"]).await;
-    let e = h.err("CreateLogStream", json!({"logGroupName": "g", "logStreamName": "a"})).await;
+    let e = h
+        .err(
+            "CreateLogStream",
+            json!({"logGroupName": "g", "logStreamName": "a"}),
+        )
+        .await;
     assert_eq!(e.1, "ResourceAlreadyExistsException");
     h.put("g", "b", &[(NOW - 3000, "x")]).await;
     h.put("g", "c", &[(NOW - 1000, "y")]).await;
     h.put("g", "a", &[(NOW - 2000, "z")]).await;
-    let v = h.ok("DescribeLogStreams", json!({"logGroupName": "g"})).await;
-    let names: Vec<&str> = v["logStreams"].as_array().unwrap().iter().map(|s| s["logStreamName"].as_str().unwrap()).collect();
+    let v = h
+        .ok("DescribeLogStreams", json!({"logGroupName": "g"}))
+        .await;
+    let names: Vec<&str> = v["logStreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["logStreamName"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["a", "b", "c"]);
     let a = &v["logStreams"][0];
     assert_eq!(a["firstEventTimestamp"], NOW - 2000);
     assert_eq!(a["lastEventTimestamp"], NOW - 2000);
     assert_eq!(a["lastIngestionTime"], NOW);
     assert_eq!(a["storedBytes"], 27);
-    assert_eq!(a["arn"], "arn:aws:logs:us-east-1:000000000000:log-group:g:log-stream:a");
+    assert_eq!(
+        a["arn"],
+        "arn:aws:logs:us-east-1:000000000000:log-group:g:log-stream:a"
+    );
     assert!(a["uploadSequenceToken"].is_string());
     let mut all = Vec::new();
     let mut token: Option<Value> = None;
@@ -166,23 +237,57 @@ async fn log_streams_are_listed_by_name_or_last_event_time() {
             req["nextToken"] = t.clone();
         }
         let v = h.ok("DescribeLogStreams", req).await;
-        all.extend(v["logStreams"].as_array().unwrap().iter().map(|s| s["logStreamName"].as_str().unwrap().to_owned()));
+        all.extend(
+            v["logStreams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["logStreamName"].as_str().unwrap().to_owned()),
+        );
         match v.get("nextToken") {
             Some(t) => token = Some(t.clone()),
             None => break,
         }
     }
     assert_eq!(all, ["c", "a", "b"]);
-    let v = h.ok("DescribeLogStreams", json!({"logGroupName": "g", "logStreamNamePrefix": "b"})).await;
+    let v = h
+        .ok(
+            "DescribeLogStreams",
+            json!({"logGroupName": "g", "logStreamNamePrefix": "b"}),
+        )
+        .await;
     assert_eq!(v["logStreams"].as_array().unwrap().len(), 1);
-    let e = h.err("DescribeLogStreams", json!({"logGroupName": "g", "logStreamNamePrefix": "b", "orderBy": "LastEventTime"})).await;
+    let e = h
+        .err(
+            "DescribeLogStreams",
+            json!({"logGroupName": "g", "logStreamNamePrefix": "b", "orderBy": "LastEventTime"}),
+        )
+        .await;
     assert_eq!(e.1, "InvalidParameterException");
-    h.ok("DeleteLogStream", json!({"logGroupName": "g", "logStreamName": "b"})).await;
-    let e = h.err("DeleteLogStream", json!({"logGroupName": "g", "logStreamName": "b"})).await;
+    h.ok(
+        "DeleteLogStream",
+        json!({"logGroupName": "g", "logStreamName": "b"}),
+    )
+    .await;
+    let e = h
+        .err(
+            "DeleteLogStream",
+            json!({"logGroupName": "g", "logStreamName": "b"}),
+        )
+        .await;
     assert_eq!(e.2, "The specified log stream does not exist.");
     // A re-created stream starts empty.
-    h.ok("CreateLogStream", json!({"logGroupName": "g", "logStreamName": "b"})).await;
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "b", "startFromHead": true})).await;
+    h.ok(
+        "CreateLogStream",
+        json!({"logGroupName": "g", "logStreamName": "b"}),
+    )
+    .await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "b", "startFromHead": true}),
+        )
+        .await;
     assert!(messages(&v).is_empty());
 }
 
@@ -190,7 +295,9 @@ async fn log_streams_are_listed_by_name_or_last_event_time() {
 async fn put_log_events_validates_batches_and_reports_rejections() {
     let h = Harness::new();
     h.group_with_streams("g", &["s"]).await;
-    let v = h.put("g", "s", &[(NOW - 10, "one"), (NOW - 5, "two")]).await;
+    let v = h
+        .put("g", "s", &[(NOW - 10, "one"), (NOW - 5, "two")])
+        .await;
     let token = v["nextSequenceToken"].as_str().unwrap().to_owned();
     assert!(v.get("rejectedLogEventsInfo").is_none());
     // The sequence token is optional and a stale one is ignored.
@@ -199,19 +306,46 @@ async fn put_log_events_validates_batches_and_reports_rejections() {
     let e = h.err("PutLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "logEvents": [{"timestamp": NOW, "message": "b"}, {"timestamp": NOW - 1, "message": "a"}]})).await;
     assert_eq!(e.1, "InvalidParameterException");
     assert!(e.2.contains("chronological"), "{}", e.2);
-    let e = h.err("PutLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "logEvents": []})).await;
+    let e = h
+        .err(
+            "PutLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "logEvents": []}),
+        )
+        .await;
     assert_eq!(e.1, "InvalidParameterException");
     let e = h.err("PutLogEvents", json!({"logGroupName": "g", "logStreamName": "nope", "logEvents": [{"timestamp": NOW, "message": "a"}]})).await;
     assert_eq!(e.2, "The specified log stream does not exist.");
     let e = h.err("PutLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "logEvents": [{"timestamp": NOW - 2 * DAY, "message": "a"}, {"timestamp": NOW, "message": "b"}]})).await;
     assert!(e.2.contains("24 hours"), "{}", e.2);
-    let v = h.put("g", "s", &[(NOW - 15 * DAY, "old"), (NOW - 15 * DAY + 1, "old2")]).await;
-    assert_eq!(v["rejectedLogEventsInfo"], json!({"tooOldLogEventEndIndex": 1}));
-    let v = h.put("g", "s", &[(NOW, "ok"), (NOW + 3 * 3_600_000, "future")]).await;
-    assert_eq!(v["rejectedLogEventsInfo"], json!({"tooNewLogEventStartIndex": 1}));
-    let all = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true})).await;
+    let v = h
+        .put(
+            "g",
+            "s",
+            &[(NOW - 15 * DAY, "old"), (NOW - 15 * DAY + 1, "old2")],
+        )
+        .await;
+    assert_eq!(
+        v["rejectedLogEventsInfo"],
+        json!({"tooOldLogEventEndIndex": 1})
+    );
+    let v = h
+        .put("g", "s", &[(NOW, "ok"), (NOW + 3 * 3_600_000, "future")])
+        .await;
+    assert_eq!(
+        v["rejectedLogEventsInfo"],
+        json!({"tooNewLogEventStartIndex": 1})
+    );
+    let all = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true}),
+        )
+        .await;
     assert_eq!(messages(&all), ["one", "two", "three", "ok"]);
-    assert_eq!(all["events"][0], json!({"timestamp": NOW - 10, "message": "one", "ingestionTime": NOW}));
+    assert_eq!(
+        all["events"][0],
+        json!({"timestamp": NOW - 10, "message": "one", "ingestionTime": NOW})
+    );
 }
 
 #[tokio::test]
@@ -219,28 +353,66 @@ async fn get_log_events_pages_forward_and_backward_with_aws_tokens() {
     let h = Harness::new();
     h.group_with_streams("g", &["s"]).await;
     // Two overlapping batches: reads merge them in timestamp order.
-    h.put("g", "s", &[(NOW - 100, "m0"), (NOW - 80, "m2"), (NOW - 60, "m4")]).await;
-    h.put("g", "s", &[(NOW - 90, "m1"), (NOW - 70, "m3"), (NOW - 50, "m5")]).await;
+    h.put(
+        "g",
+        "s",
+        &[(NOW - 100, "m0"), (NOW - 80, "m2"), (NOW - 60, "m4")],
+    )
+    .await;
+    h.put(
+        "g",
+        "s",
+        &[(NOW - 90, "m1"), (NOW - 70, "m3"), (NOW - 50, "m5")],
+    )
+    .await;
     // Default: the latest events, oldest first.
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "limit": 2})).await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "limit": 2}),
+        )
+        .await;
     assert_eq!(messages(&v), ["m4", "m5"]);
     let back = v["nextBackwardToken"].as_str().unwrap().to_owned();
     let fwd = v["nextForwardToken"].as_str().unwrap().to_owned();
     assert!(back.starts_with("b/") && fwd.starts_with("f/"));
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "limit": 2, "nextToken": back})).await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "limit": 2, "nextToken": back}),
+        )
+        .await;
     assert_eq!(messages(&v), ["m2", "m3"]);
     let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "limit": 2, "nextToken": v["nextBackwardToken"]})).await;
     assert_eq!(messages(&v), ["m0", "m1"]);
     let start = v["nextBackwardToken"].clone();
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "limit": 2, "nextToken": start})).await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "limit": 2, "nextToken": start}),
+        )
+        .await;
     assert!(messages(&v).is_empty());
-    assert_eq!(v["nextBackwardToken"], start, "the same token back at the start");
+    assert_eq!(
+        v["nextBackwardToken"], start,
+        "the same token back at the start"
+    );
     // At the end, the forward token comes back unchanged, then new events appear behind it.
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "nextToken": fwd})).await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "nextToken": fwd}),
+        )
+        .await;
     assert!(messages(&v).is_empty());
     assert_eq!(v["nextForwardToken"], fwd.as_str());
     h.put("g", "s", &[(NOW - 40, "m6")]).await;
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "nextToken": fwd})).await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "nextToken": fwd}),
+        )
+        .await;
     assert_eq!(messages(&v), ["m6"]);
     // From the head, with a time window [start, end).
     let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true, "startTime": NOW - 90, "endTime": NOW - 60})).await;
@@ -248,7 +420,8 @@ async fn get_log_events_pages_forward_and_backward_with_aws_tokens() {
     let mut seen = Vec::new();
     let mut token = None::<String>;
     loop {
-        let mut req = json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true, "limit": 3});
+        let mut req =
+            json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true, "limit": 3});
         if let Some(t) = &token {
             req["nextToken"] = json!(t);
         }
@@ -261,44 +434,132 @@ async fn get_log_events_pages_forward_and_backward_with_aws_tokens() {
         token = Some(next);
     }
     assert_eq!(seen, ["m0", "m1", "m2", "m3", "m4", "m5", "m6"]);
-    let e = h.err("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "nextToken": "x/123"})).await;
+    let e = h
+        .err(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "nextToken": "x/123"}),
+        )
+        .await;
     assert_eq!(e.1, "InvalidParameterException");
-    let e = h.err("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "nope"})).await;
+    let e = h
+        .err(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "nope"}),
+        )
+        .await;
     assert_eq!(e.1, "ResourceNotFoundException");
 }
 
 #[tokio::test]
 async fn filter_log_events_interleaves_streams_and_paginates() {
     let h = Harness::new();
-    h.group_with_streams("/ecs/app", &["web/c/1", "web/c/2", "db/c/1"]).await;
-    h.put("/ecs/app", "web/c/1", &[(NOW - 50, "GET /a 200"), (NOW - 30, "GET /b 500 ERROR"), (NOW - 10, "{\"level\":\"error\",\"code\":503}")]).await;
-    h.put("/ecs/app", "web/c/2", &[(NOW - 40, "POST /c 201"), (NOW - 20, "GET /health 200")]).await;
-    h.put("/ecs/app", "db/c/1", &[(NOW - 45, "checkpoint ERROR disk"), (NOW - 5, "ready")]).await;
-    let v = h.ok("FilterLogEvents", json!({"logGroupName": "/ecs/app", "interleaved": true})).await;
+    h.group_with_streams("/ecs/app", &["web/c/1", "web/c/2", "db/c/1"])
+        .await;
+    h.put(
+        "/ecs/app",
+        "web/c/1",
+        &[
+            (NOW - 50, "GET /a 200"),
+            (NOW - 30, "GET /b 500 ERROR"),
+            (NOW - 10, "{\"level\":\"error\",\"code\":503}"),
+        ],
+    )
+    .await;
+    h.put(
+        "/ecs/app",
+        "web/c/2",
+        &[(NOW - 40, "POST /c 201"), (NOW - 20, "GET /health 200")],
+    )
+    .await;
+    h.put(
+        "/ecs/app",
+        "db/c/1",
+        &[(NOW - 45, "checkpoint ERROR disk"), (NOW - 5, "ready")],
+    )
+    .await;
+    let v = h
+        .ok(
+            "FilterLogEvents",
+            json!({"logGroupName": "/ecs/app", "interleaved": true}),
+        )
+        .await;
     assert_eq!(
         messages(&v),
-        ["GET /a 200", "checkpoint ERROR disk", "POST /c 201", "GET /b 500 ERROR", "GET /health 200", "{\"level\":\"error\",\"code\":503}", "ready"]
+        [
+            "GET /a 200",
+            "checkpoint ERROR disk",
+            "POST /c 201",
+            "GET /b 500 ERROR",
+            "GET /health 200",
+            "{\"level\":\"error\",\"code\":503}",
+            "ready"
+        ]
     );
     assert_eq!(v["searchedLogStreams"].as_array().unwrap().len(), 3);
     assert!(v.get("nextToken").is_none());
     let first = &v["events"][0];
     assert_eq!(first["logStreamName"], "web/c/1");
     assert_eq!(first["ingestionTime"], NOW);
-    let ids: std::collections::HashSet<&str> = v["events"].as_array().unwrap().iter().map(|e| e["eventId"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 7, "event ids are unique");
     // Event ids are stable across calls.
-    let again = h.ok("FilterLogEvents", json!({"logGroupName": "/ecs/app"})).await;
+    let again = h
+        .ok("FilterLogEvents", json!({"logGroupName": "/ecs/app"}))
+        .await;
     assert_eq!(again["events"], v["events"]);
     let cases: &[(Value, &[&str])] = &[
-        (json!({"filterPattern": "ERROR"}), &["checkpoint ERROR disk", "GET /b 500 ERROR"]),
-        (json!({"filterPattern": "GET -ERROR"}), &["GET /a 200", "GET /health 200"]),
-        (json!({"filterPattern": "?POST ?ready"}), &["POST /c 201", "ready"]),
-        (json!({"filterPattern": "\"GET /b\""}), &["GET /b 500 ERROR"]),
-        (json!({"filterPattern": "{ $.code >= 500 }"}), &["{\"level\":\"error\",\"code\":503}"]),
-        (json!({"filterPattern": "{ $.level = \"error\" }"}), &["{\"level\":\"error\",\"code\":503}"]),
-        (json!({"logStreamNamePrefix": "web/"}), &["GET /a 200", "POST /c 201", "GET /b 500 ERROR", "GET /health 200", "{\"level\":\"error\",\"code\":503}"]),
-        (json!({"logStreamNames": ["db/c/1", "web/c/2"]}), &["checkpoint ERROR disk", "POST /c 201", "GET /health 200", "ready"]),
-        (json!({"startTime": NOW - 40, "endTime": NOW - 20}), &["POST /c 201", "GET /b 500 ERROR"]),
+        (
+            json!({"filterPattern": "ERROR"}),
+            &["checkpoint ERROR disk", "GET /b 500 ERROR"],
+        ),
+        (
+            json!({"filterPattern": "GET -ERROR"}),
+            &["GET /a 200", "GET /health 200"],
+        ),
+        (
+            json!({"filterPattern": "?POST ?ready"}),
+            &["POST /c 201", "ready"],
+        ),
+        (
+            json!({"filterPattern": "\"GET /b\""}),
+            &["GET /b 500 ERROR"],
+        ),
+        (
+            json!({"filterPattern": "{ $.code >= 500 }"}),
+            &["{\"level\":\"error\",\"code\":503}"],
+        ),
+        (
+            json!({"filterPattern": "{ $.level = \"error\" }"}),
+            &["{\"level\":\"error\",\"code\":503}"],
+        ),
+        (
+            json!({"logStreamNamePrefix": "web/"}),
+            &[
+                "GET /a 200",
+                "POST /c 201",
+                "GET /b 500 ERROR",
+                "GET /health 200",
+                "{\"level\":\"error\",\"code\":503}",
+            ],
+        ),
+        (
+            json!({"logStreamNames": ["db/c/1", "web/c/2"]}),
+            &[
+                "checkpoint ERROR disk",
+                "POST /c 201",
+                "GET /health 200",
+                "ready",
+            ],
+        ),
+        (
+            json!({"startTime": NOW - 40, "endTime": NOW - 20}),
+            &["POST /c 201", "GET /b 500 ERROR"],
+        ),
     ];
     for (extra, want) in cases {
         let mut req = extra.clone();
@@ -322,11 +583,18 @@ async fn filter_log_events_interleaves_streams_and_paginates() {
         }
     }
     assert_eq!(seen, messages(&again));
-    let e = h.err("FilterLogEvents", json!({"logGroupName": "/ecs/app", "filterPattern": "{ $.a = "})).await;
+    let e = h
+        .err(
+            "FilterLogEvents",
+            json!({"logGroupName": "/ecs/app", "filterPattern": "{ $.a = "}),
+        )
+        .await;
     assert_eq!(e.1, "InvalidParameterException");
     let e = h.err("FilterLogEvents", json!({"logGroupName": "/ecs/app", "logStreamNames": ["a"], "logStreamNamePrefix": "a"})).await;
     assert_eq!(e.1, "InvalidParameterException");
-    let e = h.err("FilterLogEvents", json!({"logGroupName": "nope"})).await;
+    let e = h
+        .err("FilterLogEvents", json!({"logGroupName": "nope"}))
+        .await;
     assert_eq!(e.2, "The specified log group does not exist.");
 }
 
@@ -334,36 +602,72 @@ async fn filter_log_events_interleaves_streams_and_paginates() {
 async fn retention_hides_then_deletes_expired_events() {
     let mut h = Harness::new();
     h.group_with_streams("g", &["s"]).await;
-    h.put("g", "s", &[(NOW - 5 * DAY, "old-a"), (NOW - 5 * DAY + 1, "old-b")]).await;
+    h.put(
+        "g",
+        "s",
+        &[(NOW - 5 * DAY, "old-a"), (NOW - 5 * DAY + 1, "old-b")],
+    )
+    .await;
     h.put("g", "s", &[(NOW - 2 * DAY, "mid")]).await;
     h.put("g", "s", &[(NOW - 1000, "new")]).await;
-    let e = h.err("PutRetentionPolicy", json!({"logGroupName": "g", "retentionInDays": 2})).await;
+    let e = h
+        .err(
+            "PutRetentionPolicy",
+            json!({"logGroupName": "g", "retentionInDays": 2}),
+        )
+        .await;
     assert_eq!(e.1, "InvalidParameterException");
     assert!(e.2.contains("3653"), "{}", e.2);
-    let e = h.err("PutRetentionPolicy", json!({"logGroupName": "nope", "retentionInDays": 3})).await;
+    let e = h
+        .err(
+            "PutRetentionPolicy",
+            json!({"logGroupName": "nope", "retentionInDays": 3}),
+        )
+        .await;
     assert_eq!(e.1, "ResourceNotFoundException");
-    h.ok("PutRetentionPolicy", json!({"logGroupName": "g", "retentionInDays": 3})).await;
+    h.ok(
+        "PutRetentionPolicy",
+        json!({"logGroupName": "g", "retentionInDays": 3}),
+    )
+    .await;
     let g = h.ok("DescribeLogGroups", json!({})).await;
     assert_eq!(g["logGroups"][0]["retentionInDays"], 3);
     assert_eq!(g["logGroups"][0]["storedBytes"], 31 * 2 + 29 * 2);
     // Expired events are never read, even before the job runs.
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true})).await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true}),
+        )
+        .await;
     assert_eq!(messages(&v), ["mid", "new"]);
     let v = h.ok("FilterLogEvents", json!({"logGroupName": "g"})).await;
     assert_eq!(messages(&v), ["mid", "new"]);
     // Ingesting an event already past retention reports it as expired.
-    let v = h.put("g", "s", &[(NOW - 4 * DAY, "late"), (NOW - 4 * DAY + 1, "late2")]).await;
-    assert_eq!(v["rejectedLogEventsInfo"], json!({"expiredLogEventEndIndex": 1}));
+    let v = h
+        .put(
+            "g",
+            "s",
+            &[(NOW - 4 * DAY, "late"), (NOW - 4 * DAY + 1, "late2")],
+        )
+        .await;
+    assert_eq!(
+        v["rejectedLogEventsInfo"],
+        json!({"expiredLogEventEndIndex": 1})
+    );
     h.put("g", "s", &[(NOW, "now")]).await;
     assert_eq!(h.svc.enforce_retention(h.now).await.unwrap(), 1);
     assert_eq!(h.svc.enforce_retention(h.now).await.unwrap(), 0);
-    let s = h.ok("DescribeLogStreams", json!({"logGroupName": "g"})).await;
+    let s = h
+        .ok("DescribeLogStreams", json!({"logGroupName": "g"}))
+        .await;
     assert_eq!(s["logStreams"][0]["firstEventTimestamp"], NOW - 2 * DAY);
     assert_eq!(s["logStreams"][0]["storedBytes"], 29 * 2 + 29);
     // A day later "mid" expires too; removing the policy keeps the rest forever.
     h.now += 2 * DAY;
     assert_eq!(h.svc.enforce_retention(h.now).await.unwrap(), 1);
-    h.ok("DeleteRetentionPolicy", json!({"logGroupName": "g"})).await;
+    h.ok("DeleteRetentionPolicy", json!({"logGroupName": "g"}))
+        .await;
     let g = h.ok("DescribeLogGroups", json!({})).await;
     assert!(g["logGroups"][0].get("retentionInDays").is_none());
     let v = h.ok("FilterLogEvents", json!({"logGroupName": "g"})).await;
@@ -389,19 +693,58 @@ async fn retention_job_stops_on_shutdown() {
 #[tokio::test]
 async fn tags_by_arn_and_by_deprecated_group_operations() {
     let h = Harness::new();
-    h.ok("CreateLogGroup", json!({"logGroupName": "g", "tags": {"a": "1"}})).await;
+    h.ok(
+        "CreateLogGroup",
+        json!({"logGroupName": "g", "tags": {"a": "1"}}),
+    )
+    .await;
     let arn = "arn:aws:logs:us-east-1:000000000000:log-group:g";
-    h.ok("TagResource", json!({"resourceArn": arn, "tags": {"b": "2"}})).await;
-    assert_eq!(h.ok("ListTagsForResource", json!({"resourceArn": arn})).await, json!({"tags": {"a": "1", "b": "2"}}));
-    h.ok("UntagResource", json!({"resourceArn": arn, "tagKeys": ["a"]})).await;
-    assert_eq!(h.ok("ListTagsLogGroup", json!({"logGroupName": "g"})).await, json!({"tags": {"b": "2"}}));
-    h.ok("TagLogGroup", json!({"logGroupName": "g", "tags": {"c": "3"}})).await;
-    h.ok("UntagLogGroup", json!({"logGroupName": "g", "tags": ["b"]})).await;
-    assert_eq!(h.ok("ListTagsForResource", json!({"resourceArn": format!("{arn}:*")})).await, json!({"tags": {"c": "3"}}));
-    let e = h.err("ListTagsForResource", json!({"resourceArn": "arn:aws:logs:us-east-1:000000000000:log-group:nope"})).await;
+    h.ok(
+        "TagResource",
+        json!({"resourceArn": arn, "tags": {"b": "2"}}),
+    )
+    .await;
+    assert_eq!(
+        h.ok("ListTagsForResource", json!({"resourceArn": arn}))
+            .await,
+        json!({"tags": {"a": "1", "b": "2"}})
+    );
+    h.ok(
+        "UntagResource",
+        json!({"resourceArn": arn, "tagKeys": ["a"]}),
+    )
+    .await;
+    assert_eq!(
+        h.ok("ListTagsLogGroup", json!({"logGroupName": "g"})).await,
+        json!({"tags": {"b": "2"}})
+    );
+    h.ok(
+        "TagLogGroup",
+        json!({"logGroupName": "g", "tags": {"c": "3"}}),
+    )
+    .await;
+    h.ok("UntagLogGroup", json!({"logGroupName": "g", "tags": ["b"]}))
+        .await;
+    assert_eq!(
+        h.ok(
+            "ListTagsForResource",
+            json!({"resourceArn": format!("{arn}:*")})
+        )
+        .await,
+        json!({"tags": {"c": "3"}})
+    );
+    let e = h
+        .err(
+            "ListTagsForResource",
+            json!({"resourceArn": "arn:aws:logs:us-east-1:000000000000:log-group:nope"}),
+        )
+        .await;
     assert_eq!(e.1, "ResourceNotFoundException");
-    let many: serde_json::Map<String, Value> = (0..50).map(|i| (format!("k{i}"), json!("v"))).collect();
-    let e = h.err("TagResource", json!({"resourceArn": arn, "tags": many})).await;
+    let many: serde_json::Map<String, Value> =
+        (0..50).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let e = h
+        .err("TagResource", json!({"resourceArn": arn, "tags": many}))
+        .await;
     assert_eq!(e.1, "TooManyTagsException");
 }
 
@@ -414,7 +757,11 @@ async fn unimplemented_and_unknown_operations_answer_errors() {
     let e = h.err("NoSuchThing", json!({})).await;
     assert_eq!(e.1, "UnknownOperationException");
     assert!(e.2.contains(TARGET_PREFIX));
-    let e = h.svc.call("CreateLogGroup", b"{not json", &h.ctx()).await.unwrap_err();
+    let e = h
+        .svc
+        .call("CreateLogGroup", b"{not json", &h.ctx())
+        .await
+        .unwrap_err();
     assert_eq!(e.code, "SerializationException");
 }
 
@@ -425,7 +772,14 @@ async fn deleting_a_group_removes_its_events_for_good() {
     h.group_with_streams("g", &["s"]).await;
     h.put("g", "s", &[(NOW, "before")]).await;
     h.ok("DeleteLogGroup", json!({"logGroupName": "g"})).await;
-    assert!(store.scan("logs/", None, 0).await.unwrap().records.is_empty());
+    assert!(
+        store
+            .scan("logs/", None, 0)
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
     h.now += 1;
     h.group_with_streams("g", &["s"]).await;
     let v = h.ok("FilterLogEvents", json!({"logGroupName": "g"})).await;
@@ -436,12 +790,17 @@ async fn deleting_a_group_removes_its_events_for_good() {
 async fn events_survive_on_the_sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
-    let opts = || SqliteOptions { durable: false, ..SqliteOptions::default() };
+    let opts = || SqliteOptions {
+        durable: false,
+        ..SqliteOptions::default()
+    };
     {
         let store = Arc::new(SqliteStore::open(&path, opts()).unwrap());
         let h = Harness::on(store.clone());
         h.group_with_streams("g", &["s"]).await;
-        let batch: Vec<(u64, String)> = (0..2000).map(|i| (NOW - 2000 + i, format!("line {i}"))).collect();
+        let batch: Vec<(u64, String)> = (0..2000)
+            .map(|i| (NOW - 2000 + i, format!("line {i}")))
+            .collect();
         let refs: Vec<(u64, &str)> = batch.iter().map(|(t, m)| (*t, m.as_str())).collect();
         h.put("g", "s", &refs).await;
         // One record for the batch, one for the stream, one for the group.
@@ -450,8 +809,21 @@ async fn events_survive_on_the_sqlite_store() {
     }
     let store = Arc::new(SqliteStore::open(&path, opts()).unwrap());
     let h = Harness::on(store);
-    let v = h.ok("GetLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true, "limit": 5})).await;
-    assert_eq!(messages(&v), ["line 0", "line 1", "line 2", "line 3", "line 4"]);
-    let v = h.ok("FilterLogEvents", json!({"logGroupName": "g", "filterPattern": "\"line 1999\""})).await;
+    let v = h
+        .ok(
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true, "limit": 5}),
+        )
+        .await;
+    assert_eq!(
+        messages(&v),
+        ["line 0", "line 1", "line 2", "line 3", "line 4"]
+    );
+    let v = h
+        .ok(
+            "FilterLogEvents",
+            json!({"logGroupName": "g", "filterPattern": "\"line 1999\""}),
+        )
+        .await;
     assert_eq!(messages(&v), ["line 1999"]);
 }

@@ -69,7 +69,10 @@ async fn boto3_and_aws_cli_drive_logs_end_to_end() {
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_CONFIG_FILE", home.path().join("config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("credentials"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                home.path().join("credentials"),
+            )
             .env("HOME", home.path())
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_SESSION_TOKEN")
