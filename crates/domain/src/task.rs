@@ -228,6 +228,9 @@ pub struct Task {
     pub enable_execute_command: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
+    /// The service deployment that started this task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
 }
 
 impl Task {

@@ -323,6 +323,7 @@ fn new_task(
         availability_zone: ci.attribute("ecs.availability-zone").map(str::to_owned),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
         service_name: None,
+        deployment_id: None,
     }
 }
 
