@@ -7,6 +7,7 @@ pub mod cql;
 mod placer;
 mod request;
 mod rng;
+mod scale_in;
 mod view;
 
 pub use cql::{CqlError, Expr};
@@ -17,6 +18,7 @@ pub use request::{
     check_limits,
 };
 pub use rng::SchedRng;
+pub use scale_in::{RunningTask, choose_tasks_to_stop};
 pub use view::{
     ContainerDemand, DEFAULT_DYNAMIC_PORT_RANGE, InstanceView, PortNeed, Protocol, TaskDemand,
     parse_ports,

@@ -694,7 +694,12 @@ impl<'v> Placer<'v> {
 
     fn ports_ok(&self, i: usize, task: &crate::view::TaskDemand) -> bool {
         let [tcp_free, udp_free] = self.dyn_free[i];
-        if tcp_free < task.dynamic_tcp_ports || udp_free < task.dynamic_udp_ports {
+        let range = self.view[i].dynamic_port_range;
+        // Static ports inside the dynamic range come out of the same pool.
+        let in_pool = |ports: &[u16]| ports.iter().filter(|p| in_range(**p, range)).count() as u32;
+        if tcp_free < task.dynamic_tcp_ports + in_pool(&task.tcp_ports)
+            || udp_free < task.dynamic_udp_ports + in_pool(&task.udp_ports)
+        {
             return false;
         }
         if task.tcp_ports.is_empty() && task.udp_ports.is_empty() {
