@@ -101,7 +101,10 @@ impl DockerRuntime {
     /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://...`, `http://...`) and settles
     /// on the newest API version both sides speak.
     pub async fn connect(host: &str) -> Result<Self, RuntimeError> {
-        let docker = Docker::connect_with_host(host).map_err(engine)?;
+        // Only response headers are bounded by this; `stop` waits for the stop timeout first.
+        let docker = Docker::connect_with_host(host)
+            .map_err(engine)?
+            .with_timeout(Duration::from_secs(300));
         let docker = docker.negotiate_version().await.map_err(engine)?;
         Ok(Self { docker })
     }
@@ -270,10 +273,12 @@ impl ContainerRuntime for DockerRuntime {
             })
     }
 
-    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
-        let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
-        let opts = StopContainerOptionsBuilder::default().t(secs).build();
-        match self.docker.stop_container(id, Some(opts)).await {
+    async fn stop(&self, id: &str, timeout: Option<Duration>) -> Result<(), RuntimeError> {
+        let opts = timeout.map(|t| {
+            let secs = i32::try_from(t.as_secs()).unwrap_or(i32::MAX);
+            StopContainerOptionsBuilder::default().t(secs).build()
+        });
+        match self.docker.stop_container(id, opts).await {
             Ok(()) => Ok(()),
             // 304: already stopped; 404: gone.
             Err(BollardError::DockerResponseServerError {

@@ -6,12 +6,19 @@
 //! re-adoption after a restart, `awslogs` shipping into the Logs API, and the task metadata
 //! endpoint v4. Must not depend on the store (DB).
 
+mod actor;
+mod agent;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod docker;
+pub mod logs;
+pub mod metadata;
 pub mod runtime;
+mod shared;
 pub mod spec;
 
+pub use agent::{AgentError, run, run_with_runtime};
 pub use config::{AgentConfig, ImagePullBehavior};
 pub use docker::DockerRuntime;
 pub use runtime::ContainerRuntime;

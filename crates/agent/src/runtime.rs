@@ -208,8 +208,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Creates a container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
-    /// SIGTERM, then SIGKILL after `timeout`. A stopped or missing container is not an error.
-    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
+    /// SIGTERM, then SIGKILL after `timeout` (None: the container's own stop timeout). A stopped
+    /// or missing container is not an error.
+    async fn stop(&self, id: &str, timeout: Option<Duration>) -> Result<(), RuntimeError>;
     /// Removes a container (forcibly) with its anonymous volumes. Missing is not an error.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// Removes a named volume. Missing or in use is not an error.

@@ -1,0 +1,1042 @@
+//! One actor per task: a tokio task owning the task's state, driving its containers from the
+//! known status towards the desired one, and reporting every change in order.
+//!
+//! Start: report PENDING → pull images → create containers → start them in `dependsOn` order →
+//! report RUNNING with network bindings. Running: watch containers (runtime events poke the
+//! actor; a slow tick is the fallback); an essential container exiting stops the task, a
+//! non-essential one is reported alone, health changes are reported. Stop: SIGTERM/SIGKILL per
+//! `stopTimeout`, report STOPPED with a reason, let log shipping drain, remove the containers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use gantry_domain::task::{AgentTask, NetworkBinding, Task, TaskStatus, effective_container};
+use gantry_domain::task_definition::{ContainerDefinition, NetworkMode, TaskDefinition};
+use rand::Rng as _;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::TaskRecord;
+use crate::config::ImagePullBehavior;
+use crate::logs::{awslogs_target, ship};
+use crate::metadata::TaskDocument;
+use crate::runtime::{ContainerState, ListedContainer};
+use crate::shared::{Report, Shared, epoch_secs, rfc3339, spawn_reporter};
+use crate::spec::{SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, volume_source};
+
+/// Messages to a task actor.
+#[derive(Debug)]
+pub enum TaskMsg {
+    /// The task's record from the control plane (desired status, overrides, ...).
+    Assign(Box<AgentTask>),
+    /// The control plane's full state no longer lists the task: stop it.
+    Unlisted,
+    /// Something happened to one of the task's containers: look again.
+    Poke,
+}
+
+/// Reason reported when the control plane asked for the stop.
+pub const STOPPED_BY_CONTROL_PLANE: &str = "Task stopped by the control plane";
+/// Reason reported when an essential container exited.
+pub const ESSENTIAL_EXITED: &str = "Essential container in task exited";
+
+/// How long a container waits for its `dependsOn` conditions by default.
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
+/// How often a running task is re-inspected when no event arrives.
+const MONITOR_TICK: Duration = Duration::from_secs(3);
+/// How often a starting task is re-inspected.
+const START_TICK: Duration = Duration::from_millis(250);
+/// How long stopping waits for log shipping to drain before removing containers.
+const LOG_DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Nothing started yet (maybe pulling or creating).
+    None,
+    Running,
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Ctr {
+    def: ContainerDefinition,
+    docker_name: String,
+    metadata_id: String,
+    runtime_id: Option<String>,
+    state: Option<ContainerState>,
+    /// The container vanished from the runtime.
+    gone: bool,
+    /// Individually reported as STOPPED (non-essential exit).
+    reported_stopped: bool,
+    log: Option<JoinHandle<()>>,
+}
+
+impl Ctr {
+    fn started(&self) -> bool {
+        self.gone
+            || self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.running || s.has_exited())
+    }
+
+    fn exited(&self) -> bool {
+        self.gone || self.state.as_ref().is_some_and(ContainerState::has_exited)
+    }
+
+    fn running(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.running)
+    }
+
+    fn status(&self) -> &'static str {
+        if self.exited() {
+            "STOPPED"
+        } else if self.running() {
+            "RUNNING"
+        } else {
+            "PENDING"
+        }
+    }
+
+    fn exit_code(&self) -> Option<i64> {
+        self.state
+            .as_ref()
+            .filter(|s| s.has_exited())
+            .and_then(|s| s.exit_code)
+    }
+
+    /// ECS health word when the container has a health check.
+    fn health(&self) -> Option<&'static str> {
+        self.def.health_check.as_ref()?;
+        Some(
+            match self.state.as_ref().and_then(|s| s.health.as_deref()) {
+                Some("healthy") => "HEALTHY",
+                Some("unhealthy") => "UNHEALTHY",
+                _ => "UNKNOWN",
+            },
+        )
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.def
+                .stop_timeout
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT.as_secs()),
+        )
+    }
+}
+
+/// What adoption found for a task: its containers (by label) and its checkpoint record.
+#[derive(Debug, Default)]
+pub struct Adopted {
+    pub containers: Vec<ListedContainer>,
+    pub record: Option<TaskRecord>,
+}
+
+enum DepState {
+    Ready,
+    Waiting,
+    Impossible(String),
+}
+
+struct TaskActor {
+    sh: Arc<Shared>,
+    arn: String,
+    id: TaskIdentity,
+    td: TaskDefinition,
+    record: Task,
+    desired: TaskStatus,
+    known: Known,
+    ctrs: Vec<Ctr>,
+    digests: HashMap<String, String>,
+    pull_started_at: Option<SystemTime>,
+    pull_stopped_at: Option<SystemTime>,
+    execution_stopped_at: Option<SystemTime>,
+    stop_reason: Option<String>,
+    volumes: Vec<String>,
+    reports: Option<mpsc::UnboundedSender<Report>>,
+    reporter: Option<JoinHandle<()>>,
+    last_health: Vec<Option<&'static str>>,
+    pending_final: Option<Value>,
+    /// The agent is going away: leave the containers as they are.
+    detached: bool,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+/// Starts the actor of `task`; it ends once the task is STOPPED, reported and cleaned up.
+pub fn spawn_actor(
+    sh: Arc<Shared>,
+    task: AgentTask,
+    adopted: Adopted,
+) -> (mpsc::UnboundedSender<TaskMsg>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let spawner = sh.spawner.clone();
+    let arn = task.task_arn.clone();
+    let h = spawner.spawn(async move {
+        let actor = TaskActor::new(sh, task, adopted);
+        let span = tracing::info_span!("task", task_arn = %arn);
+        tracing::Instrument::instrument(actor.run(rx), span).await;
+    });
+    (tx, h)
+}
+
+impl TaskActor {
+    fn new(sh: Arc<Shared>, task: AgentTask, adopted: Adopted) -> Self {
+        let td = task.task_definition.clone();
+        let record = task.task.clone();
+        let task_id = task
+            .task_arn
+            .rsplit('/')
+            .next()
+            .unwrap_or(&task.task_arn)
+            .to_owned();
+        let id = TaskIdentity {
+            cluster_arn: task.cluster_arn.clone(),
+            task_arn: task.task_arn.clone(),
+            task_id,
+            family: td.family.clone(),
+            revision: td.revision,
+            instance_arn: sh.instance_arn.clone(),
+            region: sh.region.clone(),
+        };
+        let by_name: HashMap<&str, &ListedContainer> = adopted
+            .containers
+            .iter()
+            .filter_map(|c| Some((c.labels.get(labels::CONTAINER_NAME)?.as_str(), c)))
+            .collect();
+        let rec = adopted.record.clone().unwrap_or_default();
+        let ctrs: Vec<Ctr> = td
+            .container_definitions
+            .iter()
+            .map(|d| {
+                let def = effective_container(d, &record.overrides);
+                let found = by_name.get(def.name.as_str());
+                Ctr {
+                    docker_name: crate::spec::docker_name(
+                        &td.family,
+                        td.revision,
+                        &def.name,
+                        &random_hex(16),
+                    ),
+                    metadata_id: found
+                        .and_then(|c| c.labels.get(labels::METADATA_ID).cloned())
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+                    runtime_id: found
+                        .map(|c| c.id.clone())
+                        .or_else(|| rec.containers.get(&def.name).cloned()),
+                    def,
+                    state: None,
+                    gone: false,
+                    reported_stopped: false,
+                    log: None,
+                }
+            })
+            .collect();
+        let (reports, reporter) = spawn_reporter(&sh);
+        let n = ctrs.len();
+        Self {
+            arn: task.task_arn.clone(),
+            desired: task.desired_status,
+            known: Known::None,
+            last_health: vec![None; n],
+            pending_final: rec.final_report.clone(),
+            volumes: rec.volumes.clone(),
+            sh,
+            id,
+            td,
+            record,
+            ctrs,
+            digests: HashMap::new(),
+            pull_started_at: None,
+            pull_stopped_at: None,
+            execution_stopped_at: None,
+            stop_reason: None,
+            reports: Some(reports),
+            reporter: Some(reporter),
+            detached: false,
+        }
+    }
+
+    fn handle(&mut self, msg: Option<TaskMsg>) {
+        match msg {
+            Some(TaskMsg::Assign(t)) => {
+                if t.desired_status == TaskStatus::Stopped {
+                    self.desired = TaskStatus::Stopped;
+                }
+                self.record = t.task;
+            }
+            Some(TaskMsg::Unlisted) => self.desired = TaskStatus::Stopped,
+            Some(TaskMsg::Poke) => {}
+            None => self.detached = true,
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.desired == TaskStatus::Stopped || self.stop_reason.is_some()
+    }
+
+    fn fail(&mut self, reason: String) {
+        tracing::warn!(reason = %reason, "task failed");
+        if self.stop_reason.is_none() {
+            self.stop_reason = Some(reason);
+        }
+    }
+
+    /// Waits for a message or `tick`, whichever comes first.
+    async fn wait(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskMsg>, tick: Duration) {
+        tokio::select! {
+            m = rx.recv() => self.handle(m),
+            () = tokio::time::sleep(tick) => {}
+        }
+        while let Ok(m) = rx.try_recv() {
+            self.handle(Some(m));
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<TaskMsg>) {
+        if let Some(body) = self.pending_final.take() {
+            // Stopped before the agent restarted: the report was not acknowledged yet.
+            self.known = Known::Stopped;
+            self.refresh().await;
+            self.send(Report::Task(body));
+            self.cleanup().await;
+            self.finish(&mut rx).await;
+            return;
+        }
+        if self.ctrs.iter().any(|c| c.runtime_id.is_some()) {
+            self.adopt().await;
+        }
+        while !self.detached {
+            if self.should_stop() {
+                self.stop_task().await;
+                break;
+            }
+            match self.known {
+                Known::None => self.start_task(&mut rx).await,
+                Known::Running => {
+                    self.wait(&mut rx, MONITOR_TICK).await;
+                    if self.detached {
+                        break;
+                    }
+                    self.monitor().await;
+                }
+                Known::Stopped => break,
+            }
+        }
+        if !self.detached {
+            self.finish(&mut rx).await;
+        }
+    }
+
+    /// Picks up containers that already exist (agent restart).
+    async fn adopt(&mut self) {
+        self.refresh().await;
+        let mut images: Vec<String> = self.ctrs.iter().map(|c| c.def.image.clone()).collect();
+        images.dedup();
+        for image in images {
+            if let Ok(Some(l)) = self.sh.runtime.local_image(&image).await
+                && let Some(d) = digest_of(&l.repo_digests)
+            {
+                self.digests.insert(image, d);
+            }
+        }
+        for i in 0..self.ctrs.len() {
+            if self.ctrs[i].started() {
+                self.spawn_log_shipper(i);
+            }
+        }
+        let adopted = self.ctrs.iter().filter(|c| c.runtime_id.is_some()).count();
+        tracing::info!(adopted, "re-adopted task containers");
+        if self.ctrs.iter().all(Ctr::started) {
+            if let Some(c) = self
+                .ctrs
+                .iter()
+                .find(|c| c.def.is_essential() && c.exited())
+            {
+                let name = c.def.name.clone();
+                tracing::info!(container = %name, "essential container exited while the agent was away");
+                self.fail(ESSENTIAL_EXITED.to_owned());
+                return;
+            }
+            self.known = Known::Running;
+            self.last_health = self.ctrs.iter().map(Ctr::health).collect();
+            self.report_task("RUNNING", None);
+        }
+        self.publish();
+    }
+
+    /// Re-inspects every container; returns the indexes that newly exited.
+    async fn refresh(&mut self) -> Vec<usize> {
+        let mut exited = Vec::new();
+        for (i, c) in self.ctrs.iter_mut().enumerate() {
+            let Some(id) = c.runtime_id.clone() else {
+                continue;
+            };
+            let was = c.exited();
+            match self.sh.runtime.inspect(&id).await {
+                Ok(Some(s)) => {
+                    c.docker_name = s.name.clone();
+                    c.state = Some(s);
+                }
+                Ok(None) => c.gone = true,
+                Err(e) => {
+                    tracing::warn!(container = %c.def.name, error = %e, "cannot inspect container");
+                    continue;
+                }
+            }
+            if !was && c.exited() {
+                exited.push(i);
+            }
+        }
+        exited
+    }
+
+    fn spec_inputs(&self, c: &Ctr) -> SpecInputs {
+        SpecInputs {
+            metadata_base_bridge: self.sh.metadata_base_bridge.clone(),
+            metadata_base_host: self.sh.metadata_base_host.clone(),
+            metadata_id: c.metadata_id.clone(),
+            name_suffix: c
+                .docker_name
+                .rsplit('-')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            hard_limits: self.sh.hard_limits.clone(),
+        }
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<Option<String>, String> {
+        let rt = &self.sh.runtime;
+        let auth = self.sh.registry_auth.for_image(image).await;
+        let local = rt.local_image(image).await.ok().flatten();
+        let behavior = self.sh.pull_behavior;
+        let auth = match auth {
+            Ok(a) => a,
+            Err(e) if local.is_some() && behavior != ImagePullBehavior::Always => {
+                tracing::warn!(image, error = %e, "no registry token; using the local image");
+                return Ok(local.and_then(|l| digest_of(&l.repo_digests)));
+            }
+            Err(e) => return Err(format!("cannot get registry credentials: {e}")),
+        };
+        let own = self.sh.registry_auth.is_own(image);
+        let pull = match (&local, behavior) {
+            (None, _) | (_, ImagePullBehavior::Default | ImagePullBehavior::Always) => true,
+            (Some(l), ImagePullBehavior::PreferCached) => {
+                own && match rt.remote_digest(image, auth.clone()).await {
+                    Ok(remote) => !l.repo_digests.iter().any(|d| d.ends_with(&remote)),
+                    Err(_) => false,
+                }
+            }
+        };
+        if pull {
+            tracing::info!(image, "pulling image");
+            if let Err(e) = rt.pull(image, auth).await {
+                if local.is_some() && behavior != ImagePullBehavior::Always {
+                    tracing::warn!(image, error = %e, "pull failed; using the local image");
+                } else {
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(rt
+            .local_image(image)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| digest_of(&l.repo_digests)))
+    }
+
+    /// Pulls, creates and starts whatever is not yet; returns when RUNNING, failed or stopping.
+    async fn start_task(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskMsg>) {
+        let missing: Vec<usize> = (0..self.ctrs.len())
+            .filter(|&i| self.ctrs[i].runtime_id.is_none())
+            .collect();
+        if !missing.is_empty() {
+            if self.pull_started_at.is_none() {
+                self.pull_started_at = Some(SystemTime::now());
+                self.report_task("PENDING", None);
+            }
+            let mut images: Vec<String> = missing
+                .iter()
+                .map(|&i| self.ctrs[i].def.image.clone())
+                .collect();
+            images.sort();
+            images.dedup();
+            for image in images {
+                let r = tokio::select! {
+                    r = self.ensure_image(&image) => r,
+                    m = rx.recv() => { self.handle(m); return; }
+                };
+                match r {
+                    Ok(d) => {
+                        if let Some(d) = d {
+                            self.digests.insert(image, d);
+                        }
+                    }
+                    Err(e) => {
+                        self.fail(format!("CannotPullContainerError: {e}"));
+                        return;
+                    }
+                }
+            }
+            self.pull_stopped_at = Some(SystemTime::now());
+            while let Ok(m) = rx.try_recv() {
+                self.handle(Some(m));
+            }
+            if self.should_stop() || self.detached {
+                return;
+            }
+            if let Err(e) = self.create_missing(&missing).await {
+                self.fail(format!("CannotCreateContainerError: {e}"));
+                return;
+            }
+        }
+        let began = Instant::now();
+        loop {
+            self.refresh().await;
+            if self.essential_exit() {
+                return;
+            }
+            if self.should_stop() || self.detached {
+                return;
+            }
+            let mut all = true;
+            for i in 0..self.ctrs.len() {
+                if self.ctrs[i].started() {
+                    continue;
+                }
+                all = false;
+                match self.dep_state(i) {
+                    DepState::Ready => {
+                        if let Err(e) = self.start_one(i).await {
+                            self.fail(format!("CannotStartContainerError: {e}"));
+                            return;
+                        }
+                    }
+                    DepState::Waiting => {
+                        let limit = self.ctrs[i]
+                            .def
+                            .start_timeout
+                            .and_then(|s| u64::try_from(s).ok())
+                            .map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
+                        if began.elapsed() > limit {
+                            let name = self.ctrs[i].def.name.clone();
+                            self.fail(format!(
+                                "CannotStartContainerError: dependencies of container {name} were not met within {}s",
+                                limit.as_secs()
+                            ));
+                            return;
+                        }
+                    }
+                    DepState::Impossible(why) => {
+                        self.fail(format!("CannotStartContainerError: {why}"));
+                        return;
+                    }
+                }
+            }
+            if all {
+                self.refresh().await;
+                if self.essential_exit() {
+                    return;
+                }
+                self.known = Known::Running;
+                self.last_health = self.ctrs.iter().map(Ctr::health).collect();
+                tracing::info!("task running");
+                self.report_task("RUNNING", None);
+                self.publish();
+                return;
+            }
+            self.publish();
+            self.wait(rx, START_TICK).await;
+        }
+    }
+
+    async fn create_missing(&mut self, missing: &[usize]) -> Result<(), String> {
+        let siblings: BTreeMap<String, String> = self
+            .ctrs
+            .iter()
+            .map(|c| (c.def.name.clone(), c.docker_name.clone()))
+            .collect();
+        let mut volumes = Vec::new();
+        for v in &self.td.volumes {
+            if let Ok(VolumeSource::Docker {
+                name,
+                task_scoped: true,
+            }) = volume_source(&self.id.task_id, v)
+            {
+                volumes.push(name);
+            }
+        }
+        if !volumes.is_empty() {
+            self.volumes = volumes.clone();
+            self.checkpoint_update(|r| r.volumes = volumes);
+        }
+        for &i in missing {
+            if self.ctrs[i].def.other.contains_key("repositoryCredentials") {
+                tracing::warn!(container = %self.ctrs[i].def.name, "repositoryCredentials are not supported yet; pulling anonymously");
+            }
+            let spec = container_spec(
+                &self.id,
+                &self.td,
+                &self.ctrs[i].def,
+                &self.spec_inputs(&self.ctrs[i]),
+                &siblings,
+            )
+            .map_err(|e| e.0)?;
+            let id = self
+                .sh
+                .runtime
+                .create(&spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(container = %self.ctrs[i].def.name, docker_id = %id, "container created");
+            let name = self.ctrs[i].def.name.clone();
+            let rid = id.clone();
+            self.checkpoint_update(move |r| {
+                r.containers.insert(name, rid);
+            });
+            self.ctrs[i].runtime_id = Some(id);
+        }
+        Ok(())
+    }
+
+    fn checkpoint_update(&self, f: impl FnOnce(&mut TaskRecord)) {
+        if let Err(e) = self.sh.checkpoint.update_task(&self.arn, f) {
+            tracing::error!(error = %e, "cannot write checkpoint");
+        }
+    }
+
+    fn dep_state(&self, i: usize) -> DepState {
+        for dep in self.ctrs[i].def.depends_on.iter().flatten() {
+            let Some(d) = self.ctrs.iter().find(|c| c.def.name == dep.container_name) else {
+                return DepState::Impossible(format!(
+                    "container {} depends on unknown container {}",
+                    self.ctrs[i].def.name, dep.container_name
+                ));
+            };
+            let ok = match dep.condition.as_str() {
+                "START" => d.started(),
+                "COMPLETE" => d.exited(),
+                "SUCCESS" => {
+                    if d.exited() && d.exit_code() != Some(0) {
+                        return DepState::Impossible(format!(
+                            "dependency {} of container {} exited with {:?}, SUCCESS required",
+                            d.def.name,
+                            self.ctrs[i].def.name,
+                            d.exit_code()
+                        ));
+                    }
+                    d.exited()
+                }
+                "HEALTHY" => {
+                    if d.exited() {
+                        return DepState::Impossible(format!(
+                            "dependency {} of container {} exited before becoming HEALTHY",
+                            d.def.name, self.ctrs[i].def.name
+                        ));
+                    }
+                    d.health() == Some("HEALTHY")
+                }
+                other => {
+                    return DepState::Impossible(format!("unknown dependsOn condition {other}"));
+                }
+            };
+            if !ok {
+                return DepState::Waiting;
+            }
+        }
+        DepState::Ready
+    }
+
+    async fn start_one(&mut self, i: usize) -> Result<(), String> {
+        let Some(id) = self.ctrs[i].runtime_id.clone() else {
+            return Err(format!(
+                "container {} was not created",
+                self.ctrs[i].def.name
+            ));
+        };
+        self.sh
+            .runtime
+            .start(&id)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(container = %self.ctrs[i].def.name, "container started");
+        if let Ok(Some(s)) = self.sh.runtime.inspect(&id).await {
+            self.ctrs[i].state = Some(s);
+        }
+        self.spawn_log_shipper(i);
+        Ok(())
+    }
+
+    fn spawn_log_shipper(&mut self, i: usize) {
+        let c = &self.ctrs[i];
+        if c.log.is_some() {
+            return;
+        }
+        let Some(id) = c.runtime_id.clone() else {
+            return;
+        };
+        let Some(target) = awslogs_target(&c.def, &self.id.task_id, &id) else {
+            return;
+        };
+        let h = self.sh.spawner.spawn(ship(
+            self.sh.api.clone(),
+            self.sh.runtime.clone(),
+            self.sh.checkpoint.clone(),
+            id,
+            target,
+        ));
+        self.ctrs[i].log = Some(h);
+    }
+
+    /// Sets the stop reason when an essential container has exited.
+    fn essential_exit(&mut self) -> bool {
+        if let Some(c) = self
+            .ctrs
+            .iter()
+            .find(|c| c.def.is_essential() && c.exited())
+        {
+            tracing::info!(container = %c.def.name, exit_code = ?c.exit_code(), "essential container exited");
+            self.fail(ESSENTIAL_EXITED.to_owned());
+            return true;
+        }
+        false
+    }
+
+    async fn monitor(&mut self) {
+        let exited = self.refresh().await;
+        if self.essential_exit() {
+            return;
+        }
+        for i in exited {
+            if !self.ctrs[i].reported_stopped {
+                self.ctrs[i].reported_stopped = true;
+                let body = self.container_report(i);
+                self.send(Report::Container(body));
+            }
+        }
+        let health: Vec<Option<&'static str>> = self.ctrs.iter().map(Ctr::health).collect();
+        if health != self.last_health {
+            self.last_health = health;
+            self.report_task("RUNNING", None);
+        }
+        self.publish();
+    }
+
+    async fn stop_task(&mut self) {
+        let reason = self
+            .stop_reason
+            .clone()
+            .unwrap_or_else(|| STOPPED_BY_CONTROL_PLANE.to_owned());
+        tracing::info!(reason = %reason, "stopping task");
+        let rt = self.sh.runtime.clone();
+        let stops = self.ctrs.iter().filter(|c| c.running()).filter_map(|c| {
+            let id = c.runtime_id.clone()?;
+            let t = c.stop_timeout();
+            let rt = rt.clone();
+            Some(async move {
+                if let Err(e) = rt.stop(&id, Some(t)).await {
+                    tracing::warn!(docker_id = %id, error = %e, "cannot stop container");
+                }
+            })
+        });
+        futures::future::join_all(stops).await;
+        self.refresh().await;
+        self.known = Known::Stopped;
+        self.execution_stopped_at = Some(SystemTime::now());
+        let body = self.task_body("STOPPED", Some(&reason));
+        let stored = body.clone();
+        self.checkpoint_update(move |r| r.final_report = Some(stored));
+        self.send(Report::Task(body));
+        self.publish();
+        self.cleanup().await;
+    }
+
+    /// Lets log shipping drain, then removes the containers and task-scoped volumes.
+    async fn cleanup(&mut self) {
+        let logs: Vec<JoinHandle<()>> = self.ctrs.iter_mut().filter_map(|c| c.log.take()).collect();
+        for h in logs {
+            if tokio::time::timeout(LOG_DRAIN, h).await.is_err() {
+                tracing::warn!("log shipping did not drain in time; it keeps retrying");
+            }
+        }
+        let rt = self.sh.runtime.clone();
+        let ids: Vec<String> = self
+            .ctrs
+            .iter()
+            .filter_map(|c| c.runtime_id.clone())
+            .collect();
+        for id in ids {
+            if let Err(e) = rt.stop(&id, Some(Duration::from_secs(5))).await {
+                tracing::warn!(docker_id = %id, error = %e, "cannot stop container");
+            }
+            if let Err(e) = rt.remove(&id).await {
+                tracing::warn!(docker_id = %id, error = %e, "cannot remove container");
+            }
+        }
+        for v in &self.volumes {
+            if let Err(e) = rt.remove_volume(v).await {
+                tracing::warn!(volume = %v, error = %e, "cannot remove volume");
+            }
+        }
+        tracing::info!("task containers removed");
+    }
+
+    /// Waits until every report was delivered, then forgets the task.
+    async fn finish(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskMsg>) {
+        self.reports = None;
+        if let Some(mut h) = self.reporter.take() {
+            loop {
+                tokio::select! {
+                    _ = &mut h => break,
+                    m = rx.recv() => {
+                        if m.is_none() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.sh.checkpoint.remove_task(&self.arn) {
+            tracing::error!(error = %e, "cannot write checkpoint");
+        }
+        self.sh.metadata.forget(&self.arn);
+    }
+
+    fn send(&self, r: Report) {
+        if let Some(tx) = &self.reports {
+            let _ = tx.send(r);
+        }
+    }
+
+    fn bindings(&self, c: &Ctr) -> Vec<NetworkBinding> {
+        match self.td.effective_network_mode() {
+            NetworkMode::Host => c
+                .def
+                .port_mappings
+                .iter()
+                .filter_map(|pm| {
+                    let p = pm.container_port?;
+                    Some(NetworkBinding {
+                        bind_ip: Some("0.0.0.0".into()),
+                        container_port: Some(p),
+                        host_port: Some(pm.host_port.filter(|h| *h > 0).unwrap_or(p)),
+                        protocol: Some(pm.protocol.clone().unwrap_or_else(|| "tcp".into())),
+                    })
+                })
+                .collect(),
+            _ => c
+                .state
+                .as_ref()
+                .filter(|s| s.running)
+                .map(|s| s.bindings.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn container_json(&self, c: &Ctr) -> Value {
+        let mut v = json!({
+            "containerName": c.def.name,
+            "status": c.status(),
+            "networkBindings": self.bindings(c),
+        });
+        if let Some(id) = &c.runtime_id {
+            v["runtimeId"] = json!(id);
+        }
+        if let Some(d) = self.digests.get(&c.def.image) {
+            v["imageDigest"] = json!(d);
+        }
+        if let Some(code) = c.exit_code() {
+            v["exitCode"] = json!(code);
+        }
+        if let Some(s) = &c.state {
+            if s.oom_killed {
+                v["reason"] = json!("OutOfMemoryError: Container killed due to memory usage");
+            } else if let Some(e) = &s.error {
+                v["reason"] = json!(e);
+            }
+        }
+        if c.gone && c.state.is_none() {
+            v["reason"] = json!("container removed outside the agent");
+        }
+        if let Some(h) = c.health() {
+            v["healthStatus"] = json!(h);
+        }
+        v
+    }
+
+    fn task_body(&self, status: &str, reason: Option<&str>) -> Value {
+        let mut v = json!({
+            "cluster": self.sh.cluster,
+            "task": self.arn,
+            "status": status,
+            "containers": self.ctrs.iter().map(|c| self.container_json(c)).collect::<Vec<_>>(),
+        });
+        if let Some(r) = reason {
+            v["reason"] = json!(r);
+        }
+        for (k, t) in [
+            ("pullStartedAt", self.pull_started_at),
+            ("pullStoppedAt", self.pull_stopped_at),
+            ("executionStoppedAt", self.execution_stopped_at),
+        ] {
+            if let Some(t) = t {
+                v[k] = json!(epoch_secs(t));
+            }
+        }
+        v
+    }
+
+    fn report_task(&self, status: &str, reason: Option<&str>) {
+        self.send(Report::Task(self.task_body(status, reason)));
+    }
+
+    fn container_report(&self, i: usize) -> Value {
+        let c = &self.ctrs[i];
+        let cj = self.container_json(c);
+        let mut v = json!({
+            "cluster": self.sh.cluster,
+            "task": self.arn,
+            "containerName": c.def.name,
+            "status": cj["status"],
+            "networkBindings": cj["networkBindings"],
+        });
+        for k in ["runtimeId", "exitCode", "reason"] {
+            if let Some(x) = cj.get(k) {
+                v[k] = x.clone();
+            }
+        }
+        v
+    }
+
+    fn known_word(&self) -> &'static str {
+        match self.known {
+            Known::None if self.pull_started_at.is_some() => "PENDING",
+            Known::None => "NONE",
+            Known::Running => "RUNNING",
+            Known::Stopped => "STOPPED",
+        }
+    }
+
+    /// Publishes the task metadata documents.
+    fn publish(&self) {
+        let mut task = Map::new();
+        task.insert("Cluster".into(), json!(self.id.cluster_arn));
+        task.insert("TaskARN".into(), json!(self.arn));
+        task.insert("Family".into(), json!(self.td.family));
+        task.insert("Revision".into(), json!(self.td.revision.to_string()));
+        task.insert("DesiredStatus".into(), json!(self.desired.as_str()));
+        task.insert("KnownStatus".into(), json!(self.known_word()));
+        let mut limits = Map::new();
+        if let Some(cpu) = self.record.cpu.as_deref().or(self.td.cpu.as_deref())
+            && let Ok(units) = cpu.parse::<f64>()
+        {
+            limits.insert("CPU".into(), json!(units / 1024.0));
+        }
+        if let Some(mem) = self.record.memory.as_deref().or(self.td.memory.as_deref())
+            && let Ok(mib) = mem.parse::<i64>()
+        {
+            limits.insert("Memory".into(), json!(mib));
+        }
+        task.insert("Limits".into(), Value::Object(limits));
+        for (k, t) in [
+            ("PullStartedAt", self.pull_started_at),
+            ("PullStoppedAt", self.pull_stopped_at),
+            ("ExecutionStoppedAt", self.execution_stopped_at),
+        ] {
+            if let Some(t) = t {
+                task.insert(k.into(), json!(rfc3339(t)));
+            }
+        }
+        if let Some(az) = &self.record.availability_zone {
+            task.insert("AvailabilityZone".into(), json!(az));
+        }
+        if let Some(s) = &self.record.service_name {
+            task.insert("ServiceName".into(), json!(s));
+        }
+        task.insert("LaunchType".into(), json!("EC2"));
+        let containers = self
+            .ctrs
+            .iter()
+            .filter_map(|c| {
+                let id = c.runtime_id.clone()?;
+                Some((c.metadata_id.clone(), id, self.container_metadata(c)))
+            })
+            .collect();
+        self.sh
+            .metadata
+            .publish(&self.arn, TaskDocument { task, containers });
+    }
+
+    fn container_metadata(&self, c: &Ctr) -> Value {
+        let s = c.state.clone().unwrap_or_default();
+        let labels: BTreeMap<String, String> = s
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("gantry."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut limits = json!({"CPU": c.def.cpu});
+        if let Some(m) = c.def.memory.or(c.def.memory_reservation) {
+            limits["Memory"] = json!(m);
+        }
+        let mut v = json!({
+            "DockerId": c.runtime_id,
+            "Name": c.def.name,
+            "DockerName": c.docker_name,
+            "Image": c.def.image,
+            "ImageID": s.image_id,
+            "Labels": labels,
+            "DesiredStatus": if self.desired == TaskStatus::Stopped { "STOPPED" } else { "RUNNING" },
+            "KnownStatus": c.status(),
+            "Limits": limits,
+            "Type": "NORMAL",
+            "Networks": s.networks.iter().map(|(mode, ip)| {
+                let mode = if s.network_mode.is_empty() || s.network_mode == "default" { mode.clone() } else { s.network_mode.clone() };
+                json!({"NetworkMode": mode, "IPv4Addresses": if ip.is_empty() { vec![] } else { vec![ip.clone()] }})
+            }).collect::<Vec<_>>(),
+            "Ports": self.bindings(c).iter().map(|b| json!({
+                "ContainerPort": b.container_port, "Protocol": b.protocol,
+                "HostPort": b.host_port, "HostIp": b.bind_ip,
+            })).collect::<Vec<_>>(),
+        });
+        for (k, t) in [
+            ("CreatedAt", &s.created_at),
+            ("StartedAt", &s.started_at),
+            ("FinishedAt", &s.finished_at),
+        ] {
+            if let Some(t) = t.as_deref().filter(|t| !t.starts_with("0001-")) {
+                v[k] = json!(t);
+            }
+        }
+        if let Some(code) = c.exit_code() {
+            v["ExitCode"] = json!(code);
+        }
+        if let Some(h) = c.health() {
+            v["Health"] = json!({"status": h});
+        }
+        if let Some(lc) = &c.def.log_configuration {
+            v["LogDriver"] = json!(lc.log_driver);
+            v["LogOptions"] = json!(lc.options.clone().unwrap_or_default());
+        }
+        v
+    }
+}
+
+/// The `sha256:...` manifest digest from an image's repo digests.
+fn digest_of(repo_digests: &[String]) -> Option<String> {
+    repo_digests
+        .first()
+        .and_then(|d| d.split_once('@'))
+        .map(|(_, d)| d.to_owned())
+}
