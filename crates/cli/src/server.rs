@@ -161,6 +161,8 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
         cfg.stopped_task_retention,
         shutdown_rx.clone(),
     ));
+    let logs = Arc::new(gantry_logs::LogsService::new(store.clone()));
+    let retention = tokio::spawn(logs.clone().run_retention(shutdown_rx.clone()));
     let ecr = Arc::new(EcrService {
         registry: registry.clone(),
         registry_host: addr.to_string(),
@@ -170,6 +172,7 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
             .with_body_limit(API_BODY_LIMIT)
             .with_json(ecs::TARGET_PREFIX, ecs)
             .with_json(ECR_TARGET_PREFIX, ecr)
+            .with_json(gantry_logs::TARGET_PREFIX, logs)
             .with_query("sts", Arc::new(StsService)),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
@@ -229,6 +232,7 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
     let _ = shutdown_tx.send(true);
     let _ = maintenance.await;
     let _ = gc.await;
+    let _ = retention.await;
     sqlite.close();
     tracing::info!("gantry server stopped");
     Ok(())

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Control-plane API benchmark (docs/benchmarks.md, "Control-plane API").
+#
+# Builds release binaries, starts `gantry server` on loopback with its data dir on a real disk
+# (durable commits are the point, so tmpfs is refused), runs gantry-bench against it:
+#   1. RegisterTaskDefinition, BENCH_CONCURRENCY clients (one family each), BENCH_DURATION;
+#   2. DescribeClusters (include TAGS, SETTINGS), same concurrency and duration;
+# prints the figures, stops the server with SIGTERM and removes the data dir.
+#
+# Environment:
+#   BENCH_CONCURRENCY  concurrent clients (default 64)
+#   BENCH_DURATION     per benchmark, gantry-bench syntax (default 10s)
+#   BENCH_DIR          where the temporary data dir is made (default /var/tmp; must not be tmpfs)
+#   BENCH_SKIP_BUILD   1: use the binaries already built
+#   CARGO_TARGET_DIR   as for cargo (default ./target)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+CONCURRENCY=${BENCH_CONCURRENCY:-64}
+DURATION=${BENCH_DURATION:-10s}
+BASE=${BENCH_DIR:-/var/tmp}
+READY_DEADLINE_S=30
+STOP_DEADLINE_S=20
+# A benchmark may overrun its duration by this much (setup, draining, the check) before it is killed.
+RUN_SLACK_S=120
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building release binaries (target dir $TARGET)"
+    (cd "$ROOT" && cargo build --release -p gantry -p gantry-bench)
+fi
+GANTRY=$TARGET/release/gantry
+BENCH=$TARGET/release/gantry-bench
+for bin in "$GANTRY" "$BENCH"; do
+    [[ -x $bin ]] || { echo "missing $bin" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d "$BASE/gantry-bench.XXXXXX")
+SERVER_PID=
+cleanup() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq $((STOP_DEADLINE_S * 10))); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "server did not stop within ${STOP_DEADLINE_S}s of SIGTERM; killing it" >&2
+            kill -KILL "$SERVER_PID" 2>/dev/null || true
+        fi
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+FSTYPE=$(stat -f -c %T "$WORK")
+case $FSTYPE in
+    tmpfs | ramfs)
+        echo "$WORK is on $FSTYPE: fsync costs nothing there; set BENCH_DIR to a disk" >&2
+        exit 1
+        ;;
+esac
+log "data dir $WORK ($FSTYPE)"
+df -h "$WORK" >&2
+
+# Throwaway root credentials for this server only (it listens on loopback).
+rand() { LC_ALL=C tr -dc "$1" </dev/urandom 2>/dev/null | head -c "$2" || true; }  # tr ends on SIGPIPE
+GANTRY_ROOT_ACCESS_KEY_ID=AKIA$(rand 'A-Z2-7' 16)
+GANTRY_ROOT_SECRET_ACCESS_KEY=$(rand 'A-Za-z0-9' 40)
+export GANTRY_ROOT_ACCESS_KEY_ID GANTRY_ROOT_SECRET_ACCESS_KEY
+
+READY=$WORK/ready.json
+GANTRY_LOG=${GANTRY_LOG:-warn} "$GANTRY" server \
+    --data-dir "$WORK/data" --listen 127.0.0.1:0 --ready-file "$READY" \
+    2>"$WORK/server.log" &
+SERVER_PID=$!
+
+deadline=$((SECONDS + READY_DEADLINE_S))
+until [[ -s $READY ]]; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "gantry server exited before it was ready:" >&2
+        cat "$WORK/server.log" >&2
+        exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+        echo "gantry server not ready within ${READY_DEADLINE_S}s" >&2
+        cat "$WORK/server.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+ENDPOINT=$(sed -n 's/.*"endpoint": *"\([^"]*\)".*/\1/p' "$READY")
+[[ $ENDPOINT == http://127.0.0.1:* ]] || { echo "unexpected endpoint '$ENDPOINT'" >&2; exit 1; }
+log "gantry server pid $SERVER_PID at $ENDPOINT"
+
+duration_s=$(awk -v d="$DURATION" 'BEGIN {
+    n = d + 0; if (d ~ /ms$/) n /= 1000; else if (d ~ /m$/) n *= 60; printf "%d", n + 1 }')
+status=0
+declare -A FIGURES CPU
+for op in register-task-definition describe-clusters; do
+    log "$op: $CONCURRENCY clients, $DURATION"
+    out=$WORK/$op.out
+    if ! timeout "$((duration_s + RUN_SLACK_S))" "$BENCH" api --endpoint "$ENDPOINT" \
+        --concurrency "$CONCURRENCY" --duration "$DURATION" --op "$op" \
+        --server-pid "$SERVER_PID" | tee "$out"; then
+        echo "$op: benchmark failed" >&2
+        status=1
+    fi
+    FIGURES[$op]=$(grep '^ok=' "$out" || echo "no figures")
+    CPU[$op]=$(sed -n 's/^cpu: //p' "$out")
+done
+
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "gantry server died during the run:" >&2
+    status=1
+fi
+if grep -qE ' (ERROR|WARN) ' "$WORK/server.log"; then
+    echo "server log warnings/errors:" >&2
+    grep -E ' (ERROR|WARN) ' "$WORK/server.log" | head -20 >&2
+fi
+
+echo
+echo "== Control-plane API, $CONCURRENCY concurrent clients, $DURATION each, $(nproc) cores shared by client and server"
+echo "   (machine_busy_cpu_s counts every process: more than server + client means other load ran too)"
+for op in register-task-definition describe-clusters; do
+    printf '%-26s %s\n%-26s %s\n' "$op" "${FIGURES[$op]}" "" "${CPU[$op]}"
+done
+exit "$status"
