@@ -263,3 +263,48 @@ def test_stopped_tasks_expire_after_the_retention(tmp_path):
             stream.close()
     finally:
         g.stop()
+
+
+def test_placement_constraints_strategies_and_cql_filter(gantry):
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="place")
+    by_zone = {}
+    for zone in ["z1", "z2", "z3"]:
+        for stack in ["blue", "green"]:
+            ci = register_instance(ecs, "place", attributes=[{"name": "zone", "value": zone},
+                                                              {"name": "stack", "value": stack}])
+            by_zone.setdefault(zone, []).append(ci["containerInstanceArn"])
+    blue = ecs.list_container_instances(cluster="place", filter="attribute:stack == blue")["containerInstanceArns"]
+    assert len(blue) == 3
+    d = ecs.describe_container_instances(cluster="place", containerInstances=blue)["containerInstances"]
+    assert all({"name": "stack", "value": "blue"} in c["attributes"] for c in d)
+    z12 = ecs.list_container_instances(cluster="place", filter="attribute:zone in [z1, z2] and not attribute:stack == green")
+    assert len(z12["containerInstanceArns"]) == 2
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.list_container_instances(cluster="place", filter="attribute:stack ==")
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert "position" in e.value.response["Error"]["Message"]
+
+    ecs.register_task_definition(**dict(TD, family="place"))
+    r = ecs.run_task(cluster="place", taskDefinition="place", count=6,
+                     placementStrategy=[{"type": "spread", "field": "attribute:zone"}])
+    assert r["failures"] == [] and len(r["tasks"]) == 6
+    zone_of = {arn: z for z, arns in by_zone.items() for arn in arns}
+    counts = {}
+    for t in r["tasks"]:
+        counts[zone_of[t["containerInstanceArn"]]] = counts.get(zone_of[t["containerInstanceArn"]], 0) + 1
+    assert counts == {"z1": 2, "z2": 2, "z3": 2}
+
+    r = ecs.run_task(cluster="place", taskDefinition="place", count=3, group="only-blue",
+                     placementConstraints=[{"type": "memberOf", "expression": "attribute:stack == blue"},
+                                           {"type": "distinctInstance"}])
+    assert len(r["tasks"]) == 3
+    assert {t["containerInstanceArn"] for t in r["tasks"]} == set(blue)
+    r = ecs.run_task(cluster="place", taskDefinition="place", count=1, group="only-blue",
+                     placementConstraints=[{"type": "memberOf", "expression": "attribute:stack == blue"},
+                                           {"type": "distinctInstance"}])
+    assert r["tasks"] == [] and r["failures"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.run_task(cluster="place", taskDefinition="place",
+                     placementConstraints=[{"type": "memberOf", "expression": "attribute:stack === x"}])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"

@@ -369,11 +369,12 @@ pub(super) async fn list(
     let req: ListRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
     let limit = max_results(req.max_results, 100, 100)?;
-    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-        return Err(EcsError::invalid(
-            "The filter parameter (Cluster Query Language) is not supported by this endpoint yet.",
-        ));
-    }
+    let filter = match req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        Some(f) => {
+            Some(gantry_scheduler::cql::parse(f).map_err(|e| EcsError::invalid(e.to_string()))?)
+        }
+        None => None,
+    };
     let status = match req.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -391,8 +392,18 @@ pub(super) async fn list(
         .store
         .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, &cluster))
         .await?;
+    let groups = match &filter {
+        Some(f) if f.depends_on_tasks() => super::tasks::group_counts(svc, ctx, &cluster).await?,
+        _ => Default::default(),
+    };
     let mut items: Vec<(String, String)> = all
         .into_iter()
+        .filter(|c| {
+            filter.as_ref().is_none_or(|f| {
+                let groups = groups.get(&c.value.id).cloned().unwrap_or_default();
+                f.matches(&super::placement::view_of(&c.value, groups))
+            })
+        })
         .filter(|c| match status {
             Some(s) => c.value.status == s,
             None => matches!(

@@ -1,284 +1,157 @@
-//! Task placement for RunTask/StartTask: feasibility (status, agent, CPU, memory, host ports,
-//! `distinctInstance`) then the strategy chain (binpack, spread, random).
-//!
-//! Placements of one call see each other: every pick reserves on its candidate at once.
+//! The bridge between stored records and the pure scheduler (`gantry-scheduler`): instance views,
+//! task demands, constraints and strategies from the wire, and failures back to the wire.
 
-use gantry_domain::Arn;
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
-use gantry_domain::task::{Reservation, apply_reservation};
+use gantry_domain::task::TaskOverride;
+use gantry_domain::task_definition::{NetworkMode, TaskDefinition};
+use gantry_scheduler::{
+    ContainerDemand, InstanceView, PlacementConstraint, PlacementError, PlacementStrategy,
+    PortNeed, Protocol, RequiredAttribute, TaskDemand, check_limits, parse_ports,
+};
 use serde_json::Value;
 
 use super::EcsError;
-use crate::context::RequestContext;
 
-/// An instance being considered, with what this call already put on it.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub instance: ContainerInstance,
-    /// Groups of the tasks already on the instance (one entry per task).
-    pub groups: Vec<String>,
+impl From<PlacementError> for EcsError {
+    fn from(e: PlacementError) -> Self {
+        EcsError::InvalidParameter(e.to_string())
+    }
 }
 
-impl Candidate {
-    pub fn new(instance: ContainerInstance, groups: Vec<String>) -> Self {
-        Self { instance, groups }
-    }
-
-    fn registered(&self, name: &str) -> i64 {
-        self.instance
-            .registered_resources
+/// The scheduler's view of a stored instance, with the groups of the tasks on it.
+pub fn view_of(ci: &ContainerInstance, task_groups: Vec<String>) -> InstanceView {
+    let registered_ports = |name: &str| {
+        ci.registered_resources
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.string_set_value.as_deref())
+            .map(parse_ports)
+            .unwrap_or_default()
+    };
+    let registered = |name: &str| {
+        ci.registered_resources
             .iter()
             .find(|r| r.name == name)
             .and_then(|r| r.integer_value)
             .unwrap_or(0)
-    }
-
-    fn remaining_cpu(&self) -> i64 {
-        self.registered("CPU") - self.instance.reserved_cpu
-    }
-
-    fn remaining_memory(&self) -> i64 {
-        self.registered("MEMORY") - self.instance.reserved_memory
-    }
-
-    fn ports_in_use(&self, name: &str) -> Vec<String> {
-        let mut ports: Vec<String> = self
-            .instance
-            .registered_resources
-            .iter()
-            .find(|r| r.name == name)
-            .and_then(|r| r.string_set_value.clone())
-            .unwrap_or_default();
-        if name == "PORTS" {
-            ports.extend(self.instance.reserved_ports.iter().cloned());
-        } else {
-            ports.extend(self.instance.reserved_udp_ports.iter().cloned());
-        }
-        ports
-    }
-}
-
-/// Why no instance took a task, with the instance that came closest.
-#[derive(Debug, Clone)]
-pub struct PlacementFailure {
-    pub arn: String,
-    pub reason: String,
-}
-
-/// Feasibility checks in ECS's order; a later failure means a closer match.
-fn fit(
-    c: &Candidate,
-    need: &Reservation,
-    group: &str,
-    distinct: bool,
-) -> Result<(), (u8, &'static str)> {
-    if !matches!(c.instance.status, ContainerInstanceStatus::Active) {
-        return Err((0, "INACTIVE"));
-    }
-    if !c.instance.agent_connected {
-        return Err((1, "AGENT"));
-    }
-    if distinct && c.groups.iter().any(|g| g == group) {
-        return Err((2, "DistinctInstance placement constraint unsatisfied."));
-    }
-    if need.cpu > c.remaining_cpu() {
-        return Err((3, "RESOURCE:CPU"));
-    }
-    if need.memory > c.remaining_memory() {
-        return Err((4, "RESOURCE:MEMORY"));
-    }
-    let tcp = c.ports_in_use("PORTS");
-    let udp = c.ports_in_use("PORTS_UDP");
-    if need.ports.iter().any(|p| tcp.contains(p)) || need.udp_ports.iter().any(|p| udp.contains(p))
-    {
-        return Err((5, "RESOURCE:PORTS"));
-    }
-    Ok(())
-}
-
-fn reserve(c: &mut Candidate, need: &Reservation, group: &str) {
-    apply_reservation(&mut c.instance, need, 1);
-    c.groups.push(group.to_owned());
-}
-
-fn arn_of(c: &Candidate, ctx: &RequestContext) -> String {
-    Arn::container_instance(
-        &ctx.region,
-        &ctx.account_id,
-        &c.instance.cluster,
-        &c.instance.id,
-    )
-    .to_string()
-}
-
-/// Checks that `candidates[idx]` can take the task (StartTask) and reserves on it.
-pub fn check_fit(
-    candidates: &mut [Candidate],
-    idx: usize,
-    need: &Reservation,
-    group: &str,
-    ctx: &RequestContext,
-) -> Result<usize, PlacementFailure> {
-    match fit(&candidates[idx], need, group, false) {
-        Ok(()) => {
-            reserve(&mut candidates[idx], need, group);
-            Ok(idx)
-        }
-        Err((_, reason)) => Err(PlacementFailure {
-            arn: arn_of(&candidates[idx], ctx),
-            reason: reason.into(),
-        }),
-    }
-}
-
-/// Validates `placementConstraints` (at most 10; `distinctInstance` or `memberOf` with an
-/// expression).
-pub fn validate_constraints(constraints: &[Value]) -> Result<(), EcsError> {
-    if constraints.len() > 10 {
-        return Err(EcsError::invalid(
-            "At most 10 placement constraints are allowed.",
-        ));
-    }
-    for c in constraints {
-        match c.get("type").and_then(Value::as_str) {
-            Some("distinctInstance") => {}
-            Some("memberOf") => {
-                let expr = c.get("expression").and_then(Value::as_str).unwrap_or("");
-                if expr.is_empty() || expr.len() > 2000 {
-                    return Err(EcsError::invalid(
-                        "A memberOf placement constraint needs an expression of 1 to 2000 characters.",
-                    ));
-                }
-            }
-            other => {
-                return Err(EcsError::invalid(format!(
-                    "Invalid placement constraint type {:?}. Valid values: distinctInstance, memberOf.",
-                    other.unwrap_or("")
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Validates `placementStrategy` (at most 5; `random`, `spread` with a field, `binpack` with
-/// `cpu` or `memory`).
-pub fn validate_strategies(strategies: &[Value]) -> Result<(), EcsError> {
-    if strategies.len() > 5 {
-        return Err(EcsError::invalid(
-            "At most 5 placement strategies are allowed.",
-        ));
-    }
-    for s in strategies {
-        let field = s.get("field").and_then(Value::as_str);
-        match s.get("type").and_then(Value::as_str) {
-            Some("random") => {}
-            Some("spread") if field.is_some_and(|f| !f.is_empty()) => {}
-            Some("binpack") if matches!(field, Some("cpu" | "memory" | "CPU" | "MEMORY")) => {}
-            Some(t @ ("spread" | "binpack")) => {
-                return Err(EcsError::invalid(format!(
-                    "Invalid field {:?} for placement strategy {t}.",
-                    field.unwrap_or("")
-                )));
-            }
-            other => {
-                return Err(EcsError::invalid(format!(
-                    "Invalid placement strategy type {:?}. Valid values: random, spread, binpack.",
-                    other.unwrap_or("")
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The sort key of a candidate under one strategy: lower is better.
-fn score(c: &Candidate, all: &[Candidate], strategy: &Value, tiebreak: u64) -> i64 {
-    let field = strategy.get("field").and_then(Value::as_str).unwrap_or("");
-    match strategy.get("type").and_then(Value::as_str) {
-        Some("binpack") if field.eq_ignore_ascii_case("cpu") => c.remaining_cpu(),
-        Some("binpack") => c.remaining_memory(),
-        Some("spread") if field == "instanceId" || field == "host" => c.groups.len() as i64,
-        Some("spread") => {
-            let attr = field.strip_prefix("attribute:").unwrap_or(field);
-            let mine = c.instance.attribute(attr);
-            all.iter()
-                .filter(|o| o.instance.attribute(attr) == mine)
-                .map(|o| o.groups.len() as i64)
-                .sum()
-        }
-        _ => (tiebreak % 1_000_003) as i64,
-    }
-}
-
-/// Places `count` tasks needing `need` each. Returns one result per task: the candidate index,
-/// or why none fits.
-pub fn place(
-    candidates: &mut [Candidate],
-    need: &Reservation,
-    count: usize,
-    group: &str,
-    constraints: &[Value],
-    strategies: &[Value],
-    ctx: &RequestContext,
-) -> Result<Vec<Result<usize, PlacementFailure>>, EcsError> {
-    if constraints
-        .iter()
-        .any(|c| c.get("type").and_then(Value::as_str) == Some("memberOf"))
-    {
-        return Err(EcsError::invalid(
-            "memberOf placement constraints (Cluster Query Language) are not supported by this endpoint yet.",
-        ));
-    }
-    let distinct = constraints
-        .iter()
-        .any(|c| c.get("type").and_then(Value::as_str) == Some("distinctInstance"));
-    // Without a strategy, spread over instances so tasks do not pile up on one host.
-    let default_strategy = [serde_json::json!({"type": "spread", "field": "instanceId"})];
-    let strategies = if strategies.is_empty() {
-        &default_strategy[..]
-    } else {
-        strategies
     };
-    let mut out = Vec::with_capacity(count);
-    let mut seed = ctx.now ^ 0x9E37_79B9_7F4A_7C15;
-    for _ in 0..count {
-        let mut best: Option<(Vec<i64>, usize)> = None;
-        let mut closest: Option<(u8, &'static str, usize)> = None;
-        for i in 0..candidates.len() {
-            match fit(&candidates[i], need, group, distinct) {
-                Ok(()) => {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let key: Vec<i64> = strategies
-                        .iter()
-                        .map(|s| score(&candidates[i], candidates, s, seed >> 11))
-                        .collect();
-                    if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                        best = Some((key, i));
-                    }
-                }
-                Err((rank, reason)) => {
-                    if closest.is_none_or(|(r, _, _)| rank > r) {
-                        closest = Some((rank, reason, i));
-                    }
-                }
-            }
-        }
-        match best {
-            Some((_, i)) => {
-                reserve(&mut candidates[i], need, group);
-                out.push(Ok(i));
-            }
-            None => {
-                let (arn, reason) = match closest {
-                    Some((_, reason, i)) => (arn_of(&candidates[i], ctx), reason.to_owned()),
-                    None => (String::new(), "RESOURCE:CPU".to_owned()),
-                };
-                out.push(Err(PlacementFailure { arn, reason }));
-            }
-        }
+    let mut used_tcp_ports = registered_ports("PORTS");
+    used_tcp_ports.extend(parse_ports(&ci.reserved_ports));
+    let mut used_udp_ports = registered_ports("PORTS_UDP");
+    used_udp_ports.extend(parse_ports(&ci.reserved_udp_ports));
+    InstanceView {
+        id: ci.id.clone(),
+        ec2_instance_id: ci.ec2_instance_id.clone(),
+        active: ci.status == ContainerInstanceStatus::Active,
+        agent_connected: ci.agent_connected,
+        agent_version: ci.version_info.agent_version.clone(),
+        registered_at: ci.registered_at,
+        attributes: ci
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), a.value.clone()))
+            .collect(),
+        remaining_cpu: registered("CPU") - ci.reserved_cpu,
+        remaining_memory: registered("MEMORY") - ci.reserved_memory,
+        used_tcp_ports,
+        used_udp_ports,
+        running_tasks_count: u32::try_from(ci.running_tasks_count).unwrap_or(0),
+        task_groups,
+        ..InstanceView::default()
     }
-    Ok(out)
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// What one task of `td` (with `overrides`) needs, as the scheduler counts it.
+pub fn demand(td: &TaskDefinition, overrides: &TaskOverride) -> TaskDemand {
+    let mode = td.effective_network_mode();
+    let containers: Vec<ContainerDemand> = td
+        .container_definitions
+        .iter()
+        .map(|c| {
+            let c = gantry_domain::task::effective_container(c, overrides);
+            let ports = match mode {
+                NetworkMode::Bridge | NetworkMode::Host => c
+                    .port_mappings
+                    .iter()
+                    .filter_map(|pm| {
+                        let host = match mode {
+                            NetworkMode::Host => pm.host_port.or(pm.container_port),
+                            _ => pm.host_port,
+                        }
+                        .unwrap_or(0);
+                        Some(PortNeed {
+                            host_port: u16::try_from(host).ok()?,
+                            protocol: if pm.protocol.as_deref() == Some("udp") {
+                                Protocol::Udp
+                            } else {
+                                Protocol::Tcp
+                            },
+                        })
+                    })
+                    .collect(),
+                _ => vec![],
+            };
+            ContainerDemand {
+                cpu: to_u32(c.cpu),
+                memory: c.memory.map(to_u32),
+                memory_reservation: c.memory_reservation.map(to_u32),
+                ports,
+            }
+        })
+        .collect();
+    let task_cpu = overrides
+        .cpu
+        .as_deref()
+        .or(td.cpu.as_deref())
+        .and_then(|v| v.parse().ok());
+    let task_mem = overrides
+        .memory
+        .as_deref()
+        .or(td.memory.as_deref())
+        .and_then(|v| v.parse().ok());
+    TaskDemand::from_containers(task_cpu, task_mem, &containers)
+}
+
+/// The instance attributes `td` requires.
+pub fn requires(td: &TaskDefinition) -> Vec<RequiredAttribute> {
+    td.requires_attributes
+        .iter()
+        .map(|a| RequiredAttribute::named(a.name.clone()))
+        .collect()
+}
+
+/// `placementConstraints` from the wire (request and task definition together).
+pub fn constraints(values: &[Value]) -> Result<Vec<PlacementConstraint>, EcsError> {
+    values
+        .iter()
+        .map(|c| {
+            let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
+            let expr = c.get("expression").and_then(Value::as_str);
+            Ok(PlacementConstraint::from_wire(kind, expr)?)
+        })
+        .collect()
+}
+
+/// `placementStrategy` from the wire.
+pub fn strategies(values: &[Value]) -> Result<Vec<PlacementStrategy>, EcsError> {
+    values
+        .iter()
+        .map(|s| {
+            let kind = s.get("type").and_then(Value::as_str).unwrap_or("");
+            let field = s.get("field").and_then(Value::as_str);
+            Ok(PlacementStrategy::from_wire(kind, field)?)
+        })
+        .collect()
+}
+
+/// Checks constraint and strategy lists as ECS does (counts, types, fields, CQL syntax).
+pub fn validate(constraint_values: &[Value], strategy_values: &[Value]) -> Result<(), EcsError> {
+    check_limits(constraint_values.len(), strategy_values.len())?;
+    constraints(constraint_values)?;
+    strategies(strategy_values)?;
+    Ok(())
 }

@@ -15,13 +15,14 @@ use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::placement::{self, Candidate, PlacementFailure};
+use super::placement;
 use super::wire::{
     active_cluster, cluster_name, commit_with_retry, failure, max_results, paginate, parse, secs,
     with_token,
 };
 use super::{EcsError, EcsService, keys, task_definitions};
 use crate::context::RequestContext;
+use gantry_scheduler::{PlacementRequest, PlacementResult, SchedRng};
 
 pub(crate) fn task_arn(ctx: &RequestContext, t: &Task) -> String {
     Arn::task(&ctx.region, &ctx.account_id, &t.cluster, &t.id).to_string()
@@ -238,8 +239,7 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
         ));
     }
     validate_tags(&req.tags)?;
-    placement::validate_constraints(&req.placement_constraints)?;
-    placement::validate_strategies(&req.placement_strategy)?;
+    placement::validate(&req.placement_constraints, &req.placement_strategy)?;
     Ok(())
 }
 
@@ -373,12 +373,15 @@ async fn run_or_start(
         req.count.unwrap_or(1) as usize
     };
     let need = required_resources(&td, &req.overrides);
-    let mut constraints = req.placement_constraints.clone();
-    constraints.extend(
+    let demand = placement::demand(&td, &req.overrides);
+    let mut constraint_values = req.placement_constraints.clone();
+    constraint_values.extend(
         td.placement_constraints
             .iter()
             .map(|c| json!({"type": c.kind, "expression": c.expression})),
     );
+    let constraints = placement::constraints(&constraint_values)?;
+    let strategies = placement::strategies(&req.placement_strategy)?;
     let token_key = req
         .client_token
         .as_deref()
@@ -415,11 +418,11 @@ async fn run_or_start(
             ));
         }
         let existing_groups = group_counts(svc, ctx, &cluster).await?;
-        let mut candidates: Vec<Candidate> = live
+        let mut view: Vec<gantry_scheduler::InstanceView> = live
             .iter()
             .map(|i| {
-                Candidate::new(
-                    i.value.clone(),
+                placement::view_of(
+                    &i.value,
                     existing_groups
                         .get(&i.value.id)
                         .cloned()
@@ -431,36 +434,62 @@ async fn run_or_start(
             .group
             .clone()
             .unwrap_or_else(|| format!("family:{}", td.family));
-        let picks: Vec<Result<usize, PlacementFailure>> = if start {
-            req.container_instances
-                .iter()
-                .map(|r| {
-                    let id =
-                        gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_default();
-                    match candidates.iter().position(|c| c.instance.id == id) {
-                        Some(i) => placement::check_fit(&mut candidates, i, &need, &group, ctx),
-                        None => Err(PlacementFailure {
-                            arn: if r.starts_with("arn:") {
-                                r.clone()
-                            } else {
-                                Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, r)
-                                    .to_string()
-                            },
-                            reason: "MISSING".into(),
-                        }),
+        let instance_arn = |idx: usize| {
+            Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, &live[idx].value.id)
+                .to_string()
+        };
+        let mut rng = SchedRng::seed_from_u64(ctx.now ^ 0x9E37_79B9_7F4A_7C15);
+        let mut request = PlacementRequest {
+            task: demand.clone(),
+            count: 1,
+            group: group.clone(),
+            constraints: constraints.clone(),
+            strategy: strategies.clone(),
+            requires_attributes: placement::requires(&td),
+        };
+        let picks: Vec<Result<usize, (String, String)>> = if start {
+            let mut out = Vec::new();
+            for r in &req.container_instances {
+                let id = gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_default();
+                let Some(idx) = live.iter().position(|c| c.value.id == id) else {
+                    let arn = if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, r)
+                            .to_string()
+                    };
+                    out.push(Err((arn, "MISSING".to_owned())));
+                    continue;
+                };
+                // StartTask names the instance: only feasibility applies, no constraints.
+                request.constraints = vec![];
+                request.strategy = vec![];
+                let one = [view[idx].clone()];
+                let res = gantry_scheduler::place(&request, &one, &mut rng);
+                match res.into_iter().next() {
+                    Some(PlacementResult::Placed { .. }) => {
+                        reserve_in_view(&mut view[idx], &demand, &group);
+                        out.push(Ok(idx));
                     }
+                    Some(PlacementResult::Failed(f)) => {
+                        out.push(Err((instance_arn(idx), f.reason.as_str().to_owned())))
+                    }
+                    None => out.push(Err((instance_arn(idx), "RESOURCE:CPU".to_owned()))),
+                }
+            }
+            out
+        } else {
+            request.count = u32::try_from(count).unwrap_or(1);
+            gantry_scheduler::place(&request, &view, &mut rng)
+                .into_iter()
+                .map(|r| match r {
+                    PlacementResult::Placed { instance } => Ok(instance),
+                    PlacementResult::Failed(f) => Err((
+                        f.closest.map(instance_arn).unwrap_or_default(),
+                        f.reason.as_str().to_owned(),
+                    )),
                 })
                 .collect()
-        } else {
-            placement::place(
-                &mut candidates,
-                &need,
-                count,
-                &group,
-                &constraints,
-                &req.placement_strategy,
-                ctx,
-            )?
         };
         let mut txn = Txn::new();
         let mut tasks = Vec::new();
@@ -478,7 +507,7 @@ async fn run_or_start(
                     txn = txn.require_absent(&key).put(&key, encode(&key, &task)?);
                     tasks.push(task);
                 }
-                Err(f) => failures.push(failure(&f.arn, &f.reason, None)),
+                Err((arn, reason)) => failures.push(failure(&arn, &reason, None)),
             }
         }
         for (idx, ci) in &touched {
@@ -504,8 +533,21 @@ async fn run_or_start(
     Ok(json!({"tasks": wire, "failures": failures}))
 }
 
+/// Records a placement in a view so later picks of the same call see it.
+fn reserve_in_view(
+    v: &mut gantry_scheduler::InstanceView,
+    d: &gantry_scheduler::TaskDemand,
+    group: &str,
+) {
+    v.remaining_cpu -= i64::from(d.cpu);
+    v.remaining_memory -= i64::from(d.memory);
+    v.used_tcp_ports.extend(d.tcp_ports.iter().copied());
+    v.used_udp_ports.extend(d.udp_ports.iter().copied());
+    v.task_groups.push(group.to_owned());
+}
+
 /// Task groups present on each instance (for `distinctInstance`, spread and `task:group`).
-async fn group_counts(
+pub(super) async fn group_counts(
     svc: &EcsService,
     ctx: &RequestContext,
     cluster: &str,
