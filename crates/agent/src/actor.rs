@@ -848,7 +848,7 @@ impl TaskActor {
         let mut v = json!({
             "containerName": c.def.name,
             "status": c.status(),
-            "networkBindings": self.bindings(c),
+            "networkBindings": self.bindings(c).iter().map(binding_json).collect::<Vec<_>>(),
         });
         if let Some(id) = &c.runtime_id {
             v["runtimeId"] = json!(id);
@@ -1031,6 +1031,24 @@ impl TaskActor {
         }
         v
     }
+}
+
+/// A network binding as the ECS wire spells it (`bindIP`).
+fn binding_json(b: &NetworkBinding) -> Value {
+    let mut v = json!({});
+    if let Some(ip) = &b.bind_ip {
+        v["bindIP"] = json!(ip);
+    }
+    if let Some(p) = b.container_port {
+        v["containerPort"] = json!(p);
+    }
+    if let Some(p) = b.host_port {
+        v["hostPort"] = json!(p);
+    }
+    if let Some(p) = &b.protocol {
+        v["protocol"] = json!(p);
+    }
+    v
 }
 
 /// The `sha256:...` manifest digest from an image's repo digests.

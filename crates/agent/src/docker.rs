@@ -80,6 +80,15 @@ pub(crate) fn split_image(image: &str) -> (String, String) {
     }
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
+fn first_host(subnet: &str) -> Option<IpAddr> {
+    let (net, _) = subnet.split_once('/')?;
+    let v4: std::net::Ipv4Addr = net.parse().ok()?;
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(
+        u32::from(v4).checked_add(1)?,
+    )))
+}
+
 fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -505,13 +514,18 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(engine(e)),
         };
+        // Docker 20.10 leaves `Gateway` out of the default bridge's IPAM config; the gateway
+        // is then the subnet's first address.
         Ok(net
             .ipam
             .and_then(|i| i.config)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|c| c.gateway)
-            .filter_map(|g| g.parse::<IpAddr>().ok())
+            .filter_map(|c| {
+                c.gateway
+                    .and_then(|g| g.parse::<IpAddr>().ok())
+                    .or_else(|| c.subnet.as_deref().and_then(first_host))
+            })
             .find(IpAddr::is_ipv4))
     }
 }
@@ -535,6 +549,15 @@ mod tests {
             split_image("app:v1@sha256:abc"),
             ("app".into(), "sha256:abc".into())
         );
+    }
+
+    #[test]
+    fn gateway_is_the_first_subnet_address() {
+        assert_eq!(
+            first_host("172.17.0.0/16"),
+            Some(IpAddr::V4(std::net::Ipv4Addr::new(172, 17, 0, 1)))
+        );
+        assert_eq!(first_host("fd00::/64"), None);
     }
 
     #[test]
