@@ -41,6 +41,25 @@ pub struct AgentStreams {
     next_session: AtomicU64,
     /// Ends every stream when it turns true (graceful shutdown waits for open responses).
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Where the dispatcher sends each instance's task changes: one store watch for all
+    /// connections, each change decoded once.
+    routes: std::sync::Mutex<HashMap<String, Route>>,
+    dispatcher_started: std::sync::atomic::AtomicBool,
+}
+
+/// One connected instance's inbox.
+struct Route {
+    session: u64,
+    tx: mpsc::Sender<Task>,
+    /// Set when changes were dropped (inbox full, or the dispatcher lagged): resend full state.
+    resync: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Capacity of an instance's inbox before it falls back to a full resync.
+const INBOX: usize = 1024;
+
+fn route_key(region: &str, cluster: &str, instance_id: &str) -> String {
+    format!("{region}/{cluster}/{instance_id}")
 }
 
 impl std::fmt::Debug for AgentStreams {
@@ -83,6 +102,51 @@ impl AgentStreams {
             sessions: Default::default(),
             next_session: AtomicU64::new(1),
             shutdown: tokio::sync::watch::channel(false).1,
+            routes: Default::default(),
+            dispatcher_started: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Routes every task change to the inbox of the instance it is assigned to.
+    async fn dispatch(self: Arc<Self>) {
+        let mut watch = self.store.watch("ecs/");
+        loop {
+            match watch.next().await {
+                Ok(ev) => {
+                    // ecs/<region>/task/<cluster>/<id>
+                    let mut parts = ev.key.split('/');
+                    let (Some("ecs"), Some(region), Some("task"), Some(cluster)) =
+                        (parts.next(), parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    let Some(value) = ev.value else { continue };
+                    let Ok(t) = serde_json::from_slice::<Task>(&value) else {
+                        continue;
+                    };
+                    let Some(instance) = t.container_instance_id.as_deref() else {
+                        continue;
+                    };
+                    let key = route_key(region, cluster, instance);
+                    let Ok(routes) = self.routes.lock() else {
+                        return;
+                    };
+                    if let Some(r) = routes.get(&key) {
+                        if r.tx.try_send(t).is_err() {
+                            r.resync.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(WatchError::Lagged(_)) => {
+                    watch = self.store.watch("ecs/");
+                    if let Ok(routes) = self.routes.lock() {
+                        for r in routes.values() {
+                            r.resync.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(WatchError::Closed) => return,
+            }
         }
     }
 
@@ -211,8 +275,13 @@ impl AgentStreams {
         })
     }
 
-    async fn pump(self: Arc<Self>, s: Session, tx: mpsc::Sender<Bytes>) {
-        let mut watch = self.store.watch(&keys::tasks(&s.region, &s.cluster));
+    async fn pump(
+        self: Arc<Self>,
+        s: Session,
+        mut inbox: mpsc::Receiver<Task>,
+        resync: Arc<std::sync::atomic::AtomicBool>,
+        tx: mpsc::Sender<Bytes>,
+    ) {
         let mut cache = HashMap::new();
         let mut sent: HashMap<String, TaskStatus> = HashMap::new();
         let mut shutdown = self.shutdown.clone();
@@ -228,15 +297,17 @@ impl AgentStreams {
             None => false,
         };
         while ok {
+            if resync.swap(false, Ordering::Relaxed) {
+                ok = match self.full_state(&s, &mut cache, &mut sent).await {
+                    Some(m) => tx.send(send(&m)).await.is_ok(),
+                    None => false,
+                };
+                continue;
+            }
             tokio::select! {
                 _ = stopped(&mut shutdown) => ok = false,
-                ev = watch.next() => match ev {
-                    Ok(ev) => {
-                        let Some(value) = ev.value else { continue };
-                        let Ok(t) = serde_json::from_slice::<Task>(&value) else { continue };
-                        if t.container_instance_id.as_deref() != Some(s.instance_id.as_str()) {
-                            continue;
-                        }
+                t = inbox.recv() => match t {
+                    Some(t) => {
                         // Only new tasks and changes of the desired status concern the agent.
                         if sent.get(&t.id) == Some(&t.desired_status) {
                             continue;
@@ -250,14 +321,7 @@ impl AgentStreams {
                         };
                         ok = tx.send(send(&m)).await.is_ok();
                     }
-                    Err(WatchError::Lagged(_)) => {
-                        watch = self.store.watch(&keys::tasks(&s.region, &s.cluster));
-                        ok = match self.full_state(&s, &mut cache, &mut sent).await {
-                            Some(m) => tx.send(send(&m)).await.is_ok(),
-                            None => false,
-                        };
-                    }
-                    Err(WatchError::Closed) => ok = false,
+                    None => ok = false,
                 },
                 _ = tick.tick() => {
                     let m = AgentMessage::Heartbeat {
@@ -266,6 +330,12 @@ impl AgentStreams {
                     };
                     ok = tx.send(send(&m)).await.is_ok();
                 }
+            }
+        }
+        if let Ok(mut routes) = self.routes.lock() {
+            let key = route_key(&s.region, &s.cluster, &s.instance_id);
+            if routes.get(&key).is_some_and(|r| r.session == s.id) {
+                routes.remove(&key);
             }
         }
         tracing::info!(instance = %s.instance_arn, "agent disconnected");
@@ -329,8 +399,24 @@ async fn connect(
         return e.json_response(&request_id);
     }
     tracing::info!(instance = %session.instance_arn, "agent connected");
+    if !streams.dispatcher_started.swap(true, Ordering::SeqCst) {
+        tokio::spawn(streams.clone().dispatch());
+    }
+    // Subscribe before the pump reads the full state, so no change falls in between.
+    let (inbox_tx, inbox_rx) = mpsc::channel::<Task>(INBOX);
+    let resync = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Ok(mut routes) = streams.routes.lock() {
+        routes.insert(
+            route_key(&session.region, &session.cluster, &session.instance_id),
+            Route {
+                session: session.id,
+                tx: inbox_tx,
+                resync: resync.clone(),
+            },
+        );
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(streams.clone().pump(session, tx));
+    tokio::spawn(streams.clone().pump(session, inbox_rx, resync, tx));
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
     });
