@@ -131,10 +131,10 @@ impl AgentStreams {
                     let Ok(routes) = self.routes.lock() else {
                         return;
                     };
-                    if let Some(r) = routes.get(&key) {
-                        if r.tx.try_send(t).is_err() {
-                            r.resync.store(true, Ordering::Relaxed);
-                        }
+                    if let Some(r) = routes.get(&key)
+                        && r.tx.try_send(t).is_err()
+                    {
+                        r.resync.store(true, Ordering::Relaxed);
                     }
                 }
                 Err(WatchError::Lagged(_)) => {
