@@ -374,14 +374,12 @@ impl TaskActor {
         self.publish();
     }
 
-    /// Re-inspects every container; returns the indexes that newly exited.
-    async fn refresh(&mut self) -> Vec<usize> {
-        let mut exited = Vec::new();
-        for (i, c) in self.ctrs.iter_mut().enumerate() {
+    /// Re-inspects every container.
+    async fn refresh(&mut self) {
+        for c in &mut self.ctrs {
             let Some(id) = c.runtime_id.clone() else {
                 continue;
             };
-            let was = c.exited();
             match self.sh.runtime.inspect(&id).await {
                 Ok(Some(s)) => {
                     c.docker_name = s.name.clone();
@@ -390,14 +388,9 @@ impl TaskActor {
                 Ok(None) => c.gone = true,
                 Err(e) => {
                     tracing::warn!(container = %c.def.name, error = %e, "cannot inspect container");
-                    continue;
                 }
             }
-            if !was && c.exited() {
-                exited.push(i);
-            }
         }
-        exited
     }
 
     fn spec_inputs(&self, c: &Ctr) -> SpecInputs {
@@ -714,12 +707,13 @@ impl TaskActor {
     }
 
     async fn monitor(&mut self) {
-        let exited = self.refresh().await;
+        self.refresh().await;
         if self.essential_exit() {
             return;
         }
-        for i in exited {
-            if !self.ctrs[i].reported_stopped {
+        // Non-essential containers that exited (also those that did so while starting).
+        for i in 0..self.ctrs.len() {
+            if self.ctrs[i].exited() && !self.ctrs[i].reported_stopped {
                 self.ctrs[i].reported_stopped = true;
                 let body = self.container_report(i);
                 self.send(Report::Container(body));

@@ -172,7 +172,7 @@ async fn depends_on_healthy_starts_after_the_dependency_is_healthy() {
          "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
         {"name": "db", "image": env.image, "memory": 16, "stopTimeout": 1,
          "command": ["sh", "-c", "sleep 2; touch /ready; exec sleep 3600"],
-         "healthCheck": {"command": ["CMD-SHELL", "test -f /ready"], "interval": 1, "timeout": 1, "retries": 30}}]}));
+         "healthCheck": {"command": ["CMD-SHELL", "test -f /ready"], "interval": 1, "timeout": 1, "retries": 2}}]}));
     let arn = task.task_arn.clone();
     env.fake.push(task);
     let running = env.fake.wait_status(&arn, "RUNNING", T).await;
@@ -200,6 +200,19 @@ async fn depends_on_healthy_starts_after_the_dependency_is_healthy() {
         "app {app_started} before db healthy {healthy_at}"
     );
     assert!(app_started - db_started >= time::Duration::seconds(2));
+
+    // A health change after RUNNING is reported (same status, new healthStatus).
+    docker_exec(
+        container(&running, "db")["runtimeId"].as_str().unwrap(),
+        "rm /ready",
+    );
+    let fake = env.fake.clone();
+    wait_for("UNHEALTHY report", T, || {
+        fake.task_changes(&arn)
+            .into_iter()
+            .find(|v| v["status"] == "RUNNING" && container(v, "db")["healthStatus"] == "UNHEALTHY")
+    })
+    .await;
     env.fake.stop(&arn);
     env.fake.wait_status(&arn, "STOPPED", T).await;
     agent.abort();
@@ -240,7 +253,13 @@ async fn metadata_endpoint_answers_inside_the_container() {
         "wget -qO- $ECS_CONTAINER_METADATA_URI_V4/task/stats",
     ))
     .unwrap();
-    assert!(stats.get(&id).is_some(), "{stats}");
+    assert!(stats[&id].is_object(), "{stats}");
+    let own: Value = serde_json::from_str(&docker_exec(
+        &id,
+        "wget -qO- $ECS_CONTAINER_METADATA_URI_V4/stats",
+    ))
+    .unwrap();
+    assert!(own.is_object(), "{own}");
     env.fake.stop(&arn);
     env.fake.wait_status(&arn, "STOPPED", T).await;
     agent.abort();
@@ -457,5 +476,92 @@ async fn containers_of_tasks_stopped_while_away_are_removed() {
         .args(["rm", "-f", &foreign])
         .output()
         .unwrap();
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_essential_exit_is_reported_alone_and_the_task_keeps_running() {
+    if !docker_or_skip("non_essential_exit_is_reported_alone_and_the_task_keeps_running") {
+        return;
+    }
+    let env = Env::new().await;
+    let agent = env.start_agent();
+    let task = env.fake.task(json!({"family": "sidecar", "containerDefinitions": [
+        {"name": "main", "image": env.image, "memory": 16, "stopTimeout": 1, "command": ["sleep", "3600"]},
+        {"name": "job", "image": env.image, "memory": 16, "essential": false,
+         "command": ["sh", "-c", "sleep 1; exit 5"]}]}));
+    let arn = task.task_arn.clone();
+    env.fake.push(task);
+    let fake = env.fake.clone();
+    let change = wait_for("container state change", T, || {
+        fake.state
+            .lock()
+            .unwrap()
+            .container_changes
+            .iter()
+            .find(|c| c["task"] == arn.as_str() && c["containerName"] == "job")
+            .cloned()
+    })
+    .await;
+    assert_eq!(change["status"], "STOPPED");
+    assert_eq!(change["exitCode"], 5);
+    assert_eq!(change["cluster"], env.fake.cluster.as_str());
+    assert!(
+        env.fake
+            .task_changes(&arn)
+            .iter()
+            .all(|v| v["status"] != "STOPPED")
+    );
+    env.fake.stop(&arn);
+    let stopped = env.fake.wait_status(&arn, "STOPPED", T).await;
+    assert_eq!(stopped["reason"], "Task stopped by the control plane");
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_container_is_refused() {
+    if !docker_or_skip("privileged_container_is_refused") {
+        return;
+    }
+    let env = Env::new().await;
+    let agent = env.start_agent();
+    let task = env.fake.task(json!({"family": "priv", "containerDefinitions": [
+        {"name": "app", "image": env.image, "memory": 16, "privileged": true, "command": ["sleep", "5"]}]}));
+    let arn = task.task_arn.clone();
+    env.fake.push(task);
+    let stopped = env.fake.wait_status(&arn, "STOPPED", T).await;
+    let reason = stopped["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("CannotCreateContainerError: "),
+        "{reason}"
+    );
+    assert!(containers_of(&env.fake.instance_arn).is_empty());
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_stream_reconnects_and_full_state_starts_new_tasks() {
+    if !docker_or_skip("lost_stream_reconnects_and_full_state_starts_new_tasks") {
+        return;
+    }
+    let env = Env::new().await;
+    let agent = env.start_agent();
+    let fake = env.fake.clone();
+    wait_for("first connect", T, || (fake.connects() >= 1).then_some(())).await;
+    env.fake.disconnect_all();
+    // Assigned while the stream is down: only the next full state carries it.
+    let task = env.fake.task(json!({"family": "later", "containerDefinitions": [
+        {"name": "app", "image": env.image, "memory": 16, "stopTimeout": 1, "command": ["sleep", "3600"]}]}));
+    let arn = task.task_arn.clone();
+    env.fake
+        .state
+        .lock()
+        .unwrap()
+        .tasks
+        .insert(arn.clone(), task);
+    wait_for("reconnect", T, || (fake.connects() >= 2).then_some(())).await;
+    env.fake.wait_status(&arn, "RUNNING", T).await;
+    env.fake.stop(&arn);
+    env.fake.wait_status(&arn, "STOPPED", T).await;
     agent.abort();
 }

@@ -225,6 +225,9 @@ async fn connect(State(f): State<Fake>) -> Response {
         }));
         st.subscribers.push(tx.clone());
     }
+    // Only the subscriber list holds the sender: dropping it ends the stream.
+    let weak = tx.downgrade();
+    drop(tx);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -232,8 +235,9 @@ async fn connect(State(f): State<Fake>) -> Response {
                 message_id: uuid::Uuid::new_v4().to_string(),
                 interval_seconds: 1,
             });
-            if tx.send(hb).is_err() {
-                return;
+            match weak.upgrade() {
+                Some(tx) if tx.send(hb).is_ok() => {}
+                _ => return,
             }
         }
     });
@@ -280,6 +284,15 @@ impl Fake {
             tasks: vec![t],
         });
         st.subscribers.retain(|s| s.send(msg.clone()).is_ok());
+    }
+
+    /// Ends every open assignment stream.
+    pub fn disconnect_all(&self) {
+        self.state.lock().unwrap().subscribers.clear();
+    }
+
+    pub fn connects(&self) -> usize {
+        self.state.lock().unwrap().connects
     }
 
     /// Sets a task's desired status to STOPPED and pushes it.
