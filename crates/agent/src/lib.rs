@@ -1,10 +1,33 @@
 //! Gantry agent: registers a host with the control plane and runs its tasks on Docker.
 //!
-//! Registration (`RegisterContainerInstance`), the assignment stream (`/agent/v1/connect`, one
-//! JSON `AgentMessage` per line), one actor per task driving known → desired status, reports
-//! through `SubmitTaskStateChange` / `SubmitContainerStateChange`, a local checkpoint for
-//! re-adoption after a restart, `awslogs` shipping into the Logs API, and the task metadata
-//! endpoint v4. Must not depend on the store (DB).
+//! - **Registration**: `RegisterContainerInstance` with CPU (cores × 1024), MEMORY (MiB minus a
+//!   reserve), reserved PORTS (plus the metadata port), capabilities and `--attribute`s; the
+//!   instance ARN is checkpointed and sent again after a restart so the identity is kept.
+//!   `ClusterNotFoundException` → `CreateCluster`, then retry.
+//! - **Assignments**: `GET /agent/v1/connect` (SigV4, service `ecs`), one JSON `AgentMessage` per
+//!   line. A full-state payload stops everything of ours it does not list; silence for three
+//!   heartbeat intervals or the end of the stream → reconnect with backoff (250 ms → 10 s).
+//! - **Task actors** (one tokio task per task, small message enum): pull → create → start in
+//!   `dependsOn` order → RUNNING; essential exit / desired STOPPED → stop (SIGTERM, SIGKILL after
+//!   `stopTimeout`) → STOPPED → containers removed. Reports go through an ordered per-task queue
+//!   (`SubmitTaskStateChange`, `SubmitContainerStateChange`), retried until HTTP 200, dropped on
+//!   a 4xx rejection.
+//! - **Images**: images of Gantry's own registry (host:port of the endpoint) are pulled with a
+//!   token from ECR `GetAuthorizationToken`; others anonymously. Default behaviour
+//!   [`ImagePullBehavior::PreferCached`]: a locally present image is used without pulling (for
+//!   our own registry, pulled again when the tag's digest changed; a failed pull of a present
+//!   image is not an error). `repositoryCredentials` (Secrets Manager) are not supported yet:
+//!   such images are pulled anonymously, with a warning.
+//! - **Re-adoption**: containers carry the ECS contract labels plus `gantry.container-instance`;
+//!   at start the agent lists them, rebuilds its tasks from them and the checkpoint, keeps
+//!   running ones running, and removes those of tasks the control plane no longer lists.
+//!   Containers without our instance label are never touched.
+//! - **Logs**: `awslogs` containers log with `json-file`; the agent ships their output to the
+//!   Logs API with a checkpointed position per container ([`logs`]).
+//! - **Task metadata v4** ([`metadata`]): served on loopback and on the Docker bridge gateway,
+//!   injected as `ECS_CONTAINER_METADATA_URI_V4` / `ECS_CONTAINER_METADATA_URI`.
+//!
+//! Must not depend on the store (DB).
 
 mod actor;
 mod agent;

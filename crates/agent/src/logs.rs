@@ -167,7 +167,9 @@ pub async fn ship(
     target: AwsLogsTarget,
 ) {
     let mut read = checkpoint.log_position(&container_id).unwrap_or_default();
-    let mut stream_ready = false;
+    // Like Docker's awslogs driver, the stream exists from the container's start; if the server
+    // is away, the first batch creates it.
+    let mut stream_ready = ensure_stream(&api, &target).await.is_ok();
     let mut batch = Batch::new();
     let flush = |batch: Batch, stream_ready: &mut bool| {
         let api = api.clone();

@@ -565,3 +565,52 @@ async fn lost_stream_reconnects_and_full_state_starts_new_tasks() {
     env.fake.wait_status(&arn, "STOPPED", T).await;
     agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_registry_images_use_a_token_and_prefer_the_cached_copy() {
+    if !docker_or_skip("own_registry_images_use_a_token_and_prefer_the_cached_copy") {
+        return;
+    }
+    let mut env = Env::new().await;
+    // An image of Gantry's own registry (the fake's host:port), present locally. The fake is no
+    // registry, so the digest check fails and the cached copy is used.
+    let image = format!(
+        "{}/busybox:{}",
+        env.fake.authority(),
+        &env.image[env.image.len() - 12..]
+    );
+    env.tag(&image);
+    let agent = env.start_agent();
+    let task = env.fake.task(json!({"family": "own", "containerDefinitions": [
+        {"name": "app", "image": image, "memory": 16, "stopTimeout": 1, "command": ["sleep", "3600"],
+         "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": "own", "awslogs-create-group": "true"}}}]}));
+    let arn = task.task_arn.clone();
+    env.fake.push(task);
+    env.fake.wait_status(&arn, "RUNNING", T).await;
+    assert_eq!(env.fake.signed_for("GetAuthorizationToken"), vec!["ecr"]);
+    assert!(
+        env.fake
+            .signed_for("RegisterContainerInstance")
+            .iter()
+            .all(|s| s == "ecs")
+    );
+    assert!(
+        env.fake
+            .signed_for("SubmitTaskStateChange")
+            .iter()
+            .all(|s| s == "ecs")
+    );
+    assert!(env.fake.signed_for("connect").iter().all(|s| s == "ecs"));
+    let fake = env.fake.clone();
+    wait_for("log stream creation", T, || {
+        let s = fake.signed_for("CreateLogStream");
+        (!s.is_empty()).then_some(s)
+    })
+    .await
+    .iter()
+    .for_each(|s| assert_eq!(s, "logs"));
+    env.fake.stop(&arn);
+    env.fake.wait_status(&arn, "STOPPED", T).await;
+    agent.abort();
+}

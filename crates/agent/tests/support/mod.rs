@@ -115,6 +115,8 @@ pub struct FakeState {
     pub log_events: Vec<(String, String, String)>,
     pub log_groups: Vec<String>,
     pub connects: usize,
+    /// (operation, SigV4 service of the credential scope) per call, `connect` for the stream.
+    pub signed: Vec<(String, String)>,
     /// Tasks assigned to the instance, in order.
     pub tasks: BTreeMap<String, AgentTask>,
     subscribers: Vec<mpsc::UnboundedSender<Bytes>>,
@@ -145,7 +147,14 @@ async fn api(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let ok = |v: Value| (StatusCode::OK, axum::Json(v)).into_response();
     let mut st = f.state.lock().unwrap();
+    st.signed.push((op.to_owned(), signing_service(&headers)));
     match op {
+        "GetAuthorizationToken" => {
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD.encode("AWS:fake-password");
+            ok(json!({"authorizationData": [{
+                "authorizationToken": token, "proxyEndpoint": f.url, "expiresAt": 4_102_444_800u64}]}))
+        }
         "RegisterContainerInstance" => {
             st.registrations.push(v.clone());
             ok(json!({"containerInstance": {
@@ -207,11 +216,24 @@ async fn api(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response
     }
 }
 
-async fn connect(State(f): State<Fake>) -> Response {
+/// The service in the SigV4 credential scope of a request (empty when unsigned).
+fn signing_service(headers: &HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn connect(State(f): State<Fake>, headers: HeaderMap) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     {
         let mut st = f.state.lock().unwrap();
         st.connects += 1;
+        st.signed
+            .push(("connect".to_owned(), signing_service(&headers)));
         let tasks: Vec<AgentTask> = st
             .tasks
             .values()
@@ -364,6 +386,23 @@ impl Fake {
         .await
     }
 
+    /// The SigV4 services `op` was signed for.
+    pub fn signed_for(&self, op: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .signed
+            .iter()
+            .filter(|(o, _)| o == op)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// `host:port` of the fake (what images of Gantry's own registry start with).
+    pub fn authority(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
     pub fn logs(&self) -> Vec<(String, String, String)> {
         self.state.lock().unwrap().log_events.clone()
     }
@@ -386,6 +425,8 @@ pub struct Env {
     pub fake: Fake,
     pub data_dir: tempfile::TempDir,
     pub image: String,
+    /// More tags of the image, removed with it.
+    pub extra_tags: Vec<String>,
 }
 
 impl Env {
@@ -410,7 +451,14 @@ impl Env {
             fake,
             data_dir: tempfile::tempdir().unwrap(),
             image,
+            extra_tags: Vec::new(),
         }
+    }
+
+    /// Tags the test image as `tag` too.
+    pub fn tag(&mut self, tag: &str) {
+        docker(&["tag", &self.image, tag]);
+        self.extra_tags.push(tag.to_owned());
     }
 
     pub fn config(&self) -> AgentConfig {
@@ -435,6 +483,9 @@ impl Drop for Env {
             let mut args = vec!["rm", "-f", "-v"];
             args.extend(ids.iter().map(String::as_str));
             docker(&args);
+        }
+        for t in &self.extra_tags {
+            docker(&["rmi", "-f", t]);
         }
         docker(&["rmi", "-f", &self.image]);
     }
