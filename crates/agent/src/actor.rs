@@ -408,47 +408,6 @@ impl TaskActor {
         }
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<Option<String>, String> {
-        let rt = &self.sh.runtime;
-        let auth = self.sh.registry_auth.for_image(image).await;
-        let local = rt.local_image(image).await.ok().flatten();
-        let behavior = self.sh.pull_behavior;
-        let auth = match auth {
-            Ok(a) => a,
-            Err(e) if local.is_some() && behavior != ImagePullBehavior::Always => {
-                tracing::warn!(image, error = %e, "no registry token; using the local image");
-                return Ok(local.and_then(|l| digest_of(&l.repo_digests)));
-            }
-            Err(e) => return Err(format!("cannot get registry credentials: {e}")),
-        };
-        let own = self.sh.registry_auth.is_own(image);
-        let pull = match (&local, behavior) {
-            (None, _) | (_, ImagePullBehavior::Default | ImagePullBehavior::Always) => true,
-            (Some(l), ImagePullBehavior::PreferCached) => {
-                own && match rt.remote_digest(image, auth.clone()).await {
-                    Ok(remote) => !l.repo_digests.iter().any(|d| d.ends_with(&remote)),
-                    Err(_) => false,
-                }
-            }
-        };
-        if pull {
-            tracing::info!(image, "pulling image");
-            if let Err(e) = rt.pull(image, auth).await {
-                if local.is_some() && behavior != ImagePullBehavior::Always {
-                    tracing::warn!(image, error = %e, "pull failed; using the local image");
-                } else {
-                    return Err(e.to_string());
-                }
-            }
-        }
-        Ok(rt
-            .local_image(image)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| digest_of(&l.repo_digests)))
-    }
-
     /// Pulls, creates and starts whatever is not yet; returns when RUNNING, failed or stopping.
     async fn start_task(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskMsg>) {
         let missing: Vec<usize> = (0..self.ctrs.len())
@@ -466,9 +425,18 @@ impl TaskActor {
             images.sort();
             images.dedup();
             for image in images {
-                let r = tokio::select! {
-                    r = self.ensure_image(&image) => r,
-                    m = rx.recv() => { self.handle(m); return; }
+                let pull = ensure_image(self.sh.clone(), image.clone());
+                tokio::pin!(pull);
+                let r = loop {
+                    tokio::select! {
+                        r = &mut pull => break r,
+                        m = rx.recv() => {
+                            self.handle(m);
+                            if self.should_stop() || self.detached {
+                                return;
+                            }
+                        }
+                    }
                 };
                 match r {
                     Ok(d) => {
@@ -1025,6 +993,49 @@ impl TaskActor {
         }
         v
     }
+}
+
+/// Makes `image` present locally per the pull behaviour; returns its manifest digest if known.
+async fn ensure_image(sh: Arc<Shared>, image: String) -> Result<Option<String>, String> {
+    let image = image.as_str();
+    let rt = &sh.runtime;
+    let auth = sh.registry_auth.for_image(image).await;
+    let local = rt.local_image(image).await.ok().flatten();
+    let behavior = sh.pull_behavior;
+    let auth = match auth {
+        Ok(a) => a,
+        Err(e) if local.is_some() && behavior != ImagePullBehavior::Always => {
+            tracing::warn!(image, error = %e, "no registry token; using the local image");
+            return Ok(local.and_then(|l| digest_of(&l.repo_digests)));
+        }
+        Err(e) => return Err(format!("cannot get registry credentials: {e}")),
+    };
+    let own = sh.registry_auth.is_own(image);
+    let pull = match (&local, behavior) {
+        (None, _) | (_, ImagePullBehavior::Default | ImagePullBehavior::Always) => true,
+        (Some(l), ImagePullBehavior::PreferCached) => {
+            own && match rt.remote_digest(image, auth.clone()).await {
+                Ok(remote) => !l.repo_digests.iter().any(|d| d.ends_with(&remote)),
+                Err(_) => false,
+            }
+        }
+    };
+    if pull {
+        tracing::info!(image, "pulling image");
+        if let Err(e) = rt.pull(image, auth).await {
+            if local.is_some() && behavior != ImagePullBehavior::Always {
+                tracing::warn!(image, error = %e, "pull failed; using the local image");
+            } else {
+                return Err(e.to_string());
+            }
+        }
+    }
+    Ok(rt
+        .local_image(image)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| digest_of(&l.repo_digests)))
 }
 
 /// A network binding as the ECS wire spells it (`bindIP`).
