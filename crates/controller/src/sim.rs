@@ -278,18 +278,25 @@ impl Sim {
     pub fn run_until_stable(&mut self, max: usize) -> Option<usize> {
         for n in 0..max {
             let plan = self.plan();
-            if plan.is_empty()
-                && !self
-                    .tasks
-                    .iter()
-                    .any(|t| t.is_live() && t.last == TaskStatus::Pending)
-            {
+            if plan.is_empty() && !self.in_flight() {
                 return Some(n);
             }
             self.apply(&plan);
             self.advance();
         }
         None
+    }
+
+    /// Whether a live task is still PENDING on a reachable instance (it will move next tick).
+    pub fn in_flight(&self) -> bool {
+        self.live().any(|t| {
+            t.last == TaskStatus::Pending
+                && !t.instance_id.as_ref().is_some_and(|i| {
+                    self.instances
+                        .iter()
+                        .any(|v| &v.id == i && !v.agent_connected)
+                })
+        })
     }
 
     /// Live tasks.
