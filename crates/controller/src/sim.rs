@@ -289,14 +289,8 @@ impl Sim {
 
     /// Whether a live task is still PENDING on a reachable instance (it will move next tick).
     pub fn in_flight(&self) -> bool {
-        self.live().any(|t| {
-            t.last == TaskStatus::Pending
-                && !t.instance_id.as_ref().is_some_and(|i| {
-                    self.instances
-                        .iter()
-                        .any(|v| &v.id == i && !v.agent_connected)
-                })
-        })
+        self.live()
+            .any(|t| t.last == TaskStatus::Pending && !self.on_disconnected(t))
     }
 
     /// Live tasks.
@@ -311,14 +305,38 @@ impl Sim {
             .count()
     }
 
-    /// Live RUNNING tasks that count as healthy.
+    /// Live RUNNING tasks that count as healthy (not on an instance whose agent is
+    /// disconnected).
     pub fn healthy(&self) -> usize {
         self.live()
             .filter(|t| {
                 t.last == TaskStatus::Running
                     && matches!(t.health, Health::Healthy | Health::NoCheck)
+                    && !self.on_disconnected(t)
             })
             .count()
+    }
+
+    fn on_disconnected(&self, t: &TaskView) -> bool {
+        t.instance_id.as_ref().is_some_and(|i| {
+            self.instances
+                .iter()
+                .any(|v| &v.id == i && !v.agent_connected)
+        })
+    }
+
+    /// What the runner does past `lost_after`: the live tasks on instance `id` become STOPPED
+    /// with stopCode `InfrastructureHealth`.
+    pub fn mark_lost(&mut self, id: &str) {
+        let now = self.now;
+        for t in &mut self.tasks {
+            if t.is_live() && t.instance_id.as_deref() == Some(id) {
+                t.desired = TaskStatus::Stopped;
+                t.last = TaskStatus::Stopped;
+                t.stop_code = Some(stop_code::INFRASTRUCTURE_HEALTH.to_owned());
+                t.stopped_at = Some(now);
+            }
+        }
     }
 
     /// The primary deployment's id.

@@ -49,6 +49,9 @@ fn no_slack(s: &Service) -> bool {
 enum Action {
     Deploy,
     Drain(usize),
+    Disconnect(usize),
+    Lose(usize),
+    Reconnect(usize),
     Scale(i64),
     Wait(usize),
 }
@@ -57,6 +60,9 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         3 => Just(Action::Deploy),
         1 => (0usize..4).prop_map(Action::Drain),
+        1 => (0usize..4).prop_map(Action::Disconnect),
+        1 => (0usize..4).prop_map(Action::Lose),
+        1 => (0usize..4).prop_map(Action::Reconnect),
         1 => (0i64..10).prop_map(Action::Scale),
         2 => (0usize..6).prop_map(Action::Wait),
     ]
@@ -89,9 +95,10 @@ fn checked_tick(s: &mut Sim) -> Result<Plan, TestCaseError> {
 proptest! {
     #![proptest_config(config(96))]
 
-    /// Deployments, drains and scaling with unlimited capacity: never above maxTasks live, never
-    /// below minHealthy healthy, and the service converges to a fixed point: reconciling it
-    /// again gives an empty plan.
+    /// Deployments, drains, scaling and agents disconnecting, coming back or being declared lost
+    /// (S7), with unlimited capacity: never above maxTasks live, never below minHealthy healthy
+    /// beyond the capacity lost with disconnected hosts, and once faults stop the service
+    /// converges to a fixed point: reconciling it again gives an empty plan.
     #[test]
     fn rolling_updates_stay_within_bounds_and_converge(
         desired in 0i64..10,
@@ -110,11 +117,29 @@ proptest! {
                     s.deploy(revision);
                 }
                 Action::Drain(k) => {
-                    let active = s.instances.iter().filter(|i| i.status == ContainerInstanceStatus::Active).count();
+                    let active = s.instances.iter().filter(|i| i.status == ContainerInstanceStatus::Active && i.agent_connected).count();
                     if active > 1 {
                         let k = k % s.instances.len();
                         s.instances[k].status = ContainerInstanceStatus::Draining;
                     }
+                }
+                Action::Disconnect(k) => {
+                    let usable = s.instances.iter().filter(|i| i.status == ContainerInstanceStatus::Active && i.agent_connected).count();
+                    let k = k % s.instances.len();
+                    if usable > 1 || !s.instances[k].agent_connected {
+                        s.instances[k].agent_connected = false;
+                    }
+                }
+                Action::Lose(k) => {
+                    let k = k % s.instances.len();
+                    if !s.instances[k].agent_connected {
+                        let id = s.instances[k].id.clone();
+                        s.mark_lost(&id);
+                    }
+                }
+                Action::Reconnect(k) => {
+                    let k = k % s.instances.len();
+                    s.instances[k].agent_connected = true;
                 }
                 Action::Scale(d) => s.service.desired_count = d,
                 Action::Wait(n) => {
@@ -124,6 +149,16 @@ proptest! {
                 }
             }
             checked_tick(&mut s)?;
+        }
+        // Faults stop: half the disconnected hosts come back, the others are declared lost.
+        for k in 0..s.instances.len() {
+            if !s.instances[k].agent_connected {
+                if k % 2 == 0 {
+                    let id = s.instances[k].id.clone();
+                    s.mark_lost(&id);
+                }
+                s.instances[k].agent_connected = true;
+            }
         }
         for _ in 0..300 {
             if s.plan().is_empty() && !s.in_flight() {

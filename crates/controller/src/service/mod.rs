@@ -67,6 +67,7 @@
 //!   last, once the instance's REPLICA tasks are gone.
 //! - **DeleteService** (status DRAINING): desired 0, every task is stopped, then INACTIVE.
 
+mod draft;
 pub mod failures;
 pub mod messages;
 mod plan;
@@ -74,6 +75,8 @@ mod view;
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
+
+use draft::Draft;
 
 use gantry_domain::container_instance::ContainerInstanceStatus;
 use gantry_domain::service::{
@@ -95,7 +98,7 @@ pub fn reconcile(
     now: u64,
     ids: &mut dyn IdSource,
 ) -> Plan {
-    let mut next = service.clone();
+    let mut next = Draft::new(service);
     let name = service.name.as_str();
     let deleting = service.status != ServiceStatus::Active;
     let daemon = service.scheduling_strategy == SchedulingStrategy::Daemon;
@@ -114,7 +117,7 @@ pub fn reconcile(
     };
 
     // Primary bookkeeping and the circuit breaker.
-    if let Some(p) = primary_index(&next) {
+    if let Some(p) = next.primary_index() {
         let d = &mut next.deployments[p];
         if d.desired_count != desired {
             d.desired_count = desired;
@@ -139,7 +142,7 @@ pub fn reconcile(
     }
 
     // Launch throttle of the (possibly new) primary.
-    let primary = primary_index(&next);
+    let primary = next.primary_index();
     let throttle = primary
         .map(|p| failures::throttle(tasks, &next.deployments[p].id))
         .unwrap_or_default();
@@ -232,11 +235,11 @@ pub fn reconcile(
             && next.deployments[0].status == DeploymentStatus::Primary
             && next.deployments[0].rollout_state == RolloutState::Completed;
         let steady = messages::steady_state(name);
-        if stable && newest_event(&next) != Some(steady.as_str()) {
+        if stable && next.newest_event() != Some(steady.as_str()) {
             next.push_event(ids.event_id(), now, steady);
         }
         let stuck = messages::stuck(name);
-        if d.stuck && newest_event(&next) != Some(stuck.as_str()) {
+        if d.stuck && next.newest_event() != Some(stuck.as_str()) {
             next.push_event(ids.event_id(), now, stuck);
         }
     } else if service.status == ServiceStatus::Draining && live_total == 0 {
@@ -264,29 +267,13 @@ pub fn reconcile(
             }
         })
         .collect();
-    let service = if next == *service {
-        None
-    } else {
-        next.version += 1;
-        Some(next)
-    };
+    let service = next.finish();
     Plan {
         launches: d.launches,
         stops,
         service,
         wake_at: d.wake_at,
     }
-}
-
-fn primary_index(service: &Service) -> Option<usize> {
-    service
-        .deployments
-        .iter()
-        .position(|d| d.status == DeploymentStatus::Primary)
-}
-
-fn newest_event(service: &Service) -> Option<&str> {
-    service.events.first().map(|e| e.message.as_str())
 }
 
 fn wake(at: &mut Option<u64>, t: u64, now: u64) {
@@ -298,14 +285,14 @@ fn wake(at: &mut Option<u64>, t: u64, now: u64) {
 /// The primary deployment `p` failed: mark it FAILED and, with rollback, start a new primary
 /// deployment with the task definition of the last COMPLETED deployment.
 fn trip_breaker(
-    next: &mut Service,
+    next: &mut Draft<'_>,
     p: usize,
     desired: i64,
     rollback: bool,
     now: u64,
     ids: &mut dyn IdSource,
 ) {
-    let name = next.name.clone();
+    let name = next.base.name.clone();
     let failed = &mut next.deployments[p];
     failed.rollout_state = RolloutState::Failed;
     failed.rollout_state_reason = Some(messages::ROLLOUT_FAILED.to_owned());
@@ -358,12 +345,12 @@ fn trip_breaker(
 
 /// While the primary rolls out with rollback enabled, the last COMPLETED deployment is kept in
 /// the list even without tasks: it is what the circuit breaker rolls back to.
-fn rollback_source(next: &Service, service: &Service) -> Option<String> {
+fn rollback_source(next: &Draft<'_>, service: &Service) -> Option<String> {
     let breaker = service
         .deployment_configuration
         .deployment_circuit_breaker
         .as_ref()?;
-    let p = primary_index(next)?;
+    let p = next.primary_index()?;
     if !(breaker.enable && breaker.rollback)
         || next.deployments[p].rollout_state != RolloutState::InProgress
     {
