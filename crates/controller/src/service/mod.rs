@@ -66,6 +66,21 @@
 //!   task, start the new one on that instance). A DAEMON task on a DRAINING instance is stopped
 //!   last, once the instance's REPLICA tasks are gone.
 //! - **DeleteService** (status DRAINING): desired 0, every task is stopped, then INACTIVE.
+//!
+//! What the runner must do around it:
+//! - Pass every task of the service, including the stopped ones it still keeps (about an hour),
+//!   with the health they had when they stopped, and every instance of the cluster.
+//! - Commit [`Plan::service`] first (compare-and-swap); on conflict drop the plan and reconcile
+//!   again. Then stop: desired STOPPED, stopCode `ServiceSchedulerInitiated`, `stoppedReason` =
+//!   [`Stop::reason`]. Then launch: the task definition of [`Launch::deployment_id`]'s deployment,
+//!   `Task::deployment_id` set to it; REPLICA through the scheduler (never on DRAINING or
+//!   disconnected instances), DAEMON on exactly [`Launch::instance_id`], counting the resources
+//!   of the tasks just stopped there as free.
+//! - Mark the tasks of a lost host STOPPED with a stop code that is not a task failure (e.g.
+//!   `InfrastructureHealth`): only `TaskFailedToStart` and `EssentialContainerExited` (and, after
+//!   RUNNING, a scheduler stop of an UNHEALTHY task) count for the breaker and the throttle.
+//! - Write the "has started N tasks" / "has stopped N running tasks" / "unable to place a task"
+//!   events, and reconcile again at [`Plan::wake_at`] if it is earlier than its next tick.
 
 mod draft;
 pub mod failures;
