@@ -580,3 +580,13 @@ fn placement_priority_puts_daemons_first() {
             < placement_priority(&sim::replica_service("b", 1, 100, 200))
     );
 }
+
+#[test]
+fn fifty_task_rolling_deploy_takes_three_reconciles_with_default_bounds() {
+    let mut s = stable(50, 100, 200);
+    s.deploy(2);
+    // Launch 50; they run; stop the 50 old ones and complete.
+    let ticks = roll(&mut s, 50, 100);
+    assert_eq!(ticks, 3);
+    assert_deployed(&mut s, 50);
+}
