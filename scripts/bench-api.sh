@@ -116,11 +116,12 @@ done
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "gantry server died during the run:" >&2
+    tail -20 "$WORK/server.log" >&2
     status=1
 fi
-if grep -qE ' (ERROR|WARN) ' "$WORK/server.log"; then
+if grep -qE 'ERROR|WARN' "$WORK/server.log"; then
     echo "server log warnings/errors:" >&2
-    grep -E ' (ERROR|WARN) ' "$WORK/server.log" | head -20 >&2
+    grep -E 'ERROR|WARN' "$WORK/server.log" | head -20 >&2
 fi
 
 echo

@@ -1,0 +1,123 @@
+//! `gantry-bench`: load generators for Gantry's benchmarks (see `docs/benchmarks.md`).
+//!
+//! `gantry-bench api` drives a running `gantry server` through its public ECS JSON API the way a
+//! real client does: SigV4-signed requests over a pool of keep-alive HTTP/1.1 connections, from
+//! N workers in a closed loop. It depends on no Gantry crate, so it measures the wire and nothing
+//! else; it must stay that way.
+
+mod client;
+mod cpu;
+mod run;
+mod stats;
+mod workload;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::EcsClient;
+use crate::workload::Op;
+
+#[derive(Debug, Parser)]
+#[command(name = "gantry-bench", version, about = "Load generators for Gantry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Closed-loop load on one ECS control-plane operation; prints req/s and latency.
+    Api(ApiArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The server, e.g. http://127.0.0.1:4510 (the `endpoint` of its ready file).
+    #[arg(long)]
+    endpoint: String,
+    /// Concurrent clients, each with at most one request in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long the workers send requests (e.g. 10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = stats::parse_duration)]
+    duration: Duration,
+    /// The operation to load.
+    #[arg(long, value_enum)]
+    op: Op,
+    /// The region requests are signed for.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// A request not answered within this long counts as an error.
+    #[arg(long, default_value = "30s", value_parser = stats::parse_duration)]
+    timeout: Duration,
+    /// The server's process id (the `pid` of its ready file), to report its CPU time per request.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long, env = "GANTRY_ROOT_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key_id: String,
+    #[arg(long, env = "GANTRY_ROOT_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+}
+
+async fn api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    let client = EcsClient::new(
+        &args.endpoint,
+        &args.region,
+        &args.access_key_id,
+        &args.secret_access_key,
+        args.concurrency,
+        args.timeout,
+    )?;
+    args.op.setup(&client).await?;
+    println!(
+        "op={} concurrency={} duration_s={}",
+        args.op.ecs_name(),
+        args.concurrency,
+        args.duration.as_secs_f64()
+    );
+    let report = run::run(
+        &client,
+        args.op,
+        args.concurrency,
+        args.duration,
+        args.server_pid,
+    )
+    .await?;
+    println!("{}", report.summary);
+    println!("cpu: {}", report.cpu.line(report.summary.ok));
+    let checked = run::check(&client, args.op, &report).await?;
+    println!("check: {checked}");
+    if report.summary.errors > 0 || report.summary.ok == 0 {
+        eprintln!(
+            "failed: {} errors, {} successes",
+            report.summary.errors, report.summary.ok
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async move {
+                match cli.command {
+                    Command::Api(args) => api(args).await,
+                }
+            })
+        });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gantry-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
