@@ -626,6 +626,8 @@ impl TaskActor {
                 self.ctrs[i].def.name
             ));
         };
+        // The container may ask its metadata endpoint the moment it starts.
+        self.publish();
         self.sh
             .runtime
             .start(&id)

@@ -36,6 +36,9 @@ pub struct AgentStreams {
     clock: Arc<dyn Clock>,
     account_id: String,
     heartbeat: Duration,
+    /// How long a dropped connection may stay away before the instance counts as disconnected
+    /// (an agent restart within it changes nothing).
+    grace: Duration,
     /// The latest connection per instance id; only it may mark the instance disconnected.
     sessions: std::sync::Mutex<HashMap<String, u64>>,
     next_session: AtomicU64,
@@ -99,6 +102,7 @@ impl AgentStreams {
             clock,
             account_id: account_id.into(),
             heartbeat: Duration::from_secs(5),
+            grace: Duration::from_secs(15),
             sessions: Default::default(),
             next_session: AtomicU64::new(1),
             shutdown: tokio::sync::watch::channel(false).1,
@@ -150,6 +154,12 @@ impl AgentStreams {
         }
     }
 
+    /// How long a dropped connection may stay away before the instance is DISCONNECTED.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
     /// Streams end when `shutdown` turns true.
     pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
         self.shutdown = shutdown;
@@ -193,6 +203,11 @@ impl AgentStreams {
             }
             let mut ci = cur.value.clone();
             ci.agent_connected = connected;
+            ci.disconnected_at = if connected {
+                None
+            } else {
+                Some(self.clock.now_millis())
+            };
             ci.version += 1;
             let bytes = encode(&key, &ci).map_err(|e| AwsError::server(e.to_string()))?;
             let txn = Txn::new()
@@ -338,7 +353,12 @@ impl AgentStreams {
                 routes.remove(&key);
             }
         }
-        tracing::info!(instance = %s.instance_arn, "agent disconnected");
+        tracing::info!(instance = %s.instance_arn, "agent connection closed");
+        if *self.shutdown.borrow() {
+            return; // the control plane is stopping: that says nothing about the agent
+        }
+        // An agent that reconnects within the grace keeps its instance CONNECTED.
+        tokio::time::sleep(self.grace).await;
         if let Err(e) = self.set_connected(&s, false).await {
             tracing::warn!(error = %e.message, "could not mark the instance disconnected");
         }

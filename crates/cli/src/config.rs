@@ -26,12 +26,46 @@ pub struct ServerArgs {
     /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).
     #[arg(long, env = "GANTRY_STOPPED_TASK_RETENTION", default_value_t = 3600)]
     pub stopped_task_retention: u64,
+    /// Seconds a dropped agent may stay away before its instance is DISCONNECTED.
+    #[arg(long, env = "GANTRY_HEARTBEAT_GRACE", default_value_t = 15)]
+    pub heartbeat_grace: u64,
+    /// Seconds a DISCONNECTED instance may stay away before its tasks are marked lost and
+    /// replaced elsewhere.
+    #[arg(long, env = "GANTRY_LOST_AFTER", default_value_t = 60)]
+    pub lost_after: u64,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
 }
 
 /// `gantry up` flags: the server's, with a default data directory.
+/// `gantry agent` flags.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    #[arg(long, env = "GANTRY_ENDPOINT")]
+    pub endpoint: String,
+    /// The cluster to join (created when missing).
+    #[arg(long, env = "GANTRY_CLUSTER", default_value = "default")]
+    pub cluster: String,
+    /// Where the agent keeps its checkpoint (instance identity, tasks, log positions).
+    #[arg(long, env = "GANTRY_AGENT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A custom attribute of this container instance (repeatable).
+    #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
+    pub attributes: Vec<(String, String)>,
+    /// SigV4 region of the control plane.
+    #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Where state lives (default: $XDG_DATA_HOME/gantry or ~/.local/share/gantry).
@@ -47,6 +81,16 @@ pub struct UpArgs {
     pub region: String,
     #[arg(long, env = "GANTRY_STOPPED_TASK_RETENTION", default_value_t = 3600)]
     pub stopped_task_retention: u64,
+    #[arg(long, env = "GANTRY_HEARTBEAT_GRACE", default_value_t = 15)]
+    pub heartbeat_grace: u64,
+    #[arg(long, env = "GANTRY_LOST_AFTER", default_value_t = 60)]
+    pub lost_after: u64,
+    /// Do not start the local agent (control plane only).
+    #[arg(long)]
+    pub no_agent: bool,
+    /// The cluster the local agent joins.
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
 }
 
 /// The validated configuration of the control plane.
@@ -59,6 +103,8 @@ pub struct ServerConfig {
     pub region: String,
     pub durable: bool,
     pub stopped_task_retention: std::time::Duration,
+    pub heartbeat_grace: std::time::Duration,
+    pub lost_after: std::time::Duration,
 }
 
 fn validate_account(id: &str) -> anyhow::Result<()> {
@@ -80,6 +126,8 @@ impl ServerArgs {
             region: self.region,
             durable: !self.no_fsync,
             stopped_task_retention: std::time::Duration::from_secs(self.stopped_task_retention),
+            heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
+            lost_after: std::time::Duration::from_secs(self.lost_after),
         })
     }
 }
@@ -99,6 +147,8 @@ impl UpArgs {
             region: self.region,
             durable: true,
             stopped_task_retention: std::time::Duration::from_secs(self.stopped_task_retention),
+            heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
+            lost_after: std::time::Duration::from_secs(self.lost_after),
         })
     }
 }

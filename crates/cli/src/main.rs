@@ -24,6 +24,16 @@ enum Command {
     Server(config::ServerArgs),
     /// Run everything on this machine and print the `export` lines for the AWS CLI.
     Up(config::UpArgs),
+    /// Run an agent: register this host as a container instance and run its tasks on Docker.
+    Agent(config::AgentArgs),
+}
+
+async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
+    let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
+    cfg.attributes = args.attributes;
+    cfg.region = args.region;
+    gantry_agent::run(cfg, server::shutdown_signal()).await?;
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,9 +52,11 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server::run(args.into_config()?, None).await,
             Command::Up(args) => {
+                let local_agent = (!args.no_agent).then(|| args.cluster.clone());
                 let cfg = args.into_config()?;
-                server::run(cfg, Some(server::PrintExports)).await
+                server::run(cfg, Some(server::UpOptions { local_agent })).await
             }
+            Command::Agent(args) => run_agent(args).await,
         }
     })
 }

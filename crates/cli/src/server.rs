@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use gantry_api::agent_stream::AgentStreams;
+use gantry_api::ecs::service_runner::{Liveness, ServiceRunner};
 use gantry_api::ecs::{self, EcsService};
 use gantry_api::sts::StsService;
 use gantry_api::{Clock, Front, JsonService, RandomIds, RequestContext, SystemClock};
@@ -51,9 +52,12 @@ impl JsonService for EcrService {
     }
 }
 
-/// `gantry up` prints the shell exports once serving.
-#[derive(Debug, Clone, Copy)]
-pub struct PrintExports;
+/// What `gantry up` adds to the server: the printed exports, and a local agent.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The cluster a local agent joins; `None` runs no agent.
+    pub local_agent: Option<String>,
+}
 
 /// The address clients should use for a bound listener (a wildcard bind is reached on loopback).
 fn client_addr(bound: SocketAddr) -> SocketAddr {
@@ -80,7 +84,7 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -118,7 +122,7 @@ async fn collect_stopped_tasks_forever(
 }
 
 /// Runs the control plane until SIGTERM or Ctrl-C.
-pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Result<()> {
+pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let creds = Arc::new(RootCredentials::load_or_create(&cfg.data_dir)?);
@@ -156,6 +160,7 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
     let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
 
     let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
+    let ecs_service = ecs.clone();
     let gc = tokio::spawn(collect_stopped_tasks_forever(
         store.clone(),
         cfg.stopped_task_retention,
@@ -183,8 +188,19 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
             Arc::new(SystemClock),
             cfg.account_id.clone(),
         )
+        .with_grace(cfg.heartbeat_grace)
         .with_shutdown(shutdown_rx.clone()),
     );
+    let runner = Arc::new(ServiceRunner::new(
+        ecs_service.clone(),
+        Arc::new(SystemClock),
+        cfg.account_id.clone(),
+        Liveness {
+            heartbeat_grace: cfg.heartbeat_grace,
+            lost_after: cfg.lost_after,
+        },
+    ));
+    let runner_task = tokio::spawn(runner.run(shutdown_rx.clone()));
     let app = front
         .router()
         .merge(registry.router())
@@ -201,7 +217,7 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
         });
         write_atomically(path, serde_json::to_vec_pretty(&ready)?.as_slice())?;
     }
-    if exports.is_some() {
+    if up.is_some() {
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
@@ -221,6 +237,29 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
         out.flush()?;
     }
 
+    // `gantry up`: one local agent in the same process, on the same credentials.
+    let agent = match up.as_ref().and_then(|u| u.local_agent.clone()) {
+        Some(cluster) => {
+            let mut acfg = gantry_agent::AgentConfig::new(
+                endpoint.clone(),
+                cluster,
+                cfg.data_dir.join("agent"),
+            );
+            acfg.access_key_id = creds.access_key_id.clone();
+            acfg.secret_access_key = creds.secret_access_key.clone();
+            acfg.region = cfg.region.clone();
+            let mut stop = shutdown_rx.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = gantry_agent::run(acfg, stopped).await {
+                    tracing::error!(error = %e, "local agent stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let stop_streams = shutdown_tx.clone();
     axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(async move {
@@ -230,8 +269,12 @@ pub async fn run(cfg: ServerConfig, exports: Option<PrintExports>) -> anyhow::Re
         .await
         .context("serving")?;
     let _ = shutdown_tx.send(true);
+    if let Some(a) = agent {
+        let _ = a.await;
+    }
     let _ = maintenance.await;
     let _ = gc.await;
+    let _ = runner_task.await;
     let _ = retention.await;
     sqlite.close();
     tracing::info!("gantry server stopped");

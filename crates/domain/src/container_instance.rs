@@ -192,6 +192,9 @@ pub struct ContainerInstance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     pub agent_connected: bool,
+    /// When the agent was last seen leaving (set while disconnected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnected_at: Option<EpochMillis>,
     /// Bumped on every change, as ECS's `version`.
     pub version: u64,
     pub registered_resources: Vec<Resource>,
@@ -341,6 +344,7 @@ mod tests {
             status: ContainerInstanceStatus::Active,
             status_reason: None,
             agent_connected: true,
+            disconnected_at: None,
             version: 1,
             registered_resources: vec![
                 Resource::integer("CPU", 2048),

@@ -80,7 +80,7 @@ pub mod stop_code {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkBinding {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
     pub bind_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i64>,

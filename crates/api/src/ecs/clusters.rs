@@ -49,6 +49,14 @@ pub(super) async fn counts(
             c.running_tasks += 1;
         }
     }
+    let services = svc
+        .store
+        .scan_all_typed::<gantry_domain::service::Service>(&keys::services(&ctx.region, cluster))
+        .await?;
+    c.active_services = services
+        .iter()
+        .filter(|s| s.value.status != gantry_domain::service::ServiceStatus::Inactive)
+        .count() as i64;
     for i in instances {
         if matches!(
             i.value.status,

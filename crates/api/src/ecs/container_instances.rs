@@ -206,6 +206,7 @@ pub(super) async fn register(
                     ci.tags = req.tags.clone();
                 }
                 ci.agent_connected = true;
+                ci.disconnected_at = None;
                 ci.version += 1;
                 (ci, revision)
             }
@@ -221,6 +222,7 @@ pub(super) async fn register(
                     status: ContainerInstanceStatus::Active,
                     status_reason: None,
                     agent_connected: true,
+                    disconnected_at: None,
                     version: 1,
                     registered_resources: resources.clone(),
                     reserved_cpu: 0,

@@ -25,6 +25,12 @@ pub enum EcsError {
     /// DeleteCluster while tasks are running or pending.
     #[error("The Cluster cannot be deleted while Tasks are active.")]
     ClusterContainsTasks,
+    /// The named service does not exist.
+    #[error("Service not found.")]
+    ServiceNotFound,
+    /// The service is DRAINING or INACTIVE.
+    #[error("Service was not ACTIVE.")]
+    ServiceNotActive,
     /// A tagged resource does not exist.
     #[error("{0}")]
     ResourceNotFound(String),
@@ -67,6 +73,8 @@ impl EcsError {
             Self::ClusterContainsServices => "ClusterContainsServicesException",
             Self::ClusterContainsTasks => "ClusterContainsTasksException",
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
+            Self::ServiceNotFound => "ServiceNotFoundException",
+            Self::ServiceNotActive => "ServiceNotActiveException",
             Self::TargetNotFound(_) => "TargetNotFoundException",
             Self::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             Self::Unsupported(_) => "UnsupportedFeatureException",

@@ -45,3 +45,11 @@ pub fn task(region: &str, cluster: &str, id: &str) -> String {
 pub fn client_token(region: &str, cluster: &str, token: &str) -> String {
     format!("ecs/{region}/client-token/{cluster}/{token}")
 }
+
+pub fn services(region: &str, cluster: &str) -> String {
+    format!("ecs/{region}/service/{cluster}/")
+}
+
+pub fn service(region: &str, cluster: &str, name: &str) -> String {
+    format!("ecs/{region}/service/{cluster}/{name}")
+}

@@ -6,6 +6,8 @@ mod container_instances;
 mod error;
 pub(crate) mod keys;
 mod placement;
+pub mod service_runner;
+mod services;
 mod tags;
 mod task_definitions;
 mod tasks;
@@ -207,6 +209,11 @@ impl EcsService {
                 | ListTasks
                 | SubmitTaskStateChange
                 | SubmitContainerStateChange
+                | CreateService
+                | UpdateService
+                | DeleteService
+                | DescribeServices
+                | ListServices
         )
     }
 
@@ -252,6 +259,11 @@ impl EcsService {
             SubmitContainerStateChange => {
                 tasks::submit_container_state_change(self, body, ctx).await
             }
+            CreateService => services::create(self, body, ctx).await,
+            UpdateService => services::update(self, body, ctx).await,
+            DeleteService => services::delete(self, body, ctx).await,
+            DescribeServices => services::describe(self, body, ctx).await,
+            ListServices => services::list(self, body, ctx).await,
             other => Err(EcsError::Unsupported(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

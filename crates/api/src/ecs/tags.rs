@@ -58,10 +58,36 @@ impl Taggable for ContainerInstance {
     }
 }
 
+impl Taggable for gantry_domain::service::Service {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+    fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+    fn is_live(&self) -> bool {
+        self.status != gantry_domain::service::ServiceStatus::Inactive
+    }
+}
+
+impl Taggable for gantry_domain::task::Task {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+    fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+    fn is_live(&self) -> bool {
+        true
+    }
+}
+
 enum Target {
     Cluster(String),
     TaskDefinition(String),
     ContainerInstance(String),
+    Service(String),
+    Task(String),
 }
 
 fn target_of(arn_str: &str, ctx: &RequestContext) -> Result<Target, EcsError> {
@@ -82,6 +108,14 @@ fn target_of(arn_str: &str, ctx: &RequestContext) -> Result<Target, EcsError> {
             let (cluster, id) = rest.split_once('/').ok_or_else(bad)?;
             Target::ContainerInstance(keys::container_instance(region, cluster, id))
         }
+        ("service", rest) => {
+            let (cluster, name) = rest.split_once('/').ok_or_else(bad)?;
+            Target::Service(keys::service(region, cluster, name))
+        }
+        ("task", rest) => {
+            let (cluster, id) = rest.split_once('/').ok_or_else(bad)?;
+            Target::Task(keys::task(region, cluster, id))
+        }
         _ => return Err(bad()),
     })
 }
@@ -89,6 +123,7 @@ fn target_of(arn_str: &str, ctx: &RequestContext) -> Result<Target, EcsError> {
 fn not_found(target: &Target) -> EcsError {
     match target {
         Target::Cluster(_) => EcsError::ClusterNotFound,
+        Target::Service(_) => EcsError::ServiceNotFound,
         _ => EcsError::ResourceNotFound("The specified resource could not be found.".into()),
     }
 }
@@ -126,6 +161,10 @@ async fn apply(
         Target::Cluster(k) => modify::<Cluster>(svc, k, missing, change).await,
         Target::TaskDefinition(k) => modify::<TaskDefinition>(svc, k, missing, change).await,
         Target::ContainerInstance(k) => modify::<ContainerInstance>(svc, k, missing, change).await,
+        Target::Service(k) => {
+            modify::<gantry_domain::service::Service>(svc, k, missing, change).await
+        }
+        Target::Task(k) => modify::<gantry_domain::task::Task>(svc, k, missing, change).await,
     }
 }
 
@@ -202,6 +241,8 @@ pub(super) async fn list(
         Target::Cluster(k) => read_tags::<Cluster>(svc, k).await?,
         Target::TaskDefinition(k) => read_tags::<TaskDefinition>(svc, k).await?,
         Target::ContainerInstance(k) => read_tags::<ContainerInstance>(svc, k).await?,
+        Target::Service(k) => read_tags::<gantry_domain::service::Service>(svc, k).await?,
+        Target::Task(k) => read_tags::<gantry_domain::task::Task>(svc, k).await?,
     };
     let tags = tags.ok_or_else(|| not_found(&target))?;
     Ok(json!({"tags": tags}))

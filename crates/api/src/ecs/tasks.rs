@@ -152,7 +152,7 @@ struct ClientTokenRecord {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct RunTaskRequest {
+pub(crate) struct RunTaskRequest {
     cluster: Option<String>,
     task_definition: Option<String>,
     count: Option<i64>,
@@ -175,6 +175,45 @@ struct RunTaskRequest {
     /// StartTask: the instances to start on.
     #[serde(default)]
     container_instances: Vec<String>,
+    /// Set by the service runner: the service and deployment the tasks belong to.
+    #[serde(skip)]
+    service: Option<(String, String)>,
+    /// Set by the service runner: use the service default strategy when none is given.
+    #[serde(skip)]
+    service_default_strategy: bool,
+}
+
+impl RunTaskRequest {
+    /// What the service runner launches for one deployment: `count` tasks placed by the
+    /// scheduler, or one task on `instance` (DAEMON).
+    pub(crate) fn for_service(
+        s: &gantry_domain::service::Service,
+        d: &gantry_domain::service::Deployment,
+        count: usize,
+        instance: Option<String>,
+    ) -> Self {
+        Self {
+            cluster: Some(s.cluster.clone()),
+            task_definition: Some(format!("{}:{}", d.family, d.revision)),
+            count: Some(count as i64),
+            group: Some(s.group()),
+            launch_type: Some(s.launch_type.clone()),
+            started_by: Some(d.id.clone()),
+            tags: if s.propagate_tags.as_deref() == Some("SERVICE") {
+                s.tags.clone()
+            } else {
+                vec![]
+            },
+            propagate_tags: s.propagate_tags.clone().filter(|p| p == "TASK_DEFINITION"),
+            enable_execute_command: Some(s.enable_execute_command),
+            placement_constraints: s.placement_constraints.clone(),
+            placement_strategy: s.placement_strategy.clone(),
+            container_instances: instance.into_iter().collect(),
+            service: Some((s.name.clone(), d.id.clone())),
+            service_default_strategy: true,
+            ..Default::default()
+        }
+    }
 }
 
 fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsError> {
@@ -322,8 +361,8 @@ fn new_task(
         reservation,
         availability_zone: ci.attribute("ecs.availability-zone").map(str::to_owned),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
-        service_name: None,
-        deployment_id: None,
+        service_name: req.service.as_ref().map(|(s, _)| s.clone()),
+        deployment_id: req.service.as_ref().map(|(_, d)| d.clone()),
     }
 }
 
@@ -354,6 +393,22 @@ async fn run_or_start(
 ) -> Result<Value, EcsError> {
     let req: RunTaskRequest = parse(body)?;
     validate_run_request(&req, start)?;
+    let (tasks, failures, td) = launch(svc, ctx, &req, start).await?;
+    let wire: Vec<Value> = tasks
+        .iter()
+        .map(|t| to_wire(t, ctx, Some(&td), true))
+        .collect();
+    Ok(json!({"tasks": wire, "failures": failures}))
+}
+
+/// Places and records tasks (RunTask, StartTask, and the service runner's launches): one
+/// transaction creates the tasks and reserves their resources on the chosen instances.
+pub(crate) async fn launch(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    req: &RunTaskRequest,
+    start: bool,
+) -> Result<(Vec<Task>, Vec<Value>, TaskDefinition), EcsError> {
     let cluster = cluster_name(req.cluster.as_deref())?;
     active_cluster(svc, ctx, &cluster).await?;
     let td =
@@ -381,7 +436,10 @@ async fn run_or_start(
             .map(|c| json!({"type": c.kind, "expression": c.expression})),
     );
     let constraints = placement::constraints(&constraint_values)?;
-    let strategies = placement::strategies(&req.placement_strategy)?;
+    let mut strategies = placement::strategies(&req.placement_strategy)?;
+    if strategies.is_empty() && req.service_default_strategy {
+        strategies = gantry_scheduler::PlacementStrategy::service_default();
+    }
     let token_key = req
         .client_token
         .as_deref()
@@ -501,7 +559,7 @@ async fn run_or_start(
                     let ci = touched
                         .entry(idx)
                         .or_insert_with(|| live[idx].value.clone());
-                    let task = new_task(svc, ctx, &cluster, &td, &req, ci, need.clone());
+                    let task = new_task(svc, ctx, &cluster, &td, req, ci, need.clone());
                     account_transition(ci, &task.reservation, None, task.last_status);
                     let key = keys::task(&ctx.region, &cluster, &task.id);
                     txn = txn.require_absent(&key).put(&key, encode(&key, &task)?);
@@ -526,11 +584,7 @@ async fn run_or_start(
         Ok((txn, (tasks, failures)))
     })
     .await?;
-    let wire: Vec<Value> = tasks
-        .iter()
-        .map(|t| to_wire(t, ctx, Some(&td), true))
-        .collect();
-    Ok(json!({"tasks": wire, "failures": failures}))
+    Ok((tasks, failures, td))
 }
 
 /// Records a placement in a view so later picks of the same call see it.

@@ -1,0 +1,459 @@
+//! The control-plane loop: keeps services at their desired state with the pure reconciler
+//! (`gantry_controller::service::reconcile`), and watches instance liveness.
+//!
+//! Every second, and right after any change under `ecs/`, for every cluster:
+//! 1. **Liveness**: tasks on an instance whose agent has been away longer than `lost_after` are
+//!    marked STOPPED (`InfrastructureHealth`, "host lost"), so their services replace them
+//!    elsewhere. ECS leaves them RUNNING forever; a returning agent gets the full task state and
+//!    stops what it is no longer meant to run (the fence).
+//! 2. **Services**: each ACTIVE or DRAINING service is reconciled; the plan's service record is
+//!    committed with compare-and-swap first (a conflict drops the plan), then its stops and
+//!    launches are applied, and the "started"/"stopped"/"unable to place" events written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_controller::service::{
+    Health, IdSource, InstanceView as CtlInstance, Plan, TaskView, reconcile,
+};
+use gantry_domain::cluster::{Cluster, ClusterStatus};
+use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+use gantry_domain::service::{SchedulingStrategy, Service, ServiceStatus};
+use gantry_domain::task::{Task, TaskStatus, stop_code};
+use gantry_domain::task_definition::TaskDefinition;
+use gantry_store::{StoreExt, Txn, WatchError, encode};
+
+use super::{EcsError, EcsService, keys, placement, services, task_definitions, tasks};
+use crate::context::{Clock, RequestContext};
+
+/// Timing of instance liveness.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    /// How long a dropped agent connection may stay away before the instance is DISCONNECTED.
+    pub heartbeat_grace: Duration,
+    /// How long a DISCONNECTED instance may stay away before its tasks are marked lost.
+    pub lost_after: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            heartbeat_grace: Duration::from_secs(15),
+            lost_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs services and liveness for every cluster of every region.
+pub struct ServiceRunner {
+    ecs: Arc<EcsService>,
+    clock: Arc<dyn Clock>,
+    account_id: String,
+    liveness: Liveness,
+}
+
+impl std::fmt::Debug for ServiceRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceRunner")
+            .field("liveness", &self.liveness)
+            .finish()
+    }
+}
+
+struct Ids<'a>(&'a EcsService);
+
+impl IdSource for Ids<'_> {
+    fn deployment_id(&mut self) -> String {
+        services::deployment_id(self.0)
+    }
+    fn event_id(&mut self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
+/// ECS's wording of why the closest instance did not fit.
+fn placement_detail(reason: &str) -> &'static str {
+    match reason {
+        "RESOURCE:CPU" => "has insufficient CPU units available",
+        "RESOURCE:MEMORY" => "has insufficient memory available",
+        "RESOURCE:PORTS" => "is already using a port required by your task",
+        "ATTRIBUTE" => "is missing an attribute required by your task",
+        "AGENT" => "has an agent that is disconnected",
+        _ => "does not satisfy the placement constraints of your task",
+    }
+}
+
+impl ServiceRunner {
+    pub fn new(
+        ecs: Arc<EcsService>,
+        clock: Arc<dyn Clock>,
+        account_id: impl Into<String>,
+        liveness: Liveness,
+    ) -> Self {
+        Self {
+            ecs,
+            clock,
+            account_id: account_id.into(),
+            liveness,
+        }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut watch = self.ecs.store.watch("ecs/");
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "service reconcile pass failed");
+            }
+            let tick = tokio::time::sleep(Duration::from_secs(1));
+            tokio::pin!(tick);
+            tokio::select! {
+                _ = &mut tick => {}
+                ev = watch.next() => {
+                    if let Err(WatchError::Lagged(_)) = ev {
+                        watch = self.ecs.store.watch("ecs/");
+                    }
+                    // Let a burst of changes land before reconciling again.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    fn ctx(&self, region: &str) -> RequestContext {
+        RequestContext {
+            request_id: "service-scheduler".into(),
+            region: region.to_owned(),
+            account_id: self.account_id.clone(),
+            access_key_id: String::new(),
+            now: self.clock.now_millis(),
+        }
+    }
+
+    /// One pass over every ACTIVE cluster.
+    pub async fn pass(&self) -> Result<(), EcsError> {
+        let mut clusters: Vec<(String, String)> = Vec::new();
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = self
+                .ecs
+                .store
+                .scan("ecs/", start_after.as_deref(), 1000)
+                .await?;
+            for rec in &page.records {
+                let mut parts = rec.key.split('/');
+                if let (Some("ecs"), Some(region), Some("cluster"), Some(_)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                {
+                    if let Ok(c) = gantry_store::decode::<Cluster>(rec) {
+                        if c.value.status == ClusterStatus::Active {
+                            clusters.push((region.to_owned(), c.value.name));
+                        }
+                    }
+                }
+            }
+            match page.next {
+                Some(n) => start_after = Some(n),
+                None => break,
+            }
+        }
+        for (region, cluster) in clusters {
+            let ctx = self.ctx(&region);
+            if let Err(e) = self.cluster_pass(&ctx, &cluster).await {
+                tracing::warn!(cluster, error = %e, "cluster reconcile failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn cluster_pass(&self, ctx: &RequestContext, cluster: &str) -> Result<(), EcsError> {
+        let store = &self.ecs.store;
+        let instances: Vec<ContainerInstance> = store
+            .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, cluster))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect();
+        let all_tasks: Vec<Task> = store
+            .scan_all_typed::<Task>(&keys::tasks(&ctx.region, cluster))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect();
+        self.mark_lost(ctx, cluster, &instances, &all_tasks).await?;
+
+        let services: Vec<Service> = store
+            .scan_all_typed::<Service>(&keys::services(&ctx.region, cluster))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .filter(|s| s.status != ServiceStatus::Inactive)
+            .collect();
+        if services.is_empty() {
+            return Ok(());
+        }
+        let mut defs: HashMap<(String, u32), Option<TaskDefinition>> = HashMap::new();
+        // Live REPLICA tasks per instance ("DAEMON tasks are stopped last").
+        let mut replica_on: HashMap<String, usize> = HashMap::new();
+        let daemon_names: Vec<&str> = services
+            .iter()
+            .filter(|s| s.scheduling_strategy == SchedulingStrategy::Daemon)
+            .map(|s| s.name.as_str())
+            .collect();
+        for t in &all_tasks {
+            let live =
+                t.desired_status != TaskStatus::Stopped && t.last_status != TaskStatus::Stopped;
+            let daemon = t
+                .service_name
+                .as_deref()
+                .is_some_and(|n| daemon_names.contains(&n));
+            if live && !daemon {
+                if let Some(i) = &t.container_instance_id {
+                    *replica_on.entry(i.clone()).or_default() += 1;
+                }
+            }
+        }
+        // DAEMON services are placed first.
+        let mut ordered: Vec<&Service> = services.iter().collect();
+        ordered.sort_by_key(|s| gantry_controller::service::placement_priority(s));
+        for s in ordered {
+            let mut views = Vec::new();
+            for t in all_tasks
+                .iter()
+                .filter(|t| t.service_name.as_deref() == Some(s.name.as_str()))
+            {
+                let k = (t.family.clone(), t.revision);
+                if !defs.contains_key(&k) {
+                    let d = task_definitions::get_revision(&self.ecs, ctx, &k.0, k.1).await?;
+                    defs.insert(k.clone(), d);
+                }
+                let health = Health::of_task(t, defs.get(&k).and_then(Option::as_ref));
+                views.push(TaskView::from_task(t, health));
+            }
+            let constraints = placement::constraints(&s.placement_constraints).unwrap_or_default();
+            let member_of: Vec<gantry_scheduler::Expr> = constraints
+                .iter()
+                .filter_map(|c| match c {
+                    gantry_scheduler::PlacementConstraint::MemberOf(e) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect();
+            let inst_views: Vec<CtlInstance> = instances
+                .iter()
+                .filter(|i| i.status != ContainerInstanceStatus::Inactive)
+                .map(|i| {
+                    let view = placement::view_of(i, vec![]);
+                    let eligible = member_of.iter().all(|e| e.matches(&view));
+                    CtlInstance::from_instance(
+                        i,
+                        eligible,
+                        replica_on.get(&i.id).copied().unwrap_or(0),
+                    )
+                })
+                .collect();
+            let now = self.clock.now_millis();
+            let plan = reconcile(s, &views, &inst_views, now, &mut Ids(&self.ecs));
+            if plan.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.apply(ctx, cluster, s, plan).await {
+                tracing::warn!(service = %s.name, error = %e, "applying the service plan failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the live tasks of instances away longer than `lost_after` as STOPPED.
+    async fn mark_lost(
+        &self,
+        ctx: &RequestContext,
+        cluster: &str,
+        instances: &[ContainerInstance],
+        all_tasks: &[Task],
+    ) -> Result<(), EcsError> {
+        let now = self.clock.now_millis();
+        let lost_after = self.liveness.lost_after.as_millis() as u64;
+        for ci in instances {
+            if ci.agent_connected {
+                continue;
+            }
+            let Some(since) = ci.disconnected_at else {
+                continue;
+            };
+            if since + lost_after > now {
+                continue;
+            }
+            for t in all_tasks.iter().filter(|t| {
+                t.container_instance_id.as_deref() == Some(ci.id.as_str())
+                    && t.last_status != TaskStatus::Stopped
+            }) {
+                let reason = format!(
+                    "Host lost: the agent of container instance {} has been disconnected for more than {} seconds",
+                    ci.id,
+                    self.liveness.lost_after.as_secs()
+                );
+                tasks::transition(&self.ecs, ctx, cluster, &t.id, |task| {
+                    if task.last_status == TaskStatus::Stopped {
+                        return Ok(());
+                    }
+                    task.desired_status = TaskStatus::Stopped;
+                    task.last_status = TaskStatus::Stopped;
+                    task.stop_code = Some(stop_code::INFRASTRUCTURE_HEALTH.to_owned());
+                    task.stopped_reason = Some(reason.clone());
+                    task.stopping_at.get_or_insert(now);
+                    task.stopped_at = Some(now);
+                    task.execution_stopped_at = Some(now);
+                    for c in &mut task.containers {
+                        c.last_status = "STOPPED".into();
+                    }
+                    Ok(())
+                })
+                .await?;
+                tracing::warn!(task = %t.id, instance = %ci.id, "task marked lost with its host");
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        ctx: &RequestContext,
+        cluster: &str,
+        s: &Service,
+        plan: Plan,
+    ) -> Result<(), EcsError> {
+        let key = keys::service(&ctx.region, cluster, &s.name);
+        // Commit the decided record first; a conflict means someone changed the service.
+        let current = match &plan.service {
+            Some(updated) => {
+                let Some(cur) = self.ecs.store.get_typed::<Service>(&key).await? else {
+                    return Ok(());
+                };
+                if cur.value.version != s.version {
+                    return Ok(());
+                }
+                let txn = Txn::new()
+                    .require_revision(&key, cur.revision)
+                    .put(&key, encode(&key, updated)?);
+                if !self.ecs.store.commit(txn).await?.is_committed() {
+                    return Ok(());
+                }
+                updated.clone()
+            }
+            None => s.clone(),
+        };
+        let mut events: Vec<String> = Vec::new();
+        let mut stopped = Vec::new();
+        for stop in &plan.stops {
+            match tasks::request_stop(
+                &self.ecs,
+                ctx,
+                cluster,
+                &stop.task_id,
+                stop_code::SERVICE_SCHEDULER_INITIATED,
+                &stop.reason,
+            )
+            .await
+            {
+                Ok(_) => stopped.push(stop.task_id.clone()),
+                Err(e) => tracing::warn!(task = %stop.task_id, error = %e, "stop failed"),
+            }
+        }
+        if !stopped.is_empty() {
+            events.push(format!(
+                "(service {}) has stopped {} running tasks: {}.",
+                s.name,
+                stopped.len(),
+                stopped
+                    .iter()
+                    .map(|t| format!("(task {})", t))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        for launch in &plan.launches {
+            let Some(d) = current
+                .deployments
+                .iter()
+                .find(|d| d.id == launch.deployment_id)
+            else {
+                continue;
+            };
+            let req = tasks::RunTaskRequest::for_service(
+                &current,
+                d,
+                launch.count,
+                launch.instance_id.clone(),
+            );
+            let start = launch.instance_id.is_some();
+            match tasks::launch(&self.ecs, ctx, &req, start).await {
+                Ok((started, failures, _)) => {
+                    if !started.is_empty() {
+                        events.push(format!(
+                            "(service {}) has started {} tasks: {}.",
+                            s.name,
+                            started.len(),
+                            started.iter().map(|t| format!("(task {})", t.id)).collect::<Vec<_>>().join(" ")
+                        ));
+                    }
+                    if let Some(f) = failures.first() {
+                        let reason = f.get("reason").and_then(|v| v.as_str()).unwrap_or("");
+                        let arn = f.get("arn").and_then(|v| v.as_str()).unwrap_or("");
+                        let instance = arn.rsplit('/').next().unwrap_or(arn);
+                        events.push(format!(
+                            "(service {}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {}) {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                            s.name,
+                            instance,
+                            placement_detail(reason)
+                        ));
+                    }
+                }
+                Err(EcsError::InvalidParameter(m)) => events.push(format!(
+                    "(service {}) was unable to place a task because no container instance met all of its requirements. Reason: {m}",
+                    s.name
+                )),
+                Err(e) => return Err(e),
+            }
+        }
+        if !events.is_empty() {
+            self.append_events(ctx, &key, events).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds events to a service, newest first, skipping a repeat of the newest one.
+    async fn append_events(
+        &self,
+        ctx: &RequestContext,
+        key: &str,
+        events: Vec<String>,
+    ) -> Result<(), EcsError> {
+        super::wire::commit_with_retry(self.ecs.store.as_ref(), || async {
+            let Some(cur) = self.ecs.store.get_typed::<Service>(key).await? else {
+                return Ok((Txn::new(), ()));
+            };
+            let mut s = cur.value.clone();
+            let mut changed = false;
+            for e in &events {
+                if s.events.first().is_some_and(|x| &x.message == e) {
+                    continue;
+                }
+                s.push_event(uuid::Uuid::new_v4().to_string(), ctx.now, e.clone());
+                changed = true;
+            }
+            if !changed {
+                return Ok((Txn::new(), ()));
+            }
+            let txn = Txn::new()
+                .require_revision(key, cur.revision)
+                .put(key, encode(key, &s)?);
+            Ok((txn, ()))
+        })
+        .await
+    }
+}

@@ -1,0 +1,690 @@
+//! CreateService, UpdateService, DeleteService, DescribeServices, ListServices. The service
+//! runner (`service_runner`) keeps the tasks in line with what these record.
+
+use std::collections::BTreeMap;
+
+use gantry_domain::Arn;
+use gantry_domain::service::{
+    CircuitBreaker, Deployment, DeploymentConfiguration, DeploymentStatus, RolloutState,
+    SchedulingStrategy, Service, ServiceStatus,
+};
+use gantry_domain::tags::{Tag, validate_tags};
+use gantry_domain::task::{Task, TaskStatus};
+use gantry_domain::validation::is_ecs_name;
+use gantry_store::{StoreExt, Txn, Versioned, encode};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::wire::{
+    active_cluster, cluster_name, commit_with_retry, failure, max_results, paginate, parse, secs,
+    with_token,
+};
+use super::{EcsError, EcsService, keys, placement, task_definitions};
+use crate::context::RequestContext;
+
+/// A new deployment id, `ecs-svc/` and 19 digits as ECS writes them.
+pub(crate) fn deployment_id(svc: &EcsService) -> String {
+    let hex = svc.ids.hex32();
+    let n = u64::from_str_radix(&hex[..16], 16).unwrap_or(0) % 10_000_000_000_000_000_000;
+    format!("ecs-svc/{n:019}")
+}
+
+pub(crate) fn service_arn(ctx: &RequestContext, s: &Service) -> String {
+    Arn::service(&ctx.region, &ctx.account_id, &s.cluster, &s.name).to_string()
+}
+
+/// Running and pending counts per deployment id, from the service's tasks.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub running: i64,
+    pub pending: i64,
+}
+
+pub(crate) async fn task_counts(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+) -> Result<BTreeMap<String, Counts>, EcsError> {
+    let tasks = svc
+        .store
+        .scan_all_typed::<Task>(&keys::tasks(&ctx.region, cluster))
+        .await?;
+    let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+    for t in tasks.into_iter().map(|t| t.value) {
+        let Some(d) = t.deployment_id else { continue };
+        if t.desired_status != TaskStatus::Running {
+            continue;
+        }
+        let c = out.entry(d).or_default();
+        if t.last_status == TaskStatus::Running {
+            c.running += 1;
+        } else if t.last_status.is_pending() {
+            c.pending += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn deployment_to_wire(d: &Deployment, ctx: &RequestContext, counts: Counts) -> Value {
+    let mut v = json!({
+        "id": d.id,
+        "status": d.status.as_str(),
+        "taskDefinition": Arn::task_definition(&ctx.region, &ctx.account_id, &d.family, d.revision).to_string(),
+        "desiredCount": d.desired_count,
+        "pendingCount": counts.pending,
+        "runningCount": counts.running,
+        "failedTasks": d.failed_tasks,
+        "createdAt": secs(d.created_at),
+        "updatedAt": secs(d.updated_at),
+        "launchType": d.launch_type,
+        "rolloutState": d.rollout_state.as_str(),
+    });
+    if let Some(r) = &d.rollout_state_reason {
+        v["rolloutStateReason"] = json!(r);
+    }
+    v
+}
+
+pub(crate) fn to_wire(
+    s: &Service,
+    ctx: &RequestContext,
+    counts: &BTreeMap<String, Counts>,
+    with_tags: bool,
+) -> Value {
+    let deployments: Vec<Value> = s
+        .deployments
+        .iter()
+        .map(|d| deployment_to_wire(d, ctx, counts.get(&d.id).copied().unwrap_or_default()))
+        .collect();
+    let (running, pending) = s.deployments.iter().fold((0, 0), |(r, p), d| {
+        let c = counts.get(&d.id).copied().unwrap_or_default();
+        (r + c.running, p + c.pending)
+    });
+    let mut v = json!({
+        "serviceArn": service_arn(ctx, s),
+        "serviceName": s.name,
+        "clusterArn": Arn::cluster(&ctx.region, &ctx.account_id, &s.cluster).to_string(),
+        "loadBalancers": s.load_balancers,
+        "serviceRegistries": [],
+        "status": s.status.as_str(),
+        "desiredCount": s.desired_count,
+        "runningCount": running,
+        "pendingCount": pending,
+        "launchType": s.launch_type,
+        "deploymentConfiguration": s.deployment_configuration,
+        "deployments": deployments,
+        "events": s.events.iter().map(|e| json!({"id": e.id, "createdAt": secs(e.created_at), "message": e.message})).collect::<Vec<_>>(),
+        "createdAt": secs(s.created_at),
+        "placementConstraints": s.placement_constraints,
+        "placementStrategy": s.placement_strategy,
+        "schedulingStrategy": s.scheduling_strategy.as_str(),
+        "deploymentController": {"type": "ECS"},
+        "createdBy": s.created_by,
+        "enableECSManagedTags": s.enable_ecs_managed_tags,
+        "propagateTags": s.propagate_tags.clone().unwrap_or_else(|| "NONE".into()),
+        "enableExecuteCommand": s.enable_execute_command,
+    });
+    if let Some(p) = s.primary() {
+        v["taskDefinition"] = json!(
+            Arn::task_definition(&ctx.region, &ctx.account_id, &p.family, p.revision).to_string()
+        );
+    }
+    if let Some(g) = s.health_check_grace_period_seconds {
+        v["healthCheckGracePeriodSeconds"] = json!(g);
+    }
+    if let Some(n) = &s.network_configuration {
+        v["networkConfiguration"] = n.clone();
+    }
+    if with_tags {
+        v["tags"] = json!(s.tags);
+    }
+    v
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentConfigurationInput {
+    maximum_percent: Option<i64>,
+    minimum_healthy_percent: Option<i64>,
+    deployment_circuit_breaker: Option<CircuitBreaker>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+fn deployment_configuration(
+    input: Option<&DeploymentConfigurationInput>,
+    current: DeploymentConfiguration,
+    strategy: SchedulingStrategy,
+) -> Result<DeploymentConfiguration, EcsError> {
+    let mut c = current;
+    if let Some(i) = input {
+        if let Some(v) = i.maximum_percent {
+            c.maximum_percent = v;
+        }
+        if let Some(v) = i.minimum_healthy_percent {
+            c.minimum_healthy_percent = v;
+        }
+        if let Some(b) = &i.deployment_circuit_breaker {
+            c.deployment_circuit_breaker = Some(b.clone());
+        }
+        for (k, v) in &i.other {
+            if matches!(
+                k.as_str(),
+                "alarms"
+                    | "strategy"
+                    | "bakeTimeInMinutes"
+                    | "lifecycleHooks"
+                    | "linearConfiguration"
+                    | "canaryConfiguration"
+            ) {
+                c.other.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if !(0..=100).contains(&c.minimum_healthy_percent) {
+        return Err(EcsError::invalid(format!(
+            "minimumHealthyPercent must be between 0 and 100, but was {}.",
+            c.minimum_healthy_percent
+        )));
+    }
+    match strategy {
+        SchedulingStrategy::Replica if c.maximum_percent < 100 => Err(EcsError::invalid(format!(
+            "maximumPercent must be at least 100 for REPLICA services, but was {}.",
+            c.maximum_percent
+        ))),
+        SchedulingStrategy::Daemon if c.maximum_percent != 100 => Err(EcsError::invalid(
+            "The maximumPercent of a DAEMON service must be 100.".to_owned(),
+        )),
+        _ => Ok(c),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ServiceRequest {
+    cluster: Option<String>,
+    service_name: Option<String>,
+    /// UpdateService/DeleteService name the service here.
+    service: Option<String>,
+    task_definition: Option<String>,
+    desired_count: Option<i64>,
+    launch_type: Option<String>,
+    #[serde(default)]
+    capacity_provider_strategy: Vec<Value>,
+    deployment_configuration: Option<DeploymentConfigurationInput>,
+    placement_constraints: Option<Vec<Value>>,
+    placement_strategy: Option<Vec<Value>>,
+    network_configuration: Option<Value>,
+    health_check_grace_period_seconds: Option<i64>,
+    scheduling_strategy: Option<String>,
+    deployment_controller: Option<Value>,
+    load_balancers: Option<Vec<Value>>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    enable_ecs_managed_tags: Option<bool>,
+    propagate_tags: Option<String>,
+    enable_execute_command: Option<bool>,
+    force_new_deployment: Option<bool>,
+    force: Option<bool>,
+}
+
+fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
+    if let Some(lt) = req.launch_type.as_deref() {
+        match lt {
+            "EC2" | "EXTERNAL" => {}
+            "FARGATE" | "MANAGED_INSTANCES" => {
+                return Err(EcsError::Unsupported(format!(
+                    "The launch type {lt} is not supported by this endpoint yet; use EC2."
+                )));
+            }
+            o => return Err(EcsError::invalid(format!("Invalid launchType '{o}'."))),
+        }
+    }
+    if !req.capacity_provider_strategy.is_empty() {
+        return Err(EcsError::Unsupported(
+            "capacityProviderStrategy is not supported by this endpoint yet; use launchType EC2."
+                .into(),
+        ));
+    }
+    if let Some(dc) = &req.deployment_controller {
+        let t = dc.get("type").and_then(Value::as_str).unwrap_or("ECS");
+        if t != "ECS" {
+            return Err(EcsError::Unsupported(format!(
+                "The deployment controller {t} is not supported by this endpoint; use ECS."
+            )));
+        }
+    }
+    if let Some(c) = req.desired_count {
+        if c < 0 {
+            return Err(EcsError::invalid(format!(
+                "desiredCount must not be negative, but was {c}."
+            )));
+        }
+    }
+    if let Some(g) = req.health_check_grace_period_seconds {
+        if !(0..=2_147_483_647).contains(&g) {
+            return Err(EcsError::invalid(
+                "healthCheckGracePeriodSeconds must not be negative.",
+            ));
+        }
+    }
+    if let Some(p) = req.propagate_tags.as_deref() {
+        if !matches!(p, "TASK_DEFINITION" | "SERVICE" | "NONE") {
+            return Err(EcsError::invalid(format!(
+                "Invalid propagateTags '{p}'. Valid values: TASK_DEFINITION, SERVICE, NONE."
+            )));
+        }
+    }
+    for lb in req.load_balancers.iter().flatten() {
+        let has = |k: &str| lb.get(k).is_some_and(|v| !v.is_null());
+        if !(has("targetGroupArn") || has("loadBalancerName"))
+            || !has("containerName")
+            || !has("containerPort")
+        {
+            return Err(EcsError::invalid(
+                "A load balancer needs targetGroupArn (or loadBalancerName), containerName and containerPort.",
+            ));
+        }
+    }
+    placement::validate(
+        req.placement_constraints.as_deref().unwrap_or(&[]),
+        req.placement_strategy.as_deref().unwrap_or(&[]),
+    )?;
+    validate_tags(&req.tags)?;
+    Ok(())
+}
+
+fn new_deployment(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    family: &str,
+    revision: u32,
+    desired: i64,
+    launch_type: &str,
+) -> Deployment {
+    Deployment {
+        id: deployment_id(svc),
+        status: DeploymentStatus::Primary,
+        family: family.to_owned(),
+        revision,
+        desired_count: desired,
+        failed_tasks: 0,
+        reached_running: false,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+        rollout_state: RolloutState::InProgress,
+        rollout_state_reason: Some("ECS deployment in progress.".to_owned()),
+        launch_type: launch_type.to_owned(),
+    }
+}
+
+pub(super) async fn create(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: ServiceRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let Some(name) = req.service_name.clone().filter(|n| !n.is_empty()) else {
+        return Err(EcsError::invalid("serviceName is required."));
+    };
+    if !is_ecs_name(&name, 255) {
+        return Err(EcsError::invalid(format!(
+            "Service name '{name}' is invalid: up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
+        )));
+    }
+    check_common(&req)?;
+    let strategy = match req.scheduling_strategy.as_deref() {
+        None | Some("REPLICA") => SchedulingStrategy::Replica,
+        Some("DAEMON") => SchedulingStrategy::Daemon,
+        Some(o) => {
+            return Err(EcsError::invalid(format!(
+                "Invalid schedulingStrategy '{o}'. Valid values: REPLICA, DAEMON."
+            )));
+        }
+    };
+    if strategy == SchedulingStrategy::Daemon
+        && req
+            .placement_strategy
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return Err(EcsError::invalid(
+            "Placement strategies are not supported with the DAEMON scheduling strategy.",
+        ));
+    }
+    let desired = match strategy {
+        SchedulingStrategy::Replica => req
+            .desired_count
+            .ok_or_else(|| EcsError::invalid("desiredCount is required for a REPLICA service."))?,
+        SchedulingStrategy::Daemon => 0,
+    };
+    let Some(td_ref) = req.task_definition.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(EcsError::invalid("taskDefinition is required."));
+    };
+    active_cluster(svc, ctx, &cluster).await?;
+    let td = task_definitions::resolve(svc, ctx, td_ref)
+        .await?
+        .filter(|t| t.value.status == gantry_domain::task_definition::TaskDefinitionStatus::Active)
+        .ok_or_else(|| EcsError::invalid(format!("TaskDefinition not found: {td_ref}")))?
+        .value;
+    let config = deployment_configuration(
+        req.deployment_configuration.as_ref(),
+        DeploymentConfiguration::defaults(strategy),
+        strategy,
+    )?;
+    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let key = keys::service(&ctx.region, &cluster, &name);
+    let service = commit_with_retry(svc.store.as_ref(), || async {
+        let existing = svc.store.get_typed::<Service>(&key).await?;
+        if let Some(e) = &existing {
+            if e.value.status != ServiceStatus::Inactive {
+                return Err(EcsError::invalid("Creation of service was not idempotent."));
+            }
+        }
+        let s = Service {
+            name: name.clone(),
+            cluster: cluster.clone(),
+            status: ServiceStatus::Active,
+            desired_count: desired,
+            scheduling_strategy: strategy,
+            launch_type: launch_type.clone(),
+            deployment_configuration: config.clone(),
+            placement_constraints: req.placement_constraints.clone().unwrap_or_default(),
+            placement_strategy: req.placement_strategy.clone().unwrap_or_default(),
+            load_balancers: req.load_balancers.clone().unwrap_or_default(),
+            health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+            network_configuration: req.network_configuration.clone(),
+            tags: req.tags.clone(),
+            propagate_tags: req.propagate_tags.clone(),
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags.unwrap_or(false),
+            enable_execute_command: req.enable_execute_command.unwrap_or(false),
+            created_at: ctx.now,
+            created_by: ctx.caller_arn(),
+            deployments: vec![new_deployment(
+                svc,
+                ctx,
+                &td.family,
+                td.revision,
+                desired,
+                &launch_type,
+            )],
+            events: vec![],
+            throttle_failures: 0,
+            throttle_until: 0,
+            version: 1,
+        };
+        let txn = Txn::new()
+            .require_revision(&key, existing.map_or(0, |e| e.revision))
+            .put(&key, encode(&key, &s)?);
+        Ok((txn, s))
+    })
+    .await?;
+    Ok(json!({"service": to_wire(&service, ctx, &BTreeMap::new(), true)}))
+}
+
+/// Reads a service by name or ARN.
+pub(crate) async fn get(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+) -> Result<Option<Versioned<Service>>, EcsError> {
+    let name = if reference.starts_with("arn:") {
+        reference.rsplit('/').next().unwrap_or(reference)
+    } else {
+        reference
+    };
+    Ok(svc
+        .store
+        .get_typed(&keys::service(&ctx.region, cluster, name))
+        .await?)
+}
+
+pub(super) async fn update(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: ServiceRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let Some(reference) = req.service.clone().filter(|n| !n.is_empty()) else {
+        return Err(EcsError::invalid("service is required."));
+    };
+    check_common(&req)?;
+    active_cluster(svc, ctx, &cluster).await?;
+    let new_td = match req.task_definition.as_deref().filter(|s| !s.is_empty()) {
+        Some(r) => Some(
+            task_definitions::resolve(svc, ctx, r)
+                .await?
+                .filter(|t| {
+                    t.value.status == gantry_domain::task_definition::TaskDefinitionStatus::Active
+                })
+                .ok_or_else(|| EcsError::invalid(format!("TaskDefinition not found: {r}")))?
+                .value,
+        ),
+        None => None,
+    };
+    let service = commit_with_retry(svc.store.as_ref(), || async {
+        let Some(cur) = get(svc, ctx, &cluster, &reference).await? else {
+            return Err(EcsError::ServiceNotFound);
+        };
+        if cur.value.status != ServiceStatus::Active {
+            return Err(EcsError::ServiceNotActive);
+        }
+        let mut s = cur.value.clone();
+        if let Some(c) = req.desired_count {
+            if s.scheduling_strategy == SchedulingStrategy::Replica {
+                s.desired_count = c;
+            }
+        }
+        s.deployment_configuration = deployment_configuration(
+            req.deployment_configuration.as_ref(),
+            s.deployment_configuration.clone(),
+            s.scheduling_strategy,
+        )?;
+        let mut redeploy = req.force_new_deployment.unwrap_or(false);
+        if let Some(pc) = &req.placement_constraints {
+            redeploy |= *pc != s.placement_constraints;
+            s.placement_constraints = pc.clone();
+        }
+        if let Some(ps) = &req.placement_strategy {
+            redeploy |= *ps != s.placement_strategy;
+            s.placement_strategy = ps.clone();
+        }
+        if let Some(n) = &req.network_configuration {
+            redeploy |= s.network_configuration.as_ref() != Some(n);
+            s.network_configuration = Some(n.clone());
+        }
+        if let Some(g) = req.health_check_grace_period_seconds {
+            s.health_check_grace_period_seconds = Some(g);
+        }
+        if let Some(lbs) = &req.load_balancers {
+            redeploy |= *lbs != s.load_balancers;
+            s.load_balancers = lbs.clone();
+        }
+        if let Some(e) = req.enable_execute_command {
+            s.enable_execute_command = e;
+        }
+        if let Some(p) = &req.propagate_tags {
+            s.propagate_tags = Some(p.clone());
+        }
+        let (family, revision) = match (&new_td, s.primary()) {
+            (Some(td), _) => (td.family.clone(), td.revision),
+            (None, Some(p)) => (p.family.clone(), p.revision),
+            (None, None) => return Err(EcsError::invalid("The service has no task definition.")),
+        };
+        if s.primary()
+            .is_none_or(|p| p.family != family || p.revision != revision)
+        {
+            redeploy = true;
+        }
+        let desired = s.desired_count;
+        if redeploy {
+            for d in &mut s.deployments {
+                if d.status == DeploymentStatus::Primary {
+                    d.status = DeploymentStatus::Active;
+                    d.updated_at = ctx.now;
+                }
+            }
+            let launch_type = s.launch_type.clone();
+            s.deployments.insert(
+                0,
+                new_deployment(svc, ctx, &family, revision, desired, &launch_type),
+            );
+        } else if let Some(p) = s
+            .deployments
+            .iter_mut()
+            .find(|d| d.status == DeploymentStatus::Primary)
+        {
+            p.desired_count = desired;
+            p.updated_at = ctx.now;
+        }
+        s.version += 1;
+        let key = keys::service(&ctx.region, &cluster, &s.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &s)?);
+        Ok((txn, s))
+    })
+    .await?;
+    let counts = task_counts(svc, ctx, &cluster).await?;
+    Ok(json!({"service": to_wire(&service, ctx, &counts, false)}))
+}
+
+pub(super) async fn delete(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: ServiceRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let Some(reference) = req.service.clone().filter(|n| !n.is_empty()) else {
+        return Err(EcsError::invalid("service is required."));
+    };
+    active_cluster(svc, ctx, &cluster).await?;
+    let force = req.force.unwrap_or(false);
+    let service = commit_with_retry(svc.store.as_ref(), || async {
+        let Some(cur) = get(svc, ctx, &cluster, &reference).await? else {
+            return Err(EcsError::ServiceNotFound);
+        };
+        if cur.value.status != ServiceStatus::Active {
+            return Err(EcsError::ServiceNotActive);
+        }
+        if !force
+            && cur.value.desired_count > 0
+            && cur.value.scheduling_strategy == SchedulingStrategy::Replica
+        {
+            return Err(EcsError::invalid(
+                "The service cannot be stopped while it is scaled above 0.",
+            ));
+        }
+        let mut s = cur.value.clone();
+        s.status = ServiceStatus::Draining;
+        s.desired_count = 0;
+        for d in &mut s.deployments {
+            d.desired_count = 0;
+        }
+        s.version += 1;
+        let key = keys::service(&ctx.region, &cluster, &s.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &s)?);
+        Ok((txn, s))
+    })
+    .await?;
+    let counts = task_counts(svc, ctx, &cluster).await?;
+    Ok(json!({"service": to_wire(&service, ctx, &counts, false)}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeRequest {
+    cluster: Option<String>,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+pub(super) async fn describe(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: DescribeRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    if req.services.is_empty() || req.services.len() > 10 {
+        return Err(EcsError::invalid(
+            "services must hold between 1 and 10 entries.",
+        ));
+    }
+    for i in &req.include {
+        if i != "TAGS" {
+            return Err(EcsError::invalid(format!(
+                "Invalid include value '{i}'. Valid values: TAGS."
+            )));
+        }
+    }
+    active_cluster(svc, ctx, &cluster).await?;
+    let counts = task_counts(svc, ctx, &cluster).await?;
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for r in &req.services {
+        match get(svc, ctx, &cluster, r).await? {
+            Some(s) => out.push(to_wire(&s.value, ctx, &counts, !req.include.is_empty())),
+            None => {
+                let arn = if r.starts_with("arn:") {
+                    r.clone()
+                } else {
+                    Arn::service(&ctx.region, &ctx.account_id, &cluster, r).to_string()
+                };
+                failures.push(failure(&arn, "MISSING", None));
+            }
+        }
+    }
+    Ok(json!({"services": out, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListRequest {
+    cluster: Option<String>,
+    launch_type: Option<String>,
+    scheduling_strategy: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+pub(super) async fn list(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: ListRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let limit = max_results(req.max_results, 100, 10)?;
+    active_cluster(svc, ctx, &cluster).await?;
+    let all = svc
+        .store
+        .scan_all_typed::<Service>(&keys::services(&ctx.region, &cluster))
+        .await?;
+    let mut items: Vec<(String, String)> = all
+        .into_iter()
+        .map(|s| s.value)
+        .filter(|s| s.status == ServiceStatus::Active)
+        .filter(|s| req.launch_type.as_ref().is_none_or(|l| &s.launch_type == l))
+        .filter(|s| {
+            req.scheduling_strategy
+                .as_deref()
+                .is_none_or(|x| s.scheduling_strategy.as_str() == x)
+        })
+        .map(|s| {
+            let arn = service_arn(ctx, &s);
+            (arn.clone(), arn)
+        })
+        .collect();
+    items.sort();
+    let (page, next) = paginate(items, req.next_token.as_deref(), limit)?;
+    Ok(with_token(json!({"serviceArns": page}), next))
+}
