@@ -149,12 +149,10 @@ impl ServiceRunner {
                 let mut parts = rec.key.split('/');
                 if let (Some("ecs"), Some(region), Some("cluster"), Some(_)) =
                     (parts.next(), parts.next(), parts.next(), parts.next())
+                    && let Ok(c) = gantry_store::decode::<Cluster>(rec)
+                    && c.value.status == ClusterStatus::Active
                 {
-                    if let Ok(c) = gantry_store::decode::<Cluster>(rec) {
-                        if c.value.status == ClusterStatus::Active {
-                            clusters.push((region.to_owned(), c.value.name));
-                        }
-                    }
+                    clusters.push((region.to_owned(), c.value.name));
                 }
             }
             match page.next {
@@ -212,10 +210,11 @@ impl ServiceRunner {
                 .service_name
                 .as_deref()
                 .is_some_and(|n| daemon_names.contains(&n));
-            if live && !daemon {
-                if let Some(i) = &t.container_instance_id {
-                    *replica_on.entry(i.clone()).or_default() += 1;
-                }
+            if live
+                && !daemon
+                && let Some(i) = &t.container_instance_id
+            {
+                *replica_on.entry(i.clone()).or_default() += 1;
             }
         }
         // DAEMON services are placed first.

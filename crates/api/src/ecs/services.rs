@@ -254,26 +254,26 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
             )));
         }
     }
-    if let Some(c) = req.desired_count {
-        if c < 0 {
-            return Err(EcsError::invalid(format!(
-                "desiredCount must not be negative, but was {c}."
-            )));
-        }
+    if let Some(c) = req.desired_count
+        && c < 0
+    {
+        return Err(EcsError::invalid(format!(
+            "desiredCount must not be negative, but was {c}."
+        )));
     }
-    if let Some(g) = req.health_check_grace_period_seconds {
-        if !(0..=2_147_483_647).contains(&g) {
-            return Err(EcsError::invalid(
-                "healthCheckGracePeriodSeconds must not be negative.",
-            ));
-        }
+    if let Some(g) = req.health_check_grace_period_seconds
+        && !(0..=2_147_483_647).contains(&g)
+    {
+        return Err(EcsError::invalid(
+            "healthCheckGracePeriodSeconds must not be negative.",
+        ));
     }
-    if let Some(p) = req.propagate_tags.as_deref() {
-        if !matches!(p, "TASK_DEFINITION" | "SERVICE" | "NONE") {
-            return Err(EcsError::invalid(format!(
-                "Invalid propagateTags '{p}'. Valid values: TASK_DEFINITION, SERVICE, NONE."
-            )));
-        }
+    if let Some(p) = req.propagate_tags.as_deref()
+        && !matches!(p, "TASK_DEFINITION" | "SERVICE" | "NONE")
+    {
+        return Err(EcsError::invalid(format!(
+            "Invalid propagateTags '{p}'. Valid values: TASK_DEFINITION, SERVICE, NONE."
+        )));
     }
     for lb in req.load_balancers.iter().flatten() {
         let has = |k: &str| lb.get(k).is_some_and(|v| !v.is_null());
@@ -377,10 +377,10 @@ pub(super) async fn create(
     let key = keys::service(&ctx.region, &cluster, &name);
     let service = commit_with_retry(svc.store.as_ref(), || async {
         let existing = svc.store.get_typed::<Service>(&key).await?;
-        if let Some(e) = &existing {
-            if e.value.status != ServiceStatus::Inactive {
-                return Err(EcsError::invalid("Creation of service was not idempotent."));
-            }
+        if let Some(e) = &existing
+            && e.value.status != ServiceStatus::Inactive
+        {
+            return Err(EcsError::invalid("Creation of service was not idempotent."));
         }
         let s = Service {
             name: name.clone(),
@@ -473,10 +473,10 @@ pub(super) async fn update(
             return Err(EcsError::ServiceNotActive);
         }
         let mut s = cur.value.clone();
-        if let Some(c) = req.desired_count {
-            if s.scheduling_strategy == SchedulingStrategy::Replica {
-                s.desired_count = c;
-            }
+        if let Some(c) = req.desired_count
+            && s.scheduling_strategy == SchedulingStrategy::Replica
+        {
+            s.desired_count = c;
         }
         s.deployment_configuration = deployment_configuration(
             req.deployment_configuration.as_ref(),
