@@ -7,6 +7,7 @@
 pub mod arn;
 pub mod cluster;
 pub mod container_instance;
+pub mod lb;
 pub mod service;
 pub mod tags;
 pub mod task;
