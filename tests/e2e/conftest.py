@@ -36,7 +36,7 @@ class Gantry:
         self.endpoint = ""
         self.registry = ""
 
-    def start(self, extra_args=(), timeout=30.0):
+    def start(self, extra_args=(), timeout=30.0, listen="127.0.0.1:0"):
         ready = self.data_dir.parent / f"{self.data_dir.name}.ready.json"
         if ready.exists():
             ready.unlink()
@@ -48,7 +48,7 @@ class Gantry:
         )
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.proc = subprocess.Popen(
-            [gantry_binary(), "server", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
+            [gantry_binary(), "server", "--data-dir", str(self.data_dir), "--listen", listen,
              "--ready-file", str(ready), *extra_args],
             env=env, stdout=self.log, stderr=self.log,
         )

@@ -159,3 +159,70 @@ def test_lost_host_tasks_are_replaced(tmp_path):
         for a in agents:
             a.stop()
         g.stop()
+
+
+def test_daemon_draining_delete_and_restart_of_the_server(tmp_path):
+    require_docker()
+    g = Gantry(tmp_path / "data").start()
+    ecs = g.client("ecs")
+    agents = []
+    try:
+        repo = f"dmn-{uuid.uuid4().hex[:8]}"
+        uri = g.aws_json("ecr", "create-repository", "--repository-name", repo)["repository"]["repositoryUri"]
+        local = build_busybox_image(tmp_path, f"gantry-e2e/{repo}:src")
+        login(g)
+        docker("tag", local, f"{uri}:v1")
+        docker("push", f"{uri}:v1")
+        ecs.create_cluster(clusterName="dmn")
+        agents = [Agent(g, "dmn", tmp_path / f"a{i}").start() for i in range(2)]
+        wait_until(lambda: len(ecs.list_container_instances(cluster="dmn")["containerInstanceArns"]) == 2, what="agents")
+        instances = ecs.list_container_instances(cluster="dmn")["containerInstanceArns"]
+        ecs.register_task_definition(**httpd("dmn", f"{uri}:v1"))
+        ecs.create_service(cluster="dmn", serviceName="daemon", taskDefinition="dmn", schedulingStrategy="DAEMON")
+        ecs.create_service(cluster="dmn", serviceName="web", taskDefinition="dmn", desiredCount=4,
+                           deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200})
+        stable(ecs, "dmn", "daemon")
+        stable(ecs, "dmn", "web")
+        d = ecs.describe_tasks(cluster="dmn", tasks=ecs.list_tasks(cluster="dmn", serviceName="daemon")["taskArns"])["tasks"]
+        assert sorted(t["containerInstanceArn"] for t in d) == sorted(instances), "one DAEMON task per instance"
+
+        # kill -9 of the server, then restart: nothing is replaced.
+        before = sorted(ecs.list_tasks(cluster="dmn")["taskArns"])
+        g.proc.send_signal(__import__("signal").SIGKILL)
+        g.proc.wait()
+        # Same address, so the agents reconnect.
+        g = Gantry(tmp_path / "data", g.access_key, g.secret_key).start(listen=g.endpoint.rsplit("/", 1)[1])
+        ecs = g.client("ecs")
+        time.sleep(5)
+        assert sorted(ecs.list_tasks(cluster="dmn")["taskArns"]) == before
+        assert ecs.list_tasks(cluster="dmn", desiredStatus="STOPPED")["taskArns"] == []
+
+        # Draining one instance moves the web tasks, keeps min healthy, stops its daemon task last.
+        drained = instances[0]
+        ecs.update_container_instances_state(cluster="dmn", containerInstances=[drained], status="DRAINING")
+
+        def moved():
+            web = ecs.describe_tasks(cluster="dmn", tasks=ecs.list_tasks(cluster="dmn", serviceName="web")["taskArns"])["tasks"]
+            dm = ecs.describe_tasks(cluster="dmn", tasks=ecs.list_tasks(cluster="dmn", serviceName="daemon")["taskArns"] or ["x"])["tasks"]
+            return (len(web) == 4 and all(t["containerInstanceArn"] != drained for t in web if t["lastStatus"] == "RUNNING")
+                    and all(t["lastStatus"] == "RUNNING" for t in web)
+                    and all(t["containerInstanceArn"] != drained for t in dm))
+        wait_until(moved, timeout=90, interval=0.5, what="tasks moved off the draining instance")
+
+        # DeleteService: refused while scaled above 0, then DRAINING → INACTIVE.
+        with pytest.raises(botocore.exceptions.ClientError):
+            ecs.delete_service(cluster="dmn", service="web")
+        ecs.update_service(cluster="dmn", service="web", desiredCount=0)
+        ecs.delete_service(cluster="dmn", service="web")
+        ecs.delete_service(cluster="dmn", service="daemon", force=True)
+        ecs.get_waiter("services_inactive").wait(cluster="dmn", services=["web", "daemon"],
+                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        assert ecs.list_services(cluster="dmn")["serviceArns"] == []
+    finally:
+        try:
+            cleanup(ecs, "dmn")
+        except Exception:
+            pass
+        for a in agents:
+            a.stop()
+        g.stop()

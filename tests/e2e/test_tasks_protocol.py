@@ -72,7 +72,18 @@ TD = {
 }
 
 
-def test_run_task_stream_and_lifecycle(gantry):
+@pytest.fixture
+def quick(tmp_path):
+    """A server that declares a dropped agent DISCONNECTED after 1 s instead of 15 s."""
+    from conftest import Gantry
+
+    g = Gantry(tmp_path / "quick").start(extra_args=["--heartbeat-grace", "1"])
+    yield g
+    g.stop()
+
+
+def test_run_task_stream_and_lifecycle(quick):
+    gantry = quick
     ecs = gantry.client("ecs")
     ecs.create_cluster(clusterName="proto")
     ci = register_instance(ecs, "proto")
@@ -228,7 +239,8 @@ def test_run_task_client_token_is_idempotent(gantry):
         stream.close()
 
 
-def test_disconnected_agent_gets_no_tasks(gantry):
+def test_disconnected_agent_gets_no_tasks(quick):
+    gantry = quick
     ecs = gantry.client("ecs")
     ecs.create_cluster(clusterName="away")
     arn = register_instance(ecs, "away")["containerInstanceArn"]
