@@ -1,0 +1,252 @@
+//! Load balancer and target group attributes: the defaults AWS lists, and validation of changes.
+//! Attributes Gantry's proxy acts on: `deregistration_delay.timeout_seconds`, `stickiness.*`
+//! (`lb_cookie`), `load_balancing.algorithm.type`, `deletion_protection.enabled`; the others are
+//! stored and echoed.
+
+use std::collections::BTreeMap;
+
+use gantry_domain::lb::LoadBalancerType;
+
+use crate::error::Elbv2Error;
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub fn load_balancer_defaults(t: LoadBalancerType) -> BTreeMap<String, String> {
+    match t {
+        LoadBalancerType::Application => map(&[
+            ("access_logs.s3.enabled", "false"),
+            ("access_logs.s3.bucket", ""),
+            ("access_logs.s3.prefix", ""),
+            ("client_keep_alive.seconds", "3600"),
+            ("connection_logs.s3.enabled", "false"),
+            ("connection_logs.s3.bucket", ""),
+            ("connection_logs.s3.prefix", ""),
+            ("deletion_protection.enabled", "false"),
+            ("idle_timeout.timeout_seconds", "60"),
+            ("load_balancing.cross_zone.enabled", "true"),
+            ("routing.http.desync_mitigation_mode", "defensive"),
+            ("routing.http.drop_invalid_header_fields.enabled", "false"),
+            ("routing.http.preserve_host_header.enabled", "false"),
+            (
+                "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+                "false",
+            ),
+            ("routing.http.xff_client_port.enabled", "false"),
+            ("routing.http.xff_header_processing.mode", "append"),
+            ("routing.http2.enabled", "true"),
+            ("waf.fail_open.enabled", "false"),
+            ("zonal_shift.config.enabled", "false"),
+        ]),
+        LoadBalancerType::Network => map(&[
+            ("access_logs.s3.enabled", "false"),
+            ("access_logs.s3.bucket", ""),
+            ("access_logs.s3.prefix", ""),
+            ("deletion_protection.enabled", "false"),
+            ("dns_record.client_routing_policy", "any_availability_zone"),
+            ("load_balancing.cross_zone.enabled", "false"),
+            ("zonal_shift.config.enabled", "false"),
+        ]),
+    }
+}
+
+/// Target group attribute defaults by protocol family (HTTP/HTTPS vs TCP/TLS/UDP).
+pub fn target_group_defaults(protocol: &str) -> BTreeMap<String, String> {
+    if matches!(protocol, "HTTP" | "HTTPS") {
+        map(&[
+            ("deregistration_delay.timeout_seconds", "300"),
+            ("stickiness.enabled", "false"),
+            ("stickiness.type", "lb_cookie"),
+            ("stickiness.lb_cookie.duration_seconds", "86400"),
+            ("stickiness.app_cookie.cookie_name", ""),
+            ("stickiness.app_cookie.duration_seconds", "86400"),
+            ("slow_start.duration_seconds", "0"),
+            ("load_balancing.algorithm.type", "round_robin"),
+            ("load_balancing.algorithm.anomaly_mitigation", "off"),
+            (
+                "load_balancing.cross_zone.enabled",
+                "use_load_balancer_configuration",
+            ),
+            (
+                "target_group_health.dns_failover.minimum_healthy_targets.count",
+                "1",
+            ),
+            (
+                "target_group_health.dns_failover.minimum_healthy_targets.percentage",
+                "off",
+            ),
+            (
+                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+                "1",
+            ),
+            (
+                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
+                "off",
+            ),
+        ])
+    } else {
+        map(&[
+            ("deregistration_delay.timeout_seconds", "300"),
+            (
+                "deregistration_delay.connection_termination.enabled",
+                "false",
+            ),
+            ("stickiness.enabled", "false"),
+            ("stickiness.type", "source_ip"),
+            ("proxy_protocol_v2.enabled", "false"),
+            ("preserve_client_ip.enabled", "true"),
+            (
+                "load_balancing.cross_zone.enabled",
+                "use_load_balancer_configuration",
+            ),
+            (
+                "target_health_state.unhealthy.connection_termination.enabled",
+                "true",
+            ),
+            (
+                "target_health_state.unhealthy.draining_interval_seconds",
+                "0",
+            ),
+            (
+                "target_group_health.dns_failover.minimum_healthy_targets.count",
+                "1",
+            ),
+            (
+                "target_group_health.dns_failover.minimum_healthy_targets.percentage",
+                "off",
+            ),
+            (
+                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+                "1",
+            ),
+            (
+                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
+                "off",
+            ),
+        ])
+    }
+}
+
+fn int_in(key: &str, v: &str, lo: u64, hi: u64) -> Result<(), Elbv2Error> {
+    match v.parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(()),
+        _ => Err(Elbv2Error::InvalidConfiguration(format!(
+            "The value of '{key}' must be an integer between {lo} and {hi}"
+        ))),
+    }
+}
+
+fn one_of(key: &str, v: &str, allowed: &[&str]) -> Result<(), Elbv2Error> {
+    if allowed.contains(&v) {
+        Ok(())
+    } else {
+        Err(Elbv2Error::InvalidConfiguration(format!(
+            "The value of '{key}' must be one of [{}]",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// Applies `changes` to `current` after checking each key exists there and each value fits.
+pub fn apply(
+    current: &mut BTreeMap<String, String>,
+    changes: &[(String, String)],
+) -> Result<(), Elbv2Error> {
+    for (k, v) in changes {
+        if !current.contains_key(k) {
+            return Err(Elbv2Error::InvalidConfiguration(format!(
+                "Key '{k}' not valid"
+            )));
+        }
+        match k.as_str() {
+            "deregistration_delay.timeout_seconds" => int_in(k, v, 0, 3600)?,
+            "stickiness.lb_cookie.duration_seconds" | "stickiness.app_cookie.duration_seconds" => {
+                int_in(k, v, 1, 604_800)?
+            }
+            "slow_start.duration_seconds" if v != "0" => int_in(k, v, 30, 900)?,
+            "idle_timeout.timeout_seconds" => int_in(k, v, 1, 4000)?,
+            "client_keep_alive.seconds" => int_in(k, v, 60, 604_800)?,
+            "target_health_state.unhealthy.draining_interval_seconds" => int_in(k, v, 0, 360_000)?,
+            "load_balancing.algorithm.type" => one_of(
+                k,
+                v,
+                &[
+                    "round_robin",
+                    "least_outstanding_requests",
+                    "weighted_random",
+                ],
+            )?,
+            "stickiness.type" => one_of(
+                k,
+                v,
+                &["lb_cookie", "app_cookie", "source_ip", "source_ip_dest_ip"],
+            )?,
+            "routing.http.desync_mitigation_mode" => {
+                one_of(k, v, &["monitor", "defensive", "strictest"])?
+            }
+            "routing.http.xff_header_processing.mode" => {
+                one_of(k, v, &["append", "preserve", "remove"])?
+            }
+            _ if k.ends_with(".enabled") && k != "load_balancing.cross_zone.enabled" => {
+                one_of(k, v, &["true", "false"])?
+            }
+            _ => {}
+        }
+    }
+    for (k, v) in changes {
+        current.insert(k.clone(), v.clone());
+    }
+    Ok(())
+}
+
+/// `Attributes.member.N.Key/Value` of a request.
+pub fn parse(p: &crate::wire::Params) -> Result<Vec<(String, String)>, Elbv2Error> {
+    let items = p.structs("Attributes");
+    if items.is_empty() {
+        return Err(Elbv2Error::validation("Attributes must not be empty"));
+    }
+    items
+        .iter()
+        .map(|a| {
+            Ok((
+                a.req("Key")?.to_owned(),
+                a.get("Value").unwrap_or("").to_owned(),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_keys_with_valid_values_apply() {
+        let mut a = target_group_defaults("HTTP");
+        apply(
+            &mut a,
+            &[
+                ("deregistration_delay.timeout_seconds".into(), "5".into()),
+                (
+                    "load_balancing.algorithm.type".into(),
+                    "least_outstanding_requests".into(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(a["deregistration_delay.timeout_seconds"], "5");
+        assert!(apply(&mut a, &[("nope".into(), "1".into())]).is_err());
+        assert!(
+            apply(
+                &mut a,
+                &[("deregistration_delay.timeout_seconds".into(), "9999".into())]
+            )
+            .is_err()
+        );
+        assert!(apply(&mut a, &[("stickiness.enabled".into(), "yes".into())]).is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! The control plane ↔ `gantry lb` channel, SigV4-signed with the service name
+//! `elasticloadbalancing` (the region of the signature selects the configuration):
+//!
+//! - `GET /lb/v1/config`: newline-delimited JSON [`LbStreamMessage`]s. A full [`LbConfig`]
+//!   snapshot on connect and after every change of a load balancer, listener, rule, target group
+//!   or target (changes within 20 ms are batched into one snapshot), and a heartbeat line every
+//!   5 s (so proxies notice a dead connection and reconnect).
+//! - `POST /lb/v1/health`: a JSON [`HealthReport`], a proxy's whole view of its active health
+//!   checks. Stored per (target group, proxy) when it changed or every 10 s; `DescribeTargetHealth`
+//!   combines the fresh ones (see [`crate::health`]).
+//!
+//! [`lb_router`] also runs [`sweep_expired`](crate::sweep_expired) every 2 s until shutdown.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use gantry_api::Clock;
+use gantry_aws_proto::sigv4::{self, CredentialProvider, VerifiedRequest};
+use gantry_aws_proto::{AwsError, new_request_id};
+use gantry_domain::EpochMillis;
+use gantry_domain::lb::{
+    HealthReport, LbConfig, LbStreamMessage, LoadBalancer, TargetGroup, TargetGroupConfig,
+};
+use gantry_store::{Store, StoreExt, Txn, WatchError, encode};
+use tokio::sync::{mpsc, watch};
+
+use crate::health::HealthRecord;
+use crate::keys::{self, ElbArn};
+use crate::targets::live_targets;
+use crate::{Elbv2Error, XMLNS};
+
+/// The signing name proxies must use.
+pub const SIGNING_NAME: &str = "elasticloadbalancing";
+
+/// Largest accepted health report.
+const HEALTH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Serves the channel; see the module docs.
+pub struct LbChannel {
+    store: Arc<dyn Store>,
+    creds: Arc<dyn CredentialProvider>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+    heartbeat: Duration,
+}
+
+impl std::fmt::Debug for LbChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LbChannel")
+            .field("heartbeat", &self.heartbeat)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The channel's routes (`/lb/v1/config`, `/lb/v1/health`), to merge into the server's router.
+/// Must be called within a tokio runtime (it starts the sweeper of expired targets).
+pub fn lb_router(
+    store: Arc<dyn Store>,
+    creds: Arc<dyn CredentialProvider>,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) -> Router {
+    Arc::new(LbChannel::new(store, creds, clock, shutdown)).router()
+}
+
+impl LbChannel {
+    pub fn new(
+        store: Arc<dyn Store>,
+        creds: Arc<dyn CredentialProvider>,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            store,
+            creds,
+            clock,
+            shutdown,
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+
+    pub fn with_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// The routes; also starts the sweeper when a tokio runtime is running.
+    pub fn router(self: Arc<Self>) -> Router {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(self.clone().sweep_forever());
+        }
+        Router::new()
+            .route("/lb/v1/config", get(config_stream))
+            .route("/lb/v1/health", post(health_report))
+            .with_state(self)
+    }
+
+    async fn sweep_forever(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+            match crate::sweep_expired(self.store.as_ref(), self.clock.now_millis()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "expired elbv2 targets and reports removed"),
+                Err(e) => tracing::warn!(error = %e, "elbv2 sweep failed"),
+            }
+        }
+    }
+
+    fn verify(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Result<VerifiedRequest, AwsError> {
+        let v = sigv4::verify(parts, body, self.creds.as_ref(), self.clock.now())
+            .map_err(|e| e.to_query_error())?;
+        if v.service != SIGNING_NAME {
+            return Err(AwsError::client(
+                "InvalidClientTokenId",
+                format!(
+                    "The channel is signed for '{SIGNING_NAME}', not '{}'",
+                    v.service
+                ),
+            )
+            .with_status(http::StatusCode::FORBIDDEN));
+        }
+        Ok(v)
+    }
+
+    async fn pump(self: Arc<Self>, region: String, tx: mpsc::Sender<Bytes>) {
+        // Subscribe before the first snapshot so that no change falls in between.
+        let mut changes = self.store.watch(&keys::root(&region));
+        let mut shutdown = self.shutdown.clone();
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.tick().await;
+        let mut dirty = true;
+        loop {
+            if dirty {
+                dirty = false;
+                let snapshot = match build_config(
+                    self.store.as_ref(),
+                    &region,
+                    self.clock.now_millis(),
+                )
+                .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot build the load balancer configuration");
+                        return;
+                    }
+                };
+                let msg = LbStreamMessage::Config {
+                    config: Box::new(snapshot),
+                };
+                if tx.send(line(&msg)).await.is_err() {
+                    return;
+                }
+                tick.reset();
+            }
+            tokio::select! {
+                _ = stopped(&mut shutdown) => return,
+                _ = tick.tick() => {
+                    let msg = LbStreamMessage::Heartbeat { interval_seconds: self.heartbeat.as_secs().max(1) };
+                    if tx.send(line(&msg)).await.is_err() {
+                        return;
+                    }
+                }
+                ev = changes.next() => match ev {
+                    Ok(ev) if keys::is_config_key(&ev.key) => {
+                        // Batch the changes of the next 20 ms into one snapshot.
+                        let batch = tokio::time::sleep(Duration::from_millis(20));
+                        tokio::pin!(batch);
+                        loop {
+                            tokio::select! {
+                                _ = &mut batch => break,
+                                more = changes.next() => if let Err(WatchError::Closed) = more { return },
+                            }
+                        }
+                        dirty = true;
+                    }
+                    Ok(_) => {}
+                    Err(WatchError::Lagged(_)) => {
+                        changes = self.store.watch(&keys::root(&region));
+                        dirty = true;
+                    }
+                    Err(WatchError::Closed) => return,
+                },
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown is signalled (or the sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn line(msg: &LbStreamMessage) -> Bytes {
+    let mut v = serde_json::to_vec(msg).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// The whole configuration of `region` at `now`: every load balancer (with listeners and rules),
+/// every target group with its live targets (draining ones included).
+pub async fn build_config(
+    store: &dyn Store,
+    region: &str,
+    now: EpochMillis,
+) -> Result<LbConfig, Elbv2Error> {
+    let revision = store.revision().await?;
+    let load_balancers: Vec<LoadBalancer> = crate::all_load_balancers(store, region).await?;
+    let mut target_groups = Vec::new();
+    for tg in store
+        .scan_all_typed::<TargetGroup>(&keys::target_groups(region))
+        .await?
+    {
+        let targets = live_targets(store, region, &tg.value.name, now).await?;
+        target_groups.push(TargetGroupConfig {
+            target_group: tg.value,
+            targets,
+        });
+    }
+    Ok(LbConfig {
+        region: region.to_owned(),
+        revision,
+        generated_at: now,
+        load_balancers,
+        target_groups,
+    })
+}
+
+async fn config_stream(State(ch): State<Arc<LbChannel>>, req: Request) -> Response {
+    let request_id = new_request_id();
+    let (parts, _) = req.into_parts();
+    let verified = match ch.verify(&parts, b"") {
+        Ok(v) => v,
+        Err(e) => return e.query_response(&request_id, XMLNS),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tracing::info!(region = %verified.region, "load balancer proxy connected");
+    tokio::spawn(ch.clone().pump(verified.region, tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
+async fn health_report(State(ch): State<Arc<LbChannel>>, req: Request) -> Response {
+    let request_id = new_request_id();
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, HEALTH_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return AwsError::client("ValidationError", "health report too large")
+                .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
+                .query_response(&request_id, XMLNS);
+        }
+    };
+    let verified = match ch.verify(&parts, &body) {
+        Ok(v) => v,
+        Err(e) => return e.query_response(&request_id, XMLNS),
+    };
+    let report: HealthReport = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return AwsError::client("ValidationError", format!("invalid health report: {e}"))
+                .query_response(&request_id, XMLNS);
+        }
+    };
+    match store_report(
+        ch.store.as_ref(),
+        &verified.region,
+        report,
+        ch.clock.now_millis(),
+    )
+    .await
+    {
+        Ok(()) => {
+            let mut r = Response::new(Body::from("{}"));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => AwsError::from(e).query_response(&request_id, XMLNS),
+    }
+}
+
+/// How often an unchanged report is written again (keeps it fresh within the TTL).
+const REFRESH_MS: u64 = 10_000;
+
+/// Stores a proxy's report: one record per target group, rewritten when it changed or every
+/// [`REFRESH_MS`].
+pub async fn store_report(
+    store: &dyn Store,
+    region: &str,
+    report: HealthReport,
+    now: EpochMillis,
+) -> Result<(), Elbv2Error> {
+    let proxy = report.proxy_id.as_str();
+    if proxy.is_empty() || proxy.len() > 128 || proxy.contains('/') {
+        return Err(Elbv2Error::validation(format!(
+            "invalid proxy id '{proxy}'"
+        )));
+    }
+    let mut txn = Txn::new();
+    for g in report.target_groups {
+        let Some(ElbArn::TargetGroup { name, .. }) = keys::parse_arn(&g.target_group_arn, region)
+        else {
+            continue;
+        };
+        let key = keys::health(region, &name, proxy);
+        let current = store.get_typed::<HealthRecord>(&key).await?;
+        if let Some(c) = &current
+            && c.value.targets == g.targets
+            && c.value.target_group_arn == g.target_group_arn
+            && c.value.reported_at + REFRESH_MS > now
+        {
+            continue;
+        }
+        let record = HealthRecord {
+            proxy_id: proxy.to_owned(),
+            target_group_arn: g.target_group_arn,
+            reported_at: now,
+            targets: g.targets,
+        };
+        txn = txn.put(&key, encode(&key, &record)?);
+    }
+    if !txn.is_empty() {
+        store.commit(txn).await?;
+    }
+    Ok(())
+}

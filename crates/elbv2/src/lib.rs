@@ -1,0 +1,442 @@
+//! Elastic Load Balancing v2 (`elasticloadbalancing`, API version 2015-12-01) over the awsQuery
+//! protocol, and the channel `gantry lb` proxies use to follow it.
+//!
+//! - [`Elbv2Service`]: a [`QueryService`] for the front. Every operation of the model is listed in
+//!   [`Elbv2Operation`]; the implemented ones live in one module per resource, the rest answer
+//!   `OperationNotPermitted` (see `COMPAT.md`).
+//! - [`lb_router`]: `GET /lb/v1/config` (newline-delimited JSON snapshots of the region's whole
+//!   configuration, one on connect and one after every change, plus heartbeats) and
+//!   `POST /lb/v1/health` (a proxy's active health-check results), both SigV4-signed with the
+//!   service name `elasticloadbalancing`.
+//! - [`register_targets`], [`deregister_targets`], [`target_health`], [`target_group`]: what
+//!   the ECS service runner calls directly, without HTTP.
+//!
+//! State lives in the store under `elbv2/<region>/` (see [`keys`]). Must not depend on Docker.
+
+mod attributes;
+pub mod channel;
+mod error;
+pub mod health;
+pub mod keys;
+mod listeners;
+mod load_balancers;
+mod rules;
+mod tags;
+mod target_groups;
+mod targets;
+mod wire;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gantry_api::{QueryService, RequestContext};
+use gantry_aws_proto::AwsError;
+use gantry_aws_proto::query::QueryRequest;
+use gantry_domain::lb::{LoadBalancer, TargetGroup};
+use gantry_store::{Store, StoreExt, Txn, TxnOutcome, Versioned};
+
+pub use channel::lb_router;
+pub use error::Elbv2Error;
+pub use health::{HEALTH_REPORT_TTL_MS, TargetHealthInfo};
+pub use targets::{
+    TargetSpec, deregister_targets, register_targets, register_targets_with_address, sweep_expired,
+    target_health,
+};
+
+use keys::ElbArn;
+use wire::Params;
+
+/// The XML namespace of ELBv2 responses.
+pub const XMLNS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
+
+macro_rules! operations {
+    ($($op:ident,)*) => {
+        /// Every operation of the ELBv2 API model.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Elbv2Operation { $($op,)* }
+
+        impl Elbv2Operation {
+            pub const ALL: &'static [Elbv2Operation] = &[$(Elbv2Operation::$op,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Elbv2Operation::$op => stringify!($op),)* }
+            }
+        }
+
+        impl FromStr for Elbv2Operation {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $(stringify!($op) => Ok(Elbv2Operation::$op),)* _ => Err(()) }
+            }
+        }
+    };
+}
+
+operations! {
+AddListenerCertificates,
+AddTags,
+AddTrustStoreRevocations,
+CreateListener,
+CreateLoadBalancer,
+CreateRule,
+CreateTargetGroup,
+CreateTrustStore,
+DeleteListener,
+DeleteLoadBalancer,
+DeleteRule,
+DeleteSharedTrustStoreAssociation,
+DeleteTargetGroup,
+DeleteTrustStore,
+DeregisterTargets,
+DescribeAccountLimits,
+DescribeCapacityReservation,
+DescribeListenerAttributes,
+DescribeListenerCertificates,
+DescribeListeners,
+DescribeLoadBalancerAttributes,
+DescribeLoadBalancers,
+DescribeRules,
+DescribeSSLPolicies,
+DescribeTags,
+DescribeTargetGroupAttributes,
+DescribeTargetGroups,
+DescribeTargetHealth,
+DescribeTrustStoreAssociations,
+DescribeTrustStoreRevocations,
+DescribeTrustStores,
+GetResourcePolicy,
+GetTrustStoreCaCertificatesBundle,
+GetTrustStoreRevocationContent,
+ModifyCapacityReservation,
+ModifyIpPools,
+ModifyListener,
+ModifyListenerAttributes,
+ModifyLoadBalancerAttributes,
+ModifyRule,
+ModifyTargetGroup,
+ModifyTargetGroupAttributes,
+ModifyTrustStore,
+RegisterTargets,
+RemoveListenerCertificates,
+RemoveTags,
+RemoveTrustStoreRevocations,
+SetIpAddressType,
+SetRulePriorities,
+SetSecurityGroups,
+SetSubnets,
+}
+
+impl fmt::Display for Elbv2Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The ELBv2 API.
+pub struct Elbv2Service {
+    pub(crate) store: Arc<dyn Store>,
+    /// Load balancer DNS names are `<name>-<10 digits>.<region>.<dns_suffix>`.
+    pub(crate) dns_suffix: String,
+}
+
+impl fmt::Debug for Elbv2Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Elbv2Service")
+            .field("dns_suffix", &self.dns_suffix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default DNS suffix: `*.localhost` names resolve to the loopback address in curl, browsers and
+/// systemd-resolved, which is where `gantry up` runs its proxy.
+pub const DEFAULT_DNS_SUFFIX: &str = "elb.localhost";
+
+impl Elbv2Service {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            dns_suffix: DEFAULT_DNS_SUFFIX.to_owned(),
+        }
+    }
+
+    /// Uses another DNS suffix for load balancer names (a zone that points at the `gantry lb`
+    /// hosts).
+    pub fn with_dns_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.dns_suffix = suffix.into();
+        self
+    }
+
+    /// Whether Gantry serves `op` (the others answer `OperationNotPermitted`).
+    pub fn is_implemented(op: Elbv2Operation) -> bool {
+        use Elbv2Operation::*;
+        matches!(
+            op,
+            CreateLoadBalancer
+                | DescribeLoadBalancers
+                | DeleteLoadBalancer
+                | DescribeLoadBalancerAttributes
+                | ModifyLoadBalancerAttributes
+                | CreateTargetGroup
+                | DescribeTargetGroups
+                | ModifyTargetGroup
+                | DeleteTargetGroup
+                | DescribeTargetGroupAttributes
+                | ModifyTargetGroupAttributes
+                | CreateListener
+                | DescribeListeners
+                | ModifyListener
+                | DeleteListener
+                | CreateRule
+                | DescribeRules
+                | ModifyRule
+                | DeleteRule
+                | SetRulePriorities
+                | RegisterTargets
+                | DeregisterTargets
+                | DescribeTargetHealth
+                | AddTags
+                | RemoveTags
+                | DescribeTags
+        )
+    }
+
+    async fn dispatch(
+        &self,
+        op: Elbv2Operation,
+        p: &Params,
+        ctx: &RequestContext,
+    ) -> Result<String, Elbv2Error> {
+        use Elbv2Operation::*;
+        match op {
+            CreateLoadBalancer => load_balancers::create(self, p, ctx).await,
+            DescribeLoadBalancers => load_balancers::describe(self, p, ctx).await,
+            DeleteLoadBalancer => load_balancers::delete(self, p, ctx).await,
+            DescribeLoadBalancerAttributes => {
+                load_balancers::describe_attributes(self, p, ctx).await
+            }
+            ModifyLoadBalancerAttributes => load_balancers::modify_attributes(self, p, ctx).await,
+            CreateTargetGroup => target_groups::create(self, p, ctx).await,
+            DescribeTargetGroups => target_groups::describe(self, p, ctx).await,
+            ModifyTargetGroup => target_groups::modify(self, p, ctx).await,
+            DeleteTargetGroup => target_groups::delete(self, p, ctx).await,
+            DescribeTargetGroupAttributes => target_groups::describe_attributes(self, p, ctx).await,
+            ModifyTargetGroupAttributes => target_groups::modify_attributes(self, p, ctx).await,
+            CreateListener => listeners::create(self, p, ctx).await,
+            DescribeListeners => listeners::describe(self, p, ctx).await,
+            ModifyListener => listeners::modify(self, p, ctx).await,
+            DeleteListener => listeners::delete(self, p, ctx).await,
+            CreateRule => rules::create(self, p, ctx).await,
+            DescribeRules => rules::describe(self, p, ctx).await,
+            ModifyRule => rules::modify(self, p, ctx).await,
+            DeleteRule => rules::delete(self, p, ctx).await,
+            SetRulePriorities => rules::set_priorities(self, p, ctx).await,
+            RegisterTargets => targets::register_op(self, p, ctx).await,
+            DeregisterTargets => targets::deregister_op(self, p, ctx).await,
+            DescribeTargetHealth => targets::describe_health_op(self, p, ctx).await,
+            AddTags => tags::add(self, p, ctx).await,
+            RemoveTags => tags::remove(self, p, ctx).await,
+            DescribeTags => tags::describe(self, p, ctx).await,
+            other => Err(Elbv2Error::OperationNotPermitted(format!(
+                "The operation {other} is not supported by Gantry."
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl QueryService for Elbv2Service {
+    fn xmlns(&self) -> &'static str {
+        XMLNS
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        req: &QueryRequest,
+        ctx: &RequestContext,
+    ) -> Result<String, AwsError> {
+        let Ok(op) = action.parse::<Elbv2Operation>() else {
+            return Err(Elbv2Error::UnknownAction(action.to_owned()).into());
+        };
+        let p = Params::from_request(req);
+        self.dispatch(op, &p, ctx).await.map_err(AwsError::from)
+    }
+}
+
+const MAX_CAS_ATTEMPTS: usize = 32;
+
+/// Builds a transaction from fresh reads and commits it; on a compare-and-swap conflict, reads
+/// and builds again. An empty transaction commits nothing and returns the result as is.
+pub(crate) async fn commit_with_retry<F, Fut, R>(
+    store: &dyn Store,
+    mut build: F,
+) -> Result<R, Elbv2Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(Txn, R), Elbv2Error>>,
+{
+    let mut last_key = String::new();
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (txn, result) = build().await?;
+        if txn.is_empty() {
+            return Ok(result);
+        }
+        match store.commit(txn).await? {
+            TxnOutcome::Committed { .. } => return Ok(result),
+            TxnOutcome::Conflict { key } => last_key = key,
+        }
+    }
+    Err(Elbv2Error::Contention(last_key))
+}
+
+/// The load balancer an ARN names.
+pub(crate) async fn load_balancer_by_arn(
+    store: &dyn Store,
+    region: &str,
+    arn: &str,
+) -> Result<Versioned<LoadBalancer>, Elbv2Error> {
+    let not_found = || Elbv2Error::LoadBalancerNotFound(arn.to_owned());
+    let Some(ElbArn::LoadBalancer { name, id }) = keys::parse_arn(arn, region) else {
+        return Err(not_found());
+    };
+    match store
+        .get_typed::<LoadBalancer>(&keys::load_balancer(region, &name))
+        .await?
+    {
+        Some(lb) if lb.value.id == id => Ok(lb),
+        _ => Err(not_found()),
+    }
+}
+
+/// The target group an ARN names.
+pub(crate) async fn target_group_by_arn(
+    store: &dyn Store,
+    region: &str,
+    arn: &str,
+) -> Result<Versioned<TargetGroup>, Elbv2Error> {
+    let not_found = || Elbv2Error::TargetGroupNotFound(arn.to_owned());
+    let Some(ElbArn::TargetGroup { name, id }) = keys::parse_arn(arn, region) else {
+        return Err(not_found());
+    };
+    match store
+        .get_typed::<TargetGroup>(&keys::target_group(region, &name))
+        .await?
+    {
+        Some(tg) if tg.value.id == id => Ok(tg),
+        _ => Err(not_found()),
+    }
+}
+
+/// A target group by ARN, for callers outside the API (ECS reads the deregistration delay and
+/// health-check settings). `None` when it does not exist.
+pub async fn target_group(
+    store: &dyn Store,
+    region: &str,
+    arn: &str,
+) -> Result<Option<TargetGroup>, Elbv2Error> {
+    match target_group_by_arn(store, region, arn).await {
+        Ok(tg) => Ok(Some(tg.value)),
+        Err(Elbv2Error::TargetGroupNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The ARNs of the load balancers whose listeners or rules forward to `tg_arn` (ECS refuses a
+/// service whose target group has none).
+pub async fn target_group_load_balancers(
+    store: &dyn Store,
+    region: &str,
+    tg_arn: &str,
+) -> Result<Vec<String>, Elbv2Error> {
+    let lbs = all_load_balancers(store, region).await?;
+    Ok(lbs_using(&lbs, tg_arn))
+}
+
+pub(crate) async fn all_load_balancers(
+    store: &dyn Store,
+    region: &str,
+) -> Result<Vec<LoadBalancer>, Elbv2Error> {
+    Ok(store
+        .scan_all_typed::<LoadBalancer>(&keys::load_balancers(region))
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .collect())
+}
+
+/// ARNs of the load balancers in `lbs` that send traffic to `tg_arn`.
+pub(crate) fn lbs_using(lbs: &[LoadBalancer], tg_arn: &str) -> Vec<String> {
+    lbs.iter()
+        .filter(|lb| {
+            lb.listeners.iter().any(|l| {
+                l.default_actions
+                    .iter()
+                    .chain(l.rules.iter().flat_map(|r| r.actions.iter()))
+                    .any(|a| a.target_group_arns().any(|t| t == tg_arn))
+            })
+        })
+        .map(|lb| lb.arn.clone())
+        .collect()
+}
+
+/// Checks the target groups `actions` forward to exist and fit a load balancer of type `lb_type`
+/// (HTTP groups behind application load balancers, TCP groups behind network ones).
+pub(crate) async fn check_action_targets(
+    store: &dyn Store,
+    region: &str,
+    lb_type: gantry_domain::lb::LoadBalancerType,
+    actions: &[gantry_domain::lb::Action],
+) -> Result<(), Elbv2Error> {
+    use gantry_domain::lb::{Action, LoadBalancerType};
+    for a in actions {
+        if lb_type == LoadBalancerType::Network && !matches!(a, Action::Forward { .. }) {
+            return Err(Elbv2Error::InvalidAction(format!(
+                "Action type '{}' is not supported on network load balancers",
+                a.type_str()
+            )));
+        }
+        for arn in a.target_group_arns() {
+            let tg = target_group_by_arn(store, region, arn).await?.value;
+            let http = matches!(tg.protocol.as_str(), "HTTP" | "HTTPS");
+            if http != (lb_type == LoadBalancerType::Application) {
+                return Err(Elbv2Error::IncompatibleProtocols(format!(
+                    "The target group '{arn}' has protocol {} which is not compatible with a {} load balancer",
+                    tg.protocol,
+                    lb_type.as_str()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wraps one `<member>` list result: `<{tag}><member>..</member>...</{tag}>`.
+pub(crate) fn xml_list<T>(
+    tag: &str,
+    items: &[T],
+    f: impl Fn(&mut gantry_aws_proto::query::XmlWriter, &T),
+) -> gantry_aws_proto::query::XmlWriter {
+    let mut w = gantry_aws_proto::query::XmlWriter::new();
+    wire::write_list(&mut w, tag, items, f);
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_operation_is_listed_once() {
+        assert_eq!(Elbv2Operation::ALL.len(), 51);
+        let implemented = Elbv2Operation::ALL
+            .iter()
+            .filter(|o| Elbv2Service::is_implemented(**o))
+            .count();
+        assert_eq!(implemented, 26);
+        for op in Elbv2Operation::ALL {
+            assert_eq!(op.as_str().parse::<Elbv2Operation>(), Ok(*op));
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! CreateListener, DescribeListeners, ModifyListener, DeleteListener.
+
+use gantry_api::RequestContext;
+use gantry_aws_proto::query::XmlWriter;
+use gantry_domain::lb::{Listener, LoadBalancer, LoadBalancerType};
+use gantry_store::{StoreExt, Txn, Versioned, encode};
+
+use crate::error::Elbv2Error;
+use crate::keys::{self, ElbArn};
+use crate::wire::{self, Params};
+use crate::{Elbv2Service, check_action_targets, commit_with_retry, load_balancer_by_arn};
+
+/// The load balancer holding the listener an ARN names, and the listener's index in it.
+pub(crate) async fn listener_by_arn(
+    store: &dyn gantry_store::Store,
+    region: &str,
+    arn: &str,
+) -> Result<(Versioned<LoadBalancer>, usize), Elbv2Error> {
+    let not_found = || Elbv2Error::ListenerNotFound(arn.to_owned());
+    let Some(ElbArn::Listener { lb_name, lb_id, id }) = keys::parse_arn(arn, region) else {
+        return Err(not_found());
+    };
+    let Some(lb) = store
+        .get_typed::<LoadBalancer>(&keys::load_balancer(region, &lb_name))
+        .await?
+    else {
+        return Err(not_found());
+    };
+    if lb.value.id != lb_id {
+        return Err(not_found());
+    }
+    let i = lb
+        .value
+        .listeners
+        .iter()
+        .position(|l| l.id == id)
+        .ok_or_else(not_found)?;
+    Ok((lb, i))
+}
+
+fn check_protocol(lb: &LoadBalancer, protocol: &str) -> Result<(), Elbv2Error> {
+    match (lb.lb_type, protocol) {
+        (LoadBalancerType::Application, "HTTP") | (LoadBalancerType::Network, "TCP") => Ok(()),
+        (LoadBalancerType::Application, "HTTPS") | (LoadBalancerType::Network, "TLS") => {
+            Err(Elbv2Error::UnsupportedProtocol(format!(
+                "Protocol '{protocol}' needs TLS termination, which Gantry does not provide yet"
+            )))
+        }
+        (LoadBalancerType::Network, "UDP" | "TCP_UDP") => Err(Elbv2Error::UnsupportedProtocol(
+            format!("Protocol '{protocol}' is not supported by Gantry"),
+        )),
+        _ => Err(Elbv2Error::InvalidConfiguration(format!(
+            "Protocol '{protocol}' is not valid for a {} load balancer",
+            lb.lb_type.as_str()
+        ))),
+    }
+}
+
+fn parse_port(p: &Params) -> Result<Option<u16>, Elbv2Error> {
+    match p.u32("Port")? {
+        Some(n) if (1..=65535).contains(&n) => Ok(Some(n as u16)),
+        Some(n) => Err(Elbv2Error::validation(format!(
+            "Port {n} must be between 1 and 65535"
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn result(lb: &LoadBalancer, listeners: &[&Listener], next: Option<String>) -> String {
+    let mut w = XmlWriter::new();
+    wire::write_list(&mut w, "Listeners", listeners, |w, l| {
+        wire::write_listener(w, lb, l)
+    });
+    if let Some(n) = next {
+        w.leaf("NextMarker", &n);
+    }
+    w.finish()
+}
+
+pub(crate) async fn create(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let lb_arn = p.req("LoadBalancerArn")?;
+    let store = svc.store.as_ref();
+    let actions = wire::parse_actions(p, "DefaultActions")?;
+    let port = parse_port(p)?;
+    let tags = wire::parse_tags(p, "Tags")?;
+    let (lb, listener) = commit_with_retry(store, || async {
+        let cur = load_balancer_by_arn(store, &ctx.region, lb_arn).await?;
+        let mut lb = cur.value.clone();
+        let protocol = p
+            .get("Protocol")
+            .unwrap_or(match lb.lb_type {
+                LoadBalancerType::Application => "HTTP",
+                LoadBalancerType::Network => "TCP",
+            })
+            .to_owned();
+        check_protocol(&lb, &protocol)?;
+        let port =
+            port.ok_or_else(|| Elbv2Error::validation("A listener port must be specified"))?;
+        check_action_targets(store, &ctx.region, lb.lb_type, &actions).await?;
+        if let Some(existing) = lb.listeners.iter().find(|l| l.port == port) {
+            if existing.protocol == protocol && existing.default_actions == actions {
+                return Ok((Txn::new(), (lb.clone(), existing.clone())));
+            }
+            return Err(Elbv2Error::DuplicateListener(port));
+        }
+        if lb.listeners.len() >= 50 {
+            return Err(Elbv2Error::InvalidConfiguration(
+                "A load balancer can have at most 50 listeners".into(),
+            ));
+        }
+        let id = keys::new_id();
+        let listener = Listener {
+            arn: format!(
+                "{}listener/{}/{}/{}/{id}",
+                keys::arn_prefix(&ctx.region, &ctx.account_id),
+                lb.lb_type.arn_segment(),
+                lb.name,
+                lb.id
+            ),
+            id,
+            port,
+            protocol,
+            default_actions: actions.clone(),
+            default_rule_id: keys::new_id(),
+            rules: Vec::new(),
+            tags: tags.clone(),
+        };
+        lb.listeners.push(listener.clone());
+        let key = keys::load_balancer(&ctx.region, &lb.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &lb)?);
+        Ok((txn, (lb, listener)))
+    })
+    .await?;
+    Ok(result(&lb, &[&listener], None))
+}
+
+pub(crate) async fn describe(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let store = svc.store.as_ref();
+    let arns = p.list("ListenerArns");
+    let lb_arn = p.get("LoadBalancerArn");
+    let mut items: Vec<(String, (LoadBalancer, Listener))> = Vec::new();
+    match (lb_arn, arns.is_empty()) {
+        (Some(_), false) => {
+            return Err(Elbv2Error::validation(
+                "Listener ARNs and a load balancer ARN cannot be specified at the same time",
+            ));
+        }
+        (None, true) => {
+            return Err(Elbv2Error::validation(
+                "You must specify either listener ARNs or a load balancer ARN",
+            ));
+        }
+        (Some(lb_arn), true) => {
+            let lb = load_balancer_by_arn(store, &ctx.region, lb_arn)
+                .await?
+                .value;
+            for l in &lb.listeners {
+                items.push((format!("{:05}{}", l.port, l.id), (lb.clone(), l.clone())));
+            }
+        }
+        (None, false) => {
+            for arn in &arns {
+                let (lb, i) = listener_by_arn(store, &ctx.region, arn).await?;
+                let l = lb.value.listeners[i].clone();
+                items.push((format!("{}{:05}", lb.value.name, l.port), (lb.value, l)));
+            }
+        }
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let (page, next) = wire::paginate(items, p)?;
+    let mut w = XmlWriter::new();
+    wire::write_list(&mut w, "Listeners", &page, |w, (lb, l)| {
+        wire::write_listener(w, lb, l)
+    });
+    if let Some(n) = next {
+        w.leaf("NextMarker", &n);
+    }
+    Ok(w.finish())
+}
+
+pub(crate) async fn modify(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let arn = p.req("ListenerArn")?;
+    let store = svc.store.as_ref();
+    let port = parse_port(p)?;
+    let actions = if p.has("DefaultActions") {
+        Some(wire::parse_actions(p, "DefaultActions")?)
+    } else {
+        None
+    };
+    let (lb, listener) = commit_with_retry(store, || async {
+        let (cur, i) = listener_by_arn(store, &ctx.region, arn).await?;
+        let mut lb = cur.value.clone();
+        let mut l = lb.listeners[i].clone();
+        if let Some(proto) = p.get("Protocol") {
+            check_protocol(&lb, proto)?;
+            l.protocol = proto.to_owned();
+        }
+        if let Some(port) = port {
+            if lb.listeners.iter().any(|o| o.port == port && o.id != l.id) {
+                return Err(Elbv2Error::DuplicateListener(port));
+            }
+            l.port = port;
+        }
+        if let Some(a) = &actions {
+            check_action_targets(store, &ctx.region, lb.lb_type, a).await?;
+            l.default_actions = a.clone();
+        }
+        lb.listeners[i] = l.clone();
+        let key = keys::load_balancer(&ctx.region, &lb.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &lb)?);
+        Ok((txn, (lb, l)))
+    })
+    .await?;
+    Ok(result(&lb, &[&listener], None))
+}
+
+pub(crate) async fn delete(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let arn = p.req("ListenerArn")?;
+    let store = svc.store.as_ref();
+    commit_with_retry(store, || async {
+        let (cur, i) = listener_by_arn(store, &ctx.region, arn).await?;
+        let mut lb = cur.value.clone();
+        lb.listeners.remove(i);
+        let key = keys::load_balancer(&ctx.region, &lb.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &lb)?);
+        Ok((txn, ()))
+    })
+    .await?;
+    Ok(String::new())
+}
