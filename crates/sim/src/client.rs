@@ -1,0 +1,254 @@
+//! SigV4-signed awsJson1.1 calls to ECS and the long-lived assignment stream, over hyper-util's
+//! pooled HTTP/1.1 keep-alive client.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::SimError;
+
+/// The `X-Amz-Target` prefix of ECS operations.
+const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+/// The SigV4 signing name of ECS (the assignment stream is signed with it too).
+const ECS_SIGNING_NAME: &str = "ecs";
+
+/// Signs and sends ECS calls to one endpoint; cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct EcsClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    endpoint: Uri,
+    host: HeaderValue,
+    region: String,
+    credentials: Credentials,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for EcsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsClient")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EcsClient {
+    /// A client for `endpoint` (`http://host:port`) keeping up to `max_idle` idle keep-alive
+    /// connections; every call must answer within `timeout`.
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+        max_idle: usize,
+        timeout: Duration,
+    ) -> Result<Self, SimError> {
+        let invalid = |why: String| SimError::InvalidConfig(why);
+        let endpoint: Uri = endpoint
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| invalid(format!("invalid endpoint {endpoint:?}: {e}")))?;
+        if endpoint.scheme_str() != Some("http") {
+            return Err(invalid(format!(
+                "endpoint {endpoint} must be http://host:port"
+            )));
+        }
+        let authority = endpoint
+            .authority()
+            .ok_or_else(|| invalid(format!("endpoint {endpoint} has no host")))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| invalid(format!("endpoint {endpoint}: {e}")))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(max_idle)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let credentials =
+            Credentials::new(access_key_id, secret_access_key, None, None, "gantry-sim");
+        Ok(Self {
+            http,
+            endpoint,
+            host,
+            region: region.to_owned(),
+            credentials,
+            timeout,
+        })
+    }
+
+    fn sign(&self, req: &mut Request<Full<Bytes>>, body: &[u8]) -> Result<(), SimError> {
+        let signing = |e: &dyn std::fmt::Display| SimError::Transport(format!("signing: {e}"));
+        let identity = self.credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(ECS_SIGNING_NAME)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| signing(&e))?
+            .into();
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(n, v)| Ok((n.as_str(), v.to_str()?)))
+            .collect::<Result<Vec<_>, http::header::ToStrError>>()
+            .map_err(|e| signing(&e))?;
+        let uri = req.uri().to_string();
+        let signable = SignableRequest::new(
+            req.method().as_str(),
+            uri,
+            headers.into_iter(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| signing(&e))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| signing(&e))?
+            .into_parts();
+        instructions.apply_to_request_http1x(req);
+        Ok(())
+    }
+
+    /// Calls ECS operation `op` with the JSON `body`; the JSON answer on HTTP 200.
+    pub async fn call(&self, op: &str, body: &Value) -> Result<Value, SimError> {
+        let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(self.endpoint.clone())
+            .header(http::header::HOST, self.host.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("{ECS_TARGET_PREFIX}.{op}"))
+            .body(Full::new(bytes.clone()))
+            .map_err(|e| SimError::Transport(e.to_string()))?;
+        self.sign(&mut req, &bytes)?;
+        let work = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| SimError::Transport(format!("{op}: {e}")))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| SimError::Transport(format!("{op}: reading the answer: {e}")))?
+                .to_bytes();
+            if status == StatusCode::OK {
+                if body.is_empty() {
+                    return Ok(Value::Object(Default::default()));
+                }
+                return serde_json::from_slice(&body)
+                    .map_err(|e| SimError::Transport(format!("{op}: invalid JSON answer: {e}")));
+            }
+            Err(aws_error(status, &headers, &body))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| {
+                SimError::Transport(format!("{op}: no answer within {:?}", self.timeout))
+            })?
+    }
+
+    /// Opens the signed `GET {endpoint}{path_and_query}` and returns the body stream once the
+    /// server answered 200.
+    pub async fn open_stream(&self, path_and_query: &str) -> Result<Incoming, SimError> {
+        let base = self.endpoint.to_string();
+        let uri: Uri = format!("{}{path_and_query}", base.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| SimError::Transport(format!("invalid stream URI: {e}")))?;
+        let mut req = Request::builder()
+            .method("GET")
+            .uri(uri)
+            .header(http::header::HOST, self.host.clone())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| SimError::Transport(e.to_string()))?;
+        self.sign(&mut req, b"")?;
+        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
+            .await
+            .map_err(|_| SimError::Transport("connect: no answer in time".into()))?
+            .map_err(|e| SimError::Transport(format!("connect: {e}")))?;
+        let status = resp.status();
+        if status == StatusCode::OK {
+            return Ok(resp.into_body());
+        }
+        let headers = resp.headers().clone();
+        let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(aws_error(status, &headers, &body))
+    }
+}
+
+/// The AWS error of a non-200 awsJson answer (`__type` or `x-amzn-ErrorType`, and `message`).
+fn aws_error(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> SimError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let raw = headers
+        .get("x-amzn-errortype")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| v.get("__type").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "UnknownError".to_owned());
+    let code = raw.rsplit('#').next().unwrap_or(&raw);
+    let code = code.split(':').next().unwrap_or(code).to_owned();
+    let message = v
+        .get("message")
+        .or_else(|| v.get("Message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+    SimError::Aws {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_errors_take_the_code_from_type_or_header() {
+        let e = aws_error(
+            StatusCode::BAD_REQUEST,
+            &http::HeaderMap::new(),
+            br#"{"__type":"com.amazonaws.ecs#ClusterNotFoundException","message":"gone"}"#,
+        );
+        assert_eq!(e.code(), Some("ClusterNotFoundException"));
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static("ThrottlingException:http://x"),
+        );
+        let e = aws_error(StatusCode::BAD_REQUEST, &h, b"");
+        assert_eq!(e.code(), Some("ThrottlingException"));
+        assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn endpoints_must_be_plain_http() {
+        let c = |e: &str| EcsClient::new(e, "us-east-1", "AK", "SK", 1, Duration::from_secs(1));
+        assert!(c("http://127.0.0.1:4510/").is_ok());
+        assert!(matches!(
+            c("https://127.0.0.1:4510"),
+            Err(SimError::InvalidConfig(_))
+        ));
+        assert!(matches!(c("not a uri"), Err(SimError::InvalidConfig(_))));
+    }
+}
