@@ -1,0 +1,173 @@
+//! `gantry lb`: the load balancer data plane.
+//!
+//! It follows the control plane's configuration stream (`GET /lb/v1/config`, see
+//! `gantry_elbv2::channel`), keeps the latest snapshot in an `ArcSwap`, and listens on
+//! `bind:port` for each listener of every load balancer of its region:
+//!
+//! - HTTP listeners (application load balancers): HTTP/1.1 and HTTP/2 (cleartext) from clients,
+//!   rules by priority (path-pattern, host-header, http-header, http-request-method,
+//!   query-string, source-ip) then the default action; forward (one or weighted target groups,
+//!   `AWSALBTG` group stickiness), fixed-response, redirect. Requests go to targets over pooled
+//!   keep-alive HTTP/1.1 connections with `X-Forwarded-For/-Proto/-Port` and an
+//!   `X-Amzn-Trace-Id`; WebSocket (and any `Upgrade`) is tunnelled. Load balancing per target
+//!   group: `round_robin` or `least_outstanding_requests`; `lb_cookie` stickiness (`AWSALB`).
+//!   A refused connection is retried once on another target (bodies up to 64 KiB) and the target
+//!   is avoided for 5 s. 503 when the group has no registered target, 502 when the target fails.
+//! - TCP listeners (network load balancers): bytes are passed through to a target.
+//!
+//! Active health checks per target ([`health`]) decide where traffic goes and are reported to
+//! `POST /lb/v1/health` every 5 s and at once on a change. Deregistered targets drain: no new
+//! requests, in-flight ones finish. Several `gantry lb` processes can serve the same load
+//! balancers (each checks and reports on its own).
+//!
+//! Must not depend on a database crate or Docker: configuration arrives over HTTP only.
+
+pub mod balancer;
+pub mod control;
+pub mod health;
+pub mod proxy;
+pub mod routing;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+pub use control::ControlClient;
+pub use proxy::Proxy;
+
+use gantry_domain::lb::LbStreamMessage;
+
+/// Failures of the data plane's control channel.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LbError {
+    /// A setting is invalid (endpoint URL, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The control plane could not be reached or the stream broke.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The control plane answered with an error (bad credentials, ...).
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// How `gantry lb` connects and where it listens.
+#[derive(Debug, Clone)]
+pub struct LbSettings {
+    /// The control plane, `http://host:port`.
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Selects which region's load balancers this proxy serves (the SigV4 scope).
+    pub region: String,
+    /// Address the listeners bind (their ports come from the configuration).
+    pub bind: IpAddr,
+    /// Names this proxy in health reports; default `<hostname>-<random>`.
+    pub proxy_id: Option<String>,
+}
+
+impl LbSettings {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            region: "us-east-1".into(),
+            bind: IpAddr::from([127, 0, 0, 1]),
+            proxy_id: None,
+        }
+    }
+}
+
+/// Runs the data plane until `shutdown` resolves: follows the configuration (reconnecting with
+/// backoff from 100 ms to 5 s; the last configuration keeps serving meanwhile) and reports
+/// health. Fails only on invalid settings.
+pub async fn run(settings: LbSettings, shutdown: impl Future<Output = ()>) -> Result<(), LbError> {
+    let client = ControlClient::new(
+        &settings.endpoint,
+        &settings.region,
+        &settings.access_key_id,
+        &settings.secret_access_key,
+    )?;
+    let proxy_id = settings.proxy_id.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "lb".into());
+        format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    });
+    let proxy = Proxy::new(settings.bind, proxy_id);
+    tracing::info!(endpoint = %settings.endpoint, bind = %settings.bind, proxy = proxy.proxy_id(), "gantry lb starting");
+    let follow = follow_config(client.clone(), proxy.clone());
+    let report = report_health(client, proxy.clone());
+    let retry_listeners = {
+        let proxy = proxy.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                proxy.reconcile_listeners();
+            }
+        }
+    };
+    tokio::select! {
+        _ = shutdown => {}
+        _ = follow => {}
+        _ = report => {}
+        _ = retry_listeners => {}
+    }
+    proxy.close();
+    tracing::info!("gantry lb stopped");
+    Ok(())
+}
+
+/// Applies every snapshot of the stream; reconnects forever.
+async fn follow_config(client: ControlClient, proxy: Proxy) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match client.open_config().await {
+            Ok(mut stream) => {
+                backoff = Duration::from_millis(100);
+                // Heartbeats come every 5 s; three missed ones mean a dead connection.
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(15), stream.next()).await {
+                        Ok(Ok(Some(LbStreamMessage::Config { config }))) => {
+                            tracing::debug!(revision = config.revision, "configuration received");
+                            proxy.apply(&config);
+                        }
+                        Ok(Ok(Some(LbStreamMessage::Heartbeat { .. }))) => {}
+                        Ok(Ok(None)) => {
+                            tracing::warn!("configuration stream closed; reconnecting");
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "configuration stream failed; reconnecting");
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::warn!("configuration stream silent; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot open the configuration stream")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Posts the health view every 5 s, and within 100 ms of a change.
+async fn report_health(client: ControlClient, proxy: Proxy) {
+    let changed = proxy.health_changed();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = changed.notified() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if let Err(e) = client.report(&proxy.report()).await {
+            tracing::debug!(error = %e, "health report failed");
+        }
+    }
+}

@@ -1,0 +1,731 @@
+//! The proxy fed configurations directly, in front of in-process backends on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gantry_domain::lb::*;
+use gantry_lb::Proxy;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A backend that answers `<name> <path>` plus the forwarding headers it saw.
+struct Backend {
+    addr: SocketAddr,
+    healthy: Arc<AtomicBool>,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn backend(name: &'static str) -> Backend {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let healthy = Arc::new(AtomicBool::new(true));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (h, n) = (healthy.clone(), hits.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (h, n) = (h.clone(), n.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    let (h, n) = (h.clone(), n.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        if path == "/health" {
+                            let ok = h.load(Ordering::Relaxed);
+                            let mut r = hyper::Response::new(Full::new(Bytes::from("ok")));
+                            if !ok {
+                                *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                            }
+                            return Ok::<_, Infallible>(r);
+                        }
+                        n.fetch_add(1, Ordering::Relaxed);
+                        if path == "/ws" {
+                            let up = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                if let Ok(up) = up.await {
+                                    let mut io = TokioIo::new(up);
+                                    let mut buf = [0u8; 64];
+                                    while let Ok(k) = io.read(&mut buf).await {
+                                        if k == 0 || io.write_all(&buf[..k]).await.is_err() {
+                                            break;
+                                        }
+                                    }
+                                }
+                            });
+                            let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                            *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                            r.headers_mut()
+                                .insert("upgrade", "websocket".parse().unwrap());
+                            r.headers_mut()
+                                .insert("connection", "Upgrade".parse().unwrap());
+                            return Ok(r);
+                        }
+                        if path == "/slow" {
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                        }
+                        let hv = |k: &str| {
+                            req.headers()
+                                .get(k)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_owned()
+                        };
+                        let body = format!(
+                            "{name} {path} xff={} proto={} port={} trace={}",
+                            hv("x-forwarded-for"),
+                            hv("x-forwarded-proto"),
+                            hv("x-forwarded-port"),
+                            hv("x-amzn-trace-id").starts_with("Root=1-"),
+                        );
+                        Ok(hyper::Response::new(Full::new(Bytes::from(body))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Backend {
+        addr,
+        healthy,
+        hits,
+        task,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn health_check(interval: u32) -> HealthCheck {
+    HealthCheck {
+        enabled: true,
+        protocol: "HTTP".into(),
+        port: "traffic-port".into(),
+        path: Some("/health".into()),
+        interval_seconds: interval,
+        timeout_seconds: 1,
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+        matcher: Some("200".into()),
+    }
+}
+
+fn group(name: &str, attrs: &[(&str, &str)], backends: &[&Backend]) -> TargetGroupConfig {
+    TargetGroupConfig {
+        target_group: TargetGroup {
+            arn: format!(
+                "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/{name}/{name}0000"
+            ),
+            name: name.into(),
+            id: format!("{name}0000"),
+            protocol: "HTTP".into(),
+            port: Some(80),
+            target_type: "ip".into(),
+            vpc_id: None,
+            protocol_version: None,
+            ip_address_type: "ipv4".into(),
+            health_check: health_check(1),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            tags: vec![],
+            created_at: 0,
+        },
+        targets: backends.iter().map(|b| target(b.addr)).collect(),
+    }
+}
+
+fn target(addr: SocketAddr) -> Target {
+    Target {
+        id: addr.ip().to_string(),
+        port: addr.port(),
+        address: None,
+        availability_zone: None,
+        registered_at: 0,
+        draining_until: None,
+    }
+}
+
+fn forward(arns: &[(&TargetGroupConfig, u32)]) -> Action {
+    Action::Forward {
+        order: None,
+        target_group_arn: None,
+        target_groups: arns
+            .iter()
+            .map(|(g, w)| WeightedTargetGroup {
+                target_group_arn: g.target_group.arn.clone(),
+                weight: *w,
+            })
+            .collect(),
+        stickiness: GroupStickiness::default(),
+    }
+}
+
+fn listener(port: u16, protocol: &str, default: Action, rules: Vec<Rule>) -> Listener {
+    Listener {
+        arn: format!("arn:listener/{port}"),
+        id: format!("l{port}"),
+        port,
+        protocol: protocol.into(),
+        default_actions: vec![default],
+        default_rule_id: "d".into(),
+        rules,
+        tags: vec![],
+    }
+}
+
+fn config(
+    lb_type: LoadBalancerType,
+    listeners: Vec<Listener>,
+    groups: Vec<TargetGroupConfig>,
+) -> LbConfig {
+    LbConfig {
+        region: "us-east-1".into(),
+        revision: 1,
+        generated_at: 0,
+        load_balancers: vec![LoadBalancer {
+            arn: "arn:lb".into(),
+            name: "lb".into(),
+            id: "0".into(),
+            lb_type,
+            scheme: "internal".into(),
+            ip_address_type: "ipv4".into(),
+            dns_name: "lb".into(),
+            created_at: 0,
+            subnets: vec![],
+            security_groups: vec![],
+            attributes: Default::default(),
+            tags: vec![],
+            listeners,
+        }],
+        target_groups: groups,
+    }
+}
+
+fn rule(priority: u32, field: &str, values: &[&str], action: Action) -> Rule {
+    Rule {
+        arn: format!("arn:rule/{priority}"),
+        id: format!("r{priority}"),
+        priority,
+        conditions: vec![RuleCondition {
+            field: field.into(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+            http_header_name: None,
+            query_strings: vec![],
+        }],
+        actions: vec![action],
+        tags: vec![],
+    }
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// GET with optional headers: (status, headers, body).
+async fn get(
+    c: &HttpClient,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, String) {
+    let mut b = hyper::Request::get(format!("http://127.0.0.1:{port}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.request(b.body(Empty::new()).unwrap()),
+    )
+    .await
+    .expect("answer in time")
+    .expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Polls `f` every 50 ms until it is true or `secs` pass.
+async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn proxy() -> Proxy {
+    Proxy::new("127.0.0.1".parse().unwrap(), "test-proxy")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_rules_fixed_responses_and_redirects() {
+    let (api, web) = (backend("api").await, backend("web").await);
+    let g_api = group("api", &[], &[&api]);
+    let g_web = group("web", &[], &[&web]);
+    let (port, port2) = (free_port(), free_port());
+    let fixed = Action::FixedResponse {
+        order: None,
+        status_code: 418,
+        content_type: Some("text/plain".into()),
+        message_body: Some("teapot".into()),
+    };
+    let mut hdr = rule(30, "http-header", &["canary"], forward(&[(&g_api, 1)]));
+    hdr.conditions[0].http_header_name = Some("X-Track".into());
+    let rules = vec![
+        rule(20, "host-header", &["tea.example.com"], fixed),
+        rule(10, "path-pattern", &["/api/*"], forward(&[(&g_api, 1)])),
+        hdr,
+        rule(
+            40,
+            "http-request-method",
+            &["DELETE"],
+            Action::FixedResponse {
+                order: None,
+                status_code: 405,
+                content_type: None,
+                message_body: None,
+            },
+        ),
+    ];
+    let redirect = Action::Redirect {
+        order: None,
+        redirect: Redirect {
+            protocol: "#{protocol}".into(),
+            port: port.to_string(),
+            host: "#{host}".into(),
+            path: "/moved/#{path}".into(),
+            query: "#{query}".into(),
+            status_code: "HTTP_302".into(),
+        },
+    };
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![
+            listener(port, "HTTP", forward(&[(&g_web, 1)]), rules),
+            listener(port2, "HTTP", redirect, vec![]),
+        ],
+        vec![g_api.clone(), g_web.clone()],
+    ));
+    assert_eq!(p.listening_ports().len(), 2);
+    let c = client();
+    let (s, _, b) = get(&c, port, "/api/users", &[]).await;
+    assert_eq!(s, 200);
+    assert!(
+        b.starts_with("api /api/users xff=127.0.0.1 proto=http"),
+        "{b}"
+    );
+    assert!(b.contains(&format!("port={port} trace=true")), "{b}");
+    let (_, _, b) = get(&c, port, "/other", &[]).await;
+    assert!(b.starts_with("web /other"), "{b}");
+    let (_, _, b) = get(&c, port, "/other", &[("x-track", "CANARY")]).await;
+    assert!(b.starts_with("api "), "{b}");
+    let (_, _, b) = get(&c, port, "/x", &[("x-forwarded-for", "10.9.9.9")]).await;
+    assert!(b.contains("xff=10.9.9.9, 127.0.0.1"), "{b}");
+    // Priority 10 (path) wins over priority 20 (host).
+    let (_, _, b) = get(&c, port, "/api/x", &[("host", "tea.example.com")]).await;
+    assert!(b.starts_with("api /api/x"), "{b}");
+    let (s, h, b) = get(&c, port, "/tea", &[("host", "TEA.example.com:80")]).await;
+    assert_eq!((s, b.as_str()), (418, "teapot"));
+    assert_eq!(h["content-type"], "text/plain");
+    let (s, h, _) = get(&c, port2, "/a/b?x=1", &[("host", "site.local")]).await;
+    assert_eq!(s, 302);
+    assert_eq!(
+        h["location"],
+        format!("http://site.local:{port}/moved/a/b?x=1")
+    );
+    // The rules change under a running listener.
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g_api, 1)]), vec![])],
+        vec![g_api.clone(), g_web.clone()],
+    ));
+    let (_, _, b) = get(&c, port, "/other", &[]).await;
+    assert!(b.starts_with("api "), "{b}");
+    assert_eq!(p.listening_ports(), vec![port]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_forward_splits_traffic() {
+    let (a, b, z) = (backend("a").await, backend("b").await, backend("z").await);
+    let (ga, gb, gz) = (
+        group("a", &[], &[&a]),
+        group("b", &[], &[&b]),
+        group("z", &[], &[&z]),
+    );
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(
+            port,
+            "HTTP",
+            forward(&[(&ga, 3), (&gb, 1), (&gz, 0)]),
+            vec![],
+        )],
+        vec![ga.clone(), gb.clone(), gz.clone()],
+    ));
+    let c = client();
+    for _ in 0..400 {
+        assert_eq!(get(&c, port, "/", &[]).await.0, 200);
+    }
+    let (na, nb) = (
+        a.hits.load(Ordering::Relaxed),
+        b.hits.load(Ordering::Relaxed),
+    );
+    assert_eq!(z.hits.load(Ordering::Relaxed), 0, "weight 0 gets nothing");
+    assert!((240..=360).contains(&na) && na + nb == 400, "a={na} b={nb}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_checks_take_a_target_out_and_back() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let g = group("g", &[], &[&a, &b]);
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    let healthy = |p: &Proxy| {
+        p.report().target_groups[0]
+            .targets
+            .iter()
+            .filter(|t| t.state == TargetHealthState::Healthy)
+            .count()
+    };
+    eventually(5, "both healthy", || {
+        let p = p.clone();
+        async move { healthy(&p) == 2 }
+    })
+    .await;
+    b.healthy.store(false, Ordering::Relaxed);
+    eventually(6, "b unhealthy", || {
+        let p = p.clone();
+        async move { healthy(&p) == 1 }
+    })
+    .await;
+    let report = p.report();
+    let bad = report.target_groups[0]
+        .targets
+        .iter()
+        .find(|t| t.port == b.addr.port())
+        .unwrap();
+    assert_eq!(bad.state, TargetHealthState::Unhealthy);
+    assert_eq!(bad.reason.as_deref(), Some("Target.ResponseCodeMismatch"));
+    let c = client();
+    let before = b.hits.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        let (_, _, body) = get(&c, port, "/", &[]).await;
+        assert!(body.starts_with("a "), "{body}");
+    }
+    assert_eq!(b.hits.load(Ordering::Relaxed), before);
+    b.healthy.store(true, Ordering::Relaxed);
+    eventually(6, "b healthy again", || {
+        let p = p.clone();
+        async move { healthy(&p) == 2 }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_targets_finish_in_flight_requests_and_get_no_new_ones() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let g = group("g", &[], &[&a]);
+    let port = free_port();
+    let p = proxy();
+    let lst = || vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])];
+    p.apply(&config(
+        LoadBalancerType::Application,
+        lst(),
+        vec![g.clone()],
+    ));
+    let c = client();
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move { get(&c, port, "/slow", &[]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut drained = g.clone();
+    drained.targets[0].draining_until = Some(gantry_lb::balancer::now_ms() + 30_000);
+    drained.targets.push(target(b.addr));
+    p.apply(&config(LoadBalancerType::Application, lst(), vec![drained]));
+    for _ in 0..10 {
+        let (_, _, body) = get(&c, port, "/", &[]).await;
+        assert!(body.starts_with("b "), "{body}");
+    }
+    let (s, _, body) = slow.await.unwrap();
+    assert_eq!(s, 200);
+    assert!(body.starts_with("a /slow"), "{body}");
+    // Nothing registered: 503.
+    let mut empty = g.clone();
+    empty.targets.clear();
+    p.apply(&config(LoadBalancerType::Application, lst(), vec![empty]));
+    assert_eq!(get(&c, port, "/", &[]).await.0, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_are_retried_on_another_target_and_dead_groups_give_502() {
+    let a = backend("a").await;
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut g = group("g", &[], &[&a]);
+    g.target_group.health_check.enabled = false;
+    g.targets.push(target(dead));
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    let c = client();
+    for _ in 0..20 {
+        let (s, _, body) = get(&c, port, "/", &[]).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let mut only_dead = g.clone();
+    only_dead.targets = vec![target(dead)];
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![only_dead],
+    ));
+    assert_eq!(get(&c, port, "/", &[]).await.0, 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_errors_while_targets_register_and_deregister_every_100ms() {
+    let backends = [backend("a").await, backend("b").await, backend("c").await];
+    let port = free_port();
+    let p = proxy();
+    let base = group("g", &[], &[&backends[0], &backends[1], &backends[2]]);
+    let lst = vec![listener(port, "HTTP", forward(&[(&base, 1)]), vec![])];
+    p.apply(&config(
+        LoadBalancerType::Application,
+        lst.clone(),
+        vec![base.clone()],
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
+        load.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                let req = hyper::Request::get(format!("http://127.0.0.1:{port}/"))
+                    .body(Empty::new())
+                    .unwrap();
+                match c.request(req).await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.into_body().collect().await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    // Every 100 ms one target is deregistered (draining for 1 s), the one before it is either
+    // gone (odd steps) or registered again (even steps), the third stays registered.
+    for step in 0..30usize {
+        let now = gantry_lb::balancer::now_ms();
+        let leaving = step % 3;
+        let previous = (step + 2) % 3;
+        let mut g = base.clone();
+        g.targets = backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let mut t = target(b.addr);
+                if i == leaving {
+                    t.draining_until = Some(now + 1000);
+                } else if i == previous && step % 2 == 1 {
+                    return None;
+                }
+                Some(t)
+            })
+            .collect();
+        p.apply(&config(LoadBalancerType::Application, lst.clone(), vec![g]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let (ok, errors) = (ok.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+    assert!(ok > 100, "only {ok} requests");
+    assert_eq!(errors, 0, "{errors} errors in {ok} requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_are_tunnelled() {
+    let a = backend("a").await;
+    let g = group("g", &[], &[&a]);
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    s.write_all(b"hello through the tunnel").await.unwrap();
+    let mut buf = vec![0u8; 24];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"hello through the tunnel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_listeners_pass_bytes_through() {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = echo.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let mut g = TargetGroupConfig {
+        targets: vec![target(echo_addr)],
+        ..group("tcp", &[], &[])
+    };
+    g.target_group.protocol = "TCP".into();
+    g.target_group.health_check.protocol = "TCP".into();
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Network,
+        vec![listener(port, "TCP", forward(&[(&g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"raw bytes \x00\x01\x02").await.unwrap();
+    let mut buf = vec![0u8; 13];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"raw bytes \x00\x01\x02");
+    eventually(5, "tcp check passes", || {
+        let p = p.clone();
+        async move { p.report().target_groups[0].targets[0].state == TargetHealthState::Healthy }
+    })
+    .await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_and_sticky_sessions() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let g = group(
+        "g",
+        &[
+            ("stickiness.enabled", "true"),
+            ("stickiness.type", "lb_cookie"),
+            ("stickiness.lb_cookie.duration_seconds", "60"),
+        ],
+        &[&a, &b],
+    );
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    let h2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    let req = hyper::Request::get(format!("http://127.0.0.1:{port}/h2"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = h2.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("AWSALB=g0000|127.0.0.1:"), "{cookie}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let first = String::from_utf8_lossy(&body)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let c = client();
+    for _ in 0..10 {
+        let (_, _, body) = get(&c, port, "/", &[("cookie", &cookie)]).await;
+        assert!(
+            body.starts_with(&format!("{first} ")),
+            "sticky to {first}: {body}"
+        );
+    }
+}
