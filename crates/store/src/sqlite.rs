@@ -8,7 +8,8 @@
 //! the events published and the callers answered: nothing is acknowledged before it is durable, and
 //! the events of an acknowledged commit are already published when `commit` returns.
 //!
-//! Reads run on `spawn_blocking` threads with pooled read-only connections; WAL lets them proceed
+//! Reads run in place (`block_in_place`) on a multi-threaded runtime, else on `spawn_blocking`
+//! threads, with pooled read-only connections; WAL lets them proceed
 //! beside the writer, and a read started after a commit was acknowledged sees it.
 
 use std::path::{Path, PathBuf};
@@ -245,6 +246,13 @@ impl SqliteStore {
     {
         self.check_open()?;
         let readers = self.readers.clone();
+        // Short reads run in place on a multi-threaded runtime (a hop to the blocking pool costs
+        // more than the read itself); elsewhere they go to the blocking pool.
+        if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            return tokio::task::block_in_place(move || readers.with(f));
+        }
         tokio::task::spawn_blocking(move || readers.with(f))
             .await
             .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
