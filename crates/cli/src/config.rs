@@ -59,6 +59,20 @@ pub struct AgentArgs {
     pub region: String,
 }
 
+/// `gantry lb` flags.
+#[derive(Debug, Args)]
+pub struct LbArgs {
+    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    #[arg(long, env = "GANTRY_ENDPOINT")]
+    pub endpoint: String,
+    /// Address the listeners bind (their ports come from the ELBv2 listeners).
+    #[arg(long, env = "GANTRY_LB_BIND", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// The region whose load balancers this proxy serves.
+    #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
 fn parse_attribute(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -88,6 +102,9 @@ pub struct UpArgs {
     /// Do not start the local agent (control plane only).
     #[arg(long)]
     pub no_agent: bool,
+    /// Do not start the local load balancer.
+    #[arg(long)]
+    pub no_lb: bool,
     /// The cluster the local agent joins.
     #[arg(long, default_value = "default")]
     pub cluster: String,

@@ -26,6 +26,8 @@ enum Command {
     Up(config::UpArgs),
     /// Run an agent: register this host as a container instance and run its tasks on Docker.
     Agent(config::AgentArgs),
+    /// Run a load balancer: serve the listeners of the load balancers defined through ELBv2.
+    Lb(config::LbArgs),
 }
 
 async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
@@ -33,6 +35,19 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     cfg.attributes = args.attributes;
     cfg.region = args.region;
     gantry_agent::run(cfg, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_lb(args: config::LbArgs) -> anyhow::Result<()> {
+    let mut s = gantry_lb::LbSettings::new(args.endpoint);
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    s.access_key_id = env("GANTRY_ROOT_ACCESS_KEY_ID")
+        .ok_or_else(|| anyhow::anyhow!("set GANTRY_ROOT_ACCESS_KEY_ID and GANTRY_ROOT_SECRET_ACCESS_KEY"))?;
+    s.secret_access_key = env("GANTRY_ROOT_SECRET_ACCESS_KEY")
+        .ok_or_else(|| anyhow::anyhow!("set GANTRY_ROOT_SECRET_ACCESS_KEY"))?;
+    s.region = args.region;
+    s.bind = args.bind;
+    gantry_lb::run(s, server::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -53,10 +68,12 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server::run(args.into_config()?, None).await,
             Command::Up(args) => {
                 let local_agent = (!args.no_agent).then(|| args.cluster.clone());
+                let local_lb = !args.no_lb;
                 let cfg = args.into_config()?;
-                server::run(cfg, Some(server::UpOptions { local_agent })).await
+                server::run(cfg, Some(server::UpOptions { local_agent, local_lb })).await
             }
             Command::Agent(args) => run_agent(args).await,
+            Command::Lb(args) => run_lb(args).await,
         }
     })
 }

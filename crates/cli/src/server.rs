@@ -57,6 +57,8 @@ impl JsonService for EcrService {
 pub struct UpOptions {
     /// The cluster a local agent joins; `None` runs no agent.
     pub local_agent: Option<String>,
+    /// Whether to run a local load balancer.
+    pub local_lb: bool,
 }
 
 /// The address clients should use for a bound listener (a wildcard bind is reached on loopback).
@@ -178,7 +180,11 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(ecs::TARGET_PREFIX, ecs)
             .with_json(ECR_TARGET_PREFIX, ecr)
             .with_json(gantry_logs::TARGET_PREFIX, logs)
-            .with_query("sts", Arc::new(StsService)),
+            .with_query("sts", Arc::new(StsService))
+            .with_query(
+                "elasticloadbalancing",
+                Arc::new(gantry_elbv2::Elbv2Service::new(store.clone())),
+            ),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
     let agents = Arc::new(
@@ -201,10 +207,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         },
     ));
     let runner_task = tokio::spawn(runner.run(shutdown_rx.clone()));
+    let lb_channel = gantry_elbv2::lb_router(
+        store.clone(),
+        creds.clone(),
+        Arc::new(SystemClock),
+        shutdown_rx.clone(),
+    );
     let app = front
         .router()
         .merge(registry.router())
-        .merge(agents.router());
+        .merge(agents.router())
+        .merge(lb_channel);
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
 
     if let Some(path) = &cfg.ready_file {
@@ -260,6 +273,24 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         }
         None => None,
     };
+    // `gantry up`: one local load balancer, serving the listeners on this machine.
+    let lb = if up.as_ref().is_some_and(|u| u.local_lb) {
+        let mut settings = gantry_lb::LbSettings::new(endpoint.clone());
+        settings.access_key_id = creds.access_key_id.clone();
+        settings.secret_access_key = creds.secret_access_key.clone();
+        settings.region = cfg.region.clone();
+        let mut stop = shutdown_rx.clone();
+        Some(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = gantry_lb::run(settings, stopped).await {
+                tracing::error!(error = %e, "local load balancer stopped");
+            }
+        }))
+    } else {
+        None
+    };
     let stop_streams = shutdown_tx.clone();
     axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(async move {
@@ -271,6 +302,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let _ = shutdown_tx.send(true);
     if let Some(a) = agent {
         let _ = a.await;
+    }
+    if let Some(l) = lb {
+        let _ = l.await;
     }
     let _ = maintenance.await;
     let _ = gc.await;
