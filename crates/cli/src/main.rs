@@ -41,8 +41,9 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
 async fn run_lb(args: config::LbArgs) -> anyhow::Result<()> {
     let mut s = gantry_lb::LbSettings::new(args.endpoint);
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    s.access_key_id = env("GANTRY_ROOT_ACCESS_KEY_ID")
-        .ok_or_else(|| anyhow::anyhow!("set GANTRY_ROOT_ACCESS_KEY_ID and GANTRY_ROOT_SECRET_ACCESS_KEY"))?;
+    s.access_key_id = env("GANTRY_ROOT_ACCESS_KEY_ID").ok_or_else(|| {
+        anyhow::anyhow!("set GANTRY_ROOT_ACCESS_KEY_ID and GANTRY_ROOT_SECRET_ACCESS_KEY")
+    })?;
     s.secret_access_key = env("GANTRY_ROOT_SECRET_ACCESS_KEY")
         .ok_or_else(|| anyhow::anyhow!("set GANTRY_ROOT_SECRET_ACCESS_KEY"))?;
     s.region = args.region;
@@ -70,7 +71,14 @@ fn main() -> anyhow::Result<()> {
                 let local_agent = (!args.no_agent).then(|| args.cluster.clone());
                 let local_lb = !args.no_lb;
                 let cfg = args.into_config()?;
-                server::run(cfg, Some(server::UpOptions { local_agent, local_lb })).await
+                server::run(
+                    cfg,
+                    Some(server::UpOptions {
+                        local_agent,
+                        local_lb,
+                    }),
+                )
+                .await
             }
             Command::Agent(args) => run_agent(args).await,
             Command::Lb(args) => run_lb(args).await,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use gantry_api::agent_stream::AgentStreams;
+use gantry_api::ecs::service_lb::{TargetGroups, TargetSpec};
 use gantry_api::ecs::service_runner::{Liveness, ServiceRunner};
 use gantry_api::ecs::{self, EcsService};
 use gantry_api::sts::StsService;
@@ -123,6 +124,74 @@ async fn collect_stopped_tasks_forever(
     }
 }
 
+/// The service runner's view of target groups, over the ELBv2 API's records.
+struct ElbTargetGroups {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl TargetGroups for ElbTargetGroups {
+    async fn targets(
+        &self,
+        region: &str,
+        tg_arn: &str,
+        now: u64,
+    ) -> Result<Vec<(String, u16, gantry_domain::lb::TargetHealthState)>, String> {
+        gantry_elbv2::target_health(self.store.as_ref(), region, tg_arn, now)
+            .await
+            .map(|v| v.into_iter().map(|h| (h.id, h.port, h.state)).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn register(
+        &self,
+        region: &str,
+        tg_arn: &str,
+        targets: &[TargetSpec],
+        now: u64,
+    ) -> Result<(), String> {
+        let specs: Vec<gantry_elbv2::TargetSpec> = targets
+            .iter()
+            .map(|t| gantry_elbv2::TargetSpec {
+                id: t.id.clone(),
+                port: Some(t.port),
+                address: Some(t.address.clone()),
+                availability_zone: t.availability_zone.clone(),
+            })
+            .collect();
+        gantry_elbv2::register_targets_with_address(
+            self.store.as_ref(),
+            region,
+            tg_arn,
+            &specs,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn deregister(
+        &self,
+        region: &str,
+        tg_arn: &str,
+        targets: &[(String, u16)],
+        now: u64,
+    ) -> Result<(), String> {
+        gantry_elbv2::deregister_targets(self.store.as_ref(), region, tg_arn, targets, now)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn deregistration_delay_ms(&self, region: &str, tg_arn: &str) -> Option<u64> {
+        gantry_elbv2::target_group(self.store.as_ref(), region, tg_arn)
+            .await
+            .ok()
+            .flatten()
+            .map(|tg| tg.deregistration_delay_seconds() * 1000)
+    }
+}
+
 /// Runs the control plane until SIGTERM or Ctrl-C.
 pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
@@ -197,15 +266,20 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .with_grace(cfg.heartbeat_grace)
         .with_shutdown(shutdown_rx.clone()),
     );
-    let runner = Arc::new(ServiceRunner::new(
-        ecs_service.clone(),
-        Arc::new(SystemClock),
-        cfg.account_id.clone(),
-        Liveness {
-            heartbeat_grace: cfg.heartbeat_grace,
-            lost_after: cfg.lost_after,
-        },
-    ));
+    let runner = Arc::new(
+        ServiceRunner::new(
+            ecs_service.clone(),
+            Arc::new(SystemClock),
+            cfg.account_id.clone(),
+            Liveness {
+                heartbeat_grace: cfg.heartbeat_grace,
+                lost_after: cfg.lost_after,
+            },
+        )
+        .with_target_groups(Arc::new(ElbTargetGroups {
+            store: store.clone(),
+        })),
+    );
     let runner_task = tokio::spawn(runner.run(shutdown_rx.clone()));
     let lb_channel = gantry_elbv2::lb_router(
         store.clone(),

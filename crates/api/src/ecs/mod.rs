@@ -6,6 +6,7 @@ mod container_instances;
 mod error;
 pub(crate) mod keys;
 mod placement;
+pub mod service_lb;
 pub mod service_runner;
 mod services;
 mod tags;

@@ -24,7 +24,7 @@ use gantry_domain::task::{Task, TaskStatus, stop_code};
 use gantry_domain::task_definition::TaskDefinition;
 use gantry_store::{StoreExt, Txn, WatchError, encode};
 
-use super::{EcsError, EcsService, keys, placement, services, task_definitions, tasks};
+use super::{EcsError, EcsService, keys, placement, service_lb, services, task_definitions, tasks};
 use crate::context::{Clock, RequestContext};
 
 /// Timing of instance liveness.
@@ -48,6 +48,7 @@ impl Default for Liveness {
 /// Runs services and liveness for every cluster of every region.
 pub struct ServiceRunner {
     ecs: Arc<EcsService>,
+    target_groups: Option<Arc<dyn service_lb::TargetGroups>>,
     clock: Arc<dyn Clock>,
     account_id: String,
     liveness: Liveness,
@@ -93,10 +94,17 @@ impl ServiceRunner {
     ) -> Self {
         Self {
             ecs,
+            target_groups: None,
             clock,
             account_id: account_id.into(),
             liveness,
         }
+    }
+
+    /// Connects services' `loadBalancers` to the target groups.
+    pub fn with_target_groups(mut self, groups: Arc<dyn service_lb::TargetGroups>) -> Self {
+        self.target_groups = Some(groups);
+        self
     }
 
     /// Runs until `shutdown` turns true.
@@ -220,18 +228,63 @@ impl ServiceRunner {
         // DAEMON services are placed first.
         let mut ordered: Vec<&Service> = services.iter().collect();
         ordered.sort_by_key(|s| gantry_controller::service::placement_priority(s));
+        let by_id: HashMap<String, ContainerInstance> = instances
+            .iter()
+            .map(|i| (i.id.clone(), i.clone()))
+            .collect();
         for s in ordered {
-            let mut views = Vec::new();
-            for t in all_tasks
+            let service_tasks: Vec<&Task> = all_tasks
                 .iter()
                 .filter(|t| t.service_name.as_deref() == Some(s.name.as_str()))
-            {
+                .collect();
+            let behind_lb = self.target_groups.is_some() && service_lb::has_load_balancers(s);
+            let (lb, lb_events) = match &self.target_groups {
+                Some(groups) if behind_lb => {
+                    match service_lb::sync(
+                        &self.ecs,
+                        groups.as_ref(),
+                        ctx,
+                        cluster,
+                        s,
+                        &service_tasks,
+                        &by_id,
+                    )
+                    .await
+                    {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(service = %s.name, error = %e, "load balancer sync failed");
+                            Default::default()
+                        }
+                    }
+                }
+                _ => Default::default(),
+            };
+            if !lb_events.is_empty() {
+                self.append_events(
+                    ctx,
+                    &keys::service(&ctx.region, cluster, &s.name),
+                    lb_events,
+                )
+                .await?;
+            }
+            let mut views = Vec::new();
+            for t in &service_tasks {
                 let k = (t.family.clone(), t.revision);
                 if !defs.contains_key(&k) {
                     let d = task_definitions::get_revision(&self.ecs, ctx, &k.0, k.1).await?;
                     defs.insert(k.clone(), d);
                 }
-                let health = Health::of_task(t, defs.get(&k).and_then(Option::as_ref));
+                let container = Health::of_task(t, defs.get(&k).and_then(Option::as_ref));
+                let health = if behind_lb {
+                    service_lb::combine(
+                        container,
+                        lb.health.get(&t.id).copied(),
+                        t.last_status == TaskStatus::Deactivating,
+                    )
+                } else {
+                    container
+                };
                 views.push(TaskView::from_task(t, health));
             }
             let constraints = placement::constraints(&s.placement_constraints).unwrap_or_default();
@@ -260,7 +313,7 @@ impl ServiceRunner {
             if plan.is_empty() {
                 continue;
             }
-            if let Err(e) = self.apply(ctx, cluster, s, plan).await {
+            if let Err(e) = self.apply(ctx, cluster, s, plan, &lb, &service_tasks).await {
                 tracing::warn!(service = %s.name, error = %e, "applying the service plan failed");
             }
         }
@@ -325,6 +378,8 @@ impl ServiceRunner {
         cluster: &str,
         s: &Service,
         plan: Plan,
+        lb: &service_lb::LbState,
+        service_tasks: &[&Task],
     ) -> Result<(), EcsError> {
         let key = keys::service(&ctx.region, cluster, &s.name);
         // Commit the decided record first; a conflict means someone changed the service.
@@ -348,18 +403,35 @@ impl ServiceRunner {
         };
         let mut events: Vec<String> = Vec::new();
         let mut stopped = Vec::new();
+        let behind_lb = self.target_groups.is_some() && service_lb::has_load_balancers(s);
         for stop in &plan.stops {
-            match tasks::request_stop(
-                &self.ecs,
-                ctx,
-                cluster,
-                &stop.task_id,
-                stop_code::SERVICE_SCHEDULER_INITIATED,
-                &stop.reason,
-            )
-            .await
-            {
-                Ok(_) => stopped.push(stop.task_id.clone()),
+            let task = service_tasks.iter().find(|t| t.id == stop.task_id);
+            if task.is_some_and(|t| t.last_status == TaskStatus::Deactivating) {
+                continue; // already leaving: stopped once its deregistration delay is over
+            }
+            let reason = match lb.unhealthy_in.get(&stop.task_id) {
+                Some(tg) if stop.kind == gantry_controller::service::StopKind::Unhealthy => {
+                    format!("Task failed ELB health checks in (target-group {tg})")
+                }
+                _ => stop.reason.clone(),
+            };
+            let serving = task.is_some_and(|t| t.last_status == TaskStatus::Running);
+            let result = if behind_lb && serving {
+                service_lb::begin_stop(&self.ecs, ctx, cluster, &stop.task_id, &reason).await
+            } else {
+                tasks::request_stop(
+                    &self.ecs,
+                    ctx,
+                    cluster,
+                    &stop.task_id,
+                    stop_code::SERVICE_SCHEDULER_INITIATED,
+                    &reason,
+                )
+                .await
+                .map(|_| ())
+            };
+            match result {
+                Ok(()) => stopped.push(stop.task_id.clone()),
                 Err(e) => tracing::warn!(task = %stop.task_id, error = %e, "stop failed"),
             }
         }

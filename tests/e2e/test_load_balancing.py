@@ -1,0 +1,132 @@
+"""A service behind `gantry lb`: targets registered from the service, traffic through the
+listener, zero failed requests during a rolling deployment."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+from conftest import gantry_binary, require_docker
+from images import build_busybox_image, docker
+from test_agent_tasks import Agent, wait_until
+from test_ecr import login
+from test_services import cleanup, stable
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_lb(gantry, log_path):
+    env = dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=gantry.access_key,
+               GANTRY_ROOT_SECRET_ACCESS_KEY=gantry.secret_key, GANTRY_LOG="info")
+    return subprocess.Popen([gantry_binary(), "lb", "--endpoint", gantry.endpoint], env=env,
+                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+
+
+def page_td(family, image, version):
+    cmd = (f"mkdir -p /tmp/w && echo \"v{version} $(hostname)\" > /tmp/w/index.html && "
+           "exec httpd -f -p 8080 -h /tmp/w")
+    return {"family": family, "containerDefinitions": [{
+        "name": "web", "image": image, "memory": 32, "essential": True, "stopTimeout": 2,
+        "command": ["/bin/sh", "-c", cmd], "portMappings": [{"containerPort": 8080, "hostPort": 0}]}]}
+
+
+def test_service_behind_a_load_balancer_rolls_without_errors(gantry, tmp_path):
+    require_docker()
+    ecs, elb = gantry.client("ecs"), gantry.client("elbv2")
+    repo = f"lbweb-{uuid.uuid4().hex[:8]}"
+    uri = gantry.aws_json("ecr", "create-repository", "--repository-name", repo)["repository"]["repositoryUri"]
+    local = build_busybox_image(tmp_path, f"gantry-e2e/{repo}:src")
+    login(gantry)
+    docker("tag", local, f"{uri}:v1")
+    docker("push", f"{uri}:v1")
+    lb_proc = start_lb(gantry, tmp_path / "lb.log")
+    ecs.create_cluster(clusterName="lbc")
+    agent = Agent(gantry, "lbc", tmp_path / "agent").start()
+    stop_load = threading.Event()
+    try:
+        wait_until(lambda: ecs.list_container_instances(cluster="lbc")["containerInstanceArns"], what="agent")
+        lb = gantry.aws_json("elbv2", "create-load-balancer", "--name", "web", "--type", "application",
+                             "--subnets", "subnet-1", "subnet-2")["LoadBalancers"][0]
+        tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=8080, VpcId="vpc-1", TargetType="instance",
+                                     HealthCheckPath="/index.html", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+                                     HealthyThresholdCount=2, UnhealthyThresholdCount=2)["TargetGroups"][0]
+        elb.modify_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"], Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "3"}])
+        port = free_port()
+        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}])
+        ecs.register_task_definition(**page_td("lbweb", f"{uri}:v1", 1))
+        ecs.create_service(cluster="lbc", serviceName="web", taskDefinition="lbweb", desiredCount=3,
+                           loadBalancers=[{"targetGroupArn": tg["TargetGroupArn"], "containerName": "web",
+                                           "containerPort": 8080}],
+                           deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200})
+        stable(ecs, "lbc", "web", attempts=120)
+
+        def healthy_targets():
+            th = elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
+            ok = [t for t in th if t["TargetHealth"]["State"] == "healthy"]
+            return len(ok) == 3 and ok
+        wait_until(healthy_targets, timeout=90, interval=0.5, what="3 healthy targets")
+
+        url = f"http://127.0.0.1:{port}/index.html"
+        seen = set()
+        for _ in range(60):
+            body = urllib.request.urlopen(url, timeout=5).read().decode()
+            seen.add(body.split()[1])
+        assert len(seen) == 3, f"requests reach all 3 tasks: {seen}"
+
+        results = {"ok": 0, "bad": [], "v2": 0}
+
+        def load():
+            while not stop_load.is_set():
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        b = r.read().decode()
+                        results["ok"] += 1
+                        if b.startswith("v2"):
+                            results["v2"] += 1
+                except urllib.error.HTTPError as e:
+                    results["bad"].append(f"HTTP {e.code}")
+                except Exception as e:  # connection errors count as failures
+                    results["bad"].append(repr(e))
+                time.sleep(0.005)
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        ecs.register_task_definition(**page_td("lbweb", f"{uri}:v1", 2))
+        ecs.update_service(cluster="lbc", service="web", taskDefinition="lbweb:2")
+
+        def rolled():
+            s = ecs.describe_services(cluster="lbc", services=["web"])["services"][0]
+            return (len(s["deployments"]) == 1 and s["deployments"][0]["taskDefinition"].endswith(":2")
+                    and s["runningCount"] == 3)
+        wait_until(rolled, timeout=180, interval=0.5, what="rolling deployment")
+        time.sleep(2)
+        stop_load.set()
+        loader.join(timeout=10)
+        assert results["ok"] > 100 and results["v2"] > 0
+        assert results["bad"] == [], f"{len(results['bad'])} failed requests, e.g. {results['bad'][:5]}"
+        s = ecs.describe_services(cluster="lbc", services=["web"])["services"][0]
+        assert any("registered" in e["message"] and "target-group" in e["message"] for e in s["events"])
+    finally:
+        stop_load.set()
+        try:
+            cleanup(ecs, "lbc")
+        except Exception:
+            pass
+        agent.stop()
+        lb_proc.send_signal(signal.SIGTERM)
+        try:
+            lb_proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lb_proc.kill()
+        docker("rmi", "-f", f"{uri}:v1", local, check=False)
