@@ -130,3 +130,86 @@ def test_service_behind_a_load_balancer_rolls_without_errors(gantry, tmp_path):
         except subprocess.TimeoutExpired:
             lb_proc.kill()
         docker("rmi", "-f", f"{uri}:v1", local, check=False)
+
+
+def test_path_rule_second_service_and_unhealthy_replacement(gantry, tmp_path):
+    require_docker()
+    ecs, elb = gantry.client("ecs"), gantry.client("elbv2")
+    repo = f"lbapi-{uuid.uuid4().hex[:8]}"
+    uri = gantry.aws_json("ecr", "create-repository", "--repository-name", repo)["repository"]["repositoryUri"]
+    local = build_busybox_image(tmp_path, f"gantry-e2e/{repo}:src")
+    login(gantry)
+    docker("tag", local, f"{uri}:v1")
+    docker("push", f"{uri}:v1")
+    lb_proc = start_lb(gantry, tmp_path / "lb.log")
+    ecs.create_cluster(clusterName="lbr")
+    agent = Agent(gantry, "lbr", tmp_path / "agent").start()
+    try:
+        wait_until(lambda: ecs.list_container_instances(cluster="lbr")["containerInstanceArns"], what="agent")
+        lb = elb.create_load_balancer(Name="edge", Subnets=["s-1"], Type="application")["LoadBalancers"][0]
+
+        def group(name):
+            tg = elb.create_target_group(Name=name, Protocol="HTTP", Port=8080, VpcId="vpc-1", TargetType="instance",
+                                         HealthCheckPath="/health.html", HealthCheckIntervalSeconds=5,
+                                         HealthCheckTimeoutSeconds=2, HealthyThresholdCount=2,
+                                         UnhealthyThresholdCount=2)["TargetGroups"][0]
+            elb.modify_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"], Attributes=[
+                {"Key": "deregistration_delay.timeout_seconds", "Value": "1"}])
+            return tg["TargetGroupArn"]
+        web_tg, api_tg = group("web"), group("api")
+        port = free_port()
+        listener = elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+                                       DefaultActions=[{"Type": "forward", "TargetGroupArn": web_tg}])["Listeners"][0]
+        elb.create_rule(ListenerArn=listener["ListenerArn"], Priority=10,
+                        Conditions=[{"Field": "path-pattern", "Values": ["/api/*"]}],
+                        Actions=[{"Type": "forward", "TargetGroupArn": api_tg}])
+
+        def td(family, text):
+            cmd = (f"mkdir -p /tmp/w/api && echo {text} > /tmp/w/index.html && echo {text} > /tmp/w/api/index.html && "
+                   "echo ok > /tmp/w/health.html && exec httpd -f -p 8080 -h /tmp/w")
+            return {"family": family, "containerDefinitions": [{
+                "name": "web", "image": f"{uri}:v1", "memory": 32, "stopTimeout": 2,
+                "command": ["/bin/sh", "-c", cmd], "portMappings": [{"containerPort": 8080, "hostPort": 0}]}]}
+        ecs.register_task_definition(**td("front", "front-page"))
+        ecs.register_task_definition(**td("api", "api-page"))
+        for name, tg, count in [("front", web_tg, 1), ("api", api_tg, 2)]:
+            ecs.create_service(cluster="lbr", serviceName=name, taskDefinition=name, desiredCount=count,
+                               healthCheckGracePeriodSeconds=0,
+                               loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}])
+        stable(ecs, "lbr", "front", attempts=120)
+        stable(ecs, "lbr", "api", attempts=120)
+
+        def all_healthy(tg, n):
+            th = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+            return len([t for t in th if t["TargetHealth"]["State"] == "healthy"]) == n
+        wait_until(lambda: all_healthy(web_tg, 1) and all_healthy(api_tg, 2), timeout=60, what="healthy targets")
+        base = f"http://127.0.0.1:{port}"
+        assert "front-page" in urllib.request.urlopen(f"{base}/index.html", timeout=5).read().decode()
+        assert "api-page" in urllib.request.urlopen(f"{base}/api/index.html", timeout=5).read().decode()
+
+        # One api task stops answering its health check: unhealthy, out of traffic, replaced.
+        api_tasks = ecs.describe_tasks(cluster="lbr", tasks=ecs.list_tasks(cluster="lbr", serviceName="api")["taskArns"])["tasks"]
+        sick = api_tasks[0]
+        docker("exec", sick["containers"][0]["runtimeId"], "rm", "/tmp/w/health.html")
+
+        def replaced():
+            t = ecs.describe_tasks(cluster="lbr", tasks=[sick["taskArn"]])["tasks"][0]
+            return t["lastStatus"] == "STOPPED" and t
+        stopped = wait_until(replaced, timeout=120, interval=1, what="unhealthy task replaced")
+        assert "ELB health checks" in stopped["stoppedReason"], stopped["stoppedReason"]
+        s = stable(ecs, "lbr", "api", attempts=120)
+        assert s["runningCount"] == 2
+        for _ in range(20):
+            assert "api-page" in urllib.request.urlopen(f"{base}/api/index.html", timeout=5).read().decode()
+    finally:
+        try:
+            cleanup(ecs, "lbr")
+        except Exception:
+            pass
+        agent.stop()
+        lb_proc.send_signal(signal.SIGTERM)
+        try:
+            lb_proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lb_proc.kill()
+        docker("rmi", "-f", f"{uri}:v1", local, check=False)

@@ -101,6 +101,16 @@ def test_service_rolls_and_breaker_rolls_back(gantry, busybox, tmp_path):
         s = wait_until(rolled_back, timeout=180, interval=1, what="rollback")
         msgs = [e["message"] for e in s["events"]]
         assert any("circuit breaker" in m or "deployment failed" in m for m in msgs)
+
+        history = ecs.list_service_deployments(cluster="svc", service="web")["serviceDeployments"]
+        assert len(history) >= 3
+        assert history[0]["createdAt"] >= history[-1]["createdAt"], "newest first"
+        statuses = {h["status"] for h in history}
+        assert "SUCCESSFUL" in statuses and "ROLLBACK_REQUESTED" in statuses, statuses
+        d = ecs.describe_service_deployments(serviceDeploymentArns=[history[0]["serviceDeploymentArn"],
+                                                                    history[0]["serviceDeploymentArn"] + "9"])
+        assert d["serviceDeployments"][0]["serviceDeploymentArn"] == history[0]["serviceDeploymentArn"]
+        assert d["failures"][0]["reason"] == "MISSING"
     finally:
         cleanup(ecs, "svc")
         for a in agents:

@@ -53,3 +53,12 @@ pub fn services(region: &str, cluster: &str) -> String {
 pub fn service(region: &str, cluster: &str, name: &str) -> String {
     format!("ecs/{region}/service/{cluster}/{name}")
 }
+
+pub fn service_deployments(region: &str, cluster: &str, service: &str) -> String {
+    format!("ecs/{region}/service-deployment/{cluster}/{service}/")
+}
+
+pub fn service_deployment(region: &str, cluster: &str, service: &str, id: &str) -> String {
+    let digits = id.rsplit('/').next().unwrap_or(id);
+    format!("ecs/{region}/service-deployment/{cluster}/{service}/{digits}")
+}

@@ -6,6 +6,7 @@ mod container_instances;
 mod error;
 pub(crate) mod keys;
 mod placement;
+mod service_deployments;
 pub mod service_lb;
 pub mod service_runner;
 mod services;
@@ -215,6 +216,8 @@ impl EcsService {
                 | DeleteService
                 | DescribeServices
                 | ListServices
+                | ListServiceDeployments
+                | DescribeServiceDeployments
         )
     }
 
@@ -265,6 +268,8 @@ impl EcsService {
             DeleteService => services::delete(self, body, ctx).await,
             DescribeServices => services::describe(self, body, ctx).await,
             ListServices => services::list(self, body, ctx).await,
+            ListServiceDeployments => service_deployments::list(self, body, ctx).await,
+            DescribeServiceDeployments => service_deployments::describe(self, body, ctx).await,
             other => Err(EcsError::Unsupported(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

@@ -397,6 +397,7 @@ impl ServiceRunner {
                 if !self.ecs.store.commit(txn).await?.is_committed() {
                     return Ok(());
                 }
+                super::service_deployments::record(&self.ecs, ctx, Some(s), updated).await?;
                 updated.clone()
             }
             None => s.clone(),

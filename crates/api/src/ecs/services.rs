@@ -420,6 +420,7 @@ pub(super) async fn create(
         Ok((txn, s))
     })
     .await?;
+    super::service_deployments::record(svc, ctx, None, &service).await?;
     Ok(json!({"service": to_wire(&service, ctx, &BTreeMap::new(), true)}))
 }
 
@@ -548,6 +549,7 @@ pub(super) async fn update(
         Ok((txn, s))
     })
     .await?;
+    super::service_deployments::record(svc, ctx, None, &service).await?;
     let counts = task_counts(svc, ctx, &cluster).await?;
     Ok(json!({"service": to_wire(&service, ctx, &counts, false)}))
 }

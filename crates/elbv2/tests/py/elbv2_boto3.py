@@ -20,6 +20,11 @@ elb = boto3.client("elbv2", endpoint_url=ENDPOINT, region_name=REGION)
 checks = 0
 
 
+
+def other(arn):
+    """The same ARN with its last character changed: one that does not exist."""
+    return arn[:-1] + ("1" if arn.endswith("0") else "0")
+
 def check(cond, what):
     global checks
     checks += 1
@@ -80,7 +85,7 @@ names = [l["LoadBalancerName"] for p in pages for l in p["LoadBalancers"]]
 check(names == ["page0", "page1", "page2", "tcp", "web"], names)
 check(elb.describe_load_balancers(Names=["web"])["LoadBalancers"][0]["LoadBalancerArn"] == lb_arn, "by name")
 expect_error("LoadBalancerNotFound", elb.describe_load_balancers, Names=["nope"])
-expect_error("LoadBalancerNotFound", elb.describe_load_balancers, LoadBalancerArns=[lb_arn[:-1] + "0"])
+expect_error("LoadBalancerNotFound", elb.describe_load_balancers, LoadBalancerArns=[other(lb_arn)])
 elb.get_waiter("load_balancer_available").wait(LoadBalancerArns=[lb_arn], WaiterConfig={"Delay": 1})
 
 attrs = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb_arn)["Attributes"]}
@@ -109,7 +114,7 @@ expect_error("InvalidConfigurationRequest", elb.create_target_group, Name="bad",
 expect_error("ValidationError", elb.create_target_group, Name="bad", Protocol="HTTP", Port=80, Matcher={"HttpCode": "xyz"})
 tg = elb.modify_target_group(TargetGroupArn=tg_arn, HealthCheckPath="/ready")["TargetGroups"][0]
 check(tg["HealthCheckPath"] == "/ready", "modified hc path")
-expect_error("TargetGroupNotFound", elb.modify_target_group, TargetGroupArn=tg_arn[:-1] + "0", HealthCheckPath="/x")
+expect_error("TargetGroupNotFound", elb.modify_target_group, TargetGroupArn=other(tg_arn), HealthCheckPath="/x")
 check(len(elb.describe_target_groups()["TargetGroups"]) == 3, "3 tgs")
 check(elb.describe_target_groups(Names=["api"])["TargetGroups"][0]["TargetGroupArn"] == tg_arn, "tg by name")
 expect_error("TargetGroupNotFound", elb.describe_target_groups, Names=["nope"])
@@ -139,10 +144,10 @@ check(":listener/app/web/" in l_arn, l_arn)
 expect_error("DuplicateListener", elb.create_listener, LoadBalancerArn=lb_arn, Protocol="HTTP", Port=18080,
              DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])
 expect_error("TargetGroupNotFound", elb.create_listener, LoadBalancerArn=lb_arn, Protocol="HTTP", Port=18081,
-             DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn[:-1] + "0"}])
+             DefaultActions=[{"Type": "forward", "TargetGroupArn": other(tg_arn)}])
 expect_error("IncompatibleProtocols", elb.create_listener, LoadBalancerArn=lb_arn, Protocol="HTTP", Port=18081,
              DefaultActions=[{"Type": "forward", "TargetGroupArn": tcp_tg["TargetGroupArn"]}])
-expect_error("LoadBalancerNotFound", elb.create_listener, LoadBalancerArn=lb_arn[:-1] + "0", Protocol="HTTP", Port=1,
+expect_error("LoadBalancerNotFound", elb.create_listener, LoadBalancerArn=other(lb_arn), Protocol="HTTP", Port=1,
              DefaultActions=[{"Type": "forward", "TargetGroupArn": tg2_arn}])
 expect_error("UnsupportedProtocol", elb.create_listener, LoadBalancerArn=lb_arn, Protocol="HTTPS", Port=18443,
              DefaultActions=[{"Type": "forward", "TargetGroupArn": tg2_arn}])
@@ -161,7 +166,7 @@ expect_error("DuplicateListener", elb.modify_listener, ListenerArn=fixed["Listen
 ls = elb.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
 check([l["Port"] for l in ls] == [18080, 18083], ls)
 check(elb.describe_listeners(ListenerArns=[l_arn])["Listeners"][0]["ListenerArn"] == l_arn, "listener by arn")
-expect_error("ListenerNotFound", elb.describe_listeners, ListenerArns=[l_arn[:-1] + "0"])
+expect_error("ListenerNotFound", elb.describe_listeners, ListenerArns=[other(l_arn)])
 expect_error("ValidationError", elb.describe_listeners)
 check(len(elb.describe_listeners(LoadBalancerArn=lb_arn, PageSize=1)["Listeners"]) == 1, "listener paging")
 tgd = elb.describe_target_groups(LoadBalancerArn=lb_arn)["TargetGroups"]
@@ -187,13 +192,13 @@ expect_error("PriorityInUse", elb.create_rule, ListenerArn=l_arn, Priority=10,
              Actions=[{"Type": "forward", "TargetGroupArn": tg_arn}])
 expect_error("ValidationError", elb.create_rule, ListenerArn=l_arn, Priority=30,
              Conditions=[{"Field": "bogus", "Values": ["x"]}], Actions=[{"Type": "forward", "TargetGroupArn": tg_arn}])
-expect_error("ListenerNotFound", elb.create_rule, ListenerArn=l_arn[:-1] + "0", Priority=30,
+expect_error("ListenerNotFound", elb.create_rule, ListenerArn=other(l_arn), Priority=30,
              Conditions=[{"Field": "path-pattern", "Values": ["/x"]}], Actions=[{"Type": "forward", "TargetGroupArn": tg_arn}])
 rules = elb.describe_rules(ListenerArn=l_arn)["Rules"]
 check([r["Priority"] for r in rules] == ["10", "20", "default"], rules)
 check(rules[2]["IsDefault"] and rules[2]["Actions"][0]["TargetGroupArn"] == tg2_arn, rules[2])
 check(elb.describe_rules(RuleArns=[r1["RuleArn"]])["Rules"][0]["RuleArn"] == r1["RuleArn"], "rule by arn")
-expect_error("RuleNotFound", elb.describe_rules, RuleArns=[r1["RuleArn"][:-1] + "0"])
+expect_error("RuleNotFound", elb.describe_rules, RuleArns=[other(r1["RuleArn"])])
 m = elb.modify_rule(RuleArn=r1["RuleArn"], Conditions=[{"Field": "path-pattern", "Values": ["/v1/*"]}])["Rules"][0]
 check(m["Conditions"][0]["Values"] == ["/v1/*"], m)
 swapped = elb.set_rule_priorities(RulePriorities=[{"RuleArn": r1["RuleArn"], "Priority": 20}, {"RuleArn": r2["RuleArn"], "Priority": 10}])["Rules"]
@@ -209,7 +214,7 @@ check(len(elb.describe_rules(ListenerArn=l_arn)["Rules"]) == 2, "rule deleted")
 # --- targets and health ---
 elb.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": "127.0.0.1", "Port": 9001}, {"Id": "127.0.0.1", "Port": 9002}])
 expect_error("InvalidTarget", elb.register_targets, TargetGroupArn=tg_arn, Targets=[{"Id": "i-0123456789abcdef0", "Port": 80}])
-expect_error("TargetGroupNotFound", elb.register_targets, TargetGroupArn=tg_arn[:-1] + "0", Targets=[{"Id": "127.0.0.1"}])
+expect_error("TargetGroupNotFound", elb.register_targets, TargetGroupArn=other(tg_arn), Targets=[{"Id": "127.0.0.1"}])
 health = elb.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
 check(sorted(h["Target"]["Port"] for h in health) == [9001, 9002], health)
 check(all(h["TargetHealth"]["State"] == "initial" and h["TargetHealth"]["Reason"] == "Elb.RegistrationInProgress" for h in health), health)
@@ -256,8 +261,8 @@ elb.remove_tags(ResourceArns=[lb_arn], TagKeys=["env"])
 check(elb.describe_tags(ResourceArns=[lb_arn])["TagDescriptions"][0]["Tags"] == [{"Key": "team", "Value": "core"}], "removed")
 expect_error("DuplicateTagKeys", elb.add_tags, ResourceArns=[lb_arn], Tags=[{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}])
 expect_error("TooManyTags", elb.add_tags, ResourceArns=[lb_arn], Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(50)])
-expect_error("LoadBalancerNotFound", elb.describe_tags, ResourceArns=[lb_arn[:-1] + "0"])
-expect_error("TargetGroupNotFound", elb.add_tags, ResourceArns=[tg_arn[:-1] + "0"], Tags=[{"Key": "a", "Value": "1"}])
+expect_error("LoadBalancerNotFound", elb.describe_tags, ResourceArns=[other(lb_arn)])
+expect_error("TargetGroupNotFound", elb.add_tags, ResourceArns=[other(tg_arn)], Tags=[{"Key": "a", "Value": "1"}])
 
 # --- unsupported and unknown operations ---
 status = expect_error("OperationNotPermitted", elb.describe_ssl_policies)
