@@ -49,8 +49,13 @@ fn status(r: &DeploymentRecord) -> (&'static str, Option<String>) {
     match d.rollout_state {
         RolloutState::Completed => ("SUCCESSFUL", d.rollout_state_reason.clone()),
         RolloutState::Failed => ("ROLLBACK_REQUESTED", d.rollout_state_reason.clone()),
-        RolloutState::InProgress if r.stopped_at.is_some() || d.status != DeploymentStatus::Primary => {
-            ("STOPPED", Some("A newer deployment replaced this one.".to_owned()))
+        RolloutState::InProgress
+            if r.stopped_at.is_some() || d.status != DeploymentStatus::Primary =>
+        {
+            (
+                "STOPPED",
+                Some("A newer deployment replaced this one.".to_owned()),
+            )
         }
         RolloutState::InProgress => ("IN_PROGRESS", d.rollout_state_reason.clone()),
     }
@@ -73,14 +78,21 @@ pub(crate) async fn record(
     for d in &after.deployments {
         let key = keys::service_deployment(&ctx.region, &after.cluster, &after.name, &d.id);
         let existing = svc.store.get_typed::<DeploymentRecord>(&key).await?;
-        let mut rec = existing.as_ref().map(|e| e.value.clone()).unwrap_or(DeploymentRecord {
-            service: after.name.clone(),
-            cluster: after.cluster.clone(),
-            deployment: d.clone(),
-            sources: if d.status == DeploymentStatus::Primary { sources.clone() } else { vec![] },
-            stopped_at: None,
-            finished_at: None,
-        });
+        let mut rec = existing
+            .as_ref()
+            .map(|e| e.value.clone())
+            .unwrap_or(DeploymentRecord {
+                service: after.name.clone(),
+                cluster: after.cluster.clone(),
+                deployment: d.clone(),
+                sources: if d.status == DeploymentStatus::Primary {
+                    sources.clone()
+                } else {
+                    vec![]
+                },
+                stopped_at: None,
+                finished_at: None,
+            });
         if rec.deployment == *d && existing.is_some() {
             continue;
         }
@@ -97,8 +109,23 @@ pub(crate) async fn record(
         let key = keys::service_deployment(&ctx.region, &after.cluster, &after.name, &d.id);
         if let Some(e) = svc.store.get_typed::<DeploymentRecord>(&key).await? {
             let mut rec = e.value.clone();
-            if rec.deployment.rollout_state == RolloutState::InProgress && rec.stopped_at.is_none() {
-                rec.stopped_at = Some(ctx.now);
+            if rec.deployment.rollout_state == RolloutState::InProgress && rec.stopped_at.is_none()
+            {
+                // A deployment the circuit breaker failed can leave the list in the same change
+                // that fails it; the service's events say so.
+                let failed = format!("(deployment {}) deployment failed", d.id);
+                if after
+                    .events
+                    .iter()
+                    .take(10)
+                    .any(|e| e.message.contains(&failed))
+                {
+                    rec.deployment.rollout_state = RolloutState::Failed;
+                    rec.deployment.rollout_state_reason =
+                        Some("ECS deployment circuit breaker: tasks failed to start.".to_owned());
+                } else {
+                    rec.stopped_at = Some(ctx.now);
+                }
                 rec.finished_at = Some(ctx.now);
                 txn = txn.put(&key, encode(&key, &rec)?);
             }
@@ -149,7 +176,11 @@ struct CreatedAt {
     after: Option<f64>,
 }
 
-pub(super) async fn list(svc: &EcsService, body: &[u8], ctx: &RequestContext) -> Result<Value, EcsError> {
+pub(super) async fn list(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let req: ListRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
     let Some(reference) = req.service.as_deref().filter(|s| !s.is_empty()) else {
@@ -162,7 +193,11 @@ pub(super) async fn list(svc: &EcsService, body: &[u8], ctx: &RequestContext) ->
         .value;
     let all = svc
         .store
-        .scan_all_typed::<DeploymentRecord>(&keys::service_deployments(&ctx.region, &cluster, &service.name))
+        .scan_all_typed::<DeploymentRecord>(&keys::service_deployments(
+            &ctx.region,
+            &cluster,
+            &service.name,
+        ))
         .await?;
     let mut items: Vec<(String, Value)> = all
         .into_iter()
@@ -175,7 +210,16 @@ pub(super) async fn list(svc: &EcsService, body: &[u8], ctx: &RequestContext) ->
             })
         })
         // Newest first: invert the creation time in the sort key.
-        .map(|r| (format!("{:020}-{}", u64::MAX - r.deployment.created_at, r.deployment.id), brief(ctx, &r)))
+        .map(|r| {
+            (
+                format!(
+                    "{:020}-{}",
+                    u64::MAX - r.deployment.created_at,
+                    r.deployment.id
+                ),
+                brief(ctx, &r),
+            )
+        })
         .collect();
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let (page, next) = paginate(items, req.next_token.as_deref(), limit)?;
@@ -189,27 +233,43 @@ struct DescribeRequest {
     service_deployment_arns: Vec<String>,
 }
 
-pub(super) async fn describe(svc: &EcsService, body: &[u8], ctx: &RequestContext) -> Result<Value, EcsError> {
+pub(super) async fn describe(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let req: DescribeRequest = parse(body)?;
     if req.service_deployment_arns.is_empty() || req.service_deployment_arns.len() > 20 {
-        return Err(EcsError::invalid("serviceDeploymentArns must hold between 1 and 20 entries."));
+        return Err(EcsError::invalid(
+            "serviceDeploymentArns must hold between 1 and 20 entries.",
+        ));
     }
     let mut out = Vec::new();
     let mut failures = Vec::new();
     for a in &req.service_deployment_arns {
         let parsed = Arn::parse(a).ok();
-        let parts: Option<(String, String, String)> = parsed.as_ref().and_then(|p| match p.resource_parts() {
-            ("service-deployment", rest) => {
-                let mut it = rest.splitn(3, '/');
-                Some((it.next()?.to_owned(), it.next()?.to_owned(), it.next()?.to_owned()))
-            }
-            _ => None,
-        });
+        let parts: Option<(String, String, String)> =
+            parsed.as_ref().and_then(|p| match p.resource_parts() {
+                ("service-deployment", rest) => {
+                    let mut it = rest.splitn(3, '/');
+                    Some((
+                        it.next()?.to_owned(),
+                        it.next()?.to_owned(),
+                        it.next()?.to_owned(),
+                    ))
+                }
+                _ => None,
+            });
         let Some((cluster, service, digits)) = parts else {
             failures.push(failure(a, "MISSING", None));
             continue;
         };
-        let key = keys::service_deployment(&ctx.region, &cluster, &service, &format!("ecs-svc/{digits}"));
+        let key = keys::service_deployment(
+            &ctx.region,
+            &cluster,
+            &service,
+            &format!("ecs-svc/{digits}"),
+        );
         match svc.store.get_typed::<DeploymentRecord>(&key).await? {
             Some(r) => {
                 let r = r.value;
@@ -218,11 +278,12 @@ pub(super) async fn describe(svc: &EcsService, body: &[u8], ctx: &RequestContext
                 if let Some(s) = r.stopped_at {
                     v["stoppedAt"] = secs(s);
                 }
-                v["sourceServiceRevisions"] = json!(r
-                    .sources
-                    .iter()
-                    .map(|s| json!({"arn": s}))
-                    .collect::<Vec<_>>());
+                v["sourceServiceRevisions"] = json!(
+                    r.sources
+                        .iter()
+                        .map(|s| json!({"arn": s}))
+                        .collect::<Vec<_>>()
+                );
                 v["targetServiceRevision"] = json!({
                     "arn": v["targetServiceRevisionArn"].clone(),
                     "requestedTaskCount": r.deployment.desired_count,
