@@ -53,6 +53,12 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         running_timeout_s: u64,
     },
+    /// Counts the cluster's connected instances (ListContainerInstances --filter).
+    Fleet {
+        /// Exit non-zero unless exactly this many are connected.
+        #[arg(long)]
+        expect: Option<usize>,
+    },
     /// Times rolling deployments of a service.
     Deploy {
         #[arg(long, default_value_t = 50)]
@@ -416,6 +422,36 @@ async fn deploy(
     Ok(())
 }
 
+async fn fleet(args: &Args, expect: Option<usize>) -> anyhow::Result<()> {
+    let api = client(args, 2)?;
+    let started = Instant::now();
+    let (mut connected, mut token) = (0usize, None::<String>);
+    loop {
+        let mut req = json!({
+            "cluster": args.cluster, "filter": "agentConnected == true", "maxResults": 100,
+        });
+        if let Some(t) = &token {
+            req["nextToken"] = json!(t);
+        }
+        let v = api.call("ListContainerInstances", &req).await?;
+        connected += v["containerInstanceArns"].as_array().map_or(0, Vec::len);
+        match v["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    println!(
+        "RESULT connected={connected} list_s={:.2}",
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(n) = expect
+        && n != connected
+    {
+        bail!("{connected} instances connected, expected {n}");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -442,6 +478,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Command::Fleet { expect } => fleet(&args, *expect).await,
             Command::Deploy {
                 tasks,
                 rounds,
