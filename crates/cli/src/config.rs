@@ -73,6 +73,25 @@ pub struct LbArgs {
     pub region: String,
 }
 
+/// `gantry simulate` flags.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    #[arg(long, env = "GANTRY_ENDPOINT")]
+    pub endpoint: String,
+    /// The cluster the simulated instances join (created when missing).
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// How many container instances to simulate.
+    #[arg(long, default_value_t = 100)]
+    pub instances: usize,
+    /// Seeds the fleet mix (zones, instance types, sizes).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
 fn parse_attribute(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),

@@ -28,6 +28,9 @@ enum Command {
     Agent(config::AgentArgs),
     /// Run a load balancer: serve the listeners of the load balancers defined through ELBv2.
     Lb(config::LbArgs),
+    /// Register N simulated container instances that stay connected and run every task they are
+    /// given at once (no containers): for measuring the control plane at scale.
+    Simulate(config::SimulateArgs),
 }
 
 async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
@@ -49,6 +52,21 @@ async fn run_lb(args: config::LbArgs) -> anyhow::Result<()> {
     s.region = args.region;
     s.bind = args.bind;
     gantry_lb::run(s, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_simulate(args: config::SimulateArgs) -> anyhow::Result<()> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(ak), Some(sk)) = (
+        env("GANTRY_ROOT_ACCESS_KEY_ID"),
+        env("GANTRY_ROOT_SECRET_ACCESS_KEY"),
+    ) else {
+        anyhow::bail!("set GANTRY_ROOT_ACCESS_KEY_ID and GANTRY_ROOT_SECRET_ACCESS_KEY");
+    };
+    let mut cfg = gantry_sim::SimConfig::new(args.endpoint, args.cluster, args.instances, ak, sk);
+    cfg.seed = args.seed;
+    cfg.region = args.region;
+    gantry_sim::run(cfg, server::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -82,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Agent(args) => run_agent(args).await,
             Command::Lb(args) => run_lb(args).await,
+            Command::Simulate(args) => run_simulate(args).await,
         }
     })
 }
