@@ -1,6 +1,7 @@
 //! The ECS API (`AmazonEC2ContainerServiceV20141113`): every operation of the model is listed in
 //! [`EcsOperation`]; the implemented ones live in one module per resource.
 
+mod cache;
 mod clusters;
 mod container_instances;
 mod error;
@@ -157,6 +158,8 @@ pub struct EcsService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) ids: Arc<dyn IdGen>,
     pub(crate) locks: KeyedLocks,
+    /// Decoded container instances and tasks, reused while their revision is unchanged.
+    pub(crate) cache: cache::RecordCache,
 }
 
 impl fmt::Debug for EcsService {
@@ -173,6 +176,7 @@ impl EcsService {
             store,
             ids,
             locks: KeyedLocks::default(),
+            cache: Default::default(),
         }
     }
 

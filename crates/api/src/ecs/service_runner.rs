@@ -179,20 +179,16 @@ impl ServiceRunner {
 
     async fn cluster_pass(&self, ctx: &RequestContext, cluster: &str) -> Result<(), EcsError> {
         let store = &self.ecs.store;
-        let instances: Vec<ContainerInstance> = store
-            .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, cluster))
+        let cache = &self.ecs.cache;
+        let instances: Vec<ContainerInstance> = cache
+            .scan::<ContainerInstance>(
+                store.as_ref(),
+                &keys::container_instances(&ctx.region, cluster),
+            )
             .await?
             .into_iter()
-            .map(|v| v.value)
+            .map(|(_, v)| (*v).clone())
             .collect();
-        let all_tasks: Vec<Task> = store
-            .scan_all_typed::<Task>(&keys::tasks(&ctx.region, cluster))
-            .await?
-            .into_iter()
-            .map(|v| v.value)
-            .collect();
-        self.mark_lost(ctx, cluster, &instances, &all_tasks).await?;
-
         let services: Vec<Service> = store
             .scan_all_typed::<Service>(&keys::services(&ctx.region, cluster))
             .await?
@@ -200,6 +196,23 @@ impl ServiceRunner {
             .map(|v| v.value)
             .filter(|s| s.status != ServiceStatus::Inactive)
             .collect();
+        let now = self.clock.now_millis();
+        let lost_after = self.liveness.lost_after.as_millis() as u64;
+        let any_lost = instances.iter().any(|ci| {
+            !ci.agent_connected && ci.disconnected_at.is_some_and(|d| d + lost_after <= now)
+        });
+        if services.is_empty() && !any_lost {
+            return Ok(()); // nothing to reconcile: skip reading the cluster's tasks
+        }
+        let all_tasks: Vec<Task> = cache
+            .scan::<Task>(store.as_ref(), &keys::tasks(&ctx.region, cluster))
+            .await?
+            .into_iter()
+            .map(|(_, v)| (*v).clone())
+            .collect();
+        if any_lost {
+            self.mark_lost(ctx, cluster, &instances, &all_tasks).await?;
+        }
         if services.is_empty() {
             return Ok(());
         }

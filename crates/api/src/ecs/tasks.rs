@@ -446,6 +446,13 @@ pub(crate) async fn launch(
         .filter(|t| !t.is_empty())
         .map(|t| keys::client_token(&ctx.region, &cluster, t));
 
+    // Placements in one cluster are decided one call at a time in this process: concurrent
+    // calls would all pick the same best instances and then conflict on them. The store's
+    // compare-and-swap still guards against other processes.
+    let _placing = svc
+        .locks
+        .lock(&format!("place/{}/{cluster}", ctx.region))
+        .await;
     let (tasks, failures) = commit_with_retry(svc.store.as_ref(), || async {
         if let Some(k) = &token_key
             && let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(k).await?
@@ -463,12 +470,16 @@ pub(crate) async fn launch(
             return Ok((Txn::new(), (tasks, rec.value.failures)));
         }
         let instances = svc
-            .store
-            .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, &cluster))
+            .cache
+            .scan::<ContainerInstance>(
+                svc.store.as_ref(),
+                &keys::container_instances(&ctx.region, &cluster),
+            )
             .await?;
-        let live: Vec<Versioned<ContainerInstance>> = instances
+        let live: Vec<Versioned<std::sync::Arc<ContainerInstance>>> = instances
             .into_iter()
-            .filter(|i| i.value.status != ContainerInstanceStatus::Inactive)
+            .filter(|(_, i)| i.status != ContainerInstanceStatus::Inactive)
+            .map(|(revision, value)| Versioned { value, revision })
             .collect();
         if live.is_empty() {
             return Err(EcsError::invalid(
@@ -558,7 +569,7 @@ pub(crate) async fn launch(
                 Ok(idx) => {
                     let ci = touched
                         .entry(idx)
-                        .or_insert_with(|| live[idx].value.clone());
+                        .or_insert_with(|| (*live[idx].value).clone());
                     let task = new_task(svc, ctx, &cluster, &td, req, ci, need.clone());
                     account_transition(ci, &task.reservation, None, task.last_status);
                     let key = keys::task(&ctx.region, &cluster, &task.id);
@@ -607,16 +618,16 @@ pub(super) async fn group_counts(
     cluster: &str,
 ) -> Result<BTreeMap<String, Vec<String>>, EcsError> {
     let tasks = svc
-        .store
-        .scan_all_typed::<Task>(&keys::tasks(&ctx.region, cluster))
+        .cache
+        .scan::<Task>(svc.store.as_ref(), &keys::tasks(&ctx.region, cluster))
         .await?;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for t in tasks
-        .into_iter()
-        .filter(|t| t.value.last_status != TaskStatus::Stopped)
+    for (_, t) in tasks
+        .iter()
+        .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
     {
-        if let Some(ci) = t.value.container_instance_id {
-            out.entry(ci).or_default().push(t.value.group);
+        if let Some(ci) = &t.container_instance_id {
+            out.entry(ci.clone()).or_default().push(t.group.clone());
         }
     }
     Ok(out)
