@@ -7,12 +7,14 @@
 //! non-draining target at all: `None` (the proxy answers 503).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use gantry_domain::lb::{Target, TargetGroup, TargetHealthState};
 use parking_lot::Mutex;
+
+use crate::upstream::UpstreamPool;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -66,6 +68,8 @@ pub struct TargetRt {
     pub avoid_until: AtomicU64,
     /// The active health-check task.
     pub checker: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Idle keep-alive connections to this target.
+    pub pool: UpstreamPool,
 }
 
 impl TargetRt {
@@ -81,6 +85,7 @@ impl TargetRt {
             reason: Mutex::new(None),
             avoid_until: AtomicU64::new(0),
             checker: Mutex::new(None),
+            pool: UpstreamPool::default(),
         }
     }
 
@@ -125,6 +130,12 @@ impl TargetRt {
 #[derive(Debug)]
 pub struct Outstanding(Arc<TargetRt>);
 
+impl Outstanding {
+    pub fn target(&self) -> &Arc<TargetRt> {
+        &self.0
+    }
+}
+
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
@@ -132,9 +143,33 @@ impl Drop for Outstanding {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Algorithm {
-    RoundRobin,
-    LeastOutstanding,
+    RoundRobin = 0,
+    LeastOutstanding = 1,
+}
+
+/// `sticky_seconds` when lb_cookie stickiness is off.
+const NOT_STICKY: u64 = u64::MAX;
+
+/// The settings read on every request, derived once per configuration change.
+fn derived(tg: &TargetGroup) -> (Algorithm, u64, bool) {
+    let algorithm = match tg
+        .attributes
+        .get("load_balancing.algorithm.type")
+        .map(String::as_str)
+    {
+        Some("least_outstanding_requests") => Algorithm::LeastOutstanding,
+        _ => Algorithm::RoundRobin,
+    };
+    let sticky = tg.attribute_bool("stickiness.enabled")
+        && tg.attributes.get("stickiness.type").map(String::as_str) == Some("lb_cookie");
+    let sticky_seconds = if sticky {
+        tg.attribute_u64("stickiness.lb_cookie.duration_seconds", 86_400)
+    } else {
+        NOT_STICKY
+    };
+    (algorithm, sticky_seconds, tg.health_check.enabled)
 }
 
 /// A target group: its settings and targets, replaced as configuration arrives.
@@ -145,38 +180,38 @@ pub struct Group {
     pub settings: ArcSwap<TargetGroup>,
     pub targets: ArcSwap<Vec<Arc<TargetRt>>>,
     rr: AtomicUsize,
+    algorithm: AtomicU8,
+    sticky_seconds: AtomicU64,
+    checks: AtomicBool,
 }
 
 impl Group {
     pub fn new(tg: &TargetGroup) -> Self {
+        let (algorithm, sticky_seconds, checks) = derived(tg);
         Self {
             arn: tg.arn.clone(),
             id: tg.id.clone(),
             settings: ArcSwap::from_pointee(tg.clone()),
             targets: ArcSwap::from_pointee(Vec::new()),
             rr: AtomicUsize::new(0),
+            algorithm: AtomicU8::new(algorithm as u8),
+            sticky_seconds: AtomicU64::new(sticky_seconds),
+            checks: AtomicBool::new(checks),
         }
     }
 
     pub fn algorithm(&self) -> Algorithm {
-        match self
-            .settings
-            .load()
-            .attributes
-            .get("load_balancing.algorithm.type")
-            .map(String::as_str)
-        {
-            Some("least_outstanding_requests") => Algorithm::LeastOutstanding,
-            _ => Algorithm::RoundRobin,
+        if self.algorithm.load(Ordering::Relaxed) == Algorithm::LeastOutstanding as u8 {
+            Algorithm::LeastOutstanding
+        } else {
+            Algorithm::RoundRobin
         }
     }
 
     /// `Some(duration seconds)` when lb_cookie stickiness is on.
     pub fn sticky_seconds(&self) -> Option<u64> {
-        let s = self.settings.load();
-        let on = s.attribute_bool("stickiness.enabled")
-            && s.attributes.get("stickiness.type").map(String::as_str) == Some("lb_cookie");
-        on.then(|| s.attribute_u64("stickiness.lb_cookie.duration_seconds", 86_400))
+        let s = self.sticky_seconds.load(Ordering::Relaxed);
+        (s != NOT_STICKY).then_some(s)
     }
 
     /// Whether any registered target is not draining.
@@ -189,45 +224,45 @@ impl Group {
     pub fn pick(&self, sticky: Option<&str>, exclude: Option<&TargetRt>) -> Option<Arc<TargetRt>> {
         let now = now_ms();
         let targets = self.targets.load();
-        let checks = self.settings.load().health_check.enabled;
-        let usable = |t: &&Arc<TargetRt>| {
-            !t.is_draining() && exclude.is_none_or(|e| !std::ptr::eq(e, t.as_ref()))
-        };
-        let mut pool: Vec<&Arc<TargetRt>> = targets
-            .iter()
-            .filter(usable)
-            .filter(|t| !t.avoided(now) && (!checks || t.health() == Health::Healthy))
-            .collect();
-        if pool.is_empty() {
-            pool = targets
-                .iter()
-                .filter(usable)
-                .filter(|t| !t.avoided(now))
-                .collect();
-        }
-        if pool.is_empty() {
-            pool = targets.iter().filter(usable).collect();
-        }
-        if pool.is_empty() {
-            return None;
-        }
-        if let Some(key) = sticky
-            && let Some(t) = pool.iter().find(|t| t.key == key)
-        {
-            return Some((*t).clone());
-        }
-        let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        let chosen = match self.algorithm() {
-            Algorithm::RoundRobin => pool[start % pool.len()],
-            Algorithm::LeastOutstanding => {
-                let n = pool.len();
-                (0..n)
-                    .map(|i| pool[(start + i) % n])
-                    .min_by_key(|t| t.outstanding.load(Ordering::Relaxed))
-                    .unwrap_or(pool[0])
+        let checks = self.checks.load(Ordering::Relaxed);
+        let usable = |t: &TargetRt| !t.is_draining() && exclude.is_none_or(|e| !std::ptr::eq(e, t));
+        // The first non-empty tier is the pool (no allocation: tiers are filters).
+        let tiers = [
+            &(|t: &TargetRt| {
+                usable(t) && !t.avoided(now) && (!checks || t.health() == Health::Healthy)
+            }) as &dyn Fn(&TargetRt) -> bool,
+            &|t: &TargetRt| usable(t) && !t.avoided(now),
+            &usable,
+        ];
+        for in_pool in tiers {
+            let pool = || targets.iter().filter(|t| in_pool(t));
+            let n = pool().count();
+            if n == 0 {
+                continue;
             }
-        };
-        Some(chosen.clone())
+            if let Some(key) = sticky
+                && let Some(t) = pool().find(|t| t.key == key)
+            {
+                return Some(t.clone());
+            }
+            let start = self.rr.fetch_add(1, Ordering::Relaxed) % n;
+            // Health and failure marks change concurrently, so the tier may have shrunk since
+            // it was counted: fall back to its first member, then to the next tier.
+            let chosen = match self.algorithm() {
+                Algorithm::RoundRobin => pool().nth(start).or_else(|| pool().next()),
+                // The idlest; ties go to the first at or after the round-robin position.
+                Algorithm::LeastOutstanding => pool()
+                    .enumerate()
+                    .min_by_key(|(i, t)| {
+                        (t.outstanding.load(Ordering::Relaxed), (i + n - start) % n)
+                    })
+                    .map(|(_, t)| t),
+            };
+            if let Some(t) = chosen {
+                return Some(t.clone());
+            }
+        }
+        None
     }
 
     /// Replaces the settings and target list, keeping the run-time state of targets that stay.
@@ -237,6 +272,10 @@ impl Group {
         tg: &TargetGroup,
         targets: &[Target],
     ) -> (Vec<Arc<TargetRt>>, Vec<Arc<TargetRt>>) {
+        let (algorithm, sticky_seconds, checks) = derived(tg);
+        self.algorithm.store(algorithm as u8, Ordering::Relaxed);
+        self.sticky_seconds.store(sticky_seconds, Ordering::Relaxed);
+        self.checks.store(checks, Ordering::Relaxed);
         self.settings.store(Arc::new(tg.clone()));
         let old = self.targets.load_full();
         let mut next = Vec::with_capacity(targets.len());
@@ -250,6 +289,7 @@ impl Group {
                     let addr = t.connect_address();
                     if **o.addr.load() != addr {
                         o.addr.store(Arc::new(addr));
+                        o.pool.clear();
                     }
                     next.push(o.clone());
                 }

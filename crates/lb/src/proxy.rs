@@ -15,7 +15,7 @@ use gantry_domain::lb::{
     TargetHealthObservation, WeightedTargetGroup,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Incoming};
@@ -30,12 +30,13 @@ use tokio::sync::Notify;
 use crate::balancer::{Group, Outstanding, TargetRt, now_ms};
 use crate::health;
 use crate::routing::{RequestView, RouteTable, redirect_location};
+use crate::upstream::Sender;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// Request bodies up to this size (with a known length) are buffered so a refused connection can
-/// be retried on another target.
-const RETRY_BUFFER: u64 = 64 * 1024;
+/// Attempts to hand a request to a target: a refused connection moves on to another target
+/// once; a pooled connection found closed before the request was written is replaced.
+const MAX_ATTEMPTS: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -73,7 +74,6 @@ struct Inner {
     proxy_id: String,
     routes: ArcSwap<Routes>,
     listeners: Mutex<HashMap<u16, OpenListener>>,
-    client: Client<HttpConnector, ProxyBody>,
     checker: Client<HttpConnector, Empty<Bytes>>,
     health_changed: Arc<Notify>,
     /// Serialises `apply` calls.
@@ -119,31 +119,38 @@ fn error_page(status: StatusCode) -> Response<ProxyBody> {
     r
 }
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in listed {
-        h.remove(n);
+    if h.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in listed {
+            h.remove(n);
+        }
     }
-    for n in HOP_BY_HOP {
-        h.remove(*n);
+    for n in &HOP_BY_HOP {
+        h.remove(n);
     }
 }
 
@@ -167,30 +174,31 @@ fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn trace_id() -> String {
+/// A new `X-Amzn-Trace-Id`: `Root=1-<8 hex digits of epoch seconds>-<24 random hex digits>`.
+fn trace_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let secs = now_ms() / 1000;
     let r: u128 = rand::rng().random();
-    format!("Root=1-{secs:08x}-{:024x}", r & ((1u128 << 96) - 1))
+    let mut buf = *b"Root=1-00000000-000000000000000000000000";
+    for i in 0..8 {
+        buf[7 + i] = HEX[((secs >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    for i in 0..24 {
+        buf[16 + i] = HEX[((r >> (92 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("Root=1-0-0"))
 }
 
 impl Proxy {
     /// A proxy that opens listeners on `bind` (e.g. 127.0.0.1) with the ports of the
     /// configuration; `proxy_id` names it in health reports.
     pub fn new(bind: IpAddr, proxy_id: impl Into<String>) -> Self {
-        let mut c = HttpConnector::new();
-        c.set_nodelay(true);
-        c.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(c);
         Self {
             inner: Arc::new(Inner {
                 bind,
                 proxy_id: proxy_id.into(),
                 routes: ArcSwap::from_pointee(Routes::default()),
                 listeners: Mutex::new(HashMap::new()),
-                client,
                 checker: health::checker_client(),
                 health_changed: Arc::new(Notify::new()),
                 apply_lock: Mutex::new(()),
@@ -407,10 +415,28 @@ async fn accept_loop(
     }
 }
 
+/// What a client connection's requests share: computed once per connection.
+struct Conn {
+    peer: SocketAddr,
+    port: u16,
+    /// The peer address, for `X-Forwarded-For`.
+    peer_value: HeaderValue,
+    /// The listener port, for `X-Forwarded-Port`.
+    port_value: HeaderValue,
+}
+
 async fn serve_http(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port: u16) {
+    let conn = Arc::new(Conn {
+        peer,
+        port,
+        peer_value: HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        port_value: HeaderValue::from(port),
+    });
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let inner = inner.clone();
-        async move { Ok::<_, Infallible>(handle(&inner, req, peer, port).await) }
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(&inner, req, &conn).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     if let Err(e) = builder
@@ -422,38 +448,34 @@ async fn serve_http(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port
 }
 
 /// The `Host` of a request, without the port.
-fn host_of(req: &Request<Incoming>) -> String {
+fn host_of(req: &Request<Incoming>) -> &str {
     let raw = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or_default();
     if raw.starts_with('[') {
-        return raw.split(']').next().unwrap_or("").to_owned() + "]";
+        return match raw.find(']') {
+            Some(end) => &raw[..=end],
+            None => raw,
+        };
     }
-    raw.split(':').next().unwrap_or("").to_owned()
+    raw.split(':').next().unwrap_or("")
 }
 
-async fn handle(
-    inner: &Arc<Inner>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    port: u16,
-) -> Response<ProxyBody> {
+async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
     let routes = inner.routes.load_full();
-    let Some(plan) = routes.by_port.get(&port) else {
+    let Some(plan) = routes.by_port.get(&conn.port) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE);
     };
-    let host = host_of(&req);
     let view = RequestView {
         method: req.method().as_str(),
         path: req.uri().path(),
         query: req.uri().query().unwrap_or(""),
-        host: &host,
+        host: host_of(&req),
         headers: req.headers(),
-        source: peer.ip(),
+        source: conn.peer.ip(),
     };
     let Some(action) = plan.table.select(&view) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE);
@@ -465,15 +487,15 @@ async fn handle(
             message_body,
             ..
         } => {
-            let mut r = Response::new(full(message_body.unwrap_or_default()));
-            *r.status_mut() = StatusCode::from_u16(status_code).unwrap_or(StatusCode::OK);
+            let mut r = Response::new(full(message_body.clone().unwrap_or_default()));
+            *r.status_mut() = StatusCode::from_u16(*status_code).unwrap_or(StatusCode::OK);
             if let Ok(v) = HeaderValue::from_str(content_type.as_deref().unwrap_or("text/plain")) {
                 r.headers_mut().insert(header::CONTENT_TYPE, v);
             }
             r
         }
         Action::Redirect { redirect, .. } => {
-            let location = redirect_location(&redirect, &view, port);
+            let location = redirect_location(redirect, &view, conn.port);
             let mut r = Response::new(full(Bytes::new()));
             *r.status_mut() = if redirect.status_code == "HTTP_302" {
                 StatusCode::FOUND
@@ -491,22 +513,25 @@ async fn handle(
             ..
         } => {
             let sticky_group = if stickiness.enabled {
-                cookie(req.headers(), "AWSALBTG").map(str::to_owned)
+                cookie(req.headers(), "AWSALBTG")
             } else {
                 None
             };
-            let Some(group) = choose_group(&routes, &target_groups, sticky_group.as_deref()) else {
+            let Some(group) = choose_group(&routes, target_groups, sticky_group) else {
                 return error_page(StatusCode::SERVICE_UNAVAILABLE);
             };
-            let mut resp = forward(inner, &group, req, peer, port).await;
-            if stickiness.enabled {
-                let max_age = stickiness.duration_seconds.unwrap_or(3600);
-                if let Ok(v) = HeaderValue::from_str(&format!(
+            let sticky_max_age = stickiness
+                .enabled
+                .then(|| stickiness.duration_seconds.unwrap_or(3600));
+            drop(routes);
+            let mut resp = forward(&group, req, conn).await;
+            if let Some(max_age) = sticky_max_age
+                && let Ok(v) = HeaderValue::from_str(&format!(
                     "AWSALBTG={}; Max-Age={max_age}; Path=/",
                     group.id
-                )) {
-                    resp.headers_mut().append(header::SET_COOKIE, v);
-                }
+                ))
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
             }
             resp
         }
@@ -520,9 +545,12 @@ fn choose_group(
     groups: &[WeightedTargetGroup],
     sticky: Option<&str>,
 ) -> Option<Arc<Group>> {
+    if let [only] = groups {
+        return routes.groups.get(&only.target_group_arn).cloned();
+    }
     let live: Vec<(&WeightedTargetGroup, &Arc<Group>)> = groups
         .iter()
-        .filter(|g| g.weight > 0 || groups.len() == 1)
+        .filter(|g| g.weight > 0)
         .filter_map(|g| routes.groups.get(&g.target_group_arn).map(|r| (g, r)))
         .collect();
     if let Some(id) = sticky
@@ -545,10 +573,13 @@ fn choose_group(
     None
 }
 
-/// A response body that holds the target's outstanding-request count until it is done.
+/// A target's response body. It holds the target's outstanding-request count until it is
+/// done, and gives the connection back to the target's pool once it has been read to the end.
 struct Tracked {
     inner: Incoming,
-    _guard: Outstanding,
+    guard: Outstanding,
+    sender: Option<Sender>,
+    ended: bool,
 }
 
 impl Body for Tracked {
@@ -559,7 +590,11 @@ impl Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) {
+            self.ended = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -571,12 +606,71 @@ impl Body for Tracked {
     }
 }
 
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take()
+            && (self.ended || self.inner.is_end_stream())
+        {
+            self.guard.target().pool.put(sender);
+        }
+    }
+}
+
+/// Rewrites a client request for a target: origin-form URI, hop-by-hop headers removed,
+/// `X-Forwarded-*` and `X-Amzn-Trace-Id` added; an upgrade request keeps `Upgrade`.
+fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
+    let upgrade_value = if is_upgrade(&parts.headers) {
+        parts.headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = match parts.uri.path_and_query() {
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
+        };
+    }
+    parts.version = http::Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(u) = upgrade_value {
+        parts.headers.insert(header::UPGRADE, u);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let xff = match parts.headers.get(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + conn.peer_value.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(conn.peer_value.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.peer_value.clone())
+        }
+        None => conn.peer_value.clone(),
+    };
+    parts.headers.insert(X_FORWARDED_FOR, xff);
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    parts
+        .headers
+        .insert(X_FORWARDED_PORT, conn.port_value.clone());
+    if !parts.headers.contains_key(&X_AMZN_TRACE_ID) {
+        parts.headers.insert(X_AMZN_TRACE_ID, trace_id());
+    }
+}
+
 async fn forward(
-    inner: &Arc<Inner>,
     group: &Arc<Group>,
     mut req: Request<Incoming>,
-    peer: SocketAddr,
-    port: u16,
+    conn: &Conn,
 ) -> Response<ProxyBody> {
     let sticky_secs = group.sticky_seconds();
     let sticky_key = sticky_secs.and_then(|_| {
@@ -588,109 +682,60 @@ async fn forward(
     let Some(first) = group.pick(sticky_key.as_deref(), None) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE);
     };
-    let upgrade = is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-
-    // Headers for the target.
-    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
-    if parts.version == http::Version::HTTP_2
-        && !parts.headers.contains_key(header::HOST)
-        && let Some(a) = parts.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        parts.headers.insert(header::HOST, v);
-    }
-    strip_hop_by_hop(&mut parts.headers);
-    if let (true, Some(u)) = (upgrade, upgrade_value) {
-        parts.headers.insert(header::UPGRADE, u);
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    let xff = match parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+    prepare(&mut parts, conn);
+    let body: ProxyBody = if body.is_end_stream() {
+        full(Bytes::new())
+    } else {
+        body.boxed()
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        parts.headers.insert("x-forwarded-for", v);
-    }
-    parts
-        .headers
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    parts
-        .headers
-        .insert("x-forwarded-port", HeaderValue::from(port));
-    if !parts.headers.contains_key("x-amzn-trace-id")
-        && let Ok(v) = HeaderValue::from_str(&trace_id())
+    let mut up = Request::from_parts(parts, body);
+    if !up.headers().contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(&first.addr.load())
     {
-        parts.headers.insert("x-amzn-trace-id", v);
+        up.headers_mut().insert(header::HOST, v);
     }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
 
-    // The body: replayable when small (or empty) so a refused connection can be retried.
-    let (replay, mut streaming): (Option<Bytes>, Option<Incoming>) =
-        if upgrade || body.is_end_stream() {
-            (Some(Bytes::new()), None)
-        } else if body.size_hint().exact().is_some_and(|n| n <= RETRY_BUFFER) {
-            match body.collect().await {
-                Ok(b) => (Some(b.to_bytes()), None),
-                Err(_) => return error_page(StatusCode::BAD_REQUEST),
-            }
-        } else {
-            (None, Some(body))
-        };
-
-    let build = |target: &TargetRt, body: ProxyBody| -> Option<Request<ProxyBody>> {
-        let uri = format!("http://{}{}", target.addr.load(), path_and_query);
-        let mut b = Request::builder()
-            .method(parts.method.clone())
-            .uri(uri)
-            .version(http::Version::HTTP_11);
-        if let Some(h) = b.headers_mut() {
-            *h = parts.headers.clone();
-        }
-        b.body(body).ok()
-    };
-
+    // Connections are made before the request is handed over, and a pooled connection that
+    // turns out closed gives the request back: neither needs the body buffered to retry.
     let mut target = first;
-    let mut attempt = 0;
-    let (resp, guard) = loop {
-        attempt += 1;
-        let body = match (&replay, streaming.take()) {
-            (Some(b), _) => full(b.clone()),
-            (None, Some(s)) => s.boxed(),
-            (None, None) => return error_page(StatusCode::BAD_GATEWAY),
-        };
-        let Some(up) = build(&target, body) else {
-            return error_page(StatusCode::BAD_REQUEST);
-        };
-        let guard = target.begin();
-        match inner.client.request(up).await {
-            Ok(r) => break (r, guard),
+    let mut moved_on = false;
+    let mut attempts = 0;
+    let (resp, guard, sender) = loop {
+        attempts += 1;
+        if attempts > MAX_ATTEMPTS {
+            return error_page(StatusCode::BAD_GATEWAY);
+        }
+        let addr = target.addr.load_full();
+        let mut sender = match target.pool.checkout(&addr).await {
+            Ok((sender, _reused)) => sender,
             Err(e) => {
-                drop(guard);
-                let refused = e.is_connect();
-                tracing::debug!(target = %target.key, error = %e, refused, "target request failed");
-                if refused {
-                    target.mark_failed(now_ms());
-                }
-                if refused
-                    && replay.is_some()
-                    && attempt == 1
-                    && let Some(next) = group.pick(None, Some(&target))
-                {
+                tracing::debug!(target = %target.key, error = %e, "cannot connect to target");
+                target.mark_failed(now_ms());
+                if !moved_on && let Some(next) = group.pick(None, Some(&target)) {
+                    moved_on = true;
                     target = next;
                     continue;
                 }
                 return error_page(StatusCode::BAD_GATEWAY);
+            }
+        };
+        let guard = target.begin();
+        match sender.try_send_request(up).await {
+            Ok(r) => break (r, guard, sender),
+            Err(mut e) => {
+                drop(guard);
+                match e.take_message() {
+                    Some(back) => {
+                        tracing::debug!(target = %target.key, error = %e.error(), "pooled connection closed; retrying");
+                        up = back;
+                    }
+                    None => {
+                        tracing::debug!(target = %target.key, error = %e.error(), "target request failed");
+                        return error_page(StatusCode::BAD_GATEWAY);
+                    }
+                }
             }
         }
     };
@@ -703,6 +748,7 @@ async fn forward(
         let backend = hyper::upgrade::on(Response::from_parts(rparts.clone(), rbody));
         tokio::spawn(async move {
             let _guard = guard;
+            let _sender = sender;
             let (c, b) = tokio::join!(client_upgrade, backend);
             if let (Ok(c), Ok(b)) = (c, b) {
                 let _ =
@@ -722,7 +768,9 @@ async fn forward(
     }
     let body = Tracked {
         inner: rbody,
-        _guard: guard,
+        guard,
+        sender: Some(sender),
+        ended: false,
     };
     Response::from_parts(rparts, body.boxed())
 }

@@ -4,10 +4,11 @@ use std::net::IpAddr;
 
 use gantry_domain::lb::{Action, Listener, Redirect, Rule, RuleCondition, wildcard_match};
 
-/// A listener's rules sorted by priority, then its default action.
+/// A listener's rules sorted by priority (each with its terminal action), then its default
+/// action.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
-    rules: Vec<Rule>,
+    rules: Vec<(Rule, Option<Action>)>,
     default: Option<Action>,
 }
 
@@ -35,20 +36,26 @@ impl RouteTable {
         let mut rules = listener.rules.clone();
         rules.sort_by_key(|r| r.priority);
         Self {
-            rules,
+            rules: rules
+                .into_iter()
+                .map(|r| {
+                    let action = terminal(&r.actions);
+                    (r, action)
+                })
+                .collect(),
             default: terminal(&listener.default_actions),
         }
     }
 
     /// The action for a request: the first rule (by priority) whose conditions all match,
     /// else the default action.
-    pub fn select(&self, req: &RequestView<'_>) -> Option<Action> {
-        for r in &self.rules {
+    pub fn select(&self, req: &RequestView<'_>) -> Option<&Action> {
+        for (r, action) in &self.rules {
             if r.conditions.iter().all(|c| condition_matches(c, req)) {
-                return terminal(&r.actions);
+                return action.as_ref();
             }
         }
-        self.default.clone()
+        self.default.as_ref()
     }
 
     /// The default action (TCP listeners only have that).

@@ -1,0 +1,78 @@
+"""ELBv2 side of scripts/bench-lb.sh, through boto3 (a client we did not write).
+
+  bench_lb.py setup NAME LISTENER_PORT BACKEND_PORT [BACKEND_PORT...]
+      Creates an application load balancer and an `ip` target group, both named NAME (health check GET /health
+      every 5 s, deregistration delay 1 s) with 127.0.0.1:<port> for each backend registered,
+      and an HTTP listener on LISTENER_PORT forwarding to it. Prints the target group ARN.
+  bench_lb.py churn TG_ARN PORT SECONDS
+      Every second for SECONDS: deregisters 127.0.0.1:PORT, then re-registers it the next
+      second. Prints how many changes were made.
+
+Env: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION.
+"""
+import os
+import sys
+import time
+
+import boto3
+
+elb = boto3.client(
+    "elbv2",
+    endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+    region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+)
+
+
+def setup(name, listener_port, backend_ports):
+    lb = elb.create_load_balancer(Name=name, Type="application", Subnets=["subnet-1"])
+    lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = elb.create_target_group(
+        Name=name, Protocol="HTTP", Port=backend_ports[0], VpcId="vpc-1", TargetType="ip",
+        HealthCheckPath="/health", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+        HealthyThresholdCount=2, UnhealthyThresholdCount=2, Matcher={"HttpCode": "200"},
+    )["TargetGroups"][0]
+    tg_arn = tg["TargetGroupArn"]
+    elb.modify_target_group_attributes(
+        TargetGroupArn=tg_arn,
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "1"}],
+    )
+    elb.register_targets(
+        TargetGroupArn=tg_arn,
+        Targets=[{"Id": "127.0.0.1", "Port": p} for p in backend_ports],
+    )
+    elb.create_listener(
+        LoadBalancerArn=lb_arn, Protocol="HTTP", Port=listener_port,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
+    )
+    print(tg_arn)
+
+
+def churn(tg_arn, port, seconds):
+    target = [{"Id": "127.0.0.1", "Port": port}]
+    changes = 0
+    registered = True
+    deadline = time.monotonic() + seconds
+    next_tick = time.monotonic()
+    while time.monotonic() < deadline:
+        if registered:
+            elb.deregister_targets(TargetGroupArn=tg_arn, Targets=target)
+        else:
+            elb.register_targets(TargetGroupArn=tg_arn, Targets=target)
+        registered = not registered
+        changes += 1
+        next_tick += 1.0
+        time.sleep(max(0.0, next_tick - time.monotonic()))
+    if not registered:
+        elb.register_targets(TargetGroupArn=tg_arn, Targets=target)
+        changes += 1
+    print(changes)
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "setup":
+        setup(sys.argv[2], int(sys.argv[3]), [int(p) for p in sys.argv[4:]])
+    elif cmd == "churn":
+        churn(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    else:
+        sys.exit(f"unknown command {cmd!r}")
