@@ -697,6 +697,19 @@ async fn http2_clients_and_sticky_sessions() {
         vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
         vec![g.clone()],
     ));
+    // Stickiness only holds between healthy targets: wait until both have passed a check.
+    eventually(5, "both healthy", || {
+        let p = p.clone();
+        async move {
+            p.report().target_groups[0]
+                .targets
+                .iter()
+                .filter(|t| t.state == TargetHealthState::Healthy)
+                .count()
+                == 2
+        }
+    })
+    .await;
     let h2: HttpClient = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build(HttpConnector::new());
