@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::wire::{
-    active_cluster, cluster_name, commit_with_retry, failure, max_results, paginate, parse, secs,
-    with_token,
+    active_cluster, check_len, cluster_name, commit_with_retry, failure, max_results, paginate,
+    parse, secs, with_token,
 };
 use super::{EcsError, EcsService, keys};
 use crate::context::RequestContext;
@@ -324,11 +324,7 @@ pub(super) async fn describe(
 ) -> Result<Value, EcsError> {
     let req: DescribeRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
-    if req.container_instances.is_empty() || req.container_instances.len() > 100 {
-        return Err(EcsError::invalid(
-            "containerInstances must hold between 1 and 100 entries.",
-        ));
-    }
+    check_len("containerInstances", &req.container_instances, 100)?;
     let mut with_tags = false;
     for i in &req.include {
         match i.as_str() {
@@ -449,11 +445,7 @@ pub(super) async fn update_state(
         }
         None => return Err(EcsError::invalid("status is required.")),
     };
-    if req.container_instances.is_empty() || req.container_instances.len() > 10 {
-        return Err(EcsError::invalid(
-            "containerInstances must hold between 1 and 10 entries.",
-        ));
-    }
+    check_len("containerInstances", &req.container_instances, 10)?;
     active_cluster(svc, ctx, &cluster).await?;
     let mut updated = Vec::new();
     let mut failures = Vec::new();

@@ -9,7 +9,9 @@ use gantry_store::{StoreExt, Txn, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::wire::{cluster_name, failure, max_results, paginate, parse, secs, with_token};
+use super::wire::{
+    check_len, cluster_name, failure, max_results, paginate, parse, secs, with_token,
+};
 use super::{EcsError, EcsService, keys};
 use crate::context::RequestContext;
 
@@ -239,11 +241,7 @@ pub(super) async fn describe(
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
     let req: DescribeRequest = parse(body)?;
-    if req.service_deployment_arns.is_empty() || req.service_deployment_arns.len() > 20 {
-        return Err(EcsError::invalid(
-            "serviceDeploymentArns must hold between 1 and 20 entries.",
-        ));
-    }
+    check_len("serviceDeploymentArns", &req.service_deployment_arns, 20)?;
     let mut out = Vec::new();
     let mut failures = Vec::new();
     for a in &req.service_deployment_arns {

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::wire::{
-    active_cluster, cluster_name, commit_with_retry, failure, max_results, paginate, parse, secs,
-    with_token,
+    active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
+    paginate, parse, secs, with_token,
 };
 use super::{EcsError, EcsService, keys, placement, task_definitions};
 use crate::context::RequestContext;
@@ -616,25 +616,15 @@ pub(super) async fn describe(
 ) -> Result<Value, EcsError> {
     let req: DescribeRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
-    if req.services.is_empty() || req.services.len() > 10 {
-        return Err(EcsError::invalid(
-            "services must hold between 1 and 10 entries.",
-        ));
-    }
-    for i in &req.include {
-        if i != "TAGS" {
-            return Err(EcsError::invalid(format!(
-                "Invalid include value '{i}'. Valid values: TAGS."
-            )));
-        }
-    }
+    check_len("services", &req.services, 10)?;
+    let with_tags = include_tags(&req.include)?;
     active_cluster(svc, ctx, &cluster).await?;
     let counts = task_counts(svc, ctx, &cluster).await?;
     let mut out = Vec::new();
     let mut failures = Vec::new();
     for r in &req.services {
         match get(svc, ctx, &cluster, r).await? {
-            Some(s) => out.push(to_wire(&s.value, ctx, &counts, !req.include.is_empty())),
+            Some(s) => out.push(to_wire(&s.value, ctx, &counts, with_tags)),
             None => {
                 let arn = if r.starts_with("arn:") {
                     r.clone()

@@ -13,7 +13,10 @@ use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::wire::{commit_with_retry, failure, max_results, paginate, parse, secs, with_token};
+use super::wire::{
+    check_len, commit_with_retry, failure, include_tags, max_results, paginate, parse, secs,
+    with_token,
+};
 use super::{EcsError, EcsService, keys};
 use crate::context::RequestContext;
 
@@ -135,18 +138,12 @@ pub(super) async fn describe(
     let Some(reference) = req.task_definition.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("taskDefinition is required."));
     };
-    for i in &req.include {
-        if i != "TAGS" {
-            return Err(EcsError::invalid(format!(
-                "Invalid include value '{i}'. Valid values: TAGS."
-            )));
-        }
-    }
+    let with_tags = include_tags(&req.include)?;
     let td = resolve(svc, ctx, reference)
         .await?
         .ok_or_else(|| EcsError::client("Unable to describe task definition."))?;
     let mut out = json!({"taskDefinition": to_wire(&td.value, ctx)});
-    if req.include.iter().any(|i| i == "TAGS") {
+    if with_tags {
         out["tags"] = json!(td.value.tags);
     }
     Ok(out)
@@ -336,11 +333,7 @@ pub(super) async fn delete(
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
     let req: DeleteRequest = parse(body)?;
-    if req.task_definitions.is_empty() || req.task_definitions.len() > 10 {
-        return Err(EcsError::invalid(
-            "taskDefinitions must hold between 1 and 10 entries.",
-        ));
-    }
+    check_len("taskDefinitions", &req.task_definitions, 10)?;
     let mut deleted = Vec::new();
     let mut failures = Vec::new();
     for reference in &req.task_definitions {

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use super::placement;
 use super::wire::{
-    active_cluster, cluster_name, commit_with_retry, failure, max_results, paginate, parse, secs,
-    with_token,
+    active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
+    paginate, parse, secs, with_token,
 };
 use super::{EcsError, EcsService, keys, task_definitions};
 use crate::context::RequestContext;
@@ -812,19 +812,8 @@ pub(super) async fn describe(
 ) -> Result<Value, EcsError> {
     let req: DescribeTasksRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
-    if req.tasks.is_empty() || req.tasks.len() > 100 {
-        return Err(EcsError::invalid(
-            "tasks must hold between 1 and 100 entries.",
-        ));
-    }
-    for i in &req.include {
-        if i != "TAGS" {
-            return Err(EcsError::invalid(format!(
-                "Invalid include value '{i}'. Valid values: TAGS."
-            )));
-        }
-    }
-    let with_tags = !req.include.is_empty();
+    check_len("tasks", &req.tasks, 100)?;
+    let with_tags = include_tags(&req.include)?;
     active_cluster(svc, ctx, &cluster).await?;
     let mut out = Vec::new();
     let mut failures = Vec::new();

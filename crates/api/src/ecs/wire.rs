@@ -57,6 +57,28 @@ pub async fn active_cluster(
     }
 }
 
+/// Checks that a list member holds 1 to `max` entries, as ECS does.
+pub fn check_len<T>(member: &str, items: &[T], max: usize) -> Result<(), EcsError> {
+    if items.is_empty() || items.len() > max {
+        return Err(EcsError::invalid(format!(
+            "{member} must hold between 1 and {max} entries."
+        )));
+    }
+    Ok(())
+}
+
+/// Reads an `include` list that may only name `TAGS`; true when it does.
+pub fn include_tags(include: &[String]) -> Result<bool, EcsError> {
+    for i in include {
+        if i != "TAGS" {
+            return Err(EcsError::invalid(format!(
+                "Invalid include value '{i}'. Valid values: TAGS."
+            )));
+        }
+    }
+    Ok(!include.is_empty())
+}
+
 /// Checks `maxResults` against `[1, max]`.
 pub fn max_results(v: Option<i64>, max: i64, default: i64) -> Result<usize, EcsError> {
     match v {
