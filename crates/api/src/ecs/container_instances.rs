@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::wire::{
-    active_cluster, check_len, cluster_name, commit_with_retry, failure, max_results, paginate,
+    active_cluster, check_len, cluster_name, commit_with_retry, max_results, missing, paginate,
     parse, secs, with_token,
 };
 use super::{EcsError, EcsService, keys};
@@ -309,12 +309,10 @@ struct DescribeRequest {
     include: Vec<String>,
 }
 
-fn missing_arn(ctx: &RequestContext, cluster: &str, reference: &str) -> String {
-    if reference.starts_with("arn:") {
-        reference.to_owned()
-    } else {
-        Arn::container_instance(&ctx.region, &ctx.account_id, cluster, reference).to_string()
-    }
+fn missing_instance(ctx: &RequestContext, cluster: &str, reference: &str) -> Value {
+    missing(reference, |id| {
+        Arn::container_instance(&ctx.region, &ctx.account_id, cluster, id)
+    })
 }
 
 pub(super) async fn describe(
@@ -343,7 +341,7 @@ pub(super) async fn describe(
     for r in &req.container_instances {
         match get(svc, ctx, &cluster, r).await? {
             Some(ci) => found.push(to_wire(&ci.value, ctx, with_tags)),
-            None => failures.push(failure(&missing_arn(ctx, &cluster, r), "MISSING", None)),
+            None => failures.push(missing_instance(ctx, &cluster, r)),
         }
     }
     Ok(json!({"containerInstances": found, "failures": failures}))
@@ -472,7 +470,7 @@ pub(super) async fn update_state(
         .await?;
         match result {
             Some(ci) => updated.push(to_wire(&ci, ctx, false)),
-            None => failures.push(failure(&missing_arn(ctx, &cluster, r), "MISSING", None)),
+            None => failures.push(missing_instance(ctx, &cluster, r)),
         }
     }
     Ok(json!({"containerInstances": updated, "failures": failures}))

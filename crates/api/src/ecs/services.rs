@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::wire::{
-    active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
+    active_cluster, check_len, cluster_name, commit_with_retry, include_tags, max_results, missing,
     paginate, parse, secs, with_token,
 };
 use super::{EcsError, EcsService, keys, placement, task_definitions};
@@ -625,14 +625,9 @@ pub(super) async fn describe(
     for r in &req.services {
         match get(svc, ctx, &cluster, r).await? {
             Some(s) => out.push(to_wire(&s.value, ctx, &counts, with_tags)),
-            None => {
-                let arn = if r.starts_with("arn:") {
-                    r.clone()
-                } else {
-                    Arn::service(&ctx.region, &ctx.account_id, &cluster, r).to_string()
-                };
-                failures.push(failure(&arn, "MISSING", None));
-            }
+            None => failures.push(missing(r, |n| {
+                Arn::service(&ctx.region, &ctx.account_id, &cluster, n)
+            })),
         }
     }
     Ok(json!({"services": out, "failures": failures}))

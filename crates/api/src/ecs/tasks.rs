@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::placement;
 use super::wire::{
     active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
-    paginate, parse, secs, with_token,
+    missing, paginate, parse, secs, with_token,
 };
 use super::{EcsError, EcsService, keys, task_definitions};
 use crate::context::RequestContext;
@@ -833,14 +833,9 @@ pub(super) async fn describe(
                     with_tags,
                 ));
             }
-            None => {
-                let arn = if r.starts_with("arn:") {
-                    r.clone()
-                } else {
-                    Arn::task(&ctx.region, &ctx.account_id, &cluster, r).to_string()
-                };
-                failures.push(failure(&arn, "MISSING", None));
-            }
+            None => failures.push(missing(r, |id| {
+                Arn::task(&ctx.region, &ctx.account_id, &cluster, id)
+            })),
         }
     }
     Ok(json!({"tasks": out, "failures": failures}))

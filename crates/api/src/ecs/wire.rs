@@ -32,6 +32,16 @@ pub fn failure(arn: &str, reason: &str, detail: Option<&str>) -> Value {
     v
 }
 
+/// A `MISSING` failure for a reference that was not found: the reference itself when it is an
+/// ARN, else the ARN `arn_of` builds from the id or name.
+pub fn missing(reference: &str, arn_of: impl FnOnce(&str) -> gantry_domain::Arn) -> Value {
+    if reference.starts_with("arn:") {
+        failure(reference, "MISSING", None)
+    } else {
+        failure(&arn_of(reference).to_string(), "MISSING", None)
+    }
+}
+
 /// The cluster a request names (default `default`).
 pub fn cluster_name(reference: Option<&str>) -> Result<String, EcsError> {
     match reference {
