@@ -25,6 +25,7 @@
 
 pub mod balancer;
 pub mod control;
+pub mod h1;
 pub mod health;
 pub mod proxy;
 pub mod routing;
