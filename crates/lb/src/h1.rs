@@ -436,10 +436,7 @@ mod tests {
 
     /// Feeds `wire` to a decoder in pieces of the given sizes (cycled); returns the body, the
     /// trailers and the bytes left over after the end.
-    fn decode_in_pieces(
-        wire: &[u8],
-        pieces: &[usize],
-    ) -> Result<Decoded, ProtocolError> {
+    fn decode_in_pieces(wire: &[u8], pieces: &[usize]) -> Result<Decoded, ProtocolError> {
         let mut dec = ChunkedDecoder::default();
         let mut buf = BytesMut::new();
         let mut body = Vec::new();

@@ -16,27 +16,70 @@ use gantry_domain::lb::{
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use rand::Rng;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::balancer::{Group, Outstanding, TargetRt, now_ms};
+use crate::balancer::{Group, TargetRt, now_ms};
+use crate::h1::{self, RequestFraming};
 use crate::health;
 use crate::routing::{RequestView, RouteTable, redirect_location};
-use crate::upstream::Sender;
+use crate::upstream::{self, RequestBody, ResponseBody, SendError};
 
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// A response to a client: one made here, or a target's.
+#[derive(Debug)]
+pub enum ProxyBody {
+    Full(Option<Bytes>),
+    Upstream(ResponseBody),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full(b) => {
+                std::task::Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b))))
+            }
+            ProxyBody::Upstream(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            ProxyBody::Full(b) => {
+                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ProxyBody::Upstream(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Attempts to hand a request to a target: a refused connection moves on to another target
-/// once; a pooled connection found closed before the request was written is replaced.
+/// once; a pooled connection found closed before any response byte is replaced by a new one.
 const MAX_ATTEMPTS: u32 = 4;
+
+/// Request bodies of a known size up to this are read before the request goes out (with the
+/// head, in one write, and again on a retry); larger or unknown ones are streamed.
+const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -103,7 +146,8 @@ impl Drop for Inner {
 }
 
 fn full(b: impl Into<Bytes>) -> ProxyBody {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
+    let b = b.into();
+    ProxyBody::Full((!b.is_empty()).then_some(b))
 }
 
 fn error_page(status: StatusCode) -> Response<ProxyBody> {
@@ -573,49 +617,6 @@ fn choose_group(
     None
 }
 
-/// A target's response body. It holds the target's outstanding-request count until it is
-/// done, and gives the connection back to the target's pool once it has been read to the end.
-struct Tracked {
-    inner: Incoming,
-    guard: Outstanding,
-    sender: Option<Sender>,
-    ended: bool,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, std::task::Poll::Ready(None)) {
-            self.ended = true;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if let Some(sender) = self.sender.take()
-            && (self.ended || self.inner.is_end_stream())
-        {
-            self.guard.target().pool.put(sender);
-        }
-    }
-}
-
 /// Rewrites a client request for a target: origin-form URI, hop-by-hop headers removed,
 /// `X-Forwarded-*` and `X-Amzn-Trace-Id` added; an upgrade request keeps `Upgrade`.
 fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
@@ -685,31 +686,54 @@ async fn forward(
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     prepare(&mut parts, conn);
-    let body: ProxyBody = if body.is_end_stream() {
-        full(Bytes::new())
-    } else {
-        body.boxed()
-    };
-    let mut up = Request::from_parts(parts, body);
-    if !up.headers().contains_key(header::HOST)
+    if !parts.headers.contains_key(header::HOST)
         && let Ok(v) = HeaderValue::from_str(&first.addr.load())
     {
-        up.headers_mut().insert(header::HOST, v);
+        parts.headers.insert(header::HOST, v);
     }
+    let (mut body, framing) = if body.is_end_stream() {
+        (RequestBody::Empty, RequestFraming::Empty)
+    } else {
+        match body.size_hint().exact() {
+            Some(n) if n <= MAX_BUFFERED_BODY => match body.collect().await {
+                Ok(c) => {
+                    let data = c.to_bytes();
+                    let framing = RequestFraming::Length(data.len() as u64);
+                    (RequestBody::Full(data), framing)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "client request body failed");
+                    return error_page(StatusCode::BAD_REQUEST);
+                }
+            },
+            Some(n) => (RequestBody::Stream(Some(body)), RequestFraming::Length(n)),
+            None => (RequestBody::Stream(Some(body)), RequestFraming::Chunked),
+        }
+    };
+    let mut head = Vec::with_capacity(1024);
+    h1::encode_request_head(
+        &mut head,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        framing,
+    );
 
-    // Connections are made before the request is handed over, and a pooled connection that
-    // turns out closed gives the request back: neither needs the body buffered to retry.
+    // Connections are made before the request is sent, and a pooled connection that turns out
+    // closed before answering is replaced while the body is still at hand: neither needs a
+    // streamed body buffered to retry.
     let mut target = first;
     let mut moved_on = false;
+    let mut fresh = false;
     let mut attempts = 0;
-    let (resp, guard, sender) = loop {
+    let (mut rhead, exchange, guard) = loop {
         attempts += 1;
         if attempts > MAX_ATTEMPTS {
             return error_page(StatusCode::BAD_GATEWAY);
         }
         let addr = target.addr.load_full();
-        let mut sender = match target.pool.checkout(&addr).await {
-            Ok((sender, _reused)) => sender,
+        let (connection, reused) = match target.pool.checkout(&addr, fresh).await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::debug!(target = %target.key, error = %e, "cannot connect to target");
                 target.mark_failed(now_ms());
@@ -722,57 +746,66 @@ async fn forward(
             }
         };
         let guard = target.begin();
-        match sender.try_send_request(up).await {
-            Ok(r) => break (r, guard, sender),
-            Err(mut e) => {
-                drop(guard);
-                match e.take_message() {
-                    Some(back) => {
-                        tracing::debug!(target = %target.key, error = %e.error(), "pooled connection closed; retrying");
-                        up = back;
-                    }
-                    None => {
-                        tracing::debug!(target = %target.key, error = %e.error(), "target request failed");
-                        return error_page(StatusCode::BAD_GATEWAY);
-                    }
-                }
+        match upstream::send(connection, &head, &mut body, framing).await {
+            Ok((rhead, exchange)) => break (rhead, exchange, guard),
+            Err(SendError::Stale(e)) if reused => {
+                tracing::debug!(target = %target.key, error = %e, "pooled connection closed; retrying");
+                // Its neighbours in the pool are likely closed too.
+                fresh = true;
+            }
+            Err(SendError::Stale(e) | SendError::Failed(e)) => {
+                tracing::debug!(target = %target.key, error = %e, "target request failed");
+                return error_page(StatusCode::BAD_GATEWAY);
             }
         }
     };
 
-    let (mut rparts, rbody) = resp.into_parts();
-    if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
+    if rhead.status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
             return error_page(StatusCode::BAD_GATEWAY);
         };
-        let backend = hyper::upgrade::on(Response::from_parts(rparts.clone(), rbody));
         tokio::spawn(async move {
             let _guard = guard;
-            let _sender = sender;
-            let (c, b) = tokio::join!(client_upgrade, backend);
-            if let (Ok(c), Ok(b)) = (c, b) {
-                let _ =
-                    tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(b)).await;
+            let Some((mut backend, early)) = exchange.into_tunnel().await else {
+                return;
+            };
+            let Ok(client) = client_upgrade.await else {
+                return;
+            };
+            let mut client = TokioIo::new(client);
+            if !early.is_empty() && client.write_all(&early).await.is_err() {
+                return;
             }
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
         });
-        return Response::from_parts(rparts, full(Bytes::new()));
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = rhead.status;
+        *r.headers_mut() = rhead.headers;
+        return r;
     }
-    strip_hop_by_hop(&mut rparts.headers);
+    let (framing, keep_alive) = match h1::response_framing(&parts.method, &mut rhead) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!(target = %target.key, error = %e, "target response rejected");
+            return error_page(StatusCode::BAD_GATEWAY);
+        }
+    };
+    strip_hop_by_hop(&mut rhead.headers);
     if let Some(secs) = sticky_secs
         && let Ok(v) = HeaderValue::from_str(&format!(
             "AWSALB={}|{}; Max-Age={secs}; Path=/",
             group.id, target.key
         ))
     {
-        rparts.headers.append(header::SET_COOKIE, v);
+        rhead.headers.append(header::SET_COOKIE, v);
     }
-    let body = Tracked {
-        inner: rbody,
-        guard,
-        sender: Some(sender),
-        ended: false,
-    };
-    Response::from_parts(rparts, body.boxed())
+    let mut r = Response::new(ProxyBody::Upstream(
+        exchange.body(framing, keep_alive, guard),
+    ));
+    *r.status_mut() = rhead.status;
+    *r.version_mut() = rhead.version;
+    *r.headers_mut() = rhead.headers;
+    r
 }
 
 async fn serve_tcp(inner: Arc<Inner>, mut client: TcpStream, port: u16) {
