@@ -11,12 +11,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gantry_domain::lb::*;
 use gantry_lb::Proxy;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type TestBody = BoxBody<Bytes, hyper::Error>;
+
+fn boxed(b: Full<Bytes>) -> TestBody {
+    b.map_err(|never| match never {}).boxed()
+}
 
 /// A backend that answers `<name> <path>` plus the forwarding headers it saw.
 struct Backend {
@@ -51,7 +58,7 @@ async fn backend(name: &'static str) -> Backend {
                         let path = req.uri().path().to_owned();
                         if path == "/health" {
                             let ok = h.load(Ordering::Relaxed);
-                            let mut r = hyper::Response::new(Full::new(Bytes::from("ok")));
+                            let mut r = hyper::Response::new(boxed(Full::new(Bytes::from("ok"))));
                             if !ok {
                                 *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
                             }
@@ -71,13 +78,32 @@ async fn backend(name: &'static str) -> Backend {
                                     }
                                 }
                             });
-                            let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                            let mut r = hyper::Response::new(boxed(Full::new(Bytes::new())));
                             *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
                             r.headers_mut()
                                 .insert("upgrade", "websocket".parse().unwrap());
                             r.headers_mut()
                                 .insert("connection", "Upgrade".parse().unwrap());
                             return Ok(r);
+                        }
+                        if path == "/echo" {
+                            // The body as received, and its framing headers.
+                            let mut r = hyper::Response::builder();
+                            for (k, out) in [
+                                ("transfer-encoding", "x-te"),
+                                ("content-length", "x-cl"),
+                                ("expect", "x-expect"),
+                            ] {
+                                if let Some(v) = req.headers().get(k) {
+                                    r = r.header(out, v);
+                                }
+                            }
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            return Ok(r.body(boxed(Full::new(body))).unwrap());
+                        }
+                        if path == "/stream-echo" {
+                            // Streams the body back while still reading it.
+                            return Ok(hyper::Response::new(req.into_body().boxed()));
                         }
                         if path == "/slow" {
                             tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -96,7 +122,7 @@ async fn backend(name: &'static str) -> Backend {
                             hv("x-forwarded-port"),
                             hv("x-amzn-trace-id").starts_with("Root=1-"),
                         );
-                        Ok(hyper::Response::new(Full::new(Bytes::from(body))))
+                        Ok(hyper::Response::new(boxed(Full::new(Bytes::from(body)))))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -741,4 +767,414 @@ async fn http2_clients_and_sticky_sessions() {
             "sticky to {first}: {body}"
         );
     }
+}
+
+/// A backend speaking raw HTTP/1.1 from scripts: each request (head only) is answered with
+/// byte pieces written with pauses between them, so the proxy reads them split anywhere.
+struct Scripted {
+    addr: SocketAddr,
+    /// Connections accepted.
+    conns: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the scripted backend does after answering.
+#[derive(PartialEq)]
+enum After {
+    KeepOpen,
+    /// Close at once.
+    Close,
+    /// Close the (idle) connection after 50 ms.
+    CloseSoon,
+}
+
+/// The script for a path: pieces of the answer and what to do after it. `nth` counts the
+/// requests on the connection from 1; `None`: close without answering.
+fn script(method: &str, path: &str, nth: usize) -> Option<(Vec<Vec<u8>>, After)> {
+    let p = |parts: &[&str]| parts.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let ok_len = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n";
+    Some(match path {
+        "/length" if method == "HEAD" => (p(&[ok_len]), After::KeepOpen),
+        "/length" => (
+            p(&[
+                "HTTP/1.1 200 OK\r\nCont",
+                "ent-Length: 11\r\n\r\nhel",
+                "lo world",
+            ]),
+            After::KeepOpen,
+        ),
+        "/chunked" => (
+            p(&[
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+                "lo\r\n6;ext=1\r",
+                "\n world\r\n1",
+                "0\r\n0123456789abcdef\r\n0\r\n",
+                "\r\n",
+            ]),
+            After::KeepOpen,
+        ),
+        "/eof" => (
+            p(&["HTTP/1.1 200 OK\r\n\r\nuntil ", "the end"]),
+            After::Close,
+        ),
+        "/204" => (p(&["HTTP/1.1 204 No Content\r\n\r\n"]), After::KeepOpen),
+        "/304" => (
+            p(&["HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"]),
+            After::KeepOpen,
+        ),
+        "/interim" => (
+            p(&[
+                "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ]),
+            After::KeepOpen,
+        ),
+        "/close" => (
+            p(&["HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"]),
+            After::KeepOpen,
+        ),
+        "/http10" => (
+            p(&["HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"]),
+            After::KeepOpen,
+        ),
+        "/close-soon" => (p(&[ok_len, "hello world"]), After::CloseSoon),
+        // The second request on a connection is dropped unanswered.
+        "/flaky" if nth > 1 => return None,
+        "/flaky" => (p(&[ok_len, "hello world"]), After::KeepOpen),
+        "/garbage" => (p(&["SSH-2.0-OpenSSH_9.6\r\n\r\n"]), After::KeepOpen),
+        "/conflict" => (
+            p(&["HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nok"]),
+            After::KeepOpen,
+        ),
+        "/many-headers" => {
+            let mut head = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..150 {
+                head.push_str(&format!("x-h{i}: v\r\n"));
+            }
+            head.push_str("Content-Length: 0\r\n\r\n");
+            (vec![head.into_bytes()], After::KeepOpen)
+        }
+        "/short" => (
+            p(&["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"]),
+            After::Close,
+        ),
+        _ => (
+            p(&["HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"]),
+            After::KeepOpen,
+        ),
+    })
+}
+
+async fn scripted_backend() -> Scripted {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut nth = 0;
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut tmp = [0u8; 4096];
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head: Vec<u8> = buf.drain(..end).collect();
+                    let line = String::from_utf8_lossy(&head).into_owned();
+                    let mut words = line.split(' ');
+                    let (method, path) = (words.next().unwrap(), words.next().unwrap());
+                    nth += 1;
+                    let Some((pieces, after)) = script(method, path, nth) else {
+                        return;
+                    };
+                    for piece in pieces {
+                        if s.write_all(&piece).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                    }
+                    match after {
+                        After::KeepOpen => {}
+                        After::Close => return,
+                        After::CloseSoon => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Scripted { addr, conns, task }
+}
+
+/// A proxy listening in front of the scripted backend (no health checks).
+fn scripted_proxy(b: &Scripted) -> (Proxy, u16) {
+    let mut g = group("s", &[], &[]);
+    g.target_group.health_check.enabled = false;
+    g.targets = vec![target(b.addr)];
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![g],
+    ));
+    (p, port)
+}
+
+/// A request with a method: (status, headers, body).
+async fn call(
+    c: &HttpClient,
+    method: &str,
+    port: u16,
+    path: &str,
+) -> (u16, http::HeaderMap, String) {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
+        .await
+        .expect("answer in time")
+        .expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_bodies_of_every_framing_arrive_intact_and_keep_the_connection() {
+    let b = scripted_backend().await;
+    let (_p, port) = scripted_proxy(&b);
+    let c = client();
+    let (s, h, body) = call(&c, "GET", port, "/chunked").await;
+    assert_eq!((s, body.as_str()), (200, "hello world0123456789abcdef"));
+    assert!(!h.contains_key("content-length"), "{h:?}");
+    let (s, h, body) = call(&c, "GET", port, "/length").await;
+    assert_eq!((s, body.as_str()), (200, "hello world"));
+    assert_eq!(h["content-length"], "11");
+    let (s, h, body) = call(&c, "HEAD", port, "/length").await;
+    assert_eq!((s, body.as_str()), (200, ""));
+    assert_eq!(h["content-length"], "11");
+    assert_eq!(call(&c, "GET", port, "/204").await.0, 204);
+    let (s, h, body) = call(&c, "GET", port, "/304").await;
+    assert_eq!((s, body.as_str()), (304, ""));
+    assert_eq!(h["etag"], "\"x\"");
+    assert_eq!(call(&c, "GET", port, "/interim").await.0, 200);
+    assert_eq!(call(&c, "GET", port, "/chunked").await.2.len(), 27);
+    // All of it, one request at a time, over one connection.
+    assert_eq!(b.conns.load(Ordering::Relaxed), 1);
+    // Until the target closes: the whole body, and a new connection after it.
+    let (s, _, body) = call(&c, "GET", port, "/eof").await;
+    assert_eq!((s, body.as_str()), (200, "until the end"));
+    assert_eq!(call(&c, "GET", port, "/length").await.2, "hello world");
+    assert_eq!(b.conns.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_target_wants_closed_are_not_reused() {
+    let b = scripted_backend().await;
+    let (_p, port) = scripted_proxy(&b);
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(call(&c, "GET", port, "/close").await.2, "ok");
+    }
+    // The backend keeps them open, but said `Connection: close`.
+    assert_eq!(b.conns.load(Ordering::Relaxed), 3);
+    for _ in 0..2 {
+        assert_eq!(call(&c, "GET", port, "/http10").await.2, "ok");
+    }
+    assert_eq!(b.conns.load(Ordering::Relaxed), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_closed_by_the_target_are_replaced() {
+    let b = scripted_backend().await;
+    let (_p, port) = scripted_proxy(&b);
+    let c = client();
+    // Closed while idle: noticed before reuse.
+    assert_eq!(call(&c, "GET", port, "/close-soon").await.2, "hello world");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(call(&c, "GET", port, "/length").await.2, "hello world");
+    assert_eq!(b.conns.load(Ordering::Relaxed), 2);
+    // Closed as the request arrives, without an answer: sent again on a new connection.
+    let before = b.conns.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        let (s, _, body) = call(&c, "GET", port, "/flaky").await;
+        assert_eq!((s, body.as_str()), (200, "hello world"));
+    }
+    assert_eq!(b.conns.load(Ordering::Relaxed), before + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_or_truncated_target_responses_fail_cleanly() {
+    let b = scripted_backend().await;
+    let (_p, port) = scripted_proxy(&b);
+    let c = client();
+    for path in ["/garbage", "/conflict", "/many-headers"] {
+        assert_eq!(call(&c, "GET", port, path).await.0, 502, "{path}");
+    }
+    // A body cut short is an error for the client, not a short success.
+    let req = hyper::Request::get(format!("http://127.0.0.1:{port}/short"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.into_body().collect().await.is_err());
+    // And the proxy carries on.
+    assert_eq!(call(&c, "GET", port, "/length").await.2, "hello world");
+}
+
+type UploadClient = Client<HttpConnector, BoxBody<Bytes, std::io::Error>>;
+
+/// Posts `body` to `/echo` or `/stream-echo`: (status, headers, body).
+async fn upload(
+    c: &UploadClient,
+    port: u16,
+    path: &str,
+    body: BoxBody<Bytes, std::io::Error>,
+) -> (u16, http::HeaderMap, Bytes) {
+    let req = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .body(body)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), async {
+        let resp = c.request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        (parts, body.collect().await.unwrap().to_bytes())
+    })
+    .await
+    .expect("answer in time");
+    (resp.0.status.as_u16(), resp.0.headers, resp.1)
+}
+
+fn sized(data: Bytes) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(data).map_err(|never| match never {}).boxed()
+}
+
+/// A body of unknown length (sent chunked) in pieces of `piece` bytes.
+fn streamed(data: Bytes, piece: usize) -> BoxBody<Bytes, std::io::Error> {
+    let pieces: Vec<Result<hyper::body::Frame<Bytes>, std::io::Error>> = (0..data.len())
+        .step_by(piece)
+        .map(|i| {
+            Ok(hyper::body::Frame::data(
+                data.slice(i..(i + piece).min(data.len())),
+            ))
+        })
+        .collect();
+    StreamBody::new(futures::stream::iter(pieces)).boxed()
+}
+
+fn pattern(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_reach_the_target_intact() {
+    let a = backend("a").await;
+    let g = group("g", &[], &[&a]);
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    let c: UploadClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    // Small, of known length: read first, sent with the head.
+    let (s, h, body) = upload(&c, port, "/echo", sized(Bytes::from("hello"))).await;
+    assert_eq!((s, &body[..]), (200, &b"hello"[..]));
+    assert_eq!(h["x-cl"], "5");
+    assert!(!h.contains_key("x-te"));
+    // Unknown length: chunked to the target.
+    let (s, h, body) = upload(&c, port, "/echo", streamed(Bytes::from("hello world"), 3)).await;
+    assert_eq!((s, &body[..]), (200, &b"hello world"[..]));
+    assert_eq!(h["x-te"], "chunked");
+    assert!(!h.contains_key("x-cl"));
+    // Large, of known length: streamed with its length.
+    let big = pattern(300 * 1024);
+    let (s, h, body) = upload(&c, port, "/echo", sized(big.clone())).await;
+    assert_eq!((s, body.len()), (200, big.len()));
+    assert!(body == big);
+    assert_eq!(h["x-cl"], big.len().to_string().as_str());
+    // Large, unknown length.
+    let (s, h, body) = upload(&c, port, "/echo", streamed(big.clone(), 7000)).await;
+    assert!(s == 200 && body == big);
+    assert_eq!(h["x-te"], "chunked");
+    // A target that answers while still reading a large body (no deadlock either way).
+    let huge = pattern(4 * 1024 * 1024);
+    let (s, _, body) = upload(&c, port, "/stream-echo", streamed(huge.clone(), 64 * 1024)).await;
+    assert!(s == 200 && body == huge);
+    let (s, _, body) = upload(&c, port, "/stream-echo", sized(huge.clone())).await;
+    assert!(s == 200 && body == huge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_by_the_proxy() {
+    let a = backend("a").await;
+    let g = group("g", &[], &[&a]);
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        got.push(byte[0]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    s.write_all(b"hello").await.unwrap();
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"hello") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+        rest.push(byte[0]);
+    }
+    let rest = String::from_utf8_lossy(&rest).to_lowercase();
+    assert!(rest.starts_with("http/1.1 200"), "{rest}");
+    assert!(!rest.contains("x-expect"), "{rest}");
 }
