@@ -11,7 +11,8 @@
 //!   keep-alive HTTP/1.1 connections with `X-Forwarded-For/-Proto/-Port` and an
 //!   `X-Amzn-Trace-Id`; WebSocket (and any `Upgrade`) is tunnelled. Load balancing per target
 //!   group: `round_robin` or `least_outstanding_requests`; `lb_cookie` stickiness (`AWSALB`).
-//!   Connections to targets are made before a request is handed over ([`upstream`]), so a
+//!   Connections to targets are made before a request is handed over ([`upstream`], a
+//!   small HTTP/1.1 client run by the task serving the client; wire format in [`h1`]), so a
 //!   refused connection is retried once on another target whatever the body, and the target
 //!   is avoided for 5 s. 503 when the group has no registered target, 502 when the target fails.
 //! - TCP listeners (network load balancers): bytes are passed through to a target.
