@@ -182,56 +182,105 @@ pub enum ResponseFraming {
     Eof,
 }
 
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+/// Whether the comma-separated text values of the headers named `name` include `token`
+/// (case-insensitive).
+pub fn has_token<'h, I>(headers: I, name: &str, token: &str) -> bool
+where
+    I: Iterator<Item = (&'h [u8], &'h [u8])>,
+{
     headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .filter_map(|(_, v)| text(v))
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// The framing of a response's body (RFC 9112 section 6.3) and whether the connection can
-/// carry another request afterwards. A `Content-Length` that `Transfer-Encoding` overrides is
-/// removed from `head.headers`.
-pub fn response_framing(
-    request_method: &Method,
-    head: &mut ResponseHead,
-) -> Result<(ResponseFraming, bool), ProtocolError> {
-    let mut keep_alive = match head.version {
-        Version::HTTP_10 => has_token(&head.headers, &header::CONNECTION, "keep-alive"),
-        _ => !has_token(&head.headers, &header::CONNECTION, "close"),
-    };
-    let status = head.status.as_u16();
-    if *request_method == Method::HEAD
-        || (100..200).contains(&status)
-        || status == 204
-        || status == 304
-    {
-        return Ok((ResponseFraming::Empty, keep_alive));
+/// A header value as text (visible ASCII, spaces and tabs), as `HeaderValue::to_str` gives it.
+pub fn text(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
     }
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
-        if head.headers.remove(header::CONTENT_LENGTH).is_some() {
+}
+
+/// What [`framing_of`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub framing: ResponseFraming,
+    /// Whether the connection can carry another request afterwards.
+    pub keep_alive: bool,
+    /// A `Content-Length` is present but `Transfer-Encoding` overrides it (it must not be
+    /// passed on).
+    pub length_overridden: bool,
+}
+
+/// The framing of a response's body (RFC 9112 section 6.3) from its status, version and
+/// header lines (`headers` gives a fresh iterator over `(name, value)` each call).
+pub fn framing_of<'h, I>(
+    head_request: bool,
+    status: u16,
+    http10: bool,
+    headers: impl Fn() -> I,
+) -> Result<Framing, ProtocolError>
+where
+    I: Iterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let named = |name: &'static str| {
+        headers().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+    };
+    let mut keep_alive = if http10 {
+        has_token(headers(), "connection", "keep-alive")
+    } else {
+        !has_token(headers(), "connection", "close")
+    };
+    let done = |framing, keep_alive| {
+        Ok(Framing {
+            framing,
+            keep_alive,
+            length_overridden: false,
+        })
+    };
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return done(ResponseFraming::Empty, keep_alive);
+    }
+    if named("transfer-encoding").next().is_some() {
+        let length_overridden = named("content-length").next().is_some();
+        if length_overridden {
             // Both: a sign of a confused or malicious sender; deliver by the transfer coding
             // and do not trust the connection afterwards.
             keep_alive = false;
         }
-        let last = head
-            .headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        let last = named("transfer-encoding")
+            .filter_map(|(_, v)| text(v))
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .rfind(|t| !t.is_empty());
-        return Ok(match last {
+            .filter(|t| !t.is_empty())
+            .last();
+        let (framing, keep_alive) = match last {
             Some(t) if t.eq_ignore_ascii_case("chunked") => (ResponseFraming::Chunked, keep_alive),
             _ => (ResponseFraming::Eof, false),
+        };
+        return Ok(Framing {
+            framing,
+            keep_alive,
+            length_overridden,
         });
     }
+    match content_length(named("content-length").map(|(_, v)| v))? {
+        Some(n) => done(ResponseFraming::Length(n), keep_alive),
+        None => done(ResponseFraming::Eof, false),
+    }
+}
+
+/// The value of `Content-Length` header values (a list of equal values counts as one);
+/// `None` when there are none.
+pub fn content_length<'h>(
+    values: impl Iterator<Item = &'h [u8]>,
+) -> Result<Option<u64>, ProtocolError> {
     let mut length: Option<u64> = None;
-    for v in head.headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
+    for v in values {
+        for part in v.split(|&b| b == b',') {
             let part = part.trim_ascii();
             if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(ProtocolError("invalid content-length"));
@@ -246,10 +295,30 @@ pub fn response_framing(
             length = Some(n);
         }
     }
-    Ok(match length {
-        Some(n) => (ResponseFraming::Length(n), keep_alive),
-        None => (ResponseFraming::Eof, false),
-    })
+    Ok(length)
+}
+
+/// The framing of a response's body (RFC 9112 section 6.3) and whether the connection can
+/// carry another request afterwards. A `Content-Length` that `Transfer-Encoding` overrides is
+/// removed from `head.headers`.
+pub fn response_framing(
+    request_method: &Method,
+    head: &mut ResponseHead,
+) -> Result<(ResponseFraming, bool), ProtocolError> {
+    let f = framing_of(
+        *request_method == Method::HEAD,
+        head.status.as_u16(),
+        head.version == Version::HTTP_10,
+        || {
+            head.headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        },
+    )?;
+    if f.length_overridden {
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    Ok((f.framing, f.keep_alive))
 }
 
 /// What [`ChunkedDecoder::decode`] found.
@@ -276,8 +345,13 @@ enum State {
     Data,
     DataCr,
     DataLf,
-    /// After the last chunk: the trailer section up to an empty line.
+    /// After the last chunk: the trailer section up to an empty line (for
+    /// [`ChunkedDecoder::scan`]: at the start of a trailer line).
     Trailers,
+    /// [`ChunkedDecoder::scan`] only: inside a trailer line.
+    TrailerLine,
+    /// [`ChunkedDecoder::scan`] only: a CR at the start of a trailer line.
+    TrailerCr,
     Done,
 }
 
@@ -289,6 +363,8 @@ pub struct ChunkedDecoder {
     size: u64,
     digits: u8,
     ext_len: usize,
+    /// Trailer bytes seen by [`ChunkedDecoder::scan`].
+    trailer_len: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -298,6 +374,7 @@ impl Default for ChunkedDecoder {
             size: 0,
             digits: 0,
             ext_len: 0,
+            trailer_len: 0,
         }
     }
 }
@@ -342,57 +419,108 @@ impl ChunkedDecoder {
                 return Ok(Chunk::NeedMore);
             };
             buf.advance(1);
-            match self.state {
-                State::Size => match b {
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                        let d = (b as char).to_digit(16).unwrap_or(0);
-                        if self.size > u64::MAX >> 4 {
-                            return Err(ProtocolError("chunk size too large"));
-                        }
-                        self.size = (self.size << 4) | u64::from(d);
-                        self.digits = self.digits.saturating_add(1);
+            self.step(b)?;
+        }
+    }
+
+    /// One byte of a size line or of the CRLF after chunk data.
+    fn step(&mut self, b: u8) -> Result<(), ProtocolError> {
+        match self.state {
+            State::Size => match b {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                    let d = (b as char).to_digit(16).unwrap_or(0);
+                    if self.size > u64::MAX >> 4 {
+                        return Err(ProtocolError("chunk size too large"));
                     }
-                    b';' | b' ' | b'\t' if self.digits > 0 => {
-                        self.state = State::Extension;
-                        self.ext_len = 0;
-                    }
-                    b'\r' => self.state = State::SizeLf,
-                    b'\n' => self.end_of_size_line()?,
-                    _ => return Err(ProtocolError("invalid chunk size")),
-                },
-                State::Extension => match b {
-                    b'\r' => self.state = State::SizeLf,
-                    b'\n' => self.end_of_size_line()?,
-                    _ => {
-                        self.ext_len += 1;
-                        if self.ext_len > MAX_EXTENSION_BYTES {
-                            return Err(ProtocolError("chunk extension too long"));
-                        }
-                    }
-                },
-                State::SizeLf => {
-                    if b != b'\n' {
-                        return Err(ProtocolError("invalid chunk size line"));
-                    }
-                    self.end_of_size_line()?;
+                    self.size = (self.size << 4) | u64::from(d);
+                    self.digits = self.digits.saturating_add(1);
                 }
-                State::DataCr => {
-                    if b != b'\r' {
-                        return Err(ProtocolError("missing CRLF after chunk"));
-                    }
-                    self.state = State::DataLf;
+                b';' | b' ' | b'\t' if self.digits > 0 => {
+                    self.state = State::Extension;
+                    self.ext_len = 0;
                 }
-                State::DataLf => {
-                    if b != b'\n' {
-                        return Err(ProtocolError("missing CRLF after chunk"));
+                b'\r' => self.state = State::SizeLf,
+                b'\n' => self.end_of_size_line()?,
+                _ => return Err(ProtocolError("invalid chunk size")),
+            },
+            State::Extension => match b {
+                b'\r' => self.state = State::SizeLf,
+                b'\n' => self.end_of_size_line()?,
+                _ => {
+                    self.ext_len += 1;
+                    if self.ext_len > MAX_EXTENSION_BYTES {
+                        return Err(ProtocolError("chunk extension too long"));
                     }
-                    self.state = State::Size;
-                    self.size = 0;
-                    self.digits = 0;
                 }
-                State::Data | State::Trailers | State::Done => {}
+            },
+            State::SizeLf => {
+                if b != b'\n' {
+                    return Err(ProtocolError("invalid chunk size line"));
+                }
+                self.end_of_size_line()?;
+            }
+            State::DataCr => {
+                if b != b'\r' {
+                    return Err(ProtocolError("missing CRLF after chunk"));
+                }
+                self.state = State::DataLf;
+            }
+            State::DataLf => {
+                if b != b'\n' {
+                    return Err(ProtocolError("missing CRLF after chunk"));
+                }
+                self.state = State::Size;
+                self.size = 0;
+                self.digits = 0;
+            }
+            State::Data | State::Trailers | State::TrailerLine | State::TrailerCr | State::Done => {
             }
         }
+        Ok(())
+    }
+
+    /// Follows a chunked body passed on as it is: consumes bytes from the start of `input` up
+    /// to the end of the body, and returns how many belong to it (all of `input` unless the
+    /// body ends inside it; [`ChunkedDecoder::is_done`] then says so). Chunk sizes are checked
+    /// as [`ChunkedDecoder::decode`] checks them; trailer lines only for their length. Not to
+    /// be mixed with `decode` on one body.
+    pub fn scan(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                State::Done => return Ok(i),
+                State::Data => {
+                    let n = usize::try_from(self.size)
+                        .map_or(input.len() - i, |s| s.min(input.len() - i));
+                    self.size -= n as u64;
+                    if self.size == 0 {
+                        self.state = State::DataCr;
+                    }
+                    i += n;
+                    continue;
+                }
+                State::Trailers | State::TrailerLine | State::TrailerCr => {
+                    let b = input[i];
+                    i += 1;
+                    self.trailer_len += 1;
+                    if self.trailer_len > MAX_TRAILER_BYTES {
+                        return Err(ProtocolError("trailers too large"));
+                    }
+                    self.state = match (self.state, b) {
+                        (State::Trailers, b'\r') => State::TrailerCr,
+                        (State::Trailers, b'\n') | (State::TrailerCr, b'\n') => State::Done,
+                        (State::TrailerCr, _) => return Err(ProtocolError("malformed trailers")),
+                        (_, b'\n') => State::Trailers,
+                        _ => State::TrailerLine,
+                    };
+                    continue;
+                }
+                _ => {}
+            }
+            self.step(input[i])?;
+            i += 1;
+        }
+        Ok(i)
     }
 
     /// The trailer section: nothing but an empty line, or header lines ending with one.
@@ -552,6 +680,9 @@ mod tests {
             ext in any::<bool>(),
         ) {
             let wire = encode_chunked(&chunks, &trailers, ext);
+            let mut tail = wire.clone();
+            tail.extend_from_slice(b"GET / HTTP/1.1");
+            prop_assert_eq!(scan_in_pieces(&tail, &pieces).unwrap(), wire.len());
             let (body, got, rest) = decode_in_pieces(&wire, &pieces).unwrap();
             prop_assert_eq!(body, chunks.concat());
             prop_assert!(rest.is_empty());
@@ -566,6 +697,50 @@ mod tests {
                 .collect();
             prop_assert_eq!(got, want);
         }
+    }
+
+    /// Scans `wire` (a chunked body, then other bytes) in pieces: the body's length.
+    fn scan_in_pieces(wire: &[u8], pieces: &[usize]) -> Result<usize, ProtocolError> {
+        let mut dec = ChunkedDecoder::default();
+        let (mut fed, mut i) = (0, 0);
+        while !dec.is_done() {
+            if fed == wire.len() {
+                return Err(ProtocolError("eof"));
+            }
+            let n = pieces[i % pieces.len()].clamp(1, wire.len() - fed);
+            i += 1;
+            let used = dec.scan(&wire[fed..fed + n])?;
+            assert!(used == n || dec.is_done());
+            fed += used;
+        }
+        Ok(fed)
+    }
+
+    #[test]
+    fn scanning_finds_the_end_of_chunked_bodies() {
+        let wire = b"5;name=value\r\nhello\r\n6 \r\n world\r\n0\r\nX-Sum: 1\r\n\r\nNEXT";
+        for piece in [1, 2, 3, 7, 100] {
+            assert_eq!(scan_in_pieces(wire, &[piece]).unwrap(), wire.len() - 4);
+        }
+        assert_eq!(scan_in_pieces(b"0\r\n\r\nGET", &[1]).unwrap(), 5);
+        assert_eq!(scan_in_pieces(b"3\nabc\r\n0\n\nX", &[2]).unwrap(), 10);
+        for wire in [
+            &b"g\r\n"[..],
+            b"\r\n",
+            b"3\r\nabcX\r\n",
+            b"3\rX",
+            b"0\r\n\rX",
+            b"11111111111111111\r\n",
+        ] {
+            assert!(
+                scan_in_pieces(wire, &[1]).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+        let mut big = b"0\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', MAX_TRAILER_BYTES + 1));
+        assert!(scan_in_pieces(&big, &[4096]).is_err());
     }
 
     fn head(raw: &str) -> ResponseHead {
