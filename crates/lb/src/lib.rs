@@ -4,8 +4,9 @@
 //! `gantry_elbv2::channel`), keeps the latest snapshot in an `ArcSwap`, and listens on
 //! `bind:port` for each listener of every load balancer of its region:
 //!
-//! - HTTP listeners (application load balancers): HTTP/1.1 and HTTP/2 (cleartext) from clients,
-//!   rules by priority (path-pattern, host-header, http-header, http-request-method,
+//! - HTTP listeners (application load balancers): HTTP/1.1 and HTTP/2 (cleartext) from clients
+//!   (HTTP/1.x is parsed and relayed in place by the connection's task, module `fast`; a
+//!   connection opening with the HTTP/2 preface is served by hyper), rules by priority (path-pattern, host-header, http-header, http-request-method,
 //!   query-string, source-ip) then the default action; forward (one or weighted target groups,
 //!   `AWSALBTG` group stickiness), fixed-response, redirect. Requests go to targets over pooled
 //!   keep-alive HTTP/1.1 connections with `X-Forwarded-For/-Proto/-Port` and an
@@ -26,6 +27,7 @@
 
 pub mod balancer;
 pub mod control;
+mod fast;
 pub mod h1;
 pub mod health;
 pub mod proxy;

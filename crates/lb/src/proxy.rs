@@ -28,9 +28,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::balancer::{Group, TargetRt, now_ms};
+use crate::fast;
 use crate::h1::{self, RequestFraming};
 use crate::health;
-use crate::routing::{RequestView, RouteTable, redirect_location};
+use crate::routing::{Headers, RequestView, RouteTable, redirect_location};
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
 
 /// A response to a client: one made here, or a target's.
@@ -75,7 +76,7 @@ impl Body for ProxyBody {
 
 /// Attempts to hand a request to a target: a refused connection moves on to another target
 /// once; a pooled connection found closed before any response byte is replaced by a new one.
-const MAX_ATTEMPTS: u32 = 4;
+pub(crate) const MAX_ATTEMPTS: u32 = 4;
 
 /// Request bodies of a known size up to this are read before the request goes out (with the
 /// head, in one write, and again on a retry); larger or unknown ones are streamed.
@@ -89,15 +90,15 @@ enum Protocol {
 
 /// One listener port's routing.
 #[derive(Debug)]
-struct ListenerPlan {
+pub(crate) struct ListenerPlan {
     protocol: Protocol,
-    table: RouteTable,
+    pub(crate) table: RouteTable,
 }
 
 #[derive(Debug, Default)]
-struct Routes {
-    by_port: HashMap<u16, Arc<ListenerPlan>>,
-    groups: HashMap<String, Arc<Group>>,
+pub(crate) struct Routes {
+    pub(crate) by_port: HashMap<u16, Arc<ListenerPlan>>,
+    pub(crate) groups: HashMap<String, Arc<Group>>,
 }
 
 #[derive(Debug)]
@@ -112,10 +113,10 @@ pub struct Proxy {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     bind: IpAddr,
     proxy_id: String,
-    routes: ArcSwap<Routes>,
+    pub(crate) routes: ArcSwap<Routes>,
     listeners: Mutex<HashMap<u16, OpenListener>>,
     checker: Client<HttpConnector, Empty<Bytes>>,
     health_changed: Arc<Notify>,
@@ -150,11 +151,15 @@ fn full(b: impl Into<Bytes>) -> ProxyBody {
     ProxyBody::Full((!b.is_empty()).then_some(b))
 }
 
-fn error_page(status: StatusCode) -> Response<ProxyBody> {
-    let text = format!(
+/// The body of an error page.
+pub(crate) fn error_text(status: StatusCode) -> String {
+    format!(
         "<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>\r\n</body>\r\n</html>\r\n"
-    );
-    let mut r = Response::new(full(text));
+    )
+}
+
+fn error_page(status: StatusCode) -> Response<ProxyBody> {
+    let mut r = Response::new(full(error_text(status)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
@@ -208,10 +213,8 @@ fn is_upgrade(h: &HeaderMap) -> bool {
         })
 }
 
-fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+pub(crate) fn cookie<'a>(h: Headers<'a>, name: &str) -> Option<&'a str> {
+    h.get_all("cookie")
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == name)
@@ -220,6 +223,12 @@ fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A new `X-Amzn-Trace-Id`: `Root=1-<8 hex digits of epoch seconds>-<24 random hex digits>`.
 fn trace_id() -> HeaderValue {
+    HeaderValue::from_bytes(&trace_id_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("Root=1-0-0"))
+}
+
+/// The bytes of a new `X-Amzn-Trace-Id` value.
+pub(crate) fn trace_id_bytes() -> [u8; 40] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let secs = now_ms() / 1000;
     let r: u128 = rand::rng().random();
@@ -230,7 +239,7 @@ fn trace_id() -> HeaderValue {
     for i in 0..24 {
         buf[16 + i] = HEX[((r >> (92 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("Root=1-0-0"))
+    buf
 }
 
 impl Proxy {
@@ -450,12 +459,22 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         match protocol {
             Protocol::Http => {
-                tokio::spawn(serve_http(inner, stream, peer, port));
+                tokio::spawn(serve_client(inner, stream, peer, port));
             }
             Protocol::Tcp => {
                 tokio::spawn(serve_tcp(inner, stream, port));
             }
         }
+    }
+}
+
+/// An HTTP listener's connection: HTTP/2 (prior knowledge) goes to hyper, HTTP/1.x to the
+/// fast path.
+async fn serve_client(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port: u16) {
+    match fast::is_h2(&stream).await {
+        Some(true) => serve_http(inner, stream, peer, port).await,
+        Some(false) => fast::serve(inner, stream, peer, port).await,
+        None => {}
     }
 }
 
@@ -518,7 +537,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
         path: req.uri().path(),
         query: req.uri().query().unwrap_or(""),
         host: host_of(&req),
-        headers: req.headers(),
+        headers: Headers::Map(req.headers()),
         source: conn.peer.ip(),
     };
     let Some(action) = plan.table.select(&view) else {
@@ -557,7 +576,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
             ..
         } => {
             let sticky_group = if stickiness.enabled {
-                cookie(req.headers(), "AWSALBTG")
+                cookie(Headers::Map(req.headers()), "AWSALBTG")
             } else {
                 None
             };
@@ -584,7 +603,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
 
 /// Weighted random choice among the action's target groups (a sticky group id wins if it is
 /// still one of them with a weight).
-fn choose_group(
+pub(crate) fn choose_group(
     routes: &Routes,
     groups: &[WeightedTargetGroup],
     sticky: Option<&str>,
@@ -675,7 +694,7 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let sticky_secs = group.sticky_seconds();
     let sticky_key = sticky_secs.and_then(|_| {
-        cookie(req.headers(), "AWSALB")
+        cookie(Headers::Map(req.headers()), "AWSALB")
             .and_then(|v| v.split_once('|'))
             .filter(|(gid, _)| *gid == group.id)
             .map(|(_, key)| key.to_owned())

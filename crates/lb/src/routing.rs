@@ -20,8 +20,40 @@ pub struct RequestView<'a> {
     pub query: &'a str,
     /// Host header without the port.
     pub host: &'a str,
-    pub headers: &'a http::HeaderMap,
+    pub headers: Headers<'a>,
     pub source: IpAddr,
+}
+
+/// A request's headers: hyper's map, or the header lines of a parsed HTTP/1.x head.
+#[derive(Debug, Clone, Copy)]
+pub enum Headers<'a> {
+    Map(&'a http::HeaderMap),
+    Raw(&'a [httparse::Header<'a>]),
+}
+
+/// Whether a header value is text (visible ASCII, spaces and tabs), as
+/// `http::HeaderValue::to_str` requires.
+fn is_text(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+impl<'a> Headers<'a> {
+    /// The text values of the headers named `name` (case-insensitive), in order; values that
+    /// are not text are skipped.
+    pub fn get_all<'n>(self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        let (map, raw) = match self {
+            Headers::Map(m) => (Some(m.get_all(name).iter()), None),
+            Headers::Raw(r) => (None, Some(r.iter())),
+        };
+        let map = map.into_iter().flatten().filter_map(|v| v.to_str().ok());
+        let raw = raw
+            .into_iter()
+            .flatten()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .filter(|h| is_text(h.value))
+            .filter_map(|h| std::str::from_utf8(h.value).ok());
+        map.chain(raw)
+    }
 }
 
 /// The terminal action of an action list (the one with the highest order, or the last).
@@ -105,11 +137,9 @@ pub fn condition_matches(c: &RuleCondition, req: &RequestView<'_>) -> bool {
             let Some(name) = c.http_header_name.as_deref() else {
                 return false;
             };
-            req.headers.get_all(name).iter().any(|v| {
-                v.to_str()
-                    .map(|v| any_wildcard(&c.values, v, true))
-                    .unwrap_or(false)
-            })
+            req.headers
+                .get_all(name)
+                .any(|v| any_wildcard(&c.values, v, true))
         }
         "query-string" => {
             let pairs: Vec<(String, String)> = req
@@ -214,7 +244,7 @@ mod tests {
             path,
             query,
             host: "api.example.com",
-            headers,
+            headers: Headers::Map(headers),
             source: "10.1.2.3".parse().unwrap(),
         }
     }
@@ -257,6 +287,47 @@ mod tests {
         assert!(condition_matches(&q, &v));
         q.query_strings[0].value = "3".into();
         assert!(!condition_matches(&q, &v));
+    }
+
+    #[test]
+    fn raw_header_lines_match_like_the_map() {
+        let raw = [
+            httparse::Header {
+                name: "X-Env",
+                value: b"green",
+            },
+            httparse::Header {
+                name: "x-env",
+                value: b"Blue",
+            },
+            httparse::Header {
+                name: "x-bin",
+                value: b"\xffblue",
+            },
+        ];
+        let mut map = http::HeaderMap::new();
+        for h in &raw {
+            map.append(
+                http::HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(h.value).unwrap(),
+            );
+        }
+        for headers in [Headers::Raw(&raw), Headers::Map(&map)] {
+            let v = RequestView {
+                headers,
+                ..view(&map, "/", "")
+            };
+            let mut hh = cond("http-header", &["blue"]);
+            hh.http_header_name = Some("X-ENV".into());
+            assert!(condition_matches(&hh, &v), "{headers:?}");
+            hh.values = vec!["purple".into()];
+            assert!(!condition_matches(&hh, &v), "{headers:?}");
+            // Values that are not text never match.
+            hh.http_header_name = Some("x-bin".into());
+            hh.values = vec!["*".into()];
+            assert!(!condition_matches(&hh, &v), "{headers:?}");
+            assert_eq!(headers.get_all("x-env").count(), 2);
+        }
     }
 
     #[test]

@@ -45,12 +45,40 @@ const MAX_KEPT_BUFFER: usize = 64 * 1024;
 /// A keep-alive connection to a target.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    pub(crate) stream: TcpStream,
     /// Bytes read but not consumed (empty between exchanges).
-    buf: BytesMut,
-    read_size: usize,
+    pub(crate) buf: BytesMut,
+    pub(crate) read_size: usize,
     /// The address it was made to.
     addr: Arc<String>,
+}
+
+impl Connection {
+    /// Gives a connection whose exchange is complete back to `target`'s pool (unless bytes
+    /// beyond the exchange arrived or the target's address changed).
+    pub(crate) fn release(self, target: &crate::balancer::TargetRt) {
+        if self.buf.is_empty() && **target.addr.load() == *self.addr {
+            target.pool.put(self);
+        }
+    }
+}
+
+/// Reads more into `buf` (at least a quarter of `read_size` of room, which doubles while reads
+/// fill it); 0 at end of stream.
+pub(crate) async fn fill<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    read_size: &mut usize,
+) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < *read_size / 4 {
+        buf.reserve(*read_size);
+    }
+    let room = buf.capacity() - buf.len();
+    let n = r.read_buf(buf).await?;
+    if n == room && *read_size < MAX_READ {
+        *read_size *= 2;
+    }
+    Ok(n)
 }
 
 struct Idle {
@@ -259,7 +287,7 @@ impl std::fmt::Debug for Exchange {
     }
 }
 
-fn is_connection_error(e: &io::Error) -> bool {
+pub(crate) fn is_connection_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionReset
