@@ -1178,3 +1178,214 @@ async fn expect_100_continue_is_answered_by_the_proxy() {
     assert!(rest.starts_with("http/1.1 200"), "{rest}");
     assert!(!rest.contains("x-expect"), "{rest}");
 }
+
+/// A proxy in front of backends `a` (default) and `b` (host `b.example.com`).
+async fn two_backend_proxy() -> (Proxy, u16, Backend, Backend) {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let (ga, gb) = (group("a", &[], &[&a]), group("b", &[], &[&b]));
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![listener(
+            port,
+            "HTTP",
+            forward(&[(&ga, 1)]),
+            vec![rule(
+                10,
+                "host-header",
+                &["b.example.com"],
+                forward(&[(&gb, 1)]),
+            )],
+        )],
+        vec![ga, gb],
+    ));
+    (p, port, a, b)
+}
+
+/// Writes `pieces` (20 ms apart) on a new connection and reads until the proxy closes it.
+async fn raw_exchange(port: u16, pieces: &[&[u8]]) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        s.write_all(piece).await.unwrap();
+    }
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Reads one response with a `content-length` from `s`: (head in lower case, body).
+async fn read_response(s: &mut tokio::net::TcpStream) -> (String, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let (_p, port, _a, _b) = two_backend_proxy().await;
+    let got = raw_exchange(
+        port,
+        &[b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: b.example.com\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
+    assert_eq!(got.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{got}");
+    let (one, two, three) = (
+        got.find("a /one").unwrap(),
+        got.find("b /two").unwrap(),
+        got.find("a /three").unwrap(),
+    );
+    assert!(one < two && two < three, "{got}");
+    // Only the last response says the connection closes.
+    assert_eq!(got.to_lowercase().matches("connection: close").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_close_and_http10_clients() {
+    let (_p, port, _a, _b) = two_backend_proxy().await;
+    // HTTP/1.1 with `Connection: close`: one answer, then the proxy closes.
+    let got = raw_exchange(
+        port,
+        &[b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.to_lowercase().contains("connection: close"), "{got}");
+    assert!(got.ends_with("trace=true"), "{got}");
+    // HTTP/1.0 without keep-alive: closed after the answer.
+    let got = raw_exchange(port, &[b"GET /old HTTP/1.0\r\n\r\n"]).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("a /old"), "{got}");
+    // HTTP/1.0 with keep-alive: stays open for another request.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    for path in ["/k1", "/k2"] {
+        s.write_all(format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut s).await;
+        assert!(head.contains("connection: keep-alive"), "{head}");
+        assert!(body.starts_with(&format!("a {path}")), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_request_bodies_are_relayed_intact() {
+    let (_p, port, _a, _b) = two_backend_proxy().await;
+    // In pieces, so that the body is still arriving when the request goes out.
+    let got = raw_exchange(
+        port,
+        &[
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;ext=1\r\nhel",
+            b"lo\r\n6\r\n world",
+            b"\r\n0\r\n",
+            b"\r\n",
+        ],
+    )
+    .await;
+    let lower = got.to_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{got}");
+    assert!(lower.contains("x-te: chunked"), "{got}");
+    assert!(got.ends_with("\r\n\r\nhello world"), "{got}");
+    // All at once, followed by another request on the same connection.
+    let got = raw_exchange(
+        port,
+        &[b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
+    assert!(got.contains("\r\n\r\nabcHTTP/1.1 200"), "{got}");
+    assert!(got.contains("a /after"), "{got}");
+    // A malformed chunk: 400, and the connection closes.
+    let got = raw_exchange(
+        port,
+        &[b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_request_heads_are_refused() {
+    let (_p, port, a, _b) = two_backend_proxy().await;
+    for bad in [
+        &b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        b"GET nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    ] {
+        let got = raw_exchange(port, &[bad]).await;
+        assert!(
+            got.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{:?}: {got}",
+            String::from_utf8_lossy(bad)
+        );
+        assert!(got.contains("<h1>400 Bad Request</h1>"), "{got}");
+    }
+    let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 70 * 1024));
+    big.extend_from_slice(b"\r\n\r\n");
+    let got = raw_exchange(port, &[&big]).await;
+    assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..120 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let got = raw_exchange(port, &[many.as_bytes()]).await;
+    assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+    assert_eq!(a.hits.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_targets_and_forwarded_for_chains() {
+    let (_p, port, _a, _b) = two_backend_proxy().await;
+    // The authority routes (as the host) and the target gets the origin form.
+    let got = raw_exchange(
+        port,
+        &[b"GET http://b.example.com:8080/abs/path?q=1 HTTP/1.1\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
+    assert!(got.contains("b /abs/path xff=127.0.0.1"), "{got}");
+    // A client `X-Forwarded-For` gets the peer appended; the forwarding headers are the
+    // proxy's own.
+    let got = raw_exchange(
+        port,
+        &[b"GET /f HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 1\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
+    assert!(
+        got.contains(&format!(
+            "a /f xff=10.0.0.1, 10.0.0.2, 127.0.0.1 proto=http port={port} trace=true"
+        )),
+        "{got}"
+    );
+}
