@@ -280,12 +280,21 @@ impl Group {
         let old = self.targets.load_full();
         let mut next = Vec::with_capacity(targets.len());
         let mut added = Vec::new();
+        // Targets that start draining are marked only once the new list is in place, and
+        // targets that stop draining are unmarked before: requests picking from either list
+        // meanwhile never find every target draining when the new configuration has one that
+        // is not (deregistering one target while registering another again).
+        let mut start_draining = Vec::new();
         for t in targets {
             let key = t.key();
             match old.iter().find(|o| o.key == key) {
                 Some(o) => {
-                    o.draining_until
-                        .store(t.draining_until.unwrap_or(0), Ordering::Relaxed);
+                    let until = t.draining_until.unwrap_or(0);
+                    if until == 0 {
+                        o.draining_until.store(0, Ordering::Relaxed);
+                    } else {
+                        start_draining.push((o.clone(), until));
+                    }
                     let addr = t.connect_address();
                     if **o.addr.load() != addr {
                         o.addr.store(Arc::new(addr));
@@ -306,6 +315,9 @@ impl Group {
             .cloned()
             .collect();
         self.targets.store(Arc::new(next));
+        for (t, until) in start_draining {
+            t.draining_until.store(until, Ordering::Relaxed);
+        }
         (added, removed)
     }
 }

@@ -586,7 +586,11 @@ async fn zero_errors_while_targets_register_and_deregister_every_100ms() {
                         let _ = r.into_body().collect().await;
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    _ => {
+                    other => {
+                        eprintln!(
+                            "request failed during churn: {:?}",
+                            other.map(|r| r.status())
+                        );
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
