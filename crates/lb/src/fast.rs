@@ -1316,19 +1316,10 @@ async fn exchange(
         if attempts > MAX_ATTEMPTS {
             return fail(client, head, &cookies, StatusCode::BAD_GATEWAY, keep).await;
         }
-        let addr = target.addr.load_full();
-        let (mut conn, reused) = match target.pool.checkout(&addr, fresh).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(target = %target.key, error = %e, "cannot connect to target");
-                target.mark_failed(now_ms());
-                if !moved_on && let Some(next) = group.pick(None, Some(&target)) {
-                    moved_on = true;
-                    target = next;
-                    continue;
-                }
-                return fail(client, head, &cookies, StatusCode::BAD_GATEWAY, keep).await;
-            }
+        let Some((mut conn, reused)) =
+            upstream::connect_or_move_on(&group, &mut target, &mut moved_on, fresh).await
+        else {
+            return fail(client, head, &cookies, StatusCode::BAD_GATEWAY, keep).await;
         };
         let guard = target.begin();
         cookies.target = target_cookie(&group, &target, sticky_secs);

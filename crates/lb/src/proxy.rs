@@ -750,19 +750,10 @@ async fn forward(
         if attempts > MAX_ATTEMPTS {
             return error_page(StatusCode::BAD_GATEWAY);
         }
-        let addr = target.addr.load_full();
-        let (connection, reused) = match target.pool.checkout(&addr, fresh).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(target = %target.key, error = %e, "cannot connect to target");
-                target.mark_failed(now_ms());
-                if !moved_on && let Some(next) = group.pick(None, Some(&target)) {
-                    moved_on = true;
-                    target = next;
-                    continue;
-                }
-                return error_page(StatusCode::BAD_GATEWAY);
-            }
+        let Some((connection, reused)) =
+            upstream::connect_or_move_on(group, &mut target, &mut moved_on, fresh).await
+        else {
+            return error_page(StatusCode::BAD_GATEWAY);
         };
         let guard = target.begin();
         match upstream::send(connection, &head, &mut body, framing).await {

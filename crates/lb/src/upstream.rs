@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::task::JoinHandle;
 
-use crate::balancer::Outstanding;
+use crate::balancer::{Group, Outstanding, TargetRt, now_ms};
 use crate::h1::{self, Chunk, ChunkedDecoder, RequestFraming, ResponseFraming, ResponseHead};
 
 /// Idle connections kept per target.
@@ -618,6 +618,35 @@ impl Body for ResponseBody {
             Decoder::Done => SizeHint::with_exact(0),
             Decoder::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+/// A connection to `target` (pooled unless `fresh`; `true` with it when it was reused). When
+/// `target` refuses it is marked failed and, the first time (`moved_on` still false), the
+/// request moves on to another target of `group`, which `target` then names. `None` when no
+/// connection could be made.
+pub(crate) async fn connect_or_move_on(
+    group: &Group,
+    target: &mut Arc<TargetRt>,
+    moved_on: &mut bool,
+    fresh: bool,
+) -> Option<(Connection, bool)> {
+    loop {
+        let addr = target.addr.load_full();
+        match target.pool.checkout(&addr, fresh).await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::debug!(target = %target.key, error = %e, "cannot connect to target");
+                target.mark_failed(now_ms());
+                match group.pick(None, Some(target)) {
+                    Some(next) if !*moved_on => {
+                        *moved_on = true;
+                        *target = next;
+                    }
+                    _ => return None,
+                }
+            }
         }
     }
 }
