@@ -1,10 +1,18 @@
 //! Target groups at run time: targets with their health, outstanding requests and draining
 //! deadline, and target selection (round robin or least outstanding requests, sticky cookies,
-//! passive failure avoidance).
+//! passive failure avoidance, slow start).
 //!
 //! Selection order: targets that are not draining and not passively failed; among them the
 //! healthy ones; when none is healthy, all of them (AWS fails open the same way). No registered,
 //! non-draining target at all: `None` (the proxy answers 503).
+//!
+//! Slow start (`slow_start.duration_seconds`): a target that becomes healthy (or, without
+//! health checks, is registered) while another target is in service gets a share of new
+//! requests rising linearly from nothing to its full share over the duration. The choice the
+//! algorithm makes is accepted with probability `elapsed / duration` when it is in slow start,
+//! otherwise the next choice in the algorithm's order is tried; when every candidate declines,
+//! the first choice stands. A target alone in the pool is never held back, nor are targets
+//! picked when none is healthy, nor sticky sessions.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use gantry_domain::lb::{Target, TargetGroup, TargetHealthState};
 use parking_lot::Mutex;
+use rand::Rng;
 
 use crate::upstream::UpstreamPool;
 
@@ -66,6 +75,9 @@ pub struct TargetRt {
     pub reason: Mutex<Option<(String, String)>>,
     /// Passive failure: skipped until this epoch ms.
     pub avoid_until: AtomicU64,
+    /// Epoch ms its slow start began (it became healthy, or was registered when the group has
+    /// no health checks); 0: not in slow start.
+    pub healthy_since: AtomicU64,
     /// The active health-check task.
     pub checker: Mutex<Option<tokio::task::AbortHandle>>,
     /// Idle keep-alive connections to this target.
@@ -84,6 +96,7 @@ impl TargetRt {
             health: AtomicU8::new(Health::Initial as u8),
             reason: Mutex::new(None),
             avoid_until: AtomicU64::new(0),
+            healthy_since: AtomicU64::new(0),
             checker: Mutex::new(None),
             pool: UpstreamPool::default(),
         }
@@ -105,6 +118,18 @@ impl TargetRt {
 
     fn avoided(&self, now: u64) -> bool {
         self.avoid_until.load(Ordering::Relaxed) > now
+    }
+
+    /// Whether it gets new requests from a group with health checks `checks` (on or off).
+    fn in_service(&self, checks: bool) -> bool {
+        !self.is_draining() && (!checks || self.health() == Health::Healthy)
+    }
+
+    /// Whether a pick in slow start takes it now: always once `duration_ms` has passed since
+    /// its slow start began, otherwise with probability `elapsed / duration_ms`.
+    fn slow_start_accepts(&self, now: u64, duration_ms: u64) -> bool {
+        let elapsed = now.saturating_sub(self.healthy_since.load(Ordering::Relaxed));
+        elapsed >= duration_ms || rand::rng().random_range(0..duration_ms) < elapsed
     }
 
     /// Marks a refused connection: no new requests for a few seconds (or until a health check
@@ -153,7 +178,15 @@ pub enum Algorithm {
 const NOT_STICKY: u64 = u64::MAX;
 
 /// The settings read on every request, derived once per configuration change.
-fn derived(tg: &TargetGroup) -> (Algorithm, u64, bool) {
+struct Derived {
+    algorithm: Algorithm,
+    sticky_seconds: u64,
+    checks: bool,
+    /// 0: no slow start.
+    slow_start_ms: u64,
+}
+
+fn derived(tg: &TargetGroup) -> Derived {
     let algorithm = match tg
         .attributes
         .get("load_balancing.algorithm.type")
@@ -169,7 +202,14 @@ fn derived(tg: &TargetGroup) -> (Algorithm, u64, bool) {
     } else {
         NOT_STICKY
     };
-    (algorithm, sticky_seconds, tg.health_check.enabled)
+    Derived {
+        algorithm,
+        sticky_seconds,
+        checks: tg.health_check.enabled,
+        slow_start_ms: tg
+            .attribute_u64("slow_start.duration_seconds", 0)
+            .saturating_mul(1000),
+    }
 }
 
 /// A target group: its settings and targets, replaced as configuration arrives.
@@ -183,20 +223,22 @@ pub struct Group {
     algorithm: AtomicU8,
     sticky_seconds: AtomicU64,
     checks: AtomicBool,
+    slow_start_ms: AtomicU64,
 }
 
 impl Group {
     pub fn new(tg: &TargetGroup) -> Self {
-        let (algorithm, sticky_seconds, checks) = derived(tg);
+        let d = derived(tg);
         Self {
             arn: tg.arn.clone(),
             id: tg.id.clone(),
             settings: ArcSwap::from_pointee(tg.clone()),
             targets: ArcSwap::from_pointee(Vec::new()),
             rr: AtomicUsize::new(0),
-            algorithm: AtomicU8::new(algorithm as u8),
-            sticky_seconds: AtomicU64::new(sticky_seconds),
-            checks: AtomicBool::new(checks),
+            algorithm: AtomicU8::new(d.algorithm as u8),
+            sticky_seconds: AtomicU64::new(d.sticky_seconds),
+            checks: AtomicBool::new(d.checks),
+            slow_start_ms: AtomicU64::new(d.slow_start_ms),
         }
     }
 
@@ -212,6 +254,21 @@ impl Group {
     pub fn sticky_seconds(&self) -> Option<u64> {
         let s = self.sticky_seconds.load(Ordering::Relaxed);
         (s != NOT_STICKY).then_some(s)
+    }
+
+    /// Starts `t`'s slow start at `since` (epoch ms) when the group has one and another target
+    /// is in service; otherwise `t` gets its full share at once. Called as `t` becomes healthy
+    /// (before it is marked so), or is registered in a group without health checks.
+    pub fn begin_slow_start(&self, t: &TargetRt, since: u64) {
+        let checks = self.checks.load(Ordering::Relaxed);
+        let others = self.slow_start_ms.load(Ordering::Relaxed) > 0
+            && self
+                .targets
+                .load()
+                .iter()
+                .any(|o| !std::ptr::eq(&**o, t) && o.in_service(checks));
+        t.healthy_since
+            .store(if others { since } else { 0 }, Ordering::Relaxed);
     }
 
     /// Whether any registered target is not draining.
@@ -234,7 +291,8 @@ impl Group {
             &|t: &TargetRt| usable(t) && !t.avoided(now),
             &usable,
         ];
-        for in_pool in tiers {
+        let slow_start_ms = self.slow_start_ms.load(Ordering::Relaxed);
+        for (tier, in_pool) in tiers.into_iter().enumerate() {
             let pool = || targets.iter().filter(|t| in_pool(t));
             let n = pool().count();
             if n == 0 {
@@ -246,19 +304,35 @@ impl Group {
                 return Some(t.clone());
             }
             let start = self.rr.fetch_add(1, Ordering::Relaxed) % n;
-            // Health and failure marks change concurrently, so the tier may have shrunk since
-            // it was counted: fall back to its first member, then to the next tier.
-            let chosen = match self.algorithm() {
-                Algorithm::RoundRobin => pool().nth(start).or_else(|| pool().next()),
-                // The idlest; ties go to the first at or after the round-robin position.
-                Algorithm::LeastOutstanding => pool()
-                    .enumerate()
-                    .min_by_key(|(i, t)| {
-                        (t.outstanding.load(Ordering::Relaxed), (i + n - start) % n)
-                    })
-                    .map(|(_, t)| t),
+            // The algorithm's order: round robin from `start`; the idlest first, ties in round
+            // robin order. Health and failure marks change concurrently, so the tier may have
+            // shrunk since it was counted: then the order simply has fewer members.
+            let algorithm = self.algorithm();
+            let rank = |i: usize, t: &TargetRt| {
+                let load = match algorithm {
+                    Algorithm::RoundRobin => 0,
+                    Algorithm::LeastOutstanding => t.outstanding.load(Ordering::Relaxed),
+                };
+                (load, (i + n - start) % n)
             };
-            if let Some(t) = chosen {
+            // Slow start holds back healthy targets only, and only when there are others.
+            let slow = tier == 0 && n > 1 && slow_start_ms > 0;
+            // The first in that order, and the first that accepts (drawing for each target in
+            // slow start whether it would take this pick is the same as trying them in order).
+            let mut first: Option<((usize, usize), &Arc<TargetRt>)> = None;
+            let mut accepted: Option<((usize, usize), &Arc<TargetRt>)> = None;
+            for (i, t) in pool().enumerate() {
+                let r = rank(i, t);
+                if first.is_none_or(|(best, _)| r < best) {
+                    first = Some((r, t));
+                }
+                if accepted.is_none_or(|(best, _)| r < best)
+                    && (!slow || t.slow_start_accepts(now, slow_start_ms))
+                {
+                    accepted = Some((r, t));
+                }
+            }
+            if let Some((_, t)) = accepted.or(first) {
                 return Some(t.clone());
             }
         }
@@ -272,10 +346,12 @@ impl Group {
         tg: &TargetGroup,
         targets: &[Target],
     ) -> (Vec<Arc<TargetRt>>, Vec<Arc<TargetRt>>) {
-        let (algorithm, sticky_seconds, checks) = derived(tg);
-        self.algorithm.store(algorithm as u8, Ordering::Relaxed);
-        self.sticky_seconds.store(sticky_seconds, Ordering::Relaxed);
-        self.checks.store(checks, Ordering::Relaxed);
+        let d = derived(tg);
+        self.algorithm.store(d.algorithm as u8, Ordering::Relaxed);
+        self.sticky_seconds
+            .store(d.sticky_seconds, Ordering::Relaxed);
+        self.checks.store(d.checks, Ordering::Relaxed);
+        self.slow_start_ms.store(d.slow_start_ms, Ordering::Relaxed);
         self.settings.store(Arc::new(tg.clone()));
         let old = self.targets.load_full();
         let mut next = Vec::with_capacity(targets.len());
@@ -304,6 +380,19 @@ impl Group {
                 }
                 None => {
                     let n = Arc::new(TargetRt::new(t));
+                    if !d.checks {
+                        // In service from its registration: slow start from then, as long
+                        // as another target was in service already.
+                        let now = now_ms();
+                        let since = if t.registered_at == 0 {
+                            now
+                        } else {
+                            t.registered_at.min(now)
+                        };
+                        if d.slow_start_ms > 0 && old.iter().any(|o| o.in_service(false)) {
+                            n.healthy_since.store(since, Ordering::Relaxed);
+                        }
+                    }
                     added.push(n.clone());
                     next.push(n);
                 }
@@ -422,5 +511,110 @@ mod tests {
         for _ in 0..5 {
             assert_ne!(g.pick(None, None).unwrap().port, busy.port);
         }
+    }
+
+    /// Picks `n` times; how many went to each port.
+    fn shares(g: &Group, n: usize) -> std::collections::BTreeMap<u16, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            *m.entry(g.pick(None, None).unwrap().port).or_default() += 1;
+        }
+        m
+    }
+
+    /// A group of `ports`, all healthy, with slow start of `secs` and `algorithm`.
+    fn healthy_group(secs: &str, algorithm: &str, ports: &[u16]) -> Group {
+        let t = tg(&[
+            ("slow_start.duration_seconds", secs),
+            ("load_balancing.algorithm.type", algorithm),
+        ]);
+        let g = Group::new(&t);
+        let targets: Vec<Target> = ports.iter().map(|p| target(*p)).collect();
+        g.update(&t, &targets);
+        for t in g.targets.load().iter() {
+            t.set_health(Health::Healthy, None);
+        }
+        g
+    }
+
+    #[test]
+    fn slow_start_ramps_a_new_target_up() {
+        for algorithm in ["round_robin", "least_outstanding_requests"] {
+            let g = healthy_group("100", algorithm, &[1, 2]);
+            let ts = g.targets.load_full();
+            // 10 s into 100 s of slow start: about 5 % instead of 50 %.
+            ts[1]
+                .healthy_since
+                .store(now_ms() - 10_000, Ordering::Relaxed);
+            let s = shares(&g, 2000);
+            let new = s.get(&2).copied().unwrap_or(0);
+            assert!(new > 0 && new < 500, "{algorithm}: {s:?}");
+            // 60 s in: more, still less than its full share.
+            ts[1]
+                .healthy_since
+                .store(now_ms() - 60_000, Ordering::Relaxed);
+            let later = shares(&g, 2000).get(&2).copied().unwrap_or(0);
+            assert!(
+                later > new && later < 900,
+                "{algorithm}: {later} after {new}"
+            );
+            // Over: its full share.
+            ts[1]
+                .healthy_since
+                .store(now_ms() - 100_001, Ordering::Relaxed);
+            let s = shares(&g, 2000);
+            assert!((900..=1100).contains(&s[&2]), "{algorithm}: {s:?}");
+            // Sticky sessions keep going to a target in slow start.
+            ts[1].healthy_since.store(now_ms(), Ordering::Relaxed);
+            for _ in 0..20 {
+                assert_eq!(g.pick(Some("127.0.0.1:2"), None).unwrap().port, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn a_lone_target_in_slow_start_gets_every_request() {
+        let g = healthy_group("100", "round_robin", &[1, 2]);
+        let ts = g.targets.load_full();
+        ts[0].healthy_since.store(now_ms(), Ordering::Relaxed);
+        ts[1].set_health(Health::Unhealthy, None);
+        assert_eq!(shares(&g, 2000)[&1], 2000);
+        // Every target in slow start: the algorithm's choice stands when none accepts.
+        ts[1].set_health(Health::Healthy, None);
+        ts[1].healthy_since.store(now_ms(), Ordering::Relaxed);
+        let s = shares(&g, 2000);
+        assert!(s[&1] > 800 && s[&2] > 800, "{s:?}");
+    }
+
+    #[test]
+    fn slow_start_zero_changes_nothing() {
+        let g = healthy_group("0", "round_robin", &[1, 2]);
+        g.targets.load()[1]
+            .healthy_since
+            .store(now_ms(), Ordering::Relaxed);
+        assert_eq!(shares(&g, 2000)[&2], 1000);
+    }
+
+    #[test]
+    fn slow_start_begins_only_beside_targets_in_service() {
+        let g = healthy_group("30", "round_robin", &[1, 2]);
+        let ts = g.targets.load_full();
+        g.begin_slow_start(&ts[1], 1234);
+        assert_eq!(ts[1].healthy_since.load(Ordering::Relaxed), 1234);
+        // The first target to become healthy is not held back.
+        ts[0].set_health(Health::Unhealthy, None);
+        g.begin_slow_start(&ts[1], 5678);
+        assert_eq!(ts[1].healthy_since.load(Ordering::Relaxed), 0);
+
+        // Without health checks, targets registered beside one in service start slowly.
+        let mut t = tg(&[("slow_start.duration_seconds", "30")]);
+        t.health_check.enabled = false;
+        let g = Group::new(&t);
+        let (first, _) = g.update(&t, &[target(1)]);
+        assert_eq!(first[0].healthy_since.load(Ordering::Relaxed), 0);
+        let (added, _) = g.update(&t, &[target(1), target(2)]);
+        assert!(added[0].healthy_since.load(Ordering::Relaxed) > 0);
+        let s = shares(&g, 2000);
+        assert!(s.get(&2).copied().unwrap_or(0) < 200, "{s:?}");
     }
 }

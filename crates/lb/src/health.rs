@@ -4,8 +4,9 @@
 //! port) and compare the status with the matcher; TCP checks only connect. Transitions: a new
 //! target becomes healthy after one passing check and unhealthy after `unhealthy_threshold`
 //! failures; afterwards `healthy_threshold` consecutive passes / `unhealthy_threshold`
-//! consecutive failures flip it. A passing check also clears passive failure marks. Draining
-//! targets are not checked. HTTPS health checks are made as TCP checks (no TLS client).
+//! consecutive failures flip it. A passing check also clears passive failure marks. Becoming
+//! healthy starts the target's slow start ([`Group::begin_slow_start`]). Draining targets are
+//! not checked. HTTPS health checks are made as TCP checks (no TLS client).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 
-use crate::balancer::{Group, Health, TargetRt};
+use crate::balancer::{Group, Health, TargetRt, now_ms};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,11 @@ pub async fn run_checks(
                         Health::Initial => 1,
                         _ => hc.healthy_threshold,
                     };
+                    if passes >= needed && t.health() != Health::Healthy {
+                        // Slow start begins before the target counts as healthy, so that no
+                        // pick sees it healthy without it.
+                        group.begin_slow_start(&t, now_ms());
+                    }
                     if passes >= needed && t.set_health(Health::Healthy, None) {
                         tracing::info!(target = %t.key, group = %group.arn, "target healthy");
                         changed.notify_one();
