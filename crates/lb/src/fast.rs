@@ -22,7 +22,9 @@ use tokio::net::TcpStream;
 
 use crate::balancer::{Group, TargetRt, now_ms};
 use crate::h1::{self, Chunk, ChunkedDecoder, ResponseFraming};
-use crate::proxy::{Inner, MAX_ATTEMPTS, choose_group, cookie, error_text, trace_id_bytes};
+use crate::proxy::{
+    DEFAULT_IDLE_TIMEOUT, Inner, MAX_ATTEMPTS, choose_group, cookie, error_text, trace_id_bytes,
+};
 use crate::routing::{Headers, RequestView, redirect_location};
 use crate::upstream::{self, Connection};
 
@@ -30,9 +32,6 @@ use crate::upstream::{self, Connection};
 pub const MAX_REQUEST_HEADERS: usize = 100;
 /// Largest request head accepted (larger: 431).
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
-/// A client connection with no request in progress is closed after this (ALB's default idle
-/// timeout).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A request head must arrive in full within this once it has started.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a response that leaves request bytes unread, the connection is drained this long
@@ -570,6 +569,8 @@ pub(crate) struct Forward {
     pub target: Arc<TargetRt>,
     /// `AWSALB` cookie lifetime (target stickiness).
     pub sticky_secs: Option<u64>,
+    /// The load balancer's idle timeout, for the request body.
+    pub idle_timeout: Duration,
 }
 
 /// What to do with the request at the start of the buffer.
@@ -768,6 +769,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
                     group,
                     target: first,
                     sticky_secs,
+                    idle_timeout: plan.idle_timeout,
                 },
                 cookies,
             }
@@ -897,6 +899,17 @@ pub(crate) fn rewrite_reply(
     }))
 }
 
+/// How long a client connection of listener `port` may stay idle: the load balancer's idle
+/// timeout, read anew for every wait so that a configuration change applies to the next one.
+fn idle_timeout(inner: &Inner, port: u16) -> Duration {
+    inner
+        .routes
+        .load()
+        .by_port
+        .get(&port)
+        .map_or(DEFAULT_IDLE_TIMEOUT, |p| p.idle_timeout)
+}
+
 /// Serves an HTTP/1.x client connection until it closes.
 pub(crate) async fn serve(inner: Arc<Inner>, mut stream: TcpStream, peer: SocketAddr, port: u16) {
     let client = Client::new(peer, port);
@@ -919,7 +932,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, mut stream: TcpStream, peer: Socket
                 }
             }
             let wait = if buf.is_empty() {
-                IDLE_TIMEOUT
+                idle_timeout(&inner, port)
             } else {
                 HEAD_TIMEOUT
             };
@@ -1178,12 +1191,13 @@ enum UploadError {
 }
 
 /// Relays the rest of a request body from the client to the target, leaving whatever
-/// follows it in `buf`.
+/// follows it in `buf`; the client may pause for up to `idle` between pieces.
 async fn upload<R, W>(
     cr: &mut R,
     buf: &mut BytesMut,
     tw: &mut W,
     mut rest: Rest,
+    idle: Duration,
 ) -> Result<(), UploadError>
 where
     R: AsyncRead + Unpin,
@@ -1213,7 +1227,7 @@ where
         if buf.capacity() - buf.len() < READ_SIZE / 4 {
             buf.reserve(READ_SIZE);
         }
-        match tokio::time::timeout(IDLE_TIMEOUT, tokio::io::AsyncReadExt::read_buf(cr, buf)).await {
+        match tokio::time::timeout(idle, tokio::io::AsyncReadExt::read_buf(cr, buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return Err(UploadError::Client),
         }
@@ -1306,7 +1320,7 @@ async fn exchange(
         group,
         mut target,
         sticky_secs,
-        ..
+        idle_timeout: idle,
     } = forward;
     let mut moved_on = false;
     let mut fresh = false;
@@ -1399,7 +1413,7 @@ async fn exchange(
             ..
         } = &mut conn;
         let (mut tr, mut tw) = stream.split();
-        let up = upload(&mut cr, buf, &mut tw, rest);
+        let up = upload(&mut cr, buf, &mut tw, rest, idle);
         let down = async {
             let reply = read_reply(&mut tr, tbuf, read_size, &mut cw, f, &cookies, head).await?;
             if reply.status == 101 {

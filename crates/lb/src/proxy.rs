@@ -88,11 +88,27 @@ enum Protocol {
     Tcp,
 }
 
+/// A client connection's idle time allowed when the load balancer does not say.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One listener port's routing.
 #[derive(Debug)]
 pub(crate) struct ListenerPlan {
     protocol: Protocol,
     pub(crate) table: RouteTable,
+    /// The load balancer's `idle_timeout.timeout_seconds`: how long an HTTP/1 client
+    /// connection may stay idle (between requests, or while a request body is due).
+    pub(crate) idle_timeout: Duration,
+}
+
+/// The `idle_timeout.timeout_seconds` attribute of a load balancer (AWS allows 1-4000).
+fn idle_timeout(attributes: &std::collections::BTreeMap<String, String>) -> Duration {
+    attributes
+        .get("idle_timeout.timeout_seconds")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_IDLE_TIMEOUT, |s| {
+            Duration::from_secs(s.clamp(1, 4000))
+        })
 }
 
 #[derive(Debug, Default)]
@@ -284,6 +300,7 @@ impl Proxy {
         let mut by_port = HashMap::new();
         let mut used: HashSet<&str> = HashSet::new();
         for lb in &cfg.load_balancers {
+            let idle_timeout = idle_timeout(&lb.attributes);
             for l in &lb.listeners {
                 let protocol = match (lb.lb_type, l.protocol.as_str()) {
                     (LoadBalancerType::Application, "HTTP") => Protocol::Http,
@@ -302,6 +319,7 @@ impl Proxy {
                     Arc::new(ListenerPlan {
                         protocol,
                         table: RouteTable::new(l),
+                        idle_timeout,
                     }),
                 );
             }
@@ -488,6 +506,8 @@ struct Conn {
     port_value: HeaderValue,
 }
 
+/// HTTP/2 clients are served by hyper with its own connection handling: the load balancer's
+/// idle timeout is applied by the HTTP/1 fast path only.
 async fn serve_http(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port: u16) {
     let conn = Arc::new(Conn {
         peer,

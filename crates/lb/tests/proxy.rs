@@ -1393,3 +1393,64 @@ async fn absolute_form_targets_and_forwarded_for_chains() {
         "{got}"
     );
 }
+
+/// One keep-alive request on `s`, answered by backend `a`.
+async fn keep_alive_request(s: &mut tokio::net::TcpStream, path: &str) {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (head, body) = read_response(s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.starts_with(&format!("a {path}")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed_after_the_load_balancers_idle_timeout() {
+    let a = backend("a").await;
+    let ga = group("a", &[], &[&a]);
+    let port = free_port();
+    let p = proxy();
+    let mut cfg = config(
+        LoadBalancerType::Application,
+        vec![listener(port, "HTTP", forward(&[(&ga, 1)]), vec![])],
+        vec![ga],
+    );
+    p.apply(&cfg);
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", port));
+    // Idle this long, then the connection must have been closed: reading gives EOF.
+    let closed_after_idle = |mut s: tokio::net::TcpStream| async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut byte))
+            .await
+            .expect("the proxy closed the idle connection")
+            .unwrap();
+        assert_eq!(n, 0);
+    };
+
+    // A connection opened under the default (60 s) timeout and waiting for its next request
+    // when the timeout changes: the change applies to its next wait.
+    let mut before = connect().await.unwrap();
+    keep_alive_request(&mut before, "/before").await;
+    cfg.load_balancers[0]
+        .attributes
+        .insert("idle_timeout.timeout_seconds".into(), "1".into());
+    p.apply(&cfg);
+    keep_alive_request(&mut before, "/changed").await;
+
+    let idle = async {
+        let mut s = connect().await.unwrap();
+        keep_alive_request(&mut s, "/idle").await;
+        closed_after_idle(s).await;
+    };
+    // Reused every 0.5 s, for longer than the timeout in all: it stays open.
+    let busy = async {
+        let mut s = connect().await.unwrap();
+        for path in ["/b1", "/b2", "/b3", "/b4"] {
+            keep_alive_request(&mut s, path).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        keep_alive_request(&mut s, "/b5").await;
+    };
+    tokio::join!(idle, busy, closed_after_idle(before));
+}
