@@ -1,10 +1,12 @@
 """ECR through the real binary: the AWS CLI's login flow, docker push/pull, skopeo, and the API."""
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import botocore.exceptions
@@ -39,6 +41,17 @@ def test_docker_login_push_pull_and_describe_images(gantry, tmp_path):
         assert images[0]["imageDigest"] == digest
         assert images[0]["imageTags"] == ["v1"]
         assert images[0]["imageSizeInBytes"] > 0
+
+        # The layer API's download URL works without registry credentials, as ECR's presigned
+        # S3 URLs do, and serves exactly the layer.
+        ecr = gantry.client("ecr")
+        manifest = json.loads(ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])["images"][0]["imageManifest"])
+        layer = manifest["layers"][0]
+        url = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=layer["digest"])["downloadUrl"]
+        with urllib.request.urlopen(url, timeout=30) as r:
+            body = r.read()
+        assert len(body) == layer["size"]
+        assert "sha256:" + hashlib.sha256(body).hexdigest() == layer["digest"]
         docker("rmi", target)
         docker("pull", target)
         run = docker("run", "--rm", target, "cat", "/www/index.html")

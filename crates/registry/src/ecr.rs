@@ -109,6 +109,8 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
 ];
 
 const PART_SIZE: u64 = 10 * 1024 * 1024;
+/// How long a `GetDownloadUrlForLayer` URL works (ECR's presigned S3 URLs: an hour).
+const DOWNLOAD_URL_VALID_S: u64 = 3600;
 const MAX_RESOURCE_TAGS: usize = 50;
 const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
@@ -1349,9 +1351,16 @@ impl Ecr<'_> {
             Ok((repo, d))
         };
         let (repo, d) = run.await.map_err(to_aws)?;
+        let digest = d.to_string();
+        let query = self.reg.signer.presign_download(
+            &self.principal.access_key_id,
+            &repo,
+            &digest,
+            crate::unix_now() + DOWNLOAD_URL_VALID_S,
+        );
         Ok(json!({
-            "downloadUrl": format!("http://{}/v2/{repo}/blobs/{d}", self.ctx.registry_host),
-            "layerDigest": d.to_string(),
+            "downloadUrl": format!("http://{}/v2/{repo}/blobs/{digest}?{query}", self.ctx.registry_host),
+            "layerDigest": digest,
         }))
     }
 }

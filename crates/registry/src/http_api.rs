@@ -261,8 +261,23 @@ async fn handle(
 
 async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
     let path = percent_decode(ctx.uri.path());
-    let principal = ctx.authenticate()?;
-    let Some(route) = parse_route(&path) else {
+    let parsed = parse_route(&path);
+    let principal = match &parsed {
+        // A presigned blob download (GetDownloadUrlForLayer): the query is the credential.
+        Some(Route::Blob { name, digest })
+            if (ctx.method == Method::GET || ctx.method == Method::HEAD)
+                && ctx.params.iter().any(|(k, _)| k == auth::PRESIGN_SIGNATURE) =>
+        {
+            ctx.reg
+                .signer
+                .verify_download(&ctx.params, name, digest, crate::unix_now())
+                .ok_or_else(|| {
+                    RegistryError::Denied("the download URL is invalid or has expired".into())
+                })?
+        }
+        _ => ctx.authenticate()?,
+    };
+    let Some(route) = parsed else {
         return Err(RegistryError::Unsupported(format!(
             "no such endpoint {path}"
         )));

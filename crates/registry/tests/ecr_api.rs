@@ -633,9 +633,35 @@ async fn layer_upload_api_pushes_a_pullable_image() {
         )
         .await
         .unwrap();
+    // Presigned, as ECR's S3 URLs are: no registry credentials needed, and only for this blob.
     let url = v["downloadUrl"].as_str().unwrap();
-    let r = t.req("GET", url, &[], "").await;
+    let r = t.req_auth("GET", url, &[], "", None).await;
+    assert_eq!(r.status, 200);
     assert_eq!(sha256(&r.body), ld);
+    let r = t.req_auth("HEAD", url, &[], "", None).await;
+    assert_eq!(r.status, 200);
+    let other = sha256(b"another blob");
+    t.req(
+        "POST",
+        &format!("/v2/layer/api/blobs/uploads/?digest={other}"),
+        &[],
+        &b"another blob"[..],
+    )
+    .await;
+    for bad in [
+        url.replace(&ld, &other),
+        url.replace("/layer/api/", "/layer/apx/"),
+        url.replace("X-Gantry-Expires=", "X-Gantry-Expires=9"),
+        format!("{}A", url),
+    ] {
+        let r = t.req_auth("GET", &bad, &[], "", None).await;
+        assert_eq!(r.status, 403, "{bad}");
+        assert!(String::from_utf8_lossy(&r.body).contains("DENIED"), "{bad}");
+    }
+    let r = t
+        .req_auth("GET", url.split('?').next().unwrap(), &[], "", None)
+        .await;
+    assert_eq!(r.status, 401);
     assert_eq!(
         code(
             t.ecr(
