@@ -321,6 +321,22 @@ fn proxy() -> Proxy {
     Proxy::new("127.0.0.1".parse().unwrap(), "test-proxy")
 }
 
+/// A proxy with one listener (on a free port) forwarding everything to `g`.
+fn proxy_forwarding_to(
+    lb_type: LoadBalancerType,
+    protocol: &str,
+    g: &TargetGroupConfig,
+) -> (Proxy, u16) {
+    let port = free_port();
+    let p = proxy();
+    p.apply(&config(
+        lb_type,
+        vec![listener(port, protocol, forward(&[(g, 1)]), vec![])],
+        vec![g.clone()],
+    ));
+    (p, port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_rules_fixed_responses_and_redirects() {
     let (api, web) = (backend("api").await, backend("web").await);
@@ -445,13 +461,7 @@ async fn weighted_forward_splits_traffic() {
 async fn failing_health_checks_take_a_target_out_and_back() {
     let (a, b) = (backend("a").await, backend("b").await);
     let g = group("g", &[], &[&a, &b]);
-    let port = free_port();
-    let p = proxy();
-    p.apply(&config(
-        LoadBalancerType::Application,
-        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
-        vec![g.clone()],
-    ));
+    let (p, port) = proxy_forwarding_to(LoadBalancerType::Application, "HTTP", &g);
     let healthy = |p: &Proxy| {
         p.report().target_groups[0]
             .targets
@@ -536,13 +546,7 @@ async fn refused_connections_are_retried_on_another_target_and_dead_groups_give_
     let mut g = group("g", &[], &[&a]);
     g.target_group.health_check.enabled = false;
     g.targets.push(target(dead));
-    let port = free_port();
-    let p = proxy();
-    p.apply(&config(
-        LoadBalancerType::Application,
-        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
-        vec![g.clone()],
-    ));
+    let (p, port) = proxy_forwarding_to(LoadBalancerType::Application, "HTTP", &g);
     let c = client();
     for _ in 0..20 {
         let (s, _, body) = get(&c, port, "/", &[]).await;
@@ -633,13 +637,7 @@ async fn zero_errors_while_targets_register_and_deregister_every_100ms() {
 async fn websocket_upgrades_are_tunnelled() {
     let a = backend("a").await;
     let g = group("g", &[], &[&a]);
-    let port = free_port();
-    let p = proxy();
-    p.apply(&config(
-        LoadBalancerType::Application,
-        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
-        vec![g.clone()],
-    ));
+    let (_proxy, port) = proxy_forwarding_to(LoadBalancerType::Application, "HTTP", &g);
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -683,13 +681,7 @@ async fn tcp_listeners_pass_bytes_through() {
     };
     g.target_group.protocol = "TCP".into();
     g.target_group.health_check.protocol = "TCP".into();
-    let port = free_port();
-    let p = proxy();
-    p.apply(&config(
-        LoadBalancerType::Network,
-        vec![listener(port, "TCP", forward(&[(&g, 1)]), vec![])],
-        vec![g.clone()],
-    ));
+    let (p, port) = proxy_forwarding_to(LoadBalancerType::Network, "TCP", &g);
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -720,13 +712,7 @@ async fn http2_clients_and_sticky_sessions() {
         ],
         &[&a, &b],
     );
-    let port = free_port();
-    let p = proxy();
-    p.apply(&config(
-        LoadBalancerType::Application,
-        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
-        vec![g.clone()],
-    ));
+    let (p, port) = proxy_forwarding_to(LoadBalancerType::Application, "HTTP", &g);
     // Stickiness only holds between healthy targets: wait until both have passed a check.
     eventually(5, "both healthy", || {
         let p = p.clone();
@@ -1099,13 +1085,7 @@ fn pattern(len: usize) -> Bytes {
 async fn request_bodies_reach_the_target_intact() {
     let a = backend("a").await;
     let g = group("g", &[], &[&a]);
-    let port = free_port();
-    let p = proxy();
-    p.apply(&config(
-        LoadBalancerType::Application,
-        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
-        vec![g.clone()],
-    ));
+    let (_proxy, port) = proxy_forwarding_to(LoadBalancerType::Application, "HTTP", &g);
     let c: UploadClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     // Small, of known length: read first, sent with the head.
     let (s, h, body) = upload(&c, port, "/echo", sized(Bytes::from("hello"))).await;
@@ -1139,13 +1119,7 @@ async fn request_bodies_reach_the_target_intact() {
 async fn expect_100_continue_is_answered_by_the_proxy() {
     let a = backend("a").await;
     let g = group("g", &[], &[&a]);
-    let port = free_port();
-    let p = proxy();
-    p.apply(&config(
-        LoadBalancerType::Application,
-        vec![listener(port, "HTTP", forward(&[(&g, 1)]), vec![])],
-        vec![g.clone()],
-    ));
+    let (_proxy, port) = proxy_forwarding_to(LoadBalancerType::Application, "HTTP", &g);
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
