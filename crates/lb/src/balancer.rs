@@ -23,7 +23,7 @@ use gantry_domain::lb::{Target, TargetGroup, TargetHealthState};
 use parking_lot::Mutex;
 use rand::Rng;
 
-use crate::upstream::UpstreamPool;
+use crate::pool::UpstreamPool;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()

@@ -22,11 +22,12 @@ use tokio::net::TcpStream;
 
 use crate::balancer::{Group, TargetRt, now_ms};
 use crate::h1::{self, Chunk, ChunkedDecoder, ResponseFraming};
-use crate::proxy::{
+use crate::pool::Connection;
+use crate::routing::{Headers, RequestView, redirect_location};
+use crate::state::{
     DEFAULT_IDLE_TIMEOUT, Inner, MAX_ATTEMPTS, choose_group, cookie, error_text, trace_id_bytes,
 };
-use crate::routing::{Headers, RequestView, redirect_location};
-use crate::upstream::{self, Connection};
+use crate::upstream;
 
 /// Most headers accepted in a request head (more: 431).
 pub const MAX_REQUEST_HEADERS: usize = 100;

@@ -30,8 +30,10 @@ pub mod control;
 mod fast;
 pub mod h1;
 pub mod health;
+mod pool;
 pub mod proxy;
 pub mod routing;
+mod state;
 pub mod upstream;
 
 use std::future::Future;

@@ -12,17 +12,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gantry_domain::lb::{
     Action, HealthReport, LbConfig, LoadBalancerType, TargetGroupHealthReport,
-    TargetHealthObservation, WeightedTargetGroup,
+    TargetHealthObservation,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
-use rand::Rng;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -32,6 +29,10 @@ use crate::fast;
 use crate::h1::{self, RequestFraming};
 use crate::health;
 use crate::routing::{Headers, RequestView, RouteTable, redirect_location};
+use crate::state::{
+    Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, Routes, choose_group, cookie,
+    error_text, idle_timeout, trace_id_bytes,
+};
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
 
 /// A response to a client: one made here, or a target's.
@@ -74,54 +75,9 @@ impl Body for ProxyBody {
     }
 }
 
-/// Attempts to hand a request to a target: a refused connection moves on to another target
-/// once; a pooled connection found closed before any response byte is replaced by a new one.
-pub(crate) const MAX_ATTEMPTS: u32 = 4;
-
 /// Request bodies of a known size up to this are read before the request goes out (with the
 /// head, in one write, and again on a retry); larger or unknown ones are streamed.
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Http,
-    Tcp,
-}
-
-/// A client connection's idle time allowed when the load balancer does not say.
-pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One listener port's routing.
-#[derive(Debug)]
-pub(crate) struct ListenerPlan {
-    protocol: Protocol,
-    pub(crate) table: RouteTable,
-    /// The load balancer's `idle_timeout.timeout_seconds`: how long an HTTP/1 client
-    /// connection may stay idle (between requests, or while a request body is due).
-    pub(crate) idle_timeout: Duration,
-}
-
-/// The `idle_timeout.timeout_seconds` attribute of a load balancer (AWS allows 1-4000).
-fn idle_timeout(attributes: &std::collections::BTreeMap<String, String>) -> Duration {
-    attributes
-        .get("idle_timeout.timeout_seconds")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(DEFAULT_IDLE_TIMEOUT, |s| {
-            Duration::from_secs(s.clamp(1, 4000))
-        })
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Routes {
-    pub(crate) by_port: HashMap<u16, Arc<ListenerPlan>>,
-    pub(crate) groups: HashMap<String, Arc<Group>>,
-}
-
-#[derive(Debug)]
-struct OpenListener {
-    protocol: Protocol,
-    task: tokio::task::AbortHandle,
-}
 
 /// The proxy: feed it [`LbConfig`]s with [`Proxy::apply`].
 #[derive(Debug, Clone)]
@@ -129,49 +85,9 @@ pub struct Proxy {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    bind: IpAddr,
-    proxy_id: String,
-    pub(crate) routes: ArcSwap<Routes>,
-    listeners: Mutex<HashMap<u16, OpenListener>>,
-    checker: Client<HttpConnector, Empty<Bytes>>,
-    health_changed: Arc<Notify>,
-    /// Serialises `apply` calls.
-    apply_lock: Mutex<()>,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("bind", &self.bind)
-            .field("proxy_id", &self.proxy_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for l in self.listeners.lock().values() {
-            l.task.abort();
-        }
-        for g in self.routes.load().groups.values() {
-            for t in g.targets.load().iter() {
-                t.stop_checker();
-            }
-        }
-    }
-}
-
 fn full(b: impl Into<Bytes>) -> ProxyBody {
     let b = b.into();
     ProxyBody::Full((!b.is_empty()).then_some(b))
-}
-
-/// The body of an error page.
-pub(crate) fn error_text(status: StatusCode) -> String {
-    format!(
-        "<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>\r\n</body>\r\n</html>\r\n"
-    )
 }
 
 fn error_page(status: StatusCode) -> Response<ProxyBody> {
@@ -229,33 +145,10 @@ fn is_upgrade(h: &HeaderMap) -> bool {
         })
 }
 
-pub(crate) fn cookie<'a>(h: Headers<'a>, name: &str) -> Option<&'a str> {
-    h.get_all("cookie")
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// A new `X-Amzn-Trace-Id`: `Root=1-<8 hex digits of epoch seconds>-<24 random hex digits>`.
 fn trace_id() -> HeaderValue {
     HeaderValue::from_bytes(&trace_id_bytes())
         .unwrap_or_else(|_| HeaderValue::from_static("Root=1-0-0"))
-}
-
-/// The bytes of a new `X-Amzn-Trace-Id` value.
-pub(crate) fn trace_id_bytes() -> [u8; 40] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let secs = now_ms() / 1000;
-    let r: u128 = rand::rng().random();
-    let mut buf = *b"Root=1-00000000-000000000000000000000000";
-    for i in 0..8 {
-        buf[7 + i] = HEX[((secs >> (28 - 4 * i)) & 0xf) as usize];
-    }
-    for i in 0..24 {
-        buf[16 + i] = HEX[((r >> (92 - 4 * i)) & 0xf) as usize];
-    }
-    buf
 }
 
 impl Proxy {
@@ -619,41 +512,6 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
             resp
         }
     }
-}
-
-/// Weighted random choice among the action's target groups (a sticky group id wins if it is
-/// still one of them with a weight).
-pub(crate) fn choose_group(
-    routes: &Routes,
-    groups: &[WeightedTargetGroup],
-    sticky: Option<&str>,
-) -> Option<Arc<Group>> {
-    if let [only] = groups {
-        return routes.groups.get(&only.target_group_arn).cloned();
-    }
-    let live: Vec<(&WeightedTargetGroup, &Arc<Group>)> = groups
-        .iter()
-        .filter(|g| g.weight > 0)
-        .filter_map(|g| routes.groups.get(&g.target_group_arn).map(|r| (g, r)))
-        .collect();
-    if let Some(id) = sticky
-        && let Some((_, g)) = live.iter().find(|(_, g)| g.id == id)
-    {
-        return Some((*g).clone());
-    }
-    let total: u32 = live.iter().map(|(w, _)| w.weight.max(1)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut n = rand::rng().random_range(0..total);
-    for (w, g) in &live {
-        let w = w.weight.max(1);
-        if n < w {
-            return Some((*g).clone());
-        }
-        n -= w;
-    }
-    None
 }
 
 /// Rewrites a client request for a target: origin-form URI, hop-by-hop headers removed,
