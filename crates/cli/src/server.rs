@@ -7,51 +7,23 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use gantry_api::agent_stream::AgentStreams;
-use gantry_api::ecs::service_lb::{TargetGroups, TargetSpec};
-use gantry_api::ecs::service_runner::{Liveness, ServiceRunner};
-use gantry_api::ecs::{self, EcsService};
-use gantry_api::sts::StsService;
-use gantry_api::{Clock, Front, JsonService, RandomIds, RequestContext, SystemClock};
-use gantry_aws_proto::AwsError;
 use gantry_aws_proto::sigv4::CredentialProvider;
-use gantry_registry::{EcrContext, Registry, RegistryConfig};
+use gantry_ecr::{EcrService, Registry, RegistryConfig};
+use gantry_ecs::agent_stream::AgentStreams;
+use gantry_ecs::service_lb::{TargetGroups, TargetSpec};
+use gantry_ecs::service_runner::{Liveness, ServiceRunner};
+use gantry_ecs::{self as ecs, EcsService};
+use gantry_front::{Clock, Front, RandomIds, SystemClock};
 use gantry_store::{SqliteOptions, SqliteStore, Store};
+use gantry_sts::StsService;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
 
-/// The `X-Amz-Target` prefix of ECR.
-const ECR_TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921";
-
 /// Largest API body: ECR's `UploadLayerPart` carries parts of up to 20 MiB, base64-encoded.
 const API_BODY_LIMIT: usize = 32 * 1024 * 1024;
-
-/// Serves the ECR JSON API from the registry, which shares its image store with `/v2/`.
-struct EcrService {
-    registry: Arc<Registry>,
-    /// `host:port` at which `/v2/` is reachable.
-    registry_host: String,
-}
-
-#[async_trait]
-impl JsonService for EcrService {
-    async fn call(
-        &self,
-        op: &str,
-        body: &[u8],
-        ctx: &RequestContext,
-    ) -> Result<serde_json::Value, AwsError> {
-        let ecr = EcrContext {
-            region: ctx.region.clone(),
-            access_key_id: ctx.access_key_id.clone(),
-            registry_host: self.registry_host.clone(),
-        };
-        self.registry.handle_ecr(op, body, &ecr).await
-    }
-}
 
 /// What `gantry up` adds to the server: the printed exports, and a local agent.
 #[derive(Debug, Clone)]
@@ -246,21 +218,15 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     let logs = Arc::new(gantry_logs::LogsService::new(store.clone()));
     let retention = tokio::spawn(logs.clone().run_retention(shutdown_rx.clone()));
-    let ecr = Arc::new(EcrService {
-        registry: registry.clone(),
-        registry_host: addr.to_string(),
-    });
+    let ecr = Arc::new(EcrService::new(registry.clone(), addr.to_string()));
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_body_limit(API_BODY_LIMIT)
-            .with_json(ecs::TARGET_PREFIX, ecs)
-            .with_json(ECR_TARGET_PREFIX, ecr)
-            .with_json(gantry_logs::TARGET_PREFIX, logs)
-            .with_query("sts", Arc::new(StsService))
-            .with_query(
-                "elasticloadbalancing",
-                Arc::new(gantry_elbv2::Elbv2Service::new(store.clone())),
-            ),
+            .with_json(ecs)
+            .with_json(ecr)
+            .with_json(logs)
+            .with_query(Arc::new(StsService))
+            .with_query(Arc::new(gantry_elbv2::Elbv2Service::new(store.clone()))),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
     let agents = Arc::new(

@@ -1,27 +1,93 @@
-//! The whole chain: the AWS CLI configures a load balancer, `gantry lb` follows the
-//! configuration stream, proxies to a backend, and its health reports reach
-//! DescribeTargetHealth.
+//! The whole chain: the AWS CLI configures a load balancer on the real `gantry server`, the load
+//! balancer (`gantry_lb::run`, what `gantry lb` runs) follows the configuration stream, proxies
+//! to a backend, and its health reports reach DescribeTargetHealth.
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::convert::Infallible;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{ACCESS_KEY, REGION, SECRET_KEY, Server};
-use gantry_domain::lb::TargetHealthState;
+use gantry_testkit::TestServer;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+const BIN: &str = env!("CARGO_BIN_EXE_gantry");
+const ACCESS_KEY: &str = "AKIDGANTRYTEST000001";
+const SECRET_KEY: &str = "gantry-test-secret-key-000000000000000001";
+const REGION: &str = "us-east-1";
+
+/// The real server with known root credentials, and `aws elbv2` against it.
+struct Server {
+    _server: TestServer,
+    endpoint: String,
+    home: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Self {
+        let server = TestServer::start(
+            BIN,
+            "server",
+            &[
+                ("GANTRY_ROOT_ACCESS_KEY_ID", ACCESS_KEY),
+                ("GANTRY_ROOT_SECRET_ACCESS_KEY", SECRET_KEY),
+            ],
+        )
+        .unwrap();
+        let endpoint = server.ready.endpoint.clone();
+        Server {
+            _server: server,
+            endpoint,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `aws elbv2 <args> --output json` (the pip AWS CLI, isolated from the user's
+    /// configuration), parsed.
+    async fn aws(&self, args: &[&str]) -> serde_json::Value {
+        let home = self.home.path().display().to_string();
+        let mut cmd = tokio::process::Command::new("python3");
+        cmd.args(["-m", "awscli", "elbv2"])
+            .args(args)
+            .args(["--output", "json"])
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_REGION", REGION)
+            .env("AWS_CONFIG_FILE", format!("{home}/config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", format!("{home}/credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", &home)
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("aws finished in time")
+            .expect("aws runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "aws elbv2 {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if stdout.trim().is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON from aws: {e}: {stdout}"))
+    }
+
+    async fn target_state(&self, tg_arn: &str) -> String {
+        let h = self
+            .aws(&["describe-target-health", "--target-group-arn", tg_arn])
+            .await;
+        h["TargetHealthDescriptions"][0]["TargetHealth"]["State"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
 }
 
 async fn hello_backend() -> (u16, tokio::task::JoinHandle<()>) {
@@ -62,7 +128,7 @@ async fn get(port: u16) -> Option<(u16, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
-    let server = Server::start().await;
+    let server = Server::start();
     let (backend_port, backend) = hello_backend().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -121,16 +187,16 @@ async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
             "Key=deregistration_delay.timeout_seconds,Value=1",
         ])
         .await;
-    // The ECS runner's entry point.
-    gantry_elbv2::register_targets(
-        server.store.as_ref(),
-        REGION,
-        &tg_arn,
-        &[("127.0.0.1".to_owned(), backend_port)],
-        now(),
-    )
-    .await
-    .unwrap();
+    let target = format!("Id=127.0.0.1,Port={backend_port}");
+    server
+        .aws(&[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &target,
+        ])
+        .await;
 
     let mut settings = gantry_lb::LbSettings::new(server.endpoint.clone());
     settings.access_key_id = ACCESS_KEY.into();
@@ -155,34 +221,25 @@ async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     loop {
-        let h = gantry_elbv2::target_health(server.store.as_ref(), REGION, &tg_arn, now())
-            .await
-            .unwrap();
-        if h[0].state == TargetHealthState::Healthy {
+        let state = server.target_state(&tg_arn).await;
+        if state == "healthy" {
             break;
         }
-        assert!(Instant::now() < deadline, "never reported healthy: {h:?}");
+        assert!(Instant::now() < deadline, "never reported healthy: {state}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let health = server
-        .aws(&["describe-target-health", "--target-group-arn", &tg_arn])
-        .await;
-    assert_eq!(
-        health["TargetHealthDescriptions"][0]["TargetHealth"]["State"],
-        "healthy"
-    );
 
     // Deregistration: draining for 1 s, then nothing to send to (503).
-    let delay = gantry_elbv2::deregister_targets(
-        server.store.as_ref(),
-        REGION,
-        &tg_arn,
-        &[("127.0.0.1".to_owned(), backend_port)],
-        now(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(delay, 1);
+    server
+        .aws(&[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &target,
+        ])
+        .await;
+    assert_eq!(server.target_state(&tg_arn).await, "draining");
     loop {
         if let Some((503, _)) = get(port).await {
             break;

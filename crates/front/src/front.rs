@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,33 +18,7 @@ use gantry_aws_proto::{AwsError, json, new_request_id, query};
 use tracing::Instrument;
 
 use crate::context::{Clock, RequestContext};
-
-/// An awsJson1.1 service (ECS, ECR, Logs, ...), selected by its `X-Amz-Target` prefix.
-#[async_trait]
-pub trait JsonService: Send + Sync {
-    /// Runs one operation; `body` is the raw JSON request.
-    async fn call(
-        &self,
-        op: &str,
-        body: &[u8],
-        ctx: &RequestContext,
-    ) -> Result<serde_json::Value, AwsError>;
-}
-
-/// An awsQuery service (STS, IAM, ELBv2), selected by its SigV4 signing name.
-#[async_trait]
-pub trait QueryService: Send + Sync {
-    /// The XML namespace of responses, e.g. `https://sts.amazonaws.com/doc/2011-06-15/`.
-    fn xmlns(&self) -> &'static str;
-
-    /// Runs one action; returns the inner XML of `<{Action}Result>`.
-    async fn call(
-        &self,
-        action: &str,
-        req: &QueryRequest,
-        ctx: &RequestContext,
-    ) -> Result<String, AwsError>;
-}
+use crate::service::{JsonService, Protocol, QueryService, ServiceSpec};
 
 /// The request router shared by every API.
 pub struct Front {
@@ -86,16 +59,47 @@ impl Front {
         }
     }
 
-    /// Serves `X-Amz-Target: {prefix}.{Operation}` with `svc`.
-    pub fn with_json(mut self, prefix: &'static str, svc: Arc<dyn JsonService>) -> Self {
-        self.json.insert(prefix, svc);
+    /// Serves `X-Amz-Target: {prefix}.{Operation}` with `svc`, the prefix being its spec's.
+    ///
+    /// # Panics
+    /// If the spec's protocol is not [`Protocol::Json`] or the prefix is already taken: both are
+    /// wiring mistakes of the composition root, found on its first start.
+    pub fn with_json(mut self, svc: Arc<dyn JsonService>) -> Self {
+        let spec = svc.spec();
+        let Protocol::Json { target_prefix } = spec.protocol else {
+            panic!("{} is not an awsJson service", spec.iam_prefix);
+        };
+        let previous = self.json.insert(target_prefix, svc);
+        assert!(previous.is_none(), "two services for {target_prefix}");
         self
     }
 
-    /// Serves query-protocol requests signed for `signing_name` with `svc`.
-    pub fn with_query(mut self, signing_name: &'static str, svc: Arc<dyn QueryService>) -> Self {
-        self.query.insert(signing_name, svc);
+    /// Serves query-protocol requests signed for the service's signing name with `svc`.
+    ///
+    /// # Panics
+    /// If the spec's protocol is not [`Protocol::Query`] or the signing name is already taken.
+    pub fn with_query(mut self, svc: Arc<dyn QueryService>) -> Self {
+        let spec = svc.spec();
+        assert!(
+            matches!(spec.protocol, Protocol::Query { .. }),
+            "{} is not an awsQuery service",
+            spec.iam_prefix
+        );
+        let previous = self.query.insert(spec.signing_name, svc);
+        assert!(previous.is_none(), "two services for {}", spec.signing_name);
         self
+    }
+
+    /// Every service this front serves.
+    pub fn services(&self) -> Vec<&'static ServiceSpec> {
+        let mut all: Vec<&'static ServiceSpec> = self
+            .json
+            .values()
+            .map(|s| s.spec())
+            .chain(self.query.values().map(|s| s.spec()))
+            .collect();
+        all.sort_by_key(|s| s.iam_prefix);
+        all
     }
 
     pub fn with_body_limit(mut self, limit: usize) -> Self {
@@ -109,7 +113,8 @@ impl Front {
     }
 }
 
-enum Protocol {
+/// The protocol family of one request, told by the presence of `X-Amz-Target`.
+enum Wire {
     Json,
     Query,
 }
@@ -124,9 +129,9 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     let span = tracing::debug_span!("api", request_id = %request_id, target = target.as_deref().unwrap_or(""));
     async move {
         let protocol = if target.is_some() {
-            Protocol::Json
+            Wire::Json
         } else {
-            Protocol::Query
+            Wire::Query
         };
         let (parts, body) = req.into_parts();
         let body = match axum::body::to_bytes(body, front.body_limit).await {
@@ -148,8 +153,8 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
             Err(e) => {
                 tracing::debug!(error = %e, "signature check failed");
                 let err = match protocol {
-                    Protocol::Json => e.to_json_error(),
-                    Protocol::Query => e.to_query_error(),
+                    Wire::Json => e.to_json_error(),
+                    Wire::Query => e.to_query_error(),
                 };
                 return error_response(&protocol, &err, &request_id, "");
             }
@@ -162,7 +167,7 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
             now: front.clock.now_millis(),
         };
         match protocol {
-            Protocol::Json => {
+            Wire::Json => {
                 let target = target.unwrap_or_default();
                 let Some((prefix, op)) = json::parse_target(&target) else {
                     let err = AwsError::client(
@@ -171,7 +176,11 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                     );
                     return err.json_response(&request_id);
                 };
-                let Some(svc) = front.json.get(prefix) else {
+                let Some(svc) = front
+                    .json
+                    .get(prefix)
+                    .filter(|svc| svc.spec().has_operation(op))
+                else {
                     let err = AwsError::client(
                         "UnknownOperationException",
                         format!("Unknown operation {target}"),
@@ -186,7 +195,7 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                     }
                 }
             }
-            Protocol::Query => {
+            Wire::Query => {
                 let q = QueryRequest::parse(&body, parts.uri.query());
                 let Some(svc) = front.query.get(verified.service.as_str()) else {
                     let err = AwsError::client(
@@ -195,15 +204,27 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                     );
                     return err.query_response(&request_id, "");
                 };
+                let spec = svc.spec();
+                let Protocol::Query { xmlns, version } = spec.protocol else {
+                    let err = AwsError::server("query service without a query protocol");
+                    return err.query_response(&request_id, "");
+                };
                 let Some(action) = q.action().map(str::to_owned) else {
                     let err = AwsError::client("MissingAction", "Missing Action parameter.");
-                    return err.query_response(&request_id, svc.xmlns());
+                    return err.query_response(&request_id, xmlns);
                 };
+                if !spec.has_operation(&action) {
+                    let err = AwsError::client(
+                        "InvalidAction",
+                        format!("Could not find operation {action} for version {version}"),
+                    );
+                    return err.query_response(&request_id, xmlns);
+                }
                 match svc.call(&action, &q, &ctx).await {
-                    Ok(xml) => query::ok_response(&action, svc.xmlns(), &xml, &request_id),
+                    Ok(xml) => query::ok_response(&action, xmlns, &xml, &request_id),
                     Err(e) => {
                         log_error(&e, &action);
-                        e.query_response(&request_id, svc.xmlns())
+                        e.query_response(&request_id, xmlns)
                     }
                 }
             }
@@ -221,10 +242,10 @@ fn log_error(e: &AwsError, op: &str) {
     }
 }
 
-fn error_response(protocol: &Protocol, err: &AwsError, request_id: &str, xmlns: &str) -> Response {
+fn error_response(protocol: &Wire, err: &AwsError, request_id: &str, xmlns: &str) -> Response {
     match protocol {
-        Protocol::Json => err.json_response(request_id),
-        Protocol::Query => err.query_response(request_id, xmlns),
+        Wire::Json => err.json_response(request_id),
+        Wire::Query => err.query_response(request_id, xmlns),
     }
 }
 

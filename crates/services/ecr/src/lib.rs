@@ -11,7 +11,10 @@
 //! * [`Registry::run_maintenance`] purges abandoned upload sessions and collects unreferenced
 //!   blobs after a grace period.
 //!
-//! Must not depend on Docker.
+//! * [`EcrService`] serves the ECR JSON API to the front.
+//!
+//! A service crate: depends on the front, the wire layer and the store, never on another service
+//! crate. Must not depend on Docker.
 
 pub mod auth;
 pub mod blob;
@@ -28,8 +31,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use gantry_aws_proto::AwsError;
 use gantry_aws_proto::sigv4::CredentialProvider;
+use gantry_front::{JsonService, Protocol, RequestContext, ServiceSpec};
 use gantry_store::Store;
 
 pub use crate::auth::{Principal, RegistryAction, TokenSigner, authorize};
@@ -81,6 +86,57 @@ impl Default for RegistryOptions {
             gc_grace: Duration::from_secs(3600),
             maintenance_interval: Duration::from_secs(600),
         }
+    }
+}
+
+/// The `X-Amz-Target` prefix of ECR.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921";
+
+/// How the front reaches the ECR JSON API.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "ecr",
+    signing_name: "ecr",
+    protocol: Protocol::Json {
+        target_prefix: TARGET_PREFIX,
+    },
+    operations: ECR_MODEL_OPERATIONS,
+};
+
+/// The ECR JSON API over a [`Registry`], which shares its image store with `/v2/`.
+#[derive(Debug)]
+pub struct EcrService {
+    registry: Arc<Registry>,
+    /// `host:port` at which `/v2/` is reachable.
+    registry_host: String,
+}
+
+impl EcrService {
+    pub fn new(registry: Arc<Registry>, registry_host: impl Into<String>) -> Self {
+        Self {
+            registry,
+            registry_host: registry_host.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl JsonService for EcrService {
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
+    }
+
+    async fn call(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<serde_json::Value, AwsError> {
+        let ecr = EcrContext {
+            region: ctx.region.clone(),
+            access_key_id: ctx.access_key_id.clone(),
+            registry_host: self.registry_host.clone(),
+        };
+        self.registry.handle_ecr(op, body, &ecr).await
     }
 }
 

@@ -624,7 +624,7 @@ async fn push_all_four_manifest_media_types_are_stored_byte_exact() {
 async fn push_sha512_blob_and_manifest_digests_are_supported() {
     let t = setup().await;
     let data = b"sha512 content";
-    let d = gantry_registry::Algorithm::Sha512.digest(data).to_string();
+    let d = gantry_ecr::Algorithm::Sha512.digest(data).to_string();
     let r = t
         .req(
             "POST",
@@ -643,7 +643,7 @@ async fn push_sha512_blob_and_manifest_digests_are_supported() {
     let cd = t.push_blob(REPO, b"{}").await;
     let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"mediaType": EMPTY_CONFIG, "digest": cd, "size": 2},
         "layers": [{"mediaType": "application/octet-stream", "digest": d, "size": data.len()}]}).to_string();
-    let md = gantry_registry::Algorithm::Sha512
+    let md = gantry_ecr::Algorithm::Sha512
         .digest(m.as_bytes())
         .to_string();
     let r = t

@@ -699,8 +699,8 @@ async fn layer_upload_api_pushes_a_pullable_image() {
 #[tokio::test]
 async fn unimplemented_operations_answer_a_proper_error() {
     let t = TestRegistry::start().await;
-    for op in gantry_registry::ECR_MODEL_OPERATIONS {
-        if gantry_registry::ECR_IMPLEMENTED_OPERATIONS.contains(op) {
+    for op in gantry_ecr::ECR_MODEL_OPERATIONS {
+        if gantry_ecr::ECR_IMPLEMENTED_OPERATIONS.contains(op) {
             continue;
         }
         let e = t.ecr(op, json!({})).await.unwrap_err();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gantry_registry::RegistryOptions;
+use gantry_ecr::RegistryOptions;
 use rand::Rng;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -438,20 +438,20 @@ async fn a_crash_between_blob_commit_and_link_leaves_nothing_visible_and_the_pus
     let t = TestRegistry::start_with(opts).await;
     t.create_repo(REPO).await;
     let data = random_bytes(200_000);
-    let digest: gantry_registry::Digest = sha256(&data).parse().unwrap();
+    let digest: gantry_ecr::Digest = sha256(&data).parse().unwrap();
     // What a crash right after the rename leaves behind: the blob file, no link.
     let store = t.reg.blob_store();
     store
         .upload_create(
             "crashed-1",
-            gantry_registry::blob::UploadMeta {
+            gantry_ecr::blob::UploadMeta {
                 repository: REPO.into(),
                 created_at: 0.0,
             },
         )
         .await
         .unwrap();
-    let body: gantry_registry::blob::ByteStream = Box::pin(futures::stream::once({
+    let body: gantry_ecr::blob::ByteStream = Box::pin(futures::stream::once({
         let data = data.clone();
         async move { Ok(bytes::Bytes::from(data)) }
     }));
@@ -487,10 +487,10 @@ async fn a_crash_between_blob_commit_and_link_leaves_nothing_visible_and_the_pus
     assert_eq!(sha256(&got.body), digest.to_string());
     // Had nobody retried, GC would have reclaimed it.
     let orphan = random_bytes(1000);
-    let od: gantry_registry::Digest = sha256(&orphan).parse().unwrap();
+    let od: gantry_ecr::Digest = sha256(&orphan).parse().unwrap();
     store_unlinked(&t, &orphan, &od).await;
     t.reg.maintenance_pass().await.unwrap();
-    let listed: Vec<gantry_registry::Digest> = t
+    let listed: Vec<gantry_ecr::Digest> = t
         .reg
         .blob_store()
         .list()
@@ -502,15 +502,15 @@ async fn a_crash_between_blob_commit_and_link_leaves_nothing_visible_and_the_pus
     assert!(!listed.contains(&od), "unlinked blob collected");
 }
 
-async fn store_unlinked(t: &TestRegistry, data: &[u8], d: &gantry_registry::Digest) {
+async fn store_unlinked(t: &TestRegistry, data: &[u8], d: &gantry_ecr::Digest) {
     let store = t.reg.blob_store();
-    let meta = gantry_registry::blob::UploadMeta {
+    let meta = gantry_ecr::blob::UploadMeta {
         repository: REPO.into(),
         created_at: 0.0,
     };
     store.upload_create("crashed-2", meta).await.unwrap();
     let data = bytes::Bytes::copy_from_slice(data);
-    let body: gantry_registry::blob::ByteStream =
+    let body: gantry_ecr::blob::ByteStream =
         Box::pin(futures::stream::once(async move { Ok(data) }));
     store
         .upload_append("crashed-2", Some(0), body)

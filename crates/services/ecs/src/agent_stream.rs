@@ -26,8 +26,8 @@ use gantry_store::{Store, StoreExt, Txn, WatchError, encode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::context::Clock;
-use crate::ecs::keys;
+use crate::keys;
+use gantry_front::Clock;
 
 /// Serves agent connections.
 pub struct AgentStreams {

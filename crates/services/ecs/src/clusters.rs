@@ -12,12 +12,12 @@ use gantry_store::{StoreExt, Txn, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::wire::{
+use crate::wire::{
     active_cluster, cluster_name, commit_with_retry, failure, max_results, paginate, parse,
     with_token,
 };
-use super::{EcsError, EcsService, keys};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, keys};
+use gantry_front::RequestContext;
 
 /// What a cluster holds, for its counts.
 #[derive(Debug, Default, Clone, Copy)]

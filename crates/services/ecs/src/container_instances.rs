@@ -14,12 +14,12 @@ use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::wire::{
+use crate::wire::{
     active_cluster, check_len, cluster_name, commit_with_retry, max_results, missing, paginate,
     parse, secs, with_token,
 };
-use super::{EcsError, EcsService, keys};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, keys};
+use gantry_front::RequestContext;
 
 pub(super) fn arn_of(ctx: &RequestContext, ci: &ContainerInstance) -> String {
     Arn::container_instance(&ctx.region, &ctx.account_id, &ci.cluster, &ci.id).to_string()
@@ -389,7 +389,7 @@ pub(super) async fn list(
         .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, &cluster))
         .await?;
     let groups = match &filter {
-        Some(f) if f.depends_on_tasks() => super::tasks::group_counts(svc, ctx, &cluster).await?,
+        Some(f) if f.depends_on_tasks() => crate::tasks::group_counts(svc, ctx, &cluster).await?,
         _ => Default::default(),
     };
     let mut items: Vec<(String, String)> = all
@@ -397,7 +397,7 @@ pub(super) async fn list(
         .filter(|c| {
             filter.as_ref().is_none_or(|f| {
                 let groups = groups.get(&c.value.id).cloned().unwrap_or_default();
-                f.matches(&super::placement::view_of(&c.value, groups))
+                f.matches(&crate::placement::view_of(&c.value, groups))
             })
         })
         .filter(|c| match status {

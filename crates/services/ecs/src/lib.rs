@@ -1,11 +1,22 @@
 //! The ECS API (`AmazonEC2ContainerServiceV20141113`): every operation of the model is listed in
-//! [`EcsOperation`]; the implemented ones live in one module per resource.
+//! [`EcsOperation`]; the implemented ones live in one module per resource. Beside the API:
+//!
+//! - [`agent_stream`]: the assignment stream agents hold open (`GET /agent/v1/connect`);
+//! - [`service_runner`]: the controller loop that applies the service reconciler's plans, launching
+//!   and stopping tasks through the same code as RunTask and StopTask, and instance liveness;
+//! - [`service_lb`]: load-balancer registration of service tasks, over the [`service_lb::TargetGroups`]
+//!   trait the composition root implements (this crate never depends on the ELBv2 crate).
+//!
+//! A service crate: depends on the front, the wire layer, the domain, the store, the scheduler and
+//! the controller; never on another service crate, Docker or the load balancer.
 
+pub mod agent_stream;
 mod cache;
 mod clusters;
 mod container_instances;
 mod error;
 pub(crate) mod keys;
+mod locks;
 mod placement;
 mod service_deployments;
 pub mod service_lb;
@@ -17,47 +28,34 @@ mod tasks;
 mod wire;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use gantry_aws_proto::AwsError;
+use gantry_front::{IdGen, JsonService, Protocol, RequestContext, ServiceSpec};
 use gantry_store::Store;
 use serde_json::Value;
 
 pub use error::EcsError;
 
-use crate::context::{IdGen, RequestContext};
-use crate::front::JsonService;
 use crate::locks::KeyedLocks;
 
 /// The `X-Amz-Target` prefix of ECS.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 
-macro_rules! operations {
-    ($($op:ident,)*) => {
-        /// Every operation of the ECS API model.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum EcsOperation { $($op,)* }
+/// How the front reaches ECS.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "ecs",
+    signing_name: "ecs",
+    protocol: Protocol::Json {
+        target_prefix: TARGET_PREFIX,
+    },
+    operations: EcsOperation::NAMES,
+};
 
-        impl EcsOperation {
-            pub const ALL: &'static [EcsOperation] = &[$(EcsOperation::$op,)*];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $(EcsOperation::$op => stringify!($op),)* }
-            }
-        }
-
-        impl FromStr for EcsOperation {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                match s { $(stringify!($op) => Ok(EcsOperation::$op),)* _ => Err(()) }
-            }
-        }
-    };
-}
-
-operations! {
+gantry_front::operations! {
+/// Every operation of the ECS API model.
+pub enum EcsOperation {
 AssociateGatewayWithCluster,
 ContinueServiceDeployment,
 CreateCapacityProvider,
@@ -145,12 +143,8 @@ UpdateGateway,
 UpdateService,
 UpdateServicePrimaryTaskSet,
 UpdateTaskProtection,
-UpdateTaskSet,}
-
-impl fmt::Display for EcsOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+UpdateTaskSet,
+}
 }
 
 /// The ECS service: state in the store, ids from the generator.
@@ -283,6 +277,10 @@ impl EcsService {
 
 #[async_trait]
 impl JsonService for EcsService {
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
+    }
+
     async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
         let Ok(op) = op.parse::<EcsOperation>() else {
             return Err(AwsError::client(

@@ -10,7 +10,7 @@ use gantry_scheduler::{
 };
 use serde_json::Value;
 
-use super::EcsError;
+use crate::EcsError;
 
 impl From<PlacementError> for EcsError {
     fn from(e: PlacementError) -> Self {

@@ -9,11 +9,11 @@ use gantry_store::{StoreExt, Txn, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::wire::{
-    check_len, cluster_name, failure, max_results, paginate, parse, secs, with_token,
+use crate::wire::{
+    check_len, cluster_name, failure, get_service, max_results, paginate, parse, secs, with_token,
 };
-use super::{EcsError, EcsService, keys};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, keys};
+use gantry_front::RequestContext;
 
 /// One deployment's history record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,7 +189,7 @@ pub(super) async fn list(
         return Err(EcsError::invalid("service is required."));
     };
     let limit = max_results(req.max_results, 100, 20)?;
-    let service = super::services::get(svc, ctx, &cluster, reference)
+    let service = get_service(svc, ctx, &cluster, reference)
         .await?
         .ok_or(EcsError::ServiceNotFound)?
         .value;

@@ -11,8 +11,8 @@ use gantry_domain::lb::TargetHealthState;
 use gantry_domain::service::Service;
 use gantry_domain::task::{Task, TaskStatus};
 
-use super::{EcsError, EcsService, tasks};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, tasks};
+use gantry_front::RequestContext;
 
 /// One `loadBalancers` entry of a service.
 #[derive(Debug, Clone)]

@@ -24,8 +24,8 @@ use gantry_domain::task::{Task, TaskStatus, stop_code};
 use gantry_domain::task_definition::TaskDefinition;
 use gantry_store::{StoreExt, Txn, WatchError, encode};
 
-use super::{EcsError, EcsService, keys, placement, service_lb, services, task_definitions, tasks};
-use crate::context::{Clock, RequestContext};
+use crate::{EcsError, EcsService, keys, placement, service_lb, services, task_definitions, tasks};
+use gantry_front::{Clock, RequestContext};
 
 /// Timing of instance liveness.
 #[derive(Debug, Clone, Copy)]
@@ -410,7 +410,7 @@ impl ServiceRunner {
                 if !self.ecs.store.commit(txn).await?.is_committed() {
                     return Ok(());
                 }
-                super::service_deployments::record(&self.ecs, ctx, Some(s), updated).await?;
+                crate::service_deployments::record(&self.ecs, ctx, Some(s), updated).await?;
                 updated.clone()
             }
             None => s.clone(),
@@ -518,7 +518,7 @@ impl ServiceRunner {
         key: &str,
         events: Vec<String>,
     ) -> Result<(), EcsError> {
-        super::wire::commit_with_retry(self.ecs.store.as_ref(), || async {
+        crate::wire::commit_with_retry(self.ecs.store.as_ref(), || async {
             let Some(cur) = self.ecs.store.get_typed::<Service>(key).await? else {
                 return Ok((Txn::new(), ()));
             };

@@ -11,16 +11,16 @@ use gantry_domain::service::{
 use gantry_domain::tags::{Tag, validate_tags};
 use gantry_domain::task::{Task, TaskStatus};
 use gantry_domain::validation::is_ecs_name;
-use gantry_store::{StoreExt, Txn, Versioned, encode};
+use gantry_store::{StoreExt, Txn, encode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::wire::{
-    active_cluster, check_len, cluster_name, commit_with_retry, include_tags, max_results, missing,
-    paginate, parse, secs, with_token,
+use crate::wire::{
+    active_cluster, check_len, cluster_name, commit_with_retry, get_service, include_tags,
+    max_results, missing, paginate, parse, secs, with_token,
 };
-use super::{EcsError, EcsService, keys, placement, task_definitions};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, keys, placement, task_definitions};
+use gantry_front::RequestContext;
 
 /// A new deployment id, `ecs-svc/` and 19 digits as ECS writes them.
 pub(crate) fn deployment_id(svc: &EcsService) -> String {
@@ -420,26 +420,8 @@ pub(super) async fn create(
         Ok((txn, s))
     })
     .await?;
-    super::service_deployments::record(svc, ctx, None, &service).await?;
+    crate::service_deployments::record(svc, ctx, None, &service).await?;
     Ok(json!({"service": to_wire(&service, ctx, &BTreeMap::new(), true)}))
-}
-
-/// Reads a service by name or ARN.
-pub(crate) async fn get(
-    svc: &EcsService,
-    ctx: &RequestContext,
-    cluster: &str,
-    reference: &str,
-) -> Result<Option<Versioned<Service>>, EcsError> {
-    let name = if reference.starts_with("arn:") {
-        reference.rsplit('/').next().unwrap_or(reference)
-    } else {
-        reference
-    };
-    Ok(svc
-        .store
-        .get_typed(&keys::service(&ctx.region, cluster, name))
-        .await?)
 }
 
 pub(super) async fn update(
@@ -467,7 +449,7 @@ pub(super) async fn update(
         None => None,
     };
     let service = commit_with_retry(svc.store.as_ref(), || async {
-        let Some(cur) = get(svc, ctx, &cluster, &reference).await? else {
+        let Some(cur) = get_service(svc, ctx, &cluster, &reference).await? else {
             return Err(EcsError::ServiceNotFound);
         };
         if cur.value.status != ServiceStatus::Active {
@@ -549,7 +531,7 @@ pub(super) async fn update(
         Ok((txn, s))
     })
     .await?;
-    super::service_deployments::record(svc, ctx, None, &service).await?;
+    crate::service_deployments::record(svc, ctx, None, &service).await?;
     let counts = task_counts(svc, ctx, &cluster).await?;
     Ok(json!({"service": to_wire(&service, ctx, &counts, false)}))
 }
@@ -567,7 +549,7 @@ pub(super) async fn delete(
     active_cluster(svc, ctx, &cluster).await?;
     let force = req.force.unwrap_or(false);
     let service = commit_with_retry(svc.store.as_ref(), || async {
-        let Some(cur) = get(svc, ctx, &cluster, &reference).await? else {
+        let Some(cur) = get_service(svc, ctx, &cluster, &reference).await? else {
             return Err(EcsError::ServiceNotFound);
         };
         if cur.value.status != ServiceStatus::Active {
@@ -623,7 +605,7 @@ pub(super) async fn describe(
     let mut out = Vec::new();
     let mut failures = Vec::new();
     for r in &req.services {
-        match get(svc, ctx, &cluster, r).await? {
+        match get_service(svc, ctx, &cluster, r).await? {
             Some(s) => out.push(to_wire(&s.value, ctx, &counts, with_tags)),
             None => failures.push(missing(r, |n| {
                 Arn::service(&ctx.region, &ctx.account_id, &cluster, n)

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::wire::{commit_with_retry, parse};
-use super::{EcsError, EcsService, keys};
-use crate::context::RequestContext;
+use crate::wire::{commit_with_retry, parse};
+use crate::{EcsError, EcsService, keys};
+use gantry_front::RequestContext;
 
 /// A taggable record: where it lives and how to reach its tags.
 trait Taggable: DeserializeOwned + serde::Serialize + Clone + Send {

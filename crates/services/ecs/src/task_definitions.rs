@@ -13,12 +13,12 @@ use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::wire::{
+use crate::wire::{
     check_len, commit_with_retry, failure, include_tags, max_results, paginate, parse, secs,
     with_token,
 };
-use super::{EcsError, EcsService, keys};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, keys};
+use gantry_front::RequestContext;
 
 /// Per-family bookkeeping: the last revision handed out (revisions never repeat).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

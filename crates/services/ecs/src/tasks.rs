@@ -15,13 +15,13 @@ use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::placement;
-use super::wire::{
+use crate::placement;
+use crate::wire::{
     active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
     missing, paginate, parse, secs, with_token,
 };
-use super::{EcsError, EcsService, keys, task_definitions};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, keys, task_definitions};
+use gantry_front::RequestContext;
 use gantry_scheduler::{PlacementRequest, PlacementResult, SchedRng};
 
 pub(crate) fn task_arn(ctx: &RequestContext, t: &Task) -> String {

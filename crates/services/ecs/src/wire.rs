@@ -4,12 +4,13 @@
 use gantry_aws_proto::{json, pagination};
 use gantry_domain::arn::cluster_name_from_ref;
 use gantry_domain::cluster::{Cluster, ClusterStatus, DEFAULT_CLUSTER};
+use gantry_domain::service::Service;
 use gantry_store::{Store, StoreExt, Txn, TxnOutcome, Versioned};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{EcsError, EcsService, keys};
-use crate::context::RequestContext;
+use crate::{EcsError, EcsService, keys};
+use gantry_front::RequestContext;
 
 /// How often a compare-and-swap write is retried before giving up.
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -151,6 +152,24 @@ where
         }
     }
     Err(EcsError::Contention(last_key))
+}
+
+/// Reads a service by name or ARN.
+pub async fn get_service(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+) -> Result<Option<Versioned<Service>>, EcsError> {
+    let name = if reference.starts_with("arn:") {
+        reference.rsplit('/').next().unwrap_or(reference)
+    } else {
+        reference
+    };
+    Ok(svc
+        .store
+        .get_typed(&keys::service(&ctx.region, cluster, name))
+        .await?)
 }
 
 #[cfg(test)]

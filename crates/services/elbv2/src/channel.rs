@@ -21,13 +21,13 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use bytes::Bytes;
-use gantry_api::Clock;
 use gantry_aws_proto::sigv4::{self, CredentialProvider, VerifiedRequest};
 use gantry_aws_proto::{AwsError, new_request_id};
 use gantry_domain::EpochMillis;
 use gantry_domain::lb::{
     HealthReport, LbConfig, LbStreamMessage, LoadBalancer, TargetGroup, TargetGroupConfig,
 };
+use gantry_front::Clock;
 use gantry_store::{Store, StoreExt, Txn, WatchError, encode};
 use tokio::sync::{mpsc, watch};
 

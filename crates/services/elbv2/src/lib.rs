@@ -27,14 +27,13 @@ mod targets;
 mod wire;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gantry_api::{QueryService, RequestContext};
 use gantry_aws_proto::AwsError;
 use gantry_aws_proto::query::QueryRequest;
 use gantry_domain::lb::{LoadBalancer, TargetGroup};
+use gantry_front::{Protocol, QueryService, RequestContext, ServiceSpec};
 use gantry_store::{Store, StoreExt, Txn, TxnOutcome, Versioned};
 
 pub use channel::lb_router;
@@ -51,30 +50,9 @@ use wire::Params;
 /// The XML namespace of ELBv2 responses.
 pub const XMLNS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
 
-macro_rules! operations {
-    ($($op:ident,)*) => {
-        /// Every operation of the ELBv2 API model.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Elbv2Operation { $($op,)* }
-
-        impl Elbv2Operation {
-            pub const ALL: &'static [Elbv2Operation] = &[$(Elbv2Operation::$op,)*];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $(Elbv2Operation::$op => stringify!($op),)* }
-            }
-        }
-
-        impl FromStr for Elbv2Operation {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                match s { $(stringify!($op) => Ok(Elbv2Operation::$op),)* _ => Err(()) }
-            }
-        }
-    };
-}
-
-operations! {
+gantry_front::operations! {
+/// Every operation of the ELBv2 API model.
+pub enum Elbv2Operation {
 AddListenerCertificates,
 AddTags,
 AddTrustStoreRevocations,
@@ -127,12 +105,18 @@ SetRulePriorities,
 SetSecurityGroups,
 SetSubnets,
 }
-
-impl fmt::Display for Elbv2Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
+
+/// How the front reaches ELBv2.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "elasticloadbalancing",
+    signing_name: "elasticloadbalancing",
+    protocol: Protocol::Query {
+        xmlns: XMLNS,
+        version: "2015-12-01",
+    },
+    operations: Elbv2Operation::NAMES,
+};
 
 /// The ELBv2 API.
 pub struct Elbv2Service {
@@ -247,8 +231,8 @@ impl Elbv2Service {
 
 #[async_trait]
 impl QueryService for Elbv2Service {
-    fn xmlns(&self) -> &'static str {
-        XMLNS
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
     }
 
     async fn call(

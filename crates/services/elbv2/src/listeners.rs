@@ -1,8 +1,8 @@
 //! CreateListener, DescribeListeners, ModifyListener, DeleteListener.
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::lb::{Listener, LoadBalancer, LoadBalancerType};
+use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, Versioned, encode};
 
 use crate::error::Elbv2Error;

@@ -1,9 +1,9 @@
 //! CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer,
 //! Describe/ModifyLoadBalancerAttributes.
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::lb::{LoadBalancer, LoadBalancerType};
+use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, encode};
 
 use crate::error::Elbv2Error;

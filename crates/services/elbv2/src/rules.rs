@@ -4,9 +4,9 @@
 //! checked by one compare-and-swap. Each listener also has a default rule (priority `default`)
 //! whose actions are the listener's default actions.
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::lb::{Listener, LoadBalancer, Rule};
+use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, Versioned, encode};
 
 use crate::error::Elbv2Error;

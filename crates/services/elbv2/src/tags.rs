@@ -1,9 +1,9 @@
 //! AddTags, RemoveTags, DescribeTags on load balancers, target groups, listeners and rules.
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::lb::{LoadBalancer, TargetGroup};
 use gantry_domain::tags::Tag;
+use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, encode};
 
 use crate::error::Elbv2Error;

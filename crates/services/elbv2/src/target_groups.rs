@@ -1,9 +1,9 @@
 //! CreateTargetGroup, DescribeTargetGroups, ModifyTargetGroup, DeleteTargetGroup,
 //! Describe/ModifyTargetGroupAttributes.
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::lb::{HealthCheck, LoadBalancer, TargetGroup};
+use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, encode};
 
 use crate::error::Elbv2Error;

@@ -5,10 +5,10 @@
 //! stop sending it new requests at once and let in-flight ones finish; [`sweep_expired`] removes
 //! it once the delay is over (readers already ignore expired ones).
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::EpochMillis;
 use gantry_domain::lb::{Target, TargetGroup};
+use gantry_front::RequestContext;
 use gantry_store::{Store, StoreExt, Txn, Versioned, encode};
 
 use crate::error::Elbv2Error;

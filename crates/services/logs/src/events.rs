@@ -1,7 +1,7 @@
 //! PutLogEvents, GetLogEvents, FilterLogEvents, and reading a stream's stored batches.
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::pagination;
+use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, decode, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};

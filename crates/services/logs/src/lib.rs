@@ -9,7 +9,7 @@
 //! never return expired events even before the job runs.
 //!
 //! Must not depend on Docker, the scheduler or the ECS API; it only plugs into
-//! [`gantry_api::Front`] as a [`JsonService`].
+//! [`gantry_front::Front`] as a [`JsonService`].
 
 mod error;
 mod events;
@@ -23,13 +23,12 @@ mod tags;
 mod wire;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gantry_api::{Clock, JsonService, RequestContext, SystemClock};
 use gantry_aws_proto::AwsError;
+use gantry_front::{Clock, JsonService, Protocol, RequestContext, ServiceSpec, SystemClock};
 use gantry_store::Store;
 use serde_json::Value;
 
@@ -42,30 +41,9 @@ pub const TARGET_PREFIX: &str = "Logs_20140328";
 /// How often the retention job runs unless configured otherwise.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
-macro_rules! operations {
-    ($($op:ident,)*) => {
-        /// Every operation of the CloudWatch Logs API model.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum LogsOperation { $($op,)* }
-
-        impl LogsOperation {
-            pub const ALL: &'static [LogsOperation] = &[$(LogsOperation::$op,)*];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $(LogsOperation::$op => stringify!($op),)* }
-            }
-        }
-
-        impl FromStr for LogsOperation {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                match s { $(stringify!($op) => Ok(LogsOperation::$op),)* _ => Err(()) }
-            }
-        }
-    };
-}
-
-operations! {
+gantry_front::operations! {
+/// Every operation of the CloudWatch Logs API model.
+pub enum LogsOperation {
 AssociateKmsKey,
 AssociateSourceToS3TableIntegration,
 CancelExportTask,
@@ -180,12 +158,17 @@ UpdateLogAnomalyDetector,
 UpdateLookupTable,
 UpdateScheduledQuery,
 }
-
-impl fmt::Display for LogsOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
+
+/// How the front reaches CloudWatch Logs.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "logs",
+    signing_name: "logs",
+    protocol: Protocol::Json {
+        target_prefix: TARGET_PREFIX,
+    },
+    operations: LogsOperation::NAMES,
+};
 
 /// The CloudWatch Logs service: state in the store, time from the clock (for the retention job).
 pub struct LogsService {
@@ -317,6 +300,10 @@ impl LogsService {
 
 #[async_trait]
 impl JsonService for LogsService {
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
+    }
+
     async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
         let Ok(op) = op.parse::<LogsOperation>() else {
             return Err(AwsError::client(

@@ -1,6 +1,6 @@
 //! CreateLogStream, DeleteLogStream, DescribeLogStreams.
 
-use gantry_api::RequestContext;
+use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use gantry_api::RequestContext;
+use gantry_front::RequestContext;
 use gantry_store::{Txn, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};

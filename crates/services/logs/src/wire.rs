@@ -1,8 +1,8 @@
 //! Wire helpers shared by the Logs operations: body parsing, name checks, ARNs, pagination and
 //! the compare-and-swap retry loop.
 
-use gantry_api::RequestContext;
 use gantry_aws_proto::{json, pagination};
+use gantry_front::RequestContext;
 use gantry_store::{Store, StoreExt, Txn, TxnOutcome, Versioned};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gantry_api::{JsonService, RequestContext};
+use gantry_front::{JsonService, RequestContext};
 use gantry_logs::{LogsService, TARGET_PREFIX};
 use gantry_store::{MemoryStore, SqliteOptions, SqliteStore, Store};
 use serde_json::{Value, json};

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gantry_api::{Front, SystemClock};
-use gantry_logs::{LogsService, TARGET_PREFIX};
+use gantry_front::{Front, SystemClock};
+use gantry_logs::LogsService;
 use gantry_store::MemoryStore;
 
 const ACCESS_KEY: &str = "AKIDLOGSTEST";
@@ -47,8 +47,7 @@ async fn boto3_and_aws_cli_drive_logs_end_to_end() {
     let logs = Arc::new(LogsService::new(store));
     let creds: HashMap<String, String> = HashMap::from([(ACCESS_KEY.into(), SECRET.into())]);
     let front = Arc::new(
-        Front::new(Arc::new(creds), Arc::new(SystemClock), "000000000000")
-            .with_json(TARGET_PREFIX, logs.clone()),
+        Front::new(Arc::new(creds), Arc::new(SystemClock), "000000000000").with_json(logs.clone()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

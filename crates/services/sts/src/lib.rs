@@ -1,11 +1,40 @@
-//! STS over the query protocol: `GetCallerIdentity` (Terraform calls it first).
+//! STS (`sts`, API version 2011-06-15) over the query protocol: `GetCallerIdentity` (Terraform
+//! calls it first). Every operation of the model is listed in [`StsOperation`].
+//!
+//! A service crate: depends on the front and the wire layer, never on another service.
 
 use async_trait::async_trait;
 use gantry_aws_proto::AwsError;
 use gantry_aws_proto::query::{QueryRequest, XmlWriter};
+use gantry_front::{Protocol, QueryService, RequestContext, ServiceSpec};
 
-use crate::context::RequestContext;
-use crate::front::QueryService;
+gantry_front::operations! {
+    /// Every operation of the STS API model.
+    pub enum StsOperation {
+        AssumeRole,
+        AssumeRoleWithSAML,
+        AssumeRoleWithWebIdentity,
+        AssumeRoot,
+        DecodeAuthorizationMessage,
+        GetAccessKeyInfo,
+        GetCallerIdentity,
+        GetDelegatedAccessToken,
+        GetFederationToken,
+        GetSessionToken,
+        GetWebIdentityToken,
+    }
+}
+
+/// How the front reaches STS.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "sts",
+    signing_name: "sts",
+    protocol: Protocol::Query {
+        xmlns: StsService::XMLNS,
+        version: "2011-06-15",
+    },
+    operations: StsOperation::NAMES,
+};
 
 /// The STS service.
 #[derive(Debug, Default)]
@@ -17,8 +46,8 @@ impl StsService {
 
 #[async_trait]
 impl QueryService for StsService {
-    fn xmlns(&self) -> &'static str {
-        Self::XMLNS
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
     }
 
     async fn call(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use gantry_registry::{Algorithm, EcrContext, Registry, RegistryConfig, RegistryOptions};
+use gantry_ecr::{Algorithm, EcrContext, Registry, RegistryConfig, RegistryOptions};
 use gantry_store::{MemoryStore, Store};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use gantry_api::{Front, SystemClock};
 use gantry_aws_proto::sigv4::CredentialProvider;
 use gantry_elbv2::Elbv2Service;
+use gantry_front::{Front, SystemClock};
 use gantry_store::{MemoryStore, Store};
 
 pub const ACCESS_KEY: &str = "AKIDGANTRYTEST000001";
@@ -31,10 +31,8 @@ impl Server {
         let creds: Arc<dyn CredentialProvider> = Arc::new(map);
         let (tx, rx) = tokio::sync::watch::channel(false);
         let front = Arc::new(
-            Front::new(creds.clone(), Arc::new(SystemClock), "000000000000").with_query(
-                "elasticloadbalancing",
-                Arc::new(Elbv2Service::new(store.clone())),
-            ),
+            Front::new(creds.clone(), Arc::new(SystemClock), "000000000000")
+                .with_query(Arc::new(Elbv2Service::new(store.clone()))),
         );
         let app = front.router().merge(gantry_elbv2::lb_router(
             store.clone(),

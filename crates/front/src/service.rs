@@ -1,0 +1,123 @@
+//! What a service is to the front: how requests reach it, which operations its model has, and the
+//! traits it implements (one per protocol family, both called through [`crate::Front`]'s single
+//! operation-level dispatch).
+
+use async_trait::async_trait;
+use gantry_aws_proto::AwsError;
+use gantry_aws_proto::query::QueryRequest;
+
+use crate::context::RequestContext;
+
+/// The wire protocol of a service, as its model's `metadata.protocol` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// awsJson 1.0 or 1.1: `POST /` with `X-Amz-Target: {target_prefix}.{Operation}`.
+    Json {
+        /// The `X-Amz-Target` prefix, e.g. `AmazonEC2ContainerServiceV20141113`.
+        target_prefix: &'static str,
+    },
+    /// awsQuery: form-encoded `Action=...&Version=...`, XML responses; routed by signing name.
+    Query {
+        /// The XML namespace of responses, e.g. `https://sts.amazonaws.com/doc/2011-06-15/`.
+        xmlns: &'static str,
+        /// The model's API version, e.g. `2011-06-15`.
+        version: &'static str,
+    },
+}
+
+/// A service as the front routes to it.
+#[derive(Debug)]
+pub struct ServiceSpec {
+    /// The service prefix of its IAM actions and ARNs: `ecs`, `ecr`, `logs`,
+    /// `elasticloadbalancing`, `sts`, ...
+    pub iam_prefix: &'static str,
+    /// The SigV4 signing name clients use for it.
+    pub signing_name: &'static str,
+    pub protocol: Protocol,
+    /// Every operation of the service's model, served or not. The front answers a name outside
+    /// this table with the protocol's unknown-operation error; the service answers the ones it
+    /// does not serve.
+    pub operations: &'static [&'static str],
+}
+
+impl ServiceSpec {
+    /// Whether `op` is an operation of the model.
+    pub fn has_operation(&self, op: &str) -> bool {
+        self.operations.contains(&op)
+    }
+}
+
+/// A service on the awsJson protocols (ECS, ECR, Logs, ...).
+#[async_trait]
+pub trait JsonService: Send + Sync {
+    /// How the front reaches this service; its protocol is [`Protocol::Json`].
+    fn spec(&self) -> &'static ServiceSpec;
+
+    /// Runs one operation of the model; `body` is the raw JSON request.
+    async fn call(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<serde_json::Value, AwsError>;
+}
+
+/// A service on the awsQuery protocol (STS, ELBv2, IAM, ...).
+#[async_trait]
+pub trait QueryService: Send + Sync {
+    /// How the front reaches this service; its protocol is [`Protocol::Query`].
+    fn spec(&self) -> &'static ServiceSpec;
+
+    /// Runs one action of the model; returns the inner XML of `<{Action}Result>`.
+    async fn call(
+        &self,
+        action: &str,
+        req: &QueryRequest,
+        ctx: &RequestContext,
+    ) -> Result<String, AwsError>;
+}
+
+/// Declares a service's operation table: an enum with one variant per operation of its AWS model,
+/// `ALL`, `NAMES` (for [`ServiceSpec::operations`]), `as_str`, `FromStr` and `Display`.
+///
+/// ```
+/// gantry_front::operations! {
+///     /// Every operation of the STS model.
+///     pub enum StsOperation { AssumeRole, GetCallerIdentity, }
+/// }
+/// assert_eq!("AssumeRole".parse::<StsOperation>(), Ok(StsOperation::AssumeRole));
+/// assert_eq!(StsOperation::NAMES, &["AssumeRole", "GetCallerIdentity"]);
+/// ```
+#[macro_export]
+macro_rules! operations {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($op:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name { $($op,)* }
+
+        impl $name {
+            /// Every operation, in model order.
+            pub const ALL: &'static [$name] = &[$($name::$op,)*];
+            /// Every operation's name, in model order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($op),)*];
+
+            /// The operation's name as the model spells it.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$op => stringify!($op),)* }
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> ::std::result::Result<Self, ()> {
+                match s { $(stringify!($op) => Ok($name::$op),)* _ => Err(()) }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
