@@ -3,8 +3,8 @@
 //! AWS-managed policies.
 
 use gantry_iam_policy::{
-    aws_managed_policy, evaluate, Context, Decision, Evaluation, Policy, PolicyKind, PolicySet, PolicyType,
-    Principal, PrincipalKind, Request, AWS_MANAGED_POLICIES,
+    AWS_MANAGED_POLICIES, Context, Decision, Evaluation, Policy, PolicyKind, PolicySet, PolicyType,
+    Principal, PrincipalKind, Request, aws_managed_policy, evaluate,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -34,7 +34,13 @@ fn dev() -> Principal {
     Principal::user(ACCOUNT, "/", "dev", "AIDAEXAMPLEDEV")
 }
 
-fn run(principal: &Principal, action: &str, resources: &[&str], ctx: &Context, set: &PolicySet<'_>) -> (Evaluation, Option<String>) {
+fn run(
+    principal: &Principal,
+    action: &str,
+    resources: &[&str],
+    ctx: &Context,
+    set: &PolicySet<'_>,
+) -> (Evaluation, Option<String>) {
     let request = Request {
         principal,
         action,
@@ -51,12 +57,20 @@ const TASK_DEF: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1
 
 #[test]
 fn no_policy_is_an_implicit_deny_worded_as_aws() {
-    let (e, m) = run(&dev(), "ecs:RunTask", &[TASK_DEF], &Context::new(), &PolicySet::default());
+    let (e, m) = run(
+        &dev(),
+        "ecs:RunTask",
+        &[TASK_DEF],
+        &Context::new(),
+        &PolicySet::default(),
+    );
     assert_eq!(e.decision, Decision::ImplicitDeny);
     assert_eq!(e.policy_type, Some(PolicyType::IdentityBased));
     assert_eq!(
         m.as_deref(),
-        Some("User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ecs:RunTask on resource: arn:aws:ecs:us-east-1:123456789012:task-definition/web:1 because no identity-based policy allows the ecs:RunTask action")
+        Some(
+            "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ecs:RunTask on resource: arn:aws:ecs:us-east-1:123456789012:task-definition/web:1 because no identity-based policy allows the ecs:RunTask action"
+        )
     );
 }
 
@@ -64,26 +78,54 @@ fn no_policy_is_an_implicit_deny_worded_as_aws() {
 fn explicit_deny_beats_allow_and_names_the_statement() {
     let a = allow("ecs:*", "*");
     let d = deny("ecs:RunTask", "*");
-    let (e, m) = run(&dev(), "ecs:RunTask", &[TASK_DEF], &Context::new(), &PolicySet { identity: &[&a, &d], ..Default::default() });
+    let (e, m) = run(
+        &dev(),
+        "ecs:RunTask",
+        &[TASK_DEF],
+        &Context::new(),
+        &PolicySet {
+            identity: &[&a, &d],
+            ..Default::default()
+        },
+    );
     assert_eq!(e.decision, Decision::ExplicitDeny);
     assert_eq!(e.matched.len(), 1);
     assert_eq!(e.matched[0].sid.as_deref(), Some("D"));
     assert_eq!(e.matched[0].policy_index, 1);
     assert_eq!(
         m.as_deref(),
-        Some("User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ecs:RunTask on resource: arn:aws:ecs:us-east-1:123456789012:task-definition/web:1 with an explicit deny in an identity-based policy")
+        Some(
+            "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ecs:RunTask on resource: arn:aws:ecs:us-east-1:123456789012:task-definition/web:1 with an explicit deny in an identity-based policy"
+        )
     );
-    let (e, _) = run(&dev(), "ecs:ListClusters", &[], &Context::new(), &PolicySet { identity: &[&a, &d], ..Default::default() });
+    let (e, _) = run(
+        &dev(),
+        "ecs:ListClusters",
+        &[],
+        &Context::new(),
+        &PolicySet {
+            identity: &[&a, &d],
+            ..Default::default()
+        },
+    );
     assert_eq!(e.decision, Decision::Allow);
     assert_eq!(e.matched[0].sid.as_deref(), Some("A"));
 }
 
 #[test]
 fn actions_without_resources_omit_the_resource_in_the_message() {
-    let (_, m) = run(&dev(), "codecommit:ListRepositories", &[], &Context::new(), &PolicySet::default());
+    let (_, m) = run(
+        &dev(),
+        "codecommit:ListRepositories",
+        &[],
+        &Context::new(),
+        &PolicySet::default(),
+    );
     assert_eq!(
         m.as_deref(),
-        Some("User: arn:aws:iam::123456789012:user/dev is not authorized to perform: codecommit:ListRepositories because no identity-based policy allows the codecommit:ListRepositories action")
+        Some(
+            "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: codecommit:ListRepositories because no identity-based policy allows the codecommit:ListRepositories action"
+        )
     );
 }
 
@@ -100,17 +142,57 @@ fn carlos_and_his_buckets() {
     let bucket = resource(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/carlossalazar"},"Action":"s3:*","Resource":["arn:aws:s3:::carlossalazar/*","arn:aws:s3:::carlossalazar"]}]}"#,
     );
-    let set = PolicySet { identity: &[&id], resource: Some(&bucket), ..Default::default() };
-    let (e, _) = run(&carlos, "s3:PutObject", &["arn:aws:s3:::carlossalazar-logs/f"], &Context::new(), &set);
+    let set = PolicySet {
+        identity: &[&id],
+        resource: Some(&bucket),
+        ..Default::default()
+    };
+    let (e, _) = run(
+        &carlos,
+        "s3:PutObject",
+        &["arn:aws:s3:::carlossalazar-logs/f"],
+        &Context::new(),
+        &set,
+    );
     assert_eq!(e.decision, Decision::ExplicitDeny);
     assert_eq!(e.matched[0].sid.as_deref(), Some("DenyS3Logs"));
-    let (e, _) = run(&carlos, "s3:PutObject", &["arn:aws:s3:::carlossalazar/f"], &Context::new(), &set);
+    let (e, _) = run(
+        &carlos,
+        "s3:PutObject",
+        &["arn:aws:s3:::carlossalazar/f"],
+        &Context::new(),
+        &set,
+    );
     assert_eq!(e.decision, Decision::Allow);
     // Either side alone is enough within the account.
-    let (e, _) = run(&carlos, "s3:PutObject", &["arn:aws:s3:::carlossalazar/f"], &Context::new(), &PolicySet { resource: Some(&bucket), ..Default::default() });
-    assert_eq!((e.decision, e.policy_type), (Decision::Allow, Some(PolicyType::ResourceBased)));
-    let (e, _) = run(&carlos, "s3:PutObject", &["arn:aws:s3:::carlossalazar/f"], &Context::new(), &PolicySet { identity: &[&id], ..Default::default() });
-    assert_eq!((e.decision, e.policy_type), (Decision::Allow, Some(PolicyType::IdentityBased)));
+    let (e, _) = run(
+        &carlos,
+        "s3:PutObject",
+        &["arn:aws:s3:::carlossalazar/f"],
+        &Context::new(),
+        &PolicySet {
+            resource: Some(&bucket),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        (e.decision, e.policy_type),
+        (Decision::Allow, Some(PolicyType::ResourceBased))
+    );
+    let (e, _) = run(
+        &carlos,
+        "s3:PutObject",
+        &["arn:aws:s3:::carlossalazar/f"],
+        &Context::new(),
+        &PolicySet {
+            identity: &[&id],
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        (e.decision, e.policy_type),
+        (Decision::Allow, Some(PolicyType::IdentityBased))
+    );
 }
 
 /// "The difference between explicit and implicit denies": `iam:Get*`/`iam:List*` allowed,
@@ -120,12 +202,18 @@ fn explicit_and_implicit_denies_example() {
     let p = identity(
         r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllowGetList","Effect":"Allow","Action":["iam:Get*","iam:List*"],"Resource":"*"},{"Sid":"DenyReports","Effect":"Deny","Action":"iam:*Report","Resource":"*"}]}"#,
     );
-    let set = PolicySet { identity: &[&p], ..Default::default() };
+    let set = PolicySet {
+        identity: &[&p],
+        ..Default::default()
+    };
     let d = |action: &str| run(&dev(), action, &[], &Context::new(), &set).0.decision;
     assert_eq!(d("iam:GetUser"), Decision::Allow);
     assert_eq!(d("IAM:listusers"), Decision::Allow);
     assert_eq!(d("iam:CreatePolicy"), Decision::ImplicitDeny);
-    assert_eq!(d("iam:GetOrganizationsAccessReport"), Decision::ExplicitDeny);
+    assert_eq!(
+        d("iam:GetOrganizationsAccessReport"),
+        Decision::ExplicitDeny
+    );
     assert_eq!(d("iam:GenerateCredentialReport"), Decision::ExplicitDeny);
 }
 
@@ -137,20 +225,40 @@ fn permissions_boundary_intersects_identity_policies() {
         PolicyKind::PermissionsBoundary,
     )
     .unwrap();
-    let set = PolicySet { identity: &[&id], permissions_boundary: Some(&boundary), ..Default::default() };
+    let set = PolicySet {
+        identity: &[&id],
+        permissions_boundary: Some(&boundary),
+        ..Default::default()
+    };
     let (e, _) = run(&dev(), "ecs:DescribeClusters", &[], &Context::new(), &set);
     assert_eq!(e.decision, Decision::Allow);
     let (e, m) = run(&dev(), "ecs:RunTask", &[TASK_DEF], &Context::new(), &set);
-    assert_eq!((e.decision, e.policy_type), (Decision::ImplicitDeny, Some(PolicyType::PermissionsBoundary)));
-    assert!(m.unwrap().ends_with("because no permissions boundary allows the ecs:RunTask action"));
+    assert_eq!(
+        (e.decision, e.policy_type),
+        (
+            Decision::ImplicitDeny,
+            Some(PolicyType::PermissionsBoundary)
+        )
+    );
+    assert!(
+        m.unwrap()
+            .ends_with("because no permissions boundary allows the ecs:RunTask action")
+    );
     let deny_boundary = Policy::parse(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"ecs:RunTask","Resource":"*"}]}"#,
         PolicyKind::PermissionsBoundary,
     )
     .unwrap();
-    let set = PolicySet { identity: &[&id], permissions_boundary: Some(&deny_boundary), ..Default::default() };
+    let set = PolicySet {
+        identity: &[&id],
+        permissions_boundary: Some(&deny_boundary),
+        ..Default::default()
+    };
     let (_, m) = run(&dev(), "ecs:RunTask", &[TASK_DEF], &Context::new(), &set);
-    assert!(m.unwrap().ends_with("with an explicit deny in a permissions boundary"));
+    assert!(
+        m.unwrap()
+            .ends_with("with an explicit deny in a permissions boundary")
+    );
 }
 
 fn session_of(role: &str) -> Principal {
@@ -166,17 +274,39 @@ fn session_policies_intersect_for_role_sessions() {
     )
     .unwrap();
     let p = session_of("app");
-    let set = PolicySet { identity: &[&role_policy], session: &[&session], ..Default::default() };
-    assert_eq!(run(&p, "ecs:ListTasks", &[], &Context::new(), &set).0.decision, Decision::Allow);
+    let set = PolicySet {
+        identity: &[&role_policy],
+        session: &[&session],
+        ..Default::default()
+    };
+    assert_eq!(
+        run(&p, "ecs:ListTasks", &[], &Context::new(), &set)
+            .0
+            .decision,
+        Decision::Allow
+    );
     let (e, m) = run(&p, "ecs:StopTask", &[], &Context::new(), &set);
-    assert_eq!((e.decision, e.policy_type), (Decision::ImplicitDeny, Some(PolicyType::SessionPolicy)));
+    assert_eq!(
+        (e.decision, e.policy_type),
+        (Decision::ImplicitDeny, Some(PolicyType::SessionPolicy))
+    );
     assert_eq!(
         m.as_deref(),
-        Some("User: arn:aws:sts::123456789012:assumed-role/app/task-1 is not authorized to perform: ecs:StopTask because no session policy allows the ecs:StopTask action")
+        Some(
+            "User: arn:aws:sts::123456789012:assumed-role/app/task-1 is not authorized to perform: ecs:StopTask because no session policy allows the ecs:StopTask action"
+        )
     );
     // Without session policies a role session has its role's permissions.
-    let set = PolicySet { identity: &[&role_policy], ..Default::default() };
-    assert_eq!(run(&p, "ecs:StopTask", &[], &Context::new(), &set).0.decision, Decision::Allow);
+    let set = PolicySet {
+        identity: &[&role_policy],
+        ..Default::default()
+    };
+    assert_eq!(
+        run(&p, "ecs:StopTask", &[], &Context::new(), &set)
+            .0
+            .decision,
+        Decision::Allow
+    );
 }
 
 /// AWS's table "Resource-based policies and implicit denies in other policy types (same
@@ -202,47 +332,122 @@ fn resource_policies_reach_depends_on_how_they_name_the_caller() {
     let session = session_of("app");
     let user = dev();
     let decide = |p: &Principal, rp: &Policy, boundary: Option<&Policy>, sessions: &[&Policy]| {
-        run(p, "ecr:BatchGetImage", &[repo], &Context::new(), &PolicySet { resource: Some(rp), permissions_boundary: boundary, session: sessions, ..Default::default() })
-            .0
-            .decision
+        run(
+            p,
+            "ecr:BatchGetImage",
+            &[repo],
+            &Context::new(),
+            &PolicySet {
+                resource: Some(rp),
+                permissions_boundary: boundary,
+                session: sessions,
+                ..Default::default()
+            },
+        )
+        .0
+        .decision
     };
     // IAM role ARN: no identity policy needed, but limited by boundary and session policy.
     let by_role = grant("arn:aws:iam::123456789012:role/app");
     assert_eq!(decide(&session, &by_role, None, &[]), Decision::Allow);
-    assert_eq!(decide(&session, &by_role, Some(&boundary), &[]), Decision::ImplicitDeny);
-    assert_eq!(decide(&session, &by_role, None, &[&session_policy]), Decision::ImplicitDeny);
+    assert_eq!(
+        decide(&session, &by_role, Some(&boundary), &[]),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        decide(&session, &by_role, None, &[&session_policy]),
+        Decision::ImplicitDeny
+    );
     // Role session ARN: not limited by anything.
     let by_session = grant("arn:aws:sts::123456789012:assumed-role/app/task-1");
-    assert_eq!(decide(&session, &by_session, Some(&boundary), &[&session_policy]), Decision::Allow);
+    assert_eq!(
+        decide(&session, &by_session, Some(&boundary), &[&session_policy]),
+        Decision::Allow
+    );
     // IAM user ARN: not limited by identity policies or boundary.
     let by_user = grant("arn:aws:iam::123456789012:user/dev");
-    assert_eq!(decide(&user, &by_user, Some(&boundary), &[]), Decision::Allow);
+    assert_eq!(
+        decide(&user, &by_user, Some(&boundary), &[]),
+        Decision::Allow
+    );
     // The account: delegates to identity-based policies.
     let by_account = grant(ACCOUNT);
-    let (e, m) = run(&user, "ecr:BatchGetImage", &[repo], &Context::new(), &PolicySet { resource: Some(&by_account), ..Default::default() });
-    assert_eq!((e.decision, e.policy_type), (Decision::ImplicitDeny, Some(PolicyType::IdentityBased)));
-    assert!(m.unwrap().ends_with("because no identity-based policy allows the ecr:BatchGetImage action"));
+    let (e, m) = run(
+        &user,
+        "ecr:BatchGetImage",
+        &[repo],
+        &Context::new(),
+        &PolicySet {
+            resource: Some(&by_account),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        (e.decision, e.policy_type),
+        (Decision::ImplicitDeny, Some(PolicyType::IdentityBased))
+    );
+    assert!(
+        m.unwrap()
+            .ends_with("because no identity-based policy allows the ecr:BatchGetImage action")
+    );
     let id = allow("ecr:BatchGetImage", "*");
-    let (e, _) = run(&user, "ecr:BatchGetImage", &[repo], &Context::new(), &PolicySet { identity: &[&id], resource: Some(&by_account), ..Default::default() });
+    let (e, _) = run(
+        &user,
+        "ecr:BatchGetImage",
+        &[repo],
+        &Context::new(),
+        &PolicySet {
+            identity: &[&id],
+            resource: Some(&by_account),
+            ..Default::default()
+        },
+    );
     assert_eq!(e.decision, Decision::Allow);
     // Everyone.
-    let by_star = resource(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:*"}]}"#);
-    assert_eq!(decide(&user, &by_star, Some(&boundary), &[]), Decision::Allow);
+    let by_star = resource(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:*"}]}"#,
+    );
+    assert_eq!(
+        decide(&user, &by_star, Some(&boundary), &[]),
+        Decision::Allow
+    );
 }
 
 #[test]
 fn resource_policy_explicit_deny_wins_even_for_root() {
     let repo = "arn:aws:ecr:us-east-1:123456789012:repository/web";
-    let rp = resource(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"ecr:DeleteRepository"}]}"#);
+    let rp = resource(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"ecr:DeleteRepository"}]}"#,
+    );
     let root = Principal::root(ACCOUNT);
-    let (e, m) = run(&root, "ecr:DeleteRepository", &[repo], &Context::new(), &PolicySet { resource: Some(&rp), ..Default::default() });
+    let (e, m) = run(
+        &root,
+        "ecr:DeleteRepository",
+        &[repo],
+        &Context::new(),
+        &PolicySet {
+            resource: Some(&rp),
+            ..Default::default()
+        },
+    );
     assert_eq!(e.decision, Decision::ExplicitDeny);
     assert_eq!(
         m.as_deref(),
-        Some("User: arn:aws:iam::123456789012:root is not authorized to perform: ecr:DeleteRepository on resource: arn:aws:ecr:us-east-1:123456789012:repository/web with an explicit deny in a resource-based policy")
+        Some(
+            "User: arn:aws:iam::123456789012:root is not authorized to perform: ecr:DeleteRepository on resource: arn:aws:ecr:us-east-1:123456789012:repository/web with an explicit deny in a resource-based policy"
+        )
     );
     // Root needs no identity policy in its account.
-    let (e, _) = run(&root, "ecr:DescribeRepositories", &[repo], &Context::new(), &PolicySet { resource: Some(&rp), ..Default::default() });
+    let (e, _) = run(
+        &root,
+        "ecr:DescribeRepositories",
+        &[repo],
+        &Context::new(),
+        &PolicySet {
+            resource: Some(&rp),
+            ..Default::default()
+        },
+    );
     assert_eq!((e.decision, e.policy_type), (Decision::Allow, None));
 }
 
@@ -256,21 +461,69 @@ fn cross_account_needs_both_sides() {
     let user = dev();
     let ctx = Context::new();
     let decide = |set: PolicySet<'_>| {
-        let request = Request { principal: &user, action: "ecr:BatchGetImage", resources: &[repo], resource_account: Some(OTHER), context: &ctx };
+        let request = Request {
+            principal: &user,
+            action: "ecr:BatchGetImage",
+            resources: &[repo],
+            resource_account: Some(OTHER),
+            context: &ctx,
+        };
         let e = evaluate(&request, &set);
         (e.decision, e.policy_type, e.denial_message(&request))
     };
-    assert_eq!(decide(PolicySet { identity: &[&id], resource: Some(&rp), ..Default::default() }).0, Decision::Allow);
-    let (d, t, m) = decide(PolicySet { identity: &[&id], ..Default::default() });
-    assert_eq!((d, t), (Decision::ImplicitDeny, Some(PolicyType::ResourceBased)));
-    assert!(m.unwrap().ends_with("because no resource-based policy allows the ecr:BatchGetImage action"));
-    let (d, t, _) = decide(PolicySet { resource: Some(&rp), ..Default::default() });
-    assert_eq!((d, t), (Decision::ImplicitDeny, Some(PolicyType::IdentityBased)));
+    assert_eq!(
+        decide(PolicySet {
+            identity: &[&id],
+            resource: Some(&rp),
+            ..Default::default()
+        })
+        .0,
+        Decision::Allow
+    );
+    let (d, t, m) = decide(PolicySet {
+        identity: &[&id],
+        ..Default::default()
+    });
+    assert_eq!(
+        (d, t),
+        (Decision::ImplicitDeny, Some(PolicyType::ResourceBased))
+    );
+    assert!(
+        m.unwrap()
+            .ends_with("because no resource-based policy allows the ecr:BatchGetImage action")
+    );
+    let (d, t, _) = decide(PolicySet {
+        resource: Some(&rp),
+        ..Default::default()
+    });
+    assert_eq!(
+        (d, t),
+        (Decision::ImplicitDeny, Some(PolicyType::IdentityBased))
+    );
     // The other account's root gets nothing from its own root status.
     let root = Principal::root(ACCOUNT);
-    let request = Request { principal: &root, action: "ecr:BatchGetImage", resources: &[repo], resource_account: Some(OTHER), context: &ctx };
-    assert_eq!(evaluate(&request, &PolicySet::default()).decision, Decision::ImplicitDeny);
-    assert_eq!(evaluate(&request, &PolicySet { resource: Some(&rp), ..Default::default() }).decision, Decision::Allow);
+    let request = Request {
+        principal: &root,
+        action: "ecr:BatchGetImage",
+        resources: &[repo],
+        resource_account: Some(OTHER),
+        context: &ctx,
+    };
+    assert_eq!(
+        evaluate(&request, &PolicySet::default()).decision,
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        evaluate(
+            &request,
+            &PolicySet {
+                resource: Some(&rp),
+                ..Default::default()
+            }
+        )
+        .decision,
+        Decision::Allow
+    );
 }
 
 #[test]
@@ -282,31 +535,75 @@ fn role_trust_policies_must_allow() {
     )
     .unwrap();
     let ctx = Context::new();
-    let set = PolicySet { resource: Some(&trust), ..Default::default() };
+    let set = PolicySet {
+        resource: Some(&trust),
+        ..Default::default()
+    };
     // Named directly: no identity policy needed in the account.
-    assert_eq!(run(&dev(), "sts:AssumeRole", &[role], &ctx, &set).0.decision, Decision::Allow);
+    assert_eq!(
+        run(&dev(), "sts:AssumeRole", &[role], &ctx, &set)
+            .0
+            .decision,
+        Decision::Allow
+    );
     // The service.
     let svc = Principal::service("ecs-tasks.amazonaws.com");
-    assert_eq!(run(&svc, "sts:AssumeRole", &[role], &ctx, &set).0.decision, Decision::Allow);
+    assert_eq!(
+        run(&svc, "sts:AssumeRole", &[role], &ctx, &set).0.decision,
+        Decision::Allow
+    );
     let other_svc = Principal::service("lambda.amazonaws.com");
     let (e, m) = run(&other_svc, "sts:AssumeRole", &[role], &ctx, &set);
-    assert_eq!((e.decision, e.policy_type), (Decision::ImplicitDeny, Some(PolicyType::RoleTrust)));
-    assert!(m.unwrap().ends_with("because no role trust policy allows the sts:AssumeRole action"));
+    assert_eq!(
+        (e.decision, e.policy_type),
+        (Decision::ImplicitDeny, Some(PolicyType::RoleTrust))
+    );
+    assert!(
+        m.unwrap()
+            .ends_with("because no role trust policy allows the sts:AssumeRole action")
+    );
     // Through the account: the external id and an identity policy are both needed.
     let ops = Principal::user(ACCOUNT, "/", "ops", "AIDAOPS");
     let id = allow("sts:AssumeRole", role);
-    let with_id = PolicySet { identity: &[&id], resource: Some(&trust), ..Default::default() };
-    assert_eq!(run(&ops, "sts:AssumeRole", &[role], &ctx, &with_id).0.decision, Decision::ImplicitDeny);
+    let with_id = PolicySet {
+        identity: &[&id],
+        resource: Some(&trust),
+        ..Default::default()
+    };
+    assert_eq!(
+        run(&ops, "sts:AssumeRole", &[role], &ctx, &with_id)
+            .0
+            .decision,
+        Decision::ImplicitDeny
+    );
     let ext = Context::new().with("sts:ExternalId", "secret-ish");
-    assert_eq!(run(&ops, "sts:AssumeRole", &[role], &ext, &set).0.decision, Decision::ImplicitDeny);
-    assert_eq!(run(&ops, "sts:AssumeRole", &[role], &ext, &with_id).0.decision, Decision::Allow);
+    assert_eq!(
+        run(&ops, "sts:AssumeRole", &[role], &ext, &set).0.decision,
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        run(&ops, "sts:AssumeRole", &[role], &ext, &with_id)
+            .0
+            .decision,
+        Decision::Allow
+    );
     // Identity allow alone is not enough for a trust policy.
     let nobody = Policy::parse(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
         PolicyKind::Trust,
     )
     .unwrap();
-    let (e, _) = run(&ops, "sts:AssumeRole", &[role], &ctx, &PolicySet { identity: &[&id], resource: Some(&nobody), ..Default::default() });
+    let (e, _) = run(
+        &ops,
+        "sts:AssumeRole",
+        &[role],
+        &ctx,
+        &PolicySet {
+            identity: &[&id],
+            resource: Some(&nobody),
+            ..Default::default()
+        },
+    );
     assert_eq!(e.policy_type, Some(PolicyType::RoleTrust));
 }
 
@@ -315,14 +612,27 @@ fn conditions_from_the_issue_cluster_scoped_run_task() {
     let p = identity(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:RunTask","Resource":"*","Condition":{"ArnEquals":{"ecs:cluster":"arn:aws:ecs:us-east-1:123456789012:cluster/dev"}}}]}"#,
     );
-    let set = PolicySet { identity: &[&p], ..Default::default() };
+    let set = PolicySet {
+        identity: &[&p],
+        ..Default::default()
+    };
     let on = |cluster: &str| {
-        let ctx = Context::new().with("ECS:Cluster", format!("arn:aws:ecs:us-east-1:123456789012:cluster/{cluster}"));
-        run(&dev(), "ecs:RunTask", &[TASK_DEF], &ctx, &set).0.decision
+        let ctx = Context::new().with(
+            "ECS:Cluster",
+            format!("arn:aws:ecs:us-east-1:123456789012:cluster/{cluster}"),
+        );
+        run(&dev(), "ecs:RunTask", &[TASK_DEF], &ctx, &set)
+            .0
+            .decision
     };
     assert_eq!(on("dev"), Decision::Allow);
     assert_eq!(on("prod"), Decision::ImplicitDeny);
-    assert_eq!(run(&dev(), "ecs:RunTask", &[TASK_DEF], &Context::new(), &set).0.decision, Decision::ImplicitDeny);
+    assert_eq!(
+        run(&dev(), "ecs:RunTask", &[TASK_DEF], &Context::new(), &set)
+            .0
+            .decision,
+        Decision::ImplicitDeny
+    );
 }
 
 #[test]
@@ -333,19 +643,67 @@ fn policy_variables_from_the_principal() {
         {"Effect":"Allow","Action":"ecr:*","Resource":"arn:aws:ecr:*:123456789012:repository/${aws:PrincipalTag/team}/*"},
         {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::home","Condition":{"StringLike":{"s3:prefix":"${aws:username}/*"}}}]}"#,
     );
-    let set = PolicySet { identity: &[&p], ..Default::default() };
+    let set = PolicySet {
+        identity: &[&p],
+        ..Default::default()
+    };
     let user = dev().with_tag("Team", "web");
     let ctx = Context::new();
-    let d = |p: &Principal, action: &str, res: &str, ctx: &Context| run(p, action, &[res], ctx, &set).0.decision;
-    assert_eq!(d(&user, "iam:CreateAccessKey", "arn:aws:iam::123456789012:user/dev", &ctx), Decision::Allow);
-    assert_eq!(d(&user, "iam:CreateAccessKey", "arn:aws:iam::123456789012:user/ops", &ctx), Decision::ImplicitDeny);
-    assert_eq!(d(&user, "ecr:PutImage", "arn:aws:ecr:us-east-1:123456789012:repository/web/api", &ctx), Decision::Allow);
-    assert_eq!(d(&user, "ecr:PutImage", "arn:aws:ecr:us-east-1:123456789012:repository/db/api", &ctx), Decision::ImplicitDeny);
+    let d = |p: &Principal, action: &str, res: &str, ctx: &Context| {
+        run(p, action, &[res], ctx, &set).0.decision
+    };
+    assert_eq!(
+        d(
+            &user,
+            "iam:CreateAccessKey",
+            "arn:aws:iam::123456789012:user/dev",
+            &ctx
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        d(
+            &user,
+            "iam:CreateAccessKey",
+            "arn:aws:iam::123456789012:user/ops",
+            &ctx
+        ),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        d(
+            &user,
+            "ecr:PutImage",
+            "arn:aws:ecr:us-east-1:123456789012:repository/web/api",
+            &ctx
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        d(
+            &user,
+            "ecr:PutImage",
+            "arn:aws:ecr:us-east-1:123456789012:repository/db/api",
+            &ctx
+        ),
+        Decision::ImplicitDeny
+    );
     let prefix = Context::new().with("s3:prefix", "dev/notes");
-    assert_eq!(d(&user, "s3:ListBucket", "arn:aws:s3:::home", &prefix), Decision::Allow);
+    assert_eq!(
+        d(&user, "s3:ListBucket", "arn:aws:s3:::home", &prefix),
+        Decision::Allow
+    );
     // A role session has no aws:username: the variable does not resolve and nothing matches.
     let s = session_of("dev");
-    assert_eq!(d(&s, "iam:CreateAccessKey", "arn:aws:iam::123456789012:user/dev", &ctx), Decision::ImplicitDeny);
+    assert_eq!(
+        d(
+            &s,
+            "iam:CreateAccessKey",
+            "arn:aws:iam::123456789012:user/dev",
+            &ctx
+        ),
+        Decision::ImplicitDeny
+    );
 }
 
 #[test]
@@ -355,9 +713,14 @@ fn source_ip_and_secure_transport() {
         {"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":["192.0.2.0/24","2001:db8::/32"]}}},
         {"Effect":"Deny","Action":"*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#,
     );
-    let set = PolicySet { identity: &[&p], ..Default::default() };
+    let set = PolicySet {
+        identity: &[&p],
+        ..Default::default()
+    };
     let d = |ip: &str, tls: &str| {
-        let ctx = Context::new().with("aws:SourceIp", ip).with("aws:SecureTransport", tls);
+        let ctx = Context::new()
+            .with("aws:SourceIp", ip)
+            .with("aws:SecureTransport", tls);
         run(&dev(), "ecs:ListClusters", &[], &ctx, &set).0.decision
     };
     assert_eq!(d("192.0.2.10", "true"), Decision::Allow);
@@ -368,15 +731,26 @@ fn source_ip_and_secure_transport() {
 
 #[test]
 fn every_resource_of_a_request_must_be_allowed() {
-    let p = allow("ecs:DescribeTasks", "arn:aws:ecs:us-east-1:123456789012:task/dev/*");
-    let set = PolicySet { identity: &[&p], ..Default::default() };
+    let p = allow(
+        "ecs:DescribeTasks",
+        "arn:aws:ecs:us-east-1:123456789012:task/dev/*",
+    );
+    let set = PolicySet {
+        identity: &[&p],
+        ..Default::default()
+    };
     let a = "arn:aws:ecs:us-east-1:123456789012:task/dev/1";
     let b = "arn:aws:ecs:us-east-1:123456789012:task/prod/2";
     let (e, m) = run(&dev(), "ecs:DescribeTasks", &[a, b], &Context::new(), &set);
     assert_eq!(e.decision, Decision::ImplicitDeny);
     assert_eq!(e.resource_index, Some(1));
     assert!(m.unwrap().contains(&format!("on resource: {b} because")));
-    assert_eq!(run(&dev(), "ecs:DescribeTasks", &[a], &Context::new(), &set).0.decision, Decision::Allow);
+    assert_eq!(
+        run(&dev(), "ecs:DescribeTasks", &[a], &Context::new(), &set)
+            .0
+            .decision,
+        Decision::Allow
+    );
 }
 
 #[test]
@@ -384,11 +758,33 @@ fn not_action_and_not_resource() {
     let p = identity(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"iam:*","NotResource":"arn:aws:ecs:*:*:cluster/prod"}]}"#,
     );
-    let set = PolicySet { identity: &[&p], ..Default::default() };
-    let d = |action: &str, res: &str| run(&dev(), action, &[res], &Context::new(), &set).0.decision;
-    assert_eq!(d("ecs:DeleteCluster", "arn:aws:ecs:us-east-1:123456789012:cluster/dev"), Decision::Allow);
-    assert_eq!(d("ecs:DeleteCluster", "arn:aws:ecs:us-east-1:123456789012:cluster/prod"), Decision::ImplicitDeny);
-    assert_eq!(d("iam:CreateUser", "arn:aws:iam::123456789012:user/x"), Decision::ImplicitDeny);
+    let set = PolicySet {
+        identity: &[&p],
+        ..Default::default()
+    };
+    let d = |action: &str, res: &str| {
+        run(&dev(), action, &[res], &Context::new(), &set)
+            .0
+            .decision
+    };
+    assert_eq!(
+        d(
+            "ecs:DeleteCluster",
+            "arn:aws:ecs:us-east-1:123456789012:cluster/dev"
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        d(
+            "ecs:DeleteCluster",
+            "arn:aws:ecs:us-east-1:123456789012:cluster/prod"
+        ),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        d("iam:CreateUser", "arn:aws:iam::123456789012:user/x"),
+        Decision::ImplicitDeny
+    );
 }
 
 #[test]
@@ -397,15 +793,24 @@ fn every_managed_policy_parses_and_has_its_arn() {
     for m in AWS_MANAGED_POLICIES {
         let policy = m.policy().unwrap_or_else(|e| panic!("{}: {e}", m.name));
         assert!(policy.statement_count() > 0, "{}", m.name);
-        assert_eq!(m.arn, format!("arn:aws:iam::aws:policy{}{}", m.path, m.name));
+        assert_eq!(
+            m.arn,
+            format!("arn:aws:iam::aws:policy{}{}", m.path, m.name)
+        );
         assert!(!m.description.is_empty());
     }
     assert_eq!(
-        aws_managed_policy("AmazonECSTaskExecutionRolePolicy").unwrap().arn,
+        aws_managed_policy("AmazonECSTaskExecutionRolePolicy")
+            .unwrap()
+            .arn,
         "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
     );
     assert_eq!(
-        aws_managed_policy("arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role").unwrap().name,
+        aws_managed_policy(
+            "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+        )
+        .unwrap()
+        .name,
         "AmazonEC2ContainerServiceforEC2Role"
     );
     assert!(aws_managed_policy("ReadOnlyAccess").unwrap().document.len() > 100_000);
@@ -416,7 +821,20 @@ fn managed_policies_grant_what_their_names_say() {
     let get = |name: &str| aws_managed_policy(name).unwrap().policy().unwrap();
     let repo = "arn:aws:ecr:us-east-1:123456789012:repository/web";
     let ctx = Context::new();
-    let d = |p: &Policy, action: &str, res: &[&str]| run(&dev(), action, res, &ctx, &PolicySet { identity: &[p], ..Default::default() }).0.decision;
+    let d = |p: &Policy, action: &str, res: &[&str]| {
+        run(
+            &dev(),
+            action,
+            res,
+            &ctx,
+            &PolicySet {
+                identity: &[p],
+                ..Default::default()
+            },
+        )
+        .0
+        .decision
+    };
 
     let ro = get("AmazonEC2ContainerRegistryReadOnly");
     assert_eq!(d(&ro, "ecr:BatchGetImage", &[repo]), Decision::Allow);
@@ -426,22 +844,53 @@ fn managed_policies_grant_what_their_names_say() {
 
     let pu = get("AmazonEC2ContainerRegistryPowerUser");
     assert_eq!(d(&pu, "ecr:PutImage", &[repo]), Decision::Allow);
-    assert_eq!(d(&pu, "ecr:DeleteRepository", &[repo]), Decision::ImplicitDeny);
+    assert_eq!(
+        d(&pu, "ecr:DeleteRepository", &[repo]),
+        Decision::ImplicitDeny
+    );
 
     let admin = get("AdministratorAccess");
-    assert_eq!(d(&admin, "iam:CreateUser", &["arn:aws:iam::123456789012:user/x"]), Decision::Allow);
+    assert_eq!(
+        d(
+            &admin,
+            "iam:CreateUser",
+            &["arn:aws:iam::123456789012:user/x"]
+        ),
+        Decision::Allow
+    );
 
     let power = get("PowerUserAccess");
     assert_eq!(d(&power, "ecs:RunTask", &[TASK_DEF]), Decision::Allow);
-    assert_eq!(d(&power, "iam:CreateUser", &["arn:aws:iam::123456789012:user/x"]), Decision::ImplicitDeny);
+    assert_eq!(
+        d(
+            &power,
+            "iam:CreateUser",
+            &["arn:aws:iam::123456789012:user/x"]
+        ),
+        Decision::ImplicitDeny
+    );
     assert_eq!(d(&power, "iam:ListRoles", &[]), Decision::Allow);
 
     let read = get("ReadOnlyAccess");
-    assert_eq!(d(&read, "ecs:DescribeClusters", &["arn:aws:ecs:us-east-1:123456789012:cluster/x"]), Decision::Allow);
+    assert_eq!(
+        d(
+            &read,
+            "ecs:DescribeClusters",
+            &["arn:aws:ecs:us-east-1:123456789012:cluster/x"]
+        ),
+        Decision::Allow
+    );
     assert_eq!(d(&read, "ecs:RunTask", &[TASK_DEF]), Decision::ImplicitDeny);
 
     let exec = get("AmazonECSTaskExecutionRolePolicy");
-    assert_eq!(d(&exec, "logs:PutLogEvents", &["arn:aws:logs:us-east-1:123456789012:log-group:g:log-stream:s"]), Decision::Allow);
+    assert_eq!(
+        d(
+            &exec,
+            "logs:PutLogEvents",
+            &["arn:aws:logs:us-east-1:123456789012:log-group:g:log-stream:s"]
+        ),
+        Decision::Allow
+    );
 
     // AmazonECS_FullAccess lets a caller pass only ECS-bound roles.
     let ecs = get("AmazonECS_FullAccess");
@@ -449,7 +898,18 @@ fn managed_policies_grant_what_their_names_say() {
     let role = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole";
     let pass = |service: &str| {
         let ctx = Context::new().with("iam:PassedToService", service);
-        run(&dev(), "iam:PassRole", &[role], &ctx, &PolicySet { identity: &[&ecs], ..Default::default() }).0.decision
+        run(
+            &dev(),
+            "iam:PassRole",
+            &[role],
+            &ctx,
+            &PolicySet {
+                identity: &[&ecs],
+                ..Default::default()
+            },
+        )
+        .0
+        .decision
     };
     assert_eq!(pass("ecs-tasks.amazonaws.com"), Decision::Allow);
     assert_eq!(pass("lambda.amazonaws.com"), Decision::ImplicitDeny);
@@ -460,12 +920,27 @@ fn principal_kinds_expose_their_keys() {
     let s = session_of("app");
     assert_eq!(s.principal_type(), "AssumedRole");
     assert_eq!(s.user_id, "AROAEXAMPLE:task-1");
-    assert!(matches!(&s.kind, PrincipalKind::AssumedRole { role_arn } if role_arn == "arn:aws:iam::123456789012:role/app"));
+    assert!(
+        matches!(&s.kind, PrincipalKind::AssumedRole { role_arn } if role_arn == "arn:aws:iam::123456789012:role/app")
+    );
     // aws:PrincipalArn of a role session is the role's ARN.
     let p = identity(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::123456789012:role/app"},"StringEquals":{"aws:PrincipalType":"AssumedRole","aws:PrincipalAccount":"123456789012"}}}]}"#,
     );
-    let set = PolicySet { identity: &[&p], ..Default::default() };
-    assert_eq!(run(&s, "ecs:ListTasks", &[], &Context::new(), &set).0.decision, Decision::Allow);
-    assert_eq!(run(&dev(), "ecs:ListTasks", &[], &Context::new(), &set).0.decision, Decision::ImplicitDeny);
+    let set = PolicySet {
+        identity: &[&p],
+        ..Default::default()
+    };
+    assert_eq!(
+        run(&s, "ecs:ListTasks", &[], &Context::new(), &set)
+            .0
+            .decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        run(&dev(), "ecs:ListTasks", &[], &Context::new(), &set)
+            .0
+            .decision,
+        Decision::ImplicitDeny
+    );
 }
