@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use time::OffsetDateTime;
 
 use crate::glob::Glob;
-use crate::vars::{Lookup, Template};
+use crate::vars::{Lookup, Template, Val};
 
 /// A condition operator, without its set qualifier or `IfExists` suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -394,7 +394,7 @@ impl Condition {
         };
         // Resolve variables once per evaluation.
         let resolved = self.resolve(env)?;
-        let positive = |v: &str| self.positive_match(v, resolved.as_deref());
+        let positive = |v: Val<'_>| self.positive_match(v, resolved.as_deref());
         let negated = op.is_negated();
         let ok = match self.spec.qualifier {
             None if negated => values.all(|v| !positive(v)),
@@ -442,9 +442,10 @@ impl Condition {
 
     /// Whether one request value matches any policy value under the positive form of the
     /// operator.
-    fn positive_match(&self, value: &str, resolved: Option<&[ResolvedStr]>) -> bool {
+    fn positive_match(&self, val: Val<'_>, resolved: Option<&[ResolvedStr]>) -> bool {
         use ConditionOperator as Op;
         let op = self.spec.operator;
+        let value = val.text;
         match &self.values {
             CompiledValues::Str(vals) => {
                 let lowered;
@@ -486,7 +487,7 @@ impl Condition {
                 }),
             },
             CompiledValues::Num(vals) => {
-                let Some(n) = parse_number(value) else {
+                let Some(n) = val.number() else {
                     return false;
                 };
                 vals.iter().flatten().any(|p| match op {
@@ -499,7 +500,7 @@ impl Condition {
                 })
             }
             CompiledValues::Date(vals) => {
-                let Some(t) = parse_date(value).map(|t| t.unix_timestamp_nanos()) else {
+                let Some(t) = val.date_nanos() else {
                     return false;
                 };
                 vals.iter().flatten().any(|p| match op {
@@ -517,7 +518,7 @@ impl Condition {
             }
             CompiledValues::Binary(vals) => vals.iter().any(|p| &**p == value),
             CompiledValues::Ip(nets) => {
-                let Some(addr) = parse_addr(value) else {
+                let Some(addr) = val.ip() else {
                     return false;
                 };
                 nets.iter().flatten().any(|n| n.contains(&addr))
@@ -537,12 +538,12 @@ struct ResolvedStr {
     glob: Glob,
 }
 
-fn parse_number(text: &str) -> Option<f64> {
+pub(crate) fn parse_number(text: &str) -> Option<f64> {
     let n: f64 = text.trim().parse().ok()?;
     n.is_finite().then_some(n)
 }
 
-fn parse_addr(text: &str) -> Option<IpAddr> {
+pub(crate) fn parse_addr(text: &str) -> Option<IpAddr> {
     let text = text.trim();
     text.parse::<IpAddr>()
         .ok()
@@ -583,10 +584,10 @@ pub(crate) fn date_value_is_valid(op: ConditionOperator, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vars::Values;
+    use crate::vars::{CtxValue, Values};
     use std::collections::HashMap;
 
-    struct Env(HashMap<String, Vec<String>>);
+    struct Env(HashMap<String, Vec<CtxValue>>);
     impl Lookup for Env {
         fn lookup(&self, key: &str) -> Option<Values<'_>> {
             self.0.get(key).map(|v| Values::Many(v))
@@ -598,7 +599,7 @@ mod tests {
             .map(|(k, v)| {
                 (
                     k.to_ascii_lowercase(),
-                    v.iter().map(|s| s.to_string()).collect(),
+                    v.iter().map(|s| CtxValue::new(s.to_string())).collect(),
                 )
             })
             .collect())

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 
 use crate::document::{Effect, PolicyKind};
 use crate::policy::{CallerIds, Policy, PrincipalMatch};
-use crate::vars::{Lookup, Values};
+use crate::vars::{CtxValue, Lookup, Values};
 
 /// The kind of principal making a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +164,7 @@ impl Principal {
 /// from here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
-    values: HashMap<String, Vec<String>>,
+    values: HashMap<String, Vec<CtxValue>>,
 }
 
 impl Context {
@@ -178,7 +178,7 @@ impl Context {
         self.values
             .entry(key.to_ascii_lowercase())
             .or_default()
-            .push(value.into());
+            .push(CtxValue::new(value.into()));
     }
 
     /// Sets `key` to `values` (possibly none: a key present with no value).
@@ -189,7 +189,10 @@ impl Context {
     {
         self.values.insert(
             key.to_ascii_lowercase(),
-            values.into_iter().map(Into::into).collect(),
+            values
+                .into_iter()
+                .map(|v| CtxValue::new(v.into()))
+                .collect(),
         );
     }
 
@@ -200,13 +203,18 @@ impl Context {
     }
 
     /// The values of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<&[String]> {
+    pub fn get(&self, key: &str) -> Option<Vec<&str>> {
         self.values
             .get(&key.to_ascii_lowercase())
-            .map(Vec::as_slice)
+            .map(|v| v.iter().map(|c| c.text.as_str()).collect())
     }
 
-    fn get_lower(&self, key: &str) -> Option<&[String]> {
+    /// The keys present, lowercased.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    fn get_lower(&self, key: &str) -> Option<&[CtxValue]> {
         self.values.get(key).map(Vec::as_slice)
     }
 }
@@ -393,6 +401,16 @@ struct Scan {
     best: Option<PrincipalMatch>,
 }
 
+/// A statement that applied, recorded while scanning so that the deciding ones can be
+/// reported without a second pass.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    policy_type: PolicyType,
+    policy_index: usize,
+    statement_index: usize,
+    effect: Effect,
+}
+
 struct Target<'a> {
     service: &'a str,
     operation: &'a str,
@@ -407,7 +425,9 @@ fn scan(
     policy: &Policy,
     t: &Target<'_>,
     with_principal: bool,
-    mut collect: Option<(&mut Vec<MatchedStatement>, PolicyType, usize, Effect)>,
+    policy_type: PolicyType,
+    policy_index: usize,
+    hits: &mut Vec<Hit>,
 ) -> Scan {
     let mut s = Scan::default();
     for (i, st) in policy.statements().iter().enumerate() {
@@ -429,34 +449,32 @@ fn scan(
                 s.best = s.best.max(Some(named));
             }
         }
-        if let Some((out, policy_type, policy_index, effect)) = collect.as_mut()
-            && st.effect == *effect
-        {
-            out.push(MatchedStatement {
-                policy_type: *policy_type,
-                policy_index: *policy_index,
-                statement_index: i,
-                sid: st.sid.as_deref().map(str::to_string),
-            });
-        }
+        hits.push(Hit {
+            policy_type,
+            policy_index,
+            statement_index: i,
+            effect: st.effect,
+        });
     }
     s
 }
 
-fn scan_all(policies: &[&Policy], t: &Target<'_>) -> Scan {
+fn scan_all(
+    policies: &[&Policy],
+    t: &Target<'_>,
+    policy_type: PolicyType,
+    hits: &mut Vec<Hit>,
+) -> Scan {
     let mut out = Scan::default();
-    for p in policies {
-        let s = scan(p, t, false, None);
+    for (i, p) in policies.iter().enumerate() {
+        let s = scan(p, t, false, policy_type, i, hits);
         out.allow |= s.allow;
         out.deny |= s.deny;
-        if out.deny {
-            break;
-        }
     }
     out
 }
 
-/// One resource's outcome before statement collection.
+/// One resource's outcome.
 #[derive(Debug, Clone, Copy)]
 struct Outcome {
     decision: Decision,
@@ -470,7 +488,12 @@ fn outcome(decision: Decision, policy_type: PolicyType) -> Outcome {
     }
 }
 
-fn evaluate_resource(request: &Request<'_>, policies: &PolicySet<'_>, t: &Target<'_>) -> Outcome {
+fn evaluate_resource(
+    request: &Request<'_>,
+    policies: &PolicySet<'_>,
+    t: &Target<'_>,
+    hits: &mut Vec<Hit>,
+) -> Outcome {
     let p = request.principal;
     let resource_type = match policies.resource.map(Policy::kind) {
         Some(PolicyKind::Trust) => PolicyType::RoleTrust,
@@ -480,17 +503,24 @@ fn evaluate_resource(request: &Request<'_>, policies: &PolicySet<'_>, t: &Target
     let subject = !matches!(p.kind, PrincipalKind::Root | PrincipalKind::Service);
     let none = Scan::default();
     let id = if subject {
-        scan_all(policies.identity, t)
+        scan_all(policies.identity, t, PolicyType::IdentityBased, hits)
     } else {
         none
     };
-    let rp = policies.resource.map_or(none, |r| scan(r, t, true, None));
+    let rp = policies
+        .resource
+        .map_or(none, |r| scan(r, t, true, resource_type, 0, hits));
     let pb = match policies.permissions_boundary {
-        Some(b) if subject => Some(scan(b, t, false, None)),
+        Some(b) if subject => Some(scan(b, t, false, PolicyType::PermissionsBoundary, 0, hits)),
         _ => None,
     };
     let sp = if subject && p.is_session() && !policies.session.is_empty() {
-        Some(scan_all(policies.session, t))
+        Some(scan_all(
+            policies.session,
+            t,
+            PolicyType::SessionPolicy,
+            hits,
+        ))
     } else {
         None
     };
@@ -576,35 +606,32 @@ fn evaluate_resource(request: &Request<'_>, policies: &PolicySet<'_>, t: &Target
     }
 }
 
-/// Collects the statements of `policy_type` with `effect` for the deciding resource.
-fn collect(
+/// The recorded statements of the deciding type and effect, with their `Sid`s.
+fn matched(
     policies: &PolicySet<'_>,
-    t: &Target<'_>,
+    hits: &[Hit],
     policy_type: PolicyType,
     effect: Effect,
 ) -> Vec<MatchedStatement> {
-    let mut out = Vec::new();
-    let list: Vec<&Policy> = match policy_type {
-        PolicyType::IdentityBased => policies.identity.to_vec(),
-        PolicyType::ResourceBased | PolicyType::RoleTrust => {
-            policies.resource.into_iter().collect()
-        }
-        PolicyType::PermissionsBoundary => policies.permissions_boundary.into_iter().collect(),
-        PolicyType::SessionPolicy => policies.session.to_vec(),
-    };
-    let with_principal = matches!(
-        policy_type,
-        PolicyType::ResourceBased | PolicyType::RoleTrust
-    );
-    for (i, p) in list.into_iter().enumerate() {
-        scan(
-            p,
-            t,
-            with_principal,
-            Some((&mut out, policy_type, i, effect)),
-        );
-    }
-    out
+    hits.iter()
+        .filter(|h| h.policy_type == policy_type && h.effect == effect)
+        .map(|h| {
+            let policy = match policy_type {
+                PolicyType::IdentityBased => policies.identity.get(h.policy_index).copied(),
+                PolicyType::ResourceBased | PolicyType::RoleTrust => policies.resource,
+                PolicyType::PermissionsBoundary => policies.permissions_boundary,
+                PolicyType::SessionPolicy => policies.session.get(h.policy_index).copied(),
+            };
+            MatchedStatement {
+                policy_type,
+                policy_index: h.policy_index,
+                statement_index: h.statement_index,
+                sid: policy
+                    .and_then(|p| p.sid(h.statement_index))
+                    .map(str::to_string),
+            }
+        })
+        .collect()
 }
 
 /// Decides `request` under `policies`.
@@ -624,8 +651,8 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet<'_>) -> Evaluation {
     } else {
         (request.resources, true)
     };
-    let mut first: Option<(usize, Outcome)> = None;
-    let mut denied: Option<(usize, Outcome)> = None;
+    let mut hits = Vec::new();
+    let mut decided: Option<(usize, Outcome, Vec<Hit>)> = None;
     for (i, resource) in resources.iter().enumerate() {
         let t = Target {
             service,
@@ -634,21 +661,23 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet<'_>) -> Evaluation {
             env: &env,
             caller: &caller,
         };
-        let o = evaluate_resource(request, policies, &t);
-        match o.decision {
-            Decision::ExplicitDeny => {
-                denied = Some((i, o));
-                break;
-            }
-            Decision::ImplicitDeny if denied.is_none() => denied = Some((i, o)),
-            _ => {}
+        hits.clear();
+        let o = evaluate_resource(request, policies, &t, &mut hits);
+        let replace = match (&decided, o.decision) {
+            (None, _) => true,
+            (_, Decision::ExplicitDeny) => true,
+            (Some((_, prev, _)), Decision::ImplicitDeny) => prev.decision == Decision::Allow,
+            _ => false,
+        };
+        if replace {
+            decided = Some((i, o, std::mem::take(&mut hits)));
         }
-        if first.is_none() {
-            first = Some((i, o));
+        if o.decision == Decision::ExplicitDeny {
+            break;
         }
     }
-    let Some((index, o)) = denied.or(first) else {
-        // Unreachable in practice: there is always at least one resource.
+    let Some((index, o, hits)) = decided else {
+        // There is always at least one resource, so this is not reached.
         return Evaluation {
             decision: Decision::ImplicitDeny,
             policy_type: Some(PolicyType::IdentityBased),
@@ -658,21 +687,8 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet<'_>) -> Evaluation {
     };
     let matched = match (o.decision, o.policy_type) {
         (Decision::ImplicitDeny, _) | (_, None) => Vec::new(),
-        (d, Some(pt)) => {
-            let t = Target {
-                service,
-                operation,
-                resource: resources[index],
-                env: &env,
-                caller: &caller,
-            };
-            let effect = if d == Decision::Allow {
-                Effect::Allow
-            } else {
-                Effect::Deny
-            };
-            collect(policies, &t, pt, effect)
-        }
+        (Decision::Allow, Some(pt)) => matched(policies, &hits, pt, Effect::Allow),
+        (Decision::ExplicitDeny, Some(pt)) => matched(policies, &hits, pt, Effect::Deny),
     };
     Evaluation {
         decision: o.decision,

@@ -6,13 +6,77 @@
 //! case-insensitive); a key that is absent or has several values takes the default, and without
 //! a default the template does not resolve, so the element holding it matches nothing.
 
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+use crate::condition::{parse_addr, parse_date, parse_number};
 use crate::glob::{Glob, TokBuilder};
 
-/// Values of one key in the request: one value or a list.
+/// One request-context value, with its parsed forms computed on first use and kept (a
+/// context is built per request, and the same `aws:SourceIp` or `aws:CurrentTime` is compared
+/// by many statements).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CtxValue {
+    pub(crate) text: String,
+    ip: OnceLock<Option<IpAddr>>,
+    date: OnceLock<Option<i128>>,
+    number: OnceLock<Option<f64>>,
+}
+
+impl CtxValue {
+    pub(crate) fn new(text: String) -> Self {
+        CtxValue {
+            text,
+            ..CtxValue::default()
+        }
+    }
+}
+
+impl PartialEq for CtxValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CtxValue {}
+
+/// One value of a key in the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Val<'a> {
+    pub(crate) text: &'a str,
+    cache: Option<&'a CtxValue>,
+}
+
+impl Val<'_> {
+    pub(crate) fn ip(self) -> Option<IpAddr> {
+        match self.cache {
+            Some(c) => *c.ip.get_or_init(|| parse_addr(&c.text)),
+            None => parse_addr(self.text),
+        }
+    }
+
+    pub(crate) fn date_nanos(self) -> Option<i128> {
+        let parse = |t: &str| parse_date(t).map(|d| d.unix_timestamp_nanos());
+        match self.cache {
+            Some(c) => *c.date.get_or_init(|| parse(&c.text)),
+            None => parse(self.text),
+        }
+    }
+
+    pub(crate) fn number(self) -> Option<f64> {
+        match self.cache {
+            Some(c) => *c.number.get_or_init(|| parse_number(&c.text)),
+            None => parse_number(self.text),
+        }
+    }
+}
+
+/// Values of one key in the request: one value (derived from the principal) or a list (from
+/// the request context).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Values<'a> {
     One(&'a str),
-    Many(&'a [String]),
+    Many(&'a [CtxValue]),
 }
 
 impl<'a> Values<'a> {
@@ -26,22 +90,32 @@ impl<'a> Values<'a> {
     pub(crate) fn single(self) -> Option<&'a str> {
         match self {
             Values::One(v) => Some(v),
-            Values::Many([v]) => Some(v.as_str()),
+            Values::Many([v]) => Some(v.text.as_str()),
             Values::Many(_) => None,
         }
     }
 
-    pub(crate) fn any(self, mut f: impl FnMut(&'a str) -> bool) -> bool {
+    pub(crate) fn any(self, mut f: impl FnMut(Val<'a>) -> bool) -> bool {
         match self {
-            Values::One(v) => f(v),
-            Values::Many(vs) => vs.iter().any(|v| f(v)),
+            Values::One(text) => f(Val { text, cache: None }),
+            Values::Many(vs) => vs.iter().any(|c| {
+                f(Val {
+                    text: &c.text,
+                    cache: Some(c),
+                })
+            }),
         }
     }
 
-    pub(crate) fn all(self, mut f: impl FnMut(&'a str) -> bool) -> bool {
+    pub(crate) fn all(self, mut f: impl FnMut(Val<'a>) -> bool) -> bool {
         match self {
-            Values::One(v) => f(v),
-            Values::Many(vs) => vs.iter().all(|v| f(v)),
+            Values::One(text) => f(Val { text, cache: None }),
+            Values::Many(vs) => vs.iter().all(|c| {
+                f(Val {
+                    text: &c.text,
+                    cache: Some(c),
+                })
+            }),
         }
     }
 }
@@ -204,7 +278,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    struct Env(HashMap<&'static str, Vec<String>>);
+    struct Env(HashMap<&'static str, Vec<CtxValue>>);
     impl Lookup for Env {
         fn lookup(&self, key: &str) -> Option<Values<'_>> {
             self.0.get(key).map(|v| Values::Many(v))
@@ -213,9 +287,12 @@ mod tests {
 
     fn env() -> Env {
         Env(HashMap::from([
-            ("aws:username", vec!["dev".to_string()]),
-            ("aws:principaltag/team", vec!["web".to_string()]),
-            ("aws:tagkeys", vec!["a".to_string(), "b".to_string()]),
+            ("aws:username", vec![CtxValue::new("dev".into())]),
+            ("aws:principaltag/team", vec![CtxValue::new("web".into())]),
+            (
+                "aws:tagkeys",
+                vec![CtxValue::new("a".into()), CtxValue::new("b".into())],
+            ),
         ]))
     }
 
