@@ -14,6 +14,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
 use gantry_iam_policy::{
     Context, Decision, Policy, PolicyKind, PolicySet, Principal, Request, aws_managed_policy,
     evaluate,
@@ -25,91 +27,83 @@ const WARMUP: usize = 20_000;
 
 /// Statement `s` of policy `p`: a mix of actions, resources and conditions as written in
 /// practice.
-fn statement(p: usize, s: usize) -> String {
+fn statement(p: usize, s: usize) -> Value {
+    let a = ACCOUNT;
     let (effect, action, resource, condition) = match s % 10 {
         0 => (
             "Allow",
-            format!("\"ecs:Describe*\""),
-            format!("\"arn:aws:ecs:*:{ACCOUNT}:cluster/team{p}-*\""),
-            format!("{{\"Bool\":{{\"aws:SecureTransport\":\"true\"}}}}"),
+            json!("ecs:Describe*"),
+            json!(format!("arn:aws:ecs:*:{a}:cluster/team{p}-*")),
+            json!({"Bool": {"aws:SecureTransport": "true"}}),
         ),
         1 => (
             "Allow",
-            format!("[\"ecr:BatchGetImage\",\"ecr:GetDownloadUrlForLayer\"]"),
-            format!("\"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team{p}/*\""),
-            format!("{{\"IpAddress\":{{\"aws:SourceIp\":[\"10.{p}.0.0/16\",\"192.0.2.0/24\"]}}}}"),
+            json!(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]),
+            json!(format!("arn:aws:ecr:us-east-1:{a}:repository/team{p}/*")),
+            json!({"IpAddress": {"aws:SourceIp": [format!("10.{p}.0.0/16"), "192.0.2.0/24"]}}),
         ),
         2 => (
             "Allow",
-            format!("\"ecs:StopTask\""),
-            format!("\"arn:aws:ecs:us-east-1:{ACCOUNT}:task/team{p}-*/*\""),
-            format!(
-                "{{\"ArnEquals\":{{\"ecs:cluster\":\"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/team{p}-prod\"}}}}"
-            ),
+            json!("ecs:StopTask"),
+            json!(format!("arn:aws:ecs:us-east-1:{a}:task/team{p}-*/*")),
+            json!({"ArnEquals": {"ecs:cluster": format!("arn:aws:ecs:us-east-1:{a}:cluster/team{p}-prod")}}),
         ),
         3 => (
             "Allow",
-            format!("\"logs:*\""),
-            format!("\"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/ecs/team{p}*\""),
-            format!("{{\"StringLike\":{{\"aws:PrincipalTag/team\":\"team{p}\"}}}}"),
+            json!("logs:*"),
+            json!(format!(
+                "arn:aws:logs:us-east-1:{a}:log-group:/ecs/team{p}*"
+            )),
+            json!({"StringLike": {"aws:PrincipalTag/team": format!("team{p}")}}),
         ),
         4 => (
             "Allow",
-            format!("\"iam:PassRole\""),
-            format!("\"arn:aws:iam::{ACCOUNT}:role/team{p}-*\""),
-            format!("{{\"StringEquals\":{{\"iam:PassedToService\":\"ecs-tasks.amazonaws.com\"}}}}"),
+            json!("iam:PassRole"),
+            json!(format!("arn:aws:iam::{a}:role/team{p}-*")),
+            json!({"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
         ),
         5 => (
             "Allow",
-            format!("[\"ecs:CreateService\",\"ecs:UpdateService\"]"),
-            format!("\"arn:aws:ecs:us-east-1:{ACCOUNT}:service/team{p}-*/*\""),
-            format!(
-                "{{\"StringEquals\":{{\"aws:RequestedRegion\":[\"us-east-1\",\"eu-west-1\"]}},\"DateLessThan\":{{\"aws:CurrentTime\":\"2030-01-01T00:00:00Z\"}}}}"
-            ),
+            json!(["ecs:CreateService", "ecs:UpdateService"]),
+            json!(format!("arn:aws:ecs:us-east-1:{a}:service/team{p}-*/*")),
+            json!({"StringEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1"]}, "DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}),
         ),
         6 => (
             "Allow",
-            format!("\"iam:*AccessKey*\""),
-            format!("\"arn:aws:iam::{ACCOUNT}:user/${{aws:username}}\""),
-            format!("{{\"Bool\":{{\"aws:MultiFactorAuthPresent\":\"true\"}}}}"),
+            json!("iam:*AccessKey*"),
+            json!(format!("arn:aws:iam::{a}:user/${{aws:username}}")),
+            json!({"Bool": {"aws:MultiFactorAuthPresent": "true"}}),
         ),
         7 => (
             "Deny",
-            format!("\"ecs:DeleteCluster\""),
-            format!("\"arn:aws:ecs:*:{ACCOUNT}:cluster/*prod*\""),
-            format!("{{\"StringNotEquals\":{{\"aws:PrincipalTag/role\":\"admin\"}}}}"),
+            json!("ecs:DeleteCluster"),
+            json!(format!("arn:aws:ecs:*:{a}:cluster/*prod*")),
+            json!({"StringNotEquals": {"aws:PrincipalTag/role": "admin"}}),
         ),
         8 => (
             "Allow",
-            format!("\"ecs:RunTask\""),
-            format!("\"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/team{p}-*:*\""),
-            format!(
-                "{{\"ArnEquals\":{{\"ecs:cluster\":\"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/team{p}-dev\"}},\"IpAddress\":{{\"aws:SourceIp\":\"10.{p}.0.0/16\"}}}}"
-            ),
+            json!("ecs:RunTask"),
+            json!(format!(
+                "arn:aws:ecs:us-east-1:{a}:task-definition/team{p}-*:*"
+            )),
+            json!({"ArnEquals": {"ecs:cluster": format!("arn:aws:ecs:us-east-1:{a}:cluster/team{p}-dev")}, "IpAddress": {"aws:SourceIp": format!("10.{p}.0.0/16")}}),
         ),
         _ => (
             "Deny",
-            format!("\"*\""),
-            format!("\"*\""),
-            format!(
-                "{{\"BoolIfExists\":{{\"aws:ViaAWSService\":\"false\"}},\"NotIpAddress\":{{\"aws:SourceIp\":[\"10.0.0.0/8\",\"192.0.2.0/24\"]}}}}"
-            ),
+            json!("*"),
+            json!("*"),
+            json!({"BoolIfExists": {"aws:ViaAWSService": "false"}, "NotIpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.0.2.0/24"]}}),
         ),
     };
-    format!(
-        r#"{{"Sid":"P{p}S{s}","Effect":"{effect}","Action":{action},"Resource":{resource},"Condition":{condition}}}"#
-    )
+    json!({"Sid": format!("P{p}S{s}"), "Effect": effect, "Action": action, "Resource": resource, "Condition": condition})
 }
 
 fn policies() -> Vec<Policy> {
     (0..10)
         .map(|p| {
-            let statements: Vec<String> = (0..10).map(|s| statement(p, s)).collect();
-            let json = format!(
-                r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
-                statements.join(",")
-            );
-            Policy::parse(&json, PolicyKind::Identity).expect("benchmark policy")
+            let statements: Vec<Value> = (0..10).map(|s| statement(p, s)).collect();
+            let doc = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            Policy::parse(&doc, PolicyKind::Identity).expect("benchmark policy")
         })
         .collect()
 }

@@ -379,7 +379,7 @@ impl Condition {
         let found = env.lookup(&self.key).filter(|v| !v.is_empty());
         if let CompiledValues::Null(wants) = &self.values {
             let absent = found.is_none();
-            return Ok(wants.iter().any(|w| *w == Some(absent)));
+            return Ok(wants.contains(&Some(absent)));
         }
         let op = self.spec.operator;
         let Some(values) = found else {

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 const ME: &str = "111111111111";
 const THEM: &str = "222222222222";
 const ME_ARN: &str = "arn:aws:iam::111111111111:user/dev";
+const SESSION_ARN: &str = "arn:aws:sts::111111111111:assumed-role/app/s1";
+const ROLE_ARN: &str = "arn:aws:iam::111111111111:role/app";
 
 const ACTIONS: [&str; 5] = [
     "ecs:RunTask",
@@ -61,7 +63,10 @@ struct Cond {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Prin {
+    /// The caller's own ARN (user or role session).
     Me,
+    /// The role of the calling session (another role's ARN for a user caller).
+    MyRole,
     MyAccount,
     Star,
     Other,
@@ -125,52 +130,70 @@ fn model_applies(s: &St, action: &str, resource: &str, ctx: &BTreeMap<&str, &str
         && s.conds.iter().all(|c| model_cond(c, ctx))
 }
 
-/// Explicit deny anywhere wins; same account: identity (within the boundary) OR a resource
-/// policy naming the caller directly (an account grant delegates to identity policies); cross
-/// account: both.
+/// The policies of one request in the model.
+struct ModelSet<'a> {
+    identity: &'a [Vec<St>],
+    boundary: Option<&'a Vec<St>>,
+    session: Option<&'a Vec<St>>,
+    resource: Option<&'a Vec<St>>,
+}
+
+/// AWS's logic as the documentation states it: an explicit deny anywhere wins; within the
+/// account the identity policies (within the boundary, and for a role session within its
+/// session policies) OR a resource policy naming the caller directly (`*` too) grant, a
+/// resource policy naming the session's role grants within the boundary and session policies,
+/// and naming the account delegates to the identity policies; across accounts both sides must
+/// allow.
 fn model_decide(
-    identity: &[Vec<St>],
-    boundary: Option<&Vec<St>>,
-    resource: Option<&Vec<St>>,
+    set: &ModelSet<'_>,
+    session_caller: bool,
     same_account: bool,
     action: &str,
     res: &str,
     ctx: &BTreeMap<&str, &str>,
 ) -> Decision {
     let named = |s: &St| match s.principal {
-        Some(Prin::Me | Prin::Star) => 2,
+        Some(Prin::Me | Prin::Star) => 3,
+        Some(Prin::MyRole) if session_caller => 2,
         Some(Prin::MyAccount) => 1,
         _ => 0,
     };
-    let stmts_id = identity.iter().flatten();
-    let stmts_rp = resource.into_iter().flatten();
-    let stmts_pb = boundary.into_iter().flatten();
-    let deny = stmts_id
-        .clone()
-        .chain(stmts_pb.clone())
-        .any(|s| s.deny && model_applies(s, action, res, ctx))
-        || stmts_rp
-            .clone()
-            .any(|s| s.deny && named(s) > 0 && model_applies(s, action, res, ctx));
-    if deny {
+    let applies = |s: &&St| model_applies(s, action, res, ctx);
+    let id: Vec<&St> = set.identity.iter().flatten().filter(applies).collect();
+    let pb: Option<Vec<&St>> = set.boundary.map(|b| b.iter().filter(applies).collect());
+    let sp: Option<Vec<&St>> = set
+        .session
+        .filter(|_| session_caller)
+        .map(|b| b.iter().filter(applies).collect());
+    let rp: Vec<&St> = set
+        .resource
+        .into_iter()
+        .flatten()
+        .filter(applies)
+        .filter(|s| named(s) > 0)
+        .collect();
+    let any_deny = |v: &[&St]| v.iter().any(|s| s.deny);
+    let any_allow = |v: &[&St]| v.iter().any(|s| !s.deny);
+    if any_deny(&id)
+        || any_deny(&rp)
+        || pb.as_deref().is_some_and(any_deny)
+        || sp.as_deref().is_some_and(any_deny)
+    {
         return Decision::ExplicitDeny;
     }
-    let id_allow = stmts_id
-        .clone()
-        .any(|s| !s.deny && model_applies(s, action, res, ctx));
-    let pb_allow = boundary.is_none()
-        || stmts_pb
-            .clone()
-            .any(|s| !s.deny && model_applies(s, action, res, ctx));
-    let rp_best = stmts_rp
-        .filter(|s| !s.deny && model_applies(s, action, res, ctx))
-        .map(named)
+    let pb_ok = pb.as_deref().is_none_or(any_allow);
+    let sp_ok = sp.as_deref().is_none_or(any_allow);
+    let chain = any_allow(&id) && pb_ok && sp_ok;
+    let best = rp
+        .iter()
+        .filter(|s| !s.deny)
+        .map(|s| named(s))
         .max()
         .unwrap_or(0);
     let allowed = if same_account {
-        (id_allow && pb_allow) || rp_best == 2
+        chain || best == 3 || (best == 2 && pb_ok && sp_ok)
     } else {
-        id_allow && pb_allow && rp_best > 0
+        chain && best > 0
     };
     if allowed {
         Decision::Allow
@@ -185,7 +208,7 @@ fn list(v: &[&str]) -> Value {
     if v.len() == 1 { json!(v[0]) } else { json!(v) }
 }
 
-fn render(statements: &[St], kind: PolicyKind) -> String {
+fn render(statements: &[St], session_caller: bool) -> String {
     let sts: Vec<Value> = statements
         .iter()
         .map(|s| {
@@ -209,7 +232,8 @@ fn render(statements: &[St], kind: PolicyKind) -> String {
             );
             if let Some(p) = s.principal {
                 let v = match p {
-                    Prin::Me => json!({"AWS": ME_ARN}),
+                    Prin::Me => json!({"AWS": if session_caller { SESSION_ARN } else { ME_ARN }}),
+                    Prin::MyRole => json!({"AWS": ROLE_ARN}),
                     Prin::MyAccount => json!({"AWS": ME}),
                     Prin::Star => json!("*"),
                     Prin::Other => json!({"AWS": "arn:aws:iam::333333333333:user/x"}),
@@ -232,7 +256,6 @@ fn render(statements: &[St], kind: PolicyKind) -> String {
             Value::Object(o)
         })
         .collect();
-    let _ = kind;
     json!({"Version": "2012-10-17", "Statement": sts}).to_string()
 }
 
@@ -290,7 +313,13 @@ fn statement_strategy(principal: bool, cond: BoxedStrategy<Cond>) -> impl Strate
         prop::bool::weighted(0.2),
         prop::collection::vec(prop::sample::select(&RESOURCE_PATTERNS[..]), 1..3),
         prop::collection::vec(cond, 0..3),
-        prop::sample::select(vec![Prin::Me, Prin::MyAccount, Prin::Star, Prin::Other]),
+        prop::sample::select(vec![
+            Prin::Me,
+            Prin::MyRole,
+            Prin::MyAccount,
+            Prin::Star,
+            Prin::Other,
+        ]),
     )
         .prop_map(
             move |(deny, not_action, actions, not_resource, resources, mut conds, p)| {
@@ -347,22 +376,32 @@ fn to_context(m: &BTreeMap<&str, &str>) -> Context {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 10_000, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// The engine decides as the reference model on generated policies, requests and contexts.
+    /// The engine decides as the reference model on generated policies, callers, requests and
+    /// contexts.
     #[test]
     fn engine_agrees_with_the_reference_model(
         identity in prop::collection::vec(prop::collection::vec(statement_strategy(false, cond_strategy(true, true, true, false).boxed()), 1..4), 0..3),
         boundary in prop::option::weighted(0.3, prop::collection::vec(statement_strategy(false, cond_strategy(true, true, true, false).boxed()), 1..3)),
+        session in prop::option::weighted(0.3, prop::collection::vec(statement_strategy(false, cond_strategy(true, true, true, false).boxed()), 1..3)),
         resource_policy in prop::option::weighted(0.5, prop::collection::vec(statement_strategy(true, cond_strategy(true, true, true, false).boxed()), 1..3)),
+        session_caller in any::<bool>(),
         action in prop::sample::select(&ACTIONS[..]),
         resource in prop::sample::select(&RESOURCES[..]),
         same_account in any::<bool>(),
         ctx in context_strategy(false),
     ) {
-        let id_policies: Vec<Policy> = identity.iter().map(|s| Policy::parse(&render(s, PolicyKind::Identity), PolicyKind::Identity).unwrap()).collect();
+        let compile = |s: &Vec<St>, kind: PolicyKind| Policy::parse(&render(s, session_caller), kind).unwrap();
+        let id_policies: Vec<Policy> = identity.iter().map(|s| compile(s, PolicyKind::Identity)).collect();
         let id_refs: Vec<&Policy> = id_policies.iter().collect();
-        let pb = boundary.as_ref().map(|s| Policy::parse(&render(s, PolicyKind::PermissionsBoundary), PolicyKind::PermissionsBoundary).unwrap());
-        let rp = resource_policy.as_ref().map(|s| Policy::parse(&render(s, PolicyKind::Resource), PolicyKind::Resource).unwrap());
-        let principal = Principal::user(ME, "/", "dev", "AIDADEV");
+        let pb = boundary.as_ref().map(|s| compile(s, PolicyKind::PermissionsBoundary));
+        let sp: Vec<Policy> = session.iter().map(|s| compile(s, PolicyKind::Session)).collect();
+        let sp_refs: Vec<&Policy> = sp.iter().collect();
+        let rp = resource_policy.as_ref().map(|s| compile(s, PolicyKind::Resource));
+        let principal = if session_caller {
+            Principal::assumed_role(ME, "/", "app", "AROAAPP", "s1")
+        } else {
+            Principal::user(ME, "/", "dev", "AIDADEV")
+        };
         let context = to_context(&ctx);
         let request = Request {
             principal: &principal,
@@ -371,8 +410,9 @@ proptest! {
             resource_account: Some(if same_account { ME } else { THEM }),
             context: &context,
         };
-        let got = evaluate(&request, &PolicySet { identity: &id_refs, resource: rp.as_ref(), permissions_boundary: pb.as_ref(), session: &[] });
-        let want = model_decide(&identity, boundary.as_ref(), resource_policy.as_ref(), same_account, action, resource, &ctx);
+        let got = evaluate(&request, &PolicySet { identity: &id_refs, resource: rp.as_ref(), permissions_boundary: pb.as_ref(), session: &sp_refs });
+        let set = ModelSet { identity: &identity, boundary: boundary.as_ref(), session: session.as_ref(), resource: resource_policy.as_ref() };
+        let want = model_decide(&set, session_caller, same_account, action, resource, &ctx);
         prop_assert_eq!(got.decision, want);
         prop_assert_eq!(got.denial_message(&request).is_some(), want != Decision::Allow);
     }
@@ -428,7 +468,7 @@ proptest! {
         resource in prop::sample::select(&RESOURCES[..]),
         ctx in context_strategy(true),
     ) {
-        let json = render(&statements, PolicyKind::Identity);
+        let json = render(&statements, false);
         let ours = Policy::parse(&json, PolicyKind::Identity).unwrap();
         let principal = Principal::user(ME, "/", "dev", "AIDADEV");
         let context = to_context(&ctx);
