@@ -260,8 +260,9 @@ enum StrVal {
 enum CompiledValues {
     /// String operators; for `...IgnoreCase` the fixed text is lowercased.
     Str(Box<[StrVal]>),
-    /// ARN operators: the policy value whole (for variables) and split into six segments.
-    Arn(Box<[StrVal]>),
+    /// ARN operators: the policy values, and for those without variables their six segments
+    /// compiled (`None`: not an ARN, matches nothing).
+    Arn(Box<[StrVal]>, Box<[Option<ArnPattern>]>),
     /// `None`: a value that is not a number, which matches nothing.
     Num(Box<[Option<f64>]>),
     /// Nanoseconds since the epoch; `None` never matches.
@@ -323,7 +324,15 @@ impl Condition {
                 CompiledValues::Str(str_vals(true))
             }
             Op::ArnEquals | Op::ArnLike | Op::ArnNotEquals | Op::ArnNotLike => {
-                CompiledValues::Arn(str_vals(false))
+                let vals = str_vals(false);
+                let patterns = vals
+                    .iter()
+                    .map(|v| match v {
+                        StrVal::Fixed { text, .. } => ArnPattern::new(text),
+                        StrVal::Var(_) => None,
+                    })
+                    .collect();
+                CompiledValues::Arn(vals, patterns)
             }
             Op::NumericEquals
             | Op::NumericNotEquals
@@ -416,7 +425,7 @@ impl Condition {
                         | ConditionOperator::StringNotEqualsIgnoreCase
                 ),
             ),
-            CompiledValues::Arn(v) => (v, false),
+            CompiledValues::Arn(v, _) => (v, false),
             _ => return Ok(None),
         };
         if !vals.iter().any(|v| matches!(v, StrVal::Var(_))) {
@@ -479,12 +488,11 @@ impl Condition {
                     }),
                 }
             }
-            CompiledValues::Arn(vals) => match resolved {
-                Some(rs) => rs.iter().any(|r| arn_like(&r.text, value)),
-                None => vals.iter().any(|v| match v {
-                    StrVal::Fixed { text, .. } => arn_like(text, value),
-                    StrVal::Var(_) => false,
-                }),
+            CompiledValues::Arn(_, patterns) => match resolved {
+                Some(rs) => rs
+                    .iter()
+                    .any(|r| ArnPattern::new(&r.text).is_some_and(|p| p.matches(value))),
+                None => patterns.iter().flatten().any(|p| p.matches(value)),
             },
             CompiledValues::Num(vals) => {
                 let Some(n) = val.number() else {
@@ -557,22 +565,27 @@ fn parse_net(text: &str) -> Option<IpNet> {
         .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// `ArnLike`/`ArnEquals`: both split into six colon-separated segments (the last keeps its
-/// colons); each segment matches with `*` and `?`, case-sensitively.
-pub(crate) fn arn_like(pattern: &str, arn: &str) -> bool {
-    let mut p = pattern.splitn(6, ':');
-    let mut a = arn.splitn(6, ':');
-    for _ in 0..6 {
-        match (p.next(), a.next()) {
-            (Some(ps), Some(as_)) => {
-                if !Glob::new(ps).matches(as_) {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
+/// An `ArnLike`/`ArnEquals` value: six colon-separated segments (the last keeps its colons),
+/// each matched with `*` and `?`, case-sensitively, against the same segment of the request's
+/// ARN.
+#[derive(Debug, Clone)]
+pub(crate) struct ArnPattern {
+    segments: Box<[Glob]>,
+}
+
+impl ArnPattern {
+    /// `None` when `pattern` has fewer than six segments (it matches no ARN).
+    pub(crate) fn new(pattern: &str) -> Option<Self> {
+        let segments: Box<[Glob]> = pattern.splitn(6, ':').map(Glob::new).collect();
+        (segments.len() == 6).then_some(ArnPattern { segments })
     }
-    true
+
+    pub(crate) fn matches(&self, arn: &str) -> bool {
+        let mut parts = arn.splitn(6, ':');
+        self.segments
+            .iter()
+            .all(|g| parts.next().is_some_and(|seg| g.matches(seg)))
+    }
 }
 
 /// Whether a `Date*` policy value is one IAM accepts (a value it cannot parse fails legacy
