@@ -238,6 +238,11 @@ fn main() {
         resource_account: None,
         context: &ctx,
     };
+    let denied_by = evaluate(&explicit, &set).matched.len();
+    assert_eq!(
+        denied_by, 10,
+        "the DeleteCluster deny of every policy applies"
+    );
     report(
         "explicit deny ecs:DeleteCluster",
         &measure(
