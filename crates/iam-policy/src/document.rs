@@ -307,10 +307,6 @@ fn string_list(v: &Value) -> Result<Vec<String>, PolicyError> {
 fn principals(v: &Value) -> Result<Principals, PolicyError> {
     match v {
         Value::String(s) if s == "*" => Ok(Principals::Any),
-        Value::String(s) => Err(PolicyError::InvalidPrincipal {
-            kind: String::new(),
-            value: s.clone(),
-        }),
         Value::Object(map) if !map.is_empty() => {
             let mut out = Vec::new();
             for (k, v) in map {

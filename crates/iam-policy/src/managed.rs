@@ -1,6 +1,11 @@
 //! The AWS-managed policies that ECS users attach, with their real documents (each the default
 //! version AWS serves, as of the version id recorded here), stored as data files in `managed/`.
 //!
+//! Each `managed/<name>.json` is the policy's default version as `aws iam get-policy-version`
+//! returns it (statement elements in AWS's order, `Action` lists in AWS's order); to refresh one,
+//! replace the file with the new default version's document and update `default_version_id`
+//! and `update_date` below.
+//!
 //! AWS-managed policies live in the `aws` account: `arn:aws:iam::aws:policy<path><name>`; some
 //! are under `/service-role/`. They are not subject to the customer-managed size quota
 //! (`ReadOnlyAccess` is far larger than 6,144 characters).
