@@ -586,12 +586,29 @@ impl Ecr<'_> {
                 Some(EncryptionConfig {
                     encryption_type: Some(t),
                     kms_key,
-                }) => {
-                    if !matches!(t.as_str(), "AES256" | "KMS" | "KMS_DSSE") {
-                        return Err(invalid(format!("invalid encryptionType {t:?}")));
+                }) => match t.as_str() {
+                    "AES256" if kms_key.is_some() => {
+                        return Err(invalid(
+                            "a kmsKey can only be given with encryptionType KMS or KMS_DSSE",
+                        ));
                     }
-                    (t.clone(), kms_key.clone())
-                }
+                    "AES256" => (t.clone(), None),
+                    "KMS" | "KMS_DSSE" => {
+                        // ECR records the key's ARN: the AWS-managed alias/aws/ecr by default.
+                        let arn = match &self.ctx.keys {
+                            Some(keys) => Some(
+                                keys.key_arn(&self.ctx.region, kms_key.as_deref())
+                                    .await
+                                    .map_err(|p| {
+                                        RegistryError::Kms(format!("{}: {}", p.code, p.message))
+                                    })?,
+                            ),
+                            None => kms_key.clone(),
+                        };
+                        (t.clone(), arn)
+                    }
+                    _ => return Err(invalid(format!("invalid encryptionType {t:?}"))),
+                },
                 Some(_) => {
                     return Err(invalid(
                         "encryptionConfiguration.encryptionType is required",

@@ -68,6 +68,10 @@ pub enum RegistryError {
     /// A request parameter is invalid (ECR `InvalidParameterException`).
     #[error("{0}")]
     InvalidParameter(String),
+    /// KMS refused the repository's key (missing, disabled, pending deletion): its code and
+    /// message.
+    #[error("{0}")]
+    Kms(String),
     /// A tag (resource tag) parameter is invalid.
     #[error("{0}")]
     InvalidTagParameter(String),
@@ -129,6 +133,7 @@ impl RegistryError {
             Unsupported(_) => "UNSUPPORTED",
             Contention(_) => "TOOMANYREQUESTS",
             InvalidParameter(_)
+            | Kms(_)
             | InvalidTagParameter(_)
             | TooManyTags(_)
             | RepositoryAlreadyExists(_)
@@ -183,6 +188,7 @@ impl RegistryError {
             ImageAlreadyExists(_) => "ImageAlreadyExistsException",
             LayerAlreadyExists(_) => "LayerAlreadyExistsException",
             EmptyUpload(_) => "EmptyUploadException",
+            Kms(_) => "KmsException",
             Unauthorized | Denied(_) => "AccessDeniedException",
             Unsupported(_) => "ValidationException",
             Contention(_) => "LimitExceededException",

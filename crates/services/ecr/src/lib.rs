@@ -102,12 +102,30 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     operations: ECR_MODEL_OPERATIONS,
 };
 
+/// Why KMS refused a repository's key: its error code (`NotFoundException`, `DisabledException`,
+/// ...) and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsProblem {
+    pub code: String,
+    pub message: String,
+}
+
+/// How ECR names the KMS key of a repository created with `encryptionType` `KMS` or `KMS_DSSE`.
+/// The composition root implements it over the KMS service.
+#[async_trait]
+pub trait RepositoryKeys: Send + Sync + std::fmt::Debug {
+    /// The ARN of the enabled key `key` names (alias, key id or ARN) in `region`; `None` is the
+    /// AWS-managed `alias/aws/ecr`, created on first use.
+    async fn key_arn(&self, region: &str, key: Option<&str>) -> Result<String, KmsProblem>;
+}
+
 /// The ECR JSON API over a [`Registry`], which shares its image store with `/v2/`.
 #[derive(Debug)]
 pub struct EcrService {
     registry: Arc<Registry>,
     /// `host:port` at which `/v2/` is reachable.
     registry_host: String,
+    keys: Option<Arc<dyn RepositoryKeys>>,
 }
 
 impl EcrService {
@@ -115,7 +133,16 @@ impl EcrService {
         Self {
             registry,
             registry_host: registry_host.into(),
+            keys: None,
         }
+    }
+
+    /// Resolves the KMS keys of repositories with KMS encryption through `keys` (without it the
+    /// key is recorded as given).
+    #[must_use]
+    pub fn with_repository_keys(mut self, keys: Arc<dyn RepositoryKeys>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 }
 
@@ -135,6 +162,7 @@ impl JsonService for EcrService {
             region: ctx.region.clone(),
             access_key_id: ctx.access_key_id.clone(),
             registry_host: self.registry_host.clone(),
+            keys: self.keys.clone(),
         };
         self.registry.handle_ecr(op, body, &ecr).await
     }
@@ -149,6 +177,8 @@ pub struct EcrContext {
     pub access_key_id: String,
     /// host:port where /v2/ is reachable, e.g. "127.0.0.1:40123".
     pub registry_host: String,
+    /// Resolves repository KMS keys, when KMS is wired.
+    pub keys: Option<Arc<dyn RepositoryKeys>>,
 }
 
 /// The registry. Cheap to share as `Arc<Registry>`.

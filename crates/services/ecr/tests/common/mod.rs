@@ -142,6 +142,7 @@ impl TestRegistry {
             region: "us-east-1".into(),
             access_key_id: ACCESS_KEY.into(),
             registry_host: self.host(),
+            keys: None,
         }
     }
 
