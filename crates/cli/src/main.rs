@@ -3,6 +3,7 @@
 
 mod config;
 mod credentials;
+mod secrets;
 mod server;
 
 use clap::{Parser, Subcommand};

@@ -14,6 +14,9 @@ use gantry_ecs::service_lb::{TargetGroups, TargetSpec};
 use gantry_ecs::service_runner::{Liveness, ServiceRunner};
 use gantry_ecs::{self as ecs, EcsService};
 use gantry_front::{Clock, Front, RandomIds, SystemClock};
+use gantry_kms::{KmsService, MasterKey};
+use gantry_secretsmanager::SecretsManagerService;
+use gantry_ssm::SsmService;
 use gantry_store::{SqliteOptions, SqliteStore, Store};
 use gantry_sts::StsService;
 use serde_json::json;
@@ -21,6 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
+use crate::secrets::KmsKeys;
 
 /// Largest API body: ECR's `UploadLayerPart` carries parts of up to 20 MiB, base64-encoded.
 const API_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -218,13 +222,26 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     let logs = Arc::new(gantry_logs::LogsService::new(store.clone()));
     let retention = tokio::spawn(logs.clone().run_retention(shutdown_rx.clone()));
-    let ecr = Arc::new(EcrService::new(registry.clone(), addr.to_string()));
+    // KMS keys are wrapped by the data dir's master key (0600), never stored in the clear.
+    let master = MasterKey::new(&load_or_create_secret(&cfg.data_dir, "master-key")?)
+        .context("the data dir's master-key file")?;
+    let kms = Arc::new(KmsService::new(store.clone(), master));
+    let kms_maintenance = tokio::spawn(kms.clone().run_maintenance(shutdown_rx.clone()));
+    let keys = Arc::new(KmsKeys::new(kms.clone(), cfg.account_id.clone()));
+    let secretsmanager = Arc::new(SecretsManagerService::new(store.clone(), keys.clone()));
+    let sm_maintenance = tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone()));
+    let ecr = Arc::new(
+        EcrService::new(registry.clone(), addr.to_string()).with_repository_keys(keys.clone()),
+    );
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_body_limit(API_BODY_LIMIT)
             .with_json(ecs)
             .with_json(ecr)
             .with_json(logs)
+            .with_json(kms)
+            .with_json(secretsmanager)
+            .with_json(Arc::new(SsmService::new(store.clone(), keys)))
             .with_query(Arc::new(StsService))
             .with_query(Arc::new(gantry_elbv2::Elbv2Service::new(store.clone()))),
     );
@@ -359,6 +376,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let _ = gc.await;
     let _ = runner_task.await;
     let _ = retention.await;
+    let _ = kms_maintenance.await;
+    let _ = sm_maintenance.await;
     sqlite.close();
     tracing::info!("gantry server stopped");
     Ok(())

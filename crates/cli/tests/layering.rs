@@ -162,6 +162,9 @@ fn every_service_crate_lives_under_crates_services() {
         "gantry-logs",
         "gantry-elbv2",
         "gantry-sts",
+        "gantry-kms",
+        "gantry-secretsmanager",
+        "gantry-ssm",
     ] {
         assert!(
             services.contains(&expected),

@@ -1,0 +1,480 @@
+//! The cross-service wiring of keys and secrets: KMS behind the ciphers Secrets Manager and
+//! Parameter Store encrypt with and behind ECR's repository keys ([`KmsKeys`]), and the
+//! resolution of a container's `valueFrom` ([`resolve_value_from`]) and
+//! `repositoryCredentials` ([`resolve_registry_credentials`]) with the errors ECS reports.
+//!
+//! Service crates never depend on each other: each declares the trait it needs and this module
+//! implements it over the other service.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gantry_ecr::{KmsProblem, RepositoryKeys};
+use gantry_front::{Clock, RequestContext, SystemClock};
+use gantry_kms::{KmsError, KmsService};
+use gantry_secretsmanager::reference::{SecretReference, json_key_value};
+use gantry_secretsmanager::{SecretCipher, SecretValue, SecretsManagerService, SmError};
+use gantry_ssm::{ParameterCipher, SsmError, SsmService};
+
+/// KMS as the other services use it.
+#[derive(Debug, Clone)]
+pub struct KmsKeys {
+    kms: Arc<KmsService>,
+    account_id: String,
+}
+
+impl KmsKeys {
+    pub fn new(kms: Arc<KmsService>, account_id: impl Into<String>) -> Self {
+        Self {
+            kms,
+            account_id: account_id.into(),
+        }
+    }
+}
+
+/// A KMS error as (code, message, whether it is KMS's own failure).
+fn failure(e: KmsError) -> (String, String, bool) {
+    let internal = matches!(
+        e,
+        KmsError::Store(_) | KmsError::Unwrap(_) | KmsError::Contention(_)
+    );
+    if internal {
+        tracing::error!(error = %e, "KMS failed for another service");
+    }
+    (e.aws_code().to_owned(), e.to_string(), internal)
+}
+
+fn sm_failure(e: KmsError) -> gantry_secretsmanager::KeyFailure {
+    let (code, message, internal) = failure(e);
+    gantry_secretsmanager::KeyFailure {
+        code,
+        message,
+        internal,
+    }
+}
+
+fn ssm_failure(e: KmsError) -> gantry_ssm::KeyFailure {
+    let (code, message, internal) = failure(e);
+    gantry_ssm::KeyFailure {
+        code,
+        message,
+        internal,
+    }
+}
+
+#[async_trait]
+impl SecretCipher for KmsKeys {
+    async fn encrypt(
+        &self,
+        ctx: &RequestContext,
+        key: Option<&str>,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<gantry_secretsmanager::Encrypted, gantry_secretsmanager::KeyFailure> {
+        let key = key.unwrap_or(gantry_secretsmanager::DEFAULT_KEY);
+        let (blob, key_arn) = self
+            .kms
+            .encrypt_for(ctx, key, plaintext, context)
+            .await
+            .map_err(sm_failure)?;
+        Ok(gantry_secretsmanager::Encrypted { blob, key_arn })
+    }
+
+    async fn decrypt(
+        &self,
+        ctx: &RequestContext,
+        blob: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, gantry_secretsmanager::KeyFailure> {
+        self.kms
+            .decrypt_for(ctx, blob, context)
+            .await
+            .map(|(plain, _)| plain)
+            .map_err(sm_failure)
+    }
+
+    async fn check_key(
+        &self,
+        ctx: &RequestContext,
+        key: &str,
+    ) -> Result<String, gantry_secretsmanager::KeyFailure> {
+        self.kms
+            .resolve_key(ctx, key)
+            .await
+            .map(|k| k.arn)
+            .map_err(sm_failure)
+    }
+}
+
+#[async_trait]
+impl ParameterCipher for KmsKeys {
+    async fn encrypt(
+        &self,
+        ctx: &RequestContext,
+        key: &str,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, gantry_ssm::KeyFailure> {
+        self.kms
+            .encrypt_for(ctx, key, plaintext, context)
+            .await
+            .map(|(blob, _)| blob)
+            .map_err(ssm_failure)
+    }
+
+    async fn decrypt(
+        &self,
+        ctx: &RequestContext,
+        blob: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, gantry_ssm::KeyFailure> {
+        self.kms
+            .decrypt_for(ctx, blob, context)
+            .await
+            .map(|(plain, _)| plain)
+            .map_err(ssm_failure)
+    }
+}
+
+#[async_trait]
+impl RepositoryKeys for KmsKeys {
+    async fn key_arn(&self, region: &str, key: Option<&str>) -> Result<String, KmsProblem> {
+        let ctx = RequestContext {
+            request_id: gantry_aws_proto::new_request_id(),
+            region: region.to_owned(),
+            account_id: self.account_id.clone(),
+            access_key_id: String::new(),
+            now: SystemClock.now_millis(),
+        };
+        self.kms
+            .resolve_key(&ctx, key.unwrap_or("alias/aws/ecr"))
+            .await
+            .map(|k| k.arn)
+            .map_err(|e| {
+                let (code, message, _) = failure(e);
+                KmsProblem { code, message }
+            })
+    }
+}
+
+/// Why a task's secret could not be resolved: the `stoppedReason` ECS gives the task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ResolveError(pub String);
+
+const PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed:";
+
+fn asm_error(detail: impl std::fmt::Display) -> ResolveError {
+    ResolveError(format!(
+        "{PREFIX} unable to retrieve secret from asm: service call has been retried 1 time(s): {detail}"
+    ))
+}
+
+fn ssm_error(detail: impl std::fmt::Display) -> ResolveError {
+    ResolveError(format!(
+        "{PREFIX} unable to retrieve secrets from ssm: service call has been retried 1 time(s): {detail}"
+    ))
+}
+
+/// An API error as the Go SDK prints it inside ECS's messages.
+fn sdk_error(code: &str, message: &str, ctx: &RequestContext, status: u16) -> String {
+    format!(
+        "{code}: {message} status code: {status}, request id: {}",
+        ctx.request_id
+    )
+}
+
+fn sm_sdk_error(e: SmError, ctx: &RequestContext) -> String {
+    let aws: gantry_aws_proto::AwsError = e.into();
+    sdk_error(&aws.code, &aws.message, ctx, aws.status.as_u16())
+}
+
+async fn secret_string(
+    sm: &SecretsManagerService,
+    ctx: &RequestContext,
+    r: &SecretReference,
+) -> Result<String, ResolveError> {
+    let secret = sm
+        .get_secret_value_for(
+            ctx,
+            &r.secret_id,
+            r.version_id.as_deref(),
+            r.version_stage.as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            asm_error(format!(
+                "failed to fetch secret {} from secrets manager: {}",
+                r.secret_id,
+                sm_sdk_error(e, ctx)
+            ))
+        })?;
+    match secret.value {
+        SecretValue::String(s) => Ok(s),
+        SecretValue::Binary(_) => Err(asm_error(format!(
+            "secret {} holds SecretBinary; only SecretString values can be injected",
+            r.secret_id
+        ))),
+    }
+}
+
+/// Resolves a container's `secrets[].valueFrom` (or `logConfiguration.secretOptions`) for the
+/// principal of `ctx` (the task's execution role): a Secrets Manager ARN with the optional
+/// `:json-key:version-stage:version-id` suffixes, or an SSM parameter name or ARN (SecureStrings
+/// decrypted). The error is the `stoppedReason` ECS words for it.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "called when tasks resolve their secrets with execution roles"
+    )
+)]
+pub async fn resolve_value_from(
+    sm: &SecretsManagerService,
+    ssm: &SsmService,
+    ctx: &RequestContext,
+    value_from: &str,
+) -> Result<String, ResolveError> {
+    if SecretReference::is_secrets_manager_arn(value_from) {
+        let r = SecretReference::parse(value_from)
+            .ok_or_else(|| asm_error(format!("invalid secret ARN {value_from}")))?;
+        let s = secret_string(sm, ctx, &r).await?;
+        return match &r.json_key {
+            None => Ok(s),
+            Some(k) => json_key_value(&s, k).ok_or_else(|| {
+                asm_error(format!(
+                    "retrieved secret from Secrets Manager did not contain json key {k}"
+                ))
+            }),
+        };
+    }
+    let names = [value_from.to_owned()];
+    let got = ssm
+        .get_parameters_for(ctx, &names, true)
+        .await
+        .map_err(|e: SsmError| {
+            let aws: gantry_aws_proto::AwsError = e.into();
+            ssm_error(sdk_error(&aws.code, &aws.message, ctx, aws.status.as_u16()))
+        })?;
+    if !got.invalid.is_empty() {
+        return Err(ssm_error(format!(
+            "invalid parameters: {}",
+            got.invalid.join(",")
+        )));
+    }
+    got.parameters
+        .into_iter()
+        .next()
+        .map(|p| p.value)
+        .ok_or_else(|| ssm_error(format!("invalid parameters: {value_from}")))
+}
+
+/// Registry credentials from `repositoryCredentials.credentialsParameter`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves `repositoryCredentials.credentialsParameter` (a secret holding
+/// `{"username", "password"}`) for the principal of `ctx`.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "called when tasks resolve their secrets with execution roles"
+    )
+)]
+pub async fn resolve_registry_credentials(
+    sm: &SecretsManagerService,
+    ctx: &RequestContext,
+    credentials_parameter: &str,
+) -> Result<RegistryCredentials, ResolveError> {
+    let r = SecretReference::parse(credentials_parameter)
+        .ok_or_else(|| asm_error(format!("invalid secret ARN {credentials_parameter}")))?;
+    let s = secret_string(sm, ctx, &r).await?;
+    let field = |k: &str| json_key_value(&s, k);
+    match (field("username"), field("password")) {
+        (Some(username), Some(password)) => Ok(RegistryCredentials { username, password }),
+        _ => Err(asm_error(format!(
+            "secret {credentials_parameter} is not a JSON object with \"username\" and \"password\" for registry authentication"
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use gantry_front::JsonService;
+    use gantry_kms::MasterKey;
+    use gantry_store::MemoryStore;
+    use serde_json::{Value, json};
+
+    struct World {
+        kms: Arc<KmsService>,
+        sm: SecretsManagerService,
+        ssm: SsmService,
+    }
+
+    fn world() -> World {
+        let store = Arc::new(MemoryStore::new());
+        let kms = Arc::new(KmsService::new(
+            store.clone(),
+            MasterKey::new(&[3u8; 32]).unwrap(),
+        ));
+        let keys = Arc::new(KmsKeys::new(kms.clone(), "111122223333"));
+        World {
+            kms: kms.clone(),
+            sm: SecretsManagerService::new(store.clone(), keys.clone()),
+            ssm: SsmService::new(store, keys),
+        }
+    }
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            request_id: "rid-1".into(),
+            region: "us-east-1".into(),
+            account_id: "111122223333".into(),
+            access_key_id: "AKIA".into(),
+            now: 1_700_000_000_000,
+        }
+    }
+
+    async fn call(svc: &dyn JsonService, op: &str, body: Value) -> Value {
+        svc.call(op, body.to_string().as_bytes(), &ctx())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn value_from_resolves_json_keys_versions_and_parameters() {
+        let w = world();
+        let arn = call(
+            &w.sm,
+            "CreateSecret",
+            json!({"Name": "db", "SecretString": r#"{"password":"pw1","port":5432}"#}),
+        )
+        .await["ARN"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        call(
+            &w.sm,
+            "PutSecretValue",
+            json!({"SecretId": "db", "SecretString": r#"{"password":"pw2"}"#}),
+        )
+        .await;
+        call(
+            &w.ssm,
+            "PutParameter",
+            json!({"Name": "/app/token", "Value": "tok", "Type": "SecureString"}),
+        )
+        .await;
+        let c = ctx();
+        let r = |v: String| {
+            let (sm, ssm, c) = (&w.sm, &w.ssm, &c);
+            async move { resolve_value_from(sm, ssm, c, &v).await }
+        };
+        assert_eq!(r(format!("{arn}:password::")).await.unwrap(), "pw2");
+        assert_eq!(
+            r(format!("{arn}:password:AWSPREVIOUS:")).await.unwrap(),
+            "pw1"
+        );
+        assert_eq!(r(format!("{arn}:port:AWSPREVIOUS:")).await.unwrap(), "5432");
+        assert_eq!(r(arn.clone()).await.unwrap(), r#"{"password":"pw2"}"#);
+        assert_eq!(r("/app/token".into()).await.unwrap(), "tok");
+        assert_eq!(
+            r("arn:aws:ssm:us-east-1:111122223333:parameter/app/token".into())
+                .await
+                .unwrap(),
+            "tok"
+        );
+        assert_eq!(
+            r(format!("{arn}:user::")).await.unwrap_err().0,
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): retrieved secret from Secrets Manager did not contain json key user"
+        );
+        assert_eq!(
+            r("/app/missing".into()).await.unwrap_err().0,
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secrets from ssm: service call has been retried 1 time(s): invalid parameters: /app/missing"
+        );
+        let missing = "arn:aws:secretsmanager:us-east-1:111122223333:secret:nope-AbCdEf";
+        assert_eq!(
+            r(missing.into()).await.unwrap_err().0,
+            format!(
+                "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {missing} from secrets manager: ResourceNotFoundException: Secrets Manager can't find the specified secret. status code: 400, request id: rid-1"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disabled_key_fails_resolution_with_the_kms_reason() {
+        let w = world();
+        let key = call(w.kms.as_ref(), "CreateKey", json!({})).await["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let arn = call(
+            &w.sm,
+            "CreateSecret",
+            json!({"Name": "k", "SecretString": "v", "KmsKeyId": key}),
+        )
+        .await["ARN"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        call(w.kms.as_ref(), "DisableKey", json!({"KeyId": key})).await;
+        let e = resolve_value_from(&w.sm, &w.ssm, &ctx(), &arn)
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("DecryptionFailure"), "{e}");
+        assert!(e.0.contains("is disabled."), "{e}");
+    }
+
+    #[tokio::test]
+    async fn registry_credentials_come_from_a_json_secret() {
+        let w = world();
+        let arn = call(
+            &w.sm,
+            "CreateSecret",
+            json!({"Name": "reg", "SecretString": r#"{"username":"u","password":"p"}"#}),
+        )
+        .await["ARN"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let c = resolve_registry_credentials(&w.sm, &ctx(), &arn)
+            .await
+            .unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
+        assert!(!format!("{c:?}").contains("\"p\""));
+    }
+
+    #[tokio::test]
+    async fn ecr_keys_default_to_the_aws_managed_ecr_key() {
+        let w = world();
+        let keys = KmsKeys::new(w.kms.clone(), "111122223333");
+        let arn = keys.key_arn("us-east-1", None).await.unwrap();
+        let d = call(
+            w.kms.as_ref(),
+            "DescribeKey",
+            json!({"KeyId": "alias/aws/ecr"}),
+        )
+        .await;
+        assert_eq!(d["KeyMetadata"]["Arn"], arn);
+        let e = keys
+            .key_arn("us-east-1", Some("alias/none"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "NotFoundException");
+    }
+}
