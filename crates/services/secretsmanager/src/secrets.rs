@@ -196,7 +196,7 @@ pub(crate) async fn create(
     };
     let mut txn = Txn::new();
     if let Some(old) = &expired {
-        txn = purge_txn(svc, ctx, &old.value, old.revision, txn).await?;
+        txn = purge_txn(svc, &ctx.region, &old.value, old.revision, txn).await?;
     } else {
         txn = txn.require_absent(&store_key);
     }
@@ -578,12 +578,12 @@ struct DeleteSecretRequest {
 /// Adds the deletion of `r` (its record, guarded by `revision`, and every value) to `txn`.
 async fn purge_txn(
     svc: &SecretsManagerService,
-    ctx: &RequestContext,
+    region: &str,
     r: &SecretRecord,
     revision: u64,
     txn: Txn,
 ) -> Result<Txn, SmError> {
-    let store_key = keys::secret(&ctx.region, &r.name);
+    let store_key = keys::secret(region, &r.name);
     let mut txn = txn
         .require_revision(&store_key, revision)
         .delete(&store_key);
@@ -591,7 +591,7 @@ async fn purge_txn(
     loop {
         let page = svc
             .store
-            .scan(&keys::values(&ctx.region, &r.uid), start.as_deref(), 1000)
+            .scan(&keys::values(region, &r.uid), start.as_deref(), 1000)
             .await?;
         for rec in &page.records {
             txn = txn.delete(&rec.key);
@@ -632,7 +632,7 @@ pub(crate) async fn delete(
             revision,
         } = load_secret(svc, ctx, &id).await?;
         if req.force_delete_without_recovery {
-            let txn = purge_txn(svc, ctx, &record, revision, Txn::new()).await?;
+            let txn = purge_txn(svc, &ctx.region, &record, revision, Txn::new()).await?;
             return Ok((txn, ctx.now));
         }
         if record.is_deleted() {
@@ -786,15 +786,9 @@ pub(crate) async fn purge_expired(svc: &SecretsManagerService, now: u64) -> Resu
         .await?;
     let mut n = 0;
     for s in all.into_iter().filter(|s| s.value.is_expired(now)) {
+        // The region is the ARN's fourth field.
         let region = s.value.arn.split(':').nth(3).unwrap_or_default().to_owned();
-        let ctx = RequestContext {
-            request_id: String::new(),
-            region,
-            account_id: s.value.arn.split(':').nth(4).unwrap_or_default().to_owned(),
-            access_key_id: String::new(),
-            now,
-        };
-        let txn = purge_txn(svc, &ctx, &s.value, s.revision, Txn::new()).await?;
+        let txn = purge_txn(svc, &region, &s.value, s.revision, Txn::new()).await?;
         if svc.store.commit(txn).await?.is_committed() {
             tracing::info!(secret = %s.value.arn, "secret deleted at the end of its recovery window");
             n += 1;
