@@ -3,23 +3,28 @@
 //!
 //! Every operation of the model is listed in [`LogsOperation`]; the implemented ones live in one
 //! module per resource (`groups`, `streams`, `events`, `tags`), the rest answer
-//! `InvalidOperationException`. Events are stored one record per PutLogEvents batch, keyed by
-//! stream then first timestamp and batch sequence, and the stream's totals are updated in the same
-//! transaction. [`LogsService::run_retention`] deletes what PutRetentionPolicy has expired; reads
+//! `InvalidOperationException`. Events are stored in chunks (`chunk`: at most 64 KiB of messages
+//! within one second), keyed by stream, first timestamp and batch sequence, with a reverse index by
+//! last timestamp; the stream's totals are updated in the same transaction. Reads (`read`) seek to
+//! their token and merge the chunks they reach, so a call costs what it returns, and at most
+//! [`MAX_CONCURRENT_READS`] run at once. [`LogsService::run_retention`] deletes what PutRetentionPolicy has expired; reads
 //! never return expired events even before the job runs.
 //!
 //! Must not depend on Docker, the scheduler or the ECS API; it only plugs into
 //! [`gantry_api::Front`] as a [`JsonService`].
 
+mod chunk;
 mod error;
 mod events;
 mod groups;
 mod keys;
 mod model;
 pub mod pattern;
+mod read;
 mod retention;
 mod streams;
 mod tags;
+mod upgrade;
 mod wire;
 
 use std::fmt;
@@ -38,6 +43,10 @@ pub use model::RETENTION_DAYS;
 
 /// The `X-Amz-Target` prefix of CloudWatch Logs.
 pub const TARGET_PREFIX: &str = "Logs_20140328";
+
+/// How many GetLogEvents/FilterLogEvents calls read at once; the others wait their turn, so the
+/// memory of reads stays bounded whatever the number of readers.
+pub const MAX_CONCURRENT_READS: usize = 4;
 
 /// How often the retention job runs unless configured otherwise.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -192,6 +201,8 @@ pub struct LogsService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) retention_interval: Duration,
+    /// One permit per GetLogEvents/FilterLogEvents in progress.
+    pub(crate) reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for LogsService {
@@ -209,7 +220,17 @@ impl LogsService {
             store,
             clock: Arc::new(SystemClock),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            reads: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
         }
+    }
+
+    /// Waits for a turn to read events.
+    pub(crate) async fn read_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LogsError> {
+        self.reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| LogsError::Contention("event reads".to_owned()))
     }
 
     /// Uses `clock` for the retention job's notion of now (requests use their own `now`).

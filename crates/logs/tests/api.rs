@@ -326,7 +326,7 @@ async fn put_log_events_validates_batches_and_reports_rejections() {
         .await;
     assert_eq!(
         v["rejectedLogEventsInfo"],
-        json!({"tooOldLogEventEndIndex": 1})
+        json!({"tooOldLogEventEndIndex": 2})
     );
     let v = h
         .put("g", "s", &[(NOW, "ok"), (NOW + 3 * 3_600_000, "future")])
@@ -495,7 +495,8 @@ async fn filter_log_events_interleaves_streams_and_paginates() {
             "ready"
         ]
     );
-    assert_eq!(v["searchedLogStreams"].as_array().unwrap().len(), 3);
+    // AWS has answered an empty list since May 2020.
+    assert_eq!(v["searchedLogStreams"], json!([]));
     assert!(v.get("nextToken").is_none());
     let first = &v["events"][0];
     assert_eq!(first["logStreamName"], "web/c/1");
@@ -556,9 +557,10 @@ async fn filter_log_events_interleaves_streams_and_paginates() {
                 "ready",
             ],
         ),
+        // Both ends inclusive ("events with a timestamp later than endTime are not returned").
         (
             json!({"startTime": NOW - 40, "endTime": NOW - 20}),
-            &["POST /c 201", "GET /b 500 ERROR"],
+            &["POST /c 201", "GET /b 500 ERROR", "GET /health 200"],
         ),
     ];
     for (extra, want) in cases {
@@ -653,7 +655,7 @@ async fn retention_hides_then_deletes_expired_events() {
         .await;
     assert_eq!(
         v["rejectedLogEventsInfo"],
-        json!({"expiredLogEventEndIndex": 1})
+        json!({"expiredLogEventEndIndex": 2})
     );
     h.put("g", "s", &[(NOW, "now")]).await;
     assert_eq!(h.svc.enforce_retention(h.now).await.unwrap(), 1);
@@ -803,8 +805,19 @@ async fn events_survive_on_the_sqlite_store() {
             .collect();
         let refs: Vec<(u64, &str)> = batch.iter().map(|(t, m)| (*t, m.as_str())).collect();
         h.put("g", "s", &refs).await;
-        // One record for the batch, one for the stream, one for the group.
-        assert_eq!(store.scan("logs/", None, 0).await.unwrap().records.len(), 3);
+        // Two chunks (the batch spans two seconds), each with its reverse-index entry, the stream
+        // and the group.
+        let keys: Vec<String> = store
+            .scan("logs/", None, 0)
+            .await
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(keys.len(), 6, "{keys:?}");
+        assert_eq!(keys.iter().filter(|k| k.contains("/c/")).count(), 2);
+        assert_eq!(keys.iter().filter(|k| k.contains("/r/")).count(), 2);
         store.close();
     }
     let store = Arc::new(SqliteStore::open(&path, opts()).unwrap());
