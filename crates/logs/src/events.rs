@@ -32,11 +32,6 @@ pub const MAX_PATTERN_CHARS: usize = 1024;
 const TOO_NEW_MS: u64 = 2 * 60 * 60 * 1000;
 /// Events older than this are rejected as too old.
 const TOO_OLD_MS: u64 = 14 * DAY_MS;
-/// Chunk data one read may hold before it drops what it is not reading (and reads it again).
-const READ_RESIDENT_BYTES: usize = 4 << 20;
-/// Chunk data one FilterLogEvents call reads before it answers what it found with a `nextToken`
-/// (AWS too answers partial or empty pages with a token).
-const FILTER_SCAN_BYTES: usize = 16 << 20;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -307,7 +302,7 @@ pub(crate) async fn get(
     let (lo, hi) = time_range(&group, ctx.now, req.start_time, req.end_time)?;
     let prefix = keys::batches(&ctx.region, &group.incarnation, stream.num);
     let store = svc.store.as_ref();
-    let mut budget = ReadBudget::new(READ_RESIDENT_BYTES);
+    let mut budget = ReadBudget::new(svc.read_limits.resident_bytes);
     let (mut cursor, anchor, backward) = match direction {
         Direction::Forward(after) => {
             let start = after.map_or(Position::before(lo), |a| a.max(Position::before(lo)));
@@ -500,7 +495,7 @@ pub(crate) async fn filter(
             Reverse(((ts, l.stream.name.clone(), 0, 0), i))
         })
         .collect();
-    let mut budget = ReadBudget::new(READ_RESIDENT_BYTES);
+    let mut budget = ReadBudget::new(svc.read_limits.resident_bytes);
     let mut events: Vec<Value> = Vec::new();
     let mut bytes = 0;
     let mut last_returned: Option<FilterKey> = None;
@@ -566,7 +561,7 @@ pub(crate) async fn filter(
                 }
             }
         }
-        if budget.loaded > FILTER_SCAN_BYTES && !heap.is_empty() {
+        if budget.loaded > svc.read_limits.filter_scan_bytes && !heap.is_empty() {
             // Enough read for one call: everything up to the last event examined is searched.
             last_returned = last_examined.clone();
             more = true;

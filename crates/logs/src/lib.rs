@@ -203,6 +203,26 @@ pub struct LogsService {
     pub(crate) retention_interval: Duration,
     /// One permit per GetLogEvents/FilterLogEvents in progress.
     pub(crate) reads: Arc<tokio::sync::Semaphore>,
+    pub(crate) read_limits: ReadLimits,
+}
+
+/// What one GetLogEvents or FilterLogEvents call may hold and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Chunk data a call holds before it drops what it is not reading (and reads it again).
+    pub resident_bytes: usize,
+    /// Chunk data a FilterLogEvents call reads before it answers what it found with a
+    /// `nextToken` (AWS too answers partial or empty pages with a token).
+    pub filter_scan_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            resident_bytes: 4 << 20,
+            filter_scan_bytes: 16 << 20,
+        }
+    }
 }
 
 impl fmt::Debug for LogsService {
@@ -210,6 +230,7 @@ impl fmt::Debug for LogsService {
         f.debug_struct("LogsService")
             .field("store", &self.store)
             .field("retention_interval", &self.retention_interval)
+            .field("read_limits", &self.read_limits)
             .finish()
     }
 }
@@ -221,7 +242,15 @@ impl LogsService {
             clock: Arc::new(SystemClock),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             reads: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
+            read_limits: ReadLimits::default(),
         }
+    }
+
+    /// Bounds each read by `limits` instead of the defaults.
+    #[must_use]
+    pub fn with_read_limits(mut self, limits: ReadLimits) -> Self {
+        self.read_limits = limits;
+        self
     }
 
     /// Waits for a turn to read events.
