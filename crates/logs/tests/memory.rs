@@ -191,8 +191,10 @@ async fn reads_hold_memory_bounded_by_what_they_return() {
     let (_, peak) = memory();
     let paging = peak.saturating_sub(base);
     eprintln!("16 concurrent readers: peak {} MiB above {} MiB", paging / MIB, base / MIB);
+    // Before reads were bounded this phase raised the peak by over 1 GiB. Live data stays near
+    // 26 MiB (as measured with MALLOC_ARENA_MAX=2); the rest is glibc's per-thread arenas.
     assert!(
-        paging < 96 * MIB,
+        paging < 128 * MIB,
         "concurrent paging raised the peak by {} MiB",
         paging / MIB
     );
