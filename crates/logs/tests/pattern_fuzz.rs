@@ -94,10 +94,37 @@ fn message() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Patterns whose regular expressions or nesting would take the most: each is refused or compiled
+/// within the bound.
+const HEAVY: &[&str] = &[
+    "%(\\w{100}){100}%",
+    "%\\w{1000}%",
+    "%[\\p{L}\\p{N}]{500}x%",
+    "%(a|aa)*b{900}%",
+    "%((((((((((a*)*)*)*)*)*)*)*)*)*)*b%",
+    "%.{1000}%",
+    "%(?s).{600}z%",
+];
+
+fn allocated_by(pattern: &str, message: &str) -> (usize, bool) {
+    let before = ALLOCATOR.total_allocated();
+    let outcome = FilterPattern::parse(pattern).map(|p| p.matches(message));
+    (ALLOCATOR.total_allocated() - before, outcome.is_ok())
+}
+
 #[test]
 fn filter_patterns_never_panic_and_allocate_a_bounded_amount() {
+    let long = "ab".repeat(10_000);
+    for p in HEAVY {
+        let (allocated, ok) = allocated_by(p, &long);
+        eprintln!("{p}: {allocated} bytes, parsed: {ok}");
+        assert!(
+            allocated <= allocation_bound(p, &long),
+            "{allocated} bytes allocated for pattern {p:?}"
+        );
+    }
     let mut runner = TestRunner::new(Config {
-        cases: 1_000,
+        cases: 600,
         failure_persistence: None,
         ..Config::default()
     });
