@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::model::{DAY_MS, LogGroup, LogStream, Position, event_size, sequence_token};
 use crate::pattern::FilterPattern;
-use crate::read::{Event, ReadBudget, StreamCursor};
+use crate::read::{ReadBudget, StreamCursor};
 use crate::wire::{
     check_group_name, check_stream_name, commit_with_retry, group_ref, limit, load_group,
     load_stream, parse, required,
@@ -321,8 +321,9 @@ pub(crate) async fn get(
             )
         }
     };
+    // Messages are copied out as they are read, so the page holds what it returns and no chunk.
     let mut bytes = 0;
-    let mut page: Vec<Event> = Vec::new();
+    let mut page: Vec<(Position, Value)> = Vec::new();
     while page.len() < limit {
         let Some(e) = cursor.next(store, &mut budget).await? else {
             break;
@@ -331,24 +332,25 @@ pub(crate) async fn get(
         if bytes > MAX_RESPONSE_BYTES {
             break;
         }
-        page.push(e);
+        let pos = e.position();
+        page.push((
+            pos,
+            json!({
+                "timestamp": pos.ts,
+                "message": e.message()?,
+                "ingestionTime": e.ingestion_time(),
+            }),
+        ));
     }
     cursor.release_all(&mut budget);
     if backward {
         page.reverse();
     }
     let (fwd, bwd) = match (page.first(), page.last()) {
-        (Some(first), Some(last)) => (last.position(), first.position()),
+        (Some(first), Some(last)) => (last.0, first.0),
         _ => (anchor, anchor),
     };
-    let mut events = Vec::with_capacity(page.len());
-    for e in &page {
-        events.push(json!({
-            "timestamp": e.position().ts,
-            "message": e.message()?,
-            "ingestionTime": e.ingestion_time(),
-        }));
-    }
+    let events: Vec<Value> = page.into_iter().map(|(_, v)| v).collect();
     Ok(json!({
         "events": events,
         "nextForwardToken": format!("f/{}", fwd.encode()),
