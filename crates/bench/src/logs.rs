@@ -212,7 +212,10 @@ pub async fn read_latency(
             lat.push(t0.elapsed().as_micros() as u64);
             events = v["events"].as_array().map_or(0, Vec::len);
         }
-        anyhow::ensure!(events as u64 == limit, "{name}: {events} events, not {limit}");
+        anyhow::ensure!(
+            events as u64 == limit,
+            "{name}: {events} events, not {limit}"
+        );
         lat.sort_unstable();
         println!(
             "filter-log-events position={name} limit={limit} requests={requests} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",

@@ -104,8 +104,8 @@ async fn reads_hold_memory_bounded_by_what_they_return() {
         .await;
     }
     let total = BATCHES * PER_BATCH;
-    let stream = &call(&svc, "DescribeLogStreams", json!({"logGroupName": "g"})).await["logStreams"]
-        [0];
+    let stream =
+        &call(&svc, "DescribeLogStreams", json!({"logGroupName": "g"})).await["logStreams"][0];
     assert!(stream["storedBytes"].as_u64().unwrap() > 46 * MIB);
 
     // limit=1 from the head, from the tail, through FilterLogEvents, and a pattern matching only
@@ -141,7 +141,11 @@ async fn reads_hold_memory_bounded_by_what_they_return() {
     .await;
     let (_, peak) = memory();
     let single = peak.saturating_sub(base);
-    eprintln!("limit=1 reads: peak {} MiB above {} MiB", single / MIB, base / MIB);
+    eprintln!(
+        "limit=1 reads: peak {} MiB above {} MiB",
+        single / MIB,
+        base / MIB
+    );
     assert!(
         single < 24 * MIB,
         "limit=1 reads raised the peak by {} MiB",
@@ -190,7 +194,11 @@ async fn reads_hold_memory_bounded_by_what_they_return() {
     }
     let (_, peak) = memory();
     let paging = peak.saturating_sub(base);
-    eprintln!("16 concurrent readers: peak {} MiB above {} MiB", paging / MIB, base / MIB);
+    eprintln!(
+        "16 concurrent readers: peak {} MiB above {} MiB",
+        paging / MIB,
+        base / MIB
+    );
     // Before reads were bounded this phase raised the peak by over 1 GiB. Live data stays near
     // 26 MiB (as measured with MALLOC_ARENA_MAX=2); the rest is glibc's per-thread arenas.
     assert!(

@@ -87,7 +87,10 @@ fn message() -> impl Strategy<Value = String> {
     prop_oneof![
         ".{0,256}",
         "[ -~]{0,256}",
-        Just(r#"{"a":{"b":[1,2,3]},"level":"error","n":1e308,"s":"x*y","t":true,"z":null}"#.to_owned()),
+        Just(
+            r#"{"a":{"b":[1,2,3]},"level":"error","n":1e308,"s":"x*y","t":true,"z":null}"#
+                .to_owned()
+        ),
         (1usize..5_000).prop_map(|n| format!("{}1{}", "[".repeat(n), "]".repeat(n))),
         (1usize..5_000).prop_map(|n| "{\"a\":".repeat(n)),
         (0usize..100_000).prop_map(|n| "x".repeat(n)),
