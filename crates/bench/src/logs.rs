@@ -186,7 +186,8 @@ async fn time_range(client: &EcsClient, group: &str) -> anyhow::Result<(u64, u64
 }
 
 /// Latency of `FilterLogEvents --limit` from the head (no startTime), the middle and the tail
-/// (startTime a few seconds before the last event, as `aws logs tail --follow` polls), one client.
+/// (startTime in the last 0.1 % of the group's time range, as `aws logs tail --follow` polls
+/// from the last event it saw), one client.
 pub async fn read_latency(
     client: &EcsClient,
     group: &str,
@@ -197,7 +198,7 @@ pub async fn read_latency(
     let positions = [
         ("head", None),
         ("middle", Some(first + (last - first) / 2)),
-        ("tail", Some(last.saturating_sub(5_000))),
+        ("tail", Some(last - (last - first) / 1000)),
     ];
     for (name, start) in positions {
         let mut lat = Vec::with_capacity(requests);
