@@ -293,7 +293,6 @@ pub(crate) async fn get(
         None if req.start_from_head.unwrap_or(false) => Direction::Forward(None),
         None => Direction::Backward(None),
     };
-    let _permit = svc.read_permit().await?;
     let group = load_group(svc, ctx, &group_name).await?.value;
     let stream = load_stream(svc, ctx, &group_name, &stream_name)
         .await?
@@ -442,7 +441,6 @@ pub(crate) async fn filter(
                 .ok_or_else(|| LogsError::invalid("The specified nextToken is invalid."))?,
         ),
     };
-    let _permit = svc.read_permit().await?;
     let group = load_group(svc, ctx, &group_name).await?.value;
     // endTime is inclusive here ("events with a timestamp later than this time are not returned").
     let end = req.end_time.map(|t| t.saturating_add(1));

@@ -7,7 +7,7 @@
 //! within one second), keyed by stream, first timestamp and batch sequence, with a reverse index by
 //! last timestamp; the stream's totals are updated in the same transaction. Reads (`read`) seek to
 //! their token and merge the chunks they reach, so a call costs what it returns, and at most
-//! [`MAX_CONCURRENT_READS`] run at once. [`LogsService::run_retention`] deletes what PutRetentionPolicy has expired; reads
+//! [`READ_THREADS`] run at once, on threads of their own. [`LogsService::run_retention`] deletes what PutRetentionPolicy has expired; reads
 //! never return expired events even before the job runs.
 //!
 //! Must not depend on Docker, the scheduler or the ECS API; it only plugs into
@@ -20,6 +20,7 @@ mod groups;
 mod keys;
 mod model;
 pub mod pattern;
+mod pool;
 mod read;
 mod retention;
 mod streams;
@@ -29,7 +30,7 @@ mod wire;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,9 +45,7 @@ pub use model::RETENTION_DAYS;
 /// The `X-Amz-Target` prefix of CloudWatch Logs.
 pub const TARGET_PREFIX: &str = "Logs_20140328";
 
-/// How many GetLogEvents/FilterLogEvents calls read at once; the others wait their turn, so the
-/// memory of reads stays bounded whatever the number of readers.
-pub const MAX_CONCURRENT_READS: usize = 4;
+pub use pool::READ_THREADS;
 
 /// How often the retention job runs unless configured otherwise.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -201,8 +200,8 @@ pub struct LogsService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) retention_interval: Duration,
-    /// One permit per GetLogEvents/FilterLogEvents in progress.
-    pub(crate) reads: Arc<tokio::sync::Semaphore>,
+    /// The threads GetLogEvents and FilterLogEvents run on, started by the first read.
+    reads: Arc<OnceLock<pool::ReadPool>>,
     pub(crate) read_limits: ReadLimits,
 }
 
@@ -219,7 +218,7 @@ pub struct ReadLimits {
 impl Default for ReadLimits {
     fn default() -> Self {
         Self {
-            resident_bytes: 4 << 20,
+            resident_bytes: 2 << 20,
             filter_scan_bytes: 16 << 20,
         }
     }
@@ -241,7 +240,7 @@ impl LogsService {
             store,
             clock: Arc::new(SystemClock),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
-            reads: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
+            reads: Arc::new(OnceLock::new()),
             read_limits: ReadLimits::default(),
         }
     }
@@ -253,13 +252,27 @@ impl LogsService {
         self
     }
 
-    /// Waits for a turn to read events.
-    pub(crate) async fn read_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LogsError> {
-        self.reads
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| LogsError::Contention("event reads".to_owned()))
+    /// Runs an event read on the read threads (see `pool`).
+    async fn read<F, Fut>(&self, body: &[u8], ctx: &RequestContext, f: F) -> Result<Value, LogsError>
+    where
+        F: FnOnce(LogsService, Vec<u8>, RequestContext) -> Fut,
+        Fut: std::future::Future<Output = Result<Value, LogsError>> + Send + 'static,
+    {
+        let pool = match self.reads.get() {
+            Some(p) => p,
+            None => {
+                let started = pool::ReadPool::start()?;
+                self.reads.get_or_init(|| started)
+            }
+        };
+        let svc = LogsService {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            retention_interval: self.retention_interval,
+            reads: self.reads.clone(),
+            read_limits: self.read_limits,
+        };
+        pool.run(f(svc, body.to_vec(), ctx.clone())).await
     }
 
     /// Uses `clock` for the retention job's notion of now (requests use their own `now`).
@@ -318,8 +331,18 @@ impl LogsService {
             DeleteLogStream => streams::delete(self, body, ctx).await,
             DescribeLogStreams => streams::describe(self, body, ctx).await,
             PutLogEvents => events::put(self, body, ctx).await,
-            GetLogEvents => events::get(self, body, ctx).await,
-            FilterLogEvents => events::filter(self, body, ctx).await,
+            GetLogEvents => {
+                self.read(body, ctx, |svc, body, ctx| async move {
+                    events::get(&svc, &body, &ctx).await
+                })
+                .await
+            }
+            FilterLogEvents => {
+                self.read(body, ctx, |svc, body, ctx| async move {
+                    events::filter(&svc, &body, &ctx).await
+                })
+                .await
+            }
             TagResource => tags::tag_resource(self, body, ctx).await,
             UntagResource => tags::untag_resource(self, body, ctx).await,
             ListTagsForResource => tags::list_for_resource(self, body, ctx).await,
