@@ -253,7 +253,12 @@ impl LogsService {
     }
 
     /// Runs an event read on the read threads (see `pool`).
-    async fn read<F, Fut>(&self, body: &[u8], ctx: &RequestContext, f: F) -> Result<Value, LogsError>
+    async fn read<F, Fut>(
+        &self,
+        body: &[u8],
+        ctx: &RequestContext,
+        f: F,
+    ) -> Result<Value, LogsError>
     where
         F: FnOnce(LogsService, Vec<u8>, RequestContext) -> Fut,
         Fut: std::future::Future<Output = Result<Value, LogsError>> + Send + 'static,
