@@ -171,6 +171,24 @@ impl TargetGroups for ElbTargetGroups {
     }
 }
 
+/// EC2's default subnets follow the zones ECS's container instances report.
+struct InstanceZones {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl gantry_ec2::ZoneSource for InstanceZones {
+    async fn zones(&self, region: &str) -> Vec<String> {
+        match ecs::availability_zones(self.store.as_ref(), region).await {
+            Ok(z) => z,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the zones of the container instances");
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// Runs the control plane until SIGTERM or Ctrl-C.
 pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
@@ -219,6 +237,20 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let logs = Arc::new(gantry_logs::LogsService::new(store.clone()));
     let retention = tokio::spawn(logs.clone().run_retention(shutdown_rx.clone()));
     let ecr = Arc::new(EcrService::new(registry.clone(), addr.to_string()));
+    let ec2 = Arc::new(gantry_ec2::Ec2Service::new(
+        store.clone(),
+        gantry_ec2::DefaultNetwork {
+            cidr: cfg.default_vpc_cidr,
+            ..Default::default()
+        },
+        Some(Arc::new(InstanceZones {
+            store: store.clone(),
+        })),
+    ));
+    // The default VPC of the server's region exists from the first start.
+    ec2.ensure_defaults(&cfg.region)
+        .await
+        .context("creating the default VPC")?;
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_body_limit(API_BODY_LIMIT)
@@ -226,7 +258,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(ecr)
             .with_json(logs)
             .with_query(Arc::new(StsService))
-            .with_query(Arc::new(gantry_elbv2::Elbv2Service::new(store.clone()))),
+            .with_query(Arc::new(gantry_elbv2::Elbv2Service::new(store.clone())))
+            .with_query(ec2),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
     let agents = Arc::new(
@@ -260,11 +293,18 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         Arc::new(SystemClock),
         shutdown_rx.clone(),
     );
+    let policy_channel = gantry_ec2::policy::policy_router(
+        store.clone(),
+        creds.clone(),
+        Arc::new(SystemClock),
+        shutdown_rx.clone(),
+    );
     let app = front
         .router()
         .merge(registry.router())
         .merge(agents.router())
-        .merge(lb_channel);
+        .merge(lb_channel)
+        .merge(policy_channel);
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
 
     // Listening for the signal before anyone is told the server is ready.

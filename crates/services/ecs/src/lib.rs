@@ -292,6 +292,30 @@ impl JsonService for EcsService {
     }
 }
 
+/// The availability zones the container instances of `region` report (any cluster, any status
+/// but INACTIVE), for the default subnets EC2 keeps one per zone.
+pub async fn availability_zones(
+    store: &dyn Store,
+    region: &str,
+) -> Result<Vec<String>, gantry_store::StoreError> {
+    use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+    use gantry_store::StoreExt;
+    let mut zones: Vec<String> = store
+        .scan_all_typed::<ContainerInstance>(&format!("ecs/{region}/instance/"))
+        .await?
+        .into_iter()
+        .filter(|ci| ci.value.status != ContainerInstanceStatus::Inactive)
+        .filter_map(|ci| {
+            ci.value
+                .attribute("ecs.availability-zone")
+                .map(str::to_owned)
+        })
+        .collect();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
+}
+
 /// Removes STOPPED tasks whose `stoppedAt` is older than `retention_ms` (ECS keeps stopped tasks
 /// describable for at least an hour). Returns how many were removed.
 pub async fn collect_stopped_tasks(
