@@ -12,6 +12,7 @@ use gantry_ecr::{EcrService, Registry, RegistryConfig};
 use gantry_ecs::agent_stream::AgentStreams;
 use gantry_ecs::service_lb::{TargetGroups, TargetSpec};
 use gantry_ecs::service_runner::{Liveness, ServiceRunner};
+use gantry_ecs::task_network;
 use gantry_ecs::{self as ecs, EcsService};
 use gantry_front::{Clock, Front, RandomIds, SystemClock};
 use gantry_store::{SqliteOptions, SqliteStore, Store};
@@ -171,6 +172,115 @@ impl TargetGroups for ElbTargetGroups {
     }
 }
 
+/// ECS's view of EC2 for awsvpc tasks: subnets, groups, and the interfaces planned with the
+/// tasks' own records.
+struct Ec2TaskNetworks {
+    store: Arc<dyn Store>,
+}
+
+fn lookup_error(e: gantry_ec2::Ec2Error) -> task_network::NetworkLookupError {
+    use gantry_ec2::Ec2Error as E;
+    use task_network::NetworkLookupError as L;
+    match e {
+        E::SubnetNotFound(id) => L::SubnetNotFound(id),
+        E::GroupNotFound(id) => L::SecurityGroupNotFound(id),
+        E::Malformed { code, id } if code.starts_with("InvalidSubnet") => L::SubnetNotFound(id),
+        E::Malformed { id, .. } => L::SecurityGroupNotFound(id),
+        other => L::Internal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl task_network::TaskNetworks for Ec2TaskNetworks {
+    async fn resolve(
+        &self,
+        region: &str,
+        subnets: &[String],
+        security_groups: &[String],
+    ) -> Result<task_network::NetworkLookup, task_network::NetworkLookupError> {
+        let store = self.store.as_ref();
+        let subnets = gantry_ec2::ipam::subnets(store, region, subnets)
+            .await
+            .map_err(lookup_error)?;
+        let groups = gantry_ec2::ipam::security_groups(store, region, security_groups)
+            .await
+            .map_err(lookup_error)?;
+        let default_security_group = match subnets.first() {
+            Some(s) => gantry_ec2::ipam::default_security_group(store, region, &s.vpc_id)
+                .await
+                .map_err(lookup_error)?
+                .map(|g| g.id),
+            None => None,
+        };
+        Ok(task_network::NetworkLookup {
+            subnets: subnets
+                .into_iter()
+                .map(|s| task_network::SubnetInfo {
+                    id: s.id,
+                    vpc_id: s.vpc_id,
+                    cidr: s.cidr,
+                    availability_zone: s.availability_zone,
+                })
+                .collect(),
+            security_groups: groups.into_iter().map(|g| (g.id, g.vpc_id)).collect(),
+            default_security_group,
+        })
+    }
+
+    async fn plan(
+        &self,
+        region: &str,
+        requests: &[task_network::InterfaceRequest],
+        now: u64,
+    ) -> Result<
+        (
+            gantry_store::Txn,
+            Vec<Result<task_network::InterfaceGrant, String>>,
+        ),
+        task_network::NetworkLookupError,
+    > {
+        let specs: Vec<gantry_ec2::ipam::InterfaceSpec> = requests
+            .iter()
+            .map(|r| gantry_ec2::ipam::InterfaceSpec {
+                subnets: r.subnets.clone(),
+                security_groups: r.security_groups.clone(),
+                requester_id: r.task_arn.clone(),
+                description: r.attachment_arn.clone(),
+                instance_id: r.instance_id.clone(),
+                seed: r.seed,
+            })
+            .collect();
+        let (txn, out) =
+            gantry_ec2::ipam::plan_interfaces(self.store.as_ref(), region, &specs, now)
+                .await
+                .map_err(lookup_error)?;
+        let grants = out
+            .into_iter()
+            .map(|r| {
+                r.map(|n| task_network::InterfaceGrant {
+                    eni_id: n.id,
+                    subnet_id: n.subnet_id,
+                    private_ip: n.private_ip,
+                    mac: n.mac,
+                    private_dns_name: n.private_dns_name,
+                })
+                .map_err(|e| format!("{}: {e}", e.aws_code()))
+            })
+            .collect();
+        Ok((txn, grants))
+    }
+
+    async fn release(
+        &self,
+        region: &str,
+        eni_id: &str,
+    ) -> Result<gantry_store::Txn, task_network::NetworkLookupError> {
+        gantry_ec2::ipam::release_interface(self.store.as_ref(), region, eni_id)
+            .await
+            .map_err(lookup_error)
+    }
+}
+
 /// EC2's default subnets follow the zones ECS's container instances report.
 struct InstanceZones {
     store: Arc<dyn Store>,
@@ -227,7 +337,13 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
 
-    let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
+    let ecs = Arc::new(
+        EcsService::new(store.clone(), Arc::new(RandomIds)).with_networks(Arc::new(
+            Ec2TaskNetworks {
+                store: store.clone(),
+            },
+        )),
+    );
     let ecs_service = ecs.clone();
     let gc = tokio::spawn(collect_stopped_tasks_forever(
         store.clone(),

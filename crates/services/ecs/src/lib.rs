@@ -5,7 +5,9 @@
 //! - [`service_runner`]: the controller loop that applies the service reconciler's plans, launching
 //!   and stopping tasks through the same code as RunTask and StopTask, and instance liveness;
 //! - [`service_lb`]: load-balancer registration of service tasks, over the [`service_lb::TargetGroups`]
-//!   trait the composition root implements (this crate never depends on the ELBv2 crate).
+//!   trait the composition root implements (this crate never depends on the ELBv2 crate);
+//! - [`task_network`]: awsvpc tasks' network configuration and interfaces, over the
+//!   [`task_network::TaskNetworks`] trait the composition root implements over EC2.
 //!
 //! A service crate: depends on the front, the wire layer, the domain, the store, the scheduler and
 //! the controller; never on another service crate, Docker or the load balancer.
@@ -24,6 +26,7 @@ pub mod service_runner;
 mod services;
 mod tags;
 mod task_definitions;
+pub mod task_network;
 mod tasks;
 mod wire;
 
@@ -154,6 +157,8 @@ pub struct EcsService {
     pub(crate) locks: KeyedLocks,
     /// Decoded container instances and tasks, reused while their revision is unchanged.
     pub(crate) cache: cache::RecordCache,
+    /// EC2's subnets, groups and interfaces, for awsvpc tasks.
+    pub(crate) networks: Option<Arc<dyn task_network::TaskNetworks>>,
 }
 
 impl fmt::Debug for EcsService {
@@ -171,7 +176,14 @@ impl EcsService {
             ids,
             locks: KeyedLocks::default(),
             cache: Default::default(),
+            networks: None,
         }
+    }
+
+    /// Serves the awsvpc network mode with EC2's subnets, groups and interfaces.
+    pub fn with_networks(mut self, networks: Arc<dyn task_network::TaskNetworks>) -> Self {
+        self.networks = Some(networks);
+        self
     }
 
     /// Whether Gantry serves `op` (the rest answer `UnsupportedFeatureException`).

@@ -77,13 +77,18 @@ fn lb_err(e: String) -> EcsError {
     EcsError::InvalidParameter(e)
 }
 
-/// The target a task offers for one binding: (instance id, host port, address).
+/// The target a task offers for one binding: (instance id, host port, address); for awsvpc
+/// tasks (`ip` target groups) the task's own address and the container port.
 fn target_of(
     t: &Task,
     b: &Binding,
     instances: &HashMap<String, ContainerInstance>,
 ) -> Option<(String, u16, String)> {
     let c = t.containers.iter().find(|c| c.name == b.container_name)?;
+    if let Some(net) = &t.network {
+        let port = u16::try_from(b.container_port).ok()?;
+        return Some((net.private_ipv4.clone(), port, net.private_ipv4.clone()));
+    }
     let port = c
         .network_bindings
         .iter()
