@@ -61,6 +61,13 @@ pub struct AgentArgs {
     /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// The image of awsvpc tasks' pause containers (default: built in, x86-64 only).
+    #[arg(long, env = "GANTRY_PAUSE_IMAGE")]
+    pub pause_image: Option<String>,
+    /// Remove what this agent left on the host (its task and pause containers, its
+    /// security-group chains, unused subnet networks) and exit.
+    #[arg(long)]
+    pub uninstall: bool,
 }
 
 /// `gantry lb` flags.

@@ -174,7 +174,7 @@ pub async fn plan_interfaces(
             availability_zone: st.subnet.value.availability_zone.clone(),
             availability_zone_id: st.subnet.value.availability_zone_id.clone(),
             private_ip: ip.to_string(),
-            mac: keys::new_mac(),
+            mac: keys::mac_of(ip),
             private_dns_name: private_dns_name(region, ip),
             security_groups: spec.security_groups.clone(),
             description: spec.description.clone(),

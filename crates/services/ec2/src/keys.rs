@@ -66,14 +66,13 @@ pub fn is_id(prefix: &str, id: &str) -> bool {
         })
 }
 
-/// A locally administered unicast MAC address (`0e:..`, as EC2's ENIs have), from random bits.
-pub fn new_mac() -> String {
-    let b = uuid::Uuid::new_v4();
-    let b = b.as_bytes();
-    format!(
-        "0e:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b[0], b[1], b[2], b[3], b[4]
-    )
+/// The MAC address of an interface with address `ip`: locally administered, `02:42:` and the
+/// four address bytes. It is the address Docker derives from the IP on a bridge network, so the
+/// interface record and the task's real interface agree on every Engine version (older ones
+/// ignore a requested endpoint MAC).
+pub fn mac_of(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 #[cfg(test)]
@@ -89,7 +88,9 @@ mod tests {
         assert!(!is_id("sg", "sg-123"));
         assert!(!is_id("subnet", "vpc-12345678"));
         assert!(!is_id("vpc", "vpc-1234567g"));
-        let mac = new_mac();
-        assert!(mac.starts_with("0e:") && mac.len() == 17, "{mac}");
+        assert_eq!(
+            mac_of(std::net::Ipv4Addr::new(10, 250, 9, 9)),
+            "02:42:0a:fa:09:09"
+        );
     }
 }
