@@ -127,6 +127,15 @@ def ecs(gantry):
     return gantry.client("ecs")
 
 
+def default_subnets(gantry, count=2):
+    """Ids of the default VPC's subnets in the first `count` zones (an application load balancer
+    needs two zones)."""
+    subnets = gantry.client("ec2").describe_subnets(
+        Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    subnets.sort(key=lambda s: s["AvailabilityZone"])
+    return [s["SubnetId"] for s in subnets[:count]]
+
+
 def docker_available() -> bool:
     if shutil.which("docker") is None:
         return False

@@ -130,3 +130,41 @@ def test_pagination_and_filters_with_boto3(gantry):
     for s in made:
         ec2.delete_subnet(SubnetId=s)
     ec2.delete_vpc(VpcId=vpc)
+
+
+def test_load_balancer_subnets_and_groups_come_from_ec2(gantry):
+    ec2, elb = gantry.client("ec2"), gantry.client("elbv2")
+    subnets = sorted(ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"],
+                     key=lambda s: s["AvailabilityZone"])
+    a, b, c = (s["SubnetId"] for s in subnets[:3])
+    vpc = subnets[0]["VpcId"]
+    default_sg = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                       {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
+
+    def code(fn, **kw):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            fn(**kw)
+        return e.value.response["Error"]
+
+    err = code(elb.create_load_balancer, Name="bad", Subnets=[a, "subnet-0123456789abcdef0"])
+    assert err["Code"] == "SubnetNotFound" and "subnet-0123456789abcdef0" in err["Message"]
+    same_zone = ec2.create_subnet(VpcId=vpc, CidrBlock="172.31.240.0/24",
+                                  AvailabilityZone=subnets[0]["AvailabilityZone"])["Subnet"]["SubnetId"]
+    assert code(elb.create_load_balancer, Name="bad", Subnets=[a, same_zone])["Code"] == "InvalidConfigurationRequest"
+    assert code(elb.create_load_balancer, Name="bad", Subnets=[a])["Code"] == "ValidationError"
+    other_vpc = ec2.create_vpc(CidrBlock="10.61.0.0/16")["Vpc"]["VpcId"]
+    foreign_sg = ec2.create_security_group(GroupName="x", Description="x", VpcId=other_vpc)["GroupId"]
+    assert code(elb.create_load_balancer, Name="bad", Subnets=[a, b], SecurityGroups=[foreign_sg])["Code"] == "InvalidSecurityGroup"
+
+    lb = elb.create_load_balancer(Name="good", Subnets=[a, b])["LoadBalancers"][0]
+    assert lb["VpcId"] == vpc
+    assert sorted(z["ZoneName"] for z in lb["AvailabilityZones"]) == ["us-east-1a", "us-east-1b"]
+    assert lb["SecurityGroups"] == [default_sg]
+    zones = elb.set_subnets(LoadBalancerArn=lb["LoadBalancerArn"], SubnetMappings=[{"SubnetId": a}, {"SubnetId": c}])["AvailabilityZones"]
+    assert sorted(z["SubnetId"] for z in zones) == sorted([a, c])
+    web = ec2.create_security_group(GroupName="lb", Description="lb", VpcId=vpc)["GroupId"]
+    assert elb.set_security_groups(LoadBalancerArn=lb["LoadBalancerArn"], SecurityGroups=[web])["SecurityGroupIds"] == [web]
+    assert code(elb.set_security_groups, LoadBalancerArn=lb["LoadBalancerArn"], SecurityGroups=[foreign_sg])["Code"] == "InvalidSecurityGroup"
+    described = elb.describe_load_balancers(LoadBalancerArns=[lb["LoadBalancerArn"]])["LoadBalancers"][0]
+    assert described["SecurityGroups"] == [web]
+    assert sorted(z["ZoneName"] for z in described["AvailabilityZones"]) == ["us-east-1a", "us-east-1c"]

@@ -281,6 +281,71 @@ impl task_network::TaskNetworks for Ec2TaskNetworks {
     }
 }
 
+/// ELBv2's view of EC2: the subnets and security groups load balancers are placed in.
+struct Ec2LbNetworks {
+    store: Arc<dyn Store>,
+}
+
+fn lb_lookup_error(e: gantry_ec2::Ec2Error) -> gantry_elbv2::NetworkLookupError {
+    use gantry_ec2::Ec2Error as E;
+    use gantry_elbv2::NetworkLookupError as L;
+    match e {
+        E::SubnetNotFound(id) => L::SubnetNotFound(id),
+        E::GroupNotFound(id) => L::SecurityGroupNotFound(id),
+        E::Malformed { code, id } if code.starts_with("InvalidSubnet") => L::SubnetNotFound(id),
+        E::Malformed { id, .. } => L::SecurityGroupNotFound(id),
+        other => L::Internal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl gantry_elbv2::Networks for Ec2LbNetworks {
+    async fn subnets(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<gantry_elbv2::SubnetRef>, gantry_elbv2::NetworkLookupError> {
+        Ok(gantry_ec2::ipam::subnets(self.store.as_ref(), region, ids)
+            .await
+            .map_err(lb_lookup_error)?
+            .into_iter()
+            .map(|s| gantry_elbv2::SubnetRef {
+                id: s.id,
+                vpc_id: s.vpc_id,
+                availability_zone: s.availability_zone,
+            })
+            .collect())
+    }
+
+    async fn security_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, gantry_elbv2::NetworkLookupError> {
+        Ok(
+            gantry_ec2::ipam::security_groups(self.store.as_ref(), region, ids)
+                .await
+                .map_err(lb_lookup_error)?
+                .into_iter()
+                .map(|g| (g.id, g.vpc_id))
+                .collect(),
+        )
+    }
+
+    async fn default_security_group(
+        &self,
+        region: &str,
+        vpc_id: &str,
+    ) -> Result<Option<String>, gantry_elbv2::NetworkLookupError> {
+        Ok(
+            gantry_ec2::ipam::default_security_group(self.store.as_ref(), region, vpc_id)
+                .await
+                .map_err(lb_lookup_error)?
+                .map(|g| g.id),
+        )
+    }
+}
+
 /// EC2's default subnets follow the zones ECS's container instances report.
 struct InstanceZones {
     store: Arc<dyn Store>,
@@ -374,7 +439,13 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(ecr)
             .with_json(logs)
             .with_query(Arc::new(StsService))
-            .with_query(Arc::new(gantry_elbv2::Elbv2Service::new(store.clone())))
+            .with_query(Arc::new(
+                gantry_elbv2::Elbv2Service::new(store.clone()).with_networks(Arc::new(
+                    Ec2LbNetworks {
+                        store: store.clone(),
+                    },
+                )),
+            ))
             .with_query(ec2),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
