@@ -396,6 +396,17 @@ def test_bad_network_configurations_get_ecs_errors_and_leave_nothing(gantry):
         ecs.create_service(cluster="bad", serviceName="s", taskDefinition="badweb", desiredCount=1,
                            networkConfiguration={"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"]}})
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    # awsvpc services register task addresses: their target groups must be of type ip.
+    elb = net.client("elbv2")
+    instance_tg = elb.create_target_group(Name="inst", Protocol="HTTP", Port=80, VpcId=subnet["VpcId"],
+                                          TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.create_service(cluster="bad", serviceName="s", taskDefinition="badweb", desiredCount=1,
+                           networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}},
+                           loadBalancers=[{"targetGroupArn": instance_tg, "containerName": "app", "containerPort": 80}])
+    assert e.value.response["Error"]["Message"] == (
+        f"The provided target group {instance_tg} has target type instance, which is incompatible with the "
+        "awsvpc network mode specified in the task definition.")
     # A CIDR outside the VPC.
     with pytest.raises(botocore.exceptions.ClientError) as e:
         ec2.create_subnet(VpcId=other_vpc, CidrBlock="10.63.0.0/24")

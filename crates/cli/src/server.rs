@@ -170,6 +170,14 @@ impl TargetGroups for ElbTargetGroups {
             .flatten()
             .map(|tg| tg.deregistration_delay_seconds() * 1000)
     }
+
+    async fn target_type(&self, region: &str, tg_arn: &str) -> Option<String> {
+        gantry_elbv2::target_group(self.store.as_ref(), region, tg_arn)
+            .await
+            .ok()
+            .flatten()
+            .map(|tg| tg.target_type)
+    }
 }
 
 /// ECS's view of EC2 for awsvpc tasks: subnets, groups, and the interfaces planned with the
@@ -402,12 +410,15 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
 
+    let target_groups = Arc::new(ElbTargetGroups {
+        store: store.clone(),
+    });
     let ecs = Arc::new(
-        EcsService::new(store.clone(), Arc::new(RandomIds)).with_networks(Arc::new(
-            Ec2TaskNetworks {
+        EcsService::new(store.clone(), Arc::new(RandomIds))
+            .with_networks(Arc::new(Ec2TaskNetworks {
                 store: store.clone(),
-            },
-        )),
+            }))
+            .with_target_groups(target_groups.clone()),
     );
     let ecs_service = ecs.clone();
     let gc = tokio::spawn(collect_stopped_tasks_forever(
@@ -469,9 +480,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 lost_after: cfg.lost_after,
             },
         )
-        .with_target_groups(Arc::new(ElbTargetGroups {
-            store: store.clone(),
-        })),
+        .with_target_groups(target_groups),
     );
     let runner_task = tokio::spawn(runner.run(shutdown_rx.clone()));
     let lb_channel = gantry_elbv2::lb_router(

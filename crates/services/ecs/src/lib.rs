@@ -159,6 +159,8 @@ pub struct EcsService {
     pub(crate) cache: cache::RecordCache,
     /// EC2's subnets, groups and interfaces, for awsvpc tasks.
     pub(crate) networks: Option<Arc<dyn task_network::TaskNetworks>>,
+    /// ELBv2's target groups, for CreateService/UpdateService checks.
+    pub(crate) target_groups: Option<Arc<dyn service_lb::TargetGroups>>,
 }
 
 impl fmt::Debug for EcsService {
@@ -177,7 +179,14 @@ impl EcsService {
             locks: KeyedLocks::default(),
             cache: Default::default(),
             networks: None,
+            target_groups: None,
         }
+    }
+
+    /// Checks services' `loadBalancers` against ELBv2's target groups.
+    pub fn with_target_groups(mut self, groups: Arc<dyn service_lb::TargetGroups>) -> Self {
+        self.target_groups = Some(groups);
+        self
     }
 
     /// Serves the awsvpc network mode with EC2's subnets, groups and interfaces.

@@ -385,6 +385,15 @@ pub(super) async fn create(
     .await?;
     let network_configuration = task_network::parse_config(req.network_configuration.as_ref())?
         .map(|c| task_network::normalized(&c));
+    if let (Some(groups), Some(lbs)) = (&svc.target_groups, &req.load_balancers) {
+        crate::service_lb::check_target_types(
+            groups.as_ref(),
+            &ctx.region,
+            lbs,
+            td.effective_network_mode(),
+        )
+        .await?;
+    }
     let key = keys::service(&ctx.region, &cluster, &name);
     let service = commit_with_retry(svc.store.as_ref(), || async {
         let existing = svc.store.get_typed::<Service>(&key).await?;
@@ -509,7 +518,7 @@ pub(super) async fn update(
             (None, Some(p)) => (p.family.clone(), p.revision),
             (None, None) => return Err(EcsError::invalid("The service has no task definition.")),
         };
-        if new_td.is_some() || req.network_configuration.is_some() {
+        if new_td.is_some() || req.network_configuration.is_some() || req.load_balancers.is_some() {
             // The (new) task definition and the (new) network configuration must fit together.
             let td = match &new_td {
                 Some(td) => td.clone(),
@@ -527,6 +536,15 @@ pub(super) async fn update(
                 &s.launch_type,
             )
             .await?;
+            if let Some(groups) = &svc.target_groups {
+                crate::service_lb::check_target_types(
+                    groups.as_ref(),
+                    &ctx.region,
+                    &s.load_balancers,
+                    td.effective_network_mode(),
+                )
+                .await?;
+            }
         }
         if s.primary()
             .is_none_or(|p| p.family != family || p.revision != revision)
