@@ -46,16 +46,19 @@ def uninstall(gantry, agent):
     assert p.returncode == 0, p.stderr
 
 
-def start_agent(gantry, tmp_path, cluster, name="agent"):
-    agent = Agent(gantry, cluster, tmp_path / name).start()
+def start_agent(gantry, tmp_path, cluster, name="agent", attributes=()):
+    agent = Agent(gantry, cluster, tmp_path / name, list(attributes)).start()
     gantry.agents.append(agent)
     ecs = gantry.client("ecs")
-    wait_until(lambda: any(
-        a["name"] == "ecs.capability.task-eni"
-        for ci in ecs.describe_container_instances(
-            cluster=cluster, containerInstances=ecs.list_container_instances(cluster=cluster)["containerInstanceArns"] or ["x"]
-        ).get("containerInstances", [])
-        for a in ci["attributes"]), what="an agent offering awsvpc")
+    before = len(gantry.agents)
+
+    def offering():
+        arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        if len(arns) < before:
+            return False
+        cis = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
+        return all(any(a["name"] == "ecs.capability.task-eni" for a in ci["attributes"]) for ci in cis)
+    wait_until(offering, what="agents offering awsvpc")
     return agent
 
 
@@ -351,6 +354,37 @@ def test_agent_kill9_keeps_addresses_and_hands_none_out_twice(net, tmp_path):
     more = run_awsvpc(net, "k9", "k9web", [subnet], count=5)
     new = [attachment(t)[1]["privateIPv4Address"] for t in more]
     assert len(set(new)) == 5 and not set(new) & set(addresses.values()), (new, addresses)
+
+
+def test_a_service_across_two_hosts_gets_addresses_in_each_hosts_zone(net, tmp_path):
+    ecs, ec2 = net.client("ecs"), net.client("ec2")
+    ecs.create_cluster(clusterName="two")
+    start_agent(net, tmp_path, "two", "a1")
+    start_agent(net, tmp_path, "two", "a2", ["ecs.availability-zone=us-east-1b"])
+    subnets = {z: default_subnet(net, z) for z in ("us-east-1a", "us-east-1b")}
+    ecs.register_task_definition(**web_td("twoweb", net.image))
+    ecs.create_service(cluster="two", serviceName="web", taskDefinition="twoweb", desiredCount=6,
+                       networkConfiguration={"awsvpcConfiguration": {
+                           "subnets": [s["SubnetId"] for s in subnets.values()]}})
+    ecs.get_waiter("services_stable").wait(cluster="two", services=["web"], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    tasks = ecs.describe_tasks(cluster="two", tasks=ecs.list_tasks(cluster="two")["taskArns"])["tasks"]
+    assert len(tasks) == 6
+    zones = {t["availabilityZone"] for t in tasks}
+    assert zones == {"us-east-1a", "us-east-1b"}, "spread over both hosts' zones"
+    ips = [attachment(t)[1]["privateIPv4Address"] for t in tasks]
+    assert len(set(ips)) == 6
+    for t in tasks:
+        # Each task's interface is in the subnet of its instance's zone, attached to that instance.
+        d = attachment(t)[1]
+        assert d["subnetId"] == subnets[t["availabilityZone"]]["SubnetId"]
+        eni = ec2.describe_network_interfaces(NetworkInterfaceIds=[d["networkInterfaceId"]])["NetworkInterfaces"][0]
+        ci = ecs.describe_container_instances(cluster="two", containerInstances=[t["containerInstanceArn"]])["containerInstances"][0]
+        assert eni["Attachment"]["InstanceId"] == ci["ec2InstanceId"]
+        assert eni["AvailabilityZone"] == t["availabilityZone"]
+        assert urllib.request.urlopen(f"http://{d['privateIPv4Address']}/index.html", timeout=5).read().decode().startswith("hello")
+    ecs.update_service(cluster="two", service="web", desiredCount=0)
+    ecs.delete_service(cluster="two", service="web")
+    wait_until(lambda: ec2.describe_network_interfaces()["NetworkInterfaces"] == [], timeout=90, what="interfaces released")
 
 
 def test_bad_network_configurations_get_ecs_errors_and_leave_nothing(gantry):
