@@ -184,7 +184,7 @@ LOCKS = Path("/tmp/gantry-test-vpc-blocks")
 def vpc_block():
     """A /20 no other test on this machine uses while this one runs (Docker refuses two networks
     with overlapping blocks): 10.128.0.0/20 ... 10.191.240.0/20, held by a file lock that is
-    released when the test ends or its process dies. The Rust tests use the same locks."""
+    released when the test ends or its process dies."""
     LOCKS.mkdir(exist_ok=True)
     start = random.randrange(1024)
     for k in range(1024):
