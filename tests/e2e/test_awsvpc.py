@@ -158,6 +158,10 @@ def test_two_tasks_with_app_and_sidecar_each_on_their_own_address(net, tmp_path)
         ec2.delete_subnet(SubnetId=subnet["SubnetId"])
     assert e.value.response["Error"]["Code"] == "DependencyViolation"
 
+    # The agent guards the tasks in a chain of its own.
+    rules = subprocess.run(["iptables", "--wait", "-S"], capture_output=True, text=True).stdout
+    ours = next(line.split()[-1].rsplit("-", 1)[0] for line in rules.splitlines()
+                if f"-d {next(iter(ips))}/32 -j GANTRY-" in line)
     # StartTask places an awsvpc task on a named instance the same way.
     instance = ecs.list_container_instances(cluster="vpc")["containerInstanceArns"][0]
     started = ecs.start_task(cluster="vpc", taskDefinition="pair", containerInstances=[instance],
@@ -177,6 +181,9 @@ def test_two_tasks_with_app_and_sidecar_each_on_their_own_address(net, tmp_path)
     assert all(attachment(t)[0]["status"] == "DELETED" for t in stopped)
     lost = next(t for t in stopped if t["taskArn"] == tasks[0]["taskArn"])
     assert "pause container" in lost["stoppedReason"], lost["stoppedReason"]
+    # With no awsvpc task left, the agent's chain is gone.
+    wait_until(lambda: ours not in subprocess.run(["iptables", "--wait", "-S"], capture_output=True, text=True).stdout,
+               timeout=10, what="the agent's chain removed")
     assert ec2.describe_network_interfaces(Filters=[{"Name": "subnet-id", "Values": [subnet["SubnetId"]]}])["NetworkInterfaces"] == []
     assert ec2.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]["AvailableIpAddressCount"] == free_before
 

@@ -5,8 +5,9 @@
 //! users, evaluated first in `FORWARD`, which bridged traffic traverses): `GANTRY-<key>` and its
 //! per-interface sub-chains. Each policy replaces the chains' contents atomically
 //! (`iptables-restore --noflush`, which only touches the chains it names); rules Gantry did not
-//! create are never read or changed. The chains are removed by [`Netfilter::remove`] (agent
-//! shutdown with no awsvpc task left, or `gantry agent --uninstall`).
+//! create are never read or changed. An agent with no awsvpc task on its host has no chain; the
+//! chains are removed when the last one goes, on agent shutdown with none left, and by
+//! `gantry agent --uninstall`.
 //!
 //! Per packet: established and related traffic of a task interface is accepted (security groups
 //! are stateful); traffic between a task interface and another VPC is dropped (VPCs are not
@@ -231,9 +232,15 @@ impl Netfilter {
     }
 
     /// Replaces the rules with `policy`'s, atomically, and hooks the chain from `DOCKER-USER`.
+    /// A policy without interfaces (no awsvpc task on this host) leaves no chain at all.
     pub async fn apply(&self, policy: &NetworkPolicy) -> Result<(), NetfilterError> {
         self.usable()?;
         let _one = self.lock.lock().await;
+        if policy.interfaces.is_empty() {
+            self.remove_locked().await?;
+            self.applied.send_replace(BTreeSet::new());
+            return Ok(());
+        }
         let existing = self.existing().await?;
         let input = render(&self.chain, policy, &existing);
         run("iptables-restore", &["--noflush", "--wait"], Some(&input)).await?;
@@ -280,6 +287,12 @@ impl Netfilter {
             return Ok(());
         }
         let _one = self.lock.lock().await;
+        self.remove_locked().await?;
+        self.applied.send_replace(BTreeSet::new());
+        Ok(())
+    }
+
+    async fn remove_locked(&self) -> Result<(), NetfilterError> {
         while run("iptables", &["--wait", "-D", HOOK, "-j", &self.chain], None)
             .await
             .is_ok()
@@ -298,7 +311,6 @@ impl Netfilter {
         input.push_str("COMMIT\n");
         run("iptables-restore", &["--noflush", "--wait"], Some(&input)).await?;
         tracing::info!(chain = %self.chain, "security-group chains removed");
-        self.applied.send_replace(BTreeSet::new());
         Ok(())
     }
 }
