@@ -37,6 +37,13 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
     cfg.attributes = args.attributes;
     cfg.region = args.region;
+    if let Some(image) = args.pause_image {
+        cfg.pause_image = image;
+    }
+    if args.uninstall {
+        gantry_agent::uninstall(cfg).await?;
+        return Ok(());
+    }
     gantry_agent::run(cfg, server::shutdown_signal()).await?;
     Ok(())
 }
