@@ -1,7 +1,9 @@
 """Fixtures that start the real `gantry` binary on port 0 and drive it with real AWS clients."""
 
+import fcntl
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -127,6 +129,15 @@ def ecs(gantry):
     return gantry.client("ecs")
 
 
+def default_subnets(gantry, count=2):
+    """Ids of the default VPC's subnets in the first `count` zones (an application load balancer
+    needs two zones)."""
+    subnets = gantry.client("ec2").describe_subnets(
+        Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    subnets.sort(key=lambda s: s["AvailabilityZone"])
+    return [s["SubnetId"] for s in subnets[:count]]
+
+
 def docker_available() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -141,3 +152,67 @@ def require_docker():
         pytest.fail("Docker is required (GANTRY_REQUIRE_DOCKER=1) but is not available")
     print("SKIPPED: Docker is not available on this machine")
     pytest.skip("SKIPPED: Docker is not available on this machine")
+
+
+def require_network_powers():
+    """Docker plus what awsvpc tasks need from the host: iptables with root powers, Docker's
+    DOCKER-USER chain, bridged traffic through iptables. Skips loudly without them; fails when
+    GANTRY_REQUIRE_DOCKER=1 (CI)."""
+    require_docker()
+    problems = []
+    p = subprocess.run(["iptables", "--wait", "-S", "DOCKER-USER"], capture_output=True, text=True)
+    if p.returncode != 0:
+        problems.append(f"iptables -S DOCKER-USER failed (root and Docker's iptables rules needed): {p.stderr.strip()}")
+    try:
+        if Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() != "1":
+            problems.append("net.bridge.bridge-nf-call-iptables is not 1")
+    except OSError as e:
+        problems.append(f"br_netfilter is not loaded: {e}")
+    if not problems:
+        return
+    msg = "awsvpc tests need root network powers: " + "; ".join(problems)
+    if os.environ.get("GANTRY_REQUIRE_DOCKER") == "1":
+        pytest.fail(msg)
+    print("SKIPPED: " + msg)
+    pytest.skip("SKIPPED: " + msg)
+
+
+LOCKS = Path("/tmp/gantry-test-vpc-blocks")
+
+
+@pytest.fixture
+def vpc_block():
+    """A /20 no other test on this machine uses while this one runs (Docker refuses two networks
+    with overlapping blocks): 10.128.0.0/20 ... 10.191.240.0/20, held by a file lock that is
+    released when the test ends or its process dies."""
+    LOCKS.mkdir(exist_ok=True)
+    start = random.randrange(1024)
+    for k in range(1024):
+        i = (start + k) % 1024
+        f = open(LOCKS / f"{i}.lock", "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        try:
+            yield f"10.{128 + i // 16}.{(i % 16) * 16}.0/20"
+        finally:
+            f.close()
+        return
+    raise RuntimeError("no free VPC block for the test")
+
+
+def remove_subnet_networks(block):
+    """Removes the Docker networks Gantry made for subnets inside `block` (after a test)."""
+    import ipaddress
+    net = ipaddress.ip_network(block)
+    ids = subprocess.run(["docker", "network", "ls", "-q", "--filter", "label=gantry.subnet-id"],
+                         capture_output=True, text=True).stdout.split()
+    for nid in ids:
+        info = subprocess.run(["docker", "network", "inspect", nid], capture_output=True, text=True)
+        if info.returncode != 0:
+            continue
+        for cfg in (json.loads(info.stdout)[0].get("IPAM", {}).get("Config") or []):
+            if cfg.get("Subnet") and ipaddress.ip_network(cfg["Subnet"]).subnet_of(net):
+                subprocess.run(["docker", "network", "rm", nid], capture_output=True)

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from conftest import gantry_binary, require_docker
+from conftest import default_subnets, gantry_binary, require_docker
 from images import build_busybox_image, docker
 from test_agent_tasks import Agent, wait_until
 from test_ecr import login
@@ -55,7 +55,7 @@ def test_service_behind_a_load_balancer_rolls_without_errors(gantry, tmp_path):
     try:
         wait_until(lambda: ecs.list_container_instances(cluster="lbc")["containerInstanceArns"], what="agent")
         lb = gantry.aws_json("elbv2", "create-load-balancer", "--name", "web", "--type", "application",
-                             "--subnets", "subnet-1", "subnet-2")["LoadBalancers"][0]
+                             "--subnets", *default_subnets(gantry))["LoadBalancers"][0]
         tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=8080, VpcId="vpc-1", TargetType="instance",
                                      HealthCheckPath="/index.html", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
                                      HealthyThresholdCount=2, UnhealthyThresholdCount=2)["TargetGroups"][0]
@@ -146,7 +146,7 @@ def test_path_rule_second_service_and_unhealthy_replacement(gantry, tmp_path):
     agent = Agent(gantry, "lbr", tmp_path / "agent").start()
     try:
         wait_until(lambda: ecs.list_container_instances(cluster="lbr")["containerInstanceArns"], what="agent")
-        lb = elb.create_load_balancer(Name="edge", Subnets=["s-1"], Type="application")["LoadBalancers"][0]
+        lb = elb.create_load_balancer(Name="edge", Subnets=default_subnets(gantry), Type="application")["LoadBalancers"][0]
 
         def group(name):
             tg = elb.create_target_group(Name=name, Protocol="HTTP", Port=8080, VpcId="vpc-1", TargetType="instance",

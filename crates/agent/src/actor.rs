@@ -22,9 +22,12 @@ use crate::checkpoint::TaskRecord;
 use crate::config::ImagePullBehavior;
 use crate::logs::{awslogs_target, ship};
 use crate::metadata::TaskDocument;
-use crate::runtime::{ContainerState, ListedContainer};
+use crate::pause::{PAUSE_CONTAINER_NAME, PAUSE_IMAGE, pause_rootfs};
+use crate::runtime::{ContainerState, ListedContainer, SubnetNetwork};
 use crate::shared::{Report, Shared, epoch_secs, rfc3339, spawn_reporter};
-use crate::spec::{SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, volume_source};
+use crate::spec::{
+    SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, pause_spec, volume_source,
+};
 
 /// Messages to a task actor.
 #[derive(Debug)]
@@ -41,6 +44,28 @@ pub enum TaskMsg {
 pub const STOPPED_BY_CONTROL_PLANE: &str = "Task stopped by the control plane";
 /// Reason reported when an essential container exited.
 pub const ESSENTIAL_EXITED: &str = "Essential container in task exited";
+/// Reason reported when an awsvpc task's pause container (its network namespace) went away.
+pub const NAMESPACE_LOST: &str =
+    "Task network namespace lost: the pause container of the task stopped";
+
+/// How long an awsvpc task waits for its security groups to be in place before starting.
+const SECURITY_GROUPS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a pause container waits for its address to be freed by a leaving task.
+const ADDRESS_WAIT: Duration = Duration::from_secs(30);
+
+/// The pause container of an awsvpc task.
+#[derive(Debug, Default)]
+struct Pause {
+    runtime_id: Option<String>,
+    state: Option<ContainerState>,
+    gone: bool,
+}
+
+impl Pause {
+    fn lost(&self) -> bool {
+        self.runtime_id.is_some() && (self.gone || self.state.as_ref().is_some_and(|s| !s.running))
+    }
+}
 
 /// How long a container waits for its `dependsOn` conditions by default.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
@@ -163,6 +188,8 @@ struct TaskActor {
     pending_final: Option<Value>,
     /// The agent is going away: leave the containers as they are.
     detached: bool,
+    /// awsvpc tasks: the pause container that owns the task's network namespace.
+    pause: Option<Pause>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -241,6 +268,18 @@ impl TaskActor {
                 }
             })
             .collect();
+        let pause = record.network.as_ref().map(|_| Pause {
+            runtime_id: adopted
+                .containers
+                .iter()
+                .find(|c| {
+                    c.labels.get(labels::CONTAINER_NAME).map(String::as_str)
+                        == Some(PAUSE_CONTAINER_NAME)
+                })
+                .map(|c| c.id.clone())
+                .or_else(|| rec.containers.get(PAUSE_CONTAINER_NAME).cloned()),
+            ..Pause::default()
+        });
         let (reports, reporter) = spawn_reporter(&sh);
         let n = ctrs.len();
         Self {
@@ -263,6 +302,7 @@ impl TaskActor {
             reports: Some(reports),
             reporter: Some(reporter),
             detached: false,
+            pause,
         }
     }
 
@@ -307,6 +347,7 @@ impl TaskActor {
             // Stopped before the agent restarted: the report was not acknowledged yet.
             self.known = Known::Stopped;
             self.refresh().await;
+            self.remove_pause().await;
             self.send(Report::Task(body));
             self.cleanup().await;
             self.finish(&mut rx).await;
@@ -356,6 +397,16 @@ impl TaskActor {
         }
         let adopted = self.ctrs.iter().filter(|c| c.runtime_id.is_some()).count();
         tracing::info!(adopted, "re-adopted task containers");
+        if self
+            .pause
+            .as_ref()
+            .is_some_and(|p| p.lost() || p.runtime_id.is_none())
+            && self.ctrs.iter().any(Ctr::started)
+        {
+            tracing::info!("the pause container went away while the agent was away");
+            self.fail(NAMESPACE_LOST.to_owned());
+            return;
+        }
         if self.ctrs.iter().all(Ctr::started) {
             if let Some(c) = self
                 .ctrs
@@ -376,6 +427,15 @@ impl TaskActor {
 
     /// Re-inspects every container.
     async fn refresh(&mut self) {
+        if let Some(p) = &mut self.pause
+            && let Some(id) = p.runtime_id.clone()
+        {
+            match self.sh.runtime.inspect(&id).await {
+                Ok(Some(s)) => p.state = Some(s),
+                Ok(None) => p.gone = true,
+                Err(e) => tracing::warn!(error = %e, "cannot inspect the pause container"),
+            }
+        }
         for c in &mut self.ctrs {
             let Some(id) = c.runtime_id.clone() else {
                 continue;
@@ -405,6 +465,7 @@ impl TaskActor {
                 .unwrap_or_default()
                 .to_owned(),
             hard_limits: self.sh.hard_limits.clone(),
+            awsvpc_namespace: self.pause.as_ref().and_then(|p| p.runtime_id.clone()),
         }
     }
 
@@ -455,6 +516,12 @@ impl TaskActor {
                 self.handle(Some(m));
             }
             if self.should_stop() || self.detached {
+                return;
+            }
+            if self.record.network.is_some()
+                && let Err(e) = self.ensure_pause().await
+            {
+                self.fail(format!("ResourceInitializationError: {e}"));
                 return;
             }
             if let Err(e) = self.create_missing(&missing).await {
@@ -519,6 +586,112 @@ impl TaskActor {
             }
             self.publish();
             self.wait(rx, START_TICK).await;
+        }
+    }
+
+    /// awsvpc: the subnet's network, the pause image and a running pause container at the
+    /// task's address; returns once the task's security groups are in place on this host.
+    async fn ensure_pause(&mut self) -> Result<(), String> {
+        let Some(net) = self.record.network.clone() else {
+            return Ok(());
+        };
+        let sh = self.sh.clone();
+        sh.netfilter
+            .usable()
+            .map_err(|e| format!("security groups cannot be enforced on this host: {e}"))?;
+        let network = sh
+            .runtime
+            .ensure_subnet_network(&SubnetNetwork {
+                subnet_id: net.subnet_id.clone(),
+                vpc_id: net.vpc_id.clone(),
+                cidr: net.subnet_cidr.clone(),
+                gateway: net.gateway.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if sh.pause_image == PAUSE_IMAGE {
+            let rootfs = pause_rootfs().ok_or_else(|| {
+                format!(
+                    "there is no built-in pause image for {}: start the agent with --pause-image",
+                    std::env::consts::ARCH
+                )
+            })?;
+            sh.runtime
+                .ensure_imported_image(PAUSE_IMAGE, rootfs, &["/pause"])
+                .await
+                .map_err(|e| e.to_string())?;
+        } else {
+            ensure_image(sh.clone(), sh.pause_image.clone())
+                .await
+                .map_err(|e| format!("CannotPullContainerError: {e}"))?;
+        }
+        let existing = self.pause.as_ref().and_then(|p| p.runtime_id.clone());
+        if let Some(id) = existing {
+            match sh.runtime.inspect(&id).await.map_err(|e| e.to_string())? {
+                Some(s) if s.running => {
+                    return self.wait_security_groups(&net.eni_id).await;
+                }
+                Some(_) => {
+                    let _ = sh.runtime.remove(&id).await;
+                }
+                None => {}
+            }
+        }
+        let spec = pause_spec(&self.id, &net, &network, &sh.pause_image, &random_hex(16));
+        // A task that held the address on this host may still be leaving: wait for it.
+        let began = Instant::now();
+        let id = loop {
+            match sh.runtime.create(&spec).await {
+                Ok(id) => match sh.runtime.start(&id).await {
+                    Ok(()) => break id,
+                    Err(e) => {
+                        let _ = sh.runtime.remove(&id).await;
+                        let text = e.to_string();
+                        if text.contains("already in use") && began.elapsed() < ADDRESS_WAIT {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                        return Err(format!("cannot start the pause container: {text}"));
+                    }
+                },
+                Err(e) => return Err(format!("cannot create the pause container: {e}")),
+            }
+        };
+        tracing::info!(docker_id = %id, ip = %net.private_ipv4, "pause container started");
+        let rid = id.clone();
+        self.checkpoint_update(move |r| {
+            r.containers.insert(PAUSE_CONTAINER_NAME.to_owned(), rid);
+        });
+        if let Some(p) = &mut self.pause {
+            p.runtime_id = Some(id);
+            p.gone = false;
+            p.state = None;
+        }
+        self.wait_security_groups(&net.eni_id).await
+    }
+
+    async fn wait_security_groups(&self, eni_id: &str) -> Result<(), String> {
+        self.sh
+            .netfilter
+            .wait_applied(eni_id, SECURITY_GROUPS_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stops (SIGKILL: it has nothing to flush) and removes the pause container.
+    async fn remove_pause(&mut self) {
+        let Some(id) = self.pause.as_ref().and_then(|p| p.runtime_id.clone()) else {
+            return;
+        };
+        let rt = &self.sh.runtime;
+        if let Err(e) = rt.stop(&id, Some(Duration::ZERO)).await {
+            tracing::warn!(docker_id = %id, error = %e, "cannot stop the pause container");
+        }
+        if let Err(e) = rt.remove(&id).await {
+            tracing::warn!(docker_id = %id, error = %e, "cannot remove the pause container");
+        }
+        if let Some(p) = &mut self.pause {
+            p.gone = true;
         }
     }
 
@@ -678,6 +851,11 @@ impl TaskActor {
 
     async fn monitor(&mut self) {
         self.refresh().await;
+        if self.pause.as_ref().is_some_and(Pause::lost) {
+            tracing::info!("the pause container stopped: the task has lost its network");
+            self.fail(NAMESPACE_LOST.to_owned());
+            return;
+        }
         if self.essential_exit() {
             return;
         }
@@ -716,6 +894,9 @@ impl TaskActor {
         });
         futures::future::join_all(stops).await;
         self.refresh().await;
+        // The address goes back to the subnet with the STOPPED report: the namespace holding
+        // it must be gone first.
+        self.remove_pause().await;
         self.known = Known::Stopped;
         self.execution_stopped_at = Some(SystemTime::now());
         let body = self.task_body("STOPPED", Some(&reason));
@@ -748,6 +929,7 @@ impl TaskActor {
                 tracing::warn!(docker_id = %id, error = %e, "cannot remove container");
             }
         }
+        self.remove_pause().await;
         for v in &self.volumes {
             if let Err(e) = rt.remove_volume(v).await {
                 tracing::warn!(volume = %v, error = %e, "cannot remove volume");
@@ -785,6 +967,8 @@ impl TaskActor {
 
     fn bindings(&self, c: &Ctr) -> Vec<NetworkBinding> {
         match self.td.effective_network_mode() {
+            // awsvpc tasks are reached at their own address (`networkInterfaces`).
+            NetworkMode::Awsvpc => Vec::new(),
             NetworkMode::Host => c
                 .def
                 .port_mappings
@@ -965,14 +1149,37 @@ impl TaskActor {
             "KnownStatus": c.status(),
             "Limits": limits,
             "Type": "NORMAL",
-            "Networks": s.networks.iter().map(|(mode, ip)| {
-                let mode = if s.network_mode.is_empty() || s.network_mode == "default" { mode.clone() } else { s.network_mode.clone() };
-                json!({"NetworkMode": mode, "IPv4Addresses": if ip.is_empty() { vec![] } else { vec![ip.clone()] }})
-            }).collect::<Vec<_>>(),
-            "Ports": self.bindings(c).iter().map(|b| json!({
-                "ContainerPort": b.container_port, "Protocol": b.protocol,
-                "HostPort": b.host_port, "HostIp": b.bind_ip,
-            })).collect::<Vec<_>>(),
+            "Networks": match &self.record.network {
+                Some(n) => vec![json!({
+                    "NetworkMode": "awsvpc",
+                    "IPv4Addresses": [n.private_ipv4],
+                    "AttachmentIndex": 0,
+                    "MACAddress": n.mac,
+                    "IPv4SubnetCIDRBlock": n.subnet_cidr,
+                    "PrivateDNSName": n.private_dns_name,
+                    "SubnetGatewayIpv4Address": format!(
+                        "{}/{}",
+                        n.gateway,
+                        n.subnet_cidr.split('/').nth(1).unwrap_or("32")
+                    ),
+                })],
+                None => s.networks.iter().map(|(mode, ip)| {
+                    let mode = if s.network_mode.is_empty() || s.network_mode == "default" { mode.clone() } else { s.network_mode.clone() };
+                    json!({"NetworkMode": mode, "IPv4Addresses": if ip.is_empty() { vec![] } else { vec![ip.clone()] }})
+                }).collect::<Vec<_>>(),
+            },
+            "Ports": match &self.record.network {
+                // awsvpc: the container's ports on the task's own address.
+                Some(_) => c.def.port_mappings.iter().filter_map(|pm| Some(json!({
+                    "ContainerPort": pm.container_port?,
+                    "Protocol": pm.protocol.clone().unwrap_or_else(|| "tcp".into()),
+                    "HostPort": pm.container_port?,
+                }))).collect::<Vec<_>>(),
+                None => self.bindings(c).iter().map(|b| json!({
+                    "ContainerPort": b.container_port, "Protocol": b.protocol,
+                    "HostPort": b.host_port, "HostIp": b.bind_ip,
+                })).collect::<Vec<_>>(),
+            },
         });
         for (k, t) in [
             ("CreatedAt", &s.created_at),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use gantry_domain::container_instance::{Attribute, Resource, VersionInfo};
+use gantry_domain::network::NetworkPolicyMessage;
 use gantry_domain::task::{AgentMessage, AgentTask};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -21,6 +22,8 @@ use crate::checkpoint::Checkpoint;
 use crate::client::{ApiClient, CallError, Service};
 use crate::config::AgentConfig;
 use crate::metadata::{self, MetadataRegistry};
+use crate::netfilter::Netfilter;
+use crate::pause::PAUSE_CONTAINER_NAME;
 use crate::runtime::{ContainerRuntime, ListedContainer};
 use crate::shared::{AbortOnDrop, Backoff, RegistryAuthCache, Shared, Spawner};
 use crate::spec::{host_hard_limits, labels};
@@ -43,7 +46,8 @@ pub enum AgentError {
 }
 
 /// Runs the agent against the Docker Engine at `cfg.docker_host` until `shutdown` completes.
-/// Containers are left running on shutdown (a restarted agent re-adopts them).
+/// Containers are left running on shutdown (a restarted agent re-adopts them); the agent's
+/// security-group chains are removed when no awsvpc task of its own is left running.
 pub async fn run(
     cfg: AgentConfig,
     shutdown: impl Future<Output = ()> + Send,
@@ -62,12 +66,110 @@ pub async fn run_with_runtime(
     cfg.validate().map_err(AgentError::Config)?;
     let spawner = Spawner::default();
     let _guard = AbortOnDrop(spawner.clone());
-    tokio::select! {
-        r = agent_main(cfg, runtime, spawner) => r,
+    let netfilter: Arc<std::sync::OnceLock<(Arc<Netfilter>, String)>> = Arc::default();
+    let result = tokio::select! {
+        r = agent_main(cfg, runtime.clone(), spawner.clone(), netfilter.clone()) => r,
         () = shutdown => {
             tracing::info!("agent stopping; task containers keep running");
             Ok(())
         }
+    };
+    spawner.abort_all();
+    if let Some((nf, arn)) = netfilter.get() {
+        let awsvpc_left = runtime
+            .list_by_label(labels::INSTANCE, arn)
+            .await
+            .map(|cs| {
+                cs.iter().any(|c| {
+                    c.labels.get(labels::CONTAINER_NAME).map(String::as_str)
+                        == Some(PAUSE_CONTAINER_NAME)
+                })
+            })
+            .unwrap_or(true);
+        if awsvpc_left {
+            tracing::info!("awsvpc tasks keep running: their security-group rules stay in place");
+        } else if let Err(e) = nf.remove().await {
+            tracing::warn!(error = %e, "cannot remove the security-group chains");
+        }
+    }
+    result
+}
+
+/// `gantry agent --uninstall`: removes what the agent of `cfg.data_dir` left on this host: its
+/// task containers (and their pause containers), its security-group chains, and the Gantry
+/// subnet networks no container uses any more. The control plane is not contacted.
+pub async fn uninstall(cfg: AgentConfig) -> Result<(), AgentError> {
+    let runtime = crate::docker::DockerRuntime::connect(&cfg.docker_host).await?;
+    let checkpoint = Checkpoint::open(&cfg.data_dir)?;
+    if let Some((arn, _)) = checkpoint.instance() {
+        for c in runtime.list_by_label(labels::INSTANCE, &arn).await? {
+            let _ = runtime.stop(&c.id, Some(Duration::ZERO)).await;
+            runtime.remove(&c.id).await?;
+        }
+        Netfilter::new(&arn, crate::netfilter::probe().await)
+            .remove()
+            .await
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        tracing::info!(container_instance = %arn, "agent's containers and chains removed");
+    }
+    for (name, attached) in runtime.subnet_networks().await? {
+        if attached == 0 {
+            runtime.remove_network(&name).await?;
+            tracing::info!(network = %name, "unused subnet network removed");
+        }
+    }
+    Ok(())
+}
+
+/// Follows the host's security-group policy and applies every snapshot, reconnecting with
+/// backoff.
+async fn follow_policy(api: ApiClient, instance_id: String, netfilter: Arc<Netfilter>) {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    let path = format!(
+        "/ec2/v1/network-policy?{}",
+        form_query(&[("instanceId", &instance_id)])
+    );
+    loop {
+        let started = Instant::now();
+        match api.open_stream_for(Service::Ec2, &path).await {
+            Ok(mut body) => {
+                let mut buf = BytesMut::new();
+                let mut silence = Duration::from_secs(30);
+                loop {
+                    let frame = match tokio::time::timeout(silence, body.frame()).await {
+                        Ok(Some(Ok(f))) => f,
+                        Ok(Some(Err(e))) => {
+                            tracing::warn!(error = %e, "network policy stream failed");
+                            break;
+                        }
+                        Ok(None) | Err(_) => break,
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    buf.extend_from_slice(&data);
+                    while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                        let line = buf.split_to(pos + 1);
+                        match serde_json::from_slice::<NetworkPolicyMessage>(&line[..pos]) {
+                            Ok(NetworkPolicyMessage::Policy { policy }) => {
+                                if let Err(e) = netfilter.apply(&policy).await {
+                                    tracing::error!(error = %e, "cannot apply the security groups");
+                                }
+                            }
+                            Ok(NetworkPolicyMessage::Heartbeat { interval_seconds }) => {
+                                silence = Duration::from_secs(interval_seconds.max(1) * 3);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "unreadable network policy line"),
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot follow the network policy"),
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff.reset();
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -115,7 +217,7 @@ async fn bind_metadata(
     Ok((vec![lo], port, None))
 }
 
-fn agent_attributes(cfg: &AgentConfig, api_version: &str) -> Vec<Attribute> {
+fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<Attribute> {
     let mut attrs: Vec<Attribute> = cfg
         .attributes
         .iter()
@@ -151,11 +253,18 @@ fn agent_attributes(cfg: &AgentConfig, api_version: &str) -> Vec<Attribute> {
     ] {
         flag(c.to_owned());
     }
+    if awsvpc {
+        // awsvpc task definitions require it; only hosts that can enforce security groups
+        // offer it.
+        flag("ecs.capability.task-eni".to_owned());
+    }
     attrs
 }
 
 struct Registered {
     arn: String,
+    /// The instance's EC2 instance id (what task interfaces are attached to).
+    ec2_instance_id: String,
 }
 
 async fn register(
@@ -191,7 +300,13 @@ async fn register(
                         tracing::error!(error = %e, "cannot write checkpoint");
                     }
                     tracing::info!(container_instance = a, cluster = %cfg.cluster, "registered");
-                    return Registered { arn: a.to_owned() };
+                    return Registered {
+                        arn: a.to_owned(),
+                        ec2_instance_id: v["containerInstance"]["ec2InstanceId"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    };
                 }
                 tracing::warn!(answer = %v, "registration answer without containerInstanceArn");
             }
@@ -429,6 +544,7 @@ async fn agent_main(
     cfg: AgentConfig,
     runtime: Arc<dyn ContainerRuntime>,
     spawner: Spawner,
+    netfilter_slot: Arc<std::sync::OnceLock<(Arc<Netfilter>, String)>>,
 ) -> Result<(), AgentError> {
     let checkpoint = Checkpoint::open(&cfg.data_dir)?;
     let api = ApiClient::new(
@@ -475,7 +591,8 @@ async fn agent_main(
         agent_hash: Some("gantry".to_owned()),
         docker_version: Some(format!("DockerVersion: {}", host.server_version)),
     };
-    let attributes = agent_attributes(&cfg, &host.api_version);
+    let packet_filter = crate::netfilter::probe().await;
+    let attributes = agent_attributes(&cfg, &host.api_version, packet_filter.is_ok());
     let previous = checkpoint.instance().map(|(a, _)| a);
     let reg = register(&api, &cfg, &checkpoint, &resources, &version, &attributes).await;
 
@@ -499,6 +616,22 @@ async fn agent_main(
         "found existing task containers"
     );
 
+    let netfilter = Arc::new(Netfilter::new(&reg.arn, packet_filter));
+    let _ = netfilter_slot.set((netfilter.clone(), reg.arn.clone()));
+    if netfilter.usable().is_ok() {
+        if reg.ec2_instance_id.is_empty() {
+            tracing::warn!(
+                "the control plane gave no EC2 instance id: security groups cannot be followed"
+            );
+        } else {
+            spawner.spawn(follow_policy(
+                api.clone(),
+                reg.ec2_instance_id.clone(),
+                netfilter.clone(),
+            ));
+        }
+    }
+
     let sh = Arc::new(Shared {
         runtime: runtime.clone(),
         api: api.clone(),
@@ -513,6 +646,8 @@ async fn agent_main(
         pull_behavior: cfg.image_pull_behavior,
         registry_auth: RegistryAuthCache::new(api.clone()),
         spawner: spawner.clone(),
+        netfilter,
+        pause_image: cfg.pause_image.clone(),
     });
 
     // Runtime events → pokes for the owning task's actor.
@@ -596,7 +731,7 @@ mod tests {
     fn attributes_include_capabilities_and_custom_ones() {
         let mut cfg = AgentConfig::new("http://127.0.0.1:1", "c", "/tmp/x");
         cfg.attributes = vec![("stack".into(), "blue".into())];
-        let attrs = agent_attributes(&cfg, "1.41");
+        let attrs = agent_attributes(&cfg, "1.41", true);
         assert_eq!(attrs[0].name, "stack");
         for n in [
             "com.amazonaws.ecs.capability.docker-remote-api.1.17",
@@ -604,9 +739,12 @@ mod tests {
             "com.amazonaws.ecs.capability.logging-driver.awslogs",
             "ecs.capability.container-health-check",
             "ecs.capability.container-ordering",
+            "ecs.capability.task-eni",
         ] {
             assert!(attrs.iter().any(|a| a.name == n), "{n}");
         }
+        let without = agent_attributes(&cfg, "1.41", false);
+        assert!(!without.iter().any(|a| a.name == "ecs.capability.task-eni"));
     }
 
     #[test]

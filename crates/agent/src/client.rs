@@ -21,6 +21,8 @@ pub enum Service {
     Ecs,
     Ecr,
     Logs,
+    /// Only for the network-policy stream (EC2 has no awsJson operations).
+    Ec2,
 }
 
 impl Service {
@@ -29,6 +31,7 @@ impl Service {
             Self::Ecs => "ecs",
             Self::Ecr => "ecr",
             Self::Logs => "logs",
+            Self::Ec2 => "ec2",
         }
     }
 
@@ -37,6 +40,7 @@ impl Service {
             Self::Ecs => "AmazonEC2ContainerServiceV20141113",
             Self::Ecr => "AmazonEC2ContainerRegistry_V20150921",
             Self::Logs => "Logs_20140328",
+            Self::Ec2 => "",
         }
     }
 }
@@ -252,6 +256,15 @@ impl ApiClient {
     /// Opens a signed `GET {endpoint}{path_and_query}` (service `ecs`) and returns the body
     /// stream once the server answered 200.
     pub async fn open_stream(&self, path_and_query: &str) -> Result<Incoming, CallError> {
+        self.open_stream_for(Service::Ecs, path_and_query).await
+    }
+
+    /// [`Self::open_stream`] signed for `service`.
+    pub async fn open_stream_for(
+        &self,
+        service: Service,
+        path_and_query: &str,
+    ) -> Result<Incoming, CallError> {
         let uri: Uri = format!("{}{path_and_query}", self.endpoint())
             .parse()
             .map_err(|e| CallError::Transport(format!("invalid stream URI: {e}")))?;
@@ -261,7 +274,7 @@ impl ApiClient {
             .header(http::header::HOST, self.host.clone())
             .body(Full::new(Bytes::new()))
             .map_err(|e| CallError::Transport(e.to_string()))?;
-        self.sign(Service::Ecs, &mut req, b"")?;
+        self.sign(service, &mut req, b"")?;
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| CallError::Transport("connect: no answer".into()))?

@@ -42,6 +42,8 @@ pub struct AgentConfig {
     /// Host ports never offered to tasks (ECS's `ECS_RESERVED_PORTS`).
     pub reserved_ports: Vec<u16>,
     pub image_pull_behavior: ImagePullBehavior,
+    /// The image of awsvpc tasks' pause containers; the default is built in (x86-64).
+    pub pause_image: String,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -58,6 +60,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("reserved_memory_mib", &self.reserved_memory_mib)
             .field("reserved_ports", &self.reserved_ports)
             .field("image_pull_behavior", &self.image_pull_behavior)
+            .field("pause_image", &self.pause_image)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +89,7 @@ impl AgentConfig {
             reserved_memory_mib: 256,
             reserved_ports: vec![22, 2375, 2376, 51678, 51679],
             image_pull_behavior: ImagePullBehavior::default(),
+            pause_image: crate::pause::PAUSE_IMAGE.to_owned(),
         }
     }
 

@@ -11,14 +11,15 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, PortBinding,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
     ResourcesUlimits,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     InspectContainerOptions, InspectNetworkOptions, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions, StatsOptionsBuilder,
-    StopContainerOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -26,13 +27,41 @@ use gantry_domain::task::NetworkBinding;
 
 use crate::runtime::{
     ContainerRuntime, ContainerSpec, ContainerState, HostInfo, ListedContainer, LocalImage,
-    LogLine, Networking, RegistryAuth, RuntimeError, RuntimeEvent,
+    LogLine, Networking, RegistryAuth, RuntimeError, RuntimeEvent, SubnetNetwork,
 };
+
+/// Labels of the subnet networks Gantry creates.
+pub mod network_labels {
+    /// Present on every network Gantry created for a subnet.
+    pub const SUBNET_ID: &str = "gantry.subnet-id";
+    pub const VPC_ID: &str = "gantry.vpc-id";
+}
+
+/// The Docker network of a subnet.
+pub fn subnet_network_name(subnet_id: &str) -> String {
+    format!("gantry-{subnet_id}")
+}
+
+/// The Linux bridge of a subnet's network: `gs-` and the last 12 characters of the subnet id
+/// (interface names are at most 15 characters).
+pub fn subnet_bridge_name(subnet_id: &str) -> String {
+    let tail: String = subnet_id
+        .chars()
+        .rev()
+        .take(12)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("gs-{tail}")
+}
 
 /// The Docker Engine, reached over `DOCKER_HOST`-style addresses.
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Serialises this agent's creation of subnet networks.
+    networks: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn engine(e: BollardError) -> RuntimeError {
@@ -115,16 +144,23 @@ impl DockerRuntime {
             .map_err(engine)?
             .with_timeout(Duration::from_secs(300));
         let docker = docker.negotiate_version().await.map_err(engine)?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            networks: Default::default(),
+        })
     }
 
     fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         let mut exposed = Vec::new();
-        for p in &spec.ports {
+        // A container in another's network namespace can neither expose nor publish ports.
+        let joins = spec.join_namespace_of.is_some();
+        for p in spec.ports.iter().filter(|_| !joins) {
             let key = format!("{}/{}", p.container_port, p.protocol);
             exposed.push(key.clone());
-            if spec.network == Some(Networking::Bridge) || spec.network.is_none() {
+            if spec.endpoint.is_none()
+                && (spec.network == Some(Networking::Bridge) || spec.network.is_none())
+            {
                 port_bindings
                     .entry(key)
                     .or_insert_with(|| Some(Vec::new()))
@@ -135,8 +171,26 @@ impl DockerRuntime {
                     });
             }
         }
+        let network_mode = match (&spec.endpoint, &spec.join_namespace_of) {
+            (Some(e), _) => Some(e.network.clone()),
+            (None, Some(id)) => Some(format!("container:{id}")),
+            (None, None) => spec.network.map(|n| n.as_str().to_owned()),
+        };
+        let networking_config = spec.endpoint.as_ref().map(|e| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                e.network.clone(),
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(e.ipv4.clone()),
+                        ..Default::default()
+                    }),
+                    mac_address: Some(e.mac.clone()),
+                    ..Default::default()
+                },
+            )])),
+        });
         let host_config = HostConfig {
-            network_mode: spec.network.map(|n| n.as_str().to_owned()),
+            network_mode,
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             cpu_shares: spec.cpu_shares,
             memory: spec.memory_bytes,
@@ -189,6 +243,7 @@ impl DockerRuntime {
                 .stop_timeout
                 .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
             host_config: Some(host_config),
+            networking_config,
             ..Default::default()
         }
     }
@@ -528,6 +583,217 @@ impl ContainerRuntime for DockerRuntime {
             })
             .find(IpAddr::is_ipv4))
     }
+
+    async fn ensure_subnet_network(&self, n: &SubnetNetwork) -> Result<String, RuntimeError> {
+        let _one = self.networks.lock().await;
+        let name = subnet_network_name(&n.subnet_id);
+        let matches = |net: &bollard::models::NetworkInspect| {
+            net.ipam
+                .as_ref()
+                .and_then(|i| i.config.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.subnet.as_deref() == Some(n.cidr.as_str()))
+                })
+        };
+        for attempt in 0..2 {
+            match self
+                .docker
+                .inspect_network(&name, None::<InspectNetworkOptions>)
+                .await
+            {
+                Ok(net) if matches(&net) => return Ok(name),
+                Ok(_) => {
+                    return Err(RuntimeError::Engine(format!(
+                        "network {name} exists with another block than {}",
+                        n.cidr
+                    )));
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(engine(e)),
+            }
+            let request = NetworkCreateRequest {
+                name: name.clone(),
+                driver: Some("bridge".into()),
+                ipam: Some(Ipam {
+                    driver: Some("default".into()),
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(n.cidr.clone()),
+                        gateway: Some(n.gateway.clone()),
+                        ..Default::default()
+                    }]),
+                    options: None,
+                }),
+                options: Some(HashMap::from([(
+                    "com.docker.network.bridge.name".to_owned(),
+                    subnet_bridge_name(&n.subnet_id),
+                )])),
+                labels: Some(HashMap::from([
+                    (network_labels::SUBNET_ID.to_owned(), n.subnet_id.clone()),
+                    (network_labels::VPC_ID.to_owned(), n.vpc_id.clone()),
+                ])),
+                ..Default::default()
+            };
+            match self.docker.create_network(request).await {
+                Ok(_) => {
+                    tracing::info!(network = %name, cidr = %n.cidr, "subnet network created");
+                    return Ok(name);
+                }
+                Err(e) => {
+                    // Another agent on this Engine may be creating it right now.
+                    for _ in 0..20 {
+                        if let Ok(net) = self
+                            .docker
+                            .inspect_network(&name, None::<InspectNetworkOptions>)
+                            .await
+                            && matches(&net)
+                        {
+                            return Ok(name);
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    // A network Gantry made for a subnet that no longer exists may hold the
+                    // block: removed when nothing uses it, then tried again.
+                    if attempt == 0 && self.remove_stale_overlapping(&n.cidr).await? {
+                        continue;
+                    }
+                    return Err(RuntimeError::Engine(format!(
+                        "cannot create network {name} for {}: {e}",
+                        n.cidr
+                    )));
+                }
+            }
+        }
+        Err(RuntimeError::Engine(format!(
+            "cannot create network {name} for {}",
+            n.cidr
+        )))
+    }
+
+    async fn ensure_imported_image(
+        &self,
+        image: &str,
+        rootfs: Vec<u8>,
+        cmd: &[&str],
+    ) -> Result<(), RuntimeError> {
+        if self.local_image(image).await?.is_some() {
+            return Ok(());
+        }
+        let (repo, tag) = split_image(image);
+        let cmd_json =
+            serde_json::to_string(cmd).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let opts = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(&repo)
+            .tag(&tag)
+            .changes(vec![format!("CMD {cmd_json}")])
+            .build();
+        let mut s = self.docker.create_image(
+            Some(opts),
+            Some(bollard::body_full(bytes::Bytes::from(rootfs))),
+            None,
+        );
+        while let Some(item) = s.next().await {
+            item.map_err(|e| RuntimeError::Engine(format!("importing {image}: {e}")))?;
+        }
+        tracing::info!(image, "image imported");
+        Ok(())
+    }
+
+    async fn subnet_networks(&self) -> Result<Vec<(String, usize)>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![network_labels::SUBNET_ID.to_owned()])]);
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(engine)?;
+        let mut out = Vec::new();
+        for n in list {
+            let Some(name) = n.name else { continue };
+            // The list does not carry attached containers; inspect does.
+            let attached = match self
+                .docker
+                .inspect_network(&name, None::<InspectNetworkOptions>)
+                .await
+            {
+                Ok(i) => i.containers.map_or(0, |c| c.len()),
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(engine(e)),
+            };
+            out.push((name, attached));
+        }
+        Ok(out)
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+}
+
+impl DockerRuntime {
+    /// Removes Gantry subnet networks whose block overlaps `cidr` and that no container uses;
+    /// whether any was removed.
+    async fn remove_stale_overlapping(&self, cidr: &str) -> Result<bool, RuntimeError> {
+        let Some(want) = parse_block(cidr) else {
+            return Ok(false);
+        };
+        let filters = HashMap::from([("label", vec![network_labels::SUBNET_ID.to_owned()])]);
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(engine)?;
+        let mut removed = false;
+        for n in list {
+            let Some(name) = n.name else { continue };
+            let Ok(net) = self
+                .docker
+                .inspect_network(&name, None::<InspectNetworkOptions>)
+                .await
+            else {
+                continue;
+            };
+            let overlaps = net
+                .ipam
+                .as_ref()
+                .and_then(|i| i.config.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .filter_map(|c| c.subnet.as_deref().and_then(parse_block))
+                        .any(|b| blocks_overlap(b, want))
+                });
+            if overlaps && net.containers.as_ref().is_none_or(|c| c.is_empty()) {
+                tracing::info!(network = %name, "removing an unused Gantry network that holds the block");
+                self.remove_network(&name).await?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// An IPv4 block as (base, prefix).
+fn parse_block(cidr: &str) -> Option<(u32, u32)> {
+    let (ip, prefix) = cidr.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((u32::from(ip), prefix))
+}
+
+fn blocks_overlap((a, pa): (u32, u32), (b, pb): (u32, u32)) -> bool {
+    let p = pa.min(pb);
+    let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+    a & mask == b & mask
 }
 
 #[cfg(test)]
@@ -549,6 +815,24 @@ mod tests {
             split_image("app:v1@sha256:abc"),
             ("app".into(), "sha256:abc".into())
         );
+    }
+
+    #[test]
+    fn subnet_networks_have_short_bridge_names() {
+        assert_eq!(
+            subnet_bridge_name("subnet-0123456789abcdef0"),
+            "gs-56789abcdef0"
+        );
+        assert!(subnet_bridge_name("subnet-0123456789abcdef0").len() <= 15);
+        assert_eq!(subnet_network_name("subnet-1"), "gantry-subnet-1");
+        assert!(blocks_overlap(
+            parse_block("10.0.0.0/16").expect("block"),
+            parse_block("10.0.3.0/24").expect("block")
+        ));
+        assert!(!blocks_overlap(
+            parse_block("10.0.0.0/24").expect("block"),
+            parse_block("10.0.1.0/24").expect("block")
+        ));
     }
 
     #[test]

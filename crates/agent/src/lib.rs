@@ -26,6 +26,15 @@
 //!   Logs API with a checkpointed position per container ([`logs`]).
 //! - **Task metadata v4** ([`metadata`]): served on loopback and on the Docker bridge gateway,
 //!   injected as `ECS_CONTAINER_METADATA_URI_V4` / `ECS_CONTAINER_METADATA_URI`.
+//! - **awsvpc**: each awsvpc task gets a pause container ([`pause`]) at the address the control
+//!   plane allocated, on the Gantry-owned bridge network of its subnet (created on first use,
+//!   shared by the agents of one Engine); the task's containers join its network namespace.
+//!   The pause container stopping stops the task; it is removed before the STOPPED report so
+//!   the address is free when the control plane hands it out again.
+//! - **Security groups** ([`netfilter`]): the host's policy, followed from
+//!   `GET /ec2/v1/network-policy`, enforced in iptables chains the agent owns, hooked from
+//!   `DOCKER-USER`. An awsvpc task starts only once its rules are in place, and not at all on a
+//!   host that cannot enforce them.
 //!
 //! Must not depend on the store (DB).
 
@@ -37,11 +46,13 @@ pub mod config;
 pub mod docker;
 pub mod logs;
 pub mod metadata;
+pub mod netfilter;
+pub mod pause;
 pub mod runtime;
 mod shared;
 pub mod spec;
 
-pub use agent::{AgentError, run, run_with_runtime};
+pub use agent::{AgentError, run, run_with_runtime, uninstall};
 pub use config::{AgentConfig, ImagePullBehavior};
 pub use docker::DockerRuntime;
 pub use runtime::ContainerRuntime;

@@ -75,6 +75,26 @@ impl Networking {
     }
 }
 
+/// The bridge network of one subnet on this host (awsvpc tasks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetNetwork {
+    pub subnet_id: String,
+    pub vpc_id: String,
+    /// The subnet's block, e.g. `10.0.1.0/24`.
+    pub cidr: String,
+    /// The subnet's router address, given to the bridge.
+    pub gateway: String,
+}
+
+/// A container's own place on a network: the awsvpc pause container's fixed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The network's name.
+    pub network: String,
+    pub ipv4: String,
+    pub mac: String,
+}
+
 /// A port to publish. `host_port` None asks for an ephemeral host port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
@@ -132,6 +152,10 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
+    /// On this network with a fixed address (the awsvpc pause container).
+    pub endpoint: Option<Endpoint>,
+    /// In the network namespace of this container (`container:<id>`; awsvpc task containers).
+    pub join_namespace_of: Option<String>,
 }
 
 /// A container's state as the runtime sees it.
@@ -236,4 +260,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The gateway address of the default bridge network (what bridge containers reach the host
     /// on), if there is one.
     async fn bridge_gateway(&self) -> Result<Option<IpAddr>, RuntimeError>;
+    /// Creates the bridge network of a subnet unless it exists (it is shared by every agent on
+    /// the Engine); returns its name.
+    async fn ensure_subnet_network(&self, n: &SubnetNetwork) -> Result<String, RuntimeError>;
+    /// Makes `image` present, importing `rootfs` (a tar) as that image with `cmd` when missing.
+    async fn ensure_imported_image(
+        &self,
+        image: &str,
+        rootfs: Vec<u8>,
+        cmd: &[&str],
+    ) -> Result<(), RuntimeError>;
+    /// Gantry's subnet networks: (name, containers attached).
+    async fn subnet_networks(&self) -> Result<Vec<(String, usize)>, RuntimeError>;
+    /// Removes a network; missing is not an error.
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
 }

@@ -187,6 +187,10 @@ pub struct Shared {
     pub pull_behavior: ImagePullBehavior,
     pub registry_auth: RegistryAuthCache,
     pub spawner: Spawner,
+    /// Security groups on this host's packet filter.
+    pub netfilter: Arc<crate::netfilter::Netfilter>,
+    /// The image of awsvpc tasks' pause containers.
+    pub pause_image: String,
 }
 
 impl std::fmt::Debug for Shared {

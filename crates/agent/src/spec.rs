@@ -56,6 +56,9 @@ pub struct SpecInputs {
     pub name_suffix: String,
     /// Hard limits of this host per ulimit name (`nofile` → 20000); absent = unlimited.
     pub hard_limits: BTreeMap<String, i64>,
+    /// awsvpc tasks: the Docker id of the task's pause container, whose network namespace the
+    /// container joins.
+    pub awsvpc_namespace: Option<String>,
 }
 
 /// The Docker name ECS gives a container: `ecs-<family>-<revision>-<name>-<suffix>`.
@@ -181,7 +184,45 @@ pub fn container_spec(
             def.name
         )));
     }
-    let network = networking(td)?;
+    let awsvpc = td.effective_network_mode() == NetworkMode::Awsvpc;
+    let (network, join_namespace_of) = if awsvpc {
+        let pause = inputs.awsvpc_namespace.clone().ok_or_else(|| {
+            SpecError(format!(
+                "container {}: the task's network namespace (pause container) is missing",
+                def.name
+            ))
+        })?;
+        for (param, given) in [
+            (
+                "hostname",
+                def.other.get("hostname").is_some_and(|v| !v.is_null()),
+            ),
+            (
+                "dnsServers",
+                def.other.get("dnsServers").is_some_and(|v| !v.is_null()),
+            ),
+            (
+                "dnsSearchDomains",
+                def.other
+                    .get("dnsSearchDomains")
+                    .is_some_and(|v| !v.is_null()),
+            ),
+            (
+                "extraHosts",
+                def.other.get("extraHosts").is_some_and(|v| !v.is_null()),
+            ),
+        ] {
+            if given {
+                return Err(SpecError(format!(
+                    "container {}: {param} is not supported for tasks using the awsvpc network mode",
+                    def.name
+                )));
+            }
+        }
+        (Networking::None, Some(pause))
+    } else {
+        (networking(td)?, None)
+    };
     let mut labels: BTreeMap<String, String> = def.docker_labels.clone().unwrap_or_default();
     for (k, v) in [
         (labels::CLUSTER, id.cluster_arn.clone()),
@@ -351,7 +392,6 @@ pub fn container_spec(
         user: def.user.clone(),
         labels,
         ports,
-        network: Some(network),
         cpu_shares: Some(def.cpu.max(2)),
         memory_bytes: def.memory.map(|m| m * 1024 * 1024),
         memory_reservation_bytes: def.memory_reservation.map(|m| m * 1024 * 1024),
@@ -370,7 +410,52 @@ pub fn container_spec(
         extra_hosts,
         dns: string_list(def.other.get("dnsServers")),
         dns_search: string_list(def.other.get("dnsSearchDomains")),
+        endpoint: None,
+        network: if join_namespace_of.is_some() {
+            None
+        } else {
+            Some(network)
+        },
+        join_namespace_of,
     })
+}
+
+/// The pause container of an awsvpc task: on the subnet's network at the task's address, with
+/// the task's host name; nothing else runs in it.
+pub fn pause_spec(
+    id: &TaskIdentity,
+    net: &gantry_domain::network::EniAttachment,
+    network_name: &str,
+    image: &str,
+    name_suffix: &str,
+) -> ContainerSpec {
+    let mut labels = BTreeMap::new();
+    for (k, v) in [
+        (labels::CLUSTER, id.cluster_arn.clone()),
+        (labels::TASK_ARN, id.task_arn.clone()),
+        (
+            labels::CONTAINER_NAME,
+            crate::pause::PAUSE_CONTAINER_NAME.to_owned(),
+        ),
+        (labels::FAMILY, id.family.clone()),
+        (labels::VERSION, id.revision.to_string()),
+        (labels::INSTANCE, id.instance_arn.clone()),
+    ] {
+        labels.insert(k.to_owned(), v);
+    }
+    ContainerSpec {
+        name: docker_name(&id.family, id.revision, "internalecspause", name_suffix),
+        image: image.to_owned(),
+        labels,
+        cpu_shares: Some(2),
+        hostname: net.private_dns_name.split('.').next().map(str::to_owned),
+        endpoint: Some(crate::runtime::Endpoint {
+            network: network_name.to_owned(),
+            ipv4: net.private_ipv4.clone(),
+            mac: net.mac.clone(),
+        }),
+        ..ContainerSpec::default()
+    }
 }
 
 /// Maps the names of `/proc/self/limits` rows to ECS ulimit names.
@@ -444,7 +529,64 @@ mod tests {
             metadata_id: "m1".into(),
             name_suffix: "ff00".into(),
             hard_limits: BTreeMap::from([("nofile".to_owned(), 20000)]),
+            awsvpc_namespace: None,
         }
+    }
+
+    #[test]
+    fn awsvpc_containers_join_the_pause_namespace() {
+        let t = td(
+            json!({"family": "web", "networkMode": "awsvpc", "containerDefinitions": [
+            {"name": "app", "image": "i", "portMappings": [{"containerPort": 80, "hostPort": 80}]}]}),
+        );
+        let mut i = inputs();
+        i.awsvpc_namespace = Some("pause-id".into());
+        let s = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &i,
+            &BTreeMap::new(),
+        )
+        .expect("spec");
+        assert_eq!(s.join_namespace_of.as_deref(), Some("pause-id"));
+        assert_eq!(s.network, None);
+        assert_eq!(s.endpoint, None);
+        assert!(s.hostname.is_none());
+        let with_dns = td(
+            json!({"family": "web", "networkMode": "awsvpc", "containerDefinitions": [
+            {"name": "app", "image": "i", "dnsServers": ["1.1.1.1"]}]}),
+        );
+        let e = container_spec(
+            &ident(),
+            &with_dns,
+            &with_dns.container_definitions[0],
+            &i,
+            &BTreeMap::new(),
+        )
+        .expect_err("dns refused");
+        assert!(e.0.contains("dnsServers"), "{e}");
+        let net = gantry_domain::network::EniAttachment {
+            attachment_id: "a".into(),
+            eni_id: "eni-1".into(),
+            subnet_id: "subnet-1".into(),
+            vpc_id: "vpc-1".into(),
+            subnet_cidr: "10.0.1.0/24".into(),
+            gateway: "10.0.1.1".into(),
+            private_ipv4: "10.0.1.9".into(),
+            mac: "02:42:0a:00:01:09".into(),
+            private_dns_name: "ip-10-0-1-9.ec2.internal".into(),
+            security_groups: vec![],
+            assign_public_ip: false,
+        };
+        let p = pause_spec(&ident(), &net, "gantry-subnet-1", "gantry/pause:1", "ab");
+        assert_eq!(p.labels[labels::CONTAINER_NAME], "~internal~ecs~pause");
+        assert_eq!(p.hostname.as_deref(), Some("ip-10-0-1-9"));
+        let ep = p.endpoint.expect("endpoint");
+        assert_eq!(
+            (ep.network.as_str(), ep.ipv4.as_str()),
+            ("gantry-subnet-1", "10.0.1.9")
+        );
     }
 
     #[test]

@@ -93,6 +93,28 @@ impl AwsError {
         set_header(&mut response, REQUEST_ID_HEADER, request_id);
         response
     }
+
+    /// The `ec2` protocol's error response: `<Response><Errors><Error><Code/><Message/></Error>
+    /// </Errors><RequestID/></Response>` with `content-type: text/xml;charset=UTF-8` and
+    /// `x-amzn-RequestId`.
+    pub fn ec2_response(&self, request_id: &str) -> Response {
+        let mut xml = XmlWriter::new();
+        xml.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        xml.open("Response");
+        xml.open("Errors");
+        xml.open("Error");
+        xml.leaf("Code", &self.code);
+        xml.leaf("Message", &self.message);
+        xml.close("Error");
+        xml.close("Errors");
+        xml.leaf("RequestID", request_id);
+        xml.close("Response");
+        let mut response = Response::new(Body::from(xml.finish()));
+        *response.status_mut() = self.status;
+        set_header(&mut response, "content-type", crate::ec2::CONTENT_TYPE);
+        set_header(&mut response, REQUEST_ID_HEADER, request_id);
+        response
+    }
 }
 
 #[cfg(test)]
@@ -174,5 +196,20 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = body_of(response).await;
         assert!(body.contains("<Type>Receiver</Type><Code>ServerException</Code>"));
+    }
+
+    #[tokio::test]
+    async fn ec2_response_uses_the_errors_envelope() {
+        let response =
+            AwsError::client("InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist")
+                .ec2_response("req-3");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["x-amzn-requestid"], "req-3");
+        assert_eq!(
+            body_of(response).await,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
+             <Code>InvalidVpcID.NotFound</Code><Message>The vpc ID &apos;vpc-1&apos; does not exist</Message>\
+             </Error></Errors><RequestID>req-3</RequestID></Response>"
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! * [`sigv4`]: verification of AWS Signature Version 4 (header and presigned query forms);
 //! * [`json`]: the `awsJson1.1` protocol (`X-Amz-Target` dispatch, request bodies, responses);
 //! * [`query`]: the `awsQuery` protocol (form-encoded requests, XML responses);
-//! * [`error`]: [`AwsError`], the error envelope of both protocols;
+//! * [`ec2`]: the `ec2` protocol, EC2's dialect of awsQuery (`Name.N` lists, `Filter.N`,
+//!   `<{Action}Response>` with `requestId`, the `<Response><Errors>` envelope);
+//! * [`error`]: [`AwsError`], the error envelope of the three protocols;
 //! * [`pagination`]: opaque `nextToken` values and the two timestamp encodings AWS uses;
 //! * [`new_request_id`]: the request ids echoed in `x-amzn-RequestId`.
 //!
@@ -14,6 +16,7 @@
 //! service: service crates build on it, never the reverse. Wire structs of a service (camelCase,
 //! everything optional) belong in that service's API crate, not here.
 
+pub mod ec2;
 pub mod error;
 pub mod json;
 pub mod pagination;

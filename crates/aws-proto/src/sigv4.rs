@@ -210,6 +210,39 @@ impl AuthError {
         }
     }
 
+    /// The error as EC2 (the `ec2` protocol) answers it: `AuthFailure` for credentials it does
+    /// not know, `RequestExpired` for signing times out of range.
+    pub fn to_ec2_error(&self) -> AwsError {
+        let unauthorized = http::StatusCode::UNAUTHORIZED;
+        let forbidden = http::StatusCode::FORBIDDEN;
+        match self {
+            Self::Missing => AwsError::client(
+                "MissingAuthenticationToken",
+                "Request is missing Authentication Token",
+            )
+            .with_status(unauthorized),
+            Self::IncompleteSignature(message) => {
+                AwsError::client("IncompleteSignature", message.clone())
+            }
+            Self::UnknownAccessKey(_) | Self::InvalidSessionToken(_) => AwsError::client(
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
+            )
+            .with_status(unauthorized),
+            Self::BadSignature => {
+                AwsError::client("SignatureDoesNotMatch", SIGNATURE_MISMATCH).with_status(forbidden)
+            }
+            Self::PayloadHashMismatch => {
+                AwsError::client("SignatureDoesNotMatch", PAYLOAD_MISMATCH).with_status(forbidden)
+            }
+            Self::Expired { .. }
+            | Self::ScopeDateMismatch { .. }
+            | Self::PresignedExpired { .. } => {
+                AwsError::client("RequestExpired", self.aws_message())
+            }
+        }
+    }
+
     /// The message AWS words for time and scope errors.
     fn aws_message(&self) -> String {
         match self {
@@ -305,6 +338,23 @@ pub fn verify(
         (None, true) => verify_presigned(parts, body, creds, now),
         (None, false) => Err(AuthError::Missing),
     }
+}
+
+/// The signing name a request claims in its credential scope (`ec2`, `sts`, ...), read without
+/// verifying anything: only for choosing the error dialect of a request that fails before it is
+/// authenticated.
+pub fn claimed_service(parts: &http::request::Parts) -> Option<String> {
+    let credential = match parts.headers.get(http::header::AUTHORIZATION) {
+        Some(value) => {
+            let (credential, _, _) = parse_authorization(value.to_str().ok()?).ok()?;
+            credential.to_owned()
+        }
+        None => form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .find(|(name, _)| name == "X-Amz-Credential")
+            .map(|(_, value)| value.into_owned())?,
+    };
+    // AKID/YYYYMMDD/region/service/aws4_request
+    credential.split('/').nth(3).map(str::to_owned)
 }
 
 /// What the client claims: the parsed authentication data of either form.
@@ -833,6 +883,38 @@ mod tests {
                 service: "service".to_owned()
             }
         );
+    }
+
+    #[test]
+    fn claimed_service_reads_the_scope_of_either_form() {
+        assert_eq!(
+            claimed_service(&get_vanilla(GET_VANILLA)).as_deref(),
+            Some("service")
+        );
+        let presigned = request(
+            "/?Action=DescribeVpcs&X-Amz-Credential=AKID%2F20150830%2Fus-east-1%2Fec2%2Faws4_request",
+            &[],
+        );
+        assert_eq!(claimed_service(&presigned).as_deref(), Some("ec2"));
+        assert_eq!(claimed_service(&request("/", &[])), None);
+    }
+
+    #[test]
+    fn ec2_dialect_names_auth_failures_as_ec2_does() {
+        let e = AuthError::UnknownAccessKey(AK.to_owned()).to_ec2_error();
+        assert_eq!((e.code.as_ref(), e.status.as_u16()), ("AuthFailure", 401));
+        let e = AuthError::BadSignature.to_ec2_error();
+        assert_eq!(
+            (e.code.as_ref(), e.status.as_u16()),
+            ("SignatureDoesNotMatch", 403)
+        );
+        let e = AuthError::Expired {
+            signed: "20150830T120000Z".into(),
+            now: "20150830T123600Z".into(),
+        }
+        .to_ec2_error();
+        assert_eq!(e.code, "RequestExpired");
+        assert!(e.message.starts_with("Signature expired"), "{}", e.message);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! A SigV4-signing awsJson1.1 client over a pooled HTTP/1.1 keep-alive connection pool.
+//! A SigV4-signing awsJson1.1 client (ECS unless told otherwise) over a pooled HTTP/1.1
+//! keep-alive connection pool.
 
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +35,8 @@ pub struct EcsClient {
     region: String,
     credentials: Credentials,
     timeout: Duration,
+    target_prefix: String,
+    signing_name: String,
 }
 
 impl EcsClient {
@@ -72,10 +75,20 @@ impl EcsClient {
             region: region.to_owned(),
             credentials,
             timeout,
+            target_prefix: ECS_TARGET_PREFIX.to_owned(),
+            signing_name: ECS_SIGNING_NAME.to_owned(),
         })
     }
 
-    /// Calls ECS operation `op` with the JSON `body`, signed at the current time.
+    /// The same client for another awsJson1.1 service (e.g. CloudWatch Logs: `Logs_20140328`,
+    /// signed as `logs`).
+    pub fn with_service(mut self, target_prefix: &str, signing_name: &str) -> Self {
+        self.target_prefix = target_prefix.to_owned();
+        self.signing_name = signing_name.to_owned();
+        self
+    }
+
+    /// Calls operation `op` with the JSON `body`, signed at the current time.
     pub async fn call(&self, op: &str, body: Bytes) -> anyhow::Result<Answer> {
         let req = self.signed(op, body)?;
         let work = async {
@@ -100,13 +113,13 @@ impl EcsClient {
             .uri(self.endpoint.clone())
             .header(http::header::HOST, self.host.clone())
             .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("{ECS_TARGET_PREFIX}.{op}"))
+            .header("x-amz-target", format!("{}.{op}", self.target_prefix))
             .body(Full::new(body.clone()))?;
         let identity = self.credentials.clone().into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
-            .name(ECS_SIGNING_NAME)
+            .name(&self.signing_name)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()?

@@ -3,10 +3,12 @@
 //! `gantry-bench api` drives a running `gantry server` through its public ECS JSON API the way a
 //! real client does: SigV4-signed requests over a pool of keep-alive HTTP/1.1 connections, from
 //! N workers in a closed loop. It depends on no Gantry crate, so it measures the wire and nothing
-//! else; it must stay that way.
+//! else; it must stay that way. `gantry-bench logs-load`, `logs-read` and `logs-page` do the same
+//! for CloudWatch Logs (`scripts/bench-logs.sh`).
 
 mod client;
 mod cpu;
+mod logs;
 mod run;
 mod stats;
 mod workload;
@@ -30,6 +32,116 @@ struct Cli {
 enum Command {
     /// Closed-loop load on one ECS control-plane operation; prints req/s and latency.
     Api(ApiArgs),
+    /// Creates a log group and loads it with events, fast (1 MiB batches, concurrent streams).
+    LogsLoad(LogsLoadArgs),
+    /// Latency of FilterLogEvents --limit from the head, the middle and the tail of a group.
+    LogsRead(LogsReadArgs),
+    /// Many clients paging through a group at once; reports the server's peak resident memory.
+    LogsPage(LogsPageArgs),
+}
+
+#[derive(Debug, Args)]
+struct Conn {
+    /// The server, e.g. http://127.0.0.1:4510 (the `endpoint` of its ready file).
+    #[arg(long)]
+    endpoint: String,
+    /// The region requests are signed for.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// A request not answered within this long is an error.
+    #[arg(long, default_value = "60s", value_parser = stats::parse_duration)]
+    timeout: Duration,
+    #[arg(long, env = "GANTRY_ROOT_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key_id: String,
+    #[arg(long, env = "GANTRY_ROOT_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+    /// The log group.
+    #[arg(long, default_value = "/bench/logs")]
+    group: String,
+}
+
+impl Conn {
+    fn client(&self, pool: usize) -> anyhow::Result<EcsClient> {
+        Ok(EcsClient::new(
+            &self.endpoint,
+            &self.region,
+            &self.access_key_id,
+            &self.secret_access_key,
+            pool,
+            self.timeout,
+        )?
+        .with_service(logs::LOGS_TARGET_PREFIX, logs::LOGS_SIGNING_NAME))
+    }
+}
+
+#[derive(Debug, Args)]
+struct LogsLoadArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Total bytes of events (messages plus 26 each), e.g. 1073741824.
+    #[arg(long)]
+    bytes: u64,
+    #[arg(long, default_value_t = 16)]
+    streams: usize,
+    /// Size of each message.
+    #[arg(long, default_value_t = 300)]
+    event_bytes: usize,
+    /// The events' timestamps spread over this span, ending a minute ago.
+    #[arg(long, default_value = "360m", value_parser = stats::parse_duration)]
+    span: Duration,
+    /// PutLogEvents calls in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+struct LogsReadArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+    /// Requests per position.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+}
+
+#[derive(Debug, Args)]
+struct LogsPageArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Events per page.
+    #[arg(long, default_value_t = 10_000)]
+    limit: u64,
+    #[arg(long, default_value = "30s", value_parser = stats::parse_duration)]
+    duration: Duration,
+    /// The server's process id (the `pid` of its ready file).
+    #[arg(long)]
+    server_pid: u32,
+    /// Fail when the server's peak resident memory exceeds this many MiB.
+    #[arg(long)]
+    max_rss_mib: Option<u64>,
+}
+
+async fn logs_page(args: LogsPageArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client(args.clients)?;
+    let peak = logs::page_memory(
+        &client,
+        &args.conn.group,
+        args.clients,
+        args.limit,
+        args.duration,
+        args.server_pid,
+    )
+    .await?;
+    if let Some(max) = args.max_rss_mib
+        && peak > max << 20
+    {
+        eprintln!("server peak RSS {} MiB exceeds {max} MiB", peak >> 20);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +222,26 @@ fn main() -> ExitCode {
             runtime.block_on(async move {
                 match cli.command {
                     Command::Api(args) => api(args).await,
+                    Command::LogsLoad(a) => {
+                        let client = a.conn.client(a.concurrency)?;
+                        logs::load(
+                            &client,
+                            &a.conn.group,
+                            a.streams,
+                            a.bytes,
+                            a.event_bytes,
+                            a.span.as_millis() as u64,
+                            a.concurrency,
+                        )
+                        .await?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Command::LogsRead(a) => {
+                        let client = a.conn.client(1)?;
+                        logs::read_latency(&client, &a.conn.group, a.limit, a.requests).await?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Command::LogsPage(a) => logs_page(a).await,
                 }
             })
         });

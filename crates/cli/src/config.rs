@@ -33,6 +33,10 @@ pub struct ServerArgs {
     /// replaced elsewhere.
     #[arg(long, env = "GANTRY_LOST_AFTER", default_value_t = 60)]
     pub lost_after: u64,
+    /// The block of each region's default VPC (AWS's is 172.31.0.0/16): a /16 to /24 not used by
+    /// other networks on the hosts. Default subnets are 16 times smaller, one per zone.
+    #[arg(long, env = "GANTRY_DEFAULT_VPC_CIDR", default_value = "172.31.0.0/16")]
+    pub default_vpc_cidr: String,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -57,6 +61,13 @@ pub struct AgentArgs {
     /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// The image of awsvpc tasks' pause containers (default: built in, x86-64 only).
+    #[arg(long, env = "GANTRY_PAUSE_IMAGE")]
+    pub pause_image: Option<String>,
+    /// Remove what this agent left on the host (its task and pause containers, its
+    /// security-group chains, unused subnet networks) and exit.
+    #[arg(long)]
+    pub uninstall: bool,
 }
 
 /// `gantry lb` flags.
@@ -118,6 +129,10 @@ pub struct UpArgs {
     pub heartbeat_grace: u64,
     #[arg(long, env = "GANTRY_LOST_AFTER", default_value_t = 60)]
     pub lost_after: u64,
+    /// The block of each region's default VPC (AWS's is 172.31.0.0/16): a /16 to /24 not used by
+    /// other networks on the hosts. Default subnets are 16 times smaller, one per zone.
+    #[arg(long, env = "GANTRY_DEFAULT_VPC_CIDR", default_value = "172.31.0.0/16")]
+    pub default_vpc_cidr: String,
     /// Do not start the local agent (control plane only).
     #[arg(long)]
     pub no_agent: bool,
@@ -141,6 +156,18 @@ pub struct ServerConfig {
     pub stopped_task_retention: std::time::Duration,
     pub heartbeat_grace: std::time::Duration,
     pub lost_after: std::time::Duration,
+    pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
+}
+
+fn default_vpc_cidr(raw: &str) -> anyhow::Result<gantry_ec2::cidr::Cidr> {
+    let c: gantry_ec2::cidr::Cidr = raw
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--default-vpc-cidr: {e}"))?;
+    anyhow::ensure!(
+        (16..=24).contains(&c.prefix()),
+        "--default-vpc-cidr must be a /16 to /24 block, got {raw}"
+    );
+    Ok(c)
 }
 
 fn validate_account(id: &str) -> anyhow::Result<()> {
@@ -164,6 +191,7 @@ impl ServerArgs {
             stopped_task_retention: std::time::Duration::from_secs(self.stopped_task_retention),
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
+            default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
         })
     }
 }
@@ -185,6 +213,7 @@ impl UpArgs {
             stopped_task_retention: std::time::Duration::from_secs(self.stopped_task_retention),
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
+            default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
         })
     }
 }

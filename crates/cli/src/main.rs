@@ -38,6 +38,13 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
     cfg.attributes = args.attributes;
     cfg.region = args.region;
+    if let Some(image) = args.pause_image {
+        cfg.pause_image = image;
+    }
+    if args.uninstall {
+        gantry_agent::uninstall(cfg).await?;
+        return Ok(());
+    }
     gantry_agent::run(cfg, server::shutdown_signal()).await?;
     Ok(())
 }
@@ -71,7 +78,29 @@ async fn run_simulate(args: config::SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Caps glibc's malloc arenas at two. By default glibc gives every thread that allocates an arena
+/// of its own (up to eight per core) and keeps what is freed there for reuse, so memory that a
+/// burst of large requests used on many threads stays resident long after. Two arenas keep the
+/// server's resident memory close to what it actually holds (see "CloudWatch Logs reads" in
+/// docs/benchmarks.md). A `MALLOC_ARENA_MAX` set by the operator wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    // SAFETY: `mallopt` only changes a malloc tunable. It is called once, from `main`, before
+    // the runtime or any other thread exists, so no allocation can race with it.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

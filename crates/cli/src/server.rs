@@ -12,6 +12,7 @@ use gantry_ecr::{EcrService, Registry, RegistryConfig};
 use gantry_ecs::agent_stream::AgentStreams;
 use gantry_ecs::service_lb::{TargetGroups, TargetSpec};
 use gantry_ecs::service_runner::{Liveness, ServiceRunner};
+use gantry_ecs::task_network;
 use gantry_ecs::{self as ecs, EcsService};
 use gantry_front::{Clock, Front, RandomIds, SystemClock};
 use gantry_kms::{KmsService, MasterKey};
@@ -173,6 +174,206 @@ impl TargetGroups for ElbTargetGroups {
             .flatten()
             .map(|tg| tg.deregistration_delay_seconds() * 1000)
     }
+
+    async fn target_type(&self, region: &str, tg_arn: &str) -> Option<String> {
+        gantry_elbv2::target_group(self.store.as_ref(), region, tg_arn)
+            .await
+            .ok()
+            .flatten()
+            .map(|tg| tg.target_type)
+    }
+}
+
+/// ECS's view of EC2 for awsvpc tasks: subnets, groups, and the interfaces planned with the
+/// tasks' own records.
+struct Ec2TaskNetworks {
+    store: Arc<dyn Store>,
+}
+
+fn lookup_error(e: gantry_ec2::Ec2Error) -> task_network::NetworkLookupError {
+    use gantry_ec2::Ec2Error as E;
+    use task_network::NetworkLookupError as L;
+    match e {
+        E::SubnetNotFound(id) => L::SubnetNotFound(id),
+        E::GroupNotFound(id) => L::SecurityGroupNotFound(id),
+        E::Malformed { code, id } if code.starts_with("InvalidSubnet") => L::SubnetNotFound(id),
+        E::Malformed { id, .. } => L::SecurityGroupNotFound(id),
+        other => L::Internal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl task_network::TaskNetworks for Ec2TaskNetworks {
+    async fn resolve(
+        &self,
+        region: &str,
+        subnets: &[String],
+        security_groups: &[String],
+    ) -> Result<task_network::NetworkLookup, task_network::NetworkLookupError> {
+        let store = self.store.as_ref();
+        let subnets = gantry_ec2::ipam::subnets(store, region, subnets)
+            .await
+            .map_err(lookup_error)?;
+        let groups = gantry_ec2::ipam::security_groups(store, region, security_groups)
+            .await
+            .map_err(lookup_error)?;
+        let default_security_group = match subnets.first() {
+            Some(s) => gantry_ec2::ipam::default_security_group(store, region, &s.vpc_id)
+                .await
+                .map_err(lookup_error)?
+                .map(|g| g.id),
+            None => None,
+        };
+        Ok(task_network::NetworkLookup {
+            subnets: subnets
+                .into_iter()
+                .map(|s| task_network::SubnetInfo {
+                    id: s.id,
+                    vpc_id: s.vpc_id,
+                    cidr: s.cidr,
+                    availability_zone: s.availability_zone,
+                })
+                .collect(),
+            security_groups: groups.into_iter().map(|g| (g.id, g.vpc_id)).collect(),
+            default_security_group,
+        })
+    }
+
+    async fn plan(
+        &self,
+        region: &str,
+        requests: &[task_network::InterfaceRequest],
+        now: u64,
+    ) -> Result<
+        (
+            gantry_store::Txn,
+            Vec<Result<task_network::InterfaceGrant, String>>,
+        ),
+        task_network::NetworkLookupError,
+    > {
+        let specs: Vec<gantry_ec2::ipam::InterfaceSpec> = requests
+            .iter()
+            .map(|r| gantry_ec2::ipam::InterfaceSpec {
+                subnets: r.subnets.clone(),
+                security_groups: r.security_groups.clone(),
+                requester_id: r.task_arn.clone(),
+                description: r.attachment_arn.clone(),
+                instance_id: r.instance_id.clone(),
+                seed: r.seed,
+            })
+            .collect();
+        let (txn, out) =
+            gantry_ec2::ipam::plan_interfaces(self.store.as_ref(), region, &specs, now)
+                .await
+                .map_err(lookup_error)?;
+        let grants = out
+            .into_iter()
+            .map(|r| {
+                r.map(|n| task_network::InterfaceGrant {
+                    eni_id: n.id,
+                    subnet_id: n.subnet_id,
+                    private_ip: n.private_ip,
+                    mac: n.mac,
+                    private_dns_name: n.private_dns_name,
+                })
+                .map_err(|e| format!("{}: {e}", e.aws_code()))
+            })
+            .collect();
+        Ok((txn, grants))
+    }
+
+    async fn release(
+        &self,
+        region: &str,
+        eni_id: &str,
+    ) -> Result<gantry_store::Txn, task_network::NetworkLookupError> {
+        gantry_ec2::ipam::release_interface(self.store.as_ref(), region, eni_id)
+            .await
+            .map_err(lookup_error)
+    }
+}
+
+/// ELBv2's view of EC2: the subnets and security groups load balancers are placed in.
+struct Ec2LbNetworks {
+    store: Arc<dyn Store>,
+}
+
+fn lb_lookup_error(e: gantry_ec2::Ec2Error) -> gantry_elbv2::NetworkLookupError {
+    use gantry_ec2::Ec2Error as E;
+    use gantry_elbv2::NetworkLookupError as L;
+    match e {
+        E::SubnetNotFound(id) => L::SubnetNotFound(id),
+        E::GroupNotFound(id) => L::SecurityGroupNotFound(id),
+        E::Malformed { code, id } if code.starts_with("InvalidSubnet") => L::SubnetNotFound(id),
+        E::Malformed { id, .. } => L::SecurityGroupNotFound(id),
+        other => L::Internal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl gantry_elbv2::Networks for Ec2LbNetworks {
+    async fn subnets(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<gantry_elbv2::SubnetRef>, gantry_elbv2::NetworkLookupError> {
+        Ok(gantry_ec2::ipam::subnets(self.store.as_ref(), region, ids)
+            .await
+            .map_err(lb_lookup_error)?
+            .into_iter()
+            .map(|s| gantry_elbv2::SubnetRef {
+                id: s.id,
+                vpc_id: s.vpc_id,
+                availability_zone: s.availability_zone,
+            })
+            .collect())
+    }
+
+    async fn security_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, gantry_elbv2::NetworkLookupError> {
+        Ok(
+            gantry_ec2::ipam::security_groups(self.store.as_ref(), region, ids)
+                .await
+                .map_err(lb_lookup_error)?
+                .into_iter()
+                .map(|g| (g.id, g.vpc_id))
+                .collect(),
+        )
+    }
+
+    async fn default_security_group(
+        &self,
+        region: &str,
+        vpc_id: &str,
+    ) -> Result<Option<String>, gantry_elbv2::NetworkLookupError> {
+        Ok(
+            gantry_ec2::ipam::default_security_group(self.store.as_ref(), region, vpc_id)
+                .await
+                .map_err(lb_lookup_error)?
+                .map(|g| g.id),
+        )
+    }
+}
+
+/// EC2's default subnets follow the zones ECS's container instances report.
+struct InstanceZones {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl gantry_ec2::ZoneSource for InstanceZones {
+    async fn zones(&self, region: &str) -> Vec<String> {
+        match ecs::availability_zones(self.store.as_ref(), region).await {
+            Ok(z) => z,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the zones of the container instances");
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// Runs the control plane until SIGTERM or Ctrl-C.
@@ -213,7 +414,16 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
 
-    let ecs = Arc::new(EcsService::new(store.clone(), Arc::new(RandomIds)));
+    let target_groups = Arc::new(ElbTargetGroups {
+        store: store.clone(),
+    });
+    let ecs = Arc::new(
+        EcsService::new(store.clone(), Arc::new(RandomIds))
+            .with_networks(Arc::new(Ec2TaskNetworks {
+                store: store.clone(),
+            }))
+            .with_target_groups(target_groups.clone()),
+    );
     let ecs_service = ecs.clone();
     let gc = tokio::spawn(collect_stopped_tasks_forever(
         store.clone(),
@@ -233,6 +443,20 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let ecr = Arc::new(
         EcrService::new(registry.clone(), addr.to_string()).with_repository_keys(keys.clone()),
     );
+    let ec2 = Arc::new(gantry_ec2::Ec2Service::new(
+        store.clone(),
+        gantry_ec2::DefaultNetwork {
+            cidr: cfg.default_vpc_cidr,
+            ..Default::default()
+        },
+        Some(Arc::new(InstanceZones {
+            store: store.clone(),
+        })),
+    ));
+    // The default VPC of the server's region exists from the first start.
+    ec2.ensure_defaults(&cfg.region)
+        .await
+        .context("creating the default VPC")?;
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_body_limit(API_BODY_LIMIT)
@@ -243,7 +467,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(secretsmanager)
             .with_json(Arc::new(SsmService::new(store.clone(), keys)))
             .with_query(Arc::new(StsService))
-            .with_query(Arc::new(gantry_elbv2::Elbv2Service::new(store.clone()))),
+            .with_query(Arc::new(
+                gantry_elbv2::Elbv2Service::new(store.clone()).with_networks(Arc::new(
+                    Ec2LbNetworks {
+                        store: store.clone(),
+                    },
+                )),
+            ))
+            .with_query(ec2),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
     let agents = Arc::new(
@@ -266,12 +497,16 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 lost_after: cfg.lost_after,
             },
         )
-        .with_target_groups(Arc::new(ElbTargetGroups {
-            store: store.clone(),
-        })),
+        .with_target_groups(target_groups),
     );
     let runner_task = tokio::spawn(runner.run(shutdown_rx.clone()));
     let lb_channel = gantry_elbv2::lb_router(
+        store.clone(),
+        creds.clone(),
+        Arc::new(SystemClock),
+        shutdown_rx.clone(),
+    );
+    let policy_channel = gantry_ec2::policy::policy_router(
         store.clone(),
         creds.clone(),
         Arc::new(SystemClock),
@@ -281,7 +516,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .router()
         .merge(registry.router())
         .merge(agents.router())
-        .merge(lb_channel);
+        .merge(lb_channel)
+        .merge(policy_channel);
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
 
     // Listening for the signal before anyone is told the server is ready.

@@ -47,10 +47,17 @@ impl Server {
 
     /// `aws elbv2 <args> --output json` (the pip AWS CLI, isolated from the user's
     /// configuration), parsed.
-    async fn aws(&self, args: &[&str]) -> serde_json::Value {
+    async fn elbv2(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["elbv2"];
+        all.extend_from_slice(args);
+        self.cli(&all).await
+    }
+
+    /// Runs the AWS CLI with `args` (service first) and parses its JSON output.
+    async fn cli(&self, args: &[&str]) -> serde_json::Value {
         let home = self.home.path().display().to_string();
         let mut cmd = tokio::process::Command::new("python3");
-        cmd.args(["-m", "awscli", "elbv2"])
+        cmd.args(["-m", "awscli"])
             .args(args)
             .args(["--output", "json"])
             .env("AWS_ENDPOINT_URL", &self.endpoint)
@@ -81,7 +88,7 @@ impl Server {
 
     async fn target_state(&self, tg_arn: &str) -> String {
         let h = self
-            .aws(&["describe-target-health", "--target-group-arn", tg_arn])
+            .elbv2(&["describe-target-health", "--target-group-arn", tg_arn])
             .await;
         h["TargetHealthDescriptions"][0]["TargetHealth"]["State"]
             .as_str()
@@ -135,13 +142,45 @@ async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
         .local_addr()
         .unwrap()
         .port();
-    let lb = server.aws(&["create-load-balancer", "--name", "e2e"]).await;
+    // An application load balancer lives in two zones' subnets: the default VPC's.
+    let subnets = server
+        .cli(&[
+            "ec2",
+            "describe-subnets",
+            "--filters",
+            "Name=default-for-az,Values=true",
+        ])
+        .await;
+    let ids: Vec<String> = subnets["Subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+        .map(|s| s["SubnetId"].as_str().unwrap().to_owned())
+        .collect();
+    let lb = server
+        .elbv2(&[
+            "create-load-balancer",
+            "--name",
+            "e2e",
+            "--subnets",
+            &ids[0],
+            &ids[1],
+        ])
+        .await;
+    assert_eq!(
+        lb["LoadBalancers"][0]["AvailabilityZones"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
         .as_str()
         .unwrap()
         .to_owned();
     let tg = server
-        .aws(&[
+        .elbv2(&[
             "create-target-group",
             "--name",
             "e2e",
@@ -166,7 +205,7 @@ async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
         .unwrap()
         .to_owned();
     server
-        .aws(&[
+        .elbv2(&[
             "create-listener",
             "--load-balancer-arn",
             &lb_arn,
@@ -179,17 +218,17 @@ async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
         ])
         .await;
     server
-        .aws(&[
+        .elbv2(&[
             "modify-target-group-attributes",
             "--target-group-arn",
             &tg_arn,
             "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=1",
+            "Key=deregistration_delay.timeout_seconds,Value=5",
         ])
         .await;
     let target = format!("Id=127.0.0.1,Port={backend_port}");
     server
-        .aws(&[
+        .elbv2(&[
             "register-targets",
             "--target-group-arn",
             &tg_arn,
@@ -229,9 +268,10 @@ async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Deregistration: draining for 1 s, then nothing to send to (503).
+    // Deregistration: draining for 5 s (longer than an AWS CLI call on a busy host), then
+    // nothing to send to (503).
     server
-        .aws(&[
+        .elbv2(&[
             "deregister-targets",
             "--target-group-arn",
             &tg_arn,

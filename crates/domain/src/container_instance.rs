@@ -168,6 +168,46 @@ pub fn put_attributes(current: &mut Vec<Attribute>, new: &[Attribute]) {
     }
 }
 
+/// How many awsvpc tasks an instance can hold without ENI trunking: its type's network
+/// interfaces less the primary one, as ECS counts them. For a type outside the table (Gantry's
+/// own hosts, `gantry.host`), 8 per vCPU (`cpu_units` / 1024), at least 2.
+pub fn task_eni_limit(instance_type: Option<&str>, cpu_units: i64) -> i64 {
+    // Maximum network interfaces of common instance types (EC2 documentation).
+    const TABLE: &[(&str, i64)] = &[
+        ("t3.nano", 2),
+        ("t3.micro", 2),
+        ("t3.small", 3),
+        ("t3.medium", 3),
+        ("t3.large", 3),
+        ("t3.xlarge", 4),
+        ("t3.2xlarge", 4),
+        ("m5.large", 3),
+        ("m5.xlarge", 4),
+        ("m5.2xlarge", 4),
+        ("m5.4xlarge", 8),
+        ("m5.8xlarge", 8),
+        ("m5.12xlarge", 8),
+        ("m5.16xlarge", 15),
+        ("m5.24xlarge", 15),
+        ("c5.large", 3),
+        ("c5.xlarge", 4),
+        ("c5.2xlarge", 4),
+        ("c5.4xlarge", 8),
+        ("c5.9xlarge", 8),
+        ("c5.18xlarge", 15),
+        ("r5.large", 3),
+        ("r5.xlarge", 4),
+        ("r5.2xlarge", 4),
+        ("r5.4xlarge", 8),
+        ("r5.12xlarge", 8),
+        ("r5.24xlarge", 15),
+    ];
+    match instance_type.and_then(|t| TABLE.iter().find(|(n, _)| *n == t)) {
+        Some((_, enis)) => enis - 1,
+        None => (cpu_units / 1024 * 8).max(2),
+    }
+}
+
 /// Agent and Docker versions reported at registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -207,6 +247,9 @@ pub struct ContainerInstance {
     pub reserved_ports: Vec<String>,
     #[serde(default)]
     pub reserved_udp_ports: Vec<String>,
+    /// Network interfaces awsvpc tasks hold.
+    #[serde(default)]
+    pub reserved_enis: i64,
     #[serde(default)]
     pub running_tasks_count: i64,
     #[serde(default)]
@@ -234,6 +277,9 @@ impl ContainerInstance {
                     }
                     "MEMORY" => {
                         r.integer_value = r.integer_value.map(|v| v - self.reserved_memory);
+                    }
+                    "ENI" => {
+                        r.integer_value = r.integer_value.map(|v| v - self.reserved_enis);
                     }
                     "PORTS" => {
                         let mut set = r.string_set_value.take().unwrap_or_default();
@@ -355,6 +401,7 @@ mod tests {
             reserved_memory: 100,
             reserved_ports: vec!["8080".into()],
             reserved_udp_ports: vec![],
+            reserved_enis: 0,
             running_tasks_count: 0,
             pending_tasks_count: 0,
             attributes: vec![],

@@ -56,6 +56,12 @@ pub struct LoadBalancer {
     pub subnets: Vec<String>,
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// The VPC of the subnets, when EC2 knows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    /// The availability zone of each subnet, when EC2 knows them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subnet_zones: BTreeMap<String, String>,
     /// Every attribute with its value (defaults filled in at creation).
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,

@@ -8,6 +8,7 @@ pub mod arn;
 pub mod cluster;
 pub mod container_instance;
 pub mod lb;
+pub mod network;
 pub mod service;
 pub mod tags;
 pub mod task;

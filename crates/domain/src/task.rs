@@ -171,6 +171,13 @@ pub struct Reservation {
     pub ports: Vec<String>,
     #[serde(default)]
     pub udp_ports: Vec<String>,
+    /// Network interfaces (1 for an awsvpc task).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub enis: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A task as stored.
@@ -231,6 +238,9 @@ pub struct Task {
     /// The service deployment that started this task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
+    /// awsvpc tasks: the task's network interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::EniAttachment>,
 }
 
 impl Task {
@@ -317,6 +327,7 @@ pub fn required_resources(td: &TaskDefinition, overrides: &TaskOverride) -> Rese
         memory: task_mem.unwrap_or(memory),
         ports,
         udp_ports,
+        enis: i64::from(td.effective_network_mode() == NetworkMode::Awsvpc),
     }
 }
 
@@ -324,6 +335,7 @@ pub fn required_resources(td: &TaskDefinition, overrides: &TaskOverride) -> Rese
 pub fn apply_reservation(ci: &mut ContainerInstance, r: &Reservation, sign: i64) {
     ci.reserved_cpu = (ci.reserved_cpu + sign * r.cpu).max(0);
     ci.reserved_memory = (ci.reserved_memory + sign * r.memory).max(0);
+    ci.reserved_enis = (ci.reserved_enis + sign * r.enis).max(0);
     if sign > 0 {
         ci.reserved_ports.extend(r.ports.iter().cloned());
         ci.reserved_udp_ports.extend(r.udp_ports.iter().cloned());

@@ -1,7 +1,8 @@
 //! The HTTP front: one `POST /` (and `GET /` for query-protocol calls) for every AWS API.
 //!
 //! Order of work for each request: request id → body (size-limited) → protocol (awsJson1.1 when
-//! `X-Amz-Target` is present, awsQuery otherwise) → SigV4 → dispatch → AWS-shaped response.
+//! `X-Amz-Target` is present, else the form-encoded family: awsQuery or its `ec2` dialect, told by
+//! the service the signing name selects) → SigV4 → dispatch → AWS-shaped response.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +15,7 @@ use axum::response::Response;
 use axum::routing::any;
 use gantry_aws_proto::query::QueryRequest;
 use gantry_aws_proto::sigv4::{self, CredentialProvider};
-use gantry_aws_proto::{AwsError, json, new_request_id, query};
+use gantry_aws_proto::{AwsError, ec2, json, new_request_id, query};
 use tracing::Instrument;
 
 use crate::context::{Clock, RequestContext};
@@ -74,15 +75,17 @@ impl Front {
         self
     }
 
-    /// Serves query-protocol requests signed for the service's signing name with `svc`.
+    /// Serves form-encoded requests (awsQuery or its `ec2` dialect) signed for the service's
+    /// signing name with `svc`.
     ///
     /// # Panics
-    /// If the spec's protocol is not [`Protocol::Query`] or the signing name is already taken.
+    /// If the spec's protocol is not [`Protocol::Query`] or [`Protocol::Ec2`], or the signing
+    /// name is already taken.
     pub fn with_query(mut self, svc: Arc<dyn QueryService>) -> Self {
         let spec = svc.spec();
         assert!(
-            matches!(spec.protocol, Protocol::Query { .. }),
-            "{} is not an awsQuery service",
+            spec.protocol.is_form_encoded(),
+            "{} is not an awsQuery or ec2 service",
             spec.iam_prefix
         );
         let previous = self.query.insert(spec.signing_name, svc);
@@ -113,10 +116,12 @@ impl Front {
     }
 }
 
-/// The protocol family of one request, told by the presence of `X-Amz-Target`.
+/// The protocol of one request: awsJson when `X-Amz-Target` is present; otherwise awsQuery,
+/// or `ec2` when the signing name the request claims belongs to an ec2-dialect service.
 enum Wire {
     Json,
     Query,
+    Ec2,
 }
 
 async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
@@ -128,12 +133,20 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
         .map(str::to_owned);
     let span = tracing::debug_span!("api", request_id = %request_id, target = target.as_deref().unwrap_or(""));
     async move {
+        let (parts, body) = req.into_parts();
         let protocol = if target.is_some() {
             Wire::Json
         } else {
-            Wire::Query
+            let claimed = sigv4::claimed_service(&parts);
+            match claimed
+                .as_deref()
+                .and_then(|name| front.query.get(name))
+                .map(|svc| svc.spec().protocol)
+            {
+                Some(Protocol::Ec2 { .. }) => Wire::Ec2,
+                _ => Wire::Query,
+            }
         };
-        let (parts, body) = req.into_parts();
         let body = match axum::body::to_bytes(body, front.body_limit).await {
             Ok(b) => b,
             Err(_) => {
@@ -155,6 +168,7 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 let err = match protocol {
                     Wire::Json => e.to_json_error(),
                     Wire::Query => e.to_query_error(),
+                    Wire::Ec2 => e.to_ec2_error(),
                 };
                 return error_response(&protocol, &err, &request_id, "");
             }
@@ -195,7 +209,7 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                     }
                 }
             }
-            Wire::Query => {
+            Wire::Query | Wire::Ec2 => {
                 let q = QueryRequest::parse(&body, parts.uri.query());
                 let Some(svc) = front.query.get(verified.service.as_str()) else {
                     let err = AwsError::client(
@@ -205,26 +219,54 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                     return err.query_response(&request_id, "");
                 };
                 let spec = svc.spec();
-                let Protocol::Query { xmlns, version } = spec.protocol else {
-                    let err = AwsError::server("query service without a query protocol");
-                    return err.query_response(&request_id, "");
-                };
-                let Some(action) = q.action().map(str::to_owned) else {
-                    let err = AwsError::client("MissingAction", "Missing Action parameter.");
-                    return err.query_response(&request_id, xmlns);
-                };
-                if !spec.has_operation(&action) {
-                    let err = AwsError::client(
-                        "InvalidAction",
-                        format!("Could not find operation {action} for version {version}"),
-                    );
-                    return err.query_response(&request_id, xmlns);
-                }
-                match svc.call(&action, &q, &ctx).await {
-                    Ok(xml) => query::ok_response(&action, xmlns, &xml, &request_id),
-                    Err(e) => {
-                        log_error(&e, &action);
-                        e.query_response(&request_id, xmlns)
+                match spec.protocol {
+                    Protocol::Query { xmlns, version } => {
+                        let Some(action) = q.action().map(str::to_owned) else {
+                            let err =
+                                AwsError::client("MissingAction", "Missing Action parameter.");
+                            return err.query_response(&request_id, xmlns);
+                        };
+                        if !spec.has_operation(&action) {
+                            let err = AwsError::client(
+                                "InvalidAction",
+                                format!("Could not find operation {action} for version {version}"),
+                            );
+                            return err.query_response(&request_id, xmlns);
+                        }
+                        match svc.call(&action, &q, &ctx).await {
+                            Ok(xml) => query::ok_response(&action, xmlns, &xml, &request_id),
+                            Err(e) => {
+                                log_error(&e, &action);
+                                e.query_response(&request_id, xmlns)
+                            }
+                        }
+                    }
+                    Protocol::Ec2 { xmlns, .. } => {
+                        let Some(action) = q.action().map(str::to_owned) else {
+                            let err = AwsError::client(
+                                "MissingAction",
+                                "The request must contain the parameter Action.",
+                            );
+                            return err.ec2_response(&request_id);
+                        };
+                        if !spec.has_operation(&action) {
+                            let err = AwsError::client(
+                                "InvalidAction",
+                                format!("The action {action} is not valid for this web service."),
+                            );
+                            return err.ec2_response(&request_id);
+                        }
+                        match svc.call(&action, &q, &ctx).await {
+                            Ok(xml) => ec2::ok_response(&action, xmlns, &xml, &request_id),
+                            Err(e) => {
+                                log_error(&e, &action);
+                                e.ec2_response(&request_id)
+                            }
+                        }
+                    }
+                    Protocol::Json { .. } => {
+                        let err = AwsError::server("form-encoded service without a form protocol");
+                        err.query_response(&request_id, "")
                     }
                 }
             }
@@ -246,6 +288,7 @@ fn error_response(protocol: &Wire, err: &AwsError, request_id: &str, xmlns: &str
     match protocol {
         Wire::Json => err.json_response(request_id),
         Wire::Query => err.query_response(request_id, xmlns),
+        Wire::Ec2 => err.ec2_response(request_id),
     }
 }
 

@@ -23,6 +23,22 @@ pub enum Protocol {
         /// The model's API version, e.g. `2011-06-15`.
         version: &'static str,
     },
+    /// `ec2`, EC2's dialect of awsQuery: the same form-encoded requests (lists as `Name.N`),
+    /// `<{Action}Response>` with a `requestId` member and no `Result` wrapper, errors in a
+    /// `<Response><Errors>` envelope. Routed by signing name like awsQuery.
+    Ec2 {
+        /// The XML namespace of responses, `http://ec2.amazonaws.com/doc/2016-11-15/`.
+        xmlns: &'static str,
+        /// The model's API version, `2016-11-15`.
+        version: &'static str,
+    },
+}
+
+impl Protocol {
+    /// Whether requests arrive form-encoded and are routed by signing name (awsQuery and ec2).
+    pub fn is_form_encoded(&self) -> bool {
+        matches!(self, Self::Query { .. } | Self::Ec2 { .. })
+    }
 }
 
 /// A service as the front routes to it.
@@ -62,13 +78,15 @@ pub trait JsonService: Send + Sync {
     ) -> Result<serde_json::Value, AwsError>;
 }
 
-/// A service on the awsQuery protocol (STS, ELBv2, IAM, ...).
+/// A service on the awsQuery protocol (STS, ELBv2, IAM, ...) or its `ec2` dialect.
 #[async_trait]
 pub trait QueryService: Send + Sync {
-    /// How the front reaches this service; its protocol is [`Protocol::Query`].
+    /// How the front reaches this service; its protocol is [`Protocol::Query`] or
+    /// [`Protocol::Ec2`].
     fn spec(&self) -> &'static ServiceSpec;
 
-    /// Runs one action of the model; returns the inner XML of `<{Action}Result>`.
+    /// Runs one action of the model; returns the inner XML of `<{Action}Result>` (awsQuery) or
+    /// the members of `<{Action}Response>` after `requestId` (ec2).
     async fn call(
         &self,
         action: &str,

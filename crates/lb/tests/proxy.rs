@@ -247,6 +247,8 @@ fn config(
             created_at: 0,
             subnets: vec![],
             security_groups: vec![],
+            vpc_id: None,
+            subnet_zones: Default::default(),
             attributes: Default::default(),
             tags: vec![],
             listeners,

@@ -30,6 +30,7 @@ pub enum FailureReason {
     ResourceCpu,
     ResourceMemory,
     ResourcePorts,
+    ResourceEni,
 }
 
 impl FailureReason {
@@ -44,6 +45,7 @@ impl FailureReason {
             Self::ResourceCpu => "RESOURCE:CPU",
             Self::ResourceMemory => "RESOURCE:MEMORY",
             Self::ResourcePorts => "RESOURCE:PORTS",
+            Self::ResourceEni => "RESOURCE:ENI",
         }
     }
 
@@ -59,6 +61,9 @@ impl FailureReason {
             Self::ResourceCpu => "has insufficient CPU units available",
             Self::ResourceMemory => "has insufficient memory available",
             Self::ResourcePorts => "is already using a port required by your task",
+            Self::ResourceEni => {
+                "has no network interface left for a task using the awsvpc network mode"
+            }
         }
     }
 }
@@ -164,6 +169,8 @@ pub struct Placer<'v> {
     view: &'v [InstanceView],
     cpu: Vec<i64>,
     mem: Vec<i64>,
+    /// Network interfaces left for awsvpc tasks.
+    enis: Vec<i64>,
     /// Free dynamic ports: TCP, UDP.
     dyn_free: Vec<[u32; 2]>,
     running: Vec<u32>,
@@ -251,6 +258,7 @@ impl<'v> Placer<'v> {
             view,
             cpu: view.iter().map(|v| v.remaining_cpu).collect(),
             mem: view.iter().map(|v| v.remaining_memory).collect(),
+            enis: view.iter().map(|v| v.remaining_enis).collect(),
             dyn_free,
             running: view.iter().map(|v| v.running_tasks_count).collect(),
             ports: None,
@@ -614,6 +622,10 @@ impl<'v> Placer<'v> {
                 note(Stage::ResourcePorts, i, &self.cpu, &self.mem);
                 return false;
             }
+            if p.task.enis > 0 && self.enis[iu] < i64::from(p.task.enis) {
+                note(Stage::ResourceEni, i, &self.cpu, &self.mem);
+                return false;
+            }
             let mut key = [0u64; crate::request::MAX_STRATEGIES];
             for (k, kind) in keys.iter().enumerate() {
                 key[k] = match kind {
@@ -717,6 +729,7 @@ impl<'v> Placer<'v> {
         let task = &p.task;
         self.cpu[i] -= i64::from(task.cpu);
         self.mem[i] -= i64::from(task.memory);
+        self.enis[i] = self.enis[i].saturating_sub(i64::from(task.enis));
         self.running[i] += 1;
         self.placed_groups[i].push(p.group);
         if let Some(Some(c)) = self.group_counts.get_mut(p.group as usize) {

@@ -28,6 +28,9 @@ pub struct InstanceView {
     pub remaining_cpu: i64,
     /// Registered memory (MiB) minus what tasks hold.
     pub remaining_memory: i64,
+    /// Network interfaces still available to awsvpc tasks (the registered `ENI` resource minus
+    /// the awsvpc tasks on the instance); `i64::MAX` when the instance has no such limit.
+    pub remaining_enis: i64,
     /// TCP host ports not available: the registered `PORTS` set (ports reserved at registration)
     /// plus the static host ports of tasks on the instance.
     pub used_tcp_ports: Vec<u16>,
@@ -59,6 +62,7 @@ impl Default for InstanceView {
             attributes: Vec::new(),
             remaining_cpu: 0,
             remaining_memory: 0,
+            remaining_enis: i64::MAX,
             used_tcp_ports: Vec::new(),
             used_udp_ports: Vec::new(),
             dynamic_port_range: DEFAULT_DYNAMIC_PORT_RANGE,
@@ -131,6 +135,8 @@ pub struct TaskDemand {
     pub dynamic_tcp_ports: u32,
     /// Dynamic UDP host ports needed.
     pub dynamic_udp_ports: u32,
+    /// Network interfaces (1 for an awsvpc task).
+    pub enis: u32,
 }
 
 impl TaskDemand {

@@ -46,6 +46,7 @@ struct Inst {
     active: bool,
     groups: Vec<usize>,
     running: u32,
+    enis: i64,
 }
 
 fn inst_strategy() -> impl Strategy<Value = Inst> {
@@ -56,10 +57,15 @@ fn inst_strategy() -> impl Strategy<Value = Inst> {
             proptest::sample::subsequence(vec![53u16, 8080], 0..=2),
         ),
         (proptest::bool::weighted(0.9), proptest::bool::weighted(0.9)),
-        (proptest::collection::vec(0usize..3, 0..3), 0u32..5),
+        (proptest::collection::vec(0usize..3, 0..3), 0u32..5, 0i64..4),
     )
         .prop_map(
-            |((cpu, mem, zone, stack), (tcp, udp), (connected, active), (groups, running))| Inst {
+            |(
+                (cpu, mem, zone, stack),
+                (tcp, udp),
+                (connected, active),
+                (groups, running, enis),
+            )| Inst {
                 cpu,
                 mem,
                 zone,
@@ -70,6 +76,7 @@ fn inst_strategy() -> impl Strategy<Value = Inst> {
                 active,
                 groups,
                 running,
+                enis,
             },
         )
 }
@@ -91,6 +98,7 @@ fn to_view(insts: &[Inst]) -> Vec<InstanceView> {
                 attributes,
                 remaining_cpu: x.cpu,
                 remaining_memory: x.mem,
+                remaining_enis: x.enis,
                 used_tcp_ports: x.tcp.clone(),
                 used_udp_ports: x.udp.clone(),
                 dynamic_port_range: (60000, 60003),
@@ -115,6 +123,7 @@ struct Req {
     exprs: Vec<usize>,
     strategy: Vec<u8>,
     require_stack: bool,
+    enis: u32,
 }
 
 fn req_strategy() -> impl Strategy<Value = Req> {
@@ -125,7 +134,7 @@ fn req_strategy() -> impl Strategy<Value = Req> {
             proptest::sample::subsequence(vec![53u16], 0..=1),
             0u32..3,
         ),
-        (0usize..3, proptest::bool::weighted(0.3)),
+        (0usize..3, proptest::bool::weighted(0.3), 0u32..2),
         (
             proptest::collection::vec(0usize..EXPRESSIONS.len(), 0..2),
             proptest::collection::vec(0u8..5, 0..3),
@@ -136,7 +145,7 @@ fn req_strategy() -> impl Strategy<Value = Req> {
             |(
                 (cpu, mem, count),
                 (tcp, udp, dynamic),
-                (group, distinct),
+                (group, distinct, enis),
                 (exprs, strategy, require_stack),
             )| Req {
                 cpu,
@@ -150,6 +159,7 @@ fn req_strategy() -> impl Strategy<Value = Req> {
                 exprs,
                 strategy,
                 require_stack,
+                enis,
             },
         )
 }
@@ -181,6 +191,7 @@ fn to_request(r: &Req, parsed: &[Expr]) -> PlacementRequest {
             udp_ports: r.udp.clone(),
             dynamic_tcp_ports: r.dynamic,
             dynamic_udp_ports: 0,
+            enis: r.enis,
         },
         count: r.count,
         group: GROUPS[r.group].to_owned(),
@@ -204,6 +215,7 @@ struct Model {
     dynamic_free: i64,
     groups: Vec<String>,
     running: u32,
+    enis: i64,
 }
 
 fn run_and_check(insts: &[Inst], reqs: &[Req], seed: u64) -> Vec<Vec<PlacementResult>> {
@@ -222,6 +234,7 @@ fn run_and_check(insts: &[Inst], reqs: &[Req], seed: u64) -> Vec<Vec<PlacementRe
                 tcp,
                 groups: v.task_groups.clone(),
                 running: v.running_tasks_count,
+                enis: v.remaining_enis,
             }
         })
         .collect();
@@ -267,6 +280,11 @@ fn run_and_check(insts: &[Inst], reqs: &[Req], seed: u64) -> Vec<Vec<PlacementRe
             m.mem -= i64::from(r.mem);
             assert!(m.cpu >= 0, "cpu over-committed on {instance}");
             assert!(m.mem >= 0, "memory over-committed on {instance}");
+            m.enis -= i64::from(r.enis);
+            assert!(
+                m.enis >= 0,
+                "network interfaces over-committed on {instance}"
+            );
             for p in &r.tcp {
                 assert!(m.tcp.insert(*p), "tcp port {p} double-booked on {instance}");
                 if (60000..=60003).contains(p) {
@@ -292,7 +310,7 @@ fn run_and_check(insts: &[Inst], reqs: &[Req], seed: u64) -> Vec<Vec<PlacementRe
 proptest! {
     #![proptest_config(config(256))]
 
-    /// Never over-commits CPU, memory or dynamic ports; never two tasks on one host port;
+    /// Never over-commits CPU, memory, network interfaces or dynamic ports; never two tasks on one host port;
     /// `distinctInstance`, `memberOf` and `requiresAttributes` always hold; only ACTIVE and
     /// connected instances are used.
     #[test]

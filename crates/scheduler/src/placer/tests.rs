@@ -358,3 +358,20 @@ fn service_default_spreads_zones_then_instances() {
     got.sort_unstable();
     assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
 }
+
+#[test]
+fn awsvpc_tasks_run_out_of_network_interfaces() {
+    let mut view: Vec<_> = (0..2).map(|i| instance(i, "a", 4096, 4096)).collect();
+    view[0].remaining_enis = 2;
+    view[1].remaining_enis = 1;
+    let mut r = req(1, 1, 4);
+    r.task.enis = 1;
+    let res = place(&r, &view, &mut rng());
+    let mut got = placed(&res);
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 0, 1]);
+    assert!(matches!(res[3], PlacementResult::Failed(f) if f.reason == FailureReason::ResourceEni));
+    assert_eq!(FailureReason::ResourceEni.as_str(), "RESOURCE:ENI");
+    // Tasks without an interface are not limited by it.
+    assert_eq!(placed(&place(&req(1, 1, 4), &view, &mut rng())).len(), 4);
+}

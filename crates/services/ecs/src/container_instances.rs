@@ -94,7 +94,21 @@ struct RegisterRequest {
     tags: Vec<Tag>,
 }
 
-fn complete_resources(mut res: Vec<Resource>) -> Vec<Resource> {
+/// The registered resources with ECS's defaults for the ones not given, including `ENI`: the
+/// network interfaces awsvpc tasks may use, by instance type (see
+/// [`gantry_domain::container_instance::task_eni_limit`]).
+fn complete_resources(mut res: Vec<Resource>, instance_type: Option<&str>) -> Vec<Resource> {
+    if !res.iter().any(|r| r.name == "ENI") {
+        let cpu = res
+            .iter()
+            .find(|r| r.name == "CPU")
+            .and_then(|r| r.integer_value)
+            .unwrap_or(0);
+        res.push(Resource::integer(
+            "ENI",
+            gantry_domain::container_instance::task_eni_limit(instance_type, cpu),
+        ));
+    }
     for (name, set) in [
         ("CPU", false),
         ("MEMORY", false),
@@ -169,7 +183,11 @@ pub(super) async fn register(
             "You can apply up to {MAX_CUSTOM_ATTRIBUTES} custom attributes per resource."
         )));
     }
-    let resources = complete_resources(req.total_resources.clone());
+    let instance_type = attributes
+        .iter()
+        .find(|a| a.name == "ecs.instance-type")
+        .and_then(|a| a.value.clone());
+    let resources = complete_resources(req.total_resources.clone(), instance_type.as_deref());
     let previous_id = req
         .container_instance_arn
         .as_deref()
@@ -229,6 +247,7 @@ pub(super) async fn register(
                     reserved_memory: 0,
                     reserved_ports: vec![],
                     reserved_udp_ports: vec![],
+                    reserved_enis: 0,
                     running_tasks_count: 0,
                     pending_tasks_count: 0,
                     attributes: attributes.clone(),

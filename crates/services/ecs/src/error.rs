@@ -52,6 +52,9 @@ pub enum EcsError {
     /// Compare-and-swap kept conflicting.
     #[error("too much contention on {0}")]
     Contention(String),
+    /// A service the operation depends on failed (EC2's records, through the composition root).
+    #[error("internal failure: {0}")]
+    Internal(String),
 }
 
 impl EcsError {
@@ -79,7 +82,7 @@ impl EcsError {
             Self::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             Self::Unsupported(_) => "UnsupportedFeatureException",
             Self::Wire(_) => "SerializationException",
-            Self::Store(_) | Self::Contention(_) => "ServerException",
+            Self::Store(_) | Self::Contention(_) | Self::Internal(_) => "ServerException",
         }
     }
 }
@@ -103,7 +106,7 @@ impl From<EcsError> for AwsError {
     fn from(e: EcsError) -> Self {
         match e {
             EcsError::Wire(w) => w,
-            EcsError::Store(_) | EcsError::Contention(_) => {
+            EcsError::Store(_) | EcsError::Contention(_) | EcsError::Internal(_) => {
                 tracing::error!(error = %e, "internal failure");
                 AwsError::server("An internal error occurred; the request was not applied.")
             }

@@ -5,7 +5,9 @@
 //! - [`service_runner`]: the controller loop that applies the service reconciler's plans, launching
 //!   and stopping tasks through the same code as RunTask and StopTask, and instance liveness;
 //! - [`service_lb`]: load-balancer registration of service tasks, over the [`service_lb::TargetGroups`]
-//!   trait the composition root implements (this crate never depends on the ELBv2 crate).
+//!   trait the composition root implements (this crate never depends on the ELBv2 crate);
+//! - [`task_network`]: awsvpc tasks' network configuration and interfaces, over the
+//!   [`task_network::TaskNetworks`] trait the composition root implements over EC2.
 //!
 //! A service crate: depends on the front, the wire layer, the domain, the store, the scheduler and
 //! the controller; never on another service crate, Docker or the load balancer.
@@ -24,6 +26,7 @@ pub mod service_runner;
 mod services;
 mod tags;
 mod task_definitions;
+pub mod task_network;
 mod tasks;
 mod wire;
 
@@ -154,6 +157,10 @@ pub struct EcsService {
     pub(crate) locks: KeyedLocks,
     /// Decoded container instances and tasks, reused while their revision is unchanged.
     pub(crate) cache: cache::RecordCache,
+    /// EC2's subnets, groups and interfaces, for awsvpc tasks.
+    pub(crate) networks: Option<Arc<dyn task_network::TaskNetworks>>,
+    /// ELBv2's target groups, for CreateService/UpdateService checks.
+    pub(crate) target_groups: Option<Arc<dyn service_lb::TargetGroups>>,
 }
 
 impl fmt::Debug for EcsService {
@@ -171,7 +178,21 @@ impl EcsService {
             ids,
             locks: KeyedLocks::default(),
             cache: Default::default(),
+            networks: None,
+            target_groups: None,
         }
+    }
+
+    /// Checks services' `loadBalancers` against ELBv2's target groups.
+    pub fn with_target_groups(mut self, groups: Arc<dyn service_lb::TargetGroups>) -> Self {
+        self.target_groups = Some(groups);
+        self
+    }
+
+    /// Serves the awsvpc network mode with EC2's subnets, groups and interfaces.
+    pub fn with_networks(mut self, networks: Arc<dyn task_network::TaskNetworks>) -> Self {
+        self.networks = Some(networks);
+        self
     }
 
     /// Whether Gantry serves `op` (the rest answer `UnsupportedFeatureException`).
@@ -290,6 +311,30 @@ impl JsonService for EcsService {
         };
         self.dispatch(op, body, ctx).await.map_err(AwsError::from)
     }
+}
+
+/// The availability zones the container instances of `region` report (any cluster, any status
+/// but INACTIVE), for the default subnets EC2 keeps one per zone.
+pub async fn availability_zones(
+    store: &dyn Store,
+    region: &str,
+) -> Result<Vec<String>, gantry_store::StoreError> {
+    use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+    use gantry_store::StoreExt;
+    let mut zones: Vec<String> = store
+        .scan_all_typed::<ContainerInstance>(&format!("ecs/{region}/instance/"))
+        .await?
+        .into_iter()
+        .filter(|ci| ci.value.status != ContainerInstanceStatus::Inactive)
+        .filter_map(|ci| {
+            ci.value
+                .attribute("ecs.availability-zone")
+                .map(str::to_owned)
+        })
+        .collect();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
 }
 
 /// Removes STOPPED tasks whose `stoppedAt` is older than `retention_ms` (ECS keeps stopped tasks

@@ -53,6 +53,12 @@ pub fn view_of(ci: &ContainerInstance, task_groups: Vec<String>) -> InstanceView
             .collect(),
         remaining_cpu: registered("CPU") - ci.reserved_cpu,
         remaining_memory: registered("MEMORY") - ci.reserved_memory,
+        remaining_enis: ci
+            .registered_resources
+            .iter()
+            .find(|r| r.name == "ENI")
+            .and_then(|r| r.integer_value)
+            .map_or(i64::MAX, |e| e - ci.reserved_enis),
         used_tcp_ports,
         used_udp_ports,
         running_tasks_count: u32::try_from(ci.running_tasks_count).unwrap_or(0),
@@ -113,7 +119,10 @@ pub fn demand(td: &TaskDefinition, overrides: &TaskOverride) -> TaskDemand {
         .as_deref()
         .or(td.memory.as_deref())
         .and_then(|v| v.parse().ok());
-    TaskDemand::from_containers(task_cpu, task_mem, &containers)
+    let mut demand = TaskDemand::from_containers(task_cpu, task_mem, &containers);
+    // An awsvpc task holds one of the instance's network interfaces.
+    demand.enis = u32::from(mode == NetworkMode::Awsvpc);
+    demand
 }
 
 /// The instance attributes `td` requires.

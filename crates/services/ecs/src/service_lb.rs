@@ -71,19 +71,62 @@ pub trait TargetGroups: Send + Sync {
     ) -> Result<(), String>;
     /// The target group's `deregistration_delay.timeout_seconds`, in ms.
     async fn deregistration_delay_ms(&self, region: &str, tg_arn: &str) -> Option<u64>;
+    /// The target group's `TargetType` (`instance`, `ip`), if it exists.
+    async fn target_type(&self, region: &str, tg_arn: &str) -> Option<String>;
+}
+
+/// ECS's check of a service's target groups against its task definition's network mode:
+/// awsvpc tasks register as `ip` targets, bridge and host tasks as `instance` targets.
+pub(crate) async fn check_target_types(
+    groups: &dyn TargetGroups,
+    region: &str,
+    load_balancers: &[serde_json::Value],
+    mode: gantry_domain::task_definition::NetworkMode,
+) -> Result<(), EcsError> {
+    use gantry_domain::task_definition::NetworkMode;
+    let wanted = if mode == NetworkMode::Awsvpc {
+        "ip"
+    } else {
+        "instance"
+    };
+    for lb in load_balancers {
+        let Some(arn) = lb.get("targetGroupArn").and_then(serde_json::Value::as_str) else {
+            continue;
+        };
+        match groups.target_type(region, arn).await {
+            Some(t) if t != wanted => {
+                return Err(EcsError::invalid(format!(
+                    "The provided target group {arn} has target type {t}, which is incompatible with the {} network mode specified in the task definition.",
+                    mode.as_str()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                return Err(EcsError::invalid(format!(
+                    "Unable to assume role and validate the specified targetGroupArn. Please verify that the ECS service role being passed has the proper permissions. Target group {arn} not found."
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn lb_err(e: String) -> EcsError {
     EcsError::InvalidParameter(e)
 }
 
-/// The target a task offers for one binding: (instance id, host port, address).
+/// The target a task offers for one binding: (instance id, host port, address); for awsvpc
+/// tasks (`ip` target groups) the task's own address and the container port.
 fn target_of(
     t: &Task,
     b: &Binding,
     instances: &HashMap<String, ContainerInstance>,
 ) -> Option<(String, u16, String)> {
     let c = t.containers.iter().find(|c| c.name == b.container_name)?;
+    if let Some(net) = &t.network {
+        let port = u16::try_from(b.container_port).ok()?;
+        return Some((net.private_ipv4.clone(), port, net.private_ipv4.clone()));
+    }
     let port = c
         .network_bindings
         .iter()

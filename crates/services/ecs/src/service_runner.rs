@@ -79,6 +79,7 @@ fn placement_detail(reason: &str) -> &'static str {
         "RESOURCE:CPU" => "has insufficient CPU units available",
         "RESOURCE:MEMORY" => "has insufficient memory available",
         "RESOURCE:PORTS" => "is already using a port required by your task",
+        "RESOURCE:ENI" => "has no network interface left for a task using the awsvpc network mode",
         "ATTRIBUTE" => "is missing an attribute required by your task",
         "AGENT" => "has an agent that is disconnected",
         _ => "does not satisfy the placement constraints of your task",

@@ -19,7 +19,7 @@ use crate::wire::{
     active_cluster, check_len, cluster_name, commit_with_retry, get_service, include_tags,
     max_results, missing, paginate, parse, secs, with_token,
 };
-use crate::{EcsError, EcsService, keys, placement, task_definitions};
+use crate::{EcsError, EcsService, keys, placement, task_definitions, task_network};
 use gantry_front::RequestContext;
 
 /// A new deployment id, `ecs-svc/` and 19 digits as ECS writes them.
@@ -374,6 +374,26 @@ pub(super) async fn create(
         strategy,
     )?;
     let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    // awsvpc: subnets and groups must exist and belong together, as for RunTask.
+    task_network::prepare(
+        svc,
+        ctx,
+        &td,
+        req.network_configuration.as_ref(),
+        &launch_type,
+    )
+    .await?;
+    let network_configuration = task_network::parse_config(req.network_configuration.as_ref())?
+        .map(|c| task_network::normalized(&c));
+    if let (Some(groups), Some(lbs)) = (&svc.target_groups, &req.load_balancers) {
+        crate::service_lb::check_target_types(
+            groups.as_ref(),
+            &ctx.region,
+            lbs,
+            td.effective_network_mode(),
+        )
+        .await?;
+    }
     let key = keys::service(&ctx.region, &cluster, &name);
     let service = commit_with_retry(svc.store.as_ref(), || async {
         let existing = svc.store.get_typed::<Service>(&key).await?;
@@ -394,7 +414,7 @@ pub(super) async fn create(
             placement_strategy: req.placement_strategy.clone().unwrap_or_default(),
             load_balancers: req.load_balancers.clone().unwrap_or_default(),
             health_check_grace_period_seconds: req.health_check_grace_period_seconds,
-            network_configuration: req.network_configuration.clone(),
+            network_configuration: network_configuration.clone(),
             tags: req.tags.clone(),
             propagate_tags: req.propagate_tags.clone(),
             enable_ecs_managed_tags: req.enable_ecs_managed_tags.unwrap_or(false),
@@ -476,8 +496,9 @@ pub(super) async fn update(
             s.placement_strategy = ps.clone();
         }
         if let Some(n) = &req.network_configuration {
-            redeploy |= s.network_configuration.as_ref() != Some(n);
-            s.network_configuration = Some(n.clone());
+            let n = task_network::parse_config(Some(n))?.map(|c| task_network::normalized(&c));
+            redeploy |= s.network_configuration != n;
+            s.network_configuration = n;
         }
         if let Some(g) = req.health_check_grace_period_seconds {
             s.health_check_grace_period_seconds = Some(g);
@@ -497,6 +518,34 @@ pub(super) async fn update(
             (None, Some(p)) => (p.family.clone(), p.revision),
             (None, None) => return Err(EcsError::invalid("The service has no task definition.")),
         };
+        if new_td.is_some() || req.network_configuration.is_some() || req.load_balancers.is_some() {
+            // The (new) task definition and the (new) network configuration must fit together.
+            let td = match &new_td {
+                Some(td) => td.clone(),
+                None => task_definitions::get_revision(svc, ctx, &family, revision)
+                    .await?
+                    .ok_or_else(|| {
+                        EcsError::invalid(format!("TaskDefinition not found: {family}:{revision}"))
+                    })?,
+            };
+            task_network::prepare(
+                svc,
+                ctx,
+                &td,
+                s.network_configuration.as_ref(),
+                &s.launch_type,
+            )
+            .await?;
+            if let Some(groups) = &svc.target_groups {
+                crate::service_lb::check_target_types(
+                    groups.as_ref(),
+                    &ctx.region,
+                    &s.load_balancers,
+                    td.effective_network_mode(),
+                )
+                .await?;
+            }
+        }
         if s.primary()
             .is_none_or(|p| p.family != family || p.revision != revision)
         {

@@ -15,12 +15,12 @@ use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::placement;
 use crate::wire::{
     active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
     missing, paginate, parse, secs, with_token,
 };
 use crate::{EcsError, EcsService, keys, task_definitions};
+use crate::{placement, task_network};
 use gantry_front::RequestContext;
 use gantry_scheduler::{PlacementRequest, PlacementResult, SchedRng};
 
@@ -52,7 +52,7 @@ pub(crate) fn to_wire(
                 "image": c.image,
                 "lastStatus": c.last_status,
                 "networkBindings": c.network_bindings,
-                "networkInterfaces": [],
+                "networkInterfaces": task_network::container_interfaces_wire(t),
                 "cpu": c.cpu.to_string(),
             });
             if let Some(d) = &c.image_digest {
@@ -95,7 +95,7 @@ pub(crate) fn to_wire(
         "createdAt": secs(t.created_at),
         "group": t.group,
         "launchType": t.launch_type,
-        "attachments": [],
+        "attachments": task_network::attachments_wire(t),
         "healthStatus": t.health_status(def),
         "enableExecuteCommand": t.enable_execute_command,
         "tags": if with_tags { json!(t.tags) } else { json!([]) },
@@ -175,6 +175,8 @@ pub(crate) struct RunTaskRequest {
     /// StartTask: the instances to start on.
     #[serde(default)]
     container_instances: Vec<String>,
+    /// awsvpc tasks: `awsvpcConfiguration` (subnets, security groups, assignPublicIp).
+    network_configuration: Option<Value>,
     /// Set by the service runner: the service and deployment the tasks belong to.
     #[serde(skip)]
     service: Option<(String, String)>,
@@ -209,6 +211,7 @@ impl RunTaskRequest {
             placement_constraints: s.placement_constraints.clone(),
             placement_strategy: s.placement_strategy.clone(),
             container_instances: instance.into_iter().collect(),
+            network_configuration: s.network_configuration.clone(),
             service: Some((s.name.clone(), d.id.clone())),
             service_default_strategy: true,
             ..Default::default()
@@ -363,6 +366,7 @@ fn new_task(
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
         service_name: req.service.as_ref().map(|(s, _)| s.clone()),
         deployment_id: req.service.as_ref().map(|(_, d)| d.clone()),
+        network: None,
     }
 }
 
@@ -427,6 +431,15 @@ pub(crate) async fn launch(
     } else {
         req.count.unwrap_or(1) as usize
     };
+    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let network = task_network::prepare(
+        svc,
+        ctx,
+        &td,
+        req.network_configuration.as_ref(),
+        &launch_type,
+    )
+    .await?;
     let need = required_resources(&td, &req.overrides);
     let demand = placement::demand(&td, &req.overrides);
     let mut constraint_values = req.placement_constraints.clone();
@@ -435,7 +448,11 @@ pub(crate) async fn launch(
             .iter()
             .map(|c| json!({"type": c.kind, "expression": c.expression})),
     );
-    let constraints = placement::constraints(&constraint_values)?;
+    let mut constraints = placement::constraints(&constraint_values)?;
+    if let Some(n) = &network {
+        // awsvpc tasks go to instances in the zones of their subnets.
+        constraints.push(task_network::zone_constraint(n)?);
+    }
     let mut strategies = placement::strategies(&req.placement_strategy)?;
     if strategies.is_empty() && req.service_default_strategy {
         strategies = gantry_scheduler::PlacementStrategy::service_default();
@@ -564,20 +581,46 @@ pub(crate) async fn launch(
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
         let mut touched: BTreeMap<usize, ContainerInstance> = BTreeMap::new();
+        let mut placed: Vec<(usize, Task)> = Vec::new();
         for pick in picks {
             match pick {
                 Ok(idx) => {
-                    let ci = touched
-                        .entry(idx)
-                        .or_insert_with(|| (*live[idx].value).clone());
-                    let task = new_task(svc, ctx, &cluster, &td, req, ci, need.clone());
-                    account_transition(ci, &task.reservation, None, task.last_status);
-                    let key = keys::task(&ctx.region, &cluster, &task.id);
-                    txn = txn.require_absent(&key).put(&key, encode(&key, &task)?);
-                    tasks.push(task);
+                    let task =
+                        new_task(svc, ctx, &cluster, &td, req, &live[idx].value, need.clone());
+                    placed.push((idx, task));
                 }
                 Err((arn, reason)) => failures.push(failure(&arn, &reason, None)),
             }
+        }
+        if let Some(n) = &network {
+            // One interface per task, planned in this transaction; a task whose subnets have
+            // no free address is not launched.
+            let pairs: Vec<(&ContainerInstance, &Task)> = placed
+                .iter()
+                .map(|(idx, t)| (&*live[*idx].value, t))
+                .collect();
+            let (eni_txn, grants) = task_network::plan(svc, ctx, n, &pairs).await?;
+            txn = task_network::merge(txn, eni_txn);
+            let mut kept = Vec::new();
+            for ((idx, mut task), grant) in placed.into_iter().zip(grants) {
+                match grant {
+                    Ok(att) => {
+                        task.network = Some(att);
+                        kept.push((idx, task));
+                    }
+                    Err(reason) => failures.push(failure(&instance_arn(idx), &reason, None)),
+                }
+            }
+            placed = kept;
+        }
+        for (idx, task) in placed {
+            let ci = touched
+                .entry(idx)
+                .or_insert_with(|| (*live[idx].value).clone());
+            account_transition(ci, &task.reservation, None, task.last_status);
+            let key = keys::task(&ctx.region, &cluster, &task.id);
+            txn = txn.require_absent(&key).put(&key, encode(&key, &task)?);
+            tasks.push(task);
         }
         for (idx, ci) in &touched {
             let key = keys::container_instance(&ctx.region, &cluster, &ci.id);
@@ -606,6 +649,7 @@ fn reserve_in_view(
 ) {
     v.remaining_cpu -= i64::from(d.cpu);
     v.remaining_memory -= i64::from(d.memory);
+    v.remaining_enis = v.remaining_enis.saturating_sub(i64::from(d.enis));
     v.used_tcp_ports.extend(d.tcp_ports.iter().copied());
     v.used_udp_ports.extend(d.udp_ports.iter().copied());
     v.task_groups.push(group.to_owned());
@@ -695,6 +739,10 @@ pub(crate) async fn transition(
         let mut txn = Txn::new()
             .require_revision(&key, cur.revision)
             .put(&key, encode(&key, &t)?);
+        if before != TaskStatus::Stopped && t.last_status == TaskStatus::Stopped {
+            // The task's interface and address go with its STOPPED record.
+            txn = task_network::merge(txn, task_network::release(svc, ctx, &t).await?);
+        }
         let counted_changed = before != t.last_status;
         if let (true, Some(ci_id)) = (counted_changed, &t.container_instance_id) {
             let ci_key = keys::container_instance(&ctx.region, cluster, ci_id);

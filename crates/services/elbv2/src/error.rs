@@ -55,6 +55,12 @@ pub enum Elbv2Error {
     /// A protocol Gantry does not serve.
     #[error("{0}")]
     UnsupportedProtocol(String),
+    /// A subnet EC2 does not know.
+    #[error("The subnet ID '{0}' is not valid")]
+    SubnetNotFound(String),
+    /// A security group EC2 does not know, or of another VPC.
+    #[error("One or more security groups are invalid")]
+    InvalidSecurityGroup,
     /// AddTags with a key twice.
     #[error("tag key '{0}' is duplicated")]
     DuplicateTagKeys(String),
@@ -97,6 +103,8 @@ impl Elbv2Error {
             Self::OperationNotPermitted(_) => "OperationNotPermitted",
             Self::UnsupportedProtocol(_) => "UnsupportedProtocol",
             Self::DuplicateTagKeys(_) => "DuplicateTagKeys",
+            Self::SubnetNotFound(_) => "SubnetNotFound",
+            Self::InvalidSecurityGroup => "InvalidSecurityGroup",
             Self::TooManyTags(_) => "TooManyTags",
             Self::UnknownAction(_) => "InvalidAction",
             Self::Contention(_) => "PriorRequestNotComplete",

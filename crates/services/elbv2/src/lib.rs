@@ -118,9 +118,53 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     operations: Elbv2Operation::NAMES,
 };
 
+/// A subnet as load balancers need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetRef {
+    pub id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+}
+
+/// Why a network lookup failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkLookupError {
+    #[error("subnet {0} not found")]
+    SubnetNotFound(String),
+    #[error("security group {0} not found")]
+    SecurityGroupNotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// EC2's subnets and security groups, as load balancers need them (implemented by the
+/// composition root over the EC2 crate's records; this crate never depends on it).
+#[async_trait]
+pub trait Networks: Send + Sync {
+    async fn subnets(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<SubnetRef>, NetworkLookupError>;
+    /// (group id, VPC id) of each group.
+    async fn security_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, NetworkLookupError>;
+    /// The default security group of a VPC.
+    async fn default_security_group(
+        &self,
+        region: &str,
+        vpc_id: &str,
+    ) -> Result<Option<String>, NetworkLookupError>;
+}
+
 /// The ELBv2 API.
 pub struct Elbv2Service {
     pub(crate) store: Arc<dyn Store>,
+    /// EC2's subnets and groups; without them subnets and groups are stored as given.
+    pub(crate) networks: Option<Arc<dyn Networks>>,
     /// Load balancer DNS names are `<name>-<10 digits>.<region>.<dns_suffix>`.
     pub(crate) dns_suffix: String,
 }
@@ -141,8 +185,15 @@ impl Elbv2Service {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
+            networks: None,
             dns_suffix: DEFAULT_DNS_SUFFIX.to_owned(),
         }
+    }
+
+    /// Validates load balancers' subnets and security groups against EC2.
+    pub fn with_networks(mut self, networks: Arc<dyn Networks>) -> Self {
+        self.networks = Some(networks);
+        self
     }
 
     /// Uses another DNS suffix for load balancer names (a zone that points at the `gantry lb`
@@ -160,6 +211,8 @@ impl Elbv2Service {
             CreateLoadBalancer
                 | DescribeLoadBalancers
                 | DeleteLoadBalancer
+                | SetSubnets
+                | SetSecurityGroups
                 | DescribeLoadBalancerAttributes
                 | ModifyLoadBalancerAttributes
                 | CreateTargetGroup
@@ -197,6 +250,8 @@ impl Elbv2Service {
             CreateLoadBalancer => load_balancers::create(self, p, ctx).await,
             DescribeLoadBalancers => load_balancers::describe(self, p, ctx).await,
             DeleteLoadBalancer => load_balancers::delete(self, p, ctx).await,
+            SetSubnets => load_balancers::set_subnets(self, p, ctx).await,
+            SetSecurityGroups => load_balancers::set_security_groups(self, p, ctx).await,
             DescribeLoadBalancerAttributes => {
                 load_balancers::describe_attributes(self, p, ctx).await
             }
@@ -418,7 +473,7 @@ mod tests {
             .iter()
             .filter(|o| Elbv2Service::is_implemented(**o))
             .count();
-        assert_eq!(implemented, 26);
+        assert_eq!(implemented, 28);
         for op in Elbv2Operation::ALL {
             assert_eq!(op.as_str().parse::<Elbv2Operation>(), Ok(*op));
         }

@@ -1,6 +1,8 @@
 //! CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer,
 //! Describe/ModifyLoadBalancerAttributes.
 
+use std::collections::BTreeMap;
+
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::lb::{LoadBalancer, LoadBalancerType};
 use gantry_front::RequestContext;
@@ -8,7 +10,101 @@ use gantry_store::{StoreExt, Txn, encode};
 
 use crate::error::Elbv2Error;
 use crate::wire::{self, Params};
-use crate::{Elbv2Service, attributes, commit_with_retry, keys, load_balancer_by_arn, xml_list};
+use crate::{
+    Elbv2Service, NetworkLookupError, attributes, commit_with_retry, keys, load_balancer_by_arn,
+    xml_list,
+};
+
+/// Subnets and groups of a load balancer as EC2 has them.
+#[derive(Debug, Default)]
+struct Placement {
+    vpc_id: Option<String>,
+    subnet_zones: BTreeMap<String, String>,
+    security_groups: Vec<String>,
+}
+
+fn lookup(e: NetworkLookupError) -> Elbv2Error {
+    match e {
+        NetworkLookupError::SubnetNotFound(id) => Elbv2Error::SubnetNotFound(id),
+        NetworkLookupError::SecurityGroupNotFound(_) => Elbv2Error::InvalidSecurityGroup,
+        NetworkLookupError::Internal(m) => Elbv2Error::Contention(m),
+    }
+}
+
+/// Checks subnets and groups as ELBv2 does: subnets known, in one VPC, at most one per zone, at
+/// least two zones for an application load balancer; groups known and of that VPC (none given:
+/// the VPC's default group for an application load balancer). `vpc` pins the VPC (SetSubnets,
+/// SetSecurityGroups). Without EC2 wired in, subnets and groups are kept as given.
+async fn place(
+    svc: &Elbv2Service,
+    ctx: &RequestContext,
+    lb_type: LoadBalancerType,
+    subnets: Option<&[String]>,
+    groups: Option<&[String]>,
+    vpc: Option<&str>,
+) -> Result<Placement, Elbv2Error> {
+    let Some(networks) = &svc.networks else {
+        return Ok(Placement {
+            security_groups: groups.map(<[String]>::to_vec).unwrap_or_default(),
+            ..Placement::default()
+        });
+    };
+    let mut out = Placement {
+        vpc_id: vpc.map(str::to_owned),
+        ..Placement::default()
+    };
+    if let Some(ids) = subnets {
+        let found = networks.subnets(&ctx.region, ids).await.map_err(lookup)?;
+        for s in &found {
+            match &out.vpc_id {
+                Some(v) if *v != s.vpc_id => {
+                    return Err(Elbv2Error::InvalidConfiguration(format!(
+                        "Subnet '{}' is in {}, not in the load balancer's VPC {v}",
+                        s.id, s.vpc_id
+                    )));
+                }
+                Some(_) => {}
+                None => out.vpc_id = Some(s.vpc_id.clone()),
+            }
+            if out.subnet_zones.values().any(|z| *z == s.availability_zone) {
+                return Err(Elbv2Error::InvalidConfiguration(
+                    "A load balancer cannot be attached to multiple subnets in the same Availability Zone".into(),
+                ));
+            }
+            out.subnet_zones
+                .insert(s.id.clone(), s.availability_zone.clone());
+        }
+        if lb_type == LoadBalancerType::Application && out.subnet_zones.len() < 2 {
+            return Err(Elbv2Error::validation(
+                "At least two subnets in two different Availability Zones must be specified",
+            ));
+        }
+    }
+    if let Some(ids) = groups {
+        let found = networks
+            .security_groups(&ctx.region, ids)
+            .await
+            .map_err(lookup)?;
+        if found
+            .iter()
+            .any(|(_, v)| out.vpc_id.as_ref().is_some_and(|vpc| vpc != v))
+        {
+            return Err(Elbv2Error::InvalidSecurityGroup);
+        }
+        out.security_groups = found.into_iter().map(|(id, _)| id).collect();
+        if out.security_groups.is_empty()
+            && lb_type == LoadBalancerType::Application
+            && let Some(vpc) = &out.vpc_id
+            && let Some(g) = networks
+                .default_security_group(&ctx.region, vpc)
+                .await
+                .map_err(lookup)?
+        {
+            out.security_groups.push(g);
+        }
+    }
+    Ok(out)
+}
 
 /// Load balancer and target group names: 1-32 alphanumerics and hyphens, no hyphen first or
 /// last.
@@ -84,10 +180,14 @@ pub(crate) async fn create(
         )));
     }
     let ip_address_type = p.get("IpAddressType").unwrap_or("ipv4").to_owned();
-    let mut subnets = p.list("Subnets");
-    for m in p.structs("SubnetMappings") {
-        subnets.push(m.req("SubnetId")?.to_owned());
+    let subnets = requested_subnets(p)?;
+    if svc.networks.is_some() && subnets.is_empty() {
+        return Err(Elbv2Error::validation(
+            "At least one subnet must be specified (Subnets or SubnetMappings)",
+        ));
     }
+    let groups = p.list("SecurityGroups");
+    let placement = place(svc, ctx, lb_type, Some(&subnets), Some(&groups), None).await?;
     let tags = wire::parse_tags(p, "Tags")?;
     let key = keys::load_balancer(&ctx.region, &name);
     let lb = commit_with_retry(svc.store.as_ref(), || async {
@@ -114,7 +214,9 @@ pub(crate) async fn create(
             ip_address_type: ip_address_type.clone(),
             created_at: ctx.now,
             subnets: subnets.clone(),
-            security_groups: p.list("SecurityGroups"),
+            security_groups: placement.security_groups.clone(),
+            vpc_id: placement.vpc_id.clone(),
+            subnet_zones: placement.subnet_zones.clone(),
             attributes: attributes::load_balancer_defaults(lb_type),
             tags: tags.clone(),
             listeners: Vec::new(),
@@ -126,6 +228,105 @@ pub(crate) async fn create(
     })
     .await?;
     Ok(result(&[lb], None))
+}
+
+/// `Subnets.member.N` and `SubnetMappings.member.N.SubnetId` (no addresses: Gantry gives load
+/// balancers none of their own).
+fn requested_subnets(p: &Params) -> Result<Vec<String>, Elbv2Error> {
+    let mut subnets = p.list("Subnets");
+    for m in p.structs("SubnetMappings") {
+        for unsupported in ["AllocationId", "PrivateIPv4Address", "IPv6Address"] {
+            if m.get(unsupported).is_some() {
+                return Err(Elbv2Error::validation(format!(
+                    "SubnetMappings.{unsupported} is not supported by Gantry"
+                )));
+            }
+        }
+        subnets.push(m.req("SubnetId")?.to_owned());
+    }
+    subnets.dedup();
+    Ok(subnets)
+}
+
+pub(crate) async fn set_subnets(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let arn = p.req("LoadBalancerArn")?.to_owned();
+    let subnets = requested_subnets(p)?;
+    if subnets.is_empty() {
+        return Err(Elbv2Error::validation(
+            "At least one subnet must be specified (Subnets or SubnetMappings)",
+        ));
+    }
+    let store = svc.store.as_ref();
+    let lb = commit_with_retry(store, || async {
+        let cur = load_balancer_by_arn(store, &ctx.region, &arn).await?;
+        let placement = place(
+            svc,
+            ctx,
+            cur.value.lb_type,
+            Some(&subnets),
+            None,
+            cur.value.vpc_id.as_deref(),
+        )
+        .await?;
+        let mut lb = cur.value.clone();
+        lb.subnets = subnets.clone();
+        lb.subnet_zones = placement.subnet_zones;
+        if lb.vpc_id.is_none() {
+            lb.vpc_id = placement.vpc_id;
+        }
+        let key = keys::load_balancer(&ctx.region, &lb.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &lb)?);
+        Ok((txn, lb))
+    })
+    .await?;
+    let mut w = XmlWriter::new();
+    wire::write_zones(&mut w, &lb);
+    w.leaf("IpAddressType", &lb.ip_address_type);
+    Ok(w.finish())
+}
+
+pub(crate) async fn set_security_groups(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let arn = p.req("LoadBalancerArn")?.to_owned();
+    let groups = p.list("SecurityGroups");
+    if let Some(v) = p.get("EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic") {
+        return Err(Elbv2Error::validation(format!(
+            "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic ({v}) is not supported by Gantry"
+        )));
+    }
+    let store = svc.store.as_ref();
+    let lb = commit_with_retry(store, || async {
+        let cur = load_balancer_by_arn(store, &ctx.region, &arn).await?;
+        let placement = place(
+            svc,
+            ctx,
+            cur.value.lb_type,
+            None,
+            Some(&groups),
+            cur.value.vpc_id.as_deref(),
+        )
+        .await?;
+        let mut lb = cur.value.clone();
+        lb.security_groups = placement.security_groups;
+        let key = keys::load_balancer(&ctx.region, &lb.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &lb)?);
+        Ok((txn, lb))
+    })
+    .await?;
+    let mut w = XmlWriter::new();
+    wire::write_strings(&mut w, "SecurityGroupIds", &lb.security_groups);
+    Ok(w.finish())
 }
 
 pub(crate) async fn describe(

@@ -488,6 +488,25 @@ pub fn write_attributes(w: &mut XmlWriter, attrs: &BTreeMap<String, String>) {
     w.close("Attributes");
 }
 
+/// `AvailabilityZones`: each subnet with its zone (EC2's when known).
+pub fn write_zones(w: &mut XmlWriter, lb: &LoadBalancer) {
+    w.open("AvailabilityZones");
+    for (i, s) in lb.subnets.iter().enumerate() {
+        w.open("member");
+        let zone = lb
+            .subnet_zones
+            .get(s)
+            .cloned()
+            .unwrap_or_else(|| format!("local-{}", (b'a' + (i % 26) as u8) as char));
+        w.leaf("ZoneName", &zone);
+        w.leaf("SubnetId", s);
+        w.open("LoadBalancerAddresses");
+        w.close("LoadBalancerAddresses");
+        w.close("member");
+    }
+    w.close("AvailabilityZones");
+}
+
 pub fn write_load_balancer(w: &mut XmlWriter, lb: &LoadBalancer) {
     w.leaf("LoadBalancerArn", &lb.arn);
     w.leaf("DNSName", &lb.dns_name);
@@ -495,24 +514,15 @@ pub fn write_load_balancer(w: &mut XmlWriter, lb: &LoadBalancer) {
     w.leaf("CreatedTime", &time(lb.created_at));
     w.leaf("LoadBalancerName", &lb.name);
     w.leaf("Scheme", &lb.scheme);
-    w.leaf("VpcId", "vpc-00000000gantry00");
+    w.leaf(
+        "VpcId",
+        lb.vpc_id.as_deref().unwrap_or("vpc-00000000gantry00"),
+    );
     w.open("State");
     w.leaf("Code", "active");
     w.close("State");
     w.leaf("Type", lb.lb_type.as_str());
-    w.open("AvailabilityZones");
-    for (i, s) in lb.subnets.iter().enumerate() {
-        w.open("member");
-        w.leaf(
-            "ZoneName",
-            &format!("local-{}", (b'a' + (i % 26) as u8) as char),
-        );
-        w.leaf("SubnetId", s);
-        w.open("LoadBalancerAddresses");
-        w.close("LoadBalancerAddresses");
-        w.close("member");
-    }
-    w.close("AvailabilityZones");
+    write_zones(w, lb);
     if lb.lb_type == gantry_domain::lb::LoadBalancerType::Application
         || !lb.security_groups.is_empty()
     {

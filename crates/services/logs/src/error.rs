@@ -35,6 +35,9 @@ pub enum LogsError {
     /// Compare-and-swap kept conflicting on this key.
     #[error("too much contention on {0}")]
     Contention(String),
+    /// The read threads could not be started or a read ended without an answer.
+    #[error("event reads failed: {0}")]
+    Pool(String),
 }
 
 impl LogsError {
@@ -59,7 +62,7 @@ impl LogsError {
             Self::TooManyTags(_) => "TooManyTagsException",
             Self::InvalidOperation(_) => "InvalidOperationException",
             Self::Wire(_) => "SerializationException",
-            Self::Store(_) | Self::Contention(_) => "ServiceUnavailableException",
+            Self::Store(_) | Self::Contention(_) | Self::Pool(_) => "ServiceUnavailableException",
         }
     }
 }
@@ -74,7 +77,7 @@ impl From<LogsError> for AwsError {
     fn from(e: LogsError) -> Self {
         match e {
             LogsError::Wire(w) => w,
-            LogsError::Store(_) | LogsError::Contention(_) => {
+            LogsError::Store(_) | LogsError::Contention(_) | LogsError::Pool(_) => {
                 tracing::error!(error = %e, "internal failure");
                 AwsError::client(
                     e.aws_code(),

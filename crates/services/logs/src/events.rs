@@ -2,26 +2,32 @@
 
 use gantry_aws_proto::pagination;
 use gantry_front::RequestContext;
-use gantry_store::{StoreExt, Txn, decode, encode};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use gantry_store::{Txn, decode, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::model::{
-    DAY_MS, EventBatch, LogGroup, LogStream, Position, StoredEvent, event_size, sequence_token,
-};
+use crate::model::{DAY_MS, LogGroup, LogStream, Position, event_size, sequence_token};
 use crate::pattern::FilterPattern;
+use crate::read::{ReadBudget, StreamCursor};
 use crate::wire::{
     check_group_name, check_stream_name, commit_with_retry, group_ref, limit, load_group,
     load_stream, parse, required,
 };
-use crate::{LogsError, LogsService, keys};
+use crate::{LogsError, LogsService, keys, upgrade};
 
 /// Most events in one PutLogEvents call.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Largest PutLogEvents batch, counting 26 bytes of overhead per event.
 pub const MAX_BATCH_BYTES: u64 = 1_048_576;
+/// Largest event, counting its 26 bytes of overhead.
+pub const MAX_EVENT_BYTES: u64 = 1_048_576;
 /// Largest response of GetLogEvents and FilterLogEvents, as AWS caps them.
 pub const MAX_RESPONSE_BYTES: u64 = 1_048_576;
+/// Longest filter pattern (the model's `FilterPattern` shape).
+pub const MAX_PATTERN_CHARS: usize = 1024;
 /// Events further in the future than this are rejected as too new.
 const TOO_NEW_MS: u64 = 2 * 60 * 60 * 1000;
 /// Events older than this are rejected as too old.
@@ -43,13 +49,18 @@ struct PutLogEventsRequest {
     /// Ignored, as AWS now ignores it.
     #[allow(dead_code)]
     sequence_token: Option<String>,
+    /// Telemetry entity: not kept; reported back in `rejectedEntityInfo`.
+    entity: Option<Value>,
 }
 
 /// Which events of a batch are rejected, by index (the three ranges of `rejectedLogEventsInfo`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rejections {
+    /// The first too-new event (inclusive).
     pub too_new_start: Option<usize>,
+    /// The end of the too-old events (exclusive: the count of too-old events).
     pub too_old_end: Option<usize>,
+    /// The end of the expired events (exclusive).
     pub expired_end: Option<usize>,
 }
 
@@ -66,8 +77,8 @@ impl Rejections {
         let new_from = ts.partition_point(|&t| t <= now + TOO_NEW_MS);
         let r = Self {
             too_new_start: (new_from < ts.len()).then_some(new_from),
-            too_old_end: (old > 0).then(|| old - 1),
-            expired_end: (expired > 0).then(|| expired - 1),
+            too_old_end: (old > 0).then_some(old),
+            expired_end: (expired > 0).then_some(expired),
         };
         let start = old.max(expired).min(new_from);
         (r, start..new_from)
@@ -118,6 +129,12 @@ fn validate_batch(events: Vec<InputLogEvent>) -> Result<Vec<(u64, String)>, Logs
                 i + 1
             )));
         }
+        let size = event_size(&message);
+        if size > MAX_EVENT_BYTES {
+            return Err(LogsError::invalid(format!(
+                "Log event too large: {size} bytes exceeds limit of {MAX_EVENT_BYTES}"
+            )));
+        }
         if let Some(&(prev, _)) = out.last()
             && ts < prev
         {
@@ -125,7 +142,7 @@ fn validate_batch(events: Vec<InputLogEvent>) -> Result<Vec<(u64, String)>, Logs
                 "Log events in a single PutLogEvents request must be in chronological order.",
             ));
         }
-        bytes += event_size(&message);
+        bytes += size;
         out.push((ts, message));
     }
     if bytes > MAX_BATCH_BYTES {
@@ -133,14 +150,20 @@ fn validate_batch(events: Vec<InputLogEvent>) -> Result<Vec<(u64, String)>, Logs
             "Upload too large: {bytes} bytes exceeds limit of {MAX_BATCH_BYTES}"
         )));
     }
-    if let (Some(first), Some(last)) = (out.first(), out.last())
-        && last.0 - first.0 > DAY_MS
-    {
+    Ok(out)
+}
+
+/// The 24-hour span rule, which AWS applies to the events it would accept by time (within 14 days
+/// in the past and 2 hours in the future); the others are rejected one by one instead.
+fn check_span(ts: &[u64], now: u64) -> Result<(), LogsError> {
+    let valid_from = ts.partition_point(|&t| t < now.saturating_sub(TOO_OLD_MS));
+    let valid_to = ts.partition_point(|&t| t <= now + TOO_NEW_MS);
+    if valid_from < valid_to && ts[valid_to - 1] - ts[valid_from] > DAY_MS {
         return Err(LogsError::invalid(
             "The batch of log events in a single PutLogEvents request cannot span more than 24 hours.",
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) async fn put(
@@ -155,6 +178,7 @@ pub(crate) async fn put(
     check_stream_name(&stream_name)?;
     let events = validate_batch(required(req.log_events, "logEvents")?)?;
     let timestamps: Vec<u64> = events.iter().map(|e| e.0).collect();
+    check_span(&timestamps, ctx.now)?;
     let skey = keys::stream(&ctx.region, &group_name, &stream_name);
     let (token, rejections) = commit_with_retry(svc.store.as_ref(), || async {
         let group = load_group(svc, ctx, &group_name).await?.value;
@@ -164,32 +188,26 @@ pub(crate) async fn put(
         if accepted.is_empty() {
             return Ok((Txn::new(), (stream.value.sequence_token(), rejections)));
         }
-        let kept: Vec<(u64, String)> = events[accepted].to_vec();
+        let kept = &events[accepted];
         let (first_ts, last_ts) = (kept[0].0, kept[kept.len() - 1].0);
         let s = &mut stream.value;
         s.last_seq += 1;
-        let batch = EventBatch {
-            seq: s.last_seq,
-            ingestion_time: ctx.now,
-            first_ts,
-            last_ts,
-            bytes: kept.iter().map(|(_, m)| event_size(m)).sum(),
-            events: kept,
-        };
+        let prefix = keys::batches(&ctx.region, &group.incarnation, s.num);
+        let (txn, bytes) = upgrade::put_chunks(
+            Txn::new().require_revision(&skey, stream.revision),
+            &prefix,
+            kept,
+            s.last_seq,
+            ctx.now,
+        );
         s.first_event_timestamp = Some(
             s.first_event_timestamp
                 .map_or(first_ts, |t| t.min(first_ts)),
         );
         s.last_event_timestamp = Some(s.last_event_timestamp.map_or(last_ts, |t| t.max(last_ts)));
         s.last_ingestion_time = Some(ctx.now);
-        s.stored_bytes += batch.bytes;
-        let prefix = keys::batches(&ctx.region, &group.incarnation, s.num);
-        let bkey = keys::batch(&prefix, first_ts, batch.seq);
-        let txn = Txn::new()
-            .require_revision(&skey, stream.revision)
-            .require_absent(&bkey)
-            .put(&bkey, encode(&bkey, &batch)?)
-            .put(&skey, encode(&skey, s)?);
+        s.stored_bytes += bytes;
+        let txn = txn.put(&skey, encode(&skey, s)?);
         Ok((txn, (sequence_token(s.last_seq), rejections)))
     })
     .await?;
@@ -197,56 +215,10 @@ pub(crate) async fn put(
     if let Some(r) = rejections.to_wire() {
         out["rejectedLogEventsInfo"] = r;
     }
-    Ok(out)
-}
-
-/// The events of `stream` with `lo <= timestamp < hi`, in position order. Only batches that can
-/// hold such events are read: a batch spans at most a day, so batches whose first event is more
-/// than a day before `lo` are skipped by the scan's start key.
-pub(crate) async fn read_stream(
-    svc: &LogsService,
-    region: &str,
-    group: &LogGroup,
-    stream: &LogStream,
-    lo: u64,
-    hi: u64,
-) -> Result<Vec<StoredEvent>, LogsError> {
-    let mut out = Vec::new();
-    if lo >= hi {
-        return Ok(out);
+    if req.entity.is_some() {
+        // The events are kept; the entity (related-telemetry metadata) is not.
+        out["rejectedEntityInfo"] = json!({"errorType": "UnsupportedLogGroupType"});
     }
-    let prefix = keys::batches(region, &group.incarnation, stream.num);
-    let mut start_after = keys::batches_from(&prefix, lo.saturating_sub(DAY_MS));
-    'pages: loop {
-        let page = svc.store.scan(&prefix, Some(&start_after), 256).await?;
-        for rec in &page.records {
-            let batch: EventBatch = decode(rec)?.value;
-            if batch.first_ts >= hi {
-                break 'pages;
-            }
-            if batch.last_ts < lo {
-                continue;
-            }
-            for (idx, (ts, message)) in batch.events.into_iter().enumerate() {
-                if ts >= lo && ts < hi {
-                    out.push(StoredEvent {
-                        pos: Position {
-                            ts,
-                            seq: batch.seq,
-                            idx: idx as u32,
-                        },
-                        ingestion_time: batch.ingestion_time,
-                        message,
-                    });
-                }
-            }
-        }
-        match page.next {
-            Some(next) => start_after = next,
-            None => break,
-        }
-    }
-    out.sort_by_key(|e| e.pos);
     Ok(out)
 }
 
@@ -325,57 +297,59 @@ pub(crate) async fn get(
     let stream = load_stream(svc, ctx, &group_name, &stream_name)
         .await?
         .value;
-    let (mut lo, mut hi) = time_range(&group, ctx.now, req.start_time, req.end_time)?;
-    match direction {
-        Direction::Forward(Some(p)) => lo = lo.max(p.ts),
-        Direction::Backward(Some(p)) => hi = hi.min(p.ts.saturating_add(1)),
-        _ => {}
-    }
-    let all = read_stream(svc, &ctx.region, &group, &stream, lo, hi).await?;
-    let (page, anchor): (Vec<StoredEvent>, Position) = match direction {
+    let stream = upgrade::ensure_chunked(svc, &ctx.region, &group, stream).await?;
+    let (lo, hi) = time_range(&group, ctx.now, req.start_time, req.end_time)?;
+    let prefix = keys::batches(&ctx.region, &group.incarnation, stream.num);
+    let store = svc.store.as_ref();
+    let mut budget = ReadBudget::new(svc.read_limits.resident_bytes);
+    let (mut cursor, anchor, backward) = match direction {
         Direction::Forward(after) => {
-            let mut bytes = 0;
-            let page: Vec<StoredEvent> = all
-                .into_iter()
-                .filter(|e| after.is_none_or(|a| e.pos > a))
-                .take(limit)
-                .take_while(|e| {
-                    bytes += event_size(&e.message);
-                    bytes <= MAX_RESPONSE_BYTES
-                })
-                .collect();
-            (page, after.unwrap_or(Position::before(lo)))
+            let start = after.map_or(Position::before(lo), |a| a.max(Position::before(lo)));
+            (
+                StreamCursor::forward(prefix, start, hi),
+                after.unwrap_or(Position::before(lo)),
+                false,
+            )
         }
         Direction::Backward(before) => {
-            let mut bytes = 0;
-            let mut page: Vec<StoredEvent> = all
-                .into_iter()
-                .rev()
-                .filter(|e| before.is_none_or(|b| e.pos < b))
-                .take(limit)
-                .take_while(|e| {
-                    bytes += event_size(&e.message);
-                    bytes <= MAX_RESPONSE_BYTES
-                })
-                .collect();
-            page.reverse();
-            (page, before.unwrap_or(Position::before(lo)))
+            let end = before.map_or(Position::before(hi), |b| b.min(Position::before(hi)));
+            (
+                StreamCursor::backward(prefix, end, lo),
+                before.unwrap_or(Position::before(lo)),
+                true,
+            )
         }
     };
+    // Messages are copied out as they are read, so the page holds what it returns and no chunk.
+    let mut bytes = 0;
+    let mut page: Vec<(Position, Value)> = Vec::new();
+    while page.len() < limit {
+        let Some(e) = cursor.next(store, &mut budget).await? else {
+            break;
+        };
+        bytes += e.size();
+        if bytes > MAX_RESPONSE_BYTES {
+            break;
+        }
+        let pos = e.position();
+        page.push((
+            pos,
+            json!({
+                "timestamp": pos.ts,
+                "message": e.message()?,
+                "ingestionTime": e.ingestion_time(),
+            }),
+        ));
+    }
+    cursor.release_all(&mut budget);
+    if backward {
+        page.reverse();
+    }
     let (fwd, bwd) = match (page.first(), page.last()) {
-        (Some(first), Some(last)) => (last.pos, first.pos),
+        (Some(first), Some(last)) => (last.0, first.0),
         _ => (anchor, anchor),
     };
-    let events: Vec<Value> = page
-        .iter()
-        .map(|e| {
-            json!({
-                "timestamp": e.pos.ts,
-                "message": e.message,
-                "ingestionTime": e.ingestion_time,
-            })
-        })
-        .collect();
+    let events: Vec<Value> = page.into_iter().map(|(_, v)| v).collect();
     Ok(json!({
         "events": events,
         "nextForwardToken": format!("f/{}", fwd.encode()),
@@ -397,8 +371,33 @@ struct FilterLogEventsRequest {
     limit: Option<i64>,
 }
 
-/// Where FilterLogEvents resumes: after this `(timestamp, stream, batch, index)`.
+/// Where FilterLogEvents resumes: after this `(timestamp, stream, batch, index)`. Events of all
+/// streams are returned in this order.
 type FilterKey = (u64, String, u64, u32);
+
+/// The position in `stream` after which FilterLogEvents resumes when it stopped at `key`.
+fn resume_in_stream(stream: &str, key: &FilterKey) -> Position {
+    match stream.cmp(key.1.as_str()) {
+        std::cmp::Ordering::Less => Position {
+            ts: key.0,
+            seq: u64::MAX,
+            idx: u32::MAX,
+        },
+        std::cmp::Ordering::Equal => Position {
+            ts: key.0,
+            seq: key.2,
+            idx: key.3,
+        },
+        std::cmp::Ordering::Greater => Position::before(key.0),
+    }
+}
+
+/// A stream in the FilterLogEvents merge: not opened until the merge reaches its first event.
+struct Lane {
+    stream: LogStream,
+    start: Position,
+    cursor: Option<StreamCursor>,
+}
 
 pub(crate) async fn filter(
     svc: &LogsService,
@@ -412,16 +411,28 @@ pub(crate) async fn filter(
             "logStreamNames and logStreamNamePrefix are mutually exclusive parameters.",
         ));
     }
-    if let Some(names) = &req.log_stream_names
-        && (names.is_empty() || names.len() > 100)
-    {
-        return Err(LogsError::invalid(
-            "1 validation error detected: Value at 'logStreamNames' failed to satisfy constraint: Member must have length between 1 and 100",
-        ));
+    if let Some(names) = &req.log_stream_names {
+        if names.is_empty() || names.len() > 100 {
+            return Err(LogsError::invalid(
+                "1 validation error detected: Value at 'logStreamNames' failed to satisfy constraint: Member must have length between 1 and 100",
+            ));
+        }
+        for n in names {
+            check_stream_name(n)?;
+        }
+    }
+    if let Some(p) = &req.log_stream_name_prefix {
+        check_stream_name(p)?;
     }
     let limit = limit(req.limit, 10_000, 10_000)?;
-    let pattern = FilterPattern::parse(req.filter_pattern.as_deref().unwrap_or(""))
-        .map_err(|e| LogsError::invalid(e.to_string()))?;
+    let pattern_text = req.filter_pattern.as_deref().unwrap_or("");
+    if pattern_text.chars().count() > MAX_PATTERN_CHARS {
+        return Err(LogsError::invalid(format!(
+            "1 validation error detected: Value at 'filterPattern' failed to satisfy constraint: Member must have length less than or equal to {MAX_PATTERN_CHARS}"
+        )));
+    }
+    let pattern =
+        FilterPattern::parse(pattern_text).map_err(|e| LogsError::invalid(e.to_string()))?;
     let after: Option<FilterKey> = match req.next_token.as_deref() {
         None => None,
         Some(t) => Some(
@@ -431,78 +442,135 @@ pub(crate) async fn filter(
         ),
     };
     let group = load_group(svc, ctx, &group_name).await?.value;
-    let (mut lo, hi) = time_range(&group, ctx.now, req.start_time, req.end_time)?;
-    if let Some(a) = &after {
-        lo = lo.max(a.0);
-    }
+    // endTime is inclusive here ("events with a timestamp later than this time are not returned").
+    let end = req.end_time.map(|t| t.saturating_add(1));
+    let (lo, hi) = time_range(&group, ctx.now, req.start_time, end)?;
     let scan_prefix = format!(
         "{}{}",
         keys::streams(&ctx.region, &group_name),
         req.log_stream_name_prefix.as_deref().unwrap_or("")
     );
-    let streams: Vec<LogStream> = svc
-        .store
-        .scan_all_typed::<LogStream>(&scan_prefix)
-        .await?
-        .into_iter()
-        .map(|s| s.value)
-        .filter(|s| {
-            req.log_stream_names
+    let store = svc.store.as_ref();
+    // Streams in name order; those with nothing in range are never opened.
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut start_after: Option<String> = None;
+    loop {
+        let page = store
+            .scan(&scan_prefix, start_after.as_deref(), 1000)
+            .await?;
+        for rec in &page.records {
+            let s: LogStream = decode(rec)?.value;
+            if req
+                .log_stream_names
                 .as_ref()
-                .is_none_or(|names| names.contains(&s.name))
-        })
-        .collect();
-    let mut matched: Vec<(FilterKey, StoredEvent, u64)> = Vec::new();
-    let mut searched = Vec::with_capacity(streams.len());
-    for s in &streams {
-        let skip_stream = s.last_event_timestamp.is_none_or(|t| t < lo)
-            || s.first_event_timestamp.is_none_or(|t| t >= hi);
-        if !skip_stream {
-            for e in read_stream(svc, &ctx.region, &group, s, lo, hi).await? {
-                if !pattern.matches(&e.message) {
-                    continue;
-                }
-                let key: FilterKey = (e.pos.ts, s.name.clone(), e.pos.seq, e.pos.idx);
-                if after.as_ref().is_some_and(|a| &key <= a) {
-                    continue;
-                }
-                matched.push((key, e, s.num));
+                .is_some_and(|names| !names.contains(&s.name))
+            {
+                continue;
+            }
+            let start = after.as_ref().map_or(Position::before(lo), |a| {
+                resume_in_stream(&s.name, a).max(Position::before(lo))
+            });
+            let in_range = s.last_event_timestamp.is_some_and(|t| t >= start.ts)
+                && s.first_event_timestamp.is_some_and(|t| t < hi);
+            if in_range {
+                lanes.push(Lane {
+                    stream: s,
+                    start,
+                    cursor: None,
+                });
             }
         }
-        searched.push(json!({"logStreamName": s.name, "searchedCompletely": true}));
+        match page.next {
+            Some(next) => start_after = Some(next),
+            None => break,
+        }
     }
-    matched.sort_by(|a, b| a.0.cmp(&b.0));
-    let total = matched.len();
-    let mut bytes = 0;
-    let page: Vec<(FilterKey, StoredEvent, u64)> = matched
-        .into_iter()
-        .take(limit)
-        .take_while(|(_, e, _)| {
-            bytes += event_size(&e.message);
-            bytes <= MAX_RESPONSE_BYTES
-        })
-        .collect();
-    let next = if page.len() < total {
-        page.last()
-            .map(|(k, _, _)| pagination::encode_token(&json!(k).to_string()))
-    } else {
-        None
-    };
-    let events: Vec<Value> = page
+    // The merge: a min-heap of (next key, lane); unopened lanes enter at their earliest possible
+    // key (sequence 0 sorts before every stored event).
+    let mut heap: BinaryHeap<Reverse<(FilterKey, usize)>> = lanes
         .iter()
-        .map(|(k, e, num)| {
-            json!({
-                "logStreamName": k.1,
-                "timestamp": e.pos.ts,
-                "message": e.message,
-                "ingestionTime": e.ingestion_time,
-                "eventId": e.pos.event_id(*num),
-            })
+        .enumerate()
+        .map(|(i, l)| {
+            let ts = l.start.ts.max(l.stream.first_event_timestamp.unwrap_or(0));
+            Reverse(((ts, l.stream.name.clone(), 0, 0), i))
         })
         .collect();
-    let mut out = json!({"events": events, "searchedLogStreams": searched});
-    if let Some(t) = next {
-        out["nextToken"] = json!(t);
+    let mut budget = ReadBudget::new(svc.read_limits.resident_bytes);
+    let mut events: Vec<Value> = Vec::new();
+    let mut bytes = 0;
+    let mut last_returned: Option<FilterKey> = None;
+    let mut last_examined: Option<FilterKey> = None;
+    let mut more = false;
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let lane = &mut lanes[i];
+        if lane.cursor.is_none() {
+            lane.stream =
+                upgrade::ensure_chunked(svc, &ctx.region, &group, lane.stream.clone()).await?;
+            let prefix = keys::batches(&ctx.region, &group.incarnation, lane.stream.num);
+            lane.cursor = Some(StreamCursor::forward(prefix, lane.start, hi));
+            // Enter the merge at the stream's real first event.
+            if let Some(c) = lane.cursor.as_mut()
+                && let Some(next) = c.peek(store, &mut budget).await?
+            {
+                heap.push(Reverse((
+                    (next.ts, lane.stream.name.clone(), next.seq, next.idx),
+                    i,
+                )));
+            }
+            continue;
+        }
+        let Some(cursor) = lane.cursor.as_mut() else {
+            continue;
+        };
+        let Some(e) = cursor.next(store, &mut budget).await? else {
+            continue;
+        };
+        let pos = e.position();
+        let key: FilterKey = (pos.ts, lane.stream.name.clone(), pos.seq, pos.idx);
+        let message = e.message()?;
+        if pattern.matches(message) {
+            let size = e.size();
+            if events.len() == limit || bytes + size > MAX_RESPONSE_BYTES {
+                // A further match exists: resume after the last one returned.
+                more = true;
+                break;
+            }
+            bytes += size;
+            events.push(json!({
+                "logStreamName": lane.stream.name,
+                "timestamp": pos.ts,
+                "message": message,
+                "ingestionTime": e.ingestion_time(),
+                "eventId": pos.event_id(lane.stream.num),
+            }));
+            last_returned = Some(key.clone());
+        }
+        last_examined = Some(key);
+        if let Some(next) = cursor.peek(store, &mut budget).await? {
+            heap.push(Reverse((
+                (next.ts, lane.stream.name.clone(), next.seq, next.idx),
+                i,
+            )));
+        }
+        if budget.over() {
+            for (j, other) in lanes.iter_mut().enumerate() {
+                if j != i
+                    && let Some(c) = other.cursor.as_mut()
+                {
+                    c.evict(&mut budget, false);
+                }
+            }
+        }
+        if budget.loaded > svc.read_limits.filter_scan_bytes && !heap.is_empty() {
+            // Enough read for one call: everything up to the last event examined is searched.
+            last_returned = last_examined.clone();
+            more = true;
+            break;
+        }
+    }
+    let mut out = json!({"events": events, "searchedLogStreams": []});
+    if more && let Some(k) = last_returned.or(last_examined) {
+        out["nextToken"] = json!(pagination::encode_token(&json!(k).to_string()));
     }
     Ok(out)
 }
@@ -527,8 +595,8 @@ mod tests {
             r,
             Rejections {
                 too_new_start: Some(4),
-                too_old_end: Some(0),
-                expired_end: Some(1),
+                too_old_end: Some(1),
+                expired_end: Some(2),
             }
         );
         assert_eq!(ok, 2..4);
@@ -548,16 +616,42 @@ mod tests {
     }
 
     #[test]
-    fn batches_must_be_ordered_bounded_and_within_a_day() {
+    fn batches_must_be_ordered_and_bounded() {
         assert!(validate_batch(vec![ev(2, "a"), ev(2, "b"), ev(3, "c")]).is_ok());
         assert!(validate_batch(vec![ev(3, "a"), ev(2, "b")]).is_err());
         assert!(validate_batch(vec![]).is_err());
-        assert!(validate_batch(vec![ev(0, "a"), ev(DAY_MS as i64 + 1, "b")]).is_err());
-        assert!(validate_batch(vec![ev(0, "a"), ev(DAY_MS as i64, "b")]).is_ok());
         assert!(validate_batch(vec![ev(-1, "a")]).is_err());
         assert!(validate_batch(vec![ev(1, "")]).is_err());
         assert!(validate_batch((0..10_001).map(|i| ev(i, "x")).collect()).is_err());
+        assert!(validate_batch((0..10_000).map(|i| ev(i, "x")).collect()).is_ok());
         let big = "x".repeat(600_000);
-        assert!(validate_batch(vec![ev(1, &big), ev(2, &big)]).is_err());
+        let e = validate_batch(vec![ev(1, &big), ev(2, &big)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Upload too large: 1200052 bytes exceeds limit of 1048576"
+        );
+    }
+
+    #[test]
+    fn events_may_be_as_large_as_a_batch() {
+        let largest = "x".repeat(MAX_EVENT_BYTES as usize - 26);
+        assert!(validate_batch(vec![ev(1, &largest)]).is_ok());
+        let e = validate_batch(vec![ev(1, &format!("{largest}y"))]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Log event too large: 1048577 bytes exceeds limit of 1048576"
+        );
+    }
+
+    #[test]
+    fn the_day_span_counts_only_events_accepted_by_time() {
+        let hour = 3_600_000;
+        assert!(check_span(&[NOW - DAY_MS, NOW], NOW).is_ok());
+        let e = check_span(&[NOW - DAY_MS - 1, NOW], NOW).unwrap_err();
+        assert!(e.to_string().contains("cannot span more than 24 hours"));
+        // Too old and too new events are rejected one by one, not counted in the span.
+        assert!(check_span(&[NOW - 20 * DAY_MS, NOW - hour, NOW + 3 * hour], NOW).is_ok());
+        assert!(check_span(&[NOW - 20 * DAY_MS], NOW).is_ok());
+        assert!(check_span(&[NOW - 13 * DAY_MS, NOW - 11 * DAY_MS], NOW).is_err());
     }
 }

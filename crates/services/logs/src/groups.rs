@@ -16,7 +16,7 @@ use crate::wire::{
 use crate::{LogsError, LogsService, keys};
 
 /// Deletes of leftover event batches per transaction after a group or stream is gone.
-pub(crate) const DELETE_CHUNK: usize = 500;
+pub(crate) const DELETE_CHUNK: usize = 64;
 
 const CLASSES: &[&str] = &["STANDARD", "INFREQUENT_ACCESS", "DELIVERY"];
 

@@ -26,7 +26,8 @@ pub fn stream(region: &str, group: &str, stream: &str) -> String {
     format!("logs/stream/{region}/{group}:{stream}")
 }
 
-/// Every batch of one stream, in (first timestamp, sequence) order.
+/// The prefix of everything stored for one stream's events (chunks, reverse index, and the
+/// per-batch records of the layout before chunks).
 pub fn batches(region: &str, incarnation: &str, stream_num: u64) -> String {
     format!(
         "{}{stream_num:010}/",
@@ -39,11 +40,67 @@ pub fn incarnation_batches(region: &str, incarnation: &str) -> String {
     format!("logs/events/{region}/{incarnation}/")
 }
 
-/// The key strictly before every batch whose first event is at `first_ts` or later.
-pub fn batches_from(prefix: &str, first_ts: u64) -> String {
-    format!("{prefix}{first_ts:016}")
+/// Every chunk of one stream (`stream` is a prefix made by [`batches`]), in (first timestamp,
+/// sequence, part) order.
+pub fn chunks(stream: &str) -> String {
+    format!("{stream}c/")
 }
 
+pub fn chunk(stream: &str, first_ts: u64, seq: u64, part: u32) -> String {
+    format!("{stream}c/{first_ts:020}/{seq:020}/{part:05}")
+}
+
+/// The key strictly before every chunk whose first event is at `first_ts` or later.
+pub fn chunks_from(stream: &str, first_ts: u64) -> String {
+    format!("{stream}c/{first_ts:020}")
+}
+
+/// `(first_ts, seq)` of a key made by [`chunk`].
+pub fn parse_chunk(key: &str) -> Option<(u64, u64)> {
+    let tail = &key[key.rfind("c/")? + 2..];
+    let mut parts = tail.split('/');
+    let first_ts = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    Some((first_ts, seq))
+}
+
+/// The reverse index of one stream's chunks, in (last timestamp, sequence, part) descending order.
+pub fn rindex(stream: &str) -> String {
+    format!("{stream}r/")
+}
+
+/// The reverse-index entry of a chunk; its value is the chunk's key.
+pub fn rindex_entry(stream: &str, last_ts: u64, seq: u64, last_idx: u32) -> String {
+    format!(
+        "{stream}r/{:020}/{:020}/{:010}",
+        u64::MAX - last_ts,
+        u64::MAX - seq,
+        u32::MAX - last_idx
+    )
+}
+
+/// The key strictly before every reverse-index entry whose chunk ends at `last_ts` or earlier.
+pub fn rindex_from(stream: &str, last_ts: u64) -> String {
+    format!("{stream}r/{:020}", u64::MAX - last_ts)
+}
+
+/// `(last_ts, seq)` of a key made by [`rindex_entry`].
+pub fn parse_rindex(key: &str) -> Option<(u64, u64)> {
+    let tail = &key[key.rfind("r/")? + 2..];
+    let mut parts = tail.split('/');
+    let last_ts = u64::MAX - parts.next()?.parse::<u64>().ok()?;
+    let seq = u64::MAX - parts.next()?.parse::<u64>().ok()?;
+    Some((last_ts, seq))
+}
+
+/// Whether a key under a stream's prefix is a batch of the layout before chunks.
+pub fn is_legacy_batch(stream: &str, key: &str) -> bool {
+    key.strip_prefix(stream)
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// A batch record of the layout before chunks.
+#[cfg(test)]
 pub fn batch(prefix: &str, first_ts: u64, seq: u64) -> String {
     format!("{prefix}{first_ts:016}/{seq:012}")
 }
@@ -72,8 +129,27 @@ mod tests {
         let p = batches("r", "inc", 1);
         assert!(batch(&p, 5, 2) < batch(&p, 6, 1));
         assert!(batch(&p, 5, 1) < batch(&p, 5, 2));
-        assert!(batches_from(&p, 5) < batch(&p, 5, 0));
-        assert!(batches_from(&p, 5) > batch(&p, 4, 999));
+    }
+
+    #[test]
+    fn chunk_keys_sort_forward_and_the_reverse_index_backward() {
+        let p = batches("r", "inc", 1);
+        assert!(chunk(&p, 5, 2, 0) < chunk(&p, 5, 2, 1));
+        assert!(chunk(&p, 5, 2, 9) < chunk(&p, 5, 3, 0));
+        assert!(chunk(&p, 5, 99, 0) < chunk(&p, 6, 1, 0));
+        assert!(chunks_from(&p, 5) < chunk(&p, 5, 0, 0));
+        assert!(chunks_from(&p, 5) > chunk(&p, 4, u64::MAX, 99_999));
+        assert!(chunk(&p, u64::MAX, 1, 0).starts_with(&chunks(&p)));
+        assert_eq!(parse_chunk(&chunk(&p, 5, 2, 3)), Some((5, 2)));
+        assert!(rindex_entry(&p, 9, 1, 0) < rindex_entry(&p, 8, 5, 0));
+        assert!(rindex_entry(&p, 9, 2, 0) < rindex_entry(&p, 9, 1, 7));
+        assert!(rindex_entry(&p, 9, 1, 7) < rindex_entry(&p, 9, 1, 6));
+        assert!(rindex_from(&p, 9) < rindex_entry(&p, 9, u64::MAX, u32::MAX));
+        assert!(rindex_from(&p, 9) > rindex_entry(&p, 10, 0, 0));
+        assert_eq!(parse_rindex(&rindex_entry(&p, 9, 4, 2)), Some((9, 4)));
+        assert!(is_legacy_batch(&p, &batch(&p, 5, 1)));
+        assert!(!is_legacy_batch(&p, &chunk(&p, 5, 1, 0)));
+        assert!(!is_legacy_batch(&p, &rindex_entry(&p, 5, 1, 0)));
     }
 
     #[test]

@@ -3,27 +3,33 @@
 //!
 //! Every operation of the model is listed in [`LogsOperation`]; the implemented ones live in one
 //! module per resource (`groups`, `streams`, `events`, `tags`), the rest answer
-//! `InvalidOperationException`. Events are stored one record per PutLogEvents batch, keyed by
-//! stream then first timestamp and batch sequence, and the stream's totals are updated in the same
-//! transaction. [`LogsService::run_retention`] deletes what PutRetentionPolicy has expired; reads
+//! `InvalidOperationException`. Events are stored in chunks (`chunk`: at most 64 KiB of messages
+//! within one second), keyed by stream, first timestamp and batch sequence, with a reverse index by
+//! last timestamp; the stream's totals are updated in the same transaction. Reads (`read`) seek to
+//! their token and merge the chunks they reach, so a call costs what it returns, and at most
+//! [`READ_THREADS`] run at once, on threads of their own. [`LogsService::run_retention`] deletes what PutRetentionPolicy has expired; reads
 //! never return expired events even before the job runs.
 //!
 //! Must not depend on Docker, the scheduler or the ECS API; it only plugs into
 //! [`gantry_front::Front`] as a [`JsonService`].
 
+mod chunk;
 mod error;
 mod events;
 mod groups;
 mod keys;
 mod model;
 pub mod pattern;
+mod pool;
+mod read;
 mod retention;
 mod streams;
 mod tags;
+mod upgrade;
 mod wire;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,6 +43,8 @@ pub use model::RETENTION_DAYS;
 
 /// The `X-Amz-Target` prefix of CloudWatch Logs.
 pub const TARGET_PREFIX: &str = "Logs_20140328";
+
+pub use pool::READ_THREADS;
 
 /// How often the retention job runs unless configured otherwise.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -175,6 +183,28 @@ pub struct LogsService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) retention_interval: Duration,
+    /// The threads GetLogEvents and FilterLogEvents run on, started by the first read.
+    reads: Arc<OnceLock<pool::ReadPool>>,
+    pub(crate) read_limits: ReadLimits,
+}
+
+/// What one GetLogEvents or FilterLogEvents call may hold and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Chunk data a call holds before it drops what it is not reading (and reads it again).
+    pub resident_bytes: usize,
+    /// Chunk data a FilterLogEvents call reads before it answers what it found with a
+    /// `nextToken` (AWS too answers partial or empty pages with a token).
+    pub filter_scan_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            resident_bytes: 2 << 20,
+            filter_scan_bytes: 16 << 20,
+        }
+    }
 }
 
 impl fmt::Debug for LogsService {
@@ -182,6 +212,7 @@ impl fmt::Debug for LogsService {
         f.debug_struct("LogsService")
             .field("store", &self.store)
             .field("retention_interval", &self.retention_interval)
+            .field("read_limits", &self.read_limits)
             .finish()
     }
 }
@@ -192,7 +223,44 @@ impl LogsService {
             store,
             clock: Arc::new(SystemClock),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            reads: Arc::new(OnceLock::new()),
+            read_limits: ReadLimits::default(),
         }
+    }
+
+    /// Bounds each read by `limits` instead of the defaults.
+    #[must_use]
+    pub fn with_read_limits(mut self, limits: ReadLimits) -> Self {
+        self.read_limits = limits;
+        self
+    }
+
+    /// Runs an event read on the read threads (see `pool`).
+    async fn read<F, Fut>(
+        &self,
+        body: &[u8],
+        ctx: &RequestContext,
+        f: F,
+    ) -> Result<Value, LogsError>
+    where
+        F: FnOnce(LogsService, Vec<u8>, RequestContext) -> Fut,
+        Fut: std::future::Future<Output = Result<Value, LogsError>> + Send + 'static,
+    {
+        let pool = match self.reads.get() {
+            Some(p) => p,
+            None => {
+                let started = pool::ReadPool::start()?;
+                self.reads.get_or_init(|| started)
+            }
+        };
+        let svc = LogsService {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            retention_interval: self.retention_interval,
+            reads: self.reads.clone(),
+            read_limits: self.read_limits,
+        };
+        pool.run(f(svc, body.to_vec(), ctx.clone())).await
     }
 
     /// Uses `clock` for the retention job's notion of now (requests use their own `now`).
@@ -251,8 +319,18 @@ impl LogsService {
             DeleteLogStream => streams::delete(self, body, ctx).await,
             DescribeLogStreams => streams::describe(self, body, ctx).await,
             PutLogEvents => events::put(self, body, ctx).await,
-            GetLogEvents => events::get(self, body, ctx).await,
-            FilterLogEvents => events::filter(self, body, ctx).await,
+            GetLogEvents => {
+                self.read(body, ctx, |svc, body, ctx| async move {
+                    events::get(&svc, &body, &ctx).await
+                })
+                .await
+            }
+            FilterLogEvents => {
+                self.read(body, ctx, |svc, body, ctx| async move {
+                    events::filter(&svc, &body, &ctx).await
+                })
+                .await
+            }
             TagResource => tags::tag_resource(self, body, ctx).await,
             UntagResource => tags::untag_resource(self, body, ctx).await,
             ListTagsForResource => tags::list_for_resource(self, body, ctx).await,

@@ -52,7 +52,16 @@ pub struct LogStream {
     pub stored_bytes: u64,
     /// Sequence number of the last batch (0: none yet); also the upload sequence token.
     pub last_seq: u64,
+    /// How the stream's events are stored: [`LAYOUT_BATCHES`] (records written before chunks,
+    /// converted on first use) or [`LAYOUT_CHUNKS`].
+    #[serde(default)]
+    pub layout: u32,
 }
+
+/// One record per PutLogEvents batch, keyed by first timestamp (no longer written).
+pub const LAYOUT_BATCHES: u32 = 0;
+/// Chunks and the reverse index (see `chunk.rs`).
+pub const LAYOUT_CHUNKS: u32 = 1;
 
 impl LogStream {
     pub fn sequence_token(&self) -> String {
@@ -65,7 +74,8 @@ pub fn sequence_token(seq: u64) -> String {
     format!("4959{seq:052}")
 }
 
-/// The events of one PutLogEvents call, in chronological order.
+/// The events of one PutLogEvents call, in chronological order: the stored form of
+/// [`LAYOUT_BATCHES`], read only to convert it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventBatch {
     pub seq: u64,
@@ -76,14 +86,6 @@ pub struct EventBatch {
     pub bytes: u64,
     /// `(timestamp, message)`.
     pub events: Vec<(u64, String)>,
-}
-
-/// One stored event with its position in its stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
-    pub pos: Position,
-    pub ingestion_time: u64,
-    pub message: String,
 }
 
 /// Where an event sits in its stream: ordered by timestamp, then batch, then index in the batch.

@@ -9,6 +9,13 @@
 
 use serde_json::Value;
 
+/// The most memory a pattern's compiled regular expression (and, separately, its lazy DFA cache)
+/// may take: a pattern that needs more is refused, not compiled.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The deepest nesting of parentheses in a JSON pattern or a regular expression.
+const MAX_NESTING: u32 = 32;
+
 /// Why a filter pattern could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid filter pattern: {0}")]
@@ -55,7 +62,11 @@ impl FilterPattern {
             return err("space-delimited patterns ([field, ...]) are not supported");
         }
         if p.len() >= 2 && p.starts_with('%') && p.ends_with('%') {
-            let re = regex::Regex::new(&p[1..p.len() - 1])
+            let re = regex::RegexBuilder::new(&p[1..p.len() - 1])
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .nest_limit(MAX_NESTING)
+                .build()
                 .map_err(|e| PatternError(format!("bad regular expression: {e}")))?;
             return Ok(Self::Regex(re));
         }
@@ -287,6 +298,7 @@ enum Tok {
 struct JsonParser {
     toks: Vec<Tok>,
     pos: usize,
+    depth: u32,
 }
 
 fn lex(s: &str) -> Result<Vec<Tok>, PatternError> {
@@ -405,6 +417,7 @@ impl JsonParser {
         Ok(Self {
             toks: lex(body)?,
             pos: 0,
+            depth: 0,
         })
     }
 
@@ -447,7 +460,14 @@ impl JsonParser {
     fn parse_unary(&mut self) -> Result<JsonExpr, PatternError> {
         match self.next() {
             Some(Tok::LParen) => {
+                self.depth += 1;
+                if self.depth > MAX_NESTING {
+                    return err(format!(
+                        "parentheses nested deeper than {MAX_NESTING} levels"
+                    ));
+                }
                 let e = self.parse_or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Tok::RParen) => Ok(e),
                     _ => err("expected ')'"),
@@ -595,6 +615,7 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_refused() {
+        let deep = format!("{{ {}$.a = 1{} }}", "(".repeat(40), ")".repeat(40));
         for p in [
             "{ $.a = 1",
             "{ a = 1 }",
@@ -607,6 +628,8 @@ mod tests {
             "[ip, user]",
             "%(unclosed%",
             "ERROR -",
+            "%a{1000}{1000}%",
+            &deep,
         ] {
             assert!(FilterPattern::parse(p).is_err(), "{p} should be refused");
         }

@@ -1,13 +1,16 @@
-//! The retention job: deletes event batches whose every event is older than the group's
+//! The retention job: deletes event chunks whose every event is older than the group's
 //! retention, and updates the stream's totals in the same transaction.
 
 use gantry_store::{StoreExt, Txn, decode, encode};
 
-use crate::model::{EventBatch, LogGroup, LogStream};
-use crate::{LogsError, LogsService, keys};
+use crate::chunk::Chunk;
+use crate::model::{LogGroup, LogStream};
+use crate::{LogsError, LogsService, keys, upgrade};
 
-/// Most batches examined per transaction.
+/// Most chunks deleted per transaction.
 const CHUNK: usize = 256;
+/// Chunks read per store scan (each up to 64 KiB, or one large event).
+const SCAN_PAGE: usize = 8;
 
 pub(crate) async fn enforce(svc: &LogsService, now: u64) -> Result<usize, LogsError> {
     let mut deleted = 0;
@@ -31,7 +34,7 @@ pub(crate) async fn enforce(svc: &LogsService, now: u64) -> Result<usize, LogsEr
                 .await?;
             for s in streams {
                 if s.value.first_event_timestamp.is_some_and(|t| t < cutoff) {
-                    deleted += enforce_stream(svc, region, &group, &s.value.name, cutoff).await?;
+                    deleted += enforce_stream(svc, region, &group, s.value, cutoff).await?;
                 }
             }
         }
@@ -46,37 +49,52 @@ async fn enforce_stream(
     svc: &LogsService,
     region: &str,
     group: &LogGroup,
-    stream_name: &str,
+    stream: LogStream,
     cutoff: u64,
 ) -> Result<usize, LogsError> {
-    let skey = keys::stream(region, &group.name, stream_name);
+    let stream = upgrade::ensure_chunked(svc, region, group, stream).await?;
+    let skey = keys::stream(region, &group.name, &stream.name);
+    let prefix = keys::batches(region, &group.incarnation, stream.num);
     let mut deleted = 0;
-    // Each round deletes up to CHUNK expired batches; a conflict with a writer just retries.
+    // Each round deletes the expired chunks among the first CHUNK (a chunk expires when its last
+    // event does); a conflict with a writer just retries.
     for _ in 0..1024 {
         let Some(stream) = svc.store.get_typed::<LogStream>(&skey).await? else {
             return Ok(deleted);
         };
-        let prefix = keys::batches(region, &group.incarnation, stream.value.num);
-        let page = svc.store.scan(&prefix, None, CHUNK).await?;
         let mut txn = Txn::new().require_revision(&skey, stream.revision);
         let mut s = stream.value;
         let mut expired = 0;
-        // The smallest first timestamp of the batches that stay, once known for certain.
+        // The smallest first timestamp of the chunks that stay, once known for certain.
         let mut first_kept: Option<u64> = None;
-        let mut complete = page.next.is_none();
-        for rec in &page.records {
-            let batch: EventBatch = decode(rec)?.value;
-            if batch.first_ts >= cutoff {
-                first_kept = Some(first_kept.map_or(batch.first_ts, |t| t.min(batch.first_ts)));
+        let mut start_after: Option<String> = None;
+        let mut complete = false;
+        'scan: while expired < CHUNK {
+            let page = svc
+                .store
+                .scan(&keys::chunks(&prefix), start_after.as_deref(), SCAN_PAGE)
+                .await?;
+            for rec in page.records {
+                let key = rec.key.clone();
+                let c = Chunk::parse(rec.key, rec.value)?;
+                if c.first_ts() >= cutoff {
+                    first_kept = Some(first_kept.map_or(c.first_ts(), |t| t.min(c.first_ts())));
+                    complete = true;
+                    break 'scan;
+                }
+                if c.last_ts() < cutoff {
+                    let rkey = keys::rindex_entry(&prefix, c.last_ts(), c.seq, c.last_idx());
+                    txn = txn.delete(&key).delete(rkey);
+                    s.stored_bytes = s.stored_bytes.saturating_sub(c.bytes());
+                    expired += 1;
+                } else {
+                    first_kept = Some(first_kept.map_or(c.first_ts(), |t| t.min(c.first_ts())));
+                }
+                start_after = Some(key);
+            }
+            if page.next.is_none() {
                 complete = true;
                 break;
-            }
-            if batch.last_ts < cutoff {
-                txn = txn.delete(&rec.key);
-                s.stored_bytes = s.stored_bytes.saturating_sub(batch.bytes);
-                expired += 1;
-            } else {
-                first_kept = Some(first_kept.map_or(batch.first_ts, |t| t.min(batch.first_ts)));
             }
         }
         if expired == 0 {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::groups::delete_prefix;
-use crate::model::LogStream;
+use crate::model::{LAYOUT_CHUNKS, LogStream};
 use crate::wire::{
     check_group_name, check_stream_name, commit_with_retry, group_ref, limit, load_group,
     load_stream, paginate, parse, required, stream_arn, with_token,
@@ -53,6 +53,7 @@ pub(crate) async fn create(
             last_ingestion_time: None,
             stored_bytes: 0,
             last_seq: 0,
+            layout: LAYOUT_CHUNKS,
         };
         group.value.next_stream_num += 1;
         let txn = Txn::new()

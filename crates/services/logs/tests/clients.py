@@ -133,7 +133,7 @@ r = logs.put_log_events(
     logStreamName=streams[0],
     logEvents=[{"timestamp": now_ms() - 20 * 86_400_000, "message": "ancient"}],
 )
-assert r["rejectedLogEventsInfo"] == {"tooOldLogEventEndIndex": 0}, r
+assert r["rejectedLogEventsInfo"] == {"tooOldLogEventEndIndex": 1}, r
 expect_error("InvalidParameterException", logs.put_retention_policy, logGroupName=GROUP, retentionInDays=2)
 logs.put_retention_policy(logGroupName=GROUP, retentionInDays=7)
 assert logs.describe_log_groups(logGroupNamePrefix=GROUP)["logGroups"][0]["retentionInDays"] == 7

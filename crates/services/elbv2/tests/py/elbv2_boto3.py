@@ -267,7 +267,11 @@ expect_error("TargetGroupNotFound", elb.add_tags, ResourceArns=[other(tg_arn)], 
 # --- unsupported and unknown operations ---
 status = expect_error("OperationNotPermitted", elb.describe_ssl_policies)
 check(status == 400, "unsupported is a 400")
-expect_error("OperationNotPermitted", elb.set_subnets, LoadBalancerArn=lb_arn, Subnets=["subnet-9"])
+# Without EC2 behind it (this in-process server), subnets and groups are kept as given.
+zones = elb.set_subnets(LoadBalancerArn=lb_arn, Subnets=["subnet-9", "subnet-8"])["AvailabilityZones"]
+check([z["SubnetId"] for z in zones] == ["subnet-9", "subnet-8"], zones)
+check(elb.set_security_groups(LoadBalancerArn=lb_arn, SecurityGroups=["sg-1"])["SecurityGroupIds"] == ["sg-1"], "groups")
+check(elb.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0]["SecurityGroups"] == ["sg-1"], "groups kept")
 
 # --- deletion ---
 elb.modify_load_balancer_attributes(LoadBalancerArn=lb_arn, Attributes=[{"Key": "deletion_protection.enabled", "Value": "true"}])
