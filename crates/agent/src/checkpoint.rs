@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -80,10 +81,14 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Opens (or starts) the checkpoint in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, CheckpointError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| CheckpointError::Io {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|source| CheckpointError::Io {
+                path: data_dir.to_owned(),
+                source,
+            })?;
         let path = data_dir.join("agent-checkpoint.json");
         let state = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -112,7 +117,14 @@ impl Checkpoint {
         };
         let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        // Owner-only whatever the umask: the checkpoint names the instance and its tasks.
+        let mut f = std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
@@ -228,5 +240,17 @@ mod tests {
                 .tasks()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn checkpoint_file_and_dir_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("agent");
+        let cp = Checkpoint::open(&dir).expect("open");
+        cp.set_instance("arn:ci", "c").expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("agent-checkpoint.json")), 0o600);
     }
 }

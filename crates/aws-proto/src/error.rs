@@ -9,6 +9,11 @@ use http::StatusCode;
 use crate::query::XmlWriter;
 use crate::{REQUEST_ID_HEADER, set_header};
 
+/// The message of every "storage full" answer: what happened, that nothing was applied, and
+/// what makes a retry succeed.
+pub const STORAGE_FULL_MESSAGE: &str = "The server's storage is full (no space left on its disk), \
+     so the request was not applied. Retry after space is freed on the server.";
+
 /// An error as an AWS client sees it: an HTTP status, an error code (the `__type` of
 /// `awsJson1.1`, the `<Code>` of `awsQuery`) and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +43,17 @@ impl AwsError {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: Cow::Borrowed("ServerException"),
+            message: message.into(),
+        }
+    }
+
+    /// A temporary fault (HTTP 503) with the service's own code for it: the request was not
+    /// applied and may succeed when retried. AWS SDKs retry 503 in every retry mode (legacy,
+    /// standard, adaptive), the AWS CLI included.
+    pub fn unavailable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: code.into(),
             message: message.into(),
         }
     }

@@ -9,6 +9,8 @@
 //! * [`ec2`]: the `ec2` protocol, EC2's dialect of awsQuery (`Name.N` lists, `Filter.N`,
 //!   `<{Action}Response>` with `requestId`, the `<Response><Errors>` envelope);
 //! * [`error`]: [`AwsError`], the error envelope of the three protocols;
+//! * [`constraints`]: the length, count, range and pattern constraints of the models, checked on
+//!   the wire with AWS's wording (the tables are generated into each service crate);
 //! * [`pagination`]: opaque `nextToken` values and the two timestamp encodings AWS uses;
 //! * [`new_request_id`]: the request ids echoed in `x-amzn-RequestId`.
 //!
@@ -16,6 +18,7 @@
 //! service: service crates build on it, never the reverse. Wire structs of a service (camelCase,
 //! everything optional) belong in that service's API crate, not here.
 
+pub mod constraints;
 pub mod ec2;
 pub mod error;
 pub mod json;
@@ -23,7 +26,7 @@ pub mod pagination;
 pub mod query;
 pub mod sigv4;
 
-pub use error::AwsError;
+pub use error::{AwsError, STORAGE_FULL_MESSAGE};
 
 /// A fresh request id (a random UUID v4 string) for `x-amzn-RequestId` and error bodies.
 pub fn new_request_id() -> String {

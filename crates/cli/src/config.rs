@@ -40,6 +40,55 @@ pub struct ServerArgs {
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
+    #[command(flatten)]
+    pub listener: ListenerArgs,
+}
+
+/// The API listener's limits and the shutdown deadline (`gantry server` and `gantry up`).
+#[derive(Debug, Clone, Args)]
+pub struct ListenerArgs {
+    /// Seconds a connection may take to send a complete request head (from its accept, or from
+    /// the first byte of a later head).
+    #[arg(long, env = "GANTRY_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight (and a request body may
+    /// stall) before it is closed.
+    #[arg(long, env = "GANTRY_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// The most client connections the API listener serves at once; at the cap, the connection
+    /// waiting the longest without a request is closed to make room.
+    #[arg(long, env = "GANTRY_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds each part (API connections, agent, load balancer, controllers) gets to stop after
+    /// SIGTERM or Ctrl-C before it is dropped; a second signal exits at once.
+    #[arg(long, env = "GANTRY_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    pub shutdown_timeout: u64,
+}
+
+impl ListenerArgs {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.header_read_timeout > 0,
+            "--header-read-timeout must be at least 1 second"
+        );
+        anyhow::ensure!(
+            self.idle_timeout > 0,
+            "--idle-timeout must be at least 1 second"
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--max-connections must be at least 1"
+        );
+        Ok(())
+    }
+
+    fn limits(&self) -> gantry_front::listener::ListenerLimits {
+        gantry_front::listener::ListenerLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// `gantry up` flags: the server's, with a default data directory.
@@ -142,6 +191,8 @@ pub struct UpArgs {
     /// The cluster the local agent joins.
     #[arg(long, default_value = "default")]
     pub cluster: String,
+    #[command(flatten)]
+    pub listener: ListenerArgs,
 }
 
 /// The validated configuration of the control plane.
@@ -156,6 +207,8 @@ pub struct ServerConfig {
     pub stopped_task_retention: std::time::Duration,
     pub heartbeat_grace: std::time::Duration,
     pub lost_after: std::time::Duration,
+    pub limits: gantry_front::listener::ListenerLimits,
+    pub shutdown_timeout: std::time::Duration,
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
 }
 
@@ -181,7 +234,10 @@ fn validate_account(id: &str) -> anyhow::Result<()> {
 impl ServerArgs {
     pub fn into_config(self) -> anyhow::Result<ServerConfig> {
         validate_account(&self.account_id)?;
+        self.listener.validate()?;
         Ok(ServerConfig {
+            limits: self.listener.limits(),
+            shutdown_timeout: std::time::Duration::from_secs(self.listener.shutdown_timeout),
             data_dir: self.data_dir,
             listen: self.listen,
             ready_file: self.ready_file,
@@ -199,11 +255,14 @@ impl ServerArgs {
 impl UpArgs {
     pub fn into_config(self) -> anyhow::Result<ServerConfig> {
         validate_account(&self.account_id)?;
+        self.listener.validate()?;
         let data_dir = match self.data_dir {
             Some(d) => d,
             None => default_data_dir()?,
         };
         Ok(ServerConfig {
+            limits: self.listener.limits(),
+            shutdown_timeout: std::time::Duration::from_secs(self.listener.shutdown_timeout),
             data_dir,
             listen: self.listen,
             ready_file: self.ready_file,

@@ -1,8 +1,10 @@
 //! The `gantry` binary: the composition root. Parses the command line, sets up tracing, wires the
-//! store, the APIs and the listeners together, and shuts down gracefully on SIGTERM.
+//! store, the APIs and the listeners together, and shuts down on SIGTERM or Ctrl-C within a
+//! deadline (a second signal exits at once).
 
 mod config;
 mod credentials;
+mod datadir;
 mod secrets;
 mod server;
 
@@ -35,6 +37,8 @@ enum Command {
 }
 
 async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
+    datadir::prepare(&args.data_dir)?;
+    let _lock = datadir::DataDirLock::acquire(&args.data_dir, "agent")?;
     let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
     cfg.attributes = args.attributes;
     cfg.region = args.region;
@@ -108,11 +112,12 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args.into_config()?, None).await,
             Command::Up(args) => {
@@ -132,5 +137,9 @@ fn main() -> anyhow::Result<()> {
             Command::Lb(args) => run_lb(args).await,
             Command::Simulate(args) => run_simulate(args).await,
         }
-    })
+    });
+    // Whatever is still running (a blocking write stuck on a dead disk, a task that ignored its
+    // deadline) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ use gantry_ecs::service_lb::{TargetGroups, TargetSpec};
 use gantry_ecs::service_runner::{Liveness, ServiceRunner};
 use gantry_ecs::task_network;
 use gantry_ecs::{self as ecs, EcsService};
-use gantry_front::{Clock, Front, RandomIds, SystemClock};
+use gantry_front::{Clock, Front, RandomIds, SystemClock, listener};
 use gantry_kms::{KmsService, MasterKey};
 use gantry_secretsmanager::SecretsManagerService;
 use gantry_ssm::SsmService;
@@ -25,10 +26,8 @@ use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
+use crate::datadir::{self, DataDirLock};
 use crate::secrets::KmsKeys;
-
-/// Largest API body: ECR's `UploadLayerPart` carries parts of up to 20 MiB, base64-encoded.
-const API_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 /// What `gantry up` adds to the server: the printed exports, and a local agent.
 #[derive(Debug, Clone)]
@@ -64,9 +63,10 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on the first SIGTERM or SIGINT. The handlers are installed when this is called,
-/// not when the future is first polled, so a signal sent as soon as the ready file exists is
-/// never left to the default action (which would kill the process without a clean shutdown).
+/// Completes on the first SIGTERM or SIGINT; a second one then exits the process at once, so a
+/// shutdown that takes too long can always be cut short. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal sent as soon as the ready file exists
+/// is never left to the default action (which would kill the process without a clean shutdown).
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
@@ -80,10 +80,34 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
             }
         };
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-            _ = int.recv() => tracing::info!("interrupt received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down (a second signal exits at once)"),
+            _ = int.recv() => tracing::info!("interrupt received, shutting down (a second signal exits at once)"),
         }
+        tokio::spawn(async move {
+            let code = tokio::select! {
+                _ = term.recv() => 143,
+                _ = int.recv() => 130,
+            };
+            tracing::warn!("second signal received, exiting now");
+            std::process::exit(code);
+        });
     }
+}
+
+/// Waits for each part to finish until `deadline`, then drops (aborts) the ones still running.
+/// The parts stop concurrently: the whole takes at most until `deadline`.
+async fn stop_parts(parts: Vec<(&'static str, tokio::task::JoinHandle<()>)>, deadline: Instant) {
+    let waits = parts.into_iter().map(|(name, mut handle)| async move {
+        match tokio::time::timeout_at(deadline.into(), &mut handle).await {
+            Ok(Ok(())) => tracing::debug!(part = name, "stopped"),
+            Ok(Err(e)) => tracing::warn!(part = name, error = %e, "ended abnormally"),
+            Err(_) => {
+                handle.abort();
+                tracing::warn!(part = name, "did not stop in time; dropped");
+            }
+        }
+    });
+    futures::future::join_all(waits).await;
 }
 
 /// Removes expired STOPPED tasks every minute until shutdown.
@@ -378,8 +402,19 @@ impl gantry_ec2::ZoneSource for InstanceZones {
 
 /// Runs the control plane until SIGTERM or Ctrl-C.
 pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    datadir::prepare(&cfg.data_dir)?;
+    let lock = DataDirLock::acquire(&cfg.data_dir, "server")?;
+    tracing::debug!(lock = %lock.path().display(), "data dir locked");
+    // `gantry up`'s agent keeps its checkpoint beside the server's state; hold its lock too, so a
+    // `gantry agent` started on it meanwhile refuses.
+    let agent_dir = cfg.data_dir.join("agent");
+    let _agent_lock = match up.as_ref().and_then(|u| u.local_agent.as_ref()) {
+        Some(_) => {
+            datadir::prepare(&agent_dir)?;
+            Some(DataDirLock::acquire(&agent_dir, "agent")?)
+        }
+        None => None,
+    };
     let creds = Arc::new(RootCredentials::load_or_create(&cfg.data_dir)?);
     let sqlite = Arc::new(
         SqliteStore::open(
@@ -412,7 +447,11 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     .await
     .context("opening the registry")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let maintenance = tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone()));
+    let mut parts: Vec<(&'static str, tokio::task::JoinHandle<()>)> = Vec::new();
+    parts.push((
+        "registry maintenance",
+        tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone())),
+    ));
 
     let target_groups = Arc::new(ElbTargetGroups {
         store: store.clone(),
@@ -425,21 +464,33 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_target_groups(target_groups.clone()),
     );
     let ecs_service = ecs.clone();
-    let gc = tokio::spawn(collect_stopped_tasks_forever(
-        store.clone(),
-        cfg.stopped_task_retention,
-        shutdown_rx.clone(),
+    parts.push((
+        "stopped-task collection",
+        tokio::spawn(collect_stopped_tasks_forever(
+            store.clone(),
+            cfg.stopped_task_retention,
+            shutdown_rx.clone(),
+        )),
     ));
     let logs = Arc::new(gantry_logs::LogsService::new(store.clone()));
-    let retention = tokio::spawn(logs.clone().run_retention(shutdown_rx.clone()));
+    parts.push((
+        "log retention",
+        tokio::spawn(logs.clone().run_retention(shutdown_rx.clone())),
+    ));
     // KMS keys are wrapped by the data dir's master key (0600), never stored in the clear.
     let master = MasterKey::new(&load_or_create_secret(&cfg.data_dir, "master-key")?)
         .context("the data dir's master-key file")?;
     let kms = Arc::new(KmsService::new(store.clone(), master));
-    let kms_maintenance = tokio::spawn(kms.clone().run_maintenance(shutdown_rx.clone()));
+    parts.push((
+        "kms maintenance",
+        tokio::spawn(kms.clone().run_maintenance(shutdown_rx.clone())),
+    ));
     let keys = Arc::new(KmsKeys::new(kms.clone(), cfg.account_id.clone()));
     let secretsmanager = Arc::new(SecretsManagerService::new(store.clone(), keys.clone()));
-    let sm_maintenance = tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone()));
+    parts.push((
+        "secrets manager maintenance",
+        tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone())),
+    ));
     let ecr = Arc::new(
         EcrService::new(registry.clone(), addr.to_string()).with_repository_keys(keys.clone()),
     );
@@ -459,7 +510,6 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .context("creating the default VPC")?;
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
-            .with_body_limit(API_BODY_LIMIT)
             .with_json(ecs)
             .with_json(ecr)
             .with_json(logs)
@@ -499,7 +549,10 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         )
         .with_target_groups(target_groups),
     );
-    let runner_task = tokio::spawn(runner.run(shutdown_rx.clone()));
+    parts.push((
+        "service runner",
+        tokio::spawn(runner.run(shutdown_rx.clone())),
+    ));
     let lb_channel = gantry_elbv2::lb_router(
         store.clone(),
         creds.clone(),
@@ -552,69 +605,79 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         out.flush()?;
     }
 
-    // `gantry up`: one local agent in the same process, on the same credentials.
-    let agent = match up.as_ref().and_then(|u| u.local_agent.clone()) {
-        Some(cluster) => {
-            let mut acfg = gantry_agent::AgentConfig::new(
-                endpoint.clone(),
-                cluster,
-                cfg.data_dir.join("agent"),
-            );
-            acfg.access_key_id = creds.access_key_id.clone();
-            acfg.secret_access_key = creds.secret_access_key.clone();
-            acfg.region = cfg.region.clone();
-            let mut stop = shutdown_rx.clone();
-            Some(tokio::spawn(async move {
+    // `gantry up`: one local agent in the same process, on the same credentials. Dropping its
+    // task drops the metadata endpoint and everything else it started.
+    if let Some(cluster) = up.as_ref().and_then(|u| u.local_agent.clone()) {
+        let mut acfg = gantry_agent::AgentConfig::new(endpoint.clone(), cluster, agent_dir);
+        acfg.access_key_id = creds.access_key_id.clone();
+        acfg.secret_access_key = creds.secret_access_key.clone();
+        acfg.region = cfg.region.clone();
+        let mut stop = shutdown_rx.clone();
+        parts.push((
+            "local agent",
+            tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
                 if let Err(e) = gantry_agent::run(acfg, stopped).await {
                     tracing::error!(error = %e, "local agent stopped");
                 }
-            }))
-        }
-        None => None,
-    };
+            }),
+        ));
+    }
     // `gantry up`: one local load balancer, serving the listeners on this machine.
-    let lb = if up.as_ref().is_some_and(|u| u.local_lb) {
+    if up.as_ref().is_some_and(|u| u.local_lb) {
         let mut settings = gantry_lb::LbSettings::new(endpoint.clone());
         settings.access_key_id = creds.access_key_id.clone();
         settings.secret_access_key = creds.secret_access_key.clone();
         settings.region = cfg.region.clone();
         let mut stop = shutdown_rx.clone();
-        Some(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = gantry_lb::run(settings, stopped).await {
-                tracing::error!(error = %e, "local load balancer stopped");
-            }
-        }))
-    } else {
-        None
-    };
-    let stop_streams = shutdown_tx.clone();
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(async move {
+        parts.push((
+            "local load balancer",
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = gantry_lb::run(settings, stopped).await {
+                    tracing::error!(error = %e, "local load balancer stopped");
+                }
+            }),
+        ));
+    }
+
+    // On the signal every part is told to stop at once; each then has `shutdown_timeout` (the
+    // API's open connections included) before it is dropped.
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let stop_all = shutdown_tx.clone();
+    let served = listener::serve(
+        listener,
+        app,
+        cfg.limits.clone(),
+        async move {
             shutdown.await;
-            let _ = stop_streams.send(true);
-        })
-        .await
-        .context("serving")?;
+            let _ = signalled_tx.send(Instant::now());
+            let _ = stop_all.send(true);
+        },
+        cfg.shutdown_timeout,
+    )
+    .await;
+    if served.dropped > 0 {
+        tracing::warn!(
+            connections = served.dropped,
+            "API connections still busy at the shutdown deadline were closed"
+        );
+    }
     let _ = shutdown_tx.send(true);
-    if let Some(a) = agent {
-        let _ = a.await;
+    let signalled = signalled_rx.await.unwrap_or_else(|_| Instant::now());
+    stop_parts(parts, signalled + cfg.shutdown_timeout).await;
+    // Closing the store finishes the batch being written; it gets the same bound.
+    let closing = tokio::task::spawn_blocking(move || sqlite.close());
+    if tokio::time::timeout(cfg.shutdown_timeout, closing)
+        .await
+        .is_err()
+    {
+        tracing::error!("the store did not close in time; exiting without waiting for it");
     }
-    if let Some(l) = lb {
-        let _ = l.await;
-    }
-    let _ = maintenance.await;
-    let _ = gc.await;
-    let _ = runner_task.await;
-    let _ = retention.await;
-    let _ = kms_maintenance.await;
-    let _ = sm_maintenance.await;
-    sqlite.close();
     tracing::info!("gantry server stopped");
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The binary's contracts: ready file, generated credentials, `gantry up` exports, SIGTERM.
+//! The binary's contracts: ready file, generated credentials, `gantry up` exports, SIGTERM, a
+//! bounded shutdown and the second signal.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -102,4 +103,72 @@ fn half_set_credentials_are_refused() {
         .status()
         .expect("runs");
     assert!(!status.success());
+}
+
+/// `gantry up` (local agent and load balancer included) with a request stuck mid-body, so the
+/// API cannot finish draining on its own.
+fn up_with_a_stuck_request(shutdown_timeout: &str) -> (TestServer, std::net::TcpStream) {
+    use std::io::Write;
+    let s = TestServer::start_with_args(
+        BIN,
+        "up",
+        &["--shutdown-timeout", shutdown_timeout],
+        &[
+            ("GANTRY_ROOT_ACCESS_KEY_ID", "AKIATESTKEY000000003"),
+            ("GANTRY_ROOT_SECRET_ACCESS_KEY", "s3cret"),
+        ],
+    )
+    .expect("up starts");
+    let mut stuck = std::net::TcpStream::connect(&s.ready.registry).expect("connect");
+    write!(
+        stuck,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly the start of it"
+    )
+    .expect("write");
+    // The server has the request (its head at least) before the signal.
+    std::thread::sleep(Duration::from_millis(200));
+    (s, stuck)
+}
+
+fn signal(s: &TestServer, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &s.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(s: &mut TestServer, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(st) = s.child.try_wait().expect("wait") {
+            return Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn up_stops_within_its_shutdown_deadline_despite_a_stuck_request() {
+    let (mut s, _stuck) = up_with_a_stuck_request("2");
+    signal(&s, "INT");
+    // Two seconds for every part at once, then the store; the rest is slack for a busy machine.
+    let status = wait_exit(&mut s, Duration::from_secs(12)).expect("exits within its deadline");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let (mut s, _stuck) = up_with_a_stuck_request("300");
+    signal(&s, "INT");
+    assert!(
+        wait_exit(&mut s, Duration::from_millis(500)).is_none(),
+        "still draining after the first signal"
+    );
+    signal(&s, "INT");
+    let status = wait_exit(&mut s, Duration::from_secs(5)).expect("exits on the second signal");
+    assert_eq!(status.code(), Some(130), "{status}");
 }

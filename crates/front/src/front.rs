@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::any;
 use gantry_aws_proto::query::QueryRequest;
 use gantry_aws_proto::sigv4::{self, CredentialProvider};
-use gantry_aws_proto::{AwsError, ec2, json, new_request_id, query};
+use gantry_aws_proto::{AwsError, constraints, ec2, json, new_request_id, query};
 use tracing::Instrument;
 
 use crate::context::{Clock, RequestContext};
@@ -41,8 +41,11 @@ impl fmt::Debug for Front {
     }
 }
 
-/// Largest accepted API request body (the registry's `/v2/` routes have their own limits).
-pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Largest accepted API request body, for every service (the registry's `/v2/` routes stream
+/// their bodies and have their own limits). The largest request of any served model is ECR's
+/// `UploadLayerPart`, whose `layerPartBlob` may hold 20,971,520 bytes: 27,962,028 characters of
+/// base64 in the JSON body.
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 impl Front {
     pub fn new(
@@ -56,7 +59,7 @@ impl Front {
             creds,
             clock,
             account_id: account_id.into(),
-            body_limit: DEFAULT_BODY_LIMIT,
+            body_limit: BODY_LIMIT,
         }
     }
 
@@ -105,6 +108,7 @@ impl Front {
         all
     }
 
+    /// Another body limit than [`BODY_LIMIT`] (for tests).
     pub fn with_body_limit(mut self, limit: usize) -> Self {
         self.body_limit = limit;
         self
@@ -201,6 +205,10 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                     );
                     return err.json_response(&request_id);
                 };
+                if let Some(err) = json_violations(svc.spec(), op, &body) {
+                    log_error(&err, op);
+                    return err.json_response(&request_id);
+                }
                 match svc.call(op, &body, &ctx).await {
                     Ok(v) => json::ok_response(&v, &request_id),
                     Err(e) => {
@@ -233,6 +241,10 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                             );
                             return err.query_response(&request_id, xmlns);
                         }
+                        if let Some(err) = query_violations(spec, &action, &q) {
+                            log_error(&err, &action);
+                            return err.query_response(&request_id, xmlns);
+                        }
                         match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => query::ok_response(&action, xmlns, &xml, &request_id),
                             Err(e) => {
@@ -256,6 +268,10 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                             );
                             return err.ec2_response(&request_id);
                         }
+                        if let Some(err) = query_violations(spec, &action, &q) {
+                            log_error(&err, &action);
+                            return err.ec2_response(&request_id);
+                        }
                         match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => ec2::ok_response(&action, xmlns, &xml, &request_id),
                             Err(e) => {
@@ -274,6 +290,27 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// The error for an awsJson body that violates the model's constraints on `op`'s input. A body
+/// that is not JSON is left to the service, which answers `SerializationException`.
+fn json_violations(spec: &ServiceSpec, op: &str, body: &[u8]) -> Option<AwsError> {
+    let shape = spec.constraints.input(op)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let found = constraints::validate_json(shape, &value);
+    (!found.is_empty())
+        .then(|| AwsError::client(spec.constraints.error_code, constraints::message(&found)))
+}
+
+/// The error for an awsQuery request that violates the model's constraints on `action`'s input.
+fn query_violations(spec: &ServiceSpec, action: &str, req: &QueryRequest) -> Option<AwsError> {
+    let shape = spec.constraints.input(action)?;
+    let found = constraints::validate_query(shape, req);
+    (!found.is_empty())
+        .then(|| AwsError::client(spec.constraints.error_code, constraints::message(&found)))
 }
 
 fn log_error(e: &AwsError, op: &str) {

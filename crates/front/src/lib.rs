@@ -9,14 +9,17 @@
 //!   [`QueryService`]) and the [`operations!`] macro that declares a service's operation table.
 //! - [`context`]: the [`RequestContext`] every operation receives, and the injected [`Clock`] and
 //!   [`IdGen`].
+//! - [`listener`]: serving a router on a TCP listener with a request-head timeout, an idle
+//!   timeout, a connection cap that slow clients cannot exhaust, and a bounded drain.
 //!
 //! Service crates (`crates/services/*`) depend on this crate; it depends on no service, and on
 //! nothing but the wire layer (`gantry-aws-proto`). Must not depend on Docker or a store.
 
 pub mod context;
 pub mod front;
+pub mod listener;
 pub mod service;
 
 pub use context::{Clock, IdGen, RandomIds, RequestContext, SystemClock};
-pub use front::{DEFAULT_BODY_LIMIT, Front};
+pub use front::{BODY_LIMIT, Front};
 pub use service::{JsonService, Protocol, QueryService, ServiceSpec};

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use gantry_aws_proto::AwsError;
+use gantry_aws_proto::constraints::Constraints;
 use gantry_aws_proto::query::QueryRequest;
 
 use crate::context::RequestContext;
@@ -54,6 +55,10 @@ pub struct ServiceSpec {
     /// this table with the protocol's unknown-operation error; the service answers the ones it
     /// does not serve.
     pub operations: &'static [&'static str],
+    /// The length, count, range and pattern constraints of the model's operation inputs
+    /// (generated from the model into the service crate; [`Constraints::NONE`] for none). The
+    /// front rejects a request that violates them before the service sees it.
+    pub constraints: &'static Constraints,
 }
 
 impl ServiceSpec {

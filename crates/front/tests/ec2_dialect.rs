@@ -29,6 +29,7 @@ static SPEC: ServiceSpec = ServiceSpec {
         version: "2016-11-15",
     },
     operations: &["DescribeVpcs", "DeleteVpc", "RunInstances"],
+    constraints: &gantry_aws_proto::constraints::Constraints::NONE,
 };
 
 struct Fake;

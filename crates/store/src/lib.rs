@@ -141,15 +141,26 @@ pub struct Event {
 /// Errors of a store backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (I/O, corruption, disk full); the transaction was not applied.
+    /// The backend failed (I/O, corruption); the transaction was not applied.
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// The disk holding the store is full (or the store reached its size cap); the transaction
+    /// was not applied. Reads keep working, and writes work again once space is freed.
+    #[error("store storage is full: {0}")]
+    StorageFull(String),
     /// A stored value could not be decoded into the expected type, or a value could not be encoded.
     #[error("stored value for {key} is not valid: {detail}")]
     Codec { key: String, detail: String },
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// Whether the write failed for want of space (retry once space is freed).
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, StoreError::StorageFull(_))
+    }
 }
 
 /// Errors of a watch.

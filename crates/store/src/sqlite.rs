@@ -74,6 +74,9 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// How many idle read-only connections are kept for reuse.
     pub readers: usize,
+    /// Caps the database at this many pages (SQLite's `max_page_count`); a write beyond fails
+    /// with [`StoreError::StorageFull`] as on a full disk. `None`: only the disk limits it.
+    pub max_page_count: Option<u32>,
 }
 
 impl Default for SqliteOptions {
@@ -82,6 +85,7 @@ impl Default for SqliteOptions {
             durable: true,
             max_batch: 1024,
             readers: 4,
+            max_page_count: None,
         }
     }
 }
@@ -135,14 +139,57 @@ enum Msg {
     Close,
 }
 
+/// Creates the database file with mode 0600 when missing, and brings it and its WAL and
+/// shared-memory files down to 0600 when they allow more.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for file in [path.to_path_buf(), PathBuf::from(wal), PathBuf::from(shm)] {
+        match std::fs::metadata(&file) {
+            Ok(md) if md.mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn backend(context: &str, e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(format!("{context}: {e}"))
+    let detail = format!("{context}: {e}");
+    if is_full(&e) {
+        StoreError::StorageFull(detail)
+    } else {
+        StoreError::Backend(detail)
+    }
+}
+
+/// Whether SQLite failed for want of space: `SQLITE_FULL` (the disk refused a write with
+/// ENOSPC, or the database reached `max_page_count`).
+fn is_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    ///
+    /// The database file is created with mode 0600 whatever the umask, and an existing one (with
+    /// its WAL and shared-memory files) is tightened to 0600: SQLite gives the WAL and
+    /// shared-memory files the database file's mode, so none of them is readable by other users.
     pub fn open(path: &Path, opts: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let display = path.display();
+        make_private(path).map_err(|e| StoreError::Backend(format!("open {display}: {e}")))?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -161,6 +208,12 @@ impl SqliteStore {
             conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
             conn.execute_batch(SCHEMA)?;
+            if let Some(pages) = opts.max_page_count {
+                let _: u64 =
+                    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                        r.get(0)
+                    })?;
+            }
             Ok((mode, conn.query_row(META_REVISION, [], |r| r.get(0))?))
         };
         let (mode, revision) =
@@ -459,7 +512,11 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, txns = count, "store batch commit failed");
+                if is_full(&e) {
+                    tracing::error!(error = %e, txns = count, "store batch not committed: storage is full; free space on the data dir's disk");
+                } else {
+                    tracing::error!(error = %e, txns = count, "store batch commit failed");
+                }
                 if !self.conn.is_autocommit()
                     && let Err(e) = self.conn.execute_batch("ROLLBACK")
                 {
@@ -477,9 +534,14 @@ impl Writer {
                     }
                     Err(e) => tracing::error!(error = %e, "store revision reload failed"),
                 }
+                let full = is_full(&e);
                 let detail = format!("commit batch of {count} transactions: {e}");
                 for reply in replies.drain(..) {
-                    let _ = reply.send(Err(StoreError::Backend(detail.clone())));
+                    let _ = reply.send(Err(if full {
+                        StoreError::StorageFull(detail.clone())
+                    } else {
+                        StoreError::Backend(detail.clone())
+                    }));
                 }
             }
         }
@@ -541,7 +603,7 @@ impl Writer {
                 }
                 conn.execute_batch("ROLLBACK TO txn; RELEASE txn")?;
                 tracing::warn!(error = %e, "store transaction failed and was rolled back");
-                Ok(Err(StoreError::Backend(format!("apply transaction: {e}"))))
+                Ok(Err(backend("apply transaction", e)))
             }
         }
     }
@@ -576,4 +638,89 @@ fn write_mutations(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn database_wal_and_shm_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("state.db");
+        let store = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+        store
+            .commit(Txn::new().put("k", b"v".to_vec()))
+            .await
+            .unwrap();
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            assert_eq!(mode(&tmp.path().join(f)), 0o600, "{f}");
+        }
+        store.close();
+        // Files an older version left readable are tightened on open.
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let p = tmp.path().join(f);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let store = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(store.get("k").await.unwrap().unwrap().value, b"v");
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_writes_keeps_reads_and_recovers_when_space_is_freed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &tmp.path().join("state.db"),
+            SqliteOptions {
+                max_page_count: Some(64),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let value = vec![7u8; 3000];
+        let mut written = 0;
+        let full = loop {
+            match store
+                .commit(Txn::new().put(format!("k/{written:05}"), value.clone()))
+                .await
+            {
+                Ok(outcome) => {
+                    assert!(outcome.is_committed());
+                    written += 1;
+                    assert!(written < 1000, "the cap never filled");
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(full.is_storage_full(), "{full:?}");
+        assert!(written > 0);
+        // Reads keep working, and what was acknowledged is all there.
+        let page = store.scan("k/", None, 0).await.unwrap();
+        assert_eq!(page.records.len(), written);
+        // Freeing space (deleting records frees their pages) lets writes through again, on the
+        // same store, without reopening it.
+        let mut txn = Txn::new();
+        for i in 0..written / 2 {
+            txn = txn.delete(format!("k/{i:05}"));
+        }
+        assert!(store.commit(txn).await.unwrap().is_committed());
+        assert!(
+            store
+                .commit(Txn::new().put("k/after", value.clone()))
+                .await
+                .unwrap()
+                .is_committed()
+        );
+        assert!(store.get("k/after").await.unwrap().is_some());
+    }
 }

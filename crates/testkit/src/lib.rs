@@ -47,6 +47,16 @@ pub fn wait_for_ready(child: &mut Child, path: &Path, timeout: Duration) -> anyh
 impl TestServer {
     /// Starts `bin <role> --data-dir TMP/data --listen 127.0.0.1:0 --ready-file TMP/ready.json`.
     pub fn start(bin: &str, role: &str, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with_args(bin, role, &[], envs)
+    }
+
+    /// Like [`TestServer::start`], with more flags after the standard ones.
+    pub fn start_with_args(
+        bin: &str,
+        role: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let tmp = tempfile::tempdir()?;
         let data_dir = tmp.path().join("data");
         let ready_path = tmp.path().join("ready.json");
@@ -56,6 +66,7 @@ impl TestServer {
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0", "--ready-file"])
             .arg(&ready_path)
+            .args(args)
             .env_remove("GANTRY_ROOT_ACCESS_KEY_ID")
             .env_remove("GANTRY_ROOT_SECRET_ACCESS_KEY")
             .stdout(Stdio::piped())

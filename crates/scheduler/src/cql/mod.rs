@@ -228,11 +228,29 @@ impl fmt::Display for Value {
     }
 }
 
+/// Parentheses only where the tree needs them (`&&` binds tighter than `||`, both group to the
+/// left), so that the printed form nests no deeper than its source and parses back under the
+/// parser's length and depth limits.
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let grouped = |f: &mut fmt::Formatter<'_>, e: &Expr, paren: bool| {
+            if paren {
+                write!(f, "({e})")
+            } else {
+                write!(f, "{e}")
+            }
+        };
         match self {
-            Self::And(a, b) => write!(f, "({a} && {b})"),
-            Self::Or(a, b) => write!(f, "({a} || {b})"),
+            Self::And(a, b) => {
+                grouped(f, a, matches!(**a, Self::Or(..)))?;
+                f.write_str(" && ")?;
+                grouped(f, b, matches!(**b, Self::And(..) | Self::Or(..)))
+            }
+            Self::Or(a, b) => {
+                grouped(f, a, false)?;
+                f.write_str(" || ")?;
+                grouped(f, b, matches!(**b, Self::Or(..)))
+            }
             Self::Not(e) => write!(f, "!({e})"),
             Self::Predicate(p) => write!(f, "{p}"),
         }

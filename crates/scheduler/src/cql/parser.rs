@@ -5,6 +5,15 @@ use super::value::{compile_match, parse_date, parse_version};
 use super::{Argument, CqlError, Expr, Operator, Predicate, Subject, Value};
 
 pub(super) fn parse(src: &str) -> Result<Expr, CqlError> {
+    // ECS's limit on an expression. It also bounds the trees built from chains of `and`/`or`,
+    // which the depth limit does not see (a chain nests to the left as it grows), so that
+    // dropping, printing or evaluating a tree never runs out of stack.
+    if let Some((at, _)) = src.char_indices().nth(MAX_CHARS) {
+        return Err(CqlError {
+            position: src[..at].chars().count(),
+            message: format!("expression is longer than {MAX_CHARS} characters"),
+        });
+    }
     let mut p = Parser {
         chars: src.chars().collect(),
         pos: 0,
@@ -25,6 +34,9 @@ pub(super) fn parse(src: &str) -> Result<Expr, CqlError> {
 
 /// Nesting deeper than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 100;
+
+/// The longest expression ECS accepts, in characters.
+pub(super) const MAX_CHARS: usize = 2000;
 
 struct Parser {
     chars: Vec<char>,

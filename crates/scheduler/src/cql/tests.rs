@@ -267,6 +267,8 @@ fn display_round_trips() {
         "attribute:x == 'a b' || attribute:y !exists && !(runningTasksCount > 3)",
         "attribute:x == \"it's\"",
         "registeredAt < 2018-02-13",
+        "(attribute:a exists || attribute:b exists) && (attribute:c exists && attribute:d exists)",
+        "attribute:a exists || (attribute:b exists || attribute:c exists)",
     ] {
         let e = parse(src).unwrap();
         let printed = e.to_string();
@@ -359,4 +361,17 @@ fn depends_on_tasks_is_detected() {
             .unwrap()
             .depends_on_tasks()
     );
+}
+
+#[test]
+fn expressions_longer_than_ecs_allows_are_refused_before_parsing() {
+    // A chain of thousands of `and`s nests its tree thousands deep; dropping it used to overflow
+    // the stack and abort the server.
+    let chain = vec!["attribute:a == b"; 10_000].join(" and ");
+    let err = parse(&chain).unwrap_err();
+    assert_eq!(err.position, 2000);
+    assert_eq!(err.message, "expression is longer than 2000 characters");
+    let at_limit = format!("attribute:a == {}", "b".repeat(2000 - 15));
+    assert_eq!(at_limit.chars().count(), 2000);
+    assert!(parse(&at_limit).is_ok());
 }

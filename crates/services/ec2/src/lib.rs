@@ -826,6 +826,8 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         version: "2016-11-15",
     },
     operations: Ec2Operation::NAMES,
+    // EC2's model constraints are not generated yet (scripts/gen-model-constraints.py).
+    constraints: &gantry_aws_proto::constraints::Constraints::NONE,
 };
 
 /// The EC2 service.

@@ -53,6 +53,9 @@ pub struct UploadMeta {
     pub repository: String,
     /// Seconds since the epoch.
     pub created_at: f64,
+    /// The access key that started the session (absent in sessions of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// The state of an upload session.
@@ -140,6 +143,31 @@ const PIPELINE_CHUNKS: usize = 16;
 /// Bytes of an upload after which writeback of what was received so far starts.
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
+/// Mode of the store's directories: its owner's only.
+const DIR_MODE: u32 = 0o700;
+/// Mode of blobs and upload files: its owner's only, whatever the umask.
+const FILE_MODE: u32 = 0o600;
+
+/// `mkdir -p` with mode 0700 for what it creates.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+}
+
+/// Creates (or truncates) a file with mode 0600.
+fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
 fn valid_upload_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -148,8 +176,8 @@ impl FsBlobStore {
     /// Opens (creating when needed) the store under `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, RegistryError> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("blobs"))?;
-        std::fs::create_dir_all(root.join("uploads"))?;
+        create_private_dir(&root.join("blobs"))?;
+        create_private_dir(&root.join("uploads"))?;
         // Leftovers of session creation interrupted by a crash.
         for entry in std::fs::read_dir(root.join("uploads"))? {
             let entry = entry?;
@@ -418,9 +446,9 @@ impl BlobStore for FsBlobStore {
         let tmp = self.root.join("uploads").join(format!(".tmp-{id}"));
         let meta = serde_json::to_vec(&meta).map_err(|e| RegistryError::Internal(e.to_string()))?;
         blocking(move || {
-            std::fs::create_dir_all(&tmp)?;
-            std::fs::write(tmp.join("meta.json"), &meta)?;
-            std::fs::File::create(tmp.join("data"))?;
+            create_private_dir(&tmp)?;
+            create_private_file(&tmp.join("meta.json"))?.write_all(&meta)?;
+            create_private_file(&tmp.join("data"))?;
             std::fs::rename(&tmp, &dir)?;
             Ok(())
         })
@@ -545,7 +573,7 @@ impl BlobStore for FsBlobStore {
             }
             std::fs::File::open(&data)?.sync_all()?;
             let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-            std::fs::create_dir_all(&parent)?;
+            create_private_dir(&parent)?;
             if std::fs::metadata(&dest).is_ok() {
                 // Already stored: keep the existing copy, refresh its age for the GC.
                 let f = std::fs::File::options().write(true).open(&dest)?;

@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use gantry_store::{StoreExt, Txn, TxnOutcome, Versioned};
 use serde_json::{Value, json};
 
 use crate::Registry;
-use crate::blob::UploadMeta;
+use crate::blob::{ByteStream, UploadMeta};
 use crate::digest::{Algorithm, Digest};
 use crate::error::RegistryError;
 use crate::manifest::{self, ParsedManifest};
@@ -262,20 +263,127 @@ impl Registry {
         Err(RegistryError::Contention(lkey))
     }
 
-    /// Starts an upload session in an existing repository.
-    pub(crate) async fn start_upload(&self, repo: &str) -> Result<String, RegistryError> {
+    /// Starts an upload session in an existing repository for `client`, within the caps on the
+    /// sessions open per repository and per client.
+    pub(crate) async fn start_upload(
+        &self,
+        repo: &str,
+        client: &str,
+    ) -> Result<String, RegistryError> {
         self.get_repo(repo).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.blobs
+        if self.reserve_upload(&id, repo, client).is_err() {
+            // The index may count sessions that ended without it hearing of it: recount.
+            self.reload_uploads().await?;
+            if let Err(e) = self.reserve_upload(&id, repo, client) {
+                tracing::warn!(repository = repo, client, error = %e, "upload refused");
+                return Err(e);
+            }
+        }
+        let created = self
+            .blobs
             .upload_create(
                 &id,
                 UploadMeta {
                     repository: repo.to_owned(),
                     created_at: now_secs(),
+                    client: Some(client.to_owned()),
                 },
             )
-            .await?;
+            .await;
+        if let Err(e) = created {
+            self.forget_upload(&id);
+            return Err(e);
+        }
         Ok(id)
+    }
+
+    /// Counts `id` among the open sessions when the caps allow it.
+    fn reserve_upload(&self, id: &str, repo: &str, client: &str) -> Result<(), RegistryError> {
+        let mut guard = self.uploads.lock();
+        let index = guard.get_or_insert_with(Default::default);
+        let in_repo = index.values().filter(|(r, _)| r == repo).count();
+        if in_repo >= self.options.max_uploads_per_repository {
+            return Err(RegistryError::TooManyUploads(format!(
+                "repository {repo} has {in_repo} upload sessions open, the most allowed; finish or \
+                 cancel some (abandoned ones are purged after {} minutes idle)",
+                self.options.upload_ttl.as_secs() / 60
+            )));
+        }
+        let by_client = index
+            .values()
+            .filter(|(_, c)| c.as_deref() == Some(client))
+            .count();
+        if by_client >= self.options.max_uploads_per_client {
+            return Err(RegistryError::TooManyUploads(format!(
+                "{client} has {by_client} upload sessions open, the most allowed; finish or cancel \
+                 some (abandoned ones are purged after {} minutes idle)",
+                self.options.upload_ttl.as_secs() / 60
+            )));
+        }
+        index.insert(id.to_owned(), (repo.to_owned(), Some(client.to_owned())));
+        Ok(())
+    }
+
+    /// Drops `id` from the open sessions.
+    pub(crate) fn forget_upload(&self, id: &str) {
+        if let Some(index) = self.uploads.lock().as_mut() {
+            index.remove(id);
+        }
+    }
+
+    /// Rebuilds the index of open sessions from the blob store.
+    pub(crate) async fn reload_uploads(&self) -> Result<(), RegistryError> {
+        let index = self
+            .blobs
+            .upload_list()
+            .await?
+            .into_iter()
+            .map(|(id, st)| (id, (st.meta.repository, st.meta.client)))
+            .collect();
+        *self.uploads.lock() = Some(index);
+        Ok(())
+    }
+
+    /// Cancels a session (its bytes are deleted); `false` when it did not exist.
+    pub(crate) async fn cancel_upload(&self, id: &str) -> Result<bool, RegistryError> {
+        let removed = self.blobs.upload_delete(id).await;
+        self.forget_upload(id);
+        removed
+    }
+
+    /// Appends `body` to a session at `offset`, refusing to grow the blob past
+    /// [`crate::RegistryOptions::max_blob_bytes`] (the bytes before the limit stay in the
+    /// session).
+    pub(crate) async fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let max = self.options.max_blob_bytes;
+        let mut budget = max.saturating_sub(offset);
+        let limited: ByteStream = Box::pin(body.map(move |chunk| {
+            let chunk = chunk?;
+            let n = chunk.len() as u64;
+            if n > budget {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    "blob size limit",
+                ));
+            }
+            budget -= n;
+            Ok(chunk)
+        }));
+        match self.blobs.upload_append(id, start, limited).await {
+            Err(RegistryError::Io(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                Err(RegistryError::SizeInvalid(format!(
+                    "the blob would exceed {max} bytes, the maximum layer size"
+                )))
+            }
+            other => other,
+        }
     }
 
     /// The session's offset, when it exists and belongs to `repo`.
@@ -295,7 +403,10 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         self.upload_offset(repo, id).await?;
         let _guard = self.blob_lock(d).lock().await;
-        let size = self.blobs.upload_commit(id, d).await?;
+        // The session ends here whatever happens (a digest mismatch deletes it too).
+        let committed = self.blobs.upload_commit(id, d).await;
+        self.forget_upload(id);
+        let size = committed?;
         self.link_blob(repo, d, size).await?;
         tracing::debug!(repository = repo, digest = %d, size, "blob stored");
         Ok(size)

@@ -116,6 +116,10 @@ const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzi
 
 /// The single mapping of registry errors to ECR exceptions.
 fn to_aws(e: RegistryError) -> AwsError {
+    if e.is_storage_full() {
+        tracing::error!(error = %e, "ECR operation refused: storage is full");
+        return AwsError::unavailable("ServerException", gantry_aws_proto::STORAGE_FULL_MESSAGE);
+    }
     let (code, fault) = e.ecr_code();
     if fault {
         tracing::error!(error = %e, "ECR operation failed");
@@ -1266,7 +1270,9 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Push, Some(&repo))?;
-            self.reg.start_upload(&repo).await
+            self.reg
+                .start_upload(&repo, &self.principal.access_key_id)
+                .await
         };
         let id = run.await.map_err(to_aws)?;
         Ok(json!({"uploadId": id, "partSize": PART_SIZE}))
@@ -1300,8 +1306,7 @@ impl Ecr<'_> {
                 Box::pin(futures::stream::once(async move { Ok(Bytes::from(blob)) }));
             let new_offset = self
                 .reg
-                .blobs
-                .upload_append(&id, Some(first), stream)
+                .append_upload(&id, offset, Some(first), stream)
                 .await?;
             Ok((repo, id, new_offset))
         };
@@ -1335,7 +1340,7 @@ impl Ecr<'_> {
                 return Err(RegistryError::EmptyUpload(id));
             }
             if self.reg.blob_in_repo(&repo, &d).await?.is_some() {
-                self.reg.blobs.upload_delete(&id).await?;
+                self.reg.cancel_upload(&id).await?;
                 return Err(RegistryError::LayerAlreadyExists(d.to_string()));
             }
             self.reg.finish_upload(&repo, &id, &d).await?;

@@ -56,6 +56,10 @@ pub enum RegistryError {
     /// A request body or parameter is too large.
     #[error("too large: {0}")]
     SizeInvalid(String),
+    /// Starting an upload would leave more sessions open in the repository, or for the client,
+    /// than allowed.
+    #[error("{0}")]
+    TooManyUploads(String),
     /// No or invalid credentials.
     #[error("authentication required")]
     Unauthorized,
@@ -111,9 +115,27 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// The OCI distribution error code (`errors[].code`).
+    /// Whether the registry's disk (blobs, upload sessions) or the store is full (or over
+    /// quota): nothing was stored, and a retry succeeds once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            RegistryError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            RegistryError::Store(e) => e.is_storage_full(),
+            _ => false,
+        }
+    }
+
+    /// The OCI distribution error code (`errors[].code`). A full disk answers `UNAVAILABLE`
+    /// (distribution's code for a temporary failure, which docker, containerd and skopeo retry),
+    /// not `UNKNOWN`.
     pub fn oci_code(&self) -> &'static str {
         use RegistryError::*;
+        if self.is_storage_full() {
+            return "UNAVAILABLE";
+        }
         match self {
             NameUnknown(_) => "NAME_UNKNOWN",
             NameInvalid(_) => "NAME_INVALID",
@@ -131,7 +153,7 @@ impl RegistryError {
             Unauthorized => "UNAUTHORIZED",
             Denied(_) => "DENIED",
             Unsupported(_) => "UNSUPPORTED",
-            Contention(_) => "TOOMANYREQUESTS",
+            Contention(_) | TooManyUploads(_) => "TOOMANYREQUESTS",
             InvalidParameter(_)
             | Kms(_)
             | InvalidTagParameter(_)
@@ -149,6 +171,9 @@ impl RegistryError {
     pub fn http_status(&self) -> http::StatusCode {
         use RegistryError::*;
         use http::StatusCode as S;
+        if self.is_storage_full() {
+            return S::SERVICE_UNAVAILABLE;
+        }
         match self {
             NameUnknown(_) | BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) => {
                 S::NOT_FOUND
@@ -158,7 +183,7 @@ impl RegistryError {
             Denied(_) => S::FORBIDDEN,
             Unsupported(_) => S::METHOD_NOT_ALLOWED,
             SizeInvalid(_) => S::PAYLOAD_TOO_LARGE,
-            Contention(_) => S::TOO_MANY_REQUESTS,
+            Contention(_) | TooManyUploads(_) => S::TOO_MANY_REQUESTS,
             RepositoryAlreadyExists(_) | ImageAlreadyExists(_) | LayerAlreadyExists(_) => {
                 S::CONFLICT
             }
@@ -191,7 +216,7 @@ impl RegistryError {
             Kms(_) => "KmsException",
             Unauthorized | Denied(_) => "AccessDeniedException",
             Unsupported(_) => "ValidationException",
-            Contention(_) => "LimitExceededException",
+            Contention(_) | TooManyUploads(_) => "LimitExceededException",
             NameInvalid(_) | DigestInvalid(_) | ManifestInvalid(_) | TagInvalid(_)
             | SizeInvalid(_) | InvalidParameter(_) => "InvalidParameterException",
             Store(_) | Io(_) | Internal(_) => return ("ServerException", true),
@@ -204,5 +229,24 @@ impl RegistryError {
             self,
             RegistryError::Store(_) | RegistryError::Io(_) | RegistryError::Internal(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_or_over_quota_disk_is_unavailable_not_unknown() {
+        for errno in [28, 122] {
+            let e = RegistryError::Io(std::io::Error::from_raw_os_error(errno));
+            assert!(e.is_storage_full(), "errno {errno}");
+            assert_eq!(e.oci_code(), "UNAVAILABLE");
+            assert_eq!(e.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let e = RegistryError::Store(StoreError::StorageFull("disk".into()));
+        assert_eq!(e.oci_code(), "UNAVAILABLE");
+        let other = RegistryError::Io(std::io::Error::from_raw_os_error(5));
+        assert_eq!(other.oci_code(), "UNKNOWN");
     }
 }

@@ -39,6 +39,7 @@ impl Registry {
         for (id, st) in self.blobs.upload_list().await? {
             if st.modified < cutoff && self.blobs.upload_purge_if_idle(&id, cutoff).await? {
                 tracing::info!(upload = %id, repository = %st.meta.repository, "purged abandoned upload");
+                self.forget_upload(&id);
                 purged += 1;
             }
         }

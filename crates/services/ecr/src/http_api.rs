@@ -25,6 +25,10 @@ use crate::manifest::{self, OCI_INDEX};
 
 const API_VERSION: &str = "registry/2.0";
 
+/// What a client is told when the registry's disk is full.
+const STORAGE_FULL_MESSAGE: &str = "storage is full: the registry has no space left to store \
+     this, and nothing was stored; retry after space is freed on the registry's disk";
+
 pub(crate) fn router(reg: Arc<Registry>) -> Router {
     Router::new()
         .route("/v2", any(handle))
@@ -165,14 +169,14 @@ fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
 
 /// The OCI error response for `err`.
 fn error_response(err: &RegistryError, host: &str) -> Response {
-    if err.is_internal() {
+    let message = if err.is_storage_full() {
+        tracing::error!(error = %err, "registry request refused: storage is full");
+        STORAGE_FULL_MESSAGE.to_owned()
+    } else if err.is_internal() {
         tracing::error!(error = %err, "registry request failed");
-    } else {
-        tracing::debug!(error = %err, "registry request refused");
-    }
-    let message = if err.is_internal() {
         "internal error".to_owned()
     } else {
+        tracing::debug!(error = %err, "registry request refused");
         err.to_string()
     };
     let body = json!({"errors": [{"code": err.oci_code(), "message": message, "detail": {}}]});
@@ -319,7 +323,9 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
             }
             _ => Err(RegistryError::Unsupported(format!("{m} on a blob"))),
         },
-        Route::UploadStart { name } if *m == Method::POST => upload_start(ctx, &name, body).await,
+        Route::UploadStart { name } if *m == Method::POST => {
+            upload_start(ctx, &name, &principal.access_key_id, body).await
+        }
         Route::Upload { name, id } => match *m {
             Method::GET | Method::HEAD => {
                 let offset = ctx.reg.upload_offset(&name, &id).await?;
@@ -334,7 +340,7 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
             Method::PUT => upload_put(ctx, &name, &id, body).await,
             Method::DELETE => {
                 ctx.reg.upload_offset(&name, &id).await?;
-                ctx.reg.blobs.upload_delete(&id).await?;
+                ctx.reg.cancel_upload(&id).await?;
                 Ok(response(StatusCode::NO_CONTENT, Body::empty()))
             }
             _ => Err(RegistryError::Unsupported(format!("{m} on an upload"))),
@@ -538,7 +544,12 @@ fn content_length(ctx: &Ctx) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn upload_start(ctx: &Ctx, name: &str, body: Body) -> Result<Response, RegistryError> {
+async fn upload_start(
+    ctx: &Ctx,
+    name: &str,
+    client: &str,
+    body: Body,
+) -> Result<Response, RegistryError> {
     if let (Some(mount), Some(from)) = (param(&ctx.params, "mount"), param(&ctx.params, "from")) {
         let d: Digest = mount.parse()?;
         ctx.reg.get_repo(name).await?;
@@ -552,19 +563,18 @@ async fn upload_start(ctx: &Ctx, name: &str, body: Body) -> Result<Response, Reg
     let digest = param(&ctx.params, "digest")
         .map(str::parse::<Digest>)
         .transpose()?;
-    let id = ctx.reg.start_upload(name).await?;
+    let id = ctx.reg.start_upload(name, client).await?;
     match digest {
         Some(d) => {
             let result = async {
                 ctx.reg
-                    .blobs
-                    .upload_append(&id, Some(0), body_stream(body))
+                    .append_upload(&id, 0, Some(0), body_stream(body))
                     .await?;
                 ctx.reg.finish_upload(name, &id, &d).await
             }
             .await;
             if let Err(e) = result {
-                let _ = ctx.reg.blobs.upload_delete(&id).await;
+                let _ = ctx.reg.cancel_upload(&id).await;
                 return Err(e);
             }
             Ok(blob_created(name, &d))
@@ -606,8 +616,7 @@ async fn append_chunk(ctx: &Ctx, name: &str, id: &str, body: Body) -> Result<u64
         None => None,
     };
     ctx.reg
-        .blobs
-        .upload_append(id, start, body_stream(body))
+        .append_upload(id, offset, start, body_stream(body))
         .await
 }
 

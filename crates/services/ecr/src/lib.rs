@@ -18,6 +18,8 @@
 
 pub mod auth;
 pub mod blob;
+#[rustfmt::skip]
+mod model_constraints;
 mod core;
 pub mod digest;
 mod ecr;
@@ -47,6 +49,9 @@ pub use crate::ecr::{
 pub use crate::error::RegistryError;
 pub use crate::gc::GcReport;
 
+/// Open upload sessions: id → (repository, client).
+type UploadIndex = std::collections::HashMap<String, (String, Option<String>)>;
+
 /// Static configuration of the registry.
 #[derive(Clone)]
 pub struct RegistryConfig {
@@ -71,20 +76,29 @@ impl std::fmt::Debug for RegistryConfig {
 /// Tunables with production defaults; tests shorten them.
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
-    /// Upload sessions idle for longer are purged.
+    /// Upload sessions idle for longer are purged (at start-up and by every maintenance pass).
     pub upload_ttl: Duration,
     /// Blobs (and repository links) younger than this are never collected.
     pub gc_grace: Duration,
     /// Time between two maintenance passes.
     pub maintenance_interval: Duration,
+    /// The most upload sessions open at once in one repository.
+    pub max_uploads_per_repository: usize,
+    /// The most upload sessions open at once for one client (access key).
+    pub max_uploads_per_client: usize,
+    /// The largest blob an upload may grow to (ECR's maximum layer size, 52,000 MiB).
+    pub max_blob_bytes: u64,
 }
 
 impl Default for RegistryOptions {
     fn default() -> Self {
         Self {
-            upload_ttl: Duration::from_secs(24 * 3600),
+            upload_ttl: Duration::from_secs(3600),
             gc_grace: Duration::from_secs(3600),
             maintenance_interval: Duration::from_secs(600),
+            max_uploads_per_repository: 512,
+            max_uploads_per_client: 1024,
+            max_blob_bytes: manifest::MAX_LAYER_BYTES,
         }
     }
 }
@@ -100,6 +114,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         target_prefix: TARGET_PREFIX,
     },
     operations: ECR_MODEL_OPERATIONS,
+    constraints: &model_constraints::CONSTRAINTS,
 };
 
 /// Why KMS refused a repository's key: its error code (`NotFoundException`, `DisabledException`,
@@ -190,6 +205,10 @@ pub struct Registry {
     creds: Arc<dyn CredentialProvider>,
     signer: TokenSigner,
     blob_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Open upload sessions: id → (repository, client). `None` until first loaded from the blob
+    /// store; reloaded from it whenever a cap is reached, so sessions that ended without this
+    /// index hearing of it never count against a cap for long.
+    uploads: parking_lot::Mutex<Option<UploadIndex>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -227,13 +246,15 @@ impl Registry {
         let blobs = tokio::task::spawn_blocking(move || FsBlobStore::open(dir))
             .await
             .map_err(|e| RegistryError::Internal(format!("opening blob store: {e}")))??;
-        Ok(Self::with_blob_store(
-            cfg,
-            store,
-            creds,
-            Arc::new(blobs),
-            options,
-        ))
+        let reg = Self::with_blob_store(cfg, store, creds, Arc::new(blobs), options);
+        // Sessions abandoned before this start (a crash, a client that went away) are purged now,
+        // not at the first maintenance pass.
+        let purged = reg.purge_uploads().await?;
+        if purged > 0 {
+            tracing::info!(purged, "abandoned upload sessions purged at start-up");
+        }
+        reg.reload_uploads().await?;
+        Ok(reg)
     }
 
     /// Builds a registry over any [`BlobStore`].
@@ -255,6 +276,7 @@ impl Registry {
             blob_locks: (0..BLOB_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            uploads: parking_lot::Mutex::new(None),
         })
     }
 

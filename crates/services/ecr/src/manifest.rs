@@ -11,8 +11,11 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-/// Largest manifest accepted (ECR's limit).
+/// Largest manifest accepted (ECR's limit, the model's `ImageManifest` maximum).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest layer (and blob) accepted: ECR's "Maximum layer size" quota, 52,000 MiB.
+pub const MAX_LAYER_BYTES: u64 = 52_000 * 1024 * 1024;
 
 /// A content descriptor as it appears in a manifest.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,7 +176,15 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
             None => &[],
         };
         for (i, l) in layers.iter().enumerate() {
-            parsed.blobs.push(descriptor(l, &format!("layers[{i}]"))?);
+            let layer = descriptor(l, &format!("layers[{i}]"))?;
+            if layer.size > MAX_LAYER_BYTES {
+                return Err(invalid(format!(
+                    "layers[{i}] is {} bytes, more than the maximum layer size of {MAX_LAYER_BYTES} \
+                     bytes (52,000 MiB)",
+                    layer.size
+                )));
+            }
+            parsed.blobs.push(layer);
         }
     }
     Ok(parsed)
@@ -258,6 +269,21 @@ mod tests {
         assert!(parse(body.as_bytes(), Some(OCI_INDEX)).unwrap().is_index());
         assert!(parse(b"{}", None).is_err());
         assert!(parse(b"not json", None).is_err());
+    }
+
+    #[test]
+    fn rejects_a_layer_beyond_ecrs_maximum_layer_size() {
+        let layer = |size: u64| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/x","digest":"{D}","size":0}},"layers":[{{"mediaType":"l","digest":"{D}","size":{size},"urls":["https://example.com/l"]}}]}}"#
+            )
+        };
+        assert!(parse(layer(MAX_LAYER_BYTES).as_bytes(), None).is_ok());
+        let err = parse(layer(MAX_LAYER_BYTES + 1).as_bytes(), None).unwrap_err();
+        assert!(
+            matches!(err, RegistryError::ManifestInvalid(ref m) if m.contains("52,000 MiB")),
+            "{err}"
+        );
     }
 
     #[test]

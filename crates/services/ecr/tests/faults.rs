@@ -447,6 +447,7 @@ async fn a_crash_between_blob_commit_and_link_leaves_nothing_visible_and_the_pus
             gantry_ecr::blob::UploadMeta {
                 repository: REPO.into(),
                 created_at: 0.0,
+                client: None,
             },
         )
         .await
@@ -507,6 +508,7 @@ async fn store_unlinked(t: &TestRegistry, data: &[u8], d: &gantry_ecr::Digest) {
     let meta = gantry_ecr::blob::UploadMeta {
         repository: REPO.into(),
         created_at: 0.0,
+        client: None,
     };
     store.upload_create("crashed-2", meta).await.unwrap();
     let data = bytes::Bytes::copy_from_slice(data);
@@ -517,4 +519,150 @@ async fn store_unlinked(t: &TestRegistry, data: &[u8], d: &gantry_ecr::Digest) {
         .await
         .unwrap();
     store.upload_commit("crashed-2", d).await.unwrap();
+}
+
+#[tokio::test]
+async fn upload_sessions_are_capped_per_repository_and_per_client() {
+    let opts = RegistryOptions {
+        max_uploads_per_repository: 3,
+        max_uploads_per_client: 5,
+        ..RegistryOptions::default()
+    };
+    let t = TestRegistry::start_with(opts).await;
+    t.create_repo("app/a").await;
+    t.create_repo("app/b").await;
+    let start = |repo: &'static str| {
+        let t = &t;
+        async move {
+            t.req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], "")
+                .await
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let r = start("app/a").await;
+        assert_eq!(r.status, 202);
+        open.push(r.header("location").unwrap().to_owned());
+    }
+    let refused = start("app/a").await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.error_code(), "TOOMANYREQUESTS");
+    assert!(
+        refused.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("app/a has 3 upload sessions open"),
+        "{:?}",
+        refused.json()
+    );
+    // The ECR API answers the same cap with its own error.
+    let e = t
+        .ecr("InitiateLayerUpload", json!({"repositoryName": "app/a"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "LimitExceededException");
+    // Finishing or cancelling a session makes room.
+    assert_eq!(
+        t.req("DELETE", &open.pop().unwrap(), &[], "").await.status,
+        204
+    );
+    assert_eq!(start("app/a").await.status, 202);
+    // Another repository has room, but the client has 3 sessions open: 2 more, then no more.
+    assert_eq!(start("app/b").await.status, 202);
+    assert_eq!(start("app/b").await.status, 202);
+    let refused = start("app/b").await;
+    assert_eq!(refused.status, 429);
+    assert!(
+        refused.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has 5 upload sessions open"),
+        "{:?}",
+        refused.json()
+    );
+}
+
+#[tokio::test]
+async fn abandoned_upload_sessions_are_purged_at_start_up() {
+    assert!(
+        RegistryOptions::default().upload_ttl <= Duration::from_secs(3 * 3600),
+        "abandoned sessions go within hours"
+    );
+    let opts = || RegistryOptions {
+        upload_ttl: Duration::from_millis(300),
+        maintenance_interval: Duration::from_secs(3600),
+        ..RegistryOptions::default()
+    };
+    let t = TestRegistry::start_with(opts()).await;
+    t.create_repo(REPO).await;
+    let r = t
+        .req("POST", &format!("/v2/{REPO}/blobs/uploads/"), &[], "")
+        .await;
+    let stale = r.header("location").unwrap().to_owned();
+    assert_eq!(
+        t.req("PATCH", &stale, &[], random_bytes(1000)).await.status,
+        202
+    );
+    let (dir, st) = t.stop();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t = TestRegistry::start_on(dir, st, opts()).await;
+    // No maintenance pass has run: opening the registry purged it.
+    assert_eq!(t.req("GET", &stale, &[], "").await.status, 404);
+    assert!(
+        t.reg.blob_store().upload_list().await.unwrap().is_empty(),
+        "nothing left on disk"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_cannot_grow_past_the_maximum_blob_size() {
+    let opts = RegistryOptions {
+        max_blob_bytes: 1000,
+        ..RegistryOptions::default()
+    };
+    let t = TestRegistry::start_with(opts).await;
+    t.create_repo(REPO).await;
+    let r = t
+        .req("POST", &format!("/v2/{REPO}/blobs/uploads/"), &[], "")
+        .await;
+    let session = r.header("location").unwrap().to_owned();
+    assert_eq!(
+        t.req("PATCH", &session, &[], random_bytes(600))
+            .await
+            .status,
+        202
+    );
+    let r = t.req("PATCH", &session, &[], random_bytes(600)).await;
+    assert_eq!(r.status, 413, "{:?}", r.json());
+    assert_eq!(r.error_code(), "SIZE_INVALID");
+    // In one request, too.
+    let data = random_bytes(1001);
+    let r = t
+        .req(
+            "POST",
+            &format!("/v2/{REPO}/blobs/uploads/?digest={}", sha256(&data)),
+            &[],
+            data,
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    // Through the ECR API, the part is refused whole.
+    let id = t
+        .ecr("InitiateLayerUpload", json!({"repositoryName": REPO}))
+        .await
+        .unwrap()["uploadId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    use base64::Engine as _;
+    let part = base64::engine::general_purpose::STANDARD.encode(random_bytes(1001));
+    let e = t
+        .ecr(
+            "UploadLayerPart",
+            json!({"repositoryName": REPO, "uploadId": id, "partFirstByte": 0,
+                   "partLastByte": 1000, "layerPartBlob": part}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException", "{e}");
 }

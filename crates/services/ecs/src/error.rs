@@ -106,11 +106,30 @@ impl From<EcsError> for AwsError {
     fn from(e: EcsError) -> Self {
         match e {
             EcsError::Wire(w) => w,
+            EcsError::Store(s) if s.is_storage_full() => {
+                tracing::error!(error = %s, "request refused: storage is full");
+                AwsError::unavailable("ServerException", gantry_aws_proto::STORAGE_FULL_MESSAGE)
+            }
             EcsError::Store(_) | EcsError::Contention(_) | EcsError::Internal(_) => {
                 tracing::error!(error = %e, "internal failure");
                 AwsError::server("An internal error occurred; the request was not applied.")
             }
             other => AwsError::client(other.aws_code(), other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_retryable_503_that_says_so() {
+        let e: AwsError = EcsError::Store(StoreError::StorageFull("disk".into())).into();
+        assert_eq!(e.status.as_u16(), 503);
+        assert_eq!(e.code, "ServerException");
+        assert!(e.message.contains("storage is full"), "{}", e.message);
+        let other: AwsError = EcsError::Store(StoreError::Backend("io".into())).into();
+        assert_eq!(other.status.as_u16(), 500);
     }
 }

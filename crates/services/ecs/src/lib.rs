@@ -13,6 +13,8 @@
 //! the controller; never on another service crate, Docker or the load balancer.
 
 pub mod agent_stream;
+#[rustfmt::skip]
+mod model_constraints;
 mod cache;
 mod clusters;
 mod container_instances;
@@ -54,6 +56,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         target_prefix: TARGET_PREFIX,
     },
     operations: EcsOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
 };
 
 gantry_front::operations! {

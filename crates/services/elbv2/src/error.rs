@@ -142,6 +142,10 @@ impl Elbv2Error {
 impl From<Elbv2Error> for AwsError {
     fn from(e: Elbv2Error) -> Self {
         match &e {
+            Elbv2Error::Store(inner) if inner.is_storage_full() => {
+                tracing::error!(error = %inner, "request refused: storage is full");
+                AwsError::unavailable("ServiceUnavailable", gantry_aws_proto::STORAGE_FULL_MESSAGE)
+            }
             Elbv2Error::Store(inner) => {
                 tracing::error!(error = %inner, "elbv2 store failure");
                 AwsError::server("An internal error occurred; retry the request.")
@@ -153,5 +157,18 @@ impl From<Elbv2Error> for AwsError {
             }
             _ => AwsError::client(e.aws_code(), e.message()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_retryable_503_service_unavailable() {
+        let e: AwsError = Elbv2Error::Store(StoreError::StorageFull("disk".into())).into();
+        assert_eq!(e.status.as_u16(), 503);
+        assert_eq!(e.code, "ServiceUnavailable");
+        assert!(e.message.contains("storage is full"), "{}", e.message);
     }
 }

@@ -13,6 +13,8 @@
 //!
 //! State lives in the store under `elbv2/<region>/` (see [`keys`]). Must not depend on Docker.
 
+#[rustfmt::skip]
+mod model_constraints;
 mod attributes;
 pub mod channel;
 mod error;
@@ -116,6 +118,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         version: "2015-12-01",
     },
     operations: Elbv2Operation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
 };
 
 /// A subnet as load balancers need it.

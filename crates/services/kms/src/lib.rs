@@ -23,6 +23,8 @@
 //! [`KmsService::encrypt_for`], [`KmsService::decrypt_for`] and [`KmsService::resolve_key`]. Must
 //! not depend on Docker or any other service.
 
+#[rustfmt::skip]
+mod model_constraints;
 mod aliases;
 pub mod authz;
 mod cipher_ops;
@@ -126,6 +128,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         target_prefix: TARGET_PREFIX,
     },
     operations: KmsOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
 };
 
 /// A key made usable for another service: its ARN and whether AWS manages it.

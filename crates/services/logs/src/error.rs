@@ -77,6 +77,13 @@ impl From<LogsError> for AwsError {
     fn from(e: LogsError) -> Self {
         match e {
             LogsError::Wire(w) => w,
+            LogsError::Store(s) if s.is_storage_full() => {
+                tracing::error!(error = %s, "request refused: storage is full");
+                AwsError::unavailable(
+                    "ServiceUnavailableException",
+                    gantry_aws_proto::STORAGE_FULL_MESSAGE,
+                )
+            }
             LogsError::Store(_) | LogsError::Contention(_) | LogsError::Pool(_) => {
                 tracing::error!(error = %e, "internal failure");
                 AwsError::client(
@@ -110,5 +117,13 @@ mod tests {
         assert_eq!(e.status.as_u16(), 500);
         assert_eq!(e.code, "ServiceUnavailableException");
         assert!(!e.message.contains('k'));
+    }
+
+    #[test]
+    fn a_full_disk_is_a_retryable_503_that_says_so() {
+        let e: AwsError = LogsError::Store(StoreError::StorageFull("disk".into())).into();
+        assert_eq!(e.status.as_u16(), 503);
+        assert_eq!(e.code, "ServiceUnavailableException");
+        assert!(e.message.contains("storage is full"), "{}", e.message);
     }
 }

@@ -14,6 +14,8 @@
 //! [`gantry_front::Front`] as a [`JsonService`].
 
 mod chunk;
+#[rustfmt::skip]
+mod model_constraints;
 mod error;
 mod events;
 mod groups;
@@ -176,6 +178,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         target_prefix: TARGET_PREFIX,
     },
     operations: LogsOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
 };
 
 /// The CloudWatch Logs service: state in the store, time from the clock (for the retention job).

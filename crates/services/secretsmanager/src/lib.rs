@@ -26,6 +26,8 @@
 //!
 //! Must not depend on Docker or any other service crate.
 
+#[rustfmt::skip]
+mod model_constraints;
 pub mod authz;
 mod error;
 mod keys;
@@ -99,6 +101,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         target_prefix: TARGET_PREFIX,
     },
     operations: SmOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
 };
 
 /// An encryption context: `SecretARN` and `SecretVersionId`.

@@ -20,6 +20,8 @@
 //!
 //! Must not depend on Docker or any other service crate.
 
+#[rustfmt::skip]
+mod model_constraints;
 pub mod authz;
 mod error;
 mod labels;
@@ -208,6 +210,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         target_prefix: TARGET_PREFIX,
     },
     operations: SsmOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
 };
 
 /// An encryption context: `PARAMETER_ARN`.

@@ -34,6 +34,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         version: "2011-06-15",
     },
     operations: StsOperation::NAMES,
+    constraints: &gantry_aws_proto::constraints::Constraints::NONE,
 };
 
 /// The STS service.
