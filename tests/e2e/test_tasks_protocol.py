@@ -320,3 +320,48 @@ def test_placement_constraints_strategies_and_cql_filter(gantry):
         ecs.run_task(cluster="place", taskDefinition="place",
                      placementConstraints=[{"type": "memberOf", "expression": "attribute:stack === x"}])
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_empty_role_arns_count_as_absent(gantry):
+    """ecs-deploy and Ansible send `taskRoleArn: ""`: ECS registers no role, and the task places
+    on an instance without the task-role capability."""
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="noroles")
+    arn = register_instance(ecs, "noroles")["containerInstanceArn"]
+    stream = StreamReader(gantry, "noroles", arn)
+    try:
+        stream.next_payload()
+        td = ecs.register_task_definition(**dict(TD, family="noroles", taskRoleArn="", executionRoleArn=""))
+        td = td["taskDefinition"]
+        assert "taskRoleArn" not in td and "executionRoleArn" not in td
+        names = [a["name"] for a in td.get("requiresAttributes", [])]
+        assert "com.amazonaws.ecs.capability.task-iam-role" not in names
+        run = ecs.run_task(cluster="noroles", taskDefinition="noroles")
+        assert run["failures"] == [] and len(run["tasks"]) == 1
+        assert "overrides" not in run["tasks"][0] or "taskRoleArn" not in run["tasks"][0]["overrides"]
+        assert stream.next_payload()["tasks"][0]["taskArn"] == run["tasks"][0]["taskArn"]
+    finally:
+        stream.close()
+
+
+def test_execute_command_is_refused(gantry):
+    """ECS Exec is not served: turning it on is refused, never echoed as if honoured."""
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="exec")
+    ecs.register_task_definition(**dict(TD, family="exec"))
+    for call in (
+        lambda: ecs.run_task(cluster="exec", taskDefinition="exec", enableExecuteCommand=True),
+        lambda: ecs.create_service(cluster="exec", serviceName="s", taskDefinition="exec",
+                                   desiredCount=0, enableExecuteCommand=True),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+        assert "enableExecuteCommand" in e.value.response["Error"]["Message"]
+    s = ecs.create_service(cluster="exec", serviceName="s", taskDefinition="exec", desiredCount=0,
+                           enableExecuteCommand=False)["service"]
+    assert s["enableExecuteCommand"] is False
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.update_service(cluster="exec", service="s", enableExecuteCommand=True)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert ecs.describe_services(cluster="exec", services=["s"])["services"][0]["enableExecuteCommand"] is False
