@@ -423,13 +423,19 @@ async fn serve_http(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port
     }
 }
 
-/// The `Host` of a request, without the port.
+/// The host of a request, without the port: the target's authority (HTTP/2 `:authority`, or
+/// an HTTP/1 absolute-form target) when it has one, which replaces `Host` (RFC 9112 §3.2.2,
+/// RFC 9113 §8.3.1), else `Host`.
 fn host_of(req: &Request<Incoming>) -> &str {
     let raw = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
         .unwrap_or_default();
     if raw.starts_with('[') {
         return match raw.find(']') {
@@ -522,8 +528,8 @@ fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
     } else {
         None
     };
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(a) = parts.uri.authority()
+    // The target's authority replaces `Host`, as it did for routing (see `host_of`).
+    if let Some(a) = parts.uri.authority()
         && let Ok(v) = HeaderValue::from_str(a.as_str())
     {
         parts.headers.insert(header::HOST, v);
