@@ -3,6 +3,7 @@ and reserves, the assignment stream delivers, state reports drive the lifecycle 
 
 import json
 import queue
+import signal
 import threading
 import time
 import urllib.request
@@ -365,3 +366,55 @@ def test_execute_command_is_refused(gantry):
         ecs.update_service(cluster="exec", service="s", enableExecuteCommand=True)
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
     assert ecs.describe_services(cluster="exec", services=["s"])["services"][0]["enableExecuteCommand"] is False
+
+
+def test_instances_that_do_not_reconnect_after_a_restart_are_disconnected(tmp_path):
+    """An agent connected before the control plane restarted that never comes back: liveness
+    counts from the server's start, placement skips the instance and its tasks are lost."""
+    from conftest import Gantry
+
+    args = ["--heartbeat-grace", "1", "--lost-after", "2"]
+    g = Gantry(tmp_path / "data").start(extra_args=args)
+    try:
+        ecs = g.client("ecs")
+        ecs.create_cluster(clusterName="ghost")
+        arn = register_instance(ecs, "ghost")["containerInstanceArn"]
+        stream = StreamReader(g, "ghost", arn)
+        stream.next_payload()
+        wait_until(lambda: ecs.describe_container_instances(cluster="ghost", containerInstances=[arn])
+                   ["containerInstances"][0]["agentConnected"])
+        ecs.register_task_definition(**dict(TD, family="ghost"))
+        task = ecs.run_task(cluster="ghost", taskDefinition="ghost")["tasks"][0]["taskArn"]
+    finally:
+        g.stop(sig=signal.SIGKILL)
+    stream.close()
+    g2 = Gantry(tmp_path / "data", g.access_key, g.secret_key).start(extra_args=args)
+    try:
+        ecs = g2.client("ecs")
+        wait_until(lambda: not ecs.describe_container_instances(cluster="ghost", containerInstances=[arn])
+                   ["containerInstances"][0]["agentConnected"], timeout=10)
+        run = ecs.run_task(cluster="ghost", taskDefinition="ghost")
+        assert run["tasks"] == [] and run["failures"][0]["reason"] == "AGENT", run
+        t = wait_until(lambda: (lambda t: t if t["lastStatus"] == "STOPPED" else None)(
+            ecs.describe_tasks(cluster="ghost", tasks=[task])["tasks"][0]), timeout=15)
+        assert t["stopCode"] == "InfrastructureHealth" and "Host lost" in t["stoppedReason"]
+    finally:
+        g2.stop()
+
+
+def test_tasks_on_a_force_deregistered_instance_stop(gantry):
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="dereg")
+    arn = register_instance(ecs, "dereg")["containerInstanceArn"]
+    stream = StreamReader(gantry, "dereg", arn)
+    try:
+        stream.next_payload()
+        ecs.register_task_definition(**dict(TD, family="dereg"))
+        task = ecs.run_task(cluster="dereg", taskDefinition="dereg")["tasks"][0]["taskArn"]
+        assert ecs.describe_tasks(cluster="dereg", tasks=[task])["tasks"][0]["lastStatus"] == "PROVISIONING"
+        ecs.deregister_container_instance(cluster="dereg", containerInstance=arn, force=True)
+        t = wait_until(lambda: (lambda t: t if t["lastStatus"] == "STOPPED" else None)(
+            ecs.describe_tasks(cluster="dereg", tasks=[task])["tasks"][0]), timeout=10)
+        assert t["desiredStatus"] == "STOPPED" and "deregistered" in t["stoppedReason"]
+    finally:
+        stream.close()

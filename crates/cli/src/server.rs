@@ -537,6 +537,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .with_grace(cfg.heartbeat_grace)
         .with_shutdown(shutdown_rx.clone()),
     );
+    tokio::spawn(agents.clone().expire_earlier_connections());
     let runner = Arc::new(
         ServiceRunner::new(
             ecs_service.clone(),
