@@ -418,3 +418,46 @@ def test_tasks_on_a_force_deregistered_instance_stop(gantry):
         assert t["desiredStatus"] == "STOPPED" and "deregistered" in t["stoppedReason"]
     finally:
         stream.close()
+
+
+def test_force_deleting_a_service_behind_a_load_balancer_drains_and_stops_its_tasks(gantry):
+    ecs, elb = gantry.client("ecs"), gantry.client("elbv2")
+    ecs.create_cluster(clusterName="lbdel")
+    arn = register_instance(ecs, "lbdel")["containerInstanceArn"]
+    stream = StreamReader(gantry, "lbdel", arn)
+    try:
+        stream.next_payload()
+        tg = elb.create_target_group(Name="lbdel", Protocol="HTTP", Port=80, VpcId="vpc-1",
+                                     TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+        elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "1"}])
+        ecs.register_task_definition(**dict(TD, family="lbdel"))
+        ecs.create_service(cluster="lbdel", serviceName="web", taskDefinition="lbdel", desiredCount=1,
+                           loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 80}])
+        task = stream.next_payload()["tasks"][0]["taskArn"]
+        ecs.submit_task_state_change(
+            cluster="lbdel", task=task, status="RUNNING",
+            containers=[{"containerName": "web", "runtimeId": "a1", "status": "RUNNING",
+                         "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": 49153,
+                                              "protocol": "tcp"}]},
+                        {"containerName": "side", "runtimeId": "b1", "status": "RUNNING"}])
+        targets = lambda: elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        wait_until(lambda: [t["Target"]["Port"] for t in targets()] == [49153])
+
+        assert ecs.delete_service(cluster="lbdel", service="web", force=True)["service"]["status"] == "DRAINING"
+        # The target drains (DEACTIVATING, the service stays DRAINING), then the agent is told to
+        # stop the task.
+        wait_until(lambda: ecs.describe_tasks(cluster="lbdel", tasks=[task])["tasks"][0]["lastStatus"]
+                   == "DEACTIVATING")
+        assert ecs.describe_services(cluster="lbdel", services=["web"])["services"][0]["status"] == "DRAINING"
+        p = stream.next_payload(timeout=15)
+        assert p["tasks"][0]["taskArn"] == task and p["tasks"][0]["desiredStatus"] == "STOPPED"
+        wait_until(lambda: targets() == [], timeout=10)
+        ecs.submit_task_state_change(cluster="lbdel", task=task, status="STOPPED",
+                                     containers=[{"containerName": "web", "exitCode": 143, "status": "STOPPED"}])
+        wait_until(lambda: ecs.describe_services(cluster="lbdel", services=["web"])["services"][0]["status"]
+                   == "INACTIVE")
+        t = ecs.describe_tasks(cluster="lbdel", tasks=[task])["tasks"][0]
+        assert t["lastStatus"] == "STOPPED" and t["stopCode"] == "ServiceSchedulerInitiated"
+    finally:
+        stream.close()

@@ -190,17 +190,16 @@ impl ServiceRunner {
             .into_iter()
             .map(|(_, v)| (*v).clone())
             .collect();
-        let services: Vec<Service> = store
+        let (mut services, inactive): (Vec<Service>, Vec<Service>) = store
             .scan_all_typed::<Service>(&keys::services(&ctx.region, cluster))
             .await?
             .into_iter()
             .map(|v| v.value)
-            .filter(|s| s.status != ServiceStatus::Inactive)
-            .collect();
+            .partition(|s| s.status != ServiceStatus::Inactive);
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
         let any_lost = instances.iter().any(|ci| lost(ci, now, lost_after));
-        if services.is_empty() && !any_lost {
+        if services.is_empty() && inactive.is_empty() && !any_lost {
             return Ok(()); // nothing to reconcile: skip reading the cluster's tasks
         }
         let all_tasks: Vec<Task> = cache
@@ -209,6 +208,15 @@ impl ServiceRunner {
             .into_iter()
             .map(|(_, v)| (*v).clone())
             .collect();
+        // An INACTIVE service whose tasks are not all stopped (a record left so by an earlier
+        // version, which made a deleted service INACTIVE while its tasks were still draining
+        // from their target groups) is reconciled until they are: its stops are finished.
+        services.extend(inactive.into_iter().filter(|s| {
+            all_tasks.iter().any(|t| {
+                t.service_name.as_deref() == Some(s.name.as_str())
+                    && t.last_status != TaskStatus::Stopped
+            })
+        }));
         if any_lost {
             self.mark_lost(ctx, cluster, &instances, &all_tasks).await?;
         }
