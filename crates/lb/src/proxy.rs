@@ -11,7 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gantry_domain::lb::{
-    Action, HealthReport, LbConfig, LoadBalancerType, TargetGroupHealthReport,
+    Action, HealthReport, LbConfig, ListenerFailure, LoadBalancerType, TargetGroupHealthReport,
     TargetHealthObservation,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -164,6 +164,7 @@ impl Proxy {
                 checker: health::checker_client(),
                 health_changed: Arc::new(Notify::new()),
                 apply_lock: Mutex::new(()),
+                bind_failures: Mutex::new(Default::default()),
             }),
         }
     }
@@ -272,28 +273,33 @@ impl Proxy {
             }
             keep
         });
+        let mut failures = self.inner.bind_failures.lock();
+        failures.retain(|port, _| routes.by_port.contains_key(port));
+        let mut newly_failed = false;
         for (port, plan) in &routes.by_port {
             if open.contains_key(port) {
                 continue;
             }
             let addr = SocketAddr::new(self.inner.bind, *port);
-            let std_listener = match std::net::TcpListener::bind(addr) {
+            let opened = std::net::TcpListener::bind(addr).and_then(|l| {
+                l.set_nonblocking(true)?;
+                TcpListener::from_std(l)
+            });
+            let listener = match opened {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(port, error = %e, "cannot open listener; will retry");
+                    let reason = e.to_string();
+                    if failures.get(port) != Some(&reason) {
+                        tracing::warn!(port, error = %e, "cannot open listener; reported, will retry");
+                        failures.insert(*port, reason);
+                        newly_failed = true;
+                    }
                     continue;
                 }
             };
-            let listener = match std_listener
-                .set_nonblocking(true)
-                .and_then(|_| TcpListener::from_std(std_listener))
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(port, error = %e, "cannot open listener; will retry");
-                    continue;
-                }
-            };
+            if failures.remove(port).is_some() {
+                newly_failed = true; // recovered: report that too
+            }
             tracing::info!(port, protocol = ?plan.protocol, "listening");
             let task = tokio::spawn(accept_loop(
                 Arc::downgrade(&self.inner),
@@ -309,6 +315,22 @@ impl Proxy {
                 },
             );
         }
+        if newly_failed {
+            self.inner.health_changed.notify_one();
+        }
+    }
+
+    /// Listener ports of the configuration that could not be opened, with the error.
+    pub fn listener_failures(&self) -> Vec<ListenerFailure> {
+        self.inner
+            .bind_failures
+            .lock()
+            .iter()
+            .map(|(port, reason)| ListenerFailure {
+                port: *port,
+                reason: reason.clone(),
+            })
+            .collect()
     }
 
     /// This proxy's health view, for `POST /lb/v1/health`.
@@ -340,6 +362,7 @@ impl Proxy {
         HealthReport {
             proxy_id: self.inner.proxy_id.clone(),
             target_groups,
+            listener_failures: self.listener_failures(),
         }
     }
 
