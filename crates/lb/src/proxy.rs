@@ -35,6 +35,20 @@ use crate::state::{
 };
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
 
+/// The outcome of [`Proxy::plan_http1`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http1Plan {
+    /// The head is not complete yet.
+    Partial,
+    /// Refused (4xx), the connection closes.
+    Refused,
+    /// Answered by the load balancer (fixed response, redirect, 503).
+    Answered,
+    /// Forwarded to a target.
+    Forward,
+}
+
 /// A response to a client: one made here, or a target's.
 #[derive(Debug)]
 pub enum ProxyBody {
@@ -317,6 +331,26 @@ impl Proxy {
         }
         if newly_failed {
             self.inner.health_changed.notify_one();
+        }
+    }
+
+    /// What the HTTP/1 path does with the bytes `buf` received on `port` from `peer`: parses
+    /// the request head at its start, routes it and writes the answer or the target's request
+    /// head to `out`, exactly as a client connection does (for property tests of the parser).
+    #[doc(hidden)]
+    pub fn plan_http1(
+        &self,
+        peer: SocketAddr,
+        port: u16,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Http1Plan {
+        let client = fast::Client::new(peer, port);
+        match fast::plan(&self.inner, &client, buf, out) {
+            fast::Step::Partial => Http1Plan::Partial,
+            fast::Step::Refused => Http1Plan::Refused,
+            fast::Step::Answered { .. } => Http1Plan::Answered,
+            fast::Step::Forward { .. } => Http1Plan::Forward,
         }
     }
 
