@@ -17,6 +17,7 @@
 
 pub mod context;
 pub mod front;
+mod head_scan;
 pub mod listener;
 pub mod service;
 
