@@ -15,7 +15,8 @@ use gantry_front::RequestContext;
 /// How often a compare-and-swap write is retried before giving up.
 const MAX_CAS_ATTEMPTS: usize = 64;
 
-/// Top-level request members that ECS treats as absent when they are the empty string.
+/// Request members (top level, and in RunTask's `overrides`) that ECS treats as absent when
+/// they are the empty string.
 /// Deployment tools send `""` for "no role" (ecs-deploy always, Ansible's `ecs_taskdefinition`
 /// by default), and ECS registers such a task definition without a role: an empty role must not
 /// add the task-role or execution-role requirements, nor reach the agent. `cluster` (the default
@@ -29,8 +30,15 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcsError> {
         return Ok(json::parse_body(body)?);
     }
     let mut value: Value = json::parse_body(body)?;
-    if let Some(obj) = value.as_object_mut() {
+    let strip = |obj: &mut serde_json::Map<String, Value>| {
         obj.retain(|k, v| !(EMPTY_MEANS_ABSENT.contains(&k.as_str()) && v.as_str() == Some("")));
+    };
+    if let Some(obj) = value.as_object_mut() {
+        strip(obj);
+        // RunTask/StartTask `overrides` carry the same two roles.
+        if let Some(o) = obj.get_mut("overrides").and_then(Value::as_object_mut) {
+            strip(o);
+        }
     }
     let body = serde_json::to_vec(&value).map_err(|e| EcsError::invalid(e.to_string()))?;
     Ok(json::parse_body(&body)?)
@@ -238,6 +246,9 @@ mod tests {
         let r: Roles = parse(br#"{"taskRoleArn":"arn:aws:iam::1:role/r"}"#).unwrap();
         assert_eq!(r.task_role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
         assert!(parse::<Roles>(br#"{"taskRoleArn":"" "#).is_err());
+        let v: Value =
+            parse(br#"{"overrides":{"taskRoleArn":"","executionRoleArn":"","cpu":""}}"#).unwrap();
+        assert_eq!(v["overrides"], json!({"cpu": ""}));
     }
 
     #[test]
