@@ -131,16 +131,25 @@ fn framing(head: &[u8]) -> State {
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            let Some(n) = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            else {
+            // hyper accepts a list of equal values (`5, 5`), as RFC 9110 §8.6 allows.
+            let Ok(text) = std::str::from_utf8(h.value) else {
                 return State::Off; // refused by hyper
             };
-            if length.is_some_and(|l| l != n) {
-                return State::Off;
+            for v in text.split(',') {
+                let v = v.trim();
+                let Some(n) = v
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| v.parse::<u64>().ok())
+                    .flatten()
+                else {
+                    return State::Off; // refused by hyper
+                };
+                if length.is_some_and(|l| l != n) {
+                    return State::Off;
+                }
+                length = Some(n);
             }
-            length = Some(n);
         }
     }
     if chunked {
@@ -255,6 +264,7 @@ mod tests {
             // After a body with line feeds in it, and after a chunked body.
             b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n\n\nGET / HTTP/1.1\nHost: x\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\n\r\nGET /\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n\n\nGET / HTTP/1.1\nHost: x\r\n\r\n",
         ] {
             assert!(
                 every_split(bad).iter().all(|r| *r == Err(BareLf)),
