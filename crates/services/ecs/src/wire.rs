@@ -19,8 +19,12 @@ const MAX_CAS_ATTEMPTS: usize = 64;
 /// they are the empty string.
 /// Deployment tools send `""` for "no role" (ecs-deploy always, Ansible's `ecs_taskdefinition`
 /// by default), and ECS registers such a task definition without a role: an empty role must not
-/// add the task-role or execution-role requirements, nor reach the agent. `cluster` (the default
-/// cluster) and `nextToken` (the first page) already read `""` as absent where they are used.
+/// add the task-role or execution-role requirements, nor reach the agent. The other optional
+/// strings were audited: `cluster` (the default cluster), `nextToken` (the first page) and
+/// RunTask's `clientToken` (no idempotency) already read `""` as absent where they are used;
+/// CreateService's `role` and `clientToken` (Ansible's `ecs_service` sends `""`) are not used;
+/// enumerations (`networkMode`, `launchType`, `pidMode`, ...) and sizes (`cpu`, `memory`) refuse
+/// `""` as an invalid value, naming it.
 pub const EMPTY_MEANS_ABSENT: &[&str] = &["taskRoleArn", "executionRoleArn"];
 
 /// Decodes an ECS request body; the members of [`EMPTY_MEANS_ABSENT`] given as `""` are dropped
