@@ -24,7 +24,12 @@ elb = boto3.client(
 
 
 def setup(name, listener_port, backend_ports):
-    lb = elb.create_load_balancer(Name=name, Type="application", Subnets=["subnet-1"])
+    # An application load balancer needs subnets in two zones: the default VPC's.
+    ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                       region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    lb = elb.create_load_balancer(Name=name, Type="application",
+                                  Subnets=[s["SubnetId"] for s in subnets[:2]])
     lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
     tg = elb.create_target_group(
         Name=name, Protocol="HTTP", Port=backend_ports[0], VpcId="vpc-1", TargetType="ip",
