@@ -35,6 +35,7 @@ SERVICES = [
     ("kms", "crates/services/kms", "ValidationException", "Json", []),
     ("secretsmanager", "crates/services/secretsmanager", "ValidationException", "Json", []),
     ("ssm", "crates/services/ssm", "ValidationException", "Json", []),
+    ("iam", "crates/services/iam", "ValidationError", "Query", []),
 ]
 
 SCALARS = {"string", "blob", "integer", "long", "double", "float"}
