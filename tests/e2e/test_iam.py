@@ -170,7 +170,7 @@ def test_assume_role_gives_a_session_seen_by_get_caller_identity(gantry):
 
     # The root cannot assume roles, as on AWS.
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        gantry.client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="r")
+        gantry.client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="rt")
     assert e.value.response["Error"]["Message"] == "Roles may not be assumed by root accounts."
 
     tok = as_user(gantry, "sts", key).get_session_token(DurationSeconds=900)["Credentials"]
@@ -178,7 +178,11 @@ def test_assume_role_gives_a_session_seen_by_get_caller_identity(gantry):
                       aws_access_key_id=tok["AccessKeyId"], aws_secret_access_key=tok["SecretAccessKey"],
                       aws_session_token=tok["SessionToken"])
     assert st.get_caller_identity()["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/ci"
-    assert st.get_access_key_info(AccessKeyId=key[0])["Account"] == ACCOUNT
+    # GetAccessKeyInfo needs sts:GetAccessKeyInfo, which the user lacks and the root has.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        st.get_access_key_info(AccessKeyId=key[0])
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert gantry.client("sts").get_access_key_info(AccessKeyId=key[0])["Account"] == ACCOUNT
 
 
 def test_policies_versions_pagination_details_and_simulation(gantry):
@@ -270,6 +274,7 @@ def test_access_key_secrets_are_shown_once_and_never_stored_in_the_clear(gantry)
             assert secret.encode() not in f.read_bytes(), f
     # After a restart the key still signs (its secret opens with the master key).
     gantry.start()
+    iam = gantry.client("iam")
     key_id = listed[0]["AccessKeyId"]
     assert as_user(gantry, "sts", (key_id, secret)).get_caller_identity()["Arn"].endswith(":user/k")
     assert iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]["ServiceName"] == "sts"
