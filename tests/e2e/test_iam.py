@@ -340,3 +340,24 @@ def test_registry_access_follows_policies_repository_policies_and_key_deletion(g
         for t in ("v1", "v2"):
             subprocess.run(["docker", "rmi", "-f", f"{uri}:{t}"], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", local], capture_output=True)
+
+
+def test_naming_a_role_in_a_task_definition_requires_pass_role(gantry):
+    iam = gantry.client("iam")
+    trust = allow({"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"})
+    app = iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    admin = iam.create_role(RoleName="admin", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    key = make_user(gantry, "deployer", inline=allow(
+        {"Effect": "Allow", "Action": "ecs:RegisterTaskDefinition", "Resource": "*"},
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": app,
+         "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}}))
+    ecs = as_user(gantry, "ecs", key)
+    containers = [{"name": "c", "image": "busybox", "memory": 64}]
+    out = ecs.register_task_definition(family="web", taskRoleArn=app, containerDefinitions=containers)
+    assert out["taskDefinition"]["taskRoleArn"] == app
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.register_task_definition(family="web", taskRoleArn=admin, containerDefinitions=containers)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert e.value.response["Error"]["Message"] == (
+        f"User: arn:aws:iam::{ACCOUNT}:user/deployer is not authorized to perform: iam:PassRole on "
+        f"resource: {admin} because no identity-based policy allows the iam:PassRole action")

@@ -84,6 +84,21 @@ pub fn checks(
         resources,
         context,
     }];
+    // Naming a role hands it to a service: iam:PassRole on that role, as on AWS.
+    for (role, service) in passed_roles(prefix, operation, &input) {
+        let mut c = base_context(ctx);
+        c.insert("iam:PassedToService", service);
+        let arn = if role.starts_with("arn:") {
+            role
+        } else {
+            format!("arn:aws:iam::{}:role/{role}", ctx.account_id)
+        };
+        out.push(Check {
+            action: "iam:PassRole".to_owned(),
+            resources: vec![arn],
+            context: c,
+        });
+    }
     // ReEncrypt needs kms:ReEncryptTo on the destination key as well.
     if prefix == "kms" && operation == "ReEncrypt" {
         out.push(Check {
@@ -93,6 +108,39 @@ pub fn checks(
         });
     }
     out
+}
+
+/// The roles an ECS request hands to a service, with the service they are passed to:
+/// `taskRoleArn` and `executionRoleArn` of RegisterTaskDefinition and of RunTask/StartTask
+/// `overrides` (to `ecs-tasks.amazonaws.com`), the service role of CreateService/UpdateService
+/// (`role`, to `ecs.amazonaws.com`).
+fn passed_roles(prefix: &str, operation: &str, input: &Input<'_>) -> Vec<(String, &'static str)> {
+    const TASKS: &str = "ecs-tasks.amazonaws.com";
+    if prefix != "ecs" {
+        return Vec::new();
+    }
+    let Input::Json(Some(body)) = input else {
+        return Vec::new();
+    };
+    let role_members = |v: &Value| -> Vec<(String, &'static str)> {
+        ["taskRoleArn", "executionRoleArn"]
+            .iter()
+            .filter_map(|m| v.get(*m)?.as_str())
+            .filter(|r| !r.is_empty())
+            .map(|r| (r.to_owned(), TASKS))
+            .collect()
+    };
+    match operation {
+        "RegisterTaskDefinition" => role_members(body),
+        "RunTask" | "StartTask" => body.get("overrides").map(role_members).unwrap_or_default(),
+        "CreateService" | "UpdateService" => body
+            .get("role")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .map(|r| vec![(r.to_owned(), "ecs.amazonaws.com")])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// The global condition keys every request carries.
@@ -490,6 +538,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn naming_a_role_requires_pass_role_to_the_service() {
+        let body = br#"{"family":"web","taskRoleArn":"arn:aws:iam::123456789012:role/app","executionRoleArn":"exec","containerDefinitions":[]}"#;
+        let c = checks(
+            "ecs",
+            "RegisterTaskDefinition",
+            &ctx(),
+            OperationInput::Json(body),
+        );
+        let passes: Vec<_> = c.iter().filter(|c| c.action == "iam:PassRole").collect();
+        assert_eq!(passes.len(), 2);
+        assert_eq!(passes[0].resources, ["arn:aws:iam::123456789012:role/app"]);
+        assert_eq!(passes[1].resources, ["arn:aws:iam::123456789012:role/exec"]);
+        assert_eq!(
+            passes[0].context.get("iam:PassedToService").unwrap(),
+            ["ecs-tasks.amazonaws.com"]
+        );
+        let body = br#"{"taskDefinition":"web","overrides":{"taskRoleArn":"arn:aws:iam::123456789012:role/other"}}"#;
+        let c = checks("ecs", "RunTask", &ctx(), OperationInput::Json(body));
+        assert_eq!(c.iter().filter(|c| c.action == "iam:PassRole").count(), 1);
+        let c = checks(
+            "ecs",
+            "RunTask",
+            &ctx(),
+            OperationInput::Json(br#"{"taskDefinition":"web"}"#),
+        );
+        assert!(c.iter().all(|c| c.action != "iam:PassRole"));
     }
 
     #[test]

@@ -21,7 +21,6 @@ pub static CONSTRAINTS: Constraints = Constraints {
         Operation { name: r#"AttachUserPolicy"#, input: &SHAPE_ATTACH_USER_POLICY_REQUEST },
         Operation { name: r#"ChangePassword"#, input: &SHAPE_CHANGE_PASSWORD_REQUEST },
         Operation { name: r#"CreateAccessKey"#, input: &SHAPE_CREATE_ACCESS_KEY_REQUEST },
-        Operation { name: r#"CreateAccountAlias"#, input: &SHAPE_CREATE_ACCOUNT_ALIAS_REQUEST },
         Operation { name: r#"CreateDelegationRequest"#, input: &SHAPE_CREATE_DELEGATION_REQUEST_REQUEST },
         Operation { name: r#"CreateGroup"#, input: &SHAPE_CREATE_GROUP_REQUEST },
         Operation { name: r#"CreateInstanceProfile"#, input: &SHAPE_CREATE_INSTANCE_PROFILE_REQUEST },
@@ -37,7 +36,6 @@ pub static CONSTRAINTS: Constraints = Constraints {
         Operation { name: r#"CreateVirtualMFADevice"#, input: &SHAPE_CREATE_VIRTUAL_MFA_DEVICE_REQUEST },
         Operation { name: r#"DeactivateMFADevice"#, input: &SHAPE_DEACTIVATE_MFA_DEVICE_REQUEST },
         Operation { name: r#"DeleteAccessKey"#, input: &SHAPE_DELETE_ACCESS_KEY_REQUEST },
-        Operation { name: r#"DeleteAccountAlias"#, input: &SHAPE_DELETE_ACCOUNT_ALIAS_REQUEST },
         Operation { name: r#"DeleteGroup"#, input: &SHAPE_DELETE_GROUP_REQUEST },
         Operation { name: r#"DeleteGroupPolicy"#, input: &SHAPE_DELETE_GROUP_POLICY_REQUEST },
         Operation { name: r#"DeleteInstanceProfile"#, input: &SHAPE_DELETE_INSTANCE_PROFILE_REQUEST },
@@ -176,30 +174,29 @@ pub static CONSTRAINTS: Constraints = Constraints {
 
 static PATTERN_1: Pattern = Pattern::new(r#"[\w._-]+"#);
 static PATTERN_2: Pattern = Pattern::new(r#"[\w]+"#);
-static PATTERN_3: Pattern = Pattern::new(r#"^[a-z0-9]([a-z0-9]|-(?!-)){1,61}[a-z0-9]$"#);
-static PATTERN_4: Pattern = Pattern::new(r#"\d{12}"#);
-static PATTERN_5: Pattern = Pattern::new(r#"[\d]+"#);
-static PATTERN_6: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u00FF]+"#);
-static PATTERN_7: Pattern = Pattern::new(r#"[\w+=,.@-]+"#);
-static PATTERN_8: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]*"#);
-static PATTERN_9: Pattern = Pattern::new(r#"[\w-]+"#);
-static PATTERN_10: Pattern = Pattern::new(r#"[\u0020-\u00FF]+"#);
-static PATTERN_11: Pattern = Pattern::new(r#"^[a-zA-Z0-9:_.-]+$"#);
-static PATTERN_12: Pattern = Pattern::new(r#"^o-[0-9a-z]{10,32}\/r-[0-9a-z]{4,32}[0-9a-z-\/]*"#);
-static PATTERN_13: Pattern = Pattern::new(r#"^p-[0-9a-zA-Z_]{8,128}$"#);
-static PATTERN_14: Pattern = Pattern::new(r#"^[a-zA-Z0-9:/+=,.@_-]+$"#);
-static PATTERN_15: Pattern = Pattern::new(r#"\u002F[\u0021-\u007F]*"#);
-static PATTERN_16: Pattern = Pattern::new(r#"(\u002F)|(\u002F[\u0021-\u007E]+\u002F)"#);
-static PATTERN_17: Pattern = Pattern::new(r#"[ -~]+"#);
-static PATTERN_18: Pattern = Pattern::new(r#"((/[A-Za-z0-9\.,\+@=_-]+)*)/"#);
-static PATTERN_19: Pattern = Pattern::new(r#"v[1-9][0-9]*(\.[A-Za-z0-9-]*)?"#);
-static PATTERN_20: Pattern = Pattern::new(r#"[A-Z0-9]+"#);
-static PATTERN_21: Pattern = Pattern::new(r#"^http(s?)://[a-zA-Z0-9._/-]*(\?[a-zA-Z0-9._=&-]*)?(#[a-zA-Z0-9._/-]*)?$"#);
-static PATTERN_22: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]+"#);
-static PATTERN_23: Pattern = Pattern::new(r#"[\w+=/:,.@-]+"#);
-static PATTERN_24: Pattern = Pattern::new(r#"[\w-]*"#);
-static PATTERN_25: Pattern = Pattern::new(r#"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"#);
-static PATTERN_26: Pattern = Pattern::new(r#"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"#);
+static PATTERN_3: Pattern = Pattern::new(r#"\d{12}"#);
+static PATTERN_4: Pattern = Pattern::new(r#"[\d]+"#);
+static PATTERN_5: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u00FF]+"#);
+static PATTERN_6: Pattern = Pattern::new(r#"[\w+=,.@-]+"#);
+static PATTERN_7: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]*"#);
+static PATTERN_8: Pattern = Pattern::new(r#"[\w-]+"#);
+static PATTERN_9: Pattern = Pattern::new(r#"[\u0020-\u00FF]+"#);
+static PATTERN_10: Pattern = Pattern::new(r#"^[a-zA-Z0-9:_.-]+$"#);
+static PATTERN_11: Pattern = Pattern::new(r#"^o-[0-9a-z]{10,32}\/r-[0-9a-z]{4,32}[0-9a-z-\/]*"#);
+static PATTERN_12: Pattern = Pattern::new(r#"^p-[0-9a-zA-Z_]{8,128}$"#);
+static PATTERN_13: Pattern = Pattern::new(r#"^[a-zA-Z0-9:/+=,.@_-]+$"#);
+static PATTERN_14: Pattern = Pattern::new(r#"\u002F[\u0021-\u007F]*"#);
+static PATTERN_15: Pattern = Pattern::new(r#"(\u002F)|(\u002F[\u0021-\u007E]+\u002F)"#);
+static PATTERN_16: Pattern = Pattern::new(r#"[ -~]+"#);
+static PATTERN_17: Pattern = Pattern::new(r#"((/[A-Za-z0-9\.,\+@=_-]+)*)/"#);
+static PATTERN_18: Pattern = Pattern::new(r#"v[1-9][0-9]*(\.[A-Za-z0-9-]*)?"#);
+static PATTERN_19: Pattern = Pattern::new(r#"[A-Z0-9]+"#);
+static PATTERN_20: Pattern = Pattern::new(r#"^http(s?)://[a-zA-Z0-9._/-]*(\?[a-zA-Z0-9._=&-]*)?(#[a-zA-Z0-9._/-]*)?$"#);
+static PATTERN_21: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]+"#);
+static PATTERN_22: Pattern = Pattern::new(r#"[\w+=/:,.@-]+"#);
+static PATTERN_23: Pattern = Pattern::new(r#"[\w-]*"#);
+static PATTERN_24: Pattern = Pattern::new(r#"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"#);
+static PATTERN_25: Pattern = Pattern::new(r#"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"#);
 
 /// `AcceptDelegationRequestRequest`
 static SHAPE_ACCEPT_DELEGATION_REQUEST_REQUEST: Shape = Shape::Structure(&[Member { name: r#"DelegationRequestId"#, shape: &SHAPE_DELEGATION_REQUEST_ID_TYPE }]);
@@ -231,8 +228,6 @@ static SHAPE_CONTEXT_ENTRY_LIST_TYPE: Shape = Shape::List { member: &SHAPE_CONTE
 static SHAPE_CONTEXT_KEY_NAME_TYPE: Shape = Shape::String { min: Some(5), max: Some(256), pattern: None };
 /// `CreateAccessKeyRequest`
 static SHAPE_CREATE_ACCESS_KEY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_EXISTING_USER_NAME_TYPE }]);
-/// `CreateAccountAliasRequest`
-static SHAPE_CREATE_ACCOUNT_ALIAS_REQUEST: Shape = Shape::Structure(&[Member { name: r#"AccountAlias"#, shape: &SHAPE_ACCOUNT_ALIAS_TYPE }]);
 /// `CreateDelegationRequestRequest`
 static SHAPE_CREATE_DELEGATION_REQUEST_REQUEST: Shape = Shape::Structure(&[Member { name: r#"OwnerAccountId"#, shape: &SHAPE_ACCOUNT_ID_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_DELEGATION_REQUEST_DESCRIPTION_TYPE }, Member { name: r#"Permissions"#, shape: &SHAPE_DELEGATION_PERMISSION }, Member { name: r#"RequestMessage"#, shape: &SHAPE_REQUEST_MESSAGE_TYPE }, Member { name: r#"RequestorWorkflowId"#, shape: &SHAPE_REQUESTOR_WORKFLOW_ID_TYPE }, Member { name: r#"RedirectUrl"#, shape: &SHAPE_REDIRECT_URL_TYPE }, Member { name: r#"NotificationChannel"#, shape: &SHAPE_NOTIFICATION_CHANNEL_TYPE }, Member { name: r#"SessionDuration"#, shape: &SHAPE_SESSION_DURATION_TYPE }]);
 /// `CreateGroupRequest`
@@ -265,8 +260,6 @@ static SHAPE_DEACTIVATE_MFA_DEVICE_REQUEST: Shape = Shape::Structure(&[Member { 
 static SHAPE_DELEGATION_PERMISSION: Shape = Shape::Structure(&[Member { name: r#"PolicyTemplateArn"#, shape: &SHAPE_ARN_TYPE }, Member { name: r#"Parameters"#, shape: &SHAPE_POLICY_PARAMETER_LIST_TYPE }]);
 /// `DeleteAccessKeyRequest`
 static SHAPE_DELETE_ACCESS_KEY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_EXISTING_USER_NAME_TYPE }, Member { name: r#"AccessKeyId"#, shape: &SHAPE_ACCESS_KEY_ID_TYPE }]);
-/// `DeleteAccountAliasRequest`
-static SHAPE_DELETE_ACCOUNT_ALIAS_REQUEST: Shape = Shape::Structure(&[Member { name: r#"AccountAlias"#, shape: &SHAPE_ACCOUNT_ALIAS_TYPE }]);
 /// `DeleteGroupPolicyRequest`
 static SHAPE_DELETE_GROUP_POLICY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"GroupName"#, shape: &SHAPE_GROUP_NAME_TYPE }, Member { name: r#"PolicyName"#, shape: &SHAPE_POLICY_NAME_TYPE }]);
 /// `DeleteGroupRequest`
@@ -555,18 +548,16 @@ static SHAPE_UPLOAD_SERVER_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Membe
 static SHAPE_UPLOAD_SIGNING_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_EXISTING_USER_NAME_TYPE }, Member { name: r#"CertificateBody"#, shape: &SHAPE_CERTIFICATE_BODY_TYPE }]);
 /// `accessKeyIdType`
 static SHAPE_ACCESS_KEY_ID_TYPE: Shape = Shape::String { min: Some(16), max: Some(128), pattern: Some(&PATTERN_2) };
-/// `accountAliasType`
-static SHAPE_ACCOUNT_ALIAS_TYPE: Shape = Shape::String { min: Some(3), max: Some(63), pattern: Some(&PATTERN_3) };
 /// `accountIdType`
-static SHAPE_ACCOUNT_ID_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_4) };
+static SHAPE_ACCOUNT_ID_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_3) };
 /// `arnType`
 static SHAPE_ARN_TYPE: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: None };
 /// `authenticationCodeType`
-static SHAPE_AUTHENTICATION_CODE_TYPE: Shape = Shape::String { min: Some(6), max: Some(6), pattern: Some(&PATTERN_5) };
+static SHAPE_AUTHENTICATION_CODE_TYPE: Shape = Shape::String { min: Some(6), max: Some(6), pattern: Some(&PATTERN_4) };
 /// `certificateBodyType`
-static SHAPE_CERTIFICATE_BODY_TYPE: Shape = Shape::String { min: Some(1), max: Some(16384), pattern: Some(&PATTERN_6) };
+static SHAPE_CERTIFICATE_BODY_TYPE: Shape = Shape::String { min: Some(1), max: Some(16384), pattern: Some(&PATTERN_5) };
 /// `certificateChainType`
-static SHAPE_CERTIFICATE_CHAIN_TYPE: Shape = Shape::String { min: Some(1), max: Some(2097152), pattern: Some(&PATTERN_6) };
+static SHAPE_CERTIFICATE_CHAIN_TYPE: Shape = Shape::String { min: Some(1), max: Some(2097152), pattern: Some(&PATTERN_5) };
 /// `certificateIdType`
 static SHAPE_CERTIFICATE_ID_TYPE: Shape = Shape::String { min: Some(24), max: Some(128), pattern: Some(&PATTERN_2) };
 /// `clientIDListType`
@@ -576,23 +567,23 @@ static SHAPE_CLIENT_ID_TYPE: Shape = Shape::String { min: Some(1), max: Some(255
 /// `credentialAgeDays`
 static SHAPE_CREDENTIAL_AGE_DAYS: Shape = Shape::Integer { min: Some(1), max: Some(36600) };
 /// `customSuffixType`
-static SHAPE_CUSTOM_SUFFIX_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_7) };
+static SHAPE_CUSTOM_SUFFIX_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_6) };
 /// `delegationRequestDescriptionType`
-static SHAPE_DELEGATION_REQUEST_DESCRIPTION_TYPE: Shape = Shape::String { min: None, max: Some(1000), pattern: Some(&PATTERN_8) };
+static SHAPE_DELEGATION_REQUEST_DESCRIPTION_TYPE: Shape = Shape::String { min: None, max: Some(1000), pattern: Some(&PATTERN_7) };
 /// `delegationRequestIdType`
-static SHAPE_DELEGATION_REQUEST_ID_TYPE: Shape = Shape::String { min: Some(16), max: Some(128), pattern: Some(&PATTERN_9) };
+static SHAPE_DELEGATION_REQUEST_ID_TYPE: Shape = Shape::String { min: Some(16), max: Some(128), pattern: Some(&PATTERN_8) };
 /// `existingUserNameType`
-static SHAPE_EXISTING_USER_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_EXISTING_USER_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `groupNameType`
-static SHAPE_GROUP_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_GROUP_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `instanceProfileNameType`
-static SHAPE_INSTANCE_PROFILE_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_INSTANCE_PROFILE_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `jobIDType`
 static SHAPE_JOB_ID_TYPE: Shape = Shape::String { min: Some(36), max: Some(36), pattern: None };
 /// `localeType`
 static SHAPE_LOCALE_TYPE: Shape = Shape::String { min: Some(2), max: Some(12), pattern: None };
 /// `markerType`
-static SHAPE_MARKER_TYPE: Shape = Shape::String { min: Some(1), max: Some(320), pattern: Some(&PATTERN_10) };
+static SHAPE_MARKER_TYPE: Shape = Shape::String { min: Some(1), max: Some(320), pattern: Some(&PATTERN_9) };
 /// `maxItemsType`
 static SHAPE_MAX_ITEMS_TYPE: Shape = Shape::Integer { min: Some(1), max: Some(1000) };
 /// `maxPasswordAgeType`
@@ -600,69 +591,69 @@ static SHAPE_MAX_PASSWORD_AGE_TYPE: Shape = Shape::Integer { min: Some(1), max: 
 /// `minimumPasswordLengthType`
 static SHAPE_MINIMUM_PASSWORD_LENGTH_TYPE: Shape = Shape::Integer { min: Some(6), max: Some(128) };
 /// `notesType`
-static SHAPE_NOTES_TYPE: Shape = Shape::String { min: None, max: Some(500), pattern: Some(&PATTERN_8) };
+static SHAPE_NOTES_TYPE: Shape = Shape::String { min: None, max: Some(500), pattern: Some(&PATTERN_7) };
 /// `notificationChannelType`
-static SHAPE_NOTIFICATION_CHANNEL_TYPE: Shape = Shape::String { min: Some(2), max: Some(400), pattern: Some(&PATTERN_11) };
+static SHAPE_NOTIFICATION_CHANNEL_TYPE: Shape = Shape::String { min: Some(2), max: Some(400), pattern: Some(&PATTERN_10) };
 /// `organizationsEntityPathType`
-static SHAPE_ORGANIZATIONS_ENTITY_PATH_TYPE: Shape = Shape::String { min: Some(19), max: Some(427), pattern: Some(&PATTERN_12) };
+static SHAPE_ORGANIZATIONS_ENTITY_PATH_TYPE: Shape = Shape::String { min: Some(19), max: Some(427), pattern: Some(&PATTERN_11) };
 /// `organizationsPolicyIdType`
-static SHAPE_ORGANIZATIONS_POLICY_ID_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_13) };
+static SHAPE_ORGANIZATIONS_POLICY_ID_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_12) };
 /// `ownerIdType`
-static SHAPE_OWNER_ID_TYPE: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: Some(&PATTERN_14) };
+static SHAPE_OWNER_ID_TYPE: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: Some(&PATTERN_13) };
 /// `passwordReusePreventionType`
 static SHAPE_PASSWORD_REUSE_PREVENTION_TYPE: Shape = Shape::Integer { min: Some(1), max: Some(24) };
 /// `passwordType`
-static SHAPE_PASSWORD_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_6) };
+static SHAPE_PASSWORD_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_5) };
 /// `pathPrefixType`
-static SHAPE_PATH_PREFIX_TYPE: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_15) };
+static SHAPE_PATH_PREFIX_TYPE: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_14) };
 /// `pathType`
-static SHAPE_PATH_TYPE: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_16) };
+static SHAPE_PATH_TYPE: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_15) };
 /// `policyDescriptionType`
 static SHAPE_POLICY_DESCRIPTION_TYPE: Shape = Shape::String { min: None, max: Some(1000), pattern: None };
 /// `policyDocumentType`
-static SHAPE_POLICY_DOCUMENT_TYPE: Shape = Shape::String { min: Some(1), max: Some(131072), pattern: Some(&PATTERN_6) };
+static SHAPE_POLICY_DOCUMENT_TYPE: Shape = Shape::String { min: Some(1), max: Some(131072), pattern: Some(&PATTERN_5) };
 /// `policyNameType`
-static SHAPE_POLICY_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_POLICY_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `policyParameterListType`
 static SHAPE_POLICY_PARAMETER_LIST_TYPE: Shape = Shape::List { member: &SHAPE_POLICY_PARAMETER, min: None, max: Some(50) };
 /// `policyParameterNameType`
-static SHAPE_POLICY_PARAMETER_NAME_TYPE: Shape = Shape::String { min: Some(5), max: Some(256), pattern: Some(&PATTERN_17) };
+static SHAPE_POLICY_PARAMETER_NAME_TYPE: Shape = Shape::String { min: Some(5), max: Some(256), pattern: Some(&PATTERN_16) };
 /// `policyParameterValueType`
-static SHAPE_POLICY_PARAMETER_VALUE_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_17) };
+static SHAPE_POLICY_PARAMETER_VALUE_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_16) };
 /// `policyParameterValuesListType`
 static SHAPE_POLICY_PARAMETER_VALUES_LIST_TYPE: Shape = Shape::List { member: &SHAPE_POLICY_PARAMETER_VALUE_TYPE, min: None, max: None };
 /// `policyPathType`
-static SHAPE_POLICY_PATH_TYPE: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_18) };
+static SHAPE_POLICY_PATH_TYPE: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_17) };
 /// `policyVersionIdType`
-static SHAPE_POLICY_VERSION_ID_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_19) };
+static SHAPE_POLICY_VERSION_ID_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_18) };
 /// `privateKeyIdType`
-static SHAPE_PRIVATE_KEY_ID_TYPE: Shape = Shape::String { min: Some(22), max: Some(64), pattern: Some(&PATTERN_20) };
+static SHAPE_PRIVATE_KEY_ID_TYPE: Shape = Shape::String { min: Some(22), max: Some(64), pattern: Some(&PATTERN_19) };
 /// `privateKeyType`
-static SHAPE_PRIVATE_KEY_TYPE: Shape = Shape::String { min: Some(1), max: Some(16384), pattern: Some(&PATTERN_6) };
+static SHAPE_PRIVATE_KEY_TYPE: Shape = Shape::String { min: Some(1), max: Some(16384), pattern: Some(&PATTERN_5) };
 /// `publicKeyIdType`
 static SHAPE_PUBLIC_KEY_ID_TYPE: Shape = Shape::String { min: Some(20), max: Some(128), pattern: Some(&PATTERN_2) };
 /// `publicKeyMaterialType`
-static SHAPE_PUBLIC_KEY_MATERIAL_TYPE: Shape = Shape::String { min: Some(1), max: Some(16384), pattern: Some(&PATTERN_6) };
+static SHAPE_PUBLIC_KEY_MATERIAL_TYPE: Shape = Shape::String { min: Some(1), max: Some(16384), pattern: Some(&PATTERN_5) };
 /// `redirectUrlType`
-static SHAPE_REDIRECT_URL_TYPE: Shape = Shape::String { min: Some(1), max: Some(255), pattern: Some(&PATTERN_21) };
+static SHAPE_REDIRECT_URL_TYPE: Shape = Shape::String { min: Some(1), max: Some(255), pattern: Some(&PATTERN_20) };
 /// `requestMessageType`
-static SHAPE_REQUEST_MESSAGE_TYPE: Shape = Shape::String { min: None, max: Some(200), pattern: Some(&PATTERN_8) };
+static SHAPE_REQUEST_MESSAGE_TYPE: Shape = Shape::String { min: None, max: Some(200), pattern: Some(&PATTERN_7) };
 /// `requestorWorkflowIdType`
-static SHAPE_REQUESTOR_WORKFLOW_ID_TYPE: Shape = Shape::String { min: Some(5), max: Some(400), pattern: Some(&PATTERN_22) };
+static SHAPE_REQUESTOR_WORKFLOW_ID_TYPE: Shape = Shape::String { min: Some(5), max: Some(400), pattern: Some(&PATTERN_21) };
 /// `roleDescriptionType`
-static SHAPE_ROLE_DESCRIPTION_TYPE: Shape = Shape::String { min: None, max: Some(1000), pattern: Some(&PATTERN_8) };
+static SHAPE_ROLE_DESCRIPTION_TYPE: Shape = Shape::String { min: None, max: Some(1000), pattern: Some(&PATTERN_7) };
 /// `roleMaxSessionDurationType`
 static SHAPE_ROLE_MAX_SESSION_DURATION_TYPE: Shape = Shape::Integer { min: Some(3600), max: Some(43200) };
 /// `roleNameType`
-static SHAPE_ROLE_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_7) };
+static SHAPE_ROLE_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_6) };
 /// `serialNumberType`
-static SHAPE_SERIAL_NUMBER_TYPE: Shape = Shape::String { min: Some(9), max: Some(256), pattern: Some(&PATTERN_23) };
+static SHAPE_SERIAL_NUMBER_TYPE: Shape = Shape::String { min: Some(9), max: Some(256), pattern: Some(&PATTERN_22) };
 /// `serverCertificateNameType`
-static SHAPE_SERVER_CERTIFICATE_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_SERVER_CERTIFICATE_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `serviceNamespaceListType`
 static SHAPE_SERVICE_NAMESPACE_LIST_TYPE: Shape = Shape::List { member: &SHAPE_SERVICE_NAMESPACE_TYPE, min: Some(1), max: Some(200) };
 /// `serviceNamespaceType`
-static SHAPE_SERVICE_NAMESPACE_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_24) };
+static SHAPE_SERVICE_NAMESPACE_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_23) };
 /// `serviceSpecificCredentialId`
 static SHAPE_SERVICE_SPECIFIC_CREDENTIAL_ID: Shape = Shape::String { min: Some(20), max: Some(128), pattern: Some(&PATTERN_2) };
 /// `sessionDurationType`
@@ -670,16 +661,16 @@ static SHAPE_SESSION_DURATION_TYPE: Shape = Shape::Integer { min: Some(300), max
 /// `tagKeyListType`
 static SHAPE_TAG_KEY_LIST_TYPE: Shape = Shape::List { member: &SHAPE_TAG_KEY_TYPE, min: None, max: Some(50) };
 /// `tagKeyType`
-static SHAPE_TAG_KEY_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_25) };
+static SHAPE_TAG_KEY_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_24) };
 /// `tagListType`
 static SHAPE_TAG_LIST_TYPE: Shape = Shape::List { member: &SHAPE_TAG, min: None, max: Some(50) };
 /// `tagValueType`
-static SHAPE_TAG_VALUE_TYPE: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_26) };
+static SHAPE_TAG_VALUE_TYPE: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_25) };
 /// `thumbprintListType`
 static SHAPE_THUMBPRINT_LIST_TYPE: Shape = Shape::List { member: &SHAPE_THUMBPRINT_TYPE, min: None, max: None };
 /// `thumbprintType`
 static SHAPE_THUMBPRINT_TYPE: Shape = Shape::String { min: Some(40), max: Some(40), pattern: None };
 /// `userNameType`
-static SHAPE_USER_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_7) };
+static SHAPE_USER_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_6) };
 /// `virtualMFADeviceName`
-static SHAPE_VIRTUAL_MFA_DEVICE_NAME: Shape = Shape::String { min: Some(1), max: None, pattern: Some(&PATTERN_7) };
+static SHAPE_VIRTUAL_MFA_DEVICE_NAME: Shape = Shape::String { min: Some(1), max: None, pattern: Some(&PATTERN_6) };

@@ -287,6 +287,23 @@ mod tests {
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
     }
 
+    proptest! {
+        /// Sealed values altered anywhere (or cut short) never open.
+        #[test]
+        fn altered_sealed_values_never_open(plain in proptest::collection::vec(any::<u8>(), 0..64), pos in any::<usize>(), flip in 1u8..=255, cut in any::<bool>()) {
+            let m = MasterKey::new(&[9u8; 32]).unwrap();
+            let mut sealed = m.seal_for("sts-session-token:v1", &plain);
+            prop_assert_eq!(m.open_for("sts-session-token:v1", &sealed).unwrap(), plain);
+            if cut {
+                sealed.truncate(pos % sealed.len());
+            } else {
+                let i = pos % sealed.len();
+                sealed[i] ^= flip;
+            }
+            prop_assert!(m.open_for("sts-session-token:v1", &sealed).is_err());
+        }
+    }
+
     #[test]
     fn master_keys_are_32_bytes() {
         assert!(MasterKey::new(&[7u8; 32]).is_ok());
