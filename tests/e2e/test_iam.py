@@ -361,3 +361,33 @@ def test_naming_a_role_in_a_task_definition_requires_pass_role(gantry):
     assert e.value.response["Error"]["Message"] == (
         f"User: arn:aws:iam::{ACCOUNT}:user/deployer is not authorized to perform: iam:PassRole on "
         f"resource: {admin} because no identity-based policy allows the iam:PassRole action")
+
+
+def test_the_root_key_is_registry_basic_credentials_only_when_asked(tmp_path):
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from conftest import Gantry
+
+    def v2_status(g, user, password):
+        req = urllib.request.Request(f"{g.endpoint}/v2/")
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    g = Gantry(tmp_path / "a").start()
+    try:
+        assert v2_status(g, g.access_key, g.secret_key) == 401
+        token = g.aws("ecr", "get-login-password").stdout.strip()
+        assert v2_status(g, "AWS", token) == 200
+    finally:
+        g.stop()
+    g = Gantry(tmp_path / "b").start(extra_args=["--registry-root-basic-auth"])
+    try:
+        assert v2_status(g, g.access_key, g.secret_key) == 200
+    finally:
+        g.stop()

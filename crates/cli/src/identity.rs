@@ -476,11 +476,15 @@ impl gantry_sts::Sessions for IamSessions {
     }
 }
 
-/// Credentials for a part built before the [`Identity`] it authenticates with (the registry,
-/// whose repository policies the identity reads): set once at wiring; until then it knows no
-/// key.
+/// The registry's Basic credentials: those of an [`Identity`] built after the registry (whose
+/// repository policies the identity reads), set once at wiring (until then it knows no key);
+/// the root key pair only when `allow_root` (`--registry-root-basic-auth`).
 #[derive(Default)]
-pub struct LateCredentials(std::sync::OnceLock<Arc<dyn CredentialProvider>>);
+pub struct LateCredentials {
+    creds: std::sync::OnceLock<Arc<dyn CredentialProvider>>,
+    root_access_key_id: String,
+    allow_root: bool,
+}
 
 impl std::fmt::Debug for LateCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -489,14 +493,25 @@ impl std::fmt::Debug for LateCredentials {
 }
 
 impl LateCredentials {
+    pub fn new(root_access_key_id: &str, allow_root: bool) -> Self {
+        Self {
+            creds: std::sync::OnceLock::new(),
+            root_access_key_id: root_access_key_id.to_owned(),
+            allow_root,
+        }
+    }
+
     pub fn set(&self, creds: Arc<dyn CredentialProvider>) {
-        let _ = self.0.set(creds);
+        let _ = self.creds.set(creds);
     }
 }
 
 impl CredentialProvider for LateCredentials {
     fn secret_access_key(&self, access_key_id: &str) -> Option<String> {
-        self.0.get()?.secret_access_key(access_key_id)
+        if access_key_id == self.root_access_key_id && !self.allow_root {
+            return None;
+        }
+        self.creds.get()?.secret_access_key(access_key_id)
     }
 
     fn secret_with_session_token(
@@ -504,7 +519,10 @@ impl CredentialProvider for LateCredentials {
         access_key_id: &str,
         session_token: Option<&str>,
     ) -> Option<String> {
-        self.0
+        if access_key_id == self.root_access_key_id && !self.allow_root {
+            return None;
+        }
+        self.creds
             .get()?
             .secret_with_session_token(access_key_id, session_token)
     }

@@ -453,7 +453,10 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     );
     // The registry authenticates with the same credentials; its repository policies take part
     // in the authorization of ECR calls, which it in turn asks of the identity.
-    let registry_creds = Arc::new(LateCredentials::default());
+    let registry_creds = Arc::new(LateCredentials::new(
+        &creds.access_key_id,
+        cfg.registry_root_basic_auth,
+    ));
     let registry = Registry::open(
         RegistryConfig {
             data_dir: cfg.data_dir.join("registry"),
