@@ -391,3 +391,33 @@ def test_the_root_key_is_registry_basic_credentials_only_when_asked(tmp_path):
         assert v2_status(g, g.access_key, g.secret_key) == 200
     finally:
         g.stop()
+
+
+def test_a_permissions_boundary_caps_what_policies_grant(gantry):
+    iam = gantry.client("iam")
+    key = make_user(gantry, "bounded", ["arn:aws:iam::aws:policy/AdministratorAccess"])
+    ecs = as_user(gantry, "ecs", key)
+    ecs.list_clusters()
+    boundary = iam.create_policy(PolicyName="describe-only", PolicyDocument=json.dumps(
+        allow({"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "*"})))["Policy"]["Arn"]
+    iam.put_user_permissions_boundary(UserName="bounded", PermissionsBoundary=boundary)
+    assert iam.get_user(UserName="bounded")["User"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary
+    ecs.describe_clusters(clusters=["default"])
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.list_clusters()
+    assert e.value.response["Error"]["Message"] == (
+        f"User: arn:aws:iam::{ACCOUNT}:user/bounded is not authorized to perform: ecs:ListClusters "
+        "because no permissions boundary allows the ecs:ListClusters action")
+    iam.delete_user_permissions_boundary(UserName="bounded")
+    ecs.list_clusters()
+    iam.tag_policy(PolicyArn=boundary, Tags=[{"Key": "k", "Value": "v"}])
+    assert iam.list_policy_tags(PolicyArn=boundary)["Tags"] == [{"Key": "k", "Value": "v"}]
+
+
+def test_a_long_term_key_with_a_session_token_is_refused(gantry):
+    sts = boto3.client("sts", endpoint_url=gantry.endpoint, region_name=REGION,
+                       aws_access_key_id=gantry.access_key, aws_secret_access_key=gantry.secret_key,
+                       aws_session_token="FQoGnotatoken")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sts.get_caller_identity()
+    assert e.value.response["Error"]["Code"] == "InvalidClientTokenId"

@@ -198,6 +198,11 @@ impl CallerPolicies {
 }
 
 impl CredentialProvider for Identity {
+    /// Long-term keys take no session token and session keys need one, as on AWS.
+    fn accepts_session_token(&self, access_key_id: &str, session_token: Option<&str>) -> bool {
+        access_key_id.starts_with("ASIA") == session_token.is_some()
+    }
+
     fn secret_access_key(&self, access_key_id: &str) -> Option<String> {
         if access_key_id == self.root.access_key_id {
             return Some(self.root.secret_access_key.clone());

@@ -1320,6 +1320,94 @@ pub(crate) async fn dispatch(
         SimulatePrincipalPolicy => {
             simulate(svc, p, &mut w)?;
         }
+        PutUserPermissionsBoundary | DeleteUserPermissionsBoundary => {
+            let name = p.req("UserName")?.to_owned();
+            let boundary = match op {
+                PutUserPermissionsBoundary => Some(p.req("PermissionsBoundary")?.to_owned()),
+                _ => None,
+            };
+            let _g = svc.write.lock().await;
+            let mut u = {
+                let dir = svc.dir.read();
+                if let Some(b) = &boundary {
+                    check_boundary(&dir, account, b)?;
+                }
+                dir.users
+                    .get(&lower(&name))
+                    .cloned()
+                    .ok_or_else(|| no_user(&name))?
+            };
+            u.permissions_boundary = boundary;
+            svc.apply(vec![Change::User(u)]).await?;
+        }
+        PutRolePermissionsBoundary | DeleteRolePermissionsBoundary => {
+            let name = p.req("RoleName")?.to_owned();
+            let boundary = match op {
+                PutRolePermissionsBoundary => Some(p.req("PermissionsBoundary")?.to_owned()),
+                _ => None,
+            };
+            let _g = svc.write.lock().await;
+            let mut r = {
+                let dir = svc.dir.read();
+                if let Some(b) = &boundary {
+                    check_boundary(&dir, account, b)?;
+                }
+                dir.roles
+                    .get(&lower(&name))
+                    .cloned()
+                    .ok_or_else(|| no_role(&name))?
+            };
+            if r.service_linked.is_some() {
+                return Err(IamError::UnmodifiableEntity(format!(
+                    "Cannot perform the operation on the protected role '{}' - this role is only modifiable by AWS",
+                    r.name
+                )));
+            }
+            r.permissions_boundary = boundary;
+            svc.apply(vec![Change::Role(r)]).await?;
+        }
+        TagPolicy | UntagPolicy => {
+            let arn = p.req("PolicyArn")?.to_owned();
+            refuse_aws_managed(&arn)?;
+            let _g = svc.write.lock().await;
+            let mut pol = policy_by_arn(&svc.dir.read(), account, &arn)?.clone();
+            edit_tags(&mut pol.tags, op == TagPolicy, p)?;
+            svc.apply(vec![Change::Policy(pol)]).await?;
+        }
+        ListPolicyTags => {
+            let arn = p.req("PolicyArn")?;
+            let dir = svc.dir.read();
+            let tags = if is_aws_managed(arn) {
+                Vec::new()
+            } else {
+                policy_by_arn(&dir, account, arn)?.tags.clone()
+            };
+            wire::write_tags(&mut w, "Tags", &tags);
+            w.leaf("IsTruncated", "false");
+        }
+        TagInstanceProfile | UntagInstanceProfile => {
+            let name = p.req("InstanceProfileName")?.to_owned();
+            let _g = svc.write.lock().await;
+            let mut ip = svc
+                .dir
+                .read()
+                .profiles
+                .get(&lower(&name))
+                .cloned()
+                .ok_or_else(|| no_profile(&name))?;
+            edit_tags(&mut ip.tags, op == TagInstanceProfile, p)?;
+            svc.apply(vec![Change::Profile(ip)]).await?;
+        }
+        ListInstanceProfileTags => {
+            let name = p.req("InstanceProfileName")?;
+            let dir = svc.dir.read();
+            let ip = dir
+                .profiles
+                .get(&lower(name))
+                .ok_or_else(|| no_profile(name))?;
+            wire::write_tags(&mut w, "Tags", &ip.tags);
+            w.leaf("IsTruncated", "false");
+        }
         other => {
             return Err(IamError::NotImplemented(format!(
                 "Gantry does not implement the IAM operation {}.",
