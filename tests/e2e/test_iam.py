@@ -421,3 +421,30 @@ def test_a_long_term_key_with_a_session_token_is_refused(gantry):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         sts.get_caller_identity()
     assert e.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def test_secret_policies_and_secret_arns_take_part(gantry):
+    sm_root = gantry.client("secretsmanager")
+    shared = sm_root.create_secret(Name="team/shared", SecretString="s1")["ARN"]
+    sm_root.create_secret(Name="team/private", SecretString="s2")
+    mine = sm_root.create_secret(Name="app/db", SecretString="s3")["ARN"]
+    key = make_user(gantry, "app", inline=allow(
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+         "Resource": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:app/*"}))
+    sm = as_user(gantry, "secretsmanager", key)
+    # The identity policy names the secret by ARN pattern; a request by name matches it.
+    assert sm.get_secret_value(SecretId="app/db")["SecretString"] == "s3"
+    assert sm.get_secret_value(SecretId=mine)["SecretString"] == "s3"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.get_secret_value(SecretId="team/shared")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert e.value.response["Error"]["Message"].endswith(
+        f"on resource: {shared} because no identity-based policy allows the secretsmanager:GetSecretValue action")
+    sm_root.put_resource_policy(SecretId="team/shared", ResourcePolicy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/app"},
+            "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}))
+    assert sm.get_secret_value(SecretId="team/shared")["SecretString"] == "s1"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.get_secret_value(SecretId="team/private")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"

@@ -64,11 +64,25 @@ pub struct Identity {
     region: String,
 }
 
-/// Where resource-based policies come from (ECR repository policies, ...).
+/// A resource as the authorization point evaluates it: its full ARN (a secret named by name
+/// has a random suffix in its ARN) and its resource-based policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedResource {
+    pub arn: String,
+    pub policy: Option<String>,
+}
+
+/// Where resource-based policies come from (ECR repository policies, secret policies).
 #[async_trait]
 pub trait ResourcePolicies: Send + Sync + std::fmt::Debug {
-    /// The policy document attached to `resource` (an ARN), if any.
-    async fn policy_of(&self, prefix: &str, resource: &str) -> Option<String>;
+    /// The resource `resource` (an ARN as read from the request) names, if this source knows
+    /// it.
+    async fn resolve(
+        &self,
+        prefix: &str,
+        ctx: &RequestContext,
+        resource: &str,
+    ) -> Option<ResolvedResource>;
 }
 
 impl Identity {
@@ -264,7 +278,18 @@ impl Authorizer for Identity {
         }
         let policies = self.policies(ctx, principal);
         for check in &checks {
-            let resources: Vec<&str> = check.resources.iter().map(String::as_str).collect();
+            // A resource-based policy takes part when the (one) resource has one.
+            let mut resolved_arns = check.resources.clone();
+            let mut resource_policy = None;
+            if let (Some(rp), [resource]) = (&self.resource_policies, check.resources.as_slice())
+                && let Some(r) = rp.resolve(spec.iam_prefix, ctx, resource).await
+            {
+                resolved_arns = vec![r.arn];
+                resource_policy = r.policy.and_then(|doc| {
+                    Policy::parse(&doc, gantry_iam_policy::PolicyKind::Resource).ok()
+                });
+            }
+            let resources: Vec<&str> = resolved_arns.iter().map(String::as_str).collect();
             let request = Request {
                 principal,
                 action: &check.action,
@@ -278,13 +303,6 @@ impl Authorizer for Identity {
                     principal.arn, check.action, check.action
                 )));
             };
-            // A resource-based policy takes part when the resource has one.
-            let mut resource_policy = None;
-            if let (Some(rp), [resource]) = (&self.resource_policies, resources.as_slice())
-                && let Some(doc) = rp.policy_of(spec.iam_prefix, resource).await
-            {
-                resource_policy = Policy::parse(&doc, gantry_iam_policy::PolicyKind::Resource).ok();
-            }
             let e = policies.evaluate(&request, resource_policy.as_ref());
             if !e.is_allowed() {
                 return Err(Denied(e.denial_message(&request).unwrap_or_else(|| {
@@ -365,7 +383,7 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
         };
         let mut resource_policy = None;
         if let (Some(rp), Some(r)) = (&self.resource_policies, &resource)
-            && let Some(doc) = rp.policy_of("ecr", r).await
+            && let Some(doc) = rp.resolve("ecr", &ctx, r).await.and_then(|r| r.policy)
         {
             resource_policy = Policy::parse(&doc, gantry_iam_policy::PolicyKind::Resource).ok();
         }
@@ -383,25 +401,50 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
     }
 }
 
-/// ECR repository policies as resource-based policies.
+/// ECR repository policies and Secrets Manager secret policies as resource-based policies.
 #[derive(Debug)]
-pub struct EcrRepositoryPolicies {
+pub struct StoredResourcePolicies {
     pub registry: Arc<gantry_ecr::Registry>,
+    pub secrets: Arc<gantry_secretsmanager::SecretsManagerService>,
 }
 
 #[async_trait]
-impl ResourcePolicies for EcrRepositoryPolicies {
-    async fn policy_of(&self, prefix: &str, resource: &str) -> Option<String> {
-        if prefix != "ecr" {
-            return None;
-        }
-        let name = resource.split_once(":repository/")?.1;
-        match self.registry.repository_policy(name).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(repository = name, error = %e, "reading a repository policy");
-                None
+impl ResourcePolicies for StoredResourcePolicies {
+    async fn resolve(
+        &self,
+        prefix: &str,
+        ctx: &RequestContext,
+        resource: &str,
+    ) -> Option<ResolvedResource> {
+        match prefix {
+            "ecr" => {
+                let name = resource.split_once(":repository/")?.1;
+                match self.registry.repository_policy(name).await {
+                    Ok(policy) => Some(ResolvedResource {
+                        arn: resource.to_owned(),
+                        policy,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(repository = name, error = %e, "reading a repository policy");
+                        None
+                    }
+                }
             }
+            "secretsmanager" => {
+                // The ARN read from the request: built from a name, or given (full or partial).
+                if resource.contains('*') || !resource.contains(":secret:") {
+                    return None;
+                }
+                match self.secrets.resource_of(ctx, resource).await {
+                    Ok(Some((arn, policy))) => Some(ResolvedResource { arn, policy }),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading a secret's policy");
+                        None
+                    }
+                }
+            }
+            _ => None,
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
 use crate::datadir::{self, DataDirLock};
 use crate::identity::{
-    EcrRepositoryPolicies, IamSessions, Identity, LateCredentials, MasterSealer,
+    IamSessions, Identity, LateCredentials, MasterSealer, StoredResourcePolicies,
 };
 use crate::secrets::KmsKeys;
 use gantry_iam::IamService;
@@ -468,16 +468,6 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     )
     .await
     .context("opening the registry")?;
-    let identity = Arc::new(
-        Identity::new(creds.clone(), iam.clone(), &cfg.region).with_resource_policies(Arc::new(
-            EcrRepositoryPolicies {
-                registry: registry.clone(),
-            },
-        )),
-    );
-    registry_creds.set(identity.clone());
-    registry.set_authorizer(identity.clone());
-    let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut parts: Vec<(&'static str, tokio::task::JoinHandle<()>)> = Vec::new();
     parts.push((
@@ -516,6 +506,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     let keys = Arc::new(KmsKeys::new(kms.clone(), cfg.account_id.clone()));
     let secretsmanager = Arc::new(SecretsManagerService::new(store.clone(), keys.clone()));
+    let identity = Arc::new(
+        Identity::new(creds.clone(), iam.clone(), &cfg.region).with_resource_policies(Arc::new(
+            StoredResourcePolicies {
+                registry: registry.clone(),
+                secrets: secretsmanager.clone(),
+            },
+        )),
+    );
+    registry_creds.set(identity.clone());
+    registry.set_authorizer(identity.clone());
+    let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
     parts.push((
         "secrets manager maintenance",
         tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone())),
