@@ -255,6 +255,7 @@ fn members(placeholder: &str) -> &'static [&'static str] {
         "TaskId" => &["task", "tasks"],
         "ContainerInstanceId" => &["containerInstance", "containerInstances"],
         "LogGroupName" => &["logGroupName"],
+        "LogStreamName" => &["logStreamName"],
         "UserNameWithPath" | "UserName" => &["UserName"],
         "RoleNameWithPath" | "RoleName" => &["RoleName"],
         "GroupNameWithPath" | "GroupName" => &["GroupName"],
@@ -420,6 +421,16 @@ mod tests {
             OperationInput::Json(b"{}"),
         );
         assert!(c[0].resources.is_empty());
+    }
+
+    #[test]
+    fn logs_operations_name_their_group_and_stream() {
+        let body = br#"{"logGroupName":"/ecs/web","logStreamName":"web/app/1","logEvents":[]}"#;
+        let c = checks("logs", "PutLogEvents", &ctx(), OperationInput::Json(body));
+        assert_eq!(
+            c[0].resources,
+            ["arn:aws:logs:us-east-1:123456789012:log-group:/ecs/web:log-stream:web/app/1"]
+        );
     }
 
     #[test]
