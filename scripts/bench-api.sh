@@ -16,6 +16,11 @@
 #   BENCH_DURATION     per benchmark, gantry-bench syntax (default 10s)
 #   BENCH_DIR          where the temporary data dir is made (default /var/tmp; must not be tmpfs)
 #   BENCH_SKIP_BUILD   1: use the binaries already built
+#   BENCH_CALLGRIND    1: run the server under valgrind's callgrind and also report the
+#                      instructions it executed per request (counted between `callgrind_control
+#                      --zero` and `--dump` around each benchmark): a figure that does not move
+#                      with other load on the machine, for before/after comparisons on a busy one.
+#                      The server runs ~50x slower: use a small BENCH_CONCURRENCY (e.g. 8).
 #   CARGO_TARGET_DIR   as for cargo (default ./target)
 set -euo pipefail
 
@@ -25,6 +30,8 @@ CONCURRENCY=${BENCH_CONCURRENCY:-64}
 DURATION=${BENCH_DURATION:-10s}
 BASE=${BENCH_DIR:-/var/tmp}
 READY_DEADLINE_S=30
+CALLGRIND=${BENCH_CALLGRIND:-0}
+[[ $CALLGRIND == 1 ]] && READY_DEADLINE_S=300
 STOP_DEADLINE_S=20
 # A benchmark may overrun its duration by this much (setup, draining, the check) before it is killed.
 RUN_SLACK_S=120
@@ -78,7 +85,12 @@ GANTRY_ROOT_SECRET_ACCESS_KEY=$(rand 'A-Za-z0-9' 40)
 export GANTRY_ROOT_ACCESS_KEY_ID GANTRY_ROOT_SECRET_ACCESS_KEY
 
 READY=$WORK/ready.json
-GANTRY_LOG=${GANTRY_LOG:-warn} "$GANTRY" server \
+LAUNCH=()
+if [[ $CALLGRIND == 1 ]]; then
+    command -v callgrind_control >/dev/null || { echo "BENCH_CALLGRIND=1 needs valgrind" >&2; exit 1; }
+    LAUNCH=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --collect-atstart=yes)
+fi
+GANTRY_LOG=${GANTRY_LOG:-warn} "${LAUNCH[@]}" "$GANTRY" server \
     --data-dir "$WORK/data" --listen 127.0.0.1:0 --ready-file "$READY" \
     2>"$WORK/server.log" &
 SERVER_PID=$!
@@ -127,7 +139,13 @@ USER_KEY_ID=${USER_KEY%%$'\t'*}
 USER_SECRET=${USER_KEY##*$'\t'}
 
 status=0
-declare -A FIGURES CPU
+declare -A FIGURES CPU INSTR
+# The instructions of the last callgrind dump (its `totals:` line).
+dumped_ir() {
+    local f
+    f=$(ls -t "$WORK"/callgrind.out.* 2>/dev/null | head -1)
+    [[ -n $f ]] && sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f"
+}
 RUNS=(register-task-definition describe-clusters describe-clusters-as-user)
 for run in "${RUNS[@]}"; do
     op=${run%-as-user}
@@ -137,6 +155,7 @@ for run in "${RUNS[@]}"; do
     fi
     log "$run: $CONCURRENCY clients, $DURATION"
     out=$WORK/$run.out
+    [[ $CALLGRIND == 1 ]] && callgrind_control --zero "$SERVER_PID" >/dev/null
     if ! timeout "$((duration_s + RUN_SLACK_S))" "$BENCH" api --endpoint "$ENDPOINT" \
         --concurrency "$CONCURRENCY" --duration "$DURATION" --op "$op" \
         --server-pid "$SERVER_PID" "${creds[@]}" | tee "$out"; then
@@ -145,6 +164,16 @@ for run in "${RUNS[@]}"; do
     fi
     FIGURES[$run]=$(grep '^ok=' "$out" || echo "no figures")
     CPU[$run]=$(sed -n 's/^cpu: //p' "$out")
+    if [[ $CALLGRIND == 1 ]]; then
+        callgrind_control --dump="$run" "$SERVER_PID" >/dev/null
+        ir=$(dumped_ir)
+        ok=$(sed -n 's/^ok=\([0-9]*\).*/\1/p' "$out")
+        if [[ -n $ir && ${ok:-0} -gt 0 ]]; then
+            INSTR[$run]="server_instructions=$ir server_instructions_per_req=$((ir / ok))"
+        else
+            INSTR[$run]="no callgrind figures"
+        fi
+    fi
 done
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -162,6 +191,7 @@ echo "== Control-plane API, $CONCURRENCY concurrent clients, $DURATION each, $(n
 echo "   (machine_busy_cpu_s counts every process: more than server + client means other load ran too)"
 for run in "${RUNS[@]}"; do
     printf '%-26s %s\n%-26s %s\n' "$run" "${FIGURES[$run]}" "" "${CPU[$run]}"
+    [[ $CALLGRIND == 1 ]] && printf '%-26s %s\n' "" "${INSTR[$run]}"
 done
 rps() { sed -n 's/.*req_per_s=\([0-9.]*\).*/\1/p' "$WORK/$1.out" | head -1; }
 root_rps=$(rps describe-clusters)
