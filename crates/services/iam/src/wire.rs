@@ -462,6 +462,32 @@ mod tests {
         assert_eq!(seen, keys);
     }
 
+    proptest::proptest! {
+        /// Following markers visits every item exactly once, in order, whatever the page size.
+        #[test]
+        fn markers_visit_every_item_once(n in 0usize..60, size in 1u32..12) {
+            let keys: Vec<String> = (0..n).map(|i| format!("k{i:03}")).collect();
+            let mut seen = Vec::new();
+            let mut marker: Option<String> = None;
+            for _ in 0..=n {
+                let size_text = size.to_string();
+                let mut pairs = vec![("MaxItems", size_text.as_str())];
+                if let Some(m) = &marker {
+                    pairs.push(("Marker", m.as_str()));
+                }
+                let p = Params::from_pairs(&pairs);
+                let (items, next) = page(&p, keys.iter().map(|k| (k, k.clone()))).unwrap();
+                proptest::prop_assert!(items.len() <= size as usize);
+                seen.extend(items);
+                match next {
+                    Some(m) => marker = Some(m),
+                    None => break,
+                }
+            }
+            proptest::prop_assert_eq!(seen, keys);
+        }
+    }
+
     #[test]
     fn dates_have_no_milliseconds() {
         assert_eq!(date(1_700_000_000_123), "2023-11-14T22:13:20Z");
