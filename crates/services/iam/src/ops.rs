@@ -338,6 +338,100 @@ pub(crate) async fn dispatch(
             };
             svc.apply(vec![Change::DeleteUser(user)]).await?;
         }
+        UpdateUser => {
+            let name = p.req("UserName")?.to_owned();
+            let new_path = match p.get("NewPath") {
+                Some(np) => {
+                    wire::check_path(np)?;
+                    Some(np.to_owned())
+                }
+                None => None,
+            };
+            let new_name = p.get("NewUserName").map(str::to_owned);
+            let _g = svc.write.lock().await;
+            let changes = {
+                let dir = svc.dir.read();
+                let mut u = dir
+                    .users
+                    .get(&lower(&name))
+                    .cloned()
+                    .ok_or_else(|| no_user(&name))?;
+                let old = u.name.clone();
+                let mut changes = Vec::new();
+                if let Some(np) = new_path {
+                    u.path = np;
+                }
+                if let Some(nn) = new_name.filter(|nn| *nn != old) {
+                    if !lower(&nn).eq(&lower(&old)) && dir.users.contains_key(&lower(&nn)) {
+                        return Err(IamError::EntityAlreadyExists(format!(
+                            "User with name {nn} already exists."
+                        )));
+                    }
+                    // Keys follow the user.
+                    for k in dir.keys.values().filter(|k| k.user == old) {
+                        let mut k = k.clone();
+                        k.user = nn.clone();
+                        changes.push(Change::Key(k, None));
+                    }
+                    if lower(&nn) != lower(&old) {
+                        changes.push(Change::DeleteUser(old));
+                    }
+                    u.name = nn;
+                }
+                changes.push(Change::User(u));
+                changes
+            };
+            svc.apply(changes).await?;
+        }
+        UpdateGroup => {
+            let name = p.req("GroupName")?.to_owned();
+            let new_path = match p.get("NewPath") {
+                Some(np) => {
+                    wire::check_path(np)?;
+                    Some(np.to_owned())
+                }
+                None => None,
+            };
+            let new_name = p.get("NewGroupName").map(str::to_owned);
+            let _g = svc.write.lock().await;
+            let changes = {
+                let dir = svc.dir.read();
+                let mut g = dir
+                    .groups
+                    .get(&lower(&name))
+                    .cloned()
+                    .ok_or_else(|| no_group(&name))?;
+                let old = g.name.clone();
+                let mut changes = Vec::new();
+                if let Some(np) = new_path {
+                    g.path = np;
+                }
+                if let Some(nn) = new_name.filter(|nn| *nn != old) {
+                    if !lower(&nn).eq(&lower(&old)) && dir.groups.contains_key(&lower(&nn)) {
+                        return Err(IamError::EntityAlreadyExists(format!(
+                            "Group with name {nn} already exists."
+                        )));
+                    }
+                    // Memberships follow the group.
+                    for u in dir.users.values().filter(|u| u.groups.contains(&old)) {
+                        let mut u = u.clone();
+                        for x in &mut u.groups {
+                            if *x == old {
+                                *x = nn.clone();
+                            }
+                        }
+                        changes.push(Change::User(u));
+                    }
+                    if lower(&nn) != lower(&old) {
+                        changes.push(Change::DeleteGroup(old));
+                    }
+                    g.name = nn;
+                }
+                changes.push(Change::Group(g));
+                changes
+            };
+            svc.apply(changes).await?;
+        }
         TagUser | UntagUser => {
             let name = p.req("UserName")?.to_owned();
             let _g = svc.write.lock().await;

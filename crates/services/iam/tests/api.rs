@@ -357,3 +357,55 @@ async fn policy_versions_stop_at_five_and_lists_paginate() {
     }
     assert_eq!(seen, (0..7).map(|i| format!("user{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn renamed_users_and_groups_keep_their_keys_and_members() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let svc = iam(store.clone()).await;
+    call(&svc, "CreateUser", &[("UserName", "old")])
+        .await
+        .unwrap();
+    call(&svc, "CreateGroup", &[("GroupName", "g1")])
+        .await
+        .unwrap();
+    call(
+        &svc,
+        "AddUserToGroup",
+        &[("GroupName", "g1"), ("UserName", "old")],
+    )
+    .await
+    .unwrap();
+    let key = call(&svc, "CreateAccessKey", &[("UserName", "old")])
+        .await
+        .unwrap();
+    let id = between(&key, "AccessKeyId").to_owned();
+    call(
+        &svc,
+        "UpdateUser",
+        &[
+            ("UserName", "old"),
+            ("NewUserName", "new"),
+            ("NewPath", "/team/"),
+        ],
+    )
+    .await
+    .unwrap();
+    call(
+        &svc,
+        "UpdateGroup",
+        &[("GroupName", "g1"), ("NewGroupName", "g2")],
+    )
+    .await
+    .unwrap();
+    let reloaded = iam(store).await;
+    let p = reloaded.principal_for_key(&id).unwrap();
+    assert_eq!(p.arn, format!("arn:aws:iam::{ACCOUNT}:user/team/new"));
+    let groups = call(&reloaded, "ListGroupsForUser", &[("UserName", "new")])
+        .await
+        .unwrap();
+    assert!(groups.contains("<GroupName>g2</GroupName>"), "{groups}");
+    let gone = call(&reloaded, "GetUser", &[("UserName", "old")])
+        .await
+        .unwrap_err();
+    assert_eq!(gone.0, "NoSuchEntity");
+}
