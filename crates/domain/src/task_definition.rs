@@ -780,8 +780,25 @@ pub fn required_attributes(td: &TaskDefinition) -> Vec<RequiredAttribute> {
         if c.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
             add("ecs.capability.container-ordering");
         }
-        if c.secrets.as_ref().is_some_and(|s| !s.is_empty()) {
-            add("ecs.capability.secrets.asm.environment-variables");
+        let from_asm =
+            |v: &str| v.starts_with("arn:") && v.split(':').nth(2) == Some("secretsmanager");
+        for s in c.secrets.iter().flatten() {
+            add(if from_asm(&s.value_from) {
+                "ecs.capability.secrets.asm.environment-variables"
+            } else {
+                "ecs.capability.secrets.ssm.environment-variables"
+            });
+        }
+        let log_secrets = c
+            .log_configuration
+            .as_ref()
+            .and_then(|l| l.secret_options.as_ref());
+        for s in log_secrets.into_iter().flatten() {
+            add(if from_asm(&s.value_from) {
+                "ecs.capability.secrets.asm.bootstrap.log-driver"
+            } else {
+                "ecs.capability.secrets.ssm.bootstrap.log-driver"
+            });
         }
         if c.other.contains_key("repositoryCredentials") {
             add("com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager");
