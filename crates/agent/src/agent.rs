@@ -256,6 +256,9 @@ fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<A
         "ecs.capability.secrets.asm.bootstrap.log-driver",
         "ecs.capability.secrets.ssm.bootstrap.log-driver",
         "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
+        // awslogs of tasks with an execution role: shipped through the control plane like any
+        // other (the role's permissions are not checked yet).
+        "ecs.capability.execution-role-awslogs",
     ] {
         flag(c.to_owned());
     }
