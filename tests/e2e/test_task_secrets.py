@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import botocore.exceptions
 import pytest
 
 from conftest import require_docker
@@ -149,6 +150,12 @@ def test_a_missing_secret_fails_the_task_with_resource_initialization_error(gant
     try:
         wait_until(lambda: ecs.list_container_instances(cluster="missing")["containerInstanceArns"], what="agent")
         gone = "arn:aws:secretsmanager:us-east-1:000000000000:secret:nope-AbCdEf"
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ecs.register_task_definition(family="norole", containerDefinitions=[
+                {"name": "app", "image": image, "memory": 32, "secrets": [{"name": "X", "valueFrom": gone}]}])
+        assert e.value.response["Error"]["Code"] == "ClientException"
+        assert e.value.response["Error"]["Message"] == (
+            "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'.")
         ecs.register_task_definition(family="missing", executionRoleArn=EXEC_ROLE, containerDefinitions=[
             {"name": "app", "image": image, "memory": 32, "command": ["sleep", "300"],
              "secrets": [{"name": "X", "valueFrom": gone}]}])
