@@ -11,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -142,6 +144,27 @@ def test_secrets_reach_the_environment_and_nowhere_else(debug_logs, gantry, imag
         assert not [n for n in secret_bytes if n in text], f"{log} holds a secret value"
 
 
+def _task_secrets(gantry, body: dict, sign=True):
+    """Calls the agents' secret channel as an agent would; (HTTP status, JSON answer)."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    data = json.dumps(body).encode()
+    req = botocore.awsrequest.AWSRequest(method="POST", url=gantry.endpoint + "/agent/v1/task-secrets", data=data,
+                                         headers={"Content-Type": "application/json"})
+    if sign:
+        creds = botocore.credentials.Credentials(gantry.access_key, gantry.secret_key)
+        botocore.auth.SigV4Auth(creds, "ecs", "us-east-1").add_auth(req)
+    prepared = req.prepare()
+    http_req = urllib.request.Request(prepared.url, data=data, headers=dict(prepared.headers), method="POST")
+    try:
+        with urllib.request.urlopen(http_req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def test_a_missing_secret_fails_the_task_with_resource_initialization_error(gantry, image, tmp_path):
     ecs = gantry.client("ecs")
     ecs.create_cluster(clusterName="missing")
@@ -170,6 +193,17 @@ def test_a_missing_secret_fails_the_task_with_resource_initialization_error(gant
         assert t["stoppedReason"].startswith(want), t["stoppedReason"]
         assert t["containers"][0]["reason"] == t["stoppedReason"]
         assert "runtimeId" not in t["containers"][0] and not containers_of(arn)
+
+        # The channel: signed requests only, for the task's own instance, while it is to run.
+        instance = t["containerInstanceArn"]
+        ask = {"cluster": "missing", "containerInstance": instance, "task": arn}
+        status, answer = _task_secrets(gantry, ask, sign=False)
+        assert status in (400, 403) and answer["__type"] == "MissingAuthenticationTokenException", answer
+        status, answer = _task_secrets(gantry, ask)
+        assert status == 400 and "is stopping" in answer["message"], answer
+        other = instance.rsplit("/", 1)[0] + "/0123456789abcdef0123456789abcdef"
+        status, answer = _task_secrets(gantry, {**ask, "containerInstance": other})
+        assert status == 400 and "is not assigned to container instance" in answer["message"], answer
 
         # A missing SSM parameter, in ECS's words for Parameter Store.
         ecs.register_task_definition(family="missing-ssm", executionRoleArn=EXEC_ROLE, containerDefinitions=[
