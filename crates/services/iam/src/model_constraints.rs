@@ -19,7 +19,6 @@ pub static CONSTRAINTS: Constraints = Constraints {
         Operation { name: r#"AttachGroupPolicy"#, input: &SHAPE_ATTACH_GROUP_POLICY_REQUEST },
         Operation { name: r#"AttachRolePolicy"#, input: &SHAPE_ATTACH_ROLE_POLICY_REQUEST },
         Operation { name: r#"AttachUserPolicy"#, input: &SHAPE_ATTACH_USER_POLICY_REQUEST },
-        Operation { name: r#"ChangePassword"#, input: &SHAPE_CHANGE_PASSWORD_REQUEST },
         Operation { name: r#"CreateAccessKey"#, input: &SHAPE_CREATE_ACCESS_KEY_REQUEST },
         Operation { name: r#"CreateDelegationRequest"#, input: &SHAPE_CREATE_DELEGATION_REQUEST_REQUEST },
         Operation { name: r#"CreateGroup"#, input: &SHAPE_CREATE_GROUP_REQUEST },
@@ -218,8 +217,6 @@ static SHAPE_ATTACH_GROUP_POLICY_REQUEST: Shape = Shape::Structure(&[Member { na
 static SHAPE_ATTACH_ROLE_POLICY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"RoleName"#, shape: &SHAPE_ROLE_NAME_TYPE }, Member { name: r#"PolicyArn"#, shape: &SHAPE_ARN_TYPE }]);
 /// `AttachUserPolicyRequest`
 static SHAPE_ATTACH_USER_POLICY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_USER_NAME_TYPE }, Member { name: r#"PolicyArn"#, shape: &SHAPE_ARN_TYPE }]);
-/// `ChangePasswordRequest`
-static SHAPE_CHANGE_PASSWORD_REQUEST: Shape = Shape::Structure(&[Member { name: r#"OldPassword"#, shape: &SHAPE_PASSWORD_TYPE }, Member { name: r#"NewPassword"#, shape: &SHAPE_PASSWORD_TYPE }]);
 /// `ContextEntry`
 static SHAPE_CONTEXT_ENTRY: Shape = Shape::Structure(&[Member { name: r#"ContextKeyName"#, shape: &SHAPE_CONTEXT_KEY_NAME_TYPE }]);
 /// `ContextEntryListType`
@@ -235,7 +232,7 @@ static SHAPE_CREATE_GROUP_REQUEST: Shape = Shape::Structure(&[Member { name: r#"
 /// `CreateInstanceProfileRequest`
 static SHAPE_CREATE_INSTANCE_PROFILE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"InstanceProfileName"#, shape: &SHAPE_INSTANCE_PROFILE_NAME_TYPE }, Member { name: r#"Path"#, shape: &SHAPE_PATH_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }]);
 /// `CreateLoginProfileRequest`
-static SHAPE_CREATE_LOGIN_PROFILE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_USER_NAME_TYPE }, Member { name: r#"Password"#, shape: &SHAPE_PASSWORD_TYPE }]);
+static SHAPE_CREATE_LOGIN_PROFILE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_USER_NAME_TYPE }]);
 /// `CreateOpenIDConnectProviderRequest`
 static SHAPE_CREATE_OPEN_ID_CONNECT_PROVIDER_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Url"#, shape: &SHAPE_OPEN_ID_CONNECT_PROVIDER_URL_TYPE }, Member { name: r#"ClientIDList"#, shape: &SHAPE_CLIENT_ID_LIST_TYPE }, Member { name: r#"ThumbprintList"#, shape: &SHAPE_THUMBPRINT_LIST_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }]);
 /// `CreatePolicyRequest`
@@ -245,7 +242,7 @@ static SHAPE_CREATE_POLICY_VERSION_REQUEST: Shape = Shape::Structure(&[Member { 
 /// `CreateRoleRequest`
 static SHAPE_CREATE_ROLE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Path"#, shape: &SHAPE_PATH_TYPE }, Member { name: r#"RoleName"#, shape: &SHAPE_ROLE_NAME_TYPE }, Member { name: r#"AssumeRolePolicyDocument"#, shape: &SHAPE_POLICY_DOCUMENT_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_ROLE_DESCRIPTION_TYPE }, Member { name: r#"MaxSessionDuration"#, shape: &SHAPE_ROLE_MAX_SESSION_DURATION_TYPE }, Member { name: r#"PermissionsBoundary"#, shape: &SHAPE_ARN_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }]);
 /// `CreateSAMLProviderRequest`
-static SHAPE_CREATE_SAML_PROVIDER_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SAMLMetadataDocument"#, shape: &SHAPE_SAML_METADATA_DOCUMENT_TYPE }, Member { name: r#"Name"#, shape: &SHAPE_SAML_PROVIDER_NAME_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }, Member { name: r#"AddPrivateKey"#, shape: &SHAPE_PRIVATE_KEY_TYPE }]);
+static SHAPE_CREATE_SAML_PROVIDER_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SAMLMetadataDocument"#, shape: &SHAPE_SAML_METADATA_DOCUMENT_TYPE }, Member { name: r#"Name"#, shape: &SHAPE_SAML_PROVIDER_NAME_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }]);
 /// `CreateServiceLinkedRoleRequest`
 static SHAPE_CREATE_SERVICE_LINKED_ROLE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"AWSServiceName"#, shape: &SHAPE_GROUP_NAME_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_ROLE_DESCRIPTION_TYPE }, Member { name: r#"CustomSuffix"#, shape: &SHAPE_CUSTOM_SUFFIX_TYPE }]);
 /// `CreateServiceSpecificCredentialRequest`
@@ -521,7 +518,7 @@ static SHAPE_UPDATE_DELEGATION_REQUEST_REQUEST: Shape = Shape::Structure(&[Membe
 /// `UpdateGroupRequest`
 static SHAPE_UPDATE_GROUP_REQUEST: Shape = Shape::Structure(&[Member { name: r#"GroupName"#, shape: &SHAPE_GROUP_NAME_TYPE }, Member { name: r#"NewPath"#, shape: &SHAPE_PATH_TYPE }, Member { name: r#"NewGroupName"#, shape: &SHAPE_GROUP_NAME_TYPE }]);
 /// `UpdateLoginProfileRequest`
-static SHAPE_UPDATE_LOGIN_PROFILE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_USER_NAME_TYPE }, Member { name: r#"Password"#, shape: &SHAPE_PASSWORD_TYPE }]);
+static SHAPE_UPDATE_LOGIN_PROFILE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_USER_NAME_TYPE }]);
 /// `UpdateOpenIDConnectProviderThumbprintRequest`
 static SHAPE_UPDATE_OPEN_ID_CONNECT_PROVIDER_THUMBPRINT_REQUEST: Shape = Shape::Structure(&[Member { name: r#"OpenIDConnectProviderArn"#, shape: &SHAPE_ARN_TYPE }, Member { name: r#"ThumbprintList"#, shape: &SHAPE_THUMBPRINT_LIST_TYPE }]);
 /// `UpdateRoleDescriptionRequest`
@@ -529,7 +526,7 @@ static SHAPE_UPDATE_ROLE_DESCRIPTION_REQUEST: Shape = Shape::Structure(&[Member 
 /// `UpdateRoleRequest`
 static SHAPE_UPDATE_ROLE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"RoleName"#, shape: &SHAPE_ROLE_NAME_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_ROLE_DESCRIPTION_TYPE }, Member { name: r#"MaxSessionDuration"#, shape: &SHAPE_ROLE_MAX_SESSION_DURATION_TYPE }]);
 /// `UpdateSAMLProviderRequest`
-static SHAPE_UPDATE_SAML_PROVIDER_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SAMLMetadataDocument"#, shape: &SHAPE_SAML_METADATA_DOCUMENT_TYPE }, Member { name: r#"SAMLProviderArn"#, shape: &SHAPE_ARN_TYPE }, Member { name: r#"AddPrivateKey"#, shape: &SHAPE_PRIVATE_KEY_TYPE }, Member { name: r#"RemovePrivateKey"#, shape: &SHAPE_PRIVATE_KEY_ID_TYPE }]);
+static SHAPE_UPDATE_SAML_PROVIDER_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SAMLMetadataDocument"#, shape: &SHAPE_SAML_METADATA_DOCUMENT_TYPE }, Member { name: r#"SAMLProviderArn"#, shape: &SHAPE_ARN_TYPE }, Member { name: r#"RemovePrivateKey"#, shape: &SHAPE_PRIVATE_KEY_ID_TYPE }]);
 /// `UpdateSSHPublicKeyRequest`
 static SHAPE_UPDATE_SSH_PUBLIC_KEY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_USER_NAME_TYPE }, Member { name: r#"SSHPublicKeyId"#, shape: &SHAPE_PUBLIC_KEY_ID_TYPE }]);
 /// `UpdateServerCertificateRequest`
@@ -543,7 +540,7 @@ static SHAPE_UPDATE_USER_REQUEST: Shape = Shape::Structure(&[Member { name: r#"U
 /// `UploadSSHPublicKeyRequest`
 static SHAPE_UPLOAD_SSH_PUBLIC_KEY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_USER_NAME_TYPE }, Member { name: r#"SSHPublicKeyBody"#, shape: &SHAPE_PUBLIC_KEY_MATERIAL_TYPE }]);
 /// `UploadServerCertificateRequest`
-static SHAPE_UPLOAD_SERVER_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Path"#, shape: &SHAPE_PATH_TYPE }, Member { name: r#"ServerCertificateName"#, shape: &SHAPE_SERVER_CERTIFICATE_NAME_TYPE }, Member { name: r#"CertificateBody"#, shape: &SHAPE_CERTIFICATE_BODY_TYPE }, Member { name: r#"PrivateKey"#, shape: &SHAPE_PRIVATE_KEY_TYPE }, Member { name: r#"CertificateChain"#, shape: &SHAPE_CERTIFICATE_CHAIN_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }]);
+static SHAPE_UPLOAD_SERVER_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Path"#, shape: &SHAPE_PATH_TYPE }, Member { name: r#"ServerCertificateName"#, shape: &SHAPE_SERVER_CERTIFICATE_NAME_TYPE }, Member { name: r#"CertificateBody"#, shape: &SHAPE_CERTIFICATE_BODY_TYPE }, Member { name: r#"CertificateChain"#, shape: &SHAPE_CERTIFICATE_CHAIN_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }]);
 /// `UploadSigningCertificateRequest`
 static SHAPE_UPLOAD_SIGNING_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"UserName"#, shape: &SHAPE_EXISTING_USER_NAME_TYPE }, Member { name: r#"CertificateBody"#, shape: &SHAPE_CERTIFICATE_BODY_TYPE }]);
 /// `accessKeyIdType`
@@ -602,8 +599,6 @@ static SHAPE_ORGANIZATIONS_POLICY_ID_TYPE: Shape = Shape::String { min: None, ma
 static SHAPE_OWNER_ID_TYPE: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: Some(&PATTERN_13) };
 /// `passwordReusePreventionType`
 static SHAPE_PASSWORD_REUSE_PREVENTION_TYPE: Shape = Shape::Integer { min: Some(1), max: Some(24) };
-/// `passwordType`
-static SHAPE_PASSWORD_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_5) };
 /// `pathPrefixType`
 static SHAPE_PATH_PREFIX_TYPE: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_14) };
 /// `pathType`
@@ -628,8 +623,6 @@ static SHAPE_POLICY_PATH_TYPE: Shape = Shape::String { min: Some(1), max: Some(5
 static SHAPE_POLICY_VERSION_ID_TYPE: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_18) };
 /// `privateKeyIdType`
 static SHAPE_PRIVATE_KEY_ID_TYPE: Shape = Shape::String { min: Some(22), max: Some(64), pattern: Some(&PATTERN_19) };
-/// `privateKeyType`
-static SHAPE_PRIVATE_KEY_TYPE: Shape = Shape::String { min: Some(1), max: Some(16384), pattern: Some(&PATTERN_5) };
 /// `publicKeyIdType`
 static SHAPE_PUBLIC_KEY_ID_TYPE: Shape = Shape::String { min: Some(20), max: Some(128), pattern: Some(&PATTERN_2) };
 /// `publicKeyMaterialType`
