@@ -51,6 +51,8 @@ pub struct AgentStreams {
     /// Held while a connection claims its instance and while [`Self::expire_earlier_connections`]
     /// looks at one, so that an agent reconnecting at that moment is never marked disconnected.
     claim: tokio::sync::Mutex<()>,
+    /// Resolves the secrets agents fetch at task start (`/agent/v1/task-secrets`).
+    secrets: Option<Arc<dyn crate::task_secrets::TaskSecrets>>,
 }
 
 /// One connected instance's inbox.
@@ -112,6 +114,7 @@ impl AgentStreams {
             routes: Default::default(),
             dispatcher_started: std::sync::atomic::AtomicBool::new(false),
             claim: tokio::sync::Mutex::new(()),
+            secrets: None,
         }
     }
 
@@ -249,10 +252,40 @@ impl AgentStreams {
         self
     }
 
+    /// Agents fetch their tasks' secrets through `secrets` ([`crate::task_secrets`]).
+    pub fn with_secrets(mut self, secrets: Arc<dyn crate::task_secrets::TaskSecrets>) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/agent/v1/connect", get(connect))
+            .route(
+                "/agent/v1/task-secrets",
+                axum::routing::post(crate::task_secrets::serve),
+            )
             .with_state(self)
+    }
+
+    pub(crate) fn creds(&self) -> &dyn CredentialProvider {
+        self.creds.as_ref()
+    }
+
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        self.clock.now()
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn account(&self) -> &str {
+        &self.account_id
+    }
+
+    pub(crate) fn secrets(&self) -> Option<&Arc<dyn crate::task_secrets::TaskSecrets>> {
+        self.secrets.as_ref()
     }
 
     async fn set_connected(&self, s: &Session, connected: bool) -> Result<(), AwsError> {
