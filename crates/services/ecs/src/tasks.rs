@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gantry_domain::Arn;
-use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+use gantry_domain::container_instance::ContainerInstance;
 use gantry_domain::tags::{Tag, validate_tags};
 use gantry_domain::task::{
     Container, NetworkBinding, Reservation, Task, TaskOverride, TaskStatus, account_transition,
@@ -16,13 +16,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::wire::{
-    active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
-    missing, paginate, parse, secs, with_token,
+    active_cluster, check_len, cluster_name, commit_with_retry, include_tags, max_results, missing,
+    paginate, parse, secs, with_token,
 };
 use crate::{EcsError, EcsService, keys, task_definitions};
-use crate::{placement, task_network};
+use crate::{placement, placement_queue, task_network};
 use gantry_front::RequestContext;
-use gantry_scheduler::{PlacementRequest, PlacementResult, SchedRng};
+use gantry_scheduler::PlacementRequest;
 
 pub(crate) fn task_arn(ctx: &RequestContext, t: &Task) -> String {
     Arn::task(&ctx.region, &ctx.account_id, &t.cluster, &t.id).to_string()
@@ -150,7 +150,7 @@ struct ClientTokenRecord {
     failures: Vec<Value>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RunTaskRequest {
     cluster: Option<String>,
@@ -174,12 +174,12 @@ pub(crate) struct RunTaskRequest {
     capacity_provider_strategy: Vec<Value>,
     /// StartTask: the instances to start on.
     #[serde(default)]
-    container_instances: Vec<String>,
+    pub(crate) container_instances: Vec<String>,
     /// awsvpc tasks: `awsvpcConfiguration` (subnets, security groups, assignPublicIp).
     network_configuration: Option<Value>,
     /// Set by the service runner: the service and deployment the tasks belong to.
     #[serde(skip)]
-    service: Option<(String, String)>,
+    pub(crate) service: Option<(String, String)>,
     /// Set by the service runner: use the service default strategy when none is given.
     #[serde(skip)]
     service_default_strategy: bool,
@@ -285,7 +285,7 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
     Ok(())
 }
 
-fn new_task(
+pub(crate) fn new_task(
     svc: &EcsService,
     ctx: &RequestContext,
     cluster: &str,
@@ -462,187 +462,70 @@ pub(crate) async fn launch(
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(|t| keys::client_token(&ctx.region, &cluster, t));
-
-    // Placements in one cluster are decided one call at a time in this process: concurrent
-    // calls would all pick the same best instances and then conflict on them. The store's
-    // compare-and-swap still guards against other processes.
-    let _placing = svc
-        .locks
-        .lock(&format!("place/{}/{cluster}", ctx.region))
-        .await;
-    let (tasks, failures) = commit_with_retry(svc.store.as_ref(), || async {
-        if let Some(k) = &token_key
-            && let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(k).await?
-        {
-            let mut tasks = Vec::new();
-            for id in &rec.value.task_ids {
-                if let Some(t) = svc
-                    .store
-                    .get_typed::<Task>(&keys::task(&ctx.region, &cluster, id))
-                    .await?
-                {
-                    tasks.push(t.value);
-                }
-            }
-            return Ok((Txn::new(), (tasks, rec.value.failures)));
-        }
-        let instances = svc
-            .cache
-            .scan::<ContainerInstance>(
-                svc.store.as_ref(),
-                &keys::container_instances(&ctx.region, &cluster),
-            )
-            .await?;
-        let live: Vec<Versioned<std::sync::Arc<ContainerInstance>>> = instances
-            .into_iter()
-            .filter(|(_, i)| i.status != ContainerInstanceStatus::Inactive)
-            .map(|(revision, value)| Versioned { value, revision })
-            .collect();
-        if live.is_empty() {
-            return Err(EcsError::invalid(
-                "No Container Instances were found in your cluster.",
-            ));
-        }
-        let existing_groups = group_counts(svc, ctx, &cluster).await?;
-        let mut view: Vec<gantry_scheduler::InstanceView> = live
-            .iter()
-            .map(|i| {
-                placement::view_of(
-                    &i.value,
-                    existing_groups
-                        .get(&i.value.id)
-                        .cloned()
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
-        let group = req
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("family:{}", td.family));
-        let instance_arn = |idx: usize| {
-            Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, &live[idx].value.id)
-                .to_string()
-        };
-        let mut rng = SchedRng::seed_from_u64(ctx.now ^ 0x9E37_79B9_7F4A_7C15);
-        let mut request = PlacementRequest {
-            task: demand.clone(),
-            count: 1,
-            group: group.clone(),
-            constraints: constraints.clone(),
-            strategy: strategies.clone(),
-            requires_attributes: placement::requires(&td),
-        };
-        let picks: Vec<Result<usize, (String, String)>> = if start {
-            let mut out = Vec::new();
-            for r in &req.container_instances {
-                let id = gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_default();
-                let Some(idx) = live.iter().position(|c| c.value.id == id) else {
-                    let arn = if r.starts_with("arn:") {
-                        r.clone()
-                    } else {
-                        Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, r)
-                            .to_string()
-                    };
-                    out.push(Err((arn, "MISSING".to_owned())));
-                    continue;
-                };
-                // StartTask names the instance: only feasibility applies, no constraints.
-                request.constraints = vec![];
-                request.strategy = vec![];
-                let one = [view[idx].clone()];
-                let res = gantry_scheduler::place(&request, &one, &mut rng);
-                match res.into_iter().next() {
-                    Some(PlacementResult::Placed { .. }) => {
-                        reserve_in_view(&mut view[idx], &demand, &group);
-                        out.push(Ok(idx));
-                    }
-                    Some(PlacementResult::Failed(f)) => {
-                        out.push(Err((instance_arn(idx), f.reason.as_str().to_owned())))
-                    }
-                    None => out.push(Err((instance_arn(idx), "RESOURCE:CPU".to_owned()))),
-                }
-            }
-            out
+    let group = req
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{}", td.family));
+    let request = PlacementRequest {
+        task: demand,
+        count: if start {
+            1
         } else {
-            request.count = u32::try_from(count).unwrap_or(1);
-            gantry_scheduler::place(&request, &view, &mut rng)
-                .into_iter()
-                .map(|r| match r {
-                    PlacementResult::Placed { instance } => Ok(instance),
-                    PlacementResult::Failed(f) => Err((
-                        f.closest.map(instance_arn).unwrap_or_default(),
-                        f.reason.as_str().to_owned(),
-                    )),
-                })
-                .collect()
-        };
-        let mut txn = Txn::new();
-        let mut tasks = Vec::new();
-        let mut failures = Vec::new();
-        let mut touched: BTreeMap<usize, ContainerInstance> = BTreeMap::new();
-        let mut placed: Vec<(usize, Task)> = Vec::new();
-        for pick in picks {
-            match pick {
-                Ok(idx) => {
-                    let task =
-                        new_task(svc, ctx, &cluster, &td, req, &live[idx].value, need.clone());
-                    placed.push((idx, task));
-                }
-                Err((arn, reason)) => failures.push(failure(&arn, &reason, None)),
-            }
-        }
-        if let Some(n) = &network {
-            // One interface per task, planned in this transaction; a task whose subnets have
-            // no free address is not launched.
-            let pairs: Vec<(&ContainerInstance, &Task)> = placed
-                .iter()
-                .map(|(idx, t)| (&*live[*idx].value, t))
-                .collect();
-            let (eni_txn, grants) = task_network::plan(svc, ctx, n, &pairs).await?;
-            txn = task_network::merge(txn, eni_txn);
-            let mut kept = Vec::new();
-            for ((idx, mut task), grant) in placed.into_iter().zip(grants) {
-                match grant {
-                    Ok(att) => {
-                        task.network = Some(att);
-                        kept.push((idx, task));
-                    }
-                    Err(reason) => failures.push(failure(&instance_arn(idx), &reason, None)),
-                }
-            }
-            placed = kept;
-        }
-        for (idx, task) in placed {
-            let ci = touched
-                .entry(idx)
-                .or_insert_with(|| (*live[idx].value).clone());
-            account_transition(ci, &task.reservation, None, task.last_status);
-            let key = keys::task(&ctx.region, &cluster, &task.id);
-            txn = txn.require_absent(&key).put(&key, encode(&key, &task)?);
-            tasks.push(task);
-        }
-        for (idx, ci) in &touched {
-            let key = keys::container_instance(&ctx.region, &cluster, &ci.id);
-            txn = txn
-                .require_revision(&key, live[*idx].revision)
-                .put(&key, encode(&key, ci)?);
-        }
-        if let Some(k) = &token_key {
-            let rec = ClientTokenRecord {
-                task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
-                failures: failures.clone(),
-            };
-            txn = txn.require_absent(k).put(k, encode(k, &rec)?);
-        }
-        Ok((txn, (tasks, failures)))
-    })
-    .await?;
+            u32::try_from(count).unwrap_or(1)
+        },
+        group,
+        constraints,
+        strategy: strategies,
+        requires_attributes: placement::requires(&td),
+    };
+    let job = placement_queue::Launch {
+        ctx: ctx.clone(),
+        req: req.clone(),
+        start,
+        cluster,
+        td,
+        need,
+        request,
+        network,
+        token_key,
+    };
+    let (tasks, failures, td) = placement_queue::submit(svc, job).await?;
     Ok((tasks, failures, td))
 }
 
+/// Answers a RunTask/StartTask whose `clientToken` was seen before with what that call created.
+pub(crate) async fn replay_client_token(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    token_key: &str,
+) -> Result<Option<(Vec<Task>, Vec<Value>)>, EcsError> {
+    let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(token_key).await? else {
+        return Ok(None);
+    };
+    let mut tasks = Vec::new();
+    for id in &rec.value.task_ids {
+        if let Some(t) = svc
+            .store
+            .get_typed::<Task>(&keys::task(&ctx.region, cluster, id))
+            .await?
+        {
+            tasks.push(t.value);
+        }
+    }
+    Ok(Some((tasks, rec.value.failures)))
+}
+
+/// The idempotency record of a call with a `clientToken`.
+pub(crate) fn client_token_record(tasks: &[Task], failures: &[Value]) -> impl Serialize {
+    ClientTokenRecord {
+        task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
+        failures: failures.to_vec(),
+    }
+}
+
 /// Records a placement in a view so later picks of the same call see it.
-fn reserve_in_view(
+pub(crate) fn reserve_in_view(
     v: &mut gantry_scheduler::InstanceView,
     d: &gantry_scheduler::TaskDemand,
     group: &str,

@@ -13,7 +13,7 @@ use crate::{EcsError, EcsService, keys};
 use gantry_front::RequestContext;
 
 /// How often a compare-and-swap write is retried before giving up.
-const MAX_CAS_ATTEMPTS: usize = 64;
+pub(crate) const MAX_CAS_ATTEMPTS: usize = 64;
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcsError> {
     Ok(json::parse_body(body)?)
