@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex};
 
 use gantry_domain::Arn;
 use gantry_domain::container_instance::ContainerInstance;
+use gantry_domain::task::TaskStatus;
 use gantry_domain::task::{Reservation, Task, account_transition};
 use gantry_domain::task_definition::TaskDefinition;
 use gantry_front::RequestContext;
 use gantry_scheduler::{PlacementRequest, PlacementResult, Placer, SchedRng};
-use gantry_store::{StoreError, Txn, TxnOutcome, encode};
+use gantry_store::{Revision, StoreError, StoreExt, Txn, TxnOutcome, encode};
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 
@@ -56,10 +57,33 @@ pub(crate) struct Launch {
 
 /// A request's tasks and failures.
 type Outcome = (Vec<Task>, Vec<Value>);
-type Answer = Result<Outcome, EcsError>;
+
+/// A change of one task's state, applied to the task read at batch time.
+pub(crate) type Change = Box<dyn Fn(&mut Task) -> Result<(), EcsError> + Send + Sync>;
+
+/// A task state change (agent reports, StopTask, the service runner): it changes the counts and
+/// reservations of the task's instance, so it goes through the same queue and transaction as the
+/// placements on that instance instead of racing them.
+pub(crate) struct Move {
+    pub ctx: RequestContext,
+    pub reference: String,
+    pub change: Change,
+}
+
+enum Work {
+    Launch(Box<Launch>),
+    Move(Move),
+}
+
+enum Done {
+    Launched(Outcome),
+    Moved(Box<Task>),
+}
+
+type Answer = Result<Done, EcsError>;
 
 struct Job {
-    launch: Launch,
+    work: Work,
     /// `None` once answered.
     reply: Option<oneshot::Sender<Answer>>,
     attempts: usize,
@@ -74,14 +98,33 @@ impl Job {
     }
 
     fn alone(&self) -> bool {
-        self.launch.start || self.launch.network.is_some()
+        match &self.work {
+            Work::Launch(l) => l.start || l.network.is_some(),
+            Work::Move(_) => false,
+        }
     }
 
     fn tasks(&self) -> usize {
-        if self.launch.start {
-            self.launch.req.container_instances.len()
-        } else {
-            self.launch.request.count as usize
+        match &self.work {
+            Work::Launch(l) if l.start => l.req.container_instances.len(),
+            Work::Launch(l) => l.request.count as usize,
+            Work::Move(_) => 1,
+        }
+    }
+
+    fn token_key(&self) -> Option<&String> {
+        match &self.work {
+            Work::Launch(l) => l.token_key.as_ref(),
+            Work::Move(_) => None,
+        }
+    }
+
+    /// Whether the request may be dropped when its caller has gone away before anything was
+    /// decided (a RunTask nobody waits for and nobody can find again).
+    fn droppable(&self) -> bool {
+        match &self.work {
+            Work::Launch(l) => l.token_key.is_none() && l.req.service.is_none(),
+            Work::Move(_) => false,
         }
     }
 }
@@ -140,10 +183,7 @@ impl ClusterQueue {
         let mut tasks = 0;
         let mut tokens = HashSet::new();
         while let Some(job) = pending.front() {
-            if job.reply.as_ref().is_some_and(oneshot::Sender::is_closed)
-                && job.launch.token_key.is_none()
-                && job.launch.req.service.is_none()
-            {
+            if job.reply.as_ref().is_some_and(oneshot::Sender::is_closed) && job.droppable() {
                 // The caller went away before anything was decided: nothing to do for it.
                 pending.pop_front();
                 continue;
@@ -154,11 +194,7 @@ impl ClusterQueue {
                 !job.alone()
                     && !batch[0].alone()
                     && tasks + job.tasks() <= MAX_BATCH_TASKS
-                    && job
-                        .launch
-                        .token_key
-                        .as_ref()
-                        .is_none_or(|t| !tokens.contains(t))
+                    && job.token_key().is_none_or(|t| !tokens.contains(t))
             };
             if !fits {
                 break;
@@ -167,7 +203,7 @@ impl ClusterQueue {
                 break;
             };
             tasks += job.tasks();
-            if let Some(t) = &job.launch.token_key {
+            if let Some(t) = job.token_key() {
                 tokens.insert(t.clone());
             }
             batch.push(job);
@@ -210,18 +246,44 @@ pub(crate) async fn submit(
     launch: Launch,
 ) -> Result<(Vec<Task>, Vec<Value>, TaskDefinition), EcsError> {
     let td = launch.td.clone();
-    let queue = svc.placement.queue(&launch.ctx.region, &launch.cluster);
+    let (region, cluster) = (launch.ctx.region.clone(), launch.cluster.clone());
+    match enqueue(svc, &region, &cluster, Work::Launch(Box::new(launch))).await? {
+        Done::Launched((tasks, failures)) => Ok((tasks, failures, td)),
+        Done::Moved(_) => Err(EcsError::Internal("unexpected placement answer".into())),
+    }
+}
+
+/// Applies `change` to a task (and its instance's counts and reservations) through the task's
+/// cluster queue; the task after the change.
+pub(crate) async fn transition(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+    change: Change,
+) -> Result<Task, EcsError> {
+    let work = Work::Move(Move {
+        ctx: ctx.clone(),
+        reference: reference.to_owned(),
+        change,
+    });
+    match enqueue(svc, &ctx.region, cluster, work).await? {
+        Done::Moved(t) => Ok(*t),
+        Done::Launched(_) => Err(EcsError::Internal("unexpected transition answer".into())),
+    }
+}
+
+async fn enqueue(svc: &EcsService, region: &str, cluster: &str, work: Work) -> Answer {
+    let queue = svc.placement.queue(region, cluster);
     let (tx, mut rx) = oneshot::channel();
     queue.pending().push_back(Job {
-        launch,
+        work,
         reply: Some(tx),
         attempts: 0,
     });
     let finish = |answer: Result<Answer, oneshot::error::RecvError>| {
-        let (tasks, failures) = answer.map_err(|_| {
-            EcsError::Internal("the placement of this request was abandoned".into())
-        })??;
-        Ok((tasks, failures, td.clone()))
+        answer
+            .map_err(|_| EcsError::Internal("the placement of this request was abandoned".into()))?
     };
     loop {
         let requeued = queue.requeued.notified();
@@ -294,41 +356,55 @@ struct Part {
 }
 
 async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken<'_>) {
+    let (region, cluster) = (batch.queue.region.clone(), batch.queue.cluster.clone());
     // Calls seen before answer with what they created then.
     for job in &mut batch.jobs {
-        let l = &job.launch;
-        if let Some(k) = &l.token_key {
+        if let Work::Launch(l) = &job.work
+            && let Some(k) = &l.token_key
+        {
             match tasks::replay_client_token(svc, &l.ctx, &l.cluster, k).await {
-                Ok(Some(answer)) => job.answer(Ok(answer)),
+                Ok(Some(answer)) => job.answer(Ok(Done::Launched(answer))),
                 Ok(None) => {}
                 Err(e) => job.answer(Err(e)),
             }
         }
     }
-    if view.views().is_empty() {
-        for job in &mut batch.jobs {
-            job.answer(Err(EcsError::invalid(
-                "No Container Instances were found in your cluster.",
-            )));
-        }
-        return;
-    }
-    let seed = batch.jobs.first().map_or(0, |j| j.launch.ctx.now);
+    let seed = batch.jobs.first().map_or(0, |j| match &j.work {
+        Work::Launch(l) => l.ctx.now,
+        Work::Move(m) => m.ctx.now,
+    });
     let mut rng = SchedRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut placer = Placer::new(view.views());
-    let mut touched: BTreeMap<usize, ContainerInstance> = BTreeMap::new();
+    let mut book = Bookkeeping::default();
     let mut txn = Txn::new();
-    let mut parts: Vec<Option<Outcome>> = Vec::with_capacity(batch.jobs.len());
-    for job in &mut batch.jobs {
+    let mut parts: Vec<Option<Done>> = Vec::with_capacity(batch.jobs.len());
+    let mut deferred = Vec::new();
+    for (i, job) in batch.jobs.iter_mut().enumerate() {
         if job.reply.is_none() {
             parts.push(None);
             continue;
         }
-        match place_one(svc, view, &mut placer, &mut rng, &job.launch, &mut touched).await {
-            Ok(part) => {
-                txn = task_network::merge(txn, part.txn);
-                parts.push(Some((part.tasks, part.failures)));
-            }
+        let part = match &job.work {
+            Work::Launch(_) if view.views().is_empty() => Err(EcsError::invalid(
+                "No Container Instances were found in your cluster.",
+            )),
+            Work::Launch(l) => place_one(svc, view, &mut placer, &mut rng, l, &mut book.touched)
+                .await
+                .map(|part| {
+                    txn = task_network::merge(std::mem::take(&mut txn), part.txn);
+                    Some(Done::Launched((part.tasks, part.failures)))
+                }),
+            Work::Move(m) => match move_one(svc, view, &region, &cluster, m, &mut book).await {
+                Ok(MoveStep::Done(t)) => Ok(Some(Done::Moved(t))),
+                Ok(MoveStep::Later) => {
+                    deferred.push(i);
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match part {
+            Ok(p) => parts.push(p),
             Err(e) => {
                 job.answer(Err(e));
                 parts.push(None);
@@ -336,34 +412,33 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
         }
     }
     drop(placer);
-    let (region, cluster) = (batch.queue.region.clone(), batch.queue.cluster.clone());
-    for (idx, ci) in &touched {
-        let key = keys::container_instance(&region, &cluster, &ci.id);
-        match encode(&key, ci) {
-            Ok(value) => {
-                txn = txn
-                    .require_revision(&key, view.entries()[*idx].revision)
-                    .put(&key, value);
+    match book.finish(view, &region, &cluster) {
+        Ok(more) => txn = task_network::merge(txn, more),
+        Err(e) => {
+            for job in &mut batch.jobs {
+                job.answer(Err(replicate(&e)));
             }
-            Err(e) => {
-                let e = EcsError::from(e);
-                for job in &mut batch.jobs {
-                    job.answer(Err(replicate(&e)));
-                }
-                return;
-            }
+            return;
         }
     }
-    let mut waiting: Vec<(Job, Outcome)> = Vec::new();
-    for (job, part) in std::mem::take(&mut batch.jobs).into_iter().zip(parts) {
+    let mut waiting: Vec<(Job, Done)> = Vec::new();
+    let mut later = Vec::new();
+    for (i, (job, part)) in std::mem::take(&mut batch.jobs)
+        .into_iter()
+        .zip(parts)
+        .enumerate()
+    {
         match part {
-            Some(answer) if job.reply.is_some() => waiting.push((job, answer)),
+            Some(done) if job.reply.is_some() => waiting.push((job, done)),
+            None if deferred.contains(&i) => later.push(job),
             _ => {}
         }
     }
+    // Requests that must wait for the next batch go back to the head of the queue.
+    batch.queue.requeue(later);
     if txn.is_empty() {
-        for (mut job, answer) in waiting {
-            job.answer(Ok(answer));
+        for (mut job, done) in waiting {
+            job.answer(Ok(done));
         }
         return;
     }
@@ -373,8 +448,8 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
     let commit = tokio::spawn(async move {
         match store.commit(txn).await {
             Ok(TxnOutcome::Committed { .. }) => {
-                for (mut job, answer) in waiting {
-                    job.answer(Ok(answer));
+                for (mut job, done) in waiting {
+                    job.answer(Ok(done));
                 }
                 None
             }
@@ -412,6 +487,114 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
             tracing::warn!(error = %e, "cluster view refresh after a conflict failed");
         }
     }
+}
+
+/// The instance and task records a batch changes, each written once with the revision it was
+/// read at.
+#[derive(Default)]
+struct Bookkeeping {
+    /// Instances of the view, by index.
+    touched: BTreeMap<usize, ContainerInstance>,
+    /// Instances not in the view (INACTIVE), by key: revision read, record.
+    others: BTreeMap<String, (Revision, ContainerInstance)>,
+    /// Tasks changed, by key: revision read, record as changed so far in this batch.
+    moved: BTreeMap<String, (Revision, Task)>,
+    /// Whether a task's network interface is released in this batch, and the release.
+    released: bool,
+    release: Txn,
+}
+
+impl Bookkeeping {
+    fn finish(&mut self, view: &ClusterView, region: &str, cluster: &str) -> Result<Txn, EcsError> {
+        let mut txn = std::mem::take(&mut self.release);
+        for (idx, ci) in &self.touched {
+            let key = keys::container_instance(region, cluster, &ci.id);
+            let value = encode(&key, ci)?;
+            txn = txn
+                .require_revision(&key, view.entries()[*idx].revision)
+                .put(&key, value);
+        }
+        for (key, (revision, ci)) in &self.others {
+            txn = txn
+                .require_revision(key, *revision)
+                .put(key, encode(key, ci)?);
+        }
+        for (key, (revision, t)) in &self.moved {
+            txn = txn
+                .require_revision(key, *revision)
+                .put(key, encode(key, t)?);
+        }
+        Ok(txn)
+    }
+}
+
+enum MoveStep {
+    Done(Box<Task>),
+    /// Needs a batch of its own kind (a second interface release).
+    Later,
+}
+
+/// Applies one task state change on top of the batch's earlier changes.
+async fn move_one(
+    svc: &EcsService,
+    view: &ClusterView,
+    region: &str,
+    cluster: &str,
+    m: &Move,
+    book: &mut Bookkeeping,
+) -> Result<MoveStep, EcsError> {
+    let key = keys::task(region, cluster, &tasks::task_id(&m.reference));
+    let (revision, cur) = match book.moved.get(&key) {
+        Some((r, t)) => (*r, t.clone()),
+        None => match svc.store.get_typed::<Task>(&key).await? {
+            Some(v) => (v.revision, v.value),
+            None => return Err(EcsError::invalid("The referenced task was not found.")),
+        },
+    };
+    let before = cur.last_status;
+    let mut t = cur.clone();
+    (m.change)(&mut t)?;
+    if t == cur {
+        return Ok(MoveStep::Done(Box::new(t)));
+    }
+    t.version += 1;
+    if before != TaskStatus::Stopped && t.last_status == TaskStatus::Stopped && t.network.is_some()
+    {
+        // The task's interface and address go with its STOPPED record; one release per batch,
+        // as releases of one subnet are planned from the same read.
+        if book.released {
+            return Ok(MoveStep::Later);
+        }
+        let release = task_network::release(svc, &m.ctx, &t).await?;
+        book.released = true;
+        book.release = release;
+    }
+    if before != t.last_status
+        && let Some(ci_id) = &t.container_instance_id
+    {
+        match view.position(ci_id) {
+            Some(idx) => {
+                let ci = book
+                    .touched
+                    .entry(idx)
+                    .or_insert_with(|| (*view.entries()[idx].record).clone());
+                account_transition(ci, &t.reservation, Some(before), t.last_status);
+            }
+            None => {
+                let ci_key = keys::container_instance(region, cluster, ci_id);
+                if !book.others.contains_key(&ci_key)
+                    && let Some(ci) = svc.store.get_typed::<ContainerInstance>(&ci_key).await?
+                {
+                    book.others.insert(ci_key.clone(), (ci.revision, ci.value));
+                }
+                if let Some((_, ci)) = book.others.get_mut(&ci_key) {
+                    account_transition(ci, &t.reservation, Some(before), t.last_status);
+                }
+            }
+        }
+    }
+    book.moved.insert(key, (revision, t.clone()));
+    Ok(MoveStep::Done(Box::new(t)))
 }
 
 /// Places one request against the view (and the batch's earlier placements), building its part of

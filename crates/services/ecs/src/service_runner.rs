@@ -395,7 +395,7 @@ impl ServiceRunner {
                     ci.id,
                     self.liveness.lost_after.as_secs()
                 );
-                tasks::transition(&self.ecs, ctx, cluster, &t.id, |task| {
+                tasks::transition(&self.ecs, ctx, cluster, &t.id, move |task| {
                     if task.last_status == TaskStatus::Stopped {
                         return Ok(());
                     }

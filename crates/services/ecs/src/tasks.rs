@@ -7,17 +7,17 @@ use gantry_domain::Arn;
 use gantry_domain::container_instance::ContainerInstance;
 use gantry_domain::tags::{Tag, validate_tags};
 use gantry_domain::task::{
-    Container, NetworkBinding, Reservation, Task, TaskOverride, TaskStatus, account_transition,
-    required_resources, stop_code,
+    Container, NetworkBinding, Reservation, Task, TaskOverride, TaskStatus, required_resources,
+    stop_code,
 };
 use gantry_domain::task_definition::{TaskDefinition, TaskDefinitionStatus};
-use gantry_store::{StoreExt, Txn, Versioned, encode};
+use gantry_store::{StoreExt, Versioned};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::wire::{
-    active_cluster, check_len, cluster_name, commit_with_retry, include_tags, max_results, missing,
-    paginate, parse, secs, with_token,
+    active_cluster, check_len, cluster_name, include_tags, max_results, missing, paginate, parse,
+    secs, with_token,
 };
 use crate::{EcsError, EcsService, keys, task_definitions};
 use crate::{placement, placement_queue, task_network};
@@ -576,7 +576,7 @@ pub(super) async fn start(
     run_or_start(svc, body, ctx, true).await
 }
 
-fn task_id(reference: &str) -> String {
+pub(crate) fn task_id(reference: &str) -> String {
     if reference.starts_with("arn:") {
         reference.rsplit('/').next().unwrap_or(reference).to_owned()
     } else {
@@ -597,49 +597,17 @@ pub(crate) async fn get(
         .await?)
 }
 
-/// Moves `task` to `to`, keeping its instance's counts and reservations in step, in one
-/// transaction (read-modify-write with compare-and-swap on both records).
+/// Changes a task with `change`, keeping its instance's counts and reservations in step, in one
+/// transaction (compare-and-swap on both records). It goes through the cluster's placement queue,
+/// so that state reports and placements on the same instances do not conflict.
 pub(crate) async fn transition(
     svc: &EcsService,
     ctx: &RequestContext,
     cluster: &str,
     reference: &str,
-    change: impl Fn(&mut Task) -> Result<(), EcsError>,
+    change: impl Fn(&mut Task) -> Result<(), EcsError> + Send + Sync + 'static,
 ) -> Result<Task, EcsError> {
-    let change = &change;
-    commit_with_retry(svc.store.as_ref(), || async move {
-        let Some(cur) = get(svc, ctx, cluster, reference).await? else {
-            return Err(EcsError::invalid("The referenced task was not found."));
-        };
-        let before = cur.value.last_status;
-        let mut t = cur.value.clone();
-        change(&mut t)?;
-        if t == cur.value {
-            return Ok((Txn::new(), t));
-        }
-        t.version += 1;
-        let key = keys::task(&ctx.region, cluster, &t.id);
-        let mut txn = Txn::new()
-            .require_revision(&key, cur.revision)
-            .put(&key, encode(&key, &t)?);
-        if before != TaskStatus::Stopped && t.last_status == TaskStatus::Stopped {
-            // The task's interface and address go with its STOPPED record.
-            txn = task_network::merge(txn, task_network::release(svc, ctx, &t).await?);
-        }
-        let counted_changed = before != t.last_status;
-        if let (true, Some(ci_id)) = (counted_changed, &t.container_instance_id) {
-            let ci_key = keys::container_instance(&ctx.region, cluster, ci_id);
-            if let Some(ci) = svc.store.get_typed::<ContainerInstance>(&ci_key).await? {
-                let mut c = ci.value.clone();
-                account_transition(&mut c, &t.reservation, Some(before), t.last_status);
-                txn = txn
-                    .require_revision(&ci_key, ci.revision)
-                    .put(&ci_key, encode(&ci_key, &c)?);
-            }
-        }
-        Ok((txn, t))
-    })
-    .await
+    placement_queue::transition(svc, ctx, cluster, reference, Box::new(change)).await
 }
 
 #[derive(Deserialize)]
@@ -672,13 +640,14 @@ pub(crate) async fn request_stop(
         None => return Err(EcsError::invalid("The referenced task was not found.")),
     };
     let now = ctx.now;
-    transition(svc, ctx, cluster, reference, |t| {
+    let (code, reason) = (code.to_owned(), reason.to_owned());
+    transition(svc, ctx, cluster, reference, move |t| {
         if t.desired_status == TaskStatus::Stopped {
             return Ok(());
         }
         t.desired_status = TaskStatus::Stopped;
-        t.stop_code = Some(code.to_owned());
-        t.stopped_reason = Some(reason.to_owned());
+        t.stop_code = Some(code.clone());
+        t.stopped_reason = Some(reason.clone());
         t.stopping_at = Some(now);
         if t.last_status == TaskStatus::Provisioning && agent_away {
             t.last_status = TaskStatus::Stopped;
@@ -960,7 +929,8 @@ pub(super) async fn submit_task_state_change(
         ),
     };
     let now = ctx.now;
-    transition(svc, ctx, &cluster, reference, |t| {
+    let reference = reference.to_owned();
+    transition(svc, ctx, &cluster, &reference, move |t| {
         if t.last_status == TaskStatus::Stopped {
             return Ok(()); // final; late reports change nothing
         }
@@ -1038,7 +1008,8 @@ pub(super) async fn submit_container_state_change(
     if change.container_name.is_none() {
         return Err(EcsError::invalid("containerName is required."));
     }
-    transition(svc, ctx, &cluster, reference, |t| {
+    let reference = reference.to_owned();
+    transition(svc, ctx, &cluster, &reference, move |t| {
         if t.last_status != TaskStatus::Stopped {
             apply_container_change(t, &change);
         }
