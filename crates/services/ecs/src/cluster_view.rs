@@ -11,7 +11,7 @@
 //! [`ClusterView::refresh_key`] re-reads the conflicting record directly, so the view does not
 //! depend on the feed for correctness.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
@@ -48,6 +48,8 @@ pub(crate) struct ClusterView {
     entries: Vec<InstanceEntry>,
     views: Vec<InstanceView>,
     index: HashMap<String, usize>,
+    /// The instance ids in order (ARN order), for paging.
+    sorted: BTreeSet<String>,
     /// Revisions of deleted or INACTIVE instance records (so an older event cannot bring them
     /// back).
     gone: HashMap<String, Revision>,
@@ -110,6 +112,7 @@ impl ClusterView {
             entries: Vec::new(),
             views: Vec::new(),
             index: HashMap::new(),
+            sorted: BTreeSet::new(),
             gone: HashMap::new(),
             tasks: HashMap::new(),
             groups: HashMap::new(),
@@ -244,6 +247,7 @@ impl ClusterView {
                         self.views[i] = view;
                     }
                     None => {
+                        self.sorted.insert(id.to_owned());
                         self.index.insert(id.to_owned(), self.entries.len());
                         self.entries.push(entry);
                         self.views.push(view);
@@ -253,6 +257,7 @@ impl ClusterView {
             None => {
                 self.gone.insert(id.to_owned(), revision);
                 if let Some(i) = self.index.remove(id) {
+                    self.sorted.remove(id);
                     self.entries.swap_remove(i);
                     self.views.swap_remove(i);
                     if i < self.entries.len() {
@@ -331,6 +336,18 @@ impl ClusterView {
     /// The index of an instance by id.
     pub(crate) fn position(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
+    }
+
+    /// Indexes of the instances in id order, starting after the id `after`.
+    pub(crate) fn in_order_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = usize> + 'a {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.sorted
+            .range::<str, _>((lower, Bound::Unbounded))
+            .filter_map(|id| self.index.get(id).copied())
     }
 
     /// The highest store revision the view has applied.

@@ -136,6 +136,27 @@ pub(crate) struct PlacementQueues {
 }
 
 impl PlacementQueues {
+    /// Runs `f` on the cluster's view, current with every commit acknowledged before the call
+    /// (it waits for a placement batch in progress).
+    pub(crate) async fn read<R>(
+        &self,
+        svc: &EcsService,
+        region: &str,
+        cluster: &str,
+        f: impl FnOnce(&ClusterView) -> R,
+    ) -> Result<R, EcsError> {
+        let queue = self.queue(region, cluster);
+        let mut slot = queue.view.lock().await;
+        match slot.as_mut() {
+            Some(view) => view.catch_up(svc.store.as_ref()).await?,
+            None => *slot = Some(ClusterView::load(svc.store.as_ref(), region, cluster).await?),
+        }
+        match slot.as_ref() {
+            Some(view) => Ok(f(view)),
+            None => Err(EcsError::Internal("cluster view missing".into())),
+        }
+    }
+
     fn queue(&self, region: &str, cluster: &str) -> Arc<ClusterQueue> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(format!("{region}/{cluster}"))
@@ -1140,5 +1161,56 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(all.len(), 2);
+    }
+
+    async fn list_all(svc: &EcsService, filter: &str, page: u32) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({"cluster": CLUSTER, "filter": filter, "maxResults": page});
+            if let Some(t) = &token {
+                body["nextToken"] = json!(t);
+            }
+            let v = call(svc, EcsOperation::ListContainerInstances, body)
+                .await
+                .unwrap();
+            let arns = v["containerInstanceArns"].as_array().unwrap();
+            assert!(arns.len() <= page as usize);
+            out.extend(arns.iter().map(|a| a.as_str().unwrap().to_owned()));
+            match v["nextToken"].as_str() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return out,
+            }
+        }
+    }
+
+    /// ListContainerInstances --filter answers from the view, in ARN order, page by page, and sees
+    /// task groups placed a moment before (through the other server too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn list_container_instances_filters_and_pages_from_the_view() {
+        let store = Arc::new(MemoryStore::new());
+        let (a, b) = setup(&store, &[1024; 7]).await;
+        let zone_a = list_all(&a, "attribute:ecs.availability-zone == us-east-1a", 2).await;
+        assert_eq!(zone_a.len(), 3, "instances 0, 3 and 6 are in zone a");
+        let mut sorted = zone_a.clone();
+        sorted.sort();
+        assert_eq!(zone_a, sorted, "ARN order");
+        assert_eq!(list_all(&a, "", 3).await.len(), 7);
+        call(
+            &b,
+            EcsOperation::RunTask,
+            json!({"cluster": CLUSTER, "taskDefinition": "t", "count": 1}),
+        )
+        .await
+        .unwrap();
+        let with_task = list_all(&a, "task:group == family:t", 1).await;
+        assert_eq!(with_task.len(), 1);
+        let bad = call(
+            &a,
+            EcsOperation::ListContainerInstances,
+            json!({"cluster": CLUSTER, "nextToken": "nope"}),
+        )
+        .await;
+        assert!(bad.unwrap_err().contains("nextToken"));
     }
 }

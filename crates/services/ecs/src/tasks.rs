@@ -538,28 +538,6 @@ pub(crate) fn reserve_in_view(
     v.task_groups.push(group.to_owned());
 }
 
-/// Task groups present on each instance (for `distinctInstance`, spread and `task:group`).
-pub(super) async fn group_counts(
-    svc: &EcsService,
-    ctx: &RequestContext,
-    cluster: &str,
-) -> Result<BTreeMap<String, Vec<String>>, EcsError> {
-    let tasks = svc
-        .cache
-        .scan::<Task>(svc.store.as_ref(), &keys::tasks(&ctx.region, cluster))
-        .await?;
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (_, t) in tasks
-        .iter()
-        .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
-    {
-        if let Some(ci) = &t.container_instance_id {
-            out.entry(ci.clone()).or_default().push(t.group.clone());
-        }
-    }
-    Ok(out)
-}
-
 pub(super) async fn run(
     svc: &EcsService,
     body: &[u8],
