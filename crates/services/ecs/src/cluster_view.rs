@@ -11,7 +11,7 @@
 //! [`ClusterView::refresh_key`] re-reads the conflicting record directly, so the view does not
 //! depend on the feed for correctness.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
@@ -28,12 +28,26 @@ pub(crate) struct InstanceEntry {
     pub record: Arc<ContainerInstance>,
 }
 
-/// What a task contributes to the view: the instance it holds resources on and its group.
+/// What a task contributes to the view: the instance it holds resources on and its group, and
+/// what ListTasks filters on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TaskEntry {
     revision: Revision,
     /// `(instance id, group)` while the task is not STOPPED and has an instance.
     holds: Option<(String, String)>,
+    listing: Option<TaskListing>,
+}
+
+/// The fields of a task ListTasks filters on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskListing {
+    pub desired_status: TaskStatus,
+    pub last_status: TaskStatus,
+    pub container_instance_id: Option<String>,
+    pub family: String,
+    pub started_by: Option<String>,
+    pub service_name: Option<String>,
+    pub launch_type: String,
 }
 
 /// The in-memory view of one cluster (see the module documentation).
@@ -53,7 +67,8 @@ pub(crate) struct ClusterView {
     /// Revisions of deleted or INACTIVE instance records (so an older event cannot bring them
     /// back).
     gone: HashMap<String, Revision>,
-    tasks: HashMap<String, TaskEntry>,
+    /// Every task of the cluster, by id (ARN order).
+    tasks: BTreeMap<String, TaskEntry>,
     /// Groups of the tasks holding resources on each instance (also for instances not yet seen).
     groups: HashMap<String, Vec<String>>,
     /// The highest revision applied from the feed or a read.
@@ -114,7 +129,7 @@ impl ClusterView {
             index: HashMap::new(),
             sorted: BTreeSet::new(),
             gone: HashMap::new(),
-            tasks: HashMap::new(),
+            tasks: BTreeMap::new(),
             groups: HashMap::new(),
             revision: 0,
         };
@@ -278,18 +293,25 @@ impl ClusterView {
         if old.is_some_and(|o| revision <= o.revision) {
             return;
         }
-        let holds = rec.and_then(|r| match decode::<Task>(r) {
-            Ok(t) => {
-                let t = t.value;
-                match t.container_instance_id {
-                    Some(ci) if t.last_status != TaskStatus::Stopped => Some((ci, t.group)),
-                    _ => None,
-                }
-            }
+        let task = rec.and_then(|r| match decode::<Task>(r) {
+            Ok(t) => Some(t.value),
             Err(e) => {
                 tracing::warn!(key, error = %e, "task record not readable; left out of placement");
                 None
             }
+        });
+        let holds = task.as_ref().and_then(|t| match &t.container_instance_id {
+            Some(ci) if t.last_status != TaskStatus::Stopped => Some((ci.clone(), t.group.clone())),
+            _ => None,
+        });
+        let listing = task.map(|t| TaskListing {
+            desired_status: t.desired_status,
+            last_status: t.last_status,
+            container_instance_id: t.container_instance_id,
+            family: t.family,
+            started_by: t.started_by,
+            service_name: t.service_name,
+            launch_type: t.launch_type,
         });
         let old_holds = old.and_then(|o| o.holds.clone());
         if old_holds != holds {
@@ -319,8 +341,14 @@ impl ClusterView {
             // deleted task can need (events arrive in order).
             self.tasks.remove(id);
         } else {
-            self.tasks
-                .insert(id.to_owned(), TaskEntry { revision, holds });
+            self.tasks.insert(
+                id.to_owned(),
+                TaskEntry {
+                    revision,
+                    holds,
+                    listing,
+                },
+            );
         }
     }
 
@@ -348,6 +376,18 @@ impl ClusterView {
         self.sorted
             .range::<str, _>((lower, Bound::Unbounded))
             .filter_map(|id| self.index.get(id).copied())
+    }
+
+    /// The cluster's tasks in id order, starting after the id `after`.
+    pub(crate) fn tasks_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a TaskListing)> + 'a {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.tasks
+            .range::<str, _>((lower, Bound::Unbounded))
+            .filter_map(|(id, e)| e.listing.as_ref().map(|l| (id.as_str(), l)))
     }
 
     /// The highest store revision the view has applied.

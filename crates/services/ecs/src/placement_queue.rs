@@ -943,6 +943,47 @@ mod tests {
         }
     }
 
+    /// ListTasks (paged, from the view) lists exactly the tasks a fresh read finds.
+    async fn check_list_tasks(store: &dyn Store, svc: &EcsService) {
+        let tasks = store
+            .scan_all_typed::<Task>(&keys::tasks(REGION, CLUSTER))
+            .await
+            .unwrap();
+        for (status, wanted) in [
+            ("RUNNING", TaskStatus::Running),
+            ("STOPPED", TaskStatus::Stopped),
+        ] {
+            let mut want: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.value.desired_status == wanted)
+                .map(|t| t.value.id.clone())
+                .collect();
+            want.sort();
+            let mut got = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut body =
+                    json!({"cluster": CLUSTER, "desiredStatus": status, "maxResults": 3});
+                if let Some(t) = &token {
+                    body["nextToken"] = json!(t);
+                }
+                let v = call(svc, EcsOperation::ListTasks, body).await.unwrap();
+                got.extend(
+                    v["taskArns"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap().rsplit('/').next().unwrap().to_owned()),
+                );
+                match v["nextToken"].as_str() {
+                    Some(t) => token = Some(t.to_owned()),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "ListTasks desiredStatus {status}");
+        }
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         /// RunTask through the first (true) or second server, with `count` and binpack.
@@ -1091,6 +1132,7 @@ mod tests {
                             assert_eq!(got, want);
                         }
                     }
+                    check_list_tasks(store.as_ref(), &b).await;
                 }
             });
         }

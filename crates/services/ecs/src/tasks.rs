@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::wire::{
-    active_cluster, check_len, cluster_name, include_tags, max_results, missing, paginate, parse,
-    secs, with_token,
+    active_cluster, check_len, cluster_name, include_tags, max_results, missing, parse, secs,
+    with_token,
 };
 use crate::{EcsError, EcsService, keys, task_definitions};
 use crate::{placement, placement_queue, task_network};
@@ -760,43 +760,54 @@ pub(super) async fn list(
     let instance = req.container_instance.as_deref().map(|r| {
         gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_else(|_| r.to_owned())
     });
-    let all = svc
-        .store
-        .scan_all_typed::<Task>(&keys::tasks(&ctx.region, &cluster))
+    // Tokens hold the last ARN of the page; ARNs of one cluster sort as their ids.
+    let after = match req.next_token.as_deref() {
+        None | Some("") => None,
+        Some(tok) => Some(
+            gantry_aws_proto::pagination::decode_token(tok)
+                .and_then(|arn| arn.rsplit('/').next().map(str::to_owned))
+                .ok_or_else(|| EcsError::invalid("Invalid nextToken."))?,
+        ),
+    };
+    // From the cluster's in-memory view, in id order, only until the page is full.
+    let mut page: Vec<String> = svc
+        .placement
+        .read(svc, &ctx.region, &cluster, |view| {
+            view.tasks_after(after.as_deref())
+                .filter(|(_, t)| match desired {
+                    TaskStatus::Pending => {
+                        t.desired_status == TaskStatus::Running && t.last_status.is_pending()
+                    }
+                    d => t.desired_status == d,
+                })
+                .filter(|(_, t)| {
+                    instance
+                        .as_ref()
+                        .is_none_or(|i| t.container_instance_id.as_ref() == Some(i))
+                })
+                .filter(|(_, t)| req.family.as_ref().is_none_or(|f| &t.family == f))
+                .filter(|(_, t)| {
+                    req.started_by
+                        .as_ref()
+                        .is_none_or(|s| t.started_by.as_ref() == Some(s))
+                })
+                .filter(|(_, t)| {
+                    req.service_name
+                        .as_ref()
+                        .is_none_or(|s| t.service_name.as_ref() == Some(s))
+                })
+                .filter(|(_, t)| req.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
+                .take(limit + 1)
+                .map(|(id, _)| Arn::task(&ctx.region, &ctx.account_id, &cluster, id).to_string())
+                .collect()
+        })
         .await?;
-    let mut items: Vec<(String, String)> = all
-        .into_iter()
-        .map(|t| t.value)
-        .filter(|t| match desired {
-            TaskStatus::Pending => {
-                t.desired_status == TaskStatus::Running && t.last_status.is_pending()
-            }
-            d => t.desired_status == d,
-        })
-        .filter(|t| {
-            instance
-                .as_ref()
-                .is_none_or(|i| t.container_instance_id.as_ref() == Some(i))
-        })
-        .filter(|t| req.family.as_ref().is_none_or(|f| &t.family == f))
-        .filter(|t| {
-            req.started_by
-                .as_ref()
-                .is_none_or(|s| t.started_by.as_ref() == Some(s))
-        })
-        .filter(|t| {
-            req.service_name
-                .as_ref()
-                .is_none_or(|s| t.service_name.as_ref() == Some(s))
-        })
-        .filter(|t| req.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
-        .map(|t| {
-            let arn = task_arn(ctx, &t);
-            (arn.clone(), arn)
-        })
-        .collect();
-    items.sort();
-    let (page, next) = paginate(items, req.next_token.as_deref(), limit)?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last()
+            .map(|arn| gantry_aws_proto::pagination::encode_token(arn))
+            .unwrap_or_default()
+    });
     Ok(with_token(json!({"taskArns": page}), next))
 }
 
