@@ -313,7 +313,19 @@ async fn enqueue(svc: &EcsService, region: &str, cluster: &str, work: Work) -> A
         let placed_any = tokio::select! {
             biased;
             answer = &mut rx => return finish(answer),
-            mut view = queue.view.lock() => drain(svc, &queue, &mut view).await,
+            mut view = queue.view.lock() => {
+                // Answered while waiting for the lock: leave the next batch to those waiting.
+                match rx.try_recv() {
+                    Ok(answer) => return answer,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        return Err(abandoned());
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                }
+                // One batch, then the lock goes to the next caller waiting (first come, first
+                // served), so that no caller places for others indefinitely.
+                place_next(svc, &queue, &mut view).await
+            }
         };
         if !placed_any {
             // Our request is in a commit another caller started: wait for its answer, or for it
@@ -327,32 +339,37 @@ async fn enqueue(svc: &EcsService, region: &str, cluster: &str, work: Work) -> A
     }
 }
 
-/// Places batches until the queue is empty. Returns whether there was anything to place.
-async fn drain(svc: &EcsService, queue: &ClusterQueue, slot: &mut Option<ClusterView>) -> bool {
-    let mut placed_any = false;
-    loop {
-        let jobs = queue.take_batch();
-        if jobs.is_empty() {
-            return placed_any;
-        }
-        placed_any = true;
-        let mut batch = Taken { jobs, queue };
-        let ready = match slot {
-            Some(view) => view.catch_up(svc.store.as_ref()).await,
-            None => ClusterView::load(svc.store.as_ref(), &queue.region, &queue.cluster)
-                .await
-                .map(|v| *slot = Some(v)),
-        };
-        let Some(view) = slot.as_mut().filter(|_| ready.is_ok()) else {
-            let e = EcsError::from(ready.err().unwrap_or(StoreError::Closed));
-            *slot = None;
-            for job in &mut batch.jobs {
-                job.answer(Err(replicate(&e)));
-            }
-            continue;
-        };
-        place_batch(svc, view, &mut batch).await;
+fn abandoned() -> EcsError {
+    EcsError::Internal("the placement of this request was abandoned".into())
+}
+
+/// Places the next batch. Returns whether there was anything to place.
+async fn place_next(
+    svc: &EcsService,
+    queue: &ClusterQueue,
+    slot: &mut Option<ClusterView>,
+) -> bool {
+    let jobs = queue.take_batch();
+    if jobs.is_empty() {
+        return false;
     }
+    let mut batch = Taken { jobs, queue };
+    let ready = match slot {
+        Some(view) => view.catch_up(svc.store.as_ref()).await,
+        None => ClusterView::load(svc.store.as_ref(), &queue.region, &queue.cluster)
+            .await
+            .map(|v| *slot = Some(v)),
+    };
+    let Some(view) = slot.as_mut().filter(|_| ready.is_ok()) else {
+        let e = EcsError::from(ready.err().unwrap_or(StoreError::Closed));
+        *slot = None;
+        for job in &mut batch.jobs {
+            job.answer(Err(replicate(&e)));
+        }
+        return true;
+    };
+    place_batch(svc, view, &mut batch).await;
+    true
 }
 
 /// An error for each of several callers (errors are not `Clone`).
