@@ -28,26 +28,13 @@ pub(crate) struct InstanceEntry {
     pub record: Arc<ContainerInstance>,
 }
 
-/// What a task contributes to the view: the instance it holds resources on and its group, and
-/// what ListTasks filters on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A task in the view: its record, and the instance it holds resources on with its group.
+#[derive(Debug, Clone)]
 struct TaskEntry {
     revision: Revision,
     /// `(instance id, group)` while the task is not STOPPED and has an instance.
     holds: Option<(String, String)>,
-    listing: Option<TaskListing>,
-}
-
-/// The fields of a task ListTasks filters on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TaskListing {
-    pub desired_status: TaskStatus,
-    pub last_status: TaskStatus,
-    pub container_instance_id: Option<String>,
-    pub family: String,
-    pub started_by: Option<String>,
-    pub service_name: Option<String>,
-    pub launch_type: String,
+    task: Option<Arc<Task>>,
 }
 
 /// The in-memory view of one cluster (see the module documentation).
@@ -304,15 +291,7 @@ impl ClusterView {
             Some(ci) if t.last_status != TaskStatus::Stopped => Some((ci.clone(), t.group.clone())),
             _ => None,
         });
-        let listing = task.map(|t| TaskListing {
-            desired_status: t.desired_status,
-            last_status: t.last_status,
-            container_instance_id: t.container_instance_id,
-            family: t.family,
-            started_by: t.started_by,
-            service_name: t.service_name,
-            launch_type: t.launch_type,
-        });
+        let task = task.map(Arc::new);
         let old_holds = old.and_then(|o| o.holds.clone());
         if old_holds != holds {
             if let Some((ci, group)) = &old_holds {
@@ -346,7 +325,7 @@ impl ClusterView {
                 TaskEntry {
                     revision,
                     holds,
-                    listing,
+                    task,
                 },
             );
         }
@@ -382,12 +361,18 @@ impl ClusterView {
     pub(crate) fn tasks_after<'a>(
         &'a self,
         after: Option<&'a str>,
-    ) -> impl Iterator<Item = (&'a str, &'a TaskListing)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a Task)> + 'a {
         use std::ops::Bound;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.tasks
             .range::<str, _>((lower, Bound::Unbounded))
-            .filter_map(|(id, e)| e.listing.as_ref().map(|l| (id.as_str(), l)))
+            .filter_map(|(id, e)| e.task.as_deref().map(|t| (id.as_str(), t)))
+    }
+
+    /// A task as the view holds it, with the revision it was read at.
+    pub(crate) fn task(&self, id: &str) -> Option<(Revision, Arc<Task>)> {
+        let e = self.tasks.get(id)?;
+        e.task.clone().map(|t| (e.revision, t))
     }
 
     /// The highest store revision the view has applied.

@@ -581,12 +581,17 @@ async fn move_one(
     m: &Move,
     book: &mut Bookkeeping,
 ) -> Result<MoveStep, EcsError> {
-    let key = keys::task(region, cluster, &tasks::task_id(&m.reference));
+    let id = tasks::task_id(&m.reference);
+    let key = keys::task(region, cluster, &id);
+    // The view's copy is as good as a read: the commit compares the task's revision.
     let (revision, cur) = match book.moved.get(&key) {
         Some((r, t)) => (*r, t.clone()),
-        None => match svc.store.get_typed::<Task>(&key).await? {
-            Some(v) => (v.revision, v.value),
-            None => return Err(EcsError::invalid("The referenced task was not found.")),
+        None => match view.task(&id) {
+            Some((r, t)) => (r, (*t).clone()),
+            None => match svc.store.get_typed::<Task>(&key).await? {
+                Some(v) => (v.revision, v.value),
+                None => return Err(EcsError::invalid("The referenced task was not found.")),
+            },
         },
     };
     let before = cur.last_status;
