@@ -48,6 +48,8 @@ pub struct AgentStreams {
     /// connections, each change decoded once.
     routes: std::sync::Mutex<HashMap<String, Route>>,
     dispatcher_started: std::sync::atomic::AtomicBool,
+    /// Resolves the secrets agents fetch at task start (`/agent/v1/task-secrets`).
+    secrets: Option<Arc<dyn crate::task_secrets::TaskSecrets>>,
     /// The tasks on each instance, kept by the dispatcher, for full-state answers without a
     /// scan of the cluster's tasks.
     index: std::sync::Mutex<TaskIndex>,
@@ -161,6 +163,7 @@ impl AgentStreams {
             dispatcher_started: std::sync::atomic::AtomicBool::new(false),
             index: Default::default(),
             loading: tokio::sync::Mutex::new(()),
+            secrets: None,
         }
     }
 
@@ -241,10 +244,40 @@ impl AgentStreams {
         self
     }
 
+    /// Agents fetch their tasks' secrets through `secrets` ([`crate::task_secrets`]).
+    pub fn with_secrets(mut self, secrets: Arc<dyn crate::task_secrets::TaskSecrets>) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/agent/v1/connect", get(connect))
+            .route(
+                "/agent/v1/task-secrets",
+                axum::routing::post(crate::task_secrets::serve),
+            )
             .with_state(self)
+    }
+
+    pub(crate) fn creds(&self) -> &dyn CredentialProvider {
+        self.creds.as_ref()
+    }
+
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        self.clock.now()
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn account(&self) -> &str {
+        &self.account_id
+    }
+
+    pub(crate) fn secrets(&self) -> Option<&Arc<dyn crate::task_secrets::TaskSecrets>> {
+        self.secrets.as_ref()
     }
 
     async fn set_connected(&self, s: &Session, connected: bool) -> Result<(), AwsError> {
