@@ -42,6 +42,18 @@ pub struct ServerArgs {
     pub no_fsync: bool,
     #[command(flatten)]
     pub listener: ListenerArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Identity settings (`gantry server` and `gantry up`).
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// Also accept the root access key pair as registry Basic credentials (user = access key
+    /// id, password = secret). Off by default: registry clients log in with a password from
+    /// `aws ecr get-login-password`, which names its principal and is re-checked on every request.
+    #[arg(long, env = "GANTRY_REGISTRY_ROOT_BASIC_AUTH")]
+    pub registry_root_basic_auth: bool,
 }
 
 /// The API listener's limits and the shutdown deadline (`gantry server` and `gantry up`).
@@ -193,6 +205,8 @@ pub struct UpArgs {
     pub cluster: String,
     #[command(flatten)]
     pub listener: ListenerArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// The validated configuration of the control plane.
@@ -210,6 +224,8 @@ pub struct ServerConfig {
     pub limits: gantry_front::listener::ListenerLimits,
     pub shutdown_timeout: std::time::Duration,
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
+    /// Whether the root key pair is accepted as registry Basic credentials.
+    pub registry_root_basic_auth: bool,
 }
 
 fn default_vpc_cidr(raw: &str) -> anyhow::Result<gantry_ec2::cidr::Cidr> {
@@ -248,6 +264,7 @@ impl ServerArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }
 }
@@ -273,6 +290,7 @@ impl UpArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }
 }
