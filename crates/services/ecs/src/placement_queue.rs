@@ -801,6 +801,7 @@ mod tests {
             account_id: "000000000000".into(),
             access_key_id: "AKID".into(),
             now: 1_700_000_000_000,
+            caller: None,
         }
     }
 
