@@ -16,12 +16,14 @@ pub mod agent_stream;
 #[rustfmt::skip]
 mod model_constraints;
 mod cache;
+mod cluster_view;
 mod clusters;
 mod container_instances;
 mod error;
 pub(crate) mod keys;
 mod locks;
 mod placement;
+mod placement_queue;
 mod service_deployments;
 pub mod service_lb;
 pub mod service_runner;
@@ -161,6 +163,8 @@ pub struct EcsService {
     pub(crate) locks: KeyedLocks,
     /// Decoded container instances and tasks, reused while their revision is unchanged.
     pub(crate) cache: cache::RecordCache,
+    /// Each cluster's placement queue and in-memory view.
+    pub(crate) placement: placement_queue::PlacementQueues,
     /// EC2's subnets, groups and interfaces, for awsvpc tasks.
     pub(crate) networks: Option<Arc<dyn task_network::TaskNetworks>>,
     /// ELBv2's target groups, for CreateService/UpdateService checks.
@@ -182,6 +186,7 @@ impl EcsService {
             ids,
             locks: KeyedLocks::default(),
             cache: Default::default(),
+            placement: Default::default(),
             networks: None,
             target_groups: None,
         }
