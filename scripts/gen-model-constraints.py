@@ -35,6 +35,8 @@ SERVICES = [
     ("kms", "crates/services/kms", "ValidationException", "Json", []),
     ("secretsmanager", "crates/services/secretsmanager", "ValidationException", "Json", []),
     ("ssm", "crates/services/ssm", "ValidationException", "Json", []),
+    # Served on awsJson1.0 and awsQuery; CloudWatch words violations as the query protocol did.
+    ("cloudwatch", "crates/services/cloudwatch", "ValidationError", "Query", []),
 ]
 
 SCALARS = {"string", "blob", "integer", "long", "double", "float"}

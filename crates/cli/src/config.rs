@@ -37,6 +37,10 @@ pub struct ServerArgs {
     /// other networks on the hosts. Default subnets are 16 times smaller, one per zone.
     #[arg(long, env = "GANTRY_DEFAULT_VPC_CIDR", default_value = "172.31.0.0/16")]
     pub default_vpc_cidr: String,
+    /// Seconds between evaluations of CloudWatch alarms (CloudWatch evaluates every minute;
+    /// shorter for tests).
+    #[arg(long, env = "GANTRY_ALARM_EVALUATION_INTERVAL", default_value_t = 60)]
+    pub alarm_evaluation_interval: u64,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -210,6 +214,7 @@ pub struct ServerConfig {
     pub limits: gantry_front::listener::ListenerLimits,
     pub shutdown_timeout: std::time::Duration,
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
+    pub alarm_evaluation_interval: std::time::Duration,
 }
 
 fn default_vpc_cidr(raw: &str) -> anyhow::Result<gantry_ec2::cidr::Cidr> {
@@ -248,6 +253,9 @@ impl ServerArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            alarm_evaluation_interval: std::time::Duration::from_secs(
+                self.alarm_evaluation_interval.max(1),
+            ),
         })
     }
 }
@@ -273,6 +281,7 @@ impl UpArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            alarm_evaluation_interval: std::time::Duration::from_secs(60),
         })
     }
 }

@@ -508,6 +508,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ec2.ensure_defaults(&cfg.region)
         .await
         .context("creating the default VPC")?;
+    let cloudwatch = gantry_cloudwatch::CloudWatchService::open(store.clone())
+        .await
+        .context("loading CloudWatch metric data")?;
+    parts.push((
+        "cloudwatch alarms and retention",
+        tokio::spawn(
+            cloudwatch
+                .clone()
+                .run(cfg.alarm_evaluation_interval, shutdown_rx.clone()),
+        ),
+    ));
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_json(ecs)
@@ -524,7 +535,12 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                     },
                 )),
             ))
-            .with_query(ec2),
+            .with_query(ec2)
+            // CloudWatch: awsJson1.0 (botocore) and awsQuery (older SDKs, Terraform).
+            .with_json(Arc::new(gantry_cloudwatch::CloudWatchJson(
+                cloudwatch.clone(),
+            )))
+            .with_query(Arc::new(gantry_cloudwatch::CloudWatchQuery(cloudwatch))),
     );
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
     let agents = Arc::new(

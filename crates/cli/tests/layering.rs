@@ -166,6 +166,7 @@ fn every_service_crate_lives_under_crates_services() {
         "gantry-kms",
         "gantry-secretsmanager",
         "gantry-ssm",
+        "gantry-cloudwatch",
     ] {
         assert!(
             services.contains(&expected),

@@ -177,6 +177,17 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 return error_response(&protocol, &err, &request_id, "");
             }
         };
+        // The signature covers the body as sent; a compressed body (botocore gzips large
+        // requests of operations whose model allows it, such as CloudWatch's PutMetricData) is
+        // decoded only after it is verified, within the same size limit.
+        let body = match decode_content_encoding(&parts.headers, body, front.body_limit) {
+            Ok(body) => body,
+            Err(err) => return error_response(&protocol, &err, &request_id, ""),
+        };
+        let query_mode = parts
+            .headers
+            .get("x-amzn-query-mode")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         let ctx = RequestContext {
             request_id: request_id.clone(),
             region: verified.region.clone(),
@@ -207,13 +218,13 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 };
                 if let Some(err) = json_violations(svc.spec(), op, &body) {
                     log_error(&err, op);
-                    return err.json_response(&request_id);
+                    return json_error(&err, &request_id, query_mode);
                 }
                 match svc.call(op, &body, &ctx).await {
                     Ok(v) => json::ok_response(&v, &request_id),
                     Err(e) => {
                         log_error(&e, op);
-                        e.json_response(&request_id)
+                        json_error(&e, &request_id, query_mode)
                     }
                 }
             }
@@ -311,6 +322,61 @@ fn query_violations(spec: &ServiceSpec, action: &str, req: &QueryRequest) -> Opt
     let found = constraints::validate_query(shape, req);
     (!found.is_empty())
         .then(|| AwsError::client(spec.constraints.error_code, constraints::message(&found)))
+}
+
+/// The awsJson error response; for a client in query-compatible mode (`x-amzn-query-mode: true`,
+/// sent for services that moved from awsQuery to JSON, such as CloudWatch) also the
+/// `x-amzn-query-error: Code;Sender|Receiver` header the query protocol's error code comes from.
+fn json_error(e: &AwsError, request_id: &str, query_mode: bool) -> Response {
+    let mut response = e.json_response(request_id);
+    if query_mode {
+        let kind = if e.is_fault() { "Receiver" } else { "Sender" };
+        if let Ok(value) = http::HeaderValue::from_str(&format!("{};{kind}", e.code)) {
+            response.headers_mut().insert("x-amzn-query-error", value);
+        }
+    }
+    response
+}
+
+/// The body with its `Content-Encoding` undone: `gzip` is decoded (up to `limit` bytes),
+/// `identity` or none passes; any other encoding is refused.
+fn decode_content_encoding(
+    headers: &http::HeaderMap,
+    body: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, AwsError> {
+    use std::io::Read as _;
+    let Some(encoding) = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    else {
+        return Ok(body);
+    };
+    if !encoding.eq_ignore_ascii_case("gzip") {
+        return Err(AwsError::client(
+            "UnsupportedMediaType",
+            format!("Content-Encoding {encoding} is not supported; send gzip or identity."),
+        )
+        .with_status(http::StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let read = flate2::read::GzDecoder::new(&body[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out);
+    match read {
+        Ok(_) if out.len() <= limit => Ok(bytes::Bytes::from(out)),
+        Ok(_) => Err(AwsError::client(
+            "RequestEntityTooLargeException",
+            format!("Decompressed request body is larger than the limit of {limit} bytes."),
+        )
+        .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(error) => Err(AwsError::client(
+            "SerializationException",
+            format!("The gzip-encoded request body could not be decoded: {error}"),
+        )),
+    }
 }
 
 fn log_error(e: &AwsError, op: &str) {
