@@ -117,6 +117,10 @@ pub struct AgentArgs {
     /// The image of awsvpc tasks' pause containers (default: built in, x86-64 only).
     #[arg(long, env = "GANTRY_PAUSE_IMAGE")]
     pub pause_image: Option<String>,
+    /// Seconds between samples of the tasks' CPU and memory usage (reported to the control
+    /// plane for the `AWS/ECS` metrics; ECS publishes them every minute).
+    #[arg(long, env = "GANTRY_USAGE_INTERVAL", default_value_t = 60)]
+    pub usage_interval: u64,
     /// Remove what this agent left on the host (its task and pause containers, its
     /// security-group chains, unused subnet networks) and exit.
     #[arg(long)]

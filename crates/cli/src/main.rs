@@ -42,6 +42,7 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
     cfg.attributes = args.attributes;
     cfg.region = args.region;
+    cfg.usage_interval = std::time::Duration::from_secs(args.usage_interval.max(1));
     if let Some(image) = args.pause_image {
         cfg.pause_image = image;
     }

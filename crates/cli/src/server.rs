@@ -540,8 +540,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(Arc::new(gantry_cloudwatch::CloudWatchJson(
                 cloudwatch.clone(),
             )))
-            .with_query(Arc::new(gantry_cloudwatch::CloudWatchQuery(cloudwatch))),
+            .with_query(Arc::new(gantry_cloudwatch::CloudWatchQuery(
+                cloudwatch.clone(),
+            ))),
     );
+    // Agents' task usage becomes ECS's AWS/ECS metrics in CloudWatch.
+    let telemetry = Arc::new(gantry_ecs::telemetry::Telemetry::new(
+        store.clone(),
+        creds.clone(),
+        Arc::new(SystemClock),
+        Arc::new(CloudWatchSink(cloudwatch.clone())),
+    ));
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
     let agents = Arc::new(
         AgentStreams::new(
@@ -585,6 +594,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .router()
         .merge(registry.router())
         .merge(agents.router())
+        .merge(telemetry.router())
         .merge(lb_channel)
         .merge(policy_channel);
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
@@ -696,4 +706,39 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     }
     tracing::info!("gantry server stopped");
     Ok(())
+}
+
+/// ECS's metrics published into CloudWatch (`gantry_ecs::telemetry::MetricsSink`).
+#[derive(Debug)]
+struct CloudWatchSink(Arc<gantry_cloudwatch::CloudWatchService>);
+
+#[async_trait::async_trait]
+impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
+    async fn publish(
+        &self,
+        region: &str,
+        samples: Vec<gantry_ecs::telemetry::MetricSample>,
+        now_ms: u64,
+    ) -> Result<(), gantry_aws_proto::AwsError> {
+        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id};
+        let rows = samples
+            .into_iter()
+            .map(|s| {
+                let mut dimensions = s.dimensions;
+                dimensions.sort();
+                Row {
+                    key: SeriesKey {
+                        region: region.to_owned(),
+                        namespace: s.namespace.to_owned(),
+                        name: s.name.to_owned(),
+                        dimensions,
+                    },
+                    bucket: s.timestamp - s.timestamp.rem_euclid(60),
+                    unit: unit_id(s.unit).unwrap_or(UNIT_NONE),
+                    agg: Agg::of(s.value, 1.0),
+                }
+            })
+            .collect();
+        self.0.put_rows(region, rows, now_ms).await
+    }
 }

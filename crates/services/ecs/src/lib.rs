@@ -30,6 +30,7 @@ mod tags;
 mod task_definitions;
 pub mod task_network;
 mod tasks;
+pub mod telemetry;
 mod wire;
 
 use std::fmt;
