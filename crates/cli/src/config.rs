@@ -41,6 +41,10 @@ pub struct ServerArgs {
     /// shorter for tests).
     #[arg(long, env = "GANTRY_ALARM_EVALUATION_INTERVAL", default_value_t = 60)]
     pub alarm_evaluation_interval: u64,
+    /// The one-minute periods target tracking's alarms wait above the target before scaling
+    /// out and below 90 % of it before scaling in, as HIGH,LOW (AWS: 3,15; shorter for tests).
+    #[arg(long, env = "GANTRY_TARGET_TRACKING_PERIODS", default_value = "3,15")]
+    pub target_tracking_periods: String,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -219,6 +223,21 @@ pub struct ServerConfig {
     pub shutdown_timeout: std::time::Duration,
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
     pub alarm_evaluation_interval: std::time::Duration,
+    pub tracking_periods: gantry_autoscaling::TrackingPeriods,
+}
+
+fn tracking_periods(raw: &str) -> anyhow::Result<gantry_autoscaling::TrackingPeriods> {
+    let parse = |s: Option<&str>| {
+        s.and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|v| (1..=1440).contains(v))
+    };
+    let mut parts = raw.split(',');
+    match (parse(parts.next()), parse(parts.next()), parts.next()) {
+        (Some(high), Some(low), None) => Ok(gantry_autoscaling::TrackingPeriods { high, low }),
+        _ => anyhow::bail!(
+            "--target-tracking-periods must be HIGH,LOW (1 to 1440 each), got {raw:?}"
+        ),
+    }
 }
 
 fn default_vpc_cidr(raw: &str) -> anyhow::Result<gantry_ec2::cidr::Cidr> {
@@ -260,6 +279,7 @@ impl ServerArgs {
             alarm_evaluation_interval: std::time::Duration::from_secs(
                 self.alarm_evaluation_interval.max(1),
             ),
+            tracking_periods: tracking_periods(&self.target_tracking_periods)?,
         })
     }
 }
@@ -286,6 +306,7 @@ impl UpArgs {
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
             alarm_evaluation_interval: std::time::Duration::from_secs(60),
+            tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
         })
     }
 }

@@ -167,6 +167,7 @@ fn every_service_crate_lives_under_crates_services() {
         "gantry-secretsmanager",
         "gantry-ssm",
         "gantry-cloudwatch",
+        "gantry-autoscaling",
     ] {
         assert!(
             services.contains(&expected),

@@ -8,13 +8,17 @@ use std::process::Command;
 
 use gantry_aws_proto::constraints::{Constraints, Shape};
 
-fn tables() -> [(&'static str, &'static Constraints); 5] {
+fn tables() -> [(&'static str, &'static Constraints); 6] {
     [
         ("ecs", gantry_ecs::SPEC.constraints),
         ("ecr", gantry_ecr::SPEC.constraints),
         ("logs", gantry_logs::SPEC.constraints),
         ("elbv2", gantry_elbv2::SPEC.constraints),
         ("cloudwatch", gantry_cloudwatch::SPEC.constraints),
+        (
+            "application-autoscaling",
+            gantry_autoscaling::SPEC.constraints,
+        ),
     ]
 }
 

@@ -104,16 +104,22 @@ pub async fn put_metric_alarm(
 ) -> Result<Value, AwsError> {
     let name = s(input, "AlarmName").ok_or_else(|| missing("AlarmName"))?;
     for actions in ["AlarmActions", "OKActions", "InsufficientDataActions"] {
-        if let Some(first) = input
+        for (i, arn) in input
             .get(actions)
             .and_then(Value::as_array)
-            .and_then(|a| a.first())
+            .into_iter()
+            .flatten()
+            .enumerate()
         {
-            return Err(invalid(format!(
-                "The value {} for parameter {actions}.member.1 is invalid: this server runs no \
-                 alarm actions yet (no SNS, Auto Scaling or EC2 action target is served).",
-                first.as_str().unwrap_or_default()
-            )));
+            let arn = arn.as_str().unwrap_or_default();
+            if !svc.actions().is_some_and(|a| a.accepts(arn)) {
+                return Err(invalid(format!(
+                    "The value {arn} for parameter {actions}.member.{} is invalid: this server \
+                     runs Application Auto Scaling policy actions only (no SNS, EC2 Auto Scaling \
+                     or EC2 action target is served).",
+                    i + 1
+                )));
+            }
         }
     }
     if input
@@ -231,7 +237,7 @@ pub async fn put_metric_alarm(
         ),
     );
     for k in ["OKActions", "AlarmActions", "InsufficientDataActions"] {
-        alarm.insert(k.into(), json!([]));
+        alarm.insert(k.into(), input.get(k).cloned().unwrap_or(json!([])));
     }
     let tags = input.get("Tags").cloned().unwrap_or(json!([]));
     let existing = load(svc, &ctx.region, name).await?;
@@ -458,7 +464,11 @@ pub async fn set_alarm_state(
         reason: reason.to_owned(),
         data: data.map(str::to_owned),
     };
-    apply_state(svc, &ctx.region, alarm, rev, &change, ctx.now).await?;
+    let changed = s(&alarm, "StateValue") != Some(state);
+    apply_state(svc, &ctx.region, alarm.clone(), rev, &change, ctx.now).await?;
+    if changed {
+        run_actions(svc, &ctx.region, &alarm, state, None, false).await;
+    }
     Ok(json!({}))
 }
 
@@ -592,6 +602,46 @@ async fn apply_state(
         txn = txn.put(hkey, hval);
     }
     commit(svc, txn.put(key, alarm.to_string().into_bytes())).await
+}
+
+/// Runs the actions of `alarm` for `state` (when its actions are enabled); `repeat` limits them
+/// to the Auto Scaling ones, which run again while the state lasts.
+async fn run_actions(
+    svc: &CloudWatchService,
+    region: &str,
+    alarm: &Value,
+    state: &str,
+    value: Option<f64>,
+    repeat: bool,
+) {
+    let Some(actions) = svc.actions() else { return };
+    if alarm.get("ActionsEnabled").and_then(Value::as_bool) == Some(false) {
+        return;
+    }
+    let list = match state {
+        "ALARM" => "AlarmActions",
+        "OK" => "OKActions",
+        _ => "InsufficientDataActions",
+    };
+    let name = s(alarm, "AlarmName").unwrap_or_default();
+    let threshold = alarm
+        .get("Threshold")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    for arn in alarm
+        .get(list)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if repeat && !arn.starts_with("arn:aws:autoscaling:") {
+            continue;
+        }
+        actions
+            .invoke(region, arn, name, state, value, threshold)
+            .await;
+    }
 }
 
 /// One alarm's evaluation input: the statistic of each of the last `EvaluationPeriods` periods,
@@ -760,14 +810,25 @@ impl CloudWatchService {
             let Some(values) = self.alarm_values(&alarm, &region, now_ms) else {
                 continue;
             };
+            let latest = values.iter().rev().find_map(|(_, v)| *v);
             let Some(change) = decide(&alarm, &values) else {
+                // The state holds (missing data ignored): Auto Scaling actions run again.
+                let state = s(&alarm, "StateValue")
+                    .unwrap_or("INSUFFICIENT_DATA")
+                    .to_owned();
+                run_actions(self, &region, &alarm, &state, latest, true).await;
                 continue;
             };
             if s(&alarm, "StateValue") == Some(change.state.as_str()) {
+                // Auto Scaling actions run again every period the alarm stays in the state.
+                run_actions(self, &region, &alarm, &change.state, latest, true).await;
                 continue;
             }
-            match apply_state(self, &region, alarm, rev, &change, now_ms).await {
-                Ok(()) => changed += 1,
+            match apply_state(self, &region, alarm.clone(), rev, &change, now_ms).await {
+                Ok(()) => {
+                    changed += 1;
+                    run_actions(self, &region, &alarm, &change.state, latest, false).await;
+                }
                 Err(e) if e.code == "ConcurrentModificationException" => {}
                 Err(e) => return Err(e),
             }

@@ -142,6 +142,26 @@ struct Batch {
     )>,
 }
 
+/// What alarm actions do: implemented by the composition root over the services whose ARNs
+/// actions name (Application Auto Scaling's policies).
+#[async_trait]
+pub trait AlarmActions: Send + Sync + std::fmt::Debug {
+    /// Whether `arn` names an action this server runs (checked by `PutMetricAlarm`).
+    fn accepts(&self, arn: &str) -> bool;
+    /// Runs the action `arn` for `alarm` (its name) now in `state`; `value` is the most recent
+    /// datapoint the evaluation saw (none for `SetAlarmState` or missing data), `threshold` the
+    /// alarm's.
+    async fn invoke(
+        &self,
+        region: &str,
+        arn: &str,
+        alarm: &str,
+        state: &str,
+        value: Option<f64>,
+        threshold: f64,
+    );
+}
+
 /// The CloudWatch service: the series index, the store behind it, the alarms.
 #[derive(Debug)]
 pub struct CloudWatchService {
@@ -149,6 +169,7 @@ pub struct CloudWatchService {
     index: RwLock<Index>,
     nonce: u32,
     seq: AtomicU64,
+    actions: std::sync::OnceLock<Arc<dyn AlarmActions>>,
 }
 
 impl CloudWatchService {
@@ -183,6 +204,7 @@ impl CloudWatchService {
             index: RwLock::new(index),
             nonce: rand::random(),
             seq: AtomicU64::new(0),
+            actions: std::sync::OnceLock::new(),
         }))
     }
 
@@ -435,6 +457,15 @@ impl CloudWatchService {
             out["NextToken"] = json!((skip + PAGE).to_string());
         }
         Ok(out)
+    }
+
+    /// Sets what alarm actions run (once; alarms with actions are refused until then).
+    pub fn set_actions(&self, actions: Arc<dyn AlarmActions>) {
+        let _ = self.actions.set(actions);
+    }
+
+    pub(crate) fn actions(&self) -> Option<&Arc<dyn AlarmActions>> {
+        self.actions.get()
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
