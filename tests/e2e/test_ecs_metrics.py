@@ -69,3 +69,70 @@ def test_service_cpu_and_memory_reach_cloudwatch(gantry, image, tmp_path):
         for a in arns:
             for c in containers_of(a):
                 docker("rm", "-f", c, check=False)
+
+
+def test_target_tracking_scales_a_busy_service_out_and_back_in(tmp_path):
+    """Tasks that burn CPU for a while: target tracking on 50 % CPU scales the service out, and
+    back in once the load stops (alarm periods shortened to 1 and 2 minutes)."""
+    import uuid
+    from conftest import Gantry, require_docker
+    from images import build_busybox_image
+    from test_ecr import login
+    require_docker()
+    g = Gantry(tmp_path / "tt").start(extra_args=[
+        "--alarm-evaluation-interval", "2", "--target-tracking-periods", "1,2"])
+    ecs, aas = g.client("ecs"), g.client("application-autoscaling")
+    repo = f"spike-{uuid.uuid4().hex[:8]}"
+    uri = g.aws_json("ecr", "create-repository", "--repository-name", repo)["repository"]["repositoryUri"]
+    local = build_busybox_image(tmp_path, f"gantry-e2e/{repo}:src")
+    login(g)
+    docker("tag", local, f"{uri}:v1")
+    docker("push", f"{uri}:v1")
+    docker("rmi", f"{uri}:v1", local)
+    image = f"{uri}:v1"
+    os.environ["GANTRY_USAGE_INTERVAL"] = "2"
+    try:
+        agent = Agent(g, "tt", tmp_path / "tt-agent").start()
+    finally:
+        del os.environ["GANTRY_USAGE_INTERVAL"]
+    try:
+        ecs.create_cluster(clusterName="tt")
+        wait_until(lambda: ecs.list_container_instances(cluster="tt")["containerInstanceArns"], what="agent")
+        ecs.register_task_definition(family="spike", containerDefinitions=[{
+            "name": "spike", "image": image, "cpu": 256, "memory": 32, "essential": True,
+            # Busy for 75 seconds after it starts, then idle.
+            "command": ["/bin/sh", "-c", "end=$(( $(date +%s) + 75 )); while [ $(date +%s) -lt $end ]; do :; done; "
+                                         "exec sleep 100000"],
+        }])
+        ecs.create_service(cluster="tt", serviceName="spiky", taskDefinition="spike", desiredCount=1)
+        rid = "service/tt/spiky"
+        aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid,
+                                     ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=2)
+        aas.put_scaling_policy(
+            PolicyName="cpu50", ServiceNamespace="ecs", ResourceId=rid, ScalableDimension="ecs:service:DesiredCount",
+            PolicyType="TargetTrackingScaling", TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 50.0, "ScaleOutCooldown": 0, "ScaleInCooldown": 0,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}})
+
+        def count():
+            return ecs.describe_services(cluster="tt", services=["spiky"])["services"][0]["desiredCount"]
+
+        wait_until(lambda: count() == 2, timeout=240, interval=2, what="scale-out to 2")
+        wait_until(lambda: count() == 1, timeout=420, interval=2, what="scale-in back to 1")
+        acts = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
+        descs = [a["Description"] for a in acts]
+        assert descs[:2] == ["Setting desired count to 1.", "Setting desired count to 2."], descs
+        assert "-AlarmLow-" in acts[0]["Cause"] and "triggered policy cpu50" in acts[0]["Cause"]
+        assert "-AlarmHigh-" in acts[1]["Cause"]
+    finally:
+        try:
+            ecs.update_service(cluster="tt", service="spiky", desiredCount=0)
+            ecs.delete_service(cluster="tt", service="spiky", force=True)
+        except Exception:
+            pass
+        agent.stop()
+        for t in docker("ps", "-aq", "--filter", "label=com.amazonaws.ecs.task-arn").stdout.split():
+            labels = docker("inspect", "-f", "{{index .Config.Labels \"com.amazonaws.ecs.task-arn\"}}", t).stdout
+            if ":task/tt/" in labels:
+                docker("rm", "-f", t, check=False)
+        g.stop()

@@ -5,6 +5,7 @@
 mod config;
 mod credentials;
 mod datadir;
+mod prometheus;
 mod secrets;
 mod server;
 

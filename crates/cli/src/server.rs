@@ -609,8 +609,10 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         Arc::new(SystemClock),
         shutdown_rx.clone(),
     );
+    let metrics_route = crate::prometheus::router(&front.metrics(), creds.clone());
     let app = front
         .router()
+        .merge(metrics_route)
         .merge(registry.router())
         .merge(agents.router())
         .merge(telemetry.router())

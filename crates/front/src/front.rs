@@ -19,6 +19,7 @@ use gantry_aws_proto::{AwsError, constraints, ec2, json, new_request_id, query};
 use tracing::Instrument;
 
 use crate::context::{Clock, RequestContext};
+use crate::metrics::OperationLabel;
 use crate::service::{JsonService, Protocol, QueryService, ServiceSpec};
 
 /// The request router shared by every API.
@@ -29,6 +30,7 @@ pub struct Front {
     clock: Arc<dyn Clock>,
     account_id: String,
     body_limit: usize,
+    metrics: Arc<crate::metrics::ApiMetrics>,
 }
 
 impl fmt::Debug for Front {
@@ -60,6 +62,7 @@ impl Front {
             clock,
             account_id: account_id.into(),
             body_limit: BODY_LIMIT,
+            metrics: Arc::default(),
         }
     }
 
@@ -108,6 +111,11 @@ impl Front {
         all
     }
 
+    /// The request metrics, for the composition root to register and serve.
+    pub fn metrics(&self) -> Arc<crate::metrics::ApiMetrics> {
+        self.metrics.clone()
+    }
+
     /// Another body limit than [`BODY_LIMIT`] (for tests).
     pub fn with_body_limit(mut self, limit: usize) -> Self {
         self.body_limit = limit;
@@ -129,6 +137,27 @@ enum Wire {
 }
 
 async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let metrics = front.metrics.clone();
+    let response = dispatch(front, req).await;
+    metrics.observe(
+        response.extensions().get::<OperationLabel>(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// `response` labelled with the operation it answered.
+fn labelled(mut response: Response, service: &str, operation: &str) -> Response {
+    response.extensions_mut().insert(OperationLabel {
+        service: service.to_owned(),
+        operation: operation.to_owned(),
+    });
+    response
+}
+
+async fn dispatch(front: Arc<Front>, req: Request) -> Response {
     let request_id = new_request_id();
     let target = req
         .headers()
@@ -218,15 +247,16 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 };
                 if let Some(err) = json_violations(svc.spec(), op, &body) {
                     log_error(&err, op);
-                    return json_error(&err, &request_id, query_mode);
+                    return labelled(json_error(&err, &request_id, query_mode), prefix, op);
                 }
-                match svc.call(op, &body, &ctx).await {
+                let response = match svc.call(op, &body, &ctx).await {
                     Ok(v) => json::ok_response(&v, &request_id),
                     Err(e) => {
                         log_error(&e, op);
                         json_error(&e, &request_id, query_mode)
                     }
-                }
+                };
+                labelled(response, prefix, op)
             }
             Wire::Query | Wire::Ec2 => {
                 let q = QueryRequest::parse(&body, parts.uri.query());
@@ -254,15 +284,20 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                         }
                         if let Some(err) = query_violations(spec, &action, &q) {
                             log_error(&err, &action);
-                            return err.query_response(&request_id, xmlns);
+                            return labelled(
+                                err.query_response(&request_id, xmlns),
+                                spec.signing_name,
+                                &action,
+                            );
                         }
-                        match svc.call(&action, &q, &ctx).await {
+                        let response = match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => query::ok_response(&action, xmlns, &xml, &request_id),
                             Err(e) => {
                                 log_error(&e, &action);
                                 e.query_response(&request_id, xmlns)
                             }
-                        }
+                        };
+                        labelled(response, spec.signing_name, &action)
                     }
                     Protocol::Ec2 { xmlns, .. } => {
                         let Some(action) = q.action().map(str::to_owned) else {
@@ -281,15 +316,20 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                         }
                         if let Some(err) = query_violations(spec, &action, &q) {
                             log_error(&err, &action);
-                            return err.ec2_response(&request_id);
+                            return labelled(
+                                err.ec2_response(&request_id),
+                                spec.signing_name,
+                                &action,
+                            );
                         }
-                        match svc.call(&action, &q, &ctx).await {
+                        let response = match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => ec2::ok_response(&action, xmlns, &xml, &request_id),
                             Err(e) => {
                                 log_error(&e, &action);
                                 e.ec2_response(&request_id)
                             }
-                        }
+                        };
+                        labelled(response, spec.signing_name, &action)
                     }
                     Protocol::Json { .. } => {
                         let err = AwsError::server("form-encoded service without a form protocol");

@@ -18,8 +18,10 @@
 pub mod context;
 pub mod front;
 pub mod listener;
+pub mod metrics;
 pub mod service;
 
 pub use context::{Clock, IdGen, RandomIds, RequestContext, SystemClock};
 pub use front::{BODY_LIMIT, Front};
+pub use metrics::ApiMetrics;
 pub use service::{JsonService, Protocol, QueryService, ServiceSpec};
