@@ -126,3 +126,38 @@ def test_target_tracking_owns_its_alarms(fast):
     assert cw.describe_alarms(AlarmNamePrefix="TargetTracking-")["MetricAlarms"] == []
     aas.deregister_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension="ecs:service:DesiredCount")
     assert aas.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"] == []
+
+
+def test_scheduled_action_changes_min_and_max_at_its_time(fast):
+    ecs = service(fast, "c3", "batch", 1)
+    aas = fast.client("application-autoscaling")
+    rid = "service/c3/batch"
+    dim = "ecs:service:DesiredCount"
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                 MinCapacity=1, MaxCapacity=2)
+    when = time.gmtime(time.time() + 4)
+    at = time.strftime("at(%Y-%m-%dT%H:%M:%S)", when)
+    fast.aws("application-autoscaling", "put-scheduled-action", "--service-namespace", "ecs",
+             "--resource-id", rid, "--scalable-dimension", dim, "--scheduled-action-name", "morning",
+             "--schedule", at, "--scalable-target-action", "MinCapacity=3,MaxCapacity=5")
+    [action] = aas.describe_scheduled_actions(ServiceNamespace="ecs", ResourceId=rid)["ScheduledActions"]
+    assert action["Schedule"] == at and action["ScalableTargetAction"] == {"MinCapacity": 3, "MaxCapacity": 5}
+    assert desired(ecs, "c3", "batch") == 1
+    wait_for(lambda: desired(ecs, "c3", "batch") == 3, timeout=20, what="desired count 3 at the scheduled time")
+    [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (3, 5)
+    [act] = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
+    assert act["Description"] == "Setting desired count to 3."
+    assert act["Cause"] == "scheduled action name morning set min capacity to 3"
+
+    for schedule, zone, word in [("cron(0 8 * * ? *)", None, "cron()"), ("rate(1 hours)", None, "unit"),
+                                 (at, "Europe/Paris", "Europe/Paris")]:
+        kw = {"Timezone": zone} if zone else {}
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            aas.put_scheduled_action(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                     ScheduledActionName="x", Schedule=schedule,
+                                     ScalableTargetAction={"MinCapacity": 1}, **kw)
+        assert e.value.response["Error"]["Code"] == "ValidationException" and word in e.value.response["Error"]["Message"]
+    aas.delete_scheduled_action(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                ScheduledActionName="morning")
+    assert aas.describe_scheduled_actions(ServiceNamespace="ecs")["ScheduledActions"] == []

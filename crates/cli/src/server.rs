@@ -537,6 +537,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .with_tracking_periods(cfg.tracking_periods),
     );
     cloudwatch.set_actions(Arc::new(ScalingActions(Arc::downgrade(&autoscaling))));
+    parts.push((
+        "scheduled scaling",
+        tokio::spawn(
+            autoscaling
+                .clone()
+                .run(std::time::Duration::from_secs(1), shutdown_rx.clone()),
+        ),
+    ));
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_json(ecs)

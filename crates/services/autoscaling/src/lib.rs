@@ -11,6 +11,7 @@
 //!   and in slowly (one task at a time), honouring cooldowns and `DisableScaleIn`.
 //! - Step scaling: user alarms invoke the policy; the step whose bounds (relative to the alarm's
 //!   threshold) hold the breaching value gives the adjustment.
+//! - Scheduled actions (`at()` and `rate()` in UTC) that set min/max at their time.
 //! - Scaling activities with AWS's descriptions and causes.
 //!
 //! Cross-service needs are traits the composition root implements: [`Services`] (ECS's desired
@@ -19,6 +20,7 @@
 
 #[rustfmt::skip]
 pub mod model_constraints;
+pub mod schedule;
 
 use std::sync::Arc;
 
@@ -868,6 +870,289 @@ impl AutoScalingService {
     }
 }
 
+fn scheduled_prefix(region: &str) -> String {
+    format!("autoscaling/scheduled/{region}/")
+}
+
+impl AutoScalingService {
+    async fn put_scheduled(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let name = s(input, "ScheduledActionName")
+            .ok_or_else(|| validation("ScheduledActionName is required."))?;
+        if self
+            .get(&target_key(&ctx.region, &resource))
+            .await?
+            .is_none()
+        {
+            return Err(not_found(format!(
+                "No scalable target registered for service namespace: ecs, resource ID: {resource}, scalable dimension: {DIMENSION}"
+            )));
+        }
+        let key = format!("{}{resource}/{name}", scheduled_prefix(&ctx.region));
+        let existing = self.get(&key).await?;
+        let rev = existing.as_ref().map_or(0, |(_, r)| *r);
+        let old = existing.map(|(v, _)| v);
+        // An update may leave out what does not change.
+        let pick = |k: &str| {
+            input
+                .get(k)
+                .filter(|v| !v.is_null())
+                .or_else(|| old.as_ref().and_then(|o| o.get(k)))
+                .cloned()
+        };
+        let text = pick("Schedule")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or_else(|| validation("Schedule is required."))?;
+        let tz = pick("Timezone").and_then(|v| v.as_str().map(str::to_owned));
+        let sched = schedule::parse(&text, tz.as_deref()).map_err(validation)?;
+        let action = pick("ScalableTargetAction").unwrap_or(json!({}));
+        let (min, max) = (
+            action["MinCapacity"].as_i64(),
+            action["MaxCapacity"].as_i64(),
+        );
+        if min.is_none() && max.is_none() {
+            return Err(validation(
+                "ScalableTargetAction needs MinCapacity, MaxCapacity or both.",
+            ));
+        }
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo > hi
+        {
+            return Err(validation(format!(
+                "Minimum capacity cannot be greater than maximum capacity (min {lo}, max {hi})."
+            )));
+        }
+        let created = old
+            .as_ref()
+            .and_then(|o| o.get("CreationTime").cloned())
+            .unwrap_or(json!(secs(ctx.now)));
+        let start_ms = pick("StartTime")
+            .and_then(|v| v.as_f64())
+            .map(|t| (t * 1000.0) as u64)
+            .unwrap_or(ctx.now);
+        let first = match sched {
+            schedule::Schedule::Rate(every)
+                if input.get("StartTime").is_none() && old.is_none() =>
+            {
+                schedule::next_after(sched, ctx.now + every, ctx.now)
+            }
+            _ => schedule::next_after(sched, start_ms, ctx.now.saturating_sub(1)),
+        };
+        let mut record = json!({
+            "ScheduledActionName": name,
+            "ScheduledActionARN": format!(
+                "arn:aws:autoscaling:{}:{}:scheduledAction:{}:resource/ecs/{resource}:scheduledActionName/{name}",
+                ctx.region, self.account_id, uuid::Uuid::new_v4()
+            ),
+            "ServiceNamespace": "ecs",
+            "Schedule": text,
+            "ResourceId": resource,
+            "ScalableDimension": DIMENSION,
+            "ScalableTargetAction": action,
+            "CreationTime": created,
+            "_start": start_ms,
+            "_next": first,
+        });
+        if let Some(old_arn) = old.as_ref().and_then(|o| o.get("ScheduledActionARN")) {
+            record["ScheduledActionARN"] = old_arn.clone();
+        }
+        for k in ["Timezone", "StartTime", "EndTime"] {
+            if let Some(v) = pick(k) {
+                record[k] = v;
+            }
+        }
+        self.commit(
+            Txn::new()
+                .require_revision(key.clone(), rev)
+                .put(key, record.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(json!({}))
+    }
+
+    async fn describe_scheduled(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        if s(input, "ServiceNamespace") != Some("ecs") {
+            return Ok(json!({ "ScheduledActions": [] }));
+        }
+        let names: Vec<&str> = input
+            .get("ScheduledActionNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let resource = s(input, "ResourceId");
+        let actions: Vec<Value> = self
+            .scan(&scheduled_prefix(&ctx.region))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|a| {
+                resource.is_none_or(|r| s(a, "ResourceId") == Some(r))
+                    && (names.is_empty()
+                        || names.contains(&s(a, "ScheduledActionName").unwrap_or_default()))
+            })
+            .map(public)
+            .collect();
+        Ok(json!({ "ScheduledActions": actions }))
+    }
+
+    async fn delete_scheduled(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let name = s(input, "ScheduledActionName")
+            .ok_or_else(|| validation("ScheduledActionName is required."))?;
+        let key = format!("{}{resource}/{name}", scheduled_prefix(&ctx.region));
+        let Some((_, rev)) = self.get(&key).await? else {
+            return Err(not_found(format!(
+                "No scheduled action found for service namespace: ecs, resource ID: {resource}, scalable dimension: {DIMENSION}, scheduled action name: {name}"
+            )));
+        };
+        self.commit(Txn::new().require_revision(key.clone(), rev).delete(key))
+            .await?;
+        Ok(json!({}))
+    }
+
+    /// Runs the scheduled actions that are due at `now_ms`; returns how many ran.
+    pub async fn run_due(&self, now_ms: u64) -> Result<usize, AwsError> {
+        let mut ran = 0;
+        for (key, mut action) in self.scan("autoscaling/scheduled/").await? {
+            let Some(next) = action["_next"].as_u64() else {
+                continue;
+            };
+            if next > now_ms {
+                continue;
+            }
+            let region = key["autoscaling/scheduled/".len()..]
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let resource = s(&action, "ResourceId").unwrap_or_default().to_owned();
+            let name = s(&action, "ScheduledActionName")
+                .unwrap_or_default()
+                .to_owned();
+            let expired = action["EndTime"]
+                .as_f64()
+                .is_some_and(|end| ((end * 1000.0) as u64) < next);
+            if !expired {
+                self.apply_scheduled(
+                    &region,
+                    &resource,
+                    &name,
+                    &action["ScalableTargetAction"],
+                    now_ms,
+                )
+                .await?;
+                ran += 1;
+            }
+            let sched = schedule::parse(s(&action, "Schedule").unwrap_or_default(), None);
+            let start = action["_start"].as_u64().unwrap_or(now_ms);
+            action["_next"] = match sched {
+                Ok(sc) if !expired => json!(schedule::next_after(sc, start, now_ms)),
+                _ => Value::Null,
+            };
+            // A concurrent update of the action wins; it carries its own next run.
+            let _ = self
+                .commit(Txn::new().put(key, action.to_string().into_bytes()))
+                .await;
+        }
+        Ok(ran)
+    }
+
+    async fn apply_scheduled(
+        &self,
+        region: &str,
+        resource: &str,
+        name: &str,
+        action: &Value,
+        now_ms: u64,
+    ) -> Result<(), AwsError> {
+        let _g = self.lock.lock().await;
+        let key = target_key(region, resource);
+        let Some((mut target, rev)) = self.get(&key).await? else {
+            return Ok(());
+        };
+        if target
+            .pointer("/SuspendedState/ScheduledScalingSuspended")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Ok(());
+        }
+        if let Some(min) = action["MinCapacity"].as_i64() {
+            target["MinCapacity"] = json!(min);
+        }
+        if let Some(max) = action["MaxCapacity"].as_i64() {
+            target["MaxCapacity"] = json!(max);
+        }
+        let min = target["MinCapacity"].as_i64().unwrap_or(0);
+        let max = target["MaxCapacity"].as_i64().unwrap_or(0).max(min);
+        target["MaxCapacity"] = json!(max);
+        self.commit(
+            Txn::new()
+                .require_revision(key.clone(), rev)
+                .put(key, target.to_string().into_bytes()),
+        )
+        .await?;
+        let (cluster, service) = ecs_resource(resource)?;
+        let Some(current) = self
+            .services
+            .desired_count(region, cluster, service)
+            .await?
+        else {
+            return Ok(());
+        };
+        let clamped = current.clamp(min, max);
+        if clamped != current {
+            let cause = if clamped > current {
+                format!("scheduled action name {name} set min capacity to {min}")
+            } else {
+                format!("scheduled action name {name} set max capacity to {max}")
+            };
+            self.scale(region, resource, clamped, cause, now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs due scheduled actions every `tick` until `shutdown` turns true.
+    pub async fn run(
+        self: Arc<Self>,
+        tick: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = interval.tick() => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    if let Err(error) = self.run_due(now).await {
+                        tracing::warn!(%error, "scheduled actions pass failed; retrying next tick");
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Why a policy runs: an alarm in a state.
 #[derive(Debug, Clone, Copy)]
 pub struct Trigger<'a> {
@@ -917,9 +1202,11 @@ impl JsonService for AutoScalingService {
             "DescribeScalingPolicies" => self.describe_policies(&input, ctx).await,
             "DeleteScalingPolicy" => self.delete_policy(&input, ctx).await,
             "DescribeScalingActivities" => self.describe_activities(&input, ctx).await,
-            "DescribeScheduledActions" => Ok(json!({ "ScheduledActions": [] })),
+            "PutScheduledAction" => self.put_scheduled(&input, ctx).await,
+            "DescribeScheduledActions" => self.describe_scheduled(&input, ctx).await,
+            "DeleteScheduledAction" => self.delete_scheduled(&input, ctx).await,
             other => Err(validation(format!(
-                "The operation {other} is not supported by this server (scheduled actions, tags and predictive scaling are not served)."
+                "The operation {other} is not supported by this server (tags and predictive scaling are not served)."
             ))),
         }
     }
