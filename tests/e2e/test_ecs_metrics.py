@@ -12,7 +12,7 @@ from images import docker
 
 def test_service_cpu_and_memory_reach_cloudwatch(gantry, image, tmp_path):
     ecs, cw = gantry.client("ecs"), gantry.client("cloudwatch")
-    ecs.create_cluster(clusterName="metrics")
+    ecs.create_cluster(clusterName="metrics", settings=[{"name": "containerInsights", "value": "enabled"}])
     os.environ["GANTRY_USAGE_INTERVAL"] = "1"
     try:
         agent = Agent(gantry, "metrics", tmp_path / "agent").start()
@@ -59,6 +59,20 @@ def test_service_cpu_and_memory_reach_cloudwatch(gantry, image, tmp_path):
                              '"Period":60,"Stat":"Average"}}]')
         values = md["MetricDataResults"][0]["Values"]
         assert values and all(0 < v < 100 for v in values), values
+
+        # Container Insights is enabled on this cluster.
+        insights = {(m["MetricName"], tuple(sorted(d["Name"] for d in m["Dimensions"])))
+                    for m in cw.list_metrics(Namespace="ECS/ContainerInsights")["Metrics"]}
+        for name in ["CpuUtilized", "CpuReserved", "MemoryUtilized", "MemoryReserved"]:
+            for dims_ in [("ClusterName",), ("ClusterName", "ServiceName"), ("ClusterName", "TaskDefinitionFamily")]:
+                assert (name, dims_) in insights, (name, dims_)
+        reserved = cw.get_metric_statistics(
+            Namespace="ECS/ContainerInsights", MetricName="CpuReserved",
+            Dimensions=[{"Name": "ClusterName", "Value": "metrics"}, {"Name": "ServiceName", "Value": "burner"}],
+            StartTime=datetime.fromtimestamp(time.time() - 600, timezone.utc),
+            EndTime=datetime.fromtimestamp(time.time() + 60, timezone.utc),
+            Period=60, Statistics=["Maximum"])["Datapoints"]
+        assert reserved and all(p["Maximum"] == 256.0 for p in reserved)
     finally:
         try:
             ecs.update_service(cluster="metrics", service="burner", desiredCount=0)

@@ -4,6 +4,12 @@
 //! size, or the sum of its containers' `cpu`/`memory`), one sample per task and report (so a
 //! period's `Average` is the tasks' mean, `Maximum` the busiest task, `SampleCount` the samples).
 //! ECS publishes through the [`MetricsSink`] the composition root implements over CloudWatch.
+//!
+//! Clusters whose `containerInsights` setting is `enabled` or `enhanced` also get
+//! `ECS/ContainerInsights` `CpuUtilized`, `CpuReserved` (CPU units), `MemoryUtilized`,
+//! `MemoryReserved` (MiB) per `ClusterName`, `ClusterName, ServiceName` and
+//! `ClusterName, TaskDefinitionFamily`, one sample per task and report: with the agents' default
+//! one-minute interval a minute's `Sum` is the total over the tasks.
 
 use std::sync::Arc;
 
@@ -14,6 +20,7 @@ use axum::response::Response;
 use axum::routing::post;
 use gantry_aws_proto::sigv4::{self, CredentialProvider};
 use gantry_aws_proto::{AwsError, new_request_id};
+use gantry_domain::cluster::Cluster;
 use gantry_domain::task::{Task, TaskStatus};
 use gantry_front::Clock;
 use gantry_store::{Store, StoreExt};
@@ -152,6 +159,56 @@ pub fn samples_for(
     out
 }
 
+/// The `ECS/ContainerInsights` samples of one task's usage.
+pub fn insights_for(
+    task: &Task,
+    cluster: &str,
+    cpu_units: f64,
+    memory_mib: f64,
+    now_s: i64,
+) -> Vec<MetricSample> {
+    let reserved_cpu = task
+        .cpu
+        .as_deref()
+        .and_then(|c| c.parse::<f64>().ok())
+        .unwrap_or(task.reservation.cpu as f64);
+    let reserved_mem = task
+        .memory
+        .as_deref()
+        .and_then(|m| m.parse::<f64>().ok())
+        .unwrap_or(task.reservation.memory as f64);
+    let c = ("ClusterName".to_owned(), cluster.to_owned());
+    let mut dims = vec![
+        vec![c.clone()],
+        vec![
+            c.clone(),
+            ("TaskDefinitionFamily".to_owned(), task.family.clone()),
+        ],
+    ];
+    if let Some(service) = &task.service_name {
+        dims.push(vec![c, ("ServiceName".to_owned(), service.clone())]);
+    }
+    let mut out = Vec::new();
+    for d in dims {
+        for (name, value, unit) in [
+            ("CpuUtilized", cpu_units, "None"),
+            ("CpuReserved", reserved_cpu, "None"),
+            ("MemoryUtilized", memory_mib, "Megabytes"),
+            ("MemoryReserved", reserved_mem, "Megabytes"),
+        ] {
+            out.push(MetricSample {
+                namespace: "ECS/ContainerInsights",
+                name,
+                dimensions: d.clone(),
+                timestamp: now_s,
+                value,
+                unit,
+            });
+        }
+    }
+    out
+}
+
 async fn report(State(t): State<Arc<Telemetry>>, req: Request) -> Response {
     let request_id = new_request_id();
     let (parts, body) = req.into_parts();
@@ -174,6 +231,17 @@ async fn report(State(t): State<Arc<Telemetry>>, req: Request) -> Response {
         gantry_domain::arn::cluster_name_from_ref(&report.cluster).unwrap_or(report.cluster);
     let now_ms = t.clock.now_millis();
     let now_s = (now_ms / 1000) as i64;
+    let insights = match t
+        .store
+        .get_typed::<Cluster>(&keys::cluster(&verified.region, &cluster))
+        .await
+    {
+        Ok(Some(c)) => c.value.settings.iter().any(|s| {
+            s.name == "containerInsights" && (s.value == "enabled" || s.value == "enhanced")
+        }),
+        Ok(None) => false,
+        Err(e) => return AwsError::server(e.to_string()).json_response(&request_id),
+    };
     let mut samples = Vec::new();
     for u in &report.tasks {
         if !(u.cpu_units.is_finite() && u.memory_mib.is_finite())
@@ -193,6 +261,15 @@ async fn report(State(t): State<Arc<Telemetry>>, req: Request) -> Response {
                     u.memory_mib,
                     now_s,
                 ));
+                if insights {
+                    samples.extend(insights_for(
+                        &task.value,
+                        &cluster,
+                        u.cpu_units,
+                        u.memory_mib,
+                        now_s,
+                    ));
+                }
             }
             Ok(_) => {}
             Err(e) => return AwsError::server(e.to_string()).json_response(&request_id),
