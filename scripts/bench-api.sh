@@ -12,6 +12,11 @@
 #   BENCH_DURATION     per benchmark, gantry-bench syntax (default 10s)
 #   BENCH_DIR          where the temporary data dir is made (default /var/tmp; must not be tmpfs)
 #   BENCH_SKIP_BUILD   1: use the binaries already built
+#   BENCH_CALLGRIND    1: run the server under valgrind's callgrind and also report the
+#                      instructions it executed per request (counted between `callgrind_control
+#                      --zero` and `--dump` around each benchmark): a figure that does not move
+#                      with other load on the machine, for before/after comparisons on a busy one.
+#                      The server runs ~50x slower: use a small BENCH_CONCURRENCY (e.g. 8).
 #   CARGO_TARGET_DIR   as for cargo (default ./target)
 set -euo pipefail
 
@@ -21,6 +26,8 @@ CONCURRENCY=${BENCH_CONCURRENCY:-64}
 DURATION=${BENCH_DURATION:-10s}
 BASE=${BENCH_DIR:-/var/tmp}
 READY_DEADLINE_S=30
+CALLGRIND=${BENCH_CALLGRIND:-0}
+[[ $CALLGRIND == 1 ]] && READY_DEADLINE_S=300
 STOP_DEADLINE_S=20
 # A benchmark may overrun its duration by this much (setup, draining, the check) before it is killed.
 RUN_SLACK_S=120
@@ -74,7 +81,12 @@ GANTRY_ROOT_SECRET_ACCESS_KEY=$(rand 'A-Za-z0-9' 40)
 export GANTRY_ROOT_ACCESS_KEY_ID GANTRY_ROOT_SECRET_ACCESS_KEY
 
 READY=$WORK/ready.json
-GANTRY_LOG=${GANTRY_LOG:-warn} "$GANTRY" server \
+LAUNCH=()
+if [[ $CALLGRIND == 1 ]]; then
+    command -v callgrind_control >/dev/null || { echo "BENCH_CALLGRIND=1 needs valgrind" >&2; exit 1; }
+    LAUNCH=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --collect-atstart=yes)
+fi
+GANTRY_LOG=${GANTRY_LOG:-warn} "${LAUNCH[@]}" "$GANTRY" server \
     --data-dir "$WORK/data" --listen 127.0.0.1:0 --ready-file "$READY" \
     2>"$WORK/server.log" &
 SERVER_PID=$!
@@ -100,10 +112,17 @@ log "gantry server pid $SERVER_PID at $ENDPOINT"
 duration_s=$(awk -v d="$DURATION" 'BEGIN {
     n = d + 0; if (d ~ /ms$/) n /= 1000; else if (d ~ /m$/) n *= 60; printf "%d", n + 1 }')
 status=0
-declare -A FIGURES CPU
+declare -A FIGURES CPU INSTR
+# The instructions of the last callgrind dump (its `totals:` line).
+dumped_ir() {
+    local f
+    f=$(ls -t "$WORK"/callgrind.out.* 2>/dev/null | head -1)
+    [[ -n $f ]] && sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f"
+}
 for op in register-task-definition describe-clusters; do
     log "$op: $CONCURRENCY clients, $DURATION"
     out=$WORK/$op.out
+    [[ $CALLGRIND == 1 ]] && callgrind_control --zero "$SERVER_PID" >/dev/null
     if ! timeout "$((duration_s + RUN_SLACK_S))" "$BENCH" api --endpoint "$ENDPOINT" \
         --concurrency "$CONCURRENCY" --duration "$DURATION" --op "$op" \
         --server-pid "$SERVER_PID" | tee "$out"; then
@@ -112,6 +131,16 @@ for op in register-task-definition describe-clusters; do
     fi
     FIGURES[$op]=$(grep '^ok=' "$out" || echo "no figures")
     CPU[$op]=$(sed -n 's/^cpu: //p' "$out")
+    if [[ $CALLGRIND == 1 ]]; then
+        callgrind_control --dump="$op" "$SERVER_PID" >/dev/null
+        ir=$(dumped_ir)
+        ok=$(sed -n 's/^ok=\([0-9]*\).*/\1/p' "$out")
+        if [[ -n $ir && ${ok:-0} -gt 0 ]]; then
+            INSTR[$op]="server_instructions=$ir server_instructions_per_req=$((ir / ok))"
+        else
+            INSTR[$op]="no callgrind figures"
+        fi
+    fi
 done
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -129,5 +158,6 @@ echo "== Control-plane API, $CONCURRENCY concurrent clients, $DURATION each, $(n
 echo "   (machine_busy_cpu_s counts every process: more than server + client means other load ran too)"
 for op in register-task-definition describe-clusters; do
     printf '%-26s %s\n%-26s %s\n' "$op" "${FIGURES[$op]}" "" "${CPU[$op]}"
+    [[ $CALLGRIND == 1 ]] && printf '%-26s %s\n' "" "${INSTR[$op]}"
 done
 exit "$status"

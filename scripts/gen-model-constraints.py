@@ -74,6 +74,12 @@ def opt(v, kind: str) -> str:
 
 
 def own_constraint(shape: dict) -> bool:
+    # Members the model marks sensitive (secret values, plaintexts, passwords) are left to their
+    # services, which check them without echoing the value ("Value at 'secretString' failed to
+    # satisfy constraint: ..."), as AWS does: the tables' messages quote the offending value, and
+    # the front logs client errors.
+    if shape.get("sensitive"):
+        return False
     return any(k in shape for k in ("min", "max", "pattern"))
 
 

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
 use crate::datadir::{self, DataDirLock};
-use crate::secrets::KmsKeys;
+use crate::secrets::{KmsKeys, NotEnforced, TaskSecretResolver};
 
 /// What `gantry up` adds to the server: the printed exports, and a local agent.
 #[derive(Debug, Clone)]
@@ -491,6 +491,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         "secrets manager maintenance",
         tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone())),
     ));
+    let ssm = Arc::new(SsmService::new(store.clone(), keys.clone()));
     let ecr = Arc::new(
         EcrService::new(registry.clone(), addr.to_string()).with_repository_keys(keys.clone()),
     );
@@ -551,8 +552,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(ecr)
             .with_json(logs)
             .with_json(kms)
-            .with_json(secretsmanager)
-            .with_json(Arc::new(SsmService::new(store.clone(), keys)))
+            .with_json(secretsmanager.clone())
+            .with_json(ssm.clone())
             .with_query(Arc::new(StsService))
             .with_query(Arc::new(
                 gantry_elbv2::Elbv2Service::new(store.clone()).with_networks(Arc::new(
@@ -587,7 +588,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             cfg.account_id.clone(),
         )
         .with_grace(cfg.heartbeat_grace)
-        .with_shutdown(shutdown_rx.clone()),
+        .with_shutdown(shutdown_rx.clone())
+        // Execution-role permissions are not checked yet (`NotEnforced`): the one place where
+        // the identity work plugs in the role's policies.
+        .with_secrets(Arc::new(TaskSecretResolver::new(
+            secretsmanager.clone(),
+            ssm.clone(),
+            Arc::new(NotEnforced),
+        ))),
     );
     let runner = Arc::new(
         ServiceRunner::new(
