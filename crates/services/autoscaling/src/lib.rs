@@ -1211,3 +1211,163 @@ impl JsonService for AutoScalingService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use gantry_store::MemoryStore;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct FakeServices(Mutex<i64>);
+
+    #[async_trait]
+    impl Services for FakeServices {
+        async fn desired_count(&self, _: &str, _: &str, _: &str) -> Result<Option<i64>, AwsError> {
+            Ok(Some(*self.0.lock().unwrap()))
+        }
+        async fn set_desired_count(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            n: i64,
+        ) -> Result<(), AwsError> {
+            *self.0.lock().unwrap() = n;
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct FakeAlarms(Mutex<Vec<Value>>);
+
+    #[async_trait]
+    impl Alarms for FakeAlarms {
+        async fn put(&self, _: &str, input: Value) -> Result<String, AwsError> {
+            let name = input["AlarmName"].as_str().unwrap().to_owned();
+            self.0.lock().unwrap().push(input);
+            Ok(format!("arn:aws:cloudwatch:r:1:alarm:{name}"))
+        }
+        async fn delete(&self, _: &str, names: &[String]) -> Result<(), AwsError> {
+            self.0
+                .lock()
+                .unwrap()
+                .retain(|a| !names.iter().any(|n| a["AlarmName"] == n.as_str()));
+            Ok(())
+        }
+    }
+
+    fn ctx(now: u64) -> RequestContext {
+        RequestContext {
+            request_id: "r".into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            access_key_id: String::new(),
+            now,
+        }
+    }
+
+    async fn call(svc: &AutoScalingService, op: &str, body: Value) -> Value {
+        JsonService::call(svc, op, body.to_string().as_bytes(), &ctx(1_000))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn target_tracking_scales_out_by_ratio_and_in_one_at_a_time_with_cooldowns() {
+        let services = Arc::new(FakeServices(Mutex::new(2)));
+        let alarms = Arc::new(FakeAlarms::default());
+        let svc = AutoScalingService::new(
+            Arc::new(MemoryStore::new()),
+            services.clone(),
+            alarms.clone(),
+            "000000000000",
+        );
+        let target = json!({"ServiceNamespace": "ecs", "ResourceId": "service/c/s",
+                            "ScalableDimension": DIMENSION});
+        let mut reg = target.clone();
+        reg["MinCapacity"] = json!(1);
+        reg["MaxCapacity"] = json!(10);
+        call(&svc, "RegisterScalableTarget", reg).await;
+        let mut put = target.clone();
+        put["PolicyName"] = json!("cpu");
+        put["PolicyType"] = json!("TargetTrackingScaling");
+        put["TargetTrackingScalingPolicyConfiguration"] = json!({
+            "TargetValue": 50.0, "ScaleOutCooldown": 60, "ScaleInCooldown": 120,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}});
+        let out = call(&svc, "PutScalingPolicy", put).await;
+        let arn = out["PolicyARN"].as_str().unwrap().to_owned();
+        let names: Vec<String> = out["Alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["AlarmName"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(alarms.0.lock().unwrap().len(), 2);
+        let (high, low) = (&names[0], &names[1]);
+        let fire = |alarm: &str, value: f64, now: u64| {
+            let svc = &svc;
+            let arn = arn.clone();
+            let alarm = alarm.to_owned();
+            async move {
+                svc.execute(
+                    "us-east-1",
+                    &arn,
+                    Trigger {
+                        alarm: &alarm,
+                        state: "ALARM",
+                        value: Some(value),
+                        threshold: 50.0,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            }
+        };
+        let desired = || *services.0.lock().unwrap();
+        // 2 tasks at 130 % of a 50 % target: ceil(2 × 130 / 50) = 6.
+        fire(high, 130.0, 10_000).await;
+        assert_eq!(desired(), 6);
+        // Within the scale-out cooldown nothing happens; after it, scale out again, clamped at 10.
+        fire(high, 200.0, 30_000).await;
+        assert_eq!(desired(), 6);
+        fire(high, 200.0, 71_000).await;
+        assert_eq!(desired(), 10);
+        // Scale in waits for the cooldown after the last scale-out, then one task at a time.
+        fire(low, 10.0, 100_000).await;
+        assert_eq!(desired(), 10);
+        fire(low, 10.0, 200_000).await;
+        assert_eq!(desired(), 9);
+        fire(low, 10.0, 250_000).await;
+        assert_eq!(desired(), 9);
+        fire(low, 10.0, 330_000).await;
+        assert_eq!(desired(), 8);
+        let acts = call(
+            &svc,
+            "DescribeScalingActivities",
+            json!({"ServiceNamespace": "ecs"}),
+        )
+        .await;
+        let causes: Vec<&str> = acts["ScalingActivities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["Cause"].as_str().unwrap())
+            .collect();
+        assert_eq!(causes.len(), 4);
+        assert_eq!(
+            causes[0],
+            format!("monitor alarm {low} in state ALARM triggered policy cpu")
+        );
+        // Deleting the policy deletes the alarms it owns.
+        let mut del = target.clone();
+        del["PolicyName"] = json!("cpu");
+        call(&svc, "DeleteScalingPolicy", del).await;
+        assert!(alarms.0.lock().unwrap().is_empty());
+    }
+}
