@@ -5,6 +5,10 @@
 # (durable commits are the point, so tmpfs is refused), runs gantry-bench against it:
 #   1. RegisterTaskDefinition, BENCH_CONCURRENCY clients (one family each), BENCH_DURATION;
 #   2. DescribeClusters (include TAGS, SETTINGS), same concurrency and duration;
+#   3. the same DescribeClusters signed by an IAM user (not the root), whose calls the front
+#      authorizes: AmazonECS_FullAccess, ReadOnlyAccess, AmazonEC2ContainerRegistryReadOnly and
+#      CloudWatchLogsFullAccess attached, plus an inline policy with conditions; the ratio of its
+#      req/s to the root's is printed (issue 14's target: at least 0.9);
 # prints the figures, stops the server with SIGTERM and removes the data dir.
 #
 # Environment:
@@ -111,6 +115,29 @@ log "gantry server pid $SERVER_PID at $ENDPOINT"
 
 duration_s=$(awk -v d="$DURATION" 'BEGIN {
     n = d + 0; if (d ~ /ms$/) n /= 1000; else if (d ~ /m$/) n *= 60; printf "%d", n + 1 }')
+# An IAM user for the third run, made with the AWS CLI as the root.
+aws_root() {
+    AWS_ENDPOINT_URL=$ENDPOINT AWS_ACCESS_KEY_ID=$GANTRY_ROOT_ACCESS_KEY_ID \
+        AWS_SECRET_ACCESS_KEY=$GANTRY_ROOT_SECRET_ACCESS_KEY AWS_DEFAULT_REGION=us-east-1 \
+        AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+        python3 -m awscli "$@"
+}
+aws_root iam create-user --user-name bench >/dev/null
+for p in AmazonECS_FullAccess ReadOnlyAccess AmazonEC2ContainerRegistryReadOnly CloudWatchLogsFullAccess; do
+    aws_root iam attach-user-policy --user-name bench --policy-arn "arn:aws:iam::aws:policy/$p"
+done
+aws_root iam put-user-policy --user-name bench --policy-name conditions --policy-document '{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "ecs:RunTask", "Resource": "*",
+     "Condition": {"ArnEquals": {"ecs:cluster": "arn:aws:ecs:us-east-1:000000000000:cluster/bench"}}},
+    {"Effect": "Deny", "Action": "ecs:Delete*", "Resource": "*",
+     "Condition": {"StringNotEquals": {"aws:RequestedRegion": "us-east-1"}}}]}'
+USER_KEY=$(aws_root iam create-access-key --user-name bench --output text \
+    --query 'AccessKey.[AccessKeyId,SecretAccessKey]')
+USER_KEY_ID=${USER_KEY%%$'\t'*}
+USER_SECRET=${USER_KEY##*$'\t'}
+
 status=0
 declare -A FIGURES CPU INSTR
 # The instructions of the last callgrind dump (its `totals:` line).
@@ -119,26 +146,32 @@ dumped_ir() {
     f=$(ls -t "$WORK"/callgrind.out.* 2>/dev/null | head -1)
     [[ -n $f ]] && sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f"
 }
-for op in register-task-definition describe-clusters; do
-    log "$op: $CONCURRENCY clients, $DURATION"
-    out=$WORK/$op.out
+RUNS=(register-task-definition describe-clusters describe-clusters-as-user)
+for run in "${RUNS[@]}"; do
+    op=${run%-as-user}
+    creds=()
+    if [[ $run == *-as-user ]]; then
+        creds=(--access-key-id "$USER_KEY_ID" --secret-access-key "$USER_SECRET")
+    fi
+    log "$run: $CONCURRENCY clients, $DURATION"
+    out=$WORK/$run.out
     [[ $CALLGRIND == 1 ]] && callgrind_control --zero "$SERVER_PID" >/dev/null
     if ! timeout "$((duration_s + RUN_SLACK_S))" "$BENCH" api --endpoint "$ENDPOINT" \
         --concurrency "$CONCURRENCY" --duration "$DURATION" --op "$op" \
-        --server-pid "$SERVER_PID" | tee "$out"; then
-        echo "$op: benchmark failed" >&2
+        --server-pid "$SERVER_PID" "${creds[@]}" | tee "$out"; then
+        echo "$run: benchmark failed" >&2
         status=1
     fi
-    FIGURES[$op]=$(grep '^ok=' "$out" || echo "no figures")
-    CPU[$op]=$(sed -n 's/^cpu: //p' "$out")
+    FIGURES[$run]=$(grep '^ok=' "$out" || echo "no figures")
+    CPU[$run]=$(sed -n 's/^cpu: //p' "$out")
     if [[ $CALLGRIND == 1 ]]; then
-        callgrind_control --dump="$op" "$SERVER_PID" >/dev/null
+        callgrind_control --dump="$run" "$SERVER_PID" >/dev/null
         ir=$(dumped_ir)
         ok=$(sed -n 's/^ok=\([0-9]*\).*/\1/p' "$out")
         if [[ -n $ir && ${ok:-0} -gt 0 ]]; then
-            INSTR[$op]="server_instructions=$ir server_instructions_per_req=$((ir / ok))"
+            INSTR[$run]="server_instructions=$ir server_instructions_per_req=$((ir / ok))"
         else
-            INSTR[$op]="no callgrind figures"
+            INSTR[$run]="no callgrind figures"
         fi
     fi
 done
@@ -156,8 +189,14 @@ fi
 echo
 echo "== Control-plane API, $CONCURRENCY concurrent clients, $DURATION each, $(nproc) cores shared by client and server"
 echo "   (machine_busy_cpu_s counts every process: more than server + client means other load ran too)"
-for op in register-task-definition describe-clusters; do
-    printf '%-26s %s\n%-26s %s\n' "$op" "${FIGURES[$op]}" "" "${CPU[$op]}"
-    [[ $CALLGRIND == 1 ]] && printf '%-26s %s\n' "" "${INSTR[$op]}"
+for run in "${RUNS[@]}"; do
+    printf '%-26s %s\n%-26s %s\n' "$run" "${FIGURES[$run]}" "" "${CPU[$run]}"
+    [[ $CALLGRIND == 1 ]] && printf '%-26s %s\n' "" "${INSTR[$run]}"
 done
+rps() { sed -n 's/.*req_per_s=\([0-9.]*\).*/\1/p' "$WORK/$1.out" | head -1; }
+root_rps=$(rps describe-clusters)
+user_rps=$(rps describe-clusters-as-user)
+if [[ -n $root_rps && -n $user_rps ]]; then
+    awk -v r="$root_rps" -v u="$user_rps" 'BEGIN { printf "describe-clusters as an IAM user / as the root: %.3f\n", u / r }'
+fi
 exit "$status"

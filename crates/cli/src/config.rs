@@ -50,6 +50,18 @@ pub struct ServerArgs {
     pub no_fsync: bool,
     #[command(flatten)]
     pub listener: ListenerArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Identity settings (`gantry server` and `gantry up`).
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// Also accept the root access key pair as registry Basic credentials (user = access key
+    /// id, password = secret). Off by default: registry clients log in with a password from
+    /// `aws ecr get-login-password`, which names its principal and is re-checked on every request.
+    #[arg(long, env = "GANTRY_REGISTRY_ROOT_BASIC_AUTH")]
+    pub registry_root_basic_auth: bool,
 }
 
 /// The API listener's limits and the shutdown deadline (`gantry server` and `gantry up`).
@@ -205,6 +217,8 @@ pub struct UpArgs {
     pub cluster: String,
     #[command(flatten)]
     pub listener: ListenerArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// The validated configuration of the control plane.
@@ -224,6 +238,8 @@ pub struct ServerConfig {
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
     pub alarm_evaluation_interval: std::time::Duration,
     pub tracking_periods: gantry_autoscaling::TrackingPeriods,
+    /// Whether the root key pair is accepted as registry Basic credentials.
+    pub registry_root_basic_auth: bool,
 }
 
 fn tracking_periods(raw: &str) -> anyhow::Result<gantry_autoscaling::TrackingPeriods> {
@@ -280,6 +296,7 @@ impl ServerArgs {
                 self.alarm_evaluation_interval.max(1),
             ),
             tracking_periods: tracking_periods(&self.target_tracking_periods)?,
+            registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }
 }
@@ -307,6 +324,7 @@ impl UpArgs {
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
             alarm_evaluation_interval: std::time::Duration::from_secs(60),
             tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
+            registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }
 }

@@ -2,9 +2,13 @@
 //! store, the APIs and the listeners together, and shuts down on SIGTERM or Ctrl-C within a
 //! deadline (a second signal exits at once).
 
+mod authz;
+#[rustfmt::skip]
+mod authz_table;
 mod config;
 mod credentials;
 mod datadir;
+mod identity;
 mod prometheus;
 mod secrets;
 mod server;

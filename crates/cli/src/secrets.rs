@@ -142,6 +142,7 @@ impl ParameterCipher for KmsKeys {
 impl RepositoryKeys for KmsKeys {
     async fn key_arn(&self, region: &str, key: Option<&str>) -> Result<String, KmsProblem> {
         let ctx = RequestContext {
+            caller: None,
             request_id: gantry_aws_proto::new_request_id(),
             region: region.to_owned(),
             account_id: self.account_id.clone(),
@@ -342,6 +343,7 @@ impl TaskSecretResolver {
 
     fn context(task: &TaskScope) -> RequestContext {
         RequestContext {
+            caller: None,
             request_id: gantry_aws_proto::new_request_id(),
             region: task.region.clone(),
             account_id: task.account_id.clone(),
@@ -445,6 +447,7 @@ mod tests {
 
     fn ctx() -> RequestContext {
         RequestContext {
+            caller: None,
             request_id: "rid-1".into(),
             region: "us-east-1".into(),
             account_id: "111122223333".into(),

@@ -27,7 +27,11 @@ use tokio::net::TcpListener;
 use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
 use crate::datadir::{self, DataDirLock};
+use crate::identity::{
+    IamSessions, Identity, LateCredentials, MasterSealer, StoredResourcePolicies,
+};
 use crate::secrets::{KmsKeys, NotEnforced, TaskSecretResolver};
+use gantry_iam::IamService;
 
 /// What `gantry up` adds to the server: the printed exports, and a local agent.
 #[derive(Debug, Clone)]
@@ -434,7 +438,25 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let addr = client_addr(listener.local_addr()?);
     let endpoint = format!("http://{addr}");
 
-    let cred_provider: Arc<dyn CredentialProvider> = creds.clone();
+    // KMS keys, IAM access key secrets and session tokens are sealed by the data dir's master
+    // key (0600), never stored in the clear.
+    let master = MasterKey::new(&load_or_create_secret(&cfg.data_dir, "master-key")?)
+        .context("the data dir's master-key file")?;
+    let iam = Arc::new(
+        IamService::open(
+            store.clone(),
+            Arc::new(MasterSealer(master.clone())),
+            cfg.account_id.clone(),
+        )
+        .await
+        .context("loading IAM")?,
+    );
+    // The registry authenticates with the same credentials; its repository policies take part
+    // in the authorization of ECR calls, which it in turn asks of the identity.
+    let registry_creds = Arc::new(LateCredentials::new(
+        &creds.access_key_id,
+        cfg.registry_root_basic_auth,
+    ));
     let registry = Registry::open(
         RegistryConfig {
             data_dir: cfg.data_dir.join("registry"),
@@ -442,7 +464,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             token_secret: load_or_create_secret(&cfg.data_dir, "registry-token-secret")?,
         },
         store.clone(),
-        cred_provider.clone(),
+        registry_creds.clone(),
     )
     .await
     .context("opening the registry")?;
@@ -477,9 +499,6 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         "log retention",
         tokio::spawn(logs.clone().run_retention(shutdown_rx.clone())),
     ));
-    // KMS keys are wrapped by the data dir's master key (0600), never stored in the clear.
-    let master = MasterKey::new(&load_or_create_secret(&cfg.data_dir, "master-key")?)
-        .context("the data dir's master-key file")?;
     let kms = Arc::new(KmsService::new(store.clone(), master));
     parts.push((
         "kms maintenance",
@@ -487,6 +506,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     let keys = Arc::new(KmsKeys::new(kms.clone(), cfg.account_id.clone()));
     let secretsmanager = Arc::new(SecretsManagerService::new(store.clone(), keys.clone()));
+    let identity = Arc::new(
+        Identity::new(creds.clone(), iam.clone(), &cfg.region).with_resource_policies(Arc::new(
+            StoredResourcePolicies {
+                registry: registry.clone(),
+                secrets: secretsmanager.clone(),
+            },
+        )),
+    );
+    registry_creds.set(identity.clone());
+    registry.set_authorizer(identity.clone());
+    let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
     parts.push((
         "secrets manager maintenance",
         tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone())),
@@ -548,13 +578,18 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
+            .with_authenticator(identity.clone())
+            .with_authorizer(identity.clone())
+            .with_query(iam)
             .with_json(ecs)
             .with_json(ecr)
             .with_json(logs)
             .with_json(kms)
             .with_json(secretsmanager.clone())
             .with_json(ssm.clone())
-            .with_query(Arc::new(StsService))
+            .with_query(Arc::new(StsService::new(Arc::new(IamSessions {
+                identity: identity.clone(),
+            }))))
             .with_query(Arc::new(
                 gantry_elbv2::Elbv2Service::new(store.clone()).with_networks(Arc::new(
                     Ec2LbNetworks {
@@ -782,6 +817,7 @@ impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
 
 fn internal_context(region: &str, account_id: &str) -> gantry_front::RequestContext {
     gantry_front::RequestContext {
+        caller: None,
         request_id: gantry_aws_proto::new_request_id(),
         region: region.to_owned(),
         account_id: account_id.to_owned(),

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use gantry_aws_proto::constraints::{Constraints, Shape};
 
-fn tables() -> [(&'static str, &'static Constraints); 6] {
+fn tables() -> [(&'static str, &'static Constraints); 7] {
     [
         ("ecs", gantry_ecs::SPEC.constraints),
         ("ecr", gantry_ecr::SPEC.constraints),
@@ -19,6 +19,7 @@ fn tables() -> [(&'static str, &'static Constraints); 6] {
             "application-autoscaling",
             gantry_autoscaling::SPEC.constraints,
         ),
+        ("iam", gantry_iam::SPEC.constraints),
     ]
 }
 

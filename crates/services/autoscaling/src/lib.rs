@@ -1263,6 +1263,7 @@ mod tests {
 
     fn ctx(now: u64) -> RequestContext {
         RequestContext {
+            caller: None,
             request_id: "r".into(),
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
