@@ -33,6 +33,7 @@ mod task_definitions;
 pub mod task_network;
 pub mod task_secrets;
 mod tasks;
+pub mod telemetry;
 mod wire;
 
 use std::fmt;
