@@ -19,7 +19,7 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from conftest import require_docker
+from conftest import Gantry, require_docker
 from images import build_busybox_image, docker
 from test_agent_tasks import Agent, containers_of, image, wait_until  # noqa: F401 (fixture)
 
@@ -33,6 +33,14 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
             data = path.read_bytes()
             hits += [f"{path}: {n!r}" for n in needles if n in data]
     return hits
+
+
+@pytest.fixture
+def gantry(tmp_path):
+    """A server that lets task definitions bind-mount this test's directory (the output dir)."""
+    g = Gantry(tmp_path / "data").start(extra_args=["--allowed-host-paths", str(tmp_path)])
+    yield g
+    g.stop()
 
 
 @pytest.fixture

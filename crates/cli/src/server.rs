@@ -483,7 +483,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_networks(Arc::new(Ec2TaskNetworks {
                 store: store.clone(),
             }))
-            .with_target_groups(target_groups.clone()),
+            .with_target_groups(target_groups.clone())
+            .with_host_access(cfg.host_access.clone()),
     );
     let ecs_service = ecs.clone();
     parts.push((
