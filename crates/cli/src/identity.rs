@@ -401,6 +401,125 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
     }
 }
 
+/// Task execution roles as the principals that read a task's secrets: a session of the role
+/// named by the task's `executionRoleArn` (session name = the task id), evaluated with the
+/// role's identity policies, its permissions boundary and the resource's policy (a secret's).
+#[derive(Debug)]
+pub struct ExecutionRoles {
+    pub identity: Arc<Identity>,
+}
+
+impl ExecutionRoles {
+    fn cannot_assume(role_arn: &str) -> crate::secrets::Denied {
+        crate::secrets::Denied(format!(
+            "ECS was unable to assume the role '{role_arn}' that was provided for this task. Please verify that the role being passed has the proper trust relationship and permissions and that your IAM user has permissions to pass this role."
+        ))
+    }
+}
+
+#[async_trait]
+impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
+    async fn authorize(
+        &self,
+        task: &gantry_ecs::task_secrets::TaskScope,
+        action: &str,
+        resource: &str,
+    ) -> Result<(), crate::secrets::Denied> {
+        let iam = self.identity.iam();
+        let role_arn = task.execution_role_arn.as_deref().unwrap_or_default();
+        // `arn:aws:iam::<account>:role[/path/]<name>` of this account, naming a role that exists.
+        let name = role_arn
+            .strip_prefix(&format!("arn:aws:iam::{}:role/", iam.account()))
+            .and_then(|rest| rest.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Self::cannot_assume(role_arn))?;
+        let role = iam
+            .role_for_assume(name)
+            .filter(|r| r.arn == role_arn)
+            .ok_or_else(|| Self::cannot_assume(role_arn))?;
+        // ECS assumes the role as the `ecs-tasks.amazonaws.com` service: its trust policy must
+        // allow that.
+        let service = Principal::service("ecs-tasks.amazonaws.com");
+        let trusted = role.trust.as_deref().is_some_and(|trust| {
+            let context = gantry_iam_policy::Context::default();
+            let resources = [role.arn.as_str()];
+            let req = Request {
+                principal: &service,
+                action: "sts:AssumeRole",
+                resources: &resources,
+                resource_account: None,
+                context: &context,
+            };
+            evaluate(
+                &req,
+                &PolicySet {
+                    resource: Some(trust),
+                    ..PolicySet::default()
+                },
+            )
+            .is_allowed()
+        });
+        if !trusted {
+            return Err(Self::cannot_assume(role_arn));
+        }
+        let task_id = task.task_arn.rsplit('/').next().unwrap_or_default();
+        let principal = Arc::new(Principal::assumed_role(
+            iam.account(),
+            &role.path,
+            &role.name,
+            &role.id,
+            task_id,
+        ));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ctx = RequestContext {
+            caller: Some(principal.clone()),
+            request_id: String::new(),
+            region: task.region.clone(),
+            account_id: task.account_id.clone(),
+            access_key_id: String::new(),
+            now,
+        };
+        let policies = self
+            .identity
+            .policies(&ctx, &principal)
+            .ok_or_else(|| Self::cannot_assume(role_arn))?;
+        let prefix = action.split(':').next().unwrap_or_default();
+        let mut arn = resource.to_owned();
+        let mut resource_policy = None;
+        if let Some(rp) = &self.identity.resource_policies
+            && let Some(r) = rp.resolve(prefix, &ctx, resource).await
+        {
+            arn = r.arn;
+            resource_policy = r
+                .policy
+                .and_then(|doc| Policy::parse(&doc, gantry_iam_policy::PolicyKind::Resource).ok());
+        }
+        let resources = [arn.as_str()];
+        let context = authz::base_context(&ctx);
+        let request = Request {
+            principal: &principal,
+            action,
+            resources: &resources,
+            resource_account: None,
+            context: &context,
+        };
+        let e = policies.evaluate(&request, resource_policy.as_ref());
+        if e.is_allowed() {
+            return Ok(());
+        }
+        Err(crate::secrets::Denied(
+            e.denial_message(&request).unwrap_or_else(|| {
+                format!(
+                    "User: {} is not authorized to perform: {action} on resource: {arn}",
+                    principal.arn
+                )
+            }),
+        ))
+    }
+}
+
 /// ECR repository policies and Secrets Manager secret policies as resource-based policies.
 #[derive(Debug)]
 pub struct StoredResourcePolicies {
