@@ -582,6 +582,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             }),
         ))),
     );
+    tokio::spawn(agents.clone().expire_earlier_connections());
     let runner = Arc::new(
         ServiceRunner::new(
             ecs_service.clone(),
