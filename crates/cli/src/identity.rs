@@ -694,3 +694,156 @@ impl CredentialProvider for LateCredentials {
             .secret_with_session_token(access_key_id, session_token)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::secrets::ExecutionRoleAuthorizer;
+    use gantry_aws_proto::query::QueryRequest;
+    use gantry_ecs::task_secrets::TaskScope;
+    use gantry_front::QueryService;
+    use gantry_store::MemoryStore;
+
+    const ACCOUNT: &str = "111122223333";
+
+    async fn iam_call(iam: &IamService, action: &str, params: &[(&str, &str)]) {
+        let mut body = format!("Action={action}&Version=2010-05-08");
+        for (k, v) in params {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            body.push_str(&format!("&{k}={enc}"));
+        }
+        let ctx = RequestContext {
+            caller: None,
+            request_id: "r".into(),
+            region: "us-east-1".into(),
+            account_id: ACCOUNT.into(),
+            access_key_id: "AKIAROOT".into(),
+            now: 1_700_000_000_000,
+        };
+        iam.call(action, &QueryRequest::parse(body.as_bytes(), None), &ctx)
+            .await
+            .unwrap();
+    }
+
+    fn task(role: &str) -> TaskScope {
+        TaskScope {
+            region: "us-east-1".into(),
+            account_id: ACCOUNT.into(),
+            task_arn: format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/c/0123abcd"),
+            execution_role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/{role}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn execution_roles_are_evaluated_with_their_policies_and_trust() {
+        let iam = Arc::new(
+            IamService::open(
+                Arc::new(MemoryStore::new()),
+                Arc::new(MasterSealer(MasterKey::new(&[7u8; 32]).unwrap())),
+                ACCOUNT,
+            )
+            .await
+            .unwrap(),
+        );
+        let trust = |service: &str| {
+            format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"{service}"}},"Action":"sts:AssumeRole"}}]}}"#
+            )
+        };
+        let ecs_trust = trust("ecs-tasks.amazonaws.com");
+        iam_call(
+            &iam,
+            "CreateRole",
+            &[
+                ("RoleName", "exec"),
+                ("AssumeRolePolicyDocument", &ecs_trust),
+            ],
+        )
+        .await;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:GetParameters","Resource":"arn:aws:ssm:us-east-1:111122223333:parameter/app/*"}]}"#;
+        iam_call(
+            &iam,
+            "PutRolePolicy",
+            &[
+                ("RoleName", "exec"),
+                ("PolicyName", "p"),
+                ("PolicyDocument", policy),
+            ],
+        )
+        .await;
+        let ec2_trust = trust("ec2.amazonaws.com");
+        iam_call(
+            &iam,
+            "CreateRole",
+            &[
+                ("RoleName", "ec2"),
+                ("AssumeRolePolicyDocument", &ec2_trust),
+            ],
+        )
+        .await;
+        let identity = Arc::new(Identity::new(
+            Arc::new(RootCredentials {
+                access_key_id: "AKIAROOT".into(),
+                secret_access_key: "s".into(),
+            }),
+            iam,
+            "us-east-1",
+        ));
+        let roles = ExecutionRoles { identity };
+        let param = format!("arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/app/token");
+        roles
+            .authorize(&task("exec"), "ssm:GetParameters", &param)
+            .await
+            .unwrap();
+        let other = format!("arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/ops/token");
+        let e = roles
+            .authorize(&task("exec"), "ssm:GetParameters", &other)
+            .await
+            .unwrap_err();
+        assert!(
+            e.0.starts_with(&format!(
+                "User: arn:aws:sts::{ACCOUNT}:assumed-role/exec/0123abcd is not authorized to perform: ssm:GetParameters on resource: {other}"
+            )),
+            "{}",
+            e.0
+        );
+        let secret = format!("arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:db-AbCdEf");
+        assert!(
+            roles
+                .authorize(&task("exec"), "secretsmanager:GetSecretValue", &secret)
+                .await
+                .is_err()
+        );
+        for role in ["ec2", "ghost"] {
+            let e = roles
+                .authorize(&task(role), "ssm:GetParameters", &param)
+                .await
+                .unwrap_err();
+            assert!(
+                e.0.starts_with(
+                    "ECS was unable to assume the role 'arn:aws:iam::111122223333:role/"
+                ),
+                "{}",
+                e.0
+            );
+        }
+        let mut foreign = task("exec");
+        foreign.execution_role_arn = Some("arn:aws:iam::999999999999:role/exec".into());
+        assert!(
+            roles
+                .authorize(&foreign, "ssm:GetParameters", &param)
+                .await
+                .is_err()
+        );
+    }
+}
