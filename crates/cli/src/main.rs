@@ -9,6 +9,7 @@ mod config;
 mod credentials;
 mod datadir;
 mod identity;
+mod prometheus;
 mod secrets;
 mod server;
 
@@ -46,6 +47,7 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
     cfg.attributes = args.attributes;
     cfg.region = args.region;
+    cfg.usage_interval = std::time::Duration::from_secs(args.usage_interval.max(1));
     if let Some(image) = args.pause_image {
         cfg.pause_image = image;
     }
