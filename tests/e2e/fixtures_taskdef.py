@@ -7,7 +7,7 @@ WEB = {
     "cpu": "512",
     "memory": "1GB",
     "tags": [{"key": "team", "value": "payments"}],
-    "volumes": [{"name": "static", "host": {"sourcePath": "/srv/static"}}],
+    "volumes": [{"name": "static", "dockerVolumeConfiguration": {"scope": "task", "driver": "local"}}],
     "containerDefinitions": [
         {
             "name": "app",

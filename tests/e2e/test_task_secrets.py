@@ -3,7 +3,9 @@ key) and Parameter Store (a SecureString) reach the container's environment and 
 (DescribeTasks, DescribeTaskDefinition, the metadata endpoint, docker labels, the server's and
 agent's logs, awslogs, every file of both data dirs); `repositoryCredentials` authenticate pulls
 from a second, password-protected registry (Debian's docker-registry with htpasswd on loopback);
-a missing secret fails the task with ECS's ResourceInitializationError."""
+a missing secret fails the task with ECS's ResourceInitializationError. Secrets are read as the
+task's execution role, an IAM role trusting ecs-tasks.amazonaws.com: a role whose policies (and
+the secret's resource policy) do not allow the read fails the task with AccessDeniedException."""
 
 import json
 import os
@@ -19,11 +21,23 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from conftest import require_docker
+from conftest import Gantry, require_docker
 from images import build_busybox_image, docker
 from test_agent_tasks import Agent, containers_of, image, wait_until  # noqa: F401 (fixture)
 
 EXEC_ROLE = "arn:aws:iam::000000000000:role/ecsTaskExecutionRole"
+TRUST_ECS_TASKS = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def create_execution_role(g, name, statements):
+    """An execution role as a user makes one: trusted by ECS tasks, with an inline policy."""
+    iam = g.client("iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_ECS_TASKS)["Role"]["Arn"]
+    if statements:
+        iam.put_role_policy(RoleName=name, PolicyName="secrets", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": statements}))
+    return arn
 
 
 def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
@@ -33,6 +47,19 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
             data = path.read_bytes()
             hits += [f"{path}: {n!r}" for n in needles if n in data]
     return hits
+
+
+@pytest.fixture
+def gantry(tmp_path):
+    """A server that lets task definitions bind-mount this test's directory (the output dir)."""
+    g = Gantry(tmp_path / "data").start(extra_args=["--allowed-host-paths", str(tmp_path)])
+    # The execution role every task here uses: it may read this account's secrets and parameters.
+    assert create_execution_role(g, "ecsTaskExecutionRole", [{
+        "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "ssm:GetParameters"],
+        "Resource": ["arn:aws:secretsmanager:us-east-1:000000000000:secret:*",
+                     "arn:aws:ssm:us-east-1:000000000000:parameter/*"]}]) == EXEC_ROLE
+    yield g
+    g.stop()
 
 
 @pytest.fixture
@@ -216,6 +243,71 @@ def test_a_missing_secret_fails_the_task_with_resource_initialization_error(gant
             "failed: unable to retrieve secrets from ssm: service call has been retried 1 time(s): "
             "invalid parameters: /not/there")
     finally:
+        agent.stop()
+        _cleanup(arns)
+
+
+def test_an_execution_role_that_may_not_read_the_secret_fails_the_task(gantry, image, tmp_path):
+    g = gantry
+    ecs, sm = g.client("ecs"), g.client("secretsmanager")
+    secret_arn = sm.create_secret(Name="team/key", SecretString="s3cret")["ARN"]
+    g.client("ssm").put_parameter(Name="/team/flag", Value="on", Type="String")
+    # May read parameters only; and a role ECS tasks may not assume at all.
+    narrow = create_execution_role(g, "paramsOnly", [{
+        "Effect": "Allow", "Action": "ssm:GetParameters",
+        "Resource": "arn:aws:ssm:us-east-1:000000000000:parameter/team/*"}])
+    g.client("iam").create_role(RoleName="notForEcs", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                 "Action": "sts:AssumeRole"}]}))
+    untrusted = "arn:aws:iam::000000000000:role/notForEcs"
+    ecs.create_cluster(clusterName="deny")
+    agent = Agent(g, "deny", tmp_path / "agent").start()
+    arns = []
+
+    def run(family, role, value_from):
+        ecs.register_task_definition(family=family, executionRoleArn=role, containerDefinitions=[
+            {"name": "app", "image": image, "memory": 32, "command": ["sleep", "300"],
+             "secrets": [{"name": "X", "valueFrom": value_from}]}])
+        arn = ecs.run_task(cluster="deny", taskDefinition=family)["tasks"][0]["taskArn"]
+        arns.append(arn)
+        return arn
+
+    try:
+        wait_until(lambda: ecs.list_container_instances(cluster="deny")["containerInstanceArns"], what="agent")
+        arn = run("denied", narrow, secret_arn)
+        t = _wait_stopped(ecs, "deny", arn)
+        task_id = arn.rsplit("/", 1)[1]
+        want = ("ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
+                "retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): "
+                f"failed to fetch secret {secret_arn} from secrets manager: AccessDeniedException: User: "
+                f"arn:aws:sts::000000000000:assumed-role/paramsOnly/{task_id} is not authorized to perform: "
+                f"secretsmanager:GetSecretValue on resource: {secret_arn}")
+        assert t["stopCode"] == "TaskFailedToStart"
+        assert t["stoppedReason"].startswith(want), t["stoppedReason"]
+        assert "s3cret" not in json.dumps(t, default=str)
+        assert not containers_of(arn)
+
+        # The parameter the role may read: the task runs.
+        ok = run("allowed-param", narrow, "/team/flag")
+        ecs.get_waiter("tasks_running").wait(cluster="deny", tasks=[ok], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+        # The secret's resource policy grants the role: now it may read it.
+        sm.put_resource_policy(SecretId="team/key", ResourcePolicy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": narrow},
+                                                    "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}))
+        granted = run("granted", narrow, secret_arn)
+        ecs.get_waiter("tasks_running").wait(cluster="deny", tasks=[granted],
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+        # A role that does not trust ECS tasks, and one that does not exist.
+        for family, role in (("untrusted", untrusted), ("norole", "arn:aws:iam::000000000000:role/ghost")):
+            t = _wait_stopped(ecs, "deny", run(family, role, "/team/flag"))
+            assert t["stopCode"] == "TaskFailedToStart"
+            assert f"ECS was unable to assume the role '{role}'" in t["stoppedReason"], t["stoppedReason"]
+            assert "AccessDeniedException" in t["stoppedReason"]
+    finally:
+        for a in arns:
+            ecs.stop_task(cluster="deny", task=a)
         agent.stop()
         _cleanup(arns)
 

@@ -188,6 +188,41 @@ pub fn container_spec(
             def.name
         )));
     }
+    // Accepted at registration only with `--allow-privileged-tasks`; this agent does not apply
+    // them yet, so the task fails to start rather than run without them.
+    let given = |v: Option<&Value>| match v {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    };
+    let linux = def.other.get("linuxParameters");
+    for (setting, set) in [
+        (
+            "linuxParameters.capabilities.add",
+            given(
+                linux
+                    .and_then(|l| l.get("capabilities"))
+                    .and_then(|c| c.get("add")),
+            ),
+        ),
+        (
+            "linuxParameters.devices",
+            given(linux.and_then(|l| l.get("devices"))),
+        ),
+        (
+            "dockerSecurityOptions",
+            given(def.other.get("dockerSecurityOptions")),
+        ),
+        ("pidMode host", td.pid_mode.as_deref() == Some("host")),
+        ("ipcMode host", td.ipc_mode.as_deref() == Some("host")),
+    ] {
+        if set {
+            return Err(SpecError(format!(
+                "container {}: {setting} is not supported by this agent",
+                def.name
+            )));
+        }
+    }
     let awsvpc = td.effective_network_mode() == NetworkMode::Awsvpc;
     let (network, join_namespace_of) = if awsvpc {
         let pause = inputs.awsvpc_namespace.clone().ok_or_else(|| {
@@ -708,6 +743,45 @@ mod tests {
         )
         .expect_err("privileged");
         assert!(e.0.contains("privileged"));
+        for (extra, named) in [
+            (json!({"pidMode": "host"}), "pidMode host"),
+            (json!({"ipcMode": "host"}), "ipcMode host"),
+            (
+                json!({"containerDefinitions": [{"name": "a", "image": "i",
+                    "linuxParameters": {"capabilities": {"add": ["NET_ADMIN"]}}}]}),
+                "capabilities.add",
+            ),
+            (
+                json!({"containerDefinitions": [{"name": "a", "image": "i",
+                    "linuxParameters": {"devices": [{"hostPath": "/dev/kmsg"}]}}]}),
+                "devices",
+            ),
+            (
+                json!({"containerDefinitions": [{"name": "a", "image": "i",
+                    "dockerSecurityOptions": ["no-new-privileges"]}]}),
+                "dockerSecurityOptions",
+            ),
+        ] {
+            let mut v =
+                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}]});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let t = td(v);
+            let e = container_spec(
+                &ident(),
+                &t,
+                &t.container_definitions[0],
+                &inputs(),
+                &BTreeMap::new(),
+            )
+            .expect_err(named);
+            assert!(
+                e.0.contains(named) && e.0.contains("not supported"),
+                "{}",
+                e.0
+            );
+        }
         let t = td(
             json!({"family": "f", "networkMode": "awsvpc", "containerDefinitions": [
             {"name": "a", "image": "i"}]}),

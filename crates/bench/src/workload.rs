@@ -101,7 +101,7 @@ pub fn task_definition(family: &str) -> Value {
         "memory": "1024",
         "executionRoleArn": "arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
         "taskRoleArn": "arn:aws:iam::000000000000:role/bench-web",
-        "volumes": [{"name": "cache", "host": {"sourcePath": "/var/cache/bench"}}],
+        "volumes": [{"name": "cache", "dockerVolumeConfiguration": {"scope": "task", "driver": "local"}}],
         "containerDefinitions": [
             {
                 "name": "web",

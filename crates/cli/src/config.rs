@@ -62,6 +62,30 @@ pub struct IdentityArgs {
     /// `aws ecr get-login-password`, which names its principal and is re-checked on every request.
     #[arg(long, env = "GANTRY_REGISTRY_ROOT_BASIC_AUTH")]
     pub registry_root_basic_auth: bool,
+    /// Host directories task definitions may bind-mount (`volumes[].host.sourcePath`), a path
+    /// and everything beneath it; repeat or separate with commas. Default: none (Docker volumes
+    /// only).
+    #[arg(long, env = "GANTRY_ALLOWED_HOST_PATHS", value_delimiter = ',')]
+    pub allowed_host_paths: Vec<String>,
+    /// Accept task definitions that reach into the host: `privileged`, added capabilities,
+    /// devices, `pidMode`/`ipcMode` `host` and `dockerSecurityOptions`. Refused by default.
+    #[arg(long, env = "GANTRY_ALLOW_PRIVILEGED_TASKS")]
+    pub allow_privileged_tasks: bool,
+}
+
+impl IdentityArgs {
+    fn host_access(&self) -> anyhow::Result<gantry_domain::task_definition::HostAccess> {
+        for p in &self.allowed_host_paths {
+            anyhow::ensure!(
+                p.starts_with('/') && !p.split('/').any(|c| c == ".."),
+                "--allowed-host-paths takes absolute paths without '..', got {p:?}"
+            );
+        }
+        Ok(gantry_domain::task_definition::HostAccess {
+            allowed_host_paths: self.allowed_host_paths.clone(),
+            allow_privileged: self.allow_privileged_tasks,
+        })
+    }
 }
 
 /// The API listener's limits and the shutdown deadline (`gantry server` and `gantry up`).
@@ -240,6 +264,8 @@ pub struct ServerConfig {
     pub tracking_periods: gantry_autoscaling::TrackingPeriods,
     /// Whether the root key pair is accepted as registry Basic credentials.
     pub registry_root_basic_auth: bool,
+    /// What task definitions may take from the host.
+    pub host_access: gantry_domain::task_definition::HostAccess,
 }
 
 fn tracking_periods(raw: &str) -> anyhow::Result<gantry_autoscaling::TrackingPeriods> {
@@ -297,6 +323,7 @@ impl ServerArgs {
             ),
             tracking_periods: tracking_periods(&self.target_tracking_periods)?,
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
+            host_access: self.identity.host_access()?,
         })
     }
 }
@@ -325,6 +352,7 @@ impl UpArgs {
             alarm_evaluation_interval: std::time::Duration::from_secs(60),
             tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
+            host_access: self.identity.host_access()?,
         })
     }
 }

@@ -401,6 +401,125 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
     }
 }
 
+/// Task execution roles as the principals that read a task's secrets: a session of the role
+/// named by the task's `executionRoleArn` (session name = the task id), evaluated with the
+/// role's identity policies, its permissions boundary and the resource's policy (a secret's).
+#[derive(Debug)]
+pub struct ExecutionRoles {
+    pub identity: Arc<Identity>,
+}
+
+impl ExecutionRoles {
+    fn cannot_assume(role_arn: &str) -> crate::secrets::Denied {
+        crate::secrets::Denied(format!(
+            "ECS was unable to assume the role '{role_arn}' that was provided for this task. Please verify that the role being passed has the proper trust relationship and permissions and that your IAM user has permissions to pass this role."
+        ))
+    }
+}
+
+#[async_trait]
+impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
+    async fn authorize(
+        &self,
+        task: &gantry_ecs::task_secrets::TaskScope,
+        action: &str,
+        resource: &str,
+    ) -> Result<(), crate::secrets::Denied> {
+        let iam = self.identity.iam();
+        let role_arn = task.execution_role_arn.as_deref().unwrap_or_default();
+        // `arn:aws:iam::<account>:role[/path/]<name>` of this account, naming a role that exists.
+        let name = role_arn
+            .strip_prefix(&format!("arn:aws:iam::{}:role/", iam.account()))
+            .and_then(|rest| rest.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Self::cannot_assume(role_arn))?;
+        let role = iam
+            .role_for_assume(name)
+            .filter(|r| r.arn == role_arn)
+            .ok_or_else(|| Self::cannot_assume(role_arn))?;
+        // ECS assumes the role as the `ecs-tasks.amazonaws.com` service: its trust policy must
+        // allow that.
+        let service = Principal::service("ecs-tasks.amazonaws.com");
+        let trusted = role.trust.as_deref().is_some_and(|trust| {
+            let context = gantry_iam_policy::Context::default();
+            let resources = [role.arn.as_str()];
+            let req = Request {
+                principal: &service,
+                action: "sts:AssumeRole",
+                resources: &resources,
+                resource_account: None,
+                context: &context,
+            };
+            evaluate(
+                &req,
+                &PolicySet {
+                    resource: Some(trust),
+                    ..PolicySet::default()
+                },
+            )
+            .is_allowed()
+        });
+        if !trusted {
+            return Err(Self::cannot_assume(role_arn));
+        }
+        let task_id = task.task_arn.rsplit('/').next().unwrap_or_default();
+        let principal = Arc::new(Principal::assumed_role(
+            iam.account(),
+            &role.path,
+            &role.name,
+            &role.id,
+            task_id,
+        ));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ctx = RequestContext {
+            caller: Some(principal.clone()),
+            request_id: String::new(),
+            region: task.region.clone(),
+            account_id: task.account_id.clone(),
+            access_key_id: String::new(),
+            now,
+        };
+        let policies = self
+            .identity
+            .policies(&ctx, &principal)
+            .ok_or_else(|| Self::cannot_assume(role_arn))?;
+        let prefix = action.split(':').next().unwrap_or_default();
+        let mut arn = resource.to_owned();
+        let mut resource_policy = None;
+        if let Some(rp) = &self.identity.resource_policies
+            && let Some(r) = rp.resolve(prefix, &ctx, resource).await
+        {
+            arn = r.arn;
+            resource_policy = r
+                .policy
+                .and_then(|doc| Policy::parse(&doc, gantry_iam_policy::PolicyKind::Resource).ok());
+        }
+        let resources = [arn.as_str()];
+        let context = authz::base_context(&ctx);
+        let request = Request {
+            principal: &principal,
+            action,
+            resources: &resources,
+            resource_account: None,
+            context: &context,
+        };
+        let e = policies.evaluate(&request, resource_policy.as_ref());
+        if e.is_allowed() {
+            return Ok(());
+        }
+        Err(crate::secrets::Denied(
+            e.denial_message(&request).unwrap_or_else(|| {
+                format!(
+                    "User: {} is not authorized to perform: {action} on resource: {arn}",
+                    principal.arn
+                )
+            }),
+        ))
+    }
+}
+
 /// ECR repository policies and Secrets Manager secret policies as resource-based policies.
 #[derive(Debug)]
 pub struct StoredResourcePolicies {
@@ -573,5 +692,158 @@ impl CredentialProvider for LateCredentials {
         self.creds
             .get()?
             .secret_with_session_token(access_key_id, session_token)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::secrets::ExecutionRoleAuthorizer;
+    use gantry_aws_proto::query::QueryRequest;
+    use gantry_ecs::task_secrets::TaskScope;
+    use gantry_front::QueryService;
+    use gantry_store::MemoryStore;
+
+    const ACCOUNT: &str = "111122223333";
+
+    async fn iam_call(iam: &IamService, action: &str, params: &[(&str, &str)]) {
+        let mut body = format!("Action={action}&Version=2010-05-08");
+        for (k, v) in params {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            body.push_str(&format!("&{k}={enc}"));
+        }
+        let ctx = RequestContext {
+            caller: None,
+            request_id: "r".into(),
+            region: "us-east-1".into(),
+            account_id: ACCOUNT.into(),
+            access_key_id: "AKIAROOT".into(),
+            now: 1_700_000_000_000,
+        };
+        iam.call(action, &QueryRequest::parse(body.as_bytes(), None), &ctx)
+            .await
+            .unwrap();
+    }
+
+    fn task(role: &str) -> TaskScope {
+        TaskScope {
+            region: "us-east-1".into(),
+            account_id: ACCOUNT.into(),
+            task_arn: format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/c/0123abcd"),
+            execution_role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/{role}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn execution_roles_are_evaluated_with_their_policies_and_trust() {
+        let iam = Arc::new(
+            IamService::open(
+                Arc::new(MemoryStore::new()),
+                Arc::new(MasterSealer(MasterKey::new(&[7u8; 32]).unwrap())),
+                ACCOUNT,
+            )
+            .await
+            .unwrap(),
+        );
+        let trust = |service: &str| {
+            format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"{service}"}},"Action":"sts:AssumeRole"}}]}}"#
+            )
+        };
+        let ecs_trust = trust("ecs-tasks.amazonaws.com");
+        iam_call(
+            &iam,
+            "CreateRole",
+            &[
+                ("RoleName", "exec"),
+                ("AssumeRolePolicyDocument", &ecs_trust),
+            ],
+        )
+        .await;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:GetParameters","Resource":"arn:aws:ssm:us-east-1:111122223333:parameter/app/*"}]}"#;
+        iam_call(
+            &iam,
+            "PutRolePolicy",
+            &[
+                ("RoleName", "exec"),
+                ("PolicyName", "p"),
+                ("PolicyDocument", policy),
+            ],
+        )
+        .await;
+        let ec2_trust = trust("ec2.amazonaws.com");
+        iam_call(
+            &iam,
+            "CreateRole",
+            &[
+                ("RoleName", "ec2"),
+                ("AssumeRolePolicyDocument", &ec2_trust),
+            ],
+        )
+        .await;
+        let identity = Arc::new(Identity::new(
+            Arc::new(RootCredentials {
+                access_key_id: "AKIAROOT".into(),
+                secret_access_key: "s".into(),
+            }),
+            iam,
+            "us-east-1",
+        ));
+        let roles = ExecutionRoles { identity };
+        let param = format!("arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/app/token");
+        roles
+            .authorize(&task("exec"), "ssm:GetParameters", &param)
+            .await
+            .unwrap();
+        let other = format!("arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/ops/token");
+        let e = roles
+            .authorize(&task("exec"), "ssm:GetParameters", &other)
+            .await
+            .unwrap_err();
+        assert!(
+            e.0.starts_with(&format!(
+                "User: arn:aws:sts::{ACCOUNT}:assumed-role/exec/0123abcd is not authorized to perform: ssm:GetParameters on resource: {other}"
+            )),
+            "{}",
+            e.0
+        );
+        let secret = format!("arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:db-AbCdEf");
+        assert!(
+            roles
+                .authorize(&task("exec"), "secretsmanager:GetSecretValue", &secret)
+                .await
+                .is_err()
+        );
+        for role in ["ec2", "ghost"] {
+            let e = roles
+                .authorize(&task(role), "ssm:GetParameters", &param)
+                .await
+                .unwrap_err();
+            assert!(
+                e.0.starts_with(
+                    "ECS was unable to assume the role 'arn:aws:iam::111122223333:role/"
+                ),
+                "{}",
+                e.0
+            );
+        }
+        let mut foreign = task("exec");
+        foreign.execution_role_arn = Some("arn:aws:iam::999999999999:role/exec".into());
+        assert!(
+            roles
+                .authorize(&foreign, "ssm:GetParameters", &param)
+                .await
+                .is_err()
+        );
     }
 }

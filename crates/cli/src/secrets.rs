@@ -307,21 +307,12 @@ pub struct Denied(pub String);
 /// The one point where a task's execution role is authorized to read what its task definition
 /// references, before anything is read: `secretsmanager:GetSecretValue` on a secret,
 /// `ssm:GetParameters` on a parameter (the actions the ECS agent calls with the role). The
-/// role's identity policies, the secret's resource policy and `kms:Decrypt` on the key are to be
-/// evaluated here once IAM roles exist; until then [`NotEnforced`] allows every request, and
-/// `docs/compatibility.md` says so.
+/// server's implementation is [`crate::identity::ExecutionRoles`]: the role's identity policies
+/// and permissions boundary with the secret's resource policy.
+#[async_trait]
 pub trait ExecutionRoleAuthorizer: Send + Sync {
-    fn authorize(&self, task: &TaskScope, action: &str, resource: &str) -> Result<(), Denied>;
-}
-
-/// Allows every request: execution-role permissions are not checked yet.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NotEnforced;
-
-impl ExecutionRoleAuthorizer for NotEnforced {
-    fn authorize(&self, _: &TaskScope, _: &str, _: &str) -> Result<(), Denied> {
-        Ok(())
-    }
+    async fn authorize(&self, task: &TaskScope, action: &str, resource: &str)
+    -> Result<(), Denied>;
 }
 
 /// ECS's [`TaskSecrets`]: the task's references resolved with [`resolve_value_from`] and
@@ -374,6 +365,7 @@ impl TaskSecrets for TaskSecretResolver {
                 .map_or_else(|| value_from.to_owned(), |r| r.secret_id);
             self.authz
                 .authorize(task, "secretsmanager:GetSecretValue", &id)
+                .await
                 .map_err(|d| {
                     asm_error(format!(
                         "failed to fetch secret {id} from secrets manager: {}",
@@ -385,6 +377,7 @@ impl TaskSecrets for TaskSecretResolver {
             let arn = parameter_arn(task, value_from);
             self.authz
                 .authorize(task, "ssm:GetParameters", &arn)
+                .await
                 .map_err(|d| ssm_error(sdk_error("AccessDeniedException", &d.0, &ctx, 400)).0)?;
         }
         resolve_value_from(&self.sm, &self.ssm, &ctx, value_from)
@@ -402,6 +395,7 @@ impl TaskSecrets for TaskSecretResolver {
             .map_or_else(|| credentials_parameter.to_owned(), |r| r.secret_id);
         self.authz
             .authorize(task, "secretsmanager:GetSecretValue", &id)
+            .await
             .map_err(|d| {
                 asm_error(format!(
                     "failed to fetch secret {id} from secrets manager: {}",
@@ -546,10 +540,25 @@ mod tests {
         assert!(e.0.contains("is disabled."), "{e}");
     }
 
+    struct AllowAll;
+
+    #[async_trait]
+    impl ExecutionRoleAuthorizer for AllowAll {
+        async fn authorize(&self, _: &TaskScope, _: &str, _: &str) -> Result<(), Denied> {
+            Ok(())
+        }
+    }
+
     struct DenyAll;
 
+    #[async_trait]
     impl ExecutionRoleAuthorizer for DenyAll {
-        fn authorize(&self, task: &TaskScope, action: &str, resource: &str) -> Result<(), Denied> {
+        async fn authorize(
+            &self,
+            task: &TaskScope,
+            action: &str,
+            resource: &str,
+        ) -> Result<(), Denied> {
             Err(Denied(format!(
                 "User: {} is not authorized to perform: {action} on resource: {resource}",
                 task.execution_role_arn.as_deref().unwrap_or("none")
@@ -588,7 +597,7 @@ mod tests {
             task_arn: "arn:aws:ecs:us-east-1:111122223333:task/c/t".into(),
             execution_role_arn: Some("arn:aws:iam::111122223333:role/exec".into()),
         };
-        let open = TaskSecretResolver::new(sm.clone(), ssm.clone(), Arc::new(NotEnforced));
+        let open = TaskSecretResolver::new(sm.clone(), ssm.clone(), Arc::new(AllowAll));
         assert_eq!(open.value_from(&task, "/app/token").await.unwrap(), "tok");
         assert_eq!(
             open.value_from(&task, &format!("{arn}:password::"))

@@ -28,9 +28,9 @@ use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
 use crate::datadir::{self, DataDirLock};
 use crate::identity::{
-    IamSessions, Identity, LateCredentials, MasterSealer, StoredResourcePolicies,
+    ExecutionRoles, IamSessions, Identity, LateCredentials, MasterSealer, StoredResourcePolicies,
 };
-use crate::secrets::{KmsKeys, NotEnforced, TaskSecretResolver};
+use crate::secrets::{KmsKeys, TaskSecretResolver};
 use gantry_iam::IamService;
 
 /// What `gantry up` adds to the server: the printed exports, and a local agent.
@@ -483,7 +483,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_networks(Arc::new(Ec2TaskNetworks {
                 store: store.clone(),
             }))
-            .with_target_groups(target_groups.clone()),
+            .with_target_groups(target_groups.clone())
+            .with_host_access(cfg.host_access.clone()),
     );
     let ecs_service = ecs.clone();
     parts.push((
@@ -624,12 +625,13 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         )
         .with_grace(cfg.heartbeat_grace)
         .with_shutdown(shutdown_rx.clone())
-        // Execution-role permissions are not checked yet (`NotEnforced`): the one place where
-        // the identity work plugs in the role's policies.
+        // Secrets are read as the task's execution role, with its IAM policies.
         .with_secrets(Arc::new(TaskSecretResolver::new(
             secretsmanager.clone(),
             ssm.clone(),
-            Arc::new(NotEnforced),
+            Arc::new(ExecutionRoles {
+                identity: identity.clone(),
+            }),
         ))),
     );
     tokio::spawn(agents.clone().expire_earlier_connections());

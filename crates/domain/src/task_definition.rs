@@ -1089,3 +1089,185 @@ mod tests {
         assert!(parse_task_definition_ref("web:0").is_err());
     }
 }
+
+/// What RegisterTaskDefinition accepts that reaches into the host: host paths under
+/// `allowed_host_paths` (`--allowed-host-paths`), and privileged settings when
+/// `allow_privileged` (`--allow-privileged-tasks`). The default accepts neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostAccess {
+    pub allowed_host_paths: Vec<String>,
+    pub allow_privileged: bool,
+}
+
+impl HostAccess {
+    /// Whether the absolute host path `path` is one of the allowed paths or beneath one
+    /// (compared by components; a path with `..` is never allowed).
+    pub fn allows_path(&self, path: &str) -> bool {
+        let parts = |p: &str| -> Option<Vec<String>> {
+            if !p.starts_with('/') {
+                return None;
+            }
+            let mut out = Vec::new();
+            for c in p.split('/').filter(|c| !c.is_empty() && *c != ".") {
+                if c == ".." {
+                    return None;
+                }
+                out.push(c.to_owned());
+            }
+            Some(out)
+        };
+        let Some(path) = parts(path) else {
+            return false;
+        };
+        self.allowed_host_paths
+            .iter()
+            .filter_map(|a| parts(a))
+            .any(|allowed| path.starts_with(&allowed))
+    }
+}
+
+/// Refuses what reaches into the host unless `access` allows it: host bind mounts outside the
+/// allow-list, `privileged`, added capabilities, devices, `pidMode`/`ipcMode: host` and
+/// `dockerSecurityOptions`.
+pub fn check_host_access(td: &TaskDefinition, access: &HostAccess) -> Result<(), ValidationError> {
+    for v in &td.volumes {
+        if let Some(path) = v
+            .config
+            .get("host")
+            .and_then(|h| h.get("sourcePath"))
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            && !access.allows_path(path)
+        {
+            return Err(ValidationError::client(format!(
+                "Volume '{}' mounts host path '{path}', which is outside the host paths this server allows (--allowed-host-paths). Use a Docker volume (dockerVolumeConfiguration, or host without sourcePath) or ask the operator to allow the path.",
+                v.name.as_deref().unwrap_or_default()
+            )));
+        }
+    }
+    if access.allow_privileged {
+        return Ok(());
+    }
+    let refuse = |what: String| {
+        Err(ValidationError::client(format!(
+            "{what} is not allowed on this server: it gives the task access to the host. Start the server with --allow-privileged-tasks to allow it."
+        )))
+    };
+    if td.pid_mode.as_deref() == Some("host") {
+        return refuse("pidMode 'host'".into());
+    }
+    if td.ipc_mode.as_deref() == Some("host") {
+        return refuse("ipcMode 'host'".into());
+    }
+    let non_empty = |v: Option<&Value>| match v {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    };
+    for c in &td.container_definitions {
+        let name = &c.name;
+        if c.privileged == Some(true) {
+            return refuse(format!("Container '{name}': privileged: true"));
+        }
+        let linux = c.other.get("linuxParameters");
+        let caps = linux
+            .and_then(|l| l.get("capabilities"))
+            .and_then(|k| k.get("add"));
+        if non_empty(caps) {
+            return refuse(format!(
+                "Container '{name}': linuxParameters.capabilities.add {}",
+                caps.map(Value::to_string).unwrap_or_default()
+            ));
+        }
+        if non_empty(linux.and_then(|l| l.get("devices"))) {
+            return refuse(format!("Container '{name}': linuxParameters.devices"));
+        }
+        let opts = c.other.get("dockerSecurityOptions");
+        if non_empty(opts) {
+            return refuse(format!(
+                "Container '{name}': dockerSecurityOptions {}",
+                opts.map(Value::to_string).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod host_access_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn td(v: Value) -> TaskDefinition {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn msg(r: Result<(), ValidationError>) -> String {
+        match r.unwrap_err() {
+            ValidationError::Client(m) | ValidationError::InvalidParameter(m) => m,
+        }
+    }
+
+    #[test]
+    fn host_paths_follow_the_allow_list() {
+        let t = td(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}],
+            "volumes": [{"name": "root", "host": {"sourcePath": "/"}}]}),
+        );
+        let none = HostAccess::default();
+        assert!(msg(check_host_access(&t, &none)).contains("host path '/'"));
+        let srv = HostAccess {
+            allowed_host_paths: vec!["/srv/data/".into()],
+            allow_privileged: false,
+        };
+        assert!(check_host_access(&t, &srv).is_err());
+        assert!(srv.allows_path("/srv/data"));
+        assert!(srv.allows_path("/srv/data/x/y"));
+        assert!(!srv.allows_path("/srv/database"));
+        assert!(!srv.allows_path("/srv/data/../../etc"));
+        assert!(!srv.allows_path("srv/data"));
+        // Docker volumes need no allow-list.
+        let named = td(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}],
+            "volumes": [{"name": "t", "host": {}}, {"name": "d",
+                "dockerVolumeConfiguration": {"scope": "task", "driver": "local"}}]}),
+        );
+        assert!(check_host_access(&named, &none).is_ok());
+    }
+
+    #[test]
+    fn privileged_settings_need_the_flag() {
+        let cases = [
+            json!({"pidMode": "host"}),
+            json!({"ipcMode": "host"}),
+            json!({"containerDefinitions": [{"name": "a", "image": "i", "privileged": true}]}),
+            json!({"containerDefinitions": [{"name": "a", "image": "i",
+                "linuxParameters": {"capabilities": {"add": ["SYS_ADMIN"]}}}]}),
+            json!({"containerDefinitions": [{"name": "a", "image": "i",
+                "linuxParameters": {"devices": [{"hostPath": "/dev/kmsg"}]}}]}),
+            json!({"containerDefinitions": [{"name": "a", "image": "i",
+                "dockerSecurityOptions": ["apparmor:unconfined"]}]}),
+        ];
+        let allow = HostAccess {
+            allowed_host_paths: vec![],
+            allow_privileged: true,
+        };
+        for case in cases {
+            let mut v =
+                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}]});
+            for (k, x) in case.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let t = td(v);
+            let m = msg(check_host_access(&t, &HostAccess::default()));
+            assert!(m.contains("--allow-privileged-tasks"), "{m}");
+            assert!(check_host_access(&t, &allow).is_ok(), "{case}");
+        }
+        // Dropping capabilities, `task` modes and unprivileged containers are fine.
+        let ok = td(json!({"family": "f", "pidMode": "task", "ipcMode": "none",
+            "containerDefinitions": [{"name": "a", "image": "i", "privileged": false,
+                "linuxParameters": {"capabilities": {"add": [], "drop": ["ALL"]}, "initProcessEnabled": true}}]}));
+        assert!(check_host_access(&ok, &HostAccess::default()).is_ok());
+    }
+}

@@ -170,6 +170,8 @@ pub struct EcsService {
     pub(crate) networks: Option<Arc<dyn task_network::TaskNetworks>>,
     /// ELBv2's target groups, for CreateService/UpdateService checks.
     pub(crate) target_groups: Option<Arc<dyn service_lb::TargetGroups>>,
+    /// Host paths and privileged settings RegisterTaskDefinition accepts.
+    pub(crate) host_access: gantry_domain::task_definition::HostAccess,
 }
 
 impl fmt::Debug for EcsService {
@@ -190,7 +192,14 @@ impl EcsService {
             placement: Default::default(),
             networks: None,
             target_groups: None,
+            host_access: Default::default(),
         }
+    }
+
+    /// What task definitions may take from the host (default: Docker volumes only).
+    pub fn with_host_access(mut self, access: gantry_domain::task_definition::HostAccess) -> Self {
+        self.host_access = access;
+        self
     }
 
     /// Checks services' `loadBalancers` against ELBv2's target groups.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use gantry_domain::Arn;
 use gantry_domain::tags::validate_tags;
 use gantry_domain::task_definition::{
-    TaskDefinition, TaskDefinitionRef, TaskDefinitionStatus, normalize_for_registration,
-    parse_task_definition_ref,
+    TaskDefinition, TaskDefinitionRef, TaskDefinitionStatus, check_host_access,
+    normalize_for_registration, parse_task_definition_ref,
 };
 use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,7 @@ pub(super) async fn register(
     }
     validate_tags(&td.tags)?;
     normalize_for_registration(&mut td)?;
+    check_host_access(&td, &svc.host_access)?;
     td.status = TaskDefinitionStatus::Active;
     td.registered_at = ctx.now;
     td.registered_by = ctx.caller_arn();
