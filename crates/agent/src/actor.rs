@@ -1112,7 +1112,7 @@ impl TaskActor {
         if let Some(s) = &self.record.service_name {
             task.insert("ServiceName".into(), json!(s));
         }
-        task.insert("LaunchType".into(), json!("EC2"));
+        task.insert("LaunchType".into(), json!(self.record.launch_type));
         let containers = self
             .ctrs
             .iter()

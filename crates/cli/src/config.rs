@@ -40,6 +40,10 @@ pub struct ServerArgs {
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
+    /// Run Fargate tasks on this machine: an agent in the server's process registers it as
+    /// platform capacity (pool `local`), which no user cluster shows.
+    #[arg(long, env = "GANTRY_FARGATE_LOCAL")]
+    pub fargate_local: bool,
     #[command(flatten)]
     pub listener: ListenerArgs,
 }
@@ -117,6 +121,24 @@ pub struct AgentArgs {
     /// security-group chains, unused subnet networks) and exit.
     #[arg(long)]
     pub uninstall: bool,
+    /// Offer this host as Fargate capacity in the platform pool NAME instead of joining a
+    /// cluster: it runs the Fargate tasks of every cluster and appears in none.
+    #[arg(long, value_name = "NAME", conflicts_with = "cluster", value_parser = parse_pool)]
+    pub fargate_pool: Option<String>,
+}
+
+fn parse_pool(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "a pool name is 1 to 64 letters, digits, hyphens and underscores, got {s:?}"
+        ))
+    }
 }
 
 /// `gantry lb` flags.
@@ -188,6 +210,9 @@ pub struct UpArgs {
     /// Do not start the local load balancer.
     #[arg(long)]
     pub no_lb: bool,
+    /// Do not run Fargate tasks on this machine (no platform capacity).
+    #[arg(long)]
+    pub no_fargate: bool,
     /// The cluster the local agent joins.
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -210,6 +235,8 @@ pub struct ServerConfig {
     pub limits: gantry_front::listener::ListenerLimits,
     pub shutdown_timeout: std::time::Duration,
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
+    /// Run an in-process agent offering this machine as Fargate capacity.
+    pub fargate_local: bool,
 }
 
 fn default_vpc_cidr(raw: &str) -> anyhow::Result<gantry_ec2::cidr::Cidr> {
@@ -248,6 +275,7 @@ impl ServerArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            fargate_local: self.fargate_local,
         })
     }
 }
@@ -273,6 +301,7 @@ impl UpArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            fargate_local: !self.no_fargate,
         })
     }
 }

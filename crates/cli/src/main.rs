@@ -39,8 +39,18 @@ enum Command {
 async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     datadir::prepare(&args.data_dir)?;
     let _lock = datadir::DataDirLock::acquire(&args.data_dir, "agent")?;
-    let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
+    let cluster = match &args.fargate_pool {
+        Some(_) => gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER.to_owned(),
+        None => args.cluster,
+    };
+    let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, cluster, args.data_dir);
     cfg.attributes = args.attributes;
+    if let Some(pool) = args.fargate_pool {
+        cfg.attributes.push((
+            gantry_domain::cluster::FARGATE_POOL_ATTRIBUTE.to_owned(),
+            pool,
+        ));
+    }
     cfg.region = args.region;
     if let Some(image) = args.pause_image {
         cfg.pause_image = image;

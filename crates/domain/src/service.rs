@@ -179,6 +179,9 @@ pub struct Service {
     pub desired_count: i64,
     pub scheduling_strategy: SchedulingStrategy,
     pub launch_type: String,
+    /// Fargate services: the requested platform version (`LATEST` or `1.4.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
     pub deployment_configuration: DeploymentConfiguration,
     #[serde(default)]
     pub placement_constraints: Vec<Value>,

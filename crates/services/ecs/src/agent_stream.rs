@@ -19,6 +19,7 @@ use gantry_aws_proto::sigv4::{self, CredentialProvider};
 use gantry_aws_proto::{AwsError, new_request_id};
 use gantry_domain::Arn;
 use gantry_domain::arn::container_instance_id_from_ref;
+use gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER;
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::task::{AgentMessage, AgentTask, Task, TaskStatus};
 use gantry_domain::task_definition::TaskDefinition;
@@ -119,7 +120,7 @@ impl AgentStreams {
                 Ok(ev) => {
                     // ecs/<region>/task/<cluster>/<id>
                     let mut parts = ev.key.split('/');
-                    let (Some("ecs"), Some(region), Some("task"), Some(cluster)) =
+                    let (Some("ecs"), Some(region), Some("task"), Some(_)) =
                         (parts.next(), parts.next(), parts.next(), parts.next())
                     else {
                         continue;
@@ -131,7 +132,8 @@ impl AgentStreams {
                     let Some(instance) = t.container_instance_id.as_deref() else {
                         continue;
                     };
-                    let key = route_key(region, cluster, instance);
+                    // Fargate tasks of every cluster go to the platform's hosts.
+                    let key = route_key(region, t.host_cluster(), instance);
                     let Ok(routes) = self.routes.lock() else {
                         return;
                     };
@@ -265,15 +267,18 @@ impl AgentStreams {
         cache: &mut HashMap<(String, u32), TaskDefinition>,
         sent: &mut HashMap<String, TaskStatus>,
     ) -> Option<AgentMessage> {
-        let tasks = self
-            .store
-            .scan_all_typed::<Task>(&keys::tasks(&s.region, &s.cluster))
-            .await
-            .ok()?;
+        // A platform host runs the Fargate tasks of every cluster of the region.
+        let prefix = if s.cluster == FARGATE_PLATFORM_CLUSTER {
+            format!("ecs/{}/task/", s.region)
+        } else {
+            keys::tasks(&s.region, &s.cluster)
+        };
+        let tasks = self.store.scan_all_typed::<Task>(&prefix).await.ok()?;
         let mut out = Vec::new();
         sent.clear();
         for t in tasks.into_iter().map(|v| v.value) {
             if t.container_instance_id.as_deref() != Some(s.instance_id.as_str())
+                || t.host_cluster() != s.cluster
                 || t.last_status == TaskStatus::Stopped
             {
                 continue;

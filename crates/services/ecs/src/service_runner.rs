@@ -17,7 +17,7 @@ use std::time::Duration;
 use gantry_controller::service::{
     Health, IdSource, InstanceView as CtlInstance, Plan, TaskView, reconcile,
 };
-use gantry_domain::cluster::{Cluster, ClusterStatus};
+use gantry_domain::cluster::{Cluster, ClusterStatus, FARGATE_PLATFORM_CLUSTER};
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::service::{SchedulingStrategy, Service, ServiceStatus};
 use gantry_domain::task::{Task, TaskStatus, stop_code};
@@ -169,11 +169,73 @@ impl ServiceRunner {
                 None => break,
             }
         }
-        for (region, cluster) in clusters {
-            let ctx = self.ctx(&region);
-            if let Err(e) = self.cluster_pass(&ctx, &cluster).await {
+        let mut regions: Vec<&str> = clusters.iter().map(|(r, _)| r.as_str()).collect();
+        regions.sort_unstable();
+        regions.dedup();
+        for region in regions {
+            let ctx = self.ctx(region);
+            if let Err(e) = self.platform_pass(&ctx).await {
+                tracing::warn!(region, error = %e, "platform liveness pass failed");
+            }
+        }
+        for (region, cluster) in &clusters {
+            let ctx = self.ctx(region);
+            if let Err(e) = self.cluster_pass(&ctx, cluster).await {
                 tracing::warn!(cluster, error = %e, "cluster reconcile failed");
             }
+        }
+        Ok(())
+    }
+
+    /// The platform's Fargate hosts of a region (any status but INACTIVE).
+    async fn platform_instances(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<Vec<ContainerInstance>, EcsError> {
+        Ok(self
+            .ecs
+            .cache
+            .scan::<ContainerInstance>(
+                self.ecs.store.as_ref(),
+                &keys::container_instances(&ctx.region, FARGATE_PLATFORM_CLUSTER),
+            )
+            .await?
+            .into_iter()
+            .map(|(_, v)| (*v).clone())
+            .collect())
+    }
+
+    /// Liveness of the platform's hosts: the Fargate tasks (of any cluster) of a host away
+    /// longer than `lost_after` are marked STOPPED, so their services replace them.
+    async fn platform_pass(&self, ctx: &RequestContext) -> Result<(), EcsError> {
+        let instances = self.platform_instances(ctx).await?;
+        let now = self.clock.now_millis();
+        let lost_after = self.liveness.lost_after.as_millis() as u64;
+        let lost: Vec<&ContainerInstance> = instances
+            .iter()
+            .filter(|ci| {
+                !ci.agent_connected && ci.disconnected_at.is_some_and(|d| d + lost_after <= now)
+            })
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let tasks: Vec<Task> = self
+            .ecs
+            .store
+            .scan_all_typed::<Task>(&format!("ecs/{}/task/", ctx.region))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .filter(|t| t.is_fargate() && t.last_status != TaskStatus::Stopped)
+            .collect();
+        let mut by_cluster: HashMap<String, Vec<Task>> = HashMap::new();
+        for t in tasks {
+            by_cluster.entry(t.cluster.clone()).or_default().push(t);
+        }
+        let lost: Vec<ContainerInstance> = lost.into_iter().cloned().collect();
+        for (cluster, tasks) in by_cluster {
+            self.mark_lost(ctx, &cluster, &lost, &tasks).await?;
         }
         Ok(())
     }
@@ -199,6 +261,12 @@ impl ServiceRunner {
             .collect();
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
+        let fargate_services = services.iter().any(|s| s.launch_type == "FARGATE");
+        let platform = if fargate_services {
+            self.platform_instances(ctx).await?
+        } else {
+            Vec::new()
+        };
         let any_lost = instances.iter().any(|ci| {
             !ci.agent_connected && ci.disconnected_at.is_some_and(|d| d + lost_after <= now)
         });
@@ -244,6 +312,7 @@ impl ServiceRunner {
         ordered.sort_by_key(|s| gantry_controller::service::placement_priority(s));
         let by_id: HashMap<String, ContainerInstance> = instances
             .iter()
+            .chain(platform.iter())
             .map(|i| (i.id.clone(), i.clone()))
             .collect();
         for s in ordered {
@@ -309,7 +378,13 @@ impl ServiceRunner {
                     _ => None,
                 })
                 .collect();
-            let inst_views: Vec<CtlInstance> = instances
+            // Fargate services run on the platform's hosts, not the cluster's instances.
+            let hosts = if s.launch_type == "FARGATE" {
+                &platform
+            } else {
+                &instances
+            };
+            let inst_views: Vec<CtlInstance> = hosts
                 .iter()
                 .filter(|i| i.status != ContainerInstanceStatus::Inactive)
                 .map(|i| {
@@ -489,6 +564,13 @@ impl ServiceRunner {
                     }
                     if let Some(f) = failures.first() {
                         let reason = f.get("reason").and_then(|v| v.as_str()).unwrap_or("");
+                        if reason == tasks::FARGATE_CAPACITY_UNAVAILABLE {
+                            events.push(format!(
+                                "(service {}) was unable to place a task. Reason: {reason}.",
+                                s.name
+                            ));
+                            continue;
+                        }
                         let arn = f.get("arn").and_then(|v| v.as_str()).unwrap_or("");
                         let instance = arn.rsplit('/').next().unwrap_or(arn);
                         events.push(format!(

@@ -135,6 +135,10 @@ pub(crate) fn to_wire(
     if let Some(n) = &s.network_configuration {
         v["networkConfiguration"] = n.clone();
     }
+    if let Some(p) = &s.platform_version {
+        v["platformVersion"] = json!(p);
+        v["platformFamily"] = json!("Linux");
+    }
     if with_tags {
         v["tags"] = json!(s.tags);
     }
@@ -226,13 +230,14 @@ struct ServiceRequest {
     enable_execute_command: Option<bool>,
     force_new_deployment: Option<bool>,
     force: Option<bool>,
+    platform_version: Option<String>,
 }
 
 fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
     if let Some(lt) = req.launch_type.as_deref() {
         match lt {
-            "EC2" | "EXTERNAL" => {}
-            "FARGATE" | "MANAGED_INSTANCES" => {
+            "EC2" | "EXTERNAL" | "FARGATE" => {}
+            "MANAGED_INSTANCES" => {
                 return Err(EcsError::Unsupported(format!(
                     "The launch type {lt} is not supported by this endpoint yet; use EC2."
                 )));
@@ -290,6 +295,31 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
         req.placement_constraints.as_deref().unwrap_or(&[]),
         req.placement_strategy.as_deref().unwrap_or(&[]),
     )?;
+    if req.launch_type.as_deref() == Some("FARGATE") {
+        if req
+            .placement_constraints
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return Err(EcsError::invalid(
+                "Task placement constraints are not supported with the FARGATE launch type.",
+            ));
+        }
+        if req
+            .placement_strategy
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return Err(EcsError::invalid(
+                "Task placement strategies are not supported with the FARGATE launch type.",
+            ));
+        }
+        if req.scheduling_strategy.as_deref() == Some("DAEMON") {
+            return Err(EcsError::invalid(
+                "The DAEMON scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+    }
     validate_tags(&req.tags)?;
     Ok(())
 }
@@ -374,6 +404,10 @@ pub(super) async fn create(
         strategy,
     )?;
     let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    crate::tasks::check_platform_version(Some(&launch_type), req.platform_version.as_deref())?;
+    if launch_type == "FARGATE" {
+        crate::tasks::check_fargate_launch(&td, &Default::default())?;
+    }
     // awsvpc: subnets and groups must exist and belong together, as for RunTask.
     task_network::prepare(
         svc,
@@ -433,6 +467,11 @@ pub(super) async fn create(
             throttle_failures: 0,
             throttle_until: 0,
             version: 1,
+            platform_version: (launch_type == "FARGATE").then(|| {
+                req.platform_version
+                    .clone()
+                    .unwrap_or_else(|| "LATEST".to_owned())
+            }),
         };
         let txn = Txn::new()
             .require_revision(&key, existing.map_or(0, |e| e.revision))
@@ -513,6 +552,11 @@ pub(super) async fn update(
         if let Some(p) = &req.propagate_tags {
             s.propagate_tags = Some(p.clone());
         }
+        if let Some(v) = &req.platform_version {
+            crate::tasks::check_platform_version(Some(&s.launch_type), Some(v))?;
+            redeploy |= s.platform_version.as_ref() != Some(v);
+            s.platform_version = Some(v.clone());
+        }
         let (family, revision) = match (&new_td, s.primary()) {
             (Some(td), _) => (td.family.clone(), td.revision),
             (None, Some(p)) => (p.family.clone(), p.revision),
@@ -528,6 +572,9 @@ pub(super) async fn update(
                         EcsError::invalid(format!("TaskDefinition not found: {family}:{revision}"))
                     })?,
             };
+            if s.launch_type == "FARGATE" {
+                crate::tasks::check_fargate_launch(&td, &Default::default())?;
+            }
             task_network::prepare(
                 svc,
                 ctx,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use gantry_domain::Arn;
+use gantry_domain::cluster::{FARGATE_PLATFORM_CLUSTER, FARGATE_PLATFORM_VERSION};
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::tags::{Tag, validate_tags};
 use gantry_domain::task::{
@@ -100,10 +101,22 @@ pub(crate) fn to_wire(
         "enableExecuteCommand": t.enable_execute_command,
         "tags": if with_tags { json!(t.tags) } else { json!([]) },
     });
-    if let Some(ci) = &t.container_instance_id {
+    if let Some(ci) = t.container_instance_id.as_ref().filter(|_| !t.is_fargate()) {
         v["containerInstanceArn"] = json!(
             Arn::container_instance(&ctx.region, &ctx.account_id, &t.cluster, ci).to_string()
         );
+    }
+    if let Some(cp) = &t.capacity_provider_name {
+        v["capacityProviderName"] = json!(cp);
+    }
+    if t.is_fargate() {
+        v["platformVersion"] = json!(
+            t.platform_version
+                .as_deref()
+                .unwrap_or(FARGATE_PLATFORM_VERSION)
+        );
+        v["platformFamily"] = json!("Linux");
+        v["ephemeralStorage"] = json!({"sizeInGiB": t.ephemeral_storage_gib.unwrap_or(20)});
     }
     if let Some(c) = &t.cpu {
         v["cpu"] = json!(c);
@@ -142,6 +155,9 @@ pub(crate) fn to_wire(
     v
 }
 
+/// The failure reason of a Fargate task the platform has no room for (ECS's wording).
+pub(crate) const FARGATE_CAPACITY_UNAVAILABLE: &str = "Capacity is unavailable at this time. Please try again later or in a different availability zone";
+
 /// Idempotency record of a RunTask/StartTask `clientToken`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -177,6 +193,8 @@ pub(crate) struct RunTaskRequest {
     container_instances: Vec<String>,
     /// awsvpc tasks: `awsvpcConfiguration` (subnets, security groups, assignPublicIp).
     network_configuration: Option<Value>,
+    /// Fargate: `LATEST` or `1.4.0`.
+    platform_version: Option<String>,
     /// Set by the service runner: the service and deployment the tasks belong to.
     #[serde(skip)]
     service: Option<(String, String)>,
@@ -212,6 +230,7 @@ impl RunTaskRequest {
             placement_strategy: s.placement_strategy.clone(),
             container_instances: instance.into_iter().collect(),
             network_configuration: s.network_configuration.clone(),
+            platform_version: s.platform_version.clone(),
             service: Some((s.name.clone(), d.id.clone())),
             service_default_strategy: true,
             ..Default::default()
@@ -244,8 +263,8 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
     }
     if let Some(lt) = req.launch_type.as_deref() {
         match lt {
-            "EC2" | "EXTERNAL" => {}
-            "FARGATE" | "MANAGED_INSTANCES" => {
+            "EC2" | "EXTERNAL" | "FARGATE" => {}
+            "MANAGED_INSTANCES" => {
                 return Err(EcsError::Unsupported(format!(
                     "The launch type {lt} is not supported by this endpoint yet; use EC2."
                 )));
@@ -282,7 +301,99 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
     }
     validate_tags(&req.tags)?;
     placement::validate(&req.placement_constraints, &req.placement_strategy)?;
+    check_platform_version(req.launch_type.as_deref(), req.platform_version.as_deref())?;
+    if req.launch_type.as_deref() == Some("FARGATE") {
+        if start {
+            return Err(EcsError::invalid(
+                "StartTask does not support the FARGATE launch type; use RunTask.",
+            ));
+        }
+        if !req.placement_constraints.is_empty() {
+            return Err(EcsError::invalid(
+                "Task placement constraints are not supported with the FARGATE launch type.",
+            ));
+        }
+        if !req.placement_strategy.is_empty() {
+            return Err(EcsError::invalid(
+                "Task placement strategies are not supported with the FARGATE launch type.",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// `platformVersion`: only for Fargate, `LATEST` or `1.4.0` (the version Gantry's platform
+/// runs); ECS's wording for the EC2 case.
+pub(crate) fn check_platform_version(
+    launch_type: Option<&str>,
+    version: Option<&str>,
+) -> Result<(), EcsError> {
+    let Some(v) = version else { return Ok(()) };
+    match launch_type {
+        Some("EC2") | Some("EXTERNAL") => Err(EcsError::invalid(
+            "The platform version must be null when specifying an EC2 launch type.",
+        )),
+        _ if matches!(v, "LATEST" | FARGATE_PLATFORM_VERSION) => Ok(()),
+        _ if v.starts_with("1.") => Err(EcsError::Unsupported(format!(
+            "Platform version {v} is not supported: this endpoint runs Fargate platform version {FARGATE_PLATFORM_VERSION} (use LATEST or {FARGATE_PLATFORM_VERSION})."
+        ))),
+        _ => Err(EcsError::invalid(format!(
+            "The specified platform version ({v}) does not exist."
+        ))),
+    }
+}
+
+/// What a Fargate launch checks beyond the request's shape: the task definition's
+/// compatibility, the task size after overrides, `runtimePlatform` and ephemeral storage.
+/// Returns the ephemeral storage size in GiB.
+pub(crate) fn check_fargate_launch(
+    td: &TaskDefinition,
+    overrides: &TaskOverride,
+) -> Result<u32, EcsError> {
+    if !td.compatibilities.iter().any(|c| c == "FARGATE") {
+        return Err(EcsError::invalid(
+            "Task definition does not support launch_type FARGATE.",
+        ));
+    }
+    let cpu = overrides.cpu.as_deref().or(td.cpu.as_deref());
+    let memory = overrides.memory.as_deref().or(td.memory.as_deref());
+    let parse = |v: Option<&str>| v.and_then(|x| x.trim().parse::<u32>().ok());
+    if let (Some(c), Some(m)) = (parse(cpu), parse(memory))
+        && !gantry_domain::task_definition::fargate_size_is_valid(c, m)
+    {
+        return Err(EcsError::client(format!(
+            "No Fargate configuration exists for given values: {c} CPU, {m} memory. See the Amazon ECS documentation for the valid values."
+        )));
+    }
+    if let Some(rp) = td.other.get("runtimePlatform") {
+        if let Some(os) = rp.get("operatingSystemFamily").and_then(Value::as_str)
+            && os != "LINUX"
+        {
+            return Err(EcsError::Unsupported(format!(
+                "Fargate tasks with operatingSystemFamily {os} are not supported: this platform runs LINUX tasks only."
+            )));
+        }
+        let host = match std::env::consts::ARCH {
+            "aarch64" => "ARM64",
+            _ => "X86_64",
+        };
+        if let Some(arch) = rp.get("cpuArchitecture").and_then(Value::as_str)
+            && arch != host
+        {
+            return Err(EcsError::Unsupported(format!(
+                "Fargate tasks with cpuArchitecture {arch} are not supported: this platform runs {host} tasks only."
+            )));
+        }
+    }
+    let storage = overrides
+        .other
+        .get("ephemeralStorage")
+        .or_else(|| td.other.get("ephemeralStorage"));
+    match storage {
+        Some(v) => gantry_domain::task_definition::ephemeral_storage_gib(v)
+            .map_err(|e| EcsError::client(e.to_string())),
+        None => Ok(20),
+    }
 }
 
 fn new_task(
@@ -367,6 +478,10 @@ fn new_task(
         service_name: req.service.as_ref().map(|(s, _)| s.clone()),
         deployment_id: req.service.as_ref().map(|(_, d)| d.clone()),
         network: None,
+        capacity_provider_name: None,
+        platform_version: (req.launch_type.as_deref() == Some("FARGATE"))
+            .then(|| FARGATE_PLATFORM_VERSION.to_owned()),
+        ephemeral_storage_gib: None,
     }
 }
 
@@ -417,21 +532,34 @@ pub(crate) async fn launch(
     active_cluster(svc, ctx, &cluster).await?;
     let td =
         resolve_active_td(svc, ctx, req.task_definition.as_deref().unwrap_or_default()).await?;
-    if !td
-        .compatibilities
-        .iter()
-        .any(|c| c == "EC2" || c == "EXTERNAL")
+    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let fargate = launch_type == "FARGATE";
+    let ephemeral_storage = if fargate {
+        Some(check_fargate_launch(&td, &req.overrides)?)
+    } else {
+        None
+    };
+    if !fargate
+        && !td
+            .compatibilities
+            .iter()
+            .any(|c| c == "EC2" || c == "EXTERNAL")
     {
         return Err(EcsError::invalid(
             "Task definition does not support launch type EC2.",
         ));
     }
+    // Fargate tasks run on the platform's capacity, never on the cluster's instances.
+    let host_cluster = if fargate {
+        FARGATE_PLATFORM_CLUSTER.to_owned()
+    } else {
+        cluster.clone()
+    };
     let count = if start {
         req.container_instances.len()
     } else {
         req.count.unwrap_or(1) as usize
     };
-    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
     let network = task_network::prepare(
         svc,
         ctx,
@@ -454,7 +582,8 @@ pub(crate) async fn launch(
         constraints.push(task_network::zone_constraint(n)?);
     }
     let mut strategies = placement::strategies(&req.placement_strategy)?;
-    if strategies.is_empty() && req.service_default_strategy {
+    if strategies.is_empty() && (req.service_default_strategy || fargate) {
+        // Services, and every Fargate launch: spread over zones, then over hosts.
         strategies = gantry_scheduler::PlacementStrategy::service_default();
     }
     let token_key = req
@@ -468,7 +597,7 @@ pub(crate) async fn launch(
     // compare-and-swap still guards against other processes.
     let _placing = svc
         .locks
-        .lock(&format!("place/{}/{cluster}", ctx.region))
+        .lock(&format!("place/{}/{host_cluster}", ctx.region))
         .await;
     let (tasks, failures) = commit_with_retry(svc.store.as_ref(), || async {
         if let Some(k) = &token_key
@@ -490,7 +619,7 @@ pub(crate) async fn launch(
             .cache
             .scan::<ContainerInstance>(
                 svc.store.as_ref(),
-                &keys::container_instances(&ctx.region, &cluster),
+                &keys::container_instances(&ctx.region, &host_cluster),
             )
             .await?;
         let live: Vec<Versioned<std::sync::Arc<ContainerInstance>>> = instances
@@ -498,6 +627,12 @@ pub(crate) async fn launch(
             .filter(|(_, i)| i.status != ContainerInstanceStatus::Inactive)
             .map(|(revision, value)| Versioned { value, revision })
             .collect();
+        if live.is_empty() && fargate {
+            let failures = (0..count)
+                .map(|_| failure("", FARGATE_CAPACITY_UNAVAILABLE, None))
+                .collect();
+            return Ok((Txn::new(), (Vec::new(), failures)));
+        }
         if live.is_empty() {
             return Err(EcsError::invalid(
                 "No Container Instances were found in your cluster.",
@@ -520,9 +655,14 @@ pub(crate) async fn launch(
             .group
             .clone()
             .unwrap_or_else(|| format!("family:{}", td.family));
+        // The platform's hosts are never named to users.
         let instance_arn = |idx: usize| {
-            Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, &live[idx].value.id)
-                .to_string()
+            if fargate {
+                String::new()
+            } else {
+                Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, &live[idx].value.id)
+                    .to_string()
+            }
         };
         let mut rng = SchedRng::seed_from_u64(ctx.now ^ 0x9E37_79B9_7F4A_7C15);
         let mut request = PlacementRequest {
@@ -570,6 +710,9 @@ pub(crate) async fn launch(
                 .into_iter()
                 .map(|r| match r {
                     PlacementResult::Placed { instance } => Ok(instance),
+                    PlacementResult::Failed(_) if fargate => {
+                        Err((String::new(), FARGATE_CAPACITY_UNAVAILABLE.to_owned()))
+                    }
                     PlacementResult::Failed(f) => Err((
                         f.closest.map(instance_arn).unwrap_or_default(),
                         f.reason.as_str().to_owned(),
@@ -585,8 +728,9 @@ pub(crate) async fn launch(
         for pick in picks {
             match pick {
                 Ok(idx) => {
-                    let task =
+                    let mut task =
                         new_task(svc, ctx, &cluster, &td, req, &live[idx].value, need.clone());
+                    task.ephemeral_storage_gib = ephemeral_storage;
                     placed.push((idx, task));
                 }
                 Err((arn, reason)) => failures.push(failure(&arn, &reason, None)),
@@ -623,7 +767,7 @@ pub(crate) async fn launch(
             tasks.push(task);
         }
         for (idx, ci) in &touched {
-            let key = keys::container_instance(&ctx.region, &cluster, &ci.id);
+            let key = keys::container_instance(&ctx.region, &host_cluster, &ci.id);
             txn = txn
                 .require_revision(&key, live[*idx].revision)
                 .put(&key, encode(&key, ci)?);
@@ -745,7 +889,7 @@ pub(crate) async fn transition(
         }
         let counted_changed = before != t.last_status;
         if let (true, Some(ci_id)) = (counted_changed, &t.container_instance_id) {
-            let ci_key = keys::container_instance(&ctx.region, cluster, ci_id);
+            let ci_key = keys::container_instance(&ctx.region, t.host_cluster(), ci_id);
             if let Some(ci) = svc.store.get_typed::<ContainerInstance>(&ci_key).await? {
                 let mut c = ci.value.clone();
                 account_transition(&mut c, &t.reservation, Some(before), t.last_status);
@@ -781,7 +925,11 @@ pub(crate) async fn request_stop(
         Some(t) => match &t.value.container_instance_id {
             Some(ci) => svc
                 .store
-                .get_typed::<ContainerInstance>(&keys::container_instance(&ctx.region, cluster, ci))
+                .get_typed::<ContainerInstance>(&keys::container_instance(
+                    &ctx.region,
+                    t.value.host_cluster(),
+                    ci,
+                ))
                 .await?
                 .is_none_or(|c| !c.value.agent_connected),
             None => true,
@@ -1005,6 +1153,20 @@ struct TaskStateChangeRequest {
     network_bindings: Option<Vec<NetworkBinding>>,
 }
 
+/// The cluster of a task an agent reports on: the one it names, except that a platform host
+/// (which runs the Fargate tasks of every cluster) names its own; the task's ARN then says.
+fn report_cluster(cluster: Option<&str>, task: &str) -> Result<String, EcsError> {
+    let named = cluster_name(cluster)?;
+    if named != FARGATE_PLATFORM_CLUSTER {
+        return Ok(named);
+    }
+    task.strip_prefix("arn:")
+        .and_then(|_| task.split_once(":task/"))
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(c, _)| c.to_owned())
+        .ok_or_else(|| EcsError::invalid("A platform host must name tasks by their ARN."))
+}
+
 fn ms(secs: Option<f64>) -> Option<u64> {
     secs.filter(|s| *s > 0.0).map(|s| (s * 1000.0) as u64)
 }
@@ -1065,10 +1227,10 @@ pub(super) async fn submit_task_state_change(
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
     let req: TaskStateChangeRequest = parse(body)?;
-    let cluster = cluster_name(req.cluster.as_deref())?;
     let Some(reference) = req.task.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("task is required."));
     };
+    let cluster = report_cluster(req.cluster.as_deref(), reference)?;
     let status = match req.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -1139,10 +1301,10 @@ pub(super) async fn submit_container_state_change(
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
     let req: TaskStateChangeRequest = parse(body)?;
-    let cluster = cluster_name(req.cluster.as_deref())?;
     let Some(reference) = req.task.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("task is required."));
     };
+    let cluster = report_cluster(req.cluster.as_deref(), reference)?;
     let change = ContainerStateChange {
         container_name: req.container_name.clone(),
         runtime_id: req.runtime_id.clone(),

@@ -1,0 +1,174 @@
+"""Fargate: tasks and services with launch type FARGATE on the platform's capacity (the server's
+own machine with `--fargate-local`), which no user cluster shows; ECS's validation errors."""
+
+import json
+import subprocess
+import urllib.request
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from conftest import Gantry, gantry_binary, remove_subnet_networks, require_network_powers
+from images import build_busybox_image, docker
+from test_agent_tasks import wait_until
+
+PLATFORM = "platform.fargate"
+
+
+def fargate_td(family, image, cpu="256", memory="512", **extra):
+    cmd = "mkdir -p /tmp/w && echo \"fargate $(hostname)\" > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"
+    td = {"family": family, "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+          "cpu": cpu, "memory": memory,
+          "containerDefinitions": [{"name": "app", "image": image, "essential": True, "stopTimeout": 2,
+                                    "command": ["/bin/sh", "-c", cmd], "portMappings": [{"containerPort": 80}]}]}
+    td.update(extra)
+    return td
+
+
+def code_and_message(fn):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        fn()
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
+def test_fargate_validation_and_the_hidden_platform(gantry):
+    ecs, ec2 = gantry.client("ecs"), gantry.client("ec2")
+    ecs.create_cluster(clusterName="fv")
+    # Task sizes from the Fargate table, awsvpc only, no privileged containers.
+    code, msg = code_and_message(lambda: ecs.register_task_definition(**fargate_td("bad", "busybox", "256", "4096")))
+    assert code == "ClientException"
+    assert msg.startswith("No Fargate configuration exists for given values: 256 CPU, 4096 memory.")
+    bridge = fargate_td("bridge", "busybox")
+    bridge["networkMode"] = "bridge"
+    assert code_and_message(lambda: ecs.register_task_definition(**bridge)) == (
+        "ClientException", "Fargate only supports network mode 'awsvpc'.")
+    priv = fargate_td("priv", "busybox")
+    priv["containerDefinitions"][0]["privileged"] = True
+    code, msg = code_and_message(lambda: ecs.register_task_definition(**priv))
+    assert code == "ClientException" and "privileged" in msg
+    code, msg = code_and_message(lambda: ecs.register_task_definition(
+        **fargate_td("disk", "busybox", ephemeralStorage={"sizeInGiB": 10})))
+    assert code == "ClientException" and "between 21 and 200" in msg
+
+    td = ecs.register_task_definition(**fargate_td("ok", "busybox", ephemeralStorage={"sizeInGiB": 30}))["taskDefinition"]
+    assert td["compatibilities"] == ["EC2", "FARGATE"] and td["requiresCompatibilities"] == ["FARGATE"]
+    plain = ecs.register_task_definition(family="plain", containerDefinitions=[
+        {"name": "a", "image": "busybox", "memory": 32}])["taskDefinition"]
+    assert plain["compatibilities"] == ["EC2"]
+
+    subnet = ec2.describe_subnets()["Subnets"]
+    net = {"awsvpcConfiguration": {"subnets": [subnet[0]["SubnetId"]]}} if subnet else None
+    # Missing network configuration, an EC2-only task definition, platform versions.
+    code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE"))
+    assert code == "InvalidParameterException" and "Network Configuration must be provided" in msg
+    if net:
+        code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="plain", launchType="FARGATE",
+                                                          networkConfiguration=net))
+        assert (code, msg) == ("InvalidParameterException", "Task definition does not support launch_type FARGATE.")
+        code, _ = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE",
+                                                        platformVersion="1.3.0", networkConfiguration=net))
+        assert code == "UnsupportedFeatureException"
+        code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE",
+                                                          networkConfiguration=net, overrides={"cpu": "256", "memory": "4096"}))
+        assert code == "ClientException" and "256 CPU, 4096 memory" in msg
+        code, msg = code_and_message(lambda: ecs.run_task(
+            cluster="fv", taskDefinition="ok", launchType="FARGATE", networkConfiguration=net,
+            placementStrategy=[{"type": "spread", "field": "instanceId"}]))
+        assert code == "InvalidParameterException" and "FARGATE" in msg
+        # No platform capacity: ECS's capacity failure, no task.
+        run = ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE", networkConfiguration=net)
+        assert run["tasks"] == []
+        assert [f["reason"] for f in run["failures"]] == [
+            "Capacity is unavailable at this time. Please try again later or in a different availability zone"]
+    code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="plain", launchType="EC2",
+                                                      platformVersion="LATEST"))
+    assert (code, msg) == ("InvalidParameterException",
+                           "The platform version must be null when specifying an EC2 launch type.")
+
+    # The platform cluster is nobody's: not listed, not describable, not usable.
+    assert not any(PLATFORM in a for a in ecs.list_clusters()["clusterArns"])
+    d = ecs.describe_clusters(clusters=[PLATFORM])
+    assert d["clusters"] == [] and d["failures"][0]["reason"] == "MISSING"
+    code, _ = code_and_message(lambda: ecs.list_container_instances(cluster=PLATFORM))
+    assert code == "ClusterNotFoundException"
+    code, _ = code_and_message(lambda: ecs.create_cluster(clusterName=PLATFORM))
+    assert code == "InvalidParameterException"
+
+
+@pytest.fixture
+def fargate(tmp_path, vpc_block):
+    """A server running Fargate tasks on this machine, and a busybox image; cleans the host after."""
+    require_network_powers()
+    g = Gantry(tmp_path / "data").start(extra_args=["--default-vpc-cidr", vpc_block, "--fargate-local"])
+    image = build_busybox_image(tmp_path, f"gantry-e2e/fargate-{uuid.uuid4().hex[:8]}:src")
+    g.image = image
+    yield g
+    g.stop()
+    p = subprocess.run([gantry_binary(), "agent", "--endpoint", g.endpoint, "--data-dir",
+                        str(g.data_dir / "fargate-agent"), "--uninstall"],
+                       env=g.env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    remove_subnet_networks(vpc_block)
+    docker("rmi", "-f", image, check=False)
+
+
+def fargate_subnet(gantry, zone="us-east-1a"):
+    """The default subnet of the zone of the server's own platform host (the region's first)."""
+    ec2 = gantry.client("ec2")
+
+    def subnets():
+        return ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]},
+                                             {"Name": "availability-zone", "Values": [zone]}])["Subnets"]
+    wait_until(lambda: subnets(), what="a default subnet in the platform's zone")
+    return subnets()[0]
+
+
+def test_fargate_task_with_the_aws_cli_on_a_cluster_without_instances(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="fg")
+    ecs.register_task_definition(**fargate_td("web", fargate.image))
+    subnet = fargate_subnet(fargate)
+    out = fargate.aws_json("ecs", "run-task", "--cluster", "fg", "--task-definition", "web",
+                           "--launch-type", "FARGATE", "--network-configuration",
+                           json.dumps({"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]],
+                                                               "assignPublicIp": "DISABLED"}}))
+    assert out["failures"] == [], out
+    arn = out["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_running").wait(cluster="fg", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    t = ecs.describe_tasks(cluster="fg", tasks=[arn])["tasks"][0]
+    assert t["launchType"] == "FARGATE" and t["platformVersion"] == "1.4.0" and t["platformFamily"] == "Linux"
+    assert "containerInstanceArn" not in t
+    assert t["cpu"] == "256" and t["memory"] == "512" and t["ephemeralStorage"] == {"sizeInGiB": 20}
+    a = t["attachments"][0]
+    details = {d["name"]: d["value"] for d in a["details"]}
+    assert a["type"] == "ElasticNetworkInterface" and a["status"] == "ATTACHED"
+    assert details["subnetId"] == subnet["SubnetId"] and details["networkInterfaceId"].startswith("eni-")
+    ip = details["privateIPv4Address"]
+    assert t["availabilityZone"] == subnet["AvailabilityZone"]
+    # A real container answers at the task's own address.
+    body = urllib.request.urlopen(f"http://{ip}/index.html", timeout=5).read().decode()
+    assert body.startswith("fargate ip-" + ip.replace(".", "-"))
+    # The cluster still has no container instance; the platform shows nowhere.
+    assert ecs.list_container_instances(cluster="fg")["containerInstanceArns"] == []
+    assert not any(PLATFORM in a for a in ecs.list_clusters()["clusterArns"])
+    assert ecs.list_tasks(cluster="fg", launchType="FARGATE")["taskArns"] == [arn]
+
+    # A Fargate service keeps its tasks running on the platform.
+    ecs.create_service(cluster="fg", serviceName="svc", taskDefinition="web", desiredCount=2,
+                       launchType="FARGATE", platformVersion="LATEST",
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}})
+    ecs.get_waiter("services_stable").wait(cluster="fg", services=["svc"], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    svc = ecs.describe_services(cluster="fg", services=["svc"])["services"][0]
+    assert svc["runningCount"] == 2 and svc["launchType"] == "FARGATE" and svc["platformVersion"] == "LATEST"
+    svc_tasks = ecs.list_tasks(cluster="fg", serviceName="svc")["taskArns"]
+    described = ecs.describe_tasks(cluster="fg", tasks=svc_tasks)["tasks"]
+    assert all(x["launchType"] == "FARGATE" and "containerInstanceArn" not in x for x in described)
+
+    ecs.update_service(cluster="fg", service="svc", desiredCount=0)
+    ecs.delete_service(cluster="fg", service="svc")
+    ecs.stop_task(cluster="fg", task=arn)
+    ecs.get_waiter("tasks_stopped").wait(cluster="fg", tasks=[arn] + svc_tasks,
+                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    stopped = ecs.describe_tasks(cluster="fg", tasks=[arn])["tasks"][0]
+    assert stopped["attachments"][0]["status"] == "DELETED"
