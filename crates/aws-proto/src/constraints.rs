@@ -364,6 +364,165 @@ fn json_value(shape: &Shape, v: &Value, path: &str, out: &mut Vec<Violation>) {
     }
 }
 
+/// Whether an awsJson request body certainly satisfies `shape`, decided in one streaming pass
+/// over the bytes with no tree built and no string copied (unless it has escapes). `false` means
+/// "maybe not": the caller then builds the value and runs [`validate_json`] for the message. A
+/// body that is not JSON counts as conforming, as it does for [`validate_json`]'s callers (the
+/// service's decoder answers it).
+///
+/// Conservative by construction: where the streaming view can differ from the parsed value
+/// (duplicate keys, which the value collapses), it answers `false` whenever the value could fail.
+pub fn json_conforms(shape: &'static Shape, body: &[u8]) -> bool {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match Conforms(shape).deserialize(&mut de) {
+        // Trailing bytes make the body something other than JSON: the service answers it.
+        Ok(ok) => ok || de.end().is_err(),
+        Err(_) => true,
+    }
+}
+
+/// The streaming check of one value against its shape; yields whether it conforms.
+struct Conforms(&'static Shape);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Conforms {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Conforms {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(true)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<bool, E> {
+        Ok(match self.0 {
+            Shape::Integer { min, max } => range_violation_i64(v, *min, *max).is_none(),
+            Shape::Float { min, max } => range_violation_f64(v as f64, *min, *max).is_none(),
+            _ => true,
+        })
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<bool, E> {
+        Ok(match self.0 {
+            Shape::Integer { min, max } => match i64::try_from(v) {
+                Ok(i) => range_violation_i64(i, *min, *max).is_none(),
+                Err(_) => max.is_none(),
+            },
+            Shape::Float { min, max } => range_violation_f64(v as f64, *min, *max).is_none(),
+            _ => true,
+        })
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<bool, E> {
+        Ok(match self.0 {
+            Shape::Float { min, max } => range_violation_f64(v, *min, *max).is_none(),
+            _ => true,
+        })
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(match self.0 {
+            Shape::String { .. } | Shape::Blob { .. } => {
+                let mut failed = Vec::new();
+                scalar_str(self.0, v, &mut failed);
+                failed.is_empty()
+            }
+            _ => true,
+        })
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let Shape::List { member, min, max } = self.0 else {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(true);
+        };
+        let mut ok = true;
+        let mut n = 0u64;
+        while let Some(item_ok) = seq.next_element_seed(Conforms(member))? {
+            ok &= item_ok;
+            n += 1;
+        }
+        Ok(ok && length_violation(n, *min, *max).is_none())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut ok = true;
+        match self.0 {
+            Shape::Structure(members) => {
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match members.iter().find(|m| m.name == key.0.as_ref()) {
+                        Some(m) => ok &= map.next_value_seed(Conforms(m.shape))?,
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+            }
+            Shape::Map {
+                key: key_shape,
+                value,
+                min,
+                max,
+            } => {
+                let mut n = 0u64;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let mut failed = Vec::new();
+                    scalar_str(key_shape, &key.0, &mut failed);
+                    ok &= failed.is_empty();
+                    ok &= map.next_value_seed(Conforms(value))?;
+                    n += 1;
+                }
+                // Duplicate keys collapse in the parsed value, so its count may be lower than
+                // this one: a minimum above one is left to the full check.
+                ok &= length_violation(n, *min, *max).is_none() && min.is_none_or(|m| m <= 1);
+            }
+            _ => {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+            }
+        }
+        Ok(ok)
+    }
+}
+
+/// An object key, borrowed from the body unless it has escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 fn is_scalar(shape: &Shape) -> bool {
     matches!(
         shape,

@@ -170,8 +170,11 @@ fn check_json(text: &[u8]) {
     within(budget(text.len()), || {
         let _ = json::parse_body::<Value>(text);
         let _ = json::parse_body::<HashMap<String, Option<Vec<u32>>>>(text);
+        let conforms = constraints::json_conforms(&NODE, text);
         if let Ok(v) = serde_json::from_slice::<Value>(text) {
             let found = constraints::validate_json(&NODE, &v);
+            // The streaming pre-check may only say "conforms" when the full check agrees.
+            assert!(!conforms || found.is_empty(), "{found:?}");
             assert!(found.len() <= constraints::MAX_REPORTED);
             let message = constraints::message(&found);
             assert!(
@@ -220,6 +223,66 @@ fn aws_json_decoding_errs_never_panics_and_stays_bounded() {
         big_blob,
     ] {
         check_json(text.as_bytes());
+    }
+}
+
+/// Documents shaped like `NODE` (its member names, values in and out of range): the streaming
+/// pre-check and the full check agree exactly on documents without duplicate keys.
+fn node_text() -> impl Strategy<Value = Vec<u8>> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        (-5i64..120).prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1.0f64..2.0).prop_map(Value::from),
+        "[a-z#!]{0,20}".prop_map(Value::from),
+        "(QUFB){0,4}=?".prop_map(Value::from),
+    ];
+    let key = prop::sample::select(vec![
+        "name", "count", "ratio", "blob", "names", "labels", "children", "Name", "Children", "k",
+    ]);
+    let doc = leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..6).prop_map(|m| {
+                Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            }),
+        ]
+    });
+    doc.prop_map(|v| serde_json::to_vec(&v).unwrap())
+}
+
+#[test]
+fn streaming_pre_check_agrees_with_the_full_check() {
+    let _serial = serial();
+    runner(2000)
+        .run(&node_text(), |text| {
+            let v: Value = serde_json::from_slice(&text).unwrap();
+            let found = constraints::validate_json(&NODE, &v);
+            prop_assert_eq!(
+                constraints::json_conforms(&NODE, &text),
+                found.is_empty(),
+                "{} -> {:?}",
+                String::from_utf8_lossy(&text),
+                found
+            );
+            Ok(())
+        })
+        .unwrap();
+    // Duplicate keys collapse to the last in the parsed value; the pre-check stays conservative.
+    for (text, conforms) in [
+        (r#"{"name":"ok","name":"bad!"}"#, false),
+        (r#"{"name":"bad!","name":"ok"}"#, false),
+        (r#"{"name":"ok"} trailing"#, true),
+        (r#"{"count":0}"#, false),
+        (r#"{"count":18446744073709551615}"#, false),
+        (r#"{"children":[{"names":[]}]}"#, false),
+        (r#"{"labels":{"a":"b","c":"d"}}"#, true),
+    ] {
+        assert_eq!(
+            constraints::json_conforms(&NODE, text.as_bytes()),
+            conforms,
+            "{text}"
+        );
     }
 }
 

@@ -299,6 +299,11 @@ fn json_violations(spec: &ServiceSpec, op: &str, body: &[u8]) -> Option<AwsError
     if body.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
+    // Most requests conform: one streaming pass tells, and only a request that may not is
+    // parsed into a value for the full check and its message.
+    if constraints::json_conforms(shape, body) {
+        return None;
+    }
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let found = constraints::validate_json(shape, &value);
     (!found.is_empty())
