@@ -172,3 +172,84 @@ def test_fargate_task_with_the_aws_cli_on_a_cluster_without_instances(fargate):
                                          WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     stopped = ecs.describe_tasks(cluster="fg", tasks=[arn])["tasks"][0]
     assert stopped["attachments"][0]["status"] == "DELETED"
+
+
+def test_capacity_provider_strategies_are_checked_as_ecs_checks_them(gantry):
+    ecs = gantry.client("ecs")
+    names = [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]]
+    assert names == ["FARGATE", "FARGATE_SPOT"]
+    d = ecs.describe_capacity_providers(capacityProviders=["FARGATE_SPOT", "nope"])
+    assert [p["name"] for p in d["capacityProviders"]] == ["FARGATE_SPOT"]
+    assert d["failures"][0]["reason"] == "MISSING"
+    code, msg = code_and_message(lambda: ecs.create_cluster(clusterName="x", capacityProviders=["pool"]))
+    assert code == "InvalidParameterException" and "'pool' does not exist" in msg
+
+    ecs.create_cluster(clusterName="bare")
+    ecs.create_cluster(clusterName="cp")
+    c = ecs.put_cluster_capacity_providers(
+        cluster="cp", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+        defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}])["cluster"]
+    assert c["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    assert c["defaultCapacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 0}]
+    ecs.register_task_definition(**fargate_td("ok", "busybox"))
+    net = {"awsvpcConfiguration": {"subnets": ["subnet-00000000000000000"]}}
+
+    def err(cluster, strategy, **kw):
+        return code_and_message(lambda: ecs.run_task(cluster=cluster, taskDefinition="ok", networkConfiguration=net,
+                                                     capacityProviderStrategy=strategy, **kw))
+    both = err("cp", [{"capacityProvider": "FARGATE", "weight": 1}], launchType="FARGATE")
+    assert both == ("InvalidParameterException",
+                    "Specifying both a launchType and capacityProviderStrategy is not supported.")
+    code, msg = err("cp", [{"capacityProvider": "FARGATE", "weight": 1, "base": 1},
+                           {"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 1}])
+    assert code == "InvalidParameterException" and "more than one capacity provider with a base" in msg
+    code, msg = err("cp", [{"capacityProvider": "FARGATE", "weight": 0}, {"capacityProvider": "FARGATE_SPOT"}])
+    assert code == "InvalidParameterException" and "weight greater than 0" in msg
+    code, msg = err("cp", [{"capacityProvider": f"p{i}", "weight": 1} for i in range(7)])
+    assert code == "InvalidParameterException" and "more than 6" in msg
+    code, msg = err("bare", [{"capacityProvider": "FARGATE", "weight": 1}])
+    assert code == "InvalidParameterException" and "not associated with the cluster" in msg
+    # A provider a service uses cannot be removed from the cluster.
+    code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
+        cluster="cp", capacityProviders=["FARGATE"],
+        defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]))
+    assert code == "InvalidParameterException" and "not associated" in msg
+
+
+def test_a_strategy_splits_a_service_and_the_cluster_default_applies_to_run_task(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="cps", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                       defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}])
+    ecs.register_task_definition(**fargate_td("web", fargate.image))
+    subnet = fargate_subnet(fargate)
+    net = {"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}}
+    # No launch type, no strategy: the cluster's default.
+    run = ecs.run_task(cluster="cps", taskDefinition="web", networkConfiguration=net)
+    assert run["failures"] == [], run
+    t = run["tasks"][0]
+    assert t["launchType"] == "FARGATE" and t["capacityProviderName"] == "FARGATE_SPOT"
+
+    strategy = [{"capacityProvider": "FARGATE", "base": 2, "weight": 1},
+                {"capacityProvider": "FARGATE_SPOT", "weight": 3}]
+    svc = ecs.create_service(cluster="cps", serviceName="split", taskDefinition="web", desiredCount=6,
+                             capacityProviderStrategy=strategy, networkConfiguration=net)["service"]
+    assert svc["capacityProviderStrategy"] == [dict(s, base=s.get("base", 0)) for s in strategy]
+    assert "launchType" not in svc
+    ecs.get_waiter("services_stable").wait(cluster="cps", services=["split"], WaiterConfig={"Delay": 1, "MaxAttempts": 150})
+    arns = ecs.list_tasks(cluster="cps", serviceName="split")["taskArns"]
+    tasks = ecs.describe_tasks(cluster="cps", tasks=arns)["tasks"]
+    by = {}
+    for x in tasks:
+        by[x["capacityProviderName"]] = by.get(x["capacityProviderName"], 0) + 1
+    # Base 2 on FARGATE, the other 4 split 1:3.
+    assert by == {"FARGATE": 3, "FARGATE_SPOT": 3}, by
+    code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
+        cluster="cps", capacityProviders=["FARGATE_SPOT"],
+        defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]))
+    assert code == "ResourceInUseException" and "FARGATE" in msg
+
+    ecs.update_service(cluster="cps", service="split", desiredCount=0)
+    ecs.delete_service(cluster="cps", service="split")
+    ecs.stop_task(cluster="cps", task=t["taskArn"])
+    ecs.get_waiter("tasks_stopped").wait(cluster="cps", tasks=arns + [t["taskArn"]],
+                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})

@@ -30,6 +30,7 @@
 //!     propagate_tags: None, enable_ecs_managed_tags: false, enable_execute_command: false,
 //!     created_at: 0, created_by: "root".into(), deployments: vec![deployment], events: vec![],
 //!     throttle_failures: 0, throttle_until: 0, version: 1, platform_version: None,
+//!     capacity_provider_strategy: vec![],
 //! };
 //! // A new service without tasks: launch 2 of the primary deployment.
 //! let plan = reconcile(&service, &[], &[], 1_000, &mut SequentialIds::default());

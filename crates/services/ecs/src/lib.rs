@@ -16,6 +16,7 @@ pub mod agent_stream;
 #[rustfmt::skip]
 mod model_constraints;
 mod cache;
+mod capacity_providers;
 mod clusters;
 mod container_instances;
 mod error;
@@ -240,6 +241,8 @@ impl EcsService {
                 | ListServices
                 | ListServiceDeployments
                 | DescribeServiceDeployments
+                | DescribeCapacityProviders
+                | PutClusterCapacityProviders
         )
     }
 
@@ -292,6 +295,8 @@ impl EcsService {
             ListServices => services::list(self, body, ctx).await,
             ListServiceDeployments => service_deployments::list(self, body, ctx).await,
             DescribeServiceDeployments => service_deployments::describe(self, body, ctx).await,
+            DescribeCapacityProviders => capacity_providers::describe(self, body, ctx).await,
+            PutClusterCapacityProviders => capacity_providers::put_cluster(self, body, ctx).await,
             other => Err(EcsError::Unsupported(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

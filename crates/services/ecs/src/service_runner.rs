@@ -545,14 +545,32 @@ impl ServiceRunner {
             else {
                 continue;
             };
+            // The service's live tasks on each provider of its strategy, so a launch keeps the
+            // strategy's split.
+            let existing: Vec<u64> = current
+                .capacity_provider_strategy
+                .iter()
+                .map(|item| {
+                    service_tasks
+                        .iter()
+                        .filter(|t| {
+                            t.desired_status != TaskStatus::Stopped
+                                && t.last_status != TaskStatus::Stopped
+                                && t.capacity_provider_name.as_deref()
+                                    == Some(item.capacity_provider.as_str())
+                        })
+                        .count() as u64
+                })
+                .collect();
             let req = tasks::RunTaskRequest::for_service(
                 &current,
                 d,
                 launch.count,
                 launch.instance_id.clone(),
+                existing,
             );
             let start = launch.instance_id.is_some();
-            match tasks::launch(&self.ecs, ctx, &req, start).await {
+            match tasks::launch_any(&self.ecs, ctx, &req, start).await {
                 Ok((started, failures, _)) => {
                     if !started.is_empty() {
                         events.push(format!(

@@ -110,7 +110,6 @@ pub(crate) fn to_wire(
         "desiredCount": s.desired_count,
         "runningCount": running,
         "pendingCount": pending,
-        "launchType": s.launch_type,
         "deploymentConfiguration": s.deployment_configuration,
         "deployments": deployments,
         "events": s.events.iter().map(|e| json!({"id": e.id, "createdAt": secs(e.created_at), "message": e.message})).collect::<Vec<_>>(),
@@ -134,6 +133,11 @@ pub(crate) fn to_wire(
     }
     if let Some(n) = &s.network_configuration {
         v["networkConfiguration"] = n.clone();
+    }
+    if s.capacity_provider_strategy.is_empty() {
+        v["launchType"] = json!(s.launch_type);
+    } else {
+        v["capacityProviderStrategy"] = json!(s.capacity_provider_strategy);
     }
     if let Some(p) = &s.platform_version {
         v["platformVersion"] = json!(p);
@@ -214,7 +218,7 @@ struct ServiceRequest {
     desired_count: Option<i64>,
     launch_type: Option<String>,
     #[serde(default)]
-    capacity_provider_strategy: Vec<Value>,
+    capacity_provider_strategy: Vec<gantry_domain::cluster::CapacityProviderStrategyItem>,
     deployment_configuration: Option<DeploymentConfigurationInput>,
     placement_constraints: Option<Vec<Value>>,
     placement_strategy: Option<Vec<Value>>,
@@ -244,12 +248,6 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
             }
             o => return Err(EcsError::invalid(format!("Invalid launchType '{o}'."))),
         }
-    }
-    if !req.capacity_provider_strategy.is_empty() {
-        return Err(EcsError::Unsupported(
-            "capacityProviderStrategy is not supported by this endpoint yet; use launchType EC2."
-                .into(),
-        ));
     }
     if let Some(dc) = &req.deployment_controller {
         let t = dc.get("type").and_then(Value::as_str).unwrap_or("ECS");
@@ -295,7 +293,7 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
         req.placement_constraints.as_deref().unwrap_or(&[]),
         req.placement_strategy.as_deref().unwrap_or(&[]),
     )?;
-    if req.launch_type.as_deref() == Some("FARGATE") {
+    if req.launch_type.as_deref() == Some("FARGATE") || !req.capacity_provider_strategy.is_empty() {
         if req
             .placement_constraints
             .as_ref()
@@ -392,7 +390,15 @@ pub(super) async fn create(
     let Some(td_ref) = req.task_definition.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("taskDefinition is required."));
     };
-    active_cluster(svc, ctx, &cluster).await?;
+    let cluster_record = active_cluster(svc, ctx, &cluster).await?.value;
+    // A strategy (the request's, else the cluster's default when no launch type is given) runs
+    // the service on its providers' capacity: Fargate's, the only providers so far.
+    let cp_strategy = crate::capacity_providers::effective_strategy(
+        &cluster_record,
+        req.launch_type.as_deref(),
+        &req.capacity_provider_strategy,
+    )?
+    .unwrap_or_default();
     let td = task_definitions::resolve(svc, ctx, td_ref)
         .await?
         .filter(|t| t.value.status == gantry_domain::task_definition::TaskDefinitionStatus::Active)
@@ -403,7 +409,25 @@ pub(super) async fn create(
         DeploymentConfiguration::defaults(strategy),
         strategy,
     )?;
-    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let launch_type = if cp_strategy.is_empty() {
+        req.launch_type.clone().unwrap_or_else(|| "EC2".into())
+    } else {
+        "FARGATE".to_owned()
+    };
+    if !cp_strategy.is_empty()
+        && (req
+            .placement_constraints
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+            || req
+                .placement_strategy
+                .as_ref()
+                .is_some_and(|c| !c.is_empty()))
+    {
+        return Err(EcsError::invalid(
+            "Task placement constraints and strategies are not supported with Fargate capacity providers.",
+        ));
+    }
     crate::tasks::check_platform_version(Some(&launch_type), req.platform_version.as_deref())?;
     if launch_type == "FARGATE" {
         crate::tasks::check_fargate_launch(&td, &Default::default())?;
@@ -467,6 +491,7 @@ pub(super) async fn create(
             throttle_failures: 0,
             throttle_until: 0,
             version: 1,
+            capacity_provider_strategy: cp_strategy.clone(),
             platform_version: (launch_type == "FARGATE").then(|| {
                 req.platform_version
                     .clone()
@@ -551,6 +576,22 @@ pub(super) async fn update(
         }
         if let Some(p) = &req.propagate_tags {
             s.propagate_tags = Some(p.clone());
+        }
+        if !req.capacity_provider_strategy.is_empty() {
+            let c = active_cluster(svc, ctx, &cluster).await?.value;
+            crate::capacity_providers::effective_strategy(
+                &c,
+                None,
+                &req.capacity_provider_strategy,
+            )?;
+            if s.launch_type != "FARGATE" {
+                return Err(EcsError::invalid(format!(
+                    "Updating a service from launch type {} to a capacity provider strategy of Fargate providers is not supported; create a new service.",
+                    s.launch_type
+                )));
+            }
+            redeploy |= s.capacity_provider_strategy != req.capacity_provider_strategy;
+            s.capacity_provider_strategy = req.capacity_provider_strategy.clone();
         }
         if let Some(v) = &req.platform_version {
             crate::tasks::check_platform_version(Some(&s.launch_type), Some(v))?;

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use gantry_domain::Arn;
-use gantry_domain::cluster::{FARGATE_PLATFORM_CLUSTER, FARGATE_PLATFORM_VERSION};
+use gantry_domain::cluster::{
+    CapacityProviderStrategyItem, FARGATE_PLATFORM_CLUSTER, FARGATE_PLATFORM_VERSION,
+};
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::tags::{Tag, validate_tags};
 use gantry_domain::task::{
@@ -166,7 +168,7 @@ struct ClientTokenRecord {
     failures: Vec<Value>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RunTaskRequest {
     cluster: Option<String>,
@@ -187,7 +189,7 @@ pub(crate) struct RunTaskRequest {
     #[serde(default)]
     placement_strategy: Vec<Value>,
     #[serde(default)]
-    capacity_provider_strategy: Vec<Value>,
+    capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     /// StartTask: the instances to start on.
     #[serde(default)]
     container_instances: Vec<String>,
@@ -201,6 +203,12 @@ pub(crate) struct RunTaskRequest {
     /// Set by the service runner: use the service default strategy when none is given.
     #[serde(skip)]
     service_default_strategy: bool,
+    /// The capacity provider the tasks are launched on (set when a strategy is split).
+    #[serde(skip)]
+    capacity_provider: Option<String>,
+    /// Set by the service runner: the service's live tasks on each provider of its strategy.
+    #[serde(skip)]
+    existing_by_provider: Vec<u64>,
 }
 
 impl RunTaskRequest {
@@ -211,13 +219,17 @@ impl RunTaskRequest {
         d: &gantry_domain::service::Deployment,
         count: usize,
         instance: Option<String>,
+        existing_by_provider: Vec<u64>,
     ) -> Self {
+        let by_strategy = !s.capacity_provider_strategy.is_empty();
         Self {
             cluster: Some(s.cluster.clone()),
             task_definition: Some(format!("{}:{}", d.family, d.revision)),
             count: Some(count as i64),
             group: Some(s.group()),
-            launch_type: Some(s.launch_type.clone()),
+            launch_type: (!by_strategy).then(|| s.launch_type.clone()),
+            capacity_provider_strategy: s.capacity_provider_strategy.clone(),
+            existing_by_provider,
             started_by: Some(d.id.clone()),
             tags: if s.propagate_tags.as_deref() == Some("SERVICE") {
                 s.tags.clone()
@@ -276,15 +288,9 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
             }
         }
     }
-    if !req.capacity_provider_strategy.is_empty() {
-        if req.launch_type.is_some() {
-            return Err(EcsError::invalid(
-                "Specifying both a launchType and capacityProviderStrategy is not supported.",
-            ));
-        }
-        return Err(EcsError::Unsupported(
-            "capacityProviderStrategy is not supported by this endpoint yet; use launchType EC2."
-                .into(),
+    if !req.capacity_provider_strategy.is_empty() && req.launch_type.is_some() {
+        return Err(EcsError::invalid(
+            "Specifying both a launchType and capacityProviderStrategy is not supported.",
         ));
     }
     if let Some(p) = req.propagate_tags.as_deref()
@@ -478,7 +484,7 @@ fn new_task(
         service_name: req.service.as_ref().map(|(s, _)| s.clone()),
         deployment_id: req.service.as_ref().map(|(_, d)| d.clone()),
         network: None,
-        capacity_provider_name: None,
+        capacity_provider_name: req.capacity_provider.clone(),
         platform_version: (req.launch_type.as_deref() == Some("FARGATE"))
             .then(|| FARGATE_PLATFORM_VERSION.to_owned()),
         ephemeral_storage_gib: None,
@@ -512,12 +518,74 @@ async fn run_or_start(
 ) -> Result<Value, EcsError> {
     let req: RunTaskRequest = parse(body)?;
     validate_run_request(&req, start)?;
-    let (tasks, failures, td) = launch(svc, ctx, &req, start).await?;
+    let (tasks, failures, td) = launch_any(svc, ctx, &req, start).await?;
     let wire: Vec<Value> = tasks
         .iter()
         .map(|t| to_wire(t, ctx, Some(&td), true))
         .collect();
     Ok(json!({"tasks": wire, "failures": failures}))
+}
+
+/// Launches by capacity provider strategy (the request's, else the cluster's default): the count
+/// is split over the providers (`gantry_domain::capacity::split`, counting the service's live
+/// tasks), and each share launched on its provider's capacity. Without a strategy, by launch type.
+pub(crate) async fn launch_any(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    req: &RunTaskRequest,
+    start: bool,
+) -> Result<(Vec<Task>, Vec<Value>, TaskDefinition), EcsError> {
+    if start {
+        return launch(svc, ctx, req, start).await;
+    }
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let c = active_cluster(svc, ctx, &cluster).await?;
+    let Some(strategy) = crate::capacity_providers::effective_strategy(
+        &c.value,
+        req.launch_type.as_deref(),
+        &req.capacity_provider_strategy,
+    )?
+    else {
+        return launch(svc, ctx, req, start).await;
+    };
+    // Only the Fargate providers exist so far: placement is the platform's.
+    if !req.placement_constraints.is_empty() || !req.placement_strategy.is_empty() {
+        return Err(EcsError::invalid(
+            "Task placement constraints and strategies are not supported with Fargate capacity providers.",
+        ));
+    }
+    let count = req.count.unwrap_or(1).max(0) as u64;
+    let shares = gantry_domain::capacity::split(&strategy, &req.existing_by_provider, count);
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    let mut def = None;
+    for (item, n) in strategy.iter().zip(shares) {
+        if n == 0 {
+            continue;
+        }
+        let mut sub = req.clone();
+        sub.launch_type = Some("FARGATE".to_owned());
+        sub.capacity_provider_strategy = Vec::new();
+        sub.count = Some(n as i64);
+        sub.capacity_provider = Some(item.capacity_provider.clone());
+        // One idempotency record per provider's share.
+        sub.client_token = req
+            .client_token
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("{t}/{}", item.capacity_provider));
+        let (t, f, d) = launch(svc, ctx, &sub, false).await?;
+        tasks.extend(t);
+        failures.extend(f);
+        def = Some(d);
+    }
+    let td = match def {
+        Some(d) => d,
+        None => {
+            resolve_active_td(svc, ctx, req.task_definition.as_deref().unwrap_or_default()).await?
+        }
+    };
+    Ok((tasks, failures, td))
 }
 
 /// Places and records tasks (RunTask, StartTask, and the service runner's launches): one

@@ -1,0 +1,279 @@
+//! Capacity providers and `capacityProviderStrategy`: the built-in Fargate providers, the checks
+//! ECS makes on a strategy, and how a strategy splits tasks over its providers (aws-api.md §3.7).
+
+use crate::cluster::CapacityProviderStrategyItem;
+use crate::validation::ValidationError;
+
+/// The built-in provider of on-demand Fargate capacity.
+pub const FARGATE: &str = "FARGATE";
+/// The built-in provider of interruptible Fargate capacity.
+pub const FARGATE_SPOT: &str = "FARGATE_SPOT";
+
+/// The most providers one strategy may name.
+pub const MAX_STRATEGY_ITEMS: usize = 6;
+
+/// Whether `name` is one of the built-in Fargate providers.
+pub fn is_fargate_provider(name: &str) -> bool {
+    name == FARGATE || name == FARGATE_SPOT
+}
+
+/// Checks a strategy as ECS does, against the providers associated with the cluster.
+pub fn validate_strategy(
+    items: &[CapacityProviderStrategyItem],
+    associated: &[String],
+) -> Result<(), ValidationError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    if items.len() > MAX_STRATEGY_ITEMS {
+        return Err(ValidationError::invalid(format!(
+            "The specified capacity provider strategy cannot contain more than {MAX_STRATEGY_ITEMS} capacity providers."
+        )));
+    }
+    for (i, item) in items.iter().enumerate() {
+        if items[..i]
+            .iter()
+            .any(|x| x.capacity_provider == item.capacity_provider)
+        {
+            return Err(ValidationError::invalid(format!(
+                "The specified capacity provider strategy contains the capacity provider {} more than once.",
+                item.capacity_provider
+            )));
+        }
+        if item.weight > 1000 {
+            return Err(ValidationError::invalid(format!(
+                "The weight of capacity provider {} must be between 0 and 1000.",
+                item.capacity_provider
+            )));
+        }
+        if item.base > 100_000 {
+            return Err(ValidationError::invalid(format!(
+                "The base of capacity provider {} must be between 0 and 100000.",
+                item.capacity_provider
+            )));
+        }
+    }
+    if items.iter().filter(|i| i.base > 0).count() > 1 {
+        return Err(ValidationError::invalid(
+            "The specified capacity provider strategy cannot contain more than one capacity provider with a base value greater than 0.",
+        ));
+    }
+    let fargate = items
+        .iter()
+        .filter(|i| is_fargate_provider(&i.capacity_provider))
+        .count();
+    if fargate != 0 && fargate != items.len() {
+        return Err(ValidationError::invalid(
+            "The specified capacity provider strategy cannot contain a mix of capacity providers using Auto Scaling groups and Fargate providers. Specify one or the other and try again.",
+        ));
+    }
+    if let Some(i) = items
+        .iter()
+        .find(|i| !associated.contains(&i.capacity_provider))
+    {
+        return Err(ValidationError::invalid(format!(
+            "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again. ({} is not associated.)",
+            i.capacity_provider
+        )));
+    }
+    if items.iter().all(|i| i.weight == 0) {
+        return Err(ValidationError::invalid(
+            "The specified capacity provider strategy must contain at least one capacity provider with a weight greater than 0.",
+        ));
+    }
+    Ok(())
+}
+
+/// How many of `n` new tasks go to each item of a (valid) strategy, given how many live tasks
+/// each item's provider already holds (`existing`, in the order of `items`): the item with a
+/// `base` first gets up to its base, then each task goes to the weighted item furthest below its
+/// share of the tasks beyond the bases (ties: the earlier item). Items of weight 0 get only their
+/// base.
+pub fn split(items: &[CapacityProviderStrategyItem], existing: &[u64], n: u64) -> Vec<u64> {
+    let mut counts: Vec<u64> = (0..items.len())
+        .map(|i| existing.get(i).copied().unwrap_or(0))
+        .collect();
+    let mut out = vec![0u64; items.len()];
+    if items.iter().all(|i| i.weight == 0) {
+        return out;
+    }
+    for _ in 0..n {
+        // The base first.
+        if let Some(b) = items
+            .iter()
+            .position(|i| i.base > 0)
+            .filter(|&b| counts[b] < u64::from(items[b].base))
+        {
+            counts[b] += 1;
+            out[b] += 1;
+            continue;
+        }
+        // Then the weighted item whose share after one more task is smallest:
+        // minimise (beyond_i + 1) / w_i, compared exactly as (beyond_i + 1) * w_j.
+        let mut best: Option<usize> = None;
+        for (i, item) in items.iter().enumerate() {
+            if item.weight == 0 {
+                continue;
+            }
+            let beyond = counts[i].saturating_sub(u64::from(item.base));
+            best = match best {
+                None => Some(i),
+                Some(j) => {
+                    let bj = counts[j].saturating_sub(u64::from(items[j].base));
+                    let lhs = u128::from(beyond + 1) * u128::from(items[j].weight);
+                    let rhs = u128::from(bj + 1) * u128::from(item.weight);
+                    if lhs < rhs { Some(i) } else { Some(j) }
+                }
+            };
+        }
+        if let Some(i) = best {
+            counts[i] += 1;
+            out[i] += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(name: &str, weight: u32, base: u32) -> CapacityProviderStrategyItem {
+        CapacityProviderStrategyItem {
+            capacity_provider: name.into(),
+            weight,
+            base,
+        }
+    }
+
+    #[test]
+    fn the_issue_example_gives_4_and_6() {
+        let s = [item(FARGATE, 1, 2), item(FARGATE_SPOT, 3, 0)];
+        assert_eq!(split(&s, &[0, 0], 10), vec![4, 6]);
+        // Launched in batches, the same totals.
+        let a = split(&s, &[0, 0], 3);
+        let b = split(&s, &a, 7);
+        assert_eq!(vec![a[0] + b[0], a[1] + b[1]], vec![4, 6]);
+    }
+
+    #[test]
+    fn weight_zero_gets_only_its_base() {
+        let s = [item("A", 0, 3), item("B", 1, 0)];
+        assert_eq!(split(&s, &[0, 0], 10), vec![3, 7]);
+        assert_eq!(split(&s, &[0, 0], 2), vec![2, 0]);
+    }
+
+    #[test]
+    fn ecs_errors() {
+        let assoc = vec![
+            FARGATE.to_owned(),
+            FARGATE_SPOT.to_owned(),
+            "pool".to_owned(),
+        ];
+        let msg = |s: &[CapacityProviderStrategyItem]| {
+            validate_strategy(s, &assoc).unwrap_err().to_string()
+        };
+        assert!(msg(&[item(FARGATE, 1, 0), item("pool", 1, 0)]).contains("cannot contain a mix"));
+        assert!(
+            msg(&[item(FARGATE, 1, 1), item(FARGATE_SPOT, 1, 1)])
+                .contains("more than one capacity provider with a base")
+        );
+        assert!(
+            msg(&[item(FARGATE, 0, 0), item(FARGATE_SPOT, 0, 0)]).contains("weight greater than 0")
+        );
+        let seven: Vec<_> = (0..7).map(|i| item(&format!("p{i}"), 1, 0)).collect();
+        assert!(msg(&seven).contains("more than 6"));
+        assert!(msg(&[item("other", 1, 0)]).contains("not associated with the cluster"));
+        assert!(
+            validate_strategy(&[item(FARGATE, 1, 2), item(FARGATE_SPOT, 3, 0)], &assoc).is_ok()
+        );
+    }
+
+    /// The reference model: the base first, then the tasks beyond the bases apportioned by
+    /// weight, each item getting the floor of its exact share and the rest going one by one to
+    /// the items with the largest remainders (Hamilton's method), earlier items winning ties.
+    fn reference(items: &[CapacityProviderStrategyItem], n: u64) -> Vec<u64> {
+        let mut out = vec![0u64; items.len()];
+        let mut left = n;
+        if let Some(b) = items.iter().position(|i| i.base > 0) {
+            let take = left.min(u64::from(items[b].base));
+            out[b] += take;
+            left -= take;
+        }
+        let total: u64 = items.iter().map(|i| u64::from(i.weight)).sum();
+        if total == 0 {
+            return out;
+        }
+        let mut rem: Vec<(u64, usize)> = Vec::new();
+        let mut given = 0;
+        for (i, it) in items.iter().enumerate() {
+            let exact = left * u64::from(it.weight);
+            out[i] += exact / total;
+            given += exact / total;
+            rem.push((exact % total, i));
+        }
+        rem.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, i) in rem.into_iter().take((left - given) as usize) {
+            out[i] += 1;
+        }
+        out
+    }
+
+    fn strategy() -> impl Strategy<Value = Vec<CapacityProviderStrategyItem>> {
+        (1usize..=6, any::<u64>()).prop_flat_map(|(len, seed)| {
+            (
+                proptest::collection::vec(0u32..=5, len),
+                proptest::option::of((0..len, 0u32..=6)),
+                Just(seed),
+            )
+                .prop_map(|(weights, base, _)| {
+                    let mut items: Vec<_> = weights
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| item(&format!("p{i}"), *w, 0))
+                        .collect();
+                    if let Some((i, b)) = base {
+                        items[i].base = b;
+                    }
+                    if items.iter().all(|i| i.weight == 0) {
+                        items[0].weight = 1;
+                    }
+                    items
+                })
+        })
+    }
+
+    proptest! {
+        /// At every total, the split stays within one task of the reference model's for each
+        /// provider, always places every task, and gives the base first.
+        #[test]
+        fn split_tracks_the_reference_model(items in strategy(), n in 0u64..200) {
+            let got = split(&items, &vec![0; items.len()], n);
+            let want = reference(&items, n);
+            prop_assert_eq!(got.iter().sum::<u64>(), n);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!(g.abs_diff(*w) <= 1, "got {:?}, reference {:?}", got, want);
+            }
+            if let Some(b) = items.iter().position(|i| i.base > 0) {
+                prop_assert!(got[b] >= n.min(u64::from(items[b].base)));
+            }
+            for (i, it) in items.iter().enumerate() {
+                if it.weight == 0 {
+                    prop_assert!(got[i] <= u64::from(it.base));
+                }
+            }
+        }
+
+        /// Launching in two batches (what a service does as its tasks start) reaches the same
+        /// totals as launching all at once.
+        #[test]
+        fn batches_reach_the_same_totals(items in strategy(), a in 0u64..50, b in 0u64..50) {
+            let first = split(&items, &vec![0; items.len()], a);
+            let second = split(&items, &first, b);
+            let all = split(&items, &vec![0; items.len()], a + b);
+            let sum: Vec<u64> = first.iter().zip(&second).map(|(x, y)| x + y).collect();
+            prop_assert_eq!(sum, all);
+        }
+    }
+}
