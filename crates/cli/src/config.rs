@@ -204,7 +204,7 @@ pub struct UpArgs {
     /// other networks on the hosts. Default subnets are 16 times smaller, one per zone.
     #[arg(long, env = "GANTRY_DEFAULT_VPC_CIDR", default_value = "172.31.0.0/16")]
     pub default_vpc_cidr: String,
-    /// Do not start the local agent (control plane only).
+    /// Do not start the local agents (control plane only: no EC2 instance, no Fargate capacity).
     #[arg(long)]
     pub no_agent: bool,
     /// Do not start the local load balancer.
@@ -301,7 +301,7 @@ impl UpArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
-            fargate_local: !self.no_fargate,
+            fargate_local: !self.no_fargate && !self.no_agent,
         })
     }
 }
