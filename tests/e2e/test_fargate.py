@@ -253,3 +253,92 @@ def test_a_strategy_splits_a_service_and_the_cluster_default_applies_to_run_task
     ecs.stop_task(cluster="cps", task=t["taskArn"])
     ecs.get_waiter("tasks_stopped").wait(cluster="cps", tasks=arns + [t["taskArn"]],
                                          WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+
+def group_arn(pool):
+    return f"arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:{uuid.uuid4()}:autoScalingGroupName/{pool}"
+
+
+def test_a_host_pool_provider_places_only_on_its_pool(gantry, tmp_path):
+    from conftest import require_docker
+    from test_agent_tasks import Agent
+    require_docker()
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="pools")
+    pooled = Agent(gantry, "pools", tmp_path / "pooled", extra=["--pool", "web"]).start()
+    other = Agent(gantry, "pools", tmp_path / "other").start()
+    image = build_busybox_image(tmp_path, f"gantry-e2e/pool-{uuid.uuid4().hex[:8]}:src")
+    try:
+        wait_until(lambda: len(ecs.list_container_instances(cluster="pools")["containerInstanceArns"]) == 2,
+                   what="two agents registered")
+        arns = ecs.list_container_instances(cluster="pools")["containerInstanceArns"]
+        cis = ecs.describe_container_instances(cluster="pools", containerInstances=arns)["containerInstances"]
+        in_pool = [c["containerInstanceArn"] for c in cis
+                   if {"name": "gantry.pool", "value": "web"} in c["attributes"]]
+        assert len(in_pool) == 1
+
+        # ECS's checks of a new provider.
+        code, msg = code_and_message(lambda: ecs.create_capacity_provider(
+            name="fargate-web", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("web")}))
+        assert code == "InvalidParameterException" and "cannot start with" in msg
+        code, _ = code_and_message(lambda: ecs.create_capacity_provider(
+            name="bad", autoScalingGroupProvider={"autoScalingGroupArn": "web"}))
+        assert code == "InvalidParameterException"
+        code, msg = code_and_message(lambda: ecs.create_capacity_provider(
+            name="guarded", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("web"),
+                                                      "managedTerminationProtection": "ENABLED"}))
+        assert code == "InvalidParameterException" and "managed scaling" in msg
+
+        cp = ecs.create_capacity_provider(
+            name="web-pool", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("web")},
+            tags=[{"key": "team", "value": "web"}])["capacityProvider"]
+        assert cp["status"] == "ACTIVE" and cp["updateStatus"] == "CREATE_COMPLETE"
+        assert cp["autoScalingGroupProvider"]["managedScaling"]["status"] == "DISABLED"
+        code, _ = code_and_message(lambda: ecs.create_capacity_provider(
+            name="web-pool", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("other")}))
+        assert code == "ClientException"
+        up = ecs.update_capacity_provider(name="web-pool", autoScalingGroupProvider={
+            "managedScaling": {"status": "ENABLED", "targetCapacity": 80}})["capacityProvider"]
+        assert up["autoScalingGroupProvider"]["managedScaling"]["targetCapacity"] == 80
+        assert up["updateStatus"] == "UPDATE_COMPLETE"
+        d = ecs.describe_capacity_providers(capacityProviders=["web-pool"], include=["TAGS"])["capacityProviders"][0]
+        assert d["tags"] == [{"key": "team", "value": "web"}]
+        assert [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]] == \
+            ["FARGATE", "FARGATE_SPOT", "web-pool"]
+
+        ecs.put_cluster_capacity_providers(
+            cluster="pools", capacityProviders=["web-pool", "FARGATE"],
+            defaultCapacityProviderStrategy=[{"capacityProvider": "web-pool", "weight": 1}])
+        ecs.register_task_definition(family="sleeper", containerDefinitions=[
+            {"name": "s", "image": image, "memory": 16, "essential": True, "stopTimeout": 1,
+             "command": ["sleep", "300"]}])
+        code, msg = code_and_message(lambda: ecs.run_task(
+            cluster="pools", taskDefinition="sleeper",
+            capacityProviderStrategy=[{"capacityProvider": "web-pool", "weight": 1},
+                                      {"capacityProvider": "FARGATE", "weight": 1}]))
+        assert code == "InvalidParameterException" and "cannot contain a mix" in msg
+        # No launch type, no strategy: the cluster's default, on the pool's instance only.
+        run = ecs.run_task(cluster="pools", taskDefinition="sleeper", count=4)
+        assert run["failures"] == [] and len(run["tasks"]) == 4
+        for t in run["tasks"]:
+            assert t["containerInstanceArn"] == in_pool[0]
+            assert t["capacityProviderName"] == "web-pool" and t["launchType"] == "EC2"
+        task_arns = [t["taskArn"] for t in run["tasks"]]
+        ecs.get_waiter("tasks_running").wait(cluster="pools", tasks=task_arns,
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+        code, msg = code_and_message(lambda: ecs.delete_capacity_provider(capacityProvider="web-pool"))
+        assert code == "ClientException" and "in use" in msg
+        code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
+            cluster="pools", capacityProviders=[], defaultCapacityProviderStrategy=[]))
+        assert code == "ResourceInUseException"
+        for a in task_arns:
+            ecs.stop_task(cluster="pools", task=a)
+        ecs.get_waiter("tasks_stopped").wait(cluster="pools", tasks=task_arns,
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+        ecs.put_cluster_capacity_providers(cluster="pools", capacityProviders=[], defaultCapacityProviderStrategy=[])
+        gone = ecs.delete_capacity_provider(capacityProvider="web-pool")["capacityProvider"]
+        assert gone["status"] == "INACTIVE" and gone["updateStatus"] == "DELETE_COMPLETE"
+    finally:
+        pooled.stop()
+        other.stop()
+        docker("rmi", "-f", image, check=False)

@@ -125,6 +125,10 @@ pub struct AgentArgs {
     /// cluster: it runs the Fargate tasks of every cluster and appears in none.
     #[arg(long, value_name = "NAME", conflicts_with = "cluster", value_parser = parse_pool)]
     pub fargate_pool: Option<String>,
+    /// Join the host pool NAME: the capacity provider whose `autoScalingGroupArn` ends in
+    /// `autoScalingGroupName/NAME` places its tasks on this pool's instances only.
+    #[arg(long, value_name = "NAME", conflicts_with = "fargate_pool", value_parser = parse_pool)]
+    pub pool: Option<String>,
 }
 
 fn parse_pool(s: &str) -> Result<String, String> {

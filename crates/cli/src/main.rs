@@ -45,6 +45,10 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     };
     let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, cluster, args.data_dir);
     cfg.attributes = args.attributes;
+    if let Some(pool) = args.pool {
+        cfg.attributes
+            .push((gantry_domain::capacity::POOL_ATTRIBUTE.to_owned(), pool));
+    }
     if let Some(pool) = args.fargate_pool {
         cfg.attributes.push((
             gantry_domain::cluster::FARGATE_POOL_ATTRIBUTE.to_owned(),

@@ -1,6 +1,8 @@
 //! Capacity providers and `capacityProviderStrategy`: the built-in Fargate providers, the checks
 //! ECS makes on a strategy, and how a strategy splits tasks over its providers (aws-api.md §3.7).
 
+use serde::{Deserialize, Serialize};
+
 use crate::cluster::CapacityProviderStrategyItem;
 use crate::validation::ValidationError;
 
@@ -11,6 +13,135 @@ pub const FARGATE_SPOT: &str = "FARGATE_SPOT";
 
 /// The most providers one strategy may name.
 pub const MAX_STRATEGY_ITEMS: usize = 6;
+
+/// The attribute that puts a container instance in a host pool (`gantry agent --pool NAME`); an
+/// Auto Scaling group provider's `autoScalingGroupArn` names its pool.
+pub const POOL_ATTRIBUTE: &str = "gantry.pool";
+
+/// A capacity provider's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProviderStatus {
+    Active,
+    Inactive,
+}
+
+/// An Auto Scaling group provider (a host pool), as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityProvider {
+    pub name: String,
+    pub status: ProviderStatus,
+    /// `autoScalingGroupProvider` as ECS reports it: the ARN, `managedScaling` with ECS's
+    /// defaults filled in, `managedTerminationProtection`, `managedDraining`.
+    pub auto_scaling_group_provider: serde_json::Value,
+    /// The pool the ARN names (its `autoScalingGroupName/` part).
+    pub pool: String,
+    /// `CREATE_COMPLETE`, `UPDATE_COMPLETE`, `DELETE_COMPLETE`.
+    pub update_status: String,
+    #[serde(default)]
+    pub tags: Vec<crate::tags::Tag>,
+    pub created_at: crate::EpochMillis,
+}
+
+/// The pool an Auto Scaling group ARN names:
+/// `arn:aws:autoscaling:REGION:ACCOUNT:autoScalingGroup:UUID:autoScalingGroupName/NAME`.
+pub fn pool_of_group_arn(arn: &str) -> Option<&str> {
+    if !arn.starts_with("arn:") || !arn.contains(":autoscaling:") {
+        return None;
+    }
+    let (_, name) = arn.split_once(":autoScalingGroupName/")?;
+    (!name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(name)
+}
+
+/// Checks a new provider's name: ECS's name rules and its reserved prefixes.
+pub fn validate_provider_name(name: &str) -> Result<(), ValidationError> {
+    if !crate::validation::is_ecs_name(name, 255) {
+        return Err(ValidationError::invalid(format!(
+            "The capacity provider name '{name}' is invalid: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
+        )));
+    }
+    let lower = name.to_ascii_lowercase();
+    if ["aws", "ecs", "fargate"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return Err(ValidationError::invalid(format!(
+            "The capacity provider name '{name}' is invalid: a capacity provider name cannot start with 'aws', 'ecs', or 'fargate'."
+        )));
+    }
+    Ok(())
+}
+
+/// Fills `managedScaling` with ECS's defaults and checks the provider's settings; `current` is
+/// the stored provider when updating.
+pub fn normalize_group_provider(
+    input: &serde_json::Value,
+    current: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, ValidationError> {
+    use serde_json::{Value, json};
+    let mut out = current.cloned().unwrap_or_else(|| json!({}));
+    if let Some(arn) = input.get("autoScalingGroupArn") {
+        out["autoScalingGroupArn"] = arn.clone();
+    }
+    let enum_of = |field: &str, v: &Value| -> Result<Value, ValidationError> {
+        match v.as_str() {
+            Some("ENABLED" | "DISABLED") => Ok(v.clone()),
+            _ => Err(ValidationError::invalid(format!(
+                "Invalid {field} '{}'. Valid values: ENABLED, DISABLED.",
+                v.as_str().unwrap_or_default()
+            ))),
+        }
+    };
+    let mut scaling = out
+        .get("managedScaling")
+        .cloned()
+        .unwrap_or_else(|| json!({"status": "DISABLED", "targetCapacity": 100, "minimumScalingStepSize": 1, "maximumScalingStepSize": 10000, "instanceWarmupPeriod": 300}));
+    if let Some(ms) = input.get("managedScaling").and_then(Value::as_object) {
+        for (k, v) in ms {
+            match k.as_str() {
+                "status" => scaling["status"] = enum_of("managedScaling.status", v)?,
+                "targetCapacity"
+                | "minimumScalingStepSize"
+                | "maximumScalingStepSize"
+                | "instanceWarmupPeriod" => scaling[k.as_str()] = v.clone(),
+                _ => {}
+            }
+        }
+    }
+    let min = scaling["minimumScalingStepSize"].as_i64().unwrap_or(1);
+    let max = scaling["maximumScalingStepSize"].as_i64().unwrap_or(10000);
+    if min > max {
+        return Err(ValidationError::invalid(
+            "The minimumScalingStepSize must be less than or equal to the maximumScalingStepSize.",
+        ));
+    }
+    out["managedScaling"] = scaling;
+    for field in ["managedTerminationProtection", "managedDraining"] {
+        if let Some(v) = input.get(field) {
+            out[field] = enum_of(field, v)?;
+        }
+    }
+    if out.get("managedTerminationProtection").is_none() {
+        out["managedTerminationProtection"] = json!("DISABLED");
+    }
+    if out.get("managedDraining").is_none() {
+        out["managedDraining"] = json!("ENABLED");
+    }
+    if out["managedTerminationProtection"] == "ENABLED"
+        && out["managedScaling"]["status"] != "ENABLED"
+    {
+        return Err(ValidationError::invalid(
+            "The managed termination protection setting for the capacity provider is invalid. To enable managed termination protection for a capacity provider, managed scaling must also be enabled.",
+        ));
+    }
+    Ok(out)
+}
 
 /// Whether `name` is one of the built-in Fargate providers.
 pub fn is_fargate_provider(name: &str) -> bool {

@@ -187,7 +187,7 @@ pub(super) async fn create(
     validate_cluster_name(&name)?;
     validate_tags(&req.tags)?;
     validate_settings(&req.settings)?;
-    crate::capacity_providers::check_providers_exist(&req.capacity_providers)?;
+    crate::capacity_providers::check_providers_exist(svc, ctx, &req.capacity_providers).await?;
     gantry_domain::capacity::validate_strategy(
         &req.default_capacity_provider_strategy,
         &req.capacity_providers,

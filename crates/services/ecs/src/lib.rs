@@ -243,6 +243,9 @@ impl EcsService {
                 | DescribeServiceDeployments
                 | DescribeCapacityProviders
                 | PutClusterCapacityProviders
+                | CreateCapacityProvider
+                | UpdateCapacityProvider
+                | DeleteCapacityProvider
         )
     }
 
@@ -297,6 +300,9 @@ impl EcsService {
             DescribeServiceDeployments => service_deployments::describe(self, body, ctx).await,
             DescribeCapacityProviders => capacity_providers::describe(self, body, ctx).await,
             PutClusterCapacityProviders => capacity_providers::put_cluster(self, body, ctx).await,
+            CreateCapacityProvider => capacity_providers::create(self, body, ctx).await,
+            UpdateCapacityProvider => capacity_providers::update(self, body, ctx).await,
+            DeleteCapacityProvider => capacity_providers::delete(self, body, ctx).await,
             other => Err(EcsError::Unsupported(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

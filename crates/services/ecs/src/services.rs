@@ -249,6 +249,13 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
             o => return Err(EcsError::invalid(format!("Invalid launchType '{o}'."))),
         }
     }
+    if !req.capacity_provider_strategy.is_empty()
+        && req.scheduling_strategy.as_deref() == Some("DAEMON")
+    {
+        return Err(EcsError::invalid(
+            "A capacity provider strategy is not supported with the DAEMON scheduling strategy.",
+        ));
+    }
     if let Some(dc) = &req.deployment_controller {
         let t = dc.get("type").and_then(Value::as_str).unwrap_or("ECS");
         if t != "ECS" {
@@ -293,7 +300,13 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
         req.placement_constraints.as_deref().unwrap_or(&[]),
         req.placement_strategy.as_deref().unwrap_or(&[]),
     )?;
-    if req.launch_type.as_deref() == Some("FARGATE") || !req.capacity_provider_strategy.is_empty() {
+    if req.launch_type.as_deref() == Some("FARGATE")
+        || (!req.capacity_provider_strategy.is_empty()
+            && req
+                .capacity_provider_strategy
+                .iter()
+                .all(|i| gantry_domain::capacity::is_fargate_provider(&i.capacity_provider)))
+    {
         if req
             .placement_constraints
             .as_ref()
@@ -409,12 +422,16 @@ pub(super) async fn create(
         DeploymentConfiguration::defaults(strategy),
         strategy,
     )?;
+    let pools = crate::capacity_providers::pools_of(svc, ctx, &cp_strategy).await?;
+    let fargate_strategy = !cp_strategy.is_empty() && pools.iter().all(Option::is_none);
     let launch_type = if cp_strategy.is_empty() {
         req.launch_type.clone().unwrap_or_else(|| "EC2".into())
-    } else {
+    } else if fargate_strategy {
         "FARGATE".to_owned()
+    } else {
+        "EC2".to_owned()
     };
-    if !cp_strategy.is_empty()
+    if fargate_strategy
         && (req
             .placement_constraints
             .as_ref()
@@ -584,9 +601,17 @@ pub(super) async fn update(
                 None,
                 &req.capacity_provider_strategy,
             )?;
-            if s.launch_type != "FARGATE" {
+            let pools =
+                crate::capacity_providers::pools_of(svc, ctx, &req.capacity_provider_strategy)
+                    .await?;
+            let wanted = if pools.iter().all(Option::is_none) {
+                "FARGATE"
+            } else {
+                "EC2"
+            };
+            if s.launch_type != wanted {
                 return Err(EcsError::invalid(format!(
-                    "Updating a service from launch type {} to a capacity provider strategy of Fargate providers is not supported; create a new service.",
+                    "Updating a service from {} capacity to {wanted} capacity is not supported; create a new service.",
                     s.launch_type
                 )));
             }

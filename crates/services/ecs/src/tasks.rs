@@ -209,6 +209,9 @@ pub(crate) struct RunTaskRequest {
     /// Set by the service runner: the service's live tasks on each provider of its strategy.
     #[serde(skip)]
     existing_by_provider: Vec<u64>,
+    /// A host-pool provider's share: only the instances of this pool qualify.
+    #[serde(skip)]
+    pool: Option<String>,
 }
 
 impl RunTaskRequest {
@@ -548,8 +551,10 @@ pub(crate) async fn launch_any(
     else {
         return launch(svc, ctx, req, start).await;
     };
-    // Only the Fargate providers exist so far: placement is the platform's.
-    if !req.placement_constraints.is_empty() || !req.placement_strategy.is_empty() {
+    let pools = crate::capacity_providers::pools_of(svc, ctx, &strategy).await?;
+    let fargate = pools.iter().all(Option::is_none);
+    // Fargate providers: placement is the platform's.
+    if fargate && (!req.placement_constraints.is_empty() || !req.placement_strategy.is_empty()) {
         return Err(EcsError::invalid(
             "Task placement constraints and strategies are not supported with Fargate capacity providers.",
         ));
@@ -559,12 +564,13 @@ pub(crate) async fn launch_any(
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     let mut def = None;
-    for (item, n) in strategy.iter().zip(shares) {
+    for ((item, n), pool) in strategy.iter().zip(shares).zip(pools) {
         if n == 0 {
             continue;
         }
         let mut sub = req.clone();
-        sub.launch_type = Some("FARGATE".to_owned());
+        sub.launch_type = Some(if pool.is_some() { "EC2" } else { "FARGATE" }.to_owned());
+        sub.pool = pool;
         sub.capacity_provider_strategy = Vec::new();
         sub.count = Some(n as i64);
         sub.capacity_provider = Some(item.capacity_provider.clone());
@@ -693,6 +699,12 @@ pub(crate) async fn launch(
         let live: Vec<Versioned<std::sync::Arc<ContainerInstance>>> = instances
             .into_iter()
             .filter(|(_, i)| i.status != ContainerInstanceStatus::Inactive)
+            // A host-pool provider's tasks go only to its pool's instances.
+            .filter(|(_, i)| {
+                req.pool
+                    .as_deref()
+                    .is_none_or(|p| i.attribute(gantry_domain::capacity::POOL_ATTRIBUTE) == Some(p))
+            })
             .map(|(revision, value)| Versioned { value, revision })
             .collect();
         if live.is_empty() && fargate {
