@@ -342,3 +342,36 @@ def test_a_host_pool_provider_places_only_on_its_pool(gantry, tmp_path):
         pooled.stop()
         other.stop()
         docker("rmi", "-f", image, check=False)
+
+
+def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="sized")
+    subnet = fargate_subnet(fargate)
+    net = {"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}}
+    ecs.register_task_definition(**fargate_td("small", fargate.image))
+    run = ecs.run_task(cluster="sized", taskDefinition="small", launchType="FARGATE", networkConfiguration=net)
+    arn = run["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_running").wait(cluster="sized", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+    cid = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.task-arn={arn}",
+                 "--filter", "label=com.amazonaws.ecs.container-name=app").stdout.split()[0]
+    host = json.loads(docker("inspect", cid).stdout)[0]["HostConfig"]
+    # 256 CPU units are a quarter of a CPU; 512 MiB is the hard limit.
+    assert host["NanoCpus"] == 250_000_000 and host["Memory"] == 512 * 1024 * 1024
+    assert "no-new-privileges" in host["SecurityOpt"] and host["PidsLimit"] > 0
+    assert not host["Privileged"] and not host["CapAdd"]
+    ecs.stop_task(cluster="sized", task=arn)
+
+    # A container that allocates 1 GiB in a 512 MiB task is killed, and the task says why.
+    hog = fargate_td("hog", fargate.image)
+    hog["containerDefinitions"][0]["command"] = ["/bin/sh", "-c", "head -c 1073741824 /dev/zero | tail"]
+    ecs.register_task_definition(**hog)
+    run = ecs.run_task(cluster="sized", taskDefinition="hog", launchType="FARGATE", networkConfiguration=net)
+    hog_arn = run["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_stopped").wait(cluster="sized", tasks=[arn, hog_arn],
+                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    t = ecs.describe_tasks(cluster="sized", tasks=[hog_arn])["tasks"][0]
+    assert t["stoppedReason"] == "OutOfMemoryError: Container killed due to memory usage", t["stoppedReason"]
+    assert t["stopCode"] == "EssentialContainerExited"
+    assert t["containers"][0]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
+    assert t["containers"][0]["exitCode"] == 137

@@ -26,7 +26,8 @@ use crate::pause::{PAUSE_CONTAINER_NAME, PAUSE_IMAGE, pause_rootfs};
 use crate::runtime::{ContainerState, ListedContainer, SubnetNetwork};
 use crate::shared::{Report, Shared, epoch_secs, rfc3339, spawn_reporter};
 use crate::spec::{
-    SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, pause_spec, volume_source,
+    FargateLimits, SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, pause_spec,
+    volume_source,
 };
 
 /// Messages to a task actor.
@@ -44,6 +45,8 @@ pub enum TaskMsg {
 pub const STOPPED_BY_CONTROL_PLANE: &str = "Task stopped by the control plane";
 /// Reason reported when an essential container exited.
 pub const ESSENTIAL_EXITED: &str = "Essential container in task exited";
+/// ECS's stop reason when an essential container was killed for its memory use.
+pub const OOM_KILLED: &str = "OutOfMemoryError: Container killed due to memory usage";
 /// Reason reported when an awsvpc task's pause container (its network namespace) went away.
 pub const NAMESPACE_LOST: &str =
     "Task network namespace lost: the pause container of the task stopped";
@@ -466,6 +469,11 @@ impl TaskActor {
                 .to_owned(),
             hard_limits: self.sh.hard_limits.clone(),
             awsvpc_namespace: self.pause.as_ref().and_then(|p| p.runtime_id.clone()),
+            fargate: if self.record.is_fargate() {
+                FargateLimits::of(self.record.cpu.as_deref(), self.record.memory.as_deref())
+            } else {
+                None
+            },
         }
     }
 
@@ -843,7 +851,8 @@ impl TaskActor {
             .find(|c| c.def.is_essential() && c.exited())
         {
             tracing::info!(container = %c.def.name, exit_code = ?c.exit_code(), "essential container exited");
-            self.fail(ESSENTIAL_EXITED.to_owned());
+            let oom = c.state.as_ref().is_some_and(|s| s.oom_killed);
+            self.fail(if oom { OOM_KILLED } else { ESSENTIAL_EXITED }.to_owned());
             return true;
         }
         false
@@ -1009,7 +1018,7 @@ impl TaskActor {
         }
         if let Some(s) = &c.state {
             if s.oom_killed {
-                v["reason"] = json!("OutOfMemoryError: Container killed due to memory usage");
+                v["reason"] = json!(OOM_KILLED);
             } else if let Some(e) = &s.error {
                 v["reason"] = json!(e);
             }
