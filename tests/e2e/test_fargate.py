@@ -149,6 +149,16 @@ def test_fargate_task_with_the_aws_cli_on_a_cluster_without_instances(fargate):
     # A real container answers at the task's own address.
     body = urllib.request.urlopen(f"http://{ip}/index.html", timeout=5).read().decode()
     assert body.startswith("fargate ip-" + ip.replace(".", "-"))
+    # The task metadata endpoint v4 answers inside the task's namespace, as on EC2.
+    app = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.task-arn={arn}",
+                 "--filter", "label=com.amazonaws.ecs.container-name=app").stdout.split()[0]
+    meta = docker("exec", app, "sh", "-c",
+                  'u=${ECS_CONTAINER_METADATA_URI_V4#http://}; h=${u%%/*}; '
+                  'printf "GET /${u#*/}/task HTTP/1.0\r\n\r\n" | nc -w 3 ${h%:*} ${h#*:}').stdout
+    task_meta = json.loads(meta.replace("\r\n", "\n").split("\n\n", 1)[1])
+    assert task_meta["LaunchType"] == "FARGATE" and task_meta["TaskARN"] == arn
+    assert task_meta["Cluster"].endswith(":cluster/fg")
+    assert task_meta["Containers"][0]["Networks"][0]["IPv4Addresses"] == [ip]
     # The cluster still has no container instance; the platform shows nowhere.
     assert ecs.list_container_instances(cluster="fg")["containerInstanceArns"] == []
     assert not any(PLATFORM in a for a in ecs.list_clusters()["clusterArns"])
