@@ -2,6 +2,7 @@
 own machine with `--fargate-local`), which no user cluster shows; ECS's validation errors."""
 
 import json
+import os
 import subprocess
 import urllib.request
 import uuid
@@ -385,3 +386,48 @@ def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
     assert t["stopCode"] == "EssentialContainerExited"
     assert t["containers"][0]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
     assert t["containers"][0]["exitCode"] == 137
+
+
+def test_a_spot_interruption_is_healed_by_the_service(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="spot", capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    subnet = fargate_subnet(fargate)
+    td = fargate_td("stubborn", fargate.image)
+    # Ignores SIGTERM: only the SIGKILL at the end of the warning stops it.
+    td["containerDefinitions"][0]["command"] = ["/bin/sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+    del td["containerDefinitions"][0]["portMappings"]
+    ecs.register_task_definition(**td)
+    ecs.create_service(cluster="spot", serviceName="s", taskDefinition="stubborn", desiredCount=3,
+                       capacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}})
+    ecs.get_waiter("services_stable").wait(cluster="spot", services=["s"], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    before = set(ecs.list_tasks(cluster="spot", serviceName="s")["taskArns"])
+
+    p = subprocess.run([gantry_binary(), "fargate", "interrupt", "--endpoint", fargate.endpoint, "--cluster", "spot",
+                        "--count", "2", "--warning-seconds", "3"],
+                       env=dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=fargate.access_key,
+                                GANTRY_ROOT_SECRET_ACCESS_KEY=fargate.secret_key),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    interrupted = json.loads(p.stdout)["interruptedTasks"]
+    assert len(interrupted) == 2 and set(interrupted) <= before
+    ecs.get_waiter("tasks_stopped").wait(cluster="spot", tasks=interrupted, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    for t in ecs.describe_tasks(cluster="spot", tasks=interrupted)["tasks"]:
+        assert t["stopCode"] == "SpotInterruption" and t["stoppedReason"] == "Your Spot Task was interrupted."
+        # SIGTERM was ignored; SIGKILL came at the end of the 3-second warning.
+        assert (t["stoppedAt"] - t["stoppingAt"]).total_seconds() >= 3
+        assert t["containers"][0]["exitCode"] == 137
+
+    # The service heals itself on its strategy's provider.
+    def healed():
+        arns = ecs.list_tasks(cluster="spot", serviceName="s")["taskArns"]
+        if len(arns) != 3:
+            return False
+        tasks = ecs.describe_tasks(cluster="spot", tasks=arns)["tasks"]
+        return all(t["lastStatus"] == "RUNNING" and t["capacityProviderName"] == "FARGATE_SPOT" for t in tasks) and arns
+    arns = wait_until(healed, timeout=90, what="the service back at 3 running tasks")
+    assert len(set(arns) - before) == 2
+
+    ecs.update_service(cluster="spot", service="s", desiredCount=0)
+    ecs.delete_service(cluster="spot", service="s")
+    ecs.get_waiter("tasks_stopped").wait(cluster="spot", tasks=arns, WaiterConfig={"Delay": 1, "MaxAttempts": 120})

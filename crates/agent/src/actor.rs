@@ -891,9 +891,11 @@ impl TaskActor {
             .unwrap_or_else(|| STOPPED_BY_CONTROL_PLANE.to_owned());
         tracing::info!(reason = %reason, "stopping task");
         let rt = self.sh.runtime.clone();
+        // A Spot interruption's warning overrides the containers' stopTimeout.
+        let grace = self.record.stop_grace_seconds.map(Duration::from_secs);
         let stops = self.ctrs.iter().filter(|c| c.running()).filter_map(|c| {
             let id = c.runtime_id.clone()?;
-            let t = c.stop_timeout();
+            let t = grace.unwrap_or_else(|| c.stop_timeout());
             let rt = rt.clone();
             Some(async move {
                 if let Err(e) = rt.stop(&id, Some(t)).await {

@@ -253,6 +253,53 @@ impl ApiClient {
             })?
     }
 
+    /// A signed `POST {endpoint}{path}` (service `ecs`) of a JSON body; the JSON answer on 200.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, CallError> {
+        let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let uri: Uri = format!("{}{path}", self.endpoint())
+            .parse()
+            .map_err(|e| CallError::Transport(format!("invalid URI: {e}")))?;
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header(http::header::HOST, self.host.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes.clone()))
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        self.sign(Service::Ecs, &mut req, &bytes)?;
+        let work = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| CallError::Transport(format!("{path}: {e}")))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| CallError::Transport(format!("{path}: reading answer: {e}")))?
+                .to_bytes();
+            if status == StatusCode::OK {
+                return serde_json::from_slice(&body).map_err(|e| {
+                    CallError::Transport(format!("{path}: invalid JSON answer: {e}"))
+                });
+            }
+            let (code, message) = error_code(&headers, &body);
+            Err(CallError::Aws {
+                status: status.as_u16(),
+                code,
+                message,
+            })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| {
+                CallError::Transport(format!("{path}: no answer within {:?}", self.timeout))
+            })?
+    }
+
     /// Opens a signed `GET {endpoint}{path_and_query}` (service `ecs`) and returns the body
     /// stream once the server answered 200.
     pub async fn open_stream(&self, path_and_query: &str) -> Result<Incoming, CallError> {

@@ -145,6 +145,25 @@ fn parse_pool(s: &str) -> Result<String, String> {
     }
 }
 
+/// `gantry fargate interrupt` flags.
+#[derive(Debug, Args)]
+pub struct InterruptArgs {
+    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    #[arg(long, env = "GANTRY_ENDPOINT")]
+    pub endpoint: String,
+    /// Only tasks of this cluster (default: every cluster of the region).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// How many running FARGATE_SPOT tasks to reclaim.
+    #[arg(long)]
+    pub count: u64,
+    /// Seconds between SIGTERM and SIGKILL (AWS gives two minutes).
+    #[arg(long, default_value_t = 120)]
+    pub warning_seconds: u64,
+    #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
 /// `gantry lb` flags.
 #[derive(Debug, Args)]
 pub struct LbArgs {

@@ -573,10 +573,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         Arc::new(SystemClock),
         shutdown_rx.clone(),
     );
+    let admin = ecs::admin::admin_router(
+        ecs_service.clone(),
+        creds.clone(),
+        Arc::new(SystemClock),
+        cfg.account_id.clone(),
+    );
     let app = front
         .router()
         .merge(registry.router())
         .merge(agents.router())
+        .merge(admin)
         .merge(lb_channel)
         .merge(policy_channel);
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");

@@ -250,6 +250,10 @@ pub struct Task {
     /// Fargate tasks: `ephemeralStorage.sizeInGiB` (20 when the task definition sets none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage_gib: Option<u32>,
+    /// Seconds between SIGTERM and SIGKILL when the task is stopped, overriding the containers'
+    /// `stopTimeout` (a Spot interruption's warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_seconds: Option<u64>,
 }
 
 impl Task {

@@ -12,6 +12,7 @@
 //! A service crate: depends on the front, the wire layer, the domain, the store, the scheduler and
 //! the controller; never on another service crate, Docker or the load balancer.
 
+pub mod admin;
 pub mod agent_stream;
 #[rustfmt::skip]
 mod model_constraints;

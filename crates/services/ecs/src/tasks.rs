@@ -491,6 +491,7 @@ fn new_task(
         platform_version: (req.launch_type.as_deref() == Some("FARGATE"))
             .then(|| FARGATE_PLATFORM_VERSION.to_owned()),
         ephemeral_storage_gib: None,
+        stop_grace_seconds: None,
     }
 }
 
@@ -1000,6 +1001,19 @@ pub(crate) async fn request_stop(
     code: &str,
     reason: &str,
 ) -> Result<Task, EcsError> {
+    request_stop_with_grace(svc, ctx, cluster, reference, code, reason, None).await
+}
+
+/// [`request_stop`], with the seconds the agent waits between SIGTERM and SIGKILL.
+pub(crate) async fn request_stop_with_grace(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+    code: &str,
+    reason: &str,
+    grace: Option<u64>,
+) -> Result<Task, EcsError> {
     // An instance whose agent is away cannot stop a task it never started.
     let agent_away = match get(svc, ctx, cluster, reference).await? {
         Some(t) => match &t.value.container_instance_id {
@@ -1025,6 +1039,7 @@ pub(crate) async fn request_stop(
         t.stop_code = Some(code.to_owned());
         t.stopped_reason = Some(reason.to_owned());
         t.stopping_at = Some(now);
+        t.stop_grace_seconds = grace;
         if t.last_status == TaskStatus::Provisioning && agent_away {
             t.last_status = TaskStatus::Stopped;
             t.stopped_at = Some(now);
