@@ -431,3 +431,60 @@ def test_a_spot_interruption_is_healed_by_the_service(fargate):
     ecs.update_service(cluster="spot", service="s", desiredCount=0)
     ecs.delete_service(cluster="spot", service="s")
     ecs.get_waiter("tasks_stopped").wait(cluster="spot", tasks=arns, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+
+def test_a_thousand_fargate_tasks_on_a_simulated_platform_pool(gantry, tmp_path):
+    """`gantry simulate --fargate-pool`: 200 simulated platform hosts in 3 zones run 1,000 Fargate
+    tasks of a cluster without instances, spread over the zones, with no failure."""
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    env = dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=gantry.access_key,
+               GANTRY_ROOT_SECRET_ACCESS_KEY=gantry.secret_key, GANTRY_LOG="info")
+    log = tmp_path / "sim.log"
+    sim = subprocess.Popen([gantry_binary(), "simulate", "--endpoint", gantry.endpoint, "--fargate-pool", "sim",
+                            "--instances", "200", "--seed", "3"], env=env,
+                           stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    ecs, ec2 = gantry.client("ecs"), gantry.client("ec2")
+    try:
+        wait_until(lambda: "all simulated instances registered and connected" in log.read_text(errors="replace"),
+                   timeout=120, what="200 simulated platform hosts")
+        ecs.create_cluster(clusterName="sim-fargate")
+        ecs.register_task_definition(**fargate_td("sim", "busybox"))
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets(
+            Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
+        assert len(subnets) == 3
+        net = {"awsvpcConfiguration": {"subnets": subnets}}
+
+        def run(_):
+            r = ecs.run_task(cluster="sim-fargate", taskDefinition="sim", count=10, launchType="FARGATE",
+                             networkConfiguration=net)
+            return r["tasks"], r["failures"]
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(run, range(100)))
+        failures = [f for _, f in results for f in f]
+        assert failures == []
+        arns = [t["taskArn"] for ts, _ in results for t in ts]
+        assert len(arns) == 1000 and ecs.list_container_instances(cluster="sim-fargate")["containerInstanceArns"] == []
+
+        def all_running():
+            n = 0
+            for i in range(0, 1000, 100):
+                n += sum(t["lastStatus"] == "RUNNING" for t in ecs.describe_tasks(
+                    cluster="sim-fargate", tasks=arns[i:i + 100])["tasks"])
+            return n == 1000
+        wait_until(all_running, timeout=180, interval=1, what="1,000 Fargate tasks RUNNING")
+        print(f"1000 Fargate tasks placed and RUNNING in {time.monotonic() - started:.1f}s")
+        zones = {}
+        for i in range(0, 1000, 100):
+            for t in ecs.describe_tasks(cluster="sim-fargate", tasks=arns[i:i + 100])["tasks"]:
+                assert t["launchType"] == "FARGATE" and "containerInstanceArn" not in t
+                zones[t["availabilityZone"]] = zones.get(t["availabilityZone"], 0) + 1
+        assert len(zones) == 3 and max(zones.values()) - min(zones.values()) <= 10, zones
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        try:
+            sim.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            sim.kill()

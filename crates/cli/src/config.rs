@@ -193,6 +193,9 @@ pub struct SimulateArgs {
     /// Seeds the fleet mix (zones, instance types, sizes).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Simulate Fargate capacity of this platform pool instead of a cluster's instances.
+    #[arg(long, value_name = "NAME", value_parser = parse_pool)]
+    pub fargate_pool: Option<String>,
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
 }

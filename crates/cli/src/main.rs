@@ -124,6 +124,7 @@ async fn run_simulate(args: config::SimulateArgs) -> anyhow::Result<()> {
     };
     let mut cfg = gantry_sim::SimConfig::new(args.endpoint, args.cluster, args.instances, ak, sk);
     cfg.seed = args.seed;
+    cfg.fargate_pool = args.fargate_pool;
     cfg.region = args.region;
     gantry_sim::run(cfg, server::shutdown_signal()).await?;
     Ok(())
