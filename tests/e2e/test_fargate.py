@@ -488,3 +488,48 @@ def test_a_thousand_fargate_tasks_on_a_simulated_platform_pool(gantry, tmp_path)
             sim.wait(timeout=20)
         except subprocess.TimeoutExpired:
             sim.kill()
+
+
+def test_a_fargate_service_behind_an_ip_target_group(fargate, tmp_path):
+    import signal
+    from test_load_balancing import free_port, start_lb
+    ecs, elb, ec2 = fargate.client("ecs"), fargate.client("elbv2"), fargate.client("ec2")
+    lb_proc = start_lb(fargate, tmp_path / "lb.log")
+    try:
+        ecs.create_cluster(clusterName="fglb")
+        subnet = fargate_subnet(fargate)
+        other = [s for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+                 if s["SubnetId"] != subnet["SubnetId"]][0]
+        lb = elb.create_load_balancer(Name="fglb", Subnets=[subnet["SubnetId"], other["SubnetId"]])["LoadBalancers"][0]
+        tg = elb.create_target_group(Name="fglb", Protocol="HTTP", Port=80, VpcId=subnet["VpcId"], TargetType="ip",
+                                     HealthCheckPath="/index.html", HealthCheckIntervalSeconds=5,
+                                     HealthCheckTimeoutSeconds=2, HealthyThresholdCount=2)["TargetGroups"][0]
+        elb.modify_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"], Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "3"}])
+        port = free_port()
+        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}])
+        ecs.register_task_definition(**fargate_td("fgweb", fargate.image))
+        ecs.create_service(cluster="fglb", serviceName="web", taskDefinition="fgweb", desiredCount=2,
+                           launchType="FARGATE",
+                           networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}},
+                           loadBalancers=[{"targetGroupArn": tg["TargetGroupArn"], "containerName": "app",
+                                           "containerPort": 80}])
+
+        def healthy():
+            th = elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
+            ok = [t for t in th if t["TargetHealth"]["State"] == "healthy"]
+            return len(ok) == 2 and ok
+        targets = wait_until(healthy, timeout=120, interval=0.5, what="2 healthy ip targets")
+        tasks = ecs.describe_tasks(cluster="fglb", tasks=ecs.list_tasks(cluster="fglb")["taskArns"])["tasks"]
+        ips = {d["value"] for t in tasks for d in t["attachments"][0]["details"] if d["name"] == "privateIPv4Address"}
+        assert {t["Target"]["Id"] for t in targets} == ips
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read().decode()
+        assert body.startswith("fargate ip-")
+        ecs.delete_service(cluster="fglb", service="web", force=True)
+    finally:
+        lb_proc.send_signal(signal.SIGTERM)
+        try:
+            lb_proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lb_proc.kill()
