@@ -5,6 +5,10 @@
 # (durable commits are the point, so tmpfs is refused), runs gantry-bench against it:
 #   1. RegisterTaskDefinition, BENCH_CONCURRENCY clients (one family each), BENCH_DURATION;
 #   2. DescribeClusters (include TAGS, SETTINGS), same concurrency and duration;
+#   3. the same DescribeClusters signed by an IAM user (not the root), whose calls the front
+#      authorizes: AmazonECS_FullAccess, ReadOnlyAccess, AmazonEC2ContainerRegistryReadOnly and
+#      CloudWatchLogsFullAccess attached, plus an inline policy with conditions; the ratio of its
+#      req/s to the root's is printed (issue 14's target: at least 0.9);
 # prints the figures, stops the server with SIGTERM and removes the data dir.
 #
 # Environment:
@@ -12,6 +16,11 @@
 #   BENCH_DURATION     per benchmark, gantry-bench syntax (default 10s)
 #   BENCH_DIR          where the temporary data dir is made (default /var/tmp; must not be tmpfs)
 #   BENCH_SKIP_BUILD   1: use the binaries already built
+#   BENCH_CALLGRIND    1: run the server under valgrind's callgrind and also report the
+#                      instructions it executed per request (counted between `callgrind_control
+#                      --zero` and `--dump` around each benchmark): a figure that does not move
+#                      with other load on the machine, for before/after comparisons on a busy one.
+#                      The server runs ~50x slower: use a small BENCH_CONCURRENCY (e.g. 8).
 #   CARGO_TARGET_DIR   as for cargo (default ./target)
 set -euo pipefail
 
@@ -21,6 +30,8 @@ CONCURRENCY=${BENCH_CONCURRENCY:-64}
 DURATION=${BENCH_DURATION:-10s}
 BASE=${BENCH_DIR:-/var/tmp}
 READY_DEADLINE_S=30
+CALLGRIND=${BENCH_CALLGRIND:-0}
+[[ $CALLGRIND == 1 ]] && READY_DEADLINE_S=300
 STOP_DEADLINE_S=20
 # A benchmark may overrun its duration by this much (setup, draining, the check) before it is killed.
 RUN_SLACK_S=120
@@ -74,7 +85,12 @@ GANTRY_ROOT_SECRET_ACCESS_KEY=$(rand 'A-Za-z0-9' 40)
 export GANTRY_ROOT_ACCESS_KEY_ID GANTRY_ROOT_SECRET_ACCESS_KEY
 
 READY=$WORK/ready.json
-GANTRY_LOG=${GANTRY_LOG:-warn} "$GANTRY" server \
+LAUNCH=()
+if [[ $CALLGRIND == 1 ]]; then
+    command -v callgrind_control >/dev/null || { echo "BENCH_CALLGRIND=1 needs valgrind" >&2; exit 1; }
+    LAUNCH=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --collect-atstart=yes)
+fi
+GANTRY_LOG=${GANTRY_LOG:-warn} "${LAUNCH[@]}" "$GANTRY" server \
     --data-dir "$WORK/data" --listen 127.0.0.1:0 --ready-file "$READY" \
     2>"$WORK/server.log" &
 SERVER_PID=$!
@@ -99,19 +115,65 @@ log "gantry server pid $SERVER_PID at $ENDPOINT"
 
 duration_s=$(awk -v d="$DURATION" 'BEGIN {
     n = d + 0; if (d ~ /ms$/) n /= 1000; else if (d ~ /m$/) n *= 60; printf "%d", n + 1 }')
+# An IAM user for the third run, made with the AWS CLI as the root.
+aws_root() {
+    AWS_ENDPOINT_URL=$ENDPOINT AWS_ACCESS_KEY_ID=$GANTRY_ROOT_ACCESS_KEY_ID \
+        AWS_SECRET_ACCESS_KEY=$GANTRY_ROOT_SECRET_ACCESS_KEY AWS_DEFAULT_REGION=us-east-1 \
+        AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+        python3 -m awscli "$@"
+}
+aws_root iam create-user --user-name bench >/dev/null
+for p in AmazonECS_FullAccess ReadOnlyAccess AmazonEC2ContainerRegistryReadOnly CloudWatchLogsFullAccess; do
+    aws_root iam attach-user-policy --user-name bench --policy-arn "arn:aws:iam::aws:policy/$p"
+done
+aws_root iam put-user-policy --user-name bench --policy-name conditions --policy-document '{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "ecs:RunTask", "Resource": "*",
+     "Condition": {"ArnEquals": {"ecs:cluster": "arn:aws:ecs:us-east-1:000000000000:cluster/bench"}}},
+    {"Effect": "Deny", "Action": "ecs:Delete*", "Resource": "*",
+     "Condition": {"StringNotEquals": {"aws:RequestedRegion": "us-east-1"}}}]}'
+USER_KEY=$(aws_root iam create-access-key --user-name bench --output text \
+    --query 'AccessKey.[AccessKeyId,SecretAccessKey]')
+USER_KEY_ID=${USER_KEY%%$'\t'*}
+USER_SECRET=${USER_KEY##*$'\t'}
+
 status=0
-declare -A FIGURES CPU
-for op in register-task-definition describe-clusters; do
-    log "$op: $CONCURRENCY clients, $DURATION"
-    out=$WORK/$op.out
+declare -A FIGURES CPU INSTR
+# The instructions of the last callgrind dump (its `totals:` line).
+dumped_ir() {
+    local f
+    f=$(ls -t "$WORK"/callgrind.out.* 2>/dev/null | head -1)
+    [[ -n $f ]] && sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f"
+}
+RUNS=(register-task-definition describe-clusters describe-clusters-as-user)
+for run in "${RUNS[@]}"; do
+    op=${run%-as-user}
+    creds=()
+    if [[ $run == *-as-user ]]; then
+        creds=(--access-key-id "$USER_KEY_ID" --secret-access-key "$USER_SECRET")
+    fi
+    log "$run: $CONCURRENCY clients, $DURATION"
+    out=$WORK/$run.out
+    [[ $CALLGRIND == 1 ]] && callgrind_control --zero "$SERVER_PID" >/dev/null
     if ! timeout "$((duration_s + RUN_SLACK_S))" "$BENCH" api --endpoint "$ENDPOINT" \
         --concurrency "$CONCURRENCY" --duration "$DURATION" --op "$op" \
-        --server-pid "$SERVER_PID" | tee "$out"; then
-        echo "$op: benchmark failed" >&2
+        --server-pid "$SERVER_PID" "${creds[@]}" | tee "$out"; then
+        echo "$run: benchmark failed" >&2
         status=1
     fi
-    FIGURES[$op]=$(grep '^ok=' "$out" || echo "no figures")
-    CPU[$op]=$(sed -n 's/^cpu: //p' "$out")
+    FIGURES[$run]=$(grep '^ok=' "$out" || echo "no figures")
+    CPU[$run]=$(sed -n 's/^cpu: //p' "$out")
+    if [[ $CALLGRIND == 1 ]]; then
+        callgrind_control --dump="$run" "$SERVER_PID" >/dev/null
+        ir=$(dumped_ir)
+        ok=$(sed -n 's/^ok=\([0-9]*\).*/\1/p' "$out")
+        if [[ -n $ir && ${ok:-0} -gt 0 ]]; then
+            INSTR[$run]="server_instructions=$ir server_instructions_per_req=$((ir / ok))"
+        else
+            INSTR[$run]="no callgrind figures"
+        fi
+    fi
 done
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -127,7 +189,14 @@ fi
 echo
 echo "== Control-plane API, $CONCURRENCY concurrent clients, $DURATION each, $(nproc) cores shared by client and server"
 echo "   (machine_busy_cpu_s counts every process: more than server + client means other load ran too)"
-for op in register-task-definition describe-clusters; do
-    printf '%-26s %s\n%-26s %s\n' "$op" "${FIGURES[$op]}" "" "${CPU[$op]}"
+for run in "${RUNS[@]}"; do
+    printf '%-26s %s\n%-26s %s\n' "$run" "${FIGURES[$run]}" "" "${CPU[$run]}"
+    [[ $CALLGRIND == 1 ]] && printf '%-26s %s\n' "" "${INSTR[$run]}"
 done
+rps() { sed -n 's/.*req_per_s=\([0-9.]*\).*/\1/p' "$WORK/$1.out" | head -1; }
+root_rps=$(rps describe-clusters)
+user_rps=$(rps describe-clusters-as-user)
+if [[ -n $root_rps && -n $user_rps ]]; then
+    awk -v r="$root_rps" -v u="$user_rps" 'BEGIN { printf "describe-clusters as an IAM user / as the root: %.3f\n", u / r }'
+fi
 exit "$status"

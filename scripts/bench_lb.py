@@ -23,11 +23,30 @@ elb = boto3.client(
 )
 
 
+def default_network():
+    """The default VPC and two of its subnets in different zones, from the EC2 API (servers
+    before the EC2 API took any names: placeholders then)."""
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    try:
+        subnets = ec2.describe_subnets(
+            Filters=[{"Name": "default-for-az", "Values": ["true"]}]
+        )["Subnets"]
+    except Exception:  # noqa: BLE001 - no EC2 endpoint on older servers
+        return "vpc-1", ["subnet-1"]
+    subnets.sort(key=lambda s: s["AvailabilityZone"])
+    return subnets[0]["VpcId"], [s["SubnetId"] for s in subnets[:2]]
+
+
 def setup(name, listener_port, backend_ports):
-    lb = elb.create_load_balancer(Name=name, Type="application", Subnets=["subnet-1"])
+    vpc, subnets = default_network()
+    lb = elb.create_load_balancer(Name=name, Type="application", Subnets=subnets)
     lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
     tg = elb.create_target_group(
-        Name=name, Protocol="HTTP", Port=backend_ports[0], VpcId="vpc-1", TargetType="ip",
+        Name=name, Protocol="HTTP", Port=backend_ports[0], VpcId=vpc, TargetType="ip",
         HealthCheckPath="/health", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
         HealthyThresholdCount=2, UnhealthyThresholdCount=2, Matcher={"HttpCode": "200"},
     )["TargetGroups"][0]

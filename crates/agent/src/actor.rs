@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use gantry_domain::secrets::{ContainerSecrets, NamedValue, SecretsResponse, has_secrets};
 use gantry_domain::task::{AgentTask, NetworkBinding, Task, TaskStatus, effective_container};
 use gantry_domain::task_definition::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rand::Rng as _;
@@ -19,11 +20,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::TaskRecord;
+use crate::client::Service;
 use crate::config::ImagePullBehavior;
 use crate::logs::{awslogs_target, ship};
 use crate::metadata::TaskDocument;
 use crate::pause::{PAUSE_CONTAINER_NAME, PAUSE_IMAGE, pause_rootfs};
-use crate::runtime::{ContainerState, ListedContainer, SubnetNetwork};
+use crate::runtime::{ContainerState, ListedContainer, RegistryAuth, SubnetNetwork};
 use crate::shared::{Report, Shared, epoch_secs, rfc3339, spawn_reporter};
 use crate::spec::{
     FargateLimits, SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, pause_spec,
@@ -99,6 +101,8 @@ struct Ctr {
     /// Individually reported as STOPPED (non-essential exit).
     reported_stopped: bool,
     log: Option<JoinHandle<()>>,
+    /// Why the container never ran (the task failed before creating it): its `reason`.
+    start_error: Option<String>,
 }
 
 impl Ctr {
@@ -193,6 +197,9 @@ struct TaskActor {
     detached: bool,
     /// awsvpc tasks: the pause container that owns the task's network namespace.
     pause: Option<Pause>,
+    /// The values of the task's `secrets`, `secretOptions` and `repositoryCredentials`, fetched
+    /// from the control plane at start. Kept in memory only: never checkpointed or logged.
+    secrets: Option<SecretsResponse>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -268,6 +275,7 @@ impl TaskActor {
                     gone: false,
                     reported_stopped: false,
                     log: None,
+                    start_error: None,
                 }
             })
             .collect();
@@ -306,6 +314,7 @@ impl TaskActor {
             reporter: Some(reporter),
             detached: false,
             pause,
+            secrets: None,
         }
     }
 
@@ -474,6 +483,10 @@ impl TaskActor {
             } else {
                 None
             },
+            secret_environment: self
+                .secrets_of(&c.def.name)
+                .map(|s| s.environment.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -487,6 +500,19 @@ impl TaskActor {
                 self.pull_started_at = Some(SystemTime::now());
                 self.report_task("PENDING", None);
             }
+            if self.secrets.is_none() && has_secrets(&self.td) {
+                match self.fetch_secrets(rx).await {
+                    Ok(Some(r)) => self.secrets = Some(r),
+                    Ok(None) => return,
+                    Err(reason) => {
+                        for &i in &missing {
+                            self.ctrs[i].start_error = Some(reason.clone());
+                        }
+                        self.fail(reason);
+                        return;
+                    }
+                }
+            }
             let mut images: Vec<String> = missing
                 .iter()
                 .map(|&i| self.ctrs[i].def.image.clone())
@@ -494,7 +520,7 @@ impl TaskActor {
             images.sort();
             images.dedup();
             for image in images {
-                let pull = ensure_image(self.sh.clone(), image.clone());
+                let pull = ensure_image(self.sh.clone(), image.clone(), self.registry_auth(&image));
                 tokio::pin!(pull);
                 let r = loop {
                     tokio::select! {
@@ -514,7 +540,13 @@ impl TaskActor {
                         }
                     }
                     Err(e) => {
-                        self.fail(format!("CannotPullContainerError: {e}"));
+                        let reason = format!("CannotPullContainerError: {e}");
+                        for &i in &missing {
+                            if self.ctrs[i].def.image == image {
+                                self.ctrs[i].start_error = Some(reason.clone());
+                            }
+                        }
+                        self.fail(reason);
                         return;
                     }
                 }
@@ -629,7 +661,7 @@ impl TaskActor {
                 .await
                 .map_err(|e| e.to_string())?;
         } else {
-            ensure_image(sh.clone(), sh.pause_image.clone())
+            ensure_image(sh.clone(), sh.pause_image.clone(), None)
                 .await
                 .map_err(|e| format!("CannotPullContainerError: {e}"))?;
         }
@@ -724,9 +756,6 @@ impl TaskActor {
             self.checkpoint_update(|r| r.volumes = volumes);
         }
         for &i in missing {
-            if self.ctrs[i].def.other.contains_key("repositoryCredentials") {
-                tracing::warn!(container = %self.ctrs[i].def.name, "repositoryCredentials are not supported yet; pulling anonymously");
-            }
             let spec = container_spec(
                 &self.id,
                 &self.td,
@@ -750,6 +779,84 @@ impl TaskActor {
             self.ctrs[i].runtime_id = Some(id);
         }
         Ok(())
+    }
+
+    /// The resolved values of container `name`, if the task has any.
+    fn secrets_of(&self, name: &str) -> Option<&ContainerSecrets> {
+        self.secrets
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+    }
+
+    /// The credentials `repositoryCredentials` gives for pulling `image`, if any.
+    fn registry_auth(&self, image: &str) -> Option<RegistryAuth> {
+        let c = self.ctrs.iter().find_map(|c| {
+            (c.def.image == image)
+                .then(|| self.secrets_of(&c.def.name)?.registry_credentials.clone())
+                .flatten()
+        })?;
+        Some(RegistryAuth {
+            username: c.username,
+            password: c.password,
+            server_address: crate::shared::image_registry(image)
+                .unwrap_or("docker.io")
+                .to_owned(),
+        })
+    }
+
+    /// Fetches the task's secret values from the control plane (`/agent/v1/task-secrets`),
+    /// retrying while it cannot be reached. `Ok(None)`: the task is to stop meanwhile.
+    async fn fetch_secrets(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<TaskMsg>,
+    ) -> Result<Option<SecretsResponse>, String> {
+        const PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed:";
+        let body = json!({
+            "cluster": self.sh.cluster,
+            "containerInstance": self.sh.instance_arn,
+            "task": self.arn,
+        });
+        let mut delay = Duration::from_millis(250);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let e = match self
+                .sh
+                .api
+                .post_path(Service::Ecs, "/agent/v1/task-secrets", &body)
+                .await
+            {
+                Ok(v) => {
+                    let r: SecretsResponse = serde_json::from_value(v).map_err(|e| {
+                        format!("{PREFIX} invalid answer from the control plane: {e}")
+                    })?;
+                    return match r.failure {
+                        Some(f) => Err(f.reason),
+                        None => {
+                            tracing::info!("task secrets fetched");
+                            Ok(Some(r))
+                        }
+                    };
+                }
+                Err(e) if e.is_client_error() || attempts >= 6 => {
+                    return Err(format!("{PREFIX} {e}"));
+                }
+                Err(e) => e,
+            };
+            tracing::warn!(error = %e, "cannot fetch the task's secrets yet; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                m = rx.recv() => {
+                    self.handle(m);
+                    if self.should_stop() || self.detached {
+                        return Ok(None);
+                    }
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 
     fn checkpoint_update(&self, f: impl FnOnce(&mut TaskRecord)) {
@@ -830,7 +937,13 @@ impl TaskActor {
         let Some(id) = c.runtime_id.clone() else {
             return;
         };
-        let Some(target) = awslogs_target(&c.def, &self.id.task_id, &id) else {
+        // `secretOptions` join the driver's options for this run only (never checkpointed).
+        let log_options = self
+            .secrets_of(&c.def.name)
+            .map(|s| s.log_options.clone())
+            .unwrap_or_default();
+        let def = with_log_options(&c.def, &log_options);
+        let Some(target) = awslogs_target(&def, &self.id.task_id, &id) else {
             return;
         };
         let h = self.sh.spawner.spawn(ship(
@@ -1028,6 +1141,9 @@ impl TaskActor {
         if c.gone && c.state.is_none() {
             v["reason"] = json!("container removed outside the agent");
         }
+        if let Some(e) = c.start_error.as_ref().filter(|_| c.runtime_id.is_none()) {
+            v["reason"] = json!(e);
+        }
         if let Some(h) = c.health() {
             v["healthStatus"] = json!(h);
         }
@@ -1215,11 +1331,33 @@ impl TaskActor {
     }
 }
 
+/// `def` with `extra` added to its log driver's options (`secretOptions` once resolved).
+fn with_log_options(def: &ContainerDefinition, extra: &[NamedValue]) -> ContainerDefinition {
+    let mut def = def.clone();
+    if let Some(lc) = def.log_configuration.as_mut()
+        && !extra.is_empty()
+    {
+        let opts = lc.options.get_or_insert_with(BTreeMap::new);
+        for o in extra {
+            opts.insert(o.name.clone(), o.value.clone());
+        }
+    }
+    def
+}
+
 /// Makes `image` present locally per the pull behaviour; returns its manifest digest if known.
-async fn ensure_image(sh: Arc<Shared>, image: String) -> Result<Option<String>, String> {
+/// `credentials` (from `repositoryCredentials`) authenticate the pull when given.
+async fn ensure_image(
+    sh: Arc<Shared>,
+    image: String,
+    credentials: Option<RegistryAuth>,
+) -> Result<Option<String>, String> {
     let image = image.as_str();
     let rt = &sh.runtime;
-    let auth = sh.registry_auth.for_image(image).await;
+    let auth = match credentials {
+        Some(c) => Ok(Some(c)),
+        None => sh.registry_auth.for_image(image).await,
+    };
     let local = rt.local_image(image).await.ok().flatten();
     let behavior = sh.pull_behavior;
     let auth = match auth {

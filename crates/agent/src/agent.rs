@@ -250,6 +250,15 @@ fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<A
         "ecs.capability.task-cpu-mem-limit",
         "ecs.capability.docker-plugin.local",
         "ecs.capability.full-sync",
+        // Secrets fetched from the control plane at task start.
+        "ecs.capability.secrets.asm.environment-variables",
+        "ecs.capability.secrets.ssm.environment-variables",
+        "ecs.capability.secrets.asm.bootstrap.log-driver",
+        "ecs.capability.secrets.ssm.bootstrap.log-driver",
+        "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
+        // awslogs of tasks with an execution role: shipped through the control plane like any
+        // other (the role's permissions are not checked yet).
+        "ecs.capability.execution-role-awslogs",
     ] {
         flag(c.to_owned());
     }

@@ -208,13 +208,43 @@ impl ApiClient {
 
     /// Calls `service` operation `op` with JSON `body`; the JSON answer on HTTP 200.
     pub async fn call(&self, service: Service, op: &str, body: &Value) -> Result<Value, CallError> {
+        let target = format!("{}.{op}", service.target_prefix());
+        self.post(service, self.endpoint.clone(), Some(target), op, body)
+            .await
+    }
+
+    /// `POST {endpoint}{path}` with JSON `body`, signed for `service`; the JSON answer on HTTP
+    /// 200. For the control plane's agent channels (`/agent/v1/...`).
+    pub async fn post_path(
+        &self,
+        service: Service,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, CallError> {
+        let uri: Uri = format!("{}{path}", self.endpoint())
+            .parse()
+            .map_err(|e| CallError::Transport(format!("invalid URI: {e}")))?;
+        self.post(service, uri, None, path, body).await
+    }
+
+    async fn post(
+        &self,
+        service: Service,
+        uri: Uri,
+        target: Option<String>,
+        op: &str,
+        body: &Value,
+    ) -> Result<Value, CallError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-        let mut req = Request::builder()
+        let mut builder = Request::builder()
             .method("POST")
-            .uri(self.endpoint.clone())
+            .uri(uri)
             .header(http::header::HOST, self.host.clone())
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("{}.{op}", service.target_prefix()))
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1");
+        if let Some(t) = target {
+            builder = builder.header("x-amz-target", t);
+        }
+        let mut req = builder
             .body(Full::new(bytes.clone()))
             .map_err(|e| CallError::Transport(e.to_string()))?;
         self.sign(service, &mut req, &bytes)?;

@@ -16,8 +16,12 @@
 //!   token from ECR `GetAuthorizationToken`; others anonymously. Default behaviour
 //!   [`ImagePullBehavior::PreferCached`]: a locally present image is used without pulling (for
 //!   our own registry, pulled again when the tag's digest changed; a failed pull of a present
-//!   image is not an error). `repositoryCredentials` (Secrets Manager) are not supported yet:
-//!   such images are pulled anonymously, with a warning.
+//!   image is not an error). A container's `repositoryCredentials` authenticate its image's pull.
+//! - **Secrets**: a task whose definition has `secrets`, `logConfiguration.secretOptions` or
+//!   `repositoryCredentials` first fetches their values (`POST /agent/v1/task-secrets`); they are
+//!   kept in memory only and go into the container's environment, the awslogs options and the
+//!   pull. A value that cannot be resolved stops the task with the control plane's
+//!   `ResourceInitializationError` reason.
 //! - **Re-adoption**: containers carry the ECS contract labels plus `gantry.container-instance`;
 //!   at start the agent lists them, rebuilds its tasks from them and the checkpoint, keeps
 //!   running ones running, and removes those of tasks the control plane no longer lists.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gantry_domain::secrets::NamedValue;
 use gantry_domain::task_definition::{ContainerDefinition, NetworkMode, TaskDefinition, Volume};
 use serde_json::Value;
 
@@ -59,6 +60,9 @@ pub struct SpecInputs {
     /// awsvpc tasks: the Docker id of the task's pause container, whose network namespace the
     /// container joins.
     pub awsvpc_namespace: Option<String>,
+    /// The resolved `secrets`: environment variables set after (and over) `environment`.
+    /// Their `Debug` never shows a value.
+    pub secret_environment: Vec<NamedValue>,
     /// Fargate tasks: the task's size, applied to each of its containers, and the platform's
     /// hardening.
     pub fargate: Option<FargateLimits>,
@@ -265,10 +269,16 @@ pub fn container_spec(
     let mut env: Vec<String> = Vec::new();
     let mut names: Vec<&str> = Vec::new();
     for kv in &def.environment {
-        if let Some(n) = kv.name.as_deref() {
+        if let Some(n) = kv.name.as_deref()
+            && !inputs.secret_environment.iter().any(|s| s.name == n)
+        {
             names.push(n);
             env.push(format!("{n}={}", kv.value.as_deref().unwrap_or("")));
         }
+    }
+    for s in &inputs.secret_environment {
+        names.push(&s.name);
+        env.push(format!("{}={}", s.name, s.value));
     }
     let base = match network {
         Networking::Host => inputs.metadata_base_host.as_deref(),
@@ -570,6 +580,7 @@ mod tests {
             hard_limits: BTreeMap::from([("nofile".to_owned(), 20000)]),
             awsvpc_namespace: None,
             fargate: None,
+            secret_environment: Vec::new(),
         }
     }
 
@@ -620,6 +631,32 @@ mod tests {
             (None, None, None)
         );
         assert!(ec2.security_opt.is_empty());
+    }
+
+    #[test]
+    fn secrets_become_environment_variables_over_plain_ones_and_never_labels() {
+        let t = td(json!({"family": "web", "containerDefinitions": [
+            {"name": "app", "image": "i", "environment": [
+                {"name": "A", "value": "1"}, {"name": "DB", "value": "plain"}],
+             "secrets": [{"name": "DB", "valueFrom": "arn:aws:secretsmanager:r:1:secret:db"}]}]}));
+        let mut i = inputs();
+        i.secret_environment = vec![NamedValue {
+            name: "DB".into(),
+            value: "s3cr3t".into(),
+        }];
+        let s = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &i,
+            &BTreeMap::new(),
+        )
+        .expect("spec");
+        assert!(s.env.contains(&"A=1".to_owned()));
+        assert!(s.env.contains(&"DB=s3cr3t".to_owned()));
+        assert!(!s.env.iter().any(|e| e == "DB=plain"));
+        assert!(!s.labels.values().any(|v| v.contains("s3cr3t")));
+        assert!(!format!("{i:?}").contains("s3cr3t"));
     }
 
     #[test]

@@ -77,6 +77,18 @@ pub trait CredentialProvider: Send + Sync {
         let _ = (access_key_id, session_token);
         true
     }
+
+    /// The secret of `access_key_id` presented with `session_token`. Providers of temporary
+    /// credentials whose secret travels sealed in the token override it; the default looks the
+    /// key up with [`CredentialProvider::secret_access_key`].
+    fn secret_with_session_token(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Option<String> {
+        let _ = session_token;
+        self.secret_access_key(access_key_id)
+    }
 }
 
 impl CredentialProvider for HashMap<String, String> {
@@ -577,7 +589,7 @@ impl Claim {
         session_token: Option<&str>,
     ) -> Result<String, AuthError> {
         let secret = creds
-            .secret_access_key(&self.access_key_id)
+            .secret_with_session_token(&self.access_key_id, session_token)
             .ok_or_else(|| AuthError::UnknownAccessKey(self.access_key_id.clone()))?;
         if !creds.accepts_session_token(&self.access_key_id, session_token) {
             return Err(AuthError::InvalidSessionToken(self.access_key_id.clone()));

@@ -46,6 +46,18 @@ pub struct ServerArgs {
     pub fargate_local: bool,
     #[command(flatten)]
     pub listener: ListenerArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Identity settings (`gantry server` and `gantry up`).
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// Also accept the root access key pair as registry Basic credentials (user = access key
+    /// id, password = secret). Off by default: registry clients log in with a password from
+    /// `aws ecr get-login-password`, which names its principal and is re-checked on every request.
+    #[arg(long, env = "GANTRY_REGISTRY_ROOT_BASIC_AUTH")]
+    pub registry_root_basic_auth: bool,
 }
 
 /// The API listener's limits and the shutdown deadline (`gantry server` and `gantry up`).
@@ -244,6 +256,8 @@ pub struct UpArgs {
     pub cluster: String,
     #[command(flatten)]
     pub listener: ListenerArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// The validated configuration of the control plane.
@@ -263,6 +277,8 @@ pub struct ServerConfig {
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
     /// Run an in-process agent offering this machine as Fargate capacity.
     pub fargate_local: bool,
+    /// Whether the root key pair is accepted as registry Basic credentials.
+    pub registry_root_basic_auth: bool,
 }
 
 fn default_vpc_cidr(raw: &str) -> anyhow::Result<gantry_ec2::cidr::Cidr> {
@@ -302,6 +318,7 @@ impl ServerArgs {
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
             fargate_local: self.fargate_local,
+            registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }
 }
@@ -328,6 +345,7 @@ impl UpArgs {
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
             fargate_local: !self.no_fargate && !self.no_agent,
+            registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }
 }

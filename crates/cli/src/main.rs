@@ -2,9 +2,13 @@
 //! store, the APIs and the listeners together, and shuts down on SIGTERM or Ctrl-C within a
 //! deadline (a second signal exits at once).
 
+mod authz;
+#[rustfmt::skip]
+mod authz_table;
 mod config;
 mod credentials;
 mod datadir;
+mod identity;
 mod secrets;
 mod server;
 
@@ -151,14 +155,24 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// The log filter from `GANTRY_LOG` (default `info`). The Docker client's debug output is never
+/// enabled whatever the setting: it dumps request and response bodies, and a container's create
+/// body holds its environment, secret values included.
+fn log_filter(setting: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let base = setting.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_new(base)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match "bollard=info".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("GANTRY_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -191,4 +205,27 @@ fn main() -> anyhow::Result<()> {
     // deadline) is not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_docker_client_never_logs_bodies() {
+        for setting in [
+            None,
+            Some("debug"),
+            Some("trace"),
+            Some("bollard=trace"),
+            Some("x=debug,bollard=debug"),
+        ] {
+            let shown = log_filter(setting).to_string();
+            assert!(shown.contains("bollard=info"), "{setting:?}: {shown}");
+            assert!(
+                !shown.contains("bollard=debug") && !shown.contains("bollard=trace"),
+                "{setting:?}: {shown}"
+            );
+        }
+    }
 }

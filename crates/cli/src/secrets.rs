@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gantry_ecr::{KmsProblem, RepositoryKeys};
+use gantry_ecs::task_secrets::{TaskScope, TaskSecrets};
 use gantry_front::{Clock, RequestContext, SystemClock};
 use gantry_kms::{KmsError, KmsService};
 use gantry_secretsmanager::reference::{SecretReference, json_key_value};
@@ -141,6 +142,7 @@ impl ParameterCipher for KmsKeys {
 impl RepositoryKeys for KmsKeys {
     async fn key_arn(&self, region: &str, key: Option<&str>) -> Result<String, KmsProblem> {
         let ctx = RequestContext {
+            caller: None,
             request_id: gantry_aws_proto::new_request_id(),
             region: region.to_owned(),
             account_id: self.account_id.clone(),
@@ -223,13 +225,6 @@ async fn secret_string(
 /// principal of `ctx` (the task's execution role): a Secrets Manager ARN with the optional
 /// `:json-key:version-stage:version-id` suffixes, or an SSM parameter name or ARN (SecureStrings
 /// decrypted). The error is the `stoppedReason` ECS words for it.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called when tasks resolve their secrets with execution roles"
-    )
-)]
 pub async fn resolve_value_from(
     sm: &SecretsManagerService,
     ssm: &SsmService,
@@ -287,13 +282,6 @@ impl std::fmt::Debug for RegistryCredentials {
 
 /// Resolves `repositoryCredentials.credentialsParameter` (a secret holding
 /// `{"username", "password"}`) for the principal of `ctx`.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called when tasks resolve their secrets with execution roles"
-    )
-)]
 pub async fn resolve_registry_credentials(
     sm: &SecretsManagerService,
     ctx: &RequestContext,
@@ -308,6 +296,123 @@ pub async fn resolve_registry_credentials(
         _ => Err(asm_error(format!(
             "secret {credentials_parameter} is not a JSON object with \"username\" and \"password\" for registry authentication"
         ))),
+    }
+}
+
+/// An execution role's request refused by [`ExecutionRoleAuthorizer`]: the message of the
+/// `AccessDeniedException` ECS quotes in the task's `stoppedReason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied(pub String);
+
+/// The one point where a task's execution role is authorized to read what its task definition
+/// references, before anything is read: `secretsmanager:GetSecretValue` on a secret,
+/// `ssm:GetParameters` on a parameter (the actions the ECS agent calls with the role). The
+/// role's identity policies, the secret's resource policy and `kms:Decrypt` on the key are to be
+/// evaluated here once IAM roles exist; until then [`NotEnforced`] allows every request, and
+/// `docs/compatibility.md` says so.
+pub trait ExecutionRoleAuthorizer: Send + Sync {
+    fn authorize(&self, task: &TaskScope, action: &str, resource: &str) -> Result<(), Denied>;
+}
+
+/// Allows every request: execution-role permissions are not checked yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotEnforced;
+
+impl ExecutionRoleAuthorizer for NotEnforced {
+    fn authorize(&self, _: &TaskScope, _: &str, _: &str) -> Result<(), Denied> {
+        Ok(())
+    }
+}
+
+/// ECS's [`TaskSecrets`]: the task's references resolved with [`resolve_value_from`] and
+/// [`resolve_registry_credentials`], for its execution role, after [`ExecutionRoleAuthorizer`].
+pub struct TaskSecretResolver {
+    sm: Arc<SecretsManagerService>,
+    ssm: Arc<SsmService>,
+    authz: Arc<dyn ExecutionRoleAuthorizer>,
+}
+
+impl TaskSecretResolver {
+    pub fn new(
+        sm: Arc<SecretsManagerService>,
+        ssm: Arc<SsmService>,
+        authz: Arc<dyn ExecutionRoleAuthorizer>,
+    ) -> Self {
+        Self { sm, ssm, authz }
+    }
+
+    fn context(task: &TaskScope) -> RequestContext {
+        RequestContext {
+            caller: None,
+            request_id: gantry_aws_proto::new_request_id(),
+            region: task.region.clone(),
+            account_id: task.account_id.clone(),
+            access_key_id: String::new(),
+            now: SystemClock.now_millis(),
+        }
+    }
+}
+
+/// The ARN an SSM `valueFrom` names (a name or an ARN).
+fn parameter_arn(task: &TaskScope, value_from: &str) -> String {
+    if value_from.starts_with("arn:") {
+        return value_from.to_owned();
+    }
+    let name = value_from.strip_prefix('/').unwrap_or(value_from);
+    format!(
+        "arn:aws:ssm:{}:{}:parameter/{name}",
+        task.region, task.account_id
+    )
+}
+
+#[async_trait]
+impl TaskSecrets for TaskSecretResolver {
+    async fn value_from(&self, task: &TaskScope, value_from: &str) -> Result<String, String> {
+        let ctx = Self::context(task);
+        if SecretReference::is_secrets_manager_arn(value_from) {
+            let id = SecretReference::parse(value_from)
+                .map_or_else(|| value_from.to_owned(), |r| r.secret_id);
+            self.authz
+                .authorize(task, "secretsmanager:GetSecretValue", &id)
+                .map_err(|d| {
+                    asm_error(format!(
+                        "failed to fetch secret {id} from secrets manager: {}",
+                        sdk_error("AccessDeniedException", &d.0, &ctx, 400)
+                    ))
+                    .0
+                })?;
+        } else {
+            let arn = parameter_arn(task, value_from);
+            self.authz
+                .authorize(task, "ssm:GetParameters", &arn)
+                .map_err(|d| ssm_error(sdk_error("AccessDeniedException", &d.0, &ctx, 400)).0)?;
+        }
+        resolve_value_from(&self.sm, &self.ssm, &ctx, value_from)
+            .await
+            .map_err(|e| e.0)
+    }
+
+    async fn registry_credentials(
+        &self,
+        task: &TaskScope,
+        credentials_parameter: &str,
+    ) -> Result<(String, String), String> {
+        let ctx = Self::context(task);
+        let id = SecretReference::parse(credentials_parameter)
+            .map_or_else(|| credentials_parameter.to_owned(), |r| r.secret_id);
+        self.authz
+            .authorize(task, "secretsmanager:GetSecretValue", &id)
+            .map_err(|d| {
+                asm_error(format!(
+                    "failed to fetch secret {id} from secrets manager: {}",
+                    sdk_error("AccessDeniedException", &d.0, &ctx, 400)
+                ))
+                .0
+            })?;
+        resolve_registry_credentials(&self.sm, &ctx, credentials_parameter)
+            .await
+            .map(|c| (c.username, c.password))
+            .map_err(|e| e.0)
     }
 }
 
@@ -342,6 +447,7 @@ mod tests {
 
     fn ctx() -> RequestContext {
         RequestContext {
+            caller: None,
             request_id: "rid-1".into(),
             region: "us-east-1".into(),
             account_id: "111122223333".into(),
@@ -438,6 +544,74 @@ mod tests {
             .unwrap_err();
         assert!(e.0.contains("DecryptionFailure"), "{e}");
         assert!(e.0.contains("is disabled."), "{e}");
+    }
+
+    struct DenyAll;
+
+    impl ExecutionRoleAuthorizer for DenyAll {
+        fn authorize(&self, task: &TaskScope, action: &str, resource: &str) -> Result<(), Denied> {
+            Err(Denied(format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource}",
+                task.execution_role_arn.as_deref().unwrap_or("none")
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn tasks_resolve_through_the_execution_role_hook() {
+        let store = Arc::new(MemoryStore::new());
+        let kms = Arc::new(KmsService::new(
+            store.clone(),
+            MasterKey::new(&[3u8; 32]).unwrap(),
+        ));
+        let keys = Arc::new(KmsKeys::new(kms, "111122223333"));
+        let sm = Arc::new(SecretsManagerService::new(store.clone(), keys.clone()));
+        let ssm = Arc::new(SsmService::new(store, keys));
+        let arn = call(
+            sm.as_ref(),
+            "CreateSecret",
+            json!({"Name": "reg", "SecretString": r#"{"username":"u","password":"p"}"#}),
+        )
+        .await["ARN"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        call(
+            ssm.as_ref(),
+            "PutParameter",
+            json!({"Name": "/app/token", "Value": "tok", "Type": "SecureString"}),
+        )
+        .await;
+        let task = TaskScope {
+            region: "us-east-1".into(),
+            account_id: "111122223333".into(),
+            task_arn: "arn:aws:ecs:us-east-1:111122223333:task/c/t".into(),
+            execution_role_arn: Some("arn:aws:iam::111122223333:role/exec".into()),
+        };
+        let open = TaskSecretResolver::new(sm.clone(), ssm.clone(), Arc::new(NotEnforced));
+        assert_eq!(open.value_from(&task, "/app/token").await.unwrap(), "tok");
+        assert_eq!(
+            open.value_from(&task, &format!("{arn}:password::"))
+                .await
+                .unwrap(),
+            "p"
+        );
+        assert_eq!(
+            open.registry_credentials(&task, &arn).await.unwrap(),
+            ("u".to_owned(), "p".to_owned())
+        );
+        let closed = TaskSecretResolver::new(sm, ssm, Arc::new(DenyAll));
+        let e = closed.value_from(&task, &arn).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!("ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {arn} from secrets manager: AccessDeniedException: User: arn:aws:iam::111122223333:role/exec is not authorized to perform: secretsmanager:GetSecretValue on resource: {arn} status code: 400, request id: ")),
+            "{e}"
+        );
+        let e = closed.value_from(&task, "/app/token").await.unwrap_err();
+        assert!(
+            e.contains("unable to retrieve secrets from ssm: service call has been retried 1 time(s): AccessDeniedException: User: arn:aws:iam::111122223333:role/exec is not authorized to perform: ssm:GetParameters on resource: arn:aws:ssm:us-east-1:111122223333:parameter/app/token"),
+            "{e}"
+        );
+        assert!(closed.registry_credentials(&task, &arn).await.is_err());
     }
 
     #[tokio::test]

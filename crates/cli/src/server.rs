@@ -27,7 +27,11 @@ use tokio::net::TcpListener;
 use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
 use crate::datadir::{self, DataDirLock};
-use crate::secrets::KmsKeys;
+use crate::identity::{
+    IamSessions, Identity, LateCredentials, MasterSealer, StoredResourcePolicies,
+};
+use crate::secrets::{KmsKeys, NotEnforced, TaskSecretResolver};
+use gantry_iam::IamService;
 
 /// What `gantry up` adds to the server: the printed exports, and a local agent.
 #[derive(Debug, Clone)]
@@ -442,7 +446,25 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let addr = client_addr(listener.local_addr()?);
     let endpoint = format!("http://{addr}");
 
-    let cred_provider: Arc<dyn CredentialProvider> = creds.clone();
+    // KMS keys, IAM access key secrets and session tokens are sealed by the data dir's master
+    // key (0600), never stored in the clear.
+    let master = MasterKey::new(&load_or_create_secret(&cfg.data_dir, "master-key")?)
+        .context("the data dir's master-key file")?;
+    let iam = Arc::new(
+        IamService::open(
+            store.clone(),
+            Arc::new(MasterSealer(master.clone())),
+            cfg.account_id.clone(),
+        )
+        .await
+        .context("loading IAM")?,
+    );
+    // The registry authenticates with the same credentials; its repository policies take part
+    // in the authorization of ECR calls, which it in turn asks of the identity.
+    let registry_creds = Arc::new(LateCredentials::new(
+        &creds.access_key_id,
+        cfg.registry_root_basic_auth,
+    ));
     let registry = Registry::open(
         RegistryConfig {
             data_dir: cfg.data_dir.join("registry"),
@@ -450,7 +472,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             token_secret: load_or_create_secret(&cfg.data_dir, "registry-token-secret")?,
         },
         store.clone(),
-        cred_provider.clone(),
+        registry_creds.clone(),
     )
     .await
     .context("opening the registry")?;
@@ -485,9 +507,6 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         "log retention",
         tokio::spawn(logs.clone().run_retention(shutdown_rx.clone())),
     ));
-    // KMS keys are wrapped by the data dir's master key (0600), never stored in the clear.
-    let master = MasterKey::new(&load_or_create_secret(&cfg.data_dir, "master-key")?)
-        .context("the data dir's master-key file")?;
     let kms = Arc::new(KmsService::new(store.clone(), master));
     parts.push((
         "kms maintenance",
@@ -495,10 +514,22 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     let keys = Arc::new(KmsKeys::new(kms.clone(), cfg.account_id.clone()));
     let secretsmanager = Arc::new(SecretsManagerService::new(store.clone(), keys.clone()));
+    let identity = Arc::new(
+        Identity::new(creds.clone(), iam.clone(), &cfg.region).with_resource_policies(Arc::new(
+            StoredResourcePolicies {
+                registry: registry.clone(),
+                secrets: secretsmanager.clone(),
+            },
+        )),
+    );
+    registry_creds.set(identity.clone());
+    registry.set_authorizer(identity.clone());
+    let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
     parts.push((
         "secrets manager maintenance",
         tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone())),
     ));
+    let ssm = Arc::new(SsmService::new(store.clone(), keys.clone()));
     let ecr = Arc::new(
         EcrService::new(registry.clone(), addr.to_string()).with_repository_keys(keys.clone()),
     );
@@ -518,13 +549,18 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .context("creating the default VPC")?;
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
+            .with_authenticator(identity.clone())
+            .with_authorizer(identity.clone())
+            .with_query(iam)
             .with_json(ecs)
             .with_json(ecr)
             .with_json(logs)
             .with_json(kms)
-            .with_json(secretsmanager)
-            .with_json(Arc::new(SsmService::new(store.clone(), keys)))
-            .with_query(Arc::new(StsService))
+            .with_json(secretsmanager.clone())
+            .with_json(ssm.clone())
+            .with_query(Arc::new(StsService::new(Arc::new(IamSessions {
+                identity: identity.clone(),
+            }))))
             .with_query(Arc::new(
                 gantry_elbv2::Elbv2Service::new(store.clone()).with_networks(Arc::new(
                     Ec2LbNetworks {
@@ -543,7 +579,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             cfg.account_id.clone(),
         )
         .with_grace(cfg.heartbeat_grace)
-        .with_shutdown(shutdown_rx.clone()),
+        .with_shutdown(shutdown_rx.clone())
+        // Execution-role permissions are not checked yet (`NotEnforced`): the one place where
+        // the identity work plugs in the role's policies.
+        .with_secrets(Arc::new(TaskSecretResolver::new(
+            secretsmanager.clone(),
+            ssm.clone(),
+            Arc::new(NotEnforced),
+        ))),
     );
     let runner = Arc::new(
         ServiceRunner::new(

@@ -162,6 +162,7 @@ fn every_service_crate_lives_under_crates_services() {
         "gantry-logs",
         "gantry-elbv2",
         "gantry-sts",
+        "gantry-iam",
         "gantry-ec2",
         "gantry-kms",
         "gantry-secretsmanager",

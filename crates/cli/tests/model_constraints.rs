@@ -8,12 +8,13 @@ use std::process::Command;
 
 use gantry_aws_proto::constraints::{Constraints, Shape};
 
-fn tables() -> [(&'static str, &'static Constraints); 4] {
+fn tables() -> [(&'static str, &'static Constraints); 5] {
     [
         ("ecs", gantry_ecs::SPEC.constraints),
         ("ecr", gantry_ecr::SPEC.constraints),
         ("logs", gantry_logs::SPEC.constraints),
         ("elbv2", gantry_elbv2::SPEC.constraints),
+        ("iam", gantry_iam::SPEC.constraints),
     ]
 }
 

@@ -218,7 +218,8 @@ pub fn validate_strategy(
 /// How many of `n` new tasks go to each item of a (valid) strategy, given how many live tasks
 /// each item's provider already holds (`existing`, in the order of `items`): the item with a
 /// `base` first gets up to its base, then each task goes to the weighted item furthest below its
-/// share of the tasks beyond the bases (ties: the earlier item). Items of weight 0 get only their
+/// exact share of the tasks beyond the bases (ties: the earlier item), which keeps every item
+/// within one task of its exact share at every total. Items of weight 0 get only their
 /// base.
 pub fn split(items: &[CapacityProviderStrategyItem], existing: &[u64], n: u64) -> Vec<u64> {
     let mut counts: Vec<u64> = (0..items.len())
@@ -239,24 +240,26 @@ pub fn split(items: &[CapacityProviderStrategyItem], existing: &[u64], n: u64) -
             out[b] += 1;
             continue;
         }
-        // Then the weighted item whose share after one more task is smallest:
-        // minimise (beyond_i + 1) / w_i, compared exactly as (beyond_i + 1) * w_j.
-        let mut best: Option<usize> = None;
+        // Then the weighted item furthest below its exact share of the tasks beyond the bases,
+        // counting this one: maximise T' * w_i - beyond_i * W (integers, no rounding).
+        let total_weight: u128 = items.iter().map(|i| u128::from(i.weight)).sum();
+        let beyond = |i: usize| counts[i].saturating_sub(u64::from(items[i].base));
+        let placed: u128 = (0..items.len())
+            .filter(|&i| items[i].weight > 0)
+            .map(|i| u128::from(beyond(i)))
+            .sum();
+        let mut best: Option<(usize, i128)> = None;
         for (i, item) in items.iter().enumerate() {
             if item.weight == 0 {
                 continue;
             }
-            let beyond = counts[i].saturating_sub(u64::from(item.base));
-            best = match best {
-                None => Some(i),
-                Some(j) => {
-                    let bj = counts[j].saturating_sub(u64::from(items[j].base));
-                    let lhs = u128::from(beyond + 1) * u128::from(items[j].weight);
-                    let rhs = u128::from(bj + 1) * u128::from(item.weight);
-                    if lhs < rhs { Some(i) } else { Some(j) }
-                }
-            };
+            let deficit = ((placed + 1) * u128::from(item.weight)) as i128
+                - (u128::from(beyond(i)) * total_weight) as i128;
+            if best.is_none_or(|(_, d)| deficit > d) {
+                best = Some((i, deficit));
+            }
         }
+        let best = best.map(|(i, _)| i);
         if let Some(i) = best {
             counts[i] += 1;
             out[i] += 1;

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod container_instance;
 pub mod lb;
 pub mod network;
+pub mod secrets;
 pub mod service;
 pub mod tags;
 pub mod task;

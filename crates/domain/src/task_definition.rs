@@ -504,6 +504,21 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
             td.container_definitions.len()
         )));
     }
+    // The execution role is the principal that reads the secrets at task start.
+    let has_role = td
+        .execution_role_arn
+        .as_deref()
+        .is_some_and(|r| !r.is_empty());
+    if !has_role
+        && td
+            .container_definitions
+            .iter()
+            .any(|c| c.secrets.as_ref().is_some_and(|s| !s.is_empty()))
+    {
+        return Err(ValidationError::client(
+            "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'.",
+        ));
+    }
     for c in &td.requires_compatibilities {
         if !matches!(
             c.as_str(),
@@ -846,8 +861,25 @@ pub fn required_attributes(td: &TaskDefinition) -> Vec<RequiredAttribute> {
         if c.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
             add("ecs.capability.container-ordering");
         }
-        if c.secrets.as_ref().is_some_and(|s| !s.is_empty()) {
-            add("ecs.capability.secrets.asm.environment-variables");
+        let from_asm =
+            |v: &str| v.starts_with("arn:") && v.split(':').nth(2) == Some("secretsmanager");
+        for s in c.secrets.iter().flatten() {
+            add(if from_asm(&s.value_from) {
+                "ecs.capability.secrets.asm.environment-variables"
+            } else {
+                "ecs.capability.secrets.ssm.environment-variables"
+            });
+        }
+        let log_secrets = c
+            .log_configuration
+            .as_ref()
+            .and_then(|l| l.secret_options.as_ref());
+        for s in log_secrets.into_iter().flatten() {
+            add(if from_asm(&s.value_from) {
+                "ecs.capability.secrets.asm.bootstrap.log-driver"
+            } else {
+                "ecs.capability.secrets.ssm.bootstrap.log-driver"
+            });
         }
         if c.other.contains_key("repositoryCredentials") {
             add("com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager");
@@ -927,6 +959,45 @@ mod tests {
                  "unknownMember": 1, "links": ["app"]}
             ]
         })
+    }
+
+    #[test]
+    fn secrets_need_an_execution_role_and_name_their_capabilities() {
+        let with = |role: Option<&str>| {
+            let mut v = json!({"family": "s", "containerDefinitions": [
+                {"name": "app", "image": "busybox", "memory": 32,
+                 "secrets": [
+                    {"name": "A", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:a-AbCdEf"},
+                    {"name": "B", "valueFrom": "/app/b"}],
+                 "logConfiguration": {"logDriver": "awslogs", "options": {},
+                    "secretOptions": [{"name": "x", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:x"}]}}]});
+            if let Some(r) = role {
+                v["executionRoleArn"] = json!(r);
+            }
+            td(v)
+        };
+        let e = normalize_for_registration(&mut with(None)).unwrap_err();
+        assert_eq!(
+            e,
+            ValidationError::client(
+                "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."
+            )
+        );
+        let mut t = with(Some("arn:aws:iam::1:role/exec"));
+        normalize_for_registration(&mut t).unwrap();
+        let names: Vec<&str> = t
+            .requires_attributes
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        for want in [
+            "ecs.capability.secrets.asm.environment-variables",
+            "ecs.capability.secrets.ssm.environment-variables",
+            "ecs.capability.secrets.asm.bootstrap.log-driver",
+            "ecs.capability.execution-role-awslogs",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What every operation knows about its request, and the injected clock and id generator.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The caller and the request, as established by the front.
@@ -13,12 +14,26 @@ pub struct RequestContext {
     pub access_key_id: String,
     /// Milliseconds since the epoch when the request arrived.
     pub now: u64,
+    /// The authenticated principal: an IAM user, a role session, ...; `None` for the account
+    /// root (the root key pair), which every check allows.
+    pub caller: Option<Arc<gantry_iam_policy::Principal>>,
 }
 
 impl RequestContext {
-    /// The caller's ARN (only the root identity exists for now).
+    /// The caller's ARN: the user, the role session (`assumed-role/...`), or the account root.
     pub fn caller_arn(&self) -> String {
-        format!("arn:aws:iam::{}:root", self.account_id)
+        match &self.caller {
+            Some(p) => p.arn.clone(),
+            None => format!("arn:aws:iam::{}:root", self.account_id),
+        }
+    }
+
+    /// The caller as the policy evaluator sees it (the root principal when `caller` is `None`).
+    pub fn principal(&self) -> gantry_iam_policy::Principal {
+        match &self.caller {
+            Some(p) => (**p).clone(),
+            None => gantry_iam_policy::Principal::root(&self.account_id),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use gantry_aws_proto::sigv4::{self, CredentialProvider};
 use gantry_aws_proto::{AwsError, constraints, ec2, json, new_request_id, query};
 use tracing::Instrument;
 
+use crate::auth::{AuthFailure, Authenticator, Authorizer, Denied, OperationInput};
 use crate::context::{Clock, RequestContext};
 use crate::service::{JsonService, Protocol, QueryService, ServiceSpec};
 
@@ -29,6 +30,8 @@ pub struct Front {
     clock: Arc<dyn Clock>,
     account_id: String,
     body_limit: usize,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
 }
 
 impl fmt::Debug for Front {
@@ -60,6 +63,35 @@ impl Front {
             clock,
             account_id: account_id.into(),
             body_limit: BODY_LIMIT,
+            authenticator: None,
+            authorizer: None,
+        }
+    }
+
+    /// Names the principal of each verified request (IAM users, role sessions); without it
+    /// every caller is the account root.
+    pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Checks every call of a principal other than the root before dispatch.
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// Runs the authorizer, if any, for a non-root caller.
+    async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        spec: &'static ServiceSpec,
+        op: &str,
+        input: OperationInput<'_>,
+    ) -> Result<(), Denied> {
+        match (&self.authorizer, &ctx.caller) {
+            (Some(a), Some(_)) => a.authorize(ctx, spec, op, input).await,
+            _ => Ok(()),
         }
     }
 
@@ -177,12 +209,33 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 return error_response(&protocol, &err, &request_id, "");
             }
         };
+        let now = front.clock.now_millis();
+        let caller = match &front.authenticator {
+            None => None,
+            Some(a) => {
+                let token = session_token(&parts);
+                match a.principal(
+                    &verified.access_key_id,
+                    token.as_deref(),
+                    &verified.service,
+                    &verified.region,
+                    now,
+                ) {
+                    Ok(p) => p,
+                    Err(failure) => {
+                        let err = auth_failure_error(&protocol, &failure);
+                        return error_response(&protocol, &err, &request_id, "");
+                    }
+                }
+            }
+        };
         let ctx = RequestContext {
+            caller,
             request_id: request_id.clone(),
             region: verified.region.clone(),
             account_id: front.account_id.clone(),
             access_key_id: verified.access_key_id.clone(),
-            now: front.clock.now_millis(),
+            now,
         };
         match protocol {
             Wire::Json => {
@@ -208,6 +261,13 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 if let Some(err) = json_violations(svc.spec(), op, &body) {
                     log_error(&err, op);
                     return err.json_response(&request_id);
+                }
+                if let Err(Denied(message)) = front
+                    .authorize(&ctx, svc.spec(), op, OperationInput::Json(&body))
+                    .await
+                {
+                    return AwsError::client("AccessDeniedException", message)
+                        .json_response(&request_id);
                 }
                 match svc.call(op, &body, &ctx).await {
                     Ok(v) => json::ok_response(&v, &request_id),
@@ -245,6 +305,14 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                             log_error(&err, &action);
                             return err.query_response(&request_id, xmlns);
                         }
+                        if let Err(Denied(message)) = front
+                            .authorize(&ctx, spec, &action, OperationInput::Query(&q))
+                            .await
+                        {
+                            return AwsError::client("AccessDenied", message)
+                                .with_status(http::StatusCode::FORBIDDEN)
+                                .query_response(&request_id, xmlns);
+                        }
                         match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => query::ok_response(&action, xmlns, &xml, &request_id),
                             Err(e) => {
@@ -271,6 +339,19 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                         if let Some(err) = query_violations(spec, &action, &q) {
                             log_error(&err, &action);
                             return err.ec2_response(&request_id);
+                        }
+                        if let Err(Denied(message)) = front
+                            .authorize(&ctx, spec, &action, OperationInput::Query(&q))
+                            .await
+                        {
+                            return AwsError::client(
+                                "UnauthorizedOperation",
+                                format!(
+                                    "You are not authorized to perform this operation. {message}"
+                                ),
+                            )
+                            .with_status(http::StatusCode::FORBIDDEN)
+                            .ec2_response(&request_id);
                         }
                         match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => ec2::ok_response(&action, xmlns, &xml, &request_id),
@@ -316,6 +397,48 @@ fn query_violations(spec: &ServiceSpec, action: &str, req: &QueryRequest) -> Opt
     let found = constraints::validate_query(shape, req);
     (!found.is_empty())
         .then(|| AwsError::client(spec.constraints.error_code, constraints::message(&found)))
+}
+
+/// The session token of a request: the `X-Amz-Security-Token` header, or the presigned
+/// query parameter.
+fn session_token(parts: &http::request::Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get("x-amz-security-token") {
+        return v.to_str().ok().map(str::to_owned);
+    }
+    let query = parts.uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "X-Amz-Security-Token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The error for a signature that verified but names no principal, per protocol.
+fn auth_failure_error(protocol: &Wire, failure: &AuthFailure) -> AwsError {
+    let forbidden = http::StatusCode::FORBIDDEN;
+    match (failure, protocol) {
+        (AuthFailure::Expired, Wire::Json) => AwsError::client(
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+        (AuthFailure::Expired, _) => AwsError::client(
+            "ExpiredToken",
+            "The security token included in the request is expired",
+        )
+        .with_status(forbidden),
+        (AuthFailure::Invalid, Wire::Json) => AwsError::client(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        (AuthFailure::Invalid, Wire::Query) => AwsError::client(
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        )
+        .with_status(forbidden),
+        (AuthFailure::Invalid, Wire::Ec2) => AwsError::client(
+            "AuthFailure",
+            "AWS was not able to validate the provided access credentials",
+        )
+        .with_status(http::StatusCode::UNAUTHORIZED),
+    }
 }
 
 fn log_error(e: &AwsError, op: &str) {

@@ -15,11 +15,13 @@
 //! Service crates (`crates/services/*`) depend on this crate; it depends on no service, and on
 //! nothing but the wire layer (`gantry-aws-proto`). Must not depend on Docker or a store.
 
+pub mod auth;
 pub mod context;
 pub mod front;
 pub mod listener;
 pub mod service;
 
+pub use auth::{AuthFailure, Authenticator, Authorizer, Denied, OperationInput};
 pub use context::{Clock, IdGen, RandomIds, RequestContext, SystemClock};
 pub use front::{BODY_LIMIT, Front};
 pub use service::{JsonService, Protocol, QueryService, ServiceSpec};

@@ -297,6 +297,39 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
         _ => RegistryAction::Push,
     };
     authorize(&principal, action, route.name())?;
+    if let Some(authorizer) = ctx.reg.authorizer.get() {
+        let iam_action = match (&route, &ctx.method) {
+            (Route::Base, _) => None,
+            (Route::Catalog, _) => Some("ecr:DescribeRepositories"),
+            (Route::Tags { .. }, _) => Some("ecr:ListImages"),
+            (Route::Manifest { .. } | Route::Blob { .. }, &Method::DELETE) => {
+                Some("ecr:BatchDeleteImage")
+            }
+            (Route::Manifest { .. }, &Method::GET | &Method::HEAD) => Some("ecr:BatchGetImage"),
+            (Route::Manifest { .. }, _) => Some("ecr:PutImage"),
+            (Route::Blob { .. }, &Method::HEAD) => Some("ecr:BatchCheckLayerAvailability"),
+            (Route::Blob { .. }, _) => Some("ecr:GetDownloadUrlForLayer"),
+            (Route::Referrers { .. }, _) => Some("ecr:BatchGetImage"),
+            (Route::UploadStart { .. }, _) => Some("ecr:InitiateLayerUpload"),
+            (Route::Upload { .. }, &Method::PUT) => Some("ecr:CompleteLayerUpload"),
+            (Route::Upload { .. }, _) => Some("ecr:UploadLayerPart"),
+        };
+        if let Some(iam_action) = iam_action {
+            authorizer
+                .authorize(&principal.access_key_id, iam_action, route.name())
+                .await
+                .map_err(RegistryError::Denied)?;
+        }
+        // A cross-repository mount reads the source repository.
+        if let (Route::UploadStart { .. }, Some(from)) = (&route, param(&ctx.params, "from"))
+            && param(&ctx.params, "mount").is_some()
+        {
+            authorizer
+                .authorize(&principal.access_key_id, "ecr:BatchGetImage", Some(from))
+                .await
+                .map_err(RegistryError::Denied)?;
+        }
+    }
     tracing::debug!(method = %ctx.method, path = %path, principal = %principal.access_key_id, "registry request");
     let m = &ctx.method;
     match route {

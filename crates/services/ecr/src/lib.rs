@@ -209,6 +209,24 @@ pub struct Registry {
     /// store; reloaded from it whenever a cap is reached, so sessions that ended without this
     /// index hearing of it never count against a cap for long.
     uploads: parking_lot::Mutex<Option<UploadIndex>>,
+    /// The IAM check of every `/v2/` route, when identity is wired.
+    authorizer: std::sync::OnceLock<Arc<dyn RegistryAuthorizer>>,
+}
+
+/// The IAM check of the `/v2/` routes (implemented by the composition root over the IAM
+/// directory): whether the principal a registry client authenticated as (an access key id,
+/// directly or through a `GetAuthorizationToken` password) may perform `action` (`ecr:...`) on
+/// `repository` (`None`: registry-wide). Checked on every request, so a token stops working
+/// when its user's key is deleted or its policies no longer allow. `Err` carries AWS's denial
+/// message.
+#[async_trait::async_trait]
+pub trait RegistryAuthorizer: Send + Sync {
+    async fn authorize(
+        &self,
+        access_key_id: &str,
+        action: &str,
+        repository: Option<&str>,
+    ) -> Result<(), String>;
 }
 
 impl std::fmt::Debug for Registry {
@@ -277,7 +295,23 @@ impl Registry {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             uploads: parking_lot::Mutex::new(None),
+            authorizer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Checks every `/v2/` request with `authorizer` (set once, at wiring).
+    pub fn set_authorizer(&self, authorizer: Arc<dyn RegistryAuthorizer>) {
+        let _ = self.authorizer.set(authorizer);
+    }
+
+    /// The repository policy of `name`, if the repository exists and has one.
+    pub async fn repository_policy(&self, name: &str) -> Result<Option<String>, RegistryError> {
+        let Some(rec) = self.store.get(&meta::repo_key(name)).await? else {
+            return Ok(None);
+        };
+        let repo: gantry_store::Versioned<meta::RepoRecord> = gantry_store::decode(&rec)
+            .map_err(|e| RegistryError::Internal(format!("repository record {name}: {e}")))?;
+        Ok(repo.value.policy)
     }
 
     /// The axum router serving `/v2/` and `/v2/{*rest}`.

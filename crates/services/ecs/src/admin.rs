@@ -83,7 +83,9 @@ async fn interrupt(State(admin): State<Arc<Admin>>, req: Request) -> Response {
                 .json_response(&request_id);
         }
     };
+    // Root credentials only (the agents' key pair): the account root is the caller.
     let ctx = RequestContext {
+        caller: None,
         request_id: request_id.clone(),
         region: verified.region.clone(),
         account_id: admin.account_id.clone(),

@@ -49,6 +49,8 @@ pub struct AgentStreams {
     /// connections, each change decoded once.
     routes: std::sync::Mutex<HashMap<String, Route>>,
     dispatcher_started: std::sync::atomic::AtomicBool,
+    /// Resolves the secrets agents fetch at task start (`/agent/v1/task-secrets`).
+    secrets: Option<Arc<dyn crate::task_secrets::TaskSecrets>>,
 }
 
 /// One connected instance's inbox.
@@ -109,6 +111,7 @@ impl AgentStreams {
             shutdown: tokio::sync::watch::channel(false).1,
             routes: Default::default(),
             dispatcher_started: std::sync::atomic::AtomicBool::new(false),
+            secrets: None,
         }
     }
 
@@ -173,10 +176,40 @@ impl AgentStreams {
         self
     }
 
+    /// Agents fetch their tasks' secrets through `secrets` ([`crate::task_secrets`]).
+    pub fn with_secrets(mut self, secrets: Arc<dyn crate::task_secrets::TaskSecrets>) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/agent/v1/connect", get(connect))
+            .route(
+                "/agent/v1/task-secrets",
+                axum::routing::post(crate::task_secrets::serve),
+            )
             .with_state(self)
+    }
+
+    pub(crate) fn creds(&self) -> &dyn CredentialProvider {
+        self.creds.as_ref()
+    }
+
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        self.clock.now()
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn account(&self) -> &str {
+        &self.account_id
+    }
+
+    pub(crate) fn secrets(&self) -> Option<&Arc<dyn crate::task_secrets::TaskSecrets>> {
+        self.secrets.as_ref()
     }
 
     async fn set_connected(&self, s: &Session, connected: bool) -> Result<(), AwsError> {

@@ -31,6 +31,7 @@ mod services;
 mod tags;
 mod task_definitions;
 pub mod task_network;
+pub mod task_secrets;
 mod tasks;
 mod wire;
 

@@ -136,6 +136,7 @@ impl ServiceRunner {
 
     fn ctx(&self, region: &str) -> RequestContext {
         RequestContext {
+            caller: None,
             request_id: "service-scheduler".into(),
             region: region.to_owned(),
             account_id: self.account_id.clone(),

@@ -79,11 +79,9 @@ static PATTERN_8: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u00FF]+"#
 static PATTERN_9: Pattern = Pattern::new(r#"^[\w+=,.@:/-]+$"#);
 static PATTERN_10: Pattern = Pattern::new(r#"^([a-z]+-){2,3}\d+$"#);
 static PATTERN_11: Pattern = Pattern::new(r#"^[a-zA-Z0-9-_.]+$"#);
-static PATTERN_12: Pattern = Pattern::new(r#"^[A-Z2-7]+$"#);
-static PATTERN_13: Pattern = Pattern::new(r#"^[a-zA-Z0-9\/+=]+$"#);
-static PATTERN_14: Pattern = Pattern::new(r#"^https://[a-zA-Z0-9.-]+$"#);
-static PATTERN_15: Pattern = Pattern::new(r#"^(/[a-zA-Z0-9\/_-]+/kms/xks/v\d{1,2})$|^(/kms/xks/v\d{1,2})$"#);
-static PATTERN_16: Pattern = Pattern::new(r#"^(com|eu)\.amazonaws\.vpce\.([a-z]+-){2,3}\d+\.vpce-svc-[0-9a-z]+$"#);
+static PATTERN_12: Pattern = Pattern::new(r#"^https://[a-zA-Z0-9.-]+$"#);
+static PATTERN_13: Pattern = Pattern::new(r#"^(/[a-zA-Z0-9\/_-]+/kms/xks/v\d{1,2})$|^(/kms/xks/v\d{1,2})$"#);
+static PATTERN_14: Pattern = Pattern::new(r#"^(com|eu)\.amazonaws\.vpce\.([a-z]+-){2,3}\d+\.vpce-svc-[0-9a-z]+$"#);
 
 /// `AccountIdType`
 static SHAPE_ACCOUNT_ID_TYPE: Shape = Shape::String { min: Some(12), max: Some(12), pattern: Some(&PATTERN_1) };
@@ -104,7 +102,7 @@ static SHAPE_CONNECT_CUSTOM_KEY_STORE_REQUEST: Shape = Shape::Structure(&[Member
 /// `CreateAliasRequest`
 static SHAPE_CREATE_ALIAS_REQUEST: Shape = Shape::Structure(&[Member { name: r#"AliasName"#, shape: &SHAPE_ALIAS_NAME_TYPE }, Member { name: r#"TargetKeyId"#, shape: &SHAPE_KEY_ID_TYPE }]);
 /// `CreateCustomKeyStoreRequest`
-static SHAPE_CREATE_CUSTOM_KEY_STORE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CustomKeyStoreName"#, shape: &SHAPE_CUSTOM_KEY_STORE_NAME_TYPE }, Member { name: r#"CloudHsmClusterId"#, shape: &SHAPE_CLOUD_HSM_CLUSTER_ID_TYPE }, Member { name: r#"TrustAnchorCertificate"#, shape: &SHAPE_TRUST_ANCHOR_CERTIFICATE_TYPE }, Member { name: r#"KeyStorePassword"#, shape: &SHAPE_KEY_STORE_PASSWORD_TYPE }, Member { name: r#"XksProxyUriEndpoint"#, shape: &SHAPE_XKS_PROXY_URI_ENDPOINT_TYPE }, Member { name: r#"XksProxyUriPath"#, shape: &SHAPE_XKS_PROXY_URI_PATH_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceName"#, shape: &SHAPE_XKS_PROXY_VPC_ENDPOINT_SERVICE_NAME_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceOwner"#, shape: &SHAPE_ACCOUNT_ID_TYPE }, Member { name: r#"XksProxyAuthenticationCredential"#, shape: &SHAPE_XKS_PROXY_AUTHENTICATION_CREDENTIAL_TYPE }]);
+static SHAPE_CREATE_CUSTOM_KEY_STORE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CustomKeyStoreName"#, shape: &SHAPE_CUSTOM_KEY_STORE_NAME_TYPE }, Member { name: r#"CloudHsmClusterId"#, shape: &SHAPE_CLOUD_HSM_CLUSTER_ID_TYPE }, Member { name: r#"TrustAnchorCertificate"#, shape: &SHAPE_TRUST_ANCHOR_CERTIFICATE_TYPE }, Member { name: r#"XksProxyUriEndpoint"#, shape: &SHAPE_XKS_PROXY_URI_ENDPOINT_TYPE }, Member { name: r#"XksProxyUriPath"#, shape: &SHAPE_XKS_PROXY_URI_PATH_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceName"#, shape: &SHAPE_XKS_PROXY_VPC_ENDPOINT_SERVICE_NAME_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceOwner"#, shape: &SHAPE_ACCOUNT_ID_TYPE }]);
 /// `CreateGrantRequest`
 static SHAPE_CREATE_GRANT_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"GranteePrincipal"#, shape: &SHAPE_PRINCIPAL_ID_TYPE }, Member { name: r#"RetiringPrincipal"#, shape: &SHAPE_PRINCIPAL_ID_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }, Member { name: r#"Name"#, shape: &SHAPE_GRANT_NAME_TYPE }]);
 /// `CreateKeyRequest`
@@ -140,7 +138,7 @@ static SHAPE_ENABLE_KEY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Ke
 /// `EnableKeyRotationRequest`
 static SHAPE_ENABLE_KEY_ROTATION_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"RotationPeriodInDays"#, shape: &SHAPE_ROTATION_PERIOD_IN_DAYS_TYPE }]);
 /// `EncryptRequest`
-static SHAPE_ENCRYPT_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"Plaintext"#, shape: &SHAPE_PLAINTEXT_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
+static SHAPE_ENCRYPT_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
 /// `GenerateDataKeyPairRequest`
 static SHAPE_GENERATE_DATA_KEY_PAIR_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }, Member { name: r#"Recipient"#, shape: &SHAPE_RECIPIENT_INFO }]);
 /// `GenerateDataKeyPairWithoutPlaintextRequest`
@@ -150,7 +148,7 @@ static SHAPE_GENERATE_DATA_KEY_REQUEST: Shape = Shape::Structure(&[Member { name
 /// `GenerateDataKeyWithoutPlaintextRequest`
 static SHAPE_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"NumberOfBytes"#, shape: &SHAPE_NUMBER_OF_BYTES_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
 /// `GenerateMacRequest`
-static SHAPE_GENERATE_MAC_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Message"#, shape: &SHAPE_PLAINTEXT_TYPE }, Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
+static SHAPE_GENERATE_MAC_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
 /// `GenerateRandomRequest`
 static SHAPE_GENERATE_RANDOM_REQUEST: Shape = Shape::Structure(&[Member { name: r#"NumberOfBytes"#, shape: &SHAPE_NUMBER_OF_BYTES_TYPE }, Member { name: r#"CustomKeyStoreId"#, shape: &SHAPE_CUSTOM_KEY_STORE_ID_TYPE }, Member { name: r#"Recipient"#, shape: &SHAPE_RECIPIENT_INFO }]);
 /// `GetKeyLastUsageRequest`
@@ -177,8 +175,6 @@ static SHAPE_IMPORT_KEY_MATERIAL_REQUEST: Shape = Shape::Structure(&[Member { na
 static SHAPE_KEY_ID_TYPE: Shape = Shape::String { min: Some(1), max: Some(2048), pattern: None };
 /// `KeyMaterialDescriptionType`
 static SHAPE_KEY_MATERIAL_DESCRIPTION_TYPE: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_5) };
-/// `KeyStorePasswordType`
-static SHAPE_KEY_STORE_PASSWORD_TYPE: Shape = Shape::String { min: Some(7), max: Some(32), pattern: None };
 /// `LimitType`
 static SHAPE_LIMIT_TYPE: Shape = Shape::Integer { min: Some(1), max: Some(1000) };
 /// `ListAliasesRequest`
@@ -201,8 +197,6 @@ static SHAPE_MARKER_TYPE: Shape = Shape::String { min: Some(1), max: Some(1024),
 static SHAPE_NUMBER_OF_BYTES_TYPE: Shape = Shape::Integer { min: Some(1), max: Some(1024) };
 /// `PendingWindowInDaysType`
 static SHAPE_PENDING_WINDOW_IN_DAYS_TYPE: Shape = Shape::Integer { min: Some(1), max: Some(365) };
-/// `PlaintextType`
-static SHAPE_PLAINTEXT_TYPE: Shape = Shape::Blob { min: Some(1), max: Some(4096) };
 /// `PolicyNameType`
 static SHAPE_POLICY_NAME_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_7) };
 /// `PolicyType`
@@ -232,7 +226,7 @@ static SHAPE_ROTATION_PERIOD_IN_DAYS_TYPE: Shape = Shape::Integer { min: Some(90
 /// `ScheduleKeyDeletionRequest`
 static SHAPE_SCHEDULE_KEY_DELETION_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"PendingWindowInDays"#, shape: &SHAPE_PENDING_WINDOW_IN_DAYS_TYPE }]);
 /// `SignRequest`
-static SHAPE_SIGN_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"Message"#, shape: &SHAPE_PLAINTEXT_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
+static SHAPE_SIGN_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
 /// `Tag`
 static SHAPE_TAG: Shape = Shape::Structure(&[Member { name: r#"TagKey"#, shape: &SHAPE_TAG_KEY_TYPE }, Member { name: r#"TagValue"#, shape: &SHAPE_TAG_VALUE_TYPE }]);
 /// `TagKeyList`
@@ -252,26 +246,20 @@ static SHAPE_UNTAG_RESOURCE_REQUEST: Shape = Shape::Structure(&[Member { name: r
 /// `UpdateAliasRequest`
 static SHAPE_UPDATE_ALIAS_REQUEST: Shape = Shape::Structure(&[Member { name: r#"AliasName"#, shape: &SHAPE_ALIAS_NAME_TYPE }, Member { name: r#"TargetKeyId"#, shape: &SHAPE_KEY_ID_TYPE }]);
 /// `UpdateCustomKeyStoreRequest`
-static SHAPE_UPDATE_CUSTOM_KEY_STORE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CustomKeyStoreId"#, shape: &SHAPE_CUSTOM_KEY_STORE_ID_TYPE }, Member { name: r#"NewCustomKeyStoreName"#, shape: &SHAPE_CUSTOM_KEY_STORE_NAME_TYPE }, Member { name: r#"KeyStorePassword"#, shape: &SHAPE_KEY_STORE_PASSWORD_TYPE }, Member { name: r#"CloudHsmClusterId"#, shape: &SHAPE_CLOUD_HSM_CLUSTER_ID_TYPE }, Member { name: r#"XksProxyUriEndpoint"#, shape: &SHAPE_XKS_PROXY_URI_ENDPOINT_TYPE }, Member { name: r#"XksProxyUriPath"#, shape: &SHAPE_XKS_PROXY_URI_PATH_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceName"#, shape: &SHAPE_XKS_PROXY_VPC_ENDPOINT_SERVICE_NAME_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceOwner"#, shape: &SHAPE_ACCOUNT_ID_TYPE }, Member { name: r#"XksProxyAuthenticationCredential"#, shape: &SHAPE_XKS_PROXY_AUTHENTICATION_CREDENTIAL_TYPE }]);
+static SHAPE_UPDATE_CUSTOM_KEY_STORE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CustomKeyStoreId"#, shape: &SHAPE_CUSTOM_KEY_STORE_ID_TYPE }, Member { name: r#"NewCustomKeyStoreName"#, shape: &SHAPE_CUSTOM_KEY_STORE_NAME_TYPE }, Member { name: r#"CloudHsmClusterId"#, shape: &SHAPE_CLOUD_HSM_CLUSTER_ID_TYPE }, Member { name: r#"XksProxyUriEndpoint"#, shape: &SHAPE_XKS_PROXY_URI_ENDPOINT_TYPE }, Member { name: r#"XksProxyUriPath"#, shape: &SHAPE_XKS_PROXY_URI_PATH_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceName"#, shape: &SHAPE_XKS_PROXY_VPC_ENDPOINT_SERVICE_NAME_TYPE }, Member { name: r#"XksProxyVpcEndpointServiceOwner"#, shape: &SHAPE_ACCOUNT_ID_TYPE }]);
 /// `UpdateKeyDescriptionRequest`
 static SHAPE_UPDATE_KEY_DESCRIPTION_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_DESCRIPTION_TYPE }]);
 /// `UpdatePrimaryRegionRequest`
 static SHAPE_UPDATE_PRIMARY_REGION_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"PrimaryRegion"#, shape: &SHAPE_REGION_TYPE }]);
 /// `VerifyMacRequest`
-static SHAPE_VERIFY_MAC_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Message"#, shape: &SHAPE_PLAINTEXT_TYPE }, Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"Mac"#, shape: &SHAPE_CIPHERTEXT_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
+static SHAPE_VERIFY_MAC_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"Mac"#, shape: &SHAPE_CIPHERTEXT_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
 /// `VerifyRequest`
-static SHAPE_VERIFY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"Message"#, shape: &SHAPE_PLAINTEXT_TYPE }, Member { name: r#"Signature"#, shape: &SHAPE_CIPHERTEXT_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
+static SHAPE_VERIFY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"KeyId"#, shape: &SHAPE_KEY_ID_TYPE }, Member { name: r#"Signature"#, shape: &SHAPE_CIPHERTEXT_TYPE }, Member { name: r#"GrantTokens"#, shape: &SHAPE_GRANT_TOKEN_LIST }]);
 /// `XksKeyIdType`
 static SHAPE_XKS_KEY_ID_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_11) };
-/// `XksProxyAuthenticationAccessKeyIdType`
-static SHAPE_XKS_PROXY_AUTHENTICATION_ACCESS_KEY_ID_TYPE: Shape = Shape::String { min: Some(20), max: Some(30), pattern: Some(&PATTERN_12) };
-/// `XksProxyAuthenticationCredentialType`
-static SHAPE_XKS_PROXY_AUTHENTICATION_CREDENTIAL_TYPE: Shape = Shape::Structure(&[Member { name: r#"AccessKeyId"#, shape: &SHAPE_XKS_PROXY_AUTHENTICATION_ACCESS_KEY_ID_TYPE }, Member { name: r#"RawSecretAccessKey"#, shape: &SHAPE_XKS_PROXY_AUTHENTICATION_RAW_SECRET_ACCESS_KEY_TYPE }]);
-/// `XksProxyAuthenticationRawSecretAccessKeyType`
-static SHAPE_XKS_PROXY_AUTHENTICATION_RAW_SECRET_ACCESS_KEY_TYPE: Shape = Shape::String { min: Some(43), max: Some(64), pattern: Some(&PATTERN_13) };
 /// `XksProxyUriEndpointType`
-static SHAPE_XKS_PROXY_URI_ENDPOINT_TYPE: Shape = Shape::String { min: Some(10), max: Some(128), pattern: Some(&PATTERN_14) };
+static SHAPE_XKS_PROXY_URI_ENDPOINT_TYPE: Shape = Shape::String { min: Some(10), max: Some(128), pattern: Some(&PATTERN_12) };
 /// `XksProxyUriPathType`
-static SHAPE_XKS_PROXY_URI_PATH_TYPE: Shape = Shape::String { min: Some(10), max: Some(128), pattern: Some(&PATTERN_15) };
+static SHAPE_XKS_PROXY_URI_PATH_TYPE: Shape = Shape::String { min: Some(10), max: Some(128), pattern: Some(&PATTERN_13) };
 /// `XksProxyVpcEndpointServiceNameType`
-static SHAPE_XKS_PROXY_VPC_ENDPOINT_SERVICE_NAME_TYPE: Shape = Shape::String { min: Some(20), max: Some(64), pattern: Some(&PATTERN_16) };
+static SHAPE_XKS_PROXY_VPC_ENDPOINT_SERVICE_NAME_TYPE: Shape = Shape::String { min: Some(20), max: Some(64), pattern: Some(&PATTERN_14) };

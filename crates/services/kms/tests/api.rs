@@ -17,6 +17,7 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 
 fn ctx(now: u64) -> RequestContext {
     RequestContext {
+        caller: None,
         request_id: "req".into(),
         region: "us-east-1".into(),
         account_id: "111122223333".into(),

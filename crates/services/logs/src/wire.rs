@@ -208,6 +208,7 @@ mod tests {
 
     fn ctx() -> RequestContext {
         RequestContext {
+            caller: None,
             request_id: "r".into(),
             region: "us-east-1".into(),
             account_id: "000000000000".into(),

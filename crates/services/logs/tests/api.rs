@@ -30,6 +30,7 @@ impl Harness {
 
     fn ctx(&self) -> RequestContext {
         RequestContext {
+            caller: None,
             request_id: uuid_like(self.now),
             region: "us-east-1".into(),
             account_id: "000000000000".into(),

@@ -20,6 +20,7 @@ const PER_BATCH: u64 = 1_000;
 
 fn ctx() -> RequestContext {
     RequestContext {
+        caller: None,
         request_id: "00000000-0000-4000-8000-000000000001".into(),
         region: "us-east-1".into(),
         account_id: "000000000000".into(),

@@ -81,6 +81,7 @@ impl Harness {
 
     fn call(&self, op: &str, body: Value) -> Value {
         let ctx = RequestContext {
+            caller: None,
             request_id: "00000000-0000-4000-8000-000000000001".into(),
             region: "us-east-1".into(),
             account_id: "000000000000".into(),

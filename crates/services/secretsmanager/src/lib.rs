@@ -255,6 +255,20 @@ impl SecretsManagerService {
         values::read(self, ctx, secret_id, version_id, version_stage).await
     }
 
+    /// The full ARN and resource policy of `secret_id` (name, partial or full ARN), for the
+    /// authorization point; `None` when no such secret exists.
+    pub async fn resource_of(
+        &self,
+        ctx: &RequestContext,
+        secret_id: &str,
+    ) -> Result<Option<(String, Option<String>)>, SmError> {
+        match wire::load_secret(self, ctx, secret_id).await {
+            Ok(s) => Ok(Some((s.value.arn, s.value.policy))),
+            Err(SmError::ResourceNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes every secret whose recovery window is over as of `now`; returns how many.
     pub async fn maintain(&self, now: u64) -> Result<usize, SmError> {
         secrets::purge_expired(self, now).await

@@ -40,8 +40,7 @@ pub static CONSTRAINTS: Constraints = Constraints {
 static PATTERN_1: Pattern = Pattern::new(r#"[0-9]+h"#);
 static PATTERN_2: Pattern = Pattern::new(r#"^\!?[a-zA-Z0-9 :_@\/\+\=\.\-\!]*$"#);
 static PATTERN_3: Pattern = Pattern::new(r#"^([a-z]+-)+\d+$"#);
-static PATTERN_4: Pattern = Pattern::new(r#"^[a-zA-Z0-9\-]+$"#);
-static PATTERN_5: Pattern = Pattern::new(r#"[0-9A-Za-z\(\)#\?\*\-\/, ]+"#);
+static PATTERN_4: Pattern = Pattern::new(r#"[0-9A-Za-z\(\)#\?\*\-\/, ]+"#);
 
 /// `AddReplicaRegionListType`
 static SHAPE_ADD_REPLICA_REGION_LIST_TYPE: Shape = Shape::List { member: &SHAPE_REPLICA_REGION_TYPE, min: Some(1), max: None };
@@ -54,7 +53,7 @@ static SHAPE_CANCEL_ROTATE_SECRET_REQUEST: Shape = Shape::Structure(&[Member { n
 /// `ClientRequestTokenType`
 static SHAPE_CLIENT_REQUEST_TOKEN_TYPE: Shape = Shape::String { min: Some(32), max: Some(64), pattern: None };
 /// `CreateSecretRequest`
-static SHAPE_CREATE_SECRET_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_NAME_TYPE }, Member { name: r#"ClientRequestToken"#, shape: &SHAPE_CLIENT_REQUEST_TOKEN_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_DESCRIPTION_TYPE }, Member { name: r#"KmsKeyId"#, shape: &SHAPE_KMS_KEY_ID_TYPE }, Member { name: r#"SecretBinary"#, shape: &SHAPE_SECRET_BINARY_TYPE }, Member { name: r#"SecretString"#, shape: &SHAPE_SECRET_STRING_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }, Member { name: r#"AddReplicaRegions"#, shape: &SHAPE_ADD_REPLICA_REGION_LIST_TYPE }, Member { name: r#"Type"#, shape: &SHAPE_MEDEA_TYPE_TYPE }]);
+static SHAPE_CREATE_SECRET_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_NAME_TYPE }, Member { name: r#"ClientRequestToken"#, shape: &SHAPE_CLIENT_REQUEST_TOKEN_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_DESCRIPTION_TYPE }, Member { name: r#"KmsKeyId"#, shape: &SHAPE_KMS_KEY_ID_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST_TYPE }, Member { name: r#"AddReplicaRegions"#, shape: &SHAPE_ADD_REPLICA_REGION_LIST_TYPE }, Member { name: r#"Type"#, shape: &SHAPE_MEDEA_TYPE_TYPE }]);
 /// `DeleteResourcePolicyRequest`
 static SHAPE_DELETE_RESOURCE_POLICY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }]);
 /// `DeleteSecretRequest`
@@ -112,7 +111,7 @@ static SHAPE_PASSWORD_LENGTH_TYPE: Shape = Shape::Integer { min: Some(1), max: S
 /// `PutResourcePolicyRequest`
 static SHAPE_PUT_RESOURCE_POLICY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }, Member { name: r#"ResourcePolicy"#, shape: &SHAPE_NON_EMPTY_RESOURCE_POLICY_TYPE }]);
 /// `PutSecretValueRequest`
-static SHAPE_PUT_SECRET_VALUE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }, Member { name: r#"ClientRequestToken"#, shape: &SHAPE_CLIENT_REQUEST_TOKEN_TYPE }, Member { name: r#"SecretBinary"#, shape: &SHAPE_SECRET_BINARY_TYPE }, Member { name: r#"SecretString"#, shape: &SHAPE_SECRET_STRING_TYPE }, Member { name: r#"VersionStages"#, shape: &SHAPE_SECRET_VERSION_STAGES_TYPE }, Member { name: r#"RotationToken"#, shape: &SHAPE_ROTATION_TOKEN_TYPE }]);
+static SHAPE_PUT_SECRET_VALUE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }, Member { name: r#"ClientRequestToken"#, shape: &SHAPE_CLIENT_REQUEST_TOKEN_TYPE }, Member { name: r#"VersionStages"#, shape: &SHAPE_SECRET_VERSION_STAGES_TYPE }]);
 /// `RegionType`
 static SHAPE_REGION_TYPE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_3) };
 /// `RemoveRegionsFromReplicationRequest`
@@ -133,18 +132,12 @@ static SHAPE_ROTATE_SECRET_REQUEST: Shape = Shape::Structure(&[Member { name: r#
 static SHAPE_ROTATION_LAMBDA_ARN_TYPE: Shape = Shape::String { min: Some(0), max: Some(2048), pattern: None };
 /// `RotationRulesType`
 static SHAPE_ROTATION_RULES_TYPE: Shape = Shape::Structure(&[Member { name: r#"AutomaticallyAfterDays"#, shape: &SHAPE_AUTOMATICALLY_ROTATE_AFTER_DAYS_TYPE }, Member { name: r#"Duration"#, shape: &SHAPE_DURATION_TYPE }, Member { name: r#"ScheduleExpression"#, shape: &SHAPE_SCHEDULE_EXPRESSION_TYPE }]);
-/// `RotationTokenType`
-static SHAPE_ROTATION_TOKEN_TYPE: Shape = Shape::String { min: Some(36), max: Some(256), pattern: Some(&PATTERN_4) };
 /// `ScheduleExpressionType`
-static SHAPE_SCHEDULE_EXPRESSION_TYPE: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_5) };
-/// `SecretBinaryType`
-static SHAPE_SECRET_BINARY_TYPE: Shape = Shape::Blob { min: Some(1), max: Some(65536) };
+static SHAPE_SCHEDULE_EXPRESSION_TYPE: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_4) };
 /// `SecretIdListType`
 static SHAPE_SECRET_ID_LIST_TYPE: Shape = Shape::List { member: &SHAPE_SECRET_ID_TYPE, min: Some(1), max: Some(20) };
 /// `SecretIdType`
 static SHAPE_SECRET_ID_TYPE: Shape = Shape::String { min: Some(1), max: Some(2048), pattern: None };
-/// `SecretStringType`
-static SHAPE_SECRET_STRING_TYPE: Shape = Shape::String { min: Some(1), max: Some(65536), pattern: None };
 /// `SecretVersionIdType`
 static SHAPE_SECRET_VERSION_ID_TYPE: Shape = Shape::String { min: Some(32), max: Some(64), pattern: None };
 /// `SecretVersionStageType`
@@ -168,7 +161,7 @@ static SHAPE_TAG_VALUE_TYPE: Shape = Shape::String { min: Some(0), max: Some(256
 /// `UntagResourceRequest`
 static SHAPE_UNTAG_RESOURCE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }, Member { name: r#"TagKeys"#, shape: &SHAPE_TAG_KEY_LIST_TYPE }]);
 /// `UpdateSecretRequest`
-static SHAPE_UPDATE_SECRET_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }, Member { name: r#"ClientRequestToken"#, shape: &SHAPE_CLIENT_REQUEST_TOKEN_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_DESCRIPTION_TYPE }, Member { name: r#"KmsKeyId"#, shape: &SHAPE_KMS_KEY_ID_TYPE }, Member { name: r#"SecretBinary"#, shape: &SHAPE_SECRET_BINARY_TYPE }, Member { name: r#"SecretString"#, shape: &SHAPE_SECRET_STRING_TYPE }, Member { name: r#"Type"#, shape: &SHAPE_MEDEA_TYPE_TYPE }]);
+static SHAPE_UPDATE_SECRET_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }, Member { name: r#"ClientRequestToken"#, shape: &SHAPE_CLIENT_REQUEST_TOKEN_TYPE }, Member { name: r#"Description"#, shape: &SHAPE_DESCRIPTION_TYPE }, Member { name: r#"KmsKeyId"#, shape: &SHAPE_KMS_KEY_ID_TYPE }, Member { name: r#"Type"#, shape: &SHAPE_MEDEA_TYPE_TYPE }]);
 /// `UpdateSecretVersionStageRequest`
 static SHAPE_UPDATE_SECRET_VERSION_STAGE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SecretId"#, shape: &SHAPE_SECRET_ID_TYPE }, Member { name: r#"VersionStage"#, shape: &SHAPE_SECRET_VERSION_STAGE_TYPE }, Member { name: r#"RemoveFromVersionId"#, shape: &SHAPE_SECRET_VERSION_ID_TYPE }, Member { name: r#"MoveToVersionId"#, shape: &SHAPE_SECRET_VERSION_ID_TYPE }]);
 /// `ValidateResourcePolicyRequest`

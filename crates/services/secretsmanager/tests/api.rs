@@ -105,6 +105,7 @@ fn harness() -> Harness {
 
 fn ctx(now: u64) -> RequestContext {
     RequestContext {
+        caller: None,
         request_id: "req".into(),
         region: "us-east-1".into(),
         account_id: "111122223333".into(),

@@ -385,7 +385,7 @@ static SHAPE_CREATE_ASSOCIATION_REQUEST: Shape = Shape::Structure(&[Member { nam
 /// `CreateDocumentRequest`
 static SHAPE_CREATE_DOCUMENT_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Content"#, shape: &SHAPE_DOCUMENT_CONTENT }, Member { name: r#"Requires"#, shape: &SHAPE_DOCUMENT_REQUIRES_LIST }, Member { name: r#"Attachments"#, shape: &SHAPE_ATTACHMENTS_SOURCE_LIST }, Member { name: r#"Name"#, shape: &SHAPE_DOCUMENT_NAME }, Member { name: r#"DisplayName"#, shape: &SHAPE_DOCUMENT_DISPLAY_NAME }, Member { name: r#"VersionName"#, shape: &SHAPE_DOCUMENT_VERSION_NAME }, Member { name: r#"TargetType"#, shape: &SHAPE_TARGET_TYPE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }]);
 /// `CreateMaintenanceWindowRequest`
-static SHAPE_CREATE_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Description"#, shape: &SHAPE_MAINTENANCE_WINDOW_DESCRIPTION }, Member { name: r#"Schedule"#, shape: &SHAPE_MAINTENANCE_WINDOW_SCHEDULE }, Member { name: r#"ScheduleOffset"#, shape: &SHAPE_MAINTENANCE_WINDOW_OFFSET }, Member { name: r#"Duration"#, shape: &SHAPE_MAINTENANCE_WINDOW_DURATION_HOURS }, Member { name: r#"Cutoff"#, shape: &SHAPE_MAINTENANCE_WINDOW_CUTOFF }, Member { name: r#"ClientToken"#, shape: &SHAPE_CLIENT_TOKEN }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }]);
+static SHAPE_CREATE_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Schedule"#, shape: &SHAPE_MAINTENANCE_WINDOW_SCHEDULE }, Member { name: r#"ScheduleOffset"#, shape: &SHAPE_MAINTENANCE_WINDOW_OFFSET }, Member { name: r#"Duration"#, shape: &SHAPE_MAINTENANCE_WINDOW_DURATION_HOURS }, Member { name: r#"Cutoff"#, shape: &SHAPE_MAINTENANCE_WINDOW_CUTOFF }, Member { name: r#"ClientToken"#, shape: &SHAPE_CLIENT_TOKEN }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }]);
 /// `CreateOpsItemRequest`
 static SHAPE_CREATE_OPS_ITEM_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Description"#, shape: &SHAPE_OPS_ITEM_DESCRIPTION }, Member { name: r#"OperationalData"#, shape: &SHAPE_OPS_ITEM_OPERATIONAL_DATA }, Member { name: r#"Priority"#, shape: &SHAPE_OPS_ITEM_PRIORITY }, Member { name: r#"Source"#, shape: &SHAPE_OPS_ITEM_SOURCE }, Member { name: r#"Title"#, shape: &SHAPE_OPS_ITEM_TITLE }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }, Member { name: r#"Category"#, shape: &SHAPE_OPS_ITEM_CATEGORY }, Member { name: r#"Severity"#, shape: &SHAPE_OPS_ITEM_SEVERITY }, Member { name: r#"AccountId"#, shape: &SHAPE_OPS_ITEM_ACCOUNT_ID }]);
 /// `CreateOpsMetadataRequest`
@@ -746,8 +746,6 @@ static SHAPE_LOGGING_INFO: Shape = Shape::Structure(&[Member { name: r#"S3Bucket
 static SHAPE_MAINTENANCE_WINDOW_AUTOMATION_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"DocumentVersion"#, shape: &SHAPE_DOCUMENT_VERSION }, Member { name: r#"Parameters"#, shape: &SHAPE_AUTOMATION_PARAMETER_MAP }]);
 /// `MaintenanceWindowCutoff`
 static SHAPE_MAINTENANCE_WINDOW_CUTOFF: Shape = Shape::Integer { min: Some(0), max: Some(23) };
-/// `MaintenanceWindowDescription`
-static SHAPE_MAINTENANCE_WINDOW_DESCRIPTION: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `MaintenanceWindowDurationHours`
 static SHAPE_MAINTENANCE_WINDOW_DURATION_HOURS: Shape = Shape::Integer { min: Some(1), max: Some(24) };
 /// `MaintenanceWindowExecutionId`
@@ -771,9 +769,7 @@ static SHAPE_MAINTENANCE_WINDOW_ID: Shape = Shape::String { min: Some(20), max: 
 /// `MaintenanceWindowLambdaClientContext`
 static SHAPE_MAINTENANCE_WINDOW_LAMBDA_CLIENT_CONTEXT: Shape = Shape::String { min: Some(1), max: Some(8000), pattern: None };
 /// `MaintenanceWindowLambdaParameters`
-static SHAPE_MAINTENANCE_WINDOW_LAMBDA_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"ClientContext"#, shape: &SHAPE_MAINTENANCE_WINDOW_LAMBDA_CLIENT_CONTEXT }, Member { name: r#"Qualifier"#, shape: &SHAPE_MAINTENANCE_WINDOW_LAMBDA_QUALIFIER }, Member { name: r#"Payload"#, shape: &SHAPE_MAINTENANCE_WINDOW_LAMBDA_PAYLOAD }]);
-/// `MaintenanceWindowLambdaPayload`
-static SHAPE_MAINTENANCE_WINDOW_LAMBDA_PAYLOAD: Shape = Shape::Blob { min: None, max: Some(4096) };
+static SHAPE_MAINTENANCE_WINDOW_LAMBDA_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"ClientContext"#, shape: &SHAPE_MAINTENANCE_WINDOW_LAMBDA_CLIENT_CONTEXT }, Member { name: r#"Qualifier"#, shape: &SHAPE_MAINTENANCE_WINDOW_LAMBDA_QUALIFIER }]);
 /// `MaintenanceWindowLambdaQualifier`
 static SHAPE_MAINTENANCE_WINDOW_LAMBDA_QUALIFIER: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `MaintenanceWindowMaxResults`
@@ -788,12 +784,10 @@ static SHAPE_MAINTENANCE_WINDOW_RUN_COMMAND_PARAMETERS: Shape = Shape::Structure
 static SHAPE_MAINTENANCE_WINDOW_SCHEDULE: Shape = Shape::String { min: Some(1), max: Some(256), pattern: None };
 /// `MaintenanceWindowSearchMaxResults`
 static SHAPE_MAINTENANCE_WINDOW_SEARCH_MAX_RESULTS: Shape = Shape::Integer { min: Some(1), max: None };
-/// `MaintenanceWindowStepFunctionsInput`
-static SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_INPUT: Shape = Shape::String { min: None, max: Some(4096), pattern: None };
 /// `MaintenanceWindowStepFunctionsName`
 static SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_NAME: Shape = Shape::String { min: Some(1), max: Some(80), pattern: None };
 /// `MaintenanceWindowStepFunctionsParameters`
-static SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"Input"#, shape: &SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_INPUT }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_NAME }]);
+static SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_NAME }]);
 /// `MaintenanceWindowTargetId`
 static SHAPE_MAINTENANCE_WINDOW_TARGET_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_25) };
 /// `MaintenanceWindowTaskArn`
@@ -804,14 +798,8 @@ static SHAPE_MAINTENANCE_WINDOW_TASK_ID: Shape = Shape::String { min: Some(36), 
 static SHAPE_MAINTENANCE_WINDOW_TASK_INVOCATION_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"RunCommand"#, shape: &SHAPE_MAINTENANCE_WINDOW_RUN_COMMAND_PARAMETERS }, Member { name: r#"Automation"#, shape: &SHAPE_MAINTENANCE_WINDOW_AUTOMATION_PARAMETERS }, Member { name: r#"StepFunctions"#, shape: &SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_PARAMETERS }, Member { name: r#"Lambda"#, shape: &SHAPE_MAINTENANCE_WINDOW_LAMBDA_PARAMETERS }]);
 /// `MaintenanceWindowTaskParameterName`
 static SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_NAME: Shape = Shape::String { min: Some(1), max: Some(255), pattern: None };
-/// `MaintenanceWindowTaskParameterValue`
-static SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_VALUE: Shape = Shape::String { min: Some(1), max: Some(255), pattern: None };
-/// `MaintenanceWindowTaskParameterValueExpression`
-static SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_VALUE_EXPRESSION: Shape = Shape::Structure(&[Member { name: r#"Values"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_VALUE_LIST }]);
-/// `MaintenanceWindowTaskParameterValueList`
-static SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_VALUE_LIST: Shape = Shape::List { member: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_VALUE, min: None, max: None };
 /// `MaintenanceWindowTaskParameters`
-static SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETERS: Shape = Shape::Map { key: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_NAME, value: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_VALUE_EXPRESSION, min: None, max: None };
+static SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETERS: Shape = Shape::Map { key: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETER_NAME, value: &ANY, min: None, max: None };
 /// `MaintenanceWindowTaskPriority`
 static SHAPE_MAINTENANCE_WINDOW_TASK_PRIORITY: Shape = Shape::Integer { min: Some(0), max: None };
 /// `ManagedInstanceId`
@@ -932,8 +920,6 @@ static SHAPE_OPS_METADATA_RESOURCE_ID: Shape = Shape::String { min: Some(1), max
 static SHAPE_OPS_RESULT_ATTRIBUTE: Shape = Shape::Structure(&[Member { name: r#"TypeName"#, shape: &SHAPE_OPS_DATA_TYPE_NAME }]);
 /// `OpsResultAttributeList`
 static SHAPE_OPS_RESULT_ATTRIBUTE_LIST: Shape = Shape::List { member: &SHAPE_OPS_RESULT_ATTRIBUTE, min: Some(1), max: None };
-/// `OwnerInformation`
-static SHAPE_OWNER_INFORMATION: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `PSParameterName`
 static SHAPE_PS_PARAMETER_NAME: Shape = Shape::String { min: Some(1), max: Some(2048), pattern: None };
 /// `ParameterDataType`
@@ -1007,9 +993,7 @@ static SHAPE_PATCH_RULE_GROUP: Shape = Shape::Structure(&[Member { name: r#"Patc
 /// `PatchRuleList`
 static SHAPE_PATCH_RULE_LIST: Shape = Shape::List { member: &SHAPE_PATCH_RULE, min: Some(0), max: Some(10) };
 /// `PatchSource`
-static SHAPE_PATCH_SOURCE: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_PATCH_SOURCE_NAME }, Member { name: r#"Products"#, shape: &SHAPE_PATCH_SOURCE_PRODUCT_LIST }, Member { name: r#"Configuration"#, shape: &SHAPE_PATCH_SOURCE_CONFIGURATION }]);
-/// `PatchSourceConfiguration`
-static SHAPE_PATCH_SOURCE_CONFIGURATION: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: None };
+static SHAPE_PATCH_SOURCE: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_PATCH_SOURCE_NAME }, Member { name: r#"Products"#, shape: &SHAPE_PATCH_SOURCE_PRODUCT_LIST }]);
 /// `PatchSourceList`
 static SHAPE_PATCH_SOURCE_LIST: Shape = Shape::List { member: &SHAPE_PATCH_SOURCE, min: Some(0), max: Some(20) };
 /// `PatchSourceName`
@@ -1037,9 +1021,9 @@ static SHAPE_REGISTER_DEFAULT_PATCH_BASELINE_REQUEST: Shape = Shape::Structure(&
 /// `RegisterPatchBaselineForPatchGroupRequest`
 static SHAPE_REGISTER_PATCH_BASELINE_FOR_PATCH_GROUP_REQUEST: Shape = Shape::Structure(&[Member { name: r#"BaselineId"#, shape: &SHAPE_BASELINE_ID }, Member { name: r#"PatchGroup"#, shape: &SHAPE_PATCH_GROUP }]);
 /// `RegisterTargetWithMaintenanceWindowRequest`
-static SHAPE_REGISTER_TARGET_WITH_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"OwnerInformation"#, shape: &SHAPE_OWNER_INFORMATION }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Description"#, shape: &SHAPE_MAINTENANCE_WINDOW_DESCRIPTION }, Member { name: r#"ClientToken"#, shape: &SHAPE_CLIENT_TOKEN }]);
+static SHAPE_REGISTER_TARGET_WITH_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"ClientToken"#, shape: &SHAPE_CLIENT_TOKEN }]);
 /// `RegisterTaskWithMaintenanceWindowRequest`
-static SHAPE_REGISTER_TASK_WITH_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"TaskArn"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_ARN }, Member { name: r#"TaskParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETERS }, Member { name: r#"TaskInvocationParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_INVOCATION_PARAMETERS }, Member { name: r#"Priority"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PRIORITY }, Member { name: r#"MaxConcurrency"#, shape: &SHAPE_MAX_CONCURRENCY }, Member { name: r#"MaxErrors"#, shape: &SHAPE_MAX_ERRORS }, Member { name: r#"LoggingInfo"#, shape: &SHAPE_LOGGING_INFO }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Description"#, shape: &SHAPE_MAINTENANCE_WINDOW_DESCRIPTION }, Member { name: r#"ClientToken"#, shape: &SHAPE_CLIENT_TOKEN }, Member { name: r#"AlarmConfiguration"#, shape: &SHAPE_ALARM_CONFIGURATION }]);
+static SHAPE_REGISTER_TASK_WITH_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"TaskArn"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_ARN }, Member { name: r#"TaskParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETERS }, Member { name: r#"TaskInvocationParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_INVOCATION_PARAMETERS }, Member { name: r#"Priority"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PRIORITY }, Member { name: r#"MaxConcurrency"#, shape: &SHAPE_MAX_CONCURRENCY }, Member { name: r#"MaxErrors"#, shape: &SHAPE_MAX_ERRORS }, Member { name: r#"LoggingInfo"#, shape: &SHAPE_LOGGING_INFO }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"ClientToken"#, shape: &SHAPE_CLIENT_TOKEN }, Member { name: r#"AlarmConfiguration"#, shape: &SHAPE_ALARM_CONFIGURATION }]);
 /// `RegistrationLimit`
 static SHAPE_REGISTRATION_LIMIT: Shape = Shape::Integer { min: Some(1), max: Some(1000) };
 /// `RegistrationMetadataItem`
@@ -1233,11 +1217,11 @@ static SHAPE_UPDATE_DOCUMENT_METADATA_REQUEST: Shape = Shape::Structure(&[Member
 /// `UpdateDocumentRequest`
 static SHAPE_UPDATE_DOCUMENT_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Content"#, shape: &SHAPE_DOCUMENT_CONTENT }, Member { name: r#"Attachments"#, shape: &SHAPE_ATTACHMENTS_SOURCE_LIST }, Member { name: r#"Name"#, shape: &SHAPE_DOCUMENT_NAME }, Member { name: r#"DisplayName"#, shape: &SHAPE_DOCUMENT_DISPLAY_NAME }, Member { name: r#"VersionName"#, shape: &SHAPE_DOCUMENT_VERSION_NAME }, Member { name: r#"DocumentVersion"#, shape: &SHAPE_DOCUMENT_VERSION }, Member { name: r#"TargetType"#, shape: &SHAPE_TARGET_TYPE }]);
 /// `UpdateMaintenanceWindowRequest`
-static SHAPE_UPDATE_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Description"#, shape: &SHAPE_MAINTENANCE_WINDOW_DESCRIPTION }, Member { name: r#"Schedule"#, shape: &SHAPE_MAINTENANCE_WINDOW_SCHEDULE }, Member { name: r#"ScheduleOffset"#, shape: &SHAPE_MAINTENANCE_WINDOW_OFFSET }, Member { name: r#"Duration"#, shape: &SHAPE_MAINTENANCE_WINDOW_DURATION_HOURS }, Member { name: r#"Cutoff"#, shape: &SHAPE_MAINTENANCE_WINDOW_CUTOFF }]);
+static SHAPE_UPDATE_MAINTENANCE_WINDOW_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Schedule"#, shape: &SHAPE_MAINTENANCE_WINDOW_SCHEDULE }, Member { name: r#"ScheduleOffset"#, shape: &SHAPE_MAINTENANCE_WINDOW_OFFSET }, Member { name: r#"Duration"#, shape: &SHAPE_MAINTENANCE_WINDOW_DURATION_HOURS }, Member { name: r#"Cutoff"#, shape: &SHAPE_MAINTENANCE_WINDOW_CUTOFF }]);
 /// `UpdateMaintenanceWindowTargetRequest`
-static SHAPE_UPDATE_MAINTENANCE_WINDOW_TARGET_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"WindowTargetId"#, shape: &SHAPE_MAINTENANCE_WINDOW_TARGET_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"OwnerInformation"#, shape: &SHAPE_OWNER_INFORMATION }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Description"#, shape: &SHAPE_MAINTENANCE_WINDOW_DESCRIPTION }]);
+static SHAPE_UPDATE_MAINTENANCE_WINDOW_TARGET_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"WindowTargetId"#, shape: &SHAPE_MAINTENANCE_WINDOW_TARGET_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }]);
 /// `UpdateMaintenanceWindowTaskRequest`
-static SHAPE_UPDATE_MAINTENANCE_WINDOW_TASK_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"WindowTaskId"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"TaskArn"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_ARN }, Member { name: r#"TaskParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETERS }, Member { name: r#"TaskInvocationParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_INVOCATION_PARAMETERS }, Member { name: r#"Priority"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PRIORITY }, Member { name: r#"MaxConcurrency"#, shape: &SHAPE_MAX_CONCURRENCY }, Member { name: r#"MaxErrors"#, shape: &SHAPE_MAX_ERRORS }, Member { name: r#"LoggingInfo"#, shape: &SHAPE_LOGGING_INFO }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"Description"#, shape: &SHAPE_MAINTENANCE_WINDOW_DESCRIPTION }, Member { name: r#"AlarmConfiguration"#, shape: &SHAPE_ALARM_CONFIGURATION }]);
+static SHAPE_UPDATE_MAINTENANCE_WINDOW_TASK_REQUEST: Shape = Shape::Structure(&[Member { name: r#"WindowId"#, shape: &SHAPE_MAINTENANCE_WINDOW_ID }, Member { name: r#"WindowTaskId"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_ID }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"TaskArn"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_ARN }, Member { name: r#"TaskParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETERS }, Member { name: r#"TaskInvocationParameters"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_INVOCATION_PARAMETERS }, Member { name: r#"Priority"#, shape: &SHAPE_MAINTENANCE_WINDOW_TASK_PRIORITY }, Member { name: r#"MaxConcurrency"#, shape: &SHAPE_MAX_CONCURRENCY }, Member { name: r#"MaxErrors"#, shape: &SHAPE_MAX_ERRORS }, Member { name: r#"LoggingInfo"#, shape: &SHAPE_LOGGING_INFO }, Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_NAME }, Member { name: r#"AlarmConfiguration"#, shape: &SHAPE_ALARM_CONFIGURATION }]);
 /// `UpdateManagedInstanceRoleRequest`
 static SHAPE_UPDATE_MANAGED_INSTANCE_ROLE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"InstanceId"#, shape: &SHAPE_MANAGED_INSTANCE_ID }, Member { name: r#"IamRole"#, shape: &SHAPE_IAM_ROLE }]);
 /// `UpdateOpsItemRequest`

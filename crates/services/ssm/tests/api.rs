@@ -78,6 +78,7 @@ fn harness() -> Harness {
 
 fn ctx() -> RequestContext {
     RequestContext {
+        caller: None,
         request_id: "req-1".into(),
         region: "us-east-1".into(),
         account_id: "111122223333".into(),
