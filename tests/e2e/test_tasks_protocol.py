@@ -3,6 +3,7 @@ and reserves, the assignment stream delivers, state reports drive the lifecycle 
 
 import json
 import queue
+import signal
 import threading
 import time
 import urllib.request
@@ -320,3 +321,143 @@ def test_placement_constraints_strategies_and_cql_filter(gantry):
         ecs.run_task(cluster="place", taskDefinition="place",
                      placementConstraints=[{"type": "memberOf", "expression": "attribute:stack === x"}])
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_empty_role_arns_count_as_absent(gantry):
+    """ecs-deploy and Ansible send `taskRoleArn: ""`: ECS registers no role, and the task places
+    on an instance without the task-role capability."""
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="noroles")
+    arn = register_instance(ecs, "noroles")["containerInstanceArn"]
+    stream = StreamReader(gantry, "noroles", arn)
+    try:
+        stream.next_payload()
+        td = ecs.register_task_definition(**dict(TD, family="noroles", taskRoleArn="", executionRoleArn=""))
+        td = td["taskDefinition"]
+        assert "taskRoleArn" not in td and "executionRoleArn" not in td
+        names = [a["name"] for a in td.get("requiresAttributes", [])]
+        assert "com.amazonaws.ecs.capability.task-iam-role" not in names
+        run = ecs.run_task(cluster="noroles", taskDefinition="noroles")
+        assert run["failures"] == [] and len(run["tasks"]) == 1
+        assert "overrides" not in run["tasks"][0] or "taskRoleArn" not in run["tasks"][0]["overrides"]
+        assert stream.next_payload()["tasks"][0]["taskArn"] == run["tasks"][0]["taskArn"]
+    finally:
+        stream.close()
+
+
+def test_execute_command_is_refused(gantry):
+    """ECS Exec is not served: turning it on is refused, never echoed as if honoured."""
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="exec")
+    ecs.register_task_definition(**dict(TD, family="exec"))
+    for call in (
+        lambda: ecs.run_task(cluster="exec", taskDefinition="exec", enableExecuteCommand=True),
+        lambda: ecs.create_service(cluster="exec", serviceName="s", taskDefinition="exec",
+                                   desiredCount=0, enableExecuteCommand=True),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+        assert "enableExecuteCommand" in e.value.response["Error"]["Message"]
+    s = ecs.create_service(cluster="exec", serviceName="s", taskDefinition="exec", desiredCount=0,
+                           enableExecuteCommand=False)["service"]
+    assert s["enableExecuteCommand"] is False
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.update_service(cluster="exec", service="s", enableExecuteCommand=True)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert ecs.describe_services(cluster="exec", services=["s"])["services"][0]["enableExecuteCommand"] is False
+
+
+def test_instances_that_do_not_reconnect_after_a_restart_are_disconnected(tmp_path):
+    """An agent connected before the control plane restarted that never comes back: liveness
+    counts from the server's start, placement skips the instance and its tasks are lost."""
+    from conftest import Gantry
+
+    args = ["--heartbeat-grace", "1", "--lost-after", "2"]
+    g = Gantry(tmp_path / "data").start(extra_args=args)
+    try:
+        ecs = g.client("ecs")
+        ecs.create_cluster(clusterName="ghost")
+        arn = register_instance(ecs, "ghost")["containerInstanceArn"]
+        stream = StreamReader(g, "ghost", arn)
+        stream.next_payload()
+        wait_until(lambda: ecs.describe_container_instances(cluster="ghost", containerInstances=[arn])
+                   ["containerInstances"][0]["agentConnected"])
+        ecs.register_task_definition(**dict(TD, family="ghost"))
+        task = ecs.run_task(cluster="ghost", taskDefinition="ghost")["tasks"][0]["taskArn"]
+    finally:
+        g.stop(sig=signal.SIGKILL)
+    stream.close()
+    g2 = Gantry(tmp_path / "data", g.access_key, g.secret_key).start(extra_args=args)
+    try:
+        ecs = g2.client("ecs")
+        wait_until(lambda: not ecs.describe_container_instances(cluster="ghost", containerInstances=[arn])
+                   ["containerInstances"][0]["agentConnected"], timeout=10)
+        run = ecs.run_task(cluster="ghost", taskDefinition="ghost")
+        assert run["tasks"] == [] and run["failures"][0]["reason"] == "AGENT", run
+        t = wait_until(lambda: (lambda t: t if t["lastStatus"] == "STOPPED" else None)(
+            ecs.describe_tasks(cluster="ghost", tasks=[task])["tasks"][0]), timeout=15)
+        assert t["stopCode"] == "InfrastructureHealth" and "Host lost" in t["stoppedReason"]
+    finally:
+        g2.stop()
+
+
+def test_tasks_on_a_force_deregistered_instance_stop(gantry):
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="dereg")
+    arn = register_instance(ecs, "dereg")["containerInstanceArn"]
+    stream = StreamReader(gantry, "dereg", arn)
+    try:
+        stream.next_payload()
+        ecs.register_task_definition(**dict(TD, family="dereg"))
+        task = ecs.run_task(cluster="dereg", taskDefinition="dereg")["tasks"][0]["taskArn"]
+        assert ecs.describe_tasks(cluster="dereg", tasks=[task])["tasks"][0]["lastStatus"] == "PROVISIONING"
+        ecs.deregister_container_instance(cluster="dereg", containerInstance=arn, force=True)
+        t = wait_until(lambda: (lambda t: t if t["lastStatus"] == "STOPPED" else None)(
+            ecs.describe_tasks(cluster="dereg", tasks=[task])["tasks"][0]), timeout=10)
+        assert t["desiredStatus"] == "STOPPED" and "deregistered" in t["stoppedReason"]
+    finally:
+        stream.close()
+
+
+def test_force_deleting_a_service_behind_a_load_balancer_drains_and_stops_its_tasks(gantry):
+    ecs, elb = gantry.client("ecs"), gantry.client("elbv2")
+    ecs.create_cluster(clusterName="lbdel")
+    arn = register_instance(ecs, "lbdel")["containerInstanceArn"]
+    stream = StreamReader(gantry, "lbdel", arn)
+    try:
+        stream.next_payload()
+        tg = elb.create_target_group(Name="lbdel", Protocol="HTTP", Port=80, VpcId="vpc-1",
+                                     TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+        elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "1"}])
+        ecs.register_task_definition(**dict(TD, family="lbdel"))
+        ecs.create_service(cluster="lbdel", serviceName="web", taskDefinition="lbdel", desiredCount=1,
+                           loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 80}])
+        task = stream.next_payload()["tasks"][0]["taskArn"]
+        ecs.submit_task_state_change(
+            cluster="lbdel", task=task, status="RUNNING",
+            containers=[{"containerName": "web", "runtimeId": "a1", "status": "RUNNING",
+                         "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": 49153,
+                                              "protocol": "tcp"}]},
+                        {"containerName": "side", "runtimeId": "b1", "status": "RUNNING"}])
+        targets = lambda: elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        wait_until(lambda: [t["Target"]["Port"] for t in targets()] == [49153])
+
+        assert ecs.delete_service(cluster="lbdel", service="web", force=True)["service"]["status"] == "DRAINING"
+        # The target drains (DEACTIVATING, the service stays DRAINING), then the agent is told to
+        # stop the task.
+        wait_until(lambda: ecs.describe_tasks(cluster="lbdel", tasks=[task])["tasks"][0]["lastStatus"]
+                   == "DEACTIVATING")
+        assert ecs.describe_services(cluster="lbdel", services=["web"])["services"][0]["status"] == "DRAINING"
+        p = stream.next_payload(timeout=15)
+        assert p["tasks"][0]["taskArn"] == task and p["tasks"][0]["desiredStatus"] == "STOPPED"
+        wait_until(lambda: targets() == [], timeout=10)
+        ecs.submit_task_state_change(cluster="lbdel", task=task, status="STOPPED",
+                                     containers=[{"containerName": "web", "exitCode": 143, "status": "STOPPED"}])
+        wait_until(lambda: ecs.describe_services(cluster="lbdel", services=["web"])["services"][0]["status"]
+                   == "INACTIVE")
+        t = ecs.describe_tasks(cluster="lbdel", tasks=[task])["tasks"][0]
+        assert t["lastStatus"] == "STOPPED" and t["stopCode"] == "ServiceSchedulerInitiated"
+    finally:
+        stream.close()

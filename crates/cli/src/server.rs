@@ -588,6 +588,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             Arc::new(NotEnforced),
         ))),
     );
+    tokio::spawn(agents.clone().expire_earlier_connections());
     let runner = Arc::new(
         ServiceRunner::new(
             ecs_service.clone(),

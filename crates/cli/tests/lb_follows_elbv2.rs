@@ -298,3 +298,103 @@ async fn aws_cli_configures_gantry_lb_and_health_flows_back() {
         .unwrap();
     backend.abort();
 }
+
+/// A listener whose port is taken is not shown `active`: DescribeLoadBalancers reports the
+/// load balancer `failed` with the proxy's error until the port frees, then `active`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_cannot_be_opened_is_reported() {
+    let server = Server::start();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let subnets = server
+        .cli(&[
+            "ec2",
+            "describe-subnets",
+            "--filters",
+            "Name=default-for-az,Values=true",
+        ])
+        .await;
+    let ids: Vec<String> = subnets["Subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+        .map(|s| s["SubnetId"].as_str().unwrap().to_owned())
+        .collect();
+    let lb = server
+        .elbv2(&[
+            "create-load-balancer",
+            "--name",
+            "taken",
+            "--subnets",
+            &ids[0],
+            &ids[1],
+        ])
+        .await;
+    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .elbv2(&[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=200}",
+        ])
+        .await;
+    let mut settings = gantry_lb::LbSettings::new(server.endpoint.clone());
+    settings.access_key_id = ACCESS_KEY.into();
+    settings.secret_access_key = SECRET_KEY.into();
+    settings.region = REGION.into();
+    settings.proxy_id = Some("taken-proxy".into());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let lb_task = tokio::spawn(gantry_lb::run(settings, async move {
+        let _ = stop_rx.await;
+    }));
+    let state = || async {
+        let d = server
+            .elbv2(&["describe-load-balancers", "--names", "taken"])
+            .await;
+        d["LoadBalancers"][0]["State"].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = state().await;
+        if s["Code"] == "failed" {
+            let reason = s["Reason"].as_str().unwrap();
+            assert!(
+                reason.contains(&format!("cannot open port {port}"))
+                    && reason.contains("taken-proxy"),
+                "{reason}"
+            );
+            break;
+        }
+        assert_eq!(s["Code"], "active");
+        assert!(Instant::now() < deadline, "the failure was never reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The port frees: the proxy opens it on its next attempt and the state clears.
+    drop(holder);
+    loop {
+        let s = state().await;
+        if s["Code"] == "active" {
+            assert!(s.get("Reason").is_none(), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get(port).await.map(|r| r.0), Some(200));
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), lb_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -389,6 +389,18 @@ pub struct HealthReport {
     /// Stable per `gantry lb` process.
     pub proxy_id: String,
     pub target_groups: Vec<TargetGroupHealthReport>,
+    /// Listeners of the configuration the proxy could not open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listener_failures: Vec<ListenerFailure>,
+}
+
+/// A listener port a proxy could not open (taken by another process, or not permitted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerFailure {
+    pub port: u16,
+    /// The error, e.g. `Address already in use (os error 98)`.
+    pub reason: String,
 }
 
 /// A target group with its registered targets (draining ones included), as the proxy sees it.

@@ -842,7 +842,7 @@ pub fn required_attributes(td: &TaskDefinition) -> Vec<RequiredAttribute> {
     if td.effective_network_mode() == NetworkMode::Awsvpc {
         add("ecs.capability.task-eni");
     }
-    if td.task_role_arn.is_some() {
+    if td.task_role_arn.as_deref().is_some_and(|r| !r.is_empty()) {
         add("com.amazonaws.ecs.capability.task-iam-role");
     }
     for c in &td.container_definitions {
@@ -851,7 +851,12 @@ pub fn required_attributes(td: &TaskDefinition) -> Vec<RequiredAttribute> {
                 "com.amazonaws.ecs.capability.logging-driver.{}",
                 lc.log_driver
             ));
-            if lc.log_driver == "awslogs" && td.execution_role_arn.is_some() {
+            if lc.log_driver == "awslogs"
+                && td
+                    .execution_role_arn
+                    .as_deref()
+                    .is_some_and(|r| !r.is_empty())
+            {
                 add("ecs.capability.execution-role-awslogs");
             }
         }

@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod context;
 pub mod front;
+mod head_scan;
 pub mod listener;
 pub mod service;
 

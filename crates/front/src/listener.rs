@@ -48,6 +48,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::head_scan::HeadScan;
+
 /// Limits of one listener. The defaults are the server's defaults (README, "Server flags").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerLimits {
@@ -164,6 +166,7 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         inner: stream,
         conn: conn.clone(),
+        heads: HeadScan::default(),
     });
     let svc_conn = conn.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -466,11 +469,16 @@ impl hyper::body::Body for ResponseBody {
     }
 }
 
-/// The socket, noting every read in its connection's state.
+/// The socket, noting every read in its connection's state and refusing request heads with
+/// bare LF line endings (see [`crate::head_scan`]).
 struct Watched {
     inner: TcpStream,
     conn: Arc<Conn>,
+    heads: HeadScan,
 }
+
+/// The answer to a request head with a bare LF; the connection closes after it.
+const BARE_LF_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 52\r\nconnection: close\r\n\r\nBad Request: request head lines must end with CRLF.\n";
 
 impl AsyncRead for Watched {
     fn poll_read(
@@ -482,6 +490,19 @@ impl AsyncRead for Watched {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.conn.on_read();
+            let this = &mut *self;
+            if this.heads.feed(&buf.filled()[before..]).is_err() {
+                buf.set_filled(before);
+                tracing::debug!(conn = this.conn.id, "request head with a bare LF refused");
+                // Answered here unless a response is under way (pipelining): then only closed.
+                if this.conn.is_idle() {
+                    let _ = this.inner.try_write(BARE_LF_ANSWER);
+                }
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request head with a bare LF line ending",
+                )));
+            }
         }
         polled
     }
@@ -580,6 +601,45 @@ mod tests {
         let mut buf = vec![0u8; 4096];
         let n = s.read(&mut buf).await.unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Writes `raw` on a new connection and reads until the server closes it.
+    async fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn request_heads_with_bare_lf_line_endings_are_refused() {
+        let (addr, _stop) = start(16).await;
+        for bad in [
+            &b"GET / HTTP/1.1\nHost: x\n\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
+            // The second request of a keep-alive connection, after a body with line feeds.
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n\n\n\nGET / HTTP/1.1\r\nHost: x\n\r\n",
+        ] {
+            let got = exchange(addr, bad).await;
+            assert!(
+                got.ends_with("HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 52\r\nconnection: close\r\n\r\nBad Request: request head lines must end with CRLF.\n"),
+                "{:?}: {got:?}",
+                String::from_utf8_lossy(bad)
+            );
+            assert_eq!(got.matches("got 0").count(), 0, "{got}");
+        }
+        // CRLF heads, bodies with line feeds, chunked bodies: served.
+        let got = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n\n\n\nPOST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3, "{got}");
+        assert!(
+            got.contains("got 3") && got.contains("got 2") && got.ends_with("got 0"),
+            "{got}"
+        );
     }
 
     #[tokio::test]

@@ -272,8 +272,9 @@ pub(crate) fn split_target(t: &str) -> Option<Target<'_>> {
             return None;
         }
         let rest = &t[scheme_end + 3..];
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if end == 0 {
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        // No authority, or one with userinfo (RFC 9110 §4.2.4: treated as an error).
+        if end == 0 || rest[..end].contains('@') {
             return None;
         }
         (Some(&rest[..end]), &rest[end..])
@@ -286,6 +287,20 @@ pub(crate) fn split_target(t: &str) -> Option<Target<'_>> {
         query,
         origin,
     })
+}
+
+/// Whether a request head ends a line with a bare LF. httparse accepts them; RFC 9112 §2.2
+/// lets a recipient do so, but a proxy that reads a head differently from the server behind it
+/// invites request smuggling, so heads must end their lines with CRLF.
+pub(crate) fn bare_lf(head: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &b in head {
+        if b == b'\n' && prev != b'\r' {
+            return true;
+        }
+        prev = b;
+    }
+    false
 }
 
 /// The host of a `Host` value, without the port.
@@ -322,8 +337,8 @@ fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 /// Appends the head of the request for a target: origin-form request line, the client's
 /// headers as they came except hop-by-hop ones (an upgrade keeps `Upgrade`), framing and
-/// forwarding headers, `X-Amzn-Trace-Id` when absent. `host` fills a missing `Host` (the
-/// absolute-form authority wins).
+/// forwarding headers, `X-Amzn-Trace-Id` when absent. An absolute-form target's authority
+/// replaces the client's `Host` (RFC 9112 §3.2.2); `host` fills a missing one.
 pub(crate) fn write_target_head(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
@@ -345,14 +360,19 @@ pub(crate) fn write_target_head(
         out.extend_from_slice(target.origin.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !f.has_host {
-        put_header(out, b"host", target.authority.unwrap_or(host).as_bytes());
+    if let Some(authority) = target.authority {
+        put_header(out, b"host", authority.as_bytes());
+    } else if !f.has_host {
+        put_header(out, b"host", host.as_bytes());
     }
     let mut xff: Option<&[u8]> = None;
     let mut had_length = false;
     let mut upgrade: Option<&[u8]> = None;
     for h in headers {
         let n = h.name;
+        if target.authority.is_some() && n.eq_ignore_ascii_case("host") {
+            continue;
+        }
         if is_hop_by_hop(n) {
             if f.upgrade && upgrade.is_none() && n.eq_ignore_ascii_case("upgrade") {
                 upgrade = Some(h.value);
@@ -633,6 +653,9 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
         }
         Err(_) => return refuse(out, StatusCode::BAD_REQUEST),
     };
+    if bare_lf(&buf[..len]) {
+        return refuse(out, StatusCode::BAD_REQUEST);
+    }
     let f = match facts(&req, len) {
         Ok(f) => f,
         Err(Refusal(status)) => return refuse(out, status),
@@ -650,7 +673,8 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
         method,
         path: target.path,
         query: target.query,
-        host: host_without_port(host_header.or(target.authority).unwrap_or_default()),
+        // RFC 9112 §3.2.2: an absolute-form target's authority replaces `Host`.
+        host: host_without_port(target.authority.or(host_header).unwrap_or_default()),
         headers,
         source: client.peer.ip(),
     };
@@ -1528,6 +1552,14 @@ mod tests {
         // Both framings: the transfer coding wins and the connection is not trusted further.
         assert_eq!(f.body, BodyFraming::Chunked);
         assert!(!f.keep_alive);
+        // The authority replaces the client's `Host` (RFC 9112 §3.2.2).
+        let (_, head) =
+            rewrite("GET http://other.example/p HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("GET /p HTTP/1.1\r\nhost: other.example\r\nX-A: 1\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("Host: x"), "{head}");
         let (_, head) = rewrite("POST http://h?only HTTP/1.1\r\n\r\n").unwrap();
         assert!(
             head.starts_with("POST /?only HTTP/1.1\r\nhost: h\r\n"),
@@ -1567,11 +1599,21 @@ mod tests {
             (t.path, t.query, t.origin, t.authority),
             ("/", "", "", Some("h:1"))
         );
-        for bad in ["a/b", "ftp://h/", "http:///p", "/\u{e9}"] {
+        let t = split_target("http://h#f").unwrap();
+        assert_eq!((t.authority, t.path), (Some("h"), "/"));
+        for bad in ["a/b", "ftp://h/", "http:///p", "/\u{e9}", "http://u:p@h/"] {
             assert!(split_target(bad).is_none(), "{bad}");
         }
         assert_eq!(host_without_port("h.example:80"), "h.example");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn bare_line_feeds_are_found() {
+        assert!(!bare_lf(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(bare_lf(b"GET / HTTP/1.1\nHost: x\r\n\r\n"));
+        assert!(bare_lf(b"GET / HTTP/1.1\r\nHost: x\r\n\n"));
+        assert!(bare_lf(b"\n"));
     }
 
     fn reply(raw: &str, f: &Facts, keep: bool) -> (Reply, String) {

@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use control::ControlClient;
-pub use proxy::Proxy;
+pub use proxy::{Http1Plan, Proxy};
 
 use gantry_domain::lb::LbStreamMessage;
 

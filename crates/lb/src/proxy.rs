@@ -11,7 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gantry_domain::lb::{
-    Action, HealthReport, LbConfig, LoadBalancerType, TargetGroupHealthReport,
+    Action, HealthReport, LbConfig, ListenerFailure, LoadBalancerType, TargetGroupHealthReport,
     TargetHealthObservation,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +34,20 @@ use crate::state::{
     error_text, idle_timeout, trace_id_bytes,
 };
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
+
+/// The outcome of [`Proxy::plan_http1`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http1Plan {
+    /// The head is not complete yet.
+    Partial,
+    /// Refused (4xx), the connection closes.
+    Refused,
+    /// Answered by the load balancer (fixed response, redirect, 503).
+    Answered,
+    /// Forwarded to a target.
+    Forward,
+}
 
 /// A response to a client: one made here, or a target's.
 #[derive(Debug)]
@@ -164,6 +178,7 @@ impl Proxy {
                 checker: health::checker_client(),
                 health_changed: Arc::new(Notify::new()),
                 apply_lock: Mutex::new(()),
+                bind_failures: Mutex::new(Default::default()),
             }),
         }
     }
@@ -272,28 +287,33 @@ impl Proxy {
             }
             keep
         });
+        let mut failures = self.inner.bind_failures.lock();
+        failures.retain(|port, _| routes.by_port.contains_key(port));
+        let mut newly_failed = false;
         for (port, plan) in &routes.by_port {
             if open.contains_key(port) {
                 continue;
             }
             let addr = SocketAddr::new(self.inner.bind, *port);
-            let std_listener = match std::net::TcpListener::bind(addr) {
+            let opened = std::net::TcpListener::bind(addr).and_then(|l| {
+                l.set_nonblocking(true)?;
+                TcpListener::from_std(l)
+            });
+            let listener = match opened {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(port, error = %e, "cannot open listener; will retry");
+                    let reason = e.to_string();
+                    if failures.get(port) != Some(&reason) {
+                        tracing::warn!(port, error = %e, "cannot open listener; reported, will retry");
+                        failures.insert(*port, reason);
+                        newly_failed = true;
+                    }
                     continue;
                 }
             };
-            let listener = match std_listener
-                .set_nonblocking(true)
-                .and_then(|_| TcpListener::from_std(std_listener))
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(port, error = %e, "cannot open listener; will retry");
-                    continue;
-                }
-            };
+            if failures.remove(port).is_some() {
+                newly_failed = true; // recovered: report that too
+            }
             tracing::info!(port, protocol = ?plan.protocol, "listening");
             let task = tokio::spawn(accept_loop(
                 Arc::downgrade(&self.inner),
@@ -309,6 +329,42 @@ impl Proxy {
                 },
             );
         }
+        if newly_failed {
+            self.inner.health_changed.notify_one();
+        }
+    }
+
+    /// What the HTTP/1 path does with the bytes `buf` received on `port` from `peer`: parses
+    /// the request head at its start, routes it and writes the answer or the target's request
+    /// head to `out`, exactly as a client connection does (for property tests of the parser).
+    #[doc(hidden)]
+    pub fn plan_http1(
+        &self,
+        peer: SocketAddr,
+        port: u16,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Http1Plan {
+        let client = fast::Client::new(peer, port);
+        match fast::plan(&self.inner, &client, buf, out) {
+            fast::Step::Partial => Http1Plan::Partial,
+            fast::Step::Refused => Http1Plan::Refused,
+            fast::Step::Answered { .. } => Http1Plan::Answered,
+            fast::Step::Forward { .. } => Http1Plan::Forward,
+        }
+    }
+
+    /// Listener ports of the configuration that could not be opened, with the error.
+    pub fn listener_failures(&self) -> Vec<ListenerFailure> {
+        self.inner
+            .bind_failures
+            .lock()
+            .iter()
+            .map(|(port, reason)| ListenerFailure {
+                port: *port,
+                reason: reason.clone(),
+            })
+            .collect()
     }
 
     /// This proxy's health view, for `POST /lb/v1/health`.
@@ -340,6 +396,7 @@ impl Proxy {
         HealthReport {
             proxy_id: self.inner.proxy_id.clone(),
             target_groups,
+            listener_failures: self.listener_failures(),
         }
     }
 
@@ -423,13 +480,19 @@ async fn serve_http(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port
     }
 }
 
-/// The `Host` of a request, without the port.
+/// The host of a request, without the port: the target's authority (HTTP/2 `:authority`, or
+/// an HTTP/1 absolute-form target) when it has one, which replaces `Host` (RFC 9112 §3.2.2,
+/// RFC 9113 §8.3.1), else `Host`.
 fn host_of(req: &Request<Incoming>) -> &str {
     let raw = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
         .unwrap_or_default();
     if raw.starts_with('[') {
         return match raw.find(']') {
@@ -522,8 +585,8 @@ fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
     } else {
         None
     };
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(a) = parts.uri.authority()
+    // The target's authority replaces `Host`, as it did for routing (see `host_of`).
+    if let Some(a) = parts.uri.authority()
         && let Ok(v) = HeaderValue::from_str(a.as_str())
     {
         parts.headers.insert(header::HOST, v);

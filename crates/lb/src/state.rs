@@ -75,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) health_changed: Arc<Notify>,
     /// Serialises `apply` calls.
     pub(crate) apply_lock: Mutex<()>,
+    /// Ports of the configuration that could not be opened, with the error (reported to the
+    /// control plane with the health view, tried again every second).
+    pub(crate) bind_failures: Mutex<std::collections::BTreeMap<u16, String>>,
 }
 
 impl std::fmt::Debug for Inner {

@@ -101,6 +101,17 @@ async fn backend(name: &'static str) -> Backend {
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             return Ok(r.body(boxed(Full::new(body))).unwrap());
                         }
+                        if path == "/host" {
+                            let host = req
+                                .headers()
+                                .get_all("host")
+                                .iter()
+                                .map(|v| v.to_str().unwrap_or("?"))
+                                .collect::<Vec<_>>()
+                                .join(",");
+                            let body = format!("{name} host={host}");
+                            return Ok(hyper::Response::new(boxed(Full::new(Bytes::from(body)))));
+                        }
                         if path == "/stream-echo" {
                             // Streams the body back while still reading it.
                             return Ok(hyper::Response::new(req.into_body().boxed()));
@@ -1321,6 +1332,12 @@ async fn malformed_and_oversized_request_heads_are_refused() {
         b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
         b"GET nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+        // Bare LF line endings, anywhere in the head.
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+        // Userinfo in an absolute-form target.
+        b"GET http://u@b.example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
         let got = raw_exchange(port, &[bad]).await;
         assert!(
@@ -1355,6 +1372,34 @@ async fn absolute_form_targets_and_forwarded_for_chains() {
     )
     .await;
     assert!(got.contains("b /abs/path xff=127.0.0.1"), "{got}");
+    // RFC 9112 §3.2.2: the target's authority replaces `Host`, for the rules and the target.
+    let got = raw_exchange(
+        port,
+        &[b"GET http://b.example.com:8080/host HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
+    assert!(got.ends_with("\r\n\r\nb host=b.example.com:8080"), "{got}");
+    let got = raw_exchange(
+        port,
+        &[b"GET http://other.example/host HTTP/1.1\r\nHost: b.example.com\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
+    assert!(got.ends_with("\r\n\r\na host=other.example"), "{got}");
+    // HTTP/2: `:authority` wins over a `Host` header the same way.
+    let h2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    let req = hyper::Request::get(format!("http://127.0.0.1:{port}/host"))
+        .header("host", "b.example.com")
+        .body(Empty::new())
+        .unwrap();
+    let resp = h2.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("a host=127.0.0.1:{port}")
+    );
     // A client `X-Forwarded-For` gets the peer appended; the forwarding headers are the
     // proxy's own.
     let got = raw_exchange(

@@ -223,7 +223,6 @@ pub fn reconcile(
             .entry(o.t.deployment_id.as_deref().unwrap_or(""))
             .or_default() += 1;
     }
-    let live_total: usize = live_after.values().sum();
     if !deleting
         && d.complete
         && let Some(p) = primary
@@ -258,7 +257,10 @@ pub fn reconcile(
         if d.stuck && next.newest_event() != Some(stuck.as_str()) {
             next.push_event(ids.event_id(), now, stuck);
         }
-    } else if service.status == ServiceStatus::Draining && live_total == 0 {
+    } else if service.status == ServiceStatus::Draining && obs.is_empty() {
+        // INACTIVE once no task is live any more, not when this plan stops the last ones: a
+        // task behind a load balancer stays live (DEACTIVATING) while its targets drain, and
+        // the runner finishes its stop only for services it still reconciles.
         next.status = ServiceStatus::Inactive;
     }
 

@@ -453,10 +453,50 @@ fn delete_service_stops_everything_then_goes_inactive() {
             .iter()
             .all(|st| st.kind == StopKind::ServiceDeleted)
     );
-    let next = plan.service.as_ref().unwrap();
-    assert_eq!(next.status, ServiceStatus::Inactive);
+    assert!(
+        plan.service
+            .as_ref()
+            .is_none_or(|n| n.status == ServiceStatus::Draining),
+        "DRAINING until the stops have taken effect"
+    );
+    s.apply(&plan);
+    let plan = s.plan();
+    assert!(plan.stops.is_empty() && plan.launches.is_empty());
+    assert_eq!(
+        plan.service.as_ref().map(|n| n.status),
+        Some(ServiceStatus::Inactive)
+    );
     s.apply(&plan);
     assert!(s.plan().is_empty());
+}
+
+#[test]
+fn a_deleted_service_stays_draining_while_its_tasks_deactivate() {
+    // Behind a load balancer a stop starts with DEACTIVATING (desired still RUNNING) while the
+    // targets drain: the service must stay DRAINING so that the stop is finished.
+    let mut s = stable(2, 100, 200);
+    s.service.status = ServiceStatus::Draining;
+    for t in &mut s.tasks {
+        t.last = TaskStatus::Deactivating;
+    }
+    for _ in 0..3 {
+        let plan = s.plan();
+        assert!(
+            plan.service
+                .as_ref()
+                .is_none_or(|n| n.status == ServiceStatus::Draining),
+            "{plan:?}"
+        );
+        assert!(plan.launches.is_empty());
+    }
+    for t in &mut s.tasks {
+        t.desired = TaskStatus::Stopped;
+        t.last = TaskStatus::Stopped;
+    }
+    assert_eq!(
+        s.plan().service.map(|n| n.status),
+        Some(ServiceStatus::Inactive)
+    );
 }
 
 #[test]

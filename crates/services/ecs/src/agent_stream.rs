@@ -49,6 +49,9 @@ pub struct AgentStreams {
     /// connections, each change decoded once.
     routes: std::sync::Mutex<HashMap<String, Route>>,
     dispatcher_started: std::sync::atomic::AtomicBool,
+    /// Held while a connection claims its instance and while [`Self::expire_earlier_connections`]
+    /// looks at one, so that an agent reconnecting at that moment is never marked disconnected.
+    claim: tokio::sync::Mutex<()>,
     /// Resolves the secrets agents fetch at task start (`/agent/v1/task-secrets`).
     secrets: Option<Arc<dyn crate::task_secrets::TaskSecrets>>,
 }
@@ -111,7 +114,82 @@ impl AgentStreams {
             shutdown: tokio::sync::watch::channel(false).1,
             routes: Default::default(),
             dispatcher_started: std::sync::atomic::AtomicBool::new(false),
+            claim: tokio::sync::Mutex::new(()),
             secrets: None,
+        }
+    }
+
+    /// Liveness across a restart of the control plane: an instance recorded `agentConnected` by
+    /// an earlier run whose agent has not reconnected within the grace after this server's
+    /// start is marked disconnected as of the start (placement skips it, and its tasks count as
+    /// lost from then). Returns how many instances were marked.
+    pub async fn expire_earlier_connections(self: Arc<Self>) -> usize {
+        let started = self.clock.now_millis();
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(self.grace) => {}
+            () = stopped(&mut shutdown) => return 0,
+        }
+        let mut marked = 0;
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = match self.store.scan("ecs/", start_after.as_deref(), 1000).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read container instances");
+                    return marked;
+                }
+            };
+            for rec in &page.records {
+                // ecs/<region>/instance/<cluster>/<id>
+                let mut parts = rec.key.split('/');
+                if !matches!(
+                    (parts.next(), parts.next(), parts.next()),
+                    (Some("ecs"), Some(_), Some("instance"))
+                ) {
+                    continue;
+                }
+                let Ok(ci) = gantry_store::decode::<ContainerInstance>(rec) else {
+                    continue;
+                };
+                if !ci.value.agent_connected {
+                    continue;
+                }
+                let _claim = self.claim.lock().await;
+                let reconnected = self
+                    .sessions
+                    .lock()
+                    .map(|m| m.contains_key(&ci.value.id))
+                    .unwrap_or(true);
+                if reconnected {
+                    continue;
+                }
+                let mut next = ci.value.clone();
+                next.agent_connected = false;
+                next.disconnected_at = Some(started);
+                next.version += 1;
+                let Ok(bytes) = encode(&rec.key, &next) else {
+                    continue;
+                };
+                let txn = Txn::new()
+                    .require_revision(&rec.key, ci.revision)
+                    .put(&rec.key, bytes);
+                // A conflict means the record changed meanwhile (a reconnect, a deregistration):
+                // it is current, leave it.
+                if let Ok(o) = self.store.commit(txn).await
+                    && o.is_committed()
+                {
+                    marked += 1;
+                    tracing::warn!(
+                        instance = %next.id,
+                        "agent did not reconnect after the control plane started: instance disconnected"
+                    );
+                }
+            }
+            match page.next {
+                Some(n) => start_after = Some(n),
+                None => return marked,
+            }
         }
     }
 
@@ -436,6 +514,7 @@ async fn connect(
         }
         Err(e) => return AwsError::server(e.to_string()).json_response(&request_id),
     };
+    let claim = streams.claim.lock().await;
     let id = streams.next_session.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut m) = streams.sessions.lock() {
         m.insert(instance_id.clone(), id);
@@ -453,7 +532,9 @@ async fn connect(
         instance_id,
         id,
     };
-    if let Err(e) = streams.set_connected(&session, true).await {
+    let connected = streams.set_connected(&session, true).await;
+    drop(claim);
+    if let Err(e) = connected {
         return e.json_response(&request_id);
     }
     tracing::info!(instance = %session.instance_arn, "agent connected");

@@ -253,13 +253,12 @@ impl ServiceRunner {
             .into_iter()
             .map(|(_, v)| (*v).clone())
             .collect();
-        let services: Vec<Service> = store
+        let (mut services, inactive): (Vec<Service>, Vec<Service>) = store
             .scan_all_typed::<Service>(&keys::services(&ctx.region, cluster))
             .await?
             .into_iter()
             .map(|v| v.value)
-            .filter(|s| s.status != ServiceStatus::Inactive)
-            .collect();
+            .partition(|s| s.status != ServiceStatus::Inactive);
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
         let fargate_services = services.iter().any(|s| s.launch_type == "FARGATE");
@@ -268,10 +267,8 @@ impl ServiceRunner {
         } else {
             Vec::new()
         };
-        let any_lost = instances.iter().any(|ci| {
-            !ci.agent_connected && ci.disconnected_at.is_some_and(|d| d + lost_after <= now)
-        });
-        if services.is_empty() && !any_lost {
+        let any_lost = instances.iter().any(|ci| lost(ci, now, lost_after));
+        if services.is_empty() && inactive.is_empty() && !any_lost {
             return Ok(()); // nothing to reconcile: skip reading the cluster's tasks
         }
         let all_tasks: Vec<Task> = cache
@@ -280,6 +277,15 @@ impl ServiceRunner {
             .into_iter()
             .map(|(_, v)| (*v).clone())
             .collect();
+        // An INACTIVE service whose tasks are not all stopped (a record left so by an earlier
+        // version, which made a deleted service INACTIVE while its tasks were still draining
+        // from their target groups) is reconciled until they are: its stops are finished.
+        services.extend(inactive.into_iter().filter(|s| {
+            all_tasks.iter().any(|t| {
+                t.service_name.as_deref() == Some(s.name.as_str())
+                    && t.last_status != TaskStatus::Stopped
+            })
+        }));
         if any_lost {
             self.mark_lost(ctx, cluster, &instances, &all_tasks).await?;
         }
@@ -411,6 +417,7 @@ impl ServiceRunner {
     }
 
     /// Marks the live tasks of instances away longer than `lost_after` as STOPPED.
+    /// Stops the tasks of lost instances (see [`lost`]): nothing will report on them again.
     async fn mark_lost(
         &self,
         ctx: &RequestContext,
@@ -421,24 +428,22 @@ impl ServiceRunner {
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
         for ci in instances {
-            if ci.agent_connected {
-                continue;
-            }
-            let Some(since) = ci.disconnected_at else {
-                continue;
-            };
-            if since + lost_after > now {
+            if !lost(ci, now, lost_after) {
                 continue;
             }
             for t in all_tasks.iter().filter(|t| {
                 t.container_instance_id.as_deref() == Some(ci.id.as_str())
                     && t.last_status != TaskStatus::Stopped
             }) {
-                let reason = format!(
-                    "Host lost: the agent of container instance {} has been disconnected for more than {} seconds",
-                    ci.id,
-                    self.liveness.lost_after.as_secs()
-                );
+                let reason = if ci.status == ContainerInstanceStatus::Inactive {
+                    format!("Container instance {} was deregistered", ci.id)
+                } else {
+                    format!(
+                        "Host lost: the agent of container instance {} has been disconnected for more than {} seconds",
+                        ci.id,
+                        self.liveness.lost_after.as_secs()
+                    )
+                };
                 tasks::transition(&self.ecs, ctx, cluster, &t.id, |task| {
                     if task.last_status == TaskStatus::Stopped {
                         return Ok(());
@@ -643,4 +648,14 @@ impl ServiceRunner {
         })
         .await
     }
+}
+
+/// Whether the tasks of `ci` are lost: its agent has been away for `lost_after`, or it was
+/// deregistered (with `force`) while tasks were counted on it. A deregistered instance's agent
+/// cannot reconnect, so its tasks, PROVISIONING ones included, would otherwise never stop.
+fn lost(ci: &ContainerInstance, now: u64, lost_after: u64) -> bool {
+    if ci.status == ContainerInstanceStatus::Inactive {
+        return ci.running_tasks_count + ci.pending_tasks_count > 0;
+    }
+    !ci.agent_connected && ci.disconnected_at.is_some_and(|d| d + lost_after <= now)
 }

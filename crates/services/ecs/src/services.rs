@@ -238,6 +238,7 @@ struct ServiceRequest {
 }
 
 fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
+    crate::wire::refuse_execute_command(req.enable_execute_command)?;
     if let Some(lt) = req.launch_type.as_deref() {
         match lt {
             "EC2" | "EXTERNAL" | "FARGATE" => {}

@@ -254,6 +254,7 @@ impl RunTaskRequest {
 }
 
 fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsError> {
+    crate::wire::refuse_execute_command(req.enable_execute_command)?;
     if req.task_definition.as_deref().is_none_or(str::is_empty) {
         return Err(EcsError::invalid("taskDefinition is required."));
     }

@@ -15,8 +15,37 @@ use gantry_front::RequestContext;
 /// How often a compare-and-swap write is retried before giving up.
 const MAX_CAS_ATTEMPTS: usize = 64;
 
+/// Request members (top level, and in RunTask's `overrides`) that ECS treats as absent when
+/// they are the empty string.
+/// Deployment tools send `""` for "no role" (ecs-deploy always, Ansible's `ecs_taskdefinition`
+/// by default), and ECS registers such a task definition without a role: an empty role must not
+/// add the task-role or execution-role requirements, nor reach the agent. The other optional
+/// strings were audited: `cluster` (the default cluster), `nextToken` (the first page) and
+/// RunTask's `clientToken` (no idempotency) already read `""` as absent where they are used;
+/// CreateService's `role` and `clientToken` (Ansible's `ecs_service` sends `""`) are not used;
+/// enumerations (`networkMode`, `launchType`, `pidMode`, ...) and sizes (`cpu`, `memory`) refuse
+/// `""` as an invalid value, naming it.
+pub const EMPTY_MEANS_ABSENT: &[&str] = &["taskRoleArn", "executionRoleArn"];
+
+/// Decodes an ECS request body; the members of [`EMPTY_MEANS_ABSENT`] given as `""` are dropped
+/// first, so every operation reads them as absent.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcsError> {
-    Ok(json::parse_body(body)?)
+    if !body.windows(2).any(|w| w == b"\"\"") {
+        return Ok(json::parse_body(body)?);
+    }
+    let mut value: Value = json::parse_body(body)?;
+    let strip = |obj: &mut serde_json::Map<String, Value>| {
+        obj.retain(|k, v| !(EMPTY_MEANS_ABSENT.contains(&k.as_str()) && v.as_str() == Some("")));
+    };
+    if let Some(obj) = value.as_object_mut() {
+        strip(obj);
+        // RunTask/StartTask `overrides` carry the same two roles.
+        if let Some(o) = obj.get_mut("overrides").and_then(Value::as_object_mut) {
+            strip(o);
+        }
+    }
+    let body = serde_json::to_vec(&value).map_err(|e| EcsError::invalid(e.to_string()))?;
+    Ok(json::parse_body(&body)?)
 }
 
 /// Epoch milliseconds as the JSON protocol's epoch seconds.
@@ -53,6 +82,17 @@ pub fn cluster_name(reference: Option<&str>) -> Result<String, EcsError> {
         Some(r) => cluster_name_from_ref(r)
             .map_err(|_| EcsError::invalid(format!("Invalid cluster identifier: {r}"))),
     }
+}
+
+/// ECS Exec (`ExecuteCommand`) is not served, so a request that turns it on is refused rather
+/// than echoed back as if it worked.
+pub fn refuse_execute_command(enable: Option<bool>) -> Result<(), EcsError> {
+    if enable == Some(true) {
+        return Err(EcsError::invalid(
+            "enableExecuteCommand=true is not supported: ECS Exec (ExecuteCommand) is not served by this endpoint.",
+        ));
+    }
+    Ok(())
 }
 
 /// Reads an ACTIVE cluster or fails with `ClusterNotFoundException`.
@@ -190,6 +230,32 @@ mod tests {
         assert_eq!(p3, vec![6]);
         assert!(t3.is_none());
         assert!(paginate(items, Some("!!not-a-token!!"), 3).is_err());
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Roles {
+        task_role_arn: Option<String>,
+        execution_role_arn: Option<String>,
+        family: Option<String>,
+    }
+
+    #[test]
+    fn empty_roles_read_as_absent() {
+        let r: Roles = parse(br#"{"taskRoleArn":"","executionRoleArn":"","family":""}"#).unwrap();
+        assert_eq!(r.task_role_arn, None);
+        assert_eq!(r.execution_role_arn, None);
+        assert_eq!(
+            r.family.as_deref(),
+            Some(""),
+            "other members keep their empty value"
+        );
+        let r: Roles = parse(br#"{"taskRoleArn":"arn:aws:iam::1:role/r"}"#).unwrap();
+        assert_eq!(r.task_role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+        assert!(parse::<Roles>(br#"{"taskRoleArn":"" "#).is_err());
+        let v: Value =
+            parse(br#"{"overrides":{"taskRoleArn":"","executionRoleArn":"","cpu":""}}"#).unwrap();
+        assert_eq!(v["overrides"], json!({"cpu": ""}));
     }
 
     #[test]

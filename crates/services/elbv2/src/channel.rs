@@ -31,7 +31,7 @@ use gantry_front::Clock;
 use gantry_store::{Store, StoreExt, Txn, WatchError, encode};
 use tokio::sync::{mpsc, watch};
 
-use crate::health::HealthRecord;
+use crate::health::{HealthRecord, ListenerStatusRecord};
 use crate::keys::{self, ElbArn};
 use crate::targets::live_targets;
 use crate::{Elbv2Error, XMLNS};
@@ -322,6 +322,22 @@ pub async fn store_report(
         )));
     }
     let mut txn = Txn::new();
+    let status_key = keys::listener_status(region, proxy);
+    let status = store.get_typed::<ListenerStatusRecord>(&status_key).await?;
+    if report.listener_failures.is_empty() {
+        if status.is_some() {
+            txn = txn.delete(&status_key);
+        }
+    } else if status.as_ref().is_none_or(|c| {
+        c.value.failures != report.listener_failures || c.value.reported_at + REFRESH_MS <= now
+    }) {
+        let record = ListenerStatusRecord {
+            proxy_id: proxy.to_owned(),
+            reported_at: now,
+            failures: report.listener_failures,
+        };
+        txn = txn.put(&status_key, encode(&status_key, &record)?);
+    }
     for g in report.target_groups {
         let Some(ElbArn::TargetGroup { name, .. }) = keys::parse_arn(&g.target_group_arn, region)
         else {

@@ -26,6 +26,15 @@ use serde::{Deserialize, Serialize};
 /// How long a proxy's report counts. Proxies report at least every 5 s.
 pub const HEALTH_REPORT_TTL_MS: u64 = 30_000;
 
+/// The listeners one proxy reported it could not open (stored while there are any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatusRecord {
+    pub proxy_id: String,
+    pub reported_at: EpochMillis,
+    pub failures: Vec<gantry_domain::lb::ListenerFailure>,
+}
+
 /// The stored latest report of one proxy for one target group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -6,7 +6,8 @@
 //! - `elbv2/<region>/target/<tg name>/<id>:<port>`: a registered
 //!   [`Target`](gantry_domain::lb::Target) (one key each: registrations churn);
 //! - `elbv2/<region>/health/<tg name>/<proxy id>`: the latest health report of one proxy for one
-//!   target group.
+//!   target group;
+//! - `elbv2/<region>/listener-status/<proxy id>`: the listeners one proxy could not open.
 
 pub fn root(region: &str) -> String {
     format!("elbv2/{region}/")
@@ -46,6 +47,15 @@ pub fn health_of(region: &str, tg_name: &str) -> String {
 
 pub fn health(region: &str, tg_name: &str, proxy_id: &str) -> String {
     format!("elbv2/{region}/health/{tg_name}/{proxy_id}")
+}
+
+/// The listeners one proxy could not open, while it reports any.
+pub fn listener_status_all(region: &str) -> String {
+    format!("elbv2/{region}/listener-status/")
+}
+
+pub fn listener_status(region: &str, proxy_id: &str) -> String {
+    format!("elbv2/{region}/listener-status/{proxy_id}")
 }
 
 /// Whether a changed key matters to the proxies' configuration (health reports do not).

@@ -9,6 +9,7 @@ use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, encode};
 
 use crate::error::Elbv2Error;
+use crate::health::{HEALTH_REPORT_TTL_MS, ListenerStatusRecord};
 use crate::wire::{self, Params};
 use crate::{
     Elbv2Service, NetworkLookupError, attributes, commit_with_retry, keys, load_balancer_by_arn,
@@ -368,7 +369,70 @@ pub(crate) async fn describe(
     items.sort_by(|a, b| a.0.cmp(&b.0));
     items.dedup_by(|a, b| a.0 == b.0);
     let (page, next) = wire::paginate(items, p)?;
-    Ok(result(&page, next))
+    let failures = listener_failures(svc, ctx).await?;
+    let page: Vec<(LoadBalancer, wire::LbState)> = page
+        .into_iter()
+        .map(|lb| {
+            let state = state_of(&lb, &failures);
+            (lb, state)
+        })
+        .collect();
+    let mut w = xml_list("LoadBalancers", &page, |w, (lb, state)| {
+        wire::write_load_balancer_in(w, lb, state)
+    });
+    if let Some(n) = next {
+        w.leaf("NextMarker", &n);
+    }
+    Ok(w.finish())
+}
+
+/// Listener ports that fresh proxy reports say could not be opened: port → descriptions.
+async fn listener_failures(
+    svc: &Elbv2Service,
+    ctx: &RequestContext,
+) -> Result<BTreeMap<u16, Vec<String>>, Elbv2Error> {
+    let mut out: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    let records = svc
+        .store
+        .scan_all_typed::<ListenerStatusRecord>(&keys::listener_status_all(&ctx.region))
+        .await?;
+    for r in records {
+        if r.value.reported_at + HEALTH_REPORT_TTL_MS < ctx.now {
+            continue;
+        }
+        for f in r.value.failures {
+            out.entry(f.port).or_default().push(format!(
+                "gantry lb {} cannot open port {}: {}",
+                r.value.proxy_id, f.port, f.reason
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `failed` when no listener of `lb` could be opened, `active_impaired` when some could not,
+/// with the proxies' errors as the reason; else `active`.
+fn state_of(lb: &LoadBalancer, failures: &BTreeMap<u16, Vec<String>>) -> wire::LbState {
+    let failed: Vec<&String> = lb
+        .listeners
+        .iter()
+        .filter_map(|l| failures.get(&l.port))
+        .flatten()
+        .collect();
+    if failed.is_empty() {
+        return wire::LbState::ACTIVE;
+    }
+    let all = lb.listeners.iter().all(|l| failures.contains_key(&l.port));
+    wire::LbState {
+        code: if all { "failed" } else { "active_impaired" },
+        reason: Some(
+            failed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
 }
 
 pub(crate) async fn delete(

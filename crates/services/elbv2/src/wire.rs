@@ -507,7 +507,25 @@ pub fn write_zones(w: &mut XmlWriter, lb: &LoadBalancer) {
     w.close("AvailabilityZones");
 }
 
+/// A load balancer's `State`: `Code` and, when not `active`, `Reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbState {
+    pub code: &'static str,
+    pub reason: Option<String>,
+}
+
+impl LbState {
+    pub const ACTIVE: LbState = LbState {
+        code: "active",
+        reason: None,
+    };
+}
+
 pub fn write_load_balancer(w: &mut XmlWriter, lb: &LoadBalancer) {
+    write_load_balancer_in(w, lb, &LbState::ACTIVE);
+}
+
+pub fn write_load_balancer_in(w: &mut XmlWriter, lb: &LoadBalancer, state: &LbState) {
     w.leaf("LoadBalancerArn", &lb.arn);
     w.leaf("DNSName", &lb.dns_name);
     w.leaf("CanonicalHostedZoneId", "Z00GANTRYLOCAL");
@@ -519,7 +537,10 @@ pub fn write_load_balancer(w: &mut XmlWriter, lb: &LoadBalancer) {
         lb.vpc_id.as_deref().unwrap_or("vpc-00000000gantry00"),
     );
     w.open("State");
-    w.leaf("Code", "active");
+    w.leaf("Code", state.code);
+    if let Some(r) = &state.reason {
+        w.leaf("Reason", r);
+    }
     w.close("State");
     w.leaf("Type", lb.lb_type.as_str());
     write_zones(w, lb);
