@@ -113,8 +113,10 @@ alive() {
 }
 
 READY=$WORK/ready.json
+# One agent stream per simulated instance, plus the load generator's connections.
 GANTRY_LOG=${GANTRY_LOG:-warn} "$GANTRY" server \
     --data-dir "$WORK/data" --listen 127.0.0.1:0 --ready-file "$READY" \
+    --max-connections $((INSTANCES + 1024)) \
     2>"$WORK/server.log" &
 SERVER_PID=$!
 deadline=$((SECONDS + READY_DEADLINE_S))

@@ -35,12 +35,24 @@ SERVICES = [
     ("kms", "crates/services/kms", "ValidationException", "Json", []),
     ("secretsmanager", "crates/services/secretsmanager", "ValidationException", "Json", []),
     ("ssm", "crates/services/ssm", "ValidationException", "Json", []),
+    # Served on awsJson1.0 and awsQuery; CloudWatch words violations as the query protocol did.
+    ("cloudwatch", "crates/services/cloudwatch", "ValidationError", "Query", []),
+    ("application-autoscaling", "crates/services/autoscaling", "ValidationException", "Json", []),
     # The account alias pattern needs a lookahead the regex crate lacks; Gantry does not serve
     # account aliases (they answer NotImplemented).
     ("iam", "crates/services/iam", "ValidationError", "Query", ["CreateAccountAlias", "DeleteAccountAlias"]),
 ]
 
 SCALARS = {"string", "blob", "integer", "long", "double", "float"}
+
+# Patterns written with Java features Rust's regex has no equivalent for (UTF-16 surrogate
+# ranges, `\p{Print}`, look-ahead). They are left out of the tables (the shapes' length limits
+# stay); the services check the values that matter themselves.
+UNTRANSLATABLE_PATTERNS = {
+    r"[\u0020-\uD7FF\uE000-\uFFFD\uD800\uDC00-\uDBFF\uDFFF\r\n\t]*",
+    r"\p{Print}+",
+    r"(?!((^[ ]+.*)|(.*([\u0000-\u001f]|[\u007f-\u009f]|[:/|])+.*)|(.*[ ]+$))).+",
+}
 
 
 def upper_snake(name: str) -> str:
@@ -112,7 +124,10 @@ def constrained_shapes(shapes: dict, roots) -> set:
 def generate(service: str, error_code: str, naming: str, excluded) -> str:
     loader = botocore.loaders.Loader()
     model = loader.load_service_model(service, "service-2")
-    shapes = model["shapes"]
+    shapes = {
+        name: {k: v for k, v in shape.items() if not (k == "pattern" and v in UNTRANSLATABLE_PATTERNS)}
+        for name, shape in model["shapes"].items()
+    }
     ops = {
         name: op["input"]["shape"]
         for name, op in model["operations"].items()

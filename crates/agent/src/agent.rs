@@ -641,6 +641,14 @@ async fn agent_main(
         }
     }
 
+    spawner.spawn(crate::usage::report_forever(
+        api.clone(),
+        runtime.clone(),
+        cfg.cluster.clone(),
+        reg.arn.clone(),
+        cfg.usage_interval,
+    ));
+
     let sh = Arc::new(Shared {
         runtime: runtime.clone(),
         api: api.clone(),

@@ -283,8 +283,14 @@ impl ApiClient {
             })?
     }
 
-    /// A signed `POST {endpoint}{path}` (service `ecs`) of a JSON body; the JSON answer on 200.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, CallError> {
+    /// A signed `POST {endpoint}{path}` (signed for `service`) of a JSON body; on HTTP 2xx the
+    /// JSON answer, `Value::Null` for an empty body.
+    pub async fn post_json(
+        &self,
+        service: Service,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, CallError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let uri: Uri = format!("{}{path}", self.endpoint())
             .parse()
@@ -296,7 +302,7 @@ impl ApiClient {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(bytes.clone()))
             .map_err(|e| CallError::Transport(e.to_string()))?;
-        self.sign(Service::Ecs, &mut req, &bytes)?;
+        self.sign(service, &mut req, &bytes)?;
         let work = async {
             let resp = self
                 .http
@@ -311,7 +317,10 @@ impl ApiClient {
                 .await
                 .map_err(|e| CallError::Transport(format!("{path}: reading answer: {e}")))?
                 .to_bytes();
-            if status == StatusCode::OK {
+            if status.is_success() {
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Value::Null);
+                }
                 return serde_json::from_slice(&body).map_err(|e| {
                     CallError::Transport(format!("{path}: invalid JSON answer: {e}"))
                 });

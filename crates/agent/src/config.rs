@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub image_pull_behavior: ImagePullBehavior,
     /// The image of awsvpc tasks' pause containers; the default is built in (x86-64).
     pub pause_image: String,
+    /// How often task usage is sampled and reported (the `AWS/ECS` metrics' resolution).
+    pub usage_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -61,6 +63,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("reserved_ports", &self.reserved_ports)
             .field("image_pull_behavior", &self.image_pull_behavior)
             .field("pause_image", &self.pause_image)
+            .field("usage_interval", &self.usage_interval)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +93,7 @@ impl AgentConfig {
             reserved_ports: vec![22, 2375, 2376, 51678, 51679],
             image_pull_behavior: ImagePullBehavior::default(),
             pause_image: crate::pause::PAUSE_IMAGE.to_owned(),
+            usage_interval: std::time::Duration::from_secs(60),
         }
     }
 

@@ -55,6 +55,7 @@ pub mod pause;
 pub mod runtime;
 mod shared;
 pub mod spec;
+pub mod usage;
 
 pub use agent::{AgentError, run, run_with_runtime, uninstall};
 pub use config::{AgentConfig, ImagePullBehavior};

@@ -9,6 +9,7 @@
 mod client;
 mod cpu;
 mod logs;
+mod metrics;
 mod run;
 mod stats;
 mod workload;
@@ -38,6 +39,43 @@ enum Command {
     LogsRead(LogsReadArgs),
     /// Many clients paging through a group at once; reports the server's peak resident memory.
     LogsPage(LogsPageArgs),
+    /// CloudWatch PutMetricData ingestion: points per second with many calls in flight.
+    MetricsPut(MetricsPutArgs),
+    /// CloudWatch GetMetricData latency over many series of one-minute data.
+    MetricsRead(MetricsReadArgs),
+}
+
+#[derive(Debug, Args)]
+struct MetricsPutArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Metric items per call (CloudWatch allows 1,000).
+    #[arg(long, default_value_t = 1000)]
+    items: usize,
+    /// Values per item (1: `Value`; more: `Values`, CloudWatch allows 150).
+    #[arg(long, default_value_t = 1)]
+    values: usize,
+    /// Distinct series the items spread over.
+    #[arg(long, default_value_t = 1000)]
+    series: usize,
+    #[arg(long, default_value = "20s", value_parser = stats::parse_duration)]
+    duration: Duration,
+}
+
+#[derive(Debug, Args)]
+struct MetricsReadArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, default_value_t = 100)]
+    series: usize,
+    #[arg(long, default_value_t = 1440)]
+    minutes: u64,
+    #[arg(long, default_value_t = 60)]
+    period: u64,
+    #[arg(long, default_value_t = 50)]
+    requests: usize,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +109,18 @@ impl Conn {
             self.timeout,
         )?
         .with_service(logs::LOGS_TARGET_PREFIX, logs::LOGS_SIGNING_NAME))
+    }
+
+    fn metrics_client(&self, pool: usize) -> anyhow::Result<EcsClient> {
+        Ok(EcsClient::new(
+            &self.endpoint,
+            &self.region,
+            &self.access_key_id,
+            &self.secret_access_key,
+            pool,
+            self.timeout,
+        )?
+        .with_service(metrics::TARGET_PREFIX, metrics::SIGNING_NAME))
     }
 }
 
@@ -242,6 +292,25 @@ fn main() -> ExitCode {
                         Ok(ExitCode::SUCCESS)
                     }
                     Command::LogsPage(a) => logs_page(a).await,
+                    Command::MetricsPut(a) => {
+                        let client = a.conn.metrics_client(a.concurrency)?;
+                        metrics::put_throughput(
+                            &client,
+                            a.concurrency,
+                            a.items,
+                            a.values,
+                            a.series,
+                            a.duration,
+                        )
+                        .await?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Command::MetricsRead(a) => {
+                        let client = a.conn.metrics_client(1)?;
+                        metrics::get_latency(&client, a.series, a.minutes, a.period, a.requests)
+                            .await?;
+                        Ok(ExitCode::SUCCESS)
+                    }
                 }
             })
         });

@@ -37,6 +37,14 @@ pub struct ServerArgs {
     /// other networks on the hosts. Default subnets are 16 times smaller, one per zone.
     #[arg(long, env = "GANTRY_DEFAULT_VPC_CIDR", default_value = "172.31.0.0/16")]
     pub default_vpc_cidr: String,
+    /// Seconds between evaluations of CloudWatch alarms (CloudWatch evaluates every minute;
+    /// shorter for tests).
+    #[arg(long, env = "GANTRY_ALARM_EVALUATION_INTERVAL", default_value_t = 60)]
+    pub alarm_evaluation_interval: u64,
+    /// The one-minute periods target tracking's alarms wait above the target before scaling
+    /// out and below 90 % of it before scaling in, as HIGH,LOW (AWS: 3,15; shorter for tests).
+    #[arg(long, env = "GANTRY_TARGET_TRACKING_PERIODS", default_value = "3,15")]
+    pub target_tracking_periods: String,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -129,6 +137,10 @@ pub struct AgentArgs {
     /// The image of awsvpc tasks' pause containers (default: built in, x86-64 only).
     #[arg(long, env = "GANTRY_PAUSE_IMAGE")]
     pub pause_image: Option<String>,
+    /// Seconds between samples of the tasks' CPU and memory usage (reported to the control
+    /// plane for the `AWS/ECS` metrics; ECS publishes them every minute).
+    #[arg(long, env = "GANTRY_USAGE_INTERVAL", default_value_t = 60)]
+    pub usage_interval: u64,
     /// Remove what this agent left on the host (its task and pause containers, its
     /// security-group chains, unused subnet networks) and exit.
     #[arg(long)]
@@ -277,8 +289,24 @@ pub struct ServerConfig {
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
     /// Run an in-process agent offering this machine as Fargate capacity.
     pub fargate_local: bool,
+    pub alarm_evaluation_interval: std::time::Duration,
+    pub tracking_periods: gantry_autoscaling::TrackingPeriods,
     /// Whether the root key pair is accepted as registry Basic credentials.
     pub registry_root_basic_auth: bool,
+}
+
+fn tracking_periods(raw: &str) -> anyhow::Result<gantry_autoscaling::TrackingPeriods> {
+    let parse = |s: Option<&str>| {
+        s.and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|v| (1..=1440).contains(v))
+    };
+    let mut parts = raw.split(',');
+    match (parse(parts.next()), parse(parts.next()), parts.next()) {
+        (Some(high), Some(low), None) => Ok(gantry_autoscaling::TrackingPeriods { high, low }),
+        _ => anyhow::bail!(
+            "--target-tracking-periods must be HIGH,LOW (1 to 1440 each), got {raw:?}"
+        ),
+    }
 }
 
 fn default_vpc_cidr(raw: &str) -> anyhow::Result<gantry_ec2::cidr::Cidr> {
@@ -318,6 +346,10 @@ impl ServerArgs {
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
             fargate_local: self.fargate_local,
+            alarm_evaluation_interval: std::time::Duration::from_secs(
+                self.alarm_evaluation_interval.max(1),
+            ),
+            tracking_periods: tracking_periods(&self.target_tracking_periods)?,
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }
@@ -345,6 +377,8 @@ impl UpArgs {
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
             fargate_local: !self.no_fargate && !self.no_agent,
+            alarm_evaluation_interval: std::time::Duration::from_secs(60),
+            tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
         })
     }

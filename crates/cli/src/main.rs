@@ -9,6 +9,7 @@ mod config;
 mod credentials;
 mod datadir;
 mod identity;
+mod prometheus;
 mod secrets;
 mod server;
 
@@ -63,6 +64,7 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
         ));
     }
     cfg.region = args.region;
+    cfg.usage_interval = std::time::Duration::from_secs(args.usage_interval.max(1));
     if let Some(image) = args.pause_image {
         cfg.pause_image = image;
     }
@@ -97,7 +99,11 @@ async fn run_fargate(cmd: FargateCommand) -> anyhow::Result<()> {
         body["cluster"] = serde_json::json!(c);
     }
     let answer = api
-        .post_json("/admin/v1/fargate/interrupt", &body)
+        .post_json(
+            gantry_agent::client::Service::Ecs,
+            "/admin/v1/fargate/interrupt",
+            &body,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", serde_json::to_string_pretty(&answer)?);

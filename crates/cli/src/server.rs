@@ -547,6 +547,43 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ec2.ensure_defaults(&cfg.region)
         .await
         .context("creating the default VPC")?;
+    let cloudwatch = gantry_cloudwatch::CloudWatchService::open(store.clone())
+        .await
+        .context("loading CloudWatch metric data")?;
+    parts.push((
+        "cloudwatch alarms and retention",
+        tokio::spawn(
+            cloudwatch
+                .clone()
+                .run(cfg.alarm_evaluation_interval, shutdown_rx.clone()),
+        ),
+    ));
+    // Application Auto Scaling acts on ECS services and owns CloudWatch alarms, whose actions
+    // call back into it.
+    let autoscaling = Arc::new(
+        gantry_autoscaling::AutoScalingService::new(
+            store.clone(),
+            Arc::new(EcsScalableServices {
+                ecs: ecs.clone(),
+                account_id: cfg.account_id.clone(),
+            }),
+            Arc::new(CloudWatchAlarms {
+                cloudwatch: cloudwatch.clone(),
+                account_id: cfg.account_id.clone(),
+            }),
+            cfg.account_id.clone(),
+        )
+        .with_tracking_periods(cfg.tracking_periods),
+    );
+    cloudwatch.set_actions(Arc::new(ScalingActions(Arc::downgrade(&autoscaling))));
+    parts.push((
+        "scheduled scaling",
+        tokio::spawn(
+            autoscaling
+                .clone()
+                .run(std::time::Duration::from_secs(1), shutdown_rx.clone()),
+        ),
+    ));
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_authenticator(identity.clone())
@@ -568,8 +605,23 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                     },
                 )),
             ))
-            .with_query(ec2),
+            .with_query(ec2)
+            // CloudWatch: awsJson1.0 (botocore) and awsQuery (older SDKs, Terraform).
+            .with_json(Arc::new(gantry_cloudwatch::CloudWatchJson(
+                cloudwatch.clone(),
+            )))
+            .with_json(autoscaling)
+            .with_query(Arc::new(gantry_cloudwatch::CloudWatchQuery(
+                cloudwatch.clone(),
+            ))),
     );
+    // Agents' task usage becomes ECS's AWS/ECS metrics in CloudWatch.
+    let telemetry = Arc::new(gantry_ecs::telemetry::Telemetry::new(
+        store.clone(),
+        creds.clone(),
+        Arc::new(SystemClock),
+        Arc::new(CloudWatchSink(cloudwatch.clone())),
+    ));
     // `/v2/` does its own (Basic) authentication; everything else goes through the SigV4 front.
     let agents = Arc::new(
         AgentStreams::new(
@@ -623,11 +675,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         Arc::new(SystemClock),
         cfg.account_id.clone(),
     );
+    let metrics_route = crate::prometheus::router(&front.metrics(), creds.clone());
     let app = front
         .router()
+        .merge(metrics_route)
         .merge(registry.router())
         .merge(agents.router())
         .merge(admin)
+        .merge(telemetry.router())
         .merge(lb_channel)
         .merge(policy_channel);
     tracing::info!(%endpoint, data_dir = %cfg.data_dir.display(), "gantry server listening");
@@ -767,4 +822,196 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     }
     tracing::info!("gantry server stopped");
     Ok(())
+}
+
+/// ECS's metrics published into CloudWatch (`gantry_ecs::telemetry::MetricsSink`).
+#[derive(Debug)]
+struct CloudWatchSink(Arc<gantry_cloudwatch::CloudWatchService>);
+
+#[async_trait::async_trait]
+impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
+    async fn publish(
+        &self,
+        region: &str,
+        samples: Vec<gantry_ecs::telemetry::MetricSample>,
+        now_ms: u64,
+    ) -> Result<(), gantry_aws_proto::AwsError> {
+        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id};
+        let rows = samples
+            .into_iter()
+            .map(|s| {
+                let mut dimensions = s.dimensions;
+                dimensions.sort();
+                Row {
+                    key: SeriesKey {
+                        region: region.to_owned(),
+                        namespace: s.namespace.to_owned(),
+                        name: s.name.to_owned(),
+                        dimensions,
+                    },
+                    bucket: s.timestamp - s.timestamp.rem_euclid(60),
+                    unit: unit_id(s.unit).unwrap_or(UNIT_NONE),
+                    agg: Agg::of(s.value, 1.0),
+                }
+            })
+            .collect();
+        self.0.put_rows(region, rows, now_ms).await
+    }
+}
+
+fn internal_context(region: &str, account_id: &str) -> gantry_front::RequestContext {
+    gantry_front::RequestContext {
+        caller: None,
+        request_id: gantry_aws_proto::new_request_id(),
+        region: region.to_owned(),
+        account_id: account_id.to_owned(),
+        access_key_id: String::new(),
+        now: SystemClock.now_millis(),
+    }
+}
+
+/// ECS services' desired counts for Application Auto Scaling, through ECS's own operations.
+#[derive(Debug)]
+struct EcsScalableServices {
+    ecs: Arc<EcsService>,
+    account_id: String,
+}
+
+#[async_trait::async_trait]
+impl gantry_autoscaling::Services for EcsScalableServices {
+    async fn desired_count(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<i64>, gantry_aws_proto::AwsError> {
+        let ctx = internal_context(region, &self.account_id);
+        let body = serde_json::json!({"cluster": cluster, "services": [service]}).to_string();
+        let out = match gantry_front::JsonService::call(
+            self.ecs.as_ref(),
+            "DescribeServices",
+            body.as_bytes(),
+            &ctx,
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(e) if e.code == "ClusterNotFoundException" => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(out["services"]
+            .as_array()
+            .and_then(|s| s.first())
+            .filter(|s| s["status"] == "ACTIVE")
+            .and_then(|s| s["desiredCount"].as_i64()))
+    }
+
+    async fn set_desired_count(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+        count: i64,
+    ) -> Result<(), gantry_aws_proto::AwsError> {
+        let ctx = internal_context(region, &self.account_id);
+        let body =
+            serde_json::json!({"cluster": cluster, "service": service, "desiredCount": count})
+                .to_string();
+        gantry_front::JsonService::call(self.ecs.as_ref(), "UpdateService", body.as_bytes(), &ctx)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// CloudWatch alarms for Application Auto Scaling's target tracking.
+#[derive(Debug)]
+struct CloudWatchAlarms {
+    cloudwatch: Arc<gantry_cloudwatch::CloudWatchService>,
+    account_id: String,
+}
+
+#[async_trait::async_trait]
+impl gantry_autoscaling::Alarms for CloudWatchAlarms {
+    async fn put(
+        &self,
+        region: &str,
+        input: serde_json::Value,
+    ) -> Result<String, gantry_aws_proto::AwsError> {
+        let name = input["AlarmName"].as_str().unwrap_or_default().to_owned();
+        let ctx = internal_context(region, &self.account_id);
+        self.cloudwatch
+            .call_json(
+                gantry_cloudwatch::CloudWatchOperation::PutMetricAlarm,
+                input,
+                &ctx,
+            )
+            .await?;
+        Ok(format!(
+            "arn:aws:cloudwatch:{region}:{}:alarm:{name}",
+            self.account_id
+        ))
+    }
+
+    async fn delete(
+        &self,
+        region: &str,
+        names: &[String],
+    ) -> Result<(), gantry_aws_proto::AwsError> {
+        let ctx = internal_context(region, &self.account_id);
+        for name in names {
+            let r = self
+                .cloudwatch
+                .call_json(
+                    gantry_cloudwatch::CloudWatchOperation::DeleteAlarms,
+                    serde_json::json!({"AlarmNames": [name]}),
+                    &ctx,
+                )
+                .await;
+            match r {
+                Ok(_) => {}
+                Err(e) if e.code == "ResourceNotFound" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Alarm actions naming Application Auto Scaling policies.
+#[derive(Debug)]
+struct ScalingActions(std::sync::Weak<gantry_autoscaling::AutoScalingService>);
+
+#[async_trait::async_trait]
+impl gantry_cloudwatch::AlarmActions for ScalingActions {
+    fn accepts(&self, arn: &str) -> bool {
+        arn.starts_with("arn:aws:autoscaling:") && arn.contains(":scalingPolicy:")
+    }
+
+    async fn invoke(
+        &self,
+        region: &str,
+        arn: &str,
+        alarm: &str,
+        state: &str,
+        value: Option<f64>,
+        threshold: f64,
+    ) {
+        let Some(aas) = self.0.upgrade() else { return };
+        if let Err(e) = aas
+            .execute(
+                region,
+                arn,
+                gantry_autoscaling::Trigger {
+                    alarm,
+                    state,
+                    value,
+                    threshold,
+                },
+                SystemClock.now_millis(),
+            )
+            .await
+        {
+            tracing::warn!(policy = arn, alarm, error = %e, "scaling policy failed");
+        }
+    }
 }

@@ -167,6 +167,8 @@ fn every_service_crate_lives_under_crates_services() {
         "gantry-kms",
         "gantry-secretsmanager",
         "gantry-ssm",
+        "gantry-cloudwatch",
+        "gantry-autoscaling",
     ] {
         assert!(
             services.contains(&expected),

@@ -8,12 +8,17 @@ use std::process::Command;
 
 use gantry_aws_proto::constraints::{Constraints, Shape};
 
-fn tables() -> [(&'static str, &'static Constraints); 5] {
+fn tables() -> [(&'static str, &'static Constraints); 7] {
     [
         ("ecs", gantry_ecs::SPEC.constraints),
         ("ecr", gantry_ecr::SPEC.constraints),
         ("logs", gantry_logs::SPEC.constraints),
         ("elbv2", gantry_elbv2::SPEC.constraints),
+        ("cloudwatch", gantry_cloudwatch::SPEC.constraints),
+        (
+            "application-autoscaling",
+            gantry_autoscaling::SPEC.constraints,
+        ),
         ("iam", gantry_iam::SPEC.constraints),
     ]
 }
@@ -35,17 +40,23 @@ fn the_tables_match_the_installed_botocore_models() {
         eprintln!("\n*** SKIPPED: python3 with botocore not available ***\n");
         return;
     }
-    let out = Command::new("python3")
-        .arg(root.join("scripts/gen-model-constraints.py"))
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The constraint tables, and the wire shapes of the services served on two protocols.
+    for script in [
+        "scripts/gen-model-constraints.py",
+        "scripts/gen-wire-shapes.py",
+    ] {
+        let out = Command::new("python3")
+            .arg(root.join(script))
+            .arg("--check")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Visits every shape reachable from the table (shapes may be recursive).

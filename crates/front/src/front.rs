@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::auth::{AuthFailure, Authenticator, Authorizer, Denied, OperationInput};
 use crate::context::{Clock, RequestContext};
+use crate::metrics::OperationLabel;
 use crate::service::{JsonService, Protocol, QueryService, ServiceSpec};
 
 /// The request router shared by every API.
@@ -30,6 +31,7 @@ pub struct Front {
     clock: Arc<dyn Clock>,
     account_id: String,
     body_limit: usize,
+    metrics: Arc<crate::metrics::ApiMetrics>,
     authenticator: Option<Arc<dyn Authenticator>>,
     authorizer: Option<Arc<dyn Authorizer>>,
 }
@@ -63,6 +65,7 @@ impl Front {
             clock,
             account_id: account_id.into(),
             body_limit: BODY_LIMIT,
+            metrics: Arc::default(),
             authenticator: None,
             authorizer: None,
         }
@@ -140,6 +143,11 @@ impl Front {
         all
     }
 
+    /// The request metrics, for the composition root to register and serve.
+    pub fn metrics(&self) -> Arc<crate::metrics::ApiMetrics> {
+        self.metrics.clone()
+    }
+
     /// Another body limit than [`BODY_LIMIT`] (for tests).
     pub fn with_body_limit(mut self, limit: usize) -> Self {
         self.body_limit = limit;
@@ -161,6 +169,27 @@ enum Wire {
 }
 
 async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let metrics = front.metrics.clone();
+    let response = dispatch(front, req).await;
+    metrics.observe(
+        response.extensions().get::<OperationLabel>(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// `response` labelled with the operation it answered.
+fn labelled(mut response: Response, service: &str, operation: &str) -> Response {
+    response.extensions_mut().insert(OperationLabel {
+        service: service.to_owned(),
+        operation: operation.to_owned(),
+    });
+    response
+}
+
+async fn dispatch(front: Arc<Front>, req: Request) -> Response {
     let request_id = new_request_id();
     let target = req
         .headers()
@@ -209,6 +238,17 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 return error_response(&protocol, &err, &request_id, "");
             }
         };
+        // The signature covers the body as sent; a compressed body (botocore gzips large
+        // requests of operations whose model allows it, such as CloudWatch's PutMetricData) is
+        // decoded only after it is verified, within the same size limit.
+        let body = match decode_content_encoding(&parts.headers, body, front.body_limit) {
+            Ok(body) => body,
+            Err(err) => return error_response(&protocol, &err, &request_id, ""),
+        };
+        let query_mode = parts
+            .headers
+            .get("x-amzn-query-mode")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         let now = front.clock.now_millis();
         let caller = match &front.authenticator {
             None => None,
@@ -260,7 +300,7 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                 };
                 if let Some(err) = json_violations(svc.spec(), op, &body) {
                     log_error(&err, op);
-                    return err.json_response(&request_id);
+                    return labelled(json_error(&err, &request_id, query_mode), prefix, op);
                 }
                 if let Err(Denied(message)) = front
                     .authorize(&ctx, svc.spec(), op, OperationInput::Json(&body))
@@ -269,13 +309,14 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                     return AwsError::client("AccessDeniedException", message)
                         .json_response(&request_id);
                 }
-                match svc.call(op, &body, &ctx).await {
+                let response = match svc.call(op, &body, &ctx).await {
                     Ok(v) => json::ok_response(&v, &request_id),
                     Err(e) => {
                         log_error(&e, op);
-                        e.json_response(&request_id)
+                        json_error(&e, &request_id, query_mode)
                     }
-                }
+                };
+                labelled(response, prefix, op)
             }
             Wire::Query | Wire::Ec2 => {
                 let q = QueryRequest::parse(&body, parts.uri.query());
@@ -303,7 +344,11 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                         }
                         if let Some(err) = query_violations(spec, &action, &q) {
                             log_error(&err, &action);
-                            return err.query_response(&request_id, xmlns);
+                            return labelled(
+                                err.query_response(&request_id, xmlns),
+                                spec.signing_name,
+                                &action,
+                            );
                         }
                         if let Err(Denied(message)) = front
                             .authorize(&ctx, spec, &action, OperationInput::Query(&q))
@@ -313,13 +358,14 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                                 .with_status(http::StatusCode::FORBIDDEN)
                                 .query_response(&request_id, xmlns);
                         }
-                        match svc.call(&action, &q, &ctx).await {
+                        let response = match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => query::ok_response(&action, xmlns, &xml, &request_id),
                             Err(e) => {
                                 log_error(&e, &action);
                                 e.query_response(&request_id, xmlns)
                             }
-                        }
+                        };
+                        labelled(response, spec.signing_name, &action)
                     }
                     Protocol::Ec2 { xmlns, .. } => {
                         let Some(action) = q.action().map(str::to_owned) else {
@@ -338,7 +384,11 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                         }
                         if let Some(err) = query_violations(spec, &action, &q) {
                             log_error(&err, &action);
-                            return err.ec2_response(&request_id);
+                            return labelled(
+                                err.ec2_response(&request_id),
+                                spec.signing_name,
+                                &action,
+                            );
                         }
                         if let Err(Denied(message)) = front
                             .authorize(&ctx, spec, &action, OperationInput::Query(&q))
@@ -353,13 +403,14 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
                             .with_status(http::StatusCode::FORBIDDEN)
                             .ec2_response(&request_id);
                         }
-                        match svc.call(&action, &q, &ctx).await {
+                        let response = match svc.call(&action, &q, &ctx).await {
                             Ok(xml) => ec2::ok_response(&action, xmlns, &xml, &request_id),
                             Err(e) => {
                                 log_error(&e, &action);
                                 e.ec2_response(&request_id)
                             }
-                        }
+                        };
+                        labelled(response, spec.signing_name, &action)
                     }
                     Protocol::Json { .. } => {
                         let err = AwsError::server("form-encoded service without a form protocol");
@@ -397,6 +448,61 @@ fn query_violations(spec: &ServiceSpec, action: &str, req: &QueryRequest) -> Opt
     let found = constraints::validate_query(shape, req);
     (!found.is_empty())
         .then(|| AwsError::client(spec.constraints.error_code, constraints::message(&found)))
+}
+
+/// The awsJson error response; for a client in query-compatible mode (`x-amzn-query-mode: true`,
+/// sent for services that moved from awsQuery to JSON, such as CloudWatch) also the
+/// `x-amzn-query-error: Code;Sender|Receiver` header the query protocol's error code comes from.
+fn json_error(e: &AwsError, request_id: &str, query_mode: bool) -> Response {
+    let mut response = e.json_response(request_id);
+    if query_mode {
+        let kind = if e.is_fault() { "Receiver" } else { "Sender" };
+        if let Ok(value) = http::HeaderValue::from_str(&format!("{};{kind}", e.code)) {
+            response.headers_mut().insert("x-amzn-query-error", value);
+        }
+    }
+    response
+}
+
+/// The body with its `Content-Encoding` undone: `gzip` is decoded (up to `limit` bytes),
+/// `identity` or none passes; any other encoding is refused.
+fn decode_content_encoding(
+    headers: &http::HeaderMap,
+    body: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, AwsError> {
+    use std::io::Read as _;
+    let Some(encoding) = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    else {
+        return Ok(body);
+    };
+    if !encoding.eq_ignore_ascii_case("gzip") {
+        return Err(AwsError::client(
+            "UnsupportedMediaType",
+            format!("Content-Encoding {encoding} is not supported; send gzip or identity."),
+        )
+        .with_status(http::StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let read = flate2::read::GzDecoder::new(&body[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out);
+    match read {
+        Ok(_) if out.len() <= limit => Ok(bytes::Bytes::from(out)),
+        Ok(_) => Err(AwsError::client(
+            "RequestEntityTooLargeException",
+            format!("Decompressed request body is larger than the limit of {limit} bytes."),
+        )
+        .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(error) => Err(AwsError::client(
+            "SerializationException",
+            format!("The gzip-encoded request body could not be decoded: {error}"),
+        )),
+    }
 }
 
 /// The session token of a request: the `X-Amz-Security-Token` header, or the presigned

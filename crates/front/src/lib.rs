@@ -20,9 +20,11 @@ pub mod context;
 pub mod front;
 mod head_scan;
 pub mod listener;
+pub mod metrics;
 pub mod service;
 
 pub use auth::{AuthFailure, Authenticator, Authorizer, Denied, OperationInput};
 pub use context::{Clock, IdGen, RandomIds, RequestContext, SystemClock};
 pub use front::{BODY_LIMIT, Front};
+pub use metrics::ApiMetrics;
 pub use service::{JsonService, Protocol, QueryService, ServiceSpec};

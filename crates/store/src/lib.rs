@@ -213,6 +213,30 @@ impl Watch {
             }
         }
     }
+
+    /// The next change under the prefix if one has already arrived, without waiting.
+    ///
+    /// Every backend publishes a transaction's events before its `commit` returns, so after a
+    /// commit has returned (in this process) its events are available here.
+    pub fn try_next(&mut self) -> Option<Result<Event, WatchError>> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            match self.rx.try_recv() {
+                Ok(batch) => self.pending.extend(
+                    batch
+                        .iter()
+                        .filter(|e| e.key.starts_with(&self.prefix))
+                        .cloned(),
+                ),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Lagged(n)) => return Some(Err(WatchError::Lagged(n))),
+                Err(TryRecvError::Closed) => return Some(Err(WatchError::Closed)),
+            }
+        }
+    }
 }
 
 /// The store interface every backend implements.

@@ -65,6 +65,7 @@ conformance!(
     scan_pages_through_prefix_with_limit_and_start_after,
     every_commit_gets_next_revision_even_without_mutations,
     watch_delivers_prefix_events_in_revision_order,
+    events_of_a_returned_commit_are_ready_without_waiting,
     concurrent_increments_lose_no_update,
     concurrent_creates_of_one_key_commit_exactly_once,
 );
@@ -311,6 +312,34 @@ async fn every_commit_gets_next_revision_even_without_mutations(
         last = rev;
     }
     assert_eq!(last, start + 5);
+    Ok(())
+}
+
+/// `try_next` sees every event of a commit that has returned, in order, without waiting.
+async fn events_of_a_returned_commit_are_ready_without_waiting(
+    store: Arc<dyn Store>,
+) -> Result<()> {
+    let mut watch = store.watch("p/");
+    ensure!(watch.try_next().is_none(), "nothing committed yet");
+    let r1 = put(&*store, "p/a", "1").await?;
+    put(&*store, "q/x", "filtered").await?;
+    let r2 = committed(store.commit(Txn::new().delete("p/a")).await?)?;
+    let got: Vec<Event> = std::iter::from_fn(|| watch.try_next())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("{e}"))?;
+    let want = vec![
+        Event {
+            revision: r1,
+            key: "p/a".into(),
+            value: Some(b"1".to_vec()),
+        },
+        Event {
+            revision: r2,
+            key: "p/a".into(),
+            value: None,
+        },
+    ];
+    ensure!(got == want, "got {got:?}");
     Ok(())
 }
 

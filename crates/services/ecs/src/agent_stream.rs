@@ -23,7 +23,7 @@ use gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER;
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::task::{AgentMessage, AgentTask, Task, TaskStatus};
 use gantry_domain::task_definition::TaskDefinition;
-use gantry_store::{Store, StoreExt, Txn, WatchError, encode};
+use gantry_store::{Revision, Store, StoreExt, Txn, WatchError, encode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -54,6 +54,57 @@ pub struct AgentStreams {
     claim: tokio::sync::Mutex<()>,
     /// Resolves the secrets agents fetch at task start (`/agent/v1/task-secrets`).
     secrets: Option<Arc<dyn crate::task_secrets::TaskSecrets>>,
+    /// The tasks on each instance, kept by the dispatcher, for full-state answers without a
+    /// scan of the cluster's tasks.
+    index: std::sync::Mutex<TaskIndex>,
+    /// One cluster's index is read from the store at a time (a resync of every stream at once
+    /// reads each cluster once).
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// Task ids by instance for the clusters read so far (see [`AgentStreams::task_ids_on`]).
+#[derive(Default)]
+struct TaskIndex {
+    clusters: HashMap<String, ClusterTasks>,
+}
+
+#[derive(Default)]
+struct ClusterTasks {
+    /// Task id → (revision, instance while the task is not STOPPED).
+    tasks: HashMap<String, (Revision, Option<String>)>,
+    on: HashMap<String, std::collections::HashSet<String>>,
+}
+
+impl ClusterTasks {
+    fn apply(&mut self, id: &str, revision: Revision, instance: Option<String>, deleted: bool) {
+        let old = self.tasks.get(id);
+        if old.is_some_and(|(r, _)| *r >= revision) {
+            return;
+        }
+        if let Some((_, Some(prev))) = old
+            && let Some(set) = self.on.get_mut(prev)
+        {
+            set.remove(id);
+            if set.is_empty() {
+                self.on.remove(prev);
+            }
+        }
+        if let Some(i) = &instance {
+            self.on.entry(i.clone()).or_default().insert(id.to_owned());
+        }
+        if deleted {
+            self.tasks.remove(id);
+        } else {
+            self.tasks.insert(id.to_owned(), (revision, instance));
+        }
+    }
+}
+
+/// The instance a task holds while it is not STOPPED.
+fn live_instance(t: &Task) -> Option<String> {
+    t.container_instance_id
+        .clone()
+        .filter(|_| t.last_status != TaskStatus::Stopped)
 }
 
 /// One connected instance's inbox.
@@ -115,6 +166,8 @@ impl AgentStreams {
             routes: Default::default(),
             dispatcher_started: std::sync::atomic::AtomicBool::new(false),
             claim: tokio::sync::Mutex::new(()),
+            index: Default::default(),
+            loading: tokio::sync::Mutex::new(()),
             secrets: None,
         }
     }
@@ -194,22 +247,35 @@ impl AgentStreams {
     }
 
     /// Routes every task change to the inbox of the instance it is assigned to.
-    async fn dispatch(self: Arc<Self>) {
-        let mut watch = self.store.watch("ecs/");
+    async fn dispatch(self: Arc<Self>, mut watch: gantry_store::Watch) {
         loop {
             match watch.next().await {
                 Ok(ev) => {
                     // ecs/<region>/task/<cluster>/<id>
                     let mut parts = ev.key.split('/');
-                    let (Some("ecs"), Some(region), Some("task"), Some(_)) =
+                    let (Some("ecs"), Some(region), Some("task"), Some(cluster)) =
                         (parts.next(), parts.next(), parts.next(), parts.next())
                     else {
                         continue;
                     };
-                    let Some(value) = ev.value else { continue };
+                    let task_id = parts.next().unwrap_or_default();
+                    let cluster_key = format!("{region}/{cluster}");
+                    let Some(value) = ev.value else {
+                        if let Ok(mut index) = self.index.lock()
+                            && let Some(c) = index.clusters.get_mut(&cluster_key)
+                        {
+                            c.apply(task_id, ev.revision, None, true);
+                        }
+                        continue;
+                    };
                     let Ok(t) = serde_json::from_slice::<Task>(&value) else {
                         continue;
                     };
+                    if let Ok(mut index) = self.index.lock()
+                        && let Some(c) = index.clusters.get_mut(&cluster_key)
+                    {
+                        c.apply(&t.id, ev.revision, live_instance(&t), false);
+                    }
                     let Some(instance) = t.container_instance_id.as_deref() else {
                         continue;
                     };
@@ -226,6 +292,10 @@ impl AgentStreams {
                 }
                 Err(WatchError::Lagged(_)) => {
                     watch = self.store.watch("ecs/");
+                    if let Ok(mut index) = self.index.lock() {
+                        // Changes were missed: every cluster is read again when next needed.
+                        index.clusters.clear();
+                    }
                     if let Ok(routes) = self.routes.lock() {
                         for r in routes.values() {
                             r.resync.store(true, Ordering::Relaxed);
@@ -371,6 +441,58 @@ impl AgentStreams {
         Some(td)
     }
 
+    /// The ids of the tasks on the session's instance that are not STOPPED (possibly a few
+    /// more: callers read each task and check). The first call for a cluster reads its tasks;
+    /// from then on the dispatcher keeps the index.
+    async fn task_ids_on(&self, s: &Session) -> Option<Vec<String>> {
+        let cluster_key = format!("{}/{}", s.region, s.cluster);
+        let ids_of = |c: &ClusterTasks| {
+            c.on.get(&s.instance_id)
+                .map(|set| set.iter().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        if let Some(c) = self.index.lock().ok()?.clusters.get(&cluster_key) {
+            return Some(ids_of(c));
+        }
+        let _loading = self.loading.lock().await;
+        {
+            let mut index = self.index.lock().ok()?;
+            if let Some(c) = index.clusters.get(&cluster_key) {
+                return Some(ids_of(c));
+            }
+            // From here on the dispatcher records this cluster's changes; the read below fills
+            // in the rest (the newer revision of each task wins).
+            index
+                .clusters
+                .insert(cluster_key.clone(), ClusterTasks::default());
+        }
+        let tasks = self
+            .store
+            .scan_all_typed::<Task>(&keys::tasks(&s.region, &s.cluster))
+            .await;
+        let mut index = self.index.lock().ok()?;
+        let Ok(tasks) = tasks else {
+            index.clusters.remove(&cluster_key);
+            return None;
+        };
+        match index.clusters.get_mut(&cluster_key) {
+            Some(c) => {
+                for t in tasks {
+                    c.apply(&t.value.id, t.revision, live_instance(&t.value), false);
+                }
+                Some(ids_of(c))
+            }
+            // The dispatcher missed changes meanwhile and dropped the index: answer from the read.
+            None => Some(
+                tasks
+                    .into_iter()
+                    .filter(|t| live_instance(&t.value).as_deref() == Some(s.instance_id.as_str()))
+                    .map(|t| t.value.id)
+                    .collect(),
+            ),
+        }
+    }
+
     /// The instance's tasks that are not STOPPED yet.
     async fn full_state(
         &self,
@@ -378,16 +500,39 @@ impl AgentStreams {
         cache: &mut HashMap<(String, u32), TaskDefinition>,
         sent: &mut HashMap<String, TaskStatus>,
     ) -> Option<AgentMessage> {
-        // A platform host runs the Fargate tasks of every cluster of the region.
-        let prefix = if s.cluster == FARGATE_PLATFORM_CLUSTER {
-            format!("ecs/{}/task/", s.region)
+        // A platform host runs the Fargate tasks of every cluster of the region: it reads them
+        // all; other hosts read their tasks through the per-instance index.
+        let tasks: Vec<Task> = if s.cluster == FARGATE_PLATFORM_CLUSTER {
+            let prefix = format!("ecs/{}/task/", s.region);
+            let mut tasks: Vec<Task> = self
+                .store
+                .scan_all_typed::<Task>(&prefix)
+                .await
+                .ok()?
+                .into_iter()
+                .map(|v| v.value)
+                .collect();
+            tasks.sort_by(|a, b| a.id.cmp(&b.id));
+            tasks
         } else {
-            keys::tasks(&s.region, &s.cluster)
+            let mut ids = self.task_ids_on(s).await?;
+            ids.sort();
+            let mut tasks = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(t) = self
+                    .store
+                    .get_typed::<Task>(&keys::task(&s.region, &s.cluster, &id))
+                    .await
+                    .ok()?
+                {
+                    tasks.push(t.value);
+                }
+            }
+            tasks
         };
-        let tasks = self.store.scan_all_typed::<Task>(&prefix).await.ok()?;
         let mut out = Vec::new();
         sent.clear();
-        for t in tasks.into_iter().map(|v| v.value) {
+        for t in tasks {
             if t.container_instance_id.as_deref() != Some(s.instance_id.as_str())
                 || t.host_cluster() != s.cluster
                 || t.last_status == TaskStatus::Stopped
@@ -539,7 +684,9 @@ async fn connect(
     }
     tracing::info!(instance = %session.instance_arn, "agent connected");
     if !streams.dispatcher_started.swap(true, Ordering::SeqCst) {
-        tokio::spawn(streams.clone().dispatch());
+        // The watch is taken here, before any full state is read.
+        let watch = streams.store.watch("ecs/");
+        tokio::spawn(streams.clone().dispatch(watch));
     }
     // Subscribe before the pump reads the full state, so no change falls in between.
     let (inbox_tx, inbox_rx) = mpsc::channel::<Task>(INBOX);

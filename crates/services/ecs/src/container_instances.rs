@@ -416,36 +416,43 @@ pub(super) async fn list(
         ),
     };
     active_cluster(svc, ctx, &cluster).await?;
-    let all = svc
-        .store
-        .scan_all_typed::<ContainerInstance>(&keys::container_instances(&ctx.region, &cluster))
-        .await?;
-    let groups = match &filter {
-        Some(f) if f.depends_on_tasks() => crate::tasks::group_counts(svc, ctx, &cluster).await?,
-        _ => Default::default(),
+    // Tokens hold the last ARN of the page; ARNs of one cluster sort as their ids.
+    let after = match req.next_token.as_deref() {
+        None | Some("") => None,
+        Some(tok) => Some(
+            gantry_aws_proto::pagination::decode_token(tok)
+                .and_then(|arn| arn.rsplit('/').next().map(str::to_owned))
+                .ok_or_else(|| EcsError::invalid("Invalid nextToken."))?,
+        ),
     };
-    let mut items: Vec<(String, String)> = all
-        .into_iter()
-        .filter(|c| {
-            filter.as_ref().is_none_or(|f| {
-                let groups = groups.get(&c.value.id).cloned().unwrap_or_default();
-                f.matches(&crate::placement::view_of(&c.value, groups))
-            })
+    // From the cluster's in-memory view, in id order, evaluating the filter only until the page
+    // is full.
+    let mut page: Vec<String> = svc
+        .placement
+        .read(svc, &ctx.region, &cluster, |view| {
+            view.in_order_after(after.as_deref())
+                .filter(|&i| {
+                    let ci = &view.entries()[i].record;
+                    let wanted = match status {
+                        Some(s) => ci.status == s,
+                        None => matches!(
+                            ci.status,
+                            ContainerInstanceStatus::Active | ContainerInstanceStatus::Draining
+                        ),
+                    };
+                    wanted && filter.as_ref().is_none_or(|f| f.matches(&view.views()[i]))
+                })
+                .take(limit + 1)
+                .map(|i| arn_of(ctx, &view.entries()[i].record))
+                .collect()
         })
-        .filter(|c| match status {
-            Some(s) => c.value.status == s,
-            None => matches!(
-                c.value.status,
-                ContainerInstanceStatus::Active | ContainerInstanceStatus::Draining
-            ),
-        })
-        .map(|c| {
-            let arn = arn_of(ctx, &c.value);
-            (arn.clone(), arn)
-        })
-        .collect();
-    items.sort();
-    let (page, next) = paginate(items, req.next_token.as_deref(), limit)?;
+        .await?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last()
+            .map(|arn| gantry_aws_proto::pagination::encode_token(arn))
+            .unwrap_or_default()
+    });
     Ok(with_token(json!({"containerInstanceArns": page}), next))
 }
 

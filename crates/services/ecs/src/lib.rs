@@ -18,12 +18,14 @@ pub mod agent_stream;
 mod model_constraints;
 mod cache;
 mod capacity_providers;
+mod cluster_view;
 mod clusters;
 mod container_instances;
 mod error;
 pub(crate) mod keys;
 mod locks;
 mod placement;
+mod placement_queue;
 mod service_deployments;
 pub mod service_lb;
 pub mod service_runner;
@@ -33,6 +35,7 @@ mod task_definitions;
 pub mod task_network;
 pub mod task_secrets;
 mod tasks;
+pub mod telemetry;
 mod wire;
 
 use std::fmt;
@@ -163,6 +166,8 @@ pub struct EcsService {
     pub(crate) locks: KeyedLocks,
     /// Decoded container instances and tasks, reused while their revision is unchanged.
     pub(crate) cache: cache::RecordCache,
+    /// Each cluster's placement queue and in-memory view.
+    pub(crate) placement: placement_queue::PlacementQueues,
     /// EC2's subnets, groups and interfaces, for awsvpc tasks.
     pub(crate) networks: Option<Arc<dyn task_network::TaskNetworks>>,
     /// ELBv2's target groups, for CreateService/UpdateService checks.
@@ -184,6 +189,7 @@ impl EcsService {
             ids,
             locks: KeyedLocks::default(),
             cache: Default::default(),
+            placement: Default::default(),
             networks: None,
             target_groups: None,
         }

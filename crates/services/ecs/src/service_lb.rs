@@ -303,13 +303,14 @@ pub(crate) async fn begin_stop(
     reason: &str,
 ) -> Result<(), EcsError> {
     let now = ctx.now;
-    tasks::transition(svc, ctx, cluster, task_id, |t| {
+    let reason = reason.to_owned();
+    tasks::transition(svc, ctx, cluster, task_id, move |t| {
         if t.last_status != TaskStatus::Running || t.desired_status != TaskStatus::Running {
             return Ok(());
         }
         t.last_status = TaskStatus::Deactivating;
         t.stopping_at = Some(now);
-        t.stopped_reason = Some(reason.to_owned());
+        t.stopped_reason = Some(reason.clone());
         Ok(())
     })
     .await?;

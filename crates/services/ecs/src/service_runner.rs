@@ -52,7 +52,13 @@ pub struct ServiceRunner {
     clock: Arc<dyn Clock>,
     account_id: String,
     liveness: Liveness,
+    /// When instances were last checked for lost agents.
+    liveness_checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a pass checks every cluster's instances for agents gone longer than
+/// [`Liveness::lost_after`].
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for ServiceRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,6 +105,7 @@ impl ServiceRunner {
             clock,
             account_id: account_id.into(),
             liveness,
+            liveness_checked: Default::default(),
         }
     }
 
@@ -147,41 +154,32 @@ impl ServiceRunner {
 
     /// One pass over every ACTIVE cluster.
     pub async fn pass(&self) -> Result<(), EcsError> {
-        let mut clusters: Vec<(String, String)> = Vec::new();
-        let mut start_after: Option<String> = None;
-        loop {
-            let page = self
-                .ecs
-                .store
-                .scan("ecs/", start_after.as_deref(), 1000)
-                .await?;
-            for rec in &page.records {
-                let mut parts = rec.key.split('/');
-                if let (Some("ecs"), Some(region), Some("cluster"), Some(_)) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                    && let Ok(c) = gantry_store::decode::<Cluster>(rec)
-                    && c.value.status == ClusterStatus::Active
-                {
-                    clusters.push((region.to_owned(), c.value.name));
+        let check_liveness = {
+            let mut last = self
+                .liveness_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= LIVENESS_INTERVAL);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        let clusters = self.active_clusters().await?;
+        if check_liveness {
+            let mut regions: Vec<&str> = clusters.iter().map(|(r, _)| r.as_str()).collect();
+            regions.sort_unstable();
+            regions.dedup();
+            for region in regions {
+                let ctx = self.ctx(region);
+                if let Err(e) = self.platform_pass(&ctx).await {
+                    tracing::warn!(region, error = %e, "platform liveness pass failed");
                 }
             }
-            match page.next {
-                Some(n) => start_after = Some(n),
-                None => break,
-            }
         }
-        let mut regions: Vec<&str> = clusters.iter().map(|(r, _)| r.as_str()).collect();
-        regions.sort_unstable();
-        regions.dedup();
-        for region in regions {
-            let ctx = self.ctx(region);
-            if let Err(e) = self.platform_pass(&ctx).await {
-                tracing::warn!(region, error = %e, "platform liveness pass failed");
-            }
-        }
-        for (region, cluster) in &clusters {
-            let ctx = self.ctx(region);
-            if let Err(e) = self.cluster_pass(&ctx, cluster).await {
+        for (region, cluster) in clusters {
+            let ctx = self.ctx(&region);
+            if let Err(e) = self.cluster_pass(&ctx, &cluster, check_liveness).await {
                 tracing::warn!(cluster, error = %e, "cluster reconcile failed");
             }
         }
@@ -214,9 +212,7 @@ impl ServiceRunner {
         let lost_after = self.liveness.lost_after.as_millis() as u64;
         let lost: Vec<&ContainerInstance> = instances
             .iter()
-            .filter(|ci| {
-                !ci.agent_connected && ci.disconnected_at.is_some_and(|d| d + lost_after <= now)
-            })
+            .filter(|ci| lost(ci, now, lost_after))
             .collect();
         if lost.is_empty() {
             return Ok(());
@@ -241,9 +237,51 @@ impl ServiceRunner {
         Ok(())
     }
 
-    async fn cluster_pass(&self, ctx: &RequestContext, cluster: &str) -> Result<(), EcsError> {
+    /// Every ACTIVE cluster of every region, reading only cluster records: the scan jumps from one
+    /// region's keys to the next instead of reading every record under `ecs/`.
+    async fn active_clusters(&self) -> Result<Vec<(String, String)>, EcsError> {
+        let store = &self.ecs.store;
+        let mut clusters = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.scan("ecs/", after.as_deref(), 1).await?;
+            let Some(rec) = page.records.first() else {
+                return Ok(clusters);
+            };
+            let region = rec.key.split('/').nth(1).unwrap_or_default().to_owned();
+            for c in store
+                .scan_all_typed::<Cluster>(&keys::clusters(&region))
+                .await?
+            {
+                if c.value.status == ClusterStatus::Active {
+                    clusters.push((region.clone(), c.value.name));
+                }
+            }
+            // Past every key of this region (keys are UTF-8; U+10FFFF sorts after all of them).
+            after = Some(format!("ecs/{region}/\u{10FFFF}"));
+        }
+    }
+
+    /// Reconciles the services of one cluster, and marks the tasks of long-lost instances lost
+    /// when `check_liveness` (at most every [`LIVENESS_INTERVAL`]: a cluster without services is
+    /// not read on every store change).
+    async fn cluster_pass(
+        &self,
+        ctx: &RequestContext,
+        cluster: &str,
+        check_liveness: bool,
+    ) -> Result<(), EcsError> {
         let store = &self.ecs.store;
         let cache = &self.ecs.cache;
+        let (mut services, inactive): (Vec<Service>, Vec<Service>) = store
+            .scan_all_typed::<Service>(&keys::services(&ctx.region, cluster))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .partition(|s| s.status != ServiceStatus::Inactive);
+        if services.is_empty() && inactive.is_empty() && !check_liveness {
+            return Ok(());
+        }
         let instances: Vec<ContainerInstance> = cache
             .scan::<ContainerInstance>(
                 store.as_ref(),
@@ -253,12 +291,6 @@ impl ServiceRunner {
             .into_iter()
             .map(|(_, v)| (*v).clone())
             .collect();
-        let (mut services, inactive): (Vec<Service>, Vec<Service>) = store
-            .scan_all_typed::<Service>(&keys::services(&ctx.region, cluster))
-            .await?
-            .into_iter()
-            .map(|v| v.value)
-            .partition(|s| s.status != ServiceStatus::Inactive);
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
         let fargate_services = services.iter().any(|s| s.launch_type == "FARGATE");
@@ -267,7 +299,7 @@ impl ServiceRunner {
         } else {
             Vec::new()
         };
-        let any_lost = instances.iter().any(|ci| lost(ci, now, lost_after));
+        let any_lost = check_liveness && instances.iter().any(|ci| lost(ci, now, lost_after));
         if services.is_empty() && inactive.is_empty() && !any_lost {
             return Ok(()); // nothing to reconcile: skip reading the cluster's tasks
         }
@@ -444,7 +476,7 @@ impl ServiceRunner {
                         self.liveness.lost_after.as_secs()
                     )
                 };
-                tasks::transition(&self.ecs, ctx, cluster, &t.id, |task| {
+                tasks::transition(&self.ecs, ctx, cluster, &t.id, move |task| {
                     if task.last_status == TaskStatus::Stopped {
                         return Ok(());
                     }

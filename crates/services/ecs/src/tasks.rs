@@ -7,25 +7,25 @@ use gantry_domain::Arn;
 use gantry_domain::cluster::{
     CapacityProviderStrategyItem, FARGATE_PLATFORM_CLUSTER, FARGATE_PLATFORM_VERSION,
 };
-use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+use gantry_domain::container_instance::ContainerInstance;
 use gantry_domain::tags::{Tag, validate_tags};
 use gantry_domain::task::{
-    Container, NetworkBinding, Reservation, Task, TaskOverride, TaskStatus, account_transition,
-    required_resources, stop_code,
+    Container, NetworkBinding, Reservation, Task, TaskOverride, TaskStatus, required_resources,
+    stop_code,
 };
 use gantry_domain::task_definition::{TaskDefinition, TaskDefinitionStatus};
-use gantry_store::{StoreExt, Txn, Versioned, encode};
+use gantry_store::{StoreExt, Versioned};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::wire::{
-    active_cluster, check_len, cluster_name, commit_with_retry, failure, include_tags, max_results,
-    missing, paginate, parse, secs, with_token,
+    active_cluster, check_len, cluster_name, include_tags, max_results, missing, parse, secs,
+    with_token,
 };
 use crate::{EcsError, EcsService, keys, task_definitions};
-use crate::{placement, task_network};
+use crate::{placement, placement_queue, task_network};
 use gantry_front::RequestContext;
-use gantry_scheduler::{PlacementRequest, PlacementResult, SchedRng};
+use gantry_scheduler::PlacementRequest;
 
 pub(crate) fn task_arn(ctx: &RequestContext, t: &Task) -> String {
     Arn::task(&ctx.region, &ctx.account_id, &t.cluster, &t.id).to_string()
@@ -192,14 +192,14 @@ pub(crate) struct RunTaskRequest {
     capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     /// StartTask: the instances to start on.
     #[serde(default)]
-    container_instances: Vec<String>,
+    pub(crate) container_instances: Vec<String>,
     /// awsvpc tasks: `awsvpcConfiguration` (subnets, security groups, assignPublicIp).
     network_configuration: Option<Value>,
     /// Fargate: `LATEST` or `1.4.0`.
     platform_version: Option<String>,
     /// Set by the service runner: the service and deployment the tasks belong to.
     #[serde(skip)]
-    service: Option<(String, String)>,
+    pub(crate) service: Option<(String, String)>,
     /// Set by the service runner: use the service default strategy when none is given.
     #[serde(skip)]
     service_default_strategy: bool,
@@ -406,7 +406,7 @@ pub(crate) fn check_fargate_launch(
     }
 }
 
-fn new_task(
+pub(crate) fn new_task(
     svc: &EcsService,
     ctx: &RequestContext,
     cluster: &str,
@@ -667,208 +667,80 @@ pub(crate) async fn launch(
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(|t| keys::client_token(&ctx.region, &cluster, t));
-
-    // Placements in one cluster are decided one call at a time in this process: concurrent
-    // calls would all pick the same best instances and then conflict on them. The store's
-    // compare-and-swap still guards against other processes.
-    let _placing = svc
-        .locks
-        .lock(&format!("place/{}/{host_cluster}", ctx.region))
-        .await;
-    let (tasks, failures) = commit_with_retry(svc.store.as_ref(), || async {
-        if let Some(k) = &token_key
-            && let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(k).await?
-        {
-            let mut tasks = Vec::new();
-            for id in &rec.value.task_ids {
-                if let Some(t) = svc
-                    .store
-                    .get_typed::<Task>(&keys::task(&ctx.region, &cluster, id))
-                    .await?
-                {
-                    tasks.push(t.value);
-                }
-            }
-            return Ok((Txn::new(), (tasks, rec.value.failures)));
-        }
-        let instances = svc
-            .cache
-            .scan::<ContainerInstance>(
-                svc.store.as_ref(),
-                &keys::container_instances(&ctx.region, &host_cluster),
-            )
-            .await?;
-        let live: Vec<Versioned<std::sync::Arc<ContainerInstance>>> = instances
-            .into_iter()
-            .filter(|(_, i)| i.status != ContainerInstanceStatus::Inactive)
-            // A host-pool provider's tasks go only to its pool's instances.
-            .filter(|(_, i)| {
-                req.pool
-                    .as_deref()
-                    .is_none_or(|p| i.attribute(gantry_domain::capacity::POOL_ATTRIBUTE) == Some(p))
-            })
-            .map(|(revision, value)| Versioned { value, revision })
-            .collect();
-        if live.is_empty() && fargate {
-            let failures = (0..count)
-                .map(|_| failure("", FARGATE_CAPACITY_UNAVAILABLE, None))
-                .collect();
-            return Ok((Txn::new(), (Vec::new(), failures)));
-        }
-        if live.is_empty() {
-            return Err(EcsError::invalid(
-                "No Container Instances were found in your cluster.",
-            ));
-        }
-        let existing_groups = group_counts(svc, ctx, &cluster).await?;
-        let mut view: Vec<gantry_scheduler::InstanceView> = live
-            .iter()
-            .map(|i| {
-                placement::view_of(
-                    &i.value,
-                    existing_groups
-                        .get(&i.value.id)
-                        .cloned()
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
-        let group = req
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("family:{}", td.family));
-        // The platform's hosts are never named to users.
-        let instance_arn = |idx: usize| {
-            if fargate {
-                String::new()
-            } else {
-                Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, &live[idx].value.id)
-                    .to_string()
-            }
-        };
-        let mut rng = SchedRng::seed_from_u64(ctx.now ^ 0x9E37_79B9_7F4A_7C15);
-        let mut request = PlacementRequest {
-            task: demand.clone(),
-            count: 1,
-            group: group.clone(),
-            constraints: constraints.clone(),
-            strategy: strategies.clone(),
-            requires_attributes: placement::requires(&td),
-        };
-        let picks: Vec<Result<usize, (String, String)>> = if start {
-            let mut out = Vec::new();
-            for r in &req.container_instances {
-                let id = gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_default();
-                let Some(idx) = live.iter().position(|c| c.value.id == id) else {
-                    let arn = if r.starts_with("arn:") {
-                        r.clone()
-                    } else {
-                        Arn::container_instance(&ctx.region, &ctx.account_id, &cluster, r)
-                            .to_string()
-                    };
-                    out.push(Err((arn, "MISSING".to_owned())));
-                    continue;
-                };
-                // StartTask names the instance: only feasibility applies, no constraints.
-                request.constraints = vec![];
-                request.strategy = vec![];
-                let one = [view[idx].clone()];
-                let res = gantry_scheduler::place(&request, &one, &mut rng);
-                match res.into_iter().next() {
-                    Some(PlacementResult::Placed { .. }) => {
-                        reserve_in_view(&mut view[idx], &demand, &group);
-                        out.push(Ok(idx));
-                    }
-                    Some(PlacementResult::Failed(f)) => {
-                        out.push(Err((instance_arn(idx), f.reason.as_str().to_owned())))
-                    }
-                    None => out.push(Err((instance_arn(idx), "RESOURCE:CPU".to_owned()))),
-                }
-            }
-            out
+    if let Some(p) = &req.pool {
+        // A host-pool provider's tasks go only to its pool's instances.
+        constraints.extend(placement::constraints(&[json!({
+            "type": "memberOf",
+            "expression": format!("attribute:{} == {p}", gantry_domain::capacity::POOL_ATTRIBUTE),
+        })])?);
+    }
+    let group = req
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{}", td.family));
+    let request = PlacementRequest {
+        task: demand,
+        count: if start {
+            1
         } else {
-            request.count = u32::try_from(count).unwrap_or(1);
-            gantry_scheduler::place(&request, &view, &mut rng)
-                .into_iter()
-                .map(|r| match r {
-                    PlacementResult::Placed { instance } => Ok(instance),
-                    PlacementResult::Failed(_) if fargate => {
-                        Err((String::new(), FARGATE_CAPACITY_UNAVAILABLE.to_owned()))
-                    }
-                    PlacementResult::Failed(f) => Err((
-                        f.closest.map(instance_arn).unwrap_or_default(),
-                        f.reason.as_str().to_owned(),
-                    )),
-                })
-                .collect()
-        };
-        let mut txn = Txn::new();
-        let mut tasks = Vec::new();
-        let mut failures = Vec::new();
-        let mut touched: BTreeMap<usize, ContainerInstance> = BTreeMap::new();
-        let mut placed: Vec<(usize, Task)> = Vec::new();
-        for pick in picks {
-            match pick {
-                Ok(idx) => {
-                    let mut task =
-                        new_task(svc, ctx, &cluster, &td, req, &live[idx].value, need.clone());
-                    task.ephemeral_storage_gib = ephemeral_storage;
-                    placed.push((idx, task));
-                }
-                Err((arn, reason)) => failures.push(failure(&arn, &reason, None)),
-            }
-        }
-        if let Some(n) = &network {
-            // One interface per task, planned in this transaction; a task whose subnets have
-            // no free address is not launched.
-            let pairs: Vec<(&ContainerInstance, &Task)> = placed
-                .iter()
-                .map(|(idx, t)| (&*live[*idx].value, t))
-                .collect();
-            let (eni_txn, grants) = task_network::plan(svc, ctx, n, &pairs).await?;
-            txn = task_network::merge(txn, eni_txn);
-            let mut kept = Vec::new();
-            for ((idx, mut task), grant) in placed.into_iter().zip(grants) {
-                match grant {
-                    Ok(att) => {
-                        task.network = Some(att);
-                        kept.push((idx, task));
-                    }
-                    Err(reason) => failures.push(failure(&instance_arn(idx), &reason, None)),
-                }
-            }
-            placed = kept;
-        }
-        for (idx, task) in placed {
-            let ci = touched
-                .entry(idx)
-                .or_insert_with(|| (*live[idx].value).clone());
-            account_transition(ci, &task.reservation, None, task.last_status);
-            let key = keys::task(&ctx.region, &cluster, &task.id);
-            txn = txn.require_absent(&key).put(&key, encode(&key, &task)?);
-            tasks.push(task);
-        }
-        for (idx, ci) in &touched {
-            let key = keys::container_instance(&ctx.region, &host_cluster, &ci.id);
-            txn = txn
-                .require_revision(&key, live[*idx].revision)
-                .put(&key, encode(&key, ci)?);
-        }
-        if let Some(k) = &token_key {
-            let rec = ClientTokenRecord {
-                task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
-                failures: failures.clone(),
-            };
-            txn = txn.require_absent(k).put(k, encode(k, &rec)?);
-        }
-        Ok((txn, (tasks, failures)))
-    })
-    .await?;
+            u32::try_from(count).unwrap_or(1)
+        },
+        group,
+        constraints,
+        strategy: strategies,
+        requires_attributes: placement::requires(&td),
+    };
+    let job = placement_queue::Launch {
+        ctx: ctx.clone(),
+        req: req.clone(),
+        start,
+        cluster,
+        td,
+        need,
+        request,
+        network,
+        token_key,
+        fargate,
+        host_cluster,
+        ephemeral_storage,
+    };
+    let (tasks, failures, td) = placement_queue::submit(svc, job).await?;
     Ok((tasks, failures, td))
 }
 
+/// Answers a RunTask/StartTask whose `clientToken` was seen before with what that call created.
+pub(crate) async fn replay_client_token(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    token_key: &str,
+) -> Result<Option<(Vec<Task>, Vec<Value>)>, EcsError> {
+    let Some(rec) = svc.store.get_typed::<ClientTokenRecord>(token_key).await? else {
+        return Ok(None);
+    };
+    let mut tasks = Vec::new();
+    for id in &rec.value.task_ids {
+        if let Some(t) = svc
+            .store
+            .get_typed::<Task>(&keys::task(&ctx.region, cluster, id))
+            .await?
+        {
+            tasks.push(t.value);
+        }
+    }
+    Ok(Some((tasks, rec.value.failures)))
+}
+
+/// The idempotency record of a call with a `clientToken`.
+pub(crate) fn client_token_record(tasks: &[Task], failures: &[Value]) -> impl Serialize {
+    ClientTokenRecord {
+        task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
+        failures: failures.to_vec(),
+    }
+}
+
 /// Records a placement in a view so later picks of the same call see it.
-fn reserve_in_view(
+pub(crate) fn reserve_in_view(
     v: &mut gantry_scheduler::InstanceView,
     d: &gantry_scheduler::TaskDemand,
     group: &str,
@@ -879,28 +751,6 @@ fn reserve_in_view(
     v.used_tcp_ports.extend(d.tcp_ports.iter().copied());
     v.used_udp_ports.extend(d.udp_ports.iter().copied());
     v.task_groups.push(group.to_owned());
-}
-
-/// Task groups present on each instance (for `distinctInstance`, spread and `task:group`).
-pub(super) async fn group_counts(
-    svc: &EcsService,
-    ctx: &RequestContext,
-    cluster: &str,
-) -> Result<BTreeMap<String, Vec<String>>, EcsError> {
-    let tasks = svc
-        .cache
-        .scan::<Task>(svc.store.as_ref(), &keys::tasks(&ctx.region, cluster))
-        .await?;
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (_, t) in tasks
-        .iter()
-        .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
-    {
-        if let Some(ci) = &t.container_instance_id {
-            out.entry(ci.clone()).or_default().push(t.group.clone());
-        }
-    }
-    Ok(out)
 }
 
 pub(super) async fn run(
@@ -919,7 +769,7 @@ pub(super) async fn start(
     run_or_start(svc, body, ctx, true).await
 }
 
-fn task_id(reference: &str) -> String {
+pub(crate) fn task_id(reference: &str) -> String {
     if reference.starts_with("arn:") {
         reference.rsplit('/').next().unwrap_or(reference).to_owned()
     } else {
@@ -940,49 +790,17 @@ pub(crate) async fn get(
         .await?)
 }
 
-/// Moves `task` to `to`, keeping its instance's counts and reservations in step, in one
-/// transaction (read-modify-write with compare-and-swap on both records).
+/// Changes a task with `change`, keeping its instance's counts and reservations in step, in one
+/// transaction (compare-and-swap on both records). It goes through the cluster's placement queue,
+/// so that state reports and placements on the same instances do not conflict.
 pub(crate) async fn transition(
     svc: &EcsService,
     ctx: &RequestContext,
     cluster: &str,
     reference: &str,
-    change: impl Fn(&mut Task) -> Result<(), EcsError>,
+    change: impl Fn(&mut Task) -> Result<(), EcsError> + Send + Sync + 'static,
 ) -> Result<Task, EcsError> {
-    let change = &change;
-    commit_with_retry(svc.store.as_ref(), || async move {
-        let Some(cur) = get(svc, ctx, cluster, reference).await? else {
-            return Err(EcsError::invalid("The referenced task was not found."));
-        };
-        let before = cur.value.last_status;
-        let mut t = cur.value.clone();
-        change(&mut t)?;
-        if t == cur.value {
-            return Ok((Txn::new(), t));
-        }
-        t.version += 1;
-        let key = keys::task(&ctx.region, cluster, &t.id);
-        let mut txn = Txn::new()
-            .require_revision(&key, cur.revision)
-            .put(&key, encode(&key, &t)?);
-        if before != TaskStatus::Stopped && t.last_status == TaskStatus::Stopped {
-            // The task's interface and address go with its STOPPED record.
-            txn = task_network::merge(txn, task_network::release(svc, ctx, &t).await?);
-        }
-        let counted_changed = before != t.last_status;
-        if let (true, Some(ci_id)) = (counted_changed, &t.container_instance_id) {
-            let ci_key = keys::container_instance(&ctx.region, t.host_cluster(), ci_id);
-            if let Some(ci) = svc.store.get_typed::<ContainerInstance>(&ci_key).await? {
-                let mut c = ci.value.clone();
-                account_transition(&mut c, &t.reservation, Some(before), t.last_status);
-                txn = txn
-                    .require_revision(&ci_key, ci.revision)
-                    .put(&ci_key, encode(&ci_key, &c)?);
-            }
-        }
-        Ok((txn, t))
-    })
-    .await
+    placement_queue::transition(svc, ctx, cluster, reference, Box::new(change)).await
 }
 
 #[derive(Deserialize)]
@@ -1032,13 +850,14 @@ pub(crate) async fn request_stop_with_grace(
         None => return Err(EcsError::invalid("The referenced task was not found.")),
     };
     let now = ctx.now;
-    transition(svc, ctx, cluster, reference, |t| {
+    let (code, reason) = (code.to_owned(), reason.to_owned());
+    transition(svc, ctx, cluster, reference, move |t| {
         if t.desired_status == TaskStatus::Stopped {
             return Ok(());
         }
         t.desired_status = TaskStatus::Stopped;
-        t.stop_code = Some(code.to_owned());
-        t.stopped_reason = Some(reason.to_owned());
+        t.stop_code = Some(code.clone());
+        t.stopped_reason = Some(reason.clone());
         t.stopping_at = Some(now);
         t.stop_grace_seconds = grace;
         if t.last_status == TaskStatus::Provisioning && agent_away {
@@ -1174,43 +993,54 @@ pub(super) async fn list(
     let instance = req.container_instance.as_deref().map(|r| {
         gantry_domain::arn::container_instance_id_from_ref(r).unwrap_or_else(|_| r.to_owned())
     });
-    let all = svc
-        .store
-        .scan_all_typed::<Task>(&keys::tasks(&ctx.region, &cluster))
+    // Tokens hold the last ARN of the page; ARNs of one cluster sort as their ids.
+    let after = match req.next_token.as_deref() {
+        None | Some("") => None,
+        Some(tok) => Some(
+            gantry_aws_proto::pagination::decode_token(tok)
+                .and_then(|arn| arn.rsplit('/').next().map(str::to_owned))
+                .ok_or_else(|| EcsError::invalid("Invalid nextToken."))?,
+        ),
+    };
+    // From the cluster's in-memory view, in id order, only until the page is full.
+    let mut page: Vec<String> = svc
+        .placement
+        .read(svc, &ctx.region, &cluster, |view| {
+            view.tasks_after(after.as_deref())
+                .filter(|(_, t)| match desired {
+                    TaskStatus::Pending => {
+                        t.desired_status == TaskStatus::Running && t.last_status.is_pending()
+                    }
+                    d => t.desired_status == d,
+                })
+                .filter(|(_, t)| {
+                    instance
+                        .as_ref()
+                        .is_none_or(|i| t.container_instance_id.as_ref() == Some(i))
+                })
+                .filter(|(_, t)| req.family.as_ref().is_none_or(|f| &t.family == f))
+                .filter(|(_, t)| {
+                    req.started_by
+                        .as_ref()
+                        .is_none_or(|s| t.started_by.as_ref() == Some(s))
+                })
+                .filter(|(_, t)| {
+                    req.service_name
+                        .as_ref()
+                        .is_none_or(|s| t.service_name.as_ref() == Some(s))
+                })
+                .filter(|(_, t)| req.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
+                .take(limit + 1)
+                .map(|(id, _)| Arn::task(&ctx.region, &ctx.account_id, &cluster, id).to_string())
+                .collect()
+        })
         .await?;
-    let mut items: Vec<(String, String)> = all
-        .into_iter()
-        .map(|t| t.value)
-        .filter(|t| match desired {
-            TaskStatus::Pending => {
-                t.desired_status == TaskStatus::Running && t.last_status.is_pending()
-            }
-            d => t.desired_status == d,
-        })
-        .filter(|t| {
-            instance
-                .as_ref()
-                .is_none_or(|i| t.container_instance_id.as_ref() == Some(i))
-        })
-        .filter(|t| req.family.as_ref().is_none_or(|f| &t.family == f))
-        .filter(|t| {
-            req.started_by
-                .as_ref()
-                .is_none_or(|s| t.started_by.as_ref() == Some(s))
-        })
-        .filter(|t| {
-            req.service_name
-                .as_ref()
-                .is_none_or(|s| t.service_name.as_ref() == Some(s))
-        })
-        .filter(|t| req.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
-        .map(|t| {
-            let arn = task_arn(ctx, &t);
-            (arn.clone(), arn)
-        })
-        .collect();
-    items.sort();
-    let (page, next) = paginate(items, req.next_token.as_deref(), limit)?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last()
+            .map(|arn| gantry_aws_proto::pagination::encode_token(arn))
+            .unwrap_or_default()
+    });
     Ok(with_token(json!({"taskArns": page}), next))
 }
 
@@ -1335,7 +1165,8 @@ pub(super) async fn submit_task_state_change(
         ),
     };
     let now = ctx.now;
-    transition(svc, ctx, &cluster, reference, |t| {
+    let reference = reference.to_owned();
+    transition(svc, ctx, &cluster, &reference, move |t| {
         if t.last_status == TaskStatus::Stopped {
             return Ok(()); // final; late reports change nothing
         }
@@ -1413,7 +1244,8 @@ pub(super) async fn submit_container_state_change(
     if change.container_name.is_none() {
         return Err(EcsError::invalid("containerName is required."));
     }
-    transition(svc, ctx, &cluster, reference, |t| {
+    let reference = reference.to_owned();
+    transition(svc, ctx, &cluster, &reference, move |t| {
         if t.last_status != TaskStatus::Stopped {
             apply_container_change(t, &change);
         }

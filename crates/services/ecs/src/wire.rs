@@ -13,7 +13,7 @@ use crate::{EcsError, EcsService, keys};
 use gantry_front::RequestContext;
 
 /// How often a compare-and-swap write is retried before giving up.
-const MAX_CAS_ATTEMPTS: usize = 64;
+pub(crate) const MAX_CAS_ATTEMPTS: usize = 64;
 
 /// Request members (top level, and in RunTask's `overrides`) that ECS treats as absent when
 /// they are the empty string.

@@ -1,0 +1,1374 @@
+//! Application Auto Scaling (`application-autoscaling`, awsJson1.1, `AnyScaleFrontendService`)
+//! for ECS services' desired count (`ServiceNamespace=ecs`,
+//! `ResourceId=service/<cluster>/<service>`, `ScalableDimension=ecs:service:DesiredCount`).
+//!
+//! - Scalable targets with their min/max and `SuspendedState`; registering one brings the
+//!   service's desired count within min/max.
+//! - Target tracking on `ECSServiceAverageCPUUtilization` / `ECSServiceAverageMemoryUtilization`:
+//!   the policy creates and owns two CloudWatch alarms, `TargetTracking-<resource>-AlarmHigh-<id>`
+//!   (above the target for 3 one-minute periods) and `-AlarmLow-<id>` (below 90 % of it for 15),
+//!   whose actions invoke the policy; it scales out fast (desired × metric / target, rounded up)
+//!   and in slowly (one task at a time), honouring cooldowns and `DisableScaleIn`.
+//! - Step scaling: user alarms invoke the policy; the step whose bounds (relative to the alarm's
+//!   threshold) hold the breaching value gives the adjustment.
+//! - Scheduled actions (`at()` and `rate()` in UTC) that set min/max at their time.
+//! - Scaling activities with AWS's descriptions and causes.
+//!
+//! Cross-service needs are traits the composition root implements: [`Services`] (ECS's desired
+//! count) and [`Alarms`] (CloudWatch alarms); CloudWatch calls [`AutoScalingService::execute`]
+//! when an alarm action names a policy.
+
+#[rustfmt::skip]
+pub mod model_constraints;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gantry_aws_proto::AwsError;
+use gantry_front::{JsonService, Protocol, RequestContext, ServiceSpec};
+use gantry_store::{Store, Txn, TxnOutcome};
+use serde_json::{Value, json};
+
+gantry_front::operations! {
+    /// Every operation of the Application Auto Scaling model.
+    pub enum AutoScalingOperation {
+        DeleteScalingPolicy,
+        DeleteScheduledAction,
+        DeregisterScalableTarget,
+        DescribeScalableTargets,
+        DescribeScalingActivities,
+        DescribeScalingPolicies,
+        DescribeScheduledActions,
+        GetPredictiveScalingForecast,
+        ListTagsForResource,
+        PutScalingPolicy,
+        PutScheduledAction,
+        RegisterScalableTarget,
+        TagResource,
+        UntagResource,
+
+    }
+}
+
+/// How the front reaches Application Auto Scaling.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "application-autoscaling",
+    signing_name: "application-autoscaling",
+    protocol: Protocol::Json {
+        target_prefix: "AnyScaleFrontendService",
+    },
+    operations: AutoScalingOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
+};
+
+const DIMENSION: &str = "ecs:service:DesiredCount";
+/// ECS's default cooldowns for target tracking (seconds).
+const DEFAULT_COOLDOWN: i64 = 300;
+
+/// ECS services as Application Auto Scaling sees them.
+#[async_trait]
+pub trait Services: Send + Sync + std::fmt::Debug {
+    /// The desired count of `cluster`/`service`, or `None` when there is no such active service.
+    async fn desired_count(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<i64>, AwsError>;
+    /// Sets the desired count.
+    async fn set_desired_count(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+        count: i64,
+    ) -> Result<(), AwsError>;
+}
+
+/// CloudWatch alarms as target tracking creates and deletes them.
+#[async_trait]
+pub trait Alarms: Send + Sync + std::fmt::Debug {
+    /// `PutMetricAlarm` with `input`; returns the alarm's ARN.
+    async fn put(&self, region: &str, input: Value) -> Result<String, AwsError>;
+    /// `DeleteAlarms` (names that do not exist are ignored).
+    async fn delete(&self, region: &str, names: &[String]) -> Result<(), AwsError>;
+}
+
+/// Target tracking's alarms: how many one-minute periods above the target scale out, below 90 %
+/// of it scale in (AWS: 3 and 15).
+#[derive(Debug, Clone, Copy)]
+pub struct TrackingPeriods {
+    pub high: i64,
+    pub low: i64,
+}
+
+impl Default for TrackingPeriods {
+    fn default() -> Self {
+        Self { high: 3, low: 15 }
+    }
+}
+
+/// The Application Auto Scaling service.
+#[derive(Debug)]
+pub struct AutoScalingService {
+    store: Arc<dyn Store>,
+    services: Arc<dyn Services>,
+    alarms: Arc<dyn Alarms>,
+    periods: TrackingPeriods,
+    account_id: String,
+    /// One scaling decision at a time.
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn validation(msg: impl Into<String>) -> AwsError {
+    AwsError::client("ValidationException", msg)
+}
+
+fn not_found(msg: impl Into<String>) -> AwsError {
+    AwsError::client("ObjectNotFoundException", msg)
+}
+
+fn store_err(e: gantry_store::StoreError) -> AwsError {
+    if e.is_storage_full() {
+        AwsError::unavailable(
+            "InternalServiceException",
+            gantry_aws_proto::STORAGE_FULL_MESSAGE,
+        )
+    } else {
+        tracing::error!(error = %e, "store failure");
+        AwsError::client(
+            "InternalServiceException",
+            "The request was not applied; retry.",
+        )
+        .with_status(http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// `(cluster, service)` of an ECS `ResourceId`.
+fn ecs_resource(resource_id: &str) -> Result<(&str, &str), AwsError> {
+    let mut parts = resource_id.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("service"), Some(c), Some(svc), None) if !c.is_empty() && !svc.is_empty() => {
+            Ok((c, svc))
+        }
+        _ => Err(validation(format!(
+            "Unsupported resource ID {resource_id}: ECS resources are service/<cluster>/<service>."
+        ))),
+    }
+}
+
+/// The target's namespace, resource and dimension, checked: only ECS services are scalable here.
+fn target_of(input: &Value) -> Result<(String, String), AwsError> {
+    let ns =
+        s(input, "ServiceNamespace").ok_or_else(|| validation("ServiceNamespace is required."))?;
+    if ns != "ecs" {
+        return Err(validation(format!(
+            "Unsupported service namespace {ns}: this server scales ECS services (ecs) only."
+        )));
+    }
+    let id = s(input, "ResourceId").ok_or_else(|| validation("ResourceId is required."))?;
+    let dim = s(input, "ScalableDimension")
+        .ok_or_else(|| validation("ScalableDimension is required."))?;
+    if dim != DIMENSION {
+        return Err(validation(format!(
+            "Unsupported scalable dimension {dim} for ECS: use {DIMENSION}."
+        )));
+    }
+    ecs_resource(id)?;
+    Ok((id.to_owned(), dim.to_owned()))
+}
+
+fn target_key(region: &str, resource: &str) -> String {
+    format!("autoscaling/{region}/target/ecs/{resource}")
+}
+
+fn policy_prefix(region: &str, resource: &str) -> String {
+    format!("autoscaling/{region}/policy/ecs/{resource}/")
+}
+
+fn activity_prefix(region: &str) -> String {
+    format!("autoscaling/{region}/activity/")
+}
+
+impl AutoScalingService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        services: Arc<dyn Services>,
+        alarms: Arc<dyn Alarms>,
+        account_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            services,
+            alarms,
+            periods: TrackingPeriods::default(),
+            account_id: account_id.into(),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Other alarm periods for target tracking (tests).
+    pub fn with_tracking_periods(mut self, periods: TrackingPeriods) -> Self {
+        self.periods = periods;
+        self
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Value, u64)>, AwsError> {
+        let rec = self.store.get(key).await.map_err(store_err)?;
+        Ok(rec.and_then(|r| Some((serde_json::from_slice(&r.value).ok()?, r.revision))))
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>, AwsError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .scan(prefix, after.as_deref(), 500)
+                .await
+                .map_err(store_err)?;
+            for r in page.records {
+                if let Ok(v) = serde_json::from_slice(&r.value) {
+                    out.push((r.key, v));
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<(), AwsError> {
+        match self.store.commit(txn).await.map_err(store_err)? {
+            TxnOutcome::Committed { .. } => Ok(()),
+            _ => Err(AwsError::client(
+                "ConcurrentUpdateException",
+                "Concurrent updates to the same resource; retry.",
+            )),
+        }
+    }
+
+    async fn record_activity(
+        &self,
+        region: &str,
+        resource: &str,
+        description: String,
+        cause: String,
+        outcome: Result<(), String>,
+        now_ms: u64,
+    ) -> Result<(), AwsError> {
+        let (status, message) = match outcome {
+            Ok(()) => ("Successful", None),
+            Err(m) => ("Failed", Some(m)),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut a = json!({
+            "ActivityId": id,
+            "ServiceNamespace": "ecs",
+            "ResourceId": resource,
+            "ScalableDimension": DIMENSION,
+            "Description": description,
+            "Cause": cause,
+            "StartTime": secs(now_ms),
+            "EndTime": secs(now_ms),
+            "StatusCode": status,
+        });
+        if let Some(m) = message {
+            a["StatusMessage"] = json!(m);
+        }
+        let key = format!("{}{now_ms:013}-{id}", activity_prefix(region));
+        self.commit(Txn::new().put(key, a.to_string().into_bytes()))
+            .await
+    }
+
+    /// Sets the service's desired count to `n` and records the activity.
+    async fn scale(
+        &self,
+        region: &str,
+        resource: &str,
+        n: i64,
+        cause: String,
+        now_ms: u64,
+    ) -> Result<(), AwsError> {
+        let (cluster, service) = ecs_resource(resource)?;
+        let description = format!("Setting desired count to {n}.");
+        match self
+            .services
+            .set_desired_count(region, cluster, service, n)
+            .await
+        {
+            Ok(()) => {
+                self.record_activity(region, resource, description, cause, Ok(()), now_ms)
+                    .await
+            }
+            Err(e) => {
+                self.record_activity(
+                    region,
+                    resource,
+                    description,
+                    cause,
+                    Err(e.message.clone()),
+                    now_ms,
+                )
+                .await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn register(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let (cluster, service) = ecs_resource(&resource)?;
+        let Some(current) = self
+            .services
+            .desired_count(&ctx.region, cluster, service)
+            .await?
+        else {
+            return Err(validation(format!("ECS service doesn't exist: {resource}")));
+        };
+        let key = target_key(&ctx.region, &resource);
+        let existing = self.get(&key).await?;
+        let (mut target, rev) = match existing {
+            Some((t, rev)) => (t, rev),
+            None => {
+                let (Some(_), Some(_)) = (input.get("MinCapacity"), input.get("MaxCapacity"))
+                else {
+                    return Err(validation(
+                        "MinCapacity and MaxCapacity are required to register a new scalable target.",
+                    ));
+                };
+                let arn = format!(
+                    "arn:aws:application-autoscaling:{}:{}:scalable-target/{}",
+                    ctx.region,
+                    self.account_id,
+                    uuid::Uuid::new_v4().simple()
+                );
+                (
+                    json!({
+                        "ServiceNamespace": "ecs",
+                        "ResourceId": resource,
+                        "ScalableDimension": DIMENSION,
+                        "RoleARN": format!("arn:aws:iam::{}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService", self.account_id),
+                        "CreationTime": secs(ctx.now),
+                        "ScalableTargetARN": arn,
+                        "SuspendedState": {
+                            "DynamicScalingInSuspended": false,
+                            "DynamicScalingOutSuspended": false,
+                            "ScheduledScalingSuspended": false,
+                        },
+                    }),
+                    0,
+                )
+            }
+        };
+        for k in ["MinCapacity", "MaxCapacity"] {
+            if let Some(v) = input.get(k).and_then(Value::as_i64) {
+                target[k] = json!(v);
+            }
+        }
+        if let Some(st) = input.get("SuspendedState").and_then(Value::as_object) {
+            for (k, v) in st {
+                if let Some(b) = v.as_bool() {
+                    target["SuspendedState"][k] = json!(b);
+                }
+            }
+        }
+        let min = target["MinCapacity"].as_i64().unwrap_or(0);
+        let max = target["MaxCapacity"].as_i64().unwrap_or(0);
+        if min > max {
+            return Err(validation(format!(
+                "Minimum capacity cannot be greater than maximum capacity (min {min}, max {max})."
+            )));
+        }
+        if input
+            .get("Tags")
+            .and_then(Value::as_object)
+            .is_some_and(|t| !t.is_empty())
+        {
+            return Err(validation("Tags are not supported by this server."));
+        }
+        let arn = target["ScalableTargetARN"].clone();
+        self.commit(
+            Txn::new()
+                .require_revision(key.clone(), rev)
+                .put(key, target.to_string().into_bytes()),
+        )
+        .await?;
+        let clamped = current.clamp(min, max);
+        if clamped != current {
+            let _g = self.lock.lock().await;
+            let cause = format!("minimum capacity was set to {min}");
+            let cause = if current > max {
+                format!("maximum capacity was set to {max}")
+            } else {
+                cause
+            };
+            self.scale(&ctx.region, &resource, clamped, cause, ctx.now)
+                .await?;
+        }
+        Ok(json!({ "ScalableTargetARN": arn }))
+    }
+
+    async fn describe_targets(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        if s(input, "ServiceNamespace") != Some("ecs") {
+            return Ok(json!({ "ScalableTargets": [] }));
+        }
+        let ids: Vec<&str> = input
+            .get("ResourceIds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let targets: Vec<Value> = self
+            .scan(&format!("autoscaling/{}/target/ecs/", ctx.region))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|t| ids.is_empty() || ids.contains(&s(t, "ResourceId").unwrap_or_default()))
+            .collect();
+        Ok(json!({ "ScalableTargets": targets }))
+    }
+
+    async fn deregister(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let key = target_key(&ctx.region, &resource);
+        let Some((_, rev)) = self.get(&key).await? else {
+            return Err(not_found(format!(
+                "No scalable target registered for service namespace: ecs, resource ID: {resource}, scalable dimension: {DIMENSION}"
+            )));
+        };
+        let policies = self.scan(&policy_prefix(&ctx.region, &resource)).await?;
+        let mut alarms = Vec::new();
+        let mut txn = Txn::new().require_revision(key.clone(), rev).delete(key);
+        for (k, p) in policies {
+            alarms.extend(owned_alarms(&p));
+            txn = txn.delete(k);
+        }
+        self.commit(txn).await?;
+        if !alarms.is_empty() {
+            self.alarms.delete(&ctx.region, &alarms).await?;
+        }
+        Ok(json!({}))
+    }
+
+    async fn put_policy(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let name = s(input, "PolicyName").ok_or_else(|| validation("PolicyName is required."))?;
+        if self
+            .get(&target_key(&ctx.region, &resource))
+            .await?
+            .is_none()
+        {
+            return Err(not_found(format!(
+                "No scalable target registered for service namespace: ecs, resource ID: {resource}, scalable dimension: {DIMENSION}"
+            )));
+        }
+        let kind = s(input, "PolicyType").unwrap_or("StepScaling");
+        let key = format!("{}{name}", policy_prefix(&ctx.region, &resource));
+        let existing = self.get(&key).await?;
+        let (id, old_alarms, rev, created) = match &existing {
+            Some((p, rev)) => (
+                p["_id"].as_str().unwrap_or_default().to_owned(),
+                owned_alarms(p),
+                *rev,
+                p["CreationTime"].clone(),
+            ),
+            None => (
+                uuid::Uuid::new_v4().to_string(),
+                Vec::new(),
+                0,
+                json!(secs(ctx.now)),
+            ),
+        };
+        let arn = format!(
+            "arn:aws:autoscaling:{}:{}:scalingPolicy:{id}:resource/ecs/{resource}:policyName/{name}",
+            ctx.region, self.account_id
+        );
+        let mut policy = json!({
+            "PolicyARN": arn,
+            "PolicyName": name,
+            "ServiceNamespace": "ecs",
+            "ResourceId": resource,
+            "ScalableDimension": DIMENSION,
+            "PolicyType": kind,
+            "CreationTime": created,
+            "Alarms": [],
+            "_id": id,
+        });
+        let mut new_alarms = Vec::new();
+        match kind {
+            "TargetTrackingScaling" => {
+                let cfg = input
+                    .get("TargetTrackingScalingPolicyConfiguration")
+                    .filter(|v| v.is_object())
+                    .ok_or_else(|| validation("TargetTrackingScalingPolicyConfiguration is required for a TargetTrackingScaling policy."))?;
+                let target = cfg
+                    .get("TargetValue")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| validation("TargetValue is required."))?;
+                if target.is_nan() || target <= 0.0 {
+                    return Err(validation("TargetValue must be greater than 0."));
+                }
+                if cfg.get("CustomizedMetricSpecification").is_some() {
+                    return Err(validation(
+                        "CustomizedMetricSpecification is not supported by this server; use PredefinedMetricSpecification with ECSServiceAverageCPUUtilization or ECSServiceAverageMemoryUtilization.",
+                    ));
+                }
+                let metric = match cfg
+                    .pointer("/PredefinedMetricSpecification/PredefinedMetricType")
+                    .and_then(Value::as_str)
+                {
+                    Some("ECSServiceAverageCPUUtilization") => "CPUUtilization",
+                    Some("ECSServiceAverageMemoryUtilization") => "MemoryUtilization",
+                    Some(other) => {
+                        return Err(validation(format!(
+                            "Unsupported predefined metric type {other} for ECS on this server: use ECSServiceAverageCPUUtilization or ECSServiceAverageMemoryUtilization."
+                        )));
+                    }
+                    None => return Err(validation("PredefinedMetricSpecification is required.")),
+                };
+                policy["TargetTrackingScalingPolicyConfiguration"] = cfg.clone();
+                let (cluster, service) = ecs_resource(&resource)?;
+                let dims = json!([{"Name": "ClusterName", "Value": cluster}, {"Name": "ServiceName", "Value": service}]);
+                let suffix = uuid::Uuid::new_v4();
+                let mut specs = vec![(
+                    "AlarmHigh",
+                    self.periods.high,
+                    target,
+                    "GreaterThanThreshold",
+                )];
+                if cfg.get("DisableScaleIn").and_then(Value::as_bool) != Some(true) {
+                    specs.push((
+                        "AlarmLow",
+                        self.periods.low,
+                        target * 0.9,
+                        "LessThanThreshold",
+                    ));
+                }
+                for (which, periods, threshold, op) in specs {
+                    let alarm_name = format!("TargetTracking-{resource}-{which}-{suffix}");
+                    let alarm_arn = self
+                        .alarms
+                        .put(
+                            &ctx.region,
+                            json!({
+                                "AlarmName": alarm_name,
+                                "AlarmDescription": format!("DO NOT EDIT OR DELETE. For TargetTrackingScaling policy {arn}."),
+                                "ActionsEnabled": true,
+                                "AlarmActions": [arn],
+                                "Namespace": "AWS/ECS",
+                                "MetricName": metric,
+                                "Dimensions": dims,
+                                "Statistic": "Average",
+                                "Period": 60,
+                                "EvaluationPeriods": periods,
+                                "DatapointsToAlarm": periods,
+                                "Threshold": threshold,
+                                "ComparisonOperator": op,
+                                "Unit": "Percent",
+                            }),
+                        )
+                        .await?;
+                    new_alarms.push(json!({"AlarmName": alarm_name, "AlarmARN": alarm_arn}));
+                }
+                policy["Alarms"] = json!(new_alarms);
+            }
+            "StepScaling" => {
+                let cfg = input
+                    .get("StepScalingPolicyConfiguration")
+                    .filter(|v| v.is_object())
+                    .ok_or_else(|| {
+                        validation(
+                            "StepScalingPolicyConfiguration is required for a StepScaling policy.",
+                        )
+                    })?;
+                let adj = s(cfg, "AdjustmentType")
+                    .ok_or_else(|| validation("AdjustmentType is required."))?;
+                if ![
+                    "ChangeInCapacity",
+                    "PercentChangeInCapacity",
+                    "ExactCapacity",
+                ]
+                .contains(&adj)
+                {
+                    return Err(validation(format!("Unsupported AdjustmentType {adj}.")));
+                }
+                let steps = cfg
+                    .get("StepAdjustments")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                if steps == 0 {
+                    return Err(validation(
+                        "StepAdjustments must contain at least one step.",
+                    ));
+                }
+                policy["StepScalingPolicyConfiguration"] = cfg.clone();
+            }
+            other => {
+                return Err(validation(format!(
+                    "Unsupported policy type {other}: this server runs TargetTrackingScaling and StepScaling (predictive scaling is not supported)."
+                )));
+            }
+        }
+        let committed = self
+            .commit(
+                Txn::new()
+                    .require_revision(key.clone(), rev)
+                    .put(key, policy.to_string().into_bytes()),
+            )
+            .await;
+        let stale: Vec<String> = if committed.is_ok() {
+            old_alarms
+        } else {
+            new_alarms
+                .iter()
+                .filter_map(|a| s(a, "AlarmName").map(str::to_owned))
+                .collect()
+        };
+        if !stale.is_empty() {
+            self.alarms.delete(&ctx.region, &stale).await?;
+        }
+        committed?;
+        Ok(json!({ "PolicyARN": arn, "Alarms": new_alarms }))
+    }
+
+    async fn describe_policies(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        if s(input, "ServiceNamespace") != Some("ecs") {
+            return Ok(json!({ "ScalingPolicies": [] }));
+        }
+        let names: Vec<&str> = input
+            .get("PolicyNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let resource = s(input, "ResourceId");
+        let prefix = match resource {
+            Some(r) => policy_prefix(&ctx.region, r),
+            None => format!("autoscaling/{}/policy/ecs/", ctx.region),
+        };
+        let policies: Vec<Value> = self
+            .scan(&prefix)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|p| names.is_empty() || names.contains(&s(p, "PolicyName").unwrap_or_default()))
+            .map(public)
+            .collect();
+        Ok(json!({ "ScalingPolicies": policies }))
+    }
+
+    async fn delete_policy(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let name = s(input, "PolicyName").ok_or_else(|| validation("PolicyName is required."))?;
+        let key = format!("{}{name}", policy_prefix(&ctx.region, &resource));
+        let Some((p, rev)) = self.get(&key).await? else {
+            return Err(not_found(format!(
+                "No scaling policy found for service namespace: ecs, resource ID: {resource}, scalable dimension: {DIMENSION}, policy name: {name}"
+            )));
+        };
+        self.commit(Txn::new().require_revision(key.clone(), rev).delete(key))
+            .await?;
+        let alarms = owned_alarms(&p);
+        if !alarms.is_empty() {
+            self.alarms.delete(&ctx.region, &alarms).await?;
+        }
+        Ok(json!({}))
+    }
+
+    async fn describe_activities(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        if s(input, "ServiceNamespace") != Some("ecs") {
+            return Ok(json!({ "ScalingActivities": [] }));
+        }
+        let resource = s(input, "ResourceId");
+        let max = input
+            .get("MaxResults")
+            .and_then(Value::as_u64)
+            .unwrap_or(50)
+            .clamp(1, 50) as usize;
+        let mut acts: Vec<Value> = self
+            .scan(&activity_prefix(&ctx.region))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|a| resource.is_none_or(|r| s(a, "ResourceId") == Some(r)))
+            .collect();
+        acts.reverse();
+        acts.truncate(max);
+        Ok(json!({ "ScalingActivities": acts }))
+    }
+
+    /// Runs the policy `arn` because of `trigger` (an alarm action) at `now_ms`.
+    pub async fn execute(
+        &self,
+        region: &str,
+        arn: &str,
+        trigger: Trigger<'_>,
+        now_ms: u64,
+    ) -> Result<(), AwsError> {
+        let Trigger {
+            alarm,
+            state,
+            value,
+            threshold,
+        } = trigger;
+        let _g = self.lock.lock().await;
+        let Some((key, policy)) = self
+            .scan(&format!("autoscaling/{region}/policy/ecs/"))
+            .await?
+            .into_iter()
+            .find(|(_, p)| s(p, "PolicyARN") == Some(arn))
+        else {
+            tracing::debug!(arn, "alarm action for a policy that no longer exists");
+            return Ok(());
+        };
+        let resource = s(&policy, "ResourceId").unwrap_or_default().to_owned();
+        let Some((target, _)) = self.get(&target_key(region, &resource)).await? else {
+            return Ok(());
+        };
+        let (cluster, service) = ecs_resource(&resource)?;
+        let Some(current) = self
+            .services
+            .desired_count(region, cluster, service)
+            .await?
+        else {
+            return Ok(());
+        };
+        let min = target["MinCapacity"].as_i64().unwrap_or(0);
+        let max = target["MaxCapacity"].as_i64().unwrap_or(current);
+        let suspended = |k: &str| {
+            target
+                .pointer(&format!("/SuspendedState/{k}"))
+                .and_then(Value::as_bool)
+                == Some(true)
+        };
+        let name = s(&policy, "PolicyName").unwrap_or_default();
+        let last_out = policy.get("_lastScaleOut").and_then(Value::as_u64);
+        let last_in = policy.get("_lastScaleIn").and_then(Value::as_u64);
+        let in_cooldown = |last: Option<u64>, cooldown: i64| {
+            last.is_some_and(|t| now_ms < t + (cooldown.max(0) as u64) * 1000)
+        };
+        let desired = match s(&policy, "PolicyType") {
+            Some("TargetTrackingScaling") => {
+                let cfg = &policy["TargetTrackingScalingPolicyConfiguration"];
+                let target_value = cfg["TargetValue"].as_f64().unwrap_or(1.0);
+                let Some(v) = value else { return Ok(()) };
+                if alarm.contains("-AlarmHigh-") {
+                    let want = ((current.max(1) as f64) * v / target_value).ceil() as i64;
+                    let cooldown = cfg["ScaleOutCooldown"].as_i64().unwrap_or(DEFAULT_COOLDOWN);
+                    if want <= current
+                        || suspended("DynamicScalingOutSuspended")
+                        || in_cooldown(last_out, cooldown)
+                    {
+                        return Ok(());
+                    }
+                    want
+                } else {
+                    let cooldown = cfg["ScaleInCooldown"].as_i64().unwrap_or(DEFAULT_COOLDOWN);
+                    if cfg["DisableScaleIn"].as_bool() == Some(true)
+                        || suspended("DynamicScalingInSuspended")
+                        || in_cooldown(last_in, cooldown)
+                        || in_cooldown(last_out, cooldown)
+                    {
+                        return Ok(());
+                    }
+                    // Scale in conservatively: one task at a time, never below what the metric needs.
+                    let need = ((current as f64) * v / target_value).ceil() as i64;
+                    if need >= current {
+                        return Ok(());
+                    }
+                    current - 1
+                }
+            }
+            _ => {
+                let cfg = &policy["StepScalingPolicyConfiguration"];
+                let diff = value.unwrap_or(threshold) - threshold;
+                let step = cfg["StepAdjustments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|st| {
+                        let lo = st["MetricIntervalLowerBound"]
+                            .as_f64()
+                            .unwrap_or(f64::NEG_INFINITY);
+                        let hi = st["MetricIntervalUpperBound"]
+                            .as_f64()
+                            .unwrap_or(f64::INFINITY);
+                        lo <= diff && diff < hi || (hi == 0.0 && diff == 0.0 && lo < 0.0)
+                    });
+                let Some(adj) = step.and_then(|st| st["ScalingAdjustment"].as_i64()) else {
+                    return Ok(());
+                };
+                let cooldown = cfg["Cooldown"].as_i64().unwrap_or(DEFAULT_COOLDOWN);
+                if in_cooldown(last_out.max(last_in), cooldown) {
+                    return Ok(());
+                }
+                let want = match s(cfg, "AdjustmentType") {
+                    Some("ExactCapacity") => adj,
+                    Some("PercentChangeInCapacity") => {
+                        let mut delta = (current as f64 * adj as f64 / 100.0).trunc() as i64;
+                        let floor = cfg["MinAdjustmentMagnitude"].as_i64().unwrap_or(1).max(1);
+                        if delta.abs() < floor && adj != 0 {
+                            delta = floor * adj.signum();
+                        }
+                        current + delta
+                    }
+                    _ => current + adj,
+                };
+                if (want > current && suspended("DynamicScalingOutSuspended"))
+                    || (want < current && suspended("DynamicScalingInSuspended"))
+                {
+                    return Ok(());
+                }
+                want
+            }
+        };
+        let desired = desired.clamp(min, max);
+        if desired == current {
+            return Ok(());
+        }
+        let cause = format!("monitor alarm {alarm} in state {state} triggered policy {name}");
+        self.scale(region, &resource, desired, cause, now_ms)
+            .await?;
+        let mark = if desired > current {
+            "_lastScaleOut"
+        } else {
+            "_lastScaleIn"
+        };
+        let mut updated = policy.clone();
+        updated[mark] = json!(now_ms);
+        // Best effort: a concurrent PutScalingPolicy wins and its cooldown starts afresh.
+        let _ = self
+            .commit(Txn::new().put(key, updated.to_string().into_bytes()))
+            .await;
+        Ok(())
+    }
+}
+
+fn scheduled_prefix(region: &str) -> String {
+    format!("autoscaling/scheduled/{region}/")
+}
+
+impl AutoScalingService {
+    async fn put_scheduled(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let name = s(input, "ScheduledActionName")
+            .ok_or_else(|| validation("ScheduledActionName is required."))?;
+        if self
+            .get(&target_key(&ctx.region, &resource))
+            .await?
+            .is_none()
+        {
+            return Err(not_found(format!(
+                "No scalable target registered for service namespace: ecs, resource ID: {resource}, scalable dimension: {DIMENSION}"
+            )));
+        }
+        let key = format!("{}{resource}/{name}", scheduled_prefix(&ctx.region));
+        let existing = self.get(&key).await?;
+        let rev = existing.as_ref().map_or(0, |(_, r)| *r);
+        let old = existing.map(|(v, _)| v);
+        // An update may leave out what does not change.
+        let pick = |k: &str| {
+            input
+                .get(k)
+                .filter(|v| !v.is_null())
+                .or_else(|| old.as_ref().and_then(|o| o.get(k)))
+                .cloned()
+        };
+        let text = pick("Schedule")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or_else(|| validation("Schedule is required."))?;
+        let tz = pick("Timezone").and_then(|v| v.as_str().map(str::to_owned));
+        let sched = schedule::parse(&text, tz.as_deref()).map_err(validation)?;
+        let action = pick("ScalableTargetAction").unwrap_or(json!({}));
+        let (min, max) = (
+            action["MinCapacity"].as_i64(),
+            action["MaxCapacity"].as_i64(),
+        );
+        if min.is_none() && max.is_none() {
+            return Err(validation(
+                "ScalableTargetAction needs MinCapacity, MaxCapacity or both.",
+            ));
+        }
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo > hi
+        {
+            return Err(validation(format!(
+                "Minimum capacity cannot be greater than maximum capacity (min {lo}, max {hi})."
+            )));
+        }
+        let created = old
+            .as_ref()
+            .and_then(|o| o.get("CreationTime").cloned())
+            .unwrap_or(json!(secs(ctx.now)));
+        let start_ms = pick("StartTime")
+            .and_then(|v| v.as_f64())
+            .map(|t| (t * 1000.0) as u64)
+            .unwrap_or(ctx.now);
+        let first = match sched {
+            schedule::Schedule::Rate(every)
+                if input.get("StartTime").is_none() && old.is_none() =>
+            {
+                schedule::next_after(sched, ctx.now + every, ctx.now)
+            }
+            _ => schedule::next_after(sched, start_ms, ctx.now.saturating_sub(1)),
+        };
+        let mut record = json!({
+            "ScheduledActionName": name,
+            "ScheduledActionARN": format!(
+                "arn:aws:autoscaling:{}:{}:scheduledAction:{}:resource/ecs/{resource}:scheduledActionName/{name}",
+                ctx.region, self.account_id, uuid::Uuid::new_v4()
+            ),
+            "ServiceNamespace": "ecs",
+            "Schedule": text,
+            "ResourceId": resource,
+            "ScalableDimension": DIMENSION,
+            "ScalableTargetAction": action,
+            "CreationTime": created,
+            "_start": start_ms,
+            "_next": first,
+        });
+        if let Some(old_arn) = old.as_ref().and_then(|o| o.get("ScheduledActionARN")) {
+            record["ScheduledActionARN"] = old_arn.clone();
+        }
+        for k in ["Timezone", "StartTime", "EndTime"] {
+            if let Some(v) = pick(k) {
+                record[k] = v;
+            }
+        }
+        self.commit(
+            Txn::new()
+                .require_revision(key.clone(), rev)
+                .put(key, record.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(json!({}))
+    }
+
+    async fn describe_scheduled(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        if s(input, "ServiceNamespace") != Some("ecs") {
+            return Ok(json!({ "ScheduledActions": [] }));
+        }
+        let names: Vec<&str> = input
+            .get("ScheduledActionNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let resource = s(input, "ResourceId");
+        let actions: Vec<Value> = self
+            .scan(&scheduled_prefix(&ctx.region))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|a| {
+                resource.is_none_or(|r| s(a, "ResourceId") == Some(r))
+                    && (names.is_empty()
+                        || names.contains(&s(a, "ScheduledActionName").unwrap_or_default()))
+            })
+            .map(public)
+            .collect();
+        Ok(json!({ "ScheduledActions": actions }))
+    }
+
+    async fn delete_scheduled(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        let (resource, _) = target_of(input)?;
+        let name = s(input, "ScheduledActionName")
+            .ok_or_else(|| validation("ScheduledActionName is required."))?;
+        let key = format!("{}{resource}/{name}", scheduled_prefix(&ctx.region));
+        let Some((_, rev)) = self.get(&key).await? else {
+            return Err(not_found(format!(
+                "No scheduled action found for service namespace: ecs, resource ID: {resource}, scalable dimension: {DIMENSION}, scheduled action name: {name}"
+            )));
+        };
+        self.commit(Txn::new().require_revision(key.clone(), rev).delete(key))
+            .await?;
+        Ok(json!({}))
+    }
+
+    /// Runs the scheduled actions that are due at `now_ms`; returns how many ran.
+    pub async fn run_due(&self, now_ms: u64) -> Result<usize, AwsError> {
+        let mut ran = 0;
+        for (key, mut action) in self.scan("autoscaling/scheduled/").await? {
+            let Some(next) = action["_next"].as_u64() else {
+                continue;
+            };
+            if next > now_ms {
+                continue;
+            }
+            let region = key["autoscaling/scheduled/".len()..]
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let resource = s(&action, "ResourceId").unwrap_or_default().to_owned();
+            let name = s(&action, "ScheduledActionName")
+                .unwrap_or_default()
+                .to_owned();
+            let expired = action["EndTime"]
+                .as_f64()
+                .is_some_and(|end| ((end * 1000.0) as u64) < next);
+            if !expired {
+                self.apply_scheduled(
+                    &region,
+                    &resource,
+                    &name,
+                    &action["ScalableTargetAction"],
+                    now_ms,
+                )
+                .await?;
+                ran += 1;
+            }
+            let sched = schedule::parse(s(&action, "Schedule").unwrap_or_default(), None);
+            let start = action["_start"].as_u64().unwrap_or(now_ms);
+            action["_next"] = match sched {
+                Ok(sc) if !expired => json!(schedule::next_after(sc, start, now_ms)),
+                _ => Value::Null,
+            };
+            // A concurrent update of the action wins; it carries its own next run.
+            let _ = self
+                .commit(Txn::new().put(key, action.to_string().into_bytes()))
+                .await;
+        }
+        Ok(ran)
+    }
+
+    async fn apply_scheduled(
+        &self,
+        region: &str,
+        resource: &str,
+        name: &str,
+        action: &Value,
+        now_ms: u64,
+    ) -> Result<(), AwsError> {
+        let _g = self.lock.lock().await;
+        let key = target_key(region, resource);
+        let Some((mut target, rev)) = self.get(&key).await? else {
+            return Ok(());
+        };
+        if target
+            .pointer("/SuspendedState/ScheduledScalingSuspended")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Ok(());
+        }
+        if let Some(min) = action["MinCapacity"].as_i64() {
+            target["MinCapacity"] = json!(min);
+        }
+        if let Some(max) = action["MaxCapacity"].as_i64() {
+            target["MaxCapacity"] = json!(max);
+        }
+        let min = target["MinCapacity"].as_i64().unwrap_or(0);
+        let max = target["MaxCapacity"].as_i64().unwrap_or(0).max(min);
+        target["MaxCapacity"] = json!(max);
+        self.commit(
+            Txn::new()
+                .require_revision(key.clone(), rev)
+                .put(key, target.to_string().into_bytes()),
+        )
+        .await?;
+        let (cluster, service) = ecs_resource(resource)?;
+        let Some(current) = self
+            .services
+            .desired_count(region, cluster, service)
+            .await?
+        else {
+            return Ok(());
+        };
+        let clamped = current.clamp(min, max);
+        if clamped != current {
+            let cause = if clamped > current {
+                format!("scheduled action name {name} set min capacity to {min}")
+            } else {
+                format!("scheduled action name {name} set max capacity to {max}")
+            };
+            self.scale(region, resource, clamped, cause, now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs due scheduled actions every `tick` until `shutdown` turns true.
+    pub async fn run(
+        self: Arc<Self>,
+        tick: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = interval.tick() => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    if let Err(error) = self.run_due(now).await {
+                        tracing::warn!(%error, "scheduled actions pass failed; retrying next tick");
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a policy runs: an alarm in a state.
+#[derive(Debug, Clone, Copy)]
+pub struct Trigger<'a> {
+    /// The alarm's name.
+    pub alarm: &'a str,
+    /// The state it is in (`ALARM`, `OK`, ...).
+    pub state: &'a str,
+    /// The most recent datapoint the alarm evaluated (none for `SetAlarmState`).
+    pub value: Option<f64>,
+    /// The alarm's threshold.
+    pub threshold: f64,
+}
+
+/// The names of the alarms a target tracking policy owns.
+fn owned_alarms(p: &Value) -> Vec<String> {
+    if s(p, "PolicyType") != Some("TargetTrackingScaling") {
+        return Vec::new();
+    }
+    p["Alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| s(a, "AlarmName").map(str::to_owned))
+        .collect()
+}
+
+fn public(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|k, _| !k.starts_with('_'));
+    }
+    v
+}
+
+#[async_trait]
+impl JsonService for AutoScalingService {
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
+    }
+
+    async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
+        let input: Value = gantry_aws_proto::json::parse_body(body)?;
+        match op {
+            "RegisterScalableTarget" => self.register(&input, ctx).await,
+            "DescribeScalableTargets" => self.describe_targets(&input, ctx).await,
+            "DeregisterScalableTarget" => self.deregister(&input, ctx).await,
+            "PutScalingPolicy" => self.put_policy(&input, ctx).await,
+            "DescribeScalingPolicies" => self.describe_policies(&input, ctx).await,
+            "DeleteScalingPolicy" => self.delete_policy(&input, ctx).await,
+            "DescribeScalingActivities" => self.describe_activities(&input, ctx).await,
+            "PutScheduledAction" => self.put_scheduled(&input, ctx).await,
+            "DescribeScheduledActions" => self.describe_scheduled(&input, ctx).await,
+            "DeleteScheduledAction" => self.delete_scheduled(&input, ctx).await,
+            other => Err(validation(format!(
+                "The operation {other} is not supported by this server (tags and predictive scaling are not served)."
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use gantry_store::MemoryStore;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct FakeServices(Mutex<i64>);
+
+    #[async_trait]
+    impl Services for FakeServices {
+        async fn desired_count(&self, _: &str, _: &str, _: &str) -> Result<Option<i64>, AwsError> {
+            Ok(Some(*self.0.lock().unwrap()))
+        }
+        async fn set_desired_count(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            n: i64,
+        ) -> Result<(), AwsError> {
+            *self.0.lock().unwrap() = n;
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct FakeAlarms(Mutex<Vec<Value>>);
+
+    #[async_trait]
+    impl Alarms for FakeAlarms {
+        async fn put(&self, _: &str, input: Value) -> Result<String, AwsError> {
+            let name = input["AlarmName"].as_str().unwrap().to_owned();
+            self.0.lock().unwrap().push(input);
+            Ok(format!("arn:aws:cloudwatch:r:1:alarm:{name}"))
+        }
+        async fn delete(&self, _: &str, names: &[String]) -> Result<(), AwsError> {
+            self.0
+                .lock()
+                .unwrap()
+                .retain(|a| !names.iter().any(|n| a["AlarmName"] == n.as_str()));
+            Ok(())
+        }
+    }
+
+    fn ctx(now: u64) -> RequestContext {
+        RequestContext {
+            caller: None,
+            request_id: "r".into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            access_key_id: String::new(),
+            now,
+        }
+    }
+
+    async fn call(svc: &AutoScalingService, op: &str, body: Value) -> Value {
+        JsonService::call(svc, op, body.to_string().as_bytes(), &ctx(1_000))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn target_tracking_scales_out_by_ratio_and_in_one_at_a_time_with_cooldowns() {
+        let services = Arc::new(FakeServices(Mutex::new(2)));
+        let alarms = Arc::new(FakeAlarms::default());
+        let svc = AutoScalingService::new(
+            Arc::new(MemoryStore::new()),
+            services.clone(),
+            alarms.clone(),
+            "000000000000",
+        );
+        let target = json!({"ServiceNamespace": "ecs", "ResourceId": "service/c/s",
+                            "ScalableDimension": DIMENSION});
+        let mut reg = target.clone();
+        reg["MinCapacity"] = json!(1);
+        reg["MaxCapacity"] = json!(10);
+        call(&svc, "RegisterScalableTarget", reg).await;
+        let mut put = target.clone();
+        put["PolicyName"] = json!("cpu");
+        put["PolicyType"] = json!("TargetTrackingScaling");
+        put["TargetTrackingScalingPolicyConfiguration"] = json!({
+            "TargetValue": 50.0, "ScaleOutCooldown": 60, "ScaleInCooldown": 120,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}});
+        let out = call(&svc, "PutScalingPolicy", put).await;
+        let arn = out["PolicyARN"].as_str().unwrap().to_owned();
+        let names: Vec<String> = out["Alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["AlarmName"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(alarms.0.lock().unwrap().len(), 2);
+        let (high, low) = (&names[0], &names[1]);
+        let fire = |alarm: &str, value: f64, now: u64| {
+            let svc = &svc;
+            let arn = arn.clone();
+            let alarm = alarm.to_owned();
+            async move {
+                svc.execute(
+                    "us-east-1",
+                    &arn,
+                    Trigger {
+                        alarm: &alarm,
+                        state: "ALARM",
+                        value: Some(value),
+                        threshold: 50.0,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            }
+        };
+        let desired = || *services.0.lock().unwrap();
+        // 2 tasks at 130 % of a 50 % target: ceil(2 × 130 / 50) = 6.
+        fire(high, 130.0, 10_000).await;
+        assert_eq!(desired(), 6);
+        // Within the scale-out cooldown nothing happens; after it, scale out again, clamped at 10.
+        fire(high, 200.0, 30_000).await;
+        assert_eq!(desired(), 6);
+        fire(high, 200.0, 71_000).await;
+        assert_eq!(desired(), 10);
+        // Scale in waits for the cooldown after the last scale-out, then one task at a time.
+        fire(low, 10.0, 100_000).await;
+        assert_eq!(desired(), 10);
+        fire(low, 10.0, 200_000).await;
+        assert_eq!(desired(), 9);
+        fire(low, 10.0, 250_000).await;
+        assert_eq!(desired(), 9);
+        fire(low, 10.0, 330_000).await;
+        assert_eq!(desired(), 8);
+        let acts = call(
+            &svc,
+            "DescribeScalingActivities",
+            json!({"ServiceNamespace": "ecs"}),
+        )
+        .await;
+        let causes: Vec<&str> = acts["ScalingActivities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["Cause"].as_str().unwrap())
+            .collect();
+        assert_eq!(causes.len(), 4);
+        assert_eq!(
+            causes[0],
+            format!("monitor alarm {low} in state ALARM triggered policy cpu")
+        );
+        // Deleting the policy deletes the alarms it owns.
+        let mut del = target.clone();
+        del["PolicyName"] = json!("cpu");
+        call(&svc, "DeleteScalingPolicy", del).await;
+        assert!(alarms.0.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,608 @@
+//! CloudWatch metrics and alarms (`monitoring`, API version 2010-08-01), served on awsJson1.0
+//! (`GraniteServiceVersion20100801`, what botocore sends, in query-compatible mode) and on
+//! awsQuery (older SDKs, Terraform, the AWS CLI v2 of Debian). Every operation of the model is
+//! listed in [`CloudWatchOperation`].
+//!
+//! Storage: every `PutMetricData` becomes one batch record in the store (its datapoints already
+//! aggregated per series, storage bucket and unit), committed before the call is acknowledged,
+//! and is then added to the in-memory [`series::Index`] that reads use. On start the batches are
+//! replayed; batches and buckets older than the retention (15 days) are dropped by
+//! [`CloudWatchService::maintain`]. Alarms are records of their own, evaluated by
+//! [`CloudWatchService::evaluate_alarms`].
+//!
+//! A service crate: depends on the front, the wire layer and the store, never on another service.
+
+pub mod alarms;
+pub mod error;
+pub mod math;
+pub mod metrics;
+#[rustfmt::skip]
+pub mod model_constraints;
+pub mod series;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use gantry_aws_proto::AwsError;
+use gantry_aws_proto::query::QueryRequest;
+use gantry_front::{JsonService, Protocol, QueryService, RequestContext, ServiceSpec};
+use gantry_store::{Store, StoreError, Txn};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::invalid;
+use crate::series::{Agg, Index, Row, SeriesKey};
+
+gantry_front::operations! {
+    /// Every operation of the CloudWatch API model.
+    pub enum CloudWatchOperation {
+        DeleteAlarmMuteRule,
+        DeleteAlarms,
+        DeleteAnomalyDetector,
+        DeleteDashboards,
+        DeleteInsightRules,
+        DeleteMetricStream,
+        DescribeAlarmContributors,
+        DescribeAlarmHistory,
+        DescribeAlarms,
+        DescribeAlarmsForMetric,
+        DescribeAnomalyDetectors,
+        DescribeInsightRules,
+        DisableAlarmActions,
+        DisableInsightRules,
+        EnableAlarmActions,
+        EnableInsightRules,
+        GetAlarmMuteRule,
+        GetDashboard,
+        GetInsightRuleReport,
+        GetMetricData,
+        GetMetricStatistics,
+        GetMetricStream,
+        GetMetricWidgetImage,
+        GetOTelEnrichment,
+        ListAlarmMuteRules,
+        ListDashboards,
+        ListManagedInsightRules,
+        ListMetricStreams,
+        ListMetrics,
+        ListTagsForResource,
+        PutAlarmMuteRule,
+        PutAnomalyDetector,
+        PutCompositeAlarm,
+        PutDashboard,
+        PutInsightRule,
+        PutManagedInsightRules,
+        PutMetricAlarm,
+        PutMetricData,
+        PutMetricStream,
+        SetAlarmState,
+        StartMetricStreams,
+        StartOTelEnrichment,
+        StopMetricStreams,
+        StopOTelEnrichment,
+        TagResource,
+        UntagResource,
+    }
+}
+
+/// The XML namespace of CloudWatch's query responses.
+pub const XMLNS: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
+
+/// How the front reaches CloudWatch on awsJson1.0.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "cloudwatch",
+    signing_name: "monitoring",
+    protocol: Protocol::Json {
+        target_prefix: "GraniteServiceVersion20100801",
+    },
+    operations: CloudWatchOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
+};
+
+/// How the front reaches CloudWatch on awsQuery (the same operations and constraints).
+pub static QUERY_SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "cloudwatch",
+    signing_name: "monitoring",
+    protocol: Protocol::Query {
+        xmlns: XMLNS,
+        version: "2010-08-01",
+    },
+    operations: CloudWatchOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
+};
+
+/// Metric data is kept this long (CloudWatch keeps 1-minute data for 15 days).
+pub const RETENTION_MS: u64 = 15 * 86_400_000;
+
+const BATCH_PREFIX: &str = "cloudwatch/points/";
+
+/// One stored `PutMetricData`: its rows, compactly.
+#[derive(Debug, Serialize, Deserialize)]
+struct Batch {
+    /// When it was put, milliseconds.
+    t: u64,
+    /// Region.
+    r: String,
+    /// (namespace, metric name, dimensions, unit, bucket, count, sum, min, max)
+    #[allow(clippy::type_complexity)]
+    p: Vec<(
+        String,
+        String,
+        Vec<(String, String)>,
+        u8,
+        i64,
+        f64,
+        f64,
+        f64,
+        f64,
+    )>,
+}
+
+/// What alarm actions do: implemented by the composition root over the services whose ARNs
+/// actions name (Application Auto Scaling's policies).
+#[async_trait]
+pub trait AlarmActions: Send + Sync + std::fmt::Debug {
+    /// Whether `arn` names an action this server runs (checked by `PutMetricAlarm`).
+    fn accepts(&self, arn: &str) -> bool;
+    /// Runs the action `arn` for `alarm` (its name) now in `state`; `value` is the most recent
+    /// datapoint the evaluation saw (none for `SetAlarmState` or missing data), `threshold` the
+    /// alarm's.
+    async fn invoke(
+        &self,
+        region: &str,
+        arn: &str,
+        alarm: &str,
+        state: &str,
+        value: Option<f64>,
+        threshold: f64,
+    );
+}
+
+/// The CloudWatch service: the series index, the store behind it, the alarms.
+#[derive(Debug)]
+pub struct CloudWatchService {
+    store: Arc<dyn Store>,
+    index: RwLock<Index>,
+    nonce: u32,
+    seq: AtomicU64,
+    actions: std::sync::OnceLock<Arc<dyn AlarmActions>>,
+}
+
+impl CloudWatchService {
+    /// Opens the service over `store`, replaying the stored metric data into the index.
+    pub async fn open(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
+        let mut index = Index::default();
+        let mut after: Option<String> = None;
+        let mut batches = 0usize;
+        loop {
+            let page = store.scan(BATCH_PREFIX, after.as_deref(), 512).await?;
+            for record in &page.records {
+                match serde_json::from_slice::<Batch>(&record.value) {
+                    Ok(b) => {
+                        batches += 1;
+                        for row in rows_of(&b) {
+                            index.add(&row, b.t);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(key = %record.key, %error, "unreadable metric batch skipped");
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        tracing::debug!(batches, series = index.len(), "metric data loaded");
+        Ok(Arc::new(Self {
+            store,
+            index: RwLock::new(index),
+            nonce: rand::random(),
+            seq: AtomicU64::new(0),
+            actions: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Stores `rows` (one batch, durable when this returns) and adds them to the index. The
+    /// composition root publishes the `AWS/*` namespaces through this.
+    pub async fn put_rows(
+        &self,
+        region: &str,
+        rows: Vec<Row>,
+        now_ms: u64,
+    ) -> Result<(), AwsError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            t: now_ms,
+            r: region.to_owned(),
+            p: rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.key.namespace.clone(),
+                        r.key.name.clone(),
+                        r.key.dimensions.clone(),
+                        r.unit,
+                        r.bucket,
+                        r.agg.count,
+                        r.agg.sum,
+                        r.agg.min,
+                        r.agg.max,
+                    )
+                })
+                .collect(),
+        };
+        let value = serde_json::to_vec(&batch).map_err(|e| AwsError::server(e.to_string()))?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{BATCH_PREFIX}{now_ms:013}-{:08x}-{seq:010}", self.nonce);
+        self.store
+            .commit(Txn::new().put(key, value))
+            .await
+            .map_err(error::store)?;
+        let mut index = self.index.write();
+        for row in &rows {
+            index.add(row, now_ms);
+        }
+        Ok(())
+    }
+
+    /// Drops metric data older than the retention, from the store and the index. Returns the
+    /// number of batches deleted.
+    pub async fn maintain(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let cutoff = now_ms.saturating_sub(RETENTION_MS);
+        let cutoff_key = format!("{BATCH_PREFIX}{cutoff:013}");
+        let mut deleted = 0;
+        loop {
+            let page = self.store.scan(BATCH_PREFIX, None, 256).await?;
+            let old: Vec<String> = page
+                .records
+                .into_iter()
+                .map(|r| r.key)
+                .filter(|k| *k < cutoff_key)
+                .collect();
+            if old.is_empty() {
+                break;
+            }
+            let n = old.len();
+            let mut txn = Txn::new();
+            for k in old {
+                txn = txn.delete(k);
+            }
+            self.store.commit(txn).await?;
+            deleted += n;
+            if n < 256 {
+                break;
+            }
+        }
+        self.index.write().expire((cutoff / 1000) as i64);
+        Ok(deleted)
+    }
+
+    /// Runs `op` on its JSON input.
+    pub async fn call_json(
+        &self,
+        op: CloudWatchOperation,
+        input: Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        use CloudWatchOperation as O;
+        match op {
+            O::PutMetricData => {
+                let rows = metrics::put_metric_data(&input, &ctx.region, ctx.now)?;
+                self.put_rows(&ctx.region, rows, ctx.now).await?;
+                Ok(json!({}))
+            }
+            O::GetMetricStatistics => self.get_metric_statistics(&input, ctx),
+            O::GetMetricData => self.get_metric_data(&input, ctx),
+            O::ListMetrics => self.list_metrics(&input, ctx),
+            O::PutMetricAlarm => alarms::put_metric_alarm(self, &input, ctx).await,
+            O::DescribeAlarms => alarms::describe_alarms(self, &input, ctx).await,
+            O::DescribeAlarmsForMetric => {
+                alarms::describe_alarms_for_metric(self, &input, ctx).await
+            }
+            O::DeleteAlarms => alarms::delete_alarms(self, &input, ctx).await,
+            O::SetAlarmState => alarms::set_alarm_state(self, &input, ctx).await,
+            O::EnableAlarmActions => alarms::set_actions_enabled(self, &input, ctx, true).await,
+            O::DisableAlarmActions => alarms::set_actions_enabled(self, &input, ctx, false).await,
+            O::DescribeAlarmHistory => alarms::describe_alarm_history(self, &input, ctx).await,
+            other => Err(AwsError::client(
+                "InvalidAction",
+                format!("The operation {other} is not supported by this server."),
+            )),
+        }
+    }
+
+    fn get_metric_statistics(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        let key = metrics::series_key(input, &ctx.region, "")?;
+        let (start, end) = metrics::time_range(input)?;
+        let period = input
+            .get("Period")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| error::missing("Period"))?;
+        metrics::check_period(period, "Period")?;
+        let stats = metrics::statistics(input)?;
+        let unit = metrics::unit(input.get("Unit"), "unit")?;
+        let first = metrics::align_start(start, period);
+        let last = end.ceil() as i64;
+        let requested = (last - first + period - 1) / period;
+        if requested > metrics::MAX_STATISTICS_DATAPOINTS {
+            return Err(error::combination(format!(
+                "You have requested up to {requested} datapoints, which exceeds the limit of {}. \
+                 You may reduce the datapoints requested by increasing Period, or decreasing the \
+                 time range.",
+                metrics::MAX_STATISTICS_DATAPOINTS
+            )));
+        }
+        let periods = self.index.read().periods(&key, first, last, period, unit);
+        let points: Vec<Value> = periods
+            .iter()
+            .map(|p| metrics::datapoint(p.start, p.unit, &p.agg, &stats))
+            .collect();
+        Ok(json!({ "Label": key.name, "Datapoints": points }))
+    }
+
+    /// The values of one metric statistic per period, in time order.
+    pub fn stat_series(
+        &self,
+        key: &SeriesKey,
+        start: i64,
+        end: i64,
+        period: i64,
+        stat: series::Stat,
+        unit: Option<u8>,
+    ) -> metrics::TimeSeries {
+        let periods = self.index.read().periods(key, start, end, period, unit);
+        let mut merged: BTreeMap<i64, Agg> = BTreeMap::new();
+        for p in periods {
+            merged
+                .entry(p.start)
+                .and_modify(|a| a.merge(&p.agg))
+                .or_insert(p.agg);
+        }
+        merged.into_iter().map(|(t, a)| (t, a.stat(stat))).collect()
+    }
+
+    fn get_metric_data(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (start, end) = metrics::time_range(input)?;
+        if input.get("NextToken").and_then(Value::as_str).is_some() {
+            return Err(AwsError::client(
+                "InvalidNextToken",
+                "The NextToken is invalid: this server returns every datapoint in one page.",
+            ));
+        }
+        let queries = input
+            .get("MetricDataQueries")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if queries.is_empty() {
+            return Err(error::missing("MetricDataQueries"));
+        }
+        if queries.len() > 500 {
+            return Err(invalid(
+                "The collection MetricDataQueries must not have a size greater than 500.",
+            ));
+        }
+        let ascending = match input.get("ScanBy").and_then(Value::as_str) {
+            None | Some("TimestampDescending") => false,
+            Some("TimestampAscending") => true,
+            Some(other) => return Err(error::invalid_value(other, "ScanBy")),
+        };
+        let max = input
+            .get("MaxDatapoints")
+            .and_then(Value::as_i64)
+            .unwrap_or(100_800);
+        let results = math::evaluate_queries(self, queries, start, end, &ctx.region)?;
+        let total: usize = results.iter().map(|r| r.values.len()).sum();
+        if total as i64 > max {
+            return Err(error::combination(format!(
+                "The queries return {total} datapoints, more than MaxDatapoints ({max}); this \
+                 server does not page GetMetricData: narrow the time range or increase Period."
+            )));
+        }
+        let out: Vec<Value> = results
+            .into_iter()
+            .filter(|r| r.return_data)
+            .map(|r| {
+                let mut points: Vec<(i64, f64)> = r.values.into_iter().collect();
+                if !ascending {
+                    points.reverse();
+                }
+                json!({
+                    "Id": r.id,
+                    "Label": r.label,
+                    "Timestamps": points.iter().map(|p| p.0).collect::<Vec<_>>(),
+                    "Values": points.iter().map(|p| wire::number_or_marker(p.1)).collect::<Vec<_>>(),
+                    "StatusCode": "Complete",
+                })
+            })
+            .collect();
+        Ok(json!({ "MetricDataResults": out, "Messages": [] }))
+    }
+
+    fn list_metrics(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        const PAGE: usize = 500;
+        let filter = metrics::ListFilter::parse(input, ctx.now)?;
+        let skip = match input.get("NextToken").and_then(Value::as_str) {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| {
+                AwsError::client("InvalidNextToken", format!("The NextToken {t} is invalid."))
+            })?,
+        };
+        let keys = self.index.read().keys();
+        let matching: Vec<&SeriesKey> = keys
+            .iter()
+            .filter(|(k, last)| filter.matches(k, *last, &ctx.region))
+            .map(|(k, _)| k.as_ref())
+            .collect();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(PAGE)
+            .map(|k| metrics::metric_json(k))
+            .collect();
+        let mut out = json!({ "Metrics": page });
+        if matching.len() > skip + PAGE {
+            out["NextToken"] = json!((skip + PAGE).to_string());
+        }
+        Ok(out)
+    }
+
+    /// Sets what alarm actions run (once; alarms with actions are refused until then).
+    pub fn set_actions(&self, actions: Arc<dyn AlarmActions>) {
+        let _ = self.actions.set(actions);
+    }
+
+    pub(crate) fn actions(&self) -> Option<&Arc<dyn AlarmActions>> {
+        self.actions.get()
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+fn rows_of(b: &Batch) -> impl Iterator<Item = Row> + '_ {
+    b.p.iter()
+        .map(|(ns, name, dims, unit, bucket, count, sum, min, max)| Row {
+            key: SeriesKey {
+                region: b.r.clone(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                dimensions: dims.clone(),
+            },
+            bucket: *bucket,
+            unit: *unit,
+            agg: Agg {
+                count: *count,
+                sum: *sum,
+                min: *min,
+                max: *max,
+            },
+        })
+}
+
+fn operation(op: &str) -> Result<CloudWatchOperation, AwsError> {
+    op.parse().map_err(|()| {
+        AwsError::client(
+            "InvalidAction",
+            format!("Could not find operation {op} for version 2010-08-01"),
+        )
+    })
+}
+
+#[async_trait]
+impl JsonService for CloudWatchService {
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
+    }
+
+    async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
+        let op = operation(op)?;
+        let input: Value = match gantry_aws_proto::json::parse_body(body) {
+            Ok(v) => v,
+            Err(first) => {
+                // Python's JSON writer sends non-finite doubles as bare NaN / Infinity.
+                gantry_aws_proto::json::parse_body(&wire::quote_non_finite(body))
+                    .map_err(|_| first)?
+            }
+        };
+        self.call_json(op, input, ctx).await
+    }
+}
+
+/// CloudWatch on awsQuery: the same service, its input converted from form parameters and its
+/// results written as XML ([`wire`]).
+#[derive(Debug)]
+pub struct CloudWatchQuery(pub Arc<CloudWatchService>);
+
+#[async_trait]
+impl QueryService for CloudWatchQuery {
+    fn spec(&self) -> &'static ServiceSpec {
+        &QUERY_SPEC
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        req: &QueryRequest,
+        ctx: &RequestContext,
+    ) -> Result<String, AwsError> {
+        let op = operation(action)?;
+        let input = wire::query_to_json(action, req)?;
+        let result = self.0.call_json(op, input, ctx).await?;
+        wire::json_to_xml(action, &result)
+    }
+}
+
+/// The service on both wires, for the composition root.
+#[derive(Debug, Clone)]
+pub struct CloudWatchJson(pub Arc<CloudWatchService>);
+
+#[async_trait]
+impl JsonService for CloudWatchJson {
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
+    }
+
+    async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
+        JsonService::call(self.0.as_ref(), op, body, ctx).await
+    }
+}
+
+impl CloudWatchService {
+    /// Evaluates the alarms every `evaluation_interval` (CloudWatch: every minute) and drops
+    /// expired metric data every ten minutes, until `shutdown` turns true.
+    pub async fn run(
+        self: Arc<Self>,
+        evaluation_interval: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(evaluation_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_maintenance = 0u64;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = now_millis();
+                    match self.evaluate_alarms(now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(alarms = n, "alarm states changed"),
+                        Err(error) => tracing::warn!(%error, "alarm evaluation failed; retrying next interval"),
+                    }
+                    if now.saturating_sub(last_maintenance) >= 600_000 {
+                        last_maintenance = now;
+                        if let Err(error) = self.maintain(now).await {
+                            tracing::warn!(%error, "metric retention pass failed; retrying later");
+                        }
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

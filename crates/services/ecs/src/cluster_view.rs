@@ -1,0 +1,401 @@
+//! A cluster as placement sees it, kept in memory and current from the store's change feed.
+//!
+//! The view holds every container instance of one cluster that is not INACTIVE (its stored record,
+//! the revision it was read at, and its scheduler [`InstanceView`]), and the group of every task
+//! that holds resources on an instance (for `distinctInstance`, spread and `task:group`). It is
+//! built once from a scan and then follows two store watches (instances and tasks of the cluster).
+//!
+//! The view is only an input to decisions: every commit built from it compares the revisions of
+//! the instance records it changes, so a stale view (another process wrote, the feed has not
+//! arrived yet) costs a conflict and a retry, never an over-committed instance. After a conflict,
+//! [`ClusterView::refresh_key`] re-reads the conflicting record directly, so the view does not
+//! depend on the feed for correctness.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
+use gantry_domain::task::{Task, TaskStatus};
+use gantry_scheduler::InstanceView;
+use gantry_store::{Event, Record, Revision, Store, StoreError, Watch, WatchError, decode};
+
+use crate::{keys, placement};
+
+/// One stored instance: its record and the revision that record was read at.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceEntry {
+    pub revision: Revision,
+    pub record: Arc<ContainerInstance>,
+}
+
+/// A task in the view: its record, and the instance it holds resources on with its group.
+#[derive(Debug, Clone)]
+struct TaskEntry {
+    revision: Revision,
+    /// `(instance id, group)` while the task is not STOPPED and has an instance.
+    holds: Option<(String, String)>,
+    task: Option<Arc<Task>>,
+}
+
+/// The in-memory view of one cluster (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct ClusterView {
+    instance_prefix: String,
+    task_prefix: String,
+    instance_watch: Watch,
+    task_watch: Watch,
+    /// Instances not INACTIVE, in no particular order; `views[i]` is the scheduler view of
+    /// `entries[i]`.
+    entries: Vec<InstanceEntry>,
+    views: Vec<InstanceView>,
+    index: HashMap<String, usize>,
+    /// The instance ids in order (ARN order), for paging.
+    sorted: BTreeSet<String>,
+    /// Revisions of deleted or INACTIVE instance records (so an older event cannot bring them
+    /// back).
+    gone: HashMap<String, Revision>,
+    /// Every task of the cluster, by id (ARN order).
+    tasks: BTreeMap<String, TaskEntry>,
+    /// Groups of the tasks holding resources on each instance (also for instances not yet seen).
+    groups: HashMap<String, Vec<String>>,
+    /// The highest revision applied from the feed or a read.
+    revision: Revision,
+}
+
+fn id_of<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(prefix).filter(|id| !id.contains('/'))
+}
+
+fn remove_one(v: &mut Vec<String>, item: &str) {
+    if let Some(pos) = v.iter().position(|g| g == item) {
+        v.swap_remove(pos);
+    }
+}
+
+impl ClusterView {
+    /// Reads the cluster's instances and tasks and starts following the feed.
+    pub(crate) async fn load(
+        store: &dyn Store,
+        region: &str,
+        cluster: &str,
+    ) -> Result<Self, StoreError> {
+        let mut lagged = 0;
+        loop {
+            match Self::try_load(store, region, cluster).await? {
+                Ok(view) => return Ok(view),
+                Err(e) if lagged < 3 => {
+                    lagged += 1;
+                    tracing::debug!(error = %e, "change feed lagged while reading the cluster; reading again");
+                }
+                Err(e) => {
+                    return Err(StoreError::Backend(format!(
+                        "reading cluster {cluster}: the change feed kept lagging ({e})"
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn try_load(
+        store: &dyn Store,
+        region: &str,
+        cluster: &str,
+    ) -> Result<Result<Self, WatchError>, StoreError> {
+        let instance_prefix = keys::container_instances(region, cluster);
+        let task_prefix = keys::tasks(region, cluster);
+        // Watch first, then read: every change after the read's start arrives on the watches.
+        let instance_watch = store.watch(&instance_prefix);
+        let task_watch = store.watch(&task_prefix);
+        let mut view = Self {
+            instance_prefix,
+            task_prefix,
+            instance_watch,
+            task_watch,
+            entries: Vec::new(),
+            views: Vec::new(),
+            index: HashMap::new(),
+            sorted: BTreeSet::new(),
+            gone: HashMap::new(),
+            tasks: BTreeMap::new(),
+            groups: HashMap::new(),
+            revision: 0,
+        };
+        let prefix = view.task_prefix.clone();
+        scan_each(store, &prefix, |rec| {
+            view.apply_task(&rec.key, Some(rec), rec.revision)
+        })
+        .await?;
+        let prefix = view.instance_prefix.clone();
+        scan_each(store, &prefix, |rec| {
+            view.apply_instance(&rec.key, Some(rec), rec.revision)
+        })
+        .await?;
+        Ok(view.catch_up_feed().map(|()| view))
+    }
+
+    /// Applies every change the feed has delivered so far. After it, the view reflects every
+    /// commit that returned before the call. A watch that fell behind is answered with a full
+    /// re-read.
+    pub(crate) async fn catch_up(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        match self.catch_up_feed() {
+            Ok(()) => Ok(()),
+            Err(lag) => {
+                tracing::debug!(cluster = %self.instance_prefix, %lag, "cluster view lagged; re-reading");
+                let (region, cluster) = self.region_cluster();
+                *self = Self::load(store, &region, &cluster).await?;
+                Ok(())
+            }
+        }
+    }
+
+    fn region_cluster(&self) -> (String, String) {
+        // ecs/<region>/instance/<cluster>/
+        let mut parts = self.instance_prefix.split('/');
+        let _ = parts.next();
+        let region = parts.next().unwrap_or_default().to_owned();
+        let _ = parts.next();
+        let cluster = parts.next().unwrap_or_default().to_owned();
+        (region, cluster)
+    }
+
+    fn catch_up_feed(&mut self) -> Result<(), WatchError> {
+        while let Some(ev) = self.instance_watch.try_next() {
+            let ev = ev?;
+            self.apply_instance_event(ev);
+        }
+        while let Some(ev) = self.task_watch.try_next() {
+            let ev = ev?;
+            self.apply_task_event(ev);
+        }
+        Ok(())
+    }
+
+    fn apply_instance_event(&mut self, ev: Event) {
+        let rec = ev.value.map(|value| Record {
+            key: ev.key.clone(),
+            value,
+            revision: ev.revision,
+            create_revision: 0,
+        });
+        self.apply_instance(&ev.key, rec.as_ref(), ev.revision);
+    }
+
+    fn apply_task_event(&mut self, ev: Event) {
+        let rec = ev.value.map(|value| Record {
+            key: ev.key.clone(),
+            value,
+            revision: ev.revision,
+            create_revision: 0,
+        });
+        self.apply_task(&ev.key, rec.as_ref(), ev.revision);
+    }
+
+    /// Re-reads one record the view may hold a stale copy of (the key a commit conflicted on).
+    pub(crate) async fn refresh_key(
+        &mut self,
+        store: &dyn Store,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let is_instance = id_of(&self.instance_prefix, key).is_some();
+        let is_task = id_of(&self.task_prefix, key).is_some();
+        if !is_instance && !is_task {
+            return Ok(());
+        }
+        // A deletion is recorded at the revision the store had before the read.
+        let before = store.revision().await?;
+        let rec = store.get(key).await?;
+        let revision = rec.as_ref().map_or(before, |r| r.revision);
+        if is_instance {
+            self.apply_instance(key, rec.as_ref(), revision);
+        } else {
+            self.apply_task(key, rec.as_ref(), revision);
+        }
+        Ok(())
+    }
+
+    fn apply_instance(&mut self, key: &str, rec: Option<&Record>, revision: Revision) {
+        let Some(id) = id_of(&self.instance_prefix, key) else {
+            return;
+        };
+        self.revision = self.revision.max(revision);
+        let known = self
+            .index
+            .get(id)
+            .map(|&i| self.entries[i].revision)
+            .or_else(|| self.gone.get(id).copied())
+            .unwrap_or(0);
+        if revision <= known {
+            return;
+        }
+        let decoded = rec.and_then(|r| match decode::<ContainerInstance>(r) {
+            Ok(v) => Some(v.value),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "container instance record not readable; left out of placement");
+                None
+            }
+        });
+        match decoded.filter(|ci| ci.status != ContainerInstanceStatus::Inactive) {
+            Some(ci) => {
+                self.gone.remove(id);
+                let groups = self.groups.get(id).cloned().unwrap_or_default();
+                let view = placement::view_of(&ci, groups);
+                let entry = InstanceEntry {
+                    revision,
+                    record: Arc::new(ci),
+                };
+                match self.index.get(id) {
+                    Some(&i) => {
+                        self.entries[i] = entry;
+                        self.views[i] = view;
+                    }
+                    None => {
+                        self.sorted.insert(id.to_owned());
+                        self.index.insert(id.to_owned(), self.entries.len());
+                        self.entries.push(entry);
+                        self.views.push(view);
+                    }
+                }
+            }
+            None => {
+                self.gone.insert(id.to_owned(), revision);
+                if let Some(i) = self.index.remove(id) {
+                    self.sorted.remove(id);
+                    self.entries.swap_remove(i);
+                    self.views.swap_remove(i);
+                    if i < self.entries.len() {
+                        let moved = self.entries[i].record.id.clone();
+                        self.index.insert(moved, i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_task(&mut self, key: &str, rec: Option<&Record>, revision: Revision) {
+        let Some(id) = id_of(&self.task_prefix, key) else {
+            return;
+        };
+        self.revision = self.revision.max(revision);
+        let old = self.tasks.get(id);
+        if old.is_some_and(|o| revision <= o.revision) {
+            return;
+        }
+        let task = rec.and_then(|r| match decode::<Task>(r) {
+            Ok(t) => Some(t.value),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "task record not readable; left out of placement");
+                None
+            }
+        });
+        let holds = task.as_ref().and_then(|t| match &t.container_instance_id {
+            Some(ci) if t.last_status != TaskStatus::Stopped => Some((ci.clone(), t.group.clone())),
+            _ => None,
+        });
+        let task = task.map(Arc::new);
+        let old_holds = old.and_then(|o| o.holds.clone());
+        if old_holds != holds {
+            if let Some((ci, group)) = &old_holds {
+                if let Some(g) = self.groups.get_mut(ci) {
+                    remove_one(g, group);
+                    if g.is_empty() {
+                        self.groups.remove(ci);
+                    }
+                }
+                if let Some(&i) = self.index.get(ci) {
+                    remove_one(&mut self.views[i].task_groups, group);
+                }
+            }
+            if let Some((ci, group)) = &holds {
+                self.groups
+                    .entry(ci.clone())
+                    .or_default()
+                    .push(group.clone());
+                if let Some(&i) = self.index.get(ci) {
+                    self.views[i].task_groups.push(group.clone());
+                }
+            }
+        }
+        if rec.is_none() {
+            // Deleted: nothing to remember beyond the revision check, which no older event of a
+            // deleted task can need (events arrive in order).
+            self.tasks.remove(id);
+        } else {
+            self.tasks.insert(
+                id.to_owned(),
+                TaskEntry {
+                    revision,
+                    holds,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Scheduler views of the instances, index-aligned with [`Self::entries`].
+    pub(crate) fn views(&self) -> &[InstanceView] {
+        &self.views
+    }
+
+    pub(crate) fn entries(&self) -> &[InstanceEntry] {
+        &self.entries
+    }
+
+    /// The index of an instance by id.
+    pub(crate) fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// Indexes of the instances in id order, starting after the id `after`.
+    pub(crate) fn in_order_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = usize> + 'a {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.sorted
+            .range::<str, _>((lower, Bound::Unbounded))
+            .filter_map(|id| self.index.get(id).copied())
+    }
+
+    /// The cluster's tasks in id order, starting after the id `after`.
+    pub(crate) fn tasks_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a Task)> + 'a {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.tasks
+            .range::<str, _>((lower, Bound::Unbounded))
+            .filter_map(|(id, e)| e.task.as_deref().map(|t| (id.as_str(), t)))
+    }
+
+    /// A task as the view holds it, with the revision it was read at.
+    pub(crate) fn task(&self, id: &str) -> Option<(Revision, Arc<Task>)> {
+        let e = self.tasks.get(id)?;
+        e.task.clone().map(|t| (e.revision, t))
+    }
+
+    /// The highest store revision the view has applied.
+    #[allow(dead_code)]
+    pub(crate) fn revision(&self) -> Revision {
+        self.revision
+    }
+}
+
+async fn scan_each(
+    store: &dyn Store,
+    prefix: &str,
+    mut f: impl FnMut(&Record),
+) -> Result<(), StoreError> {
+    let mut start_after: Option<String> = None;
+    loop {
+        let page = store.scan(prefix, start_after.as_deref(), 1000).await?;
+        for rec in &page.records {
+            f(rec);
+        }
+        match page.next {
+            Some(n) => start_after = Some(n),
+            None => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+"""Application Auto Scaling of ECS services: scalable targets, step scaling fired by a user
+alarm through set-alarm-state, target tracking with the alarms it owns, scaling activities."""
+
+import time
+
+import botocore.exceptions
+import pytest
+
+from conftest import Gantry
+
+
+def wait_for(fn, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not met in {timeout}s (last: {last!r})")
+
+
+@pytest.fixture
+def fast(tmp_path):
+    g = Gantry(tmp_path / "data").start(extra_args=["--alarm-evaluation-interval", "1"])
+    yield g
+    g.stop()
+
+
+def service(g, cluster, name, desired):
+    ecs = g.client("ecs")
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(family=name, containerDefinitions=[
+        {"name": "app", "image": "busybox", "cpu": 128, "memory": 64, "essential": True}])
+    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=name, desiredCount=desired)
+    return ecs
+
+
+def desired(ecs, cluster, name):
+    return ecs.describe_services(cluster=cluster, services=[name])["services"][0]["desiredCount"]
+
+
+def test_step_scaling_fires_from_a_user_alarm(fast):
+    ecs = service(fast, "c1", "api", 1)
+    aas, cw = fast.client("application-autoscaling"), fast.client("cloudwatch")
+    rid = "service/c1/api"
+    # Registering with a minimum above the current count scales up to it.
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid,
+                                 ScalableDimension="ecs:service:DesiredCount", MinCapacity=2, MaxCapacity=6)
+    assert desired(ecs, "c1", "api") == 2
+    targets = aas.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+    assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [(rid, 2, 6)]
+
+    arn = aas.put_scaling_policy(
+        PolicyName="out", ServiceNamespace="ecs", ResourceId=rid, ScalableDimension="ecs:service:DesiredCount",
+        PolicyType="StepScaling", StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity", "Cooldown": 0, "MetricAggregationType": "Average",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 3}]})["PolicyARN"]
+    assert arn.startswith("arn:aws:autoscaling:us-east-1:000000000000:scalingPolicy:") and arn.endswith(
+        ":resource/ecs/service/c1/api:policyName/out")
+    cw.put_metric_alarm(AlarmName="queue-deep", Namespace="App", MetricName="Depth", Statistic="Maximum",
+                        Period=60, EvaluationPeriods=1, Threshold=100, ComparisonOperator="GreaterThanThreshold",
+                        TreatMissingData="ignore", AlarmActions=[arn])
+    fast.aws("cloudwatch", "set-alarm-state", "--alarm-name", "queue-deep", "--state-value", "ALARM",
+             "--state-reason", "load test")
+    # ALARM: +3 (to 5); the alarm stays in ALARM (missing data is ignored) and Auto Scaling
+    # actions run every period, so the next +3 is clamped at MaxCapacity 6.
+    wait_for(lambda: desired(ecs, "c1", "api") == 6, what="desired count clamped at 6")
+    time.sleep(2)
+    assert desired(ecs, "c1", "api") == 6
+    acts = fast.aws_json("application-autoscaling", "describe-scaling-activities", "--service-namespace", "ecs",
+                         "--resource-id", rid)["ScalingActivities"]
+    assert [a["Description"] for a in acts] == [
+        "Setting desired count to 6.", "Setting desired count to 5.", "Setting desired count to 2."]
+    assert acts[0]["Cause"] == "monitor alarm queue-deep in state ALARM triggered policy out"
+    assert acts[1]["Cause"] == "monitor alarm queue-deep in state ALARM triggered policy out"
+    assert acts[2]["Cause"] == "minimum capacity was set to 2"
+    assert all(a["StatusCode"] == "Successful" for a in acts)
+
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        aas.put_scaling_policy(PolicyName="p", ServiceNamespace="ecs", ResourceId="service/c1/nope",
+                               ScalableDimension="ecs:service:DesiredCount", PolicyType="StepScaling",
+                               StepScalingPolicyConfiguration={"AdjustmentType": "ChangeInCapacity",
+                                                               "StepAdjustments": [{"ScalingAdjustment": 1}]})
+    assert e.value.response["Error"]["Code"] == "ObjectNotFoundException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        cw.put_metric_alarm(AlarmName="sns", Namespace="App", MetricName="Depth", Statistic="Maximum",
+                            Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
+                            AlarmActions=["arn:aws:sns:us-east-1:000000000000:ops"])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_target_tracking_owns_its_alarms(fast):
+    ecs = service(fast, "c2", "web", 1)
+    aas, cw = fast.client("application-autoscaling"), fast.client("cloudwatch")
+    rid = "service/c2/web"
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid,
+                                 ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=4)
+    out = aas.put_scaling_policy(
+        PolicyName="cpu50", ServiceNamespace="ecs", ResourceId=rid, ScalableDimension="ecs:service:DesiredCount",
+        PolicyType="TargetTrackingScaling", TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 50.0, "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}})
+    names = sorted(a["AlarmName"] for a in out["Alarms"])
+    assert len(names) == 2 and names[0].startswith("TargetTracking-service/c2/web-AlarmHigh-")
+    assert names[1].startswith("TargetTracking-service/c2/web-AlarmLow-")
+    alarms = {a["AlarmName"]: a for a in cw.describe_alarms(AlarmNamePrefix="TargetTracking-")["MetricAlarms"]}
+    high = alarms[names[0]]
+    assert (high["Namespace"], high["MetricName"], high["Threshold"], high["EvaluationPeriods"]) == (
+        "AWS/ECS", "CPUUtilization", 50.0, 3)
+    assert high["Dimensions"] == [{"Name": "ClusterName", "Value": "c2"}, {"Name": "ServiceName", "Value": "web"}]
+    assert high["AlarmActions"] == [out["PolicyARN"]]
+    assert alarms[names[1]]["Threshold"] == 45.0 and alarms[names[1]]["EvaluationPeriods"] == 15
+    policies = aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=rid)["ScalingPolicies"]
+    assert [p["PolicyName"] for p in policies] == ["cpu50"]
+    assert sorted(a["AlarmName"] for a in policies[0]["Alarms"]) == names
+
+    # The alarm's action scales out by metric / target.
+    fast.aws("cloudwatch", "set-alarm-state", "--alarm-name", names[0], "--state-value", "ALARM",
+             "--state-reason", "test")
+    # No datapoint came with set-alarm-state: target tracking needs a metric value, so nothing moves.
+    time.sleep(1.5)
+    assert desired(ecs, "c2", "web") == 1
+
+    aas.delete_scaling_policy(PolicyName="cpu50", ServiceNamespace="ecs", ResourceId=rid,
+                              ScalableDimension="ecs:service:DesiredCount")
+    assert cw.describe_alarms(AlarmNamePrefix="TargetTracking-")["MetricAlarms"] == []
+    aas.deregister_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension="ecs:service:DesiredCount")
+    assert aas.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"] == []
+
+
+def test_scheduled_action_changes_min_and_max_at_its_time(fast):
+    ecs = service(fast, "c3", "batch", 1)
+    aas = fast.client("application-autoscaling")
+    rid = "service/c3/batch"
+    dim = "ecs:service:DesiredCount"
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                 MinCapacity=1, MaxCapacity=2)
+    when = time.gmtime(time.time() + 4)
+    at = time.strftime("at(%Y-%m-%dT%H:%M:%S)", when)
+    fast.aws("application-autoscaling", "put-scheduled-action", "--service-namespace", "ecs",
+             "--resource-id", rid, "--scalable-dimension", dim, "--scheduled-action-name", "morning",
+             "--schedule", at, "--scalable-target-action", "MinCapacity=3,MaxCapacity=5")
+    [action] = aas.describe_scheduled_actions(ServiceNamespace="ecs", ResourceId=rid)["ScheduledActions"]
+    assert action["Schedule"] == at and action["ScalableTargetAction"] == {"MinCapacity": 3, "MaxCapacity": 5}
+    assert desired(ecs, "c3", "batch") == 1
+    wait_for(lambda: desired(ecs, "c3", "batch") == 3, timeout=20, what="desired count 3 at the scheduled time")
+    [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (3, 5)
+    [act] = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
+    assert act["Description"] == "Setting desired count to 3."
+    assert act["Cause"] == "scheduled action name morning set min capacity to 3"
+
+    for schedule, zone, word in [("cron(0 8 * * ? *)", None, "cron()"), ("rate(1 hours)", None, "unit"),
+                                 (at, "Europe/Paris", "Europe/Paris")]:
+        kw = {"Timezone": zone} if zone else {}
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            aas.put_scheduled_action(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                     ScheduledActionName="x", Schedule=schedule,
+                                     ScalableTargetAction={"MinCapacity": 1}, **kw)
+        assert e.value.response["Error"]["Code"] == "ValidationException" and word in e.value.response["Error"]["Message"]
+    aas.delete_scheduled_action(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                ScheduledActionName="morning")
+    assert aas.describe_scheduled_actions(ServiceNamespace="ecs")["ScheduledActions"] == []
