@@ -108,7 +108,8 @@ fn every_data_file_is_private_under_a_permissive_umask() {
         }
         eprintln!("\n*** SKIPPED (agent checkpoint part): Docker not available ***\n");
     }
-    let mut args = vec!["up", "--no-lb"];
+    // The registry part signs in with the root key pair as Basic credentials.
+    let mut args = vec!["up", "--no-lb", "--registry-root-basic-auth"];
     if !with_agent {
         args.push("--no-agent");
     }
