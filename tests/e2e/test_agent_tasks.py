@@ -18,9 +18,10 @@ from test_ecr import login
 class Agent:
     """A `gantry agent` process with its own data dir."""
 
-    def __init__(self, gantry, cluster, data_dir, attributes=()):
+    def __init__(self, gantry, cluster, data_dir, attributes=(), extra=()):
         self.gantry, self.cluster, self.data_dir = gantry, cluster, data_dir
         self.attributes = list(attributes)
+        self.extra = list(extra)
         self.proc = None
 
     def start(self):
@@ -32,6 +33,7 @@ class Agent:
                 "--data-dir", str(self.data_dir)]
         for a in self.attributes:
             args += ["--attribute", a]
+        args += self.extra
         self.log = open(f"{self.data_dir}.log", "ab")
         self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=self.log)
         return self

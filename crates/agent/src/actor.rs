@@ -28,7 +28,8 @@ use crate::pause::{PAUSE_CONTAINER_NAME, PAUSE_IMAGE, pause_rootfs};
 use crate::runtime::{ContainerState, ListedContainer, RegistryAuth, SubnetNetwork};
 use crate::shared::{Report, Shared, epoch_secs, rfc3339, spawn_reporter};
 use crate::spec::{
-    SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, pause_spec, volume_source,
+    FargateLimits, SpecInputs, TaskIdentity, VolumeSource, container_spec, labels, pause_spec,
+    volume_source,
 };
 
 /// Messages to a task actor.
@@ -46,6 +47,8 @@ pub enum TaskMsg {
 pub const STOPPED_BY_CONTROL_PLANE: &str = "Task stopped by the control plane";
 /// Reason reported when an essential container exited.
 pub const ESSENTIAL_EXITED: &str = "Essential container in task exited";
+/// ECS's stop reason when an essential container was killed for its memory use.
+pub const OOM_KILLED: &str = "OutOfMemoryError: Container killed due to memory usage";
 /// Reason reported when an awsvpc task's pause container (its network namespace) went away.
 pub const NAMESPACE_LOST: &str =
     "Task network namespace lost: the pause container of the task stopped";
@@ -475,6 +478,11 @@ impl TaskActor {
                 .to_owned(),
             hard_limits: self.sh.hard_limits.clone(),
             awsvpc_namespace: self.pause.as_ref().and_then(|p| p.runtime_id.clone()),
+            fargate: if self.record.is_fargate() {
+                FargateLimits::of(self.record.cpu.as_deref(), self.record.memory.as_deref())
+            } else {
+                None
+            },
             secret_environment: self
                 .secrets_of(&c.def.name)
                 .map(|s| s.environment.clone())
@@ -956,7 +964,8 @@ impl TaskActor {
             .find(|c| c.def.is_essential() && c.exited())
         {
             tracing::info!(container = %c.def.name, exit_code = ?c.exit_code(), "essential container exited");
-            self.fail(ESSENTIAL_EXITED.to_owned());
+            let oom = c.state.as_ref().is_some_and(|s| s.oom_killed);
+            self.fail(if oom { OOM_KILLED } else { ESSENTIAL_EXITED }.to_owned());
             return true;
         }
         false
@@ -995,9 +1004,11 @@ impl TaskActor {
             .unwrap_or_else(|| STOPPED_BY_CONTROL_PLANE.to_owned());
         tracing::info!(reason = %reason, "stopping task");
         let rt = self.sh.runtime.clone();
+        // A Spot interruption's warning overrides the containers' stopTimeout.
+        let grace = self.record.stop_grace_seconds.map(Duration::from_secs);
         let stops = self.ctrs.iter().filter(|c| c.running()).filter_map(|c| {
             let id = c.runtime_id.clone()?;
-            let t = c.stop_timeout();
+            let t = grace.unwrap_or_else(|| c.stop_timeout());
             let rt = rt.clone();
             Some(async move {
                 if let Err(e) = rt.stop(&id, Some(t)).await {
@@ -1122,7 +1133,7 @@ impl TaskActor {
         }
         if let Some(s) = &c.state {
             if s.oom_killed {
-                v["reason"] = json!("OutOfMemoryError: Container killed due to memory usage");
+                v["reason"] = json!(OOM_KILLED);
             } else if let Some(e) = &s.error {
                 v["reason"] = json!(e);
             }
@@ -1228,7 +1239,7 @@ impl TaskActor {
         if let Some(s) = &self.record.service_name {
             task.insert("ServiceName".into(), json!(s));
         }
-        task.insert("LaunchType".into(), json!("EC2"));
+        task.insert("LaunchType".into(), json!(self.record.launch_type));
         let containers = self
             .ctrs
             .iter()

@@ -283,13 +283,14 @@ impl ApiClient {
             })?
     }
 
-    /// Posts JSON `body` to `{endpoint}{path}`, signed for `service`; succeeds on HTTP 2xx.
+    /// A signed `POST {endpoint}{path}` (signed for `service`) of a JSON body; on HTTP 2xx the
+    /// JSON answer, `Value::Null` for an empty body.
     pub async fn post_json(
         &self,
         service: Service,
         path: &str,
         body: &Value,
-    ) -> Result<(), CallError> {
+    ) -> Result<Value, CallError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let uri: Uri = format!("{}{path}", self.endpoint())
             .parse()
@@ -317,7 +318,12 @@ impl ApiClient {
                 .map_err(|e| CallError::Transport(format!("{path}: reading answer: {e}")))?
                 .to_bytes();
             if status.is_success() {
-                return Ok(());
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Value::Null);
+                }
+                return serde_json::from_slice(&body).map_err(|e| {
+                    CallError::Transport(format!("{path}: invalid JSON answer: {e}"))
+                });
             }
             let (code, message) = error_code(&headers, &body);
             Err(CallError::Aws {

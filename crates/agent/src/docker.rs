@@ -219,6 +219,9 @@ impl DockerRuntime {
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
             dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
             dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
+            nano_cpus: spec.nano_cpus,
+            pids_limit: spec.pids_limit,
+            security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
             ..Default::default()
         };
         ContainerCreateBody {

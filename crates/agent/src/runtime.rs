@@ -156,6 +156,12 @@ pub struct ContainerSpec {
     pub endpoint: Option<Endpoint>,
     /// In the network namespace of this container (`container:<id>`; awsvpc task containers).
     pub join_namespace_of: Option<String>,
+    /// A CPU quota in billionths of a CPU (Docker `NanoCpus`): Fargate tasks' size.
+    pub nano_cpus: Option<i64>,
+    /// The most processes the container may run (Docker `PidsLimit`).
+    pub pids_limit: Option<i64>,
+    /// Docker `SecurityOpt` entries (`no-new-privileges`).
+    pub security_opt: Vec<String>,
 }
 
 /// A container's state as the runtime sees it.

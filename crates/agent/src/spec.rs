@@ -63,6 +63,32 @@ pub struct SpecInputs {
     /// The resolved `secrets`: environment variables set after (and over) `environment`.
     /// Their `Debug` never shows a value.
     pub secret_environment: Vec<NamedValue>,
+    /// Fargate tasks: the task's size, applied to each of its containers, and the platform's
+    /// hardening.
+    pub fargate: Option<FargateLimits>,
+}
+
+/// What a Fargate task's containers run under: the task's CPU as a CFS quota and its memory as
+/// a hard limit (a container's own smaller `memory` wins), `no-new-privileges`, a pids limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FargateLimits {
+    /// Task CPU units (1024 = one CPU).
+    pub cpu_units: i64,
+    /// Task memory in MiB.
+    pub memory_mib: i64,
+}
+
+/// The most processes one container of a Fargate task may run.
+pub const FARGATE_PIDS_LIMIT: i64 = 4096;
+
+impl FargateLimits {
+    /// From the task's `cpu` and `memory` (units and MiB, as the control plane stores them).
+    pub fn of(cpu: Option<&str>, memory: Option<&str>) -> Option<Self> {
+        Some(Self {
+            cpu_units: cpu?.trim().parse().ok()?,
+            memory_mib: memory?.trim().parse().ok()?,
+        })
+    }
 }
 
 /// The Docker name ECS gives a container: `ecs-<family>-<revision>-<name>-<suffix>`.
@@ -438,7 +464,11 @@ pub fn container_spec(
         labels,
         ports,
         cpu_shares: Some(def.cpu.max(2)),
-        memory_bytes: def.memory.map(|m| m * 1024 * 1024),
+        memory_bytes: match (def.memory, inputs.fargate) {
+            (Some(m), Some(f)) => Some(m.min(f.memory_mib) * 1024 * 1024),
+            (None, Some(f)) => Some(f.memory_mib * 1024 * 1024),
+            (m, None) => m.map(|m| m * 1024 * 1024),
+        },
         memory_reservation_bytes: def.memory_reservation.map(|m| m * 1024 * 1024),
         ulimits,
         health,
@@ -462,6 +492,15 @@ pub fn container_spec(
             Some(network)
         },
         join_namespace_of,
+        nano_cpus: inputs
+            .fargate
+            .map(|f| f.cpu_units.saturating_mul(1_000_000_000) / 1024),
+        pids_limit: inputs.fargate.map(|_| FARGATE_PIDS_LIMIT),
+        security_opt: if inputs.fargate.is_some() {
+            vec!["no-new-privileges".to_owned()]
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -575,8 +614,58 @@ mod tests {
             name_suffix: "ff00".into(),
             hard_limits: BTreeMap::from([("nofile".to_owned(), 20000)]),
             awsvpc_namespace: None,
+            fargate: None,
             secret_environment: Vec::new(),
         }
+    }
+
+    #[test]
+    fn fargate_containers_run_under_the_task_size_and_hardened() {
+        let t = td(
+            json!({"family": "web", "networkMode": "awsvpc", "cpu": "256", "memory": "512",
+                   "requiresCompatibilities": ["FARGATE"], "containerDefinitions": [
+            {"name": "app", "image": "i"}, {"name": "side", "image": "i", "memory": 128}]}),
+        );
+        let mut i = inputs();
+        i.awsvpc_namespace = Some("pause".into());
+        i.fargate = FargateLimits::of(Some("256"), Some("512"));
+        let app = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &i,
+            &BTreeMap::new(),
+        )
+        .expect("spec");
+        assert_eq!(app.nano_cpus, Some(250_000_000));
+        assert_eq!(app.memory_bytes, Some(512 << 20));
+        assert_eq!(app.pids_limit, Some(FARGATE_PIDS_LIMIT));
+        assert_eq!(app.security_opt, vec!["no-new-privileges".to_owned()]);
+        // A container's own smaller limit stays.
+        let side = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[1],
+            &i,
+            &BTreeMap::new(),
+        )
+        .expect("spec");
+        assert_eq!(side.memory_bytes, Some(128 << 20));
+        // EC2 tasks are unchanged.
+        i.fargate = None;
+        let ec2 = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &i,
+            &BTreeMap::new(),
+        )
+        .expect("spec");
+        assert_eq!(
+            (ec2.nano_cpus, ec2.memory_bytes, ec2.pids_limit),
+            (None, None, None)
+        );
+        assert!(ec2.security_opt.is_empty());
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
+    /// Run Fargate tasks on this machine: an agent in the server's process registers it as
+    /// platform capacity (pool `local`), which no user cluster shows.
+    #[arg(long, env = "GANTRY_FARGATE_LOCAL")]
+    pub fargate_local: bool,
     #[command(flatten)]
     pub listener: ListenerArgs,
     #[command(flatten)]
@@ -165,6 +169,47 @@ pub struct AgentArgs {
     /// security-group chains, unused subnet networks) and exit.
     #[arg(long)]
     pub uninstall: bool,
+    /// Offer this host as Fargate capacity in the platform pool NAME instead of joining a
+    /// cluster: it runs the Fargate tasks of every cluster and appears in none.
+    #[arg(long, value_name = "NAME", conflicts_with = "cluster", value_parser = parse_pool)]
+    pub fargate_pool: Option<String>,
+    /// Join the host pool NAME: the capacity provider whose `autoScalingGroupArn` ends in
+    /// `autoScalingGroupName/NAME` places its tasks on this pool's instances only.
+    #[arg(long, value_name = "NAME", conflicts_with = "fargate_pool", value_parser = parse_pool)]
+    pub pool: Option<String>,
+}
+
+fn parse_pool(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "a pool name is 1 to 64 letters, digits, hyphens and underscores, got {s:?}"
+        ))
+    }
+}
+
+/// `gantry fargate interrupt` flags.
+#[derive(Debug, Args)]
+pub struct InterruptArgs {
+    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    #[arg(long, env = "GANTRY_ENDPOINT")]
+    pub endpoint: String,
+    /// Only tasks of this cluster (default: every cluster of the region).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// How many running FARGATE_SPOT tasks to reclaim.
+    #[arg(long)]
+    pub count: u64,
+    /// Seconds between SIGTERM and SIGKILL (AWS gives two minutes).
+    #[arg(long, default_value_t = 120)]
+    pub warning_seconds: u64,
+    #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
+    pub region: String,
 }
 
 /// `gantry lb` flags.
@@ -196,6 +241,9 @@ pub struct SimulateArgs {
     /// Seeds the fleet mix (zones, instance types, sizes).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Simulate Fargate capacity of this platform pool instead of a cluster's instances.
+    #[arg(long, value_name = "NAME", value_parser = parse_pool)]
+    pub fargate_pool: Option<String>,
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
 }
@@ -230,12 +278,15 @@ pub struct UpArgs {
     /// other networks on the hosts. Default subnets are 16 times smaller, one per zone.
     #[arg(long, env = "GANTRY_DEFAULT_VPC_CIDR", default_value = "172.31.0.0/16")]
     pub default_vpc_cidr: String,
-    /// Do not start the local agent (control plane only).
+    /// Do not start the local agents (control plane only: no EC2 instance, no Fargate capacity).
     #[arg(long)]
     pub no_agent: bool,
     /// Do not start the local load balancer.
     #[arg(long)]
     pub no_lb: bool,
+    /// Do not run Fargate tasks on this machine (no platform capacity).
+    #[arg(long)]
+    pub no_fargate: bool,
     /// The cluster the local agent joins.
     #[arg(long, default_value = "default")]
     pub cluster: String,
@@ -260,6 +311,8 @@ pub struct ServerConfig {
     pub limits: gantry_front::listener::ListenerLimits,
     pub shutdown_timeout: std::time::Duration,
     pub default_vpc_cidr: gantry_ec2::cidr::Cidr,
+    /// Run an in-process agent offering this machine as Fargate capacity.
+    pub fargate_local: bool,
     pub alarm_evaluation_interval: std::time::Duration,
     pub tracking_periods: gantry_autoscaling::TrackingPeriods,
     /// Whether the root key pair is accepted as registry Basic credentials.
@@ -318,6 +371,7 @@ impl ServerArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            fargate_local: self.fargate_local,
             alarm_evaluation_interval: std::time::Duration::from_secs(
                 self.alarm_evaluation_interval.max(1),
             ),
@@ -349,6 +403,7 @@ impl UpArgs {
             heartbeat_grace: std::time::Duration::from_secs(self.heartbeat_grace),
             lost_after: std::time::Duration::from_secs(self.lost_after),
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
+            fargate_local: !self.no_fargate && !self.no_agent,
             alarm_evaluation_interval: std::time::Duration::from_secs(60),
             tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,

@@ -36,6 +36,9 @@ enum Command {
     Agent(config::AgentArgs),
     /// Run a load balancer: serve the listeners of the load balancers defined through ELBv2.
     Lb(config::LbArgs),
+    /// Operate the platform's Fargate capacity.
+    #[command(subcommand)]
+    Fargate(FargateCommand),
     /// Register N simulated container instances that stay connected and run every task they are
     /// given at once (no containers): for measuring the control plane at scale.
     Simulate(config::SimulateArgs),
@@ -44,8 +47,22 @@ enum Command {
 async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
     datadir::prepare(&args.data_dir)?;
     let _lock = datadir::DataDirLock::acquire(&args.data_dir, "agent")?;
-    let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, args.cluster, args.data_dir);
+    let cluster = match &args.fargate_pool {
+        Some(_) => gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER.to_owned(),
+        None => args.cluster,
+    };
+    let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, cluster, args.data_dir);
     cfg.attributes = args.attributes;
+    if let Some(pool) = args.pool {
+        cfg.attributes
+            .push((gantry_domain::capacity::POOL_ATTRIBUTE.to_owned(), pool));
+    }
+    if let Some(pool) = args.fargate_pool {
+        cfg.attributes.push((
+            gantry_domain::cluster::FARGATE_POOL_ATTRIBUTE.to_owned(),
+            pool,
+        ));
+    }
     cfg.region = args.region;
     cfg.usage_interval = std::time::Duration::from_secs(args.usage_interval.max(1));
     if let Some(image) = args.pause_image {
@@ -56,6 +73,40 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     gantry_agent::run(cfg, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+enum FargateCommand {
+    /// Reclaim Spot capacity: N running FARGATE_SPOT tasks get SIGTERM, then SIGKILL after the
+    /// warning, and stop with SpotInterruption; their services replace them.
+    Interrupt(config::InterruptArgs),
+}
+
+async fn run_fargate(cmd: FargateCommand) -> anyhow::Result<()> {
+    let FargateCommand::Interrupt(args) = cmd;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(ak), Some(sk)) = (
+        env("GANTRY_ROOT_ACCESS_KEY_ID"),
+        env("GANTRY_ROOT_SECRET_ACCESS_KEY"),
+    ) else {
+        anyhow::bail!("set GANTRY_ROOT_ACCESS_KEY_ID and GANTRY_ROOT_SECRET_ACCESS_KEY");
+    };
+    let api = gantry_agent::client::ApiClient::new(&args.endpoint, &args.region, &ak, &sk)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut body = serde_json::json!({"count": args.count, "warningSeconds": args.warning_seconds});
+    if let Some(c) = &args.cluster {
+        body["cluster"] = serde_json::json!(c);
+    }
+    let answer = api
+        .post_json(
+            gantry_agent::client::Service::Ecs,
+            "/admin/v1/fargate/interrupt",
+            &body,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
 
@@ -83,6 +134,7 @@ async fn run_simulate(args: config::SimulateArgs) -> anyhow::Result<()> {
     };
     let mut cfg = gantry_sim::SimConfig::new(args.endpoint, args.cluster, args.instances, ak, sk);
     cfg.seed = args.seed;
+    cfg.fargate_pool = args.fargate_pool;
     cfg.region = args.region;
     gantry_sim::run(cfg, server::shutdown_signal()).await?;
     Ok(())
@@ -152,6 +204,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => run_agent(args).await,
             Command::Lb(args) => run_lb(args).await,
             Command::Simulate(args) => run_simulate(args).await,
+            Command::Fargate(cmd) => run_fargate(cmd).await,
         }
     });
     // Whatever is still running (a blocking write stuck on a dead disk, a task that ignored its

@@ -419,6 +419,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         }
         None => None,
     };
+    // The platform agent (Fargate capacity on this machine) keeps its own checkpoint.
+    let fargate_dir = cfg.data_dir.join("fargate-agent");
+    let _fargate_lock = if cfg.fargate_local {
+        datadir::prepare(&fargate_dir)?;
+        Some(DataDirLock::acquire(&fargate_dir, "agent")?)
+    } else {
+        None
+    };
     let creds = Arc::new(RootCredentials::load_or_create(&cfg.data_dir)?);
     let sqlite = Arc::new(
         SqliteStore::open(
@@ -663,12 +671,19 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         Arc::new(SystemClock),
         shutdown_rx.clone(),
     );
+    let admin = ecs::admin::admin_router(
+        ecs_service.clone(),
+        creds.clone(),
+        Arc::new(SystemClock),
+        cfg.account_id.clone(),
+    );
     let metrics_route = crate::prometheus::router(&front.metrics(), creds.clone());
     let app = front
         .router()
         .merge(metrics_route)
         .merge(registry.router())
         .merge(agents.router())
+        .merge(admin)
         .merge(telemetry.router())
         .merge(lb_channel)
         .merge(policy_channel);
@@ -722,6 +737,34 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 };
                 if let Err(e) = gantry_agent::run(acfg, stopped).await {
                     tracing::error!(error = %e, "local agent stopped");
+                }
+            }),
+        ));
+    }
+    // `gantry up` and `--fargate-local`: this machine as Fargate capacity, through an agent
+    // registered into the platform cluster (pool `local`).
+    if cfg.fargate_local {
+        let mut acfg = gantry_agent::AgentConfig::new(
+            endpoint.clone(),
+            gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER,
+            fargate_dir,
+        );
+        acfg.attributes.push((
+            gantry_domain::cluster::FARGATE_POOL_ATTRIBUTE.to_owned(),
+            "local".to_owned(),
+        ));
+        acfg.access_key_id = creds.access_key_id.clone();
+        acfg.secret_access_key = creds.secret_access_key.clone();
+        acfg.region = cfg.region.clone();
+        let mut stop = shutdown_rx.clone();
+        parts.push((
+            "fargate platform agent",
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = gantry_agent::run(acfg, stopped).await {
+                    tracing::error!(error = %e, "fargate platform agent stopped");
                 }
             }),
         ));

@@ -65,6 +65,8 @@ pub fn replica_service(name: &str, desired: i64, min: i64, max: i64) -> Service 
         throttle_failures: 0,
         throttle_until: 0,
         version: 1,
+        platform_version: None,
+        capacity_provider_strategy: Vec::new(),
     }
 }
 

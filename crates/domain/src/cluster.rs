@@ -9,6 +9,18 @@ use crate::validation::{ValidationError, is_ecs_name};
 /// The name ECS uses when a request names no cluster.
 pub const DEFAULT_CLUSTER: &str = "default";
 
+/// The cluster the platform's Fargate capacity registers into (`gantry agent --fargate-pool`,
+/// and the server's own machine with `gantry up` or `--fargate-local`). Its name is not a valid
+/// user cluster name, it has no cluster record, and no user operation reaches it: it appears in
+/// no ListClusters, ListContainerInstances or EC2 placement.
+pub const FARGATE_PLATFORM_CLUSTER: &str = "platform.fargate";
+
+/// The attribute naming a platform instance's Fargate pool.
+pub const FARGATE_POOL_ATTRIBUTE: &str = "gantry.fargate-pool";
+
+/// The Fargate platform version tasks run on (`LATEST` resolves to it).
+pub const FARGATE_PLATFORM_VERSION: &str = "1.4.0";
+
 /// A cluster's lifecycle status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

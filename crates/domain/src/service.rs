@@ -179,6 +179,12 @@ pub struct Service {
     pub desired_count: i64,
     pub scheduling_strategy: SchedulingStrategy,
     pub launch_type: String,
+    /// The capacity provider strategy the service launches with (empty: its launch type).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<crate::cluster::CapacityProviderStrategyItem>,
+    /// Fargate services: the requested platform version (`LATEST` or `1.4.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
     pub deployment_configuration: DeploymentConfiguration,
     #[serde(default)]
     pub placement_constraints: Vec<Value>,

@@ -241,9 +241,37 @@ pub struct Task {
     /// awsvpc tasks: the task's network interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::network::EniAttachment>,
+    /// The capacity provider the task was launched on (`FARGATE`, `FARGATE_SPOT`, a host pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
+    /// Fargate tasks: the platform version (`1.4.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    /// Fargate tasks: `ephemeralStorage.sizeInGiB` (20 when the task definition sets none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_gib: Option<u32>,
+    /// Seconds between SIGTERM and SIGKILL when the task is stopped, overriding the containers'
+    /// `stopTimeout` (a Spot interruption's warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_seconds: Option<u64>,
 }
 
 impl Task {
+    /// Whether the task runs on the platform's Fargate capacity.
+    pub fn is_fargate(&self) -> bool {
+        self.launch_type == "FARGATE"
+    }
+
+    /// The cluster whose container instance runs the task: the task's own cluster, or the
+    /// platform cluster for Fargate tasks.
+    pub fn host_cluster(&self) -> &str {
+        if self.is_fargate() {
+            crate::cluster::FARGATE_PLATFORM_CLUSTER
+        } else {
+            &self.cluster
+        }
+    }
+
     /// ECS's aggregate health: any essential UNHEALTHY → UNHEALTHY; else any UNKNOWN (or
     /// unreported) → UNKNOWN; else HEALTHY. Containers without a health check do not count.
     pub fn health_status(&self, def: Option<&TaskDefinition>) -> &'static str {

@@ -415,6 +415,65 @@ pub fn fargate_size_is_valid(cpu: u32, memory: u32) -> bool {
     memory >= lo && memory <= hi && (memory - lo).is_multiple_of(step)
 }
 
+/// What Fargate refuses in a task definition besides sizes and the network mode (ECS's
+/// "Tasks using the Fargate launch type do not support ..." errors).
+fn check_fargate_rules(td: &TaskDefinition) -> Result<(), ValidationError> {
+    let refuse = |what: &str| {
+        Err(ValidationError::client(format!(
+            "Tasks using the Fargate launch type do not support {what}."
+        )))
+    };
+    if td.ipc_mode.is_some() {
+        return refuse("ipcMode");
+    }
+    if td.pid_mode.as_deref() == Some("host") {
+        return refuse("pidMode 'host'");
+    }
+    for v in &td.volumes {
+        if v.config
+            .get("host")
+            .and_then(|h| h.get("sourcePath"))
+            .is_some_and(|p| !p.is_null())
+        {
+            return refuse("host volumes with a sourcePath");
+        }
+    }
+    for c in &td.container_definitions {
+        if c.privileged == Some(true) {
+            return refuse("privileged containers");
+        }
+        if c.other
+            .get("links")
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+        {
+            return refuse("links");
+        }
+    }
+    Ok(())
+}
+
+/// The task's `ephemeralStorage.sizeInGiB` (21 to 200), as ECS checks it.
+pub fn ephemeral_storage_gib(v: &Value) -> Result<u32, ValidationError> {
+    let size = v.get("sizeInGiB").and_then(Value::as_i64);
+    match size {
+        Some(s @ 21..=200) => Ok(s as u32),
+        _ => Err(ValidationError::client(format!(
+            "The ephemeral storage size must be between 21 and 200 GiB; got {}.",
+            v.get("sizeInGiB")
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "nothing".into())
+        ))),
+    }
+}
+
+/// Whether the task definition can run on Fargate (what `compatibilities` reports).
+pub fn fargate_compatible(td: &TaskDefinition) -> bool {
+    td.effective_network_mode() == NetworkMode::Awsvpc
+        && matches!((td.cpu_units(), td.memory_mib()), (Some(c), Some(m)) if fargate_size_is_valid(c, m))
+        && check_fargate_rules(td).is_ok()
+}
+
 fn keep_only(map: &mut Map<String, Value>, allowed: &[&str]) {
     map.retain(|k, _| allowed.contains(&k.as_str()));
 }
@@ -508,6 +567,10 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
                 "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See the Amazon ECS documentation for the valid values."
             )));
         }
+        check_fargate_rules(td)?;
+    }
+    if let Some(es) = td.other.get("ephemeralStorage") {
+        ephemeral_storage_gib(es)?;
     }
 
     let volume_names: Vec<&str> = td
@@ -754,6 +817,9 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
 
 fn compatibilities(td: &TaskDefinition) -> Vec<String> {
     let mut out = vec!["EC2".to_owned()];
+    if fargate_compatible(td) {
+        out.push("FARGATE".to_owned());
+    }
     for c in &td.requires_compatibilities {
         if !out.contains(c) {
             out.push(c.clone());

@@ -81,7 +81,7 @@ pub(crate) async fn run(sh: Arc<Shared>, spec: InstanceSpec) {
             let _slot = sh.connect_slots.acquire().await;
             let q = format!(
                 "/agent/v1/connect?cluster={}&containerInstance={}",
-                pct(&sh.cfg.cluster),
+                pct(sh.cfg.registration_cluster()),
                 pct(&arn)
             );
             sh.streams.open_stream(&q).await
@@ -116,7 +116,14 @@ async fn register(
     previous: Option<&str>,
     rng: &mut StdRng,
 ) -> String {
-    let mut body = spec.register_request(&sh.cfg.cluster);
+    let mut body = spec.register_request(sh.cfg.registration_cluster());
+    if let Some(pool) = &sh.cfg.fargate_pool {
+        // Platform capacity: the pool attribute, and the awsvpc capability Fargate tasks need.
+        if let Some(attrs) = body["attributes"].as_array_mut() {
+            attrs.push(json!({"name": "gantry.fargate-pool", "value": pool}));
+            attrs.push(json!({"name": "ecs.capability.task-eni"}));
+        }
+    }
     if let Some(a) = previous {
         body["containerInstanceArn"] = json!(a);
     }

@@ -103,6 +103,9 @@ fn default_concurrency() -> usize {
     64
 }
 
+/// The platform cluster Fargate capacity registers into (`gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER`).
+pub const FARGATE_PLATFORM_CLUSTER: &str = "platform.fargate";
+
 /// The simulator's configuration.
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -129,6 +132,10 @@ pub struct SimConfig {
     /// State change reports in flight at once.
     #[serde(default = "default_concurrency")]
     pub report_concurrency: usize,
+    /// Register the instances as Fargate capacity of this platform pool (into the platform
+    /// cluster) instead of into `cluster`.
+    #[serde(default)]
+    pub fargate_pool: Option<String>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -167,6 +174,17 @@ impl SimConfig {
             register_concurrency: default_concurrency(),
             connect_concurrency: default_concurrency(),
             report_concurrency: default_concurrency(),
+            fargate_pool: None,
+        }
+    }
+
+    /// The cluster the instances register into: `cluster`, or the platform cluster for a
+    /// Fargate pool.
+    pub fn registration_cluster(&self) -> &str {
+        if self.fargate_pool.is_some() {
+            FARGATE_PLATFORM_CLUSTER
+        } else {
+            &self.cluster
         }
     }
 
@@ -198,11 +216,12 @@ impl SimConfig {
         if self.instances == 0 {
             return bad("instances must be at least 1");
         }
-        let cluster_ok = (1..=255).contains(&self.cluster.len())
-            && self
-                .cluster
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let cluster_ok = self.fargate_pool.is_some()
+            || (1..=255).contains(&self.cluster.len())
+                && self
+                    .cluster
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !cluster_ok {
             return bad("cluster must be 1-255 letters, digits, hyphens and underscores");
         }

@@ -48,7 +48,7 @@ async fn submit(sh: &Shared, r: &Report) {
         })
         .collect();
     let mut body = json!({
-        "cluster": sh.cfg.cluster,
+        "cluster": sh.cfg.registration_cluster(),
         "task": r.task_arn,
         "status": r.status.as_str(),
         "containers": containers,

@@ -29,7 +29,8 @@
 //!     health_check_grace_period_seconds: None, network_configuration: None, tags: vec![],
 //!     propagate_tags: None, enable_ecs_managed_tags: false, enable_execute_command: false,
 //!     created_at: 0, created_by: "root".into(), deployments: vec![deployment], events: vec![],
-//!     throttle_failures: 0, throttle_until: 0, version: 1,
+//!     throttle_failures: 0, throttle_until: 0, version: 1, platform_version: None,
+//!     capacity_provider_strategy: vec![],
 //! };
 //! // A new service without tasks: launch 2 of the primary deployment.
 //! let plan = reconcile(&service, &[], &[], 1_000, &mut SequentialIds::default());

@@ -19,6 +19,7 @@ use gantry_aws_proto::sigv4::{self, CredentialProvider};
 use gantry_aws_proto::{AwsError, new_request_id};
 use gantry_domain::Arn;
 use gantry_domain::arn::container_instance_id_from_ref;
+use gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER;
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::task::{AgentMessage, AgentTask, Task, TaskStatus};
 use gantry_domain::task_definition::TaskDefinition;
@@ -278,7 +279,8 @@ impl AgentStreams {
                     let Some(instance) = t.container_instance_id.as_deref() else {
                         continue;
                     };
-                    let key = route_key(region, cluster, instance);
+                    // Fargate tasks of every cluster go to the platform's hosts.
+                    let key = route_key(region, t.host_cluster(), instance);
                     let Ok(routes) = self.routes.lock() else {
                         return;
                     };
@@ -498,21 +500,41 @@ impl AgentStreams {
         cache: &mut HashMap<(String, u32), TaskDefinition>,
         sent: &mut HashMap<String, TaskStatus>,
     ) -> Option<AgentMessage> {
-        let mut ids = self.task_ids_on(s).await?;
-        ids.sort();
-        let mut out = Vec::new();
-        sent.clear();
-        for id in ids {
-            let Some(t) = self
+        // A platform host runs the Fargate tasks of every cluster of the region: it reads them
+        // all; other hosts read their tasks through the per-instance index.
+        let tasks: Vec<Task> = if s.cluster == FARGATE_PLATFORM_CLUSTER {
+            let prefix = format!("ecs/{}/task/", s.region);
+            let mut tasks: Vec<Task> = self
                 .store
-                .get_typed::<Task>(&keys::task(&s.region, &s.cluster, &id))
+                .scan_all_typed::<Task>(&prefix)
                 .await
                 .ok()?
+                .into_iter()
                 .map(|v| v.value)
-            else {
-                continue;
-            };
+                .collect();
+            tasks.sort_by(|a, b| a.id.cmp(&b.id));
+            tasks
+        } else {
+            let mut ids = self.task_ids_on(s).await?;
+            ids.sort();
+            let mut tasks = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(t) = self
+                    .store
+                    .get_typed::<Task>(&keys::task(&s.region, &s.cluster, &id))
+                    .await
+                    .ok()?
+                {
+                    tasks.push(t.value);
+                }
+            }
+            tasks
+        };
+        let mut out = Vec::new();
+        sent.clear();
+        for t in tasks {
             if t.container_instance_id.as_deref() != Some(s.instance_id.as_str())
+                || t.host_cluster() != s.cluster
                 || t.last_status == TaskStatus::Stopped
             {
                 continue;

@@ -42,6 +42,9 @@ struct TaskEntry {
 pub(crate) struct ClusterView {
     instance_prefix: String,
     task_prefix: String,
+    /// The platform cluster's view: its hosts run the Fargate tasks of every cluster of the
+    /// region, so it follows all of them (keyed `cluster/id`).
+    platform: bool,
     instance_watch: Watch,
     task_watch: Watch,
     /// Instances not INACTIVE, in no particular order; `views[i]` is the scheduler view of
@@ -102,13 +105,19 @@ impl ClusterView {
         cluster: &str,
     ) -> Result<Result<Self, WatchError>, StoreError> {
         let instance_prefix = keys::container_instances(region, cluster);
-        let task_prefix = keys::tasks(region, cluster);
+        let platform = cluster == gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER;
+        let task_prefix = if platform {
+            format!("ecs/{region}/task/")
+        } else {
+            keys::tasks(region, cluster)
+        };
         // Watch first, then read: every change after the read's start arrives on the watches.
         let instance_watch = store.watch(&instance_prefix);
         let task_watch = store.watch(&task_prefix);
         let mut view = Self {
             instance_prefix,
             task_prefix,
+            platform,
             instance_watch,
             task_watch,
             entries: Vec::new(),
@@ -272,7 +281,13 @@ impl ClusterView {
     }
 
     fn apply_task(&mut self, key: &str, rec: Option<&Record>, revision: Revision) {
-        let Some(id) = id_of(&self.task_prefix, key) else {
+        let id = if self.platform {
+            key.strip_prefix(&self.task_prefix)
+                .filter(|id| id.matches('/').count() == 1)
+        } else {
+            id_of(&self.task_prefix, key)
+        };
+        let Some(id) = id else {
             return;
         };
         self.revision = self.revision.max(revision);
@@ -287,6 +302,10 @@ impl ClusterView {
                 None
             }
         });
+        if self.platform && task.as_ref().is_some_and(|t| !t.is_fargate()) {
+            // Other clusters' EC2 tasks are not on the platform's hosts.
+            return;
+        }
         let holds = task.as_ref().and_then(|t| match &t.container_instance_id {
             Some(ci) if t.last_status != TaskStatus::Stopped => Some((ci.clone(), t.group.clone())),
             _ => None,

@@ -105,6 +105,16 @@ const ALL: Include = Include {
     attachments: false,
 };
 
+/// A cluster as UpdateCluster and PutClusterCapacityProviders answer it.
+pub(crate) async fn wire_of(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    c: &Cluster,
+) -> Result<Value, EcsError> {
+    let counts = counts(svc, ctx, &c.name).await?;
+    Ok(to_wire(c, ctx, counts, ALL))
+}
+
 fn to_wire(c: &Cluster, ctx: &RequestContext, counts: ClusterCounts, inc: Include) -> Value {
     let mut v = json!({
         "clusterArn": Arn::cluster(&ctx.region, &ctx.account_id, &c.name).to_string(),
@@ -177,13 +187,11 @@ pub(super) async fn create(
     validate_cluster_name(&name)?;
     validate_tags(&req.tags)?;
     validate_settings(&req.settings)?;
-    for cp in &req.capacity_providers {
-        if !matches!(cp.as_str(), "FARGATE" | "FARGATE_SPOT") {
-            return Err(EcsError::invalid(format!(
-                "The specified capacity provider '{cp}' does not exist."
-            )));
-        }
-    }
+    crate::capacity_providers::check_providers_exist(svc, ctx, &req.capacity_providers).await?;
+    gantry_domain::capacity::validate_strategy(
+        &req.default_capacity_provider_strategy,
+        &req.capacity_providers,
+    )?;
     let key = keys::cluster(&ctx.region, &name);
     let cluster = commit_with_retry(svc.store.as_ref(), || async {
         let existing = svc.store.get_typed::<Cluster>(&key).await?;

@@ -79,6 +79,9 @@ struct IdentityDocument {
     architecture: Option<String>,
 }
 
+/// The network interfaces a platform host offers Fargate tasks.
+const PLATFORM_ENIS: i64 = 4096;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RegisterRequest {
@@ -187,7 +190,14 @@ pub(super) async fn register(
         .iter()
         .find(|a| a.name == "ecs.instance-type")
         .and_then(|a| a.value.clone());
-    let resources = complete_resources(req.total_resources.clone(), instance_type.as_deref());
+    let platform = cluster == gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER;
+    let mut total = req.total_resources.clone();
+    if platform && !total.iter().any(|r| r.name == "ENI") {
+        // A platform host is bounded by its CPU and memory and the subnets' addresses, not by
+        // an instance type's interface count.
+        total.push(Resource::integer("ENI", PLATFORM_ENIS));
+    }
+    let resources = complete_resources(total, instance_type.as_deref());
     let previous_id = req
         .container_instance_arn
         .as_deref()
@@ -195,7 +205,10 @@ pub(super) async fn register(
         .and_then(|a| container_instance_id_from_ref(a).ok());
 
     let ci = commit_with_retry(svc.store.as_ref(), || async {
-        active_cluster(svc, ctx, &cluster).await?;
+        // The platform cluster has no record: only the platform's hosts register into it.
+        if !platform {
+            active_cluster(svc, ctx, &cluster).await?;
+        }
         let existing = match &previous_id {
             Some(id) => svc
                 .store

@@ -40,6 +40,9 @@ pub enum EcsError {
     /// Too many attributes on one resource.
     #[error("{0}")]
     AttributeLimitExceeded(String),
+    /// The resource is in use (a capacity provider a task or service uses).
+    #[error("{0}")]
+    ResourceInUse(String),
     /// An operation of the ECS model that is not served.
     #[error("{0}")]
     Unsupported(String),
@@ -81,6 +84,7 @@ impl EcsError {
             Self::TargetNotFound(_) => "TargetNotFoundException",
             Self::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             Self::Unsupported(_) => "UnsupportedFeatureException",
+            Self::ResourceInUse(_) => "ResourceInUseException",
             Self::Wire(_) => "SerializationException",
             Self::Store(_) | Self::Contention(_) | Self::Internal(_) => "ServerException",
         }

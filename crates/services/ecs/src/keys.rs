@@ -62,3 +62,11 @@ pub fn service_deployment(region: &str, cluster: &str, service: &str, id: &str) 
     let digits = id.rsplit('/').next().unwrap_or(id);
     format!("ecs/{region}/service-deployment/{cluster}/{service}/{digits}")
 }
+
+pub fn capacity_providers(region: &str) -> String {
+    format!("ecs/{region}/capacity-provider/")
+}
+
+pub fn capacity_provider(region: &str, name: &str) -> String {
+    format!("ecs/{region}/capacity-provider/{name}")
+}

@@ -12,10 +12,12 @@
 //! A service crate: depends on the front, the wire layer, the domain, the store, the scheduler and
 //! the controller; never on another service crate, Docker or the load balancer.
 
+pub mod admin;
 pub mod agent_stream;
 #[rustfmt::skip]
 mod model_constraints;
 mod cache;
+mod capacity_providers;
 mod cluster_view;
 mod clusters;
 mod container_instances;
@@ -256,6 +258,11 @@ impl EcsService {
                 | ListServices
                 | ListServiceDeployments
                 | DescribeServiceDeployments
+                | DescribeCapacityProviders
+                | PutClusterCapacityProviders
+                | CreateCapacityProvider
+                | UpdateCapacityProvider
+                | DeleteCapacityProvider
         )
     }
 
@@ -308,6 +315,11 @@ impl EcsService {
             ListServices => services::list(self, body, ctx).await,
             ListServiceDeployments => service_deployments::list(self, body, ctx).await,
             DescribeServiceDeployments => service_deployments::describe(self, body, ctx).await,
+            DescribeCapacityProviders => capacity_providers::describe(self, body, ctx).await,
+            PutClusterCapacityProviders => capacity_providers::put_cluster(self, body, ctx).await,
+            CreateCapacityProvider => capacity_providers::create(self, body, ctx).await,
+            UpdateCapacityProvider => capacity_providers::update(self, body, ctx).await,
+            DeleteCapacityProvider => capacity_providers::delete(self, body, ctx).await,
             other => Err(EcsError::Unsupported(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

@@ -53,6 +53,11 @@ pub(crate) struct Launch {
     pub request: PlacementRequest,
     pub network: Option<ResolvedNetwork>,
     pub token_key: Option<String>,
+    /// Fargate: the tasks are recorded under `cluster` but placed on the instances of
+    /// `host_cluster` (the hidden platform cluster), whose ARNs are never shown.
+    pub fargate: bool,
+    pub host_cluster: String,
+    pub ephemeral_storage: Option<u32>,
 }
 
 /// A request's tasks and failures.
@@ -267,7 +272,8 @@ pub(crate) async fn submit(
     launch: Launch,
 ) -> Result<(Vec<Task>, Vec<Value>, TaskDefinition), EcsError> {
     let td = launch.td.clone();
-    let (region, cluster) = (launch.ctx.region.clone(), launch.cluster.clone());
+    // A launch is placed through the queue of the cluster whose instances it uses.
+    let (region, cluster) = (launch.ctx.region.clone(), launch.host_cluster.clone());
     match enqueue(svc, &region, &cluster, Work::Launch(Box::new(launch))).await? {
         Done::Launched((tasks, failures)) => Ok((tasks, failures, td)),
         Done::Moved(_) => Err(EcsError::Internal("unexpected placement answer".into())),
@@ -423,6 +429,12 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
             continue;
         }
         let part = match &job.work {
+            Work::Launch(l) if view.views().is_empty() && l.fargate => {
+                let failures = (0..job_tasks(l))
+                    .map(|_| failure("", tasks::FARGATE_CAPACITY_UNAVAILABLE, None))
+                    .collect();
+                Ok(Some(Done::Launched((Vec::new(), failures))))
+            }
             Work::Launch(_) if view.views().is_empty() => Err(EcsError::invalid(
                 "No Container Instances were found in your cluster.",
             )),
@@ -615,7 +627,13 @@ async fn move_one(
     if before != t.last_status
         && let Some(ci_id) = &t.container_instance_id
     {
-        match view.position(ci_id) {
+        // A Fargate task's instance is in the platform cluster, outside this view.
+        let in_view = if t.host_cluster() == cluster {
+            view.position(ci_id)
+        } else {
+            None
+        };
+        match in_view {
             Some(idx) => {
                 let ci = book
                     .touched
@@ -624,7 +642,7 @@ async fn move_one(
                 account_transition(ci, &t.reservation, Some(before), t.last_status);
             }
             None => {
-                let ci_key = keys::container_instance(region, cluster, ci_id);
+                let ci_key = keys::container_instance(region, t.host_cluster(), ci_id);
                 if !book.others.contains_key(&ci_key)
                     && let Some(ci) = svc.store.get_typed::<ContainerInstance>(&ci_key).await?
                 {
@@ -640,6 +658,14 @@ async fn move_one(
     Ok(MoveStep::Done(Box::new(t)))
 }
 
+fn job_tasks(l: &Launch) -> usize {
+    if l.start {
+        l.req.container_instances.len()
+    } else {
+        l.request.count as usize
+    }
+}
+
 /// Places one request against the view (and the batch's earlier placements), building its part of
 /// the transaction and recording its reservations in `touched`.
 async fn place_one(
@@ -652,7 +678,11 @@ async fn place_one(
 ) -> Result<Part, EcsError> {
     let ctx = &l.ctx;
     let entries = view.entries();
+    // The platform's hosts are never named to users.
     let instance_arn = |idx: usize| {
+        if l.fargate {
+            return String::new();
+        }
         Arn::container_instance(
             &ctx.region,
             &ctx.account_id,
@@ -702,6 +732,10 @@ async fn place_one(
             .into_iter()
             .map(|r| match r {
                 PlacementResult::Placed { instance } => Ok(instance),
+                PlacementResult::Failed(_) if l.fargate => Err((
+                    String::new(),
+                    tasks::FARGATE_CAPACITY_UNAVAILABLE.to_owned(),
+                )),
                 PlacementResult::Failed(f) => Err((
                     f.closest.map(instance_arn).unwrap_or_default(),
                     f.reason.as_str().to_owned(),
@@ -714,7 +748,7 @@ async fn place_one(
     for pick in picks {
         match pick {
             Ok(idx) => {
-                let task = tasks::new_task(
+                let mut task = tasks::new_task(
                     svc,
                     ctx,
                     &l.cluster,
@@ -723,6 +757,7 @@ async fn place_one(
                     &entries[idx].record,
                     l.need.clone(),
                 );
+                task.ephemeral_storage_gib = l.ephemeral_storage;
                 placed.push((idx, task));
             }
             Err((arn, reason)) => failures.push(failure(&arn, &reason, None)),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use gantry_controller::service::{
     Health, IdSource, InstanceView as CtlInstance, Plan, TaskView, reconcile,
 };
-use gantry_domain::cluster::{Cluster, ClusterStatus};
+use gantry_domain::cluster::{Cluster, ClusterStatus, FARGATE_PLATFORM_CLUSTER};
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::service::{SchedulingStrategy, Service, ServiceStatus};
 use gantry_domain::task::{Task, TaskStatus, stop_code};
@@ -165,11 +165,74 @@ impl ServiceRunner {
             }
             due
         };
-        for (region, cluster) in self.active_clusters().await? {
+        let clusters = self.active_clusters().await?;
+        if check_liveness {
+            let mut regions: Vec<&str> = clusters.iter().map(|(r, _)| r.as_str()).collect();
+            regions.sort_unstable();
+            regions.dedup();
+            for region in regions {
+                let ctx = self.ctx(region);
+                if let Err(e) = self.platform_pass(&ctx).await {
+                    tracing::warn!(region, error = %e, "platform liveness pass failed");
+                }
+            }
+        }
+        for (region, cluster) in clusters {
             let ctx = self.ctx(&region);
             if let Err(e) = self.cluster_pass(&ctx, &cluster, check_liveness).await {
                 tracing::warn!(cluster, error = %e, "cluster reconcile failed");
             }
+        }
+        Ok(())
+    }
+
+    /// The platform's Fargate hosts of a region (any status but INACTIVE).
+    async fn platform_instances(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<Vec<ContainerInstance>, EcsError> {
+        Ok(self
+            .ecs
+            .cache
+            .scan::<ContainerInstance>(
+                self.ecs.store.as_ref(),
+                &keys::container_instances(&ctx.region, FARGATE_PLATFORM_CLUSTER),
+            )
+            .await?
+            .into_iter()
+            .map(|(_, v)| (*v).clone())
+            .collect())
+    }
+
+    /// Liveness of the platform's hosts: the Fargate tasks (of any cluster) of a host away
+    /// longer than `lost_after` are marked STOPPED, so their services replace them.
+    async fn platform_pass(&self, ctx: &RequestContext) -> Result<(), EcsError> {
+        let instances = self.platform_instances(ctx).await?;
+        let now = self.clock.now_millis();
+        let lost_after = self.liveness.lost_after.as_millis() as u64;
+        let lost: Vec<&ContainerInstance> = instances
+            .iter()
+            .filter(|ci| lost(ci, now, lost_after))
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let tasks: Vec<Task> = self
+            .ecs
+            .store
+            .scan_all_typed::<Task>(&format!("ecs/{}/task/", ctx.region))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .filter(|t| t.is_fargate() && t.last_status != TaskStatus::Stopped)
+            .collect();
+        let mut by_cluster: HashMap<String, Vec<Task>> = HashMap::new();
+        for t in tasks {
+            by_cluster.entry(t.cluster.clone()).or_default().push(t);
+        }
+        let lost: Vec<ContainerInstance> = lost.into_iter().cloned().collect();
+        for (cluster, tasks) in by_cluster {
+            self.mark_lost(ctx, &cluster, &lost, &tasks).await?;
         }
         Ok(())
     }
@@ -230,6 +293,12 @@ impl ServiceRunner {
             .collect();
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
+        let fargate_services = services.iter().any(|s| s.launch_type == "FARGATE");
+        let platform = if fargate_services {
+            self.platform_instances(ctx).await?
+        } else {
+            Vec::new()
+        };
         let any_lost = check_liveness && instances.iter().any(|ci| lost(ci, now, lost_after));
         if services.is_empty() && inactive.is_empty() && !any_lost {
             return Ok(()); // nothing to reconcile: skip reading the cluster's tasks
@@ -282,6 +351,7 @@ impl ServiceRunner {
         ordered.sort_by_key(|s| gantry_controller::service::placement_priority(s));
         let by_id: HashMap<String, ContainerInstance> = instances
             .iter()
+            .chain(platform.iter())
             .map(|i| (i.id.clone(), i.clone()))
             .collect();
         for s in ordered {
@@ -347,7 +417,13 @@ impl ServiceRunner {
                     _ => None,
                 })
                 .collect();
-            let inst_views: Vec<CtlInstance> = instances
+            // Fargate services run on the platform's hosts, not the cluster's instances.
+            let hosts = if s.launch_type == "FARGATE" {
+                &platform
+            } else {
+                &instances
+            };
+            let inst_views: Vec<CtlInstance> = hosts
                 .iter()
                 .filter(|i| i.status != ContainerInstanceStatus::Inactive)
                 .map(|i| {
@@ -507,14 +583,32 @@ impl ServiceRunner {
             else {
                 continue;
             };
+            // The service's live tasks on each provider of its strategy, so a launch keeps the
+            // strategy's split.
+            let existing: Vec<u64> = current
+                .capacity_provider_strategy
+                .iter()
+                .map(|item| {
+                    service_tasks
+                        .iter()
+                        .filter(|t| {
+                            t.desired_status != TaskStatus::Stopped
+                                && t.last_status != TaskStatus::Stopped
+                                && t.capacity_provider_name.as_deref()
+                                    == Some(item.capacity_provider.as_str())
+                        })
+                        .count() as u64
+                })
+                .collect();
             let req = tasks::RunTaskRequest::for_service(
                 &current,
                 d,
                 launch.count,
                 launch.instance_id.clone(),
+                existing,
             );
             let start = launch.instance_id.is_some();
-            match tasks::launch(&self.ecs, ctx, &req, start).await {
+            match tasks::launch_any(&self.ecs, ctx, &req, start).await {
                 Ok((started, failures, _)) => {
                     if !started.is_empty() {
                         events.push(format!(
@@ -526,6 +620,13 @@ impl ServiceRunner {
                     }
                     if let Some(f) = failures.first() {
                         let reason = f.get("reason").and_then(|v| v.as_str()).unwrap_or("");
+                        if reason == tasks::FARGATE_CAPACITY_UNAVAILABLE {
+                            events.push(format!(
+                                "(service {}) was unable to place a task. Reason: {reason}.",
+                                s.name
+                            ));
+                            continue;
+                        }
                         let arn = f.get("arn").and_then(|v| v.as_str()).unwrap_or("");
                         let instance = arn.rsplit('/').next().unwrap_or(arn);
                         events.push(format!(

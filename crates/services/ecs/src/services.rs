@@ -110,7 +110,6 @@ pub(crate) fn to_wire(
         "desiredCount": s.desired_count,
         "runningCount": running,
         "pendingCount": pending,
-        "launchType": s.launch_type,
         "deploymentConfiguration": s.deployment_configuration,
         "deployments": deployments,
         "events": s.events.iter().map(|e| json!({"id": e.id, "createdAt": secs(e.created_at), "message": e.message})).collect::<Vec<_>>(),
@@ -134,6 +133,15 @@ pub(crate) fn to_wire(
     }
     if let Some(n) = &s.network_configuration {
         v["networkConfiguration"] = n.clone();
+    }
+    if s.capacity_provider_strategy.is_empty() {
+        v["launchType"] = json!(s.launch_type);
+    } else {
+        v["capacityProviderStrategy"] = json!(s.capacity_provider_strategy);
+    }
+    if let Some(p) = &s.platform_version {
+        v["platformVersion"] = json!(p);
+        v["platformFamily"] = json!("Linux");
     }
     if with_tags {
         v["tags"] = json!(s.tags);
@@ -210,7 +218,7 @@ struct ServiceRequest {
     desired_count: Option<i64>,
     launch_type: Option<String>,
     #[serde(default)]
-    capacity_provider_strategy: Vec<Value>,
+    capacity_provider_strategy: Vec<gantry_domain::cluster::CapacityProviderStrategyItem>,
     deployment_configuration: Option<DeploymentConfigurationInput>,
     placement_constraints: Option<Vec<Value>>,
     placement_strategy: Option<Vec<Value>>,
@@ -226,14 +234,15 @@ struct ServiceRequest {
     enable_execute_command: Option<bool>,
     force_new_deployment: Option<bool>,
     force: Option<bool>,
+    platform_version: Option<String>,
 }
 
 fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
     crate::wire::refuse_execute_command(req.enable_execute_command)?;
     if let Some(lt) = req.launch_type.as_deref() {
         match lt {
-            "EC2" | "EXTERNAL" => {}
-            "FARGATE" | "MANAGED_INSTANCES" => {
+            "EC2" | "EXTERNAL" | "FARGATE" => {}
+            "MANAGED_INSTANCES" => {
                 return Err(EcsError::Unsupported(format!(
                     "The launch type {lt} is not supported by this endpoint yet; use EC2."
                 )));
@@ -241,10 +250,11 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
             o => return Err(EcsError::invalid(format!("Invalid launchType '{o}'."))),
         }
     }
-    if !req.capacity_provider_strategy.is_empty() {
-        return Err(EcsError::Unsupported(
-            "capacityProviderStrategy is not supported by this endpoint yet; use launchType EC2."
-                .into(),
+    if !req.capacity_provider_strategy.is_empty()
+        && req.scheduling_strategy.as_deref() == Some("DAEMON")
+    {
+        return Err(EcsError::invalid(
+            "A capacity provider strategy is not supported with the DAEMON scheduling strategy.",
         ));
     }
     if let Some(dc) = &req.deployment_controller {
@@ -291,6 +301,37 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
         req.placement_constraints.as_deref().unwrap_or(&[]),
         req.placement_strategy.as_deref().unwrap_or(&[]),
     )?;
+    if req.launch_type.as_deref() == Some("FARGATE")
+        || (!req.capacity_provider_strategy.is_empty()
+            && req
+                .capacity_provider_strategy
+                .iter()
+                .all(|i| gantry_domain::capacity::is_fargate_provider(&i.capacity_provider)))
+    {
+        if req
+            .placement_constraints
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return Err(EcsError::invalid(
+                "Task placement constraints are not supported with the FARGATE launch type.",
+            ));
+        }
+        if req
+            .placement_strategy
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return Err(EcsError::invalid(
+                "Task placement strategies are not supported with the FARGATE launch type.",
+            ));
+        }
+        if req.scheduling_strategy.as_deref() == Some("DAEMON") {
+            return Err(EcsError::invalid(
+                "The DAEMON scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+    }
     validate_tags(&req.tags)?;
     Ok(())
 }
@@ -363,7 +404,15 @@ pub(super) async fn create(
     let Some(td_ref) = req.task_definition.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("taskDefinition is required."));
     };
-    active_cluster(svc, ctx, &cluster).await?;
+    let cluster_record = active_cluster(svc, ctx, &cluster).await?.value;
+    // A strategy (the request's, else the cluster's default when no launch type is given) runs
+    // the service on its providers' capacity: Fargate's, the only providers so far.
+    let cp_strategy = crate::capacity_providers::effective_strategy(
+        &cluster_record,
+        req.launch_type.as_deref(),
+        &req.capacity_provider_strategy,
+    )?
+    .unwrap_or_default();
     let td = task_definitions::resolve(svc, ctx, td_ref)
         .await?
         .filter(|t| t.value.status == gantry_domain::task_definition::TaskDefinitionStatus::Active)
@@ -374,7 +423,33 @@ pub(super) async fn create(
         DeploymentConfiguration::defaults(strategy),
         strategy,
     )?;
-    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let pools = crate::capacity_providers::pools_of(svc, ctx, &cp_strategy).await?;
+    let fargate_strategy = !cp_strategy.is_empty() && pools.iter().all(Option::is_none);
+    let launch_type = if cp_strategy.is_empty() {
+        req.launch_type.clone().unwrap_or_else(|| "EC2".into())
+    } else if fargate_strategy {
+        "FARGATE".to_owned()
+    } else {
+        "EC2".to_owned()
+    };
+    if fargate_strategy
+        && (req
+            .placement_constraints
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+            || req
+                .placement_strategy
+                .as_ref()
+                .is_some_and(|c| !c.is_empty()))
+    {
+        return Err(EcsError::invalid(
+            "Task placement constraints and strategies are not supported with Fargate capacity providers.",
+        ));
+    }
+    crate::tasks::check_platform_version(Some(&launch_type), req.platform_version.as_deref())?;
+    if launch_type == "FARGATE" {
+        crate::tasks::check_fargate_launch(&td, &Default::default())?;
+    }
     // awsvpc: subnets and groups must exist and belong together, as for RunTask.
     task_network::prepare(
         svc,
@@ -434,6 +509,12 @@ pub(super) async fn create(
             throttle_failures: 0,
             throttle_until: 0,
             version: 1,
+            capacity_provider_strategy: cp_strategy.clone(),
+            platform_version: (launch_type == "FARGATE").then(|| {
+                req.platform_version
+                    .clone()
+                    .unwrap_or_else(|| "LATEST".to_owned())
+            }),
         };
         let txn = Txn::new()
             .require_revision(&key, existing.map_or(0, |e| e.revision))
@@ -514,6 +595,35 @@ pub(super) async fn update(
         if let Some(p) = &req.propagate_tags {
             s.propagate_tags = Some(p.clone());
         }
+        if !req.capacity_provider_strategy.is_empty() {
+            let c = active_cluster(svc, ctx, &cluster).await?.value;
+            crate::capacity_providers::effective_strategy(
+                &c,
+                None,
+                &req.capacity_provider_strategy,
+            )?;
+            let pools =
+                crate::capacity_providers::pools_of(svc, ctx, &req.capacity_provider_strategy)
+                    .await?;
+            let wanted = if pools.iter().all(Option::is_none) {
+                "FARGATE"
+            } else {
+                "EC2"
+            };
+            if s.launch_type != wanted {
+                return Err(EcsError::invalid(format!(
+                    "Updating a service from {} capacity to {wanted} capacity is not supported; create a new service.",
+                    s.launch_type
+                )));
+            }
+            redeploy |= s.capacity_provider_strategy != req.capacity_provider_strategy;
+            s.capacity_provider_strategy = req.capacity_provider_strategy.clone();
+        }
+        if let Some(v) = &req.platform_version {
+            crate::tasks::check_platform_version(Some(&s.launch_type), Some(v))?;
+            redeploy |= s.platform_version.as_ref() != Some(v);
+            s.platform_version = Some(v.clone());
+        }
         let (family, revision) = match (&new_td, s.primary()) {
             (Some(td), _) => (td.family.clone(), td.revision),
             (None, Some(p)) => (p.family.clone(), p.revision),
@@ -529,6 +639,9 @@ pub(super) async fn update(
                         EcsError::invalid(format!("TaskDefinition not found: {family}:{revision}"))
                     })?,
             };
+            if s.launch_type == "FARGATE" {
+                crate::tasks::check_fargate_launch(&td, &Default::default())?;
+            }
             task_network::prepare(
                 svc,
                 ctx,

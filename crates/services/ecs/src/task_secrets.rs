@@ -153,16 +153,31 @@ async fn handle(streams: &AgentStreams, req: Request) -> Result<SecretsResponse,
     let region = verified.region;
     let cluster = q.cluster.unwrap_or_else(|| "default".into());
     let cluster = cluster_name_from_ref(&cluster).unwrap_or(cluster);
+    let host_cluster = cluster.clone();
     let instance_id =
         container_instance_id_from_ref(&q.container_instance).unwrap_or(q.container_instance);
     let task_id = q.task.rsplit('/').next().unwrap_or(&q.task).to_owned();
+    // A platform host names its own cluster; the Fargate task's cluster is in its ARN, and the
+    // task must be a Fargate one (checked below with its host).
+    let cluster = if cluster == gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER {
+        q.task
+            .split_once(":task/")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map(|(c, _)| c.to_owned())
+            .unwrap_or(cluster)
+    } else {
+        cluster
+    };
     let store = streams.store();
     let task = store
         .get_typed::<Task>(&keys::task(&region, &cluster, &task_id))
         .await
         .map_err(|e| AwsError::server(e.to_string()))?
         .map(|t| t.value)
-        .filter(|t| t.container_instance_id.as_deref() == Some(instance_id.as_str()))
+        .filter(|t| {
+            t.container_instance_id.as_deref() == Some(instance_id.as_str())
+                && t.host_cluster() == host_cluster
+        })
         .ok_or_else(|| {
             AwsError::client(
                 "InvalidParameterException",

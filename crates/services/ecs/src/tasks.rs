@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use gantry_domain::Arn;
+use gantry_domain::cluster::{
+    CapacityProviderStrategyItem, FARGATE_PLATFORM_CLUSTER, FARGATE_PLATFORM_VERSION,
+};
 use gantry_domain::container_instance::ContainerInstance;
 use gantry_domain::tags::{Tag, validate_tags};
 use gantry_domain::task::{
@@ -100,10 +103,22 @@ pub(crate) fn to_wire(
         "enableExecuteCommand": t.enable_execute_command,
         "tags": if with_tags { json!(t.tags) } else { json!([]) },
     });
-    if let Some(ci) = &t.container_instance_id {
+    if let Some(ci) = t.container_instance_id.as_ref().filter(|_| !t.is_fargate()) {
         v["containerInstanceArn"] = json!(
             Arn::container_instance(&ctx.region, &ctx.account_id, &t.cluster, ci).to_string()
         );
+    }
+    if let Some(cp) = &t.capacity_provider_name {
+        v["capacityProviderName"] = json!(cp);
+    }
+    if t.is_fargate() {
+        v["platformVersion"] = json!(
+            t.platform_version
+                .as_deref()
+                .unwrap_or(FARGATE_PLATFORM_VERSION)
+        );
+        v["platformFamily"] = json!("Linux");
+        v["ephemeralStorage"] = json!({"sizeInGiB": t.ephemeral_storage_gib.unwrap_or(20)});
     }
     if let Some(c) = &t.cpu {
         v["cpu"] = json!(c);
@@ -142,6 +157,9 @@ pub(crate) fn to_wire(
     v
 }
 
+/// The failure reason of a Fargate task the platform has no room for (ECS's wording).
+pub(crate) const FARGATE_CAPACITY_UNAVAILABLE: &str = "Capacity is unavailable at this time. Please try again later or in a different availability zone";
+
 /// Idempotency record of a RunTask/StartTask `clientToken`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -171,18 +189,29 @@ pub(crate) struct RunTaskRequest {
     #[serde(default)]
     placement_strategy: Vec<Value>,
     #[serde(default)]
-    capacity_provider_strategy: Vec<Value>,
+    capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     /// StartTask: the instances to start on.
     #[serde(default)]
     pub(crate) container_instances: Vec<String>,
     /// awsvpc tasks: `awsvpcConfiguration` (subnets, security groups, assignPublicIp).
     network_configuration: Option<Value>,
+    /// Fargate: `LATEST` or `1.4.0`.
+    platform_version: Option<String>,
     /// Set by the service runner: the service and deployment the tasks belong to.
     #[serde(skip)]
     pub(crate) service: Option<(String, String)>,
     /// Set by the service runner: use the service default strategy when none is given.
     #[serde(skip)]
     service_default_strategy: bool,
+    /// The capacity provider the tasks are launched on (set when a strategy is split).
+    #[serde(skip)]
+    capacity_provider: Option<String>,
+    /// Set by the service runner: the service's live tasks on each provider of its strategy.
+    #[serde(skip)]
+    existing_by_provider: Vec<u64>,
+    /// A host-pool provider's share: only the instances of this pool qualify.
+    #[serde(skip)]
+    pool: Option<String>,
 }
 
 impl RunTaskRequest {
@@ -193,13 +222,17 @@ impl RunTaskRequest {
         d: &gantry_domain::service::Deployment,
         count: usize,
         instance: Option<String>,
+        existing_by_provider: Vec<u64>,
     ) -> Self {
+        let by_strategy = !s.capacity_provider_strategy.is_empty();
         Self {
             cluster: Some(s.cluster.clone()),
             task_definition: Some(format!("{}:{}", d.family, d.revision)),
             count: Some(count as i64),
             group: Some(s.group()),
-            launch_type: Some(s.launch_type.clone()),
+            launch_type: (!by_strategy).then(|| s.launch_type.clone()),
+            capacity_provider_strategy: s.capacity_provider_strategy.clone(),
+            existing_by_provider,
             started_by: Some(d.id.clone()),
             tags: if s.propagate_tags.as_deref() == Some("SERVICE") {
                 s.tags.clone()
@@ -212,6 +245,7 @@ impl RunTaskRequest {
             placement_strategy: s.placement_strategy.clone(),
             container_instances: instance.into_iter().collect(),
             network_configuration: s.network_configuration.clone(),
+            platform_version: s.platform_version.clone(),
             service: Some((s.name.clone(), d.id.clone())),
             service_default_strategy: true,
             ..Default::default()
@@ -245,8 +279,8 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
     }
     if let Some(lt) = req.launch_type.as_deref() {
         match lt {
-            "EC2" | "EXTERNAL" => {}
-            "FARGATE" | "MANAGED_INSTANCES" => {
+            "EC2" | "EXTERNAL" | "FARGATE" => {}
+            "MANAGED_INSTANCES" => {
                 return Err(EcsError::Unsupported(format!(
                     "The launch type {lt} is not supported by this endpoint yet; use EC2."
                 )));
@@ -258,15 +292,9 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
             }
         }
     }
-    if !req.capacity_provider_strategy.is_empty() {
-        if req.launch_type.is_some() {
-            return Err(EcsError::invalid(
-                "Specifying both a launchType and capacityProviderStrategy is not supported.",
-            ));
-        }
-        return Err(EcsError::Unsupported(
-            "capacityProviderStrategy is not supported by this endpoint yet; use launchType EC2."
-                .into(),
+    if !req.capacity_provider_strategy.is_empty() && req.launch_type.is_some() {
+        return Err(EcsError::invalid(
+            "Specifying both a launchType and capacityProviderStrategy is not supported.",
         ));
     }
     if let Some(p) = req.propagate_tags.as_deref()
@@ -283,7 +311,99 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
     }
     validate_tags(&req.tags)?;
     placement::validate(&req.placement_constraints, &req.placement_strategy)?;
+    check_platform_version(req.launch_type.as_deref(), req.platform_version.as_deref())?;
+    if req.launch_type.as_deref() == Some("FARGATE") {
+        if start {
+            return Err(EcsError::invalid(
+                "StartTask does not support the FARGATE launch type; use RunTask.",
+            ));
+        }
+        if !req.placement_constraints.is_empty() {
+            return Err(EcsError::invalid(
+                "Task placement constraints are not supported with the FARGATE launch type.",
+            ));
+        }
+        if !req.placement_strategy.is_empty() {
+            return Err(EcsError::invalid(
+                "Task placement strategies are not supported with the FARGATE launch type.",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// `platformVersion`: only for Fargate, `LATEST` or `1.4.0` (the version Gantry's platform
+/// runs); ECS's wording for the EC2 case.
+pub(crate) fn check_platform_version(
+    launch_type: Option<&str>,
+    version: Option<&str>,
+) -> Result<(), EcsError> {
+    let Some(v) = version else { return Ok(()) };
+    match launch_type {
+        Some("EC2") | Some("EXTERNAL") => Err(EcsError::invalid(
+            "The platform version must be null when specifying an EC2 launch type.",
+        )),
+        _ if matches!(v, "LATEST" | FARGATE_PLATFORM_VERSION) => Ok(()),
+        _ if v.starts_with("1.") => Err(EcsError::Unsupported(format!(
+            "Platform version {v} is not supported: this endpoint runs Fargate platform version {FARGATE_PLATFORM_VERSION} (use LATEST or {FARGATE_PLATFORM_VERSION})."
+        ))),
+        _ => Err(EcsError::invalid(format!(
+            "The specified platform version ({v}) does not exist."
+        ))),
+    }
+}
+
+/// What a Fargate launch checks beyond the request's shape: the task definition's
+/// compatibility, the task size after overrides, `runtimePlatform` and ephemeral storage.
+/// Returns the ephemeral storage size in GiB.
+pub(crate) fn check_fargate_launch(
+    td: &TaskDefinition,
+    overrides: &TaskOverride,
+) -> Result<u32, EcsError> {
+    if !td.compatibilities.iter().any(|c| c == "FARGATE") {
+        return Err(EcsError::invalid(
+            "Task definition does not support launch_type FARGATE.",
+        ));
+    }
+    let cpu = overrides.cpu.as_deref().or(td.cpu.as_deref());
+    let memory = overrides.memory.as_deref().or(td.memory.as_deref());
+    let parse = |v: Option<&str>| v.and_then(|x| x.trim().parse::<u32>().ok());
+    if let (Some(c), Some(m)) = (parse(cpu), parse(memory))
+        && !gantry_domain::task_definition::fargate_size_is_valid(c, m)
+    {
+        return Err(EcsError::client(format!(
+            "No Fargate configuration exists for given values: {c} CPU, {m} memory. See the Amazon ECS documentation for the valid values."
+        )));
+    }
+    if let Some(rp) = td.other.get("runtimePlatform") {
+        if let Some(os) = rp.get("operatingSystemFamily").and_then(Value::as_str)
+            && os != "LINUX"
+        {
+            return Err(EcsError::Unsupported(format!(
+                "Fargate tasks with operatingSystemFamily {os} are not supported: this platform runs LINUX tasks only."
+            )));
+        }
+        let host = match std::env::consts::ARCH {
+            "aarch64" => "ARM64",
+            _ => "X86_64",
+        };
+        if let Some(arch) = rp.get("cpuArchitecture").and_then(Value::as_str)
+            && arch != host
+        {
+            return Err(EcsError::Unsupported(format!(
+                "Fargate tasks with cpuArchitecture {arch} are not supported: this platform runs {host} tasks only."
+            )));
+        }
+    }
+    let storage = overrides
+        .other
+        .get("ephemeralStorage")
+        .or_else(|| td.other.get("ephemeralStorage"));
+    match storage {
+        Some(v) => gantry_domain::task_definition::ephemeral_storage_gib(v)
+            .map_err(|e| EcsError::client(e.to_string())),
+        None => Ok(20),
+    }
 }
 
 pub(crate) fn new_task(
@@ -368,6 +488,11 @@ pub(crate) fn new_task(
         service_name: req.service.as_ref().map(|(s, _)| s.clone()),
         deployment_id: req.service.as_ref().map(|(_, d)| d.clone()),
         network: None,
+        capacity_provider_name: req.capacity_provider.clone(),
+        platform_version: (req.launch_type.as_deref() == Some("FARGATE"))
+            .then(|| FARGATE_PLATFORM_VERSION.to_owned()),
+        ephemeral_storage_gib: None,
+        stop_grace_seconds: None,
     }
 }
 
@@ -398,12 +523,77 @@ async fn run_or_start(
 ) -> Result<Value, EcsError> {
     let req: RunTaskRequest = parse(body)?;
     validate_run_request(&req, start)?;
-    let (tasks, failures, td) = launch(svc, ctx, &req, start).await?;
+    let (tasks, failures, td) = launch_any(svc, ctx, &req, start).await?;
     let wire: Vec<Value> = tasks
         .iter()
         .map(|t| to_wire(t, ctx, Some(&td), true))
         .collect();
     Ok(json!({"tasks": wire, "failures": failures}))
+}
+
+/// Launches by capacity provider strategy (the request's, else the cluster's default): the count
+/// is split over the providers (`gantry_domain::capacity::split`, counting the service's live
+/// tasks), and each share launched on its provider's capacity. Without a strategy, by launch type.
+pub(crate) async fn launch_any(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    req: &RunTaskRequest,
+    start: bool,
+) -> Result<(Vec<Task>, Vec<Value>, TaskDefinition), EcsError> {
+    if start {
+        return launch(svc, ctx, req, start).await;
+    }
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let c = active_cluster(svc, ctx, &cluster).await?;
+    let Some(strategy) = crate::capacity_providers::effective_strategy(
+        &c.value,
+        req.launch_type.as_deref(),
+        &req.capacity_provider_strategy,
+    )?
+    else {
+        return launch(svc, ctx, req, start).await;
+    };
+    let pools = crate::capacity_providers::pools_of(svc, ctx, &strategy).await?;
+    let fargate = pools.iter().all(Option::is_none);
+    // Fargate providers: placement is the platform's.
+    if fargate && (!req.placement_constraints.is_empty() || !req.placement_strategy.is_empty()) {
+        return Err(EcsError::invalid(
+            "Task placement constraints and strategies are not supported with Fargate capacity providers.",
+        ));
+    }
+    let count = req.count.unwrap_or(1).max(0) as u64;
+    let shares = gantry_domain::capacity::split(&strategy, &req.existing_by_provider, count);
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    let mut def = None;
+    for ((item, n), pool) in strategy.iter().zip(shares).zip(pools) {
+        if n == 0 {
+            continue;
+        }
+        let mut sub = req.clone();
+        sub.launch_type = Some(if pool.is_some() { "EC2" } else { "FARGATE" }.to_owned());
+        sub.pool = pool;
+        sub.capacity_provider_strategy = Vec::new();
+        sub.count = Some(n as i64);
+        sub.capacity_provider = Some(item.capacity_provider.clone());
+        // One idempotency record per provider's share.
+        sub.client_token = req
+            .client_token
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("{t}/{}", item.capacity_provider));
+        let (t, f, d) = launch(svc, ctx, &sub, false).await?;
+        tasks.extend(t);
+        failures.extend(f);
+        def = Some(d);
+    }
+    let td = match def {
+        Some(d) => d,
+        None => {
+            resolve_active_td(svc, ctx, req.task_definition.as_deref().unwrap_or_default()).await?
+        }
+    };
+    Ok((tasks, failures, td))
 }
 
 /// Places and records tasks (RunTask, StartTask, and the service runner's launches): one
@@ -418,21 +608,34 @@ pub(crate) async fn launch(
     active_cluster(svc, ctx, &cluster).await?;
     let td =
         resolve_active_td(svc, ctx, req.task_definition.as_deref().unwrap_or_default()).await?;
-    if !td
-        .compatibilities
-        .iter()
-        .any(|c| c == "EC2" || c == "EXTERNAL")
+    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let fargate = launch_type == "FARGATE";
+    let ephemeral_storage = if fargate {
+        Some(check_fargate_launch(&td, &req.overrides)?)
+    } else {
+        None
+    };
+    if !fargate
+        && !td
+            .compatibilities
+            .iter()
+            .any(|c| c == "EC2" || c == "EXTERNAL")
     {
         return Err(EcsError::invalid(
             "Task definition does not support launch type EC2.",
         ));
     }
+    // Fargate tasks run on the platform's capacity, never on the cluster's instances.
+    let host_cluster = if fargate {
+        FARGATE_PLATFORM_CLUSTER.to_owned()
+    } else {
+        cluster.clone()
+    };
     let count = if start {
         req.container_instances.len()
     } else {
         req.count.unwrap_or(1) as usize
     };
-    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
     let network = task_network::prepare(
         svc,
         ctx,
@@ -455,7 +658,8 @@ pub(crate) async fn launch(
         constraints.push(task_network::zone_constraint(n)?);
     }
     let mut strategies = placement::strategies(&req.placement_strategy)?;
-    if strategies.is_empty() && req.service_default_strategy {
+    if strategies.is_empty() && (req.service_default_strategy || fargate) {
+        // Services, and every Fargate launch: spread over zones, then over hosts.
         strategies = gantry_scheduler::PlacementStrategy::service_default();
     }
     let token_key = req
@@ -463,6 +667,13 @@ pub(crate) async fn launch(
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(|t| keys::client_token(&ctx.region, &cluster, t));
+    if let Some(p) = &req.pool {
+        // A host-pool provider's tasks go only to its pool's instances.
+        constraints.extend(placement::constraints(&[json!({
+            "type": "memberOf",
+            "expression": format!("attribute:{} == {p}", gantry_domain::capacity::POOL_ATTRIBUTE),
+        })])?);
+    }
     let group = req
         .group
         .clone()
@@ -489,6 +700,9 @@ pub(crate) async fn launch(
         request,
         network,
         token_key,
+        fargate,
+        host_cluster,
+        ephemeral_storage,
     };
     let (tasks, failures, td) = placement_queue::submit(svc, job).await?;
     Ok((tasks, failures, td))
@@ -606,12 +820,29 @@ pub(crate) async fn request_stop(
     code: &str,
     reason: &str,
 ) -> Result<Task, EcsError> {
+    request_stop_with_grace(svc, ctx, cluster, reference, code, reason, None).await
+}
+
+/// [`request_stop`], with the seconds the agent waits between SIGTERM and SIGKILL.
+pub(crate) async fn request_stop_with_grace(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    cluster: &str,
+    reference: &str,
+    code: &str,
+    reason: &str,
+    grace: Option<u64>,
+) -> Result<Task, EcsError> {
     // An instance whose agent is away cannot stop a task it never started.
     let agent_away = match get(svc, ctx, cluster, reference).await? {
         Some(t) => match &t.value.container_instance_id {
             Some(ci) => svc
                 .store
-                .get_typed::<ContainerInstance>(&keys::container_instance(&ctx.region, cluster, ci))
+                .get_typed::<ContainerInstance>(&keys::container_instance(
+                    &ctx.region,
+                    t.value.host_cluster(),
+                    ci,
+                ))
                 .await?
                 .is_none_or(|c| !c.value.agent_connected),
             None => true,
@@ -628,6 +859,7 @@ pub(crate) async fn request_stop(
         t.stop_code = Some(code.clone());
         t.stopped_reason = Some(reason.clone());
         t.stopping_at = Some(now);
+        t.stop_grace_seconds = grace;
         if t.last_status == TaskStatus::Provisioning && agent_away {
             t.last_status = TaskStatus::Stopped;
             t.stopped_at = Some(now);
@@ -847,6 +1079,20 @@ struct TaskStateChangeRequest {
     network_bindings: Option<Vec<NetworkBinding>>,
 }
 
+/// The cluster of a task an agent reports on: the one it names, except that a platform host
+/// (which runs the Fargate tasks of every cluster) names its own; the task's ARN then says.
+fn report_cluster(cluster: Option<&str>, task: &str) -> Result<String, EcsError> {
+    let named = cluster_name(cluster)?;
+    if named != FARGATE_PLATFORM_CLUSTER {
+        return Ok(named);
+    }
+    task.strip_prefix("arn:")
+        .and_then(|_| task.split_once(":task/"))
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(c, _)| c.to_owned())
+        .ok_or_else(|| EcsError::invalid("A platform host must name tasks by their ARN."))
+}
+
 fn ms(secs: Option<f64>) -> Option<u64> {
     secs.filter(|s| *s > 0.0).map(|s| (s * 1000.0) as u64)
 }
@@ -907,10 +1153,10 @@ pub(super) async fn submit_task_state_change(
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
     let req: TaskStateChangeRequest = parse(body)?;
-    let cluster = cluster_name(req.cluster.as_deref())?;
     let Some(reference) = req.task.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("task is required."));
     };
+    let cluster = report_cluster(req.cluster.as_deref(), reference)?;
     let status = match req.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -982,10 +1228,10 @@ pub(super) async fn submit_container_state_change(
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
     let req: TaskStateChangeRequest = parse(body)?;
-    let cluster = cluster_name(req.cluster.as_deref())?;
     let Some(reference) = req.task.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("task is required."));
     };
+    let cluster = report_cluster(req.cluster.as_deref(), reference)?;
     let change = ContainerStateChange {
         container_name: req.container_name.clone(),
         runtime_id: req.runtime_id.clone(),

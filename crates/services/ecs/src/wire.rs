@@ -55,7 +55,10 @@ pub fn secs(ms: u64) -> Value {
 
 /// One `failures[]` entry.
 pub fn failure(arn: &str, reason: &str, detail: Option<&str>) -> Value {
-    let mut v = json!({"arn": arn, "reason": reason});
+    let mut v = json!({"reason": reason});
+    if !arn.is_empty() {
+        v["arn"] = json!(arn);
+    }
     if let Some(d) = detail {
         v["detail"] = json!(d);
     }

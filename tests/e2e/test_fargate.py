@@ -1,0 +1,535 @@
+"""Fargate: tasks and services with launch type FARGATE on the platform's capacity (the server's
+own machine with `--fargate-local`), which no user cluster shows; ECS's validation errors."""
+
+import json
+import os
+import subprocess
+import urllib.request
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from conftest import Gantry, gantry_binary, remove_subnet_networks, require_network_powers
+from images import build_busybox_image, docker
+from test_agent_tasks import wait_until
+
+PLATFORM = "platform.fargate"
+
+
+def fargate_td(family, image, cpu="256", memory="512", **extra):
+    cmd = "mkdir -p /tmp/w && echo \"fargate $(hostname)\" > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"
+    td = {"family": family, "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+          "cpu": cpu, "memory": memory,
+          "containerDefinitions": [{"name": "app", "image": image, "essential": True, "stopTimeout": 2,
+                                    "command": ["/bin/sh", "-c", cmd], "portMappings": [{"containerPort": 80}]}]}
+    td.update(extra)
+    return td
+
+
+def code_and_message(fn):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        fn()
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
+def test_fargate_validation_and_the_hidden_platform(gantry):
+    ecs, ec2 = gantry.client("ecs"), gantry.client("ec2")
+    ecs.create_cluster(clusterName="fv")
+    # Task sizes from the Fargate table, awsvpc only, no privileged containers.
+    code, msg = code_and_message(lambda: ecs.register_task_definition(**fargate_td("bad", "busybox", "256", "4096")))
+    assert code == "ClientException"
+    assert msg.startswith("No Fargate configuration exists for given values: 256 CPU, 4096 memory.")
+    bridge = fargate_td("bridge", "busybox")
+    bridge["networkMode"] = "bridge"
+    assert code_and_message(lambda: ecs.register_task_definition(**bridge)) == (
+        "ClientException", "Fargate only supports network mode 'awsvpc'.")
+    priv = fargate_td("priv", "busybox")
+    priv["containerDefinitions"][0]["privileged"] = True
+    code, msg = code_and_message(lambda: ecs.register_task_definition(**priv))
+    assert code == "ClientException" and "privileged" in msg
+    code, msg = code_and_message(lambda: ecs.register_task_definition(
+        **fargate_td("disk", "busybox", ephemeralStorage={"sizeInGiB": 10})))
+    assert code == "ClientException" and "between 21 and 200" in msg
+
+    td = ecs.register_task_definition(**fargate_td("ok", "busybox", ephemeralStorage={"sizeInGiB": 30}))["taskDefinition"]
+    assert td["compatibilities"] == ["EC2", "FARGATE"] and td["requiresCompatibilities"] == ["FARGATE"]
+    plain = ecs.register_task_definition(family="plain", containerDefinitions=[
+        {"name": "a", "image": "busybox", "memory": 32}])["taskDefinition"]
+    assert plain["compatibilities"] == ["EC2"]
+
+    subnet = ec2.describe_subnets()["Subnets"]
+    net = {"awsvpcConfiguration": {"subnets": [subnet[0]["SubnetId"]]}} if subnet else None
+    # Missing network configuration, an EC2-only task definition, platform versions.
+    code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE"))
+    assert code == "InvalidParameterException" and "Network Configuration must be provided" in msg
+    if net:
+        code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="plain", launchType="FARGATE",
+                                                          networkConfiguration=net))
+        assert (code, msg) == ("InvalidParameterException", "Task definition does not support launch_type FARGATE.")
+        code, _ = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE",
+                                                        platformVersion="1.3.0", networkConfiguration=net))
+        assert code == "UnsupportedFeatureException"
+        code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE",
+                                                          networkConfiguration=net, overrides={"cpu": "256", "memory": "4096"}))
+        assert code == "ClientException" and "256 CPU, 4096 memory" in msg
+        code, msg = code_and_message(lambda: ecs.run_task(
+            cluster="fv", taskDefinition="ok", launchType="FARGATE", networkConfiguration=net,
+            placementStrategy=[{"type": "spread", "field": "instanceId"}]))
+        assert code == "InvalidParameterException" and "FARGATE" in msg
+        # No platform capacity: ECS's capacity failure, no task.
+        run = ecs.run_task(cluster="fv", taskDefinition="ok", launchType="FARGATE", networkConfiguration=net)
+        assert run["tasks"] == []
+        assert [f["reason"] for f in run["failures"]] == [
+            "Capacity is unavailable at this time. Please try again later or in a different availability zone"]
+    code, msg = code_and_message(lambda: ecs.run_task(cluster="fv", taskDefinition="plain", launchType="EC2",
+                                                      platformVersion="LATEST"))
+    assert (code, msg) == ("InvalidParameterException",
+                           "The platform version must be null when specifying an EC2 launch type.")
+
+    # The platform cluster is nobody's: not listed, not describable, not usable.
+    assert not any(PLATFORM in a for a in ecs.list_clusters()["clusterArns"])
+    d = ecs.describe_clusters(clusters=[PLATFORM])
+    assert d["clusters"] == [] and d["failures"][0]["reason"] == "MISSING"
+    code, _ = code_and_message(lambda: ecs.list_container_instances(cluster=PLATFORM))
+    assert code == "ClusterNotFoundException"
+    code, _ = code_and_message(lambda: ecs.create_cluster(clusterName=PLATFORM))
+    assert code == "InvalidParameterException"
+
+
+@pytest.fixture
+def fargate(tmp_path, vpc_block):
+    """A server running Fargate tasks on this machine, and a busybox image; cleans the host after."""
+    require_network_powers()
+    g = Gantry(tmp_path / "data").start(extra_args=["--default-vpc-cidr", vpc_block, "--fargate-local"])
+    image = build_busybox_image(tmp_path, f"gantry-e2e/fargate-{uuid.uuid4().hex[:8]}:src")
+    g.image = image
+    yield g
+    g.stop()
+    p = subprocess.run([gantry_binary(), "agent", "--endpoint", g.endpoint, "--data-dir",
+                        str(g.data_dir / "fargate-agent"), "--uninstall"],
+                       env=g.env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    remove_subnet_networks(vpc_block)
+    docker("rmi", "-f", image, check=False)
+
+
+def fargate_subnet(gantry, zone="us-east-1a"):
+    """The default subnet of the zone of the server's own platform host (the region's first)."""
+    ec2 = gantry.client("ec2")
+
+    def subnets():
+        return ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]},
+                                             {"Name": "availability-zone", "Values": [zone]}])["Subnets"]
+    wait_until(lambda: subnets(), what="a default subnet in the platform's zone")
+    return subnets()[0]
+
+
+def test_fargate_task_with_the_aws_cli_on_a_cluster_without_instances(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="fg")
+    ecs.register_task_definition(**fargate_td("web", fargate.image))
+    subnet = fargate_subnet(fargate)
+    out = fargate.aws_json("ecs", "run-task", "--cluster", "fg", "--task-definition", "web",
+                           "--launch-type", "FARGATE", "--network-configuration",
+                           json.dumps({"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]],
+                                                               "assignPublicIp": "DISABLED"}}))
+    assert out["failures"] == [], out
+    arn = out["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_running").wait(cluster="fg", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    t = ecs.describe_tasks(cluster="fg", tasks=[arn])["tasks"][0]
+    assert t["launchType"] == "FARGATE" and t["platformVersion"] == "1.4.0" and t["platformFamily"] == "Linux"
+    assert "containerInstanceArn" not in t
+    assert t["cpu"] == "256" and t["memory"] == "512" and t["ephemeralStorage"] == {"sizeInGiB": 20}
+    a = t["attachments"][0]
+    details = {d["name"]: d["value"] for d in a["details"]}
+    assert a["type"] == "ElasticNetworkInterface" and a["status"] == "ATTACHED"
+    assert details["subnetId"] == subnet["SubnetId"] and details["networkInterfaceId"].startswith("eni-")
+    ip = details["privateIPv4Address"]
+    assert t["availabilityZone"] == subnet["AvailabilityZone"]
+    # A real container answers at the task's own address.
+    body = urllib.request.urlopen(f"http://{ip}/index.html", timeout=5).read().decode()
+    assert body.startswith("fargate ip-" + ip.replace(".", "-"))
+    # The task metadata endpoint v4 answers inside the task's namespace, as on EC2.
+    app = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.task-arn={arn}",
+                 "--filter", "label=com.amazonaws.ecs.container-name=app").stdout.split()[0]
+    meta = docker("exec", app, "sh", "-c",
+                  'u=${ECS_CONTAINER_METADATA_URI_V4#http://}; h=${u%%/*}; '
+                  'printf "GET /${u#*/}/task HTTP/1.0\r\n\r\n" | nc -w 3 ${h%:*} ${h#*:}').stdout
+    task_meta = json.loads(meta.replace("\r\n", "\n").split("\n\n", 1)[1])
+    assert task_meta["LaunchType"] == "FARGATE" and task_meta["TaskARN"] == arn
+    assert task_meta["Cluster"].endswith(":cluster/fg")
+    assert task_meta["Containers"][0]["Networks"][0]["IPv4Addresses"] == [ip]
+    # The cluster still has no container instance; the platform shows nowhere.
+    assert ecs.list_container_instances(cluster="fg")["containerInstanceArns"] == []
+    assert not any(PLATFORM in a for a in ecs.list_clusters()["clusterArns"])
+    assert ecs.list_tasks(cluster="fg", launchType="FARGATE")["taskArns"] == [arn]
+
+    # A Fargate service keeps its tasks running on the platform.
+    ecs.create_service(cluster="fg", serviceName="svc", taskDefinition="web", desiredCount=2,
+                       launchType="FARGATE", platformVersion="LATEST",
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}})
+    ecs.get_waiter("services_stable").wait(cluster="fg", services=["svc"], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    svc = ecs.describe_services(cluster="fg", services=["svc"])["services"][0]
+    assert svc["runningCount"] == 2 and svc["launchType"] == "FARGATE" and svc["platformVersion"] == "LATEST"
+    svc_tasks = ecs.list_tasks(cluster="fg", serviceName="svc")["taskArns"]
+    described = ecs.describe_tasks(cluster="fg", tasks=svc_tasks)["tasks"]
+    assert all(x["launchType"] == "FARGATE" and "containerInstanceArn" not in x for x in described)
+
+    ecs.update_service(cluster="fg", service="svc", desiredCount=0)
+    ecs.delete_service(cluster="fg", service="svc")
+    ecs.stop_task(cluster="fg", task=arn)
+    ecs.get_waiter("tasks_stopped").wait(cluster="fg", tasks=[arn] + svc_tasks,
+                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    stopped = ecs.describe_tasks(cluster="fg", tasks=[arn])["tasks"][0]
+    assert stopped["attachments"][0]["status"] == "DELETED"
+
+
+def test_capacity_provider_strategies_are_checked_as_ecs_checks_them(gantry):
+    ecs = gantry.client("ecs")
+    names = [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]]
+    assert names == ["FARGATE", "FARGATE_SPOT"]
+    d = ecs.describe_capacity_providers(capacityProviders=["FARGATE_SPOT", "nope"])
+    assert [p["name"] for p in d["capacityProviders"]] == ["FARGATE_SPOT"]
+    assert d["failures"][0]["reason"] == "MISSING"
+    code, msg = code_and_message(lambda: ecs.create_cluster(clusterName="x", capacityProviders=["pool"]))
+    assert code == "InvalidParameterException" and "'pool' does not exist" in msg
+
+    ecs.create_cluster(clusterName="bare")
+    ecs.create_cluster(clusterName="cp")
+    c = ecs.put_cluster_capacity_providers(
+        cluster="cp", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+        defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}])["cluster"]
+    assert c["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    assert c["defaultCapacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 0}]
+    ecs.register_task_definition(**fargate_td("ok", "busybox"))
+    net = {"awsvpcConfiguration": {"subnets": ["subnet-00000000000000000"]}}
+
+    def err(cluster, strategy, **kw):
+        return code_and_message(lambda: ecs.run_task(cluster=cluster, taskDefinition="ok", networkConfiguration=net,
+                                                     capacityProviderStrategy=strategy, **kw))
+    both = err("cp", [{"capacityProvider": "FARGATE", "weight": 1}], launchType="FARGATE")
+    assert both == ("InvalidParameterException",
+                    "Specifying both a launchType and capacityProviderStrategy is not supported.")
+    code, msg = err("cp", [{"capacityProvider": "FARGATE", "weight": 1, "base": 1},
+                           {"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 1}])
+    assert code == "InvalidParameterException" and "more than one capacity provider with a base" in msg
+    code, msg = err("cp", [{"capacityProvider": "FARGATE", "weight": 0}, {"capacityProvider": "FARGATE_SPOT"}])
+    assert code == "InvalidParameterException" and "weight greater than 0" in msg
+    code, msg = err("cp", [{"capacityProvider": f"p{i}", "weight": 1} for i in range(7)])
+    assert code == "InvalidParameterException" and "more than 6" in msg
+    code, msg = err("bare", [{"capacityProvider": "FARGATE", "weight": 1}])
+    assert code == "InvalidParameterException" and "not associated with the cluster" in msg
+    # A provider a service uses cannot be removed from the cluster.
+    code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
+        cluster="cp", capacityProviders=["FARGATE"],
+        defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]))
+    assert code == "InvalidParameterException" and "not associated" in msg
+
+
+def test_a_strategy_splits_a_service_and_the_cluster_default_applies_to_run_task(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="cps", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                       defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}])
+    ecs.register_task_definition(**fargate_td("web", fargate.image))
+    subnet = fargate_subnet(fargate)
+    net = {"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}}
+    # No launch type, no strategy: the cluster's default.
+    run = ecs.run_task(cluster="cps", taskDefinition="web", networkConfiguration=net)
+    assert run["failures"] == [], run
+    t = run["tasks"][0]
+    assert t["launchType"] == "FARGATE" and t["capacityProviderName"] == "FARGATE_SPOT"
+
+    strategy = [{"capacityProvider": "FARGATE", "base": 2, "weight": 1},
+                {"capacityProvider": "FARGATE_SPOT", "weight": 3}]
+    svc = ecs.create_service(cluster="cps", serviceName="split", taskDefinition="web", desiredCount=6,
+                             capacityProviderStrategy=strategy, networkConfiguration=net)["service"]
+    assert svc["capacityProviderStrategy"] == [dict(s, base=s.get("base", 0)) for s in strategy]
+    assert "launchType" not in svc
+    ecs.get_waiter("services_stable").wait(cluster="cps", services=["split"], WaiterConfig={"Delay": 1, "MaxAttempts": 150})
+    arns = ecs.list_tasks(cluster="cps", serviceName="split")["taskArns"]
+    tasks = ecs.describe_tasks(cluster="cps", tasks=arns)["tasks"]
+    by = {}
+    for x in tasks:
+        by[x["capacityProviderName"]] = by.get(x["capacityProviderName"], 0) + 1
+    # Base 2 on FARGATE, the other 4 split 1:3.
+    assert by == {"FARGATE": 3, "FARGATE_SPOT": 3}, by
+    code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
+        cluster="cps", capacityProviders=["FARGATE_SPOT"],
+        defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]))
+    assert code == "ResourceInUseException" and "FARGATE" in msg
+
+    ecs.update_service(cluster="cps", service="split", desiredCount=0)
+    ecs.delete_service(cluster="cps", service="split")
+    ecs.stop_task(cluster="cps", task=t["taskArn"])
+    ecs.get_waiter("tasks_stopped").wait(cluster="cps", tasks=arns + [t["taskArn"]],
+                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+
+def group_arn(pool):
+    return f"arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:{uuid.uuid4()}:autoScalingGroupName/{pool}"
+
+
+def test_a_host_pool_provider_places_only_on_its_pool(gantry, tmp_path):
+    from conftest import require_docker
+    from test_agent_tasks import Agent
+    require_docker()
+    ecs = gantry.client("ecs")
+    ecs.create_cluster(clusterName="pools")
+    pooled = Agent(gantry, "pools", tmp_path / "pooled", extra=["--pool", "web"]).start()
+    other = Agent(gantry, "pools", tmp_path / "other").start()
+    image = build_busybox_image(tmp_path, f"gantry-e2e/pool-{uuid.uuid4().hex[:8]}:src")
+    try:
+        wait_until(lambda: len(ecs.list_container_instances(cluster="pools")["containerInstanceArns"]) == 2,
+                   what="two agents registered")
+        arns = ecs.list_container_instances(cluster="pools")["containerInstanceArns"]
+        cis = ecs.describe_container_instances(cluster="pools", containerInstances=arns)["containerInstances"]
+        in_pool = [c["containerInstanceArn"] for c in cis
+                   if {"name": "gantry.pool", "value": "web"} in c["attributes"]]
+        assert len(in_pool) == 1
+
+        # ECS's checks of a new provider.
+        code, msg = code_and_message(lambda: ecs.create_capacity_provider(
+            name="fargate-web", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("web")}))
+        assert code == "InvalidParameterException" and "cannot start with" in msg
+        code, _ = code_and_message(lambda: ecs.create_capacity_provider(
+            name="bad", autoScalingGroupProvider={"autoScalingGroupArn": "web"}))
+        assert code == "InvalidParameterException"
+        code, msg = code_and_message(lambda: ecs.create_capacity_provider(
+            name="guarded", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("web"),
+                                                      "managedTerminationProtection": "ENABLED"}))
+        assert code == "InvalidParameterException" and "managed scaling" in msg
+
+        cp = ecs.create_capacity_provider(
+            name="web-pool", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("web")},
+            tags=[{"key": "team", "value": "web"}])["capacityProvider"]
+        assert cp["status"] == "ACTIVE" and cp["updateStatus"] == "CREATE_COMPLETE"
+        assert cp["autoScalingGroupProvider"]["managedScaling"]["status"] == "DISABLED"
+        code, _ = code_and_message(lambda: ecs.create_capacity_provider(
+            name="web-pool", autoScalingGroupProvider={"autoScalingGroupArn": group_arn("other")}))
+        assert code == "ClientException"
+        up = ecs.update_capacity_provider(name="web-pool", autoScalingGroupProvider={
+            "managedScaling": {"status": "ENABLED", "targetCapacity": 80}})["capacityProvider"]
+        assert up["autoScalingGroupProvider"]["managedScaling"]["targetCapacity"] == 80
+        assert up["updateStatus"] == "UPDATE_COMPLETE"
+        d = ecs.describe_capacity_providers(capacityProviders=["web-pool"], include=["TAGS"])["capacityProviders"][0]
+        assert d["tags"] == [{"key": "team", "value": "web"}]
+        assert [p["name"] for p in ecs.describe_capacity_providers()["capacityProviders"]] == \
+            ["FARGATE", "FARGATE_SPOT", "web-pool"]
+
+        ecs.put_cluster_capacity_providers(
+            cluster="pools", capacityProviders=["web-pool", "FARGATE"],
+            defaultCapacityProviderStrategy=[{"capacityProvider": "web-pool", "weight": 1}])
+        ecs.register_task_definition(family="sleeper", containerDefinitions=[
+            {"name": "s", "image": image, "memory": 16, "essential": True, "stopTimeout": 1,
+             "command": ["sleep", "300"]}])
+        code, msg = code_and_message(lambda: ecs.run_task(
+            cluster="pools", taskDefinition="sleeper",
+            capacityProviderStrategy=[{"capacityProvider": "web-pool", "weight": 1},
+                                      {"capacityProvider": "FARGATE", "weight": 1}]))
+        assert code == "InvalidParameterException" and "cannot contain a mix" in msg
+        # No launch type, no strategy: the cluster's default, on the pool's instance only.
+        run = ecs.run_task(cluster="pools", taskDefinition="sleeper", count=4)
+        assert run["failures"] == [] and len(run["tasks"]) == 4
+        for t in run["tasks"]:
+            assert t["containerInstanceArn"] == in_pool[0]
+            assert t["capacityProviderName"] == "web-pool" and t["launchType"] == "EC2"
+        task_arns = [t["taskArn"] for t in run["tasks"]]
+        ecs.get_waiter("tasks_running").wait(cluster="pools", tasks=task_arns,
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+        code, msg = code_and_message(lambda: ecs.delete_capacity_provider(capacityProvider="web-pool"))
+        assert code == "ClientException" and "in use" in msg
+        code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
+            cluster="pools", capacityProviders=[], defaultCapacityProviderStrategy=[]))
+        assert code == "ResourceInUseException"
+        for a in task_arns:
+            ecs.stop_task(cluster="pools", task=a)
+        ecs.get_waiter("tasks_stopped").wait(cluster="pools", tasks=task_arns,
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+        ecs.put_cluster_capacity_providers(cluster="pools", capacityProviders=[], defaultCapacityProviderStrategy=[])
+        gone = ecs.delete_capacity_provider(capacityProvider="web-pool")["capacityProvider"]
+        assert gone["status"] == "INACTIVE" and gone["updateStatus"] == "DELETE_COMPLETE"
+    finally:
+        pooled.stop()
+        other.stop()
+        docker("rmi", "-f", image, check=False)
+
+
+def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="sized")
+    subnet = fargate_subnet(fargate)
+    net = {"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}}
+    ecs.register_task_definition(**fargate_td("small", fargate.image))
+    run = ecs.run_task(cluster="sized", taskDefinition="small", launchType="FARGATE", networkConfiguration=net)
+    arn = run["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_running").wait(cluster="sized", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+    cid = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.task-arn={arn}",
+                 "--filter", "label=com.amazonaws.ecs.container-name=app").stdout.split()[0]
+    host = json.loads(docker("inspect", cid).stdout)[0]["HostConfig"]
+    # 256 CPU units are a quarter of a CPU; 512 MiB is the hard limit.
+    assert host["NanoCpus"] == 250_000_000 and host["Memory"] == 512 * 1024 * 1024
+    assert "no-new-privileges" in host["SecurityOpt"] and host["PidsLimit"] > 0
+    assert not host["Privileged"] and not host["CapAdd"]
+    ecs.stop_task(cluster="sized", task=arn)
+
+    # A container that allocates 1 GiB in a 512 MiB task is killed, and the task says why.
+    hog = fargate_td("hog", fargate.image)
+    hog["containerDefinitions"][0]["command"] = ["/bin/sh", "-c", "head -c 1073741824 /dev/zero | tail"]
+    ecs.register_task_definition(**hog)
+    run = ecs.run_task(cluster="sized", taskDefinition="hog", launchType="FARGATE", networkConfiguration=net)
+    hog_arn = run["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_stopped").wait(cluster="sized", tasks=[arn, hog_arn],
+                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    t = ecs.describe_tasks(cluster="sized", tasks=[hog_arn])["tasks"][0]
+    assert t["stoppedReason"] == "OutOfMemoryError: Container killed due to memory usage", t["stoppedReason"]
+    assert t["stopCode"] == "EssentialContainerExited"
+    assert t["containers"][0]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
+    assert t["containers"][0]["exitCode"] == 137
+
+
+def test_a_spot_interruption_is_healed_by_the_service(fargate):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="spot", capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    subnet = fargate_subnet(fargate)
+    td = fargate_td("stubborn", fargate.image)
+    # Ignores SIGTERM: only the SIGKILL at the end of the warning stops it.
+    td["containerDefinitions"][0]["command"] = ["/bin/sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+    del td["containerDefinitions"][0]["portMappings"]
+    ecs.register_task_definition(**td)
+    ecs.create_service(cluster="spot", serviceName="s", taskDefinition="stubborn", desiredCount=3,
+                       capacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}})
+    ecs.get_waiter("services_stable").wait(cluster="spot", services=["s"], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    before = set(ecs.list_tasks(cluster="spot", serviceName="s")["taskArns"])
+
+    p = subprocess.run([gantry_binary(), "fargate", "interrupt", "--endpoint", fargate.endpoint, "--cluster", "spot",
+                        "--count", "2", "--warning-seconds", "3"],
+                       env=dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=fargate.access_key,
+                                GANTRY_ROOT_SECRET_ACCESS_KEY=fargate.secret_key),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    interrupted = json.loads(p.stdout)["interruptedTasks"]
+    assert len(interrupted) == 2 and set(interrupted) <= before
+    ecs.get_waiter("tasks_stopped").wait(cluster="spot", tasks=interrupted, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    for t in ecs.describe_tasks(cluster="spot", tasks=interrupted)["tasks"]:
+        assert t["stopCode"] == "SpotInterruption" and t["stoppedReason"] == "Your Spot Task was interrupted."
+        # SIGTERM was ignored; SIGKILL came at the end of the 3-second warning.
+        assert (t["stoppedAt"] - t["stoppingAt"]).total_seconds() >= 3
+        assert t["containers"][0]["exitCode"] == 137
+
+    # The service heals itself on its strategy's provider.
+    def healed():
+        arns = ecs.list_tasks(cluster="spot", serviceName="s")["taskArns"]
+        if len(arns) != 3:
+            return False
+        tasks = ecs.describe_tasks(cluster="spot", tasks=arns)["tasks"]
+        return all(t["lastStatus"] == "RUNNING" and t["capacityProviderName"] == "FARGATE_SPOT" for t in tasks) and arns
+    arns = wait_until(healed, timeout=90, what="the service back at 3 running tasks")
+    assert len(set(arns) - before) == 2
+
+    ecs.update_service(cluster="spot", service="s", desiredCount=0)
+    ecs.delete_service(cluster="spot", service="s")
+    ecs.get_waiter("tasks_stopped").wait(cluster="spot", tasks=arns, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+
+def test_a_thousand_fargate_tasks_on_a_simulated_platform_pool(gantry, tmp_path):
+    """`gantry simulate --fargate-pool`: 200 simulated platform hosts in 3 zones run 1,000 Fargate
+    tasks of a cluster without instances, spread over the zones, with no failure."""
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    env = dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=gantry.access_key,
+               GANTRY_ROOT_SECRET_ACCESS_KEY=gantry.secret_key, GANTRY_LOG="info")
+    log = tmp_path / "sim.log"
+    sim = subprocess.Popen([gantry_binary(), "simulate", "--endpoint", gantry.endpoint, "--fargate-pool", "sim",
+                            "--instances", "200", "--seed", "3"], env=env,
+                           stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    ecs, ec2 = gantry.client("ecs"), gantry.client("ec2")
+    try:
+        wait_until(lambda: "all simulated instances registered and connected" in log.read_text(errors="replace"),
+                   timeout=120, what="200 simulated platform hosts")
+        ecs.create_cluster(clusterName="sim-fargate")
+        ecs.register_task_definition(**fargate_td("sim", "busybox"))
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets(
+            Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
+        assert len(subnets) == 3
+        net = {"awsvpcConfiguration": {"subnets": subnets}}
+
+        def run(_):
+            r = ecs.run_task(cluster="sim-fargate", taskDefinition="sim", count=10, launchType="FARGATE",
+                             networkConfiguration=net)
+            return r["tasks"], r["failures"]
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(run, range(100)))
+        failures = [f for _, f in results for f in f]
+        assert failures == []
+        arns = [t["taskArn"] for ts, _ in results for t in ts]
+        assert len(arns) == 1000 and ecs.list_container_instances(cluster="sim-fargate")["containerInstanceArns"] == []
+
+        def all_running():
+            n = 0
+            for i in range(0, 1000, 100):
+                n += sum(t["lastStatus"] == "RUNNING" for t in ecs.describe_tasks(
+                    cluster="sim-fargate", tasks=arns[i:i + 100])["tasks"])
+            return n == 1000
+        wait_until(all_running, timeout=180, interval=1, what="1,000 Fargate tasks RUNNING")
+        print(f"1000 Fargate tasks placed and RUNNING in {time.monotonic() - started:.1f}s")
+        zones = {}
+        for i in range(0, 1000, 100):
+            for t in ecs.describe_tasks(cluster="sim-fargate", tasks=arns[i:i + 100])["tasks"]:
+                assert t["launchType"] == "FARGATE" and "containerInstanceArn" not in t
+                zones[t["availabilityZone"]] = zones.get(t["availabilityZone"], 0) + 1
+        assert len(zones) == 3 and max(zones.values()) - min(zones.values()) <= 10, zones
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        try:
+            sim.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+
+
+def test_a_fargate_service_behind_an_ip_target_group(fargate, tmp_path):
+    import signal
+    from test_load_balancing import free_port, start_lb
+    ecs, elb, ec2 = fargate.client("ecs"), fargate.client("elbv2"), fargate.client("ec2")
+    lb_proc = start_lb(fargate, tmp_path / "lb.log")
+    try:
+        ecs.create_cluster(clusterName="fglb")
+        subnet = fargate_subnet(fargate)
+        other = [s for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+                 if s["SubnetId"] != subnet["SubnetId"]][0]
+        lb = elb.create_load_balancer(Name="fglb", Subnets=[subnet["SubnetId"], other["SubnetId"]])["LoadBalancers"][0]
+        tg = elb.create_target_group(Name="fglb", Protocol="HTTP", Port=80, VpcId=subnet["VpcId"], TargetType="ip",
+                                     HealthCheckPath="/index.html", HealthCheckIntervalSeconds=5,
+                                     HealthCheckTimeoutSeconds=2, HealthyThresholdCount=2)["TargetGroups"][0]
+        elb.modify_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"], Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "3"}])
+        port = free_port()
+        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}])
+        ecs.register_task_definition(**fargate_td("fgweb", fargate.image))
+        ecs.create_service(cluster="fglb", serviceName="web", taskDefinition="fgweb", desiredCount=2,
+                           launchType="FARGATE",
+                           networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}},
+                           loadBalancers=[{"targetGroupArn": tg["TargetGroupArn"], "containerName": "app",
+                                           "containerPort": 80}])
+
+        def healthy():
+            th = elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
+            ok = [t for t in th if t["TargetHealth"]["State"] == "healthy"]
+            return len(ok) == 2 and ok
+        targets = wait_until(healthy, timeout=120, interval=0.5, what="2 healthy ip targets")
+        tasks = ecs.describe_tasks(cluster="fglb", tasks=ecs.list_tasks(cluster="fglb")["taskArns"])["tasks"]
+        ips = {d["value"] for t in tasks for d in t["attachments"][0]["details"] if d["name"] == "privateIPv4Address"}
+        assert {t["Target"]["Id"] for t in targets} == ips
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read().decode()
+        assert body.startswith("fargate ip-")
+        ecs.delete_service(cluster="fglb", service="web", force=True)
+    finally:
+        lb_proc.send_signal(signal.SIGTERM)
+        try:
+            lb_proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lb_proc.kill()
