@@ -106,7 +106,12 @@ async fn a_full_disk_answers_retryable_errors_keeps_reads_and_recovers() {
         .args([BIN, "server", "--data-dir"])
         .arg(&data)
         // The registry part signs in with the root key pair as Basic credentials.
-        .args(["--registry-root-basic-auth", "--listen", "127.0.0.1:0", "--ready-file"])
+        .args([
+            "--registry-root-basic-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
         .arg(&ready)
         .env("GANTRY_ROOT_ACCESS_KEY_ID", ACCESS_KEY)
         .env("GANTRY_ROOT_SECRET_ACCESS_KEY", SECRET_KEY)
