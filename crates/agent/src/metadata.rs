@@ -165,16 +165,59 @@ pub fn serve(
     listeners
         .into_iter()
         .map(|l| {
-            let app = app.clone();
-            let fut: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
-                let addr: Option<SocketAddr> = l.local_addr().ok();
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::warn!(?addr, error = %e, "metadata endpoint stopped");
-                }
-            });
+            let fut: futures::future::BoxFuture<'static, ()> =
+                Box::pin(serve_router(l, app.clone()));
             fut
         })
         .collect()
+}
+
+/// Serves `app` on `listener` until the listener fails. HTTP/1 half-closed connections are
+/// answered: a client that sends its request and shuts down its write side (`nc`, `curl
+/// --http1.0` piped from a file) still gets the response rather than a dropped connection.
+pub async fn serve_router(listener: tokio::net::TcpListener, app: Router) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().half_close(true);
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) if is_transient_accept_error(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(?addr, error = %e, "metadata endpoint stopped");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "metadata connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Errors of `accept` that concern one connection or a passing shortage (file descriptors),
+/// not the listener.
+fn is_transient_accept_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+    ) || e.raw_os_error().is_some_and(|c| c == 23 || c == 24) // ENFILE, EMFILE
 }
 
 #[cfg(test)]
@@ -200,5 +243,37 @@ mod tests {
         assert!(r.lookup("m2").is_none());
         r.forget("arn:t1");
         assert!(r.lookup("m1").is_none());
+    }
+
+    /// A client that half-closes after its request (busybox `nc`) still gets the answer, even
+    /// when the answer takes a while (a loaded host, a stats call to the engine).
+    #[tokio::test]
+    async fn answers_clients_that_half_close_after_the_request() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let app = Router::new().route(
+            "/v4/m1/task",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                Json(json!({"TaskARN": "arn:t1"}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_router(listener, app));
+        for _ in 0..5 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /v4/m1/task HTTP/1.0\r\n\r\n")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            assert!(
+                out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+                "{out:?}"
+            );
+            assert!(out.contains("\"TaskARN\":\"arn:t1\""), "{out:?}");
+        }
     }
 }
