@@ -179,10 +179,21 @@ pub(crate) async fn sync(
     let mut events = Vec::new();
     let now = ctx.now;
     for b in bindings(s) {
-        let registered = groups
-            .targets(&ctx.region, &b.target_group_arn, now)
-            .await
-            .map_err(lb_err)?;
+        let registered = match groups.targets(&ctx.region, &b.target_group_arn, now).await {
+            Ok(r) => r,
+            // A target group deleted under the service (`terraform destroy` deletes it right
+            // after the service): nothing to register in or drain from. Its leaving tasks must
+            // still stop, in the second phase below (a deleted group has no delay).
+            Err(_)
+                if groups
+                    .target_type(&ctx.region, &b.target_group_arn)
+                    .await
+                    .is_none() =>
+            {
+                continue;
+            }
+            Err(e) => return Err(lb_err(e)),
+        };
         let by_target: HashMap<(String, u16), TargetHealthState> = registered
             .iter()
             .map(|(id, port, st)| ((id.clone(), *port), *st))
