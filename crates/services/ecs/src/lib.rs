@@ -21,6 +21,7 @@ mod capacity_providers;
 mod cluster_view;
 mod clusters;
 mod container_instances;
+mod deployment_strategy;
 mod error;
 pub(crate) mod keys;
 mod locks;
@@ -258,6 +259,8 @@ impl EcsService {
                 | ListServices
                 | ListServiceDeployments
                 | DescribeServiceDeployments
+                | StopServiceDeployment
+                | ContinueServiceDeployment
                 | DescribeCapacityProviders
                 | PutClusterCapacityProviders
                 | CreateCapacityProvider
@@ -315,6 +318,8 @@ impl EcsService {
             ListServices => services::list(self, body, ctx).await,
             ListServiceDeployments => service_deployments::list(self, body, ctx).await,
             DescribeServiceDeployments => service_deployments::describe(self, body, ctx).await,
+            StopServiceDeployment => service_deployments::stop(self, body, ctx).await,
+            ContinueServiceDeployment => service_deployments::continue_(self, body, ctx).await,
             DescribeCapacityProviders => capacity_providers::describe(self, body, ctx).await,
             PutClusterCapacityProviders => capacity_providers::put_cluster(self, body, ctx).await,
             CreateCapacityProvider => capacity_providers::create(self, body, ctx).await,

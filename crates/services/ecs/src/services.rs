@@ -423,6 +423,10 @@ pub(super) async fn create(
         DeploymentConfiguration::defaults(strategy),
         strategy,
     )?;
+    crate::deployment_strategy::check(&config, req.load_balancers.as_deref().unwrap_or(&[]))?;
+    if let (Some(groups), Some(lbs)) = (&svc.target_groups, &req.load_balancers) {
+        crate::deployment_strategy::check_load_balancers(groups.as_ref(), &ctx.region, lbs).await?;
+    }
     let pools = crate::capacity_providers::pools_of(svc, ctx, &cp_strategy).await?;
     let fargate_strategy = !cp_strategy.is_empty() && pools.iter().all(Option::is_none);
     let launch_type = if cp_strategy.is_empty() {
@@ -508,6 +512,9 @@ pub(super) async fn create(
             events: vec![],
             throttle_failures: 0,
             throttle_until: 0,
+            shift: None,
+            production_target_group: None,
+            last_rollback: None,
             version: 1,
             capacity_provider_strategy: cp_strategy.clone(),
             platform_version: (launch_type == "FARGATE").then(|| {
@@ -664,6 +671,25 @@ pub(super) async fn update(
             .is_none_or(|p| p.family != family || p.revision != revision)
         {
             redeploy = true;
+        }
+        if req.deployment_configuration.is_some() || req.load_balancers.is_some() {
+            crate::deployment_strategy::check(&s.deployment_configuration, &s.load_balancers)?;
+            if let Some(groups) = &svc.target_groups {
+                crate::deployment_strategy::check_load_balancers(
+                    groups.as_ref(),
+                    &ctx.region,
+                    &s.load_balancers,
+                )
+                .await?;
+            }
+        }
+        if redeploy && let Some(sh) = &cur.value.shift {
+            return Err(EcsError::invalid(format!(
+                "The service {} has a deployment in progress (deployment {}, lifecycle stage {}). Wait for it to complete or stop it with StopServiceDeployment before starting another.",
+                s.name,
+                sh.deployment_id,
+                sh.stage.as_str()
+            )));
         }
         let desired = s.desired_count;
         if redeploy {

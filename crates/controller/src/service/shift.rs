@@ -1,0 +1,481 @@
+//! Deployments that shift traffic (`BLUE_GREEN`, `LINEAR`, `CANARY`) and alarm-based failure
+//! of any deployment, as a pure step over the service record: `advance(service, tasks, now)`
+//! returns the updated record when something moves, and the runner commits it before
+//! reconciling.
+//!
+//! A shift runs the new (green) deployment in full beside the old (blue) one, each in its own
+//! target group of the service's `advancedConfiguration`, and walks ECS's lifecycle stages:
+//! PRE_SCALE_UP → SCALE_UP (green reaches `desired` healthy tasks) → POST_SCALE_UP →
+//! TEST_TRAFFIC_SHIFT (the test rule sends everything to green) → POST_TEST_TRAFFIC_SHIFT →
+//! PRODUCTION_TRAFFIC_SHIFT (at once, in `stepPercent` steps every `stepBakeTimeInMinutes`, or
+//! `canaryPercent` then the rest after `canaryBakeTimeInMinutes`) → POST_PRODUCTION_TRAFFIC_SHIFT
+//! → BAKE_TIME (`bakeTimeInMinutes`, both revisions up) → CLEAN_UP (the reconciler stops blue;
+//! when green is COMPLETED the shift ends and green's group becomes the production group).
+//! `PAUSE` hooks hold the deployment at their stage until ContinueServiceDeployment or their
+//! timeout. A rollback (circuit breaker count on green, an alarm in ALARM, StopServiceDeployment,
+//! a hook) makes blue PRIMARY again with the weights back on blue; the reconciler then stops
+//! green. The listener rules' weights follow from the record ([`weights`]).
+
+use gantry_domain::service::{
+    DeploymentStatus, DeploymentStrategy, HeldHook, LifecycleStage, RollbackNote, RolloutState,
+    Service, TrafficShift, circuit_breaker_threshold,
+};
+
+use super::failures;
+use super::messages;
+use super::{Health, IdSource, TaskView};
+use gantry_domain::task::TaskStatus;
+
+/// `rolloutStateReason` / rollback reason of an alarm-failed deployment.
+pub fn alarm_reason(alarms: &[String]) -> String {
+    format!(
+        "ECS deployment failed: alarm(s) {} in ALARM state.",
+        alarms.join(", ")
+    )
+}
+
+/// Advances `service` at `now`: alarm-based failure, then the traffic shift. `in_alarm` are
+/// the names of the service's deployment alarms now in ALARM; `minute_ms` is how long one
+/// minute of the configured bake times and hook timeouts lasts (60 000 outside tests).
+pub fn advance(
+    service: &Service,
+    tasks: &[TaskView],
+    now: u64,
+    minute_ms: u64,
+    in_alarm: &[String],
+    ids: &mut dyn IdSource,
+) -> Option<Service> {
+    let primary = service.primary()?.clone();
+    let mut next = service.clone();
+    let cfg = &service.deployment_configuration;
+    // A rollback's own deployment is not watched: it is what the alarm asked for.
+    let is_rollback = service
+        .last_rollback
+        .as_ref()
+        .is_some_and(|rb| rb.to_deployment_id == primary.id);
+    if primary.rollout_state == RolloutState::InProgress
+        && !is_rollback
+        && let Some((names, rollback)) = cfg.alarms()
+    {
+        let hit: Vec<String> = names
+            .iter()
+            .filter(|n| in_alarm.contains(n))
+            .cloned()
+            .collect();
+        if !hit.is_empty() {
+            let reason = alarm_reason(&hit);
+            if next.shift.is_some() {
+                roll_back_shift(&mut next, &reason, now, ids);
+            } else {
+                fail_rolling(&mut next, &reason, rollback, now, ids);
+            }
+            return Some(bump(next));
+        }
+    }
+    let strategy = cfg.strategy();
+    let Some(lb) = service.advanced_lb() else {
+        if next.shift.take().is_some() {
+            return Some(bump(next));
+        }
+        return None;
+    };
+    let mut changed = false;
+    if next.production_target_group.is_none() {
+        next.production_target_group = Some(lb.target_group_arn.clone());
+        changed = true;
+    }
+    let Some(mut sh) = next.shift.take() else {
+        if strategy.shifts_traffic() && primary.rollout_state == RolloutState::InProgress {
+            let source = next
+                .deployments
+                .iter()
+                .filter(|d| d.status != DeploymentStatus::Primary)
+                .find(|d| {
+                    tasks
+                        .iter()
+                        .any(|t| t.is_live() && t.deployment_id.as_deref() == Some(&d.id))
+                });
+            if let Some(src) = source {
+                let blue = next
+                    .production_target_group
+                    .clone()
+                    .unwrap_or(lb.target_group_arn.clone());
+                let green = lb.other(&blue).to_owned();
+                next.shift = Some(TrafficShift {
+                    deployment_id: primary.id.clone(),
+                    source_deployment_id: src.id.clone(),
+                    green_target_group: green,
+                    blue_target_group: blue,
+                    stage: LifecycleStage::PreScaleUp,
+                    stage_started_at: now,
+                    production_percent: 0.0,
+                    test_percent: 0.0,
+                    step_at: now,
+                    passed_hooks: Vec::new(),
+                    held: None,
+                    rollback_requested: None,
+                });
+                changed = true;
+            }
+        }
+        return changed.then(|| bump(next));
+    };
+    if sh.deployment_id != primary.id {
+        // The shift's deployment is no longer PRIMARY (a rollback elsewhere): it is over.
+        return Some(bump(next));
+    }
+    if let Some(reason) = sh.rollback_requested.clone() {
+        next.shift = Some(sh);
+        roll_back_shift(&mut next, &reason, now, ids);
+        return Some(bump(next));
+    }
+    let desired = primary.desired_count;
+    let count = failures::breaker_count(tasks, &primary.id);
+    if sh.stage < LifecycleStage::CleanUp && count.failures >= circuit_breaker_threshold(desired) {
+        next.shift = Some(sh);
+        roll_back_shift(&mut next, messages::ROLLOUT_FAILED, now, ids);
+        return Some(bump(next));
+    }
+    if let Some(h) = sh.held.clone() {
+        let hook = cfg
+            .pause_hooks()
+            .into_iter()
+            .find(|p| p.stages.contains(&h.stage));
+        let timed_out = hook.as_ref().and_then(|p| {
+            let t = u64::try_from(p.timeout_minutes?).ok()?;
+            (now >= h.since.saturating_add(t.saturating_mul(minute_ms)))
+                .then(|| p.timeout_action.clone())
+        });
+        match h.action.as_deref().map(str::to_owned).or(timed_out) {
+            Some(a) if a == "ROLLBACK" => {
+                next.shift = Some(sh);
+                let reason = format!("Lifecycle hook {} rolled the deployment back.", h.hook_id);
+                roll_back_shift(&mut next, &reason, now, ids);
+                return Some(bump(next));
+            }
+            Some(_) => {
+                sh.passed_hooks.push(h.stage.clone());
+                sh.held = None;
+                next.shift = Some(sh);
+                return Some(bump(next));
+            }
+            None => {
+                next.shift = Some(sh);
+                return changed.then(|| bump(next));
+            }
+        }
+    }
+    let hooks = cfg.pause_hooks();
+    let mut hold = |sh: &mut TrafficShift, stage: &str| -> bool {
+        if sh.passed_hooks.iter().any(|p| p == stage) {
+            return false;
+        }
+        if hooks.iter().any(|h| h.stages.iter().any(|s| s == stage)) {
+            sh.held = Some(HeldHook {
+                hook_id: ids.event_id(),
+                stage: stage.to_owned(),
+                since: now,
+                action: None,
+            });
+            return true;
+        }
+        false
+    };
+    let minutes = |m: i64| u64::try_from(m).unwrap_or(0).saturating_mul(minute_ms);
+    let step = |sh: &mut TrafficShift, stage: LifecycleStage| {
+        sh.stage = stage;
+        sh.stage_started_at = now;
+    };
+    let before = sh.clone();
+    match sh.stage {
+        LifecycleStage::PreScaleUp => {
+            if !hold(&mut sh, "PRE_SCALE_UP") {
+                step(&mut sh, LifecycleStage::ScaleUp);
+            }
+        }
+        LifecycleStage::ScaleUp => {
+            let healthy = tasks
+                .iter()
+                .filter(|t| {
+                    t.is_live()
+                        && t.deployment_id.as_deref() == Some(&primary.id)
+                        && t.last == TaskStatus::Running
+                        && matches!(t.health, Health::Healthy | Health::NoCheck)
+                })
+                .count();
+            if i64::try_from(healthy).unwrap_or(i64::MAX) >= desired {
+                step(&mut sh, LifecycleStage::PostScaleUp);
+            }
+        }
+        LifecycleStage::PostScaleUp => {
+            if !hold(&mut sh, "POST_SCALE_UP") {
+                step(&mut sh, LifecycleStage::TestTrafficShift);
+                sh.test_percent = 100.0;
+            }
+        }
+        LifecycleStage::TestTrafficShift => {
+            if !hold(&mut sh, "TEST_TRAFFIC_SHIFT") {
+                step(&mut sh, LifecycleStage::PostTestTrafficShift);
+            }
+        }
+        LifecycleStage::PostTestTrafficShift => {
+            if !hold(&mut sh, "POST_TEST_TRAFFIC_SHIFT")
+                && !hold(&mut sh, "PRE_PRODUCTION_TRAFFIC_SHIFT")
+            {
+                step(&mut sh, LifecycleStage::ProductionTrafficShift);
+                sh.production_percent = match cfg.strategy() {
+                    DeploymentStrategy::Linear => cfg.linear().0,
+                    DeploymentStrategy::Canary => cfg.canary().0,
+                    _ => 100.0,
+                }
+                .clamp(0.0, 100.0);
+                sh.step_at = now;
+            }
+        }
+        LifecycleStage::ProductionTrafficShift => {
+            if sh.production_percent >= 100.0 {
+                if !hold(&mut sh, "PRODUCTION_TRAFFIC_SHIFT") {
+                    step(&mut sh, LifecycleStage::PostProductionTrafficShift);
+                }
+            } else {
+                let (inc, bake) = match cfg.strategy() {
+                    DeploymentStrategy::Linear => cfg.linear(),
+                    _ => (100.0, cfg.canary().1),
+                };
+                if now >= sh.step_at.saturating_add(minutes(bake)) {
+                    let p = ((sh.production_percent + inc) * 10.0).round() / 10.0;
+                    sh.production_percent = p.min(100.0);
+                    sh.step_at = now;
+                }
+            }
+        }
+        LifecycleStage::PostProductionTrafficShift => {
+            if !hold(&mut sh, "POST_PRODUCTION_TRAFFIC_SHIFT") {
+                step(&mut sh, LifecycleStage::BakeTime);
+            }
+        }
+        LifecycleStage::BakeTime => {
+            if now
+                >= sh
+                    .stage_started_at
+                    .saturating_add(minutes(cfg.bake_minutes()))
+            {
+                step(&mut sh, LifecycleStage::CleanUp);
+            }
+        }
+        LifecycleStage::CleanUp => {
+            if primary.rollout_state == RolloutState::Completed {
+                next.production_target_group = Some(sh.green_target_group.clone());
+                return Some(bump(next));
+            }
+        }
+    }
+    let moved = sh != before;
+    next.shift = Some(sh);
+    (moved || changed).then(|| bump(next))
+}
+
+/// StopServiceDeployment with `ROLLBACK` on the PRIMARY deployment `deployment_id` while it is
+/// IN_PROGRESS: a shift goes back to blue, a rolling deployment rolls back to the last
+/// COMPLETED revision. `None` when that deployment is not in progress.
+pub fn stop_deployment(
+    service: &Service,
+    deployment_id: &str,
+    now: u64,
+    ids: &mut dyn IdSource,
+) -> Option<Service> {
+    let primary = service.primary()?;
+    if primary.id != deployment_id || primary.rollout_state != RolloutState::InProgress {
+        return None;
+    }
+    let mut next = service.clone();
+    let reason = "Service deployment rolled back because of a stop request.";
+    if next.shift.is_some() {
+        roll_back_shift(&mut next, reason, now, ids);
+    } else {
+        fail_rolling(&mut next, reason, true, now, ids);
+    }
+    Some(bump(next))
+}
+
+fn bump(mut s: Service) -> Service {
+    s.version += 1;
+    s
+}
+
+/// Rolls a shift back: blue is PRIMARY again and serves all traffic, green is FAILED (the
+/// reconciler stops its tasks).
+fn roll_back_shift(next: &mut Service, reason: &str, now: u64, ids: &mut dyn IdSource) {
+    let Some(sh) = next.shift.take() else { return };
+    let name = next.name.clone();
+    let desired = next.desired_count;
+    for d in &mut next.deployments {
+        if d.id == sh.deployment_id {
+            d.status = DeploymentStatus::Active;
+            d.rollout_state = RolloutState::Failed;
+            d.rollout_state_reason = Some(reason.to_owned());
+            d.updated_at = now;
+        } else if d.id == sh.source_deployment_id {
+            d.status = DeploymentStatus::Primary;
+            d.desired_count = desired;
+            d.updated_at = now;
+        }
+    }
+    next.last_rollback = Some(RollbackNote {
+        deployment_id: sh.deployment_id.clone(),
+        reason: reason.to_owned(),
+        started_at: now,
+        to_deployment_id: sh.source_deployment_id.clone(),
+    });
+    next.push_event(
+        ids.event_id(),
+        now,
+        format!(
+            "(service {name}) (deployment {}) deployment failed: {reason}",
+            sh.deployment_id
+        ),
+    );
+    next.push_event(
+        ids.event_id(),
+        now,
+        messages::rolling_back(&name, &sh.deployment_id, &sh.source_deployment_id),
+    );
+}
+
+/// An alarm failed a rolling deployment: FAILED, and with rollback a new PRIMARY deployment of
+/// the last COMPLETED revision (as the circuit breaker does).
+fn fail_rolling(
+    next: &mut Service,
+    reason: &str,
+    rollback: bool,
+    now: u64,
+    ids: &mut dyn IdSource,
+) {
+    let name = next.name.clone();
+    let desired = next.desired_count;
+    let Some(p) = next
+        .deployments
+        .iter()
+        .position(|d| d.status == DeploymentStatus::Primary)
+    else {
+        return;
+    };
+    let failed = {
+        let f = &mut next.deployments[p];
+        f.rollout_state = RolloutState::Failed;
+        f.rollout_state_reason = Some(reason.to_owned());
+        f.updated_at = now;
+        f.clone()
+    };
+    next.push_event(
+        ids.event_id(),
+        now,
+        format!(
+            "(service {name}) (deployment {}) deployment failed: {reason}",
+            failed.id
+        ),
+    );
+    if !rollback {
+        return;
+    }
+    let target = next
+        .deployments
+        .iter()
+        .enumerate()
+        .find(|(i, d)| {
+            *i != p
+                && d.rollout_state == RolloutState::Completed
+                && (d.family.as_str(), d.revision) != (failed.family.as_str(), failed.revision)
+        })
+        .map(|(_, d)| d.clone());
+    let Some(target) = target else { return };
+    let id = ids.deployment_id();
+    next.deployments[p].status = DeploymentStatus::Active;
+    next.deployments.insert(
+        0,
+        gantry_domain::service::Deployment {
+            id: id.clone(),
+            status: DeploymentStatus::Primary,
+            family: target.family.clone(),
+            revision: target.revision,
+            desired_count: desired,
+            failed_tasks: 0,
+            reached_running: false,
+            created_at: now,
+            updated_at: now,
+            rollout_state: RolloutState::InProgress,
+            rollout_state_reason: Some(format!(
+                "ECS deployment alarms: rolling back to deploymentId {}.",
+                target.id
+            )),
+            launch_type: target.launch_type.clone(),
+        },
+    );
+    next.last_rollback = Some(RollbackNote {
+        deployment_id: failed.id.clone(),
+        reason: reason.to_owned(),
+        started_at: now,
+        to_deployment_id: id,
+    });
+    next.push_event(
+        ids.event_id(),
+        now,
+        messages::rolling_back(&name, &failed.id, &target.id),
+    );
+}
+
+/// The weights the production and test listener rules should have now, as
+/// `(rule ARN, [(target group ARN, weight)])`, groups in the order of the service's
+/// `advancedConfiguration` (target group first, alternate second).
+pub fn weights(service: &Service) -> Vec<(String, Vec<(String, u32)>)> {
+    let Some(lb) = service.advanced_lb() else {
+        return Vec::new();
+    };
+    let serving = service
+        .production_target_group
+        .clone()
+        .unwrap_or(lb.target_group_arn.clone());
+    let split = |green_tg: &str, green_pct: f64| -> Vec<(String, u32)> {
+        let (g, b) = to_weights(green_pct);
+        [&lb.target_group_arn, &lb.alternate_target_group_arn]
+            .iter()
+            .map(|tg| ((*tg).clone(), if *tg == green_tg { g } else { b }))
+            .collect()
+    };
+    let (prod, test) = match &service.shift {
+        Some(sh) => (
+            split(&sh.green_target_group, sh.production_percent),
+            split(&sh.green_target_group, sh.test_percent),
+        ),
+        None => (split(&serving, 100.0), split(&serving, 100.0)),
+    };
+    let mut out = vec![(lb.production_listener_rule.clone(), prod)];
+    if let Some(t) = &lb.test_listener_rule {
+        out.push((t.clone(), test));
+    }
+    out
+}
+
+/// A share in percent (multiples of 0.1) as forward weights (green, blue): whole percents as
+/// they are, tenths scaled by ten (ELBv2 weights go to 999).
+fn to_weights(pct: f64) -> (u32, u32) {
+    let tenths = (pct.clamp(0.0, 100.0) * 10.0).round() as u32;
+    if tenths % 10 == 0 {
+        (tenths / 10, 100 - tenths / 10)
+    } else {
+        (tenths, 1000 - tenths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_become_weights() {
+        assert_eq!(to_weights(0.0), (0, 100));
+        assert_eq!(to_weights(25.0), (25, 75));
+        assert_eq!(to_weights(100.0), (100, 0));
+        assert_eq!(to_weights(10.5), (105, 895));
+    }
+}
