@@ -460,7 +460,7 @@ pub fn weights(service: &Service) -> Vec<(String, Vec<(String, u32)>)> {
 /// they are, tenths scaled by ten (ELBv2 weights go to 999).
 fn to_weights(pct: f64) -> (u32, u32) {
     let tenths = (pct.clamp(0.0, 100.0) * 10.0).round() as u32;
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         (tenths / 10, 100 - tenths / 10)
     } else {
         (tenths, 1000 - tenths)
@@ -470,6 +470,188 @@ fn to_weights(pct: f64) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::{self, Sim};
+    use serde_json::json;
+
+    const A: &str = "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/a/1";
+    const B: &str = "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/b/2";
+    const PROD: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:listener-rule/app/lb/1/2/3";
+    const TEST: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:listener-rule/app/lb/1/4/5";
+
+    /// A stable service of 2 tasks behind the two groups, with `strategy` settings.
+    fn shifting(strategy: serde_json::Value) -> Sim {
+        let mut svc = sim::replica_service("web", 2, 100, 200);
+        svc.load_balancers = vec![json!({
+            "targetGroupArn": A, "containerName": "web", "containerPort": 80,
+            "advancedConfiguration": {"alternateTargetGroupArn": B, "productionListenerRule": PROD,
+                                      "testListenerRule": TEST, "roleArn": "r"}})];
+        if let serde_json::Value::Object(m) = strategy {
+            svc.deployment_configuration.other.extend(m);
+        }
+        let mut s = Sim::new(svc, sim::instances(2));
+        assert!(s.run_until_stable(20).is_some());
+        s
+    }
+
+    /// One runner pass: advance the deployment, else reconcile and apply; then a tick.
+    fn pass(s: &mut Sim, in_alarm: &[String]) {
+        if let Some(next) = advance(&s.service, &s.tasks, s.now, 1_000, in_alarm, &mut s.ids) {
+            s.service = next;
+        } else {
+            let plan = s.plan();
+            s.apply(&plan);
+        }
+        s.advance();
+    }
+
+    fn prod_share(s: &Sim) -> u32 {
+        let w = weights(&s.service);
+        let green = s
+            .service
+            .shift
+            .as_ref()
+            .map(|sh| sh.green_target_group.clone())
+            .unwrap_or_else(|| s.service.serving_target_group().unwrap_or_default());
+        w[0].1
+            .iter()
+            .find(|(tg, _)| *tg == green)
+            .map_or(0, |(_, w)| *w)
+    }
+
+    #[test]
+    fn blue_green_walks_the_stages_keeps_blue_through_the_bake_then_swaps_groups() {
+        let mut s = shifting(json!({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 3}));
+        assert_eq!(
+            weights(&s.service)[0].1,
+            vec![(A.to_owned(), 100), (B.to_owned(), 0)]
+        );
+        let blue = s.primary_id();
+        s.deploy(2);
+        let mut stages = Vec::new();
+        let mut blue_during_bake = Vec::new();
+        for _ in 0..60 {
+            pass(&mut s, &[]);
+            if let Some(sh) = &s.service.shift {
+                if stages.last() != Some(&sh.stage) {
+                    stages.push(sh.stage);
+                }
+                if sh.stage == LifecycleStage::BakeTime {
+                    blue_during_bake.push(s.live_of(&blue));
+                    assert_eq!(prod_share(&s), 100);
+                }
+                if sh.stage < LifecycleStage::TestTrafficShift {
+                    assert_eq!(weights(&s.service)[1].1[0], (A.to_owned(), 100));
+                }
+            }
+        }
+        use LifecycleStage::*;
+        assert_eq!(
+            stages,
+            vec![
+                PreScaleUp,
+                ScaleUp,
+                PostScaleUp,
+                TestTrafficShift,
+                PostTestTrafficShift,
+                ProductionTrafficShift,
+                PostProductionTrafficShift,
+                BakeTime,
+                CleanUp
+            ]
+        );
+        assert!(blue_during_bake.len() >= 3 && blue_during_bake.iter().all(|n| *n == 2));
+        assert!(s.service.shift.is_none());
+        assert_eq!(s.service.production_target_group.as_deref(), Some(B));
+        assert_eq!(s.live_of(&blue), 0);
+        assert_eq!(s.service.deployments.len(), 1);
+        assert_eq!(
+            s.service.deployments[0].rollout_state,
+            RolloutState::Completed
+        );
+        assert_eq!(
+            weights(&s.service)[0].1,
+            vec![(A.to_owned(), 0), (B.to_owned(), 100)]
+        );
+    }
+
+    #[test]
+    fn linear_steps_by_step_percent_after_each_bake() {
+        let mut s = shifting(json!({"strategy": "LINEAR",
+            "linearConfiguration": {"stepPercent": 25.0, "stepBakeTimeInMinutes": 2}}));
+        s.deploy(2);
+        let mut seen = Vec::new();
+        for _ in 0..60 {
+            pass(&mut s, &[]);
+            if let Some(sh) = &s.service.shift
+                && sh.stage == LifecycleStage::ProductionTrafficShift
+            {
+                seen.push(prod_share(&s));
+            }
+        }
+        seen.dedup();
+        assert_eq!(seen, vec![25, 50, 75, 100]);
+        assert_eq!(s.service.production_target_group.as_deref(), Some(B));
+    }
+
+    #[test]
+    fn a_pause_hook_holds_until_continued_and_an_alarm_rolls_back_to_blue() {
+        let mut s = shifting(json!({"strategy": "CANARY",
+            "canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 1},
+            "alarms": {"alarmNames": ["errors"], "enable": true, "rollback": true},
+            "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_PRODUCTION_TRAFFIC_SHIFT"]}]}));
+        let blue = s.primary_id();
+        s.deploy(2);
+        for _ in 0..40 {
+            pass(&mut s, &[]);
+        }
+        let sh = s.service.shift.clone().expect("held");
+        assert_eq!(sh.stage, LifecycleStage::PostProductionTrafficShift);
+        assert!(sh.held.is_some());
+        assert_eq!(prod_share(&s), 100);
+        pass(&mut s, &["errors".to_owned()]);
+        assert!(s.service.shift.is_none());
+        assert_eq!(s.primary_id(), blue);
+        assert_eq!(prod_share(&s), 100, "all production back on blue");
+        assert_eq!(s.service.serving_target_group().as_deref(), Some(A));
+        let rb = s.service.last_rollback.clone().expect("rollback noted");
+        assert!(rb.reason.contains("errors"));
+        for _ in 0..20 {
+            pass(&mut s, &["errors".to_owned()]);
+        }
+        assert_eq!(s.live_of(&blue), 2);
+        assert_eq!(s.live().count(), 2, "green stopped");
+    }
+
+    #[test]
+    fn an_alarm_fails_a_rolling_deployment_and_rolls_back_once() {
+        let mut s = shifting(json!({
+            "alarms": {"alarmNames": ["errors"], "enable": true, "rollback": true}}));
+        s.service.load_balancers.clear();
+        s.health = Health::Unknown;
+        s.deploy(2);
+        pass(&mut s, &[]);
+        let failed = s.primary_id();
+        pass(&mut s, &["errors".to_owned()]);
+        let d = s
+            .service
+            .deployments
+            .iter()
+            .find(|d| d.id == failed)
+            .expect("kept");
+        assert_eq!(d.rollout_state, RolloutState::Failed);
+        let rollback = s.primary_id();
+        assert_ne!(rollback, failed);
+        for _ in 0..5 {
+            pass(&mut s, &["errors".to_owned()]);
+        }
+        assert_eq!(
+            s.primary_id(),
+            rollback,
+            "the rollback itself is not failed again"
+        );
+    }
 
     #[test]
     fn shares_become_weights() {

@@ -54,12 +54,12 @@ pub(crate) fn check(
     load_balancers: &[Value],
 ) -> Result<(), EcsError> {
     let o = &cfg.other;
-    if let Some(s) = o.get("strategy").filter(|v| !v.is_null()) {
-        if s.as_str().and_then(DeploymentStrategy::parse).is_none() {
-            return Err(EcsError::invalid(format!(
-                "Invalid strategy {s}. Valid values: ROLLING, BLUE_GREEN, LINEAR, CANARY."
-            )));
-        }
+    if let Some(s) = o.get("strategy").filter(|v| !v.is_null())
+        && s.as_str().and_then(DeploymentStrategy::parse).is_none()
+    {
+        return Err(EcsError::invalid(format!(
+            "Invalid strategy {s}. Valid values: ROLLING, BLUE_GREEN, LINEAR, CANARY."
+        )));
     }
     let strategy = cfg.strategy();
     minutes("bakeTimeInMinutes", o.get("bakeTimeInMinutes"))?;
@@ -123,14 +123,14 @@ pub(crate) fn check(
                     )));
                 }
             }
-            if let Some(t) = h.get("timeoutConfiguration") {
-                if let Some(a) = t.get("action").and_then(Value::as_str)
-                    && !matches!(a, "CONTINUE" | "ROLLBACK")
-                {
-                    return Err(EcsError::invalid(format!(
-                        "Invalid timeout action {a}. Valid values: ROLLBACK, CONTINUE."
-                    )));
-                }
+            if let Some(a) = h
+                .pointer("/timeoutConfiguration/action")
+                .and_then(Value::as_str)
+                && !matches!(a, "CONTINUE" | "ROLLBACK")
+            {
+                return Err(EcsError::invalid(format!(
+                    "Invalid timeout action {a}. Valid values: ROLLBACK, CONTINUE."
+                )));
             }
         }
     }
