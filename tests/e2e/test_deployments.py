@@ -444,3 +444,81 @@ def test_bad_strategy_input_answers_ecs_errors(env):
     p = e.gantry.aws("ecs", "create-service", "--cluster", CLUSTER, "--service-name", "bad", "--task-definition", "bad",
                      "--desired-count", "1", "--deployment-configuration", "strategy=CANARY", check=False)
     assert p.returncode != 0 and "InvalidParameterException" in p.stderr
+
+
+def test_external_service_moves_between_task_sets_under_load(env):
+    e = env
+    one, two = target_group(e, "ext-1"), target_group(e, "ext-2")
+    port = free_port()
+    listener_arn = e.elb.create_listener(
+        LoadBalancerArn=e.lb["LoadBalancerArn"], Protocol="HTTP", Port=port, DefaultActions=[
+            {"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": one, "Weight": 100}, {"TargetGroupArn": two, "Weight": 0}]}}])["Listeners"][0]["ListenerArn"]
+    e.ecs.register_task_definition(**page_td("ext", e.image, 1))
+    e.ecs.register_task_definition(**page_td("ext", e.image, 2))
+    svc = e.ecs.create_service(cluster=CLUSTER, serviceName="ext", desiredCount=2,
+                               deploymentController={"type": "EXTERNAL"})["service"]
+    assert svc["deploymentController"]["type"] == "EXTERNAL" and svc["taskSets"] == []
+
+    def lb(tg):
+        return [{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}]
+
+    def steady(ts_arn):
+        ts = e.ecs.describe_task_sets(cluster=CLUSTER, service="ext", taskSets=[ts_arn])["taskSets"][0]
+        return ts["stabilityStatus"] == "STEADY_STATE" and ts["runningCount"] == ts["computedDesiredCount"] and ts
+
+    def healthy(tg, n):
+        th = e.elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        return len([t for t in th if t["TargetHealth"]["State"] == "healthy"]) == n
+
+    a = e.ecs.create_task_set(cluster=CLUSTER, service="ext", taskDefinition="ext:1", externalId="blue",
+                              loadBalancers=lb(one), scale={"value": 100, "unit": "PERCENT"})["taskSet"]
+    assert a["status"] == "ACTIVE" and a["computedDesiredCount"] == 2 and a["externalId"] == "blue"
+    e.ecs.update_service_primary_task_set(cluster=CLUSTER, service="ext", primaryTaskSet=a["taskSetArn"])
+    wait_until(lambda: steady(a["taskSetArn"]), timeout=90, interval=0.5, what="task set A steady")
+    wait_until(lambda: healthy(one, 2), timeout=60, interval=0.5, what="A healthy in its group")
+    wait_until(lambda: sample(port) == {"v1"}, timeout=30, interval=0.5, what="v1 served")
+    with Load(port) as load:
+        b = e.ecs.create_task_set(cluster=CLUSTER, service="ext", taskDefinition="ext:2", externalId="green",
+                                  loadBalancers=lb(two), scale={"value": 50, "unit": "PERCENT"})["taskSet"]
+        assert b["computedDesiredCount"] == 1
+        b = e.ecs.update_task_set(cluster=CLUSTER, service="ext", taskSet=b["id"],
+                                  scale={"value": 100, "unit": "PERCENT"})["taskSet"]
+        assert b["computedDesiredCount"] == 2 and b["scale"] == {"value": 100.0, "unit": "PERCENT"}
+        wait_until(lambda: steady(b["taskSetArn"]), timeout=90, interval=0.5, what="task set B steady")
+        wait_until(lambda: healthy(two, 2), timeout=60, interval=0.5, what="B healthy in its group")
+        s = e.ecs.describe_services(cluster=CLUSTER, services=["ext"])["services"][0]
+        assert s["runningCount"] == 4 and s["desiredCount"] == 2 and len(s["taskSets"]) == 2
+        e.elb.modify_listener(ListenerArn=listener_arn, DefaultActions=[
+            {"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": one, "Weight": 0}, {"TargetGroupArn": two, "Weight": 100}]}}])
+        wait_until(lambda: sample(port) == {"v2"}, timeout=10, interval=0.2, what="v2 served")
+        e.ecs.update_service_primary_task_set(cluster=CLUSTER, service="ext", primaryTaskSet=b["taskSetArn"])
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            e.ecs.delete_task_set(cluster=CLUSTER, service="ext", taskSet=b["taskSetArn"])
+        assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+        gone = e.ecs.delete_task_set(cluster=CLUSTER, service="ext", taskSet=a["taskSetArn"])["taskSet"]
+        assert gone["status"] == "DRAINING" and gone["computedDesiredCount"] == 0
+        wait_until(lambda: len(e.ecs.describe_task_sets(cluster=CLUSTER, service="ext")["taskSets"]) == 1,
+                   timeout=60, interval=0.5, what="task set A removed")
+        time.sleep(1)
+    assert load.bad == [], f"{len(load.bad)} failed requests, e.g. {load.bad[:3]}"
+    assert {v for _, v in load.samples} <= {"v1", "v2"} and len(load.samples) > 100
+    s = e.ecs.describe_services(cluster=CLUSTER, services=["ext"])["services"][0]
+    assert s["taskSets"][0]["status"] == "PRIMARY" and s["taskDefinition"].endswith("ext:2")
+    assert s["runningCount"] == 2
+
+    # Bad input, as ECS answers it.
+    def refused(code, fn, **kw):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            fn(cluster=CLUSTER, **kw)
+        assert err.value.response["Error"]["Code"] == code, err.value.response
+        return err.value.response["Error"]["Message"]
+    assert "between 0 and 100" in refused("InvalidParameterException", e.ecs.update_task_set, service="ext",
+                                          taskSet=b["id"], scale={"value": 150, "unit": "PERCENT"})
+    refused("TaskSetNotFoundException", e.ecs.update_task_set, service="ext", taskSet="ecs-svc/1234567890123456789",
+            scale={"value": 10, "unit": "PERCENT"})
+    e.ecs.create_service(cluster=CLUSTER, serviceName="plain", taskDefinition="ext:1", desiredCount=0)
+    assert "external deployment controllers" in refused("InvalidParameterException", e.ecs.create_task_set,
+                                                        service="plain", taskDefinition="ext:1")
+    refused("InvalidParameterException", e.ecs.update_service, service="ext", taskDefinition="ext:1")

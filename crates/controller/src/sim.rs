@@ -67,6 +67,8 @@ pub fn replica_service(name: &str, desired: i64, min: i64, max: i64) -> Service 
         shift: None,
         production_target_group: None,
         last_rollback: None,
+        deployment_controller: None,
+        task_sets: Vec::new(),
         version: 1,
         platform_version: None,
         capacity_provider_strategy: Vec::new(),

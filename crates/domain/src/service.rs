@@ -458,6 +458,60 @@ pub struct Service {
     /// The latest rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<RollbackNote>,
+    /// `deploymentController.type` when not `ECS` (`EXTERNAL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_controller: Option<String>,
+    /// EXTERNAL services: their task sets (such a service has no deployments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<TaskSet>,
+}
+
+/// A task set of a service with the EXTERNAL deployment controller: a task definition with its
+/// own launch settings and load balancers, run at `scale` percent of the service's desired count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSet {
+    /// `ecs-svc/<19 digits>`, also the tasks' `startedBy`.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub family: String,
+    pub revision: u32,
+    pub launch_type: String,
+    /// `PRIMARY`, `ACTIVE` or `DRAINING`.
+    pub status: String,
+    /// Percent of the service's desired count.
+    pub scale: f64,
+    #[serde(default)]
+    pub load_balancers: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<crate::cluster::CapacityProviderStrategyItem>,
+    /// `STEADY_STATE` or `STABILIZING`.
+    pub stability_status: String,
+    pub stability_status_at: EpochMillis,
+    pub created_at: EpochMillis,
+    pub updated_at: EpochMillis,
+}
+
+impl TaskSet {
+    /// `computedDesiredCount`: `ceil(desired × scale / 100)`, 0 while DRAINING.
+    pub fn computed_desired(&self, desired: i64) -> i64 {
+        if self.status == "DRAINING" {
+            return 0;
+        }
+        ((desired as f64) * self.scale / 100.0).ceil() as i64
+    }
+}
+
+impl Service {
+    /// Whether the service's tasks are managed through task sets (EXTERNAL controller).
+    pub fn is_external(&self) -> bool {
+        self.deployment_controller.as_deref() == Some("EXTERNAL")
+    }
 }
 
 /// The `loadBalancers[]` entry of a service with an `advancedConfiguration`.

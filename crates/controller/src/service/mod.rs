@@ -31,6 +31,7 @@
 //!     created_at: 0, created_by: "root".into(), deployments: vec![deployment], events: vec![],
 //!     throttle_failures: 0, throttle_until: 0, version: 1, platform_version: None,
 //!     shift: None, production_target_group: None, last_rollback: None,
+//!     deployment_controller: None, task_sets: vec![],
 //!     capacity_provider_strategy: vec![],
 //! };
 //! // A new service without tasks: launch 2 of the primary deployment.
@@ -89,6 +90,7 @@ pub mod failures;
 pub mod messages;
 mod plan;
 pub mod shift;
+pub mod task_sets;
 mod view;
 
 use std::cmp::Reverse;

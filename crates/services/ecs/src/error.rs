@@ -46,6 +46,9 @@ pub enum EcsError {
     /// The service deployment an ARN names does not exist.
     #[error("{0}")]
     ServiceDeploymentNotFound(String),
+    /// The task set a request names does not exist.
+    #[error("{0}")]
+    TaskSetNotFound(String),
     /// The service deployment is not in a state the operation applies to.
     #[error("{0}")]
     Conflict(String),
@@ -92,6 +95,7 @@ impl EcsError {
             Self::Unsupported(_) => "UnsupportedFeatureException",
             Self::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",
             Self::Conflict(_) => "ConflictException",
+            Self::TaskSetNotFound(_) => "TaskSetNotFoundException",
             Self::ResourceInUse(_) => "ResourceInUseException",
             Self::Wire(_) => "SerializationException",
             Self::Store(_) | Self::Contention(_) | Self::Internal(_) => "ServerException",

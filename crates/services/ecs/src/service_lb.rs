@@ -25,8 +25,20 @@ pub(crate) struct Binding {
 }
 
 pub(crate) fn bindings(s: &Service) -> Vec<Binding> {
-    s.load_balancers
-        .iter()
+    let mut entries: Vec<&serde_json::Value> = s.load_balancers.iter().collect();
+    // EXTERNAL services: the load balancers of their task sets, each target group once.
+    for ts in &s.task_sets {
+        for lb in &ts.load_balancers {
+            if !entries
+                .iter()
+                .any(|e| e.get("targetGroupArn") == lb.get("targetGroupArn"))
+            {
+                entries.push(lb);
+            }
+        }
+    }
+    entries
+        .into_iter()
         .filter_map(|lb| {
             Some(Binding {
                 target_group_arn: lb.get("targetGroupArn")?.as_str()?.to_owned(),
@@ -125,6 +137,19 @@ pub(crate) async fn apply_weights(
 /// group, green tasks in the green group, blue ones in the blue group, and otherwise only the
 /// tasks of every deployment but a failed one, in the production group.
 fn group_of<'a>(s: &'a Service, b: &'a Binding, t: &Task) -> Option<&'a str> {
+    if s.is_external() {
+        // A task of a task set that is not draining, in that task set's groups.
+        let ts = s
+            .task_sets
+            .iter()
+            .find(|ts| Some(ts.id.as_str()) == t.deployment_id.as_deref())?;
+        let mine = ts.status != "DRAINING"
+            && ts.load_balancers.iter().any(|lb| {
+                lb.get("targetGroupArn").and_then(serde_json::Value::as_str)
+                    == Some(b.target_group_arn.as_str())
+            });
+        return mine.then_some(b.target_group_arn.as_str());
+    }
     let Some(alt) = &b.alternate else {
         return Some(&b.target_group_arn);
     };

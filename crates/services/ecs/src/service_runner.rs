@@ -495,6 +495,15 @@ impl ServiceRunner {
                 })
                 .collect();
             let now = self.clock.now_millis();
+            if s.is_external() {
+                let plan = gantry_controller::service::task_sets::plan(s, &views, now);
+                if !plan.is_empty()
+                    && let Err(e) = self.apply(ctx, cluster, s, plan, &lb, &service_tasks).await
+                {
+                    tracing::warn!(service = %s.name, error = %e, "applying the task set plan failed");
+                }
+                continue;
+            }
             if let (Some(groups), true) = (&self.target_groups, behind_lb)
                 && s.advanced_lb().is_some()
                 && let Err(e) = service_lb::apply_weights(groups.as_ref(), &ctx.region, s).await
@@ -669,13 +678,43 @@ impl ServiceRunner {
             ));
         }
         for launch in &plan.launches {
-            let Some(d) = current
+            // A task set launches as a deployment of a service with the task set's settings.
+            let from_set = current
+                .task_sets
+                .iter()
+                .find(|t| t.id == launch.deployment_id)
+                .map(|ts| {
+                    let mut base = current.clone();
+                    base.launch_type = ts.launch_type.clone();
+                    base.network_configuration = ts.network_configuration.clone();
+                    base.platform_version = ts.platform_version.clone();
+                    base.capacity_provider_strategy = ts.capacity_provider_strategy.clone();
+                    let d = gantry_domain::service::Deployment {
+                        id: ts.id.clone(),
+                        status: gantry_domain::service::DeploymentStatus::Active,
+                        family: ts.family.clone(),
+                        revision: ts.revision,
+                        desired_count: ts.computed_desired(current.desired_count),
+                        failed_tasks: 0,
+                        reached_running: false,
+                        created_at: ts.created_at,
+                        updated_at: ts.updated_at,
+                        rollout_state: gantry_domain::service::RolloutState::InProgress,
+                        rollout_state_reason: None,
+                        launch_type: ts.launch_type.clone(),
+                    };
+                    (base, d)
+                });
+            let found = current
                 .deployments
                 .iter()
                 .find(|d| d.id == launch.deployment_id)
-            else {
+                .map(|d| (current.clone(), d.clone()))
+                .or(from_set);
+            let Some((current, d)) = found else {
                 continue;
             };
+            let d = &d;
             // The service's live tasks on each provider of its strategy, so a launch keeps the
             // strategy's split.
             let existing: Vec<u64> = current
