@@ -161,9 +161,8 @@ def sample(port, n=20):
     return set(out)
 
 
-def deployment_of(e, service, td_suffix):
-    """The service deployment whose target revision is the service's deployment running
-    `td_suffix`, described."""
+def deployments_of(e, service):
+    """Every service deployment of `service`, described."""
     arns = [d["serviceDeploymentArn"] for d in e.ecs.list_service_deployments(
         cluster=CLUSTER, service=service)["serviceDeployments"]]
     ds = e.ecs.describe_service_deployments(serviceDeploymentArns=arns)["serviceDeployments"]
@@ -355,7 +354,7 @@ def test_alarm_rolls_back_a_rolling_deployment(env):
         e.ecs.describe_services(cluster=CLUSTER, services=["roll"])["services"][0]),
         timeout=90, interval=0.5, what="rolled back to roll:1")
     assert any(alarm in ev["message"] for ev in s["events"])
-    ds = [d for d in deployment_of(e, "roll", "") if d.get("rollback")]
+    ds = [d for d in deployments_of(e, "roll") if d.get("rollback")]
     assert ds and alarm in ds[0]["rollback"]["reason"]
     assert ds[0]["alarms"]["triggeredAlarmNames"] == [alarm]
     # Nothing left to stop: StopServiceDeployment on a finished deployment conflicts.

@@ -625,6 +625,42 @@ mod tests {
     }
 
     #[test]
+    fn a_hook_timeout_takes_its_action_and_a_stop_request_rolls_a_shift_back() {
+        let mut s = shifting(json!({"strategy": "BLUE_GREEN",
+            "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"],
+                                "timeoutConfiguration": {"timeoutInMinutes": 3, "action": "CONTINUE"}}]}));
+        let blue = s.primary_id();
+        s.deploy(2);
+        let green = s.primary_id();
+        let mut held_for = 0;
+        for _ in 0..40 {
+            pass(&mut s, &[]);
+            if s.service.shift.as_ref().is_some_and(|sh| sh.held.is_some()) {
+                held_for += 1;
+            }
+            if s.service
+                .shift
+                .as_ref()
+                .is_some_and(|sh| sh.stage >= LifecycleStage::TestTrafficShift)
+            {
+                break;
+            }
+        }
+        // Held for the 3 one-second "minutes", then continued by the timeout.
+        assert!((3..=5).contains(&held_for), "held for {held_for} passes");
+        let next = stop_deployment(&s.service, &green, s.now, &mut s.ids).expect("in progress");
+        assert!(next.shift.is_none());
+        assert_eq!(next.primary().map(|d| d.id.clone()), Some(blue));
+        let failed = next
+            .deployments
+            .iter()
+            .find(|d| d.id == green)
+            .expect("kept");
+        assert_eq!(failed.rollout_state, RolloutState::Failed);
+        assert!(stop_deployment(&next, &green, s.now, &mut s.ids).is_none());
+    }
+
+    #[test]
     fn an_alarm_fails_a_rolling_deployment_and_rolls_back_once() {
         let mut s = shifting(json!({
             "alarms": {"alarmNames": ["errors"], "enable": true, "rollback": true}}));
