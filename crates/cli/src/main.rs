@@ -8,10 +8,12 @@ mod authz_table;
 mod config;
 mod credentials;
 mod datadir;
+mod health;
 mod identity;
 mod prometheus;
 mod secrets;
 mod server;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +44,23 @@ enum Command {
     /// Register N simulated container instances that stay connected and run every task they are
     /// given at once (no containers): for measuring the control plane at scale.
     Simulate(config::SimulateArgs),
+    /// List tasks, like `docker ps`.
+    Ps(user::PsArgs),
+    /// List services with their counts and rollout state.
+    Services(user::ServicesArgs),
+    /// Print (and with -f follow) the awslogs output of a service's or a task's containers.
+    Logs(user::LogsArgs),
+    /// Register a revision with new images, update the service and follow the rollout until it
+    /// is stable or fails.
+    Deploy(user::DeployArgs),
+    /// Set a service's desired count.
+    Scale(user::ScaleArgs),
+    /// Show the server, store, agents, clusters and load balancers.
+    Status(user::StatusArgs),
+    /// Print the `export` lines of a local `gantry up` again, from its data directory.
+    Env(user::EnvArgs),
+    /// Push a local Docker image to Gantry's registry (creating the repository when missing).
+    Push(user::PushArgs),
 }
 
 async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
@@ -205,6 +224,14 @@ fn main() -> anyhow::Result<()> {
             Command::Lb(args) => run_lb(args).await,
             Command::Simulate(args) => run_simulate(args).await,
             Command::Fargate(cmd) => run_fargate(cmd).await,
+            Command::Ps(args) => user::ps(args).await,
+            Command::Services(args) => user::services(args).await,
+            Command::Logs(args) => user::logs(args).await,
+            Command::Deploy(args) => user::deploy(args).await,
+            Command::Scale(args) => user::scale(args).await,
+            Command::Status(args) => user::status(args).await,
+            Command::Env(args) => user::env(args).await,
+            Command::Push(args) => user::push(args).await,
         }
     });
     // Whatever is still running (a blocking write stuck on a dead disk, a task that ignored its
