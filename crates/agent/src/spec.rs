@@ -66,6 +66,8 @@ pub struct SpecInputs {
     /// Fargate tasks: the task's size, applied to each of its containers, and the platform's
     /// hardening.
     pub fargate: Option<FargateLimits>,
+    /// The stop timeout of containers whose definition sets none.
+    pub default_stop_timeout: Duration,
 }
 
 /// What a Fargate task's containers run under: the task's CPU as a CFS quota and its memory as
@@ -475,7 +477,10 @@ pub fn container_spec(
         binds,
         volumes_from,
         readonly_rootfs: def.readonly_root_filesystem == Some(true),
-        stop_timeout: Some(secs(def.stop_timeout, DEFAULT_STOP_TIMEOUT.as_secs())),
+        stop_timeout: Some(secs(
+            def.stop_timeout,
+            inputs.default_stop_timeout.as_secs(),
+        )),
         hostname: def
             .other
             .get("hostname")
@@ -616,6 +621,7 @@ mod tests {
             awsvpc_namespace: None,
             fargate: None,
             secret_environment: Vec::new(),
+            default_stop_timeout: DEFAULT_STOP_TIMEOUT,
         }
     }
 

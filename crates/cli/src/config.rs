@@ -140,19 +140,26 @@ impl ListenerArgs {
 }
 
 /// `gantry up` flags: the server's, with a default data directory.
-/// `gantry agent` flags.
+/// `gantry agent` flags. Each may also come from the ECS agent's configuration file (see
+/// `--config`); a flag wins over the file.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    /// The ECS agent configuration file to read (`KEY=VALUE` lines such as `ECS_CLUSTER=prod`);
+    /// default /etc/ecs/ecs.config when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The control plane's URL, e.g. http://127.0.0.1:4510 (file: ECS_BACKEND_HOST).
     #[arg(long, env = "GANTRY_ENDPOINT")]
-    pub endpoint: String,
-    /// The cluster to join (created when missing).
-    #[arg(long, env = "GANTRY_CLUSTER", default_value = "default")]
-    pub cluster: String,
-    /// Where the agent keeps its checkpoint (instance identity, tasks, log positions).
+    pub endpoint: Option<String>,
+    /// The cluster to join, created when missing (file: ECS_CLUSTER; default `default`).
+    #[arg(long, env = "GANTRY_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Where the agent keeps its checkpoint: instance identity, tasks, log positions (file:
+    /// ECS_DATADIR).
     #[arg(long, env = "GANTRY_AGENT_DATA_DIR")]
-    pub data_dir: PathBuf,
-    /// A custom attribute of this container instance (repeatable).
+    pub data_dir: Option<PathBuf>,
+    /// A custom attribute of this container instance (repeatable; added to the file's
+    /// ECS_INSTANCE_ATTRIBUTES, and replacing one of the same name).
     #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     pub attributes: Vec<(String, String)>,
     /// SigV4 region of the control plane.

@@ -2,6 +2,7 @@
 //! store, the APIs and the listeners together, and shuts down on SIGTERM or Ctrl-C within a
 //! deadline (a second signal exits at once).
 
+mod agent_config;
 mod authz;
 #[rustfmt::skip]
 mod authz_table;
@@ -63,15 +64,57 @@ enum Command {
     Push(user::PushArgs),
 }
 
-async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
-    datadir::prepare(&args.data_dir)?;
-    let _lock = datadir::DataDirLock::acquire(&args.data_dir, "agent")?;
+async fn run_agent(args: config::AgentArgs, file: agent_config::EcsConfig) -> anyhow::Result<()> {
+    for key in &file.unknown {
+        tracing::warn!(
+            key = %key,
+            file = %agent_config::describe(args.config.as_ref()),
+            "unknown agent configuration key; ignored"
+        );
+    }
+    let endpoint = args
+        .endpoint
+        .clone()
+        .or_else(|| file.get("ECS_BACKEND_HOST").map(str::to_owned))
+        .ok_or_else(|| {
+            anyhow::anyhow!("set --endpoint or ECS_BACKEND_HOST in the agent's configuration")
+        })?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.get("ECS_DATADIR").map(std::path::PathBuf::from))
+        .ok_or_else(|| {
+            anyhow::anyhow!("set --data-dir or ECS_DATADIR in the agent's configuration")
+        })?;
+    datadir::prepare(&data_dir)?;
+    let _lock = datadir::DataDirLock::acquire(&data_dir, "agent")?;
     let cluster = match &args.fargate_pool {
         Some(_) => gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER.to_owned(),
-        None => args.cluster,
+        None => args
+            .cluster
+            .clone()
+            .or_else(|| file.get("ECS_CLUSTER").map(str::to_owned))
+            .unwrap_or_else(|| "default".to_owned()),
     };
-    let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, cluster, args.data_dir);
-    cfg.attributes = args.attributes;
+    let mut cfg = gantry_agent::AgentConfig::new(endpoint, cluster, data_dir);
+    file.apply(&mut cfg)?;
+    for (k, v) in args.attributes {
+        cfg.attributes.retain(|(name, _)| *name != k);
+        cfg.attributes.push((k, v));
+    }
+    // The root pair of Gantry's own variables, else the standard AWS chain.
+    if cfg.access_key_id.is_empty() || cfg.secret_access_key.is_empty() {
+        match user::conn::chain_credentials(None) {
+            Some((_, _, Some(_))) => anyhow::bail!(
+                "gantry agent needs a long-term access key pair; the credentials found carry a session token"
+            ),
+            Some((ak, sk, None)) => {
+                cfg.access_key_id = ak;
+                cfg.secret_access_key = sk;
+            }
+            None => {}
+        }
+    }
     if let Some(pool) = args.pool {
         cfg.attributes
             .push((gantry_domain::capacity::POOL_ATTRIBUTE.to_owned(), pool));
@@ -196,8 +239,23 @@ fn log_filter(setting: Option<&str>) -> tracing_subscriber::EnvFilter {
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    // The agent's file is read before logging starts: its ECS_LOGLEVEL sets the level when
+    // GANTRY_LOG does not.
+    let agent_file = match &cli.command {
+        Command::Agent(a) => Some(agent_config::EcsConfig::load(a.config.as_deref())?),
+        _ => None,
+    };
+    let level = std::env::var("GANTRY_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| {
+            agent_file
+                .as_ref()
+                .and_then(|f| f.log_level())
+                .map(str::to_owned)
+        });
     tracing_subscriber::fmt()
-        .with_env_filter(log_filter(std::env::var("GANTRY_LOG").ok().as_deref()))
+        .with_env_filter(log_filter(level.as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -220,7 +278,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
-            Command::Agent(args) => run_agent(args).await,
+            Command::Agent(args) => run_agent(args, agent_file.unwrap_or_default()).await,
             Command::Lb(args) => run_lb(args).await,
             Command::Simulate(args) => run_simulate(args).await,
             Command::Fargate(cmd) => run_fargate(cmd).await,

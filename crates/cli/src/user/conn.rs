@@ -89,6 +89,27 @@ fn profile_settings(profile: &str) -> HashMap<String, String> {
     out
 }
 
+/// The key pair (and session token) of the standard chain: the environment's keys unless a
+/// profile is named explicitly, else the profile's (`profile`, `AWS_PROFILE`, `default`).
+pub fn chain_credentials(profile: Option<&str>) -> Option<(String, String, Option<String>)> {
+    if profile.is_none()
+        && let (Some(a), Some(s)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+    {
+        return Some((a, s, env("AWS_SESSION_TOKEN")));
+    }
+    let name = profile
+        .map(str::to_owned)
+        .or_else(|| env("AWS_PROFILE"))
+        .unwrap_or_else(|| "default".to_owned());
+    let settings = profile_settings(&name);
+    let get = |k: &str| settings.get(k).filter(|v| !v.is_empty()).cloned();
+    Some((
+        get("aws_access_key_id")?,
+        get("aws_secret_access_key")?,
+        get("aws_session_token"),
+    ))
+}
+
 impl ConnArgs {
     /// Resolves the chain; fails naming what is missing.
     pub fn connect(&self) -> anyhow::Result<Conn> {
@@ -117,23 +138,12 @@ impl ConnArgs {
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .or_else(|| from_profile("region"))
             .unwrap_or_else(|| "us-east-1".to_owned());
-        // Explicit profile flag wins over the environment's keys, as in the AWS CLI.
-        let env_keys = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            (Some(a), Some(s)) if self.profile.is_none() => Some((a, s, env("AWS_SESSION_TOKEN"))),
-            _ => None,
-        };
-        let (access_key_id, secret, token) = match env_keys {
-            Some(k) => k,
-            None => match (
-                from_profile("aws_access_key_id"),
-                from_profile("aws_secret_access_key"),
-            ) {
-                (Some(a), Some(s)) => (a, s, from_profile("aws_session_token")),
-                _ => anyhow::bail!(
+        let (access_key_id, secret, token) = chain_credentials(self.profile.as_deref())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
                     "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (see `gantry env`) or configure profile {profile:?}"
-                ),
-            },
-        };
+                )
+            })?;
         let mut api = ApiClient::new(&endpoint, &region, &access_key_id, &secret)
             .map_err(|e| anyhow::anyhow!(e))?;
         if let Some(t) = token {
