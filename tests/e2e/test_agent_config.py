@@ -135,6 +135,14 @@ def test_placement_failures_name_the_missing_requirement(setup):
     assert "com.amazonaws.ecs.capability.logging-driver.fluentd" in f["detail"]
     assert "Gantry does not support yet" in f["detail"]
 
+    # A shared file system (ECS requires ecs.capability.efs, which Gantry's agent cannot offer yet).
+    ecs.register_task_definition(family="shared", containerDefinitions=[{
+        "name": "app", "image": "busybox", "memory": 16,
+        "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}]}],
+        volumes=[{"name": "data", "efsVolumeConfiguration": {"fileSystemId": "fs-12345678"}}])
+    f = ecs.run_task(cluster=CLUSTER, taskDefinition="shared")["failures"][0]
+    assert f["reason"] == "ATTRIBUTE" and "ecs.capability.efs (a capability Gantry does not support yet" in f["detail"]
+
     # An attribute this instance was configured without (ECS_AVAILABLE_LOGGING_DRIVERS).
     ecs.register_task_definition(family="quiet", containerDefinitions=[{
         "name": "app", "image": "busybox", "memory": 16, "logConfiguration": {"logDriver": "none"}}])

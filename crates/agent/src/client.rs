@@ -25,6 +25,8 @@ pub enum Service {
     Ec2,
     /// ELBv2 (awsQuery, through [`ApiClient::call_query`]).
     Elbv2,
+    /// STS (awsQuery): who a key pair is.
+    Sts,
 }
 
 impl Service {
@@ -35,6 +37,7 @@ impl Service {
             Self::Logs => "logs",
             Self::Ec2 => "ec2",
             Self::Elbv2 => "elasticloadbalancing",
+            Self::Sts => "sts",
         }
     }
 
@@ -43,7 +46,7 @@ impl Service {
             Self::Ecs => "AmazonEC2ContainerServiceV20141113",
             Self::Ecr => "AmazonEC2ContainerRegistry_V20150921",
             Self::Logs => "Logs_20140328",
-            Self::Ec2 | Self::Elbv2 => "",
+            Self::Ec2 | Self::Elbv2 | Self::Sts => "",
         }
     }
 }

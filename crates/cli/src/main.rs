@@ -7,6 +7,7 @@ mod authz;
 #[rustfmt::skip]
 mod authz_table;
 mod config;
+mod console;
 mod credentials;
 mod datadir;
 mod health;

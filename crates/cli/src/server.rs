@@ -682,6 +682,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .router()
         .merge(metrics_route)
         .merge(crate::health::router(store.clone()))
+        .merge(crate::console::router(Arc::new(
+            crate::console::Console::new(endpoint.clone(), cfg.region.clone())?,
+        )))
         .merge(registry.router())
         .merge(agents.router())
         .merge(admin)

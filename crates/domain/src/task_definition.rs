@@ -845,6 +845,20 @@ pub fn required_attributes(td: &TaskDefinition) -> Vec<RequiredAttribute> {
     if td.task_role_arn.as_deref().is_some_and(|r| !r.is_empty()) {
         add("com.amazonaws.ecs.capability.task-iam-role");
     }
+    // Shared file systems, named as ECS names them.
+    for v in &td.volumes {
+        if let Some(efs) = v.config.get("efsVolumeConfiguration") {
+            add("ecs.capability.efs");
+            if efs["authorizationConfig"]["iam"] == "ENABLED" {
+                add("ecs.capability.efsAuth");
+            }
+        }
+        if v.config
+            .contains_key("fsxWindowsFileServerVolumeConfiguration")
+        {
+            add("ecs.capability.fsxWindowsFileServer");
+        }
+    }
     for c in &td.container_definitions {
         if let Some(lc) = &c.log_configuration {
             add(&format!(
@@ -1035,6 +1049,24 @@ mod tests {
             .collect();
         assert!(req.contains(&"ecs.capability.container-health-check"));
         assert!(req.contains(&"ecs.capability.container-ordering"));
+    }
+
+    #[test]
+    fn shared_file_systems_require_their_capabilities() {
+        let t = td(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}],
+            "volumes": [{"name": "d", "efsVolumeConfiguration": {"fileSystemId": "fs-1",
+                "authorizationConfig": {"iam": "ENABLED"}}}]}),
+        );
+        let req: Vec<String> = required_attributes(&t)
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert!(req.contains(&"ecs.capability.efs".to_owned()), "{req:?}");
+        assert!(
+            req.contains(&"ecs.capability.efsAuth".to_owned()),
+            "{req:?}"
+        );
     }
 
     #[test]

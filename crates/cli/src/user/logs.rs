@@ -12,11 +12,11 @@ use super::output::Style;
 
 /// One container's log stream.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Stream {
-    group: String,
-    name: String,
+pub(crate) struct Stream {
+    pub group: String,
+    pub name: String,
     /// What the line is prefixed with: `container/task-id`.
-    label: String,
+    pub label: String,
 }
 
 /// Whether `target` names a task (an ARN or a 32-hex id) rather than a service.
@@ -26,7 +26,7 @@ fn is_task(target: &str) -> bool {
 }
 
 /// The awslogs streams of `task`'s containers, per its task definition.
-fn task_streams(task: &Value, definition: &Value) -> Vec<Stream> {
+pub(crate) fn task_streams(task: &Value, definition: &Value) -> Vec<Stream> {
     let task_id = short(task["taskArn"].as_str().unwrap_or("")).to_owned();
     let mut out = Vec::new();
     for def in definition["containerDefinitions"]

@@ -5,7 +5,7 @@
 pub mod conn;
 mod deploy;
 pub mod env;
-mod logs;
+pub mod logs;
 pub mod output;
 mod ps;
 mod push;
