@@ -486,6 +486,7 @@ impl TaskActor {
                 .map(|s| s.environment.clone())
                 .unwrap_or_default(),
             default_stop_timeout: self.sh.default_stop_timeout,
+            file_systems: self.sh.file_systems.clone(),
         }
     }
 
@@ -745,7 +746,7 @@ impl TaskActor {
             if let Ok(VolumeSource::Docker {
                 name,
                 task_scoped: true,
-            }) = volume_source(&self.id.task_id, v)
+            }) = volume_source(&self.id.task_id, v, &self.sh.file_systems)
             {
                 volumes.push(name);
             }

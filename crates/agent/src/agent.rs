@@ -250,6 +250,10 @@ fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<A
     {
         flag((*c).to_owned());
     }
+    if !cfg.file_systems.is_empty() {
+        // Task definitions with `efsVolumeConfiguration` require it.
+        flag("ecs.capability.efs".to_owned());
+    }
     if awsvpc {
         // awsvpc task definitions require it; only hosts that can enforce security groups
         // offer it.
@@ -666,6 +670,7 @@ async fn agent_main(
         pause_image: cfg.pause_image.clone(),
         default_stop_timeout: cfg.container_stop_timeout,
         cleanup_wait: cfg.task_cleanup_wait,
+        file_systems: cfg.file_systems.clone(),
     });
 
     // Runtime events → pokes for the owning task's actor.

@@ -53,6 +53,8 @@ pub struct AgentConfig {
     pub logging_drivers: Vec<String>,
     /// Tags of the container instance (ECS's `ECS_CONTAINER_INSTANCE_TAGS`).
     pub tags: Vec<(String, String)>,
+    /// File systems this host maps (`efsVolumeConfiguration.fileSystemId` → host directory).
+    pub file_systems: std::collections::BTreeMap<String, PathBuf>,
     pub image_pull_behavior: ImagePullBehavior,
     /// The image of awsvpc tasks' pause containers; the default is built in (x86-64).
     pub pause_image: String,
@@ -78,6 +80,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("task_cleanup_wait", &self.task_cleanup_wait)
             .field("logging_drivers", &self.logging_drivers)
             .field("tags", &self.tags)
+            .field("file_systems", &self.file_systems)
             .field("image_pull_behavior", &self.image_pull_behavior)
             .field("pause_image", &self.pause_image)
             .field("usage_interval", &self.usage_interval)
@@ -116,6 +119,7 @@ impl AgentConfig {
                 .map(|d| (*d).to_owned())
                 .collect(),
             tags: Vec::new(),
+            file_systems: Default::default(),
             image_pull_behavior: ImagePullBehavior::default(),
             pause_image: crate::pause::PAUSE_IMAGE.to_owned(),
             usage_interval: std::time::Duration::from_secs(60),

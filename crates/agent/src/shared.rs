@@ -195,6 +195,8 @@ pub struct Shared {
     pub default_stop_timeout: std::time::Duration,
     /// How long a stopped task's containers are kept before they are removed.
     pub cleanup_wait: std::time::Duration,
+    /// File systems mapped on this host (`efsVolumeConfiguration.fileSystemId` → directory).
+    pub file_systems: BTreeMap<String, std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -162,6 +162,10 @@ pub struct AgentArgs {
     /// ECS_INSTANCE_ATTRIBUTES, and replacing one of the same name).
     #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     pub attributes: Vec<(String, String)>,
+    /// A file system this host maps for `efsVolumeConfiguration` volumes: fs-ID=dir:PATH (a host
+    /// directory, created when missing; repeatable). Tasks bind-mount its `rootDirectory`.
+    #[arg(long = "file-system", value_name = "FS-ID=dir:PATH", value_parser = parse_file_system)]
+    pub file_systems: Vec<(String, PathBuf)>,
     /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -184,6 +188,32 @@ pub struct AgentArgs {
     /// `autoScalingGroupName/NAME` places its tasks on this pool's instances only.
     #[arg(long, value_name = "NAME", conflicts_with = "fargate_pool", value_parser = parse_pool)]
     pub pool: Option<String>,
+}
+
+fn parse_file_system(s: &str) -> Result<(String, PathBuf), String> {
+    let (id, backend) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected FS-ID=dir:PATH, got {s:?}"))?;
+    let valid_id = id.strip_prefix("fs-").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if !valid_id {
+        return Err(format!(
+            "a file system id is fs- followed by letters and digits, got {id:?}"
+        ));
+    }
+    match backend.split_once(':') {
+        Some(("dir", path)) if path.starts_with('/') && !path.split('/').any(|p| p == "..") => {
+            Ok((id.to_owned(), PathBuf::from(path)))
+        }
+        Some(("dir", path)) => Err(format!(
+            "dir: takes an absolute path without '..', got {path:?}"
+        )),
+        Some(("nfs" | "fuse", _)) => Err(format!(
+            "{backend}: only the dir: backend is supported by this agent so far"
+        )),
+        _ => Err(format!("expected dir:PATH after {id}=, got {backend:?}")),
+    }
 }
 
 fn parse_pool(s: &str) -> Result<String, String> {

@@ -99,6 +99,11 @@ async fn run_agent(args: config::AgentArgs, file: agent_config::EcsConfig) -> an
     };
     let mut cfg = gantry_agent::AgentConfig::new(endpoint, cluster, data_dir);
     file.apply(&mut cfg)?;
+    for (id, path) in args.file_systems {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| anyhow::anyhow!("file system {id}: creating {}: {e}", path.display()))?;
+        cfg.file_systems.insert(id, path);
+    }
     for (k, v) in args.attributes {
         cfg.attributes.retain(|(name, _)| *name != k);
         cfg.attributes.push((k, v));
