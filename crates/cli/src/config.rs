@@ -245,6 +245,7 @@ pub struct InterruptArgs {
     /// Seconds between SIGTERM and SIGKILL (AWS gives two minutes).
     #[arg(long, default_value_t = 120)]
     pub warning_seconds: u64,
+    /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
 }
@@ -281,6 +282,7 @@ pub struct SimulateArgs {
     /// Simulate Fargate capacity of this platform pool instead of a cluster's instances.
     #[arg(long, value_name = "NAME", value_parser = parse_pool)]
     pub fargate_pool: Option<String>,
+    /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
 }
@@ -297,18 +299,26 @@ pub struct UpArgs {
     /// Where state lives (default: $XDG_DATA_HOME/gantry or ~/.local/share/gantry).
     #[arg(long, env = "GANTRY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (see --ready-file).
     #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:4510")]
     pub listen: SocketAddr,
+    /// Written once serving: JSON with `endpoint` and `registry`.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// The account id in ARNs.
     #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
+    /// The region printed for clients (requests use the region they are signed for).
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).
     #[arg(long, env = "GANTRY_STOPPED_TASK_RETENTION", default_value_t = 3600)]
     pub stopped_task_retention: u64,
+    /// Seconds a dropped agent may stay away before its instance is DISCONNECTED.
     #[arg(long, env = "GANTRY_HEARTBEAT_GRACE", default_value_t = 15)]
     pub heartbeat_grace: u64,
+    /// Seconds a DISCONNECTED instance may stay away before its tasks are marked lost and
+    /// replaced elsewhere.
     #[arg(long, env = "GANTRY_LOST_AFTER", default_value_t = 60)]
     pub lost_after: u64,
     /// The block of each region's default VPC (AWS's is 172.31.0.0/16): a /16 to /24 not used by
