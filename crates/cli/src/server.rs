@@ -771,8 +771,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         });
         write_atomically(path, serde_json::to_vec_pretty(&ready)?.as_slice())?;
     }
-    // For `gantry env`: where this server answers (the credentials are beside it).
-    write_atomically(
+    // For `gantry env`: where this server answers (the credentials are beside it); private
+    // like every file of the data dir.
+    crate::credentials::write_private(
         &cfg.data_dir.join(crate::user::env::SERVER_FILE),
         serde_json::to_vec_pretty(&json!({
             "endpoint": endpoint,
