@@ -151,13 +151,11 @@ impl Ctr {
         )
     }
 
-    fn stop_timeout(&self) -> Duration {
-        Duration::from_secs(
-            self.def
-                .stop_timeout
-                .and_then(|s| u64::try_from(s).ok())
-                .unwrap_or(crate::spec::DEFAULT_STOP_TIMEOUT.as_secs()),
-        )
+    fn stop_timeout(&self, default: Duration) -> Duration {
+        self.def
+            .stop_timeout
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(default, Duration::from_secs)
     }
 }
 
@@ -488,6 +486,8 @@ impl TaskActor {
                 .secrets_of(&c.def.name)
                 .map(|s| s.environment.clone())
                 .unwrap_or_default(),
+            default_stop_timeout: self.sh.default_stop_timeout,
+            file_systems: self.sh.file_systems.clone(),
         }
     }
 
@@ -747,7 +747,7 @@ impl TaskActor {
             if let Ok(VolumeSource::Docker {
                 name,
                 task_scoped: true,
-            }) = volume_source(&self.id.task_id, v)
+            }) = volume_source(&self.id.task_id, v, &self.sh.file_systems)
             {
                 volumes.push(name);
             }
@@ -1011,9 +1011,10 @@ impl TaskActor {
         let rt = self.sh.runtime.clone();
         // A Spot interruption's warning overrides the containers' stopTimeout.
         let grace = self.record.stop_grace_seconds.map(Duration::from_secs);
+        let default_stop = self.sh.default_stop_timeout;
         let stops = self.ctrs.iter().filter(|c| c.running()).filter_map(|c| {
             let id = c.runtime_id.clone()?;
-            let t = grace.unwrap_or_else(|| c.stop_timeout());
+            let t = grace.unwrap_or_else(|| c.stop_timeout(default_stop));
             let rt = rt.clone();
             Some(async move {
                 if let Err(e) = rt.stop(&id, Some(t)).await {
@@ -1043,6 +1044,10 @@ impl TaskActor {
             if tokio::time::timeout(LOG_DRAIN, h).await.is_err() {
                 tracing::warn!("log shipping did not drain in time; it keeps retrying");
             }
+        }
+        // ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION: the stopped containers stay for inspection.
+        if !self.sh.cleanup_wait.is_zero() {
+            tokio::time::sleep(self.sh.cleanup_wait).await;
         }
         let rt = self.sh.runtime.clone();
         let ids: Vec<String> = self

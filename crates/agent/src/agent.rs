@@ -241,26 +241,18 @@ fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<A
             "com.amazonaws.ecs.capability.docker-remote-api.1.{m}"
         ));
     }
-    for d in ["json-file", "awslogs", "none"] {
+    for d in &cfg.logging_drivers {
         flag(format!("com.amazonaws.ecs.capability.logging-driver.{d}"));
     }
-    for c in [
-        "ecs.capability.container-health-check",
-        "ecs.capability.container-ordering",
-        "ecs.capability.task-cpu-mem-limit",
-        "ecs.capability.docker-plugin.local",
-        "ecs.capability.full-sync",
-        // Secrets fetched from the control plane at task start.
-        "ecs.capability.secrets.asm.environment-variables",
-        "ecs.capability.secrets.ssm.environment-variables",
-        "ecs.capability.secrets.asm.bootstrap.log-driver",
-        "ecs.capability.secrets.ssm.bootstrap.log-driver",
-        "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
-        // awslogs of tasks with an execution role: shipped through the control plane like any
-        // other (the role's permissions are not checked yet).
-        "ecs.capability.execution-role-awslogs",
-    ] {
-        flag(c.to_owned());
+    for c in gantry_domain::capability::AGENT_CAPABILITIES
+        .iter()
+        .filter(|c| **c != "ecs.capability.task-eni")
+    {
+        flag((*c).to_owned());
+    }
+    if !cfg.file_systems.is_empty() {
+        // Task definitions with `efsVolumeConfiguration` require it.
+        flag("ecs.capability.efs".to_owned());
     }
     if awsvpc {
         // awsvpc task definitions require it; only hosts that can enforce security groups
@@ -296,6 +288,14 @@ async fn register(
             "versionInfo": version,
             "attributes": attributes,
         });
+        if !cfg.tags.is_empty() {
+            body["tags"] = json!(
+                cfg.tags
+                    .iter()
+                    .map(|(k, v)| json!({"key": k, "value": v}))
+                    .collect::<Vec<_>>()
+            );
+        }
         if let Some(a) = &arn {
             body["containerInstanceArn"] = json!(a);
         }
@@ -593,7 +593,10 @@ async fn agent_main(
             (host.memory_bytes / (1024 * 1024) - cfg.reserved_memory_mib).max(0),
         ),
         Resource::string_set("PORTS", ports),
-        Resource::string_set("PORTS_UDP", Vec::new()),
+        Resource::string_set(
+            "PORTS_UDP",
+            cfg.reserved_ports_udp.iter().map(u16::to_string).collect(),
+        ),
     ];
     let version = VersionInfo {
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
@@ -665,6 +668,9 @@ async fn agent_main(
         spawner: spawner.clone(),
         netfilter,
         pause_image: cfg.pause_image.clone(),
+        default_stop_timeout: cfg.container_stop_timeout,
+        cleanup_wait: cfg.task_cleanup_wait,
+        file_systems: cfg.file_systems.clone(),
     });
 
     // Runtime events → pokes for the owning task's actor.

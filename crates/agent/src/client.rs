@@ -23,6 +23,10 @@ pub enum Service {
     Logs,
     /// Only for the network-policy stream (EC2 has no awsJson operations).
     Ec2,
+    /// ELBv2 (awsQuery, through [`ApiClient::call_query`]).
+    Elbv2,
+    /// STS (awsQuery): who a key pair is.
+    Sts,
 }
 
 impl Service {
@@ -32,6 +36,8 @@ impl Service {
             Self::Ecr => "ecr",
             Self::Logs => "logs",
             Self::Ec2 => "ec2",
+            Self::Elbv2 => "elasticloadbalancing",
+            Self::Sts => "sts",
         }
     }
 
@@ -40,7 +46,7 @@ impl Service {
             Self::Ecs => "AmazonEC2ContainerServiceV20141113",
             Self::Ecr => "AmazonEC2ContainerRegistry_V20150921",
             Self::Logs => "Logs_20140328",
-            Self::Ec2 => "",
+            Self::Ec2 | Self::Elbv2 | Self::Sts => "",
         }
     }
 }
@@ -77,6 +83,19 @@ impl CallError {
                 && *status != 429
                 && *status != 403)
     }
+}
+
+/// Percent-encodes a form value (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Extracts the AWS error code from an awsJson error answer.
@@ -154,6 +173,18 @@ impl ApiClient {
             credentials,
             timeout: Duration::from_secs(30),
         })
+    }
+
+    /// The same client signing with a session token too (temporary credentials).
+    pub fn with_session_token(mut self, token: &str) -> Self {
+        self.credentials = Credentials::new(
+            self.credentials.access_key_id(),
+            self.credentials.secret_access_key(),
+            Some(token.to_owned()),
+            None,
+            "gantry",
+        );
+        self
     }
 
     /// `host:port` of the endpoint (what images from Gantry's own registry start with).
@@ -280,6 +311,70 @@ impl ApiClient {
             .await
             .map_err(|_| {
                 CallError::Transport(format!("{op}: no answer within {:?}", self.timeout))
+            })?
+    }
+
+    /// Calls an awsQuery `action` of `service` (`version` its API version) with form
+    /// `params`; the XML answer on HTTP 200.
+    pub async fn call_query(
+        &self,
+        service: Service,
+        action: &str,
+        version: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, CallError> {
+        let mut form = format!("Action={}&Version={}", encode(action), encode(version));
+        for (k, v) in params {
+            form.push('&');
+            form.push_str(&encode(k));
+            form.push('=');
+            form.push_str(&encode(v));
+        }
+        let bytes = Bytes::from(form.into_bytes());
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(self.endpoint.clone())
+            .header(http::header::HOST, self.host.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(Full::new(bytes.clone()))
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        self.sign(service, &mut req, &bytes)?;
+        let work = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| CallError::Transport(format!("{action}: {e}")))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| CallError::Transport(format!("{action}: reading answer: {e}")))?
+                .to_bytes();
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if status == StatusCode::OK {
+                return Ok(text);
+            }
+            let element = |name: &str| {
+                let open = format!("<{name}>");
+                let start = text.find(&open)? + open.len();
+                let end = text[start..].find(&format!("</{name}>"))? + start;
+                Some(text[start..end].to_owned())
+            };
+            Err(CallError::Aws {
+                status: status.as_u16(),
+                code: element("Code").unwrap_or_else(|| "UnknownError".to_owned()),
+                message: element("Message").unwrap_or_default(),
+            })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| {
+                CallError::Transport(format!("{action}: no answer within {:?}", self.timeout))
             })?
     }
 

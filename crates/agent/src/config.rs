@@ -41,6 +41,20 @@ pub struct AgentConfig {
     pub reserved_memory_mib: i64,
     /// Host ports never offered to tasks (ECS's `ECS_RESERVED_PORTS`).
     pub reserved_ports: Vec<u16>,
+    /// UDP host ports never offered to tasks (ECS's `ECS_RESERVED_PORTS_UDP`).
+    pub reserved_ports_udp: Vec<u16>,
+    /// How long a container is given to stop when its definition sets no `stopTimeout`
+    /// (ECS's `ECS_CONTAINER_STOP_TIMEOUT`, default 30 s).
+    pub container_stop_timeout: std::time::Duration,
+    /// How long a stopped task's containers stay on the host before they are removed (ECS's
+    /// `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION`; Gantry's default removes them at once).
+    pub task_cleanup_wait: std::time::Duration,
+    /// Logging drivers offered to tasks (ECS's `ECS_AVAILABLE_LOGGING_DRIVERS`).
+    pub logging_drivers: Vec<String>,
+    /// Tags of the container instance (ECS's `ECS_CONTAINER_INSTANCE_TAGS`).
+    pub tags: Vec<(String, String)>,
+    /// File systems this host maps (`efsVolumeConfiguration.fileSystemId` → host directory).
+    pub file_systems: std::collections::BTreeMap<String, PathBuf>,
     pub image_pull_behavior: ImagePullBehavior,
     /// The image of awsvpc tasks' pause containers; the default is built in (x86-64).
     pub pause_image: String,
@@ -61,6 +75,12 @@ impl std::fmt::Debug for AgentConfig {
             .field("metadata_port", &self.metadata_port)
             .field("reserved_memory_mib", &self.reserved_memory_mib)
             .field("reserved_ports", &self.reserved_ports)
+            .field("reserved_ports_udp", &self.reserved_ports_udp)
+            .field("container_stop_timeout", &self.container_stop_timeout)
+            .field("task_cleanup_wait", &self.task_cleanup_wait)
+            .field("logging_drivers", &self.logging_drivers)
+            .field("tags", &self.tags)
+            .field("file_systems", &self.file_systems)
             .field("image_pull_behavior", &self.image_pull_behavior)
             .field("pause_image", &self.pause_image)
             .field("usage_interval", &self.usage_interval)
@@ -91,6 +111,15 @@ impl AgentConfig {
             metadata_port: 0,
             reserved_memory_mib: 256,
             reserved_ports: vec![22, 2375, 2376, 51678, 51679],
+            reserved_ports_udp: Vec::new(),
+            container_stop_timeout: crate::spec::DEFAULT_STOP_TIMEOUT,
+            task_cleanup_wait: std::time::Duration::ZERO,
+            logging_drivers: gantry_domain::capability::LOGGING_DRIVERS
+                .iter()
+                .map(|d| (*d).to_owned())
+                .collect(),
+            tags: Vec::new(),
+            file_systems: Default::default(),
             image_pull_behavior: ImagePullBehavior::default(),
             pause_image: crate::pause::PAUSE_IMAGE.to_owned(),
             usage_interval: std::time::Duration::from_secs(60),

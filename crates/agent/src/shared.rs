@@ -191,6 +191,12 @@ pub struct Shared {
     pub netfilter: Arc<crate::netfilter::Netfilter>,
     /// The image of awsvpc tasks' pause containers.
     pub pause_image: String,
+    /// How long a container is given to stop when its definition sets no `stopTimeout`.
+    pub default_stop_timeout: std::time::Duration,
+    /// How long a stopped task's containers are kept before they are removed.
+    pub cleanup_wait: std::time::Duration,
+    /// File systems mapped on this host (`efsVolumeConfiguration.fileSystemId` → directory).
+    pub file_systems: BTreeMap<String, std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -66,6 +66,10 @@ pub struct SpecInputs {
     /// Fargate tasks: the task's size, applied to each of its containers, and the platform's
     /// hardening.
     pub fargate: Option<FargateLimits>,
+    /// The stop timeout of containers whose definition sets none.
+    pub default_stop_timeout: Duration,
+    /// This host's file systems (`efsVolumeConfiguration.fileSystemId` → host directory).
+    pub file_systems: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// What a Fargate task's containers run under: the task's CPU as a CFS quota and its memory as
@@ -139,9 +143,57 @@ pub enum VolumeSource {
     Docker { name: String, task_scoped: bool },
 }
 
-/// Resolves one task definition volume.
-pub fn volume_source(task_id: &str, v: &Volume) -> Result<VolumeSource, SpecError> {
+/// The host directory of an `efsVolumeConfiguration` on this host: the directory the file
+/// system is mapped to (`gantry agent --file-system fs-ID=dir:PATH`) joined with
+/// `rootDirectory`, which can never lead outside it.
+fn file_system_path(
+    name: &str,
+    efs: &Value,
+    file_systems: &BTreeMap<String, std::path::PathBuf>,
+) -> Result<String, SpecError> {
+    let id = efs
+        .get("fileSystemId")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let base = file_systems.get(id).ok_or_else(|| {
+        SpecError(format!(
+            "volume {name}: file system {id} is not mapped on this host (gantry agent --file-system {id}=dir:PATH)"
+        ))
+    })?;
+    let root = efs
+        .get("rootDirectory")
+        .and_then(Value::as_str)
+        .unwrap_or("/");
+    let mut path = base.clone();
+    for part in root.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(SpecError(format!(
+                "volume {name}: rootDirectory {root} may not contain '..'"
+            )));
+        }
+        path.push(part);
+    }
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// Resolves one task definition volume; `file_systems` are this host's mapped file systems.
+pub fn volume_source(
+    task_id: &str,
+    v: &Volume,
+    file_systems: &BTreeMap<String, std::path::PathBuf>,
+) -> Result<VolumeSource, SpecError> {
     let name = v.name.clone().unwrap_or_default();
+    if let Some(efs) = v
+        .config
+        .get("efsVolumeConfiguration")
+        .filter(|x| !x.is_null())
+    {
+        return Ok(VolumeSource::HostPath(file_system_path(
+            &name,
+            efs,
+            file_systems,
+        )?));
+    }
     if let Some(path) = v
         .config
         .get("host")
@@ -170,7 +222,6 @@ pub fn volume_source(task_id: &str, v: &Volume) -> Result<VolumeSource, SpecErro
         });
     }
     for unsupported in [
-        "efsVolumeConfiguration",
         "fsxWindowsFileServerVolumeConfiguration",
         "configuredAtLaunch",
     ] {
@@ -420,7 +471,7 @@ pub fn container_spec(
                     def.name
                 ))
             })?;
-        let source = match volume_source(&id.task_id, v)? {
+        let source = match volume_source(&id.task_id, v, &inputs.file_systems)? {
             VolumeSource::HostPath(p) => p,
             VolumeSource::Docker { name, .. } => name,
         };
@@ -489,7 +540,10 @@ pub fn container_spec(
         binds,
         volumes_from,
         readonly_rootfs: def.readonly_root_filesystem == Some(true),
-        stop_timeout: Some(secs(def.stop_timeout, DEFAULT_STOP_TIMEOUT.as_secs())),
+        stop_timeout: Some(secs(
+            def.stop_timeout,
+            inputs.default_stop_timeout.as_secs(),
+        )),
         hostname: def
             .other
             .get("hostname")
@@ -631,7 +685,38 @@ mod tests {
             awsvpc_namespace: None,
             fargate: None,
             secret_environment: Vec::new(),
+            default_stop_timeout: DEFAULT_STOP_TIMEOUT,
+            file_systems: BTreeMap::from([("fs-1".to_owned(), "/srv/fs1".into())]),
         }
+    }
+
+    #[test]
+    fn file_system_volumes_bind_their_root_directory_and_never_escape() {
+        let fs = BTreeMap::from([("fs-1".to_owned(), std::path::PathBuf::from("/srv/fs1"))]);
+        let vol = |root: &str| Volume {
+            name: Some("d".into()),
+            config: serde_json::from_value(json!({"efsVolumeConfiguration":
+                {"fileSystemId": "fs-1", "rootDirectory": root}}))
+            .expect("config"),
+        };
+        assert_eq!(
+            volume_source("t", &vol("/app/data"), &fs).expect("ok"),
+            VolumeSource::HostPath("/srv/fs1/app/data".into())
+        );
+        assert_eq!(
+            volume_source("t", &vol("/"), &fs).expect("ok"),
+            VolumeSource::HostPath("/srv/fs1".into())
+        );
+        assert!(volume_source("t", &vol("/a/../../etc"), &fs).is_err());
+        let other = Volume {
+            name: Some("d".into()),
+            config: serde_json::from_value(
+                json!({"efsVolumeConfiguration": {"fileSystemId": "fs-2"}}),
+            )
+            .expect("config"),
+        };
+        let err = volume_source("t", &other, &fs).expect_err("unmapped");
+        assert!(err.0.contains("fs-2 is not mapped"), "{}", err.0);
     }
 
     #[test]

@@ -144,21 +144,32 @@ impl ListenerArgs {
 }
 
 /// `gantry up` flags: the server's, with a default data directory.
-/// `gantry agent` flags.
+/// `gantry agent` flags. Each may also come from the ECS agent's configuration file (see
+/// `--config`); a flag wins over the file.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    /// The ECS agent configuration file to read (`KEY=VALUE` lines such as `ECS_CLUSTER=prod`);
+    /// default /etc/ecs/ecs.config when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The control plane's URL, e.g. http://127.0.0.1:4510 (file: ECS_BACKEND_HOST).
     #[arg(long, env = "GANTRY_ENDPOINT")]
-    pub endpoint: String,
-    /// The cluster to join (created when missing).
-    #[arg(long, env = "GANTRY_CLUSTER", default_value = "default")]
-    pub cluster: String,
-    /// Where the agent keeps its checkpoint (instance identity, tasks, log positions).
+    pub endpoint: Option<String>,
+    /// The cluster to join, created when missing (file: ECS_CLUSTER; default `default`).
+    #[arg(long, env = "GANTRY_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Where the agent keeps its checkpoint: instance identity, tasks, log positions (file:
+    /// ECS_DATADIR).
     #[arg(long, env = "GANTRY_AGENT_DATA_DIR")]
-    pub data_dir: PathBuf,
-    /// A custom attribute of this container instance (repeatable).
+    pub data_dir: Option<PathBuf>,
+    /// A custom attribute of this container instance (repeatable; added to the file's
+    /// ECS_INSTANCE_ATTRIBUTES, and replacing one of the same name).
     #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = parse_attribute)]
     pub attributes: Vec<(String, String)>,
+    /// A file system this host maps for `efsVolumeConfiguration` volumes: fs-ID=dir:PATH (a host
+    /// directory, created when missing; repeatable). Tasks bind-mount its `rootDirectory`.
+    #[arg(long = "file-system", value_name = "FS-ID=dir:PATH", value_parser = parse_file_system)]
+    pub file_systems: Vec<(String, PathBuf)>,
     /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -181,6 +192,32 @@ pub struct AgentArgs {
     /// `autoScalingGroupName/NAME` places its tasks on this pool's instances only.
     #[arg(long, value_name = "NAME", conflicts_with = "fargate_pool", value_parser = parse_pool)]
     pub pool: Option<String>,
+}
+
+fn parse_file_system(s: &str) -> Result<(String, PathBuf), String> {
+    let (id, backend) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected FS-ID=dir:PATH, got {s:?}"))?;
+    let valid_id = id.strip_prefix("fs-").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if !valid_id {
+        return Err(format!(
+            "a file system id is fs- followed by letters and digits, got {id:?}"
+        ));
+    }
+    match backend.split_once(':') {
+        Some(("dir", path)) if path.starts_with('/') && !path.split('/').any(|p| p == "..") => {
+            Ok((id.to_owned(), PathBuf::from(path)))
+        }
+        Some(("dir", path)) => Err(format!(
+            "dir: takes an absolute path without '..', got {path:?}"
+        )),
+        Some(("nfs" | "fuse", _)) => Err(format!(
+            "{backend}: only the dir: backend is supported by this agent so far"
+        )),
+        _ => Err(format!("expected dir:PATH after {id}=, got {backend:?}")),
+    }
 }
 
 fn parse_pool(s: &str) -> Result<String, String> {
@@ -212,6 +249,7 @@ pub struct InterruptArgs {
     /// Seconds between SIGTERM and SIGKILL (AWS gives two minutes).
     #[arg(long, default_value_t = 120)]
     pub warning_seconds: u64,
+    /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
 }
@@ -248,6 +286,7 @@ pub struct SimulateArgs {
     /// Simulate Fargate capacity of this platform pool instead of a cluster's instances.
     #[arg(long, value_name = "NAME", value_parser = parse_pool)]
     pub fargate_pool: Option<String>,
+    /// SigV4 region of the control plane.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
 }
@@ -264,18 +303,26 @@ pub struct UpArgs {
     /// Where state lives (default: $XDG_DATA_HOME/gantry or ~/.local/share/gantry).
     #[arg(long, env = "GANTRY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (see --ready-file).
     #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:4510")]
     pub listen: SocketAddr,
+    /// Written once serving: JSON with `endpoint` and `registry`.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// The account id in ARNs.
     #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
+    /// The region printed for clients (requests use the region they are signed for).
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).
     #[arg(long, env = "GANTRY_STOPPED_TASK_RETENTION", default_value_t = 3600)]
     pub stopped_task_retention: u64,
+    /// Seconds a dropped agent may stay away before its instance is DISCONNECTED.
     #[arg(long, env = "GANTRY_HEARTBEAT_GRACE", default_value_t = 15)]
     pub heartbeat_grace: u64,
+    /// Seconds a DISCONNECTED instance may stay away before its tasks are marked lost and
+    /// replaced elsewhere.
     #[arg(long, env = "GANTRY_LOST_AFTER", default_value_t = 60)]
     pub lost_after: u64,
     /// The block of each region's default VPC (AWS's is 172.31.0.0/16): a /16 to /24 not used by
@@ -420,7 +467,7 @@ impl UpArgs {
     }
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(x).join("gantry"));
     }

@@ -43,6 +43,18 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
 }
 
 impl RootCredentials {
+    /// Environment first, then the stored file; an error when neither holds a pair.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join(FILE);
+        let from_env = std::env::var("GANTRY_ROOT_ACCESS_KEY_ID").is_ok_and(|v| !v.is_empty());
+        anyhow::ensure!(
+            from_env || path.exists(),
+            "{} holds no root credentials and GANTRY_ROOT_ACCESS_KEY_ID is not set",
+            data_dir.display()
+        );
+        Self::load_or_create(data_dir)
+    }
+
     /// Environment first, then the stored file, else a new pair written to the file.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
         let env_id = std::env::var("GANTRY_ROOT_ACCESS_KEY_ID")

@@ -2,16 +2,20 @@
 //! store, the APIs and the listeners together, and shuts down on SIGTERM or Ctrl-C within a
 //! deadline (a second signal exits at once).
 
+mod agent_config;
 mod authz;
 #[rustfmt::skip]
 mod authz_table;
 mod config;
+mod console;
 mod credentials;
 mod datadir;
+mod health;
 mod identity;
 mod prometheus;
 mod secrets;
 mod server;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -42,17 +46,81 @@ enum Command {
     /// Register N simulated container instances that stay connected and run every task they are
     /// given at once (no containers): for measuring the control plane at scale.
     Simulate(config::SimulateArgs),
+    /// List tasks, like `docker ps`.
+    Ps(user::PsArgs),
+    /// List services with their counts and rollout state.
+    Services(user::ServicesArgs),
+    /// Print (and with -f follow) the awslogs output of a service's or a task's containers.
+    Logs(user::LogsArgs),
+    /// Register a revision with new images, update the service and follow the rollout until it
+    /// is stable or fails.
+    Deploy(user::DeployArgs),
+    /// Set a service's desired count.
+    Scale(user::ScaleArgs),
+    /// Show the server, store, agents, clusters and load balancers.
+    Status(user::StatusArgs),
+    /// Print the `export` lines of a local `gantry up` again, from its data directory.
+    Env(user::EnvArgs),
+    /// Push a local Docker image to Gantry's registry (creating the repository when missing).
+    Push(user::PushArgs),
 }
 
-async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
-    datadir::prepare(&args.data_dir)?;
-    let _lock = datadir::DataDirLock::acquire(&args.data_dir, "agent")?;
+async fn run_agent(args: config::AgentArgs, file: agent_config::EcsConfig) -> anyhow::Result<()> {
+    for key in &file.unknown {
+        tracing::warn!(
+            key = %key,
+            file = %agent_config::describe(args.config.as_ref()),
+            "unknown agent configuration key; ignored"
+        );
+    }
+    let endpoint = args
+        .endpoint
+        .clone()
+        .or_else(|| file.get("ECS_BACKEND_HOST").map(str::to_owned))
+        .ok_or_else(|| {
+            anyhow::anyhow!("set --endpoint or ECS_BACKEND_HOST in the agent's configuration")
+        })?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.get("ECS_DATADIR").map(std::path::PathBuf::from))
+        .ok_or_else(|| {
+            anyhow::anyhow!("set --data-dir or ECS_DATADIR in the agent's configuration")
+        })?;
+    datadir::prepare(&data_dir)?;
+    let _lock = datadir::DataDirLock::acquire(&data_dir, "agent")?;
     let cluster = match &args.fargate_pool {
         Some(_) => gantry_domain::cluster::FARGATE_PLATFORM_CLUSTER.to_owned(),
-        None => args.cluster,
+        None => args
+            .cluster
+            .clone()
+            .or_else(|| file.get("ECS_CLUSTER").map(str::to_owned))
+            .unwrap_or_else(|| "default".to_owned()),
     };
-    let mut cfg = gantry_agent::AgentConfig::new(args.endpoint, cluster, args.data_dir);
-    cfg.attributes = args.attributes;
+    let mut cfg = gantry_agent::AgentConfig::new(endpoint, cluster, data_dir);
+    file.apply(&mut cfg)?;
+    for (id, path) in args.file_systems {
+        std::fs::create_dir_all(&path)
+            .map_err(|e| anyhow::anyhow!("file system {id}: creating {}: {e}", path.display()))?;
+        cfg.file_systems.insert(id, path);
+    }
+    for (k, v) in args.attributes {
+        cfg.attributes.retain(|(name, _)| *name != k);
+        cfg.attributes.push((k, v));
+    }
+    // The root pair of Gantry's own variables, else the standard AWS chain.
+    if cfg.access_key_id.is_empty() || cfg.secret_access_key.is_empty() {
+        match user::conn::chain_credentials(None) {
+            Some((_, _, Some(_))) => anyhow::bail!(
+                "gantry agent needs a long-term access key pair; the credentials found carry a session token"
+            ),
+            Some((ak, sk, None)) => {
+                cfg.access_key_id = ak;
+                cfg.secret_access_key = sk;
+            }
+            None => {}
+        }
+    }
     if let Some(pool) = args.pool {
         cfg.attributes
             .push((gantry_domain::capacity::POOL_ATTRIBUTE.to_owned(), pool));
@@ -177,8 +245,23 @@ fn log_filter(setting: Option<&str>) -> tracing_subscriber::EnvFilter {
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    // The agent's file is read before logging starts: its ECS_LOGLEVEL sets the level when
+    // GANTRY_LOG does not.
+    let agent_file = match &cli.command {
+        Command::Agent(a) => Some(agent_config::EcsConfig::load(a.config.as_deref())?),
+        _ => None,
+    };
+    let level = std::env::var("GANTRY_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| {
+            agent_file
+                .as_ref()
+                .and_then(|f| f.log_level())
+                .map(str::to_owned)
+        });
     tracing_subscriber::fmt()
-        .with_env_filter(log_filter(std::env::var("GANTRY_LOG").ok().as_deref()))
+        .with_env_filter(log_filter(level.as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -201,10 +284,18 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
-            Command::Agent(args) => run_agent(args).await,
+            Command::Agent(args) => run_agent(args, agent_file.unwrap_or_default()).await,
             Command::Lb(args) => run_lb(args).await,
             Command::Simulate(args) => run_simulate(args).await,
             Command::Fargate(cmd) => run_fargate(cmd).await,
+            Command::Ps(args) => user::ps(args).await,
+            Command::Services(args) => user::services(args).await,
+            Command::Logs(args) => user::logs(args).await,
+            Command::Deploy(args) => user::deploy(args).await,
+            Command::Scale(args) => user::scale(args).await,
+            Command::Status(args) => user::status(args).await,
+            Command::Env(args) => user::env(args).await,
+            Command::Push(args) => user::push(args).await,
         }
     });
     // Whatever is still running (a blocking write stuck on a dead disk, a task that ignored its
@@ -233,5 +324,33 @@ mod log_filter_tests {
                 "{setting:?}: {shown}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every argument of `cmd` and its subcommands lacking help text, as `path --flag`.
+    fn without_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let builtin = matches!(a.get_id().as_str(), "help" | "version");
+            if !builtin && a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path} --{}", a.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {} (no about)", sub.get_name()));
+            }
+            without_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_subcommand_has_help_text() {
+        let mut missing = Vec::new();
+        without_help(&super::Cli::command(), "gantry", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
     }
 }

@@ -747,6 +747,10 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let app = front
         .router()
         .merge(metrics_route)
+        .merge(crate::health::router(store.clone()))
+        .merge(crate::console::router(Arc::new(
+            crate::console::Console::new(endpoint.clone(), cfg.region.clone())?,
+        )))
         .merge(registry.router())
         .merge(agents.router())
         .merge(admin)
@@ -767,23 +771,34 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         });
         write_atomically(path, serde_json::to_vec_pretty(&ready)?.as_slice())?;
     }
+    // For `gantry env`: where this server answers (the credentials are beside it); private
+    // like every file of the data dir.
+    crate::credentials::write_private(
+        &cfg.data_dir.join(crate::user::env::SERVER_FILE),
+        serde_json::to_vec_pretty(&json!({
+            "endpoint": endpoint,
+            "registry": addr.to_string(),
+            "region": cfg.region,
+        }))?
+        .as_slice(),
+    )?;
     if up.is_some() {
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
             "# Gantry is running. Paste these lines into your shell:"
         )?;
-        writeln!(out, "export AWS_ENDPOINT_URL={endpoint}")?;
-        writeln!(out, "export AWS_ACCESS_KEY_ID={}", creds.access_key_id)?;
-        writeln!(
+        write!(
             out,
-            "export AWS_SECRET_ACCESS_KEY={}",
-            creds.secret_access_key
+            "{}",
+            crate::user::env::export_lines(
+                &endpoint,
+                &addr.to_string(),
+                &cfg.region,
+                &creds.access_key_id,
+                &creds.secret_access_key,
+            )
         )?;
-        writeln!(out, "export AWS_REGION={}", cfg.region)?;
-        // The AWS CLI v1 and boto3 read the region from AWS_DEFAULT_REGION.
-        writeln!(out, "export AWS_DEFAULT_REGION={}", cfg.region)?;
-        writeln!(out, "# registry for docker: {addr}")?;
         out.flush()?;
     }
 

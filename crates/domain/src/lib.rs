@@ -5,6 +5,7 @@
 //! on tokio, HTTP, a database or Docker.
 
 pub mod arn;
+pub mod capability;
 pub mod capacity;
 pub mod cluster;
 pub mod container_instance;

@@ -493,6 +493,11 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
         )));
     }
     keep_only(&mut td.other, TASK_PASSTHROUGH);
+    for v in &td.volumes {
+        if let Some(efs) = v.config.get("efsVolumeConfiguration") {
+            check_efs_volume(v.name.as_deref().unwrap_or(""), efs)?;
+        }
+    }
     if td.container_definitions.is_empty() {
         return Err(ValidationError::client(
             "Container list cannot be empty.".to_owned(),
@@ -828,6 +833,62 @@ fn compatibilities(td: &TaskDefinition) -> Vec<String> {
     out
 }
 
+/// ECS's rules for an `efsVolumeConfiguration`: a file system id, `transitEncryption` ENABLED or
+/// DISABLED (ENABLED when IAM authorization is), a `rootDirectory` of at most 255 characters
+/// that is `/` (or absent) with an access point.
+fn check_efs_volume(name: &str, efs: &Value) -> Result<(), ValidationError> {
+    let invalid = |m: String| Err(ValidationError::client(m));
+    if efs["fileSystemId"].as_str().is_none_or(str::is_empty) {
+        return invalid(format!(
+            "Volume '{name}': efsVolumeConfiguration.fileSystemId is required."
+        ));
+    }
+    let transit = efs["transitEncryption"].as_str();
+    if let Some(t) = transit
+        && t != "ENABLED"
+        && t != "DISABLED"
+    {
+        return invalid(format!(
+            "Volume '{name}': transitEncryption must be ENABLED or DISABLED, got {t}."
+        ));
+    }
+    if let Some(port) = efs["transitEncryptionPort"].as_i64()
+        && !(0..=65535).contains(&port)
+    {
+        return invalid(format!(
+            "Volume '{name}': transitEncryptionPort must be between 0 and 65535."
+        ));
+    }
+    let auth = &efs["authorizationConfig"];
+    if auth["iam"] == "ENABLED" && transit != Some("ENABLED") {
+        return invalid(format!(
+            "Volume '{name}': transit encryption must be enabled when IAM authorization is enabled."
+        ));
+    }
+    let root = efs["rootDirectory"].as_str().unwrap_or("");
+    if root.len() > 255 {
+        return invalid(format!(
+            "Volume '{name}': rootDirectory may be at most 255 characters."
+        ));
+    }
+    if auth["accessPointId"]
+        .as_str()
+        .is_some_and(|a| !a.is_empty())
+        && !root.is_empty()
+        && root != "/"
+    {
+        return invalid(format!(
+            "Volume '{name}': the root directory must be omitted or set to '/' when an access point is used."
+        ));
+    }
+    if root.split('/').any(|p| p == "..") {
+        return invalid(format!(
+            "Volume '{name}': rootDirectory may not contain '..'."
+        ));
+    }
+    Ok(())
+}
+
 /// The capability attributes an instance must carry to run `td`, named as ECS names them.
 pub fn required_attributes(td: &TaskDefinition) -> Vec<RequiredAttribute> {
     let mut names: Vec<String> = Vec::new();
@@ -844,6 +905,20 @@ pub fn required_attributes(td: &TaskDefinition) -> Vec<RequiredAttribute> {
     }
     if td.task_role_arn.as_deref().is_some_and(|r| !r.is_empty()) {
         add("com.amazonaws.ecs.capability.task-iam-role");
+    }
+    // Shared file systems, named as ECS names them.
+    for v in &td.volumes {
+        if let Some(efs) = v.config.get("efsVolumeConfiguration") {
+            add("ecs.capability.efs");
+            if efs["authorizationConfig"]["iam"] == "ENABLED" {
+                add("ecs.capability.efsAuth");
+            }
+        }
+        if v.config
+            .contains_key("fsxWindowsFileServerVolumeConfiguration")
+        {
+            add("ecs.capability.fsxWindowsFileServer");
+        }
     }
     for c in &td.container_definitions {
         if let Some(lc) = &c.log_configuration {
@@ -1035,6 +1110,53 @@ mod tests {
             .collect();
         assert!(req.contains(&"ecs.capability.container-health-check"));
         assert!(req.contains(&"ecs.capability.container-ordering"));
+    }
+
+    #[test]
+    fn efs_volumes_are_checked_as_ecs_checks_them() {
+        let reg = |efs: Value| {
+            let mut t = td(
+                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i", "memory": 8}],
+                "volumes": [{"name": "d", "efsVolumeConfiguration": efs}]}),
+            );
+            normalize_for_registration(&mut t).map_err(|e| e.to_string())
+        };
+        assert!(reg(json!({"fileSystemId": "fs-1", "rootDirectory": "/a"})).is_ok());
+        assert!(
+            reg(json!({"rootDirectory": "/a"}))
+                .expect_err("id")
+                .contains("fileSystemId")
+        );
+        assert!(reg(json!({"fileSystemId": "fs-1", "transitEncryption": "MAYBE"})).is_err());
+        assert!(
+            reg(json!({"fileSystemId": "fs-1", "authorizationConfig": {"iam": "ENABLED"}}))
+                .expect_err("iam")
+                .contains("transit encryption")
+        );
+        assert!(reg(json!({"fileSystemId": "fs-1", "rootDirectory": "/a/../b"})).is_err());
+        assert!(
+            reg(json!({"fileSystemId": "fs-1", "rootDirectory": "/x",
+            "authorizationConfig": {"accessPointId": "fsap-1"}}))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn shared_file_systems_require_their_capabilities() {
+        let t = td(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i"}],
+            "volumes": [{"name": "d", "efsVolumeConfiguration": {"fileSystemId": "fs-1",
+                "authorizationConfig": {"iam": "ENABLED"}}}]}),
+        );
+        let req: Vec<String> = required_attributes(&t)
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert!(req.contains(&"ecs.capability.efs".to_owned()), "{req:?}");
+        assert!(
+            req.contains(&"ecs.capability.efsAuth".to_owned()),
+            "{req:?}"
+        );
     }
 
     #[test]

@@ -658,6 +658,34 @@ async fn move_one(
     Ok(MoveStep::Done(Box::new(t)))
 }
 
+/// A task not placed: the closest instance's ARN, the reason, the detail.
+type Unplaced = (String, String, Option<String>);
+
+/// What `failures[].detail` says beyond the reason: for `ATTRIBUTE`, the required attributes
+/// the closest instance lacks, and whether Gantry can offer them at all.
+fn failure_detail(
+    request: &PlacementRequest,
+    closest: Option<&gantry_scheduler::InstanceView>,
+    reason: gantry_scheduler::FailureReason,
+) -> Option<String> {
+    if reason != gantry_scheduler::FailureReason::Attribute {
+        return None;
+    }
+    let instance = closest?;
+    let missing: Vec<String> = request
+        .requires_attributes
+        .iter()
+        .filter(|r| {
+            !instance
+                .attributes
+                .iter()
+                .any(|(n, v)| *n == r.name && (r.value.is_none() || r.value == *v))
+        })
+        .map(|r| r.name.clone())
+        .collect();
+    (!missing.is_empty()).then(|| gantry_domain::capability::missing_attributes_detail(&missing))
+}
+
 fn job_tasks(l: &Launch) -> usize {
     if l.start {
         l.req.container_instances.len()
@@ -691,7 +719,7 @@ async fn place_one(
         )
         .to_string()
     };
-    let picks: Vec<Result<usize, (String, String)>> = if l.start {
+    let picks: Vec<Result<usize, Unplaced>> = if l.start {
         // StartTask names the instances: only feasibility applies, no constraints.
         let mut request = l.request.clone();
         request.constraints = vec![];
@@ -707,7 +735,7 @@ async fn place_one(
                 } else {
                     Arn::container_instance(&ctx.region, &ctx.account_id, &l.cluster, r).to_string()
                 };
-                out.push(Err((arn, "MISSING".to_owned())));
+                out.push(Err((arn, "MISSING".to_owned(), None)));
                 continue;
             };
             let one = local
@@ -719,10 +747,12 @@ async fn place_one(
                     tasks::reserve_in_view(one, &request.task, &request.group);
                     out.push(Ok(idx));
                 }
-                Some(PlacementResult::Failed(f)) => {
-                    out.push(Err((instance_arn(idx), f.reason.as_str().to_owned())))
-                }
-                None => out.push(Err((instance_arn(idx), "RESOURCE:CPU".to_owned()))),
+                Some(PlacementResult::Failed(f)) => out.push(Err((
+                    instance_arn(idx),
+                    f.reason.as_str().to_owned(),
+                    failure_detail(&request, Some(&*one), f.reason),
+                ))),
+                None => out.push(Err((instance_arn(idx), "RESOURCE:CPU".to_owned(), None))),
             }
         }
         out
@@ -735,10 +765,16 @@ async fn place_one(
                 PlacementResult::Failed(_) if l.fargate => Err((
                     String::new(),
                     tasks::FARGATE_CAPACITY_UNAVAILABLE.to_owned(),
+                    None,
                 )),
                 PlacementResult::Failed(f) => Err((
                     f.closest.map(instance_arn).unwrap_or_default(),
                     f.reason.as_str().to_owned(),
+                    failure_detail(
+                        &l.request,
+                        f.closest.and_then(|i| view.views().get(i)),
+                        f.reason,
+                    ),
                 )),
             })
             .collect()
@@ -760,7 +796,7 @@ async fn place_one(
                 task.ephemeral_storage_gib = l.ephemeral_storage;
                 placed.push((idx, task));
             }
-            Err((arn, reason)) => failures.push(failure(&arn, &reason, None)),
+            Err((arn, reason, detail)) => failures.push(failure(&arn, &reason, detail.as_deref())),
         }
     }
     let mut txn = Txn::new();

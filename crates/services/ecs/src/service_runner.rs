@@ -761,8 +761,14 @@ impl ServiceRunner {
                         }
                         let arn = f.get("arn").and_then(|v| v.as_str()).unwrap_or("");
                         let instance = arn.rsplit('/').next().unwrap_or(arn);
+                        // Gantry's addition: which requirement no instance meets.
+                        let detail = f
+                            .get("detail")
+                            .and_then(|v| v.as_str())
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default();
                         events.push(format!(
-                            "(service {}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {}) {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                            "(service {}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {}) {}{detail}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
                             s.name,
                             instance,
                             placement_detail(reason)
