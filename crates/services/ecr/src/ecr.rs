@@ -89,12 +89,15 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "BatchGetImage",
     "CompleteLayerUpload",
     "CreateRepository",
+    "DeleteLifecyclePolicy",
     "DeleteRepository",
     "DeleteRepositoryPolicy",
     "DescribeImages",
     "DescribeRepositories",
     "GetAuthorizationToken",
     "GetDownloadUrlForLayer",
+    "GetLifecyclePolicy",
+    "GetLifecyclePolicyPreview",
     "GetRepositoryPolicy",
     "InitiateLayerUpload",
     "ListImages",
@@ -102,7 +105,9 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "PutImage",
     "PutImageScanningConfiguration",
     "PutImageTagMutability",
+    "PutLifecyclePolicy",
     "SetRepositoryPolicy",
+    "StartLifecyclePolicyPreview",
     "TagResource",
     "UntagResource",
     "UploadLayerPart",
@@ -172,6 +177,30 @@ pub(crate) async fn handle(
         "UploadLayerPart" => e.upload_layer_part(parse_body(body)?).await,
         "CompleteLayerUpload" => e.complete_layer_upload(parse_body(body)?).await,
         "GetDownloadUrlForLayer" => e.get_download_url_for_layer(parse_body(body)?).await,
+        "PutLifecyclePolicy"
+        | "GetLifecyclePolicy"
+        | "DeleteLifecyclePolicy"
+        | "StartLifecyclePolicyPreview"
+        | "GetLifecyclePolicyPreview" => {
+            let action = if op.starts_with("Get") {
+                RegistryAction::Describe
+            } else {
+                RegistryAction::Manage
+            };
+            let repo_name = |id: &Option<String>, name: &Option<String>| {
+                let repo = e.repo_name(id, name)?;
+                e.authorize(action, Some(&repo))?;
+                Ok(repo)
+            };
+            crate::lifecycle::LifecycleApi {
+                reg,
+                ctx,
+                repo_name: &repo_name,
+                to_aws: &to_aws,
+            }
+            .handle(op, body)
+            .await
+        }
         op if MODEL_OPERATIONS.contains(&op) => Err(AwsError::client(
             "ValidationException",
             format!("the ECR operation {op} is not implemented by Gantry"),

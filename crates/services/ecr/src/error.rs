@@ -91,6 +91,12 @@ pub enum RegistryError {
     /// No repository policy set.
     #[error("repository {0} has no repository policy")]
     RepositoryPolicyNotFound(String),
+    /// The repository has no lifecycle policy (the message is ECR's).
+    #[error("{0}")]
+    LifecyclePolicyNotFound(String),
+    /// GetLifecyclePolicyPreview before any StartLifecyclePolicyPreview (the message is ECR's).
+    #[error("{0}")]
+    LifecyclePolicyPreviewNotFound(String),
     /// `PutImage` of a manifest (and tag) that is already there.
     #[error("image {0} already exists")]
     ImageAlreadyExists(String),
@@ -161,6 +167,8 @@ impl RegistryError {
             | RepositoryAlreadyExists(_)
             | RepositoryNotEmpty(_)
             | RepositoryPolicyNotFound(_)
+            | LifecyclePolicyNotFound(_)
+            | LifecyclePolicyPreviewNotFound(_)
             | ImageAlreadyExists(_)
             | LayerAlreadyExists(_) => "DENIED",
             Store(_) | Io(_) | Internal(_) => "UNKNOWN",
@@ -210,6 +218,8 @@ impl RegistryError {
             RepositoryAlreadyExists(_) => "RepositoryAlreadyExistsException",
             RepositoryNotEmpty(_) => "RepositoryNotEmptyException",
             RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
+            LifecyclePolicyNotFound(_) => "LifecyclePolicyNotFoundException",
+            LifecyclePolicyPreviewNotFound(_) => "LifecyclePolicyPreviewNotFoundException",
             ImageAlreadyExists(_) => "ImageAlreadyExistsException",
             LayerAlreadyExists(_) => "LayerAlreadyExistsException",
             EmptyUpload(_) => "EmptyUploadException",
