@@ -23,6 +23,7 @@ mod events;
 mod groups;
 pub mod insights;
 mod keys;
+pub mod metric_filters;
 mod model;
 pub mod pattern;
 mod pool;
@@ -194,6 +195,8 @@ pub struct LogsService {
     reads: Arc<OnceLock<pool::ReadPool>>,
     /// The thread Logs Insights queries run on, started by the first StartQuery.
     queries: Arc<OnceLock<pool::ReadPool>>,
+    /// Where metric filters publish; without it, filters are kept but publish nothing.
+    pub(crate) metrics: Option<Arc<dyn metric_filters::MetricPublisher>>,
     pub(crate) read_limits: ReadLimits,
 }
 
@@ -234,8 +237,19 @@ impl LogsService {
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             reads: Arc::new(OnceLock::new()),
             queries: Arc::new(OnceLock::new()),
+            metrics: None,
             read_limits: ReadLimits::default(),
         }
+    }
+
+    /// Publishes what metric filters make of incoming events through `publisher`.
+    #[must_use]
+    pub fn with_metric_publisher(
+        mut self,
+        publisher: Arc<dyn metric_filters::MetricPublisher>,
+    ) -> Self {
+        self.metrics = Some(publisher);
+        self
     }
 
     /// Bounds each read by `limits` instead of the defaults.
@@ -274,6 +288,7 @@ impl LogsService {
             retention_interval: self.retention_interval,
             reads: self.reads.clone(),
             queries: self.queries.clone(),
+            metrics: self.metrics.clone(),
             read_limits: self.read_limits,
         }
     }
@@ -343,6 +358,10 @@ impl LogsService {
                 | PutQueryDefinition
                 | DescribeQueryDefinitions
                 | DeleteQueryDefinition
+                | PutMetricFilter
+                | DescribeMetricFilters
+                | DeleteMetricFilter
+                | TestMetricFilter
         )
     }
 
@@ -388,6 +407,10 @@ impl LogsService {
             PutQueryDefinition => queries::put_definition(self, body, ctx).await,
             DescribeQueryDefinitions => queries::describe_definitions(self, body, ctx).await,
             DeleteQueryDefinition => queries::delete_definition(self, body, ctx).await,
+            PutMetricFilter => metric_filters::put(self, body, ctx).await,
+            DescribeMetricFilters => metric_filters::describe(self, body, ctx).await,
+            DeleteMetricFilter => metric_filters::delete(self, body, ctx).await,
+            TestMetricFilter => metric_filters::test(self, body, ctx).await,
             other => Err(LogsError::InvalidOperation(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),
