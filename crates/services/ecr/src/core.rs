@@ -85,7 +85,10 @@ impl Registry {
     ) -> Result<Versioned<RepoRecord>, RegistryError> {
         match self.store.get_typed::<RepoRecord>(&repo_key(name)).await? {
             Some(r) if !r.value.deleting => Ok(r),
-            _ => Err(RegistryError::NameUnknown(name.to_owned())),
+            _ => Err(RegistryError::NameUnknown {
+                name: name.to_owned(),
+                registry: self.cfg.account_id.clone(),
+            }),
         }
     }
 

@@ -8,9 +8,11 @@ use crate::digest::DigestError;
 /// Everything that can go wrong in the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The repository does not exist (never created, or deleted).
-    #[error("repository {0} does not exist")]
-    NameUnknown(String),
+    /// The repository does not exist (never created, or deleted); worded as ECR words it.
+    #[error(
+        "The repository with name '{name}' does not exist in the registry with id '{registry}'"
+    )]
+    NameUnknown { name: String, registry: String },
     /// The repository name is not a valid repository name.
     #[error("invalid repository name {0:?}")]
     NameInvalid(String),
@@ -88,9 +90,12 @@ pub enum RegistryError {
     /// `DeleteRepository` without `force` on a repository that holds images.
     #[error("repository {0} is not empty; use force to delete it with its images")]
     RepositoryNotEmpty(String),
-    /// No repository policy set.
-    #[error("repository {0} has no repository policy")]
+    /// No repository policy set (the message is ECR's).
+    #[error("{0}")]
     RepositoryPolicyNotFound(String),
+    /// No registry policy set (the message is ECR's).
+    #[error("{0}")]
+    RegistryPolicyNotFound(String),
     /// The repository has no lifecycle policy (the message is ECR's).
     #[error("{0}")]
     LifecyclePolicyNotFound(String),
@@ -143,7 +148,7 @@ impl RegistryError {
             return "UNAVAILABLE";
         }
         match self {
-            NameUnknown(_) => "NAME_UNKNOWN",
+            NameUnknown { .. } => "NAME_UNKNOWN",
             NameInvalid(_) => "NAME_INVALID",
             BlobUnknown(_) => "BLOB_UNKNOWN",
             BlobUploadUnknown(_) => "BLOB_UPLOAD_UNKNOWN",
@@ -167,6 +172,7 @@ impl RegistryError {
             | RepositoryAlreadyExists(_)
             | RepositoryNotEmpty(_)
             | RepositoryPolicyNotFound(_)
+            | RegistryPolicyNotFound(_)
             | LifecyclePolicyNotFound(_)
             | LifecyclePolicyPreviewNotFound(_)
             | ImageAlreadyExists(_)
@@ -183,7 +189,7 @@ impl RegistryError {
             return S::SERVICE_UNAVAILABLE;
         }
         match self {
-            NameUnknown(_) | BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) => {
+            NameUnknown { .. } | BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) => {
                 S::NOT_FOUND
             }
             RangeInvalid { .. } => S::RANGE_NOT_SATISFIABLE,
@@ -204,7 +210,7 @@ impl RegistryError {
     pub fn ecr_code(&self) -> (&'static str, bool) {
         use RegistryError::*;
         let code = match self {
-            NameUnknown(_) => "RepositoryNotFoundException",
+            NameUnknown { .. } => "RepositoryNotFoundException",
             BlobUnknown(_) | ManifestBlobUnknown(_) => "LayersNotFoundException",
             ManifestChildUnknown(_) => "ReferencedImagesNotFoundException",
             BlobUploadUnknown(_) => "UploadNotFoundException",
@@ -218,6 +224,7 @@ impl RegistryError {
             RepositoryAlreadyExists(_) => "RepositoryAlreadyExistsException",
             RepositoryNotEmpty(_) => "RepositoryNotEmptyException",
             RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
+            RegistryPolicyNotFound(_) => "RegistryPolicyNotFoundException",
             LifecyclePolicyNotFound(_) => "LifecyclePolicyNotFoundException",
             LifecyclePolicyPreviewNotFound(_) => "LifecyclePolicyPreviewNotFoundException",
             ImageAlreadyExists(_) => "ImageAlreadyExistsException",

@@ -520,7 +520,7 @@ impl Registry {
                 let repo = &rec.key[POLICY_PREFIX.len()..];
                 match self.apply_lifecycle(repo).await {
                     Ok(n) => total += n,
-                    Err(RegistryError::NameUnknown(_)) => {}
+                    Err(RegistryError::NameUnknown { .. }) => {}
                     Err(error) => {
                         tracing::warn!(repository = repo, %error, "lifecycle policy evaluation failed; retrying next pass");
                     }
