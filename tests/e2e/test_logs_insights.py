@@ -165,7 +165,7 @@ def test_query_errors_answer_as_aws(server, known_events):
     r = client_error(lambda: logs.start_query(logGroupName=group, logGroupNames=[group],
                                               queryString="fields @message", **window))
     assert r["Error"]["Code"] == "InvalidParameterException"
-    r = client_error(lambda: logs.start_query(logGroupName=group, queryString="fields @message", limit=10_001,
+    r = client_error(lambda: logs.start_query(logGroupName=group, queryString="fields @message", limit=100_001,
                                               **window))
     assert r["Error"]["Code"] == "InvalidParameterException"
     r = client_error(lambda: logs.get_query_results(queryId="00000000-0000-0000-0000-000000000000"))

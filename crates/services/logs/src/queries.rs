@@ -32,6 +32,8 @@ pub const CANCEL_CHECK_EVENTS: u64 = 8192;
 pub const QUERY_RESULTS_KEPT_MS: u64 = 7 * DAY_MS;
 /// A query still running after this long is reported as `Timeout`, as AWS times queries out.
 pub const QUERY_TIMEOUT_MS: u64 = 60 * 60 * 1000;
+/// The largest `limit` StartQuery takes (the default is the query language's 10,000).
+const MAX_QUERY_LIMIT: usize = 100_000;
 /// Most log groups one query may name.
 const MAX_GROUPS: usize = 50;
 /// Most saved query definitions per region.
@@ -210,7 +212,7 @@ pub(crate) async fn start(
             "End time should not be before the start time",
         ));
     }
-    let limit = limit(req.limit, query::MAX_LIMIT as i64, query::MAX_LIMIT)?;
+    let limit = limit(req.limit, MAX_QUERY_LIMIT as i64, query::MAX_LIMIT)?;
     let compiled = query::parse(&query_string).map_err(|e| LogsError::MalformedQuery {
         message: e.message,
         start: e.start,
@@ -445,7 +447,11 @@ pub(crate) async fn get_results(
     let req: QueryIdRequest = parse(body)?;
     let id = required(req.query_id, "queryId")?;
     check_query_id(&id)?;
-    let max = limit(req.max_items, 10_000, 10_000)?;
+    // maxItems 0 (the model's minimum) asks for no cap beyond the 10,000 of a page.
+    let max = match req.max_items {
+        Some(0) => 10_000,
+        other => limit(other, 10_000, 10_000)?,
+    };
     let rec = svc
         .store
         .get_typed::<QueryRecord>(&query_key(&ctx.region, &id))
