@@ -75,8 +75,11 @@ def test_start_image_scan_says_there_is_no_scanner(server):
     push_image(ecr, "scan/target", "v1", 1)
     code, msg = error(lambda: ecr.start_image_scan(repositoryName="scan/target", imageId={"imageTag": "v1"}))
     assert code == "ValidationException" and "no vulnerability scanner" in msg
-    code, _ = error(lambda: ecr.start_image_scan(repositoryName="scan/target", imageId={"imageTag": "v2"}))
-    assert code == "ImageNotFoundException"
+    missing = ("ImageNotFoundException",
+               "The image with imageId {imageDigest:'null', imageTag:'v2'} does not exist within the repository "
+               f"with name 'scan/target' in the registry with id '{ACCOUNT}'")
+    assert error(lambda: ecr.start_image_scan(repositoryName="scan/target", imageId={"imageTag": "v2"})) == missing
+    assert error(lambda: ecr.describe_images(repositoryName="scan/target", imageIds=[{"imageTag": "v2"}])) == missing
 
 
 def test_missing_repositories_are_worded_as_ecr_words_them(server):

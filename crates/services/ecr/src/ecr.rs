@@ -840,10 +840,11 @@ impl Ecr<'_> {
         id: &ImageId,
     ) -> Result<ManifestRecord, RegistryError> {
         let not_found = || {
-            RegistryError::ManifestUnknown(format!(
-                "imageDigest={}, imageTag={}",
+            RegistryError::ImageNotFound(format!(
+                "The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{repo}' in the registry with id '{}'",
                 id.image_digest.as_deref().unwrap_or("null"),
-                id.image_tag.as_deref().unwrap_or("null")
+                id.image_tag.as_deref().unwrap_or("null"),
+                self.reg.cfg.account_id
             ))
         };
         let m = match (&id.image_digest, &id.image_tag) {
@@ -987,7 +988,7 @@ impl Ecr<'_> {
                     }
                     images.push(self.image_json(&repo, &m, id.image_tag.as_deref()));
                 }
-                Err(RegistryError::ManifestUnknown(_)) => {
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::ImageNotFound(_)) => {
                     failures.push(Self::failure(
                         id,
                         "ImageNotFound",
@@ -1019,7 +1020,7 @@ impl Ecr<'_> {
             }
             let m = match self.resolve_image_id(&repo, id).await {
                 Ok(m) => m,
-                Err(RegistryError::ManifestUnknown(_)) => {
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::ImageNotFound(_)) => {
                     failures.push(Self::failure(
                         id,
                         "ImageNotFound",
@@ -1068,7 +1069,7 @@ impl Ecr<'_> {
             };
             match result {
                 Ok(ids) => deleted.extend(ids),
-                Err(RegistryError::ManifestUnknown(_)) => {
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::ImageNotFound(_)) => {
                     failures.push(Self::failure(
                         id,
                         "ImageNotFound",

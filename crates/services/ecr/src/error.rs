@@ -49,6 +49,9 @@ pub enum RegistryError {
     /// No manifest with this tag or digest exists in the repository.
     #[error("manifest {0} is unknown to this repository")]
     ManifestUnknown(String),
+    /// An ECR API image id names no image of the repository (the message is ECR's).
+    #[error("{0}")]
+    ImageNotFound(String),
     /// The tag is not a valid tag.
     #[error("invalid tag {0:?}")]
     TagInvalid(String),
@@ -158,7 +161,7 @@ impl RegistryError {
             }
             ManifestInvalid(_) => "MANIFEST_INVALID",
             ManifestBlobUnknown(_) | ManifestChildUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
-            ManifestUnknown(_) => "MANIFEST_UNKNOWN",
+            ManifestUnknown(_) | ImageNotFound(_) => "MANIFEST_UNKNOWN",
             TagInvalid(_) | TagImmutable { .. } => "TAG_INVALID",
             SizeInvalid(_) => "SIZE_INVALID",
             Unauthorized => "UNAUTHORIZED",
@@ -217,7 +220,7 @@ impl RegistryError {
             BlobUploadInvalid(_) | RangeInvalid { .. } => "InvalidLayerPartException",
             BlobDigestMismatch { .. } => "InvalidLayerException",
             ManifestDigestMismatch { .. } => "ImageDigestDoesNotMatchException",
-            ManifestUnknown(_) => "ImageNotFoundException",
+            ManifestUnknown(_) | ImageNotFound(_) => "ImageNotFoundException",
             TagImmutable { .. } => "ImageTagAlreadyExistsException",
             TooManyTags(_) => "TooManyTagsException",
             InvalidTagParameter(_) => "InvalidTagParameterException",
