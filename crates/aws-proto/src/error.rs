@@ -25,6 +25,8 @@ pub struct AwsError {
     pub code: Cow<'static, str>,
     /// Message shown to the user.
     pub message: String,
+    /// Further members of the error shape (e.g. Logs' `queryCompileError`), in the JSON body.
+    pub members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl AwsError {
@@ -34,6 +36,7 @@ impl AwsError {
             status: StatusCode::BAD_REQUEST,
             code: code.into(),
             message: message.into(),
+            members: None,
         }
     }
 
@@ -44,6 +47,7 @@ impl AwsError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: Cow::Borrowed("ServerException"),
             message: message.into(),
+            members: None,
         }
     }
 
@@ -55,7 +59,17 @@ impl AwsError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: code.into(),
             message: message.into(),
+            members: None,
         }
+    }
+
+    /// The same error with a further member of its shape (JSON protocols only).
+    #[must_use]
+    pub fn with_member(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.members
+            .get_or_insert_with(Default::default)
+            .insert(name.to_owned(), value);
+        self
     }
 
     /// The same error with another HTTP status.
@@ -74,7 +88,12 @@ impl AwsError {
     /// `x-amzn-RequestId`, `x-amzn-ErrorType: code` and `content-type:
     /// application/x-amz-json-1.1`.
     pub fn json_response(&self, request_id: &str) -> Response {
-        let body = serde_json::json!({ "__type": self.code, "message": self.message });
+        let mut body = serde_json::json!({ "__type": self.code, "message": self.message });
+        if let (Some(members), Some(obj)) = (&self.members, body.as_object_mut()) {
+            for (k, v) in members.iter() {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = self.status;
         set_header(&mut response, "content-type", crate::json::CONTENT_TYPE);

@@ -254,7 +254,7 @@ fn members(placeholder: &str) -> &'static [&'static str] {
         "ServiceName" => &["service", "services", "serviceName"],
         "TaskId" => &["task", "tasks"],
         "ContainerInstanceId" => &["containerInstance", "containerInstances"],
-        "LogGroupName" => &["logGroupName"],
+        "LogGroupName" => &["logGroupName", "logGroupNames"],
         "LogStreamName" => &["logStreamName"],
         "UserNameWithPath" | "UserName" => &["UserName"],
         "RoleNameWithPath" | "RoleName" => &["RoleName"],
@@ -430,6 +430,15 @@ mod tests {
         assert_eq!(
             c[0].resources,
             ["arn:aws:logs:us-east-1:123456789012:log-group:/ecs/web:log-stream:web/app/1"]
+        );
+        let body = br#"{"logGroupNames":["/a","/b"],"queryString":"fields @message","startTime":0,"endTime":1}"#;
+        let c = checks("logs", "StartQuery", &ctx(), OperationInput::Json(body));
+        assert_eq!(
+            c[0].resources,
+            [
+                "arn:aws:logs:us-east-1:123456789012:log-group:/a",
+                "arn:aws:logs:us-east-1:123456789012:log-group:/b"
+            ]
         );
     }
 

@@ -564,11 +564,6 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             shutdown_rx.clone(),
         )),
     ));
-    let logs = Arc::new(gantry_logs::LogsService::new(store.clone()));
-    parts.push((
-        "log retention",
-        tokio::spawn(logs.clone().run_retention(shutdown_rx.clone())),
-    ));
     let kms = Arc::new(KmsService::new(store.clone(), master));
     parts.push((
         "kms maintenance",
@@ -612,6 +607,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let cloudwatch = gantry_cloudwatch::CloudWatchService::open(store.clone())
         .await
         .context("loading CloudWatch metric data")?;
+    let logs = Arc::new(
+        gantry_logs::LogsService::new(store.clone())
+            .with_metric_publisher(Arc::new(LogMetricsSink(cloudwatch.clone()))),
+    );
+    parts.push((
+        "log retention",
+        tokio::spawn(logs.clone().run_retention(shutdown_rx.clone())),
+    ));
     parts.push((
         "cloudwatch alarms and retention",
         tokio::spawn(
@@ -944,6 +947,46 @@ impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
             })
             .collect();
         self.0.put_rows(region, rows, now_ms).await
+    }
+}
+
+/// Logs metric filters' data published into CloudWatch
+/// (`gantry_logs::metric_filters::MetricPublisher`).
+#[derive(Debug)]
+struct LogMetricsSink(Arc<gantry_cloudwatch::CloudWatchService>);
+
+#[async_trait::async_trait]
+impl gantry_logs::metric_filters::MetricPublisher for LogMetricsSink {
+    async fn publish(
+        &self,
+        region: &str,
+        samples: Vec<gantry_logs::metric_filters::MetricSample>,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id};
+        let rows = samples
+            .into_iter()
+            .map(|s| Row {
+                key: SeriesKey {
+                    region: region.to_owned(),
+                    namespace: s.namespace,
+                    name: s.name,
+                    dimensions: s.dimensions,
+                },
+                bucket: s.minute,
+                unit: s.unit.as_deref().and_then(unit_id).unwrap_or(UNIT_NONE),
+                agg: Agg {
+                    count: s.count,
+                    sum: s.sum,
+                    min: s.min,
+                    max: s.max,
+                },
+            })
+            .collect();
+        self.0
+            .put_rows(region, rows, now_ms)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -85,7 +85,10 @@ impl Registry {
     ) -> Result<Versioned<RepoRecord>, RegistryError> {
         match self.store.get_typed::<RepoRecord>(&repo_key(name)).await? {
             Some(r) if !r.value.deleting => Ok(r),
-            _ => Err(RegistryError::NameUnknown(name.to_owned())),
+            _ => Err(RegistryError::NameUnknown {
+                name: name.to_owned(),
+                registry: self.cfg.account_id.clone(),
+            }),
         }
     }
 
@@ -197,6 +200,8 @@ impl Registry {
                 keys.push(link_key(&d, &repo));
             }
         }
+        keys.push(crate::lifecycle::policy_key(name));
+        keys.push(crate::lifecycle::preview_key(name));
         for chunk in keys.chunks(500) {
             let txn = chunk.iter().fold(Txn::new(), |t, k| t.delete(k));
             self.store.commit(txn).await?;
@@ -612,6 +617,11 @@ impl Registry {
             }
             if committed(self.store.commit(txn).await?) {
                 tracing::info!(repository = repo, reference = %reference, digest = %digest, "manifest pushed");
+                // ECR evaluates lifecycle policies after pushes; a failure here never fails the
+                // push (the scheduled pass retries).
+                if let Err(error) = self.apply_lifecycle(repo).await {
+                    tracing::warn!(repository = repo, %error, "lifecycle policy evaluation after push failed");
+                }
                 return Ok(PutManifestOutcome {
                     digest,
                     subject: parsed.subject.map(|s| s.digest),

@@ -87,14 +87,22 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "BatchCheckLayerAvailability",
     "BatchDeleteImage",
     "BatchGetImage",
+    "BatchGetRepositoryScanningConfiguration",
     "CompleteLayerUpload",
     "CreateRepository",
+    "DeleteLifecyclePolicy",
+    "DeleteRegistryPolicy",
     "DeleteRepository",
     "DeleteRepositoryPolicy",
     "DescribeImages",
+    "DescribeRegistry",
     "DescribeRepositories",
     "GetAuthorizationToken",
     "GetDownloadUrlForLayer",
+    "GetLifecyclePolicy",
+    "GetLifecyclePolicyPreview",
+    "GetRegistryPolicy",
+    "GetRegistryScanningConfiguration",
     "GetRepositoryPolicy",
     "InitiateLayerUpload",
     "ListImages",
@@ -102,7 +110,12 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "PutImage",
     "PutImageScanningConfiguration",
     "PutImageTagMutability",
+    "PutLifecyclePolicy",
+    "PutRegistryPolicy",
+    "PutRegistryScanningConfiguration",
     "SetRepositoryPolicy",
+    "StartImageScan",
+    "StartLifecyclePolicyPreview",
     "TagResource",
     "UntagResource",
     "UploadLayerPart",
@@ -172,6 +185,44 @@ pub(crate) async fn handle(
         "UploadLayerPart" => e.upload_layer_part(parse_body(body)?).await,
         "CompleteLayerUpload" => e.complete_layer_upload(parse_body(body)?).await,
         "GetDownloadUrlForLayer" => e.get_download_url_for_layer(parse_body(body)?).await,
+        "PutRegistryPolicy" => e.put_registry_policy(parse_body(body)?).await,
+        "GetRegistryPolicy" => e.get_registry_policy(false).await,
+        "DeleteRegistryPolicy" => e.get_registry_policy(true).await,
+        "DescribeRegistry" => e.describe_registry(),
+        "PutRegistryScanningConfiguration" => {
+            e.put_registry_scanning_configuration(parse_body(body)?)
+                .await
+        }
+        "GetRegistryScanningConfiguration" => e.get_registry_scanning_configuration().await,
+        "BatchGetRepositoryScanningConfiguration" => {
+            e.batch_get_repository_scanning_configuration(parse_body(body)?)
+                .await
+        }
+        "StartImageScan" => e.start_image_scan(parse_body(body)?).await,
+        "PutLifecyclePolicy"
+        | "GetLifecyclePolicy"
+        | "DeleteLifecyclePolicy"
+        | "StartLifecyclePolicyPreview"
+        | "GetLifecyclePolicyPreview" => {
+            let action = if op.starts_with("Get") {
+                RegistryAction::Describe
+            } else {
+                RegistryAction::Manage
+            };
+            let repo_name = |id: &Option<String>, name: &Option<String>| {
+                let repo = e.repo_name(id, name)?;
+                e.authorize(action, Some(&repo))?;
+                Ok(repo)
+            };
+            crate::lifecycle::LifecycleApi {
+                reg,
+                ctx,
+                repo_name: &repo_name,
+                to_aws: &to_aws,
+            }
+            .handle(op, body)
+            .await
+        }
         op if MODEL_OPERATIONS.contains(&op) => Err(AwsError::client(
             "ValidationException",
             format!("the ECR operation {op} is not implemented by Gantry"),
@@ -789,10 +840,11 @@ impl Ecr<'_> {
         id: &ImageId,
     ) -> Result<ManifestRecord, RegistryError> {
         let not_found = || {
-            RegistryError::ManifestUnknown(format!(
-                "imageDigest={}, imageTag={}",
+            RegistryError::ImageNotFound(format!(
+                "The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{repo}' in the registry with id '{}'",
                 id.image_digest.as_deref().unwrap_or("null"),
-                id.image_tag.as_deref().unwrap_or("null")
+                id.image_tag.as_deref().unwrap_or("null"),
+                self.reg.cfg.account_id
             ))
         };
         let m = match (&id.image_digest, &id.image_tag) {
@@ -936,7 +988,7 @@ impl Ecr<'_> {
                     }
                     images.push(self.image_json(&repo, &m, id.image_tag.as_deref()));
                 }
-                Err(RegistryError::ManifestUnknown(_)) => {
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::ImageNotFound(_)) => {
                     failures.push(Self::failure(
                         id,
                         "ImageNotFound",
@@ -968,7 +1020,7 @@ impl Ecr<'_> {
             }
             let m = match self.resolve_image_id(&repo, id).await {
                 Ok(m) => m,
-                Err(RegistryError::ManifestUnknown(_)) => {
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::ImageNotFound(_)) => {
                     failures.push(Self::failure(
                         id,
                         "ImageNotFound",
@@ -1017,7 +1069,7 @@ impl Ecr<'_> {
             };
             match result {
                 Ok(ids) => deleted.extend(ids),
-                Err(RegistryError::ManifestUnknown(_)) => {
+                Err(RegistryError::ManifestUnknown(_) | RegistryError::ImageNotFound(_)) => {
                     failures.push(Self::failure(
                         id,
                         "ImageNotFound",
@@ -1169,7 +1221,7 @@ impl Ecr<'_> {
             let text = r
                 .policy
                 .clone()
-                .ok_or(RegistryError::RepositoryPolicyNotFound(repo))?;
+                .ok_or_else(|| self.repository_policy_missing(&repo))?;
             Ok((r.name, text))
         };
         let (name, text) = run.await.map_err(to_aws)?;
@@ -1183,11 +1235,12 @@ impl Ecr<'_> {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Manage, Some(&repo))?;
             let mut old = None;
+            let missing = |name: &str| self.repository_policy_missing(name);
             self.reg
                 .update_repo(&repo, |r| {
                     old = r.policy.take();
                     if old.is_none() {
-                        return Err(RegistryError::RepositoryPolicyNotFound(r.name.clone()));
+                        return Err(missing(&r.name));
                     }
                     Ok(())
                 })
@@ -1384,5 +1437,285 @@ impl Ecr<'_> {
             "downloadUrl": format!("http://{}/v2/{repo}/blobs/{digest}?{query}", self.ctx.registry_host),
             "layerDigest": digest,
         }))
+    }
+}
+
+/// Registry-wide records.
+const REGISTRY_POLICY_KEY: &str = "ecr/registry/policy";
+const REGISTRY_SCANNING_KEY: &str = "ecr/registry/scanning";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutRegistryPolicyInput {
+    policy_text: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutRegistryScanningConfigurationInput {
+    scan_type: Option<String>,
+    rules: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchGetRepositoryScanningConfigurationInput {
+    repository_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartImageScanInput {
+    registry_id: Option<String>,
+    repository_name: Option<String>,
+    image_id: Option<ImageId>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct RegistryPolicyRecord {
+    text: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct ScanningRecord {
+    scan_type: String,
+    rules: Vec<Value>,
+}
+
+const SCAN_FREQUENCIES: &[&str] = &["SCAN_ON_PUSH", "CONTINUOUS_SCAN", "MANUAL"];
+
+impl Ecr<'_> {
+    fn repository_policy_missing(&self, repo: &str) -> RegistryError {
+        RegistryError::RepositoryPolicyNotFound(format!(
+            "Repository policy does not exist for the repository with name '{repo}' in the registry with id '{}'",
+            self.reg.cfg.account_id
+        ))
+    }
+
+    async fn put_registry_policy(&self, i: PutRegistryPolicyInput) -> Result<Value, AwsError> {
+        let run = async {
+            self.authorize(RegistryAction::Manage, None)?;
+            let text = i
+                .policy_text
+                .ok_or_else(|| invalid("policyText is required"))?;
+            validate_policy(&text).map_err(|_| {
+                invalid(
+                    "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid registry policy provided'",
+                )
+            })?;
+            let rec = RegistryPolicyRecord { text: text.clone() };
+            self.reg
+                .store
+                .commit(gantry_store::Txn::new().put(
+                    REGISTRY_POLICY_KEY,
+                    crate::meta::enc(REGISTRY_POLICY_KEY, &rec)?,
+                ))
+                .await?;
+            Ok(text)
+        };
+        let text = run.await.map_err(to_aws)?;
+        Ok(json!({"registryId": self.reg.cfg.account_id, "policyText": text}))
+    }
+
+    async fn get_registry_policy(&self, delete: bool) -> Result<Value, AwsError> {
+        use gantry_store::StoreExt;
+        let run = async {
+            let action = if delete {
+                RegistryAction::Manage
+            } else {
+                RegistryAction::Describe
+            };
+            self.authorize(action, None)?;
+            let Some(rec) = self
+                .reg
+                .store
+                .get_typed::<RegistryPolicyRecord>(REGISTRY_POLICY_KEY)
+                .await?
+            else {
+                return Err(RegistryError::RegistryPolicyNotFound(format!(
+                    "Registry policy does not exist in the registry with id '{}'",
+                    self.reg.cfg.account_id
+                )));
+            };
+            if delete {
+                let txn = gantry_store::Txn::new()
+                    .require_revision(REGISTRY_POLICY_KEY, rec.revision)
+                    .delete(REGISTRY_POLICY_KEY);
+                if !self.reg.store.commit(txn).await?.is_committed() {
+                    return Err(RegistryError::Contention(REGISTRY_POLICY_KEY.to_owned()));
+                }
+            }
+            Ok(rec.value.text)
+        };
+        let text = run.await.map_err(to_aws)?;
+        Ok(json!({"registryId": self.reg.cfg.account_id, "policyText": text}))
+    }
+
+    fn describe_registry(&self) -> Result<Value, AwsError> {
+        self.authorize(RegistryAction::Describe, None)
+            .map_err(to_aws)?;
+        // Replication is not configurable here (PutReplicationConfiguration is not served).
+        Ok(json!({
+            "registryId": self.reg.cfg.account_id,
+            "replicationConfiguration": {"rules": []},
+        }))
+    }
+
+    async fn put_registry_scanning_configuration(
+        &self,
+        i: PutRegistryScanningConfigurationInput,
+    ) -> Result<Value, AwsError> {
+        let run = async {
+            self.authorize(RegistryAction::Manage, None)?;
+            let scan_type = i.scan_type.unwrap_or_else(|| "BASIC".to_owned());
+            if !["BASIC", "ENHANCED"].contains(&scan_type.as_str()) {
+                return Err(invalid(format!(
+                    "1 validation error detected: Value '{scan_type}' at 'scanType' failed to satisfy constraint: Member must satisfy enum value set: [BASIC, ENHANCED]"
+                )));
+            }
+            let rules = i.rules.unwrap_or_default();
+            for r in &rules {
+                let freq = r.get("scanFrequency").and_then(Value::as_str).unwrap_or("");
+                if !SCAN_FREQUENCIES.contains(&freq) {
+                    return Err(invalid(format!(
+                        "1 validation error detected: Value '{freq}' at 'rules.member.scanFrequency' failed to satisfy constraint: Member must satisfy enum value set: [SCAN_ON_PUSH, CONTINUOUS_SCAN, MANUAL]"
+                    )));
+                }
+                if scan_type == "BASIC" && freq == "CONTINUOUS_SCAN" {
+                    return Err(invalid(
+                        "CONTINUOUS_SCAN is only valid with the ENHANCED scan type",
+                    ));
+                }
+                let filters_ok = r
+                    .get("repositoryFilters")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| {
+                        !f.is_empty()
+                            && f.iter().all(|x| {
+                                x.get("filter").and_then(Value::as_str).is_some()
+                                    && x.get("filterType").and_then(Value::as_str)
+                                        == Some("WILDCARD")
+                            })
+                    });
+                if !filters_ok {
+                    return Err(invalid(
+                        "Each scanning rule needs repositoryFilters with a filter and filterType WILDCARD",
+                    ));
+                }
+            }
+            let rec = ScanningRecord { scan_type, rules };
+            self.reg
+                .store
+                .commit(gantry_store::Txn::new().put(
+                    REGISTRY_SCANNING_KEY,
+                    crate::meta::enc(REGISTRY_SCANNING_KEY, &rec)?,
+                ))
+                .await?;
+            Ok(rec)
+        };
+        let rec = run.await.map_err(to_aws)?;
+        Ok(
+            json!({"registryScanningConfiguration": {"scanType": rec.scan_type, "rules": rec.rules}}),
+        )
+    }
+
+    async fn scanning_record(&self) -> Result<ScanningRecord, RegistryError> {
+        use gantry_store::StoreExt;
+        Ok(self
+            .reg
+            .store
+            .get_typed::<ScanningRecord>(REGISTRY_SCANNING_KEY)
+            .await?
+            .map(|v| v.value)
+            .unwrap_or(ScanningRecord {
+                scan_type: "BASIC".to_owned(),
+                rules: Vec::new(),
+            }))
+    }
+
+    async fn get_registry_scanning_configuration(&self) -> Result<Value, AwsError> {
+        self.authorize(RegistryAction::Describe, None)
+            .map_err(to_aws)?;
+        let rec = self.scanning_record().await.map_err(to_aws)?;
+        Ok(json!({
+            "registryId": self.reg.cfg.account_id,
+            "scanningConfiguration": {"scanType": rec.scan_type, "rules": rec.rules},
+        }))
+    }
+
+    async fn batch_get_repository_scanning_configuration(
+        &self,
+        i: BatchGetRepositoryScanningConfigurationInput,
+    ) -> Result<Value, AwsError> {
+        let names = i.repository_names.unwrap_or_default();
+        if names.is_empty() || names.len() > 25 {
+            return Err(to_aws(invalid("repositoryNames must hold 1 to 25 names")));
+        }
+        let registry = self.scanning_record().await.map_err(to_aws)?;
+        let mut configs = Vec::new();
+        let mut failures = Vec::new();
+        for name in names {
+            let repo = self.repo_name(&None, &Some(name.clone())).map_err(to_aws)?;
+            self.authorize(RegistryAction::Describe, Some(&repo))
+                .map_err(to_aws)?;
+            match self.reg.get_repo(&repo).await {
+                Ok(r) => {
+                    // The registry's rules, when one matches, decide the frequency.
+                    let rule = registry.rules.iter().find(|rule| {
+                        rule.get("repositoryFilters")
+                            .and_then(Value::as_array)
+                            .is_some_and(|fs| {
+                                fs.iter().any(|f| {
+                                    f.get("filter")
+                                        .and_then(Value::as_str)
+                                        .is_some_and(|p| crate::meta::wildcard_match(p, &repo))
+                                })
+                            })
+                    });
+                    let (freq, filters) = match rule {
+                        Some(rule) => (
+                            rule.get("scanFrequency")
+                                .cloned()
+                                .unwrap_or(json!("MANUAL")),
+                            rule.get("repositoryFilters").cloned().unwrap_or(json!([])),
+                        ),
+                        None if r.value.scan_on_push => (json!("SCAN_ON_PUSH"), json!([])),
+                        None => (json!("MANUAL"), json!([])),
+                    };
+                    configs.push(json!({
+                        "repositoryArn": self.arn(&repo),
+                        "repositoryName": repo,
+                        "scanOnPush": r.value.scan_on_push,
+                        "scanFrequency": freq,
+                        "appliedScanFilters": filters,
+                    }));
+                }
+                Err(RegistryError::NameUnknown { .. }) => failures.push(json!({
+                    "repositoryName": repo,
+                    "failureCode": "REPOSITORY_NOT_FOUND",
+                    "failureReason": "REPOSITORY_NOT_FOUND",
+                })),
+                Err(e) => return Err(to_aws(e)),
+            }
+        }
+        Ok(json!({"scanningConfigurations": configs, "failures": failures}))
+    }
+
+    async fn start_image_scan(&self, i: StartImageScanInput) -> Result<Value, AwsError> {
+        let run = async {
+            let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
+            self.authorize(RegistryAction::Manage, Some(&repo))?;
+            let id = i
+                .image_id
+                .clone()
+                .ok_or_else(|| invalid("imageId is required"))?;
+            self.reg.get_repo(&repo).await?;
+            self.resolve_image_id(&repo, &id).await?;
+            Err::<(), _>(RegistryError::Unsupported(
+                "image scanning: this registry has no vulnerability scanner, so StartImageScan cannot scan images and no findings are ever produced".to_owned(),
+            ))
+        };
+        run.await.map_err(to_aws)?;
+        Ok(json!({}))
     }
 }

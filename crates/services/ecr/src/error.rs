@@ -8,9 +8,11 @@ use crate::digest::DigestError;
 /// Everything that can go wrong in the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The repository does not exist (never created, or deleted).
-    #[error("repository {0} does not exist")]
-    NameUnknown(String),
+    /// The repository does not exist (never created, or deleted); worded as ECR words it.
+    #[error(
+        "The repository with name '{name}' does not exist in the registry with id '{registry}'"
+    )]
+    NameUnknown { name: String, registry: String },
     /// The repository name is not a valid repository name.
     #[error("invalid repository name {0:?}")]
     NameInvalid(String),
@@ -47,6 +49,9 @@ pub enum RegistryError {
     /// No manifest with this tag or digest exists in the repository.
     #[error("manifest {0} is unknown to this repository")]
     ManifestUnknown(String),
+    /// An ECR API image id names no image of the repository (the message is ECR's).
+    #[error("{0}")]
+    ImageNotFound(String),
     /// The tag is not a valid tag.
     #[error("invalid tag {0:?}")]
     TagInvalid(String),
@@ -88,9 +93,18 @@ pub enum RegistryError {
     /// `DeleteRepository` without `force` on a repository that holds images.
     #[error("repository {0} is not empty; use force to delete it with its images")]
     RepositoryNotEmpty(String),
-    /// No repository policy set.
-    #[error("repository {0} has no repository policy")]
+    /// No repository policy set (the message is ECR's).
+    #[error("{0}")]
     RepositoryPolicyNotFound(String),
+    /// No registry policy set (the message is ECR's).
+    #[error("{0}")]
+    RegistryPolicyNotFound(String),
+    /// The repository has no lifecycle policy (the message is ECR's).
+    #[error("{0}")]
+    LifecyclePolicyNotFound(String),
+    /// GetLifecyclePolicyPreview before any StartLifecyclePolicyPreview (the message is ECR's).
+    #[error("{0}")]
+    LifecyclePolicyPreviewNotFound(String),
     /// `PutImage` of a manifest (and tag) that is already there.
     #[error("image {0} already exists")]
     ImageAlreadyExists(String),
@@ -137,7 +151,7 @@ impl RegistryError {
             return "UNAVAILABLE";
         }
         match self {
-            NameUnknown(_) => "NAME_UNKNOWN",
+            NameUnknown { .. } => "NAME_UNKNOWN",
             NameInvalid(_) => "NAME_INVALID",
             BlobUnknown(_) => "BLOB_UNKNOWN",
             BlobUploadUnknown(_) => "BLOB_UPLOAD_UNKNOWN",
@@ -147,7 +161,7 @@ impl RegistryError {
             }
             ManifestInvalid(_) => "MANIFEST_INVALID",
             ManifestBlobUnknown(_) | ManifestChildUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
-            ManifestUnknown(_) => "MANIFEST_UNKNOWN",
+            ManifestUnknown(_) | ImageNotFound(_) => "MANIFEST_UNKNOWN",
             TagInvalid(_) | TagImmutable { .. } => "TAG_INVALID",
             SizeInvalid(_) => "SIZE_INVALID",
             Unauthorized => "UNAUTHORIZED",
@@ -161,6 +175,9 @@ impl RegistryError {
             | RepositoryAlreadyExists(_)
             | RepositoryNotEmpty(_)
             | RepositoryPolicyNotFound(_)
+            | RegistryPolicyNotFound(_)
+            | LifecyclePolicyNotFound(_)
+            | LifecyclePolicyPreviewNotFound(_)
             | ImageAlreadyExists(_)
             | LayerAlreadyExists(_) => "DENIED",
             Store(_) | Io(_) | Internal(_) => "UNKNOWN",
@@ -175,7 +192,7 @@ impl RegistryError {
             return S::SERVICE_UNAVAILABLE;
         }
         match self {
-            NameUnknown(_) | BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) => {
+            NameUnknown { .. } | BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) => {
                 S::NOT_FOUND
             }
             RangeInvalid { .. } => S::RANGE_NOT_SATISFIABLE,
@@ -196,20 +213,23 @@ impl RegistryError {
     pub fn ecr_code(&self) -> (&'static str, bool) {
         use RegistryError::*;
         let code = match self {
-            NameUnknown(_) => "RepositoryNotFoundException",
+            NameUnknown { .. } => "RepositoryNotFoundException",
             BlobUnknown(_) | ManifestBlobUnknown(_) => "LayersNotFoundException",
             ManifestChildUnknown(_) => "ReferencedImagesNotFoundException",
             BlobUploadUnknown(_) => "UploadNotFoundException",
             BlobUploadInvalid(_) | RangeInvalid { .. } => "InvalidLayerPartException",
             BlobDigestMismatch { .. } => "InvalidLayerException",
             ManifestDigestMismatch { .. } => "ImageDigestDoesNotMatchException",
-            ManifestUnknown(_) => "ImageNotFoundException",
+            ManifestUnknown(_) | ImageNotFound(_) => "ImageNotFoundException",
             TagImmutable { .. } => "ImageTagAlreadyExistsException",
             TooManyTags(_) => "TooManyTagsException",
             InvalidTagParameter(_) => "InvalidTagParameterException",
             RepositoryAlreadyExists(_) => "RepositoryAlreadyExistsException",
             RepositoryNotEmpty(_) => "RepositoryNotEmptyException",
             RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
+            RegistryPolicyNotFound(_) => "RegistryPolicyNotFoundException",
+            LifecyclePolicyNotFound(_) => "LifecyclePolicyNotFoundException",
+            LifecyclePolicyPreviewNotFound(_) => "LifecyclePolicyPreviewNotFoundException",
             ImageAlreadyExists(_) => "ImageAlreadyExistsException",
             LayerAlreadyExists(_) => "LayerAlreadyExistsException",
             EmptyUpload(_) => "EmptyUploadException",

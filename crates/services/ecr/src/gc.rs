@@ -24,6 +24,8 @@ use crate::meta::{
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
     pub uploads_purged: usize,
+    /// Images lifecycle policies expired.
+    pub images_expired: usize,
     pub links_removed: usize,
     pub blobs_removed: usize,
     pub bytes_reclaimed: u64,

@@ -26,6 +26,7 @@ mod ecr;
 mod error;
 mod gc;
 mod http_api;
+mod lifecycle;
 pub mod manifest;
 mod meta;
 
@@ -350,11 +351,14 @@ impl Registry {
         }
     }
 
-    /// One maintenance pass (upload purge then GC); exposed for tests and admin tools.
+    /// One maintenance pass (upload purge, lifecycle policies, then GC); exposed for tests and
+    /// admin tools.
     pub async fn maintenance_pass(&self) -> Result<GcReport, RegistryError> {
         let purged = self.purge_uploads().await?;
+        let expired = self.apply_all_lifecycles().await?;
         let mut report = self.collect_garbage().await?;
         report.uploads_purged = purged;
+        report.images_expired = expired;
         Ok(report)
     }
 

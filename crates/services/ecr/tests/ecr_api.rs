@@ -713,3 +713,75 @@ async fn unimplemented_operations_answer_a_proper_error() {
         "UnknownOperationException"
     );
 }
+
+#[tokio::test]
+async fn the_maintenance_pass_applies_lifecycle_policies() {
+    let t = TestRegistry::start().await;
+    t.create_repo("sched").await;
+    for i in 0..4 {
+        t.push_image("sched", &format!("release-{i}"), &[b"layer".as_slice()])
+            .await;
+    }
+    t.push_image("sched", "keep-me", &[b"layer".as_slice()])
+        .await;
+    let policy = json!({"rules": [{"rulePriority": 1,
+        "selection": {"tagStatus": "tagged", "tagPatternList": ["release-*"],
+                      "countType": "imageCountMoreThan", "countNumber": 1},
+        "action": {"type": "expire"}}]})
+    .to_string();
+    t.ecr(
+        "PutLifecyclePolicy",
+        json!({"repositoryName": "sched", "lifecyclePolicyText": policy}),
+    )
+    .await
+    .unwrap();
+    // Putting a policy expires nothing by itself; the scheduled pass does.
+    let listed = t
+        .ecr("ListImages", json!({"repositoryName": "sched"}))
+        .await
+        .unwrap();
+    assert_eq!(listed["imageIds"].as_array().unwrap().len(), 5);
+    let report = t.reg.maintenance_pass().await.unwrap();
+    assert_eq!(report.images_expired, 3);
+    let listed = t
+        .ecr("ListImages", json!({"repositoryName": "sched"}))
+        .await
+        .unwrap();
+    let mut tags: Vec<&str> = listed["imageIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["imageTag"].as_str().unwrap())
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, vec!["keep-me", "release-3"]);
+    let r = t
+        .req(
+            "GET",
+            "/v2/sched/manifests/release-0",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let got = t
+        .ecr("GetLifecyclePolicy", json!({"repositoryName": "sched"}))
+        .await
+        .unwrap();
+    assert!(got["lastEvaluatedAt"].is_number());
+    // A deleted repository takes its policy with it.
+    t.ecr(
+        "DeleteRepository",
+        json!({"repositoryName": "sched", "force": true}),
+    )
+    .await
+    .unwrap();
+    t.create_repo("sched").await;
+    assert_eq!(
+        code(
+            t.ecr("GetLifecyclePolicy", json!({"repositoryName": "sched"}))
+                .await
+        ),
+        "LifecyclePolicyNotFoundException"
+    );
+}

@@ -23,6 +23,16 @@ pub enum LogsError {
     /// TagResource/CreateLogGroup would leave more than 50 tags on a log group.
     #[error("{0}")]
     TooManyTags(String),
+    /// StartQuery's query string does not compile; the span is in characters.
+    #[error("{message}")]
+    MalformedQuery {
+        message: String,
+        start: usize,
+        end: usize,
+    },
+    /// An account limit (saved query definitions, metric filters per group) is reached.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// An operation of the Logs model that Gantry does not serve.
     #[error("{0}")]
     InvalidOperation(String),
@@ -61,6 +71,8 @@ impl LogsError {
             Self::InvalidParameter(_) => "InvalidParameterException",
             Self::TooManyTags(_) => "TooManyTagsException",
             Self::InvalidOperation(_) => "InvalidOperationException",
+            Self::MalformedQuery { .. } => "MalformedQueryException",
+            Self::LimitExceeded(_) => "LimitExceededException",
             Self::Wire(_) => "SerializationException",
             Self::Store(_) | Self::Contention(_) | Self::Pool(_) => "ServiceUnavailableException",
         }
@@ -92,6 +104,17 @@ impl From<LogsError> for AwsError {
                 )
                 .with_status(http::StatusCode::INTERNAL_SERVER_ERROR)
             }
+            LogsError::MalformedQuery {
+                message,
+                start,
+                end,
+            } => AwsError::client("MalformedQueryException", message.clone()).with_member(
+                "queryCompileError",
+                serde_json::json!({
+                    "location": {"startCharOffset": start, "endCharOffset": end},
+                    "message": message,
+                }),
+            ),
             other => AwsError::client(other.aws_code(), other.to_string()),
         }
     }

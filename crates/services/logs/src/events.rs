@@ -180,15 +180,18 @@ pub(crate) async fn put(
     let timestamps: Vec<u64> = events.iter().map(|e| e.0).collect();
     check_span(&timestamps, ctx.now)?;
     let skey = keys::stream(&ctx.region, &group_name, &stream_name);
-    let (token, rejections) = commit_with_retry(svc.store.as_ref(), || async {
+    let (token, rejections, accepted) = commit_with_retry(svc.store.as_ref(), || async {
         let group = load_group(svc, ctx, &group_name).await?.value;
         let mut stream = load_stream(svc, ctx, &group_name, &stream_name).await?;
         let (rejections, accepted) =
             Rejections::classify(&timestamps, ctx.now, group.retention_cutoff(ctx.now));
         if accepted.is_empty() {
-            return Ok((Txn::new(), (stream.value.sequence_token(), rejections)));
+            return Ok((
+                Txn::new(),
+                (stream.value.sequence_token(), rejections, accepted),
+            ));
         }
-        let kept = &events[accepted];
+        let kept = &events[accepted.clone()];
         let (first_ts, last_ts) = (kept[0].0, kept[kept.len() - 1].0);
         let s = &mut stream.value;
         s.last_seq += 1;
@@ -208,9 +211,12 @@ pub(crate) async fn put(
         s.last_ingestion_time = Some(ctx.now);
         s.stored_bytes += bytes;
         let txn = txn.put(&skey, encode(&skey, s)?);
-        Ok((txn, (sequence_token(s.last_seq), rejections)))
+        Ok((txn, (sequence_token(s.last_seq), rejections, accepted)))
     })
     .await?;
+    if !accepted.is_empty() {
+        crate::metric_filters::publish_events(svc, ctx, &group_name, &events[accepted]).await;
+    }
     let mut out = json!({"nextSequenceToken": token});
     if let Some(r) = rejections.to_wire() {
         out["rejectedLogEventsInfo"] = r;

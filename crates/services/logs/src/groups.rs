@@ -56,6 +56,7 @@ pub(crate) async fn create(
         log_group_class: class,
         deletion_protection: false,
         next_stream_num: 1,
+        metric_filter_count: 0,
     };
     let txn = Txn::new()
         .require_absent(&key)
@@ -99,6 +100,9 @@ pub(crate) async fn delete(
             .delete(&key);
         for s in streams {
             txn = txn.delete(keys::stream(&ctx.region, &name, &s.value.name));
+        }
+        for k in crate::metric_filters::keys_of_group(svc, &ctx.region, &name).await? {
+            txn = txn.delete(k);
         }
         Ok((txn, group.value.incarnation))
     })
@@ -144,7 +148,7 @@ pub(crate) fn to_wire(ctx: &RequestContext, g: &LogGroup, stored_bytes: u64) -> 
     let mut v = json!({
         "logGroupName": g.name,
         "creationTime": g.creation_time,
-        "metricFilterCount": 0,
+        "metricFilterCount": g.metric_filter_count,
         "arn": format!("{arn}:*"),
         "logGroupArn": arn,
         "storedBytes": stored_bytes,

@@ -1,8 +1,10 @@
 //! CloudWatch Logs (awsJson1.1, target prefix `Logs_20140328`): log groups, log streams, event
-//! ingestion and reads, filter patterns, retention and tags, over the Gantry store.
+//! ingestion and reads, filter patterns, retention, tags and Logs Insights queries, over the Gantry
+//! store.
 //!
 //! Every operation of the model is listed in [`LogsOperation`]; the implemented ones live in one
-//! module per resource (`groups`, `streams`, `events`, `tags`), the rest answer
+//! module per resource (`groups`, `streams`, `events`, `tags`, `queries` with the pure query
+//! engine in [`insights`]), the rest answer
 //! `InvalidOperationException`. Events are stored in chunks (`chunk`: at most 64 KiB of messages
 //! within one second), keyed by stream, first timestamp and batch sequence, with a reverse index by
 //! last timestamp; the stream's totals are updated in the same transaction. Reads (`read`) seek to
@@ -19,10 +21,13 @@ mod model_constraints;
 mod error;
 mod events;
 mod groups;
+pub mod insights;
 mod keys;
+pub mod metric_filters;
 mod model;
 pub mod pattern;
 mod pool;
+mod queries;
 mod read;
 mod retention;
 mod streams;
@@ -188,6 +193,10 @@ pub struct LogsService {
     pub(crate) retention_interval: Duration,
     /// The threads GetLogEvents and FilterLogEvents run on, started by the first read.
     reads: Arc<OnceLock<pool::ReadPool>>,
+    /// The thread Logs Insights queries run on, started by the first StartQuery.
+    queries: Arc<OnceLock<pool::ReadPool>>,
+    /// Where metric filters publish; without it, filters are kept but publish nothing.
+    pub(crate) metrics: Option<Arc<dyn metric_filters::MetricPublisher>>,
     pub(crate) read_limits: ReadLimits,
 }
 
@@ -227,8 +236,20 @@ impl LogsService {
             clock: Arc::new(SystemClock),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             reads: Arc::new(OnceLock::new()),
+            queries: Arc::new(OnceLock::new()),
+            metrics: None,
             read_limits: ReadLimits::default(),
         }
+    }
+
+    /// Publishes what metric filters make of incoming events through `publisher`.
+    #[must_use]
+    pub fn with_metric_publisher(
+        mut self,
+        publisher: Arc<dyn metric_filters::MetricPublisher>,
+    ) -> Self {
+        self.metrics = Some(publisher);
+        self
     }
 
     /// Bounds each read by `limits` instead of the defaults.
@@ -256,14 +277,42 @@ impl LogsService {
                 self.reads.get_or_init(|| started)
             }
         };
-        let svc = LogsService {
+        pool.run(f(self.handle(), body.to_vec(), ctx.clone())).await
+    }
+
+    /// Another handle on the same service (same store, clock, limits and threads).
+    fn handle(&self) -> LogsService {
+        LogsService {
             store: self.store.clone(),
             clock: self.clock.clone(),
             retention_interval: self.retention_interval,
             reads: self.reads.clone(),
+            queries: self.queries.clone(),
+            metrics: self.metrics.clone(),
             read_limits: self.read_limits,
-        };
-        pool.run(f(svc, body.to_vec(), ctx.clone())).await
+        }
+    }
+
+    /// Runs a started Logs Insights query on the query thread, in the background.
+    fn spawn_query(&self, region: String, id: String, compiled: insights::query::Query) {
+        let svc = self.handle();
+        let queries = self.queries.clone();
+        tokio::spawn(async move {
+            let pool = match queries.get() {
+                Some(p) => p,
+                None => match pool::ReadPool::start_named(1, "gantry-logs-query") {
+                    Ok(started) => queries.get_or_init(|| started),
+                    Err(error) => {
+                        tracing::error!(%error, "logs insights query thread could not start");
+                        return;
+                    }
+                },
+            };
+            let work = queries::run(svc, region, id.clone(), compiled);
+            if let Err(error) = pool.run(work).await {
+                tracing::warn!(query_id = %id, %error, "logs insights query ended without recording its outcome");
+            }
+        });
     }
 
     /// Uses `clock` for the retention job's notion of now (requests use their own `now`).
@@ -302,6 +351,17 @@ impl LogsService {
                 | TagLogGroup
                 | UntagLogGroup
                 | ListTagsLogGroup
+                | StartQuery
+                | GetQueryResults
+                | StopQuery
+                | DescribeQueries
+                | PutQueryDefinition
+                | DescribeQueryDefinitions
+                | DeleteQueryDefinition
+                | PutMetricFilter
+                | DescribeMetricFilters
+                | DeleteMetricFilter
+                | TestMetricFilter
         )
     }
 
@@ -340,6 +400,17 @@ impl LogsService {
             TagLogGroup => tags::tag_log_group(self, body, ctx).await,
             UntagLogGroup => tags::untag_log_group(self, body, ctx).await,
             ListTagsLogGroup => tags::list_log_group(self, body, ctx).await,
+            StartQuery => queries::start(self, body, ctx).await,
+            GetQueryResults => queries::get_results(self, body, ctx).await,
+            StopQuery => queries::stop(self, body, ctx).await,
+            DescribeQueries => queries::describe(self, body, ctx).await,
+            PutQueryDefinition => queries::put_definition(self, body, ctx).await,
+            DescribeQueryDefinitions => queries::describe_definitions(self, body, ctx).await,
+            DeleteQueryDefinition => queries::delete_definition(self, body, ctx).await,
+            PutMetricFilter => metric_filters::put(self, body, ctx).await,
+            DescribeMetricFilters => metric_filters::describe(self, body, ctx).await,
+            DeleteMetricFilter => metric_filters::delete(self, body, ctx).await,
+            TestMetricFilter => metric_filters::test(self, body, ctx).await,
             other => Err(LogsError::InvalidOperation(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),
@@ -349,7 +420,9 @@ impl LogsService {
     /// Deletes every event batch that retention has fully expired as of `now` (epoch ms); returns
     /// how many batches were deleted.
     pub async fn enforce_retention(&self, now: u64) -> Result<usize, LogsError> {
-        retention::enforce(self, now).await
+        let batches = retention::enforce(self, now).await?;
+        queries::expire(self, now).await?;
+        Ok(batches)
     }
 
     /// Enforces retention every interval until `shutdown` turns true (or its sender is dropped).

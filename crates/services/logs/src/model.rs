@@ -29,6 +29,9 @@ pub struct LogGroup {
     pub deletion_protection: bool,
     /// The number the next CreateLogStream takes.
     pub next_stream_num: u64,
+    /// How many metric filters the group has.
+    #[serde(default)]
+    pub metric_filter_count: u32,
 }
 
 impl LogGroup {
@@ -164,6 +167,7 @@ mod tests {
             log_group_class: "STANDARD".into(),
             deletion_protection: false,
             next_stream_num: 1,
+            metric_filter_count: 0,
         };
         assert_eq!(g.retention_cutoff(10 * DAY_MS), None);
         g.retention_in_days = Some(3);

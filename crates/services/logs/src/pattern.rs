@@ -193,7 +193,8 @@ pub enum Literal {
 }
 
 impl Selector {
-    fn resolve<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+    /// The value the selector names in `doc`, if any.
+    pub fn resolve<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
         let mut v = doc;
         for step in &self.0 {
             v = match step {
@@ -381,7 +382,8 @@ fn lex(s: &str) -> Result<Vec<Tok>, PatternError> {
     Ok(out)
 }
 
-fn parse_selector(w: &str) -> Result<Selector, PatternError> {
+/// Parses a selector such as `$.a.b[0]`.
+pub fn parse_selector(w: &str) -> Result<Selector, PatternError> {
     let Some(mut rest) = w.strip_prefix('$') else {
         return err(format!(
             "expected a selector starting with '$', found '{w}'"

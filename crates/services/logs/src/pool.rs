@@ -31,18 +31,23 @@ pub(crate) struct ReadPool {
 
 impl ReadPool {
     pub(crate) fn start() -> Result<Self, LogsError> {
+        Self::start_named(READ_THREADS, "gantry-logs-read")
+    }
+
+    /// `threads` threads named `name-<i>`.
+    pub(crate) fn start_named(threads: usize, name: &str) -> Result<Self, LogsError> {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..READ_THREADS {
+        for i in 0..threads {
             let rx = rx.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .max_blocking_threads(1)
-                .thread_name(format!("gantry-logs-read-{i}"))
+                .thread_name(format!("{name}-{i}"))
                 .build()
                 .map_err(|e| LogsError::Pool(e.to_string()))?;
             std::thread::Builder::new()
-                .name(format!("gantry-logs-read-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
                         loop {

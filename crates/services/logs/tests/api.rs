@@ -754,9 +754,9 @@ async fn tags_by_arn_and_by_deprecated_group_operations() {
 #[tokio::test]
 async fn unimplemented_and_unknown_operations_answer_errors() {
     let h = Harness::new();
-    let e = h.err("StartQuery", json!({})).await;
+    let e = h.err("CreateExportTask", json!({})).await;
     assert_eq!((e.0, e.1.as_str()), (400, "InvalidOperationException"));
-    assert!(e.2.contains("StartQuery"));
+    assert!(e.2.contains("CreateExportTask"));
     let e = h.err("NoSuchThing", json!({})).await;
     assert_eq!(e.1, "UnknownOperationException");
     assert!(e.2.contains(TARGET_PREFIX));

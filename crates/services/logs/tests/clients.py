@@ -141,7 +141,8 @@ logs.tag_resource(resourceArn=arn, tags={"env": "test"})
 assert logs.list_tags_for_resource(resourceArn=arn)["tags"] == {"team": "e2e", "env": "test"}
 logs.untag_resource(resourceArn=arn, tagKeys=["team"])
 assert logs.list_tags_log_group(logGroupName=GROUP)["tags"] == {"env": "test"}
-expect_error("InvalidOperationException", logs.start_query, logGroupName=GROUP, startTime=0, endTime=1, queryString="x")
+expect_error("MalformedQueryException", logs.start_query, logGroupName=GROUP, startTime=0, endTime=1, queryString="x")
+expect_error("InvalidOperationException", logs.create_export_task, logGroupName=GROUP, fromTime=0, to=1, destination="bucket")
 
 # The AWS CLI.
 out = json.loads(cli("logs", "describe-log-groups", "--log-group-name-prefix", GROUP).stdout)
