@@ -10,6 +10,7 @@ mod credentials;
 mod datadir;
 mod identity;
 mod prometheus;
+mod provisioner;
 mod secrets;
 mod server;
 

@@ -24,6 +24,7 @@ mod container_instances;
 mod error;
 pub(crate) mod keys;
 mod locks;
+pub mod managed_scaling;
 mod placement;
 mod placement_queue;
 mod service_deployments;
