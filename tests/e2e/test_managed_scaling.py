@@ -18,14 +18,14 @@ def group_arn(pool):
             f"{uuid.uuid4()}:autoScalingGroupName/{pool}")
 
 
+# Test knobs: an assessment every second, a scale-in after 3 low ones (ECS: 60 s, 15).
+FLAGS = ["--pool-provisioner", "web=local", "--managed-scaling-interval", "1",
+         "--managed-scaling-scale-in-periods", "3"]
+
+
 @pytest.fixture
 def scaling_gantry(tmp_path):
-    # Test knobs: an assessment every second, a scale-in after 3 low ones (ECS: 60 s, 15).
-    g = Gantry(tmp_path / "data").start(extra_args=[
-        "--pool-provisioner", "web=local",
-        "--managed-scaling-interval", "1",
-        "--managed-scaling-scale-in-periods", "3",
-    ])
+    g = Gantry(tmp_path / "data").start(extra_args=FLAGS)
     yield g
     g.stop()
 
@@ -122,6 +122,20 @@ def test_a_managed_pool_grows_for_services_and_shrinks_without_touching_tasks(sc
         assert stats, "no CapacityProviderReservation datapoints"
         assert max(d["Maximum"] for d in stats) >= 150
         assert all(d["Unit"] == "Percent" for d in stats)
+
+        # A restart resumes the pool's local agents: the instance reconnects with its tasks.
+        g.stop()
+        g.start(extra_args=FLAGS)
+        ecs, cw = g.client("ecs"), g.client("cloudwatch")
+        wait_until(lambda: [c["agentConnected"] for c in pool_instances(ecs, "ms")] == [True], timeout=60,
+                   what="the pool's instance reconnected after a restart")
+        assert {c["containerInstanceArn"] for c in pool_instances(ecs, "ms")} == hosts
+        assert {t["taskArn"] for t in running(ecs, "ms", "half") + running(ecs, "ms", "probe")} == kept
+        # The resumed agent runs new tasks: one more half task fits on it, the pool stays at one.
+        ecs.update_service(cluster="ms", service="half", desiredCount=2)
+        wait_until(lambda: len(running(ecs, "ms", "half")) == 2, timeout=90, what="a new task on the resumed agent")
+        assert {t["containerInstanceArn"] for t in running(ecs, "ms", "half")} == hosts
+        assert len(pool_instances(ecs, "ms")) == 1
     finally:
         for s in ("half", "probe"):
             try:

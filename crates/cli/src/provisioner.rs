@@ -101,6 +101,38 @@ impl Provisioners {
         }
     }
 
+    /// Starts again the local agents of an earlier run (their data dirs under `DATA_DIR/pools/`),
+    /// so their instances reconnect and re-adopt their tasks.
+    pub async fn resume(&self) {
+        let Some(settings) = &self.local else { return };
+        let Ok(entries) = std::fs::read_dir(settings.data_dir.join("pools")) else {
+            return;
+        };
+        let mut agents = self.agents.lock().await;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((pool, n)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            if self.pools.get(pool) != Some(&ProvisionerKind::Local) {
+                continue;
+            }
+            let Ok(cluster) = std::fs::read_to_string(entry.path().join(CLUSTER_FILE)) else {
+                continue;
+            };
+            self.next
+                .fetch_max(n + 1, std::sync::atomic::Ordering::Relaxed);
+            match start_agent(settings, pool, &name, cluster.trim(), entry.path()) {
+                Ok(a) => {
+                    tracing::info!(agent = %name, pool, "local pool agent resumed");
+                    agents.entry(pool.to_owned()).or_default().push(a);
+                }
+                Err(e) => tracing::warn!(agent = %name, error = %e, "resuming a local pool agent"),
+            }
+        }
+    }
+
     /// Stops every local agent (server shutdown).
     pub async fn stop_all(&self) {
         let mut agents = self.agents.lock().await;
@@ -125,38 +157,9 @@ impl Provisioners {
                 let name = format!("{}-{n}", req.pool);
                 let dir = settings.data_dir.join("pools").join(&name);
                 datadir::prepare(&dir).map_err(|e| format!("{name}: {e:#}"))?;
-                let lock =
-                    DataDirLock::acquire(&dir, "agent").map_err(|e| format!("{name}: {e:#}"))?;
-                let mut cfg = gantry_agent::AgentConfig::new(
-                    settings.endpoint.clone(),
-                    req.cluster.clone(),
-                    dir,
-                );
-                cfg.attributes.push((
-                    gantry_domain::capacity::POOL_ATTRIBUTE.to_owned(),
-                    req.pool.clone(),
-                ));
-                cfg.attributes
-                    .push((LOCAL_INSTANCE_ATTRIBUTE.to_owned(), name.clone()));
-                cfg.access_key_id = settings.access_key_id.clone();
-                cfg.secret_access_key = settings.secret_access_key.clone();
-                cfg.region = settings.region.clone();
-                let (stop, mut stopped) = tokio::sync::watch::channel(false);
-                let agent_name = name.clone();
-                let handle = tokio::spawn(async move {
-                    let until = async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    };
-                    if let Err(e) = gantry_agent::run(cfg, until).await {
-                        tracing::error!(agent = %agent_name, error = %e, "local pool agent stopped");
-                    }
-                });
-                list.push(LocalAgent {
-                    name: name.clone(),
-                    stop,
-                    handle,
-                    _lock: lock,
-                });
+                std::fs::write(dir.join(CLUSTER_FILE), &req.cluster)
+                    .map_err(|e| format!("{name}: writing its cluster: {e}"))?;
+                list.push(start_agent(settings, &req.pool, &name, &req.cluster, dir)?);
                 started.push(name);
             }
             return Ok(format!("started local agents {}", started.join(", ")));
@@ -174,17 +177,59 @@ impl Provisioners {
                     r.container_instance_id
                 ));
             };
-            let Some(pos) = list.iter().position(|a| a.name == name) else {
-                return Err(format!(
-                    "local agent {name} (container instance {}) is not running in this server",
-                    r.container_instance_id
-                ));
-            };
-            stop_agent(list.swap_remove(pos)).await;
+            if let Some(pos) = list.iter().position(|a| a.name == name) {
+                stop_agent(list.swap_remove(pos)).await;
+            }
+            // Its checkpoint goes with it: the instance is deregistered next.
+            let dir = settings.data_dir.join("pools").join(&name);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(agent = %name, error = %e, "removing a stopped local agent's data dir");
+            }
             stopped.push(name);
         }
         Ok(format!("stopped local agents {}", stopped.join(", ")))
     }
+}
+
+/// The file in a local agent's data dir naming the cluster it joins.
+const CLUSTER_FILE: &str = "pool-cluster";
+
+fn start_agent(
+    settings: &LocalSettings,
+    pool: &str,
+    name: &str,
+    cluster: &str,
+    dir: PathBuf,
+) -> Result<LocalAgent, String> {
+    let lock = DataDirLock::acquire(&dir, "agent").map_err(|e| format!("{name}: {e:#}"))?;
+    let mut cfg = gantry_agent::AgentConfig::new(settings.endpoint.clone(), cluster, dir);
+    cfg.attributes.push((
+        gantry_domain::capacity::POOL_ATTRIBUTE.to_owned(),
+        pool.to_owned(),
+    ));
+    cfg.attributes
+        .push((LOCAL_INSTANCE_ATTRIBUTE.to_owned(), name.to_owned()));
+    cfg.access_key_id = settings.access_key_id.clone();
+    cfg.secret_access_key = settings.secret_access_key.clone();
+    cfg.region = settings.region.clone();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let agent_name = name.to_owned();
+    let handle = tokio::spawn(async move {
+        let until = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = gantry_agent::run(cfg, until).await {
+            tracing::error!(agent = %agent_name, error = %e, "local pool agent stopped");
+        }
+    });
+    Ok(LocalAgent {
+        name: name.to_owned(),
+        stop,
+        handle,
+        _lock: lock,
+    })
 }
 
 async fn stop_agent(a: LocalAgent) {

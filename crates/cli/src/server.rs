@@ -680,6 +680,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             cfg.region.clone(),
             cfg.managed_scaling,
         ));
+        provisioners.resume().await;
         let stop_agents = provisioners.clone();
         let shutdown = shutdown_rx.clone();
         parts.push((
