@@ -56,6 +56,21 @@ pub struct ServerArgs {
     /// platform capacity (pool `local`), which no user cluster shows.
     #[arg(long, env = "GANTRY_FARGATE_LOCAL")]
     pub fargate_local: bool,
+    /// How managed scaling grows and shrinks host pool NAME (repeatable): `NAME=local` starts and
+    /// stops agents inside this server; `NAME=exec:COMMAND` runs COMMAND with the pool name and
+    /// the desired instance count as arguments.
+    #[arg(long = "pool-provisioner", value_name = "NAME=KIND")]
+    pub pool_provisioners: Vec<String>,
+    /// Seconds between managed-scaling assessments of host pools (ECS: 60; shorter for tests).
+    #[arg(long, env = "GANTRY_MANAGED_SCALING_INTERVAL", default_value_t = 60)]
+    pub managed_scaling_interval: u64,
+    /// Consecutive assessments wanting fewer instances before a pool shrinks (ECS: 15).
+    #[arg(
+        long,
+        env = "GANTRY_MANAGED_SCALING_SCALE_IN_PERIODS",
+        default_value_t = 15
+    )]
+    pub managed_scaling_scale_in_periods: u32,
     #[command(flatten)]
     pub listener: ListenerArgs,
     #[command(flatten)]
@@ -372,6 +387,9 @@ pub struct ServerConfig {
     pub registry_root_basic_auth: bool,
     /// What task definitions may take from the host.
     pub host_access: gantry_domain::task_definition::HostAccess,
+    /// Host pools' provisioners for managed scaling.
+    pub pool_provisioners: std::collections::HashMap<String, crate::provisioner::ProvisionerKind>,
+    pub managed_scaling: gantry_ecs::managed_scaling::ManagedScalingTiming,
 }
 
 fn tracking_periods(raw: &str) -> anyhow::Result<gantry_autoscaling::TrackingPeriods> {
@@ -432,6 +450,15 @@ impl ServerArgs {
             tracking_periods: tracking_periods(&self.target_tracking_periods)?,
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,
+            pool_provisioners: self
+                .pool_provisioners
+                .iter()
+                .map(|raw| crate::provisioner::parse(raw))
+                .collect::<anyhow::Result<_>>()?,
+            managed_scaling: gantry_ecs::managed_scaling::ManagedScalingTiming {
+                interval: std::time::Duration::from_secs(self.managed_scaling_interval.max(1)),
+                scale_in_periods: self.managed_scaling_scale_in_periods.max(1),
+            },
         })
     }
 }
@@ -463,6 +490,8 @@ impl UpArgs {
             tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,
+            pool_provisioners: Default::default(),
+            managed_scaling: Default::default(),
         })
     }
 }

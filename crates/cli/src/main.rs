@@ -13,6 +13,7 @@ mod datadir;
 mod health;
 mod identity;
 mod prometheus;
+mod provisioner;
 mod secrets;
 mod server;
 mod user;

@@ -728,6 +728,38 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         "service runner",
         tokio::spawn(runner.run(shutdown_rx.clone())),
     ));
+    // Managed scaling of host pools, through the configured provisioners.
+    let provisioners = Arc::new(crate::provisioner::Provisioners::new(
+        cfg.pool_provisioners.clone(),
+        crate::provisioner::LocalSettings {
+            endpoint: endpoint.clone(),
+            data_dir: cfg.data_dir.clone(),
+            region: cfg.region.clone(),
+            access_key_id: creds.access_key_id.clone(),
+            secret_access_key: creds.secret_access_key.clone(),
+        },
+    ));
+    if !cfg.pool_provisioners.is_empty() {
+        let scaling = Arc::new(gantry_ecs::managed_scaling::ManagedScaling::new(
+            ecs_service.clone(),
+            provisioners.clone(),
+            Arc::new(CloudWatchSink(cloudwatch.clone())),
+            Arc::new(SystemClock),
+            cfg.account_id.clone(),
+            cfg.region.clone(),
+            cfg.managed_scaling,
+        ));
+        provisioners.resume().await;
+        let stop_agents = provisioners.clone();
+        let shutdown = shutdown_rx.clone();
+        parts.push((
+            "managed scaling",
+            tokio::spawn(async move {
+                scaling.run(shutdown).await;
+                stop_agents.stop_all().await;
+            }),
+        ));
+    }
     let lb_channel = gantry_elbv2::lb_router(
         store.clone(),
         creds.clone(),

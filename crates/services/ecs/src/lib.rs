@@ -25,6 +25,7 @@ mod deployment_strategy;
 mod error;
 pub(crate) mod keys;
 mod locks;
+pub mod managed_scaling;
 mod placement;
 mod placement_queue;
 mod service_deployments;
