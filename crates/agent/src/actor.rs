@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use gantry_domain::secrets::{ContainerSecrets, NamedValue, SecretsResponse, has_secrets};
+use gantry_domain::secrets::{
+    ContainerSecrets, NamedValue, SecretsResponse, TaskCredentialsResponse, TaskRoleCredentials,
+    has_secrets,
+};
 use gantry_domain::task::{AgentTask, NetworkBinding, Task, TaskStatus, effective_container};
 use gantry_domain::task_definition::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rand::Rng as _;
@@ -20,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::TaskRecord;
-use crate::client::Service;
+use crate::client::{CallError, Service};
 use crate::config::ImagePullBehavior;
 use crate::logs::{awslogs_target, ship};
 use crate::metadata::TaskDocument;
@@ -200,6 +203,10 @@ struct TaskActor {
     /// The values of the task's `secrets`, `secretOptions` and `repositoryCredentials`, fetched
     /// from the control plane at start. Kept in memory only: never checkpointed or logged.
     secrets: Option<SecretsResponse>,
+    /// Tasks with a task role: the id its containers present on the credentials endpoint.
+    credentials_id: Option<String>,
+    /// When the task role's credentials are to be refreshed (half their lifetime).
+    credentials_refresh_at: Option<SystemTime>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -315,6 +322,8 @@ impl TaskActor {
             detached: false,
             pause,
             secrets: None,
+            credentials_id: rec.credentials_id.clone(),
+            credentials_refresh_at: None,
         }
     }
 
@@ -409,6 +418,14 @@ impl TaskActor {
         }
         let adopted = self.ctrs.iter().filter(|c| c.runtime_id.is_some()).count();
         tracing::info!(adopted, "re-adopted task containers");
+        if self.credentials_id.is_some() && self.task_role().is_some() {
+            // Served again under the id the containers know; a failure is retried while the
+            // task runs.
+            if let Err(e) = self.refresh_credentials().await {
+                tracing::warn!(error = %e, "cannot fetch the task role's credentials yet");
+            }
+            self.credentials_containers();
+        }
         if self
             .pause
             .as_ref()
@@ -487,6 +504,10 @@ impl TaskActor {
                 .secrets_of(&c.def.name)
                 .map(|s| s.environment.clone())
                 .unwrap_or_default(),
+            task_credentials: match (&self.credentials_id, &self.sh.credentials_port) {
+                (Some(id), Ok(port)) => Some(crate::credentials::container_variable(*port, id)),
+                _ => None,
+            },
         }
     }
 
@@ -504,6 +525,19 @@ impl TaskActor {
                 match self.fetch_secrets(rx).await {
                     Ok(Some(r)) => self.secrets = Some(r),
                     Ok(None) => return,
+                    Err(reason) => {
+                        for &i in &missing {
+                            self.ctrs[i].start_error = Some(reason.clone());
+                        }
+                        self.fail(reason);
+                        return;
+                    }
+                }
+            }
+            if self.credentials_refresh_at.is_none() && self.task_role().is_some() {
+                match self.fetch_credentials(rx).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
                     Err(reason) => {
                         for &i in &missing {
                             self.ctrs[i].start_error = Some(reason.clone());
@@ -568,6 +602,7 @@ impl TaskActor {
                 self.fail(format!("CannotCreateContainerError: {e}"));
                 return;
             }
+            self.credentials_containers();
         }
         let began = Instant::now();
         loop {
@@ -859,6 +894,126 @@ impl TaskActor {
         }
     }
 
+    /// The task's role (RunTask override, else the task definition's).
+    fn task_role(&self) -> Option<&str> {
+        gantry_domain::secrets::task_role_arn(&self.record.overrides, &self.td)
+    }
+
+    /// Asks the control plane for the task role's credentials once.
+    async fn request_credentials(&self) -> Result<TaskCredentialsResponse, CallError> {
+        let body = json!({
+            "cluster": self.sh.cluster,
+            "containerInstance": self.sh.instance_arn,
+            "task": self.arn,
+        });
+        let v = self
+            .sh
+            .api
+            .post_path(Service::Ecs, "/agent/v1/task-credentials", &body)
+            .await?;
+        serde_json::from_value(v).map_err(|e| {
+            CallError::Transport(format!("invalid answer from the control plane: {e}"))
+        })
+    }
+
+    /// Serves `c` under the task's id, and schedules the refresh at half its lifetime.
+    fn serve_credentials(&mut self, c: TaskRoleCredentials) {
+        let id = self
+            .credentials_id
+            .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
+            .clone();
+        let now = SystemTime::now();
+        let expires = SystemTime::UNIX_EPOCH + Duration::from_millis(c.expiration);
+        let left = expires.duration_since(now).unwrap_or_default();
+        self.credentials_refresh_at = Some(now + left / 2);
+        self.sh.credentials.set_credentials(&id, &self.arn, c);
+        self.checkpoint_update(move |r| r.credentials_id = Some(id));
+    }
+
+    /// Fetches the task role's credentials before the containers are created, retrying while
+    /// the control plane cannot be reached. `Ok(false)`: the task is to stop meanwhile.
+    async fn fetch_credentials(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<TaskMsg>,
+    ) -> Result<bool, String> {
+        if let Err(why) = &self.sh.credentials_port {
+            return Err(format!(
+                "ResourceInitializationError: the task role cannot be served on this container instance: {why}"
+            ));
+        }
+        let mut delay = Duration::from_millis(250);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let e = match self.request_credentials().await {
+                Ok(r) => {
+                    return match (r.credentials, r.failure) {
+                        (Some(c), _) => {
+                            tracing::info!(role = %c.role_arn, "task role credentials fetched");
+                            self.serve_credentials(c);
+                            Ok(true)
+                        }
+                        (None, Some(f)) => Err(f.reason),
+                        (None, None) => {
+                            Err("ResourceInitializationError: no task role credentials".into())
+                        }
+                    };
+                }
+                Err(e) if e.is_client_error() || attempts >= 6 => {
+                    return Err(format!(
+                        "ResourceInitializationError: cannot fetch the task role's credentials: {e}"
+                    ));
+                }
+                Err(e) => e,
+            };
+            tracing::warn!(error = %e, "cannot fetch the task role's credentials yet; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                m = rx.recv() => {
+                    self.handle(m);
+                    if self.should_stop() || self.detached {
+                        return Ok(false);
+                    }
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Replaces the served credentials with fresh ones.
+    async fn refresh_credentials(&mut self) -> Result<(), String> {
+        let r = self
+            .request_credentials()
+            .await
+            .map_err(|e| e.to_string())?;
+        match (r.credentials, r.failure) {
+            (Some(c), _) => {
+                tracing::info!(role = %c.role_arn, "task role credentials refreshed");
+                self.serve_credentials(c);
+                Ok(())
+            }
+            (None, Some(f)) => Err(f.reason),
+            (None, None) => Err("no credentials in the answer".into()),
+        }
+    }
+
+    /// Tells the credentials endpoint which containers' addresses may use the task's id.
+    fn credentials_containers(&self) {
+        let Some(id) = &self.credentials_id else {
+            return;
+        };
+        let mut ids: Vec<String> = self
+            .ctrs
+            .iter()
+            .filter_map(|c| c.runtime_id.clone())
+            .collect();
+        if let Some(p) = self.pause.as_ref().and_then(|p| p.runtime_id.clone()) {
+            ids.push(p);
+        }
+        let host = self.td.effective_network_mode() == NetworkMode::Host;
+        self.sh.credentials.set_containers(id, ids, host);
+    }
+
     fn checkpoint_update(&self, f: impl FnOnce(&mut TaskRecord)) {
         if let Err(e) = self.sh.checkpoint.update_task(&self.arn, f) {
             tracing::error!(error = %e, "cannot write checkpoint");
@@ -972,6 +1127,14 @@ impl TaskActor {
     }
 
     async fn monitor(&mut self) {
+        if self.credentials_id.is_some()
+            && self
+                .credentials_refresh_at
+                .is_none_or(|at| SystemTime::now() >= at)
+            && let Err(e) = self.refresh_credentials().await
+        {
+            tracing::warn!(error = %e, "cannot refresh the task role's credentials; retrying");
+        }
         self.refresh().await;
         if self.pause.as_ref().is_some_and(Pause::lost) {
             tracing::info!("the pause container stopped: the task has lost its network");
@@ -1054,6 +1217,7 @@ impl TaskActor {
             }
         }
         self.remove_pause().await;
+        self.sh.credentials.forget_task(&self.arn);
         for v in &self.volumes {
             if let Err(e) = rt.remove_volume(v).await {
                 tracing::warn!(volume = %v, error = %e, "cannot remove volume");
@@ -1081,6 +1245,7 @@ impl TaskActor {
             tracing::error!(error = %e, "cannot write checkpoint");
         }
         self.sh.metadata.forget(&self.arn);
+        self.sh.credentials.forget_task(&self.arn);
     }
 
     fn send(&self, r: Report) {

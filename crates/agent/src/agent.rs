@@ -217,7 +217,12 @@ async fn bind_metadata(
     Ok((vec![lo], port, None))
 }
 
-fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<Attribute> {
+fn agent_attributes(
+    cfg: &AgentConfig,
+    api_version: &str,
+    awsvpc: bool,
+    task_roles: bool,
+) -> Vec<Attribute> {
     let mut attrs: Vec<Attribute> = cfg
         .attributes
         .iter()
@@ -261,6 +266,12 @@ fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<A
         "ecs.capability.execution-role-awslogs",
     ] {
         flag(c.to_owned());
+    }
+    if task_roles {
+        // Task definitions with a task role require it: only a host serving the credentials
+        // endpoint offers it (ECS_ENABLE_TASK_IAM_ROLE).
+        flag("com.amazonaws.ecs.capability.task-iam-role".to_owned());
+        flag("com.amazonaws.ecs.capability.task-iam-role-network-host".to_owned());
     }
     if awsvpc {
         // awsvpc task definitions require it; only hosts that can enforce security groups
@@ -582,6 +593,27 @@ async fn agent_main(
     }
     tracing::info!(port, gateway = ?gw, "task metadata endpoint listening");
 
+    // Task credentials (and the metadata documents) on 169.254.170.2.
+    let credentials = crate::credentials::CredentialsRegistry::default();
+    let credentials_port = match crate::credentials::listen(port).await {
+        Ok(l) => {
+            let p = l.local_addr().map_err(AgentError::Listen)?.port();
+            let app = metadata::app(registry.clone(), runtime.clone()).merge(
+                crate::credentials::router(credentials.clone(), runtime.clone()),
+            );
+            spawner.spawn(metadata::serve_router(l, app));
+            tracing::info!(
+                port = p,
+                "task credentials endpoint listening on 169.254.170.2"
+            );
+            Ok(p)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "tasks with a task role cannot run on this host");
+            Err(e.to_string())
+        }
+    };
+
     let mut ports: Vec<String> = cfg.reserved_ports.iter().map(u16::to_string).collect();
     if !ports.contains(&port.to_string()) {
         ports.push(port.to_string());
@@ -601,7 +633,12 @@ async fn agent_main(
         docker_version: Some(format!("DockerVersion: {}", host.server_version)),
     };
     let packet_filter = crate::netfilter::probe().await;
-    let attributes = agent_attributes(&cfg, &host.api_version, packet_filter.is_ok());
+    let attributes = agent_attributes(
+        &cfg,
+        &host.api_version,
+        packet_filter.is_ok(),
+        credentials_port.is_ok(),
+    );
     let previous = checkpoint.instance().map(|(a, _)| a);
     let reg = register(&api, &cfg, &checkpoint, &resources, &version, &attributes).await;
 
@@ -665,6 +702,8 @@ async fn agent_main(
         spawner: spawner.clone(),
         netfilter,
         pause_image: cfg.pause_image.clone(),
+        credentials,
+        credentials_port,
     });
 
     // Runtime events → pokes for the owning task's actor.
@@ -748,7 +787,7 @@ mod tests {
     fn attributes_include_capabilities_and_custom_ones() {
         let mut cfg = AgentConfig::new("http://127.0.0.1:1", "c", "/tmp/x");
         cfg.attributes = vec![("stack".into(), "blue".into())];
-        let attrs = agent_attributes(&cfg, "1.41", true);
+        let attrs = agent_attributes(&cfg, "1.41", true, true);
         assert_eq!(attrs[0].name, "stack");
         for n in [
             "com.amazonaws.ecs.capability.docker-remote-api.1.17",
@@ -757,11 +796,17 @@ mod tests {
             "ecs.capability.container-health-check",
             "ecs.capability.container-ordering",
             "ecs.capability.task-eni",
+            "com.amazonaws.ecs.capability.task-iam-role",
         ] {
             assert!(attrs.iter().any(|a| a.name == n), "{n}");
         }
-        let without = agent_attributes(&cfg, "1.41", false);
+        let without = agent_attributes(&cfg, "1.41", false, false);
         assert!(!without.iter().any(|a| a.name == "ecs.capability.task-eni"));
+        assert!(
+            !without
+                .iter()
+                .any(|a| a.name == "com.amazonaws.ecs.capability.task-iam-role")
+        );
     }
 
     #[test]

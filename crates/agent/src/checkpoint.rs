@@ -45,6 +45,11 @@ pub struct TaskRecord {
     /// The STOPPED `SubmitTaskStateChange` body, kept until the server acknowledged it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_report: Option<Value>,
+    /// The id of the task's role credentials on the credentials endpoint (the containers'
+    /// environment names it), so that a restarted agent serves them under the same id. The
+    /// credentials themselves are never written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_id: Option<String>,
 }
 
 /// How far a container's log has been shipped: the newest shipped line's timestamp and how

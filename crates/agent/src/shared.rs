@@ -191,6 +191,10 @@ pub struct Shared {
     pub netfilter: Arc<crate::netfilter::Netfilter>,
     /// The image of awsvpc tasks' pause containers.
     pub pause_image: String,
+    /// Task role credentials served on the credentials endpoint.
+    pub credentials: crate::credentials::CredentialsRegistry,
+    /// The port of the credentials endpoint on `169.254.170.2`, or why it is not served.
+    pub credentials_port: Result<u16, String>,
 }
 
 impl std::fmt::Debug for Shared {

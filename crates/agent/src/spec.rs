@@ -66,6 +66,9 @@ pub struct SpecInputs {
     /// Fargate tasks: the task's size, applied to each of its containers, and the platform's
     /// hardening.
     pub fargate: Option<FargateLimits>,
+    /// Tasks with a task role: the variable that points SDKs at the credentials endpoint
+    /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `..._FULL_URI`) and its value.
+    pub task_credentials: Option<(&'static str, String)>,
 }
 
 /// What a Fargate task's containers run under: the task's CPU as a CFS quota and its memory as
@@ -333,6 +336,9 @@ pub fn container_spec(
             "ECS_CONTAINER_METADATA_URI",
             format!("{base}/v3/{}", inputs.metadata_id),
         ));
+    }
+    if let Some((k, v)) = &inputs.task_credentials {
+        injected.push((k, v.clone()));
     }
     for (k, v) in injected {
         if !names.contains(&k) {
@@ -616,6 +622,7 @@ mod tests {
             awsvpc_namespace: None,
             fargate: None,
             secret_environment: Vec::new(),
+            task_credentials: None,
         }
     }
 
