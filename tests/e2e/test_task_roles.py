@@ -186,3 +186,46 @@ def test_a_role_ecs_tasks_may_not_assume_fails_the_task(setup):
         f"ResourceInitializationError: ECS was unable to assume the role '{role}'"), t["stoppedReason"]
     assert t["containers"][0]["reason"] == t["stoppedReason"]
     assert not containers_of(arn)
+
+
+def test_an_awsvpc_task_gets_its_role_through_its_own_address(setup, tmp_path, vpc_block):
+    """The pause container's address (the task's own) is the one answered."""
+    from conftest import remove_subnet_networks, require_network_powers
+    from test_awsvpc import default_subnet, uninstall
+    require_network_powers()
+    g = Gantry(tmp_path / "data").start(listen=f"{_bridge_gateway()}:0",
+                                        extra_args=["--default-vpc-cidr", vpc_block])
+    agent = None
+    try:
+        iam, ecs = g.client("iam"), g.client("ecs")
+        role = iam.create_role(RoleName="vpcRole", AssumeRolePolicyDocument=TRUST_ECS_TASKS)["Role"]["Arn"]
+        iam.put_role_policy(RoleName="vpcRole", PolicyName="list", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecs:ListClusters",
+                                                    "Resource": "*"}]}))
+        ecs.create_cluster(clusterName="vpcroles")
+        agent = Agent(g, "vpcroles", tmp_path / "agent").start()
+
+        def offering():
+            arns = ecs.list_container_instances(cluster="vpcroles")["containerInstanceArns"]
+            return arns and any(a["name"] == "ecs.capability.task-eni" for a in ecs.describe_container_instances(
+                cluster="vpcroles", containerInstances=arns)["containerInstances"][0]["attributes"])
+        wait_until(offering, what="agent offering awsvpc")
+        ecs.register_task_definition(family="vpcprobe", taskRoleArn=role, networkMode="awsvpc", containerDefinitions=[{
+            "name": "app", "image": setup["python"], "memory": 64, "command": ["-c", PROBE],
+            "environment": [{"name": "GANTRY_ENDPOINT", "value": g.endpoint}]}])
+        arn = ecs.run_task(cluster="vpcroles", taskDefinition="vpcprobe", networkConfiguration={
+            "awsvpcConfiguration": {"subnets": [default_subnet(g)["SubnetId"]]}})["tasks"][0]["taskArn"]
+        r = _result(arn)
+        task_id = arn.rsplit("/", 1)[1]
+        assert r["method"] == "container-role", r
+        assert r["arn"] == f"arn:aws:sts::000000000000:assumed-role/vpcRole/{task_id}"
+        assert r["denied"][0] == "AccessDeniedException", r
+        ecs.stop_task(cluster="vpcroles", task=arn)
+        ecs.get_waiter("tasks_stopped").wait(cluster="vpcroles", tasks=[arn],
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    finally:
+        if agent:
+            agent.stop()
+            uninstall(g, agent)
+        g.stop()
+        remove_subnet_networks(vpc_block)
