@@ -14,7 +14,7 @@ import pytest
 
 from conftest import Gantry, require_docker
 from images import build_busybox_image, build_python_boto3_image, docker
-from test_agent_tasks import Agent, containers_of, wait_until
+from test_agent_tasks import Agent, containers_of, image, wait_until  # noqa: F401 (fixture)
 
 TRUST_ECS_TASKS = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
@@ -229,3 +229,69 @@ def test_an_awsvpc_task_gets_its_role_through_its_own_address(setup, tmp_path, v
             uninstall(g, agent)
         g.stop()
         remove_subnet_networks(vpc_block)
+
+
+def test_images_of_this_registry_are_pulled_as_the_execution_role(gantry, image, tmp_path):
+    """The execution role's permissions decide the pull, cached image or not: a role with
+    AmazonECSTaskExecutionRolePolicy pulls; one without ecr:BatchGetImage fails with
+    CannotPullContainerError; one without ecr:GetAuthorizationToken with ECS's
+    CannotPullECRContainerError."""
+    g = gantry
+    iam, ecs = g.client("iam"), g.client("ecs")
+
+    def role(name, statements=None, managed=None):
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_ECS_TASKS)["Role"]["Arn"]
+        if managed:
+            iam.attach_role_policy(RoleName=name, PolicyArn=f"arn:aws:iam::aws:policy/service-role/{managed}")
+        if statements:
+            iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": statements}))
+        return arn
+
+    puller = role("puller", managed="AmazonECSTaskExecutionRolePolicy")
+    token_only = role("tokenOnly", [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}])
+    nothing = role("nothing", [{"Effect": "Allow", "Action": "ecs:ListClusters", "Resource": "*"}])
+    ecs.create_cluster(clusterName="pulls")
+    agent = Agent(g, "pulls", tmp_path / "agent").start()
+    arns = []
+
+    def run(family, exec_role):
+        ecs.register_task_definition(family=family, executionRoleArn=exec_role, containerDefinitions=[
+            {"name": "app", "image": image, "memory": 32, "command": ["sleep", "300"]}])
+        arn = ecs.run_task(cluster="pulls", taskDefinition=family)["tasks"][0]["taskArn"]
+        arns.append(arn)
+        return arn
+
+    def stopped(arn):
+        ecs.get_waiter("tasks_stopped").wait(cluster="pulls", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+        return ecs.describe_tasks(cluster="pulls", tasks=[arn])["tasks"][0]
+
+    try:
+        wait_until(lambda: ecs.list_container_instances(cluster="pulls")["containerInstanceArns"], what="agent")
+        ok = run("pull-ok", puller)
+        ecs.get_waiter("tasks_running").wait(cluster="pulls", tasks=[ok], WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+
+        # The image is now cached on the host: the role is still asked.
+        t = stopped(run("pull-denied", token_only))
+        task_id = t["taskArn"].rsplit("/", 1)[1]
+        assert t["stopCode"] == "TaskFailedToStart"
+        assert t["stoppedReason"].startswith(
+            f"CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref {image}: "
+            "denied: "), t["stoppedReason"]
+        assert (f"arn:aws:sts::000000000000:assumed-role/tokenOnly/{task_id} is not authorized to perform: "
+                "ecr:BatchGetImage") in t["stoppedReason"], t["stoppedReason"]
+        assert t["containers"][0]["reason"] == t["stoppedReason"]
+
+        t = stopped(run("no-token", nothing))
+        task_id = t["taskArn"].rsplit("/", 1)[1]
+        assert t["stoppedReason"].startswith(
+            "CannotPullECRContainerError: AccessDeniedException: User: "
+            f"arn:aws:sts::000000000000:assumed-role/nothing/{task_id} is not authorized to perform: "
+            "ecr:GetAuthorizationToken"), t["stoppedReason"]
+    finally:
+        for a in arns:
+            ecs.stop_task(cluster="pulls", task=a)
+        agent.stop()
+        for a in arns:
+            for c in containers_of(a):
+                docker("rm", "-f", c, check=False)

@@ -554,7 +554,27 @@ impl TaskActor {
             images.sort();
             images.dedup();
             for image in images {
-                let pull = ensure_image(self.sh.clone(), image.clone(), self.registry_auth(&image));
+                // Images of Gantry's registry are pulled as the execution role, when the task
+                // has one (the instance's identity otherwise), and always checked with it.
+                let mut auth = self.registry_auth(&image);
+                let as_role = auth.is_none()
+                    && self.execution_role().is_some()
+                    && self.sh.registry_auth.is_own(&image);
+                if as_role {
+                    match self.execution_registry_auth(&image).await {
+                        Ok(a) => auth = Some(a),
+                        Err(reason) => {
+                            for &i in &missing {
+                                if self.ctrs[i].def.image == image {
+                                    self.ctrs[i].start_error = Some(reason.clone());
+                                }
+                            }
+                            self.fail(reason);
+                            return;
+                        }
+                    }
+                }
+                let pull = ensure_image(self.sh.clone(), image.clone(), auth, as_role);
                 tokio::pin!(pull);
                 let r = loop {
                     tokio::select! {
@@ -696,7 +716,7 @@ impl TaskActor {
                 .await
                 .map_err(|e| e.to_string())?;
         } else {
-            ensure_image(sh.clone(), sh.pause_image.clone(), None)
+            ensure_image(sh.clone(), sh.pause_image.clone(), None, false)
                 .await
                 .map_err(|e| format!("CannotPullContainerError: {e}"))?;
         }
@@ -901,11 +921,23 @@ impl TaskActor {
 
     /// Asks the control plane for the task role's credentials once.
     async fn request_credentials(&self) -> Result<TaskCredentialsResponse, CallError> {
-        let body = json!({
+        self.request_role_credentials(None).await
+    }
+
+    /// Asks the control plane for a session of the task role, or with `Some("execution")` of
+    /// the execution role.
+    async fn request_role_credentials(
+        &self,
+        role: Option<&str>,
+    ) -> Result<TaskCredentialsResponse, CallError> {
+        let mut body = json!({
             "cluster": self.sh.cluster,
             "containerInstance": self.sh.instance_arn,
             "task": self.arn,
         });
+        if let Some(r) = role {
+            body["role"] = json!(r);
+        }
         let v = self
             .sh
             .api
@@ -914,6 +946,52 @@ impl TaskActor {
         serde_json::from_value(v).map_err(|e| {
             CallError::Transport(format!("invalid answer from the control plane: {e}"))
         })
+    }
+
+    /// The execution role (RunTask override, else the task definition's).
+    fn execution_role(&self) -> Option<&str> {
+        self.record
+            .overrides
+            .execution_role_arn
+            .as_deref()
+            .or(self.td.execution_role_arn.as_deref())
+            .filter(|r| !r.is_empty())
+    }
+
+    /// Registry credentials for Gantry's own registry as the task's execution role: a session
+    /// of the role from the control plane, then `ecr:GetAuthorizationToken` signed with it. The
+    /// error is the task's `stoppedReason`, as ECS words it.
+    async fn execution_registry_auth(&self, image: &str) -> Result<RegistryAuth, String> {
+        let r = self
+            .request_role_credentials(Some("execution"))
+            .await
+            .map_err(|e| {
+                format!("CannotPullECRContainerError: cannot get the execution role's session: {e}")
+            })?;
+        let c = match (r.credentials, r.failure) {
+            (Some(c), _) => c,
+            (None, Some(f)) => return Err(f.reason),
+            (None, None) => {
+                return Err("CannotPullECRContainerError: no execution role session".into());
+            }
+        };
+        let api =
+            self.sh
+                .api
+                .with_session(&c.access_key_id, &c.secret_access_key, &c.session_token);
+        match crate::shared::RegistryAuthCache::new(api)
+            .for_image(image)
+            .await
+        {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(format!(
+                "CannotPullECRContainerError: {image} is not in this registry"
+            )),
+            Err(CallError::Aws { code, message, .. }) => Err(format!(
+                "CannotPullECRContainerError: {code}: {message} status code: 400"
+            )),
+            Err(e) => Err(format!("CannotPullECRContainerError: {e}")),
+        }
     }
 
     /// Serves `c` under the task's id, and schedules the refresh at half its lifetime.
@@ -1512,10 +1590,22 @@ fn with_log_options(def: &ContainerDefinition, extra: &[NamedValue]) -> Containe
 
 /// Makes `image` present locally per the pull behaviour; returns its manifest digest if known.
 /// `credentials` (from `repositoryCredentials`) authenticate the pull when given.
+/// A pull the registry refused, in the ECS agent's words (the registry's `denied: ...` kept).
+fn manifest_refused(image: &str, error: &str) -> String {
+    let detail = error.find("denied: ").map_or(error, |i| &error[i..]);
+    format!(
+        "pull image manifest has been retried 1 time(s): failed to resolve ref {image}: {detail}"
+    )
+}
+
+/// Makes `image` present locally, pulling it with `credentials` (or the instance's registry
+/// token). `checked`: the credentials are the execution role's, whose right to pull is
+/// re-checked against the registry even for a cached image (a refusal fails the pull).
 async fn ensure_image(
     sh: Arc<Shared>,
     image: String,
     credentials: Option<RegistryAuth>,
+    checked: bool,
 ) -> Result<Option<String>, String> {
     let image = image.as_str();
     let rt = &sh.runtime;
@@ -1539,6 +1629,7 @@ async fn ensure_image(
         (Some(l), ImagePullBehavior::PreferCached) => {
             own && match rt.remote_digest(image, auth.clone()).await {
                 Ok(remote) => !l.repo_digests.iter().any(|d| d.ends_with(&remote)),
+                Err(e) if checked => return Err(manifest_refused(image, &e.to_string())),
                 Err(_) => false,
             }
         }
@@ -1546,6 +1637,9 @@ async fn ensure_image(
     if pull {
         tracing::info!(image, "pulling image");
         if let Err(e) = rt.pull(image, auth).await {
+            if checked {
+                return Err(manifest_refused(image, &e.to_string()));
+            }
             if local.is_some() && behavior != ImagePullBehavior::Always {
                 tracing::warn!(image, error = %e, "pull failed; using the local image");
             } else {

@@ -418,11 +418,11 @@ impl TaskSecrets for TaskSecretResolver {
             .map_err(|e| e.0)
     }
 
-    async fn task_role_credentials(
+    async fn role_credentials(
         &self,
         task: &TaskScope,
+        role: &str,
     ) -> Result<gantry_domain::secrets::TaskRoleCredentials, String> {
-        let role = task.task_role_arn.as_deref().unwrap_or_default();
         self.authz
             .role_session(task, role)
             .await

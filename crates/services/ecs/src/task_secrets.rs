@@ -68,10 +68,13 @@ pub trait TaskSecrets: Send + Sync {
         credentials_parameter: &str,
     ) -> Result<(String, String), String>;
 
-    /// A session of `scope.task_role_arn` (session name: the task id) for the task's
-    /// containers. The error is the task's `stoppedReason`.
-    async fn task_role_credentials(&self, scope: &TaskScope)
-    -> Result<TaskRoleCredentials, String>;
+    /// A session of `role_arn`, the task's role or its execution role, as ECS tasks assume it
+    /// (session name: the task id). The error is the task's `stoppedReason`.
+    async fn role_credentials(
+        &self,
+        scope: &TaskScope,
+        role_arn: &str,
+    ) -> Result<TaskRoleCredentials, String>;
 }
 
 /// The agent's request.
@@ -82,6 +85,10 @@ struct SecretsRequest {
     cluster: Option<String>,
     container_instance: String,
     task: String,
+    /// `/agent/v1/task-credentials`: `"execution"` for the execution role (image pulls from
+    /// this registry), else the task role.
+    #[serde(default)]
+    role: Option<String>,
 }
 
 /// Resolves every reference of `td` for `scope`, in container order; the first failure wins.
@@ -141,7 +148,7 @@ fn failed(reason: String) -> SecretsResponse {
 pub(crate) async fn serve(State(streams): State<Arc<AgentStreams>>, req: Request) -> Response {
     let request_id = new_request_id();
     let answer = match lookup(&streams, req).await {
-        Ok((scope, td, source)) => {
+        Ok((scope, td, source, _)) => {
             let out = resolve(source.as_ref(), &scope, &td).await;
             match &out.failure {
                 None => tracing::info!(task = %scope.task_arn, "task secrets handed to its agent"),
@@ -156,24 +163,34 @@ pub(crate) async fn serve(State(streams): State<Arc<AgentStreams>>, req: Request
     respond(answer, &request_id)
 }
 
-/// `POST /agent/v1/task-credentials`: the task role's session credentials, for the agent the
-/// task is assigned to while the task is meant to run. `{"failure": {"reason"}}` when the task
-/// has no role or the role cannot be assumed for it.
+/// `POST /agent/v1/task-credentials`: the task role's (or, with `"role": "execution"`, the
+/// execution role's) session credentials, for the agent the task is assigned to while the task
+/// is meant to run. `{"failure": {"reason"}}` when the task has no such role or the role cannot
+/// be assumed for it.
 pub(crate) async fn serve_credentials(
     State(streams): State<Arc<AgentStreams>>,
     req: Request,
 ) -> Response {
     let request_id = new_request_id();
     let answer = match lookup(&streams, req).await {
-        Ok((scope, _, source)) => {
-            let out = match scope.task_role_arn {
+        Ok((scope, _, source, role)) => {
+            let execution = role.as_deref() == Some("execution");
+            let role_arn = if execution {
+                scope.execution_role_arn.clone()
+            } else {
+                scope.task_role_arn.clone()
+            };
+            let out = match role_arn {
                 None => TaskCredentialsResponse {
                     credentials: None,
                     failure: Some(SecretsFailure {
-                        reason: "the task has no task role".into(),
+                        reason: format!(
+                            "the task has no {} role",
+                            if execution { "execution" } else { "task" }
+                        ),
                     }),
                 },
-                Some(_) => match source.task_role_credentials(&scope).await {
+                Some(role_arn) => match source.role_credentials(&scope, &role_arn).await {
                     Ok(c) => {
                         tracing::info!(task = %scope.task_arn, role = %c.role_arn, "task role credentials handed to its agent");
                         TaskCredentialsResponse {
@@ -215,7 +232,15 @@ fn respond(answer: Result<Vec<u8>, AwsError>, request_id: &str) -> Response {
 async fn lookup(
     streams: &AgentStreams,
     req: Request,
-) -> Result<(TaskScope, TaskDefinition, Arc<dyn TaskSecrets>), AwsError> {
+) -> Result<
+    (
+        TaskScope,
+        TaskDefinition,
+        Arc<dyn TaskSecrets>,
+        Option<String>,
+    ),
+    AwsError,
+> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, BODY_LIMIT)
         .await
@@ -287,7 +312,7 @@ async fn lookup(
             .map(str::to_owned),
         region,
     };
-    Ok((scope, td, source))
+    Ok((scope, td, source, q.role))
 }
 
 #[cfg(test)]
@@ -315,9 +340,10 @@ mod tests {
         ) -> Result<(String, String), String> {
             Ok((format!("user-{p}"), "pw".into()))
         }
-        async fn task_role_credentials(
+        async fn role_credentials(
             &self,
             _: &TaskScope,
+            _: &str,
         ) -> Result<TaskRoleCredentials, String> {
             Err("not in this test".into())
         }
