@@ -574,6 +574,10 @@ async fn agent_main(
         &cfg.secret_access_key,
     )
     .map_err(AgentError::Config)?;
+    let api = match &cfg.session_token {
+        Some(t) => api.with_session(&cfg.access_key_id, &cfg.secret_access_key, t),
+        None => api,
+    };
     let host = runtime.info().await?;
 
     // Metadata endpoint: same port as last time when possible (adopted containers keep theirs).

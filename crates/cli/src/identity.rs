@@ -559,6 +559,81 @@ impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
     }
 }
 
+/// The credentials the agents' channels accept (the assignment stream, task secrets and
+/// credentials, telemetry, the network policy): the root key, or an IAM principal (an instance's
+/// user or role session) whose policies allow `action` as ECS's instance role does
+/// (`AmazonEC2ContainerServiceforEC2Role` grants `ecs:Poll` and `ecs:StartTelemetrySession`).
+/// Other keys are unknown to these channels.
+#[derive(Debug)]
+pub struct AgentChannelCredentials {
+    pub identity: Arc<Identity>,
+    pub action: &'static str,
+}
+
+impl AgentChannelCredentials {
+    fn allowed(&self, access_key_id: &str, session_token: Option<&str>) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let principal = match self.identity.resolve(access_key_id, session_token, now) {
+            Ok(None) => return true,
+            Ok(Some(p)) => p,
+            Err(_) => return false,
+        };
+        let ctx = RequestContext {
+            caller: Some(principal.clone()),
+            request_id: String::new(),
+            region: self.identity.region.clone(),
+            account_id: self.identity.iam.account().to_owned(),
+            access_key_id: access_key_id.to_owned(),
+            now,
+        };
+        let Some(policies) = self.identity.policies(&ctx, &principal) else {
+            return false;
+        };
+        let context = authz::base_context(&ctx);
+        let resources = ["*"];
+        let request = Request {
+            principal: &principal,
+            action: self.action,
+            resources: &resources,
+            resource_account: None,
+            context: &context,
+        };
+        let allowed = policies.evaluate(&request, None).is_allowed();
+        if !allowed {
+            tracing::info!(principal = %principal.arn, action = self.action, "agent channel refused: not allowed");
+        }
+        allowed
+    }
+}
+
+impl CredentialProvider for AgentChannelCredentials {
+    fn accepts_session_token(&self, access_key_id: &str, session_token: Option<&str>) -> bool {
+        self.identity
+            .accepts_session_token(access_key_id, session_token)
+    }
+
+    fn secret_access_key(&self, access_key_id: &str) -> Option<String> {
+        if !self.allowed(access_key_id, None) {
+            return None;
+        }
+        self.identity.secret_access_key(access_key_id)
+    }
+
+    fn secret_with_session_token(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Option<String> {
+        if !self.allowed(access_key_id, session_token) {
+            return None;
+        }
+        self.identity
+            .secret_with_session_token(access_key_id, session_token)
+    }
+}
+
 /// ECR repository policies and Secrets Manager secret policies as resource-based policies.
 #[derive(Debug)]
 pub struct StoredResourcePolicies {
