@@ -295,3 +295,45 @@ def test_images_of_this_registry_are_pulled_as_the_execution_role(gantry, image,
         for a in arns:
             for c in containers_of(a):
                 docker("rm", "-f", c, check=False)
+
+
+def test_a_host_without_task_roles_refuses_them_clearly(setup, tmp_path):
+    """ECS_ENABLE_TASK_IAM_ROLE=false: the host does not offer the capability, so a task
+    definition with a role is not placed there; a role given as a RunTask override stops the
+    task before anything runs, saying why."""
+    g, busybox = setup["gantry"], setup["busybox"]
+    iam, ecs = g.client("iam"), g.client("ecs")
+    role = iam.create_role(RoleName="unservedRole", AssumeRolePolicyDocument=TRUST_ECS_TASKS)["Role"]["Arn"]
+    ecs.create_cluster(clusterName="noroles")
+    agent = Agent(g, "noroles", tmp_path / "agent", extra=["--disable-task-iam-role"]).start()
+    arn = None
+    try:
+        instances = wait_until(lambda: ecs.list_container_instances(cluster="noroles")["containerInstanceArns"],
+                               what="agent")
+        (ci,) = ecs.describe_container_instances(cluster="noroles", containerInstances=instances)["containerInstances"]
+        names = {a["name"] for a in ci["attributes"]}
+        assert "com.amazonaws.ecs.capability.task-iam-role" not in names
+        ecs.register_task_definition(family="withrole", taskRoleArn=role, containerDefinitions=[
+            {"name": "app", "image": busybox, "memory": 32, "command": ["sleep", "300"]}])
+        out = ecs.run_task(cluster="noroles", taskDefinition="withrole")
+        assert out["tasks"] == [] and out["failures"], out
+        assert "ATTRIBUTE" in out["failures"][0]["reason"], out["failures"]
+
+        ecs.register_task_definition(family="norole", containerDefinitions=[
+            {"name": "app", "image": busybox, "memory": 32, "command": ["sleep", "300"]}])
+        arn = ecs.run_task(cluster="noroles", taskDefinition="norole",
+                           overrides={"taskRoleArn": role})["tasks"][0]["taskArn"]
+        ecs.get_waiter("tasks_stopped").wait(cluster="noroles", tasks=[arn],
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        t = ecs.describe_tasks(cluster="noroles", tasks=[arn])["tasks"][0]
+        assert t["stopCode"] == "TaskFailedToStart"
+        assert t["stoppedReason"] == (
+            "ResourceInitializationError: the task role cannot be served on this container instance: cannot serve "
+            "the task credentials endpoint on 169.254.170.2: task roles are disabled on this agent "
+            "(--disable-task-iam-role)"), t["stoppedReason"]
+        assert not containers_of(arn)
+    finally:
+        agent.stop()
+        if arn:
+            for c in containers_of(arn):
+                docker("rm", "-f", c, check=False)

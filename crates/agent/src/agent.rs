@@ -599,7 +599,14 @@ async fn agent_main(
 
     // Task credentials (and the metadata documents) on 169.254.170.2.
     let credentials = crate::credentials::CredentialsRegistry::default();
-    let credentials_port = match crate::credentials::listen(port).await {
+    let listened = if cfg.task_iam_role {
+        crate::credentials::listen(port).await
+    } else {
+        Err(crate::credentials::EndpointUnavailable(
+            "task roles are disabled on this agent (--disable-task-iam-role)".into(),
+        ))
+    };
+    let credentials_port = match listened {
         Ok(l) => {
             let p = l.local_addr().map_err(AgentError::Listen)?.port();
             let app = metadata::app(registry.clone(), runtime.clone()).merge(
@@ -613,7 +620,11 @@ async fn agent_main(
             Ok(p)
         }
         Err(e) => {
-            tracing::error!(error = %e, "tasks with a task role cannot run on this host");
+            if cfg.task_iam_role {
+                tracing::error!(error = %e, "tasks with a task role cannot run on this host");
+            } else {
+                tracing::info!("task roles disabled: tasks with a task role are not placed here");
+            }
             Err(e.to_string())
         }
     };

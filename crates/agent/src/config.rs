@@ -48,6 +48,8 @@ pub struct AgentConfig {
     pub pause_image: String,
     /// How often task usage is sampled and reported (the `AWS/ECS` metrics' resolution).
     pub usage_interval: std::time::Duration,
+    /// Serve task role credentials on `169.254.170.2` (ECS's `ECS_ENABLE_TASK_IAM_ROLE`).
+    pub task_iam_role: bool,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -70,6 +72,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("image_pull_behavior", &self.image_pull_behavior)
             .field("pause_image", &self.pause_image)
             .field("usage_interval", &self.usage_interval)
+            .field("task_iam_role", &self.task_iam_role)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +106,7 @@ impl AgentConfig {
             image_pull_behavior: ImagePullBehavior::default(),
             pause_image: crate::pause::PAUSE_IMAGE.to_owned(),
             usage_interval: std::time::Duration::from_secs(60),
+            task_iam_role: true,
         }
     }
 

@@ -64,6 +64,7 @@ async fn run_agent(args: config::AgentArgs) -> anyhow::Result<()> {
         ));
     }
     cfg.region = args.region;
+    cfg.task_iam_role = !args.disable_task_iam_role;
     cfg.usage_interval = std::time::Duration::from_secs(args.usage_interval.max(1));
     if let Some(image) = args.pause_image {
         cfg.pause_image = image;
