@@ -337,3 +337,46 @@ def test_a_host_without_task_roles_refuses_them_clearly(setup, tmp_path):
         if arn:
             for c in containers_of(arn):
                 docker("rm", "-f", c, check=False)
+
+
+def test_a_restarted_agent_serves_its_running_tasks_again(setup, tmp_path):
+    """The id in the containers' environment is checkpointed (the credentials are not): after
+    kill -9 and a restart, a process in the running container still gets the role."""
+    g, python = setup["gantry"], setup["python"]
+    iam, ecs = g.client("iam"), g.client("ecs")
+    role = iam.create_role(RoleName="restartRole", AssumeRolePolicyDocument=TRUST_ECS_TASKS)["Role"]["Arn"]
+    iam.put_role_policy(RoleName="restartRole", PolicyName="list", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecs:ListClusters", "Resource": "*"}]}))
+    ecs.create_cluster(clusterName="restart")
+    agent = Agent(g, "restart", tmp_path / "agent").start()
+    arn = None
+    try:
+        wait_until(lambda: ecs.list_container_instances(cluster="restart")["containerInstanceArns"], what="agent")
+        # Room for a second Python with boto3 beside the probe.
+        ecs.register_task_definition(family="restart", taskRoleArn=role, containerDefinitions=[{
+            "name": "app", "image": python, "memory": 256, "command": ["-c", PROBE],
+            "environment": [{"name": "GANTRY_ENDPOINT", "value": g.endpoint}]}])
+        arn = ecs.run_task(cluster="restart", taskDefinition="restart")["tasks"][0]["taskArn"]
+        task_id = arn.rsplit("/", 1)[1]
+        assert _result(arn)["arn"] == f"arn:aws:sts::000000000000:assumed-role/restartRole/{task_id}"
+        agent.kill9()
+        agent.start()
+        (c,) = containers_of(arn)
+        ask = ["exec", c, "/usr/bin/python3", "-c",
+               f"import boto3; print(boto3.client('sts', endpoint_url='{g.endpoint}').get_caller_identity()['Arn'])"]
+
+        tries = []
+
+        def identity():
+            p = docker(*ask, check=False, timeout=30)
+            tries.append(p.stderr[-300:])
+            return p.stdout.strip() if p.returncode == 0 else None
+        assert wait_until(identity, timeout=60, what=f"credentials after the restart {tries[-1:]}") == (
+            f"arn:aws:sts::000000000000:assumed-role/restartRole/{task_id}")
+        ecs.stop_task(cluster="restart", task=arn)
+        ecs.get_waiter("tasks_stopped").wait(cluster="restart", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    finally:
+        agent.stop()
+        if arn:
+            for c in containers_of(arn):
+                docker("rm", "-f", c, check=False)

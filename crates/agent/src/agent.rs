@@ -600,7 +600,7 @@ async fn agent_main(
     // Task credentials (and the metadata documents) on 169.254.170.2.
     let credentials = crate::credentials::CredentialsRegistry::default();
     let listened = if cfg.task_iam_role {
-        crate::credentials::listen(port).await
+        crate::credentials::listen(checkpoint.credentials_port(), port).await
     } else {
         Err(crate::credentials::EndpointUnavailable(
             "task roles are disabled on this agent (--disable-task-iam-role)".into(),
@@ -609,6 +609,7 @@ async fn agent_main(
     let credentials_port = match listened {
         Ok(l) => {
             let p = l.local_addr().map_err(AgentError::Listen)?.port();
+            checkpoint.set_credentials_port(p)?;
             let app = metadata::app(registry.clone(), runtime.clone()).merge(
                 crate::credentials::router(credentials.clone(), runtime.clone()),
             );

@@ -217,18 +217,26 @@ pub fn router(registry: CredentialsRegistry, runtime: Arc<dyn ContainerRuntime>)
 #[error("cannot serve the task credentials endpoint on {CREDENTIALS_ADDRESS}: {0}")]
 pub struct EndpointUnavailable(pub String);
 
-/// Listens on [`CREDENTIALS_ADDRESS`]: port 80 when free, else `fallback` (0: any). Adds the
-/// address to [`CREDENTIALS_BRIDGE`] first when no interface of this host has it.
-pub async fn listen(fallback: u16) -> Result<tokio::net::TcpListener, EndpointUnavailable> {
+/// Listens on [`CREDENTIALS_ADDRESS`]: on `previous` (the port of the last run, which adopted
+/// containers know) when given and free, else port 80 when free, else `fallback` (0: any).
+/// Adds the address to [`CREDENTIALS_BRIDGE`] first when no interface of this host has it.
+pub async fn listen(
+    previous: Option<u16>,
+    fallback: u16,
+) -> Result<tokio::net::TcpListener, EndpointUnavailable> {
     let bind = |port: u16| async move {
         tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(CREDENTIALS_ADDRESS), port)).await
     };
-    match bind(80).await {
+    let first = previous.filter(|p| *p != 0).unwrap_or(80);
+    match bind(first).await {
         Ok(l) => return Ok(l),
         Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
             add_address().await?;
         }
         Err(_) => {}
+    }
+    if let Ok(l) = bind(first).await {
+        return Ok(l);
     }
     if let Ok(l) = bind(80).await {
         return Ok(l);
