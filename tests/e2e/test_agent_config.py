@@ -113,7 +113,7 @@ def test_flags_override_the_file_and_bad_values_are_refused(setup):
         assert attrs["stack"] == "green" and attrs["tier"] == "web"
     finally:
         stop(other)
-    for bad, says in (("ECS_ENABLE_TASK_IAM_ROLE=true", "task role credentials"),
+    for bad, says in (("ECS_ENABLE_TASK_IAM_ROLE=maybe", "true or false"),
                       ("ECS_IMAGE_PULL_BEHAVIOR=once", "not supported"),
                       ('ECS_AVAILABLE_LOGGING_DRIVERS=["splunk"]', "splunk")):
         p, log = start_agent(g, tmp, "bad", [f"ECS_BACKEND_HOST={g.endpoint}", f"ECS_DATADIR={tmp / 'bad'}", bad])

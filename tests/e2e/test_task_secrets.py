@@ -31,9 +31,13 @@ TRUST_ECS_TASKS = json.dumps({"Version": "2012-10-17", "Statement": [{
 
 
 def create_execution_role(g, name, statements):
-    """An execution role as a user makes one: trusted by ECS tasks, with an inline policy."""
+    """An execution role as a user makes one: trusted by ECS tasks, with an inline policy, and
+    AmazonECSTaskExecutionRolePolicy so that it may pull the tasks' images from Gantry's
+    registry."""
     iam = g.client("iam")
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_ECS_TASKS)["Role"]["Arn"]
+    iam.attach_role_policy(RoleName=name,
+                           PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
     if statements:
         iam.put_role_policy(RoleName=name, PolicyName="secrets", PolicyDocument=json.dumps(
             {"Version": "2012-10-17", "Statement": statements}))

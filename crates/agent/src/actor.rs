@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use gantry_domain::secrets::{ContainerSecrets, NamedValue, SecretsResponse, has_secrets};
+use gantry_domain::secrets::{
+    ContainerSecrets, NamedValue, SecretsResponse, TaskCredentialsResponse, TaskRoleCredentials,
+    has_secrets,
+};
 use gantry_domain::task::{AgentTask, NetworkBinding, Task, TaskStatus, effective_container};
 use gantry_domain::task_definition::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rand::Rng as _;
@@ -20,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::TaskRecord;
-use crate::client::Service;
+use crate::client::{CallError, Service};
 use crate::config::ImagePullBehavior;
 use crate::logs::{awslogs_target, ship};
 use crate::metadata::TaskDocument;
@@ -198,6 +201,10 @@ struct TaskActor {
     /// The values of the task's `secrets`, `secretOptions` and `repositoryCredentials`, fetched
     /// from the control plane at start. Kept in memory only: never checkpointed or logged.
     secrets: Option<SecretsResponse>,
+    /// Tasks with a task role: the id its containers present on the credentials endpoint.
+    credentials_id: Option<String>,
+    /// When the task role's credentials are to be refreshed (half their lifetime).
+    credentials_refresh_at: Option<SystemTime>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -313,6 +320,8 @@ impl TaskActor {
             detached: false,
             pause,
             secrets: None,
+            credentials_id: rec.credentials_id.clone(),
+            credentials_refresh_at: None,
         }
     }
 
@@ -407,6 +416,14 @@ impl TaskActor {
         }
         let adopted = self.ctrs.iter().filter(|c| c.runtime_id.is_some()).count();
         tracing::info!(adopted, "re-adopted task containers");
+        if self.credentials_id.is_some() && self.task_role().is_some() {
+            // Served again under the id the containers know; a failure is retried while the
+            // task runs.
+            if let Err(e) = self.refresh_credentials().await {
+                tracing::warn!(error = %e, "cannot fetch the task role's credentials yet");
+            }
+            self.credentials_containers();
+        }
         if self
             .pause
             .as_ref()
@@ -488,6 +505,10 @@ impl TaskActor {
                 .unwrap_or_default(),
             default_stop_timeout: self.sh.default_stop_timeout,
             file_systems: self.sh.file_systems.clone(),
+            task_credentials: match (&self.credentials_id, &self.sh.credentials_port) {
+                (Some(id), Ok(port)) => Some(crate::credentials::container_variable(*port, id)),
+                _ => None,
+            },
         }
     }
 
@@ -514,6 +535,19 @@ impl TaskActor {
                     }
                 }
             }
+            if self.credentials_refresh_at.is_none() && self.task_role().is_some() {
+                match self.fetch_credentials(rx).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(reason) => {
+                        for &i in &missing {
+                            self.ctrs[i].start_error = Some(reason.clone());
+                        }
+                        self.fail(reason);
+                        return;
+                    }
+                }
+            }
             let mut images: Vec<String> = missing
                 .iter()
                 .map(|&i| self.ctrs[i].def.image.clone())
@@ -521,7 +555,27 @@ impl TaskActor {
             images.sort();
             images.dedup();
             for image in images {
-                let pull = ensure_image(self.sh.clone(), image.clone(), self.registry_auth(&image));
+                // Images of Gantry's registry are pulled as the execution role, when the task
+                // has one (the instance's identity otherwise), and always checked with it.
+                let mut auth = self.registry_auth(&image);
+                let as_role = auth.is_none()
+                    && self.execution_role().is_some()
+                    && self.sh.registry_auth.is_own(&image);
+                if as_role {
+                    match self.execution_registry_auth(&image).await {
+                        Ok(a) => auth = Some(a),
+                        Err(reason) => {
+                            for &i in &missing {
+                                if self.ctrs[i].def.image == image {
+                                    self.ctrs[i].start_error = Some(reason.clone());
+                                }
+                            }
+                            self.fail(reason);
+                            return;
+                        }
+                    }
+                }
+                let pull = ensure_image(self.sh.clone(), image.clone(), auth, as_role);
                 tokio::pin!(pull);
                 let r = loop {
                     tokio::select! {
@@ -569,6 +623,7 @@ impl TaskActor {
                 self.fail(format!("CannotCreateContainerError: {e}"));
                 return;
             }
+            self.credentials_containers();
         }
         let began = Instant::now();
         loop {
@@ -662,7 +717,7 @@ impl TaskActor {
                 .await
                 .map_err(|e| e.to_string())?;
         } else {
-            ensure_image(sh.clone(), sh.pause_image.clone(), None)
+            ensure_image(sh.clone(), sh.pause_image.clone(), None, false)
                 .await
                 .map_err(|e| format!("CannotPullContainerError: {e}"))?;
         }
@@ -864,6 +919,184 @@ impl TaskActor {
         }
     }
 
+    /// The task's role (RunTask override, else the task definition's).
+    fn task_role(&self) -> Option<&str> {
+        gantry_domain::secrets::task_role_arn(&self.record.overrides, &self.td)
+    }
+
+    /// Asks the control plane for the task role's credentials once.
+    async fn request_credentials(&self) -> Result<TaskCredentialsResponse, CallError> {
+        self.request_role_credentials(None).await
+    }
+
+    /// Asks the control plane for a session of the task role, or with `Some("execution")` of
+    /// the execution role.
+    async fn request_role_credentials(
+        &self,
+        role: Option<&str>,
+    ) -> Result<TaskCredentialsResponse, CallError> {
+        let mut body = json!({
+            "cluster": self.sh.cluster,
+            "containerInstance": self.sh.instance_arn,
+            "task": self.arn,
+        });
+        if let Some(r) = role {
+            body["role"] = json!(r);
+        }
+        let v = self
+            .sh
+            .api
+            .post_path(Service::Ecs, "/agent/v1/task-credentials", &body)
+            .await?;
+        serde_json::from_value(v).map_err(|e| {
+            CallError::Transport(format!("invalid answer from the control plane: {e}"))
+        })
+    }
+
+    /// The execution role (RunTask override, else the task definition's).
+    fn execution_role(&self) -> Option<&str> {
+        self.record
+            .overrides
+            .execution_role_arn
+            .as_deref()
+            .or(self.td.execution_role_arn.as_deref())
+            .filter(|r| !r.is_empty())
+    }
+
+    /// Registry credentials for Gantry's own registry as the task's execution role: a session
+    /// of the role from the control plane, then `ecr:GetAuthorizationToken` signed with it. The
+    /// error is the task's `stoppedReason`, as ECS words it.
+    async fn execution_registry_auth(&self, image: &str) -> Result<RegistryAuth, String> {
+        let r = self
+            .request_role_credentials(Some("execution"))
+            .await
+            .map_err(|e| {
+                format!("CannotPullECRContainerError: cannot get the execution role's session: {e}")
+            })?;
+        let c = match (r.credentials, r.failure) {
+            (Some(c), _) => c,
+            (None, Some(f)) => return Err(f.reason),
+            (None, None) => {
+                return Err("CannotPullECRContainerError: no execution role session".into());
+            }
+        };
+        let api =
+            self.sh
+                .api
+                .with_session(&c.access_key_id, &c.secret_access_key, &c.session_token);
+        match crate::shared::RegistryAuthCache::new(api)
+            .for_image(image)
+            .await
+        {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(format!(
+                "CannotPullECRContainerError: {image} is not in this registry"
+            )),
+            Err(CallError::Aws { code, message, .. }) => Err(format!(
+                "CannotPullECRContainerError: {code}: {message} status code: 400"
+            )),
+            Err(e) => Err(format!("CannotPullECRContainerError: {e}")),
+        }
+    }
+
+    /// Serves `c` under the task's id, and schedules the refresh at half its lifetime.
+    fn serve_credentials(&mut self, c: TaskRoleCredentials) {
+        let id = self
+            .credentials_id
+            .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
+            .clone();
+        let now = SystemTime::now();
+        let expires = SystemTime::UNIX_EPOCH + Duration::from_millis(c.expiration);
+        let left = expires.duration_since(now).unwrap_or_default();
+        self.credentials_refresh_at = Some(now + left / 2);
+        self.sh.credentials.set_credentials(&id, &self.arn, c);
+        self.checkpoint_update(move |r| r.credentials_id = Some(id));
+    }
+
+    /// Fetches the task role's credentials before the containers are created, retrying while
+    /// the control plane cannot be reached. `Ok(false)`: the task is to stop meanwhile.
+    async fn fetch_credentials(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<TaskMsg>,
+    ) -> Result<bool, String> {
+        if let Err(why) = &self.sh.credentials_port {
+            return Err(format!(
+                "ResourceInitializationError: the task role cannot be served on this container instance: {why}"
+            ));
+        }
+        let mut delay = Duration::from_millis(250);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let e = match self.request_credentials().await {
+                Ok(r) => {
+                    return match (r.credentials, r.failure) {
+                        (Some(c), _) => {
+                            tracing::info!(role = %c.role_arn, "task role credentials fetched");
+                            self.serve_credentials(c);
+                            Ok(true)
+                        }
+                        (None, Some(f)) => Err(f.reason),
+                        (None, None) => {
+                            Err("ResourceInitializationError: no task role credentials".into())
+                        }
+                    };
+                }
+                Err(e) if e.is_client_error() || attempts >= 6 => {
+                    return Err(format!(
+                        "ResourceInitializationError: cannot fetch the task role's credentials: {e}"
+                    ));
+                }
+                Err(e) => e,
+            };
+            tracing::warn!(error = %e, "cannot fetch the task role's credentials yet; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                m = rx.recv() => {
+                    self.handle(m);
+                    if self.should_stop() || self.detached {
+                        return Ok(false);
+                    }
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Replaces the served credentials with fresh ones.
+    async fn refresh_credentials(&mut self) -> Result<(), String> {
+        let r = self
+            .request_credentials()
+            .await
+            .map_err(|e| e.to_string())?;
+        match (r.credentials, r.failure) {
+            (Some(c), _) => {
+                tracing::info!(role = %c.role_arn, "task role credentials refreshed");
+                self.serve_credentials(c);
+                Ok(())
+            }
+            (None, Some(f)) => Err(f.reason),
+            (None, None) => Err("no credentials in the answer".into()),
+        }
+    }
+
+    /// Tells the credentials endpoint which containers' addresses may use the task's id.
+    fn credentials_containers(&self) {
+        let Some(id) = &self.credentials_id else {
+            return;
+        };
+        let mut ids: Vec<String> = self
+            .ctrs
+            .iter()
+            .filter_map(|c| c.runtime_id.clone())
+            .collect();
+        if let Some(p) = self.pause.as_ref().and_then(|p| p.runtime_id.clone()) {
+            ids.push(p);
+        }
+        let host = self.td.effective_network_mode() == NetworkMode::Host;
+        self.sh.credentials.set_containers(id, ids, host);
+    }
+
     fn checkpoint_update(&self, f: impl FnOnce(&mut TaskRecord)) {
         if let Err(e) = self.sh.checkpoint.update_task(&self.arn, f) {
             tracing::error!(error = %e, "cannot write checkpoint");
@@ -977,6 +1210,14 @@ impl TaskActor {
     }
 
     async fn monitor(&mut self) {
+        if self.credentials_id.is_some()
+            && self
+                .credentials_refresh_at
+                .is_none_or(|at| SystemTime::now() >= at)
+            && let Err(e) = self.refresh_credentials().await
+        {
+            tracing::warn!(error = %e, "cannot refresh the task role's credentials; retrying");
+        }
         self.refresh().await;
         if self.pause.as_ref().is_some_and(Pause::lost) {
             tracing::info!("the pause container stopped: the task has lost its network");
@@ -1064,6 +1305,7 @@ impl TaskActor {
             }
         }
         self.remove_pause().await;
+        self.sh.credentials.forget_task(&self.arn);
         for v in &self.volumes {
             if let Err(e) = rt.remove_volume(v).await {
                 tracing::warn!(volume = %v, error = %e, "cannot remove volume");
@@ -1091,6 +1333,7 @@ impl TaskActor {
             tracing::error!(error = %e, "cannot write checkpoint");
         }
         self.sh.metadata.forget(&self.arn);
+        self.sh.credentials.forget_task(&self.arn);
     }
 
     fn send(&self, r: Report) {
@@ -1357,10 +1600,22 @@ fn with_log_options(def: &ContainerDefinition, extra: &[NamedValue]) -> Containe
 
 /// Makes `image` present locally per the pull behaviour; returns its manifest digest if known.
 /// `credentials` (from `repositoryCredentials`) authenticate the pull when given.
+/// A pull the registry refused, in the ECS agent's words (the registry's `denied: ...` kept).
+fn manifest_refused(image: &str, error: &str) -> String {
+    let detail = error.find("denied: ").map_or(error, |i| &error[i..]);
+    format!(
+        "pull image manifest has been retried 1 time(s): failed to resolve ref {image}: {detail}"
+    )
+}
+
+/// Makes `image` present locally, pulling it with `credentials` (or the instance's registry
+/// token). `checked`: the credentials are the execution role's, whose right to pull is
+/// re-checked against the registry even for a cached image (a refusal fails the pull).
 async fn ensure_image(
     sh: Arc<Shared>,
     image: String,
     credentials: Option<RegistryAuth>,
+    checked: bool,
 ) -> Result<Option<String>, String> {
     let image = image.as_str();
     let rt = &sh.runtime;
@@ -1384,6 +1639,7 @@ async fn ensure_image(
         (Some(l), ImagePullBehavior::PreferCached) => {
             own && match rt.remote_digest(image, auth.clone()).await {
                 Ok(remote) => !l.repo_digests.iter().any(|d| d.ends_with(&remote)),
+                Err(e) if checked => return Err(manifest_refused(image, &e.to_string())),
                 Err(_) => false,
             }
         }
@@ -1391,6 +1647,9 @@ async fn ensure_image(
     if pull {
         tracing::info!(image, "pulling image");
         if let Err(e) = rt.pull(image, auth).await {
+            if checked {
+                return Err(manifest_refused(image, &e.to_string()));
+            }
             if local.is_some() && behavior != ImagePullBehavior::Always {
                 tracing::warn!(image, error = %e, "pull failed; using the local image");
             } else {

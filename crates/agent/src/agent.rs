@@ -217,7 +217,12 @@ async fn bind_metadata(
     Ok((vec![lo], port, None))
 }
 
-fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<Attribute> {
+fn agent_attributes(
+    cfg: &AgentConfig,
+    api_version: &str,
+    awsvpc: bool,
+    task_roles: bool,
+) -> Vec<Attribute> {
     let mut attrs: Vec<Attribute> = cfg
         .attributes
         .iter()
@@ -253,6 +258,12 @@ fn agent_attributes(cfg: &AgentConfig, api_version: &str, awsvpc: bool) -> Vec<A
     if !cfg.file_systems.is_empty() {
         // Task definitions with `efsVolumeConfiguration` require it.
         flag("ecs.capability.efs".to_owned());
+    }
+    if task_roles {
+        // Task definitions with a task role require it: only a host serving the credentials
+        // endpoint offers it (ECS_ENABLE_TASK_IAM_ROLE).
+        flag("com.amazonaws.ecs.capability.task-iam-role".to_owned());
+        flag("com.amazonaws.ecs.capability.task-iam-role-network-host".to_owned());
     }
     if awsvpc {
         // awsvpc task definitions require it; only hosts that can enforce security groups
@@ -563,6 +574,10 @@ async fn agent_main(
         &cfg.secret_access_key,
     )
     .map_err(AgentError::Config)?;
+    let api = match &cfg.session_token {
+        Some(t) => api.with_session(&cfg.access_key_id, &cfg.secret_access_key, t),
+        None => api,
+    };
     let host = runtime.info().await?;
 
     // Metadata endpoint: same port as last time when possible (adopted containers keep theirs).
@@ -581,6 +596,39 @@ async fn agent_main(
         spawner.spawn(server);
     }
     tracing::info!(port, gateway = ?gw, "task metadata endpoint listening");
+
+    // Task credentials (and the metadata documents) on 169.254.170.2.
+    let credentials = crate::credentials::CredentialsRegistry::default();
+    let listened = if cfg.task_iam_role {
+        crate::credentials::listen(checkpoint.credentials_port(), port).await
+    } else {
+        Err(crate::credentials::EndpointUnavailable(
+            "task roles are disabled on this agent (--disable-task-iam-role)".into(),
+        ))
+    };
+    let credentials_port = match listened {
+        Ok(l) => {
+            let p = l.local_addr().map_err(AgentError::Listen)?.port();
+            checkpoint.set_credentials_port(p)?;
+            let app = metadata::app(registry.clone(), runtime.clone()).merge(
+                crate::credentials::router(credentials.clone(), runtime.clone()),
+            );
+            spawner.spawn(metadata::serve_router(l, app));
+            tracing::info!(
+                port = p,
+                "task credentials endpoint listening on 169.254.170.2"
+            );
+            Ok(p)
+        }
+        Err(e) => {
+            if cfg.task_iam_role {
+                tracing::error!(error = %e, "tasks with a task role cannot run on this host");
+            } else {
+                tracing::info!("task roles disabled: tasks with a task role are not placed here");
+            }
+            Err(e.to_string())
+        }
+    };
 
     let mut ports: Vec<String> = cfg.reserved_ports.iter().map(u16::to_string).collect();
     if !ports.contains(&port.to_string()) {
@@ -604,7 +652,12 @@ async fn agent_main(
         docker_version: Some(format!("DockerVersion: {}", host.server_version)),
     };
     let packet_filter = crate::netfilter::probe().await;
-    let attributes = agent_attributes(&cfg, &host.api_version, packet_filter.is_ok());
+    let attributes = agent_attributes(
+        &cfg,
+        &host.api_version,
+        packet_filter.is_ok(),
+        credentials_port.is_ok(),
+    );
     let previous = checkpoint.instance().map(|(a, _)| a);
     let reg = register(&api, &cfg, &checkpoint, &resources, &version, &attributes).await;
 
@@ -671,6 +724,8 @@ async fn agent_main(
         default_stop_timeout: cfg.container_stop_timeout,
         cleanup_wait: cfg.task_cleanup_wait,
         file_systems: cfg.file_systems.clone(),
+        credentials,
+        credentials_port,
     });
 
     // Runtime events → pokes for the owning task's actor.
@@ -754,7 +809,7 @@ mod tests {
     fn attributes_include_capabilities_and_custom_ones() {
         let mut cfg = AgentConfig::new("http://127.0.0.1:1", "c", "/tmp/x");
         cfg.attributes = vec![("stack".into(), "blue".into())];
-        let attrs = agent_attributes(&cfg, "1.41", true);
+        let attrs = agent_attributes(&cfg, "1.41", true, true);
         assert_eq!(attrs[0].name, "stack");
         for n in [
             "com.amazonaws.ecs.capability.docker-remote-api.1.17",
@@ -763,11 +818,17 @@ mod tests {
             "ecs.capability.container-health-check",
             "ecs.capability.container-ordering",
             "ecs.capability.task-eni",
+            "com.amazonaws.ecs.capability.task-iam-role",
         ] {
             assert!(attrs.iter().any(|a| a.name == n), "{n}");
         }
-        let without = agent_attributes(&cfg, "1.41", false);
+        let without = agent_attributes(&cfg, "1.41", false, false);
         assert!(!without.iter().any(|a| a.name == "ecs.capability.task-eni"));
+        assert!(
+            !without
+                .iter()
+                .any(|a| a.name == "com.amazonaws.ecs.capability.task-iam-role")
+        );
     }
 
     #[test]

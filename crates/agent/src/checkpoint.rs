@@ -45,6 +45,11 @@ pub struct TaskRecord {
     /// The STOPPED `SubmitTaskStateChange` body, kept until the server acknowledged it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_report: Option<Value>,
+    /// The id of the task's role credentials on the credentials endpoint (the containers'
+    /// environment names it), so that a restarted agent serves them under the same id. The
+    /// credentials themselves are never written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_id: Option<String>,
 }
 
 /// How far a container's log has been shipped: the newest shipped line's timestamp and how
@@ -65,6 +70,8 @@ struct State {
     cluster: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     metadata_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credentials_port: Option<u16>,
     #[serde(default)]
     tasks: BTreeMap<String, TaskRecord>,
     #[serde(default)]
@@ -158,6 +165,16 @@ impl Checkpoint {
 
     pub fn set_metadata_port(&self, port: u16) -> Result<(), CheckpointError> {
         self.update(|st| st.metadata_port = Some(port))
+    }
+
+    /// The credentials endpoint port used last time (reused so adopted containers' URIs stay
+    /// valid).
+    pub fn credentials_port(&self) -> Option<u16> {
+        self.lock().credentials_port
+    }
+
+    pub fn set_credentials_port(&self, port: u16) -> Result<(), CheckpointError> {
+        self.update(|st| st.credentials_port = Some(port))
     }
 
     pub fn task(&self, arn: &str) -> Option<TaskRecord> {

@@ -187,6 +187,20 @@ impl ApiClient {
         self
     }
 
+    /// The same endpoint (and connection pool) signing with session credentials: an
+    /// execution role's, for what the agent does on its task's behalf.
+    pub fn with_session(&self, access_key_id: &str, secret_access_key: &str, token: &str) -> Self {
+        let mut c = self.clone();
+        c.credentials = Credentials::new(
+            access_key_id,
+            secret_access_key,
+            Some(token.to_owned()),
+            None,
+            "gantry-task-role",
+        );
+        c
+    }
+
     /// `host:port` of the endpoint (what images from Gantry's own registry start with).
     pub fn authority(&self) -> String {
         self.endpoint

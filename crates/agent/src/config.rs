@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub region: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// With temporary credentials (`AWS_SESSION_TOKEN`).
+    pub session_token: Option<String>,
     /// Docker Engine address (`unix:///var/run/docker.sock`, `tcp://...`).
     pub docker_host: String,
     /// Port of the task metadata endpoint; 0 picks a free one.
@@ -60,6 +62,8 @@ pub struct AgentConfig {
     pub pause_image: String,
     /// How often task usage is sampled and reported (the `AWS/ECS` metrics' resolution).
     pub usage_interval: std::time::Duration,
+    /// Serve task role credentials on `169.254.170.2` (ECS's `ECS_ENABLE_TASK_IAM_ROLE`).
+    pub task_iam_role: bool,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -71,6 +75,10 @@ impl std::fmt::Debug for AgentConfig {
             .field("attributes", &self.attributes)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<set>"),
+            )
             .field("docker_host", &self.docker_host)
             .field("metadata_port", &self.metadata_port)
             .field("reserved_memory_mib", &self.reserved_memory_mib)
@@ -84,28 +92,32 @@ impl std::fmt::Debug for AgentConfig {
             .field("image_pull_behavior", &self.image_pull_behavior)
             .field("pause_image", &self.pause_image)
             .field("usage_interval", &self.usage_interval)
+            .field("task_iam_role", &self.task_iam_role)
             .finish_non_exhaustive()
     }
 }
 
 impl AgentConfig {
-    /// A configuration with defaults: credentials from `GANTRY_ROOT_ACCESS_KEY_ID` /
-    /// `GANTRY_ROOT_SECRET_ACCESS_KEY`, region from `AWS_REGION` (else `us-east-1`), Docker from
-    /// `DOCKER_HOST` (else the local socket).
+    /// A configuration with defaults: credentials from the chain of [`host_credentials`],
+    /// region from `AWS_REGION` (else `us-east-1`), Docker from `DOCKER_HOST` (else the local
+    /// socket).
     pub fn new(
         endpoint: impl Into<String>,
         cluster: impl Into<String>,
         data_dir: impl Into<PathBuf>,
     ) -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (access_key_id, secret_access_key, session_token) =
+            host_credentials(&env).unwrap_or_default();
         Self {
             endpoint: endpoint.into(),
             cluster: cluster.into(),
             data_dir: data_dir.into(),
             attributes: Vec::new(),
             region: env("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
-            access_key_id: env("GANTRY_ROOT_ACCESS_KEY_ID").unwrap_or_default(),
-            secret_access_key: env("GANTRY_ROOT_SECRET_ACCESS_KEY").unwrap_or_default(),
+            access_key_id,
+            secret_access_key,
+            session_token,
             docker_host: env("DOCKER_HOST")
                 .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
             metadata_port: 0,
@@ -123,6 +135,7 @@ impl AgentConfig {
             image_pull_behavior: ImagePullBehavior::default(),
             pause_image: crate::pause::PAUSE_IMAGE.to_owned(),
             usage_interval: std::time::Duration::from_secs(60),
+            task_iam_role: true,
         }
     }
 
@@ -139,10 +152,127 @@ impl AgentConfig {
         }
         if self.access_key_id.is_empty() || self.secret_access_key.is_empty() {
             return Err(
-                "credentials missing: set GANTRY_ROOT_ACCESS_KEY_ID and GANTRY_ROOT_SECRET_ACCESS_KEY"
+                "credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (an IAM user's key, e.g. with AmazonEC2ContainerServiceforEC2Role), a profile in ~/.aws/credentials, or GANTRY_ROOT_ACCESS_KEY_ID and GANTRY_ROOT_SECRET_ACCESS_KEY"
                     .into(),
             );
         }
         Ok(())
+    }
+}
+
+/// The agent's identity, from the first of: `GANTRY_ROOT_ACCESS_KEY_ID` /
+/// `GANTRY_ROOT_SECRET_ACCESS_KEY` (the root key); `AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`); the profile `AWS_PROFILE` (else
+/// `default`) of the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else
+/// `~/.aws/credentials`). `env` reads a non-empty variable.
+pub fn host_credentials(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<(String, String, Option<String>)> {
+    if let (Some(k), Some(s)) = (
+        env("GANTRY_ROOT_ACCESS_KEY_ID"),
+        env("GANTRY_ROOT_SECRET_ACCESS_KEY"),
+    ) {
+        return Some((k, s, None));
+    }
+    if let (Some(k), Some(s)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        return Some((k, s, env("AWS_SESSION_TOKEN")));
+    }
+    let file = env("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    profile_credentials(
+        &text,
+        &env("AWS_PROFILE").unwrap_or_else(|| "default".into()),
+    )
+}
+
+/// The keys of `[profile]` in a shared credentials file.
+fn profile_credentials(text: &str, profile: &str) -> Option<(String, String, Option<String>)> {
+    let mut current = None;
+    let (mut key, mut secret, mut token) = (None, None, None);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name.trim().to_owned());
+            continue;
+        }
+        if current.as_deref() != Some(profile) {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().to_owned();
+            match k.trim() {
+                "aws_access_key_id" => key = Some(v),
+                "aws_secret_access_key" => secret = Some(v),
+                "aws_session_token" => token = Some(v),
+                _ => {}
+            }
+        }
+    }
+    Some((key?, secret?, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_key_then_the_aws_variables_then_the_profile() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let both = vars(&[
+            ("GANTRY_ROOT_ACCESS_KEY_ID", "ROOT"),
+            ("GANTRY_ROOT_SECRET_ACCESS_KEY", "rs"),
+            ("AWS_ACCESS_KEY_ID", "AKIAUSER"),
+            ("AWS_SECRET_ACCESS_KEY", "us"),
+        ]);
+        assert_eq!(host_credentials(&both).unwrap().0, "ROOT");
+        let user = vars(&[
+            ("AWS_ACCESS_KEY_ID", "ASIAUSER"),
+            ("AWS_SECRET_ACCESS_KEY", "us"),
+            ("AWS_SESSION_TOKEN", "tok"),
+        ]);
+        assert_eq!(
+            host_credentials(&user).unwrap(),
+            ("ASIAUSER".into(), "us".into(), Some("tok".into()))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = AKIADEF\naws_secret_access_key = d\n\n# agents\n[agent]\naws_access_key_id=AKIAAGENT\naws_secret_access_key=a\n",
+        )
+        .unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let with_file = move |k: &str| match k {
+            "AWS_SHARED_CREDENTIALS_FILE" => Some(path.clone()),
+            "AWS_PROFILE" => Some("agent".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            host_credentials(&with_file).unwrap(),
+            ("AKIAAGENT".into(), "a".into(), None)
+        );
+        assert_eq!(
+            profile_credentials(
+                "[default]\naws_access_key_id=K\naws_secret_access_key=S\n",
+                "default"
+            )
+            .unwrap()
+            .0,
+            "K"
+        );
+        assert!(profile_credentials("[x]\naws_access_key_id=K\n", "x").is_none());
+        assert!(host_credentials(&|_: &str| None).is_none() || std::env::var("HOME").is_ok());
     }
 }

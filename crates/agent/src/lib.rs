@@ -30,6 +30,12 @@
 //!   Logs API with a checkpointed position per container ([`logs`]).
 //! - **Task metadata v4** ([`metadata`]): served on loopback and on the Docker bridge gateway,
 //!   injected as `ECS_CONTAINER_METADATA_URI_V4` / `ECS_CONTAINER_METADATA_URI`.
+//! - **Task roles** ([`credentials`]): a task with a `taskRoleArn` gets its role's session
+//!   credentials from the control plane (`POST /agent/v1/task-credentials`) before its
+//!   containers are created, refreshed at half their lifetime; they are served on
+//!   `169.254.170.2` (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`) to that task's containers only.
+//!   A host that cannot serve that address does not offer
+//!   `com.amazonaws.ecs.capability.task-iam-role`, and fails a task whose role came by override.
 //! - **awsvpc**: each awsvpc task gets a pause container ([`pause`]) at the address the control
 //!   plane allocated, on the Gantry-owned bridge network of its subnet (created on first use,
 //!   shared by the agents of one Engine); the task's containers join its network namespace.
@@ -47,6 +53,7 @@ mod agent;
 pub mod checkpoint;
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod docker;
 pub mod logs;
 pub mod metadata;

@@ -143,6 +143,11 @@ async fn task_stats(State(s): State<AppState>, Path(id): Path<String>) -> Respon
     Json(Value::Object(samples.into_iter().collect())).into_response()
 }
 
+/// The metadata routes, for a listener that serves more than them.
+pub fn app(registry: MetadataRegistry, runtime: Arc<dyn ContainerRuntime>) -> Router {
+    router(AppState { registry, runtime })
+}
+
 fn router(state: AppState) -> Router {
     let mut r = Router::new();
     for v in ["v3", "v4"] {
@@ -172,7 +177,8 @@ pub fn serve(
         .collect()
 }
 
-/// Serves `app` on `listener` until the listener fails. HTTP/1 half-closed connections are
+/// Serves `app` on `listener` until the listener fails, with each caller's address as
+/// `ConnectInfo<SocketAddr>`. HTTP/1 half-closed connections are
 /// answered: a client that sends its request and shuts down its write side (`nc`, `curl
 /// --http1.0` piped from a file) still gets the response rather than a dropped connection.
 pub async fn serve_router(listener: tokio::net::TcpListener, app: Router) {
@@ -185,7 +191,7 @@ pub async fn serve_router(listener: tokio::net::TcpListener, app: Router) {
     builder.http1().half_close(true);
     let builder = Arc::new(builder);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) if is_transient_accept_error(&e) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -198,7 +204,11 @@ pub async fn serve_router(listener: tokio::net::TcpListener, app: Router) {
         };
         let _ = stream.set_nodelay(true);
         let builder = builder.clone();
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers see the caller's address (the credentials endpoint checks it).
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         tokio::spawn(async move {
             if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)

@@ -197,6 +197,10 @@ pub struct Shared {
     pub cleanup_wait: std::time::Duration,
     /// File systems mapped on this host (`efsVolumeConfiguration.fileSystemId` → directory).
     pub file_systems: BTreeMap<String, std::path::PathBuf>,
+    /// Task role credentials served on the credentials endpoint.
+    pub credentials: crate::credentials::CredentialsRegistry,
+    /// The port of the credentials endpoint on `169.254.170.2`, or why it is not served.
+    pub credentials_port: Result<u16, String>,
 }
 
 impl std::fmt::Debug for Shared {

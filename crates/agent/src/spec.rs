@@ -70,6 +70,9 @@ pub struct SpecInputs {
     pub default_stop_timeout: Duration,
     /// This host's file systems (`efsVolumeConfiguration.fileSystemId` → host directory).
     pub file_systems: BTreeMap<String, std::path::PathBuf>,
+    /// Tasks with a task role: the variable that points SDKs at the credentials endpoint
+    /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `..._FULL_URI`) and its value.
+    pub task_credentials: Option<(&'static str, String)>,
 }
 
 /// What a Fargate task's containers run under: the task's CPU as a CFS quota and its memory as
@@ -399,6 +402,9 @@ pub fn container_spec(
             format!("{base}/v3/{}", inputs.metadata_id),
         ));
     }
+    if let Some((k, v)) = &inputs.task_credentials {
+        injected.push((k, v.clone()));
+    }
     for (k, v) in injected {
         if !names.contains(&k) {
             env.push(format!("{k}={v}"));
@@ -687,6 +693,7 @@ mod tests {
             secret_environment: Vec::new(),
             default_stop_timeout: DEFAULT_STOP_TIMEOUT,
             file_systems: BTreeMap::from([("fs-1".to_owned(), "/srv/fs1".into())]),
+            task_credentials: None,
         }
     }
 

@@ -173,15 +173,13 @@ impl EcsConfig {
             cfg.logging_drivers = drivers;
         }
         if let Some(v) = self.get("ECS_ENABLE_TASK_IAM_ROLE") {
-            match v {
-                "false" => {}
-                "true" => anyhow::bail!(
-                    "ECS_ENABLE_TASK_IAM_ROLE=true is not supported: Gantry's agent does not serve task role credentials yet"
-                ),
+            cfg.task_iam_role = match v {
+                "true" => true,
+                "false" => false,
                 other => {
                     anyhow::bail!("ECS_ENABLE_TASK_IAM_ROLE must be true or false, got {other:?}")
                 }
-            }
+            };
         }
         Ok(())
     }
@@ -270,7 +268,7 @@ mod tests {
         };
         assert!(refuse("ECS_IMAGE_PULL_BEHAVIOR=once").contains("not supported"));
         assert!(refuse("ECS_AVAILABLE_LOGGING_DRIVERS=[\"splunk\"]").contains("splunk"));
-        assert!(refuse("ECS_ENABLE_TASK_IAM_ROLE=true").contains("task role"));
+        assert!(refuse("ECS_ENABLE_TASK_IAM_ROLE=maybe").contains("true or false"));
         assert!(refuse("ECS_RESERVED_MEMORY=lots").contains("MiB"));
         assert!(refuse("ECS_CONTAINER_STOP_TIMEOUT=soon").contains("duration"));
     }

@@ -199,6 +199,10 @@ pub struct AgentArgs {
     /// security-group chains, unused subnet networks) and exit.
     #[arg(long)]
     pub uninstall: bool,
+    /// Do not serve task role credentials (ECS's `ECS_ENABLE_TASK_IAM_ROLE=false`): the host
+    /// does not offer `com.amazonaws.ecs.capability.task-iam-role`.
+    #[arg(long, env = "GANTRY_DISABLE_TASK_IAM_ROLE")]
+    pub disable_task_iam_role: bool,
     /// Offer this host as Fargate capacity in the platform pool NAME instead of joining a
     /// cluster: it runs the Fargate tasks of every cluster and appears in none.
     #[arg(long, value_name = "NAME", conflicts_with = "cluster", value_parser = parse_pool)]

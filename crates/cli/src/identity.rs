@@ -401,6 +401,10 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
     }
 }
 
+/// How long a task role session lasts (the role's `MaxSessionDuration` caps it); agents
+/// refresh it well before it ends.
+const TASK_ROLE_SESSION_SECONDS: u32 = 6 * 3600;
+
 /// Task execution roles as the principals that read a task's secrets: a session of the role
 /// named by the task's `executionRoleArn` (session name = the task id), evaluated with the
 /// role's identity policies, its permissions boundary and the resource's policy (a secret's).
@@ -410,23 +414,13 @@ pub struct ExecutionRoles {
 }
 
 impl ExecutionRoles {
-    fn cannot_assume(role_arn: &str) -> crate::secrets::Denied {
-        crate::secrets::Denied(format!(
-            "ECS was unable to assume the role '{role_arn}' that was provided for this task. Please verify that the role being passed has the proper trust relationship and permissions and that your IAM user has permissions to pass this role."
-        ))
-    }
-}
-
-#[async_trait]
-impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
-    async fn authorize(
+    /// Role `role_arn` of this account, if it exists and its trust policy lets ECS tasks
+    /// (`ecs-tasks.amazonaws.com`) assume it.
+    fn assumable(
         &self,
-        task: &gantry_ecs::task_secrets::TaskScope,
-        action: &str,
-        resource: &str,
-    ) -> Result<(), crate::secrets::Denied> {
+        role_arn: &str,
+    ) -> Result<gantry_iam::principals::RoleForAssume, crate::secrets::Denied> {
         let iam = self.identity.iam();
-        let role_arn = task.execution_role_arn.as_deref().unwrap_or_default();
         // `arn:aws:iam::<account>:role[/path/]<name>` of this account, naming a role that exists.
         let name = role_arn
             .strip_prefix(&format!("arn:aws:iam::{}:role/", iam.account()))
@@ -437,8 +431,6 @@ impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
             .role_for_assume(name)
             .filter(|r| r.arn == role_arn)
             .ok_or_else(|| Self::cannot_assume(role_arn))?;
-        // ECS assumes the role as the `ecs-tasks.amazonaws.com` service: its trust policy must
-        // allow that.
         let service = Principal::service("ecs-tasks.amazonaws.com");
         let trusted = role.trust.as_deref().is_some_and(|trust| {
             let context = gantry_iam_policy::Context::default();
@@ -459,9 +451,31 @@ impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
             )
             .is_allowed()
         });
-        if !trusted {
-            return Err(Self::cannot_assume(role_arn));
+        if trusted {
+            Ok(role)
+        } else {
+            Err(Self::cannot_assume(role_arn))
         }
+    }
+
+    fn cannot_assume(role_arn: &str) -> crate::secrets::Denied {
+        crate::secrets::Denied(format!(
+            "ECS was unable to assume the role '{role_arn}' that was provided for this task. Please verify that the role being passed has the proper trust relationship and permissions and that your IAM user has permissions to pass this role."
+        ))
+    }
+}
+
+#[async_trait]
+impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
+    async fn authorize(
+        &self,
+        task: &gantry_ecs::task_secrets::TaskScope,
+        action: &str,
+        resource: &str,
+    ) -> Result<(), crate::secrets::Denied> {
+        let iam = self.identity.iam();
+        let role_arn = task.execution_role_arn.as_deref().unwrap_or_default();
+        let role = self.assumable(role_arn)?;
         let task_id = task.task_arn.rsplit('/').next().unwrap_or_default();
         let principal = Arc::new(Principal::assumed_role(
             iam.account(),
@@ -517,6 +531,106 @@ impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
                 )
             }),
         ))
+    }
+
+    async fn role_session(
+        &self,
+        task: &gantry_ecs::task_secrets::TaskScope,
+        role_arn: &str,
+    ) -> Result<gantry_domain::secrets::TaskRoleCredentials, crate::secrets::Denied> {
+        let role = self.assumable(role_arn)?;
+        let task_id = task.task_arn.rsplit('/').next().unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let c = self.identity.iam().service_role_session(
+            &role,
+            task_id,
+            TASK_ROLE_SESSION_SECONDS,
+            now,
+        );
+        Ok(gantry_domain::secrets::TaskRoleCredentials {
+            role_arn: role.arn,
+            access_key_id: c.access_key_id,
+            secret_access_key: c.secret_access_key,
+            session_token: c.session_token,
+            expiration: c.expiration,
+        })
+    }
+}
+
+/// The credentials the agents' channels accept (the assignment stream, task secrets and
+/// credentials, telemetry, the network policy): the root key, or an IAM principal (an instance's
+/// user or role session) whose policies allow `action` as ECS's instance role does
+/// (`AmazonEC2ContainerServiceforEC2Role` grants `ecs:Poll` and `ecs:StartTelemetrySession`).
+/// Other keys are unknown to these channels.
+#[derive(Debug)]
+pub struct AgentChannelCredentials {
+    pub identity: Arc<Identity>,
+    pub action: &'static str,
+}
+
+impl AgentChannelCredentials {
+    fn allowed(&self, access_key_id: &str, session_token: Option<&str>) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let principal = match self.identity.resolve(access_key_id, session_token, now) {
+            Ok(None) => return true,
+            Ok(Some(p)) => p,
+            Err(_) => return false,
+        };
+        let ctx = RequestContext {
+            caller: Some(principal.clone()),
+            request_id: String::new(),
+            region: self.identity.region.clone(),
+            account_id: self.identity.iam.account().to_owned(),
+            access_key_id: access_key_id.to_owned(),
+            now,
+        };
+        let Some(policies) = self.identity.policies(&ctx, &principal) else {
+            return false;
+        };
+        let context = authz::base_context(&ctx);
+        let resources = ["*"];
+        let request = Request {
+            principal: &principal,
+            action: self.action,
+            resources: &resources,
+            resource_account: None,
+            context: &context,
+        };
+        let allowed = policies.evaluate(&request, None).is_allowed();
+        if !allowed {
+            tracing::info!(principal = %principal.arn, action = self.action, "agent channel refused: not allowed");
+        }
+        allowed
+    }
+}
+
+impl CredentialProvider for AgentChannelCredentials {
+    fn accepts_session_token(&self, access_key_id: &str, session_token: Option<&str>) -> bool {
+        self.identity
+            .accepts_session_token(access_key_id, session_token)
+    }
+
+    fn secret_access_key(&self, access_key_id: &str) -> Option<String> {
+        if !self.allowed(access_key_id, None) {
+            return None;
+        }
+        self.identity.secret_access_key(access_key_id)
+    }
+
+    fn secret_with_session_token(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Option<String> {
+        if !self.allowed(access_key_id, session_token) {
+            return None;
+        }
+        self.identity
+            .secret_with_session_token(access_key_id, session_token)
     }
 }
 
@@ -741,6 +855,7 @@ mod tests {
             account_id: ACCOUNT.into(),
             task_arn: format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/c/0123abcd"),
             execution_role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/{role}")),
+            task_role_arn: None,
         }
     }
 
@@ -837,6 +952,41 @@ mod tests {
                 e.0
             );
         }
+        // Task role sessions: for roles ECS tasks may assume only, named after the task.
+        let exec_arn = format!("arn:aws:iam::{ACCOUNT}:role/exec");
+        let c = roles.role_session(&task("exec"), &exec_arn).await.unwrap();
+        assert!(c.access_key_id.starts_with("ASIA") && c.role_arn == exec_arn);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(c.expiration > now && c.expiration <= now + 3600 * 1000 + 1000);
+        let p = roles
+            .identity
+            .resolve(&c.access_key_id, Some(&c.session_token), now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p.arn,
+            format!("arn:aws:sts::{ACCOUNT}:assumed-role/exec/0123abcd")
+        );
+        assert!(matches!(
+            roles
+                .identity
+                .resolve(&c.access_key_id, Some(&c.session_token), c.expiration + 1),
+            Err(AuthFailure::Expired)
+        ));
+        let ec2_arn = format!("arn:aws:iam::{ACCOUNT}:role/ec2");
+        let e = roles
+            .role_session(&task("exec"), &ec2_arn)
+            .await
+            .unwrap_err();
+        assert!(
+            e.0.starts_with("ECS was unable to assume the role"),
+            "{}",
+            e.0
+        );
+
         let mut foreign = task("exec");
         foreign.execution_role_arn = Some("arn:aws:iam::999999999999:role/exec".into());
         assert!(

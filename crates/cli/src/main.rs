@@ -109,19 +109,6 @@ async fn run_agent(args: config::AgentArgs, file: agent_config::EcsConfig) -> an
         cfg.attributes.retain(|(name, _)| *name != k);
         cfg.attributes.push((k, v));
     }
-    // The root pair of Gantry's own variables, else the standard AWS chain.
-    if cfg.access_key_id.is_empty() || cfg.secret_access_key.is_empty() {
-        match user::conn::chain_credentials(None) {
-            Some((_, _, Some(_))) => anyhow::bail!(
-                "gantry agent needs a long-term access key pair; the credentials found carry a session token"
-            ),
-            Some((ak, sk, None)) => {
-                cfg.access_key_id = ak;
-                cfg.secret_access_key = sk;
-            }
-            None => {}
-        }
-    }
     if let Some(pool) = args.pool {
         cfg.attributes
             .push((gantry_domain::capacity::POOL_ATTRIBUTE.to_owned(), pool));
@@ -133,6 +120,9 @@ async fn run_agent(args: config::AgentArgs, file: agent_config::EcsConfig) -> an
         ));
     }
     cfg.region = args.region;
+    if args.disable_task_iam_role {
+        cfg.task_iam_role = false;
+    }
     cfg.usage_interval = std::time::Duration::from_secs(args.usage_interval.max(1));
     if let Some(image) = args.pause_image {
         cfg.pause_image = image;

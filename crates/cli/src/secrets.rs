@@ -313,6 +313,15 @@ pub struct Denied(pub String);
 pub trait ExecutionRoleAuthorizer: Send + Sync {
     async fn authorize(&self, task: &TaskScope, action: &str, resource: &str)
     -> Result<(), Denied>;
+
+    /// A session of role `role_arn` as ECS tasks assume it for `task` (session name: the task
+    /// id): the task role's credentials. Refused when the role does not trust
+    /// `ecs-tasks.amazonaws.com`.
+    async fn role_session(
+        &self,
+        task: &TaskScope,
+        role_arn: &str,
+    ) -> Result<gantry_domain::secrets::TaskRoleCredentials, Denied>;
 }
 
 /// ECS's [`TaskSecrets`]: the task's references resolved with [`resolve_value_from`] and
@@ -407,6 +416,17 @@ impl TaskSecrets for TaskSecretResolver {
             .await
             .map(|c| (c.username, c.password))
             .map_err(|e| e.0)
+    }
+
+    async fn role_credentials(
+        &self,
+        task: &TaskScope,
+        role: &str,
+    ) -> Result<gantry_domain::secrets::TaskRoleCredentials, String> {
+        self.authz
+            .role_session(task, role)
+            .await
+            .map_err(|d| format!("ResourceInitializationError: {}", d.0))
     }
 }
 
@@ -547,6 +567,13 @@ mod tests {
         async fn authorize(&self, _: &TaskScope, _: &str, _: &str) -> Result<(), Denied> {
             Ok(())
         }
+        async fn role_session(
+            &self,
+            _: &TaskScope,
+            role_arn: &str,
+        ) -> Result<gantry_domain::secrets::TaskRoleCredentials, Denied> {
+            Err(Denied(format!("cannot assume {role_arn} here")))
+        }
     }
 
     struct DenyAll;
@@ -563,6 +590,13 @@ mod tests {
                 "User: {} is not authorized to perform: {action} on resource: {resource}",
                 task.execution_role_arn.as_deref().unwrap_or("none")
             )))
+        }
+        async fn role_session(
+            &self,
+            _: &TaskScope,
+            role_arn: &str,
+        ) -> Result<gantry_domain::secrets::TaskRoleCredentials, Denied> {
+            Err(Denied(format!("cannot assume {role_arn} here")))
         }
     }
 
@@ -596,6 +630,7 @@ mod tests {
             account_id: "111122223333".into(),
             task_arn: "arn:aws:ecs:us-east-1:111122223333:task/c/t".into(),
             execution_role_arn: Some("arn:aws:iam::111122223333:role/exec".into()),
+            task_role_arn: None,
         };
         let open = TaskSecretResolver::new(sm.clone(), ssm.clone(), Arc::new(AllowAll));
         assert_eq!(open.value_from(&task, "/app/token").await.unwrap(), "tok");

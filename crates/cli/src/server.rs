@@ -28,7 +28,8 @@ use crate::config::ServerConfig;
 use crate::credentials::{RootCredentials, load_or_create_secret};
 use crate::datadir::{self, DataDirLock};
 use crate::identity::{
-    ExecutionRoles, IamSessions, Identity, LateCredentials, MasterSealer, StoredResourcePolicies,
+    AgentChannelCredentials, ExecutionRoles, IamSessions, Identity, LateCredentials, MasterSealer,
+    StoredResourcePolicies,
 };
 use crate::secrets::{KmsKeys, TaskSecretResolver};
 use gantry_iam::IamService;
@@ -681,9 +682,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             ))),
     );
     // Agents' task usage becomes ECS's AWS/ECS metrics in CloudWatch.
+    // Agents authenticate as the root or as an IAM identity allowed what ECS's instance role is.
+    let poll_creds = Arc::new(AgentChannelCredentials {
+        identity: identity.clone(),
+        action: "ecs:Poll",
+    });
     let telemetry = Arc::new(gantry_ecs::telemetry::Telemetry::new(
         store.clone(),
-        creds.clone(),
+        Arc::new(AgentChannelCredentials {
+            identity: identity.clone(),
+            action: "ecs:StartTelemetrySession",
+        }),
         Arc::new(SystemClock),
         Arc::new(CloudWatchSink(cloudwatch.clone())),
     ));
@@ -691,7 +700,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let agents = Arc::new(
         AgentStreams::new(
             store.clone(),
-            creds.clone(),
+            poll_creds.clone(),
             Arc::new(SystemClock),
             cfg.account_id.clone(),
         )
@@ -768,7 +777,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     );
     let policy_channel = gantry_ec2::policy::policy_router(
         store.clone(),
-        creds.clone(),
+        poll_creds.clone(),
         Arc::new(SystemClock),
         shutdown_rx.clone(),
     );

@@ -86,3 +86,48 @@ pub fn has_secrets(td: &TaskDefinition) -> bool {
             || credentials_parameter(&c.other).is_some()
     })
 }
+
+/// A task role's session credentials (`POST /agent/v1/task-credentials`), as the agent serves
+/// them to the task's containers on the credentials endpoint. `Debug` shows the role only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRoleCredentials {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Milliseconds since the epoch.
+    pub expiration: u64,
+}
+
+impl std::fmt::Debug for TaskRoleCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRoleCredentials")
+            .field("role_arn", &self.role_arn)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to an agent asking for a task role's credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<TaskRoleCredentials>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<SecretsFailure>,
+}
+
+/// The task role a task's containers get credentials for: the RunTask override, else the task
+/// definition's.
+pub fn task_role_arn<'a>(
+    overrides: &'a crate::task::TaskOverride,
+    td: &'a TaskDefinition,
+) -> Option<&'a str> {
+    overrides
+        .task_role_arn
+        .as_deref()
+        .or(td.task_role_arn.as_deref())
+        .filter(|r| !r.is_empty())
+}

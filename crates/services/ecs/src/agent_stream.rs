@@ -337,6 +337,10 @@ impl AgentStreams {
                 "/agent/v1/task-secrets",
                 axum::routing::post(crate::task_secrets::serve),
             )
+            .route(
+                "/agent/v1/task-credentials",
+                axum::routing::post(crate::task_secrets::serve_credentials),
+            )
             .with_state(self)
     }
 

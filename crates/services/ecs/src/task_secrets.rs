@@ -8,6 +8,10 @@
 //! that cannot be resolved answers `{"failure": {"reason": ...}}` (HTTP 200): the task's
 //! `stoppedReason`, worded as ECS words it.
 //!
+//! `POST /agent/v1/task-credentials` (same request, same checks) answers the session
+//! credentials of the task's role for the agent's credentials endpoint
+//! (`{"credentials": {...}}` or `{"failure": {"reason"}}`).
+//!
 //! Only the instance a task is assigned to gets its secrets, and only while the task is meant to
 //! run. Values are never stored, logged or put in any ECS answer: they exist in this response
 //! and in the containers' environment only.
@@ -22,7 +26,7 @@ use gantry_domain::Arn;
 use gantry_domain::arn::{cluster_name_from_ref, container_instance_id_from_ref};
 use gantry_domain::secrets::{
     ContainerSecrets, NamedValue, RegistryCredentials, SecretsFailure, SecretsResponse,
-    credentials_parameter,
+    TaskCredentialsResponse, TaskRoleCredentials, credentials_parameter,
 };
 use gantry_domain::task::{Task, TaskStatus};
 use gantry_domain::task_definition::TaskDefinition;
@@ -44,6 +48,9 @@ pub struct TaskScope {
     /// The task's execution role (RunTask override, else the task definition's): the principal
     /// that reads the secrets.
     pub execution_role_arn: Option<String>,
+    /// The task's role (RunTask override, else the task definition's): whose session the
+    /// task's containers get from the credentials endpoint.
+    pub task_role_arn: Option<String>,
 }
 
 /// Resolution of a task's secret references; implemented by the composition root.
@@ -60,6 +67,14 @@ pub trait TaskSecrets: Send + Sync {
         scope: &TaskScope,
         credentials_parameter: &str,
     ) -> Result<(String, String), String>;
+
+    /// A session of `role_arn`, the task's role or its execution role, as ECS tasks assume it
+    /// (session name: the task id). The error is the task's `stoppedReason`.
+    async fn role_credentials(
+        &self,
+        scope: &TaskScope,
+        role_arn: &str,
+    ) -> Result<TaskRoleCredentials, String>;
 }
 
 /// The agent's request.
@@ -70,6 +85,10 @@ struct SecretsRequest {
     cluster: Option<String>,
     container_instance: String,
     task: String,
+    /// `/agent/v1/task-credentials`: `"execution"` for the execution role (image pulls from
+    /// this registry), else the task role.
+    #[serde(default)]
+    role: Option<String>,
 }
 
 /// Resolves every reference of `td` for `scope`, in container order; the first failure wins.
@@ -128,20 +147,100 @@ fn failed(reason: String) -> SecretsResponse {
 
 pub(crate) async fn serve(State(streams): State<Arc<AgentStreams>>, req: Request) -> Response {
     let request_id = new_request_id();
-    match handle(&streams, req).await {
-        Ok(body) => {
-            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let answer = match lookup(&streams, req).await {
+        Ok((scope, td, source, _)) => {
+            let out = resolve(source.as_ref(), &scope, &td).await;
+            match &out.failure {
+                None => tracing::info!(task = %scope.task_arn, "task secrets handed to its agent"),
+                Some(f) => {
+                    tracing::info!(task = %scope.task_arn, reason = %f.reason, "task secrets not resolved");
+                }
+            }
+            Ok(serde_json::to_vec(&out).unwrap_or_default())
+        }
+        Err(e) => Err(e),
+    };
+    respond(answer, &request_id)
+}
+
+/// `POST /agent/v1/task-credentials`: the task role's (or, with `"role": "execution"`, the
+/// execution role's) session credentials, for the agent the task is assigned to while the task
+/// is meant to run. `{"failure": {"reason"}}` when the task has no such role or the role cannot
+/// be assumed for it.
+pub(crate) async fn serve_credentials(
+    State(streams): State<Arc<AgentStreams>>,
+    req: Request,
+) -> Response {
+    let request_id = new_request_id();
+    let answer = match lookup(&streams, req).await {
+        Ok((scope, _, source, role)) => {
+            let execution = role.as_deref() == Some("execution");
+            let role_arn = if execution {
+                scope.execution_role_arn.clone()
+            } else {
+                scope.task_role_arn.clone()
+            };
+            let out = match role_arn {
+                None => TaskCredentialsResponse {
+                    credentials: None,
+                    failure: Some(SecretsFailure {
+                        reason: format!(
+                            "the task has no {} role",
+                            if execution { "execution" } else { "task" }
+                        ),
+                    }),
+                },
+                Some(role_arn) => match source.role_credentials(&scope, &role_arn).await {
+                    Ok(c) => {
+                        tracing::info!(task = %scope.task_arn, role = %c.role_arn, "task role credentials handed to its agent");
+                        TaskCredentialsResponse {
+                            credentials: Some(c),
+                            failure: None,
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::info!(task = %scope.task_arn, reason = %reason, "task role credentials refused");
+                        TaskCredentialsResponse {
+                            credentials: None,
+                            failure: Some(SecretsFailure { reason }),
+                        }
+                    }
+                },
+            };
+            Ok(serde_json::to_vec(&out).unwrap_or_default())
+        }
+        Err(e) => Err(e),
+    };
+    respond(answer, &request_id)
+}
+
+fn respond(answer: Result<Vec<u8>, AwsError>, request_id: &str) -> Response {
+    match answer {
+        Ok(bytes) => {
             let mut r = ([(http::header::CONTENT_TYPE, "application/json")], bytes).into_response();
-            if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+            if let Ok(v) = http::HeaderValue::from_str(request_id) {
                 r.headers_mut().insert("x-amzn-requestid", v);
             }
             r
         }
-        Err(e) => e.json_response(&request_id),
+        Err(e) => e.json_response(request_id),
     }
 }
 
-async fn handle(streams: &AgentStreams, req: Request) -> Result<SecretsResponse, AwsError> {
+/// The signed request's task, checked to be assigned to the asking instance and meant to run,
+/// with its task definition and the resolver.
+async fn lookup(
+    streams: &AgentStreams,
+    req: Request,
+) -> Result<
+    (
+        TaskScope,
+        TaskDefinition,
+        Arc<dyn TaskSecrets>,
+        Option<String>,
+    ),
+    AwsError,
+> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, BODY_LIMIT)
         .await
@@ -196,7 +295,7 @@ async fn handle(streams: &AgentStreams, req: Request) -> Result<SecretsResponse,
         .map_err(|e| AwsError::server(e.to_string()))?
         .map(|t| t.value)
         .ok_or_else(|| AwsError::server("the task's task definition is missing"))?;
-    let Some(source) = streams.secrets() else {
+    let Some(source) = streams.secrets().cloned() else {
         return Err(AwsError::server(
             "this control plane cannot resolve task secrets",
         ));
@@ -209,16 +308,11 @@ async fn handle(streams: &AgentStreams, req: Request) -> Result<SecretsResponse,
             .execution_role_arn
             .clone()
             .or_else(|| td.execution_role_arn.clone()),
+        task_role_arn: gantry_domain::secrets::task_role_arn(&task.overrides, &td)
+            .map(str::to_owned),
         region,
     };
-    let out = resolve(source.as_ref(), &scope, &td).await;
-    match &out.failure {
-        None => tracing::info!(task = %scope.task_arn, "task secrets handed to its agent"),
-        Some(f) => {
-            tracing::info!(task = %scope.task_arn, reason = %f.reason, "task secrets not resolved");
-        }
-    }
-    Ok(out)
+    Ok((scope, td, source, q.role))
 }
 
 #[cfg(test)]
@@ -246,6 +340,13 @@ mod tests {
         ) -> Result<(String, String), String> {
             Ok((format!("user-{p}"), "pw".into()))
         }
+        async fn role_credentials(
+            &self,
+            _: &TaskScope,
+            _: &str,
+        ) -> Result<TaskRoleCredentials, String> {
+            Err("not in this test".into())
+        }
     }
 
     fn td(v: Value) -> TaskDefinition {
@@ -258,6 +359,7 @@ mod tests {
             account_id: "1".into(),
             task_arn: "t".into(),
             execution_role_arn: Some("arn:role".into()),
+            task_role_arn: None,
         }
     }
 

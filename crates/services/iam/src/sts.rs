@@ -204,6 +204,40 @@ impl IamService {
         })
     }
 
+    /// A session of `role` that a service principal (ECS tasks) assumes, its trust policy
+    /// having been checked by the caller: session name `session_name`, lasting `duration`
+    /// seconds from `now` (at most the role's `MaxSessionDuration`).
+    pub fn service_role_session(
+        &self,
+        role: &crate::principals::RoleForAssume,
+        session_name: &str,
+        duration: u32,
+        now: u64,
+    ) -> IssuedCredentials {
+        let duration = duration.clamp(900, role.max_session_duration.max(900));
+        let claims = SessionClaims {
+            access_key_id: new_access_key_id("ASIA"),
+            secret_access_key: new_secret(),
+            expires: now + u64::from(duration) * 1000,
+            of: SessionOf::Role {
+                role: role.name.clone(),
+                role_id: role.id.clone(),
+                session_name: session_name.to_owned(),
+            },
+            tags: Vec::new(),
+            policy: None,
+            policy_arns: Vec::new(),
+            source_key: String::new(),
+        };
+        let token = session::token(self.sealer.as_ref(), &claims);
+        IssuedCredentials {
+            access_key_id: claims.access_key_id,
+            secret_access_key: claims.secret_access_key,
+            session_token: token,
+            expiration: claims.expires,
+        }
+    }
+
     /// GetSessionToken for a user or the root.
     pub fn session_token(
         &self,
