@@ -165,6 +165,21 @@ def test_fargate_task_with_the_aws_cli_on_a_cluster_without_instances(fargate):
     assert not any(PLATFORM in a for a in ecs.list_clusters()["clusterArns"])
     assert ecs.list_tasks(cluster="fg", launchType="FARGATE")["taskArns"] == [arn]
 
+    # The server's own host serves every zone: a task in a subnet of another zone runs there too,
+    # in its subnet's zone.
+    other = fargate_subnet(fargate, zone="us-east-1b")
+    out_b = ecs.run_task(cluster="fg", taskDefinition="web", launchType="FARGATE", networkConfiguration={
+        "awsvpcConfiguration": {"subnets": [other["SubnetId"]]}})
+    assert out_b["failures"] == [], out_b
+    arn_b = out_b["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_running").wait(cluster="fg", tasks=[arn_b], WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    t_b = ecs.describe_tasks(cluster="fg", tasks=[arn_b])["tasks"][0]
+    details_b = {d["name"]: d["value"] for d in t_b["attachments"][0]["details"]}
+    assert t_b["availabilityZone"] == "us-east-1b" and details_b["subnetId"] == other["SubnetId"]
+    body = urllib.request.urlopen(f"http://{details_b['privateIPv4Address']}/index.html", timeout=5).read().decode()
+    assert body.startswith("fargate ip-")
+    ecs.stop_task(cluster="fg", task=arn_b)
+
     # A Fargate service keeps its tasks running on the platform.
     ecs.create_service(cluster="fg", serviceName="svc", taskDefinition="web", desiredCount=2,
                        launchType="FARGATE", platformVersion="LATEST",
@@ -210,14 +225,32 @@ def test_capacity_provider_strategies_are_checked_as_ecs_checks_them(gantry):
                                                      capacityProviderStrategy=strategy, **kw))
     both = err("cp", [{"capacityProvider": "FARGATE", "weight": 1}], launchType="FARGATE")
     assert both == ("InvalidParameterException",
-                    "Specifying both a launchType and capacityProviderStrategy is not supported.")
+                    "Specifying both a launch type and capacity provider strategy is not supported. "
+                    "Remove one and try again.")
     code, msg = err("cp", [{"capacityProvider": "FARGATE", "weight": 1, "base": 1},
                            {"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 1}])
     assert code == "InvalidParameterException" and "more than one capacity provider with a base" in msg
-    code, msg = err("cp", [{"capacityProvider": "FARGATE", "weight": 0}, {"capacityProvider": "FARGATE_SPOT"}])
-    assert code == "InvalidParameterException" and "weight greater than 0" in msg
+    zero_weight = ("InvalidParameterException",
+                   "There are no capacity providers with a weight value greater than zero defined in the capacity "
+                   "provider strategy. At least one capacity provider must have a weight value greater than zero "
+                   "specified. Specify a valid capacity provider strategy and try again.")
+    assert err("cp", [{"capacityProvider": "FARGATE", "weight": 0}, {"capacityProvider": "FARGATE_SPOT"}]) == zero_weight
     code, msg = err("cp", [{"capacityProvider": f"p{i}", "weight": 1} for i in range(7)])
-    assert code == "InvalidParameterException" and "more than 6" in msg
+    assert (code, msg) == ("InvalidParameterException",
+                           "The specified capacity provider strategy cannot contain more than 6 capacity providers.")
+    # A cluster default whose weights are all 0 is accepted; the launch that would use it is not.
+    ecs.create_cluster(clusterName="zero", capacityProviders=["FARGATE"],
+                       defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE"}])
+    code, msg = code_and_message(lambda: ecs.run_task(cluster="zero", taskDefinition="ok", networkConfiguration=net))
+    assert (code, msg) == (
+        "InvalidParameterException",
+        "There are no capacity providers with a weight value greater than zero defined in the default capacity "
+        "provider strategy. At least one capacity provider must have a weight value greater than zero specified. "
+        "Update the cluster's default capacity provider strategy or specify a valid capacity provider strategy "
+        "and try again.")
+    code, msg = code_and_message(lambda: ecs.create_service(
+        cluster="zero", serviceName="z", taskDefinition="ok", desiredCount=1, networkConfiguration=net))
+    assert code == "InvalidParameterException" and "default capacity provider strategy" in msg
     code, msg = err("bare", [{"capacityProvider": "FARGATE", "weight": 1}])
     assert code == "InvalidParameterException" and "not associated with the cluster" in msg
     # A provider a service uses cannot be removed from the cluster.
@@ -257,7 +290,7 @@ def test_a_strategy_splits_a_service_and_the_cluster_default_applies_to_run_task
     code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
         cluster="cps", capacityProviders=["FARGATE_SPOT"],
         defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]))
-    assert code == "ResourceInUseException" and "FARGATE" in msg
+    assert (code, msg) == ("ResourceInUseException", "The specified capacity provider is in use and cannot be removed.")
 
     ecs.update_service(cluster="cps", service="split", desiredCount=0)
     ecs.delete_service(cluster="cps", service="split")
@@ -327,7 +360,9 @@ def test_a_host_pool_provider_places_only_on_its_pool(gantry, tmp_path):
             cluster="pools", taskDefinition="sleeper",
             capacityProviderStrategy=[{"capacityProvider": "web-pool", "weight": 1},
                                       {"capacityProvider": "FARGATE", "weight": 1}]))
-        assert code == "InvalidParameterException" and "cannot contain a mix" in msg
+        assert (code, msg) == ("InvalidParameterException",
+                               "A capacity provider strategy cannot contain a mix of capacity providers using Auto "
+                               "Scaling groups and Fargate providers. Specify one or the other and try again.")
         # No launch type, no strategy: the cluster's default, on the pool's instance only.
         run = ecs.run_task(cluster="pools", taskDefinition="sleeper", count=4)
         assert run["failures"] == [] and len(run["tasks"]) == 4
@@ -337,8 +372,25 @@ def test_a_host_pool_provider_places_only_on_its_pool(gantry, tmp_path):
         task_arns = [t["taskArn"] for t in run["tasks"]]
         ecs.get_waiter("tasks_running").wait(cluster="pools", tasks=task_arns,
                                              WaiterConfig={"Delay": 1, "MaxAttempts": 90})
-        code, msg = code_and_message(lambda: ecs.delete_capacity_provider(capacityProvider="web-pool"))
-        assert code == "ClientException" and "in use" in msg
+        # The pool's instance shows its provider; the other instance has none.
+        cis = ecs.describe_container_instances(cluster="pools", containerInstances=arns)["containerInstances"]
+        assert {c["containerInstanceArn"]: c.get("capacityProviderName") for c in cis} == {
+            a: ("web-pool" if a in in_pool else None) for a in arns}
+        # Tags through TagResource, UntagResource and ListTagsForResource.
+        cp_arn = cp["capacityProviderArn"]
+        ecs.tag_resource(resourceArn=cp_arn, tags=[{"key": "tier", "value": "1"}])
+        ecs.untag_resource(resourceArn=cp_arn, tagKeys=["team"])
+        assert ecs.list_tags_for_resource(resourceArn=cp_arn)["tags"] == [{"key": "tier", "value": "1"}]
+        d = ecs.describe_capacity_providers(capacityProviders=["web-pool"], include=["TAGS"])["capacityProviders"][0]
+        assert d["tags"] == [{"key": "tier", "value": "1"}]
+        code, _ = code_and_message(lambda: ecs.list_tags_for_resource(resourceArn=cp_arn.replace("web-pool", "nope")))
+        assert code == "ResourceNotFoundException"
+        # Deleting a provider a cluster still has: ECS keeps it ACTIVE and says why.
+        failed = ecs.delete_capacity_provider(capacityProvider="web-pool")["capacityProvider"]
+        assert failed["status"] == "ACTIVE" and failed["updateStatus"] == "DELETE_FAILED"
+        assert failed["updateStatusReason"] == (
+            "The capacity provider cannot be deleted because it is associated with cluster: pools. "
+            "Remove the capacity provider from the cluster and try again.")
         code, msg = code_and_message(lambda: ecs.put_cluster_capacity_providers(
             cluster="pools", capacityProviders=[], defaultCapacityProviderStrategy=[]))
         assert code == "ResourceInUseException"
@@ -386,6 +438,32 @@ def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
     assert t["stopCode"] == "EssentialContainerExited"
     assert t["containers"][0]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
     assert t["containers"][0]["exitCode"] == 137
+
+    # Ephemeral storage beyond the default 20 GiB is a size limit the storage driver must apply;
+    # where it cannot, the task does not run, and says why.
+    disk = fargate_td("disk", fargate.image, ephemeralStorage={"sizeInGiB": 30})
+    disk["containerDefinitions"][0]["command"] = ["sleep", "300"]
+    ecs.register_task_definition(**disk)
+    run = ecs.run_task(cluster="sized", taskDefinition="disk", launchType="FARGATE", networkConfiguration=net)
+    disk_arn = run["tasks"][0]["taskArn"]
+    assert run["tasks"][0]["ephemeralStorage"] == {"sizeInGiB": 30}
+
+    def settled():
+        t = ecs.describe_tasks(cluster="sized", tasks=[disk_arn])["tasks"][0]
+        return t["lastStatus"] in ("RUNNING", "STOPPED") and t
+    t = wait_until(settled, timeout=120, what="the 30 GiB task running or stopped")
+    probe = docker("create", "--storage-opt", "size=1G", fargate.image, "true", check=False)
+    if probe.returncode == 0:
+        docker("rm", "-f", probe.stdout.strip(), check=False)
+        assert t["lastStatus"] == "RUNNING", t.get("stoppedReason")
+        cid = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.task-arn={disk_arn}",
+                     "--filter", "label=com.amazonaws.ecs.container-name=app").stdout.split()[0]
+        assert json.loads(docker("inspect", cid).stdout)[0]["HostConfig"]["StorageOpt"] == {"size": "30G"}
+        ecs.stop_task(cluster="sized", task=disk_arn)
+    else:
+        assert t["lastStatus"] == "STOPPED"
+        assert t["stoppedReason"].startswith(
+            "CannotCreateContainerError: ephemeralStorage of 30 GiB cannot be enforced on this host"), t["stoppedReason"]
 
 
 def test_a_spot_interruption_is_healed_by_the_service(fargate):
@@ -526,7 +604,40 @@ def test_a_fargate_service_behind_an_ip_target_group(fargate, tmp_path):
         assert {t["Target"]["Id"] for t in targets} == ips
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read().decode()
         assert body.startswith("fargate ip-")
+        # Force-deleted while serving: its tasks leave the target group, stop, and the service
+        # becomes INACTIVE.
+        task_arns = [t["taskArn"] for t in tasks]
         ecs.delete_service(cluster="fglb", service="web", force=True)
+        ecs.get_waiter("tasks_stopped").wait(cluster="fglb", tasks=task_arns,
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        ecs.get_waiter("services_inactive").wait(cluster="fglb", services=["web"],
+                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        wait_until(lambda: elb.describe_target_health(
+            TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"] == [],
+            timeout=30, what="the target group emptied")
+
+        # Again, with the listener and the target group deleted right after the service (as
+        # `terraform destroy` does) while its tasks are still draining (a 60-second delay).
+        elb.modify_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"], Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "60"}])
+        ecs.create_service(cluster="fglb", serviceName="web2", taskDefinition="fgweb", desiredCount=2,
+                           launchType="FARGATE",
+                           networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet["SubnetId"]]}},
+                           loadBalancers=[{"targetGroupArn": tg["TargetGroupArn"], "containerName": "app",
+                                           "containerPort": 80}])
+        wait_until(healthy, timeout=120, interval=0.5, what="2 healthy ip targets of web2")
+        task_arns = ecs.list_tasks(cluster="fglb", serviceName="web2")["taskArns"]
+        ecs.delete_service(cluster="fglb", service="web2", force=True)
+        wait_until(lambda: all(t["lastStatus"] == "DEACTIVATING" for t in ecs.describe_tasks(
+            cluster="fglb", tasks=task_arns)["tasks"]), timeout=30, what="web2's tasks DEACTIVATING")
+        for listener in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]:
+            elb.delete_listener(ListenerArn=listener["ListenerArn"])
+        elb.delete_target_group(TargetGroupArn=tg["TargetGroupArn"])
+        # Nothing is left to drain from: the tasks stop well before the delay is over.
+        ecs.get_waiter("tasks_stopped").wait(cluster="fglb", tasks=task_arns,
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 40})
+        ecs.get_waiter("services_inactive").wait(cluster="fglb", services=["web2"],
+                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     finally:
         lb_proc.send_signal(signal.SIGTERM)
         try:

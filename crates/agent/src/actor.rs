@@ -480,6 +480,7 @@ impl TaskActor {
             awsvpc_namespace: self.pause.as_ref().and_then(|p| p.runtime_id.clone()),
             fargate: if self.record.is_fargate() {
                 FargateLimits::of(self.record.cpu.as_deref(), self.record.memory.as_deref())
+                    .map(|f| f.with_storage(self.record.ephemeral_storage_gib))
             } else {
                 None
             },
@@ -764,12 +765,16 @@ impl TaskActor {
                 &siblings,
             )
             .map_err(|e| e.0)?;
-            let id = self
-                .sh
-                .runtime
-                .create(&spec)
-                .await
-                .map_err(|e| e.to_string())?;
+            let id = self.sh.runtime.create(&spec).await.map_err(|e| {
+                match spec.storage_size_gib {
+                    // The storage driver cannot limit a container's size: the task asked for
+                    // an ephemeral storage size it would not be held to, so it does not run.
+                    Some(g) if e.to_string().contains("storage-opt") => format!(
+                        "ephemeralStorage of {g} GiB cannot be enforced on this host: the Docker storage driver has no per-container size limit ({e})"
+                    ),
+                    _ => e.to_string(),
+                }
+            })?;
             tracing::info!(container = %self.ctrs[i].def.name, docker_id = %id, "container created");
             let name = self.ctrs[i].def.name.clone();
             let rid = id.clone();

@@ -222,6 +222,9 @@ impl DockerRuntime {
             nano_cpus: spec.nano_cpus,
             pids_limit: spec.pids_limit,
             security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
+            storage_opt: spec
+                .storage_size_gib
+                .map(|g| HashMap::from([("size".to_owned(), format!("{g}G"))])),
             ..Default::default()
         };
         ContainerCreateBody {

@@ -162,6 +162,9 @@ pub struct ContainerSpec {
     pub pids_limit: Option<i64>,
     /// Docker `SecurityOpt` entries (`no-new-privileges`).
     pub security_opt: Vec<String>,
+    /// The size limit of the container's writable layer in GiB (Docker `StorageOpt` `size`;
+    /// only some storage drivers can apply one, the others refuse the container).
+    pub storage_size_gib: Option<u32>,
 }
 
 /// A container's state as the runtime sees it.

@@ -76,7 +76,13 @@ pub struct FargateLimits {
     pub cpu_units: i64,
     /// Task memory in MiB.
     pub memory_mib: i64,
+    /// `ephemeralStorage.sizeInGiB` when the task asks for more than the default 20 GiB (ECS
+    /// accepts 21 to 200): the size limit of each container's writable layer.
+    pub storage_gib: Option<u32>,
 }
+
+/// Fargate's ephemeral storage when a task sets none.
+pub const DEFAULT_EPHEMERAL_STORAGE_GIB: u32 = 20;
 
 /// The most processes one container of a Fargate task may run.
 pub const FARGATE_PIDS_LIMIT: i64 = 4096;
@@ -87,7 +93,15 @@ impl FargateLimits {
         Some(Self {
             cpu_units: cpu?.trim().parse().ok()?,
             memory_mib: memory?.trim().parse().ok()?,
+            storage_gib: None,
         })
+    }
+
+    /// With the task's ephemeral storage (`None` or the default: no size limit is asked of the
+    /// storage driver).
+    pub fn with_storage(mut self, gib: Option<u32>) -> Self {
+        self.storage_gib = gib.filter(|g| *g > DEFAULT_EPHEMERAL_STORAGE_GIB);
+        self
     }
 }
 
@@ -496,6 +510,7 @@ pub fn container_spec(
             .fargate
             .map(|f| f.cpu_units.saturating_mul(1_000_000_000) / 1024),
         pids_limit: inputs.fargate.map(|_| FARGATE_PIDS_LIMIT),
+        storage_size_gib: inputs.fargate.and_then(|f| f.storage_gib),
         security_opt: if inputs.fargate.is_some() {
             vec!["no-new-privileges".to_owned()]
         } else {
@@ -651,6 +666,21 @@ mod tests {
         )
         .expect("spec");
         assert_eq!(side.memory_bytes, Some(128 << 20));
+        // The default 20 GiB of ephemeral storage asks nothing of the storage driver; more is a
+        // size limit on each container.
+        assert_eq!(app.storage_size_gib, None);
+        for (asked, limit) in [(None, None), (Some(20), None), (Some(30), Some(30))] {
+            i.fargate = FargateLimits::of(Some("256"), Some("512")).map(|f| f.with_storage(asked));
+            let c = container_spec(
+                &ident(),
+                &t,
+                &t.container_definitions[0],
+                &i,
+                &BTreeMap::new(),
+            )
+            .expect("spec");
+            assert_eq!(c.storage_size_gib, limit);
+        }
         // EC2 tasks are unchanged.
         i.fargate = None;
         let ec2 = container_spec(

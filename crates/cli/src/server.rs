@@ -811,7 +811,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         ));
     }
     // `gantry up` and `--fargate-local`: this machine as Fargate capacity, through an agent
-    // registered into the platform cluster (pool `local`).
+    // registered into the platform cluster (pool `local`), serving the subnets of every zone.
     if cfg.fargate_local {
         let mut acfg = gantry_agent::AgentConfig::new(
             endpoint.clone(),
@@ -821,6 +821,11 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         acfg.attributes.push((
             gantry_domain::cluster::FARGATE_POOL_ATTRIBUTE.to_owned(),
             "local".to_owned(),
+        ));
+        // The only platform host of a one-machine installation serves every zone's subnets.
+        acfg.attributes.push((
+            gantry_domain::cluster::ZONES_ATTRIBUTE.to_owned(),
+            gantry_domain::cluster::ALL_ZONES.to_owned(),
         ));
         acfg.access_key_id = creds.access_key_id.clone();
         acfg.secret_access_key = creds.secret_access_key.clone();

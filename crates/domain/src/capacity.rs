@@ -37,8 +37,11 @@ pub struct CapacityProvider {
     pub auto_scaling_group_provider: serde_json::Value,
     /// The pool the ARN names (its `autoScalingGroupName/` part).
     pub pool: String,
-    /// `CREATE_COMPLETE`, `UPDATE_COMPLETE`, `DELETE_COMPLETE`.
+    /// `CREATE_COMPLETE`, `UPDATE_COMPLETE`, `DELETE_COMPLETE`, `DELETE_FAILED`.
     pub update_status: String,
+    /// Why the last update failed (`DELETE_FAILED`: the clusters it is associated with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status_reason: Option<String>,
     #[serde(default)]
     pub tags: Vec<crate::tags::Tag>,
     pub created_at: crate::EpochMillis,
@@ -195,7 +198,7 @@ pub fn validate_strategy(
         .count();
     if fargate != 0 && fargate != items.len() {
         return Err(ValidationError::invalid(
-            "The specified capacity provider strategy cannot contain a mix of capacity providers using Auto Scaling groups and Fargate providers. Specify one or the other and try again.",
+            "A capacity provider strategy cannot contain a mix of capacity providers using Auto Scaling groups and Fargate providers. Specify one or the other and try again.",
         ));
     }
     if let Some(i) = items
@@ -207,12 +210,24 @@ pub fn validate_strategy(
             i.capacity_provider
         )));
     }
-    if items.iter().all(|i| i.weight == 0) {
-        return Err(ValidationError::invalid(
-            "The specified capacity provider strategy must contain at least one capacity provider with a weight greater than 0.",
-        ));
-    }
     Ok(())
+}
+
+/// Checks that a strategy a launch uses gives some provider a weight: ECS accepts a cluster
+/// default whose weights are all 0, and refuses the RunTask or CreateService that would use it.
+/// `cluster_default`: the strategy is the cluster's default, not the request's.
+pub fn require_weight(
+    items: &[CapacityProviderStrategyItem],
+    cluster_default: bool,
+) -> Result<(), ValidationError> {
+    if items.is_empty() || items.iter().any(|i| i.weight > 0) {
+        return Ok(());
+    }
+    Err(ValidationError::invalid(if cluster_default {
+        "There are no capacity providers with a weight value greater than zero defined in the default capacity provider strategy. At least one capacity provider must have a weight value greater than zero specified. Update the cluster's default capacity provider strategy or specify a valid capacity provider strategy and try again."
+    } else {
+        "There are no capacity providers with a weight value greater than zero defined in the capacity provider strategy. At least one capacity provider must have a weight value greater than zero specified. Specify a valid capacity provider strategy and try again."
+    }))
 }
 
 /// How many of `n` new tasks go to each item of a (valid) strategy, given how many live tasks
@@ -313,9 +328,24 @@ mod tests {
             msg(&[item(FARGATE, 1, 1), item(FARGATE_SPOT, 1, 1)])
                 .contains("more than one capacity provider with a base")
         );
+        // Every weight 0: accepted as a cluster default, refused when a launch uses it.
+        let zero = [item(FARGATE, 0, 0), item(FARGATE_SPOT, 0, 0)];
+        assert!(validate_strategy(&zero, &assoc).is_ok());
         assert!(
-            msg(&[item(FARGATE, 0, 0), item(FARGATE_SPOT, 0, 0)]).contains("weight greater than 0")
+            require_weight(&zero, true)
+                .unwrap_err()
+                .to_string()
+                .contains("defined in the default capacity provider strategy")
         );
+        assert!(
+            require_weight(&zero, false)
+                .unwrap_err()
+                .to_string()
+                .starts_with(
+                    "There are no capacity providers with a weight value greater than zero"
+                )
+        );
+        assert!(require_weight(&[item(FARGATE, 0, 2), item(FARGATE_SPOT, 1, 0)], false).is_ok());
         let seven: Vec<_> = (0..7).map(|i| item(&format!("p{i}"), 1, 0)).collect();
         assert!(msg(&seven).contains("more than 6"));
         assert!(msg(&[item("other", 1, 0)]).contains("not associated with the cluster"));

@@ -18,6 +18,14 @@ pub const FARGATE_PLATFORM_CLUSTER: &str = "platform.fargate";
 /// The attribute naming a platform instance's Fargate pool.
 pub const FARGATE_POOL_ATTRIBUTE: &str = "gantry.fargate-pool";
 
+/// The attribute of a host that serves the subnets of every zone of its region (value
+/// [`ALL_ZONES`]): the server's own Fargate host, the only platform capacity of a one-machine
+/// installation. Its tasks take the zone of the subnet they get.
+pub const ZONES_ATTRIBUTE: &str = "gantry.zones";
+
+/// The value of [`ZONES_ATTRIBUTE`] for a host serving every zone.
+pub const ALL_ZONES: &str = "all";
+
 /// The Fargate platform version tasks run on (`LATEST` resolves to it).
 pub const FARGATE_PLATFORM_VERSION: &str = "1.4.0";
 

@@ -5,7 +5,8 @@
 use gantry_domain::Arn;
 use gantry_domain::capacity::{
     CapacityProvider, FARGATE, FARGATE_SPOT, ProviderStatus, is_fargate_provider,
-    normalize_group_provider, pool_of_group_arn, validate_provider_name, validate_strategy,
+    normalize_group_provider, pool_of_group_arn, require_weight, validate_provider_name,
+    validate_strategy,
 };
 use gantry_domain::cluster::{CapacityProviderStrategyItem, Cluster};
 use gantry_domain::service::{Service, ServiceStatus};
@@ -45,7 +46,7 @@ fn provider_arn(ctx: &RequestContext, name: &str) -> String {
 
 /// The wire form of a host-pool provider.
 fn to_wire(ctx: &RequestContext, p: &CapacityProvider, with_tags: bool) -> Value {
-    json!({
+    let mut v = json!({
         "capacityProviderArn": provider_arn(ctx, &p.name),
         "name": p.name,
         "status": match p.status { ProviderStatus::Active => "ACTIVE", ProviderStatus::Inactive => "INACTIVE" },
@@ -53,7 +54,11 @@ fn to_wire(ctx: &RequestContext, p: &CapacityProvider, with_tags: bool) -> Value
         "autoScalingGroupProvider": p.auto_scaling_group_provider,
         "updateStatus": p.update_status,
         "tags": if with_tags { json!(p.tags) } else { json!([]) },
-    })
+    });
+    if let Some(r) = &p.update_status_reason {
+        v["updateStatusReason"] = json!(r);
+    }
+    v
 }
 
 /// A stored provider by name or ARN.
@@ -67,6 +72,22 @@ pub(crate) async fn get(
         .store
         .get_typed::<CapacityProvider>(&keys::capacity_provider(&ctx.region, name))
         .await?)
+}
+
+/// The ACTIVE host-pool providers of the region by pool name: an instance started with
+/// `gantry agent --pool NAME` belongs to the provider whose Auto Scaling group ARN names NAME.
+pub(crate) async fn providers_by_pool(
+    svc: &EcsService,
+    ctx: &RequestContext,
+) -> Result<std::collections::BTreeMap<String, String>, EcsError> {
+    Ok(svc
+        .store
+        .scan_all_typed::<CapacityProvider>(&keys::capacity_providers(&ctx.region))
+        .await?
+        .into_iter()
+        .filter(|p| p.value.status == ProviderStatus::Active)
+        .map(|p| (p.value.pool, p.value.name))
+        .collect())
 }
 
 #[derive(Deserialize, Default)]
@@ -261,6 +282,7 @@ pub(super) async fn create(
             auto_scaling_group_provider: provider.clone(),
             pool: pool.clone(),
             update_status: "CREATE_COMPLETE".to_owned(),
+            update_status_reason: None,
             tags: req.tags.clone(),
             created_at: ctx.now,
         };
@@ -322,6 +344,7 @@ pub(super) async fn update(
         p.auto_scaling_group_provider =
             normalize_group_provider(&input, Some(&p.auto_scaling_group_provider))?;
         p.update_status = "UPDATE_COMPLETE".to_owned();
+        p.update_status_reason = None;
         let key = keys::capacity_provider(&ctx.region, &p.name);
         let txn = Txn::new()
             .require_revision(&key, cur.revision)
@@ -338,8 +361,9 @@ struct DeleteRequest {
     capacity_provider: Option<String>,
 }
 
-/// DeleteCapacityProvider: INACTIVE once no cluster has it (ECS's rule: remove it from the
-/// clusters' providers, and so from their strategies, first).
+/// DeleteCapacityProvider: INACTIVE once no cluster has it; while one does, ECS's answer: the
+/// provider stays ACTIVE with `updateStatus` DELETE_FAILED and a reason naming the cluster
+/// (remove it from the clusters' providers, and so from their strategies, first).
 pub(super) async fn delete(
     svc: &EcsService,
     body: &[u8],
@@ -359,6 +383,7 @@ pub(super) async fn delete(
             "The capacity provider {name} is managed by AWS and cannot be deleted."
         )));
     }
+    let mut associated = None;
     for c in svc
         .store
         .scan_all_typed::<Cluster>(&keys::clusters(&ctx.region))
@@ -367,10 +392,8 @@ pub(super) async fn delete(
         if c.value.status == gantry_domain::cluster::ClusterStatus::Active
             && c.value.capacity_providers.contains(&name)
         {
-            return Err(EcsError::client(format!(
-                "The specified capacity provider is in use and cannot be removed: it is associated with cluster {}. Remove it from the cluster with PutClusterCapacityProviders first.",
-                c.value.name
-            )));
+            associated = Some(c.value.name.clone());
+            break;
         }
     }
     let deleted = commit_with_retry(svc.store.as_ref(), || async {
@@ -383,8 +406,21 @@ pub(super) async fn delete(
             )));
         };
         let mut p = cur.value.clone();
-        p.status = ProviderStatus::Inactive;
-        p.update_status = "DELETE_COMPLETE".to_owned();
+        // As ECS: a provider a cluster still has stays ACTIVE, its update DELETE_FAILED with the
+        // reason; otherwise it becomes INACTIVE.
+        match &associated {
+            Some(cluster) => {
+                p.update_status = "DELETE_FAILED".to_owned();
+                p.update_status_reason = Some(format!(
+                    "The capacity provider cannot be deleted because it is associated with cluster: {cluster}. Remove the capacity provider from the cluster and try again."
+                ));
+            }
+            None => {
+                p.status = ProviderStatus::Inactive;
+                p.update_status = "DELETE_COMPLETE".to_owned();
+                p.update_status_reason = None;
+            }
+        }
         let key = keys::capacity_provider(&ctx.region, &p.name);
         let txn = Txn::new()
             .require_revision(&key, cur.revision)
@@ -432,10 +468,10 @@ pub(super) async fn put_cluster(
         .collect();
     if !removed.is_empty() {
         let in_use = in_use(svc, ctx, &cluster).await?;
-        if let Some(p) = removed.iter().find(|p| in_use.contains(p)) {
-            return Err(EcsError::ResourceInUse(format!(
-                "The specified capacity provider {p} is in use and cannot be removed."
-            )));
+        if removed.iter().any(|p| in_use.contains(p)) {
+            return Err(EcsError::ResourceInUse(
+                "The specified capacity provider is in use and cannot be removed.".to_owned(),
+            ));
         }
     }
     let updated = commit_with_retry(svc.store.as_ref(), || async {
@@ -497,13 +533,15 @@ pub(crate) fn effective_strategy(
     if !requested.is_empty() {
         if launch_type.is_some() {
             return Err(EcsError::invalid(
-                "Specifying both a launchType and capacityProviderStrategy is not supported.",
+                "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
             ));
         }
         validate_strategy(requested, &cluster.capacity_providers)?;
+        require_weight(requested, false)?;
         return Ok(Some(requested.to_vec()));
     }
     if launch_type.is_none() && !cluster.default_capacity_provider_strategy.is_empty() {
+        require_weight(&cluster.default_capacity_provider_strategy, true)?;
         return Ok(Some(cluster.default_capacity_provider_strategy.clone()));
     }
     Ok(None)

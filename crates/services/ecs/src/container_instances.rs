@@ -25,7 +25,14 @@ pub(super) fn arn_of(ctx: &RequestContext, ci: &ContainerInstance) -> String {
     Arn::container_instance(&ctx.region, &ctx.account_id, &ci.cluster, &ci.id).to_string()
 }
 
-pub(super) fn to_wire(ci: &ContainerInstance, ctx: &RequestContext, with_tags: bool) -> Value {
+/// The wire form; `pools` maps pool names to their capacity providers
+/// (`capacity_providers::providers_by_pool`), which give `capacityProviderName`.
+pub(super) fn to_wire(
+    ci: &ContainerInstance,
+    ctx: &RequestContext,
+    with_tags: bool,
+    pools: &std::collections::BTreeMap<String, String>,
+) -> Value {
     let mut v = json!({
         "containerInstanceArn": arn_of(ctx, ci),
         "ec2InstanceId": ci.ec2_instance_id,
@@ -44,7 +51,13 @@ pub(super) fn to_wire(ci: &ContainerInstance, ctx: &RequestContext, with_tags: b
     if let Some(r) = &ci.status_reason {
         v["statusReason"] = json!(r);
     }
-    if let Some(cp) = &ci.capacity_provider_name {
+    let pool_provider = ci
+        .attributes
+        .iter()
+        .find(|a| a.name == gantry_domain::capacity::POOL_ATTRIBUTE)
+        .and_then(|a| a.value.as_deref())
+        .and_then(|pool| pools.get(pool));
+    if let Some(cp) = ci.capacity_provider_name.as_ref().or(pool_provider) {
         v["capacityProviderName"] = json!(cp);
     }
     if with_tags {
@@ -279,7 +292,8 @@ pub(super) async fn register(
         Ok((txn, ci))
     })
     .await?;
-    Ok(json!({"containerInstance": to_wire(&ci, ctx, true)}))
+    let pools = crate::capacity_providers::providers_by_pool(svc, ctx).await?;
+    Ok(json!({"containerInstance": to_wire(&ci, ctx, true, &pools)}))
 }
 
 #[derive(Deserialize)]
@@ -328,7 +342,8 @@ pub(super) async fn deregister(
         Ok((txn, ci))
     })
     .await?;
-    Ok(json!({"containerInstance": to_wire(&ci, ctx, false)}))
+    let pools = crate::capacity_providers::providers_by_pool(svc, ctx).await?;
+    Ok(json!({"containerInstance": to_wire(&ci, ctx, false, &pools)}))
 }
 
 #[derive(Deserialize)]
@@ -368,11 +383,12 @@ pub(super) async fn describe(
         }
     }
     active_cluster(svc, ctx, &cluster).await?;
+    let pools = crate::capacity_providers::providers_by_pool(svc, ctx).await?;
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for r in &req.container_instances {
         match get(svc, ctx, &cluster, r).await? {
-            Some(ci) => found.push(to_wire(&ci.value, ctx, with_tags)),
+            Some(ci) => found.push(to_wire(&ci.value, ctx, with_tags, &pools)),
             None => failures.push(missing_instance(ctx, &cluster, r)),
         }
     }
@@ -486,6 +502,7 @@ pub(super) async fn update_state(
     active_cluster(svc, ctx, &cluster).await?;
     let mut updated = Vec::new();
     let mut failures = Vec::new();
+    let pools = crate::capacity_providers::providers_by_pool(svc, ctx).await?;
     for r in &req.container_instances {
         let result = commit_with_retry(svc.store.as_ref(), || async {
             let Some(cur) = get(svc, ctx, &cluster, r)
@@ -508,7 +525,7 @@ pub(super) async fn update_state(
         })
         .await?;
         match result {
-            Some(ci) => updated.push(to_wire(&ci, ctx, false)),
+            Some(ci) => updated.push(to_wire(&ci, ctx, false, &pools)),
             None => failures.push(missing_instance(ctx, &cluster, r)),
         }
     }

@@ -777,6 +777,11 @@ async fn place_one(
         for ((idx, mut task), grant) in placed.into_iter().zip(grants) {
             match grant {
                 Ok(att) => {
+                    // The task is in its subnet's zone (on a host serving every zone, the
+                    // host's own zone may differ).
+                    if let Some(s) = n.subnets.iter().find(|s| s.id == att.subnet_id) {
+                        task.availability_zone = Some(s.availability_zone.clone());
+                    }
                     task.network = Some(att);
                     kept.push((idx, task));
                 }

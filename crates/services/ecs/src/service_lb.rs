@@ -289,10 +289,14 @@ pub(crate) async fn sync(
         tgs.extend(b.alternate.clone());
         tgs.into_iter().map(move |tg| (b.clone(), tg))
     }) {
-        let registered = groups
-            .targets(&ctx.region, &tg, now)
-            .await
-            .map_err(lb_err)?;
+        let registered = match groups.targets(&ctx.region, &tg, now).await {
+            Ok(r) => r,
+            // A target group deleted under the service (`terraform destroy` deletes it right
+            // after the service): nothing to register in or drain from. Its leaving tasks must
+            // still stop, in the second phase below (a deleted group has no delay).
+            Err(_) if groups.target_type(&ctx.region, &tg).await.is_none() => continue,
+            Err(e) => return Err(lb_err(e)),
+        };
         let by_target: HashMap<(String, u16), TargetHealthState> = registered
             .iter()
             .map(|(id, port, st)| ((id.clone(), *port), *st))

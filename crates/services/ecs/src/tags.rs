@@ -1,5 +1,6 @@
-//! TagResource, UntagResource, ListTagsForResource for clusters, task definitions and container
-//! instances.
+//! TagResource, UntagResource, ListTagsForResource for clusters, task definitions, container
+//! instances, services, tasks and capacity providers (host pools; the built-in FARGATE and
+//! FARGATE_SPOT belong to the platform and have no tags).
 
 use gantry_domain::Arn;
 use gantry_domain::cluster::{Cluster, ClusterStatus};
@@ -82,7 +83,20 @@ impl Taggable for gantry_domain::task::Task {
     }
 }
 
+impl Taggable for gantry_domain::capacity::CapacityProvider {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+    fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+    fn is_live(&self) -> bool {
+        self.status == gantry_domain::capacity::ProviderStatus::Active
+    }
+}
+
 enum Target {
+    CapacityProvider(String),
     Cluster(String),
     TaskDefinition(String),
     ContainerInstance(String),
@@ -115,6 +129,9 @@ fn target_of(arn_str: &str, ctx: &RequestContext) -> Result<Target, EcsError> {
         ("task", rest) => {
             let (cluster, id) = rest.split_once('/').ok_or_else(bad)?;
             Target::Task(keys::task(region, cluster, id))
+        }
+        ("capacity-provider", name) if !name.is_empty() && !name.contains('/') => {
+            Target::CapacityProvider(keys::capacity_provider(region, name))
         }
         _ => return Err(bad()),
     })
@@ -165,6 +182,9 @@ async fn apply(
             modify::<gantry_domain::service::Service>(svc, k, missing, change).await
         }
         Target::Task(k) => modify::<gantry_domain::task::Task>(svc, k, missing, change).await,
+        Target::CapacityProvider(k) => {
+            modify::<gantry_domain::capacity::CapacityProvider>(svc, k, missing, change).await
+        }
     }
 }
 
@@ -243,6 +263,9 @@ pub(super) async fn list(
         Target::ContainerInstance(k) => read_tags::<ContainerInstance>(svc, k).await?,
         Target::Service(k) => read_tags::<gantry_domain::service::Service>(svc, k).await?,
         Target::Task(k) => read_tags::<gantry_domain::task::Task>(svc, k).await?,
+        Target::CapacityProvider(k) => {
+            read_tags::<gantry_domain::capacity::CapacityProvider>(svc, k).await?
+        }
     };
     let tags = tags.ok_or_else(|| not_found(&target))?;
     Ok(json!({"tags": tags}))

@@ -313,7 +313,8 @@ pub async fn prepare(
     }
 }
 
-/// The placement constraint keeping awsvpc tasks to instances in their subnets' zones.
+/// The placement constraint keeping awsvpc tasks to instances in their subnets' zones, or to
+/// hosts that serve every zone (`gantry.zones == all`).
 pub fn zone_constraint(n: &ResolvedNetwork) -> Result<PlacementConstraint, EcsError> {
     let mut zones: Vec<&str> = n
         .subnets
@@ -322,7 +323,12 @@ pub fn zone_constraint(n: &ResolvedNetwork) -> Result<PlacementConstraint, EcsEr
         .collect();
     zones.sort_unstable();
     zones.dedup();
-    let expr = format!("attribute:ecs.availability-zone in [{}]", zones.join(", "));
+    let expr = format!(
+        "attribute:ecs.availability-zone in [{}] or attribute:{} == {}",
+        zones.join(", "),
+        gantry_domain::cluster::ZONES_ATTRIBUTE,
+        gantry_domain::cluster::ALL_ZONES
+    );
     Ok(PlacementConstraint::from_wire("memberOf", Some(&expr))?)
 }
 
@@ -340,15 +346,18 @@ pub async fn plan(
                 .into(),
         ));
     };
-    // Per task: its subnets in the zone of its instance (none: it cannot have an interface).
+    // Per task: its subnets in the zone of its instance, or all of them on a host serving every
+    // zone (none: it cannot have an interface).
     let mut requests = Vec::with_capacity(placed.len());
     let mut slots: Vec<Result<(usize, String), String>> = Vec::with_capacity(placed.len());
     for (ci, t) in placed {
         let zone = ci.attribute("ecs.availability-zone").unwrap_or_default();
+        let all_zones = ci.attribute(gantry_domain::cluster::ZONES_ATTRIBUTE)
+            == Some(gantry_domain::cluster::ALL_ZONES);
         let subnets: Vec<String> = n
             .subnets
             .iter()
-            .filter(|s| s.availability_zone == zone)
+            .filter(|s| all_zones || s.availability_zone == zone)
             .map(|s| s.id.clone())
             .collect();
         if subnets.is_empty() {

@@ -294,7 +294,7 @@ fn validate_run_request(req: &RunTaskRequest, start: bool) -> Result<(), EcsErro
     }
     if !req.capacity_provider_strategy.is_empty() && req.launch_type.is_some() {
         return Err(EcsError::invalid(
-            "Specifying both a launchType and capacityProviderStrategy is not supported.",
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
         ));
     }
     if let Some(p) = req.propagate_tags.as_deref()
