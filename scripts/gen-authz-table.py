@@ -40,6 +40,7 @@ SERVICES = [
     ("kms", "kms"),
     ("logs", "logs"),
     ("secretsmanager", "secretsmanager"),
+    ("codedeploy", "codedeploy"),
     ("ssm", "ssm"),
     ("sts", "sts"),
 ]

@@ -262,6 +262,8 @@ fn members(placeholder: &str) -> &'static [&'static str] {
         "InstanceProfileNameWithPath" => &["InstanceProfileName"],
         "PolicyNameWithPath" => &["PolicyArn"],
         "SecretId" => &["SecretId"],
+        "ApplicationName" => &["applicationName", "applicationNames"],
+        "DeploymentConfigurationName" => &["deploymentConfigName"],
         _ => &[],
     }
 }
@@ -469,6 +471,7 @@ mod tests {
             &gantry_kms::SPEC,
             &gantry_secretsmanager::SPEC,
             &gantry_ssm::SPEC,
+            &gantry_codedeploy::SPEC,
         ]
     }
 
@@ -490,6 +493,9 @@ mod tests {
                 .parse()
                 .is_ok_and(gantry_secretsmanager::SecretsManagerService::is_implemented),
             "ssm" => op.parse().is_ok_and(gantry_ssm::SsmService::is_implemented),
+            "codedeploy" => op
+                .parse()
+                .is_ok_and(gantry_codedeploy::CodeDeployService::is_implemented),
             _ => true,
         }
     }

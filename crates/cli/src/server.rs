@@ -661,6 +661,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(kms)
             .with_json(secretsmanager.clone())
             .with_json(ssm.clone())
+            .with_json(Arc::new(gantry_codedeploy::CodeDeployService::new(
+                store.clone(),
+            )))
             .with_query(Arc::new(StsService::new(Arc::new(IamSessions {
                 identity: identity.clone(),
             }))))

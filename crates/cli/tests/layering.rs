@@ -169,6 +169,7 @@ fn every_service_crate_lives_under_crates_services() {
         "gantry-ssm",
         "gantry-cloudwatch",
         "gantry-autoscaling",
+        "gantry-codedeploy",
     ] {
         assert!(
             services.contains(&expected),

@@ -1,0 +1,169 @@
+//! CodeDeploy for the ECS compute platform (awsJson1.1, target prefix `CodeDeploy_20141006`,
+//! signing name `codedeploy`): applications and deployment configurations, over the Gantry
+//! store.
+//!
+//! - **Applications** (`computePlatform` `ECS`): create, get, batch get, list, delete. The
+//!   `Server` and `Lambda` platforms answer `InvalidComputePlatformException`.
+//! - **Deployment configurations**: the predefined ECS ones (`CodeDeployDefault.ECSAllAtOnce`,
+//!   `ECSLinear10PercentEvery1Minutes`/`3Minutes`, `ECSCanary10Percent5Minutes`/`15Minutes`)
+//!   and custom ECS ones with a `TimeBasedCanary`, `TimeBasedLinear` or `AllAtOnce`
+//!   `trafficRoutingConfig`, validated as CodeDeploy validates them.
+//!
+//! Every operation of the CodeDeploy model is listed in [`CodeDeployOperation`]; the operations
+//! Gantry does not serve (deployment groups, deployments, on-premises instances, revisions,
+//! GitHub tokens, tags) answer `UnsupportedOperationException`. The operation table with each
+//! operation's IAM action is [`authz::AUTHORIZATION`].
+//!
+//! Must not depend on Docker or any other service crate.
+
+#[rustfmt::skip]
+pub mod model_constraints;
+mod apps;
+pub mod authz;
+mod configs;
+mod error;
+mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gantry_aws_proto::AwsError;
+use gantry_front::{JsonService, Protocol, RequestContext, ServiceSpec};
+use gantry_store::Store;
+use serde_json::Value;
+
+pub use error::CodeDeployError;
+
+/// The `X-Amz-Target` prefix of CodeDeploy.
+pub const TARGET_PREFIX: &str = "CodeDeploy_20141006";
+
+gantry_front::operations! {
+    /// Every operation of the CodeDeploy API model.
+    pub enum CodeDeployOperation {
+        AddTagsToOnPremisesInstances,
+        BatchGetApplicationRevisions,
+        BatchGetApplications,
+        BatchGetDeploymentGroups,
+        BatchGetDeploymentInstances,
+        BatchGetDeploymentTargets,
+        BatchGetDeployments,
+        BatchGetOnPremisesInstances,
+        ContinueDeployment,
+        CreateApplication,
+        CreateDeployment,
+        CreateDeploymentConfig,
+        CreateDeploymentGroup,
+        DeleteApplication,
+        DeleteDeploymentConfig,
+        DeleteDeploymentGroup,
+        DeleteGitHubAccountToken,
+        DeleteResourcesByExternalId,
+        DeregisterOnPremisesInstance,
+        GetApplication,
+        GetApplicationRevision,
+        GetDeployment,
+        GetDeploymentConfig,
+        GetDeploymentGroup,
+        GetDeploymentInstance,
+        GetDeploymentTarget,
+        GetOnPremisesInstance,
+        ListApplicationRevisions,
+        ListApplications,
+        ListDeploymentConfigs,
+        ListDeploymentGroups,
+        ListDeploymentInstances,
+        ListDeploymentTargets,
+        ListDeployments,
+        ListGitHubAccountTokenNames,
+        ListOnPremisesInstances,
+        ListTagsForResource,
+        PutLifecycleEventHookExecutionStatus,
+        RegisterApplicationRevision,
+        RegisterOnPremisesInstance,
+        RemoveTagsFromOnPremisesInstances,
+        SkipWaitTimeForInstanceTermination,
+        StopDeployment,
+        TagResource,
+        UntagResource,
+        UpdateApplication,
+        UpdateDeploymentGroup,
+    }
+}
+
+/// How the front reaches CodeDeploy.
+pub static SPEC: ServiceSpec = ServiceSpec {
+    iam_prefix: "codedeploy",
+    signing_name: "codedeploy",
+    protocol: Protocol::Json {
+        target_prefix: TARGET_PREFIX,
+    },
+    operations: CodeDeployOperation::NAMES,
+    constraints: &model_constraints::CONSTRAINTS,
+};
+
+/// The CodeDeploy service.
+pub struct CodeDeployService {
+    pub(crate) store: Arc<dyn Store>,
+}
+
+impl fmt::Debug for CodeDeployService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodeDeployService")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl CodeDeployService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Whether Gantry serves `op` (the rest answer `UnsupportedOperationException`).
+    pub fn is_implemented(op: CodeDeployOperation) -> bool {
+        authz::AUTHORIZATION
+            .binary_search_by(|(o, _)| o.cmp(&op.as_str()))
+            .is_ok()
+    }
+
+    async fn dispatch(
+        &self,
+        op: CodeDeployOperation,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, CodeDeployError> {
+        use CodeDeployOperation::*;
+        match op {
+            CreateApplication => apps::create(self, body, ctx).await,
+            GetApplication => apps::get(self, body, ctx).await,
+            BatchGetApplications => apps::batch_get(self, body, ctx).await,
+            ListApplications => apps::list(self, body, ctx).await,
+            DeleteApplication => apps::delete(self, body, ctx).await,
+            CreateDeploymentConfig => configs::create(self, body, ctx).await,
+            GetDeploymentConfig => configs::get(self, body, ctx).await,
+            ListDeploymentConfigs => configs::list(self, body, ctx).await,
+            DeleteDeploymentConfig => configs::delete(self, body, ctx).await,
+            other => Err(CodeDeployError::UnsupportedOperation(format!(
+                "{other} is not supported by Gantry: of CodeDeploy it serves applications and deployment configurations for the ECS compute platform."
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl JsonService for CodeDeployService {
+    fn spec(&self) -> &'static ServiceSpec {
+        &SPEC
+    }
+
+    async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
+        let Ok(op) = op.parse::<CodeDeployOperation>() else {
+            return Err(AwsError::client(
+                "UnknownOperationException",
+                format!("Unknown operation {TARGET_PREFIX}.{op}"),
+            ));
+        };
+        self.dispatch(op, body, ctx).await.map_err(AwsError::from)
+    }
+}

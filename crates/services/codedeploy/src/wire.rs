@@ -1,0 +1,87 @@
+//! Wire helpers shared by the CodeDeploy operations: body parsing, store keys, timestamps,
+//! pagination and the compare-and-swap commit.
+
+use gantry_aws_proto::AwsError;
+use gantry_aws_proto::pagination;
+use gantry_store::{Store, Txn, TxnOutcome};
+use serde::de::DeserializeOwned;
+
+use crate::CodeDeployError;
+
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodeDeployError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => {
+                "request body does not match the operation's input"
+            }
+            _ => "malformed JSON in request body",
+        };
+        CodeDeployError::Wire(AwsError::client(
+            "SerializationException",
+            format!("{what} at line {} column {}", e.line(), e.column()),
+        ))
+    })
+}
+
+pub fn application(region: &str, name: &str) -> String {
+    format!("codedeploy/app/{region}/{name}")
+}
+
+pub fn applications(region: &str) -> String {
+    format!("codedeploy/app/{region}/")
+}
+
+pub fn config(region: &str, name: &str) -> String {
+    format!("codedeploy/config/{region}/{name}")
+}
+
+pub fn configs(region: &str) -> String {
+    format!("codedeploy/config/{region}/")
+}
+
+/// A timestamp as awsJson carries it: epoch seconds.
+pub fn time(ms: u64) -> f64 {
+    pagination::epoch_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+/// Page size of CodeDeploy's list operations.
+pub const PAGE: usize = 100;
+
+/// One page of `names` (sorted, unique) after the position in `token`.
+pub fn page(
+    names: Vec<String>,
+    token: Option<&str>,
+) -> Result<(Vec<String>, Option<String>), CodeDeployError> {
+    let start = match token {
+        None => 0,
+        Some(t) => {
+            let after = pagination::decode_token(t).ok_or_else(|| {
+                CodeDeployError::InvalidNextToken(
+                    "The next token was specified in an invalid format.".to_owned(),
+                )
+            })?;
+            names.partition_point(|n| n.as_str() <= after.as_str())
+        }
+    };
+    let mut rest = names.into_iter().skip(start);
+    let page: Vec<String> = rest.by_ref().take(PAGE).collect();
+    let next = if rest.next().is_some() {
+        page.last().map(|n| pagination::encode_token(n))
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// Commits `txn`; a conflict means another request created or changed the key first.
+pub async fn commit(store: &dyn Store, txn: Txn) -> Result<bool, CodeDeployError> {
+    Ok(matches!(
+        store.commit(txn).await?,
+        TxnOutcome::Committed { .. }
+    ))
+}
