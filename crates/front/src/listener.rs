@@ -96,7 +96,7 @@ pub async fn serve(
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).half_close(true);
+    builder.http1().keep_alive(true);
     let builder = Arc::new(builder);
     let mut last_full_warning: Option<Instant> = None;
     loop {

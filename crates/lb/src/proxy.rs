@@ -471,9 +471,7 @@ async fn serve_http(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(&inner, req, &conn).await) }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // A client that shuts down its write side after the request still gets the response.
-    builder.http1().half_close(true);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await
