@@ -294,11 +294,17 @@ impl ServiceRunner {
             .read(&self.ecs, &ctx.region, cluster, |view| {
                 let instances: Vec<Arc<ContainerInstance>> =
                     view.entries().iter().map(|e| e.record.clone()).collect();
-                let tasks: Vec<Arc<Task>> = view.task_records().cloned().collect();
+                // The platform's view also follows the Fargate tasks of every cluster: only the
+                // cluster's own tasks are its business here.
+                let tasks: Vec<Arc<Task>> = view
+                    .task_records()
+                    .filter(|t| t.cluster == cluster)
+                    .cloned()
+                    .collect();
                 // Instances the view leaves out (INACTIVE) that still hold live tasks.
                 let mut orphaned: Vec<String> = tasks
                     .iter()
-                    .filter(|t| t.last_status != TaskStatus::Stopped)
+                    .filter(|t| t.last_status != TaskStatus::Stopped && t.host_cluster() == cluster)
                     .filter_map(|t| t.container_instance_id.clone())
                     .filter(|id| view.position(id).is_none())
                     .collect();
