@@ -41,6 +41,10 @@ pub struct ServerArgs {
     /// shorter for tests).
     #[arg(long, env = "GANTRY_ALARM_EVALUATION_INTERVAL", default_value_t = 60)]
     pub alarm_evaluation_interval: u64,
+    /// Milliseconds one minute of a deployment's bake times and lifecycle hook timeouts lasts
+    /// (a minute, as in ECS; shorter for tests).
+    #[arg(long, env = "GANTRY_DEPLOYMENT_MINUTE_MS", default_value_t = 60_000)]
+    pub deployment_minute_ms: u64,
     /// The one-minute periods target tracking's alarms wait above the target before scaling
     /// out and below 90 % of it before scaling in, as HIGH,LOW (AWS: 3,15; shorter for tests).
     #[arg(long, env = "GANTRY_TARGET_TRACKING_PERIODS", default_value = "3,15")]
@@ -314,6 +318,8 @@ pub struct ServerConfig {
     /// Run an in-process agent offering this machine as Fargate capacity.
     pub fargate_local: bool,
     pub alarm_evaluation_interval: std::time::Duration,
+    /// How long one minute of deployment bake times and hook timeouts lasts.
+    pub deployment_minute: std::time::Duration,
     pub tracking_periods: gantry_autoscaling::TrackingPeriods,
     /// Whether the root key pair is accepted as registry Basic credentials.
     pub registry_root_basic_auth: bool,
@@ -375,6 +381,7 @@ impl ServerArgs {
             alarm_evaluation_interval: std::time::Duration::from_secs(
                 self.alarm_evaluation_interval.max(1),
             ),
+            deployment_minute: std::time::Duration::from_millis(self.deployment_minute_ms.max(1)),
             tracking_periods: tracking_periods(&self.target_tracking_periods)?,
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,
@@ -405,6 +412,7 @@ impl UpArgs {
             default_vpc_cidr: default_vpc_cidr(&self.default_vpc_cidr)?,
             fargate_local: !self.no_fargate && !self.no_agent,
             alarm_evaluation_interval: std::time::Duration::from_secs(60),
+            deployment_minute: std::time::Duration::from_secs(60),
             tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,

@@ -210,6 +210,67 @@ impl TargetGroups for ElbTargetGroups {
             .flatten()
             .map(|tg| tg.target_type)
     }
+
+    async fn target_group_load_balancers(
+        &self,
+        region: &str,
+        tg_arn: &str,
+    ) -> Result<Vec<String>, String> {
+        gantry_elbv2::target_group_load_balancers(self.store.as_ref(), region, tg_arn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn rule_forward(
+        &self,
+        region: &str,
+        rule_arn: &str,
+    ) -> Result<Option<(String, Vec<(String, u32)>)>, String> {
+        gantry_elbv2::rule_forward(self.store.as_ref(), region, rule_arn)
+            .await
+            .map(|r| r.map(|r| (r.load_balancer_arn, r.target_groups)))
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_rule_weights(
+        &self,
+        region: &str,
+        rule_arn: &str,
+        weights: &[(String, u32)],
+    ) -> Result<bool, String> {
+        gantry_elbv2::set_rule_weights(self.store.as_ref(), region, rule_arn, weights)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// ECS deployments' alarms, read from CloudWatch.
+struct CloudWatchDeploymentAlarms {
+    cloudwatch: Arc<gantry_cloudwatch::CloudWatchService>,
+    account_id: String,
+}
+
+#[async_trait::async_trait]
+impl gantry_ecs::service_runner::DeploymentAlarms for CloudWatchDeploymentAlarms {
+    async fn in_alarm(&self, region: &str, names: &[String]) -> Result<Vec<String>, String> {
+        let ctx = internal_context(region, &self.account_id);
+        let out = self
+            .cloudwatch
+            .call_json(
+                gantry_cloudwatch::CloudWatchOperation::DescribeAlarms,
+                serde_json::json!({"AlarmNames": names, "StateValue": "ALARM"}),
+                &ctx,
+            )
+            .await
+            .map_err(|e| e.message.clone())?;
+        Ok(out["MetricAlarms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(out["CompositeAlarms"].as_array().into_iter().flatten())
+            .filter_map(|a| a["AlarmName"].as_str().map(str::to_owned))
+            .collect())
+    }
 }
 
 /// ECS's view of EC2 for awsvpc tasks: subnets, groups, and the interfaces planned with the
@@ -653,7 +714,12 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 lost_after: cfg.lost_after,
             },
         )
-        .with_target_groups(target_groups),
+        .with_target_groups(target_groups)
+        .with_alarms(Arc::new(CloudWatchDeploymentAlarms {
+            cloudwatch: cloudwatch.clone(),
+            account_id: cfg.account_id.clone(),
+        }))
+        .with_bake_minute(cfg.deployment_minute),
     );
     parts.push((
         "service runner",

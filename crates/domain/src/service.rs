@@ -90,6 +90,235 @@ impl DeploymentConfiguration {
     }
 }
 
+/// `deploymentConfiguration.strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentStrategy {
+    Rolling,
+    BlueGreen,
+    Linear,
+    Canary,
+}
+
+impl DeploymentStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rolling => "ROLLING",
+            Self::BlueGreen => "BLUE_GREEN",
+            Self::Linear => "LINEAR",
+            Self::Canary => "CANARY",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ROLLING" => Self::Rolling,
+            "BLUE_GREEN" => Self::BlueGreen,
+            "LINEAR" => Self::Linear,
+            "CANARY" => Self::Canary,
+            _ => return None,
+        })
+    }
+
+    /// Whether the strategy shifts traffic between two target groups.
+    pub fn shifts_traffic(self) -> bool {
+        self != Self::Rolling
+    }
+}
+
+/// A `PAUSE` lifecycle hook: the deployment waits at `stage` until it is continued or the
+/// timeout passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PauseHook {
+    pub stages: Vec<String>,
+    pub timeout_minutes: Option<i64>,
+    /// `CONTINUE` or `ROLLBACK` when the timeout passes.
+    pub timeout_action: String,
+}
+
+impl DeploymentConfiguration {
+    /// The strategy (`ROLLING` when not given).
+    pub fn strategy(&self) -> DeploymentStrategy {
+        self.other
+            .get("strategy")
+            .and_then(Value::as_str)
+            .and_then(DeploymentStrategy::parse)
+            .unwrap_or(DeploymentStrategy::Rolling)
+    }
+
+    fn int(&self, path: &[&str], default: i64) -> i64 {
+        let mut v = self.other.get(path[0]);
+        for p in &path[1..] {
+            v = v.and_then(|x| x.get(p));
+        }
+        v.and_then(Value::as_i64).unwrap_or(default)
+    }
+
+    fn num(&self, path: &[&str], default: f64) -> f64 {
+        let mut v = self.other.get(path[0]);
+        for p in &path[1..] {
+            v = v.and_then(|x| x.get(p));
+        }
+        v.and_then(Value::as_f64).unwrap_or(default)
+    }
+
+    /// `bakeTimeInMinutes` (0 when not given).
+    pub fn bake_minutes(&self) -> i64 {
+        self.int(&["bakeTimeInMinutes"], 0)
+    }
+
+    /// `linearConfiguration`: (stepPercent, stepBakeTimeInMinutes), ECS's defaults 10 and 6.
+    pub fn linear(&self) -> (f64, i64) {
+        (
+            self.num(&["linearConfiguration", "stepPercent"], 10.0),
+            self.int(&["linearConfiguration", "stepBakeTimeInMinutes"], 6),
+        )
+    }
+
+    /// `canaryConfiguration`: (canaryPercent, canaryBakeTimeInMinutes), ECS's defaults 5 and 10.
+    pub fn canary(&self) -> (f64, i64) {
+        (
+            self.num(&["canaryConfiguration", "canaryPercent"], 5.0),
+            self.int(&["canaryConfiguration", "canaryBakeTimeInMinutes"], 10),
+        )
+    }
+
+    /// The `PAUSE` lifecycle hooks.
+    pub fn pause_hooks(&self) -> Vec<PauseHook> {
+        let Some(Value::Array(hooks)) = self.other.get("lifecycleHooks") else {
+            return Vec::new();
+        };
+        hooks
+            .iter()
+            .filter(|h| h.get("targetType").and_then(Value::as_str) == Some("PAUSE"))
+            .map(|h| PauseHook {
+                stages: h
+                    .get("lifecycleStages")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timeout_minutes: h
+                    .pointer("/timeoutConfiguration/timeoutInMinutes")
+                    .and_then(Value::as_i64),
+                timeout_action: h
+                    .pointer("/timeoutConfiguration/action")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ROLLBACK")
+                    .to_owned(),
+            })
+            .collect()
+    }
+
+    /// `alarms` when enabled: the alarm names and whether to roll back.
+    pub fn alarms(&self) -> Option<(Vec<String>, bool)> {
+        let a = self.other.get("alarms")?;
+        if a.get("enable").and_then(Value::as_bool) != Some(true) {
+            return None;
+        }
+        let names = a
+            .get("alarmNames")
+            .and_then(Value::as_array)
+            .map(|n| {
+                n.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((
+            names,
+            a.get("rollback").and_then(Value::as_bool) == Some(true),
+        ))
+    }
+}
+
+/// The lifecycle stage of a deployment that shifts traffic (`lifecycleStage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LifecycleStage {
+    PreScaleUp,
+    ScaleUp,
+    PostScaleUp,
+    TestTrafficShift,
+    PostTestTrafficShift,
+    ProductionTrafficShift,
+    PostProductionTrafficShift,
+    BakeTime,
+    CleanUp,
+}
+
+impl LifecycleStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PreScaleUp => "PRE_SCALE_UP",
+            Self::ScaleUp => "SCALE_UP",
+            Self::PostScaleUp => "POST_SCALE_UP",
+            Self::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+            Self::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+            Self::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+            Self::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+            Self::BakeTime => "BAKE_TIME",
+            Self::CleanUp => "CLEAN_UP",
+        }
+    }
+}
+
+/// A `PAUSE` hook holding a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldHook {
+    pub hook_id: String,
+    /// The hook stage (`DeploymentLifecycleHookStage`).
+    pub stage: String,
+    pub since: EpochMillis,
+    /// Set by ContinueServiceDeployment: `CONTINUE` or `ROLLBACK`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A BLUE_GREEN, LINEAR or CANARY deployment in progress: the green deployment runs beside the
+/// blue one, in the other target group, while the listener rules' weights move.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficShift {
+    /// The green (new, PRIMARY) deployment.
+    pub deployment_id: String,
+    /// The blue deployment serving production when the shift began.
+    pub source_deployment_id: String,
+    pub green_target_group: String,
+    pub blue_target_group: String,
+    pub stage: LifecycleStage,
+    pub stage_started_at: EpochMillis,
+    /// Share of production traffic sent to green, in percent.
+    pub production_percent: f64,
+    /// Share of test traffic sent to green, in percent.
+    pub test_percent: f64,
+    /// When the production share last changed (LINEAR and CANARY steps).
+    pub step_at: EpochMillis,
+    /// Hook stages already passed.
+    #[serde(default)]
+    pub passed_hooks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldHook>,
+    /// StopServiceDeployment asked for a rollback, with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_requested: Option<String>,
+}
+
+/// A rollback of a deployment, as DescribeServiceDeployments reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackNote {
+    /// The deployment rolled back.
+    pub deployment_id: String,
+    pub reason: String,
+    pub started_at: EpochMillis,
+    /// The deployment that serves again.
+    pub to_deployment_id: String,
+}
+
 /// The circuit breaker's failure threshold: `clamp(ceil(0.5 × desired), 3, 200)`.
 pub fn circuit_breaker_threshold(desired: i64) -> i64 {
     ((desired + 1) / 2).clamp(3, 200)
@@ -220,9 +449,121 @@ pub struct Service {
     /// Bumped on every change.
     #[serde(default)]
     pub version: u64,
+    /// A traffic-shifting deployment in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<TrafficShift>,
+    /// Services with an alternate target group: the one production traffic goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_target_group: Option<String>,
+    /// The latest rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rollback: Option<RollbackNote>,
+    /// `deploymentController.type` when not `ECS` (`EXTERNAL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_controller: Option<String>,
+    /// EXTERNAL services: their task sets (such a service has no deployments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<TaskSet>,
+}
+
+/// A task set of a service with the EXTERNAL deployment controller: a task definition with its
+/// own launch settings and load balancers, run at `scale` percent of the service's desired count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSet {
+    /// `ecs-svc/<19 digits>`, also the tasks' `startedBy`.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub family: String,
+    pub revision: u32,
+    pub launch_type: String,
+    /// `PRIMARY`, `ACTIVE` or `DRAINING`.
+    pub status: String,
+    /// Percent of the service's desired count.
+    pub scale: f64,
+    #[serde(default)]
+    pub load_balancers: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<crate::cluster::CapacityProviderStrategyItem>,
+    /// `STEADY_STATE` or `STABILIZING`.
+    pub stability_status: String,
+    pub stability_status_at: EpochMillis,
+    pub created_at: EpochMillis,
+    pub updated_at: EpochMillis,
+}
+
+impl TaskSet {
+    /// `computedDesiredCount`: `ceil(desired × scale / 100)`, 0 while DRAINING.
+    pub fn computed_desired(&self, desired: i64) -> i64 {
+        if self.status == "DRAINING" {
+            return 0;
+        }
+        ((desired as f64) * self.scale / 100.0).ceil() as i64
+    }
 }
 
 impl Service {
+    /// Whether the service's tasks are managed through task sets (EXTERNAL controller).
+    pub fn is_external(&self) -> bool {
+        self.deployment_controller.as_deref() == Some("EXTERNAL")
+    }
+}
+
+/// The `loadBalancers[]` entry of a service with an `advancedConfiguration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvancedLoadBalancer {
+    pub target_group_arn: String,
+    pub alternate_target_group_arn: String,
+    pub production_listener_rule: String,
+    pub test_listener_rule: Option<String>,
+}
+
+impl AdvancedLoadBalancer {
+    /// Reads one `loadBalancers[]` entry; `None` without a complete `advancedConfiguration`.
+    pub fn of(lb: &Value) -> Option<Self> {
+        let a = lb.get("advancedConfiguration")?;
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            target_group_arn: s(lb.get("targetGroupArn"))?,
+            alternate_target_group_arn: s(a.get("alternateTargetGroupArn"))?,
+            production_listener_rule: s(a.get("productionListenerRule"))?,
+            test_listener_rule: s(a.get("testListenerRule")),
+        })
+    }
+
+    /// The group that is not `tg` of the two.
+    pub fn other(&self, tg: &str) -> &str {
+        if tg == self.target_group_arn {
+            &self.alternate_target_group_arn
+        } else {
+            &self.target_group_arn
+        }
+    }
+}
+
+impl Service {
+    /// The load balancer a traffic-shifting deployment moves traffic on.
+    pub fn advanced_lb(&self) -> Option<AdvancedLoadBalancer> {
+        self.load_balancers
+            .iter()
+            .find_map(AdvancedLoadBalancer::of)
+    }
+
+    /// The target group production traffic goes to (services with an alternate group).
+    pub fn serving_target_group(&self) -> Option<String> {
+        let lb = self.advanced_lb()?;
+        Some(
+            self.production_target_group
+                .clone()
+                .unwrap_or(lb.target_group_arn),
+        )
+    }
+
     /// The PRIMARY deployment.
     pub fn primary(&self) -> Option<&Deployment> {
         self.deployments

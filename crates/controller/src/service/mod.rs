@@ -30,6 +30,8 @@
 //!     propagate_tags: None, enable_ecs_managed_tags: false, enable_execute_command: false,
 //!     created_at: 0, created_by: "root".into(), deployments: vec![deployment], events: vec![],
 //!     throttle_failures: 0, throttle_until: 0, version: 1, platform_version: None,
+//!     shift: None, production_target_group: None, last_rollback: None,
+//!     deployment_controller: None, task_sets: vec![],
 //!     capacity_provider_strategy: vec![],
 //! };
 //! // A new service without tasks: launch 2 of the primary deployment.
@@ -87,6 +89,8 @@ mod draft;
 pub mod failures;
 pub mod messages;
 mod plan;
+pub mod shift;
+pub mod task_sets;
 mod view;
 
 use std::cmp::Reverse;
@@ -151,7 +155,11 @@ pub fn reconcile(
                 .deployment_circuit_breaker
                 .clone()
                 .unwrap_or_default();
-            if breaker.enable && count.failures >= circuit_breaker_threshold(desired) {
+            // A traffic shift fails and rolls back through `shift::advance`.
+            if breaker.enable
+                && service.shift.is_none()
+                && count.failures >= circuit_breaker_threshold(desired)
+            {
                 trip_breaker(&mut next, p, desired, breaker.rollback, now, ids);
             }
         }
@@ -183,9 +191,17 @@ pub fn reconcile(
     let grace_ms = u64::try_from(service.health_check_grace_period_seconds.unwrap_or(0))
         .unwrap_or(0)
         .saturating_mul(1_000);
+    // While a traffic shift has not reached CLEAN_UP, the blue deployment's tasks serve
+    // production beside green: they are neither replaced nor counted.
+    let blue = service
+        .shift
+        .as_ref()
+        .filter(|sh| sh.stage < gantry_domain::service::LifecycleStage::CleanUp)
+        .map(|sh| sh.source_deployment_id.as_str());
     let obs: Vec<Obs<'_>> = tasks
         .iter()
         .filter(|t| t.is_live())
+        .filter(|t| blue.is_none() || t.deployment_id.as_deref() != blue)
         .map(|t| Obs::new(t, &by_id, &dep_index, primary, now, grace_ms))
         .collect();
 
@@ -205,6 +221,9 @@ pub fn reconcile(
     } else {
         plan_replica(&ctx, &obs)
     };
+    if blue.is_some() {
+        d.complete = false;
+    }
     if throttled && d.unmet > 0 {
         wake(&mut d.wake_at, throttle.until, now);
     }
@@ -242,6 +261,10 @@ pub fn reconcile(
         dep.status == DeploymentStatus::Primary
             || live_of(&dep.id) > 0
             || rollback_source.as_deref() == Some(dep.id.as_str())
+            || service
+                .shift
+                .as_ref()
+                .is_some_and(|sh| sh.source_deployment_id == dep.id)
     });
 
     if !deleting {
@@ -367,9 +390,14 @@ fn rollback_source(next: &Draft<'_>, service: &Service) -> Option<String> {
     let breaker = service
         .deployment_configuration
         .deployment_circuit_breaker
-        .as_ref()?;
+        .clone()
+        .unwrap_or_default();
+    let alarms = service
+        .deployment_configuration
+        .alarms()
+        .is_some_and(|(_, rollback)| rollback);
     let p = next.primary_index()?;
-    if !(breaker.enable && breaker.rollback)
+    if !((breaker.enable && breaker.rollback) || alarms)
         || next.deployments[p].rollout_state != RolloutState::InProgress
     {
         return None;

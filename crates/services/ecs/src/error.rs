@@ -43,6 +43,15 @@ pub enum EcsError {
     /// The resource is in use (a capacity provider a task or service uses).
     #[error("{0}")]
     ResourceInUse(String),
+    /// The service deployment an ARN names does not exist.
+    #[error("{0}")]
+    ServiceDeploymentNotFound(String),
+    /// The task set a request names does not exist.
+    #[error("{0}")]
+    TaskSetNotFound(String),
+    /// The service deployment is not in a state the operation applies to.
+    #[error("{0}")]
+    Conflict(String),
     /// An operation of the ECS model that is not served.
     #[error("{0}")]
     Unsupported(String),
@@ -84,6 +93,9 @@ impl EcsError {
             Self::TargetNotFound(_) => "TargetNotFoundException",
             Self::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             Self::Unsupported(_) => "UnsupportedFeatureException",
+            Self::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",
+            Self::Conflict(_) => "ConflictException",
+            Self::TaskSetNotFound(_) => "TaskSetNotFoundException",
             Self::ResourceInUse(_) => "ResourceInUseException",
             Self::Wire(_) => "SerializationException",
             Self::Store(_) | Self::Contention(_) | Self::Internal(_) => "ServerException",

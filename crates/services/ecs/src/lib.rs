@@ -21,6 +21,7 @@ mod capacity_providers;
 mod cluster_view;
 mod clusters;
 mod container_instances;
+mod deployment_strategy;
 mod error;
 pub(crate) mod keys;
 mod locks;
@@ -34,6 +35,7 @@ mod tags;
 mod task_definitions;
 pub mod task_network;
 pub mod task_secrets;
+mod task_sets;
 mod tasks;
 pub mod telemetry;
 mod wire;
@@ -258,6 +260,13 @@ impl EcsService {
                 | ListServices
                 | ListServiceDeployments
                 | DescribeServiceDeployments
+                | StopServiceDeployment
+                | ContinueServiceDeployment
+                | CreateTaskSet
+                | UpdateTaskSet
+                | DeleteTaskSet
+                | DescribeTaskSets
+                | UpdateServicePrimaryTaskSet
                 | DescribeCapacityProviders
                 | PutClusterCapacityProviders
                 | CreateCapacityProvider
@@ -315,6 +324,13 @@ impl EcsService {
             ListServices => services::list(self, body, ctx).await,
             ListServiceDeployments => service_deployments::list(self, body, ctx).await,
             DescribeServiceDeployments => service_deployments::describe(self, body, ctx).await,
+            StopServiceDeployment => service_deployments::stop(self, body, ctx).await,
+            ContinueServiceDeployment => service_deployments::continue_(self, body, ctx).await,
+            CreateTaskSet => task_sets::create(self, body, ctx).await,
+            UpdateTaskSet => task_sets::update(self, body, ctx).await,
+            DeleteTaskSet => task_sets::delete(self, body, ctx).await,
+            DescribeTaskSets => task_sets::describe(self, body, ctx).await,
+            UpdateServicePrimaryTaskSet => task_sets::update_primary(self, body, ctx).await,
             DescribeCapacityProviders => capacity_providers::describe(self, body, ctx).await,
             PutClusterCapacityProviders => capacity_providers::put_cluster(self, body, ctx).await,
             CreateCapacityProvider => capacity_providers::create(self, body, ctx).await,

@@ -30,6 +30,17 @@ pub(crate) struct DeploymentRecord {
     pub stopped_at: Option<EpochMillis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<EpochMillis>,
+    /// The deployment's strategy and settings when it was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<gantry_domain::service::DeploymentConfiguration>,
+    /// A traffic-shifting deployment: its latest lifecycle stage and traffic shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<gantry_domain::service::TrafficShift>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<gantry_domain::service::RollbackNote>,
+    /// The rollback finished: the deployment's tasks are gone.
+    #[serde(default)]
+    pub rollback_done: bool,
 }
 
 fn digits(id: &str) -> &str {
@@ -48,6 +59,14 @@ fn arn(ctx: &RequestContext, cluster: &str, service: &str, id: &str) -> String {
 
 fn status(r: &DeploymentRecord) -> (&'static str, Option<String>) {
     let d = &r.deployment;
+    if let Some(rb) = &r.rollback {
+        let st = if r.rollback_done {
+            "ROLLBACK_SUCCESSFUL"
+        } else {
+            "ROLLBACK_IN_PROGRESS"
+        };
+        return (st, Some(rb.reason.clone()));
+    }
     match d.rollout_state {
         RolloutState::Completed => ("SUCCESSFUL", d.rollout_state_reason.clone()),
         RolloutState::Failed => ("ROLLBACK_REQUESTED", d.rollout_state_reason.clone()),
@@ -94,9 +113,26 @@ pub(crate) async fn record(
                 },
                 stopped_at: None,
                 finished_at: None,
+                configuration: Some(after.deployment_configuration.clone()),
+                shift: None,
+                rollback: None,
+                rollback_done: false,
             });
-        if rec.deployment == *d && existing.is_some() {
+        let shift = after.shift.as_ref().filter(|sh| sh.deployment_id == d.id);
+        let rollback = after
+            .last_rollback
+            .as_ref()
+            .filter(|rb| rb.deployment_id == d.id);
+        let same_shift = shift.is_none_or(|sh| rec.shift.as_ref() == Some(sh));
+        let same_rollback = rollback.is_none_or(|rb| rec.rollback.as_ref() == Some(rb));
+        if rec.deployment == *d && existing.is_some() && same_shift && same_rollback {
             continue;
+        }
+        if let Some(sh) = shift {
+            rec.shift = Some(sh.clone());
+        }
+        if let Some(rb) = rollback {
+            rec.rollback = Some(rb.clone());
         }
         rec.deployment = d.clone();
         if d.rollout_state != RolloutState::InProgress {
@@ -111,6 +147,11 @@ pub(crate) async fn record(
         let key = keys::service_deployment(&ctx.region, &after.cluster, &after.name, &d.id);
         if let Some(e) = svc.store.get_typed::<DeploymentRecord>(&key).await? {
             let mut rec = e.value.clone();
+            if rec.rollback.is_some() && !rec.rollback_done {
+                rec.rollback_done = true;
+                txn = txn.put(&key, encode(&key, &rec)?);
+                continue;
+            }
             if rec.deployment.rollout_state == RolloutState::InProgress && rec.stopped_at.is_none()
             {
                 // A deployment the circuit breaker failed can leave the list in the same change
@@ -286,6 +327,61 @@ pub(super) async fn describe(
                     "arn": v["targetServiceRevisionArn"].clone(),
                     "requestedTaskCount": r.deployment.desired_count,
                 });
+                if let Some(c) = &r.configuration {
+                    v["deploymentConfiguration"] = json!(c);
+                    if let Some((names, _)) = c.alarms() {
+                        let triggered: Vec<&String> = r
+                            .rollback
+                            .as_ref()
+                            .map(|rb| {
+                                names
+                                    .iter()
+                                    .filter(|n| rb.reason.contains(n.as_str()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        v["alarms"] = json!({
+                            "status": if triggered.is_empty() { "MONITORING" } else { "TRIGGERED" },
+                            "alarmNames": names,
+                            "triggeredAlarmNames": triggered,
+                        });
+                    }
+                }
+                if let Some(sh) = &r.shift {
+                    v["lifecycleStage"] = json!(sh.stage.as_str());
+                    v["targetServiceRevision"]["requestedProductionTrafficWeight"] =
+                        json!(sh.production_percent);
+                    v["targetServiceRevision"]["requestedTestTrafficWeight"] =
+                        json!(sh.test_percent);
+                    if let Some(h) = &sh.held {
+                        let hook = r.configuration.as_ref().and_then(|c| {
+                            c.pause_hooks()
+                                .into_iter()
+                                .find(|p| p.stages.contains(&h.stage))
+                        });
+                        let mut detail = json!({
+                            "hookId": h.hook_id,
+                            "targetType": "PAUSE",
+                            "status": "AWAITING_ACTION",
+                        });
+                        if let Some(p) = hook {
+                            detail["timeoutAction"] = json!(p.timeout_action);
+                            if let Some(m) = p.timeout_minutes {
+                                detail["expiresAt"] =
+                                    secs(h.since + u64::try_from(m).unwrap_or(0) * 60_000);
+                            }
+                        }
+                        v["lifecycleHookDetails"] = json!([detail]);
+                    }
+                }
+                if let Some(rb) = &r.rollback {
+                    v["rollback"] = json!({
+                        "reason": rb.reason,
+                        "startedAt": secs(rb.started_at),
+                        "serviceRevisionArn": Arn::new("ecs", &ctx.region, &ctx.account_id,
+                            format!("service-revision/{}/{}/{}", r.cluster, r.service, self::digits(&rb.to_deployment_id))).to_string(),
+                    });
+                }
                 v["deploymentCircuitBreaker"] = json!({
                     "status": if r.deployment.rollout_state == RolloutState::Failed { "TRIGGERED" } else { "MONITORING" },
                     "failureCount": r.deployment.failed_tasks,
@@ -297,4 +393,158 @@ pub(super) async fn describe(
         }
     }
     Ok(json!({"serviceDeployments": out, "failures": failures}))
+}
+
+/// The cluster, service and deployment id a service deployment ARN names.
+fn parse_deployment_arn(a: &str) -> Option<(String, String, String)> {
+    let parsed = Arn::parse(a).ok()?;
+    match parsed.resource_parts() {
+        ("service-deployment", rest) => {
+            let mut it = rest.splitn(3, '/');
+            Some((
+                it.next()?.to_owned(),
+                it.next()?.to_owned(),
+                format!("ecs-svc/{}", it.next()?),
+            ))
+        }
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopRequest {
+    service_deployment_arn: Option<String>,
+    stop_type: Option<String>,
+}
+
+/// Applies `change` to the service of a deployment ARN; the change answers the updated record
+/// or an error.
+async fn change_service<F>(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    arn: &str,
+    change: F,
+) -> Result<Value, EcsError>
+where
+    F: Fn(&Service, &str) -> Result<Service, EcsError>,
+{
+    let not_found = || {
+        EcsError::ServiceDeploymentNotFound(format!("The service deployment {arn} does not exist."))
+    };
+    let (cluster, service, id) = parse_deployment_arn(arn).ok_or_else(not_found)?;
+    let key = keys::service(&ctx.region, &cluster, &service);
+    let (before, after) = crate::wire::commit_with_retry(svc.store.as_ref(), || async {
+        let cur = svc
+            .store
+            .get_typed::<Service>(&key)
+            .await?
+            .ok_or_else(not_found)?;
+        if !cur.value.deployments.iter().any(|d| d.id == id) {
+            let rec = keys::service_deployment(&ctx.region, &cluster, &service, &id);
+            if svc
+                .store
+                .get_typed::<DeploymentRecord>(&rec)
+                .await?
+                .is_none()
+            {
+                return Err(not_found());
+            }
+        }
+        let next = change(&cur.value, &id)?;
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &next)?);
+        Ok((txn, (cur.value.clone(), next)))
+    })
+    .await?;
+    record(svc, ctx, Some(&before), &after).await?;
+    Ok(json!({"serviceDeploymentArn": arn}))
+}
+
+fn not_in_progress(arn: &str) -> EcsError {
+    EcsError::Conflict(format!(
+        "The service deployment {arn} is not in progress and cannot be stopped."
+    ))
+}
+
+pub(super) async fn stop(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: StopRequest = parse(body)?;
+    let Some(arn) = req.service_deployment_arn.filter(|a| !a.is_empty()) else {
+        return Err(EcsError::invalid("serviceDeploymentArn is required."));
+    };
+    match req.stop_type.as_deref().unwrap_or("ROLLBACK") {
+        "ROLLBACK" => {}
+        "ABORT" => {
+            return Err(EcsError::Unsupported(
+                "stopType ABORT is not supported by this endpoint; use ROLLBACK.".into(),
+            ));
+        }
+        other => {
+            return Err(EcsError::invalid(format!(
+                "Invalid stopType {other}. Valid values: ABORT, ROLLBACK."
+            )));
+        }
+    }
+    let now = ctx.now;
+    change_service(svc, ctx, &arn, |s, id| {
+        gantry_controller::service::shift::stop_deployment(
+            s,
+            id,
+            now,
+            &mut crate::service_runner::Ids(svc),
+        )
+        .ok_or_else(|| not_in_progress(&arn))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContinueRequest {
+    service_deployment_arn: Option<String>,
+    hook_id: Option<String>,
+    action: Option<String>,
+}
+
+pub(super) async fn continue_(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: ContinueRequest = parse(body)?;
+    let Some(arn) = req.service_deployment_arn.filter(|a| !a.is_empty()) else {
+        return Err(EcsError::invalid("serviceDeploymentArn is required."));
+    };
+    let Some(hook_id) = req.hook_id.filter(|h| !h.is_empty()) else {
+        return Err(EcsError::invalid("hookId is required."));
+    };
+    let action = req.action.unwrap_or_else(|| "CONTINUE".into());
+    if !matches!(action.as_str(), "CONTINUE" | "ROLLBACK") {
+        return Err(EcsError::invalid(format!(
+            "Invalid action {action}. Valid values: ROLLBACK, CONTINUE."
+        )));
+    }
+    change_service(svc, ctx, &arn, |s, id| {
+        let mut next = s.clone();
+        let held = next
+            .shift
+            .as_mut()
+            .filter(|sh| sh.deployment_id == id)
+            .and_then(|sh| sh.held.as_mut())
+            .filter(|h| h.hook_id == hook_id && h.action.is_none())
+            .ok_or_else(|| {
+                EcsError::invalid(format!(
+                    "The lifecycle hook {hook_id} is not awaiting action in service deployment {arn}."
+                ))
+            })?;
+        held.action = Some(action.clone());
+        next.version += 1;
+        Ok(next)
+    })
+    .await
 }

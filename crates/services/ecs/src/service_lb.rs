@@ -18,16 +18,34 @@ use gantry_front::RequestContext;
 #[derive(Debug, Clone)]
 pub(crate) struct Binding {
     pub target_group_arn: String,
+    /// `advancedConfiguration.alternateTargetGroupArn`.
+    pub alternate: Option<String>,
     pub container_name: String,
     pub container_port: i64,
 }
 
 pub(crate) fn bindings(s: &Service) -> Vec<Binding> {
-    s.load_balancers
-        .iter()
+    let mut entries: Vec<&serde_json::Value> = s.load_balancers.iter().collect();
+    // EXTERNAL services: the load balancers of their task sets, each target group once.
+    for ts in &s.task_sets {
+        for lb in &ts.load_balancers {
+            if !entries
+                .iter()
+                .any(|e| e.get("targetGroupArn") == lb.get("targetGroupArn"))
+            {
+                entries.push(lb);
+            }
+        }
+    }
+    entries
+        .into_iter()
         .filter_map(|lb| {
             Some(Binding {
                 target_group_arn: lb.get("targetGroupArn")?.as_str()?.to_owned(),
+                alternate: lb
+                    .pointer("/advancedConfiguration/alternateTargetGroupArn")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
                 container_name: lb.get("containerName")?.as_str()?.to_owned(),
                 container_port: lb.get("containerPort")?.as_i64()?,
             })
@@ -73,6 +91,88 @@ pub trait TargetGroups: Send + Sync {
     async fn deregistration_delay_ms(&self, region: &str, tg_arn: &str) -> Option<u64>;
     /// The target group's `TargetType` (`instance`, `ip`), if it exists.
     async fn target_type(&self, region: &str, tg_arn: &str) -> Option<String>;
+    /// The load balancers whose listeners or rules forward to the target group.
+    async fn target_group_load_balancers(
+        &self,
+        region: &str,
+        tg_arn: &str,
+    ) -> Result<Vec<String>, String>;
+    /// A listener rule's load balancer and forward action (target groups with weights);
+    /// `None` when the rule does not exist.
+    async fn rule_forward(
+        &self,
+        region: &str,
+        rule_arn: &str,
+    ) -> Result<Option<(String, Vec<(String, u32)>)>, String>;
+    /// Rewrites the weights of a listener rule's forward action; returns whether it changed.
+    async fn set_rule_weights(
+        &self,
+        region: &str,
+        rule_arn: &str,
+        weights: &[(String, u32)],
+    ) -> Result<bool, String>;
+}
+
+/// Sets the listener rules of a traffic-shifting service to the weights its record implies
+/// (`gantry_controller::service::shift::weights`); returns the rules it rewrote.
+pub(crate) async fn apply_weights(
+    groups: &dyn TargetGroups,
+    region: &str,
+    s: &Service,
+) -> Result<Vec<String>, EcsError> {
+    let mut changed = Vec::new();
+    for (rule, weights) in gantry_controller::service::shift::weights(s) {
+        if groups
+            .set_rule_weights(region, &rule, &weights)
+            .await
+            .map_err(lb_err)?
+        {
+            changed.push(rule);
+        }
+    }
+    Ok(changed)
+}
+
+/// The target group a task of `s` belongs in for binding `b`: for a service with an alternate
+/// group, green tasks in the green group, blue ones in the blue group, and otherwise only the
+/// tasks of every deployment but a failed one, in the production group.
+fn group_of<'a>(s: &'a Service, b: &'a Binding, t: &Task) -> Option<&'a str> {
+    if s.is_external() {
+        // A task of a task set that is not draining, in that task set's groups.
+        let ts = s
+            .task_sets
+            .iter()
+            .find(|ts| Some(ts.id.as_str()) == t.deployment_id.as_deref())?;
+        let mine = ts.status != "DRAINING"
+            && ts.load_balancers.iter().any(|lb| {
+                lb.get("targetGroupArn").and_then(serde_json::Value::as_str)
+                    == Some(b.target_group_arn.as_str())
+            });
+        return mine.then_some(b.target_group_arn.as_str());
+    }
+    let Some(alt) = &b.alternate else {
+        return Some(&b.target_group_arn);
+    };
+    let dep = t.deployment_id.as_deref();
+    match &s.shift {
+        Some(sh) if dep == Some(sh.deployment_id.as_str()) => Some(&sh.green_target_group),
+        Some(sh) if dep == Some(sh.source_deployment_id.as_str()) => Some(&sh.blue_target_group),
+        Some(_) => None,
+        // Between shifts every deployment serves production but a failed (rolled back) one.
+        None if s.deployments.iter().any(|d| {
+            Some(d.id.as_str()) == dep
+                && d.rollout_state == gantry_domain::service::RolloutState::Failed
+        }) =>
+        {
+            None
+        }
+        None => Some(
+            s.production_target_group
+                .as_deref()
+                .filter(|p| *p == alt.as_str())
+                .unwrap_or(&b.target_group_arn),
+        ),
+    }
 }
 
 /// ECS's check of a service's target groups against its task definition's network mode:
@@ -89,10 +189,16 @@ pub(crate) async fn check_target_types(
     } else {
         "instance"
     };
-    for lb in load_balancers {
-        let Some(arn) = lb.get("targetGroupArn").and_then(serde_json::Value::as_str) else {
-            continue;
-        };
+    let arns = load_balancers.iter().flat_map(|lb| {
+        [
+            lb.get("targetGroupArn"),
+            lb.pointer("/advancedConfiguration/alternateTargetGroupArn"),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+    });
+    for arn in arns {
         match groups.target_type(region, arn).await {
             Some(t) if t != wanted => {
                 return Err(EcsError::invalid(format!(
@@ -178,9 +284,13 @@ pub(crate) async fn sync(
     let mut state = LbState::default();
     let mut events = Vec::new();
     let now = ctx.now;
-    for b in bindings(s) {
+    for (b, tg) in bindings(s).into_iter().flat_map(|b| {
+        let mut tgs = vec![b.target_group_arn.clone()];
+        tgs.extend(b.alternate.clone());
+        tgs.into_iter().map(move |tg| (b.clone(), tg))
+    }) {
         let registered = groups
-            .targets(&ctx.region, &b.target_group_arn, now)
+            .targets(&ctx.region, &tg, now)
             .await
             .map_err(lb_err)?;
         let by_target: HashMap<(String, u16), TargetHealthState> = registered
@@ -190,6 +300,9 @@ pub(crate) async fn sync(
         let mut wanted: HashSet<(String, u16)> = HashSet::new();
         let mut to_register = Vec::new();
         for t in service_tasks {
+            if group_of(s, &b, t) != Some(tg.as_str()) {
+                continue;
+            }
             let Some((id, port, address)) = target_of(t, &b, instances) else {
                 continue;
             };
@@ -210,9 +323,7 @@ pub(crate) async fn sync(
                             *e = *h;
                         }
                         if matches!(h, TargetHealthState::Unhealthy) {
-                            state
-                                .unhealthy_in
-                                .insert(t.id.clone(), b.target_group_arn.clone());
+                            state.unhealthy_in.insert(t.id.clone(), tg.clone());
                         }
                     }
                 }
@@ -225,14 +336,14 @@ pub(crate) async fn sync(
         }
         if !to_register.is_empty() {
             groups
-                .register(&ctx.region, &b.target_group_arn, &to_register, now)
+                .register(&ctx.region, &tg, &to_register, now)
                 .await
                 .map_err(lb_err)?;
             events.push(format!(
                 "(service {}) registered {} targets in (target-group {})",
                 s.name,
                 to_register.len(),
-                b.target_group_arn
+                tg
             ));
         }
         let stale: Vec<(String, u16)> = registered
@@ -244,14 +355,14 @@ pub(crate) async fn sync(
             .collect();
         if !stale.is_empty() {
             groups
-                .deregister(&ctx.region, &b.target_group_arn, &stale, now)
+                .deregister(&ctx.region, &tg, &stale, now)
                 .await
                 .map_err(lb_err)?;
             events.push(format!(
                 "(service {}) deregistered {} targets in (target-group {})",
                 s.name,
                 stale.len(),
-                b.target_group_arn
+                tg
             ));
         }
     }
@@ -283,11 +394,10 @@ pub(crate) async fn sync(
 async fn drain_delay_ms(groups: &dyn TargetGroups, ctx: &RequestContext, s: &Service) -> u64 {
     let mut max = 0;
     for b in bindings(s) {
-        if let Some(ms) = groups
-            .deregistration_delay_ms(&ctx.region, &b.target_group_arn)
-            .await
-        {
-            max = max.max(ms);
+        for tg in std::iter::once(&b.target_group_arn).chain(b.alternate.as_ref()) {
+            if let Some(ms) = groups.deregistration_delay_ms(&ctx.region, tg).await {
+                max = max.max(ms);
+            }
         }
     }
     max

@@ -45,10 +45,21 @@ impl Default for Liveness {
     }
 }
 
+/// The CloudWatch alarms deployments watch (`deploymentConfiguration.alarms`), implemented by
+/// the composition root over CloudWatch.
+#[async_trait::async_trait]
+pub trait DeploymentAlarms: Send + Sync {
+    /// Which of `names` are in the ALARM state now.
+    async fn in_alarm(&self, region: &str, names: &[String]) -> Result<Vec<String>, String>;
+}
+
 /// Runs services and liveness for every cluster of every region.
 pub struct ServiceRunner {
     ecs: Arc<EcsService>,
     target_groups: Option<Arc<dyn service_lb::TargetGroups>>,
+    alarms: Option<Arc<dyn DeploymentAlarms>>,
+    /// How long one minute of bake times and hook timeouts lasts (a minute, but for tests).
+    bake_minute: Duration,
     clock: Arc<dyn Clock>,
     account_id: String,
     liveness: Liveness,
@@ -68,7 +79,7 @@ impl std::fmt::Debug for ServiceRunner {
     }
 }
 
-struct Ids<'a>(&'a EcsService);
+pub(crate) struct Ids<'a>(pub(crate) &'a EcsService);
 
 impl IdSource for Ids<'_> {
     fn deployment_id(&mut self) -> String {
@@ -102,6 +113,8 @@ impl ServiceRunner {
         Self {
             ecs,
             target_groups: None,
+            alarms: None,
+            bake_minute: Duration::from_secs(60),
             clock,
             account_id: account_id.into(),
             liveness,
@@ -113,6 +126,43 @@ impl ServiceRunner {
     pub fn with_target_groups(mut self, groups: Arc<dyn service_lb::TargetGroups>) -> Self {
         self.target_groups = Some(groups);
         self
+    }
+
+    /// Watches deployments' CloudWatch alarms.
+    pub fn with_alarms(mut self, alarms: Arc<dyn DeploymentAlarms>) -> Self {
+        self.alarms = Some(alarms);
+        self
+    }
+
+    /// How long one minute of `bakeTimeInMinutes`, the step and canary bake times and hook
+    /// timeouts lasts (60 s unless a test shortens it).
+    pub fn with_bake_minute(mut self, minute: Duration) -> Self {
+        self.bake_minute = minute;
+        self
+    }
+
+    /// Commits a record `shift::advance` decided, with compare-and-swap on the version read.
+    async fn commit_advanced(
+        &self,
+        ctx: &RequestContext,
+        cluster: &str,
+        before: &Service,
+        updated: &Service,
+    ) -> Result<(), EcsError> {
+        let key = keys::service(&ctx.region, cluster, &before.name);
+        let Some(cur) = self.ecs.store.get_typed::<Service>(&key).await? else {
+            return Ok(());
+        };
+        if cur.value.version != before.version {
+            return Ok(());
+        }
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, updated)?);
+        if self.ecs.store.commit(txn).await?.is_committed() {
+            crate::service_deployments::record(&self.ecs, ctx, Some(before), updated).await?;
+        }
+        Ok(())
     }
 
     /// Runs until `shutdown` turns true.
@@ -427,7 +477,15 @@ impl ServiceRunner {
                     defs.insert(k.clone(), d);
                 }
                 let container = Health::of_task(t, defs.get(&k).and_then(Option::as_ref));
-                let health = if behind_lb {
+                // A task the scheduler replaced for failing its target group's health checks
+                // keeps that health once stopped (the circuit breaker counts it).
+                let failed_elb = t.desired_status == TaskStatus::Stopped
+                    && t.stopped_reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("Task failed ELB health checks"));
+                let health = if failed_elb {
+                    Health::Unhealthy
+                } else if behind_lb {
                     service_lb::combine(
                         container,
                         lb.health.get(&t.id).copied(),
@@ -466,6 +524,50 @@ impl ServiceRunner {
                 })
                 .collect();
             let now = self.clock.now_millis();
+            if s.is_external() {
+                let plan = gantry_controller::service::task_sets::plan(s, &views, now);
+                if !plan.is_empty()
+                    && let Err(e) = self.apply(ctx, cluster, s, plan, &lb, &service_tasks).await
+                {
+                    tracing::warn!(service = %s.name, error = %e, "applying the task set plan failed");
+                }
+                continue;
+            }
+            if let (Some(groups), true) = (&self.target_groups, behind_lb)
+                && s.advanced_lb().is_some()
+                && let Err(e) = service_lb::apply_weights(groups.as_ref(), &ctx.region, s).await
+            {
+                tracing::warn!(service = %s.name, error = %e, "setting listener rule weights failed");
+            }
+            let in_alarm = match (&self.alarms, s.deployment_configuration.alarms()) {
+                (Some(a), Some((names, _)))
+                    if !names.is_empty()
+                        && s.primary().is_some_and(|p| {
+                            p.rollout_state == gantry_domain::service::RolloutState::InProgress
+                        }) =>
+                {
+                    a.in_alarm(&ctx.region, &names).await.unwrap_or_else(|e| {
+                        tracing::warn!(service = %s.name, error = %e, "reading deployment alarms failed");
+                        Vec::new()
+                    })
+                }
+                _ => Vec::new(),
+            };
+            let minute_ms = u64::try_from(self.bake_minute.as_millis()).unwrap_or(60_000);
+            if let Some(updated) = gantry_controller::service::shift::advance(
+                s,
+                &views,
+                now,
+                minute_ms,
+                &in_alarm,
+                &mut Ids(&self.ecs),
+            ) {
+                // Reconciled on the next pass, which the commit's change starts.
+                if let Err(e) = self.commit_advanced(ctx, cluster, s, &updated).await {
+                    tracing::warn!(service = %s.name, error = %e, "advancing the deployment failed");
+                }
+                continue;
+            }
             let plan = reconcile(s, &views, &inst_views, now, &mut Ids(&self.ecs));
             if plan.is_empty() {
                 continue;
@@ -605,13 +707,43 @@ impl ServiceRunner {
             ));
         }
         for launch in &plan.launches {
-            let Some(d) = current
+            // A task set launches as a deployment of a service with the task set's settings.
+            let from_set = current
+                .task_sets
+                .iter()
+                .find(|t| t.id == launch.deployment_id)
+                .map(|ts| {
+                    let mut base = current.clone();
+                    base.launch_type = ts.launch_type.clone();
+                    base.network_configuration = ts.network_configuration.clone();
+                    base.platform_version = ts.platform_version.clone();
+                    base.capacity_provider_strategy = ts.capacity_provider_strategy.clone();
+                    let d = gantry_domain::service::Deployment {
+                        id: ts.id.clone(),
+                        status: gantry_domain::service::DeploymentStatus::Active,
+                        family: ts.family.clone(),
+                        revision: ts.revision,
+                        desired_count: ts.computed_desired(current.desired_count),
+                        failed_tasks: 0,
+                        reached_running: false,
+                        created_at: ts.created_at,
+                        updated_at: ts.updated_at,
+                        rollout_state: gantry_domain::service::RolloutState::InProgress,
+                        rollout_state_reason: None,
+                        launch_type: ts.launch_type.clone(),
+                    };
+                    (base, d)
+                });
+            let found = current
                 .deployments
                 .iter()
                 .find(|d| d.id == launch.deployment_id)
-            else {
+                .map(|d| (current.clone(), d.clone()))
+                .or(from_set);
+            let Some((current, d)) = found else {
                 continue;
             };
+            let d = &d;
             // The service's live tasks on each provider of its strategy, so a launch keeps the
             // strategy's split.
             let existing: Vec<u64> = current

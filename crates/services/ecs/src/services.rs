@@ -96,8 +96,14 @@ pub(crate) fn to_wire(
         .iter()
         .map(|d| deployment_to_wire(d, ctx, counts.get(&d.id).copied().unwrap_or_default()))
         .collect();
-    let (running, pending) = s.deployments.iter().fold((0, 0), |(r, p), d| {
-        let c = counts.get(&d.id).copied().unwrap_or_default();
+    let ids: Vec<&str> = s
+        .deployments
+        .iter()
+        .map(|d| d.id.as_str())
+        .chain(s.task_sets.iter().map(|t| t.id.as_str()))
+        .collect();
+    let (running, pending) = ids.iter().fold((0, 0), |(r, p), id| {
+        let c = counts.get(*id).copied().unwrap_or_default();
         (r + c.running, p + c.pending)
     });
     let mut v = json!({
@@ -117,7 +123,7 @@ pub(crate) fn to_wire(
         "placementConstraints": s.placement_constraints,
         "placementStrategy": s.placement_strategy,
         "schedulingStrategy": s.scheduling_strategy.as_str(),
-        "deploymentController": {"type": "ECS"},
+        "deploymentController": {"type": s.deployment_controller.as_deref().unwrap_or("ECS")},
         "createdBy": s.created_by,
         "enableECSManagedTags": s.enable_ecs_managed_tags,
         "propagateTags": s.propagate_tags.clone().unwrap_or_else(|| "NONE".into()),
@@ -142,6 +148,25 @@ pub(crate) fn to_wire(
     if let Some(p) = &s.platform_version {
         v["platformVersion"] = json!(p);
         v["platformFamily"] = json!("Linux");
+    }
+    if s.is_external() {
+        v["taskSets"] = json!(
+            s.task_sets
+                .iter()
+                .map(|t| crate::task_sets::to_wire(
+                    ctx,
+                    s,
+                    t,
+                    counts.get(&t.id).copied().unwrap_or_default()
+                ))
+                .collect::<Vec<_>>()
+        );
+        if let Some(p) = s.task_sets.iter().find(|t| t.status == "PRIMARY") {
+            v["taskDefinition"] = json!(
+                Arn::task_definition(&ctx.region, &ctx.account_id, &p.family, p.revision)
+                    .to_string()
+            );
+        }
     }
     if with_tags {
         v["tags"] = json!(s.tags);
@@ -259,9 +284,9 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
     }
     if let Some(dc) = &req.deployment_controller {
         let t = dc.get("type").and_then(Value::as_str).unwrap_or("ECS");
-        if t != "ECS" {
+        if t != "ECS" && t != "EXTERNAL" {
             return Err(EcsError::Unsupported(format!(
-                "The deployment controller {t} is not supported by this endpoint; use ECS."
+                "The deployment controller {t} is not supported by this endpoint; use ECS or EXTERNAL."
             )));
         }
     }
@@ -376,6 +401,15 @@ pub(super) async fn create(
         )));
     }
     check_common(&req)?;
+    if req
+        .deployment_controller
+        .as_ref()
+        .and_then(|d| d.get("type"))
+        .and_then(Value::as_str)
+        == Some("EXTERNAL")
+    {
+        return create_external(svc, ctx, &req, cluster, name).await;
+    }
     let strategy = match req.scheduling_strategy.as_deref() {
         None | Some("REPLICA") => SchedulingStrategy::Replica,
         Some("DAEMON") => SchedulingStrategy::Daemon,
@@ -423,6 +457,10 @@ pub(super) async fn create(
         DeploymentConfiguration::defaults(strategy),
         strategy,
     )?;
+    crate::deployment_strategy::check(&config, req.load_balancers.as_deref().unwrap_or(&[]))?;
+    if let (Some(groups), Some(lbs)) = (&svc.target_groups, &req.load_balancers) {
+        crate::deployment_strategy::check_load_balancers(groups.as_ref(), &ctx.region, lbs).await?;
+    }
     let pools = crate::capacity_providers::pools_of(svc, ctx, &cp_strategy).await?;
     let fargate_strategy = !cp_strategy.is_empty() && pools.iter().all(Option::is_none);
     let launch_type = if cp_strategy.is_empty() {
@@ -508,6 +546,11 @@ pub(super) async fn create(
             events: vec![],
             throttle_failures: 0,
             throttle_until: 0,
+            shift: None,
+            production_target_group: None,
+            last_rollback: None,
+            deployment_controller: None,
+            task_sets: Vec::new(),
             version: 1,
             capacity_provider_strategy: cp_strategy.clone(),
             platform_version: (launch_type == "FARGATE").then(|| {
@@ -523,6 +566,105 @@ pub(super) async fn create(
     })
     .await?;
     crate::service_deployments::record(svc, ctx, None, &service).await?;
+    Ok(json!({"service": to_wire(&service, ctx, &BTreeMap::new(), true)}))
+}
+
+/// CreateService with the EXTERNAL deployment controller: no task definition, load balancers or
+/// network configuration of its own (its task sets carry them), no deployments.
+async fn create_external(
+    svc: &EcsService,
+    ctx: &RequestContext,
+    req: &ServiceRequest,
+    cluster: String,
+    name: String,
+) -> Result<Value, EcsError> {
+    let refuse = |what: &str| {
+        Err(EcsError::invalid(format!(
+            "{what} can't be specified for a service with the EXTERNAL deployment controller; set it on its task sets."
+        )))
+    };
+    if req
+        .task_definition
+        .as_deref()
+        .is_some_and(|t| !t.is_empty())
+    {
+        return refuse("taskDefinition");
+    }
+    if req.load_balancers.as_ref().is_some_and(|l| !l.is_empty()) {
+        return refuse("loadBalancers");
+    }
+    if req.network_configuration.is_some() {
+        return refuse("networkConfiguration");
+    }
+    if !req.capacity_provider_strategy.is_empty() {
+        return refuse("capacityProviderStrategy");
+    }
+    if req.scheduling_strategy.as_deref() == Some("DAEMON") {
+        return Err(EcsError::invalid(
+            "The DAEMON scheduling strategy is not supported with the EXTERNAL deployment controller.",
+        ));
+    }
+    let desired = req
+        .desired_count
+        .ok_or_else(|| EcsError::invalid("desiredCount is required for a REPLICA service."))?;
+    active_cluster(svc, ctx, &cluster).await?;
+    let config = deployment_configuration(
+        req.deployment_configuration.as_ref(),
+        DeploymentConfiguration::defaults(SchedulingStrategy::Replica),
+        SchedulingStrategy::Replica,
+    )?;
+    if config.strategy().shifts_traffic() || !config.other.is_empty() {
+        return Err(EcsError::invalid(
+            "deploymentConfiguration strategies, alarms and lifecycle hooks are only supported with the ECS deployment controller.",
+        ));
+    }
+    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".to_owned());
+    let key = keys::service(&ctx.region, &cluster, &name);
+    let service = commit_with_retry(svc.store.as_ref(), || async {
+        let existing = svc.store.get_typed::<Service>(&key).await?;
+        if let Some(e) = &existing
+            && e.value.status != ServiceStatus::Inactive
+        {
+            return Err(EcsError::invalid("Creation of service was not idempotent."));
+        }
+        let s = Service {
+            name: name.clone(),
+            cluster: cluster.clone(),
+            status: ServiceStatus::Active,
+            desired_count: desired,
+            scheduling_strategy: SchedulingStrategy::Replica,
+            launch_type: launch_type.clone(),
+            deployment_configuration: config.clone(),
+            placement_constraints: req.placement_constraints.clone().unwrap_or_default(),
+            placement_strategy: req.placement_strategy.clone().unwrap_or_default(),
+            load_balancers: Vec::new(),
+            health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+            network_configuration: None,
+            tags: req.tags.clone(),
+            propagate_tags: req.propagate_tags.clone(),
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags.unwrap_or(false),
+            enable_execute_command: req.enable_execute_command.unwrap_or(false),
+            created_at: ctx.now,
+            created_by: ctx.caller_arn(),
+            deployments: Vec::new(),
+            events: vec![],
+            throttle_failures: 0,
+            throttle_until: 0,
+            shift: None,
+            production_target_group: None,
+            last_rollback: None,
+            deployment_controller: Some("EXTERNAL".into()),
+            task_sets: Vec::new(),
+            version: 1,
+            capacity_provider_strategy: Vec::new(),
+            platform_version: None,
+        };
+        let txn = Txn::new()
+            .require_revision(&key, existing.map_or(0, |e| e.revision))
+            .put(&key, encode(&key, &s)?);
+        Ok((txn, s))
+    })
+    .await?;
     Ok(json!({"service": to_wire(&service, ctx, &BTreeMap::new(), true)}))
 }
 
@@ -558,6 +700,27 @@ pub(super) async fn update(
             return Err(EcsError::ServiceNotActive);
         }
         let mut s = cur.value.clone();
+        if s.is_external() {
+            if new_td.is_some()
+                || req.load_balancers.is_some()
+                || req.network_configuration.is_some()
+                || req.force_new_deployment == Some(true)
+                || req.deployment_configuration.is_some()
+            {
+                return Err(EcsError::invalid(
+                    "Only desiredCount, placement and tags can be updated on a service with the EXTERNAL deployment controller; use task sets.",
+                ));
+            }
+            if let Some(c) = req.desired_count {
+                s.desired_count = c;
+            }
+            s.version += 1;
+            let key = keys::service(&ctx.region, &cluster, &s.name);
+            let txn = Txn::new()
+                .require_revision(&key, cur.revision)
+                .put(&key, encode(&key, &s)?);
+            return Ok((txn, s));
+        }
         if let Some(c) = req.desired_count
             && s.scheduling_strategy == SchedulingStrategy::Replica
         {
@@ -664,6 +827,25 @@ pub(super) async fn update(
             .is_none_or(|p| p.family != family || p.revision != revision)
         {
             redeploy = true;
+        }
+        if req.deployment_configuration.is_some() || req.load_balancers.is_some() {
+            crate::deployment_strategy::check(&s.deployment_configuration, &s.load_balancers)?;
+            if let Some(groups) = &svc.target_groups {
+                crate::deployment_strategy::check_load_balancers(
+                    groups.as_ref(),
+                    &ctx.region,
+                    &s.load_balancers,
+                )
+                .await?;
+            }
+        }
+        if redeploy && let Some(sh) = &cur.value.shift {
+            return Err(EcsError::invalid(format!(
+                "The service {} has a deployment in progress (deployment {}, lifecycle stage {}). Wait for it to complete or stop it with StopServiceDeployment before starting another.",
+                s.name,
+                sh.deployment_id,
+                sh.stage.as_str()
+            )));
         }
         let desired = s.desired_count;
         if redeploy {

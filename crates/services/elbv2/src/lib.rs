@@ -41,6 +41,7 @@ use gantry_store::{Store, StoreExt, Txn, TxnOutcome, Versioned};
 pub use channel::lb_router;
 pub use error::Elbv2Error;
 pub use health::{HEALTH_REPORT_TTL_MS, TargetHealthInfo};
+pub use rules::{RuleForward, rule_forward, set_rule_weights};
 pub use targets::{
     TargetSpec, deregister_targets, register_targets, register_targets_with_address, sweep_expired,
     target_health,

@@ -372,3 +372,102 @@ pub(crate) async fn set_priorities(
     .await?;
     Ok(result(&rules, None))
 }
+
+/// A listener rule's forward action, as ECS's traffic-shifting deployments read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleForward {
+    /// The load balancer the rule's listener belongs to.
+    pub load_balancer_arn: String,
+    /// The target groups of the rule's forward action with their weights (empty: the rule does
+    /// not forward).
+    pub target_groups: Vec<(String, u32)>,
+}
+
+fn forward_of(actions: &[gantry_domain::lb::Action]) -> Vec<(String, u32)> {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            gantry_domain::lb::Action::Forward { target_groups, .. } => Some(
+                target_groups
+                    .iter()
+                    .map(|g| (g.target_group_arn.clone(), g.weight))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The forward action of the rule `arn` (a listener's default rule included); `None` when no
+/// such rule exists.
+pub async fn rule_forward(
+    store: &dyn gantry_store::Store,
+    region: &str,
+    arn: &str,
+) -> Result<Option<RuleForward>, Elbv2Error> {
+    let (lb, li, ri) = match rule_by_arn(store, region, arn).await {
+        Ok(found) => found,
+        Err(Elbv2Error::RuleNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let l = &lb.value.listeners[li];
+    let actions = match ri {
+        None => &l.default_actions,
+        Some(ri) => &l.rules[ri].actions,
+    };
+    Ok(Some(RuleForward {
+        load_balancer_arn: lb.value.arn.clone(),
+        target_groups: forward_of(actions),
+    }))
+}
+
+/// Rewrites the weights of the rule's forward action to `weights` (the target groups listed
+/// there, in that order), as ModifyRule would; does nothing when they already are. Returns
+/// whether it wrote.
+pub async fn set_rule_weights(
+    store: &dyn gantry_store::Store,
+    region: &str,
+    arn: &str,
+    weights: &[(String, u32)],
+) -> Result<bool, Elbv2Error> {
+    use gantry_domain::lb::{Action, WeightedTargetGroup};
+    commit_with_retry(store, || async {
+        let (cur, li, ri) = rule_by_arn(store, region, arn).await?;
+        let mut lb = cur.value.clone();
+        let l = &mut lb.listeners[li];
+        let actions = match ri {
+            None => &mut l.default_actions,
+            Some(ri) => &mut l.rules[ri].actions,
+        };
+        if forward_of(actions) == weights {
+            return Ok((Txn::new(), false));
+        }
+        let groups: Vec<WeightedTargetGroup> = weights
+            .iter()
+            .map(|(tg, w)| WeightedTargetGroup {
+                target_group_arn: tg.clone(),
+                weight: *w,
+            })
+            .collect();
+        match actions
+            .iter_mut()
+            .find(|a| matches!(a, Action::Forward { .. }))
+        {
+            Some(Action::Forward {
+                target_group_arn,
+                target_groups,
+                ..
+            }) => {
+                *target_group_arn = None;
+                *target_groups = groups;
+            }
+            _ => {
+                return Err(Elbv2Error::OperationNotPermitted(format!(
+                    "The rule '{arn}' has no forward action"
+                )));
+            }
+        }
+        Ok((save(cur.revision, region, &lb)?, true))
+    })
+    .await
+}
