@@ -8,6 +8,8 @@
 #   (a) BENCH_TASKS tasks through RunTask, BENCH_COUNT per call, BENCH_CONCURRENCY calls in
 #       flight, spread(attribute:ecs.availability-zone) + binpack(memory) +
 #       memberOf(attribute:ecs.instance-type =~ m5.*): tasks/s, call latency, time to all RUNNING;
+#   (e) DescribeTasks of BENCH_DESCRIBE_BATCH of those tasks from BENCH_DESCRIBE_CONCURRENCY
+#       clients for BENCH_DESCRIBE_S seconds (answers counted, not decoded), then ListTasks pages;
 #   (b) a BENCH_SERVICE_TASKS-task service on the same cluster: UpdateService to a new revision
 #       until one COMPLETED deployment is left (BENCH_DEPLOY_ROUNDS rounds);
 # stops the simulator and the server, then runs the in-process figures:
@@ -17,6 +19,7 @@
 # Environment (defaults in brackets):
 #   BENCH_INSTANCES [10000]  BENCH_TASKS [10000]  BENCH_COUNT [10]  BENCH_CONCURRENCY [64]
 #   BENCH_SERVICE_TASKS [50] BENCH_DEPLOY_ROUNDS [3]
+#   BENCH_DESCRIBE_BATCH [100] BENCH_DESCRIBE_CONCURRENCY [64] BENCH_DESCRIBE_S [10]
 #   BENCH_CONNECT_DEADLINE_S [600]  time allowed to register and connect the fleet
 #   BENCH_DIR [/var/tmp]     where the temporary data dir is made (must not be tmpfs)
 #   BENCH_SKIP_BUILD [0]     1: use the binaries already built
@@ -32,6 +35,9 @@ COUNT=${BENCH_COUNT:-10}
 CONCURRENCY=${BENCH_CONCURRENCY:-64}
 SERVICE_TASKS=${BENCH_SERVICE_TASKS:-50}
 DEPLOY_ROUNDS=${BENCH_DEPLOY_ROUNDS:-3}
+DESCRIBE_BATCH=${BENCH_DESCRIBE_BATCH:-100}
+DESCRIBE_CONCURRENCY=${BENCH_DESCRIBE_CONCURRENCY:-64}
+DESCRIBE_S=${BENCH_DESCRIBE_S:-10}
 CONNECT_DEADLINE_S=${BENCH_CONNECT_DEADLINE_S:-600}
 BASE=${BENCH_DIR:-/var/tmp}
 CLUSTER=bench
@@ -171,6 +177,18 @@ RUN=$(grep '^RESULT' "$WORK/run.out" || echo "RESULT none")
 RUN_CPU="server ${srv0}→$(cpu_s "$SERVER_PID") s, simulator ${sim0}→$(cpu_s "$SIM_PID") s"
 alive
 
+log "(e) DescribeTasks of $DESCRIBE_BATCH tasks, $DESCRIBE_CONCURRENCY clients, ${DESCRIBE_S}s"
+srv0=$(cpu_s "$SERVER_PID")
+if ! timeout "$RUN_DEADLINE_S" "$DRIVE" --endpoint "$ENDPOINT" --cluster "$CLUSTER" describe-tasks \
+    --batch "$DESCRIBE_BATCH" --concurrency "$DESCRIBE_CONCURRENCY" --duration-s "$DESCRIBE_S" \
+    | tee "$WORK/describe.out"; then
+    echo "describe-tasks failed" >&2
+    status=1
+fi
+DESCRIBE=$(grep '^RESULT' "$WORK/describe.out" || echo "RESULT none")
+DESCRIBE_CPU="server ${srv0}→$(cpu_s "$SERVER_PID") s"
+alive
+
 log "(b) rolling deployment of a $SERVICE_TASKS-task service, $DEPLOY_ROUNDS rounds"
 if ! timeout "$RUN_DEADLINE_S" "$DRIVE" --endpoint "$ENDPOINT" --cluster "$CLUSTER" deploy \
     --tasks "$SERVICE_TASKS" --rounds "$DEPLOY_ROUNDS" | tee "$WORK/deploy.out"; then
@@ -206,6 +224,8 @@ echo "== Scheduler benchmarks: $INSTANCES simulated instances, $(nproc) cores sh
 echo "fleet: registered and connected in ${CONNECT_S}s (server CPU ${SERVER_CPU_FLEET}s, simulator CPU ${SIM_CPU_FLEET}s); $FLEET"
 echo "(a) run-tasks: $RUN"
 echo "    CPU during (a): $RUN_CPU"
+echo "(e) describe:  $DESCRIBE"
+echo "    CPU during (e): $DESCRIBE_CPU"
 echo "(b) deploy:    $DEPLOY"
 echo "totals: server CPU ${SERVER_CPU}s, peak RSS ${SERVER_RSS} MiB; simulator CPU ${SIM_CPU}s, peak RSS ${SIM_RSS} MiB"
 echo "simulator: $SIM_FINAL"

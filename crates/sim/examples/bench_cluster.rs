@@ -8,6 +8,9 @@
 //!   then waits until the simulated instances reported every task RUNNING.
 //! - `deploy`: a service of N tasks, then UpdateService to another revision, timed until one
 //!   deployment is left, COMPLETED, with N running (several rounds).
+//! - `describe-tasks`: closed-loop DescribeTasks of the same `batch` running tasks (listed with
+//!   ListTasks first) from `concurrency` clients for `duration_s`; answers are checked once, then
+//!   counted without being decoded. Then ListTasks pages of 100 over the whole cluster, timed.
 //!
 //! Credentials from GANTRY_ROOT_ACCESS_KEY_ID / GANTRY_ROOT_SECRET_ACCESS_KEY. The last line of
 //! each command is `RESULT key=value ...` for scripts.
@@ -70,6 +73,15 @@ enum Command {
         /// Deadline of each step (steady state, each deployment).
         #[arg(long, default_value_t = 300)]
         timeout_s: u64,
+    },
+    /// Closed-loop DescribeTasks of `batch` tasks, then ListTasks over the cluster.
+    DescribeTasks {
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_s: u64,
     },
 }
 
@@ -452,6 +464,94 @@ async fn fleet(args: &Args, expect: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn describe_tasks(
+    args: &Args,
+    batch: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let api = client(args, concurrency)?;
+    let listed = api
+        .call(
+            "ListTasks",
+            &json!({"cluster": args.cluster, "maxResults": batch.min(100)}),
+        )
+        .await?;
+    let arns: Vec<Value> = listed["taskArns"].as_array().cloned().unwrap_or_default();
+    if arns.len() < batch {
+        bail!(
+            "only {} running tasks to describe, {batch} wanted",
+            arns.len()
+        );
+    }
+    let req = json!({"cluster": args.cluster, "tasks": arns});
+    let check = api.call("DescribeTasks", &req).await?;
+    let described = check["tasks"].as_array().map_or(0, Vec::len);
+    let failures = check["failures"].as_array().map_or(0, Vec::len);
+    if described != batch || failures != 0 {
+        bail!("DescribeTasks answered {described} tasks and {failures} failures for {batch}");
+    }
+    let bytes = api.call_raw("DescribeTasks", &req).await?.len();
+    let req = Arc::new(req);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (api, req, errors) = (api.clone(), req.clone(), errors.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match api.call_raw("DescribeTasks", &req).await {
+                    Ok(_) => lat.push(t0.elapsed()),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.await?);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    lat.sort();
+    let ok = lat.len();
+    println!(
+        "describe-tasks: {ok} answers of {batch} tasks ({bytes} bytes each) in {wall:.2} s from {concurrency} clients"
+    );
+    // ListTasks over the whole cluster, 100 per page.
+    let t0 = Instant::now();
+    let (mut listed, mut pages, mut token) = (0usize, 0usize, None::<String>);
+    loop {
+        let mut req = json!({"cluster": args.cluster, "maxResults": 100});
+        if let Some(t) = &token {
+            req["nextToken"] = json!(t);
+        }
+        let v = api.call("ListTasks", &req).await?;
+        listed += v["taskArns"].as_array().map_or(0, Vec::len);
+        pages += 1;
+        match v["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    let list_ms = t0.elapsed().as_secs_f64() * 1000.0 / pages as f64;
+    println!(
+        "RESULT describe_req_per_s={:.0} tasks_per_s={:.0} p50_ms={:.2} p99_ms={:.2} ok={ok} errors={} \
+         answer_bytes={bytes} list_tasks={listed} list_pages={pages} list_ms_per_page={list_ms:.2}",
+        ok as f64 / wall,
+        (ok * batch) as f64 / wall,
+        pct(&lat, 50.0),
+        pct(&lat, 99.0),
+        errors.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -479,6 +579,19 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Fleet { expect } => fleet(&args, *expect).await,
+            Command::DescribeTasks {
+                batch,
+                concurrency,
+                duration_s,
+            } => {
+                describe_tasks(
+                    &args,
+                    *batch,
+                    *concurrency,
+                    Duration::from_secs(*duration_s),
+                )
+                .await
+            }
             Command::Deploy {
                 tasks,
                 rounds,

@@ -122,6 +122,17 @@ impl EcsClient {
 
     /// Calls ECS operation `op` with the JSON `body`; the JSON answer on HTTP 200.
     pub async fn call(&self, op: &str, body: &Value) -> Result<Value, SimError> {
+        let body = self.call_raw(op, body).await?;
+        if body.is_empty() {
+            return Ok(Value::Object(Default::default()));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| SimError::Transport(format!("{op}: invalid JSON answer: {e}")))
+    }
+
+    /// Calls ECS operation `op` with the JSON `body`; the answer's bytes on HTTP 200, not parsed
+    /// (load generators that must not spend their CPU on decoding).
+    pub async fn call_raw(&self, op: &str, body: &Value) -> Result<Bytes, SimError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let mut req = Request::builder()
             .method("POST")
@@ -147,11 +158,7 @@ impl EcsClient {
                 .map_err(|e| SimError::Transport(format!("{op}: reading the answer: {e}")))?
                 .to_bytes();
             if status == StatusCode::OK {
-                if body.is_empty() {
-                    return Ok(Value::Object(Default::default()));
-                }
-                return serde_json::from_slice(&body)
-                    .map_err(|e| SimError::Transport(format!("{op}: invalid JSON answer: {e}")));
+                return Ok(body);
             }
             Err(aws_error(status, &headers, &body))
         };

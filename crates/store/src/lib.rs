@@ -214,6 +214,22 @@ impl Watch {
         }
     }
 
+    /// Drops every change that has already arrived, without copying it; for a watcher that only
+    /// needs to know that something changed. Errs when the watch lagged or closed.
+    pub fn skip_ready(&mut self) -> Result<usize, WatchError> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let mut skipped = self.pending.len();
+        self.pending.clear();
+        loop {
+            match self.rx.try_recv() {
+                Ok(_) => skipped += 1,
+                Err(TryRecvError::Empty) => return Ok(skipped),
+                Err(TryRecvError::Lagged(n)) => return Err(WatchError::Lagged(n)),
+                Err(TryRecvError::Closed) => return Err(WatchError::Closed),
+            }
+        }
+    }
+
     /// The next change under the prefix if one has already arrived, without waiting.
     ///
     /// Every backend publishes a transaction's events before its `commit` returns, so after a

@@ -110,7 +110,7 @@ fn live_instance(t: &Task) -> Option<String> {
 /// One connected instance's inbox.
 struct Route {
     session: u64,
-    tx: mpsc::Sender<Task>,
+    tx: mpsc::Sender<Arc<Task>>,
     /// Set when changes were dropped (inbox full, or the dispatcher lagged): resend full state.
     resync: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -285,7 +285,7 @@ impl AgentStreams {
                         return;
                     };
                     if let Some(r) = routes.get(&key)
-                        && r.tx.try_send(t).is_err()
+                        && r.tx.try_send(Arc::new(t)).is_err()
                     {
                         r.resync.store(true, Ordering::Relaxed);
                     }
@@ -558,10 +558,12 @@ impl AgentStreams {
     async fn pump(
         self: Arc<Self>,
         s: Session,
-        mut inbox: mpsc::Receiver<Task>,
+        mut inbox: mpsc::Receiver<Arc<Task>>,
         resync: Arc<std::sync::atomic::AtomicBool>,
         tx: mpsc::Sender<Bytes>,
     ) {
+        // The pump lives as long as the connection (one per instance): what it awaits seldom
+        // (full state, a task definition read) is boxed, so its resting state stays small.
         let mut cache = HashMap::new();
         let mut sent: HashMap<String, TaskStatus> = HashMap::new();
         let mut shutdown = self.shutdown.clone();
@@ -572,13 +574,13 @@ impl AgentStreams {
             line.push(b'\n');
             Bytes::from(line)
         };
-        let mut ok = match self.full_state(&s, &mut cache, &mut sent).await {
+        let mut ok = match Box::pin(self.full_state(&s, &mut cache, &mut sent)).await {
             Some(m) => tx.send(send(&m)).await.is_ok(),
             None => false,
         };
         while ok {
             if resync.swap(false, Ordering::Relaxed) {
-                ok = match self.full_state(&s, &mut cache, &mut sent).await {
+                ok = match Box::pin(self.full_state(&s, &mut cache, &mut sent)).await {
                     Some(m) => tx.send(send(&m)).await.is_ok(),
                     None => false,
                 };
@@ -592,7 +594,7 @@ impl AgentStreams {
                         if sent.get(&t.id) == Some(&t.desired_status) {
                             continue;
                         }
-                        let Some(td) = self.definition(&s, &mut cache, &t).await else { continue };
+                        let Some(td) = Box::pin(self.definition(&s, &mut cache, &t)).await else { continue };
                         sent.insert(t.id.clone(), t.desired_status);
                         let m = AgentMessage::Payload {
                             message_id: new_request_id(),
@@ -624,7 +626,7 @@ impl AgentStreams {
         }
         // An agent that reconnects within the grace keeps its instance CONNECTED.
         tokio::time::sleep(self.grace).await;
-        if let Err(e) = self.set_connected(&s, false).await {
+        if let Err(e) = Box::pin(self.set_connected(&s, false)).await {
             tracing::warn!(error = %e.message, "could not mark the instance disconnected");
         }
     }
@@ -693,7 +695,7 @@ async fn connect(
         tokio::spawn(streams.clone().dispatch(watch));
     }
     // Subscribe before the pump reads the full state, so no change falls in between.
-    let (inbox_tx, inbox_rx) = mpsc::channel::<Task>(INBOX);
+    let (inbox_tx, inbox_rx) = mpsc::channel::<Arc<Task>>(INBOX);
     let resync = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Ok(mut routes) = streams.routes.lock() {
         routes.insert(

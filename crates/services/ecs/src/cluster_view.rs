@@ -237,12 +237,50 @@ impl ClusterView {
             return;
         }
         let decoded = rec.and_then(|r| match decode::<ContainerInstance>(r) {
-            Ok(v) => Some(v.value),
+            Ok(v) => Some(Arc::new(v.value)),
             Err(e) => {
                 tracing::warn!(key, error = %e, "container instance record not readable; left out of placement");
                 None
             }
         });
+        self.set_instance(id, decoded, revision);
+    }
+
+    /// Records what a commit of this process wrote, as written: the feed's copies of these
+    /// records (same revision) are then skipped without being decoded again.
+    pub(crate) fn apply_committed(
+        &mut self,
+        revision: Revision,
+        instances: Vec<(String, Arc<ContainerInstance>)>,
+        tasks: Vec<(String, Arc<Task>)>,
+    ) {
+        // Tasks first, as a load does: an instance's view takes the groups of its tasks.
+        for (key, task) in tasks {
+            self.apply_task_value(&key, Some(task), false, revision);
+        }
+        for (key, ci) in instances {
+            let Some(id) = id_of(&self.instance_prefix, &key).map(str::to_owned) else {
+                continue;
+            };
+            self.revision = self.revision.max(revision);
+            let known = self
+                .index
+                .get(id.as_str())
+                .map(|&i| self.entries[i].revision)
+                .or_else(|| self.gone.get(id.as_str()).copied())
+                .unwrap_or(0);
+            if revision > known {
+                self.set_instance(&id, Some(ci), revision);
+            }
+        }
+    }
+
+    fn set_instance(
+        &mut self,
+        id: &str,
+        decoded: Option<Arc<ContainerInstance>>,
+        revision: Revision,
+    ) {
         match decoded.filter(|ci| ci.status != ContainerInstanceStatus::Inactive) {
             Some(ci) => {
                 self.gone.remove(id);
@@ -250,7 +288,7 @@ impl ClusterView {
                 let view = placement::view_of(&ci, groups);
                 let entry = InstanceEntry {
                     revision,
-                    record: Arc::new(ci),
+                    record: ci,
                 };
                 match self.index.get(id) {
                     Some(&i) => {
@@ -281,13 +319,44 @@ impl ClusterView {
     }
 
     fn apply_task(&mut self, key: &str, rec: Option<&Record>, revision: Revision) {
-        let id = if self.platform {
+        if self.task_id(key).is_none() {
+            return;
+        }
+        let known = self.task_id(key).and_then(|id| self.tasks.get(id));
+        if known.is_some_and(|o| revision <= o.revision) {
+            self.revision = self.revision.max(revision);
+            return;
+        }
+        let task = rec.and_then(|r| match decode::<Task>(r) {
+            Ok(t) => Some(Arc::new(t.value)),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "task record not readable; left out of placement");
+                None
+            }
+        });
+        self.apply_task_value(key, task, rec.is_none(), revision);
+    }
+
+    /// The id a task key has in this view (`cluster/id` in the platform's view).
+    fn task_id<'k>(&self, key: &'k str) -> Option<&'k str> {
+        if self.platform {
             key.strip_prefix(&self.task_prefix)
                 .filter(|id| id.matches('/').count() == 1)
         } else {
             id_of(&self.task_prefix, key)
-        };
-        let Some(id) = id else {
+        }
+    }
+
+    /// Applies a task's record at `revision` (`None` and not `deleted`: unreadable, it holds
+    /// nothing).
+    fn apply_task_value(
+        &mut self,
+        key: &str,
+        task: Option<Arc<Task>>,
+        deleted: bool,
+        revision: Revision,
+    ) {
+        let Some(id) = self.task_id(key) else {
             return;
         };
         self.revision = self.revision.max(revision);
@@ -295,13 +364,6 @@ impl ClusterView {
         if old.is_some_and(|o| revision <= o.revision) {
             return;
         }
-        let task = rec.and_then(|r| match decode::<Task>(r) {
-            Ok(t) => Some(t.value),
-            Err(e) => {
-                tracing::warn!(key, error = %e, "task record not readable; left out of placement");
-                None
-            }
-        });
         if self.platform && task.as_ref().is_some_and(|t| !t.is_fargate()) {
             // Other clusters' EC2 tasks are not on the platform's hosts.
             return;
@@ -310,7 +372,6 @@ impl ClusterView {
             Some(ci) if t.last_status != TaskStatus::Stopped => Some((ci.clone(), t.group.clone())),
             _ => None,
         });
-        let task = task.map(Arc::new);
         let old_holds = old.and_then(|o| o.holds.clone());
         if old_holds != holds {
             if let Some((ci, group)) = &old_holds {
@@ -334,7 +395,7 @@ impl ClusterView {
                 }
             }
         }
-        if rec.is_none() {
+        if deleted {
             // Deleted: nothing to remember beyond the revision check, which no older event of a
             // deleted task can need (events arrive in order).
             self.tasks.remove(id);
@@ -386,6 +447,11 @@ impl ClusterView {
         self.tasks
             .range::<str, _>((lower, Bound::Unbounded))
             .filter_map(|(id, e)| e.task.as_deref().map(|t| (id.as_str(), t)))
+    }
+
+    /// Every task of the cluster, in id order, shared.
+    pub(crate) fn task_records(&self) -> impl Iterator<Item = &Arc<Task>> + '_ {
+        self.tasks.values().filter_map(|e| e.task.as_ref())
     }
 
     /// A task as the view holds it, with the revision it was read at.

@@ -486,6 +486,30 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
     }
     // Requests that must wait for the next batch go back to the head of the queue.
     batch.queue.requeue(later);
+    // What the view records once the commit is in, as written (no decoding of the feed's copies).
+    let mut written_tasks: Vec<(String, Arc<Task>)> = Vec::new();
+    for (job, done) in &waiting {
+        if let (Work::Launch(l), Done::Launched((tasks, _))) = (&job.work, done) {
+            for t in tasks {
+                written_tasks.push((keys::task(&region, &l.cluster, &t.id), Arc::new(t.clone())));
+            }
+        }
+    }
+    written_tasks.extend(
+        std::mem::take(&mut book.moved)
+            .into_iter()
+            .map(|(key, (_, t))| (key, Arc::new(t))),
+    );
+    let written_instances: Vec<(String, Arc<ContainerInstance>)> =
+        std::mem::take(&mut book.touched)
+            .into_values()
+            .map(|ci| {
+                (
+                    keys::container_instance(&region, &cluster, &ci.id),
+                    Arc::new(ci),
+                )
+            })
+            .collect();
     if txn.is_empty() {
         for (mut job, done) in waiting {
             job.answer(Ok(done));
@@ -497,11 +521,11 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
     let queue = svc.placement.queue(&region, &cluster);
     let commit = tokio::spawn(async move {
         match store.commit(txn).await {
-            Ok(TxnOutcome::Committed { .. }) => {
+            Ok(TxnOutcome::Committed { revision }) => {
                 for (mut job, done) in waiting {
                     job.answer(Ok(done));
                 }
-                None
+                Ok(revision)
             }
             Ok(TxnOutcome::Conflict { key }) => {
                 let mut again = Vec::new();
@@ -514,18 +538,21 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
                     }
                 }
                 queue.requeue(again);
-                Some(key)
+                Err(Some(key))
             }
             Err(e) => {
                 let e = EcsError::from(e);
                 for (mut job, _) in waiting {
                     job.answer(Err(replicate(&e)));
                 }
-                None
+                Err(None)
             }
         }
     });
-    if let Ok(Some(key)) = commit.await {
+    let outcome = commit.await;
+    if let Ok(Ok(revision)) = outcome {
+        view.apply_committed(revision, written_instances, written_tasks);
+    } else if let Ok(Err(Some(key))) = outcome {
         // The view was stale: catch up, and read the conflicting record itself in case its change
         // has not reached the feed.
         let store = svc.store.as_ref();

@@ -226,7 +226,7 @@ fn lb_err(e: String) -> EcsError {
 fn target_of(
     t: &Task,
     b: &Binding,
-    instances: &HashMap<String, ContainerInstance>,
+    instances: &HashMap<&str, &ContainerInstance>,
 ) -> Option<(String, u16, String)> {
     let c = t.containers.iter().find(|c| c.name == b.container_name)?;
     if let Some(net) = &t.network {
@@ -279,7 +279,7 @@ pub(crate) async fn sync(
     cluster: &str,
     s: &Service,
     service_tasks: &[&Task],
-    instances: &HashMap<String, ContainerInstance>,
+    instances: &HashMap<&str, &ContainerInstance>,
 ) -> Result<(LbState, Vec<String>), EcsError> {
     let mut state = LbState::default();
     let mut events = Vec::new();

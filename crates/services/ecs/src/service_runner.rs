@@ -177,11 +177,15 @@ impl ServiceRunner {
             tokio::select! {
                 _ = &mut tick => {}
                 ev = watch.next() => {
-                    if let Err(WatchError::Lagged(_)) = ev {
+                    // Let a burst of changes land before reconciling again, then take them all
+                    // as one: the pass reads the current state.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let skipped = watch.skip_ready();
+                    if matches!(ev, Err(WatchError::Lagged(_)))
+                        || matches!(skipped, Err(WatchError::Lagged(_)))
+                    {
                         watch = self.ecs.store.watch("ecs/");
                     }
-                    // Let a burst of changes land before reconciling again.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 _ = shutdown.changed() => return,
             }
@@ -240,7 +244,7 @@ impl ServiceRunner {
     async fn platform_instances(
         &self,
         ctx: &RequestContext,
-    ) -> Result<Vec<ContainerInstance>, EcsError> {
+    ) -> Result<Vec<Arc<ContainerInstance>>, EcsError> {
         Ok(self
             .ecs
             .cache
@@ -250,7 +254,7 @@ impl ServiceRunner {
             )
             .await?
             .into_iter()
-            .map(|(_, v)| (*v).clone())
+            .map(|(_, v)| v)
             .collect())
     }
 
@@ -260,14 +264,14 @@ impl ServiceRunner {
         let instances = self.platform_instances(ctx).await?;
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
-        let lost: Vec<&ContainerInstance> = instances
+        let lost: Vec<&Arc<ContainerInstance>> = instances
             .iter()
             .filter(|ci| lost(ci, now, lost_after))
             .collect();
         if lost.is_empty() {
             return Ok(());
         }
-        let tasks: Vec<Task> = self
+        let tasks: Vec<Arc<Task>> = self
             .ecs
             .store
             .scan_all_typed::<Task>(&format!("ecs/{}/task/", ctx.region))
@@ -275,12 +279,13 @@ impl ServiceRunner {
             .into_iter()
             .map(|v| v.value)
             .filter(|t| t.is_fargate() && t.last_status != TaskStatus::Stopped)
+            .map(Arc::new)
             .collect();
-        let mut by_cluster: HashMap<String, Vec<Task>> = HashMap::new();
+        let mut by_cluster: HashMap<String, Vec<Arc<Task>>> = HashMap::new();
         for t in tasks {
             by_cluster.entry(t.cluster.clone()).or_default().push(t);
         }
-        let lost: Vec<ContainerInstance> = lost.into_iter().cloned().collect();
+        let lost: Vec<Arc<ContainerInstance>> = lost.into_iter().cloned().collect();
         for (cluster, tasks) in by_cluster {
             self.mark_lost(ctx, &cluster, &lost, &tasks).await?;
         }
@@ -322,7 +327,6 @@ impl ServiceRunner {
         check_liveness: bool,
     ) -> Result<(), EcsError> {
         let store = &self.ecs.store;
-        let cache = &self.ecs.cache;
         let (mut services, inactive): (Vec<Service>, Vec<Service>) = store
             .scan_all_typed::<Service>(&keys::services(&ctx.region, cluster))
             .await?
@@ -332,33 +336,57 @@ impl ServiceRunner {
         if services.is_empty() && inactive.is_empty() && !check_liveness {
             return Ok(());
         }
-        let instances: Vec<ContainerInstance> = cache
-            .scan::<ContainerInstance>(
-                store.as_ref(),
-                &keys::container_instances(&ctx.region, cluster),
-            )
-            .await?
-            .into_iter()
-            .map(|(_, v)| (*v).clone())
-            .collect();
+        // The cluster's instances and tasks from its in-memory view (current with every commit
+        // acknowledged before this pass), shared, not copied.
+        let (mut instances, all_tasks, orphaned) = self
+            .ecs
+            .placement
+            .read(&self.ecs, &ctx.region, cluster, |view| {
+                let instances: Vec<Arc<ContainerInstance>> =
+                    view.entries().iter().map(|e| e.record.clone()).collect();
+                // The platform's view also follows the Fargate tasks of every cluster: only the
+                // cluster's own tasks are its business here.
+                let tasks: Vec<Arc<Task>> = view
+                    .task_records()
+                    .filter(|t| t.cluster == cluster)
+                    .cloned()
+                    .collect();
+                // Instances the view leaves out (INACTIVE) that still hold live tasks.
+                let mut orphaned: Vec<String> = tasks
+                    .iter()
+                    .filter(|t| t.last_status != TaskStatus::Stopped && t.host_cluster() == cluster)
+                    .filter_map(|t| t.container_instance_id.clone())
+                    .filter(|id| view.position(id).is_none())
+                    .collect();
+                orphaned.sort_unstable();
+                orphaned.dedup();
+                (instances, tasks, orphaned)
+            })
+            .await?;
+        for id in orphaned {
+            if let Some(ci) = store
+                .get_typed::<ContainerInstance>(&keys::container_instance(
+                    &ctx.region,
+                    cluster,
+                    &id,
+                ))
+                .await?
+            {
+                instances.push(Arc::new(ci.value));
+            }
+        }
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;
         let fargate_services = services.iter().any(|s| s.launch_type == "FARGATE");
-        let platform = if fargate_services {
+        let platform: Vec<Arc<ContainerInstance>> = if fargate_services {
             self.platform_instances(ctx).await?
         } else {
             Vec::new()
         };
         let any_lost = check_liveness && instances.iter().any(|ci| lost(ci, now, lost_after));
         if services.is_empty() && inactive.is_empty() && !any_lost {
-            return Ok(()); // nothing to reconcile: skip reading the cluster's tasks
+            return Ok(()); // nothing to reconcile
         }
-        let all_tasks: Vec<Task> = cache
-            .scan::<Task>(store.as_ref(), &keys::tasks(&ctx.region, cluster))
-            .await?
-            .into_iter()
-            .map(|(_, v)| (*v).clone())
-            .collect();
         // An INACTIVE service whose tasks are not all stopped (a record left so by an earlier
         // version, which made a deleted service INACTIVE while its tasks were still draining
         // from their target groups) is reconciled until they are: its stops are finished.
@@ -399,14 +427,15 @@ impl ServiceRunner {
         // DAEMON services are placed first.
         let mut ordered: Vec<&Service> = services.iter().collect();
         ordered.sort_by_key(|s| gantry_controller::service::placement_priority(s));
-        let by_id: HashMap<String, ContainerInstance> = instances
+        let by_id: HashMap<&str, &ContainerInstance> = instances
             .iter()
             .chain(platform.iter())
-            .map(|i| (i.id.clone(), i.clone()))
+            .map(|i| (i.id.as_str(), &**i))
             .collect();
         for s in ordered {
             let service_tasks: Vec<&Task> = all_tasks
                 .iter()
+                .map(|t| &**t)
                 .filter(|t| t.service_name.as_deref() == Some(s.name.as_str()))
                 .collect();
             let behind_lb = self.target_groups.is_some() && service_lb::has_load_balancers(s);
@@ -556,8 +585,8 @@ impl ServiceRunner {
         &self,
         ctx: &RequestContext,
         cluster: &str,
-        instances: &[ContainerInstance],
-        all_tasks: &[Task],
+        instances: &[Arc<ContainerInstance>],
+        all_tasks: &[Arc<Task>],
     ) -> Result<(), EcsError> {
         let now = self.clock.now_millis();
         let lost_after = self.liveness.lost_after.as_millis() as u64;

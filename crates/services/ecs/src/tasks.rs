@@ -2,6 +2,7 @@
 //! SubmitTaskStateChange and SubmitContainerStateChange.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use gantry_domain::Arn;
 use gantry_domain::cluster::{
@@ -929,16 +930,29 @@ pub(super) async fn describe(
     let mut out = Vec::new();
     let mut failures = Vec::new();
     let mut defs: BTreeMap<(String, u32), Option<TaskDefinition>> = BTreeMap::new();
-    for r in &req.tasks {
-        match get(svc, ctx, &cluster, r).await? {
+    // From the cluster's in-memory view (current with every commit acknowledged before this
+    // call); a task the view does not hold is read from the store.
+    let ids: Vec<String> = req.tasks.iter().map(|r| task_id(r)).collect();
+    let held: Vec<Option<Arc<Task>>> = svc
+        .placement
+        .read(svc, &ctx.region, &cluster, |view| {
+            ids.iter().map(|id| view.task(id).map(|(_, t)| t)).collect()
+        })
+        .await?;
+    for (r, held) in req.tasks.iter().zip(held) {
+        let found = match held {
+            Some(t) => Some(t),
+            None => get(svc, ctx, &cluster, r).await?.map(|v| Arc::new(v.value)),
+        };
+        match found {
             Some(t) => {
-                let k = (t.value.family.clone(), t.value.revision);
+                let k = (t.family.clone(), t.revision);
                 if !defs.contains_key(&k) {
                     let d = task_definitions::get_revision(svc, ctx, &k.0, k.1).await?;
                     defs.insert(k.clone(), d);
                 }
                 out.push(to_wire(
-                    &t.value,
+                    &t,
                     ctx,
                     defs.get(&k).and_then(Option::as_ref),
                     with_tags,
