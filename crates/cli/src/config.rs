@@ -53,9 +53,85 @@ pub struct ServerArgs {
     #[arg(long, env = "GANTRY_FARGATE_LOCAL")]
     pub fargate_local: bool,
     #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
     pub listener: ListenerArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
+}
+
+/// Where the control plane keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The state store: `sqlite` (default: one file in the data dir, for one server) or
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (several server replicas on one etcd cluster,
+    /// keys under /PREFIX/, default /gantry/). Every replica of one installation names the same
+    /// etcd cluster and prefix.
+    #[arg(
+        long = "store",
+        env = "GANTRY_STORE",
+        default_value = "sqlite",
+        value_name = "URL"
+    )]
+    pub url: String,
+    /// Where registry blobs live: the data dir (default) or
+    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION]`, an S3-compatible bucket every replica
+    /// shares. Credentials come from the standard chain (AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY, web identity, instance metadata).
+    #[arg(long = "blob-store", env = "GANTRY_BLOB_STORE", value_name = "URL")]
+    pub blob_store: Option<String>,
+    /// etcd user (etcd's `--auth`); the password comes from GANTRY_ETCD_PASSWORD.
+    #[arg(long, env = "GANTRY_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// PEM file of the CAs that signed the etcd members' certificates: connect with TLS.
+    #[arg(long, env = "GANTRY_ETCD_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// PEM client certificate for etcd's `--client-cert-auth` (with --etcd-key).
+    #[arg(long, env = "GANTRY_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert.
+    #[arg(long, env = "GANTRY_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+/// The validated choice of state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `state.db` in the data dir.
+    Sqlite,
+    Etcd(gantry_store::EtcdOptions),
+}
+
+impl StoreArgs {
+    pub fn into_config(self) -> anyhow::Result<StoreConfig> {
+        if self.url == "sqlite" {
+            anyhow::ensure!(
+                self.etcd_user.is_none() && self.etcd_cacert.is_none() && self.etcd_cert.is_none(),
+                "--etcd-user, --etcd-cacert and --etcd-cert need --store etcd://..."
+            );
+            return Ok(StoreConfig::Sqlite);
+        }
+        let mut opts = gantry_store::EtcdOptions::from_url(&self.url).map_err(|e| {
+            anyhow::anyhow!("--store: {e} (use sqlite or etcd://HOST:PORT[,HOST:PORT...][/PREFIX])")
+        })?;
+        if let Some(user) = self.etcd_user {
+            let password = std::env::var("GANTRY_ETCD_PASSWORD").map_err(|_| {
+                anyhow::anyhow!("--etcd-user {user} needs the password in GANTRY_ETCD_PASSWORD")
+            })?;
+            opts.user = Some((user, password));
+        }
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+        };
+        if self.etcd_cacert.is_some() || self.etcd_cert.is_some() {
+            opts.tls = Some(gantry_store::EtcdTls {
+                ca_pem: self.etcd_cacert.as_ref().map(read).transpose()?,
+                client_cert_pem: self.etcd_cert.as_ref().map(read).transpose()?,
+                client_key_pem: self.etcd_key.as_ref().map(read).transpose()?,
+            });
+        }
+        Ok(StoreConfig::Etcd(opts))
+    }
 }
 
 /// Identity settings (`gantry server` and `gantry up`).
@@ -317,6 +393,10 @@ pub struct ServerConfig {
     pub tracking_periods: gantry_autoscaling::TrackingPeriods,
     /// Whether the root key pair is accepted as registry Basic credentials.
     pub registry_root_basic_auth: bool,
+    /// The state store.
+    pub store: StoreConfig,
+    /// The registry's S3 bucket; `None`: blobs in the data dir.
+    pub blob_store: Option<gantry_ecr::S3Config>,
     /// What task definitions may take from the host.
     pub host_access: gantry_domain::task_definition::HostAccess,
 }
@@ -378,6 +458,14 @@ impl ServerArgs {
             tracking_periods: tracking_periods(&self.target_tracking_periods)?,
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,
+            blob_store: self
+                .store
+                .blob_store
+                .as_deref()
+                .map(gantry_ecr::S3Config::from_url)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--blob-store: {e}"))?,
+            store: self.store.into_config()?,
         })
     }
 }
@@ -408,6 +496,8 @@ impl UpArgs {
             tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,
+            store: StoreConfig::Sqlite,
+            blob_store: None,
         })
     }
 }
