@@ -407,6 +407,13 @@ impl gantry_ec2::ZoneSource for InstanceZones {
     }
 }
 
+/// The store as the API sees it, with its backend when closing or electing needs it.
+type OpenedStore = (
+    Arc<dyn Store>,
+    Option<Arc<SqliteStore>>,
+    Option<Arc<EtcdStore>>,
+);
+
 /// Runs the control plane until SIGTERM or Ctrl-C.
 pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()> {
     datadir::prepare(&cfg.data_dir)?;
@@ -431,11 +438,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         None
     };
     let creds = Arc::new(RootCredentials::load_or_create(&cfg.data_dir)?);
-    let (store, sqlite, etcd): (
-        Arc<dyn Store>,
-        Option<Arc<SqliteStore>>,
-        Option<Arc<EtcdStore>>,
-    ) = match &cfg.store {
+    let (store, sqlite, etcd): OpenedStore = match &cfg.store {
         StoreConfig::Sqlite => {
             let sqlite = Arc::new(
                 SqliteStore::open(
