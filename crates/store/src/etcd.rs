@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -181,6 +181,16 @@ pub(crate) fn map_error(context: &str, e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// Pause before resending a request that could not be sent.
+const RESEND_PAUSE: Duration = Duration::from_millis(20);
+
+/// Whether the request failed before it left this process: the connection to the member could
+/// not be established.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    let detail = format!("{e:?}");
+    detail.contains("tcp connect error") || detail.contains("ConnectionRefused")
+}
+
 /// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -320,17 +330,34 @@ impl EtcdStore {
         })
     }
 
-    async fn timed<T>(
-        &self,
-        what: &str,
-        fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.opts.request_timeout, fut).await {
-            Ok(result) => result.map_err(|e| map_error(what, e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "{what}: etcd did not answer within {:?}",
-                self.opts.request_timeout
-            ))),
+    /// Runs one etcd request within the request timeout. A request that could not even be
+    /// sent (no connection to the member the balancer picked, e.g. a member that died) is sent
+    /// again, to another member, until the timeout: it never reached etcd, so resending it cannot
+    /// apply anything twice.
+    async fn timed<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, op(self.client.kv_client())).await;
+            match attempt {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e))
+                    if never_sent(&e) && tokio::time::Instant::now() + RESEND_PAUSE < deadline =>
+                {
+                    tracing::debug!(error = %e, what, "etcd request not sent; resending");
+                    tokio::time::sleep(RESEND_PAUSE).await;
+                }
+                Ok(Err(e)) => return Err(map_error(what, e)),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{what}: etcd did not answer within {:?}",
+                        self.opts.request_timeout
+                    )));
+                }
+            }
         }
     }
 
@@ -401,9 +428,12 @@ fn fold(mutations: Vec<Mutation>) -> Vec<(String, Option<Vec<u8>>)> {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        let mut kv = self.client.kv_client();
+        let full = self.full(key);
         let resp = self
-            .timed(&format!("get {key}"), kv.get(self.full(key), None))
+            .timed(&format!("get {key}"), |mut kv| {
+                let full = full.clone();
+                async move { kv.get(full, None).await }
+            })
             .await?;
         resp.kvs().first().map(|kv| self.record(kv)).transpose()
     }
@@ -444,12 +474,11 @@ impl Store for EtcdStore {
             if let Some(r) = at_revision {
                 options = options.with_revision(r);
             }
-            let mut kv = self.client.kv_client();
             let resp = self
-                .timed(
-                    &format!("scan {prefix}"),
-                    kv.get(start.clone(), Some(options)),
-                )
+                .timed(&format!("scan {prefix}"), |mut kv| {
+                    let (start, options) = (start.clone(), options.clone());
+                    async move { kv.get(start, Some(options)).await }
+                })
                 .await?;
             at_revision = at_revision.or(resp.header().map(|h| h.revision()));
             for kv in resp.kvs() {
@@ -520,8 +549,12 @@ impl Store for EtcdStore {
             .when(compares)
             .and_then(writes)
             .or_else(probes);
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("commit", kv.txn(request)).await?;
+        let resp = self
+            .timed("commit", |mut kv| {
+                let request = request.clone();
+                async move { kv.txn(request).await }
+            })
+            .await?;
         if resp.succeeded() {
             let revision = resp.header().map_or(0, |h| rev(h.revision()));
             self.await_published(revision).await;
@@ -552,15 +585,11 @@ impl Store for EtcdStore {
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {
-        let mut kv = self.client.kv_client();
         let resp = self
-            .timed(
-                "read revision",
-                kv.get(
-                    self.rev_key.clone(),
-                    Some(GetOptions::new().with_count_only()),
-                ),
-            )
+            .timed("read revision", |mut kv| {
+                let key = self.rev_key.clone();
+                async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
             .await?;
         Ok(resp.header().map_or(0, |h| rev(h.revision())))
     }
