@@ -2,12 +2,14 @@
 agent on real Docker: the AWS CLI talks to any replica, an image pushed to replica 1 is pulled from
 replica 3, kill -9 of the leader replica during a rolling deployment hands the controllers to
 another replica and the deployment completes without a task started twice or an acknowledged write
-lost, and kill -9 of one etcd member changes nothing visible."""
+lost (the agent, given two replicas' endpoints, moves to the surviving one), and kill -9 of one
+etcd member changes nothing visible."""
 
 import base64
 import json
 import shutil
 import time
+import types
 import urllib.request
 import uuid
 
@@ -74,12 +76,15 @@ def test_three_replicas_survive_the_leader_and_an_etcd_member(tmp_path):
         docker("push", pushed)
         docker("pull", pulled)
 
-        # One agent on a follower (it stays up); the service's image from that follower.
+        # One agent given two replicas, the leader first: when the leader dies it must move to
+        # the other. The service's image is named after that other replica's registry.
         home = followers[-1]
         image = f"{home.registry}/{repo}:v1"
         ecs = home.client("ecs")
         r3.aws("ecs", "create-cluster", "--cluster-name", "three")
-        agent = Agent(home, "three", tmp_path / "agent").start()
+        endpoints = types.SimpleNamespace(endpoint=f"{victim.endpoint},{home.endpoint}",
+                                          access_key=home.access_key, secret_key=home.secret_key)
+        agent = Agent(endpoints, "three", tmp_path / "agent").start()
         wait_until(lambda: len(ecs.list_container_instances(cluster="three")["containerInstanceArns"]) == 1,
                    what="agent registered")
         ecs.register_task_definition(**httpd("web", image))

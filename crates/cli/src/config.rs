@@ -219,7 +219,8 @@ impl ListenerArgs {
 /// `gantry agent` flags.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    /// The control plane's URL, e.g. http://127.0.0.1:4510; with several server replicas, their
+    /// URLs separated by commas (the agent moves to the next when one cannot be reached).
     #[arg(long, env = "GANTRY_ENDPOINT")]
     pub endpoint: String,
     /// The cluster to join (created when missing).
