@@ -45,9 +45,9 @@ def request(g: Gantry, method: str, path: str, password: str, data: bytes | None
         req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, dict(r.headers), r.read()
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def test_upload_session_moves_between_replicas_and_digest_gates_visibility(cluster):
@@ -59,7 +59,7 @@ def test_upload_session_moves_between_replicas_and_digest_gates_visibility(clust
     # Started on one, first chunk on two, last chunk on one, committed on two.
     status, headers, _ = request(one, "POST", f"/v2/{repo}/blobs/uploads/", password)
     assert status == 202, status
-    location = headers["Location"]
+    location = headers["location"]
     path = location.split("://", 1)[-1].split("/", 1)[-1] if "://" in location else location.lstrip("/")
     path = "/" + path
     part1, part2 = b"a" * 70000, b"b" * 1234
@@ -70,7 +70,7 @@ def test_upload_session_moves_between_replicas_and_digest_gates_visibility(clust
                                  {"Content-Type": "application/octet-stream",
                                   "Content-Range": f"{len(part1)}-{len(part1) + len(part2) - 1}"})
     assert status == 202, status
-    assert headers["Range"] == f"0-{len(part1) + len(part2) - 1}"
+    assert headers["range"] == f"0-{len(part1) + len(part2) - 1}"
 
     # A wrong digest ends the session and stores nothing.
     wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
@@ -80,7 +80,7 @@ def test_upload_session_moves_between_replicas_and_digest_gates_visibility(clust
 
     # Again, with the right digest: visible from both replicas, stored in the bucket.
     status, headers, _ = request(two, "POST", f"/v2/{repo}/blobs/uploads/", password)
-    loc = headers["Location"]
+    loc = headers["location"]
     path = "/" + loc.split("://", 1)[-1].split("/", 1)[-1] if "://" in loc else loc
     request(one, "PATCH", path, password, part1, {"Content-Type": "application/octet-stream"})
     digest = "sha256:" + hashlib.sha256(part1 + part2).hexdigest()

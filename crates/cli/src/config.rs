@@ -292,7 +292,8 @@ pub struct InterruptArgs {
 /// `gantry lb` flags.
 #[derive(Debug, Args)]
 pub struct LbArgs {
-    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    /// The control plane's URL, e.g. http://127.0.0.1:4510; with several server replicas, their
+    /// URLs separated by commas (the load balancer moves to the next when one cannot be reached).
     #[arg(long, env = "GANTRY_ENDPOINT")]
     pub endpoint: String,
     /// Address the listeners bind (their ports come from the ELBv2 listeners).
