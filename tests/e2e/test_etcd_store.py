@@ -112,3 +112,33 @@ def test_etcd_outage_gives_retryable_503_and_service_returns(tmp_path):
     finally:
         g.stop()
         etcd.stop()
+
+
+def test_iam_credentials_made_on_one_replica_work_on_another(replicas):
+    a, b = replicas
+    iam = a.client("iam")
+    iam.create_user(UserName="deployer")
+    key = iam.create_access_key(UserName="deployer")["AccessKey"]
+    sts = b.client("sts", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            who = sts.get_caller_identity()
+            break
+        except botocore.exceptions.ClientError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    assert who["Arn"].endswith(":user/deployer")
+    # Deleted on the other replica: refused on the first.
+    b.client("iam").delete_access_key(UserName="deployer", AccessKeyId=key["AccessKeyId"])
+    sts_a = a.client("sts", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sts_a.get_caller_identity()
+        except botocore.exceptions.ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+            break
+        assert time.monotonic() < deadline, "a deleted key kept working on the other replica"
+        time.sleep(0.05)

@@ -518,6 +518,13 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     };
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut parts: Vec<(&'static str, tokio::task::JoinHandle<()>)> = Vec::new();
+    // With several replicas, IAM's in-memory directory follows what the others write.
+    if etcd.is_some() {
+        parts.push((
+            "iam directory follower",
+            tokio::spawn(iam.clone().follow(shutdown_rx.clone())),
+        ));
+    }
     // Controllers run on the elected leader only; with one server it leads at once.
     let mut controllers = Controllers::default();
     let election: Arc<dyn Election> = match &etcd {
