@@ -617,7 +617,14 @@ async fn run_feed(
             .with_start_revision(i64::try_from(last + 1).unwrap_or(i64::MAX))
             .with_progress_notify();
         let mut watch_client = client.watch_client();
-        let mut stream = match watch_client.watch(root.clone(), Some(options)).await {
+        let opening = watch_client.watch(root.clone(), Some(options));
+        let opened = match tokio::time::timeout(Duration::from_secs(5), opening).await {
+            Ok(opened) => opened,
+            Err(_) => Err(etcd_client::Error::WatchError(
+                "no answer to the watch request".into(),
+            )),
+        };
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "etcd watch failed; retrying");
@@ -689,9 +696,11 @@ async fn run_feed(
                 flush(&events, &published, &mut batch, batch_rev);
                 last = batch_rev;
             }
-            // A progress notification (or a response for writes elsewhere in etcd) says
-            // nothing under the root changed up to its header revision.
+            // A progress notification says every event up to its header revision was sent.
+            // (Not the response confirming the watch's creation: its header is the current
+            // revision, whose events may still follow.)
             if resp.events().is_empty()
+                && !resp.created()
                 && let Some(header) = resp.header()
             {
                 let r = rev(header.revision());

@@ -165,7 +165,7 @@ async fn unreachable_etcd_is_unavailable_and_service_resumes_when_it_is_back() -
             Err(e) => return Err(e.into()),
         }
     }
-    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+    let next = tokio::time::timeout(Duration::from_secs(30), watch.next())
         .await
         .context("feed did not resume")??;
     ensure!(next.key == "after", "{next:?}");
