@@ -38,11 +38,12 @@ class Gantry:
         self.endpoint = ""
         self.registry = ""
 
-    def start(self, extra_args=(), timeout=30.0, listen="127.0.0.1:0"):
+    def start(self, extra_args=(), timeout=30.0, listen="127.0.0.1:0", extra_env=None):
         ready = self.data_dir.parent / f"{self.data_dir.name}.ready.json"
         if ready.exists():
             ready.unlink()
         env = dict(os.environ)
+        env.update(extra_env or {})
         env.update(
             GANTRY_ROOT_ACCESS_KEY_ID=self.access_key,
             GANTRY_ROOT_SECRET_ACCESS_KEY=self.secret_key,
@@ -216,3 +217,135 @@ def remove_subnet_networks(block):
         for cfg in (json.loads(info.stdout)[0].get("IPAM", {}).get("Config") or []):
             if cfg.get("Subnet") and ipaddress.ip_network(cfg["Subnet"]).subnet_of(net):
                 subprocess.run(["docker", "network", "rm", nid], capture_output=True)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_etcd():
+    """Skips loudly without the etcd binary; fails when GANTRY_REQUIRE_ETCD=1 (scripts/test)."""
+    if shutil.which("etcd"):
+        return
+    if os.environ.get("GANTRY_REQUIRE_ETCD") == "1":
+        pytest.fail("etcd is required (GANTRY_REQUIRE_ETCD=1) but is missing: apt-get install etcd-server")
+    print("SKIPPED: etcd is not installed (apt-get install etcd-server)")
+    pytest.skip("SKIPPED: etcd is not installed")
+
+
+class EtcdCluster:
+    """`n` real etcd members on free loopback ports, each with its data in `base`."""
+
+    def __init__(self, base: Path, n: int = 1):
+        self.base = base
+        self.names = [f"m{i}" for i in range(n)]
+        self.client_ports = [free_port() for _ in range(n)]
+        self.peer_ports = [free_port() for _ in range(n)]
+        self.procs: list[subprocess.Popen | None] = [None] * n
+        self.initial = ",".join(f"{name}=http://127.0.0.1:{p}" for name, p in zip(self.names, self.peer_ports))
+
+    def spawn(self, i: int):
+        client = f"http://127.0.0.1:{self.client_ports[i]}"
+        peer = f"http://127.0.0.1:{self.peer_ports[i]}"
+        log = open(self.base / f"etcd-{self.names[i]}.log", "ab")
+        self.procs[i] = subprocess.Popen(
+            ["etcd", "--name", self.names[i], "--data-dir", str(self.base / f"etcd-{self.names[i]}"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", self.initial, "--initial-cluster-state", "new",
+             "--heartbeat-interval", "50", "--election-timeout", "500"],
+            stdout=log, stderr=log,
+        )
+
+    def start(self):
+        for i in range(len(self.names)):
+            self.spawn(i)
+        self.wait_healthy()
+        return self
+
+    def healthy(self, i: int) -> bool:
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.client_ports[i]}/health", timeout=2) as r:
+                return b'"health":"true"' in r.read()
+        except OSError:
+            return False
+
+    def wait_healthy(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        for i, proc in enumerate(self.procs):
+            if proc is None:
+                continue
+            while not self.healthy(i):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"etcd member {self.names[i]} did not become healthy")
+                time.sleep(0.05)
+
+    def kill(self, i: int):
+        proc = self.procs[i]
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            self.procs[i] = None
+
+    def stop(self):
+        for i in range(len(self.procs)):
+            self.kill(i)
+
+    def url(self, prefix="gantry") -> str:
+        return "etcd://" + ",".join(f"127.0.0.1:{p}" for p in self.client_ports) + "/" + prefix
+
+
+def require_s3s():
+    """Skips loudly without s3s-fs (the real-wire S3 server of the tests); fails when
+    GANTRY_REQUIRE_S3=1 (scripts/test installs it)."""
+    if shutil.which("s3s-fs"):
+        return
+    if os.environ.get("GANTRY_REQUIRE_S3") == "1":
+        pytest.fail("s3s-fs is required (GANTRY_REQUIRE_S3=1) but is missing: "
+                    "cargo install s3s-fs --version 0.14.1 --features binary --locked")
+    print("SKIPPED: s3s-fs is not installed")
+    pytest.skip("SKIPPED: s3s-fs is not installed")
+
+
+class S3Server:
+    """A real-wire S3 server (s3s-fs) on a free loopback port, serving buckets from a temp dir."""
+
+    def __init__(self, base: Path, bucket: str = "gantry-blobs"):
+        self.dir = base / "s3"
+        self.bucket = bucket
+        (self.dir / bucket).mkdir(parents=True)
+        self.port = free_port()
+        self.access_key = "S3" + secrets.token_hex(8).upper()
+        self.secret_key = secrets.token_urlsafe(24)
+        self.log = open(base / "s3s-fs.log", "ab")
+        self.proc = subprocess.Popen(
+            ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port), "--access-key", self.access_key,
+             "--secret-key", self.secret_key, str(self.dir)],
+            stdout=self.log, stderr=self.log,
+        )
+        import socket
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("s3s-fs did not start")
+                time.sleep(0.02)
+
+    def url(self, prefix="registry") -> str:
+        return f"s3://{self.bucket}/{prefix}?endpoint=http://127.0.0.1:{self.port}&region=us-east-1"
+
+    def env(self) -> dict:
+        """Credentials for the server, through the standard chain's environment variables."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()

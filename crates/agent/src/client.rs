@@ -1,6 +1,8 @@
 //! SigV4-signed calls to the control plane: awsJson1.1 operations (ECS, ECR, Logs) and the
 //! long-lived assignment stream, over hyper-util's pooled HTTP/1.1 client.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -118,12 +120,23 @@ fn error_code(headers: &http::HeaderMap, body: &[u8]) -> (String, String) {
     (code, message)
 }
 
-/// Signs and sends requests to one endpoint; cheap to clone (the pool is shared).
+/// The Host header for `uri`.
+fn host_of(uri: &Uri) -> Result<HeaderValue, CallError> {
+    let authority = uri
+        .authority()
+        .ok_or_else(|| CallError::Transport(format!("endpoint {uri} has no host")))?;
+    HeaderValue::from_str(authority.as_str()).map_err(|e| CallError::Transport(e.to_string()))
+}
+
+/// Signs and sends requests to the control plane; cheap to clone (the pool is shared).
+///
+/// Given several endpoints (replicas of the control plane), it talks to one at a time and moves
+/// to the next when a connection to the current one fails, so a dead replica costs a retry.
 #[derive(Clone)]
 pub struct ApiClient {
     http: Client<HttpConnector, Full<Bytes>>,
-    endpoint: Uri,
-    host: HeaderValue,
+    endpoints: Arc<Vec<(Uri, HeaderValue)>>,
+    current: Arc<AtomicUsize>,
     region: String,
     credentials: Credentials,
     timeout: Duration,
@@ -132,31 +145,38 @@ pub struct ApiClient {
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiClient")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.target().0)
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
 }
 
 impl ApiClient {
-    /// A client for `endpoint` (`http://host:port`).
+    /// A client for `endpoint`: `http://host:port`, or several separated by commas.
     pub fn new(
         endpoint: &str,
         region: &str,
         access_key_id: &str,
         secret_access_key: &str,
     ) -> Result<Self, String> {
-        let endpoint: Uri = endpoint
-            .trim_end_matches('/')
-            .parse()
-            .map_err(|e| format!("invalid endpoint {endpoint:?}: {e}"))?;
-        if endpoint.scheme_str() != Some("http") {
-            return Err(format!("endpoint {endpoint} must be http://host:port"));
+        let mut endpoints = Vec::new();
+        for one in endpoint.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let uri: Uri = one
+                .trim_end_matches('/')
+                .parse()
+                .map_err(|e| format!("invalid endpoint {one:?}: {e}"))?;
+            if uri.scheme_str() != Some("http") {
+                return Err(format!("endpoint {uri} must be http://host:port"));
+            }
+            let authority = uri
+                .authority()
+                .ok_or_else(|| format!("endpoint {uri} has no host"))?;
+            let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+            endpoints.push((uri, host));
         }
-        let authority = endpoint
-            .authority()
-            .ok_or_else(|| format!("endpoint {endpoint} has no host"))?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        if endpoints.is_empty() {
+            return Err(format!("no endpoint in {endpoint:?}"));
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -167,8 +187,8 @@ impl ApiClient {
             Credentials::new(access_key_id, secret_access_key, None, None, "gantry-agent");
         Ok(Self {
             http,
-            endpoint,
-            host,
+            endpoints: Arc::new(endpoints),
+            current: Arc::new(AtomicUsize::new(0)),
             region: region.to_owned(),
             credentials,
             timeout: Duration::from_secs(30),
@@ -201,17 +221,48 @@ impl ApiClient {
         c
     }
 
-    /// `host:port` of the endpoint (what images from Gantry's own registry start with).
+    /// `host:port` of the current endpoint.
     pub fn authority(&self) -> String {
-        self.endpoint
+        self.target()
+            .0
             .authority()
             .map(|a| a.as_str().to_owned())
             .unwrap_or_default()
     }
 
-    /// The endpoint URL without a trailing slash.
+    /// `host:port` of every endpoint (what images from Gantry's own registry start with).
+    pub fn authorities(&self) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .filter_map(|(uri, _)| uri.authority().map(|a| a.as_str().to_owned()))
+            .collect()
+    }
+
+    /// The current endpoint URL without a trailing slash.
     pub fn endpoint(&self) -> String {
-        self.endpoint.to_string().trim_end_matches('/').to_owned()
+        self.target().0.to_string().trim_end_matches('/').to_owned()
+    }
+
+    /// The current endpoint and its Host header.
+    fn target(&self) -> (Uri, HeaderValue) {
+        let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        self.endpoints[i].clone()
+    }
+
+    /// After a failed connection to `uri`: the next request goes to the next endpoint (unless
+    /// another request already moved on).
+    fn connection_failed(&self, uri: &Uri) {
+        let n = self.endpoints.len();
+        if n < 2 {
+            return;
+        }
+        let i = self.current.load(Ordering::Relaxed) % n;
+        if self.endpoints[i].0.authority() == uri.authority() {
+            let _ =
+                self.current
+                    .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+            tracing::warn!(failed = %uri, next = %self.endpoints[(i + 1) % n].0, "control plane endpoint unreachable; moving to the next");
+        }
     }
 
     fn sign(
@@ -254,8 +305,11 @@ impl ApiClient {
     /// Calls `service` operation `op` with JSON `body`; the JSON answer on HTTP 200.
     pub async fn call(&self, service: Service, op: &str, body: &Value) -> Result<Value, CallError> {
         let target = format!("{}.{op}", service.target_prefix());
-        self.post(service, self.endpoint.clone(), Some(target), op, body)
-            .await
+        let base: Uri = self
+            .endpoint()
+            .parse()
+            .map_err(|e| CallError::Transport(format!("invalid URI: {e}")))?;
+        self.post(service, base, Some(target), op, body).await
     }
 
     /// `POST {endpoint}{path}` with JSON `body`, signed for `service`; the JSON answer on HTTP
@@ -281,10 +335,12 @@ impl ApiClient {
         body: &Value,
     ) -> Result<Value, CallError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let host = host_of(&uri)?;
+        let sent_to = uri.clone();
         let mut builder = Request::builder()
             .method("POST")
             .uri(uri)
-            .header(http::header::HOST, self.host.clone())
+            .header(http::header::HOST, host)
             .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1");
         if let Some(t) = target {
             builder = builder.header("x-amz-target", t);
@@ -294,11 +350,12 @@ impl ApiClient {
             .map_err(|e| CallError::Transport(e.to_string()))?;
         self.sign(service, &mut req, &bytes)?;
         let work = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| CallError::Transport(format!("{op}: {e}")))?;
+            let resp = self.http.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    self.connection_failed(&sent_to);
+                }
+                CallError::Transport(format!("{op}: {e}"))
+            })?;
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp
@@ -404,20 +461,23 @@ impl ApiClient {
         let uri: Uri = format!("{}{path}", self.endpoint())
             .parse()
             .map_err(|e| CallError::Transport(format!("invalid URI: {e}")))?;
+        let host = host_of(&uri)?;
+        let sent_to = uri.clone();
         let mut req = Request::builder()
             .method("POST")
             .uri(uri)
-            .header(http::header::HOST, self.host.clone())
+            .header(http::header::HOST, host)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(bytes.clone()))
             .map_err(|e| CallError::Transport(e.to_string()))?;
         self.sign(service, &mut req, &bytes)?;
         let work = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| CallError::Transport(format!("{path}: {e}")))?;
+            let resp = self.http.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    self.connection_failed(&sent_to);
+                }
+                CallError::Transport(format!("{path}: {e}"))
+            })?;
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp
@@ -463,17 +523,24 @@ impl ApiClient {
         let uri: Uri = format!("{}{path_and_query}", self.endpoint())
             .parse()
             .map_err(|e| CallError::Transport(format!("invalid stream URI: {e}")))?;
+        let host = host_of(&uri)?;
+        let sent_to = uri.clone();
         let mut req = Request::builder()
             .method("GET")
             .uri(uri)
-            .header(http::header::HOST, self.host.clone())
+            .header(http::header::HOST, host)
             .body(Full::new(Bytes::new()))
             .map_err(|e| CallError::Transport(e.to_string()))?;
         self.sign(service, &mut req, b"")?;
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| CallError::Transport("connect: no answer".into()))?
-            .map_err(|e| CallError::Transport(format!("connect: {e}")))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    self.connection_failed(&sent_to);
+                }
+                CallError::Transport(format!("connect: {e}"))
+            })?;
         let status = resp.status();
         if status == StatusCode::OK {
             return Ok(resp.into_body());

@@ -112,13 +112,14 @@ pub fn image_registry(image: &str) -> Option<&str> {
 #[derive(Debug)]
 pub struct RegistryAuthCache {
     api: ApiClient,
-    own: String,
+    /// `host:port` of every control-plane endpoint: each serves the same registry.
+    own: Vec<String>,
     cached: Mutex<Option<(RegistryAuth, Instant)>>,
 }
 
 impl RegistryAuthCache {
     pub fn new(api: ApiClient) -> Self {
-        let own = api.authority();
+        let own = api.authorities();
         Self {
             api,
             own,
@@ -128,7 +129,7 @@ impl RegistryAuthCache {
 
     /// Whether `image` lives in Gantry's own registry.
     pub fn is_own(&self, image: &str) -> bool {
-        image_registry(image) == Some(self.own.as_str())
+        image_registry(image).is_some_and(|r| self.own.iter().any(|o| o == r))
     }
 
     /// Credentials for pulling `image`: a token from `GetAuthorizationToken` for Gantry's own
@@ -137,6 +138,7 @@ impl RegistryAuthCache {
         if !self.is_own(image) {
             return Ok(None);
         }
+        let server_address = image_registry(image).unwrap_or_default().to_owned();
         if let Some((auth, at)) = self
             .cached
             .lock()
@@ -144,7 +146,10 @@ impl RegistryAuthCache {
             .clone()
             && at.elapsed() < Duration::from_secs(3600)
         {
-            return Ok(Some(auth));
+            return Ok(Some(RegistryAuth {
+                server_address,
+                ..auth
+            }));
         }
         let v = self
             .api
@@ -163,7 +168,7 @@ impl RegistryAuthCache {
         let auth = RegistryAuth {
             username: user.to_owned(),
             password: password.to_owned(),
-            server_address: self.own.clone(),
+            server_address,
         };
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((auth.clone(), Instant::now()));

@@ -14,6 +14,20 @@ use crate::{REQUEST_ID_HEADER, set_header};
 pub const STORAGE_FULL_MESSAGE: &str = "The server's storage is full (no space left on its disk), \
      so the request was not applied. Retry after space is freed on the server.";
 
+/// The message of every "store unavailable" answer (the state store, e.g. etcd, cannot be
+/// reached): the request failed as a whole, and a retry succeeds once the store is back.
+pub const STORE_UNAVAILABLE_MESSAGE: &str = "The server cannot reach its state store right now, \
+     so the request failed as a whole. Retry shortly.";
+
+/// The message of a retryable store failure: storage full (`full`) or store unavailable.
+pub fn store_retry_message(full: bool) -> &'static str {
+    if full {
+        STORAGE_FULL_MESSAGE
+    } else {
+        STORE_UNAVAILABLE_MESSAGE
+    }
+}
+
 /// An error as an AWS client sees it: an HTTP status, an error code (the `__type` of
 /// `awsJson1.1`, the `<Code>` of `awsQuery`) and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

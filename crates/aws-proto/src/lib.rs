@@ -26,7 +26,7 @@ pub mod pagination;
 pub mod query;
 pub mod sigv4;
 
-pub use error::{AwsError, STORAGE_FULL_MESSAGE};
+pub use error::{AwsError, STORAGE_FULL_MESSAGE, STORE_UNAVAILABLE_MESSAGE, store_retry_message};
 
 /// A fresh request id (a random UUID v4 string) for `x-amzn-RequestId` and error bodies.
 pub fn new_request_id() -> String {

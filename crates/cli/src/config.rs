@@ -72,9 +72,85 @@ pub struct ServerArgs {
     )]
     pub managed_scaling_scale_in_periods: u32,
     #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
     pub listener: ListenerArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
+}
+
+/// Where the control plane keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The state store: `sqlite` (default: one file in the data dir, for one server) or
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (several server replicas on one etcd cluster,
+    /// keys under /PREFIX/, default /gantry/). Every replica of one installation names the same
+    /// etcd cluster and prefix.
+    #[arg(
+        long = "store",
+        env = "GANTRY_STORE",
+        default_value = "sqlite",
+        value_name = "URL"
+    )]
+    pub url: String,
+    /// Where registry blobs live: the data dir (default) or
+    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION]`, an S3-compatible bucket every replica
+    /// shares. Credentials come from the standard chain (AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY, web identity, instance metadata).
+    #[arg(long = "blob-store", env = "GANTRY_BLOB_STORE", value_name = "URL")]
+    pub blob_store: Option<String>,
+    /// etcd user (etcd's `--auth`); the password comes from GANTRY_ETCD_PASSWORD.
+    #[arg(long, env = "GANTRY_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// PEM file of the CAs that signed the etcd members' certificates: connect with TLS.
+    #[arg(long, env = "GANTRY_ETCD_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// PEM client certificate for etcd's `--client-cert-auth` (with --etcd-key).
+    #[arg(long, env = "GANTRY_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert.
+    #[arg(long, env = "GANTRY_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+/// The validated choice of state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `state.db` in the data dir.
+    Sqlite,
+    Etcd(gantry_store::EtcdOptions),
+}
+
+impl StoreArgs {
+    pub fn into_config(self) -> anyhow::Result<StoreConfig> {
+        if self.url == "sqlite" {
+            anyhow::ensure!(
+                self.etcd_user.is_none() && self.etcd_cacert.is_none() && self.etcd_cert.is_none(),
+                "--etcd-user, --etcd-cacert and --etcd-cert need --store etcd://..."
+            );
+            return Ok(StoreConfig::Sqlite);
+        }
+        let mut opts = gantry_store::EtcdOptions::from_url(&self.url).map_err(|e| {
+            anyhow::anyhow!("--store: {e} (use sqlite or etcd://HOST:PORT[,HOST:PORT...][/PREFIX])")
+        })?;
+        if let Some(user) = self.etcd_user {
+            let password = std::env::var("GANTRY_ETCD_PASSWORD").map_err(|_| {
+                anyhow::anyhow!("--etcd-user {user} needs the password in GANTRY_ETCD_PASSWORD")
+            })?;
+            opts.user = Some((user, password));
+        }
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+        };
+        if self.etcd_cacert.is_some() || self.etcd_cert.is_some() {
+            opts.tls = Some(gantry_store::EtcdTls {
+                ca_pem: self.etcd_cacert.as_ref().map(read).transpose()?,
+                client_cert_pem: self.etcd_cert.as_ref().map(read).transpose()?,
+                client_key_pem: self.etcd_key.as_ref().map(read).transpose()?,
+            });
+        }
+        Ok(StoreConfig::Etcd(opts))
+    }
 }
 
 /// Identity settings (`gantry server` and `gantry up`).
@@ -167,7 +243,9 @@ pub struct AgentArgs {
     /// default /etc/ecs/ecs.config when it exists.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The control plane's URL, e.g. http://127.0.0.1:4510 (file: ECS_BACKEND_HOST).
+    /// The control plane's URL, e.g. http://127.0.0.1:4510; with several server replicas, their
+    /// URLs separated by commas (the agent moves to the next when one cannot be reached) (file:
+    /// ECS_BACKEND_HOST).
     #[arg(long, env = "GANTRY_ENDPOINT")]
     pub endpoint: Option<String>,
     /// The cluster to join, created when missing (file: ECS_CLUSTER; default `default`).
@@ -276,7 +354,8 @@ pub struct InterruptArgs {
 /// `gantry lb` flags.
 #[derive(Debug, Args)]
 pub struct LbArgs {
-    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    /// The control plane's URL, e.g. http://127.0.0.1:4510; with several server replicas, their
+    /// URLs separated by commas (the load balancer moves to the next when one cannot be reached).
     #[arg(long, env = "GANTRY_ENDPOINT")]
     pub endpoint: String,
     /// Address the listeners bind (their ports come from the ELBv2 listeners).
@@ -389,6 +468,10 @@ pub struct ServerConfig {
     pub tracking_periods: gantry_autoscaling::TrackingPeriods,
     /// Whether the root key pair is accepted as registry Basic credentials.
     pub registry_root_basic_auth: bool,
+    /// The state store.
+    pub store: StoreConfig,
+    /// The registry's S3 bucket; `None`: blobs in the data dir.
+    pub blob_store: Option<gantry_ecr::S3Config>,
     /// What task definitions may take from the host.
     pub host_access: gantry_domain::task_definition::HostAccess,
     /// Host pools' provisioners for managed scaling.
@@ -463,6 +546,14 @@ impl ServerArgs {
                 interval: std::time::Duration::from_secs(self.managed_scaling_interval.max(1)),
                 scale_in_periods: self.managed_scaling_scale_in_periods.max(1),
             },
+            blob_store: self
+                .store
+                .blob_store
+                .as_deref()
+                .map(gantry_ecr::S3Config::from_url)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--blob-store: {e}"))?,
+            store: self.store.into_config()?,
         })
     }
 }
@@ -496,6 +587,8 @@ impl UpArgs {
             host_access: self.identity.host_access()?,
             pool_provisioners: Default::default(),
             managed_scaling: Default::default(),
+            store: StoreConfig::Sqlite,
+            blob_store: None,
         })
     }
 }

@@ -12,6 +12,7 @@ mod credentials;
 mod datadir;
 mod health;
 mod identity;
+mod leader;
 mod prometheus;
 mod provisioner;
 mod secrets;
@@ -31,9 +32,26 @@ struct Cli {
     command: Command,
 }
 
+/// `gantry server --help`: how to run several replicas.
+const SEVERAL_SERVERS: &str = "\
+Several servers (availability):
+  1. Run a three-member etcd cluster (apt-get install etcd-server).
+  2. Start the first replica with the same root key every replica will use:
+       GANTRY_ROOT_ACCESS_KEY_ID=... GANTRY_ROOT_SECRET_ACCESS_KEY=... \\
+       AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \\
+       gantry server --data-dir /var/lib/gantry --listen 0.0.0.0:4510 \\
+         --store etcd://M1:2379,M2:2379,M3:2379/gantry \\
+         --blob-store 's3://BUCKET/registry?endpoint=https://S3-HOST&region=REGION'
+  3. Copy master-key and registry-token-secret from its data dir into the data dirs of the
+     other replicas (mode 0600), then start them with the same flags.
+  4. Point clients, agents and load balancers at any replica (or a TCP balancer in front).
+Any replica answers every call; one elected replica runs the controllers, and another takes
+over within seconds when it dies. docs/operations.md covers backup, upgrades and failures.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane (APIs, registry, controllers).
+    #[command(after_long_help = SEVERAL_SERVERS)]
     Server(config::ServerArgs),
     /// Run everything on this machine and print the `export` lines for the AWS CLI.
     Up(config::UpArgs),

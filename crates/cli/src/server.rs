@@ -19,18 +19,21 @@ use gantry_front::{Clock, Front, RandomIds, SystemClock, listener};
 use gantry_kms::{KmsService, MasterKey};
 use gantry_secretsmanager::SecretsManagerService;
 use gantry_ssm::SsmService;
-use gantry_store::{SqliteOptions, SqliteStore, Store};
+use gantry_store::{
+    Election, EtcdElection, EtcdStore, FencedStore, SoloElection, SqliteOptions, SqliteStore, Store,
+};
 use gantry_sts::StsService;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, StoreConfig};
 use crate::credentials::{RootCredentials, load_or_create_secret};
 use crate::datadir::{self, DataDirLock};
 use crate::identity::{
     AgentChannelCredentials, ExecutionRoles, IamSessions, Identity, LateCredentials, MasterSealer,
     StoredResourcePolicies,
 };
+use crate::leader::Controllers;
 use crate::secrets::{KmsKeys, TaskSecretResolver};
 use gantry_iam::IamService;
 
@@ -466,6 +469,13 @@ impl gantry_ec2::ZoneSource for InstanceZones {
     }
 }
 
+/// The store as the API sees it, with its backend when closing or electing needs it.
+type OpenedStore = (
+    Arc<dyn Store>,
+    Option<Arc<SqliteStore>>,
+    Option<Arc<EtcdStore>>,
+);
+
 /// Runs the control plane until SIGTERM or Ctrl-C.
 pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()> {
     datadir::prepare(&cfg.data_dir)?;
@@ -490,17 +500,33 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         None
     };
     let creds = Arc::new(RootCredentials::load_or_create(&cfg.data_dir)?);
-    let sqlite = Arc::new(
-        SqliteStore::open(
-            &cfg.data_dir.join("state.db"),
-            SqliteOptions {
-                durable: cfg.durable,
-                ..Default::default()
-            },
-        )
-        .context("opening the store")?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
+    let (store, sqlite, etcd): OpenedStore = match &cfg.store {
+        StoreConfig::Sqlite => {
+            let sqlite = Arc::new(
+                SqliteStore::open(
+                    &cfg.data_dir.join("state.db"),
+                    SqliteOptions {
+                        durable: cfg.durable,
+                        ..Default::default()
+                    },
+                )
+                .context("opening the store")?,
+            );
+            (sqlite.clone(), Some(sqlite), None)
+        }
+        StoreConfig::Etcd(opts) => {
+            let etcd = EtcdStore::connect(opts.clone()).await.with_context(|| {
+                format!(
+                    "opening the store on etcd at {} (prefix {})",
+                    opts.endpoints.join(","),
+                    opts.prefix
+                )
+            })?;
+            tracing::info!(endpoints = %opts.endpoints.join(","), prefix = %opts.prefix, "state store: etcd");
+            let etcd = Arc::new(etcd);
+            (etcd.clone(), None, Some(etcd))
+        }
+    };
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -527,23 +553,63 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         &creds.access_key_id,
         cfg.registry_root_basic_auth,
     ));
-    let registry = Registry::open(
-        RegistryConfig {
-            data_dir: cfg.data_dir.join("registry"),
-            account_id: cfg.account_id.clone(),
-            token_secret: load_or_create_secret(&cfg.data_dir, "registry-token-secret")?,
-        },
-        store.clone(),
-        registry_creds.clone(),
-    )
-    .await
-    .context("opening the registry")?;
+    let registry_cfg = RegistryConfig {
+        data_dir: cfg.data_dir.join("registry"),
+        account_id: cfg.account_id.clone(),
+        token_secret: load_or_create_secret(&cfg.data_dir, "registry-token-secret")?,
+    };
+    let registry = match &cfg.blob_store {
+        None => Registry::open(registry_cfg, store.clone(), registry_creds.clone())
+            .await
+            .context("opening the registry")?,
+        Some(s3) => {
+            let blobs = gantry_ecr::S3BlobStore::open(s3)
+                .await
+                .with_context(|| format!("opening the registry's bucket {}", s3.bucket))?;
+            tracing::info!(bucket = %s3.bucket, prefix = %s3.prefix, "registry blobs: S3");
+            Registry::open_on(
+                registry_cfg,
+                store.clone(),
+                registry_creds.clone(),
+                Arc::new(blobs),
+                gantry_ecr::RegistryOptions::default(),
+            )
+            .await
+            .context("opening the registry")?
+        }
+    };
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut parts: Vec<(&'static str, tokio::task::JoinHandle<()>)> = Vec::new();
-    parts.push((
-        "registry maintenance",
-        tokio::spawn(registry.clone().run_maintenance(shutdown_rx.clone())),
-    ));
+    // With several replicas, IAM's in-memory directory follows what the others write.
+    if etcd.is_some() {
+        parts.push((
+            "iam directory follower",
+            tokio::spawn(iam.clone().follow(shutdown_rx.clone())),
+        ));
+    }
+    // Controllers run on the elected leader only; with one server it leads at once.
+    let mut controllers = Controllers::default();
+    let election: Arc<dyn Election> = match &etcd {
+        Some(etcd) => Arc::new(EtcdElection::new(
+            etcd.clone(),
+            format!("{}@{}", std::process::id(), addr),
+            std::time::Duration::from_secs(3),
+        )),
+        None => Arc::new(SoloElection::default()),
+    };
+    let fenced = Arc::new(FencedStore::new(store.clone()));
+    // What the controllers write through: fenced by the leader's term on etcd; the plain store
+    // with one server (nobody else can lead).
+    let controller_store: Arc<dyn Store> = match &etcd {
+        Some(_) => fenced.clone(),
+        None => store.clone(),
+    };
+    {
+        let registry = registry.clone();
+        controllers.add("registry maintenance", move |stop| {
+            tokio::spawn(registry.clone().run_maintenance(stop))
+        });
+    }
 
     let target_groups = Arc::new(ElbTargetGroups {
         store: store.clone(),
@@ -557,19 +623,24 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_host_access(cfg.host_access.clone()),
     );
     let ecs_service = ecs.clone();
-    parts.push((
-        "stopped-task collection",
-        tokio::spawn(collect_stopped_tasks_forever(
-            store.clone(),
-            cfg.stopped_task_retention,
-            shutdown_rx.clone(),
-        )),
-    ));
+    {
+        let store = controller_store.clone();
+        let retention = cfg.stopped_task_retention;
+        controllers.add("stopped-task collection", move |stop| {
+            tokio::spawn(collect_stopped_tasks_forever(
+                store.clone(),
+                retention,
+                stop,
+            ))
+        });
+    }
     let kms = Arc::new(KmsService::new(store.clone(), master));
-    parts.push((
-        "kms maintenance",
-        tokio::spawn(kms.clone().run_maintenance(shutdown_rx.clone())),
-    ));
+    {
+        let kms = kms.clone();
+        controllers.add("kms maintenance", move |stop| {
+            tokio::spawn(kms.clone().run_maintenance(stop))
+        });
+    }
     let keys = Arc::new(KmsKeys::new(kms.clone(), cfg.account_id.clone()));
     let secretsmanager = Arc::new(SecretsManagerService::new(store.clone(), keys.clone()));
     let identity = Arc::new(
@@ -583,10 +654,12 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     registry_creds.set(identity.clone());
     registry.set_authorizer(identity.clone());
     let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
-    parts.push((
-        "secrets manager maintenance",
-        tokio::spawn(secretsmanager.clone().run_maintenance(shutdown_rx.clone())),
-    ));
+    {
+        let secretsmanager = secretsmanager.clone();
+        controllers.add("secrets manager maintenance", move |stop| {
+            tokio::spawn(secretsmanager.clone().run_maintenance(stop))
+        });
+    }
     let ssm = Arc::new(SsmService::new(store.clone(), keys.clone()));
     let ecr = Arc::new(
         EcrService::new(registry.clone(), addr.to_string()).with_repository_keys(keys.clone()),
@@ -612,18 +685,19 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         gantry_logs::LogsService::new(store.clone())
             .with_metric_publisher(Arc::new(LogMetricsSink(cloudwatch.clone()))),
     );
-    parts.push((
-        "log retention",
-        tokio::spawn(logs.clone().run_retention(shutdown_rx.clone())),
-    ));
-    parts.push((
-        "cloudwatch alarms and retention",
-        tokio::spawn(
-            cloudwatch
-                .clone()
-                .run(cfg.alarm_evaluation_interval, shutdown_rx.clone()),
-        ),
-    ));
+    {
+        let logs = logs.clone();
+        controllers.add("log retention", move |stop| {
+            tokio::spawn(logs.clone().run_retention(stop))
+        });
+    }
+    {
+        let cloudwatch = cloudwatch.clone();
+        let every = cfg.alarm_evaluation_interval;
+        controllers.add("cloudwatch alarms and retention", move |stop| {
+            tokio::spawn(cloudwatch.clone().run(every, stop))
+        });
+    }
     // Application Auto Scaling acts on ECS services and owns CloudWatch alarms, whose actions
     // call back into it.
     let autoscaling = Arc::new(
@@ -642,14 +716,16 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         .with_tracking_periods(cfg.tracking_periods),
     );
     cloudwatch.set_actions(Arc::new(ScalingActions(Arc::downgrade(&autoscaling))));
-    parts.push((
-        "scheduled scaling",
-        tokio::spawn(
-            autoscaling
-                .clone()
-                .run(std::time::Duration::from_secs(1), shutdown_rx.clone()),
-        ),
-    ));
+    {
+        let autoscaling = autoscaling.clone();
+        controllers.add("scheduled scaling", move |stop| {
+            tokio::spawn(
+                autoscaling
+                    .clone()
+                    .run(std::time::Duration::from_secs(1), stop),
+            )
+        });
+    }
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_authenticator(identity.clone())
@@ -719,9 +795,24 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         ))),
     );
     tokio::spawn(agents.clone().expire_earlier_connections());
+    // On etcd the runner writes through the fenced store, with its own ECS state; with one
+    // server it shares the API's.
+    let runner_ecs = match &etcd {
+        Some(_) => Arc::new(
+            EcsService::new(controller_store.clone(), Arc::new(RandomIds))
+                .with_networks(Arc::new(Ec2TaskNetworks {
+                    store: controller_store.clone(),
+                }))
+                .with_target_groups(Arc::new(ElbTargetGroups {
+                    store: controller_store.clone(),
+                }))
+                .with_host_access(cfg.host_access.clone()),
+        ),
+        None => ecs_service.clone(),
+    };
     let runner = Arc::new(
         ServiceRunner::new(
-            ecs_service.clone(),
+            runner_ecs,
             Arc::new(SystemClock),
             cfg.account_id.clone(),
             Liveness {
@@ -729,18 +820,23 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 lost_after: cfg.lost_after,
             },
         )
-        .with_target_groups(target_groups)
+        .with_target_groups(match &etcd {
+            Some(_) => Arc::new(ElbTargetGroups {
+                store: controller_store.clone(),
+            }),
+            None => target_groups,
+        })
         .with_alarms(Arc::new(CloudWatchDeploymentAlarms {
             cloudwatch: cloudwatch.clone(),
             account_id: cfg.account_id.clone(),
         }))
         .with_bake_minute(cfg.deployment_minute),
     );
-    parts.push((
-        "service runner",
-        tokio::spawn(runner.run(shutdown_rx.clone())),
-    ));
-    // Managed scaling of host pools, through the configured provisioners.
+    controllers.add("service runner", move |stop| {
+        tokio::spawn(runner.clone().run(stop))
+    });
+    // Managed scaling of host pools, through the configured provisioners: the loop runs on the
+    // leader; the pool agents this server started stop with it.
     let provisioners = Arc::new(crate::provisioner::Provisioners::new(
         cfg.pool_provisioners.clone(),
         crate::provisioner::LocalSettings {
@@ -762,16 +858,24 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             cfg.managed_scaling,
         ));
         provisioners.resume().await;
+        controllers.add("managed scaling", move |stop| {
+            let scaling = scaling.clone();
+            tokio::spawn(async move { scaling.run(stop).await })
+        });
         let stop_agents = provisioners.clone();
-        let shutdown = shutdown_rx.clone();
+        let mut shutdown = shutdown_rx.clone();
         parts.push((
-            "managed scaling",
+            "pool agents",
             tokio::spawn(async move {
-                scaling.run(shutdown).await;
+                let _ = shutdown.wait_for(|stop| *stop).await;
                 stop_agents.stop_all().await;
             }),
         ));
     }
+    parts.push((
+        "controllers (leader only)",
+        tokio::spawn(controllers.run(election, fenced, shutdown_rx.clone())),
+    ));
     let lb_channel = gantry_elbv2::lb_router(
         store.clone(),
         creds.clone(),
@@ -948,12 +1052,14 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let signalled = signalled_rx.await.unwrap_or_else(|_| Instant::now());
     stop_parts(parts, signalled + cfg.shutdown_timeout).await;
     // Closing the store finishes the batch being written; it gets the same bound.
-    let closing = tokio::task::spawn_blocking(move || sqlite.close());
-    if tokio::time::timeout(cfg.shutdown_timeout, closing)
-        .await
-        .is_err()
-    {
-        tracing::error!("the store did not close in time; exiting without waiting for it");
+    if let Some(sqlite) = sqlite {
+        let closing = tokio::task::spawn_blocking(move || sqlite.close());
+        if tokio::time::timeout(cfg.shutdown_timeout, closing)
+            .await
+            .is_err()
+        {
+            tracing::error!("the store did not close in time; exiting without waiting for it");
+        }
     }
     tracing::info!("gantry server stopped");
     Ok(())

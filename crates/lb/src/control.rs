@@ -1,6 +1,8 @@
 //! The control-plane side: the signed configuration stream (`GET /lb/v1/config`, reconnecting
 //! with backoff) and health reports (`POST /lb/v1/health`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -19,12 +21,13 @@ use crate::LbError;
 
 const SIGNING_NAME: &str = "elasticloadbalancing";
 
-/// Signs and sends channel requests to the control plane.
+/// Signs and sends channel requests to the control plane. Given several endpoints (server
+/// replicas), it uses one at a time and moves to the next when a connection to it fails.
 #[derive(Clone)]
 pub struct ControlClient {
     http: Client<HttpConnector, Full<Bytes>>,
-    endpoint: String,
-    host: HeaderValue,
+    endpoints: Arc<Vec<(String, HeaderValue)>>,
+    current: Arc<AtomicUsize>,
     region: String,
     credentials: Credentials,
 }
@@ -32,7 +35,7 @@ pub struct ControlClient {
 impl std::fmt::Debug for ControlClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlClient")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.target().0)
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
@@ -45,27 +48,34 @@ impl ControlClient {
         access_key_id: &str,
         secret_access_key: &str,
     ) -> Result<Self, LbError> {
-        let endpoint = endpoint.trim_end_matches('/').to_owned();
-        let uri: Uri = endpoint
-            .parse()
-            .map_err(|e| LbError::Config(format!("invalid endpoint {endpoint:?}: {e}")))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(LbError::Config(format!(
-                "endpoint {endpoint} must be http://host:port"
-            )));
+        let mut endpoints = Vec::new();
+        for one in endpoint.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let one = one.trim_end_matches('/').to_owned();
+            let uri: Uri = one
+                .parse()
+                .map_err(|e| LbError::Config(format!("invalid endpoint {one:?}: {e}")))?;
+            if uri.scheme_str() != Some("http") {
+                return Err(LbError::Config(format!(
+                    "endpoint {one} must be http://host:port"
+                )));
+            }
+            let authority = uri
+                .authority()
+                .ok_or_else(|| LbError::Config(format!("endpoint {one} has no host")))?;
+            let host = HeaderValue::from_str(authority.as_str())
+                .map_err(|e| LbError::Config(e.to_string()))?;
+            endpoints.push((one, host));
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| LbError::Config(format!("endpoint {endpoint} has no host")))?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| LbError::Config(e.to_string()))?;
+        if endpoints.is_empty() {
+            return Err(LbError::Config(format!("no endpoint in {endpoint:?}")));
+        }
         let mut c = HttpConnector::new();
         c.set_nodelay(true);
         c.set_connect_timeout(Some(Duration::from_secs(5)));
         Ok(Self {
             http: Client::builder(TokioExecutor::new()).build(c),
-            endpoint,
-            host,
+            endpoints: Arc::new(endpoints),
+            current: Arc::new(AtomicUsize::new(0)),
             region: region.to_owned(),
             credentials: Credentials::new(
                 access_key_id,
@@ -77,16 +87,55 @@ impl ControlClient {
         })
     }
 
+    /// The current endpoint, its Host header and its index.
+    fn target(&self) -> (String, HeaderValue, usize) {
+        let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        let (e, h) = &self.endpoints[i];
+        (e.clone(), h.clone(), i)
+    }
+
+    /// After a failed connection through endpoint `i`: move to the next one.
+    fn connection_failed(&self, i: usize) {
+        let n = self.endpoints.len();
+        if n > 1
+            && self
+                .current
+                .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(failed = %self.endpoints[i].0, next = %self.endpoints[(i + 1) % n].0, "control plane endpoint unreachable; moving to the next");
+        }
+    }
+
+    /// Sends `req` (built for endpoint `i`), moving to the next endpoint when it cannot connect.
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        i: usize,
+        what: &str,
+    ) -> Result<http::Response<Incoming>, LbError> {
+        tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
+            .await
+            .map_err(|_| LbError::Transport(format!("{what}: no answer")))?
+            .map_err(|e| {
+                if e.is_connect() {
+                    self.connection_failed(i);
+                }
+                LbError::Transport(format!("{what}: {e}"))
+            })
+    }
+
     fn request(
         &self,
         method: &str,
         path: &str,
         body: Bytes,
-    ) -> Result<Request<Full<Bytes>>, LbError> {
+    ) -> Result<(Request<Full<Bytes>>, usize), LbError> {
+        let (endpoint, host, i) = self.target();
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.endpoint))
-            .header(http::header::HOST, self.host.clone())
+            .uri(format!("{endpoint}{path}"))
+            .header(http::header::HOST, host)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body.clone()))
             .map_err(|e| LbError::Transport(e.to_string()))?;
@@ -117,16 +166,13 @@ impl ControlClient {
             .map_err(|e| LbError::Transport(format!("signing: {e}")))?
             .into_parts();
         instructions.apply_to_request_http1x(&mut req);
-        Ok(req)
+        Ok((req, i))
     }
 
     /// Opens the configuration stream.
     pub async fn open_config(&self) -> Result<ConfigStream, LbError> {
-        let req = self.request("GET", "/lb/v1/config", Bytes::new())?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
-            .await
-            .map_err(|_| LbError::Transport("config stream: no answer".into()))?
-            .map_err(|e| LbError::Transport(format!("config stream: {e}")))?;
+        let (req, i) = self.request("GET", "/lb/v1/config", Bytes::new())?;
+        let resp = self.send(req, i, "config stream").await?;
         if !resp.status().is_success() {
             let status = resp.status();
             let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
@@ -150,11 +196,8 @@ impl ControlClient {
     pub async fn report(&self, report: &HealthReport) -> Result<(), LbError> {
         let body =
             Bytes::from(serde_json::to_vec(report).map_err(|e| LbError::Transport(e.to_string()))?);
-        let req = self.request("POST", "/lb/v1/health", body)?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
-            .await
-            .map_err(|_| LbError::Transport("health report: no answer".into()))?
-            .map_err(|e| LbError::Transport(format!("health report: {e}")))?;
+        let (req, i) = self.request("POST", "/lb/v1/health", body)?;
+        let resp = self.send(req, i, "health report").await?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
         if status.is_success() {

@@ -1,44 +1,64 @@
-//! Durable commit throughput of the SQLite store under concurrency (group commit).
+//! Durable commit throughput of a store under concurrency: SQLite (group commit) or etcd.
 //!
-//! `cargo run --release -p gantry-store --example bench_commit [DIR] [SECONDS] [TASKS]`
+//! `cargo run --release -p gantry-store --example bench_commit [DIR|etcd://HOST:PORT,...] [SECONDS] [TASKS]`
 //!
-//! Opens a durable store in a fresh temp dir under DIR (default: the system temp dir; it must be on
-//! the disk being measured, not tmpfs), then TASKS (64) tokio tasks each commit ~1 KiB JSON puts for
-//! SECONDS (5) seconds. Prints commits/s, the mean group-commit batch size and commit latencies.
+//! Opens a durable SQLite store in a fresh temp dir under DIR (default: the system temp dir; it
+//! must be on the disk being measured, not tmpfs), or an etcd store at the given `etcd://` URL,
+//! then TASKS (64) tokio tasks each commit ~1 KiB JSON puts for SECONDS (5) seconds. Prints
+//! commits/s, commit latencies, and for SQLite the mean group-commit batch size.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use gantry_store::{SqliteOptions, SqliteStore, Store, Txn};
+use gantry_store::{EtcdOptions, EtcdStore, SqliteOptions, SqliteStore, Store, Txn};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let base = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
+    let target = args.next();
     let seconds: u64 = args
         .next()
         .map_or(Ok(5), |s| s.parse())
         .context("SECONDS")?;
     let tasks: usize = args.next().map_or(Ok(64), |s| s.parse()).context("TASKS")?;
-    let dir =
-        tempfile::tempdir_in(&base).with_context(|| format!("temp dir in {}", base.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(
-        dir.path().join("bench.db"),
-        Duration::from_secs(seconds),
-        tasks,
-    ))
+    let duration = Duration::from_secs(seconds);
+    if let Some(url) = target.as_deref().filter(|t| t.starts_with("etcd://")) {
+        return runtime.block_on(async {
+            let opts = EtcdOptions::from_url(url).map_err(anyhow::Error::msg)?;
+            let store = Arc::new(EtcdStore::connect(opts).await?);
+            println!("store: etcd {url}, {tasks} tasks, {duration:?}");
+            run(store, duration, tasks).await?;
+            Ok(())
+        });
+    }
+    let base = target.map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir =
+        tempfile::tempdir_in(&base).with_context(|| format!("temp dir in {}", base.display()))?;
+    let path = dir.path().join("bench.db");
+    runtime.block_on(async {
+        let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default())?);
+        println!(
+            "store: {} (durable, synchronous=FULL), {tasks} tasks, {duration:?}",
+            path.display()
+        );
+        let elapsed = run(store.clone(), duration, tasks).await?;
+        let stats = store.stats();
+        println!(
+            "{} batches ({:.0} fsyncs/s), mean batch {:.1} txns",
+            stats.batches,
+            stats.batches as f64 / elapsed.as_secs_f64(),
+            stats.txns as f64 / stats.batches.max(1) as f64
+        );
+        Ok(())
+    })
 }
 
-async fn run(path: PathBuf, duration: Duration, tasks: usize) -> Result<()> {
-    let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default())?);
-    println!(
-        "store: {} (durable, synchronous=FULL), {tasks} tasks, {duration:?}",
-        path.display()
-    );
+/// Runs the load; returns how long it took.
+async fn run(store: Arc<dyn Store>, duration: Duration, tasks: usize) -> Result<Duration> {
     let pad = "x".repeat(900);
     let start = Instant::now();
     let deadline = start + duration;
@@ -73,7 +93,6 @@ async fn run(path: PathBuf, duration: Duration, tasks: usize) -> Result<()> {
         latencies.extend(handle.await??);
     }
     let elapsed = start.elapsed();
-    let stats = store.stats();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     let commits = latencies.len();
@@ -83,16 +102,10 @@ async fn run(path: PathBuf, duration: Duration, tasks: usize) -> Result<()> {
         commits as f64 / elapsed.as_secs_f64()
     );
     println!(
-        "{} batches ({:.0} fsyncs/s), mean batch {:.1} txns",
-        stats.batches,
-        stats.batches as f64 / elapsed.as_secs_f64(),
-        stats.txns as f64 / stats.batches.max(1) as f64
-    );
-    println!(
         "latency p50 {:?} p99 {:?} max {:?}",
         pct(0.5),
         pct(0.99),
         pct(1.0)
     );
-    Ok(())
+    Ok(elapsed)
 }

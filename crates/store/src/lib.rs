@@ -6,12 +6,15 @@
 //! Every committed transaction gets its own, strictly increasing, store revision, and its events
 //! reach [`Store::watch`] subscribers in revision order.
 //!
-//! Backends: [`SqliteStore`] (embedded, durable, group commit) and [`MemoryStore`] (tests). Both pass
-//! the same conformance suite (`tests/conformance.rs`). The trait is shaped after etcd's KV API so
-//! that an etcd backend can follow without changing callers.
+//! Backends: [`SqliteStore`] (embedded, durable, group commit; the default), [`EtcdStore`] (several
+//! server replicas on one etcd cluster) and [`MemoryStore`] (tests). All pass the same conformance
+//! suite (`tests/conformance.rs`). The trait is shaped after etcd's KV API: a store revision is
+//! etcd's revision, a record's revision its `mod_revision`.
 //!
 //! Must not depend on HTTP or Docker.
 
+mod election;
+mod etcd;
 mod memory;
 mod sqlite;
 mod typed;
@@ -20,6 +23,8 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+pub use election::{Election, EtcdElection, FencedStore, LEADER_KEY, SoloElection, Term};
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};
 pub use typed::{StoreExt, Versioned, decode, encode};
@@ -154,12 +159,26 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+    /// The store cannot be reached right now (every etcd endpoint is down, no quorum, timeout).
+    /// The request failed as a whole: a transaction was applied entirely or not at all (when the
+    /// answer was lost in transit, a retry may find it applied).
+    #[error("store is unavailable: {0}")]
+    Unavailable(String),
+    /// The transaction or record exceeds a limit of the backend (etcd's request size or its
+    /// number of operations per transaction); nothing was written.
+    #[error("store request too large: {0}")]
+    TooLarge(String),
 }
 
 impl StoreError {
     /// Whether the write failed for want of space (retry once space is freed).
     pub fn is_storage_full(&self) -> bool {
         matches!(self, StoreError::StorageFull(_))
+    }
+
+    /// Whether the store could not be reached (retry once it is back).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }
 
@@ -175,6 +194,10 @@ pub enum WatchError {
 }
 
 /// A subscription to changes under a key prefix, from the moment it was created.
+///
+/// Backends publish batches of events, one batch per transaction (or per revision); an empty batch
+/// means the backend lost part of the feed (etcd compacted the history it was resuming from) and
+/// reaches the subscriber as [`WatchError::Lagged`], so it re-reads what it watches.
 #[derive(Debug)]
 pub struct Watch {
     prefix: String,
@@ -202,6 +225,7 @@ impl Watch {
                 return Ok(ev);
             }
             match self.rx.recv().await {
+                Ok(batch) if batch.is_empty() => return Err(WatchError::Lagged(0)),
                 Ok(batch) => self.pending.extend(
                     batch
                         .iter()
@@ -241,6 +265,7 @@ impl Watch {
                 return Some(Ok(ev));
             }
             match self.rx.try_recv() {
+                Ok(batch) if batch.is_empty() => return Some(Err(WatchError::Lagged(0))),
                 Ok(batch) => self.pending.extend(
                     batch
                         .iter()

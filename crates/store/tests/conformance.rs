@@ -1,7 +1,7 @@
 //! One conformance suite, run against every store backend.
 //!
 //! Each check is a generic async fn over a `Arc<dyn Store>`; the `conformance!` macro instantiates
-//! it once per backend. SQLite-only behaviour (reopen, group commit) and the model-based property
+//! it once per backend (the etcd backend against a real one-member etcd per test). SQLite-only behaviour (reopen, group commit) and the model-based property
 //! test comparing both backends follow.
 
 use std::sync::Arc;
@@ -10,9 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, ensure};
 use futures::FutureExt;
 use gantry_store::{
-    Event, MemoryStore, Record, SqliteOptions, SqliteStore, Store, Txn, TxnOutcome, Watch,
+    EtcdOptions, EtcdStore, Event, MemoryStore, Record, SqliteOptions, SqliteStore, Store, Txn,
+    TxnOutcome, Watch,
 };
 use proptest::prelude::*;
+
+mod support;
 
 fn memory() -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
     (None, Arc::new(MemoryStore::new()))
@@ -22,6 +25,18 @@ fn sqlite() -> (Option<tempfile::TempDir>, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("store.db"), fast()).expect("open sqlite store");
     (Some(dir), Arc::new(store))
+}
+
+/// A fresh one-member etcd and a store on it; `None` (with a loud skip) where etcd is missing.
+async fn etcd() -> Result<Option<(support::EtcdCluster, Arc<dyn Store>)>> {
+    if !support::etcd_available() {
+        return Ok(None);
+    }
+    let cluster = tokio::task::spawn_blocking(|| support::EtcdCluster::start(1)).await??;
+    let opts = EtcdOptions::from_url(&format!("etcd://{}/conformance", cluster.endpoints()))
+        .map_err(|e| anyhow!(e))?;
+    let store = EtcdStore::connect(opts).await?;
+    Ok(Some((cluster, Arc::new(store))))
 }
 
 fn fast() -> SqliteOptions {
@@ -47,6 +62,17 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() -> anyhow::Result<()> {
                     let (_dir, store) = super::sqlite();
+                    super::$name(store).await
+                }
+            )*
+        }
+        mod etcd_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let Some((_etcd, store)) = super::etcd().await? else {
+                        return Ok(());
+                    };
                     super::$name(store).await
                 }
             )*

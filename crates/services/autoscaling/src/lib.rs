@@ -130,10 +130,10 @@ fn not_found(msg: impl Into<String>) -> AwsError {
 }
 
 fn store_err(e: gantry_store::StoreError) -> AwsError {
-    if e.is_storage_full() {
+    if e.is_storage_full() || e.is_unavailable() {
         AwsError::unavailable(
             "InternalServiceException",
-            gantry_aws_proto::STORAGE_FULL_MESSAGE,
+            gantry_aws_proto::store_retry_message(e.is_storage_full()),
         )
     } else {
         tracing::error!(error = %e, "store failure");

@@ -41,9 +41,12 @@ fn http_status(code: u16) -> http::StatusCode {
 /// A store failure: a full disk is a retryable `ServiceUnavailable`, anything else an internal
 /// failure (`InternalServiceError`); the request was not applied in either case.
 pub fn store(e: StoreError) -> AwsError {
-    if e.is_storage_full() {
-        tracing::error!(error = %e, "request refused: storage is full");
-        AwsError::unavailable("ServiceUnavailable", gantry_aws_proto::STORAGE_FULL_MESSAGE)
+    if e.is_storage_full() || e.is_unavailable() {
+        tracing::error!(error = %e, "request refused: store full or unavailable");
+        AwsError::unavailable(
+            "ServiceUnavailable",
+            gantry_aws_proto::store_retry_message(e.is_storage_full()),
+        )
     } else {
         tracing::error!(error = %e, "store failure");
         AwsError::client(

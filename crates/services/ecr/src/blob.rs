@@ -1,7 +1,7 @@
 //! Blob storage: content-addressed blobs and resumable upload sessions.
 //!
-//! [`BlobStore`] is the seam for other backends (S3-compatible object storage later);
-//! [`FsBlobStore`] keeps everything under one directory on one filesystem:
+//! [`BlobStore`] is the seam between the registry and its bytes ([`crate::S3BlobStore`] keeps
+//! them in an S3-compatible bucket); [`FsBlobStore`] keeps everything under one directory on one filesystem:
 //!
 //! ```text
 //! blobs/<alg>/<hex[0..2]>/<hex>      finished blobs, immutable, named by their digest

@@ -129,9 +129,12 @@ const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzi
 
 /// The single mapping of registry errors to ECR exceptions.
 fn to_aws(e: RegistryError) -> AwsError {
-    if e.is_storage_full() {
-        tracing::error!(error = %e, "ECR operation refused: storage is full");
-        return AwsError::unavailable("ServerException", gantry_aws_proto::STORAGE_FULL_MESSAGE);
+    if e.is_storage_full() || e.is_store_unavailable() {
+        tracing::error!(error = %e, "ECR operation refused: storage full or store unavailable");
+        return AwsError::unavailable(
+            "ServerException",
+            gantry_aws_proto::store_retry_message(e.is_storage_full()),
+        );
     }
     let (code, fault) = e.ecr_code();
     if fault {

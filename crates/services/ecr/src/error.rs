@@ -142,12 +142,18 @@ impl RegistryError {
         }
     }
 
+    /// Whether the state store (etcd) cannot be reached: nothing was applied, and a retry
+    /// succeeds once it is back.
+    pub fn is_store_unavailable(&self) -> bool {
+        matches!(self, RegistryError::Store(e) if e.is_unavailable())
+    }
+
     /// The OCI distribution error code (`errors[].code`). A full disk answers `UNAVAILABLE`
     /// (distribution's code for a temporary failure, which docker, containerd and skopeo retry),
     /// not `UNKNOWN`.
     pub fn oci_code(&self) -> &'static str {
         use RegistryError::*;
-        if self.is_storage_full() {
+        if self.is_storage_full() || self.is_store_unavailable() {
             return "UNAVAILABLE";
         }
         match self {
@@ -188,7 +194,7 @@ impl RegistryError {
     pub fn http_status(&self) -> http::StatusCode {
         use RegistryError::*;
         use http::StatusCode as S;
-        if self.is_storage_full() {
+        if self.is_storage_full() || self.is_store_unavailable() {
             return S::SERVICE_UNAVAILABLE;
         }
         match self {

@@ -172,6 +172,9 @@ fn error_response(err: &RegistryError, host: &str) -> Response {
     let message = if err.is_storage_full() {
         tracing::error!(error = %err, "registry request refused: storage is full");
         STORAGE_FULL_MESSAGE.to_owned()
+    } else if err.is_store_unavailable() {
+        tracing::error!(error = %err, "registry request refused: store unavailable");
+        gantry_aws_proto::STORE_UNAVAILABLE_MESSAGE.to_owned()
     } else if err.is_internal() {
         tracing::error!(error = %err, "registry request failed");
         "internal error".to_owned()

@@ -5,8 +5,9 @@
 //! * Metadata (repositories, manifests stored byte-exact, tags, repository→blob links,
 //!   referrers) lives in the [`gantry_store::Store`] under `ecr/...`, written with
 //!   compare-and-swap transactions (see `meta.rs` for the key layout).
-//! * Blob bytes live in a [`BlobStore`] ([`FsBlobStore`] on the local filesystem): content
-//!   addressed, uploads hashed while streamed, verified, fsync'd and renamed into place.
+//! * Blob bytes live in a [`BlobStore`]: [`FsBlobStore`] on the local filesystem (the default:
+//!   content addressed, uploads hashed while streamed, verified, fsync'd and renamed into place),
+//!   or [`S3BlobStore`] in an S3-compatible bucket shared by several server replicas.
 //! * One authorization point ([`auth::authorize`]) for every route and operation.
 //! * [`Registry::run_maintenance`] purges abandoned upload sessions and collects unreferenced
 //!   blobs after a grace period.
@@ -29,6 +30,7 @@ mod http_api;
 mod lifecycle;
 pub mod manifest;
 mod meta;
+pub mod s3;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub use crate::ecr::{
 };
 pub use crate::error::RegistryError;
 pub use crate::gc::GcReport;
+pub use crate::s3::{S3BlobStore, S3Config};
 
 /// Open upload sessions: id → (repository, client).
 type UploadIndex = std::collections::HashMap<String, (String, Option<String>)>;
@@ -265,7 +268,19 @@ impl Registry {
         let blobs = tokio::task::spawn_blocking(move || FsBlobStore::open(dir))
             .await
             .map_err(|e| RegistryError::Internal(format!("opening blob store: {e}")))??;
-        let reg = Self::with_blob_store(cfg, store, creds, Arc::new(blobs), options);
+        Self::open_on(cfg, store, creds, Arc::new(blobs), options).await
+    }
+
+    /// Opens the registry over `blobs` (the filesystem or an S3 bucket): purges abandoned upload
+    /// sessions and loads the open ones.
+    pub async fn open_on(
+        cfg: RegistryConfig,
+        store: Arc<dyn Store>,
+        creds: Arc<dyn CredentialProvider>,
+        blobs: Arc<dyn BlobStore>,
+        options: RegistryOptions,
+    ) -> Result<Arc<Self>, RegistryError> {
+        let reg = Self::with_blob_store(cfg, store, creds, blobs, options);
         // Sessions abandoned before this start (a crash, a client that went away) are purged now,
         // not at the first maintenance pass.
         let purged = reg.purge_uploads().await?;

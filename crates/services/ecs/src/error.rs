@@ -122,9 +122,12 @@ impl From<EcsError> for AwsError {
     fn from(e: EcsError) -> Self {
         match e {
             EcsError::Wire(w) => w,
-            EcsError::Store(s) if s.is_storage_full() => {
-                tracing::error!(error = %s, "request refused: storage is full");
-                AwsError::unavailable("ServerException", gantry_aws_proto::STORAGE_FULL_MESSAGE)
+            EcsError::Store(s) if s.is_storage_full() || s.is_unavailable() => {
+                tracing::error!(error = %s, "request refused: store full or unavailable");
+                AwsError::unavailable(
+                    "ServerException",
+                    gantry_aws_proto::store_retry_message(s.is_storage_full()),
+                )
             }
             EcsError::Store(_) | EcsError::Contention(_) | EcsError::Internal(_) => {
                 tracing::error!(error = %e, "internal failure");

@@ -384,6 +384,9 @@ fn replicate(e: &EcsError) -> EcsError {
         EcsError::Store(StoreError::StorageFull(m)) => {
             EcsError::Store(StoreError::StorageFull(m.clone()))
         }
+        EcsError::Store(StoreError::Unavailable(m)) => {
+            EcsError::Store(StoreError::Unavailable(m.clone()))
+        }
         EcsError::Store(s) => EcsError::Store(StoreError::Backend(s.to_string())),
         EcsError::Contention(k) => EcsError::Contention(k.clone()),
         EcsError::InvalidParameter(m) => EcsError::InvalidParameter(m.clone()),

@@ -142,9 +142,12 @@ impl Elbv2Error {
 impl From<Elbv2Error> for AwsError {
     fn from(e: Elbv2Error) -> Self {
         match &e {
-            Elbv2Error::Store(inner) if inner.is_storage_full() => {
-                tracing::error!(error = %inner, "request refused: storage is full");
-                AwsError::unavailable("ServiceUnavailable", gantry_aws_proto::STORAGE_FULL_MESSAGE)
+            Elbv2Error::Store(inner) if inner.is_storage_full() || inner.is_unavailable() => {
+                tracing::error!(error = %inner, "request refused: store full or unavailable");
+                AwsError::unavailable(
+                    "ServiceUnavailable",
+                    gantry_aws_proto::store_retry_message(inner.is_storage_full()),
+                )
             }
             Elbv2Error::Store(inner) => {
                 tracing::error!(error = %inner, "elbv2 store failure");

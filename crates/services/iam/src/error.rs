@@ -84,11 +84,11 @@ impl IamError {
 impl From<IamError> for AwsError {
     fn from(e: IamError) -> Self {
         if let IamError::Store(s) = &e
-            && s.is_storage_full()
+            && (s.is_storage_full() || s.is_unavailable())
         {
             return AwsError::unavailable(
                 "ServiceUnavailable",
-                gantry_aws_proto::error::STORAGE_FULL_MESSAGE,
+                gantry_aws_proto::store_retry_message(s.is_storage_full()),
             );
         }
         let (code, status) = e.aws_code();

@@ -167,63 +167,7 @@ impl IamService {
         sealer: Arc<dyn Sealer>,
         account: impl Into<String>,
     ) -> Result<Self, IamError> {
-        let mut dir = Directory::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.scan(PREFIX, after.as_deref(), 1000).await?;
-            for rec in &page.records {
-                let rest = &rec.key[PREFIX.len()..];
-                let Some((kind, name)) = rest.split_once('/') else {
-                    continue;
-                };
-                let bad = |e: serde_json::Error| IamError::Internal(format!("{}: {e}", rec.key));
-                match kind {
-                    "user" => {
-                        let mut u: User = serde_json::from_slice(&rec.value).map_err(bad)?;
-                        u.policies.compile();
-                        dir.users.insert(name.to_owned(), u);
-                    }
-                    "group" => {
-                        let mut g: Group = serde_json::from_slice(&rec.value).map_err(bad)?;
-                        g.policies.compile();
-                        dir.groups.insert(name.to_owned(), g);
-                    }
-                    "role" => {
-                        let mut r: Role = serde_json::from_slice(&rec.value).map_err(bad)?;
-                        r.compile();
-                        dir.roles.insert(name.to_owned(), r);
-                    }
-                    "policy" => {
-                        let mut p: ManagedPolicy =
-                            serde_json::from_slice(&rec.value).map_err(bad)?;
-                        p.compile();
-                        dir.policies.insert(name.to_owned(), p);
-                    }
-                    "key" => {
-                        let k: AccessKey = serde_json::from_slice(&rec.value).map_err(bad)?;
-                        match open_secret(sealer.as_ref(), &k) {
-                            Some(s) => {
-                                dir.secrets.insert(k.id.clone(), s);
-                            }
-                            None => tracing::error!(
-                                access_key_id = %k.id,
-                                "an access key's secret does not open with this data dir's master key"
-                            ),
-                        }
-                        dir.keys.insert(name.to_owned(), k);
-                    }
-                    "profile" => {
-                        let p: InstanceProfile = serde_json::from_slice(&rec.value).map_err(bad)?;
-                        dir.profiles.insert(name.to_owned(), p);
-                    }
-                    _ => {}
-                }
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
+        let dir = load_directory(store.as_ref(), sealer.as_ref()).await?;
         Ok(Self {
             store,
             sealer,
@@ -236,6 +180,32 @@ impl IamService {
     /// The account these principals belong to.
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// Keeps the directory current with what other server replicas write: reloads it whenever
+    /// the store reports a change under `iam/`, until `shutdown`. Only needed when several
+    /// servers share the store.
+    pub async fn follow(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut watch = self.store.watch(PREFIX);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                event = watch.next() => {
+                    if let Err(gantry_store::WatchError::Closed) = event {
+                        return;
+                    }
+                }
+            }
+            // One reload for everything that arrived meanwhile.
+            while let Some(Ok(_)) = watch.try_next() {}
+            let _writing = self.write.lock().await;
+            match load_directory(self.store.as_ref(), self.sealer.as_ref()).await {
+                Ok(dir) => *self.dir.write() = dir,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reloading IAM after a change elsewhere failed")
+                }
+            }
+        }
     }
 
     /// Commits `changes` in one transaction, then applies them to the directory. Callers hold
@@ -366,4 +336,65 @@ impl QueryService for IamService {
         let p = Params::from_request(req);
         self.dispatch(op, &p, ctx).await.map_err(AwsError::from)
     }
+}
+
+/// Reads every IAM record into a directory.
+async fn load_directory(store: &dyn Store, sealer: &dyn Sealer) -> Result<Directory, IamError> {
+    let mut dir = Directory::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.scan(PREFIX, after.as_deref(), 1000).await?;
+        for rec in &page.records {
+            let rest = &rec.key[PREFIX.len()..];
+            let Some((kind, name)) = rest.split_once('/') else {
+                continue;
+            };
+            let bad = |e: serde_json::Error| IamError::Internal(format!("{}: {e}", rec.key));
+            match kind {
+                "user" => {
+                    let mut u: User = serde_json::from_slice(&rec.value).map_err(bad)?;
+                    u.policies.compile();
+                    dir.users.insert(name.to_owned(), u);
+                }
+                "group" => {
+                    let mut g: Group = serde_json::from_slice(&rec.value).map_err(bad)?;
+                    g.policies.compile();
+                    dir.groups.insert(name.to_owned(), g);
+                }
+                "role" => {
+                    let mut r: Role = serde_json::from_slice(&rec.value).map_err(bad)?;
+                    r.compile();
+                    dir.roles.insert(name.to_owned(), r);
+                }
+                "policy" => {
+                    let mut p: ManagedPolicy = serde_json::from_slice(&rec.value).map_err(bad)?;
+                    p.compile();
+                    dir.policies.insert(name.to_owned(), p);
+                }
+                "key" => {
+                    let k: AccessKey = serde_json::from_slice(&rec.value).map_err(bad)?;
+                    match open_secret(sealer, &k) {
+                        Some(s) => {
+                            dir.secrets.insert(k.id.clone(), s);
+                        }
+                        None => tracing::error!(
+                            access_key_id = %k.id,
+                            "an access key's secret does not open with this data dir's master key"
+                        ),
+                    }
+                    dir.keys.insert(name.to_owned(), k);
+                }
+                "profile" => {
+                    let p: InstanceProfile = serde_json::from_slice(&rec.value).map_err(bad)?;
+                    dir.profiles.insert(name.to_owned(), p);
+                }
+                _ => {}
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(dir)
 }

@@ -89,11 +89,11 @@ impl From<LogsError> for AwsError {
     fn from(e: LogsError) -> Self {
         match e {
             LogsError::Wire(w) => w,
-            LogsError::Store(s) if s.is_storage_full() => {
-                tracing::error!(error = %s, "request refused: storage is full");
+            LogsError::Store(s) if s.is_storage_full() || s.is_unavailable() => {
+                tracing::error!(error = %s, "request refused: store full or unavailable");
                 AwsError::unavailable(
                     "ServiceUnavailableException",
-                    gantry_aws_proto::STORAGE_FULL_MESSAGE,
+                    gantry_aws_proto::store_retry_message(s.is_storage_full()),
                 )
             }
             LogsError::Store(_) | LogsError::Contention(_) | LogsError::Pool(_) => {

@@ -1,0 +1,155 @@
+"""Three `gantry server` replicas on a 3-member etcd cluster and one S3-compatible bucket, with one
+agent on real Docker: the AWS CLI talks to any replica, an image pushed to replica 1 is pulled from
+replica 3, kill -9 of the leader replica during a rolling deployment hands the controllers to
+another replica and the deployment completes without a task started twice or an acknowledged write
+lost (the agent, given two replicas' endpoints, moves to the surviving one), and kill -9 of one
+etcd member changes nothing visible."""
+
+import base64
+import json
+import shutil
+import time
+import types
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import EtcdCluster, Gantry, S3Server, require_docker, require_etcd, require_s3s
+from images import build_busybox_image, docker
+from test_agent_tasks import Agent, containers_of, wait_until
+from test_services import httpd
+
+PREFIX = "three"
+
+
+def leader_endpoint(etcd: EtcdCluster, alive: list[int]) -> str | None:
+    """The replica holding the controllers' leader key, read through etcd's JSON gateway."""
+    key = base64.b64encode(f"/{PREFIX}/kv/leader/controllers".encode()).decode()
+    for i in alive:
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{etcd.client_ports[i]}/v3/kv/range",
+                                         data=json.dumps({"key": key}).encode(), method="POST")
+            with urllib.request.urlopen(req, timeout=2) as r:
+                kvs = json.loads(r.read()).get("kvs") or []
+            if not kvs:
+                return None
+            return "http://" + base64.b64decode(kvs[0]["value"]).decode().split("@", 1)[1]
+        except OSError:
+            continue
+    return None
+
+
+def test_three_replicas_survive_the_leader_and_an_etcd_member(tmp_path):
+    require_docker()
+    require_etcd()
+    require_s3s()
+    etcd = EtcdCluster(tmp_path, 3).start()
+    s3 = S3Server(tmp_path)
+    args = ["--store", etcd.url(PREFIX), "--blob-store", s3.url("registry"),
+            "--heartbeat-grace", "30", "--lost-after", "120"]
+    replicas = [Gantry(tmp_path / "r1").start(args, extra_env=s3.env())]
+    for name in ("r2", "r3"):
+        g = Gantry(tmp_path / name, replicas[0].access_key, replicas[0].secret_key)
+        g.data_dir.mkdir()
+        for f in ("master-key", "registry-token-secret"):
+            shutil.copy2(replicas[0].data_dir / f, g.data_dir / f)
+        replicas.append(g.start(args, extra_env=s3.env()))
+    r1, r2, r3 = replicas
+    agent = None
+    repo = f"three-{uuid.uuid4().hex[:8]}"
+    local = pushed = pulled = None
+    try:
+        leader = wait_until(lambda: leader_endpoint(etcd, [0, 1, 2]), what="a leader")
+        assert leader in {g.endpoint for g in replicas}
+        followers = [g for g in replicas if g.endpoint != leader]
+        victim = next(g for g in replicas if g.endpoint == leader)
+
+        # The AWS CLI against any replica; push to replica 1, pull from replica 3.
+        r2.aws("ecr", "create-repository", "--repository-name", repo)
+        local = build_busybox_image(tmp_path, f"gantry-e2e-etcd/{repo}:src")
+        pushed, pulled = f"{r1.registry}/{repo}:v1", f"{r3.registry}/{repo}:v1"
+        for g in (r1, r3):
+            docker("login", "--username", "AWS", "--password-stdin", g.registry,
+                   input=g.aws("ecr", "get-login-password").stdout.strip())
+        docker("tag", local, pushed)
+        docker("push", pushed)
+        docker("pull", pulled)
+
+        # One agent given two replicas, the leader first: when the leader dies it must move to
+        # the other. The service's image is named after that other replica's registry.
+        home = followers[-1]
+        image = f"{home.registry}/{repo}:v1"
+        ecs = home.client("ecs")
+        r3.aws("ecs", "create-cluster", "--cluster-name", "three")
+        endpoints = types.SimpleNamespace(endpoint=f"{victim.endpoint},{home.endpoint}",
+                                          access_key=home.access_key, secret_key=home.secret_key)
+        agent = Agent(endpoints, "three", tmp_path / "agent").start()
+        wait_until(lambda: len(ecs.list_container_instances(cluster="three")["containerInstanceArns"]) == 1,
+                   what="agent registered")
+        ecs.register_task_definition(**httpd("web", image))
+        r1.client("ecs").create_service(
+            cluster="three", serviceName="web", taskDefinition="web:1", desiredCount=2,
+            deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 100})
+        ecs.get_waiter("services_stable").wait(cluster="three", services=["web"],
+                                               WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+
+        # Acknowledged writes through every replica.
+        acked = []
+        for i, g in enumerate(replicas):
+            out = g.client("ecs").register_task_definition(**httpd("acked", image, {"environment": [
+                {"name": "N", "value": str(i)}]}))
+            acked.append(out["taskDefinition"]["taskDefinitionArn"])
+
+        # A rolling deployment, and kill -9 of the leader while it runs.
+        r2.client("ecs").register_task_definition(**httpd("web", image, {"environment": [{"name": "V", "value": "2"}]}))
+        ecs.update_service(cluster="three", service="web", taskDefinition="web:2")
+        time.sleep(0.5)
+        victim.stop(sig=9)
+        survivors = [g for g in replicas if g is not victim]
+        new_leader = wait_until(lambda: (l := leader_endpoint(etcd, [0, 1, 2])) and l != victim.endpoint and l,
+                                timeout=30, what="a new leader")
+        assert new_leader in {g.endpoint for g in survivors}
+
+        def done():
+            s = ecs.describe_services(cluster="three", services=["web"])["services"][0]
+            return (len(s["deployments"]) == 1 and s["deployments"][0]["taskDefinition"].endswith(":2")
+                    and s["deployments"][0]["rolloutState"] == "COMPLETED" and s["runningCount"] == 2 and s)
+        wait_until(done, timeout=120, interval=0.5, what="deployment completed after the leader died")
+
+        # No task started twice: every task has at most one container, running tasks = desired.
+        running = ecs.list_tasks(cluster="three", serviceName="web", desiredStatus="RUNNING")["taskArns"]
+        assert len(running) == 2
+        for arn in running + ecs.list_tasks(cluster="three", serviceName="web", desiredStatus="STOPPED")["taskArns"]:
+            assert len(containers_of(arn)) <= 1, arn
+        described = ecs.describe_tasks(cluster="three", tasks=running)["tasks"]
+        assert all(t["taskDefinitionArn"].endswith(":2") for t in described)
+
+        # Every acknowledged write is there, read through each survivor.
+        for g in survivors:
+            arns = g.client("ecs").list_task_definitions(familyPrefix="acked")["taskDefinitionArns"]
+            assert sorted(arns) == sorted(acked)
+
+        # kill -9 of one etcd member: nothing visible changes.
+        etcd.kill(2)
+        for g in survivors:
+            assert g.client("ecs").describe_clusters(clusters=["three"])["clusters"][0]["status"] == "ACTIVE"
+        out = survivors[0].client("ecs").register_task_definition(**httpd("after", image))
+        assert survivors[1].client("ecs").describe_task_definition(
+            taskDefinition=out["taskDefinition"]["taskDefinitionArn"])["taskDefinition"]["revision"] == 1
+    finally:
+        try:
+            ecs_any = next(g for g in replicas if g.proc and g.proc.poll() is None).client("ecs")
+            for s in ecs_any.list_services(cluster="three")["serviceArns"]:
+                ecs_any.delete_service(cluster="three", service=s, force=True)
+            for t in ecs_any.list_tasks(cluster="three")["taskArns"]:
+                ecs_any.stop_task(cluster="three", task=t)
+        except Exception:
+            pass
+        if agent:
+            agent.stop()
+        for g in replicas:
+            g.stop()
+        s3.stop()
+        etcd.stop()
+        docker("rmi", "-f", *(x for x in (pushed, pulled, local) if x), check=False)
