@@ -402,10 +402,12 @@ impl ApiClient {
             form.push_str(&encode(v));
         }
         let bytes = Bytes::from(form.into_bytes());
+        let (uri, host) = self.target();
+        let sent_to = uri.clone();
         let mut req = Request::builder()
             .method("POST")
-            .uri(self.endpoint.clone())
-            .header(http::header::HOST, self.host.clone())
+            .uri(uri)
+            .header(http::header::HOST, host)
             .header(
                 http::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded; charset=utf-8",
@@ -414,11 +416,12 @@ impl ApiClient {
             .map_err(|e| CallError::Transport(e.to_string()))?;
         self.sign(service, &mut req, &bytes)?;
         let work = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| CallError::Transport(format!("{action}: {e}")))?;
+            let resp = self.http.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    self.connection_failed(&sent_to);
+                }
+                CallError::Transport(format!("{action}: {e}"))
+            })?;
             let status = resp.status();
             let body = resp
                 .into_body()
