@@ -431,8 +431,16 @@ def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
     ecs.register_task_definition(**hog)
     run = ecs.run_task(cluster="sized", taskDefinition="hog", launchType="FARGATE", networkConfiguration=net)
     hog_arn = run["tasks"][0]["taskArn"]
-    ecs.get_waiter("tasks_stopped").wait(cluster="sized", tasks=[arn, hog_arn],
-                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    for task in (arn, hog_arn):
+        seen = {}
+
+        def stopped():
+            seen["task"] = ecs.describe_tasks(cluster="sized", tasks=[task])["tasks"][0]
+            return seen["task"]["lastStatus"] == "STOPPED"
+        try:
+            wait_until(stopped, timeout=180, what=f"{task} STOPPED")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last seen: {seen.get('task')}") from None
     t = ecs.describe_tasks(cluster="sized", tasks=[hog_arn])["tasks"][0]
     assert t["stoppedReason"] == "OutOfMemoryError: Container killed due to memory usage", t["stoppedReason"]
     assert t["stopCode"] == "EssentialContainerExited"

@@ -51,8 +51,13 @@ def env(tmp_path_factory):
         ecs = g.client("ecs")
         for s in ecs.list_services(cluster=CLUSTER)["serviceArns"]:
             ecs.delete_service(cluster=CLUSTER, service=s, force=True)
-        for t in ecs.list_tasks(cluster=CLUSTER)["taskArns"]:
+        tasks = ecs.list_tasks(cluster=CLUSTER)["taskArns"]
+        for t in tasks:
             ecs.stop_task(cluster=CLUSTER, task=t)
+        if tasks and agent:
+            # The agent stops the containers; a stopped agent leaves them running, as ECS's does.
+            ecs.get_waiter("tasks_stopped").wait(cluster=CLUSTER, tasks=tasks[:100],
+                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         if agent:
             agent.stop()
         g.stop()
