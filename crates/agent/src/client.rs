@@ -336,12 +336,50 @@ impl ApiClient {
     ) -> Result<Value, CallError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let host = host_of(&uri)?;
+        let (status, headers, body) = self
+            .exchange(
+                service,
+                (uri, host),
+                "application/x-amz-json-1.1",
+                target,
+                bytes,
+                op,
+            )
+            .await?;
+        if status == StatusCode::OK {
+            if body.is_empty() {
+                return Ok(Value::Object(Default::default()));
+            }
+            return serde_json::from_slice(&body)
+                .map_err(|e| CallError::Transport(format!("{op}: invalid JSON answer: {e}")));
+        }
+        let (code, message) = error_code(&headers, &body);
+        Err(CallError::Aws {
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+
+    /// Sends one signed `POST` of `bytes` to `to` (URI and Host header) and reads the whole
+    /// answer within the client's timeout; a failed connection moves the client to its next
+    /// endpoint. `what` names the call in errors.
+    async fn exchange(
+        &self,
+        service: Service,
+        to: (Uri, HeaderValue),
+        content_type: &'static str,
+        target: Option<String>,
+        bytes: Bytes,
+        what: &str,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), CallError> {
+        let (uri, host) = to;
         let sent_to = uri.clone();
         let mut builder = Request::builder()
             .method("POST")
             .uri(uri)
             .header(http::header::HOST, host)
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1");
+            .header(http::header::CONTENT_TYPE, content_type);
         if let Some(t) = target {
             builder = builder.header("x-amz-target", t);
         }
@@ -354,7 +392,7 @@ impl ApiClient {
                 if e.is_connect() {
                     self.connection_failed(&sent_to);
                 }
-                CallError::Transport(format!("{op}: {e}"))
+                CallError::Transport(format!("{what}: {e}"))
             })?;
             let status = resp.status();
             let headers = resp.headers().clone();
@@ -362,26 +400,14 @@ impl ApiClient {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| CallError::Transport(format!("{op}: reading answer: {e}")))?
+                .map_err(|e| CallError::Transport(format!("{what}: reading answer: {e}")))?
                 .to_bytes();
-            if status == StatusCode::OK {
-                if body.is_empty() {
-                    return Ok(Value::Object(Default::default()));
-                }
-                return serde_json::from_slice(&body)
-                    .map_err(|e| CallError::Transport(format!("{op}: invalid JSON answer: {e}")));
-            }
-            let (code, message) = error_code(&headers, &body);
-            Err(CallError::Aws {
-                status: status.as_u16(),
-                code,
-                message,
-            })
+            Ok((status, headers, body))
         };
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| {
-                CallError::Transport(format!("{op}: no answer within {:?}", self.timeout))
+                CallError::Transport(format!("{what}: no answer within {:?}", self.timeout))
             })?
     }
 
@@ -402,54 +428,31 @@ impl ApiClient {
             form.push_str(&encode(v));
         }
         let bytes = Bytes::from(form.into_bytes());
-        let (uri, host) = self.target();
-        let sent_to = uri.clone();
-        let mut req = Request::builder()
-            .method("POST")
-            .uri(uri)
-            .header(http::header::HOST, host)
-            .header(
-                http::header::CONTENT_TYPE,
+        let (status, _, body) = self
+            .exchange(
+                service,
+                self.target(),
                 "application/x-www-form-urlencoded; charset=utf-8",
+                None,
+                bytes,
+                action,
             )
-            .body(Full::new(bytes.clone()))
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        self.sign(service, &mut req, &bytes)?;
-        let work = async {
-            let resp = self.http.request(req).await.map_err(|e| {
-                if e.is_connect() {
-                    self.connection_failed(&sent_to);
-                }
-                CallError::Transport(format!("{action}: {e}"))
-            })?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| CallError::Transport(format!("{action}: reading answer: {e}")))?
-                .to_bytes();
-            let text = String::from_utf8_lossy(&body).into_owned();
-            if status == StatusCode::OK {
-                return Ok(text);
-            }
-            let element = |name: &str| {
-                let open = format!("<{name}>");
-                let start = text.find(&open)? + open.len();
-                let end = text[start..].find(&format!("</{name}>"))? + start;
-                Some(text[start..end].to_owned())
-            };
-            Err(CallError::Aws {
-                status: status.as_u16(),
-                code: element("Code").unwrap_or_else(|| "UnknownError".to_owned()),
-                message: element("Message").unwrap_or_default(),
-            })
+            .await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status == StatusCode::OK {
+            return Ok(text);
+        }
+        let element = |name: &str| {
+            let open = format!("<{name}>");
+            let start = text.find(&open)? + open.len();
+            let end = text[start..].find(&format!("</{name}>"))? + start;
+            Some(text[start..end].to_owned())
         };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| {
-                CallError::Transport(format!("{action}: no answer within {:?}", self.timeout))
-            })?
+        Err(CallError::Aws {
+            status: status.as_u16(),
+            code: element("Code").unwrap_or_else(|| "UnknownError".to_owned()),
+            message: element("Message").unwrap_or_default(),
+        })
     }
 
     /// A signed `POST {endpoint}{path}` (signed for `service`) of a JSON body; on HTTP 2xx the
@@ -465,50 +468,22 @@ impl ApiClient {
             .parse()
             .map_err(|e| CallError::Transport(format!("invalid URI: {e}")))?;
         let host = host_of(&uri)?;
-        let sent_to = uri.clone();
-        let mut req = Request::builder()
-            .method("POST")
-            .uri(uri)
-            .header(http::header::HOST, host)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(bytes.clone()))
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        self.sign(service, &mut req, &bytes)?;
-        let work = async {
-            let resp = self.http.request(req).await.map_err(|e| {
-                if e.is_connect() {
-                    self.connection_failed(&sent_to);
-                }
-                CallError::Transport(format!("{path}: {e}"))
-            })?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| CallError::Transport(format!("{path}: reading answer: {e}")))?
-                .to_bytes();
-            if status.is_success() {
-                if body.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(Value::Null);
-                }
-                return serde_json::from_slice(&body).map_err(|e| {
-                    CallError::Transport(format!("{path}: invalid JSON answer: {e}"))
-                });
+        let (status, headers, body) = self
+            .exchange(service, (uri, host), "application/json", None, bytes, path)
+            .await?;
+        if status.is_success() {
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Null);
             }
-            let (code, message) = error_code(&headers, &body);
-            Err(CallError::Aws {
-                status: status.as_u16(),
-                code,
-                message,
-            })
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| {
-                CallError::Transport(format!("{path}: no answer within {:?}", self.timeout))
-            })?
+            return serde_json::from_slice(&body)
+                .map_err(|e| CallError::Transport(format!("{path}: invalid JSON answer: {e}")));
+        }
+        let (code, message) = error_code(&headers, &body);
+        Err(CallError::Aws {
+            status: status.as_u16(),
+            code,
+            message,
+        })
     }
 
     /// Opens a signed `GET {endpoint}{path_and_query}` (service `ecs`) and returns the body
