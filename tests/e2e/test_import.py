@@ -237,8 +237,7 @@ def test_compose_services_start_in_dependency_order(env):
     task = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"][0]
     assert task["lastStatus"] == "RUNNING"
     states = {c["name"]: (c["lastStatus"], c.get("healthStatus")) for c in task["containers"]}
-    assert states == {"web": ("RUNNING", "UNKNOWN"), "api": ("RUNNING", "UNKNOWN"),
-                      "db": ("RUNNING", "HEALTHY")}, states
+    assert states == {"web": ("RUNNING", None), "api": ("RUNNING", None), "db": ("RUNNING", "HEALTHY")}, states
 
     ctrs = task_containers(arns[0])
     db, api, web = ctrs["db"], ctrs["api"], ctrs["web"]
