@@ -67,8 +67,7 @@ impl Interpolation {
                 rest = &r[end + 1..];
                 let (name, op, arg) = match expr.find([':', '-', '?']) {
                     Some(p) => {
-                        let op_len = if expr[p..].starts_with(":-") || expr[p..].starts_with(":?")
-                        {
+                        let op_len = if expr[p..].starts_with(":-") || expr[p..].starts_with(":?") {
                             2
                         } else {
                             1
@@ -90,7 +89,9 @@ impl Interpolation {
                         };
                         match set {
                             Some(v) => out.push_str(v),
-                            None => return refuse(format!("{at}: variable {name} is required: {arg}")),
+                            None => {
+                                return refuse(format!("{at}: variable {name} is required: {arg}"));
+                            }
                         }
                     }
                     _ => return refuse(format!("{at}: unsupported substitution ${{{expr}}}")),
@@ -471,7 +472,9 @@ impl Translator<'_> {
                 let ro = match mode {
                     None | Some("rw") => false,
                     Some("ro") => true,
-                    Some(m) => return refuse(format!("{at}: mode {m} is not supported (ro or rw)")),
+                    Some(m) => {
+                        return refuse(format!("{at}: mode {m} is not supported (ro or rw)"));
+                    }
                 };
                 let kind = match src {
                     None => "anonymous",
@@ -499,7 +502,9 @@ impl Translator<'_> {
                     ("volume", Some(_)) => "volume",
                     ("volume", None) => "anonymous",
                     (other, _) => {
-                        return refuse(format!("{at}.type {other} is not supported (bind or volume)"));
+                        return refuse(format!(
+                            "{at}.type {other} is not supported (bind or volume)"
+                        ));
                     }
                 };
                 let ro = o.get("read_only").and_then(Value::as_bool).unwrap_or(false);
@@ -593,7 +598,10 @@ impl Translator<'_> {
                     .map(|f| match f {
                         Value::String(s) => Ok((s.clone(), true)),
                         Value::Object(o) => Ok((
-                            o.get("path").and_then(Value::as_str).unwrap_or("").to_owned(),
+                            o.get("path")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_owned(),
                             o.get("required").and_then(Value::as_bool).unwrap_or(true),
                         )),
                         _ => refuse(format!("{at}.env_file: a path or a list of paths")),
@@ -824,7 +832,9 @@ pub(crate) fn translate(text: &str, opts: &Options) -> Result<Plan, ImportError>
                     "{at}: the volume name {docker_name} has characters ECS does not take (letters, digits, - and _)"
                 ));
             }
-            t.volumes.list.push(json!({"name": ecs_name, "dockerVolumeConfiguration": {
+            t.volumes
+                .list
+                .push(json!({"name": ecs_name, "dockerVolumeConfiguration": {
                 "scope": "shared", "autoprovision": !external, "driver": "local"}}));
             t.named.insert(name.clone(), ecs_name);
         }
@@ -852,7 +862,10 @@ pub(crate) fn translate(text: &str, opts: &Options) -> Result<Plan, ImportError>
             _ => return refuse(format!("{at}.image is missing")),
         };
         if let Some(v) = svc.get("command") {
-            c.insert("command".into(), json!(string_list(v, &format!("{at}.command"))?));
+            c.insert(
+                "command".into(),
+                json!(string_list(v, &format!("{at}.command"))?),
+            );
         }
         if let Some(v) = svc.get("entrypoint") {
             c.insert(
@@ -941,7 +954,10 @@ pub(crate) fn translate(text: &str, opts: &Options) -> Result<Plan, ImportError>
                 _ => replicas = Some((r, name.clone())),
             }
         }
-        for (key, field) in [("mem_limit", "memory"), ("mem_reservation", "memoryReservation")] {
+        for (key, field) in [
+            ("mem_limit", "memory"),
+            ("mem_reservation", "memoryReservation"),
+        ] {
             if let Some(v) = svc.get(key) {
                 c.insert(field.into(), json!(size_mib(v, &format!("{at}.{key}"))?));
             }
@@ -967,12 +983,15 @@ pub(crate) fn translate(text: &str, opts: &Options) -> Result<Plan, ImportError>
             ("hostname", "hostname"),
         ] {
             if let Some(v) = svc.get(key) {
-                let s = scalar_string(v)
-                    .ok_or_else(|| ImportError(format!("{at}.{key}: a string")))?;
+                let s =
+                    scalar_string(v).ok_or_else(|| ImportError(format!("{at}.{key}: a string")))?;
                 c.insert(field.into(), json!(s));
             }
         }
-        for (key, field) in [("read_only", "readonlyRootFilesystem"), ("privileged", "privileged")] {
+        for (key, field) in [
+            ("read_only", "readonlyRootFilesystem"),
+            ("privileged", "privileged"),
+        ] {
             if let Some(v) = svc.get(key) {
                 let b = v
                     .as_bool()
@@ -1100,7 +1119,10 @@ pub(crate) fn translate(text: &str, opts: &Options) -> Result<Plan, ImportError>
             }
         }
         if let Some(v) = svc.get("links") {
-            c.insert("links".into(), json!(string_list(v, &format!("{at}.links"))?));
+            c.insert(
+                "links".into(),
+                json!(string_list(v, &format!("{at}.links"))?),
+            );
         }
         if !c.contains_key("memory") && !c.contains_key("memoryReservation") {
             c.insert("memoryReservation".into(), json!(opts.memory_reservation));
@@ -1175,7 +1197,8 @@ pub(crate) fn translate(text: &str, opts: &Options) -> Result<Plan, ImportError>
         td["volumes"] = json!(t.volumes.list);
     }
     for (path, name) in &t.volumes.binds {
-        t.notes.push(format!("volume {name}: host directory {path}"));
+        t.notes
+            .push(format!("volume {name}: host directory {path}"));
     }
     Ok(Plan {
         task_definition: td,
@@ -1291,10 +1314,16 @@ volumes:
             json!([{"containerPort": 80, "hostPort": 8080, "protocol": "tcp"},
                    {"containerPort": 9000, "protocol": "udp"}])
         );
-        assert_eq!((api["memory"].clone(), api["cpu"].clone()), (json!(256), json!(512)));
+        assert_eq!(
+            (api["memory"].clone(), api["cpu"].clone()),
+            (json!(256), json!(512))
+        );
         assert_eq!(c("migrate")["essential"], false);
         let web = c("web");
-        assert_eq!(web["dependsOn"], json!([{"containerName": "api", "condition": "START"}]));
+        assert_eq!(
+            web["dependsOn"],
+            json!([{"containerName": "api", "condition": "START"}])
+        );
         assert_eq!(web["links"], json!(["api"]));
         assert_eq!(
             web["mountPoints"],
@@ -1319,14 +1348,31 @@ volumes:
             t("services:\n  a:\n    build: .\n"),
             "services.a.build is not supported: build and push the image first (gantry push), then give it as image"
         );
-        assert!(t("services:\n  a:\n    image: x\n    cap_add: [NET_ADMIN]\n").starts_with("services.a.cap_add is not supported"));
-        assert!(t("services:\n  a:\n    image: x\nnetworks:\n  n: {}\n").starts_with("the top-level key networks is not supported"));
-        assert!(t("services:\n  a:\n    image: x\n    ports: ['127.0.0.1:80:80']\n").contains("host address (127.0.0.1)"));
+        assert!(
+            t("services:\n  a:\n    image: x\n    cap_add: [NET_ADMIN]\n")
+                .starts_with("services.a.cap_add is not supported")
+        );
+        assert!(
+            t("services:\n  a:\n    image: x\nnetworks:\n  n: {}\n")
+                .starts_with("the top-level key networks is not supported")
+        );
+        assert!(
+            t("services:\n  a:\n    image: x\n    ports: ['127.0.0.1:80:80']\n")
+                .contains("host address (127.0.0.1)")
+        );
         assert!(t("services:\n  a:\n    image: x\n  b:\n    image: y\n    depends_on:\n      a: {condition: service_healthy}\n")
             .contains("a has no healthcheck"));
-        assert!(t("services:\n  a:\n    image: x\n    depends_on: [zz]\n").contains("no service zz"));
-        assert!(t("services:\n  a:\n    image: x\n    volumes: ['data:/d']\n").contains("volume data is not declared"));
-        assert!(t("services:\n  a:\n    image: ${NOPE:?set NOPE}\n").contains("variable NOPE is required: set NOPE"));
+        assert!(
+            t("services:\n  a:\n    image: x\n    depends_on: [zz]\n").contains("no service zz")
+        );
+        assert!(
+            t("services:\n  a:\n    image: x\n    volumes: ['data:/d']\n")
+                .contains("volume data is not declared")
+        );
+        assert!(
+            t("services:\n  a:\n    image: ${NOPE:?set NOPE}\n")
+                .contains("variable NOPE is required: set NOPE")
+        );
         assert!(t("services:\n  a:\n    image: x\n    healthcheck: {test: [CMD, x], start_interval: 1s}\n")
             .contains("services.a.healthcheck.start_interval is not supported"));
     }

@@ -25,11 +25,72 @@ const TOP_LEVEL: &[&str] = &[
     "executionRoleArn",
 ];
 
+/// The members of an ECS `ContainerDefinition` (botocore's model): anything else in a container
+/// definition is refused rather than dropped.
+const CONTAINER_MEMBERS: &[&str] = &[
+    "name",
+    "image",
+    "repositoryCredentials",
+    "cpu",
+    "memory",
+    "memoryReservation",
+    "links",
+    "portMappings",
+    "essential",
+    "restartPolicy",
+    "entryPoint",
+    "command",
+    "environment",
+    "environmentFiles",
+    "mountPoints",
+    "volumesFrom",
+    "linuxParameters",
+    "secrets",
+    "dependsOn",
+    "startTimeout",
+    "stopTimeout",
+    "versionConsistency",
+    "hostname",
+    "user",
+    "workingDirectory",
+    "disableNetworking",
+    "privileged",
+    "readonlyRootFilesystem",
+    "dnsServers",
+    "dnsSearchDomains",
+    "extraHosts",
+    "dockerSecurityOptions",
+    "interactive",
+    "pseudoTerminal",
+    "dockerLabels",
+    "ulimits",
+    "logConfiguration",
+    "healthCheck",
+    "systemControls",
+    "resourceRequirements",
+    "firelensConfiguration",
+    "credentialSpecs",
+];
+
+/// The members of an ECS `Volume`.
+const VOLUME_MEMBERS: &[&str] = &[
+    "name",
+    "host",
+    "dockerVolumeConfiguration",
+    "efsVolumeConfiguration",
+    "s3filesVolumeConfiguration",
+    "fsxWindowsFileServerVolumeConfiguration",
+    "configuredAtLaunch",
+];
+
 /// The host path for `source` as given in the file.
 fn host_path(source: &str, app_dir: &Path) -> String {
     let rel = if source == BUNDLE {
         Some("")
-    } else if let Some(rest) = source.strip_prefix(BUNDLE).and_then(|r| r.strip_prefix('/')) {
+    } else if let Some(rest) = source
+        .strip_prefix(BUNDLE)
+        .and_then(|r| r.strip_prefix('/'))
+    {
         Some(rest)
     } else if !source.starts_with('/') {
         Some(source)
@@ -54,8 +115,8 @@ pub(crate) fn translate(
     app_dir: &Path,
     log_dir: &Path,
 ) -> Result<Plan, ImportError> {
-    let doc: Value = serde_json::from_str(text)
-        .map_err(|e| ImportError(format!("not valid JSON: {e}")))?;
+    let doc: Value =
+        serde_json::from_str(text).map_err(|e| ImportError(format!("not valid JSON: {e}")))?;
     let Some(top) = doc.as_object() else {
         return refuse("a Dockerrun.aws.json is a JSON object");
     };
@@ -93,6 +154,13 @@ pub(crate) fn translate(
         let Some(name) = c.get("name").and_then(Value::as_str) else {
             return refuse(format!("containerDefinitions[{i}] has no name"));
         };
+        for k in c.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !CONTAINER_MEMBERS.contains(&k.as_str()) {
+                return refuse(format!(
+                    "containerDefinitions[{i}] ({name}): unsupported key {k} (not a member of an ECS container definition)"
+                ));
+            }
+        }
         names.push(name.to_owned());
     }
 
@@ -113,6 +181,13 @@ pub(crate) fn translate(
         let Some(obj) = v.as_object() else {
             return refuse(format!("volumes[{i}] is not an object"));
         };
+        for k in obj.keys() {
+            if !VOLUME_MEMBERS.contains(&k.as_str()) {
+                return refuse(format!(
+                    "volumes[{i}]: unsupported key {k} (not a member of an ECS volume)"
+                ));
+            }
+        }
         let mut obj: Map<String, Value> = obj.clone();
         let name = obj
             .get("name")
@@ -264,12 +339,23 @@ mod tests {
                 .contains("unsupported key network")
         );
         assert!(
-            t(r#"{"AWSEBDockerrunVersion": "1", "Image": {"Name": "x"}}"#).contains("unsupported key Image")
+            t(r#"{"AWSEBDockerrunVersion": "1", "Image": {"Name": "x"}}"#)
+                .contains("unsupported key Image")
         );
         assert!(
             t(r#"{"AWSEBDockerrunVersion": "1", "containerDefinitions": [{"name": "a"}]}"#)
                 .contains("AWSEBDockerrunVersion 1 is not supported")
         );
         assert!(t(r#"{"containerDefinitions": []}"#).contains("AWSEBDockerrunVersion is missing"));
+        assert_eq!(
+            t(
+                r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [{"name": "a", "mountpoints": []}]}"#
+            ),
+            "containerDefinitions[0] (a): unsupported key mountpoints (not a member of an ECS container definition)"
+        );
+        assert!(
+            t(r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [{"name": "a"}], "volumes": [{"name": "v", "path": "/x"}]}"#)
+                .contains("volumes[0]: unsupported key path")
+        );
     }
 }

@@ -217,9 +217,11 @@ async fn apply(plan: Plan, target: ImportTarget) -> anyhow::Result<()> {
         .await?
         .into_iter()
         .find(|s| s["status"] == "ACTIVE");
-    let last_event = existing
-        .as_ref()
-        .and_then(|s| s["events"].as_array()?.first()?["id"].as_str().map(str::to_owned));
+    let last_event = existing.as_ref().and_then(|s| {
+        s["events"].as_array()?.first()?["id"]
+            .as_str()
+            .map(str::to_owned)
+    });
     match &existing {
         Some(_) => {
             let mut body = json!({"cluster": cluster, "service": service, "taskDefinition": arn});
