@@ -12,6 +12,7 @@ mod credentials;
 mod datadir;
 mod health;
 mod identity;
+mod kms_authz;
 mod leader;
 mod prometheus;
 mod provisioner;

@@ -653,6 +653,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     );
     registry_creds.set(identity.clone());
     registry.set_authorizer(identity.clone());
+    kms.set_key_authorizer(Arc::new(crate::kms_authz::KeyPolicies {
+        identity: identity.clone(),
+    }));
     let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
     {
         let secretsmanager = secretsmanager.clone();

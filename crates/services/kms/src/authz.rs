@@ -1,9 +1,11 @@
 //! What each served KMS operation needs from IAM, as AWS's Service Authorization Reference lists
 //! it: the action and the resource types whose ARNs the request names (`key`:
 //! `arn:aws:kms:{region}:{account}:key/{key-id}`, `alias`: `arn:aws:kms:{region}:{account}:alias/{name}`;
-//! none means `*`). The front's authorization point evaluates these against the caller's identity
-//! policies; key policies are not evaluated (docs/compatibility.md). ReEncrypt needs two actions: `kms:ReEncryptFrom` on the source key (listed)
-//! and `kms:ReEncryptTo` on the destination key.
+//! none means `*`). Operations whose only resource is a key are decided by the key policy
+//! ([`crate::key_access`]); the others by the front's authorization point with the caller's
+//! identity policies (alias operations by both: the alias by IAM, the key by its policy).
+//! ReEncrypt needs two actions: `kms:ReEncryptFrom` on the source key (listed) and
+//! `kms:ReEncryptTo` on the destination key.
 
 /// `(operation, IAM action, resource types)`, sorted by operation.
 pub const AUTHORIZATION: &[(&str, &str, &[&str])] = &[

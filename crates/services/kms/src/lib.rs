@@ -12,8 +12,10 @@
 //!   rotation.
 //! - **Deletion**: ScheduleKeyDeletion waits 7-30 days; [`KmsService::run_maintenance`] deletes
 //!   keys whose waiting period is over (and their aliases), and rotates keys on their schedule.
-//! - **Key policies** are validated as resource policies by `gantry-iam-policy`; the operation
-//!   table with each operation's IAM action and resource is [`authz::AUTHORIZATION`].
+//! - **Key policies** are validated as resource policies by `gantry-iam-policy` and evaluated
+//!   before every operation that acts on a key, through the [`KeyAuthorizer`] the composition
+//!   root installs; the operation table with each operation's IAM action and
+//!   resource is [`authz::AUTHORIZATION`].
 //!
 //! Every operation of the model is listed in [`KmsOperation`]; those Gantry does not serve
 //! (asymmetric and HMAC keys, grants, custom key stores, imported material, multi-Region keys)
@@ -30,6 +32,7 @@ pub mod authz;
 mod cipher_ops;
 pub mod crypto;
 mod error;
+mod key_access;
 mod key_ops;
 mod keys;
 mod managed;
@@ -51,6 +54,7 @@ use serde_json::Value;
 
 pub use crypto::{BadMasterKey, MasterKey};
 pub use error::KmsError;
+pub use key_access::{KeyAccess, KeyAuthorizer, decided_by_key_policy};
 pub use managed::{MANAGED_KEYS, ManagedKey};
 pub use policy::default_policy;
 
@@ -145,6 +149,8 @@ pub struct KmsService {
     pub(crate) master: MasterKey,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) maintenance_interval: Duration,
+    /// Decides key access with key policies (installed once by the composition root).
+    pub(crate) key_authorizer: std::sync::OnceLock<Arc<dyn KeyAuthorizer>>,
 }
 
 impl fmt::Debug for KmsService {
@@ -163,7 +169,14 @@ impl KmsService {
             master,
             clock: Arc::new(SystemClock),
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
+            key_authorizer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the authorizer that evaluates key policies for callers other than the account
+    /// root (see [`KeyAuthorizer`]); the first one installed stays.
+    pub fn set_key_authorizer(&self, authorizer: Arc<dyn KeyAuthorizer>) {
+        let _ = self.key_authorizer.set(authorizer);
     }
 
     /// Uses `clock` for the maintenance job's notion of now (requests use their own `now`).
@@ -342,6 +355,9 @@ impl JsonService for KmsService {
                 format!("Unknown operation {TARGET_PREFIX}.{op}"),
             ));
         };
+        key_access::check_request(self, op, body, ctx)
+            .await
+            .map_err(AwsError::from)?;
         self.dispatch(op, body, ctx).await.map_err(AwsError::from)
     }
 }

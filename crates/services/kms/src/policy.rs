@@ -101,31 +101,60 @@ pub fn check_policy(
     if bypass_lockout_check {
         return Ok(());
     }
-    let principal = Principal::root(&ctx.account_id);
-    let context = Context::new()
-        .with("kms:CallerAccount", ctx.account_id.clone())
-        .with("aws:PrincipalArn", ctx.caller_arn());
-    let request = Request {
-        principal: &principal,
-        action: "kms:PutKeyPolicy",
-        resources: &[key_arn],
-        resource_account: None,
-        context: &context,
-    };
-    let result = evaluate(
-        &request,
-        &PolicySet {
-            resource: Some(&policy),
-            ..PolicySet::default()
-        },
-    );
-    if !result.is_allowed() {
+    if !keeps_put_key_policy(ctx, &policy, key_arn) {
         return Err(KmsError::MalformedPolicyDocument(
             "The new key policy will not allow you to update the key policy in the future."
                 .to_owned(),
         ));
     }
     Ok(())
+}
+
+/// KMS's lockout safety rule: the policy must let the caller (the account root for root
+/// credentials) call `kms:PutKeyPolicy` again, either by naming it (its ARN, its role, `*`) or
+/// by delegating to its account's IAM policies, and must not deny it.
+fn keeps_put_key_policy(ctx: &RequestContext, policy: &Policy, key_arn: &str) -> bool {
+    let root = Principal::root(&ctx.account_id);
+    let principal = ctx.caller.as_deref().unwrap_or(&root);
+    let context = Context::new()
+        .with("kms:CallerAccount", principal.account.clone())
+        .with("aws:PrincipalArn", ctx.caller_arn());
+    if principal.kind == gantry_iam_policy::PrincipalKind::Root {
+        let request = Request {
+            principal,
+            action: "kms:PutKeyPolicy",
+            resources: &[key_arn],
+            resource_account: None,
+            context: &context,
+        };
+        let set = PolicySet {
+            resource: Some(policy),
+            ..PolicySet::default()
+        };
+        return evaluate(&request, &set).is_allowed();
+    }
+    // Whether the key policy allows the caller in any way, the IAM side granted: evaluated as
+    // across accounts, where both sides must allow (an account named delegates to an IAM side
+    // that allows everything here).
+    let Ok(anything) = Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        PolicyKind::Identity,
+    ) else {
+        return false;
+    };
+    let request = Request {
+        principal,
+        action: "kms:PutKeyPolicy",
+        resources: &[key_arn],
+        resource_account: Some(""),
+        context: &context,
+    };
+    let set = PolicySet {
+        identity: &[&anything],
+        resource: Some(policy),
+        ..PolicySet::default()
+    };
+    evaluate(&request, &set).is_allowed()
 }
 
 fn policy_name(name: Option<String>) -> Result<(), KmsError> {
