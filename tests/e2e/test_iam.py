@@ -448,3 +448,58 @@ def test_secret_policies_and_secret_arns_take_part(gantry):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         sm.get_secret_value(SecretId="team/private")
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_kms_key_policies_decide_who_may_use_a_key(gantry):
+    """A key policy naming a user lets it in without any IAM policy; a key policy that does not
+    delegate to the account keeps out a user whose IAM policies allow kms:*; the default policy
+    delegates to IAM. Denials carry AWS's code and wording."""
+    kms = gantry.client("kms")
+    admin = make_user(gantry, "kms-admin", inline=allow(
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}))
+    reader = make_user(gantry, "kms-reader")
+    reader_arn = f"arn:aws:iam::{ACCOUNT}:user/kms-reader"
+    policy = allow({"Effect": "Allow", "Principal": {"AWS": reader_arn},
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:PutKeyPolicy"], "Resource": "*"})
+    key = kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
+
+    reader_kms = as_user(gantry, "kms", reader)
+    blob = reader_kms.encrypt(KeyId=key, Plaintext=b"s3cret")["CiphertextBlob"]
+    assert reader_kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"s3cret"
+
+    # IAM allows the admin kms:*, but the key policy neither names it nor delegates to IAM.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        as_user(gantry, "kms", admin).decrypt(CiphertextBlob=blob)
+    err = e.value.response["Error"]
+    assert err["Code"] == "AccessDeniedException"
+    assert err["Message"] == (
+        f"User: arn:aws:iam::{ACCOUNT}:user/kms-admin is not authorized to perform: kms:Decrypt "
+        f"on resource: {key} because no resource-based policy allows the kms:Decrypt action")
+
+    # The AWS CLI sees the same refusal.
+    out = aws_as(gantry, admin, "kms", "describe-key", "--key-id", key)
+    assert out.returncode != 0
+    assert "AccessDeniedException" in out.stderr
+    assert "because no resource-based policy allows the kms:DescribeKey action" in out.stderr
+
+    # A key with the default policy delegates to IAM: the admin is in, the reader is not.
+    default_key = kms.create_key()["KeyMetadata"]["Arn"]
+    as_user(gantry, "kms", admin).encrypt(KeyId=default_key, Plaintext=b"x")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        reader_kms.encrypt(KeyId=default_key, Plaintext=b"x")
+    assert e.value.response["Error"]["Message"].endswith(
+        "because no identity-based policy allows the kms:Encrypt action")
+
+    # The lockout safety check: the reader may not write a policy that shuts itself out.
+    admin_arn = f"arn:aws:iam::{ACCOUNT}:user/kms-admin"
+    lockout = allow({"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "kms:*",
+                     "Resource": "*"})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        reader_kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(lockout))
+    assert e.value.response["Error"]["Code"] == "MalformedPolicyDocumentException"
+    reader_kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(lockout),
+                              BypassPolicyLockoutSafetyCheck=True)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        reader_kms.decrypt(CiphertextBlob=blob)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert as_user(gantry, "kms", admin).decrypt(CiphertextBlob=blob)["Plaintext"] == b"s3cret"
