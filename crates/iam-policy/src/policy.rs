@@ -224,8 +224,11 @@ pub(crate) struct ActionMatcher {
     any: bool,
     /// Lowercase service prefixes, sorted and distinct, each with its lowercase operation
     /// patterns.
-    services: Box<[(Box<str>, Box<[Glob]>)]>,
+    services: Box<[ServiceActions]>,
 }
+
+/// A lowercase service prefix and its lowercase operation patterns.
+type ServiceActions = (Box<str>, Box<[Glob]>);
 
 impl ActionMatcher {
     fn compile(actions: &[String], negated: bool) -> Self {
