@@ -2,8 +2,8 @@
 3-member etcd cluster and an S3-compatible bucket, simulated container instances and simulated
 Fargate hosts given all three endpoints. Each round runs concurrent RunTask, StopTask,
 CreateService, RegisterTaskDefinition, Fargate RunTask and `docker push` against random live
-replicas while one replica or one etcd member (chosen by the seed) is killed with SIGKILL, then
-brings it back. Afterwards: every acknowledged write is present, no instance is over-committed, no
+replicas while one replica, the leader replica or one etcd member (chosen by the seed) is killed
+with SIGKILL, then brings it back. Afterwards: every acknowledged write is present, no instance is over-committed, no
 two live tasks hold the same host port on one instance or the same IP, and every service converges
 to its desired count.
 
@@ -255,7 +255,7 @@ def test_seeded_fault_rounds(tmp_path):
 
         faults = []
         for k in range(rounds):
-            kind = rng.choice(["replica", "etcd"])
+            kind = rng.choice(["replica", "leader", "etcd"])
             victim = rng.randrange(3)
             kill_after = rng.uniform(0.5, ROUND_SECONDS - 1.0)
             deadline = time.monotonic() + ROUND_SECONDS
@@ -277,13 +277,19 @@ def test_seeded_fault_rounds(tmp_path):
             for t in threads:
                 guarded(t).start()
             time.sleep(kill_after)
+            leader_kill = kind == "leader"
+            if leader_kill:
+                # The replica running the controllers (when one is elected right now).
+                leader = leader_endpoint(etcd, [0, 1, 2])
+                victim = next((i for i, g in enumerate(replicas) if g.endpoint == leader), victim)
+                kind = "replica"
             if kind == "replica":
                 with alive_lock:
                     alive.discard(victim)
                 replicas[victim].stop(sig=signal.SIGKILL)
             else:
                 etcd.kill(victim)
-            faults.append(f"{kind}{victim}@{kill_after:.1f}s")
+            faults.append(f"{'leader ' if leader_kill else ''}{kind}{victim}@{kill_after:.1f}s")
             for t in threads:
                 t.join(timeout=150)
                 assert not t.is_alive(), "an operation did not finish"
