@@ -6,6 +6,7 @@ lost (the agent, given two replicas' endpoints, moves to the surviving one), and
 etcd member changes nothing visible."""
 
 import base64
+import datetime
 import json
 import shutil
 import time
@@ -153,3 +154,48 @@ def test_three_replicas_survive_the_leader_and_an_etcd_member(tmp_path):
         s3.stop()
         etcd.stop()
         docker("rmi", "-f", *(x for x in (pushed, pulled, local) if x), check=False)
+
+
+def test_metrics_put_on_one_replica_are_read_on_another(tmp_path):
+    """CloudWatch's in-memory metric index follows what other replicas store."""
+    require_etcd()
+    etcd = EtcdCluster(tmp_path, 1).start()
+    args = ["--store", etcd.url("metrics")]
+    r1 = Gantry(tmp_path / "r1").start(args)
+    r2 = Gantry(tmp_path / "r2", r1.access_key, r1.secret_key)
+    r2.data_dir.mkdir()
+    for f in ("master-key", "registry-token-secret"):
+        shutil.copy2(r1.data_dir / f, r2.data_dir / f)
+    r2.start(args)
+    r3 = None
+    try:
+        before = datetime.datetime.now(datetime.timezone.utc)
+        # Stored before replica 3 starts (read by its start-up scan) and after (followed).
+        r1.aws("cloudwatch", "put-metric-data", "--namespace", "App", "--metric-name", "Load",
+               "--dimensions", "Host=a", "--value", "10")
+        r3 = Gantry(tmp_path / "r3", r1.access_key, r1.secret_key)
+        r3.data_dir.mkdir()
+        for f in ("master-key", "registry-token-secret"):
+            shutil.copy2(r1.data_dir / f, r3.data_dir / f)
+        r3.start(args)
+        r2.client("cloudwatch").put_metric_data(Namespace="App", MetricData=[
+            {"MetricName": "Load", "Dimensions": [{"Name": "Host", "Value": "a"}], "Value": 30}])
+
+        def stats(g):
+            out = g.client("cloudwatch").get_metric_statistics(
+                Namespace="App", MetricName="Load", Dimensions=[{"Name": "Host", "Value": "a"}],
+                StartTime=before - datetime.timedelta(minutes=5),
+                EndTime=before + datetime.timedelta(minutes=5), Period=600,
+                Statistics=["SampleCount", "Sum"])["Datapoints"]
+            return out and (out[0]["SampleCount"], out[0]["Sum"])
+        for g in (r1, r2, r3):
+            assert wait_until(lambda: stats(g) == (2.0, 40.0) and stats(g), timeout=15,
+                              what=f"both points seen through {g.endpoint}") == (2.0, 40.0)
+            listed = g.client("cloudwatch").list_metrics(Namespace="App")["Metrics"]
+            assert [m["MetricName"] for m in listed] == ["Load"]
+    finally:
+        if r3:
+            r3.stop()
+        r1.stop()
+        r2.stop()
+        etcd.stop()

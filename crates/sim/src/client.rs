@@ -40,7 +40,10 @@ pub struct EcsClient {
 impl std::fmt::Debug for EcsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EcsClient")
-            .field("endpoints", &self.endpoints.iter().map(|(u, _)| u).collect::<Vec<_>>())
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            )
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
