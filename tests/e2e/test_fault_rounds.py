@@ -8,7 +8,9 @@ two live tasks hold the same host port on one instance or the same IP, and every
 to its desired count.
 
 GANTRY_FAULT_ROUNDS (default 5) and GANTRY_FAULT_SEED (default 21) change the run; the seed, the
-rounds and the operation counts are printed, so a failing run can be repeated."""
+rounds and the operation counts are printed, so a failing run can be repeated. The seed fixes
+what is killed and when, and each worker's sequence of operations; how many operations fit in a
+round's four seconds depends on the machine."""
 
 import os
 import random
