@@ -606,7 +606,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     };
     // Every leader-only job writes through `controller_store`, so a deposed leader's writes are
     // refused by the store.
-    registry.set_controller_store(controller_store.clone());
+    if etcd.is_some() {
+        registry.set_controller_store(controller_store.clone());
+    }
     {
         let registry = registry.clone();
         controllers.add("registry maintenance", move |stop| {
@@ -716,7 +718,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             tokio::spawn(logs.clone().run_retention(stop))
         });
     }
-    cloudwatch.set_controller_store(controller_store.clone());
+    if etcd.is_some() {
+        cloudwatch.set_controller_store(controller_store.clone());
+    }
     {
         let cloudwatch = cloudwatch.clone();
         let every = cfg.alarm_evaluation_interval;
