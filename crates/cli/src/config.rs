@@ -289,6 +289,11 @@ pub struct AgentArgs {
     /// `autoScalingGroupName/NAME` places its tasks on this pool's instances only.
     #[arg(long, value_name = "NAME", conflicts_with = "fargate_pool", value_parser = parse_pool)]
     pub pool: Option<String>,
+    /// Serve Prometheus metrics (task starts, Docker call latency, stats samples) at
+    /// `http://ADDR/metrics`, without authentication: bind it to a private address. Port 0
+    /// picks a free port (logged).
+    #[arg(long, env = "GANTRY_AGENT_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_file_system(s: &str) -> Result<(String, PathBuf), String> {
@@ -364,6 +369,11 @@ pub struct LbArgs {
     /// The region whose load balancers this proxy serves.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Serve Prometheus metrics (requests, response times and upstream errors per target group)
+    /// at `http://ADDR/metrics`, without authentication: bind it to a private address. Port 0
+    /// picks a free port (logged).
+    #[arg(long, env = "GANTRY_LB_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `gantry simulate` flags.
