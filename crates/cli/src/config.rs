@@ -58,7 +58,8 @@ pub struct ServerArgs {
     pub fargate_local: bool,
     /// How managed scaling grows and shrinks host pool NAME (repeatable): `NAME=local` starts and
     /// stops agents inside this server; `NAME=exec:COMMAND` runs COMMAND with the pool name and
-    /// the desired instance count as arguments.
+    /// the desired instance count as arguments; `NAME=webhook:URL` POSTs them as JSON to an
+    /// http:// URL.
     #[arg(long = "pool-provisioner", value_name = "NAME=KIND")]
     pub pool_provisioners: Vec<String>,
     /// Seconds between managed-scaling assessments of host pools (ECS: 60; shorter for tests).

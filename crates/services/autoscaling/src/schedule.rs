@@ -125,7 +125,9 @@ fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         ("Year", year, ""),
     ] {
         if !plain(f, extra) {
-            return Err(format!("the {name} field {f} has a character AWS does not allow"));
+            return Err(format!(
+                "the {name} field {f} has a character AWS does not allow"
+            ));
         }
     }
     for (name, f) in [("Minutes", minutes), ("Hours", hours), ("Year", year)] {
@@ -221,23 +223,50 @@ mod tests {
     #[test]
     fn cron_fields_as_aws_reads_them() {
         // Every day at 08:00 UTC.
-        assert_eq!(next("cron(0 8 * * ? *)", None, SUNDAY_10H), Some(1_796_630_400_000));
+        assert_eq!(
+            next("cron(0 8 * * ? *)", None, SUNDAY_10H),
+            Some(1_796_630_400_000)
+        );
         // Weekdays 1-7 are SUN-SAT: 2-6 is Monday to Friday.
-        assert_eq!(next("cron(0 9 ? * 2-6 *)", None, 1_796_472_000_000), Some(1_796_634_000_000));
-        assert_eq!(next("cron(0 9 ? * MON-FRI *)", None, 1_796_472_000_000), Some(1_796_634_000_000));
+        assert_eq!(
+            next("cron(0 9 ? * 2-6 *)", None, 1_796_472_000_000),
+            Some(1_796_634_000_000)
+        );
+        assert_eq!(
+            next("cron(0 9 ? * MON-FRI *)", None, 1_796_472_000_000),
+            Some(1_796_634_000_000)
+        );
         // The second Tuesday of the month (3#2): December 8th.
-        assert_eq!(next("cron(0 12 ? * 3#2 *)", None, SUNDAY_10H), Some(1_796_731_200_000));
+        assert_eq!(
+            next("cron(0 12 ? * 3#2 *)", None, SUNDAY_10H),
+            Some(1_796_731_200_000)
+        );
         // The last day of the month.
-        assert_eq!(next("cron(0 0 L * ? *)", None, SUNDAY_10H), Some(1_798_675_200_000));
+        assert_eq!(
+            next("cron(0 0 L * ? *)", None, SUNDAY_10H),
+            Some(1_798_675_200_000)
+        );
         // The weekday nearest the 15th: November 15th 2026 is a Sunday, so Monday the 16th.
         let nov1 = 1_793_491_200_000;
-        assert_eq!(next("cron(0 0 15W * ? *)", None, nov1), Some(1_794_787_200_000));
+        assert_eq!(
+            next("cron(0 0 15W * ? *)", None, nov1),
+            Some(1_794_787_200_000)
+        );
         // The last Thursday (5L) of November 2026: the 26th.
-        assert_eq!(next("cron(0 0 ? * 5L *)", None, nov1), Some(1_795_651_200_000));
+        assert_eq!(
+            next("cron(0 0 ? * 5L *)", None, nov1),
+            Some(1_795_651_200_000)
+        );
         // L alone among the weekdays: Saturday.
-        assert_eq!(next("cron(0 0 ? * L *)", None, SUNDAY_10H), Some(1_797_033_600_000));
+        assert_eq!(
+            next("cron(0 0 ? * L *)", None, SUNDAY_10H),
+            Some(1_797_033_600_000)
+        );
         // A year.
-        assert_eq!(next("cron(0 0 1 1 ? 2028)", None, SUNDAY_10H), Some(1_830_297_600_000));
+        assert_eq!(
+            next("cron(0 0 1 1 ? 2028)", None, SUNDAY_10H),
+            Some(1_830_297_600_000)
+        );
         assert_eq!(next("cron(0 0 1 1 ? 2025)", None, SUNDAY_10H), None);
         // A start time holds the first run back.
         let s = parse("cron(0 8 * * ? *)", None).expect("parses");
