@@ -135,7 +135,9 @@ def test_scheduled_action_changes_min_and_max_at_its_time(fast):
     dim = "ecs:service:DesiredCount"
     aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
                                  MinCapacity=1, MaxCapacity=2)
-    when = time.gmtime(time.time() + 4)
+    # Far enough ahead for the AWS CLI to start on a loaded machine (an at() already past when
+    # the action is created never runs).
+    when = time.gmtime(time.time() + 20)
     at = time.strftime("at(%Y-%m-%dT%H:%M:%S)", when)
     fast.aws("application-autoscaling", "put-scheduled-action", "--service-namespace", "ecs",
              "--resource-id", rid, "--scalable-dimension", dim, "--scheduled-action-name", "morning",
@@ -143,7 +145,7 @@ def test_scheduled_action_changes_min_and_max_at_its_time(fast):
     [action] = aas.describe_scheduled_actions(ServiceNamespace="ecs", ResourceId=rid)["ScheduledActions"]
     assert action["Schedule"] == at and action["ScalableTargetAction"] == {"MinCapacity": 3, "MaxCapacity": 5}
     assert desired(ecs, "c3", "batch") == 1
-    wait_for(lambda: desired(ecs, "c3", "batch") == 3, timeout=20, what="desired count 3 at the scheduled time")
+    wait_for(lambda: desired(ecs, "c3", "batch") == 3, timeout=60, what="desired count 3 at the scheduled time")
     [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (3, 5)
     [act] = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
