@@ -206,6 +206,8 @@ pub struct Shared {
     pub credentials: crate::credentials::CredentialsRegistry,
     /// The port of the credentials endpoint on `169.254.170.2`, or why it is not served.
     pub credentials_port: Result<u16, String>,
+    /// Fargate tasks' cgroups on this host, or why they cannot be made.
+    pub task_cgroups: Result<crate::cgroup::TaskCgroups, String>,
 }
 
 impl std::fmt::Debug for Shared {
