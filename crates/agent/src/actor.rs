@@ -366,6 +366,7 @@ impl TaskActor {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<TaskMsg>) {
+        tracing::debug!(desired = self.desired.as_str(), "task assigned");
         if let Some(body) = self.pending_final.take() {
             // Stopped before the agent restarted: the report was not acknowledged yet.
             self.known = Known::Stopped;
@@ -620,6 +621,7 @@ impl TaskActor {
                 }
             }
             self.pull_stopped_at = Some(SystemTime::now());
+            tracing::debug!("images ready");
             while let Ok(m) = rx.try_recv() {
                 self.handle(Some(m));
             }
@@ -770,6 +772,7 @@ impl TaskActor {
             .create(&spec)
             .await
             .map_err(|e| format!("cannot create the pause container: {e}"))?;
+        tracing::debug!(docker_id = %id, "pause container created");
         let rid = id.clone();
         self.checkpoint_update(move |r| {
             r.containers.insert(PAUSE_CONTAINER_NAME.to_owned(), rid);

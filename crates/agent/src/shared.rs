@@ -234,7 +234,10 @@ pub async fn deliver(api: &ApiClient, op: &str, body: &Value) {
     let mut attempts = 0u32;
     loop {
         match api.call(Service::Ecs, op, body).await {
-            Ok(_) => return,
+            Ok(_) => {
+                tracing::debug!(op, task = %body["task"], status = %body["status"], "report delivered");
+                return;
+            }
             Err(e) if e.is_client_error() => {
                 tracing::warn!(op, task = %body["task"], error = %e, "report rejected, dropped");
                 return;
