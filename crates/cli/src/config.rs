@@ -369,7 +369,8 @@ pub struct LbArgs {
 /// `gantry simulate` flags.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// The control plane's URL, e.g. http://127.0.0.1:4510.
+    /// The control plane's URL, e.g. http://127.0.0.1:4510; with several server replicas, their
+    /// URLs separated by commas (calls move to the next when one cannot be reached).
     #[arg(long, env = "GANTRY_ENDPOINT")]
     pub endpoint: String,
     /// The cluster the simulated instances join (created when missing).

@@ -604,6 +604,11 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         Some(_) => fenced.clone(),
         None => store.clone(),
     };
+    // Every leader-only job writes through `controller_store`, so a deposed leader's writes are
+    // refused by the store.
+    if etcd.is_some() {
+        registry.set_controller_store(controller_store.clone());
+    }
     {
         let registry = registry.clone();
         controllers.add("registry maintenance", move |stop| {
@@ -623,6 +628,21 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_host_access(cfg.host_access.clone()),
     );
     let ecs_service = ecs.clone();
+    // On etcd the controllers (service runner, scaling) write through the fenced store, with its own ECS state; with one
+    // server it shares the API's.
+    let runner_ecs = match &etcd {
+        Some(_) => Arc::new(
+            EcsService::new(controller_store.clone(), Arc::new(RandomIds))
+                .with_networks(Arc::new(Ec2TaskNetworks {
+                    store: controller_store.clone(),
+                }))
+                .with_target_groups(Arc::new(ElbTargetGroups {
+                    store: controller_store.clone(),
+                }))
+                .with_host_access(cfg.host_access.clone()),
+        ),
+        None => ecs_service.clone(),
+    };
     {
         let store = controller_store.clone();
         let retention = cfg.stopped_task_retention;
@@ -636,7 +656,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     }
     let kms = Arc::new(KmsService::new(store.clone(), master));
     {
-        let kms = kms.clone();
+        let kms = Arc::new(kms.writing_through(controller_store.clone()));
         controllers.add("kms maintenance", move |stop| {
             tokio::spawn(kms.clone().run_maintenance(stop))
         });
@@ -655,7 +675,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     registry.set_authorizer(identity.clone());
     let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
     {
-        let secretsmanager = secretsmanager.clone();
+        let secretsmanager = Arc::new(secretsmanager.writing_through(controller_store.clone()));
         controllers.add("secrets manager maintenance", move |stop| {
             tokio::spawn(secretsmanager.clone().run_maintenance(stop))
         });
@@ -681,15 +701,25 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let cloudwatch = gantry_cloudwatch::CloudWatchService::open(store.clone())
         .await
         .context("loading CloudWatch metric data")?;
+    // With several replicas, the metric index follows what the others store.
+    if etcd.is_some() {
+        parts.push((
+            "cloudwatch metric follower",
+            tokio::spawn(cloudwatch.clone().follow(shutdown_rx.clone())),
+        ));
+    }
     let logs = Arc::new(
         gantry_logs::LogsService::new(store.clone())
             .with_metric_publisher(Arc::new(LogMetricsSink(cloudwatch.clone()))),
     );
     {
-        let logs = logs.clone();
+        let logs = Arc::new(logs.writing_through(controller_store.clone()));
         controllers.add("log retention", move |stop| {
             tokio::spawn(logs.clone().run_retention(stop))
         });
+    }
+    if etcd.is_some() {
+        cloudwatch.set_controller_store(controller_store.clone());
     }
     {
         let cloudwatch = cloudwatch.clone();
@@ -717,7 +747,22 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     );
     cloudwatch.set_actions(Arc::new(ScalingActions(Arc::downgrade(&autoscaling))));
     {
-        let autoscaling = autoscaling.clone();
+        // Scheduled actions run on the leader, through its fenced store and ECS.
+        let autoscaling = Arc::new(
+            gantry_autoscaling::AutoScalingService::new(
+                controller_store.clone(),
+                Arc::new(EcsScalableServices {
+                    ecs: runner_ecs.clone(),
+                    account_id: cfg.account_id.clone(),
+                }),
+                Arc::new(CloudWatchAlarms {
+                    cloudwatch: cloudwatch.clone(),
+                    account_id: cfg.account_id.clone(),
+                }),
+                cfg.account_id.clone(),
+            )
+            .with_tracking_periods(cfg.tracking_periods),
+        );
         controllers.add("scheduled scaling", move |stop| {
             tokio::spawn(
                 autoscaling
@@ -795,24 +840,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         ))),
     );
     tokio::spawn(agents.clone().expire_earlier_connections());
-    // On etcd the runner writes through the fenced store, with its own ECS state; with one
-    // server it shares the API's.
-    let runner_ecs = match &etcd {
-        Some(_) => Arc::new(
-            EcsService::new(controller_store.clone(), Arc::new(RandomIds))
-                .with_networks(Arc::new(Ec2TaskNetworks {
-                    store: controller_store.clone(),
-                }))
-                .with_target_groups(Arc::new(ElbTargetGroups {
-                    store: controller_store.clone(),
-                }))
-                .with_host_access(cfg.host_access.clone()),
-        ),
-        None => ecs_service.clone(),
-    };
     let runner = Arc::new(
         ServiceRunner::new(
-            runner_ecs,
+            runner_ecs.clone(),
             Arc::new(SystemClock),
             cfg.account_id.clone(),
             Liveness {
@@ -849,7 +879,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     if !cfg.pool_provisioners.is_empty() {
         let scaling = Arc::new(gantry_ecs::managed_scaling::ManagedScaling::new(
-            ecs_service.clone(),
+            runner_ecs.clone(),
             provisioners.clone(),
             Arc::new(CloudWatchSink(cloudwatch.clone())),
             Arc::new(SystemClock),
