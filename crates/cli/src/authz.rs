@@ -264,6 +264,11 @@ fn members(placeholder: &str) -> &'static [&'static str] {
         "SecretId" => &["SecretId"],
         "ApplicationName" => &["applicationName", "applicationNames"],
         "DeploymentConfigurationName" => &["deploymentConfigName"],
+        "DeploymentGroupName" => &[
+            "deploymentGroupName",
+            "currentDeploymentGroupName",
+            "deploymentGroupNames",
+        ],
         _ => &[],
     }
 }
