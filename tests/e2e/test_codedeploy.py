@@ -413,8 +413,8 @@ def test_codedeploy_errors_for_bad_input(env):
     refused("InvalidDeploymentStyleException", cd.create_deployment_group, applicationName="shop",
             deploymentGroupName="g2", **{**group, "deploymentStyle": {"deploymentType": "IN_PLACE",
                                                                        "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"}})
-    refused("RoleRequiredException", cd.create_deployment_group, applicationName="shop",
-            deploymentGroupName="g2", **{k: v for k, v in group.items() if k != "serviceRoleArn"})
+    refused("InvalidRoleException", cd.create_deployment_group, "not-a-role", applicationName="shop",
+            deploymentGroupName="g2", **{**group, "serviceRoleArn": "not-a-role"})
     refused("DeploymentConfigDoesNotExistException", cd.create_deployment_group, applicationName="shop",
             deploymentGroupName="g2", deploymentConfigName="Nope", **group)
     refused("InvalidAutoRollbackConfigException", cd.create_deployment_group, applicationName="shop",
