@@ -1210,9 +1210,8 @@ impl gantry_codedeploy::Platform for CodeDeployPlatform {
         input: serde_json::Value,
     ) -> Result<serde_json::Value, gantry_codedeploy::PlatformError> {
         let ctx = internal_context(region, &self.account_id);
-        let body = serde_json::to_vec(&input).map_err(|e| {
-            gantry_codedeploy::PlatformError::new("InternalFailure", e.to_string())
-        })?;
+        let body = serde_json::to_vec(&input)
+            .map_err(|e| gantry_codedeploy::PlatformError::new("InternalFailure", e.to_string()))?;
         self.ecs
             .call_as_code_deploy(operation, &body, &ctx)
             .await

@@ -62,7 +62,9 @@ pub fn parse(content: &str) -> Result<AppSpec, CodeDeployError> {
     let doc: Value = serde_yaml_ng::from_str(content)
         .map_err(|e| bad(format!("The AppSpec file is not valid YAML or JSON: {e}")))?;
     if !doc.is_object() {
-        return Err(bad("The AppSpec file must be a map with version and Resources."));
+        return Err(bad(
+            "The AppSpec file must be a map with version and Resources.",
+        ));
     }
     if doc.get("version").is_none() {
         return Err(bad("The AppSpec file requires a version (0.0)."));
@@ -120,14 +122,11 @@ pub fn parse(content: &str) -> Result<AppSpec, CodeDeployError> {
         .get("ContainerPort")
         .and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()))
         .ok_or_else(|| bad("The AppSpec LoadBalancerInfo requires a ContainerPort."))?;
-    let container_port = u16::try_from(port)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| {
-            bad(format!(
-                "The AppSpec ContainerPort {port} is invalid: it must be between 1 and 65535."
-            ))
-        })?;
+    let container_port = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+        bad(format!(
+            "The AppSpec ContainerPort {port} is invalid: it must be between 1 and 65535."
+        ))
+    })?;
     let network_configuration = props.get("NetworkConfiguration").map(camel);
     if let Some(n) = &network_configuration
         && n.get("awsvpcConfiguration").is_none()
@@ -182,7 +181,10 @@ mod tests {
         let j = json!({"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service",
             "Properties": {"TaskDefinition": "web:2", "LoadBalancerInfo": {"ContainerName": "web", "ContainerPort": "8080"}}}}]});
         let b = parse(&j.to_string()).unwrap();
-        assert_eq!((b.container_port, b.task_definition.as_str()), (8080, "web:2"));
+        assert_eq!(
+            (b.container_port, b.task_definition.as_str()),
+            (8080, "web:2")
+        );
     }
 
     #[test]

@@ -5,15 +5,24 @@
 /// `(operation, IAM action)`, sorted by operation.
 pub const AUTHORIZATION: &[(&str, &str)] = &[
     ("BatchGetApplications", "codedeploy:BatchGetApplications"),
-    ("BatchGetDeploymentGroups", "codedeploy:BatchGetDeploymentGroups"),
+    (
+        "BatchGetDeploymentGroups",
+        "codedeploy:BatchGetDeploymentGroups",
+    ),
     ("BatchGetDeployments", "codedeploy:BatchGetDeployments"),
     ("ContinueDeployment", "codedeploy:ContinueDeployment"),
     ("CreateApplication", "codedeploy:CreateApplication"),
     ("CreateDeployment", "codedeploy:CreateDeployment"),
-    ("CreateDeploymentConfig", "codedeploy:CreateDeploymentConfig"),
+    (
+        "CreateDeploymentConfig",
+        "codedeploy:CreateDeploymentConfig",
+    ),
     ("CreateDeploymentGroup", "codedeploy:CreateDeploymentGroup"),
     ("DeleteApplication", "codedeploy:DeleteApplication"),
-    ("DeleteDeploymentConfig", "codedeploy:DeleteDeploymentConfig"),
+    (
+        "DeleteDeploymentConfig",
+        "codedeploy:DeleteDeploymentConfig",
+    ),
     ("DeleteDeploymentGroup", "codedeploy:DeleteDeploymentGroup"),
     ("GetApplication", "codedeploy:GetApplication"),
     ("GetDeployment", "codedeploy:GetDeployment"),

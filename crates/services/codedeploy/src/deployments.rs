@@ -711,8 +711,7 @@ pub(crate) async fn stop(
         if d.status.is_done() {
             return Err(completed(d));
         }
-        let rollback =
-            explicit.unwrap_or_else(|| d.auto_rollback.on("DEPLOYMENT_STOP_ON_REQUEST"));
+        let rollback = explicit.unwrap_or_else(|| d.auto_rollback.on("DEPLOYMENT_STOP_ON_REQUEST"));
         d.stop_requested = Some(rollback);
         Ok(())
     })
@@ -838,7 +837,10 @@ async fn ecs_target(
         let live = described
             .get("taskSets")
             .and_then(Value::as_array)
-            .and_then(|l| l.iter().find(|t| t.get("id").and_then(Value::as_str) == Some(id)));
+            .and_then(|l| {
+                l.iter()
+                    .find(|t| t.get("id").and_then(Value::as_str) == Some(id))
+            });
         let n = |k: &str| live.and_then(|t| t.get(k)).cloned().unwrap_or(json!(0));
         let tg_name = tg
             .as_deref()
@@ -882,7 +884,9 @@ pub(crate) async fn get_target(
     ctx: &RequestContext,
 ) -> Result<Value, CodeDeployError> {
     let req: IdRequest = parse(body)?;
-    let d = existing(svc, ctx, req.deployment_id.as_deref()).await?.value;
+    let d = existing(svc, ctx, req.deployment_id.as_deref())
+        .await?
+        .value;
     let target = req.target_id.filter(|t| !t.is_empty()).ok_or_else(|| {
         CodeDeployError::DeploymentTargetIdRequired("A target ID is required.".to_owned())
     })?;
@@ -907,7 +911,9 @@ pub(crate) async fn list_targets(
     ctx: &RequestContext,
 ) -> Result<Value, CodeDeployError> {
     let req: IdRequest = parse(body)?;
-    let d = existing(svc, ctx, req.deployment_id.as_deref()).await?.value;
+    let d = existing(svc, ctx, req.deployment_id.as_deref())
+        .await?
+        .value;
     if req.next_token.is_some() {
         return Err(CodeDeployError::InvalidNextToken(
             "The next token was specified in an invalid format.".to_owned(),

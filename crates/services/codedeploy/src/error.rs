@@ -174,7 +174,9 @@ impl CodeDeployError {
             Self::InvalidTargetGroupPair(_) => "InvalidTargetGroupPairException",
             Self::InvalidLoadBalancerInfo(_) => "InvalidLoadBalancerInfoException",
             Self::InvalidDeploymentStyle(_) => "InvalidDeploymentStyleException",
-            Self::InvalidBlueGreenDeploymentConfiguration(_) => "InvalidBlueGreenDeploymentConfigurationException",
+            Self::InvalidBlueGreenDeploymentConfiguration(_) => {
+                "InvalidBlueGreenDeploymentConfigurationException"
+            }
             Self::InvalidAutoRollbackConfig(_) => "InvalidAutoRollbackConfigException",
             Self::RoleRequired(_) => "RoleRequiredException",
             Self::InvalidRole(_) => "InvalidRoleException",

@@ -178,7 +178,9 @@ async fn ecs_application(
     ctx: &RequestContext,
     name: Option<&str>,
 ) -> Result<String, CodeDeployError> {
-    let name = name.filter(|n| !n.is_empty()).ok_or_else(app_name_required)?;
+    let name = name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(app_name_required)?;
     let app = apps::load(svc, ctx, name).await?.ok_or_else(|| {
         CodeDeployError::ApplicationDoesNotExist(format!("No application found for name: {name}"))
     })?;
@@ -302,7 +304,10 @@ fn non_empty_list(v: &Option<Vec<Value>>) -> bool {
 
 fn non_empty_set(v: &Option<Value>) -> bool {
     v.as_ref()
-        .and_then(|s| s.get("ec2TagSetList").or_else(|| s.get("onPremisesTagSetList")))
+        .and_then(|s| {
+            s.get("ec2TagSetList")
+                .or_else(|| s.get("onPremisesTagSetList"))
+        })
         .and_then(Value::as_array)
         .is_some_and(|l| !l.is_empty())
 }
@@ -314,7 +319,8 @@ fn refuse_other_platforms(req: &GroupRequest) -> Result<(), CodeDeployError> {
             "EC2 tag filters are not supported for the ECS compute platform.".to_owned(),
         ));
     }
-    if non_empty_list(&req.on_premises_instance_tag_filters) || non_empty_set(&req.on_premises_tag_set)
+    if non_empty_list(&req.on_premises_instance_tag_filters)
+        || non_empty_set(&req.on_premises_tag_set)
     {
         return Err(CodeDeployError::InvalidTag(
             "On-premises instance tag filters are not supported for the ECS compute platform."
@@ -399,7 +405,9 @@ fn check_style(style: Option<&DeploymentStyle>) -> Result<(), CodeDeployError> {
         return bad("For the ECS compute platform, the deploymentType must be BLUE_GREEN.");
     }
     if s.deployment_option.as_deref() != Some("WITH_TRAFFIC_CONTROL") {
-        return bad("For the ECS compute platform, the deploymentOption must be WITH_TRAFFIC_CONTROL.");
+        return bad(
+            "For the ECS compute platform, the deploymentOption must be WITH_TRAFFIC_CONTROL.",
+        );
     }
     Ok(())
 }
@@ -415,7 +423,8 @@ fn blue_green(b: Option<&BlueGreen>) -> Result<(u32, String, u32), CodeDeployErr
     };
     if b.green_fleet_provisioning_option.is_some() {
         return Err(bad(
-            "greenFleetProvisioningOption is not supported for the ECS compute platform.".to_owned(),
+            "greenFleetProvisioningOption is not supported for the ECS compute platform."
+                .to_owned(),
         ));
     }
     let term = b
@@ -478,7 +487,7 @@ async fn check_service(
         one.cluster_name.as_deref().filter(|s| !s.is_empty()),
     ) else {
         return Err(bad(
-            "An ECS service needs a serviceName and a clusterName.".to_owned(),
+            "An ECS service needs a serviceName and a clusterName.".to_owned()
         ));
     };
     let platform = svc.platform()?;
@@ -489,7 +498,12 @@ async fn check_service(
             json!({"cluster": cluster, "services": [service]}),
         )
         .await
-        .map_err(|e| bad(format!("The ECS service {cluster}/{service} could not be read: {}", e.message)))?;
+        .map_err(|e| {
+            bad(format!(
+                "The ECS service {cluster}/{service} could not be read: {}",
+                e.message
+            ))
+        })?;
     let s = out
         .get("services")
         .and_then(Value::as_array)
@@ -500,7 +514,10 @@ async fn check_service(
                 "The ECS service {service} does not exist in the cluster {cluster}."
             ))
         })?;
-    if s.pointer("/deploymentController/type").and_then(Value::as_str) != Some("CODE_DEPLOY") {
+    if s.pointer("/deploymentController/type")
+        .and_then(Value::as_str)
+        != Some("CODE_DEPLOY")
+    {
         return Err(bad(
             "Deployment group's ECS service must be configured for a CODE_DEPLOY deployment controller."
                 .to_owned(),

@@ -27,8 +27,8 @@
 
 #[rustfmt::skip]
 pub mod model_constraints;
-mod appspec;
 mod apps;
+mod appspec;
 pub mod authz;
 mod configs;
 mod deployments;

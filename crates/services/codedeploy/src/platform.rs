@@ -27,8 +27,12 @@ impl PlatformError {
 pub trait Platform: Send + Sync {
     /// Calls an ECS operation (`DescribeServices`, `CreateTaskSet`, `UpdateTaskSet`,
     /// `DeleteTaskSet`, `DescribeTaskSets`, `UpdateServicePrimaryTaskSet`) with its awsJson input.
-    async fn ecs(&self, region: &str, operation: &str, input: Value)
-    -> Result<Value, PlatformError>;
+    async fn ecs(
+        &self,
+        region: &str,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, PlatformError>;
     /// The ARN of the target group named `name`, if it exists.
     async fn target_group_arn(
         &self,

@@ -24,9 +24,7 @@ use gantry_store::{StoreExt, Txn, encode};
 use serde_json::{Value, json};
 
 use crate::configs::TrafficRouting;
-use crate::deployments::{
-    self, DeploymentRecord, ErrorInfo, Phase, RollbackInfo, Status, new_id,
-};
+use crate::deployments::{self, DeploymentRecord, ErrorInfo, Phase, RollbackInfo, Status, new_id};
 use crate::groups::GroupRecord;
 use crate::platform::{Platform, PlatformError};
 use crate::wire::{ACTIVE_PREFIX, active, commit, deployment, group};
@@ -87,14 +85,17 @@ enum Outcome {
     /// Nothing changed.
     Same,
     /// The record changed.
-    Changed(DeploymentRecord),
+    Changed(Box<DeploymentRecord>),
     /// The deployment finished; with a rollback deployment to record.
-    Finished(DeploymentRecord, Option<DeploymentRecord>),
+    Finished(Box<DeploymentRecord>, Option<Box<DeploymentRecord>>),
 }
 
 fn failure(e: &PlatformError) -> bool {
     // ECS's client errors fail the deployment; anything else is retried.
-    !matches!(e.code.as_str(), "ServerException" | "InternalFailure" | "Unavailable")
+    !matches!(
+        e.code.as_str(),
+        "ServerException" | "InternalFailure" | "Unavailable"
+    )
 }
 
 impl DeploymentRunner {
@@ -134,7 +135,7 @@ impl DeploymentRunner {
             let _enter = span.enter();
             let Some(cur) = deployments::load(&self.svc, &region, &id).await? else {
                 store
-                    .commit(Txn::new().delete(&active(&region, &id)))
+                    .commit(Txn::new().delete(active(&region, &id)))
                     .await?;
                 continue;
             };
@@ -173,10 +174,10 @@ impl DeploymentRunner {
                 let mut txn = Txn::new()
                     .require_revision(&key, revision)
                     .put(&key, encode(&key, &d)?)
-                    .delete(&active(region, &d.id));
+                    .delete(active(region, &d.id));
                 if let Some(r) = &rollback {
                     let rkey = deployment(region, &r.id);
-                    txn = txn.put(&rkey, encode(&rkey, r)?);
+                    txn = txn.put(&rkey, encode(&rkey, r.as_ref())?);
                 }
                 let gkey = group(region, &d.application_name, &d.group_name);
                 if let Some(g) = store.get_typed::<GroupRecord>(&gkey).await? {
@@ -226,7 +227,10 @@ impl DeploymentRunner {
         let (Some(b), Some(g)) = (&d.blue_target_group, &d.green_target_group) else {
             return Ok(());
         };
-        let weights = vec![(b.clone(), 100 - green.min(100)), (g.clone(), green.min(100))];
+        let weights = vec![
+            (b.clone(), 100 - green.min(100)),
+            (g.clone(), green.min(100)),
+        ];
         self.platform()
             .map_err(|e| PlatformError::new("InternalFailure", e.to_string()))?
             .set_listener_weights(region, listener, &weights)
@@ -258,7 +262,9 @@ impl DeploymentRunner {
                 {
                     Ok(o) => o,
                     Err(e) if failure(&e) => {
-                        return self.fail(region, d, "INVALID_ECS_SERVICE", &e.message, now).await;
+                        return self
+                            .fail(region, d, "INVALID_ECS_SERVICE", &e.message, now)
+                            .await;
                     }
                     Err(e) => return Err(lb_err(e)),
                 };
@@ -268,7 +274,8 @@ impl DeploymentRunner {
                     .and_then(|l| l.first())
                     .filter(|s| {
                         s.get("status").and_then(Value::as_str) == Some("ACTIVE")
-                            && s.pointer("/deploymentController/type").and_then(Value::as_str)
+                            && s.pointer("/deploymentController/type")
+                                .and_then(Value::as_str)
                                 == Some("CODE_DEPLOY")
                     });
                 let Some(service) = service else {
@@ -329,7 +336,13 @@ impl DeploymentRunner {
                 };
                 let Some(spec) = d.appspec.clone() else {
                     return self
-                        .fail(region, d, "INVALID_REVISION", "The deployment has no AppSpec.", now)
+                        .fail(
+                            region,
+                            d,
+                            "INVALID_REVISION",
+                            "The deployment has no AppSpec.",
+                            now,
+                        )
                         .await;
                 };
                 let mut input = spec.task_set_members();
@@ -374,7 +387,10 @@ impl DeploymentRunner {
                             .map(str::to_owned);
                     }
                     Err(e) if failure(&e) => {
-                        let msg = format!("The ECS service could not create the replacement task set: {}", e.message);
+                        let msg = format!(
+                            "The ECS service could not create the replacement task set: {}",
+                            e.message
+                        );
                         return self.fail(region, d, "ECS_UPDATE_ERROR", &msg, now).await;
                     }
                     Err(e) => return Err(lb_err(e)),
@@ -382,11 +398,19 @@ impl DeploymentRunner {
                 tracing::info!(task_set = ?d.green_task_set, "replacement task set created");
                 d.phase = Phase::Install;
                 d.phase_at = now;
-                Ok(Outcome::Changed(d))
+                Ok(Outcome::Changed(Box::new(d)))
             }
             Phase::Install => {
                 let Some(green) = d.green_task_set.clone() else {
-                    return self.fail(region, d, "ECS_UPDATE_ERROR", "The replacement task set is missing.", now).await;
+                    return self
+                        .fail(
+                            region,
+                            d,
+                            "ECS_UPDATE_ERROR",
+                            "The replacement task set is missing.",
+                            now,
+                        )
+                        .await;
                 };
                 let out = self
                     .ecs(
@@ -424,17 +448,17 @@ impl DeploymentRunner {
                 if d.ready_action == "STOP_DEPLOYMENT" {
                     d.phase = Phase::Ready;
                     d.status = Status::Ready;
-                    return Ok(Outcome::Changed(d));
+                    return Ok(Outcome::Changed(Box::new(d)));
                 }
                 self.begin_shift(region, &mut d, now).await?;
-                Ok(Outcome::Changed(d))
+                Ok(Outcome::Changed(Box::new(d)))
             }
             Phase::Ready => {
                 if d.continue_requested.as_deref() == Some("READY_WAIT") {
                     d.continue_requested = None;
                     d.status = Status::InProgress;
                     self.begin_shift(region, &mut d, now).await?;
-                    return Ok(Outcome::Changed(d));
+                    return Ok(Outcome::Changed(Box::new(d)));
                 }
                 if now >= d.phase_at + self.minutes(u64::from(d.ready_wait_minutes)) {
                     let err = ErrorInfo {
@@ -459,10 +483,10 @@ impl DeploymentRunner {
                     .map_err(lb_err)?;
                     d.phase = Phase::Terminate;
                     d.phase_at = now;
-                    return Ok(Outcome::Changed(d));
+                    return Ok(Outcome::Changed(Box::new(d)));
                 }
-                let elapsed = now.saturating_sub(d.step_at) as f64
-                    / self.minute.as_millis().max(1) as f64;
+                let elapsed =
+                    now.saturating_sub(d.step_at) as f64 / self.minute.as_millis().max(1) as f64;
                 match next_share(d.routing, d.prod_percent, elapsed) {
                     Some(pct) => {
                         self.route(region, &d, &d.prod_listener.clone(), pct)
@@ -471,16 +495,14 @@ impl DeploymentRunner {
                         tracing::info!(percent = pct, "production traffic shifted");
                         d.prod_percent = pct;
                         d.step_at = now;
-                        Ok(Outcome::Changed(d))
+                        Ok(Outcome::Changed(Box::new(d)))
                     }
                     None => Ok(Outcome::Same),
                 }
             }
             Phase::Terminate => {
                 let skip = d.continue_requested.as_deref() == Some("TERMINATION_WAIT");
-                if !skip
-                    && now < d.phase_at + self.minutes(u64::from(d.termination_wait_minutes))
-                {
+                if !skip && now < d.phase_at + self.minutes(u64::from(d.termination_wait_minutes)) {
                     return Ok(Outcome::Same);
                 }
                 if let Some(blue) = d.blue_task_set.clone() {
@@ -491,9 +513,9 @@ impl DeploymentRunner {
                 d.phase_at = now;
                 d.status = Status::Succeeded;
                 d.complete_time_ms = Some(now);
-                Ok(Outcome::Finished(d, None))
+                Ok(Outcome::Finished(Box::new(d), None))
             }
-            Phase::Done => Ok(Outcome::Finished(d, None)),
+            Phase::Done => Ok(Outcome::Finished(Box::new(d), None)),
         }
     }
 
@@ -631,7 +653,10 @@ impl DeploymentRunner {
         d.phase = Phase::Done;
         d.phase_at = now;
         d.complete_time_ms = Some(now);
-        Ok(Outcome::Finished(d, rollback_record))
+        Ok(Outcome::Finished(
+            Box::new(d),
+            rollback_record.map(Box::new),
+        ))
     }
 }
 

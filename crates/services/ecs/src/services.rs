@@ -630,7 +630,10 @@ fn check_code_deploy(req: &ServiceRequest) -> Result<(), EcsError> {
             "A service with the CODE_DEPLOY deployment controller requires a targetGroupArn in its load balancer.",
         ));
     }
-    if lbs.iter().any(|lb| lb.get("advancedConfiguration").is_some()) {
+    if lbs
+        .iter()
+        .any(|lb| lb.get("advancedConfiguration").is_some())
+    {
         return Err(EcsError::invalid(
             "advancedConfiguration is only supported with the ECS deployment controller.",
         ));

@@ -217,7 +217,11 @@ pub(super) async fn create_as_code_deploy(
     create_of(svc, parse_as(body, true)?, ctx).await
 }
 
-async fn create_of(svc: &EcsService, req: Request, ctx: &RequestContext) -> Result<Value, EcsError> {
+async fn create_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let (_, cur) = external_service(svc, ctx, &req).await?;
     if req
         .service_registries
@@ -321,7 +325,11 @@ pub(super) async fn update_as_code_deploy(
     update_of(svc, parse_as(body, true)?, ctx).await
 }
 
-async fn update_of(svc: &EcsService, req: Request, ctx: &RequestContext) -> Result<Value, EcsError> {
+async fn update_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let Some(r) = req.task_set.clone().filter(|t| !t.is_empty()) else {
         return Err(EcsError::invalid("taskSet is required."));
     };
@@ -361,7 +369,11 @@ pub(super) async fn delete_as_code_deploy(
     delete_of(svc, parse_as(body, true)?, ctx).await
 }
 
-async fn delete_of(svc: &EcsService, req: Request, ctx: &RequestContext) -> Result<Value, EcsError> {
+async fn delete_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let Some(r) = req.task_set.clone().filter(|t| !t.is_empty()) else {
         return Err(EcsError::invalid("taskSet is required."));
     };
@@ -398,7 +410,11 @@ pub(super) async fn update_primary_as_code_deploy(
     update_primary_of(svc, parse_as(body, true)?, ctx).await
 }
 
-async fn update_primary_of(svc: &EcsService, req: Request, ctx: &RequestContext) -> Result<Value, EcsError> {
+async fn update_primary_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let Some(r) = req.primary_task_set.clone().filter(|t| !t.is_empty()) else {
         return Err(EcsError::invalid("primaryTaskSet is required."));
     };
@@ -442,7 +458,11 @@ pub(super) async fn describe_as_code_deploy(
     describe_of(svc, parse_as(body, true)?, ctx).await
 }
 
-async fn describe_of(svc: &EcsService, req: Request, ctx: &RequestContext) -> Result<Value, EcsError> {
+async fn describe_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let (cluster, s) = external_service(svc, ctx, &req).await?;
     let s = s.value;
     let counts = counts_of(svc, ctx, &cluster).await?;
