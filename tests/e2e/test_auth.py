@@ -127,3 +127,52 @@ def test_unknown_operation_and_malformed_json(gantry):
     assert (status, body["__type"]) == (400, "SerializationException")
     status, body = call("AmazonEC2ContainerServiceV20141113.ExecuteCommand", b"{}")
     assert status == 400 and body["__type"] == "UnsupportedFeatureException"
+
+
+def documented_body_limit() -> int:
+    """The API body limit as ARCHITECTURE.md states it (`gantry_front::BODY_LIMIT` (N MiB, ...)."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "ARCHITECTURE.md").read_text()
+    stated = set(re.findall(r"BODY_LIMIT`?,? \(?(\d+) MiB", text))
+    assert len(stated) == 1, f"ARCHITECTURE.md states the body limit as {stated}"
+    return int(stated.pop()) * 1024 * 1024
+
+
+def test_the_body_limit_is_the_documented_one_and_carries_a_full_layer_part(gantry):
+    """One truth for the API body limit: a body one byte over the limit ARCHITECTURE.md states
+    answers 413 before anything else runs, a body of exactly that size is read (and then fails
+    authentication), and ECR's largest `UploadLayerPart` (20 MiB, base64 in JSON) fits."""
+    import hashlib
+
+    limit = documented_body_limit()
+
+    def post(size: int):
+        req = urllib.request.Request(
+            gantry.endpoint + "/", data=b" " * size, method="POST",
+            headers={"X-Amz-Target": "AmazonEC2ContainerServiceV20141113.ListClusters",
+                     "Content-Type": "application/x-amz-json-1.1"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=60)
+        return e.value.code, json.loads(e.value.read()), e.value.headers
+
+    status, body, headers = post(limit + 1)
+    assert status == 413, body
+    assert body["__type"] == "RequestEntityTooLargeException"
+    assert str(limit) in body["message"]
+    assert headers["x-amzn-RequestId"]
+    status, body, _ = post(limit)
+    assert body["__type"] == "MissingAuthenticationTokenException", (status, body)
+
+    ecr = gantry.client("ecr")
+    ecr.create_repository(repositoryName="bigpart")
+    part = bytes(range(256)) * (20 * 1024 * 1024 // 256)
+    assert len(part) == 20_971_520  # the model's layerPartBlob maximum
+    upload = ecr.initiate_layer_upload(repositoryName="bigpart")["uploadId"]
+    r = ecr.upload_layer_part(repositoryName="bigpart", uploadId=upload, partFirstByte=0,
+                              partLastByte=len(part) - 1, layerPartBlob=part)
+    assert r["lastByteReceived"] == len(part) - 1
+    digest = "sha256:" + hashlib.sha256(part).hexdigest()
+    done = ecr.complete_layer_upload(repositoryName="bigpart", uploadId=upload, layerDigests=[digest])
+    assert done["layerDigest"] == digest

@@ -243,6 +243,41 @@ def test_security_groups_admit_members_only_and_revocation_cuts_within_5s(net, t
     assert "-A DOCKER-USER -j RETURN" in rules
 
 
+def test_egress_rules_are_enforced_and_changes_land_within_5s(net, tmp_path):
+    ecs, ec2 = net.client("ecs"), net.client("ec2")
+    ecs.create_cluster(clusterName="egress")
+    start_agent(net, tmp_path, "egress")
+    subnet = default_subnet(net)
+    vpc = subnet["VpcId"]
+    target = ec2.create_security_group(GroupName="target", Description="t", VpcId=vpc)["GroupId"]
+    source = ec2.create_security_group(GroupName="source", Description="s", VpcId=vpc)["GroupId"]
+    # The targets admit everyone on port 80: only the source's egress rules decide.
+    ec2.authorize_security_group_ingress(GroupId=target, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ecs.register_task_definition(**web_td("egweb", net.image))
+    targets = run_awsvpc(net, "egress", "egweb", [subnet["SubnetId"]], [target], count=2)
+    src = run_awsvpc(net, "egress", "egweb", [subnet["SubnetId"]], [source])[0]
+    first, second = (attachment(t)[1]["privateIPv4Address"] for t in targets)
+    sender = ctr(src["taskArn"], "app")
+    # The default egress rule (everything) lets the source reach both.
+    for ip in (first, second):
+        assert wait_until(lambda: http_from(sender, ip), timeout=15, what=f"source reaches {ip}")
+
+    everything = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    ec2.revoke_security_group_egress(GroupId=source, IpPermissions=[everything])
+    revoked = time.monotonic()
+    while http_from(sender, first, timeout=1) is not None:
+        assert time.monotonic() - revoked < 5, "the source still sends 5 s after its egress rule went"
+        time.sleep(0.1)
+    assert http_from(sender, second, timeout=1) is None
+
+    # Egress to the first target's address only: it passes again, the second stays cut off.
+    ec2.authorize_security_group_egress(GroupId=source, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": f"{first}/32"}]}])
+    assert wait_until(lambda: http_from(sender, first), timeout=5, what="egress to the first target admitted")
+    assert http_from(sender, second) is None, "egress to an address no rule admits"
+
+
 def page_td(family, image, version):
     td = web_td(family, image, page=f"v{version}")
     td["containerDefinitions"][0]["command"] = [
@@ -457,3 +492,48 @@ def test_bad_network_configurations_get_ecs_errors_and_leave_nothing(gantry):
     assert ecs.list_tasks(cluster="bad", desiredStatus="STOPPED")["taskArns"] == []
     assert ecs.list_services(cluster="bad")["serviceArns"] == []
     assert ec2.describe_network_interfaces()["NetworkInterfaces"] == []
+
+
+def test_update_service_validates_and_records_the_network_configuration(gantry):
+    # Validation and records only: no agent, so no task is placed.
+    ecs, ec2 = gantry.client("ecs"), gantry.client("ec2")
+    ecs.create_cluster(clusterName="upd")
+    ecs.register_task_definition(**web_td("updweb", "busybox"))
+    a, b = (default_subnet(gantry, z)["SubnetId"] for z in ("us-east-1a", "us-east-1b"))
+    vpc = default_subnet(gantry)["VpcId"]
+    sg = ec2.create_security_group(GroupName="upd", Description="u", VpcId=vpc)["GroupId"]
+    other_vpc = ec2.create_vpc(CidrBlock="10.64.0.0/16")["Vpc"]["VpcId"]
+    foreign_sg = ec2.create_security_group(GroupName="f", Description="f", VpcId=other_vpc)["GroupId"]
+    ecs.create_service(cluster="upd", serviceName="web", taskDefinition="updweb", desiredCount=0,
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": [a]}})
+
+    def network():
+        s = ecs.describe_services(cluster="upd", services=["web"])["services"][0]
+        return s["networkConfiguration"]["awsvpcConfiguration"], s["deployments"]
+
+    def error(cfg):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ecs.update_service(cluster="upd", service="web",
+                               networkConfiguration={"awsvpcConfiguration": cfg})
+        return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+    code, msg = error({"subnets": ["subnet-0123456789abcdef0"]})
+    assert code == "InvalidParameterException" and "subnet-0123456789abcdef0" in msg
+    code, msg = error({"subnets": [a], "securityGroups": [foreign_sg]})
+    assert code == "InvalidParameterException" and foreign_sg in msg
+    six = [sg] + [ec2.create_security_group(GroupName=f"u{i}", Description="u", VpcId=vpc)["GroupId"] for i in range(5)]
+    code, msg = error({"subnets": [a], "securityGroups": six})
+    assert (code, msg) == ("InvalidParameterException", "securityGroups can have at most 5 items.")
+    # Refused updates changed nothing.
+    cfg, deployments = network()
+    assert cfg == {"subnets": [a], "securityGroups": [], "assignPublicIp": "DISABLED"}
+    assert len(deployments) == 1
+
+    ecs.update_service(cluster="upd", service="web", networkConfiguration={
+        "awsvpcConfiguration": {"subnets": [b], "securityGroups": [sg]}})
+    cfg, deployments = network()
+    assert cfg == {"subnets": [b], "securityGroups": [sg], "assignPublicIp": "DISABLED"}
+    # A new network configuration is a new deployment, which carries it.
+    primary = next(d for d in deployments if d["status"] == "PRIMARY")
+    assert primary["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == [b]
+    ecs.delete_service(cluster="upd", service="web")

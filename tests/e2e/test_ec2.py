@@ -168,3 +168,43 @@ def test_load_balancer_subnets_and_groups_come_from_ec2(gantry):
     described = elb.describe_load_balancers(LoadBalancerArns=[lb["LoadBalancerArn"]])["LoadBalancers"][0]
     assert described["SecurityGroups"] == [web]
     assert sorted(z["ZoneName"] for z in described["AvailabilityZones"]) == ["us-east-1a", "us-east-1c"]
+
+
+def test_vpc_attributes_and_egress_rules(gantry):
+    ec2 = gantry.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.81.0.0/16")["Vpc"]["VpcId"]
+    assert ec2.describe_vpc_attribute(VpcId=vpc, Attribute="enableDnsHostnames")["EnableDnsHostnames"] == {"Value": False}
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": False})
+    assert ec2.describe_vpc_attribute(VpcId=vpc, Attribute="enableDnsHostnames")["EnableDnsHostnames"] == {"Value": True}
+    assert ec2.describe_vpc_attribute(VpcId=vpc, Attribute="enableDnsSupport")["EnableDnsSupport"] == {"Value": False}
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.modify_vpc_attribute(VpcId="vpc-0123456789abcdef0", EnableDnsSupport={"Value": True})
+    assert e.value.response["Error"]["Code"] == "InvalidVpcID.NotFound"
+    assert "vpc-0123456789abcdef0" in e.value.response["Error"]["Message"]
+
+    sg = ec2.create_security_group(GroupName="out", Description="egress", VpcId=vpc)["GroupId"]
+    everything = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    # A new group may send anywhere.
+    assert ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]["IpPermissionsEgress"] == [
+        {**everything, "Ipv6Ranges": [], "PrefixListIds": [], "UserIdGroupPairs": []}]
+    ec2.revoke_security_group_egress(GroupId=sg, IpPermissions=[everything])
+    assert ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]["IpPermissionsEgress"] == []
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.revoke_security_group_egress(GroupId=sg, IpPermissions=[everything])
+    assert e.value.response["Error"]["Code"] == "InvalidPermission.NotFound"
+    added = ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.81.1.0/24"}]}])
+    rule = added["SecurityGroupRules"][0]
+    assert rule["IsEgress"] is True and rule["CidrIpv4"] == "10.81.1.0/24" and rule["FromPort"] == 5432
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.81.1.0/24"}]}])
+    assert e.value.response["Error"]["Code"] == "InvalidPermission.Duplicate"
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [sg]}])["SecurityGroupRules"]
+    assert [(r["IsEgress"], r["SecurityGroupRuleId"]) for r in rules] == [(True, rule["SecurityGroupRuleId"])]
+    # Revoked by its rule id.
+    ec2.revoke_security_group_egress(GroupId=sg, SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])
+    assert ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [sg]}])["SecurityGroupRules"] == []
+    ec2.delete_security_group(GroupId=sg)
+    ec2.delete_vpc(VpcId=vpc)

@@ -330,3 +330,32 @@ def test_plaintext_never_reaches_the_data_dir_or_the_server_log(tmp_path, monkey
     assert not [n for n in needles if n in log]
     master = tmp_path / "data" / "master-key"
     assert stat.S_IMODE(os.stat(master).st_mode) == 0o600
+
+
+def test_secret_tags_random_passwords_and_batch_reads(gantry):
+    sm = gantry.client("secretsmanager")
+    arn = sm.create_secret(Name="tagged", SecretString="t1", Tags=[{"Key": "team", "Value": "db"}])["ARN"]
+    sm.create_secret(Name="plain", SecretString="p1")
+    sm.tag_resource(SecretId="tagged", Tags=[{"Key": "env", "Value": "prod"}])
+    assert sorted((t["Key"], t["Value"]) for t in sm.describe_secret(SecretId=arn)["Tags"]) == [
+        ("env", "prod"), ("team", "db")]
+    found = sm.list_secrets(Filters=[{"Key": "tag-key", "Values": ["env"]}])["SecretList"]
+    assert [s["Name"] for s in found] == ["tagged"]
+    sm.untag_resource(SecretId=arn, TagKeys=["env"])
+    assert [t["Key"] for t in sm.describe_secret(SecretId="tagged")["Tags"]] == ["team"]
+    assert sm.list_secrets(Filters=[{"Key": "tag-key", "Values": ["env"]}])["SecretList"] == []
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.tag_resource(SecretId="tagged", Tags=[{"Key": "aws:owner", "Value": "x"}])
+    assert error_code(e) in ("ValidationException", "InvalidParameterException")
+
+    got = gantry.aws_json("secretsmanager", "get-random-password", "--password-length", "40",
+                          "--exclude-punctuation")["RandomPassword"]
+    assert len(got) == 40 and got.isalnum()
+    assert any(c.isdigit() for c in got) and any(c.islower() for c in got) and any(c.isupper() for c in got)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.get_random_password(PasswordLength=4097)
+    assert error_code(e) in ("ValidationException", "InvalidParameterException")
+
+    batch = sm.batch_get_secret_value(SecretIdList=["tagged", "plain", "missing"])
+    assert sorted((v["Name"], v["SecretString"]) for v in batch["SecretValues"]) == [("plain", "p1"), ("tagged", "t1")]
+    assert [(x["SecretId"], x["ErrorCode"]) for x in batch["Errors"]] == [("missing", "ResourceNotFoundException")]

@@ -811,7 +811,12 @@ impl TaskActor {
             self.volumes = volumes.clone();
             self.checkpoint_update(|r| r.volumes = volumes);
         }
-        for &i in missing {
+        // Docker needs a container's link targets and `volumesFrom` sources to exist when it
+        // creates it (registration refuses cycles; index order is the fallback).
+        let order = gantry_domain::task_definition::creation_order(&self.td)
+            .unwrap_or_else(|| (0..self.ctrs.len()).collect());
+        let missing: Vec<usize> = order.into_iter().filter(|i| missing.contains(i)).collect();
+        for i in missing {
             let spec = container_spec(
                 &self.id,
                 &self.td,
@@ -1104,6 +1109,25 @@ impl TaskActor {
     }
 
     fn dep_state(&self, i: usize) -> DepState {
+        // A link implies its target runs first (Docker refuses to start a container linked to
+        // one that is not running), as the ECS agent orders them.
+        for link in self.ctrs[i].def.links() {
+            let Some(d) = self.ctrs.iter().find(|c| c.def.name == link.container) else {
+                return DepState::Impossible(format!(
+                    "container {} links to unknown container {}",
+                    self.ctrs[i].def.name, link.container
+                ));
+            };
+            if d.exited() {
+                return DepState::Impossible(format!(
+                    "container {} links to container {}, which exited",
+                    self.ctrs[i].def.name, link.container
+                ));
+            }
+            if !d.running() {
+                return DepState::Waiting;
+            }
+        }
         for dep in self.ctrs[i].def.depends_on.iter().flatten() {
             let Some(d) = self.ctrs.iter().find(|c| c.def.name == dep.container_name) else {
                 return DepState::Impossible(format!(

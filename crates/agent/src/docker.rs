@@ -207,6 +207,7 @@ impl DockerRuntime {
             }),
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
             volumes_from: (!spec.volumes_from.is_empty()).then(|| spec.volumes_from.clone()),
+            links: (!spec.links.is_empty()).then(|| spec.links.clone()),
             readonly_rootfs: Some(spec.readonly_rootfs),
             privileged: Some(false),
             log_config: Some(HostConfigLogConfig {

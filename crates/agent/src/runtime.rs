@@ -146,6 +146,8 @@ pub struct ContainerSpec {
     pub binds: Vec<String>,
     /// Docker `VolumesFrom` entries (`container[:ro]`).
     pub volumes_from: Vec<String>,
+    /// Docker `Links` entries (`docker-name:alias`), bridge mode only.
+    pub links: Vec<String>,
     pub readonly_rootfs: bool,
     pub stop_timeout: Option<Duration>,
     pub hostname: Option<String>,

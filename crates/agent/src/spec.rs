@@ -268,7 +268,8 @@ fn secs(v: Option<i64>, default: u64) -> Duration {
 }
 
 /// Builds the Docker container for `def` (overrides already applied) of task `td`.
-/// `sibling_names` maps the task's container names to their Docker names (for `volumesFrom`).
+/// `sibling_names` maps the task's container names to their Docker names (for `volumesFrom` and
+/// `links`).
 pub fn container_spec(
     id: &TaskIdentity,
     td: &TaskDefinition,
@@ -507,6 +508,23 @@ pub fn container_spec(
         volumes_from.push(format!("{docker}{ro}"));
     }
 
+    let mut links = Vec::new();
+    for l in def.links() {
+        if network != Networking::Bridge || join_namespace_of.is_some() {
+            return Err(SpecError(format!(
+                "container {}: links are only supported in the bridge network mode",
+                def.name
+            )));
+        }
+        let docker = sibling_names.get(&l.container).ok_or_else(|| {
+            SpecError(format!(
+                "container {}: links references unknown container {}",
+                def.name, l.container
+            ))
+        })?;
+        links.push(format!("{docker}:{}", l.alias));
+    }
+
     let extra_hosts = def
         .other
         .get("extraHosts")
@@ -545,6 +563,7 @@ pub fn container_spec(
         health,
         binds,
         volumes_from,
+        links,
         readonly_rootfs: def.readonly_root_filesystem == Some(true),
         stop_timeout: Some(secs(
             def.stop_timeout,
@@ -1035,6 +1054,39 @@ mod tests {
             vec!["/srv/data:/data:ro", "d:/d", "gantry-abc-t:/t"]
         );
         assert_eq!(s.volumes_from, vec!["ecs-f-0-b-x:ro"]);
+    }
+
+    #[test]
+    fn links_become_docker_links_to_the_siblings_docker_names() {
+        let t = td(json!({"family": "f", "containerDefinitions": [
+            {"name": "proxy", "image": "i", "links": ["app", "db:database"]},
+            {"name": "app", "image": "i"}, {"name": "db", "image": "i"}]}));
+        let siblings = BTreeMap::from([
+            ("app".to_owned(), "ecs-f-0-app-x".to_owned()),
+            ("db".to_owned(), "ecs-f-0-db-x".to_owned()),
+        ]);
+        let s = container_spec(
+            &ident(),
+            &t,
+            &t.container_definitions[0],
+            &inputs(),
+            &siblings,
+        )
+        .expect("spec");
+        assert_eq!(s.links, vec!["ecs-f-0-app-x:app", "ecs-f-0-db-x:database"]);
+        let host = td(
+            json!({"family": "f", "networkMode": "host", "containerDefinitions": [
+            {"name": "proxy", "image": "i", "links": ["app"]}, {"name": "app", "image": "i"}]}),
+        );
+        let e = container_spec(
+            &ident(),
+            &host,
+            &host.container_definitions[0],
+            &inputs(),
+            &siblings,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("bridge network mode"), "{e}");
     }
 
     #[test]

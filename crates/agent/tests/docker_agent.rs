@@ -614,3 +614,65 @@ async fn own_registry_images_use_a_token_and_prefer_the_cached_copy() {
     env.fake.wait_status(&arn, "STOPPED", T).await;
     agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_start_the_target_first_and_resolve_its_alias() {
+    if !docker_or_skip("links_start_the_target_first_and_resolve_its_alias") {
+        return;
+    }
+    let env = Env::new().await;
+    let agent = env.start_agent();
+    // The linking container comes first: the agent must create and start `app` before it.
+    let task = env.fake.task(json!({"family": "linked", "containerDefinitions": [
+        {"name": "proxy", "image": env.image, "memory": 16, "stopTimeout": 1,
+         "links": ["app:backend"], "command": ["sleep", "3600"]},
+        {"name": "app", "image": env.image, "memory": 16, "stopTimeout": 1,
+         "command": ["sh", "-c", "mkdir -p /www && echo linked-ok > /www/index.html && exec httpd -f -p 8080 -h /www"]}]}));
+    let arn = task.task_arn.clone();
+    env.fake.push(task);
+    let running = env.fake.wait_status(&arn, "RUNNING", T).await;
+    let proxy_id = container(&running, "proxy")["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let app_id = container(&running, "app")["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = inspect(&proxy_id).unwrap();
+    let app = inspect(&app_id).unwrap();
+    let links = proxy["HostConfig"]["Links"].as_array().unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    let link = links[0].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("{}:", app["Name"].as_str().unwrap()))
+            && link.ends_with("/backend"),
+        "{link}"
+    );
+    let started = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v["State"]["StartedAt"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert!(
+        started(&app) <= started(&proxy),
+        "app started {} after proxy {}",
+        started(&app),
+        started(&proxy)
+    );
+    let fetched = wait_for("the alias answers", T, || {
+        // busybox-static's wget cannot resolve names (its static resolver); nc can.
+        let out = docker_exec(
+            &proxy_id,
+            "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc backend 8080 2>&1",
+        );
+        out.contains("linked-ok").then_some(out)
+    })
+    .await;
+    assert!(fetched.contains("linked-ok"));
+    env.fake.stop(&arn);
+    env.fake.wait_status(&arn, "STOPPED", T).await;
+    agent.abort();
+}

@@ -82,6 +82,10 @@ enum Command {
     Env(user::EnvArgs),
     /// Push a local Docker image to Gantry's registry (creating the repository when missing).
     Push(user::PushArgs),
+    /// Turn an Elastic Beanstalk Dockerrun.aws.json or a Compose file into a task definition
+    /// and a service (or tasks).
+    #[command(subcommand)]
+    Import(user::ImportCommand),
 }
 
 async fn run_agent(args: config::AgentArgs, file: agent_config::EcsConfig) -> anyhow::Result<()> {
@@ -305,6 +309,7 @@ fn main() -> anyhow::Result<()> {
             Command::Status(args) => user::status(args).await,
             Command::Env(args) => user::env(args).await,
             Command::Push(args) => user::push(args).await,
+            Command::Import(cmd) => user::import(cmd).await,
         }
     });
     // Whatever is still running (a blocking write stuck on a dead disk, a task that ignored its

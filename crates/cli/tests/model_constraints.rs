@@ -8,12 +8,16 @@ use std::process::Command;
 
 use gantry_aws_proto::constraints::{Constraints, Shape};
 
-fn tables() -> [(&'static str, &'static Constraints); 7] {
+fn tables() -> [(&'static str, &'static Constraints); 11] {
     [
         ("ecs", gantry_ecs::SPEC.constraints),
         ("ecr", gantry_ecr::SPEC.constraints),
         ("logs", gantry_logs::SPEC.constraints),
         ("elbv2", gantry_elbv2::SPEC.constraints),
+        ("kms", gantry_kms::SPEC.constraints),
+        ("secretsmanager", gantry_secretsmanager::SPEC.constraints),
+        ("ssm", gantry_ssm::SPEC.constraints),
+        ("codedeploy", gantry_codedeploy::SPEC.constraints),
         ("cloudwatch", gantry_cloudwatch::SPEC.constraints),
         (
             "application-autoscaling",

@@ -1,6 +1,6 @@
 //! The API listener against slow clients: a thousand half-sent requests are closed within the
 //! header-read timeout, and while they are held, above the connection cap, an agent opens its
-//! assignment stream and an API call is answered.
+//! assignment stream, a load balancer its configuration stream, and an API call is answered.
 
 #![allow(clippy::unwrap_used)]
 
@@ -95,6 +95,23 @@ async fn half_sent_requests_are_closed_in_time_and_never_starve_agents() {
         .unwrap()
         .unwrap();
     assert!(first.is_data());
+    // A load balancer's configuration stream, long-lived too: its first message is the full
+    // configuration, sent at once.
+    let mut config = api
+        .open_stream_for(Service::Elbv2, "/lb/v1/config")
+        .await
+        .unwrap();
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), config.frame())
+        .await
+        .expect("the configuration stream speaks at once")
+        .unwrap()
+        .unwrap();
+    let snapshot = snapshot.into_data().unwrap();
+    assert!(
+        String::from_utf8_lossy(&snapshot).contains(r#""type":"config""#),
+        "not a configuration snapshot: {}",
+        String::from_utf8_lossy(&snapshot)
+    );
     let served = Instant::now();
     let described = api
         .call(
@@ -140,6 +157,12 @@ async fn half_sent_requests_are_closed_in_time_and_never_starve_agents() {
     let later = tokio::time::timeout(Duration::from_secs(15), stream.frame())
         .await
         .expect("a heartbeat after the timeouts")
+        .unwrap()
+        .unwrap();
+    assert!(later.is_data());
+    let later = tokio::time::timeout(Duration::from_secs(15), config.frame())
+        .await
+        .expect("a configuration heartbeat after the timeouts")
         .unwrap()
         .unwrap();
     assert!(later.is_data());

@@ -60,6 +60,7 @@ pub fn replica_service(name: &str, desired: i64, min: i64, max: i64) -> Service 
             updated_at: 0,
             rollout_state: RolloutState::InProgress,
             launch_type: "EC2".to_owned(),
+            network_configuration: None,
         }],
         events: Vec::new(),
         throttle_failures: 0,
@@ -108,6 +109,7 @@ pub fn start_deployment(service: &mut Service, revision: u32, now: u64, ids: &mu
             updated_at: now,
             rollout_state: RolloutState::InProgress,
             launch_type: service.launch_type.clone(),
+            network_configuration: service.network_configuration.clone(),
         },
     );
     service.version += 1;

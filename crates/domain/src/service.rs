@@ -384,6 +384,10 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_state_reason: Option<String>,
     pub launch_type: String,
+    /// The service's `networkConfiguration` when the deployment was made: the one its tasks
+    /// launch with (DescribeServices reports it per deployment, as ECS does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<Value>,
 }
 
 /// A service event, newest first in `events[]`.

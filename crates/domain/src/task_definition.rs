@@ -247,6 +247,66 @@ impl ContainerDefinition {
     pub fn is_essential(&self) -> bool {
         self.essential.unwrap_or(true)
     }
+
+    /// The container's `links` (`name` or `name:alias`, the alias defaulting to the name).
+    pub fn links(&self) -> Vec<Link> {
+        self.other
+            .get("links")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|l| match l.split_once(':') {
+                        Some((c, alias)) => Link {
+                            container: c.to_owned(),
+                            alias: alias.to_owned(),
+                        },
+                        None => Link {
+                            container: l.to_owned(),
+                            alias: l.to_owned(),
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One entry of a container's `links`: another container of the task, reachable under `alias`
+/// (bridge network mode only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub container: String,
+    pub alias: String,
+}
+
+/// The containers of `td` in an order in which each comes after the containers it links to and
+/// takes `volumesFrom` of (what Docker needs to exist when it creates a container); `None` when
+/// those references form a cycle. Unknown names are left to the callers' checks.
+pub fn creation_order(td: &TaskDefinition) -> Option<Vec<usize>> {
+    let defs = &td.container_definitions;
+    let needs = |i: usize| -> Vec<usize> {
+        let c = &defs[i];
+        c.links()
+            .into_iter()
+            .map(|l| l.container)
+            .chain(
+                c.volumes_from
+                    .iter()
+                    .filter_map(|v| v.source_container.clone()),
+            )
+            .filter_map(|n| defs.iter().position(|d| d.name == n))
+            .filter(|&j| j != i)
+            .collect()
+    };
+    let mut order = Vec::with_capacity(defs.len());
+    let mut placed = vec![false; defs.len()];
+    while order.len() < defs.len() {
+        let next = (0..defs.len()).find(|&i| !placed[i] && needs(i).iter().all(|&j| placed[j]))?;
+        placed[next] = true;
+        order.push(next);
+    }
+    Some(order)
 }
 
 /// A task-level volume.
@@ -723,6 +783,9 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
                 }
             }
         }
+        if let Some(links) = c.other.get("links").filter(|l| !l.is_null()) {
+            check_links(&name, links, &names, mode)?;
+        }
         if let Some(hc) = &mut c.health_check {
             if hc.command.is_empty() {
                 return Err(container_err(
@@ -781,6 +844,11 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
             }
         }
     }
+    if creation_order(td).is_none() {
+        return Err(ValidationError::client(
+            "Invalid 'links' or 'volumesFrom': the containers' references form a cycle.".to_owned(),
+        ));
+    }
     if !td.container_definitions.iter().any(|c| c.is_essential()) {
         return Err(ValidationError::client(
             "Task definition must have at least one essential container.".to_owned(),
@@ -817,6 +885,46 @@ pub fn normalize_for_registration(td: &mut TaskDefinition) -> Result<(), Validat
 
     td.compatibilities = compatibilities(td);
     td.requires_attributes = required_attributes(td);
+    Ok(())
+}
+
+/// ECS's rules for a container's `links`: bridge network mode only, each `name[:alias]` naming
+/// another container of the task, names and aliases of up to 255 letters, numbers, hyphens and
+/// underscores.
+fn check_links(
+    name: &str,
+    links: &Value,
+    names: &[String],
+    mode: NetworkMode,
+) -> Result<(), ValidationError> {
+    let Some(list) = links.as_array() else {
+        return Err(container_err(name, "'links' must be a list of strings."));
+    };
+    if list.is_empty() {
+        return Ok(());
+    }
+    if mode != NetworkMode::Bridge {
+        return Err(ValidationError::client(format!(
+            "Links are not supported when networkMode={}.",
+            mode.as_str()
+        )));
+    }
+    for l in list {
+        let Some(text) = l.as_str() else {
+            return Err(container_err(name, "'links' must be a list of strings."));
+        };
+        let (target, alias) = text.split_once(':').unwrap_or((text, text));
+        if !is_ecs_name(target, 255) || !is_ecs_name(alias, 255) {
+            return Err(ValidationError::client(format!(
+                "Invalid 'links' for container '{name}': '{text}' is not name or name:alias (up to 255 letters, numbers, hyphens, and underscores)."
+            )));
+        }
+        if target == name || !names.iter().any(|n| n == target) {
+            return Err(ValidationError::client(format!(
+                "Invalid 'links' for container '{name}': unknown container '{target}'."
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -1078,6 +1186,53 @@ mod tests {
         ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
+    }
+
+    #[test]
+    fn links_are_bridge_only_name_known_containers_and_set_the_creation_order() {
+        let with = |mode: Option<&str>, links: Value| {
+            let mut v = json!({"family": "l", "containerDefinitions": [
+                {"name": "proxy", "image": "x", "memory": 16, "links": links,
+                 "volumesFrom": [{"sourceContainer": "data"}]},
+                {"name": "app", "image": "x", "memory": 16},
+                {"name": "data", "image": "x", "memory": 16, "essential": false}]});
+            if let Some(m) = mode {
+                v["networkMode"] = json!(m);
+            }
+            let mut t = td(v);
+            normalize_for_registration(&mut t).map(|_| t)
+        };
+        let t = with(None, json!(["app:backend"])).expect("bridge links");
+        assert_eq!(
+            t.container_definitions[0].links(),
+            vec![Link {
+                container: "app".into(),
+                alias: "backend".into()
+            }]
+        );
+        assert_eq!(creation_order(&t), Some(vec![1, 2, 0]));
+        for mode in ["host", "awsvpc", "none"] {
+            let e = with(Some(mode), json!(["app"])).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("Links are not supported when networkMode={mode}.")),
+                "{e}"
+            );
+        }
+        let e = with(None, json!(["nothere"])).unwrap_err().to_string();
+        assert!(e.contains("unknown container 'nothere'"), "{e}");
+        let e = with(None, json!(["proxy"])).unwrap_err().to_string();
+        assert!(e.contains("unknown container 'proxy'"), "a self link: {e}");
+        let e = with(None, json!(["app:bad alias"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'app:bad alias'"), "{e}");
+        let mut cycle = td(json!({"family": "c", "containerDefinitions": [
+            {"name": "a", "image": "x", "memory": 16, "links": ["b"]},
+            {"name": "b", "image": "x", "memory": 16, "volumesFrom": [{"sourceContainer": "a"}]}]}));
+        let e = normalize_for_registration(&mut cycle)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("form a cycle"), "{e}");
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn next_revision(described: &Value, tags: &Value, images: &[String]) -> anyhow::
     Ok(input)
 }
 
-fn say(line: &str) {
+pub(super) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -73,13 +73,13 @@ fn say(line: &str) {
 }
 
 /// How the rollout of `task_definition` ends.
-enum Outcome {
+pub(super) enum Outcome {
     Stable,
     Failed(String),
 }
 
 /// Prints the service's progress (counts and new events) until `done` says it ended.
-async fn follow(
+pub(super) async fn follow(
     conn: &Conn,
     cluster: &str,
     service: &str,

@@ -1,10 +1,12 @@
-//! User commands: `gantry ps`, `services`, `logs`, `deploy`, `scale`, `status`, `env`, `push`.
+//! User commands: `gantry ps`, `services`, `logs`, `deploy`, `scale`, `status`, `env`, `push`,
+//! `import`.
 //! They talk to the APIs like any AWS client (the standard credential chain, [`conn`]) and print
 //! tables on a terminal, plain text when piped ([`output`]).
 
 pub mod conn;
 mod deploy;
 pub mod env;
+pub mod import;
 pub mod logs;
 pub mod output;
 mod ps;
@@ -130,6 +132,7 @@ pub struct PushArgs {
 
 pub use deploy::{deploy, scale};
 pub use env::env;
+pub use import::{ImportCommand, import};
 pub use logs::logs;
 pub use ps::{ps, services};
 pub use push::push;

@@ -18,7 +18,7 @@
 //!     family: "web".into(), revision: 2, desired_count: 2, failed_tasks: 0,
 //!     reached_running: false, created_at: 0, updated_at: 0,
 //!     rollout_state: RolloutState::InProgress, rollout_state_reason: None,
-//!     launch_type: "EC2".into(),
+//!     launch_type: "EC2".into(), network_configuration: None,
 //! };
 //! let service = Service {
 //!     name: "web".into(), cluster: "default".into(), status: ServiceStatus::Active,
@@ -375,6 +375,8 @@ fn trip_breaker(
             rollout_state: RolloutState::InProgress,
             rollout_state_reason: Some(messages::rollout_rolling_back(&target.id)),
             launch_type: target.launch_type.clone(),
+            // Tasks launch with the service's current configuration.
+            network_configuration: next.base.network_configuration.clone(),
         },
     );
     next.push_event(

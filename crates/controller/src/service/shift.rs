@@ -409,6 +409,7 @@ fn fail_rolling(
                 target.id
             )),
             launch_type: target.launch_type.clone(),
+            network_configuration: next.network_configuration.clone(),
         },
     );
     next.last_rollback = Some(RollbackNote {

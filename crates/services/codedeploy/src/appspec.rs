@@ -59,7 +59,7 @@ fn text(v: Option<&Value>) -> Option<String> {
 
 /// Parses AppSpec `content` (YAML, of which JSON is a subset).
 pub fn parse(content: &str) -> Result<AppSpec, CodeDeployError> {
-    let doc: Value = serde_yaml_ng::from_str(content)
+    let doc: Value = serde_norway::from_str(content)
         .map_err(|e| bad(format!("The AppSpec file is not valid YAML or JSON: {e}")))?;
     if !doc.is_object() {
         return Err(bad(

@@ -666,3 +666,50 @@ async fn an_upload_cannot_grow_past_the_maximum_blob_size() {
         .unwrap_err();
     assert_eq!(e.code, "InvalidParameterException", "{e}");
 }
+
+/// ECR's manifest size limit (4 MiB, the model's `ImageManifest` maximum): a manifest of exactly
+/// that size is stored, one byte more answers 413 `SIZE_INVALID` and stores nothing.
+#[tokio::test]
+async fn a_manifest_beyond_ecrs_size_limit_is_refused() {
+    let t = TestRegistry::start().await;
+    t.create_repo(REPO).await;
+    let cfg = t.push_blob(REPO, b"{}").await;
+    // An OCI manifest padded through an annotation to `size` bytes.
+    let manifest = |size: usize| {
+        let bare = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2},
+            "layers": [], "annotations": {"pad": ""}})
+        .to_string();
+        let padded = bare.replace(
+            r#""pad":"""#,
+            &format!(r#""pad":"{}""#, "x".repeat(size - bare.len())),
+        );
+        assert_eq!(padded.len(), size);
+        padded
+    };
+    let limit = gantry_ecr::manifest::MAX_MANIFEST_BYTES;
+    assert_eq!(limit, 4 * 1024 * 1024);
+    let put = |tag: &'static str, body: String| {
+        let t = &t;
+        async move {
+            t.req(
+                "PUT",
+                &format!("/v2/{REPO}/manifests/{tag}"),
+                &[("content-type", OCI_MANIFEST)],
+                body,
+            )
+            .await
+        }
+    };
+    let r = put("at-limit", manifest(limit)).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let r = put("over-limit", manifest(limit + 1)).await;
+    assert_eq!(r.status, 413, "{:?}", r.json());
+    assert_eq!(r.error_code(), "SIZE_INVALID");
+    assert_eq!(
+        t.req("GET", &format!("/v2/{REPO}/manifests/over-limit"), &[], "")
+            .await
+            .status,
+        404
+    );
+}

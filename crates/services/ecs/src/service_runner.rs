@@ -731,6 +731,7 @@ impl ServiceRunner {
                         rollout_state: gantry_domain::service::RolloutState::InProgress,
                         rollout_state_reason: None,
                         launch_type: ts.launch_type.clone(),
+                        network_configuration: ts.network_configuration.clone(),
                     };
                     (base, d)
                 });

@@ -82,6 +82,9 @@ fn deployment_to_wire(d: &Deployment, ctx: &RequestContext, counts: Counts) -> V
     if let Some(r) = &d.rollout_state_reason {
         v["rolloutStateReason"] = json!(r);
     }
+    if let Some(n) = &d.network_configuration {
+        v["networkConfiguration"] = n.clone();
+    }
     v
 }
 
@@ -368,6 +371,7 @@ fn new_deployment(
     revision: u32,
     desired: i64,
     launch_type: &str,
+    network_configuration: Option<&Value>,
 ) -> Deployment {
     Deployment {
         id: deployment_id(svc),
@@ -382,6 +386,7 @@ fn new_deployment(
         rollout_state: RolloutState::InProgress,
         rollout_state_reason: Some("ECS deployment in progress.".to_owned()),
         launch_type: launch_type.to_owned(),
+        network_configuration: network_configuration.cloned(),
     }
 }
 
@@ -554,6 +559,7 @@ pub(super) async fn create(
                     td.revision,
                     desired,
                     &launch_type,
+                    network_configuration.as_ref(),
                 )]
             },
             events: vec![],
@@ -965,7 +971,15 @@ pub(super) async fn update(
             let launch_type = s.launch_type.clone();
             s.deployments.insert(
                 0,
-                new_deployment(svc, ctx, &family, revision, desired, &launch_type),
+                new_deployment(
+                    svc,
+                    ctx,
+                    &family,
+                    revision,
+                    desired,
+                    &launch_type,
+                    s.network_configuration.as_ref(),
+                ),
             );
         } else if let Some(p) = s
             .deployments

@@ -1,8 +1,8 @@
 //! What each served KMS operation needs from IAM, as AWS's Service Authorization Reference lists
 //! it: the action and the resource types whose ARNs the request names (`key`:
 //! `arn:aws:kms:{region}:{account}:key/{key-id}`, `alias`: `arn:aws:kms:{region}:{account}:alias/{name}`;
-//! none means `*`). The front's authorization point evaluates these with the key's policy as the
-//! resource policy. ReEncrypt needs two actions: `kms:ReEncryptFrom` on the source key (listed)
+//! none means `*`). The front's authorization point evaluates these against the caller's identity
+//! policies; key policies are not evaluated (docs/compatibility.md). ReEncrypt needs two actions: `kms:ReEncryptFrom` on the source key (listed)
 //! and `kms:ReEncryptTo` on the destination key.
 
 /// `(operation, IAM action, resource types)`, sorted by operation.

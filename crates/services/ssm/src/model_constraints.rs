@@ -162,49 +162,47 @@ static ANY: Shape = Shape::Any;
 static PATTERN_1: Pattern = Pattern::new(r#"^(oi)-[0-9a-f]{12}$"#);
 static PATTERN_2: Pattern = Pattern::new(r#"(?i)all|[0-9]{12}"#);
 static PATTERN_3: Pattern = Pattern::new(r#"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"#);
-static PATTERN_4: Pattern = Pattern::new(r#"^(?!\s*$).+"#);
-static PATTERN_5: Pattern = Pattern::new(r#"arn:aws(-[^:]+)?:iam::[0-9]{12}:role/.+"#);
-static PATTERN_6: Pattern = Pattern::new(r#"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#);
-static PATTERN_7: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.]{3,128}$"#);
-static PATTERN_8: Pattern = Pattern::new(r#"([$]LATEST)|([1-9][0-9]*)"#);
-static PATTERN_9: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-:/]{20,128}$"#);
-static PATTERN_10: Pattern = Pattern::new(r#"[A-Za-z0-9_\-]\w+|Custom:[a-zA-Z0-9_\-]\w+"#);
-static PATTERN_11: Pattern = Pattern::new(r#"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"#);
-static PATTERN_12: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.:/]{3,128}$"#);
-static PATTERN_13: Pattern = Pattern::new(r#"^[\w\.\-\:\/ ]*$"#);
-static PATTERN_14: Pattern = Pattern::new(r#"([$]LATEST|[$]DEFAULT|^[1-9][0-9]*$)"#);
-static PATTERN_15: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.]{1,128}$"#);
-static PATTERN_16: Pattern = Pattern::new(r#"(^[1-9][0-9]*$)"#);
-static PATTERN_17: Pattern = Pattern::new(r#"^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32})|(\d{12})$"#);
-static PATTERN_18: Pattern = Pattern::new(r#"[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}"#);
-static PATTERN_19: Pattern = Pattern::new(r#"[\w+=,.@/-]+"#);
-static PATTERN_20: Pattern = Pattern::new(r#"(^i-(\w{8}|\w{17})$)|(^mi-\w{17}$)"#);
-static PATTERN_21: Pattern = Pattern::new(r#"^.{1,100000}$"#);
-static PATTERN_22: Pattern = Pattern::new(r#"^(20)[0-9][0-9]-(0[1-9]|1[012])-([12][0-9]|3[01]|0[1-9])(T)(2[0-3]|[0-1][0-9])(:[0-5][0-9])(:[0-5][0-9])(Z)$"#);
-static PATTERN_23: Pattern = Pattern::new(r#"^([0-9]{1,6})(\.[0-9]{1,6})$"#);
-static PATTERN_24: Pattern = Pattern::new(r#"^(AWS|Custom):.*$"#);
-static PATTERN_25: Pattern = Pattern::new(r#"^[0-9a-fA-F]{8}\-[0-9a-fA-F]{4}\-[0-9a-fA-F]{4}\-[0-9a-fA-F]{4}\-[0-9a-fA-F]{12}$"#);
-static PATTERN_26: Pattern = Pattern::new(r#"^mw-[0-9a-f]{17}$"#);
-static PATTERN_27: Pattern = Pattern::new(r#"(^mi-[0-9a-f]{17}$)|(^eks_c:[0-9A-Za-z][A-Za-z0-9\-_]{0,99}_\w{17}$)"#);
-static PATTERN_28: Pattern = Pattern::new(r#"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$"#);
-static PATTERN_29: Pattern = Pattern::new(r#"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$"#);
-static PATTERN_30: Pattern = Pattern::new(r#"^(range|count|sum)"#);
-static PATTERN_31: Pattern = Pattern::new(r#"^[0-9]{12}$"#);
-static PATTERN_32: Pattern = Pattern::new(r#"arn:(aws[a-zA-Z-]*)?:ssm:[a-z0-9-\.]{0,63}:[0-9]{12}:opsitem.*"#);
-static PATTERN_33: Pattern = Pattern::new(r#"[\s\S]*\S[\s\S]*"#);
-static PATTERN_34: Pattern = Pattern::new(r#"arn:(aws[a-zA-Z-]*)?:ssm:[a-z0-9-\.]{0,63}:[a-z0-9-\.]{0,63}:opsmetadata\/([a-zA-Z0-9-_\.\/]*)"#);
-static PATTERN_35: Pattern = Pattern::new(r#"^([a-zA-Z0-9:/_-]+)$"#);
-static PATTERN_36: Pattern = Pattern::new(r#"tag:.+|Name|Type|KeyId|Path|Label|Tier|DataType"#);
-static PATTERN_37: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.]{3,50}$"#);
-static PATTERN_38: Pattern = Pattern::new(r#"arn:.*"#);
-static PATTERN_39: Pattern = Pattern::new(r#"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$"#);
-static PATTERN_40: Pattern = Pattern::new(r#"^.{1,256}$"#);
-static PATTERN_41: Pattern = Pattern::new(r#"([$]LATEST|[$]DEFAULT|[$]ALL)"#);
-static PATTERN_42: Pattern = Pattern::new(r#"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"#);
-static PATTERN_43: Pattern = Pattern::new(r#"^[\p{L}\p{Z}\p{N}_.:/=\-@]*$|resource-groups:ResourceTypeFilters|resource-groups:Name"#);
-static PATTERN_44: Pattern = Pattern::new(r#"^https:\/\/[-a-zA-Z0-9@:%._\+~#=]{1,253}\.s3(\.[a-z\d-]{9,16})?\.amazonaws\.com\/.{1,2000}"#);
-static PATTERN_45: Pattern = Pattern::new(r#"^\/[\w\.\-\:\/]*$"#);
-static PATTERN_46: Pattern = Pattern::new(r#"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}"#);
+static PATTERN_4: Pattern = Pattern::new(r#"arn:aws(-[^:]+)?:iam::[0-9]{12}:role/.+"#);
+static PATTERN_5: Pattern = Pattern::new(r#"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#);
+static PATTERN_6: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.]{3,128}$"#);
+static PATTERN_7: Pattern = Pattern::new(r#"([$]LATEST)|([1-9][0-9]*)"#);
+static PATTERN_8: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-:/]{20,128}$"#);
+static PATTERN_9: Pattern = Pattern::new(r#"[A-Za-z0-9_\-]\w+|Custom:[a-zA-Z0-9_\-]\w+"#);
+static PATTERN_10: Pattern = Pattern::new(r#"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"#);
+static PATTERN_11: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.:/]{3,128}$"#);
+static PATTERN_12: Pattern = Pattern::new(r#"^[\w\.\-\:\/ ]*$"#);
+static PATTERN_13: Pattern = Pattern::new(r#"([$]LATEST|[$]DEFAULT|^[1-9][0-9]*$)"#);
+static PATTERN_14: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.]{1,128}$"#);
+static PATTERN_15: Pattern = Pattern::new(r#"(^[1-9][0-9]*$)"#);
+static PATTERN_16: Pattern = Pattern::new(r#"^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32})|(\d{12})$"#);
+static PATTERN_17: Pattern = Pattern::new(r#"[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}"#);
+static PATTERN_18: Pattern = Pattern::new(r#"[\w+=,.@/-]+"#);
+static PATTERN_19: Pattern = Pattern::new(r#"(^i-(\w{8}|\w{17})$)|(^mi-\w{17}$)"#);
+static PATTERN_20: Pattern = Pattern::new(r#"^(20)[0-9][0-9]-(0[1-9]|1[012])-([12][0-9]|3[01]|0[1-9])(T)(2[0-3]|[0-1][0-9])(:[0-5][0-9])(:[0-5][0-9])(Z)$"#);
+static PATTERN_21: Pattern = Pattern::new(r#"^([0-9]{1,6})(\.[0-9]{1,6})$"#);
+static PATTERN_22: Pattern = Pattern::new(r#"^(AWS|Custom):.*$"#);
+static PATTERN_23: Pattern = Pattern::new(r#"^[0-9a-fA-F]{8}\-[0-9a-fA-F]{4}\-[0-9a-fA-F]{4}\-[0-9a-fA-F]{4}\-[0-9a-fA-F]{12}$"#);
+static PATTERN_24: Pattern = Pattern::new(r#"^mw-[0-9a-f]{17}$"#);
+static PATTERN_25: Pattern = Pattern::new(r#"(^mi-[0-9a-f]{17}$)|(^eks_c:[0-9A-Za-z][A-Za-z0-9\-_]{0,99}_\w{17}$)"#);
+static PATTERN_26: Pattern = Pattern::new(r#"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$"#);
+static PATTERN_27: Pattern = Pattern::new(r#"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$"#);
+static PATTERN_28: Pattern = Pattern::new(r#"^(range|count|sum)"#);
+static PATTERN_29: Pattern = Pattern::new(r#"^[0-9]{12}$"#);
+static PATTERN_30: Pattern = Pattern::new(r#"arn:(aws[a-zA-Z-]*)?:ssm:[a-z0-9-\.]{0,63}:[0-9]{12}:opsitem.*"#);
+static PATTERN_31: Pattern = Pattern::new(r#"[\s\S]*\S[\s\S]*"#);
+static PATTERN_32: Pattern = Pattern::new(r#"arn:(aws[a-zA-Z-]*)?:ssm:[a-z0-9-\.]{0,63}:[a-z0-9-\.]{0,63}:opsmetadata\/([a-zA-Z0-9-_\.\/]*)"#);
+static PATTERN_33: Pattern = Pattern::new(r#"^([a-zA-Z0-9:/_-]+)$"#);
+static PATTERN_34: Pattern = Pattern::new(r#"tag:.+|Name|Type|KeyId|Path|Label|Tier|DataType"#);
+static PATTERN_35: Pattern = Pattern::new(r#"^[a-zA-Z0-9_\-.]{3,50}$"#);
+static PATTERN_36: Pattern = Pattern::new(r#"arn:.*"#);
+static PATTERN_37: Pattern = Pattern::new(r#"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$"#);
+static PATTERN_38: Pattern = Pattern::new(r#"^.{1,256}$"#);
+static PATTERN_39: Pattern = Pattern::new(r#"([$]LATEST|[$]DEFAULT|[$]ALL)"#);
+static PATTERN_40: Pattern = Pattern::new(r#"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"#);
+static PATTERN_41: Pattern = Pattern::new(r#"^[\p{L}\p{Z}\p{N}_.:/=\-@]*$|resource-groups:ResourceTypeFilters|resource-groups:Name"#);
+static PATTERN_42: Pattern = Pattern::new(r#"^https:\/\/[-a-zA-Z0-9@:%._\+~#=]{1,253}\.s3(\.[a-z\d-]{9,16})?\.amazonaws\.com\/.{1,2000}"#);
+static PATTERN_43: Pattern = Pattern::new(r#"^\/[\w\.\-\:\/]*$"#);
+static PATTERN_44: Pattern = Pattern::new(r#"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}"#);
 
 /// `AccessRequestId`
 static SHAPE_ACCESS_REQUEST_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_1) };
@@ -227,7 +225,7 @@ static SHAPE_ALARM_CONFIGURATION: Shape = Shape::Structure(&[Member { name: r#"A
 /// `AlarmList`
 static SHAPE_ALARM_LIST: Shape = Shape::List { member: &SHAPE_ALARM, min: Some(1), max: Some(1) };
 /// `AlarmName`
-static SHAPE_ALARM_NAME: Shape = Shape::String { min: Some(1), max: Some(255), pattern: Some(&PATTERN_4) };
+static SHAPE_ALARM_NAME: Shape = Shape::String { min: Some(1), max: Some(255), pattern: None };
 /// `AllowedPattern`
 static SHAPE_ALLOWED_PATTERN: Shape = Shape::String { min: Some(0), max: Some(1024), pattern: None };
 /// `ApproveAfterDays`
@@ -235,7 +233,7 @@ static SHAPE_APPROVE_AFTER_DAYS: Shape = Shape::Integer { min: Some(0), max: Som
 /// `AssociateOpsItemRelatedItemRequest`
 static SHAPE_ASSOCIATE_OPS_ITEM_RELATED_ITEM_REQUEST: Shape = Shape::Structure(&[Member { name: r#"OpsItemId"#, shape: &SHAPE_OPS_ITEM_ID }]);
 /// `AssociationDispatchAssumeRoleArn`
-static SHAPE_ASSOCIATION_DISPATCH_ASSUME_ROLE_ARN: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_5) };
+static SHAPE_ASSOCIATION_DISPATCH_ASSUME_ROLE_ARN: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_4) };
 /// `AssociationExecutionFilter`
 static SHAPE_ASSOCIATION_EXECUTION_FILTER: Shape = Shape::Structure(&[Member { name: r#"Value"#, shape: &SHAPE_ASSOCIATION_EXECUTION_FILTER_VALUE }]);
 /// `AssociationExecutionFilterList`
@@ -243,7 +241,7 @@ static SHAPE_ASSOCIATION_EXECUTION_FILTER_LIST: Shape = Shape::List { member: &S
 /// `AssociationExecutionFilterValue`
 static SHAPE_ASSOCIATION_EXECUTION_FILTER_VALUE: Shape = Shape::String { min: Some(1), max: None, pattern: None };
 /// `AssociationExecutionId`
-static SHAPE_ASSOCIATION_EXECUTION_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_6) };
+static SHAPE_ASSOCIATION_EXECUTION_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_5) };
 /// `AssociationExecutionTargetsFilter`
 static SHAPE_ASSOCIATION_EXECUTION_TARGETS_FILTER: Shape = Shape::Structure(&[Member { name: r#"Value"#, shape: &SHAPE_ASSOCIATION_EXECUTION_TARGETS_FILTER_VALUE }]);
 /// `AssociationExecutionTargetsFilterList`
@@ -257,17 +255,17 @@ static SHAPE_ASSOCIATION_FILTER_LIST: Shape = Shape::List { member: &SHAPE_ASSOC
 /// `AssociationFilterValue`
 static SHAPE_ASSOCIATION_FILTER_VALUE: Shape = Shape::String { min: Some(1), max: None, pattern: None };
 /// `AssociationId`
-static SHAPE_ASSOCIATION_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_6) };
+static SHAPE_ASSOCIATION_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_5) };
 /// `AssociationIdList`
 static SHAPE_ASSOCIATION_ID_LIST: Shape = Shape::List { member: &SHAPE_ASSOCIATION_ID, min: Some(1), max: Some(10) };
 /// `AssociationName`
-static SHAPE_ASSOCIATION_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_7) };
+static SHAPE_ASSOCIATION_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_6) };
 /// `AssociationStatus`
 static SHAPE_ASSOCIATION_STATUS: Shape = Shape::Structure(&[Member { name: r#"Message"#, shape: &SHAPE_STATUS_MESSAGE }, Member { name: r#"AdditionalInfo"#, shape: &SHAPE_STATUS_ADDITIONAL_INFO }]);
 /// `AssociationVersion`
-static SHAPE_ASSOCIATION_VERSION: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_8) };
+static SHAPE_ASSOCIATION_VERSION: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_7) };
 /// `AttachmentIdentifier`
-static SHAPE_ATTACHMENT_IDENTIFIER: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_7) };
+static SHAPE_ATTACHMENT_IDENTIFIER: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_6) };
 /// `AttachmentsSource`
 static SHAPE_ATTACHMENTS_SOURCE: Shape = Shape::Structure(&[Member { name: r#"Values"#, shape: &SHAPE_ATTACHMENTS_SOURCE_VALUES }, Member { name: r#"Name"#, shape: &SHAPE_ATTACHMENT_IDENTIFIER }]);
 /// `AttachmentsSourceList`
@@ -305,9 +303,9 @@ static SHAPE_AUTOMATION_TARGET_PARAMETER_NAME: Shape = Shape::String { min: Some
 /// `BaselineDescription`
 static SHAPE_BASELINE_DESCRIPTION: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: None };
 /// `BaselineId`
-static SHAPE_BASELINE_ID: Shape = Shape::String { min: Some(20), max: Some(128), pattern: Some(&PATTERN_9) };
+static SHAPE_BASELINE_ID: Shape = Shape::String { min: Some(20), max: Some(128), pattern: Some(&PATTERN_8) };
 /// `BaselineName`
-static SHAPE_BASELINE_NAME: Shape = Shape::String { min: Some(3), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_BASELINE_NAME: Shape = Shape::String { min: Some(3), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `BaselineOverride`
 static SHAPE_BASELINE_OVERRIDE: Shape = Shape::Structure(&[Member { name: r#"GlobalFilters"#, shape: &SHAPE_PATCH_FILTER_GROUP }, Member { name: r#"ApprovalRules"#, shape: &SHAPE_PATCH_RULE_GROUP }, Member { name: r#"ApprovedPatches"#, shape: &SHAPE_PATCH_ID_LIST }, Member { name: r#"RejectedPatches"#, shape: &SHAPE_PATCH_ID_LIST }, Member { name: r#"Sources"#, shape: &SHAPE_PATCH_SOURCE_LIST }]);
 /// `CancelCommandRequest`
@@ -371,7 +369,7 @@ static SHAPE_COMPLIANCE_STRING_FILTER_LIST: Shape = Shape::List { member: &SHAPE
 /// `ComplianceStringFilterValueList`
 static SHAPE_COMPLIANCE_STRING_FILTER_VALUE_LIST: Shape = Shape::List { member: &ANY, min: Some(1), max: Some(20) };
 /// `ComplianceTypeName`
-static SHAPE_COMPLIANCE_TYPE_NAME: Shape = Shape::String { min: Some(1), max: Some(100), pattern: Some(&PATTERN_10) };
+static SHAPE_COMPLIANCE_TYPE_NAME: Shape = Shape::String { min: Some(1), max: Some(100), pattern: Some(&PATTERN_9) };
 /// `CreateActivationRequest`
 static SHAPE_CREATE_ACTIVATION_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Description"#, shape: &SHAPE_ACTIVATION_DESCRIPTION }, Member { name: r#"DefaultInstanceName"#, shape: &SHAPE_DEFAULT_INSTANCE_NAME }, Member { name: r#"IamRole"#, shape: &SHAPE_IAM_ROLE }, Member { name: r#"RegistrationLimit"#, shape: &SHAPE_REGISTRATION_LIMIT }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }, Member { name: r#"RegistrationMetadata"#, shape: &SHAPE_REGISTRATION_METADATA_LIST }]);
 /// `CreateAssociationBatchRequest`
@@ -395,7 +393,7 @@ static SHAPE_CREATE_PATCH_BASELINE_REQUEST: Shape = Shape::Structure(&[Member { 
 /// `CreateResourceDataSyncRequest`
 static SHAPE_CREATE_RESOURCE_DATA_SYNC_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SyncName"#, shape: &SHAPE_RESOURCE_DATA_SYNC_NAME }, Member { name: r#"S3Destination"#, shape: &SHAPE_RESOURCE_DATA_SYNC_S3_DESTINATION }, Member { name: r#"SyncType"#, shape: &SHAPE_RESOURCE_DATA_SYNC_TYPE }, Member { name: r#"SyncSource"#, shape: &SHAPE_RESOURCE_DATA_SYNC_SOURCE }]);
 /// `DefaultInstanceName`
-static SHAPE_DEFAULT_INSTANCE_NAME: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_11) };
+static SHAPE_DEFAULT_INSTANCE_NAME: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_10) };
 /// `DeleteActivationRequest`
 static SHAPE_DELETE_ACTIVATION_REQUEST: Shape = Shape::Structure(&[Member { name: r#"ActivationId"#, shape: &SHAPE_ACTIVATION_ID }]);
 /// `DeleteAssociationRequest`
@@ -499,11 +497,11 @@ static SHAPE_DESCRIBE_SESSIONS_REQUEST: Shape = Shape::Structure(&[Member { name
 /// `DisassociateOpsItemRelatedItemRequest`
 static SHAPE_DISASSOCIATE_OPS_ITEM_RELATED_ITEM_REQUEST: Shape = Shape::Structure(&[Member { name: r#"OpsItemId"#, shape: &SHAPE_OPS_ITEM_ID }]);
 /// `DocumentARN`
-static SHAPE_DOCUMENT_ARN: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_12) };
+static SHAPE_DOCUMENT_ARN: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_11) };
 /// `DocumentContent`
 static SHAPE_DOCUMENT_CONTENT: Shape = Shape::String { min: Some(1), max: None, pattern: None };
 /// `DocumentDisplayName`
-static SHAPE_DOCUMENT_DISPLAY_NAME: Shape = Shape::String { min: None, max: Some(1024), pattern: Some(&PATTERN_13) };
+static SHAPE_DOCUMENT_DISPLAY_NAME: Shape = Shape::String { min: None, max: Some(1024), pattern: Some(&PATTERN_12) };
 /// `DocumentFilter`
 static SHAPE_DOCUMENT_FILTER: Shape = Shape::Structure(&[Member { name: r#"value"#, shape: &SHAPE_DOCUMENT_FILTER_VALUE }]);
 /// `DocumentFilterList`
@@ -523,7 +521,7 @@ static SHAPE_DOCUMENT_KEY_VALUES_FILTER_VALUE: Shape = Shape::String { min: Some
 /// `DocumentKeyValuesFilterValues`
 static SHAPE_DOCUMENT_KEY_VALUES_FILTER_VALUES: Shape = Shape::List { member: &SHAPE_DOCUMENT_KEY_VALUES_FILTER_VALUE, min: None, max: None };
 /// `DocumentName`
-static SHAPE_DOCUMENT_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_7) };
+static SHAPE_DOCUMENT_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_6) };
 /// `DocumentPermissionMaxResults`
 static SHAPE_DOCUMENT_PERMISSION_MAX_RESULTS: Shape = Shape::Integer { min: Some(1), max: Some(200) };
 /// `DocumentRequires`
@@ -531,7 +529,7 @@ static SHAPE_DOCUMENT_REQUIRES: Shape = Shape::Structure(&[Member { name: r#"Nam
 /// `DocumentRequiresList`
 static SHAPE_DOCUMENT_REQUIRES_LIST: Shape = Shape::List { member: &SHAPE_DOCUMENT_REQUIRES, min: Some(1), max: None };
 /// `DocumentReviewComment`
-static SHAPE_DOCUMENT_REVIEW_COMMENT: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: Some(&PATTERN_4) };
+static SHAPE_DOCUMENT_REVIEW_COMMENT: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: None };
 /// `DocumentReviewCommentList`
 static SHAPE_DOCUMENT_REVIEW_COMMENT_LIST: Shape = Shape::List { member: &SHAPE_DOCUMENT_REVIEW_COMMENT_SOURCE, min: Some(0), max: Some(1) };
 /// `DocumentReviewCommentSource`
@@ -539,25 +537,25 @@ static SHAPE_DOCUMENT_REVIEW_COMMENT_SOURCE: Shape = Shape::Structure(&[Member {
 /// `DocumentReviews`
 static SHAPE_DOCUMENT_REVIEWS: Shape = Shape::Structure(&[Member { name: r#"Comment"#, shape: &SHAPE_DOCUMENT_REVIEW_COMMENT_LIST }]);
 /// `DocumentVersion`
-static SHAPE_DOCUMENT_VERSION: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_14) };
+static SHAPE_DOCUMENT_VERSION: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_13) };
 /// `DocumentVersionName`
-static SHAPE_DOCUMENT_VERSION_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_15) };
+static SHAPE_DOCUMENT_VERSION_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_14) };
 /// `DocumentVersionNumber`
-static SHAPE_DOCUMENT_VERSION_NUMBER: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_16) };
+static SHAPE_DOCUMENT_VERSION_NUMBER: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_15) };
 /// `Duration`
 static SHAPE_DURATION: Shape = Shape::Integer { min: Some(1), max: Some(24) };
 /// `EffectiveInstanceAssociationMaxResults`
 static SHAPE_EFFECTIVE_INSTANCE_ASSOCIATION_MAX_RESULTS: Shape = Shape::Integer { min: Some(1), max: Some(5) };
 /// `ExcludeAccount`
-static SHAPE_EXCLUDE_ACCOUNT: Shape = Shape::String { min: Some(6), max: Some(68), pattern: Some(&PATTERN_17) };
+static SHAPE_EXCLUDE_ACCOUNT: Shape = Shape::String { min: Some(6), max: Some(68), pattern: Some(&PATTERN_16) };
 /// `ExcludeAccounts`
 static SHAPE_EXCLUDE_ACCOUNTS: Shape = Shape::List { member: &SHAPE_EXCLUDE_ACCOUNT, min: Some(1), max: Some(5000) };
 /// `ExecutionInputs`
 static SHAPE_EXECUTION_INPUTS: Shape = Shape::Structure(&[Member { name: r#"Automation"#, shape: &SHAPE_AUTOMATION_EXECUTION_INPUTS }]);
 /// `ExecutionPreviewId`
-static SHAPE_EXECUTION_PREVIEW_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_18) };
+static SHAPE_EXECUTION_PREVIEW_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_17) };
 /// `ExecutionRoleName`
-static SHAPE_EXECUTION_ROLE_NAME: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_19) };
+static SHAPE_EXECUTION_ROLE_NAME: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_18) };
 /// `GetAccessTokenRequest`
 static SHAPE_GET_ACCESS_TOKEN_REQUEST: Shape = Shape::Structure(&[Member { name: r#"AccessRequestId"#, shape: &SHAPE_ACCESS_REQUEST_ID }]);
 /// `GetAutomationExecutionRequest`
@@ -617,11 +615,11 @@ static SHAPE_GET_SERVICE_SETTING_REQUEST: Shape = Shape::Structure(&[Member { na
 /// `IamRole`
 static SHAPE_IAM_ROLE: Shape = Shape::String { min: None, max: Some(64), pattern: None };
 /// `IdempotencyToken`
-static SHAPE_IDEMPOTENCY_TOKEN: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_18) };
+static SHAPE_IDEMPOTENCY_TOKEN: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_17) };
 /// `InstanceAssociationOutputLocation`
 static SHAPE_INSTANCE_ASSOCIATION_OUTPUT_LOCATION: Shape = Shape::Structure(&[Member { name: r#"S3Location"#, shape: &SHAPE_S3_OUTPUT_LOCATION }]);
 /// `InstanceId`
-static SHAPE_INSTANCE_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_20) };
+static SHAPE_INSTANCE_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_19) };
 /// `InstanceIdList`
 static SHAPE_INSTANCE_ID_LIST: Shape = Shape::List { member: &SHAPE_INSTANCE_ID, min: Some(0), max: Some(50) };
 /// `InstanceInformationFilter`
@@ -651,13 +649,13 @@ static SHAPE_INSTANCE_PROPERTY_FILTER: Shape = Shape::Structure(&[Member { name:
 /// `InstancePropertyFilterList`
 static SHAPE_INSTANCE_PROPERTY_FILTER_LIST: Shape = Shape::List { member: &SHAPE_INSTANCE_PROPERTY_FILTER, min: Some(1), max: Some(40) };
 /// `InstancePropertyFilterValue`
-static SHAPE_INSTANCE_PROPERTY_FILTER_VALUE: Shape = Shape::String { min: Some(1), max: Some(100000), pattern: Some(&PATTERN_21) };
+static SHAPE_INSTANCE_PROPERTY_FILTER_VALUE: Shape = Shape::String { min: Some(1), max: Some(100000), pattern: None };
 /// `InstancePropertyFilterValueSet`
 static SHAPE_INSTANCE_PROPERTY_FILTER_VALUE_SET: Shape = Shape::List { member: &SHAPE_INSTANCE_PROPERTY_FILTER_VALUE, min: Some(1), max: Some(40) };
 /// `InstancePropertyStringFilter`
 static SHAPE_INSTANCE_PROPERTY_STRING_FILTER: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_INSTANCE_PROPERTY_STRING_FILTER_KEY }, Member { name: r#"Values"#, shape: &SHAPE_INSTANCE_PROPERTY_FILTER_VALUE_SET }]);
 /// `InstancePropertyStringFilterKey`
-static SHAPE_INSTANCE_PROPERTY_STRING_FILTER_KEY: Shape = Shape::String { min: Some(1), max: Some(100000), pattern: Some(&PATTERN_21) };
+static SHAPE_INSTANCE_PROPERTY_STRING_FILTER_KEY: Shape = Shape::String { min: Some(1), max: Some(100000), pattern: None };
 /// `InstancePropertyStringFilterList`
 static SHAPE_INSTANCE_PROPERTY_STRING_FILTER_LIST: Shape = Shape::List { member: &SHAPE_INSTANCE_PROPERTY_STRING_FILTER, min: Some(1), max: Some(40) };
 /// `InventoryAggregator`
@@ -683,7 +681,7 @@ static SHAPE_INVENTORY_GROUP_NAME: Shape = Shape::String { min: Some(1), max: So
 /// `InventoryItem`
 static SHAPE_INVENTORY_ITEM: Shape = Shape::Structure(&[Member { name: r#"TypeName"#, shape: &SHAPE_INVENTORY_ITEM_TYPE_NAME }, Member { name: r#"SchemaVersion"#, shape: &SHAPE_INVENTORY_ITEM_SCHEMA_VERSION }, Member { name: r#"CaptureTime"#, shape: &SHAPE_INVENTORY_ITEM_CAPTURE_TIME }, Member { name: r#"ContentHash"#, shape: &SHAPE_INVENTORY_ITEM_CONTENT_HASH }, Member { name: r#"Content"#, shape: &SHAPE_INVENTORY_ITEM_ENTRY_LIST }, Member { name: r#"Context"#, shape: &SHAPE_INVENTORY_ITEM_CONTENT_CONTEXT }]);
 /// `InventoryItemCaptureTime`
-static SHAPE_INVENTORY_ITEM_CAPTURE_TIME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_22) };
+static SHAPE_INVENTORY_ITEM_CAPTURE_TIME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_20) };
 /// `InventoryItemContentContext`
 static SHAPE_INVENTORY_ITEM_CONTENT_CONTEXT: Shape = Shape::Map { key: &SHAPE_ATTRIBUTE_NAME, value: &SHAPE_ATTRIBUTE_VALUE, min: Some(0), max: Some(50) };
 /// `InventoryItemContentHash`
@@ -695,9 +693,9 @@ static SHAPE_INVENTORY_ITEM_ENTRY_LIST: Shape = Shape::List { member: &SHAPE_INV
 /// `InventoryItemList`
 static SHAPE_INVENTORY_ITEM_LIST: Shape = Shape::List { member: &SHAPE_INVENTORY_ITEM, min: Some(1), max: Some(30) };
 /// `InventoryItemSchemaVersion`
-static SHAPE_INVENTORY_ITEM_SCHEMA_VERSION: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_23) };
+static SHAPE_INVENTORY_ITEM_SCHEMA_VERSION: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_21) };
 /// `InventoryItemTypeName`
-static SHAPE_INVENTORY_ITEM_TYPE_NAME: Shape = Shape::String { min: Some(1), max: Some(100), pattern: Some(&PATTERN_24) };
+static SHAPE_INVENTORY_ITEM_TYPE_NAME: Shape = Shape::String { min: Some(1), max: Some(100), pattern: Some(&PATTERN_22) };
 /// `InventoryItemTypeNameFilter`
 static SHAPE_INVENTORY_ITEM_TYPE_NAME_FILTER: Shape = Shape::String { min: Some(0), max: Some(100), pattern: None };
 /// `KeyList`
@@ -749,11 +747,11 @@ static SHAPE_MAINTENANCE_WINDOW_CUTOFF: Shape = Shape::Integer { min: Some(0), m
 /// `MaintenanceWindowDurationHours`
 static SHAPE_MAINTENANCE_WINDOW_DURATION_HOURS: Shape = Shape::Integer { min: Some(1), max: Some(24) };
 /// `MaintenanceWindowExecutionId`
-static SHAPE_MAINTENANCE_WINDOW_EXECUTION_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_25) };
+static SHAPE_MAINTENANCE_WINDOW_EXECUTION_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_23) };
 /// `MaintenanceWindowExecutionTaskId`
-static SHAPE_MAINTENANCE_WINDOW_EXECUTION_TASK_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_25) };
+static SHAPE_MAINTENANCE_WINDOW_EXECUTION_TASK_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_23) };
 /// `MaintenanceWindowExecutionTaskInvocationId`
-static SHAPE_MAINTENANCE_WINDOW_EXECUTION_TASK_INVOCATION_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_25) };
+static SHAPE_MAINTENANCE_WINDOW_EXECUTION_TASK_INVOCATION_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_23) };
 /// `MaintenanceWindowFilter`
 static SHAPE_MAINTENANCE_WINDOW_FILTER: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_MAINTENANCE_WINDOW_FILTER_KEY }, Member { name: r#"Values"#, shape: &SHAPE_MAINTENANCE_WINDOW_FILTER_VALUES }]);
 /// `MaintenanceWindowFilterKey`
@@ -765,7 +763,7 @@ static SHAPE_MAINTENANCE_WINDOW_FILTER_VALUE: Shape = Shape::String { min: Some(
 /// `MaintenanceWindowFilterValues`
 static SHAPE_MAINTENANCE_WINDOW_FILTER_VALUES: Shape = Shape::List { member: &SHAPE_MAINTENANCE_WINDOW_FILTER_VALUE, min: None, max: None };
 /// `MaintenanceWindowId`
-static SHAPE_MAINTENANCE_WINDOW_ID: Shape = Shape::String { min: Some(20), max: Some(20), pattern: Some(&PATTERN_26) };
+static SHAPE_MAINTENANCE_WINDOW_ID: Shape = Shape::String { min: Some(20), max: Some(20), pattern: Some(&PATTERN_24) };
 /// `MaintenanceWindowLambdaClientContext`
 static SHAPE_MAINTENANCE_WINDOW_LAMBDA_CLIENT_CONTEXT: Shape = Shape::String { min: Some(1), max: Some(8000), pattern: None };
 /// `MaintenanceWindowLambdaParameters`
@@ -775,7 +773,7 @@ static SHAPE_MAINTENANCE_WINDOW_LAMBDA_QUALIFIER: Shape = Shape::String { min: S
 /// `MaintenanceWindowMaxResults`
 static SHAPE_MAINTENANCE_WINDOW_MAX_RESULTS: Shape = Shape::Integer { min: Some(10), max: Some(100) };
 /// `MaintenanceWindowName`
-static SHAPE_MAINTENANCE_WINDOW_NAME: Shape = Shape::String { min: Some(3), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_MAINTENANCE_WINDOW_NAME: Shape = Shape::String { min: Some(3), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `MaintenanceWindowOffset`
 static SHAPE_MAINTENANCE_WINDOW_OFFSET: Shape = Shape::Integer { min: Some(1), max: Some(6) };
 /// `MaintenanceWindowRunCommandParameters`
@@ -789,11 +787,11 @@ static SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_NAME: Shape = Shape::String { min
 /// `MaintenanceWindowStepFunctionsParameters`
 static SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_NAME }]);
 /// `MaintenanceWindowTargetId`
-static SHAPE_MAINTENANCE_WINDOW_TARGET_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_25) };
+static SHAPE_MAINTENANCE_WINDOW_TARGET_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_23) };
 /// `MaintenanceWindowTaskArn`
 static SHAPE_MAINTENANCE_WINDOW_TASK_ARN: Shape = Shape::String { min: Some(1), max: Some(1600), pattern: None };
 /// `MaintenanceWindowTaskId`
-static SHAPE_MAINTENANCE_WINDOW_TASK_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_25) };
+static SHAPE_MAINTENANCE_WINDOW_TASK_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_23) };
 /// `MaintenanceWindowTaskInvocationParameters`
 static SHAPE_MAINTENANCE_WINDOW_TASK_INVOCATION_PARAMETERS: Shape = Shape::Structure(&[Member { name: r#"RunCommand"#, shape: &SHAPE_MAINTENANCE_WINDOW_RUN_COMMAND_PARAMETERS }, Member { name: r#"Automation"#, shape: &SHAPE_MAINTENANCE_WINDOW_AUTOMATION_PARAMETERS }, Member { name: r#"StepFunctions"#, shape: &SHAPE_MAINTENANCE_WINDOW_STEP_FUNCTIONS_PARAMETERS }, Member { name: r#"Lambda"#, shape: &SHAPE_MAINTENANCE_WINDOW_LAMBDA_PARAMETERS }]);
 /// `MaintenanceWindowTaskParameterName`
@@ -803,17 +801,17 @@ static SHAPE_MAINTENANCE_WINDOW_TASK_PARAMETERS: Shape = Shape::Map { key: &SHAP
 /// `MaintenanceWindowTaskPriority`
 static SHAPE_MAINTENANCE_WINDOW_TASK_PRIORITY: Shape = Shape::Integer { min: Some(0), max: None };
 /// `ManagedInstanceId`
-static SHAPE_MANAGED_INSTANCE_ID: Shape = Shape::String { min: Some(20), max: Some(124), pattern: Some(&PATTERN_27) };
+static SHAPE_MANAGED_INSTANCE_ID: Shape = Shape::String { min: Some(20), max: Some(124), pattern: Some(&PATTERN_25) };
 /// `MaxConcurrency`
-static SHAPE_MAX_CONCURRENCY: Shape = Shape::String { min: Some(1), max: Some(7), pattern: Some(&PATTERN_28) };
+static SHAPE_MAX_CONCURRENCY: Shape = Shape::String { min: Some(1), max: Some(7), pattern: Some(&PATTERN_26) };
 /// `MaxErrors`
-static SHAPE_MAX_ERRORS: Shape = Shape::String { min: Some(1), max: Some(7), pattern: Some(&PATTERN_29) };
+static SHAPE_MAX_ERRORS: Shape = Shape::String { min: Some(1), max: Some(7), pattern: Some(&PATTERN_27) };
 /// `MaxResults`
 static SHAPE_MAX_RESULTS: Shape = Shape::Integer { min: Some(1), max: Some(50) };
 /// `MaxResultsEC2Compatible`
 static SHAPE_MAX_RESULTS_EC2_COMPATIBLE: Shape = Shape::Integer { min: Some(5), max: Some(50) };
 /// `MetadataKey`
-static SHAPE_METADATA_KEY: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_4) };
+static SHAPE_METADATA_KEY: Shape = Shape::String { min: Some(1), max: Some(256), pattern: None };
 /// `MetadataKeysToDeleteList`
 static SHAPE_METADATA_KEYS_TO_DELETE_LIST: Shape = Shape::List { member: &SHAPE_METADATA_KEY, min: Some(1), max: Some(10) };
 /// `MetadataMap`
@@ -833,7 +831,7 @@ static SHAPE_NODE_FILTER: Shape = Shape::Structure(&[Member { name: r#"Values"#,
 /// `NodeFilterList`
 static SHAPE_NODE_FILTER_LIST: Shape = Shape::List { member: &SHAPE_NODE_FILTER, min: Some(1), max: Some(5) };
 /// `NodeFilterValue`
-static SHAPE_NODE_FILTER_VALUE: Shape = Shape::String { min: Some(0), max: Some(512), pattern: Some(&PATTERN_11) };
+static SHAPE_NODE_FILTER_VALUE: Shape = Shape::String { min: Some(0), max: Some(512), pattern: Some(&PATTERN_10) };
 /// `NodeFilterValueList`
 static SHAPE_NODE_FILTER_VALUE_LIST: Shape = Shape::List { member: &SHAPE_NODE_FILTER_VALUE, min: Some(1), max: Some(5) };
 /// `OpsAggregator`
@@ -841,7 +839,7 @@ static SHAPE_OPS_AGGREGATOR: Shape = Shape::Structure(&[Member { name: r#"Aggreg
 /// `OpsAggregatorList`
 static SHAPE_OPS_AGGREGATOR_LIST: Shape = Shape::List { member: &SHAPE_OPS_AGGREGATOR, min: Some(1), max: Some(12) };
 /// `OpsAggregatorType`
-static SHAPE_OPS_AGGREGATOR_TYPE: Shape = Shape::String { min: Some(1), max: Some(20), pattern: Some(&PATTERN_30) };
+static SHAPE_OPS_AGGREGATOR_TYPE: Shape = Shape::String { min: Some(1), max: Some(20), pattern: Some(&PATTERN_28) };
 /// `OpsAggregatorValue`
 static SHAPE_OPS_AGGREGATOR_VALUE: Shape = Shape::String { min: Some(0), max: Some(2048), pattern: None };
 /// `OpsAggregatorValueKey`
@@ -851,7 +849,7 @@ static SHAPE_OPS_AGGREGATOR_VALUE_MAP: Shape = Shape::Map { key: &SHAPE_OPS_AGGR
 /// `OpsDataAttributeName`
 static SHAPE_OPS_DATA_ATTRIBUTE_NAME: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `OpsDataTypeName`
-static SHAPE_OPS_DATA_TYPE_NAME: Shape = Shape::String { min: Some(1), max: Some(100), pattern: Some(&PATTERN_24) };
+static SHAPE_OPS_DATA_TYPE_NAME: Shape = Shape::String { min: Some(1), max: Some(100), pattern: Some(&PATTERN_22) };
 /// `OpsFilter`
 static SHAPE_OPS_FILTER: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_OPS_FILTER_KEY }, Member { name: r#"Values"#, shape: &SHAPE_OPS_FILTER_VALUE_LIST }]);
 /// `OpsFilterKey`
@@ -863,19 +861,19 @@ static SHAPE_OPS_FILTER_VALUE: Shape = Shape::String { min: Some(0), max: Some(2
 /// `OpsFilterValueList`
 static SHAPE_OPS_FILTER_VALUE_LIST: Shape = Shape::List { member: &SHAPE_OPS_FILTER_VALUE, min: Some(1), max: Some(40) };
 /// `OpsItemAccountId`
-static SHAPE_OPS_ITEM_ACCOUNT_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_31) };
+static SHAPE_OPS_ITEM_ACCOUNT_ID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_29) };
 /// `OpsItemArn`
-static SHAPE_OPS_ITEM_ARN: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: Some(&PATTERN_32) };
+static SHAPE_OPS_ITEM_ARN: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: Some(&PATTERN_30) };
 /// `OpsItemCategory`
-static SHAPE_OPS_ITEM_CATEGORY: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_4) };
+static SHAPE_OPS_ITEM_CATEGORY: Shape = Shape::String { min: Some(1), max: Some(64), pattern: None };
 /// `OpsItemDataKey`
-static SHAPE_OPS_ITEM_DATA_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_4) };
+static SHAPE_OPS_ITEM_DATA_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `OpsItemDataValue`
 static SHAPE_OPS_ITEM_DATA_VALUE: Shape = Shape::Structure(&[Member { name: r#"Value"#, shape: &SHAPE_OPS_ITEM_DATA_VALUE_STRING }]);
 /// `OpsItemDataValueString`
-static SHAPE_OPS_ITEM_DATA_VALUE_STRING: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_33) };
+static SHAPE_OPS_ITEM_DATA_VALUE_STRING: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_31) };
 /// `OpsItemDescription`
-static SHAPE_OPS_ITEM_DESCRIPTION: Shape = Shape::String { min: Some(1), max: Some(2048), pattern: Some(&PATTERN_33) };
+static SHAPE_OPS_ITEM_DESCRIPTION: Shape = Shape::String { min: Some(1), max: Some(2048), pattern: Some(&PATTERN_31) };
 /// `OpsItemEventFilter`
 static SHAPE_OPS_ITEM_EVENT_FILTER: Shape = Shape::Structure(&[Member { name: r#"Values"#, shape: &SHAPE_OPS_ITEM_EVENT_FILTER_VALUES }]);
 /// `OpsItemEventFilterValue`
@@ -897,17 +895,17 @@ static SHAPE_OPS_ITEM_PRIORITY: Shape = Shape::Integer { min: Some(1), max: Some
 /// `OpsItemRelatedItemsMaxResults`
 static SHAPE_OPS_ITEM_RELATED_ITEMS_MAX_RESULTS: Shape = Shape::Integer { min: Some(1), max: Some(50) };
 /// `OpsItemSeverity`
-static SHAPE_OPS_ITEM_SEVERITY: Shape = Shape::String { min: Some(1), max: Some(64), pattern: Some(&PATTERN_4) };
+static SHAPE_OPS_ITEM_SEVERITY: Shape = Shape::String { min: Some(1), max: Some(64), pattern: None };
 /// `OpsItemSource`
-static SHAPE_OPS_ITEM_SOURCE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_4) };
+static SHAPE_OPS_ITEM_SOURCE: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `OpsItemTitle`
-static SHAPE_OPS_ITEM_TITLE: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: Some(&PATTERN_4) };
+static SHAPE_OPS_ITEM_TITLE: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: None };
 /// `OpsMetadataArn`
-static SHAPE_OPS_METADATA_ARN: Shape = Shape::String { min: Some(1), max: Some(1011), pattern: Some(&PATTERN_34) };
+static SHAPE_OPS_METADATA_ARN: Shape = Shape::String { min: Some(1), max: Some(1011), pattern: Some(&PATTERN_32) };
 /// `OpsMetadataFilter`
 static SHAPE_OPS_METADATA_FILTER: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_OPS_METADATA_FILTER_KEY }, Member { name: r#"Values"#, shape: &SHAPE_OPS_METADATA_FILTER_VALUE_LIST }]);
 /// `OpsMetadataFilterKey`
-static SHAPE_OPS_METADATA_FILTER_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_4) };
+static SHAPE_OPS_METADATA_FILTER_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `OpsMetadataFilterList`
 static SHAPE_OPS_METADATA_FILTER_LIST: Shape = Shape::List { member: &SHAPE_OPS_METADATA_FILTER, min: Some(0), max: Some(10) };
 /// `OpsMetadataFilterValue`
@@ -915,7 +913,7 @@ static SHAPE_OPS_METADATA_FILTER_VALUE: Shape = Shape::String { min: Some(1), ma
 /// `OpsMetadataFilterValueList`
 static SHAPE_OPS_METADATA_FILTER_VALUE_LIST: Shape = Shape::List { member: &SHAPE_OPS_METADATA_FILTER_VALUE, min: Some(1), max: Some(10) };
 /// `OpsMetadataResourceId`
-static SHAPE_OPS_METADATA_RESOURCE_ID: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: Some(&PATTERN_4) };
+static SHAPE_OPS_METADATA_RESOURCE_ID: Shape = Shape::String { min: Some(1), max: Some(1024), pattern: None };
 /// `OpsResultAttribute`
 static SHAPE_OPS_RESULT_ATTRIBUTE: Shape = Shape::Structure(&[Member { name: r#"TypeName"#, shape: &SHAPE_OPS_DATA_TYPE_NAME }]);
 /// `OpsResultAttributeList`
@@ -927,7 +925,7 @@ static SHAPE_PARAMETER_DATA_TYPE: Shape = Shape::String { min: Some(0), max: Som
 /// `ParameterDescription`
 static SHAPE_PARAMETER_DESCRIPTION: Shape = Shape::String { min: Some(0), max: Some(1024), pattern: None };
 /// `ParameterKeyId`
-static SHAPE_PARAMETER_KEY_ID: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_35) };
+static SHAPE_PARAMETER_KEY_ID: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_33) };
 /// `ParameterLabel`
 static SHAPE_PARAMETER_LABEL: Shape = Shape::String { min: Some(1), max: Some(100), pattern: None };
 /// `ParameterLabelList`
@@ -939,7 +937,7 @@ static SHAPE_PARAMETER_POLICIES: Shape = Shape::String { min: Some(1), max: Some
 /// `ParameterStringFilter`
 static SHAPE_PARAMETER_STRING_FILTER: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_PARAMETER_STRING_FILTER_KEY }, Member { name: r#"Option"#, shape: &SHAPE_PARAMETER_STRING_QUERY_OPTION }, Member { name: r#"Values"#, shape: &SHAPE_PARAMETER_STRING_FILTER_VALUE_LIST }]);
 /// `ParameterStringFilterKey`
-static SHAPE_PARAMETER_STRING_FILTER_KEY: Shape = Shape::String { min: Some(1), max: Some(132), pattern: Some(&PATTERN_36) };
+static SHAPE_PARAMETER_STRING_FILTER_KEY: Shape = Shape::String { min: Some(1), max: Some(132), pattern: Some(&PATTERN_34) };
 /// `ParameterStringFilterList`
 static SHAPE_PARAMETER_STRING_FILTER_LIST: Shape = Shape::List { member: &SHAPE_PARAMETER_STRING_FILTER, min: None, max: None };
 /// `ParameterStringFilterValue`
@@ -971,7 +969,7 @@ static SHAPE_PATCH_FILTER_VALUE: Shape = Shape::String { min: Some(1), max: Some
 /// `PatchFilterValueList`
 static SHAPE_PATCH_FILTER_VALUE_LIST: Shape = Shape::List { member: &SHAPE_PATCH_FILTER_VALUE, min: Some(1), max: Some(20) };
 /// `PatchGroup`
-static SHAPE_PATCH_GROUP: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_11) };
+static SHAPE_PATCH_GROUP: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_10) };
 /// `PatchId`
 static SHAPE_PATCH_ID: Shape = Shape::String { min: Some(1), max: Some(100), pattern: None };
 /// `PatchIdList`
@@ -997,15 +995,13 @@ static SHAPE_PATCH_SOURCE: Shape = Shape::Structure(&[Member { name: r#"Name"#, 
 /// `PatchSourceList`
 static SHAPE_PATCH_SOURCE_LIST: Shape = Shape::List { member: &SHAPE_PATCH_SOURCE, min: Some(0), max: Some(20) };
 /// `PatchSourceName`
-static SHAPE_PATCH_SOURCE_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_37) };
+static SHAPE_PATCH_SOURCE_NAME: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_35) };
 /// `PatchSourceProduct`
 static SHAPE_PATCH_SOURCE_PRODUCT: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `PatchSourceProductList`
 static SHAPE_PATCH_SOURCE_PRODUCT_LIST: Shape = Shape::List { member: &SHAPE_PATCH_SOURCE_PRODUCT, min: Some(1), max: Some(20) };
 /// `PatchStringDateTime`
 static SHAPE_PATCH_STRING_DATE_TIME: Shape = Shape::String { min: Some(1), max: Some(10), pattern: None };
-/// `Policy`
-static SHAPE_POLICY: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_4) };
 /// `PutComplianceItemsRequest`
 static SHAPE_PUT_COMPLIANCE_ITEMS_REQUEST: Shape = Shape::Structure(&[Member { name: r#"ResourceId"#, shape: &SHAPE_COMPLIANCE_RESOURCE_ID }, Member { name: r#"ResourceType"#, shape: &SHAPE_COMPLIANCE_RESOURCE_TYPE }, Member { name: r#"ComplianceType"#, shape: &SHAPE_COMPLIANCE_TYPE_NAME }, Member { name: r#"ExecutionSummary"#, shape: &SHAPE_COMPLIANCE_EXECUTION_SUMMARY }, Member { name: r#"Items"#, shape: &SHAPE_COMPLIANCE_ITEM_ENTRY_LIST }, Member { name: r#"ItemContentHash"#, shape: &SHAPE_COMPLIANCE_ITEM_CONTENT_HASH }]);
 /// `PutInventoryRequest`
@@ -1013,7 +1009,7 @@ static SHAPE_PUT_INVENTORY_REQUEST: Shape = Shape::Structure(&[Member { name: r#
 /// `PutParameterRequest`
 static SHAPE_PUT_PARAMETER_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_PS_PARAMETER_NAME }, Member { name: r#"Description"#, shape: &SHAPE_PARAMETER_DESCRIPTION }, Member { name: r#"KeyId"#, shape: &SHAPE_PARAMETER_KEY_ID }, Member { name: r#"AllowedPattern"#, shape: &SHAPE_ALLOWED_PATTERN }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }, Member { name: r#"Policies"#, shape: &SHAPE_PARAMETER_POLICIES }, Member { name: r#"DataType"#, shape: &SHAPE_PARAMETER_DATA_TYPE }]);
 /// `PutResourcePolicyRequest`
-static SHAPE_PUT_RESOURCE_POLICY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"ResourceArn"#, shape: &SHAPE_RESOURCE_ARN_STRING }, Member { name: r#"Policy"#, shape: &SHAPE_POLICY }]);
+static SHAPE_PUT_RESOURCE_POLICY_REQUEST: Shape = Shape::Structure(&[Member { name: r#"ResourceArn"#, shape: &SHAPE_RESOURCE_ARN_STRING }]);
 /// `Regions`
 static SHAPE_REGIONS: Shape = Shape::List { member: &ANY, min: Some(1), max: Some(50) };
 /// `RegisterDefaultPatchBaselineRequest`
@@ -1029,21 +1025,21 @@ static SHAPE_REGISTRATION_LIMIT: Shape = Shape::Integer { min: Some(1), max: Som
 /// `RegistrationMetadataItem`
 static SHAPE_REGISTRATION_METADATA_ITEM: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_REGISTRATION_METADATA_KEY }, Member { name: r#"Value"#, shape: &SHAPE_REGISTRATION_METADATA_VALUE }]);
 /// `RegistrationMetadataKey`
-static SHAPE_REGISTRATION_METADATA_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_4) };
+static SHAPE_REGISTRATION_METADATA_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: None };
 /// `RegistrationMetadataList`
 static SHAPE_REGISTRATION_METADATA_LIST: Shape = Shape::List { member: &SHAPE_REGISTRATION_METADATA_ITEM, min: None, max: None };
 /// `RegistrationMetadataValue`
-static SHAPE_REGISTRATION_METADATA_VALUE: Shape = Shape::String { min: Some(1), max: Some(2048), pattern: Some(&PATTERN_4) };
+static SHAPE_REGISTRATION_METADATA_VALUE: Shape = Shape::String { min: Some(1), max: Some(2048), pattern: None };
 /// `RemoveTagsFromResourceRequest`
 static SHAPE_REMOVE_TAGS_FROM_RESOURCE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"TagKeys"#, shape: &SHAPE_KEY_LIST }]);
 /// `RequireType`
-static SHAPE_REQUIRE_TYPE: Shape = Shape::String { min: None, max: Some(128), pattern: Some(&PATTERN_15) };
+static SHAPE_REQUIRE_TYPE: Shape = Shape::String { min: None, max: Some(128), pattern: Some(&PATTERN_14) };
 /// `ResetServiceSettingRequest`
 static SHAPE_RESET_SERVICE_SETTING_REQUEST: Shape = Shape::Structure(&[Member { name: r#"SettingId"#, shape: &SHAPE_SERVICE_SETTING_ID }]);
 /// `ResourceArnString`
 static SHAPE_RESOURCE_ARN_STRING: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: None };
 /// `ResourceDataSyncAWSKMSKeyARN`
-static SHAPE_RESOURCE_DATA_SYNC_AWSKMS_KEY_ARN: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_38) };
+static SHAPE_RESOURCE_DATA_SYNC_AWSKMS_KEY_ARN: Shape = Shape::String { min: Some(1), max: Some(512), pattern: Some(&PATTERN_36) };
 /// `ResourceDataSyncAwsOrganizationsSource`
 static SHAPE_RESOURCE_DATA_SYNC_AWS_ORGANIZATIONS_SOURCE: Shape = Shape::Structure(&[Member { name: r#"OrganizationSourceType"#, shape: &SHAPE_RESOURCE_DATA_SYNC_ORGANIZATION_SOURCE_TYPE }, Member { name: r#"OrganizationalUnits"#, shape: &SHAPE_RESOURCE_DATA_SYNC_ORGANIZATIONAL_UNIT_LIST }]);
 /// `ResourceDataSyncDestinationDataSharing`
@@ -1057,7 +1053,7 @@ static SHAPE_RESOURCE_DATA_SYNC_ORGANIZATION_SOURCE_TYPE: Shape = Shape::String 
 /// `ResourceDataSyncOrganizationalUnit`
 static SHAPE_RESOURCE_DATA_SYNC_ORGANIZATIONAL_UNIT: Shape = Shape::Structure(&[Member { name: r#"OrganizationalUnitId"#, shape: &SHAPE_RESOURCE_DATA_SYNC_ORGANIZATIONAL_UNIT_ID }]);
 /// `ResourceDataSyncOrganizationalUnitId`
-static SHAPE_RESOURCE_DATA_SYNC_ORGANIZATIONAL_UNIT_ID: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_39) };
+static SHAPE_RESOURCE_DATA_SYNC_ORGANIZATIONAL_UNIT_ID: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_37) };
 /// `ResourceDataSyncOrganizationalUnitList`
 static SHAPE_RESOURCE_DATA_SYNC_ORGANIZATIONAL_UNIT_LIST: Shape = Shape::List { member: &SHAPE_RESOURCE_DATA_SYNC_ORGANIZATIONAL_UNIT, min: Some(1), max: Some(1000) };
 /// `ResourceDataSyncS3BucketName`
@@ -1129,13 +1125,13 @@ static SHAPE_SESSION_MANAGER_PARAMETERS: Shape = Shape::Map { key: &SHAPE_SESSIO
 /// `SessionMaxResults`
 static SHAPE_SESSION_MAX_RESULTS: Shape = Shape::Integer { min: Some(1), max: Some(200) };
 /// `SessionReason`
-static SHAPE_SESSION_REASON: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_40) };
+static SHAPE_SESSION_REASON: Shape = Shape::String { min: Some(1), max: Some(256), pattern: Some(&PATTERN_38) };
 /// `SessionTarget`
 static SHAPE_SESSION_TARGET: Shape = Shape::String { min: Some(1), max: Some(400), pattern: None };
 /// `SharedDocumentVersion`
-static SHAPE_SHARED_DOCUMENT_VERSION: Shape = Shape::String { min: None, max: Some(8), pattern: Some(&PATTERN_41) };
+static SHAPE_SHARED_DOCUMENT_VERSION: Shape = Shape::String { min: None, max: Some(8), pattern: Some(&PATTERN_39) };
 /// `SnapshotId`
-static SHAPE_SNAPSHOT_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_42) };
+static SHAPE_SNAPSHOT_ID: Shape = Shape::String { min: Some(36), max: Some(36), pattern: Some(&PATTERN_40) };
 /// `StartAccessRequestRequest`
 static SHAPE_START_ACCESS_REQUEST_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Reason"#, shape: &SHAPE_STRING1TO256 }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }]);
 /// `StartAssociationsOnceRequest`
@@ -1167,21 +1163,21 @@ static SHAPE_STRING1TO256: Shape = Shape::String { min: Some(1), max: Some(256),
 /// `Tag`
 static SHAPE_TAG: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_TAG_KEY }, Member { name: r#"Value"#, shape: &SHAPE_TAG_VALUE }]);
 /// `TagKey`
-static SHAPE_TAG_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_11) };
+static SHAPE_TAG_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_10) };
 /// `TagList`
 static SHAPE_TAG_LIST: Shape = Shape::List { member: &SHAPE_TAG, min: None, max: Some(1000) };
 /// `TagValue`
-static SHAPE_TAG_VALUE: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_11) };
+static SHAPE_TAG_VALUE: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_10) };
 /// `Target`
 static SHAPE_TARGET: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_TARGET_KEY }, Member { name: r#"Values"#, shape: &SHAPE_TARGET_VALUES }]);
 /// `TargetKey`
-static SHAPE_TARGET_KEY: Shape = Shape::String { min: Some(1), max: Some(163), pattern: Some(&PATTERN_43) };
+static SHAPE_TARGET_KEY: Shape = Shape::String { min: Some(1), max: Some(163), pattern: Some(&PATTERN_41) };
 /// `TargetLocation`
 static SHAPE_TARGET_LOCATION: Shape = Shape::Structure(&[Member { name: r#"Accounts"#, shape: &SHAPE_ACCOUNTS }, Member { name: r#"Regions"#, shape: &SHAPE_REGIONS }, Member { name: r#"TargetLocationMaxConcurrency"#, shape: &SHAPE_MAX_CONCURRENCY }, Member { name: r#"TargetLocationMaxErrors"#, shape: &SHAPE_MAX_ERRORS }, Member { name: r#"ExecutionRoleName"#, shape: &SHAPE_EXECUTION_ROLE_NAME }, Member { name: r#"TargetLocationAlarmConfiguration"#, shape: &SHAPE_ALARM_CONFIGURATION }, Member { name: r#"ExcludeAccounts"#, shape: &SHAPE_EXCLUDE_ACCOUNTS }, Member { name: r#"Targets"#, shape: &SHAPE_TARGETS }, Member { name: r#"TargetsMaxConcurrency"#, shape: &SHAPE_MAX_CONCURRENCY }, Member { name: r#"TargetsMaxErrors"#, shape: &SHAPE_MAX_ERRORS }]);
 /// `TargetLocations`
 static SHAPE_TARGET_LOCATIONS: Shape = Shape::List { member: &SHAPE_TARGET_LOCATION, min: Some(1), max: Some(100) };
 /// `TargetLocationsURL`
-static SHAPE_TARGET_LOCATIONS_URL: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_44) };
+static SHAPE_TARGET_LOCATIONS_URL: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_42) };
 /// `TargetMap`
 static SHAPE_TARGET_MAP: Shape = Shape::Map { key: &SHAPE_TARGET_MAP_KEY, value: &SHAPE_TARGET_MAP_VALUE_LIST, min: Some(1), max: Some(20) };
 /// `TargetMapKey`
@@ -1193,7 +1189,7 @@ static SHAPE_TARGET_MAP_VALUE_LIST: Shape = Shape::List { member: &SHAPE_TARGET_
 /// `TargetMaps`
 static SHAPE_TARGET_MAPS: Shape = Shape::List { member: &SHAPE_TARGET_MAP, min: Some(0), max: Some(300) };
 /// `TargetType`
-static SHAPE_TARGET_TYPE: Shape = Shape::String { min: None, max: Some(200), pattern: Some(&PATTERN_45) };
+static SHAPE_TARGET_TYPE: Shape = Shape::String { min: None, max: Some(200), pattern: Some(&PATTERN_43) };
 /// `TargetValues`
 static SHAPE_TARGET_VALUES: Shape = Shape::List { member: &ANY, min: Some(0), max: Some(50) };
 /// `Targets`
@@ -1203,7 +1199,7 @@ static SHAPE_TERMINATE_SESSION_REQUEST: Shape = Shape::Structure(&[Member { name
 /// `TimeoutSeconds`
 static SHAPE_TIMEOUT_SECONDS: Shape = Shape::Integer { min: Some(30), max: Some(2592000) };
 /// `UUID`
-static SHAPE_UUID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_46) };
+static SHAPE_UUID: Shape = Shape::String { min: None, max: None, pattern: Some(&PATTERN_44) };
 /// `UnlabelParameterVersionRequest`
 static SHAPE_UNLABEL_PARAMETER_VERSION_REQUEST: Shape = Shape::Structure(&[Member { name: r#"Name"#, shape: &SHAPE_PS_PARAMETER_NAME }, Member { name: r#"Labels"#, shape: &SHAPE_PARAMETER_LABEL_LIST }]);
 /// `UpdateAssociationRequest`
