@@ -604,6 +604,11 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         Some(_) => fenced.clone(),
         None => store.clone(),
     };
+    // Every leader-only job writes through `controller_store`, so a deposed leader's writes are
+    // refused by the store.
+    if etcd.is_some() {
+        registry.set_controller_store(controller_store.clone());
+    }
     {
         let registry = registry.clone();
         controllers.add("registry maintenance", move |stop| {
@@ -623,6 +628,21 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_host_access(cfg.host_access.clone()),
     );
     let ecs_service = ecs.clone();
+    // On etcd the controllers (service runner, scaling) write through the fenced store, with its own ECS state; with one
+    // server it shares the API's.
+    let runner_ecs = match &etcd {
+        Some(_) => Arc::new(
+            EcsService::new(controller_store.clone(), Arc::new(RandomIds))
+                .with_networks(Arc::new(Ec2TaskNetworks {
+                    store: controller_store.clone(),
+                }))
+                .with_target_groups(Arc::new(ElbTargetGroups {
+                    store: controller_store.clone(),
+                }))
+                .with_host_access(cfg.host_access.clone()),
+        ),
+        None => ecs_service.clone(),
+    };
     {
         let store = controller_store.clone();
         let retention = cfg.stopped_task_retention;
@@ -636,7 +656,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     }
     let kms = Arc::new(KmsService::new(store.clone(), master));
     {
-        let kms = kms.clone();
+        let kms = Arc::new(kms.writing_through(controller_store.clone()));
         controllers.add("kms maintenance", move |stop| {
             tokio::spawn(kms.clone().run_maintenance(stop))
         });
@@ -658,7 +678,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     }));
     let cred_provider: Arc<dyn CredentialProvider> = identity.clone();
     {
-        let secretsmanager = secretsmanager.clone();
+        let secretsmanager = Arc::new(secretsmanager.writing_through(controller_store.clone()));
         controllers.add("secrets manager maintenance", move |stop| {
             tokio::spawn(secretsmanager.clone().run_maintenance(stop))
         });
@@ -684,15 +704,25 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     let cloudwatch = gantry_cloudwatch::CloudWatchService::open(store.clone())
         .await
         .context("loading CloudWatch metric data")?;
+    // With several replicas, the metric index follows what the others store.
+    if etcd.is_some() {
+        parts.push((
+            "cloudwatch metric follower",
+            tokio::spawn(cloudwatch.clone().follow(shutdown_rx.clone())),
+        ));
+    }
     let logs = Arc::new(
         gantry_logs::LogsService::new(store.clone())
             .with_metric_publisher(Arc::new(LogMetricsSink(cloudwatch.clone()))),
     );
     {
-        let logs = logs.clone();
+        let logs = Arc::new(logs.writing_through(controller_store.clone()));
         controllers.add("log retention", move |stop| {
             tokio::spawn(logs.clone().run_retention(stop))
         });
+    }
+    if etcd.is_some() {
+        cloudwatch.set_controller_store(controller_store.clone());
     }
     {
         let cloudwatch = cloudwatch.clone();
@@ -720,12 +750,60 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     );
     cloudwatch.set_actions(Arc::new(ScalingActions(Arc::downgrade(&autoscaling))));
     {
-        let autoscaling = autoscaling.clone();
+        // Scheduled actions run on the leader, through its fenced store and ECS.
+        let autoscaling = Arc::new(
+            gantry_autoscaling::AutoScalingService::new(
+                controller_store.clone(),
+                Arc::new(EcsScalableServices {
+                    ecs: runner_ecs.clone(),
+                    account_id: cfg.account_id.clone(),
+                }),
+                Arc::new(CloudWatchAlarms {
+                    cloudwatch: cloudwatch.clone(),
+                    account_id: cfg.account_id.clone(),
+                }),
+                cfg.account_id.clone(),
+            )
+            .with_tracking_periods(cfg.tracking_periods),
+        );
         controllers.add("scheduled scaling", move |stop| {
             tokio::spawn(
                 autoscaling
                     .clone()
                     .run(std::time::Duration::from_secs(1), stop),
+            )
+        });
+    }
+    // CodeDeploy deploys CODE_DEPLOY services through ECS's task sets and the listeners'
+    // weights; its runner moves deployments along on the leader.
+    let codedeploy = Arc::new(
+        gantry_codedeploy::CodeDeployService::new(store.clone()).with_platform(Arc::new(
+            CodeDeployPlatform {
+                ecs: ecs.clone(),
+                store: store.clone(),
+                account_id: cfg.account_id.clone(),
+            },
+        )),
+    );
+    {
+        let deployments = Arc::new(gantry_codedeploy::DeploymentRunner::new(
+            Arc::new(
+                gantry_codedeploy::CodeDeployService::new(controller_store.clone()).with_platform(
+                    Arc::new(CodeDeployPlatform {
+                        ecs: ecs.clone(),
+                        store: controller_store.clone(),
+                        account_id: cfg.account_id.clone(),
+                    }),
+                ),
+            ),
+            Arc::new(SystemClock),
+            cfg.deployment_minute,
+        ));
+        controllers.add("codedeploy deployments", move |stop| {
+            tokio::spawn(
+                deployments
+                    .clone()
+                    .run(std::time::Duration::from_millis(250), stop),
             )
         });
     }
@@ -740,9 +818,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(kms)
             .with_json(secretsmanager.clone())
             .with_json(ssm.clone())
-            .with_json(Arc::new(gantry_codedeploy::CodeDeployService::new(
-                store.clone(),
-            )))
+            .with_json(codedeploy)
             .with_query(Arc::new(StsService::new(Arc::new(IamSessions {
                 identity: identity.clone(),
             }))))
@@ -798,24 +874,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         ))),
     );
     tokio::spawn(agents.clone().expire_earlier_connections());
-    // On etcd the runner writes through the fenced store, with its own ECS state; with one
-    // server it shares the API's.
-    let runner_ecs = match &etcd {
-        Some(_) => Arc::new(
-            EcsService::new(controller_store.clone(), Arc::new(RandomIds))
-                .with_networks(Arc::new(Ec2TaskNetworks {
-                    store: controller_store.clone(),
-                }))
-                .with_target_groups(Arc::new(ElbTargetGroups {
-                    store: controller_store.clone(),
-                }))
-                .with_host_access(cfg.host_access.clone()),
-        ),
-        None => ecs_service.clone(),
-    };
     let runner = Arc::new(
         ServiceRunner::new(
-            runner_ecs,
+            runner_ecs.clone(),
             Arc::new(SystemClock),
             cfg.account_id.clone(),
             Liveness {
@@ -852,7 +913,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     if !cfg.pool_provisioners.is_empty() {
         let scaling = Arc::new(gantry_ecs::managed_scaling::ManagedScaling::new(
-            ecs_service.clone(),
+            runner_ecs.clone(),
             provisioners.clone(),
             Arc::new(CloudWatchSink(cloudwatch.clone())),
             Arc::new(SystemClock),
@@ -1151,6 +1212,97 @@ fn internal_context(region: &str, account_id: &str) -> gantry_front::RequestCont
         account_id: account_id.to_owned(),
         access_key_id: String::new(),
         now: SystemClock.now_millis(),
+    }
+}
+
+/// CodeDeploy's ECS and ELBv2: ECS's task-set operations as CodeDeploy calls them, target
+/// groups by name and listener weights over the ELBv2 records.
+struct CodeDeployPlatform {
+    ecs: Arc<EcsService>,
+    store: Arc<dyn Store>,
+    account_id: String,
+}
+
+impl std::fmt::Debug for CodeDeployPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeDeployPlatform").finish_non_exhaustive()
+    }
+}
+
+fn elb_platform_error(e: gantry_elbv2::Elbv2Error) -> gantry_codedeploy::PlatformError {
+    let aws = gantry_aws_proto::AwsError::from(e);
+    gantry_codedeploy::PlatformError::new(aws.code, aws.message)
+}
+
+#[async_trait::async_trait]
+impl gantry_codedeploy::Platform for CodeDeployPlatform {
+    async fn ecs(
+        &self,
+        region: &str,
+        operation: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, gantry_codedeploy::PlatformError> {
+        let ctx = internal_context(region, &self.account_id);
+        let body = serde_json::to_vec(&input)
+            .map_err(|e| gantry_codedeploy::PlatformError::new("InternalFailure", e.to_string()))?;
+        self.ecs
+            .call_as_code_deploy(operation, &body, &ctx)
+            .await
+            .map_err(|e| gantry_codedeploy::PlatformError::new(e.code, e.message))
+    }
+
+    async fn target_group_arn(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<String>, gantry_codedeploy::PlatformError> {
+        Ok(
+            gantry_elbv2::target_group_named(self.store.as_ref(), region, name)
+                .await
+                .map_err(elb_platform_error)?
+                .map(|tg| tg.arn),
+        )
+    }
+
+    async fn listener_forward(
+        &self,
+        region: &str,
+        listener_arn: &str,
+    ) -> Result<Option<(String, Vec<(String, u32)>)>, gantry_codedeploy::PlatformError> {
+        let Some(rule) =
+            gantry_elbv2::listener_default_rule(self.store.as_ref(), region, listener_arn)
+                .await
+                .map_err(elb_platform_error)?
+        else {
+            return Ok(None);
+        };
+        Ok(
+            gantry_elbv2::rule_forward(self.store.as_ref(), region, &rule)
+                .await
+                .map_err(elb_platform_error)?
+                .map(|f| (f.load_balancer_arn, f.target_groups)),
+        )
+    }
+
+    async fn set_listener_weights(
+        &self,
+        region: &str,
+        listener_arn: &str,
+        weights: &[(String, u32)],
+    ) -> Result<(), gantry_codedeploy::PlatformError> {
+        let rule = gantry_elbv2::listener_default_rule(self.store.as_ref(), region, listener_arn)
+            .await
+            .map_err(elb_platform_error)?
+            .ok_or_else(|| {
+                gantry_codedeploy::PlatformError::new(
+                    "ListenerNotFound",
+                    format!("The listener {listener_arn} does not exist."),
+                )
+            })?;
+        gantry_elbv2::set_rule_weights(self.store.as_ref(), region, &rule, weights)
+            .await
+            .map_err(elb_platform_error)?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,8 @@
 //! SigV4-signed awsJson1.1 calls to ECS and the long-lived assignment stream, over hyper-util's
 //! pooled HTTP/1.1 keep-alive client.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -22,12 +24,14 @@ const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 /// The SigV4 signing name of ECS (the assignment stream is signed with it too).
 const ECS_SIGNING_NAME: &str = "ecs";
 
-/// Signs and sends ECS calls to one endpoint; cheap to clone (the connection pool is shared).
+/// Signs and sends ECS calls to one of the control plane's endpoints; cheap to clone (the
+/// connection pool and the endpoint in use are shared). With several endpoints (server
+/// replicas), a call that cannot reach the current one moves every later call to the next.
 #[derive(Clone)]
 pub struct EcsClient {
     http: Client<HttpConnector, Full<Bytes>>,
-    endpoint: Uri,
-    host: HeaderValue,
+    endpoints: Arc<[(Uri, HeaderValue)]>,
+    current: Arc<AtomicUsize>,
     region: String,
     credentials: Credentials,
     timeout: Duration,
@@ -36,15 +40,18 @@ pub struct EcsClient {
 impl std::fmt::Debug for EcsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EcsClient")
-            .field("endpoint", &self.endpoint)
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            )
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
 }
 
 impl EcsClient {
-    /// A client for `endpoint` (`http://host:port`) keeping up to `max_idle` idle keep-alive
-    /// connections; every call must answer within `timeout`.
+    /// A client for `endpoint` (`http://host:port`, or several separated by commas) keeping up
+    /// to `max_idle` idle keep-alive connections; every call must answer within `timeout`.
     pub fn new(
         endpoint: &str,
         region: &str,
@@ -53,21 +60,10 @@ impl EcsClient {
         max_idle: usize,
         timeout: Duration,
     ) -> Result<Self, SimError> {
-        let invalid = |why: String| SimError::InvalidConfig(why);
-        let endpoint: Uri = endpoint
-            .trim_end_matches('/')
-            .parse()
-            .map_err(|e| invalid(format!("invalid endpoint {endpoint:?}: {e}")))?;
-        if endpoint.scheme_str() != Some("http") {
-            return Err(invalid(format!(
-                "endpoint {endpoint} must be http://host:port"
-            )));
-        }
-        let authority = endpoint
-            .authority()
-            .ok_or_else(|| invalid(format!("endpoint {endpoint} has no host")))?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| invalid(format!("endpoint {endpoint}: {e}")))?;
+        let endpoints = endpoint
+            .split(',')
+            .map(parse_endpoint)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -79,8 +75,8 @@ impl EcsClient {
             Credentials::new(access_key_id, secret_access_key, None, None, "gantry-sim");
         Ok(Self {
             http,
-            endpoint,
-            host,
+            endpoints: endpoints.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             region: region.to_owned(),
             credentials,
             timeout,
@@ -133,11 +129,24 @@ impl EcsClient {
     /// Calls ECS operation `op` with the JSON `body`; the answer's bytes on HTTP 200, not parsed
     /// (load generators that must not spend their CPU on decoding).
     pub async fn call_raw(&self, op: &str, body: &Value) -> Result<Bytes, SimError> {
+        let (index, endpoint, host) = self.endpoint();
+        let answer = self.call_at(op, body, endpoint, host).await;
+        self.fail_over_on(index, &answer);
+        answer
+    }
+
+    async fn call_at(
+        &self,
+        op: &str,
+        body: &Value,
+        endpoint: Uri,
+        host: HeaderValue,
+    ) -> Result<Bytes, SimError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let mut req = Request::builder()
             .method("POST")
-            .uri(self.endpoint.clone())
-            .header(http::header::HOST, self.host.clone())
+            .uri(endpoint)
+            .header(http::header::HOST, host)
             .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
             .header("x-amz-target", format!("{ECS_TARGET_PREFIX}.{op}"))
             .body(Full::new(bytes.clone()))
@@ -172,14 +181,53 @@ impl EcsClient {
     /// Opens the signed `GET {endpoint}{path_and_query}` and returns the body stream once the
     /// server answered 200.
     pub async fn open_stream(&self, path_and_query: &str) -> Result<Incoming, SimError> {
-        let base = self.endpoint.to_string();
+        let (index, endpoint, host) = self.endpoint();
+        let opened = self.open_stream_at(path_and_query, endpoint, host).await;
+        self.fail_over_on(index, &opened);
+        opened
+    }
+
+    /// The endpoint in use: its index, URI and `Host` header.
+    fn endpoint(&self) -> (usize, Uri, HeaderValue) {
+        let index = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        let (uri, host) = &self.endpoints[index];
+        (index, uri.clone(), host.clone())
+    }
+
+    /// Moves to the next endpoint when the one at `index` could not be reached or is
+    /// unavailable (unless another call already moved on).
+    fn fail_over_on<T>(&self, index: usize, answer: &Result<T, SimError>) {
+        let unreachable = match answer {
+            Err(SimError::Transport(_)) => true,
+            Err(SimError::Aws { status, .. }) => *status == 502 || *status == 503,
+            _ => false,
+        };
+        if unreachable && self.endpoints.len() > 1 {
+            let next = (index + 1) % self.endpoints.len();
+            if self
+                .current
+                .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                tracing::info!(from = %self.endpoints[index].0, to = %self.endpoints[next].0, "control plane endpoint unreachable, moving to the next");
+            }
+        }
+    }
+
+    async fn open_stream_at(
+        &self,
+        path_and_query: &str,
+        endpoint: Uri,
+        host: HeaderValue,
+    ) -> Result<Incoming, SimError> {
+        let base = endpoint.to_string();
         let uri: Uri = format!("{}{path_and_query}", base.trim_end_matches('/'))
             .parse()
             .map_err(|e| SimError::Transport(format!("invalid stream URI: {e}")))?;
         let mut req = Request::builder()
             .method("GET")
             .uri(uri)
-            .header(http::header::HOST, self.host.clone())
+            .header(http::header::HOST, host)
             .body(Full::new(Bytes::new()))
             .map_err(|e| SimError::Transport(e.to_string()))?;
         self.sign(&mut req, b"")?;
@@ -200,6 +248,27 @@ impl EcsClient {
             .unwrap_or_default();
         Err(aws_error(status, &headers, &body))
     }
+}
+
+/// One endpoint: its URI (`http://host:port`) and `Host` header.
+fn parse_endpoint(endpoint: &str) -> Result<(Uri, HeaderValue), SimError> {
+    let invalid = |why: String| SimError::InvalidConfig(why);
+    let endpoint: Uri = endpoint
+        .trim()
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| invalid(format!("invalid endpoint {endpoint:?}: {e}")))?;
+    if endpoint.scheme_str() != Some("http") {
+        return Err(invalid(format!(
+            "endpoint {endpoint} must be http://host:port"
+        )));
+    }
+    let authority = endpoint
+        .authority()
+        .ok_or_else(|| invalid(format!("endpoint {endpoint} has no host")))?;
+    let host = HeaderValue::from_str(authority.as_str())
+        .map_err(|e| invalid(format!("endpoint {endpoint}: {e}")))?;
+    Ok((endpoint, host))
 }
 
 /// The AWS error of a non-200 awsJson answer (`__type` or `x-amzn-ErrorType`, and `message`).
@@ -257,5 +326,43 @@ mod tests {
             Err(SimError::InvalidConfig(_))
         ));
         assert!(matches!(c("not a uri"), Err(SimError::InvalidConfig(_))));
+        assert!(c("http://127.0.0.1:1,http://127.0.0.1:2").is_ok());
+        assert!(matches!(
+            c("http://127.0.0.1:1,https://127.0.0.1:2"),
+            Err(SimError::InvalidConfig(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_moves_calls_to_the_next() {
+        // Port 1 on loopback refuses connections; the second endpoint is a listener that
+        // answers every request with an empty JSON object.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        let c = EcsClient::new(
+            &format!("http://127.0.0.1:1,http://127.0.0.1:{port}"),
+            "us-east-1",
+            "AK",
+            "SK",
+            0,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let first = c.call("ListClusters", &serde_json::json!({})).await;
+        assert!(matches!(first, Err(SimError::Transport(_))), "{first:?}");
+        let second = c.call("ListClusters", &serde_json::json!({})).await;
+        assert_eq!(second.unwrap(), serde_json::json!({}));
     }
 }

@@ -110,7 +110,8 @@ pub const FARGATE_PLATFORM_CLUSTER: &str = "platform.fargate";
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SimConfig {
-    /// The control plane, `http://host:port`.
+    /// The control plane, `http://host:port`; with several server replicas, their URLs
+    /// separated by commas (calls move to the next when one cannot be reached).
     pub endpoint: String,
     /// The cluster the instances join (created if missing).
     pub cluster: String,

@@ -188,6 +188,16 @@ impl Election for EtcdElection {
     }
 }
 
+/// Writes the leader key for a new term held by `holder`, as an election does, and returns the
+/// term's fencing token. For stores without elections (tests of fenced writers on
+/// [`crate::MemoryStore`] or SQLite): claiming again deposes the previous holder.
+pub async fn claim_leadership(store: &dyn Store, holder: &str) -> Result<Revision, StoreError> {
+    store
+        .commit(Txn::new().put(LEADER_KEY, holder.as_bytes().to_vec()))
+        .await?;
+    Ok(store.get(LEADER_KEY).await?.map_or(0, |r| r.revision))
+}
+
 /// A store whose every commit also requires that the leader key is still at the current term's
 /// fencing token. Reads and watches pass through.
 #[derive(Debug)]
@@ -248,5 +258,74 @@ impl Store for FencedStore {
 
     fn watch(&self, prefix: &str) -> Watch {
         self.inner.watch(prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The fenced writer writes this key.
+        Write(u8),
+        /// Another replica becomes leader (this one is deposed).
+        Depose,
+        /// This replica is elected again (a new term, a new token).
+        Elect,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => any::<u8>().prop_map(Step::Write),
+            1 => Just(Step::Depose),
+            1 => Just(Step::Elect),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the interleaving of terms, a fenced write applies exactly when its writer
+        /// holds the current term, and a deposed leader's write changes nothing.
+        #[test]
+        fn a_deposed_leaders_writes_are_refused(steps in proptest::collection::vec(step(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let fenced = FencedStore::new(inner.clone());
+                fenced.set_token(claim_leadership(inner.as_ref(), "me").await.unwrap());
+                let mut leading = true;
+                for (i, s) in steps.into_iter().enumerate() {
+                    match s {
+                        Step::Write(k) => {
+                            let key = format!("data/{k}");
+                            let before = inner.get(&key).await.unwrap();
+                            let out = fenced
+                                .commit(Txn::new().put(&key, i.to_string().into_bytes()))
+                                .await
+                                .unwrap();
+                            let after = inner.get(&key).await.unwrap();
+                            if leading {
+                                prop_assert!(out.is_committed());
+                                prop_assert_eq!(after.map(|r| r.value), Some(i.to_string().into_bytes()));
+                            } else {
+                                prop_assert_eq!(out, TxnOutcome::Conflict { key: LEADER_KEY.into() });
+                                prop_assert_eq!(after.map(|r| r.value), before.map(|r| r.value));
+                            }
+                        }
+                        Step::Depose => {
+                            claim_leadership(inner.as_ref(), "other").await.unwrap();
+                            leading = false;
+                        }
+                        Step::Elect => {
+                            fenced.set_token(claim_leadership(inner.as_ref(), "me").await.unwrap());
+                            leading = true;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
     }
 }

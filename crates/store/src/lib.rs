@@ -23,7 +23,9 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-pub use election::{Election, EtcdElection, FencedStore, LEADER_KEY, SoloElection, Term};
+pub use election::{
+    Election, EtcdElection, FencedStore, LEADER_KEY, SoloElection, Term, claim_leadership,
+};
 pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};

@@ -8,7 +8,7 @@
 
 use gantry_aws_proto::AwsError;
 use gantry_front::RequestContext;
-use gantry_store::{Txn, TxnOutcome};
+use gantry_store::{Store, Txn, TxnOutcome};
 use serde_json::{Map, Value, json};
 
 use crate::CloudWatchService;
@@ -293,7 +293,11 @@ pub async fn put_metric_alarm(
 }
 
 async fn commit(svc: &CloudWatchService, txn: Txn) -> Result<(), AwsError> {
-    match svc.store().commit(txn).await.map_err(error::store)? {
+    commit_through(svc.store().as_ref(), txn).await
+}
+
+async fn commit_through(store: &dyn Store, txn: Txn) -> Result<(), AwsError> {
+    match store.commit(txn).await.map_err(error::store)? {
         TxnOutcome::Committed { .. } => Ok(()),
         _ => Err(AwsError::client(
             "ConcurrentModificationException",
@@ -465,7 +469,15 @@ pub async fn set_alarm_state(
         data: data.map(str::to_owned),
     };
     let changed = s(&alarm, "StateValue") != Some(state);
-    apply_state(svc, &ctx.region, alarm.clone(), rev, &change, ctx.now).await?;
+    apply_state(
+        svc.store().as_ref(),
+        &ctx.region,
+        alarm.clone(),
+        rev,
+        &change,
+        ctx.now,
+    )
+    .await?;
     if changed {
         run_actions(svc, &ctx.region, &alarm, state, None, false).await;
     }
@@ -560,8 +572,10 @@ pub struct StateChange {
     pub data: Option<String>,
 }
 
+/// Writes the alarm's new state through `store` (the API's, or the evaluating leader's fenced
+/// one).
 async fn apply_state(
-    svc: &CloudWatchService,
+    store: &dyn Store,
     region: &str,
     mut alarm: Value,
     rev: u64,
@@ -601,7 +615,7 @@ async fn apply_state(
         );
         txn = txn.put(hkey, hval);
     }
-    commit(svc, txn.put(key, alarm.to_string().into_bytes())).await
+    commit_through(store, txn.put(key, alarm.to_string().into_bytes())).await
 }
 
 /// Runs the actions of `alarm` for `state` (when its actions are enabled); `repeat` limits them
@@ -824,7 +838,16 @@ impl CloudWatchService {
                 run_actions(self, &region, &alarm, &change.state, latest, true).await;
                 continue;
             }
-            match apply_state(self, &region, alarm.clone(), rev, &change, now_ms).await {
+            match apply_state(
+                self.controller_store().as_ref(),
+                &region,
+                alarm.clone(),
+                rev,
+                &change,
+                now_ms,
+            )
+            .await
+            {
                 Ok(()) => {
                     changed += 1;
                     run_actions(self, &region, &alarm, &change.state, latest, false).await;
@@ -926,5 +949,51 @@ mod tests {
             reason.contains("greater than or equal to the threshold (50)"),
             "{reason}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_deposed_leaders_evaluation_changes_no_alarm() {
+        use gantry_store::{FencedStore, MemoryStore, claim_leadership};
+        use std::sync::Arc;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let svc = CloudWatchService::open(store.clone()).await.unwrap();
+        let fenced = Arc::new(FencedStore::new(store.clone()));
+        svc.set_controller_store(fenced.clone());
+        let now = 1_700_000_000_000;
+        let ctx = RequestContext {
+            caller: None,
+            request_id: "req".into(),
+            region: "us-east-1".into(),
+            account_id: "111122223333".into(),
+            access_key_id: "AKIAEXAMPLE".into(),
+            now,
+        };
+        // Missing data counts as breaching: the first evaluation moves the alarm to ALARM.
+        put_metric_alarm(
+            &svc,
+            &json!({"AlarmName": "a", "Namespace": "App", "MetricName": "Load",
+                    "Statistic": "Average", "Period": 60, "EvaluationPeriods": 1,
+                    "Threshold": 50.0, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                    "TreatMissingData": "breaching"}),
+            &ctx,
+        )
+        .await
+        .unwrap();
+        let state = |v: Value| {
+            v["MetricAlarms"][0]["StateValue"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        // This replica led, then another replica was elected: its evaluation is refused.
+        fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+        claim_leadership(store.as_ref(), "b").await.unwrap();
+        assert_eq!(svc.evaluate_alarms(now + 120_000).await.unwrap(), 0);
+        let d = describe_alarms(&svc, &json!({}), &ctx).await.unwrap();
+        assert_eq!(state(d).as_deref(), Some("INSUFFICIENT_DATA"));
+        // Elected again: the same evaluation applies.
+        fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+        assert_eq!(svc.evaluate_alarms(now + 120_000).await.unwrap(), 1);
+        let d = describe_alarms(&svc, &json!({}), &ctx).await.unwrap();
+        assert_eq!(state(d).as_deref(), Some("ALARM"));
     }
 }

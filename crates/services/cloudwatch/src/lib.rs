@@ -21,7 +21,7 @@ pub mod model_constraints;
 pub mod series;
 pub mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -170,42 +170,134 @@ pub struct CloudWatchService {
     nonce: u32,
     seq: AtomicU64,
     actions: std::sync::OnceLock<Arc<dyn AlarmActions>>,
+    /// What alarm evaluation and retention write through when set (the leader's fenced store
+    /// with several replicas); the API's store otherwise.
+    controller_store: std::sync::OnceLock<Arc<dyn Store>>,
+    /// The change feed opened before the start-up scan, and the batches that scan read which
+    /// were written after the feed's start, until [`CloudWatchService::follow`] takes them.
+    pending_watch: parking_lot::Mutex<Option<(gantry_store::Watch, HashSet<String>)>>,
+}
+
+/// Reads every stored metric batch into a new index; also returns the keys of batches written
+/// after revision `since` (a change feed opened at `since` delivers them again).
+async fn load_index(
+    store: &dyn Store,
+    since: gantry_store::Revision,
+) -> Result<(Index, HashSet<String>), StoreError> {
+    let mut index = Index::default();
+    let mut recent = HashSet::new();
+    let mut after: Option<String> = None;
+    let mut batches = 0usize;
+    loop {
+        let page = store.scan(BATCH_PREFIX, after.as_deref(), 512).await?;
+        for record in &page.records {
+            if record.revision > since {
+                recent.insert(record.key.clone());
+            }
+            match serde_json::from_slice::<Batch>(&record.value) {
+                Ok(b) => {
+                    batches += 1;
+                    for row in rows_of(&b) {
+                        index.add(&row, b.t);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(key = %record.key, %error, "unreadable metric batch skipped");
+                }
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    tracing::debug!(batches, series = index.len(), "metric data loaded");
+    Ok((index, recent))
 }
 
 impl CloudWatchService {
     /// Opens the service over `store`, replaying the stored metric data into the index.
     pub async fn open(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
-        let mut index = Index::default();
-        let mut after: Option<String> = None;
-        let mut batches = 0usize;
-        loop {
-            let page = store.scan(BATCH_PREFIX, after.as_deref(), 512).await?;
-            for record in &page.records {
-                match serde_json::from_slice::<Batch>(&record.value) {
-                    Ok(b) => {
-                        batches += 1;
-                        for row in rows_of(&b) {
-                            index.add(&row, b.t);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(key = %record.key, %error, "unreadable metric batch skipped");
-                    }
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        tracing::debug!(batches, series = index.len(), "metric data loaded");
+        // Watching from before the scan: what other replicas write meanwhile is not missed
+        // (see [`CloudWatchService::follow`]).
+        let since = store.revision().await?;
+        let watch = store.watch(BATCH_PREFIX);
+        let (index, scanned) = load_index(store.as_ref(), since).await?;
         Ok(Arc::new(Self {
             store,
             index: RwLock::new(index),
             nonce: rand::random(),
             seq: AtomicU64::new(0),
             actions: std::sync::OnceLock::new(),
+            controller_store: std::sync::OnceLock::new(),
+            pending_watch: parking_lot::Mutex::new(Some((watch, scanned))),
         }))
+    }
+
+    /// Keeps the in-memory index in step with the metric data other replicas store (several
+    /// servers on one store), until `shutdown`: their batches are added as they are written,
+    /// data past the retention leaves the index (the leader deletes it from the store), and the
+    /// index is rebuilt from the store if this replica fell behind the change feed.
+    pub async fn follow(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let Some((mut watch, mut scanned)) = self.pending_watch.lock().take() else {
+            return;
+        };
+        let own = format!("-{:08x}-", self.nonce);
+        let mut expiry = tokio::time::interval(std::time::Duration::from_secs(600));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = expiry.tick() => {
+                    let cutoff = now_millis().saturating_sub(RETENTION_MS);
+                    self.index.write().expire((cutoff / 1000) as i64);
+                    continue;
+                }
+                event = watch.next() => event,
+            };
+            match event {
+                Ok(ev) => {
+                    let Some(value) = ev.value else { continue };
+                    // Batches are written once: skip this replica's own (already indexed)
+                    // and those the start-up scan already read.
+                    if ev.key.contains(&own) || scanned.remove(&ev.key) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Batch>(&value) {
+                        Ok(b) => {
+                            let mut index = self.index.write();
+                            for row in rows_of(&b) {
+                                index.add(&row, b.t);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(key = %ev.key, %error, "unreadable metric batch skipped");
+                        }
+                    }
+                }
+                Err(gantry_store::WatchError::Closed) => return,
+                Err(gantry_store::WatchError::Lagged(_)) => {
+                    tracing::warn!("metric change feed lagged; reloading the index from the store");
+                    let since = match self.store.revision().await {
+                        Ok(r) => r,
+                        Err(error) => {
+                            tracing::warn!(%error, "reloading metric data failed; retrying");
+                            continue;
+                        }
+                    };
+                    watch = self.store.watch(BATCH_PREFIX);
+                    match load_index(self.store.as_ref(), since).await {
+                        Ok((index, seen)) => {
+                            *self.index.write() = index;
+                            scanned = seen;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "reloading metric data failed");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Stores `rows` (one batch, durable when this returns) and adds them to the index. The
@@ -275,7 +367,10 @@ impl CloudWatchService {
             for k in old {
                 txn = txn.delete(k);
             }
-            self.store.commit(txn).await?;
+            if !self.controller_store().commit(txn).await?.is_committed() {
+                // Another writer (or a newer leader) got there first: stop this pass.
+                break;
+            }
             deleted += n;
             if n < 256 {
                 break;
@@ -470,6 +565,16 @@ impl CloudWatchService {
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Makes alarm evaluation and metric retention (the leader's jobs) write through `store`,
+    /// so a deposed leader's writes are refused. Only the first call counts.
+    pub fn set_controller_store(&self, store: Arc<dyn Store>) {
+        let _ = self.controller_store.set(store);
+    }
+
+    pub(crate) fn controller_store(&self) -> &Arc<dyn Store> {
+        self.controller_store.get().unwrap_or(&self.store)
     }
 }
 

@@ -100,7 +100,7 @@ impl Registry {
                 let txn = Txn::new()
                     .require_revision(&rec.key, rec.revision)
                     .delete(&rec.key);
-                if self.store.commit(txn).await?.is_committed() {
+                if self.controller_store().commit(txn).await?.is_committed() {
                     report.links_removed += 1;
                 }
             }
@@ -128,6 +128,10 @@ impl Registry {
             match self.blobs.stat(&d).await? {
                 Some(now) if now.modified < cutoff => {}
                 _ => continue,
+            }
+            if !self.still_leading().await? {
+                tracing::warn!("garbage collection stopped: this replica no longer leads");
+                break;
             }
             if self.blobs.delete(&d).await? {
                 tracing::info!(digest = %d, size = info.size, "collected unreferenced blob");

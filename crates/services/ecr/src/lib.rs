@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use gantry_aws_proto::AwsError;
 use gantry_aws_proto::sigv4::CredentialProvider;
 use gantry_front::{JsonService, Protocol, RequestContext, ServiceSpec};
-use gantry_store::Store;
+use gantry_store::{Store, Txn};
 
 pub use crate::auth::{Principal, RegistryAction, TokenSigner, authorize};
 pub use crate::blob::{BlobStore, FsBlobStore};
@@ -215,6 +215,9 @@ pub struct Registry {
     uploads: parking_lot::Mutex<Option<UploadIndex>>,
     /// The IAM check of every `/v2/` route, when identity is wired.
     authorizer: std::sync::OnceLock<Arc<dyn RegistryAuthorizer>>,
+    /// What the maintenance job (the leader's) writes through when set: the fenced store with
+    /// several replicas. Unset, the registry's own store.
+    controller_store: std::sync::OnceLock<Arc<dyn Store>>,
 }
 
 /// The IAM check of the `/v2/` routes (implemented by the composition root over the IAM
@@ -312,12 +315,37 @@ impl Registry {
                 .collect(),
             uploads: parking_lot::Mutex::new(None),
             authorizer: std::sync::OnceLock::new(),
+            controller_store: std::sync::OnceLock::new(),
         })
     }
 
     /// Checks every `/v2/` request with `authorizer` (set once, at wiring).
     pub fn set_authorizer(&self, authorizer: Arc<dyn RegistryAuthorizer>) {
         let _ = self.authorizer.set(authorizer);
+    }
+
+    /// Makes the maintenance job (garbage collection, lifecycle policies) write through
+    /// `store`, the leader's fenced store, so a deposed leader's writes are refused and it
+    /// deletes no blob or image once another replica leads. Only the first call counts.
+    pub fn set_controller_store(&self, store: Arc<dyn Store>) {
+        let _ = self.controller_store.set(store);
+    }
+
+    pub(crate) fn controller_store(&self) -> &Arc<dyn Store> {
+        self.controller_store.get().unwrap_or(&self.store)
+    }
+
+    /// Whether the maintenance job may still act: an empty transaction through the
+    /// controllers' store commits (with a fenced store: this replica still leads).
+    pub(crate) async fn still_leading(&self) -> Result<bool, RegistryError> {
+        if self.controller_store.get().is_none() {
+            return Ok(true);
+        }
+        Ok(self
+            .controller_store()
+            .commit(Txn::new())
+            .await?
+            .is_committed())
     }
 
     /// The repository policy of `name`, if the repository exists and has one.

@@ -487,6 +487,13 @@ impl Registry {
             let Ok(d) = images[i].digest.parse::<Digest>() else {
                 continue;
             };
+            if !self.still_leading().await? {
+                tracing::warn!(
+                    repository = repo,
+                    "lifecycle pass stopped: this replica no longer leads"
+                );
+                return Ok(expired);
+            }
             match self.delete_manifest(repo, &d).await {
                 Ok(_) => {
                     tracing::info!(repository = repo, digest = %d, rule_priority = priority, "image expired by lifecycle policy");
@@ -502,7 +509,7 @@ impl Registry {
         let txn = Txn::new()
             .require_revision(&key, rec.revision)
             .put(&key, enc(&key, &next)?);
-        self.store.commit(txn).await?;
+        self.controller_store().commit(txn).await?;
         Ok(expired)
     }
 

@@ -667,6 +667,45 @@ async fn an_upload_cannot_grow_past_the_maximum_blob_size() {
     assert_eq!(e.code, "InvalidParameterException", "{e}");
 }
 
+#[tokio::test]
+async fn a_deposed_leaders_garbage_collection_deletes_nothing() {
+    use gantry_store::{FencedStore, claim_leadership};
+    let opts = RegistryOptions {
+        gc_grace: Duration::ZERO,
+        ..RegistryOptions::default()
+    };
+    let t = TestRegistry::start_with(opts).await;
+    t.create_repo(REPO).await;
+    let orphan = t.push_blob(REPO, b"nobody uses me").await;
+    // This replica led, then another replica was elected: its maintenance is deposed.
+    let fenced = Arc::new(FencedStore::new(t.store.clone()));
+    t.reg.set_controller_store(fenced.clone());
+    fenced.set_token(claim_leadership(t.store.as_ref(), "a").await.unwrap());
+    claim_leadership(t.store.as_ref(), "b").await.unwrap();
+    let report = t.reg.maintenance_pass().await.unwrap();
+    assert_eq!(
+        (report.links_removed, report.blobs_removed),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        t.req("HEAD", &format!("/v2/{REPO}/blobs/{orphan}"), &[], "")
+            .await
+            .status,
+        200
+    );
+    // Elected again: the same pass collects the orphan.
+    fenced.set_token(claim_leadership(t.store.as_ref(), "a").await.unwrap());
+    let report = t.reg.maintenance_pass().await.unwrap();
+    assert_eq!(report.blobs_removed, 1, "{report:?}");
+    assert_eq!(
+        t.req("HEAD", &format!("/v2/{REPO}/blobs/{orphan}"), &[], "")
+            .await
+            .status,
+        404
+    );
+}
+
 /// ECR's manifest size limit (4 MiB, the model's `ImageManifest` maximum): a manifest of exactly
 /// that size is stored, one byte more answers 413 `SIZE_INVALID` and stores nothing.
 #[tokio::test]

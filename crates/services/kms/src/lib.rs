@@ -179,6 +179,19 @@ impl KmsService {
         let _ = self.key_authorizer.set(authorizer);
     }
 
+    /// The same service writing through `store`: the leader's maintenance job runs on a copy
+    /// writing through the fenced store, so a deposed leader's writes are refused.
+    #[must_use]
+    pub fn writing_through(&self, store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            master: self.master.clone(),
+            clock: self.clock.clone(),
+            maintenance_interval: self.maintenance_interval,
+            key_authorizer: self.key_authorizer.clone(),
+        }
+    }
+
     /// Uses `clock` for the maintenance job's notion of now (requests use their own `now`).
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {

@@ -443,3 +443,36 @@ async fn tags_round_trip() {
         .unwrap();
     assert_eq!(t["Tags"], json!([{"TagKey": "env", "TagValue": "prod"}]));
 }
+
+#[tokio::test]
+async fn a_deposed_leaders_maintenance_deletes_nothing() {
+    use gantry_store::{FencedStore, Store, claim_leadership};
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let svc = KmsService::new(store.clone(), MasterKey::new(&[7u8; 32]).unwrap());
+    let id = create_key(&svc).await["KeyId"].as_str().unwrap().to_owned();
+    call(
+        &svc,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .await
+    .unwrap();
+    // This replica led, then another replica was elected: its maintenance copy is deposed.
+    let fenced = Arc::new(FencedStore::new(store.clone()));
+    fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+    claim_leadership(store.as_ref(), "b").await.unwrap();
+    let deposed = svc.writing_through(fenced.clone());
+    let due = 1_700_000_000_000 + 8 * DAY_MS;
+    let _ = deposed.maintain(due).await;
+    let d = call(&svc, "DescribeKey", json!({"KeyId": id}))
+        .await
+        .unwrap();
+    assert_eq!(d["KeyMetadata"]["KeyState"], "PendingDeletion");
+    // Elected again: the same job now deletes the key.
+    fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+    assert_eq!(deposed.maintain(due).await.unwrap().0, 1);
+    let e = call(&svc, "DescribeKey", json!({"KeyId": id}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, "NotFoundException");
+}

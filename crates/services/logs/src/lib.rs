@@ -242,6 +242,21 @@ impl LogsService {
         }
     }
 
+    /// The same service writing through `store`: the leader's retention job runs on a copy
+    /// writing through the fenced store, so a deposed leader's writes are refused.
+    #[must_use]
+    pub fn writing_through(&self, store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            clock: self.clock.clone(),
+            retention_interval: self.retention_interval,
+            reads: self.reads.clone(),
+            queries: self.queries.clone(),
+            metrics: self.metrics.clone(),
+            read_limits: self.read_limits,
+        }
+    }
+
     /// Publishes what metric filters make of incoming events through `publisher`.
     #[must_use]
     pub fn with_metric_publisher(

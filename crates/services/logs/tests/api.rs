@@ -910,3 +910,38 @@ async fn streams_stored_per_batch_are_converted_on_first_read() {
         .await;
     assert_eq!(messages(&v), ["e", "f"]);
 }
+
+#[tokio::test]
+async fn a_deposed_leaders_retention_deletes_nothing() {
+    use gantry_store::{FencedStore, claim_leadership};
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let h = Harness::on(store.clone());
+    h.group_with_streams("g", &["s"]).await;
+    h.put("g", "s", &[(NOW - 5 * DAY, "old")]).await;
+    h.put("g", "s", &[(NOW - 1000, "new")]).await;
+    h.ok(
+        "PutRetentionPolicy",
+        json!({"logGroupName": "g", "retentionInDays": 3}),
+    )
+    .await;
+    // This replica led, then another replica was elected: its retention copy is deposed.
+    let fenced = Arc::new(FencedStore::new(store.clone()));
+    fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+    claim_leadership(store.as_ref(), "b").await.unwrap();
+    let deposed = h.svc.writing_through(fenced.clone());
+    let _ = deposed.enforce_retention(h.now).await;
+    let before = h
+        .ok("DescribeLogStreams", json!({"logGroupName": "g"}))
+        .await;
+    assert_eq!(
+        before["logStreams"][0]["firstEventTimestamp"],
+        NOW - 5 * DAY
+    );
+    // Elected again: the same job now deletes the expired batch.
+    fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+    assert_eq!(deposed.enforce_retention(h.now).await.unwrap(), 1);
+    let after = h
+        .ok("DescribeLogStreams", json!({"logGroupName": "g"}))
+        .await;
+    assert_eq!(after["logStreams"][0]["firstEventTimestamp"], NOW - 1000);
+}

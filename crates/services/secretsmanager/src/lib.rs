@@ -156,7 +156,7 @@ pub struct SecretsManagerService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) cipher: Arc<dyn SecretCipher>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) locks: wire::SecretLocks,
+    pub(crate) locks: Arc<wire::SecretLocks>,
     pub(crate) maintenance_interval: Duration,
 }
 
@@ -175,8 +175,21 @@ impl SecretsManagerService {
             store,
             cipher,
             clock: Arc::new(SystemClock),
-            locks: wire::SecretLocks::default(),
+            locks: Arc::default(),
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
+        }
+    }
+
+    /// The same service writing through `store`: the leader's maintenance job runs on a copy
+    /// writing through the fenced store, so a deposed leader's writes are refused.
+    #[must_use]
+    pub fn writing_through(&self, store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cipher: self.cipher.clone(),
+            clock: self.clock.clone(),
+            locks: self.locks.clone(),
+            maintenance_interval: self.maintenance_interval,
         }
     }
 

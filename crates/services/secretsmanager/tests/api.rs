@@ -653,3 +653,33 @@ async fn get_secret_value_for_is_get_secret_value() {
     );
     assert!(!format!("{r:?}").contains("password"));
 }
+
+#[tokio::test]
+async fn a_deposed_leaders_maintenance_deletes_nothing() {
+    use gantry_store::{FencedStore, claim_leadership};
+    let h = harness();
+    h.call("CreateSecret", json!({"Name": "app", "SecretString": "x"}))
+        .await
+        .unwrap();
+    h.call(
+        "DeleteSecret",
+        json!({"SecretId": "app", "RecoveryWindowInDays": 7}),
+    )
+    .await
+    .unwrap();
+    // This replica led, then another replica was elected: its maintenance copy is deposed.
+    let store: Arc<dyn Store> = h.store.clone();
+    let fenced = Arc::new(FencedStore::new(store.clone()));
+    fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+    claim_leadership(store.as_ref(), "b").await.unwrap();
+    let deposed = h.svc.writing_through(fenced.clone());
+    let _ = deposed.maintain(T0 + 8 * DAY_MS).await;
+    assert!(
+        h.store_dump().await.contains("secretsmanager/value"),
+        "a deposed leader deleted a secret"
+    );
+    // Elected again: the same job now deletes it.
+    fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+    assert_eq!(deposed.maintain(T0 + 8 * DAY_MS).await.unwrap(), 1);
+    assert!(!h.store_dump().await.contains("secretsmanager/value"));
+}
