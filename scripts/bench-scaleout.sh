@@ -8,8 +8,8 @@
 #         through gantry-bench (as scripts/bench-api.sh): durable writes/s;
 #      b. RunTask: BENCH_INSTANCES simulated instances (gantry-sim's `simulate`, as
 #         scripts/bench-scheduler.sh), then BENCH_TASKS tasks, BENCH_COUNT per call,
-#         BENCH_RUN_CONCURRENCY calls in flight, until every task is RUNNING (bench_cluster
-#         run-tasks): tasks/s;
+#         BENCH_RUN_CONCURRENCY calls in flight (one pass per value), until every task is RUNNING
+#         (bench_cluster run-tasks): tasks/s;
 #   2. registry blob store, the filesystem (the default, in the data dir) vs S3 (s3s-fs, a
 #      real-wire S3 server, serving a bucket from a directory on the same disk):
 #      a. push: BENCH_BLOBS blobs of BENCH_BLOB_MIB MiB of fresh random data, each a POST then a
@@ -27,7 +27,7 @@
 #   BENCH_INSTANCES         simulated instances (default 1000; 10000 as bench-scheduler.sh)
 #   BENCH_TASKS             tasks started by RunTask (default 2000)
 #   BENCH_COUNT             tasks per RunTask call (default 10)
-#   BENCH_RUN_CONCURRENCY   RunTask calls in flight (default 16)
+#   BENCH_RUN_CONCURRENCY   RunTask calls in flight; a list runs one pass each (default "1 16")
 #   BENCH_BLOBS             blobs pushed (default 2)
 #   BENCH_BLOB_MIB          MiB per blob (default 128)
 #   BENCH_MANIFEST_GETS     manifest GETs (default 5000)
@@ -45,7 +45,7 @@ DURATION=${BENCH_DURATION:-10s}
 INSTANCES=${BENCH_INSTANCES:-1000}
 TASKS=${BENCH_TASKS:-2000}
 COUNT=${BENCH_COUNT:-10}
-RUN_CONCURRENCY=${BENCH_RUN_CONCURRENCY:-16}
+RUN_CONCURRENCY=${BENCH_RUN_CONCURRENCY:-1 16}
 BLOBS=${BENCH_BLOBS:-2}
 BLOB_MIB=${BENCH_BLOB_MIB:-128}
 MANIFEST_GETS=${BENCH_MANIFEST_GETS:-5000}
@@ -212,7 +212,7 @@ start_gantry() { # dir [server args...] -> GANTRY_PID, ENDPOINT
 log_errors() { # dir
     if grep -qE 'ERROR|WARN' "$1/server.log"; then
         echo "server log warnings/errors ($(grep -cE 'ERROR|WARN' "$1/server.log") lines), first ones:" >&2
-        grep -E 'ERROR|WARN' "$1/server.log" | head -5 >&2
+        grep -E 'ERROR|WARN' "$1/server.log" | head -5 >&2 || true
     fi
 }
 
@@ -273,18 +273,22 @@ store_run() { # sqlite|etcd
     RES[$s.connect_s]=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
     log "$s: $INSTANCES instances registered and connected in ${RES[$s.connect_s]}s"
 
-    log "$s: RunTask, $TASKS tasks, $COUNT per call, $RUN_CONCURRENCY in flight"
-    g0=$(cpu_s "$GANTRY_PID") b0=$(cpu_s "${backend[@]}")
-    out=$dir/run.out
-    if ! timeout "$RUN_DEADLINE_S" "$DRIVE" --endpoint "$ENDPOINT" --cluster "$CLUSTER" run-tasks \
-        --tasks "$TASKS" --count "$COUNT" --concurrency "$RUN_CONCURRENCY" | tee "$out" >&2; then
-        echo "$s: run-tasks failed" >&2
-        status=1
-    fi
-    g1=$(cpu_s "$GANTRY_PID") b1=$(cpu_s "${backend[@]}")
-    RES[$s.run]=$(grep '^RESULT' "$out" || echo "RESULT none")
-    RES[$s.run_tps]=$(sed -n 's/.*tasks_per_s=\([0-9.]*\).*/\1/p' "$out" | head -1)
-    RES[$s.run_cpu]="server ${g0}→${g1} s${backend:+, etcd members ${b0}→${b1} s}, simulator $(cpu_s "$sim") s total"
+    local c
+    for c in $RUN_CONCURRENCY; do
+        log "$s: RunTask, $TASKS tasks, $COUNT per call, $c in flight"
+        g0=$(cpu_s "$GANTRY_PID") b0=$(cpu_s "${backend[@]}")
+        out=$dir/run-$c.out
+        if ! timeout "$RUN_DEADLINE_S" "$DRIVE" --endpoint "$ENDPOINT" --cluster "$CLUSTER" run-tasks \
+            --tasks "$TASKS" --count "$COUNT" --concurrency "$c" | tee "$out" >&2; then
+            echo "$s: run-tasks ($c in flight) failed" >&2
+            status=1
+        fi
+        g1=$(cpu_s "$GANTRY_PID") b1=$(cpu_s "${backend[@]}")
+        RES[$s.run.$c]=$(grep '^RESULT' "$out" || echo "RESULT none")
+        RES[$s.run_tps.$c]=$(sed -n 's/.*tasks_per_s=\([0-9.]*\).*/\1/p' "$out" | head -1)
+        RES[$s.run_cpu.$c]="server ${g0}→${g1} s${backend:+, etcd members ${b0}→${b1} s}"
+        alive "$GANTRY_PID" "$sim" "${backend[@]}"
+    done
     alive "$GANTRY_PID" "$sim" "${backend[@]}"
     log_errors "$dir"
     stop_all
@@ -441,10 +445,16 @@ if [[ " $PARTS " == *" store "* ]]; then
         echo "  register-task-definition ($CONCURRENCY clients, $DURATION): ${RES[$s.register]}"
         echo "      CPU: ${RES[$s.register_cpu]}"
         echo "  fleet of $INSTANCES connected in ${RES[$s.connect_s]}s"
-        echo "  run-tasks ($TASKS tasks, count $COUNT, $RUN_CONCURRENCY in flight): ${RES[$s.run]}"
-        echo "      CPU: ${RES[$s.run_cpu]}"
+        for c in $RUN_CONCURRENCY; do
+            echo "  run-tasks ($TASKS tasks, count $COUNT, $c in flight): ${RES[$s.run.$c]}"
+            echo "      CPU: ${RES[$s.run_cpu.$c]}"
+        done
     done
-    echo "etcd/sqlite: RegisterTaskDefinition $(ratio "${RES[sqlite.register_rps]}" "${RES[etcd.register_rps]}"), RunTask $(ratio "${RES[sqlite.run_tps]}" "${RES[etcd.run_tps]}")"
+    line="etcd/sqlite: RegisterTaskDefinition $(ratio "${RES[sqlite.register_rps]}" "${RES[etcd.register_rps]}")"
+    for c in $RUN_CONCURRENCY; do
+        line+=", RunTask ($c in flight) $(ratio "${RES[sqlite.run_tps.$c]}" "${RES[etcd.run_tps.$c]}")"
+    done
+    echo "$line"
 fi
 if [[ " $PARTS " == *" blob "* ]]; then
     for s in fs s3; do
