@@ -21,6 +21,12 @@
 #                      --zero` and `--dump` around each benchmark): a figure that does not move
 #                      with other load on the machine, for before/after comparisons on a busy one.
 #                      The server runs ~50x slower: use a small BENCH_CONCURRENCY (e.g. 8).
+#   BENCH_CALLGRIND_KEEP  with BENCH_CALLGRIND=1: a directory to copy each benchmark's callgrind
+#                      dump into (callgrind.<run>), for `callgrind_annotate --inclusive=yes`
+#   BENCH_RUNS         which benchmarks, in order (default: register-task-definition
+#                      describe-clusters describe-clusters-as-user)
+#   BENCH_GANTRY       the gantry binary to benchmark (default: the release build), e.g. a copy
+#                      of an older build for a before/after comparison
 #   CARGO_TARGET_DIR   as for cargo (default ./target)
 set -euo pipefail
 
@@ -42,7 +48,7 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries (target dir $TARGET)"
     (cd "$ROOT" && cargo build --release -p gantry -p gantry-bench)
 fi
-GANTRY=$TARGET/release/gantry
+GANTRY=${BENCH_GANTRY:-$TARGET/release/gantry}
 BENCH=$TARGET/release/gantry-bench
 for bin in "$GANTRY" "$BENCH"; do
     [[ -x $bin ]] || { echo "missing $bin" >&2; exit 1; }
@@ -139,14 +145,14 @@ USER_KEY_ID=${USER_KEY%%$'\t'*}
 USER_SECRET=${USER_KEY##*$'\t'}
 
 status=0
-declare -A FIGURES CPU INSTR
+declare -A FIGURES CPU INSTR IPR
 # The instructions of the last callgrind dump (its `totals:` line).
 dumped_ir() {
     local f
     f=$(ls -t "$WORK"/callgrind.out.* 2>/dev/null | head -1)
     [[ -n $f ]] && sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f"
 }
-RUNS=(register-task-definition describe-clusters describe-clusters-as-user)
+read -ra RUNS <<<"${BENCH_RUNS:-register-task-definition describe-clusters describe-clusters-as-user}"
 for run in "${RUNS[@]}"; do
     op=${run%-as-user}
     creds=()
@@ -167,9 +173,14 @@ for run in "${RUNS[@]}"; do
     if [[ $CALLGRIND == 1 ]]; then
         callgrind_control --dump="$run" "$SERVER_PID" >/dev/null
         ir=$(dumped_ir)
+        if [[ -n ${BENCH_CALLGRIND_KEEP:-} ]]; then
+            mkdir -p "$BENCH_CALLGRIND_KEEP"
+            cp "$(ls -t "$WORK"/callgrind.out.* | head -1)" "$BENCH_CALLGRIND_KEEP/callgrind.$run"
+        fi
         ok=$(sed -n 's/^ok=\([0-9]*\).*/\1/p' "$out")
         if [[ -n $ir && ${ok:-0} -gt 0 ]]; then
             INSTR[$run]="server_instructions=$ir server_instructions_per_req=$((ir / ok))"
+            IPR[$run]=$((ir / ok))
         else
             INSTR[$run]="no callgrind figures"
         fi
@@ -198,5 +209,9 @@ root_rps=$(rps describe-clusters)
 user_rps=$(rps describe-clusters-as-user)
 if [[ -n $root_rps && -n $user_rps ]]; then
     awk -v r="$root_rps" -v u="$user_rps" 'BEGIN { printf "describe-clusters as an IAM user / as the root: %.3f\n", u / r }'
+fi
+if [[ -n ${IPR[describe-clusters]:-} && -n ${IPR[describe-clusters-as-user]:-} ]]; then
+    awk -v r="${IPR[describe-clusters]}" -v u="${IPR[describe-clusters-as-user]}" 'BEGIN {
+        printf "describe-clusters instructions per request, root / IAM user: %.3f\n", r / u }'
 fi
 exit "$status"

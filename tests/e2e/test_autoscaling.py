@@ -135,7 +135,9 @@ def test_scheduled_action_changes_min_and_max_at_its_time(fast):
     dim = "ecs:service:DesiredCount"
     aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
                                  MinCapacity=1, MaxCapacity=2)
-    when = time.gmtime(time.time() + 4)
+    # Far enough ahead for the AWS CLI to start on a loaded machine (an at() already past when
+    # the action is created never runs).
+    when = time.gmtime(time.time() + 20)
     at = time.strftime("at(%Y-%m-%dT%H:%M:%S)", when)
     fast.aws("application-autoscaling", "put-scheduled-action", "--service-namespace", "ecs",
              "--resource-id", rid, "--scalable-dimension", dim, "--scheduled-action-name", "morning",
@@ -143,15 +145,16 @@ def test_scheduled_action_changes_min_and_max_at_its_time(fast):
     [action] = aas.describe_scheduled_actions(ServiceNamespace="ecs", ResourceId=rid)["ScheduledActions"]
     assert action["Schedule"] == at and action["ScalableTargetAction"] == {"MinCapacity": 3, "MaxCapacity": 5}
     assert desired(ecs, "c3", "batch") == 1
-    wait_for(lambda: desired(ecs, "c3", "batch") == 3, timeout=20, what="desired count 3 at the scheduled time")
+    wait_for(lambda: desired(ecs, "c3", "batch") == 3, timeout=60, what="desired count 3 at the scheduled time")
     [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (3, 5)
     [act] = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
     assert act["Description"] == "Setting desired count to 3."
     assert act["Cause"] == "scheduled action name morning set min capacity to 3"
 
-    for schedule, zone, word in [("cron(0 8 * * ? *)", None, "cron()"), ("rate(1 hours)", None, "unit"),
-                                 (at, "Europe/Paris", "Europe/Paris")]:
+    for schedule, zone, word in [("cron(0 8 * * * *)", None, "exactly one of Day-of-month and Day-of-week"),
+                                 ("cron(0 8 * *)", None, "6 fields"), ("cron(0 8 ? * 3#6 *)", None, "cron(0 8 ? * 3#6 *)"),
+                                 ("rate(1 hours)", None, "unit"), (at, "Mars/Olympus", "Mars/Olympus")]:
         kw = {"Timezone": zone} if zone else {}
         with pytest.raises(botocore.exceptions.ClientError) as e:
             aas.put_scheduled_action(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
@@ -161,3 +164,33 @@ def test_scheduled_action_changes_min_and_max_at_its_time(fast):
     aas.delete_scheduled_action(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
                                 ScheduledActionName="morning")
     assert aas.describe_scheduled_actions(ServiceNamespace="ecs")["ScheduledActions"] == []
+
+
+def test_cron_scheduled_action_fires_in_its_time_zone(fast):
+    """A cron() schedule in a time zone, put with the AWS CLI, changes min/max at its minute."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    ecs = service(fast, "c4", "nightly", 1)
+    aas = fast.client("application-autoscaling")
+    rid, dim = "service/c4/nightly", "ecs:service:DesiredCount"
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                 MinCapacity=1, MaxCapacity=2)
+    zone = "Asia/Kolkata"  # UTC+05:30: local minutes differ from UTC's hours
+    now = datetime.now(timezone.utc)
+    fire = (now + timedelta(seconds=65)).replace(second=0, microsecond=0)
+    local = fire.astimezone(ZoneInfo(zone))
+    weekday = (local.isoweekday() % 7) + 1  # AWS numbers weekdays 1-7 from Sunday
+    schedule = f"cron({local.minute} {local.hour} ? * {weekday} {local.year})"
+    fast.aws("application-autoscaling", "put-scheduled-action", "--service-namespace", "ecs",
+             "--resource-id", rid, "--scalable-dimension", dim, "--scheduled-action-name", "kolkata",
+             "--schedule", schedule, "--timezone", zone, "--scalable-target-action", "MinCapacity=2,MaxCapacity=4")
+    [action] = aas.describe_scheduled_actions(ServiceNamespace="ecs", ResourceId=rid)["ScheduledActions"]
+    assert action["Schedule"] == schedule and action["Timezone"] == zone
+    assert desired(ecs, "c4", "nightly") == 1
+    wait_for(lambda: desired(ecs, "c4", "nightly") == 2, timeout=100, what="desired count 2 at the cron minute")
+    assert datetime.now(timezone.utc) >= fire
+    [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 4)
+    [act] = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
+    assert act["Cause"] == "scheduled action name kolkata set min capacity to 2"

@@ -146,3 +146,53 @@ def test_a_managed_pool_grows_for_services_and_shrinks_without_touching_tasks(sc
         def all_stopped():
             return ecs.list_tasks(cluster="ms", desiredStatus="RUNNING")["taskArns"] == []
         wait_until(all_stopped, timeout=60, what="every task stopped")
+
+
+def test_a_webhook_provisioner_is_posted_the_pool_and_desired_count(tmp_path):
+    """`--pool-provisioner NAME=webhook:URL`: the server POSTs the pool's desired size as JSON."""
+    import http.server
+    import json
+    import queue
+    import threading
+
+    posts = queue.Queue()
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posts.put((self.path, self.headers["Content-Type"], json.loads(body)))
+            answer = b"asked the cloud for more\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{hook.server_address[1]}/scale"
+    g = Gantry(tmp_path / "data").start(extra_args=["--pool-provisioner", f"web=webhook:{url}",
+                                                    "--managed-scaling-interval", "1"])
+    try:
+        ecs = g.client("ecs")
+        ecs.create_cluster(clusterName="wh")
+        ecs.create_capacity_provider(name="web-pool", autoScalingGroupProvider={
+            "autoScalingGroupArn": group_arn("web"),
+            "managedScaling": {"status": "ENABLED", "targetCapacity": 100, "instanceWarmupPeriod": 300}})
+        ecs.put_cluster_capacity_providers(
+            cluster="wh", capacityProviders=["web-pool"],
+            defaultCapacityProviderStrategy=[{"capacityProvider": "web-pool", "weight": 1}])
+        ecs.register_task_definition(family="probe", containerDefinitions=[
+            {"name": "s", "image": "busybox", "memory": 16, "essential": True}])
+        ecs.create_service(cluster="wh", serviceName="probe", taskDefinition="probe", desiredCount=2)
+        # An empty pool with tasks waiting: the reservation is 200 and the pool is asked to grow.
+        path, ctype, body = posts.get(timeout=30)
+        assert path == "/scale" and ctype == "application/json"
+        assert body["pool"] == "web" and body["cluster"] == "wh" and body["capacityProvider"] == "web-pool"
+        assert body["current"] == 0 and body["desired"] >= 1
+        assert body["removeInstances"] == []
+    finally:
+        g.stop()
+        hook.shutdown()

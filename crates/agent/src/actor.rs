@@ -346,6 +346,9 @@ impl TaskActor {
     fn fail(&mut self, reason: String) {
         tracing::warn!(reason = %reason, "task failed");
         if self.stop_reason.is_none() {
+            if self.known == Known::None {
+                self.sh.metrics.task_failed();
+            }
             self.stop_reason = Some(reason);
         }
     }
@@ -675,6 +678,7 @@ impl TaskActor {
                 }
                 self.known = Known::Running;
                 self.last_health = self.ctrs.iter().map(Ctr::health).collect();
+                self.sh.metrics.task_running();
                 tracing::info!("task running");
                 self.report_task("RUNNING", None);
                 self.publish();

@@ -64,6 +64,10 @@ pub async fn run_with_runtime(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     cfg.validate().map_err(AgentError::Config)?;
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(crate::metrics::MeteredRuntime::new(
+        runtime,
+        cfg.metrics.clone(),
+    ));
     let spawner = Spawner::default();
     let _guard = AbortOnDrop(spawner.clone());
     let netfilter: Arc<std::sync::OnceLock<(Arc<Netfilter>, String)>> = Arc::default();
@@ -726,6 +730,7 @@ async fn agent_main(
         file_systems: cfg.file_systems.clone(),
         credentials,
         credentials_port,
+        metrics: cfg.metrics.clone(),
     });
 
     // Runtime events → pokes for the owning task's actor.

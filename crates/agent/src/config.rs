@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub usage_interval: std::time::Duration,
     /// Serve task role credentials on `169.254.170.2` (ECS's `ECS_ENABLE_TASK_IAM_ROLE`).
     pub task_iam_role: bool,
+    /// Where task starts, Docker calls and stats samples are counted.
+    pub metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -136,6 +138,7 @@ impl AgentConfig {
             pause_image: crate::pause::PAUSE_IMAGE.to_owned(),
             usage_interval: std::time::Duration::from_secs(60),
             task_iam_role: true,
+            metrics: Default::default(),
         }
     }
 

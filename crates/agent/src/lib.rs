@@ -46,6 +46,9 @@
 //!   `DOCKER-USER`. An awsvpc task starts only once its rules are in place, and not at all on a
 //!   host that cannot enforce them.
 //!
+//! - **Metrics** ([`metrics`]): task starts, Docker Engine call latency and errors, stats samples,
+//!   for Prometheus (`gantry agent --metrics-listen`).
+//!
 //! Must not depend on the store (DB).
 
 mod actor;
@@ -57,6 +60,7 @@ pub mod credentials;
 pub mod docker;
 pub mod logs;
 pub mod metadata;
+pub mod metrics;
 pub mod netfilter;
 pub mod pause;
 pub mod runtime;

@@ -206,6 +206,7 @@ pub struct Shared {
     pub credentials: crate::credentials::CredentialsRegistry,
     /// The port of the credentials endpoint on `169.254.170.2`, or why it is not served.
     pub credentials_port: Result<u16, String>,
+    pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 impl std::fmt::Debug for Shared {

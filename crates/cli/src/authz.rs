@@ -4,9 +4,18 @@
 //! condition keys the request carries (`ecs:cluster`, `aws:RequestTag/*`, `aws:TagKeys`,
 //! `aws:RequestedRegion`, `aws:CurrentTime`, `aws:SecureTransport`).
 //!
+//! Each entry is compiled once, on first use, into a [`Template`]: its ARN patterns split into
+//! literal text and placeholders (with the request members each placeholder is read from), so a
+//! request only copies text and members into ARNs. The global condition keys are deferred: a
+//! policy statement's conditions compute them the first time one looks (most requests are
+//! decided by statements without conditions).
+//!
 //! A resource whose ARN cannot be read from the request (a member absent, or a pattern with
 //! parts the request does not carry) is checked as `*`: policies granting it by ARN pattern do
 //! not match it, so such a request is denied unless a policy grants `Resource: "*"`.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use gantry_aws_proto::query::QueryRequest;
 use gantry_front::{OperationInput, RequestContext};
@@ -18,7 +27,7 @@ use crate::authz_table::{ENTRIES, Entry};
 /// One authorization question: an action on resources, with its condition context.
 #[derive(Debug, Clone)]
 pub struct Check {
-    pub action: String,
+    pub action: Cow<'static, str>,
     /// ARNs; empty means `*`.
     pub resources: Vec<String>,
     pub context: Context,
@@ -33,12 +42,195 @@ const UNCHECKED: &[(&str, &str)] = &[
     ("sts", "GetSessionToken"),
 ];
 
-/// The table's entry for `operation` of the service with IAM prefix `prefix`.
-pub fn entry(prefix: &str, operation: &str) -> Option<&'static Entry> {
+fn entry_index(prefix: &str, operation: &str) -> Option<usize> {
     ENTRIES
         .binary_search_by(|e| (e.prefix, e.operation).cmp(&(prefix, operation)))
         .ok()
-        .map(|i| &ENTRIES[i])
+}
+
+/// The table's entry for `operation` of the service with IAM prefix `prefix`.
+#[cfg(test)]
+pub fn entry(prefix: &str, operation: &str) -> Option<&'static Entry> {
+    entry_index(prefix, operation).map(|i| &ENTRIES[i])
+}
+
+/// Every entry compiled, in the table's order.
+static TEMPLATES: LazyLock<Box<[Template]>> =
+    LazyLock::new(|| ENTRIES.iter().map(Template::compile).collect());
+
+/// An entry as a request reads it.
+#[derive(Debug)]
+struct Template {
+    action: &'static str,
+    resources: Box<[ArnTemplate]>,
+    /// The action takes `ecs:cluster`.
+    cluster_key: bool,
+}
+
+impl Template {
+    fn compile(e: &Entry) -> Self {
+        Template {
+            action: e.action,
+            resources: e
+                .resources
+                .iter()
+                .map(|(_, pattern)| ArnTemplate::compile(pattern))
+                .collect(),
+            cluster_key: e.condition_keys.contains(&"ecs:cluster"),
+        }
+    }
+}
+
+/// A piece of an ARN pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Lit(&'static str),
+    Partition,
+    Region,
+    Account,
+    /// A placeholder read from the request (its index in the template's `vars`).
+    Var(usize),
+}
+
+/// One resource type's ARN pattern, compiled.
+#[derive(Debug)]
+enum ArnTemplate {
+    /// `…task-definition/${TaskDefinitionFamilyName}:${TaskDefinitionRevisionNumber}`: read
+    /// from `taskDefinition` (`family`, `family:revision` or an ARN).
+    TaskDefinition(Box<[Part]>),
+    /// Placeholders read from request members.
+    Members {
+        parts: Box<[Part]>,
+        /// Each placeholder's name, in order of appearance.
+        vars: Box<[&'static str]>,
+    },
+}
+
+impl ArnTemplate {
+    fn compile(pattern: &'static str) -> Self {
+        let mut parts = Vec::new();
+        let mut vars: Vec<&'static str> = Vec::new();
+        let mut rest = pattern;
+        while let Some(start) = rest.find("${") {
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            if start > 0 {
+                parts.push(Part::Lit(&rest[..start]));
+            }
+            parts.push(match &rest[start + 2..start + end] {
+                "Partition" => Part::Partition,
+                "Region" => Part::Region,
+                "Account" => Part::Account,
+                name => Part::Var(match vars.iter().position(|v| *v == name) {
+                    Some(i) => i,
+                    None => {
+                        vars.push(name);
+                        vars.len() - 1
+                    }
+                }),
+            });
+            rest = &rest[start + end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest));
+        }
+        if vars == ["TaskDefinitionFamilyName", "TaskDefinitionRevisionNumber"] {
+            ArnTemplate::TaskDefinition(parts.into())
+        } else {
+            ArnTemplate::Members {
+                parts: parts.into(),
+                vars: vars.into(),
+            }
+        }
+    }
+
+    /// The ARNs the request names; none when the pattern cannot be filled.
+    fn arns(&self, prefix: &str, ctx: &RequestContext, input: &Input<'_>, out: &mut Vec<String>) {
+        match self {
+            ArnTemplate::TaskDefinition(parts) => {
+                let Some(td) = input.scalar("taskDefinition") else {
+                    return;
+                };
+                if td.starts_with("arn:") {
+                    out.push(td.into_owned());
+                    return;
+                }
+                let (family, revision) = td.split_once(':').unwrap_or((td.as_ref(), "*"));
+                out.push(fill(parts, ctx, &[family, revision]));
+            }
+            ArnTemplate::Members { parts, vars } => {
+                let mut values: Vec<Vec<Cow<'_, str>>> = Vec::with_capacity(vars.len());
+                for name in vars.iter() {
+                    let mut v = Vec::new();
+                    for m in members(name) {
+                        v = input.values(m);
+                        if !v.is_empty() {
+                            break;
+                        }
+                    }
+                    if v.is_empty() && *name == "ClusterName" && prefix == "ecs" {
+                        v.push(Cow::Borrowed("default"));
+                    }
+                    if v.is_empty() {
+                        return;
+                    }
+                    values.push(v);
+                }
+                // Every combination, the first placeholder varying slowest.
+                let mut at = vec![0; values.len()];
+                loop {
+                    let chosen: Vec<&str> = at
+                        .iter()
+                        .zip(&values)
+                        .enumerate()
+                        .map(|(i, (&j, v))| {
+                            let v = v[j].as_ref();
+                            if v.starts_with("arn:") && i + 1 < values.len() {
+                                // An ARN naming an enclosing resource (a cluster): its last
+                                // segment.
+                                v.rsplit('/').next().unwrap_or(v)
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    match chosen.last() {
+                        // The member is the resource's own ARN.
+                        Some(last) if last.starts_with("arn:") => out.push((*last).to_owned()),
+                        _ => out.push(fill(parts, ctx, &chosen)),
+                    }
+                    let mut i = values.len();
+                    loop {
+                        if i == 0 {
+                            return;
+                        }
+                        i -= 1;
+                        at[i] += 1;
+                        if at[i] < values[i].len() {
+                            break;
+                        }
+                        at[i] = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `parts` with the partition, region, account and placeholder values `vars` filled in.
+fn fill(parts: &[Part], ctx: &RequestContext, vars: &[&str]) -> String {
+    let mut arn = String::with_capacity(96);
+    for part in parts {
+        arn.push_str(match *part {
+            Part::Lit(s) => s,
+            Part::Partition => "aws",
+            Part::Region => &ctx.region,
+            Part::Account => &ctx.account_id,
+            Part::Var(i) => vars[i],
+        });
+    }
+    arn
 }
 
 /// What `operation` asks of the caller; empty when nothing is checked.
@@ -52,25 +244,26 @@ pub fn checks(
         return Vec::new();
     }
     let input = Input::new(input);
-    let Some(e) = entry(prefix, operation) else {
+    let Some(t) = entry_index(prefix, operation).map(|i| &TEMPLATES[i]) else {
         // Not in the table: checked as `prefix:Operation` on `*` (the test on the table makes
         // sure every served operation has an entry).
         return vec![Check {
-            action: format!("{prefix}:{operation}"),
+            action: Cow::Owned(format!("{prefix}:{operation}")),
             resources: Vec::new(),
             context: base_context(ctx),
         }];
     };
     let mut context = base_context(ctx);
     let mut resources = Vec::new();
-    for (_, pattern) in e.resources {
-        resources.extend(arns(pattern, prefix, ctx, &input));
+    for r in t.resources.iter() {
+        r.arns(prefix, ctx, &input, &mut resources);
     }
-    if e.condition_keys.contains(&"ecs:cluster") {
-        let cluster = input
-            .scalar("cluster")
-            .unwrap_or_else(|| "default".to_owned());
-        context.insert("ecs:cluster", cluster_arn(&cluster, ctx));
+    if t.cluster_key {
+        let cluster = input.scalar("cluster");
+        context.insert(
+            "ecs:cluster",
+            cluster_arn(cluster.as_deref().unwrap_or("default"), ctx),
+        );
     }
     let tags = input.tags();
     if !tags.is_empty() {
@@ -80,7 +273,7 @@ pub fn checks(
         context.set("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()));
     }
     let mut out = vec![Check {
-        action: e.action.to_owned(),
+        action: Cow::Borrowed(t.action),
         resources,
         context,
     }];
@@ -94,7 +287,7 @@ pub fn checks(
             format!("arn:aws:iam::{}:role/{role}", ctx.account_id)
         };
         out.push(Check {
-            action: "iam:PassRole".to_owned(),
+            action: Cow::Borrowed("iam:PassRole"),
             resources: vec![arn],
             context: c,
         });
@@ -102,7 +295,7 @@ pub fn checks(
     // ReEncrypt needs kms:ReEncryptTo on the destination key as well.
     if prefix == "kms" && operation == "ReEncrypt" {
         out.push(Check {
-            action: "kms:ReEncryptTo".to_owned(),
+            action: Cow::Borrowed("kms:ReEncryptTo"),
             resources: Vec::new(),
             context: base_context(ctx),
         });
@@ -143,20 +336,21 @@ fn passed_roles(prefix: &str, operation: &str, input: &Input<'_>) -> Vec<(String
     }
 }
 
-/// The global condition keys every request carries.
+/// The global condition keys every request carries, computed when a condition first looks.
 pub fn base_context(ctx: &RequestContext) -> Context {
-    let mut c = Context::new();
-    c.insert("aws:RequestedRegion", ctx.region.clone());
-    c.insert("aws:SecureTransport", "false");
-    let secs = ctx.now / 1000;
-    c.insert("aws:EpochTime", secs.to_string());
-    c.insert(
-        "aws:CurrentTime",
-        gantry_aws_proto::pagination::iso8601(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ctx.now),
-        ),
-    );
-    c
+    let region = ctx.region.clone();
+    let now = ctx.now;
+    Context::new().deferred(move |c| {
+        c.insert("aws:RequestedRegion", region.as_str());
+        c.insert("aws:SecureTransport", "false");
+        c.insert("aws:EpochTime", (now / 1000).to_string());
+        c.insert(
+            "aws:CurrentTime",
+            gantry_aws_proto::pagination::iso8601(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(now),
+            ),
+        );
+    })
 }
 
 fn cluster_arn(cluster: &str, ctx: &RequestContext) -> String {
@@ -184,27 +378,27 @@ impl<'a> Input<'a> {
         }
     }
 
-    fn scalar(&self, name: &str) -> Option<String> {
+    fn scalar(&self, name: &str) -> Option<Cow<'_, str>> {
         match self {
-            Input::Json(v) => v.as_ref()?.get(name)?.as_str().map(str::to_owned),
-            Input::Query(q) => q.get(name).map(str::to_owned),
+            Input::Json(v) => v.as_ref()?.get(name)?.as_str().map(Cow::Borrowed),
+            Input::Query(q) => q.get(name).map(Cow::Borrowed),
         }
     }
 
     /// A scalar member, or every string of a list member.
-    fn values(&self, name: &str) -> Vec<String> {
+    fn values(&self, name: &str) -> Vec<Cow<'_, str>> {
         match self {
             Input::Json(v) => match v.as_ref().and_then(|v| v.get(name)) {
-                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::String(s)) => vec![Cow::Borrowed(s.as_str())],
                 Some(Value::Array(items)) => items
                     .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .filter_map(|i| i.as_str().map(Cow::Borrowed))
                     .collect(),
                 _ => Vec::new(),
             },
             Input::Query(q) => match q.get(name) {
-                Some(s) => vec![s.to_owned()],
-                None => q.list(name),
+                Some(s) => vec![Cow::Borrowed(s)],
+                None => q.list(name).into_iter().map(Cow::Owned).collect(),
             },
         }
     }
@@ -266,83 +460,6 @@ fn members(placeholder: &str) -> &'static [&'static str] {
         "DeploymentConfigurationName" => &["deploymentConfigName"],
         _ => &[],
     }
-}
-
-fn placeholders(pattern: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = pattern;
-    while let Some(start) = rest.find("${") {
-        let Some(end) = rest[start..].find('}') else {
-            break;
-        };
-        out.push(&rest[start + 2..start + end]);
-        rest = &rest[start + end + 1..];
-    }
-    out
-}
-
-/// The ARNs of one resource type the request names; none when the pattern cannot be filled.
-fn arns(pattern: &str, prefix: &str, ctx: &RequestContext, input: &Input<'_>) -> Vec<String> {
-    let names: Vec<&str> = placeholders(pattern)
-        .into_iter()
-        .filter(|p| !matches!(*p, "Partition" | "Region" | "Account"))
-        .collect();
-    let fill_std = |s: &str| {
-        s.replace("${Partition}", "aws")
-            .replace("${Region}", &ctx.region)
-            .replace("${Account}", &ctx.account_id)
-    };
-    // Task definitions: `family`, `family:revision` or an ARN.
-    if names == ["TaskDefinitionFamilyName", "TaskDefinitionRevisionNumber"] {
-        let Some(td) = input.scalar("taskDefinition") else {
-            return Vec::new();
-        };
-        if td.starts_with("arn:") {
-            return vec![td];
-        }
-        let (family, revision) = td.split_once(':').unwrap_or((&td, "*"));
-        return vec![
-            fill_std(pattern)
-                .replace("${TaskDefinitionFamilyName}", family)
-                .replace("${TaskDefinitionRevisionNumber}", revision),
-        ];
-    }
-    let mut filled = vec![fill_std(pattern)];
-    for (i, name) in names.iter().enumerate() {
-        let mut values = Vec::new();
-        for m in members(name) {
-            values = input.values(m);
-            if !values.is_empty() {
-                break;
-            }
-        }
-        if values.is_empty() && *name == "ClusterName" && prefix == "ecs" {
-            values.push("default".to_owned());
-        }
-        if values.is_empty() {
-            return Vec::new();
-        }
-        let last = i + 1 == names.len();
-        let mut next = Vec::new();
-        for f in &filled {
-            for v in &values {
-                if v.starts_with("arn:") {
-                    if last {
-                        // The member is the resource's own ARN.
-                        next.push(v.clone());
-                        continue;
-                    }
-                    // An ARN naming an enclosing resource (a cluster): its last segment.
-                    let short = v.rsplit('/').next().unwrap_or(v);
-                    next.push(f.replace(&format!("${{{name}}}"), short));
-                } else {
-                    next.push(f.replace(&format!("${{{name}}}"), v));
-                }
-            }
-        }
-        filled = next;
-    }
-    filled
 }
 
 #[cfg(test)]
@@ -601,5 +718,158 @@ mod tests {
         let c = checks("ecs", "CreateCluster", &ctx(), OperationInput::Json(body));
         assert_eq!(c[0].context.get("aws:RequestTag/team").unwrap(), ["a"]);
         assert_eq!(c[0].context.get("aws:TagKeys").unwrap(), ["team"]);
+    }
+    /// The ARN filling as it was written before entries were compiled: each placeholder
+    /// replaced in the pattern text.
+    fn placeholders(pattern: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut rest = pattern;
+        while let Some(start) = rest.find("${") {
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            out.push(&rest[start + 2..start + end]);
+            rest = &rest[start + end + 1..];
+        }
+        out
+    }
+
+    /// The ARNs of one resource type the request names; none when the pattern cannot be filled.
+    fn reference_arns(
+        pattern: &str,
+        prefix: &str,
+        ctx: &RequestContext,
+        input: &Input<'_>,
+    ) -> Vec<String> {
+        let names: Vec<&str> = placeholders(pattern)
+            .into_iter()
+            .filter(|p| !matches!(*p, "Partition" | "Region" | "Account"))
+            .collect();
+        let fill_std = |s: &str| {
+            s.replace("${Partition}", "aws")
+                .replace("${Region}", &ctx.region)
+                .replace("${Account}", &ctx.account_id)
+        };
+        // Task definitions: `family`, `family:revision` or an ARN.
+        if names == ["TaskDefinitionFamilyName", "TaskDefinitionRevisionNumber"] {
+            let Some(td) = input.scalar("taskDefinition").map(Cow::into_owned) else {
+                return Vec::new();
+            };
+            if td.starts_with("arn:") {
+                return vec![td];
+            }
+            let (family, revision) = td.split_once(':').unwrap_or((&td, "*"));
+            return vec![
+                fill_std(pattern)
+                    .replace("${TaskDefinitionFamilyName}", family)
+                    .replace("${TaskDefinitionRevisionNumber}", revision),
+            ];
+        }
+        let mut filled = vec![fill_std(pattern)];
+        for (i, name) in names.iter().enumerate() {
+            let mut values = Vec::new();
+            for m in members(name) {
+                values = input.values(m).into_iter().map(Cow::into_owned).collect();
+                if !values.is_empty() {
+                    break;
+                }
+            }
+            if values.is_empty() && *name == "ClusterName" && prefix == "ecs" {
+                values.push("default".to_owned());
+            }
+            if values.is_empty() {
+                return Vec::new();
+            }
+            let last = i + 1 == names.len();
+            let mut next = Vec::new();
+            for f in &filled {
+                for v in &values {
+                    if v.starts_with("arn:") {
+                        if last {
+                            // The member is the resource's own ARN.
+                            next.push(v.clone());
+                            continue;
+                        }
+                        // An ARN naming an enclosing resource (a cluster): its last segment.
+                        let short = v.rsplit('/').next().unwrap_or(v);
+                        next.push(f.replace(&format!("${{{name}}}"), short));
+                    } else {
+                        next.push(f.replace(&format!("${{{name}}}"), v));
+                    }
+                }
+            }
+            filled = next;
+        }
+        filled
+    }
+
+    /// The compiled templates fill every entry's ARNs as the pattern text replacement does,
+    /// for names, lists, ARNs of the resource and of enclosing resources, and absent members.
+    #[test]
+    fn compiled_templates_fill_arns_as_the_patterns_read() {
+        let every_member: Vec<&str> = ENTRIES
+            .iter()
+            .flat_map(|e| e.resources.iter())
+            .flat_map(|(_, p)| placeholders(p))
+            .flat_map(members)
+            .copied()
+            .collect();
+        let body = |value: Value| {
+            let mut m = serde_json::Map::new();
+            for name in &every_member {
+                m.insert((*name).to_owned(), value.clone());
+            }
+            Value::Object(m)
+        };
+        let bodies = [
+            body(Value::from("one")),
+            body(serde_json::json!([
+                "a",
+                "arn:aws:ecs:us-east-1:123456789012:cluster/b"
+            ])),
+            body(serde_json::json!(
+                "arn:aws:ecs:us-east-1:123456789012:cluster/c"
+            )),
+            serde_json::json!({"taskDefinition": "web:3", "cluster": "prod"}),
+            serde_json::json!({"taskDefinition": "web"}),
+            serde_json::json!({"taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2"}),
+            serde_json::json!({}),
+        ];
+        let ctx = ctx();
+        let mut compared = 0;
+        for b in &bodies {
+            let raw = serde_json::to_vec(b).unwrap();
+            let input = Input::new(OperationInput::Json(&raw));
+            for (i, e) in ENTRIES.iter().enumerate() {
+                let mut want = Vec::new();
+                for (_, pattern) in e.resources {
+                    want.extend(reference_arns(pattern, e.prefix, &ctx, &input));
+                }
+                let mut got = Vec::new();
+                for t in TEMPLATES[i].resources.iter() {
+                    t.arns(e.prefix, &ctx, &input, &mut got);
+                }
+                assert_eq!(got, want, "{} with {b}", e.action);
+                compared += want.len();
+            }
+        }
+        assert!(compared > 1000, "{compared} ARNs compared");
+        // Query requests: scalars and `.member.N` lists.
+        let q = QueryRequest::parse(
+            b"Action=GetUser&UserName=dev&RoleName=app&GroupNames.member.1=x&PolicyArn=arn:aws:iam::123456789012:policy/p",
+            None,
+        );
+        let input = Input::Query(&q);
+        for (i, e) in ENTRIES.iter().enumerate() {
+            let mut want = Vec::new();
+            for (_, pattern) in e.resources {
+                want.extend(reference_arns(pattern, e.prefix, &ctx, &input));
+            }
+            let mut got = Vec::new();
+            for t in TEMPLATES[i].resources.iter() {
+                t.arns(e.prefix, &ctx, &input, &mut got);
+            }
+            assert_eq!(got, want, "{}", e.action);
+        }
     }
 }

@@ -58,7 +58,8 @@ pub struct ServerArgs {
     pub fargate_local: bool,
     /// How managed scaling grows and shrinks host pool NAME (repeatable): `NAME=local` starts and
     /// stops agents inside this server; `NAME=exec:COMMAND` runs COMMAND with the pool name and
-    /// the desired instance count as arguments.
+    /// the desired instance count as arguments; `NAME=webhook:URL` POSTs them as JSON to an
+    /// http:// URL.
     #[arg(long = "pool-provisioner", value_name = "NAME=KIND")]
     pub pool_provisioners: Vec<String>,
     /// Seconds between managed-scaling assessments of host pools (ECS: 60; shorter for tests).
@@ -289,6 +290,11 @@ pub struct AgentArgs {
     /// `autoScalingGroupName/NAME` places its tasks on this pool's instances only.
     #[arg(long, value_name = "NAME", conflicts_with = "fargate_pool", value_parser = parse_pool)]
     pub pool: Option<String>,
+    /// Serve Prometheus metrics (task starts, Docker call latency, stats samples) at
+    /// `http://ADDR/metrics`, without authentication: bind it to a private address. Port 0
+    /// picks a free port (logged).
+    #[arg(long, env = "GANTRY_AGENT_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_file_system(s: &str) -> Result<(String, PathBuf), String> {
@@ -364,6 +370,11 @@ pub struct LbArgs {
     /// The region whose load balancers this proxy serves.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Serve Prometheus metrics (requests, response times and upstream errors per target group)
+    /// at `http://ADDR/metrics`, without authentication: bind it to a private address. Port 0
+    /// picks a free port (logged).
+    #[arg(long, env = "GANTRY_LB_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `gantry simulate` flags.

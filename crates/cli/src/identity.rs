@@ -15,7 +15,7 @@ use gantry_front::{
     AuthFailure, Authenticator, Authorizer, Denied, OperationInput, RequestContext, ServiceSpec,
 };
 use gantry_iam::IamService;
-use gantry_iam::principals::SessionRefusal;
+use gantry_iam::principals::{PrincipalPolicies, SessionRefusal};
 use gantry_iam_policy::{Policy, PolicySet, Principal, PrincipalKind, Request, evaluate};
 use gantry_kms::MasterKey;
 use parking_lot::Mutex;
@@ -155,24 +155,27 @@ impl Identity {
         }
         self.iam
             .principal_for_key(access_key_id)
-            .map(|p| Some(Arc::new(p)))
+            .map(Some)
             .ok_or(AuthFailure::Invalid)
     }
 
     /// The identity, boundary and session policies of the caller of `ctx`; `None` when its
     /// user or role is gone.
     pub fn policies(&self, ctx: &RequestContext, principal: &Principal) -> Option<CallerPolicies> {
-        let p = self.iam.policies_for(principal)?;
-        let session = self
-            .sessions
-            .lock()
-            .by_key
-            .get(&ctx.access_key_id)
-            .filter(|l| !l.policies.is_empty())
-            .map(|l| l.policies.clone());
+        let principal_policies = self.iam.policies_for(principal)?;
+        // Only sessions have session policies.
+        let session = if ctx.access_key_id.starts_with("ASIA") {
+            self.sessions
+                .lock()
+                .by_key
+                .get(&ctx.access_key_id)
+                .filter(|l| !l.policies.is_empty())
+                .map(|l| l.policies.clone())
+        } else {
+            None
+        };
         Some(CallerPolicies {
-            identity: p.identity,
-            boundary: p.permissions_boundary,
+            principal: principal_policies,
             session,
         })
     }
@@ -181,8 +184,8 @@ impl Identity {
 /// The policies that apply to one caller.
 #[derive(Debug, Clone)]
 pub struct CallerPolicies {
-    pub identity: Vec<Arc<Policy>>,
-    pub boundary: Option<Arc<Policy>>,
+    /// Identity policies and permissions boundary, as the directory keeps them.
+    pub principal: Arc<PrincipalPolicies>,
     pub session: Option<Arc<Vec<Arc<Policy>>>>,
 }
 
@@ -193,7 +196,7 @@ impl CallerPolicies {
         request: &Request<'_>,
         resource_policy: Option<&Policy>,
     ) -> gantry_iam_policy::Evaluation {
-        let identity: Vec<&Policy> = self.identity.iter().map(|p| p.as_ref()).collect();
+        let identity: Vec<&Policy> = self.principal.identity.iter().map(|p| p.as_ref()).collect();
         let session: Vec<&Policy> = self
             .session
             .as_ref()
@@ -204,7 +207,7 @@ impl CallerPolicies {
             &PolicySet {
                 identity: &identity,
                 resource: resource_policy,
-                permissions_boundary: self.boundary.as_deref(),
+                permissions_boundary: self.principal.permissions_boundary.as_deref(),
                 session: &session,
             },
         )
@@ -279,17 +282,20 @@ impl Authorizer for Identity {
         let policies = self.policies(ctx, principal);
         for check in &checks {
             // A resource-based policy takes part when the (one) resource has one.
-            let mut resolved_arns = check.resources.clone();
+            let mut resolved_arn = None;
             let mut resource_policy = None;
             if let (Some(rp), [resource]) = (&self.resource_policies, check.resources.as_slice())
                 && let Some(r) = rp.resolve(spec.iam_prefix, ctx, resource).await
             {
-                resolved_arns = vec![r.arn];
+                resolved_arn = Some(r.arn);
                 resource_policy = r.policy.and_then(|doc| {
                     Policy::parse(&doc, gantry_iam_policy::PolicyKind::Resource).ok()
                 });
             }
-            let resources: Vec<&str> = resolved_arns.iter().map(String::as_str).collect();
+            let resources: Vec<&str> = match &resolved_arn {
+                Some(arn) => vec![arn.as_str()],
+                None => check.resources.iter().map(String::as_str).collect(),
+            };
             let request = Request {
                 principal,
                 action: &check.action,
@@ -343,7 +349,7 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
             }
         } else {
             match self.iam.principal_for_key(access_key_id) {
-                Some(p) => Arc::new(p),
+                Some(p) => p,
                 None => {
                     return Err(format!(
                         "The access key {access_key_id} that minted these credentials is no longer valid"
@@ -700,7 +706,7 @@ impl gantry_sts::Sessions for IamSessions {
             Some(p) => self
                 .identity
                 .policies(ctx, p)
-                .map(|c| c.identity)
+                .map(|c| c.principal.identity.clone())
                 .unwrap_or_default(),
             None => Vec::new(),
         };

@@ -153,6 +153,10 @@ async fn run_agent(args: config::AgentArgs, file: agent_config::EcsConfig) -> an
         gantry_agent::uninstall(cfg).await?;
         return Ok(());
     }
+    if let Some(addr) = args.metrics_listen {
+        let metrics = cfg.metrics.clone();
+        prometheus::serve_open(addr, "gantry agent", move |r| metrics.register(r)).await?;
+    }
     gantry_agent::run(cfg, server::shutdown_signal()).await?;
     Ok(())
 }
@@ -201,6 +205,10 @@ async fn run_lb(args: config::LbArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("set GANTRY_ROOT_SECRET_ACCESS_KEY"))?;
     s.region = args.region;
     s.bind = args.bind;
+    if let Some(addr) = args.metrics_listen {
+        let metrics = s.metrics.clone();
+        prometheus::serve_open(addr, "gantry lb", move |r| metrics.register(r)).await?;
+    }
     gantry_lb::run(s, server::shutdown_signal()).await?;
     Ok(())
 }

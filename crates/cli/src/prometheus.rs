@@ -1,6 +1,9 @@
 //! `GET /metrics` on the server's listener: the Prometheus (OpenMetrics text) exposition of the
 //! API front's request metrics. Scrapers authenticate with HTTP Basic, the root access key id as
 //! user and its secret as password (Prometheus' `basic_auth`), like every other route.
+//!
+//! `gantry agent` and `gantry lb` serve theirs on a listener of their own (`--metrics-listen`),
+//! without authentication, as node exporters do: the operator binds it to a private address.
 
 use std::sync::Arc;
 
@@ -64,8 +67,42 @@ async fn serve(State(e): State<Arc<Exposition>>, req: Request) -> Response {
         );
         return r;
     }
+    exposition(&e.registry)
+}
+
+/// Binds `addr` and serves `GET /metrics` there, unauthenticated, with what `register` adds
+/// (prefixed `gantry_`), for as long as the process runs. Logs the bound address.
+pub async fn serve_open(
+    addr: std::net::SocketAddr,
+    role: &'static str,
+    register: impl FnOnce(&mut Registry),
+) -> anyhow::Result<()> {
+    let mut registry = Registry::with_prefix("gantry");
+    register(&mut registry);
+    let registry = Arc::new(registry);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{role} metrics listener on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(serve_registry))
+        .with_state(registry);
+    tracing::info!(addr = %bound, "{role} metrics listening");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics listener stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn serve_registry(State(registry): State<Arc<Registry>>) -> Response {
+    exposition(&registry)
+}
+
+fn exposition(registry: &Registry) -> Response {
     let mut text = String::new();
-    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &e.registry) {
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {
         tracing::error!(%error, "metrics exposition failed");
         let mut r = Response::new(Body::from("metrics unavailable\n"));
         *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;

@@ -4,7 +4,10 @@
 //! - `NAME=exec:COMMAND`: `sh -c 'COMMAND "$@"' gantry-provisioner NAME DESIRED`, with the
 //!   instances to remove in `GANTRY_REMOVE_INSTANCES` (EC2 instance ids, space-separated) and
 //!   `GANTRY_REMOVE_CONTAINER_INSTANCES` (container instance ids), the cluster in
-//!   `GANTRY_CLUSTER`; exit status 0 is success, its last line of output the outcome.
+//!   `GANTRY_CLUSTER`; exit status 0 is success, its last line of output the outcome;
+//! - `NAME=webhook:URL` (`http://` only): `POST URL` with the JSON `{"pool", "desired",
+//!   "current", "cluster", "capacityProvider", "removeInstances": [{"ec2InstanceId",
+//!   "containerInstanceId"}]}`; a 2xx answer is success, the first line of its body the outcome.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,12 +30,15 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 pub enum ProvisionerKind {
     Local,
     Exec(String),
+    Webhook(http::Uri),
 }
 
 /// Parses `NAME=local` or `NAME=exec:COMMAND`.
 pub fn parse(raw: &str) -> anyhow::Result<(String, ProvisionerKind)> {
     let (name, kind) = raw.split_once('=').ok_or_else(|| {
-        anyhow::anyhow!("--pool-provisioner {raw:?}: expected NAME=local or NAME=exec:COMMAND")
+        anyhow::anyhow!(
+            "--pool-provisioner {raw:?}: expected NAME=local, NAME=exec:COMMAND or NAME=webhook:URL"
+        )
     })?;
     if name.is_empty()
         || name.len() > 64
@@ -48,12 +54,23 @@ pub fn parse(raw: &str) -> anyhow::Result<(String, ProvisionerKind)> {
         ProvisionerKind::Local
     } else if let Some(cmd) = kind.strip_prefix("exec:").filter(|c| !c.trim().is_empty()) {
         ProvisionerKind::Exec(cmd.to_owned())
-    } else if kind.starts_with("webhook:") {
-        anyhow::bail!(
-            "--pool-provisioner {raw:?}: webhook provisioners are not supported; use exec:COMMAND with a command that calls the URL"
-        );
+    } else if let Some(url) = kind.strip_prefix("webhook:") {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--pool-provisioner {raw:?}: invalid URL {url:?}: {e}"))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(_)) => ProvisionerKind::Webhook(uri),
+            (Some("https"), _) => anyhow::bail!(
+                "--pool-provisioner {raw:?}: https webhooks are not supported; give an http:// URL (a local TLS proxy can forward it)"
+            ),
+            _ => anyhow::bail!(
+                "--pool-provisioner {raw:?}: the webhook URL must be http://HOST[:PORT]/PATH"
+            ),
+        }
     } else {
-        anyhow::bail!("--pool-provisioner {raw:?}: expected local or exec:COMMAND after '='");
+        anyhow::bail!(
+            "--pool-provisioner {raw:?}: expected local, exec:COMMAND or webhook:URL after '='"
+        );
     };
     Ok((name.to_owned(), kind))
 }
@@ -295,6 +312,69 @@ async fn scale_exec(command: &str, req: &ScaleRequest) -> Result<String, String>
     }
 }
 
+/// How long a webhook may take to answer.
+const WEBHOOK_DEADLINE: Duration = Duration::from_secs(60);
+
+async fn scale_webhook(uri: &http::Uri, req: &ScaleRequest) -> Result<String, String> {
+    use http_body_util::BodyExt as _;
+    let body = serde_json::json!({
+        "pool": req.pool,
+        "desired": req.desired,
+        "current": req.current,
+        "cluster": req.cluster,
+        "capacityProvider": req.provider,
+        "removeInstances": req.remove.iter().map(|r| serde_json::json!({
+            "ec2InstanceId": r.ec2_instance_id,
+            "containerInstanceId": r.container_instance_id,
+        })).collect::<Vec<_>>(),
+    });
+    let request = http::Request::post(uri.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::USER_AGENT, "gantry-provisioner")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .map_err(|e| format!("building the webhook request: {e}"))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("calling the webhook {uri}: {e}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the webhook's answer: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, bytes))
+    };
+    let (status, bytes) = tokio::time::timeout(WEBHOOK_DEADLINE, exchange)
+        .await
+        .map_err(|_| {
+            format!(
+                "the webhook {uri} did not answer within {}s",
+                WEBHOOK_DEADLINE.as_secs()
+            )
+        })??;
+    let first_line = String::from_utf8_lossy(&bytes)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.chars().take(500).collect::<String>())
+        .unwrap_or_default();
+    if status.is_success() {
+        Ok(if first_line.is_empty() {
+            format!("webhook answered {status}")
+        } else {
+            first_line
+        })
+    } else {
+        Err(format!("webhook answered {status}: {first_line}"))
+    }
+}
+
 #[async_trait::async_trait]
 impl PoolProvisioner for Provisioners {
     fn serves(&self, pool: &str) -> bool {
@@ -305,6 +385,7 @@ impl PoolProvisioner for Provisioners {
         match self.pools.get(&req.pool) {
             Some(ProvisionerKind::Local) => self.scale_local(req).await,
             Some(ProvisionerKind::Exec(cmd)) => scale_exec(cmd, req).await,
+            Some(ProvisionerKind::Webhook(uri)) => scale_webhook(uri, req).await,
             None => Err(format!("no provisioner for pool {}", req.pool)),
         }
     }
@@ -327,12 +408,21 @@ mod tests {
                 ProvisionerKind::Exec("/usr/local/bin/scale --fast".into())
             )
         );
+        assert_eq!(
+            parse("web=webhook:http://127.0.0.1:9/scale").unwrap(),
+            (
+                "web".into(),
+                ProvisionerKind::Webhook("http://127.0.0.1:9/scale".parse().unwrap())
+            )
+        );
         assert!(
-            parse("web=webhook:http://x")
+            parse("web=webhook:https://x/")
                 .unwrap_err()
                 .to_string()
-                .contains("not supported")
+                .contains("https")
         );
+        assert!(parse("web=webhook:not a url").is_err());
+        assert!(parse("web=webhook:/relative").is_err());
         assert!(parse("web").is_err());
         assert!(parse("w b=local").is_err());
         assert!(parse("web=exec:").is_err());
@@ -367,5 +457,104 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.contains("nope") && err.contains('3'), "{err}");
+    }
+
+    /// Serves one HTTP exchange on a free port: answers `status` and `body`, hands back the
+    /// request it read.
+    async fn one_shot_server(
+        status: u16,
+        body: &'static str,
+    ) -> (String, tokio::sync::oneshot::Receiver<String>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Head, then as much body as Content-Length says.
+            loop {
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_owned)
+                        })
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if rest.len() >= len || n == 0 {
+                        break;
+                    }
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(answer.as_bytes()).await.unwrap();
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        });
+        (format!("http://{addr}/scale"), rx)
+    }
+
+    fn request(desired: usize) -> ScaleRequest {
+        ScaleRequest {
+            region: "us-east-1".into(),
+            cluster: "c1".into(),
+            provider: "cp".into(),
+            pool: "web".into(),
+            current: 3,
+            desired,
+            remove: vec![gantry_ecs::managed_scaling::RemovedInstance {
+                container_instance_id: "ci1".into(),
+                ec2_instance_id: "i-1".into(),
+                attributes: vec![],
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn webhook_posts_pool_and_desired_count_and_reports_the_answer() {
+        let (url, seen) = one_shot_server(200, "asked the cloud for 2 instances\nmore").await;
+        let out = scale_webhook(&url.parse().unwrap(), &request(2)).await;
+        assert_eq!(out.unwrap(), "asked the cloud for 2 instances");
+        let raw = seen.await.unwrap();
+        assert!(raw.starts_with("POST /scale HTTP/1.1\r\n"), "{raw}");
+        assert!(
+            raw.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{raw}"
+        );
+        let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["pool"], "web");
+        assert_eq!(json["desired"], 2);
+        assert_eq!(json["current"], 3);
+        assert_eq!(json["cluster"], "c1");
+        assert_eq!(json["removeInstances"][0]["ec2InstanceId"], "i-1");
+
+        let (url, _) = one_shot_server(503, "quota exceeded").await;
+        let err = scale_webhook(&url.parse().unwrap(), &request(5))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("503") && err.contains("quota exceeded"),
+            "{err}"
+        );
+
+        // Nothing listens: the failure names the URL.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url: http::Uri = format!("http://127.0.0.1:{port}/x").parse().unwrap();
+        let err = scale_webhook(&url, &request(5)).await.unwrap_err();
+        assert!(err.contains(&url.to_string()), "{err}");
     }
 }

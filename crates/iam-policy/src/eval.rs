@@ -23,6 +23,7 @@
 //! one is, and the first denied one is reported.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use crate::document::{Effect, PolicyKind};
 use crate::policy::{CallerIds, Policy, PrincipalMatch};
@@ -162,10 +163,70 @@ impl Principal {
 /// `aws:userid`, `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:PrincipalType`,
 /// `aws:PrincipalTag/*`, `aws:PrincipalServiceName`) come from [`Principal`] and are not read
 /// from here.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Keys may also be deferred ([`Context::deferred`]): computed the first time evaluation (or
+/// [`Context::get`], [`Context::keys`]) looks at a key that is not set directly, so a request
+/// whose applicable statements have no conditions never builds them.
+#[derive(Clone, Default)]
 pub struct Context {
     values: HashMap<String, Vec<CtxValue>>,
+    deferred: Option<Arc<Deferred>>,
 }
+
+type Fill = dyn Fn(&mut Context) + Send + Sync;
+
+/// Keys computed on first use; shared by clones of the context.
+struct Deferred {
+    fill: Box<Fill>,
+    values: OnceLock<HashMap<String, Vec<CtxValue>>>,
+}
+
+impl Deferred {
+    fn values(&self) -> &HashMap<String, Vec<CtxValue>> {
+        self.values.get_or_init(|| {
+            let mut c = Context::new();
+            (self.fill)(&mut c);
+            // Keys the fill itself deferred are computed now too.
+            let mut values = c.values;
+            if let Some(d) = c.deferred {
+                for (k, v) in d.values() {
+                    values.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            values
+        })
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("values", &self.values)
+            .field(
+                "deferred",
+                &self
+                    .deferred
+                    .as_ref()
+                    .map(|d| d.values.get().map(HashMap::len)),
+            )
+            .finish()
+    }
+}
+
+impl PartialEq for Context {
+    /// The same keys with the same values (deferred keys computed).
+    fn eq(&self, other: &Self) -> bool {
+        fn sorted_keys(c: &Context) -> Vec<&str> {
+            let mut k: Vec<&str> = c.keys().collect();
+            k.sort_unstable();
+            k
+        }
+        sorted_keys(self) == sorted_keys(other)
+            && self.keys().all(|k| self.get_lower(k) == other.get_lower(k))
+    }
+}
+
+impl Eq for Context {}
 
 impl Context {
     /// An empty context.
@@ -202,20 +263,41 @@ impl Context {
         self
     }
 
+    /// Defers keys to their first use: `fill` runs at most once, on a fresh context, the first
+    /// time a key not set directly on this one is looked up (keys set directly win over the
+    /// ones `fill` sets). Replaces an earlier deferral.
+    pub fn deferred(mut self, fill: impl Fn(&mut Context) + Send + Sync + 'static) -> Self {
+        self.deferred = Some(Arc::new(Deferred {
+            fill: Box::new(fill),
+            values: OnceLock::new(),
+        }));
+        self
+    }
+
     /// The values of `key`, if present.
     pub fn get(&self, key: &str) -> Option<Vec<&str>> {
-        self.values
-            .get(&key.to_ascii_lowercase())
+        self.get_lower(&key.to_ascii_lowercase())
             .map(|v| v.iter().map(|c| c.text.as_str()).collect())
     }
 
-    /// The keys present, lowercased.
+    /// The keys present, lowercased (deferred ones computed).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.values.keys().map(String::as_str)
+        let deferred = self
+            .deferred
+            .as_ref()
+            .map(|d| d.values().keys().filter(|k| !self.values.contains_key(*k)));
+        self.values
+            .keys()
+            .chain(deferred.into_iter().flatten())
+            .map(String::as_str)
     }
 
     fn get_lower(&self, key: &str) -> Option<&[CtxValue]> {
-        self.values.get(key).map(Vec::as_slice)
+        match self.values.get(key) {
+            Some(v) => Some(v),
+            None => self.deferred.as_ref()?.values().get(key),
+        }
+        .map(Vec::as_slice)
     }
 }
 

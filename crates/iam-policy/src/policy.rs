@@ -214,55 +214,72 @@ fn root_account(v: &str) -> Option<&str> {
     (service == "iam" && region.is_empty() && resource == "root").then_some(account)
 }
 
-#[derive(Debug, Clone)]
-struct ActionPattern {
-    /// Lowercase service prefix.
-    service: Box<str>,
-    /// Lowercase operation pattern.
-    operation: Glob,
-}
-
+/// The `Action` (or `NotAction`) element, indexed by service prefix: a request's action is
+/// looked up by its prefix (a binary search), then only that service's operation patterns are
+/// tried, so a statement listing thousands of actions (`ReadOnlyAccess`) costs a few
+/// comparisons for an action it does not name.
 #[derive(Debug, Clone)]
 pub(crate) struct ActionMatcher {
     negated: bool,
     any: bool,
-    patterns: Box<[ActionPattern]>,
+    /// Lowercase service prefixes, sorted and distinct, each with its lowercase operation
+    /// patterns.
+    services: Box<[ServiceActions]>,
 }
+
+/// A lowercase service prefix and its lowercase operation patterns.
+type ServiceActions = (Box<str>, Box<[Glob]>);
 
 impl ActionMatcher {
     fn compile(actions: &[String], negated: bool) -> Self {
         let mut any = false;
-        let mut patterns = Vec::new();
+        let mut by_service: std::collections::BTreeMap<String, Vec<Glob>> =
+            std::collections::BTreeMap::new();
         for a in actions {
             let a = a.to_ascii_lowercase();
             match a.split_once(':') {
                 _ if a == "*" => any = true,
-                Some((service, op)) => patterns.push(ActionPattern {
-                    service: service.into(),
-                    operation: Glob::new(op),
-                }),
+                Some((service, op)) => {
+                    let globs = by_service.entry(service.to_owned()).or_default();
+                    let glob = Glob::new(op);
+                    if !globs.contains(&glob) {
+                        globs.push(glob);
+                    }
+                }
                 None => {}
             }
         }
         ActionMatcher {
             negated,
             any,
-            patterns: patterns.into(),
+            services: by_service
+                .into_iter()
+                .map(|(s, globs)| (s.into_boxed_str(), globs.into_boxed_slice()))
+                .collect(),
         }
     }
 
     /// `service`/`operation`: the request action split at its colon.
     pub(crate) fn matches(&self, service: &str, operation: &str) -> bool {
         let listed = self.any
-            || self.patterns.iter().any(|p| {
-                p.service.len() == service.len()
-                    && p.service
-                        .as_bytes()
-                        .eq_ignore_ascii_case(service.as_bytes())
-                    && p.operation.matches_ignore_ascii_case(operation)
-            });
+            || self
+                .services
+                .binary_search_by(|(s, _)| cmp_lowercase(s, service))
+                .is_ok_and(|i| {
+                    self.services[i]
+                        .1
+                        .iter()
+                        .any(|g| g.matches_ignore_ascii_case(operation))
+                });
         listed != self.negated
     }
+}
+
+/// Orders `lower` (lowercase) against `text` as if `text` were lowercased.
+fn cmp_lowercase(lower: &str, text: &str) -> std::cmp::Ordering {
+    lower
+        .bytes()
+        .cmp(text.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
 #[derive(Debug, Clone)]
@@ -430,6 +447,8 @@ mod tests {
         assert!(m.matches("ecr", "batchgetimage"));
         assert!(!m.matches("ecr", "PutImage"));
         assert!(!m.matches("ecsx", "DescribeClusters"));
+        assert!(!m.matches("ec", "DescribeClusters"));
+        assert!(!m.matches("", "DescribeClusters"));
         let not = ActionMatcher::compile(&["iam:*".into()], true);
         assert!(not.matches("ecs", "RunTask"));
         assert!(!not.matches("IAM", "CreateUser"));

@@ -944,3 +944,67 @@ fn principal_kinds_expose_their_keys() {
         Decision::ImplicitDeny
     );
 }
+
+/// Deferred keys are computed once, only when a statement that applies to the action looks at
+/// the context, and then take part as keys set directly do.
+#[test]
+fn deferred_context_keys_are_computed_on_first_use_only() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fills = Arc::new(AtomicUsize::new(0));
+    let counted = fills.clone();
+    let ctx = Context::new()
+        .with(
+            "ecs:cluster",
+            "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+        )
+        .deferred(move |c| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            c.insert("aws:RequestedRegion", "eu-west-1");
+            c.insert("ecs:cluster", "shadowed");
+        });
+    let p = identity(
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"ecs:Describe*","Resource":"*"},
+            {"Effect":"Deny","Action":"ecs:RunTask","Resource":"*",
+             "Condition":{"StringNotEquals":{"aws:RequestedRegion":"us-east-1"}}},
+            {"Effect":"Allow","Action":"ecs:RunTask","Resource":"*",
+             "Condition":{"ArnEquals":{"ecs:cluster":"arn:aws:ecs:us-east-1:123456789012:cluster/prod"}}}]}"#,
+    );
+    let set = PolicySet {
+        identity: &[&p],
+        ..PolicySet::default()
+    };
+    let (e, _) = run(&dev(), "ecs:DescribeClusters", &[], &ctx, &set);
+    assert_eq!(e.decision, Decision::Allow);
+    assert_eq!(
+        fills.load(Ordering::SeqCst),
+        0,
+        "no condition was evaluated"
+    );
+    let (e, _) = run(&dev(), "ecs:RunTask", &[], &ctx, &set);
+    assert_eq!(e.decision, Decision::ExplicitDeny);
+    let (e, _) = run(&dev(), "ecs:RunTask", &[], &ctx.clone(), &set);
+    assert_eq!(e.decision, Decision::ExplicitDeny);
+    assert_eq!(
+        fills.load(Ordering::SeqCst),
+        1,
+        "computed once, shared by clones"
+    );
+    // Keys set directly win; deferred ones are listed and read like the others.
+    assert_eq!(
+        ctx.get("ECS:Cluster").unwrap(),
+        ["arn:aws:ecs:us-east-1:123456789012:cluster/prod"]
+    );
+    assert_eq!(ctx.get("aws:requestedregion").unwrap(), ["eu-west-1"]);
+    let mut keys: Vec<&str> = ctx.keys().collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["aws:requestedregion", "ecs:cluster"]);
+    let eager = Context::new()
+        .with(
+            "ecs:cluster",
+            "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+        )
+        .with("aws:RequestedRegion", "eu-west-1");
+    assert_eq!(ctx, eager);
+}

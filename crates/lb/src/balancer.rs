@@ -23,6 +23,7 @@ use gantry_domain::lb::{Target, TargetGroup, TargetHealthState};
 use parking_lot::Mutex;
 use rand::Rng;
 
+use crate::metrics::GroupMetrics;
 use crate::pool::UpstreamPool;
 
 pub fn now_ms() -> u64 {
@@ -224,10 +225,17 @@ pub struct Group {
     sticky_seconds: AtomicU64,
     checks: AtomicBool,
     slow_start_ms: AtomicU64,
+    /// Its Prometheus series (detached ones unless made [`Group::with_metrics`]).
+    pub metrics: GroupMetrics,
 }
 
 impl Group {
     pub fn new(tg: &TargetGroup) -> Self {
+        Self::with_metrics(tg, GroupMetrics::default())
+    }
+
+    /// A group counting into `metrics`.
+    pub fn with_metrics(tg: &TargetGroup, metrics: GroupMetrics) -> Self {
         let d = derived(tg);
         Self {
             arn: tg.arn.clone(),
@@ -239,6 +247,7 @@ impl Group {
             sticky_seconds: AtomicU64::new(d.sticky_seconds),
             checks: AtomicBool::new(d.checks),
             slow_start_ms: AtomicU64::new(d.slow_start_ms),
+            metrics,
         }
     }
 

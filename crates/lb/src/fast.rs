@@ -1329,11 +1329,17 @@ async fn exchange(
         rest => rest,
     };
     // An answer made here: (status, whether the client connection can stay open).
+    let gm = forward.group.metrics.clone();
+    gm.request();
+    let started = std::time::Instant::now();
     let fail = async |client: &mut TcpStream,
                       head: &mut Vec<u8>,
                       cookies: &Cookies,
                       status,
                       keep: bool| {
+        if status == StatusCode::BAD_GATEWAY {
+            gm.upstream_error();
+        }
         head.clear();
         let (list, n) = cookies.list();
         put_error(head, status, &list[..n], Some(f), keep);
@@ -1377,7 +1383,10 @@ async fn exchange(
             }
         };
         let reply = match result {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                gm.responded(started.elapsed());
+                reply
+            }
             Err(Failure::Stale(e)) if reused => {
                 tracing::debug!(target = %target.key, error = %e, "pooled connection closed; retrying");
                 // Its neighbours in the pool are likely closed too.
@@ -1445,6 +1454,7 @@ async fn exchange(
                 return Err(Failure::Target(io::Error::other("switching protocols")));
             }
             responded.store(true, Ordering::Relaxed);
+            gm.responded(started.elapsed());
             let clean = relay(&mut tr, tbuf, read_size, &mut cw, head, &reply).await?;
             Ok((reply, clean))
         };

@@ -23,6 +23,9 @@
 //! requests, in-flight ones finish. Several `gantry lb` processes can serve the same load
 //! balancers (each checks and reports on its own).
 //!
+//! Requests per target group, the targets' response times and upstream errors are counted in
+//! [`metrics::LbMetrics`] (Prometheus; `gantry lb --metrics-listen` serves them).
+//!
 //! Must not depend on a database crate or Docker: configuration arrives over HTTP only.
 
 pub mod balancer;
@@ -30,6 +33,7 @@ pub mod control;
 mod fast;
 pub mod h1;
 pub mod health;
+pub mod metrics;
 mod pool;
 pub mod proxy;
 pub mod routing;
@@ -72,6 +76,8 @@ pub struct LbSettings {
     pub bind: IpAddr,
     /// Names this proxy in health reports; default `<hostname>-<random>`.
     pub proxy_id: Option<String>,
+    /// Where requests are counted (served by `--metrics-listen`).
+    pub metrics: std::sync::Arc<metrics::LbMetrics>,
 }
 
 impl LbSettings {
@@ -83,6 +89,7 @@ impl LbSettings {
             region: "us-east-1".into(),
             bind: IpAddr::from([127, 0, 0, 1]),
             proxy_id: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -101,7 +108,7 @@ pub async fn run(settings: LbSettings, shutdown: impl Future<Output = ()>) -> Re
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "lb".into());
         format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
     });
-    let proxy = Proxy::new(settings.bind, proxy_id);
+    let proxy = Proxy::with_metrics(settings.bind, proxy_id, settings.metrics.clone());
     tracing::info!(endpoint = %settings.endpoint, bind = %settings.bind, proxy = proxy.proxy_id(), "gantry lb starting");
     let follow = follow_config(client.clone(), proxy.clone());
     let report = report_health(client, proxy.clone());

@@ -28,6 +28,7 @@ use crate::balancer::{Group, TargetRt, now_ms};
 use crate::fast;
 use crate::h1::{self, RequestFraming};
 use crate::health;
+use crate::metrics::LbMetrics;
 use crate::routing::{Headers, RequestView, RouteTable, redirect_location};
 use crate::state::{
     Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, Routes, choose_group, cookie,
@@ -169,6 +170,15 @@ impl Proxy {
     /// A proxy that opens listeners on `bind` (e.g. 127.0.0.1) with the ports of the
     /// configuration; `proxy_id` names it in health reports.
     pub fn new(bind: IpAddr, proxy_id: impl Into<String>) -> Self {
+        Self::with_metrics(bind, proxy_id, Arc::default())
+    }
+
+    /// [`Proxy::new`] counting requests into `metrics`.
+    pub fn with_metrics(
+        bind: IpAddr,
+        proxy_id: impl Into<String>,
+        metrics: Arc<LbMetrics>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 bind,
@@ -179,6 +189,7 @@ impl Proxy {
                 health_changed: Arc::new(Notify::new()),
                 apply_lock: Mutex::new(()),
                 bind_failures: Mutex::new(Default::default()),
+                metrics,
             }),
         }
     }
@@ -238,11 +249,9 @@ impl Proxy {
             if !used.contains(tg.arn.as_str()) {
                 continue;
             }
-            let group = old
-                .groups
-                .get(&tg.arn)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(Group::new(tg)));
+            let group = old.groups.get(&tg.arn).cloned().unwrap_or_else(|| {
+                Arc::new(Group::with_metrics(tg, self.inner.metrics.group(&tg.arn)))
+            });
             let (added, removed) = group.update(tg, &g.targets);
             for t in removed {
                 t.stop_checker();
@@ -260,6 +269,7 @@ impl Proxy {
         }
         for (arn, g) in &old.groups {
             if !groups.contains_key(arn) {
+                self.inner.metrics.forget(arn);
                 for t in g.targets.load().iter() {
                     t.stop_checker();
                 }
@@ -628,11 +638,24 @@ fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
     }
 }
 
-async fn forward(
+async fn forward(group: &Arc<Group>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
+    group.metrics.request();
+    let started = std::time::Instant::now();
+    let (response, answered) = forward_once(group, req, conn).await;
+    if answered {
+        group.metrics.responded(started.elapsed());
+    } else if response.status() == StatusCode::BAD_GATEWAY {
+        group.metrics.upstream_error();
+    }
+    response
+}
+
+/// Forwards one request; the flag says whether a target's answer is relayed.
+async fn forward_once(
     group: &Arc<Group>,
     mut req: Request<Incoming>,
     conn: &Conn,
-) -> Response<ProxyBody> {
+) -> (Response<ProxyBody>, bool) {
     let sticky_secs = group.sticky_seconds();
     let sticky_key = sticky_secs.and_then(|_| {
         cookie(Headers::Map(req.headers()), "AWSALB")
@@ -641,7 +664,7 @@ async fn forward(
             .map(|(_, key)| key.to_owned())
     });
     let Some(first) = group.pick(sticky_key.as_deref(), None) else {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE);
+        return (error_page(StatusCode::SERVICE_UNAVAILABLE), false);
     };
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -663,7 +686,7 @@ async fn forward(
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "client request body failed");
-                    return error_page(StatusCode::BAD_REQUEST);
+                    return (error_page(StatusCode::BAD_REQUEST), false);
                 }
             },
             Some(n) => (RequestBody::Stream(Some(body)), RequestFraming::Length(n)),
@@ -689,12 +712,12 @@ async fn forward(
     let (mut rhead, exchange, guard) = loop {
         attempts += 1;
         if attempts > MAX_ATTEMPTS {
-            return error_page(StatusCode::BAD_GATEWAY);
+            return (error_page(StatusCode::BAD_GATEWAY), false);
         }
         let Some((connection, reused)) =
             upstream::connect_or_move_on(group, &mut target, &mut moved_on, fresh).await
         else {
-            return error_page(StatusCode::BAD_GATEWAY);
+            return (error_page(StatusCode::BAD_GATEWAY), false);
         };
         let guard = target.begin();
         match upstream::send(connection, &head, &mut body, framing).await {
@@ -706,14 +729,14 @@ async fn forward(
             }
             Err(SendError::Stale(e) | SendError::Failed(e)) => {
                 tracing::debug!(target = %target.key, error = %e, "target request failed");
-                return error_page(StatusCode::BAD_GATEWAY);
+                return (error_page(StatusCode::BAD_GATEWAY), false);
             }
         }
     };
 
     if rhead.status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return error_page(StatusCode::BAD_GATEWAY);
+            return (error_page(StatusCode::BAD_GATEWAY), false);
         };
         tokio::spawn(async move {
             let _guard = guard;
@@ -732,13 +755,13 @@ async fn forward(
         let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = rhead.status;
         *r.headers_mut() = rhead.headers;
-        return r;
+        return (r, true);
     }
     let (framing, keep_alive) = match h1::response_framing(&parts.method, &mut rhead) {
         Ok(f) => f,
         Err(e) => {
             tracing::debug!(target = %target.key, error = %e, "target response rejected");
-            return error_page(StatusCode::BAD_GATEWAY);
+            return (error_page(StatusCode::BAD_GATEWAY), false);
         }
     };
     strip_hop_by_hop(&mut rhead.headers);
@@ -756,7 +779,7 @@ async fn forward(
     *r.status_mut() = rhead.status;
     *r.version_mut() = rhead.version;
     *r.headers_mut() = rhead.headers;
-    r
+    (r, true)
 }
 
 async fn serve_tcp(inner: Arc<Inner>, mut client: TcpStream, port: u16) {

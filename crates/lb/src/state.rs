@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     /// Ports of the configuration that could not be opened, with the error (reported to the
     /// control plane with the health view, tried again every second).
     pub(crate) bind_failures: Mutex<std::collections::BTreeMap<u16, String>>,
+    /// Prometheus series per target group.
+    pub(crate) metrics: Arc<crate::metrics::LbMetrics>,
 }
 
 impl std::fmt::Debug for Inner {

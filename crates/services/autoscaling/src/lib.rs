@@ -11,7 +11,7 @@
 //!   and in slowly (one task at a time), honouring cooldowns and `DisableScaleIn`.
 //! - Step scaling: user alarms invoke the policy; the step whose bounds (relative to the alarm's
 //!   threshold) hold the breaching value gives the adjustment.
-//! - Scheduled actions (`at()` and `rate()` in UTC) that set min/max at their time.
+//! - Scheduled actions (`at()`, `rate()` and `cron()`, in the action's time zone) that set min/max at their time.
 //! - Scaling activities with AWS's descriptions and causes.
 //!
 //! Cross-service needs are traits the composition root implements: [`Services`] (ECS's desired
@@ -934,9 +934,9 @@ impl AutoScalingService {
             schedule::Schedule::Rate(every)
                 if input.get("StartTime").is_none() && old.is_none() =>
             {
-                schedule::next_after(sched, ctx.now + every, ctx.now)
+                schedule::next_after(&sched, ctx.now + every, ctx.now)
             }
-            _ => schedule::next_after(sched, start_ms, ctx.now.saturating_sub(1)),
+            _ => schedule::next_after(&sched, start_ms, ctx.now.saturating_sub(1)),
         };
         let mut record = json!({
             "ScheduledActionName": name,
@@ -1053,10 +1053,13 @@ impl AutoScalingService {
                 .await?;
                 ran += 1;
             }
-            let sched = schedule::parse(s(&action, "Schedule").unwrap_or_default(), None);
+            let sched = schedule::parse(
+                s(&action, "Schedule").unwrap_or_default(),
+                s(&action, "Timezone"),
+            );
             let start = action["_start"].as_u64().unwrap_or(now_ms);
             action["_next"] = match sched {
-                Ok(sc) if !expired => json!(schedule::next_after(sc, start, now_ms)),
+                Ok(sc) if !expired => json!(schedule::next_after(&sc, start, now_ms)),
                 _ => Value::Null,
             };
             // A concurrent update of the action wins; it carries its own next run.

@@ -150,6 +150,9 @@ pub struct IamService {
     pub(crate) dir: RwLock<Directory>,
     /// Serialises writes: each reads the directory, commits, then applies.
     pub(crate) write: tokio::sync::Mutex<()>,
+    /// What the front asks on every request (the principal of an access key, the policies of
+    /// a principal), kept while the directory does not change (`principals.rs`).
+    pub(crate) answers: principals::Answers,
 }
 
 impl fmt::Debug for IamService {
@@ -174,6 +177,7 @@ impl IamService {
             account: account.into(),
             dir: RwLock::new(dir),
             write: tokio::sync::Mutex::new(()),
+            answers: principals::Answers::default(),
         })
     }
 
@@ -200,7 +204,11 @@ impl IamService {
             while let Some(Ok(_)) = watch.try_next() {}
             let _writing = self.write.lock().await;
             match load_directory(self.store.as_ref(), self.sealer.as_ref()).await {
-                Ok(dir) => *self.dir.write() = dir,
+                Ok(dir) => {
+                    let mut current = self.dir.write();
+                    *current = dir;
+                    self.answers.invalidate();
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reloading IAM after a change elsewhere failed")
                 }
@@ -232,6 +240,8 @@ impl IamService {
         }
         self.store.commit(txn).await?;
         let mut dir = self.dir.write();
+        // Under the write lock: no reader sees the new directory with the old answers.
+        self.answers.invalidate();
         for c in changes {
             match c {
                 Change::User(mut u) => {

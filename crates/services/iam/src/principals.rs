@@ -1,9 +1,12 @@
 //! What the front asks of the directory on every request: the secret and principal behind an
 //! access key or a session token, and the policies that apply to a principal. All in memory.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gantry_iam_policy::{Policy, PolicyKind, Principal, PrincipalKind};
+use parking_lot::Mutex;
 
 use crate::IamService;
 use crate::model::{Directory, KeyStatus, LastUsed, managed_policy};
@@ -17,6 +20,75 @@ pub struct PrincipalPolicies {
     pub permissions_boundary: Option<Arc<Policy>>,
     /// Session policies (inline and managed) of a role session.
     pub session: Vec<Arc<Policy>>,
+}
+
+/// The principal of each access key and the policies of each principal, as last computed
+/// from the directory. Every change to the directory (a write here, or a reload after another
+/// replica's write) calls [`Answers::invalidate`] while it holds the directory's write lock, and
+/// answers are looked up and stored under its read lock, so an answer is never older than the
+/// directory a request reads: a detached policy or deleted key stops counting at once.
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    /// Bumped by every change to the directory.
+    generation: AtomicU64,
+    cache: Mutex<AnswerCache>,
+}
+
+#[derive(Debug, Default)]
+struct AnswerCache {
+    /// The directory generation these answers were computed at.
+    generation: u64,
+    /// By access key id.
+    principals: HashMap<String, Arc<Principal>>,
+    /// By principal ARN (the role's ARN for role sessions).
+    policies: HashMap<String, Arc<PrincipalPolicies>>,
+}
+
+/// Answers kept at most; beyond that the cache starts over.
+const MAX_ANSWERS: usize = 10_000;
+
+impl Answers {
+    /// Forgets every answer. Called with the directory's write lock held.
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The cache, emptied first if the directory changed since it was filled. Called with the
+    /// directory's read (or write) lock held, so the generation cannot move meanwhile.
+    fn current(&self) -> parking_lot::MutexGuard<'_, AnswerCache> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut c = self.cache.lock();
+        if c.generation != generation {
+            c.principals.clear();
+            c.policies.clear();
+            c.generation = generation;
+        }
+        c
+    }
+
+    fn principal(&self, access_key_id: &str) -> Option<Arc<Principal>> {
+        self.current().principals.get(access_key_id).cloned()
+    }
+
+    fn keep_principal(&self, access_key_id: &str, p: &Arc<Principal>) {
+        let mut c = self.current();
+        if c.principals.len() >= MAX_ANSWERS {
+            c.principals.clear();
+        }
+        c.principals.insert(access_key_id.to_owned(), p.clone());
+    }
+
+    fn policies(&self, key: &str) -> Option<Arc<PrincipalPolicies>> {
+        self.current().policies.get(key).cloned()
+    }
+
+    fn keep_policies(&self, key: &str, p: &Arc<PrincipalPolicies>) {
+        let mut c = self.current();
+        if c.policies.len() >= MAX_ANSWERS {
+            c.policies.clear();
+        }
+        c.policies.insert(key.to_owned(), p.clone());
+    }
 }
 
 /// Why a session token was refused.
@@ -40,13 +112,18 @@ impl IamService {
     }
 
     /// The user owning an active access key, as a principal.
-    pub fn principal_for_key(&self, access_key_id: &str) -> Option<Principal> {
+    pub fn principal_for_key(&self, access_key_id: &str) -> Option<Arc<Principal>> {
         let dir = self.dir.read();
+        if let Some(p) = self.answers.principal(access_key_id) {
+            return Some(p);
+        }
         let k = dir.keys.get(access_key_id)?;
         if k.status != KeyStatus::Active {
             return None;
         }
-        user_principal(&dir, &self.account, &k.user)
+        let p = Arc::new(user_principal(&dir, &self.account, &k.user)?);
+        self.answers.keep_principal(access_key_id, &p);
+        Some(p)
     }
 
     /// Whether `access_key_id` is an access key of this account (any status).
@@ -130,34 +207,53 @@ impl IamService {
     }
 
     /// The policies of `principal`; `None` when it names no user or role of the directory.
-    pub fn policies_for(&self, principal: &Principal) -> Option<PrincipalPolicies> {
+    pub fn policies_for(&self, principal: &Principal) -> Option<Arc<PrincipalPolicies>> {
+        let key = match &principal.kind {
+            PrincipalKind::Root => return Some(Arc::default()),
+            PrincipalKind::User => principal.arn.as_str(),
+            PrincipalKind::AssumedRole { role_arn } => role_arn.as_str(),
+            _ => return None,
+        };
         let dir = self.dir.read();
+        if let Some(p) = self.answers.policies(key) {
+            return Some(p);
+        }
+        let p = Arc::new(self.compute_policies(&dir, principal)?);
+        self.answers.keep_policies(key, &p);
+        Some(p)
+    }
+
+    fn compute_policies(
+        &self,
+        dir: &Directory,
+        principal: &Principal,
+    ) -> Option<PrincipalPolicies> {
         match &principal.kind {
             PrincipalKind::Root => Some(PrincipalPolicies::default()),
             PrincipalKind::User => {
                 let u = dir.users.get(&principal.name.to_ascii_lowercase())?;
                 let mut out = PrincipalPolicies::default();
-                push_policies(&dir, &self.account, &u.policies, &mut out.identity);
+                push_policies(dir, &self.account, &u.policies, &mut out.identity);
                 for g in &u.groups {
                     if let Some(g) = dir.groups.get(&g.to_ascii_lowercase()) {
-                        push_policies(&dir, &self.account, &g.policies, &mut out.identity);
+                        push_policies(dir, &self.account, &g.policies, &mut out.identity);
                     }
                 }
                 out.permissions_boundary = u
                     .permissions_boundary
                     .as_deref()
-                    .and_then(|arn| managed_policy(&dir, &self.account, arn));
+                    .and_then(|arn| managed_policy(dir, &self.account, arn));
                 Some(out)
             }
             PrincipalKind::AssumedRole { role_arn } => {
                 let name = role_arn.rsplit('/').next()?;
                 let r = dir.roles.get(&name.to_ascii_lowercase())?;
                 let mut out = PrincipalPolicies::default();
-                push_policies(&dir, &self.account, &r.policies, &mut out.identity);
+                push_policies(dir, &self.account, &r.policies, &mut out.identity);
                 out.permissions_boundary = r
                     .permissions_boundary
                     .as_deref()
-                    .and_then(|arn| managed_policy(&dir, &self.account, arn));
+                    .and_then(|arn| managed_policy(dir, &self.account, arn));
                 Some(out)
             }
             _ => None,
@@ -170,7 +266,7 @@ impl IamService {
         principal: &Principal,
         claims: &SessionClaims,
     ) -> Option<PrincipalPolicies> {
-        let mut out = self.policies_for(principal)?;
+        let mut out = PrincipalPolicies::clone(&*self.policies_for(principal)?);
         if let Some(doc) = &claims.policy
             && let Ok(p) = Policy::parse(doc, PolicyKind::Session)
         {

@@ -409,3 +409,132 @@ async fn renamed_users_and_groups_keep_their_keys_and_members() {
         .unwrap_err();
     assert_eq!(gone.0, "NoSuchEntity");
 }
+
+/// Whether `p` may `ecs:DescribeClusters` under the policies the directory answers for it now.
+fn may_describe(svc: &IamService, p: &Principal) -> bool {
+    let Some(policies) = svc.policies_for(p) else {
+        return false;
+    };
+    let identity: Vec<_> = policies.identity.iter().map(|a| a.as_ref()).collect();
+    evaluate(
+        &Request {
+            principal: p,
+            action: "ecs:DescribeClusters",
+            resources: &[],
+            resource_account: None,
+            context: &Context::new(),
+        },
+        &PolicySet {
+            identity: &identity,
+            permissions_boundary: policies.permissions_boundary.as_deref(),
+            ..PolicySet::default()
+        },
+    )
+    .is_allowed()
+}
+
+/// The directory keeps its answers to the front between requests; every change to the
+/// directory, here or on another replica sharing the store, replaces them before the next
+/// request reads them.
+#[tokio::test]
+async fn kept_answers_follow_every_change_at_once() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let svc = iam(store.clone()).await;
+    call(&svc, "CreateUser", &[("UserName", "dev")])
+        .await
+        .unwrap();
+    let pol = call(
+        &svc,
+        "CreatePolicy",
+        &[("PolicyName", "d"), ("PolicyDocument", ALLOW_DESCRIBE)],
+    )
+    .await
+    .unwrap();
+    let arn = between(&pol, "Arn").to_owned();
+    let attach = [("UserName", "dev"), ("PolicyArn", arn.as_str())];
+    call(&svc, "AttachUserPolicy", &attach).await.unwrap();
+    let key = call(&svc, "CreateAccessKey", &[("UserName", "dev")])
+        .await
+        .unwrap();
+    let id = between(&key, "AccessKeyId").to_owned();
+
+    // A second replica on the same store, following its changes.
+    let replica = Arc::new(iam(store.clone()).await);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(replica.clone().follow(stopped));
+    // Let it subscribe to the store's changes before there are any.
+    tokio::task::yield_now().await;
+
+    let p = svc.principal_for_key(&id).unwrap();
+    assert!(
+        Arc::ptr_eq(&p, &svc.principal_for_key(&id).unwrap()),
+        "kept"
+    );
+    assert!(may_describe(&svc, &p) && may_describe(&svc, &p));
+    assert!(may_describe(
+        &replica,
+        &replica.principal_for_key(&id).unwrap()
+    ));
+
+    // Detached: the very next question is denied, here and (once it has reloaded) elsewhere.
+    call(&svc, "DetachUserPolicy", &attach).await.unwrap();
+    assert!(!may_describe(&svc, &p));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while may_describe(&replica, &p) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica never reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Attached again, then a new default version that no longer allows it.
+    call(&svc, "AttachUserPolicy", &attach).await.unwrap();
+    assert!(may_describe(&svc, &p));
+    let list_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:List*","Resource":"*"}]}"#;
+    call(
+        &svc,
+        "CreatePolicyVersion",
+        &[
+            ("PolicyArn", arn.as_str()),
+            ("PolicyDocument", list_only),
+            ("SetAsDefault", "true"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(!may_describe(&svc, &p));
+
+    // A renamed user's key names the new ARN; a deactivated key names nobody.
+    call(
+        &svc,
+        "UpdateUser",
+        &[("UserName", "dev"), ("NewUserName", "ops")],
+    )
+    .await
+    .unwrap();
+    let renamed = svc.principal_for_key(&id).unwrap();
+    assert_eq!(renamed.arn, format!("arn:aws:iam::{ACCOUNT}:user/ops"));
+    assert!(svc.policies_for(&p).is_none(), "user dev is gone");
+    call(
+        &svc,
+        "UpdateAccessKey",
+        &[
+            ("UserName", "ops"),
+            ("AccessKeyId", &id),
+            ("Status", "Inactive"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(svc.principal_for_key(&id).is_none());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while replica.principal_for_key(&id).is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica never reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    follower.await.unwrap();
+}
