@@ -37,6 +37,8 @@ HOSTS = int(os.environ.get("BENCH_FARGATE_HOSTS", "200"))
 # The default VPC of the task-start server: a block no other network on this machine uses.
 VPC_BLOCK = os.environ.get("BENCH_FARGATE_VPC", "10.200.0.0/20")
 KEY, SECRET = "AKIABENCHFARGATE0001", "bench-fargate-secret"
+# Which part to run: all, placement or start.
+PART = os.environ.get("BENCH_FARGATE_PART", "all")
 
 
 def pct(xs, p):
@@ -55,7 +57,8 @@ def wait_for(fn, timeout, what, interval=0.05):
 
 
 def start_server(tmp, name, extra):
-    env = dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=KEY, GANTRY_ROOT_SECRET_ACCESS_KEY=SECRET, GANTRY_LOG="warn")
+    env = dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=KEY, GANTRY_ROOT_SECRET_ACCESS_KEY=SECRET,
+               GANTRY_LOG=os.environ.get("BENCH_LOG", "warn"))
     ready = tmp / f"{name}-ready.json"
     p = subprocess.Popen([BIN, "server", "--data-dir", str(tmp / name), "--listen", "127.0.0.1:0",
                           "--ready-file", str(ready), *extra], env=env, stderr=open(tmp / f"{name}.log", "w"))
@@ -179,13 +182,20 @@ def task_start(tmp):
 
         def fargate_once():
             t0 = time.perf_counter()
+            sent = time.time()
             r = ecs.run_task(cluster="bench-start", taskDefinition="start", launchType="FARGATE",
                              networkConfiguration=net)
+            answered = time.time()
             if r["failures"]:
                 raise RuntimeError(r["failures"])
             arn = r["tasks"][0]["taskArn"]
             wait_running(arn)
             took = time.perf_counter() - t0
+            if os.environ.get("BENCH_KEEP_LOGS") == "1":
+                # Client-side times (epoch seconds) to lay beside the server's log.
+                with open(tmp / "timeline.jsonl", "a") as f:
+                    f.write(json.dumps({"task": arn, "sent": sent, "answered": answered,
+                                        "running_seen": time.time()}) + "\n")
             ecs.stop_task(cluster="bench-start", task=arn)
             return took, arn
 
@@ -228,10 +238,21 @@ def task_start(tmp):
 def main():
     tmp = Path(tempfile.mkdtemp(prefix="gantry-bench-fargate-", dir="/var/tmp"))
     try:
-        a = placement(tmp)
-        b = task_start(tmp)
+        a = placement(tmp) if PART in ("all", "placement") else None
+        b = task_start(tmp) if PART in ("all", "start") else None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP_LOGS") == "1":
+            print(f"server logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if a:
+        print_placement(a)
+    if b:
+        print_start(b)
+    return 0 if a is None or (a["failures"] == 0 and a["running"] == TASKS) else 1
+
+
+def print_placement(a):
     print(f"(a) {a['tasks']} Fargate tasks on {a['hosts']} simulated platform hosts "
           f"(registered and connected in {a['connect_s']:.1f} s):")
     print(f"    failures {a['failures']}, RUNNING {a['running']}, container instances in the user cluster "
@@ -239,6 +260,9 @@ def main():
     print(f"    RunTask calls (count 10, 8 in flight) done in {a['placed_s']:.1f} s, all RUNNING after "
           f"{a['running_s']:.1f} s; call p50 {a['call_p50_ms']:.0f} ms, p99 {a['call_p99_ms']:.0f} ms")
     print(f"    tasks per zone: {a['zones']}")
+
+
+def print_start(b):
     print(f"(b) task start, {b['samples']} samples interleaved:")
     print("| measure | p50 | p99 |")
     print("|---|---:|---:|")
@@ -246,8 +270,7 @@ def main():
           f"| {b['docker_p99_ms']:.0f} ms |")
     print(f"| RunTask FARGATE → RUNNING (256/512) | {b['fargate_p50_ms']:.0f} ms | {b['fargate_p99_ms']:.0f} ms |")
     print(f"| ratio p50 (target ≤ 1.5×) | {b['ratio_p50']:.2f}× | |")
-    ok = a["failures"] == 0 and a["running"] == TASKS
-    return 0 if ok else 1
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ own machine with `--fargate-local`), which no user cluster shows; ECS's validati
 
 import json
 import os
+import signal
 import subprocess
 import urllib.request
 import uuid
@@ -25,6 +26,37 @@ def fargate_td(family, image, cpu="256", memory="512", **extra):
                                     "command": ["/bin/sh", "-c", cmd], "portMappings": [{"containerPort": 80}]}]}
     td.update(extra)
     return td
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def task_cgroup(parent, controller="memory"):
+    """The directory of a task's cgroup (Docker's `CgroupParent`: a path, or a systemd slice in
+    `gantry.slice`) in the `controller` hierarchy (cgroup v1) or the unified one (v2)."""
+    rel = f"gantry.slice/{parent}" if parent.endswith(".slice") else parent.lstrip("/")
+    if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers"):
+        return f"{CGROUP_ROOT}/{rel}"
+    return f"{CGROUP_ROOT}/{controller}/{rel}"
+
+
+def cgroup_limits(parent):
+    """(CPU quota in CPUs, memory limit in bytes) of a task's cgroup."""
+    if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers"):
+        d = task_cgroup(parent)
+        quota, period = open(f"{d}/cpu.max").read().split()
+        return int(quota) / int(period), int(open(f"{d}/memory.max").read())
+    cpu = task_cgroup(parent, "cpu")
+    quota = int(open(f"{cpu}/cpu.cfs_quota_us").read()) / int(open(f"{cpu}/cpu.cfs_period_us").read())
+    return quota, int(open(f"{task_cgroup(parent)}/memory.limit_in_bytes").read())
+
+
+def task_containers(arn, name=None):
+    """Docker ids of a task's containers (all of them, or the one named `name`)."""
+    filters = ["--filter", f"label=com.amazonaws.ecs.task-arn={arn}"]
+    if name:
+        filters += ["--filter", f"label=com.amazonaws.ecs.container-name={name}"]
+    return docker("ps", "-aq", *filters).stdout.split()
 
 
 def code_and_message(fn):
@@ -423,6 +455,14 @@ def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
     assert host["NanoCpus"] == 250_000_000 and host["Memory"] == 512 * 1024 * 1024
     assert "no-new-privileges" in host["SecurityOpt"] and host["PidsLimit"] > 0
     assert not host["Privileged"] and not host["CapAdd"]
+    # All its containers, the pause container too, run in the task's cgroup, which holds the
+    # same limits for all of them together.
+    parent = host["CgroupParent"]
+    assert parent, host
+    for c in task_containers(arn):
+        assert json.loads(docker("inspect", c).stdout)[0]["HostConfig"]["CgroupParent"] == parent
+    assert len(task_containers(arn)) == 2
+    assert cgroup_limits(parent) == (0.25, 512 * 1024 * 1024)
     ecs.stop_task(cluster="sized", task=arn)
 
     # A container that allocates 1 GiB in a 512 MiB task is killed, and the task says why.
@@ -441,6 +481,8 @@ def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
             wait_until(stopped, timeout=180, what=f"{task} STOPPED")
         except AssertionError as e:
             raise AssertionError(f"{e}; last seen: {seen.get('task')}") from None
+    # The stopped task's cgroup goes with its containers.
+    wait_until(lambda: not os.path.exists(task_cgroup(parent)), timeout=60, what="the task's cgroup removed")
     t = ecs.describe_tasks(cluster="sized", tasks=[hog_arn])["tasks"][0]
     assert t["stoppedReason"] == "OutOfMemoryError: Container killed due to memory usage", t["stoppedReason"]
     assert t["stopCode"] == "EssentialContainerExited"
@@ -472,6 +514,52 @@ def test_the_task_size_is_enforced_and_an_oom_kill_is_reported(fargate):
         assert t["lastStatus"] == "STOPPED"
         assert t["stoppedReason"].startswith(
             "CannotCreateContainerError: ephemeralStorage of 30 GiB cannot be enforced on this host"), t["stoppedReason"]
+
+
+def test_the_containers_of_a_task_share_its_size(fargate, vpc_block):
+    ecs = fargate.client("ecs")
+    ecs.create_cluster(clusterName="shared")
+    net = {"awsvpcConfiguration": {"subnets": [fargate_subnet(fargate)["SubnetId"]]}}
+    # Each container holds 400 MiB (dd's buffer, full of zeros, blocked writing to a pipe no one
+    # reads): either fits in the 512 MiB task alone, the two do not fit together.
+    hold = "mkdir -p /tmp && mkfifo /tmp/f && (sleep 600 < /tmp/f &) && exec dd if=/dev/zero of=/tmp/f bs=400M count=1"
+    pair = fargate_td("pair", fargate.image)
+    pair["containerDefinitions"] = [
+        {"name": name, "image": fargate.image, "essential": True, "stopTimeout": 2,
+         "command": ["/bin/sh", "-c", hold]} for name in ("a", "b")]
+    ecs.register_task_definition(**pair)
+    arn = ecs.run_task(cluster="shared", taskDefinition="pair", launchType="FARGATE",
+                       networkConfiguration=net)["tasks"][0]["taskArn"]
+    seen = {}
+
+    def stopped():
+        seen["task"] = ecs.describe_tasks(cluster="shared", tasks=[arn])["tasks"][0]
+        return seen["task"]["lastStatus"] == "STOPPED"
+    try:
+        wait_until(stopped, timeout=180, what="the 800 MiB task STOPPED")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last seen: {seen.get('task')}") from None
+    t = seen["task"]
+    assert t["stoppedReason"] == "OutOfMemoryError: Container killed due to memory usage", t
+    killed = [c for c in t["containers"] if c.get("reason") == "OutOfMemoryError: Container killed due to memory usage"]
+    assert killed and killed[0]["exitCode"] == 137, t["containers"]
+
+    # A task whose agent is killed (-9) keeps its cgroup while it runs, and the restarted agent
+    # removes it with the task.
+    sleeper = fargate_td("sleeper", fargate.image)
+    sleeper["containerDefinitions"][0]["command"] = ["sleep", "600"]
+    ecs.register_task_definition(**sleeper)
+    arn = ecs.run_task(cluster="shared", taskDefinition="sleeper", launchType="FARGATE",
+                       networkConfiguration=net)["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_running").wait(cluster="shared", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+    parent = json.loads(docker("inspect", task_containers(arn, "app")[0]).stdout)[0]["HostConfig"]["CgroupParent"]
+    fargate.stop(sig=signal.SIGKILL)
+    fargate.start(extra_args=["--default-vpc-cidr", vpc_block, "--fargate-local"])
+    assert cgroup_limits(parent) == (0.25, 512 * 1024 * 1024)
+    ecs = fargate.client("ecs")
+    ecs.stop_task(cluster="shared", task=arn)
+    wait_until(lambda: not task_containers(arn), timeout=120, what="the task's containers removed")
+    wait_until(lambda: not os.path.exists(task_cgroup(parent)), timeout=60, what="the task's cgroup removed")
 
 
 def test_a_spot_interruption_is_healed_by_the_service(fargate):

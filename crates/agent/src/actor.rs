@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::cgroup::TaskSize;
 use crate::checkpoint::TaskRecord;
 use crate::client::{CallError, Service};
 use crate::config::ImagePullBehavior;
@@ -205,6 +206,8 @@ struct TaskActor {
     credentials_id: Option<String>,
     /// When the task role's credentials are to be refreshed (half their lifetime).
     credentials_refresh_at: Option<SystemTime>,
+    /// Fargate tasks: Docker's `CgroupParent` of the task's cgroup, once it is named.
+    cgroup_parent: Option<String>,
 }
 
 fn random_hex(n: usize) -> String {
@@ -322,6 +325,7 @@ impl TaskActor {
             secrets: None,
             credentials_id: rec.credentials_id.clone(),
             credentials_refresh_at: None,
+            cgroup_parent: rec.cgroup_parent.clone(),
         }
     }
 
@@ -365,6 +369,7 @@ impl TaskActor {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<TaskMsg>) {
+        tracing::debug!(desired = self.desired.as_str(), "task assigned");
         if let Some(body) = self.pending_final.take() {
             // Stopped before the agent restarted: the report was not acknowledged yet.
             self.known = Known::Stopped;
@@ -502,6 +507,7 @@ impl TaskActor {
             } else {
                 None
             },
+            cgroup_parent: self.cgroup_parent.clone(),
             secret_environment: self
                 .secrets_of(&c.def.name)
                 .map(|s| s.environment.clone())
@@ -517,6 +523,7 @@ impl TaskActor {
 
     /// Pulls, creates and starts whatever is not yet; returns when RUNNING, failed or stopping.
     async fn start_task(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskMsg>) {
+        let mut fresh = false;
         let missing: Vec<usize> = (0..self.ctrs.len())
             .filter(|&i| self.ctrs[i].runtime_id.is_none())
             .collect();
@@ -551,6 +558,13 @@ impl TaskActor {
                     }
                 }
             }
+            // awsvpc: the subnet's network and the pause image are made ready while the task's
+            // images are.
+            let mut namespace = self.record.network.clone().map(|net| {
+                self.sh
+                    .spawner
+                    .spawn(prepare_namespace(self.sh.clone(), net))
+            });
             let mut images: Vec<String> = missing
                 .iter()
                 .map(|&i| self.ctrs[i].def.image.clone())
@@ -610,46 +624,77 @@ impl TaskActor {
                 }
             }
             self.pull_stopped_at = Some(SystemTime::now());
+            tracing::debug!("images ready");
             while let Ok(m) = rx.try_recv() {
                 self.handle(Some(m));
             }
             if self.should_stop() || self.detached {
                 return;
             }
-            if self.record.network.is_some()
-                && let Err(e) = self.ensure_pause().await
-            {
+            if let Err(e) = self.prepare_cgroup() {
                 self.fail(format!("ResourceInitializationError: {e}"));
                 return;
             }
-            if let Err(e) = self.create_missing(&missing).await {
+            // The pause container is created first (the others name it as their network
+            // namespace), then started while the task's containers are created: only their
+            // start needs the namespace.
+            let pause_start = match namespace.take() {
+                Some(prepared) => match self.create_pause(prepared).await {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        self.fail(format!("ResourceInitializationError: {e}"));
+                        return;
+                    }
+                },
+                None => None,
+            };
+            let sh = self.sh.clone();
+            let pause_ready = async move {
+                match pause_start {
+                    Some((to_start, eni_id)) => start_pause(&sh, to_start, &eni_id).await,
+                    None => Ok(()),
+                }
+            };
+            let (pause_ready, created) =
+                futures::future::join(pause_ready, self.create_missing(&missing)).await;
+            if let Err(e) = pause_ready {
+                self.fail(format!("ResourceInitializationError: {e}"));
+                return;
+            }
+            if let Some(p) = &mut self.pause {
+                p.gone = false;
+                p.state = None;
+            }
+            if let Err(e) = self.limit_cgroup_after_pause() {
+                self.fail(format!("ResourceInitializationError: {e}"));
+                return;
+            }
+            if let Err(e) = created {
                 self.fail(format!("CannotCreateContainerError: {e}"));
                 return;
             }
             self.credentials_containers();
+            fresh = true;
         }
         let began = Instant::now();
         loop {
-            self.refresh().await;
+            // Containers just created have no state worth a round trip to the Engine yet.
+            if !std::mem::take(&mut fresh) {
+                self.refresh().await;
+            }
             if self.essential_exit() {
                 return;
             }
             if self.should_stop() || self.detached {
                 return;
             }
-            let mut all = true;
+            let mut ready = Vec::new();
             for i in 0..self.ctrs.len() {
                 if self.ctrs[i].started() {
                     continue;
                 }
-                all = false;
                 match self.dep_state(i) {
-                    DepState::Ready => {
-                        if let Err(e) = self.start_one(i).await {
-                            self.fail(format!("CannotStartContainerError: {e}"));
-                            return;
-                        }
-                    }
+                    DepState::Ready => ready.push(i),
                     DepState::Waiting => {
                         let limit = self.ctrs[i]
                             .def
@@ -671,8 +716,12 @@ impl TaskActor {
                     }
                 }
             }
-            if all {
-                self.refresh().await;
+            if let Err(e) = self.start_ready(&ready).await {
+                self.fail(format!("CannotStartContainerError: {e}"));
+                return;
+            }
+            // Each container started was inspected right after its start.
+            if self.ctrs.iter().all(Ctr::started) {
                 if self.essential_exit() {
                     return;
                 }
@@ -689,93 +738,114 @@ impl TaskActor {
         }
     }
 
-    /// awsvpc: the subnet's network, the pause image and a running pause container at the
-    /// task's address; returns once the task's security groups are in place on this host.
-    async fn ensure_pause(&mut self) -> Result<(), String> {
+    /// awsvpc: the task's pause container at the task's address (once `prepared` has the
+    /// subnet's network and the pause image ready). Returns the pause container to start (None:
+    /// it runs already, adopted) and the task's interface, whose security groups the start
+    /// waits for.
+    async fn create_pause(
+        &mut self,
+        prepared: JoinHandle<Result<String, String>>,
+    ) -> Result<(Option<String>, String), String> {
+        let network = prepared
+            .await
+            .map_err(|e| format!("cannot prepare the task's network: {e}"))??;
         let Some(net) = self.record.network.clone() else {
-            return Ok(());
+            return Err("the task has no network interface".into());
         };
         let sh = self.sh.clone();
-        sh.netfilter
-            .usable()
-            .map_err(|e| format!("security groups cannot be enforced on this host: {e}"))?;
-        let network = sh
-            .runtime
-            .ensure_subnet_network(&SubnetNetwork {
-                subnet_id: net.subnet_id.clone(),
-                vpc_id: net.vpc_id.clone(),
-                cidr: net.subnet_cidr.clone(),
-                gateway: net.gateway.clone(),
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        if sh.pause_image == PAUSE_IMAGE {
-            let rootfs = pause_rootfs().ok_or_else(|| {
-                format!(
-                    "there is no built-in pause image for {}: start the agent with --pause-image",
-                    std::env::consts::ARCH
-                )
-            })?;
-            sh.runtime
-                .ensure_imported_image(PAUSE_IMAGE, rootfs, &["/pause"])
-                .await
-                .map_err(|e| e.to_string())?;
-        } else {
-            ensure_image(sh.clone(), sh.pause_image.clone(), None, false)
-                .await
-                .map_err(|e| format!("CannotPullContainerError: {e}"))?;
-        }
         let existing = self.pause.as_ref().and_then(|p| p.runtime_id.clone());
         if let Some(id) = existing {
             match sh.runtime.inspect(&id).await.map_err(|e| e.to_string())? {
-                Some(s) if s.running => {
-                    return self.wait_security_groups(&net.eni_id).await;
-                }
+                Some(s) if s.running => return Ok((None, net.eni_id)),
                 Some(_) => {
                     let _ = sh.runtime.remove(&id).await;
                 }
                 None => {}
             }
         }
-        let spec = pause_spec(&self.id, &net, &network, &sh.pause_image, &random_hex(16));
-        // A task that held the address on this host may still be leaving: wait for it.
-        let began = Instant::now();
-        let id = loop {
-            match sh.runtime.create(&spec).await {
-                Ok(id) => match sh.runtime.start(&id).await {
-                    Ok(()) => break id,
-                    Err(e) => {
-                        let _ = sh.runtime.remove(&id).await;
-                        let text = e.to_string();
-                        if text.contains("already in use") && began.elapsed() < ADDRESS_WAIT {
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                        return Err(format!("cannot start the pause container: {text}"));
-                    }
-                },
-                Err(e) => return Err(format!("cannot create the pause container: {e}")),
-            }
-        };
-        tracing::info!(docker_id = %id, ip = %net.private_ipv4, "pause container started");
+        let spec = pause_spec(
+            &self.id,
+            &net,
+            &network,
+            &sh.pause_image,
+            &random_hex(16),
+            self.cgroup_parent.clone(),
+        );
+        let id = sh
+            .runtime
+            .create(&spec)
+            .await
+            .map_err(|e| format!("cannot create the pause container: {e}"))?;
+        tracing::debug!(docker_id = %id, "pause container created");
         let rid = id.clone();
         self.checkpoint_update(move |r| {
             r.containers.insert(PAUSE_CONTAINER_NAME.to_owned(), rid);
         });
         if let Some(p) = &mut self.pause {
-            p.runtime_id = Some(id);
+            p.runtime_id = Some(id.clone());
             p.gone = false;
             p.state = None;
         }
-        self.wait_security_groups(&net.eni_id).await
+        Ok((Some(id), net.eni_id))
     }
 
-    async fn wait_security_groups(&self, eni_id: &str) -> Result<(), String> {
-        self.sh
-            .netfilter
-            .wait_applied(eni_id, SECURITY_GROUPS_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())
+    /// Fargate tasks: the task's size as a cap on all its containers together. Names the
+    /// task's cgroup (in the checkpoint first, so that it is removed even after a crash) and,
+    /// where the agent makes it (`cgroupfs` driver), creates and limits it.
+    fn prepare_cgroup(&mut self) -> Result<(), String> {
+        let Some(size) = self.task_size() else {
+            return Ok(());
+        };
+        let cg = self
+            .sh
+            .task_cgroups
+            .as_ref()
+            .map_err(|e| format!("the task's size cannot be enforced on this host: {e}"))?;
+        let parent = cg.parent(&self.id.task_id);
+        self.cgroup_parent = Some(parent.clone());
+        self.checkpoint_update(move |r| r.cgroup_parent = Some(parent));
+        if cg.limits_before_create() {
+            cg.apply(&self.id.task_id, size)
+                .map_err(|e| format!("cannot limit the task's cgroup: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Fargate tasks under the `systemd` driver: the task's slice exists once the pause
+    /// container runs in it; its limits are set before any other container is created.
+    fn limit_cgroup_after_pause(&self) -> Result<(), String> {
+        let (Some(size), Ok(cg)) = (self.task_size(), &self.sh.task_cgroups) else {
+            return Ok(());
+        };
+        if cg.limits_before_create() || self.cgroup_parent.is_none() {
+            return Ok(());
+        }
+        cg.apply(&self.id.task_id, size)
+            .map_err(|e| format!("cannot limit the task's cgroup: {e}"))
+    }
+
+    /// A Fargate task's size (CPU units and memory), shared by its containers.
+    fn task_size(&self) -> Option<TaskSize> {
+        if !self.record.is_fargate() {
+            return None;
+        }
+        let f = FargateLimits::of(self.record.cpu.as_deref(), self.record.memory.as_deref())?;
+        Some(TaskSize {
+            cpu_units: f.cpu_units,
+            memory_bytes: f.memory_mib.saturating_mul(1024 * 1024),
+        })
+    }
+
+    /// Removes the task's cgroup once its containers are gone.
+    fn remove_cgroup(&self) {
+        if self.cgroup_parent.is_none() {
+            return;
+        }
+        if let Ok(cg) = &self.sh.task_cgroups
+            && let Err(e) = cg.remove(&self.id.task_id)
+        {
+            tracing::warn!(error = %e, "cannot remove the task's cgroup");
+        }
     }
 
     /// Stops (SIGKILL: it has nothing to flush) and removes the pause container.
@@ -1173,26 +1243,48 @@ impl TaskActor {
         DepState::Ready
     }
 
-    async fn start_one(&mut self, i: usize) -> Result<(), String> {
-        let Some(id) = self.ctrs[i].runtime_id.clone() else {
-            return Err(format!(
-                "container {} was not created",
-                self.ctrs[i].def.name
-            ));
-        };
-        // The container may ask its metadata endpoint the moment it starts.
-        self.publish();
-        self.sh
-            .runtime
-            .start(&id)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(container = %self.ctrs[i].def.name, "container started");
-        if let Ok(Some(s)) = self.sh.runtime.inspect(&id).await {
-            self.ctrs[i].state = Some(s);
+    /// Starts the containers `ready` together; each is inspected right after its start.
+    async fn start_ready(&mut self, ready: &[usize]) -> Result<(), String> {
+        if ready.is_empty() {
+            return Ok(());
         }
-        self.spawn_log_shipper(i);
-        Ok(())
+        let mut ids = Vec::new();
+        for &i in ready {
+            let Some(id) = self.ctrs[i].runtime_id.clone() else {
+                return Err(format!(
+                    "container {} was not created",
+                    self.ctrs[i].def.name
+                ));
+            };
+            ids.push(id);
+        }
+        // A container may ask its metadata endpoint the moment it starts.
+        self.publish();
+        let rt = self.sh.runtime.clone();
+        let started = futures::future::join_all(ids.into_iter().map(|id| {
+            let rt = rt.clone();
+            async move {
+                rt.start(&id).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(rt.inspect(&id).await.ok().flatten())
+            }
+        }))
+        .await;
+        let mut first_error = None;
+        for (&i, r) in ready.iter().zip(started) {
+            match r {
+                Ok(state) => {
+                    tracing::info!(container = %self.ctrs[i].def.name, "container started");
+                    if let Some(s) = state {
+                        self.ctrs[i].state = Some(s);
+                    }
+                    self.spawn_log_shipper(i);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn spawn_log_shipper(&mut self, i: usize) {
@@ -1333,6 +1425,7 @@ impl TaskActor {
             }
         }
         self.remove_pause().await;
+        self.remove_cgroup();
         self.sh.credentials.forget_task(&self.arn);
         for v in &self.volumes {
             if let Err(e) = rt.remove_volume(v).await {
@@ -1612,6 +1705,77 @@ impl TaskActor {
     }
 }
 
+/// awsvpc: the subnet's bridge network (created on first use) and the pause image, made
+/// ready together; returns the network's name.
+async fn prepare_namespace(
+    sh: Arc<Shared>,
+    net: gantry_domain::network::EniAttachment,
+) -> Result<String, String> {
+    sh.netfilter
+        .usable()
+        .map_err(|e| format!("security groups cannot be enforced on this host: {e}"))?;
+    let network = async {
+        sh.runtime
+            .ensure_subnet_network(&SubnetNetwork {
+                subnet_id: net.subnet_id.clone(),
+                vpc_id: net.vpc_id.clone(),
+                cidr: net.subnet_cidr.clone(),
+                gateway: net.gateway.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let image = async {
+        if sh.pause_image == PAUSE_IMAGE {
+            let rootfs = pause_rootfs().ok_or_else(|| {
+                format!(
+                    "there is no built-in pause image for {}: start the agent with --pause-image",
+                    std::env::consts::ARCH
+                )
+            })?;
+            sh.runtime
+                .ensure_imported_image(PAUSE_IMAGE, rootfs, &["/pause"])
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            ensure_image(sh.clone(), sh.pause_image.clone(), None, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("CannotPullContainerError: {e}"))
+        }
+    };
+    let (network, image) = futures::future::join(network, image).await;
+    image?;
+    network
+}
+
+/// Starts the pause container `id` (None: it runs already) and waits for the task's security
+/// groups (interface `eni_id`) to be in place on this host. A task that held the address on
+/// this host may still be leaving: the start is retried meanwhile.
+async fn start_pause(sh: &Shared, id: Option<String>, eni_id: &str) -> Result<(), String> {
+    if let Some(id) = id {
+        let began = Instant::now();
+        loop {
+            match sh.runtime.start(&id).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let text = e.to_string();
+                    if text.contains("already in use") && began.elapsed() < ADDRESS_WAIT {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    return Err(format!("cannot start the pause container: {text}"));
+                }
+            }
+        }
+        tracing::info!(docker_id = %id, "pause container started");
+    }
+    sh.netfilter
+        .wait_applied(eni_id, SECURITY_GROUPS_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// `def` with `extra` added to its log driver's options (`secretOptions` once resolved).
 fn with_log_options(def: &ContainerDefinition, extra: &[NamedValue]) -> ContainerDefinition {
     let mut def = def.clone();
@@ -1672,17 +1836,19 @@ async fn ensure_image(
             }
         }
     };
-    if pull {
-        tracing::info!(image, "pulling image");
-        if let Err(e) = rt.pull(image, auth).await {
-            if checked {
-                return Err(manifest_refused(image, &e.to_string()));
-            }
-            if local.is_some() && behavior != ImagePullBehavior::Always {
-                tracing::warn!(image, error = %e, "pull failed; using the local image");
-            } else {
-                return Err(e.to_string());
-            }
+    if !pull {
+        // The image as just inspected: no second round trip to the Engine.
+        return Ok(local.and_then(|l| digest_of(&l.repo_digests)));
+    }
+    tracing::info!(image, "pulling image");
+    if let Err(e) = rt.pull(image, auth).await {
+        if checked {
+            return Err(manifest_refused(image, &e.to_string()));
+        }
+        if local.is_some() && behavior != ImagePullBehavior::Always {
+            tracing::warn!(image, error = %e, "pull failed; using the local image");
+        } else {
+            return Err(e.to_string());
         }
     }
     Ok(rt

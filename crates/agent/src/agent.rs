@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::actor::{Adopted, TaskMsg, spawn_actor};
+use crate::cgroup::{CGROUP_ROOT, TaskCgroups};
 use crate::checkpoint::Checkpoint;
 use crate::client::{ApiClient, CallError, Service};
 use crate::config::AgentConfig;
@@ -109,6 +111,16 @@ pub async fn uninstall(cfg: AgentConfig) -> Result<(), AgentError> {
         for c in runtime.list_by_label(labels::INSTANCE, &arn).await? {
             let _ = runtime.stop(&c.id, Some(Duration::ZERO)).await;
             runtime.remove(&c.id).await?;
+        }
+        let cgroups =
+            TaskCgroups::detect(Path::new(CGROUP_ROOT), &runtime.info().await?.cgroup_driver);
+        for (task, r) in checkpoint.tasks() {
+            if r.cgroup_parent.is_some()
+                && let Ok(cg) = &cgroups
+            {
+                cg.remove(task_id_of(&task))
+                    .map_err(|e| AgentError::Config(e.to_string()))?;
+            }
         }
         Netfilter::new(&arn, crate::netfilter::probe().await)
             .remove()
@@ -444,6 +456,11 @@ impl Dispatcher {
     }
 }
 
+/// The id part of a task ARN.
+fn task_id_of(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
 /// Stops and removes the containers of a task that is not ours to run any more.
 async fn remove_orphan(sh: Arc<Shared>, arn: String, containers: Vec<ListedContainer>) {
     let mut ids: Vec<String> = containers.into_iter().map(|c| c.id).collect();
@@ -472,6 +489,12 @@ async fn remove_orphan(sh: Arc<Shared>, arn: String, containers: Vec<ListedConta
     if let Some(r) = record {
         for v in &r.volumes {
             let _ = sh.runtime.remove_volume(v).await;
+        }
+        if r.cgroup_parent.is_some()
+            && let Ok(cg) = &sh.task_cgroups
+            && let Err(e) = cg.remove(task_id_of(&arn))
+        {
+            tracing::warn!(task_arn = %arn, error = %e, "cannot remove the task's cgroup");
         }
     }
     if let Err(e) = sh.checkpoint.remove_task(&arn) {
@@ -583,6 +606,11 @@ async fn agent_main(
         None => api,
     };
     let host = runtime.info().await?;
+    let task_cgroups = TaskCgroups::detect(Path::new(CGROUP_ROOT), &host.cgroup_driver);
+    match &task_cgroups {
+        Ok(c) => tracing::info!(driver = ?c.driver(), "Fargate tasks run in cgroups of their own"),
+        Err(e) => tracing::info!(error = %e, "Fargate tasks cannot run on this host"),
+    }
 
     // Metadata endpoint: same port as last time when possible (adopted containers keep theirs).
     let gateway = runtime.bridge_gateway().await.ok().flatten();
@@ -731,6 +759,7 @@ async fn agent_main(
         credentials,
         credentials_port,
         metrics: cfg.metrics.clone(),
+        task_cgroups,
     });
 
     // Runtime events → pokes for the owning task's actor.

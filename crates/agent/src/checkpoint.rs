@@ -50,6 +50,10 @@ pub struct TaskRecord {
     /// credentials themselves are never written here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_id: Option<String>,
+    /// Fargate tasks: Docker's `CgroupParent` of the task's cgroup, written before the cgroup
+    /// is made, so that a restarted agent removes it with the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// How far a container's log has been shipped: the newest shipped line's timestamp and how

@@ -226,6 +226,7 @@ impl DockerRuntime {
             storage_opt: spec
                 .storage_size_gib
                 .map(|g| HashMap::from([("size".to_owned(), format!("{g}G"))])),
+            cgroup_parent: spec.cgroup_parent.clone(),
             ..Default::default()
         };
         ContainerCreateBody {
@@ -265,6 +266,10 @@ impl ContainerRuntime for DockerRuntime {
             memory_bytes: info.mem_total.unwrap_or(0),
             server_version: info.server_version.unwrap_or_default(),
             api_version: self.docker.client_version().to_string(),
+            cgroup_driver: info
+                .cgroup_driver
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
         })
     }
 

@@ -45,6 +45,11 @@
 //!   `GET /ec2/v1/network-policy`, enforced in iptables chains the agent owns, hooked from
 //!   `DOCKER-USER`. An awsvpc task starts only once its rules are in place, and not at all on a
 //!   host that cannot enforce them.
+//! - **Fargate sizes** ([`cgroup`]): each container of a Fargate task gets the task's CPU quota
+//!   and memory limit, and all of them (the pause container too) run in a cgroup of the task
+//!   (Docker's `CgroupParent`) holding the same limits, so together they stay within the
+//!   task's size. The cgroup goes with the task's containers; a host where the agent cannot
+//!   make one does not run Fargate tasks.
 //!
 //! - **Metrics** ([`metrics`]): task starts, Docker Engine call latency and errors, stats samples,
 //!   for Prometheus (`gantry agent --metrics-listen`).
@@ -53,6 +58,7 @@
 
 mod actor;
 mod agent;
+pub mod cgroup;
 pub mod checkpoint;
 pub mod client;
 pub mod config;

@@ -48,6 +48,8 @@ pub struct HostInfo {
     pub server_version: String,
     /// The Engine API version in use (e.g. `1.41`).
     pub api_version: String,
+    /// Docker's cgroup driver: `cgroupfs`, `systemd` or `none`.
+    pub cgroup_driver: String,
 }
 
 /// A locally present image.
@@ -167,6 +169,9 @@ pub struct ContainerSpec {
     /// The size limit of the container's writable layer in GiB (Docker `StorageOpt` `size`;
     /// only some storage drivers can apply one, the others refuse the container).
     pub storage_size_gib: Option<u32>,
+    /// Docker `CgroupParent`: the cgroup (or systemd slice) of the task, which caps all its
+    /// containers together (Fargate tasks).
+    pub cgroup_parent: Option<String>,
 }
 
 /// A container's state as the runtime sees it.

@@ -207,6 +207,8 @@ pub struct Shared {
     /// The port of the credentials endpoint on `169.254.170.2`, or why it is not served.
     pub credentials_port: Result<u16, String>,
     pub metrics: Arc<crate::metrics::AgentMetrics>,
+    /// Fargate tasks' cgroups on this host, or why they cannot be made.
+    pub task_cgroups: Result<crate::cgroup::TaskCgroups, String>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -233,7 +235,10 @@ pub async fn deliver(api: &ApiClient, op: &str, body: &Value) {
     let mut attempts = 0u32;
     loop {
         match api.call(Service::Ecs, op, body).await {
-            Ok(_) => return,
+            Ok(_) => {
+                tracing::debug!(op, task = %body["task"], status = %body["status"], "report delivered");
+                return;
+            }
             Err(e) if e.is_client_error() => {
                 tracing::warn!(op, task = %body["task"], error = %e, "report rejected, dropped");
                 return;

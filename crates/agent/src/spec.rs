@@ -66,6 +66,9 @@ pub struct SpecInputs {
     /// Fargate tasks: the task's size, applied to each of its containers, and the platform's
     /// hardening.
     pub fargate: Option<FargateLimits>,
+    /// Fargate tasks: Docker's `CgroupParent` of the task's cgroup, the cap on all its
+    /// containers together ([`crate::cgroup`]).
+    pub cgroup_parent: Option<String>,
     /// The stop timeout of containers whose definition sets none.
     pub default_stop_timeout: Duration,
     /// This host's file systems (`efsVolumeConfiguration.fileSystemId` → host directory).
@@ -590,6 +593,7 @@ pub fn container_spec(
             .map(|f| f.cpu_units.saturating_mul(1_000_000_000) / 1024),
         pids_limit: inputs.fargate.map(|_| FARGATE_PIDS_LIMIT),
         storage_size_gib: inputs.fargate.and_then(|f| f.storage_gib),
+        cgroup_parent: inputs.cgroup_parent.clone(),
         security_opt: if inputs.fargate.is_some() {
             vec!["no-new-privileges".to_owned()]
         } else {
@@ -599,13 +603,14 @@ pub fn container_spec(
 }
 
 /// The pause container of an awsvpc task: on the subnet's network at the task's address, with
-/// the task's host name; nothing else runs in it.
+/// the task's host name, in the task's cgroup when it has one; nothing else runs in it.
 pub fn pause_spec(
     id: &TaskIdentity,
     net: &gantry_domain::network::EniAttachment,
     network_name: &str,
     image: &str,
     name_suffix: &str,
+    cgroup_parent: Option<String>,
 ) -> ContainerSpec {
     let mut labels = BTreeMap::new();
     for (k, v) in [
@@ -632,6 +637,7 @@ pub fn pause_spec(
             ipv4: net.private_ipv4.clone(),
             mac: net.mac.clone(),
         }),
+        cgroup_parent,
         ..ContainerSpec::default()
     }
 }
@@ -709,6 +715,7 @@ mod tests {
             hard_limits: BTreeMap::from([("nofile".to_owned(), 20000)]),
             awsvpc_namespace: None,
             fargate: None,
+            cgroup_parent: None,
             secret_environment: Vec::new(),
             default_stop_timeout: DEFAULT_STOP_TIMEOUT,
             file_systems: BTreeMap::from([("fs-1".to_owned(), "/srv/fs1".into())]),
@@ -755,6 +762,7 @@ mod tests {
         let mut i = inputs();
         i.awsvpc_namespace = Some("pause".into());
         i.fargate = FargateLimits::of(Some("256"), Some("512"));
+        i.cgroup_parent = Some("/gantry/task-t1".into());
         let app = container_spec(
             &ident(),
             &t,
@@ -767,6 +775,8 @@ mod tests {
         assert_eq!(app.memory_bytes, Some(512 << 20));
         assert_eq!(app.pids_limit, Some(FARGATE_PIDS_LIMIT));
         assert_eq!(app.security_opt, vec!["no-new-privileges".to_owned()]);
+        // Its containers share the task's cgroup, which caps them together.
+        assert_eq!(app.cgroup_parent.as_deref(), Some("/gantry/task-t1"));
         // A container's own smaller limit stays.
         let side = container_spec(
             &ident(),
@@ -881,7 +891,14 @@ mod tests {
             security_groups: vec![],
             assign_public_ip: false,
         };
-        let p = pause_spec(&ident(), &net, "gantry-subnet-1", "gantry/pause:1", "ab");
+        let p = pause_spec(
+            &ident(),
+            &net,
+            "gantry-subnet-1",
+            "gantry/pause:1",
+            "ab",
+            None,
+        );
         assert_eq!(p.labels[labels::CONTAINER_NAME], "~internal~ecs~pause");
         assert_eq!(p.hostname.as_deref(), Some("ip-10-0-1-9"));
         let ep = p.endpoint.expect("endpoint");

@@ -458,6 +458,11 @@ fn members(placeholder: &str) -> &'static [&'static str] {
         "SecretId" => &["SecretId"],
         "ApplicationName" => &["applicationName", "applicationNames"],
         "DeploymentConfigurationName" => &["deploymentConfigName"],
+        "DeploymentGroupName" => &[
+            "deploymentGroupName",
+            "currentDeploymentGroupName",
+            "deploymentGroupNames",
+        ],
         _ => &[],
     }
 }

@@ -771,6 +771,39 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             )
         });
     }
+    // CodeDeploy deploys CODE_DEPLOY services through ECS's task sets and the listeners'
+    // weights; its runner moves deployments along on the leader.
+    let codedeploy = Arc::new(
+        gantry_codedeploy::CodeDeployService::new(store.clone()).with_platform(Arc::new(
+            CodeDeployPlatform {
+                ecs: ecs.clone(),
+                store: store.clone(),
+                account_id: cfg.account_id.clone(),
+            },
+        )),
+    );
+    {
+        let deployments = Arc::new(gantry_codedeploy::DeploymentRunner::new(
+            Arc::new(
+                gantry_codedeploy::CodeDeployService::new(controller_store.clone()).with_platform(
+                    Arc::new(CodeDeployPlatform {
+                        ecs: ecs.clone(),
+                        store: controller_store.clone(),
+                        account_id: cfg.account_id.clone(),
+                    }),
+                ),
+            ),
+            Arc::new(SystemClock),
+            cfg.deployment_minute,
+        ));
+        controllers.add("codedeploy deployments", move |stop| {
+            tokio::spawn(
+                deployments
+                    .clone()
+                    .run(std::time::Duration::from_millis(250), stop),
+            )
+        });
+    }
     let front = Arc::new(
         Front::new(cred_provider, Arc::new(SystemClock), cfg.account_id.clone())
             .with_authenticator(identity.clone())
@@ -782,9 +815,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(kms)
             .with_json(secretsmanager.clone())
             .with_json(ssm.clone())
-            .with_json(Arc::new(gantry_codedeploy::CodeDeployService::new(
-                store.clone(),
-            )))
+            .with_json(codedeploy)
             .with_query(Arc::new(StsService::new(Arc::new(IamSessions {
                 identity: identity.clone(),
             }))))
@@ -1178,6 +1209,97 @@ fn internal_context(region: &str, account_id: &str) -> gantry_front::RequestCont
         account_id: account_id.to_owned(),
         access_key_id: String::new(),
         now: SystemClock.now_millis(),
+    }
+}
+
+/// CodeDeploy's ECS and ELBv2: ECS's task-set operations as CodeDeploy calls them, target
+/// groups by name and listener weights over the ELBv2 records.
+struct CodeDeployPlatform {
+    ecs: Arc<EcsService>,
+    store: Arc<dyn Store>,
+    account_id: String,
+}
+
+impl std::fmt::Debug for CodeDeployPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeDeployPlatform").finish_non_exhaustive()
+    }
+}
+
+fn elb_platform_error(e: gantry_elbv2::Elbv2Error) -> gantry_codedeploy::PlatformError {
+    let aws = gantry_aws_proto::AwsError::from(e);
+    gantry_codedeploy::PlatformError::new(aws.code, aws.message)
+}
+
+#[async_trait::async_trait]
+impl gantry_codedeploy::Platform for CodeDeployPlatform {
+    async fn ecs(
+        &self,
+        region: &str,
+        operation: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, gantry_codedeploy::PlatformError> {
+        let ctx = internal_context(region, &self.account_id);
+        let body = serde_json::to_vec(&input)
+            .map_err(|e| gantry_codedeploy::PlatformError::new("InternalFailure", e.to_string()))?;
+        self.ecs
+            .call_as_code_deploy(operation, &body, &ctx)
+            .await
+            .map_err(|e| gantry_codedeploy::PlatformError::new(e.code, e.message))
+    }
+
+    async fn target_group_arn(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<String>, gantry_codedeploy::PlatformError> {
+        Ok(
+            gantry_elbv2::target_group_named(self.store.as_ref(), region, name)
+                .await
+                .map_err(elb_platform_error)?
+                .map(|tg| tg.arn),
+        )
+    }
+
+    async fn listener_forward(
+        &self,
+        region: &str,
+        listener_arn: &str,
+    ) -> Result<Option<(String, Vec<(String, u32)>)>, gantry_codedeploy::PlatformError> {
+        let Some(rule) =
+            gantry_elbv2::listener_default_rule(self.store.as_ref(), region, listener_arn)
+                .await
+                .map_err(elb_platform_error)?
+        else {
+            return Ok(None);
+        };
+        Ok(
+            gantry_elbv2::rule_forward(self.store.as_ref(), region, &rule)
+                .await
+                .map_err(elb_platform_error)?
+                .map(|f| (f.load_balancer_arn, f.target_groups)),
+        )
+    }
+
+    async fn set_listener_weights(
+        &self,
+        region: &str,
+        listener_arn: &str,
+        weights: &[(String, u32)],
+    ) -> Result<(), gantry_codedeploy::PlatformError> {
+        let rule = gantry_elbv2::listener_default_rule(self.store.as_ref(), region, listener_arn)
+            .await
+            .map_err(elb_platform_error)?
+            .ok_or_else(|| {
+                gantry_codedeploy::PlatformError::new(
+                    "ListenerNotFound",
+                    format!("The listener {listener_arn} does not exist."),
+                )
+            })?;
+        gantry_elbv2::set_rule_weights(self.store.as_ref(), region, &rule, weights)
+            .await
+            .map_err(elb_platform_error)?;
+        Ok(())
     }
 }
 

@@ -462,16 +462,17 @@ pub struct Service {
     /// The latest rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<RollbackNote>,
-    /// `deploymentController.type` when not `ECS` (`EXTERNAL`).
+    /// `deploymentController.type` when not `ECS` (`EXTERNAL`, `CODE_DEPLOY`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_controller: Option<String>,
-    /// EXTERNAL services: their task sets (such a service has no deployments).
+    /// EXTERNAL and CODE_DEPLOY services: their task sets (such a service has no deployments).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub task_sets: Vec<TaskSet>,
 }
 
-/// A task set of a service with the EXTERNAL deployment controller: a task definition with its
-/// own launch settings and load balancers, run at `scale` percent of the service's desired count.
+/// A task set of a service with the EXTERNAL or CODE_DEPLOY deployment controller: a task
+/// definition with its own launch settings and load balancers, run at `scale` percent of the
+/// service's desired count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSet {
@@ -512,9 +513,19 @@ impl TaskSet {
 }
 
 impl Service {
-    /// Whether the service's tasks are managed through task sets (EXTERNAL controller).
+    /// Whether the service's task sets are managed by the task-set API (EXTERNAL controller).
     pub fn is_external(&self) -> bool {
         self.deployment_controller.as_deref() == Some("EXTERNAL")
+    }
+
+    /// Whether CodeDeploy deploys the service (CODE_DEPLOY controller).
+    pub fn is_code_deploy(&self) -> bool {
+        self.deployment_controller.as_deref() == Some("CODE_DEPLOY")
+    }
+
+    /// Whether the service's tasks run as task sets (EXTERNAL and CODE_DEPLOY controllers).
+    pub fn uses_task_sets(&self) -> bool {
+        self.is_external() || self.is_code_deploy()
     }
 }
 

@@ -5,20 +5,37 @@
 /// `(operation, IAM action)`, sorted by operation.
 pub const AUTHORIZATION: &[(&str, &str)] = &[
     ("BatchGetApplications", "codedeploy:BatchGetApplications"),
+    (
+        "BatchGetDeploymentGroups",
+        "codedeploy:BatchGetDeploymentGroups",
+    ),
+    ("BatchGetDeployments", "codedeploy:BatchGetDeployments"),
+    ("ContinueDeployment", "codedeploy:ContinueDeployment"),
     ("CreateApplication", "codedeploy:CreateApplication"),
+    ("CreateDeployment", "codedeploy:CreateDeployment"),
     (
         "CreateDeploymentConfig",
         "codedeploy:CreateDeploymentConfig",
     ),
+    ("CreateDeploymentGroup", "codedeploy:CreateDeploymentGroup"),
     ("DeleteApplication", "codedeploy:DeleteApplication"),
     (
         "DeleteDeploymentConfig",
         "codedeploy:DeleteDeploymentConfig",
     ),
+    ("DeleteDeploymentGroup", "codedeploy:DeleteDeploymentGroup"),
     ("GetApplication", "codedeploy:GetApplication"),
+    ("GetDeployment", "codedeploy:GetDeployment"),
     ("GetDeploymentConfig", "codedeploy:GetDeploymentConfig"),
+    ("GetDeploymentGroup", "codedeploy:GetDeploymentGroup"),
+    ("GetDeploymentTarget", "codedeploy:GetDeploymentTarget"),
     ("ListApplications", "codedeploy:ListApplications"),
     ("ListDeploymentConfigs", "codedeploy:ListDeploymentConfigs"),
+    ("ListDeploymentGroups", "codedeploy:ListDeploymentGroups"),
+    ("ListDeploymentTargets", "codedeploy:ListDeploymentTargets"),
+    ("ListDeployments", "codedeploy:ListDeployments"),
+    ("StopDeployment", "codedeploy:StopDeployment"),
+    ("UpdateDeploymentGroup", "codedeploy:UpdateDeploymentGroup"),
 ];
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! CodeDeploy for the ECS compute platform (awsJson1.1, target prefix `CodeDeploy_20141006`,
-//! signing name `codedeploy`): applications and deployment configurations, over the Gantry
-//! store.
+//! signing name `codedeploy`): applications, deployment configurations, deployment groups and
+//! blue/green deployments of ECS services, over the Gantry store.
 //!
 //! - **Applications** (`computePlatform` `ECS`): create, get, batch get, list, delete. The
 //!   `Server` and `Lambda` platforms answer `InvalidComputePlatformException`.
@@ -9,9 +9,18 @@
 //!   and custom ECS ones with a `TimeBasedCanary`, `TimeBasedLinear` or `AllAtOnce`
 //!   `trafficRoutingConfig`, validated as CodeDeploy validates them.
 //!
-//! Every operation of the CodeDeploy model is listed in [`CodeDeployOperation`]; the operations
-//! Gantry does not serve (deployment groups, deployments, on-premises instances, revisions,
-//! GitHub tokens, tags) answer `UnsupportedOperationException`. The operation table with each
+//! - **Deployment groups** (`groups.rs`): one ECS service with the CODE_DEPLOY deployment
+//!   controller, a target group pair with its production (and test) listener, the blue/green
+//!   settings (`terminationWaitTimeInMinutes`, `deploymentReadyOption`) and automatic rollback.
+//! - **Deployments** (`deployments.rs`): CreateDeployment with an AppSpec (`appspec.rs`, YAML or
+//!   JSON), Get/BatchGet/List, StopDeployment with rollback, ContinueDeployment, the ECS
+//!   deployment target; the [`DeploymentRunner`] (`runner.rs`) creates the replacement task set,
+//!   shifts the listeners' weights as the configuration says and removes the original.
+//!
+//! ECS and ELBv2 are reached through the [`Platform`] trait, which the composition root
+//! implements. Every operation of the CodeDeploy model is listed in [`CodeDeployOperation`];
+//! the operations Gantry does not serve (on-premises instances, revisions, GitHub tokens, tags,
+//! lifecycle hook status) answer `UnsupportedOperationException`. The operation table with each
 //! operation's IAM action is [`authz::AUTHORIZATION`].
 //!
 //! Must not depend on Docker or any other service crate.
@@ -19,9 +28,14 @@
 #[rustfmt::skip]
 pub mod model_constraints;
 mod apps;
+mod appspec;
 pub mod authz;
 mod configs;
+mod deployments;
 mod error;
+mod groups;
+pub mod platform;
+pub mod runner;
 mod wire;
 
 use std::fmt;
@@ -34,6 +48,8 @@ use gantry_store::Store;
 use serde_json::Value;
 
 pub use error::CodeDeployError;
+pub use platform::{Platform, PlatformError};
+pub use runner::DeploymentRunner;
 
 /// The `X-Amz-Target` prefix of CodeDeploy.
 pub const TARGET_PREFIX: &str = "CodeDeploy_20141006";
@@ -105,19 +121,38 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 /// The CodeDeploy service.
 pub struct CodeDeployService {
     pub(crate) store: Arc<dyn Store>,
+    platform: Option<Arc<dyn Platform>>,
 }
 
 impl fmt::Debug for CodeDeployService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CodeDeployService")
             .field("store", &self.store)
+            .field("platform", &self.platform.is_some())
             .finish()
     }
 }
 
 impl CodeDeployService {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            platform: None,
+        }
+    }
+
+    /// Connects deployment groups and deployments to ECS and ELBv2.
+    pub fn with_platform(mut self, platform: Arc<dyn Platform>) -> Self {
+        self.platform = Some(platform);
+        self
+    }
+
+    pub(crate) fn platform(&self) -> Result<&Arc<dyn Platform>, CodeDeployError> {
+        self.platform.as_ref().ok_or_else(|| {
+            CodeDeployError::UnsupportedOperation(
+                "This server runs CodeDeploy without ECS and ELBv2: deployment groups and deployments are not available.".to_owned(),
+            )
+        })
     }
 
     /// Whether Gantry serves `op` (the rest answer `UnsupportedOperationException`).
@@ -144,8 +179,22 @@ impl CodeDeployService {
             GetDeploymentConfig => configs::get(self, body, ctx).await,
             ListDeploymentConfigs => configs::list(self, body, ctx).await,
             DeleteDeploymentConfig => configs::delete(self, body, ctx).await,
+            CreateDeploymentGroup => groups::create(self, body, ctx).await,
+            GetDeploymentGroup => groups::get(self, body, ctx).await,
+            BatchGetDeploymentGroups => groups::batch_get(self, body, ctx).await,
+            ListDeploymentGroups => groups::list(self, body, ctx).await,
+            UpdateDeploymentGroup => groups::update(self, body, ctx).await,
+            DeleteDeploymentGroup => groups::delete(self, body, ctx).await,
+            CreateDeployment => deployments::create(self, body, ctx).await,
+            GetDeployment => deployments::get(self, body, ctx).await,
+            BatchGetDeployments => deployments::batch_get(self, body, ctx).await,
+            ListDeployments => deployments::list(self, body, ctx).await,
+            StopDeployment => deployments::stop(self, body, ctx).await,
+            ContinueDeployment => deployments::continue_deployment(self, body, ctx).await,
+            GetDeploymentTarget => deployments::get_target(self, body, ctx).await,
+            ListDeploymentTargets => deployments::list_targets(self, body, ctx).await,
             other => Err(CodeDeployError::UnsupportedOperation(format!(
-                "{other} is not supported by Gantry: of CodeDeploy it serves applications and deployment configurations for the ECS compute platform."
+                "{other} is not supported by Gantry: of CodeDeploy it serves applications, deployment configurations, deployment groups and deployments for the ECS compute platform."
             ))),
         }
     }

@@ -85,3 +85,30 @@ pub async fn commit(store: &dyn Store, txn: Txn) -> Result<bool, CodeDeployError
         TxnOutcome::Committed { .. }
     ))
 }
+
+pub fn group(region: &str, app: &str, name: &str) -> String {
+    format!("codedeploy/group/{region}/{app}/{name}")
+}
+
+pub fn groups(region: &str, app: &str) -> String {
+    format!("codedeploy/group/{region}/{app}/")
+}
+
+pub fn all_groups(region: &str) -> String {
+    format!("codedeploy/group/{region}/")
+}
+
+pub fn deployment(region: &str, id: &str) -> String {
+    format!("codedeploy/deployment/{region}/{id}")
+}
+
+pub fn deployments(region: &str) -> String {
+    format!("codedeploy/deployment/{region}/")
+}
+
+/// Deployments not finished yet, one key each (what the deployment runner scans).
+pub fn active(region: &str, id: &str) -> String {
+    format!("codedeploy/active/{region}/{id}")
+}
+
+pub const ACTIVE_PREFIX: &str = "codedeploy/active/";

@@ -344,6 +344,36 @@ impl EcsService {
     }
 }
 
+impl EcsService {
+    /// The task-set operations as CodeDeploy calls them on a service with the CODE_DEPLOY
+    /// deployment controller (what the task-set API refuses to other callers):
+    /// `CreateTaskSet`, `UpdateTaskSet`, `DeleteTaskSet`, `DescribeTaskSets`,
+    /// `UpdateServicePrimaryTaskSet`, and `DescribeServices`. The composition root gives this to
+    /// CodeDeploy; it is not reachable over the wire.
+    pub async fn call_as_code_deploy(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        use EcsOperation::*;
+        let result = match op.parse::<EcsOperation>() {
+            Ok(CreateTaskSet) => task_sets::create_as_code_deploy(self, body, ctx).await,
+            Ok(UpdateTaskSet) => task_sets::update_as_code_deploy(self, body, ctx).await,
+            Ok(DeleteTaskSet) => task_sets::delete_as_code_deploy(self, body, ctx).await,
+            Ok(DescribeTaskSets) => task_sets::describe_as_code_deploy(self, body, ctx).await,
+            Ok(UpdateServicePrimaryTaskSet) => {
+                task_sets::update_primary_as_code_deploy(self, body, ctx).await
+            }
+            Ok(DescribeServices) => services::describe(self, body, ctx).await,
+            _ => Err(EcsError::Unsupported(format!(
+                "{op} is not one of the operations CodeDeploy calls."
+            ))),
+        };
+        result.map_err(AwsError::from)
+    }
+}
+
 #[async_trait]
 impl JsonService for EcsService {
     fn spec(&self) -> &'static ServiceSpec {

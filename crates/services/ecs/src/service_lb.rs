@@ -137,7 +137,7 @@ pub(crate) async fn apply_weights(
 /// group, green tasks in the green group, blue ones in the blue group, and otherwise only the
 /// tasks of every deployment but a failed one, in the production group.
 fn group_of<'a>(s: &'a Service, b: &'a Binding, t: &Task) -> Option<&'a str> {
-    if s.is_external() {
+    if s.uses_task_sets() {
         // A task of a task set that is not draining, in that task set's groups.
         let ts = s
             .task_sets

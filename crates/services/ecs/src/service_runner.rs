@@ -524,7 +524,7 @@ impl ServiceRunner {
                 })
                 .collect();
             let now = self.clock.now_millis();
-            if s.is_external() {
+            if s.uses_task_sets() {
                 let plan = gantry_controller::service::task_sets::plan(s, &views, now);
                 if !plan.is_empty()
                     && let Err(e) = self.apply(ctx, cluster, s, plan, &lb, &service_tasks).await

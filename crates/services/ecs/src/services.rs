@@ -152,7 +152,7 @@ pub(crate) fn to_wire(
         v["platformVersion"] = json!(p);
         v["platformFamily"] = json!("Linux");
     }
-    if s.is_external() {
+    if s.uses_task_sets() {
         v["taskSets"] = json!(
             s.task_sets
                 .iter()
@@ -287,9 +287,9 @@ fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
     }
     if let Some(dc) = &req.deployment_controller {
         let t = dc.get("type").and_then(Value::as_str).unwrap_or("ECS");
-        if t != "ECS" && t != "EXTERNAL" {
-            return Err(EcsError::Unsupported(format!(
-                "The deployment controller {t} is not supported by this endpoint; use ECS or EXTERNAL."
+        if !matches!(t, "ECS" | "EXTERNAL" | "CODE_DEPLOY") {
+            return Err(EcsError::invalid(format!(
+                "Invalid deploymentController type '{t}'. Valid values: ECS, CODE_DEPLOY, EXTERNAL."
             )));
         }
     }
@@ -414,6 +414,15 @@ pub(super) async fn create(
         == Some("EXTERNAL")
     {
         return create_external(svc, ctx, &req, cluster, name).await;
+    }
+    let code_deploy = req
+        .deployment_controller
+        .as_ref()
+        .and_then(|d| d.get("type"))
+        .and_then(Value::as_str)
+        == Some("CODE_DEPLOY");
+    if code_deploy {
+        check_code_deploy(&req)?;
     }
     let strategy = match req.scheduling_strategy.as_deref() {
         None | Some("REPLICA") => SchedulingStrategy::Replica,
@@ -540,23 +549,53 @@ pub(super) async fn create(
             enable_execute_command: req.enable_execute_command.unwrap_or(false),
             created_at: ctx.now,
             created_by: ctx.caller_arn(),
-            deployments: vec![new_deployment(
-                svc,
-                ctx,
-                &td.family,
-                td.revision,
-                desired,
-                &launch_type,
-                network_configuration.as_ref(),
-            )],
+            deployments: if code_deploy {
+                Vec::new()
+            } else {
+                vec![new_deployment(
+                    svc,
+                    ctx,
+                    &td.family,
+                    td.revision,
+                    desired,
+                    &launch_type,
+                    network_configuration.as_ref(),
+                )]
+            },
             events: vec![],
             throttle_failures: 0,
             throttle_until: 0,
             shift: None,
             production_target_group: None,
             last_rollback: None,
-            deployment_controller: None,
-            task_sets: Vec::new(),
+            deployment_controller: code_deploy.then(|| "CODE_DEPLOY".to_owned()),
+            // CODE_DEPLOY: the service's first task set, PRIMARY, with its settings; CodeDeploy
+            // adds the replacement ones.
+            task_sets: if code_deploy {
+                vec![gantry_domain::service::TaskSet {
+                    id: deployment_id(svc),
+                    external_id: None,
+                    family: td.family.clone(),
+                    revision: td.revision,
+                    launch_type: launch_type.clone(),
+                    status: "PRIMARY".into(),
+                    scale: 100.0,
+                    load_balancers: req.load_balancers.clone().unwrap_or_default(),
+                    network_configuration: network_configuration.clone(),
+                    platform_version: (launch_type == "FARGATE").then(|| {
+                        req.platform_version
+                            .clone()
+                            .unwrap_or_else(|| "LATEST".to_owned())
+                    }),
+                    capacity_provider_strategy: cp_strategy.clone(),
+                    stability_status: "STABILIZING".into(),
+                    stability_status_at: ctx.now,
+                    created_at: ctx.now,
+                    updated_at: ctx.now,
+                }]
+            } else {
+                Vec::new()
+            },
             version: 1,
             capacity_provider_strategy: cp_strategy.clone(),
             platform_version: (launch_type == "FARGATE").then(|| {
@@ -573,6 +612,61 @@ pub(super) async fn create(
     .await?;
     crate::service_deployments::record(svc, ctx, None, &service).await?;
     Ok(json!({"service": to_wire(&service, ctx, &BTreeMap::new(), true)}))
+}
+
+/// CreateService with the CODE_DEPLOY deployment controller: one load balancer target group
+/// (CodeDeploy's deployment group names the other one), no ECS deployment strategy.
+fn check_code_deploy(req: &ServiceRequest) -> Result<(), EcsError> {
+    let lbs = req.load_balancers.as_deref().unwrap_or(&[]);
+    if lbs.is_empty() {
+        return Err(EcsError::invalid(
+            "A service with the CODE_DEPLOY deployment controller requires a load balancer: set loadBalancers with one targetGroupArn.",
+        ));
+    }
+    if lbs.len() > 1 {
+        return Err(EcsError::invalid(
+            "A service with the CODE_DEPLOY deployment controller takes one load balancer target group; its deployment group names the second.",
+        ));
+    }
+    if lbs
+        .iter()
+        .any(|lb| lb.get("targetGroupArn").is_none_or(Value::is_null))
+    {
+        return Err(EcsError::invalid(
+            "A service with the CODE_DEPLOY deployment controller requires a targetGroupArn in its load balancer.",
+        ));
+    }
+    if lbs
+        .iter()
+        .any(|lb| lb.get("advancedConfiguration").is_some())
+    {
+        return Err(EcsError::invalid(
+            "advancedConfiguration is only supported with the ECS deployment controller.",
+        ));
+    }
+    if req.scheduling_strategy.as_deref() == Some("DAEMON") {
+        return Err(EcsError::invalid(
+            "The DAEMON scheduling strategy is not supported with the CODE_DEPLOY deployment controller.",
+        ));
+    }
+    if let Some(c) = &req.deployment_configuration
+        && c.other.keys().any(|k| {
+            matches!(
+                k.as_str(),
+                "strategy"
+                    | "bakeTimeInMinutes"
+                    | "lifecycleHooks"
+                    | "linearConfiguration"
+                    | "canaryConfiguration"
+                    | "alarms"
+            )
+        })
+    {
+        return Err(EcsError::invalid(
+            "deploymentConfiguration strategies, alarms and lifecycle hooks are only supported with the ECS deployment controller; a CODE_DEPLOY service takes its deployment configuration from CodeDeploy.",
+        ));
+    }
+    Ok(())
 }
 
 /// CreateService with the EXTERNAL deployment controller: no task definition, load balancers or
@@ -706,16 +800,29 @@ pub(super) async fn update(
             return Err(EcsError::ServiceNotActive);
         }
         let mut s = cur.value.clone();
-        if s.is_external() {
+        if s.is_code_deploy()
+            && (new_td.is_some()
+                || req.load_balancers.is_some()
+                || req.network_configuration.is_some()
+                || req.platform_version.is_some()
+                || !req.capacity_provider_strategy.is_empty()
+                || req.force_new_deployment == Some(true))
+        {
+            return Err(EcsError::invalid(
+                "Unable to update task definition on services with a CODE_DEPLOY deployment controller. Use AWS CodeDeploy to trigger a new deployment.",
+            ));
+        }
+        if s.uses_task_sets() {
             if new_td.is_some()
                 || req.load_balancers.is_some()
                 || req.network_configuration.is_some()
                 || req.force_new_deployment == Some(true)
                 || req.deployment_configuration.is_some()
             {
-                return Err(EcsError::invalid(
-                    "Only desiredCount, placement and tags can be updated on a service with the EXTERNAL deployment controller; use task sets.",
-                ));
+                return Err(EcsError::invalid(format!(
+                    "Only desiredCount, placement and tags can be updated on a service with the {} deployment controller.",
+                    s.deployment_controller.as_deref().unwrap_or("EXTERNAL")
+                )));
             }
             if let Some(c) = req.desired_count {
                 s.desired_count = c;

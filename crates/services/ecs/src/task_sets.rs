@@ -1,7 +1,8 @@
 //! Task sets of services with the EXTERNAL deployment controller: CreateTaskSet, UpdateTaskSet,
-//! DeleteTaskSet, DescribeTaskSets, UpdateServicePrimaryTaskSet. A task set lives on its service's
-//! record; the service runner keeps `computedDesiredCount` tasks of each one running and
-//! registered in the task set's target groups.
+//! DeleteTaskSet, DescribeTaskSets, UpdateServicePrimaryTaskSet. CodeDeploy calls the same
+//! operations on services with the CODE_DEPLOY controller (`*_as_code_deploy`). A task set lives
+//! on its service's record; the service runner keeps `computedDesiredCount` tasks of each one
+//! running and registered in the task set's target groups.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +50,9 @@ pub(crate) fn to_wire(ctx: &RequestContext, s: &Service, ts: &TaskSet, counts: C
     });
     if let Some(e) = &ts.external_id {
         v["externalId"] = json!(e);
+        if s.is_code_deploy() {
+            v["startedBy"] = json!("CODE_DEPLOY");
+        }
     }
     if let Some(n) = &ts.network_configuration {
         v["networkConfiguration"] = n.clone();
@@ -109,6 +113,15 @@ struct Request {
     platform_version: Option<String>,
     scale: Option<Scale>,
     force: Option<bool>,
+    /// Set when CodeDeploy calls (CODE_DEPLOY services), never from the wire.
+    #[serde(skip)]
+    code_deploy: bool,
+}
+
+fn parse_as(body: &[u8], code_deploy: bool) -> Result<Request, EcsError> {
+    let mut req: Request = parse(body)?;
+    req.code_deploy = code_deploy;
+    Ok(req)
 }
 
 /// The EXTERNAL service a request names.
@@ -127,7 +140,12 @@ async fn external_service(
     if s.value.status != ServiceStatus::Active {
         return Err(EcsError::ServiceNotActive);
     }
-    if !s.value.is_external() {
+    let allowed = if req.code_deploy {
+        s.value.is_code_deploy()
+    } else {
+        s.value.is_external()
+    };
+    if !allowed {
         return Err(EcsError::invalid(EXTERNAL_ONLY));
     }
     Ok((cluster, s))
@@ -188,7 +206,22 @@ pub(super) async fn create(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
-    let req: Request = parse(body)?;
+    create_of(svc, parse_as(body, false)?, ctx).await
+}
+
+pub(super) async fn create_as_code_deploy(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    create_of(svc, parse_as(body, true)?, ctx).await
+}
+
+async fn create_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let (_, cur) = external_service(svc, ctx, &req).await?;
     if req
         .service_registries
@@ -281,7 +314,22 @@ pub(super) async fn update(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
-    let req: Request = parse(body)?;
+    update_of(svc, parse_as(body, false)?, ctx).await
+}
+
+pub(super) async fn update_as_code_deploy(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    update_of(svc, parse_as(body, true)?, ctx).await
+}
+
+async fn update_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let Some(r) = req.task_set.clone().filter(|t| !t.is_empty()) else {
         return Err(EcsError::invalid("taskSet is required."));
     };
@@ -310,7 +358,22 @@ pub(super) async fn delete(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
-    let req: Request = parse(body)?;
+    delete_of(svc, parse_as(body, false)?, ctx).await
+}
+
+pub(super) async fn delete_as_code_deploy(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    delete_of(svc, parse_as(body, true)?, ctx).await
+}
+
+async fn delete_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let Some(r) = req.task_set.clone().filter(|t| !t.is_empty()) else {
         return Err(EcsError::invalid("taskSet is required."));
     };
@@ -336,7 +399,22 @@ pub(super) async fn update_primary(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
-    let req: Request = parse(body)?;
+    update_primary_of(svc, parse_as(body, false)?, ctx).await
+}
+
+pub(super) async fn update_primary_as_code_deploy(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    update_primary_of(svc, parse_as(body, true)?, ctx).await
+}
+
+async fn update_primary_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let Some(r) = req.primary_task_set.clone().filter(|t| !t.is_empty()) else {
         return Err(EcsError::invalid("primaryTaskSet is required."));
     };
@@ -369,7 +447,22 @@ pub(super) async fn describe(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
-    let req: Request = parse(body)?;
+    describe_of(svc, parse_as(body, false)?, ctx).await
+}
+
+pub(super) async fn describe_as_code_deploy(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    describe_of(svc, parse_as(body, true)?, ctx).await
+}
+
+async fn describe_of(
+    svc: &EcsService,
+    req: Request,
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
     let (cluster, s) = external_service(svc, ctx, &req).await?;
     let s = s.value;
     let counts = counts_of(svc, ctx, &cluster).await?;

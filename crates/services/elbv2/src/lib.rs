@@ -386,6 +386,47 @@ pub async fn target_group(
     }
 }
 
+/// A target group by name (CodeDeploy's deployment groups name their target groups); `None`
+/// when it does not exist.
+pub async fn target_group_named(
+    store: &dyn Store,
+    region: &str,
+    name: &str,
+) -> Result<Option<TargetGroup>, Elbv2Error> {
+    Ok(store
+        .get_typed::<TargetGroup>(&keys::target_group(region, name))
+        .await?
+        .map(|v| v.value))
+}
+
+/// The ARN of a listener's default rule (whose forward action CodeDeploy's traffic shifts
+/// rewrite with [`set_rule_weights`]); `None` when the listener does not exist.
+pub async fn listener_default_rule(
+    store: &dyn Store,
+    region: &str,
+    listener_arn: &str,
+) -> Result<Option<String>, Elbv2Error> {
+    let Some(ElbArn::Listener { lb_name, lb_id, id }) = keys::parse_arn(listener_arn, region)
+    else {
+        return Ok(None);
+    };
+    let Some(lb) = store
+        .get_typed::<LoadBalancer>(&keys::load_balancer(region, &lb_name))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if lb.value.id != lb_id {
+        return Ok(None);
+    }
+    Ok(lb
+        .value
+        .listeners
+        .iter()
+        .find(|l| l.id == id)
+        .map(|l| l.arn.replacen(":listener/", ":listener-rule/", 1) + "/" + &l.default_rule_id))
+}
+
 /// The ARNs of the load balancers whose listeners or rules forward to `tg_arn` (ECS refuses a
 /// service whose target group has none).
 pub async fn target_group_load_balancers(
