@@ -122,7 +122,7 @@ free_port() {
 start_gantry() { # dir
     local dir=$1 ready=$1/ready.json deadline=$((SECONDS + READY_DEADLINE_S))
     GANTRY_LOG=${GANTRY_LOG:-warn} "$GANTRY" server --data-dir "$dir/data" \
-        --listen 127.0.0.1:0 --ready-file "$ready" 2>"$dir/server.log" &
+        --listen 127.0.0.1:0 --ready-file "$ready" --registry-root-basic-auth 2>"$dir/server.log" &
     GANTRY_PID=$!
     until [[ -s $ready ]]; do
         kill -0 "$GANTRY_PID" 2>/dev/null || { cat "$dir/server.log" >&2; die "gantry exited before it was ready"; }

@@ -18,6 +18,7 @@
 //!   commit in flight answers its callers itself.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use gantry_domain::Arn;
@@ -172,6 +173,7 @@ impl PlacementQueues {
                     pending: Mutex::default(),
                     view: tokio::sync::Mutex::new(None),
                     requeued: Notify::new(),
+                    batch_cap: std::sync::atomic::AtomicUsize::new(MAX_BATCH_TASKS),
                 })
             })
             .clone()
@@ -186,6 +188,9 @@ struct ClusterQueue {
     view: tokio::sync::Mutex<Option<ClusterView>>,
     /// Signalled when requests go back to the queue.
     requeued: Notify,
+    /// At most this many tasks per batch: `MAX_BATCH_TASKS`, lowered when a batch's transaction
+    /// exceeded a limit of the store (etcd's operations per transaction).
+    batch_cap: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for ClusterQueue {
@@ -219,7 +224,7 @@ impl ClusterQueue {
             } else {
                 !job.alone()
                     && !batch[0].alone()
-                    && tasks + job.tasks() <= MAX_BATCH_TASKS
+                    && tasks + job.tasks() <= self.batch_cap.load(Ordering::Relaxed)
                     && job.token_key().is_none_or(|t| !tokens.contains(t))
             };
             if !fits {
@@ -238,6 +243,20 @@ impl ClusterQueue {
     }
 
     /// Puts unanswered requests back at the head of the queue, in their order.
+    /// A batch of `tasks` tasks was too large for one transaction of the store: later batches
+    /// hold at most half as many (never fewer than one request).
+    fn shrink_batches(&self, tasks: usize) {
+        let cap = (tasks / 2).max(1);
+        let before = self.batch_cap.fetch_min(cap, Ordering::Relaxed);
+        if cap < before {
+            tracing::info!(
+                cluster = %self.cluster,
+                tasks_per_batch = cap,
+                "placement batches were too large for one store transaction; batches now hold fewer tasks"
+            );
+        }
+    }
+
     fn requeue(&self, jobs: Vec<Job>) {
         let jobs: Vec<Job> = jobs.into_iter().filter(|j| j.reply.is_some()).collect();
         if jobs.is_empty() {
@@ -542,6 +561,14 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
                 }
                 queue.requeue(again);
                 Err(Some(key))
+            }
+            Err(StoreError::TooLarge(m)) if waiting.len() > 1 => {
+                // Nothing was written: place the same requests again in smaller batches.
+                tracing::debug!(error = %m, "placement batch too large for the store");
+                let tasks = waiting.iter().map(|(job, _)| job.tasks()).sum();
+                queue.shrink_batches(tasks);
+                queue.requeue(waiting.into_iter().map(|(job, _)| job).collect());
+                Err(None)
             }
             Err(e) => {
                 let e = EcsError::from(e);
@@ -891,7 +918,9 @@ mod tests {
     use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
     use gantry_domain::task::{Task, TaskStatus};
     use gantry_front::{RandomIds, RequestContext};
-    use gantry_store::{MemoryStore, Store, StoreExt, Txn, encode};
+    use gantry_store::{
+        MemoryStore, Revision, Store, StoreError, StoreExt, Txn, TxnOutcome, encode,
+    };
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -1297,6 +1326,85 @@ mod tests {
             view_snapshot(&a).await.unwrap(),
             fresh(store.as_ref()).await
         );
+    }
+
+    /// A store that refuses transactions of more than 24 mutations or conditions, as etcd refuses
+    /// more than 128 operations in one transaction.
+    #[derive(Debug)]
+    struct Limited(Arc<MemoryStore>);
+
+    #[async_trait::async_trait]
+    impl Store for Limited {
+        async fn get(&self, key: &str) -> Result<Option<gantry_store::Record>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn scan(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+            limit: usize,
+        ) -> Result<gantry_store::Page, StoreError> {
+            self.0.scan(prefix, start_after, limit).await
+        }
+        async fn commit(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+            if txn.mutations.len() > 24 || txn.conditions.len() > 24 {
+                return Err(StoreError::TooLarge(format!(
+                    "{} writes and {} conditions",
+                    txn.mutations.len(),
+                    txn.conditions.len()
+                )));
+            }
+            self.0.commit(txn).await
+        }
+        async fn revision(&self) -> Result<Revision, StoreError> {
+            self.0.revision().await
+        }
+        fn watch(&self, prefix: &str) -> gantry_store::Watch {
+            self.0.watch(prefix)
+        }
+    }
+
+    /// Concurrent calls whose batch would exceed the store's transaction limit are placed in
+    /// smaller batches: every call succeeds and nothing is over-committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_too_large_for_the_store_are_placed_in_smaller_ones() {
+        let memory = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = Arc::new(Limited(memory.clone()));
+        let svc = EcsService::new(store.clone(), Arc::new(RandomIds));
+        call(
+            &svc,
+            EcsOperation::CreateCluster,
+            json!({"clusterName": CLUSTER}),
+        )
+        .await
+        .unwrap();
+        call(
+            &svc,
+            EcsOperation::RegisterTaskDefinition,
+            json!({"family": "t", "containerDefinitions": [
+                {"name": "c", "image": "busybox", "cpu": 16, "memory": 16}]}),
+        )
+        .await
+        .unwrap();
+        for i in 0..4 {
+            register(&svc, i, 8192).await;
+        }
+        let calls = (0..24).map(|_| {
+            call(
+                &svc,
+                EcsOperation::RunTask,
+                json!({"cluster": CLUSTER, "taskDefinition": "t", "count": 5}),
+            )
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut placed = 0;
+        for v in answers {
+            let v = v.expect("every call succeeds");
+            assert_eq!(v["failures"].as_array().unwrap().len(), 0, "{v}");
+            placed += v["tasks"].as_array().unwrap().len();
+        }
+        assert_eq!(placed, 120);
+        check_no_overcommit(memory.as_ref()).await;
     }
 
     /// A repeated clientToken answers with the first call's tasks, also when both calls wait in
