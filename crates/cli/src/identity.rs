@@ -482,7 +482,7 @@ impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
         task: &gantry_ecs::task_secrets::TaskScope,
         action: &str,
         resource: &str,
-    ) -> Result<(), crate::secrets::Denied> {
+    ) -> Result<Option<Arc<Principal>>, crate::secrets::Denied> {
         let iam = self.identity.iam();
         let role_arn = task.execution_role_arn.as_deref().unwrap_or_default();
         let role = self.assumable(role_arn)?;
@@ -531,7 +531,7 @@ impl crate::secrets::ExecutionRoleAuthorizer for ExecutionRoles {
         };
         let e = policies.evaluate(&request, resource_policy.as_ref());
         if e.is_allowed() {
-            return Ok(());
+            return Ok(Some(principal));
         }
         Err(crate::secrets::Denied(
             e.denial_message(&request).unwrap_or_else(|| {

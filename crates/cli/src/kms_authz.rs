@@ -97,6 +97,11 @@ mod tests {
     use gantry_store::MemoryStore;
     use serde_json::{Value, json};
 
+    use crate::secrets::{Denied, ExecutionRoleAuthorizer, KmsKeys, TaskSecretResolver};
+    use gantry_ecs::task_secrets::{TaskScope, TaskSecrets};
+    use gantry_secretsmanager::SecretsManagerService;
+    use gantry_ssm::SsmService;
+
     const ACCOUNT: &str = "111122223333";
 
     fn ctx(caller: Option<&str>) -> RequestContext {
@@ -143,7 +148,7 @@ mod tests {
 
     /// KMS with the key policy rule installed; users `alice` and `carol` without IAM policies,
     /// `bob` allowed `kms:*` by IAM.
-    async fn setup() -> KmsService {
+    async fn setup() -> Arc<KmsService> {
         let iam = Arc::new(
             IamService::open(
                 Arc::new(MemoryStore::new()),
@@ -180,7 +185,7 @@ mod tests {
             MasterKey::new(&[9u8; 32]).unwrap(),
         );
         kms.set_key_authorizer(Arc::new(KeyPolicies { identity }));
-        kms
+        Arc::new(kms)
     }
 
     async fn call(
@@ -462,5 +467,250 @@ mod tests {
         )
         .await
         .unwrap_err();
+    }
+
+    /// Secrets Manager and Parameter Store over `kms`, as the server wires them.
+    fn services(kms: &Arc<KmsService>) -> (SecretsManagerService, SsmService) {
+        let store = Arc::new(MemoryStore::new());
+        let keys = Arc::new(KmsKeys::new(kms.clone(), ACCOUNT));
+        (
+            SecretsManagerService::new(store.clone(), keys.clone()),
+            SsmService::new(store, keys),
+        )
+    }
+
+    async fn svc_call(
+        svc: &dyn JsonService,
+        caller: Option<&str>,
+        op: &str,
+        body: Value,
+    ) -> Result<Value, AwsError> {
+        svc.call(op, body.to_string().as_bytes(), &ctx(caller))
+            .await
+    }
+
+    /// A key whose policy lets `alice` use it only through Secrets Manager and `bob` (IAM
+    /// `kms:*`) through the account; `carol` has neither.
+    async fn via_service_key(kms: &KmsService) -> String {
+        let mut through_sm = statement("Allow", &user("alice"), "kms:*");
+        through_sm["Condition"] = json!({
+            "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+        });
+        key(
+            kms,
+            Some(policy(vec![
+                statement("Allow", &root(), "kms:*"),
+                through_sm,
+            ])),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn secrets_manager_needs_the_caller_allowed_on_a_customer_key() {
+        let kms = setup().await;
+        let k = via_service_key(&kms).await;
+        let (sm, _) = services(&kms);
+        let create = |name: &str| json!({"Name": name, "SecretString": "s3cr3t", "KmsKeyId": k});
+        // Allowed through the service only: the direct call is refused.
+        svc_call(&sm, Some("alice"), "CreateSecret", create("a"))
+            .await
+            .unwrap();
+        encrypt(&kms, "alice", &k).await.unwrap_err();
+        let v = svc_call(
+            &sm,
+            Some("alice"),
+            "GetSecretValue",
+            json!({"SecretId": "a"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(v["SecretString"], "s3cr3t");
+        svc_call(&sm, Some("bob"), "CreateSecret", create("b"))
+            .await
+            .unwrap();
+        // Neither the key policy nor IAM allows carol: nothing is written.
+        let e = svc_call(&sm, Some("carol"), "CreateSecret", create("c"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        assert_eq!(
+            e.message,
+            format!(
+                "Access to KMS is not allowed (User: {} is not authorized to perform: kms:GenerateDataKey on resource: {k} because no identity-based policy allows the kms:GenerateDataKey action)",
+                user("carol")
+            )
+        );
+        let e = svc_call(&sm, None, "DescribeSecret", json!({"SecretId": "c"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "ResourceNotFoundException");
+        let e = svc_call(
+            &sm,
+            Some("carol"),
+            "GetSecretValue",
+            json!({"SecretId": "a"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        assert!(
+            e.message.contains(&format!("kms:Decrypt on resource: {k}")),
+            "{}",
+            e.message
+        );
+        let e = svc_call(
+            &sm,
+            Some("carol"),
+            "PutSecretValue",
+            json!({"SecretId": "a", "SecretString": "other"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        let v = svc_call(&sm, None, "GetSecretValue", json!({"SecretId": "a"}))
+            .await
+            .unwrap();
+        assert_eq!(v["SecretString"], "s3cr3t");
+        // The default key is the service's own: anyone the service lets in may use it.
+        svc_call(
+            &sm,
+            Some("carol"),
+            "CreateSecret",
+            json!({"Name": "d", "SecretString": "x"}),
+        )
+        .await
+        .unwrap();
+        let v = svc_call(
+            &sm,
+            Some("carol"),
+            "GetSecretValue",
+            json!({"SecretId": "d"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(v["SecretString"], "x");
+    }
+
+    #[tokio::test]
+    async fn parameter_store_checks_encrypt_and_decrypt_via_ssm() {
+        let kms = setup().await;
+        let k = via_service_key(&kms).await;
+        let (_, ssm) = services(&kms);
+        let put =
+            |name: &str| json!({"Name": name, "Value": "tok", "Type": "SecureString", "KeyId": k});
+        // alice's statement names Secrets Manager, not Parameter Store.
+        let e = svc_call(&ssm, Some("alice"), "PutParameter", put("/a"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        assert!(
+            e.message.starts_with(&format!(
+                "User: {} is not authorized to perform: kms:Encrypt on resource: {k}",
+                user("alice")
+            )),
+            "{}",
+            e.message
+        );
+        svc_call(&ssm, Some("bob"), "PutParameter", put("/b"))
+            .await
+            .unwrap();
+        let get = json!({"Name": "/b", "WithDecryption": true});
+        let v = svc_call(&ssm, Some("bob"), "GetParameter", get.clone())
+            .await
+            .unwrap();
+        assert_eq!(v["Parameter"]["Value"], "tok");
+        let e = svc_call(&ssm, Some("carol"), "GetParameter", get)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        assert!(e.message.contains("kms:Decrypt"), "{}", e.message);
+        // Without decryption the key is not used.
+        svc_call(&ssm, Some("carol"), "GetParameter", json!({"Name": "/b"}))
+            .await
+            .unwrap();
+        let e = svc_call(&ssm, None, "GetParameter", json!({"Name": "/a"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "ParameterNotFound");
+        // The AWS managed key needs nothing more.
+        svc_call(
+            &ssm,
+            Some("carol"),
+            "PutParameter",
+            json!({"Name": "/d", "Value": "x", "Type": "SecureString"}),
+        )
+        .await
+        .unwrap();
+        let v = svc_call(
+            &ssm,
+            Some("carol"),
+            "GetParameter",
+            json!({"Name": "/d", "WithDecryption": true}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(v["Parameter"]["Value"], "x");
+    }
+
+    /// An execution role authorizer that lets the task read as `principal`.
+    struct ReadsAs(Arc<Principal>);
+
+    #[async_trait::async_trait]
+    impl ExecutionRoleAuthorizer for ReadsAs {
+        async fn authorize(
+            &self,
+            _: &TaskScope,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Arc<Principal>>, Denied> {
+            Ok(Some(self.0.clone()))
+        }
+        async fn role_session(
+            &self,
+            _: &TaskScope,
+            role_arn: &str,
+        ) -> Result<gantry_domain::secrets::TaskRoleCredentials, Denied> {
+            Err(Denied(format!("cannot assume {role_arn} here")))
+        }
+    }
+
+    #[tokio::test]
+    async fn task_secrets_are_decrypted_as_the_execution_role() {
+        let kms = setup().await;
+        let k = via_service_key(&kms).await;
+        let (sm, ssm) = services(&kms);
+        let arn = svc_call(
+            &sm,
+            None,
+            "CreateSecret",
+            json!({"Name": "db", "SecretString": "pw", "KmsKeyId": k}),
+        )
+        .await
+        .unwrap()["ARN"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (sm, ssm) = (Arc::new(sm), Arc::new(ssm));
+        let task = TaskScope {
+            region: "us-east-1".into(),
+            account_id: ACCOUNT.into(),
+            task_arn: format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/c/t"),
+            execution_role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/exec")),
+            task_role_arn: None,
+        };
+        let as_user = |name: &str| ctx(Some(name)).caller.unwrap();
+        let alice =
+            TaskSecretResolver::new(sm.clone(), ssm.clone(), Arc::new(ReadsAs(as_user("alice"))));
+        assert_eq!(alice.value_from(&task, &arn).await.unwrap(), "pw");
+        let carol = TaskSecretResolver::new(sm, ssm, Arc::new(ReadsAs(as_user("carol"))));
+        let e = carol.value_from(&task, &arn).await.unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "AccessDeniedException: Access to KMS is not allowed (User: {} is not authorized to perform: kms:Decrypt on resource: {k}",
+                user("carol")
+            )),
+            "{e}"
+        );
     }
 }

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use gantry_ecr::{KmsProblem, RepositoryKeys};
 use gantry_ecs::task_secrets::{TaskScope, TaskSecrets};
 use gantry_front::{Clock, RequestContext, SystemClock};
-use gantry_kms::{KmsError, KmsService};
+use gantry_iam_policy::Principal;
+use gantry_kms::{KmsError, KmsService, OnBehalf};
 use gantry_secretsmanager::reference::{SecretReference, json_key_value};
 use gantry_secretsmanager::{SecretCipher, SecretValue, SecretsManagerService, SmError};
 use gantry_ssm::{ParameterCipher, SsmError, SsmService};
@@ -33,6 +34,26 @@ impl KmsKeys {
         }
     }
 }
+
+/// What a caller needs on a customer managed key when Secrets Manager or Parameter Store uses
+/// it for them (as AWS: Secrets Manager asks KMS for a data key, Parameter Store's standard
+/// parameters are encrypted directly), with `kms:ViaService` naming the service.
+const SM_WRITE: OnBehalf<'static> = OnBehalf {
+    action: "kms:GenerateDataKey",
+    service: "secretsmanager",
+};
+const SM_READ: OnBehalf<'static> = OnBehalf {
+    action: "kms:Decrypt",
+    service: "secretsmanager",
+};
+const SSM_WRITE: OnBehalf<'static> = OnBehalf {
+    action: "kms:Encrypt",
+    service: "ssm",
+};
+const SSM_READ: OnBehalf<'static> = OnBehalf {
+    action: "kms:Decrypt",
+    service: "ssm",
+};
 
 /// A KMS error as (code, message, whether it is KMS's own failure).
 fn failure(e: KmsError) -> (String, String, bool) {
@@ -76,7 +97,7 @@ impl SecretCipher for KmsKeys {
         let key = key.unwrap_or(gantry_secretsmanager::DEFAULT_KEY);
         let (blob, key_arn) = self
             .kms
-            .encrypt_for(ctx, key, plaintext, context)
+            .encrypt_for(ctx, &SM_WRITE, key, plaintext, context)
             .await
             .map_err(sm_failure)?;
         Ok(gantry_secretsmanager::Encrypted { blob, key_arn })
@@ -89,7 +110,7 @@ impl SecretCipher for KmsKeys {
         context: &BTreeMap<String, String>,
     ) -> Result<Vec<u8>, gantry_secretsmanager::KeyFailure> {
         self.kms
-            .decrypt_for(ctx, blob, context)
+            .decrypt_for(ctx, &SM_READ, blob, context)
             .await
             .map(|(plain, _)| plain)
             .map_err(sm_failure)
@@ -118,7 +139,7 @@ impl ParameterCipher for KmsKeys {
         context: &BTreeMap<String, String>,
     ) -> Result<Vec<u8>, gantry_ssm::KeyFailure> {
         self.kms
-            .encrypt_for(ctx, key, plaintext, context)
+            .encrypt_for(ctx, &SSM_WRITE, key, plaintext, context)
             .await
             .map(|(blob, _)| blob)
             .map_err(ssm_failure)
@@ -131,7 +152,7 @@ impl ParameterCipher for KmsKeys {
         context: &BTreeMap<String, String>,
     ) -> Result<Vec<u8>, gantry_ssm::KeyFailure> {
         self.kms
-            .decrypt_for(ctx, blob, context)
+            .decrypt_for(ctx, &SSM_READ, blob, context)
             .await
             .map(|(plain, _)| plain)
             .map_err(ssm_failure)
@@ -309,10 +330,18 @@ pub struct Denied(pub String);
 /// `ssm:GetParameters` on a parameter (the actions the ECS agent calls with the role). The
 /// server's implementation is [`crate::identity::ExecutionRoles`]: the role's identity policies
 /// and permissions boundary with the secret's resource policy.
+///
+/// On success it answers the role session the read is then made as (`None`: no principal), so
+/// that KMS checks the role against the key policy of a customer managed key (`kms:Decrypt`
+/// via the service).
 #[async_trait]
 pub trait ExecutionRoleAuthorizer: Send + Sync {
-    async fn authorize(&self, task: &TaskScope, action: &str, resource: &str)
-    -> Result<(), Denied>;
+    async fn authorize(
+        &self,
+        task: &TaskScope,
+        action: &str,
+        resource: &str,
+    ) -> Result<Option<Arc<Principal>>, Denied>;
 
     /// A session of role `role_arn` as ECS tasks assume it for `task` (session name: the task
     /// id): the task role's credentials. Refused when the role does not trust
@@ -368,8 +397,8 @@ fn parameter_arn(task: &TaskScope, value_from: &str) -> String {
 #[async_trait]
 impl TaskSecrets for TaskSecretResolver {
     async fn value_from(&self, task: &TaskScope, value_from: &str) -> Result<String, String> {
-        let ctx = Self::context(task);
-        if SecretReference::is_secrets_manager_arn(value_from) {
+        let mut ctx = Self::context(task);
+        ctx.caller = if SecretReference::is_secrets_manager_arn(value_from) {
             let id = SecretReference::parse(value_from)
                 .map_or_else(|| value_from.to_owned(), |r| r.secret_id);
             self.authz
@@ -381,14 +410,14 @@ impl TaskSecrets for TaskSecretResolver {
                         sdk_error("AccessDeniedException", &d.0, &ctx, 400)
                     ))
                     .0
-                })?;
+                })?
         } else {
             let arn = parameter_arn(task, value_from);
             self.authz
                 .authorize(task, "ssm:GetParameters", &arn)
                 .await
-                .map_err(|d| ssm_error(sdk_error("AccessDeniedException", &d.0, &ctx, 400)).0)?;
-        }
+                .map_err(|d| ssm_error(sdk_error("AccessDeniedException", &d.0, &ctx, 400)).0)?
+        };
         resolve_value_from(&self.sm, &self.ssm, &ctx, value_from)
             .await
             .map_err(|e| e.0)
@@ -399,10 +428,11 @@ impl TaskSecrets for TaskSecretResolver {
         task: &TaskScope,
         credentials_parameter: &str,
     ) -> Result<(String, String), String> {
-        let ctx = Self::context(task);
+        let mut ctx = Self::context(task);
         let id = SecretReference::parse(credentials_parameter)
             .map_or_else(|| credentials_parameter.to_owned(), |r| r.secret_id);
-        self.authz
+        ctx.caller = self
+            .authz
             .authorize(task, "secretsmanager:GetSecretValue", &id)
             .await
             .map_err(|d| {
@@ -564,8 +594,13 @@ mod tests {
 
     #[async_trait]
     impl ExecutionRoleAuthorizer for AllowAll {
-        async fn authorize(&self, _: &TaskScope, _: &str, _: &str) -> Result<(), Denied> {
-            Ok(())
+        async fn authorize(
+            &self,
+            _: &TaskScope,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Arc<Principal>>, Denied> {
+            Ok(None)
         }
         async fn role_session(
             &self,
@@ -585,7 +620,7 @@ mod tests {
             task: &TaskScope,
             action: &str,
             resource: &str,
-        ) -> Result<(), Denied> {
+        ) -> Result<Option<Arc<Principal>>, Denied> {
             Err(Denied(format!(
                 "User: {} is not authorized to perform: {action} on resource: {resource}",
                 task.execution_role_arn.as_deref().unwrap_or("none")

@@ -17,7 +17,7 @@ use gantry_front::RequestContext;
 use serde_json::Value;
 
 use crate::crypto::Blob;
-use crate::model::KeyRecord;
+use crate::model::{KeyManager, KeyRecord};
 use crate::wire::{KeyRef, key_ref, load_key};
 use crate::{KmsError, KmsOperation, KmsService, authz, managed};
 
@@ -33,6 +33,42 @@ pub struct KeyAccess<'a> {
     /// `kms:ViaService` (`secretsmanager.us-east-1.amazonaws.com`) when another service uses
     /// the key on the caller's behalf.
     pub via_service: Option<&'a str>,
+}
+
+/// Another service using a key on a caller's behalf (Secrets Manager, Parameter Store): the
+/// action the caller needs on a customer managed key, and the service's name (`secretsmanager`)
+/// for `kms:ViaService`.
+#[derive(Debug, Clone, Copy)]
+pub struct OnBehalf<'a> {
+    /// `kms:GenerateDataKey`, `kms:Encrypt`, `kms:Decrypt`.
+    pub action: &'a str,
+    /// The service's endpoint prefix: `secretsmanager`, `ssm`.
+    pub service: &'a str,
+}
+
+/// Checks the caller of `ctx` may use `key` through `on_behalf`'s service. AWS managed keys are
+/// not checked: their key policies allow every principal of the account through the service
+/// that owns them, whose own authorization has already run.
+pub(crate) fn check_on_behalf(
+    svc: &KmsService,
+    ctx: &RequestContext,
+    key: &KeyRecord,
+    on_behalf: &OnBehalf<'_>,
+) -> Result<(), KmsError> {
+    if key.manager != KeyManager::Customer {
+        return Ok(());
+    }
+    let via = format!("{}.{}.amazonaws.com", on_behalf.service, ctx.region);
+    check(
+        svc,
+        ctx,
+        &KeyAccess {
+            action: on_behalf.action,
+            key_arn: &key.arn,
+            policy: &key.policy,
+            via_service: Some(&via),
+        },
+    )
 }
 
 /// Decides key access for a caller; answers AWS's denial message when refused.

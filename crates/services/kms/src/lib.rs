@@ -54,7 +54,7 @@ use serde_json::Value;
 
 pub use crypto::{BadMasterKey, MasterKey};
 pub use error::KmsError;
-pub use key_access::{KeyAccess, KeyAuthorizer, decided_by_key_policy};
+pub use key_access::{KeyAccess, KeyAuthorizer, OnBehalf, decided_by_key_policy};
 pub use managed::{MANAGED_KEYS, ManagedKey};
 pub use policy::default_policy;
 
@@ -292,29 +292,35 @@ impl KmsService {
     }
 
     /// Encrypts `plaintext` (any size) with `key` (see [`KmsService::resolve_key`]) bound to
-    /// `context`, for a service storing a value at rest. Returns the ciphertext blob and the key's
-    /// ARN.
+    /// `context`, for a service storing a value at rest on behalf of the caller of `ctx`, who
+    /// must be allowed `on_behalf.action` on a customer managed key. Returns the ciphertext blob
+    /// and the key's ARN.
     pub async fn encrypt_for(
         &self,
         ctx: &RequestContext,
+        on_behalf: &OnBehalf<'_>,
         key: &str,
         plaintext: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<(Vec<u8>, String), KmsError> {
         let record = self.usable_key(ctx, key).await?;
+        key_access::check_on_behalf(self, ctx, &record, on_behalf)?;
         let (blob, _) = cipher_ops::seal(self, &record, plaintext, context)?;
         Ok((blob, record.arn))
     }
 
     /// Decrypts a blob made by [`KmsService::encrypt_for`] (or Encrypt) with the same context.
+    /// The caller of `ctx` must be allowed `on_behalf.action` on a customer managed key.
     /// Returns the plaintext and the key's ARN.
     pub async fn decrypt_for(
         &self,
         ctx: &RequestContext,
+        on_behalf: &OnBehalf<'_>,
         blob: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<(Vec<u8>, String), KmsError> {
         let (parsed, key) = cipher_ops::key_of_blob(self, ctx, blob).await?;
+        key_access::check_on_behalf(self, ctx, &key, on_behalf)?;
         let (plain, _) = cipher_ops::open(self, &key, &parsed, context)?;
         Ok((plain, key.arn))
     }

@@ -309,11 +309,21 @@ async fn aws_managed_keys_are_created_on_first_use_and_listed_before() {
     assert!(sm.get("TargetKeyId").is_none());
     let c = ctx(1_700_000_000_000);
     let context = BTreeMap::from([("SecretARN".to_owned(), "arn:s".to_owned())]);
+    let via = gantry_kms::OnBehalf {
+        action: "kms:GenerateDataKey",
+        service: "secretsmanager",
+    };
     let (blob, arn) = svc
-        .encrypt_for(&c, "alias/aws/secretsmanager", &[b'x'; 10_000], &context)
+        .encrypt_for(
+            &c,
+            &via,
+            "alias/aws/secretsmanager",
+            &[b'x'; 10_000],
+            &context,
+        )
         .await
         .unwrap();
-    let (plain, arn2) = svc.decrypt_for(&c, &blob, &context).await.unwrap();
+    let (plain, arn2) = svc.decrypt_for(&c, &via, &blob, &context).await.unwrap();
     assert_eq!((plain.len(), &arn2), (10_000, &arn));
     // The same key on the next use.
     let again = svc

@@ -38,6 +38,9 @@ pub enum SmError {
     /// The KMS key could not decrypt.
     #[error("{0}")]
     DecryptionFailure(String),
+    /// The caller may not use the secret's customer managed KMS key.
+    #[error("{0}")]
+    AccessDenied(String),
     /// A resource policy that is not a valid resource-based policy.
     #[error("{0}")]
     MalformedPolicyDocument(String),
@@ -85,6 +88,7 @@ impl SmError {
             Self::LimitExceeded(_) => "LimitExceededException",
             Self::EncryptionFailure(_) => "EncryptionFailure",
             Self::DecryptionFailure(_) => "DecryptionFailure",
+            Self::AccessDenied(_) => "AccessDeniedException",
             Self::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             Self::PublicPolicy(_) => "PublicPolicyException",
             Self::InvalidNextToken(_) => "InvalidNextTokenException",

@@ -30,9 +30,18 @@ pub(crate) fn context_for(arn: &str, version_id: &str) -> EncryptionContext {
     ])
 }
 
+/// KMS refusing the caller the key, as Secrets Manager words it.
+fn kms_denied(f: &KeyFailure) -> Option<SmError> {
+    (f.code == "AccessDeniedException")
+        .then(|| SmError::AccessDenied(format!("Access to KMS is not allowed ({})", f.message)))
+}
+
 pub(crate) fn encryption_failure(f: KeyFailure) -> SmError {
     if f.internal {
         return SmError::Kms(f.message);
+    }
+    if let Some(e) = kms_denied(&f) {
+        return e;
     }
     SmError::EncryptionFailure(format!(
         "Secrets Manager can't encrypt the protected secret text using the provided KMS key. Check that the KMS key is available, enabled, and not in an invalid state. ({}: {})",
@@ -43,6 +52,9 @@ pub(crate) fn encryption_failure(f: KeyFailure) -> SmError {
 pub(crate) fn decryption_failure(f: KeyFailure) -> SmError {
     if f.internal {
         return SmError::Kms(f.message);
+    }
+    if let Some(e) = kms_denied(&f) {
+        return e;
     }
     SmError::DecryptionFailure(format!(
         "Secrets Manager can't decrypt the protected secret text using the provided KMS key. ({}: {})",

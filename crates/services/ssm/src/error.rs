@@ -39,6 +39,9 @@ pub enum SsmError {
     /// The KMS key of a SecureString is missing, disabled or cannot decrypt.
     #[error("{0}")]
     InvalidKeyId(String),
+    /// KMS refused the caller the parameter's customer managed key.
+    #[error("{0}")]
+    AccessDenied(String),
     /// A member fails the model's or Parameter Store's constraints.
     #[error("{0}")]
     Validation(String),
@@ -98,6 +101,7 @@ impl SsmError {
             Self::InvalidAllowedPattern(_) => "InvalidAllowedPatternException",
             Self::ParameterPatternMismatch(_) => "ParameterPatternMismatchException",
             Self::InvalidKeyId(_) => "InvalidKeyId",
+            Self::AccessDenied(_) => "AccessDeniedException",
             Self::Validation(_) => "ValidationException",
             Self::InvalidFilterKey(_) => "InvalidFilterKey",
             Self::InvalidFilterOption(_) => "InvalidFilterOption",

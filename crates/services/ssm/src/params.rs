@@ -30,15 +30,20 @@ fn context(ctx: &RequestContext, name: &str) -> EncryptionContext {
     EncryptionContext::from([("PARAMETER_ARN".to_owned(), arn(ctx, name))])
 }
 
-/// A KMS refusal as Parameter Store reports it: `InvalidKeyId` carrying KMS's answer.
+/// A KMS refusal as Parameter Store reports it, carrying KMS's answer: `AccessDeniedException`
+/// when KMS refused the caller the key, `InvalidKeyId` otherwise.
 fn key_error(ctx: &RequestContext, f: KeyFailure) -> SsmError {
     if f.internal {
         return SsmError::Kms(f.message);
     }
-    SsmError::InvalidKeyId(format!(
+    let message = format!(
         "{} (Service: AWSKMS; Status Code: 400; Error Code: {}; Request ID: {}; Proxy: null)",
         f.message, f.code, ctx.request_id
-    ))
+    );
+    if f.code == "AccessDeniedException" {
+        return SsmError::AccessDenied(message);
+    }
+    SsmError::InvalidKeyId(message)
 }
 
 pub(crate) async fn load(
