@@ -503,3 +503,72 @@ def test_kms_key_policies_decide_who_may_use_a_key(gantry):
         reader_kms.decrypt(CiphertextBlob=blob)
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
     assert as_user(gantry, "kms", admin).decrypt(CiphertextBlob=blob)["Plaintext"] == b"s3cret"
+
+
+def test_secrets_and_parameters_need_the_caller_allowed_on_a_customer_key(gantry):
+    """Secrets Manager and Parameter Store use a customer managed key for the caller: the key
+    policy must let the caller use it (kms:ViaService naming the service); the AWS managed
+    default keys need nothing beyond the services' own permissions."""
+    kms = gantry.client("kms")
+    user = make_user(gantry, "vault-user", inline=allow(
+        {"Effect": "Allow", "Action": ["secretsmanager:*", "ssm:*"], "Resource": "*"}))
+    user_arn = f"arn:aws:iam::{ACCOUNT}:user/vault-user"
+    root = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*", "Resource": "*"}
+    key = kms.create_key(Policy=json.dumps(allow(root)))["KeyMetadata"]["Arn"]
+    sm, ssm = as_user(gantry, "secretsmanager", user), as_user(gantry, "ssm", user)
+
+    # The key policy delegates to IAM, which grants no kms action: nothing is written.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.create_secret(Name="vault-db", SecretString="pw", KmsKeyId=key)
+    err = e.value.response["Error"]
+    assert err["Code"] == "AccessDeniedException"
+    assert err["Message"].startswith("Access to KMS is not allowed")
+    assert f"kms:GenerateDataKey on resource: {key}" in err["Message"]
+    assert not [s for s in gantry.client("secretsmanager").list_secrets()["SecretList"]
+                if s["Name"] == "vault-db"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ssm.put_parameter(Name="/vault/token", Value="tok", Type="SecureString", KeyId=key)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert f"kms:Encrypt on resource: {key}" in e.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        gantry.client("ssm").get_parameter(Name="/vault/token")
+    assert e.value.response["Error"]["Code"] == "ParameterNotFound"
+
+    # Values written by the root with that key cannot be read by the user either.
+    gantry.client("secretsmanager").create_secret(Name="vault-db", SecretString="pw",
+                                                  KmsKeyId=key)
+    gantry.client("ssm").put_parameter(Name="/vault/token", Value="tok", Type="SecureString",
+                                       KeyId=key)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.get_secret_value(SecretId="vault-db")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert f"kms:Decrypt on resource: {key}" in e.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ssm.get_parameter(Name="/vault/token", WithDecryption=True)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert ssm.get_parameter(Name="/vault/token")["Parameter"]["Value"] != "tok"
+
+    # The key policy lets the user in through the two services only.
+    through = {"Effect": "Allow", "Principal": {"AWS": user_arn},
+               "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*",
+               "Condition": {"StringEquals": {"kms:ViaService": [
+                   "secretsmanager.us-east-1.amazonaws.com", "ssm.us-east-1.amazonaws.com"]}}}
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(allow(root, through)))
+    assert sm.get_secret_value(SecretId="vault-db")["SecretString"] == "pw"
+    sm.put_secret_value(SecretId="vault-db", SecretString="pw2")
+    assert sm.get_secret_value(SecretId="vault-db")["SecretString"] == "pw2"
+    sm.create_secret(Name="vault-db2", SecretString="pw3", KmsKeyId=key)
+    ssm.put_parameter(Name="/vault/token2", Value="tok2", Type="SecureString", KeyId=key)
+    got = ssm.get_parameters(Names=["/vault/token", "/vault/token2"], WithDecryption=True)
+    assert sorted(p["Value"] for p in got["Parameters"]) == ["tok", "tok2"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        as_user(gantry, "kms", user).encrypt(KeyId=key, Plaintext=b"x")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    # The AWS managed default keys: the services' own permissions suffice.
+    sm.create_secret(Name="vault-default", SecretString="d")
+    assert sm.get_secret_value(SecretId="vault-default")["SecretString"] == "d"
+    ssm.put_parameter(Name="/vault/default", Value="d", Type="SecureString")
+    assert ssm.get_parameter(Name="/vault/default",
+                             WithDecryption=True)["Parameter"]["Value"] == "d"
