@@ -821,7 +821,7 @@ impl CredentialProvider for LateCredentials {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::secrets::ExecutionRoleAuthorizer;
     use gantry_aws_proto::query::QueryRequest;
@@ -831,7 +831,9 @@ mod tests {
 
     const ACCOUNT: &str = "111122223333";
 
-    async fn iam_call(iam: &IamService, action: &str, params: &[(&str, &str)]) {
+    /// Calls an IAM query action as the account's root (the tests' way to set up users,
+    /// policies and keys).
+    pub(crate) async fn iam_call(iam: &IamService, action: &str, params: &[(&str, &str)]) {
         let mut body = format!("Action={action}&Version=2010-05-08");
         for (k, v) in params {
             let enc: String = v

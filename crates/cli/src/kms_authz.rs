@@ -88,9 +88,9 @@ mod tests {
     use super::*;
     use crate::credentials::RootCredentials;
     use crate::identity::MasterSealer;
+    use crate::identity::tests::iam_call;
     use gantry_aws_proto::AwsError;
-    use gantry_aws_proto::query::QueryRequest;
-    use gantry_front::{JsonService, QueryService};
+    use gantry_front::JsonService;
     use gantry_iam::IamService;
     use gantry_iam_policy::Principal;
     use gantry_kms::{KmsService, MasterKey};
@@ -120,30 +120,6 @@ mod tests {
             access_key_id: "AKIAEXAMPLE".into(),
             now: 1_700_000_000_000,
         }
-    }
-
-    async fn iam_call(iam: &IamService, action: &str, params: &[(&str, &str)]) {
-        let mut body = format!("Action={action}&Version=2010-05-08");
-        for (k, v) in params {
-            let enc: String = v
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            body.push_str(&format!("&{k}={enc}"));
-        }
-        iam.call(
-            action,
-            &QueryRequest::parse(body.as_bytes(), None),
-            &ctx(None),
-        )
-        .await
-        .unwrap();
     }
 
     /// KMS with the key policy rule installed; users `alice` and `carol` without IAM policies,
