@@ -173,11 +173,10 @@ pub(crate) async fn list(
         .map(|v| v.value.name)
         .collect();
     let (names, next) = page(names, req.next_token.as_deref())?;
-    let mut out = json!({ "applications": names });
-    if let Some(next) = next {
-        out["nextToken"] = json!(next);
-    }
-    Ok(out)
+    Ok(crate::wire::with_next(
+        json!({ "applications": names }),
+        next,
+    ))
 }
 
 /// Deleting an application that does not exist succeeds, as in CodeDeploy.

@@ -353,11 +353,10 @@ pub(crate) async fn list(
     );
     names.sort();
     let (names, next) = page(names, req.next_token.as_deref())?;
-    let mut out = json!({ "deploymentConfigsList": names });
-    if let Some(next) = next {
-        out["nextToken"] = json!(next);
-    }
-    Ok(out)
+    Ok(crate::wire::with_next(
+        json!({ "deploymentConfigsList": names }),
+        next,
+    ))
 }
 
 /// Deleting a custom configuration; CodeDeploy's own cannot be deleted. A name that does not

@@ -921,11 +921,10 @@ pub(crate) async fn list(
         .map(|v| v.value.name)
         .collect();
     let (names, next) = page(names, req.next_token.as_deref())?;
-    let mut out = json!({ "applicationName": app, "deploymentGroups": names });
-    if let Some(next) = next {
-        out["nextToken"] = json!(next);
-    }
-    Ok(out)
+    Ok(crate::wire::with_next(
+        json!({ "applicationName": app, "deploymentGroups": names }),
+        next,
+    ))
 }
 
 /// Deleting a group that does not exist succeeds, as in CodeDeploy.

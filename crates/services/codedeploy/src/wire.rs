@@ -52,6 +52,14 @@ pub fn time(ms: u64) -> f64 {
 /// Page size of CodeDeploy's list operations.
 pub const PAGE: usize = 100;
 
+/// A list answer with its `nextToken` when there is a next page.
+pub fn with_next(mut out: serde_json::Value, next: Option<String>) -> serde_json::Value {
+    if let Some(next) = next {
+        out["nextToken"] = serde_json::Value::String(next);
+    }
+    out
+}
+
 /// One page of `names` (sorted, unique) after the position in `token`.
 pub fn page(
     names: Vec<String>,
