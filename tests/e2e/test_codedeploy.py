@@ -137,28 +137,35 @@ def test_unserved_operations_answer_a_clear_error(g):
 
 
 def test_iam_governs_codedeploy_actions(g):
-    iam = g.client("iam")
-    iam.create_user(UserName="deployer")
-    iam.put_user_policy(UserName="deployer", PolicyName="read", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Action": "codedeploy:GetApplication",
-            "Resource": "arn:aws:codedeploy:us-east-1:*:application:web"}]}))
-    key = iam.create_access_key(UserName="deployer")["AccessKey"]
-    cd = g.client("codedeploy", aws_access_key_id=key["AccessKeyId"],
-                  aws_secret_access_key=key["SecretAccessKey"])
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            assert cd.get_application(applicationName="web")["application"]["applicationName"] == "web"
-            break
-        except cd.exceptions.ClientError as e:
-            if time.monotonic() > deadline or e.response["Error"]["Code"] not in (
-                    "InvalidClientTokenId", "UnrecognizedClientException"):
-                raise
-            time.sleep(0.1)
-    with pytest.raises(cd.exceptions.ClientError) as e:
-        cd.create_application(applicationName="other", computePlatform="ECS")
-    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    # Its own application, removed at the end: the module's other tests list the applications.
+    root = g.client("codedeploy")
+    root.create_application(applicationName="governed", computePlatform="ECS")
+    try:
+        iam = g.client("iam")
+        iam.create_user(UserName="deployer")
+        iam.put_user_policy(UserName="deployer", PolicyName="read", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "codedeploy:GetApplication",
+                "Resource": "arn:aws:codedeploy:us-east-1:*:application:governed"}]}))
+        key = iam.create_access_key(UserName="deployer")["AccessKey"]
+        cd = g.client("codedeploy", aws_access_key_id=key["AccessKeyId"],
+                      aws_secret_access_key=key["SecretAccessKey"])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                got = cd.get_application(applicationName="governed")["application"]
+                assert got["applicationName"] == "governed"
+                break
+            except cd.exceptions.ClientError as e:
+                if time.monotonic() > deadline or e.response["Error"]["Code"] not in (
+                        "InvalidClientTokenId", "UnrecognizedClientException"):
+                    raise
+                time.sleep(0.1)
+        with pytest.raises(cd.exceptions.ClientError) as e:
+            cd.create_application(applicationName="other", computePlatform="ECS")
+        assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    finally:
+        root.delete_application(applicationName="governed")
 
 
 # --- Blue/green deployments of a CODE_DEPLOY service, on Docker ---------------------------------
