@@ -122,16 +122,20 @@ def test_replication_configuration_validation(gantry):
     code, msg = error(lambda: east.put_replication_configuration(
         replicationConfiguration={"rules": [{"destinations": [dest("us-west-2", "123456789012")]}]}))
     assert code == "InvalidParameterException" and "cross-account replication is not supported" in msg
-    code, _ = error(lambda: east.put_replication_configuration(
+    code, msg = error(lambda: east.put_replication_configuration(
         replicationConfiguration={"rules": [{"destinations": [dest("us-west-2")]}] * 11}))
-    assert code == "ValidationException"
+    assert code == "InvalidParameterException"
+    assert msg.endswith("at 'replicationConfiguration.rules' failed to satisfy constraint: "
+                        "Member must have length less than or equal to 10")
     many = [dest(f"xx-region-{i}") for i in range(26)]
     code, msg = error(lambda: east.put_replication_configuration(
         replicationConfiguration={"rules": [{"destinations": many[:13]}, {"destinations": many[13:]}]}))
     assert code == "InvalidParameterException" and "at most 25 unique destinations" in msg
-    code, _ = error(lambda: east.put_replication_configuration(
+    assert error(lambda: east.put_replication_configuration(
         replicationConfiguration={"rules": [{"destinations": [dest("us-west-2")],
-                                             "repositoryFilters": [{"filter": "prod", "filterType": "WILDCARD"}]}]}))
-    assert code in ("ValidationException", "InvalidParameterException")
+                                             "repositoryFilters": [{"filter": "prod", "filterType": "WILDCARD"}]}]})) == (
+        "InvalidParameterException",
+        "1 validation error detected: Value 'WILDCARD' at 'replicationConfiguration.rules.member.repositoryFilters."
+        "member.filterType' failed to satisfy constraint: Member must satisfy enum value set: [PREFIX_MATCH]")
     # Nothing refused was stored.
     assert east.describe_registry()["replicationConfiguration"] == {"rules": []}
