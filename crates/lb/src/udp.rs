@@ -5,7 +5,7 @@
 //! client's datagrams there; the target's replies go back to the client from the listener's
 //! socket. A flow lives until it has been idle (no datagram either way) for
 //! [`FLOW_IDLE_TIMEOUT`], AWS's fixed UDP idle timeout, or until its target leaves the target
-//! group. A listener keeps at most [`MAX_FLOWS`] flows: a datagram that would open one more is
+//! group or the group leaves the configuration (checked every few seconds). A listener keeps at most [`MAX_FLOWS`] flows: a datagram that would open one more is
 //! dropped (UDP is allowed to lose it) until idle flows expire.
 
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use gantry_domain::lb::Action;
 use tokio::net::UdpSocket;
 
 use crate::balancer::{Group, Outstanding, now_ms};
-use crate::state::{Inner, choose_group};
+use crate::state::{Inner, Routes, choose_group};
 
 /// How long a flow may stay without a datagram in either direction (AWS: 120 s for UDP).
 pub(crate) const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -108,15 +108,20 @@ struct Flow {
 }
 
 impl Flow {
-    /// Whether its target is still registered in its group (draining targets are, until
-    /// their deregistration delay ends).
-    fn target_registered(&self) -> bool {
+    /// Whether its group is still in the configuration and its target still registered in it
+    /// (draining targets are, until their deregistration delay ends).
+    fn is_current(&self, routes: &Routes) -> bool {
         let target = self.outstanding.target();
-        self.group
-            .targets
-            .load()
-            .iter()
-            .any(|t| Arc::ptr_eq(t, target))
+        routes
+            .groups
+            .get(&self.group.arn)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.group))
+            && self
+                .group
+                .targets
+                .load()
+                .iter()
+                .any(|t| Arc::ptr_eq(t, target))
     }
 }
 
@@ -150,7 +155,9 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
                 }
             },
             _ = sweep.tick() => {
-                let gone = flows.expire(now_ms(), Flow::target_registered);
+                let Some(inner) = inner.upgrade() else { return };
+                let routes = inner.routes.load();
+                let gone = flows.expire(now_ms(), |f| f.is_current(&routes));
                 if gone > 0 {
                     tracing::debug!(port, gone, left = flows.len(), "UDP flows closed");
                 }
@@ -180,7 +187,6 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::debug!(port, target = %target.key, error = %e, "cannot open a UDP flow");
-                target.mark_failed(now);
                 continue;
             }
         };

@@ -1575,6 +1575,29 @@ async fn udp_listeners_keep_one_target_per_client_flow() {
         2,
         "new flows are spread over both targets: {seen:?}"
     );
+    // Target a leaves the group: its flows close and the clients' next datagrams open flows
+    // to b.
+    let mut on_a = None;
+    while on_a.is_none() {
+        let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if udp_round_trip(&c, port, "which").await == "a which" {
+            on_a = Some(c);
+        }
+    }
+    let on_a = &on_a.unwrap();
+    let mut only_b = g.clone();
+    only_b.targets = vec![target(b_addr)];
+    p.apply(&config(
+        LoadBalancerType::Network,
+        vec![listener(port, "UDP", forward(&[(&only_b, 1)]), vec![])],
+        vec![only_b],
+    ));
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(udp_round_trip(&client, port, "new").await, "b new");
+    eventually(10, "the flow to the removed target closed", || async move {
+        udp_round_trip(on_a, port, "moved").await == "b moved"
+    })
+    .await;
     // Closing the listener closes its flows (and frees the port).
     p.apply(&config(LoadBalancerType::Network, vec![], vec![]));
     assert!(p.listening_ports().is_empty());
