@@ -3,13 +3,12 @@ clients spread over two `ip` targets (UDP echo servers of the test itself on loo
 client's flow stays on its target, and replies come back to the right client from the
 listener's address."""
 
-import os
 import socket
-import subprocess
 import threading
 
-from conftest import default_subnets, free_port, gantry_binary
+from conftest import default_subnets, free_port
 from test_agent_tasks import wait_until
+from test_load_balancing import start_lb
 
 
 class EchoTarget:
@@ -76,10 +75,7 @@ def round_trip(client, listener, message):
 def test_udp_listener_spreads_client_flows_over_two_targets(gantry, tmp_path):
     elb = gantry.client("elbv2")
     targets = [EchoTarget("one"), EchoTarget("two")]
-    env = dict(os.environ, GANTRY_ROOT_ACCESS_KEY_ID=gantry.access_key,
-               GANTRY_ROOT_SECRET_ACCESS_KEY=gantry.secret_key, GANTRY_LOG="info")
-    lb_proc = subprocess.Popen([gantry_binary(), "lb", "--endpoint", gantry.endpoint], env=env,
-                               stdout=open(tmp_path / "lb.log", "ab"), stderr=subprocess.STDOUT)
+    lb_proc = start_lb(gantry, tmp_path / "lb.log")
     clients = []
     try:
         nlb = elb.create_load_balancer(Name="udp", Subnets=default_subnets(gantry, 1),
