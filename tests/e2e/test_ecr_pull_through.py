@@ -138,6 +138,8 @@ def test_pull_through_cache_rules_and_templates_answer_aws_errors(gantry, privat
                       ) == "InvalidParameterException"
     assert error_code(ecr.create_pull_through_cache_rule, ecrRepositoryPrefix="a1", upstreamRegistryUrl=url,
                       upstreamRegistry="ecr") == "UnsupportedUpstreamRegistryException"
+    assert error_code(ecr.create_pull_through_cache_rule, ecrRepositoryPrefix="a1", upstreamRegistryUrl=url,
+                      upstreamRegistry="nexus") == "InvalidParameterException"
     assert error_code(ecr.create_pull_through_cache_rule, ecrRepositoryPrefix="a1",
                       upstreamRegistryUrl="registry-1.docker.io") == "InvalidParameterException"
 

@@ -75,6 +75,17 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
      application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, \
      application/vnd.docker.distribution.manifest.v2+json";
+/// The `upstreamRegistry` values other than `ecr` (which Gantry refuses).
+const UPSTREAM_REGISTRIES: &[&str] = &[
+    "ecr-public",
+    "quay",
+    "k8s",
+    "docker-hub",
+    "github-container-registry",
+    "azure-container-registry",
+    "gitlab-container-registry",
+    "chainguard",
+];
 /// Upstream kinds whose registries ECR only reaches with credentials.
 const NEEDS_CREDENTIALS: &[&str] = &[
     "docker-hub",
@@ -988,7 +999,13 @@ impl PullThroughApi<'_> {
                     "the upstream registry ecr (a private Amazon ECR registry, reached with customRoleArn) is not supported by Gantry".into(),
                 ));
             }
-            Some(k) => Some(k.to_owned()),
+            Some(k) if UPSTREAM_REGISTRIES.contains(&k) => Some(k.to_owned()),
+            Some(k) => {
+                return Err(invalid(format!(
+                    "Invalid parameter at 'upstreamRegistry' failed to satisfy constraint: 'Member must satisfy enum value set: [{}]' ({k:?})",
+                    UPSTREAM_REGISTRIES.join(", ")
+                )));
+            }
             None => infer_upstream_registry(&endpoint.host).map(str::to_owned),
         };
         if i.custom_role_arn.is_some() {
