@@ -158,6 +158,17 @@ def test_pull_through_cache_rules_and_templates_answer_aws_errors(gantry, privat
                       credentialArn=missing) == "SecretNotFoundException"
     assert error_code(ecr.describe_pull_through_cache_rules,
                       ecrRepositoryPrefixes=["zz"]) == "PullThroughCacheRuleNotFoundException"
+    # A first pull needs ecr:BatchImportUpstreamImage, which the read-only policy does not grant.
+    require_skopeo()
+    iam = gantry.client("iam")
+    iam.create_user(UserName="reader")
+    iam.attach_user_policy(UserName="reader",
+                           PolicyArn="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    p = skopeo("inspect", "--tls-verify=false", "--creds", f"{key['AccessKeyId']}:{key['SecretAccessKey']}",
+               f"docker://{gantry.registry}/a1/team/app:v1")
+    assert p.returncode != 0 and "ecr:BatchImportUpstreamImage" in p.stderr, p.stderr
+    assert error_code(ecr.describe_repositories, repositoryNames=["a1/team/app"]) == "RepositoryNotFoundException"
     deleted = ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="a1")
     assert deleted["upstreamRegistryUrl"] == url
     assert error_code(ecr.delete_pull_through_cache_rule,
