@@ -98,6 +98,7 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "DeleteRepository",
     "DeleteRepositoryCreationTemplate",
     "DeleteRepositoryPolicy",
+    "DescribeImageReplicationStatus",
     "DescribeImages",
     "DescribePullThroughCacheRules",
     "DescribeRegistry",
@@ -119,6 +120,7 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "PutLifecyclePolicy",
     "PutRegistryPolicy",
     "PutRegistryScanningConfiguration",
+    "PutReplicationConfiguration",
     "SetRepositoryPolicy",
     "StartImageScan",
     "StartLifecyclePolicyPreview",
@@ -153,7 +155,7 @@ pub(crate) fn to_aws(e: RegistryError) -> AwsError {
     AwsError::client(code, e.to_string())
 }
 
-fn invalid(msg: impl Into<String>) -> RegistryError {
+pub(crate) fn invalid(msg: impl Into<String>) -> RegistryError {
     RegistryError::InvalidParameter(msg.into())
 }
 
@@ -200,7 +202,11 @@ pub(crate) async fn handle(
         "PutRegistryPolicy" => e.put_registry_policy(parse_body(body)?).await,
         "GetRegistryPolicy" => e.get_registry_policy(false).await,
         "DeleteRegistryPolicy" => e.get_registry_policy(true).await,
-        "DescribeRegistry" => e.describe_registry(),
+        "DescribeRegistry" => e.describe_registry().await,
+        "PutReplicationConfiguration" => e.put_replication_configuration(parse_body(body)?).await,
+        "DescribeImageReplicationStatus" => {
+            e.describe_image_replication_status(parse_body(body)?).await
+        }
         "PutRegistryScanningConfiguration" => {
             e.put_registry_scanning_configuration(parse_body(body)?)
                 .await
@@ -252,9 +258,9 @@ pub(crate) async fn handle(
     }
 }
 
-struct Ecr<'a> {
-    reg: &'a Registry,
-    ctx: &'a EcrContext,
+pub(crate) struct Ecr<'a> {
+    pub(crate) reg: &'a Registry,
+    pub(crate) ctx: &'a EcrContext,
     principal: Principal,
 }
 
@@ -318,9 +324,9 @@ struct GetAuthorizationTokenInput {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ImageId {
-    image_digest: Option<String>,
-    image_tag: Option<String>,
+pub(crate) struct ImageId {
+    pub(crate) image_digest: Option<String>,
+    pub(crate) image_tag: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -558,7 +564,11 @@ pub(crate) fn paginate<T>(
 }
 
 impl Ecr<'_> {
-    fn authorize(&self, action: RegistryAction, repo: Option<&str>) -> Result<(), RegistryError> {
+    pub(crate) fn authorize(
+        &self,
+        action: RegistryAction,
+        repo: Option<&str>,
+    ) -> Result<(), RegistryError> {
         authorize(&self.principal, action, repo)
     }
 
@@ -572,7 +582,7 @@ impl Ecr<'_> {
         }
     }
 
-    fn repo_name(
+    pub(crate) fn repo_name(
         &self,
         registry_id: &Option<String>,
         name: &Option<String>,
@@ -855,7 +865,7 @@ impl Ecr<'_> {
     }
 
     /// Resolves an `imageId` (tag and/or digest) or fails with `ImageNotFoundException`.
-    async fn resolve_image_id(
+    pub(crate) async fn resolve_image_id(
         &self,
         repo: &str,
         id: &ImageId,
@@ -1570,16 +1580,6 @@ impl Ecr<'_> {
         };
         let text = run.await.map_err(to_aws)?;
         Ok(json!({"registryId": self.reg.cfg.account_id, "policyText": text}))
-    }
-
-    fn describe_registry(&self) -> Result<Value, AwsError> {
-        self.authorize(RegistryAction::Describe, None)
-            .map_err(to_aws)?;
-        // Replication is not configurable here (PutReplicationConfiguration is not served).
-        Ok(json!({
-            "registryId": self.reg.cfg.account_id,
-            "replicationConfiguration": {"rules": []},
-        }))
     }
 
     async fn put_registry_scanning_configuration(

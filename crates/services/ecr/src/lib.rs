@@ -34,6 +34,7 @@ mod lifecycle;
 pub mod manifest;
 mod meta;
 mod pull_through;
+mod replication;
 pub mod s3;
 
 use std::path::PathBuf;
