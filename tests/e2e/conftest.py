@@ -375,3 +375,61 @@ class S3Server:
         self.proc.kill()
         self.proc.wait()
         self.log.close()
+
+
+@pytest.fixture
+def private_registry(tmp_path):
+    """Debian's docker-registry on loopback with htpasswd (bcrypt) authentication: a dict with
+    its `host`, `user`, `password`, and `stop()`, which stops it before the test ends."""
+    import socket
+    import uuid
+    require_docker()
+    binary = shutil.which("docker-registry")
+    htpasswd = shutil.which("htpasswd")
+    if not binary or not htpasswd:
+        if os.environ.get("GANTRY_REQUIRE_DOCKER") == "1":
+            pytest.fail("docker-registry and htpasswd are required (apt-get install docker-registry apache2-utils)")
+        pytest.skip("docker-registry or htpasswd missing")
+    user, password = "puller", f"pw-{uuid.uuid4().hex}"
+    root = tmp_path / "registry2"
+    root.mkdir()
+    auth = root / "htpasswd"
+    auth.write_text(subprocess.run([htpasswd, "-Bbn", user, password], check=True, capture_output=True,
+                                   text=True).stdout)
+    for _ in range(5):
+        port = free_port()
+        config = root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+            f"auth:\n  htpasswd:\n    realm: gantry-e2e\n    path: {auth}\n")
+        log = open(root / "registry.log", "ab")
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 15
+        up = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    up = True
+                    break
+            except OSError:
+                time.sleep(0.05)
+        if up:
+            break
+        proc.kill()
+        proc.wait()
+        log.close()
+    else:
+        raise AssertionError(f"docker-registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
+
+    def stop():
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    try:
+        yield {"host": f"127.0.0.1:{port}", "user": user, "password": password, "stop": stop}
+    finally:
+        stop()
+        log.close()

@@ -8,11 +8,7 @@ task's execution role, an IAM role trusting ecs-tasks.amazonaws.com: a role whos
 the secret's resource policy) do not allow the read fails the task with AccessDeniedException."""
 
 import json
-import os
-import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -21,7 +17,7 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from conftest import Gantry, free_port, require_docker
+from conftest import Gantry
 from images import build_busybox_image, docker
 from test_agent_tasks import Agent, containers_of, image, wait_until  # noqa: F401 (fixture)
 
@@ -314,55 +310,6 @@ def test_an_execution_role_that_may_not_read_the_secret_fails_the_task(gantry, i
             ecs.stop_task(cluster="deny", task=a)
         agent.stop()
         _cleanup(arns)
-
-
-@pytest.fixture
-def private_registry(tmp_path):
-    """Debian's docker-registry on loopback with htpasswd (bcrypt) authentication."""
-    require_docker()
-    binary = shutil.which("docker-registry")
-    htpasswd = shutil.which("htpasswd")
-    if not binary or not htpasswd:
-        if os.environ.get("GANTRY_REQUIRE_DOCKER") == "1":
-            pytest.fail("docker-registry and htpasswd are required (apt-get install docker-registry apache2-utils)")
-        pytest.skip("docker-registry or htpasswd missing")
-    user, password = "puller", f"pw-{uuid.uuid4().hex}"
-    root = tmp_path / "registry2"
-    root.mkdir()
-    auth = root / "htpasswd"
-    auth.write_text(subprocess.run([htpasswd, "-Bbn", user, password], check=True, capture_output=True,
-                                   text=True).stdout)
-    for _ in range(5):
-        port = free_port()
-        config = root / "config.yml"
-        config.write_text(
-            "version: 0.1\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n"
-            f"auth:\n  htpasswd:\n    realm: gantry-e2e\n    path: {auth}\n")
-        log = open(root / "registry.log", "ab")
-        proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 15
-        up = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    up = True
-                    break
-            except OSError:
-                time.sleep(0.05)
-        if up:
-            break
-        proc.kill()
-        proc.wait()
-    else:
-        raise AssertionError(f"docker-registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
-    try:
-        yield {"host": f"127.0.0.1:{port}", "user": user, "password": password}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def test_repository_credentials_authenticate_pulls_from_a_private_registry(gantry, private_registry, tmp_path):

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gantry_ecr::{KmsProblem, RepositoryKeys};
+use gantry_ecr::{KmsProblem, RepositoryKeys, SecretProblem, UpstreamCredentials, UpstreamLogin};
 use gantry_ecs::task_secrets::{TaskScope, TaskSecrets};
 use gantry_front::{Clock, RequestContext, SystemClock};
 use gantry_iam_policy::Principal;
@@ -311,12 +311,90 @@ pub async fn resolve_registry_credentials(
     let r = SecretReference::parse(credentials_parameter)
         .ok_or_else(|| asm_error(format!("invalid secret ARN {credentials_parameter}")))?;
     let s = secret_string(sm, ctx, &r).await?;
-    let field = |k: &str| json_key_value(&s, k);
-    match (field("username"), field("password")) {
-        (Some(username), Some(password)) => Ok(RegistryCredentials { username, password }),
-        _ => Err(asm_error(format!(
+    registry_login(&s).ok_or_else(|| {
+        asm_error(format!(
             "secret {credentials_parameter} is not a JSON object with \"username\" and \"password\" for registry authentication"
-        ))),
+        ))
+    })
+}
+
+/// The `{"username", "password"}` of a registry credentials secret.
+fn registry_login(secret: &str) -> Option<RegistryCredentials> {
+    let field = |k: &str| json_key_value(secret, k);
+    Some(RegistryCredentials {
+        username: field("username")?,
+        password: field("password")?,
+    })
+}
+
+/// ECR's reading of a pull through cache rule's `credentialArn` (as ECR's service role
+/// reads it): the secret of that ARN in its region, `{"username", "password"}`, with the
+/// errors ECR answers for it.
+#[derive(Debug, Clone)]
+pub struct PullThroughSecrets {
+    sm: Arc<SecretsManagerService>,
+}
+
+impl PullThroughSecrets {
+    pub fn new(sm: Arc<SecretsManagerService>) -> Self {
+        Self { sm }
+    }
+}
+
+#[async_trait]
+impl UpstreamCredentials for PullThroughSecrets {
+    async fn login(&self, arn: &str) -> Result<UpstreamLogin, SecretProblem> {
+        let parts: Vec<&str> = arn.splitn(7, ':').collect();
+        let (region, account) = match parts.as_slice() {
+            ["arn", _, "secretsmanager", region, account, "secret", _] => (*region, *account),
+            _ => {
+                return Err(SecretProblem::NotFound(format!(
+                    "The secret {arn} is not a Secrets Manager secret ARN"
+                )));
+            }
+        };
+        let ctx = RequestContext {
+            caller: None,
+            request_id: gantry_aws_proto::new_request_id(),
+            region: region.to_owned(),
+            account_id: account.to_owned(),
+            access_key_id: String::new(),
+            now: SystemClock.now_millis(),
+        };
+        let secret = self
+            .sm
+            .get_secret_value_for(&ctx, arn, None, None)
+            .await
+            .map_err(|e| match e {
+                SmError::ResourceNotFound(_) => {
+                    SecretProblem::NotFound(format!("The secret {arn} does not exist"))
+                }
+                SmError::DecryptionFailure(m) | SmError::AccessDenied(m) => {
+                    SecretProblem::Undecryptable(format!(
+                        "The secret {arn} cannot be decrypted: {m}"
+                    ))
+                }
+                other => {
+                    let aws: gantry_aws_proto::AwsError = other.into();
+                    SecretProblem::Unreadable(format!(
+                        "The secret {arn} cannot be read: {}: {}",
+                        aws.code, aws.message
+                    ))
+                }
+            })?;
+        let unreadable = || {
+            SecretProblem::Unreadable(format!(
+                "The secret {arn} is not a JSON object with \"username\" and \"password\""
+            ))
+        };
+        let SecretValue::String(s) = secret.value else {
+            return Err(unreadable());
+        };
+        let login = registry_login(&s).ok_or_else(unreadable)?;
+        Ok(UpstreamLogin {
+            username: login.username,
+            password: login.password,
+        })
     }
 }
 

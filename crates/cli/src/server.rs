@@ -673,6 +673,9 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     );
     registry_creds.set(identity.clone());
     registry.set_authorizer(identity.clone());
+    registry.set_upstream_credentials(Arc::new(crate::secrets::PullThroughSecrets::new(
+        secretsmanager.clone(),
+    )));
     kms.set_key_authorizer(Arc::new(crate::kms_authz::KeyPolicies {
         identity: identity.clone(),
     }));

@@ -89,15 +89,21 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "BatchGetImage",
     "BatchGetRepositoryScanningConfiguration",
     "CompleteLayerUpload",
+    "CreatePullThroughCacheRule",
     "CreateRepository",
+    "CreateRepositoryCreationTemplate",
     "DeleteLifecyclePolicy",
+    "DeletePullThroughCacheRule",
     "DeleteRegistryPolicy",
     "DeleteRepository",
+    "DeleteRepositoryCreationTemplate",
     "DeleteRepositoryPolicy",
     "DescribeImageReplicationStatus",
     "DescribeImages",
+    "DescribePullThroughCacheRules",
     "DescribeRegistry",
     "DescribeRepositories",
+    "DescribeRepositoryCreationTemplates",
     "GetAuthorizationToken",
     "GetDownloadUrlForLayer",
     "GetLifecyclePolicy",
@@ -120,7 +126,10 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "StartLifecyclePolicyPreview",
     "TagResource",
     "UntagResource",
+    "UpdatePullThroughCacheRule",
+    "UpdateRepositoryCreationTemplate",
     "UploadLayerPart",
+    "ValidatePullThroughCacheRule",
 ];
 
 const PART_SIZE: u64 = 10 * 1024 * 1024;
@@ -231,6 +240,12 @@ pub(crate) async fn handle(
             }
             .handle(op, body)
             .await
+        }
+        op if crate::pull_through::OPERATIONS.contains(&op) => {
+            e.authorize(RegistryAction::Manage, None).map_err(to_aws)?;
+            crate::pull_through::PullThroughApi { reg, ctx }
+                .handle(op, body)
+                .await
         }
         op if MODEL_OPERATIONS.contains(&op) => Err(AwsError::client(
             "ValidationException",
@@ -418,7 +433,7 @@ const MUTABILITIES: &[&str] = &[
     "MUTABLE_WITH_EXCLUSION",
 ];
 
-fn validate_mutability(
+pub(crate) fn validate_mutability(
     m: &str,
     filters: &Option<Vec<ExclusionFilter>>,
 ) -> Result<Vec<ExclusionFilter>, RegistryError> {
@@ -454,7 +469,7 @@ fn validate_mutability(
     Ok(filters)
 }
 
-fn validate_tags(tags: &[ResourceTag]) -> Result<(), RegistryError> {
+pub(crate) fn validate_tags(tags: &[ResourceTag]) -> Result<(), RegistryError> {
     for t in tags {
         if t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256 || t.key.starts_with("aws:")
         {
@@ -467,7 +482,10 @@ fn validate_tags(tags: &[ResourceTag]) -> Result<(), RegistryError> {
     Ok(())
 }
 
-fn merge_tags(existing: &mut Vec<ResourceTag>, new: &[ResourceTag]) -> Result<(), RegistryError> {
+pub(crate) fn merge_tags(
+    existing: &mut Vec<ResourceTag>,
+    new: &[ResourceTag],
+) -> Result<(), RegistryError> {
     for t in new {
         match existing.iter_mut().find(|e| e.key == t.key) {
             Some(e) => e.value = t.value.clone(),
@@ -482,7 +500,7 @@ fn merge_tags(existing: &mut Vec<ResourceTag>, new: &[ResourceTag]) -> Result<()
     Ok(())
 }
 
-fn validate_policy(text: &str) -> Result<(), RegistryError> {
+pub(crate) fn validate_policy(text: &str) -> Result<(), RegistryError> {
     let bad = || {
         invalid(
             "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided'",
@@ -506,7 +524,7 @@ fn validate_policy(text: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
-fn max_results(v: Option<i64>, default: usize) -> Result<usize, RegistryError> {
+pub(crate) fn max_results(v: Option<i64>, default: usize) -> Result<usize, RegistryError> {
     match v {
         None => Ok(default),
         Some(n) if (1..=1000).contains(&n) => Ok(n as usize),
@@ -516,7 +534,7 @@ fn max_results(v: Option<i64>, default: usize) -> Result<usize, RegistryError> {
     }
 }
 
-fn token_position(token: &Option<String>) -> Result<Option<String>, RegistryError> {
+pub(crate) fn token_position(token: &Option<String>) -> Result<Option<String>, RegistryError> {
     match token {
         None => Ok(None),
         Some(t) => decode_token(t)
@@ -526,7 +544,7 @@ fn token_position(token: &Option<String>) -> Result<Option<String>, RegistryErro
 }
 
 /// Applies `nextToken` (strictly after position) and `maxResults` to a sorted list.
-fn paginate<T>(
+pub(crate) fn paginate<T>(
     items: Vec<T>,
     key: impl Fn(&T) -> String,
     after: Option<String>,

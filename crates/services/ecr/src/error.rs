@@ -114,6 +114,37 @@ pub enum RegistryError {
     /// `CompleteLayerUpload` of an upload that received no bytes.
     #[error("upload {0} is empty")]
     EmptyUpload(String),
+    /// `CreatePullThroughCacheRule` for a prefix that already has a rule (the message is ECR's).
+    #[error("{0}")]
+    PullThroughCacheRuleAlreadyExists(String),
+    /// No pull through cache rule has the prefix (the message is ECR's).
+    #[error("{0}")]
+    PullThroughCacheRuleNotFound(String),
+    /// The upstream registry (its kind or its URL) is not one a rule can name.
+    #[error("{0}")]
+    UnsupportedUpstreamRegistry(String),
+    /// A registry-wide quota (pull through cache rules) is reached.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// `CreateRepositoryCreationTemplate` for a prefix that already has a template.
+    #[error("{0}")]
+    TemplateAlreadyExists(String),
+    /// No repository creation template has the prefix.
+    #[error("{0}")]
+    TemplateNotFound(String),
+    /// A rule's `credentialArn` names no secret.
+    #[error("{0}")]
+    SecretNotFound(String),
+    /// A rule's secret exists but cannot be read, or is not `{"username", "password"}`.
+    #[error("{0}")]
+    UnableToAccessSecret(String),
+    /// A rule's secret cannot be decrypted with its KMS key.
+    #[error("{0}")]
+    UnableToDecryptSecretValue(String),
+    /// The upstream registry of a pull through cache rule failed, refused or could not be
+    /// reached while an image was fetched from it.
+    #[error("upstream registry: {0}")]
+    Upstream(String),
     /// The metadata store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -174,7 +205,17 @@ impl RegistryError {
             Denied(_) => "DENIED",
             Unsupported(_) => "UNSUPPORTED",
             Contention(_) | TooManyUploads(_) => "TOOMANYREQUESTS",
-            InvalidParameter(_)
+            Upstream(_) => "UNAVAILABLE",
+            PullThroughCacheRuleAlreadyExists(_)
+            | PullThroughCacheRuleNotFound(_)
+            | UnsupportedUpstreamRegistry(_)
+            | LimitExceeded(_)
+            | TemplateAlreadyExists(_)
+            | TemplateNotFound(_)
+            | SecretNotFound(_)
+            | UnableToAccessSecret(_)
+            | UnableToDecryptSecretValue(_)
+            | InvalidParameter(_)
             | Kms(_)
             | InvalidTagParameter(_)
             | TooManyTags(_)
@@ -207,6 +248,7 @@ impl RegistryError {
             Unsupported(_) => S::METHOD_NOT_ALLOWED,
             SizeInvalid(_) => S::PAYLOAD_TOO_LARGE,
             Contention(_) | TooManyUploads(_) => S::TOO_MANY_REQUESTS,
+            Upstream(_) => S::BAD_GATEWAY,
             RepositoryAlreadyExists(_) | ImageAlreadyExists(_) | LayerAlreadyExists(_) => {
                 S::CONFLICT
             }
@@ -242,10 +284,18 @@ impl RegistryError {
             Kms(_) => "KmsException",
             Unauthorized | Denied(_) => "AccessDeniedException",
             Unsupported(_) => "ValidationException",
-            Contention(_) | TooManyUploads(_) => "LimitExceededException",
+            Contention(_) | TooManyUploads(_) | LimitExceeded(_) => "LimitExceededException",
+            PullThroughCacheRuleAlreadyExists(_) => "PullThroughCacheRuleAlreadyExistsException",
+            PullThroughCacheRuleNotFound(_) => "PullThroughCacheRuleNotFoundException",
+            UnsupportedUpstreamRegistry(_) => "UnsupportedUpstreamRegistryException",
+            TemplateAlreadyExists(_) => "TemplateAlreadyExistsException",
+            TemplateNotFound(_) => "TemplateNotFoundException",
+            SecretNotFound(_) => "SecretNotFoundException",
+            UnableToAccessSecret(_) => "UnableToAccessSecretException",
+            UnableToDecryptSecretValue(_) => "UnableToDecryptSecretValueException",
             NameInvalid(_) | DigestInvalid(_) | ManifestInvalid(_) | TagInvalid(_)
             | SizeInvalid(_) | InvalidParameter(_) => "InvalidParameterException",
-            Store(_) | Io(_) | Internal(_) => return ("ServerException", true),
+            Store(_) | Io(_) | Internal(_) | Upstream(_) => return ("ServerException", true),
         };
         (code, false)
     }

@@ -344,7 +344,9 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
         )),
         Route::Tags { name } if *m == Method::GET => tags_list(ctx, &name).await,
         Route::Manifest { name, reference } => match *m {
-            Method::GET | Method::HEAD => manifest_get(ctx, &name, &reference).await,
+            Method::GET | Method::HEAD => {
+                manifest_get(ctx, &name, &reference, &principal.access_key_id).await
+            }
             Method::PUT => manifest_put(ctx, &name, &reference, body).await,
             Method::DELETE => manifest_delete(ctx, &name, &reference).await,
             _ => Err(RegistryError::Unsupported(format!("{m} on a manifest"))),
@@ -424,9 +426,47 @@ async fn tags_list(ctx: &Ctx, name: &str) -> Result<Response, RegistryError> {
     Ok(r)
 }
 
-async fn manifest_get(ctx: &Ctx, name: &str, reference: &str) -> Result<Response, RegistryError> {
+/// The IAM check of `action` on `repository` for `principal`, when identity is wired.
+async fn iam_check(
+    ctx: &Ctx,
+    principal: &str,
+    action: &str,
+    repository: &str,
+) -> Result<(), RegistryError> {
+    match ctx.reg.authorizer.get() {
+        Some(a) => a
+            .authorize(principal, action, Some(repository))
+            .await
+            .map_err(RegistryError::Denied),
+        None => Ok(()),
+    }
+}
+
+async fn manifest_get(
+    ctx: &Ctx,
+    name: &str,
+    reference: &str,
+    principal: &str,
+) -> Result<Response, RegistryError> {
     let reference = Reference::parse(reference)?;
-    let m = ctx.reg.resolve(name, &reference).await?;
+    let m = match ctx.reg.resolve(name, &reference).await {
+        Ok(m) => m,
+        // A first pull under a pull through cache rule fetches the image from its upstream,
+        // which ECR allows with ecr:BatchImportUpstreamImage (and ecr:CreateRepository when
+        // the repository is created).
+        Err(e @ (RegistryError::NameUnknown { .. } | RegistryError::ManifestUnknown(_))) => {
+            if !ctx.reg.is_pull_through(name).await? {
+                return Err(e);
+            }
+            iam_check(ctx, principal, "ecr:BatchImportUpstreamImage", name).await?;
+            let create = || iam_check(ctx, principal, "ecr:CreateRepository", name);
+            match ctx.reg.pull_through(name, &reference, create).await? {
+                Some(m) => m,
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let len = m.body.len();
     let body = if ctx.method == Method::HEAD {
         Body::empty()

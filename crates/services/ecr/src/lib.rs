@@ -12,6 +12,9 @@
 //! * [`Registry::run_maintenance`] purges abandoned upload sessions and collects unreferenced
 //!   blobs after a grace period.
 //!
+//! * Pull through cache rules fetch images from an upstream registry on first pull, into
+//!   repositories created from repository creation templates (`pull_through.rs`).
+//!
 //! * [`EcrService`] serves the ECR JSON API to the front.
 //!
 //! A service crate: depends on the front, the wire layer and the store, never on another service
@@ -30,6 +33,7 @@ mod http_api;
 mod lifecycle;
 pub mod manifest;
 mod meta;
+mod pull_through;
 mod replication;
 pub mod s3;
 
@@ -52,6 +56,7 @@ pub use crate::ecr::{
 };
 pub use crate::error::RegistryError;
 pub use crate::gc::GcReport;
+pub use crate::pull_through::{SecretProblem, UpstreamCredentials, UpstreamLogin};
 pub use crate::s3::{S3BlobStore, S3Config};
 
 /// Open upload sessions: id → (repository, client).
@@ -219,6 +224,8 @@ pub struct Registry {
     /// What the maintenance job (the leader's) writes through when set: the fenced store with
     /// several replicas. Unset, the registry's own store.
     controller_store: std::sync::OnceLock<Arc<dyn Store>>,
+    /// Pull through cache: upstream secrets, HTTP client, fetch locks.
+    pull_through: pull_through::PullThrough,
 }
 
 /// The IAM check of the `/v2/` routes (implemented by the composition root over the IAM
@@ -317,6 +324,7 @@ impl Registry {
             uploads: parking_lot::Mutex::new(None),
             authorizer: std::sync::OnceLock::new(),
             controller_store: std::sync::OnceLock::new(),
+            pull_through: pull_through::PullThrough::default(),
         })
     }
 
