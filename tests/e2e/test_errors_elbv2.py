@@ -125,6 +125,10 @@ def test_creation_conflicts_and_validation(gantry):
     lb = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
     # The same name with the same settings is the same load balancer.
     assert elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"] == lb
+    assert error_of(elb.create_load_balancer, Name="lb", Subnets=subnets, Scheme="internal") == (
+        400, "DuplicateLoadBalancerName", "A load balancer with the same name 'lb' exists, but with different settings")
+    assert error_of(elb.set_subnets, LoadBalancerArn=lb, Subnets=subnets[:1]) == (
+        400, "ValidationError", "At least two subnets in two different Availability Zones must be specified")
     tg = elb.create_target_group(Name="tg", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
     assert error_of(elb.create_target_group, Name="tg", Protocol="HTTP", Port=81, VpcId=vpc) == (
         400, "DuplicateTargetGroupName", "A target group with the same name 'tg' exists, but with different settings")
@@ -133,6 +137,10 @@ def test_creation_conflicts_and_validation(gantry):
     forward = [{"Type": "forward", "TargetGroupArn": tg}]
     listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
                                    DefaultActions=forward)["Listeners"][0]["ListenerArn"]
+    other = elb.create_target_group(Name="other", Protocol="HTTP", Port=80,
+                                    VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
+    assert error_of(elb.create_listener, LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                    DefaultActions=[{"Type": "forward", "TargetGroupArn": other}])[:2] == (400, "DuplicateListener")
     path = [{"Field": "path-pattern", "Values": ["/a"]}]
     elb.create_rule(ListenerArn=listener, Priority=1, Conditions=path, Actions=forward)
     assert error_of(elb.create_rule, ListenerArn=listener, Priority=1, Actions=forward,
@@ -156,3 +164,8 @@ def test_creation_conflicts_and_validation(gantry):
         400, "ValidationError", "You must specify either listener ARNs or a load balancer ARN")
     assert error_of(elb.add_tags, ResourceArns=[lb], Tags=[{"Key": "a", "Value": "b"}, {"Key": "a", "Value": "c"}])[:2] == (
         400, "DuplicateTagKeys")
+    elb.modify_load_balancer_attributes(LoadBalancerArn=lb,
+                                        Attributes=[{"Key": "deletion_protection.enabled", "Value": "true"}])
+    assert error_of(elb.delete_load_balancer, LoadBalancerArn=lb) == (
+        400, "OperationNotPermitted",
+        f"Load balancer '{lb}' cannot be deleted because deletion protection is enabled")
