@@ -8,6 +8,8 @@ wire before the service runs (see crates/aws-proto/src/constraints.rs).
 
     scripts/gen-model-constraints.py            # rewrite the tables
     scripts/gen-model-constraints.py --check    # exit 1 if a table differs from the models
+    scripts/gen-model-constraints.py --constrained-operations sts ec2
+                                                # every operation whose input has a constraint
 
 `crates/cli/tests/model_constraints.rs` runs the check, so a botocore upgrade that changes a
 constraint fails the tests until the tables are regenerated.
@@ -127,9 +129,10 @@ def constrained_shapes(shapes: dict, roots) -> set:
     return marked
 
 
-def generate(service: str, error_code: str, naming: str, excluded) -> str:
-    loader = botocore.loaders.Loader()
-    model = loader.load_service_model(service, "service-2")
+def load(service: str, excluded=()):
+    """The model, its shapes without untranslatable patterns, its operations' input shapes (but
+    `excluded`'s), and the shapes that carry or reach a constraint."""
+    model = botocore.loaders.Loader().load_service_model(service, "service-2")
     shapes = {
         name: {k: v for k, v in shape.items() if not (k == "pattern" and v in UNTRANSLATABLE_PATTERNS)}
         for name, shape in model["shapes"].items()
@@ -139,7 +142,11 @@ def generate(service: str, error_code: str, naming: str, excluded) -> str:
         for name, op in model["operations"].items()
         if "input" in op and name not in excluded
     }
-    marked = constrained_shapes(shapes, ops.values())
+    return model, shapes, ops, constrained_shapes(shapes, ops.values())
+
+
+def generate(service: str, error_code: str, naming: str, excluded) -> str:
+    model, shapes, ops, marked = load(service, excluded)
     names = {n: "SHAPE_" + upper_snake(n) for n in marked}
     assert len(set(names.values())) == len(names), "two shapes with one static name"
     patterns = {}
@@ -226,7 +233,17 @@ def generate(service: str, error_code: str, naming: str, excluded) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="report drift instead of writing")
+    ap.add_argument("--constrained-operations", nargs="+", metavar="SERVICE",
+                    help="print `service Operation` for every operation of these botocore models "
+                         "whose input carries a constraint the tables could hold")
     args = ap.parse_args()
+    if args.constrained_operations:
+        for service in args.constrained_operations:
+            _, _, ops, marked = load(service)
+            for op, shape in sorted(ops.items()):
+                if shape in marked:
+                    print(service, op)
+        return 0
     drift = False
     for service, crate, code, naming, excluded in SERVICES:
         path = ROOT / crate / "src" / "model_constraints.rs"

@@ -100,7 +100,10 @@ impl Registry {
                 Some(r) => {
                     let cur: Versioned<RepoRecord> = dec(r)?;
                     if !cur.value.deleting {
-                        return Err(RegistryError::RepositoryAlreadyExists(rec.name.clone()));
+                        return Err(RegistryError::RepositoryAlreadyExists {
+                            name: rec.name.clone(),
+                            registry: self.cfg.account_id.clone(),
+                        });
                     }
                     // A forced delete is still sweeping; let it finish first.
                     tokio::task::yield_now().await;
@@ -164,7 +167,10 @@ impl Registry {
             if !force {
                 let page = self.store.scan(&manifest_prefix(name), None, 1).await?;
                 if !page.records.is_empty() {
-                    return Err(RegistryError::RepositoryNotEmpty(name.to_owned()));
+                    return Err(RegistryError::RepositoryNotEmpty {
+                        name: name.to_owned(),
+                        registry: self.cfg.account_id.clone(),
+                    });
                 }
                 // Nothing to sweep but links; fall through to the same path.
             }

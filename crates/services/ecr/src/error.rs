@@ -56,7 +56,9 @@ pub enum RegistryError {
     #[error("invalid tag {0:?}")]
     TagInvalid(String),
     /// The tag exists, points elsewhere, and the repository's tags are immutable.
-    #[error("tag {tag} already exists in immutable repository {repository}")]
+    #[error(
+        "The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the repository is immutable."
+    )]
     TagImmutable { repository: String, tag: String },
     /// A request body or parameter is too large.
     #[error("too large: {0}")]
@@ -87,12 +89,17 @@ pub enum RegistryError {
     /// More resource tags than allowed.
     #[error("{0}")]
     TooManyTags(String),
-    /// `CreateRepository` for a name that exists.
-    #[error("repository {0} already exists")]
-    RepositoryAlreadyExists(String),
-    /// `DeleteRepository` without `force` on a repository that holds images.
-    #[error("repository {0} is not empty; use force to delete it with its images")]
-    RepositoryNotEmpty(String),
+    /// `CreateRepository` for a name that exists; worded as ECR words it.
+    #[error(
+        "The repository with name '{name}' already exists in the registry with id '{registry}'"
+    )]
+    RepositoryAlreadyExists { name: String, registry: String },
+    /// `DeleteRepository` without `force` on a repository that holds images; worded as ECR
+    /// words it.
+    #[error(
+        "The repository with name '{name}' in registry with id '{registry}' cannot be deleted because it still contains images"
+    )]
+    RepositoryNotEmpty { name: String, registry: String },
     /// No repository policy set (the message is ECR's).
     #[error("{0}")]
     RepositoryPolicyNotFound(String),
@@ -219,8 +226,8 @@ impl RegistryError {
             | Kms(_)
             | InvalidTagParameter(_)
             | TooManyTags(_)
-            | RepositoryAlreadyExists(_)
-            | RepositoryNotEmpty(_)
+            | RepositoryAlreadyExists { .. }
+            | RepositoryNotEmpty { .. }
             | RepositoryPolicyNotFound(_)
             | RegistryPolicyNotFound(_)
             | LifecyclePolicyNotFound(_)
@@ -249,7 +256,7 @@ impl RegistryError {
             SizeInvalid(_) => S::PAYLOAD_TOO_LARGE,
             Contention(_) | TooManyUploads(_) => S::TOO_MANY_REQUESTS,
             Upstream(_) => S::BAD_GATEWAY,
-            RepositoryAlreadyExists(_) | ImageAlreadyExists(_) | LayerAlreadyExists(_) => {
+            RepositoryAlreadyExists { .. } | ImageAlreadyExists(_) | LayerAlreadyExists(_) => {
                 S::CONFLICT
             }
             Store(_) | Io(_) | Internal(_) => S::INTERNAL_SERVER_ERROR,
@@ -272,8 +279,8 @@ impl RegistryError {
             TagImmutable { .. } => "ImageTagAlreadyExistsException",
             TooManyTags(_) => "TooManyTagsException",
             InvalidTagParameter(_) => "InvalidTagParameterException",
-            RepositoryAlreadyExists(_) => "RepositoryAlreadyExistsException",
-            RepositoryNotEmpty(_) => "RepositoryNotEmptyException",
+            RepositoryAlreadyExists { .. } => "RepositoryAlreadyExistsException",
+            RepositoryNotEmpty { .. } => "RepositoryNotEmptyException",
             RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
             RegistryPolicyNotFound(_) => "RegistryPolicyNotFoundException",
             LifecyclePolicyNotFound(_) => "LifecyclePolicyNotFoundException",

@@ -679,7 +679,7 @@ impl Registry {
         };
         let rec = match self.create_repo(rec).await {
             Ok(r) => r,
-            Err(RegistryError::RepositoryAlreadyExists(_)) => return Ok(None),
+            Err(RegistryError::RepositoryAlreadyExists { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
         if let Some(text) = t.and_then(|t| t.lifecycle_policy.clone()) {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::wire::{
-    check_len, cluster_name, failure, get_service, max_results, paginate, parse, secs, with_token,
+    active_cluster, check_len, cluster_name, failure, get_service, max_results, paginate, parse,
+    secs, with_token,
 };
 use crate::{EcsError, EcsService, keys};
 use gantry_front::RequestContext;
@@ -230,6 +231,8 @@ pub(super) async fn list(
         return Err(EcsError::invalid("service is required."));
     };
     let limit = max_results(req.max_results, 100, 20)?;
+    // An unknown cluster is reported before the service, as ECS does.
+    active_cluster(svc, ctx, &cluster).await?;
     let service = get_service(svc, ctx, &cluster, reference)
         .await?
         .ok_or(EcsError::ServiceNotFound)?

@@ -464,7 +464,7 @@ pub(super) async fn create(
     let td = task_definitions::resolve(svc, ctx, td_ref)
         .await?
         .filter(|t| t.value.status == gantry_domain::task_definition::TaskDefinitionStatus::Active)
-        .ok_or_else(|| EcsError::invalid(format!("TaskDefinition not found: {td_ref}")))?
+        .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
         .value;
     let config = deployment_configuration(
         req.deployment_configuration.as_ref(),
@@ -787,7 +787,7 @@ pub(super) async fn update(
                 .filter(|t| {
                     t.value.status == gantry_domain::task_definition::TaskDefinitionStatus::Active
                 })
-                .ok_or_else(|| EcsError::invalid(format!("TaskDefinition not found: {r}")))?
+                .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
                 .value,
         ),
         None => None,
@@ -911,9 +911,7 @@ pub(super) async fn update(
                 Some(td) => td.clone(),
                 None => task_definitions::get_revision(svc, ctx, &family, revision)
                     .await?
-                    .ok_or_else(|| {
-                        EcsError::invalid(format!("TaskDefinition not found: {family}:{revision}"))
-                    })?,
+                    .ok_or_else(|| EcsError::client("TaskDefinition not found."))?,
             };
             if s.launch_type == "FARGATE" {
                 crate::tasks::check_fargate_launch(&td, &Default::default())?;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::services::{Counts, deployment_id, service_arn, task_counts};
-use crate::wire::{cluster_name, commit_with_retry, get_service, parse, secs};
+use crate::wire::{active_cluster, cluster_name, commit_with_retry, get_service, parse, secs};
 use crate::{EcsError, EcsService, keys, task_definitions, task_network};
 
 const EXTERNAL_ONLY: &str = "Amazon ECS only supports task set management on services configured to use external deployment controllers.";
@@ -134,6 +134,8 @@ async fn external_service(
     let Some(reference) = req.service.as_deref().filter(|s| !s.is_empty()) else {
         return Err(EcsError::invalid("service is required."));
     };
+    // An unknown cluster is reported before the service, as ECS does.
+    active_cluster(svc, ctx, &cluster).await?;
     let s = get_service(svc, ctx, &cluster, reference)
         .await?
         .ok_or(EcsError::ServiceNotFound)?;
@@ -239,7 +241,7 @@ async fn create_of(
     let td = task_definitions::resolve(svc, ctx, td_ref)
         .await?
         .filter(|t| t.value.status == gantry_domain::task_definition::TaskDefinitionStatus::Active)
-        .ok_or_else(|| EcsError::invalid(format!("TaskDefinition not found: {td_ref}")))?
+        .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
         .value;
     if !req.capacity_provider_strategy.is_empty() {
         return Err(EcsError::Unsupported(

@@ -341,8 +341,11 @@ pub(crate) async fn load_balancer_by_arn(
     arn: &str,
 ) -> Result<Versioned<LoadBalancer>, Elbv2Error> {
     let not_found = || Elbv2Error::LoadBalancerNotFound(arn.to_owned());
+    // Not a load balancer ARN of this region (malformed, another kind, region or service).
     let Some(ElbArn::LoadBalancer { name, id }) = keys::parse_arn(arn, region) else {
-        return Err(not_found());
+        return Err(Elbv2Error::validation(format!(
+            "'{arn}' is not a valid load balancer ARN"
+        )));
     };
     match store
         .get_typed::<LoadBalancer>(&keys::load_balancer(region, &name))
@@ -360,8 +363,11 @@ pub(crate) async fn target_group_by_arn(
     arn: &str,
 ) -> Result<Versioned<TargetGroup>, Elbv2Error> {
     let not_found = || Elbv2Error::TargetGroupNotFound(arn.to_owned());
+    // Not a target group ARN of this region (malformed, another kind, region or service).
     let Some(ElbArn::TargetGroup { name, id }) = keys::parse_arn(arn, region) else {
-        return Err(not_found());
+        return Err(Elbv2Error::validation(format!(
+            "'{arn}' is not a valid target group ARN"
+        )));
     };
     match store
         .get_typed::<TargetGroup>(&keys::target_group(region, &name))
@@ -379,6 +385,12 @@ pub async fn target_group(
     region: &str,
     arn: &str,
 ) -> Result<Option<TargetGroup>, Elbv2Error> {
+    if !matches!(
+        keys::parse_arn(arn, region),
+        Some(ElbArn::TargetGroup { .. })
+    ) {
+        return Ok(None);
+    }
     match target_group_by_arn(store, region, arn).await {
         Ok(tg) => Ok(Some(tg.value)),
         Err(Elbv2Error::TargetGroupNotFound(_)) => Ok(None),
