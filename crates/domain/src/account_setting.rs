@@ -172,22 +172,6 @@ pub fn effective(
     }
 }
 
-/// The principal a setting is kept for, from a caller's ARN: a role session's settings are
-/// its role's; federated users and services have the root's.
-pub fn principal_of_caller(caller_arn: &str, account: &str) -> String {
-    let root = format!("arn:aws:iam::{account}:root");
-    if let Some(rest) = caller_arn.strip_prefix(&format!("arn:aws:sts::{account}:assumed-role/")) {
-        return match rest.split('/').next() {
-            Some(role) if !role.is_empty() => format!("arn:aws:iam::{account}:role/{role}"),
-            _ => root,
-        };
-    }
-    if caller_arn.starts_with(&format!("arn:aws:iam::{account}:user/")) {
-        return caller_arn.to_owned();
-    }
-    root
-}
-
 /// Checks a request's `principalArn`: the root, a user or a role of `account`.
 pub fn check_principal_arn(arn: &str, account: &str) -> Result<(), ValidationError> {
     let root = format!("arn:aws:iam::{account}:root");
@@ -280,17 +264,8 @@ mod tests {
     }
 
     #[test]
-    fn callers_map_to_the_principal_their_settings_belong_to() {
+    fn principal_arns_name_the_root_a_user_or_a_role_of_the_account() {
         let acct = "123456789012";
-        assert_eq!(principal_of_caller(ROOT, acct), ROOT);
-        assert_eq!(
-            principal_of_caller("arn:aws:iam::123456789012:user/dev/alice", acct),
-            "arn:aws:iam::123456789012:user/dev/alice"
-        );
-        assert_eq!(
-            principal_of_caller("arn:aws:sts::123456789012:assumed-role/deployer/s1", acct),
-            "arn:aws:iam::123456789012:role/deployer"
-        );
         assert!(check_principal_arn("arn:aws:iam::123456789012:role/deployer", acct).is_ok());
         assert!(check_principal_arn(ROOT, acct).is_ok());
         assert!(check_principal_arn("arn:aws:iam::999999999999:root", acct).is_err());

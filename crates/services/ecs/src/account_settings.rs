@@ -6,10 +6,10 @@
 //! listed (see `docs/compatibility.md`).
 
 use gantry_domain::account_setting::{
-    self, AWS_MANAGED, AccountSettings, NAMES, Setter, check_name, check_principal_arn,
-    check_value, principal_of_caller,
+    self, AWS_MANAGED, AccountSettings, NAMES, Setter, check_name, check_principal_arn, check_value,
 };
 use gantry_front::RequestContext;
+use gantry_iam_policy::PrincipalKind;
 use gantry_store::{StoreExt, Txn, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,10 +25,20 @@ fn root_arn(ctx: &RequestContext) -> String {
     format!("arn:aws:iam::{}:root", ctx.account_id)
 }
 
+/// The principal whose settings the caller has: a user's own, a role session's role's; the
+/// root, federated users and services have the root's.
+fn own_principal(ctx: &RequestContext) -> String {
+    match ctx.caller.as_deref().map(|p| (&p.kind, p)) {
+        Some((PrincipalKind::User, p)) => p.arn.clone(),
+        Some((PrincipalKind::AssumedRole { role_arn }, _)) => role_arn.clone(),
+        _ => root_arn(ctx),
+    }
+}
+
 /// The principal a request is about: `principalArn` when given (only the root, or the principal
 /// itself, may name one), else the caller's own.
 fn target_principal(ctx: &RequestContext, given: Option<&str>) -> Result<String, EcsError> {
-    let own = principal_of_caller(&ctx.caller_arn(), &ctx.account_id);
+    let own = own_principal(ctx);
     let Some(arn) = given.filter(|a| !a.is_empty()) else {
         return Ok(own);
     };
@@ -60,7 +70,7 @@ pub(crate) async fn effective_value(
     ctx: &RequestContext,
     name: &'static str,
 ) -> Result<String, EcsError> {
-    let principal = principal_of_caller(&ctx.caller_arn(), &ctx.account_id);
+    let principal = own_principal(ctx);
     let root = root_arn(ctx);
     let own = if principal == root {
         None
@@ -264,4 +274,102 @@ pub(super) async fn list(
     }
     let (page, next) = paginate(rows, req.next_token.as_deref(), limit)?;
     Ok(with_token(json!({"settings": page}), next))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gantry_front::{RandomIds, RequestContext};
+    use gantry_store::MemoryStore;
+    use serde_json::{Value, json};
+
+    use crate::{EcsOperation, EcsService};
+
+    fn ctx(caller: Option<gantry_iam_policy::Principal>) -> RequestContext {
+        RequestContext {
+            request_id: "r".into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            access_key_id: "AKID".into(),
+            now: 1_700_000_000_000,
+            caller: caller.map(Arc::new),
+        }
+    }
+
+    async fn call(svc: &EcsService, ctx: &RequestContext, op: EcsOperation, body: Value) -> Value {
+        svc.dispatch(op, body.to_string().as_bytes(), ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"))
+    }
+
+    #[tokio::test]
+    async fn a_role_session_has_its_roles_settings_over_the_account_default() {
+        let svc = EcsService::new(Arc::new(MemoryStore::new()), Arc::new(RandomIds));
+        let root = ctx(None);
+        let session = gantry_iam_policy::Principal {
+            arn: "arn:aws:sts::000000000000:assumed-role/deployer/s1".into(),
+            account: "000000000000".into(),
+            kind: gantry_iam_policy::PrincipalKind::AssumedRole {
+                role_arn: "arn:aws:iam::000000000000:role/deployer".into(),
+            },
+            user_id: "AROA:s1".into(),
+            name: "s1".into(),
+            tags: vec![],
+        };
+        let role = ctx(Some(session));
+        call(
+            &svc,
+            &root,
+            EcsOperation::PutAccountSettingDefault,
+            json!({"name": "containerInsights", "value": "enabled"}),
+        )
+        .await;
+        let out = call(
+            &svc,
+            &role,
+            EcsOperation::PutAccountSetting,
+            json!({"name": "containerInsights", "value": "enhanced"}),
+        )
+        .await;
+        assert_eq!(
+            out["setting"]["principalArn"],
+            "arn:aws:iam::000000000000:role/deployer"
+        );
+        // Clusters take their creator's effective value.
+        let c = call(
+            &svc,
+            &role,
+            EcsOperation::CreateCluster,
+            json!({"clusterName": "a"}),
+        )
+        .await;
+        assert_eq!(c["cluster"]["settings"][0]["value"], "enhanced");
+        let c = call(
+            &svc,
+            &root,
+            EcsOperation::CreateCluster,
+            json!({"clusterName": "b"}),
+        )
+        .await;
+        assert_eq!(c["cluster"]["settings"][0]["value"], "enabled");
+        // Listing one page at a time covers every setting once.
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({"effectiveSettings": true, "maxResults": 4});
+            if let Some(t) = &token {
+                body["nextToken"] = json!(t);
+            }
+            let page = call(&svc, &role, EcsOperation::ListAccountSettings, body).await;
+            for s in page["settings"].as_array().unwrap() {
+                seen.push(s["name"].as_str().unwrap().to_owned());
+            }
+            match page["nextToken"].as_str() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, gantry_domain::account_setting::NAMES);
+    }
 }

@@ -38,11 +38,13 @@ struct GetTaskProtectionRequest {
 
 /// One `protectedTasks[]` entry as of `now`.
 fn protected_task(t: &Task, ctx: &RequestContext, now: u64) -> Value {
+    // A stopped task has nothing left to protect.
+    let on = t.is_protected(now) && t.desired_status != TaskStatus::Stopped;
     let mut v = json!({
         "taskArn": task_arn(ctx, t),
-        "protectionEnabled": t.is_protected(now),
+        "protectionEnabled": on,
     });
-    if let Some(until) = t.protected_until.filter(|_| t.is_protected(now)) {
+    if let Some(until) = t.protected_until.filter(|_| on) {
         v["expirationDate"] = secs(until);
     }
     v
@@ -185,4 +187,153 @@ pub(super) async fn get(
         }
     }
     Ok(json!({"protectedTasks": protected, "failures": failures}))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gantry_domain::task::Task;
+    use gantry_front::{RandomIds, RequestContext};
+    use gantry_store::{MemoryStore, Store, StoreExt, Txn, encode};
+    use serde_json::{Value, json};
+
+    use crate::{EcsOperation, EcsService, keys};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn ctx(now: u64) -> RequestContext {
+        RequestContext {
+            request_id: "r".into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            access_key_id: "AKID".into(),
+            now,
+            caller: None,
+        }
+    }
+
+    async fn call(svc: &EcsService, op: EcsOperation, now: u64, body: Value) -> Value {
+        svc.dispatch(op, body.to_string().as_bytes(), &ctx(now))
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"))
+    }
+
+    /// A cluster with one instance and one running standalone task; returns the task's id.
+    async fn one_task(svc: &EcsService) -> String {
+        call(
+            svc,
+            EcsOperation::CreateCluster,
+            NOW,
+            json!({"clusterName": "c"}),
+        )
+        .await;
+        call(
+            svc,
+            EcsOperation::RegisterContainerInstance,
+            NOW,
+            json!({"cluster": "c", "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]}),
+        )
+        .await;
+        call(
+            svc,
+            EcsOperation::RegisterTaskDefinition,
+            NOW,
+            json!({"family": "w", "containerDefinitions": [
+                {"name": "m", "image": "busybox", "memory": 16}]}),
+        )
+        .await;
+        let out = call(
+            svc,
+            EcsOperation::RunTask,
+            NOW,
+            json!({"cluster": "c", "taskDefinition": "w"}),
+        )
+        .await;
+        let arn = out["tasks"][0]["taskArn"].as_str().unwrap();
+        arn.rsplit('/').next().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn only_service_tasks_are_protected_and_protection_expires() {
+        let store = Arc::new(MemoryStore::new());
+        let svc = EcsService::new(store.clone(), Arc::new(RandomIds));
+        let id = one_task(&svc).await;
+        let update = |minutes: Option<i64>| {
+            let mut b = json!({"cluster": "c", "tasks": [id.clone(), "f".repeat(32)],
+                "protectionEnabled": true});
+            if let Some(m) = minutes {
+                b["expiresInMinutes"] = json!(m);
+            }
+            b
+        };
+        // Standalone: TASK_NOT_VALID; unknown: MISSING.
+        let out = call(&svc, EcsOperation::UpdateTaskProtection, NOW, update(None)).await;
+        let reasons: Vec<&str> = out["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["TASK_NOT_VALID", "MISSING"]);
+        assert_eq!(out["protectedTasks"], json!([]));
+
+        // The same task as a service's.
+        let key = keys::task("us-east-1", "c", &id);
+        let mut t = store.get_typed::<Task>(&key).await.unwrap().unwrap();
+        t.value.service_name = Some("svc".into());
+        let txn = Txn::new()
+            .require_revision(&key, t.revision)
+            .put(&key, encode(&key, &t.value).unwrap());
+        assert!(store.commit(txn).await.unwrap().is_committed());
+
+        let out = call(&svc, EcsOperation::UpdateTaskProtection, NOW, update(None)).await;
+        let p = &out["protectedTasks"][0];
+        assert_eq!(p["protectionEnabled"], true);
+        // The default: 120 minutes.
+        assert_eq!(
+            p["expirationDate"].as_f64().unwrap(),
+            (NOW + 120 * 60_000) as f64 / 1000.0
+        );
+        let out = call(
+            &svc,
+            EcsOperation::UpdateTaskProtection,
+            NOW,
+            update(Some(1)),
+        )
+        .await;
+        assert_eq!(
+            out["protectedTasks"][0]["expirationDate"].as_f64().unwrap(),
+            (NOW + 60_000) as f64 / 1000.0
+        );
+        let get = json!({"cluster": "c", "tasks": [id.clone()]});
+        let at = |now| call(&svc, EcsOperation::GetTaskProtection, now, get.clone());
+        assert_eq!(
+            at(NOW + 59_999).await["protectedTasks"][0]["protectionEnabled"],
+            true
+        );
+        let expired = at(NOW + 60_000).await;
+        assert_eq!(expired["protectedTasks"][0]["protectionEnabled"], false);
+        assert!(expired["protectedTasks"][0].get("expirationDate").is_none());
+
+        // Out of range, too many tasks, no cluster.
+        for bad in [
+            update(Some(0)),
+            update(Some(2881)),
+            json!({"cluster": "c", "tasks": vec![id.clone(); 11], "protectionEnabled": true}),
+            json!({"tasks": [id.clone()], "protectionEnabled": true}),
+        ] {
+            let e = svc
+                .dispatch(
+                    EcsOperation::UpdateTaskProtection,
+                    bad.to_string().as_bytes(),
+                    &ctx(NOW),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e.aws_code(), "InvalidParameterException", "{bad}");
+        }
+    }
 }
