@@ -29,6 +29,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 4;
 pub(crate) enum Protocol {
     Http,
     Tcp,
+    /// Datagrams per flow ([`crate::udp`]).
+    Udp,
+    /// TCP and UDP on the same port.
+    TcpUdp,
 }
 
 /// A client connection's idle time allowed when the load balancer does not say.
