@@ -282,5 +282,5 @@ def test_regions_are_separate(gantry):
 
 def test_unimplemented_operation_answers_an_aws_error(ecs):
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        ecs.list_account_settings()
+        ecs.list_services_by_namespace(namespace="ns")
     assert code(e) == "UnsupportedFeatureException"

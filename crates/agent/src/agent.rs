@@ -624,13 +624,20 @@ async fn agent_main(
         .map_err(AgentError::Listen)?;
     checkpoint.set_metadata_port(port)?;
     let registry = MetadataRegistry::default();
-    for server in metadata::serve(listeners, registry.clone(), runtime.clone()) {
+    let credentials = crate::credentials::CredentialsRegistry::default();
+    let protection =
+        crate::task_protection::router(registry.clone(), credentials.clone(), api.clone());
+    for server in metadata::serve(
+        listeners,
+        registry.clone(),
+        runtime.clone(),
+        protection.clone(),
+    ) {
         spawner.spawn(server);
     }
     tracing::info!(port, gateway = ?gw, "task metadata endpoint listening");
 
     // Task credentials (and the metadata documents) on 169.254.170.2.
-    let credentials = crate::credentials::CredentialsRegistry::default();
     let listened = if cfg.task_iam_role {
         crate::credentials::listen(checkpoint.credentials_port(), port).await
     } else {
@@ -642,9 +649,12 @@ async fn agent_main(
         Ok(l) => {
             let p = l.local_addr().map_err(AgentError::Listen)?.port();
             checkpoint.set_credentials_port(p)?;
-            let app = metadata::app(registry.clone(), runtime.clone()).merge(
-                crate::credentials::router(credentials.clone(), runtime.clone()),
-            );
+            let app = metadata::app(registry.clone(), runtime.clone())
+                .merge(crate::credentials::router(
+                    credentials.clone(),
+                    runtime.clone(),
+                ))
+                .merge(protection);
             spawner.spawn(metadata::serve_router(l, app));
             tracing::info!(
                 port = p,

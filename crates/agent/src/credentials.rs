@@ -90,6 +90,15 @@ impl CredentialsRegistry {
         }
     }
 
+    /// The current credentials of task `task_arn`'s role, if it has one (for calls the agent
+    /// makes on the task's behalf).
+    pub fn of_task(&self, task_arn: &str) -> Option<TaskRoleCredentials> {
+        self.lock()
+            .values()
+            .find(|e| e.task_arn == task_arn && e.credentials.is_some())
+            .and_then(|e| e.credentials.clone())
+    }
+
     /// Forgets every id of task `task_arn`.
     pub fn forget_task(&self, task_arn: &str) {
         self.lock().retain(|_, e| e.task_arn != task_arn);

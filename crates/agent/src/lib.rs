@@ -72,6 +72,7 @@ pub mod pause;
 pub mod runtime;
 mod shared;
 pub mod spec;
+pub mod task_protection;
 pub mod usage;
 
 pub use agent::{AgentError, run, run_with_runtime, uninstall};

@@ -1,7 +1,8 @@
 //! Task metadata endpoint v4 (and the same documents under v3): `/v4/<id>`, `/v4/<id>/task`,
 //! `/v4/<id>/stats`, `/v4/<id>/task/stats`, where `<id>` is an unguessable per-container id
 //! injected as `ECS_CONTAINER_METADATA_URI_V4`. Task actors publish their documents here; stats
-//! are sampled from the runtime on request.
+//! are sampled from the runtime on request. The same listeners serve the task protection
+//! endpoint (`crate::task_protection`) under `ECS_AGENT_URI` (`/api/<id>`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -59,6 +60,11 @@ impl MetadataRegistry {
         let mut inner = self.lock();
         inner.ids.retain(|_, t| t != arn);
         inner.tasks.remove(arn);
+    }
+
+    /// The ARN of the task whose container has metadata id `metadata_id`.
+    pub fn task_arn(&self, metadata_id: &str) -> Option<String> {
+        self.lock().ids.get(metadata_id).cloned()
     }
 
     fn lookup(&self, metadata_id: &str) -> Option<(String, TaskDocument)> {
@@ -160,13 +166,15 @@ fn router(state: AppState) -> Router {
     r.with_state(state)
 }
 
-/// One server future per listener (the caller spawns them).
+/// One server future per listener (the caller spawns them), serving the metadata routes and
+/// `more` (the task protection endpoint).
 pub fn serve(
     listeners: Vec<tokio::net::TcpListener>,
     registry: MetadataRegistry,
     runtime: Arc<dyn ContainerRuntime>,
+    more: Router,
 ) -> Vec<futures::future::BoxFuture<'static, ()>> {
-    let app = router(AppState { registry, runtime });
+    let app = router(AppState { registry, runtime }).merge(more);
     listeners
         .into_iter()
         .map(|l| {

@@ -405,6 +405,11 @@ pub fn container_spec(
             "ECS_CONTAINER_METADATA_URI",
             format!("{base}/v3/{}", inputs.metadata_id),
         ));
+        // The agent API (task scale-in protection: `$ECS_AGENT_URI/task-protection/v1/state`).
+        injected.push((
+            "ECS_AGENT_URI",
+            format!("{base}/api/{}", inputs.metadata_id),
+        ));
     }
     if let Some((k, v)) = &inputs.task_credentials {
         injected.push((k, v.clone()));
@@ -940,6 +945,10 @@ mod tests {
         assert!(
             s.env
                 .contains(&"ECS_CONTAINER_METADATA_URI_V4=http://172.17.0.1:5000/v4/m1".to_owned())
+        );
+        assert!(
+            s.env
+                .contains(&"ECS_AGENT_URI=http://172.17.0.1:5000/api/m1".to_owned())
         );
         assert_eq!(s.ulimits[0].hard, 20000);
         assert_eq!(s.ulimits[0].soft, 20000);

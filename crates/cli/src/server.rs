@@ -625,7 +625,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 store: store.clone(),
             }))
             .with_target_groups(target_groups.clone())
-            .with_host_access(cfg.host_access.clone()),
+            .with_host_access(cfg.host_access.clone())
+            .with_endpoint(endpoint.clone()),
     );
     let ecs_service = ecs.clone();
     // On etcd the controllers (service runner, scaling) write through the fenced store, with its own ECS state; with one
@@ -639,7 +640,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 .with_target_groups(Arc::new(ElbTargetGroups {
                     store: controller_store.clone(),
                 }))
-                .with_host_access(cfg.host_access.clone()),
+                .with_host_access(cfg.host_access.clone())
+                .with_endpoint(endpoint.clone()),
         ),
         None => ecs_service.clone(),
     };

@@ -4,6 +4,7 @@
 //! Pure: no I/O, no clock, no randomness (callers pass `now` and generated ids in). Must not depend
 //! on tokio, HTTP, a database or Docker.
 
+pub mod account_setting;
 pub mod arn;
 pub mod capability;
 pub mod capacity;

@@ -254,9 +254,24 @@ pub struct Task {
     /// `stopTimeout` (a Spot interruption's warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_seconds: Option<u64>,
+    /// Task scale-in protection (`UpdateTaskProtection`): until then the service scheduler
+    /// neither scales the task in nor replaces it in a deployment. Past it, the task is
+    /// unprotected again; the value is kept to show nothing but that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_until: Option<EpochMillis>,
 }
 
+/// Task scale-in protection lasts this long when `expiresInMinutes` is not given.
+pub const DEFAULT_PROTECTION_MINUTES: i64 = 120;
+/// The longest task scale-in protection (48 hours).
+pub const MAX_PROTECTION_MINUTES: i64 = 2880;
+
 impl Task {
+    /// Whether scale-in protection holds at `now` (epoch milliseconds).
+    pub fn is_protected(&self, now: EpochMillis) -> bool {
+        self.protected_until.is_some_and(|until| until > now)
+    }
+
     /// Whether the task runs on the platform's Fargate capacity.
     pub fn is_fargate(&self) -> bool {
         self.launch_type == "FARGATE"

@@ -421,6 +421,40 @@ fn protected_surplus_waits_for_expiry() {
 }
 
 #[test]
+fn deployment_keeps_a_protected_old_task_until_its_protection_expires() {
+    let mut s = stable(3, 100, 200);
+    let now = s.now;
+    let kept = s.live().map(|t| t.id.clone()).min().unwrap();
+    let until = now + 60_000;
+    for t in &mut s.tasks {
+        if t.id == kept {
+            t.protected_until = Some(until);
+        }
+    }
+    s.deploy(2);
+    let new = s.primary_id();
+    // The rollout replaces the two unprotected tasks and waits for the protected one.
+    for _ in 0..20 {
+        let plan = s.plan();
+        assert!(plan.stops.iter().all(|st| st.task_id != kept));
+        s.apply(&plan);
+        s.advance();
+    }
+    assert!(s.live().any(|t| t.id == kept));
+    assert_eq!(s.live_of(&new), 3);
+    assert_eq!(s.live().count(), 4);
+    let plan = s.plan();
+    assert!(plan.stops.is_empty());
+    assert_eq!(plan.wake_at, Some(until));
+    // Once expired, it is replaced like any task of an older deployment.
+    s.now = until;
+    let plan = s.plan();
+    assert_eq!(plan.stops.len(), 1);
+    assert_eq!(plan.stops[0].task_id, kept);
+    assert_eq!(plan.stops[0].kind, StopKind::Deployment);
+}
+
+#[test]
 fn tasks_on_a_disconnected_instance_are_left_alone() {
     let mut s = stable(3, 100, 200);
     s.instances[1].agent_connected = false;

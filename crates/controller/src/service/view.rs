@@ -81,7 +81,7 @@ impl TaskView {
             stopped_at: task.stopped_at,
             stop_code: task.stop_code.clone(),
             instance_id: task.container_instance_id.clone(),
-            protected_until: None,
+            protected_until: task.protected_until,
             scale_in_rank: None,
         }
     }

@@ -192,6 +192,8 @@ pub(super) async fn create(
         &req.default_capacity_provider_strategy,
         &req.capacity_providers,
     )?;
+    // A new cluster without its own containerInsights setting takes the account setting.
+    let insights = crate::account_settings::effective_value(svc, ctx, "containerInsights").await?;
     let key = keys::cluster(&ctx.region, &name);
     let cluster = commit_with_retry(svc.store.as_ref(), || async {
         let existing = svc.store.get_typed::<Cluster>(&key).await?;
@@ -203,7 +205,7 @@ pub(super) async fn create(
         }
         let mut settings = vec![ClusterSetting {
             name: "containerInsights".into(),
-            value: "disabled".into(),
+            value: insights.clone(),
         }];
         apply_settings(&mut settings, &req.settings);
         let cluster = Cluster {

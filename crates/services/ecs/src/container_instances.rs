@@ -1,6 +1,6 @@
 //! RegisterContainerInstance, DeregisterContainerInstance, DescribeContainerInstances,
 //! ListContainerInstances, UpdateContainerInstancesState, PutAttributes, DeleteAttributes,
-//! ListAttributes.
+//! ListAttributes, DiscoverPollEndpoint, UpdateContainerAgent.
 
 use gantry_domain::Arn;
 use gantry_domain::arn::container_instance_id_from_ref;
@@ -715,4 +715,71 @@ pub(super) async fn list_attributes(
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let (page, next) = paginate(items, req.next_token.as_deref(), limit)?;
     Ok(with_token(json!({"attributes": page}), next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DiscoverPollEndpointRequest {
+    cluster: Option<String>,
+    container_instance: Option<String>,
+}
+
+/// DiscoverPollEndpoint: agents reach this server for everything (the assignment stream and
+/// telemetry included), so the answer is the server's own endpoint. Service Connect is not
+/// served: no `serviceConnectEndpoint`.
+pub(super) async fn discover_poll_endpoint(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: DiscoverPollEndpointRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    if let Some(reference) = req.container_instance.as_deref().filter(|s| !s.is_empty())
+        && get(svc, ctx, &cluster, reference).await?.is_none()
+    {
+        return Err(EcsError::invalid(format!(
+            "The referenced container instance {reference} was not found in cluster {cluster}."
+        )));
+    }
+    let Some(endpoint) = &svc.endpoint else {
+        return Err(EcsError::Internal(
+            "the server's endpoint is not known to the ECS service".into(),
+        ));
+    };
+    Ok(json!({"endpoint": endpoint, "telemetryEndpoint": endpoint}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateContainerAgentRequest {
+    cluster: Option<String>,
+    container_instance: Option<String>,
+}
+
+/// UpdateContainerAgent: the agent is part of the `gantry` binary and is updated by replacing
+/// that binary on the host, never by the control plane, so once the instance is found the
+/// answer is `NoUpdateAvailableException` saying so.
+pub(super) async fn update_agent(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Value, EcsError> {
+    let req: UpdateContainerAgentRequest = parse(body)?;
+    let cluster = cluster_name(req.cluster.as_deref())?;
+    let Some(reference) = req.container_instance.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(EcsError::invalid("containerInstance is required."));
+    };
+    active_cluster(svc, ctx, &cluster).await?;
+    let Some(ci) = get(svc, ctx, &cluster, reference)
+        .await?
+        .filter(|c| c.value.status != ContainerInstanceStatus::Inactive)
+    else {
+        return Err(EcsError::invalid(format!(
+            "The referenced container instance {reference} was not found in cluster {cluster}."
+        )));
+    };
+    Err(EcsError::NoUpdateAvailable(format!(
+        "No update is available for the container agent on {}: the agent is part of the gantry binary and is updated by installing a new gantry binary on the host and restarting the agent (its running tasks are adopted).",
+        arn_of(ctx, &ci.value)
+    )))
 }

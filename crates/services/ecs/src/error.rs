@@ -52,6 +52,9 @@ pub enum EcsError {
     /// The service deployment is not in a state the operation applies to.
     #[error("{0}")]
     Conflict(String),
+    /// UpdateContainerAgent: agents are updated with the binary, not by the control plane.
+    #[error("{0}")]
+    NoUpdateAvailable(String),
     /// An operation of the ECS model that is not served.
     #[error("{0}")]
     Unsupported(String),
@@ -93,6 +96,7 @@ impl EcsError {
             Self::TargetNotFound(_) => "TargetNotFoundException",
             Self::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             Self::Unsupported(_) => "UnsupportedFeatureException",
+            Self::NoUpdateAvailable(_) => "NoUpdateAvailableException",
             Self::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",
             Self::Conflict(_) => "ConflictException",
             Self::TaskSetNotFound(_) => "TaskSetNotFoundException",

@@ -12,6 +12,7 @@
 //! A service crate: depends on the front, the wire layer, the domain, the store, the scheduler and
 //! the controller; never on another service crate, Docker or the load balancer.
 
+mod account_settings;
 pub mod admin;
 pub mod agent_stream;
 #[rustfmt::skip]
@@ -35,6 +36,7 @@ mod services;
 mod tags;
 mod task_definitions;
 pub mod task_network;
+mod task_protection;
 pub mod task_secrets;
 mod task_sets;
 mod tasks;
@@ -177,6 +179,8 @@ pub struct EcsService {
     pub(crate) target_groups: Option<Arc<dyn service_lb::TargetGroups>>,
     /// Host paths and privileged settings RegisterTaskDefinition accepts.
     pub(crate) host_access: gantry_domain::task_definition::HostAccess,
+    /// Where this server answers, as DiscoverPollEndpoint tells agents.
+    pub(crate) endpoint: Option<String>,
 }
 
 impl fmt::Debug for EcsService {
@@ -198,7 +202,14 @@ impl EcsService {
             networks: None,
             target_groups: None,
             host_access: Default::default(),
+            endpoint: None,
         }
+    }
+
+    /// The URL DiscoverPollEndpoint answers (the server's own endpoint).
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
     }
 
     /// What task definitions may take from the host (default: Docker volumes only).
@@ -273,6 +284,14 @@ impl EcsService {
                 | CreateCapacityProvider
                 | UpdateCapacityProvider
                 | DeleteCapacityProvider
+                | PutAccountSetting
+                | PutAccountSettingDefault
+                | ListAccountSettings
+                | DeleteAccountSetting
+                | UpdateTaskProtection
+                | GetTaskProtection
+                | DiscoverPollEndpoint
+                | UpdateContainerAgent
         )
     }
 
@@ -337,6 +356,16 @@ impl EcsService {
             CreateCapacityProvider => capacity_providers::create(self, body, ctx).await,
             UpdateCapacityProvider => capacity_providers::update(self, body, ctx).await,
             DeleteCapacityProvider => capacity_providers::delete(self, body, ctx).await,
+            PutAccountSetting => account_settings::put(self, body, ctx).await,
+            PutAccountSettingDefault => account_settings::put_default(self, body, ctx).await,
+            ListAccountSettings => account_settings::list(self, body, ctx).await,
+            DeleteAccountSetting => account_settings::delete(self, body, ctx).await,
+            UpdateTaskProtection => task_protection::update(self, body, ctx).await,
+            GetTaskProtection => task_protection::get(self, body, ctx).await,
+            DiscoverPollEndpoint => {
+                container_instances::discover_poll_endpoint(self, body, ctx).await
+            }
+            UpdateContainerAgent => container_instances::update_agent(self, body, ctx).await,
             other => Err(EcsError::Unsupported(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

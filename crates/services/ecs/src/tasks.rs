@@ -495,6 +495,7 @@ pub(crate) fn new_task(
             .then(|| FARGATE_PLATFORM_VERSION.to_owned()),
         ephemeral_storage_gib: None,
         stop_grace_seconds: None,
+        protected_until: None,
     }
 }
 
