@@ -1141,7 +1141,7 @@ impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
         samples: Vec<gantry_ecs::telemetry::MetricSample>,
         now_ms: u64,
     ) -> Result<(), gantry_aws_proto::AwsError> {
-        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id};
+        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id, values_of};
         let rows = samples
             .into_iter()
             .map(|s| {
@@ -1157,6 +1157,7 @@ impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
                     bucket: s.timestamp - s.timestamp.rem_euclid(60),
                     unit: unit_id(s.unit).unwrap_or(UNIT_NONE),
                     agg: Agg::of(s.value, 1.0),
+                    values: values_of(s.value, 1.0),
                 }
             })
             .collect();
@@ -1177,24 +1178,28 @@ impl gantry_logs::metric_filters::MetricPublisher for LogMetricsSink {
         samples: Vec<gantry_logs::metric_filters::MetricSample>,
         now_ms: u64,
     ) -> Result<(), String> {
-        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id};
+        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id, values_of_set};
         let rows = samples
             .into_iter()
-            .map(|s| Row {
-                key: SeriesKey {
-                    region: region.to_owned(),
-                    namespace: s.namespace,
-                    name: s.name,
-                    dimensions: s.dimensions,
-                },
-                bucket: s.minute,
-                unit: s.unit.as_deref().and_then(unit_id).unwrap_or(UNIT_NONE),
-                agg: Agg {
+            .map(|s| {
+                let agg = Agg {
                     count: s.count,
                     sum: s.sum,
                     min: s.min,
                     max: s.max,
-                },
+                };
+                Row {
+                    key: SeriesKey {
+                        region: region.to_owned(),
+                        namespace: s.namespace,
+                        name: s.name,
+                        dimensions: s.dimensions,
+                    },
+                    bucket: s.minute,
+                    unit: s.unit.as_deref().and_then(unit_id).unwrap_or(UNIT_NONE),
+                    values: values_of_set(&agg),
+                    agg,
+                }
             })
             .collect();
         self.0
