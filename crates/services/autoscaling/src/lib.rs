@@ -1340,6 +1340,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn alb_request_count_per_target_tracks_the_labelled_target_group() {
+        let services = Arc::new(FakeServices(Mutex::new(2)));
+        let alarms = Arc::new(FakeAlarms::default());
+        let svc = AutoScalingService::new(
+            Arc::new(MemoryStore::new()),
+            services.clone(),
+            alarms.clone(),
+            "000000000000",
+        );
+        let target = json!({"ServiceNamespace": "ecs", "ResourceId": "service/c/s",
+                            "ScalableDimension": DIMENSION});
+        let mut reg = target.clone();
+        reg["MinCapacity"] = json!(1);
+        reg["MaxCapacity"] = json!(10);
+        call(&svc, "RegisterScalableTarget", reg).await;
+        let mut put = target.clone();
+        put["PolicyName"] = json!("requests");
+        put["PolicyType"] = json!("TargetTrackingScaling");
+        put["TargetTrackingScalingPolicyConfiguration"] = json!({
+            "TargetValue": 100.0, "ScaleOutCooldown": 0,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget"}});
+        let err = JsonService::call(&svc, "PutScalingPolicy", put.to_string().as_bytes(), &ctx(1_000))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("ResourceLabel"), "{}", err.message);
+        put["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]["ResourceLabel"] =
+            json!("app/web/50dc6c495c0c9188/targetgroup/tg/943f017f100becff");
+        let out = call(&svc, "PutScalingPolicy", put).await;
+        let arn = out["PolicyARN"].as_str().unwrap().to_owned();
+        let high = out["Alarms"][0]["AlarmName"].as_str().unwrap().to_owned();
+        {
+            let alarms = alarms.0.lock().unwrap();
+            assert_eq!(alarms.len(), 2);
+            for a in alarms.iter() {
+                assert_eq!(a["Namespace"], "AWS/ApplicationELB");
+                assert_eq!(a["MetricName"], "RequestCountPerTarget");
+                assert_eq!(a["Statistic"], "Sum");
+                assert!(a.get("Unit").is_none(), "{a}");
+                assert_eq!(
+                    a["Dimensions"],
+                    json!([{"Name": "LoadBalancer", "Value": "app/web/50dc6c495c0c9188"},
+                           {"Name": "TargetGroup", "Value": "targetgroup/tg/943f017f100becff"}])
+                );
+            }
+        }
+        // 2 tasks taking 300 requests each per minute against a target of 100: 6 tasks.
+        svc.execute(
+            "us-east-1",
+            &arn,
+            Trigger {
+                alarm: &high,
+                state: "ALARM",
+                value: Some(300.0),
+                threshold: 100.0,
+            },
+            10_000,
+        )
+        .await
+        .unwrap();
+        assert_eq!(*services.0.lock().unwrap(), 6);
+    }
+
+    #[tokio::test]
     async fn target_tracking_scales_out_by_ratio_and_in_one_at_a_time_with_cooldowns() {
         let services = Arc::new(FakeServices(Mutex::new(2)));
         let alarms = Arc::new(FakeAlarms::default());
