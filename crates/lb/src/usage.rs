@@ -247,7 +247,12 @@ fn health_counts(proxy: &Proxy) -> HashMap<String, (u32, u32)> {
 
 /// Takes and posts a window every `every` (aligned to its multiples of wall-clock time, so
 /// minute windows are calendar minutes), forever.
-pub async fn report_forever(client: ControlClient, proxy: Proxy, usage: Arc<Usage>, every: Duration) {
+pub async fn report_forever(
+    client: ControlClient,
+    proxy: Proxy,
+    usage: Arc<Usage>,
+    every: Duration,
+) {
     let every_s = every.as_secs_f64().max(0.001);
     let mut pending: VecDeque<UsageWindow> = VecDeque::new();
     let mut dropped = 0u64;
@@ -264,7 +269,10 @@ pub async fn report_forever(client: ControlClient, proxy: Proxy, usage: Arc<Usag
             dropped += 1;
         }
         if dropped > 0 {
-            tracing::warn!(dropped, "load balancer metric windows dropped: the control plane did not take them in time");
+            tracing::warn!(
+                dropped,
+                "load balancer metric windows dropped: the control plane did not take them in time"
+            );
             dropped = 0;
         }
         while !pending.is_empty() {
@@ -322,10 +330,7 @@ mod tests {
         }
         web.request();
         web.bad_gateway();
-        let health = HashMap::from([
-            ("tg/web".to_owned(), (2, 1)),
-            ("tg/api".to_owned(), (0, 0)),
-        ]);
+        let health = HashMap::from([("tg/web".to_owned(), (2, 1)), ("tg/api".to_owned(), (0, 0))]);
         let w = usage.take(60, &health);
         assert_eq!(w.len(), 2);
         assert_eq!(w[1].target_group_arn, "tg/web");

@@ -559,12 +559,20 @@ impl AutoScalingService {
                     .pointer("/PredefinedMetricSpecification/PredefinedMetricType")
                     .and_then(Value::as_str)
                 {
-                    Some("ECSServiceAverageCPUUtilization") => {
-                        ("AWS/ECS", "CPUUtilization", ecs_dims, "Average", Some("Percent"))
-                    }
-                    Some("ECSServiceAverageMemoryUtilization") => {
-                        ("AWS/ECS", "MemoryUtilization", ecs_dims, "Average", Some("Percent"))
-                    }
+                    Some("ECSServiceAverageCPUUtilization") => (
+                        "AWS/ECS",
+                        "CPUUtilization",
+                        ecs_dims,
+                        "Average",
+                        Some("Percent"),
+                    ),
+                    Some("ECSServiceAverageMemoryUtilization") => (
+                        "AWS/ECS",
+                        "MemoryUtilization",
+                        ecs_dims,
+                        "Average",
+                        Some("Percent"),
+                    ),
                     Some("ALBRequestCountPerTarget") => {
                         let label = cfg
                             .pointer("/PredefinedMetricSpecification/ResourceLabel")
@@ -1271,7 +1279,10 @@ mod tests {
     fn alb_resource_labels_name_the_load_balancer_and_target_group() {
         assert_eq!(
             alb_resource_label("app/web/50dc6c495c0c9188/targetgroup/tg/943f017f100becff").unwrap(),
-            ("app/web/50dc6c495c0c9188", "targetgroup/tg/943f017f100becff")
+            (
+                "app/web/50dc6c495c0c9188",
+                "targetgroup/tg/943f017f100becff"
+            )
         );
         for bad in [
             "app/web/50dc/targetgroup/tg",
@@ -1361,9 +1372,14 @@ mod tests {
         put["TargetTrackingScalingPolicyConfiguration"] = json!({
             "TargetValue": 100.0, "ScaleOutCooldown": 0,
             "PredefinedMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget"}});
-        let err = JsonService::call(&svc, "PutScalingPolicy", put.to_string().as_bytes(), &ctx(1_000))
-            .await
-            .unwrap_err();
+        let err = JsonService::call(
+            &svc,
+            "PutScalingPolicy",
+            put.to_string().as_bytes(),
+            &ctx(1_000),
+        )
+        .await
+        .unwrap_err();
         assert!(err.message.contains("ResourceLabel"), "{}", err.message);
         put["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]["ResourceLabel"] =
             json!("app/web/50dc6c495c0c9188/targetgroup/tg/943f017f100becff");

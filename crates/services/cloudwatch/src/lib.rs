@@ -436,7 +436,9 @@ impl CloudWatchService {
             .ok_or_else(|| error::missing("Period"))?;
         metrics::check_period(period, "Period")?;
         let stats = metrics::statistics(input)?;
-        let raw = stats.iter().any(|s| matches!(s, series::Stat::Percentile(_)));
+        let raw = stats
+            .iter()
+            .any(|s| matches!(s, series::Stat::Percentile(_)));
         let unit = metrics::unit(input.get("Unit"), "unit")?;
         let first = metrics::align_start(start, period);
         let last = end.ceil() as i64;
@@ -603,9 +605,8 @@ impl CloudWatchService {
 fn rows_of(b: &Batch) -> impl Iterator<Item = Row> + '_ {
     let mut values: std::collections::HashMap<usize, &Vec<(f64, f64)>> =
         b.v.iter().map(|(i, v)| (*i, v)).collect();
-    b.p.iter()
-        .enumerate()
-        .map(move |(i, (ns, name, dims, unit, bucket, count, sum, min, max))| Row {
+    b.p.iter().enumerate().map(
+        move |(i, (ns, name, dims, unit, bucket, count, sum, min, max))| Row {
             key: SeriesKey {
                 region: b.r.clone(),
                 namespace: ns.clone(),
@@ -621,7 +622,8 @@ fn rows_of(b: &Batch) -> impl Iterator<Item = Row> + '_ {
                 max: *max,
             },
             values: values.remove(&i).cloned(),
-        })
+        },
+    )
 }
 
 fn operation(op: &str) -> Result<CloudWatchOperation, AwsError> {

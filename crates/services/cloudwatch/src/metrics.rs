@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{combination, invalid, invalid_value, missing};
 use crate::series::{
-    Agg, PeriodAgg, Row, SeriesKey, Stat, UNIT_NONE, UNITS, Values, merge_values, unit_id, values_of,
-    values_of_set,
+    Agg, PeriodAgg, Row, SeriesKey, Stat, UNIT_NONE, UNITS, Values, merge_values, unit_id,
+    values_of, values_of_set,
 };
 
 /// Most metric items in one `PutMetricData`.

@@ -156,7 +156,10 @@ impl Stat {
         if whole.is_empty()
             || whole.len() > 3
             || frac.len() > 2
-            || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+            || !whole
+                .bytes()
+                .chain(frac.bytes())
+                .all(|b| b.is_ascii_digit())
             || (n.contains('.') && frac.is_empty())
         {
             return None;
@@ -199,7 +202,30 @@ pub type Values = Option<Vec<(f64, f64)>>;
 
 /// The raw values a datum of `count` samples of `value` stands for (none for a negative value).
 pub fn values_of(value: f64, count: f64) -> Values {
-    (value >= 0.0).then(|| vec![(value, count)])
+    // `+ 0.0` makes -0 a 0.
+    (value >= 0.0).then(|| vec![(value + 0.0, count)])
+}
+
+/// A bucket's raw values as kept: the bits of each (non-negative, so ordered like the values)
+/// distinct value → its count; an insertion costs a logarithm of the bucket's size.
+type Kept = Option<BTreeMap<u64, f64>>;
+
+fn keep(into: &mut Kept, more: &Values) {
+    let (Some(map), Some(more)) = (into.as_mut(), more.as_ref()) else {
+        *into = None;
+        return;
+    };
+    for (v, c) in more {
+        *map.entry((v + 0.0).to_bits()).or_insert(0.0) += c;
+    }
+    if map.len() > MAX_DISTINCT {
+        *into = None;
+    }
+}
+
+fn kept_values(kept: &Kept) -> Values {
+    kept.as_ref()
+        .map(|m| m.iter().map(|(b, c)| (f64::from_bits(*b), *c)).collect())
 }
 
 /// The raw values a statistic set stands for, where CloudWatch can tell them: a single sample,
@@ -292,7 +318,7 @@ pub struct Series {
     /// (bucket start in seconds, unit) → aggregate.
     pub points: BTreeMap<(i64, u8), Agg>,
     /// (bucket start in seconds, unit) → raw values.
-    pub values: BTreeMap<(i64, u8), Values>,
+    values: BTreeMap<(i64, u8), Kept>,
     /// When data was last put (milliseconds), for `RecentlyActive`.
     pub last_put_ms: u64,
 }
@@ -341,11 +367,11 @@ impl Index {
             .entry((row.bucket, row.unit))
             .and_modify(|a| a.merge(&row.agg))
             .or_insert(row.agg);
-        series
+        let kept = series
             .values
             .entry((row.bucket, row.unit))
-            .and_modify(|v| merge_values(v, &row.values))
-            .or_insert_with(|| row.values.clone());
+            .or_insert_with(|| Some(BTreeMap::new()));
+        keep(kept, &row.values);
         series.last_put_ms = series.last_put_ms.max(put_ms);
     }
 
@@ -385,17 +411,14 @@ impl Index {
         };
         let empty: Values = Some(Vec::new());
         aggregate_periods(
-            series
-                .points
-                .range((start, 0)..(end, 0))
-                .map(|(k, a)| {
-                    let values = if raw {
-                        series.values.get(k).cloned().unwrap_or(None)
-                    } else {
-                        empty.clone()
-                    };
-                    (k.0, k.1, *a, values)
-                }),
+            series.points.range((start, 0)..(end, 0)).map(|(k, a)| {
+                let values = if raw {
+                    series.values.get(k).and_then(kept_values)
+                } else {
+                    empty.clone()
+                };
+                (k.0, k.1, *a, values)
+            }),
             start,
             period,
             unit,
@@ -554,23 +577,48 @@ mod tests {
     #[test]
     fn percentile_names_are_checked() {
         assert_eq!(Stat::parse_percentile("p99"), Some(Stat::Percentile(9900)));
-        assert_eq!(Stat::parse_percentile("p99.9"), Some(Stat::Percentile(9990)));
+        assert_eq!(
+            Stat::parse_percentile("p99.9"),
+            Some(Stat::Percentile(9990))
+        );
         assert_eq!(Stat::parse_percentile("p0.0"), Some(Stat::Percentile(0)));
-        assert_eq!(Stat::parse_percentile("p100"), Some(Stat::Percentile(10_000)));
-        for bad in ["p", "p100.01", "p101", "p99.", "p9.999", "pxx", "tm99", "P99", "p-1"] {
+        assert_eq!(
+            Stat::parse_percentile("p100"),
+            Some(Stat::Percentile(10_000))
+        );
+        for bad in [
+            "p", "p100.01", "p101", "p99.", "p9.999", "pxx", "tm99", "P99", "p-1",
+        ] {
             assert_eq!(Stat::parse_percentile(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn statistic_sets_and_negative_values_have_no_percentiles() {
-        let set = |count: f64, sum: f64, min: f64, max: f64| Agg { count, sum, min, max };
-        assert_eq!(values_of_set(&set(1.0, 3.0, 3.0, 3.0)), Some(vec![(3.0, 1.0)]));
-        assert_eq!(values_of_set(&set(4.0, 8.0, 2.0, 2.0)), Some(vec![(2.0, 4.0)]));
+        let set = |count: f64, sum: f64, min: f64, max: f64| Agg {
+            count,
+            sum,
+            min,
+            max,
+        };
+        assert_eq!(
+            values_of_set(&set(1.0, 3.0, 3.0, 3.0)),
+            Some(vec![(3.0, 1.0)])
+        );
+        assert_eq!(
+            values_of_set(&set(4.0, 8.0, 2.0, 2.0)),
+            Some(vec![(2.0, 4.0)])
+        );
         assert_eq!(values_of_set(&set(2.0, 3.0, 1.0, 2.0)), None);
         assert_eq!(values_of(-1.0, 1.0), None);
         let mut index = Index::default();
-        let row = |agg: Agg, values: Values| Row { key: key(), bucket: 60, unit: UNIT_NONE, agg, values };
+        let row = |agg: Agg, values: Values| Row {
+            key: key(),
+            bucket: 60,
+            unit: UNIT_NONE,
+            agg,
+            values,
+        };
         index.add(&row(Agg::of(5.0, 1.0), values_of(5.0, 1.0)), 0);
         let p = index.periods(&key(), 0, 600, 600, None, true);
         assert_eq!(p[0].stat(Stat::Percentile(9900)), Some(5.0));

@@ -83,21 +83,27 @@ pub fn samples_for(w: &UsageWindow, lbs: &[&LoadBalancer]) -> Vec<LbMetricSample
             three.push(vec![tgd.clone()]);
             per_target.push(vec![tgd]);
         }
-        let mut push = |name: &'static str, dims: &[Vec<(String, String)>], unit, values: Vec<(f64, f64)>| {
-            for d in dims {
-                out.push(LbMetricSample {
-                    namespace,
-                    name,
-                    dimensions: d.clone(),
-                    timestamp: w.start,
-                    unit,
-                    values: values.clone(),
-                });
-            }
-        };
+        let mut push =
+            |name: &'static str, dims: &[Vec<(String, String)>], unit, values: Vec<(f64, f64)>| {
+                for d in dims {
+                    out.push(LbMetricSample {
+                        namespace,
+                        name,
+                        dimensions: d.clone(),
+                        timestamp: w.start,
+                        unit,
+                        values: values.clone(),
+                    });
+                }
+            };
         if namespace == "AWS/ApplicationELB" {
             if w.requests > 0 {
-                push("RequestCount", &three, "Count", vec![(w.requests as f64, 1.0)]);
+                push(
+                    "RequestCount",
+                    &three,
+                    "Count",
+                    vec![(w.requests as f64, 1.0)],
+                );
                 let healthy = f64::from(w.healthy);
                 let denominator = if healthy > 0.0 {
                     healthy
@@ -147,8 +153,18 @@ pub fn samples_for(w: &UsageWindow, lbs: &[&LoadBalancer]) -> Vec<LbMetricSample
             }
         }
         let pair = [both];
-        push("HealthyHostCount", &pair, "Count", vec![(f64::from(w.healthy), 1.0)]);
-        push("UnHealthyHostCount", &pair, "Count", vec![(f64::from(w.unhealthy), 1.0)]);
+        push(
+            "HealthyHostCount",
+            &pair,
+            "Count",
+            vec![(f64::from(w.healthy), 1.0)],
+        );
+        push(
+            "UnHealthyHostCount",
+            &pair,
+            "Count",
+            vec![(f64::from(w.unhealthy), 1.0)],
+        );
     }
     out
 }
@@ -173,14 +189,20 @@ mod tests {
         s.iter()
             .filter(|x| {
                 x.name == name
-                    && x.dimensions.iter().map(|d| d.0.as_str()).collect::<Vec<_>>() == dims
+                    && x.dimensions
+                        .iter()
+                        .map(|d| d.0.as_str())
+                        .collect::<Vec<_>>()
+                        == dims
             })
             .collect()
     }
 
     #[test]
     fn an_application_load_balancers_window_becomes_elbs_metrics() {
-        let alb = lb("arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/web/50dc6c495c0c9188");
+        let alb = lb(
+            "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/web/50dc6c495c0c9188",
+        );
         let w = UsageWindow {
             start: 120,
             target_group_arn: TG.into(),
@@ -203,8 +225,14 @@ mod tests {
             assert_eq!(rc[0].values, vec![(10.0, 1.0)]);
             assert_eq!(rc[0].namespace, "AWS/ApplicationELB");
             assert_eq!(rc[0].timestamp, 120);
-            assert_eq!(find(&s, "TargetResponseTime", dims)[0].values, vec![(0.001, 5.0), (0.25, 3.0)]);
-            assert_eq!(find(&s, "HTTPCode_Target_2XX_Count", dims)[0].values, vec![(7.0, 1.0)]);
+            assert_eq!(
+                find(&s, "TargetResponseTime", dims)[0].values,
+                vec![(0.001, 5.0), (0.25, 3.0)]
+            );
+            assert_eq!(
+                find(&s, "HTTPCode_Target_2XX_Count", dims)[0].values,
+                vec![(7.0, 1.0)]
+            );
             assert!(find(&s, "HTTPCode_Target_3XX_Count", dims).is_empty());
         }
         let lbd = &find(&s, "RequestCount", &["LoadBalancer"])[0].dimensions[0];
@@ -213,18 +241,40 @@ mod tests {
             find(&s, "RequestCount", &["TargetGroup"])[0].dimensions[0].1,
             "targetgroup/tg/943f017f100becff"
         );
-        assert_eq!(find(&s, "RequestCountPerTarget", &["TargetGroup"])[0].values, vec![(2.5, 1.0)]);
-        assert_eq!(find(&s, "RequestCountPerTarget", &["LoadBalancer", "TargetGroup"]).len(), 1);
+        assert_eq!(
+            find(&s, "RequestCountPerTarget", &["TargetGroup"])[0].values,
+            vec![(2.5, 1.0)]
+        );
+        assert_eq!(
+            find(
+                &s,
+                "RequestCountPerTarget",
+                &["LoadBalancer", "TargetGroup"]
+            )
+            .len(),
+            1
+        );
         assert!(find(&s, "RequestCountPerTarget", &["LoadBalancer"]).is_empty());
-        assert_eq!(find(&s, "HTTPCode_ELB_5XX_Count", &["LoadBalancer"])[0].values, vec![(2.0, 1.0)]);
+        assert_eq!(
+            find(&s, "HTTPCode_ELB_5XX_Count", &["LoadBalancer"])[0].values,
+            vec![(2.0, 1.0)]
+        );
         assert!(find(&s, "HTTPCode_ELB_5XX_Count", &["TargetGroup"]).is_empty());
-        assert_eq!(find(&s, "HealthyHostCount", &["LoadBalancer", "TargetGroup"])[0].values, vec![(4.0, 1.0)]);
-        assert_eq!(find(&s, "UnHealthyHostCount", &["LoadBalancer", "TargetGroup"])[0].values, vec![(1.0, 1.0)]);
+        assert_eq!(
+            find(&s, "HealthyHostCount", &["LoadBalancer", "TargetGroup"])[0].values,
+            vec![(4.0, 1.0)]
+        );
+        assert_eq!(
+            find(&s, "UnHealthyHostCount", &["LoadBalancer", "TargetGroup"])[0].values,
+            vec![(1.0, 1.0)]
+        );
     }
 
     #[test]
     fn per_target_falls_back_to_registered_targets_and_idle_windows_carry_health_only() {
-        let alb = lb("arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/web/50dc6c495c0c9188");
+        let alb = lb(
+            "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/web/50dc6c495c0c9188",
+        );
         let w = UsageWindow {
             start: 60,
             target_group_arn: TG.into(),
@@ -234,7 +284,10 @@ mod tests {
             ..Default::default()
         };
         let s = samples_for(&w, &[&alb]);
-        assert_eq!(find(&s, "RequestCountPerTarget", &["TargetGroup"])[0].values, vec![(2.0, 1.0)]);
+        assert_eq!(
+            find(&s, "RequestCountPerTarget", &["TargetGroup"])[0].values,
+            vec![(2.0, 1.0)]
+        );
         let idle = UsageWindow {
             start: 60,
             target_group_arn: TG.into(),
@@ -243,7 +296,9 @@ mod tests {
         };
         let names: Vec<&str> = samples_for(&idle, &[&alb]).iter().map(|s| s.name).collect();
         assert_eq!(names, ["HealthyHostCount", "UnHealthyHostCount"]);
-        let nlb = lb("arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/net/tcp/60dc6c495c0c9188");
+        let nlb = lb(
+            "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/net/tcp/60dc6c495c0c9188",
+        );
         let s = samples_for(&w, &[&nlb]);
         assert!(s.iter().all(|x| x.namespace == "AWS/NetworkELB"));
         let names: Vec<&str> = s.iter().map(|s| s.name).collect();
