@@ -1350,8 +1350,13 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn alb_request_count_per_target_tracks_the_labelled_target_group() {
+    /// A service of 2 tasks registered as scalable from 1 to 10, with its scalable target.
+    async fn two_tasks_scalable_to_ten() -> (
+        AutoScalingService,
+        Arc<FakeServices>,
+        Arc<FakeAlarms>,
+        Value,
+    ) {
         let services = Arc::new(FakeServices(Mutex::new(2)));
         let alarms = Arc::new(FakeAlarms::default());
         let svc = AutoScalingService::new(
@@ -1366,6 +1371,12 @@ mod tests {
         reg["MinCapacity"] = json!(1);
         reg["MaxCapacity"] = json!(10);
         call(&svc, "RegisterScalableTarget", reg).await;
+        (svc, services, alarms, target)
+    }
+
+    #[tokio::test]
+    async fn alb_request_count_per_target_tracks_the_labelled_target_group() {
+        let (svc, services, alarms, target) = two_tasks_scalable_to_ten().await;
         let mut put = target.clone();
         put["PolicyName"] = json!("requests");
         put["PolicyType"] = json!("TargetTrackingScaling");
@@ -1420,20 +1431,7 @@ mod tests {
 
     #[tokio::test]
     async fn target_tracking_scales_out_by_ratio_and_in_one_at_a_time_with_cooldowns() {
-        let services = Arc::new(FakeServices(Mutex::new(2)));
-        let alarms = Arc::new(FakeAlarms::default());
-        let svc = AutoScalingService::new(
-            Arc::new(MemoryStore::new()),
-            services.clone(),
-            alarms.clone(),
-            "000000000000",
-        );
-        let target = json!({"ServiceNamespace": "ecs", "ResourceId": "service/c/s",
-                            "ScalableDimension": DIMENSION});
-        let mut reg = target.clone();
-        reg["MinCapacity"] = json!(1);
-        reg["MaxCapacity"] = json!(10);
-        call(&svc, "RegisterScalableTarget", reg).await;
+        let (svc, services, alarms, target) = two_tasks_scalable_to_ten().await;
         let mut put = target.clone();
         put["PolicyName"] = json!("cpu");
         put["PolicyType"] = json!("TargetTrackingScaling");
