@@ -300,3 +300,84 @@ def test_acknowledged_metric_data_survives_kill_9(tmp_path):
         assert p["Sum"] == 45.0 and p["SampleCount"] == 10.0
     finally:
         g.stop()
+
+
+def nearest_rank(samples, p):
+    ordered = sorted(samples)
+    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
+
+
+def test_percentiles_from_values_and_counts(gantry):
+    cw = gantry.client("cloudwatch")
+    now = time.time()
+    t0 = datetime.fromtimestamp(minute(now) - 120, timezone.utc)
+    rng = random.Random(7)
+    values = [round(rng.uniform(0, 1000), 3) for _ in range(140)]
+    counts = [rng.randint(1, 5) for _ in values]
+    samples = [v for v, c in zip(values, counts) for _ in range(c)]
+    cw.put_metric_data(Namespace="Pct", MetricData=[
+        {"MetricName": "Latency", "Timestamp": t0, "Values": values[:70], "Counts": counts[:70]},
+        {"MetricName": "Latency", "Timestamp": t0, "Values": values[70:], "Counts": counts[70:]}])
+    window = dict(StartTime=datetime.fromtimestamp(minute(now) - 600, timezone.utc),
+                  EndTime=datetime.fromtimestamp(minute(now) + 60, timezone.utc), Period=660)
+    wanted = ["p0", "p10", "p50", "p90", "p99", "p99.9", "p100"]
+    points = cw.get_metric_statistics(Namespace="Pct", MetricName="Latency", ExtendedStatistics=wanted,
+                                      **window)["Datapoints"]
+    assert len(points) == 1
+    got = points[0]["ExtendedStatistics"]
+    assert got == {p: nearest_rank(samples, float(p[1:])) for p in wanted}
+    r = cw.get_metric_data(StartTime=window["StartTime"], EndTime=window["EndTime"], MetricDataQueries=[{
+        "Id": "p90", "MetricStat": {"Metric": {"Namespace": "Pct", "MetricName": "Latency"},
+                                    "Period": 660, "Stat": "p90"}}])
+    assert r["MetricDataResults"][0]["Values"] == [nearest_rank(samples, 90)]
+
+    # A statistic set of distinct values hides the raw values: no percentile, as in CloudWatch.
+    cw.put_metric_data(Namespace="Pct", MetricData=[{"MetricName": "Set", "Timestamp": t0, "StatisticValues": {
+        "SampleCount": 3, "Sum": 6, "Minimum": 1, "Maximum": 3}}])
+    points = cw.get_metric_statistics(Namespace="Pct", MetricName="Set", ExtendedStatistics=["p50"], **window)["Datapoints"]
+    assert len(points) == 1 and "ExtendedStatistics" not in points[0]
+    # One repeated value does not.
+    cw.put_metric_data(Namespace="Pct", MetricData=[{"MetricName": "Same", "Timestamp": t0, "StatisticValues": {
+        "SampleCount": 4, "Sum": 8, "Minimum": 2, "Maximum": 2}}])
+    points = cw.get_metric_statistics(Namespace="Pct", MetricName="Same", ExtendedStatistics=["p50"], **window)["Datapoints"]
+    assert points[0]["ExtendedStatistics"] == {"p50": 2.0}
+    # The AWS CLI v2 (awsQuery) reads the same map.
+    out = gantry.aws_json("cloudwatch", "get-metric-statistics", "--namespace", "Pct", "--metric-name", "Latency",
+                          "--start-time", window["StartTime"].isoformat(), "--end-time", window["EndTime"].isoformat(),
+                          "--period", "660", "--extended-statistics", "p50", "p99")
+    assert out["Datapoints"][0]["ExtendedStatistics"] == {"p50": got["p50"], "p99": got["p99"]}
+
+    code, msg = error_of(lambda: cw.get_metric_statistics(
+        Namespace="Pct", MetricName="Latency", ExtendedStatistics=["tm99"], **window))
+    assert code == "InvalidParameterValue" and "tm99" in msg
+    code, msg = error_of(lambda: cw.get_metric_statistics(
+        Namespace="Pct", MetricName="Latency", ExtendedStatistics=["p99"], Statistics=["Sum"], **window))
+    assert code == "InvalidParameterCombination"
+
+
+def test_alarm_on_a_percentile(tmp_path):
+    g = Gantry(tmp_path / "data").start(extra_args=["--alarm-evaluation-interval", "1"])
+    try:
+        cw = g.client("cloudwatch")
+        cw.put_metric_alarm(AlarmName="p90-high", Namespace="Pct", MetricName="Latency", ExtendedStatistic="p90",
+                            Period=60, EvaluationPeriods=1, Threshold=100, ComparisonOperator="GreaterThanThreshold",
+                            TreatMissingData="notBreaching")
+        alarm = cw.describe_alarms(AlarmNames=["p90-high"])["MetricAlarms"][0]
+        assert alarm["ExtendedStatistic"] == "p90" and "Statistic" not in alarm
+        # Nine fast values and one slow: Average 109 would breach, p90 (10) does not.
+        ts = datetime.fromtimestamp(minute(time.time()) - 60, timezone.utc)
+        cw.put_metric_data(Namespace="Pct", MetricData=[{"MetricName": "Latency", "Timestamp": ts,
+                                                         "Values": [10, 1000], "Counts": [9, 1]}])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = cw.describe_alarms(AlarmNames=["p90-high"])["MetricAlarms"][0]["StateValue"]
+            if state != "INSUFFICIENT_DATA":
+                break
+            time.sleep(0.5)
+        assert state == "OK"
+        code, _ = error_of(lambda: cw.put_metric_alarm(
+            AlarmName="both", Namespace="Pct", MetricName="Latency", ExtendedStatistic="p90", Statistic="Average",
+            Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold"))
+        assert code == "InvalidParameterCombination"
+    finally:
+        g.stop()

@@ -375,6 +375,19 @@ pub struct LbArgs {
     /// picks a free port (logged).
     #[arg(long, env = "GANTRY_LB_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// How often traffic is reported to the control plane for CloudWatch's
+    /// `AWS/ApplicationELB` metrics, in seconds (ELB publishes every minute).
+    #[arg(long, env = "GANTRY_LB_METRICS_INTERVAL", default_value_t = 60.0, value_name = "SECONDS", value_parser = parse_interval)]
+    pub metrics_interval: f64,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s} is not a number of seconds between 0.1 and 3600"
+        )),
+    }
 }
 
 /// `gantry simulate` flags.

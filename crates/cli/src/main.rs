@@ -206,6 +206,7 @@ async fn run_lb(args: config::LbArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("set GANTRY_ROOT_SECRET_ACCESS_KEY"))?;
     s.region = args.region;
     s.bind = args.bind;
+    s.usage_interval = std::time::Duration::from_secs_f64(args.metrics_interval);
     if let Some(addr) = args.metrics_listen {
         let metrics = s.metrics.clone();
         prometheus::serve_open(addr, "gantry lb", move |r| metrics.register(r)).await?;

@@ -945,12 +945,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         "controllers (leader only)",
         tokio::spawn(controllers.run(election, fenced, shutdown_rx.clone())),
     ));
-    let lb_channel = gantry_elbv2::lb_router(
-        store.clone(),
-        creds.clone(),
-        Arc::new(SystemClock),
-        shutdown_rx.clone(),
-    );
+    // Load balancers' traffic becomes ELB's AWS/ApplicationELB and AWS/NetworkELB metrics.
+    let lb_channel = Arc::new(
+        gantry_elbv2::channel::LbChannel::new(
+            store.clone(),
+            creds.clone(),
+            Arc::new(SystemClock),
+            shutdown_rx.clone(),
+        )
+        .with_metrics(Arc::new(CloudWatchSink(cloudwatch.clone()))),
+    )
+    .router();
     let policy_channel = gantry_ec2::policy::policy_router(
         store.clone(),
         poll_creds.clone(),
@@ -1146,7 +1151,7 @@ impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
         samples: Vec<gantry_ecs::telemetry::MetricSample>,
         now_ms: u64,
     ) -> Result<(), gantry_aws_proto::AwsError> {
-        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id};
+        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id, values_of};
         let rows = samples
             .into_iter()
             .map(|s| {
@@ -1162,6 +1167,45 @@ impl gantry_ecs::telemetry::MetricsSink for CloudWatchSink {
                     bucket: s.timestamp - s.timestamp.rem_euclid(60),
                     unit: unit_id(s.unit).unwrap_or(UNIT_NONE),
                     agg: Agg::of(s.value, 1.0),
+                    values: values_of(s.value, 1.0),
+                }
+            })
+            .collect();
+        self.0.put_rows(region, rows, now_ms).await
+    }
+}
+
+#[async_trait::async_trait]
+impl gantry_elbv2::usage::LbMetricsSink for CloudWatchSink {
+    async fn publish(
+        &self,
+        region: &str,
+        samples: Vec<gantry_elbv2::usage::LbMetricSample>,
+        now_ms: u64,
+    ) -> Result<(), gantry_aws_proto::AwsError> {
+        use gantry_cloudwatch::series::{
+            Agg, Row, SeriesKey, UNIT_NONE, Values, merge_values, unit_id, values_of,
+        };
+        let rows = samples
+            .into_iter()
+            .map(|s| {
+                let mut agg = Agg::EMPTY;
+                let mut values: Values = Some(Vec::new());
+                for (v, c) in &s.values {
+                    agg.merge(&Agg::of(*v, *c));
+                    merge_values(&mut values, &values_of(*v, *c));
+                }
+                Row {
+                    key: SeriesKey {
+                        region: region.to_owned(),
+                        namespace: s.namespace.to_owned(),
+                        name: s.name.to_owned(),
+                        dimensions: s.dimensions,
+                    },
+                    bucket: s.timestamp - s.timestamp.rem_euclid(60),
+                    unit: unit_id(s.unit).unwrap_or(UNIT_NONE),
+                    agg,
+                    values,
                 }
             })
             .collect();
@@ -1182,24 +1226,28 @@ impl gantry_logs::metric_filters::MetricPublisher for LogMetricsSink {
         samples: Vec<gantry_logs::metric_filters::MetricSample>,
         now_ms: u64,
     ) -> Result<(), String> {
-        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id};
+        use gantry_cloudwatch::series::{Agg, Row, SeriesKey, UNIT_NONE, unit_id, values_of_set};
         let rows = samples
             .into_iter()
-            .map(|s| Row {
-                key: SeriesKey {
-                    region: region.to_owned(),
-                    namespace: s.namespace,
-                    name: s.name,
-                    dimensions: s.dimensions,
-                },
-                bucket: s.minute,
-                unit: s.unit.as_deref().and_then(unit_id).unwrap_or(UNIT_NONE),
-                agg: Agg {
+            .map(|s| {
+                let agg = Agg {
                     count: s.count,
                     sum: s.sum,
                     min: s.min,
                     max: s.max,
-                },
+                };
+                Row {
+                    key: SeriesKey {
+                        region: region.to_owned(),
+                        namespace: s.namespace,
+                        name: s.name,
+                        dimensions: s.dimensions,
+                    },
+                    bucket: s.minute,
+                    unit: s.unit.as_deref().and_then(unit_id).unwrap_or(UNIT_NONE),
+                    values: values_of_set(&agg),
+                    agg,
+                }
             })
             .collect();
         self.0

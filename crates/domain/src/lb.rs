@@ -394,6 +394,45 @@ pub struct HealthReport {
     pub listener_failures: Vec<ListenerFailure>,
 }
 
+/// `POST /lb/v1/metrics`: a proxy's traffic, aggregated per window (a minute by default) and
+/// target group, for the `AWS/ApplicationELB` and `AWS/NetworkELB` metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    pub proxy_id: String,
+    pub windows: Vec<UsageWindow>,
+}
+
+/// One target group's traffic through one proxy during one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageWindow {
+    /// When the window began, seconds since the epoch (the datapoints' timestamp).
+    pub start: i64,
+    pub target_group_arn: String,
+    /// Requests routed to the group, whatever their outcome.
+    #[serde(default)]
+    pub requests: u64,
+    /// Responses of targets by class: 2XX, 3XX, 4XX, 5XX.
+    #[serde(default)]
+    pub target_codes: [u64; 4],
+    /// Requests answered 502 by the proxy (no target answered).
+    #[serde(default)]
+    pub elb_502: u64,
+    /// Requests answered 503 by the proxy (no target to send them to).
+    #[serde(default)]
+    pub elb_503: u64,
+    /// Targets' response times in seconds (from forwarding to the response head), as distinct
+    /// values with their counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_times: Vec<(f64, u64)>,
+    /// The group's targets this proxy found healthy and unhealthy at the end of the window.
+    #[serde(default)]
+    pub healthy: u32,
+    #[serde(default)]
+    pub unhealthy: u32,
+}
+
 /// A listener port a proxy could not open (taken by another process, or not permitted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

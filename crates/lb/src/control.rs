@@ -1,5 +1,6 @@
 //! The control-plane side: the signed configuration stream (`GET /lb/v1/config`, reconnecting
-//! with backoff) and health reports (`POST /lb/v1/health`).
+//! with backoff), health reports (`POST /lb/v1/health`) and traffic reports
+//! (`POST /lb/v1/metrics`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use bytes::{Buf, Bytes, BytesMut};
-use gantry_domain::lb::{HealthReport, LbStreamMessage};
+use gantry_domain::lb::{HealthReport, LbStreamMessage, UsageReport};
 use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -194,16 +195,25 @@ impl ControlClient {
 
     /// Posts a health report.
     pub async fn report(&self, report: &HealthReport) -> Result<(), LbError> {
-        let body =
-            Bytes::from(serde_json::to_vec(report).map_err(|e| LbError::Transport(e.to_string()))?);
-        let (req, i) = self.request("POST", "/lb/v1/health", body)?;
-        let resp = self.send(req, i, "health report").await?;
+        let body = serde_json::to_vec(report).map_err(|e| LbError::Transport(e.to_string()))?;
+        self.post("/lb/v1/health", body, "health report").await
+    }
+
+    /// Posts a traffic report.
+    pub async fn report_usage(&self, report: &UsageReport) -> Result<(), LbError> {
+        let body = serde_json::to_vec(report).map_err(|e| LbError::Transport(e.to_string()))?;
+        self.post("/lb/v1/metrics", body, "metrics report").await
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>, what: &str) -> Result<(), LbError> {
+        let (req, i) = self.request("POST", path, Bytes::from(body))?;
+        let resp = self.send(req, i, what).await?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
         if status.is_success() {
             Ok(())
         } else {
-            Err(LbError::Rejected(format!("health report: HTTP {status}")))
+            Err(LbError::Rejected(format!("{what}: HTTP {status}")))
         }
     }
 }

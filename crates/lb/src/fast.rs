@@ -783,6 +783,8 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
                     .map(|(_, key)| key)
             });
             let Some(first) = group.pick(sticky_key, None) else {
+                group.metrics.request();
+                group.metrics.unavailable();
                 let (list, n) = cookies.list();
                 return unavailable(out, &list[..n]);
             };
@@ -1384,7 +1386,7 @@ async fn exchange(
         };
         let reply = match result {
             Ok(reply) => {
-                gm.responded(started.elapsed());
+                gm.responded(started.elapsed(), reply.status);
                 reply
             }
             Err(Failure::Stale(e)) if reused => {
@@ -1454,7 +1456,7 @@ async fn exchange(
                 return Err(Failure::Target(io::Error::other("switching protocols")));
             }
             responded.store(true, Ordering::Relaxed);
-            gm.responded(started.elapsed());
+            gm.responded(started.elapsed(), reply.status);
             let clean = relay(&mut tr, tbuf, read_size, &mut cw, head, &reply).await?;
             Ok((reply, clean))
         };

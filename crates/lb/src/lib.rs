@@ -27,7 +27,9 @@
 //! balancers (each checks and reports on its own).
 //!
 //! Requests per target group, the targets' response times and upstream errors are counted in
-//! [`metrics::LbMetrics`] (Prometheus; `gantry lb --metrics-listen` serves them).
+//! [`metrics::LbMetrics`] (Prometheus; `gantry lb --metrics-listen` serves them) and, per
+//! window (a minute by default), posted to `POST /lb/v1/metrics` ([`usage`]) for CloudWatch's
+//! `AWS/ApplicationELB` and `AWS/NetworkELB` metrics.
 //!
 //! Must not depend on a database crate or Docker: configuration arrives over HTTP only.
 
@@ -43,6 +45,7 @@ pub mod routing;
 mod state;
 mod udp;
 pub mod upstream;
+pub mod usage;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -82,6 +85,9 @@ pub struct LbSettings {
     pub proxy_id: Option<String>,
     /// Where requests are counted (served by `--metrics-listen`).
     pub metrics: std::sync::Arc<metrics::LbMetrics>,
+    /// How often traffic is reported to the control plane (CloudWatch's `AWS/ApplicationELB`
+    /// metrics; ELB publishes every minute).
+    pub usage_interval: Duration,
 }
 
 impl LbSettings {
@@ -94,6 +100,7 @@ impl LbSettings {
             bind: IpAddr::from([127, 0, 0, 1]),
             proxy_id: None,
             metrics: Default::default(),
+            usage_interval: Duration::from_secs(60),
         }
     }
 }
@@ -115,6 +122,12 @@ pub async fn run(settings: LbSettings, shutdown: impl Future<Output = ()>) -> Re
     let proxy = Proxy::with_metrics(settings.bind, proxy_id, settings.metrics.clone());
     tracing::info!(endpoint = %settings.endpoint, bind = %settings.bind, proxy = proxy.proxy_id(), "gantry lb starting");
     let follow = follow_config(client.clone(), proxy.clone());
+    let usage = usage::report_forever(
+        client.clone(),
+        proxy.clone(),
+        settings.metrics.usage(),
+        settings.usage_interval,
+    );
     let report = report_health(client, proxy.clone());
     let retry_listeners = {
         let proxy = proxy.clone();
@@ -129,6 +142,7 @@ pub async fn run(settings: LbSettings, shutdown: impl Future<Output = ()>) -> Re
         _ = shutdown => {}
         _ = follow => {}
         _ = report => {}
+        _ = usage => {}
         _ = retry_listeners => {}
     }
     proxy.close();

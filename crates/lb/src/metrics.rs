@@ -1,7 +1,8 @@
 //! Prometheus metrics of the data plane: requests forwarded per target group, the time targets
 //! take to answer, and the requests that failed at the target (answered 502 here). Each group
 //! holds its own handles ([`GroupMetrics`]), so the request path only bumps atomics; the
-//! composition root registers [`LbMetrics`] into the registry it serves.
+//! composition root registers [`LbMetrics`] into the registry it serves. The same events feed
+//! [`crate::usage`], what the control plane's CloudWatch metrics are made of.
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub struct LbMetrics {
     requests: Family<GroupLabels, Counter>,
     upstream_errors: Family<GroupLabels, Counter>,
     response_time: Family<GroupLabels, Histogram, fn() -> Histogram>,
+    usage: std::sync::Arc<crate::usage::Usage>,
 }
 
 impl Default for LbMetrics {
@@ -36,6 +38,7 @@ impl Default for LbMetrics {
             requests: Family::default(),
             upstream_errors: Family::default(),
             response_time: Family::new_with_constructor(response_histogram),
+            usage: Default::default(),
         }
     }
 }
@@ -65,6 +68,11 @@ impl LbMetrics {
         );
     }
 
+    /// The per-window counts reported to the control plane.
+    pub fn usage(&self) -> std::sync::Arc<crate::usage::Usage> {
+        self.usage.clone()
+    }
+
     /// The handles of the group `arn`.
     pub fn group(&self, arn: &str) -> GroupMetrics {
         let labels = GroupLabels {
@@ -74,6 +82,7 @@ impl LbMetrics {
             requests: self.requests.get_or_create(&labels).clone(),
             upstream_errors: self.upstream_errors.get_or_create(&labels).clone(),
             response_time: GroupHistogram(self.response_time.get_or_create(&labels).clone()),
+            usage: self.usage.group(arn),
         }
     }
 
@@ -94,6 +103,7 @@ pub struct GroupMetrics {
     requests: Counter,
     upstream_errors: Counter,
     response_time: GroupHistogram,
+    usage: std::sync::Arc<crate::usage::GroupUsage>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,16 +119,24 @@ impl GroupMetrics {
     /// A request was routed to the group.
     pub fn request(&self) {
         self.requests.inc();
+        self.usage.request();
     }
 
-    /// The target's response head arrived `elapsed` after forwarding began.
-    pub fn responded(&self, elapsed: Duration) {
+    /// The target's response head (`status`) arrived `elapsed` after forwarding began.
+    pub fn responded(&self, elapsed: Duration, status: u16) {
         self.response_time.0.observe(elapsed.as_secs_f64());
+        self.usage.responded(elapsed, status);
     }
 
     /// No target answered: the client got a 502 made here.
     pub fn upstream_error(&self) {
         self.upstream_errors.inc();
+        self.usage.bad_gateway();
+    }
+
+    /// The group had no target to send a routed request to: the client got a 503 made here.
+    pub fn unavailable(&self) {
+        self.usage.unavailable();
     }
 }
 
@@ -134,7 +152,7 @@ mod tests {
         let web = m.group(arn);
         web.request();
         web.request();
-        web.responded(Duration::from_millis(3));
+        web.responded(Duration::from_millis(3), 200);
         web.upstream_error();
         m.group(arn).request();
         m.group("arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/api/fedcba")

@@ -667,9 +667,13 @@ async fn forward(group: &Arc<Group>, req: Request<Incoming>, conn: &Conn) -> Res
     let started = std::time::Instant::now();
     let (response, answered) = forward_once(group, req, conn).await;
     if answered {
-        group.metrics.responded(started.elapsed());
+        group
+            .metrics
+            .responded(started.elapsed(), response.status().as_u16());
     } else if response.status() == StatusCode::BAD_GATEWAY {
         group.metrics.upstream_error();
+    } else if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        group.metrics.unavailable();
     }
     response
 }

@@ -166,6 +166,28 @@ fn ecs_resource(resource_id: &str) -> Result<(&str, &str), AwsError> {
     }
 }
 
+/// The `LoadBalancer` and `TargetGroup` dimensions an `ALBRequestCountPerTarget` resource label
+/// names: `app/<lb-name>/<lb-id>/targetgroup/<tg-name>/<tg-id>`.
+fn alb_resource_label(label: &str) -> Result<(&str, &str), AwsError> {
+    let invalid = || {
+        validation(format!(
+            "Invalid ResourceLabel {label}: for ALBRequestCountPerTarget it is \
+             app/<load-balancer-name>/<load-balancer-id>/targetgroup/<target-group-name>/<target-group-id>."
+        ))
+    };
+    let i = label.find("/targetgroup/").ok_or_else(invalid)?;
+    let (lb, tg) = (&label[..i], &label[i + 1..]);
+    let well_formed = |s: &str, kind: &str| {
+        let p: Vec<&str> = s.split('/').collect();
+        p.len() == 3 && p[0] == kind && !p[1].is_empty() && !p[2].is_empty()
+    };
+    if well_formed(lb, "app") && well_formed(tg, "targetgroup") {
+        Ok((lb, tg))
+    } else {
+        Err(invalid())
+    }
+}
+
 /// The target's namespace, resource and dimension, checked: only ECS services are scalable here.
 fn target_of(input: &Value) -> Result<(String, String), AwsError> {
     let ns =
@@ -529,22 +551,53 @@ impl AutoScalingService {
                         "CustomizedMetricSpecification is not supported by this server; use PredefinedMetricSpecification with ECSServiceAverageCPUUtilization or ECSServiceAverageMemoryUtilization.",
                     ));
                 }
-                let metric = match cfg
+                policy["TargetTrackingScalingPolicyConfiguration"] = cfg.clone();
+                let (cluster, service) = ecs_resource(&resource)?;
+                let ecs_dims = json!([{"Name": "ClusterName", "Value": cluster}, {"Name": "ServiceName", "Value": service}]);
+                // (namespace, metric, dimensions, statistic, unit)
+                let (namespace, metric, dims, statistic, unit) = match cfg
                     .pointer("/PredefinedMetricSpecification/PredefinedMetricType")
                     .and_then(Value::as_str)
                 {
-                    Some("ECSServiceAverageCPUUtilization") => "CPUUtilization",
-                    Some("ECSServiceAverageMemoryUtilization") => "MemoryUtilization",
+                    Some("ECSServiceAverageCPUUtilization") => (
+                        "AWS/ECS",
+                        "CPUUtilization",
+                        ecs_dims,
+                        "Average",
+                        Some("Percent"),
+                    ),
+                    Some("ECSServiceAverageMemoryUtilization") => (
+                        "AWS/ECS",
+                        "MemoryUtilization",
+                        ecs_dims,
+                        "Average",
+                        Some("Percent"),
+                    ),
+                    Some("ALBRequestCountPerTarget") => {
+                        let label = cfg
+                            .pointer("/PredefinedMetricSpecification/ResourceLabel")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| {
+                                validation(
+                                    "ResourceLabel is required for predefined metric type ALBRequestCountPerTarget.",
+                                )
+                            })?;
+                        let (lb, tg) = alb_resource_label(label)?;
+                        (
+                            "AWS/ApplicationELB",
+                            "RequestCountPerTarget",
+                            json!([{"Name": "LoadBalancer", "Value": lb}, {"Name": "TargetGroup", "Value": tg}]),
+                            "Sum",
+                            None,
+                        )
+                    }
                     Some(other) => {
                         return Err(validation(format!(
-                            "Unsupported predefined metric type {other} for ECS on this server: use ECSServiceAverageCPUUtilization or ECSServiceAverageMemoryUtilization."
+                            "Unsupported predefined metric type {other} for ECS on this server: use ECSServiceAverageCPUUtilization, ECSServiceAverageMemoryUtilization or ALBRequestCountPerTarget."
                         )));
                     }
                     None => return Err(validation("PredefinedMetricSpecification is required.")),
                 };
-                policy["TargetTrackingScalingPolicyConfiguration"] = cfg.clone();
-                let (cluster, service) = ecs_resource(&resource)?;
-                let dims = json!([{"Name": "ClusterName", "Value": cluster}, {"Name": "ServiceName", "Value": service}]);
                 let suffix = uuid::Uuid::new_v4();
                 let mut specs = vec![(
                     "AlarmHigh",
@@ -562,28 +615,25 @@ impl AutoScalingService {
                 }
                 for (which, periods, threshold, op) in specs {
                     let alarm_name = format!("TargetTracking-{resource}-{which}-{suffix}");
-                    let alarm_arn = self
-                        .alarms
-                        .put(
-                            &ctx.region,
-                            json!({
-                                "AlarmName": alarm_name,
-                                "AlarmDescription": format!("DO NOT EDIT OR DELETE. For TargetTrackingScaling policy {arn}."),
-                                "ActionsEnabled": true,
-                                "AlarmActions": [arn],
-                                "Namespace": "AWS/ECS",
-                                "MetricName": metric,
-                                "Dimensions": dims,
-                                "Statistic": "Average",
-                                "Period": 60,
-                                "EvaluationPeriods": periods,
-                                "DatapointsToAlarm": periods,
-                                "Threshold": threshold,
-                                "ComparisonOperator": op,
-                                "Unit": "Percent",
-                            }),
-                        )
-                        .await?;
+                    let mut alarm = json!({
+                        "AlarmName": alarm_name,
+                        "AlarmDescription": format!("DO NOT EDIT OR DELETE. For TargetTrackingScaling policy {arn}."),
+                        "ActionsEnabled": true,
+                        "AlarmActions": [arn],
+                        "Namespace": namespace,
+                        "MetricName": metric,
+                        "Dimensions": dims,
+                        "Statistic": statistic,
+                        "Period": 60,
+                        "EvaluationPeriods": periods,
+                        "DatapointsToAlarm": periods,
+                        "Threshold": threshold,
+                        "ComparisonOperator": op,
+                    });
+                    if let Some(unit) = unit {
+                        alarm["Unit"] = json!(unit);
+                    }
+                    let alarm_arn = self.alarms.put(&ctx.region, alarm).await?;
                     new_alarms.push(json!({"AlarmName": alarm_name, "AlarmARN": alarm_arn}));
                 }
                 policy["Alarms"] = json!(new_alarms);
@@ -1225,6 +1275,25 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn alb_resource_labels_name_the_load_balancer_and_target_group() {
+        assert_eq!(
+            alb_resource_label("app/web/50dc6c495c0c9188/targetgroup/tg/943f017f100becff").unwrap(),
+            (
+                "app/web/50dc6c495c0c9188",
+                "targetgroup/tg/943f017f100becff"
+            )
+        );
+        for bad in [
+            "app/web/50dc/targetgroup/tg",
+            "net/web/50dc/targetgroup/tg/94",
+            "app/web/targetgroup/tg/94",
+            "targetgroup/tg/94",
+        ] {
+            assert!(alb_resource_label(bad).is_err(), "{bad}");
+        }
+    }
+
     #[derive(Debug, Default)]
     struct FakeServices(Mutex<i64>);
 
@@ -1281,8 +1350,13 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn target_tracking_scales_out_by_ratio_and_in_one_at_a_time_with_cooldowns() {
+    /// A service of 2 tasks registered as scalable from 1 to 10, with its scalable target.
+    async fn two_tasks_scalable_to_ten() -> (
+        AutoScalingService,
+        Arc<FakeServices>,
+        Arc<FakeAlarms>,
+        Value,
+    ) {
         let services = Arc::new(FakeServices(Mutex::new(2)));
         let alarms = Arc::new(FakeAlarms::default());
         let svc = AutoScalingService::new(
@@ -1297,6 +1371,67 @@ mod tests {
         reg["MinCapacity"] = json!(1);
         reg["MaxCapacity"] = json!(10);
         call(&svc, "RegisterScalableTarget", reg).await;
+        (svc, services, alarms, target)
+    }
+
+    #[tokio::test]
+    async fn alb_request_count_per_target_tracks_the_labelled_target_group() {
+        let (svc, services, alarms, target) = two_tasks_scalable_to_ten().await;
+        let mut put = target.clone();
+        put["PolicyName"] = json!("requests");
+        put["PolicyType"] = json!("TargetTrackingScaling");
+        put["TargetTrackingScalingPolicyConfiguration"] = json!({
+            "TargetValue": 100.0, "ScaleOutCooldown": 0,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget"}});
+        let err = JsonService::call(
+            &svc,
+            "PutScalingPolicy",
+            put.to_string().as_bytes(),
+            &ctx(1_000),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.message.contains("ResourceLabel"), "{}", err.message);
+        put["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]["ResourceLabel"] =
+            json!("app/web/50dc6c495c0c9188/targetgroup/tg/943f017f100becff");
+        let out = call(&svc, "PutScalingPolicy", put).await;
+        let arn = out["PolicyARN"].as_str().unwrap().to_owned();
+        let high = out["Alarms"][0]["AlarmName"].as_str().unwrap().to_owned();
+        {
+            let alarms = alarms.0.lock().unwrap();
+            assert_eq!(alarms.len(), 2);
+            for a in alarms.iter() {
+                assert_eq!(a["Namespace"], "AWS/ApplicationELB");
+                assert_eq!(a["MetricName"], "RequestCountPerTarget");
+                assert_eq!(a["Statistic"], "Sum");
+                assert!(a.get("Unit").is_none(), "{a}");
+                assert_eq!(
+                    a["Dimensions"],
+                    json!([{"Name": "LoadBalancer", "Value": "app/web/50dc6c495c0c9188"},
+                           {"Name": "TargetGroup", "Value": "targetgroup/tg/943f017f100becff"}])
+                );
+            }
+        }
+        // 2 tasks taking 300 requests each per minute against a target of 100: 6 tasks.
+        svc.execute(
+            "us-east-1",
+            &arn,
+            Trigger {
+                alarm: &high,
+                state: "ALARM",
+                value: Some(300.0),
+                threshold: 100.0,
+            },
+            10_000,
+        )
+        .await
+        .unwrap();
+        assert_eq!(*services.0.lock().unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn target_tracking_scales_out_by_ratio_and_in_one_at_a_time_with_cooldowns() {
+        let (svc, services, alarms, target) = two_tasks_scalable_to_ten().await;
         let mut put = target.clone();
         put["PolicyName"] = json!("cpu");
         put["PolicyType"] = json!("TargetTrackingScaling");

@@ -132,10 +132,14 @@ pub async fn put_metric_alarm(
              metric with MetricName, Namespace, Statistic and Period.",
         ));
     }
-    if s(input, "ExtendedStatistic").is_some() {
-        return Err(invalid(
-            "ExtendedStatistic (percentiles) is not supported by this server; use Statistic.",
-        ));
+    match s(input, "EvaluateLowSampleCountPercentile") {
+        None | Some("evaluate") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "The value {other} for parameter EvaluateLowSampleCountPercentile is invalid: \
+                 this server always evaluates percentile alarms (evaluate)."
+            )));
+        }
     }
     if s(input, "ThresholdMetricId").is_some() || input.get("EvaluationCriteria").is_some() {
         return Err(invalid(
@@ -143,8 +147,32 @@ pub async fn put_metric_alarm(
         ));
     }
     let key = metrics::series_key(input, &ctx.region, "")?;
-    let stat = s(input, "Statistic").ok_or_else(|| missing("Statistic"))?;
-    metrics::parse_stat(stat, "Statistic")?;
+    match (s(input, "Statistic"), s(input, "ExtendedStatistic")) {
+        (Some(stat), None) => {
+            if Stat::parse(stat).is_none() {
+                return Err(metrics::parse_stat(stat, "Statistic").err().unwrap_or_else(|| {
+                    invalid(format!(
+                        "The value {stat} for parameter Statistic is invalid: percentiles go in \
+                         ExtendedStatistic."
+                    ))
+                }));
+            }
+        }
+        (None, Some(ext)) => {
+            if Stat::parse_percentile(ext).is_none() {
+                return Err(metrics::parse_stat(ext, "ExtendedStatistic")
+                    .err()
+                    .unwrap_or_else(|| invalid_value(ext, "ExtendedStatistic")));
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(combination(
+                "The parameters Statistic and ExtendedStatistic are mutually exclusive and you \
+                 have specified both.",
+            ));
+        }
+        (None, None) => return Err(missing("Statistic or ExtendedStatistic")),
+    }
     let period = input
         .get("Period")
         .and_then(Value::as_i64)
@@ -205,6 +233,8 @@ pub async fn put_metric_alarm(
     for k in [
         "AlarmDescription",
         "Statistic",
+        "ExtendedStatistic",
+        "EvaluateLowSampleCountPercentile",
         "Unit",
         "DatapointsToAlarm",
         "Threshold",
@@ -390,6 +420,7 @@ pub async fn describe_alarms_for_metric(
 ) -> Result<Value, AwsError> {
     let key = metrics::series_key(input, &ctx.region, "")?;
     let stat = s(input, "Statistic");
+    let extended = s(input, "ExtendedStatistic");
     let period = input.get("Period").and_then(Value::as_i64);
     let unit = s(input, "Unit");
     let alarms: Vec<Value> = all(svc, &ctx.region)
@@ -399,6 +430,7 @@ pub async fn describe_alarms_for_metric(
         .filter(|a| {
             alarm_series(a, &ctx.region).is_some_and(|k| k == key)
                 && stat.is_none_or(|x| s(a, "Statistic") == Some(x))
+                && extended.is_none_or(|x| s(a, "ExtendedStatistic") == Some(x))
                 && period.is_none_or(|p| a.get("Period").and_then(Value::as_i64) == Some(p))
                 && unit.is_none_or(|u| s(a, "Unit") == Some(u))
         })
@@ -753,7 +785,7 @@ pub fn decide(alarm: &Value, values: &[(i64, Option<f64>)]) -> Option<StateChang
     };
     let data = json!({
         "version": "1.0",
-        "statistic": s(alarm, "Statistic"),
+        "statistic": s(alarm, "Statistic").or(s(alarm, "ExtendedStatistic")),
         "period": alarm.get("Period"),
         "recentDatapoints": present.iter().rev().take(5).map(|(_, v)| *v).collect::<Vec<_>>(),
         "threshold": threshold,
@@ -888,7 +920,10 @@ impl CloudWatchService {
         now_ms: u64,
     ) -> Option<Vec<(i64, Option<f64>)>> {
         let key = alarm_series(alarm, region)?;
-        let stat = Stat::parse(s(alarm, "Statistic")?)?;
+        let stat = match s(alarm, "Statistic") {
+            Some(basic) => Stat::parse(basic)?,
+            None => Stat::parse_percentile(s(alarm, "ExtendedStatistic")?)?,
+        };
         let period = alarm.get("Period").and_then(Value::as_i64)?.max(1);
         let n = alarm
             .get("EvaluationPeriods")

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::invalid;
-use crate::series::{Agg, Index, Row, SeriesKey};
+use crate::series::{Agg, Index, PeriodAgg, Row, SeriesKey};
 
 gantry_front::operations! {
     /// Every operation of the CloudWatch API model.
@@ -123,6 +123,10 @@ const BATCH_PREFIX: &str = "cloudwatch/points/";
 /// One stored `PutMetricData`: its rows, compactly.
 #[derive(Debug, Serialize, Deserialize)]
 struct Batch {
+    /// The raw values of the rows of `p` that have them (by index in `p`): what percentiles
+    /// are computed from. Batches stored before raw values were kept have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    v: Vec<(usize, Vec<(f64, f64)>)>,
     /// When it was put, milliseconds.
     t: u64,
     /// Region.
@@ -312,6 +316,11 @@ impl CloudWatchService {
             return Ok(());
         }
         let batch = Batch {
+            v: rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.values.clone().map(|v| (i, v)))
+                .collect(),
             t: now_ms,
             r: region.to_owned(),
             p: rows
@@ -427,6 +436,9 @@ impl CloudWatchService {
             .ok_or_else(|| error::missing("Period"))?;
         metrics::check_period(period, "Period")?;
         let stats = metrics::statistics(input)?;
+        let raw = stats
+            .iter()
+            .any(|s| matches!(s, series::Stat::Percentile(_)));
         let unit = metrics::unit(input.get("Unit"), "unit")?;
         let first = metrics::align_start(start, period);
         let last = end.ceil() as i64;
@@ -439,10 +451,13 @@ impl CloudWatchService {
                 metrics::MAX_STATISTICS_DATAPOINTS
             )));
         }
-        let periods = self.index.read().periods(&key, first, last, period, unit);
+        let periods = self
+            .index
+            .read()
+            .periods(&key, first, last, period, unit, raw);
         let points: Vec<Value> = periods
             .iter()
-            .map(|p| metrics::datapoint(p.start, p.unit, &p.agg, &stats))
+            .map(|p| metrics::datapoint(p, &stats))
             .collect();
         Ok(json!({ "Label": key.name, "Datapoints": points }))
     }
@@ -457,15 +472,24 @@ impl CloudWatchService {
         stat: series::Stat,
         unit: Option<u8>,
     ) -> metrics::TimeSeries {
-        let periods = self.index.read().periods(key, start, end, period, unit);
-        let mut merged: BTreeMap<i64, Agg> = BTreeMap::new();
+        let raw = matches!(stat, series::Stat::Percentile(_));
+        let periods = self
+            .index
+            .read()
+            .periods(key, start, end, period, unit, raw);
+        let mut merged: BTreeMap<i64, PeriodAgg> = BTreeMap::new();
         for p in periods {
-            merged
-                .entry(p.start)
-                .and_modify(|a| a.merge(&p.agg))
-                .or_insert(p.agg);
+            match merged.get_mut(&p.start) {
+                Some(m) => m.merge(&p),
+                None => {
+                    merged.insert(p.start, p);
+                }
+            }
         }
-        merged.into_iter().map(|(t, a)| (t, a.stat(stat))).collect()
+        merged
+            .into_iter()
+            .filter_map(|(t, a)| Some((t, a.stat(stat)?)))
+            .collect()
     }
 
     fn get_metric_data(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
@@ -579,8 +603,10 @@ impl CloudWatchService {
 }
 
 fn rows_of(b: &Batch) -> impl Iterator<Item = Row> + '_ {
-    b.p.iter()
-        .map(|(ns, name, dims, unit, bucket, count, sum, min, max)| Row {
+    let mut values: std::collections::HashMap<usize, &Vec<(f64, f64)>> =
+        b.v.iter().map(|(i, v)| (*i, v)).collect();
+    b.p.iter().enumerate().map(
+        move |(i, (ns, name, dims, unit, bucket, count, sum, min, max))| Row {
             key: SeriesKey {
                 region: b.r.clone(),
                 namespace: ns.clone(),
@@ -595,7 +621,9 @@ fn rows_of(b: &Batch) -> impl Iterator<Item = Row> + '_ {
                 min: *min,
                 max: *max,
             },
-        })
+            values: values.remove(&i).cloned(),
+        },
+    )
 }
 
 fn operation(op: &str) -> Result<CloudWatchOperation, AwsError> {

@@ -7,7 +7,10 @@ use gantry_aws_proto::AwsError;
 use serde_json::{Map, Value, json};
 
 use crate::error::{combination, invalid, invalid_value, missing};
-use crate::series::{Agg, Row, SeriesKey, Stat, UNIT_NONE, UNITS, unit_id};
+use crate::series::{
+    Agg, PeriodAgg, Row, SeriesKey, Stat, UNIT_NONE, UNITS, Values, merge_values, unit_id,
+    values_of, values_of_set,
+};
 
 /// Most metric items in one `PutMetricData`.
 pub const MAX_ITEMS: usize = 1000;
@@ -183,8 +186,9 @@ pub fn put_metric_data(input: &Value, region: &str, now_ms: u64) -> Result<Vec<R
                 given[0], given[1]
             )));
         }
-        let agg = if let Some(v) = value {
-            Agg::of(double(v, &format!("{p}.Value"))?, 1.0)
+        let (agg, raw) = if let Some(v) = value {
+            let x = double(v, &format!("{p}.Value"))?;
+            (Agg::of(x, 1.0), values_of(x, 1.0))
         } else if let Some(s) = set {
             let sp = format!("{p}.StatisticValues");
             let get = |m: &str| match s.get(m) {
@@ -208,7 +212,7 @@ pub fn put_metric_data(input: &Value, region: &str, now_ms: u64) -> Result<Vec<R
                     "The parameter {sp}.Minimum must not be greater than {sp}.Maximum."
                 )));
             }
-            agg
+            (agg, values_of_set(&agg))
         } else if let Some(values) = values {
             if values.len() > MAX_VALUES {
                 return Err(invalid(format!(
@@ -223,6 +227,7 @@ pub fn put_metric_data(input: &Value, region: &str, now_ms: u64) -> Result<Vec<R
                 )));
             }
             let mut agg = Agg::EMPTY;
+            let mut raw: Values = Some(Vec::new());
             for (j, v) in values.iter().enumerate() {
                 let x = double(v, &format!("{p}.Values.member.{}", j + 1))?;
                 let c = match counts {
@@ -237,12 +242,13 @@ pub fn put_metric_data(input: &Value, region: &str, now_ms: u64) -> Result<Vec<R
                 }
                 if c > 0.0 {
                     agg.merge(&Agg::of(x, c));
+                    merge_values(&mut raw, &values_of(x, c));
                 }
             }
             if agg.count == 0.0 {
                 continue;
             }
-            agg
+            (agg, raw)
         } else {
             return Err(missing(&format!(
                 "{p}.Value, {p}.StatisticValues or {p}.Values"
@@ -259,6 +265,7 @@ pub fn put_metric_data(input: &Value, region: &str, now_ms: u64) -> Result<Vec<R
             bucket: secs - secs.rem_euclid(resolution),
             unit,
             agg,
+            values: raw,
         });
     }
     Ok(rows)
@@ -319,26 +326,46 @@ pub fn series_key(v: &Value, region: &str, param: &str) -> Result<SeriesKey, Aws
     })
 }
 
-/// The statistic named `s` of GetMetricData's `Stat` or an alarm's `Statistic`; percentiles and
-/// the trimmed statistics are refused.
+/// The statistic named `s` of GetMetricData's `Stat` or an alarm's `Statistic` or
+/// `ExtendedStatistic`: a basic statistic or a percentile (`p99`, `p99.9`); the trimmed and
+/// winsorized statistics are refused.
 pub fn parse_stat(s: &str, param: &str) -> Result<Stat, AwsError> {
-    Stat::parse(s).ok_or_else(|| {
-        invalid(format!(
-            "The value {s} for parameter {param} is invalid: this server computes SampleCount, \
-             Average, Sum, Minimum and Maximum; percentiles and trimmed statistics are not \
-             supported."
-        ))
-    })
+    Stat::parse(s)
+        .or_else(|| Stat::parse_percentile(s))
+        .ok_or_else(|| unsupported_stat(s, param))
 }
 
-/// One `GetMetricStatistics` datapoint as JSON, with the requested statistics.
-pub fn datapoint(start: i64, unit: u8, agg: &Agg, stats: &[Stat]) -> Value {
+fn unsupported_stat(s: &str, param: &str) -> AwsError {
+    invalid(format!(
+        "The value {s} for parameter {param} is invalid: this server computes SampleCount, \
+         Average, Sum, Minimum, Maximum and percentiles (p0.0 to p100, at most two decimals); \
+         trimmed and winsorized means, trimmed counts and sums, percentile ranks and IQM are \
+         not supported."
+    ))
+}
+
+/// One `GetMetricStatistics` datapoint as JSON, with the requested statistics (percentiles
+/// under `ExtendedStatistics`, left out where the raw values cannot answer them).
+pub fn datapoint(p: &PeriodAgg, stats: &[Stat]) -> Value {
     let mut m = Map::new();
-    m.insert("Timestamp".into(), json!(start));
+    m.insert("Timestamp".into(), json!(p.start));
+    let mut extended = Map::new();
     for s in stats {
-        m.insert(s.as_str().into(), json!(agg.stat(*s)));
+        match s {
+            Stat::Percentile(_) => {
+                if let Some(v) = p.stat(*s) {
+                    extended.insert(s.name(), json!(v));
+                }
+            }
+            other => {
+                m.insert(other.as_str().into(), json!(p.agg.stat(*other)));
+            }
+        }
     }
-    m.insert("Unit".into(), json!(UNITS[usize::from(unit)]));
+    if !extended.is_empty() {
+        m.insert("ExtendedStatistics".into(), Value::Object(extended));
+    }
+    m.insert("Unit".into(), json!(UNITS[usize::from(p.unit)]));
     Value::Object(m)
 }
 
@@ -351,20 +378,30 @@ pub fn statistics(input: &Value) -> Result<Vec<Stat>, AwsError> {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    let extended = input
+    let extended: Vec<&str> = input
         .get("ExtendedStatistics")
         .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    if extended {
-        return Err(invalid(
-            "ExtendedStatistics (percentiles) are not supported by this server; ask for \
-             SampleCount, Average, Sum, Minimum or Maximum.",
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !stats.is_empty() && !extended.is_empty() {
+        return Err(combination(
+            "The parameters Statistics and ExtendedStatistics are mutually exclusive and you \
+             have specified both.",
         ));
     }
-    if stats.is_empty() {
+    if stats.is_empty() && extended.is_empty() {
         return Err(missing("Statistics or ExtendedStatistics"));
     }
     let mut out = Vec::new();
+    for (i, s) in extended.iter().enumerate() {
+        let stat = Stat::parse_percentile(s)
+            .ok_or_else(|| unsupported_stat(s, &format!("ExtendedStatistics.member.{}", i + 1)))?;
+        if !out.contains(&stat) {
+            out.push(stat);
+        }
+    }
     for (i, s) in stats.iter().enumerate() {
         let stat = Stat::parse(s).ok_or_else(|| {
             AwsError::client(

@@ -2,6 +2,12 @@
 //! aggregates (sample count, sum, minimum, maximum) per storage bucket (a minute for standard
 //! resolution, a second for high resolution) and unit. A `PutMetricData` adds to aggregates;
 //! reads combine them into periods. Bounded: buckets older than the retention are dropped.
+//!
+//! Beside each aggregate, the bucket's raw values ([`Values`]: distinct values with their
+//! counts) answer percentiles exactly. As in CloudWatch, a bucket has none once a statistic set
+//! that is not a repeated single value (more than one sample and `Minimum` < `Maximum`) or a
+//! negative value was put into it; nor past [`MAX_DISTINCT`] distinct values (memory stays
+//! bounded).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -89,9 +95,11 @@ impl Agg {
         self.max = self.max.max(other.max);
     }
 
-    /// The value of one of CloudWatch's statistics.
+    /// The value of one of CloudWatch's statistics (`NaN` for a percentile: those come from
+    /// the raw values, see [`PeriodAgg::stat`]).
     pub fn stat(&self, stat: Stat) -> f64 {
         match stat {
+            Stat::Percentile(_) => f64::NAN,
             Stat::SampleCount => self.count,
             Stat::Sum => self.sum,
             Stat::Average => {
@@ -107,7 +115,8 @@ impl Agg {
     }
 }
 
-/// The statistics Gantry computes (percentiles and trimmed statistics are refused).
+/// The statistics Gantry computes (trimmed means, winsorized means, trimmed counts and sums,
+/// percentile ranks and `IQM` are refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stat {
     SampleCount,
@@ -115,6 +124,8 @@ pub enum Stat {
     Sum,
     Minimum,
     Maximum,
+    /// `pNN.NN`: the percentile, in hundredths (`p99` is 9900, `p99.9` 9990).
+    Percentile(u16),
 }
 
 impl Stat {
@@ -137,6 +148,29 @@ impl Stat {
         })
     }
 
+    /// A percentile as CloudWatch names one: `p` then 0 to 100 with at most two decimals
+    /// (`p99`, `p99.9`, `p0.0`, `p100`).
+    pub fn parse_percentile(s: &str) -> Option<Stat> {
+        let n = s.strip_prefix('p')?;
+        let (whole, frac) = n.split_once('.').unwrap_or((n, ""));
+        if whole.is_empty()
+            || whole.len() > 3
+            || frac.len() > 2
+            || !whole
+                .bytes()
+                .chain(frac.bytes())
+                .all(|b| b.is_ascii_digit())
+            || (n.contains('.') && frac.is_empty())
+        {
+            return None;
+        }
+        let whole: u16 = whole.parse().ok()?;
+        let frac: u16 = format!("{frac:0<2}").parse().ok()?;
+        let h = whole.checked_mul(100)?.checked_add(frac)?;
+        (h <= 10_000).then_some(Stat::Percentile(h))
+    }
+
+    /// The basic statistics' names (`Percentile` has no fixed one: see [`Stat::name`]).
     pub fn as_str(self) -> &'static str {
         match self {
             Stat::SampleCount => "SampleCount",
@@ -144,8 +178,128 @@ impl Stat {
             Stat::Sum => "Sum",
             Stat::Minimum => "Minimum",
             Stat::Maximum => "Maximum",
+            Stat::Percentile(_) => "Percentile",
         }
     }
+
+    /// The statistic's name as a request gave it (`p99`, `p99.5`).
+    pub fn name(self) -> String {
+        match self {
+            Stat::Percentile(h) if h % 100 == 0 => format!("p{}", h / 100),
+            Stat::Percentile(h) if h % 10 == 0 => format!("p{}.{}", h / 100, (h % 100) / 10),
+            Stat::Percentile(h) => format!("p{}.{:02}", h / 100, h % 100),
+            other => other.as_str().to_owned(),
+        }
+    }
+}
+
+/// Most distinct raw values a bucket keeps for percentiles.
+pub const MAX_DISTINCT: usize = 10_000;
+
+/// Raw values of a bucket or period: distinct values in ascending order with their counts, or
+/// `None` when percentiles cannot be computed from what was put.
+pub type Values = Option<Vec<(f64, f64)>>;
+
+/// The raw values a datum of `count` samples of `value` stands for (none for a negative value).
+pub fn values_of(value: f64, count: f64) -> Values {
+    // `+ 0.0` makes -0 a 0.
+    (value >= 0.0).then(|| vec![(value + 0.0, count)])
+}
+
+/// A bucket's raw values as kept: the bits of each (non-negative, so ordered like the values)
+/// distinct value → its count; an insertion costs a logarithm of the bucket's size.
+type Kept = Option<BTreeMap<u64, f64>>;
+
+fn keep(into: &mut Kept, more: &Values) {
+    let (Some(map), Some(more)) = (into.as_mut(), more.as_ref()) else {
+        *into = None;
+        return;
+    };
+    for (v, c) in more {
+        *map.entry((v + 0.0).to_bits()).or_insert(0.0) += c;
+    }
+    if map.len() > MAX_DISTINCT {
+        *into = None;
+    }
+}
+
+fn kept_values(kept: &Kept) -> Values {
+    kept.as_ref()
+        .map(|m| m.iter().map(|(b, c)| (f64::from_bits(*b), *c)).collect())
+}
+
+/// The raw values a statistic set stands for, where CloudWatch can tell them: a single sample,
+/// or `Minimum` equal to `Maximum` (every sample is that value).
+pub fn values_of_set(agg: &Agg) -> Values {
+    if agg.count == 1.0 || agg.min == agg.max {
+        values_of(agg.min, agg.count)
+    } else {
+        None
+    }
+}
+
+/// Adds `more` into `into` (both ascending, distinct); `None` wins, and so does going past
+/// [`MAX_DISTINCT`].
+pub fn merge_values(into: &mut Values, more: &Values) {
+    let (Some(a), Some(b)) = (into.as_mut(), more.as_ref()) else {
+        *into = None;
+        return;
+    };
+    if b.is_empty() {
+        return;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                i += 1;
+                j += 1;
+                (x.0, x.1 + y.1)
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                i += 1;
+                *x
+            }
+            (Some(x), None) => {
+                i += 1;
+                *x
+            }
+            (_, Some(y)) => {
+                j += 1;
+                *y
+            }
+            (None, None) => break,
+        };
+        out.push(next);
+    }
+    if out.len() > MAX_DISTINCT {
+        *into = None;
+    } else {
+        *a = out;
+    }
+}
+
+/// The `hundredths`/100 percentile of `values` (ascending, with counts): the smallest value
+/// such that at least that share of the samples is less than or equal to it (nearest rank;
+/// `p0` is the minimum, `p100` the maximum). `None` without samples.
+pub fn percentile(values: &[(f64, f64)], hundredths: u16) -> Option<f64> {
+    let total: f64 = values.iter().map(|v| v.1).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = total * f64::from(hundredths) / 10_000.0;
+    let mut seen = 0.0;
+    for (v, c) in values {
+        if *c <= 0.0 {
+            continue;
+        }
+        seen += c;
+        if seen >= rank {
+            return Some(*v);
+        }
+    }
+    values.iter().rev().find(|v| v.1 > 0.0).map(|v| v.0)
 }
 
 /// One aggregate as stored: which series, when (bucket start, seconds), which unit.
@@ -155,12 +309,16 @@ pub struct Row {
     pub bucket: i64,
     pub unit: u8,
     pub agg: Agg,
+    /// The raw values behind `agg`, for percentiles.
+    pub values: Values,
 }
 
 #[derive(Debug, Default)]
 pub struct Series {
     /// (bucket start in seconds, unit) → aggregate.
     pub points: BTreeMap<(i64, u8), Agg>,
+    /// (bucket start in seconds, unit) → raw values.
+    values: BTreeMap<(i64, u8), Kept>,
     /// When data was last put (milliseconds), for `RecentlyActive`.
     pub last_put_ms: u64,
 }
@@ -178,6 +336,24 @@ pub struct PeriodAgg {
     pub start: i64,
     pub unit: u8,
     pub agg: Agg,
+    /// The period's raw values when asked for.
+    pub values: Values,
+}
+
+impl PeriodAgg {
+    /// The statistic's value; `None` for a percentile the raw values cannot answer.
+    pub fn stat(&self, stat: Stat) -> Option<f64> {
+        match stat {
+            Stat::Percentile(h) => percentile(self.values.as_deref()?, h),
+            other => Some(self.agg.stat(other)),
+        }
+    }
+
+    /// Adds another aggregate of the same period.
+    pub fn merge(&mut self, other: &PeriodAgg) {
+        self.agg.merge(&other.agg);
+        merge_values(&mut self.values, &other.values);
+    }
 }
 
 impl Index {
@@ -191,6 +367,11 @@ impl Index {
             .entry((row.bucket, row.unit))
             .and_modify(|a| a.merge(&row.agg))
             .or_insert(row.agg);
+        let kept = series
+            .values
+            .entry((row.bucket, row.unit))
+            .or_insert_with(|| Some(BTreeMap::new()));
+        keep(kept, &row.values);
         series.last_put_ms = series.last_put_ms.max(put_ms);
     }
 
@@ -215,7 +396,7 @@ impl Index {
 
     /// The aggregates of `key` per period of `period` seconds starting at `start`, for buckets in
     /// `[start, end)`, one per (period, unit) that has data, restricted to `unit` when given; in
-    /// time order.
+    /// time order. With `raw`, each period also carries its raw values (for percentiles).
     pub fn periods(
         &self,
         key: &SeriesKey,
@@ -223,15 +404,21 @@ impl Index {
         end: i64,
         period: i64,
         unit: Option<u8>,
+        raw: bool,
     ) -> Vec<PeriodAgg> {
         let Some(series) = self.series.get(key) else {
             return Vec::new();
         };
+        let empty: Values = Some(Vec::new());
         aggregate_periods(
-            series
-                .points
-                .range((start, 0)..(end, 0))
-                .map(|(k, a)| (k.0, k.1, *a)),
+            series.points.range((start, 0)..(end, 0)).map(|(k, a)| {
+                let values = if raw {
+                    series.values.get(k).and_then(kept_values)
+                } else {
+                    empty.clone()
+                };
+                (k.0, k.1, *a, values)
+            }),
             start,
             period,
             unit,
@@ -245,15 +432,16 @@ impl Index {
             let keep = s.points.split_off(&(cutoff, 0));
             dropped += s.points.len();
             s.points = keep;
+            s.values = s.values.split_off(&(cutoff, 0));
             !s.points.is_empty()
         });
         dropped
     }
 }
 
-/// Combines bucket aggregates `(time, unit, agg)` in time order into periods.
+/// Combines bucket aggregates `(time, unit, agg, raw values)` in time order into periods.
 pub fn aggregate_periods(
-    buckets: impl Iterator<Item = (i64, u8, Agg)>,
+    buckets: impl Iterator<Item = (i64, u8, Agg, Values)>,
     start: i64,
     period: i64,
     unit: Option<u8>,
@@ -261,7 +449,7 @@ pub fn aggregate_periods(
     let mut out: Vec<PeriodAgg> = Vec::new();
     let mut open: BTreeMap<u8, usize> = BTreeMap::new();
     let mut current = i64::MIN;
-    for (t, u, agg) in buckets {
+    for (t, u, agg, values) in buckets {
         if unit.is_some_and(|want| want != u) {
             continue;
         }
@@ -271,13 +459,17 @@ pub fn aggregate_periods(
             open.clear();
         }
         match open.get(&u) {
-            Some(&i) => out[i].agg.merge(&agg),
+            Some(&i) => {
+                out[i].agg.merge(&agg);
+                merge_values(&mut out[i].values, &values);
+            }
             None => {
                 open.insert(u, out.len());
                 out.push(PeriodAgg {
                     start: p,
                     unit: u,
                     agg,
+                    values,
                 });
             }
         }
@@ -311,10 +503,10 @@ mod tests {
             let mut index = Index::default();
             for (t, v, c) in &samples {
                 let bucket = t - t.rem_euclid(60);
-                index.add(&Row { key: key(), bucket, unit: UNIT_NONE, agg: Agg::of(*v, f64::from(*c)) }, 0);
+                index.add(&Row { key: key(), bucket, unit: UNIT_NONE, agg: Agg::of(*v, f64::from(*c)), values: values_of(*v, f64::from(*c)) }, 0);
             }
             let end = 7200;
-            let got = index.periods(&key(), start, end, period, None);
+            let got = index.periods(&key(), start, end, period, None, false);
             let mut want: BTreeMap<i64, Vec<(f64, f64)>> = BTreeMap::new();
             for (t, v, c) in &samples {
                 let bucket = t - t.rem_euclid(60);
@@ -338,6 +530,114 @@ mod tests {
         }
     }
 
+    /// Nearest rank over the samples written out one by one.
+    fn reference_percentile(samples: &[(u32, u8)], hundredths: u16) -> Option<f64> {
+        let mut all: Vec<u32> = samples
+            .iter()
+            .flat_map(|(v, c)| std::iter::repeat_n(*v, usize::from(*c)))
+            .collect();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_unstable();
+        let n = all.len() as u64;
+        let rank = (n * u64::from(hundredths)).div_ceil(10_000).max(1);
+        Some(f64::from(all[(rank - 1) as usize]))
+    }
+
+    proptest! {
+        /// Percentiles of the index's periods equal nearest rank over the raw samples, however
+        /// the samples are split into puts and buckets.
+        #[test]
+        fn percentiles_match_a_reference(
+            samples in proptest::collection::vec((0i64..600, 0u32..50, 1u8..4), 1..200),
+            hundredths in prop_oneof![Just(0u16), Just(5000), Just(9000), Just(9900), Just(10_000), 0u16..=10_000],
+        ) {
+            let mut index = Index::default();
+            for (t, v, c) in &samples {
+                let bucket = t - t.rem_euclid(60);
+                let value = f64::from(*v);
+                let count = f64::from(*c);
+                index.add(&Row { key: key(), bucket, unit: UNIT_NONE, agg: Agg::of(value, count), values: values_of(value, count) }, 0);
+            }
+            let got = index.periods(&key(), 0, 600, 600, None, true);
+            prop_assert_eq!(got.len(), 1);
+            let flat: Vec<(u32, u8)> = samples.iter().map(|(_, v, c)| (*v, *c)).collect();
+            prop_assert_eq!(got[0].stat(Stat::Percentile(hundredths)), reference_percentile(&flat, hundredths));
+        }
+
+        /// Any two-decimal percentile name parses back to itself.
+        #[test]
+        fn percentile_names_round_trip(h in 0u16..=10_000) {
+            let name = Stat::Percentile(h).name();
+            prop_assert_eq!(Stat::parse_percentile(&name), Some(Stat::Percentile(h)));
+        }
+    }
+
+    #[test]
+    fn percentile_names_are_checked() {
+        assert_eq!(Stat::parse_percentile("p99"), Some(Stat::Percentile(9900)));
+        assert_eq!(
+            Stat::parse_percentile("p99.9"),
+            Some(Stat::Percentile(9990))
+        );
+        assert_eq!(Stat::parse_percentile("p0.0"), Some(Stat::Percentile(0)));
+        assert_eq!(
+            Stat::parse_percentile("p100"),
+            Some(Stat::Percentile(10_000))
+        );
+        for bad in [
+            "p", "p100.01", "p101", "p99.", "p9.999", "pxx", "tm99", "P99", "p-1",
+        ] {
+            assert_eq!(Stat::parse_percentile(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn statistic_sets_and_negative_values_have_no_percentiles() {
+        let set = |count: f64, sum: f64, min: f64, max: f64| Agg {
+            count,
+            sum,
+            min,
+            max,
+        };
+        assert_eq!(
+            values_of_set(&set(1.0, 3.0, 3.0, 3.0)),
+            Some(vec![(3.0, 1.0)])
+        );
+        assert_eq!(
+            values_of_set(&set(4.0, 8.0, 2.0, 2.0)),
+            Some(vec![(2.0, 4.0)])
+        );
+        assert_eq!(values_of_set(&set(2.0, 3.0, 1.0, 2.0)), None);
+        assert_eq!(values_of(-1.0, 1.0), None);
+        let mut index = Index::default();
+        let row = |agg: Agg, values: Values| Row {
+            key: key(),
+            bucket: 60,
+            unit: UNIT_NONE,
+            agg,
+            values,
+        };
+        index.add(&row(Agg::of(5.0, 1.0), values_of(5.0, 1.0)), 0);
+        let p = index.periods(&key(), 0, 600, 600, None, true);
+        assert_eq!(p[0].stat(Stat::Percentile(9900)), Some(5.0));
+        index.add(&row(set(2.0, 3.0, 1.0, 2.0), None), 0);
+        let p = index.periods(&key(), 0, 600, 600, None, true);
+        assert_eq!(p[0].stat(Stat::Percentile(9900)), None);
+        assert_eq!(p[0].stat(Stat::SampleCount), Some(3.0));
+    }
+
+    #[test]
+    fn too_many_distinct_values_drop_the_raw_values() {
+        let mut v: Values = Some(Vec::new());
+        let many: Vec<(f64, f64)> = (0..MAX_DISTINCT).map(|i| (i as f64, 1.0)).collect();
+        merge_values(&mut v, &Some(many));
+        assert_eq!(v.as_ref().map(Vec::len), Some(MAX_DISTINCT));
+        merge_values(&mut v, &Some(vec![(0.5, 1.0)]));
+        assert_eq!(v, None);
+    }
+
     #[test]
     fn units_are_kept_apart_and_filtered() {
         let mut index = Index::default();
@@ -349,6 +649,7 @@ mod tests {
                 bucket: 60,
                 unit: seconds,
                 agg: Agg::of(1.0, 1.0),
+                values: values_of(1.0, 1.0),
             },
             1,
         );
@@ -358,11 +659,12 @@ mod tests {
                 bucket: 60,
                 unit: ms,
                 agg: Agg::of(5.0, 1.0),
+                values: values_of(5.0, 1.0),
             },
             2,
         );
-        assert_eq!(index.periods(&key(), 0, 3600, 300, None).len(), 2);
-        let only = index.periods(&key(), 0, 3600, 300, Some(ms));
+        assert_eq!(index.periods(&key(), 0, 3600, 300, None, false).len(), 2);
+        let only = index.periods(&key(), 0, 3600, 300, Some(ms), false);
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].agg.sum, 5.0);
         assert_eq!(index.expire(120), 2);

@@ -8,6 +8,11 @@
 //! - `POST /lb/v1/health`: a JSON [`HealthReport`], a proxy's whole view of its active health
 //!   checks. Stored per (target group, proxy) when it changed or every 10 s; `DescribeTargetHealth`
 //!   combines the fresh ones (see [`crate::health`]).
+//! - `POST /lb/v1/metrics`: a JSON [`UsageReport`], a proxy's traffic per window and target
+//!   group, published as CloudWatch's load balancer metrics (see [`crate::usage`]) through the
+//!   [`LbMetricsSink`] given with [`LbChannel::with_metrics`] (refused without one). Only the
+//!   identities the channel accepts may publish: `AWS/` namespaces stay closed to
+//!   `PutMetricData`.
 //!
 //! [`lb_router`] also runs [`sweep_expired`](crate::sweep_expired) every 2 s until shutdown.
 
@@ -26,6 +31,7 @@ use gantry_aws_proto::{AwsError, new_request_id};
 use gantry_domain::EpochMillis;
 use gantry_domain::lb::{
     HealthReport, LbConfig, LbStreamMessage, LoadBalancer, TargetGroup, TargetGroupConfig,
+    UsageReport,
 };
 use gantry_front::Clock;
 use gantry_store::{Store, StoreExt, Txn, WatchError, encode};
@@ -34,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use crate::health::{HealthRecord, ListenerStatusRecord};
 use crate::keys::{self, ElbArn};
 use crate::targets::live_targets;
+use crate::usage::{LbMetricsSink, samples_for};
 use crate::{Elbv2Error, XMLNS};
 
 /// The signing name proxies must use.
@@ -42,6 +49,9 @@ pub const SIGNING_NAME: &str = "elasticloadbalancing";
 /// Largest accepted health report.
 const HEALTH_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
+/// Most windows in one traffic report.
+const MAX_WINDOWS: usize = 1000;
+
 /// Serves the channel; see the module docs.
 pub struct LbChannel {
     store: Arc<dyn Store>,
@@ -49,6 +59,7 @@ pub struct LbChannel {
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
     heartbeat: Duration,
+    metrics: Option<Arc<dyn LbMetricsSink>>,
 }
 
 impl std::fmt::Debug for LbChannel {
@@ -83,7 +94,14 @@ impl LbChannel {
             clock,
             shutdown,
             heartbeat: Duration::from_secs(5),
+            metrics: None,
         }
+    }
+
+    /// Where proxies' traffic reports are published.
+    pub fn with_metrics(mut self, sink: Arc<dyn LbMetricsSink>) -> Self {
+        self.metrics = Some(sink);
+        self
     }
 
     pub fn with_heartbeat(mut self, every: Duration) -> Self {
@@ -99,6 +117,7 @@ impl LbChannel {
         Router::new()
             .route("/lb/v1/config", get(config_stream))
             .route("/lb/v1/health", post(health_report))
+            .route("/lb/v1/metrics", post(usage_report))
             .with_state(self)
     }
 
@@ -302,6 +321,68 @@ async fn health_report(State(ch): State<Arc<LbChannel>>, req: Request) -> Respon
         }
         Err(e) => AwsError::from(e).query_response(&request_id, XMLNS),
     }
+}
+
+async fn usage_report(State(ch): State<Arc<LbChannel>>, req: Request) -> Response {
+    let request_id = new_request_id();
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, HEALTH_BODY_LIMIT).await else {
+        return AwsError::client("ValidationError", "metrics report too large")
+            .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
+            .query_response(&request_id, XMLNS);
+    };
+    let verified = match ch.verify(&parts, &body) {
+        Ok(v) => v,
+        Err(e) => return e.query_response(&request_id, XMLNS),
+    };
+    let Some(sink) = ch.metrics.clone() else {
+        return AwsError::client(
+            "ValidationError",
+            "This server does not take load balancer metrics.",
+        )
+        .query_response(&request_id, XMLNS);
+    };
+    let report: UsageReport = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return AwsError::client("ValidationError", format!("invalid metrics report: {e}"))
+                .query_response(&request_id, XMLNS);
+        }
+    };
+    if report.windows.len() > MAX_WINDOWS {
+        return AwsError::client(
+            "ValidationError",
+            format!("a metrics report holds at most {MAX_WINDOWS} windows"),
+        )
+        .query_response(&request_id, XMLNS);
+    }
+    let now_ms = ch.clock.now_millis();
+    let now_s = (now_ms / 1000) as i64;
+    let lbs = match crate::all_load_balancers(ch.store.as_ref(), &verified.region).await {
+        Ok(l) => l,
+        Err(e) => return AwsError::from(e).query_response(&request_id, XMLNS),
+    };
+    let mut samples = Vec::new();
+    for w in &report.windows {
+        // CloudWatch takes data up to two weeks old and two hours ahead.
+        if w.start < now_s - 14 * 86_400 || w.start > now_s + 2 * 3600 {
+            continue;
+        }
+        let using = crate::lbs_using(&lbs, &w.target_group_arn);
+        let using: Vec<&LoadBalancer> = lbs.iter().filter(|l| using.contains(&l.arn)).collect();
+        samples.extend(samples_for(w, &using));
+    }
+    if !samples.is_empty()
+        && let Err(e) = sink.publish(&verified.region, samples, now_ms).await
+    {
+        return e.query_response(&request_id, XMLNS);
+    }
+    let mut r = Response::new(Body::from("{}"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// How often an unchanged report is written again (keeps it fresh within the TTL).

@@ -6,8 +6,9 @@
 //!   `OperationNotPermitted` (see `COMPAT.md`).
 //! - [`lb_router`]: `GET /lb/v1/config` (newline-delimited JSON snapshots of the region's whole
 //!   configuration, one on connect and one after every change, plus heartbeats) and
-//!   `POST /lb/v1/health` (a proxy's active health-check results), both SigV4-signed with the
-//!   service name `elasticloadbalancing`.
+//!   `POST /lb/v1/health` (a proxy's active health-check results) and `POST /lb/v1/metrics` (a
+//!   proxy's traffic, published as CloudWatch's `AWS/ApplicationELB` and `AWS/NetworkELB`
+//!   metrics, see [`usage`]), all SigV4-signed with the service name `elasticloadbalancing`.
 //! - [`register_targets`], [`deregister_targets`], [`target_health`], [`target_group`]: what
 //!   the ECS service runner calls directly, without HTTP.
 //!
@@ -26,6 +27,7 @@ mod rules;
 mod tags;
 mod target_groups;
 mod targets;
+pub mod usage;
 mod wire;
 
 use std::fmt;
