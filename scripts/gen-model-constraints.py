@@ -33,6 +33,7 @@ SERVICES = [
     ("logs", "crates/services/logs", "InvalidParameterException", "Json", ["PutLogEvents"]),
     ("elbv2", "crates/services/elbv2", "ValidationError", "Query", []),
     ("kms", "crates/services/kms", "ValidationException", "Json", []),
+    ("acm", "crates/services/acm", "ValidationException", "Json", []),
     ("secretsmanager", "crates/services/secretsmanager", "ValidationException", "Json", []),
     ("ssm", "crates/services/ssm", "ValidationException", "Json", []),
     ("codedeploy", "crates/services/codedeploy", "ValidationException", "Json", []),

@@ -17,6 +17,12 @@
 //!   refused connection is retried once on another target whatever the body, and the target
 //!   is avoided for 5 s. 503 when the group has no registered target, 502 when the target fails.
 //! - TCP listeners (network load balancers): bytes are passed through to a target.
+//! - HTTPS (application) and TLS (network) listeners: TLS is terminated here with rustls
+//!   ([`tls`]): the certificate is chosen by SNI among the listener's certificates (the default
+//!   one when none matches), the security policy sets the protocol versions and cipher suites;
+//!   then requests are proxied as for HTTP (over hyper, HTTP/1.1 or HTTP/2 by ALPN,
+//!   `X-Forwarded-Proto: https`) or bytes as for TCP. Certificates and keys arrive on the
+//!   configuration stream.
 //!
 //! Active health checks per target ([`health`]) decide where traffic goes and are reported to
 //! `POST /lb/v1/health` every 5 s and at once on a change. Deregistered targets drain: no new
@@ -38,6 +44,7 @@ mod pool;
 pub mod proxy;
 pub mod routing;
 mod state;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;

@@ -99,6 +99,8 @@ fn rule(priority: u32, field: &str, values: &[&str], header: Option<&str>, actio
         }],
         actions: vec![action],
         tags: vec![],
+        certificates: vec![],
+        ssl_policy: None,
     }
 }
 
@@ -174,6 +176,7 @@ fn proxy(port: u16) -> Proxy {
             listeners: vec![listener],
         }],
         target_groups: vec![g],
+        certificates: vec![],
     });
     p
 }
