@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use gantry_domain::lb::{CertificateMaterial, DEFAULT_SSL_POLICY, Listener, ssl_policy};
-use rustls::crypto::{CryptoProvider, ring};
+use rustls::crypto::{CryptoProvider, aws_lc_rs};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -117,7 +117,7 @@ pub fn server_config(
     let policy_name = listener.ssl_policy.as_deref().unwrap_or(DEFAULT_SSL_POLICY);
     let policy =
         ssl_policy(policy_name).ok_or_else(|| TlsSetupError::UnknownPolicy(policy_name.to_owned()))?;
-    let mut provider = ring::default_provider();
+    let mut provider = aws_lc_rs::default_provider();
     let wanted: Vec<CipherSuite> = policy.ciphers.iter().filter_map(|c| suite_of(c)).collect();
     provider
         .cipher_suites
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_cipher_of_every_served_policy_is_a_suite_rustls_offers() {
-        let offered: Vec<CipherSuite> = ring::default_provider()
+        let offered: Vec<CipherSuite> = aws_lc_rs::default_provider()
             .cipher_suites
             .iter()
             .map(|s| s.suite())
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn sni_picks_the_matching_certificate_and_falls_back_to_the_default() {
-        let provider = ring::default_provider();
+        let provider = aws_lc_rs::default_provider();
         let a = load(&material("a", &["a.example.test"]), &provider).unwrap();
         let b = load(&material("b", &["b.example.test"]), &provider).unwrap();
         let w = load(&material("w", &["*.wild.example.test"]), &provider).unwrap();

@@ -2,7 +2,7 @@
 //! and checked (each parses, the key is one rustls can sign with and matches the certificate's
 //! public key), and the facts DescribeCertificate reports read from the certificate.
 
-use rustls::crypto::ring;
+use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
@@ -79,7 +79,7 @@ pub fn check(certificate: &[u8], private_key: &[u8], chain: Option<&[u8]>) -> Re
     }
     let key = PrivateKeyDer::from_pem_slice(private_key)
         .map_err(|_| invalid("The private key is not a valid PEM-encoded, unencrypted private key (PKCS#8, PKCS#1 or SEC1)."))?;
-    let provider = ring::default_provider();
+    let provider = aws_lc_rs::default_provider();
     let signing = provider
         .key_provider
         .load_private_key(key)
@@ -199,9 +199,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A self-signed certificate for `names` (the first as its common name) and its key.
     fn leaf(names: &[&str]) -> (String, String) {
-        let k = rcgen::generate_simple_self_signed(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
-        (k.cert.pem(), k.signing_key.serialize_pem())
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     #[test]
