@@ -417,7 +417,10 @@ impl gantry_elbv2::Certificates for AcmListenerCertificates {
         if !self.of_account(arn) {
             return Ok(false);
         }
-        self.acm.exists(region, arn).await.map_err(|e| e.to_string())
+        self.acm
+            .exists(region, arn)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn material(

@@ -96,9 +96,10 @@ pub enum TlsSetupError {
 
 fn load(m: &CertificateMaterial, provider: &CryptoProvider) -> Result<Served, TlsSetupError> {
     let bad = || TlsSetupError::BadCertificate(m.certificate_arn.clone());
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(m.chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(m.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
     let leaf = chain.first().cloned().ok_or_else(bad)?;
     let key = PrivateKeyDer::from_pem_slice(m.private_key_pem.as_bytes()).map_err(|_| bad())?;
     let key = CertifiedKey::from_der(chain, key, provider).map_err(|_| bad())?;
@@ -115,8 +116,8 @@ pub fn server_config(
     materials: &[CertificateMaterial],
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let policy_name = listener.ssl_policy.as_deref().unwrap_or(DEFAULT_SSL_POLICY);
-    let policy =
-        ssl_policy(policy_name).ok_or_else(|| TlsSetupError::UnknownPolicy(policy_name.to_owned()))?;
+    let policy = ssl_policy(policy_name)
+        .ok_or_else(|| TlsSetupError::UnknownPolicy(policy_name.to_owned()))?;
     let mut provider = aws_lc_rs::default_provider();
     let wanted: Vec<CipherSuite> = policy.ciphers.iter().filter_map(|c| suite_of(c)).collect();
     provider
@@ -125,8 +126,11 @@ pub fn server_config(
     provider
         .cipher_suites
         .sort_by_key(|s| wanted.iter().position(|w| *w == s.suite()));
-    let versions: Vec<&'static SupportedProtocolVersion> =
-        policy.protocols.iter().filter_map(|v| version_of(v)).collect();
+    let versions: Vec<&'static SupportedProtocolVersion> = policy
+        .protocols
+        .iter()
+        .filter_map(|v| version_of(v))
+        .collect();
     let mut ordered: Vec<_> = listener.certificates.iter().collect();
     ordered.sort_by_key(|c| !c.is_default);
     let mut certs = Vec::new();
@@ -235,7 +239,10 @@ mod tests {
             TlsSetupError::NoCertificate
         );
         assert!(matches!(
-            server_config(&listener(&[("a", true)], Some("ELBSecurityPolicy-2015-05")), &m),
+            server_config(
+                &listener(&[("a", true)], Some("ELBSecurityPolicy-2015-05")),
+                &m
+            ),
             Err(TlsSetupError::UnknownPolicy(_))
         ));
         let cfg = server_config(

@@ -9,14 +9,22 @@ pub const AUTHORIZATION: &[(&str, &str, &[&str])] = &[
         "acm:AddTagsToCertificate",
         &["certificate"],
     ),
-    ("DeleteCertificate", "acm:DeleteCertificate", &["certificate"]),
+    (
+        "DeleteCertificate",
+        "acm:DeleteCertificate",
+        &["certificate"],
+    ),
     (
         "DescribeCertificate",
         "acm:DescribeCertificate",
         &["certificate"],
     ),
     ("GetCertificate", "acm:GetCertificate", &["certificate"]),
-    ("ImportCertificate", "acm:ImportCertificate", &["certificate"]),
+    (
+        "ImportCertificate",
+        "acm:ImportCertificate",
+        &["certificate"],
+    ),
     ("ListCertificates", "acm:ListCertificates", &[]),
     (
         "ListTagsForCertificate",

@@ -77,7 +77,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AcmError> {
     };
     serde_json::from_slice(body).map_err(|e| {
         let what = match e.classify() {
-            serde_json::error::Category::Data => "request body does not match the operation's input",
+            serde_json::error::Category::Data => {
+                "request body does not match the operation's input"
+            }
             _ => "malformed JSON in request body",
         };
         AcmError::Wire(AwsError::client(
@@ -251,10 +253,7 @@ pub(crate) async fn import(
         .map_err(|f| AcmError::Kms(format!("{}: {}", f.code, f.message)))?;
     let store_key = keys::certificate(&ctx.region, &id);
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let existing = svc
-            .store
-            .get_typed::<CertificateRecord>(&store_key)
-            .await?;
+        let existing = svc.store.get_typed::<CertificateRecord>(&store_key).await?;
         let (mut record, txn) = match (&existing, req.certificate_arn.is_some()) {
             (Some(cur), true) => (
                 cur.value.clone(),
@@ -406,9 +405,10 @@ pub(crate) async fn list(
     }
     let max = req.max_items.unwrap_or(1000).clamp(1, 1000) as usize;
     let after = match &req.next_token {
-        Some(t) => Some(decode_token(t).ok_or_else(|| {
-            AcmError::InvalidArgs(format!("The NextToken {t} is not valid."))
-        })?),
+        Some(t) => Some(
+            decode_token(t)
+                .ok_or_else(|| AcmError::InvalidArgs(format!("The NextToken {t} is not valid.")))?,
+        ),
         None => None,
     };
     let mut all: Vec<CertificateRecord> = svc

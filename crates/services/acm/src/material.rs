@@ -54,7 +54,11 @@ fn invalid(msg: &str) -> AcmError {
 }
 
 /// Parses and checks ImportCertificate's material (the blobs as raw PEM bytes).
-pub fn check(certificate: &[u8], private_key: &[u8], chain: Option<&[u8]>) -> Result<Material, AcmError> {
+pub fn check(
+    certificate: &[u8],
+    private_key: &[u8],
+    chain: Option<&[u8]>,
+) -> Result<Material, AcmError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(certificate)
         .collect::<Result<_, _>>()
         .map_err(|_| invalid("The certificate field contains more than one certificate or is not a valid PEM-encoded X.509 certificate."))?;
@@ -66,13 +70,21 @@ pub fn check(certificate: &[u8], private_key: &[u8], chain: Option<&[u8]>) -> Re
     if let Some(chain) = chain {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain)
             .collect::<Result<_, _>>()
-            .map_err(|_| invalid("The certificate chain is not a valid PEM-encoded list of X.509 certificates."))?;
+            .map_err(|_| {
+                invalid(
+                    "The certificate chain is not a valid PEM-encoded list of X.509 certificates.",
+                )
+            })?;
         if certs.is_empty() {
-            return Err(invalid("The certificate chain is not a valid PEM-encoded list of X.509 certificates."));
+            return Err(invalid(
+                "The certificate chain is not a valid PEM-encoded list of X.509 certificates.",
+            ));
         }
         for c in &certs {
             if X509Certificate::from_der(c).is_err() {
-                return Err(invalid("The certificate chain is not a valid PEM-encoded list of X.509 certificates."));
+                return Err(invalid(
+                    "The certificate chain is not a valid PEM-encoded list of X.509 certificates.",
+                ));
             }
         }
         full_chain.extend(certs);
@@ -86,7 +98,9 @@ pub fn check(certificate: &[u8], private_key: &[u8], chain: Option<&[u8]>) -> Re
         .map_err(|_| invalid("The private key is not supported: use an RSA (2048 bits or more) or ECDSA P-256/P-384 key."))?;
     CertifiedKey::new(full_chain, signing)
         .keys_match()
-        .map_err(|_| invalid("The private key does not match the public key in the certificate."))?;
+        .map_err(|_| {
+            invalid("The private key does not match the public key in the certificate.")
+        })?;
     Ok(Material {
         certificate_pem: to_pem(&[leaf]),
         chain_pem: chain.map(|c| {
@@ -158,10 +172,18 @@ pub fn facts(der: &[u8]) -> Result<CertificateFacts, AcmError> {
                 Some("1.2.840.10045.3.1.7") => "EC_prime256v1".to_owned(),
                 Some("1.3.132.0.34") => "EC_secp384r1".to_owned(),
                 Some("1.3.132.0.35") => "EC_secp521r1".to_owned(),
-                _ => return Err(invalid("The certificate's elliptic curve is not supported.")),
+                _ => {
+                    return Err(invalid(
+                        "The certificate's elliptic curve is not supported.",
+                    ));
+                }
             }
         }
-        _ => return Err(invalid("The certificate's public key algorithm is not supported: use RSA or ECDSA.")),
+        _ => {
+            return Err(invalid(
+                "The certificate's public key algorithm is not supported: use RSA or ECDSA.",
+            ));
+        }
     };
     let signature_algorithm = match cert.signature_algorithm.algorithm.to_id_string().as_str() {
         "1.2.840.113549.1.1.11" => "SHA256WITHRSA",
@@ -201,9 +223,10 @@ mod tests {
 
     /// A self-signed certificate for `names` (the first as its common name) and its key.
     fn leaf(names: &[&str]) -> (String, String) {
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-                .unwrap();
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, names[0]);
@@ -217,7 +240,11 @@ mod tests {
         let (cert, key) = leaf(&["a.example.test", "www.a.example.test"]);
         let m = check(cert.as_bytes(), key.as_bytes(), None).unwrap();
         assert_eq!(m.facts.domain_name, "a.example.test");
-        assert!(m.facts.subject_alternative_names.contains(&"www.a.example.test".to_owned()));
+        assert!(
+            m.facts
+                .subject_alternative_names
+                .contains(&"www.a.example.test".to_owned())
+        );
         assert_eq!(m.facts.key_algorithm, "EC_prime256v1");
         assert_eq!(m.facts.signature_algorithm, "SHA256WITHECDSA");
         assert!(m.facts.not_before < m.facts.not_after);
@@ -239,10 +266,15 @@ mod tests {
         for (c, k, ch) in [
             ("not pem".to_owned(), key.clone(), None),
             (format!("{cert}{cert}"), key.clone(), None),
-            (cert.clone(), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_owned(), None),
+            (
+                cert.clone(),
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_owned(),
+                None,
+            ),
             (cert.clone(), key.clone(), Some("junk".to_owned())),
         ] {
-            let e = check(c.as_bytes(), k.as_bytes(), ch.as_deref().map(str::as_bytes)).unwrap_err();
+            let e =
+                check(c.as_bytes(), k.as_bytes(), ch.as_deref().map(str::as_bytes)).unwrap_err();
             assert_eq!(e.aws_code(), "ValidationException", "{e}");
             assert!(!e.to_string().contains("BEGIN"), "no material quoted: {e}");
         }

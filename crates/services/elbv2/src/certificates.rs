@@ -90,7 +90,8 @@ pub(crate) async fn apply_tls_settings(
     }
     if let Some((arn, _)) = certs.first() {
         check_exists(svc, &ctx.region, arn).await?;
-        l.certificates.retain(|c| !c.is_default && c.certificate_arn != *arn);
+        l.certificates
+            .retain(|c| !c.is_default && c.certificate_arn != *arn);
         l.certificates.insert(
             0,
             ListenerCertificate {
@@ -178,7 +179,9 @@ pub(crate) async fn add(
     let arn = p.req("ListenerArn")?;
     let certs = parse_certificates(p)?;
     if certs.is_empty() {
-        return Err(Elbv2Error::validation("At least one certificate must be specified"));
+        return Err(Elbv2Error::validation(
+            "At least one certificate must be specified",
+        ));
     }
     if certs.iter().any(|(_, d)| *d == Some(true)) {
         return Err(Elbv2Error::validation(
@@ -229,7 +232,9 @@ pub(crate) async fn remove(
     let arn = p.req("ListenerArn")?;
     let certs = parse_certificates(p)?;
     if certs.is_empty() {
-        return Err(Elbv2Error::validation("At least one certificate must be specified"));
+        return Err(Elbv2Error::validation(
+            "At least one certificate must be specified",
+        ));
     }
     update_listener(svc, ctx, arn, |l| {
         for (c, _) in &certs {

@@ -167,8 +167,12 @@ impl LbChannel {
         for arn in arns {
             match acm.material(&config.region, arn).await {
                 Ok(Some(m)) => out.push(m),
-                Ok(None) => tracing::warn!(certificate = %arn, "a listener names a certificate that no longer exists"),
-                Err(e) => tracing::warn!(certificate = %arn, error = %e, "cannot read a listener certificate"),
+                Ok(None) => {
+                    tracing::warn!(certificate = %arn, "a listener names a certificate that no longer exists")
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = %arn, error = %e, "cannot read a listener certificate")
+                }
             }
         }
         config.certificates = out;
