@@ -59,6 +59,9 @@ UNTRANSLATABLE_PATTERNS = {
     r"(?!((^[ ]+.*)|(.*([\u0000-\u001f]|[\u007f-\u009f]|[:/|])+.*)|(.*[ ]+$))).+",
     r"^(?!\s*$).+",
     r"^.{1,100000}$",
+    # ACM's domain names (look-ahead): only RequestCertificate and ResendValidationEmail take
+    # them, which Gantry does not serve.
+    r"(\*\.)?(((?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9])\.)+((?!-)[A-Za-z0-9-]{1,62}[A-Za-z0-9])",
 }
 
 

@@ -31,12 +31,11 @@ pub static CONSTRAINTS: Constraints = Constraints {
 };
 
 static PATTERN_1: Pattern = Pattern::new(r#"arn:[\w+=/,.@-]+:acm:[\w+=/,.@-]*:[0-9]+:[\w+=,.@-]+(/[\w+=,.@-]+)*"#);
-static PATTERN_2: Pattern = Pattern::new(r#"(\*\.)?(((?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9])\.)+((?!-)[A-Za-z0-9-]{1,62}[A-Za-z0-9])"#);
-static PATTERN_3: Pattern = Pattern::new(r#"\w+"#);
-static PATTERN_4: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u00FF]*"#);
-static PATTERN_5: Pattern = Pattern::new(r#"arn:[\w+=/,.@-]+:acm-pca:[\w+=/,.@-]*:[0-9]+:[\w+=,.@-]+(/[\w+=,.@-]+)*"#);
-static PATTERN_6: Pattern = Pattern::new(r#"[0-9a-f]{2}(:[0-9a-f]{2}){1,19}"#);
-static PATTERN_7: Pattern = Pattern::new(r#"[\p{L}\p{Z}\p{N}_.:\/=+\-@]*"#);
+static PATTERN_2: Pattern = Pattern::new(r#"\w+"#);
+static PATTERN_3: Pattern = Pattern::new(r#"[\u0009\u000A\u000D\u0020-\u00FF]*"#);
+static PATTERN_4: Pattern = Pattern::new(r#"arn:[\w+=/,.@-]+:acm-pca:[\w+=/,.@-]*:[0-9]+:[\w+=,.@-]+(/[\w+=,.@-]+)*"#);
+static PATTERN_5: Pattern = Pattern::new(r#"[0-9a-f]{2}(:[0-9a-f]{2}){1,19}"#);
+static PATTERN_6: Pattern = Pattern::new(r#"[\p{L}\p{Z}\p{N}_.:\/=+\-@]*"#);
 
 /// `AddTagsToCertificateRequest`
 static SHAPE_ADD_TAGS_TO_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CertificateArn"#, shape: &SHAPE_ARN }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }]);
@@ -63,7 +62,7 @@ static SHAPE_DNS_NAME_FILTER: Shape = Shape::Structure(&[Member { name: r#"Value
 /// `DomainList`
 static SHAPE_DOMAIN_LIST: Shape = Shape::List { member: &SHAPE_DOMAIN_NAME_STRING, min: Some(1), max: Some(100) };
 /// `DomainNameString`
-static SHAPE_DOMAIN_NAME_STRING: Shape = Shape::String { min: Some(1), max: Some(253), pattern: Some(&PATTERN_2) };
+static SHAPE_DOMAIN_NAME_STRING: Shape = Shape::String { min: Some(1), max: Some(253), pattern: None };
 /// `DomainValidationOption`
 static SHAPE_DOMAIN_VALIDATION_OPTION: Shape = Shape::Structure(&[Member { name: r#"DomainName"#, shape: &SHAPE_DOMAIN_NAME_STRING }, Member { name: r#"ValidationDomain"#, shape: &SHAPE_DOMAIN_NAME_STRING }]);
 /// `DomainValidationOptionList`
@@ -77,7 +76,7 @@ static SHAPE_FILTER_STRING: Shape = Shape::String { min: Some(1), max: Some(256)
 /// `GetCertificateRequest`
 static SHAPE_GET_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CertificateArn"#, shape: &SHAPE_ARN }]);
 /// `IdempotencyToken`
-static SHAPE_IDEMPOTENCY_TOKEN: Shape = Shape::String { min: Some(1), max: Some(32), pattern: Some(&PATTERN_3) };
+static SHAPE_IDEMPOTENCY_TOKEN: Shape = Shape::String { min: Some(1), max: Some(32), pattern: Some(&PATTERN_2) };
 /// `ImportCertificateRequest`
 static SHAPE_IMPORT_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CertificateArn"#, shape: &SHAPE_ARN }, Member { name: r#"Certificate"#, shape: &SHAPE_CERTIFICATE_BODY_BLOB }, Member { name: r#"CertificateChain"#, shape: &SHAPE_CERTIFICATE_CHAIN_BLOB }, Member { name: r#"Tags"#, shape: &SHAPE_TAG_LIST }]);
 /// `ListCertificatesRequest`
@@ -87,9 +86,9 @@ static SHAPE_LIST_TAGS_FOR_CERTIFICATE_REQUEST: Shape = Shape::Structure(&[Membe
 /// `MaxItems`
 static SHAPE_MAX_ITEMS: Shape = Shape::Integer { min: Some(1), max: Some(1000) };
 /// `NextToken`
-static SHAPE_NEXT_TOKEN: Shape = Shape::String { min: Some(1), max: Some(10000), pattern: Some(&PATTERN_4) };
+static SHAPE_NEXT_TOKEN: Shape = Shape::String { min: Some(1), max: Some(10000), pattern: Some(&PATTERN_3) };
 /// `PcaArn`
-static SHAPE_PCA_ARN: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: Some(&PATTERN_5) };
+static SHAPE_PCA_ARN: Shape = Shape::String { min: Some(20), max: Some(2048), pattern: Some(&PATTERN_4) };
 /// `PositiveInteger`
 static SHAPE_POSITIVE_INTEGER: Shape = Shape::Integer { min: Some(1), max: None };
 /// `PutAccountConfigurationRequest`
@@ -109,7 +108,7 @@ static SHAPE_SEARCH_CERTIFICATES_REQUEST: Shape = Shape::Structure(&[Member { na
 /// `SearchMaxResults`
 static SHAPE_SEARCH_MAX_RESULTS: Shape = Shape::Integer { min: Some(1), max: Some(500) };
 /// `SerialNumber`
-static SHAPE_SERIAL_NUMBER: Shape = Shape::String { min: Some(2), max: Some(59), pattern: Some(&PATTERN_6) };
+static SHAPE_SERIAL_NUMBER: Shape = Shape::String { min: Some(2), max: Some(59), pattern: Some(&PATTERN_5) };
 /// `SubjectAlternativeNameFilter`
 static SHAPE_SUBJECT_ALTERNATIVE_NAME_FILTER: Shape = Shape::Structure(&[Member { name: r#"DnsName"#, shape: &SHAPE_DNS_NAME_FILTER }]);
 /// `SubjectFilter`
@@ -117,11 +116,11 @@ static SHAPE_SUBJECT_FILTER: Shape = Shape::Structure(&[Member { name: r#"Common
 /// `Tag`
 static SHAPE_TAG: Shape = Shape::Structure(&[Member { name: r#"Key"#, shape: &SHAPE_TAG_KEY }, Member { name: r#"Value"#, shape: &SHAPE_TAG_VALUE }]);
 /// `TagKey`
-static SHAPE_TAG_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_7) };
+static SHAPE_TAG_KEY: Shape = Shape::String { min: Some(1), max: Some(128), pattern: Some(&PATTERN_6) };
 /// `TagList`
 static SHAPE_TAG_LIST: Shape = Shape::List { member: &SHAPE_TAG, min: Some(1), max: Some(50) };
 /// `TagValue`
-static SHAPE_TAG_VALUE: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_7) };
+static SHAPE_TAG_VALUE: Shape = Shape::String { min: Some(0), max: Some(256), pattern: Some(&PATTERN_6) };
 /// `UpdateCertificateOptionsRequest`
 static SHAPE_UPDATE_CERTIFICATE_OPTIONS_REQUEST: Shape = Shape::Structure(&[Member { name: r#"CertificateArn"#, shape: &SHAPE_ARN }]);
 /// `X509AttributeFilter`
