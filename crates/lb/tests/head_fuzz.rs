@@ -99,8 +99,6 @@ fn rule(priority: u32, field: &str, values: &[&str], header: Option<&str>, actio
         }],
         actions: vec![action],
         tags: vec![],
-        certificates: vec![],
-        ssl_policy: None,
     }
 }
 
@@ -152,6 +150,8 @@ fn proxy(port: u16) -> Proxy {
             rule(6, "source-ip", &["10.0.0.0/8"], None, forward),
         ],
         tags: vec![],
+        certificates: vec![],
+        ssl_policy: None,
     };
     let p = Proxy::new("127.0.0.1".parse().unwrap(), "fuzz");
     p.apply(&LbConfig {
