@@ -23,7 +23,10 @@
 #   BENCH_CONNECT_DEADLINE_S [600]  time allowed to register and connect the fleet
 #   BENCH_DIR [/var/tmp]     where the temporary data dir is made (must not be tmpfs)
 #   BENCH_SKIP_BUILD [0]     1: use the binaries already built
+#   BENCH_PROFILE [release]  debug: use (and build) the debug binaries, for before/after CPU
+#                            comparisons on a machine busy with builds; not for the figures
 #   BENCH_SKIP_PURE [0]      1: skip (c) and (d)
+#   BENCH_GANTRY             the gantry binary to measure (default: the profile's build)
 #   CARGO_TARGET_DIR         as for cargo (default ./target)
 set -euo pipefail
 
@@ -55,13 +58,19 @@ if (($(ulimit -n) < INSTANCES + 1024)); then
     exit 1
 fi
 
+PROFILE=${BENCH_PROFILE:-release}
+case $PROFILE in
+    release) PROFILE_FLAG=(--release) ;;
+    debug) PROFILE_FLAG=() ;;
+    *) echo "BENCH_PROFILE must be release or debug, not '$PROFILE'" >&2; exit 1 ;;
+esac
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    log "building release binaries (target dir $TARGET)"
-    (cd "$ROOT" && cargo build --release -p gantry -p gantry-sim --bins --examples)
+    log "building $PROFILE binaries (target dir $TARGET)"
+    (cd "$ROOT" && cargo build "${PROFILE_FLAG[@]}" -p gantry -p gantry-sim --bins --examples)
 fi
-GANTRY=$TARGET/release/gantry
-SIM=$TARGET/release/examples/simulate
-DRIVE=$TARGET/release/examples/bench_cluster
+GANTRY=${BENCH_GANTRY:-$TARGET/$PROFILE/gantry}
+SIM=$TARGET/$PROFILE/examples/simulate
+DRIVE=$TARGET/$PROFILE/examples/bench_cluster
 for bin in "$GANTRY" "$SIM" "$DRIVE"; do
     [[ -x $bin ]] || { echo "missing $bin" >&2; exit 1; }
 done

@@ -220,10 +220,22 @@ def remove_subnet_networks(block):
 
 
 def free_port() -> int:
+    """A loopback port that is free now, for a server started next.
+
+    Chosen below the kernel's ephemeral range (32768 and up), so an outgoing connection (etcd
+    members talk to each other constantly) cannot take it as its source port between this check
+    and the server's bind, as a port from bind(0) can."""
     import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000-32000")
 
 
 def require_etcd():
@@ -318,24 +330,38 @@ class S3Server:
         self.dir = base / "s3"
         self.bucket = bucket
         (self.dir / bucket).mkdir(parents=True)
-        self.port = free_port()
         self.access_key = "S3" + secrets.token_hex(8).upper()
         self.secret_key = secrets.token_urlsafe(24)
-        self.log = open(base / "s3s-fs.log", "ab")
-        self.proc = subprocess.Popen(
-            ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port), "--access-key", self.access_key,
-             "--secret-key", self.secret_key, str(self.dir)],
-            stdout=self.log, stderr=self.log,
-        )
+        self.log_path = base / "s3s-fs.log"
+        self.log = open(self.log_path, "ab")
+        # A port can still be lost to another server between free_port() and s3s-fs's bind: the
+        # process then exits at once, and a new port is tried.
+        for _attempt in range(5):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port), "--access-key", self.access_key,
+                 "--secret-key", self.secret_key, str(self.dir)],
+                stdout=self.log, stderr=self.log,
+            )
+            if self._wait_listening():
+                return
+        self.log.close()
+        raise RuntimeError("s3s-fs did not start: " + self.log_path.read_text(errors="replace")[-2000:])
+
+    def _wait_listening(self) -> bool:
         import socket
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
+                return True
             except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("s3s-fs did not start")
+                if self.proc.poll() is not None:
+                    return False
+                if time.monotonic() > deadline:
+                    self.proc.kill()
+                    self.proc.wait()
+                    return False
                 time.sleep(0.02)
 
     def url(self, prefix="registry") -> str:

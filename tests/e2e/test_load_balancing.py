@@ -3,7 +3,6 @@ listener, zero failed requests during a rolling deployment."""
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -11,17 +10,11 @@ import urllib.error
 import urllib.request
 import uuid
 
-from conftest import default_subnets, gantry_binary, require_docker
+from conftest import default_subnets, free_port, gantry_binary, require_docker
 from images import build_busybox_image, docker
 from test_agent_tasks import Agent, wait_until
 from test_ecr import login
 from test_services import cleanup, stable
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_lb(gantry, log_path):

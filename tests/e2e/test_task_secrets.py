@@ -21,7 +21,7 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from conftest import Gantry, require_docker
+from conftest import Gantry, free_port, require_docker
 from images import build_busybox_image, docker
 from test_agent_tasks import Agent, containers_of, image, wait_until  # noqa: F401 (fixture)
 
@@ -316,12 +316,6 @@ def test_an_execution_role_that_may_not_read_the_secret_fails_the_task(gantry, i
         _cleanup(arns)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def private_registry(tmp_path):
     """Debian's docker-registry on loopback with htpasswd (bcrypt) authentication."""
@@ -339,7 +333,7 @@ def private_registry(tmp_path):
     auth.write_text(subprocess.run([htpasswd, "-Bbn", user, password], check=True, capture_output=True,
                                    text=True).stdout)
     for _ in range(5):
-        port = _free_port()
+        port = free_port()
         config = root / "config.yml"
         config.write_text(
             "version: 0.1\n"

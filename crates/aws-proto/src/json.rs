@@ -27,7 +27,12 @@ pub fn parse_target(value: &str) -> Option<(&str, &str)> {
 
 /// A `200` response carrying `body` as JSON, with `x-amzn-RequestId`.
 pub fn ok_response(body: &serde_json::Value, request_id: &str) -> Response {
-    let mut response = Response::new(Body::from(body.to_string()));
+    ok_response_serialized(body.to_string().into_bytes(), request_id)
+}
+
+/// [`ok_response`] for a body already serialized as JSON.
+pub fn ok_response_serialized(body: Vec<u8>, request_id: &str) -> Response {
+    let mut response = Response::new(Body::from(body));
     set_header(&mut response, "content-type", CONTENT_TYPE);
     set_header(&mut response, REQUEST_ID_HEADER, request_id);
     response

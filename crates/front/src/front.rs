@@ -309,8 +309,8 @@ async fn dispatch(front: Arc<Front>, req: Request) -> Response {
                     return AwsError::client("AccessDeniedException", message)
                         .json_response(&request_id);
                 }
-                let response = match svc.call(op, &body, &ctx).await {
-                    Ok(v) => json::ok_response(&v, &request_id),
+                let response = match svc.call_serialized(op, &body, &ctx).await {
+                    Ok(v) => json::ok_response_serialized(v, &request_id),
                     Err(e) => {
                         log_error(&e, op);
                         json_error(&e, &request_id, query_mode)

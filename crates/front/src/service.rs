@@ -81,6 +81,20 @@ pub trait JsonService: Send + Sync {
         body: &[u8],
         ctx: &RequestContext,
     ) -> Result<serde_json::Value, AwsError>;
+
+    /// [`Self::call`] answering the serialized JSON body, which is what the front sends. A
+    /// service that keeps parts of its answers serialized (ECS's DescribeTasks keeps each task's)
+    /// overrides it to skip building and serializing a [`serde_json::Value`].
+    async fn call_serialized(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        self.call(op, body, ctx)
+            .await
+            .map(|v| v.to_string().into_bytes())
+    }
 }
 
 /// A service on the awsQuery protocol (STS, ELBv2, IAM, ...) or its `ec2` dialect.

@@ -16,7 +16,10 @@
 //!   small HTTP/1.1 client run by the task serving the client; wire format in [`h1`]), so a
 //!   refused connection is retried once on another target whatever the body, and the target
 //!   is avoided for 5 s. 503 when the group has no registered target, 502 when the target fails.
-//! - TCP listeners (network load balancers): bytes are passed through to a target.
+//! - TCP listeners (network load balancers): bytes are passed through to a target. UDP
+//!   listeners forward datagrams per client flow ([`udp`]: the target picked for a flow's first
+//!   datagram, replies from the listener's address, 120 s idle timeout); TCP_UDP listeners do
+//!   both on one port.
 //! - HTTPS (application) and TLS (network) listeners: TLS is terminated here with rustls
 //!   ([`tls`]): the certificate is chosen by SNI among the listener's certificates (the default
 //!   one when none matches), the security policy sets the protocol versions and cipher suites;
@@ -45,6 +48,7 @@ pub mod proxy;
 pub mod routing;
 mod state;
 pub mod tls;
+mod udp;
 pub mod upstream;
 
 use std::future::Future;

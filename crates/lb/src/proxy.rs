@@ -1,6 +1,6 @@
 //! The data plane: listeners opened and closed as configuration changes, HTTP/1.1 and HTTP/2
 //! reverse proxying with rules, weighted forwarding, stickiness, WebSocket upgrades and retries,
-//! and TCP pass-through.
+//! TCP pass-through and UDP flows ([`crate::udp`]).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -34,6 +34,7 @@ use crate::state::{
     Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, Routes, choose_group, cookie,
     error_text, idle_timeout, trace_id_bytes,
 };
+use crate::udp;
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
 
 /// The outcome of [`Proxy::plan_http1`].
@@ -226,6 +227,8 @@ impl Proxy {
                     (LoadBalancerType::Network, "TCP") => Protocol::Tcp,
                     (LoadBalancerType::Application, "HTTPS") => Protocol::Https,
                     (LoadBalancerType::Network, "TLS") => Protocol::Tls,
+                    (LoadBalancerType::Network, "UDP") => Protocol::Udp,
+                    (LoadBalancerType::Network, "TCP_UDP") => Protocol::TcpUdp,
                     _ => continue,
                 };
                 let tls = match protocol {
@@ -238,7 +241,7 @@ impl Proxy {
                             }
                         }
                     }
-                    Protocol::Http | Protocol::Tcp => None,
+                    Protocol::Http | Protocol::Tcp | Protocol::Udp | Protocol::TcpUdp => None,
                 };
                 for a in l
                     .default_actions
@@ -320,11 +323,7 @@ impl Proxy {
                 continue;
             }
             let addr = SocketAddr::new(self.inner.bind, *port);
-            let opened = std::net::TcpListener::bind(addr).and_then(|l| {
-                l.set_nonblocking(true)?;
-                TcpListener::from_std(l)
-            });
-            let listener = match opened {
+            let task = match open_listener(&self.inner, addr, plan.protocol) {
                 Ok(l) => l,
                 Err(e) => {
                     let reason = e.to_string();
@@ -340,17 +339,11 @@ impl Proxy {
                 newly_failed = true; // recovered: report that too
             }
             tracing::info!(port, protocol = ?plan.protocol, "listening");
-            let task = tokio::spawn(accept_loop(
-                Arc::downgrade(&self.inner),
-                listener,
-                *port,
-                plan.protocol,
-            ));
             open.insert(
                 *port,
                 OpenListener {
                     protocol: plan.protocol,
-                    task: task.abort_handle(),
+                    task,
                 },
             );
         }
@@ -433,6 +426,38 @@ impl Proxy {
     }
 }
 
+/// Binds a listener's socket(s) on `addr` and starts serving them.
+fn open_listener(
+    inner: &Arc<Inner>,
+    addr: SocketAddr,
+    protocol: Protocol,
+) -> std::io::Result<tokio::task::AbortHandle> {
+    let tcp = || {
+        std::net::TcpListener::bind(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        })
+    };
+    let weak = Arc::downgrade(inner);
+    let port = addr.port();
+    let task = match protocol {
+        Protocol::Http | Protocol::Tcp | Protocol::Https | Protocol::Tls => {
+            tokio::spawn(accept_loop(weak, tcp()?, port, protocol))
+        }
+        Protocol::Udp => tokio::spawn(udp::serve(weak, udp::bind(addr)?, port)),
+        Protocol::TcpUdp => {
+            let (tcp, datagrams) = (tcp()?, udp::bind(addr)?);
+            tokio::spawn(async move {
+                tokio::join!(
+                    accept_loop(weak.clone(), tcp, port, protocol),
+                    udp::serve(weak, datagrams, port)
+                );
+            })
+        }
+    };
+    Ok(task.abort_handle())
+}
+
 async fn accept_loop(
     inner: std::sync::Weak<Inner>,
     listener: TcpListener,
@@ -454,12 +479,13 @@ async fn accept_loop(
             Protocol::Http => {
                 tokio::spawn(serve_client(inner, stream, peer, port));
             }
-            Protocol::Tcp => {
+            Protocol::Tcp | Protocol::TcpUdp => {
                 tokio::spawn(serve_tcp(inner, stream, port));
             }
             Protocol::Https | Protocol::Tls => {
                 tokio::spawn(serve_tls(inner, stream, peer, port, protocol));
             }
+            Protocol::Udp => {}
         }
     }
 }

@@ -33,6 +33,10 @@ pub(crate) enum Protocol {
     Https,
     /// TCP over TLS terminated here (network load balancers).
     Tls,
+    /// Datagrams per flow ([`crate::udp`]).
+    Udp,
+    /// TCP and UDP on the same port.
+    TcpUdp,
 }
 
 /// A client connection's idle time allowed when the load balancer does not say.

@@ -1478,3 +1478,165 @@ async fn idle_client_connections_are_closed_after_the_load_balancers_idle_timeou
     };
     tokio::join!(idle, busy, closed_after_idle(before));
 }
+
+/// A target answering on one port over UDP (each datagram back as `<name> <datagram>`) and
+/// TCP (`<name> ` then the bytes echoed).
+async fn udp_echo(name: &'static str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    loop {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let Ok(tcp) = tokio::net::TcpListener::bind(addr).await else {
+            continue; // the TCP port is taken: another pair
+        };
+        let task = tokio::spawn(async move {
+            let datagrams = async {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                    let mut reply = format!("{name} ").into_bytes();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = udp.send_to(&reply, from).await;
+                }
+            };
+            let streams = async {
+                while let Ok((mut s, _)) = tcp.accept().await {
+                    tokio::spawn(async move {
+                        let (mut r, mut w) = s.split();
+                        if w.write_all(format!("{name} ").as_bytes()).await.is_ok() {
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                        }
+                    });
+                }
+            };
+            tokio::join!(datagrams, streams);
+        });
+        return (addr, task);
+    }
+}
+
+/// Sends `msg` from `client` to the listener and returns the reply, checking it comes from the
+/// listener's address.
+async fn udp_round_trip(client: &tokio::net::UdpSocket, port: u16, msg: &str) -> String {
+    let listener = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut buf = [0u8; 2048];
+    // Datagrams may be lost: send again until a reply comes.
+    for _ in 0..20 {
+        client.send_to(msg.as_bytes(), listener).await.unwrap();
+        if let Ok(r) =
+            tokio::time::timeout(Duration::from_millis(250), client.recv_from(&mut buf)).await
+        {
+            let (n, from) = r.unwrap();
+            assert_eq!(
+                from, listener,
+                "the reply comes from the listener's address"
+            );
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    panic!("no reply to {msg:?} through UDP port {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_listeners_keep_one_target_per_client_flow() {
+    let ((a_addr, a), (b_addr, b)) = (udp_echo("a").await, udp_echo("b").await);
+    let mut g = TargetGroupConfig {
+        targets: vec![target(a_addr), target(b_addr)],
+        ..group("udp", &[], &[])
+    };
+    g.target_group.protocol = "UDP".into();
+    g.target_group.health_check = HealthCheck {
+        protocol: "TCP".into(),
+        path: None,
+        matcher: None,
+        ..health_check(1)
+    };
+    let (p, port) = proxy_forwarding_to(LoadBalancerType::Network, "UDP", &g);
+    eventually(5, "both targets healthy", || {
+        let p = p.clone();
+        async move {
+            p.report().target_groups[0]
+                .targets
+                .iter()
+                .all(|t| t.state == TargetHealthState::Healthy)
+        }
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..6 {
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let first = udp_round_trip(&client, port, &format!("hello {i}")).await;
+        let (name, rest) = first.split_once(' ').unwrap();
+        assert_eq!(rest, format!("hello {i}"));
+        // The client's later datagrams stay on its flow's target.
+        for k in 0..3 {
+            let again = udp_round_trip(&client, port, &format!("more {i}.{k}")).await;
+            assert_eq!(again, format!("{name} more {i}.{k}"));
+        }
+        seen.insert(name.to_owned());
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "new flows are spread over both targets: {seen:?}"
+    );
+    // Target a leaves the group: its flows close and the clients' next datagrams open flows
+    // to b.
+    let mut on_a = None;
+    while on_a.is_none() {
+        let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if udp_round_trip(&c, port, "which").await == "a which" {
+            on_a = Some(c);
+        }
+    }
+    let on_a = &on_a.unwrap();
+    let mut only_b = g.clone();
+    only_b.targets = vec![target(b_addr)];
+    p.apply(&config(
+        LoadBalancerType::Network,
+        vec![listener(port, "UDP", forward(&[(&only_b, 1)]), vec![])],
+        vec![only_b],
+    ));
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(udp_round_trip(&client, port, "new").await, "b new");
+    eventually(10, "the flow to the removed target closed", || async move {
+        udp_round_trip(on_a, port, "moved").await == "b moved"
+    })
+    .await;
+    // Closing the listener closes its flows (and frees the port).
+    p.apply(&config(LoadBalancerType::Network, vec![], vec![]));
+    assert!(p.listening_ports().is_empty());
+    eventually(5, "the UDP port free again", || async move {
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    a.abort();
+    b.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_udp_listeners_serve_both_on_one_port() {
+    let (addr, echo) = udp_echo("both").await;
+    let mut g = TargetGroupConfig {
+        targets: vec![target(addr)],
+        ..group("tcpudp", &[], &[])
+    };
+    g.target_group.protocol = "TCP_UDP".into();
+    g.target_group.health_check.protocol = "TCP".into();
+    let (p, port) = proxy_forwarding_to(LoadBalancerType::Network, "TCP_UDP", &g);
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        udp_round_trip(&client, port, "datagram").await,
+        "both datagram"
+    );
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"stream").await.unwrap();
+    let mut buf = vec![0u8; 11];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"both stream");
+    drop(p);
+    echo.abort();
+}

@@ -820,6 +820,10 @@ impl CloudWatchService {
             }
         }
         let mut changed = 0;
+        // Repeated actions write nothing of the alarm's, so the fencing of its state change does
+        // not cover them: they run only once this pass has confirmed that the replica still
+        // leads (asked at the first of them).
+        let mut leads: Option<bool> = None;
         for (region, alarm, rev) in alarms {
             let Some(values) = self.alarm_values(&alarm, &region, now_ms) else {
                 continue;
@@ -830,12 +834,16 @@ impl CloudWatchService {
                 let state = s(&alarm, "StateValue")
                     .unwrap_or("INSUFFICIENT_DATA")
                     .to_owned();
-                run_actions(self, &region, &alarm, &state, latest, true).await;
+                if self.confirm_lead(&mut leads).await {
+                    run_actions(self, &region, &alarm, &state, latest, true).await;
+                }
                 continue;
             };
             if s(&alarm, "StateValue") == Some(change.state.as_str()) {
                 // Auto Scaling actions run again every period the alarm stays in the state.
-                run_actions(self, &region, &alarm, &change.state, latest, true).await;
+                if self.confirm_lead(&mut leads).await {
+                    run_actions(self, &region, &alarm, &change.state, latest, true).await;
+                }
                 continue;
             }
             match apply_state(
@@ -857,6 +865,20 @@ impl CloudWatchService {
             }
         }
         Ok(changed)
+    }
+
+    /// Whether the evaluating replica still leads, asked once per pass (`cache`): an empty
+    /// commit through the controller store, which a deposed leader's fenced store refuses.
+    async fn confirm_lead(&self, cache: &mut Option<bool>) -> bool {
+        if let Some(leads) = *cache {
+            return leads;
+        }
+        let leads = matches!(
+            self.controller_store().commit(Txn::new()).await,
+            Ok(TxnOutcome::Committed { .. })
+        );
+        *cache = Some(leads);
+        leads
     }
 
     fn alarm_values(
@@ -995,5 +1017,62 @@ mod tests {
         assert_eq!(svc.evaluate_alarms(now + 120_000).await.unwrap(), 1);
         let d = describe_alarms(&svc, &json!({}), &ctx).await.unwrap();
         assert_eq!(state(d).as_deref(), Some("ALARM"));
+    }
+
+    /// Counts the actions run.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl crate::AlarmActions for Counting {
+        fn accepts(&self, arn: &str) -> bool {
+            arn.starts_with("arn:aws:autoscaling:")
+        }
+        async fn invoke(&self, _: &str, _: &str, _: &str, _: &str, _: Option<f64>, _: f64) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deposed_leader_repeats_no_scaling_action() {
+        use gantry_store::{FencedStore, MemoryStore, claim_leadership};
+        use std::sync::Arc;
+        use std::sync::atomic::Ordering;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let svc = CloudWatchService::open(store.clone()).await.unwrap();
+        let fenced = Arc::new(FencedStore::new(store.clone()));
+        svc.set_controller_store(fenced.clone());
+        let actions = Arc::new(Counting::default());
+        svc.set_actions(actions.clone());
+        let now = 1_700_000_000_000;
+        let ctx = RequestContext {
+            caller: None,
+            request_id: "req".into(),
+            region: "us-east-1".into(),
+            account_id: "111122223333".into(),
+            access_key_id: "AKIAEXAMPLE".into(),
+            now,
+        };
+        let policy = "arn:aws:autoscaling:us-east-1:111122223333:scalingPolicy:1:resource/ecs/service/c/s:policyName/out";
+        put_metric_alarm(
+            &svc,
+            &json!({"AlarmName": "a", "Namespace": "App", "MetricName": "Load",
+                    "Statistic": "Average", "Period": 60, "EvaluationPeriods": 1,
+                    "Threshold": 50.0, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                    "TreatMissingData": "breaching", "AlarmActions": [policy]}),
+            &ctx,
+        )
+        .await
+        .unwrap();
+        fenced.set_token(claim_leadership(store.as_ref(), "a").await.unwrap());
+        // Into ALARM: the action runs; staying there, it runs again each pass while leading.
+        assert_eq!(svc.evaluate_alarms(now + 120_000).await.unwrap(), 1);
+        assert_eq!(actions.0.load(Ordering::SeqCst), 1);
+        assert_eq!(svc.evaluate_alarms(now + 180_000).await.unwrap(), 0);
+        assert_eq!(actions.0.load(Ordering::SeqCst), 2);
+        // Deposed: the alarm is still in ALARM, but this replica runs the action no more.
+        claim_leadership(store.as_ref(), "b").await.unwrap();
+        assert_eq!(svc.evaluate_alarms(now + 240_000).await.unwrap(), 0);
+        assert_eq!(actions.0.load(Ordering::SeqCst), 2);
     }
 }

@@ -94,6 +94,7 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "DeleteRegistryPolicy",
     "DeleteRepository",
     "DeleteRepositoryPolicy",
+    "DescribeImageReplicationStatus",
     "DescribeImages",
     "DescribeRegistry",
     "DescribeRepositories",
@@ -113,6 +114,7 @@ pub const IMPLEMENTED_OPERATIONS: &[&str] = &[
     "PutLifecyclePolicy",
     "PutRegistryPolicy",
     "PutRegistryScanningConfiguration",
+    "PutReplicationConfiguration",
     "SetRepositoryPolicy",
     "StartImageScan",
     "StartLifecyclePolicyPreview",
@@ -128,7 +130,7 @@ const MAX_RESOURCE_TAGS: usize = 50;
 const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// The single mapping of registry errors to ECR exceptions.
-fn to_aws(e: RegistryError) -> AwsError {
+pub(crate) fn to_aws(e: RegistryError) -> AwsError {
     if e.is_storage_full() || e.is_store_unavailable() {
         tracing::error!(error = %e, "ECR operation refused: storage full or store unavailable");
         return AwsError::unavailable(
@@ -144,7 +146,7 @@ fn to_aws(e: RegistryError) -> AwsError {
     AwsError::client(code, e.to_string())
 }
 
-fn invalid(msg: impl Into<String>) -> RegistryError {
+pub(crate) fn invalid(msg: impl Into<String>) -> RegistryError {
     RegistryError::InvalidParameter(msg.into())
 }
 
@@ -191,7 +193,11 @@ pub(crate) async fn handle(
         "PutRegistryPolicy" => e.put_registry_policy(parse_body(body)?).await,
         "GetRegistryPolicy" => e.get_registry_policy(false).await,
         "DeleteRegistryPolicy" => e.get_registry_policy(true).await,
-        "DescribeRegistry" => e.describe_registry(),
+        "DescribeRegistry" => e.describe_registry().await,
+        "PutReplicationConfiguration" => e.put_replication_configuration(parse_body(body)?).await,
+        "DescribeImageReplicationStatus" => {
+            e.describe_image_replication_status(parse_body(body)?).await
+        }
         "PutRegistryScanningConfiguration" => {
             e.put_registry_scanning_configuration(parse_body(body)?)
                 .await
@@ -237,9 +243,9 @@ pub(crate) async fn handle(
     }
 }
 
-struct Ecr<'a> {
-    reg: &'a Registry,
-    ctx: &'a EcrContext,
+pub(crate) struct Ecr<'a> {
+    pub(crate) reg: &'a Registry,
+    pub(crate) ctx: &'a EcrContext,
     principal: Principal,
 }
 
@@ -303,9 +309,9 @@ struct GetAuthorizationTokenInput {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ImageId {
-    image_digest: Option<String>,
-    image_tag: Option<String>,
+pub(crate) struct ImageId {
+    pub(crate) image_digest: Option<String>,
+    pub(crate) image_tag: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -540,7 +546,11 @@ fn paginate<T>(
 }
 
 impl Ecr<'_> {
-    fn authorize(&self, action: RegistryAction, repo: Option<&str>) -> Result<(), RegistryError> {
+    pub(crate) fn authorize(
+        &self,
+        action: RegistryAction,
+        repo: Option<&str>,
+    ) -> Result<(), RegistryError> {
         authorize(&self.principal, action, repo)
     }
 
@@ -554,7 +564,7 @@ impl Ecr<'_> {
         }
     }
 
-    fn repo_name(
+    pub(crate) fn repo_name(
         &self,
         registry_id: &Option<String>,
         name: &Option<String>,
@@ -837,7 +847,7 @@ impl Ecr<'_> {
     }
 
     /// Resolves an `imageId` (tag and/or digest) or fails with `ImageNotFoundException`.
-    async fn resolve_image_id(
+    pub(crate) async fn resolve_image_id(
         &self,
         repo: &str,
         id: &ImageId,
@@ -1552,16 +1562,6 @@ impl Ecr<'_> {
         };
         let text = run.await.map_err(to_aws)?;
         Ok(json!({"registryId": self.reg.cfg.account_id, "policyText": text}))
-    }
-
-    fn describe_registry(&self) -> Result<Value, AwsError> {
-        self.authorize(RegistryAction::Describe, None)
-            .map_err(to_aws)?;
-        // Replication is not configurable here (PutReplicationConfiguration is not served).
-        Ok(json!({
-            "registryId": self.reg.cfg.account_id,
-            "replicationConfiguration": {"rules": []},
-        }))
     }
 
     async fn put_registry_scanning_configuration(

@@ -30,6 +30,7 @@ mod http_api;
 mod lifecycle;
 pub mod manifest;
 mod meta;
+mod replication;
 pub mod s3;
 
 use std::path::PathBuf;

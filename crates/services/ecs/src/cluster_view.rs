@@ -35,7 +35,14 @@ struct TaskEntry {
     /// `(instance id, group)` while the task is not STOPPED and has an instance.
     holds: Option<(String, String)>,
     task: Option<Arc<Task>>,
+    /// The task's DescribeTasks member, serialized on first use; an entry is replaced with a new
+    /// cell whenever the task changes, so the bytes always match `task`.
+    wire: WireCell,
 }
+
+/// A task's serialized DescribeTasks member (without tags), shared so it can be filled outside
+/// the view's lock.
+pub(crate) type WireCell = Arc<std::sync::OnceLock<Arc<[u8]>>>;
 
 /// The in-memory view of one cluster (see the module documentation).
 #[derive(Debug)]
@@ -406,6 +413,7 @@ impl ClusterView {
                     revision,
                     holds,
                     task,
+                    wire: WireCell::default(),
                 },
             );
         }
@@ -458,6 +466,12 @@ impl ClusterView {
     pub(crate) fn task(&self, id: &str) -> Option<(Revision, Arc<Task>)> {
         let e = self.tasks.get(id)?;
         e.task.clone().map(|t| (e.revision, t))
+    }
+
+    /// A task as the view holds it, with the cell of its serialized DescribeTasks member.
+    pub(crate) fn task_with_wire(&self, id: &str) -> Option<(Arc<Task>, WireCell)> {
+        let e = self.tasks.get(id)?;
+        e.task.clone().map(|t| (t, e.wire.clone()))
     }
 
     /// The highest store revision the view has applied.

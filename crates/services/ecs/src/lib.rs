@@ -389,6 +389,22 @@ impl JsonService for EcsService {
         };
         self.dispatch(op, body, ctx).await.map_err(AwsError::from)
     }
+
+    async fn call_serialized(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        if op == "DescribeTasks" {
+            return tasks::describe_serialized(self, body, ctx)
+                .await
+                .map_err(AwsError::from);
+        }
+        self.call(op, body, ctx)
+            .await
+            .map(|v| v.to_string().into_bytes())
+    }
 }
 
 /// The availability zones the container instances of `region` report (any cluster, any status

@@ -19,6 +19,7 @@ use gantry_store::{StoreExt, Versioned};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::cluster_view::WireCell;
 use crate::wire::{
     active_cluster, check_len, cluster_name, include_tags, max_results, missing, parse, secs,
     with_token,
@@ -922,48 +923,85 @@ pub(super) async fn describe(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, EcsError> {
+    let bytes = describe_serialized(svc, body, ctx).await?;
+    serde_json::from_slice(&bytes).map_err(|e| EcsError::Internal(e.to_string()))
+}
+
+/// DescribeTasks, serialized: each task's member is serialized once per task revision and kept
+/// in the cluster view beside the task (answers with `include: TAGS` are built each time), so an
+/// answer of 100 tasks is mostly copied bytes.
+pub(super) async fn describe_serialized(
+    svc: &EcsService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<Vec<u8>, EcsError> {
     let req: DescribeTasksRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
     check_len("tasks", &req.tasks, 100)?;
     let with_tags = include_tags(&req.include)?;
     active_cluster(svc, ctx, &cluster).await?;
-    let mut out = Vec::new();
+    let mut tasks: Vec<u8> = Vec::new();
     let mut failures = Vec::new();
     let mut defs: BTreeMap<(String, u32), Option<TaskDefinition>> = BTreeMap::new();
     // From the cluster's in-memory view (current with every commit acknowledged before this
     // call); a task the view does not hold is read from the store.
     let ids: Vec<String> = req.tasks.iter().map(|r| task_id(r)).collect();
-    let held: Vec<Option<Arc<Task>>> = svc
+    let held: Vec<Option<(Arc<Task>, WireCell)>> = svc
         .placement
         .read(svc, &ctx.region, &cluster, |view| {
-            ids.iter().map(|id| view.task(id).map(|(_, t)| t)).collect()
+            ids.iter().map(|id| view.task_with_wire(id)).collect()
         })
         .await?;
     for (r, held) in req.tasks.iter().zip(held) {
-        let found = match held {
-            Some(t) => Some(t),
-            None => get(svc, ctx, &cluster, r).await?.map(|v| Arc::new(v.value)),
+        let (task, cell) = match held {
+            Some((t, cell)) => (Some(t), Some(cell)),
+            None => (
+                get(svc, ctx, &cluster, r).await?.map(|v| Arc::new(v.value)),
+                None,
+            ),
         };
-        match found {
-            Some(t) => {
+        let Some(t) = task else {
+            failures.push(missing(r, |id| {
+                Arn::task(&ctx.region, &ctx.account_id, &cluster, id)
+            }));
+            continue;
+        };
+        let cached = cell.as_ref().filter(|_| !with_tags).and_then(|c| c.get());
+        let member: Arc<[u8]> = match cached {
+            Some(bytes) => bytes.clone(),
+            None => {
                 let k = (t.family.clone(), t.revision);
                 if !defs.contains_key(&k) {
                     let d = task_definitions::get_revision(svc, ctx, &k.0, k.1).await?;
                     defs.insert(k.clone(), d);
                 }
-                out.push(to_wire(
-                    &t,
-                    ctx,
-                    defs.get(&k).and_then(Option::as_ref),
-                    with_tags,
-                ));
+                let def = defs.get(&k).and_then(Option::as_ref);
+                let bytes: Arc<[u8]> = to_wire(&t, ctx, def, with_tags)
+                    .to_string()
+                    .into_bytes()
+                    .into();
+                if let Some(c) = cell.filter(|_| !with_tags) {
+                    // Another call may have filled it meanwhile, with the same bytes.
+                    let _ = c.set(bytes.clone());
+                }
+                bytes
             }
-            None => failures.push(missing(r, |id| {
-                Arn::task(&ctx.region, &ctx.account_id, &cluster, id)
-            })),
-        }
+        };
+        tasks.push(if tasks.is_empty() { b'[' } else { b',' });
+        tasks.extend_from_slice(&member);
     }
-    Ok(json!({"tasks": out, "failures": failures}))
+    if tasks.is_empty() {
+        tasks.push(b'[');
+    }
+    tasks.push(b']');
+    let failures = serde_json::to_vec(&failures).map_err(|e| EcsError::Internal(e.to_string()))?;
+    let mut out = Vec::with_capacity(tasks.len() + failures.len() + 24);
+    out.extend_from_slice(b"{\"failures\":");
+    out.extend_from_slice(&failures);
+    out.extend_from_slice(b",\"tasks\":");
+    out.extend_from_slice(&tasks);
+    out.push(b'}');
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -98,7 +98,9 @@ pub fn target_group_defaults(protocol: &str) -> BTreeMap<String, String> {
             ("stickiness.enabled", "false"),
             ("stickiness.type", "source_ip"),
             ("proxy_protocol_v2.enabled", "false"),
-            ("preserve_client_ip.enabled", "true"),
+            // `gantry lb` connects to targets from its own address and sends no proxy protocol
+            // header: both say so, and `true` is refused (see `apply`).
+            ("preserve_client_ip.enabled", "false"),
             (
                 "load_balancing.cross_zone.enabled",
                 "use_load_balancer_configuration",
@@ -191,6 +193,12 @@ pub fn apply(
             "routing.http.xff_header_processing.mode" => {
                 one_of(k, v, &["append", "preserve", "remove"])?
             }
+            "preserve_client_ip.enabled" | "proxy_protocol_v2.enabled" if v == "true" => {
+                return Err(Elbv2Error::InvalidConfiguration(format!(
+                    "The value 'true' of '{k}' is not supported: gantry lb connects to targets \
+                     from its own address and sends no proxy protocol header"
+                )));
+            }
             _ if k.ends_with(".enabled") && k != "load_balancing.cross_zone.enabled" => {
                 one_of(k, v, &["true", "false"])?
             }
@@ -223,6 +231,17 @@ pub fn parse(p: &crate::wire::Params) -> Result<Vec<(String, String)>, Elbv2Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ip_preservation_and_proxy_protocol_are_refused() {
+        let mut a = target_group_defaults("TCP");
+        assert_eq!(a["preserve_client_ip.enabled"], "false");
+        for key in ["preserve_client_ip.enabled", "proxy_protocol_v2.enabled"] {
+            let err = apply(&mut a, &[(key.into(), "true".into())]).unwrap_err();
+            assert!(format!("{err:?}").contains(key), "{err:?}");
+            apply(&mut a, &[(key.into(), "false".into())]).unwrap();
+        }
+    }
 
     #[test]
     fn known_keys_with_valid_values_apply() {

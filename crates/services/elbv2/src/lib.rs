@@ -500,7 +500,8 @@ pub(crate) fn lbs_using(lbs: &[LoadBalancer], tg_arn: &str) -> Vec<String> {
 }
 
 /// Checks the target groups `actions` forward to exist and fit a load balancer of type `lb_type`
-/// (HTTP groups behind application load balancers, TCP groups behind network ones).
+/// (HTTP groups behind application load balancers, TCP, UDP or TCP_UDP groups behind network
+/// ones; which of those a network listener takes is checked with its protocol by the listener).
 pub(crate) async fn check_action_targets(
     store: &dyn Store,
     region: &str,

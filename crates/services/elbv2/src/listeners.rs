@@ -1,7 +1,7 @@
 //! CreateListener, DescribeListeners, ModifyListener, DeleteListener.
 
 use gantry_aws_proto::query::XmlWriter;
-use gantry_domain::lb::{Listener, LoadBalancer, LoadBalancerType};
+use gantry_domain::lb::{Action, Listener, LoadBalancer, LoadBalancerType};
 use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, Versioned, encode};
 
@@ -9,7 +9,10 @@ use crate::certificates::apply_tls_settings;
 use crate::error::Elbv2Error;
 use crate::keys::{self, ElbArn};
 use crate::wire::{self, Params};
-use crate::{Elbv2Service, check_action_targets, commit_with_retry, load_balancer_by_arn};
+use crate::{
+    Elbv2Service, check_action_targets, commit_with_retry, load_balancer_by_arn,
+    target_group_by_arn,
+};
 
 /// The load balancer holding the listener an ARN names, and the listener's index in it.
 pub(crate) async fn listener_by_arn(
@@ -47,19 +50,68 @@ fn check_protocol(svc: &Elbv2Service, lb: &LoadBalancer, protocol: &str) -> Resu
         {
             Ok(())
         }
+        (LoadBalancerType::Network, "UDP" | "TCP_UDP") => {
+            if lb.ip_address_type == "dualstack" {
+                return Err(Elbv2Error::InvalidConfiguration(format!(
+                    "Protocol '{protocol}' cannot be used on a load balancer with the dualstack IP address type"
+                )));
+            }
+            Ok(())
+        }
         (LoadBalancerType::Application, "HTTPS") | (LoadBalancerType::Network, "TLS") => {
             Err(Elbv2Error::UnsupportedProtocol(format!(
                 "Protocol '{protocol}' needs certificates from ACM, which this server does not serve"
             )))
         }
-        (LoadBalancerType::Network, "UDP" | "TCP_UDP") => Err(Elbv2Error::UnsupportedProtocol(
+        (LoadBalancerType::Network, "QUIC" | "TCP_QUIC") => Err(Elbv2Error::UnsupportedProtocol(
             format!("Protocol '{protocol}' is not supported by Gantry"),
         )),
+        (LoadBalancerType::Application, _) => Err(Elbv2Error::validation(format!(
+            "Listener protocol '{protocol}' must be one of 'HTTP, HTTPS'"
+        ))),
         _ => Err(Elbv2Error::InvalidConfiguration(format!(
             "Protocol '{protocol}' is not valid for a {} load balancer",
             lb.lb_type.as_str()
         ))),
     }
+}
+
+/// The target group protocols a network listener of `protocol` may forward to.
+fn target_protocols(listener_protocol: &str) -> &'static [&'static str] {
+    match listener_protocol {
+        "TCP" => &["TCP", "TCP_UDP"],
+        "TLS" => &["TCP", "TLS"],
+        "UDP" => &["UDP", "TCP_UDP"],
+        "TCP_UDP" => &["TCP_UDP"],
+        _ => &[],
+    }
+}
+
+/// Checks the target groups a network listener of `protocol` forwards to carry its traffic: a
+/// TCP listener needs TCP or TCP_UDP groups, a UDP listener UDP or TCP_UDP groups, a TCP_UDP
+/// listener TCP_UDP groups.
+async fn check_listener_targets(
+    store: &dyn gantry_store::Store,
+    region: &str,
+    lb: &LoadBalancer,
+    protocol: &str,
+    actions: &[Action],
+) -> Result<(), Elbv2Error> {
+    if lb.lb_type != LoadBalancerType::Network {
+        return Ok(());
+    }
+    let allowed = target_protocols(protocol);
+    for arn in actions.iter().flat_map(Action::target_group_arns) {
+        let tg = target_group_by_arn(store, region, arn).await?.value;
+        if !allowed.contains(&tg.protocol.as_str()) {
+            return Err(Elbv2Error::IncompatibleProtocols(format!(
+                "The listener protocol '{protocol}' is not compatible with the protocol '{}' of target group '{arn}' (a {protocol} listener forwards to {} target groups)",
+                tg.protocol,
+                allowed.join(" or ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn parse_port(p: &Params) -> Result<Option<u16>, Elbv2Error> {
@@ -107,6 +159,7 @@ pub(crate) async fn create(
         let port =
             port.ok_or_else(|| Elbv2Error::validation("A listener port must be specified"))?;
         check_action_targets(store, &ctx.region, lb.lb_type, &actions).await?;
+        check_listener_targets(store, &ctx.region, &lb, &protocol, &actions).await?;
         if let Some(existing) = lb.listeners.iter().find(|l| l.port == port) {
             if existing.protocol == protocol && existing.default_actions == actions {
                 return Ok((Txn::new(), (lb.clone(), existing.clone())));
@@ -228,6 +281,10 @@ pub(crate) async fn modify(
         if let Some(a) = &actions {
             check_action_targets(store, &ctx.region, lb.lb_type, a).await?;
             l.default_actions = a.clone();
+        }
+        if p.has("Protocol") || actions.is_some() {
+            check_listener_targets(store, &ctx.region, &lb, &l.protocol, &l.default_actions)
+                .await?;
         }
         lb.listeners[i] = l.clone();
         let key = keys::load_balancer(&ctx.region, &lb.name);

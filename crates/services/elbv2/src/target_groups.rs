@@ -138,10 +138,24 @@ pub(crate) async fn create(
     let name = p.req("Name")?.to_owned();
     validate_name(&name, "Target group")?;
     let target_type = p.get("TargetType").unwrap_or("instance").to_owned();
-    if !matches!(target_type.as_str(), "instance" | "ip") {
-        return Err(Elbv2Error::InvalidConfiguration(format!(
-            "Target type '{target_type}' is not supported by Gantry (instance or ip)"
-        )));
+    match target_type.as_str() {
+        "instance" | "ip" => {}
+        "alb" => {
+            return Err(Elbv2Error::InvalidConfiguration(
+                "Target type 'alb' is not supported by Gantry: register the address and listener port of the gantry lb serving the application load balancer in an 'ip' target group instead".into(),
+            ));
+        }
+        "lambda" => {
+            return Err(Elbv2Error::InvalidConfiguration(
+                "Target type 'lambda' is not supported by Gantry: it does not run Lambda functions"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err(Elbv2Error::InvalidConfiguration(format!(
+                "Target type '{target_type}' is not supported by Gantry (instance or ip)"
+            )));
+        }
     }
     let protocol = p
         .get("Protocol")
@@ -149,9 +163,12 @@ pub(crate) async fn create(
             Elbv2Error::validation("A protocol must be specified for instance and ip target groups")
         })?
         .to_owned();
-    if !matches!(protocol.as_str(), "HTTP" | "HTTPS" | "TCP") {
+    if !matches!(
+        protocol.as_str(),
+        "HTTP" | "HTTPS" | "TCP" | "UDP" | "TCP_UDP"
+    ) {
         return Err(Elbv2Error::InvalidConfiguration(format!(
-            "Target group protocol '{protocol}' is not supported by Gantry (HTTP, HTTPS or TCP)"
+            "Target group protocol '{protocol}' is not supported by Gantry (HTTP, HTTPS, TCP, UDP or TCP_UDP)"
         )));
     }
     let port = match p.u32("Port")? {

@@ -291,4 +291,46 @@ expect_error("ListenerNotFound", elb.describe_listeners, ListenerArns=[l_arn])
 elb.delete_target_group(TargetGroupArn=tg_arn)
 expect_error("TargetGroupNotFound", elb.describe_target_groups, TargetGroupArns=[tg_arn])
 check(elb.describe_target_groups(Names=["web2"])["TargetGroups"][0]["LoadBalancerArns"] == [], "no lb after delete")
+# --- UDP and TCP_UDP on network load balancers ---
+udp_tg = elb.create_target_group(Name="udp", Protocol="UDP", Port=53, VpcId="vpc-1", TargetType="ip")["TargetGroups"][0]
+check(udp_tg["Protocol"] == "UDP" and udp_tg["HealthCheckProtocol"] == "TCP" and udp_tg["HealthCheckPort"] == "traffic-port", udp_tg)
+both_tg = elb.create_target_group(Name="both", Protocol="TCP_UDP", Port=53, VpcId="vpc-1",
+                                  HealthCheckProtocol="HTTP", HealthCheckPath="/ready")["TargetGroups"][0]
+check(both_tg["Protocol"] == "TCP_UDP" and both_tg["HealthCheckProtocol"] == "HTTP" and both_tg["HealthCheckPath"] == "/ready", both_tg)
+for proto in ["UDP", "TCP_UDP", "TLS"]:
+    expect_error("ValidationError", elb.create_target_group, Name="badhc", Protocol="UDP", Port=53, HealthCheckProtocol=proto)
+expect_error("ValidationError", elb.modify_target_group, TargetGroupArn=udp_tg["TargetGroupArn"], HealthCheckProtocol="UDP")
+for tt in ["alb", "lambda"]:
+    expect_error("InvalidConfigurationRequest", elb.create_target_group, Name="badtt", Protocol="TCP", Port=80, TargetType=tt)
+udp_fwd = [{"Type": "forward", "TargetGroupArn": udp_tg["TargetGroupArn"]}]
+both_fwd = [{"Type": "forward", "TargetGroupArn": both_tg["TargetGroupArn"]}]
+tcp_fwd = [{"Type": "forward", "TargetGroupArn": tcp_tg["TargetGroupArn"]}]
+udp_l = elb.create_listener(LoadBalancerArn=nlb_arn, Protocol="UDP", Port=53, DefaultActions=udp_fwd)["Listeners"][0]
+check(udp_l["Protocol"] == "UDP" and udp_l["Port"] == 53, udp_l)
+check(elb.describe_target_groups(Names=["udp"])["TargetGroups"][0]["LoadBalancerArns"] == [nlb_arn], "udp tg in use")
+both_l = elb.create_listener(LoadBalancerArn=nlb_arn, Protocol="TCP_UDP", Port=54, DefaultActions=both_fwd)["Listeners"][0]
+check(both_l["Protocol"] == "TCP_UDP", both_l)
+# A UDP listener forwards to UDP or TCP_UDP groups, a TCP one to TCP or TCP_UDP, TCP_UDP to TCP_UDP.
+tcp_l = elb.create_listener(LoadBalancerArn=nlb_arn, Protocol="TCP", Port=55, DefaultActions=both_fwd)["Listeners"][0]
+check(tcp_l["Protocol"] == "TCP", tcp_l)
+expect_error("IncompatibleProtocols", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="UDP", Port=56, DefaultActions=tcp_fwd)
+expect_error("IncompatibleProtocols", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="TCP", Port=56, DefaultActions=udp_fwd)
+expect_error("IncompatibleProtocols", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="TCP_UDP", Port=56, DefaultActions=udp_fwd)
+expect_error("IncompatibleProtocols", elb.modify_listener, ListenerArn=udp_l["ListenerArn"], Protocol="TCP")
+expect_error("IncompatibleProtocols", elb.modify_listener, ListenerArn=udp_l["ListenerArn"], DefaultActions=tcp_fwd)
+moved = elb.modify_listener(ListenerArn=udp_l["ListenerArn"], Protocol="TCP_UDP", DefaultActions=both_fwd)["Listeners"][0]
+check(moved["Protocol"] == "TCP_UDP", moved)
+expect_error("DuplicateListener", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="UDP", Port=54, DefaultActions=udp_fwd)
+# UDP is a network load balancer protocol only; QUIC is not served.
+app_arn = elb.create_load_balancer(Name="app-udp")["LoadBalancers"][0]["LoadBalancerArn"]
+expect_error("ValidationError", elb.create_listener, LoadBalancerArn=app_arn, Protocol="UDP", Port=53, DefaultActions=udp_fwd)
+expect_error("UnsupportedProtocol", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="QUIC", Port=57, DefaultActions=udp_fwd)
+dual_arn = elb.create_load_balancer(Name="dual", Type="network", IpAddressType="dualstack")["LoadBalancers"][0]["LoadBalancerArn"]
+expect_error("InvalidConfigurationRequest", elb.create_listener, LoadBalancerArn=dual_arn, Protocol="UDP", Port=53, DefaultActions=udp_fwd)
+for arn in [udp_l["ListenerArn"], both_l["ListenerArn"], tcp_l["ListenerArn"]]:
+    elb.delete_listener(ListenerArn=arn)
+for arn in [app_arn, dual_arn]:
+    elb.delete_load_balancer(LoadBalancerArn=arn)
+for t in [udp_tg, both_tg]:
+    elb.delete_target_group(TargetGroupArn=t["TargetGroupArn"])
 print("ok", checks)

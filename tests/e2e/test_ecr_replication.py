@@ -1,0 +1,141 @@
+"""ECR replication through the real binary: a replication configuration put in us-east-1, an image
+pushed there with skopeo and pulled with us-west-2's credentials, its replication status, and the
+configuration's validation; everything survives a restart."""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from conftest import Gantry, require_docker
+from images import build_busybox_image, docker
+
+ACCOUNT = "000000000000"
+
+
+def error(call):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
+def require_skopeo():
+    require_docker()
+    if shutil.which("skopeo") is None:
+        if os.environ.get("GANTRY_REQUIRE_DOCKER") == "1":
+            pytest.fail("skopeo is required in CI")
+        pytest.skip("SKIPPED: skopeo not available")
+
+
+def skopeo(*args):
+    return subprocess.run(["skopeo", *args], check=True, capture_output=True, text=True, timeout=300)
+
+
+def registry_creds(ecr):
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    return base64.b64decode(token).decode()
+
+
+def test_image_pushed_in_us_east_1_is_pulled_from_us_west_2(tmp_path):
+    require_skopeo()
+    g = Gantry(tmp_path / "data").start()
+    repo = f"prod/app-{uuid.uuid4().hex[:8]}"
+    local = build_busybox_image(tmp_path, f"gantry-e2e/repl-{uuid.uuid4().hex[:8]}:src", page="replicated\n")
+    try:
+        east = g.client("ecr", region_name="us-east-1")
+        west = g.client("ecr", region_name="us-west-2")
+        config = {"rules": [{"destinations": [{"region": "us-west-2", "registryId": ACCOUNT}],
+                             "repositoryFilters": [{"filter": "prod/", "filterType": "PREFIX_MATCH"}]}]}
+        put = east.put_replication_configuration(replicationConfiguration=config)
+        assert put["replicationConfiguration"] == config
+        assert east.describe_registry()["replicationConfiguration"] == config
+        assert west.describe_registry()["replicationConfiguration"] == {"rules": []}
+        east.create_repository(repositoryName=repo, imageTagMutability="IMMUTABLE")
+
+        skopeo("copy", "--dest-tls-verify=false", "--dest-creds", registry_creds(east),
+               f"docker-daemon:{local}", f"docker://{g.registry}/{repo}:v1")
+        digest = east.describe_images(repositoryName=repo)["imageDetails"][0]["imageDigest"]
+
+        # us-west-2 has the repository, with the source's settings, and the image.
+        described = west.describe_repositories(repositoryNames=[repo])["repositories"][0]
+        assert described["repositoryArn"] == f"arn:aws:ecr:us-west-2:{ACCOUNT}:repository/{repo}"
+        assert described["imageTagMutability"] == "IMMUTABLE"
+        west_images = west.describe_images(repositoryName=repo)["imageDetails"]
+        assert [(i["imageDigest"], i["imageTags"]) for i in west_images] == [(digest, ["v1"])]
+        # ... and it pulls with us-west-2's registry credentials at us-west-2's repositoryUri.
+        inspect = json.loads(skopeo("inspect", "--tls-verify=false", "--creds", registry_creds(west),
+                                    f"docker://{described['repositoryUri']}:v1").stdout)
+        assert inspect["Digest"] == digest
+        out_dir = tmp_path / "pulled"
+        skopeo("copy", "--src-tls-verify=false", "--src-creds", registry_creds(west),
+               f"docker://{described['repositoryUri']}:v1", f"oci:{out_dir}:v1")
+        index = json.loads((out_dir / "index.json").read_text())
+        assert len(index["manifests"]) == 1
+
+        expected = [{"region": "us-west-2", "registryId": ACCOUNT, "status": "COMPLETE"}]
+        status = east.describe_image_replication_status(repositoryName=repo, imageId={"imageTag": "v1"})
+        assert status["repositoryName"] == repo
+        assert status["imageId"] == {"imageDigest": digest, "imageTag": "v1"}
+        assert status["replicationStatuses"] == expected
+        cli = g.aws_json("ecr", "describe-image-replication-status", "--repository-name", repo,
+                         "--image-id", f"imageDigest={digest}")
+        assert cli["replicationStatuses"] == expected
+
+        assert error(lambda: east.describe_image_replication_status(
+            repositoryName=repo, imageId={"imageTag": "v9"})) == (
+            "ImageNotFoundException",
+            f"The image with imageId {{imageDigest:'null', imageTag:'v9'}} does not exist within the repository "
+            f"with name '{repo}' in the registry with id '{ACCOUNT}'")
+        assert error(lambda: east.describe_image_replication_status(
+            repositoryName="prod/ghost", imageId={"imageTag": "v1"})) == (
+            "RepositoryNotFoundException",
+            f"The repository with name 'prod/ghost' does not exist in the registry with id '{ACCOUNT}'")
+
+        # A restart keeps the configuration and the status.
+        g.stop()
+        g = Gantry(tmp_path / "data", g.access_key, g.secret_key).start()
+        east = g.client("ecr", region_name="us-east-1")
+        assert east.describe_registry()["replicationConfiguration"] == config
+        status = east.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": digest})
+        assert status["replicationStatuses"] == expected
+    finally:
+        docker("rmi", "-f", local, check=False)
+        g.stop()
+
+
+def test_replication_configuration_validation(gantry):
+    east = gantry.client("ecr", region_name="us-east-1")
+
+    def dest(region, registry=ACCOUNT):
+        return {"region": region, "registryId": registry}
+
+    code, msg = error(lambda: east.put_replication_configuration(
+        replicationConfiguration={"rules": [{"destinations": [dest("us-east-1")]}]}))
+    assert (code, msg) == ("InvalidParameterException",
+                           "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: "
+                           "'Replication destination cannot be the same as the source registry'")
+    code, msg = error(lambda: east.put_replication_configuration(
+        replicationConfiguration={"rules": [{"destinations": [dest("us-west-2", "123456789012")]}]}))
+    assert code == "InvalidParameterException" and "cross-account replication is not supported" in msg
+    code, msg = error(lambda: east.put_replication_configuration(
+        replicationConfiguration={"rules": [{"destinations": [dest("us-west-2")]}] * 11}))
+    assert code == "InvalidParameterException"
+    assert msg.endswith("at 'replicationConfiguration.rules' failed to satisfy constraint: "
+                        "Member must have length less than or equal to 10")
+    many = [dest(f"xx-region-{i}") for i in range(26)]
+    code, msg = error(lambda: east.put_replication_configuration(
+        replicationConfiguration={"rules": [{"destinations": many[:13]}, {"destinations": many[13:]}]}))
+    assert code == "InvalidParameterException" and "at most 25 unique destinations" in msg
+    assert error(lambda: east.put_replication_configuration(
+        replicationConfiguration={"rules": [{"destinations": [dest("us-west-2")],
+                                             "repositoryFilters": [{"filter": "prod", "filterType": "WILDCARD"}]}]})) == (
+        "InvalidParameterException",
+        "1 validation error detected: Value 'WILDCARD' at 'replicationConfiguration.rules.member.repositoryFilters."
+        "member.filterType' failed to satisfy constraint: Member must satisfy enum value set: [PREFIX_MATCH]")
+    # Nothing refused was stored.
+    assert east.describe_registry()["replicationConfiguration"] == {"rules": []}
