@@ -32,6 +32,7 @@ VERSION = "0.15.2"
 
 # (botocore service, IAM service prefix)
 SERVICES = [
+    ("acm", "acm"),
     ("ec2", "ec2"),
     ("ecr", "ecr"),
     ("ecs", "ecs"),

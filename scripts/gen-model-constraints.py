@@ -35,6 +35,7 @@ SERVICES = [
     ("logs", "crates/services/logs", "InvalidParameterException", "Json", ["PutLogEvents"]),
     ("elbv2", "crates/services/elbv2", "ValidationError", "Query", []),
     ("kms", "crates/services/kms", "ValidationException", "Json", []),
+    ("acm", "crates/services/acm", "ValidationException", "Json", []),
     ("secretsmanager", "crates/services/secretsmanager", "ValidationException", "Json", []),
     ("ssm", "crates/services/ssm", "ValidationException", "Json", []),
     ("codedeploy", "crates/services/codedeploy", "ValidationException", "Json", []),
@@ -60,6 +61,9 @@ UNTRANSLATABLE_PATTERNS = {
     r"(?!((^[ ]+.*)|(.*([\u0000-\u001f]|[\u007f-\u009f]|[:/|])+.*)|(.*[ ]+$))).+",
     r"^(?!\s*$).+",
     r"^.{1,100000}$",
+    # ACM's domain names (look-ahead): only RequestCertificate and ResendValidationEmail take
+    # them, which Gantry does not serve.
+    r"(\*\.)?(((?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9])\.)+((?!-)[A-Za-z0-9-]{1,62}[A-Za-z0-9])",
 }
 
 

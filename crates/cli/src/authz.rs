@@ -456,6 +456,7 @@ fn members(placeholder: &str) -> &'static [&'static str] {
         "InstanceProfileNameWithPath" => &["InstanceProfileName"],
         "PolicyNameWithPath" => &["PolicyArn"],
         "SecretId" => &["SecretId"],
+        "CertificateId" => &["CertificateArn"],
         "ApplicationName" => &["applicationName", "applicationNames"],
         "DeploymentConfigurationName" => &["deploymentConfigName"],
         "DeploymentGroupName" => &[
@@ -591,6 +592,7 @@ mod tests {
             &gantry_sts::SPEC,
             &gantry_ec2::SPEC,
             &gantry_kms::SPEC,
+            &gantry_acm::SPEC,
             &gantry_secretsmanager::SPEC,
             &gantry_ssm::SPEC,
             &gantry_codedeploy::SPEC,
@@ -611,6 +613,7 @@ mod tests {
             "sts" => op.parse().is_ok_and(gantry_sts::StsService::is_implemented),
             "ec2" => op.parse().is_ok_and(gantry_ec2::Ec2Service::is_implemented),
             "kms" => op.parse().is_ok_and(gantry_kms::KmsService::is_implemented),
+            "acm" => op.parse().is_ok_and(gantry_acm::AcmService::is_implemented),
             "secretsmanager" => op
                 .parse()
                 .is_ok_and(gantry_secretsmanager::SecretsManagerService::is_implemented),

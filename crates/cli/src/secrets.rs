@@ -46,6 +46,14 @@ const SM_READ: OnBehalf<'static> = OnBehalf {
     action: "kms:Decrypt",
     service: "secretsmanager",
 };
+const ACM_WRITE: OnBehalf<'static> = OnBehalf {
+    action: "kms:Encrypt",
+    service: "acm",
+};
+const ACM_READ: OnBehalf<'static> = OnBehalf {
+    action: "kms:Decrypt",
+    service: "acm",
+};
 const SSM_WRITE: OnBehalf<'static> = OnBehalf {
     action: "kms:Encrypt",
     service: "ssm",
@@ -127,6 +135,40 @@ impl SecretCipher for KmsKeys {
             .map(|k| k.arn)
             .map_err(sm_failure)
     }
+}
+
+/// ACM's private keys, under the AWS-managed `alias/aws/acm`.
+#[async_trait]
+impl gantry_acm::KeyCipher for KmsKeys {
+    async fn encrypt(
+        &self,
+        ctx: &RequestContext,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<(Vec<u8>, String), gantry_acm::KeyFailure> {
+        self.kms
+            .encrypt_for(ctx, &ACM_WRITE, gantry_acm::DEFAULT_KEY, plaintext, context)
+            .await
+            .map_err(acm_failure)
+    }
+
+    async fn decrypt(
+        &self,
+        ctx: &RequestContext,
+        blob: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, gantry_acm::KeyFailure> {
+        self.kms
+            .decrypt_for(ctx, &ACM_READ, blob, context)
+            .await
+            .map(|(plain, _)| plain)
+            .map_err(acm_failure)
+    }
+}
+
+fn acm_failure(e: KmsError) -> gantry_acm::KeyFailure {
+    let (code, message, _) = failure(e);
+    gantry_acm::KeyFailure { code, message }
 }
 
 #[async_trait]

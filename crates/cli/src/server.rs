@@ -386,6 +386,79 @@ impl task_network::TaskNetworks for Ec2TaskNetworks {
     }
 }
 
+/// ELBv2's view of ACM: listener certificates, and their keys for the proxies' channel.
+#[derive(Debug)]
+struct AcmListenerCertificates {
+    acm: Arc<gantry_acm::AcmService>,
+    account_id: String,
+}
+
+impl AcmListenerCertificates {
+    /// The account root's context in `region`: the channel reads keys on the account's behalf.
+    fn context(&self, region: &str) -> gantry_front::RequestContext {
+        gantry_front::RequestContext {
+            request_id: gantry_aws_proto::new_request_id(),
+            region: region.to_owned(),
+            account_id: self.account_id.clone(),
+            access_key_id: String::new(),
+            now: gantry_front::Clock::now_millis(&SystemClock),
+            caller: None,
+        }
+    }
+
+    fn of_account(&self, arn: &str) -> bool {
+        arn.split(':').nth(4) == Some(self.account_id.as_str())
+    }
+}
+
+#[async_trait]
+impl gantry_elbv2::Certificates for AcmListenerCertificates {
+    async fn exists(&self, region: &str, arn: &str) -> Result<bool, String> {
+        if !self.of_account(arn) {
+            return Ok(false);
+        }
+        self.acm
+            .exists(region, arn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn material(
+        &self,
+        region: &str,
+        arn: &str,
+    ) -> Result<Option<gantry_domain::lb::CertificateMaterial>, String> {
+        if !self.of_account(arn) {
+            return Ok(None);
+        }
+        let served = self
+            .acm
+            .served_certificate(&self.context(region), arn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(served.map(|c| gantry_domain::lb::CertificateMaterial {
+            certificate_arn: c.arn,
+            chain_pem: c.chain_pem,
+            private_key_pem: c.private_key_pem,
+        }))
+    }
+}
+
+/// ACM's `InUseBy`: the load balancer listeners serving a certificate.
+#[derive(Debug)]
+struct ListenerCertificateUsers {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl gantry_acm::CertificateUsers for ListenerCertificateUsers {
+    async fn users(&self, region: &str, certificate_arn: &str) -> Result<Vec<String>, String> {
+        gantry_elbv2::listeners_using_certificate(self.store.as_ref(), region, certificate_arn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// ELBv2's view of EC2: the subnets and security groups load balancers are placed in.
 struct Ec2LbNetworks {
     store: Arc<dyn Store>,
@@ -689,6 +762,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         });
     }
     let ssm = Arc::new(SsmService::new(store.clone(), keys.clone()));
+    let acm = Arc::new(
+        gantry_acm::AcmService::new(store.clone(), keys.clone()).with_users(Arc::new(
+            ListenerCertificateUsers {
+                store: store.clone(),
+            },
+        )),
+    );
+    let listener_certificates = Arc::new(AcmListenerCertificates {
+        acm: acm.clone(),
+        account_id: cfg.account_id.clone(),
+    });
     let ecr = Arc::new(
         EcrService::new(registry.clone(), addr.to_string()).with_repository_keys(keys.clone()),
     );
@@ -822,17 +906,18 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             .with_json(logs)
             .with_json(kms)
             .with_json(secretsmanager.clone())
+            .with_json(acm.clone())
             .with_json(ssm.clone())
             .with_json(codedeploy)
             .with_query(Arc::new(StsService::new(Arc::new(IamSessions {
                 identity: identity.clone(),
             }))))
             .with_query(Arc::new(
-                gantry_elbv2::Elbv2Service::new(store.clone()).with_networks(Arc::new(
-                    Ec2LbNetworks {
+                gantry_elbv2::Elbv2Service::new(store.clone())
+                    .with_networks(Arc::new(Ec2LbNetworks {
                         store: store.clone(),
-                    },
-                )),
+                    }))
+                    .with_certificates(listener_certificates.clone()),
             ))
             .with_query(ec2)
             // CloudWatch: awsJson1.0 (botocore) and awsQuery (older SDKs, Terraform).
@@ -945,15 +1030,17 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         "controllers (leader only)",
         tokio::spawn(controllers.run(election, fenced, shutdown_rx.clone())),
     ));
-    // Load balancers' traffic becomes ELB's AWS/ApplicationELB and AWS/NetworkELB metrics.
+    // The channel delivers listener certificates with their private keys to the proxies, and
+    // turns load balancers' traffic into ELB's AWS/ApplicationELB and AWS/NetworkELB metrics.
     let lb_channel = Arc::new(
-        gantry_elbv2::channel::LbChannel::new(
+        gantry_elbv2::LbChannel::new(
             store.clone(),
             creds.clone(),
             Arc::new(SystemClock),
             shutdown_rx.clone(),
         )
-        .with_metrics(Arc::new(CloudWatchSink(cloudwatch.clone()))),
+        .with_metrics(Arc::new(CloudWatchSink(cloudwatch.clone())))
+        .with_certificates(listener_certificates.clone()),
     )
     .router();
     let policy_channel = gantry_ec2::policy::policy_router(

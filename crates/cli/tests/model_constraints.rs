@@ -16,13 +16,14 @@ use gantry_front::{
     Front, JsonService, Protocol, QueryService, RequestContext, ServiceSpec, SystemClock,
 };
 
-fn tables() -> [(&'static str, &'static Constraints); 11] {
+fn tables() -> [(&'static str, &'static Constraints); 12] {
     [
         ("ecs", gantry_ecs::SPEC.constraints),
         ("ecr", gantry_ecr::SPEC.constraints),
         ("logs", gantry_logs::SPEC.constraints),
         ("elbv2", gantry_elbv2::SPEC.constraints),
         ("kms", gantry_kms::SPEC.constraints),
+        ("acm", gantry_acm::SPEC.constraints),
         ("secretsmanager", gantry_secretsmanager::SPEC.constraints),
         ("ssm", gantry_ssm::SPEC.constraints),
         ("codedeploy", gantry_codedeploy::SPEC.constraints),

@@ -88,6 +88,40 @@ pub struct Listener {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// HTTPS and TLS listeners: the ACM certificates served, the default one first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<ListenerCertificate>,
+    /// HTTPS and TLS listeners: the security policy (`ELBSecurityPolicy-...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_policy: Option<String>,
+}
+
+/// A certificate of an HTTPS or TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerCertificate {
+    pub certificate_arn: String,
+    /// The certificate served when the client's SNI names no other.
+    pub is_default: bool,
+}
+
+/// A certificate and its private key as the load balancer channel delivers them to proxies:
+/// the certificate followed by its chain, and the key, PEM. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateMaterial {
+    pub certificate_arn: String,
+    pub chain_pem: String,
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for CertificateMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateMaterial")
+            .field("certificate_arn", &self.certificate_arn)
+            .field("private_key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// A listener rule: conditions that all must match, and the actions taken then.
@@ -460,6 +494,9 @@ pub struct LbConfig {
     pub generated_at: EpochMillis,
     pub load_balancers: Vec<LoadBalancer>,
     pub target_groups: Vec<TargetGroupConfig>,
+    /// The certificates the HTTPS and TLS listeners name, with their keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateMaterial>,
 }
 
 /// One line of the `GET /lb/v1/config` stream.
@@ -566,4 +603,84 @@ mod tests {
         assert_eq!(t.connect_address(), "[::1]:32768");
         assert_eq!(t.key(), "::1:32768");
     }
+}
+
+/// A security policy of HTTPS and TLS listeners as `gantry lb` applies it: the protocol
+/// versions and cipher suites (OpenSSL names, by priority) of AWS's policy of that name that the
+/// proxy's TLS library (rustls) implements. rustls has no TLS 1.0/1.1 and no CBC or non-ECDHE
+/// suites, so those of AWS's lists are left out rather than claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslPolicy {
+    pub name: &'static str,
+    /// `TLSv1.2`, `TLSv1.3`.
+    pub protocols: &'static [&'static str],
+    pub ciphers: &'static [&'static str],
+}
+
+/// The policy CreateListener uses when it names none.
+pub const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-2016-08";
+
+const TLS13_CIPHERS: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+const TLS12_ECDHE_GCM: &[&str] = &[
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+];
+const TLS13_AND_TLS12_ECDHE_GCM: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+];
+
+/// The security policies Gantry serves (others are refused with `SSLPolicyNotFound`).
+pub const SSL_POLICIES: &[SslPolicy] = &[
+    SslPolicy {
+        name: "ELBSecurityPolicy-2016-08",
+        protocols: &["TLSv1.2"],
+        ciphers: TLS12_ECDHE_GCM,
+    },
+    SslPolicy {
+        name: "ELBSecurityPolicy-TLS-1-2-2017-01",
+        protocols: &["TLSv1.2"],
+        ciphers: TLS12_ECDHE_GCM,
+    },
+    SslPolicy {
+        name: "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+        protocols: &["TLSv1.2"],
+        ciphers: TLS12_ECDHE_GCM,
+    },
+    SslPolicy {
+        name: "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+        protocols: &["TLSv1.2"],
+        ciphers: TLS12_ECDHE_GCM,
+    },
+    SslPolicy {
+        name: "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        protocols: &["TLSv1.2", "TLSv1.3"],
+        ciphers: TLS13_AND_TLS12_ECDHE_GCM,
+    },
+    SslPolicy {
+        name: "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+        protocols: &["TLSv1.2", "TLSv1.3"],
+        ciphers: TLS13_AND_TLS12_ECDHE_GCM,
+    },
+    SslPolicy {
+        name: "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        protocols: &["TLSv1.3"],
+        ciphers: TLS13_CIPHERS,
+    },
+];
+
+/// The served policy named `name`.
+pub fn ssl_policy(name: &str) -> Option<&'static SslPolicy> {
+    SSL_POLICIES.iter().find(|p| p.name == name)
 }

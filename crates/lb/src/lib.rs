@@ -20,6 +20,12 @@
 //!   listeners forward datagrams per client flow ([`udp`]: the target picked for a flow's first
 //!   datagram, replies from the listener's address, 120 s idle timeout); TCP_UDP listeners do
 //!   both on one port.
+//! - HTTPS (application) and TLS (network) listeners: TLS is terminated here with rustls
+//!   ([`tls`]): the certificate is chosen by SNI among the listener's certificates (the default
+//!   one when none matches), the security policy sets the protocol versions and cipher suites;
+//!   then requests are proxied as for HTTP (over hyper, HTTP/1.1 or HTTP/2 by ALPN,
+//!   `X-Forwarded-Proto: https`) or bytes as for TCP. Certificates and keys arrive on the
+//!   configuration stream.
 //!
 //! Active health checks per target ([`health`]) decide where traffic goes and are reported to
 //! `POST /lb/v1/health` every 5 s and at once on a change. Deregistered targets drain: no new
@@ -43,6 +49,7 @@ mod pool;
 pub mod proxy;
 pub mod routing;
 mod state;
+pub mod tls;
 mod udp;
 pub mod upstream;
 pub mod usage;

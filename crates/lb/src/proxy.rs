@@ -225,9 +225,23 @@ impl Proxy {
                 let protocol = match (lb.lb_type, l.protocol.as_str()) {
                     (LoadBalancerType::Application, "HTTP") => Protocol::Http,
                     (LoadBalancerType::Network, "TCP") => Protocol::Tcp,
+                    (LoadBalancerType::Application, "HTTPS") => Protocol::Https,
+                    (LoadBalancerType::Network, "TLS") => Protocol::Tls,
                     (LoadBalancerType::Network, "UDP") => Protocol::Udp,
                     (LoadBalancerType::Network, "TCP_UDP") => Protocol::TcpUdp,
                     _ => continue,
+                };
+                let tls = match protocol {
+                    Protocol::Https | Protocol::Tls => {
+                        match crate::tls::server_config(l, &cfg.certificates) {
+                            Ok(c) => Some(c),
+                            Err(e) => {
+                                tracing::warn!(port = l.port, listener = %l.arn, error = %e, "TLS listener not served");
+                                continue;
+                            }
+                        }
+                    }
+                    Protocol::Http | Protocol::Tcp | Protocol::Udp | Protocol::TcpUdp => None,
                 };
                 for a in l
                     .default_actions
@@ -242,6 +256,7 @@ impl Proxy {
                         protocol,
                         table: RouteTable::new(l),
                         idle_timeout,
+                        tls,
                     }),
                 );
             }
@@ -426,7 +441,9 @@ fn open_listener(
     let weak = Arc::downgrade(inner);
     let port = addr.port();
     let task = match protocol {
-        Protocol::Http | Protocol::Tcp => tokio::spawn(accept_loop(weak, tcp()?, port, protocol)),
+        Protocol::Http | Protocol::Tcp | Protocol::Https | Protocol::Tls => {
+            tokio::spawn(accept_loop(weak, tcp()?, port, protocol))
+        }
         Protocol::Udp => tokio::spawn(udp::serve(weak, udp::bind(addr)?, port)),
         Protocol::TcpUdp => {
             let (tcp, datagrams) = (tcp()?, udp::bind(addr)?);
@@ -465,8 +482,48 @@ async fn accept_loop(
             Protocol::Tcp | Protocol::TcpUdp => {
                 tokio::spawn(serve_tcp(inner, stream, port));
             }
+            Protocol::Https | Protocol::Tls => {
+                tokio::spawn(serve_tls(inner, stream, peer, port, protocol));
+            }
             Protocol::Udp => {}
         }
+    }
+}
+
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTPS or TLS listener's connection: the handshake with the listener's current
+/// configuration (certificate by SNI), then HTTP (hyper: HTTP/1.1 or HTTP/2 by ALPN) or the
+/// TCP pass-through over the decrypted stream.
+async fn serve_tls(
+    inner: Arc<Inner>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    protocol: Protocol,
+) {
+    let Some(config) = inner
+        .routes
+        .load()
+        .by_port
+        .get(&port)
+        .and_then(|p| p.tls.clone())
+    else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(port, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    match protocol {
+        Protocol::Https => serve_http(inner, tls, peer, port, true).await,
+        _ => serve_tcp(inner, tls, port).await,
     }
 }
 
@@ -474,7 +531,7 @@ async fn accept_loop(
 /// fast path.
 async fn serve_client(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port: u16) {
     match fast::is_h2(&stream).await {
-        Some(true) => serve_http(inner, stream, peer, port).await,
+        Some(true) => serve_http(inner, stream, peer, port, false).await,
         Some(false) => fast::serve(inner, stream, peer, port).await,
         None => {}
     }
@@ -488,12 +545,18 @@ struct Conn {
     peer_value: HeaderValue,
     /// The listener port, for `X-Forwarded-Port`.
     port_value: HeaderValue,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    proto_value: HeaderValue,
 }
 
 /// HTTP/2 clients are served by hyper with its own connection handling: the load balancer's
 /// idle timeout is applied by the HTTP/1 fast path only.
-async fn serve_http(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port: u16) {
+async fn serve_http<S>(inner: Arc<Inner>, stream: S, peer: SocketAddr, port: u16, tls: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let conn = Arc::new(Conn {
+        proto_value: HeaderValue::from_static(if tls { "https" } else { "http" }),
         peer,
         port,
         peer_value: HeaderValue::from_str(&peer.ip().to_string())
@@ -653,7 +716,7 @@ fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
     parts.headers.insert(X_FORWARDED_FOR, xff);
     parts
         .headers
-        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        .insert(X_FORWARDED_PROTO, conn.proto_value.clone());
     parts
         .headers
         .insert(X_FORWARDED_PORT, conn.port_value.clone());
@@ -810,7 +873,10 @@ async fn forward_once(
     (r, true)
 }
 
-async fn serve_tcp(inner: Arc<Inner>, mut client: TcpStream, port: u16) {
+async fn serve_tcp<S>(inner: Arc<Inner>, mut client: S, port: u16)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let routes = inner.routes.load_full();
     let Some(plan) = routes.by_port.get(&port) else {
         return;

@@ -29,6 +29,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 4;
 pub(crate) enum Protocol {
     Http,
     Tcp,
+    /// HTTP over TLS terminated here (application load balancers).
+    Https,
+    /// TCP over TLS terminated here (network load balancers).
+    Tls,
     /// Datagrams per flow ([`crate::udp`]).
     Udp,
     /// TCP and UDP on the same port.
@@ -46,6 +50,8 @@ pub(crate) struct ListenerPlan {
     /// The load balancer's `idle_timeout.timeout_seconds`: how long an HTTP/1 client
     /// connection may stay idle (between requests, or while a request body is due).
     pub(crate) idle_timeout: Duration,
+    /// HTTPS and TLS listeners: the rustls configuration (certificates, policy).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The `idle_timeout.timeout_seconds` attribute of a load balancer (AWS allows 1-4000).

@@ -150,6 +150,8 @@ fn proxy(port: u16) -> Proxy {
             rule(6, "source-ip", &["10.0.0.0/8"], None, forward),
         ],
         tags: vec![],
+        certificates: vec![],
+        ssl_policy: None,
     };
     let p = Proxy::new("127.0.0.1".parse().unwrap(), "fuzz");
     p.apply(&LbConfig {
@@ -174,6 +176,7 @@ fn proxy(port: u16) -> Proxy {
             listeners: vec![listener],
         }],
         target_groups: vec![g],
+        certificates: vec![],
     });
     p
 }

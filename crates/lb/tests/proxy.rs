@@ -235,6 +235,8 @@ fn listener(port: u16, protocol: &str, default: Action, rules: Vec<Rule>) -> Lis
         default_rule_id: "d".into(),
         rules,
         tags: vec![],
+        certificates: vec![],
+        ssl_policy: None,
     }
 }
 
@@ -265,6 +267,7 @@ fn config(
             listeners,
         }],
         target_groups: groups,
+        certificates: vec![],
     }
 }
 

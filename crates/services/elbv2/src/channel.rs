@@ -60,6 +60,8 @@ pub struct LbChannel {
     shutdown: watch::Receiver<bool>,
     heartbeat: Duration,
     metrics: Option<Arc<dyn LbMetricsSink>>,
+    /// ACM, for the certificates and keys of HTTPS and TLS listeners.
+    certificates: Option<Arc<dyn crate::Certificates>>,
 }
 
 impl std::fmt::Debug for LbChannel {
@@ -95,12 +97,20 @@ impl LbChannel {
             shutdown,
             heartbeat: Duration::from_secs(5),
             metrics: None,
+            certificates: None,
         }
     }
 
     /// Where proxies' traffic reports are published.
     pub fn with_metrics(mut self, sink: Arc<dyn LbMetricsSink>) -> Self {
         self.metrics = Some(sink);
+        self
+    }
+
+    /// Delivers the certificates (with their private keys) of HTTPS and TLS listeners to the
+    /// proxies in each snapshot, read from `certificates`.
+    pub fn with_certificates(mut self, certificates: Arc<dyn crate::Certificates>) -> Self {
+        self.certificates = Some(certificates);
         self
     }
 
@@ -156,6 +166,37 @@ impl LbChannel {
         Ok(v)
     }
 
+    /// Adds the material of every certificate a TLS listener of `config` names. A certificate
+    /// that cannot be read is left out (the proxy then serves the listener's other ones, or
+    /// refuses handshakes) and logged by ARN only.
+    async fn attach_certificates(&self, config: &mut LbConfig) {
+        let Some(acm) = &self.certificates else {
+            return;
+        };
+        let mut arns: Vec<&str> = config
+            .load_balancers
+            .iter()
+            .flat_map(|lb| lb.listeners.iter())
+            .flat_map(|l| l.certificates.iter())
+            .map(|c| c.certificate_arn.as_str())
+            .collect();
+        arns.sort_unstable();
+        arns.dedup();
+        let mut out = Vec::new();
+        for arn in arns {
+            match acm.material(&config.region, arn).await {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => {
+                    tracing::warn!(certificate = %arn, "a listener names a certificate that no longer exists")
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = %arn, error = %e, "cannot read a listener certificate")
+                }
+            }
+        }
+        config.certificates = out;
+    }
+
     async fn pump(self: Arc<Self>, region: String, tx: mpsc::Sender<Bytes>) {
         // Subscribe before the first snapshot so that no change falls in between.
         let mut changes = self.store.watch(&keys::root(&region));
@@ -166,7 +207,7 @@ impl LbChannel {
         loop {
             if dirty {
                 dirty = false;
-                let snapshot = match build_config(
+                let mut snapshot = match build_config(
                     self.store.as_ref(),
                     &region,
                     self.clock.now_millis(),
@@ -179,6 +220,7 @@ impl LbChannel {
                         return;
                     }
                 };
+                self.attach_certificates(&mut snapshot).await;
                 let msg = LbStreamMessage::Config {
                     config: Box::new(snapshot),
                 };
@@ -257,6 +299,7 @@ pub async fn build_config(
         generated_at: now,
         load_balancers,
         target_groups,
+        certificates: Vec::new(),
     })
 }
 

@@ -67,6 +67,21 @@ pub enum Elbv2Error {
     /// More than 50 tags on a resource.
     #[error("too many tags: {0}")]
     TooManyTags(String),
+    /// A listener certificate ARN names no ACM certificate.
+    #[error("Certificate '{0}' not found")]
+    CertificateNotFound(String),
+    /// A security policy Gantry does not serve.
+    #[error("SSL policy '{0}' not found")]
+    SslPolicyNotFound(String),
+    /// More certificates on a listener than allowed.
+    #[error("{0}")]
+    TooManyCertificates(String),
+    /// An ALPN policy Gantry does not apply.
+    #[error("{0}")]
+    AlpnPolicyNotSupported(String),
+    /// The certificates could not be looked up.
+    #[error("certificate lookup failed: {0}")]
+    CertificateLookup(String),
     /// The action is not an ELBv2 operation at all.
     #[error("unknown action {0}")]
     UnknownAction(String),
@@ -107,6 +122,11 @@ impl Elbv2Error {
             Self::InvalidSecurityGroup => "InvalidSecurityGroup",
             Self::TooManyTags(_) => "TooManyTags",
             Self::UnknownAction(_) => "InvalidAction",
+            Self::CertificateNotFound(_) => "CertificateNotFound",
+            Self::SslPolicyNotFound(_) => "SSLPolicyNotFound",
+            Self::TooManyCertificates(_) => "TooManyCertificates",
+            Self::AlpnPolicyNotSupported(_) => "ALPNPolicyNotFound",
+            Self::CertificateLookup(_) => "ServerException",
             Self::Contention(_) => "PriorRequestNotComplete",
             Self::Store(_) => "ServerException",
         }
@@ -151,6 +171,10 @@ impl From<Elbv2Error> for AwsError {
             }
             Elbv2Error::Store(inner) => {
                 tracing::error!(error = %inner, "elbv2 store failure");
+                AwsError::server("An internal error occurred; retry the request.")
+            }
+            Elbv2Error::CertificateLookup(inner) => {
+                tracing::error!(error = %inner, "elbv2 certificate lookup failure");
                 AwsError::server("An internal error occurred; retry the request.")
             }
             Elbv2Error::Contention(key) => {

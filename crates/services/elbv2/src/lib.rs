@@ -17,6 +17,7 @@
 #[rustfmt::skip]
 mod model_constraints;
 mod attributes;
+mod certificates;
 pub mod channel;
 mod error;
 pub mod health;
@@ -40,7 +41,8 @@ use gantry_domain::lb::{LoadBalancer, TargetGroup};
 use gantry_front::{Protocol, QueryService, RequestContext, ServiceSpec};
 use gantry_store::{Store, StoreExt, Txn, TxnOutcome, Versioned};
 
-pub use channel::lb_router;
+pub use certificates::listeners_using_certificate;
+pub use channel::{LbChannel, lb_router};
 pub use error::Elbv2Error;
 pub use health::{HEALTH_REPORT_TTL_MS, TargetHealthInfo};
 pub use rules::{RuleForward, rule_forward, set_rule_weights};
@@ -166,8 +168,25 @@ pub trait Networks: Send + Sync {
     ) -> Result<Option<String>, NetworkLookupError>;
 }
 
+/// ACM's certificates as listeners need them (implemented by the composition root over the
+/// ACM crate; this crate never depends on it).
+#[async_trait]
+pub trait Certificates: Send + Sync + fmt::Debug {
+    /// Whether `arn` names a certificate of `region`.
+    async fn exists(&self, region: &str, arn: &str) -> Result<bool, String>;
+    /// The certificate `arn` names with its chain and private key, for the proxies; `None` when
+    /// it no longer exists.
+    async fn material(
+        &self,
+        region: &str,
+        arn: &str,
+    ) -> Result<Option<gantry_domain::lb::CertificateMaterial>, String>;
+}
+
 /// The ELBv2 API.
 pub struct Elbv2Service {
+    /// ACM; without it HTTPS and TLS listeners are refused.
+    pub(crate) certificates: Option<Arc<dyn Certificates>>,
     pub(crate) store: Arc<dyn Store>,
     /// EC2's subnets and groups; without them subnets and groups are stored as given.
     pub(crate) networks: Option<Arc<dyn Networks>>,
@@ -191,6 +210,7 @@ impl Elbv2Service {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
+            certificates: None,
             networks: None,
             dns_suffix: DEFAULT_DNS_SUFFIX.to_owned(),
         }
@@ -199,6 +219,12 @@ impl Elbv2Service {
     /// Validates load balancers' subnets and security groups against EC2.
     pub fn with_networks(mut self, networks: Arc<dyn Networks>) -> Self {
         self.networks = Some(networks);
+        self
+    }
+
+    /// Checks listener certificates against ACM (and allows HTTPS and TLS listeners).
+    pub fn with_certificates(mut self, certificates: Arc<dyn Certificates>) -> Self {
+        self.certificates = Some(certificates);
         self
     }
 
@@ -242,6 +268,10 @@ impl Elbv2Service {
                 | AddTags
                 | RemoveTags
                 | DescribeTags
+                | AddListenerCertificates
+                | RemoveListenerCertificates
+                | DescribeListenerCertificates
+                | DescribeSSLPolicies
         )
     }
 
@@ -272,6 +302,10 @@ impl Elbv2Service {
             DescribeListeners => listeners::describe(self, p, ctx).await,
             ModifyListener => listeners::modify(self, p, ctx).await,
             DeleteListener => listeners::delete(self, p, ctx).await,
+            AddListenerCertificates => certificates::add(self, p, ctx).await,
+            RemoveListenerCertificates => certificates::remove(self, p, ctx).await,
+            DescribeListenerCertificates => certificates::describe(self, p, ctx).await,
+            DescribeSSLPolicies => certificates::describe_ssl_policies(p),
             CreateRule => rules::create(self, p, ctx).await,
             DescribeRules => rules::describe(self, p, ctx).await,
             ModifyRule => rules::modify(self, p, ctx).await,
@@ -533,7 +567,7 @@ mod tests {
             .iter()
             .filter(|o| Elbv2Service::is_implemented(**o))
             .count();
-        assert_eq!(implemented, 28);
+        assert_eq!(implemented, 32);
         for op in Elbv2Operation::ALL {
             assert_eq!(op.as_str().parse::<Elbv2Operation>(), Ok(*op));
         }

@@ -5,6 +5,7 @@ use gantry_domain::lb::{Action, Listener, LoadBalancer, LoadBalancerType};
 use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, Versioned, encode};
 
+use crate::certificates::apply_tls_settings;
 use crate::error::Elbv2Error;
 use crate::keys::{self, ElbArn};
 use crate::wire::{self, Params};
@@ -41,9 +42,14 @@ pub(crate) async fn listener_by_arn(
     Ok((lb, i))
 }
 
-fn check_protocol(lb: &LoadBalancer, protocol: &str) -> Result<(), Elbv2Error> {
+fn check_protocol(svc: &Elbv2Service, lb: &LoadBalancer, protocol: &str) -> Result<(), Elbv2Error> {
     match (lb.lb_type, protocol) {
         (LoadBalancerType::Application, "HTTP") | (LoadBalancerType::Network, "TCP") => Ok(()),
+        (LoadBalancerType::Application, "HTTPS") | (LoadBalancerType::Network, "TLS")
+            if svc.certificates.is_some() =>
+        {
+            Ok(())
+        }
         (LoadBalancerType::Network, "UDP" | "TCP_UDP") => {
             if lb.ip_address_type == "dualstack" {
                 return Err(Elbv2Error::InvalidConfiguration(format!(
@@ -54,7 +60,7 @@ fn check_protocol(lb: &LoadBalancer, protocol: &str) -> Result<(), Elbv2Error> {
         }
         (LoadBalancerType::Application, "HTTPS") | (LoadBalancerType::Network, "TLS") => {
             Err(Elbv2Error::UnsupportedProtocol(format!(
-                "Protocol '{protocol}' needs TLS termination, which Gantry does not provide yet"
+                "Protocol '{protocol}' needs certificates from ACM, which this server does not serve"
             )))
         }
         (LoadBalancerType::Network, "QUIC" | "TCP_QUIC") => Err(Elbv2Error::UnsupportedProtocol(
@@ -74,6 +80,7 @@ fn check_protocol(lb: &LoadBalancer, protocol: &str) -> Result<(), Elbv2Error> {
 fn target_protocols(listener_protocol: &str) -> &'static [&'static str] {
     match listener_protocol {
         "TCP" => &["TCP", "TCP_UDP"],
+        "TLS" => &["TCP", "TLS"],
         "UDP" => &["UDP", "TCP_UDP"],
         "TCP_UDP" => &["TCP_UDP"],
         _ => &[],
@@ -148,7 +155,7 @@ pub(crate) async fn create(
                 LoadBalancerType::Network => "TCP",
             })
             .to_owned();
-        check_protocol(&lb, &protocol)?;
+        check_protocol(svc, &lb, &protocol)?;
         let port =
             port.ok_or_else(|| Elbv2Error::validation("A listener port must be specified"))?;
         check_action_targets(store, &ctx.region, lb.lb_type, &actions).await?;
@@ -165,7 +172,7 @@ pub(crate) async fn create(
             ));
         }
         let id = keys::new_id();
-        let listener = Listener {
+        let mut listener = Listener {
             arn: format!(
                 "{}listener/{}/{}/{}/{id}",
                 keys::arn_prefix(&ctx.region, &ctx.account_id),
@@ -180,7 +187,10 @@ pub(crate) async fn create(
             default_rule_id: keys::new_id(),
             rules: Vec::new(),
             tags: tags.clone(),
+            certificates: Vec::new(),
+            ssl_policy: None,
         };
+        apply_tls_settings(svc, ctx, p, &mut listener).await?;
         lb.listeners.push(listener.clone());
         let key = keys::load_balancer(&ctx.region, &lb.name);
         let txn = Txn::new()
@@ -258,9 +268,10 @@ pub(crate) async fn modify(
         let mut lb = cur.value.clone();
         let mut l = lb.listeners[i].clone();
         if let Some(proto) = p.get("Protocol") {
-            check_protocol(&lb, proto)?;
+            check_protocol(svc, &lb, proto)?;
             l.protocol = proto.to_owned();
         }
+        apply_tls_settings(svc, ctx, p, &mut l).await?;
         if let Some(port) = port {
             if lb.listeners.iter().any(|o| o.port == port && o.id != l.id) {
                 return Err(Elbv2Error::DuplicateListener(port));

@@ -668,6 +668,16 @@ pub fn write_listener(w: &mut XmlWriter, lb: &LoadBalancer, l: &Listener) {
     w.leaf("LoadBalancerArn", &lb.arn);
     w.leaf("Port", &l.port.to_string());
     w.leaf("Protocol", &l.protocol);
+    // As AWS: the default certificate only (DescribeListenerCertificates lists them all).
+    let default: Vec<_> = l.certificates.iter().filter(|c| c.is_default).collect();
+    if !default.is_empty() {
+        write_list(w, "Certificates", &default, |w, c| {
+            w.leaf("CertificateArn", &c.certificate_arn);
+        });
+    }
+    if let Some(p) = &l.ssl_policy {
+        w.leaf("SslPolicy", p);
+    }
     write_actions(w, "DefaultActions", &l.default_actions);
 }
 

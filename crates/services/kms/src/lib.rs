@@ -6,7 +6,7 @@
 //!   loads), never in the clear; a rotation adds a version and old ciphertexts keep opening.
 //! - **Ciphertext blobs** name their key and material version, and bind the encryption context
 //!   as associated data ([`crypto`]).
-//! - **AWS-managed keys** (`alias/aws/secretsmanager`, `alias/aws/ssm`, `alias/aws/ecr`) are
+//! - **AWS-managed keys** (`alias/aws/acm`, `alias/aws/secretsmanager`, `alias/aws/ssm`, `alias/aws/ecr`) are
 //!   created on first use by the service that needs one ([`KmsService::encrypt_for`],
 //!   [`KmsService::resolve_key`]), with `KeyManager` `AWS`, the service's key policy and yearly
 //!   rotation.

@@ -1,4 +1,4 @@
-//! AWS-managed keys: `alias/aws/secretsmanager`, `alias/aws/ssm` and `alias/aws/ecr`, created on
+//! AWS-managed keys: `alias/aws/acm`, `alias/aws/secretsmanager`, `alias/aws/ssm` and `alias/aws/ecr`, created on
 //! first use (as AWS creates them when a service first needs one), with `KeyManager` `AWS`, the
 //! service's key policy and yearly rotation. ListAliases shows their aliases before they exist,
 //! without a `TargetKeyId`, as KMS does.
@@ -28,6 +28,12 @@ pub struct ManagedKey {
 
 /// Every AWS-managed key Gantry creates.
 pub const MANAGED_KEYS: &[ManagedKey] = &[
+    ManagedKey {
+        alias: "alias/aws/acm",
+        service: "acm",
+        service_name: "AWS Certificate Manager",
+        description: "Default key that protects my ACM private keys when no other key is defined",
+    },
     ManagedKey {
         alias: "alias/aws/ecr",
         service: "ecr",

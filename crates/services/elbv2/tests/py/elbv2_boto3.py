@@ -265,8 +265,13 @@ expect_error("LoadBalancerNotFound", elb.describe_tags, ResourceArns=[other(lb_a
 expect_error("TargetGroupNotFound", elb.add_tags, ResourceArns=[other(tg_arn)], Tags=[{"Key": "a", "Value": "1"}])
 
 # --- unsupported and unknown operations ---
-status = expect_error("OperationNotPermitted", elb.describe_ssl_policies)
+status = expect_error("OperationNotPermitted", elb.describe_account_limits)
 check(status == 400, "unsupported is a 400")
+# Security policies list what the proxy negotiates; unknown names are refused.
+policies = {p["Name"]: p for p in elb.describe_ssl_policies()["SslPolicies"]}
+check(policies["ELBSecurityPolicy-TLS13-1-3-2021-06"]["SslProtocols"] == ["TLSv1.3"], policies)
+check(policies["ELBSecurityPolicy-2016-08"]["SslProtocols"] == ["TLSv1.2"], policies)
+expect_error("SSLPolicyNotFound", elb.describe_ssl_policies, Names=["ELBSecurityPolicy-2015-05"])
 # Without EC2 behind it (this in-process server), subnets and groups are kept as given.
 zones = elb.set_subnets(LoadBalancerArn=lb_arn, Subnets=["subnet-9", "subnet-8"])["AvailabilityZones"]
 check([z["SubnetId"] for z in zones] == ["subnet-9", "subnet-8"], zones)

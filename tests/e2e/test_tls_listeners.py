@@ -1,0 +1,233 @@
+"""HTTPS listeners terminated by `gantry lb` with certificates imported into ACM: boto3 imports a
+CA-signed certificate for each of two names, an HTTPS listener serves one as its default and the
+other through AddListenerCertificates, and curl reaches the backend through each name with the
+certificate of that name (chosen by SNI)."""
+
+import datetime
+import http.server
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import botocore.exceptions
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from conftest import default_subnets, free_port
+from test_load_balancing import start_lb
+
+
+def _key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(key):
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def make_ca():
+    key = _key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gantry Test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def make_leaf(ca_cert, ca_key, host):
+    key = _key()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
+class _Backend(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"backend saw proto={self.headers.get('X-Forwarded-Proto')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def served_subject(port, host, ca_file):
+    """The common name of the certificate the listener presents for SNI `host`."""
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host) as tls:
+            cert = tls.getpeercert()
+    return dict(x[0] for x in cert["subject"])["commonName"]
+
+
+def curl(port, host, ca_file):
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "5", "--cacert", str(ca_file),
+         "--resolve", f"{host}:{port}:127.0.0.1", f"https://{host}:{port}/"],
+        capture_output=True, text=True)
+
+
+def test_https_listener_serves_each_name_its_certificate(gantry, tmp_path):
+    pem = serialization.Encoding.PEM
+    ca_cert, ca_key = make_ca()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(pem))
+    leaves = {h: make_leaf(ca_cert, ca_key, h) for h in ("a.example.test", "b.example.test")}
+
+    acm = gantry.client("acm")
+    elbv2 = gantry.client("elbv2")
+
+    # Material that does not fit is refused with ACM's error, without quoting the key.
+    a_cert, a_key = leaves["a.example.test"]
+    b_cert, b_key = leaves["b.example.test"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        acm.import_certificate(Certificate=a_cert.public_bytes(pem), PrivateKey=_pem_key(b_key))
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert "does not match" in e.value.response["Error"]["Message"]
+
+    arns = {}
+    for host, (cert, key) in leaves.items():
+        arns[host] = acm.import_certificate(
+            Certificate=cert.public_bytes(pem), PrivateKey=_pem_key(key),
+            CertificateChain=ca_cert.public_bytes(pem),
+            Tags=[{"Key": "site", "Value": host}])["CertificateArn"]
+    a_arn, b_arn = arns["a.example.test"], arns["b.example.test"]
+
+    d = acm.describe_certificate(CertificateArn=a_arn)["Certificate"]
+    assert d["DomainName"] == "a.example.test"
+    assert d["SubjectAlternativeNames"] == ["a.example.test"]
+    assert (d["Type"], d["Status"], d["KeyAlgorithm"]) == ("IMPORTED", "ISSUED", "RSA_2048")
+    assert d["NotBefore"] < d["NotAfter"]
+    assert d["InUseBy"] == []
+    assert "PrivateKey" not in str(d)
+    got = acm.get_certificate(CertificateArn=a_arn)
+    assert got["Certificate"].strip() == a_cert.public_bytes(pem).decode().strip()
+    assert got["CertificateChain"].strip() == ca_cert.public_bytes(pem).decode().strip()
+    listed = acm.list_certificates(CertificateStatuses=["ISSUED"], MaxItems=1)
+    assert len(listed["CertificateSummaryList"]) == 1 and listed["NextToken"]
+    rest = acm.list_certificates(CertificateStatuses=["ISSUED"], NextToken=listed["NextToken"])
+    assert {c["CertificateArn"] for c in
+            listed["CertificateSummaryList"] + rest["CertificateSummaryList"]} == {a_arn, b_arn}
+    assert acm.list_certificates(CertificateStatuses=["EXPIRED"])["CertificateSummaryList"] == []
+    assert acm.list_tags_for_certificate(CertificateArn=a_arn)["Tags"] == [
+        {"Key": "site", "Value": "a.example.test"}]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        acm.request_certificate(DomainName="c.example.test")
+    assert e.value.response["Error"]["Code"] == "UnsupportedOperationException"
+
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    lb = None
+    try:
+        lb_arn = elbv2.create_load_balancer(Name="tls", Subnets=default_subnets(gantry))[
+            "LoadBalancers"][0]["LoadBalancerArn"]
+        tg_arn = elbv2.create_target_group(
+            Name="tls", Protocol="HTTP", Port=80, TargetType="ip", HealthCheckPath="/",
+            HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+            HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[
+            {"Id": "127.0.0.1", "Port": backend.server_address[1]}])
+        port = free_port()
+        forward = [{"Type": "forward", "TargetGroupArn": tg_arn}]
+
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            elbv2.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTPS", Port=port,
+                                  DefaultActions=forward)
+        assert e.value.response["Error"]["Code"] == "ValidationError"
+        missing = a_arn[:-4] + "0000"
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            elbv2.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTPS", Port=port,
+                                  Certificates=[{"CertificateArn": missing}],
+                                  DefaultActions=forward)
+        assert e.value.response["Error"]["Code"] == "CertificateNotFound"
+
+        listener = elbv2.create_listener(
+            LoadBalancerArn=lb_arn, Protocol="HTTPS", Port=port,
+            Certificates=[{"CertificateArn": a_arn}], DefaultActions=forward)["Listeners"][0]
+        assert listener["SslPolicy"] == "ELBSecurityPolicy-2016-08"
+        assert listener["Certificates"] == [{"CertificateArn": a_arn}]
+        l_arn = listener["ListenerArn"]
+        elbv2.add_listener_certificates(ListenerArn=l_arn, Certificates=[{"CertificateArn": b_arn}])
+        certs = elbv2.describe_listener_certificates(ListenerArn=l_arn)["Certificates"]
+        assert {(c["CertificateArn"], c["IsDefault"]) for c in certs} == {
+            (a_arn, True), (b_arn, False)}
+        policy = elbv2.describe_ssl_policies(Names=["ELBSecurityPolicy-2016-08"])["SslPolicies"][0]
+        assert policy["SslProtocols"] == ["TLSv1.2"]
+        assert "ECDHE-RSA-AES128-GCM-SHA256" in [c["Name"] for c in policy["Ciphers"]]
+
+        assert acm.describe_certificate(CertificateArn=b_arn)["Certificate"]["InUseBy"] == [l_arn]
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            acm.delete_certificate(CertificateArn=a_arn)
+        assert e.value.response["Error"]["Code"] == "ResourceInUseException"
+
+        lb_log = tmp_path / "lb.log"
+        lb = start_lb(gantry, lb_log)
+        deadline = time.monotonic() + 30
+        while True:
+            r = curl(port, "a.example.test", ca_file)
+            if r.returncode == 0 and r.stdout.startswith("backend"):
+                break
+            assert time.monotonic() < deadline, f"no answer over HTTPS: {r.stderr}"
+            time.sleep(0.2)
+
+        for host in ("a.example.test", "b.example.test"):
+            r = curl(port, host, ca_file)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout == "backend saw proto=https"
+            assert served_subject(port, host, ca_file) == host
+        # A name no certificate covers gets the default certificate.
+        assert served_subject(port, "other.example.test", ca_file) == "a.example.test"
+
+        # The private keys are in no log and not in the store in plaintext.
+        key_lines = [ln for k in (a_key, b_key)
+                     for ln in _pem_key(k).decode().splitlines()[1:4]]
+        logs = [lb_log, Path(gantry.log.name)]
+        files = logs + [p for p in Path(gantry.data_dir).rglob("*") if p.is_file()]
+        for f in files:
+            data = f.read_bytes()
+            assert b"PRIVATE KEY" not in data, f
+            for ln in key_lines:
+                assert ln.encode() not in data, f
+
+        elbv2.remove_listener_certificates(ListenerArn=l_arn,
+                                           Certificates=[{"CertificateArn": b_arn}])
+        acm.delete_certificate(CertificateArn=b_arn)
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            acm.describe_certificate(CertificateArn=b_arn)
+        assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    finally:
+        if lb is not None:
+            lb.terminate()
+            try:
+                lb.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                lb.kill()
+        backend.shutdown()
