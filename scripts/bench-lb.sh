@@ -11,14 +11,21 @@
 # Then the churn check: 20 s of wrk through `gantry lb` to a target group of both backends while
 # one of them is deregistered and re-registered every second; wrk must see no socket error and
 # no non-2xx response (counted by a Lua `response` hook).
+# With BENCH_TLS=1 the three proxies terminate TLS instead, with the same RSA 2048 certificate
+# (openssl, made for the run) and the same protocol and cipher, TLS 1.2 with
+# ECDHE-RSA-AES128-GCM-SHA256 (`gantry lb`'s listener: HTTPS with the certificate imported into
+# ACM, SSL policy ELBSecurityPolicy-2016-08); wrk runs twice per proxy and round: over keep-alive
+# connections (the cost of the records) and with a new connection per request (`Connection:
+# close`, a full handshake each time).
 # Every process and temp file is removed on exit.
 #
-# Needs: nginx, haproxy, wrk, taskset (Debian), python3 with boto3.
+# Needs: nginx, haproxy, wrk, taskset (Debian), python3 with boto3, and openssl for BENCH_TLS.
 # Environment:
 #   BENCH_DURATION     seconds per wrk run (default 10)
 #   BENCH_ROUNDS       interleaved rounds (default 3)
 #   BENCH_CONNECTIONS  wrk connections (default 64)
 #   BENCH_CHURN        seconds of the register/deregister check (default 20; 0 skips it)
+#   BENCH_TLS          1: the proxies terminate TLS (see above; default 0)
 #   BENCH_SKIP_BUILD   1: use the release binary already built
 #   BENCH_HOLD         seconds to pause once everything is up, before the runs (to attach perf
 #                      or strace to the printed pids; default 0)
@@ -31,6 +38,9 @@ DURATION=${BENCH_DURATION:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 CHURN=${BENCH_CHURN:-20}
+TLS=${BENCH_TLS:-0}
+SCHEME=http
+[[ $TLS == 1 ]] && SCHEME=https
 PROXY_CPU=0
 LOAD_CPU=1
 READY_DEADLINE_S=30
@@ -89,6 +99,23 @@ EOF
 mkdir -p "$WORK/www" "$WORK/nginx-tmp" "$WORK/data"
 head -c 1024 /dev/zero | tr '\0' 'x' >"$WORK/www/1k"
 
+# TLS: one certificate for every proxy, and each proxy's listen options.
+NGINX_LISTEN="127.0.0.1:$NGINX_PORT"
+NGINX_TLS=""
+TLS_ENV=()
+HAPROXY_BIND="127.0.0.1:$HAPROXY_PORT"
+if [[ $TLS == 1 ]]; then
+    command -v openssl >/dev/null || die "missing openssl (apt-get install openssl)"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.example.test \
+        -addext subjectAltName=DNS:bench.example.test \
+        -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+    cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem"
+    NGINX_LISTEN="$NGINX_LISTEN ssl"
+    NGINX_TLS="ssl_certificate $WORK/tls.crt; ssl_certificate_key $WORK/tls.key; ssl_protocols TLSv1.2; ssl_ciphers ECDHE-RSA-AES128-GCM-SHA256;"
+    HAPROXY_BIND="$HAPROXY_BIND ssl crt $WORK/tls.pem ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 ciphers ECDHE-RSA-AES128-GCM-SHA256"
+    TLS_ENV=(BENCH_TLS_CERT="$WORK/tls.crt" BENCH_TLS_KEY="$WORK/tls.key")
+fi
+
 # --- backend: nginx, two server blocks (CPU 1) ---
 cat >"$WORK/backend.conf" <<EOF
 daemon off;
@@ -144,7 +171,8 @@ http {
         keepalive_requests 10000000;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT;
+        listen $NGINX_LISTEN;
+        $NGINX_TLS
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -169,7 +197,7 @@ defaults
     http-reuse always
     option forwardfor
 frontend fe
-    bind 127.0.0.1:$HAPROXY_PORT
+    bind $HAPROXY_BIND
     default_backend be
 backend be
     server b1 127.0.0.1:$BACKEND1
@@ -183,9 +211,9 @@ start() { # name cpu cmd...
     eval "${name//-/_}_PID=$!"
 }
 
-wait_http() { # url
+wait_http() { # url (https: the run's own certificate, not verified)
     local deadline=$((SECONDS + READY_DEADLINE_S))
-    until python3 -c "import sys,urllib.request; sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200 else 1)" "$1" 2>/dev/null; do
+    until python3 -c "import ssl,sys,urllib.request; sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=2, context=ssl._create_unverified_context()).status == 200 else 1)" "$1" 2>/dev/null; do
         (( SECONDS < deadline )) || { tail -n 20 "$WORK"/*.out >&2 || true; die "$1 not answering 200 within ${READY_DEADLINE_S}s"; }
         sleep 0.2
     done
@@ -213,14 +241,14 @@ done
 export AWS_ENDPOINT_URL=$ENDPOINT AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=$GANTRY_ROOT_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$GANTRY_ROOT_SECRET_ACCESS_KEY
 log "configuring load balancers through ELBv2 at $ENDPOINT"
-timeout 60 python3 "$ROOT/scripts/bench_lb.py" setup bench "$GANTRY_PORT" "$BACKEND1" >/dev/null
+env "${TLS_ENV[@]}" timeout 60 python3 "$ROOT/scripts/bench_lb.py" setup bench "$GANTRY_PORT" "$BACKEND1" >/dev/null
 CHURN_TG=$(timeout 60 python3 "$ROOT/scripts/bench_lb.py" setup churn "$CHURN_PORT" "$BACKEND1" "$BACKEND2")
 
 log "starting gantry lb on CPU $PROXY_CPU (listeners $GANTRY_PORT, $CHURN_PORT)"
 start gantry "$PROXY_CPU" env GANTRY_LOG=warn "$GANTRY" lb --endpoint "$ENDPOINT"
-wait_http "http://127.0.0.1:$NGINX_PORT/1k"
-wait_http "http://127.0.0.1:$HAPROXY_PORT/1k"
-wait_http "http://127.0.0.1:$GANTRY_PORT/1k"
+wait_http "$SCHEME://127.0.0.1:$NGINX_PORT/1k"
+wait_http "$SCHEME://127.0.0.1:$HAPROXY_PORT/1k"
+wait_http "$SCHEME://127.0.0.1:$GANTRY_PORT/1k"
 wait_http "http://127.0.0.1:$CHURN_PORT/1k"
 
 cat >"$WORK/report.lua" <<'EOF'
@@ -251,12 +279,13 @@ cpu_ticks() { # pid -> utime+stime of the whole process
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# run_wrk NAME PORT PID SECONDS -> appends "name rps cpu_us_per_req p50 p99 errors" to results
+# run_wrk NAME PORT PID SECONDS [WRK ARGS...] -> "name rps cpu_us_per_req p50 p99 errors"
 run_wrk() {
     local name=$1 port=$2 pid=$3 secs=$4 before after out
+    shift 4
     before=$(cpu_ticks "$pid")
     out=$(timeout $((secs + 30)) taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${secs}s" \
-        -s "$WORK/report.lua" "http://127.0.0.1:$port/1k")
+        -s "$WORK/report.lua" "$@" "$SCHEME://127.0.0.1:$port/1k")
     after=$(cpu_ticks "$pid")
     grep '^RESULT' <<<"$out" | python3 -c '
 import re, sys
@@ -294,6 +323,11 @@ for round in $(seq "$ROUNDS"); do
         line=$(run_wrk "$proxy" "$port" "$pid" "$DURATION")
         log "round $round: $line"
         echo "$line" >>"$RESULTS"
+        if [[ $TLS == 1 ]]; then
+            line=$(run_wrk "$proxy" "$port" "$pid" "$DURATION" -H "Connection: close")
+            log "round $round, a handshake per request: $line"
+            echo "${line/#$proxy/$proxy-handshake}" >>"$RESULTS"
+        fi
     done
 done
 
@@ -309,29 +343,31 @@ if (( CHURN > 0 )); then
     CHURN_LINE="$(grep '^RESULT' <<<"$out") changes=$(cat "$WORK/churn-count.txt")"
 fi
 
-python3 - "$RESULTS" "$CHURN_LINE" "$DURATION" "$CONNECTIONS" <<'EOF'
+python3 - "$RESULTS" "$CHURN_LINE" "$DURATION" "$CONNECTIONS" "$TLS" <<'EOF'
 import re, statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-churn, duration, conns = sys.argv[2], sys.argv[3], sys.argv[4]
+churn, duration, conns, tls = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
 by = {}
 for name, rps, cpu, p50, p99, err in rows:
     by.setdefault(name, []).append((float(rps), float(cpu), int(p50), int(p99), int(err)))
 print()
-print(f"wrk -t1 -c{conns} -d{duration}s, 1 KiB response, median of {len(by['nginx'])} interleaved runs")
-print(f"{'proxy':<8} {'req/s':>8} {'CPU us/req':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}  runs (req/s @ us/req)")
+mode = "TLS 1.2 ECDHE-RSA-AES128-GCM-SHA256, RSA 2048, " if tls else ""
+print(f"wrk -t1 -c{conns} -d{duration}s, {mode}1 KiB response, median of {len(by['nginx'])} interleaved runs")
+print(f"{'proxy':<18} {'req/s':>8} {'CPU us/req':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}  runs (req/s @ us/req)")
 med = {}
-for name in ("gantry", "nginx", "haproxy"):
+for name in by:
     r = by[name]
     m = (statistics.median(x[0] for x in r), statistics.median(x[1] for x in r),
          statistics.median(x[2] for x in r) / 1000, statistics.median(x[3] for x in r) / 1000,
          sum(x[4] for x in r))
     med[name] = m
     runs = ", ".join(f"{x[0]:.0f} @ {x[1]:.1f}" for x in r)
-    print(f"{name:<8} {m[0]:>8.0f} {m[1]:>10.2f} {m[2]:>7.2f} {m[3]:>7.2f} {m[4]:>6}  {runs}")
-g, n = med["gantry"], med["nginx"]
-print(f"gantry/nginx: CPU per request {g[1] / n[1]:.2f}x (target <= 1.0), req/s {g[0] / n[0]:.2f}x (target >= 0.9)")
-h = med["haproxy"]
-print(f"haproxy/nginx: CPU per request {h[1] / n[1]:.2f}x, req/s {h[0] / n[0]:.2f}x")
+    print(f"{name:<18} {m[0]:>8.0f} {m[1]:>10.2f} {m[2]:>7.2f} {m[3]:>7.2f} {m[4]:>6}  {runs}")
+for suffix in ("", "-handshake") if tls else ("",):
+    g, n, h = med["gantry" + suffix], med["nginx" + suffix], med["haproxy" + suffix]
+    what = " (a handshake per request)" if suffix else ""
+    print(f"gantry/nginx{what}: CPU per request {g[1] / n[1]:.2f}x (target <= 1.0), req/s {g[0] / n[0]:.2f}x (target >= 0.9)")
+    print(f"haproxy/nginx{what}: CPU per request {h[1] / n[1]:.2f}x, req/s {h[0] / n[0]:.2f}x")
 print(f"churn: {churn}")
 if churn != "skipped":
     f = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", churn))

@@ -3,7 +3,9 @@
   bench_lb.py setup NAME LISTENER_PORT BACKEND_PORT [BACKEND_PORT...]
       Creates an application load balancer and an `ip` target group, both named NAME (health check GET /health
       every 5 s, deregistration delay 1 s) with 127.0.0.1:<port> for each backend registered,
-      and an HTTP listener on LISTENER_PORT forwarding to it. Prints the target group ARN.
+      and an HTTP listener on LISTENER_PORT forwarding to it (HTTPS with the certificate and key
+      in the files BENCH_TLS_CERT and BENCH_TLS_KEY, imported into ACM, when those are set).
+      Prints the target group ARN.
   bench_lb.py churn TG_ARN PORT SECONDS
       Every second for SECONDS: deregisters 127.0.0.1:PORT, then re-registers it the next
       second. Prints how many changes were made.
@@ -59,9 +61,20 @@ def setup(name, listener_port, backend_ports):
         TargetGroupArn=tg_arn,
         Targets=[{"Id": "127.0.0.1", "Port": p} for p in backend_ports],
     )
+    tls = {"Protocol": "HTTP"}
+    if os.environ.get("BENCH_TLS_CERT"):
+        acm = boto3.client(
+            "acm",
+            endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+            region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        )
+        with open(os.environ["BENCH_TLS_CERT"], "rb") as c, open(os.environ["BENCH_TLS_KEY"], "rb") as k:
+            cert_arn = acm.import_certificate(Certificate=c.read(), PrivateKey=k.read())["CertificateArn"]
+        tls = {"Protocol": "HTTPS", "Certificates": [{"CertificateArn": cert_arn}],
+               "SslPolicy": "ELBSecurityPolicy-2016-08"}
     elb.create_listener(
-        LoadBalancerArn=lb_arn, Protocol="HTTP", Port=listener_port,
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
+        LoadBalancerArn=lb_arn, Port=listener_port,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}], **tls,
     )
     print(tg_arn)
 
