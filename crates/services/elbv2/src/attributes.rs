@@ -1,7 +1,8 @@
 //! Load balancer and target group attributes: the defaults AWS lists, and validation of changes.
 //! Attributes Gantry's proxy acts on: `deregistration_delay.timeout_seconds`, `stickiness.*`
 //! (`lb_cookie`), `load_balancing.algorithm.type`, `deletion_protection.enabled`; the others are
-//! stored and echoed.
+//! stored and echoed. Listener attributes are AWS's keys per listener protocol, each accepted only
+//! with its default value.
 
 use std::collections::BTreeMap;
 
@@ -133,6 +134,103 @@ pub fn target_group_defaults(protocol: &str) -> BTreeMap<String, String> {
     }
 }
 
+/// Listener attributes AWS defines for a listener of `protocol` on a load balancer of type `t`,
+/// with their defaults: the response headers and `Server` header of HTTP and HTTPS listeners,
+/// the mTLS/TLS request header names of HTTPS listeners, the TCP idle timeout of TCP listeners.
+pub fn listener_defaults(t: LoadBalancerType, protocol: &str) -> BTreeMap<String, String> {
+    const RESPONSE_HEADERS: [&str; 10] = [
+        "strict_transport_security",
+        "access_control_allow_origin",
+        "access_control_allow_methods",
+        "access_control_allow_headers",
+        "access_control_allow_credentials",
+        "access_control_expose_headers",
+        "access_control_max_age",
+        "content_security_policy",
+        "x_content_type_options",
+        "x_frame_options",
+    ];
+    const REQUEST_HEADERS: [(&str, &str); 8] = [
+        (
+            "x_amzn_mtls_clientcert_serial_number",
+            "X-Amzn-Mtls-Clientcert-Serial-Number",
+        ),
+        (
+            "x_amzn_mtls_clientcert_issuer",
+            "X-Amzn-Mtls-Clientcert-Issuer",
+        ),
+        (
+            "x_amzn_mtls_clientcert_subject",
+            "X-Amzn-Mtls-Clientcert-Subject",
+        ),
+        (
+            "x_amzn_mtls_clientcert_validity",
+            "X-Amzn-Mtls-Clientcert-Validity",
+        ),
+        ("x_amzn_mtls_clientcert_leaf", "X-Amzn-Mtls-Clientcert-Leaf"),
+        ("x_amzn_mtls_clientcert", "X-Amzn-Mtls-Clientcert"),
+        ("x_amzn_tls_version", "X-Amzn-Tls-Version"),
+        ("x_amzn_tls_cipher_suite", "X-Amzn-Tls-Cipher-Suite"),
+    ];
+    let mut m = BTreeMap::new();
+    match (t, protocol) {
+        (LoadBalancerType::Application, "HTTP" | "HTTPS") => {
+            m.insert(
+                "routing.http.response.server.enabled".to_owned(),
+                "true".to_owned(),
+            );
+            for h in RESPONSE_HEADERS {
+                m.insert(
+                    format!("routing.http.response.{h}.header_value"),
+                    String::new(),
+                );
+            }
+            if protocol == "HTTPS" {
+                for (k, name) in REQUEST_HEADERS {
+                    m.insert(
+                        format!("routing.http.request.{k}.header_name"),
+                        name.to_owned(),
+                    );
+                }
+            }
+        }
+        (LoadBalancerType::Network, "TCP") => {
+            m.insert("tcp.idle_timeout.seconds".to_owned(), "350".to_owned());
+        }
+        _ => {}
+    }
+    m
+}
+
+/// Checks listener attribute changes against `defaults` (see [`listener_defaults`]): unknown
+/// keys and badly formed values are AWS's errors; `gantry lb` honours none of these attributes
+/// beyond their defaults (it adds no response headers, keeps its `Server` header, sends no
+/// mTLS/TLS request headers and applies no idle timeout to TCP pass-through), so any other value
+/// is refused naming the key.
+pub fn check_listener(
+    defaults: &BTreeMap<String, String>,
+    changes: &[(String, String)],
+) -> Result<(), Elbv2Error> {
+    for (k, v) in changes {
+        let Some(default) = defaults.get(k) else {
+            return Err(Elbv2Error::InvalidConfiguration(format!(
+                "Key '{k}' not valid"
+            )));
+        };
+        match k.as_str() {
+            "tcp.idle_timeout.seconds" => int_in(k, v, 60, 6000)?,
+            "routing.http.response.server.enabled" => one_of(k, v, &["true", "false"])?,
+            _ => {}
+        }
+        if v != default {
+            return Err(Elbv2Error::InvalidConfiguration(format!(
+                "The value '{v}' of '{k}' is not supported by gantry lb: only '{default}' is"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn int_in(key: &str, v: &str, lo: u64, hi: u64) -> Result<(), Elbv2Error> {
     match v.parse::<u64>() {
         Ok(n) if (lo..=hi).contains(&n) => Ok(()),
@@ -231,6 +329,51 @@ pub fn parse(p: &crate::wire::Params) -> Result<Vec<(String, String)>, Elbv2Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listener_attributes_follow_the_protocol_and_only_defaults_are_accepted() {
+        let http = listener_defaults(LoadBalancerType::Application, "HTTP");
+        assert_eq!(http["routing.http.response.server.enabled"], "true");
+        assert_eq!(
+            http["routing.http.response.x_frame_options.header_value"],
+            ""
+        );
+        assert!(!http.keys().any(|k| k.starts_with("routing.http.request.")));
+        let https = listener_defaults(LoadBalancerType::Application, "HTTPS");
+        assert_eq!(
+            https["routing.http.request.x_amzn_tls_version.header_name"],
+            "X-Amzn-Tls-Version"
+        );
+        let tcp = listener_defaults(LoadBalancerType::Network, "TCP");
+        assert_eq!(tcp.len(), 1);
+        assert_eq!(tcp["tcp.idle_timeout.seconds"], "350");
+        assert!(listener_defaults(LoadBalancerType::Network, "UDP").is_empty());
+
+        check_listener(&tcp, &[("tcp.idle_timeout.seconds".into(), "350".into())]).unwrap();
+        let err = |d, k: &str, v: &str| {
+            format!(
+                "{:?}",
+                check_listener(d, &[(k.into(), v.into())]).unwrap_err()
+            )
+        };
+        assert!(err(&tcp, "tcp.idle_timeout.seconds", "10").contains("between 60 and 6000"));
+        assert!(err(&tcp, "tcp.idle_timeout.seconds", "600").contains("tcp.idle_timeout.seconds"));
+        assert!(err(&tcp, "routing.http.response.server.enabled", "false").contains("not valid"));
+        assert!(err(&http, "routing.http.response.server.enabled", "no").contains("one of"));
+        assert!(
+            err(
+                &http,
+                "routing.http.response.x_frame_options.header_value",
+                "DENY"
+            )
+            .contains("x_frame_options")
+        );
+        check_listener(
+            &http,
+            &[("routing.http.response.server.enabled".into(), "true".into())],
+        )
+        .unwrap();
+    }
 
     #[test]
     fn client_ip_preservation_and_proxy_protocol_are_refused() {

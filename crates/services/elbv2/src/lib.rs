@@ -257,6 +257,8 @@ impl Elbv2Service {
                 | DescribeListeners
                 | ModifyListener
                 | DeleteListener
+                | DescribeListenerAttributes
+                | ModifyListenerAttributes
                 | CreateRule
                 | DescribeRules
                 | ModifyRule
@@ -302,6 +304,8 @@ impl Elbv2Service {
             DescribeListeners => listeners::describe(self, p, ctx).await,
             ModifyListener => listeners::modify(self, p, ctx).await,
             DeleteListener => listeners::delete(self, p, ctx).await,
+            DescribeListenerAttributes => listeners::describe_attributes(self, p, ctx).await,
+            ModifyListenerAttributes => listeners::modify_attributes(self, p, ctx).await,
             AddListenerCertificates => certificates::add(self, p, ctx).await,
             RemoveListenerCertificates => certificates::remove(self, p, ctx).await,
             DescribeListenerCertificates => certificates::describe(self, p, ctx).await,
@@ -567,7 +571,7 @@ mod tests {
             .iter()
             .filter(|o| Elbv2Service::is_implemented(**o))
             .count();
-        assert_eq!(implemented, 32);
+        assert_eq!(implemented, 34);
         for op in Elbv2Operation::ALL {
             assert_eq!(op.as_str().parse::<Elbv2Operation>(), Ok(*op));
         }

@@ -1,10 +1,12 @@
-//! CreateListener, DescribeListeners, ModifyListener, DeleteListener.
+//! CreateListener, DescribeListeners, ModifyListener, DeleteListener, DescribeListenerAttributes,
+//! ModifyListenerAttributes.
 
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::lb::{Action, Listener, LoadBalancer, LoadBalancerType};
 use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, Versioned, encode};
 
+use crate::attributes;
 use crate::certificates::apply_tls_settings;
 use crate::error::Elbv2Error;
 use crate::keys::{self, ElbArn};
@@ -316,4 +318,42 @@ pub(crate) async fn delete(
     })
     .await?;
     Ok(String::new())
+}
+
+/// The attributes AWS defines for listener `l` of `lb`; every one has its default value (see
+/// [`attributes::check_listener`]).
+fn listener_attributes(
+    lb: &LoadBalancer,
+    l: &Listener,
+) -> std::collections::BTreeMap<String, String> {
+    attributes::listener_defaults(lb.lb_type, &l.protocol)
+}
+
+pub(crate) async fn describe_attributes(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let (lb, i) = listener_by_arn(svc.store.as_ref(), &ctx.region, p.req("ListenerArn")?).await?;
+    let mut w = XmlWriter::new();
+    wire::write_attributes(
+        &mut w,
+        &listener_attributes(&lb.value, &lb.value.listeners[i]),
+    );
+    Ok(w.finish())
+}
+
+pub(crate) async fn modify_attributes(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let arn = p.req("ListenerArn")?;
+    let changes = attributes::parse(p)?;
+    let (lb, i) = listener_by_arn(svc.store.as_ref(), &ctx.region, arn).await?;
+    let attrs = listener_attributes(&lb.value, &lb.value.listeners[i]);
+    attributes::check_listener(&attrs, &changes)?;
+    let mut w = XmlWriter::new();
+    wire::write_attributes(&mut w, &attrs);
+    Ok(w.finish())
 }

@@ -169,6 +169,20 @@ check(elb.describe_listeners(ListenerArns=[l_arn])["Listeners"][0]["ListenerArn"
 expect_error("ListenerNotFound", elb.describe_listeners, ListenerArns=[other(l_arn)])
 expect_error("ValidationError", elb.describe_listeners)
 check(len(elb.describe_listeners(LoadBalancerArn=lb_arn, PageSize=1)["Listeners"]) == 1, "listener paging")
+# Listener attributes: AWS's keys for HTTP listeners, each accepted with its default value only.
+lattrs = {a["Key"]: a["Value"] for a in elb.describe_listener_attributes(ListenerArn=l_arn)["Attributes"]}
+check(lattrs["routing.http.response.server.enabled"] == "true", lattrs)
+check(lattrs["routing.http.response.strict_transport_security.header_value"] == "", lattrs)
+check("tcp.idle_timeout.seconds" not in lattrs and not any(k.startswith("routing.http.request.") for k in lattrs), lattrs)
+same = elb.modify_listener_attributes(ListenerArn=l_arn, Attributes=[
+    {"Key": "routing.http.response.server.enabled", "Value": "true"}])["Attributes"]
+check({a["Key"]: a["Value"] for a in same} == lattrs, same)
+for key, value in [("routing.http.response.server.enabled", "false"), ("routing.http.response.x_frame_options.header_value", "DENY"),
+                   ("tcp.idle_timeout.seconds", "350"), ("no.such.key", "1")]:
+    expect_error("InvalidConfigurationRequest", elb.modify_listener_attributes, ListenerArn=l_arn, Attributes=[{"Key": key, "Value": value}])
+expect_error("ListenerNotFound", elb.describe_listener_attributes, ListenerArn=other(l_arn))
+expect_error("ListenerNotFound", elb.modify_listener_attributes, ListenerArn=other(l_arn),
+             Attributes=[{"Key": "routing.http.response.server.enabled", "Value": "true"}])
 tgd = elb.describe_target_groups(LoadBalancerArn=lb_arn)["TargetGroups"]
 check(sorted(t["TargetGroupName"] for t in tgd) == ["web2"], tgd)
 check(tgd[0]["LoadBalancerArns"] == [lb_arn], tgd)
@@ -313,6 +327,13 @@ check(both_l["Protocol"] == "TCP_UDP", both_l)
 # A UDP listener forwards to UDP or TCP_UDP groups, a TCP one to TCP or TCP_UDP, TCP_UDP to TCP_UDP.
 tcp_l = elb.create_listener(LoadBalancerArn=nlb_arn, Protocol="TCP", Port=55, DefaultActions=both_fwd)["Listeners"][0]
 check(tcp_l["Protocol"] == "TCP", tcp_l)
+tcp_attrs = elb.describe_listener_attributes(ListenerArn=tcp_l["ListenerArn"])["Attributes"]
+check(tcp_attrs == [{"Key": "tcp.idle_timeout.seconds", "Value": "350"}], tcp_attrs)
+elb.modify_listener_attributes(ListenerArn=tcp_l["ListenerArn"], Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": "350"}])
+for value in ["59", "600"]:
+    expect_error("InvalidConfigurationRequest", elb.modify_listener_attributes, ListenerArn=tcp_l["ListenerArn"],
+                 Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": value}])
+check(elb.describe_listener_attributes(ListenerArn=udp_l["ListenerArn"])["Attributes"] == [], "udp listener has no attributes")
 expect_error("IncompatibleProtocols", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="UDP", Port=56, DefaultActions=tcp_fwd)
 expect_error("IncompatibleProtocols", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="TCP", Port=56, DefaultActions=udp_fwd)
 expect_error("IncompatibleProtocols", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="TCP_UDP", Port=56, DefaultActions=udp_fwd)
