@@ -76,6 +76,15 @@ pub enum Elbv2Error {
     /// More certificates on a listener than allowed.
     #[error("{0}")]
     TooManyCertificates(String),
+    /// An account limit of [`crate::limits`] reached.
+    #[error("{0}")]
+    TooManyLoadBalancers(String),
+    #[error("{0}")]
+    TooManyTargetGroups(String),
+    #[error("{0}")]
+    TooManyListeners(String),
+    #[error("{0}")]
+    TooManyRules(String),
     /// An ALPN policy Gantry does not apply.
     #[error("{0}")]
     AlpnPolicyNotSupported(String),
@@ -125,6 +134,10 @@ impl Elbv2Error {
             Self::CertificateNotFound(_) => "CertificateNotFound",
             Self::SslPolicyNotFound(_) => "SSLPolicyNotFound",
             Self::TooManyCertificates(_) => "TooManyCertificates",
+            Self::TooManyLoadBalancers(_) => "TooManyLoadBalancers",
+            Self::TooManyTargetGroups(_) => "TooManyTargetGroups",
+            Self::TooManyListeners(_) => "TooManyListeners",
+            Self::TooManyRules(_) => "TooManyRules",
             Self::AlpnPolicyNotSupported(_) => "ALPNPolicyNotFound",
             Self::CertificateLookup(_) => "ServerException",
             Self::Contention(_) => "PriorRequestNotComplete",

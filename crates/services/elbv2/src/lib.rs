@@ -22,6 +22,7 @@ pub mod channel;
 mod error;
 pub mod health;
 pub mod keys;
+mod limits;
 mod listeners;
 mod load_balancers;
 mod rules;
@@ -274,6 +275,7 @@ impl Elbv2Service {
                 | RemoveListenerCertificates
                 | DescribeListenerCertificates
                 | DescribeSSLPolicies
+                | DescribeAccountLimits
         )
     }
 
@@ -310,6 +312,7 @@ impl Elbv2Service {
             RemoveListenerCertificates => certificates::remove(self, p, ctx).await,
             DescribeListenerCertificates => certificates::describe(self, p, ctx).await,
             DescribeSSLPolicies => certificates::describe_ssl_policies(p),
+            DescribeAccountLimits => limits::describe(p),
             CreateRule => rules::create(self, p, ctx).await,
             DescribeRules => rules::describe(self, p, ctx).await,
             ModifyRule => rules::modify(self, p, ctx).await,
@@ -571,7 +574,7 @@ mod tests {
             .iter()
             .filter(|o| Elbv2Service::is_implemented(**o))
             .count();
-        assert_eq!(implemented, 34);
+        assert_eq!(implemented, 35);
         for op in Elbv2Operation::ALL {
             assert_eq!(op.as_str().parse::<Elbv2Operation>(), Ok(*op));
         }

@@ -168,10 +168,11 @@ pub(crate) async fn create(
             }
             return Err(Elbv2Error::DuplicateListener(port));
         }
-        if lb.listeners.len() >= 50 {
-            return Err(Elbv2Error::InvalidConfiguration(
-                "A load balancer can have at most 50 listeners".into(),
-            ));
+        if lb.listeners.len() >= crate::limits::LISTENERS_PER_LOAD_BALANCER {
+            return Err(Elbv2Error::TooManyListeners(format!(
+                "A load balancer can have at most {} listeners",
+                crate::limits::LISTENERS_PER_LOAD_BALANCER
+            )));
         }
         let id = keys::new_id();
         let mut listener = Listener {

@@ -200,6 +200,12 @@ pub(crate) async fn create(
             }
             return Err(Elbv2Error::DuplicateLoadBalancerName(name.clone()));
         }
+        let same_type = crate::all_load_balancers(svc.store.as_ref(), &ctx.region)
+            .await?
+            .iter()
+            .filter(|l| l.lb_type == lb_type)
+            .count();
+        crate::limits::check_load_balancers(lb_type, same_type)?;
         let id = keys::new_id();
         let lb = LoadBalancer {
             arn: format!(

@@ -127,15 +127,21 @@ pub(crate) async fn create(
                 "Network load balancer listeners do not have rules".into(),
             ));
         }
-        let l = &mut lb.listeners[li];
-        if l.rules.iter().any(|r| r.priority == priority) {
+        if lb.listeners[li]
+            .rules
+            .iter()
+            .any(|r| r.priority == priority)
+        {
             return Err(Elbv2Error::PriorityInUse(priority));
         }
-        if l.rules.len() >= 100 {
-            return Err(Elbv2Error::InvalidConfiguration(
-                "A listener can have at most 100 rules".into(),
-            ));
+        let rules: usize = lb.listeners.iter().map(|l| l.rules.len()).sum();
+        if rules >= crate::limits::RULES_PER_APPLICATION_LOAD_BALANCER {
+            return Err(Elbv2Error::TooManyRules(format!(
+                "A load balancer can have at most {} rules besides its listeners' default rules",
+                crate::limits::RULES_PER_APPLICATION_LOAD_BALANCER
+            )));
         }
+        let l = &mut lb.listeners[li];
         let id = keys::new_id();
         let rule = Rule {
             arn: l.arn.replacen(":listener/", ":listener-rule/", 1) + "/" + &id,

@@ -230,6 +230,17 @@ pub(crate) async fn create(
             }
             return Err(Elbv2Error::DuplicateTargetGroupName(name.clone()));
         }
+        let count = svc
+            .store
+            .scan_all_typed::<TargetGroup>(&keys::target_groups(&ctx.region))
+            .await?
+            .len();
+        if count >= crate::limits::TARGET_GROUPS {
+            return Err(Elbv2Error::TooManyTargetGroups(format!(
+                "The maximum number of target groups ({}) has been reached",
+                crate::limits::TARGET_GROUPS
+            )));
+        }
         let id = keys::new_id();
         let tg = TargetGroup {
             arn: format!(

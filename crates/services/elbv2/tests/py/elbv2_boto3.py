@@ -279,7 +279,17 @@ expect_error("LoadBalancerNotFound", elb.describe_tags, ResourceArns=[other(lb_a
 expect_error("TargetGroupNotFound", elb.add_tags, ResourceArns=[other(tg_arn)], Tags=[{"Key": "a", "Value": "1"}])
 
 # --- unsupported and unknown operations ---
-status = expect_error("OperationNotPermitted", elb.describe_account_limits)
+status = expect_error("OperationNotPermitted", elb.describe_trust_stores)
+check(status == 400, "unsupported is a 400")
+# Account limits: the ones Gantry enforces, under AWS's names.
+limits = {l["Name"]: l["Max"] for l in elb.describe_account_limits()["Limits"]}
+check(limits == {"application-load-balancers": "50", "network-load-balancers": "50", "target-groups": "3000",
+                 "listeners-per-application-load-balancer": "50", "listeners-per-network-load-balancer": "50",
+                 "rules-per-application-load-balancer": "100"}, limits)
+first_page = elb.describe_account_limits(PageSize=4)
+rest = elb.describe_account_limits(Marker=first_page["NextMarker"])
+check(len(first_page["Limits"]) == 4 and len(rest["Limits"]) == 2 and "NextMarker" not in rest, rest)
+status = expect_error("ValidationError", elb.describe_account_limits, PageSize=401)
 check(status == 400, "unsupported is a 400")
 # Security policies list what the proxy negotiates; unknown names are refused.
 policies = {p["Name"]: p for p in elb.describe_ssl_policies()["SslPolicies"]}
@@ -344,6 +354,15 @@ check(moved["Protocol"] == "TCP_UDP", moved)
 expect_error("DuplicateListener", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="UDP", Port=54, DefaultActions=udp_fwd)
 # UDP is a network load balancer protocol only; QUIC is not served.
 app_arn = elb.create_load_balancer(Name="app-udp")["LoadBalancers"][0]["LoadBalancerArn"]
+# 50 listeners per load balancer, 100 rules per application load balancer (default rules aside).
+fixed_200 = [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}]
+many = [elb.create_listener(LoadBalancerArn=app_arn, Protocol="HTTP", Port=20000 + i, DefaultActions=fixed_200)["Listeners"][0]["ListenerArn"]
+        for i in range(50)]
+expect_error("TooManyListeners", elb.create_listener, LoadBalancerArn=app_arn, Protocol="HTTP", Port=20050, DefaultActions=fixed_200)
+for i in range(100):
+    elb.create_rule(ListenerArn=many[i % 2], Priority=i + 1, Conditions=[{"Field": "path-pattern", "Values": [f"/{i}"]}], Actions=fixed_200)
+expect_error("TooManyRules", elb.create_rule, ListenerArn=many[2], Priority=1,
+             Conditions=[{"Field": "path-pattern", "Values": ["/x"]}], Actions=fixed_200)
 expect_error("ValidationError", elb.create_listener, LoadBalancerArn=app_arn, Protocol="UDP", Port=53, DefaultActions=udp_fwd)
 expect_error("UnsupportedProtocol", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="QUIC", Port=57, DefaultActions=udp_fwd)
 dual_arn = elb.create_load_balancer(Name="dual", Type="network", IpAddressType="dualstack")["LoadBalancers"][0]["LoadBalancerArn"]
