@@ -76,6 +76,9 @@ pub enum Elbv2Error {
     /// More certificates on a listener than allowed.
     #[error("{0}")]
     TooManyCertificates(String),
+    /// A subnet that cannot hold the load balancer as asked.
+    #[error("{0}")]
+    InvalidSubnet(String),
     /// An account limit of [`crate::limits`] reached.
     #[error("{0}")]
     TooManyLoadBalancers(String),
@@ -134,6 +137,7 @@ impl Elbv2Error {
             Self::CertificateNotFound(_) => "CertificateNotFound",
             Self::SslPolicyNotFound(_) => "SSLPolicyNotFound",
             Self::TooManyCertificates(_) => "TooManyCertificates",
+            Self::InvalidSubnet(_) => "InvalidSubnet",
             Self::TooManyLoadBalancers(_) => "TooManyLoadBalancers",
             Self::TooManyTargetGroups(_) => "TooManyTargetGroups",
             Self::TooManyListeners(_) => "TooManyListeners",

@@ -246,6 +246,7 @@ impl Elbv2Service {
                 | DeleteLoadBalancer
                 | SetSubnets
                 | SetSecurityGroups
+                | SetIpAddressType
                 | DescribeLoadBalancerAttributes
                 | ModifyLoadBalancerAttributes
                 | CreateTargetGroup
@@ -292,6 +293,7 @@ impl Elbv2Service {
             DeleteLoadBalancer => load_balancers::delete(self, p, ctx).await,
             SetSubnets => load_balancers::set_subnets(self, p, ctx).await,
             SetSecurityGroups => load_balancers::set_security_groups(self, p, ctx).await,
+            SetIpAddressType => load_balancers::set_ip_address_type(self, p, ctx).await,
             DescribeLoadBalancerAttributes => {
                 load_balancers::describe_attributes(self, p, ctx).await
             }
@@ -574,7 +576,7 @@ mod tests {
             .iter()
             .filter(|o| Elbv2Service::is_implemented(**o))
             .count();
-        assert_eq!(implemented, 35);
+        assert_eq!(implemented, 36);
         for op in Elbv2Operation::ALL {
             assert_eq!(op.as_str().parse::<Elbv2Operation>(), Ok(*op));
         }

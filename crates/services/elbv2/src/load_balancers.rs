@@ -181,6 +181,7 @@ pub(crate) async fn create(
         )));
     }
     let ip_address_type = p.get("IpAddressType").unwrap_or("ipv4").to_owned();
+    check_ip_address_type(svc.networks.is_some(), lb_type, &ip_address_type)?;
     let subnets = requested_subnets(p)?;
     if svc.networks.is_some() && subnets.is_empty() {
         return Err(Elbv2Error::validation(
@@ -294,6 +295,76 @@ pub(crate) async fn set_subnets(
     .await?;
     let mut w = XmlWriter::new();
     wire::write_zones(&mut w, &lb);
+    w.leaf("IpAddressType", &lb.ip_address_type);
+    Ok(w.finish())
+}
+
+/// Checks an `IpAddressType` for a load balancer of type `t`. `dualstack` needs subnets with
+/// IPv6 CIDR blocks: EC2's subnets have none (its VPCs are IPv4 only), so with EC2's subnets
+/// known (`networks_known`) only `ipv4` is accepted; without them subnets are stored as given,
+/// and so is the type.
+fn check_ip_address_type(
+    networks_known: bool,
+    t: LoadBalancerType,
+    ip_address_type: &str,
+) -> Result<(), Elbv2Error> {
+    match (t, ip_address_type) {
+        (_, "ipv4") => Ok(()),
+        (LoadBalancerType::Network, "dualstack-without-public-ipv4") => {
+            Err(Elbv2Error::InvalidConfiguration(
+                "IP address type 'dualstack-without-public-ipv4' is only supported by application load balancers"
+                    .into(),
+            ))
+        }
+        (_, "dualstack" | "dualstack-without-public-ipv4") if networks_known => {
+            Err(Elbv2Error::InvalidSubnet(format!(
+                "IP address type '{ip_address_type}' needs subnets with an IPv6 CIDR block, and this server's subnets are IPv4 only"
+            )))
+        }
+        (_, "dualstack" | "dualstack-without-public-ipv4") => Ok(()),
+        (_, other) => Err(Elbv2Error::validation(format!(
+            "1 validation error detected: Value '{other}' at 'ipAddressType' failed to satisfy constraint: Member must satisfy enum value set: [ipv4, dualstack, dualstack-without-public-ipv4]"
+        ))),
+    }
+}
+
+pub(crate) async fn set_ip_address_type(
+    svc: &Elbv2Service,
+    p: &Params,
+    ctx: &RequestContext,
+) -> Result<String, Elbv2Error> {
+    let arn = p.req("LoadBalancerArn")?.to_owned();
+    let ip_address_type = p.req("IpAddressType")?.to_owned();
+    let store = svc.store.as_ref();
+    let lb = commit_with_retry(store, || async {
+        let cur = load_balancer_by_arn(store, &ctx.region, &arn).await?;
+        let mut lb = cur.value.clone();
+        check_ip_address_type(svc.networks.is_some(), lb.lb_type, &ip_address_type)?;
+        if ip_address_type != "ipv4" && lb.scheme == "internal" {
+            return Err(Elbv2Error::InvalidConfiguration(
+                "Internal load balancers must use the 'ipv4' IP address type".into(),
+            ));
+        }
+        if ip_address_type == "dualstack"
+            && let Some(l) = lb
+                .listeners
+                .iter()
+                .find(|l| matches!(l.protocol.as_str(), "UDP" | "TCP_UDP"))
+        {
+            return Err(Elbv2Error::InvalidConfiguration(format!(
+                "A load balancer with a {} listener cannot use the dualstack IP address type",
+                l.protocol
+            )));
+        }
+        lb.ip_address_type = ip_address_type.clone();
+        let key = keys::load_balancer(&ctx.region, &lb.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &lb)?);
+        Ok((txn, lb))
+    })
+    .await?;
+    let mut w = XmlWriter::new();
     w.leaf("IpAddressType", &lb.ip_address_type);
     Ok(w.finish())
 }
@@ -510,4 +581,27 @@ pub(crate) async fn modify_attributes(
     let mut w = XmlWriter::new();
     wire::write_attributes(&mut w, &lb.attributes);
     Ok(w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dualstack_needs_ipv6_subnets_which_ec2_subnets_never_have() {
+        use LoadBalancerType::{Application, Network};
+        check_ip_address_type(true, Application, "ipv4").unwrap();
+        check_ip_address_type(true, Network, "ipv4").unwrap();
+        for t in ["dualstack", "dualstack-without-public-ipv4"] {
+            let e = check_ip_address_type(true, Application, t).unwrap_err();
+            assert_eq!(e.aws_code(), "InvalidSubnet");
+            assert!(e.to_string().contains(t), "{e}");
+            // Subnets stored as given (no EC2): the type is stored as given too.
+            check_ip_address_type(false, Application, t).unwrap();
+        }
+        let e = check_ip_address_type(false, Network, "dualstack-without-public-ipv4").unwrap_err();
+        assert_eq!(e.aws_code(), "InvalidConfigurationRequest");
+        let e = check_ip_address_type(false, Network, "ipv6").unwrap_err();
+        assert_eq!(e.aws_code(), "ValidationError");
+    }
 }

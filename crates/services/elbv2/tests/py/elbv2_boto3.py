@@ -366,6 +366,18 @@ expect_error("TooManyRules", elb.create_rule, ListenerArn=many[2], Priority=1,
 expect_error("ValidationError", elb.create_listener, LoadBalancerArn=app_arn, Protocol="UDP", Port=53, DefaultActions=udp_fwd)
 expect_error("UnsupportedProtocol", elb.create_listener, LoadBalancerArn=nlb_arn, Protocol="QUIC", Port=57, DefaultActions=udp_fwd)
 dual_arn = elb.create_load_balancer(Name="dual", Type="network", IpAddressType="dualstack")["LoadBalancers"][0]["LoadBalancerArn"]
+# SetIpAddressType: stored and reported; this server has no EC2 subnets, so dualstack is stored as given.
+check(elb.set_ip_address_type(LoadBalancerArn=dual_arn, IpAddressType="ipv4")["IpAddressType"] == "ipv4", "set ipv4")
+check(elb.describe_load_balancers(LoadBalancerArns=[dual_arn])["LoadBalancers"][0]["IpAddressType"] == "ipv4", "ipv4 reported")
+check(elb.set_ip_address_type(LoadBalancerArn=dual_arn, IpAddressType="dualstack")["IpAddressType"] == "dualstack", "set dualstack")
+expect_error("InvalidConfigurationRequest", elb.set_ip_address_type, LoadBalancerArn=dual_arn, IpAddressType="dualstack-without-public-ipv4")
+expect_error("InvalidConfigurationRequest", elb.set_ip_address_type, LoadBalancerArn=nlb_arn, IpAddressType="dualstack")
+expect_error("ValidationError", elb.set_ip_address_type, LoadBalancerArn=dual_arn, IpAddressType="ipv6")
+expect_error("ValidationError", elb.create_load_balancer, Name="badip", IpAddressType="ipv6")
+expect_error("LoadBalancerNotFound", elb.set_ip_address_type, LoadBalancerArn=other(dual_arn), IpAddressType="ipv4")
+internal = elb.create_load_balancer(Name="inside", Scheme="internal")["LoadBalancers"][0]["LoadBalancerArn"]
+expect_error("InvalidConfigurationRequest", elb.set_ip_address_type, LoadBalancerArn=internal, IpAddressType="dualstack")
+elb.delete_load_balancer(LoadBalancerArn=internal)
 expect_error("InvalidConfigurationRequest", elb.create_listener, LoadBalancerArn=dual_arn, Protocol="UDP", Port=53, DefaultActions=udp_fwd)
 for arn in [udp_l["ListenerArn"], both_l["ListenerArn"], tcp_l["ListenerArn"]]:
     elb.delete_listener(ListenerArn=arn)
