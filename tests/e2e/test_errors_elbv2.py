@@ -40,6 +40,7 @@ def test_missing_resources(gantry):
          dict(LoadBalancerArn=LB, Attributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "30"}])),
         (elb.set_subnets, dict(LoadBalancerArn=LB, Subnets=subnets)),
         (elb.set_security_groups, dict(LoadBalancerArn=LB, SecurityGroups=["sg-1"])),
+        (elb.set_ip_address_type, dict(LoadBalancerArn=LB, IpAddressType="ipv4")),
         (elb.describe_target_groups, dict(LoadBalancerArn=LB)),
         (elb.describe_listeners, dict(LoadBalancerArn=LB)),
         # The load balancer is checked before the target group it would forward to.
@@ -68,6 +69,9 @@ def test_missing_resources(gantry):
         (elb.describe_listeners, dict(ListenerArns=[LISTENER])),
         (elb.delete_listener, dict(ListenerArn=LISTENER)),
         (elb.modify_listener, dict(ListenerArn=LISTENER, Port=81)),
+        (elb.describe_listener_attributes, dict(ListenerArn=LISTENER)),
+        (elb.modify_listener_attributes,
+         dict(ListenerArn=LISTENER, Attributes=[{"Key": "routing.http.response.server.enabled", "Value": "true"}])),
         (elb.describe_rules, dict(ListenerArn=LISTENER)),
         (elb.create_rule, dict(ListenerArn=LISTENER, Priority=1, Actions=FORWARD_MISSING,
                                Conditions=[{"Field": "path-pattern", "Values": ["/a"]}])),
@@ -169,3 +173,28 @@ def test_creation_conflicts_and_validation(gantry):
     assert error_of(elb.delete_load_balancer, LoadBalancerArn=lb) == (
         400, "OperationNotPermitted",
         f"Load balancer '{lb}' cannot be deleted because deletion protection is enabled")
+
+
+def test_ip_address_type_on_ipv4_only_subnets(gantry):
+    elb = gantry.client("elbv2")
+    subnets = default_subnets(gantry)
+    no_ipv6 = (400, "InvalidSubnet",
+               "IP address type 'dualstack' needs subnets with an IPv6 CIDR block, and this server's subnets are IPv4 only")
+    assert error_of(elb.create_load_balancer, Name="dual", Subnets=subnets, IpAddressType="dualstack") == no_ipv6
+    lb = elb.create_load_balancer(Name="v4", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    assert error_of(elb.set_ip_address_type, LoadBalancerArn=lb, IpAddressType="dualstack") == no_ipv6
+    assert elb.set_ip_address_type(LoadBalancerArn=lb, IpAddressType="ipv4")["IpAddressType"] == "ipv4"
+    assert elb.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"][0]["IpAddressType"] == "ipv4"
+    assert error_of(elb.set_ip_address_type, LoadBalancerArn=lb, IpAddressType="ipv6")[:2] == (400, "ValidationError")
+    listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[
+        {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "204"}}])["Listeners"][0]["ListenerArn"]
+    assert error_of(elb.modify_listener_attributes, ListenerArn=listener,
+                    Attributes=[{"Key": "routing.http.response.server.enabled", "Value": "false"}]) == (
+        400, "InvalidConfigurationRequest",
+        "The value 'false' of 'routing.http.response.server.enabled' is not supported by gantry lb: only 'true' is")
+    assert error_of(elb.modify_listener_attributes, ListenerArn=listener,
+                    Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": "350"}]) == (
+        400, "InvalidConfigurationRequest", "Key 'tcp.idle_timeout.seconds' not valid")
+    limits = {l["Name"]: l["Max"] for l in elb.describe_account_limits()["Limits"]}
+    assert limits["application-load-balancers"] == "50" and limits["target-groups"] == "3000", limits
+    elb.delete_load_balancer(LoadBalancerArn=lb)
