@@ -232,6 +232,12 @@ fn served() -> Vec<Served> {
             serves: all,
         },
         Served {
+            model: "acm",
+            crate_dir: "acm",
+            spec: &gantry_acm::SPEC,
+            serves: |op| op.parse().is_ok_and(gantry_acm::AcmService::is_implemented),
+        },
+        Served {
             model: "application-autoscaling",
             crate_dir: "autoscaling",
             spec: &gantry_autoscaling::SPEC,

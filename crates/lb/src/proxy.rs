@@ -11,8 +11,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gantry_domain::lb::{
-    Action, HealthReport, LbConfig, ListenerFailure, LoadBalancerType, TargetGroupHealthReport,
-    TargetHealthObservation,
+    Action, HealthReport, LbConfig, ListenerFailure, LoadBalancerType, Target,
+    TargetGroupHealthReport, TargetHealthObservation,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -167,6 +167,24 @@ fn trace_id() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("Root=1-0-0"))
 }
 
+/// The targets of an `alb` target group, pointed at this proxy's own listeners: a target is an
+/// application load balancer (its ARN) and the port of one of its listeners, which this proxy
+/// serves on its bind address (loopback when it binds every address).
+fn alb_targets(targets: &[Target], bind: IpAddr) -> Vec<Target> {
+    let host = match bind {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        a => a,
+    };
+    targets
+        .iter()
+        .map(|t| Target {
+            address: Some(host.to_string()),
+            ..t.clone()
+        })
+        .collect()
+}
+
 impl Proxy {
     /// A proxy that opens listeners on `bind` (e.g. 127.0.0.1) with the ports of the
     /// configuration; `proxy_id` names it in health reports.
@@ -270,7 +288,11 @@ impl Proxy {
             let group = old.groups.get(&tg.arn).cloned().unwrap_or_else(|| {
                 Arc::new(Group::with_metrics(tg, self.inner.metrics.group(&tg.arn)))
             });
-            let (added, removed) = group.update(tg, &g.targets);
+            let (added, removed) = if tg.target_type == "alb" {
+                group.update(tg, &alb_targets(&g.targets, self.inner.bind))
+            } else {
+                group.update(tg, &g.targets)
+            };
             for t in removed {
                 t.stop_checker();
             }

@@ -1640,3 +1640,68 @@ async fn tcp_udp_listeners_serve_both_on_one_port() {
     drop(p);
     echo.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alb_targets_reach_the_application_load_balancer_served_by_the_same_proxy() {
+    let web = backend("web").await;
+    let g_web = group("web", &[], &[&web]);
+    let (alb_port, nlb_port) = (free_port(), free_port());
+    let mut cfg = config(
+        LoadBalancerType::Application,
+        vec![listener(alb_port, "HTTP", forward(&[(&g_web, 1)]), vec![])],
+        vec![g_web.clone()],
+    );
+    let alb_arn = "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/lb/0";
+    cfg.load_balancers[0].arn = alb_arn.into();
+    let mut g_alb = group("to-alb", &[], &[]);
+    g_alb.target_group.protocol = "TCP".into();
+    g_alb.target_group.target_type = "alb".into();
+    g_alb.target_group.port = Some(alb_port);
+    g_alb.targets = vec![Target {
+        id: alb_arn.into(),
+        port: alb_port,
+        address: None,
+        availability_zone: None,
+        registered_at: 0,
+        draining_until: None,
+    }];
+    let mut nlb = config(
+        LoadBalancerType::Network,
+        vec![listener(nlb_port, "TCP", forward(&[(&g_alb, 1)]), vec![])],
+        vec![g_alb.clone()],
+    )
+    .load_balancers
+    .remove(0);
+    nlb.arn = "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/net/nlb/1".into();
+    cfg.load_balancers.push(nlb);
+    cfg.target_groups.push(g_alb.clone());
+    // Bound on every address: the proxy reaches its own listener on loopback.
+    let p = Proxy::new("0.0.0.0".parse().unwrap(), "test-proxy");
+    p.apply(&cfg);
+    let c = client();
+    eventually(
+        5,
+        "the NLB port reaches the backend through the ALB",
+        || {
+            let c = c.clone();
+            async move {
+                let (status, _, body) = get(&c, nlb_port, "/hello", &[]).await;
+                status == 200 && body.contains("web")
+            }
+        },
+    )
+    .await;
+    assert!(web.hits.load(Ordering::Relaxed) >= 1);
+    let alb_group = g_alb.target_group.arn.clone();
+    eventually(5, "the ALB target passes its HTTP checks", || {
+        let (p, alb_group) = (p.clone(), alb_group.clone());
+        async move {
+            p.report().target_groups.iter().any(|g| {
+                g.target_group_arn == alb_group
+                    && g.targets.len() == 1
+                    && g.targets[0].state == TargetHealthState::Healthy
+            })
+        }
+    })
+    .await;
+}

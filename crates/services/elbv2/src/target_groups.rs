@@ -117,6 +117,17 @@ fn apply_health_check(hc: &mut HealthCheck, p: &Params, protocol: &str) -> Resul
     Ok(())
 }
 
+/// Target groups of type `alb` are health checked with HTTP or HTTPS.
+fn check_alb_health_check(target_type: &str, hc: &HealthCheck) -> Result<(), Elbv2Error> {
+    if target_type == "alb" && !is_http(&hc.protocol) {
+        return Err(Elbv2Error::validation(format!(
+            "Health check protocol '{}' is not supported for target groups with target type 'alb' (HTTP or HTTPS)",
+            hc.protocol
+        )));
+    }
+    Ok(())
+}
+
 /// `200`, `200,202`, `200-299` (codes 100-599).
 pub(crate) fn valid_matcher(m: &str) -> bool {
     let code = |s: &str| {
@@ -139,12 +150,7 @@ pub(crate) async fn create(
     validate_name(&name, "Target group")?;
     let target_type = p.get("TargetType").unwrap_or("instance").to_owned();
     match target_type.as_str() {
-        "instance" | "ip" => {}
-        "alb" => {
-            return Err(Elbv2Error::InvalidConfiguration(
-                "Target type 'alb' is not supported by Gantry: register the address and listener port of the gantry lb serving the application load balancer in an 'ip' target group instead".into(),
-            ));
-        }
+        "instance" | "ip" | "alb" => {}
         "lambda" => {
             return Err(Elbv2Error::InvalidConfiguration(
                 "Target type 'lambda' is not supported by Gantry: it does not run Lambda functions"
@@ -153,7 +159,7 @@ pub(crate) async fn create(
         }
         _ => {
             return Err(Elbv2Error::InvalidConfiguration(format!(
-                "Target type '{target_type}' is not supported by Gantry (instance or ip)"
+                "Target type '{target_type}' is not supported by Gantry (instance, ip or alb)"
             )));
         }
     }
@@ -163,6 +169,12 @@ pub(crate) async fn create(
             Elbv2Error::validation("A protocol must be specified for instance and ip target groups")
         })?
         .to_owned();
+    let alb = target_type == "alb";
+    if alb && protocol != "TCP" {
+        return Err(Elbv2Error::validation(format!(
+            "Target groups with target type 'alb' must use the TCP protocol, not '{protocol}'"
+        )));
+    }
     if !matches!(
         protocol.as_str(),
         "HTTP" | "HTTPS" | "TCP" | "UDP" | "TCP_UDP"
@@ -185,9 +197,16 @@ pub(crate) async fn create(
         }
     };
     let http = is_http(&protocol);
+    // An application load balancer target is checked over HTTP (its listener answers HTTP).
     let mut hc = HealthCheck {
         enabled: true,
-        protocol: if http { protocol.clone() } else { "TCP".into() },
+        protocol: if http {
+            protocol.clone()
+        } else if alb {
+            "HTTP".into()
+        } else {
+            "TCP".into()
+        },
         port: "traffic-port".into(),
         path: None,
         interval_seconds: 30,
@@ -197,6 +216,7 @@ pub(crate) async fn create(
         matcher: None,
     };
     apply_health_check(&mut hc, p, &protocol)?;
+    check_alb_health_check(&target_type, &hc)?;
     let protocol_version = match p.get("ProtocolVersion") {
         Some(v) if http => {
             if !matches!(v, "HTTP1" | "HTTP2" | "GRPC") {
@@ -339,6 +359,7 @@ pub(crate) async fn modify(
         let cur = target_group_by_arn(store, &ctx.region, arn).await?;
         let mut tg = cur.value.clone();
         apply_health_check(&mut tg.health_check, p, &tg.protocol.clone())?;
+        check_alb_health_check(&tg.target_type, &tg.health_check)?;
         let key = keys::target_group(&ctx.region, &tg.name);
         let txn = Txn::new()
             .require_revision(&key, cur.revision)

@@ -7,14 +7,16 @@
 
 use gantry_aws_proto::query::XmlWriter;
 use gantry_domain::EpochMillis;
-use gantry_domain::lb::{Target, TargetGroup};
+use gantry_domain::lb::{LoadBalancerType, Target, TargetGroup};
 use gantry_front::RequestContext;
 use gantry_store::{Store, StoreExt, Txn, Versioned, encode};
 
 use crate::error::Elbv2Error;
 use crate::health::{self, HealthRecord, TargetHealthInfo};
 use crate::wire::{self, Params};
-use crate::{Elbv2Service, all_load_balancers, keys, lbs_using, target_group_by_arn};
+use crate::{
+    Elbv2Service, all_load_balancers, keys, lbs_using, load_balancer_by_arn, target_group_by_arn,
+};
 
 /// A target to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,16 @@ fn check_target(tg: &TargetGroup, spec: &TargetSpec) -> Result<u16, Elbv2Error> 
             spec.id
         )));
     }
+    if tg.target_type == "alb" {
+        if Some(port) != tg.port {
+            return Err(Elbv2Error::InvalidTarget(format!(
+                "The port of target '{}' must be the target group's port {}",
+                spec.id,
+                tg.port.unwrap_or(0)
+            )));
+        }
+        return Ok(port);
+    }
     if spec.id.is_empty() || spec.id.contains('/') {
         return Err(Elbv2Error::InvalidTarget(format!(
             "The target id '{}' is not valid",
@@ -55,6 +67,63 @@ fn check_target(tg: &TargetGroup, spec: &TargetSpec) -> Result<u16, Elbv2Error> 
         )));
     }
     Ok(port)
+}
+
+/// Checks the targets of an `alb` target group: each names an application load balancer of the
+/// region with a listener on `port`, and the group holds at most one of them.
+async fn check_alb_targets(
+    store: &dyn Store,
+    region: &str,
+    tg: &TargetGroup,
+    specs: &[TargetSpec],
+    now: EpochMillis,
+) -> Result<(), Elbv2Error> {
+    let port = tg.port.unwrap_or(0);
+    let mut ids: Vec<&str> = Vec::new();
+    for spec in specs {
+        let lb = match load_balancer_by_arn(store, region, &spec.id).await {
+            Ok(lb) => lb.value,
+            Err(Elbv2Error::LoadBalancerNotFound(_)) => {
+                return Err(Elbv2Error::InvalidTarget(format!(
+                    "The application load balancer '{}' does not exist",
+                    spec.id
+                )));
+            }
+            Err(_) => {
+                return Err(Elbv2Error::InvalidTarget(format!(
+                    "The target id '{}' is not the ARN of an application load balancer",
+                    spec.id
+                )));
+            }
+        };
+        if lb.lb_type != LoadBalancerType::Application {
+            return Err(Elbv2Error::InvalidTarget(format!(
+                "The load balancer '{}' is not an application load balancer",
+                spec.id
+            )));
+        }
+        if !lb.listeners.iter().any(|l| l.port == port) {
+            return Err(Elbv2Error::InvalidTarget(format!(
+                "The application load balancer '{}' has no listener on port {port}, the port of the target group",
+                spec.id
+            )));
+        }
+        ids.push(spec.id.as_str());
+    }
+    let live = live_targets(store, region, &tg.name, now).await?;
+    ids.extend(
+        live.iter()
+            .filter(|t| t.draining_until.is_none())
+            .map(|t| t.id.as_str()),
+    );
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() > 1 {
+        return Err(Elbv2Error::InvalidTarget(
+            "A target group with target type 'alb' can have only one application load balancer as a target".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn register(
@@ -71,6 +140,9 @@ async fn register(
         let tg = target_group_by_arn(store, region, tg_arn).await?;
         let tg_key = keys::target_group(region, &tg.value.name);
         let mut txn = Txn::new().require_revision(&tg_key, tg.revision);
+        if tg.value.target_type == "alb" {
+            check_alb_targets(store, region, &tg.value, specs, now).await?;
+        }
         for spec in specs {
             let port = check_target(&tg.value, spec)?;
             let key = keys::target(region, &tg.value.name, &spec.id, port);

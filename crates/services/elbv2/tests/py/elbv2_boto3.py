@@ -324,8 +324,39 @@ check(both_tg["Protocol"] == "TCP_UDP" and both_tg["HealthCheckProtocol"] == "HT
 for proto in ["UDP", "TCP_UDP", "TLS"]:
     expect_error("ValidationError", elb.create_target_group, Name="badhc", Protocol="UDP", Port=53, HealthCheckProtocol=proto)
 expect_error("ValidationError", elb.modify_target_group, TargetGroupArn=udp_tg["TargetGroupArn"], HealthCheckProtocol="UDP")
-for tt in ["alb", "lambda"]:
-    expect_error("InvalidConfigurationRequest", elb.create_target_group, Name="badtt", Protocol="TCP", Port=80, TargetType=tt)
+expect_error("InvalidConfigurationRequest", elb.create_target_group, Name="badtt", Protocol="TCP", Port=80, TargetType="lambda")
+# --- an application load balancer as the target of a network load balancer ---
+alb_t_arn = elb.create_load_balancer(Name="alb-target")["LoadBalancers"][0]["LoadBalancerArn"]
+elb.create_listener(LoadBalancerArn=alb_t_arn, Protocol="HTTP", Port=8081,
+                    DefaultActions=[{"Type": "forward", "TargetGroupArn": tg2_arn}])
+alb_tg = elb.create_target_group(Name="to-alb", Protocol="TCP", Port=8081, VpcId="vpc-1", TargetType="alb")["TargetGroups"][0]
+check(alb_tg["TargetType"] == "alb" and alb_tg["HealthCheckProtocol"] == "HTTP" and alb_tg["HealthCheckPath"] == "/", alb_tg)
+alb_tg_arn = alb_tg["TargetGroupArn"]
+expect_error("ValidationError", elb.create_target_group, Name="badalb", Protocol="HTTP", Port=80, TargetType="alb")
+expect_error("ValidationError", elb.create_target_group, Name="badalb", Protocol="TCP", Port=80, TargetType="alb", HealthCheckProtocol="TCP")
+expect_error("ValidationError", elb.modify_target_group, TargetGroupArn=alb_tg_arn, HealthCheckProtocol="TCP")
+expect_error("InvalidTarget", elb.register_targets, TargetGroupArn=alb_tg_arn, Targets=[{"Id": other(alb_t_arn)}])
+expect_error("InvalidTarget", elb.register_targets, TargetGroupArn=alb_tg_arn, Targets=[{"Id": nlb_arn}])
+expect_error("InvalidTarget", elb.register_targets, TargetGroupArn=alb_tg_arn, Targets=[{"Id": "10.0.0.1"}])
+expect_error("InvalidTarget", elb.register_targets, TargetGroupArn=alb_tg_arn, Targets=[{"Id": alb_t_arn, "Port": 8082}])
+alb_tg9 = elb.create_target_group(Name="to-alb-9", Protocol="TCP", Port=9090, TargetType="alb")["TargetGroups"][0]["TargetGroupArn"]
+expect_error("InvalidTarget", elb.register_targets, TargetGroupArn=alb_tg9, Targets=[{"Id": alb_t_arn}])
+elb.register_targets(TargetGroupArn=alb_tg_arn, Targets=[{"Id": alb_t_arn}])
+th = elb.describe_target_health(TargetGroupArn=alb_tg_arn)["TargetHealthDescriptions"]
+check([(t["Target"]["Id"], t["Target"]["Port"]) for t in th] == [(alb_t_arn, 8081)], th)
+alb2_arn = elb.create_load_balancer(Name="alb-target2")["LoadBalancers"][0]["LoadBalancerArn"]
+elb.create_listener(LoadBalancerArn=alb2_arn, Protocol="HTTP", Port=8081,
+                    DefaultActions=[{"Type": "forward", "TargetGroupArn": tg2_arn}])
+expect_error("InvalidTarget", elb.register_targets, TargetGroupArn=alb_tg_arn, Targets=[{"Id": alb2_arn}])
+alb_l = elb.create_listener(LoadBalancerArn=nlb_arn, Protocol="TCP", Port=58,
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": alb_tg_arn}])["Listeners"][0]
+check(elb.describe_target_groups(Names=["to-alb"])["TargetGroups"][0]["LoadBalancerArns"] == [nlb_arn], "alb tg in use")
+elb.delete_listener(ListenerArn=alb_l["ListenerArn"])
+elb.deregister_targets(TargetGroupArn=alb_tg_arn, Targets=[{"Id": alb_t_arn}])
+for arn in [alb_tg_arn, alb_tg9]:
+    elb.delete_target_group(TargetGroupArn=arn)
+for arn in [alb_t_arn, alb2_arn]:
+    elb.delete_load_balancer(LoadBalancerArn=arn)
 udp_fwd = [{"Type": "forward", "TargetGroupArn": udp_tg["TargetGroupArn"]}]
 both_fwd = [{"Type": "forward", "TargetGroupArn": both_tg["TargetGroupArn"]}]
 tcp_fwd = [{"Type": "forward", "TargetGroupArn": tcp_tg["TargetGroupArn"]}]
