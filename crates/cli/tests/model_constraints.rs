@@ -351,8 +351,19 @@ fn unmatched(pattern: &Pattern) -> Option<String> {
 
 /// One violation of `shape`'s constraints (others may come with it), if one is easily made.
 fn violate(shape: &Shape) -> Option<Bad> {
+    violate_within(shape, 0)
+}
+
+/// [`violate`], looking at most `DEEPEST` members down: shapes may be recursive (ACM's
+/// SearchCertificates filters nest through `AND`/`OR`/`NOT`).
+fn violate_within(shape: &Shape, depth: usize) -> Option<Bad> {
     use serde_json::json;
     const LONGEST: u64 = 1 << 20;
+    const DEEPEST: usize = 12;
+    if depth > DEEPEST {
+        return None;
+    }
+    let violate = |s: &Shape| violate_within(s, depth + 1);
     match shape {
         Shape::Structure(members) => members
             .iter()
