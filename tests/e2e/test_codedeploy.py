@@ -306,7 +306,9 @@ def test_canary_deployment_shifts_traffic_and_completes(env):
         # The test listener serves green before production moves.
         wait_until(lambda: rule_weights(e, e.test_rule) == {e.blue: 0, e.green: 100}, timeout=120, interval=0.3,
                    what="test listener on the replacement")
-        assert sample(e.test_port) == {"v2"}
+        # The proxy follows the listener's new weights within moments of the API answering them.
+        wait_until(lambda: sample(e.test_port) == {"v2"}, timeout=30, interval=0.2,
+                   what="the test listener serving only v2")
         target = wait_until(lambda: (lambda t: t["ecsTarget"]["status"] == "InProgress" and len(
             t["ecsTarget"]["taskSetsInfo"]) == 2 and t)(e.cd.get_deployment_target(
                 deploymentId=dep, targetId=f"{CLUSTER}:web")["deploymentTarget"]), timeout=30, what="target")
@@ -323,7 +325,8 @@ def test_canary_deployment_shifts_traffic_and_completes(env):
     share, n = got[10]
     assert n > 300 and abs(share - 10) <= 5, f"the 10% canary served {share:.1f}% from v2 ({n} samples)"
     assert rule_weights(e, e.prod_rule) == {e.blue: 0, e.green: 100}
-    assert sample(e.prod_port) == {"v2"}
+    wait_until(lambda: sample(e.prod_port) == {"v2"}, timeout=30, interval=0.2,
+               what="production serving only v2")
     info = e.cd.get_deployment(deploymentId=dep)["deploymentInfo"]
     assert (info["status"], info["deploymentConfigName"], info["description"], info["computePlatform"]) == (
         "Succeeded", "CodeDeployDefault.ECSCanary10Percent5Minutes", "v2 canary", "ECS")
