@@ -38,6 +38,29 @@ pub fn ok_response_serialized(body: Vec<u8>, request_id: &str) -> Response {
     response
 }
 
+/// Parses a request body into `T` as [`parse_body`] does, but a mismatch never quotes the
+/// offending value (it may be a secret, a plaintext or a private key): the error names only its
+/// position.
+pub fn parse_body_unquoted<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => {
+                "request body does not match the operation's input"
+            }
+            _ => "malformed JSON in request body",
+        };
+        AwsError::client(
+            "SerializationException",
+            format!("{what} at line {} column {}", e.line(), e.column()),
+        )
+    })
+}
+
 /// Parses a request body into `T`.
 ///
 /// An empty (or all-whitespace) body counts as `{}`, as AWS does for operations whose input has
@@ -66,6 +89,21 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unquoted_parse_errors_name_the_position_only() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct In {
+            #[serde(rename = "SecretString")]
+            s: Option<u32>,
+        }
+        let e = parse_body_unquoted::<In>(br#"{"SecretString":"hunter2-pass"}"#).unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+        assert!(e.message.contains("line 1 column"), "{}", e.message);
+        assert!(parse_body_unquoted::<In>(b"  ").is_ok());
+    }
+
     use super::*;
     use http_body_util::BodyExt;
     use serde::Deserialize;

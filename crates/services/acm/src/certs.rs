@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gantry_aws_proto::AwsError;
 use gantry_aws_proto::pagination::{decode_token, encode_token};
 use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, TxnOutcome, encode};
@@ -70,23 +69,7 @@ impl CertificateRecord {
 
 /// Parses a request body without ever quoting it (it may hold a private key).
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AcmError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => {
-                "request body does not match the operation's input"
-            }
-            _ => "malformed JSON in request body",
-        };
-        AcmError::Wire(AwsError::client(
-            "SerializationException",
-            format!("{what} at line {} column {}", e.line(), e.column()),
-        ))
-    })
+    gantry_aws_proto::json::parse_body_unquoted(body).map_err(AcmError::Wire)
 }
 
 fn required<T>(v: Option<T>, member: &str) -> Result<T, AcmError> {

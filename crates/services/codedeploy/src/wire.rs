@@ -1,7 +1,6 @@
 //! Wire helpers shared by the CodeDeploy operations: body parsing, store keys, timestamps,
 //! pagination and the compare-and-swap commit.
 
-use gantry_aws_proto::AwsError;
 use gantry_aws_proto::pagination;
 use gantry_store::{Store, Txn, TxnOutcome};
 use serde::de::DeserializeOwned;
@@ -9,23 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::CodeDeployError;
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodeDeployError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => {
-                "request body does not match the operation's input"
-            }
-            _ => "malformed JSON in request body",
-        };
-        CodeDeployError::Wire(AwsError::client(
-            "SerializationException",
-            format!("{what} at line {} column {}", e.line(), e.column()),
-        ))
-    })
+    gantry_aws_proto::json::parse_body_unquoted(body).map_err(CodeDeployError::Wire)
 }
 
 pub fn application(region: &str, name: &str) -> String {

@@ -20,23 +20,7 @@ const MAX_CAS_ATTEMPTS: usize = 64;
 /// Parses a request body. Unlike the generic decoder, a mismatch never quotes the offending
 /// value (it may be a plaintext): only its position.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, KmsError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => {
-                "request body does not match the operation's input"
-            }
-            _ => "malformed JSON in request body",
-        };
-        KmsError::Wire(AwsError::client(
-            "SerializationException",
-            format!("{what} at line {} column {}", e.line(), e.column()),
-        ))
-    })
+    gantry_aws_proto::json::parse_body_unquoted(body).map_err(KmsError::Wire)
 }
 
 /// A required member, or KMS's validation error naming it.

@@ -26,23 +26,7 @@ pub const MAX_TAGS: usize = 50;
 /// Parses a request body. A mismatch never quotes the offending value (it may be a secret):
 /// only its position.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, SmError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => {
-                "request body does not match the operation's input"
-            }
-            _ => "malformed JSON in request body",
-        };
-        SmError::Wire(AwsError::client(
-            "SerializationException",
-            format!("{what} at line {} column {}", e.line(), e.column()),
-        ))
-    })
+    gantry_aws_proto::json::parse_body_unquoted(body).map_err(SmError::Wire)
 }
 
 /// A required member, or the model's validation error naming it.

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gantry_aws_proto::AwsError;
 use gantry_aws_proto::pagination;
 use gantry_front::RequestContext;
 use gantry_store::{Store, Txn, TxnOutcome};
@@ -20,23 +19,7 @@ pub const MAX_NAME: usize = 1011;
 pub const MAX_LEVELS: usize = 15;
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, SsmError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => {
-                "request body does not match the operation's input"
-            }
-            _ => "malformed JSON in request body",
-        };
-        SsmError::Wire(AwsError::client(
-            "SerializationException",
-            format!("{what} at line {} column {}", e.line(), e.column()),
-        ))
-    })
+    gantry_aws_proto::json::parse_body_unquoted(body).map_err(SsmError::Wire)
 }
 
 pub fn required<T>(v: Option<T>, member: &str) -> Result<T, SsmError> {
