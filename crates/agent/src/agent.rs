@@ -129,8 +129,7 @@ pub async fn uninstall(cfg: AgentConfig) -> Result<(), AgentError> {
         tracing::info!(container_instance = %arn, "agent's containers and chains removed");
     }
     for (name, attached) in runtime.subnet_networks().await? {
-        if attached == 0 {
-            runtime.remove_network(&name).await?;
+        if attached == 0 && runtime.remove_network(&name).await? {
             tracing::info!(network = %name, "unused subnet network removed");
         }
     }

@@ -740,10 +740,19 @@ impl ContainerRuntime for DockerRuntime {
         Ok(out)
     }
 
-    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+    async fn remove_network(&self, name: &str) -> Result<bool, RuntimeError> {
         match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(true),
+            // Docker refuses (403) a network with endpoints: a container joined it since it
+            // was seen unused.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 403,
+                message,
+            }) if message.contains("active endpoints") => {
+                tracing::info!(network = %name, "network left in place: a container joined it");
+                Ok(false)
+            }
             Err(e) => Err(engine(e)),
         }
     }
@@ -786,8 +795,7 @@ impl DockerRuntime {
                 });
             if overlaps && net.containers.as_ref().is_none_or(|c| c.is_empty()) {
                 tracing::info!(network = %name, "removing an unused Gantry network that holds the block");
-                self.remove_network(&name).await?;
-                removed = true;
+                removed |= self.remove_network(&name).await?;
             }
         }
         Ok(removed)

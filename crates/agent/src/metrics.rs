@@ -230,7 +230,7 @@ impl ContainerRuntime for MeteredRuntime {
         self.timed("list_networks", self.inner.subnet_networks())
             .await
     }
-    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+    async fn remove_network(&self, name: &str) -> Result<bool, RuntimeError> {
         self.timed("remove_network", self.inner.remove_network(name))
             .await
     }

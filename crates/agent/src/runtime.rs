@@ -288,6 +288,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> Result<(), RuntimeError>;
     /// Gantry's subnet networks: (name, containers attached).
     async fn subnet_networks(&self) -> Result<Vec<(String, usize)>, RuntimeError>;
-    /// Removes a network; missing is not an error.
-    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Removes a network no container uses; whether it is gone. A network a container joined
+    /// meanwhile (another agent's task on a shared host) stays, answering `false`; missing is
+    /// not an error.
+    async fn remove_network(&self, name: &str) -> Result<bool, RuntimeError>;
 }
