@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 pub const ACCESS_KEY: &str = "AKIDTESTREGISTRY";
 pub const SECRET_KEY: &str = "test-secret-key";
 pub const ACCOUNT: &str = "000000000000";
+pub const REGION: &str = "us-east-1";
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -75,6 +76,7 @@ pub fn config(dir: &std::path::Path) -> RegistryConfig {
     RegistryConfig {
         data_dir: dir.to_path_buf(),
         account_id: ACCOUNT.into(),
+        default_region: REGION.into(),
         token_secret: b"test-token-secret".to_vec(),
     }
 }
@@ -108,7 +110,7 @@ impl TestRegistry {
             let _ = axum::serve(listener, app).await;
         });
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let password = reg.mint_password(ACCESS_KEY);
+        let password = reg.mint_password(ACCESS_KEY, REGION);
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"))
@@ -139,7 +141,7 @@ impl TestRegistry {
 
     pub fn ctx(&self) -> EcrContext {
         EcrContext {
-            region: "us-east-1".into(),
+            region: REGION.into(),
             access_key_id: ACCESS_KEY.into(),
             registry_host: self.host(),
             keys: None,
