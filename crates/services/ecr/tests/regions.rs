@@ -8,32 +8,11 @@ mod common;
 use common::*;
 use gantry_ecr::RegistryOptions;
 use gantry_store::{Store, Txn};
-use serde_json::{Value, json};
-
-async fn ecr_in(
-    t: &TestRegistry,
-    region: &str,
-    op: &str,
-    body: Value,
-) -> Result<Value, gantry_aws_proto::AwsError> {
-    let mut ctx = t.ctx();
-    ctx.region = region.into();
-    t.reg
-        .handle_ecr(op, body.to_string().as_bytes(), &ctx)
-        .await
-}
-
-fn auth_in(t: &TestRegistry, region: &str) -> String {
-    use base64::Engine as _;
-    let password = t.reg.mint_password(ACCESS_KEY, region);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"))
-    )
-}
+use serde_json::json;
 
 async fn names_in(t: &TestRegistry, region: &str) -> Vec<String> {
-    let v = ecr_in(t, region, "DescribeRepositories", json!({}))
+    let v = t
+        .ecr_in(region, "DescribeRepositories", json!({}))
         .await
         .unwrap();
     v["repositories"]
@@ -48,16 +27,14 @@ async fn names_in(t: &TestRegistry, region: &str) -> Vec<String> {
 async fn each_region_has_its_own_repositories_and_images() {
     let t = TestRegistry::start().await;
     t.create_repo("app").await;
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-west-2",
         "CreateRepository",
         json!({"repositoryName": "app", "imageTagMutability": "IMMUTABLE"}),
     )
     .await
     .unwrap();
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-west-2",
         "CreateRepository",
         json!({"repositoryName": "west-only"}),
@@ -67,20 +44,20 @@ async fn each_region_has_its_own_repositories_and_images() {
     assert_eq!(names_in(&t, "us-east-1").await, ["app"]);
     assert_eq!(names_in(&t, "us-west-2").await, ["app", "west-only"]);
     assert!(names_in(&t, "eu-west-1").await.is_empty());
-    let west = ecr_in(
-        &t,
-        "us-west-2",
-        "DescribeRepositories",
-        json!({"repositoryNames": ["app"]}),
-    )
-    .await
-    .unwrap();
+    let west = t
+        .ecr_in(
+            "us-west-2",
+            "DescribeRepositories",
+            json!({"repositoryNames": ["app"]}),
+        )
+        .await
+        .unwrap();
     assert_eq!(west["repositories"][0]["imageTagMutability"], "IMMUTABLE");
 
     // An image pushed in us-east-1 (the test client's password region) is not in us-west-2.
     let layer = random_bytes(1000);
     let (digest, manifest) = t.push_image("app", "v1", &[&layer]).await;
-    let west_auth = auth_in(&t, "us-west-2");
+    let west_auth = t.auth_in("us-west-2");
     let r = t
         .req_auth(
             "GET",
@@ -102,14 +79,10 @@ async fn each_region_has_its_own_repositories_and_images() {
         )
         .await;
     assert_eq!(r.status, 404, "a blob is readable only where it is linked");
-    let images = ecr_in(
-        &t,
-        "us-west-2",
-        "ListImages",
-        json!({"repositoryName": "app"}),
-    )
-    .await
-    .unwrap();
+    let images = t
+        .ecr_in("us-west-2", "ListImages", json!({"repositoryName": "app"}))
+        .await
+        .unwrap();
     assert_eq!(images["imageIds"], json!([]));
 
     // An AWS-style host names the region for an access key (which names none).
@@ -187,9 +160,7 @@ async fn records_written_before_regions_are_the_default_regions_after_an_upgrade
     };
     let t = TestRegistry::start_with(options.clone()).await;
     t.create_repo("team/app").await;
-    ecr_in(
-        &t,
-        "us-east-1",
+    t.ecr_in("us-east-1",
         "PutLifecyclePolicy",
         json!({"repositoryName": "team/app", "lifecyclePolicyText": json!({"rules": [{
             "rulePriority": 1, "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 5},
@@ -211,14 +182,14 @@ async fn records_written_before_regions_are_the_default_regions_after_an_upgrade
     assert!(t.store.get("ecr/repo/team/app").await.unwrap().is_none());
     assert_eq!(names_in(&t, "us-east-1").await, ["team/app"]);
     assert!(names_in(&t, "us-west-2").await.is_empty());
-    let policy = ecr_in(
-        &t,
-        "us-east-1",
-        "GetLifecyclePolicy",
-        json!({"repositoryName": "team/app"}),
-    )
-    .await
-    .unwrap();
+    let policy = t
+        .ecr_in(
+            "us-east-1",
+            "GetLifecyclePolicy",
+            json!({"repositoryName": "team/app"}),
+        )
+        .await
+        .unwrap();
     assert!(
         policy["lifecyclePolicyText"]
             .as_str()

@@ -12,19 +12,6 @@ use common::*;
 use gantry_ecr::RegistryOptions;
 use serde_json::{Value, json};
 
-async fn ecr_in(
-    t: &TestRegistry,
-    region: &str,
-    op: &str,
-    body: Value,
-) -> Result<Value, gantry_aws_proto::AwsError> {
-    let mut ctx = t.ctx();
-    ctx.region = region.into();
-    t.reg
-        .handle_ecr(op, body.to_string().as_bytes(), &ctx)
-        .await
-}
-
 fn err(r: Result<Value, gantry_aws_proto::AwsError>) -> (String, String) {
     match r {
         Ok(v) => panic!("expected an error, got {v}"),
@@ -42,7 +29,8 @@ fn config() -> Value {
 #[tokio::test]
 async fn configuration_is_per_region_and_validated() {
     let t = TestRegistry::start().await;
-    let empty = ecr_in(&t, "us-east-1", "DescribeRegistry", json!({}))
+    let empty = t
+        .ecr_in("us-east-1", "DescribeRegistry", json!({}))
         .await
         .unwrap();
     assert_eq!(
@@ -50,83 +38,75 @@ async fn configuration_is_per_region_and_validated() {
         json!({"registryId": ACCOUNT, "replicationConfiguration": {"rules": []}})
     );
 
-    let put = ecr_in(
-        &t,
-        "us-east-1",
-        "PutReplicationConfiguration",
-        json!({"replicationConfiguration": config()}),
-    )
-    .await
-    .unwrap();
+    let put = t
+        .ecr_in(
+            "us-east-1",
+            "PutReplicationConfiguration",
+            json!({"replicationConfiguration": config()}),
+        )
+        .await
+        .unwrap();
     assert_eq!(put, json!({"replicationConfiguration": config()}));
-    let got = ecr_in(&t, "us-east-1", "DescribeRegistry", json!({}))
+    let got = t
+        .ecr_in("us-east-1", "DescribeRegistry", json!({}))
         .await
         .unwrap();
     assert_eq!(got["replicationConfiguration"], config());
     // Another region's registry has its own (empty) configuration.
-    let west = ecr_in(&t, "us-west-2", "DescribeRegistry", json!({}))
+    let west = t
+        .ecr_in("us-west-2", "DescribeRegistry", json!({}))
         .await
         .unwrap();
     assert_eq!(west["replicationConfiguration"], json!({"rules": []}));
 
     // A destination in the source region is refused as ECR refuses it.
-    let (code, msg) = err(ecr_in(
-        &t,
-        "us-west-2",
-        "PutReplicationConfiguration",
-        json!({"replicationConfiguration": config()}),
-    )
-    .await);
+    let (code, msg) = err(t
+        .ecr_in(
+            "us-west-2",
+            "PutReplicationConfiguration",
+            json!({"replicationConfiguration": config()}),
+        )
+        .await);
     assert_eq!(code, "InvalidParameterException");
     assert_eq!(
         msg,
         "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: 'Replication destination cannot be the same as the source registry'"
     );
-    let (code, msg) = err(ecr_in(
-        &t,
-        "us-east-1",
-        "PutReplicationConfiguration",
-        json!({"replicationConfiguration": {"rules": [{
+    let (code, msg) = err(t
+        .ecr_in(
+            "us-east-1",
+            "PutReplicationConfiguration",
+            json!({"replicationConfiguration": {"rules": [{
             "destinations": [{"region": "us-west-2", "registryId": "123456789012"}]}]}}),
-    )
-    .await);
+        )
+        .await);
     assert_eq!(code, "InvalidParameterException");
     assert!(
         msg.contains("cross-account replication is not supported"),
         "{msg}"
     );
     // Refusals leave the stored configuration alone; an empty one clears it.
-    let got = ecr_in(&t, "us-east-1", "DescribeRegistry", json!({}))
+    let got = t
+        .ecr_in("us-east-1", "DescribeRegistry", json!({}))
         .await
         .unwrap();
     assert_eq!(got["replicationConfiguration"], config());
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-east-1",
         "PutReplicationConfiguration",
         json!({"replicationConfiguration": {"rules": []}}),
     )
     .await
     .unwrap();
-    let got = ecr_in(&t, "us-east-1", "DescribeRegistry", json!({}))
+    let got = t
+        .ecr_in("us-east-1", "DescribeRegistry", json!({}))
         .await
         .unwrap();
     assert_eq!(got["replicationConfiguration"], json!({"rules": []}));
 }
 
-/// `Authorization` for `/v2/` with a password issued in `region`.
-fn auth_in(t: &TestRegistry, region: &str) -> String {
-    use base64::Engine as _;
-    let password = t.reg.mint_password(ACCESS_KEY, region);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"))
-    )
-}
-
 async fn status_of(t: &TestRegistry, repo: &str, image_id: Value) -> Value {
-    ecr_in(
-        t,
+    t.ecr_in(
         "us-east-1",
         "DescribeImageReplicationStatus",
         json!({"repositoryName": repo, "imageId": image_id}),
@@ -143,8 +123,7 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
         ..RegistryOptions::default()
     };
     let t = TestRegistry::start_with(options.clone()).await;
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-east-1",
         "PutReplicationConfiguration",
         json!({"replicationConfiguration": config()}),
@@ -152,8 +131,7 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
     .await
     .unwrap();
     // The destination region's creation template for replication: immutable tags.
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-west-2",
         "CreateRepositoryCreationTemplate",
         json!({"prefix": "prod", "appliedFor": ["REPLICATION"], "imageTagMutability": "IMMUTABLE"}),
@@ -171,13 +149,13 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
         status_of(&t, "prod/api", json!({"imageTag": "v1"})).await,
         json!([{"region": "us-west-2", "registryId": ACCOUNT, "status": "IN_PROGRESS"}])
     );
-    let (code, _) = err(ecr_in(
-        &t,
-        "us-west-2",
-        "DescribeRepositories",
-        json!({"repositoryNames": ["prod/api"]}),
-    )
-    .await);
+    let (code, _) = err(t
+        .ecr_in(
+            "us-west-2",
+            "DescribeRepositories",
+            json!({"repositoryNames": ["prod/api"]}),
+        )
+        .await);
     assert_eq!(code, "RepositoryNotFoundException");
     // A repository no rule selects replicates nowhere.
     assert_eq!(
@@ -190,14 +168,14 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
     let t = TestRegistry::start_on(dir, store, options.clone()).await;
     assert_eq!(t.reg.replicate_pending().await.unwrap(), 1);
     assert_eq!(t.reg.replicate_pending().await.unwrap(), 0);
-    let status = ecr_in(
-        &t,
-        "us-east-1",
-        "DescribeImageReplicationStatus",
-        json!({"repositoryName": "prod/api", "imageId": {"imageTag": "v1"}}),
-    )
-    .await
-    .unwrap();
+    let status = t
+        .ecr_in(
+            "us-east-1",
+            "DescribeImageReplicationStatus",
+            json!({"repositoryName": "prod/api", "imageId": {"imageTag": "v1"}}),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         status,
         json!({
@@ -208,7 +186,8 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
     );
 
     // The destination region has the repository (from the template) and the image, byte-exact.
-    let west = ecr_in(&t, "us-west-2", "DescribeRepositories", json!({}))
+    let west = t
+        .ecr_in("us-west-2", "DescribeRepositories", json!({}))
         .await
         .unwrap();
     let names: Vec<&str> = west["repositories"]
@@ -225,19 +204,19 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
             .unwrap()
             .starts_with("arn:aws:ecr:us-west-2:")
     );
-    let got = ecr_in(
-        &t,
-        "us-west-2",
-        "BatchGetImage",
-        json!({"repositoryName": "prod/api", "imageIds": [{"imageTag": "v1"}]}),
-    )
-    .await
-    .unwrap();
+    let got = t
+        .ecr_in(
+            "us-west-2",
+            "BatchGetImage",
+            json!({"repositoryName": "prod/api", "imageIds": [{"imageTag": "v1"}]}),
+        )
+        .await
+        .unwrap();
     assert_eq!(got["images"][0]["imageManifest"], manifest);
     assert_eq!(got["images"][0]["imageId"]["imageDigest"], digest);
 
     // /v2/ with a us-west-2 password reads the replica; us-east-1 keeps its own.
-    let west_auth = auth_in(&t, "us-west-2");
+    let west_auth = t.auth_in("us-west-2");
     let layer_digest = sha256(&layer);
     let r = t
         .req_auth(
@@ -263,16 +242,14 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
     assert_eq!(r.error_code(), "NAME_UNKNOWN");
 
     // The source image deleted and collected: the replica keeps its blobs.
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-east-1",
         "BatchDeleteImage",
         json!({"repositoryName": "prod/api", "imageIds": [{"imageTag": "v1"}]}),
     )
     .await
     .unwrap();
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-east-1",
         "BatchDeleteImage",
         json!({"repositoryName": "dev/api", "imageIds": [{"imageTag": "v1"}]}),
@@ -314,8 +291,7 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
 #[tokio::test]
 async fn an_index_replicates_with_its_children_and_every_pushed_tag() {
     let t = TestRegistry::start().await;
-    ecr_in(
-        &t,
+    t.ecr_in(
         "us-east-1",
         "PutReplicationConfiguration",
         json!({"replicationConfiguration": {"rules": [
@@ -347,16 +323,16 @@ async fn an_index_replicates_with_its_children_and_every_pushed_tag() {
     // index's pending jobs).
     assert_eq!(t.reg.replicate_pending().await.unwrap(), 4);
     for region in ["eu-west-1", "us-west-2"] {
-        let got = ecr_in(
-            &t,
-            region,
-            "BatchGetImage",
-            json!({"repositoryName": "multi", "imageIds": [
+        let got = t
+            .ecr_in(
+                region,
+                "BatchGetImage",
+                json!({"repositoryName": "multi", "imageIds": [
                 {"imageTag": "latest"}, {"imageTag": "stable"}, {"imageTag": "amd64"},
                 {"imageDigest": child}]}),
-        )
-        .await
-        .unwrap();
+            )
+            .await
+            .unwrap();
         assert_eq!(got["failures"], json!([]), "{region}: {got}");
         let bodies: Vec<&str> = got["images"]
             .as_array()

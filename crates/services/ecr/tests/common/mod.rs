@@ -154,6 +154,29 @@ impl TestRegistry {
             .await
     }
 
+    /// An ECR API call signed for `region`.
+    pub async fn ecr_in(
+        &self,
+        region: &str,
+        op: &str,
+        body: Value,
+    ) -> Result<Value, gantry_aws_proto::AwsError> {
+        let mut ctx = self.ctx();
+        ctx.region = region.into();
+        self.reg
+            .handle_ecr(op, body.to_string().as_bytes(), &ctx)
+            .await
+    }
+
+    /// `Authorization` for `/v2/` with a password issued in `region`.
+    pub fn auth_in(&self, region: &str) -> String {
+        let password = self.reg.mint_password(ACCESS_KEY, region);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"))
+        )
+    }
+
     pub async fn create_repo(&self, name: &str) {
         self.ecr("CreateRepository", json!({"repositoryName": name}))
             .await
