@@ -60,7 +60,8 @@ pub struct Identity {
     sessions: Mutex<SessionPolicies>,
     /// Resource-based policies (ECR repository policies), looked up by the composition root.
     resource_policies: Option<Arc<dyn ResourcePolicies>>,
-    /// The region of registry resource ARNs (`/v2/` requests carry no SigV4 scope).
+    /// The server's region: the request context of the agents' channels, which are checked
+    /// without a SigV4 region of their own. (A `/v2/` request's region comes with it.)
     region: String,
 }
 

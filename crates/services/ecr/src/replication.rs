@@ -345,6 +345,20 @@ impl crate::Registry {
     /// Copies one job's image and records how it ended; `false` when it stays pending.
     async fn run_job(&self, key: &str, job: Versioned<JobRecord>) -> Result<bool, RegistryError> {
         let j = &job.value;
+        match self.get_repo(&j.source_region, &j.repository).await {
+            Err(RegistryError::NameUnknown { .. }) => {
+                // The source repository was deleted (with its images' statuses): nothing to
+                // copy and nobody to report to.
+                let txn = Txn::new().require_revision(key, job.revision).delete(key);
+                let ended = self.controller_store().commit(txn).await?.is_committed();
+                if ended {
+                    tracing::info!(source = %j.source_region, repository = %j.repository, digest = %j.digest, "replication dropped: the source repository was deleted");
+                }
+                return Ok(ended);
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
         let copied = self.copy_image(j).await;
         let (status, failure) = match &copied {
             Ok(()) => (COMPLETE, None),
@@ -391,7 +405,6 @@ impl crate::Registry {
             j.destination.region.as_str(),
             j.repository.as_str(),
         );
-        self.get_repo(src, repo).await?;
         if self.get_repo(dst, repo).await.is_err() {
             self.create_repo_from_template(dst, repo, "REPLICATION")
                 .await?;

@@ -360,3 +360,40 @@ async fn an_index_replicates_with_its_children_and_every_pushed_tag() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_job_of_a_deleted_source_repository_is_dropped() {
+    let t = TestRegistry::start().await;
+    t.ecr_in(
+        "us-east-1",
+        "PutReplicationConfiguration",
+        json!({"replicationConfiguration": config()}),
+    )
+    .await
+    .unwrap();
+    t.create_repo("prod/gone").await;
+    t.push_image("prod/gone", "v1", &[&random_bytes(100)]).await;
+    t.ecr(
+        "DeleteRepository",
+        json!({"repositoryName": "prod/gone", "force": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.reg.replicate_pending().await.unwrap(), 1);
+    assert_eq!(t.reg.replicate_pending().await.unwrap(), 0);
+    let (code, _) = err(t
+        .ecr_in(
+            "us-west-2",
+            "DescribeRepositories",
+            json!({"repositoryNames": ["prod/gone"]}),
+        )
+        .await);
+    assert_eq!(code, "RepositoryNotFoundException");
+    // Re-created, the repository has no status left from before.
+    t.create_repo("prod/gone").await;
+    let (digest, _) = t.push_image("prod/gone", "v2", &[&random_bytes(100)]).await;
+    assert_eq!(
+        status_of(&t, "prod/gone", json!({"imageDigest": digest})).await,
+        json!([{"region": "us-west-2", "registryId": ACCOUNT, "status": "IN_PROGRESS"}])
+    );
+}
