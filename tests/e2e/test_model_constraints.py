@@ -35,6 +35,19 @@ def test_logs_limits(gantry):
     assert "Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+" in message
     # Within the limits, the service answers.
     assert logs.describe_log_groups(limit=50)["logGroups"] == []
+    # Resource policies: the model's limits are checked before the service's own (5,120 characters).
+    assert error_of(logs.describe_resource_policies, limit=51) == (
+        400, "InvalidParameterException",
+        "1 validation error detected: Value '51' at 'limit' failed to satisfy constraint: "
+        "Member must have value less than or equal to 50")
+    status, code, message = error_of(logs.put_resource_policy, policyName="p", policyDocument="x" * 51201)
+    assert (status, code) == (400, "InvalidParameterException")
+    assert message.endswith("at 'policyDocument' failed to satisfy constraint: "
+                            "Member must have length less than or equal to 51200"), message[-200:]
+    status, code, message = error_of(logs.delete_resource_policy, policyName="p", expectedRevisionId="")
+    assert message == ("1 validation error detected: Value '' at 'expectedRevisionId' failed to satisfy "
+                       "constraint: Member must have length greater than or equal to 1")
+    assert logs.describe_resource_policies(limit=50)["resourcePolicies"] == []
 
 
 def test_ecr_limits(gantry):
