@@ -168,20 +168,80 @@ def test_documents_and_members_are_validated(server):
     assert [p["policyName"] for p in logs.describe_resource_policies()["resourcePolicies"]] == ["p"]
 
 
-def test_resource_scoped_members_are_refused_not_dropped(server):
+def test_a_log_group_has_one_resource_scoped_policy_guarded_by_its_revision(server):
     logs = server.client("logs", region_name="ca-central-1")
     logs.create_log_group(logGroupName="scoped")
     arn = logs.describe_log_groups()["logGroups"][0]["logGroupArn"]
-    for call, kw in [
-        (logs.put_resource_policy, dict(policyName="p", policyDocument=ROUTE53, resourceArn=arn)),
-        (logs.put_resource_policy, dict(policyName="p", policyDocument=ROUTE53, expectedRevisionId="1")),
-        (logs.delete_resource_policy, dict(policyName="p", resourceArn=arn, expectedRevisionId="1")),
-        (logs.describe_resource_policies, dict(resourceArn=arn)),
-        (logs.describe_resource_policies, dict(policyScope="RESOURCE")),
-    ]:
-        status, code, message = error_of(call, **kw)
-        assert (status, code) == (400, "InvalidParameterException"), (call.__name__, kw)
-        assert message.startswith("Resource-scoped policies are not supported"), message
+    out = logs.put_resource_policy(policyName="deliveries", policyDocument=ROUTE53, resourceArn=arn)
+    first = out["resourcePolicy"]
+    assert (first["policyName"], first["policyScope"], first["resourceArn"]) == ("deliveries", "RESOURCE", arn)
+    assert first["policyDocument"] == ROUTE53
+    assert out["revisionId"] == first["revisionId"] and first["revisionId"]
+    # Resource-scoped policies are not account policies, and do not count toward the ten.
+    assert logs.describe_resource_policies()["resourcePolicies"] == []
+    assert logs.describe_resource_policies(policyScope="RESOURCE", resourceArn=arn)["resourcePolicies"] == [first]
+    assert logs.describe_resource_policies(resourceArn=f"{arn}:*")["resourcePolicies"] == [first]
+    assert logs.describe_resource_policies(policyScope="RESOURCE")["resourcePolicies"] == [first]
+
+    # Changing it takes the current revision; a stale or missing one is refused.
+    status, code, message = error_of(logs.put_resource_policy, policyName="deliveries", policyDocument=ROUTE53,
+                                     resourceArn=arn)
+    assert (status, code) == (400, "InvalidParameterException") and first["revisionId"] in message, message
+    status, code, message = error_of(logs.put_resource_policy, policyName="deliveries", policyDocument=ROUTE53,
+                                     resourceArn=arn, expectedRevisionId="stale")
+    assert (status, code) == (400, "OperationAbortedException") and "'stale'" in message, message
+    doc = json.dumps({"Statement": {"Effect": "Allow", "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": arn}})
+    second = logs.put_resource_policy(policyName="deliveries", policyDocument=doc, resourceArn=arn,
+                                      expectedRevisionId=first["revisionId"])["resourcePolicy"]
+    assert second["policyDocument"] == doc and second["revisionId"] != first["revisionId"]
+
+    # Deleting takes the name and the current revision.
+    assert error_of(logs.delete_resource_policy, policyName="deliveries", resourceArn=arn) == (
+        400, "InvalidParameterException",
+        "1 validation error detected: Value null at 'expectedRevisionId' failed to satisfy constraint: "
+        "Member must not be null")
+    assert error_of(logs.delete_resource_policy, policyName="other", resourceArn=arn,
+                    expectedRevisionId=second["revisionId"]) == (
+        400, "ResourceNotFoundException", "Policy with name [other] does not exist.")
+    assert error_of(logs.delete_resource_policy, policyName="deliveries", resourceArn=arn,
+                    expectedRevisionId=first["revisionId"])[1] == "OperationAbortedException"
+    logs.delete_resource_policy(policyName="deliveries", resourceArn=arn, expectedRevisionId=second["revisionId"])
+    assert logs.describe_resource_policies(resourceArn=arn)["resourcePolicies"] == []
+
+    # A first policy takes no expectedRevisionId; deleting the group deletes its policy.
+    assert error_of(logs.put_resource_policy, policyName="p", policyDocument=ROUTE53, resourceArn=arn,
+                    expectedRevisionId="1")[1] == "OperationAbortedException"
+    logs.put_resource_policy(policyName="p", policyDocument=ROUTE53, resourceArn=arn)
+    logs.delete_log_group(logGroupName="scoped")
+    logs.create_log_group(logGroupName="scoped")
+    assert logs.describe_resource_policies(resourceArn=arn)["resourcePolicies"] == []
+
+
+def test_resource_scoped_errors(server):
+    logs = server.client("logs", region_name="ap-northeast-1")
+    missing = "arn:aws:logs:ap-northeast-1:000000000000:log-group:nope"
+    group_not_found = (400, "ResourceNotFoundException", "The specified log group does not exist.")
+    assert error_of(logs.put_resource_policy, policyName="p", policyDocument=ROUTE53,
+                    resourceArn=missing) == group_not_found
+    assert error_of(logs.describe_resource_policies, resourceArn=missing) == group_not_found
+    assert error_of(logs.delete_resource_policy, policyName="p", resourceArn=missing,
+                    expectedRevisionId="1") == group_not_found
+    for arn in ["arn:aws:logs:eu-west-1:000000000000:log-group:elsewhere",
+                "arn:aws:logs:ap-northeast-1:000000000000:destination:d",
+                "not-an-arn"]:
+        status, code, message = error_of(logs.put_resource_policy, policyName="p", policyDocument=ROUTE53,
+                                         resourceArn=arn)
+        assert (status, code) == (400, "InvalidParameterException") and f"'{arn}'" in message, message
+    # Account policies have no revision.
+    for call, kw in [(logs.put_resource_policy, dict(policyName="p", policyDocument=ROUTE53)),
+                     (logs.delete_resource_policy, dict(policyName="p"))]:
+        status, code, message = error_of(call, expectedRevisionId="1", **kw)
+        assert (status, code) == (400, "InvalidParameterException") and "'1'" in message, message
+    logs.create_log_group(logGroupName="g")
+    status, code, message = error_of(logs.describe_resource_policies, policyScope="ACCOUNT",
+                                     resourceArn=missing.replace("nope", "g"))
+    assert (status, code) == (400, "InvalidParameterException"), message
     assert logs.describe_resource_policies()["resourcePolicies"] == []
 
 

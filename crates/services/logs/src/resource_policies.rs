@@ -1,32 +1,48 @@
 //! Account resource policies: PutResourcePolicy, DescribeResourcePolicies, DeleteResourcePolicy.
 //!
-//! A region's policies are one record (`logs/resourcepolicies/{region}`), a map by name, written
-//! by compare-and-swap: AWS allows at most [`MAX_POLICIES`] per region, and one record keeps that
-//! limit under concurrent writers. Documents are checked as CloudWatch Logs checks them (JSON,
-//! shaped as a policy, at most [`MAX_DOCUMENT_CHARS`] characters) and returned as written; they
-//! are stored and listed, not evaluated. Resource-scoped policies (`resourceArn`,
-//! `expectedRevisionId`, `policyScope` `RESOURCE`) are refused with a clear error.
+//! Account policies (no `resourceArn`): a region's are one record
+//! (`logs/resourcepolicies/{region}`), a map by name, written by compare-and-swap: AWS allows at
+//! most [`MAX_POLICIES`] per region, and one record keeps that limit under concurrent writers.
+//! Resource-scoped policies (`resourceArn` of a log group): one per group
+//! (`logs/grouppolicy/{region}/{group}`), written only with the group's current revision held
+//! and the policy's `revisionId` given back as `expectedRevisionId`; deleting the group deletes
+//! its policy. Documents are checked as CloudWatch Logs checks them (JSON, shaped as a policy, at
+//! most [`MAX_DOCUMENT_CHARS`] characters) and returned as written; they are stored and listed,
+//! not evaluated.
 
 use std::collections::BTreeMap;
 
 use gantry_front::RequestContext;
-use gantry_store::{StoreExt, Txn, encode};
+use gantry_store::{StoreExt, Txn, Versioned, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::wire::{commit_with_retry, limit, paginate, parse, required, with_token};
-use crate::{LogsError, LogsService};
+use crate::model::LogGroup;
+use crate::wire::{
+    check_group_name, commit_with_retry, group_arn, group_name_from_arn, limit, load_group,
+    paginate, parse, required, with_token,
+};
+use crate::{LogsError, LogsService, keys};
 
 /// Most account resource policies per region (AWS's quota).
 pub const MAX_POLICIES: usize = 10;
 /// Longest policy document CloudWatch Logs takes, in characters (the model allows 51,200; the
 /// service's own limit is lower).
 pub const MAX_DOCUMENT_CHARS: usize = 5120;
-/// The one `policyScope` served.
 const ACCOUNT: &str = "ACCOUNT";
+const RESOURCE: &str = "RESOURCE";
 
 fn policies_key(region: &str) -> String {
     format!("logs/resourcepolicies/{region}")
+}
+
+fn group_policies_prefix(region: &str) -> String {
+    format!("logs/grouppolicy/{region}/")
+}
+
+/// Where the resource policy of log group `group` is stored.
+pub(crate) fn group_policy_key(region: &str, group: &str) -> String {
+    format!("{}{group}", group_policies_prefix(region))
 }
 
 /// A stored account resource policy.
@@ -44,6 +60,29 @@ impl ResourcePolicy {
             "policyDocument": self.document,
             "lastUpdatedTime": self.last_updated_time,
             "policyScope": ACCOUNT,
+        })
+    }
+}
+
+/// The resource policy of one log group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct GroupPolicy {
+    name: String,
+    group: String,
+    document: String,
+    last_updated_time: u64,
+    revision_id: String,
+}
+
+impl GroupPolicy {
+    fn to_wire(&self, ctx: &RequestContext) -> Value {
+        json!({
+            "policyName": self.name,
+            "policyDocument": self.document,
+            "lastUpdatedTime": self.last_updated_time,
+            "policyScope": RESOURCE,
+            "resourceArn": group_arn(ctx, &self.group),
+            "revisionId": self.revision_id,
         })
     }
 }
@@ -142,22 +181,55 @@ fn check_principal(p: &Value) -> Result<(), LogsError> {
     Ok(())
 }
 
-/// Refuses the members of resource-scoped policies, which are not served.
-fn refuse_resource_scope(
-    resource_arn: Option<&String>,
-    expected_revision_id: Option<&String>,
+/// The log group a `resourceArn` names (its ARN, optionally with `:*`), which must exist.
+async fn resource_group(
+    svc: &LogsService,
+    ctx: &RequestContext,
+    arn: &str,
+) -> Result<(String, Versioned<LogGroup>), LogsError> {
+    let name = group_name_from_arn(ctx, arn).ok_or_else(|| {
+        LogsError::invalid(format!(
+            "Invalid resourceArn '{arn}': resource policies attach only to log groups of this account and region (arn:aws:logs:{}:{}:log-group:NAME).",
+            ctx.region, ctx.account_id
+        ))
+    })?;
+    check_group_name(name)?;
+    let group = load_group(svc, ctx, name).await?;
+    Ok((name.to_owned(), group))
+}
+
+/// `expectedRevisionId` on an account policy, which has no revision.
+fn refuse_revision_without_resource(expected: Option<&String>) -> Result<(), LogsError> {
+    match expected {
+        Some(rev) => Err(LogsError::invalid(format!(
+            "expectedRevisionId '{rev}' applies only to resource-scoped policies: give resourceArn, or omit expectedRevisionId for an account policy."
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks `expected` against the group's current policy: absent for a first policy, its
+/// `revisionId` afterwards.
+fn check_revision(
+    arn: &str,
+    current: Option<&GroupPolicy>,
+    expected: Option<&String>,
 ) -> Result<(), LogsError> {
-    if let Some(arn) = resource_arn {
-        return Err(LogsError::invalid(format!(
-            "Resource-scoped policies are not supported on this endpoint: resourceArn '{arn}' cannot be used; omit resourceArn to manage account policies."
-        )));
+    match (current, expected) {
+        (None, None) => Ok(()),
+        (Some(c), Some(e)) if c.revision_id == *e => Ok(()),
+        (None, Some(e)) => Err(LogsError::OperationAborted(format!(
+            "The resource {arn} has no resource policy, so expectedRevisionId '{e}' does not match; omit it to create the policy."
+        ))),
+        (Some(c), Some(e)) => Err(LogsError::OperationAborted(format!(
+            "expectedRevisionId '{e}' does not match the current revision '{}' of the resource policy of {arn}.",
+            c.revision_id
+        ))),
+        (Some(c), None) => Err(LogsError::invalid(format!(
+            "The resource {arn} already has a resource policy; give its revisionId '{}' as expectedRevisionId to change it.",
+            c.revision_id
+        ))),
     }
-    if let Some(rev) = expected_revision_id {
-        return Err(LogsError::invalid(format!(
-            "Resource-scoped policies are not supported on this endpoint: expectedRevisionId '{rev}' cannot be used; account policies have no revision."
-        )));
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -175,10 +247,24 @@ pub(crate) async fn put(
     ctx: &RequestContext,
 ) -> Result<Value, LogsError> {
     let req: PutResourcePolicyRequest = parse(body)?;
-    refuse_resource_scope(req.resource_arn.as_ref(), req.expected_revision_id.as_ref())?;
     let name = required(req.policy_name, "policyName")?;
     let document = required(req.policy_document, "policyDocument")?;
     check_document(&document)?;
+    match &req.resource_arn {
+        Some(arn) => put_on_group(svc, ctx, arn, name, document, req.expected_revision_id).await,
+        None => {
+            refuse_revision_without_resource(req.expected_revision_id.as_ref())?;
+            put_on_account(svc, ctx, name, document).await
+        }
+    }
+}
+
+async fn put_on_account(
+    svc: &LogsService,
+    ctx: &RequestContext,
+    name: String,
+    document: String,
+) -> Result<Value, LogsError> {
     let key = policies_key(&ctx.region);
     let policy = ResourcePolicy {
         name: name.clone(),
@@ -203,6 +289,40 @@ pub(crate) async fn put(
     Ok(json!({"resourcePolicy": policy.to_wire()}))
 }
 
+async fn put_on_group(
+    svc: &LogsService,
+    ctx: &RequestContext,
+    arn: &str,
+    name: String,
+    document: String,
+    expected: Option<String>,
+) -> Result<Value, LogsError> {
+    let policy = commit_with_retry(svc.store.as_ref(), || async {
+        let (group, g) = resource_group(svc, ctx, arn).await?;
+        let gkey = keys::group(&ctx.region, &group);
+        let pkey = group_policy_key(&ctx.region, &group);
+        let current = svc.store.get_typed::<GroupPolicy>(&pkey).await?;
+        check_revision(arn, current.as_ref().map(|c| &c.value), expected.as_ref())?;
+        let policy = GroupPolicy {
+            name: name.clone(),
+            group: group.clone(),
+            document: document.clone(),
+            last_updated_time: ctx.now,
+            revision_id: ctx.request_id.clone(),
+        };
+        let txn = Txn::new()
+            .require_revision(&gkey, g.revision)
+            .require_revision(&pkey, current.map_or(0, |c| c.revision))
+            .put(&pkey, encode(&pkey, &policy)?);
+        Ok((txn, policy))
+    })
+    .await?;
+    Ok(json!({
+        "resourcePolicy": policy.to_wire(ctx),
+        "revisionId": policy.revision_id,
+    }))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DeleteResourcePolicyRequest {
@@ -217,11 +337,31 @@ pub(crate) async fn delete(
     ctx: &RequestContext,
 ) -> Result<Value, LogsError> {
     let req: DeleteResourcePolicyRequest = parse(body)?;
-    refuse_resource_scope(req.resource_arn.as_ref(), req.expected_revision_id.as_ref())?;
     let name = required(req.policy_name, "policyName")?;
-    let key = policies_key(&ctx.region);
     let missing =
         || LogsError::ResourceNotFound(format!("Policy with name [{name}] does not exist."));
+    if let Some(arn) = &req.resource_arn {
+        let expected = required(req.expected_revision_id.clone(), "expectedRevisionId")?;
+        commit_with_retry(svc.store.as_ref(), || async {
+            let (group, _) = resource_group(svc, ctx, arn).await?;
+            let pkey = group_policy_key(&ctx.region, &group);
+            let Some(current) = svc.store.get_typed::<GroupPolicy>(&pkey).await? else {
+                return Err(missing());
+            };
+            if current.value.name != name {
+                return Err(missing());
+            }
+            check_revision(arn, Some(&current.value), Some(&expected))?;
+            let txn = Txn::new()
+                .require_revision(&pkey, current.revision)
+                .delete(&pkey);
+            Ok((txn, ()))
+        })
+        .await?;
+        return Ok(json!({}));
+    }
+    refuse_revision_without_resource(req.expected_revision_id.as_ref())?;
+    let key = policies_key(&ctx.region);
     commit_with_retry(svc.store.as_ref(), || async {
         let Some(current) = svc.store.get_typed::<RegionPolicies>(&key).await? else {
             return Err(missing());
@@ -258,31 +398,44 @@ pub(crate) async fn describe(
 ) -> Result<Value, LogsError> {
     let req: DescribeResourcePoliciesRequest = parse(body)?;
     let limit = limit(req.limit, 50, 50)?;
-    match req.policy_scope.as_deref() {
-        None | Some(ACCOUNT) => {}
-        Some("RESOURCE") => {
-            return Err(LogsError::invalid(
-                "Resource-scoped policies are not supported on this endpoint: policyScope 'RESOURCE' cannot be used; omit policyScope or use 'ACCOUNT'.",
-            ));
+    let items: Vec<(String, Value)> = match (req.policy_scope.as_deref(), &req.resource_arn) {
+        (None | Some(ACCOUNT), None) => svc
+            .store
+            .get_typed::<RegionPolicies>(&policies_key(&ctx.region))
+            .await?
+            .map(|v| v.value)
+            .unwrap_or_default()
+            .policies
+            .into_values()
+            .map(|p| (p.name.clone(), p.to_wire()))
+            .collect(),
+        (Some(ACCOUNT), Some(arn)) => {
+            return Err(LogsError::invalid(format!(
+                "resourceArn '{arn}' names a resource-scoped policy: use policyScope RESOURCE (or omit policyScope) with it."
+            )));
         }
-        Some(other) => {
+        (None | Some(RESOURCE), Some(arn)) => {
+            let (group, _) = resource_group(svc, ctx, arn).await?;
+            svc.store
+                .get_typed::<GroupPolicy>(&group_policy_key(&ctx.region, &group))
+                .await?
+                .map(|p| (p.value.group.clone(), p.value.to_wire(ctx)))
+                .into_iter()
+                .collect()
+        }
+        (Some(RESOURCE), None) => svc
+            .store
+            .scan_all_typed::<GroupPolicy>(&group_policies_prefix(&ctx.region))
+            .await?
+            .into_iter()
+            .map(|p| (p.value.group.clone(), p.value.to_wire(ctx)))
+            .collect(),
+        (Some(other), _) => {
             return Err(LogsError::invalid(format!(
                 "1 validation error detected: Value '{other}' at 'policyScope' failed to satisfy constraint: Member must satisfy enum value set: [ACCOUNT, RESOURCE]"
             )));
         }
-    }
-    refuse_resource_scope(req.resource_arn.as_ref(), None)?;
-    let all = svc
-        .store
-        .get_typed::<RegionPolicies>(&policies_key(&ctx.region))
-        .await?
-        .map(|v| v.value)
-        .unwrap_or_default();
-    let items: Vec<(String, Value)> = all
-        .policies
-        .into_values()
-        .map(|p| (p.name.clone(), p.to_wire()))
-        .collect();
+    };
     let (page, next) = paginate(items, req.next_token.as_deref(), limit, false)?;
     Ok(with_token(json!({"resourcePolicies": page}), next))
 }
