@@ -6,19 +6,13 @@ import time
 from pathlib import Path
 
 import botocore.config
-import pytest
 from botocore.exceptions import ClientError
+
+from conftest import error_of
 
 GROUP_NOT_FOUND = (400, "ResourceNotFoundException", "The specified log group does not exist.")
 STREAM_NOT_FOUND = (400, "ResourceNotFoundException", "The specified log stream does not exist.")
 QUERY_ID = "00000000-0000-0000-0000-000000000000"
-
-
-def error_of(call, *args, **kw):
-    with pytest.raises(ClientError) as e:
-        call(*args, **kw)
-    err = e.value.response["Error"]
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], err["Code"], err["Message"]
 
 
 def now_ms():

@@ -9,7 +9,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Gantry
+from conftest import Gantry, error_of
 
 NO_CLIENT_CHECKS = botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1})
 
@@ -30,13 +30,6 @@ def server(tmp_path_factory):
     g = Gantry(tmp_path_factory.mktemp("resourcepolicies") / "data").start()
     yield g
     g.stop()
-
-
-def error_of(call, *args, **kw):
-    with pytest.raises(ClientError) as e:
-        call(*args, **kw)
-    err = e.value.response["Error"]
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], err["Code"], err["Message"]
 
 
 def test_put_describe_update_and_delete(server):

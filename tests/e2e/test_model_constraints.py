@@ -2,18 +2,11 @@
 service with AWS's wording, as boto3 sees them."""
 
 import botocore.config
-import pytest
-from botocore.exceptions import ClientError
+
+from conftest import error_of
 
 # botocore checks `min` itself unless told not to; the server must check it too.
 NO_CLIENT_CHECKS = botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1})
-
-
-def error_of(call, *args, **kw):
-    with pytest.raises(ClientError) as e:
-        call(*args, **kw)
-    err = e.value.response["Error"]
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], err["Code"], err["Message"]
 
 
 def test_logs_limits(gantry):
