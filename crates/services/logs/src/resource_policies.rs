@@ -1,4 +1,4 @@
-//! Account resource policies: PutResourcePolicy, DescribeResourcePolicies, DeleteResourcePolicy.
+//! Resource policies: PutResourcePolicy, DescribeResourcePolicies, DeleteResourcePolicy.
 //!
 //! Account policies (no `resourceArn`): a region's are one record
 //! (`logs/resourcepolicies/{region}`), a map by name, written by compare-and-swap: AWS allows at
@@ -483,6 +483,35 @@ mod tests {
         assert!(
             message.starts_with("The policyDocument is not valid JSON"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_resource_policy_changes_only_at_its_current_revision() {
+        let arn = "arn:aws:logs:us-east-1:000000000000:log-group:g";
+        let current = GroupPolicy {
+            name: "p".into(),
+            group: "g".into(),
+            document: "{}".into(),
+            last_updated_time: 0,
+            revision_id: "r1".into(),
+        };
+        let r1 = "r1".to_owned();
+        let r0 = "r0".to_owned();
+        assert!(check_revision(arn, None, None).is_ok());
+        assert!(check_revision(arn, Some(&current), Some(&r1)).is_ok());
+        let code = |r: Result<(), LogsError>| r.unwrap_err().aws_code();
+        assert_eq!(
+            code(check_revision(arn, Some(&current), Some(&r0))),
+            "OperationAbortedException"
+        );
+        assert_eq!(
+            code(check_revision(arn, None, Some(&r1))),
+            "OperationAbortedException"
+        );
+        assert_eq!(
+            code(check_revision(arn, Some(&current), None)),
+            "InvalidParameterException"
         );
     }
 
