@@ -58,15 +58,7 @@ async fn each_region_has_its_own_repositories_and_images() {
     let layer = random_bytes(1000);
     let (digest, manifest) = t.push_image("app", "v1", &[&layer]).await;
     let west_auth = t.auth_in("us-west-2");
-    let r = t
-        .req_auth(
-            "GET",
-            "/v2/app/manifests/v1",
-            &[("accept", OCI_MANIFEST)],
-            Vec::new(),
-            Some(&west_auth),
-        )
-        .await;
+    let r = t.get_as("app/manifests/v1", &west_auth).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "MANIFEST_UNKNOWN");
     let r = t

@@ -218,26 +218,10 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
     // /v2/ with a us-west-2 password reads the replica; us-east-1 keeps its own.
     let west_auth = t.auth_in("us-west-2");
     let layer_digest = sha256(&layer);
-    let r = t
-        .req_auth(
-            "GET",
-            "/v2/prod/api/manifests/v1",
-            &[("accept", OCI_MANIFEST)],
-            Vec::new(),
-            Some(&west_auth),
-        )
-        .await;
+    let r = t.get_as("prod/api/manifests/v1", &west_auth).await;
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[..], manifest.as_bytes());
-    let r = t
-        .req_auth(
-            "GET",
-            "/v2/dev/api/manifests/v1",
-            &[("accept", OCI_MANIFEST)],
-            Vec::new(),
-            Some(&west_auth),
-        )
-        .await;
+    let r = t.get_as("dev/api/manifests/v1", &west_auth).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "NAME_UNKNOWN");
 
@@ -258,13 +242,7 @@ async fn pushed_images_are_copied_into_the_destination_region_across_restart_and
     .unwrap();
     t.reg.maintenance_pass().await.unwrap();
     let r = t
-        .req_auth(
-            "GET",
-            &format!("/v2/prod/api/blobs/{layer_digest}"),
-            &[],
-            Vec::new(),
-            Some(&west_auth),
-        )
+        .get_as(&format!("prod/api/blobs/{layer_digest}"), &west_auth)
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[..], &layer[..]);

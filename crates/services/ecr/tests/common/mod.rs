@@ -177,6 +177,18 @@ impl TestRegistry {
         )
     }
 
+    /// `GET /v2/<path>` (an OCI manifest accepted) with `auth`.
+    pub async fn get_as(&self, path: &str, auth: &str) -> Resp {
+        self.req_auth(
+            "GET",
+            &format!("/v2/{path}"),
+            &[("accept", OCI_MANIFEST)],
+            Vec::new(),
+            Some(auth),
+        )
+        .await
+    }
+
     pub async fn create_repo(&self, name: &str) {
         self.ecr("CreateRepository", json!({"repositoryName": name}))
             .await
