@@ -44,6 +44,12 @@ def registry_creds(ecr):
     return base64.b64decode(token).decode()
 
 
+def docker_as(config_dir, *args, input=None):
+    """docker with its own client configuration (the login of one region's password)."""
+    env = dict(os.environ, DOCKER_CONFIG=str(config_dir))
+    return subprocess.run(["docker", *args], capture_output=True, text=True, input=input, env=env, timeout=300)
+
+
 def wait_replicated(ecr, repo, image_id, timeout=60.0):
     """The image's replication statuses once none is IN_PROGRESS (polled until `timeout`)."""
     deadline = time.monotonic() + timeout
@@ -116,6 +122,22 @@ def test_image_pushed_in_us_east_1_is_pulled_from_us_west_2(tmp_path):
         inspect = json.loads(skopeo("inspect", "--tls-verify=false", "--creds", f"AWS:{west_password}",
                                     f"docker://{described['repositoryUri']}:v1").stdout)
         assert inspect["Digest"] == digest
+        # docker logged in with us-west-2's password pulls us-west-2's image, and not us-east-1's.
+        docker_config = tmp_path / "docker-west"
+        docker_config.mkdir()
+        login = docker_as(docker_config, "login", "--username", "AWS", "--password-stdin", g.registry,
+                          input=west_password)
+        assert login.returncode == 0, login.stderr
+        pulled = f"{described['repositoryUri']}:v1"
+        try:
+            pull = docker_as(docker_config, "pull", pulled)
+            assert pull.returncode == 0, pull.stderr
+            assert digest in docker_as(docker_config, "image", "inspect", "--format",
+                                       "{{json .RepoDigests}}", pulled).stdout
+            refused = docker_as(docker_config, "pull", f"{g.registry}/{other}:v1")
+            assert refused.returncode != 0
+        finally:
+            docker("rmi", "-f", pulled, check=False)
         out_dir = tmp_path / "pulled"
         skopeo("copy", "--src-tls-verify=false", "--src-creds", west_creds,
                f"docker://{described['repositoryUri']}:v1", f"oci:{out_dir}:v1")
