@@ -2,18 +2,22 @@
 docker-registry on loopback with htpasswd authentication) and a Secrets Manager secret with its
 credentials; the first pull of an image through Gantry's registry (skopeo, docker) fetches it
 from the upstream into a repository created from the repository creation template, and later
-pulls are served by Gantry even once the upstream is gone. The API's errors are AWS's."""
+pulls are served by Gantry even once the upstream is gone. A cached tag follows the upstream's
+tag once the refresh interval has passed (24 hours, as ECR; shortened here). The API's errors
+are AWS's."""
 
 import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
 import botocore.exceptions
 import pytest
 
+from conftest import Gantry
 from images import build_busybox_image, docker
 
 LIFECYCLE = json.dumps({"rules": [{"rulePriority": 1, "description": "keep 5",
@@ -115,6 +119,78 @@ def test_first_pull_fetches_from_the_upstream_and_later_pulls_need_it_no_more(ga
     assert validated["isValid"] is False and validated["failure"]
 
     assert reg["password"].encode() not in Path(gantry.log.name).read_bytes()
+
+
+def test_a_cached_tag_follows_the_upstream_after_the_refresh_interval(private_registry, tmp_path):
+    require_skopeo()
+    reg = private_registry
+    refresh = 2
+    gantry = Gantry(tmp_path / "data").start(extra_args=["--pull-through-refresh-interval", str(refresh)])
+    try:
+        ecr = gantry.client("ecr")
+        name = f"team/moving-{uuid.uuid4().hex[:8]}"
+        up_creds = f"{reg['user']}:{reg['password']}"
+
+        def push_upstream(page):
+            local = build_busybox_image(tmp_path, f"gantry-e2e/ptc-{uuid.uuid4().hex[:8]}:src", page=page)
+            try:
+                p = skopeo("copy", "--dest-tls-verify=false", "--dest-creds", up_creds,
+                           f"docker-daemon:{local}", f"docker://{reg['host']}/{name}:v1")
+                assert p.returncode == 0, p.stderr
+            finally:
+                docker("rmi", local, check=False)
+            p = skopeo("inspect", "--tls-verify=false", "--creds", up_creds, f"docker://{reg['host']}/{name}:v1")
+            assert p.returncode == 0, p.stderr
+            return json.loads(p.stdout)["Digest"]
+
+        d1 = push_upstream("one\n")
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="hub", upstreamRegistryUrl=f"http://{reg['host']}",
+                                           credentialArn=upstream_secret(gantry, reg))
+        password = gantry.aws("ecr", "get-login-password").stdout.strip()
+        creds = f"AWS:{password}"
+        cached = f"docker://{gantry.registry}/hub/{name}:v1"
+
+        def digest_through_gantry():
+            p = skopeo("inspect", "--tls-verify=false", "--creds", creds, cached)
+            assert p.returncode == 0, p.stderr
+            return json.loads(p.stdout)["Digest"]
+
+        assert digest_through_gantry() == d1
+        # The upstream's tag moves to a changed image.
+        d2 = push_upstream("two\n")
+        assert d2 != d1
+        # Once the interval has passed since the tag was cached, a pull by tag fetches it.
+        deadline = time.monotonic() + 60
+        seen = digest_through_gantry()
+        while seen != d2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            seen = digest_through_gantry()
+        assert seen == d2
+        # The tag moved; the old image stays, untagged, as in ECR.
+        images = ecr.describe_images(repositoryName=f"hub/{name}")["imageDetails"]
+        assert sorted((i["imageDigest"], i.get("imageTags", [])) for i in images) == sorted([(d1, []), (d2, ["v1"])])
+        pulled = f"{gantry.registry}/hub/{name}:v1"
+        docker("login", "--username", "AWS", "--password-stdin", gantry.registry, input=password)
+        try:
+            docker("pull", pulled)
+            assert docker("run", "--rm", pulled, "cat", "/www/index.html").stdout == "two\n"
+        finally:
+            docker("rmi", "-f", pulled, check=False)
+            docker("logout", gantry.registry, check=False)
+
+        # The upstream goes away: once the tag is due for a check again, the check fails and the
+        # cached image is served, by skopeo and docker alike.
+        reg["stop"]()
+        time.sleep(refresh + 0.5)
+        assert digest_through_gantry() == d2
+        out = tmp_path / "oci-after-upstream"
+        p = skopeo("copy", "--src-tls-verify=false", "--src-creds", creds, cached, f"oci:{out}:v1")
+        assert p.returncode == 0, p.stderr
+        log = Path(gantry.log.name).read_bytes()
+        assert b"could not be checked for a newer image" in log
+        assert reg["password"].encode() not in log
+    finally:
+        gantry.stop()
 
 
 def test_pull_through_cache_rules_and_templates_answer_aws_errors(gantry, private_registry):

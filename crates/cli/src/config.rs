@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// out and below 90 % of it before scaling in, as HIGH,LOW (AWS: 3,15; shorter for tests).
     #[arg(long, env = "GANTRY_TARGET_TRACKING_PERIODS", default_value = "3,15")]
     pub target_tracking_periods: String,
+    /// Seconds a tag cached through an ECR pull through cache is served before a pull by tag
+    /// checks the upstream registry for a newer image (ECR: 24 hours; shorter for tests).
+    #[arg(long, env = "GANTRY_PULL_THROUGH_REFRESH_INTERVAL", default_value_t = 86_400)]
+    pub pull_through_refresh_interval: u64,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -495,6 +499,8 @@ pub struct ServerConfig {
     /// How long one minute of deployment bake times and hook timeouts lasts.
     pub deployment_minute: std::time::Duration,
     pub tracking_periods: gantry_autoscaling::TrackingPeriods,
+    /// How long a cached pull through cache tag is served before it is checked upstream.
+    pub pull_through_refresh: std::time::Duration,
     /// Whether the root key pair is accepted as registry Basic credentials.
     pub registry_root_basic_auth: bool,
     /// The state store.
@@ -564,6 +570,9 @@ impl ServerArgs {
             ),
             deployment_minute: std::time::Duration::from_millis(self.deployment_minute_ms.max(1)),
             tracking_periods: tracking_periods(&self.target_tracking_periods)?,
+            pull_through_refresh: std::time::Duration::from_secs(
+                self.pull_through_refresh_interval,
+            ),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,
             pool_provisioners: self
@@ -612,6 +621,7 @@ impl UpArgs {
             alarm_evaluation_interval: std::time::Duration::from_secs(60),
             deployment_minute: std::time::Duration::from_secs(60),
             tracking_periods: gantry_autoscaling::TrackingPeriods::default(),
+            pull_through_refresh: std::time::Duration::from_secs(86_400),
             registry_root_basic_auth: self.identity.registry_root_basic_auth,
             host_access: self.identity.host_access()?,
             pool_provisioners: Default::default(),

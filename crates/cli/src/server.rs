@@ -636,10 +636,19 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         account_id: cfg.account_id.clone(),
         token_secret: load_or_create_secret(&cfg.data_dir, "registry-token-secret")?,
     };
+    let registry_options = gantry_ecr::RegistryOptions {
+        pull_through_refresh: cfg.pull_through_refresh,
+        ..gantry_ecr::RegistryOptions::default()
+    };
     let registry = match &cfg.blob_store {
-        None => Registry::open(registry_cfg, store.clone(), registry_creds.clone())
-            .await
-            .context("opening the registry")?,
+        None => Registry::open_with_options(
+            registry_cfg,
+            store.clone(),
+            registry_creds.clone(),
+            registry_options,
+        )
+        .await
+        .context("opening the registry")?,
         Some(s3) => {
             let blobs = gantry_ecr::S3BlobStore::open(s3)
                 .await
@@ -650,7 +659,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
                 store.clone(),
                 registry_creds.clone(),
                 Arc::new(blobs),
-                gantry_ecr::RegistryOptions::default(),
+                registry_options,
             )
             .await
             .context("opening the registry")?

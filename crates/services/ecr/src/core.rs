@@ -66,6 +66,9 @@ pub enum PushMode {
     Oci,
     PutImage,
     Replication,
+    /// An image fetched by a pull through cache: a tag it names records when it was synced
+    /// with the upstream, even when it already named this image.
+    PullThrough,
 }
 
 /// The result of a manifest push.
@@ -671,21 +674,25 @@ impl Registry {
                 let cur = self.store.get(&tkey).await?;
                 let cur_tag = cur.as_ref().map(dec::<TagRecord>).transpose()?;
                 let same = cur_tag.as_ref().is_some_and(|t| t.value.digest == digest);
-                if !same {
-                    if cur_tag.is_some() && !r.value.tag_is_mutable(tag) {
-                        return Err(RegistryError::TagImmutable {
-                            repository: repo.to_owned(),
-                            tag: tag.clone(),
-                        });
-                    }
+                if !same && cur_tag.is_some() && !r.value.tag_is_mutable(tag) {
+                    return Err(RegistryError::TagImmutable {
+                        repository: repo.to_owned(),
+                        tag: tag.clone(),
+                    });
+                }
+                if !same || mode == PushMode::PullThrough {
                     let rec = TagRecord {
                         digest: digest.clone(),
-                        updated_at: now,
+                        updated_at: match &cur_tag {
+                            Some(t) if same => t.value.updated_at,
+                            _ => now,
+                        },
+                        upstream_synced_at: (mode == PushMode::PullThrough).then_some(now),
                     };
                     txn = txn
                         .require_revision(&tkey, cur_tag.as_ref().map(|t| t.revision).unwrap_or(0))
                         .put(&tkey, enc(&tkey, &rec)?);
-                    changed = true;
+                    changed |= !same;
                 }
             }
             if mode == PushMode::PutImage && !changed {

@@ -517,7 +517,20 @@ async fn manifest_get(
 ) -> Result<Response, RegistryError> {
     let reference = Reference::parse(reference)?;
     let m = match ctx.reg.resolve(&ctx.region, name, &reference).await {
-        Ok(m) => m,
+        // A cached tag of a pull through cache is checked against the upstream once per
+        // refresh interval (a digest names one image forever). Without
+        // ecr:BatchImportUpstreamImage the cached image is served unchecked.
+        Ok(m) => match &reference {
+            Reference::Tag(tag)
+                if ctx.reg.tag_refresh_due(&ctx.region, name, tag).await?
+                    && iam_check(ctx, principal, "ecr:BatchImportUpstreamImage", name)
+                        .await
+                        .is_ok() =>
+            {
+                ctx.reg.refresh_tag(&ctx.region, name, tag, m).await
+            }
+            _ => m,
+        },
         // A first pull under a pull through cache rule fetches the image from its upstream,
         // which ECR allows with ecr:BatchImportUpstreamImage (and ecr:CreateRepository when
         // the repository is created).

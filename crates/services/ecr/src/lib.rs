@@ -102,6 +102,9 @@ pub struct RegistryOptions {
     pub max_uploads_per_client: usize,
     /// The largest blob an upload may grow to (ECR's maximum layer size, 52,000 MiB).
     pub max_blob_bytes: u64,
+    /// How long a tag cached through a pull through cache is served before a pull by tag
+    /// checks the upstream for a newer image (24 hours, as ECR).
+    pub pull_through_refresh: Duration,
 }
 
 impl Default for RegistryOptions {
@@ -113,6 +116,7 @@ impl Default for RegistryOptions {
             max_uploads_per_repository: 512,
             max_uploads_per_client: 1024,
             max_blob_bytes: manifest::MAX_LAYER_BYTES,
+            pull_through_refresh: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -286,6 +286,11 @@ pub struct ManifestRecord {
 pub struct TagRecord {
     pub digest: Digest,
     pub updated_at: f64,
+    /// When a pull through cache last checked this tag against its upstream registry (set by
+    /// the fetch that cached it and by each later check); `None` for pushed tags and tags
+    /// cached before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_synced_at: Option<f64>,
 }
 
 /// Repository → blob link: the repository may read the blob.

@@ -9,6 +9,13 @@
 //! (`appliedFor` `PULL_THROUGH_CACHE`), and the image is served from the registry afterwards,
 //! whether or not the upstream is still reachable.
 //!
+//! A cached tag is checked against the upstream as ECR does: a pull by tag once the refresh
+//! interval ([`crate::RegistryOptions::pull_through_refresh`], 24 hours) has passed since the
+//! tag was last synced (`TagRecord::upstream_synced_at`, written with the tag) asks the
+//! upstream for the tag's digest and, when it changed, fetches the new image and moves the tag
+//! (the old image stays, untagged). An upstream that cannot be reached leaves the cached image
+//! served. Pulls by digest are never checked.
+//!
 //! Upstream authentication: a rule's `credentialArn` names a Secrets Manager secret holding
 //! `{"username", "password"}`, read through [`UpstreamCredentials`] (implemented by the
 //! composition root over Secrets Manager) and answered to the upstream's `Basic` or `Bearer`
@@ -45,7 +52,9 @@ use crate::ecr::{max_results, merge_tags, paginate, to_aws, token_position, vali
 use crate::error::RegistryError;
 use crate::lifecycle::{PolicyRecord, parse_policy, policy_key};
 use crate::manifest;
-use crate::meta::{ExclusionFilter, ManifestRecord, RepoRecord, ResourceTag, dec, enc};
+use crate::meta::{
+    ExclusionFilter, ManifestRecord, RepoRecord, ResourceTag, TagRecord, dec, enc, tag_key,
+};
 use crate::{EcrContext, Registry};
 
 /// The operations of this module.
@@ -443,6 +452,24 @@ struct Upstream<'a> {
     authorization: Option<String>,
 }
 
+/// What an upstream registry answers to a `HEAD` of a manifest.
+#[derive(Debug, PartialEq, Eq)]
+enum UpstreamHead {
+    /// It has no such manifest.
+    Missing,
+    /// It has one, with this `Docker-Content-Digest`.
+    Digest(Digest),
+    /// It has one and did not say its digest.
+    Unknown,
+}
+
+/// Whether tag `t` of a pull through cache repository is due for a check against its
+/// upstream at `now`: last synced (or, never synced, last moved) `interval` or longer ago.
+pub(crate) fn refresh_due(t: &TagRecord, now: f64, interval: Duration) -> bool {
+    let synced = t.upstream_synced_at.unwrap_or(t.updated_at);
+    now - synced >= interval.as_secs_f64()
+}
+
 fn upstream_err(what: impl std::fmt::Display) -> RegistryError {
     RegistryError::Upstream(what.to_string())
 }
@@ -477,8 +504,18 @@ impl Upstream<'_> {
         path: &str,
         accept: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.request(reqwest::Method::GET, path, accept).await
+    }
+
+    /// A request for `path` (under `/v2/`), authenticating when challenged.
+    async fn request(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let url = format!("{}/v2/{path}", self.endpoint.base);
-        let resp = self.send(&url, accept, reqwest::Method::GET).await?;
+        let resp = self.send(&url, accept, method.clone()).await?;
         if resp.status() != reqwest::StatusCode::UNAUTHORIZED || self.authorization.is_some() {
             return Ok(resp);
         }
@@ -491,7 +528,7 @@ impl Upstream<'_> {
             return Ok(resp);
         };
         self.authorization = Some(self.answer(&scheme, &params).await?);
-        self.send(&url, accept, reqwest::Method::GET).await
+        self.send(&url, accept, method).await
     }
 
     /// The `Authorization` value answering a challenge.
@@ -609,6 +646,26 @@ impl Upstream<'_> {
             return Err(upstream_err("the upstream manifest is too large"));
         }
         Ok(Some((body, ct)))
+    }
+
+    /// What a `HEAD` of the manifest `reference` names says of it.
+    async fn head_manifest(&mut self, reference: &str) -> Result<UpstreamHead, RegistryError> {
+        let path = format!("{}/manifests/{reference}", self.repository);
+        let resp = self
+            .request(reqwest::Method::HEAD, &path, Some(MANIFEST_ACCEPT))
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(UpstreamHead::Missing);
+        }
+        if !resp.status().is_success() {
+            return Err(self.refused(resp.status(), "a manifest"));
+        }
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<Digest>().ok())
+            .map_or(UpstreamHead::Unknown, UpstreamHead::Digest))
     }
 
     /// The bytes of blob `d`, streamed.
@@ -738,6 +795,37 @@ impl Registry {
             Err(RegistryError::NameUnknown { .. } | RegistryError::ManifestUnknown(_)) => {}
             Err(e) => return Err(e),
         }
+        let mut up = self.upstream(rule, upstream_repo).await?;
+        let Some((body, ct)) = up.manifest(&reference.to_string()).await? else {
+            return Err(RegistryError::ManifestUnknown(reference.to_string()));
+        };
+        if self.get_repo(region, repo).await.is_err() {
+            // Refuse a manifest the registry cannot store before creating anything.
+            manifest::parse(&body, ct.as_deref())?;
+            before_create().await?;
+            self.create_repo_from_template(region, repo, "PULL_THROUGH_CACHE")
+                .await?;
+        }
+        let m = self
+            .store_upstream_image(region, repo, &mut up, reference, body, ct)
+            .await?;
+        tracing::info!(
+            repository = repo,
+            reference = %reference,
+            digest = %m.digest,
+            upstream = %up.endpoint.base,
+            "image cached from the upstream registry"
+        );
+        Ok(Some(m))
+    }
+
+    /// A client of the upstream registry of `rule` for its repository `upstream_repo`, with
+    /// the rule's credentials.
+    async fn upstream(
+        &self,
+        rule: &RuleRecord,
+        upstream_repo: String,
+    ) -> Result<Upstream<'_>, RegistryError> {
         let endpoint = parse_upstream_url(&rule.upstream_url)?;
         let login = match &rule.credential_arn {
             Some(arn) => Some(self.pull_through.login(arn).await.map_err(|e| {
@@ -745,22 +833,27 @@ impl Registry {
             })?),
             None => None,
         };
-        let mut up = Upstream {
+        Ok(Upstream {
             http: self.pull_through.http()?,
             endpoint,
             repository: upstream_repo,
             login,
             authorization: None,
-        };
-        let Some((body, ct)) = up.manifest(&reference.to_string()).await? else {
-            return Err(RegistryError::ManifestUnknown(reference.to_string()));
-        };
+        })
+    }
+
+    /// Stores the upstream manifest `body` under `reference` in `repo` (which exists), after
+    /// its child manifests and blobs; a tag records that it was synced with the upstream now.
+    async fn store_upstream_image(
+        &self,
+        region: &str,
+        repo: &str,
+        up: &mut Upstream<'_>,
+        reference: &Reference,
+        body: Bytes,
+        ct: Option<String>,
+    ) -> Result<ManifestRecord, RegistryError> {
         let parsed = manifest::parse(&body, ct.as_deref())?;
-        if self.get_repo(region, repo).await.is_err() {
-            before_create().await?;
-            self.create_repo_from_template(region, repo, "PULL_THROUGH_CACHE")
-                .await?;
-        }
         for child in &parsed.children {
             if self
                 .get_manifest_by_digest(region, repo, &child.digest)
@@ -776,7 +869,7 @@ impl Registry {
                 )));
             };
             let cparsed = manifest::parse(&cbody, cct.as_deref())?;
-            self.fetch_blobs(region, repo, &mut up, &cparsed).await?;
+            self.fetch_blobs(region, repo, up, &cparsed).await?;
             self.put_manifest(
                 region,
                 repo,
@@ -787,18 +880,179 @@ impl Registry {
             )
             .await?;
         }
-        self.fetch_blobs(region, repo, &mut up, &parsed).await?;
+        self.fetch_blobs(region, repo, up, &parsed).await?;
         let out = self
-            .put_manifest(region, repo, reference, ct.as_deref(), body, PushMode::Oci)
+            .put_manifest(
+                region,
+                repo,
+                reference,
+                ct.as_deref(),
+                body,
+                PushMode::PullThrough,
+            )
+            .await?;
+        Ok(out.record)
+    }
+
+    /// Whether a pull of `repo:tag` should first check the upstream for a newer image: the
+    /// tag was last synced (or, never synced, last moved) longer than the refresh interval
+    /// ago, it is mutable, and `repo` is under a pull through cache rule.
+    pub(crate) async fn tag_refresh_due(
+        &self,
+        region: &str,
+        repo: &str,
+        tag: &str,
+    ) -> Result<bool, RegistryError> {
+        let Some(t) = self
+            .store
+            .get_typed::<TagRecord>(&tag_key(region, repo, tag))
+            .await?
+        else {
+            return Ok(false);
+        };
+        if !refresh_due(&t.value, now_secs(), self.options.pull_through_refresh) {
+            return Ok(false);
+        }
+        // An immutable tag never moves: there is nothing to check.
+        if !self.get_repo(region, repo).await?.value.tag_is_mutable(tag) {
+            return Ok(false);
+        }
+        self.is_pull_through(region, repo).await
+    }
+
+    /// The image `repo:tag` names after checking the upstream of its pull through cache rule
+    /// for a newer one: when the upstream's tag names another image, that image is fetched
+    /// and the tag moves to it (the old image stays, untagged). Any failure to reach or read
+    /// the upstream is logged and the cached image served. One check per tag at a time.
+    pub(crate) async fn refresh_tag(
+        &self,
+        region: &str,
+        repo: &str,
+        tag: &str,
+        cached: ManifestRecord,
+    ) -> ManifestRecord {
+        let _guard = self
+            .pull_through
+            .lock(&format!("{region}#{repo}:{tag}"))
+            .lock()
+            .await;
+        let reference = Reference::Tag(tag.to_owned());
+        // A concurrent pull may have checked meanwhile.
+        match self.tag_refresh_due(region, repo, tag).await {
+            Ok(true) => {}
+            Ok(false) => return self.resolve(region, repo, &reference).await.unwrap_or(cached),
+            Err(error) => {
+                tracing::warn!(repository = repo, tag, %error, "pull through cache refresh skipped");
+                return cached;
+            }
+        }
+        let current = match self.resolve(region, repo, &reference).await {
+            Ok(m) => m,
+            Err(_) => cached,
+        };
+        match self.sync_tag(region, repo, tag, &current).await {
+            Ok(Some(m)) => m,
+            Ok(None) => current,
+            Err(error) => {
+                tracing::warn!(
+                    repository = repo,
+                    tag,
+                    %error,
+                    "the upstream registry could not be checked for a newer image; serving the cached one"
+                );
+                current
+            }
+        }
+    }
+
+    /// Checks `repo:tag` (naming `cached`) against the upstream: `Some` with the new image
+    /// when the tag moved, `None` when it still names `cached` (recorded as synced now).
+    async fn sync_tag(
+        &self,
+        region: &str,
+        repo: &str,
+        tag: &str,
+        cached: &ManifestRecord,
+    ) -> Result<Option<ManifestRecord>, RegistryError> {
+        let rules = self.rules(region).await?;
+        let Some((rule, upstream_repo)) = match_rule(&rules, repo) else {
+            return Ok(None);
+        };
+        let mut up = self.upstream(rule, upstream_repo).await?;
+        match up.head_manifest(tag).await? {
+            UpstreamHead::Digest(d) if d == cached.digest => {
+                self.mark_synced(region, repo, tag, &cached.digest).await?;
+                return Ok(None);
+            }
+            UpstreamHead::Missing => {
+                tracing::info!(
+                    repository = repo,
+                    tag,
+                    upstream = %up.endpoint.base,
+                    "the upstream registry no longer has the tag; the cached image is kept"
+                );
+                self.mark_synced(region, repo, tag, &cached.digest).await?;
+                return Ok(None);
+            }
+            UpstreamHead::Digest(_) | UpstreamHead::Unknown => {}
+        }
+        let Some((body, ct)) = up.manifest(tag).await? else {
+            self.mark_synced(region, repo, tag, &cached.digest).await?;
+            return Ok(None);
+        };
+        if cached.digest.algorithm().digest(&body) == cached.digest {
+            self.mark_synced(region, repo, tag, &cached.digest).await?;
+            return Ok(None);
+        }
+        let m = self
+            .store_upstream_image(
+                region,
+                repo,
+                &mut up,
+                &Reference::Tag(tag.to_owned()),
+                body,
+                ct,
+            )
             .await?;
         tracing::info!(
             repository = repo,
-            reference = %reference,
-            digest = %out.digest,
+            tag,
+            previous = %cached.digest,
+            digest = %m.digest,
             upstream = %up.endpoint.base,
-            "image cached from the upstream registry"
+            "cached tag refreshed from the upstream registry"
         );
-        Ok(Some(out.record))
+        Ok(Some(m))
+    }
+
+    /// Records that `repo:tag`, still naming `digest`, was checked against the upstream now.
+    async fn mark_synced(
+        &self,
+        region: &str,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let key = tag_key(region, repo, tag);
+        let Some(cur) = self.store.get_typed::<TagRecord>(&key).await? else {
+            return Ok(());
+        };
+        if &cur.value.digest != digest {
+            return Ok(());
+        }
+        let rec = TagRecord {
+            upstream_synced_at: Some(now_secs()),
+            ..cur.value
+        };
+        // A concurrent change of the tag wins: the next pull checks again.
+        self.store
+            .commit(
+                Txn::new()
+                    .require_revision(&key, cur.revision)
+                    .put(&key, enc(&key, &rec)?),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Stores (through the verified upload path) and links every blob of `m` that `repo`
@@ -1573,6 +1827,28 @@ mod tests {
         let (scheme, params) = parse_challenge(r#"Basic realm="gantry-e2e""#).unwrap();
         assert_eq!(scheme, "basic");
         assert_eq!(params, vec![("realm".into(), "gantry-e2e".into())]);
+    }
+
+    #[test]
+    fn a_tag_is_due_for_a_check_once_the_interval_has_passed_since_its_last_sync() {
+        let day = Duration::from_secs(86_400);
+        let tag = |synced: Option<f64>, updated: f64| TagRecord {
+            digest: "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse()
+                .unwrap(),
+            updated_at: updated,
+            upstream_synced_at: synced,
+        };
+        assert!(!refresh_due(&tag(Some(1000.0), 0.0), 1000.0, day));
+        assert!(!refresh_due(&tag(Some(1000.0), 0.0), 1000.0 + 86_399.0, day));
+        assert!(refresh_due(&tag(Some(1000.0), 0.0), 1000.0 + 86_400.0, day));
+        // The last sync counts, not when the tag last moved.
+        assert!(!refresh_due(&tag(Some(90_000.0), 0.0), 100_000.0, day));
+        // A tag never synced (cached before syncs were recorded) counts from its last move.
+        assert!(!refresh_due(&tag(None, 5000.0), 5100.0, day));
+        assert!(refresh_due(&tag(None, 5000.0), 5000.0 + 86_400.5, day));
+        // A zero interval checks on every pull.
+        assert!(refresh_due(&tag(Some(10.0), 0.0), 10.0, Duration::ZERO));
     }
 
     #[test]
