@@ -53,7 +53,11 @@ pub struct ServerArgs {
     pub target_tracking_periods: String,
     /// Seconds a tag cached through an ECR pull through cache is served before a pull by tag
     /// checks the upstream registry for a newer image (ECR: 24 hours; shorter for tests).
-    #[arg(long, env = "GANTRY_PULL_THROUGH_REFRESH_INTERVAL", default_value_t = 86_400)]
+    #[arg(
+        long,
+        env = "GANTRY_PULL_THROUGH_REFRESH_INTERVAL",
+        default_value_t = 86_400
+    )]
     pub pull_through_refresh_interval: u64,
     /// Trade durability for speed: do not fsync each commit (tests only).
     #[arg(long, hide = true)]

@@ -940,7 +940,12 @@ impl Registry {
         // A concurrent pull may have checked meanwhile.
         match self.tag_refresh_due(region, repo, tag).await {
             Ok(true) => {}
-            Ok(false) => return self.resolve(region, repo, &reference).await.unwrap_or(cached),
+            Ok(false) => {
+                return self
+                    .resolve(region, repo, &reference)
+                    .await
+                    .unwrap_or(cached);
+            }
             Err(error) => {
                 tracing::warn!(repository = repo, tag, %error, "pull through cache refresh skipped");
                 return cached;
@@ -1840,7 +1845,11 @@ mod tests {
             upstream_synced_at: synced,
         };
         assert!(!refresh_due(&tag(Some(1000.0), 0.0), 1000.0, day));
-        assert!(!refresh_due(&tag(Some(1000.0), 0.0), 1000.0 + 86_399.0, day));
+        assert!(!refresh_due(
+            &tag(Some(1000.0), 0.0),
+            1000.0 + 86_399.0,
+            day
+        ));
         assert!(refresh_due(&tag(Some(1000.0), 0.0), 1000.0 + 86_400.0, day));
         // The last sync counts, not when the tag last moved.
         assert!(!refresh_due(&tag(Some(90_000.0), 0.0), 100_000.0, day));

@@ -126,7 +126,9 @@ async fn a_stale_tag_moves_to_the_upstreams_new_image_and_the_old_one_stays_unta
 
     assert_eq!(pulled_digest(&cache, "GET").await, d1);
     let rec = tag_record(&cache).await;
-    let synced = rec["upstream_synced_at"].as_f64().expect("synced when cached");
+    let synced = rec["upstream_synced_at"]
+        .as_f64()
+        .expect("synced when cached");
     assert!((now() - synced).abs() < 60.0, "{rec}");
 
     // The upstream's tag moves; within the interval the cache still serves what it holds.
