@@ -592,6 +592,8 @@ pub(crate) struct Forward {
     pub sticky_secs: Option<u64>,
     /// The load balancer's idle timeout, for the request body.
     pub idle_timeout: Duration,
+    /// The load balancer's counts (answers made here).
+    pub lb: Arc<crate::usage::LbUsage>,
 }
 
 /// What to do with the request at the start of the buffer.
@@ -639,6 +641,9 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_REQUEST_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let refuse = |out: &mut Vec<u8>, status: StatusCode| {
+        if let Some(p) = inner.routes.load().by_port.get(&client.port) {
+            p.lb.answered(status.as_u16());
+        }
         put_error(out, status, &[], None, false);
         Step::Refused
     };
@@ -705,6 +710,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
         return unavailable(out, &[]);
     };
     let Some(action) = plan.table.select(&view) else {
+        plan.lb.answered(503);
         return unavailable(out, &[]);
     };
     match action {
@@ -723,6 +729,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
             } else {
                 &[]
             };
+            plan.lb.fixed_response(status);
             answered(
                 out,
                 &Answer {
@@ -745,6 +752,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
             } else {
                 &[]
             };
+            plan.lb.redirect(status);
             answered(
                 out,
                 &Answer {
@@ -765,6 +773,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
                 None
             };
             let Some(group) = choose_group(&routes, target_groups, sticky_group) else {
+                plan.lb.answered(503);
                 return unavailable(out, &[]);
             };
             let group_cookie = stickiness
@@ -784,7 +793,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
             });
             let Some(first) = group.pick(sticky_key, None) else {
                 group.metrics.request();
-                group.metrics.unavailable();
+                plan.lb.answered(503);
                 let (list, n) = cookies.list();
                 return unavailable(out, &list[..n]);
             };
@@ -797,6 +806,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
                     target: first,
                     sticky_secs,
                     idle_timeout: plan.idle_timeout,
+                    lb: plan.lb.clone(),
                 },
                 cookies,
             }
@@ -1308,6 +1318,7 @@ async fn exchange(
                 Ok(k) => (k, Some(Rest::Chunked(dec))),
                 Err(e) => {
                     tracing::debug!(error = %e, "malformed chunked request body");
+                    forward.lb.answered(400);
                     head.clear();
                     put_error(head, StatusCode::BAD_REQUEST, &[], Some(f), false);
                     let _ = client.write_all(head).await;
@@ -1332,16 +1343,18 @@ async fn exchange(
     };
     // An answer made here: (status, whether the client connection can stay open).
     let gm = forward.group.metrics.clone();
+    let lb = forward.lb.clone();
     gm.request();
     let started = std::time::Instant::now();
     let fail = async |client: &mut TcpStream,
                       head: &mut Vec<u8>,
                       cookies: &Cookies,
-                      status,
+                      status: StatusCode,
                       keep: bool| {
         if status == StatusCode::BAD_GATEWAY {
             gm.upstream_error();
         }
+        lb.answered(status.as_u16());
         head.clear();
         let (list, n) = cookies.list();
         put_error(head, status, &list[..n], Some(f), keep);
@@ -1354,6 +1367,7 @@ async fn exchange(
         mut target,
         sticky_secs,
         idle_timeout: idle,
+        ..
     } = forward;
     let mut moved_on = false;
     let mut fresh = false;

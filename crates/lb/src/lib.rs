@@ -95,6 +95,9 @@ pub struct LbSettings {
     /// How often traffic is reported to the control plane (CloudWatch's `AWS/ApplicationELB`
     /// metrics; ELB publishes every minute).
     pub usage_interval: Duration,
+    /// The availability zone this proxy serves in as a load balancer node (the metrics'
+    /// `AvailabilityZone` dimension); none: the control plane uses each load balancer's first.
+    pub availability_zone: Option<String>,
 }
 
 impl LbSettings {
@@ -108,6 +111,7 @@ impl LbSettings {
             proxy_id: None,
             metrics: Default::default(),
             usage_interval: Duration::from_secs(60),
+            availability_zone: None,
         }
     }
 }
@@ -134,6 +138,7 @@ pub async fn run(settings: LbSettings, shutdown: impl Future<Output = ()>) -> Re
         proxy.clone(),
         settings.metrics.usage(),
         settings.usage_interval,
+        settings.availability_zone.clone(),
     );
     let report = report_health(client, proxy.clone());
     let retry_listeners = {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -32,10 +33,11 @@ use crate::metrics::LbMetrics;
 use crate::routing::{Headers, RequestView, RouteTable, redirect_location};
 use crate::state::{
     Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, Routes, choose_group, cookie,
-    error_text, idle_timeout, trace_id_bytes,
+    error_text, idle_timeout, tcp_idle_timeout, trace_id_bytes,
 };
 use crate::udp;
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
+use crate::usage::{Counted, FlowGuard, FlowProtocol};
 
 /// The outcome of [`Proxy::plan_http1`].
 #[doc(hidden)]
@@ -239,6 +241,7 @@ impl Proxy {
         let mut used: HashSet<&str> = HashSet::new();
         for lb in &cfg.load_balancers {
             let idle_timeout = idle_timeout(&lb.attributes);
+            let lb_usage = self.inner.metrics.usage().load_balancer(&lb.arn);
             for l in &lb.listeners {
                 let protocol = match (lb.lb_type, l.protocol.as_str()) {
                     (LoadBalancerType::Application, "HTTP") => Protocol::Http,
@@ -275,6 +278,8 @@ impl Proxy {
                         table: RouteTable::new(l),
                         idle_timeout,
                         tls,
+                        lb: lb_usage.clone(),
+                        tcp_idle_timeout: tcp_idle_timeout(&l.attributes),
                     }),
                 );
             }
@@ -502,7 +507,7 @@ async fn accept_loop(
                 tokio::spawn(serve_client(inner, stream, peer, port));
             }
             Protocol::Tcp | Protocol::TcpUdp => {
-                tokio::spawn(serve_tcp(inner, stream, port));
+                tokio::spawn(serve_tcp_flow(inner, stream, port));
             }
             Protocol::Https | Protocol::Tls => {
                 tokio::spawn(serve_tls(inner, stream, peer, port, protocol));
@@ -535,6 +540,23 @@ async fn serve_tls(
         return;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    if protocol == Protocol::Https {
+        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(port, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        return serve_http(inner, tls, peer, port, true).await;
+    }
+    // A TLS flow: counted from the first byte of the handshake.
+    let Some(flow) = open_flow(&inner, port, FlowProtocol::Tls) else {
+        return;
+    };
+    let stream = Counted::new(stream, flow);
+    let activity = stream.activity();
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -543,10 +565,23 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
-    match protocol {
-        Protocol::Https => serve_http(inner, tls, peer, port, true).await,
-        _ => serve_tcp(inner, tls, port).await,
-    }
+    serve_tcp(inner, tls, port, activity).await;
+}
+
+/// Counts a new flow of the listener on `port` on its load balancer.
+fn open_flow(inner: &Inner, port: u16, protocol: FlowProtocol) -> Option<FlowGuard> {
+    let routes = inner.routes.load();
+    Some(routes.by_port.get(&port)?.lb.flow(protocol))
+}
+
+/// A TCP listener's connection: counted as a flow, then passed through.
+async fn serve_tcp_flow(inner: Arc<Inner>, stream: TcpStream, port: u16) {
+    let Some(flow) = open_flow(&inner, port, FlowProtocol::Tcp) else {
+        return;
+    };
+    let stream = Counted::new(stream, flow);
+    let activity = stream.activity();
+    serve_tcp(inner, stream, port, activity).await;
 }
 
 /// An HTTP listener's connection: HTTP/2 (prior knowledge) goes to hyper, HTTP/1.x to the
@@ -636,6 +671,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
         source: conn.peer.ip(),
     };
     let Some(action) = plan.table.select(&view) else {
+        plan.lb.answered(503);
         return error_page(StatusCode::SERVICE_UNAVAILABLE);
     };
     match action {
@@ -647,6 +683,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
         } => {
             let mut r = Response::new(full(message_body.clone().unwrap_or_default()));
             *r.status_mut() = StatusCode::from_u16(*status_code).unwrap_or(StatusCode::OK);
+            plan.lb.fixed_response(r.status().as_u16());
             if let Ok(v) = HeaderValue::from_str(content_type.as_deref().unwrap_or("text/plain")) {
                 r.headers_mut().insert(header::CONTENT_TYPE, v);
             }
@@ -660,6 +697,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
             } else {
                 StatusCode::MOVED_PERMANENTLY
             };
+            plan.lb.redirect(r.status().as_u16());
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
@@ -676,13 +714,15 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
                 None
             };
             let Some(group) = choose_group(&routes, target_groups, sticky_group) else {
+                plan.lb.answered(503);
                 return error_page(StatusCode::SERVICE_UNAVAILABLE);
             };
             let sticky_max_age = stickiness
                 .enabled
                 .then(|| stickiness.duration_seconds.unwrap_or(3600));
+            let lb = plan.lb.clone();
             drop(routes);
-            let mut resp = forward(&group, req, conn).await;
+            let mut resp = forward(&group, &lb, req, conn).await;
             if let Some(max_age) = sticky_max_age
                 && let Ok(v) = HeaderValue::from_str(&format!(
                     "AWSALBTG={}; Max-Age={max_age}; Path=/",
@@ -747,7 +787,12 @@ fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
     }
 }
 
-async fn forward(group: &Arc<Group>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
+async fn forward(
+    group: &Arc<Group>,
+    lb: &crate::usage::LbUsage,
+    req: Request<Incoming>,
+    conn: &Conn,
+) -> Response<ProxyBody> {
     group.metrics.request();
     let started = std::time::Instant::now();
     let (response, answered) = forward_once(group, req, conn).await;
@@ -755,10 +800,11 @@ async fn forward(group: &Arc<Group>, req: Request<Incoming>, conn: &Conn) -> Res
         group
             .metrics
             .responded(started.elapsed(), response.status().as_u16());
-    } else if response.status() == StatusCode::BAD_GATEWAY {
-        group.metrics.upstream_error();
-    } else if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        group.metrics.unavailable();
+    } else {
+        if response.status() == StatusCode::BAD_GATEWAY {
+            group.metrics.upstream_error();
+        }
+        lb.answered(response.status().as_u16());
     }
     response
 }
@@ -895,7 +941,9 @@ async fn forward_once(
     (r, true)
 }
 
-async fn serve_tcp<S>(inner: Arc<Inner>, mut client: S, port: u16)
+/// Passes the bytes of a client flow through to a target until either side closes or no byte
+/// passes for the listener's TCP idle timeout (`activity`: epoch ms of the last byte).
+async fn serve_tcp<S>(inner: Arc<Inner>, mut client: S, port: u16, activity: Arc<AtomicU64>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -903,6 +951,7 @@ where
     let Some(plan) = routes.by_port.get(&port) else {
         return;
     };
+    let idle = plan.tcp_idle_timeout;
     let Some(Action::Forward { target_groups, .. }) = plan.table.default_action() else {
         return;
     };
@@ -921,7 +970,12 @@ where
             Ok(Ok(mut backend)) => {
                 let _ = backend.set_nodelay(true);
                 let _guard = target.begin();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut backend) => {}
+                    _ = idle_expiry(&activity, idle) => {
+                        tracing::debug!(port, idle_seconds = idle.as_secs(), "idle TCP flow closed");
+                    }
+                }
                 return;
             }
             _ => {
@@ -929,5 +983,17 @@ where
                 exclude = Some(target);
             }
         }
+    }
+}
+
+/// Resolves once no byte has passed for `idle` (`activity`: epoch ms of the last one).
+pub(crate) async fn idle_expiry(activity: &AtomicU64, idle: Duration) {
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let since = now_ms().saturating_sub(activity.load(Ordering::Relaxed));
+        if since >= idle_ms {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(idle_ms - since)).await;
     }
 }

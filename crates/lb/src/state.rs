@@ -52,6 +52,24 @@ pub(crate) struct ListenerPlan {
     pub(crate) idle_timeout: Duration,
     /// HTTPS and TLS listeners: the rustls configuration (certificates, policy).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The load balancer's counts (answers made here, flows).
+    pub(crate) lb: Arc<crate::usage::LbUsage>,
+    /// TCP and TLS listeners: how long a flow may pass no byte either way before it is closed
+    /// (the listener's `tcp.idle_timeout.seconds`).
+    pub(crate) tcp_idle_timeout: Duration,
+}
+
+/// AWS's TCP idle timeout of network load balancer listeners.
+pub(crate) const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(350);
+
+/// The `tcp.idle_timeout.seconds` attribute of a listener (the API allows 60-6000, as AWS).
+pub(crate) fn tcp_idle_timeout(
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> Duration {
+    attributes
+        .get("tcp.idle_timeout.seconds")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_TCP_IDLE_TIMEOUT, |s| Duration::from_secs(s.max(1)))
 }
 
 /// The `idle_timeout.timeout_seconds` attribute of a load balancer (AWS allows 1-4000).

@@ -192,6 +192,7 @@ mod tests {
                 })
                 .collect(),
             ssl_policy: policy.map(str::to_owned),
+            attributes: Default::default(),
         }
     }
 

@@ -192,6 +192,7 @@ pub(crate) async fn create(
             tags: tags.clone(),
             certificates: Vec::new(),
             ssl_policy: None,
+            attributes: Default::default(),
         };
         apply_tls_settings(svc, ctx, p, &mut listener).await?;
         lb.listeners.push(listener.clone());
