@@ -319,7 +319,7 @@ def recv_exactly(s, n):
 
 
 def test_network_load_balancer_flows_become_network_elb_metrics(gantry, tmp_path):
-    from test_udp_listeners import EchoTarget, round_trip
+    from test_udp_listeners import EchoTarget
 
     elb = gantry.client("elbv2")
     echo, udp_echo = TcpEcho(), EchoTarget("u")
@@ -346,7 +346,15 @@ def test_network_load_balancer_flows_become_network_elb_metrics(gantry, tmp_path
                        for arn in groups.values()
                        for t in elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"])
         wait_until(healthy, timeout=60, interval=0.5, what="healthy targets")
-        wait_until(lambda: listening(tcp_port), timeout=30, interval=0.2, what="the TCP listener")
+        # Each connection that succeeds is a flow too.
+        probes = []
+
+        def probe():
+            ok = listening(tcp_port)
+            probes.extend([1] if ok else [])
+            return ok
+        wait_until(probe, timeout=30, interval=0.2, what="the TCP listener")
+        tcp_flows = 3 + len(probes)
 
         # Three TCP flows open at once, each echoing its message twice.
         sent = 0
@@ -364,10 +372,26 @@ def test_network_load_balancer_flows_become_network_elb_metrics(gantry, tmp_path
         # One UDP flow of two datagrams; the target prefixes "u " to each reply.
         udp_client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp_client.bind(("127.0.0.1", 0))
+        udp_client.settimeout(0.5)
         udp_bytes = 0
-        for msg in ("ping", "pong!"):
-            assert round_trip(udp_client, ("127.0.0.1", udp_port), msg) == f"u {msg}"
-            udp_bytes += 2 * len(msg) + 2
+        for msg in (b"ping", b"pong!"):
+            # Sent again if a datagram is lost; every datagram either way counts.
+            for _ in range(20):
+                udp_client.sendto(msg, ("127.0.0.1", udp_port))
+                udp_bytes += len(msg)
+                try:
+                    reply, _ = udp_client.recvfrom(2048)
+                except socket.timeout:
+                    continue
+                udp_bytes += len(reply)
+                break
+            assert reply == b"u " + msg
+        # Late replies to datagrams sent again count too.
+        try:
+            while True:
+                udp_bytes += len(udp_client.recvfrom(2048)[0])
+        except socket.timeout:
+            pass
 
         lb_dim = nlb["LoadBalancerArn"].split(":loadbalancer/")[1]
         lb_only = [("LoadBalancer", lb_dim)]
@@ -375,17 +399,18 @@ def test_network_load_balancer_flows_become_network_elb_metrics(gantry, tmp_path
 
         def total(name, dims, stat="Sum"):
             return metric_total(gantry, "AWS/NetworkELB", name, dims, stat)
-        wait_until(lambda: total("NewFlowCount", lb_only) >= 4, timeout=30, interval=0.5,
+        wait_until(lambda: total("NewFlowCount", lb_only) >= tcp_flows + 1, timeout=30, interval=0.5,
                    what="NewFlowCount published")
         tcp_pair = [("LoadBalancer", lb_dim), ("TargetGroup", groups["TCP"].split(":")[-1])]
         samples = total("HealthyHostCount", tcp_pair, "SampleCount")
         wait_until(lambda: total("HealthyHostCount", tcp_pair, "SampleCount") >= samples + 2, timeout=30,
                    interval=0.5, what="two more reports")
         for dims in (lb_only, in_zone):
-            assert total("NewFlowCount", dims) == 4, dims
-            assert total("NewFlowCount_TCP", dims) == 3, dims
+            assert total("NewFlowCount", dims) == tcp_flows + 1, dims
+            assert total("NewFlowCount_TCP", dims) == tcp_flows, dims
             assert total("NewFlowCount_UDP", dims) == 1, dims
-            assert total("ActiveFlowCount_TCP", dims, "Maximum") == 3, dims
+            # The three held open at once (a listener probe may still have been closing).
+            assert 3 <= total("ActiveFlowCount_TCP", dims, "Maximum") <= tcp_flows, dims
             assert total("ActiveFlowCount_UDP", dims, "Maximum") == 1, dims
             assert total("ProcessedBytes_TCP", dims) == 2 * sent, dims
             assert total("ProcessedBytes_UDP", dims) == udp_bytes, dims
