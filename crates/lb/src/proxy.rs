@@ -32,8 +32,8 @@ use crate::health;
 use crate::metrics::LbMetrics;
 use crate::routing::{Headers, RequestView, RouteTable, redirect_location};
 use crate::state::{
-    Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, Routes, choose_group, cookie,
-    error_text, idle_timeout, tcp_idle_timeout, trace_id_bytes,
+    Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, ResponseHeaders, Routes,
+    choose_group, cookie, error_text, idle_timeout, tcp_idle_timeout, trace_id_bytes,
 };
 use crate::udp;
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
@@ -114,7 +114,7 @@ fn error_page(status: StatusCode) -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     r.headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+        .insert(header::SERVER, HeaderValue::from_static(SERVER_VALUE));
     r
 }
 
@@ -280,6 +280,7 @@ impl Proxy {
                         tls,
                         lb: lb_usage.clone(),
                         tcp_idle_timeout: tcp_idle_timeout(&l.attributes),
+                        response_headers: Arc::new(ResponseHeaders::from_attributes(&l.attributes)),
                     }),
                 );
             }
@@ -657,7 +658,40 @@ fn host_of(req: &Request<Incoming>) -> &str {
     raw.split(':').next().unwrap_or("")
 }
 
+/// A request's response, with the listener's response headers.
 async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
+    let extra = inner
+        .routes
+        .load()
+        .by_port
+        .get(&conn.port)
+        .map(|p| p.response_headers.clone())
+        .filter(|h| !h.is_empty());
+    let mut resp = route(inner, req, conn).await;
+    if let Some(extra) = extra {
+        add_response_headers(resp.headers_mut(), &extra);
+    }
+    resp
+}
+
+/// Sets the listener's response headers (replacing a target's), and drops the load
+/// balancer's `Server` header when the listener hides it.
+fn add_response_headers(h: &mut HeaderMap, extra: &ResponseHeaders) {
+    for (n, v) in &extra.set {
+        h.insert(n.clone(), v.clone());
+    }
+    if extra.hide_server
+        && h.get(header::SERVER)
+            .is_some_and(|v| v.as_bytes() == SERVER_VALUE.as_bytes())
+    {
+        h.remove(header::SERVER);
+    }
+}
+
+/// The `Server` header of the load balancer's own answers.
+const SERVER_VALUE: &str = "awselb/2.0";
+
+async fn route(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
     let routes = inner.routes.load_full();
     let Some(plan) = routes.by_port.get(&conn.port) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE);

@@ -57,6 +57,66 @@ pub(crate) struct ListenerPlan {
     /// TCP and TLS listeners: how long a flow may pass no byte either way before it is closed
     /// (the listener's `tcp.idle_timeout.seconds`).
     pub(crate) tcp_idle_timeout: Duration,
+    /// HTTP and HTTPS listeners: the headers added to responses.
+    pub(crate) response_headers: Arc<ResponseHeaders>,
+}
+
+/// What an HTTP or HTTPS listener adds to responses (its `routing.http.response.*`
+/// attributes).
+#[derive(Debug, Default)]
+pub(crate) struct ResponseHeaders {
+    /// Set on every response, replacing a target's header of the same name.
+    pub(crate) set: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `routing.http.response.server.enabled` is `false`: the load balancer's own answers carry
+    /// no `Server: awselb/2.0`.
+    pub(crate) hide_server: bool,
+}
+
+/// A listener that changes no response.
+pub(crate) static NO_RESPONSE_HEADERS: ResponseHeaders = ResponseHeaders {
+    set: Vec::new(),
+    hide_server: false,
+};
+
+impl ResponseHeaders {
+    /// From a listener's attributes: `routing.http.response.<name>.header_value` sets the
+    /// header `<name>` with `-` for `_` (none when empty).
+    pub(crate) fn from_attributes(attributes: &std::collections::BTreeMap<String, String>) -> Self {
+        let mut out = Self::default();
+        for (k, v) in attributes {
+            if k == "routing.http.response.server.enabled" {
+                out.hide_server = v == "false";
+                continue;
+            }
+            let Some(name) = k
+                .strip_prefix("routing.http.response.")
+                .and_then(|k| k.strip_suffix(".header_value"))
+            else {
+                continue;
+            };
+            if v.is_empty() {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.replace('_', "-").as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                out.set.push((n, v));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.set.is_empty() && !self.hide_server
+    }
+
+    /// Whether a target's header `name` gives way to one of these.
+    pub(crate) fn replaces(&self, name: &str) -> bool {
+        self.set
+            .iter()
+            .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+    }
 }
 
 /// AWS's TCP idle timeout of network load balancer listeners.

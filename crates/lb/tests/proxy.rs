@@ -1823,3 +1823,79 @@ async fn answers_made_here_are_counted_on_the_load_balancer() {
     assert_eq!(w[0].fixed_responses, 3);
     drop(p);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_response_headers_are_set_on_every_answer() {
+    let web = backend("web").await;
+    let g = group("web", &[], &[&web]);
+    let empty = group("empty", &[], &[]);
+    let port = free_port();
+    let mut l = listener(
+        port,
+        "HTTP",
+        forward(&[(&g, 1)]),
+        vec![
+            rule(
+                1,
+                "path-pattern",
+                &["/fixed"],
+                Action::FixedResponse {
+                    order: None,
+                    status_code: 200,
+                    content_type: Some("text/plain".into()),
+                    message_body: Some("fixed".into()),
+                },
+            ),
+            rule(2, "path-pattern", &["/empty"], forward(&[(&empty, 1)])),
+        ],
+    );
+    for (k, v) in [
+        ("x_frame_options", "DENY"),
+        ("strict_transport_security", "max-age=600"),
+        ("access_control_allow_origin", "*"),
+        ("content_security_policy", ""),
+    ] {
+        l.attributes
+            .insert(format!("routing.http.response.{k}.header_value"), v.into());
+    }
+    let p = proxy();
+    let cfg = config(
+        LoadBalancerType::Application,
+        vec![l.clone()],
+        vec![g.clone(), empty.clone()],
+    );
+    p.apply(&cfg);
+    let c = client();
+    let h2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    for path in ["/", "/fixed", "/empty"] {
+        for (c, version) in [(&c, "1.1"), (&h2, "2")] {
+            let (status, h, _) = get(c, port, path, &[]).await;
+            assert_eq!(status, if path == "/empty" { 503 } else { 200 });
+            assert_eq!(h["x-frame-options"], "DENY", "{path} HTTP/{version}");
+            assert_eq!(h["strict-transport-security"], "max-age=600");
+            assert_eq!(h["access-control-allow-origin"], "*");
+            assert!(!h.contains_key("content-security-policy"));
+            if path == "/empty" {
+                assert_eq!(h["server"], "awselb/2.0");
+            }
+        }
+    }
+    // The load balancer's own Server header can be turned off.
+    l.attributes.insert(
+        "routing.http.response.server.enabled".into(),
+        "false".into(),
+    );
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![l],
+        vec![g, empty],
+    ));
+    for c in [&c, &h2] {
+        let (status, h, _) = get(c, port, "/empty", &[]).await;
+        assert_eq!(status, 503);
+        assert!(!h.contains_key("server"), "{h:?}");
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
+}

@@ -1,8 +1,8 @@
 //! Load balancer and target group attributes: the defaults AWS lists, and validation of changes.
 //! Attributes Gantry's proxy acts on: `deregistration_delay.timeout_seconds`, `stickiness.*`
 //! (`lb_cookie`), `load_balancing.algorithm.type`, `deletion_protection.enabled`; the others are
-//! stored and echoed. Listener attributes are AWS's keys per listener protocol, each accepted only
-//! with its default value.
+//! stored and echoed. Listener attributes are AWS's keys per listener protocol (see
+//! [`check_listener`] for those `gantry lb` honours).
 
 use std::collections::BTreeMap;
 
@@ -203,10 +203,10 @@ pub fn listener_defaults(t: LoadBalancerType, protocol: &str) -> BTreeMap<String
 }
 
 /// Checks listener attribute changes against `defaults` (see [`listener_defaults`]): unknown
-/// keys and badly formed values are AWS's errors; `gantry lb` honours none of these attributes
-/// beyond their defaults (it adds no response headers, keeps its `Server` header, sends no
-/// mTLS/TLS request headers and applies no idle timeout to TCP pass-through), so any other value
-/// is refused naming the key.
+/// keys and badly formed values are AWS's errors. `gantry lb` honours the TCP idle timeout of
+/// TCP listeners, the response headers of HTTP and HTTPS listeners and their `Server` header;
+/// it sends no mTLS/TLS request headers, so the `routing.http.request.*.header_name` keys are
+/// accepted only with their defaults and any other value is refused naming the key.
 pub fn check_listener(
     defaults: &BTreeMap<String, String>,
     changes: &[(String, String)],
@@ -220,13 +220,123 @@ pub fn check_listener(
         match k.as_str() {
             "tcp.idle_timeout.seconds" => int_in(k, v, 60, 6000)?,
             "routing.http.response.server.enabled" => one_of(k, v, &["true", "false"])?,
-            _ => {}
+            _ => {
+                if let Some(name) = k
+                    .strip_prefix("routing.http.response.")
+                    .and_then(|k| k.strip_suffix(".header_value"))
+                {
+                    response_header_value(k, name, v)?;
+                } else if v != default {
+                    return Err(Elbv2Error::InvalidConfiguration(format!(
+                        "The value '{v}' of '{k}' is not supported by gantry lb: only '{default}' is"
+                    )));
+                }
+            }
         }
-        if v != default {
-            return Err(Elbv2Error::InvalidConfiguration(format!(
-                "The value '{v}' of '{k}' is not supported by gantry lb: only '{default}' is"
-            )));
+    }
+    Ok(())
+}
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Checks the value of the response header attribute `key` (header `name` with `_` for `-`);
+/// empty means no header.
+fn response_header_value(key: &str, name: &str, v: &str) -> Result<(), Elbv2Error> {
+    let bad = |what: &str| {
+        Err(Elbv2Error::InvalidConfiguration(format!(
+            "The value '{v}' of '{key}' is not valid: {what}"
+        )))
+    };
+    if v.is_empty() {
+        return Ok(());
+    }
+    if v.len() > 1024 {
+        return bad("it must be at most 1024 characters");
+    }
+    if !v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) || v.trim() != v {
+        return bad("it must be printable ASCII without leading or trailing spaces");
+    }
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let list = |ok: &dyn Fn(&str) -> bool| v == "*" || v.split(',').map(str::trim).all(ok);
+    match name {
+        "strict_transport_security" => {
+            let mut max_age = false;
+            for d in v.split(';').map(str::trim) {
+                let lower = d.to_ascii_lowercase();
+                if let Some(n) = lower.strip_prefix("max-age=") {
+                    if max_age || n.parse::<u64>().is_err() {
+                        return bad("max-age must be given once, in seconds");
+                    }
+                    max_age = true;
+                } else if lower != "includesubdomains" && lower != "preload" {
+                    return bad(
+                        "the directives are max-age=<seconds>, includeSubDomains and preload",
+                    );
+                }
+            }
+            if !max_age {
+                return bad("max-age=<seconds> is required");
+            }
         }
+        "access_control_allow_origin" => {
+            let origin = v == "*"
+                || v == "null"
+                || ["http://", "https://"].iter().any(|p| {
+                    v.strip_prefix(p).is_some_and(|host| {
+                        !host.is_empty() && !host.contains(['/', ' ', ',', '?', '#'])
+                    })
+                });
+            if !origin {
+                return bad("it must be *, null or an origin such as https://example.com");
+            }
+        }
+        "access_control_allow_methods" => {
+            if !list(&|m| METHODS.contains(&m)) {
+                return bad(&format!(
+                    "it must be * or a comma-separated list of {}",
+                    METHODS.join(", ")
+                ));
+            }
+        }
+        "access_control_allow_headers" | "access_control_expose_headers" => {
+            if !list(&|h| token(h)) {
+                return bad("it must be * or a comma-separated list of header names");
+            }
+        }
+        "access_control_allow_credentials" => {
+            if v != "true" {
+                return bad("the only value is true");
+            }
+        }
+        "access_control_max_age" => {
+            if !v.parse::<i64>().is_ok_and(|n| (-1..=86_400).contains(&n)) {
+                return bad("it must be an integer between -1 and 86400");
+            }
+        }
+        "x_content_type_options" => {
+            if v != "nosniff" {
+                return bad("the only value is nosniff");
+            }
+        }
+        "x_frame_options" => {
+            let upper = v.to_ascii_uppercase();
+            let ok = upper == "DENY"
+                || upper == "SAMEORIGIN"
+                || upper
+                    .strip_prefix("ALLOW-FROM ")
+                    .is_some_and(|uri| !uri.trim().is_empty());
+            if !ok {
+                return bad("it must be DENY, SAMEORIGIN or ALLOW-FROM <uri>");
+            }
+        }
+        // content_security_policy: any header value.
+        _ => {}
     }
     Ok(())
 }
@@ -331,7 +441,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listener_attributes_follow_the_protocol_and_only_defaults_are_accepted() {
+    fn listener_attributes_follow_the_protocol_and_are_checked() {
         let http = listener_defaults(LoadBalancerType::Application, "HTTP");
         assert_eq!(http["routing.http.response.server.enabled"], "true");
         assert_eq!(
@@ -349,30 +459,73 @@ mod tests {
         assert_eq!(tcp["tcp.idle_timeout.seconds"], "350");
         assert!(listener_defaults(LoadBalancerType::Network, "UDP").is_empty());
 
-        check_listener(&tcp, &[("tcp.idle_timeout.seconds".into(), "350".into())]).unwrap();
+        let ok = |d, k: &str, v: &str| check_listener(d, &[(k.into(), v.into())]).unwrap();
         let err = |d, k: &str, v: &str| {
             format!(
                 "{:?}",
                 check_listener(d, &[(k.into(), v.into())]).unwrap_err()
             )
         };
+        ok(&tcp, "tcp.idle_timeout.seconds", "600");
         assert!(err(&tcp, "tcp.idle_timeout.seconds", "10").contains("between 60 and 6000"));
-        assert!(err(&tcp, "tcp.idle_timeout.seconds", "600").contains("tcp.idle_timeout.seconds"));
         assert!(err(&tcp, "routing.http.response.server.enabled", "false").contains("not valid"));
+        ok(&http, "routing.http.response.server.enabled", "false");
         assert!(err(&http, "routing.http.response.server.enabled", "no").contains("one of"));
+        let h = |name: &str| format!("routing.http.response.{name}.header_value");
+        for (name, good, bad) in [
+            ("x_frame_options", "DENY", "NEVER"),
+            (
+                "x_frame_options",
+                "ALLOW-FROM https://a.example",
+                "ALLOW-FROM",
+            ),
+            ("x_content_type_options", "nosniff", "sniff"),
+            (
+                "strict_transport_security",
+                "max-age=31536000; includeSubDomains; preload",
+                "preload",
+            ),
+            (
+                "access_control_allow_origin",
+                "https://app.example.com",
+                "app.example.com",
+            ),
+            (
+                "access_control_allow_methods",
+                "GET, POST, OPTIONS",
+                "GET, FETCH",
+            ),
+            (
+                "access_control_allow_headers",
+                "Content-Type,X-Api-Key",
+                "Bad Header",
+            ),
+            ("access_control_allow_credentials", "true", "false"),
+            ("access_control_max_age", "600", "86401"),
+            (
+                "content_security_policy",
+                "default-src 'self'",
+                "line\nbreak",
+            ),
+        ] {
+            ok(&http, &h(name), good);
+            ok(&http, &h(name), "");
+            let e = err(&http, &h(name), bad);
+            assert!(e.contains(&h(name)) && e.contains("not valid"), "{e}");
+        }
+        ok(
+            &https,
+            "routing.http.request.x_amzn_tls_version.header_name",
+            "X-Amzn-Tls-Version",
+        );
         assert!(
             err(
-                &http,
-                "routing.http.response.x_frame_options.header_value",
-                "DENY"
+                &https,
+                "routing.http.request.x_amzn_tls_version.header_name",
+                "X-Tls"
             )
-            .contains("x_frame_options")
+            .contains("not supported by gantry lb")
         );
-        check_listener(
-            &http,
-            &[("routing.http.response.server.enabled".into(), "true".into())],
-        )
-        .unwrap();
     }
 
     #[test]
