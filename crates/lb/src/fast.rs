@@ -1684,6 +1684,7 @@ mod tests {
         let cookies = Cookies {
             target: Some("AWSALB=g|t; Max-Age=5; Path=/".into()),
             group: None,
+            headers: None,
         };
         let mut out = Vec::new();
         let r = rewrite_reply(raw.as_bytes(), f, &cookies, keep, &mut out)

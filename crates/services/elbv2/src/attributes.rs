@@ -264,24 +264,22 @@ fn response_header_value(key: &str, name: &str, v: &str) -> Result<(), Elbv2Erro
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     };
     let list = |ok: &dyn Fn(&str) -> bool| v == "*" || v.split(',').map(str::trim).all(ok);
-    match name {
+    let problem: Option<String> = match name {
         "strict_transport_security" => {
-            let mut max_age = false;
+            let mut max_age = 0;
+            let mut other = false;
             for d in v.split(';').map(str::trim) {
                 let lower = d.to_ascii_lowercase();
-                if let Some(n) = lower.strip_prefix("max-age=") {
-                    if max_age || n.parse::<u64>().is_err() {
-                        return bad("max-age must be given once, in seconds");
-                    }
-                    max_age = true;
-                } else if lower != "includesubdomains" && lower != "preload" {
-                    return bad(
-                        "the directives are max-age=<seconds>, includeSubDomains and preload",
-                    );
+                match lower.strip_prefix("max-age=") {
+                    Some(n) if n.parse::<u64>().is_ok() => max_age += 1,
+                    Some(_) => max_age += 2,
+                    None => other |= lower != "includesubdomains" && lower != "preload",
                 }
             }
-            if !max_age {
-                return bad("max-age=<seconds> is required");
+            if other {
+                Some("the directives are max-age=<seconds>, includeSubDomains and preload".into())
+            } else {
+                (max_age != 1).then(|| "max-age=<seconds> is required, once".into())
             }
         }
         "access_control_allow_origin" => {
@@ -292,38 +290,22 @@ fn response_header_value(key: &str, name: &str, v: &str) -> Result<(), Elbv2Erro
                         !host.is_empty() && !host.contains(['/', ' ', ',', '?', '#'])
                     })
                 });
-            if !origin {
-                return bad("it must be *, null or an origin such as https://example.com");
-            }
+            (!origin).then(|| "it must be *, null or an origin such as https://example.com".into())
         }
-        "access_control_allow_methods" => {
-            if !list(&|m| METHODS.contains(&m)) {
-                return bad(&format!(
-                    "it must be * or a comma-separated list of {}",
-                    METHODS.join(", ")
-                ));
-            }
-        }
-        "access_control_allow_headers" | "access_control_expose_headers" => {
-            if !list(&|h| token(h)) {
-                return bad("it must be * or a comma-separated list of header names");
-            }
-        }
+        "access_control_allow_methods" => (!list(&|m| METHODS.contains(&m))).then(|| {
+            format!(
+                "it must be * or a comma-separated list of {}",
+                METHODS.join(", ")
+            )
+        }),
+        "access_control_allow_headers" | "access_control_expose_headers" => (!list(&|h| token(h)))
+            .then(|| "it must be * or a comma-separated list of header names".into()),
         "access_control_allow_credentials" => {
-            if v != "true" {
-                return bad("the only value is true");
-            }
+            (v != "true").then(|| "the only value is true".into())
         }
-        "access_control_max_age" => {
-            if !v.parse::<i64>().is_ok_and(|n| (-1..=86_400).contains(&n)) {
-                return bad("it must be an integer between -1 and 86400");
-            }
-        }
-        "x_content_type_options" => {
-            if v != "nosniff" {
-                return bad("the only value is nosniff");
-            }
-        }
+        "access_control_max_age" => (!v.parse::<i64>().is_ok_and(|n| (-1..=86_400).contains(&n)))
+            .then(|| "it must be an integer between -1 and 86400".into()),
+        "x_content_type_options" => (v != "nosniff").then(|| "the only value is nosniff".into()),
         "x_frame_options" => {
             let upper = v.to_ascii_uppercase();
             let ok = upper == "DENY"
@@ -331,12 +313,13 @@ fn response_header_value(key: &str, name: &str, v: &str) -> Result<(), Elbv2Erro
                 || upper
                     .strip_prefix("ALLOW-FROM ")
                     .is_some_and(|uri| !uri.trim().is_empty());
-            if !ok {
-                return bad("it must be DENY, SAMEORIGIN or ALLOW-FROM <uri>");
-            }
+            (!ok).then(|| "it must be DENY, SAMEORIGIN or ALLOW-FROM <uri>".into())
         }
         // content_security_policy: any header value.
-        _ => {}
+        _ => None,
+    };
+    if let Some(what) = problem {
+        return bad(&what);
     }
     Ok(())
 }
