@@ -57,8 +57,10 @@ def test_traffic_through_the_lb_becomes_application_elb_metrics(gantry, tmp_path
                                env=env, stdout=open(tmp_path / "lb.log", "ab"), stderr=subprocess.STDOUT)
     try:
         elb, cw = gantry.client("elbv2"), gantry.client("cloudwatch")
-        lb = elb.create_load_balancer(Name="metered", Type="application",
-                                      Subnets=default_subnets(gantry))["LoadBalancers"][0]
+        subnets = default_subnets(gantry)
+        lb = elb.create_load_balancer(Name="metered", Type="application", Subnets=subnets)["LoadBalancers"][0]
+        # A proxy started without --availability-zone counts in the load balancer's first zone.
+        first_zone = gantry.client("ec2").describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["AvailabilityZone"]
         tg = elb.create_target_group(Name="metered", Protocol="HTTP", Port=backend.server_address[1],
                                      VpcId="vpc-1", TargetType="ip", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
                                      HealthyThresholdCount=2)["TargetGroups"][0]
@@ -114,6 +116,13 @@ def test_traffic_through_the_lb_becomes_application_elb_metrics(gantry, tmp_path
         # One healthy target: a target's share is every request.
         assert total("RequestCountPerTarget", tg_only) == n
         assert total("RequestCountPerTarget", both) == n
+        in_zone = [("AvailabilityZone", first_zone), ("LoadBalancer", lb_dim)]
+        assert total("RequestCount", in_zone) == n
+        assert total("HTTPCode_Target_4XX_Count", in_zone + [("TargetGroup", tg_dim)]) == missing
+        assert total("TargetResponseTime", in_zone, "SampleCount") == n
+        # The target was registered without a zone: it counts in the proxy's.
+        assert metric_total(gantry, "AWS/ApplicationELB", "HealthyHostCount",
+                            in_zone + [("TargetGroup", tg_dim)], "Maximum") == 1
 
         def one_period(stats=None, extended=None, **kw):
             args = dict(Namespace="AWS/ApplicationELB", MetricName="TargetResponseTime",
@@ -417,6 +426,7 @@ def test_network_load_balancer_flows_become_network_elb_metrics(gantry, tmp_path
             assert total("ProcessedBytes", dims) == 2 * sent + udp_bytes, dims
         assert total("NewFlowCount_TLS", lb_only) == 0
         assert total("HealthyHostCount", tcp_pair, "Maximum") == 1
+        assert total("HealthyHostCount", [("AvailabilityZone", zone)] + tcp_pair, "Maximum") == 1
         names = {m["MetricName"] for m in gantry.client("cloudwatch").list_metrics(Namespace="AWS/NetworkELB")["Metrics"]}
         assert {"ActiveFlowCount", "NewFlowCount", "ProcessedBytes", "ActiveFlowCount_TCP",
                 "ProcessedBytes_UDP"} <= names

@@ -510,6 +510,10 @@ pub struct UsageWindow {
     pub healthy: u32,
     #[serde(default)]
     pub unhealthy: u32,
+    /// The same per availability zone of the targets: (zone, healthy, unhealthy); the zone is
+    /// empty for targets registered without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<(String, u32, u32)>,
 }
 
 /// A listener port a proxy could not open (taken by another process, or not permitted).

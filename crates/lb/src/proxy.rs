@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gantry_domain::lb::{
     Action, HealthReport, LbConfig, ListenerFailure, LoadBalancerType, Target,
-    TargetGroupHealthReport, TargetHealthObservation,
+    TargetGroupHealthReport, TargetHealthObservation, TargetHealthState,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -444,6 +444,30 @@ impl Proxy {
             target_groups,
             listener_failures: self.listener_failures(),
         }
+    }
+
+    /// Healthy and unhealthy targets per group and availability zone of the targets (empty for
+    /// targets registered without one), as this proxy's health checks see them.
+    pub fn zone_health(&self) -> HashMap<String, Vec<(String, u32, u32)>> {
+        let routes = self.inner.routes.load();
+        routes
+            .groups
+            .values()
+            .map(|g| {
+                let mut zones: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+                for t in g.targets.load().iter() {
+                    let zone = t.zone.lock().clone().unwrap_or_default();
+                    let slot = zones.entry(zone).or_default();
+                    match t.health().as_state() {
+                        TargetHealthState::Healthy => slot.0 += 1,
+                        TargetHealthState::Unhealthy => slot.1 += 1,
+                        _ => {}
+                    }
+                }
+                let zones = zones.into_iter().map(|(z, (h, u))| (z, h, u)).collect();
+                (g.arn.clone(), zones)
+            })
+            .collect()
     }
 
     /// Stops listening (connections in progress finish on their own).

@@ -514,7 +514,14 @@ pub async fn report_forever(
         let wait = every_s - now.rem_euclid(every_s);
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         let end = now_secs();
-        pending.extend(usage.take(start.floor() as i64, &health_counts(&proxy)));
+        let mut windows = usage.take(start.floor() as i64, &health_counts(&proxy));
+        let zones = proxy.zone_health();
+        for w in &mut windows {
+            if let Some(z) = zones.get(&w.target_group_arn) {
+                w.zones.clone_from(z);
+            }
+        }
+        pending.extend(windows);
         pending_lbs.extend(usage.take_load_balancers(start.floor() as i64));
         start = end;
         while pending.len() > MAX_PENDING {

@@ -17,8 +17,10 @@
 //! - `AWS/NetworkELB`, per `LoadBalancer` and `AvailabilityZone, LoadBalancer`:
 //!   `ActiveFlowCount` (the most flows open at once in the window), `NewFlowCount`,
 //!   `ProcessedBytes`, each also per protocol (`_TCP`, `_TLS`, `_UDP`).
-//! - Both namespaces, per `LoadBalancer, TargetGroup`: `HealthyHostCount`,
-//!   `UnHealthyHostCount`, one sample per proxy and window (their `Average` is the count).
+//! - Both namespaces, per `LoadBalancer, TargetGroup` and per `AvailabilityZone,
+//!   LoadBalancer, TargetGroup` (the targets' zones; those registered without one count in the
+//!   proxy's): `HealthyHostCount`, `UnHealthyHostCount`, one sample per proxy and window (their
+//!   `Average` is the count).
 //!
 //! The `AvailabilityZone` is the zone the reporting proxy serves as a node in ([`node_zone`]).
 //!
@@ -247,6 +249,41 @@ pub fn samples_for(w: &UsageWindow, lbs: &[(&LoadBalancer, Option<&str>)]) -> Ve
             "Count",
             vec![(f64::from(w.unhealthy), 1.0)],
         );
+        // Per zone of the targets (those registered without one count in the proxy's).
+        let mut zones: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+        for (z, h, u) in &w.zones {
+            let Some(z) = (if z.is_empty() { zone } else { Some(z.as_str()) }) else {
+                continue;
+            };
+            let slot = zones.entry(z).or_default();
+            slot.0 += h;
+            slot.1 += u;
+        }
+        for (z, (h, u)) in zones {
+            let dims = [vec![
+                dim("AvailabilityZone", z),
+                dim("LoadBalancer", lb_dim),
+                dim("TargetGroup", tg),
+            ]];
+            push(
+                &mut out,
+                namespace,
+                t,
+                "HealthyHostCount",
+                &dims,
+                "Count",
+                vec![(f64::from(h), 1.0)],
+            );
+            push(
+                &mut out,
+                namespace,
+                t,
+                "UnHealthyHostCount",
+                &dims,
+                "Count",
+                vec![(f64::from(u), 1.0)],
+            );
+        }
     }
     out
 }
@@ -411,6 +448,7 @@ mod tests {
             response_times: vec![(0.001, 5), (0.25, 3)],
             healthy: 4,
             unhealthy: 1,
+            zones: Vec::new(),
         };
         let s = samples_for(&w, &[(&alb, Some("us-east-1a"))]);
         for dims in [
@@ -475,6 +513,26 @@ mod tests {
             find(&s, "UnHealthyHostCount", &["LoadBalancer", "TargetGroup"])[0].values,
             vec![(1.0, 1.0)]
         );
+        // Per zone: targets without a zone count in the proxy's.
+        let w = UsageWindow {
+            zones: vec![
+                (String::new(), 1, 0),
+                ("us-east-1a".into(), 2, 1),
+                ("us-east-1b".into(), 1, 0),
+            ],
+            ..w
+        };
+        let s = samples_for(&w, &[(&alb, Some("us-east-1a"))]);
+        let per_zone = find(
+            &s,
+            "HealthyHostCount",
+            &["AvailabilityZone", "LoadBalancer", "TargetGroup"],
+        );
+        let got: Vec<(&str, f64)> = per_zone
+            .iter()
+            .map(|x| (x.dimensions[0].1.as_str(), x.values[0].0))
+            .collect();
+        assert_eq!(got, [("us-east-1a", 3.0), ("us-east-1b", 1.0)]);
     }
 
     #[test]
