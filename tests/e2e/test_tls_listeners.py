@@ -340,3 +340,95 @@ def _try(open_session):
         return open_session()
     except (OSError, ssl.SSLError):
         return None
+
+
+class _HeaderEcho(http.server.BaseHTTPRequestHandler):
+    """Answers the TLS headers it received, one `name=value` a line."""
+
+    def do_GET(self):
+        names = ("X-Amzn-Tls-Version", "X-Amzn-Tls-Cipher-Suite", "X-Tls-Version")
+        body = "\n".join(f"{n}={self.headers.get(n)}" for n in names).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_https_listener_tells_targets_the_tls_version_and_cipher_suite(gantry, tmp_path):
+    """`routing.http.x_amzn_tls_version_and_cipher_suite.enabled` on the load balancer adds the
+    `X-Amzn-Tls-Version` and `X-Amzn-Tls-Cipher-Suite` request headers, under the names the
+    listener's `routing.http.request.x_amzn_tls_*.header_name` attributes give them."""
+    from test_agent_tasks import wait_until
+
+    pem = serialization.Encoding.PEM
+    ca_cert, ca_key = make_ca()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(pem))
+    host = "headers.example.test"
+    cert, key = make_leaf(ca_cert, ca_key, host)
+    acm, elbv2 = gantry.client("acm"), gantry.client("elbv2")
+    cert_arn = acm.import_certificate(Certificate=cert.public_bytes(pem), PrivateKey=_pem_key(key),
+                                      CertificateChain=ca_cert.public_bytes(pem))["CertificateArn"]
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeaderEcho)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    lb = None
+    try:
+        lb_arn = elbv2.create_load_balancer(Name="tlshdr", Subnets=default_subnets(gantry))[
+            "LoadBalancers"][0]["LoadBalancerArn"]
+        tg_arn = elbv2.create_target_group(Name="tlshdr", Protocol="HTTP", Port=80, TargetType="ip",
+                                           HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+                                           HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": "127.0.0.1", "Port": backend.server_address[1]}])
+        port = free_port()
+        listener = elbv2.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTPS", Port=port,
+                                         Certificates=[{"CertificateArn": cert_arn}],
+                                         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}])[
+            "Listeners"][0]["ListenerArn"]
+        lb = start_lb(gantry, tmp_path / "lb.log")
+
+        def seen(*extra):
+            r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(ca_file), *extra,
+                                "--resolve", f"{host}:{port}:127.0.0.1", f"https://{host}:{port}/"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                return None
+            return dict(line.split("=", 1) for line in r.stdout.splitlines())
+        first = wait_until(seen, timeout=30, interval=0.2, what="the HTTPS listener")
+        # Off by default, as AWS.
+        assert first == {"X-Amzn-Tls-Version": "None", "X-Amzn-Tls-Cipher-Suite": "None", "X-Tls-Version": "None"}
+
+        elbv2.modify_load_balancer_attributes(LoadBalancerArn=lb_arn, Attributes=[
+            {"Key": "routing.http.x_amzn_tls_version_and_cipher_suite.enabled", "Value": "true"}])
+        elbv2.modify_listener_attributes(ListenerArn=listener, Attributes=[
+            {"Key": "routing.http.request.x_amzn_tls_version.header_name", "Value": "X-Tls-Version"}])
+        twelve = ("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256")
+        got = wait_until(lambda: (s := seen(*twelve)) and s["X-Tls-Version"] != "None" and s,
+                         timeout=30, interval=0.2, what="the TLS headers")
+        assert got == {"X-Amzn-Tls-Version": "None", "X-Tls-Version": "TLSv1.2",
+                       "X-Amzn-Tls-Cipher-Suite": "ECDHE-RSA-AES128-GCM-SHA256"}, got
+        assert seen()["X-Tls-Version"] in ("TLSv1.2", "TLSv1.3")
+        # A client cannot pass its own values off as the load balancer's.
+        forged = seen(*twelve, "-H", "X-Tls-Version: TLSv9")
+        assert forged["X-Tls-Version"] == "TLSv1.2", forged
+
+        # Mutual TLS headers are not sent: their names stay AWS's.
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            elbv2.modify_listener_attributes(ListenerArn=listener, Attributes=[
+                {"Key": "routing.http.request.x_amzn_mtls_clientcert.header_name", "Value": "X-Cert"}])
+        assert e.value.response["Error"]["Code"] == "InvalidConfigurationRequest"
+        assert "x_amzn_mtls_clientcert" in e.value.response["Error"]["Message"]
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            elbv2.modify_listener_attributes(ListenerArn=listener, Attributes=[
+                {"Key": "routing.http.request.x_amzn_tls_version.header_name", "Value": "Not A Name"}])
+        assert e.value.response["Error"]["Code"] == "InvalidConfigurationRequest"
+    finally:
+        if lb is not None:
+            lb.terminate()
+            try:
+                lb.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                lb.kill()
+        backend.shutdown()

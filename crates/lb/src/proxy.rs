@@ -33,7 +33,7 @@ use crate::metrics::LbMetrics;
 use crate::routing::{Headers, RequestView, RouteTable, redirect_location};
 use crate::state::{
     Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, ResponseHeaders, Routes,
-    choose_group, cookie, error_text, idle_timeout, tcp_idle_timeout, trace_id_bytes,
+    choose_group, cookie, error_text, idle_timeout, tcp_idle_timeout, tls_headers, trace_id_bytes,
 };
 use crate::udp;
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
@@ -281,6 +281,11 @@ impl Proxy {
                         lb: lb_usage.clone(),
                         tcp_idle_timeout: tcp_idle_timeout(&l.attributes),
                         response_headers: Arc::new(ResponseHeaders::from_attributes(&l.attributes)),
+                        tls_headers: if protocol == Protocol::Https {
+                            tls_headers(&lb.attributes, &l.attributes)
+                        } else {
+                            None
+                        },
                     }),
                 );
             }
@@ -574,7 +579,26 @@ async fn serve_tls(
             }
             Err(_) => return,
         };
-        return serve_http(inner, tls, peer, port, true).await;
+        // The TLS version and cipher suite, for targets, when the load balancer says so.
+        let tls_values = inner
+            .routes
+            .load()
+            .by_port
+            .get(&port)
+            .and_then(|p| p.tls_headers.clone())
+            .and_then(|(version_name, suite_name)| {
+                let c = tls.get_ref().1;
+                let version = c.protocol_version().and_then(crate::tls::version_name)?;
+                let suite = c
+                    .negotiated_cipher_suite()
+                    .and_then(|s| crate::tls::suite_name(s.suite()))?;
+                Some(vec![
+                    (version_name, HeaderValue::from_static(version)),
+                    (suite_name, HeaderValue::from_static(suite)),
+                ])
+            })
+            .unwrap_or_default();
+        return serve_http(inner, tls, peer, port, true, tls_values).await;
     }
     // A TLS flow: counted from the first byte of the handshake.
     let Some(flow) = open_flow(&inner, port, FlowProtocol::Tls) else {
@@ -613,7 +637,7 @@ async fn serve_tcp_flow(inner: Arc<Inner>, stream: TcpStream, port: u16) {
 /// fast path.
 async fn serve_client(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port: u16) {
     match fast::is_h2(&stream).await {
-        Some(true) => serve_http(inner, stream, peer, port, false).await,
+        Some(true) => serve_http(inner, stream, peer, port, false, Vec::new()).await,
         Some(false) => fast::serve(inner, stream, peer, port).await,
         None => {}
     }
@@ -629,12 +653,20 @@ struct Conn {
     port_value: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     proto_value: HeaderValue,
+    /// Request headers about the client's TLS connection (`X-Amzn-Tls-Version`, ...).
+    tls_values: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// HTTP/2 clients are served by hyper with its own connection handling: the load balancer's
 /// idle timeout is applied by the HTTP/1 fast path only.
-async fn serve_http<S>(inner: Arc<Inner>, stream: S, peer: SocketAddr, port: u16, tls: bool)
-where
+async fn serve_http<S>(
+    inner: Arc<Inner>,
+    stream: S,
+    peer: SocketAddr,
+    port: u16,
+    tls: bool,
+    tls_values: Vec<(HeaderName, HeaderValue)>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(Conn {
@@ -644,6 +676,7 @@ where
         peer_value: HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         port_value: HeaderValue::from(port),
+        tls_values,
     });
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let inner = inner.clone();
@@ -842,6 +875,9 @@ fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
         .insert(X_FORWARDED_PORT, conn.port_value.clone());
     if !parts.headers.contains_key(&X_AMZN_TRACE_ID) {
         parts.headers.insert(X_AMZN_TRACE_ID, trace_id());
+    }
+    for (n, v) in &conn.tls_values {
+        parts.headers.insert(n.clone(), v.clone());
     }
 }
 

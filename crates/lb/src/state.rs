@@ -59,6 +59,36 @@ pub(crate) struct ListenerPlan {
     pub(crate) tcp_idle_timeout: Duration,
     /// HTTP and HTTPS listeners: the headers added to responses.
     pub(crate) response_headers: Arc<ResponseHeaders>,
+    /// HTTPS listeners of load balancers with
+    /// `routing.http.x_amzn_tls_version_and_cipher_suite.enabled`: the names of the headers
+    /// telling targets the TLS version and cipher suite of the client's connection.
+    pub(crate) tls_headers: Option<(http::HeaderName, http::HeaderName)>,
+}
+
+/// The request headers naming the TLS version and cipher suite, when `lb_attributes` enable
+/// them for an HTTPS listener with `attributes` (`routing.http.request.x_amzn_tls_*.header_name`
+/// rename them).
+pub(crate) fn tls_headers(
+    lb_attributes: &std::collections::BTreeMap<String, String>,
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> Option<(http::HeaderName, http::HeaderName)> {
+    if lb_attributes
+        .get("routing.http.x_amzn_tls_version_and_cipher_suite.enabled")
+        .map(String::as_str)
+        != Some("true")
+    {
+        return None;
+    }
+    let name = |key: &str, default: &'static str| {
+        attributes
+            .get(&format!("routing.http.request.{key}.header_name"))
+            .and_then(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .unwrap_or(http::HeaderName::from_static(default))
+    };
+    Some((
+        name("x_amzn_tls_version", "x-amzn-tls-version"),
+        name("x_amzn_tls_cipher_suite", "x-amzn-tls-cipher-suite"),
+    ))
 }
 
 /// What an HTTP or HTTPS listener adds to responses (its `routing.http.response.*`

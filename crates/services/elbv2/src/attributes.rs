@@ -204,8 +204,9 @@ pub fn listener_defaults(t: LoadBalancerType, protocol: &str) -> BTreeMap<String
 
 /// Checks listener attribute changes against `defaults` (see [`listener_defaults`]): unknown
 /// keys and badly formed values are AWS's errors. `gantry lb` honours the TCP idle timeout of
-/// TCP listeners, the response headers of HTTP and HTTPS listeners and their `Server` header;
-/// it sends no mTLS/TLS request headers, so the `routing.http.request.*.header_name` keys are
+/// TCP listeners, the response headers of HTTP and HTTPS listeners and their `Server` header,
+/// and the names of the TLS version and cipher suite request headers of HTTPS listeners; it
+/// does no mutual TLS, so the `routing.http.request.x_amzn_mtls_*.header_name` keys are
 /// accepted only with their defaults and any other value is refused naming the key.
 pub fn check_listener(
     defaults: &BTreeMap<String, String>,
@@ -226,6 +227,18 @@ pub fn check_listener(
                     .and_then(|k| k.strip_suffix(".header_value"))
                 {
                     response_header_value(k, name, v)?;
+                } else if k == "routing.http.request.x_amzn_tls_version.header_name"
+                    || k == "routing.http.request.x_amzn_tls_cipher_suite.header_name"
+                {
+                    let token = !v.is_empty()
+                        && v.len() <= 128
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    if !token {
+                        return Err(Elbv2Error::InvalidConfiguration(format!(
+                            "The value '{v}' of '{k}' is not valid: it must be an HTTP header name"
+                        )));
+                    }
                 } else if v != default {
                     return Err(Elbv2Error::InvalidConfiguration(format!(
                         "The value '{v}' of '{k}' is not supported by gantry lb: only '{default}' is"
@@ -499,13 +512,21 @@ mod tests {
         ok(
             &https,
             "routing.http.request.x_amzn_tls_version.header_name",
-            "X-Amzn-Tls-Version",
+            "X-Tls",
         );
         assert!(
             err(
                 &https,
                 "routing.http.request.x_amzn_tls_version.header_name",
-                "X-Tls"
+                "X Tls"
+            )
+            .contains("HTTP header name")
+        );
+        assert!(
+            err(
+                &https,
+                "routing.http.request.x_amzn_mtls_clientcert.header_name",
+                "X-Cert"
             )
             .contains("not supported by gantry lb")
         );
