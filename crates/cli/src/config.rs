@@ -20,7 +20,9 @@ pub struct ServerArgs {
     /// The account id in ARNs.
     #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
-    /// The region printed for clients (requests use the region they are signed for).
+    /// The region printed for clients (requests use the region they are signed for); also the
+    /// region of registry (`/v2/`) requests whose credentials and host name none, and where
+    /// registry data written before repositories had a region is moved.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
     /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).
@@ -440,7 +442,9 @@ pub struct UpArgs {
     /// The account id in ARNs.
     #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
-    /// The region printed for clients (requests use the region they are signed for).
+    /// The region printed for clients (requests use the region they are signed for); also the
+    /// region of registry (`/v2/`) requests whose credentials and host name none, and where
+    /// registry data written before repositories had a region is moved.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
     /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).
