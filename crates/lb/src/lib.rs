@@ -25,7 +25,8 @@
 //!   ([`tls`]): the certificate is chosen by SNI among the listener's certificates (the default
 //!   one when none matches), the security policy sets the protocol versions and cipher suites;
 //!   then requests are proxied as for HTTP (over hyper, HTTP/1.1 or HTTP/2 by ALPN,
-//!   `X-Forwarded-Proto: https`) or bytes as for TCP. Certificates and keys arrive on the
+//!   `X-Forwarded-Proto: https`, and `X-Amzn-Tls-Version`/`X-Amzn-Tls-Cipher-Suite` when the
+//!   load balancer enables them) or bytes as for TCP. Certificates and keys arrive on the
 //!   configuration stream.
 //!
 //! HTTP and HTTPS listeners set their `routing.http.response.*` attributes' headers on every
