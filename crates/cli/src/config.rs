@@ -389,6 +389,11 @@ pub struct LbArgs {
     /// `AWS/ApplicationELB` metrics, in seconds (ELB publishes every minute).
     #[arg(long, env = "GANTRY_LB_METRICS_INTERVAL", default_value_t = 60.0, value_name = "SECONDS", value_parser = parse_interval)]
     pub metrics_interval: f64,
+    /// The availability zone this proxy serves in as a load balancer node: the
+    /// `AvailabilityZone` dimension of the metrics it reports for load balancers enabled in that
+    /// zone (default, and for the others: each load balancer's first zone).
+    #[arg(long, env = "GANTRY_LB_AVAILABILITY_ZONE", value_name = "ZONE")]
+    pub availability_zone: Option<String>,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
