@@ -198,3 +198,28 @@ def test_ip_address_type_on_ipv4_only_subnets(gantry):
     limits = {l["Name"]: l["Max"] for l in elb.describe_account_limits()["Limits"]}
     assert limits["application-load-balancers"] == "50" and limits["target-groups"] == "3000", limits
     elb.delete_load_balancer(LoadBalancerArn=lb)
+
+
+def test_stickiness_type_follows_the_target_group_protocol(gantry):
+    elb = gantry.client("elbv2")
+    ec2 = gantry.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+
+    def stick(tg, kind):
+        return elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
+            {"Key": "stickiness.enabled", "Value": "true"}, {"Key": "stickiness.type", "Value": kind}])
+
+    for protocol in ["HTTP", "TCP", "UDP"]:
+        tg = elb.create_target_group(Name=f"st-{protocol.lower()}", Protocol=protocol, Port=80,
+                                     VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
+        wrong = ["source_ip"] if protocol == "HTTP" else ["lb_cookie", "app_cookie"]
+        for kind in wrong:
+            assert error_of(stick, tg, kind) == (
+                400, "InvalidConfigurationRequest",
+                f"Stickiness type '{kind}' is not supported for target groups with the {protocol} protocol")
+        for kind in ["source_ip_dest_ip", "nope"]:
+            assert error_of(stick, tg, kind) == (
+                400, "ValidationError", "'Stickiness type' must be one of [app_cookie, lb_cookie, source_ip]")
+        right = "lb_cookie" if protocol == "HTTP" else "source_ip"
+        attrs = {a["Key"]: a["Value"] for a in stick(tg, right)["Attributes"]}
+        assert attrs["stickiness.type"] == right and attrs["stickiness.enabled"] == "true"

@@ -436,6 +436,7 @@ pub(crate) async fn modify_attributes(
     let tg = commit_with_retry(store, || async {
         let cur = target_group_by_arn(store, &ctx.region, arn).await?;
         let mut tg = cur.value.clone();
+        attributes::check_stickiness_type(&tg.protocol, &changes)?;
         attributes::apply(&mut tg.attributes, &changes)?;
         let key = keys::target_group(&ctx.region, &tg.name);
         let txn = Txn::new()
