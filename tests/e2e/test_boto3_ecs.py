@@ -42,6 +42,12 @@ def test_clusters_lifecycle_and_failures(ecs):
     assert d["clusters"][0]["settings"] == [{"name": "containerInsights", "value": "enabled"}]
     assert any(s["name"] == "runningEC2TasksCount" for s in d["clusters"][0]["statistics"])
     assert d["failures"] == [{"arn": f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/ghost", "reason": "MISSING"}]
+    # `tags` only for a tagged cluster whose tags were asked for.
+    assert "tags" not in ecs.describe_clusters(clusters=["prod"])["clusters"][0]
+    plain = ecs.create_cluster(clusterName="untagged")["cluster"]
+    assert "tags" not in plain
+    assert "tags" not in ecs.describe_clusters(clusters=["untagged"], include=["TAGS"])["clusters"][0]
+    ecs.delete_cluster(cluster="untagged")
 
     u = ecs.update_cluster_settings(cluster="prod", settings=[{"name": "containerInsights", "value": "disabled"}])
     assert u["cluster"]["settings"] == [{"name": "containerInsights", "value": "disabled"}]
