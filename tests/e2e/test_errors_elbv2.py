@@ -223,3 +223,34 @@ def test_stickiness_type_follows_the_target_group_protocol(gantry):
         right = "lb_cookie" if protocol == "HTTP" else "source_ip"
         attrs = {a["Key"]: a["Value"] for a in stick(tg, right)["Attributes"]}
         assert attrs["stickiness.type"] == right and attrs["stickiness.enabled"] == "true"
+
+
+def test_listener_protocol_is_required_and_must_fit_the_load_balancer(gantry):
+    elb = gantry.client("elbv2")
+    subnets = default_subnets(gantry)
+    alb = elb.create_load_balancer(Name="proto-alb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    nlb = elb.create_load_balancer(Name="proto-nlb", Subnets=subnets,
+                                   Type="network")["LoadBalancers"][0]["LoadBalancerArn"]
+    fixed = [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}]
+    assert error_of(elb.create_listener, LoadBalancerArn=alb, Port=8080, DefaultActions=fixed) == (
+        400, "ValidationError", "A listener protocol must be specified")
+    for lb, protocol, allowed in [(alb, "TCP", "HTTP, HTTPS"), (alb, "GENEVE", "HTTP, HTTPS"),
+                                  (nlb, "HTTP", "UDP, TCP, TLS, TCP_UDP"),
+                                  (nlb, "HTTPS", "UDP, TCP, TLS, TCP_UDP")]:
+        assert error_of(elb.create_listener, LoadBalancerArn=lb, Port=1234, Protocol=protocol,
+                        DefaultActions=fixed) == (
+            400, "ValidationError", f"Listener protocol '{protocol}' must be one of '{allowed}'")
+    for lb in (alb, nlb):
+        assert error_of(elb.create_listener, LoadBalancerArn=lb, Port=1234, Protocol="INVALID",
+                        DefaultActions=fixed) == (
+            400, "ValidationError",
+            "1 validation error detected: Value 'INVALID' at 'protocol' failed to satisfy constraint: "
+            "Member must satisfy enum value set: [HTTP, HTTPS, UDP, TCP, TLS, TCP_UDP]")
+    assert elb.describe_listeners(LoadBalancerArn=alb)["Listeners"] == []
+    bad_type = [{"Type": "fixed-response",
+                 "FixedResponseConfig": {"StatusCode": "200", "ContentType": "Fake content type"}}]
+    assert error_of(elb.create_listener, LoadBalancerArn=alb, Port=80, Protocol="HTTP",
+                    DefaultActions=bad_type) == (
+        400, "InvalidLoadBalancerAction",
+        "The ContentType must be one of:'text/html', 'application/json', 'application/javascript', "
+        "'text/css', 'text/plain'")
