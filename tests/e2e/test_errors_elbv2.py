@@ -122,10 +122,20 @@ def test_creation_conflicts_and_validation(gantry):
         400, "ValidationError", "Load balancer names cannot begin with 'internal-'")
     assert error_of(elb.create_load_balancer, Name="badsub",
                     Subnets=["subnet-00000000000000000", "subnet-11111111111111111"])[:2] == (400, "SubnetNotFound")
-    assert error_of(elb.create_target_group, Name="-bad", Protocol="HTTP", Port=80, VpcId=vpc) == (
+    for bad in ["-bad", "bad-", "ba--d"]:
+        assert error_of(elb.create_target_group, Name=bad, Protocol="HTTP", Port=80, VpcId=vpc) == (
+            400, "ValidationError",
+            f"1 validation error detected: Value '{bad}' at 'targetGroup.targetGroupArn.targetGroupName' failed to "
+            "satisfy constraint: Member must satisfy regular expression pattern: (?!.*--)(?!^-)(?!.*-$)^[A-Za-z0-9-]+$")
+    assert error_of(elb.create_target_group, Name="a.b", Protocol="HTTP", Port=80, VpcId=vpc) == (
         400, "ValidationError",
-        "Target group name '-bad' can have a maximum of 32 characters, can contain only alphanumeric characters "
-        "or hyphens, and must not begin or end with a hyphen")
+        "Target group name 'a.b' can only contain characters that are alphanumeric characters or hyphens(-)")
+    assert error_of(elb.create_target_group, Name="A" * 33, Protocol="HTTP", Port=80, VpcId=vpc) == (
+        400, "ValidationError", f"Target group name '{'A' * 33}' cannot be longer than '32' characters")
+    for protocol, timeout, relation in [("HTTP", 5, "smaller than"), ("TCP", 6, "smaller than or equal to")]:
+        assert error_of(elb.create_target_group, Name="hc", Protocol=protocol, Port=80, VpcId=vpc,
+                        HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=timeout) == (
+            400, "ValidationError", f"Health check timeout '{timeout}' must be {relation} the interval '5'")
     lb = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
     # The same name with the same settings is the same load balancer.
     assert elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"] == lb
