@@ -270,7 +270,7 @@ pub fn check_stickiness_type(
             _ => {
                 return Err(Elbv2Error::validation(
                     "'Stickiness type' must be one of [app_cookie, lb_cookie, source_ip]",
-                ))
+                ));
             }
         }
         return Err(Elbv2Error::InvalidConfiguration(format!(
@@ -309,11 +309,7 @@ pub fn apply(
                     "weighted_random",
                 ],
             )?,
-            "stickiness.type" => one_of(
-                k,
-                v,
-                &["lb_cookie", "app_cookie", "source_ip"],
-            )?,
+            "stickiness.type" => one_of(k, v, &["lb_cookie", "app_cookie", "source_ip"])?,
             "routing.http.desync_mitigation_mode" => {
                 one_of(k, v, &["monitor", "defensive", "strictest"])?
             }
