@@ -189,3 +189,8 @@ def test_capacity_providers_and_tags(gantry):
     assert [f["reason"] for f in out["failures"]] == ["MISSING"]
     assert code_of(ecs.delete_capacity_provider, capacityProvider="missing") == (400, "InvalidParameterException")
     assert code_of(ecs.list_tags_for_resource, resourceArn="not-an-arn") == (400, "InvalidParameterException")
+    # A service ARN of the short format (no cluster) names no service.
+    short = "arn:aws:ecs:us-east-1:000000000000:service/fake_service"
+    for call, kw in [(ecs.list_tags_for_resource, {}), (ecs.tag_resource, dict(tags=[{"key": "k", "value": "v"}])),
+                     (ecs.untag_resource, dict(tagKeys=["k"]))]:
+        assert error_of(call, resourceArn=short, **kw) == SERVICE_NOT_FOUND, call.__name__
