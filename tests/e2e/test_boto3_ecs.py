@@ -42,6 +42,12 @@ def test_clusters_lifecycle_and_failures(ecs):
     assert d["clusters"][0]["settings"] == [{"name": "containerInsights", "value": "enabled"}]
     assert any(s["name"] == "runningEC2TasksCount" for s in d["clusters"][0]["statistics"])
     assert d["failures"] == [{"arn": f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/ghost", "reason": "MISSING"}]
+    # `tags` only for a tagged cluster whose tags were asked for.
+    assert "tags" not in ecs.describe_clusters(clusters=["prod"])["clusters"][0]
+    plain = ecs.create_cluster(clusterName="untagged")["cluster"]
+    assert "tags" not in plain
+    assert "tags" not in ecs.describe_clusters(clusters=["untagged"], include=["TAGS"])["clusters"][0]
+    ecs.delete_cluster(cluster="untagged")
 
     u = ecs.update_cluster_settings(cluster="prod", settings=[{"name": "containerInsights", "value": "disabled"}])
     assert u["cluster"]["settings"] == [{"name": "containerInsights", "value": "disabled"}]
@@ -284,3 +290,32 @@ def test_unimplemented_operation_answers_an_aws_error(ecs):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         ecs.list_services_by_namespace(namespace="ns")
     assert code(e) == "UnsupportedFeatureException"
+
+
+def test_defaults_ecs_reports_network_mode_and_service_role(ecs):
+    linux = ecs.register_task_definition(family="nm", containerDefinitions=[
+        {"name": "app", "image": "busybox", "memory": 64}])["taskDefinition"]
+    assert linux["networkMode"] == "bridge"
+    assert ecs.describe_task_definition(taskDefinition="nm")["taskDefinition"]["networkMode"] == "bridge"
+    host = ecs.register_task_definition(family="nm", networkMode="host", containerDefinitions=[
+        {"name": "app", "image": "busybox", "memory": 64}])["taskDefinition"]
+    assert host["networkMode"] == "host"
+    windows = ecs.register_task_definition(
+        family="nm-win", runtimePlatform={"operatingSystemFamily": "WINDOWS_SERVER_2022_CORE"},
+        containerDefinitions=[{"name": "app", "image": "busybox", "memory": 64}])["taskDefinition"]
+    assert "networkMode" not in windows
+
+    ecs.create_cluster(clusterName="roles")
+    role = f"arn:aws:iam::{ACCOUNT}:role/ecs-service"
+    created = ecs.create_service(cluster="roles", serviceName="with-role", taskDefinition="nm:1",
+                                 desiredCount=0, role=role)["service"]
+    assert created["roleArn"] == role
+    # A role named without its ARN is expanded in the caller's account.
+    named = ecs.create_service(cluster="roles", serviceName="named-role", taskDefinition="nm:1",
+                               desiredCount=0, role="path/svc-role")["service"]
+    assert named["roleArn"] == f"arn:aws:iam::{ACCOUNT}:role/path/svc-role"
+    described = ecs.describe_services(cluster="roles", services=["with-role", "named-role"])["services"]
+    assert [s.get("roleArn") for s in described] == [role, named["roleArn"]]
+    plain = ecs.create_service(cluster="roles", serviceName="no-role", taskDefinition="nm:1",
+                               desiredCount=0)["service"]
+    assert "roleArn" not in plain

@@ -42,6 +42,9 @@ def test_an_unknown_cluster_is_reported_first_by_every_operation_on_a_cluster(ga
         (ecs.describe_services, dict(cluster="nope", services=["s"])),
         (ecs.describe_tasks, dict(cluster="nope", tasks=[TASK_ID])),
         (ecs.describe_container_instances, dict(cluster="nope", containerInstances=[TASK_ID])),
+        # Before the empty list too, and with the default cluster when none is named.
+        (ecs.describe_tasks, dict(tasks=[])),
+        (ecs.describe_container_instances, dict(containerInstances=[])),
         (ecs.create_service, dict(cluster="nope", serviceName="s", taskDefinition="missing", desiredCount=1)),
         (ecs.update_service, dict(cluster="nope", service="s", taskDefinition="missing")),
         (ecs.delete_service, dict(cluster="nope", service="s")),
@@ -90,10 +93,17 @@ def test_task_definitions(gantry):
     ecs.register_task_definition(family="f", containerDefinitions=CONTAINERS)
     assert error_of(ecs.describe_task_definition, taskDefinition="f:9") == describe
     # DeleteTaskDefinitions reports each one it cannot delete as a failure.
-    out = ecs.delete_task_definitions(taskDefinitions=["f:1", "missing:1"])
+    # ECS names each reference as given, with its explanation as the reason.
+    out = ecs.delete_task_definitions(taskDefinitions=["f:1", "missing:1", "no-revision"])
     assert out["taskDefinitions"] == []
-    assert [(f["arn"].rsplit("/", 1)[1], f["reason"]) for f in out["failures"]] == [
-        ("f:1", "TASK_DEFINITION_INVALID_STATE"), ("missing:1", "TASK_DEFINITION_INVALID_STATE")]
+    assert out["failures"] == [
+        {"arn": "f:1", "reason": "The specified task definition is still in ACTIVE status. "
+                                 "Please deregister the target and try again."},
+        {"arn": "missing:1", "reason": "The specified task definition does not exist. "
+                                       "Specify a valid account, family, revision and try again."},
+        {"arn": "no-revision", "reason": "The specified task definition identifier is invalid. "
+                                         "Specify a valid name or ARN and try again."},
+    ]
     # Nothing was registered by the refused calls.
     assert ecs.list_task_definition_families()["families"] == ["f"]
 
@@ -114,9 +124,12 @@ def test_services(gantry):
         (ecs.list_service_deployments, {}),
     ]:
         assert error_of(call, cluster="c", service="missing", **kw) == SERVICE_NOT_FOUND, call.__name__
-    out = ecs.describe_services(cluster="c", services=["missing"])
+    # An unknown service named by name is reported without its cluster; an ARN as given.
+    given = "arn:aws:ecs:us-east-1:000000000000:service/c/gone"
+    out = ecs.describe_services(cluster="c", services=["missing", given])
     assert out["services"] == []
-    assert out["failures"] == [{"arn": "arn:aws:ecs:us-east-1:000000000000:service/c/missing", "reason": "MISSING"}]
+    assert out["failures"] == [{"arn": "arn:aws:ecs:us-east-1:000000000000:service/missing", "reason": "MISSING"},
+                               {"arn": given, "reason": "MISSING"}]
 
     ecs.register_task_definition(family="f", containerDefinitions=CONTAINERS)
     ecs.create_service(cluster="c", serviceName="s", taskDefinition="f", desiredCount=0)
@@ -156,6 +169,10 @@ def test_tasks_and_container_instances(gantry):
     ci = f"arn:aws:ecs:us-east-1:000000000000:container-instance/c/{TASK_ID}"
     assert ecs.describe_container_instances(cluster="c", containerInstances=[TASK_ID])["failures"] == [
         {"arn": ci, "reason": "MISSING"}]
+    assert error_of(ecs.describe_tasks, cluster="c", tasks=[]) == (
+        400, "InvalidParameterException", "Tasks cannot be empty.")
+    assert error_of(ecs.describe_container_instances, cluster="c", containerInstances=[]) == (
+        400, "ClientException", "Container Instances cannot be empty.")
     assert ecs.update_container_instances_state(cluster="c", containerInstances=[TASK_ID],
                                                 status="DRAINING")["failures"] == [{"arn": ci, "reason": "MISSING"}]
     assert code_of(ecs.deregister_container_instance, cluster="c", containerInstance=TASK_ID) == (
@@ -172,3 +189,8 @@ def test_capacity_providers_and_tags(gantry):
     assert [f["reason"] for f in out["failures"]] == ["MISSING"]
     assert code_of(ecs.delete_capacity_provider, capacityProvider="missing") == (400, "InvalidParameterException")
     assert code_of(ecs.list_tags_for_resource, resourceArn="not-an-arn") == (400, "InvalidParameterException")
+    # A service ARN of the short format (no cluster) names no service.
+    short = "arn:aws:ecs:us-east-1:000000000000:service/fake_service"
+    for call, kw in [(ecs.list_tags_for_resource, {}), (ecs.tag_resource, dict(tags=[{"key": "k", "value": "v"}])),
+                     (ecs.untag_resource, dict(tagKeys=["k"]))]:
+        assert error_of(call, resourceArn=short, **kw) == SERVICE_NOT_FOUND, call.__name__

@@ -122,10 +122,20 @@ def test_creation_conflicts_and_validation(gantry):
         400, "ValidationError", "Load balancer names cannot begin with 'internal-'")
     assert error_of(elb.create_load_balancer, Name="badsub",
                     Subnets=["subnet-00000000000000000", "subnet-11111111111111111"])[:2] == (400, "SubnetNotFound")
-    assert error_of(elb.create_target_group, Name="-bad", Protocol="HTTP", Port=80, VpcId=vpc) == (
+    for bad in ["-bad", "bad-", "ba--d"]:
+        assert error_of(elb.create_target_group, Name=bad, Protocol="HTTP", Port=80, VpcId=vpc) == (
+            400, "ValidationError",
+            f"1 validation error detected: Value '{bad}' at 'targetGroup.targetGroupArn.targetGroupName' failed to "
+            "satisfy constraint: Member must satisfy regular expression pattern: (?!.*--)(?!^-)(?!.*-$)^[A-Za-z0-9-]+$")
+    assert error_of(elb.create_target_group, Name="a.b", Protocol="HTTP", Port=80, VpcId=vpc) == (
         400, "ValidationError",
-        "Target group name '-bad' can have a maximum of 32 characters, can contain only alphanumeric characters "
-        "or hyphens, and must not begin or end with a hyphen")
+        "Target group name 'a.b' can only contain characters that are alphanumeric characters or hyphens(-)")
+    assert error_of(elb.create_target_group, Name="A" * 33, Protocol="HTTP", Port=80, VpcId=vpc) == (
+        400, "ValidationError", f"Target group name '{'A' * 33}' cannot be longer than '32' characters")
+    for protocol, timeout, relation in [("HTTP", 5, "smaller than"), ("TCP", 6, "smaller than or equal to")]:
+        assert error_of(elb.create_target_group, Name="hc", Protocol=protocol, Port=80, VpcId=vpc,
+                        HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=timeout) == (
+            400, "ValidationError", f"Health check timeout '{timeout}' must be {relation} the interval '5'")
     lb = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
     # The same name with the same settings is the same load balancer.
     assert elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"] == lb
@@ -203,3 +213,59 @@ def test_ip_address_type_on_ipv4_only_subnets(gantry):
     limits = {l["Name"]: l["Max"] for l in elb.describe_account_limits()["Limits"]}
     assert limits["application-load-balancers"] == "50" and limits["target-groups"] == "3000", limits
     elb.delete_load_balancer(LoadBalancerArn=lb)
+
+
+def test_stickiness_type_follows_the_target_group_protocol(gantry):
+    elb = gantry.client("elbv2")
+    ec2 = gantry.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+
+    def stick(tg, kind):
+        return elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
+            {"Key": "stickiness.enabled", "Value": "true"}, {"Key": "stickiness.type", "Value": kind}])
+
+    for protocol in ["HTTP", "TCP", "UDP"]:
+        tg = elb.create_target_group(Name=f"st-{protocol.lower()}", Protocol=protocol, Port=80,
+                                     VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
+        wrong = ["source_ip"] if protocol == "HTTP" else ["lb_cookie", "app_cookie"]
+        for kind in wrong:
+            assert error_of(stick, tg, kind) == (
+                400, "InvalidConfigurationRequest",
+                f"Stickiness type '{kind}' is not supported for target groups with the {protocol} protocol")
+        for kind in ["source_ip_dest_ip", "nope"]:
+            assert error_of(stick, tg, kind) == (
+                400, "ValidationError", "'Stickiness type' must be one of [app_cookie, lb_cookie, source_ip]")
+        right = "lb_cookie" if protocol == "HTTP" else "source_ip"
+        attrs = {a["Key"]: a["Value"] for a in stick(tg, right)["Attributes"]}
+        assert attrs["stickiness.type"] == right and attrs["stickiness.enabled"] == "true"
+
+
+def test_listener_protocol_is_required_and_must_fit_the_load_balancer(gantry):
+    elb = gantry.client("elbv2")
+    subnets = default_subnets(gantry)
+    alb = elb.create_load_balancer(Name="proto-alb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    nlb = elb.create_load_balancer(Name="proto-nlb", Subnets=subnets,
+                                   Type="network")["LoadBalancers"][0]["LoadBalancerArn"]
+    fixed = [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}]
+    assert error_of(elb.create_listener, LoadBalancerArn=alb, Port=8080, DefaultActions=fixed) == (
+        400, "ValidationError", "A listener protocol must be specified")
+    for lb, protocol, allowed in [(alb, "TCP", "HTTP, HTTPS"), (alb, "GENEVE", "HTTP, HTTPS"),
+                                  (nlb, "HTTP", "UDP, TCP, TLS, TCP_UDP"),
+                                  (nlb, "HTTPS", "UDP, TCP, TLS, TCP_UDP")]:
+        assert error_of(elb.create_listener, LoadBalancerArn=lb, Port=1234, Protocol=protocol,
+                        DefaultActions=fixed) == (
+            400, "ValidationError", f"Listener protocol '{protocol}' must be one of '{allowed}'")
+    for lb in (alb, nlb):
+        assert error_of(elb.create_listener, LoadBalancerArn=lb, Port=1234, Protocol="INVALID",
+                        DefaultActions=fixed) == (
+            400, "ValidationError",
+            "1 validation error detected: Value 'INVALID' at 'protocol' failed to satisfy constraint: "
+            "Member must satisfy enum value set: [HTTP, HTTPS, UDP, TCP, TLS, TCP_UDP]")
+    assert elb.describe_listeners(LoadBalancerArn=alb)["Listeners"] == []
+    bad_type = [{"Type": "fixed-response",
+                 "FixedResponseConfig": {"StatusCode": "200", "ContentType": "Fake content type"}}]
+    assert error_of(elb.create_listener, LoadBalancerArn=alb, Port=80, Protocol="HTTP",
+                    DefaultActions=bad_type) == (
+        400, "InvalidLoadBalancerAction",
+        "The ContentType must be one of:'text/html', 'application/json', 'application/javascript', "
+        "'text/css', 'text/plain'")

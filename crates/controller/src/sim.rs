@@ -40,6 +40,7 @@ pub fn replica_service(name: &str, desired: i64, min: i64, max: i64) -> Service 
         placement_strategy: Vec::new(),
         load_balancers: Vec::new(),
         health_check_grace_period_seconds: None,
+        role_arn: None,
         network_configuration: None,
         tags: Vec::new(),
         propagate_tags: None,

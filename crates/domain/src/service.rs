@@ -427,6 +427,9 @@ pub struct Service {
     pub load_balancers: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_grace_period_seconds: Option<i64>,
+    /// The IAM role (as an ARN) named by CreateService's `role`, reported as `roleArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<Value>,
     #[serde(default)]

@@ -487,7 +487,7 @@ fn check_fargate_rules(td: &TaskDefinition) -> Result<(), ValidationError> {
         return refuse("ipcMode");
     }
     if td.pid_mode.as_deref() == Some("host") {
-        return refuse("pidMode 'host'");
+        return refuse("pidMode 'host'. The supported value for pidMode is 'task'");
     }
     for v in &td.volumes {
         if v.config

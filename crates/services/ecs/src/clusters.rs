@@ -125,11 +125,11 @@ fn to_wire(c: &Cluster, ctx: &RequestContext, counts: ClusterCounts, inc: Includ
         "pendingTasksCount": counts.pending_tasks,
         "activeServicesCount": counts.active_services,
         "statistics": [],
-        "tags": [],
         "capacityProviders": c.capacity_providers,
         "defaultCapacityProviderStrategy": c.default_capacity_provider_strategy,
     });
-    if inc.tags {
+    // ECS leaves `tags` out of a cluster that has none, even when they were asked for.
+    if inc.tags && !c.tags.is_empty() {
         v["tags"] = json!(c.tags);
     }
     if inc.settings {

@@ -369,6 +369,11 @@ pub(super) async fn describe(
 ) -> Result<Value, EcsError> {
     let req: DescribeRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
+    // ECS looks the cluster up first, then refuses an empty list in its own words.
+    active_cluster(svc, ctx, &cluster).await?;
+    if req.container_instances.is_empty() {
+        return Err(EcsError::client("Container Instances cannot be empty."));
+    }
     check_len("containerInstances", &req.container_instances, 100)?;
     let mut with_tags = false;
     for i in &req.include {
@@ -382,7 +387,6 @@ pub(super) async fn describe(
             }
         }
     }
-    active_cluster(svc, ctx, &cluster).await?;
     let pools = crate::capacity_providers::providers_by_pool(svc, ctx).await?;
     let mut found = Vec::new();
     let mut failures = Vec::new();

@@ -140,6 +140,9 @@ pub(crate) fn to_wire(
     if let Some(g) = s.health_check_grace_period_seconds {
         v["healthCheckGracePeriodSeconds"] = json!(g);
     }
+    if let Some(r) = &s.role_arn {
+        v["roleArn"] = json!(r);
+    }
     if let Some(n) = &s.network_configuration {
         v["networkConfiguration"] = n.clone();
     }
@@ -252,6 +255,7 @@ struct ServiceRequest {
     placement_strategy: Option<Vec<Value>>,
     network_configuration: Option<Value>,
     health_check_grace_period_seconds: Option<i64>,
+    role: Option<String>,
     scheduling_strategy: Option<String>,
     deployment_controller: Option<Value>,
     load_balancers: Option<Vec<Value>>,
@@ -263,6 +267,20 @@ struct ServiceRequest {
     force_new_deployment: Option<bool>,
     force: Option<bool>,
     platform_version: Option<String>,
+}
+
+/// CreateService's `role`: an ARN as given, a bare name (with or without a path) as the ARN of
+/// that role in the caller's account, as ECS expands it.
+fn role_arn(ctx: &RequestContext, role: Option<&str>) -> Option<String> {
+    let role = role.filter(|r| !r.is_empty())?;
+    if role.starts_with("arn:") {
+        return Some(role.to_owned());
+    }
+    Some(format!(
+        "arn:aws:iam::{}:role/{}",
+        ctx.account_id,
+        role.trim_start_matches('/')
+    ))
 }
 
 fn check_common(req: &ServiceRequest) -> Result<(), EcsError> {
@@ -542,6 +560,7 @@ pub(super) async fn create(
             placement_strategy: req.placement_strategy.clone().unwrap_or_default(),
             load_balancers: req.load_balancers.clone().unwrap_or_default(),
             health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+            role_arn: role_arn(ctx, req.role.as_deref()),
             network_configuration: network_configuration.clone(),
             tags: req.tags.clone(),
             propagate_tags: req.propagate_tags.clone(),
@@ -739,6 +758,7 @@ async fn create_external(
             placement_strategy: req.placement_strategy.clone().unwrap_or_default(),
             load_balancers: Vec::new(),
             health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+            role_arn: role_arn(ctx, req.role.as_deref()),
             network_configuration: None,
             tags: req.tags.clone(),
             propagate_tags: req.propagate_tags.clone(),
@@ -1071,8 +1091,9 @@ pub(super) async fn describe(
     for r in &req.services {
         match get_service(svc, ctx, &cluster, r).await? {
             Some(s) => out.push(to_wire(&s.value, ctx, &counts, with_tags)),
+            // ECS names an unknown service given by name without its cluster.
             None => failures.push(missing(r, |n| {
-                Arn::service(&ctx.region, &ctx.account_id, &cluster, n)
+                Arn::new("ecs", &ctx.region, &ctx.account_id, format!("service/{n}"))
             })),
         }
     }

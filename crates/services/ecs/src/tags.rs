@@ -122,10 +122,13 @@ fn target_of(arn_str: &str, ctx: &RequestContext) -> Result<Target, EcsError> {
             let (cluster, id) = rest.split_once('/').ok_or_else(bad)?;
             Target::ContainerInstance(keys::container_instance(region, cluster, id))
         }
-        ("service", rest) => {
-            let (cluster, name) = rest.split_once('/').ok_or_else(bad)?;
-            Target::Service(keys::service(region, cluster, name))
-        }
+        ("service", rest) => match rest.split_once('/') {
+            Some((cluster, name)) => Target::Service(keys::service(region, cluster, name)),
+            // The short form (`service/<name>`, without the cluster) names no service here:
+            // services always have the long ARN format.
+            None if !rest.is_empty() => return Err(EcsError::ServiceNotFound),
+            None => return Err(bad()),
+        },
         ("task", rest) => {
             let (cluster, id) = rest.split_once('/').ok_or_else(bad)?;
             Target::Task(keys::task(region, cluster, id))

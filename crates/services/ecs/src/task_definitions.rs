@@ -40,6 +40,16 @@ pub(super) fn to_wire(td: &TaskDefinition, ctx: &RequestContext) -> Value {
             ),
         );
         obj.insert("registeredAt".into(), secs(td.registered_at));
+        // ECS reports the default network mode of a Linux task definition that named none.
+        let windows = td
+            .other
+            .get("runtimePlatform")
+            .and_then(|p| p.get("operatingSystemFamily"))
+            .and_then(Value::as_str)
+            .is_some_and(|f| f.starts_with("WINDOWS"));
+        if td.network_mode.is_none() && !windows {
+            obj.insert("networkMode".into(), json!("bridge"));
+        }
         if let Some(d) = td.deregistered_at {
             obj.insert("deregisteredAt".into(), secs(d));
         }
@@ -340,20 +350,19 @@ pub(super) async fn delete(
     for reference in &req.task_definitions {
         let (family, rev) = match revision_ref(reference) {
             Ok(x) => x,
-            Err(e) => {
+            Err(_) => {
                 failures.push(failure(
                     reference,
-                    "INVALID_PARAMETER",
-                    Some(&e.to_string()),
+                    "The specified task definition identifier is invalid. Specify a valid name or ARN and try again.",
+                    None,
                 ));
                 continue;
             }
         };
         let key = keys::task_definition(&ctx.region, &family, rev);
-        let arn = Arn::task_definition(&ctx.region, &ctx.account_id, &family, rev).to_string();
         let outcome = commit_with_retry(svc.store.as_ref(), || async {
             let Some(cur) = svc.store.get_typed::<TaskDefinition>(&key).await? else {
-                return Ok((Txn::new(), Err("The specified task definition does not exist.")));
+                return Ok((Txn::new(), Err("The specified task definition does not exist. Specify a valid account, family, revision and try again.")));
             };
             match cur.value.status {
                 TaskDefinitionStatus::Active => Ok((
@@ -374,9 +383,8 @@ pub(super) async fn delete(
         .await?;
         match outcome {
             Ok(td) => deleted.push(to_wire(&td, ctx)),
-            Err(reason) => {
-                failures.push(failure(&arn, "TASK_DEFINITION_INVALID_STATE", Some(reason)))
-            }
+            // ECS names the reference as given and puts its explanation in `reason`.
+            Err(reason) => failures.push(failure(reference, reason, None)),
         }
     }
     Ok(json!({"taskDefinitions": deleted, "failures": failures}))

@@ -938,9 +938,13 @@ pub(super) async fn describe_serialized(
 ) -> Result<Vec<u8>, EcsError> {
     let req: DescribeTasksRequest = parse(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
+    // ECS looks the cluster up first, then refuses an empty list in its own words.
+    active_cluster(svc, ctx, &cluster).await?;
+    if req.tasks.is_empty() {
+        return Err(EcsError::invalid("Tasks cannot be empty."));
+    }
     check_len("tasks", &req.tasks, 100)?;
     let with_tags = include_tags(&req.include)?;
-    active_cluster(svc, ctx, &cluster).await?;
     let mut tasks: Vec<u8> = Vec::new();
     let mut failures = Vec::new();
     let mut defs: BTreeMap<(String, u32), Option<TaskDefinition>> = BTreeMap::new();

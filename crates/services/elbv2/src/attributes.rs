@@ -357,6 +357,35 @@ fn one_of(key: &str, v: &str, allowed: &[&str]) -> Result<(), Elbv2Error> {
     }
 }
 
+/// AWS's check of a `stickiness.type` change against the target group's protocol, made before
+/// the keys themselves are checked: cookie stickiness only for HTTP and HTTPS, `source_ip` only
+/// for the others.
+pub fn check_stickiness_type(
+    protocol: &str,
+    changes: &[(String, String)],
+) -> Result<(), Elbv2Error> {
+    for (k, v) in changes {
+        if k != "stickiness.type" {
+            continue;
+        }
+        let http = matches!(protocol, "HTTP" | "HTTPS");
+        match v.as_str() {
+            "lb_cookie" | "app_cookie" if !http => {}
+            "source_ip" if http => {}
+            "lb_cookie" | "app_cookie" | "source_ip" => continue,
+            _ => {
+                return Err(Elbv2Error::validation(
+                    "'Stickiness type' must be one of [app_cookie, lb_cookie, source_ip]",
+                ));
+            }
+        }
+        return Err(Elbv2Error::InvalidConfiguration(format!(
+            "Stickiness type '{v}' is not supported for target groups with the {protocol} protocol"
+        )));
+    }
+    Ok(())
+}
+
 /// Applies `changes` to `current` after checking each key exists there and each value fits.
 pub fn apply(
     current: &mut BTreeMap<String, String>,
@@ -386,11 +415,7 @@ pub fn apply(
                     "weighted_random",
                 ],
             )?,
-            "stickiness.type" => one_of(
-                k,
-                v,
-                &["lb_cookie", "app_cookie", "source_ip", "source_ip_dest_ip"],
-            )?,
+            "stickiness.type" => one_of(k, v, &["lb_cookie", "app_cookie", "source_ip"])?,
             "routing.http.desync_mitigation_mode" => {
                 one_of(k, v, &["monitor", "defensive", "strictest"])?
             }

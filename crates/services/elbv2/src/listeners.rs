@@ -44,7 +44,18 @@ pub(crate) async fn listener_by_arn(
     Ok((lb, i))
 }
 
+/// The model's `ProtocolEnum`.
+const PROTOCOLS: [&str; 9] = [
+    "HTTP", "HTTPS", "TCP", "TLS", "UDP", "TCP_UDP", "GENEVE", "QUIC", "TCP_QUIC",
+];
+
 fn check_protocol(svc: &Elbv2Service, lb: &LoadBalancer, protocol: &str) -> Result<(), Elbv2Error> {
+    if !PROTOCOLS.contains(&protocol) {
+        return Err(Elbv2Error::validation(format!(
+            "1 validation error detected: Value '{protocol}' at 'protocol' failed to satisfy \
+             constraint: Member must satisfy enum value set: [HTTP, HTTPS, UDP, TCP, TLS, TCP_UDP]"
+        )));
+    }
     match (lb.lb_type, protocol) {
         (LoadBalancerType::Application, "HTTP") | (LoadBalancerType::Network, "TCP") => Ok(()),
         (LoadBalancerType::Application, "HTTPS") | (LoadBalancerType::Network, "TLS")
@@ -71,9 +82,8 @@ fn check_protocol(svc: &Elbv2Service, lb: &LoadBalancer, protocol: &str) -> Resu
         (LoadBalancerType::Application, _) => Err(Elbv2Error::validation(format!(
             "Listener protocol '{protocol}' must be one of 'HTTP, HTTPS'"
         ))),
-        _ => Err(Elbv2Error::InvalidConfiguration(format!(
-            "Protocol '{protocol}' is not valid for a {} load balancer",
-            lb.lb_type.as_str()
+        (LoadBalancerType::Network, _) => Err(Elbv2Error::validation(format!(
+            "Listener protocol '{protocol}' must be one of 'UDP, TCP, TLS, TCP_UDP'"
         ))),
     }
 }
@@ -152,10 +162,7 @@ pub(crate) async fn create(
         let mut lb = cur.value.clone();
         let protocol = p
             .get("Protocol")
-            .unwrap_or(match lb.lb_type {
-                LoadBalancerType::Application => "HTTP",
-                LoadBalancerType::Network => "TCP",
-            })
+            .ok_or_else(|| Elbv2Error::validation("A listener protocol must be specified"))?
             .to_owned();
         check_protocol(svc, &lb, &protocol)?;
         let port =

@@ -7,7 +7,6 @@ use gantry_front::RequestContext;
 use gantry_store::{StoreExt, Txn, encode};
 
 use crate::error::Elbv2Error;
-use crate::load_balancers::validate_name;
 use crate::wire::{self, Params};
 use crate::{
     Elbv2Service, all_load_balancers, attributes, commit_with_retry, keys, lbs_using,
@@ -109,10 +108,39 @@ fn apply_health_check(hc: &mut HealthCheck, p: &Params, protocol: &str) -> Resul
         hc.path.get_or_insert_with(|| "/".to_owned());
         hc.matcher.get_or_insert_with(|| "200".to_owned());
     }
-    if hc.timeout_seconds >= hc.interval_seconds {
-        return Err(Elbv2Error::InvalidConfiguration(
-            "Health check timeout must be smaller than the interval".into(),
-        ));
+    let (t, i) = (hc.timeout_seconds, hc.interval_seconds);
+    if is_http(protocol) && t >= i {
+        return Err(Elbv2Error::validation(format!(
+            "Health check timeout '{t}' must be smaller than the interval '{i}'"
+        )));
+    }
+    if t > i {
+        return Err(Elbv2Error::validation(format!(
+            "Health check timeout '{t}' must be smaller than or equal to the interval '{i}'"
+        )));
+    }
+    Ok(())
+}
+
+/// Target group names as ELBv2 checks them: the length, then the characters, then the hyphens,
+/// each with its own wording.
+fn validate_name(name: &str) -> Result<(), Elbv2Error> {
+    if name.len() > 32 {
+        return Err(Elbv2Error::validation(format!(
+            "Target group name '{name}' cannot be longer than '32' characters"
+        )));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Elbv2Error::validation(format!(
+            "Target group name '{name}' can only contain characters that are alphanumeric characters or hyphens(-)"
+        )));
+    }
+    if name.is_empty() || name.starts_with('-') || name.ends_with('-') || name.contains("--") {
+        return Err(Elbv2Error::validation(format!(
+            "1 validation error detected: Value '{name}' at 'targetGroup.targetGroupArn.targetGroupName' \
+             failed to satisfy constraint: Member must satisfy regular expression pattern: \
+             (?!.*--)(?!^-)(?!.*-$)^[A-Za-z0-9-]+$"
+        )));
     }
     Ok(())
 }
@@ -147,7 +175,7 @@ pub(crate) async fn create(
     ctx: &RequestContext,
 ) -> Result<String, Elbv2Error> {
     let name = p.req("Name")?.to_owned();
-    validate_name(&name, "Target group")?;
+    validate_name(&name)?;
     let target_type = p.get("TargetType").unwrap_or("instance").to_owned();
     match target_type.as_str() {
         "instance" | "ip" | "alb" => {}
@@ -436,6 +464,7 @@ pub(crate) async fn modify_attributes(
     let tg = commit_with_retry(store, || async {
         let cur = target_group_by_arn(store, &ctx.region, arn).await?;
         let mut tg = cur.value.clone();
+        attributes::check_stickiness_type(&tg.protocol, &changes)?;
         attributes::apply(&mut tg.attributes, &changes)?;
         let key = keys::target_group(&ctx.region, &tg.name);
         let txn = Txn::new()

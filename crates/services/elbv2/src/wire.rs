@@ -266,9 +266,11 @@ pub fn parse_actions(p: &Params, name: &str) -> Result<Vec<Action>, Elbv2Error> 
                 if let Some(ct) = &content_type
                     && !CONTENT_TYPES.contains(&ct.as_str())
                 {
-                    return Err(Elbv2Error::validation(format!(
-                        "Content type '{ct}' is not valid"
-                    )));
+                    return Err(Elbv2Error::InvalidAction(
+                        "The ContentType must be one of:'text/html', 'application/json', \
+                         'application/javascript', 'text/css', 'text/plain'"
+                            .to_owned(),
+                    ));
                 }
                 let message_body = c.get("MessageBody").map(str::to_owned);
                 if message_body.as_ref().is_some_and(|b| b.len() > 1024) {

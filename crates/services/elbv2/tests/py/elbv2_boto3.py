@@ -110,7 +110,7 @@ tg2_arn = elb.create_target_group(Name="web2", Protocol="HTTP", Port=80, VpcId="
 tcp_tg = elb.create_target_group(Name="tcp", Protocol="TCP", Port=5432, VpcId="vpc-1", TargetType="ip")["TargetGroups"][0]
 check(tcp_tg["HealthCheckProtocol"] == "TCP" and "Matcher" not in tcp_tg and tcp_tg["HealthCheckTimeoutSeconds"] == 10, tcp_tg)
 expect_error("DuplicateTargetGroupName", elb.create_target_group, Name="api", Protocol="HTTP", Port=9999, VpcId="vpc-1")
-expect_error("InvalidConfigurationRequest", elb.create_target_group, Name="bad", Protocol="HTTP", Port=80, HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=10)
+expect_error("ValidationError", elb.create_target_group, Name="bad", Protocol="HTTP", Port=80, HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=10)
 expect_error("ValidationError", elb.create_target_group, Name="bad", Protocol="HTTP", Port=80, Matcher={"HttpCode": "xyz"})
 tg = elb.modify_target_group(TargetGroupArn=tg_arn, HealthCheckPath="/ready")["TargetGroups"][0]
 check(tg["HealthCheckPath"] == "/ready", "modified hc path")
