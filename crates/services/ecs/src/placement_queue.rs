@@ -668,19 +668,19 @@ async fn move_one(
     let key = keys::task(region, cluster, &id);
     // The view's copy is as good as a read: the commit compares the task's revision.
     let (revision, cur) = match book.moved.get(&key) {
-        Some((r, t)) => (*r, t.clone()),
+        Some((r, t)) => (*r, Arc::new(t.clone())),
         None => match view.task(&id) {
-            Some((r, t)) => (r, (*t).clone()),
+            Some((r, t)) => (r, t),
             None => match svc.store.get_typed::<Task>(&key).await? {
-                Some(v) => (v.revision, v.value),
+                Some(v) => (v.revision, Arc::new(v.value)),
                 None => return Err(EcsError::invalid("The referenced task was not found.")),
             },
         },
     };
     let before = cur.last_status;
-    let mut t = cur.clone();
+    let mut t = (*cur).clone();
     (m.change)(&mut t)?;
-    if t == cur {
+    if t == *cur {
         return Ok(MoveStep::Done(Box::new(t)));
     }
     t.version += 1;
