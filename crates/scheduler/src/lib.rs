@@ -134,7 +134,9 @@ mod scale_in;
 mod view;
 
 pub use cql::{CqlError, Expr};
-pub use placer::{FailureReason, PlacementFailure, PlacementResult, Placer, place};
+pub use placer::{
+    FailureReason, PlacementFailure, PlacementResult, Placer, StaticIndex, place, same_statics,
+};
 pub use request::{
     BinpackField, MAX_CONSTRAINTS, MAX_EXPRESSION_LEN, MAX_STRATEGIES, PlacementConstraint,
     PlacementError, PlacementRequest, PlacementStrategy, RequiredAttribute, SpreadField,

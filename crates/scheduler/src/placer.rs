@@ -158,6 +158,29 @@ enum KeyKind {
     BinpackMemory,
 }
 
+/// What a [`Placer`] derived from the instances' static properties (status, agent connection,
+/// registration, attributes: what [`same_statics`] compares), never from resources or tasks: the
+/// instances each request shape may use and the values of each spread attribute. A caller that
+/// keeps a view across placements hands it from one placer to the next
+/// ([`Placer::into_index`], [`Placer::with_index`]) while the instances, their order and their
+/// static properties stay the same, instead of computing it again per placer.
+#[derive(Debug, Default)]
+pub struct StaticIndex {
+    spread_values: Vec<(String, SpreadValues)>,
+    statics: HashMap<String, StaticFilter>,
+}
+
+/// Whether two views of an instance agree on everything a [`StaticIndex`] is derived from.
+pub fn same_statics(a: &InstanceView, b: &InstanceView) -> bool {
+    a.id == b.id
+        && a.active == b.active
+        && a.agent_connected == b.agent_connected
+        && a.registered_at == b.registered_at
+        && a.ec2_instance_id == b.ec2_instance_id
+        && a.agent_version == b.agent_version
+        && a.attributes == b.attributes
+}
+
 /// Placement state over one snapshot: remaining resources, ports, task groups and the indexes
 /// placement needs, all updated incrementally as tasks are placed.
 ///
@@ -269,6 +292,25 @@ impl<'v> Placer<'v> {
             spread_values: Vec::new(),
             spread_counts: Vec::new(),
             statics: HashMap::new(),
+        }
+    }
+
+    /// Indexes a snapshot, reusing what an earlier placer derived from the instances' static
+    /// properties. `index` must come from a placer over views of the same instances, in the same
+    /// order, each with the same static properties ([`same_statics`]).
+    pub fn with_index(view: &'v [InstanceView], index: StaticIndex) -> Self {
+        let mut placer = Self::new(view);
+        placer.spread_values = index.spread_values;
+        placer.statics = index.statics;
+        placer
+    }
+
+    /// What this placer derived from the instances' static properties, for the next placer over
+    /// the same instances ([`Self::with_index`]).
+    pub fn into_index(self) -> StaticIndex {
+        StaticIndex {
+            spread_values: self.spread_values,
+            statics: self.statics,
         }
     }
 

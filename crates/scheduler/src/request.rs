@@ -69,7 +69,7 @@ impl PlacementConstraint {
                 if len > MAX_EXPRESSION_LEN {
                     return Err(PlacementError::ExpressionTooLong(len));
                 }
-                Ok(Self::MemberOf(cql::parse(e)?))
+                Ok(Self::MemberOf(cql::parse_cached(e)?))
             }
             other => Err(PlacementError::UnknownConstraintType(other.to_owned())),
         }

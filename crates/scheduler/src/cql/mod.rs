@@ -71,6 +71,34 @@ pub fn parse(expr: &str) -> Result<Expr, CqlError> {
     parser::parse(expr)
 }
 
+/// Most expressions [`parse_cached`] remembers; the cache starts over when it is full.
+const PARSED_CACHE_LEN: usize = 256;
+
+/// [`parse`], remembering the result per expression text: requests of one shape (a service's
+/// launches, a client's RunTask calls) repeat the same few expressions, whose parse compiles
+/// regular expressions. The copy shares the compiled regular expressions.
+pub fn parse_cached(expr: &str) -> Result<Expr, CqlError> {
+    type Cache = std::collections::HashMap<String, Result<Expr, CqlError>>;
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<Cache>> =
+        std::sync::LazyLock::new(Default::default);
+    if let Some(hit) = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(expr)
+    {
+        return hit.clone();
+    }
+    let parsed = parse(expr);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= PARSED_CACHE_LEN {
+        cache.clear();
+    }
+    cache.insert(expr.to_owned(), parsed.clone());
+    parsed
+}
+
 /// A parsed CQL expression.
 ///
 /// `Display` prints it back in a canonical form (symbol operators, single spaces, quotes only

@@ -375,3 +375,44 @@ fn awsvpc_tasks_run_out_of_network_interfaces() {
     // Tasks without an interface are not limited by it.
     assert_eq!(placed(&place(&req(1, 1, 4), &view, &mut rng())).len(), 4);
 }
+
+#[test]
+fn a_placer_with_an_earlier_placers_index_places_as_a_fresh_one() {
+    let zones = ["a", "b", "c"];
+    let mut view: Vec<InstanceView> = (0..30)
+        .map(|i| {
+            let mut v = instance(i, zones[i % 3], 2048, 4096 + (i as i64 % 7) * 512);
+            if i % 4 == 0 {
+                v.attributes[1].1 = Some("c5.large".into());
+            }
+            v
+        })
+        .collect();
+    let mut r = req(128, 256, 10);
+    r.strategy = vec![
+        PlacementStrategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+        PlacementStrategy::Binpack(BinpackField::Memory),
+    ];
+    r.constraints = vec![PlacementConstraint::MemberOf(
+        cql::parse("attribute:ecs.instance-type =~ m5.*").unwrap(),
+    )];
+    let mut index = StaticIndex::default();
+    for round in 0..8u64 {
+        let fresh = Placer::new(&view).place(&r, &mut SchedRng::seed_from_u64(round));
+        let mut reused = Placer::with_index(&view, index);
+        let got = reused.place(&r, &mut SchedRng::seed_from_u64(round));
+        assert_eq!(got, fresh, "round {round}");
+        index = reused.into_index();
+        // What a commit changes between batches: resources and task groups, not statics.
+        let before = view.clone();
+        for i in placed(&got) {
+            view[i].remaining_cpu -= 128;
+            view[i].remaining_memory -= 256;
+            view[i].task_groups.push(r.group.clone());
+        }
+        assert!(before.iter().zip(&view).all(|(a, b)| same_statics(a, b)));
+    }
+    let mut moved = view[0].clone();
+    moved.agent_connected = false;
+    assert!(!same_statics(&view[0], &moved));
+}

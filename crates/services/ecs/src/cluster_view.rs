@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use gantry_domain::container_instance::{ContainerInstance, ContainerInstanceStatus};
 use gantry_domain::task::{Task, TaskStatus};
-use gantry_scheduler::InstanceView;
+use gantry_scheduler::{InstanceView, StaticIndex, same_statics};
 use gantry_store::{Event, Record, Revision, Store, StoreError, Watch, WatchError, decode};
 
 use crate::{keys, placement};
@@ -70,6 +70,9 @@ pub(crate) struct ClusterView {
     groups: HashMap<String, Vec<String>>,
     /// The highest revision applied from the feed or a read.
     revision: Revision,
+    /// What the last placer derived from the instances' static properties; dropped whenever an
+    /// instance comes, goes or changes one of them.
+    placer_index: Option<StaticIndex>,
 }
 
 fn id_of<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
@@ -135,6 +138,7 @@ impl ClusterView {
             tasks: BTreeMap::new(),
             groups: HashMap::new(),
             revision: 0,
+            placer_index: None,
         };
         let prefix = view.task_prefix.clone();
         scan_each(store, &prefix, |rec| {
@@ -299,10 +303,14 @@ impl ClusterView {
                 };
                 match self.index.get(id) {
                     Some(&i) => {
+                        if !same_statics(&self.views[i], &view) {
+                            self.placer_index = None;
+                        }
                         self.entries[i] = entry;
                         self.views[i] = view;
                     }
                     None => {
+                        self.placer_index = None;
                         self.sorted.insert(id.to_owned());
                         self.index.insert(id.to_owned(), self.entries.len());
                         self.entries.push(entry);
@@ -313,6 +321,7 @@ impl ClusterView {
             None => {
                 self.gone.insert(id.to_owned(), revision);
                 if let Some(i) = self.index.remove(id) {
+                    self.placer_index = None;
                     self.sorted.remove(id);
                     self.entries.swap_remove(i);
                     self.views.swap_remove(i);
@@ -417,6 +426,18 @@ impl ClusterView {
                 },
             );
         }
+    }
+
+    /// What the last placer over [`Self::views`] derived from the instances' static properties,
+    /// if they have not changed since (empty otherwise); hand it back with
+    /// [`Self::keep_placer_index`].
+    pub(crate) fn take_placer_index(&mut self) -> StaticIndex {
+        self.placer_index.take().unwrap_or_default()
+    }
+
+    /// Keeps a placer's index over the current [`Self::views`] for the next placer.
+    pub(crate) fn keep_placer_index(&mut self, index: StaticIndex) {
+        self.placer_index = Some(index);
     }
 
     /// Scheduler views of the instances, index-aligned with [`Self::entries`].

@@ -440,7 +440,15 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
         Work::Move(m) => m.ctx.now,
     });
     let mut rng = SchedRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
-    let mut placer = Placer::new(view.views());
+    // A batch of state changes only (agent reports) places nothing: no placer to index.
+    let mut index = batch
+        .jobs
+        .iter()
+        .any(|j| matches!(j.work, Work::Launch(_)))
+        .then(|| view.take_placer_index());
+    let mut placer = index
+        .take()
+        .map(|index| Placer::with_index(view.views(), index));
     let mut book = Bookkeeping::default();
     let mut txn = Txn::new();
     let mut parts: Vec<Option<Done>> = Vec::with_capacity(batch.jobs.len());
@@ -460,12 +468,15 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
             Work::Launch(_) if view.views().is_empty() => Err(EcsError::invalid(
                 "No Container Instances were found in your cluster.",
             )),
-            Work::Launch(l) => place_one(svc, view, &mut placer, &mut rng, l, &mut book.touched)
-                .await
-                .map(|part| {
-                    txn = task_network::merge(std::mem::take(&mut txn), part.txn);
-                    Some(Done::Launched((part.tasks, part.failures)))
-                }),
+            Work::Launch(l) => {
+                let placer = placer.get_or_insert_with(|| Placer::new(view.views()));
+                place_one(svc, view, placer, &mut rng, l, &mut book.touched)
+                    .await
+                    .map(|part| {
+                        txn = task_network::merge(std::mem::take(&mut txn), part.txn);
+                        Some(Done::Launched((part.tasks, part.failures)))
+                    })
+            }
             Work::Move(m) => match move_one(svc, view, &region, &cluster, m, &mut book).await {
                 Ok(MoveStep::Done(t)) => Ok(Some(Done::Moved(t))),
                 Ok(MoveStep::Later) => {
@@ -483,7 +494,10 @@ async fn place_batch(svc: &EcsService, view: &mut ClusterView, batch: &mut Taken
             }
         }
     }
-    drop(placer);
+    if let Some(placer) = placer {
+        let index = placer.into_index();
+        view.keep_placer_index(index);
+    }
     match book.finish(view, &region, &cluster) {
         Ok(more) => txn = task_network::merge(txn, more),
         Err(e) => {
@@ -654,19 +668,19 @@ async fn move_one(
     let key = keys::task(region, cluster, &id);
     // The view's copy is as good as a read: the commit compares the task's revision.
     let (revision, cur) = match book.moved.get(&key) {
-        Some((r, t)) => (*r, t.clone()),
+        Some((r, t)) => (*r, Arc::new(t.clone())),
         None => match view.task(&id) {
-            Some((r, t)) => (r, (*t).clone()),
+            Some((r, t)) => (r, t),
             None => match svc.store.get_typed::<Task>(&key).await? {
-                Some(v) => (v.revision, v.value),
+                Some(v) => (v.revision, Arc::new(v.value)),
                 None => return Err(EcsError::invalid("The referenced task was not found.")),
             },
         },
     };
     let before = cur.last_status;
-    let mut t = cur.clone();
+    let mut t = (*cur).clone();
     (m.change)(&mut t)?;
-    if t == cur {
+    if t == *cur {
         return Ok(MoveStep::Done(Box::new(t)));
     }
     t.version += 1;

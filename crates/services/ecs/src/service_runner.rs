@@ -514,8 +514,14 @@ impl ServiceRunner {
                 .iter()
                 .filter(|i| i.status != ContainerInstanceStatus::Inactive)
                 .map(|i| {
-                    let view = placement::view_of(i, vec![]);
-                    let eligible = member_of.iter().all(|e| e.matches(&view));
+                    // Eligibility only matters to DAEMON services; building the scheduler view of
+                    // every instance for a REPLICA service would be wasted on each pass.
+                    let eligible = s.scheduling_strategy != SchedulingStrategy::Daemon
+                        || member_of.is_empty()
+                        || {
+                            let view = placement::view_of(i, vec![]);
+                            member_of.iter().all(|e| e.matches(&view))
+                        };
                     CtlInstance::from_instance(
                         i,
                         eligible,

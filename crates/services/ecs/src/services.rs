@@ -9,7 +9,7 @@ use gantry_domain::service::{
     SchedulingStrategy, Service, ServiceStatus,
 };
 use gantry_domain::tags::{Tag, validate_tags};
-use gantry_domain::task::{Task, TaskStatus};
+use gantry_domain::task::TaskStatus;
 use gantry_domain::validation::is_ecs_name;
 use gantry_store::{StoreExt, Txn, encode};
 use serde::Deserialize;
@@ -45,24 +45,29 @@ pub(crate) async fn task_counts(
     ctx: &RequestContext,
     cluster: &str,
 ) -> Result<BTreeMap<String, Counts>, EcsError> {
-    let tasks = svc
-        .store
-        .scan_all_typed::<Task>(&keys::tasks(&ctx.region, cluster))
-        .await?;
-    let mut out: BTreeMap<String, Counts> = BTreeMap::new();
-    for t in tasks.into_iter().map(|t| t.value) {
-        let Some(d) = t.deployment_id else { continue };
-        if t.desired_status != TaskStatus::Running {
-            continue;
-        }
-        let c = out.entry(d).or_default();
-        if t.last_status == TaskStatus::Running {
-            c.running += 1;
-        } else if t.last_status.is_pending() {
-            c.pending += 1;
-        }
-    }
-    Ok(out)
+    // From the cluster's in-memory view (current with every commit acknowledged before the
+    // call): no read and decoding of every task of the cluster per call.
+    svc.placement
+        .read(svc, &ctx.region, cluster, |view| {
+            let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+            for t in view.task_records().filter(|t| t.cluster == cluster) {
+                let Some(d) = &t.deployment_id else { continue };
+                if t.desired_status != TaskStatus::Running {
+                    continue;
+                }
+                let c = match out.get_mut(d) {
+                    Some(c) => c,
+                    None => out.entry(d.clone()).or_default(),
+                };
+                if t.last_status == TaskStatus::Running {
+                    c.running += 1;
+                } else if t.last_status.is_pending() {
+                    c.pending += 1;
+                }
+            }
+            out
+        })
+        .await
 }
 
 fn deployment_to_wire(d: &Deployment, ctx: &RequestContext, counts: Counts) -> Value {
