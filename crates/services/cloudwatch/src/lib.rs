@@ -477,22 +477,29 @@ impl CloudWatchService {
             .index
             .read()
             .periods(key, start, end, period, unit, raw);
-        let mut merged: BTreeMap<i64, PeriodAgg> = BTreeMap::new();
+        // The periods are in time order, the units of one period next to each other: merging
+        // neighbours with the same start merges the units.
+        let mut merged: Vec<PeriodAgg> = Vec::with_capacity(periods.len());
         for p in periods {
-            match merged.get_mut(&p.start) {
-                Some(m) => m.merge(&p),
-                None => {
-                    merged.insert(p.start, p);
-                }
+            match merged.last_mut() {
+                Some(m) if m.start == p.start => m.merge(&p),
+                _ => merged.push(p),
             }
         }
+        // Collected from keys in ascending order, the map is built in one pass.
         merged
             .into_iter()
-            .filter_map(|(t, a)| Some((t, a.stat(stat)?)))
+            .filter_map(|a| Some((a.start, a.stat(stat)?)))
             .collect()
     }
 
-    fn get_metric_data(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+    /// What a `GetMetricData` answers: the results to return (in query order) and whether
+    /// their datapoints go in ascending time order.
+    fn metric_data(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<(Vec<math::QueryResult>, bool), AwsError> {
         let (start, end) = metrics::time_range(input)?;
         if input.get("NextToken").and_then(Value::as_str).is_some() {
             return Err(AwsError::client(
@@ -530,24 +537,25 @@ impl CloudWatchService {
                  server does not page GetMetricData: narrow the time range or increase Period."
             )));
         }
-        let out: Vec<Value> = results
-            .into_iter()
-            .filter(|r| r.return_data)
-            .map(|r| {
-                let mut points: Vec<(i64, f64)> = r.values.into_iter().collect();
-                if !ascending {
-                    points.reverse();
-                }
-                json!({
-                    "Id": r.id,
-                    "Label": r.label,
-                    "Timestamps": points.iter().map(|p| p.0).collect::<Vec<_>>(),
-                    "Values": points.iter().map(|p| wire::number_or_marker(p.1)).collect::<Vec<_>>(),
-                    "StatusCode": "Complete",
-                })
-            })
-            .collect();
-        Ok(json!({ "MetricDataResults": out, "Messages": [] }))
+        let returned = results.into_iter().filter(|r| r.return_data).collect();
+        Ok((returned, ascending))
+    }
+
+    /// `GetMetricData` as a JSON value (what the query protocol's XML is written from).
+    fn get_metric_data(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (results, ascending) = self.metric_data(input, ctx)?;
+        Ok(wire::metric_data_value(results, ascending))
+    }
+
+    /// `GetMetricData` written straight to awsJson bytes: the answer is mostly timestamps and
+    /// values, which are not worth a JSON value each.
+    fn get_metric_data_serialized(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        let (results, ascending) = self.metric_data(input, ctx)?;
+        Ok(wire::metric_data_json(&results, ascending))
     }
 
     fn list_metrics(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
@@ -643,15 +651,35 @@ impl JsonService for CloudWatchService {
 
     async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
         let op = operation(op)?;
-        let input: Value = match gantry_aws_proto::json::parse_body(body) {
-            Ok(v) => v,
-            Err(first) => {
-                // Python's JSON writer sends non-finite doubles as bare NaN / Infinity.
-                gantry_aws_proto::json::parse_body(&wire::quote_non_finite(body))
-                    .map_err(|_| first)?
+        self.call_json(op, json_input(body)?, ctx).await
+    }
+
+    async fn call_serialized(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        match operation(op)? {
+            CloudWatchOperation::GetMetricData => {
+                self.get_metric_data_serialized(&json_input(body)?, ctx)
             }
-        };
-        self.call_json(op, input, ctx).await
+            op => self
+                .call_json(op, json_input(body)?, ctx)
+                .await
+                .map(|v| v.to_string().into_bytes()),
+        }
+    }
+}
+
+/// An awsJson request body as a value.
+fn json_input(body: &[u8]) -> Result<Value, AwsError> {
+    match gantry_aws_proto::json::parse_body(body) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            // Python's JSON writer sends non-finite doubles as bare NaN / Infinity.
+            gantry_aws_proto::json::parse_body(&wire::quote_non_finite(body)).map_err(|_| first)
+        }
     }
 }
 
@@ -691,6 +719,15 @@ impl JsonService for CloudWatchJson {
 
     async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
         JsonService::call(self.0.as_ref(), op, body, ctx).await
+    }
+
+    async fn call_serialized(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        JsonService::call_serialized(self.0.as_ref(), op, body, ctx).await
     }
 }
 
