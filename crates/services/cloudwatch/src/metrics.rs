@@ -670,12 +670,9 @@ mod tests {
     const NOW_MS: u64 = 1_796_551_200_000;
 
     /// What each path makes of a body: the typed decoding (when it applies) and the JSON value's.
-    fn both(
-        body: &str,
-    ) -> (
-        Option<Result<Vec<Row>, AwsError>>,
-        Result<Vec<Row>, AwsError>,
-    ) {
+    type Rows = Result<Vec<Row>, AwsError>;
+
+    fn both(body: &str) -> (Option<Rows>, Rows) {
         let value: Value = serde_json::from_str(body).unwrap();
         (
             put_metric_data_body(body.as_bytes(), "us-east-1", NOW_MS),
@@ -683,7 +680,7 @@ mod tests {
         )
     }
 
-    fn message(r: &Result<Vec<Row>, AwsError>) -> String {
+    fn message(r: &Rows) -> String {
         match r {
             Ok(rows) => format!("{} rows", rows.len()),
             Err(e) => format!("{}: {}", e.code, e.message),
