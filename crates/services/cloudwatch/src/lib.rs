@@ -121,7 +121,7 @@ pub const RETENTION_MS: u64 = 15 * 86_400_000;
 const BATCH_PREFIX: &str = "cloudwatch/points/";
 
 /// One stored `PutMetricData`: its rows, compactly.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Batch {
     /// The raw values of the rows of `p` that have them (by index in `p`): what percentiles
     /// are computed from. Batches stored before raw values were kept have none.
@@ -137,6 +137,27 @@ struct Batch {
         String,
         String,
         Vec<(String, String)>,
+        u8,
+        i64,
+        f64,
+        f64,
+        f64,
+        f64,
+    )>,
+}
+
+/// A [`Batch`] as written: the same record, borrowing the rows' strings.
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    v: Vec<(usize, &'a [(f64, f64)])>,
+    t: u64,
+    r: &'a str,
+    #[allow(clippy::type_complexity)]
+    p: Vec<(
+        &'a str,
+        &'a str,
+        &'a [(String, String)],
         u8,
         i64,
         f64,
@@ -315,21 +336,21 @@ impl CloudWatchService {
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = Batch {
+        let batch = BatchOut {
             v: rows
                 .iter()
                 .enumerate()
-                .filter_map(|(i, r)| r.values.clone().map(|v| (i, v)))
+                .filter_map(|(i, r)| r.values.as_deref().map(|v| (i, v)))
                 .collect(),
             t: now_ms,
-            r: region.to_owned(),
+            r: region,
             p: rows
                 .iter()
                 .map(|r| {
                     (
-                        r.key.namespace.clone(),
-                        r.key.name.clone(),
-                        r.key.dimensions.clone(),
+                        r.key.namespace.as_str(),
+                        r.key.name.as_str(),
+                        r.key.dimensions.as_slice(),
                         r.unit,
                         r.bucket,
                         r.agg.count,
@@ -793,4 +814,37 @@ fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `PutMetricData` stored reads back, after a restart, as the same index.
+    #[tokio::test]
+    async fn stored_batches_load_back_into_the_same_index() {
+        let store: Arc<dyn Store> = Arc::new(gantry_store::MemoryStore::new());
+        let now_ms = 1_796_551_200_000;
+        let svc = CloudWatchService::open(store.clone()).await.unwrap();
+        let input = json!({"Namespace": "App", "MetricData": [
+            {"MetricName": "Latency", "Dimensions": [{"Name": "Host", "Value": "a\"b"}],
+             "Values": [1.5, 2.0, 2.0], "Counts": [1, 2, 1], "Unit": "Milliseconds"},
+            {"MetricName": "Latency", "Dimensions": [{"Name": "Host", "Value": "a\"b"}],
+             "Value": -3.0, "Unit": "Milliseconds", "Timestamp": 1_796_551_100},
+            {"MetricName": "Errors", "StatisticValues":
+                {"SampleCount": 3, "Sum": 6, "Minimum": 1, "Maximum": 3}, "StorageResolution": 1},
+        ]});
+        let rows = metrics::put_metric_data(&input, "eu-west-1", now_ms).unwrap();
+        let keys: Vec<SeriesKey> = rows.iter().map(|r| r.key.clone()).collect();
+        svc.put_rows("eu-west-1", rows, now_ms).await.unwrap();
+        let again = CloudWatchService::open(store).await.unwrap();
+        let (a, b) = (svc.index.read(), again.index.read());
+        assert_eq!(a.keys(), b.keys());
+        let start = (now_ms / 1000) as i64 - 3600;
+        for key in &keys {
+            let want = a.periods(key, start, start + 7200, 60, None, true);
+            assert!(!want.is_empty());
+            assert_eq!(want, b.periods(key, start, start + 7200, 60, None, true));
+        }
+    }
 }
