@@ -15,6 +15,8 @@
 #   BENCH_METRICS_CLIENTS (default 8), BENCH_METRICS_DURATION (default 20s)
 #   BENCH_DIR          where the temporary data dir is made (default /var/tmp; must not be tmpfs)
 #   BENCH_SKIP_BUILD   1: use the binaries already built
+#   BENCH_GANTRY       the server binary to measure (default: the release build's), e.g. an older
+#                      build to compare with
 #   CARGO_TARGET_DIR   as for cargo (default ./target)
 set -euo pipefail
 
@@ -33,7 +35,7 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries (target dir $TARGET)"
     (cd "$ROOT" && cargo build --release -p gantry -p gantry-bench)
 fi
-GANTRY=$TARGET/release/gantry
+GANTRY=${BENCH_GANTRY:-$TARGET/release/gantry}
 BENCH=$TARGET/release/gantry-bench
 for bin in "$GANTRY" "$BENCH"; do
     [[ -x $bin ]] || { echo "missing $bin" >&2; exit 1; }
