@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import botocore.config
 import pytest
+from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -137,6 +138,14 @@ def default_subnets(gantry, count=2):
         Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
     subnets.sort(key=lambda s: s["AvailabilityZone"])
     return [s["SubnetId"] for s in subnets[:count]]
+
+
+def error_of(call, *args, **kw):
+    """(HTTP status, error code, message) of a call that must fail."""
+    with pytest.raises(ClientError) as e:
+        call(*args, **kw)
+    err = e.value.response["Error"]
+    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], err["Code"], err["Message"]
 
 
 def docker_available() -> bool:

@@ -189,9 +189,14 @@ def test_ip_address_type_on_ipv4_only_subnets(gantry):
     listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[
         {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "204"}}])["Listeners"][0]["ListenerArn"]
     assert error_of(elb.modify_listener_attributes, ListenerArn=listener,
-                    Attributes=[{"Key": "routing.http.response.server.enabled", "Value": "false"}]) == (
+                    Attributes=[{"Key": "routing.http.response.server.enabled", "Value": "no"}]) == (
         400, "InvalidConfigurationRequest",
-        "The value 'false' of 'routing.http.response.server.enabled' is not supported by gantry lb: only 'true' is")
+        "The value of 'routing.http.response.server.enabled' must be one of [true, false]")
+    assert error_of(elb.modify_listener_attributes, ListenerArn=listener,
+                    Attributes=[{"Key": "routing.http.response.x_frame_options.header_value", "Value": "NEVER"}]) == (
+        400, "InvalidConfigurationRequest",
+        "The value 'NEVER' of 'routing.http.response.x_frame_options.header_value' is not valid: "
+        "it must be DENY, SAMEORIGIN or ALLOW-FROM <uri>")
     assert error_of(elb.modify_listener_attributes, ListenerArn=listener,
                     Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": "350"}]) == (
         400, "InvalidConfigurationRequest", "Key 'tcp.idle_timeout.seconds' not valid")

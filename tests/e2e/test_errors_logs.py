@@ -1,21 +1,18 @@
 """CloudWatch Logs' documented error cases, operation by operation, as boto3 sees them: the
 exception code, HTTP status and AWS's wording."""
 
+import re
 import time
+from pathlib import Path
 
-import pytest
+import botocore.config
 from botocore.exceptions import ClientError
+
+from conftest import error_of
 
 GROUP_NOT_FOUND = (400, "ResourceNotFoundException", "The specified log group does not exist.")
 STREAM_NOT_FOUND = (400, "ResourceNotFoundException", "The specified log stream does not exist.")
 QUERY_ID = "00000000-0000-0000-0000-000000000000"
-
-
-def error_of(call, *args, **kw):
-    with pytest.raises(ClientError) as e:
-        call(*args, **kw)
-    err = e.value.response["Error"]
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], err["Code"], err["Message"]
 
 
 def now_ms():
@@ -121,3 +118,37 @@ def test_queries(gantry):
         400, "InvalidParameterException", "End time should not be before the start time")
     assert error_of(logs.start_query, startTime=0, endTime=10, queryString="fields @message")[:2] == (
         400, "InvalidParameterException")
+
+
+def documented_logs_operations():
+    """The CloudWatch Logs table of docs/compatibility.md: operation -> status."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "compatibility.md").read_text()
+    section = doc.split("\n## CloudWatch Logs (")[1].split("\n## ")[0]
+    return dict(re.findall(r"^\| (\w+) \| (implemented|partial|missing) \|", section, re.M))
+
+
+def test_every_model_operation_is_served_or_answers_the_uniform_error(gantry):
+    """Each operation of botocore's Logs model is either served or answers InvalidOperationException
+    and is listed as missing in docs/compatibility.md (and the other way round)."""
+    # No client-side checks (required members), and no `stream-` host prefix (StartLiveTail,
+    # GetLogObject), so every call reaches the server.
+    cfg = botocore.config.Config(parameter_validation=False, inject_host_prefix=False,
+                                 retries={"max_attempts": 1})
+    logs = gantry.client("logs", config=cfg)
+    model = logs.meta.service_model
+    documented = documented_logs_operations()
+    assert sorted(documented) == sorted(model.operation_names), "docs/compatibility.md lists the model's operations"
+    methods = {op: method for method, op in logs.meta.method_to_api_mapping.items()}
+    for op in model.operation_names:
+        try:
+            getattr(logs, methods[op])()
+            answered = None
+        except ClientError as e:
+            answered = (e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"],
+                        e.response["Error"]["Message"])
+        unsupported = (400, "InvalidOperationException", f"The operation {op} is not supported by this endpoint.")
+        if documented[op] == "missing":
+            assert answered == unsupported, op
+        else:
+            assert answered is None or answered[1] not in ("InvalidOperationException", "UnknownOperationException"), \
+                (op, answered)

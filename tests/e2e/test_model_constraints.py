@@ -2,18 +2,11 @@
 service with AWS's wording, as boto3 sees them."""
 
 import botocore.config
-import pytest
-from botocore.exceptions import ClientError
+
+from conftest import error_of
 
 # botocore checks `min` itself unless told not to; the server must check it too.
 NO_CLIENT_CHECKS = botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1})
-
-
-def error_of(call, *args, **kw):
-    with pytest.raises(ClientError) as e:
-        call(*args, **kw)
-    err = e.value.response["Error"]
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], err["Code"], err["Message"]
 
 
 def test_logs_limits(gantry):
@@ -35,6 +28,19 @@ def test_logs_limits(gantry):
     assert "Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+" in message
     # Within the limits, the service answers.
     assert logs.describe_log_groups(limit=50)["logGroups"] == []
+    # Resource policies: the model's limits are checked before the service's own (5,120 characters).
+    assert error_of(logs.describe_resource_policies, limit=51) == (
+        400, "InvalidParameterException",
+        "1 validation error detected: Value '51' at 'limit' failed to satisfy constraint: "
+        "Member must have value less than or equal to 50")
+    status, code, message = error_of(logs.put_resource_policy, policyName="p", policyDocument="x" * 51201)
+    assert (status, code) == (400, "InvalidParameterException")
+    assert message.endswith("at 'policyDocument' failed to satisfy constraint: "
+                            "Member must have length less than or equal to 51200"), message[-200:]
+    status, code, message = error_of(logs.delete_resource_policy, policyName="p", expectedRevisionId="")
+    assert message == ("1 validation error detected: Value '' at 'expectedRevisionId' failed to satisfy "
+                       "constraint: Member must have length greater than or equal to 1")
+    assert logs.describe_resource_policies(limit=50)["resourcePolicies"] == []
 
 
 def test_ecr_limits(gantry):

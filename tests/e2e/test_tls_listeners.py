@@ -231,3 +231,204 @@ def test_https_listener_serves_each_name_its_certificate(gantry, tmp_path):
             except subprocess.TimeoutExpired:
                 lb.kill()
         backend.shutdown()
+
+
+def test_tls_listener_of_a_network_load_balancer_terminates_tls_and_forwards_tcp(gantry, tmp_path):
+    """A TLS listener (network load balancer) with an imported certificate: `gantry lb` does the
+    handshake with the listener's certificate and passes the plain bytes to the targets: a TCP
+    echo server, and an HTTP server reached by curl through a second TLS listener."""
+    from test_elb_metrics import TcpEcho, metric_total, recv_exactly, start_metered_lb, stop
+    from test_agent_tasks import wait_until
+
+    pem = serialization.Encoding.PEM
+    ca_cert, ca_key = make_ca()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(pem))
+    host = "nlb.example.test"
+    cert, key = make_leaf(ca_cert, ca_key, host)
+    acm, elbv2 = gantry.client("acm"), gantry.client("elbv2")
+    cert_arn = acm.import_certificate(Certificate=cert.public_bytes(pem), PrivateKey=_pem_key(key),
+                                      CertificateChain=ca_cert.public_bytes(pem))["CertificateArn"]
+    echo = TcpEcho()
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    lb = None
+    try:
+        nlb = elbv2.create_load_balancer(Name="tls-nlb", Type="network",
+                                         Subnets=default_subnets(gantry, 1))["LoadBalancers"][0]
+        groups = {}
+        for name, port in (("echo", echo.port), ("web", web.server_address[1])):
+            tg = elbv2.create_target_group(Name=f"tls-{name}", Protocol="TCP", Port=port, VpcId=nlb["VpcId"],
+                                           TargetType="ip", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+                                           HealthyThresholdCount=2)["TargetGroups"][0]
+            elbv2.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": "127.0.0.1", "Port": port}])
+            groups[name] = tg["TargetGroupArn"]
+        # A TLS listener needs a certificate, as AWS says.
+        port = free_port()
+        forward = [{"Type": "forward", "TargetGroupArn": groups["echo"]}]
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            elbv2.create_listener(LoadBalancerArn=nlb["LoadBalancerArn"], Protocol="TLS", Port=port,
+                                  DefaultActions=forward)
+        assert e.value.response["Error"]["Code"] == "ValidationError"
+        listener = elbv2.create_listener(
+            LoadBalancerArn=nlb["LoadBalancerArn"], Protocol="TLS", Port=port,
+            Certificates=[{"CertificateArn": cert_arn}], SslPolicy="ELBSecurityPolicy-TLS13-1-2-2021-06",
+            DefaultActions=forward)["Listeners"][0]
+        assert (listener["Protocol"], listener["SslPolicy"]) == ("TLS", "ELBSecurityPolicy-TLS13-1-2-2021-06")
+        assert listener["Certificates"] == [{"CertificateArn": cert_arn}]
+        web_port = free_port()
+        elbv2.create_listener(LoadBalancerArn=nlb["LoadBalancerArn"], Protocol="TLS", Port=web_port,
+                              Certificates=[{"CertificateArn": cert_arn}],
+                              DefaultActions=[{"Type": "forward", "TargetGroupArn": groups["web"]}])
+
+        lb = start_metered_lb(gantry, tmp_path)
+
+        def healthy():
+            return all(t["TargetHealth"]["State"] == "healthy"
+                       for arn in groups.values()
+                       for t in elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"])
+        wait_until(healthy, timeout=60, interval=0.5, what="healthy targets")
+
+        ctx = ssl.create_default_context(cafile=str(ca_file))
+
+        def session():
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            return ctx.wrap_socket(raw, server_hostname=host)
+        tls = wait_until(lambda: _try(session), timeout=30, interval=0.2, what="the TLS listener")
+        try:
+            subject = dict(x[0] for x in tls.getpeercert()["subject"])
+            assert subject["commonName"] == host
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+            sent = 0
+            for msg in (b"plain bytes to the target", bytes(range(256)) * 40):
+                tls.sendall(msg)
+                assert recv_exactly(tls, len(msg)) == msg
+                sent += len(msg)
+        finally:
+            tls.close()
+        # A client that does not trust the issuer fails the handshake.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+
+        # HTTP over the TLS listener: the target answers, over plain TCP behind the proxy.
+        r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(ca_file),
+                            "--resolve", f"{host}:{web_port}:127.0.0.1", f"https://{host}:{web_port}/"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        # A network load balancer adds no header: the target sees no X-Forwarded-Proto.
+        assert r.stdout == "backend saw proto=None"
+
+        lb_dim = nlb["LoadBalancerArn"].split(":loadbalancer/")[1]
+        lb_only = [("LoadBalancer", lb_dim)]
+        wait_until(lambda: metric_total(gantry, "AWS/NetworkELB", "NewFlowCount_TLS", lb_only) >= 3,
+                   timeout=30, interval=0.5, what="NewFlowCount_TLS published")
+        # The echo session, the untrusting client and curl; then records, handshakes and headers:
+        # more than the payload either way.
+        wait_until(lambda: metric_total(gantry, "AWS/NetworkELB", "ProcessedBytes_TLS", lb_only) > 2 * sent,
+                   timeout=30, interval=0.5, what="ProcessedBytes_TLS published")
+        assert metric_total(gantry, "AWS/NetworkELB", "NewFlowCount_TCP", lb_only) == 0
+    finally:
+        if lb is not None:
+            stop(lb)
+        echo.close()
+        web.shutdown()
+
+
+def _try(open_session):
+    try:
+        return open_session()
+    except (OSError, ssl.SSLError):
+        return None
+
+
+class _HeaderEcho(http.server.BaseHTTPRequestHandler):
+    """Answers the TLS headers it received, one `name=value` a line."""
+
+    def do_GET(self):
+        names = ("X-Amzn-Tls-Version", "X-Amzn-Tls-Cipher-Suite", "X-Tls-Version")
+        body = "\n".join(f"{n}={self.headers.get(n)}" for n in names).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_https_listener_tells_targets_the_tls_version_and_cipher_suite(gantry, tmp_path):
+    """`routing.http.x_amzn_tls_version_and_cipher_suite.enabled` on the load balancer adds the
+    `X-Amzn-Tls-Version` and `X-Amzn-Tls-Cipher-Suite` request headers, under the names the
+    listener's `routing.http.request.x_amzn_tls_*.header_name` attributes give them."""
+    from test_agent_tasks import wait_until
+
+    pem = serialization.Encoding.PEM
+    ca_cert, ca_key = make_ca()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(pem))
+    host = "headers.example.test"
+    cert, key = make_leaf(ca_cert, ca_key, host)
+    acm, elbv2 = gantry.client("acm"), gantry.client("elbv2")
+    cert_arn = acm.import_certificate(Certificate=cert.public_bytes(pem), PrivateKey=_pem_key(key),
+                                      CertificateChain=ca_cert.public_bytes(pem))["CertificateArn"]
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeaderEcho)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    lb = None
+    try:
+        lb_arn = elbv2.create_load_balancer(Name="tlshdr", Subnets=default_subnets(gantry))[
+            "LoadBalancers"][0]["LoadBalancerArn"]
+        tg_arn = elbv2.create_target_group(Name="tlshdr", Protocol="HTTP", Port=80, TargetType="ip",
+                                           HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+                                           HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": "127.0.0.1", "Port": backend.server_address[1]}])
+        port = free_port()
+        listener = elbv2.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTPS", Port=port,
+                                         Certificates=[{"CertificateArn": cert_arn}],
+                                         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}])[
+            "Listeners"][0]["ListenerArn"]
+        lb = start_lb(gantry, tmp_path / "lb.log")
+
+        def seen(*extra):
+            r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(ca_file), *extra,
+                                "--resolve", f"{host}:{port}:127.0.0.1", f"https://{host}:{port}/"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                return None
+            return dict(line.split("=", 1) for line in r.stdout.splitlines())
+        first = wait_until(seen, timeout=30, interval=0.2, what="the HTTPS listener")
+        # Off by default, as AWS.
+        assert first == {"X-Amzn-Tls-Version": "None", "X-Amzn-Tls-Cipher-Suite": "None", "X-Tls-Version": "None"}
+
+        elbv2.modify_load_balancer_attributes(LoadBalancerArn=lb_arn, Attributes=[
+            {"Key": "routing.http.x_amzn_tls_version_and_cipher_suite.enabled", "Value": "true"}])
+        elbv2.modify_listener_attributes(ListenerArn=listener, Attributes=[
+            {"Key": "routing.http.request.x_amzn_tls_version.header_name", "Value": "X-Tls-Version"}])
+        twelve = ("--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256")
+        got = wait_until(lambda: (s := seen(*twelve)) and s["X-Tls-Version"] != "None" and s,
+                         timeout=30, interval=0.2, what="the TLS headers")
+        assert got == {"X-Amzn-Tls-Version": "None", "X-Tls-Version": "TLSv1.2",
+                       "X-Amzn-Tls-Cipher-Suite": "ECDHE-RSA-AES128-GCM-SHA256"}, got
+        assert seen()["X-Tls-Version"] in ("TLSv1.2", "TLSv1.3")
+        # A client cannot pass its own values off as the load balancer's.
+        forged = seen(*twelve, "-H", "X-Tls-Version: TLSv9")
+        assert forged["X-Tls-Version"] == "TLSv1.2", forged
+
+        # Mutual TLS headers are not sent: their names stay AWS's.
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            elbv2.modify_listener_attributes(ListenerArn=listener, Attributes=[
+                {"Key": "routing.http.request.x_amzn_mtls_clientcert.header_name", "Value": "X-Cert"}])
+        assert e.value.response["Error"]["Code"] == "InvalidConfigurationRequest"
+        assert "x_amzn_mtls_clientcert" in e.value.response["Error"]["Message"]
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            elbv2.modify_listener_attributes(ListenerArn=listener, Attributes=[
+                {"Key": "routing.http.request.x_amzn_tls_version.header_name", "Value": "Not A Name"}])
+        assert e.value.response["Error"]["Code"] == "InvalidConfigurationRequest"
+    finally:
+        if lb is not None:
+            lb.terminate()
+            try:
+                lb.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                lb.kill()
+        backend.shutdown()

@@ -20,7 +20,9 @@ pub struct ServerArgs {
     /// The account id in ARNs.
     #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
-    /// The region printed for clients (requests use the region they are signed for).
+    /// The region printed for clients (requests use the region they are signed for); also the
+    /// region of registry (`/v2/`) requests whose credentials and host name none, and where
+    /// registry data written before repositories had a region is moved.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
     /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).
@@ -379,6 +381,11 @@ pub struct LbArgs {
     /// `AWS/ApplicationELB` metrics, in seconds (ELB publishes every minute).
     #[arg(long, env = "GANTRY_LB_METRICS_INTERVAL", default_value_t = 60.0, value_name = "SECONDS", value_parser = parse_interval)]
     pub metrics_interval: f64,
+    /// The availability zone this proxy serves in as a load balancer node: the
+    /// `AvailabilityZone` dimension of the metrics it reports for load balancers enabled in that
+    /// zone (default, and for the others: each load balancer's first zone).
+    #[arg(long, env = "GANTRY_LB_AVAILABILITY_ZONE", value_name = "ZONE")]
+    pub availability_zone: Option<String>,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -435,7 +442,9 @@ pub struct UpArgs {
     /// The account id in ARNs.
     #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
-    /// The region printed for clients (requests use the region they are signed for).
+    /// The region printed for clients (requests use the region they are signed for); also the
+    /// region of registry (`/v2/`) requests whose credentials and host name none, and where
+    /// registry data written before repositories had a region is moved.
     #[arg(long, env = "GANTRY_REGION", default_value = "us-east-1")]
     pub region: String,
     /// How long STOPPED tasks stay describable, in seconds (ECS keeps them at least an hour).

@@ -60,7 +60,8 @@ pub struct Identity {
     sessions: Mutex<SessionPolicies>,
     /// Resource-based policies (ECR repository policies), looked up by the composition root.
     resource_policies: Option<Arc<dyn ResourcePolicies>>,
-    /// The region of registry resource ARNs (`/v2/` requests carry no SigV4 scope).
+    /// The server's region: the request context of the agents' channels, which are checked
+    /// without a SigV4 region of their own. (A `/v2/` request's region comes with it.)
     region: String,
 }
 
@@ -332,6 +333,7 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
     async fn authorize(
         &self,
         access_key_id: &str,
+        region: &str,
         action: &str,
         repository: Option<&str>,
     ) -> Result<(), String> {
@@ -364,18 +366,13 @@ impl gantry_ecr::RegistryAuthorizer for Identity {
         let ctx = RequestContext {
             caller: Some(principal.clone()),
             request_id: String::new(),
-            region: self.region.clone(),
+            region: region.to_owned(),
             account_id: self.iam.account().to_owned(),
             access_key_id: access_key_id.to_owned(),
             now,
         };
-        let resource = repository.map(|r| {
-            format!(
-                "arn:aws:ecr:{}:{}:repository/{r}",
-                self.region,
-                self.iam.account()
-            )
-        });
+        let resource = repository
+            .map(|r| format!("arn:aws:ecr:{region}:{}:repository/{r}", self.iam.account()));
         let resources: Vec<&str> = resource.iter().map(String::as_str).collect();
         let context = authz::base_context(&ctx);
         let request = Request {
@@ -661,8 +658,10 @@ impl ResourcePolicies for StoredResourcePolicies {
     ) -> Option<ResolvedResource> {
         match prefix {
             "ecr" => {
-                let name = resource.split_once(":repository/")?.1;
-                match self.registry.repository_policy(name).await {
+                // arn:aws:ecr:<region>:<account>:repository/<name>
+                let (head, name) = resource.split_once(":repository/")?;
+                let region = head.split(':').nth(3)?;
+                match self.registry.repository_policy(region, name).await {
                     Ok(policy) => Some(ResolvedResource {
                         arn: resource.to_owned(),
                         policy,

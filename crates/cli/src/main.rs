@@ -207,6 +207,7 @@ async fn run_lb(args: config::LbArgs) -> anyhow::Result<()> {
     s.region = args.region;
     s.bind = args.bind;
     s.usage_interval = std::time::Duration::from_secs_f64(args.metrics_interval);
+    s.availability_zone = args.availability_zone.filter(|z| !z.is_empty());
     if let Some(addr) = args.metrics_listen {
         let metrics = s.metrics.clone();
         prometheus::serve_open(addr, "gantry lb", move |r| metrics.register(r)).await?;

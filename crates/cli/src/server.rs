@@ -37,6 +37,10 @@ use crate::leader::Controllers;
 use crate::secrets::{KmsKeys, TaskSecretResolver};
 use gantry_iam::IamService;
 
+/// How often the registry retries replication jobs a transient failure (the store unavailable
+/// or full) kept pending; pushes wake the replication worker at once.
+const REPLICATION_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What `gantry up` adds to the server: the printed exports, and a local agent.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -628,6 +632,7 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
     ));
     let registry_cfg = RegistryConfig {
         data_dir: cfg.data_dir.join("registry"),
+        default_region: cfg.region.clone(),
         account_id: cfg.account_id.clone(),
         token_secret: load_or_create_secret(&cfg.data_dir, "registry-token-secret")?,
     };
@@ -686,6 +691,12 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
         let registry = registry.clone();
         controllers.add("registry maintenance", move |stop| {
             tokio::spawn(registry.clone().run_maintenance(stop))
+        });
+    }
+    {
+        let registry = registry.clone();
+        controllers.add("registry replication", move |stop| {
+            tokio::spawn(registry.clone().run_replication(REPLICATION_RETRY, stop))
         });
     }
 

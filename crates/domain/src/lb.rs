@@ -94,6 +94,10 @@ pub struct Listener {
     /// HTTPS and TLS listeners: the security policy (`ELBSecurityPolicy-...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_policy: Option<String>,
+    /// Listener attributes set to other values than their defaults
+    /// (`ModifyListenerAttributes`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// A certificate of an HTTPS or TLS listener.
@@ -435,6 +439,53 @@ pub struct HealthReport {
 pub struct UsageReport {
     pub proxy_id: String,
     pub windows: Vec<UsageWindow>,
+    /// Per load balancer: the answers the proxy made itself and the network flows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<LbUsageWindow>,
+    /// The availability zone this proxy serves as a load balancer node in (`gantry lb
+    /// --availability-zone`), for the metrics' `AvailabilityZone` dimension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+}
+
+/// One load balancer's traffic through one proxy during one window, beyond what its target
+/// groups' windows say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbUsageWindow {
+    /// When the window began, seconds since the epoch.
+    pub start: i64,
+    pub load_balancer_arn: String,
+    /// HTTP answers made by the proxy itself (fixed responses, redirects, error pages) by
+    /// class: 3XX, 4XX, 5XX.
+    #[serde(default)]
+    pub elb_codes: [u64; 3],
+    /// Of the 5XX ones: 500, 502, 503, 504.
+    #[serde(default)]
+    pub elb_5xx: [u64; 4],
+    /// Fixed-response actions taken.
+    #[serde(default)]
+    pub fixed_responses: u64,
+    /// Redirect actions taken.
+    #[serde(default)]
+    pub redirects: u64,
+    /// Network load balancers: flows per protocol.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<FlowUsage>,
+}
+
+/// A network load balancer's flows of one protocol during a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowUsage {
+    /// `TCP`, `TLS` or `UDP`.
+    pub protocol: String,
+    /// The most flows open at once during the window.
+    pub active: u64,
+    /// Flows opened during the window.
+    pub new: u64,
+    /// Bytes from clients and to clients during the window (payload; TLS records for TLS).
+    pub bytes: u64,
 }
 
 /// One target group's traffic through one proxy during one window.
@@ -450,12 +501,6 @@ pub struct UsageWindow {
     /// Responses of targets by class: 2XX, 3XX, 4XX, 5XX.
     #[serde(default)]
     pub target_codes: [u64; 4],
-    /// Requests answered 502 by the proxy (no target answered).
-    #[serde(default)]
-    pub elb_502: u64,
-    /// Requests answered 503 by the proxy (no target to send them to).
-    #[serde(default)]
-    pub elb_503: u64,
     /// Targets' response times in seconds (from forwarding to the response head), as distinct
     /// values with their counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -465,6 +510,10 @@ pub struct UsageWindow {
     pub healthy: u32,
     #[serde(default)]
     pub unhealthy: u32,
+    /// The same per availability zone of the targets: (zone, healthy, unhealthy); the zone is
+    /// empty for targets registered without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<(String, u32, u32)>,
 }
 
 /// A listener port a proxy could not open (taken by another process, or not permitted).

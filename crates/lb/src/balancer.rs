@@ -83,6 +83,8 @@ pub struct TargetRt {
     pub checker: Mutex<Option<tokio::task::AbortHandle>>,
     /// Idle keep-alive connections to this target.
     pub pool: UpstreamPool,
+    /// The availability zone it was registered in, when known.
+    pub zone: Mutex<Option<String>>,
 }
 
 impl TargetRt {
@@ -100,6 +102,7 @@ impl TargetRt {
             healthy_since: AtomicU64::new(0),
             checker: Mutex::new(None),
             pool: UpstreamPool::default(),
+            zone: Mutex::new(t.availability_zone.clone()),
         }
     }
 
@@ -379,6 +382,9 @@ impl Group {
                         o.draining_until.store(0, Ordering::Relaxed);
                     } else {
                         start_draining.push((o.clone(), until));
+                    }
+                    if *o.zone.lock() != t.availability_zone {
+                        o.zone.lock().clone_from(&t.availability_zone);
                     }
                     let addr = t.connect_address();
                     if **o.addr.load() != addr {

@@ -25,7 +25,8 @@ use crate::h1::{self, Chunk, ChunkedDecoder, ResponseFraming};
 use crate::pool::Connection;
 use crate::routing::{Headers, RequestView, redirect_location};
 use crate::state::{
-    DEFAULT_IDLE_TIMEOUT, Inner, MAX_ATTEMPTS, choose_group, cookie, error_text, trace_id_bytes,
+    DEFAULT_IDLE_TIMEOUT, Inner, MAX_ATTEMPTS, NO_RESPONSE_HEADERS, ResponseHeaders, choose_group,
+    cookie, error_text, trace_id_bytes,
 };
 use crate::upstream;
 
@@ -520,10 +521,21 @@ pub(crate) struct Answer<'a> {
     pub body: &'a [u8],
 }
 
-fn put_answer(out: &mut Vec<u8>, a: &Answer<'_>, f: Option<&Facts>, keep_alive: bool) {
+fn put_answer(
+    out: &mut Vec<u8>,
+    a: &Answer<'_>,
+    f: Option<&Facts>,
+    keep_alive: bool,
+    extra: &ResponseHeaders,
+) {
     put_status_line(out, a.status, canonical_reason(a.status));
     for (n, v) in a.headers {
-        put_header(out, n.as_bytes(), v);
+        if !extra.replaces(n) {
+            put_header(out, n.as_bytes(), v);
+        }
+    }
+    for (n, v) in &extra.set {
+        put_header(out, n.as_str().as_bytes(), v.as_bytes());
     }
     if !bodiless(a.status) {
         out.extend_from_slice(b"content-length: ");
@@ -545,6 +557,7 @@ fn put_error(
     cookies: &[&[u8]],
     f: Option<&Facts>,
     keep_alive: bool,
+    extra: &ResponseHeaders,
 ) {
     let text = error_text(status);
     let mut headers: [(&str, &[u8]); 4] = [
@@ -554,6 +567,9 @@ fn put_error(
         ("", b""),
     ];
     let mut n = 2;
+    if extra.hide_server {
+        n = 1;
+    }
     for c in cookies.iter().take(2) {
         headers[n] = ("set-cookie", c);
         n += 1;
@@ -567,6 +583,7 @@ fn put_error(
         },
         f,
         keep_alive,
+        extra,
     );
 }
 
@@ -592,6 +609,8 @@ pub(crate) struct Forward {
     pub sticky_secs: Option<u64>,
     /// The load balancer's idle timeout, for the request body.
     pub idle_timeout: Duration,
+    /// The load balancer's counts (answers made here).
+    pub lb: Arc<crate::usage::LbUsage>,
 }
 
 /// What to do with the request at the start of the buffer.
@@ -613,14 +632,20 @@ pub(crate) enum Step {
     },
 }
 
-/// `Set-Cookie` values to append to a response.
+/// What the load balancer adds to a target's response: `Set-Cookie` values and the listener's
+/// response headers.
 #[derive(Debug, Default)]
 pub(crate) struct Cookies {
     pub target: Option<String>,
     pub group: Option<String>,
+    pub headers: Option<Arc<ResponseHeaders>>,
 }
 
 impl Cookies {
+    fn extra(&self) -> &ResponseHeaders {
+        self.headers.as_deref().unwrap_or(&NO_RESPONSE_HEADERS)
+    }
+
     fn list(&self) -> ([&[u8]; 2], usize) {
         let mut out: [&[u8]; 2] = [b"", b""];
         let mut n = 0;
@@ -638,8 +663,14 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
     let mut storage =
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_REQUEST_HEADERS];
     let mut req = httparse::Request::new(&mut []);
+    let routes = inner.routes.load();
+    let listener = routes.by_port.get(&client.port);
+    let extra: &ResponseHeaders = listener.map_or(&NO_RESPONSE_HEADERS, |p| &p.response_headers);
     let refuse = |out: &mut Vec<u8>, status: StatusCode| {
-        put_error(out, status, &[], None, false);
+        if let Some(p) = listener {
+            p.lb.answered(status.as_u16());
+        }
+        put_error(out, status, &[], None, false, extra);
         Step::Refused
     };
     let len = match req.parse_with_uninit_headers(buf, &mut storage) {
@@ -680,7 +711,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
     };
     let answered = |out: &mut Vec<u8>, answer: &Answer<'_>| {
         let keep_alive = f.keep_alive && body_in(&buf[len..], f.body).is_some();
-        put_answer(out, answer, Some(&f), keep_alive);
+        put_answer(out, answer, Some(&f), keep_alive, extra);
         Step::Answered {
             facts: f,
             keep_alive,
@@ -694,17 +725,18 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
             cookies,
             Some(&f),
             keep_alive,
+            extra,
         );
         Step::Answered {
             facts: f,
             keep_alive,
         }
     };
-    let routes = inner.routes.load();
-    let Some(plan) = routes.by_port.get(&client.port) else {
+    let Some(plan) = listener else {
         return unavailable(out, &[]);
     };
     let Some(action) = plan.table.select(&view) else {
+        plan.lb.answered(503);
         return unavailable(out, &[]);
     };
     match action {
@@ -723,6 +755,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
             } else {
                 &[]
             };
+            plan.lb.fixed_response(status);
             answered(
                 out,
                 &Answer {
@@ -745,6 +778,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
             } else {
                 &[]
             };
+            plan.lb.redirect(status);
             answered(
                 out,
                 &Answer {
@@ -765,12 +799,14 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
                 None
             };
             let Some(group) = choose_group(&routes, target_groups, sticky_group) else {
+                plan.lb.answered(503);
                 return unavailable(out, &[]);
             };
             let group_cookie = stickiness
                 .enabled
                 .then(|| stickiness.duration_seconds.unwrap_or(3600));
             let cookies = Cookies {
+                headers: (!plan.response_headers.is_empty()).then(|| plan.response_headers.clone()),
                 target: None,
                 group: group_cookie
                     .map(|max_age| format!("AWSALBTG={}; Max-Age={max_age}; Path=/", group.id)),
@@ -784,7 +820,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
             });
             let Some(first) = group.pick(sticky_key, None) else {
                 group.metrics.request();
-                group.metrics.unavailable();
+                plan.lb.answered(503);
                 let (list, n) = cookies.list();
                 return unavailable(out, &list[..n]);
             };
@@ -797,6 +833,7 @@ pub(crate) fn plan(inner: &Inner, client: &Client, buf: &[u8], out: &mut Vec<u8>
                     target: first,
                     sticky_secs,
                     idle_timeout: plan.idle_timeout,
+                    lb: plan.lb.clone(),
                 },
                 cookies,
             }
@@ -898,6 +935,7 @@ pub(crate) fn rewrite_reply(
         }
         if (framing.length_overridden && n.eq_ignore_ascii_case("content-length"))
             || (connection_lists && listed(headers, n))
+            || cookies.extra().replaces(n)
         {
             continue;
         }
@@ -910,6 +948,9 @@ pub(crate) fn rewrite_reply(
     }
     for c in [&cookies.target, &cookies.group].into_iter().flatten() {
         put_header(out, b"set-cookie", c.as_bytes());
+    }
+    for (n, v) in &cookies.extra().set {
+        put_header(out, n.as_str().as_bytes(), v.as_bytes());
     }
     if !has_date {
         put_date(out);
@@ -1308,8 +1349,16 @@ async fn exchange(
                 Ok(k) => (k, Some(Rest::Chunked(dec))),
                 Err(e) => {
                     tracing::debug!(error = %e, "malformed chunked request body");
+                    forward.lb.answered(400);
                     head.clear();
-                    put_error(head, StatusCode::BAD_REQUEST, &[], Some(f), false);
+                    put_error(
+                        head,
+                        StatusCode::BAD_REQUEST,
+                        &[],
+                        Some(f),
+                        false,
+                        cookies.extra(),
+                    );
                     let _ = client.write_all(head).await;
                     return false;
                 }
@@ -1332,19 +1381,21 @@ async fn exchange(
     };
     // An answer made here: (status, whether the client connection can stay open).
     let gm = forward.group.metrics.clone();
+    let lb = forward.lb.clone();
     gm.request();
     let started = std::time::Instant::now();
     let fail = async |client: &mut TcpStream,
                       head: &mut Vec<u8>,
                       cookies: &Cookies,
-                      status,
+                      status: StatusCode,
                       keep: bool| {
         if status == StatusCode::BAD_GATEWAY {
             gm.upstream_error();
         }
+        lb.answered(status.as_u16());
         head.clear();
         let (list, n) = cookies.list();
-        put_error(head, status, &list[..n], Some(f), keep);
+        put_error(head, status, &list[..n], Some(f), keep, cookies.extra());
         client.write_all(head).await.is_ok() && keep
     };
     let keep = rest.is_none() && f.keep_alive;
@@ -1354,6 +1405,7 @@ async fn exchange(
         mut target,
         sticky_secs,
         idle_timeout: idle,
+        ..
     } = forward;
     let mut moved_on = false;
     let mut fresh = false;
@@ -1632,6 +1684,7 @@ mod tests {
         let cookies = Cookies {
             target: Some("AWSALB=g|t; Max-Age=5; Path=/".into()),
             group: None,
+            headers: None,
         };
         let mut out = Vec::new();
         let r = rewrite_reply(raw.as_bytes(), f, &cookies, keep, &mut out)
@@ -1717,6 +1770,7 @@ mod tests {
             &[b"AWSALBTG=x"],
             Some(&f),
             false,
+            &NO_RESPONSE_HEADERS,
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\nserver: awselb/2.0\r\nset-cookie: AWSALBTG=x\r\ncontent-length: "), "{text}");

@@ -16,7 +16,8 @@
 //!   small HTTP/1.1 client run by the task serving the client; wire format in [`h1`]), so a
 //!   refused connection is retried once on another target whatever the body, and the target
 //!   is avoided for 5 s. 503 when the group has no registered target, 502 when the target fails.
-//! - TCP listeners (network load balancers): bytes are passed through to a target. UDP
+//! - TCP listeners (network load balancers): bytes are passed through to a target until the
+//!   listener's `tcp.idle_timeout.seconds` (350 s by default) passes without one. UDP
 //!   listeners forward datagrams per client flow ([`udp`]: the target picked for a flow's first
 //!   datagram, replies from the listener's address, 120 s idle timeout); TCP_UDP listeners do
 //!   both on one port.
@@ -24,8 +25,12 @@
 //!   ([`tls`]): the certificate is chosen by SNI among the listener's certificates (the default
 //!   one when none matches), the security policy sets the protocol versions and cipher suites;
 //!   then requests are proxied as for HTTP (over hyper, HTTP/1.1 or HTTP/2 by ALPN,
-//!   `X-Forwarded-Proto: https`) or bytes as for TCP. Certificates and keys arrive on the
+//!   `X-Forwarded-Proto: https`, and `X-Amzn-Tls-Version`/`X-Amzn-Tls-Cipher-Suite` when the
+//!   load balancer enables them) or bytes as for TCP. Certificates and keys arrive on the
 //!   configuration stream.
+//!
+//! HTTP and HTTPS listeners set their `routing.http.response.*` attributes' headers on every
+//! response (the targets' and the load balancer's own).
 //!
 //! Active health checks per target ([`health`]) decide where traffic goes and are reported to
 //! `POST /lb/v1/health` every 5 s and at once on a change. Deregistered targets drain: no new
@@ -33,8 +38,9 @@
 //! balancers (each checks and reports on its own).
 //!
 //! Requests per target group, the targets' response times and upstream errors are counted in
-//! [`metrics::LbMetrics`] (Prometheus; `gantry lb --metrics-listen` serves them) and, per
-//! window (a minute by default), posted to `POST /lb/v1/metrics` ([`usage`]) for CloudWatch's
+//! [`metrics::LbMetrics`] (Prometheus; `gantry lb --metrics-listen` serves them) and, with the
+//! answers made here and the network flows per load balancer, per window (a minute by
+//! default), posted to `POST /lb/v1/metrics` ([`usage`]) for CloudWatch's
 //! `AWS/ApplicationELB` and `AWS/NetworkELB` metrics.
 //!
 //! Must not depend on a database crate or Docker: configuration arrives over HTTP only.
@@ -95,6 +101,9 @@ pub struct LbSettings {
     /// How often traffic is reported to the control plane (CloudWatch's `AWS/ApplicationELB`
     /// metrics; ELB publishes every minute).
     pub usage_interval: Duration,
+    /// The availability zone this proxy serves in as a load balancer node (the metrics'
+    /// `AvailabilityZone` dimension); none: the control plane uses each load balancer's first.
+    pub availability_zone: Option<String>,
 }
 
 impl LbSettings {
@@ -108,6 +117,7 @@ impl LbSettings {
             proxy_id: None,
             metrics: Default::default(),
             usage_interval: Duration::from_secs(60),
+            availability_zone: None,
         }
     }
 }
@@ -134,6 +144,7 @@ pub async fn run(settings: LbSettings, shutdown: impl Future<Output = ()>) -> Re
         proxy.clone(),
         settings.metrics.usage(),
         settings.usage_interval,
+        settings.availability_zone.clone(),
     );
     let report = report_health(client, proxy.clone());
     let retry_listeners = {

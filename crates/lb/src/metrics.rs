@@ -128,15 +128,10 @@ impl GroupMetrics {
         self.usage.responded(elapsed, status);
     }
 
-    /// No target answered: the client got a 502 made here.
+    /// No target answered: the client got a 502 made here (counted on the load balancer by
+    /// the caller, see [`crate::usage::LbUsage`]).
     pub fn upstream_error(&self) {
         self.upstream_errors.inc();
-        self.usage.bad_gateway();
-    }
-
-    /// The group had no target to send a routed request to: the client got a 503 made here.
-    pub fn unavailable(&self) {
-        self.usage.unavailable();
     }
 }
 

@@ -6,13 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gantry_domain::lb::{
     Action, HealthReport, LbConfig, ListenerFailure, LoadBalancerType, Target,
-    TargetGroupHealthReport, TargetHealthObservation,
+    TargetGroupHealthReport, TargetHealthObservation, TargetHealthState,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -31,11 +32,12 @@ use crate::health;
 use crate::metrics::LbMetrics;
 use crate::routing::{Headers, RequestView, RouteTable, redirect_location};
 use crate::state::{
-    Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, Routes, choose_group, cookie,
-    error_text, idle_timeout, trace_id_bytes,
+    Inner, ListenerPlan, MAX_ATTEMPTS, OpenListener, Protocol, ResponseHeaders, Routes,
+    choose_group, cookie, error_text, idle_timeout, tcp_idle_timeout, tls_headers, trace_id_bytes,
 };
 use crate::udp;
 use crate::upstream::{self, RequestBody, ResponseBody, SendError};
+use crate::usage::{Counted, FlowGuard, FlowProtocol};
 
 /// The outcome of [`Proxy::plan_http1`].
 #[doc(hidden)]
@@ -112,7 +114,7 @@ fn error_page(status: StatusCode) -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     r.headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+        .insert(header::SERVER, HeaderValue::from_static(SERVER_VALUE));
     r
 }
 
@@ -239,6 +241,7 @@ impl Proxy {
         let mut used: HashSet<&str> = HashSet::new();
         for lb in &cfg.load_balancers {
             let idle_timeout = idle_timeout(&lb.attributes);
+            let lb_usage = self.inner.metrics.usage().load_balancer(&lb.arn);
             for l in &lb.listeners {
                 let protocol = match (lb.lb_type, l.protocol.as_str()) {
                     (LoadBalancerType::Application, "HTTP") => Protocol::Http,
@@ -275,6 +278,14 @@ impl Proxy {
                         table: RouteTable::new(l),
                         idle_timeout,
                         tls,
+                        lb: lb_usage.clone(),
+                        tcp_idle_timeout: tcp_idle_timeout(&l.attributes),
+                        response_headers: Arc::new(ResponseHeaders::from_attributes(&l.attributes)),
+                        tls_headers: if protocol == Protocol::Https {
+                            tls_headers(&lb.attributes, &l.attributes)
+                        } else {
+                            None
+                        },
                     }),
                 );
             }
@@ -440,6 +451,30 @@ impl Proxy {
         }
     }
 
+    /// Healthy and unhealthy targets per group and availability zone of the targets (empty for
+    /// targets registered without one), as this proxy's health checks see them.
+    pub fn zone_health(&self) -> HashMap<String, Vec<(String, u32, u32)>> {
+        let routes = self.inner.routes.load();
+        routes
+            .groups
+            .values()
+            .map(|g| {
+                let mut zones: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+                for t in g.targets.load().iter() {
+                    let zone = t.zone.lock().clone().unwrap_or_default();
+                    let slot = zones.entry(zone).or_default();
+                    match t.health().as_state() {
+                        TargetHealthState::Healthy => slot.0 += 1,
+                        TargetHealthState::Unhealthy => slot.1 += 1,
+                        _ => {}
+                    }
+                }
+                let zones = zones.into_iter().map(|(z, (h, u))| (z, h, u)).collect();
+                (g.arn.clone(), zones)
+            })
+            .collect()
+    }
+
     /// Stops listening (connections in progress finish on their own).
     pub fn close(&self) {
         for (_, l) in self.inner.listeners.lock().drain() {
@@ -502,7 +537,7 @@ async fn accept_loop(
                 tokio::spawn(serve_client(inner, stream, peer, port));
             }
             Protocol::Tcp | Protocol::TcpUdp => {
-                tokio::spawn(serve_tcp(inner, stream, port));
+                tokio::spawn(serve_tcp_flow(inner, stream, port));
             }
             Protocol::Https | Protocol::Tls => {
                 tokio::spawn(serve_tls(inner, stream, peer, port, protocol));
@@ -535,6 +570,42 @@ async fn serve_tls(
         return;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    if protocol == Protocol::Https {
+        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(port, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        // The TLS version and cipher suite, for targets, when the load balancer says so.
+        let tls_values = inner
+            .routes
+            .load()
+            .by_port
+            .get(&port)
+            .and_then(|p| p.tls_headers.clone())
+            .and_then(|(version_name, suite_name)| {
+                let c = tls.get_ref().1;
+                let version = c.protocol_version().and_then(crate::tls::version_name)?;
+                let suite = c
+                    .negotiated_cipher_suite()
+                    .and_then(|s| crate::tls::suite_name(s.suite()))?;
+                Some(vec![
+                    (version_name, HeaderValue::from_static(version)),
+                    (suite_name, HeaderValue::from_static(suite)),
+                ])
+            })
+            .unwrap_or_default();
+        return serve_http(inner, tls, peer, port, true, tls_values).await;
+    }
+    // A TLS flow: counted from the first byte of the handshake.
+    let Some(flow) = open_flow(&inner, port, FlowProtocol::Tls) else {
+        return;
+    };
+    let stream = Counted::new(stream, flow);
+    let activity = stream.activity();
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -543,17 +614,30 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
-    match protocol {
-        Protocol::Https => serve_http(inner, tls, peer, port, true).await,
-        _ => serve_tcp(inner, tls, port).await,
-    }
+    serve_tcp(inner, tls, port, activity).await;
+}
+
+/// Counts a new flow of the listener on `port` on its load balancer.
+fn open_flow(inner: &Inner, port: u16, protocol: FlowProtocol) -> Option<FlowGuard> {
+    let routes = inner.routes.load();
+    Some(routes.by_port.get(&port)?.lb.flow(protocol))
+}
+
+/// A TCP listener's connection: counted as a flow, then passed through.
+async fn serve_tcp_flow(inner: Arc<Inner>, stream: TcpStream, port: u16) {
+    let Some(flow) = open_flow(&inner, port, FlowProtocol::Tcp) else {
+        return;
+    };
+    let stream = Counted::new(stream, flow);
+    let activity = stream.activity();
+    serve_tcp(inner, stream, port, activity).await;
 }
 
 /// An HTTP listener's connection: HTTP/2 (prior knowledge) goes to hyper, HTTP/1.x to the
 /// fast path.
 async fn serve_client(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr, port: u16) {
     match fast::is_h2(&stream).await {
-        Some(true) => serve_http(inner, stream, peer, port, false).await,
+        Some(true) => serve_http(inner, stream, peer, port, false, Vec::new()).await,
         Some(false) => fast::serve(inner, stream, peer, port).await,
         None => {}
     }
@@ -569,12 +653,20 @@ struct Conn {
     port_value: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     proto_value: HeaderValue,
+    /// Request headers about the client's TLS connection (`X-Amzn-Tls-Version`, ...).
+    tls_values: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// HTTP/2 clients are served by hyper with its own connection handling: the load balancer's
 /// idle timeout is applied by the HTTP/1 fast path only.
-async fn serve_http<S>(inner: Arc<Inner>, stream: S, peer: SocketAddr, port: u16, tls: bool)
-where
+async fn serve_http<S>(
+    inner: Arc<Inner>,
+    stream: S,
+    peer: SocketAddr,
+    port: u16,
+    tls: bool,
+    tls_values: Vec<(HeaderName, HeaderValue)>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(Conn {
@@ -584,6 +676,7 @@ where
         peer_value: HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         port_value: HeaderValue::from(port),
+        tls_values,
     });
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let inner = inner.clone();
@@ -622,7 +715,40 @@ fn host_of(req: &Request<Incoming>) -> &str {
     raw.split(':').next().unwrap_or("")
 }
 
+/// A request's response, with the listener's response headers.
 async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
+    let extra = inner
+        .routes
+        .load()
+        .by_port
+        .get(&conn.port)
+        .map(|p| p.response_headers.clone())
+        .filter(|h| !h.is_empty());
+    let mut resp = route(inner, req, conn).await;
+    if let Some(extra) = extra {
+        add_response_headers(resp.headers_mut(), &extra);
+    }
+    resp
+}
+
+/// Sets the listener's response headers (replacing a target's), and drops the load
+/// balancer's `Server` header when the listener hides it.
+fn add_response_headers(h: &mut HeaderMap, extra: &ResponseHeaders) {
+    for (n, v) in &extra.set {
+        h.insert(n.clone(), v.clone());
+    }
+    if extra.hide_server
+        && h.get(header::SERVER)
+            .is_some_and(|v| v.as_bytes() == SERVER_VALUE.as_bytes())
+    {
+        h.remove(header::SERVER);
+    }
+}
+
+/// The `Server` header of the load balancer's own answers.
+const SERVER_VALUE: &str = "awselb/2.0";
+
+async fn route(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
     let routes = inner.routes.load_full();
     let Some(plan) = routes.by_port.get(&conn.port) else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE);
@@ -636,6 +762,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
         source: conn.peer.ip(),
     };
     let Some(action) = plan.table.select(&view) else {
+        plan.lb.answered(503);
         return error_page(StatusCode::SERVICE_UNAVAILABLE);
     };
     match action {
@@ -647,6 +774,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
         } => {
             let mut r = Response::new(full(message_body.clone().unwrap_or_default()));
             *r.status_mut() = StatusCode::from_u16(*status_code).unwrap_or(StatusCode::OK);
+            plan.lb.fixed_response(r.status().as_u16());
             if let Ok(v) = HeaderValue::from_str(content_type.as_deref().unwrap_or("text/plain")) {
                 r.headers_mut().insert(header::CONTENT_TYPE, v);
             }
@@ -660,6 +788,7 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
             } else {
                 StatusCode::MOVED_PERMANENTLY
             };
+            plan.lb.redirect(r.status().as_u16());
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
@@ -676,13 +805,15 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>, conn: &Conn) -> Resp
                 None
             };
             let Some(group) = choose_group(&routes, target_groups, sticky_group) else {
+                plan.lb.answered(503);
                 return error_page(StatusCode::SERVICE_UNAVAILABLE);
             };
             let sticky_max_age = stickiness
                 .enabled
                 .then(|| stickiness.duration_seconds.unwrap_or(3600));
+            let lb = plan.lb.clone();
             drop(routes);
-            let mut resp = forward(&group, req, conn).await;
+            let mut resp = forward(&group, &lb, req, conn).await;
             if let Some(max_age) = sticky_max_age
                 && let Ok(v) = HeaderValue::from_str(&format!(
                     "AWSALBTG={}; Max-Age={max_age}; Path=/",
@@ -745,9 +876,17 @@ fn prepare(parts: &mut http::request::Parts, conn: &Conn) {
     if !parts.headers.contains_key(&X_AMZN_TRACE_ID) {
         parts.headers.insert(X_AMZN_TRACE_ID, trace_id());
     }
+    for (n, v) in &conn.tls_values {
+        parts.headers.insert(n.clone(), v.clone());
+    }
 }
 
-async fn forward(group: &Arc<Group>, req: Request<Incoming>, conn: &Conn) -> Response<ProxyBody> {
+async fn forward(
+    group: &Arc<Group>,
+    lb: &crate::usage::LbUsage,
+    req: Request<Incoming>,
+    conn: &Conn,
+) -> Response<ProxyBody> {
     group.metrics.request();
     let started = std::time::Instant::now();
     let (response, answered) = forward_once(group, req, conn).await;
@@ -755,10 +894,11 @@ async fn forward(group: &Arc<Group>, req: Request<Incoming>, conn: &Conn) -> Res
         group
             .metrics
             .responded(started.elapsed(), response.status().as_u16());
-    } else if response.status() == StatusCode::BAD_GATEWAY {
-        group.metrics.upstream_error();
-    } else if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        group.metrics.unavailable();
+    } else {
+        if response.status() == StatusCode::BAD_GATEWAY {
+            group.metrics.upstream_error();
+        }
+        lb.answered(response.status().as_u16());
     }
     response
 }
@@ -895,7 +1035,9 @@ async fn forward_once(
     (r, true)
 }
 
-async fn serve_tcp<S>(inner: Arc<Inner>, mut client: S, port: u16)
+/// Passes the bytes of a client flow through to a target until either side closes or no byte
+/// passes for the listener's TCP idle timeout (`activity`: epoch ms of the last byte).
+async fn serve_tcp<S>(inner: Arc<Inner>, mut client: S, port: u16, activity: Arc<AtomicU64>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -903,6 +1045,7 @@ where
     let Some(plan) = routes.by_port.get(&port) else {
         return;
     };
+    let idle = plan.tcp_idle_timeout;
     let Some(Action::Forward { target_groups, .. }) = plan.table.default_action() else {
         return;
     };
@@ -921,7 +1064,12 @@ where
             Ok(Ok(mut backend)) => {
                 let _ = backend.set_nodelay(true);
                 let _guard = target.begin();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut backend) => {}
+                    _ = idle_expiry(&activity, idle) => {
+                        tracing::debug!(port, idle_seconds = idle.as_secs(), "idle TCP flow closed");
+                    }
+                }
                 return;
             }
             _ => {
@@ -929,5 +1077,17 @@ where
                 exclude = Some(target);
             }
         }
+    }
+}
+
+/// Resolves once no byte has passed for `idle` (`activity`: epoch ms of the last one).
+pub(crate) async fn idle_expiry(activity: &AtomicU64, idle: Duration) {
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let since = now_ms().saturating_sub(activity.load(Ordering::Relaxed));
+        if since >= idle_ms {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(idle_ms - since)).await;
     }
 }

@@ -52,6 +52,114 @@ pub(crate) struct ListenerPlan {
     pub(crate) idle_timeout: Duration,
     /// HTTPS and TLS listeners: the rustls configuration (certificates, policy).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The load balancer's counts (answers made here, flows).
+    pub(crate) lb: Arc<crate::usage::LbUsage>,
+    /// TCP and TLS listeners: how long a flow may pass no byte either way before it is closed
+    /// (the listener's `tcp.idle_timeout.seconds`).
+    pub(crate) tcp_idle_timeout: Duration,
+    /// HTTP and HTTPS listeners: the headers added to responses.
+    pub(crate) response_headers: Arc<ResponseHeaders>,
+    /// HTTPS listeners of load balancers with
+    /// `routing.http.x_amzn_tls_version_and_cipher_suite.enabled`: the names of the headers
+    /// telling targets the TLS version and cipher suite of the client's connection.
+    pub(crate) tls_headers: Option<(http::HeaderName, http::HeaderName)>,
+}
+
+/// The request headers naming the TLS version and cipher suite, when `lb_attributes` enable
+/// them for an HTTPS listener with `attributes` (`routing.http.request.x_amzn_tls_*.header_name`
+/// rename them).
+pub(crate) fn tls_headers(
+    lb_attributes: &std::collections::BTreeMap<String, String>,
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> Option<(http::HeaderName, http::HeaderName)> {
+    if lb_attributes
+        .get("routing.http.x_amzn_tls_version_and_cipher_suite.enabled")
+        .map(String::as_str)
+        != Some("true")
+    {
+        return None;
+    }
+    let name = |key: &str, default: &'static str| {
+        attributes
+            .get(&format!("routing.http.request.{key}.header_name"))
+            .and_then(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .unwrap_or(http::HeaderName::from_static(default))
+    };
+    Some((
+        name("x_amzn_tls_version", "x-amzn-tls-version"),
+        name("x_amzn_tls_cipher_suite", "x-amzn-tls-cipher-suite"),
+    ))
+}
+
+/// What an HTTP or HTTPS listener adds to responses (its `routing.http.response.*`
+/// attributes).
+#[derive(Debug, Default)]
+pub(crate) struct ResponseHeaders {
+    /// Set on every response, replacing a target's header of the same name.
+    pub(crate) set: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `routing.http.response.server.enabled` is `false`: the load balancer's own answers carry
+    /// no `Server: awselb/2.0`.
+    pub(crate) hide_server: bool,
+}
+
+/// A listener that changes no response.
+pub(crate) static NO_RESPONSE_HEADERS: ResponseHeaders = ResponseHeaders {
+    set: Vec::new(),
+    hide_server: false,
+};
+
+impl ResponseHeaders {
+    /// From a listener's attributes: `routing.http.response.<name>.header_value` sets the
+    /// header `<name>` with `-` for `_` (none when empty).
+    pub(crate) fn from_attributes(attributes: &std::collections::BTreeMap<String, String>) -> Self {
+        let mut out = Self::default();
+        for (k, v) in attributes {
+            if k == "routing.http.response.server.enabled" {
+                out.hide_server = v == "false";
+                continue;
+            }
+            let Some(name) = k
+                .strip_prefix("routing.http.response.")
+                .and_then(|k| k.strip_suffix(".header_value"))
+            else {
+                continue;
+            };
+            if v.is_empty() {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.replace('_', "-").as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                out.set.push((n, v));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.set.is_empty() && !self.hide_server
+    }
+
+    /// Whether a target's header `name` gives way to one of these.
+    pub(crate) fn replaces(&self, name: &str) -> bool {
+        self.set
+            .iter()
+            .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// AWS's TCP idle timeout of network load balancer listeners.
+pub(crate) const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(350);
+
+/// The `tcp.idle_timeout.seconds` attribute of a listener (the API allows 60-6000, as AWS).
+pub(crate) fn tcp_idle_timeout(
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> Duration {
+    attributes
+        .get("tcp.idle_timeout.seconds")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_TCP_IDLE_TIMEOUT, |s| Duration::from_secs(s.max(1)))
 }
 
 /// The `idle_timeout.timeout_seconds` attribute of a load balancer (AWS allows 1-4000).

@@ -33,6 +33,33 @@ pub fn suite_of(name: &str) -> Option<CipherSuite> {
     })
 }
 
+/// The cipher names of [`suite_of`].
+const SUITE_NAMES: [&str; 9] = [
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+];
+
+/// The name of a negotiated suite as AWS's `X-Amzn-Tls-Cipher-Suite` gives it (OpenSSL's).
+pub fn suite_name(suite: CipherSuite) -> Option<&'static str> {
+    SUITE_NAMES.into_iter().find(|n| suite_of(n) == Some(suite))
+}
+
+/// The name of a negotiated protocol version as `X-Amzn-Tls-Version` gives it.
+pub fn version_name(v: rustls::ProtocolVersion) -> Option<&'static str> {
+    match v {
+        rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        _ => None,
+    }
+}
+
 fn version_of(name: &str) -> Option<&'static SupportedProtocolVersion> {
     match name {
         "TLSv1.2" => Some(&rustls::version::TLS12),
@@ -192,7 +219,19 @@ mod tests {
                 })
                 .collect(),
             ssl_policy: policy.map(str::to_owned),
+            attributes: Default::default(),
         }
+    }
+
+    #[test]
+    fn negotiated_suites_and_versions_have_their_names() {
+        for n in SUITE_NAMES {
+            assert_eq!(suite_name(suite_of(n).unwrap()), Some(n));
+        }
+        assert_eq!(
+            version_name(rustls::ProtocolVersion::TLSv1_3),
+            Some("TLSv1.3")
+        );
     }
 
     #[test]

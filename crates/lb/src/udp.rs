@@ -20,6 +20,7 @@ use tokio::net::UdpSocket;
 
 use crate::balancer::{Group, Outstanding, now_ms};
 use crate::state::{Inner, Routes, choose_group};
+use crate::usage::{FlowGuard, FlowProtocol, LbUsage};
 
 /// How long a flow may stay without a datagram in either direction (AWS: 120 s for UDP).
 pub(crate) const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -105,6 +106,8 @@ struct Flow {
     /// Counts the flow on its target (least outstanding requests) for as long as it lives.
     outstanding: Outstanding,
     replies: tokio::task::AbortHandle,
+    /// Counts the flow on its load balancer while it lives.
+    usage: FlowGuard,
 }
 
 impl Flow {
@@ -167,6 +170,7 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
         let datagram = &buf[..n];
         let now = now_ms();
         if let Some(flow) = flows.get(client, now) {
+            flow.usage.usage().bytes(FlowProtocol::Udp, n as u64);
             // A full send buffer drops the datagram, as the network may.
             let _ = flow.upstream.try_send(datagram);
             continue;
@@ -176,7 +180,7 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
             tracing::debug!(port, %client, "UDP flow table full; datagram dropped");
             continue;
         }
-        let Some(group) = group_for(&inner, port) else {
+        let Some((group, lb)) = group_for(&inner, port) else {
             continue;
         };
         drop(inner);
@@ -190,6 +194,8 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
                 continue;
             }
         };
+        let usage = lb.flow(FlowProtocol::Udp);
+        lb.bytes(FlowProtocol::Udp, n as u64);
         let _ = upstream.try_send(datagram);
         let activity = Arc::new(AtomicU64::new(now));
         let replies = tokio::spawn(relay_replies(
@@ -197,6 +203,7 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
             socket.clone(),
             client,
             activity.clone(),
+            lb,
         ))
         .abort_handle();
         let flow = Flow {
@@ -204,6 +211,7 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
             group,
             outstanding: target.begin(),
             replies,
+            usage,
         };
         if flows.insert(client, flow, activity).is_err() {
             tracing::debug!(port, %client, "UDP flow table full; datagram dropped");
@@ -211,14 +219,15 @@ pub(crate) async fn serve(inner: Weak<Inner>, socket: UdpSocket, port: u16) {
     }
 }
 
-/// The target group a UDP listener's default action forwards to.
-fn group_for(inner: &Inner, port: u16) -> Option<Arc<Group>> {
+/// The target group a UDP listener's default action forwards to, and its load balancer's
+/// counts.
+fn group_for(inner: &Inner, port: u16) -> Option<(Arc<Group>, Arc<LbUsage>)> {
     let routes = inner.routes.load();
     let plan = routes.by_port.get(&port)?;
     let Some(Action::Forward { target_groups, .. }) = plan.table.default_action() else {
         return None;
     };
-    choose_group(&routes, target_groups, None)
+    Some((choose_group(&routes, target_groups, None)?, plan.lb.clone()))
 }
 
 /// A socket of its own, connected to the target at `addr` (`host:port`).
@@ -242,12 +251,14 @@ async fn relay_replies(
     listener: Arc<UdpSocket>,
     client: SocketAddr,
     activity: Arc<AtomicU64>,
+    lb: Arc<LbUsage>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         match upstream.recv(&mut buf).await {
             Ok(n) => {
                 activity.fetch_max(now_ms(), Ordering::Relaxed);
+                lb.bytes(FlowProtocol::Udp, n as u64);
                 let _ = listener.try_send_to(&buf[..n], client);
             }
             // An ICMP port unreachable from the target: later datagrams may find it up.

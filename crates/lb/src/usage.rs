@@ -1,6 +1,8 @@
 //! Traffic for the control plane's `AWS/ApplicationELB` and `AWS/NetworkELB` metrics. The
 //! request path only bumps atomics of its target group ([`GroupUsage`]): requests, the targets'
-//! response classes, the answers made here (502, 503) and the targets' response times, kept as
+//! response classes and the targets' response times, and of its load balancer ([`LbUsage`]):
+//! the answers made here (fixed responses, redirects, error pages) and the network flows
+//! (opened, most open at once, bytes). Response times are kept as
 //! counts per value rounded down to three significant digits of a microsecond (exact below a
 //! millisecond), so percentiles stay within 1 % and memory stays bounded whatever the traffic.
 //! Every window (a minute by default, as ELB publishes) [`report_forever`] takes the counts,
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gantry_domain::lb::{TargetHealthState, UsageReport, UsageWindow};
+use gantry_domain::lb::{FlowUsage, LbUsageWindow, TargetHealthState, UsageReport, UsageWindow};
 use parking_lot::Mutex;
 
 use crate::{ControlClient, Proxy};
@@ -64,8 +66,6 @@ fn slot_seconds(slot: usize) -> f64 {
 pub struct GroupUsage {
     requests: AtomicU64,
     codes: [AtomicU64; 4],
-    elb_502: AtomicU64,
-    elb_503: AtomicU64,
     timed: AtomicU64,
     times: Box<[AtomicU64]>,
 }
@@ -75,8 +75,6 @@ impl Default for GroupUsage {
         Self {
             requests: AtomicU64::new(0),
             codes: Default::default(),
-            elb_502: AtomicU64::new(0),
-            elb_503: AtomicU64::new(0),
             timed: AtomicU64::new(0),
             times: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -101,14 +99,6 @@ impl GroupUsage {
         self.timed.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn bad_gateway(&self) {
-        self.elb_502.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn unavailable(&self) {
-        self.elb_503.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Takes the counts into a window (without the health counts); `None` when idle.
     fn take(&self, start: i64, arn: &str) -> Option<UsageWindow> {
         let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
@@ -122,8 +112,6 @@ impl GroupUsage {
                 take(&self.codes[2]),
                 take(&self.codes[3]),
             ],
-            elb_502: take(&self.elb_502),
-            elb_503: take(&self.elb_503),
             ..Default::default()
         };
         if take(&self.timed) > 0 {
@@ -137,19 +125,256 @@ impl GroupUsage {
                 })
                 .collect();
         }
-        let busy = w.requests > 0
-            || w.elb_502 > 0
-            || w.elb_503 > 0
-            || w.target_codes.iter().any(|c| *c > 0)
-            || !w.response_times.is_empty();
+        let busy =
+            w.requests > 0 || w.target_codes.iter().any(|c| *c > 0) || !w.response_times.is_empty();
         busy.then_some(w)
     }
 }
 
-/// Every target group's counts.
+/// The protocols of a network load balancer's flows, as its metrics name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowProtocol {
+    Tcp = 0,
+    Tls = 1,
+    Udp = 2,
+}
+
+const FLOW_PROTOCOLS: [&str; 3] = ["TCP", "TLS", "UDP"];
+
+/// One protocol's flows since the last window.
+#[derive(Debug, Default)]
+struct FlowCounts {
+    active: AtomicU64,
+    peak: AtomicU64,
+    new: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// One load balancer's counts since the last window: the HTTP answers made here and the
+/// network flows.
+#[derive(Debug, Default)]
+pub struct LbUsage {
+    /// 3XX, 4XX, 5XX.
+    classes: [AtomicU64; 3],
+    /// 500, 502, 503, 504.
+    server: [AtomicU64; 4],
+    fixed: AtomicU64,
+    redirects: AtomicU64,
+    flows: [FlowCounts; 3],
+}
+
+impl LbUsage {
+    /// An HTTP answer with `status` made by the load balancer itself.
+    pub fn answered(&self, status: u16) {
+        if let Some(c) = (status / 100)
+            .checked_sub(3)
+            .and_then(|i| self.classes.get(usize::from(i)))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(i) = [500, 502, 503, 504].iter().position(|s| *s == status) {
+            self.server[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A fixed-response action answered `status`.
+    pub fn fixed_response(&self, status: u16) {
+        self.fixed.fetch_add(1, Ordering::Relaxed);
+        self.answered(status);
+    }
+
+    /// A redirect action answered `status`.
+    pub fn redirect(&self, status: u16) {
+        self.redirects.fetch_add(1, Ordering::Relaxed);
+        self.answered(status);
+    }
+
+    /// A flow opens; it stays counted as active until the guard drops.
+    pub fn flow(self: &Arc<Self>, protocol: FlowProtocol) -> FlowGuard {
+        let f = &self.flows[protocol as usize];
+        f.new.fetch_add(1, Ordering::Relaxed);
+        let now = f.active.fetch_add(1, Ordering::Relaxed) + 1;
+        f.peak.fetch_max(now, Ordering::Relaxed);
+        FlowGuard {
+            lb: self.clone(),
+            protocol,
+        }
+    }
+
+    /// Bytes of a flow, either way.
+    pub fn bytes(&self, protocol: FlowProtocol, n: u64) {
+        self.flows[protocol as usize]
+            .bytes
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes the counts into a window; `None` when nothing happened and no flow is open.
+    fn take(&self, start: i64, arn: &str) -> Option<LbUsageWindow> {
+        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+        let mut w = LbUsageWindow {
+            start,
+            load_balancer_arn: arn.to_owned(),
+            elb_codes: [
+                take(&self.classes[0]),
+                take(&self.classes[1]),
+                take(&self.classes[2]),
+            ],
+            elb_5xx: [
+                take(&self.server[0]),
+                take(&self.server[1]),
+                take(&self.server[2]),
+                take(&self.server[3]),
+            ],
+            fixed_responses: take(&self.fixed),
+            redirects: take(&self.redirects),
+            flows: Vec::new(),
+        };
+        for (f, name) in self.flows.iter().zip(FLOW_PROTOCOLS) {
+            // The peak of the next window starts from the flows open now.
+            let active = f.active.load(Ordering::Relaxed);
+            let peak = f.peak.swap(active, Ordering::Relaxed).max(active);
+            let (new, bytes) = (take(&f.new), take(&f.bytes));
+            if peak > 0 || new > 0 || bytes > 0 {
+                w.flows.push(FlowUsage {
+                    protocol: name.to_owned(),
+                    active: peak,
+                    new,
+                    bytes,
+                });
+            }
+        }
+        let busy = w.elb_codes.iter().any(|c| *c > 0)
+            || w.fixed_responses > 0
+            || w.redirects > 0
+            || !w.flows.is_empty();
+        busy.then_some(w)
+    }
+}
+
+/// An open flow of a network load balancer (see [`LbUsage::flow`]).
+#[derive(Debug)]
+pub struct FlowGuard {
+    lb: Arc<LbUsage>,
+    protocol: FlowProtocol,
+}
+
+impl FlowGuard {
+    pub fn usage(&self) -> &Arc<LbUsage> {
+        &self.lb
+    }
+
+    pub fn protocol(&self) -> FlowProtocol {
+        self.protocol
+    }
+}
+
+impl Drop for FlowGuard {
+    fn drop(&mut self) {
+        self.lb.flows[self.protocol as usize]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A flow's client stream, counting the bytes either way into its load balancer and noting
+/// when the last one passed (for the listener's idle timeout).
+#[derive(Debug)]
+pub struct Counted<S> {
+    inner: S,
+    flow: FlowGuard,
+    last: Arc<AtomicU64>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S, flow: FlowGuard) -> Self {
+        Self {
+            inner,
+            flow,
+            last: Arc::new(AtomicU64::new(crate::balancer::now_ms())),
+        }
+    }
+
+    /// Epoch ms of the last byte either way (at first, when the flow opened).
+    pub fn activity(&self) -> Arc<AtomicU64> {
+        self.last.clone()
+    }
+
+    fn count(&self, n: usize) {
+        if n > 0 {
+            self.flow.lb.bytes(self.flow.protocol, n as u64);
+            self.last
+                .fetch_max(crate::balancer::now_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = r {
+            this.count(buf.filled().len() - before);
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            this.count(n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            this.count(n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Every target group's and load balancer's counts.
 #[derive(Debug, Default)]
 pub struct Usage {
     groups: Mutex<HashMap<String, Arc<GroupUsage>>>,
+    load_balancers: Mutex<HashMap<String, Arc<LbUsage>>>,
 }
 
 impl Usage {
@@ -160,6 +385,31 @@ impl Usage {
             .entry(arn.to_owned())
             .or_default()
             .clone()
+    }
+
+    /// The counts of the load balancer `arn`.
+    pub fn load_balancer(&self, arn: &str) -> Arc<LbUsage> {
+        self.load_balancers
+            .lock()
+            .entry(arn.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The load balancers' windows since the last call, starting at `start`: one per load
+    /// balancer with answers made here or flows. Idle ones no longer served are forgotten.
+    pub fn take_load_balancers(&self, start: i64) -> Vec<LbUsageWindow> {
+        let mut lbs = self.load_balancers.lock();
+        let mut out = Vec::new();
+        lbs.retain(|arn, u| match u.take(start, arn) {
+            Some(w) => {
+                out.push(w);
+                true
+            }
+            None => Arc::strong_count(u) > 1,
+        });
+        out.sort_by(|a, b| a.load_balancer_arn.cmp(&b.load_balancer_arn));
+        out
     }
 
     /// The windows since the last call, starting at `start` (seconds): one per group with
@@ -252,9 +502,11 @@ pub async fn report_forever(
     proxy: Proxy,
     usage: Arc<Usage>,
     every: Duration,
+    availability_zone: Option<String>,
 ) {
     let every_s = every.as_secs_f64().max(0.001);
     let mut pending: VecDeque<UsageWindow> = VecDeque::new();
+    let mut pending_lbs: VecDeque<LbUsageWindow> = VecDeque::new();
     let mut dropped = 0u64;
     let mut start = now_secs();
     loop {
@@ -262,10 +514,22 @@ pub async fn report_forever(
         let wait = every_s - now.rem_euclid(every_s);
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         let end = now_secs();
-        pending.extend(usage.take(start.floor() as i64, &health_counts(&proxy)));
+        let mut windows = usage.take(start.floor() as i64, &health_counts(&proxy));
+        let zones = proxy.zone_health();
+        for w in &mut windows {
+            if let Some(z) = zones.get(&w.target_group_arn) {
+                w.zones.clone_from(z);
+            }
+        }
+        pending.extend(windows);
+        pending_lbs.extend(usage.take_load_balancers(start.floor() as i64));
         start = end;
         while pending.len() > MAX_PENDING {
             pending.pop_front();
+            dropped += 1;
+        }
+        while pending_lbs.len() > MAX_PENDING {
+            pending_lbs.pop_front();
             dropped += 1;
         }
         if dropped > 0 {
@@ -275,15 +539,19 @@ pub async fn report_forever(
             );
             dropped = 0;
         }
-        while !pending.is_empty() {
+        while !pending.is_empty() || !pending_lbs.is_empty() {
             let n = pending.len().min(MAX_PER_REPORT);
+            let m = pending_lbs.len().min(MAX_PER_REPORT);
             let report = UsageReport {
                 proxy_id: proxy.proxy_id().to_owned(),
                 windows: pending.iter().take(n).cloned().collect(),
+                load_balancers: pending_lbs.iter().take(m).cloned().collect(),
+                availability_zone: availability_zone.clone(),
             };
             match client.report_usage(&report).await {
                 Ok(()) => {
                     pending.drain(..n);
+                    pending_lbs.drain(..m);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, pending = pending.len(), "metrics report not delivered; kept for the next window");
@@ -329,14 +597,12 @@ mod tests {
             web.responded(Duration::from_micros(1500), status);
         }
         web.request();
-        web.bad_gateway();
         let health = HashMap::from([("tg/web".to_owned(), (2, 1)), ("tg/api".to_owned(), (0, 0))]);
         let w = usage.take(60, &health);
         assert_eq!(w.len(), 2);
         assert_eq!(w[1].target_group_arn, "tg/web");
         assert_eq!(w[1].requests, 6);
         assert_eq!(w[1].target_codes, [2, 1, 1, 1]);
-        assert_eq!(w[1].elb_502, 1);
         assert_eq!(w[1].response_times, vec![(0.0015, 5)]);
         assert_eq!((w[1].healthy, w[1].unhealthy), (2, 1));
         assert_eq!(w[0].target_group_arn, "tg/api");

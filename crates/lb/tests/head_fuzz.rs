@@ -152,6 +152,7 @@ fn proxy(port: u16) -> Proxy {
         tags: vec![],
         certificates: vec![],
         ssl_policy: None,
+        attributes: Default::default(),
     };
     let p = Proxy::new("127.0.0.1".parse().unwrap(), "fuzz");
     p.apply(&LbConfig {

@@ -237,6 +237,7 @@ fn listener(port: u16, protocol: &str, default: Action, rules: Vec<Rule>) -> Lis
         tags: vec![],
         certificates: vec![],
         ssl_policy: None,
+        attributes: Default::default(),
     }
 }
 
@@ -1704,4 +1705,197 @@ async fn alb_targets_reach_the_application_load_balancer_served_by_the_same_prox
         }
     })
     .await;
+}
+
+/// A TCP echo server on 127.0.0.1: its address and task.
+async fn tcp_echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = echo.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = echo.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn echo_round(s: &mut tokio::net::TcpStream, msg: &[u8]) {
+    s.write_all(msg).await.unwrap();
+    let mut buf = vec![0u8; msg.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(buf, msg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tcp_flows_are_closed_after_the_listener_idle_timeout_and_counted() {
+    let (echo_addr, task) = tcp_echo().await;
+    let mut g = TargetGroupConfig {
+        targets: vec![target(echo_addr)],
+        ..group("tcp", &[], &[])
+    };
+    g.target_group.protocol = "TCP".into();
+    g.target_group.health_check.protocol = "TCP".into();
+    let port = free_port();
+    let mut l = listener(port, "TCP", forward(&[(&g, 1)]), vec![]);
+    // The API takes 60 to 6000 s, as AWS; the proxy honours whatever it is given.
+    l.attributes
+        .insert("tcp.idle_timeout.seconds".into(), "1".into());
+    let metrics = Arc::new(gantry_lb::metrics::LbMetrics::default());
+    let p = Proxy::with_metrics("127.0.0.1".parse().unwrap(), "test-proxy", metrics.clone());
+    p.apply(&config(LoadBalancerType::Network, vec![l], vec![g.clone()]));
+
+    // A flow with a byte every 300 ms outlives the timeout.
+    let mut busy = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    echo_round(&mut idle, b"hello").await;
+    let started = Instant::now();
+    for _ in 0..8 {
+        echo_round(&mut busy, b"x").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    echo_round(&mut busy, b"still here").await;
+    // The idle one was closed: its read ends (EOF or reset) without data.
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the idle flow is closed");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    let w = metrics.usage().take_load_balancers(0);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].load_balancer_arn, "arn:lb");
+    let tcp = &w[0].flows[0];
+    assert_eq!((tcp.protocol.as_str(), tcp.new, tcp.active), ("TCP", 2, 2));
+    // Both ways: 5 + 8 + 10 bytes each way.
+    assert_eq!(tcp.bytes, 2 * (5 + 8 + 10));
+    drop(busy);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_made_here_are_counted_on_the_load_balancer() {
+    let empty = group("empty", &[], &[]);
+    let port = free_port();
+    let fixed = |code: u16| Action::FixedResponse {
+        order: None,
+        status_code: code,
+        content_type: Some("text/plain".into()),
+        message_body: Some("no".into()),
+    };
+    let l = listener(
+        port,
+        "HTTP",
+        fixed(404),
+        vec![
+            rule(1, "path-pattern", &["/down"], fixed(503)),
+            rule(2, "path-pattern", &["/empty"], forward(&[(&empty, 1)])),
+        ],
+    );
+    let metrics = Arc::new(gantry_lb::metrics::LbMetrics::default());
+    let p = Proxy::with_metrics("127.0.0.1".parse().unwrap(), "test-proxy", metrics.clone());
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![l],
+        vec![empty.clone()],
+    ));
+    let c = client();
+    for (path, want) in [("/", 404), ("/x", 404), ("/down", 503), ("/empty", 503)] {
+        assert_eq!(get(&c, port, path, &[]).await.0, want, "{path}");
+    }
+    let w = metrics.usage().take_load_balancers(0);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].elb_codes, [0, 2, 2]);
+    assert_eq!(w[0].elb_5xx, [0, 0, 2, 0]);
+    assert_eq!(w[0].fixed_responses, 3);
+    drop(p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_response_headers_are_set_on_every_answer() {
+    let web = backend("web").await;
+    let g = group("web", &[], &[&web]);
+    let empty = group("empty", &[], &[]);
+    let port = free_port();
+    let mut l = listener(
+        port,
+        "HTTP",
+        forward(&[(&g, 1)]),
+        vec![
+            rule(
+                1,
+                "path-pattern",
+                &["/fixed"],
+                Action::FixedResponse {
+                    order: None,
+                    status_code: 200,
+                    content_type: Some("text/plain".into()),
+                    message_body: Some("fixed".into()),
+                },
+            ),
+            rule(2, "path-pattern", &["/empty"], forward(&[(&empty, 1)])),
+        ],
+    );
+    for (k, v) in [
+        ("x_frame_options", "DENY"),
+        ("strict_transport_security", "max-age=600"),
+        ("access_control_allow_origin", "*"),
+        ("content_security_policy", ""),
+    ] {
+        l.attributes
+            .insert(format!("routing.http.response.{k}.header_value"), v.into());
+    }
+    let p = proxy();
+    let cfg = config(
+        LoadBalancerType::Application,
+        vec![l.clone()],
+        vec![g.clone(), empty.clone()],
+    );
+    p.apply(&cfg);
+    let c = client();
+    let h2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    for path in ["/", "/fixed", "/empty"] {
+        for (c, version) in [(&c, "1.1"), (&h2, "2")] {
+            let (status, h, _) = get(c, port, path, &[]).await;
+            assert_eq!(status, if path == "/empty" { 503 } else { 200 });
+            assert_eq!(h["x-frame-options"], "DENY", "{path} HTTP/{version}");
+            assert_eq!(h["strict-transport-security"], "max-age=600");
+            assert_eq!(h["access-control-allow-origin"], "*");
+            assert!(!h.contains_key("content-security-policy"));
+            if path == "/empty" {
+                assert_eq!(h["server"], "awselb/2.0");
+            }
+        }
+    }
+    // The load balancer's own Server header can be turned off.
+    l.attributes.insert(
+        "routing.http.response.server.enabled".into(),
+        "false".into(),
+    );
+    p.apply(&config(
+        LoadBalancerType::Application,
+        vec![l],
+        vec![g, empty],
+    ));
+    for c in [&c, &h2] {
+        let (status, h, _) = get(c, port, "/empty", &[]).await;
+        assert_eq!(status, 503);
+        assert!(!h.contains_key("server"), "{h:?}");
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
 }

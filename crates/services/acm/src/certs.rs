@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gantry_aws_proto::pagination::{decode_token, encode_token};
 use gantry_front::RequestContext;
-use gantry_store::{StoreExt, Txn, TxnOutcome, encode};
+use gantry_store::{StoreExt, Txn, TxnOutcome, Versioned, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -116,7 +116,7 @@ async fn load(
     region: &str,
     arn: &str,
     id: &str,
-) -> Result<gantry_store::Versioned<CertificateRecord>, AcmError> {
+) -> Result<Versioned<CertificateRecord>, AcmError> {
     svc.store
         .get_typed::<CertificateRecord>(&keys::certificate(region, id))
         .await?
@@ -289,6 +289,20 @@ struct ArnRequest {
     certificate_arn: Option<String>,
 }
 
+/// The certificate a `{"CertificateArn": ...}` request names: its ARN, id and stored record
+/// (the preamble of DescribeCertificate, GetCertificate and DeleteCertificate).
+async fn requested(
+    svc: &AcmService,
+    body: &[u8],
+    ctx: &RequestContext,
+) -> Result<(String, String, Versioned<CertificateRecord>), AcmError> {
+    let req: ArnRequest = parse(body)?;
+    let arn = required(req.certificate_arn, "certificateArn")?;
+    let id = id_of(ctx, &arn)?;
+    let cur = load(svc, &ctx.region, &arn, &id).await?;
+    Ok((arn, id, cur))
+}
+
 async fn in_use_by(svc: &AcmService, region: &str, arn: &str) -> Result<Vec<String>, AcmError> {
     match &svc.users {
         Some(u) => u.users(region, arn).await.map_err(AcmError::Kms),
@@ -305,10 +319,8 @@ pub(crate) async fn describe(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, AcmError> {
-    let req: ArnRequest = parse(body)?;
-    let arn = required(req.certificate_arn, "certificateArn")?;
-    let id = id_of(ctx, &arn)?;
-    let r = load(svc, &ctx.region, &arn, &id).await?.value;
+    let (arn, _, cur) = requested(svc, body, ctx).await?;
+    let r = cur.value;
     let users = in_use_by(svc, &ctx.region, &arn).await?;
     Ok(json!({
         "Certificate": {
@@ -455,10 +467,7 @@ pub(crate) async fn get(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, AcmError> {
-    let req: ArnRequest = parse(body)?;
-    let arn = required(req.certificate_arn, "certificateArn")?;
-    let id = id_of(ctx, &arn)?;
-    let r = load(svc, &ctx.region, &arn, &id).await?.value;
+    let r = requested(svc, body, ctx).await?.2.value;
     let mut resp = json!({ "Certificate": r.certificate_pem });
     if let Some(c) = r.chain_pem {
         resp["CertificateChain"] = json!(c);
@@ -471,10 +480,7 @@ pub(crate) async fn delete(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, AcmError> {
-    let req: ArnRequest = parse(body)?;
-    let arn = required(req.certificate_arn, "certificateArn")?;
-    let id = id_of(ctx, &arn)?;
-    let cur = load(svc, &ctx.region, &arn, &id).await?;
+    let (arn, id, cur) = requested(svc, body, ctx).await?;
     let users = in_use_by(svc, &ctx.region, &arn).await?;
     if !users.is_empty() {
         return Err(AcmError::ResourceInUse(format!(

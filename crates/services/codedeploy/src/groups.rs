@@ -673,18 +673,30 @@ async fn check_config(
     Ok(())
 }
 
+/// The preamble of CreateDeploymentGroup and UpdateDeploymentGroup: the request, its ECS
+/// application and the deployment group name `name_of` picks (`deploymentGroupName`, or
+/// `currentDeploymentGroupName` for an update), checked in that order.
+async fn group_request(
+    svc: &CodeDeployService,
+    body: &[u8],
+    ctx: &RequestContext,
+    name_of: fn(&GroupRequest) -> &Option<String>,
+) -> Result<(GroupRequest, String, String), CodeDeployError> {
+    let req: GroupRequest = parse(body)?;
+    let app = ecs_application(svc, ctx, req.application_name.as_deref()).await?;
+    let name = name_of(&req)
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(name_required)?;
+    Ok((req, app, name))
+}
+
 pub(crate) async fn create(
     svc: &CodeDeployService,
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, CodeDeployError> {
-    let req: GroupRequest = parse(body)?;
-    let app = ecs_application(svc, ctx, req.application_name.as_deref()).await?;
-    let name = req
-        .deployment_group_name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(name_required)?;
+    let (req, app, name) = group_request(svc, body, ctx, |r| &r.deployment_group_name).await?;
     if load(svc, ctx, &app, &name).await?.is_some() {
         return Err(already_exists(&app, &name));
     }
@@ -750,13 +762,8 @@ pub(crate) async fn update(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Value, CodeDeployError> {
-    let req: GroupRequest = parse(body)?;
-    let app = ecs_application(svc, ctx, req.application_name.as_deref()).await?;
-    let name = req
-        .current_deployment_group_name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(name_required)?;
+    let (req, app, name) =
+        group_request(svc, body, ctx, |r| &r.current_deployment_group_name).await?;
     let cur = load(svc, ctx, &app, &name)
         .await?
         .ok_or_else(|| not_found(&app, &name))?;

@@ -1,8 +1,10 @@
 //! Authentication of registry clients and the one authorization point.
 //!
 //! Clients authenticate with HTTP Basic: user `AWS` and a password minted by
-//! `GetAuthorizationToken` (an HMAC, keyed with the server-wide token secret, over the principal
-//! and an expiry 12 hours out, so it survives restarts), or an access key id and its secret.
+//! `GetAuthorizationToken` (an HMAC, keyed with the server-wide token secret, over the principal,
+//! the region the token was issued in and an expiry 12 hours out, so it survives restarts), or an
+//! access key id and its secret. A password names its region, as ECR's do: the `/v2/` requests
+//! it authenticates act on that region's repositories.
 //! Every route then calls [`authorize`] with the principal, the action and the repository; the
 //! IAM work plugs policies in there.
 
@@ -20,6 +22,9 @@ pub const TOKEN_VALIDITY_SECS: u64 = 12 * 3600;
 pub struct Principal {
     /// The access key id the caller authenticated as (directly, or through a minted token).
     pub access_key_id: String,
+    /// The region a minted password or presigned URL was issued in (`None`: an access key, or
+    /// a password minted before passwords named a region).
+    pub region: Option<String>,
 }
 
 /// What a caller wants to do to a repository.
@@ -80,6 +85,7 @@ pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
 pub const PRESIGN_CREDENTIAL: &str = "X-Gantry-Credential";
 pub const PRESIGN_EXPIRES: &str = "X-Gantry-Expires";
 pub const PRESIGN_SIGNATURE: &str = "X-Gantry-Signature";
+pub const PRESIGN_REGION: &str = "X-Gantry-Region";
 
 /// Mints and checks registry passwords.
 #[derive(Clone)]
@@ -98,40 +104,46 @@ impl TokenSigner {
         Self { secret }
     }
 
-    fn mac(&self, principal: &str, expires_at: u64) -> Vec<u8> {
-        hmac_sha256(
-            &self.secret,
-            format!("gantry-registry-v1\n{principal}\n{expires_at}").as_bytes(),
-        )
+    /// The MAC of a password: without a region, the form passwords had before they named one.
+    fn mac(&self, principal: &str, region: Option<&str>, expires_at: u64) -> Vec<u8> {
+        let msg = match region {
+            Some(region) => format!("gantry-registry-v2\n{principal}\n{region}\n{expires_at}"),
+            None => format!("gantry-registry-v1\n{principal}\n{expires_at}"),
+        };
+        hmac_sha256(&self.secret, msg.as_bytes())
     }
 
-    /// A password for `principal` valid until `expires_at` (epoch seconds). It contains only
-    /// `[A-Za-z0-9._-]`, never `:`.
-    pub fn mint(&self, principal: &str, expires_at: u64) -> String {
+    /// A password for `principal` in `region` valid until `expires_at` (epoch seconds):
+    /// `<principal>.<region>.<expiry>.<mac>`. It contains only `[A-Za-z0-9._-]`, never `:`.
+    pub fn mint(&self, principal: &str, region: &str, expires_at: u64) -> String {
         format!(
-            "{}.{}.{}",
+            "{}.{}.{}.{}",
             URL_SAFE_NO_PAD.encode(principal),
+            URL_SAFE_NO_PAD.encode(region),
             expires_at,
-            URL_SAFE_NO_PAD.encode(self.mac(principal, expires_at))
+            URL_SAFE_NO_PAD.encode(self.mac(principal, Some(region), expires_at))
         )
     }
 
     /// The `authorizationToken` of `GetAuthorizationToken`: `base64("AWS:" + password)`.
-    pub fn authorization_token(&self, principal: &str, expires_at: u64) -> String {
-        STANDARD.encode(format!("AWS:{}", self.mint(principal, expires_at)))
+    pub fn authorization_token(&self, principal: &str, region: &str, expires_at: u64) -> String {
+        STANDARD.encode(format!("AWS:{}", self.mint(principal, region, expires_at)))
     }
 
     fn download_mac(
         &self,
         principal: &str,
+        region: &str,
         repository: &str,
         digest: &str,
         expires_at: u64,
     ) -> Vec<u8> {
         hmac_sha256(
             &self.secret,
-            format!("gantry-layer-download-v1\n{principal}\n{repository}\n{digest}\n{expires_at}")
-                .as_bytes(),
+            format!(
+                "gantry-layer-download-v2\n{principal}\n{region}\n{repository}\n{digest}\n{expires_at}"
+            )
+            .as_bytes(),
         )
     }
 
@@ -141,14 +153,17 @@ impl TokenSigner {
     pub fn presign_download(
         &self,
         principal: &str,
+        region: &str,
         repository: &str,
         digest: &str,
         expires_at: u64,
     ) -> String {
         format!(
-            "{PRESIGN_CREDENTIAL}={}&{PRESIGN_EXPIRES}={expires_at}&{PRESIGN_SIGNATURE}={}",
+            "{PRESIGN_CREDENTIAL}={}&{PRESIGN_EXPIRES}={expires_at}&{PRESIGN_REGION}={}&{PRESIGN_SIGNATURE}={}",
             URL_SAFE_NO_PAD.encode(principal),
-            URL_SAFE_NO_PAD.encode(self.download_mac(principal, repository, digest, expires_at))
+            URL_SAFE_NO_PAD.encode(region),
+            URL_SAFE_NO_PAD
+                .encode(self.download_mac(principal, region, repository, digest, expires_at))
         )
     }
 
@@ -164,28 +179,39 @@ impl TokenSigner {
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let principal =
             String::from_utf8(URL_SAFE_NO_PAD.decode(get(PRESIGN_CREDENTIAL)?).ok()?).ok()?;
+        let region = String::from_utf8(URL_SAFE_NO_PAD.decode(get(PRESIGN_REGION)?).ok()?).ok()?;
         let expires_at: u64 = get(PRESIGN_EXPIRES)?.parse().ok()?;
         let mac = URL_SAFE_NO_PAD.decode(get(PRESIGN_SIGNATURE)?).ok()?;
-        let expected = self.download_mac(&principal, repository, digest, expires_at);
+        let expected = self.download_mac(&principal, &region, repository, digest, expires_at);
         let ok: bool = expected.ct_eq(&mac).into();
         (ok && now < expires_at).then_some(Principal {
             access_key_id: principal,
+            region: Some(region),
         })
     }
 
     /// The principal a password was minted for, when it is authentic and not expired at `now`.
+    /// Passwords minted before they named a region (three parts) still verify, with no region.
     pub fn verify(&self, password: &str, now: u64) -> Option<Principal> {
-        let mut parts = password.split('.');
-        let (p, e, m) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
+        let parts: Vec<&str> = password.split('.').collect();
+        let (p, region, e, m) = match parts.as_slice() {
+            [p, e, m] => (*p, None, *e, *m),
+            [p, r, e, m] => (
+                *p,
+                Some(String::from_utf8(URL_SAFE_NO_PAD.decode(r).ok()?).ok()?),
+                *e,
+                *m,
+            ),
+            _ => return None,
+        };
         let principal = String::from_utf8(URL_SAFE_NO_PAD.decode(p).ok()?).ok()?;
         let expires_at: u64 = e.parse().ok()?;
         let mac = URL_SAFE_NO_PAD.decode(m).ok()?;
-        let ok: bool = self.mac(&principal, expires_at).ct_eq(&mac).into();
+        let expected = self.mac(&principal, region.as_deref(), expires_at);
+        let ok: bool = expected.ct_eq(&mac).into();
         (ok && now < expires_at).then_some(Principal {
             access_key_id: principal,
+            region,
         })
     }
 }
@@ -214,9 +240,11 @@ mod tests {
     #[test]
     fn token_roundtrip_and_expiry() {
         let s = TokenSigner::new(b"secret".to_vec());
-        let pw = s.mint("AKIDEXAMPLE", 1000);
+        let pw = s.mint("AKIDEXAMPLE", "us-west-2", 1000);
         assert!(!pw.contains(':'));
-        assert_eq!(s.verify(&pw, 999).unwrap().access_key_id, "AKIDEXAMPLE");
+        let p = s.verify(&pw, 999).unwrap();
+        assert_eq!(p.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(p.region.as_deref(), Some("us-west-2"));
         assert!(s.verify(&pw, 1000).is_none());
         let other = TokenSigner::new(b"other".to_vec());
         assert!(other.verify(&pw, 10).is_none());
@@ -225,9 +253,33 @@ mod tests {
     }
 
     #[test]
+    fn a_password_names_its_region_and_one_without_a_region_still_verifies() {
+        let s = TokenSigner::new(b"secret".to_vec());
+        let pw = s.mint("AK", "eu-west-1", 1000);
+        let parts: Vec<&str> = pw.split('.').collect();
+        // Another region in the same password fails the MAC.
+        let moved = format!(
+            "{}.{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode("us-east-1"),
+            parts[2],
+            parts[3]
+        );
+        assert!(s.verify(&moved, 10).is_none());
+        // The form before regions: principal, expiry, MAC over both.
+        let old = format!(
+            "{}.1000.{}",
+            URL_SAFE_NO_PAD.encode("AK"),
+            URL_SAFE_NO_PAD.encode(s.mac("AK", None, 1000))
+        );
+        let p = s.verify(&old, 10).unwrap();
+        assert_eq!((p.access_key_id.as_str(), p.region), ("AK", None));
+    }
+
+    #[test]
     fn presigned_downloads_cover_one_blob_of_one_repository_until_they_expire() {
         let s = TokenSigner::new(b"secret".to_vec());
-        let q = s.presign_download("AKID", "team/app", "sha256:ab", 1000);
+        let q = s.presign_download("AKID", "us-east-1", "team/app", "sha256:ab", 1000);
         let params: Vec<(String, String)> = q
             .split('&')
             .map(|kv| {
@@ -239,6 +291,7 @@ mod tests {
             .verify_download(&params, "team/app", "sha256:ab", 999)
             .unwrap();
         assert_eq!(p.access_key_id, "AKID");
+        assert_eq!(p.region.as_deref(), Some("us-east-1"));
         assert!(
             s.verify_download(&params, "team/app", "sha256:ab", 1000)
                 .is_none()
@@ -258,12 +311,18 @@ mod tests {
         );
         let mut later = params.clone();
         later[1].1 = "2000".into();
+        let mut elsewhere = params.clone();
+        elsewhere[2].1 = URL_SAFE_NO_PAD.encode("us-west-2");
+        assert!(
+            s.verify_download(&elsewhere, "team/app", "sha256:ab", 10)
+                .is_none()
+        );
         assert!(
             s.verify_download(&later, "team/app", "sha256:ab", 10)
                 .is_none()
         );
         assert!(
-            s.verify_download(&params[..2], "team/app", "sha256:ab", 10)
+            s.verify_download(&params[..3], "team/app", "sha256:ab", 10)
                 .is_none()
         );
     }
@@ -271,7 +330,7 @@ mod tests {
     #[test]
     fn authorization_token_decodes_like_the_cli() {
         let s = TokenSigner::new(b"k".to_vec());
-        let tok = s.authorization_token("AK", 5);
+        let tok = s.authorization_token("AK", "us-east-1", 5);
         let decoded = String::from_utf8(STANDARD.decode(tok).unwrap()).unwrap();
         let parts: Vec<&str> = decoded.split(':').collect();
         assert_eq!(parts.len(), 2);

@@ -51,6 +51,10 @@ pub struct BlobInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UploadMeta {
     pub repository: String,
+    /// The repository's region (absent in sessions of versions before regions: the server's
+    /// default region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Seconds since the epoch.
     pub created_at: f64,
     /// The access key that started the session (absent in sessions of older versions).

@@ -59,11 +59,13 @@ impl std::fmt::Display for Reference {
     }
 }
 
-/// Which API pushes a manifest: ECR's `PutImage` refuses a push that changes nothing.
+/// Which API pushes a manifest: ECR's `PutImage` refuses a push that changes nothing; a
+/// replicated image is never replicated again from its destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushMode {
     Oci,
     PutImage,
+    Replication,
 }
 
 /// The result of a manifest push.
@@ -74,16 +76,37 @@ pub struct PutManifestOutcome {
     pub subject: Option<Digest>,
 }
 
+/// How the index of open upload sessions names a repository of a region.
+fn upload_scope(region: &str, repo: &str) -> String {
+    format!("{region}#{repo}")
+}
+
 fn committed(outcome: TxnOutcome) -> bool {
     outcome.is_committed()
 }
 
 impl Registry {
+    /// The regions that hold (or held) repositories, for the passes over every region.
+    pub(crate) async fn regions(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(self
+            .store
+            .scan_all_typed::<String>(KNOWN_REGION_PREFIX)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect())
+    }
+
     pub(crate) async fn get_repo(
         &self,
+        region: &str,
         name: &str,
     ) -> Result<Versioned<RepoRecord>, RegistryError> {
-        match self.store.get_typed::<RepoRecord>(&repo_key(name)).await? {
+        match self
+            .store
+            .get_typed::<RepoRecord>(&repo_key(region, name))
+            .await?
+        {
             Some(r) if !r.value.deleting => Ok(r),
             _ => Err(RegistryError::NameUnknown {
                 name: name.to_owned(),
@@ -92,8 +115,12 @@ impl Registry {
         }
     }
 
-    pub(crate) async fn create_repo(&self, rec: RepoRecord) -> Result<RepoRecord, RegistryError> {
-        let key = repo_key(&rec.name);
+    pub(crate) async fn create_repo(
+        &self,
+        region: &str,
+        rec: RepoRecord,
+    ) -> Result<RepoRecord, RegistryError> {
+        let key = repo_key(region, &rec.name);
         for _ in 0..CAS_ATTEMPTS {
             let existing = self.store.get(&key).await?;
             let txn = match &existing {
@@ -109,7 +136,13 @@ impl Registry {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                None => Txn::new().require_absent(&key).put(&key, enc(&key, &rec)?),
+                None => {
+                    let known = known_region_key(region);
+                    Txn::new()
+                        .require_absent(&key)
+                        .put(&key, enc(&key, &rec)?)
+                        .put(&known, enc(&known, &region)?)
+                }
             };
             if committed(self.store.commit(txn).await?) {
                 return Ok(rec);
@@ -121,15 +154,16 @@ impl Registry {
     /// Read-modify-write of a repository record.
     pub(crate) async fn update_repo<F>(
         &self,
+        region: &str,
         name: &str,
         mut f: F,
     ) -> Result<RepoRecord, RegistryError>
     where
         F: FnMut(&mut RepoRecord) -> Result<(), RegistryError> + Send,
     {
-        let key = repo_key(name);
+        let key = repo_key(region, name);
         for _ in 0..CAS_ATTEMPTS {
-            let cur = self.get_repo(name).await?;
+            let cur = self.get_repo(region, name).await?;
             let mut rec = cur.value.clone();
             f(&mut rec)?;
             let txn = Txn::new()
@@ -142,10 +176,10 @@ impl Registry {
         Err(RegistryError::Contention(key))
     }
 
-    pub(crate) async fn list_repos(&self) -> Result<Vec<RepoRecord>, RegistryError> {
+    pub(crate) async fn list_repos(&self, region: &str) -> Result<Vec<RepoRecord>, RegistryError> {
         Ok(self
             .store
-            .scan_all_typed::<RepoRecord>(REPO_PREFIX)
+            .scan_all_typed::<RepoRecord>(&repo_prefix(region))
             .await?
             .into_iter()
             .map(|v| v.value)
@@ -158,14 +192,18 @@ impl Registry {
     /// and referrers are removed, then the record itself.
     pub(crate) async fn delete_repo(
         &self,
+        region: &str,
         name: &str,
         force: bool,
     ) -> Result<RepoRecord, RegistryError> {
-        let key = repo_key(name);
+        let key = repo_key(region, name);
         let marked = loop {
-            let cur = self.get_repo(name).await?;
+            let cur = self.get_repo(region, name).await?;
             if !force {
-                let page = self.store.scan(&manifest_prefix(name), None, 1).await?;
+                let page = self
+                    .store
+                    .scan(&manifest_prefix(region, name), None, 1)
+                    .await?;
                 if !page.records.is_empty() {
                     return Err(RegistryError::RepositoryNotEmpty {
                         name: name.to_owned(),
@@ -187,9 +225,10 @@ impl Registry {
         // revision, which the mark changed.
         let mut keys: Vec<String> = Vec::new();
         for prefix in [
-            manifest_prefix(name),
-            tag_prefix(name),
-            referrer_repo_prefix(name),
+            manifest_prefix(region, name),
+            tag_prefix(region, name),
+            referrer_repo_prefix(region, name),
+            crate::replication::status_repo_prefix(region, name),
         ] {
             let mut start: Option<String> = None;
             loop {
@@ -201,13 +240,13 @@ impl Registry {
                 }
             }
         }
-        for (d, repo) in self.scan_links().await? {
-            if repo == name {
-                keys.push(link_key(&d, &repo));
+        for (d, link_region, repo) in self.scan_links().await? {
+            if link_region == region && repo == name {
+                keys.push(link_key(&d, region, &repo));
             }
         }
-        keys.push(crate::lifecycle::policy_key(name));
-        keys.push(crate::lifecycle::preview_key(name));
+        keys.push(crate::lifecycle::policy_key(region, name));
+        keys.push(crate::lifecycle::preview_key(region, name));
         for chunk in keys.chunks(500) {
             let txn = chunk.iter().fold(Txn::new(), |t, k| t.delete(k));
             self.store.commit(txn).await?;
@@ -217,8 +256,8 @@ impl Registry {
         Ok(marked)
     }
 
-    /// Every (blob, repository) link.
-    pub(crate) async fn scan_links(&self) -> Result<Vec<(Digest, String)>, RegistryError> {
+    /// Every (blob, region, repository) link.
+    pub(crate) async fn scan_links(&self) -> Result<Vec<(Digest, String, String)>, RegistryError> {
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
@@ -234,10 +273,11 @@ impl Registry {
     /// The size of a blob the repository may read, `None` when it may not (or it is gone).
     pub(crate) async fn blob_in_repo(
         &self,
+        region: &str,
         repo: &str,
         d: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        if self.store.get(&link_key(d, repo)).await?.is_none() {
+        if self.store.get(&link_key(d, region, repo)).await?.is_none() {
             return Ok(None);
         }
         Ok(self.blobs.stat(d).await?.map(|i| i.size))
@@ -246,13 +286,14 @@ impl Registry {
     /// Links a stored blob to a repository (after an upload or a mount).
     pub(crate) async fn link_blob(
         &self,
+        region: &str,
         repo: &str,
         d: &Digest,
         size: u64,
     ) -> Result<(), RegistryError> {
-        let lkey = link_key(d, repo);
+        let lkey = link_key(d, region, repo);
         for _ in 0..CAS_ATTEMPTS {
-            let r = self.get_repo(repo).await?;
+            let r = self.get_repo(region, repo).await?;
             let link_rev = self
                 .store
                 .get(&lkey)
@@ -264,7 +305,7 @@ impl Registry {
                 touched_at: now_secs(),
             };
             let txn = Txn::new()
-                .require_revision(repo_key(repo), r.revision)
+                .require_revision(repo_key(region, repo), r.revision)
                 .require_revision(&lkey, link_rev)
                 .put(&lkey, enc(&lkey, &rec)?);
             if committed(self.store.commit(txn).await?) {
@@ -278,15 +319,16 @@ impl Registry {
     /// sessions open per repository and per client.
     pub(crate) async fn start_upload(
         &self,
+        region: &str,
         repo: &str,
         client: &str,
     ) -> Result<String, RegistryError> {
-        self.get_repo(repo).await?;
+        self.get_repo(region, repo).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        if self.reserve_upload(&id, repo, client).is_err() {
+        if self.reserve_upload(&id, region, repo, client).is_err() {
             // The index may count sessions that ended without it hearing of it: recount.
             self.reload_uploads().await?;
-            if let Err(e) = self.reserve_upload(&id, repo, client) {
+            if let Err(e) = self.reserve_upload(&id, region, repo, client) {
                 tracing::warn!(repository = repo, client, error = %e, "upload refused");
                 return Err(e);
             }
@@ -297,6 +339,7 @@ impl Registry {
                 &id,
                 UploadMeta {
                     repository: repo.to_owned(),
+                    region: Some(region.to_owned()),
                     created_at: now_secs(),
                     client: Some(client.to_owned()),
                 },
@@ -310,10 +353,17 @@ impl Registry {
     }
 
     /// Counts `id` among the open sessions when the caps allow it.
-    fn reserve_upload(&self, id: &str, repo: &str, client: &str) -> Result<(), RegistryError> {
+    fn reserve_upload(
+        &self,
+        id: &str,
+        region: &str,
+        repo: &str,
+        client: &str,
+    ) -> Result<(), RegistryError> {
+        let scoped = upload_scope(region, repo);
         let mut guard = self.uploads.lock();
         let index = guard.get_or_insert_with(Default::default);
-        let in_repo = index.values().filter(|(r, _)| r == repo).count();
+        let in_repo = index.values().filter(|(r, _)| *r == scoped).count();
         if in_repo >= self.options.max_uploads_per_repository {
             return Err(RegistryError::TooManyUploads(format!(
                 "repository {repo} has {in_repo} upload sessions open, the most allowed; finish or \
@@ -332,7 +382,7 @@ impl Registry {
                 self.options.upload_ttl.as_secs() / 60
             )));
         }
-        index.insert(id.to_owned(), (repo.to_owned(), Some(client.to_owned())));
+        index.insert(id.to_owned(), (scoped, Some(client.to_owned())));
         Ok(())
     }
 
@@ -350,7 +400,15 @@ impl Registry {
             .upload_list()
             .await?
             .into_iter()
-            .map(|(id, st)| (id, (st.meta.repository, st.meta.client)))
+            .map(|(id, st)| {
+                let region = st
+                    .meta
+                    .region
+                    .as_deref()
+                    .unwrap_or(&self.cfg.default_region);
+                let scoped = upload_scope(region, &st.meta.repository);
+                (id, (scoped, st.meta.client))
+            })
             .collect();
         *self.uploads.lock() = Some(index);
         Ok(())
@@ -398,9 +456,24 @@ impl Registry {
     }
 
     /// The session's offset, when it exists and belongs to `repo`.
-    pub(crate) async fn upload_offset(&self, repo: &str, id: &str) -> Result<u64, RegistryError> {
+    pub(crate) async fn upload_offset(
+        &self,
+        region: &str,
+        repo: &str,
+        id: &str,
+    ) -> Result<u64, RegistryError> {
         match self.blobs.upload_status(id).await? {
-            Some(st) if st.meta.repository == repo => Ok(st.offset),
+            Some(st)
+                if st.meta.repository == repo
+                    && st
+                        .meta
+                        .region
+                        .as_deref()
+                        .unwrap_or(&self.cfg.default_region)
+                        == region =>
+            {
+                Ok(st.offset)
+            }
             _ => Err(RegistryError::BlobUploadUnknown(id.to_owned())),
         }
     }
@@ -408,17 +481,18 @@ impl Registry {
     /// Verifies and stores the session's bytes as `digest`, and links the blob to `repo`.
     pub(crate) async fn finish_upload(
         &self,
+        region: &str,
         repo: &str,
         id: &str,
         d: &Digest,
     ) -> Result<u64, RegistryError> {
-        self.upload_offset(repo, id).await?;
+        self.upload_offset(region, repo, id).await?;
         let _guard = self.blob_lock(d).lock().await;
         // The session ends here whatever happens (a digest mismatch deletes it too).
         let committed = self.blobs.upload_commit(id, d).await;
         self.forget_upload(id);
         let size = committed?;
-        self.link_blob(repo, d, size).await?;
+        self.link_blob(region, repo, d, size).await?;
         tracing::debug!(repository = repo, digest = %d, size, "blob stored");
         Ok(size)
     }
@@ -426,21 +500,27 @@ impl Registry {
     /// Cross-repository mount: links `d` into `repo` when `from` may read it.
     pub(crate) async fn mount_blob(
         &self,
+        region: &str,
         repo: &str,
         from: &str,
         d: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
         let _guard = self.blob_lock(d).lock().await;
-        let Some(size) = self.blob_in_repo(from, d).await? else {
+        let Some(size) = self.blob_in_repo(region, from, d).await? else {
             return Ok(None);
         };
-        self.link_blob(repo, d, size).await?;
+        self.link_blob(region, repo, d, size).await?;
         Ok(Some(size))
     }
 
     /// Removes the repository's link to a blob.
-    pub(crate) async fn unlink_blob(&self, repo: &str, d: &Digest) -> Result<(), RegistryError> {
-        let lkey = link_key(d, repo);
+    pub(crate) async fn unlink_blob(
+        &self,
+        region: &str,
+        repo: &str,
+        d: &Digest,
+    ) -> Result<(), RegistryError> {
+        let lkey = link_key(d, region, repo);
         if self.store.get(&lkey).await?.is_none() {
             return Err(RegistryError::BlobUnknown(d.to_string()));
         }
@@ -450,32 +530,38 @@ impl Registry {
 
     pub(crate) async fn get_manifest_by_digest(
         &self,
+        region: &str,
         repo: &str,
         d: &Digest,
     ) -> Result<Option<Versioned<ManifestRecord>>, RegistryError> {
         Ok(self
             .store
-            .get_typed::<ManifestRecord>(&manifest_key(repo, d))
+            .get_typed::<ManifestRecord>(&manifest_key(region, repo, d))
             .await?)
     }
 
     /// Resolves a tag or digest to a manifest of an existing repository.
     pub(crate) async fn resolve(
         &self,
+        region: &str,
         repo: &str,
         reference: &Reference,
     ) -> Result<ManifestRecord, RegistryError> {
-        self.get_repo(repo).await?;
+        self.get_repo(region, repo).await?;
         let d = match reference {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(t) => {
-                match self.store.get_typed::<TagRecord>(&tag_key(repo, t)).await? {
+                match self
+                    .store
+                    .get_typed::<TagRecord>(&tag_key(region, repo, t))
+                    .await?
+                {
                     Some(tag) => tag.value.digest,
                     None => return Err(RegistryError::ManifestUnknown(t.clone())),
                 }
             }
         };
-        match self.get_manifest_by_digest(repo, &d).await? {
+        match self.get_manifest_by_digest(region, repo, &d).await? {
             Some(m) => Ok(m.value),
             None => Err(RegistryError::ManifestUnknown(reference.to_string())),
         }
@@ -484,13 +570,14 @@ impl Registry {
     /// Pushes a manifest (byte-exact) under a tag or digest.
     pub(crate) async fn put_manifest(
         &self,
+        region: &str,
         repo: &str,
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
         mode: PushMode,
     ) -> Result<PutManifestOutcome, RegistryError> {
-        self.get_repo(repo).await?;
+        self.get_repo(region, repo).await?;
         if body.len() > manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::SizeInvalid(format!(
                 "manifest of {} bytes exceeds {}",
@@ -514,10 +601,10 @@ impl Registry {
         };
         let text = String::from_utf8(body.to_vec())
             .map_err(|_| RegistryError::ManifestInvalid("manifest is not UTF-8".into()))?;
-        let mkey = manifest_key(repo, &digest);
+        let mkey = manifest_key(region, repo, &digest);
         for _ in 0..CAS_ATTEMPTS {
-            let r = self.get_repo(repo).await?;
-            let mut txn = Txn::new().require_revision(repo_key(repo), r.revision);
+            let r = self.get_repo(region, repo).await?;
+            let mut txn = Txn::new().require_revision(repo_key(region, repo), r.revision);
             let now = now_secs();
             let mut image_size = 0u64;
             for b in &parsed.blobs {
@@ -525,7 +612,7 @@ impl Registry {
                     image_size += b.size;
                     continue;
                 }
-                let lkey = link_key(&b.digest, repo);
+                let lkey = link_key(&b.digest, region, repo);
                 let Some(link) = self.store.get(&lkey).await? else {
                     return Err(RegistryError::ManifestBlobUnknown(b.digest.to_string()));
                 };
@@ -547,7 +634,7 @@ impl Registry {
                     .put(&lkey, enc(&lkey, &touched)?);
             }
             for c in &parsed.children {
-                let ckey = manifest_key(repo, &c.digest);
+                let ckey = manifest_key(region, repo, &c.digest);
                 let Some(child) = self.store.get(&ckey).await? else {
                     return Err(RegistryError::ManifestChildUnknown(c.digest.to_string()));
                 };
@@ -580,7 +667,7 @@ impl Registry {
             };
             let mut changed = existing.is_none();
             if let Reference::Tag(tag) = reference {
-                let tkey = tag_key(repo, tag);
+                let tkey = tag_key(region, repo, tag);
                 let cur = self.store.get(&tkey).await?;
                 let cur_tag = cur.as_ref().map(dec::<TagRecord>).transpose()?;
                 let same = cur_tag.as_ref().is_some_and(|t| t.value.digest == digest);
@@ -606,8 +693,18 @@ impl Registry {
                     "{repo}@{digest}"
                 )));
             }
+            let mut replicates = false;
+            if changed && mode != PushMode::Replication {
+                let tag = match reference {
+                    Reference::Tag(t) => Some(t.as_str()),
+                    Reference::Digest(_) => None,
+                };
+                (txn, replicates) = self
+                    .queue_replication(txn, region, repo, &digest, tag, now)
+                    .await?;
+            }
             if let (Some(subject), None) = (&parsed.subject, &existing) {
-                let rkey = referrer_key(repo, &subject.digest, &digest);
+                let rkey = referrer_key(region, repo, &subject.digest, &digest);
                 let mut desc = json!({
                     "mediaType": parsed.media_type,
                     "digest": digest.to_string(),
@@ -622,10 +719,13 @@ impl Registry {
                 txn = txn.put(&rkey, enc(&rkey, &ReferrerRecord { descriptor: desc })?);
             }
             if committed(self.store.commit(txn).await?) {
-                tracing::info!(repository = repo, reference = %reference, digest = %digest, "manifest pushed");
+                tracing::info!(%region, repository = repo, reference = %reference, digest = %digest, "manifest pushed");
+                if replicates {
+                    self.replication_wake.notify_one();
+                }
                 // ECR evaluates lifecycle policies after pushes; a failure here never fails the
                 // push (the scheduled pass retries).
-                if let Err(error) = self.apply_lifecycle(repo).await {
+                if let Err(error) = self.apply_lifecycle(region, repo).await {
                     tracing::warn!(repository = repo, %error, "lifecycle policy evaluation after push failed");
                 }
                 return Ok(PutManifestOutcome {
@@ -641,9 +741,10 @@ impl Registry {
     /// All tags of a repository, in order, with what they point at.
     pub(crate) async fn list_tags(
         &self,
+        region: &str,
         repo: &str,
     ) -> Result<Vec<(String, TagRecord)>, RegistryError> {
-        let prefix = tag_prefix(repo);
+        let prefix = tag_prefix(region, repo);
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
@@ -662,11 +763,12 @@ impl Registry {
     /// All manifests of a repository.
     pub(crate) async fn list_manifests(
         &self,
+        region: &str,
         repo: &str,
     ) -> Result<Vec<ManifestRecord>, RegistryError> {
         Ok(self
             .store
-            .scan_all_typed::<ManifestRecord>(&manifest_prefix(repo))
+            .scan_all_typed::<ManifestRecord>(&manifest_prefix(region, repo))
             .await?
             .into_iter()
             .map(|v| v.value)
@@ -676,10 +778,11 @@ impl Registry {
     /// Digest → tags, for describing images.
     pub(crate) async fn tags_by_digest(
         &self,
+        region: &str,
         repo: &str,
     ) -> Result<BTreeMap<Digest, Vec<String>>, RegistryError> {
         let mut map: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
-        for (tag, rec) in self.list_tags(repo).await? {
+        for (tag, rec) in self.list_tags(region, repo).await? {
             map.entry(rec.digest).or_default().push(tag);
         }
         Ok(map)
@@ -688,20 +791,21 @@ impl Registry {
     /// Deletes a manifest and every tag pointing at it.
     pub(crate) async fn delete_manifest(
         &self,
+        region: &str,
         repo: &str,
         d: &Digest,
     ) -> Result<ManifestRecord, RegistryError> {
-        let mkey = manifest_key(repo, d);
+        let mkey = manifest_key(region, repo, d);
         for _ in 0..CAS_ATTEMPTS {
-            let r = self.get_repo(repo).await?;
-            let Some(m) = self.get_manifest_by_digest(repo, d).await? else {
+            let r = self.get_repo(region, repo).await?;
+            let Some(m) = self.get_manifest_by_digest(region, repo, d).await? else {
                 return Err(RegistryError::ManifestUnknown(d.to_string()));
             };
             let mut txn = Txn::new()
-                .require_revision(repo_key(repo), r.revision)
+                .require_revision(repo_key(region, repo), r.revision)
                 .require_revision(&mkey, m.revision)
                 .delete(&mkey);
-            let prefix = tag_prefix(repo);
+            let prefix = tag_prefix(region, repo);
             let mut start: Option<String> = None;
             loop {
                 let page = self.store.scan(&prefix, start.as_deref(), 1000).await?;
@@ -719,7 +823,7 @@ impl Registry {
                 }
             }
             if let Some(subject) = &m.value.subject {
-                txn = txn.delete(referrer_key(repo, subject, d));
+                txn = txn.delete(referrer_key(region, repo, subject, d));
             }
             if committed(self.store.commit(txn).await?) {
                 tracing::info!(repository = repo, digest = %d, "manifest deleted");
@@ -733,33 +837,34 @@ impl Registry {
     /// tag (ECR's `BatchDeleteImage` by tag).
     pub(crate) async fn delete_tag(
         &self,
+        region: &str,
         repo: &str,
         tag: &str,
         drop_untagged: bool,
     ) -> Result<Digest, RegistryError> {
-        let tkey = tag_key(repo, tag);
+        let tkey = tag_key(region, repo, tag);
         for _ in 0..CAS_ATTEMPTS {
-            let r = self.get_repo(repo).await?;
+            let r = self.get_repo(region, repo).await?;
             let Some(t) = self.store.get_typed::<TagRecord>(&tkey).await? else {
                 return Err(RegistryError::ManifestUnknown(tag.to_owned()));
             };
             let d = t.value.digest.clone();
             let mut txn = Txn::new()
-                .require_revision(repo_key(repo), r.revision)
+                .require_revision(repo_key(region, repo), r.revision)
                 .require_revision(&tkey, t.revision)
                 .delete(&tkey);
             if drop_untagged {
                 let others = self
-                    .list_tags(repo)
+                    .list_tags(region, repo)
                     .await?
                     .into_iter()
                     .any(|(name, rec)| name != tag && rec.digest == d);
                 if !others {
-                    let mkey = manifest_key(repo, &d);
-                    if let Some(m) = self.get_manifest_by_digest(repo, &d).await? {
+                    let mkey = manifest_key(region, repo, &d);
+                    if let Some(m) = self.get_manifest_by_digest(region, repo, &d).await? {
                         txn = txn.require_revision(&mkey, m.revision).delete(&mkey);
                         if let Some(subject) = &m.value.subject {
-                            txn = txn.delete(referrer_key(repo, subject, &d));
+                            txn = txn.delete(referrer_key(region, repo, subject, &d));
                         }
                     }
                 }
@@ -774,14 +879,15 @@ impl Registry {
     /// Referrer descriptors of `subject` in `repo`, optionally filtered by artifact type.
     pub(crate) async fn referrers(
         &self,
+        region: &str,
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Value>, RegistryError> {
-        self.get_repo(repo).await?;
+        self.get_repo(region, repo).await?;
         Ok(self
             .store
-            .scan_all_typed::<ReferrerRecord>(&referrer_prefix(repo, subject))
+            .scan_all_typed::<ReferrerRecord>(&referrer_prefix(region, repo, subject))
             .await?
             .into_iter()
             .map(|v| v.value.descriptor)

@@ -167,6 +167,7 @@ pub(crate) async fn handle(
 ) -> Result<Value, AwsError> {
     let principal = Principal {
         access_key_id: ctx.access_key_id.clone(),
+        region: Some(ctx.region.clone()),
     };
     let e = Ecr {
         reg,
@@ -612,8 +613,10 @@ impl Ecr<'_> {
             .ok_or_else(|| invalid("resourceArn is required"))?;
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
         match parts.as_slice() {
-            ["arn", _, "ecr", _, account, res]
-                if *account == self.reg.cfg.account_id && res.starts_with("repository/") =>
+            ["arn", _, "ecr", region, account, res]
+                if *account == self.reg.cfg.account_id
+                    && *region == self.ctx.region
+                    && res.starts_with("repository/") =>
             {
                 Ok(res["repository/".len()..].to_owned())
             }
@@ -717,7 +720,7 @@ impl Ecr<'_> {
                 policy: None,
                 deleting: false,
             };
-            self.reg.create_repo(rec).await
+            self.reg.create_repo(&self.ctx.region, rec).await
         };
         let rec = run.await.map_err(to_aws)?;
         Ok(json!({"repository": self.repository_json(&rec)}))
@@ -735,14 +738,14 @@ impl Ecr<'_> {
                 }
                 let mut out = Vec::new();
                 for n in names {
-                    out.push(self.reg.get_repo(n).await?.value);
+                    out.push(self.reg.get_repo(&self.ctx.region, n).await?.value);
                 }
                 return Ok((out, None));
             }
             let max = max_results(i.max_results, 1000)?;
             let after = token_position(&i.next_token)?;
             Ok(paginate(
-                self.reg.list_repos().await?,
+                self.reg.list_repos(&self.ctx.region).await?,
                 |r| r.name.clone(),
                 after,
                 max,
@@ -760,7 +763,7 @@ impl Ecr<'_> {
         let run = async {
             let name = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Manage, Some(&name))?;
-            self.reg.delete_repo(&name, i.force).await
+            self.reg.delete_repo(&self.ctx.region, &name, i.force).await
         };
         let rec = run.await.map_err(to_aws)?;
         Ok(json!({"repository": self.repository_json(&rec)}))
@@ -776,10 +779,11 @@ impl Ecr<'_> {
             )));
         }
         let expires = crate::unix_now() + crate::auth::TOKEN_VALIDITY_SECS;
-        let token = self
-            .reg
-            .signer
-            .authorization_token(&self.principal.access_key_id, expires);
+        let token = self.reg.signer.authorization_token(
+            &self.principal.access_key_id,
+            &self.ctx.region,
+            expires,
+        );
         let data: Vec<Value> = ids
             .iter()
             .map(|_| {
@@ -797,8 +801,8 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Describe, Some(&repo))?;
-            self.reg.get_repo(&repo).await?;
-            let tags = self.reg.tags_by_digest(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
+            let tags = self.reg.tags_by_digest(&self.ctx.region, &repo).await?;
             let status = i
                 .filter
                 .as_ref()
@@ -820,7 +824,7 @@ impl Ecr<'_> {
                     }
                     out
                 }
-                None => self.reg.list_manifests(&repo).await?,
+                None => self.reg.list_manifests(&self.ctx.region, &repo).await?,
             };
             manifests.retain(|m| match status.as_str() {
                 "TAGGED" => tags.contains_key(&m.digest),
@@ -879,12 +883,18 @@ impl Ecr<'_> {
             ))
         };
         let m = match (&id.image_digest, &id.image_tag) {
-            (_, Some(tag)) => self.reg.resolve(repo, &Reference::Tag(tag.clone())).await,
+            (_, Some(tag)) => {
+                self.reg
+                    .resolve(&self.ctx.region, repo, &Reference::Tag(tag.clone()))
+                    .await
+            }
             (Some(d), None) => {
                 let d: Digest = d
                     .parse()
                     .map_err(|_| invalid(format!("invalid imageDigest {d:?}")))?;
-                self.reg.resolve(repo, &Reference::Digest(d)).await
+                self.reg
+                    .resolve(&self.ctx.region, repo, &Reference::Digest(d))
+                    .await
             }
             (None, None) => return Err(invalid("imageId needs an imageDigest or an imageTag")),
         }
@@ -904,8 +914,8 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Describe, Some(&repo))?;
-            self.reg.get_repo(&repo).await?;
-            let tags = self.reg.tags_by_digest(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
+            let tags = self.reg.tags_by_digest(&self.ctx.region, &repo).await?;
             let status = i
                 .filter
                 .as_ref()
@@ -915,7 +925,7 @@ impl Ecr<'_> {
                 return Err(invalid(format!("invalid tagStatus {status:?}")));
             }
             let mut entries: Vec<(String, Option<String>)> = Vec::new();
-            for m in self.reg.list_manifests(&repo).await? {
+            for m in self.reg.list_manifests(&self.ctx.region, &repo).await? {
                 match tags.get(&m.digest) {
                     Some(ts) if status != "UNTAGGED" => {
                         entries.extend(ts.iter().map(|t| (m.digest.to_string(), Some(t.clone()))));
@@ -991,7 +1001,10 @@ impl Ecr<'_> {
             .map_err(to_aws)?;
         self.authorize(RegistryAction::Pull, Some(&repo))
             .map_err(to_aws)?;
-        self.reg.get_repo(&repo).await.map_err(to_aws)?;
+        self.reg
+            .get_repo(&self.ctx.region, &repo)
+            .await
+            .map_err(to_aws)?;
         if i.image_ids.is_empty() || i.image_ids.len() > 100 {
             return Err(to_aws(invalid("imageIds must hold 1 to 100 entries")));
         }
@@ -1038,7 +1051,10 @@ impl Ecr<'_> {
             .map_err(to_aws)?;
         self.authorize(RegistryAction::Delete, Some(&repo))
             .map_err(to_aws)?;
-        self.reg.get_repo(&repo).await.map_err(to_aws)?;
+        self.reg
+            .get_repo(&self.ctx.region, &repo)
+            .await
+            .map_err(to_aws)?;
         if i.image_ids.is_empty() || i.image_ids.len() > 100 {
             return Err(to_aws(invalid("imageIds must hold 1 to 100 entries")));
         }
@@ -1064,13 +1080,13 @@ impl Ecr<'_> {
             let result = match &id.image_tag {
                 Some(tag) => self
                     .reg
-                    .delete_tag(&repo, tag, true)
+                    .delete_tag(&self.ctx.region, &repo, tag, true)
                     .await
                     .map(|d| vec![json!({"imageDigest": d.to_string(), "imageTag": tag})]),
                 None => {
                     let parents = self
                         .reg
-                        .list_manifests(&repo)
+                        .list_manifests(&self.ctx.region, &repo)
                         .await
                         .map_err(to_aws)?
                         .into_iter()
@@ -1083,19 +1099,26 @@ impl Ecr<'_> {
                         ));
                         continue;
                     }
-                    let tags = self.reg.tags_by_digest(&repo).await.map_err(to_aws)?;
+                    let tags = self
+                        .reg
+                        .tags_by_digest(&self.ctx.region, &repo)
+                        .await
+                        .map_err(to_aws)?;
                     let tags = tags.get(&m.digest).cloned().unwrap_or_default();
-                    self.reg.delete_manifest(&repo, &m.digest).await.map(|_| {
-                        if tags.is_empty() {
-                            vec![json!({"imageDigest": m.digest.to_string()})]
-                        } else {
-                            tags.iter()
+                    self.reg
+                        .delete_manifest(&self.ctx.region, &repo, &m.digest)
+                        .await
+                        .map(|_| {
+                            if tags.is_empty() {
+                                vec![json!({"imageDigest": m.digest.to_string()})]
+                            } else {
+                                tags.iter()
                                 .map(
                                     |t| json!({"imageDigest": m.digest.to_string(), "imageTag": t}),
                                 )
                                 .collect()
-                        }
-                    })
+                            }
+                        })
                 }
             };
             match result {
@@ -1150,6 +1173,7 @@ impl Ecr<'_> {
             let out = self
                 .reg
                 .put_manifest(
+                    &self.ctx.region,
                     &repo,
                     &reference,
                     i.image_manifest_media_type.as_deref(),
@@ -1176,7 +1200,7 @@ impl Ecr<'_> {
                 .ok_or_else(|| invalid("imageTagMutability is required"))?;
             let filters = validate_mutability(&m, &i.image_tag_mutability_exclusion_filters)?;
             self.reg
-                .update_repo(&repo, |r| {
+                .update_repo(&self.ctx.region, &repo, |r| {
                     r.image_tag_mutability = m.clone();
                     r.mutability_exclusions = filters.clone();
                     Ok(())
@@ -1208,7 +1232,7 @@ impl Ecr<'_> {
                 .ok_or_else(|| invalid("imageScanningConfiguration is required"))?
                 .scan_on_push;
             self.reg
-                .update_repo(&repo, |r| {
+                .update_repo(&self.ctx.region, &repo, |r| {
                     r.scan_on_push = scan;
                     Ok(())
                 })
@@ -1232,7 +1256,7 @@ impl Ecr<'_> {
                 .ok_or_else(|| invalid("policyText is required"))?;
             validate_policy(&text)?;
             self.reg
-                .update_repo(&repo, |r| {
+                .update_repo(&self.ctx.region, &repo, |r| {
                     r.policy = Some(text.clone());
                     Ok(())
                 })
@@ -1248,7 +1272,7 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Describe, Some(&repo))?;
-            let r = self.reg.get_repo(&repo).await?.value;
+            let r = self.reg.get_repo(&self.ctx.region, &repo).await?.value;
             let text = r
                 .policy
                 .clone()
@@ -1268,7 +1292,7 @@ impl Ecr<'_> {
             let mut old = None;
             let missing = |name: &str| self.repository_policy_missing(name);
             self.reg
-                .update_repo(&repo, |r| {
+                .update_repo(&self.ctx.region, &repo, |r| {
                     old = r.policy.take();
                     if old.is_none() {
                         return Err(missing(&r.name));
@@ -1290,7 +1314,9 @@ impl Ecr<'_> {
             self.authorize(RegistryAction::Manage, Some(&repo))?;
             validate_tags(&i.tags)?;
             self.reg
-                .update_repo(&repo, |r| merge_tags(&mut r.tags, &i.tags))
+                .update_repo(&self.ctx.region, &repo, |r| {
+                    merge_tags(&mut r.tags, &i.tags)
+                })
                 .await
         };
         run.await.map_err(to_aws)?;
@@ -1302,7 +1328,7 @@ impl Ecr<'_> {
             let repo = self.repo_from_arn(&i.resource_arn)?;
             self.authorize(RegistryAction::Manage, Some(&repo))?;
             self.reg
-                .update_repo(&repo, |r| {
+                .update_repo(&self.ctx.region, &repo, |r| {
                     r.tags.retain(|t| !i.tag_keys.contains(&t.key));
                     Ok(())
                 })
@@ -1316,7 +1342,7 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_from_arn(&i.resource_arn)?;
             self.authorize(RegistryAction::Describe, Some(&repo))?;
-            Ok(self.reg.get_repo(&repo).await?.value.tags)
+            Ok(self.reg.get_repo(&self.ctx.region, &repo).await?.value.tags)
         };
         let tags = run.await.map_err(to_aws)?;
         Ok(json!({"tags": tags}))
@@ -1326,7 +1352,7 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Pull, Some(&repo))?;
-            self.reg.get_repo(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
             if i.layer_digests.is_empty() || i.layer_digests.len() > 100 {
                 return Err(invalid("layerDigests must hold 1 to 100 entries"));
             }
@@ -1337,7 +1363,7 @@ impl Ecr<'_> {
                     failures.push(json!({"layerDigest": ld, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest"}));
                     continue;
                 };
-                match self.reg.blob_in_repo(&repo, &d).await? {
+                match self.reg.blob_in_repo(&self.ctx.region, &repo, &d).await? {
                     Some(size) => layers.push(json!({
                         "layerDigest": ld, "layerAvailability": "AVAILABLE",
                         "layerSize": size, "mediaType": LAYER_MEDIA_TYPE,
@@ -1355,7 +1381,7 @@ impl Ecr<'_> {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Push, Some(&repo))?;
             self.reg
-                .start_upload(&repo, &self.principal.access_key_id)
+                .start_upload(&self.ctx.region, &repo, &self.principal.access_key_id)
                 .await
         };
         let id = run.await.map_err(to_aws)?;
@@ -1366,7 +1392,7 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Push, Some(&repo))?;
-            self.reg.get_repo(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
             let id = i
                 .upload_id
                 .clone()
@@ -1382,7 +1408,7 @@ impl Ecr<'_> {
             let blob = STANDARD
                 .decode(i.layer_part_blob.as_deref().unwrap_or(""))
                 .map_err(|_| invalid("layerPartBlob is not valid base64"))?;
-            let offset = self.reg.upload_offset(&repo, &id).await?;
+            let offset = self.reg.upload_offset(&self.ctx.region, &repo, &id).await?;
             if first != offset || (last - first + 1) != blob.len() as u64 {
                 return Err(RegistryError::RangeInvalid { offset, got: first });
             }
@@ -1407,7 +1433,7 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Push, Some(&repo))?;
-            self.reg.get_repo(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
             let id = i
                 .upload_id
                 .clone()
@@ -1419,15 +1445,22 @@ impl Ecr<'_> {
             let d: Digest = ld
                 .parse()
                 .map_err(|_| invalid(format!("invalid layer digest {ld:?}")))?;
-            let offset = self.reg.upload_offset(&repo, &id).await?;
+            let offset = self.reg.upload_offset(&self.ctx.region, &repo, &id).await?;
             if offset == 0 {
                 return Err(RegistryError::EmptyUpload(id));
             }
-            if self.reg.blob_in_repo(&repo, &d).await?.is_some() {
+            if self
+                .reg
+                .blob_in_repo(&self.ctx.region, &repo, &d)
+                .await?
+                .is_some()
+            {
                 self.reg.cancel_upload(&id).await?;
                 return Err(RegistryError::LayerAlreadyExists(d.to_string()));
             }
-            self.reg.finish_upload(&repo, &id, &d).await?;
+            self.reg
+                .finish_upload(&self.ctx.region, &repo, &id, &d)
+                .await?;
             Ok((repo, id, d))
         };
         let (repo, id, d) = run.await.map_err(to_aws)?;
@@ -1443,7 +1476,7 @@ impl Ecr<'_> {
         let run = async {
             let repo = self.repo_name(&i.registry_id, &i.repository_name)?;
             self.authorize(RegistryAction::Pull, Some(&repo))?;
-            self.reg.get_repo(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
             let ld = i
                 .layer_digest
                 .clone()
@@ -1451,7 +1484,12 @@ impl Ecr<'_> {
             let d: Digest = ld
                 .parse()
                 .map_err(|_| invalid(format!("invalid layer digest {ld:?}")))?;
-            if self.reg.blob_in_repo(&repo, &d).await?.is_none() {
+            if self
+                .reg
+                .blob_in_repo(&self.ctx.region, &repo, &d)
+                .await?
+                .is_none()
+            {
                 return Err(RegistryError::BlobUnknown(d.to_string()));
             }
             Ok((repo, d))
@@ -1460,6 +1498,7 @@ impl Ecr<'_> {
         let digest = d.to_string();
         let query = self.reg.signer.presign_download(
             &self.principal.access_key_id,
+            &self.ctx.region,
             &repo,
             &digest,
             crate::unix_now() + DOWNLOAD_URL_VALID_S,
@@ -1471,9 +1510,15 @@ impl Ecr<'_> {
     }
 }
 
-/// Registry-wide records.
-const REGISTRY_POLICY_KEY: &str = "ecr/registry/policy";
-const REGISTRY_SCANNING_KEY: &str = "ecr/registry/scanning";
+/// The registry's policy in `region` (a registry is one account's in one region).
+fn registry_policy_key(region: &str) -> String {
+    format!("{}registry/policy", crate::meta::region_prefix(region))
+}
+
+/// The registry's scanning configuration in `region`.
+fn registry_scanning_key(region: &str) -> String {
+    format!("{}registry/scanning", crate::meta::region_prefix(region))
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1524,6 +1569,7 @@ impl Ecr<'_> {
     }
 
     async fn put_registry_policy(&self, i: PutRegistryPolicyInput) -> Result<Value, AwsError> {
+        let policy_key = registry_policy_key(&self.ctx.region);
         let run = async {
             self.authorize(RegistryAction::Manage, None)?;
             let text = i
@@ -1537,10 +1583,9 @@ impl Ecr<'_> {
             let rec = RegistryPolicyRecord { text: text.clone() };
             self.reg
                 .store
-                .commit(gantry_store::Txn::new().put(
-                    REGISTRY_POLICY_KEY,
-                    crate::meta::enc(REGISTRY_POLICY_KEY, &rec)?,
-                ))
+                .commit(
+                    gantry_store::Txn::new().put(&policy_key, crate::meta::enc(&policy_key, &rec)?),
+                )
                 .await?;
             Ok(text)
         };
@@ -1549,6 +1594,7 @@ impl Ecr<'_> {
     }
 
     async fn get_registry_policy(&self, delete: bool) -> Result<Value, AwsError> {
+        let policy_key = registry_policy_key(&self.ctx.region);
         use gantry_store::StoreExt;
         let run = async {
             let action = if delete {
@@ -1560,7 +1606,7 @@ impl Ecr<'_> {
             let Some(rec) = self
                 .reg
                 .store
-                .get_typed::<RegistryPolicyRecord>(REGISTRY_POLICY_KEY)
+                .get_typed::<RegistryPolicyRecord>(&policy_key)
                 .await?
             else {
                 return Err(RegistryError::RegistryPolicyNotFound(format!(
@@ -1570,10 +1616,10 @@ impl Ecr<'_> {
             };
             if delete {
                 let txn = gantry_store::Txn::new()
-                    .require_revision(REGISTRY_POLICY_KEY, rec.revision)
-                    .delete(REGISTRY_POLICY_KEY);
+                    .require_revision(&policy_key, rec.revision)
+                    .delete(&policy_key);
                 if !self.reg.store.commit(txn).await?.is_committed() {
-                    return Err(RegistryError::Contention(REGISTRY_POLICY_KEY.to_owned()));
+                    return Err(RegistryError::Contention(policy_key.clone()));
                 }
             }
             Ok(rec.value.text)
@@ -1586,6 +1632,7 @@ impl Ecr<'_> {
         &self,
         i: PutRegistryScanningConfigurationInput,
     ) -> Result<Value, AwsError> {
+        let scanning_key = registry_scanning_key(&self.ctx.region);
         let run = async {
             self.authorize(RegistryAction::Manage, None)?;
             let scan_type = i.scan_type.unwrap_or_else(|| "BASIC".to_owned());
@@ -1627,10 +1674,10 @@ impl Ecr<'_> {
             let rec = ScanningRecord { scan_type, rules };
             self.reg
                 .store
-                .commit(gantry_store::Txn::new().put(
-                    REGISTRY_SCANNING_KEY,
-                    crate::meta::enc(REGISTRY_SCANNING_KEY, &rec)?,
-                ))
+                .commit(
+                    gantry_store::Txn::new()
+                        .put(&scanning_key, crate::meta::enc(&scanning_key, &rec)?),
+                )
                 .await?;
             Ok(rec)
         };
@@ -1641,11 +1688,12 @@ impl Ecr<'_> {
     }
 
     async fn scanning_record(&self) -> Result<ScanningRecord, RegistryError> {
+        let scanning_key = registry_scanning_key(&self.ctx.region);
         use gantry_store::StoreExt;
         Ok(self
             .reg
             .store
-            .get_typed::<ScanningRecord>(REGISTRY_SCANNING_KEY)
+            .get_typed::<ScanningRecord>(&scanning_key)
             .await?
             .map(|v| v.value)
             .unwrap_or(ScanningRecord {
@@ -1679,7 +1727,7 @@ impl Ecr<'_> {
             let repo = self.repo_name(&None, &Some(name.clone())).map_err(to_aws)?;
             self.authorize(RegistryAction::Describe, Some(&repo))
                 .map_err(to_aws)?;
-            match self.reg.get_repo(&repo).await {
+            match self.reg.get_repo(&self.ctx.region, &repo).await {
                 Ok(r) => {
                     // The registry's rules, when one matches, decide the frequency.
                     let rule = registry.rules.iter().find(|rule| {
@@ -1730,7 +1778,7 @@ impl Ecr<'_> {
                 .image_id
                 .clone()
                 .ok_or_else(|| invalid("imageId is required"))?;
-            self.reg.get_repo(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
             self.resolve_image_id(&repo, &id).await?;
             Err::<(), _>(RegistryError::Unsupported(
                 "image scanning: this registry has no vulnerability scanner, so StartImageScan cannot scan images and no findings are ever produced".to_owned(),

@@ -17,7 +17,7 @@ use crate::core::now_secs;
 use crate::digest::Digest;
 use crate::error::RegistryError;
 use crate::meta::{
-    LINK_ALL, LinkRecord, MANIFEST_ALL, ManifestRecord, dec, link_prefix, parse_link_key,
+    LINK_ALL, LinkRecord, ManifestRecord, dec, link_prefix, manifest_all, parse_link_key,
 };
 
 /// What one maintenance pass did.
@@ -57,28 +57,28 @@ impl Registry {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = GcReport::default();
 
-        // 1. What manifests reference, per repository and overall.
-        let mut used_in_repo: HashSet<(String, Digest)> = HashSet::new();
+        // 1. What manifests reference, per repository of each region and overall.
+        let mut used_in_repo: HashSet<(String, String, Digest)> = HashSet::new();
         let mut used: HashSet<Digest> = HashSet::new();
-        let mut start: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .scan(MANIFEST_ALL, start.as_deref(), 1000)
-                .await?;
-            for rec in &page.records {
-                let Some((repo, _)) = rec.key[MANIFEST_ALL.len()..].rsplit_once('#') else {
-                    continue;
-                };
-                let m: Versioned<ManifestRecord> = dec(rec)?;
-                for b in m.value.blobs {
-                    used.insert(b.clone());
-                    used_in_repo.insert((repo.to_owned(), b));
+        for region in self.regions().await? {
+            let prefix = manifest_all(&region);
+            let mut start: Option<String> = None;
+            loop {
+                let page = self.store.scan(&prefix, start.as_deref(), 1000).await?;
+                for rec in &page.records {
+                    let Some((repo, _)) = rec.key[prefix.len()..].rsplit_once('#') else {
+                        continue;
+                    };
+                    let m: Versioned<ManifestRecord> = dec(rec)?;
+                    for b in m.value.blobs {
+                        used.insert(b.clone());
+                        used_in_repo.insert((region.clone(), repo.to_owned(), b));
+                    }
                 }
-            }
-            match page.next {
-                Some(n) => start = Some(n),
-                None => break,
+                match page.next {
+                    Some(n) => start = Some(n),
+                    None => break,
+                }
             }
         }
 
@@ -87,10 +87,10 @@ impl Registry {
         loop {
             let page = self.store.scan(LINK_ALL, start.as_deref(), 1000).await?;
             for rec in &page.records {
-                let Some((d, repo)) = parse_link_key(&rec.key) else {
+                let Some((d, region, repo)) = parse_link_key(&rec.key) else {
                     continue;
                 };
-                if used_in_repo.contains(&(repo, d)) {
+                if used_in_repo.contains(&(region, repo, d)) {
                     continue;
                 }
                 let link: Versioned<LinkRecord> = dec(rec)?;

@@ -3,6 +3,12 @@
 //! Routes are parsed by hand from the end of the path, because repository names contain `/`:
 //! `<name>/manifests/<ref>`, `<name>/blobs/<digest>`, `<name>/blobs/uploads/[<id>]`,
 //! `<name>/tags/list`, `<name>/referrers/<digest>`.
+//!
+//! Repositories belong to a region, and so does every `/v2/` request ([`request_region`]): the
+//! region of the `GetAuthorizationToken` password it authenticates with (a password is issued
+//! in the region its call was signed for, as ECR's are), else the region an AWS-style host
+//! names (`<account>.dkr.ecr.<region>.<domain>`), else the server's default region. A password
+//! presented to a host of another region is refused.
 
 use std::sync::Arc;
 
@@ -206,8 +212,51 @@ fn upload_range(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
 }
 
+/// The region a `/v2/` request acts in: the one its password was issued in, else the one its
+/// host names, else `default`. A password of one region presented to another region's host is
+/// refused, as ECR refuses it.
+pub(crate) fn request_region(
+    token_region: Option<&str>,
+    host: &str,
+    default: &str,
+) -> Result<String, RegistryError> {
+    let host_region = host_region(host);
+    match (token_region, host_region) {
+        (Some(t), Some(h)) if t != h => Err(RegistryError::Denied(format!(
+            "the authorization token was issued in region {t} and cannot be used with the registry of region {h}"
+        ))),
+        (Some(t), _) => Ok(t.to_owned()),
+        (None, Some(h)) => Ok(h.to_owned()),
+        (None, None) => Ok(default.to_owned()),
+    }
+}
+
+/// The region of an AWS-style registry host, `<account>.dkr.ecr.<region>.<domain>[:port]`.
+fn host_region(host: &str) -> Option<&str> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let labels: Vec<&str> = name.split('.').collect();
+    match labels.as_slice() {
+        [account, "dkr", "ecr", region, _domain, ..]
+            if !account.is_empty()
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            Some(region)
+        }
+        _ => None,
+    }
+}
+
 struct Ctx {
     reg: Arc<Registry>,
+    /// The region the request acts in, known once it is authenticated.
+    region: String,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -232,6 +281,7 @@ impl Ctx {
         match self.reg.creds.secret_access_key(&user) {
             Some(secret) if auth::ct_eq(&secret, &pass) => Ok(Principal {
                 access_key_id: user,
+                region: None,
             }),
             _ => Err(RegistryError::Unauthorized),
         }
@@ -251,14 +301,15 @@ async fn handle(
         .unwrap_or("localhost")
         .to_owned();
     let params = query_params(&uri);
-    let ctx = Ctx {
+    let mut ctx = Ctx {
+        region: reg.cfg.default_region.clone(),
         reg,
         method,
         uri,
         headers,
         params,
     };
-    let mut resp = match route(&ctx, body).await {
+    let mut resp = match route(&mut ctx, &host, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e, &host),
     };
@@ -266,7 +317,7 @@ async fn handle(
     resp
 }
 
-async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
+async fn route(ctx: &mut Ctx, host: &str, body: Body) -> Result<Response, RegistryError> {
     let path = percent_decode(ctx.uri.path());
     let parsed = parse_route(&path);
     let principal = match &parsed {
@@ -284,6 +335,12 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
         }
         _ => ctx.authenticate()?,
     };
+    ctx.region = request_region(
+        principal.region.as_deref(),
+        host,
+        &ctx.reg.cfg.default_region,
+    )?;
+    let ctx = &*ctx;
     let Some(route) = parsed else {
         return Err(RegistryError::Unsupported(format!(
             "no such endpoint {path}"
@@ -319,7 +376,12 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
         };
         if let Some(iam_action) = iam_action {
             authorizer
-                .authorize(&principal.access_key_id, iam_action, route.name())
+                .authorize(
+                    &principal.access_key_id,
+                    &ctx.region,
+                    iam_action,
+                    route.name(),
+                )
                 .await
                 .map_err(RegistryError::Denied)?;
         }
@@ -328,7 +390,12 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
             && param(&ctx.params, "mount").is_some()
         {
             authorizer
-                .authorize(&principal.access_key_id, "ecr:BatchGetImage", Some(from))
+                .authorize(
+                    &principal.access_key_id,
+                    &ctx.region,
+                    "ecr:BatchGetImage",
+                    Some(from),
+                )
                 .await
                 .map_err(RegistryError::Denied)?;
         }
@@ -355,8 +422,8 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
             Method::GET | Method::HEAD => blob_get(ctx, &name, &digest).await,
             Method::DELETE => {
                 let d: Digest = digest.parse()?;
-                ctx.reg.get_repo(&name).await?;
-                ctx.reg.unlink_blob(&name, &d).await?;
+                ctx.reg.get_repo(&ctx.region, &name).await?;
+                ctx.reg.unlink_blob(&ctx.region, &name, &d).await?;
                 Ok(response(StatusCode::ACCEPTED, Body::empty()))
             }
             _ => Err(RegistryError::Unsupported(format!("{m} on a blob"))),
@@ -366,7 +433,7 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
         }
         Route::Upload { name, id } => match *m {
             Method::GET | Method::HEAD => {
-                let offset = ctx.reg.upload_offset(&name, &id).await?;
+                let offset = ctx.reg.upload_offset(&ctx.region, &name, &id).await?;
                 Ok(upload_status_response(
                     StatusCode::NO_CONTENT,
                     &name,
@@ -377,7 +444,7 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
             Method::PATCH => upload_patch(ctx, &name, &id, body).await,
             Method::PUT => upload_put(ctx, &name, &id, body).await,
             Method::DELETE => {
-                ctx.reg.upload_offset(&name, &id).await?;
+                ctx.reg.upload_offset(&ctx.region, &name, &id).await?;
                 ctx.reg.cancel_upload(&id).await?;
                 Ok(response(StatusCode::NO_CONTENT, Body::empty()))
             }
@@ -391,7 +458,7 @@ async fn route(ctx: &Ctx, body: Body) -> Result<Response, RegistryError> {
 }
 
 async fn tags_list(ctx: &Ctx, name: &str) -> Result<Response, RegistryError> {
-    ctx.reg.get_repo(name).await?;
+    ctx.reg.get_repo(&ctx.region, name).await?;
     let n = match param(&ctx.params, "n") {
         Some(v) => Some(
             v.parse::<usize>()
@@ -402,7 +469,7 @@ async fn tags_list(ctx: &Ctx, name: &str) -> Result<Response, RegistryError> {
     let last = param(&ctx.params, "last");
     let mut tags: Vec<String> = ctx
         .reg
-        .list_tags(name)
+        .list_tags(&ctx.region, name)
         .await?
         .into_iter()
         .map(|(t, _)| t)
@@ -435,7 +502,7 @@ async fn iam_check(
 ) -> Result<(), RegistryError> {
     match ctx.reg.authorizer.get() {
         Some(a) => a
-            .authorize(principal, action, Some(repository))
+            .authorize(principal, &ctx.region, action, Some(repository))
             .await
             .map_err(RegistryError::Denied),
         None => Ok(()),
@@ -449,18 +516,22 @@ async fn manifest_get(
     principal: &str,
 ) -> Result<Response, RegistryError> {
     let reference = Reference::parse(reference)?;
-    let m = match ctx.reg.resolve(name, &reference).await {
+    let m = match ctx.reg.resolve(&ctx.region, name, &reference).await {
         Ok(m) => m,
         // A first pull under a pull through cache rule fetches the image from its upstream,
         // which ECR allows with ecr:BatchImportUpstreamImage (and ecr:CreateRepository when
         // the repository is created).
         Err(e @ (RegistryError::NameUnknown { .. } | RegistryError::ManifestUnknown(_))) => {
-            if !ctx.reg.is_pull_through(name).await? {
+            if !ctx.reg.is_pull_through(&ctx.region, name).await? {
                 return Err(e);
             }
             iam_check(ctx, principal, "ecr:BatchImportUpstreamImage", name).await?;
             let create = || iam_check(ctx, principal, "ecr:CreateRepository", name);
-            match ctx.reg.pull_through(name, &reference, create).await? {
+            match ctx
+                .reg
+                .pull_through(&ctx.region, name, &reference, create)
+                .await?
+            {
                 Some(m) => m,
                 None => return Err(e),
             }
@@ -496,7 +567,7 @@ async fn manifest_put(
     let ct = ctx.header(header::CONTENT_TYPE);
     let out = ctx
         .reg
-        .put_manifest(name, &reference, ct, bytes, PushMode::Oci)
+        .put_manifest(&ctx.region, name, &reference, ct, bytes, PushMode::Oci)
         .await?;
     let mut r = response(StatusCode::CREATED, Body::empty());
     set(
@@ -518,10 +589,10 @@ async fn manifest_delete(
 ) -> Result<Response, RegistryError> {
     match Reference::parse(reference)? {
         Reference::Digest(d) => {
-            ctx.reg.delete_manifest(name, &d).await?;
+            ctx.reg.delete_manifest(&ctx.region, name, &d).await?;
         }
         Reference::Tag(t) => {
-            ctx.reg.delete_tag(name, &t, false).await?;
+            ctx.reg.delete_tag(&ctx.region, name, &t, false).await?;
         }
     }
     Ok(response(StatusCode::ACCEPTED, Body::empty()))
@@ -558,8 +629,8 @@ fn parse_range(h: &str, size: u64) -> Result<(u64, u64), ()> {
 
 async fn blob_get(ctx: &Ctx, name: &str, digest: &str) -> Result<Response, RegistryError> {
     let d: Digest = digest.parse()?;
-    ctx.reg.get_repo(name).await?;
-    let Some(size) = ctx.reg.blob_in_repo(name, &d).await? else {
+    ctx.reg.get_repo(&ctx.region, name).await?;
+    let Some(size) = ctx.reg.blob_in_repo(&ctx.region, name, &d).await? else {
         return Err(RegistryError::BlobUnknown(d.to_string()));
     };
     let range = match ctx.header(header::RANGE) {
@@ -628,10 +699,10 @@ async fn upload_start(
 ) -> Result<Response, RegistryError> {
     if let (Some(mount), Some(from)) = (param(&ctx.params, "mount"), param(&ctx.params, "from")) {
         let d: Digest = mount.parse()?;
-        ctx.reg.get_repo(name).await?;
+        ctx.reg.get_repo(&ctx.region, name).await?;
         if manifest::valid_repository_name(from)
-            && ctx.reg.get_repo(from).await.is_ok()
-            && let Some(_size) = ctx.reg.mount_blob(name, from, &d).await?
+            && ctx.reg.get_repo(&ctx.region, from).await.is_ok()
+            && let Some(_size) = ctx.reg.mount_blob(&ctx.region, name, from, &d).await?
         {
             return Ok(blob_created(name, &d));
         }
@@ -639,14 +710,14 @@ async fn upload_start(
     let digest = param(&ctx.params, "digest")
         .map(str::parse::<Digest>)
         .transpose()?;
-    let id = ctx.reg.start_upload(name, client).await?;
+    let id = ctx.reg.start_upload(&ctx.region, name, client).await?;
     match digest {
         Some(d) => {
             let result = async {
                 ctx.reg
                     .append_upload(&id, 0, Some(0), body_stream(body))
                     .await?;
-                ctx.reg.finish_upload(name, &id, &d).await
+                ctx.reg.finish_upload(&ctx.region, name, &id, &d).await
             }
             .await;
             if let Err(e) = result {
@@ -673,7 +744,7 @@ fn parse_content_range(h: &str) -> Option<(u64, u64)> {
 
 /// Appends a request body to a session, honouring `Content-Range` when present.
 async fn append_chunk(ctx: &Ctx, name: &str, id: &str, body: Body) -> Result<u64, RegistryError> {
-    let offset = ctx.reg.upload_offset(name, id).await?;
+    let offset = ctx.reg.upload_offset(&ctx.region, name, id).await?;
     let start = match ctx.header(header::CONTENT_RANGE) {
         Some(h) => {
             let (s, e) = parse_content_range(h).ok_or_else(|| {
@@ -736,18 +807,18 @@ async fn upload_put(
         ));
     };
     let d: Digest = digest.parse()?;
-    ctx.reg.upload_offset(name, id).await?;
+    ctx.reg.upload_offset(&ctx.region, name, id).await?;
     if content_length(ctx) != Some(0) {
         append_chunk(ctx, name, id, body).await?;
     }
-    ctx.reg.finish_upload(name, id, &d).await?;
+    ctx.reg.finish_upload(&ctx.region, name, id, &d).await?;
     Ok(blob_created(name, &d))
 }
 
 async fn referrers(ctx: &Ctx, name: &str, digest: &str) -> Result<Response, RegistryError> {
     let d: Digest = digest.parse()?;
     let filter = param(&ctx.params, "artifactType");
-    let manifests = ctx.reg.referrers(name, &d, filter).await?;
+    let manifests = ctx.reg.referrers(&ctx.region, name, &d, filter).await?;
     let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
     let mut r = json_response(StatusCode::OK, &body);
     set(&mut r, "content-type", OCI_INDEX);
@@ -761,6 +832,40 @@ async fn referrers(ctx: &Ctx, name: &str, digest: &str) -> Result<Response, Regi
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_acts_in_its_password_region_then_its_host_region_then_the_default() {
+        let host = "123456789012.dkr.ecr.us-west-2.localhost.localstack.cloud:4510";
+        assert_eq!(host_region(host), Some("us-west-2"));
+        assert_eq!(
+            host_region("000000000000.dkr.ecr.eu-central-1.amazonaws.com"),
+            Some("eu-central-1")
+        );
+        assert_eq!(host_region("127.0.0.1:5000"), None);
+        assert_eq!(host_region("localhost"), None);
+        assert_eq!(host_region("registry.dkr.ecr.us-west-2.example"), None);
+
+        assert_eq!(
+            request_region(Some("eu-west-1"), "127.0.0.1:5000", "us-east-1").unwrap(),
+            "eu-west-1"
+        );
+        assert_eq!(
+            request_region(None, host, "us-east-1").unwrap(),
+            "us-west-2"
+        );
+        assert_eq!(
+            request_region(Some("us-west-2"), host, "us-east-1").unwrap(),
+            "us-west-2"
+        );
+        assert_eq!(
+            request_region(None, "localhost:5000", "us-east-1").unwrap(),
+            "us-east-1"
+        );
+        assert!(matches!(
+            request_region(Some("us-east-1"), host, "us-east-1"),
+            Err(RegistryError::Denied(_))
+        ));
+    }
 
     #[test]
     fn routes_with_slashes_in_names() {

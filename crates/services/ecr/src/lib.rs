@@ -69,6 +69,9 @@ pub struct RegistryConfig {
     pub data_dir: PathBuf,
     /// The AWS account id (`registryId`).
     pub account_id: String,
+    /// The server's region: where records written before regions live, and the region of a
+    /// `/v2/` request that names none (see `http_api.rs`).
+    pub default_region: String,
     /// Server-wide secret keying the registry passwords; stable across restarts.
     pub token_secret: Vec<u8>,
 }
@@ -78,6 +81,7 @@ impl std::fmt::Debug for RegistryConfig {
         f.debug_struct("RegistryConfig")
             .field("data_dir", &self.data_dir)
             .field("account_id", &self.account_id)
+            .field("default_region", &self.default_region)
             .field("token_secret", &"<redacted>")
             .finish()
     }
@@ -226,12 +230,14 @@ pub struct Registry {
     controller_store: std::sync::OnceLock<Arc<dyn Store>>,
     /// Pull through cache: upstream secrets, HTTP client, fetch locks.
     pull_through: pull_through::PullThrough,
+    /// Woken by pushes that queued replication jobs.
+    replication_wake: tokio::sync::Notify,
 }
 
 /// The IAM check of the `/v2/` routes (implemented by the composition root over the IAM
 /// directory): whether the principal a registry client authenticated as (an access key id,
 /// directly or through a `GetAuthorizationToken` password) may perform `action` (`ecr:...`) on
-/// `repository` (`None`: registry-wide). Checked on every request, so a token stops working
+/// `repository` of `region` (`None`: registry-wide). Checked on every request, so a token stops working
 /// when its user's key is deleted or its policies no longer allow. `Err` carries AWS's denial
 /// message.
 #[async_trait::async_trait]
@@ -239,6 +245,7 @@ pub trait RegistryAuthorizer: Send + Sync {
     async fn authorize(
         &self,
         access_key_id: &str,
+        region: &str,
         action: &str,
         repository: Option<&str>,
     ) -> Result<(), String>;
@@ -292,6 +299,11 @@ impl Registry {
         options: RegistryOptions,
     ) -> Result<Arc<Self>, RegistryError> {
         let reg = Self::with_blob_store(cfg, store, creds, blobs, options);
+        // Records written before repositories belonged to a region are the default region's.
+        let moved = meta::migrate_unscoped(reg.store.as_ref(), &reg.cfg.default_region).await?;
+        if moved > 0 {
+            tracing::info!(moved, region = %reg.cfg.default_region, "registry records moved into the default region");
+        }
         // Sessions abandoned before this start (a crash, a client that went away) are purged now,
         // not at the first maintenance pass.
         let purged = reg.purge_uploads().await?;
@@ -325,6 +337,7 @@ impl Registry {
             authorizer: std::sync::OnceLock::new(),
             controller_store: std::sync::OnceLock::new(),
             pull_through: pull_through::PullThrough::default(),
+            replication_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -357,9 +370,13 @@ impl Registry {
             .is_committed())
     }
 
-    /// The repository policy of `name`, if the repository exists and has one.
-    pub async fn repository_policy(&self, name: &str) -> Result<Option<String>, RegistryError> {
-        let Some(rec) = self.store.get(&meta::repo_key(name)).await? else {
+    /// The repository policy of `name` in `region`, if the repository exists and has one.
+    pub async fn repository_policy(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let Some(rec) = self.store.get(&meta::repo_key(region, name)).await? else {
             return Ok(None);
         };
         let repo: gantry_store::Versioned<meta::RepoRecord> = gantry_store::decode(&rec)
@@ -403,6 +420,31 @@ impl Registry {
         }
     }
 
+    /// The replication worker until `shutdown` turns true: runs the pending replication jobs
+    /// at once (those a crash left), then whenever a push queues one, and retries the jobs a
+    /// transient failure kept every `retry`.
+    pub async fn run_replication(
+        self: Arc<Self>,
+        retry: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.replicate_pending().await {
+                Ok(0) => {}
+                Ok(ended) => tracing::debug!(ended, "replication jobs done"),
+                Err(error) => tracing::warn!(%error, "replication pass failed; will retry"),
+            }
+            tokio::select! {
+                _ = self.replication_wake.notified() => {}
+                _ = tokio::time::sleep(retry) => {}
+                r = shutdown.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
     /// One maintenance pass (upload purge, lifecycle policies, then GC); exposed for tests and
     /// admin tools.
     pub async fn maintenance_pass(&self) -> Result<GcReport, RegistryError> {
@@ -414,11 +456,11 @@ impl Registry {
         Ok(report)
     }
 
-    /// A registry password for `principal` (what `GetAuthorizationToken` hands out, without
-    /// the `AWS:` prefix and base64), valid for 12 hours.
-    pub fn mint_password(&self, principal: &str) -> String {
+    /// A registry password for `principal` in `region` (what `GetAuthorizationToken` signed
+    /// for `region` hands out, without the `AWS:` prefix and base64), valid for 12 hours.
+    pub fn mint_password(&self, principal: &str, region: &str) -> String {
         self.signer
-            .mint(principal, unix_now() + auth::TOKEN_VALIDITY_SECS)
+            .mint(principal, region, unix_now() + auth::TOKEN_VALIDITY_SECS)
     }
 
     /// The blob store (for tests and tools).

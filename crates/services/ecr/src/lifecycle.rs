@@ -30,15 +30,20 @@ use crate::error::RegistryError;
 use crate::meta::{enc, wildcard_match};
 use crate::{EcrContext, Registry};
 
-pub(crate) fn policy_key(repo: &str) -> String {
-    format!("ecr/lifecycle/{repo}")
+pub(crate) fn policy_key(region: &str, repo: &str) -> String {
+    format!("{}{repo}", policy_prefix(region))
 }
 
-pub(crate) fn preview_key(repo: &str) -> String {
-    format!("ecr/lifecycle-preview/{repo}")
+pub(crate) fn preview_key(region: &str, repo: &str) -> String {
+    format!(
+        "{}lifecycle-preview/{repo}",
+        crate::meta::region_prefix(region)
+    )
 }
 
-const POLICY_PREFIX: &str = "ecr/lifecycle/";
+fn policy_prefix(region: &str) -> String {
+    format!("{}lifecycle/", crate::meta::region_prefix(region))
+}
 /// Most wildcards in one `tagPatternList` entry.
 const MAX_PATTERN_WILDCARDS: usize = 4;
 const SECS_PER_DAY: f64 = 86_400.0;
@@ -456,9 +461,14 @@ struct PreviewRecord {
 impl Registry {
     /// The repository's images with their tags, excluding those a manifest list refers to and
     /// untagged images pushed within [`UNTAGGED_GRACE_SECS`] of `now`.
-    async fn lifecycle_images(&self, repo: &str, now: f64) -> Result<Vec<Image>, RegistryError> {
-        let manifests = self.list_manifests(repo).await?;
-        let tags = self.tags_by_digest(repo).await?;
+    async fn lifecycle_images(
+        &self,
+        region: &str,
+        repo: &str,
+        now: f64,
+    ) -> Result<Vec<Image>, RegistryError> {
+        let manifests = self.list_manifests(region, repo).await?;
+        let tags = self.tags_by_digest(region, repo).await?;
         let children: HashSet<&Digest> = manifests.iter().flat_map(|m| &m.children).collect();
         Ok(manifests
             .iter()
@@ -474,14 +484,18 @@ impl Registry {
 
     /// Applies the repository's lifecycle policy, if it has one; returns how many images it
     /// expired.
-    pub(crate) async fn apply_lifecycle(&self, repo: &str) -> Result<usize, RegistryError> {
-        let key = policy_key(repo);
+    pub(crate) async fn apply_lifecycle(
+        &self,
+        region: &str,
+        repo: &str,
+    ) -> Result<usize, RegistryError> {
+        let key = policy_key(region, repo);
         let Some(rec) = self.store.get_typed::<PolicyRecord>(&key).await? else {
             return Ok(0);
         };
         let policy = parse_policy(&rec.value.text)?;
         let now = now_secs();
-        let images = self.lifecycle_images(repo, now).await?;
+        let images = self.lifecycle_images(region, repo, now).await?;
         let mut expired = 0;
         for (i, priority) in evaluate(&policy, &images, now) {
             let Ok(d) = images[i].digest.parse::<Digest>() else {
@@ -494,7 +508,7 @@ impl Registry {
                 );
                 return Ok(expired);
             }
-            match self.delete_manifest(repo, &d).await {
+            match self.delete_manifest(region, repo, &d).await {
                 Ok(_) => {
                     tracing::info!(repository = repo, digest = %d, rule_priority = priority, "image expired by lifecycle policy");
                     expired += 1;
@@ -517,27 +531,28 @@ impl Registry {
     /// images were expired.
     pub(crate) async fn apply_all_lifecycles(&self) -> Result<usize, RegistryError> {
         let mut total = 0;
-        let mut start: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .scan(POLICY_PREFIX, start.as_deref(), 256)
-                .await?;
-            for rec in &page.records {
-                let repo = &rec.key[POLICY_PREFIX.len()..];
-                match self.apply_lifecycle(repo).await {
-                    Ok(n) => total += n,
-                    Err(RegistryError::NameUnknown { .. }) => {}
-                    Err(error) => {
-                        tracing::warn!(repository = repo, %error, "lifecycle policy evaluation failed; retrying next pass");
+        for region in self.regions().await? {
+            let prefix = policy_prefix(&region);
+            let mut start: Option<String> = None;
+            loop {
+                let page = self.store.scan(&prefix, start.as_deref(), 256).await?;
+                for rec in &page.records {
+                    let repo = &rec.key[prefix.len()..];
+                    match self.apply_lifecycle(&region, repo).await {
+                        Ok(n) => total += n,
+                        Err(RegistryError::NameUnknown { .. }) => {}
+                        Err(error) => {
+                            tracing::warn!(%region, repository = repo, %error, "lifecycle policy evaluation failed; retrying next pass");
+                        }
                     }
                 }
-            }
-            match page.next {
-                Some(n) => start = Some(n),
-                None => return Ok(total),
+                match page.next {
+                    Some(n) => start = Some(n),
+                    None => break,
+                }
             }
         }
+        Ok(total)
     }
 }
 
@@ -599,7 +614,6 @@ impl LifecycleApi<'_> {
     }
 
     pub(crate) async fn handle(&self, op: &str, body: &[u8]) -> Result<Value, AwsError> {
-        let _ = &self.ctx;
         let r = match op {
             "PutLifecyclePolicy" => self.put(parse_body(body)?).await,
             "GetLifecyclePolicy" => self.get(parse_body(body)?, false).await,
@@ -618,9 +632,9 @@ impl LifecycleApi<'_> {
         let text = i.lifecycle_policy_text.ok_or_else(|| {
             RegistryError::InvalidParameter("lifecyclePolicyText is required".to_owned())
         })?;
-        self.reg.get_repo(&repo).await?;
+        self.reg.get_repo(&self.ctx.region, &repo).await?;
         parse_policy(&text)?;
-        let key = policy_key(&repo);
+        let key = policy_key(&self.ctx.region, &repo);
         let rec = PolicyRecord {
             text: text.clone(),
             last_evaluated_at: None,
@@ -638,8 +652,8 @@ impl LifecycleApi<'_> {
 
     async fn get(&self, i: PolicyInput, delete: bool) -> Result<Value, RegistryError> {
         let repo = (self.repo_name)(&i.registry_id, &i.repository_name)?;
-        self.reg.get_repo(&repo).await?;
-        let key = policy_key(&repo);
+        self.reg.get_repo(&self.ctx.region, &repo).await?;
+        let key = policy_key(&self.ctx.region, &repo);
         let Some(rec) = self.reg.store.get_typed::<PolicyRecord>(&key).await? else {
             return Err(self.policy_missing(&repo));
         };
@@ -662,13 +676,13 @@ impl LifecycleApi<'_> {
 
     async fn start_preview(&self, i: PolicyInput) -> Result<Value, RegistryError> {
         let repo = (self.repo_name)(&i.registry_id, &i.repository_name)?;
-        self.reg.get_repo(&repo).await?;
+        self.reg.get_repo(&self.ctx.region, &repo).await?;
         let text = match i.lifecycle_policy_text {
             Some(t) => t,
             None => match self
                 .reg
                 .store
-                .get_typed::<PolicyRecord>(&policy_key(&repo))
+                .get_typed::<PolicyRecord>(&policy_key(&self.ctx.region, &repo))
                 .await?
             {
                 Some(rec) => rec.value.text,
@@ -677,7 +691,10 @@ impl LifecycleApi<'_> {
         };
         let policy = parse_policy(&text)?;
         let now = now_secs();
-        let images = self.reg.lifecycle_images(&repo, now).await?;
+        let images = self
+            .reg
+            .lifecycle_images(&self.ctx.region, &repo, now)
+            .await?;
         let entries = evaluate(&policy, &images, now)
             .into_iter()
             .map(|(i, priority)| PreviewEntry {
@@ -687,7 +704,7 @@ impl LifecycleApi<'_> {
                 priority,
             })
             .collect();
-        let key = preview_key(&repo);
+        let key = preview_key(&self.ctx.region, &repo);
         let rec = PreviewRecord {
             text: text.clone(),
             entries,
@@ -707,7 +724,7 @@ impl LifecycleApi<'_> {
 
     async fn get_preview(&self, i: GetPreviewInput) -> Result<Value, RegistryError> {
         let repo = (self.repo_name)(&i.registry_id, &i.repository_name)?;
-        self.reg.get_repo(&repo).await?;
+        self.reg.get_repo(&self.ctx.region, &repo).await?;
         let max = match i.max_results {
             None => 100,
             Some(n) if (1..=100).contains(&n) => n as usize,
@@ -720,7 +737,7 @@ impl LifecycleApi<'_> {
         let Some(rec) = self
             .reg
             .store
-            .get_typed::<PreviewRecord>(&preview_key(&repo))
+            .get_typed::<PreviewRecord>(&preview_key(&self.ctx.region, &repo))
             .await?
         else {
             return Err(RegistryError::LifecyclePolicyPreviewNotFound(format!(

@@ -61,8 +61,6 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "DeleteRepositoryCreationTemplate",
 ];
 
-const RULE_PREFIX: &str = "ecr/ptc/";
-const TEMPLATE_PREFIX: &str = "ecr/rct/";
 /// ECR's quota of pull through cache rules per registry.
 const MAX_RULES: usize = 50;
 /// The `appliedFor` values Gantry honours.
@@ -94,12 +92,20 @@ const NEEDS_CREDENTIALS: &[&str] = &[
     "gitlab-container-registry",
 ];
 
-fn rule_key(prefix: &str) -> String {
-    format!("{RULE_PREFIX}{prefix}")
+fn rule_prefix(region: &str) -> String {
+    format!("{}ptc/", crate::meta::region_prefix(region))
 }
 
-fn template_key(prefix: &str) -> String {
-    format!("{TEMPLATE_PREFIX}{prefix}")
+fn template_prefix(region: &str) -> String {
+    format!("{}rct/", crate::meta::region_prefix(region))
+}
+
+fn rule_key(region: &str, prefix: &str) -> String {
+    format!("{}{prefix}", rule_prefix(region))
+}
+
+fn template_key(region: &str, prefix: &str) -> String {
+    format!("{}{prefix}", template_prefix(region))
 }
 
 fn invalid(msg: impl Into<String>) -> RegistryError {
@@ -619,20 +625,20 @@ impl Upstream<'_> {
 }
 
 impl Registry {
-    async fn rules(&self) -> Result<Vec<RuleRecord>, RegistryError> {
+    async fn rules(&self, region: &str) -> Result<Vec<RuleRecord>, RegistryError> {
         Ok(self
             .store
-            .scan_all_typed::<RuleRecord>(RULE_PREFIX)
+            .scan_all_typed::<RuleRecord>(&rule_prefix(region))
             .await?
             .into_iter()
             .map(|v| v.value)
             .collect())
     }
 
-    async fn templates(&self) -> Result<Vec<TemplateRecord>, RegistryError> {
+    async fn templates(&self, region: &str) -> Result<Vec<TemplateRecord>, RegistryError> {
         Ok(self
             .store
-            .scan_all_typed::<TemplateRecord>(TEMPLATE_PREFIX)
+            .scan_all_typed::<TemplateRecord>(&template_prefix(region))
             .await?
             .into_iter()
             .map(|v| v.value)
@@ -645,8 +651,12 @@ impl Registry {
     }
 
     /// Whether a first pull of `repo` would go to an upstream registry.
-    pub(crate) async fn is_pull_through(&self, repo: &str) -> Result<bool, RegistryError> {
-        Ok(match_rule(&self.rules().await?, repo).is_some())
+    pub(crate) async fn is_pull_through(
+        &self,
+        region: &str,
+        repo: &str,
+    ) -> Result<bool, RegistryError> {
+        Ok(match_rule(&self.rules(region).await?, repo).is_some())
     }
 
     /// Creates repository `name` as ECR does for `applied_for` (`PULL_THROUGH_CACHE`,
@@ -654,10 +664,11 @@ impl Registry {
     /// the defaults. `Ok(None)` when the repository already exists.
     pub(crate) async fn create_repo_from_template(
         &self,
+        region: &str,
         name: &str,
         applied_for: &str,
     ) -> Result<Option<RepoRecord>, RegistryError> {
-        let templates = self.templates().await?;
+        let templates = self.templates(region).await?;
         let t = match_template(&templates, name, applied_for);
         let rec = RepoRecord {
             name: name.to_owned(),
@@ -677,13 +688,13 @@ impl Registry {
             policy: t.and_then(|t| t.repository_policy.clone()),
             deleting: false,
         };
-        let rec = match self.create_repo(rec).await {
+        let rec = match self.create_repo(region, rec).await {
             Ok(r) => r,
             Err(RegistryError::RepositoryAlreadyExists { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
         if let Some(text) = t.and_then(|t| t.lifecycle_policy.clone()) {
-            let key = policy_key(name);
+            let key = policy_key(region, name);
             let p = PolicyRecord {
                 text,
                 last_evaluated_at: None,
@@ -707,6 +718,7 @@ impl Registry {
     /// `ecr:CreateRepository`).
     pub(crate) async fn pull_through<F, Fut>(
         &self,
+        region: &str,
         repo: &str,
         reference: &Reference,
         before_create: F,
@@ -715,13 +727,13 @@ impl Registry {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), RegistryError>>,
     {
-        let rules = self.rules().await?;
+        let rules = self.rules(region).await?;
         let Some((rule, upstream_repo)) = match_rule(&rules, repo) else {
             return Ok(None);
         };
         let _guard = self.pull_through.lock(repo).lock().await;
         // Another pull may have fetched it meanwhile.
-        match self.resolve(repo, reference).await {
+        match self.resolve(region, repo, reference).await {
             Ok(m) => return Ok(Some(m)),
             Err(RegistryError::NameUnknown { .. } | RegistryError::ManifestUnknown(_)) => {}
             Err(e) => return Err(e),
@@ -744,14 +756,14 @@ impl Registry {
             return Err(RegistryError::ManifestUnknown(reference.to_string()));
         };
         let parsed = manifest::parse(&body, ct.as_deref())?;
-        if self.get_repo(repo).await.is_err() {
+        if self.get_repo(region, repo).await.is_err() {
             before_create().await?;
-            self.create_repo_from_template(repo, "PULL_THROUGH_CACHE")
+            self.create_repo_from_template(region, repo, "PULL_THROUGH_CACHE")
                 .await?;
         }
         for child in &parsed.children {
             if self
-                .get_manifest_by_digest(repo, &child.digest)
+                .get_manifest_by_digest(region, repo, &child.digest)
                 .await?
                 .is_some()
             {
@@ -764,8 +776,9 @@ impl Registry {
                 )));
             };
             let cparsed = manifest::parse(&cbody, cct.as_deref())?;
-            self.fetch_blobs(repo, &mut up, &cparsed).await?;
+            self.fetch_blobs(region, repo, &mut up, &cparsed).await?;
             self.put_manifest(
+                region,
                 repo,
                 &Reference::Digest(child.digest.clone()),
                 cct.as_deref(),
@@ -774,9 +787,9 @@ impl Registry {
             )
             .await?;
         }
-        self.fetch_blobs(repo, &mut up, &parsed).await?;
+        self.fetch_blobs(region, repo, &mut up, &parsed).await?;
         let out = self
-            .put_manifest(repo, reference, ct.as_deref(), body, PushMode::Oci)
+            .put_manifest(region, repo, reference, ct.as_deref(), body, PushMode::Oci)
             .await?;
         tracing::info!(
             repository = repo,
@@ -792,27 +805,28 @@ impl Registry {
     /// lacks.
     async fn fetch_blobs(
         &self,
+        region: &str,
         repo: &str,
         up: &mut Upstream<'_>,
         m: &manifest::ParsedManifest,
     ) -> Result<(), RegistryError> {
         for b in &m.blobs {
-            if !b.urls.is_empty() || self.blob_in_repo(repo, &b.digest).await?.is_some() {
+            if !b.urls.is_empty() || self.blob_in_repo(region, repo, &b.digest).await?.is_some() {
                 continue;
             }
             if let Some(info) = self.blobs.stat(&b.digest).await? {
                 // Already stored for another repository: link it.
                 let _guard = self.blob_lock(&b.digest).lock().await;
                 if self.blobs.stat(&b.digest).await?.is_some() {
-                    self.link_blob(repo, &b.digest, info.size).await?;
+                    self.link_blob(region, repo, &b.digest, info.size).await?;
                     continue;
                 }
             }
             let stream = up.blob(&b.digest).await?;
-            let id = self.start_upload(repo, FETCH_CLIENT).await?;
+            let id = self.start_upload(region, repo, FETCH_CLIENT).await?;
             let stored = async {
                 self.append_upload(&id, 0, Some(0), stream).await?;
-                self.finish_upload(repo, &id, &b.digest).await
+                self.finish_upload(region, repo, &id, &b.digest).await
             }
             .await;
             if let Err(e) = stored {
@@ -970,7 +984,7 @@ impl PullThroughApi<'_> {
     ) -> Result<gantry_store::Versioned<RuleRecord>, RegistryError> {
         self.reg
             .store
-            .get_typed::<RuleRecord>(&rule_key(prefix))
+            .get_typed::<RuleRecord>(&rule_key(&self.ctx.region, prefix))
             .await?
             .ok_or_else(|| self.rule_missing(prefix))
     }
@@ -1033,7 +1047,7 @@ impl PullThroughApi<'_> {
         if let Some(arn) = &i.credential_arn {
             self.check_secret(arn).await?;
         }
-        if self.reg.rules().await?.len() >= MAX_RULES {
+        if self.reg.rules(&self.ctx.region).await?.len() >= MAX_RULES {
             return Err(RegistryError::LimitExceeded(format!(
                 "The maximum number of pull through cache rules ({MAX_RULES}) has been reached for the registry with id '{}'",
                 self.account()
@@ -1049,7 +1063,7 @@ impl PullThroughApi<'_> {
             created_at: now,
             updated_at: now,
         };
-        let key = rule_key(&prefix);
+        let key = rule_key(&self.ctx.region, &prefix);
         let txn = Txn::new().require_absent(&key).put(&key, enc(&key, &rec)?);
         if !self.reg.store.commit(txn).await?.is_committed() {
             return Err(RegistryError::PullThroughCacheRuleAlreadyExists(format!(
@@ -1083,7 +1097,12 @@ impl PullThroughApi<'_> {
             None => {
                 let max = max_results(i.max_results, 100)?;
                 let after = token_position(&i.next_token)?;
-                paginate(self.reg.rules().await?, |r| r.prefix.clone(), after, max)
+                paginate(
+                    self.reg.rules(&self.ctx.region).await?,
+                    |r| r.prefix.clone(),
+                    after,
+                    max,
+                )
             }
         };
         let mut v = json!({"pullThroughCacheRules": rules.0.iter().map(|r| self.rule_json(r)).collect::<Vec<_>>()});
@@ -1100,7 +1119,7 @@ impl PullThroughApi<'_> {
             "ecrRepositoryPrefix",
         )?);
         let cur = self.load_rule(&prefix).await?;
-        let key = rule_key(&prefix);
+        let key = rule_key(&self.ctx.region, &prefix);
         let txn = Txn::new().require_revision(&key, cur.revision).delete(&key);
         if !self.reg.store.commit(txn).await?.is_committed() {
             return Err(RegistryError::Contention(key));
@@ -1131,7 +1150,7 @@ impl PullThroughApi<'_> {
         let mut rec = cur.value.clone();
         rec.credential_arn = Some(arn.to_owned());
         rec.updated_at = now_secs();
-        let key = rule_key(&prefix);
+        let key = rule_key(&self.ctx.region, &prefix);
         let txn = Txn::new()
             .require_revision(&key, cur.revision)
             .put(&key, enc(&key, &rec)?);
@@ -1246,7 +1265,7 @@ impl PullThroughApi<'_> {
                 "customRoleArn is not supported by Gantry: a template's tags and KMS key are applied by the registry itself",
             ));
         }
-        let key = template_key(&prefix);
+        let key = template_key(&self.ctx.region, &prefix);
         let existing = self.reg.store.get(&key).await?;
         let now = now_secs();
         let mut t = match (&existing, create) {
@@ -1370,7 +1389,7 @@ impl PullThroughApi<'_> {
     async fn describe_templates(&self, i: DescribeTemplatesInput) -> Result<Value, RegistryError> {
         let max = max_results(i.max_results, 100)?;
         let after = token_position(&i.next_token)?;
-        let mut all = self.reg.templates().await?;
+        let mut all = self.reg.templates(&self.ctx.region).await?;
         if let Some(prefixes) = &i.prefixes {
             let wanted: Vec<String> = prefixes.iter().map(|p| normalize_prefix(p)).collect();
             all.retain(|t| wanted.contains(&t.prefix));
@@ -1388,7 +1407,7 @@ impl PullThroughApi<'_> {
 
     async fn delete_template(&self, i: TemplateInput) -> Result<Value, RegistryError> {
         let prefix = normalize_prefix(Self::required(&i.prefix, "prefix")?);
-        let key = template_key(&prefix);
+        let key = template_key(&self.ctx.region, &prefix);
         let Some(cur) = self.reg.store.get_typed::<TemplateRecord>(&key).await? else {
             return Err(self.template_missing(&prefix));
         };

@@ -1,26 +1,39 @@
 //! Registry replication: `PutReplicationConfiguration`, the `replicationConfiguration` of
-//! `DescribeRegistry`, and `DescribeImageReplicationStatus`.
+//! `DescribeRegistry`, `DescribeImageReplicationStatus`, and the copying of pushed images into
+//! their destination regions.
 //!
 //! A replication configuration belongs to the registry of one region, as in ECR: it is stored
 //! under `ecr/registry/replication/<region>` and validated as ECR validates it (destinations in
 //! another region of this account, at most 25 distinct destinations, `PREFIX_MATCH` filters).
 //!
-//! The image store is one for every region of the account: repositories, images and the `/v2/`
-//! endpoint are the same whichever region a request is signed for. An image pushed through one
-//! region is therefore in every destination region of a matching rule as soon as its push
-//! commits, with the very repository (and so the source's settings) and the same blob links,
-//! which the garbage collector honours. Nothing is copied and nothing is left pending, so a
-//! replication status is always `COMPLETE`; it is derived from the configuration and the image
-//! each time it is asked for, and survives restarts with the store.
+//! Each region has its own repositories. A push (a manifest `PUT` or `PutImage`) in a region
+//! whose configuration has rules selecting the repository records, in the very transaction
+//! that stores the manifest, one pending job per destination
+//! (`ecr/replication-pending/<source>#<destination>#<repo>#<digest>`, with the tags pushed) and
+//! the image's status (`ecr/replication-status/<source>#<repo>#<digest>`), `IN_PROGRESS` for
+//! each destination. The replication worker ([`crate::Registry::run_replication`], woken by
+//! pushes, and run at start-up, so a push answered before a crash still replicates) copies
+//! the image: it creates the destination repository if absent (with the repository creation
+//! template of the destination region that applies to `REPLICATION`, if any), links the blobs
+//! (the bytes are shared; the destination's links keep them from the garbage collector), and
+//! stores the manifests (an index's children first) and tags byte-exact. Each step is
+//! idempotent, so a copy interrupted by a crash is redone whole. The job's end (deleted, and
+//! the destination's status `COMPLETE` or `FAILED` with a `failureCode` saying why) commits
+//! in one transaction. A replicated image is not replicated again from its destination.
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use gantry_aws_proto::AwsError;
-use gantry_store::{StoreExt, Txn};
+use gantry_store::{StoreExt, Txn, Versioned};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::RegistryAction;
+use crate::core::{PushMode, Reference};
+use crate::digest::Digest;
 use crate::ecr::{Ecr, ImageId, invalid, to_aws};
 use crate::error::RegistryError;
+use crate::meta::{ManifestRecord, dec, enc};
 
 /// The most distinct destinations a configuration may name across its rules (ECR's quota).
 pub(crate) const MAX_DESTINATIONS: usize = 25;
@@ -30,6 +43,105 @@ const PREFIX_MATCH: &str = "PREFIX_MATCH";
 
 fn config_key(region: &str) -> String {
     format!("ecr/registry/replication/{region}")
+}
+
+/// The replication status of an image of `region`.
+fn status_key(region: &str, repo: &str, d: &Digest) -> String {
+    format!("{STATUS_PREFIX}{region}#{repo}#{d}")
+}
+
+/// The statuses of every image of a repository of `region`.
+pub(crate) fn status_repo_prefix(region: &str, repo: &str) -> String {
+    format!("{STATUS_PREFIX}{region}#{repo}#")
+}
+
+const STATUS_PREFIX: &str = "ecr/replication-status/";
+
+fn job_key(source: &str, destination: &str, repo: &str, d: &Digest) -> String {
+    format!("{JOB_PREFIX}{source}#{destination}#{repo}#{d}")
+}
+
+const JOB_PREFIX: &str = "ecr/replication-pending/";
+
+/// The most levels of indexes a replicated image may nest (an index of indexes of manifests).
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// `ReplicationStatus` values.
+const IN_PROGRESS: &str = "IN_PROGRESS";
+const COMPLETE: &str = "COMPLETE";
+const FAILED: &str = "FAILED";
+
+/// How an image's replication stands in each destination.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StatusRecord {
+    pub destinations: Vec<DestinationStatus>,
+}
+
+/// `ImageReplicationStatus`, stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DestinationStatus {
+    pub region: String,
+    pub registry_id: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<String>,
+}
+
+impl StatusRecord {
+    fn set(&mut self, dest: &Destination, status: &str, failure_code: Option<String>) {
+        let entry = DestinationStatus {
+            region: dest.region.clone(),
+            registry_id: dest.registry_id.clone(),
+            status: status.to_owned(),
+            failure_code,
+        };
+        match self
+            .destinations
+            .iter_mut()
+            .find(|d| d.region == dest.region && d.registry_id == dest.registry_id)
+        {
+            Some(d) => *d = entry,
+            None => self.destinations.push(entry),
+        }
+    }
+}
+
+/// One pending copy of an image into one destination region.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JobRecord {
+    pub source_region: String,
+    pub destination: Destination,
+    pub repository: String,
+    pub digest: Digest,
+    /// The tags pushed for the image since the job was queued.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub queued_at: f64,
+}
+
+/// Why a copy failed, as `failureCode` reports it: a code, then the detail.
+fn failure_code(e: &RegistryError) -> String {
+    let code = match e {
+        RegistryError::NameUnknown { .. } | RegistryError::ManifestUnknown(_) => {
+            "SOURCE_IMAGE_NOT_FOUND"
+        }
+        RegistryError::TagImmutable { .. } => "IMAGE_TAG_IMMUTABLE",
+        RegistryError::ManifestBlobUnknown(_) | RegistryError::BlobUnknown(_) => {
+            "SOURCE_LAYER_NOT_FOUND"
+        }
+        _ => "REPLICATION_FAILED",
+    };
+    let detail = if e.is_internal() {
+        "internal error".to_owned()
+    } else {
+        e.to_string()
+    };
+    format!("{code}: {detail}")
+}
+
+/// Errors after which a copy is retried later rather than reported failed.
+fn transient(e: &RegistryError) -> bool {
+    e.is_store_unavailable() || e.is_storage_full() || matches!(e, RegistryError::Contention(_))
 }
 
 /// `ReplicationConfiguration`, stored as it travels on the wire.
@@ -152,6 +264,219 @@ pub(crate) struct DescribeImageReplicationStatusInput {
 }
 
 impl crate::Registry {
+    /// Adds to `txn`, the transaction of a push of `digest` (with `tag`) into `repo` of
+    /// `region`, the replication the registry's configuration asks for: a pending job per
+    /// destination and the image's status `IN_PROGRESS` there. `false` when no rule selects
+    /// the repository.
+    pub(crate) async fn queue_replication(
+        &self,
+        mut txn: Txn,
+        region: &str,
+        repo: &str,
+        digest: &Digest,
+        tag: Option<&str>,
+        now: f64,
+    ) -> Result<(Txn, bool), RegistryError> {
+        let destinations = self
+            .replication_configuration(region)
+            .await?
+            .destinations_for(repo);
+        if destinations.is_empty() {
+            return Ok((txn, false));
+        }
+        let skey = status_key(region, repo, digest);
+        let cur = self.store.get_typed::<StatusRecord>(&skey).await?;
+        let mut status = cur.as_ref().map(|c| c.value.clone()).unwrap_or_default();
+        for dest in &destinations {
+            status.set(dest, IN_PROGRESS, None);
+            let jkey = job_key(region, &dest.region, repo, digest);
+            let existing = self.store.get_typed::<JobRecord>(&jkey).await?;
+            let mut job = existing
+                .as_ref()
+                .map(|j| j.value.clone())
+                .unwrap_or(JobRecord {
+                    source_region: region.to_owned(),
+                    destination: dest.clone(),
+                    repository: repo.to_owned(),
+                    digest: digest.clone(),
+                    tags: Vec::new(),
+                    queued_at: now,
+                });
+            if let Some(tag) = tag
+                && !job.tags.iter().any(|t| t == tag)
+            {
+                job.tags.push(tag.to_owned());
+            }
+            txn = txn
+                .require_revision(&jkey, existing.map(|e| e.revision).unwrap_or(0))
+                .put(&jkey, enc(&jkey, &job)?);
+        }
+        txn = txn
+            .require_revision(&skey, cur.map(|c| c.revision).unwrap_or(0))
+            .put(&skey, enc(&skey, &status)?);
+        Ok((txn, true))
+    }
+
+    /// Runs every pending replication job once; returns how many ended (complete or failed).
+    /// Jobs that meet a transient failure (the store unavailable, full, contended) stay for
+    /// the next run.
+    pub async fn replicate_pending(&self) -> Result<usize, RegistryError> {
+        let mut ended = 0;
+        let mut start: Option<String> = None;
+        loop {
+            let page = self.store.scan(JOB_PREFIX, start.as_deref(), 256).await?;
+            for rec in &page.records {
+                if !self.still_leading().await? {
+                    tracing::warn!("replication stopped: this replica no longer leads");
+                    return Ok(ended);
+                }
+                let job: Versioned<JobRecord> = dec(rec)?;
+                if self.run_job(&rec.key, job).await? {
+                    ended += 1;
+                }
+            }
+            match page.next {
+                Some(n) => start = Some(n),
+                None => return Ok(ended),
+            }
+        }
+    }
+
+    /// Copies one job's image and records how it ended; `false` when it stays pending.
+    async fn run_job(&self, key: &str, job: Versioned<JobRecord>) -> Result<bool, RegistryError> {
+        let j = &job.value;
+        match self.get_repo(&j.source_region, &j.repository).await {
+            Err(RegistryError::NameUnknown { .. }) => {
+                // The source repository was deleted (with its images' statuses): nothing to
+                // copy and nobody to report to.
+                let txn = Txn::new().require_revision(key, job.revision).delete(key);
+                let ended = self.controller_store().commit(txn).await?.is_committed();
+                if ended {
+                    tracing::info!(source = %j.source_region, repository = %j.repository, digest = %j.digest, "replication dropped: the source repository was deleted");
+                }
+                return Ok(ended);
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        let copied = self.copy_image(j).await;
+        let (status, failure) = match &copied {
+            Ok(()) => (COMPLETE, None),
+            Err(e) if transient(e) => {
+                tracing::warn!(source = %j.source_region, destination = %j.destination.region, repository = %j.repository, digest = %j.digest, error = %e, "replication will be retried");
+                return Ok(false);
+            }
+            Err(e) => (FAILED, Some(failure_code(e))),
+        };
+        let skey = status_key(&j.source_region, &j.repository, &j.digest);
+        for _ in 0..16 {
+            let cur = self.store.get_typed::<StatusRecord>(&skey).await?;
+            let mut rec = cur.as_ref().map(|c| c.value.clone()).unwrap_or_default();
+            rec.set(&j.destination, status, failure.clone());
+            let txn = Txn::new()
+                .require_revision(key, job.revision)
+                .delete(key)
+                .require_revision(&skey, cur.map(|c| c.revision).unwrap_or(0))
+                .put(&skey, enc(&skey, &rec)?);
+            if self.controller_store().commit(txn).await?.is_committed() {
+                match &failure {
+                    None => {
+                        tracing::info!(source = %j.source_region, destination = %j.destination.region, repository = %j.repository, digest = %j.digest, "image replicated")
+                    }
+                    Some(code) => {
+                        tracing::warn!(source = %j.source_region, destination = %j.destination.region, repository = %j.repository, digest = %j.digest, failure = %code, "image replication failed")
+                    }
+                }
+                return Ok(true);
+            }
+            // A push changed the job meanwhile (another tag): it runs again next time.
+            if self.store.get(key).await?.map(|r| r.revision) != Some(job.revision) {
+                return Ok(false);
+            }
+        }
+        Err(RegistryError::Contention(skey))
+    }
+
+    /// The copy itself: the destination repository (created if absent), the manifests with
+    /// their blob links, the tags.
+    async fn copy_image(&self, j: &JobRecord) -> Result<(), RegistryError> {
+        let (src, dst, repo) = (
+            j.source_region.as_str(),
+            j.destination.region.as_str(),
+            j.repository.as_str(),
+        );
+        if self.get_repo(dst, repo).await.is_err() {
+            self.create_repo_from_template(dst, repo, "REPLICATION")
+                .await?;
+        }
+        let m = self
+            .copy_manifest(src, dst, repo, j.digest.clone(), 0)
+            .await?;
+        for tag in &j.tags {
+            // Only while the tag still names the image in the source: a later push moved it.
+            let current = self.resolve(src, repo, &Reference::Tag(tag.clone())).await;
+            if !matches!(&current, Ok(c) if c.digest == j.digest) {
+                continue;
+            }
+            self.put_manifest(
+                dst,
+                repo,
+                &Reference::Tag(tag.clone()),
+                Some(&m.media_type),
+                Bytes::from(m.body.clone()),
+                PushMode::Replication,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Copies manifest `d` of `repo` (an index's children first) from `src` into `dst`.
+    fn copy_manifest<'a>(
+        &'a self,
+        src: &'a str,
+        dst: &'a str,
+        repo: &'a str,
+        d: Digest,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<ManifestRecord, RegistryError>> {
+        Box::pin(async move {
+            let Some(m) = self.get_manifest_by_digest(src, repo, &d).await? else {
+                return Err(RegistryError::ManifestUnknown(d.to_string()));
+            };
+            let m = m.value;
+            if self.get_manifest_by_digest(dst, repo, &d).await?.is_some() {
+                return Ok(m);
+            }
+            if depth >= MAX_INDEX_DEPTH && !m.children.is_empty() {
+                return Err(RegistryError::ManifestInvalid(format!(
+                    "{d} nests indexes deeper than {MAX_INDEX_DEPTH} levels"
+                )));
+            }
+            for child in &m.children {
+                self.copy_manifest(src, dst, repo, child.clone(), depth + 1)
+                    .await?;
+            }
+            for b in &m.blobs {
+                // As a cross-repository mount: under the blob's lock, which the collector takes.
+                let _guard = self.blob_lock(b).lock().await;
+                if let Some(size) = self.blob_in_repo(src, repo, b).await? {
+                    self.link_blob(dst, repo, b, size).await?;
+                }
+            }
+            self.put_manifest(
+                dst,
+                repo,
+                &Reference::Digest(d),
+                Some(&m.media_type),
+                Bytes::from(m.body.clone()),
+                PushMode::Replication,
+            )
+            .await?;
+            Ok(m)
+        })
+    }
+
     /// The replication configuration of the registry in `region` (no rules when none was put).
     pub(crate) async fn replication_configuration(
         &self,
@@ -216,19 +541,28 @@ impl Ecr<'_> {
                 .image_id
                 .clone()
                 .ok_or_else(|| invalid("imageId is required"))?;
-            self.reg.get_repo(&repo).await?;
+            self.reg.get_repo(&self.ctx.region, &repo).await?;
             let image = self.resolve_image_id(&repo, &id).await?;
-            let cfg = self.reg.replication_configuration(&self.ctx.region).await?;
-            // The store is every region's: the image is in each destination once it exists here.
-            let statuses: Vec<Value> = cfg
-                .destinations_for(&repo)
+            let status = self
+                .reg
+                .store
+                .get_typed::<StatusRecord>(&status_key(&self.ctx.region, &repo, &image.digest))
+                .await?
+                .map(|v| v.value)
+                .unwrap_or_default();
+            let statuses: Vec<Value> = status
+                .destinations
                 .into_iter()
                 .map(|d| {
-                    json!({
+                    let mut v = json!({
                         "region": d.region,
                         "registryId": d.registry_id,
-                        "status": "COMPLETE",
-                    })
+                        "status": d.status,
+                    });
+                    if let Some(code) = d.failure_code {
+                        v["failureCode"] = json!(code);
+                    }
+                    v
                 })
                 .collect();
             let mut image_id = json!({ "imageDigest": image.digest.to_string() });

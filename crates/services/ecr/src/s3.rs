@@ -652,6 +652,7 @@ mod tests {
     fn meta() -> UploadMeta {
         UploadMeta {
             repository: "app".into(),
+            region: None,
             created_at: 1.0,
             client: Some("AKIA".into()),
         }

@@ -115,7 +115,7 @@ async fn skopeo_copy_of_a_multi_layer_image_in_and_out_keeps_every_digest() {
     }
     let t = TestRegistry::start().await;
     t.create_repo("skopeo/img").await;
-    let password = t.reg.mint_password(ACCESS_KEY);
+    let password = t.reg.mint_password(ACCESS_KEY, common::REGION);
     let creds = format!("AWS:{password}");
     let src = tempfile::tempdir().unwrap();
     let digest = make_oci_layout(src.path(), "v1", 3).await;

@@ -446,6 +446,7 @@ async fn a_crash_between_blob_commit_and_link_leaves_nothing_visible_and_the_pus
             "crashed-1",
             gantry_ecr::blob::UploadMeta {
                 repository: REPO.into(),
+                region: None,
                 created_at: 0.0,
                 client: None,
             },
@@ -507,6 +508,7 @@ async fn store_unlinked(t: &TestRegistry, data: &[u8], d: &gantry_ecr::Digest) {
     let store = t.reg.blob_store();
     let meta = gantry_ecr::blob::UploadMeta {
         repository: REPO.into(),
+        region: None,
         created_at: 0.0,
         client: None,
     };

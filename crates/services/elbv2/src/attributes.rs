@@ -1,8 +1,8 @@
 //! Load balancer and target group attributes: the defaults AWS lists, and validation of changes.
 //! Attributes Gantry's proxy acts on: `deregistration_delay.timeout_seconds`, `stickiness.*`
 //! (`lb_cookie`), `load_balancing.algorithm.type`, `deletion_protection.enabled`; the others are
-//! stored and echoed. Listener attributes are AWS's keys per listener protocol, each accepted only
-//! with its default value.
+//! stored and echoed. Listener attributes are AWS's keys per listener protocol (see
+//! [`check_listener`] for those `gantry lb` honours).
 
 use std::collections::BTreeMap;
 
@@ -203,10 +203,11 @@ pub fn listener_defaults(t: LoadBalancerType, protocol: &str) -> BTreeMap<String
 }
 
 /// Checks listener attribute changes against `defaults` (see [`listener_defaults`]): unknown
-/// keys and badly formed values are AWS's errors; `gantry lb` honours none of these attributes
-/// beyond their defaults (it adds no response headers, keeps its `Server` header, sends no
-/// mTLS/TLS request headers and applies no idle timeout to TCP pass-through), so any other value
-/// is refused naming the key.
+/// keys and badly formed values are AWS's errors. `gantry lb` honours the TCP idle timeout of
+/// TCP listeners, the response headers of HTTP and HTTPS listeners and their `Server` header,
+/// and the names of the TLS version and cipher suite request headers of HTTPS listeners; it
+/// does no mutual TLS, so the `routing.http.request.x_amzn_mtls_*.header_name` keys are
+/// accepted only with their defaults and any other value is refused naming the key.
 pub fn check_listener(
     defaults: &BTreeMap<String, String>,
     changes: &[(String, String)],
@@ -220,13 +221,118 @@ pub fn check_listener(
         match k.as_str() {
             "tcp.idle_timeout.seconds" => int_in(k, v, 60, 6000)?,
             "routing.http.response.server.enabled" => one_of(k, v, &["true", "false"])?,
-            _ => {}
+            _ => {
+                if let Some(name) = k
+                    .strip_prefix("routing.http.response.")
+                    .and_then(|k| k.strip_suffix(".header_value"))
+                {
+                    response_header_value(k, name, v)?;
+                } else if k == "routing.http.request.x_amzn_tls_version.header_name"
+                    || k == "routing.http.request.x_amzn_tls_cipher_suite.header_name"
+                {
+                    let token = !v.is_empty()
+                        && v.len() <= 128
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    if !token {
+                        return Err(Elbv2Error::InvalidConfiguration(format!(
+                            "The value '{v}' of '{k}' is not valid: it must be an HTTP header name"
+                        )));
+                    }
+                } else if v != default {
+                    return Err(Elbv2Error::InvalidConfiguration(format!(
+                        "The value '{v}' of '{k}' is not supported by gantry lb: only '{default}' is"
+                    )));
+                }
+            }
         }
-        if v != default {
-            return Err(Elbv2Error::InvalidConfiguration(format!(
-                "The value '{v}' of '{k}' is not supported by gantry lb: only '{default}' is"
-            )));
+    }
+    Ok(())
+}
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Checks the value of the response header attribute `key` (header `name` with `_` for `-`);
+/// empty means no header.
+fn response_header_value(key: &str, name: &str, v: &str) -> Result<(), Elbv2Error> {
+    let bad = |what: &str| {
+        Err(Elbv2Error::InvalidConfiguration(format!(
+            "The value '{v}' of '{key}' is not valid: {what}"
+        )))
+    };
+    if v.is_empty() {
+        return Ok(());
+    }
+    if v.len() > 1024 {
+        return bad("it must be at most 1024 characters");
+    }
+    if !v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) || v.trim() != v {
+        return bad("it must be printable ASCII without leading or trailing spaces");
+    }
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let list = |ok: &dyn Fn(&str) -> bool| v == "*" || v.split(',').map(str::trim).all(ok);
+    let problem: Option<String> = match name {
+        "strict_transport_security" => {
+            let mut max_age = 0;
+            let mut other = false;
+            for d in v.split(';').map(str::trim) {
+                let lower = d.to_ascii_lowercase();
+                match lower.strip_prefix("max-age=") {
+                    Some(n) if n.parse::<u64>().is_ok() => max_age += 1,
+                    Some(_) => max_age += 2,
+                    None => other |= lower != "includesubdomains" && lower != "preload",
+                }
+            }
+            if other {
+                Some("the directives are max-age=<seconds>, includeSubDomains and preload".into())
+            } else {
+                (max_age != 1).then(|| "max-age=<seconds> is required, once".into())
+            }
         }
+        "access_control_allow_origin" => {
+            let origin = v == "*"
+                || v == "null"
+                || ["http://", "https://"].iter().any(|p| {
+                    v.strip_prefix(p).is_some_and(|host| {
+                        !host.is_empty() && !host.contains(['/', ' ', ',', '?', '#'])
+                    })
+                });
+            (!origin).then(|| "it must be *, null or an origin such as https://example.com".into())
+        }
+        "access_control_allow_methods" => (!list(&|m| METHODS.contains(&m))).then(|| {
+            format!(
+                "it must be * or a comma-separated list of {}",
+                METHODS.join(", ")
+            )
+        }),
+        "access_control_allow_headers" | "access_control_expose_headers" => (!list(&|h| token(h)))
+            .then(|| "it must be * or a comma-separated list of header names".into()),
+        "access_control_allow_credentials" => {
+            (v != "true").then(|| "the only value is true".into())
+        }
+        "access_control_max_age" => (!v.parse::<i64>().is_ok_and(|n| (-1..=86_400).contains(&n)))
+            .then(|| "it must be an integer between -1 and 86400".into()),
+        "x_content_type_options" => (v != "nosniff").then(|| "the only value is nosniff".into()),
+        "x_frame_options" => {
+            let upper = v.to_ascii_uppercase();
+            let ok = upper == "DENY"
+                || upper == "SAMEORIGIN"
+                || upper
+                    .strip_prefix("ALLOW-FROM ")
+                    .is_some_and(|uri| !uri.trim().is_empty());
+            (!ok).then(|| "it must be DENY, SAMEORIGIN or ALLOW-FROM <uri>".into())
+        }
+        // content_security_policy: any header value.
+        _ => None,
+    };
+    if let Some(what) = problem {
+        return bad(&what);
     }
     Ok(())
 }
@@ -331,7 +437,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listener_attributes_follow_the_protocol_and_only_defaults_are_accepted() {
+    fn listener_attributes_follow_the_protocol_and_are_checked() {
         let http = listener_defaults(LoadBalancerType::Application, "HTTP");
         assert_eq!(http["routing.http.response.server.enabled"], "true");
         assert_eq!(
@@ -349,30 +455,81 @@ mod tests {
         assert_eq!(tcp["tcp.idle_timeout.seconds"], "350");
         assert!(listener_defaults(LoadBalancerType::Network, "UDP").is_empty());
 
-        check_listener(&tcp, &[("tcp.idle_timeout.seconds".into(), "350".into())]).unwrap();
+        let ok = |d, k: &str, v: &str| check_listener(d, &[(k.into(), v.into())]).unwrap();
         let err = |d, k: &str, v: &str| {
             format!(
                 "{:?}",
                 check_listener(d, &[(k.into(), v.into())]).unwrap_err()
             )
         };
+        ok(&tcp, "tcp.idle_timeout.seconds", "600");
         assert!(err(&tcp, "tcp.idle_timeout.seconds", "10").contains("between 60 and 6000"));
-        assert!(err(&tcp, "tcp.idle_timeout.seconds", "600").contains("tcp.idle_timeout.seconds"));
         assert!(err(&tcp, "routing.http.response.server.enabled", "false").contains("not valid"));
+        ok(&http, "routing.http.response.server.enabled", "false");
         assert!(err(&http, "routing.http.response.server.enabled", "no").contains("one of"));
+        let h = |name: &str| format!("routing.http.response.{name}.header_value");
+        for (name, good, bad) in [
+            ("x_frame_options", "DENY", "NEVER"),
+            (
+                "x_frame_options",
+                "ALLOW-FROM https://a.example",
+                "ALLOW-FROM",
+            ),
+            ("x_content_type_options", "nosniff", "sniff"),
+            (
+                "strict_transport_security",
+                "max-age=31536000; includeSubDomains; preload",
+                "preload",
+            ),
+            (
+                "access_control_allow_origin",
+                "https://app.example.com",
+                "app.example.com",
+            ),
+            (
+                "access_control_allow_methods",
+                "GET, POST, OPTIONS",
+                "GET, FETCH",
+            ),
+            (
+                "access_control_allow_headers",
+                "Content-Type,X-Api-Key",
+                "Bad Header",
+            ),
+            ("access_control_allow_credentials", "true", "false"),
+            ("access_control_max_age", "600", "86401"),
+            (
+                "content_security_policy",
+                "default-src 'self'",
+                "line\nbreak",
+            ),
+        ] {
+            ok(&http, &h(name), good);
+            ok(&http, &h(name), "");
+            let e = err(&http, &h(name), bad);
+            assert!(e.contains(&h(name)) && e.contains("not valid"), "{e}");
+        }
+        ok(
+            &https,
+            "routing.http.request.x_amzn_tls_version.header_name",
+            "X-Tls",
+        );
         assert!(
             err(
-                &http,
-                "routing.http.response.x_frame_options.header_value",
-                "DENY"
+                &https,
+                "routing.http.request.x_amzn_tls_version.header_name",
+                "X Tls"
             )
-            .contains("x_frame_options")
+            .contains("HTTP header name")
         );
-        check_listener(
-            &http,
-            &[("routing.http.response.server.enabled".into(), "true".into())],
-        )
-        .unwrap();
+        assert!(
+            err(
+                &https,
+                "routing.http.request.x_amzn_mtls_clientcert.header_name",
+                "X-Cert"
+            )
+            .contains("not supported by gantry lb")
+        );
     }
 
     #[test]

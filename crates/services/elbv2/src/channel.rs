@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 use crate::health::{HealthRecord, ListenerStatusRecord};
 use crate::keys::{self, ElbArn};
 use crate::targets::live_targets;
-use crate::usage::{LbMetricsSink, samples_for};
+use crate::usage::{LbMetricsSink, lb_samples_for, node_zone, samples_for};
 use crate::{Elbv2Error, XMLNS};
 
 /// The signing name proxies must use.
@@ -392,7 +392,7 @@ async fn usage_report(State(ch): State<Arc<LbChannel>>, req: Request) -> Respons
                 .query_response(&request_id, XMLNS);
         }
     };
-    if report.windows.len() > MAX_WINDOWS {
+    if report.windows.len() > MAX_WINDOWS || report.load_balancers.len() > MAX_WINDOWS {
         return AwsError::client(
             "ValidationError",
             format!("a metrics report holds at most {MAX_WINDOWS} windows"),
@@ -405,6 +405,7 @@ async fn usage_report(State(ch): State<Arc<LbChannel>>, req: Request) -> Respons
         Ok(l) => l,
         Err(e) => return AwsError::from(e).query_response(&request_id, XMLNS),
     };
+    let zone = report.availability_zone.as_deref();
     let mut samples = Vec::new();
     for w in &report.windows {
         // CloudWatch takes data up to two weeks old and two hours ahead.
@@ -412,8 +413,20 @@ async fn usage_report(State(ch): State<Arc<LbChannel>>, req: Request) -> Respons
             continue;
         }
         let using = crate::lbs_using(&lbs, &w.target_group_arn);
-        let using: Vec<&LoadBalancer> = lbs.iter().filter(|l| using.contains(&l.arn)).collect();
+        let using: Vec<(&LoadBalancer, Option<&str>)> = lbs
+            .iter()
+            .filter(|l| using.contains(&l.arn))
+            .map(|l| (l, node_zone(l, zone)))
+            .collect();
         samples.extend(samples_for(w, &using));
+    }
+    for w in &report.load_balancers {
+        if w.start < now_s - 14 * 86_400 || w.start > now_s + 2 * 3600 {
+            continue;
+        }
+        if let Some(lb) = lbs.iter().find(|l| l.arn == w.load_balancer_arn) {
+            samples.extend(lb_samples_for(w, lb, node_zone(lb, zone)));
+        }
     }
     if !samples.is_empty()
         && let Err(e) = sink.publish(&verified.region, samples, now_ms).await

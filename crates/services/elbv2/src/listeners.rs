@@ -192,6 +192,7 @@ pub(crate) async fn create(
             tags: tags.clone(),
             certificates: Vec::new(),
             ssl_policy: None,
+            attributes: Default::default(),
         };
         apply_tls_settings(svc, ctx, p, &mut listener).await?;
         lb.listeners.push(listener.clone());
@@ -289,6 +290,9 @@ pub(crate) async fn modify(
             check_listener_targets(store, &ctx.region, &lb, &l.protocol, &l.default_actions)
                 .await?;
         }
+        // Attributes the new protocol does not have go.
+        let defaults = attributes::listener_defaults(lb.lb_type, &l.protocol);
+        l.attributes.retain(|k, _| defaults.contains_key(k));
         lb.listeners[i] = l.clone();
         let key = keys::load_balancer(&ctx.region, &lb.name);
         let txn = Txn::new()
@@ -321,13 +325,19 @@ pub(crate) async fn delete(
     Ok(String::new())
 }
 
-/// The attributes AWS defines for listener `l` of `lb`; every one has its default value (see
-/// [`attributes::check_listener`]).
+/// The attributes AWS defines for listener `l` of `lb`: their defaults, with the values set by
+/// `ModifyListenerAttributes`.
 fn listener_attributes(
     lb: &LoadBalancer,
     l: &Listener,
 ) -> std::collections::BTreeMap<String, String> {
-    attributes::listener_defaults(lb.lb_type, &l.protocol)
+    let mut attrs = attributes::listener_defaults(lb.lb_type, &l.protocol);
+    for (k, v) in &l.attributes {
+        if let Some(slot) = attrs.get_mut(k) {
+            slot.clone_from(v);
+        }
+    }
+    attrs
 }
 
 pub(crate) async fn describe_attributes(
@@ -351,9 +361,29 @@ pub(crate) async fn modify_attributes(
 ) -> Result<String, Elbv2Error> {
     let arn = p.req("ListenerArn")?;
     let changes = attributes::parse(p)?;
-    let (lb, i) = listener_by_arn(svc.store.as_ref(), &ctx.region, arn).await?;
-    let attrs = listener_attributes(&lb.value, &lb.value.listeners[i]);
-    attributes::check_listener(&attrs, &changes)?;
+    let store = svc.store.as_ref();
+    let attrs = commit_with_retry(store, || async {
+        let (cur, i) = listener_by_arn(store, &ctx.region, arn).await?;
+        let mut lb = cur.value.clone();
+        let defaults = attributes::listener_defaults(lb.lb_type, &lb.listeners[i].protocol);
+        attributes::check_listener(&defaults, &changes)?;
+        let l = &mut lb.listeners[i];
+        for (k, v) in &changes {
+            // Only the values that differ from the defaults are kept.
+            if defaults.get(k) == Some(v) {
+                l.attributes.remove(k);
+            } else {
+                l.attributes.insert(k.clone(), v.clone());
+            }
+        }
+        let attrs = listener_attributes(&lb, &lb.listeners[i]);
+        let key = keys::load_balancer(&ctx.region, &lb.name);
+        let txn = Txn::new()
+            .require_revision(&key, cur.revision)
+            .put(&key, encode(&key, &lb)?);
+        Ok((txn, attrs))
+    })
+    .await?;
     let mut w = XmlWriter::new();
     wire::write_attributes(&mut w, &attrs);
     Ok(w.finish())

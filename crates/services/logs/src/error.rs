@@ -30,6 +30,9 @@ pub enum LogsError {
         start: usize,
         end: usize,
     },
+    /// A write's `expectedRevisionId` does not match the resource policy it would change.
+    #[error("{0}")]
+    OperationAborted(String),
     /// An account limit (saved query definitions, metric filters per group) is reached.
     #[error("{0}")]
     LimitExceeded(String),
@@ -73,6 +76,7 @@ impl LogsError {
             Self::InvalidOperation(_) => "InvalidOperationException",
             Self::MalformedQuery { .. } => "MalformedQueryException",
             Self::LimitExceeded(_) => "LimitExceededException",
+            Self::OperationAborted(_) => "OperationAbortedException",
             Self::Wire(_) => "SerializationException",
             Self::Store(_) | Self::Contention(_) | Self::Pool(_) => "ServiceUnavailableException",
         }

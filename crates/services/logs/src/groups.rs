@@ -104,6 +104,10 @@ pub(crate) async fn delete(
         for k in crate::metric_filters::keys_of_group(svc, &ctx.region, &name).await? {
             txn = txn.delete(k);
         }
+        txn = txn.delete(crate::resource_policies::group_policy_key(
+            &ctx.region,
+            &name,
+        ));
         Ok((txn, group.value.incarnation))
     })
     .await?;

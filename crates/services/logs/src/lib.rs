@@ -3,8 +3,8 @@
 //! store.
 //!
 //! Every operation of the model is listed in [`LogsOperation`]; the implemented ones live in one
-//! module per resource (`groups`, `streams`, `events`, `tags`, `queries` with the pure query
-//! engine in [`insights`]), the rest answer
+//! module per resource (`groups`, `streams`, `events`, `tags`, `metric_filters`,
+//! `resource_policies`, `queries` with the pure query engine in [`insights`]), the rest answer
 //! `InvalidOperationException`. Events are stored in chunks (`chunk`: at most 64 KiB of messages
 //! within one second), keyed by stream, first timestamp and batch sequence, with a reverse index by
 //! last timestamp; the stream's totals are updated in the same transaction. Reads (`read`) seek to
@@ -29,6 +29,7 @@ pub mod pattern;
 mod pool;
 mod queries;
 mod read;
+mod resource_policies;
 mod retention;
 mod streams;
 mod tags;
@@ -377,6 +378,9 @@ impl LogsService {
                 | DescribeMetricFilters
                 | DeleteMetricFilter
                 | TestMetricFilter
+                | PutResourcePolicy
+                | DescribeResourcePolicies
+                | DeleteResourcePolicy
         )
     }
 
@@ -426,6 +430,9 @@ impl LogsService {
             DescribeMetricFilters => metric_filters::describe(self, body, ctx).await,
             DeleteMetricFilter => metric_filters::delete(self, body, ctx).await,
             TestMetricFilter => metric_filters::test(self, body, ctx).await,
+            PutResourcePolicy => resource_policies::put(self, body, ctx).await,
+            DescribeResourcePolicies => resource_policies::describe(self, body, ctx).await,
+            DeleteResourcePolicy => resource_policies::delete(self, body, ctx).await,
             other => Err(LogsError::InvalidOperation(format!(
                 "The operation {other} is not supported by this endpoint."
             ))),

@@ -945,3 +945,41 @@ async fn a_deposed_leaders_retention_deletes_nothing() {
         .await;
     assert_eq!(after["logStreams"][0]["firstEventTimestamp"], NOW - 1000);
 }
+
+#[tokio::test]
+async fn concurrent_resource_policy_writes_keep_the_limit_of_ten() {
+    let h = Arc::new(Harness::new());
+    let doc = json!({"Statement": {"Effect": "Allow", "Action": "logs:PutLogEvents",
+        "Principal": {"Service": "route53.amazonaws.com"}, "Resource": "*"}})
+    .to_string();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let h = h.clone();
+            let doc = doc.clone();
+            tokio::spawn(async move {
+                h.call(
+                    "PutResourcePolicy",
+                    json!({"policyName": format!("p{i:02}"), "policyDocument": doc}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(e) => assert_eq!(
+                e,
+                (
+                    400,
+                    "LimitExceededException".to_owned(),
+                    "Resource limit exceeded.".to_owned()
+                )
+            ),
+        }
+    }
+    assert_eq!(created, 10);
+    let listed = h.ok("DescribeResourcePolicies", json!({"limit": 50})).await;
+    assert_eq!(listed["resourcePolicies"].as_array().unwrap().len(), 10);
+}

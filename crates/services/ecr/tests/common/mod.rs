@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 pub const ACCESS_KEY: &str = "AKIDTESTREGISTRY";
 pub const SECRET_KEY: &str = "test-secret-key";
 pub const ACCOUNT: &str = "000000000000";
+pub const REGION: &str = "us-east-1";
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -75,6 +76,7 @@ pub fn config(dir: &std::path::Path) -> RegistryConfig {
     RegistryConfig {
         data_dir: dir.to_path_buf(),
         account_id: ACCOUNT.into(),
+        default_region: REGION.into(),
         token_secret: b"test-token-secret".to_vec(),
     }
 }
@@ -108,7 +110,7 @@ impl TestRegistry {
             let _ = axum::serve(listener, app).await;
         });
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let password = reg.mint_password(ACCESS_KEY);
+        let password = reg.mint_password(ACCESS_KEY, REGION);
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"))
@@ -139,7 +141,7 @@ impl TestRegistry {
 
     pub fn ctx(&self) -> EcrContext {
         EcrContext {
-            region: "us-east-1".into(),
+            region: REGION.into(),
             access_key_id: ACCESS_KEY.into(),
             registry_host: self.host(),
             keys: None,
@@ -150,6 +152,41 @@ impl TestRegistry {
         self.reg
             .handle_ecr(op, body.to_string().as_bytes(), &self.ctx())
             .await
+    }
+
+    /// An ECR API call signed for `region`.
+    pub async fn ecr_in(
+        &self,
+        region: &str,
+        op: &str,
+        body: Value,
+    ) -> Result<Value, gantry_aws_proto::AwsError> {
+        let mut ctx = self.ctx();
+        ctx.region = region.into();
+        self.reg
+            .handle_ecr(op, body.to_string().as_bytes(), &ctx)
+            .await
+    }
+
+    /// `Authorization` for `/v2/` with a password issued in `region`.
+    pub fn auth_in(&self, region: &str) -> String {
+        let password = self.reg.mint_password(ACCESS_KEY, region);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"))
+        )
+    }
+
+    /// `GET /v2/<path>` (an OCI manifest accepted) with `auth`.
+    pub async fn get_as(&self, path: &str, auth: &str) -> Resp {
+        self.req_auth(
+            "GET",
+            &format!("/v2/{path}"),
+            &[("accept", OCI_MANIFEST)],
+            Vec::new(),
+            Some(auth),
+        )
+        .await
     }
 
     pub async fn create_repo(&self, name: &str) {

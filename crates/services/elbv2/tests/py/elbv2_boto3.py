@@ -169,7 +169,7 @@ check(elb.describe_listeners(ListenerArns=[l_arn])["Listeners"][0]["ListenerArn"
 expect_error("ListenerNotFound", elb.describe_listeners, ListenerArns=[other(l_arn)])
 expect_error("ValidationError", elb.describe_listeners)
 check(len(elb.describe_listeners(LoadBalancerArn=lb_arn, PageSize=1)["Listeners"]) == 1, "listener paging")
-# Listener attributes: AWS's keys for HTTP listeners, each accepted with its default value only.
+# Listener attributes: AWS's keys for HTTP listeners, values checked and kept.
 lattrs = {a["Key"]: a["Value"] for a in elb.describe_listener_attributes(ListenerArn=l_arn)["Attributes"]}
 check(lattrs["routing.http.response.server.enabled"] == "true", lattrs)
 check(lattrs["routing.http.response.strict_transport_security.header_value"] == "", lattrs)
@@ -177,7 +177,16 @@ check("tcp.idle_timeout.seconds" not in lattrs and not any(k.startswith("routing
 same = elb.modify_listener_attributes(ListenerArn=l_arn, Attributes=[
     {"Key": "routing.http.response.server.enabled", "Value": "true"}])["Attributes"]
 check({a["Key"]: a["Value"] for a in same} == lattrs, same)
-for key, value in [("routing.http.response.server.enabled", "false"), ("routing.http.response.x_frame_options.header_value", "DENY"),
+changed = elb.modify_listener_attributes(ListenerArn=l_arn, Attributes=[
+    {"Key": "routing.http.response.server.enabled", "Value": "false"},
+    {"Key": "routing.http.response.x_frame_options.header_value", "Value": "DENY"}])["Attributes"]
+check({a["Key"]: a["Value"] for a in changed} == {**lattrs, "routing.http.response.server.enabled": "false",
+                                                   "routing.http.response.x_frame_options.header_value": "DENY"}, changed)
+elb.modify_listener_attributes(ListenerArn=l_arn, Attributes=[
+    {"Key": "routing.http.response.server.enabled", "Value": "true"},
+    {"Key": "routing.http.response.x_frame_options.header_value", "Value": ""}])
+check({a["Key"]: a["Value"] for a in elb.describe_listener_attributes(ListenerArn=l_arn)["Attributes"]} == lattrs, "reset")
+for key, value in [("routing.http.response.server.enabled", "off"), ("routing.http.response.x_frame_options.header_value", "NEVER"),
                    ("tcp.idle_timeout.seconds", "350"), ("no.such.key", "1")]:
     expect_error("InvalidConfigurationRequest", elb.modify_listener_attributes, ListenerArn=l_arn, Attributes=[{"Key": key, "Value": value}])
 expect_error("ListenerNotFound", elb.describe_listener_attributes, ListenerArn=other(l_arn))
@@ -370,8 +379,10 @@ tcp_l = elb.create_listener(LoadBalancerArn=nlb_arn, Protocol="TCP", Port=55, De
 check(tcp_l["Protocol"] == "TCP", tcp_l)
 tcp_attrs = elb.describe_listener_attributes(ListenerArn=tcp_l["ListenerArn"])["Attributes"]
 check(tcp_attrs == [{"Key": "tcp.idle_timeout.seconds", "Value": "350"}], tcp_attrs)
-elb.modify_listener_attributes(ListenerArn=tcp_l["ListenerArn"], Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": "350"}])
-for value in ["59", "600"]:
+elb.modify_listener_attributes(ListenerArn=tcp_l["ListenerArn"], Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": "600"}])
+tcp_attrs = elb.describe_listener_attributes(ListenerArn=tcp_l["ListenerArn"])["Attributes"]
+check(tcp_attrs == [{"Key": "tcp.idle_timeout.seconds", "Value": "600"}], tcp_attrs)
+for value in ["59", "6001"]:
     expect_error("InvalidConfigurationRequest", elb.modify_listener_attributes, ListenerArn=tcp_l["ListenerArn"],
                  Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": value}])
 check(elb.describe_listener_attributes(ListenerArn=udp_l["ListenerArn"])["Attributes"] == [], "udp listener has no attributes")
