@@ -7,12 +7,16 @@
 #      from BENCH_METRICS_CLIENTS calls in flight for BENCH_METRICS_DURATION; points per second;
 #   2. GetMetricData over 100 series x 1 day of one-minute data (period 60 s and 300 s), p50/p90/p99;
 #   3. the server's resident memory after loading;
+# with the server's CPU time per call (from /proc: a figure other load on the machine skews less
+# than calls per second) and the load average before and after;
 # prints the figures, stops the server with SIGTERM and removes the data dir.
 #
 # Environment:
 #   BENCH_METRICS_CLIENTS (default 8), BENCH_METRICS_DURATION (default 20s)
 #   BENCH_DIR          where the temporary data dir is made (default /var/tmp; must not be tmpfs)
 #   BENCH_SKIP_BUILD   1: use the binaries already built
+#   BENCH_GANTRY       the server binary to measure (default: the release build's), e.g. an older
+#                      build to compare with
 #   CARGO_TARGET_DIR   as for cargo (default ./target)
 set -euo pipefail
 
@@ -31,7 +35,7 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries (target dir $TARGET)"
     (cd "$ROOT" && cargo build --release -p gantry -p gantry-bench)
 fi
-GANTRY=$TARGET/release/gantry
+GANTRY=${BENCH_GANTRY:-$TARGET/release/gantry}
 BENCH=$TARGET/release/gantry-bench
 for bin in "$GANTRY" "$BENCH"; do
     [[ -x $bin ]] || { echo "missing $bin" >&2; exit 1; }
@@ -97,12 +101,14 @@ ENDPOINT=$(sed -n 's/.*"endpoint": *"\([^"]*\)".*/\1/p' "$READY")
 [[ $ENDPOINT == http://127.0.0.1:* ]] || { echo "unexpected endpoint '$ENDPOINT'" >&2; exit 1; }
 log "gantry server pid $SERVER_PID at $ENDPOINT"
 
+LOAD_BEFORE=$(uptime)
 status=0
 step() {
     local name=$1
     shift
     log "$name"
-    if ! timeout "$STEP_DEADLINE_S" "$BENCH" "$@" --endpoint "$ENDPOINT" | tee "$WORK/$name.out"; then
+    if ! timeout "$STEP_DEADLINE_S" "$BENCH" "$@" --endpoint "$ENDPOINT" --server-pid "$SERVER_PID" |
+        tee "$WORK/$name.out"; then
         echo "$name: failed" >&2
         status=1
     fi
@@ -127,5 +133,6 @@ fi
 
 echo
 echo "== CloudWatch metrics, $(nproc) cores shared by client and server, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+echo "   $(date -u '+%Y-%m-%d %H:%M UTC'); before: $LOAD_BEFORE; after: $(uptime)"
 cat "$WORK"/put1.out "$WORK"/put150.out "$WORK"/read60.out "$WORK"/read300.out 2>/dev/null || true
 exit "$status"

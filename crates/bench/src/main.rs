@@ -62,6 +62,9 @@ struct MetricsPutArgs {
     series: usize,
     #[arg(long, default_value = "20s", value_parser = stats::parse_duration)]
     duration: Duration,
+    /// The server's process id (the `pid` of its ready file), to report its CPU time per call.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,9 @@ struct MetricsReadArgs {
     period: u64,
     #[arg(long, default_value_t = 50)]
     requests: usize,
+    /// The server's process id (the `pid` of its ready file), to report its CPU time per call.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -301,14 +307,22 @@ fn main() -> ExitCode {
                             a.values,
                             a.series,
                             a.duration,
+                            a.server_pid,
                         )
                         .await?;
                         Ok(ExitCode::SUCCESS)
                     }
                     Command::MetricsRead(a) => {
                         let client = a.conn.metrics_client(1)?;
-                        metrics::get_latency(&client, a.series, a.minutes, a.period, a.requests)
-                            .await?;
+                        metrics::get_latency(
+                            &client,
+                            a.series,
+                            a.minutes,
+                            a.period,
+                            a.requests,
+                            a.server_pid,
+                        )
+                        .await?;
                         Ok(ExitCode::SUCCESS)
                     }
                 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::client::{Answer, EcsClient};
+use crate::cpu;
 use crate::stats::quantile;
 
 pub const TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
@@ -65,6 +66,7 @@ pub async fn put_throughput(
     values: usize,
     series: usize,
     duration: Duration,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<()> {
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         (0..64)
@@ -72,6 +74,7 @@ pub async fn put_throughput(
             .collect(),
     );
     let calls = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu::Sample::now(server_pid);
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -104,7 +107,10 @@ pub async fn put_throughput(
         lat.extend(t.await??);
     }
     let secs = start.elapsed().as_secs_f64();
-    let calls = calls.load(Ordering::Relaxed) as f64;
+    let cpu = cpu::usage(cpu_before, cpu::Sample::now(server_pid));
+    let calls = calls.load(Ordering::Relaxed);
+    let cpu_line = cpu.line(calls);
+    let calls = calls as f64;
     lat.sort();
     println!(
         "PutMetricData: {concurrency} in flight, {items} items x {values} values over {series} series: \
@@ -114,17 +120,21 @@ pub async fn put_throughput(
         quantile(&lat, 0.5) as f64 / 1000.0,
         quantile(&lat, 0.99) as f64 / 1000.0,
     );
+    println!("  cpu: {cpu_line}");
     Ok(())
 }
 
 /// Loads `series` series with one datapoint per minute for `minutes` minutes (ending two minutes
-/// ago), then times `requests` `GetMetricData` calls asking for all of them at `period`.
+/// ago), then times `requests` `GetMetricData` calls asking for all of them at `period`: from
+/// sending the request to the answer's last byte. Decoding the answer (to count and check the
+/// datapoints) is timed apart.
 pub async fn get_latency(
     client: &EcsClient,
     series: usize,
     minutes: u64,
     period: u64,
     requests: usize,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<()> {
     let end = now_s() / 60 * 60 - 120;
     let start = end - minutes * 60;
@@ -178,25 +188,50 @@ pub async fn get_latency(
         "EndTime": end,
         "MaxDatapoints": series as u64 * minutes,
     });
+    let body = Bytes::from(body.to_string());
     let mut lat = Vec::new();
+    let mut decode = Vec::new();
     let mut points = 0;
+    // The server is idle while the client decodes: its CPU over the loop is the calls'.
+    let cpu_before = cpu::Sample::now(server_pid);
     for _ in 0..requests {
         let t = Instant::now();
-        let out = call(client, "GetMetricData", body.clone()).await?;
+        let Answer { status, body } = client.call("GetMetricData", body.clone()).await?;
         lat.push(t.elapsed().as_micros() as u64);
+        anyhow::ensure!(
+            status.is_success(),
+            "GetMetricData: HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(500)])
+        );
+        let t = Instant::now();
+        let out: Value =
+            serde_json::from_slice(&body).context("GetMetricData: answer is not JSON")?;
+        decode.push(t.elapsed().as_micros() as u64);
         points = out["MetricDataResults"].as_array().map_or(0, |r| {
             r.iter()
-                .map(|q| q["Values"].as_array().map_or(0, Vec::len))
+                .map(|q| {
+                    let values = q["Values"].as_array().map_or(0, Vec::len);
+                    let timestamps = q["Timestamps"].as_array().map_or(0, Vec::len);
+                    if values == timestamps { values } else { 0 }
+                })
                 .sum()
         });
     }
+    let cpu = cpu::usage(cpu_before, cpu::Sample::now(server_pid));
     lat.sort();
+    decode.sort();
     println!(
         "GetMetricData: {series} series x {minutes} minutes ({loaded} datapoints loaded), period {period}s, \
-         {points} datapoints returned: p50 {:.1} ms p90 {:.1} ms p99 {:.1} ms over {requests} calls",
+         {points} datapoints returned: p50 {:.1} ms p90 {:.1} ms p99 {:.1} ms over {requests} calls \
+         (to the answer's last byte; decoding it into JSON values in the client: p50 {:.1} ms)",
         quantile(&lat, 0.5) as f64 / 1000.0,
         quantile(&lat, 0.9) as f64 / 1000.0,
         quantile(&lat, 0.99) as f64 / 1000.0,
+        quantile(&decode, 0.5) as f64 / 1000.0,
+    );
+    println!(
+        "  cpu (client's includes decoding): {}",
+        cpu.line(requests as u64)
     );
     Ok(())
 }

@@ -21,7 +21,7 @@ pub mod model_constraints;
 pub mod series;
 pub mod wire;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -121,7 +121,7 @@ pub const RETENTION_MS: u64 = 15 * 86_400_000;
 const BATCH_PREFIX: &str = "cloudwatch/points/";
 
 /// One stored `PutMetricData`: its rows, compactly.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Batch {
     /// The raw values of the rows of `p` that have them (by index in `p`): what percentiles
     /// are computed from. Batches stored before raw values were kept have none.
@@ -137,6 +137,27 @@ struct Batch {
         String,
         String,
         Vec<(String, String)>,
+        u8,
+        i64,
+        f64,
+        f64,
+        f64,
+        f64,
+    )>,
+}
+
+/// A [`Batch`] as written: the same record, borrowing the rows' strings.
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    v: Vec<(usize, &'a [(f64, f64)])>,
+    t: u64,
+    r: &'a str,
+    #[allow(clippy::type_complexity)]
+    p: Vec<(
+        &'a str,
+        &'a str,
+        &'a [(String, String)],
         u8,
         i64,
         f64,
@@ -315,21 +336,21 @@ impl CloudWatchService {
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = Batch {
+        let batch = BatchOut {
             v: rows
                 .iter()
                 .enumerate()
-                .filter_map(|(i, r)| r.values.clone().map(|v| (i, v)))
+                .filter_map(|(i, r)| r.values.as_deref().map(|v| (i, v)))
                 .collect(),
             t: now_ms,
-            r: region.to_owned(),
+            r: region,
             p: rows
                 .iter()
                 .map(|r| {
                     (
-                        r.key.namespace.clone(),
-                        r.key.name.clone(),
-                        r.key.dimensions.clone(),
+                        r.key.namespace.as_str(),
+                        r.key.name.as_str(),
+                        r.key.dimensions.as_slice(),
                         r.unit,
                         r.bucket,
                         r.agg.count,
@@ -477,22 +498,29 @@ impl CloudWatchService {
             .index
             .read()
             .periods(key, start, end, period, unit, raw);
-        let mut merged: BTreeMap<i64, PeriodAgg> = BTreeMap::new();
+        // The periods are in time order, the units of one period next to each other: merging
+        // neighbours with the same start merges the units.
+        let mut merged: Vec<PeriodAgg> = Vec::with_capacity(periods.len());
         for p in periods {
-            match merged.get_mut(&p.start) {
-                Some(m) => m.merge(&p),
-                None => {
-                    merged.insert(p.start, p);
-                }
+            match merged.last_mut() {
+                Some(m) if m.start == p.start => m.merge(&p),
+                _ => merged.push(p),
             }
         }
+        // Collected from keys in ascending order, the map is built in one pass.
         merged
             .into_iter()
-            .filter_map(|(t, a)| Some((t, a.stat(stat)?)))
+            .filter_map(|a| Some((a.start, a.stat(stat)?)))
             .collect()
     }
 
-    fn get_metric_data(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+    /// What a `GetMetricData` answers: the results to return (in query order) and whether
+    /// their datapoints go in ascending time order.
+    fn metric_data(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<(Vec<math::QueryResult>, bool), AwsError> {
         let (start, end) = metrics::time_range(input)?;
         if input.get("NextToken").and_then(Value::as_str).is_some() {
             return Err(AwsError::client(
@@ -530,24 +558,25 @@ impl CloudWatchService {
                  server does not page GetMetricData: narrow the time range or increase Period."
             )));
         }
-        let out: Vec<Value> = results
-            .into_iter()
-            .filter(|r| r.return_data)
-            .map(|r| {
-                let mut points: Vec<(i64, f64)> = r.values.into_iter().collect();
-                if !ascending {
-                    points.reverse();
-                }
-                json!({
-                    "Id": r.id,
-                    "Label": r.label,
-                    "Timestamps": points.iter().map(|p| p.0).collect::<Vec<_>>(),
-                    "Values": points.iter().map(|p| wire::number_or_marker(p.1)).collect::<Vec<_>>(),
-                    "StatusCode": "Complete",
-                })
-            })
-            .collect();
-        Ok(json!({ "MetricDataResults": out, "Messages": [] }))
+        let returned = results.into_iter().filter(|r| r.return_data).collect();
+        Ok((returned, ascending))
+    }
+
+    /// `GetMetricData` as a JSON value (what the query protocol's XML is written from).
+    fn get_metric_data(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (results, ascending) = self.metric_data(input, ctx)?;
+        Ok(wire::metric_data_value(results, ascending))
+    }
+
+    /// `GetMetricData` written straight to awsJson bytes: the answer is mostly timestamps and
+    /// values, which are not worth a JSON value each.
+    fn get_metric_data_serialized(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        let (results, ascending) = self.metric_data(input, ctx)?;
+        Ok(wire::metric_data_json(&results, ascending))
     }
 
     fn list_metrics(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
@@ -642,16 +671,54 @@ impl JsonService for CloudWatchService {
     }
 
     async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
-        let op = operation(op)?;
-        let input: Value = match gantry_aws_proto::json::parse_body(body) {
-            Ok(v) => v,
-            Err(first) => {
-                // Python's JSON writer sends non-finite doubles as bare NaN / Infinity.
-                gantry_aws_proto::json::parse_body(&wire::quote_non_finite(body))
-                    .map_err(|_| first)?
+        self.call_body(operation(op)?, body, ctx).await
+    }
+
+    async fn call_serialized(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        match operation(op)? {
+            CloudWatchOperation::GetMetricData => {
+                self.get_metric_data_serialized(&json_input(body)?, ctx)
             }
-        };
-        self.call_json(op, input, ctx).await
+            op => self
+                .call_body(op, body, ctx)
+                .await
+                .map(|v| v.to_string().into_bytes()),
+        }
+    }
+}
+
+impl CloudWatchService {
+    /// Runs `op` on an awsJson body.
+    async fn call_body(
+        &self,
+        op: CloudWatchOperation,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, AwsError> {
+        if op == CloudWatchOperation::PutMetricData
+            && let Some(rows) = metrics::put_metric_data_body(body, &ctx.region, ctx.now)
+        {
+            // Decoded without a JSON value per member (the usual case).
+            self.put_rows(&ctx.region, rows?, ctx.now).await?;
+            return Ok(json!({}));
+        }
+        self.call_json(op, json_input(body)?, ctx).await
+    }
+}
+
+/// An awsJson request body as a value.
+fn json_input(body: &[u8]) -> Result<Value, AwsError> {
+    match gantry_aws_proto::json::parse_body(body) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            // Python's JSON writer sends non-finite doubles as bare NaN / Infinity.
+            gantry_aws_proto::json::parse_body(&wire::quote_non_finite(body)).map_err(|_| first)
+        }
     }
 }
 
@@ -691,6 +758,15 @@ impl JsonService for CloudWatchJson {
 
     async fn call(&self, op: &str, body: &[u8], ctx: &RequestContext) -> Result<Value, AwsError> {
         JsonService::call(self.0.as_ref(), op, body, ctx).await
+    }
+
+    async fn call_serialized(
+        &self,
+        op: &str,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>, AwsError> {
+        JsonService::call_serialized(self.0.as_ref(), op, body, ctx).await
     }
 }
 
@@ -738,4 +814,37 @@ fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `PutMetricData` stored reads back, after a restart, as the same index.
+    #[tokio::test]
+    async fn stored_batches_load_back_into_the_same_index() {
+        let store: Arc<dyn Store> = Arc::new(gantry_store::MemoryStore::new());
+        let now_ms = 1_796_551_200_000;
+        let svc = CloudWatchService::open(store.clone()).await.unwrap();
+        let input = json!({"Namespace": "App", "MetricData": [
+            {"MetricName": "Latency", "Dimensions": [{"Name": "Host", "Value": "a\"b"}],
+             "Values": [1.5, 2.0, 2.0], "Counts": [1, 2, 1], "Unit": "Milliseconds"},
+            {"MetricName": "Latency", "Dimensions": [{"Name": "Host", "Value": "a\"b"}],
+             "Value": -3.0, "Unit": "Milliseconds", "Timestamp": 1_796_551_100},
+            {"MetricName": "Errors", "StatisticValues":
+                {"SampleCount": 3, "Sum": 6, "Minimum": 1, "Maximum": 3}, "StorageResolution": 1},
+        ]});
+        let rows = metrics::put_metric_data(&input, "eu-west-1", now_ms).unwrap();
+        let keys: Vec<SeriesKey> = rows.iter().map(|r| r.key.clone()).collect();
+        svc.put_rows("eu-west-1", rows, now_ms).await.unwrap();
+        let again = CloudWatchService::open(store).await.unwrap();
+        let (a, b) = (svc.index.read(), again.index.read());
+        assert_eq!(a.keys(), b.keys());
+        let start = (now_ms / 1000) as i64 - 3600;
+        for key in &keys {
+            let want = a.periods(key, start, start + 7200, 60, None, true);
+            assert!(!want.is_empty());
+            assert_eq!(want, b.periods(key, start, start + 7200, 60, None, true));
+        }
+    }
 }

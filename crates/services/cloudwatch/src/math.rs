@@ -137,7 +137,8 @@ pub fn evaluate_queries(
             QueryResult {
                 id: id.clone(),
                 label,
-                values: ctx.done.get(id).cloned().unwrap_or_default(),
+                // Ids are unique: each series is taken once.
+                values: ctx.done.remove(id).unwrap_or_default(),
                 return_data: q.get("ReturnData").and_then(Value::as_bool).unwrap_or(true),
             }
         })

@@ -447,7 +447,8 @@ pub fn aggregate_periods(
     unit: Option<u8>,
 ) -> Vec<PeriodAgg> {
     let mut out: Vec<PeriodAgg> = Vec::new();
-    let mut open: BTreeMap<u8, usize> = BTreeMap::new();
+    // The current period's (unit, index in `out`): a period has one unit or a few.
+    let mut open: Vec<(u8, usize)> = Vec::new();
     let mut current = i64::MIN;
     for (t, u, agg, values) in buckets {
         if unit.is_some_and(|want| want != u) {
@@ -458,13 +459,13 @@ pub fn aggregate_periods(
             current = p;
             open.clear();
         }
-        match open.get(&u) {
-            Some(&i) => {
+        match open.iter().find(|(unit, _)| *unit == u) {
+            Some(&(_, i)) => {
                 out[i].agg.merge(&agg);
                 merge_values(&mut out[i].values, &values);
             }
             None => {
-                open.insert(u, out.len());
+                open.push((u, out.len()));
                 out.push(PeriodAgg {
                     start: p,
                     unit: u,

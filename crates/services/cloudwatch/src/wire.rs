@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::math::QueryResult;
+
 #[derive(Debug, Deserialize)]
 struct Model {
     operations: BTreeMap<String, Op>,
@@ -206,6 +208,99 @@ pub fn number_or_marker(v: f64) -> Value {
         None if v.is_nan() => Value::String("NaN".into()),
         None if v > 0.0 => Value::String("Infinity".into()),
         None => Value::String("-Infinity".into()),
+    }
+}
+
+/// A `GetMetricData` answer as a JSON value.
+pub fn metric_data_value(results: Vec<QueryResult>, ascending: bool) -> Value {
+    let out: Vec<Value> = results
+        .into_iter()
+        .map(|r| {
+            let mut points: Vec<(i64, f64)> = r.values.into_iter().collect();
+            if !ascending {
+                points.reverse();
+            }
+            serde_json::json!({
+                "Id": r.id,
+                "Label": r.label,
+                "Timestamps": points.iter().map(|p| p.0).collect::<Vec<_>>(),
+                "Values": points.iter().map(|p| number_or_marker(p.1)).collect::<Vec<_>>(),
+                "StatusCode": "Complete",
+            })
+        })
+        .collect();
+    serde_json::json!({ "MetricDataResults": out, "Messages": [] })
+}
+
+/// A `GetMetricData` answer on awsJson: the same JSON the handlers' value would serialize to
+/// (timestamps in seconds, doubles in their shortest round-trip form, a value JSON cannot carry
+/// as its name), written without building a value per datapoint.
+pub fn metric_data_json(results: &[QueryResult], ascending: bool) -> Vec<u8> {
+    let points: usize = results.iter().map(|r| r.values.len()).sum();
+    let mut out = Vec::with_capacity(48 + results.len() * 96 + points * 24);
+    out.extend_from_slice(b"{\"MetricDataResults\":[");
+    for (i, r) in results.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Id\":");
+        json_string(&mut out, &r.id);
+        out.extend_from_slice(b",\"Label\":");
+        json_string(&mut out, &r.label);
+        out.extend_from_slice(b",\"Timestamps\":[");
+        if ascending {
+            join(&mut out, r.values.keys(), |out, t| {
+                out.extend_from_slice(itoa::Buffer::new().format(*t).as_bytes());
+            });
+        } else {
+            join(&mut out, r.values.keys().rev(), |out, t| {
+                out.extend_from_slice(itoa::Buffer::new().format(*t).as_bytes());
+            });
+        }
+        out.extend_from_slice(b"],\"Values\":[");
+        if ascending {
+            join(&mut out, r.values.values(), |out, v| json_double(out, *v));
+        } else {
+            join(&mut out, r.values.values().rev(), |out, v| {
+                json_double(out, *v)
+            });
+        }
+        out.extend_from_slice(b"],\"StatusCode\":\"Complete\"}");
+    }
+    out.extend_from_slice(b"],\"Messages\":[]}");
+    out
+}
+
+fn join<T>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+}
+
+/// A string as JSON writes it (quoted, escaped).
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// A double as [`number_or_marker`] has it serialized: the shortest form that reads back the
+/// same (as serde_json writes numbers), or the quoted name of a value JSON cannot carry.
+fn json_double(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else if v.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if v > 0.0 {
+        out.extend_from_slice(b"\"Infinity\"");
+    } else {
+        out.extend_from_slice(b"\"-Infinity\"");
     }
 }
 
@@ -426,6 +521,55 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("<Average>2.5</Average>"), "{xml}");
+    }
+
+    fn results() -> Vec<QueryResult> {
+        let values = [
+            (60, 1.0),
+            (120, 0.1),
+            (180, -0.0),
+            (240, f64::NAN),
+            (300, f64::INFINITY),
+            (360, f64::NEG_INFINITY),
+            (420, 1.0e300),
+            (480, -2.5e-7),
+            (540, 123_456_789.125),
+            (-60, 5.0),
+        ];
+        vec![
+            QueryResult {
+                id: "m1".into(),
+                label: "Latency \"p99\" \\ é\n".into(),
+                values: values.into_iter().collect(),
+                return_data: true,
+            },
+            QueryResult {
+                id: "e1".into(),
+                label: String::new(),
+                values: Default::default(),
+                return_data: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn metric_data_bytes_are_the_json_of_the_value() {
+        for ascending in [true, false] {
+            let bytes = metric_data_json(&results(), ascending);
+            let written: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(written, metric_data_value(results(), ascending));
+            // Numbers as serde_json writes them, byte for byte.
+            let text = String::from_utf8(bytes).unwrap();
+            let first = &written["MetricDataResults"][0];
+            for key in ["Timestamps", "Values"] {
+                let list = serde_json::to_string(&first[key]).unwrap();
+                assert!(text.contains(&list), "{list} in {text}");
+            }
+        }
+        let descending: Value =
+            serde_json::from_slice(&metric_data_json(&results(), false)).unwrap();
+        assert_eq!(descending["MetricDataResults"][0]["Timestamps"][0], 540);
+        assert_eq!(descending["MetricDataResults"][0]["Values"][5], "NaN");
     }
 
     #[test]
