@@ -13,6 +13,8 @@
 //!   threshold) hold the breaching value gives the adjustment.
 //! - Scheduled actions (`at()`, `rate()` and `cron()`, in the action's time zone) that set min/max at their time.
 //! - Scaling activities with AWS's descriptions and causes.
+//! - Tags on scalable targets (at registration, `TagResource`, `UntagResource`,
+//!   `ListTagsForResource` by `ScalableTargetARN`), kept in the target's record.
 //!
 //! Cross-service needs are traits the composition root implements: [`Services`] (ECS's desired
 //! count) and [`Alarms`] (CloudWatch alarms); CloudWatch calls [`AutoScalingService::execute`]
@@ -412,14 +414,18 @@ impl AutoScalingService {
                 "Minimum capacity cannot be greater than maximum capacity (min {min}, max {max})."
             )));
         }
-        if input
-            .get("Tags")
-            .and_then(Value::as_object)
-            .is_some_and(|t| !t.is_empty())
-        {
-            return Err(validation("Tags are not supported by this server."));
-        }
         let arn = target["ScalableTargetARN"].clone();
+        let tags = tag_map(input)?;
+        if !tags.is_empty() {
+            // AWS takes tags only when the target is created.
+            if rev != 0 {
+                return Err(validation(
+                    "The scalable target that you tried to tag already exists. To update tags on an existing scalable target, use the TagResource API.",
+                ));
+            }
+            let merged = merge_tags(&serde_json::Map::new(), &tags, arn.as_str().unwrap_or(""))?;
+            target[TAGS] = Value::Object(merged);
+        }
         self.commit(
             Txn::new()
                 .require_revision(key.clone(), rev)
@@ -462,6 +468,7 @@ impl AutoScalingService {
             .into_iter()
             .map(|(_, v)| v)
             .filter(|t| ids.is_empty() || ids.contains(&s(t, "ResourceId").unwrap_or_default()))
+            .map(public)
             .collect();
         Ok(json!({ "ScalableTargets": targets }))
     }
@@ -486,6 +493,81 @@ impl AutoScalingService {
             self.alarms.delete(&ctx.region, &alarms).await?;
         }
         Ok(json!({}))
+    }
+
+    /// The store key, record and revision of the scalable target named by `ResourceARN`.
+    async fn target_by_arn(
+        &self,
+        input: &Value,
+        ctx: &RequestContext,
+    ) -> Result<(String, Value, u64), AwsError> {
+        let arn = s(input, "ResourceARN").ok_or_else(|| validation("ResourceARN is required."))?;
+        let found = self
+            .scan(&format!("autoscaling/{}/target/ecs/", ctx.region))
+            .await?
+            .into_iter()
+            .find(|(_, t)| s(t, "ScalableTargetARN") == Some(arn));
+        let Some((key, _)) = found else {
+            return Err(AwsError::client(
+                "ResourceNotFoundException",
+                format!("No scalable target found for ARN: {arn}"),
+            )
+            .with_member("ResourceName", json!(arn)));
+        };
+        // Read again for the revision the update is conditional on.
+        match self.get(&key).await? {
+            Some((t, rev)) => Ok((key, t, rev)),
+            None => Err(AwsError::client(
+                "ResourceNotFoundException",
+                format!("No scalable target found for ARN: {arn}"),
+            )
+            .with_member("ResourceName", json!(arn))),
+        }
+    }
+
+    async fn tag(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        if input.get("Tags").is_none() {
+            return Err(validation("Tags is required."));
+        }
+        let tags = tag_map(input)?;
+        let (key, mut target, rev) = self.target_by_arn(input, ctx).await?;
+        let arn = s(&target, "ScalableTargetARN")
+            .unwrap_or_default()
+            .to_owned();
+        let current = target[TAGS].as_object().cloned().unwrap_or_default();
+        target[TAGS] = Value::Object(merge_tags(&current, &tags, &arn)?);
+        self.commit(
+            Txn::new()
+                .require_revision(key.clone(), rev)
+                .put(key, target.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(json!({}))
+    }
+
+    async fn untag(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let Some(keys) = input.get("TagKeys").and_then(Value::as_array) else {
+            return Err(validation("TagKeys is required."));
+        };
+        let (key, mut target, rev) = self.target_by_arn(input, ctx).await?;
+        if let Some(tags) = target.get_mut(TAGS).and_then(Value::as_object_mut) {
+            for k in keys.iter().filter_map(Value::as_str) {
+                tags.remove(k);
+            }
+        }
+        self.commit(
+            Txn::new()
+                .require_revision(key.clone(), rev)
+                .put(key, target.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(json!({}))
+    }
+
+    async fn list_tags(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
+        let (_, target, _) = self.target_by_arn(input, ctx).await?;
+        let tags = target.get(TAGS).cloned().unwrap_or_else(|| json!({}));
+        Ok(json!({ "Tags": tags }))
     }
 
     async fn put_policy(&self, input: &Value, ctx: &RequestContext) -> Result<Value, AwsError> {
@@ -1232,6 +1314,55 @@ fn owned_alarms(p: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Where a scalable target's record keeps its tags (not a member of `ScalableTarget`).
+const TAGS: &str = "_tags";
+/// Tags a scalable target may carry.
+const MAX_TAGS: usize = 50;
+
+/// The request's `Tags` map (absent: empty); the model's constraints (key 1..=128 and value
+/// ..=256 characters) are checked by the front, the reserved `aws:` prefix here.
+fn tag_map(input: &Value) -> Result<serde_json::Map<String, Value>, AwsError> {
+    let tags = match input.get("Tags") {
+        None | Some(Value::Null) => return Ok(serde_json::Map::new()),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(validation("Tags must be a map of tag keys to tag values.")),
+    };
+    for (k, v) in &tags {
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(validation(format!(
+                "Tag key '{k}' uses the reserved prefix 'aws:'."
+            )));
+        }
+        if !v.is_string() {
+            return Err(validation(format!(
+                "The value of tag '{k}' must be a string."
+            )));
+        }
+    }
+    Ok(tags)
+}
+
+/// `current` with `tags` added or replaced; more than [`MAX_TAGS`] is `TooManyTagsException`.
+fn merge_tags(
+    current: &serde_json::Map<String, Value>,
+    tags: &serde_json::Map<String, Value>,
+    arn: &str,
+) -> Result<serde_json::Map<String, Value>, AwsError> {
+    let mut merged = current.clone();
+    merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if merged.len() > MAX_TAGS {
+        return Err(AwsError::client(
+            "TooManyTagsException",
+            format!(
+                "A scalable target can have at most {MAX_TAGS} tags; this request would leave {} on {arn}.",
+                merged.len()
+            ),
+        )
+        .with_member("ResourceName", json!(arn)));
+    }
+    Ok(merged)
+}
+
 fn public(mut v: Value) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.retain(|k, _| !k.starts_with('_'));
@@ -1258,8 +1389,11 @@ impl JsonService for AutoScalingService {
             "PutScheduledAction" => self.put_scheduled(&input, ctx).await,
             "DescribeScheduledActions" => self.describe_scheduled(&input, ctx).await,
             "DeleteScheduledAction" => self.delete_scheduled(&input, ctx).await,
+            "TagResource" => self.tag(&input, ctx).await,
+            "UntagResource" => self.untag(&input, ctx).await,
+            "ListTagsForResource" => self.list_tags(&input, ctx).await,
             other => Err(validation(format!(
-                "The operation {other} is not supported by this server (tags and predictive scaling are not served)."
+                "The operation {other} is not supported by this endpoint."
             ))),
         }
     }
@@ -1372,6 +1506,73 @@ mod tests {
         reg["MaxCapacity"] = json!(10);
         call(&svc, "RegisterScalableTarget", reg).await;
         (svc, services, alarms, target)
+    }
+
+    #[tokio::test]
+    async fn tags_live_in_the_target_record_and_go_with_it() {
+        let services = Arc::new(FakeServices(Mutex::new(2)));
+        let svc = AutoScalingService::new(
+            Arc::new(MemoryStore::new()),
+            services,
+            Arc::new(FakeAlarms::default()),
+            "000000000000",
+        );
+        let target = json!({"ServiceNamespace": "ecs", "ResourceId": "service/c/s",
+                            "ScalableDimension": DIMENSION});
+        let mut reg = target.clone();
+        reg["MinCapacity"] = json!(1);
+        reg["MaxCapacity"] = json!(10);
+        reg["Tags"] = json!({"env": "prod"});
+        let arn = call(&svc, "RegisterScalableTarget", reg.clone()).await["ScalableTargetARN"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let by_arn = json!({"ResourceARN": arn});
+        assert_eq!(
+            call(&svc, "ListTagsForResource", by_arn.clone()).await,
+            json!({"Tags": {"env": "prod"}})
+        );
+        // Tags are taken at creation only.
+        let err = JsonService::call(
+            &svc,
+            "RegisterScalableTarget",
+            reg.to_string().as_bytes(),
+            &ctx(1_000),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, "ValidationException");
+        // Describe does not show the tags.
+        let d = call(
+            &svc,
+            "DescribeScalableTargets",
+            json!({"ServiceNamespace": "ecs"}),
+        )
+        .await;
+        assert!(d["ScalableTargets"][0].get(TAGS).is_none());
+        let many: serde_json::Map<String, Value> =
+            (0..50).map(|i| (format!("k{i}"), json!("v"))).collect();
+        let err = JsonService::call(
+            &svc,
+            "TagResource",
+            json!({"ResourceARN": arn, "Tags": many})
+                .to_string()
+                .as_bytes(),
+            &ctx(1_000),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, "TooManyTagsException");
+        call(&svc, "DeregisterScalableTarget", target).await;
+        let err = JsonService::call(
+            &svc,
+            "ListTagsForResource",
+            by_arn.to_string().as_bytes(),
+            &ctx(1_000),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, "ResourceNotFoundException");
     }
 
     #[tokio::test]
