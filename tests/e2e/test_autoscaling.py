@@ -1,6 +1,7 @@
 """Application Auto Scaling of ECS services: scalable targets, step scaling fired by a user
 alarm through set-alarm-state, target tracking with the alarms it owns, scaling activities."""
 
+import re
 import time
 
 import botocore.exceptions
@@ -194,3 +195,77 @@ def test_cron_scheduled_action_fires_in_its_time_zone(fast):
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 4)
     [act] = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
     assert act["Cause"] == "scheduled action name kolkata set min capacity to 2"
+
+
+def test_scalable_target_tags(gantry):
+    service(gantry, "ct", "tagged", 1)
+    aas = gantry.client("application-autoscaling")
+    rid = "service/ct/tagged"
+    dim = "ecs:service:DesiredCount"
+
+    def code(fn, **kw):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            fn(**kw)
+        return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+    arn = aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                                       MinCapacity=1, MaxCapacity=3,
+                                       Tags={"env": "prod", "team": "web"})["ScalableTargetARN"]
+    assert re.fullmatch(r"arn:aws:application-autoscaling:us-east-1:000000000000:scalable-target/[0-9a-f]{32}", arn)
+    [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
+    assert target["ScalableTargetARN"] == arn and "Tags" not in target
+    assert aas.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"env": "prod", "team": "web"}
+
+    # Updating the target keeps its tags; tags on an existing target go through TagResource.
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim, MaxCapacity=4)
+    assert aas.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"env": "prod", "team": "web"}
+    c, m = code(aas.register_scalable_target, ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim,
+                Tags={"x": "y"})
+    assert c == "ValidationException" and "TagResource" in m
+
+    aas.tag_resource(ResourceARN=arn, Tags={"env": "staging", "cost": ""})
+    assert aas.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"env": "staging", "team": "web", "cost": ""}
+    aas.untag_resource(ResourceARN=arn, TagKeys=["team", "absent"])
+    assert aas.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"env": "staging", "cost": ""}
+
+    # AWS's errors.
+    unknown = "arn:aws:application-autoscaling:us-east-1:000000000000:scalable-target/0123456789abcdef"
+    for op, kw in [(aas.list_tags_for_resource, {}), (aas.tag_resource, {"Tags": {"a": "b"}}),
+                   (aas.untag_resource, {"TagKeys": ["a"]})]:
+        c, m = code(op, ResourceARN=unknown, **kw)
+        assert c == "ResourceNotFoundException" and unknown in m
+    c, m = code(aas.list_tags_for_resource, ResourceARN="arn:aws:ecs:us-east-1:000000000000:cluster/ct")
+    assert c == "ValidationException"
+    c, m = code(aas.tag_resource, ResourceARN=arn, Tags={f"k{i}": "v" for i in range(49)})
+    assert c == "TooManyTagsException" and arn in m
+    c, m = code(aas.tag_resource, ResourceARN=arn, Tags={"k" * 129: "v"})
+    assert c == "ValidationException"
+    c, m = code(aas.tag_resource, ResourceARN=arn, Tags={"k": "v" * 257})
+    assert c == "ValidationException"
+    c, m = code(aas.tag_resource, ResourceARN=arn, Tags={"aws:owner": "me"})
+    assert c == "ValidationException" and "aws:owner" in m
+    assert aas.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"env": "staging", "cost": ""}
+    c, m = code(aas.get_predictive_scaling_forecast, ServiceNamespace="ecs", ResourceId=rid,
+                ScalableDimension=dim, PolicyName="p", StartTime=0, EndTime=1)
+    assert (c, m) == ("ValidationException",
+                      "The operation GetPredictiveScalingForecast is not supported by this endpoint.")
+
+    # Tags go with the target.
+    aas.deregister_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim)
+    assert code(aas.list_tags_for_resource, ResourceARN=arn)[0] == "ResourceNotFoundException"
+
+
+def test_terraform_style_register_then_list_tags(gantry):
+    """As the Terraform provider creates `aws_appautoscaling_target`: register with tags, read
+    the target back for its ARN, then list its tags (here through the AWS CLI)."""
+    service(gantry, "tf", "app", 1)
+    rid = "service/tf/app"
+    out = gantry.aws_json("application-autoscaling", "register-scalable-target", "--service-namespace", "ecs",
+                          "--resource-id", rid, "--scalable-dimension", "ecs:service:DesiredCount",
+                          "--min-capacity", "1", "--max-capacity", "2", "--tags", "Name=app,owner=ops")
+    [target] = gantry.aws_json("application-autoscaling", "describe-scalable-targets", "--service-namespace",
+                               "ecs", "--resource-ids", rid)["ScalableTargets"]
+    assert target["ScalableTargetARN"] == out["ScalableTargetARN"]
+    tags = gantry.aws_json("application-autoscaling", "list-tags-for-resource", "--resource-arn",
+                           target["ScalableTargetARN"])["Tags"]
+    assert tags == {"Name": "app", "owner": "ops"}
