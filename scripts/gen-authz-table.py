@@ -33,6 +33,7 @@ VERSION = "0.15.2"
 # (botocore service, IAM service prefix)
 SERVICES = [
     ("acm", "acm"),
+    ("application-autoscaling", "application-autoscaling"),
     ("ec2", "ec2"),
     ("ecr", "ecr"),
     ("ecs", "ecs"),

@@ -169,6 +169,11 @@ impl ArnTemplate {
                             break;
                         }
                     }
+                    if v.is_empty() && *name == "ResourceId" && prefix == "application-autoscaling"
+                    {
+                        // Tagging names the scalable target by its ARN.
+                        v = input.values("ResourceARN");
+                    }
                     if v.is_empty() && *name == "ClusterName" && prefix == "ecs" {
                         v.push(Cow::Borrowed("default"));
                     }
@@ -403,14 +408,20 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// Request tags: `tags` (`key`/`value` or `Key`/`Value`) or `Tags.member.N`.
+    /// Request tags: `tags` (`key`/`value` or `Key`/`Value`), a `Tags` map or `Tags.member.N`.
     fn tags(&self) -> Vec<(String, String)> {
         match self {
             Input::Json(v) => {
-                let Some(Value::Array(items)) = v
+                let tags = v
                     .as_ref()
-                    .and_then(|v| v.get("tags").or_else(|| v.get("Tags")))
-                else {
+                    .and_then(|v| v.get("tags").or_else(|| v.get("Tags")));
+                if let Some(Value::Object(map)) = tags {
+                    return map
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                        .collect();
+                }
+                let Some(Value::Array(items)) = tags else {
                     return Vec::new();
                 };
                 items
@@ -596,6 +607,7 @@ mod tests {
             &gantry_secretsmanager::SPEC,
             &gantry_ssm::SPEC,
             &gantry_codedeploy::SPEC,
+            &gantry_autoscaling::SPEC,
         ]
     }
 
@@ -727,6 +739,33 @@ mod tests {
         assert_eq!(c[0].context.get("aws:RequestTag/team").unwrap(), ["a"]);
         assert_eq!(c[0].context.get("aws:TagKeys").unwrap(), ["team"]);
     }
+    #[test]
+    fn scalable_target_tagging_names_the_target_and_its_tags() {
+        let arn = "arn:aws:application-autoscaling:us-east-1:123456789012:scalable-target/0a1b";
+        let body = format!(r#"{{"ResourceARN":"{arn}","Tags":{{"team":"a"}}}}"#);
+        let c = checks(
+            "application-autoscaling",
+            "TagResource",
+            &ctx(),
+            OperationInput::Json(body.as_bytes()),
+        );
+        assert_eq!(c[0].action, "application-autoscaling:TagResource");
+        assert_eq!(c[0].resources, [arn]);
+        assert_eq!(c[0].context.get("aws:RequestTag/team").unwrap(), ["a"]);
+        let body = br#"{"ServiceNamespace":"ecs","ResourceId":"service/c/s","ScalableDimension":"ecs:service:DesiredCount","Tags":{"team":"b"}}"#;
+        let c = checks(
+            "application-autoscaling",
+            "RegisterScalableTarget",
+            &ctx(),
+            OperationInput::Json(body),
+        );
+        assert_eq!(
+            c[0].action,
+            "application-autoscaling:RegisterScalableTarget"
+        );
+        assert_eq!(c[0].context.get("aws:TagKeys").unwrap(), ["team"]);
+    }
+
     /// The ARN filling as it was written before entries were compiled: each placeholder
     /// replaced in the pattern text.
     fn placeholders(pattern: &str) -> Vec<&str> {
