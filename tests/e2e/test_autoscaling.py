@@ -1,6 +1,7 @@
 """Application Auto Scaling of ECS services: scalable targets, step scaling fired by a user
 alarm through set-alarm-state, target tracking with the alarms it owns, scaling activities."""
 
+import json
 import re
 import time
 
@@ -249,6 +250,21 @@ def test_scalable_target_tags(gantry):
                 ScalableDimension=dim, PolicyName="p", StartTime=0, EndTime=1)
     assert (c, m) == ("ValidationException",
                       "The operation GetPredictiveScalingForecast is not supported by this endpoint.")
+
+    # Authorization names the target's ARN: a user allowed tagging of this target only.
+    iam = gantry.client("iam")
+    iam.create_user(UserName="tagger")
+    iam.put_user_policy(UserName="tagger", PolicyName="inline", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": arn, "Action": [
+            "application-autoscaling:ListTagsForResource", "application-autoscaling:TagResource"]}]}))
+    key = iam.create_access_key(UserName="tagger")["AccessKey"]
+    tagger = gantry.client("application-autoscaling", aws_access_key_id=key["AccessKeyId"],
+                           aws_secret_access_key=key["SecretAccessKey"])
+    assert tagger.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"env": "staging", "cost": ""}
+    c, m = code(tagger.list_tags_for_resource, ResourceARN=unknown)
+    assert c == "AccessDeniedException" and f"application-autoscaling:ListTagsForResource on resource: {unknown}" in m
+    c, m = code(tagger.untag_resource, ResourceARN=arn, TagKeys=["env"])
+    assert c == "AccessDeniedException" and "application-autoscaling:UntagResource" in m
 
     # Tags go with the target.
     aas.deregister_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension=dim)
