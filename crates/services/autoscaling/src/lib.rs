@@ -4,7 +4,8 @@
 //!
 //! - Scalable targets with their min/max and `SuspendedState`; registering one brings the
 //!   service's desired count within min/max.
-//! - Target tracking on `ECSServiceAverageCPUUtilization` / `ECSServiceAverageMemoryUtilization`:
+//! - Target tracking on `ECSServiceAverageCPUUtilization` / `ECSServiceAverageMemoryUtilization`
+//!   / `ALBRequestCountPerTarget`, or on one metric a `CustomizedMetricSpecification` names:
 //!   the policy creates and owns two CloudWatch alarms, `TargetTracking-<resource>-AlarmHigh-<id>`
 //!   (above the target for 3 one-minute periods) and `-AlarmLow-<id>` (below 90 % of it for 15),
 //!   whose actions invoke the policy; it scales out fast (desired × metric / target, rounded up)
