@@ -1382,7 +1382,7 @@ impl JsonService for AutoScalingService {
             "DescribeScheduledActions" => self.describe_scheduled(&input, ctx).await,
             "DeleteScheduledAction" => self.delete_scheduled(&input, ctx).await,
             other => Err(validation(format!(
-                "The operation {other} is not supported by this server (tags and predictive scaling are not served)."
+                "The operation {other} is not supported by this endpoint."
             ))),
         }
     }
