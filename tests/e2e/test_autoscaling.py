@@ -4,6 +4,7 @@ alarm through set-alarm-state, target tracking with the alarms it owns, scaling 
 import json
 import re
 import time
+from datetime import datetime, timezone
 
 import botocore.exceptions
 import pytest
@@ -285,3 +286,75 @@ def test_terraform_style_register_then_list_tags(gantry):
     tags = gantry.aws_json("application-autoscaling", "list-tags-for-resource", "--resource-arn",
                            target["ScalableTargetARN"])["Tags"]
     assert tags == {"Name": "app", "owner": "ops"}
+
+
+def test_target_tracking_on_a_customized_metric(tmp_path):
+    # High alarm after 1 one-minute period above the target, low after 2 (AWS: 3 and 15).
+    g = Gantry(tmp_path / "data").start(extra_args=[
+        "--alarm-evaluation-interval", "1", "--target-tracking-periods", "1,2"])
+    try:
+        ecs = service(g, "c5", "worker", 1)
+        aas, cw = g.client("application-autoscaling"), g.client("cloudwatch")
+        rid = "service/c5/worker"
+        aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid,
+                                     ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=5)
+        dims = [{"Name": "Queue", "Value": "jobs"}]
+        spec = {"MetricName": "BacklogPerTask", "Namespace": "App/Queue", "Dimensions": dims,
+                "Statistic": "Maximum", "Unit": "Count"}
+
+        def put_policy(cfg):
+            return aas.put_scaling_policy(
+                PolicyName="backlog", ServiceNamespace="ecs", ResourceId=rid,
+                ScalableDimension="ecs:service:DesiredCount", PolicyType="TargetTrackingScaling",
+                TargetTrackingScalingPolicyConfiguration={"TargetValue": 40.0, "ScaleOutCooldown": 0, **cfg})
+
+        for cfg, needle in [
+            ({"CustomizedMetricSpecification": spec,
+              "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}},
+             "Only one of"),
+            ({}, "Either PredefinedMetricSpecification or CustomizedMetricSpecification"),
+            ({"CustomizedMetricSpecification": {**spec, "Statistic": "p99"}}, "'p99'"),
+            ({"CustomizedMetricSpecification": {"Metrics": [
+                {"Id": "m1", "MetricStat": {"Metric": {"MetricName": "BacklogPerTask", "Namespace": "App/Queue"},
+                                            "Stat": "Sum"}, "ReturnData": True}]}},
+             "CustomizedMetricSpecification.Metrics"),
+        ]:
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                put_policy(cfg)
+            assert e.value.response["Error"]["Code"] == "ValidationException"
+            assert needle in e.value.response["Error"]["Message"]
+        assert cw.describe_alarms(AlarmNamePrefix="TargetTracking-")["MetricAlarms"] == []
+
+        out = put_policy({"CustomizedMetricSpecification": spec})
+        names = sorted(a["AlarmName"] for a in out["Alarms"])
+        assert names[0].startswith("TargetTracking-service/c5/worker-AlarmHigh-")
+        assert names[1].startswith("TargetTracking-service/c5/worker-AlarmLow-")
+        alarms = {a["AlarmName"]: a for a in cw.describe_alarms(AlarmNamePrefix="TargetTracking-")["MetricAlarms"]}
+        assert sorted(alarms) == names
+        for a in alarms.values():
+            assert (a["Namespace"], a["MetricName"], a["Statistic"], a["Unit"], a["Dimensions"], a["Period"]) == (
+                "App/Queue", "BacklogPerTask", "Maximum", "Count", dims, 60)
+            assert a["AlarmActions"] == [out["PolicyARN"]]
+        assert (alarms[names[0]]["Threshold"], alarms[names[0]]["ComparisonOperator"]) == (40.0, "GreaterThanThreshold")
+        assert (alarms[names[1]]["Threshold"], alarms[names[1]]["ComparisonOperator"]) == (36.0, "LessThanThreshold")
+        described = aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=rid)["ScalingPolicies"]
+        assert described[0]["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"] == spec
+
+        # A backlog of 100 per task against a target of 40: ceil(1 × 100 / 40) = 3 tasks.
+        now = time.time()
+        m = now - now % 60
+        cw.put_metric_data(Namespace="App/Queue", MetricData=[
+            {"MetricName": "BacklogPerTask", "Dimensions": dims, "Value": 100.0, "Unit": "Count",
+             "Timestamp": datetime.fromtimestamp(t, timezone.utc)} for t in (m - 60, m)])
+        wait_for(lambda: desired(ecs, "c5", "worker") == 3, timeout=30, what="desired count raised to 3")
+        acts = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
+        assert acts[0]["Description"] == "Setting desired count to 3."
+        assert acts[0]["Cause"] == f"monitor alarm {names[0]} in state ALARM triggered policy backlog"
+
+        aas.delete_scaling_policy(PolicyName="backlog", ServiceNamespace="ecs", ResourceId=rid,
+                                  ScalableDimension="ecs:service:DesiredCount")
+        assert cw.describe_alarms(AlarmNamePrefix="TargetTracking-")["MetricAlarms"] == []
+        ecs.update_service(cluster="c5", service="worker", desiredCount=0)
+        ecs.delete_service(cluster="c5", service="worker", force=True)
+    finally:
+        g.stop()

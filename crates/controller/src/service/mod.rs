@@ -32,7 +32,7 @@
 //!     throttle_failures: 0, throttle_until: 0, version: 1, platform_version: None,
 //!     shift: None, production_target_group: None, last_rollback: None,
 //!     deployment_controller: None, task_sets: vec![],
-//!     capacity_provider_strategy: vec![],
+//!     capacity_provider_strategy: vec![], role_arn: None,
 //! };
 //! // A new service without tasks: launch 2 of the primary deployment.
 //! let plan = reconcile(&service, &[], &[], 1_000, &mut SequentialIds::default());

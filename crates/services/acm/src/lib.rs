@@ -195,7 +195,7 @@ impl AcmService {
             RemoveTagsFromCertificate => certs::remove_tags(self, body, ctx).await,
             ListTagsForCertificate => certs::list_tags(self, body, ctx).await,
             other => Err(AcmError::UnsupportedOperation(format!(
-                "{other} is not supported by Gantry's ACM: it serves imported certificates only (ImportCertificate, DescribeCertificate, ListCertificates, GetCertificate, DeleteCertificate and tags); Gantry issues, renews, exports and revokes none."
+                "The operation {other} is not supported by this endpoint. Gantry's ACM serves imported certificates only (ImportCertificate, DescribeCertificate, ListCertificates, GetCertificate, DeleteCertificate and tags); Gantry issues, renews, exports and revokes none."
             ))),
         }
     }

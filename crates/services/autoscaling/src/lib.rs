@@ -4,7 +4,8 @@
 //!
 //! - Scalable targets with their min/max and `SuspendedState`; registering one brings the
 //!   service's desired count within min/max.
-//! - Target tracking on `ECSServiceAverageCPUUtilization` / `ECSServiceAverageMemoryUtilization`:
+//! - Target tracking on `ECSServiceAverageCPUUtilization` / `ECSServiceAverageMemoryUtilization`
+//!   / `ALBRequestCountPerTarget`, or on one metric a `CustomizedMetricSpecification` names:
 //!   the policy creates and owns two CloudWatch alarms, `TargetTracking-<resource>-AlarmHigh-<id>`
 //!   (above the target for 3 one-minute periods) and `-AlarmLow-<id>` (below 90 % of it for 15),
 //!   whose actions invoke the policy; it scales out fast (desired × metric / target, rounded up)
@@ -166,6 +167,106 @@ fn ecs_resource(resource_id: &str) -> Result<(&str, &str), AwsError> {
             "Unsupported resource ID {resource_id}: ECS resources are service/<cluster>/<service>."
         ))),
     }
+}
+
+/// The statistics a `CustomizedMetricSpecification` may name (the model's `MetricStatistic`).
+const METRIC_STATISTICS: [&str; 5] = ["Average", "Minimum", "Maximum", "SampleCount", "Sum"];
+
+/// CloudWatch's units (`StandardUnit`), the values a customized metric's `Unit` may take.
+const METRIC_UNITS: [&str; 27] = [
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+/// The metric a target-tracking policy's `CustomizedMetricSpecification` names, as the
+/// `(namespace, metric name, dimensions, statistic, unit)` its alarms watch. The metric-math
+/// form (`Metrics`) is refused: this server's alarms watch one metric.
+fn customized_metric(
+    spec: &Value,
+) -> Result<(String, String, Value, String, Option<String>), AwsError> {
+    const P: &str = "CustomizedMetricSpecification";
+    if !spec.is_object() {
+        return Err(validation(format!("{P} must be a structure.")));
+    }
+    if spec.get("Metrics").is_some_and(|m| !m.is_null()) {
+        return Err(validation(format!(
+            "{P}.Metrics (metric math with TargetTrackingMetricDataQuery) is not supported by this server; specify one metric with MetricName, Namespace, Statistic and optionally Dimensions and Unit."
+        )));
+    }
+    let string = |name: &str| -> Result<Option<String>, AwsError> {
+        match spec.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) if !v.is_empty() => Ok(Some(v.clone())),
+            Some(other) => Err(validation(format!(
+                "The value {other} for {P}.{name} is invalid: a non-empty string is required."
+            ))),
+        }
+    };
+    let required = |name: &str| -> Result<String, AwsError> {
+        string(name)?.ok_or_else(|| validation(format!("{P}.{name} is required.")))
+    };
+    let metric = required("MetricName")?;
+    let namespace = required("Namespace")?;
+    let statistic = required("Statistic")?;
+    if !METRIC_STATISTICS.contains(&statistic.as_str()) {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{statistic}' at 'targetTrackingScalingPolicyConfiguration.customizedMetricSpecification.statistic' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+            METRIC_STATISTICS.join(", ")
+        )));
+    }
+    let unit = string("Unit")?;
+    if let Some(unit) = &unit
+        && !METRIC_UNITS.contains(&unit.as_str())
+    {
+        return Err(validation(format!(
+            "The value {unit} for {P}.Unit is invalid: use one of CloudWatch's units ({}).",
+            METRIC_UNITS.join(", ")
+        )));
+    }
+    let mut dims = Vec::new();
+    match spec.get("Dimensions") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (i, d) in list.iter().enumerate() {
+                let member = |m: &str| {
+                    d.get(m)
+                        .and_then(Value::as_str)
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| {
+                            validation(format!("{P}.Dimensions[{}].{m} is required.", i + 1))
+                        })
+                };
+                dims.push(json!({"Name": member("Name")?, "Value": member("Value")?}));
+            }
+        }
+        Some(_) => return Err(validation(format!("{P}.Dimensions must be a list."))),
+    }
+    Ok((namespace, metric, Value::Array(dims), statistic, unit))
 }
 
 /// The `LoadBalancer` and `TargetGroup` dimensions an `ALBRequestCountPerTarget` resource label
@@ -628,35 +729,40 @@ impl AutoScalingService {
                 if target.is_nan() || target <= 0.0 {
                     return Err(validation("TargetValue must be greater than 0."));
                 }
-                if cfg.get("CustomizedMetricSpecification").is_some() {
+                let predefined = cfg.get("PredefinedMetricSpecification");
+                let customized = cfg.get("CustomizedMetricSpecification");
+                if predefined.is_some() && customized.is_some() {
                     return Err(validation(
-                        "CustomizedMetricSpecification is not supported by this server; use PredefinedMetricSpecification with ECSServiceAverageCPUUtilization or ECSServiceAverageMemoryUtilization.",
+                        "Only one of PredefinedMetricSpecification or CustomizedMetricSpecification can be specified.",
                     ));
                 }
                 policy["TargetTrackingScalingPolicyConfiguration"] = cfg.clone();
                 let (cluster, service) = ecs_resource(&resource)?;
                 let ecs_dims = json!([{"Name": "ClusterName", "Value": cluster}, {"Name": "ServiceName", "Value": service}]);
                 // (namespace, metric, dimensions, statistic, unit)
-                let (namespace, metric, dims, statistic, unit) = match cfg
-                    .pointer("/PredefinedMetricSpecification/PredefinedMetricType")
-                    .and_then(Value::as_str)
-                {
-                    Some("ECSServiceAverageCPUUtilization") => (
-                        "AWS/ECS",
-                        "CPUUtilization",
-                        ecs_dims,
-                        "Average",
-                        Some("Percent"),
-                    ),
-                    Some("ECSServiceAverageMemoryUtilization") => (
-                        "AWS/ECS",
-                        "MemoryUtilization",
-                        ecs_dims,
-                        "Average",
-                        Some("Percent"),
-                    ),
-                    Some("ALBRequestCountPerTarget") => {
-                        let label = cfg
+                let (namespace, metric, dims, statistic, unit) = if let Some(spec) = customized {
+                    customized_metric(spec)?
+                } else {
+                    let (namespace, metric, dims, statistic, unit) = match cfg
+                        .pointer("/PredefinedMetricSpecification/PredefinedMetricType")
+                        .and_then(Value::as_str)
+                    {
+                        Some("ECSServiceAverageCPUUtilization") => (
+                            "AWS/ECS",
+                            "CPUUtilization",
+                            ecs_dims,
+                            "Average",
+                            Some("Percent"),
+                        ),
+                        Some("ECSServiceAverageMemoryUtilization") => (
+                            "AWS/ECS",
+                            "MemoryUtilization",
+                            ecs_dims,
+                            "Average",
+                            Some("Percent"),
+                        ),
+                        Some("ALBRequestCountPerTarget") => {
+                            let label = cfg
                             .pointer("/PredefinedMetricSpecification/ResourceLabel")
                             .and_then(Value::as_str)
                             .ok_or_else(|| {
@@ -664,21 +770,38 @@ impl AutoScalingService {
                                     "ResourceLabel is required for predefined metric type ALBRequestCountPerTarget.",
                                 )
                             })?;
-                        let (lb, tg) = alb_resource_label(label)?;
-                        (
-                            "AWS/ApplicationELB",
-                            "RequestCountPerTarget",
-                            json!([{"Name": "LoadBalancer", "Value": lb}, {"Name": "TargetGroup", "Value": tg}]),
-                            "Sum",
-                            None,
-                        )
-                    }
-                    Some(other) => {
-                        return Err(validation(format!(
-                            "Unsupported predefined metric type {other} for ECS on this server: use ECSServiceAverageCPUUtilization, ECSServiceAverageMemoryUtilization or ALBRequestCountPerTarget."
-                        )));
-                    }
-                    None => return Err(validation("PredefinedMetricSpecification is required.")),
+                            let (lb, tg) = alb_resource_label(label)?;
+                            (
+                                "AWS/ApplicationELB",
+                                "RequestCountPerTarget",
+                                json!([{"Name": "LoadBalancer", "Value": lb}, {"Name": "TargetGroup", "Value": tg}]),
+                                "Sum",
+                                None,
+                            )
+                        }
+                        Some(other) => {
+                            return Err(validation(format!(
+                                "Unsupported predefined metric type {other} for ECS on this server: use ECSServiceAverageCPUUtilization, ECSServiceAverageMemoryUtilization or ALBRequestCountPerTarget."
+                            )));
+                        }
+                        None if predefined.is_some() => {
+                            return Err(validation(
+                                "PredefinedMetricType is required in PredefinedMetricSpecification.",
+                            ));
+                        }
+                        None => {
+                            return Err(validation(
+                                "Either PredefinedMetricSpecification or CustomizedMetricSpecification must be specified.",
+                            ));
+                        }
+                    };
+                    (
+                        namespace.to_owned(),
+                        metric.to_owned(),
+                        dims,
+                        statistic.to_owned(),
+                        unit.map(str::to_owned),
+                    )
                 };
                 let suffix = uuid::Uuid::new_v4();
                 let mut specs = vec![(
@@ -712,7 +835,7 @@ impl AutoScalingService {
                         "Threshold": threshold,
                         "ComparisonOperator": op,
                     });
-                    if let Some(unit) = unit {
+                    if let Some(unit) = &unit {
                         alarm["Unit"] = json!(unit);
                     }
                     let alarm_arn = self.alarms.put(&ctx.region, alarm).await?;
@@ -1628,6 +1751,130 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(*services.0.lock().unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn customized_metric_alarms_watch_the_users_metric() {
+        let (svc, services, alarms, target) = two_tasks_scalable_to_ten().await;
+        let mut put = target.clone();
+        put["PolicyName"] = json!("queue");
+        put["PolicyType"] = json!("TargetTrackingScaling");
+        let spec = json!({"MetricName": "Backlog", "Namespace": "App/Queue",
+                          "Dimensions": [{"Name": "Queue", "Value": "jobs"}],
+                          "Statistic": "Maximum", "Unit": "Count"});
+        put["TargetTrackingScalingPolicyConfiguration"] = json!({"TargetValue": 40.0, "ScaleOutCooldown": 0, "CustomizedMetricSpecification": spec});
+        let try_put = |cfg: Value| {
+            let mut put = put.clone();
+            put["TargetTrackingScalingPolicyConfiguration"] = cfg;
+            let svc = &svc;
+            async move {
+                JsonService::call(
+                    svc,
+                    "PutScalingPolicy",
+                    put.to_string().as_bytes(),
+                    &ctx(1_000),
+                )
+                .await
+                .unwrap_err()
+            }
+        };
+        // Refusals: both specifications, neither, a statistic outside the enum, a missing
+        // member, a bad unit, a dimension without a value, the metric-math form.
+        let pre = json!({"PredefinedMetricType": "ECSServiceAverageCPUUtilization"});
+        let mut bad_stat = spec.clone();
+        bad_stat["Statistic"] = json!("p99");
+        let mut no_ns = spec.clone();
+        no_ns.as_object_mut().unwrap().remove("Namespace");
+        let mut bad_unit = spec.clone();
+        bad_unit["Unit"] = json!("Widgets");
+        let mut bad_dim = spec.clone();
+        bad_dim["Dimensions"] = json!([{"Name": "Queue"}]);
+        let maths =
+            json!({"Metrics": [{"Id": "m1", "Expression": "SUM(METRICS())", "ReturnData": true}]});
+        for (cfg, needle) in [
+            (
+                json!({"TargetValue": 40.0, "PredefinedMetricSpecification": pre, "CustomizedMetricSpecification": spec}),
+                "Only one of",
+            ),
+            (
+                json!({"TargetValue": 40.0}),
+                "Either PredefinedMetricSpecification or CustomizedMetricSpecification",
+            ),
+            (
+                json!({"TargetValue": 40.0, "CustomizedMetricSpecification": bad_stat}),
+                "'p99'",
+            ),
+            (
+                json!({"TargetValue": 40.0, "CustomizedMetricSpecification": no_ns}),
+                "CustomizedMetricSpecification.Namespace is required",
+            ),
+            (
+                json!({"TargetValue": 40.0, "CustomizedMetricSpecification": bad_unit}),
+                "Widgets",
+            ),
+            (
+                json!({"TargetValue": 40.0, "CustomizedMetricSpecification": bad_dim}),
+                "Dimensions[1].Value",
+            ),
+            (
+                json!({"TargetValue": 40.0, "CustomizedMetricSpecification": maths}),
+                "CustomizedMetricSpecification.Metrics",
+            ),
+        ] {
+            let err = try_put(cfg).await;
+            assert_eq!(err.code, "ValidationException", "{needle}");
+            assert!(err.message.contains(needle), "{needle}: {}", err.message);
+        }
+        assert!(alarms.0.lock().unwrap().is_empty());
+
+        let out = call(&svc, "PutScalingPolicy", put).await;
+        let arn = out["PolicyARN"].as_str().unwrap().to_owned();
+        let high = out["Alarms"][0]["AlarmName"].as_str().unwrap().to_owned();
+        assert!(
+            high.starts_with("TargetTracking-service/c/s-AlarmHigh-"),
+            "{high}"
+        );
+        {
+            let alarms = alarms.0.lock().unwrap();
+            assert_eq!(alarms.len(), 2);
+            for a in alarms.iter() {
+                assert_eq!(a["Namespace"], "App/Queue");
+                assert_eq!(a["MetricName"], "Backlog");
+                assert_eq!(a["Statistic"], "Maximum");
+                assert_eq!(a["Unit"], "Count");
+                assert_eq!(a["Dimensions"], json!([{"Name": "Queue", "Value": "jobs"}]));
+                assert_eq!(a["AlarmActions"], json!([arn]));
+            }
+            assert_eq!(alarms[0]["Threshold"], 40.0);
+            assert_eq!(alarms[0]["ComparisonOperator"], "GreaterThanThreshold");
+            assert_eq!(alarms[1]["Threshold"], 36.0);
+            assert_eq!(alarms[1]["ComparisonOperator"], "LessThanThreshold");
+        }
+        let described = call(
+            &svc,
+            "DescribeScalingPolicies",
+            json!({"ServiceNamespace": "ecs", "PolicyNames": ["queue"]}),
+        )
+        .await;
+        assert_eq!(
+            described["ScalingPolicies"][0]["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"],
+            spec
+        );
+        // A backlog of 100 per task against a target of 40: ceil(2 × 100 / 40) = 5 tasks.
+        svc.execute(
+            "us-east-1",
+            &arn,
+            Trigger {
+                alarm: &high,
+                state: "ALARM",
+                value: Some(100.0),
+                threshold: 40.0,
+            },
+            10_000,
+        )
+        .await
+        .unwrap();
+        assert_eq!(*services.0.lock().unwrap(), 5);
     }
 
     #[tokio::test]

@@ -439,7 +439,7 @@ impl CloudWatchService {
             O::DescribeAlarmHistory => alarms::describe_alarm_history(self, &input, ctx).await,
             other => Err(AwsError::client(
                 "InvalidAction",
-                format!("The operation {other} is not supported by this server."),
+                format!("The operation {other} is not supported by this endpoint."),
             )),
         }
     }

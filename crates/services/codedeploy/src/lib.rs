@@ -194,7 +194,7 @@ impl CodeDeployService {
             GetDeploymentTarget => deployments::get_target(self, body, ctx).await,
             ListDeploymentTargets => deployments::list_targets(self, body, ctx).await,
             other => Err(CodeDeployError::UnsupportedOperation(format!(
-                "{other} is not supported by Gantry: of CodeDeploy it serves applications, deployment configurations, deployment groups and deployments for the ECS compute platform."
+                "The operation {other} is not supported by this endpoint. Of CodeDeploy, Gantry serves applications, deployment configurations, deployment groups and deployments for the ECS compute platform."
             ))),
         }
     }

@@ -79,9 +79,7 @@ pub enum Ec2Error {
     #[error("Request would have succeeded, but DryRun flag is set.")]
     DryRun,
     /// An operation of the EC2 model that Gantry does not serve.
-    #[error(
-        "The operation {0} is not supported by this endpoint. See docs/compatibility.md for the EC2 operations Gantry serves."
-    )]
+    #[error("The operation {0} is not supported by this endpoint.")]
     Unsupported(String),
     /// The store failed; the request was not applied.
     #[error("store failed: {0}")]

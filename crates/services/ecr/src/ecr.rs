@@ -250,7 +250,7 @@ pub(crate) async fn handle(
         }
         op if MODEL_OPERATIONS.contains(&op) => Err(AwsError::client(
             "ValidationException",
-            format!("the ECR operation {op} is not implemented by Gantry"),
+            format!("The operation {op} is not supported by this endpoint."),
         )),
         op => Err(AwsError::client(
             "UnknownOperationException",

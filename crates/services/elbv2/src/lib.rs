@@ -327,7 +327,7 @@ impl Elbv2Service {
             RemoveTags => tags::remove(self, p, ctx).await,
             DescribeTags => tags::describe(self, p, ctx).await,
             other => Err(Elbv2Error::OperationNotPermitted(format!(
-                "The operation {other} is not supported by Gantry."
+                "The operation {other} is not supported by this endpoint."
             ))),
         }
     }

@@ -1504,7 +1504,7 @@ pub(crate) async fn dispatch(
         }
         other => {
             return Err(IamError::NotImplemented(format!(
-                "Gantry does not implement the IAM operation {}.",
+                "The operation {} is not supported by this endpoint.",
                 other.as_str()
             )));
         }

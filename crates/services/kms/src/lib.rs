@@ -253,7 +253,7 @@ impl KmsService {
             UntagResource => tags::untag(self, body, ctx).await,
             ListResourceTags => tags::list(self, body, ctx).await,
             other => Err(KmsError::UnsupportedOperation(format!(
-                "{other} is not supported by Gantry's KMS: it offers symmetric encryption keys without grants, custom key stores, imported key material or multi-Region keys."
+                "The operation {other} is not supported by this endpoint. Gantry's KMS offers symmetric encryption keys without grants, custom key stores, imported key material or multi-Region keys."
             ))),
         }
     }

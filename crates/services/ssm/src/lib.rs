@@ -301,7 +301,7 @@ impl SsmService {
             RemoveTagsFromResource => tags::remove(self, body, ctx).await,
             ListTagsForResource => tags::list(self, body, ctx).await,
             other => Err(SsmError::UnsupportedOperation(format!(
-                "{other} is not supported by Gantry: of SSM it serves Parameter Store only (parameters, versions, labels, tags)."
+                "The operation {other} is not supported by this endpoint. Of SSM, Gantry serves Parameter Store only (parameters, versions, labels, tags)."
             ))),
         }
     }

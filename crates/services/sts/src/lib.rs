@@ -298,7 +298,7 @@ impl QueryService for StsService {
                 return Err(AwsError::client(
                     "InvalidAction",
                     format!(
-                        "Gantry does not implement the STS operation {other} (federation is not available)."
+                        "The operation {other} is not supported by this endpoint. Federation is not available."
                     ),
                 ));
             }
