@@ -348,8 +348,9 @@ class S3Server:
         for _attempt in range(5):
             self.port = free_port()
             self.proc = subprocess.Popen(
-                ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port), "--access-key", self.access_key,
-                 "--secret-key", self.secret_key, str(self.dir)],
+                # `--name=value`: a random key may begin with '-', which would read as a flag.
+                ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port), f"--access-key={self.access_key}",
+                 f"--secret-key={self.secret_key}", str(self.dir)],
                 stdout=self.log, stderr=self.log,
             )
             if self._wait_listening():
