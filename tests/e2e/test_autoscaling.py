@@ -151,6 +151,9 @@ def test_scheduled_action_changes_min_and_max_at_its_time(fast):
     wait_for(lambda: desired(ecs, "c3", "batch") == 3, timeout=60, what="desired count 3 at the scheduled time")
     [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (3, 5)
+    # The activity is recorded just after the desired count is set: wait (bounded) for it.
+    wait_for(lambda: aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"],
+             timeout=10, what="the scheduled action's scaling activity")
     [act] = aas.describe_scaling_activities(ServiceNamespace="ecs", ResourceId=rid)["ScalingActivities"]
     assert act["Description"] == "Setting desired count to 3."
     assert act["Cause"] == "scheduled action name morning set min capacity to 3"
