@@ -3,6 +3,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::{AwsError, REQUEST_ID_HEADER, set_header};
@@ -67,8 +68,9 @@ pub fn parse_body_unquoted<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsErr
 /// no required members. Unknown members are ignored (as long as `T` does not deny them). Errors
 /// are `400 SerializationException`: malformed JSON says what is wrong and where, a value of
 /// the wrong type for a member carries serde's description of the mismatch.
-pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+/// `T` may borrow strings from `body` (`Cow<'a, str>` with `#[serde(borrow)]`).
+pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AwsError> {
+    let body: &'a [u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         body

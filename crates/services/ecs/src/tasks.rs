@@ -1,6 +1,7 @@
 //! RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the agent's state reports
 //! SubmitTaskStateChange and SubmitContainerStateChange.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -773,10 +774,15 @@ pub(super) async fn start(
 }
 
 pub(crate) fn task_id(reference: &str) -> String {
+    task_id_of(reference).to_owned()
+}
+
+/// The task id in a task reference (an id, or a task ARN).
+pub(crate) fn task_id_of(reference: &str) -> &str {
     if reference.starts_with("arn:") {
-        reference.rsplit('/').next().unwrap_or(reference).to_owned()
+        reference.rsplit('/').next().unwrap_or(reference)
     } else {
-        reference.to_owned()
+        reference
     }
 }
 
@@ -909,12 +915,15 @@ pub(super) async fn stop(
     Ok(json!({"task": to_wire(&t, ctx, def.as_ref(), false)}))
 }
 
+/// DescribeTasks' input, borrowing its strings from the body where they hold no escapes (an
+/// answer of 100 tasks allocated 100 strings here before anything else).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DescribeTasksRequest {
-    cluster: Option<String>,
-    #[serde(default)]
-    tasks: Vec<String>,
+struct DescribeTasksRequest<'a> {
+    #[serde(borrow)]
+    cluster: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tasks: Vec<Cow<'a, str>>,
     #[serde(default)]
     include: Vec<String>,
 }
@@ -936,7 +945,9 @@ pub(super) async fn describe_serialized(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Result<Vec<u8>, EcsError> {
-    let req: DescribeTasksRequest = parse(body)?;
+    // No member of this input reads `""` as absent (`wire::EMPTY_MEANS_ABSENT`), so the body is
+    // read as sent.
+    let req: DescribeTasksRequest<'_> = gantry_aws_proto::json::parse_body(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
     // ECS looks the cluster up first, then refuses an empty list in its own words.
     active_cluster(svc, ctx, &cluster).await?;
@@ -945,16 +956,18 @@ pub(super) async fn describe_serialized(
     }
     check_len("tasks", &req.tasks, 100)?;
     let with_tags = include_tags(&req.include)?;
-    let mut tasks: Vec<u8> = Vec::new();
+    let mut members: Vec<Arc<[u8]>> = Vec::with_capacity(req.tasks.len());
     let mut failures = Vec::new();
     let mut defs: BTreeMap<(String, u32), Option<TaskDefinition>> = BTreeMap::new();
     // From the cluster's in-memory view (current with every commit acknowledged before this
     // call); a task the view does not hold is read from the store.
-    let ids: Vec<String> = req.tasks.iter().map(|r| task_id(r)).collect();
     let held: Vec<Option<(Arc<Task>, WireCell)>> = svc
         .placement
         .read(svc, &ctx.region, &cluster, |view| {
-            ids.iter().map(|id| view.task_with_wire(id)).collect()
+            req.tasks
+                .iter()
+                .map(|r| view.task_with_wire(task_id_of(r)))
+                .collect()
         })
         .await?;
     for (r, held) in req.tasks.iter().zip(held) {
@@ -992,20 +1005,28 @@ pub(super) async fn describe_serialized(
                 bytes
             }
         };
-        tasks.push(if tasks.is_empty() { b'[' } else { b',' });
-        tasks.extend_from_slice(&member);
+        members.push(member);
     }
-    if tasks.is_empty() {
-        tasks.push(b'[');
-    }
-    tasks.push(b']');
     let failures = serde_json::to_vec(&failures).map_err(|e| EcsError::Internal(e.to_string()))?;
-    let mut out = Vec::with_capacity(tasks.len() + failures.len() + 24);
-    out.extend_from_slice(b"{\"failures\":");
+    // `{"failures":F,"tasks":[M,M,...]}`, written once into a buffer of its final size.
+    const OPEN: &[u8] = b"{\"failures\":";
+    const TASKS: &[u8] = b",\"tasks\":[";
+    let size = OPEN.len()
+        + failures.len()
+        + TASKS.len()
+        + members.iter().map(|m| m.len() + 1).sum::<usize>()
+        + 2;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(OPEN);
     out.extend_from_slice(&failures);
-    out.extend_from_slice(b",\"tasks\":");
-    out.extend_from_slice(&tasks);
-    out.push(b'}');
+    out.extend_from_slice(TASKS);
+    for (i, m) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(m);
+    }
+    out.extend_from_slice(b"]}");
     Ok(out)
 }
 
