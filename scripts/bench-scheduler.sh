@@ -120,6 +120,10 @@ export GANTRY_ROOT_ACCESS_KEY_ID GANTRY_ROOT_SECRET_ACCESS_KEY
 cpu_s() { # utime + stime of a pid, seconds
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"
 }
+children_cpu_s() { # user + system seconds of this shell's finished children, into $1 (the load generator)
+    times > "$WORK/times" # in this shell: a command substitution would report its own children
+    printf -v "$1" '%s' "$(tail -1 "$WORK/times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } printf "%.1f", t }')"
+}
 rss_mib() { awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 alive() {
     for p in "$SERVER_PID" "$SIM_PID"; do
@@ -188,6 +192,7 @@ alive
 
 log "(e) DescribeTasks of $DESCRIBE_BATCH tasks, $DESCRIBE_CONCURRENCY clients, ${DESCRIBE_S}s"
 srv0=$(cpu_s "$SERVER_PID")
+children_cpu_s gen0
 if ! timeout "$RUN_DEADLINE_S" "$DRIVE" --endpoint "$ENDPOINT" --cluster "$CLUSTER" describe-tasks \
     --batch "$DESCRIBE_BATCH" --concurrency "$DESCRIBE_CONCURRENCY" --duration-s "$DESCRIBE_S" \
     | tee "$WORK/describe.out"; then
@@ -195,7 +200,8 @@ if ! timeout "$RUN_DEADLINE_S" "$DRIVE" --endpoint "$ENDPOINT" --cluster "$CLUST
     status=1
 fi
 DESCRIBE=$(grep '^RESULT' "$WORK/describe.out" || echo "RESULT none")
-DESCRIBE_CPU="server ${srv0}→$(cpu_s "$SERVER_PID") s"
+children_cpu_s gen1
+DESCRIBE_CPU="server ${srv0}→$(cpu_s "$SERVER_PID") s, load generator $(awk -v a="$gen0" -v b="$gen1" 'BEGIN { printf "%.1f", b - a }') s"
 alive
 
 log "(b) rolling deployment of a $SERVICE_TASKS-task service, $DEPLOY_ROUNDS rounds"
