@@ -492,7 +492,9 @@ async fn describe_tasks(
         bail!("DescribeTasks answered {described} tasks and {failures} failures for {batch}");
     }
     let bytes = api.call_raw("DescribeTasks", &req).await?.len();
-    let req = Arc::new(req);
+    // Serialized and hashed once, its answer counted but not gathered: the load generator shares
+    // the two cores with the server (about 65 µs of CPU per call against 80 before).
+    let req = Arc::new(api.prepare("DescribeTasks", &req));
     let errors = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + duration;
@@ -503,7 +505,7 @@ async fn describe_tasks(
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                match api.call_raw("DescribeTasks", &req).await {
+                match api.call_prepared(&req).await {
                     Ok(_) => lat.push(t0.elapsed()),
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);

@@ -24,6 +24,14 @@ const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 /// The SigV4 signing name of ECS (the assignment stream is signed with it too).
 const ECS_SIGNING_NAME: &str = "ecs";
 
+/// A call serialized and hashed once ([`EcsClient::prepare`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    target: String,
+    body: Bytes,
+    sha256: String,
+}
+
 /// Signs and sends ECS calls to one of the control plane's endpoints; cheap to clone (the
 /// connection pool and the endpoint in use are shared). With several endpoints (server
 /// replicas), a call that cannot reach the current one moves every later call to the next.
@@ -84,6 +92,14 @@ impl EcsClient {
     }
 
     fn sign(&self, req: &mut Request<Full<Bytes>>, body: &[u8]) -> Result<(), SimError> {
+        self.sign_with(req, SignableBody::Bytes(body))
+    }
+
+    fn sign_with(
+        &self,
+        req: &mut Request<Full<Bytes>>,
+        body: SignableBody<'_>,
+    ) -> Result<(), SimError> {
         let signing = |e: &dyn std::fmt::Display| SimError::Transport(format!("signing: {e}"));
         let identity = self.credentials.clone().into();
         let params = v4::SigningParams::builder()
@@ -102,13 +118,8 @@ impl EcsClient {
             .collect::<Result<Vec<_>, http::header::ToStrError>>()
             .map_err(|e| signing(&e))?;
         let uri = req.uri().to_string();
-        let signable = SignableRequest::new(
-            req.method().as_str(),
-            uri,
-            headers.into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| signing(&e))?;
+        let signable = SignableRequest::new(req.method().as_str(), uri, headers.into_iter(), body)
+            .map_err(|e| signing(&e))?;
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| signing(&e))?
             .into_parts();
@@ -175,6 +186,67 @@ impl EcsClient {
             .await
             .map_err(|_| {
                 SimError::Transport(format!("{op}: no answer within {:?}", self.timeout))
+            })?
+    }
+
+    /// `op` with `body`, serialized and hashed once, for a load generator that sends the same
+    /// call many times (each call is still signed, at its own time).
+    pub fn prepare(&self, op: &str, body: &Value) -> Prepared {
+        let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        Prepared {
+            target: format!("{ECS_TARGET_PREFIX}.{op}"),
+            body,
+            sha256,
+        }
+    }
+
+    /// Sends a prepared call; the length of the answer on HTTP 200, its bytes read and dropped
+    /// as they arrive (nothing is gathered or decoded).
+    pub async fn call_prepared(&self, call: &Prepared) -> Result<usize, SimError> {
+        let (_, endpoint, host) = self.endpoint();
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(endpoint)
+            .header(http::header::HOST, host)
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", call.target.as_str())
+            .body(Full::new(call.body.clone()))
+            .map_err(|e| SimError::Transport(e.to_string()))?;
+        self.sign_with(&mut req, SignableBody::Precomputed(call.sha256.clone()))?;
+        let work = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| SimError::Transport(format!("{}: {e}", call.target)))?;
+            let status = resp.status();
+            if status != StatusCode::OK {
+                let headers = resp.headers().clone();
+                let body = resp.into_body().collect().await.map_err(|e| {
+                    SimError::Transport(format!("{}: reading the answer: {e}", call.target))
+                })?;
+                return Err(aws_error(status, &headers, &body.to_bytes()));
+            }
+            let mut body = resp.into_body();
+            let mut len = 0;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    SimError::Transport(format!("{}: reading the answer: {e}", call.target))
+                })?;
+                if let Some(data) = frame.data_ref() {
+                    len += data.len();
+                }
+            }
+            Ok(len)
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| {
+                SimError::Transport(format!(
+                    "{}: no answer within {:?}",
+                    call.target, self.timeout
+                ))
             })?
     }
 

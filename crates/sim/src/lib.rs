@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use client::EcsClient;
+pub use client::{EcsClient, Prepared};
 
 /// Where the root access key id is read from by [`SimConfig::from_env`] (as `gantry server`).
 pub const ACCESS_KEY_ENV: &str = "GANTRY_ROOT_ACCESS_KEY_ID";
