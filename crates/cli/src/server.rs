@@ -819,6 +819,8 @@ pub async fn run(cfg: ServerConfig, up: Option<UpOptions>) -> anyhow::Result<()>
             "cloudwatch metric follower",
             tokio::spawn(cloudwatch.clone().follow(shutdown_rx.clone())),
         ));
+    } else {
+        cloudwatch.stand_alone();
     }
     let logs = Arc::new(
         gantry_logs::LogsService::new(store.clone())

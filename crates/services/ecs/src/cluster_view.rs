@@ -168,6 +168,12 @@ impl ClusterView {
         }
     }
 
+    /// Applies what the feed has delivered so far; false when the feed lagged or closed (the view
+    /// is then no longer current and must be read again).
+    pub(crate) fn drain_feed(&mut self) -> bool {
+        self.catch_up_feed().is_ok()
+    }
+
     fn region_cluster(&self) -> (String, String) {
         // ecs/<region>/instance/<cluster>/
         let mut parts = self.instance_prefix.split('/');
