@@ -38,6 +38,13 @@ impl MemoryStore {
             events: broadcast::channel(4096).0,
         }
     }
+
+    /// How many commits some watch has not read yet (at most the feed's 4,096): the feed keeps
+    /// their changes, values included, until every watch has read them, so a watch left unread
+    /// keeps the store's recent writes in memory.
+    pub fn unread_commits(&self) -> usize {
+        self.events.len()
+    }
 }
 
 /// Collects the keys under `prefix` strictly after `start_after`, at most `limit` (0: all).

@@ -828,6 +828,35 @@ fn now_millis() -> u64 {
 mod tests {
     use super::*;
 
+    /// A lone server's CloudWatch keeps no unread watch: the store's feed would otherwise hold
+    /// every later commit of every service, values included.
+    #[tokio::test]
+    async fn a_lone_server_keeps_no_unread_watch() {
+        let store = Arc::new(gantry_store::MemoryStore::new());
+        let svc = CloudWatchService::open(store.clone()).await.unwrap();
+        let commit = |i: usize| {
+            let store = store.clone();
+            async move {
+                let txn = gantry_store::Txn::new().put(format!("logs/x/{i}"), vec![0u8; 1024]);
+                store.commit(txn).await.unwrap();
+            }
+        };
+        for i in 0..10 {
+            commit(i).await;
+        }
+        assert_eq!(
+            store.unread_commits(),
+            10,
+            "the follower's watch holds them"
+        );
+        svc.stand_alone();
+        assert_eq!(store.unread_commits(), 0);
+        for i in 10..20 {
+            commit(i).await;
+        }
+        assert_eq!(store.unread_commits(), 0);
+    }
+
     /// What `PutMetricData` stored reads back, after a restart, as the same index.
     #[tokio::test]
     async fn stored_batches_load_back_into_the_same_index() {

@@ -1340,6 +1340,33 @@ mod tests {
         }
     }
 
+    /// A cluster view nobody uses still reads its feed, so the store does not keep the commits
+    /// of other services (log chunks, metric batches) for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_view_keeps_no_unread_commits() {
+        let store = Arc::new(MemoryStore::new());
+        let (a, _b) = setup(&store, &[4]).await;
+        // The view exists once something reads it.
+        let listed = call(&a, EcsOperation::ListTasks, json!({"cluster": CLUSTER})).await;
+        assert!(listed.is_ok(), "{listed:?}");
+        assert!(view_snapshot(&a).await.is_some());
+        for i in 0..50 {
+            let txn = Txn::new().put(format!("logs/other/{i}"), vec![0u8; 4096]);
+            store.commit(txn).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.unread_commits() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} commits still unread by an idle view",
+                store.unread_commits()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // Still current afterwards.
+        assert!(view_snapshot(&a).await.is_some());
+    }
+
     /// Many concurrent calls on a small cluster: everything asked for is either placed or in
     /// `failures`, capacity is used to the last task, and nothing is over-committed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
