@@ -551,7 +551,16 @@ def test_the_containers_of_a_task_share_its_size(fargate, vpc_block):
     ecs.register_task_definition(**sleeper)
     arn = ecs.run_task(cluster="shared", taskDefinition="sleeper", launchType="FARGATE",
                        networkConfiguration=net)["tasks"][0]["taskArn"]
-    ecs.get_waiter("tasks_running").wait(cluster="shared", tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+    seen = {}
+
+    def running():
+        seen["task"] = ecs.describe_tasks(cluster="shared", tasks=[arn])["tasks"][0]
+        assert seen["task"]["lastStatus"] != "STOPPED", f"the sleeper stopped: {seen['task']}"
+        return seen["task"]["lastStatus"] == "RUNNING"
+    try:
+        wait_until(running, timeout=90, what="the sleeper RUNNING")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last seen: {seen.get('task')}") from None
     parent = json.loads(docker("inspect", task_containers(arn, "app")[0]).stdout)[0]["HostConfig"]["CgroupParent"]
     fargate.stop(sig=signal.SIGKILL)
     fargate.start(extra_args=["--default-vpc-cidr", vpc_block, "--fargate-local"])
