@@ -154,39 +154,18 @@ impl EcsClient {
         host: HeaderValue,
     ) -> Result<Bytes, SimError> {
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-        let mut req = Request::builder()
-            .method("POST")
-            .uri(endpoint)
-            .header(http::header::HOST, host)
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("{ECS_TARGET_PREFIX}.{op}"))
-            .body(Full::new(bytes.clone()))
-            .map_err(|e| SimError::Transport(e.to_string()))?;
-        self.sign(&mut req, &bytes)?;
-        let work = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| SimError::Transport(format!("{op}: {e}")))?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .into_body()
+        let target = format!("{ECS_TARGET_PREFIX}.{op}");
+        self.within(op, async {
+            let answer = self
+                .exchange(op, &target, bytes, None, endpoint, host)
+                .await?;
+            let body = answer
                 .collect()
                 .await
-                .map_err(|e| SimError::Transport(format!("{op}: reading the answer: {e}")))?
-                .to_bytes();
-            if status == StatusCode::OK {
-                return Ok(body);
-            }
-            Err(aws_error(status, &headers, &body))
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| {
-                SimError::Transport(format!("{op}: no answer within {:?}", self.timeout))
-            })?
+                .map_err(|e| SimError::Transport(format!("{op}: reading the answer: {e}")))?;
+            Ok(body.to_bytes())
+        })
+        .await
     }
 
     /// `op` with `body`, serialized and hashed once, for a load generator that sends the same
@@ -205,48 +184,82 @@ impl EcsClient {
     /// as they arrive (nothing is gathered or decoded).
     pub async fn call_prepared(&self, call: &Prepared) -> Result<usize, SimError> {
         let (_, endpoint, host) = self.endpoint();
-        let mut req = Request::builder()
-            .method("POST")
-            .uri(endpoint)
-            .header(http::header::HOST, host)
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .header("x-amz-target", call.target.as_str())
-            .body(Full::new(call.body.clone()))
-            .map_err(|e| SimError::Transport(e.to_string()))?;
-        self.sign_with(&mut req, SignableBody::Precomputed(call.sha256.clone()))?;
-        let work = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| SimError::Transport(format!("{}: {e}", call.target)))?;
-            let status = resp.status();
-            if status != StatusCode::OK {
-                let headers = resp.headers().clone();
-                let body = resp.into_body().collect().await.map_err(|e| {
-                    SimError::Transport(format!("{}: reading the answer: {e}", call.target))
-                })?;
-                return Err(aws_error(status, &headers, &body.to_bytes()));
-            }
-            let mut body = resp.into_body();
+        let what = call.target.as_str();
+        self.within(what, async {
+            let mut answer = self
+                .exchange(
+                    what,
+                    what,
+                    call.body.clone(),
+                    Some(&call.sha256),
+                    endpoint,
+                    host,
+                )
+                .await?;
             let mut len = 0;
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| {
-                    SimError::Transport(format!("{}: reading the answer: {e}", call.target))
-                })?;
+            while let Some(frame) = answer.frame().await {
+                let frame = frame
+                    .map_err(|e| SimError::Transport(format!("{what}: reading the answer: {e}")))?;
                 if let Some(data) = frame.data_ref() {
                     len += data.len();
                 }
             }
             Ok(len)
-        };
+        })
+        .await
+    }
+
+    /// Signs and sends one awsJson call (`sha256`: the body's hash, if already known); the
+    /// answer's body on HTTP 200, the AWS error it carries otherwise.
+    async fn exchange(
+        &self,
+        what: &str,
+        target: &str,
+        body: Bytes,
+        sha256: Option<&str>,
+        endpoint: Uri,
+        host: HeaderValue,
+    ) -> Result<Incoming, SimError> {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(endpoint)
+            .header(http::header::HOST, host)
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", target)
+            .body(Full::new(body.clone()))
+            .map_err(|e| SimError::Transport(e.to_string()))?;
+        match sha256 {
+            Some(hash) => self.sign_with(&mut req, SignableBody::Precomputed(hash.to_owned()))?,
+            None => self.sign(&mut req, &body)?,
+        }
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| SimError::Transport(format!("{what}: {e}")))?;
+        let status = resp.status();
+        if status == StatusCode::OK {
+            return Ok(resp.into_body());
+        }
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| SimError::Transport(format!("{what}: reading the answer: {e}")))?;
+        Err(aws_error(status, &headers, &body.to_bytes()))
+    }
+
+    /// `work`, unless it takes longer than the client's timeout.
+    async fn within<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, SimError>>,
+    ) -> Result<T, SimError> {
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| {
-                SimError::Transport(format!(
-                    "{}: no answer within {:?}",
-                    call.target, self.timeout
-                ))
+                SimError::Transport(format!("{what}: no answer within {:?}", self.timeout))
             })?
     }
 
