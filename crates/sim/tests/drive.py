@@ -10,6 +10,7 @@ AWS_DEFAULT_REGION. Exits non-zero (with the reason) when an expectation fails.
 import collections
 import os
 import sys
+import time
 
 import boto3
 import botocore.config
@@ -107,7 +108,14 @@ def scenario_service():
     client.create_service(cluster=CLUSTER, serviceName="web", taskDefinition=td, desiredCount=6,
                           launchType="EC2")
     client.get_waiter("services_stable").wait(cluster=CLUSTER, services=["web"], WaiterConfig=FAST)
-    svc = client.describe_services(cluster=CLUSTER, services=["web"])["services"][0]
+    # The deployment is marked COMPLETED by the service runner's pass after the one that saw all
+    # six RUNNING, so the stable waiter can answer just before it (bounded wait).
+    deadline = time.monotonic() + 10
+    while True:
+        svc = client.describe_services(cluster=CLUSTER, services=["web"])["services"][0]
+        if svc["deployments"][0]["rolloutState"] == "COMPLETED" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     check(len(svc["deployments"]) == 1, f"one deployment: {svc['deployments']}")
     check(svc["runningCount"] == 6 and svc["desiredCount"] == 6, f"6 running: {svc['runningCount']}")
     check(svc["deployments"][0]["rolloutState"] == "COMPLETED", "rollout COMPLETED")
