@@ -62,6 +62,44 @@ pub fn parse_body_unquoted<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsErr
     })
 }
 
+/// A string member read from a request body, borrowed from the body when it holds no escape
+/// (serde reads a `Cow<str>` nested in a sequence or map always as an owned copy; this type
+/// borrows there too, so a list of 100 ARNs costs no allocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub std::borrow::Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
 /// Parses a request body into `T`.
 ///
 /// An empty (or all-whitespace) body counts as `{}`, as AWS does for operations whose input has
@@ -91,6 +129,29 @@ pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AwsError>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_borrows_unless_the_string_holds_an_escape() {
+        #[derive(Debug, serde::Deserialize)]
+        struct In<'a> {
+            #[serde(borrow)]
+            tasks: Vec<super::Text<'a>>,
+        }
+        let body = br#"{"tasks":["arn:aws:ecs:r:1:task/c/a","b\u0041"]}"#;
+        let parsed: In<'_> = super::parse_body(body).unwrap();
+        assert!(matches!(
+            parsed.tasks[0].0,
+            std::borrow::Cow::Borrowed("arn:aws:ecs:r:1:task/c/a")
+        ));
+        assert!(matches!(&parsed.tasks[1].0, std::borrow::Cow::Owned(s) if s == "bA"));
+        let wrong: Result<In<'_>, _> = super::parse_body(br#"{"tasks":[1]}"#);
+        assert!(
+            wrong
+                .unwrap_err()
+                .message
+                .contains("invalid type: integer `1`, expected a string")
+        );
+    }
+
     #[test]
     fn unquoted_parse_errors_name_the_position_only() {
         #[derive(Debug, serde::Deserialize)]

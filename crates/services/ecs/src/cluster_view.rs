@@ -44,6 +44,14 @@ struct TaskEntry {
 /// the view's lock.
 pub(crate) type WireCell = Arc<std::sync::OnceLock<Arc<[u8]>>>;
 
+/// A task the view holds, as [`ClusterView::task_for_describe`] gives it.
+pub(crate) enum Held {
+    /// The task's DescribeTasks member, serialized.
+    Serialized(Arc<[u8]>),
+    /// The task's record and the cell its serialized member goes into.
+    Task(Arc<Task>, WireCell),
+}
+
 /// The in-memory view of one cluster (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct ClusterView {
@@ -495,10 +503,16 @@ impl ClusterView {
         e.task.clone().map(|t| (e.revision, t))
     }
 
-    /// A task as the view holds it, with the cell of its serialized DescribeTasks member.
-    pub(crate) fn task_with_wire(&self, id: &str) -> Option<(Arc<Task>, WireCell)> {
+    /// A task as DescribeTasks needs it: its serialized member when `serialized` is wanted and
+    /// already made (one reference count, the record untouched), else the record with the cell
+    /// its member is kept in.
+    pub(crate) fn task_for_describe(&self, id: &str, serialized: bool) -> Option<Held> {
         let e = self.tasks.get(id)?;
-        e.task.clone().map(|t| (t, e.wire.clone()))
+        let task = e.task.as_ref()?;
+        if serialized && let Some(bytes) = e.wire.get() {
+            return Some(Held::Serialized(bytes.clone()));
+        }
+        Some(Held::Task(task.clone(), e.wire.clone()))
     }
 
     /// The highest store revision the view has applied.

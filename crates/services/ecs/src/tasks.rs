@@ -20,7 +20,7 @@ use gantry_store::{StoreExt, Versioned};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::cluster_view::WireCell;
+use crate::cluster_view::Held;
 use crate::wire::{
     active_cluster, check_len, cluster_name, include_tags, max_results, missing, parse, secs,
     with_token,
@@ -923,7 +923,7 @@ struct DescribeTasksRequest<'a> {
     #[serde(borrow)]
     cluster: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    tasks: Vec<Cow<'a, str>>,
+    tasks: Vec<gantry_aws_proto::json::Text<'a>>,
     #[serde(default)]
     include: Vec<String>,
 }
@@ -961,18 +961,22 @@ pub(super) async fn describe_serialized(
     let mut defs: BTreeMap<(String, u32), Option<TaskDefinition>> = BTreeMap::new();
     // From the cluster's in-memory view (current with every commit acknowledged before this
     // call); a task the view does not hold is read from the store.
-    let held: Vec<Option<(Arc<Task>, WireCell)>> = svc
+    let held: Vec<Option<Held>> = svc
         .placement
         .read(svc, &ctx.region, &cluster, |view| {
             req.tasks
                 .iter()
-                .map(|r| view.task_with_wire(task_id_of(r)))
+                .map(|r| view.task_for_describe(task_id_of(r), !with_tags))
                 .collect()
         })
         .await?;
     for (r, held) in req.tasks.iter().zip(held) {
         let (task, cell) = match held {
-            Some((t, cell)) => (Some(t), Some(cell)),
+            Some(Held::Serialized(bytes)) => {
+                members.push(bytes);
+                continue;
+            }
+            Some(Held::Task(t, cell)) => (Some(t), Some(cell)),
             None => (
                 get(svc, ctx, &cluster, r).await?.map(|v| Arc::new(v.value)),
                 None,
@@ -984,26 +988,22 @@ pub(super) async fn describe_serialized(
             }));
             continue;
         };
-        let cached = cell.as_ref().filter(|_| !with_tags).and_then(|c| c.get());
-        let member: Arc<[u8]> = match cached {
-            Some(bytes) => bytes.clone(),
-            None => {
-                let k = (t.family.clone(), t.revision);
-                if !defs.contains_key(&k) {
-                    let d = task_definitions::get_revision(svc, ctx, &k.0, k.1).await?;
-                    defs.insert(k.clone(), d);
-                }
-                let def = defs.get(&k).and_then(Option::as_ref);
-                let bytes: Arc<[u8]> = to_wire(&t, ctx, def, with_tags)
-                    .to_string()
-                    .into_bytes()
-                    .into();
-                if let Some(c) = cell.filter(|_| !with_tags) {
-                    // Another call may have filled it meanwhile, with the same bytes.
-                    let _ = c.set(bytes.clone());
-                }
-                bytes
+        let member: Arc<[u8]> = {
+            let k = (t.family.clone(), t.revision);
+            if !defs.contains_key(&k) {
+                let d = task_definitions::get_revision(svc, ctx, &k.0, k.1).await?;
+                defs.insert(k.clone(), d);
             }
+            let def = defs.get(&k).and_then(Option::as_ref);
+            let bytes: Arc<[u8]> = to_wire(&t, ctx, def, with_tags)
+                .to_string()
+                .into_bytes()
+                .into();
+            if let Some(c) = cell.filter(|_| !with_tags) {
+                // Another call may have filled it meanwhile, with the same bytes.
+                let _ = c.set(bytes.clone());
+            }
+            bytes
         };
         members.push(member);
     }
