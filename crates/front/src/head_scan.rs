@@ -65,28 +65,36 @@ impl HeadScan {
             match self.state {
                 State::Off => return Ok(()),
                 State::Head => {
-                    let b = bytes[0];
-                    bytes = &bytes[1..];
-                    if b == b'\n' && self.head.last() != Some(&b'\r') {
-                        return Err(BareLf);
-                    }
-                    if self.head.is_empty() && b == b'\r' {
-                        // Possibly an empty line before the request line (RFC 9112 §2.2).
-                        self.head.push(b);
-                        continue;
-                    }
-                    if self.head == b"\r" && b == b'\n' {
-                        self.head.clear();
-                        continue;
-                    }
-                    self.head.push(b);
-                    if self.head.ends_with(b"\r\n\r\n") {
-                        self.state = framing(&self.head);
-                        self.head.clear();
-                        if self.head.capacity() > 16 * 1024 {
-                            self.head.shrink_to(16 * 1024);
+                    // Up to and including the next LF, in one step.
+                    let lf = memchr::memchr(b'\n', bytes);
+                    let (line, rest) = bytes.split_at(lf.map_or(bytes.len(), |i| i + 1));
+                    bytes = rest;
+                    if let Some(i) = lf {
+                        let before = match i {
+                            0 => self.head.last().copied(),
+                            _ => Some(line[i - 1]),
+                        };
+                        if before != Some(b'\r') {
+                            return Err(BareLf);
                         }
-                    } else if self.head.len() > MAX_HEAD {
+                    }
+                    self.head.extend_from_slice(line);
+                    if lf.is_some() {
+                        if self.head == b"\r\n" {
+                            // An empty line before the request line (RFC 9112 §2.2).
+                            self.head.clear();
+                            continue;
+                        }
+                        if self.head.ends_with(b"\r\n\r\n") {
+                            self.state = framing(&self.head);
+                            self.head.clear();
+                            if self.head.capacity() > 16 * 1024 {
+                                self.head.shrink_to(16 * 1024);
+                            }
+                            continue;
+                        }
+                    }
+                    if self.head.len() > MAX_HEAD {
                         self.state = State::Off;
                         self.head = Vec::new();
                     }
