@@ -492,8 +492,8 @@ async fn describe_tasks(
         bail!("DescribeTasks answered {described} tasks and {failures} failures for {batch}");
     }
     let bytes = api.call_raw("DescribeTasks", &req).await?.len();
-    // Serialized and hashed once, its answer counted but not gathered: the load generator shares
-    // the two cores with the server (about 65 µs of CPU per call against 80 before).
+    // Serialized and hashed once, signed once a second, its answer counted but not gathered: the
+    // load generator shares the two cores with the server.
     let req = Arc::new(api.prepare("DescribeTasks", &req));
     let errors = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -553,6 +553,11 @@ async fn describe_tasks(
     );
     Ok(())
 }
+
+/// jemalloc, as the server uses: with glibc's malloc every DescribeTasks answer (124 KB) was
+/// read into fresh pages (page faults were a tenth of the load generator's CPU).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();

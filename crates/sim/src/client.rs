@@ -1,15 +1,15 @@
 //! SigV4-signed awsJson1.1 calls to ECS and the long-lived assignment stream, over hyper-util's
 //! pooled HTTP/1.1 keep-alive client.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
-use http::{HeaderValue, Request, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -24,12 +24,23 @@ const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 /// The SigV4 signing name of ECS (the assignment stream is signed with it too).
 const ECS_SIGNING_NAME: &str = "ecs";
 
-/// A call serialized and hashed once ([`EcsClient::prepare`]).
+/// A call serialized and hashed once ([`EcsClient::prepare`]), with the signature headers it
+/// was last sent with.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     target: String,
     body: Bytes,
     sha256: String,
+    signed: Arc<Mutex<Option<Signed>>>,
+}
+
+/// The signature headers of a prepared call, made in one second (SigV4 dates have a second's
+/// resolution: every request of that second to that endpoint is signed the same).
+#[derive(Debug)]
+struct Signed {
+    second: u64,
+    endpoint: usize,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Signs and sends ECS calls to one of the control plane's endpoints; cheap to clone (the
@@ -100,13 +111,22 @@ impl EcsClient {
         req: &mut Request<Full<Bytes>>,
         body: SignableBody<'_>,
     ) -> Result<(), SimError> {
+        self.sign_at(req, body, SystemTime::now())
+    }
+
+    fn sign_at(
+        &self,
+        req: &mut Request<Full<Bytes>>,
+        body: SignableBody<'_>,
+        at: SystemTime,
+    ) -> Result<(), SimError> {
         let signing = |e: &dyn std::fmt::Display| SimError::Transport(format!("signing: {e}"));
         let identity = self.credentials.clone().into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
             .name(ECS_SIGNING_NAME)
-            .time(SystemTime::now())
+            .time(at)
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| signing(&e))?
@@ -169,7 +189,8 @@ impl EcsClient {
     }
 
     /// `op` with `body`, serialized and hashed once, for a load generator that sends the same
-    /// call many times (each call is still signed, at its own time).
+    /// call many times (the calls of one second share one signature, the one a fresh signing
+    /// would make; the server still checks each).
     pub fn prepare(&self, op: &str, body: &Value) -> Prepared {
         let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
@@ -177,25 +198,19 @@ impl EcsClient {
             target: format!("{ECS_TARGET_PREFIX}.{op}"),
             body,
             sha256,
+            signed: Arc::default(),
         }
     }
 
     /// Sends a prepared call; the length of the answer on HTTP 200, its bytes read and dropped
     /// as they arrive (nothing is gathered or decoded).
     pub async fn call_prepared(&self, call: &Prepared) -> Result<usize, SimError> {
-        let (_, endpoint, host) = self.endpoint();
+        let (index, endpoint, host) = self.endpoint();
         let what = call.target.as_str();
         self.within(what, async {
-            let mut answer = self
-                .exchange(
-                    what,
-                    what,
-                    call.body.clone(),
-                    Some(&call.sha256),
-                    endpoint,
-                    host,
-                )
-                .await?;
+            let mut req = request(&call.target, call.body.clone(), endpoint, host)?;
+            self.sign_prepared(&mut req, call, index)?;
+            let mut answer = self.send(what, req).await?;
             let mut len = 0;
             while let Some(frame) = answer.frame().await {
                 let frame = frame
@@ -209,6 +224,50 @@ impl EcsClient {
         .await
     }
 
+    /// Signs a prepared call: with the headers of the call's last signature when it was made in
+    /// this second for this endpoint (the same signature a fresh signing would give), else
+    /// freshly.
+    fn sign_prepared(
+        &self,
+        req: &mut Request<Full<Bytes>>,
+        call: &Prepared,
+        endpoint: usize,
+    ) -> Result<(), SimError> {
+        let second = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        {
+            let signed = call.signed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = signed
+                .as_ref()
+                .filter(|s| s.second == second && s.endpoint == endpoint)
+            {
+                for (name, value) in &s.headers {
+                    req.headers_mut().insert(name.clone(), value.clone());
+                }
+                return Ok(());
+            }
+        }
+        let before = req.headers().clone();
+        self.sign_at(
+            req,
+            SignableBody::Precomputed(call.sha256.clone()),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(second),
+        )?;
+        let headers = req
+            .headers()
+            .iter()
+            .filter(|(name, value)| before.get(*name) != Some(*value))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        *call.signed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Signed {
+            second,
+            endpoint,
+            headers,
+        });
+        Ok(())
+    }
+
     /// Signs and sends one awsJson call (`sha256`: the body's hash, if already known); the
     /// answer's body on HTTP 200, the AWS error it carries otherwise.
     async fn exchange(
@@ -220,18 +279,16 @@ impl EcsClient {
         endpoint: Uri,
         host: HeaderValue,
     ) -> Result<Incoming, SimError> {
-        let mut req = Request::builder()
-            .method("POST")
-            .uri(endpoint)
-            .header(http::header::HOST, host)
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .header("x-amz-target", target)
-            .body(Full::new(body.clone()))
-            .map_err(|e| SimError::Transport(e.to_string()))?;
+        let mut req = request(target, body.clone(), endpoint, host)?;
         match sha256 {
             Some(hash) => self.sign_with(&mut req, SignableBody::Precomputed(hash.to_owned()))?,
             None => self.sign(&mut req, &body)?,
         }
+        self.send(what, req).await
+    }
+
+    /// Sends a signed call; the answer's body on HTTP 200, the AWS error it carries otherwise.
+    async fn send(&self, what: &str, req: Request<Full<Bytes>>) -> Result<Incoming, SimError> {
         let resp = self
             .http
             .request(req)
@@ -336,6 +393,23 @@ impl EcsClient {
 }
 
 /// One endpoint: its URI (`http://host:port`) and `Host` header.
+/// An unsigned awsJson call to `endpoint`.
+fn request(
+    target: &str,
+    body: Bytes,
+    endpoint: Uri,
+    host: HeaderValue,
+) -> Result<Request<Full<Bytes>>, SimError> {
+    Request::builder()
+        .method("POST")
+        .uri(endpoint)
+        .header(http::header::HOST, host)
+        .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+        .header("x-amz-target", target)
+        .body(Full::new(body))
+        .map_err(|e| SimError::Transport(e.to_string()))
+}
+
 fn parse_endpoint(endpoint: &str) -> Result<(Uri, HeaderValue), SimError> {
     let invalid = |why: String| SimError::InvalidConfig(why);
     let endpoint: Uri = endpoint
