@@ -62,6 +62,13 @@ pub(crate) struct ClusterView {
     platform: bool,
     instance_watch: Watch,
     task_watch: Watch,
+    /// The cluster record's key and a watch on it (also delivering other clusters whose names
+    /// begin with this one's, ignored).
+    cluster_key: String,
+    cluster_watch: Watch,
+    /// The revision of the cluster record last applied, and whether it is ACTIVE (false when
+    /// absent).
+    cluster_active: (Revision, bool),
     /// Instances not INACTIVE, in no particular order; `views[i]` is the scheduler view of
     /// `entries[i]`.
     entries: Vec<InstanceEntry>,
@@ -132,12 +139,21 @@ impl ClusterView {
         // Watch first, then read: every change after the read's start arrives on the watches.
         let instance_watch = store.watch(&instance_prefix);
         let task_watch = store.watch(&task_prefix);
+        let cluster_key = keys::cluster(region, cluster);
+        let cluster_watch = store.watch(&cluster_key);
+        let cluster_active = match store.get(&cluster_key).await? {
+            Some(rec) => (rec.revision, cluster_is_active(Some(&rec.value))),
+            None => (0, false),
+        };
         let mut view = Self {
             instance_prefix,
             task_prefix,
             platform,
             instance_watch,
             task_watch,
+            cluster_key,
+            cluster_watch,
+            cluster_active,
             entries: Vec::new(),
             views: Vec::new(),
             index: HashMap::new(),
@@ -200,6 +216,12 @@ impl ClusterView {
         while let Some(ev) = self.task_watch.try_next() {
             let ev = ev?;
             self.apply_task_event(ev);
+        }
+        while let Some(ev) = self.cluster_watch.try_next() {
+            let ev = ev?;
+            if ev.key == self.cluster_key && ev.revision > self.cluster_active.0 {
+                self.cluster_active = (ev.revision, cluster_is_active(ev.value.as_deref()));
+            }
         }
         Ok(())
     }
@@ -515,11 +537,24 @@ impl ClusterView {
         Some(Held::Task(task.clone(), e.wire.clone()))
     }
 
+    /// Whether the cluster's record is ACTIVE, as of every commit the view reflects.
+    pub(crate) fn cluster_active(&self) -> bool {
+        self.cluster_active.1
+    }
+
     /// The highest store revision the view has applied.
     #[allow(dead_code)]
     pub(crate) fn revision(&self) -> Revision {
         self.revision
     }
+}
+
+/// Whether a cluster record (its stored bytes) is ACTIVE; an absent or unreadable one is not.
+fn cluster_is_active(value: Option<&[u8]>) -> bool {
+    use gantry_domain::cluster::{Cluster, ClusterStatus};
+    value
+        .and_then(|v| serde_json::from_slice::<Cluster>(v).ok())
+        .is_some_and(|c| c.status == ClusterStatus::Active)
 }
 
 async fn scan_each(

@@ -170,6 +170,34 @@ impl PlacementQueues {
         }
     }
 
+    /// [`read`](Self::read) for an operation on an ACTIVE cluster: `ClusterNotFoundException`
+    /// otherwise. A cluster with a view is checked against the view (which follows the cluster
+    /// record as it follows the tasks); one without is first read from the store, so a call
+    /// naming a cluster that does not exist makes no view.
+    pub(crate) async fn read_active<R>(
+        &self,
+        svc: &EcsService,
+        ctx: &RequestContext,
+        cluster: &str,
+        f: impl FnOnce(&ClusterView) -> R,
+    ) -> Result<R, EcsError> {
+        if !self.has_queue(&ctx.region, cluster) {
+            crate::wire::active_cluster(svc, ctx, cluster).await?;
+        }
+        let mut f = Some(f);
+        let read = self
+            .read(svc, &ctx.region, cluster, |view| {
+                view.cluster_active().then(|| f.take().map(|f| f(view)))
+            })
+            .await?;
+        read.flatten().ok_or(EcsError::ClusterNotFound)
+    }
+
+    fn has_queue(&self, region: &str, cluster: &str) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.contains_key(&format!("{region}/{cluster}"))
+    }
+
     fn queue(&self, region: &str, cluster: &str) -> Arc<ClusterQueue> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(format!("{region}/{cluster}"))
@@ -1365,6 +1393,82 @@ mod tests {
         }
         // Still current afterwards.
         assert!(view_snapshot(&a).await.is_some());
+    }
+
+    /// DescribeTasks checks the cluster against the view once the cluster has one: a cluster
+    /// made INACTIVE or deleted by another writer is not found at once, one made ACTIVE again
+    /// is, and a cluster whose name begins with this one's changes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn describe_tasks_follows_the_cluster_record_through_the_view() {
+        use gantry_domain::cluster::{Cluster, ClusterStatus};
+        let store = Arc::new(MemoryStore::new());
+        let (a, b) = setup(&store, &[1024]).await;
+        let run = call(
+            &a,
+            EcsOperation::RunTask,
+            json!({"cluster": CLUSTER, "taskDefinition": "t"}),
+        )
+        .await
+        .unwrap();
+        let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_owned();
+        let describe = || {
+            call(
+                &a,
+                EcsOperation::DescribeTasks,
+                json!({"cluster": CLUSTER, "tasks": [arn]}),
+            )
+        };
+        assert_eq!(describe().await.unwrap()["tasks"][0]["taskArn"], json!(arn));
+        assert!(view_snapshot(&a).await.is_some());
+        // A neighbour named with this cluster's name as prefix, made and deleted by the other
+        // writer.
+        let other = format!("{CLUSTER}2");
+        call(
+            &b,
+            EcsOperation::CreateCluster,
+            json!({"clusterName": other}),
+        )
+        .await
+        .unwrap();
+        call(&b, EcsOperation::DeleteCluster, json!({"cluster": other}))
+            .await
+            .unwrap();
+        assert_eq!(
+            describe().await.unwrap()["tasks"].as_array().unwrap().len(),
+            1
+        );
+        // The other writer makes the cluster INACTIVE, then ACTIVE, then deletes its record.
+        let key = keys::cluster(REGION, CLUSTER);
+        let current = store.get_typed::<Cluster>(&key).await.unwrap().unwrap();
+        let mut inactive = current.value.clone();
+        inactive.status = ClusterStatus::Inactive;
+        store
+            .commit(Txn::new().put(key.clone(), encode(&key, &inactive).unwrap()))
+            .await
+            .unwrap();
+        let err = describe().await.unwrap_err();
+        assert!(err.contains("Cluster not found"), "{err}");
+        store
+            .commit(Txn::new().put(key.clone(), encode(&key, &current.value).unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(
+            describe().await.unwrap()["tasks"].as_array().unwrap().len(),
+            1
+        );
+        store.commit(Txn::new().delete(key.clone())).await.unwrap();
+        let err = describe().await.unwrap_err();
+        assert!(err.contains("Cluster not found"), "{err}");
+        // A cluster that never existed makes no view.
+        let err = call(
+            &a,
+            EcsOperation::DescribeTasks,
+            json!({"cluster": "nope", "tasks": ["x"]}),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("Cluster not found"), "{err}");
+        assert!(!a.placement.has_queue(REGION, "nope"));
     }
 
     /// Many concurrent calls on a small cluster: everything asked for is either placed or in

@@ -949,27 +949,32 @@ pub(super) async fn describe_serialized(
     // read as sent.
     let req: DescribeTasksRequest<'_> = gantry_aws_proto::json::parse_body(body)?;
     let cluster = cluster_name(req.cluster.as_deref())?;
-    // ECS looks the cluster up first, then refuses an empty list in its own words.
-    active_cluster(svc, ctx, &cluster).await?;
+    let with_tags = include_tags(&req.include);
+    let valid = (1..=100).contains(&req.tasks.len());
+    // From the cluster's in-memory view (current with every commit acknowledged before this
+    // call); a task the view does not hold is read from the store. ECS looks the cluster up
+    // first, then refuses an empty list in its own words.
+    let serialized = matches!(with_tags, Ok(false));
+    let held: Vec<Option<Held>> = svc
+        .placement
+        .read_active(svc, ctx, &cluster, |view| {
+            if !valid {
+                return Vec::new();
+            }
+            req.tasks
+                .iter()
+                .map(|r| view.task_for_describe(task_id_of(r), serialized))
+                .collect()
+        })
+        .await?;
     if req.tasks.is_empty() {
         return Err(EcsError::invalid("Tasks cannot be empty."));
     }
     check_len("tasks", &req.tasks, 100)?;
-    let with_tags = include_tags(&req.include)?;
+    let with_tags = with_tags?;
     let mut members: Vec<Arc<[u8]>> = Vec::with_capacity(req.tasks.len());
     let mut failures = Vec::new();
     let mut defs: BTreeMap<(String, u32), Option<TaskDefinition>> = BTreeMap::new();
-    // From the cluster's in-memory view (current with every commit acknowledged before this
-    // call); a task the view does not hold is read from the store.
-    let held: Vec<Option<Held>> = svc
-        .placement
-        .read(svc, &ctx.region, &cluster, |view| {
-            req.tasks
-                .iter()
-                .map(|r| view.task_for_describe(task_id_of(r), !with_tags))
-                .collect()
-        })
-        .await?;
     for (r, held) in req.tasks.iter().zip(held) {
         let (task, cell) = match held {
             Some(Held::Serialized(bytes)) => {
