@@ -525,6 +525,23 @@ impl ClusterView {
         e.task.clone().map(|t| (e.revision, t))
     }
 
+    /// `f` of the serialized DescribeTasks members of the tasks `ids`, in order, borrowed from
+    /// the view; `None` unless the view holds every one of them with its member made.
+    pub(crate) fn with_serialized<'i, R>(
+        &self,
+        ids: impl Iterator<Item = &'i str>,
+        f: impl FnOnce(&[&[u8]]) -> R,
+    ) -> Option<R> {
+        let members = ids
+            .map(|id| {
+                let e = self.tasks.get(id)?;
+                e.task.as_ref()?;
+                e.wire.get().map(|bytes| &bytes[..])
+            })
+            .collect::<Option<Vec<&[u8]>>>()?;
+        Some(f(&members))
+    }
+
     /// A task as DescribeTasks needs it: its serialized member when `serialized` is wanted and
     /// already made (one reference count, the record untouched), else the record with the cell
     /// its member is kept in.

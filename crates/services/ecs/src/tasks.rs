@@ -955,18 +955,31 @@ pub(super) async fn describe_serialized(
     // call); a task the view does not hold is read from the store. ECS looks the cluster up
     // first, then refuses an empty list in its own words.
     let serialized = matches!(with_tags, Ok(false));
-    let held: Vec<Option<Held>> = svc
+    let looked = svc
         .placement
         .read_active(svc, ctx, &cluster, |view| {
             if !valid {
-                return Vec::new();
+                return Looked::Held(Vec::new());
             }
-            req.tasks
-                .iter()
-                .map(|r| view.task_for_describe(task_id_of(r), serialized))
-                .collect()
+            // Every task held with its member made (the common case): the answer is copied from
+            // the members under the view's lock, touching no reference count (calls describing
+            // the same tasks from both cores made those counts bounce between them).
+            let ids = req.tasks.iter().map(|r| task_id_of(r));
+            if serialized && let Some(answer) = view.with_serialized(ids, answer_of) {
+                return Looked::Answer(answer);
+            }
+            Looked::Held(
+                req.tasks
+                    .iter()
+                    .map(|r| view.task_for_describe(task_id_of(r), serialized))
+                    .collect(),
+            )
         })
         .await?;
+    let held = match looked {
+        Looked::Answer(answer) => return Ok(answer),
+        Looked::Held(held) => held,
+    };
     if req.tasks.is_empty() {
         return Err(EcsError::invalid("Tasks cannot be empty."));
     }
@@ -1013,26 +1026,41 @@ pub(super) async fn describe_serialized(
         members.push(member);
     }
     let failures = serde_json::to_vec(&failures).map_err(|e| EcsError::Internal(e.to_string()))?;
-    // `{"failures":F,"tasks":[M,M,...]}`, written once into a buffer of its final size.
+    Ok(answer_with(&failures, &members))
+}
+
+/// What DescribeTasks found in the view: its whole answer, or each task as held.
+enum Looked {
+    Answer(Vec<u8>),
+    Held(Vec<Option<Held>>),
+}
+
+/// The answer of a DescribeTasks whose every task was found: `{"failures":[],"tasks":[M,...]}`.
+fn answer_of(members: &[&[u8]]) -> Vec<u8> {
+    answer_with(b"[]", members)
+}
+
+/// `{"failures":F,"tasks":[M,M,...]}`, written once into a buffer of its final size.
+fn answer_with(failures: &[u8], members: &[impl AsRef<[u8]>]) -> Vec<u8> {
     const OPEN: &[u8] = b"{\"failures\":";
     const TASKS: &[u8] = b",\"tasks\":[";
     let size = OPEN.len()
         + failures.len()
         + TASKS.len()
-        + members.iter().map(|m| m.len() + 1).sum::<usize>()
+        + members.iter().map(|m| m.as_ref().len() + 1).sum::<usize>()
         + 2;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(OPEN);
-    out.extend_from_slice(&failures);
+    out.extend_from_slice(failures);
     out.extend_from_slice(TASKS);
     for (i, m) in members.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(m);
+        out.extend_from_slice(m.as_ref());
     }
     out.extend_from_slice(b"]}");
-    Ok(out)
+    out
 }
 
 #[derive(Deserialize)]
