@@ -158,16 +158,7 @@ impl PlacementQueues {
         cluster: &str,
         f: impl FnOnce(&ClusterView) -> R,
     ) -> Result<R, EcsError> {
-        let queue = self.queue(region, cluster);
-        let mut slot = queue.view.lock().await;
-        match slot.as_mut() {
-            Some(view) => view.catch_up(svc.store.as_ref()).await?,
-            None => *slot = Some(ClusterView::load(svc.store.as_ref(), region, cluster).await?),
-        }
-        match slot.as_ref() {
-            Some(view) => Ok(f(view)),
-            None => Err(EcsError::Internal("cluster view missing".into())),
-        }
+        read_view(svc, &self.queue(region, cluster), f).await
     }
 
     /// [`read`](Self::read) for an operation on an ACTIVE cluster: `ClusterNotFoundException`
@@ -181,21 +172,21 @@ impl PlacementQueues {
         cluster: &str,
         f: impl FnOnce(&ClusterView) -> R,
     ) -> Result<R, EcsError> {
-        if !self.has_queue(&ctx.region, cluster) {
-            crate::wire::active_cluster(svc, ctx, cluster).await?;
-        }
-        let mut f = Some(f);
-        let read = self
-            .read(svc, &ctx.region, cluster, |view| {
-                view.cluster_active().then(|| f.take().map(|f| f(view)))
-            })
-            .await?;
-        read.flatten().ok_or(EcsError::ClusterNotFound)
+        let queue = match self.existing_queue(&ctx.region, cluster) {
+            Some(queue) => queue,
+            None => {
+                crate::wire::active_cluster(svc, ctx, cluster).await?;
+                self.queue(&ctx.region, cluster)
+            }
+        };
+        read_view(svc, &queue, |view| view.cluster_active().then(|| f(view)))
+            .await?
+            .ok_or(EcsError::ClusterNotFound)
     }
 
-    fn has_queue(&self, region: &str, cluster: &str) -> bool {
+    fn existing_queue(&self, region: &str, cluster: &str) -> Option<Arc<ClusterQueue>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.contains_key(&format!("{region}/{cluster}"))
+        map.get(&format!("{region}/{cluster}")).cloned()
     }
 
     fn queue(&self, region: &str, cluster: &str) -> Arc<ClusterQueue> {
@@ -214,6 +205,27 @@ impl PlacementQueues {
                 queue
             })
             .clone()
+    }
+}
+
+/// Runs `f` on the queue's view, current with every commit acknowledged before the call (it
+/// waits for a placement batch in progress).
+async fn read_view<R>(
+    svc: &EcsService,
+    queue: &ClusterQueue,
+    f: impl FnOnce(&ClusterView) -> R,
+) -> Result<R, EcsError> {
+    let mut slot = queue.view.lock().await;
+    match slot.as_mut() {
+        Some(view) => view.catch_up(svc.store.as_ref()).await?,
+        None => {
+            let view = ClusterView::load(svc.store.as_ref(), &queue.region, &queue.cluster).await?;
+            *slot = Some(view);
+        }
+    }
+    match slot.as_ref() {
+        Some(view) => Ok(f(view)),
+        None => Err(EcsError::Internal("cluster view missing".into())),
     }
 }
 
@@ -1482,7 +1494,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(err.contains("Cluster not found"), "{err}");
-        assert!(!a.placement.has_queue(REGION, "nope"));
+        assert!(a.placement.existing_queue(REGION, "nope").is_none());
     }
 
     /// Many concurrent calls on a small cluster: everything asked for is either placed or in
