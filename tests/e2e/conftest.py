@@ -1,5 +1,6 @@
 """Fixtures that start the real `gantry` binary on port 0 and drive it with real AWS clients."""
 
+import atexit
 import fcntl
 import json
 import os
@@ -9,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +21,24 @@ from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+
+
+def _own_docker_config() -> None:
+    """Gives this pytest process (each xdist worker) its own docker CLI config directory.
+
+    `docker login` reads config.json, adds its registry and writes the whole file back, so two workers
+    logging in to their servers at once could each drop the other's credentials (a later push then
+    fails with "no basic auth credentials"). Plugins of the user's config stay reachable.
+    """
+    original = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    own = Path(tempfile.mkdtemp(prefix="gantry-e2e-docker-"))
+    if (original / "cli-plugins").is_dir():
+        (own / "cli-plugins").symlink_to(original / "cli-plugins")
+    os.environ["DOCKER_CONFIG"] = str(own)
+    atexit.register(shutil.rmtree, own, True)
+
+
+_own_docker_config()
 
 
 def gantry_binary() -> str:
