@@ -139,6 +139,32 @@ class Gantry:
         return json.loads(self.aws(*args, "--output", "json").stdout or "{}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_task_containers_left(tmp_path_factory):
+    """After this pytest process's last test, removes the task containers of every agent it started.
+
+    A test that kills an agent (a lost host) or stops it leaves that host's containers behind, as a
+    stopped ECS agent does. Each agent's checkpoint under this process's temp dir names its container
+    instance, and Gantry labels each task container with it, so the containers of the other worker's
+    agents, which may still be running tests, are not touched.
+    """
+    yield
+    if shutil.which("docker") is None:
+        return
+    instances = set()
+    for checkpoint in tmp_path_factory.getbasetemp().rglob("agent-checkpoint.json"):
+        try:
+            instances.add(json.loads(checkpoint.read_text())["containerInstanceArn"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    listed = subprocess.run(["docker", "ps", "-a", "--filter", "label=com.amazonaws.ecs.task-arn",
+                             "--format", '{{.ID}} {{.Label "gantry.container-instance"}}'],
+                            capture_output=True, text=True, timeout=60).stdout
+    ours = [line.split()[0] for line in listed.splitlines() if len(line.split()) == 2 and line.split()[1] in instances]
+    if ours:
+        subprocess.run(["docker", "rm", "-f", *ours], capture_output=True, timeout=300)
+
+
 @pytest.fixture
 def gantry(tmp_path):
     g = Gantry(tmp_path / "data").start()
