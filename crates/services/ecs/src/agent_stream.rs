@@ -184,9 +184,40 @@ impl AgentStreams {
             () = stopped(&mut shutdown) => return 0,
         }
         let mut marked = 0;
+        // Only the instances are read: each region's `ecs/<region>/instance/` in turn, the next
+        // region found as the first ECS key past the previous region's (its tasks, services and
+        // task definitions, far more than its instances, are skipped unread).
+        let mut past_region: Option<String> = None;
+        loop {
+            let first = match self.store.scan("ecs/", past_region.as_deref(), 1).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read container instances");
+                    return marked;
+                }
+            };
+            let Some(region) = first.records.first().and_then(|r| {
+                r.key
+                    .strip_prefix("ecs/")
+                    .and_then(|rest| rest.split_once('/'))
+                    .map(|(region, _)| region.to_owned())
+            }) else {
+                return marked;
+            };
+            marked += self.expire_in(&region, started).await;
+            // '0' follows '/': every key of this region sorts before `ecs/<region>0`, and every
+            // key of a region whose name merely starts with this one's sorts after it.
+            past_region = Some(format!("ecs/{region}0"));
+        }
+    }
+
+    /// [`Self::expire_earlier_connections`] for the instances of one region.
+    async fn expire_in(&self, region: &str, started: u64) -> usize {
+        let prefix = format!("ecs/{region}/instance/");
+        let mut marked = 0;
         let mut start_after: Option<String> = None;
         loop {
-            let page = match self.store.scan("ecs/", start_after.as_deref(), 1000).await {
+            let page = match self.store.scan(&prefix, start_after.as_deref(), 1000).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read container instances");
@@ -727,6 +758,123 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
         }
         if rx.changed().await.is_err() {
             return std::future::pending().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use gantry_domain::container_instance::ContainerInstance;
+    use gantry_front::{RandomIds, RequestContext, SystemClock};
+    use gantry_store::{MemoryStore, Store, StoreExt, Txn, encode};
+    use serde_json::json;
+
+    use super::AgentStreams;
+    use crate::{EcsOperation, EcsService, keys};
+
+    fn ctx(region: &str) -> RequestContext {
+        RequestContext {
+            request_id: "r".into(),
+            region: region.into(),
+            account_id: "000000000000".into(),
+            access_key_id: "AKID".into(),
+            now: 1_700_000_000_000,
+            caller: None,
+        }
+    }
+
+    async fn call(
+        svc: &EcsService,
+        region: &str,
+        op: EcsOperation,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        svc.dispatch(op, body.to_string().as_bytes(), &ctx(region))
+            .await
+            .unwrap()
+    }
+
+    /// After a restart, instances an earlier run recorded connected are marked disconnected in
+    /// every region, including one whose name begins with another's; the tasks and task
+    /// definitions beside them (skipped by the scan) change nothing.
+    #[tokio::test]
+    async fn earlier_connections_expire_in_every_region() {
+        let store = Arc::new(MemoryStore::new());
+        let svc = EcsService::new(store.clone(), Arc::new(RandomIds));
+        let mut instances = Vec::new();
+        for region in ["eu-west-1", "us-east-1", "us-east-10"] {
+            call(
+                &svc,
+                region,
+                EcsOperation::CreateCluster,
+                json!({"clusterName": "c"}),
+            )
+            .await;
+            call(
+                &svc,
+                region,
+                EcsOperation::RegisterTaskDefinition,
+                json!({"family": "t", "containerDefinitions": [
+                    {"name": "c", "image": "busybox", "memory": 256}]}),
+            )
+            .await;
+            for connected in [true, false] {
+                let v = call(
+                    &svc,
+                    region,
+                    EcsOperation::RegisterContainerInstance,
+                    json!({"cluster": "c", "totalResources": [
+                        {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]}),
+                )
+                .await;
+                let arn = v["containerInstance"]["containerInstanceArn"]
+                    .as_str()
+                    .unwrap();
+                let key = keys::container_instance(region, "c", arn.rsplit('/').next().unwrap());
+                let rec = store
+                    .get_typed::<ContainerInstance>(&key)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let mut ci = rec.value;
+                ci.agent_connected = connected;
+                let txn = Txn::new().put(&key, encode(&key, &ci).unwrap());
+                assert!(store.commit(txn).await.unwrap().is_committed());
+                instances.push((key, connected));
+            }
+            call(
+                &svc,
+                region,
+                EcsOperation::RunTask,
+                json!({"cluster": "c", "taskDefinition": "t"}),
+            )
+            .await;
+        }
+
+        let streams = Arc::new(
+            AgentStreams::new(
+                store.clone() as Arc<dyn Store>,
+                Arc::new(HashMap::<String, String>::new()),
+                Arc::new(SystemClock),
+                "000000000000",
+            )
+            .with_grace(Duration::ZERO),
+        );
+        assert_eq!(streams.clone().expire_earlier_connections().await, 3);
+        for (key, was_connected) in instances {
+            let ci = store
+                .get_typed::<ContainerInstance>(&key)
+                .await
+                .unwrap()
+                .unwrap()
+                .value;
+            assert!(!ci.agent_connected, "{key} still connected");
+            assert_eq!(ci.disconnected_at.is_some(), was_connected, "{key}");
         }
     }
 }
