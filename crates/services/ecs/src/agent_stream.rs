@@ -73,6 +73,10 @@ struct ClusterTasks {
     /// Task id → (revision, instance while the task is not STOPPED).
     tasks: HashMap<String, (Revision, Option<String>)>,
     on: HashMap<String, std::collections::HashSet<String>>,
+    /// Whether the cluster's tasks have been read into the index. Until then the index holds
+    /// only the changes the dispatcher saw since the read began, and answers nobody: a host
+    /// told its tasks from it would stop every task it is not told of.
+    loaded: bool,
 }
 
 impl ClusterTasks {
@@ -486,13 +490,17 @@ impl AgentStreams {
                 .map(|set| set.iter().cloned().collect::<Vec<_>>())
                 .unwrap_or_default()
         };
-        if let Some(c) = self.index.lock().ok()?.clusters.get(&cluster_key) {
+        if let Some(c) = self.index.lock().ok()?.clusters.get(&cluster_key)
+            && c.loaded
+        {
             return Some(ids_of(c));
         }
         let _loading = self.loading.lock().await;
         {
             let mut index = self.index.lock().ok()?;
-            if let Some(c) = index.clusters.get(&cluster_key) {
+            if let Some(c) = index.clusters.get(&cluster_key)
+                && c.loaded
+            {
                 return Some(ids_of(c));
             }
             // From here on the dispatcher records this cluster's changes; the read below fills
@@ -515,6 +523,7 @@ impl AgentStreams {
                 for t in tasks {
                     c.apply(&t.value.id, t.revision, live_instance(&t.value), false);
                 }
+                c.loaded = true;
                 Some(ids_of(c))
             }
             // The dispatcher missed changes meanwhile and dropped the index: answer from the read.
@@ -773,8 +782,160 @@ mod tests {
     use gantry_store::{MemoryStore, Store, StoreExt, Txn, encode};
     use serde_json::json;
 
-    use super::AgentStreams;
+    use super::{AgentStreams, Session};
     use crate::{EcsOperation, EcsService, keys};
+
+    /// A store whose scans wait, once they have begun, until the test opens the gate.
+    #[derive(Debug)]
+    struct GatedScans {
+        inner: Arc<MemoryStore>,
+        entered: tokio::sync::Notify,
+        open: tokio::sync::watch::Receiver<bool>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for GatedScans {
+        async fn get(
+            &self,
+            key: &str,
+        ) -> Result<Option<gantry_store::Record>, gantry_store::StoreError> {
+            self.inner.get(key).await
+        }
+        async fn scan(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+            limit: usize,
+        ) -> Result<gantry_store::Page, gantry_store::StoreError> {
+            self.entered.notify_one();
+            let mut open = self.open.clone();
+            open.wait_for(|o| *o).await.expect("gate kept");
+            self.inner.scan(prefix, start_after, limit).await
+        }
+        async fn commit(
+            &self,
+            txn: Txn,
+        ) -> Result<gantry_store::TxnOutcome, gantry_store::StoreError> {
+            self.inner.commit(txn).await
+        }
+        async fn revision(&self) -> Result<gantry_store::Revision, gantry_store::StoreError> {
+            self.inner.revision().await
+        }
+        fn watch(&self, prefix: &str) -> gantry_store::Watch {
+            self.inner.watch(prefix)
+        }
+    }
+
+    async fn register(svc: &EcsService) -> String {
+        let v = call(
+            svc,
+            "us-east-1",
+            EcsOperation::RegisterContainerInstance,
+            json!({"cluster": "c", "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]}),
+        )
+        .await;
+        let arn = v["containerInstance"]["containerInstanceArn"]
+            .as_str()
+            .unwrap();
+        arn.rsplit('/').next().unwrap().to_owned()
+    }
+
+    fn session(instance_id: &str, id: u64) -> Session {
+        Session {
+            region: "us-east-1".into(),
+            cluster: "c".into(),
+            instance_id: instance_id.into(),
+            instance_arn: format!(
+                "arn:aws:ecs:us-east-1:000000000000:container-instance/c/{instance_id}"
+            ),
+            id,
+        }
+    }
+
+    /// Hosts reconnecting together after a restart: while one host's stream reads the
+    /// cluster's tasks into the index, another host's full state is not answered from the
+    /// half-filled index (it was answered empty, and that host stopped all its tasks).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_state_waits_for_the_index_being_read() {
+        let memory = Arc::new(MemoryStore::new());
+        let svc = EcsService::new(memory.clone(), Arc::new(RandomIds));
+        call(
+            &svc,
+            "us-east-1",
+            EcsOperation::CreateCluster,
+            json!({"clusterName": "c"}),
+        )
+        .await;
+        call(
+            &svc,
+            "us-east-1",
+            EcsOperation::RegisterTaskDefinition,
+            json!({"family": "t", "containerDefinitions": [{"name": "c", "image": "busybox", "memory": 256}]}),
+        )
+        .await;
+        let first = register(&svc).await;
+        let run = call(
+            &svc,
+            "us-east-1",
+            EcsOperation::RunTask,
+            json!({"cluster": "c", "taskDefinition": "t", "count": 2}),
+        )
+        .await;
+        let mut want: Vec<String> = run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                t["taskArn"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        want.sort();
+        assert_eq!(want.len(), 2, "{run}");
+        let second = register(&svc).await;
+
+        let (open_tx, open) = tokio::sync::watch::channel(false);
+        let gated = Arc::new(GatedScans {
+            inner: memory,
+            entered: tokio::sync::Notify::new(),
+            open,
+        });
+        let streams = Arc::new(AgentStreams::new(
+            gated.clone() as Arc<dyn Store>,
+            Arc::new(HashMap::<String, String>::new()),
+            Arc::new(SystemClock),
+            "000000000000",
+        ));
+        // The second host's stream begins reading the cluster's tasks and is held there.
+        let reader = {
+            let streams = streams.clone();
+            let s = session(&second, 2);
+            tokio::spawn(async move { streams.task_ids_on(&s).await })
+        };
+        gated.entered.notified().await;
+        // The first host must not be answered meanwhile.
+        let early = tokio::time::timeout(
+            Duration::from_millis(300),
+            streams.task_ids_on(&session(&first, 1)),
+        )
+        .await;
+        assert!(
+            early.is_err(),
+            "answered from the index being read: {early:?}"
+        );
+        open_tx.send(true).unwrap();
+        assert_eq!(reader.await.unwrap(), Some(vec![]));
+        let mut got = streams.task_ids_on(&session(&first, 1)).await.unwrap();
+        got.sort();
+        assert_eq!(got, want);
+    }
 
     fn ctx(region: &str) -> RequestContext {
         RequestContext {
