@@ -229,14 +229,6 @@ impl AgentStreams {
                 }
             };
             for rec in &page.records {
-                // ecs/<region>/instance/<cluster>/<id>
-                let mut parts = rec.key.split('/');
-                if !matches!(
-                    (parts.next(), parts.next(), parts.next()),
-                    (Some("ecs"), Some(_), Some("instance"))
-                ) {
-                    continue;
-                }
                 let Ok(ci) = gantry_store::decode::<ContainerInstance>(rec) else {
                     continue;
                 };
@@ -826,10 +818,10 @@ mod tests {
         }
     }
 
-    async fn register(svc: &EcsService) -> String {
+    async fn register(svc: &EcsService, region: &str) -> String {
         let v = call(
             svc,
-            "us-east-1",
+            region,
             EcsOperation::RegisterContainerInstance,
             json!({"cluster": "c", "totalResources": [
                 {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
@@ -875,7 +867,7 @@ mod tests {
             json!({"family": "t", "containerDefinitions": [{"name": "c", "image": "busybox", "memory": 256}]}),
         )
         .await;
-        let first = register(&svc).await;
+        let first = register(&svc, "us-east-1").await;
         let run = call(
             &svc,
             "us-east-1",
@@ -899,7 +891,7 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(want.len(), 2, "{run}");
-        let second = register(&svc).await;
+        let second = register(&svc, "us-east-1").await;
 
         let (open_tx, open) = tokio::sync::watch::channel(false);
         let gated = Arc::new(GatedScans {
@@ -984,19 +976,8 @@ mod tests {
             )
             .await;
             for connected in [true, false] {
-                let v = call(
-                    &svc,
-                    region,
-                    EcsOperation::RegisterContainerInstance,
-                    json!({"cluster": "c", "totalResources": [
-                        {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]}),
-                )
-                .await;
-                let arn = v["containerInstance"]["containerInstanceArn"]
-                    .as_str()
-                    .unwrap();
-                let key = keys::container_instance(region, "c", arn.rsplit('/').next().unwrap());
+                let id = register(&svc, region).await;
+                let key = keys::container_instance(region, "c", &id);
                 let rec = store
                     .get_typed::<ContainerInstance>(&key)
                     .await
