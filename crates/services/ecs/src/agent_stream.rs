@@ -200,15 +200,17 @@ impl AgentStreams {
                     return marked;
                 }
             };
-            let Some(region) = first.records.first().and_then(|r| {
-                r.key
-                    .strip_prefix("ecs/")
-                    .and_then(|rest| rest.split_once('/'))
-                    .map(|(region, _)| region.to_owned())
-            }) else {
+            let Some(key) = first.records.into_iter().next().map(|r| r.key) else {
                 return marked;
             };
-            marked += self.expire_in(&region, started).await;
+            let Some((region, _)) = key
+                .strip_prefix("ecs/")
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                past_region = Some(key); // not a region's key: step past it
+                continue;
+            };
+            marked += self.expire_in(region, started).await;
             // '0' follows '/': every key of this region sorts before `ecs/<region>0`, and every
             // key of a region whose name merely starts with this one's sorts after it.
             past_region = Some(format!("ecs/{region}0"));
@@ -998,6 +1000,9 @@ mod tests {
             .await;
         }
 
+        // A key under `ecs/` that names no region is stepped over.
+        let stray = Txn::new().put("ecs/stray", b"{}".to_vec());
+        assert!(store.commit(stray).await.unwrap().is_committed());
         let streams = Arc::new(
             AgentStreams::new(
                 store.clone() as Arc<dyn Store>,
